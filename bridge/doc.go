@@ -1,0 +1,22 @@
+// Package bridge converts calls between HTTP, gRPC and NATS request-reply.
+//
+// It is the wire format of the mesh, shared by the agent (sidecar and
+// in-process) and by the edge gateway. It has three parts:
+//
+//   - Subjects: [Subject] names a call as
+//     mesh.<service>.<subset>.<caller>.<proto>.<op>, with every token
+//     validated or escaped so that outside input can never form a wildcard or
+//     change the token count. The broker routes on it: service discovery is
+//     subject interest and load balancing is queue groups.
+//   - Messages: an HTTP request or a unary gRPC call becomes one NATS message
+//     (headers carry the metadata, the body is the payload) and a reply
+//     becomes an HTTP response or a gRPC status. Header names that NATS or the
+//     mesh reserve ("Status", "Mesh-*", "Nats-*") are escaped on the way in and
+//     restored on the way out, so a service's own headers never look like
+//     mesh metadata or a NATS status.
+//   - Errors: [Error] is a failure made by the mesh (no responders, timeout,
+//     overloaded, ...). It travels as the Mesh-Error header, is never confused
+//     with a service's own answer, and maps to an HTTP status and a gRPC code.
+//
+// The package imports no other natsmesh package.
+package bridge

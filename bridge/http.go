@@ -1,0 +1,461 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+)
+
+// EncodeHTTPRequest turns an HTTP request into the NATS message for subject:
+// the request line in Mesh-* headers, the end-to-end headers (hop-by-hop ones
+// removed, reserved names escaped), the time left until r's context deadline,
+// and the body as the payload. The body is read (and closed) here, bounded by
+// lim, so an oversized request fails before anything is published.
+//
+// It fails with a *Error: KindBadRequest for ambiguous framing (both
+// Content-Length and Transfer-Encoding, or conflicting lengths),
+// KindHeadersTooLarge past lim's header bounds, and KindTooLarge past
+// max_payload.
+func EncodeHTTPRequest(r *http.Request, subject string, lim Limits) (*nats.Msg, error) {
+	if r.Body != nil {
+		defer r.Body.Close()
+	}
+	if err := checkFraming(r.Header, r.TransferEncoding); err != nil {
+		return nil, err
+	}
+	if r.ContentLength > lim.maxPayload() {
+		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("body of %d bytes exceeds max_payload (%d bytes)", r.ContentLength, lim.maxPayload())}
+	}
+	m := &nats.Msg{Subject: subject, Header: make(nats.Header, len(r.Header)+5)}
+	n, size := copyHeaders(m.Header, r.Header, "")
+	// The Go server moves trailers declared up front to r.Trailer; they are
+	// only known after the body is read, below.
+	m.Header[HeaderMethod] = []string{r.Method}
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	m.Header[HeaderPath] = []string{path}
+	if r.URL.RawQuery != "" {
+		m.Header[HeaderQuery] = []string{r.URL.RawQuery}
+	}
+	if r.Host != "" {
+		m.Header[HeaderHost] = []string{r.Host}
+	}
+	deadline, ok := r.Context().Deadline()
+	setTimeout(m.Header, deadline, ok)
+	if r.ContentLength > 0 && r.ContentLength <= lim.maxPayload() {
+		m.Header["Content-Length"] = []string{strconv.FormatInt(r.ContentLength, 10)}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		body, err := readLimited(r.Body, r.ContentLength, lim.maxPayload())
+		if err != nil {
+			return nil, err
+		}
+		m.Data = body
+		if r.ContentLength < 0 {
+			// A chunked body: the receiver gets a plain sized one.
+			m.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
+		}
+	}
+	tn, tsize := copyHeaders(m.Header, r.Trailer, trailerPrefix)
+	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkFraming rejects requests whose length is ambiguous, the root of
+// request smuggling (RFC 9112 section 6.3).
+func checkFraming(h http.Header, te []string) error {
+	cl := h.Values("Content-Length")
+	if len(te) > 0 || len(h.Values("Transfer-Encoding")) > 0 {
+		if len(cl) > 0 {
+			return &Error{Kind: KindBadRequest, Message: "both Content-Length and Transfer-Encoding"}
+		}
+		return nil
+	}
+	var first string
+	for i, v := range cl {
+		for _, p := range strings.Split(v, ",") {
+			p = strings.TrimSpace(p)
+			if _, err := strconv.ParseUint(p, 10, 63); err != nil {
+				return &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad Content-Length %q", v)}
+			}
+			if i == 0 && first == "" {
+				first = p
+			} else if p != first {
+				return &Error{Kind: KindBadRequest, Message: "conflicting Content-Length values"}
+			}
+		}
+	}
+	return nil
+}
+
+// readLimited reads a body of at most max bytes.
+func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
+	capacity := int64(512)
+	if hint > 0 {
+		capacity = hint
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, capacity))
+	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
+	if err != nil {
+		return nil, &Error{Kind: KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
+	}
+	if n > max {
+		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("body exceeds max_payload (%d bytes)", max)}
+	}
+	return buf.Bytes(), nil
+}
+
+// copyHeaders copies the end-to-end headers of src into dst, under escaped
+// names behind prefix, and returns how many values and bytes it copied.
+func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size int) {
+	if len(src) == 0 {
+		return 0, 0
+	}
+	conn := connectionTokens(src)
+	for k, vs := range src {
+		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) {
+			continue
+		}
+		name := prefix + EscapeHeaderName(k)
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+			count++
+		}
+		dst[name] = append(dst[name], vs...)
+	}
+	return count, size
+}
+
+// readHeaders splits the service headers and trailers out of a NATS header.
+func readHeaders(src nats.Header) (h, trailer http.Header) {
+	h = make(http.Header, len(src))
+	for k, vs := range src {
+		if strings.HasPrefix(k, trailerPrefix) {
+			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok {
+				if trailer == nil {
+					trailer = make(http.Header)
+				}
+				trailer[name] = append(trailer[name], vs...)
+			}
+			continue
+		}
+		if name, ok := UnescapeHeaderName(k); ok {
+			h[name] = append(h[name], vs...)
+		}
+	}
+	return h, trailer
+}
+
+// DecodeHTTPRequest turns a request message into a server-side *http.Request
+// (as an http.Handler receives it) under ctx. When the message carries a
+// timeout, the request's context gets that deadline; call cancel when done.
+// It fails with KindBadRequest when the message is not an HTTP request.
+func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cancel context.CancelFunc, err error) {
+	method := m.Header.Get(HeaderMethod)
+	if method == "" || !validMethod(method) {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %q", HeaderMethod, method)}
+	}
+	path := m.Header.Get(HeaderPath)
+	if path == "" {
+		path = "/"
+	}
+	if path[0] != '/' {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %q", HeaderPath, path)}
+	}
+	requestURI := path
+	if q := m.Header.Get(HeaderQuery); q != "" {
+		requestURI += "?" + q
+	}
+	u, err := url.ParseRequestURI(requestURI)
+	if err != nil {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: "bad request path: " + err.Error(), Err: err}
+	}
+	timeout, err := Timeout(m.Header)
+	if err != nil {
+		return nil, nil, err
+	}
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	h, trailer := readHeaders(m.Header)
+	r = &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Trailer:       trailer,
+		Host:          m.Header.Get(HeaderHost),
+		RequestURI:    requestURI,
+		ContentLength: int64(len(m.Data)),
+		Body:          http.NoBody,
+	}
+	if len(m.Data) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(m.Data))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(m.Data)), nil }
+	}
+	if len(m.Data) > 0 || h.Get("Content-Length") != "" {
+		h.Set("Content-Length", strconv.Itoa(len(m.Data)))
+	}
+	return r.WithContext(ctx), cancel, nil
+}
+
+// validMethod reports whether m is an HTTP token (RFC 9110 section 5.6.2).
+func validMethod(m string) bool {
+	if len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// HTTPResponseMsg is the reply that carries a service's HTTP answer. Header
+// and trailer are copied as in [EncodeHTTPRequest]; a body over max_payload,
+// or headers over lim, give a *Error instead, to be sent with [ErrorMsg].
+func HTTPResponseMsg(status int, header http.Header, body []byte, trailer http.Header, lim Limits) (*nats.Msg, error) {
+	m := &nats.Msg{Header: make(nats.Header, len(header)+2), Data: body}
+	n, size := copyHeaders(m.Header, header, "")
+	tn, tsize := copyHeaders(m.Header, trailer, trailerPrefix)
+	m.Header[HeaderStatus] = []string{strconv.Itoa(status)}
+	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// EncodeHTTPResponse reads resp (body bounded by lim, then closed) into the
+// reply message for the caller.
+func EncodeHTTPResponse(resp *http.Response, lim Limits) (*nats.Msg, error) {
+	defer resp.Body.Close()
+	if resp.ContentLength > lim.maxPayload() {
+		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("response body of %d bytes exceeds max_payload (%d bytes)", resp.ContentLength, lim.maxPayload())}
+	}
+	body, err := readLimited(resp.Body, resp.ContentLength, lim.maxPayload())
+	if err != nil {
+		if e := FromError(err); e.Kind == KindBadRequest {
+			// A broken response body is the upstream's failure, not the caller's.
+			e.Kind = KindUpstream
+			return nil, e
+		}
+		return nil, err
+	}
+	return HTTPResponseMsg(resp.StatusCode, resp.Header, body, resp.Trailer, lim)
+}
+
+// DecodeHTTPResponse turns a reply into an *http.Response. A mesh error reply
+// is returned as a *Error and no response. A reply without Mesh-Status is a
+// NATS-native answer (a nats.go/micro service, say): 200 with the payload,
+// or, when it carries micro's Nats-Service-Error headers, the error code as
+// the status (400 to 599 as they are, anything else 500) and the description
+// as a plain-text body.
+func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
+	if e := errorFromHeader(m.Header); e != nil {
+		return nil, e
+	}
+	status, meshReply := statusOf(m.Header)
+	var h, trailer http.Header
+	body := m.Data
+	switch {
+	case meshReply:
+		h, trailer = readHeaders(m.Header)
+	case m.Header.Get(microErrorHeader) != "" || m.Header.Get(microErrorCodeHeader) != "":
+		status = microStatus(m.Header.Get(microErrorCodeHeader))
+		h = http.Header{
+			"Content-Type":      {"text/plain; charset=utf-8"},
+			microErrorHeader:     {m.Header.Get(microErrorHeader)},
+			microErrorCodeHeader: {m.Header.Get(microErrorCodeHeader)},
+		}
+		if len(body) == 0 {
+			body = []byte(m.Header.Get(microErrorHeader) + "\n")
+		}
+	default:
+		status = http.StatusOK
+		h = make(http.Header, len(m.Header))
+		for k, vs := range m.Header {
+			h[k] = vs
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return &http.Response{
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode:    status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Trailer:       trailer,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+	}, nil
+}
+
+// nats.go/micro's error reply headers.
+const (
+	microErrorHeader     = "Nats-Service-Error"
+	microErrorCodeHeader = "Nats-Service-Error-Code"
+)
+
+func microStatus(code string) int {
+	c, err := strconv.Atoi(code)
+	if err != nil || c < 400 || c > 599 {
+		return http.StatusInternalServerError
+	}
+	return c
+}
+
+// WriteHTTPResponse writes resp to w: headers, status, body, then trailers.
+// It closes resp.Body.
+func WriteHTTPResponse(w http.ResponseWriter, resp *http.Response) error {
+	defer resp.Body.Close()
+	dst := w.Header()
+	for k, vs := range resp.Header {
+		dst[k] = vs
+	}
+	for k := range resp.Trailer {
+		dst.Add("Trailer", k)
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, err := io.Copy(w, resp.Body)
+	for k, vs := range resp.Trailer {
+		dst[k] = vs
+	}
+	return err
+}
+
+// ServeHTTPMsg serves a request message with an http.Handler and returns the
+// reply to send: the handler's answer, or a mesh error reply when the message
+// is not a valid HTTP request or the answer exceeds lim.
+func ServeHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim Limits) *nats.Msg {
+	r, cancel, err := DecodeHTTPRequest(ctx, m)
+	if err != nil {
+		return ErrorMsg(FromError(err))
+	}
+	defer cancel()
+	rec := newRecorder()
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					rec.aborted = true
+					return
+				}
+				rec.panicked = fmt.Sprint(p)
+			}
+		}()
+		h.ServeHTTP(rec, r)
+	}()
+	if rec.panicked != "" {
+		return ErrorMsg(&Error{Kind: KindInternal, Message: "handler panic: " + rec.panicked})
+	}
+	if rec.aborted {
+		return ErrorMsg(&Error{Kind: KindUpstream, Message: "handler aborted the response"})
+	}
+	code := rec.status()
+	trailer := rec.trailer()
+	reply, err := HTTPResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
+	if err != nil {
+		return ErrorMsg(FromError(err))
+	}
+	return reply
+}
+
+// recorder is the http.ResponseWriter that collects a handler's answer.
+type recorder struct {
+	header   http.Header
+	snapshot http.Header // header as of WriteHeader
+	code     int
+	body     bytes.Buffer
+	panicked string
+	aborted  bool
+}
+
+var (
+	_ http.ResponseWriter = (*recorder)(nil)
+	_ http.Flusher        = (*recorder)(nil)
+)
+
+func newRecorder() *recorder { return &recorder{header: make(http.Header)} }
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code != 0 || code < 100 || code > 999 {
+		return
+	}
+	if code < 200 {
+		// Informational answers (100 Continue, 103 Early Hints) are not the
+		// final answer and do not cross the mesh.
+		return
+	}
+	r.code = code
+	r.snapshot = r.header.Clone()
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.code == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	if r.body.Len() == 0 && r.snapshot.Get("Content-Type") == "" && len(p) > 0 {
+		r.snapshot.Set("Content-Type", http.DetectContentType(p))
+	}
+	return r.body.Write(p)
+}
+
+func (r *recorder) Flush() {
+	if r.code == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+}
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.code
+}
+
+// trailer collects the trailers a handler declared (Trailer header) or set
+// after writing with the http.TrailerPrefix convention.
+func (r *recorder) trailer() http.Header {
+	var t http.Header
+	for _, declared := range r.snapshot.Values("Trailer") {
+		for _, k := range strings.Split(declared, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			if vs, ok := r.header[k]; ok {
+				if t == nil {
+					t = make(http.Header)
+				}
+				t[k] = vs
+			}
+		}
+	}
+	for k, vs := range r.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			if t == nil {
+				t = make(http.Header)
+			}
+			t[http.CanonicalHeaderKey(k[len(http.TrailerPrefix):])] = vs
+		}
+	}
+	r.header = r.snapshot
+	return t
+}

@@ -1,0 +1,36 @@
+package bridge
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultTimeout bounds a call whose context has no deadline: every NATS
+// request has one, so no caller ever waits forever.
+const DefaultTimeout = 30 * time.Second
+
+// Request publishes m and waits for its one reply, until ctx is done or, when
+// ctx has no deadline, for DefaultTimeout. Before sending it sets m's
+// Mesh-Timeout to the time left, so a retried message carries the deadline of
+// its own attempt. Failures to get a reply (no responders, timeout, closed
+// connection, permissions) are returned as *Error; a reply that carries a mesh
+// error is returned as a reply, for the decoder to read.
+func Request(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	deadline, ok := ctx.Deadline()
+	setTimeout(m.Header, deadline, ok)
+	reply, err := nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return nil, FromError(err)
+	}
+	return reply, nil
+}
