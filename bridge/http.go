@@ -280,7 +280,7 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 	case m.Header.Get(microErrorHeader) != "" || m.Header.Get(microErrorCodeHeader) != "":
 		status = microStatus(m.Header.Get(microErrorCodeHeader))
 		h = http.Header{
-			"Content-Type":      {"text/plain; charset=utf-8"},
+			"Content-Type":       {"text/plain; charset=utf-8"},
 			microErrorHeader:     {m.Header.Get(microErrorHeader)},
 			microErrorCodeHeader: {m.Header.Get(microErrorCodeHeader)},
 		}
