@@ -34,3 +34,14 @@ func Request(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error)
 	}
 	return reply, nil
 }
+
+// RequestFunc sends one request message and returns its reply, with the
+// contract of [Request]. The agent passes one that applies its policies
+// (timeouts, retries, circuit breaking) around Request; converters in this
+// package take a RequestFunc so they stay free of policy.
+type RequestFunc func(ctx context.Context, m *nats.Msg) (*nats.Msg, error)
+
+// Requester returns the plain RequestFunc for nc.
+func Requester(nc *nats.Conn) RequestFunc {
+	return func(ctx context.Context, m *nats.Msg) (*nats.Msg, error) { return Request(ctx, nc, m) }
+}
