@@ -1,0 +1,283 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natsmesh/natsmesh/bridge"
+)
+
+// ErrConfig is wrapped by every error about an invalid Config.
+var ErrConfig = errors.New("agent: invalid configuration")
+
+// ErrClosed is returned by calls on an agent that has been shut down.
+var ErrClosed = errors.New("agent: closed")
+
+// Config is an agent's identity and the local service it fronts.
+type Config struct {
+	// Service is the name of the service this agent belongs to ([a-z0-9-]).
+	// It is the caller identity of outbound calls and the subject of inbound
+	// ones. Required.
+	Service string
+	// Subset is the instance's subset label (a version, "canary", ...). Empty:
+	// the instance answers only calls for any instance of the service.
+	Subset string
+	// Version is informational, shown in discovery ($SRV.INFO).
+	Version string
+	// Upstream is the local service: "http://127.0.0.1:8080" (HTTP) or
+	// "h2c://127.0.0.1:9090" (gRPC over cleartext HTTP/2; gRPC calls of an
+	// HTTP upstream go there too, and HTTP calls of a gRPC upstream likewise).
+	// Empty: no inbound side unless the application serves in-process with
+	// Handle or GRPCServer.
+	Upstream string
+	// MaxConcurrent bounds the calls in flight to the local service. Zero means
+	// 1024; a negative value means no limit.
+	MaxConcurrent int
+	// Timeout bounds an outbound call whose caller set no deadline. Zero means
+	// bridge.DefaultTimeout (30s).
+	Timeout time.Duration
+	// Health configures the health checks of the local service.
+	Health HealthConfig
+	// Logger receives the agent's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// defaultMaxConcurrent matches Envoy's default max_requests per cluster.
+const defaultMaxConcurrent = 1024
+
+// Agent is one service instance's agent. Create it with New, add in-process
+// handlers if any, then Start it.
+type Agent struct {
+	nc       *nats.Conn
+	cfg      Config
+	log      *slog.Logger
+	limits   bridge.Limits
+	upstream *url.URL
+
+	in  *inbound
+	out *outbound
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	svc     micro.Service
+	closers []io.Closer
+	stop    context.CancelFunc
+	done    chan struct{} // closed when Shutdown has finished
+}
+
+// New validates cfg and returns an agent on nc. It does not subscribe or
+// listen: that is Start's job.
+func New(nc *nats.Conn, cfg Config) (*Agent, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: nil NATS connection", ErrConfig)
+	}
+	if err := bridge.ValidateName("service", cfg.Service); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if cfg.Subset == bridge.AnySubset {
+		cfg.Subset = ""
+	}
+	if cfg.Subset != "" {
+		if err := bridge.ValidateName("subset", cfg.Subset); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = defaultMaxConcurrent
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = bridge.DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Health.validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		nc:     nc,
+		cfg:    cfg,
+		log:    cfg.Logger.With("service", cfg.Service),
+		limits: bridge.Limits{MaxPayload: nc.MaxPayload()},
+		done:   make(chan struct{}),
+	}
+	if cfg.Upstream != "" {
+		u, err := parseUpstream(cfg.Upstream)
+		if err != nil {
+			return nil, err
+		}
+		a.upstream = u
+	}
+	a.out = newOutbound(a)
+	a.in = newInbound(a)
+	return a, nil
+}
+
+func parseUpstream(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: upstream %q: %v", ErrConfig, s, err)
+	}
+	switch u.Scheme {
+	case "http", "h2c":
+	default:
+		return nil, fmt.Errorf("%w: upstream %q: scheme must be http or h2c", ErrConfig, s)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: upstream %q has no host:port", ErrConfig, s)
+	}
+	return u, nil
+}
+
+// Name returns the agent's service name, its identity on the mesh.
+func (a *Agent) Name() string { return a.cfg.Service }
+
+// Start registers the instance for discovery and starts health checking; the
+// inbound subscriptions follow as soon as the local service is healthy (at
+// once when there is no health check). It does not block. Start after
+// Shutdown returns ErrClosed; a second Start does nothing.
+func (a *Agent) Start() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return ErrClosed
+	}
+	if a.started {
+		return nil
+	}
+	svc, err := micro.AddService(a.nc, micro.Config{
+		Name:        a.cfg.Service,
+		Version:     a.version(),
+		Description: "natsmesh agent",
+		Metadata:    a.metadata(),
+		// Discovery only: calls are served by the agent's own queue
+		// subscriptions, which it withdraws and restores with health and
+		// dispatches concurrently; micro endpoints do neither.
+	})
+	if err != nil {
+		return fmt.Errorf("agent: registering %s for discovery: %w", a.cfg.Service, err)
+	}
+	a.svc = svc
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	a.started = true
+	if a.in.enabled() {
+		a.in.start(ctx)
+	}
+	return nil
+}
+
+func (a *Agent) version() string {
+	if a.cfg.Version != "" {
+		return a.cfg.Version
+	}
+	return "0.0.0"
+}
+
+func (a *Agent) metadata() map[string]string {
+	subjects, queues := bridge.ServiceSubjects(a.cfg.Service, a.cfg.Subset)
+	md := map[string]string{"natsmesh.subset": a.cfg.Subset}
+	for i, s := range subjects {
+		md[fmt.Sprintf("natsmesh.subject.%d", i)] = s + " queue=" + queues[i]
+	}
+	if a.upstream != nil {
+		md["natsmesh.upstream"] = a.upstream.String()
+	}
+	return md
+}
+
+// Serving reports whether the agent holds its inbound subscriptions now.
+func (a *Agent) Serving() bool { return a.in.serving() }
+
+// Ready waits until the agent serves inbound calls (its service passed its
+// first health check), or returns an error after timeout.
+func (a *Agent) Ready(timeout time.Duration) error {
+	if !a.in.enabled() {
+		return nil
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-a.in.firstServing:
+		return nil
+	case <-a.done:
+		return ErrClosed
+	case <-t.C:
+		return fmt.Errorf("agent: %s not serving after %v: %s", a.cfg.Service, timeout, a.in.lastHealthError())
+	}
+}
+
+// Shutdown stops taking new calls and finishes the ones in flight: it closes
+// the outbound listeners' servers gracefully, drains the inbound
+// subscriptions (messages already delivered are still served), waits for
+// every inbound call to be answered, then deregisters. If ctx ends first it
+// returns ctx's error, with the remaining calls still finishing in the
+// background. It is safe to call more than once and concurrently.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		select {
+		case <-a.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	a.closed = true
+	stop, svc, closers := a.stop, a.svc, a.closers
+	a.mu.Unlock()
+
+	finished := make(chan error, 1)
+	go func() {
+		var errs []error
+		if stop != nil {
+			stop()
+		}
+		errs = append(errs, a.in.shutdown())
+		errs = append(errs, a.out.shutdown(context.Background()))
+		for _, c := range closers {
+			errs = append(errs, c.Close())
+		}
+		if svc != nil {
+			if err := svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				errs = append(errs, err)
+			}
+		}
+		close(a.done)
+		finished <- errors.Join(errs...)
+	}()
+	select {
+	case err := <-finished:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Done is closed when Shutdown has finished.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// request sends one outbound call under the agent's default timeout. It is
+// the seam where policies (retries, breakers, limits) wrap the NATS request.
+func (a *Agent) request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.cfg.Timeout)
+		defer cancel()
+	}
+	return bridge.Request(ctx, a.nc, m)
+}

@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// HealthConfig configures the agent's checks of its local service. The zero
+// value checks an HTTP upstream by TCP connect, a gRPC upstream with the gRPC
+// health protocol, every 2s.
+type HealthConfig struct {
+	// Path, when set, is probed with GET on an HTTP upstream; a 2xx or 3xx
+	// answer is healthy. Empty: a TCP connect to the upstream is the check.
+	Path string
+	// GRPCService is the service name asked of a gRPC upstream's
+	// grpc.health.v1.Health/Check; "" asks for the server as a whole. A server
+	// that does not implement the health service counts as healthy when it
+	// answers at all.
+	GRPCService string
+	// Interval between checks. Zero means 2s.
+	Interval time.Duration
+	// Timeout of one check. Zero means 1s, capped at Interval.
+	Timeout time.Duration
+	// FailThreshold is how many consecutive failures withdraw the instance.
+	// Zero means 3.
+	FailThreshold int
+	// PassThreshold is how many consecutive successes restore a withdrawn
+	// instance. Zero means 2. The first time, one success is enough.
+	PassThreshold int
+	// Check replaces the built-in check (for in-process services, whose
+	// health only the application knows). A nil error is healthy.
+	Check func(ctx context.Context) error
+	// Disabled turns health checking off: the instance serves from Start on.
+	Disabled bool
+}
+
+func (h *HealthConfig) validate() error {
+	if h.Interval < 0 || h.Timeout < 0 || h.FailThreshold < 0 || h.PassThreshold < 0 {
+		return fmt.Errorf("%w: negative health check setting", ErrConfig)
+	}
+	if h.Path != "" && h.Path[0] != '/' {
+		return fmt.Errorf("%w: health path %q must start with /", ErrConfig, h.Path)
+	}
+	if h.Interval == 0 {
+		h.Interval = 2 * time.Second
+	}
+	if h.Timeout == 0 {
+		h.Timeout = time.Second
+	}
+	if h.Timeout > h.Interval {
+		h.Timeout = h.Interval
+	}
+	if h.FailThreshold == 0 {
+		h.FailThreshold = 3
+	}
+	if h.PassThreshold == 0 {
+		h.PassThreshold = 2
+	}
+	return nil
+}
+
+// checker returns the health check for the agent's local service, or nil when
+// there is nothing to check.
+func (a *Agent) checker() func(context.Context) error {
+	h := a.cfg.Health
+	switch {
+	case h.Disabled:
+		return nil
+	case h.Check != nil:
+		return h.Check
+	case a.upstream == nil:
+		return nil
+	case a.upstream.Scheme == "h2c":
+		return a.grpcHealth
+	case h.Path != "":
+		return a.httpHealth
+	}
+	addr := a.upstream.Host
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+}
+
+func (a *Agent) httpHealth(ctx context.Context) error {
+	u := url.URL{Scheme: "http", Host: a.upstream.Host, Path: a.cfg.Health.Path}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "natsmesh-health")
+	resp, err := a.in.httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 399 {
+		return fmt.Errorf("GET %s: %s", a.cfg.Health.Path, resp.Status)
+	}
+	return nil
+}
+
+func (a *Agent) grpcHealth(ctx context.Context) error {
+	cc, err := a.in.grpcConn()
+	if err != nil {
+		return err
+	}
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: a.cfg.Health.GRPCService}, grpc.WaitForReady(false))
+	if status.Code(err) == codes.Unimplemented {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("grpc health: %s", resp.GetStatus())
+	}
+	return nil
+}
