@@ -25,7 +25,13 @@ func newFlagSet(name, synopsis, summary string, stderr io.Writer) *flag.FlagSet 
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: natsmesh %s %s\n\n%s\n\nFlags:\n", name, synopsis, summary)
+		fmt.Fprintf(w, "Usage: natsmesh %s\n\n%s\n", strings.TrimSpace(name+" "+synopsis), summary)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\nFlags:\n")
 		printDefaults(w, fs)
 		fmt.Fprintf(w, "\nEvery flag may also be set by its environment variable; a flag given\non the command line wins over the variable.\n")
 	}
