@@ -209,7 +209,13 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.mu.Lock()
 		b.stopping = true
 		lameDuck := b.started && b.opts.LameDuckDuration > 0
+		ran := b.started && b.startErr == nil
 		b.mu.Unlock()
+		if !ran {
+			// The server never ran: its "Initiating Shutdown" notices
+			// would only bury the error that stopped it.
+			b.srv.SetLoggerV2(nil, false, false, false)
+		}
 		go func() {
 			defer close(b.done)
 			if lameDuck {

@@ -282,9 +282,16 @@ func (cfg Config) options() (*server.Options, error) {
 	return opts, nil
 }
 
+// configErr returns an error reading "broker: <message>" that matches
+// ErrConfig with errors.Is, without repeating ErrConfig's text.
 func configErr(format string, v ...any) error {
-	return fmt.Errorf("broker: "+format+": %w", append(v, ErrConfig)...)
+	return &configError{msg: fmt.Sprintf(format, v...)}
 }
+
+type configError struct{ msg string }
+
+func (e *configError) Error() string        { return "broker: " + e.msg }
+func (e *configError) Is(target error) bool { return target == ErrConfig }
 
 // hostPort splits "host:port". Port 0 and -1 both mean a random port
 // (nats-server reads 0 as "default" or "disabled", and -1 as random, but Go
