@@ -199,6 +199,10 @@ func (a *Agent) metadata() map[string]string {
 	return md
 }
 
+// HasInbound reports whether the agent serves calls to its service (it has an
+// upstream or in-process handlers), as opposed to outbound calls only.
+func (a *Agent) HasInbound() bool { return a.in.enabled() }
+
 // Serving reports whether the agent holds its inbound subscriptions now.
 func (a *Agent) Serving() bool { return a.in.serving() }
 

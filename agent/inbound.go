@@ -29,8 +29,9 @@ type inbound struct {
 
 	httpTransport *http.Transport
 	httpClient    *http.Client
-	handler       http.Handler                                   // in-process HTTP service
-	serveGRPC     func(context.Context, *nats.Msg) *nats.Msg     // set by the gRPC side
+	handler       http.Handler                               // in-process HTTP service
+	serveGRPC     func(context.Context, *nats.Msg) *nats.Msg // gRPC upstream or in-process server
+	grpcServer    *bridge.GRPCServer                         // in-process gRPC services
 	grpcOnce      sync.Once
 	grpcCC        *grpc.ClientConn
 	grpcErr       error
@@ -65,6 +66,9 @@ func newInbound(a *Agent) *inbound {
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
+	}
+	if a.upstream != nil && a.upstream.Scheme == "h2c" {
+		in.serveGRPC = in.grpcUpstream
 	}
 	return in
 }

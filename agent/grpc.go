@@ -1,0 +1,77 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+
+	"github.com/natsmesh/natsmesh/bridge"
+)
+
+// GRPCServer returns the registrar for in-process gRPC services: generated
+// servers register on it (pb.RegisterOrdersServer(a.GRPCServer(), impl)) and
+// are served over NATS with no local hop. Register before Start. Handlers
+// find the caller with CallerFrom.
+func (a *Agent) GRPCServer() grpc.ServiceRegistrar {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.in.grpcServer == nil {
+		a.in.grpcServer = bridge.NewGRPCServer(bridge.WithGRPCLimits(a.limits))
+		a.in.serveGRPC = a.in.grpcServer.ServeMsg
+	}
+	return a.in.grpcServer
+}
+
+// ClientConn returns a connection for generated gRPC clients
+// (pb.NewOrdersClient(conn)) whose unary calls go to service over the mesh,
+// in process, from this agent's service. Streaming calls fail with
+// Unimplemented.
+func (a *Agent) ClientConn(service string) (grpc.ClientConnInterface, error) {
+	if err := bridge.ValidateName("service", service); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return &bridge.GRPCClient{Request: a.request, Caller: a.cfg.Service, Service: service, Limits: a.limits}, nil
+}
+
+// ServeGRPCProxy serves the outbound gRPC proxy on l until Shutdown: an h2c
+// listener that forwards any unary method, with no generated code, to the
+// service named by the call's :authority (grpc.NewClient("orders:15002") or
+// grpc.WithAuthority("orders")). It returns nil after Shutdown.
+func (a *Agent) ServeGRPCProxy(l net.Listener) error {
+	p := &bridge.GRPCProxy{Request: a.request, Caller: a.cfg.Service, Limits: a.limits}
+	srv := grpc.NewServer(p.ServerOptions()...)
+	stopper := func(ctx context.Context) error {
+		done := make(chan struct{})
+		go func() {
+			srv.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			srv.Stop()
+			return ctx.Err()
+		}
+	}
+	if !a.out.trackStopper(stopper) {
+		l.Close()
+		return ErrClosed
+	}
+	if err := srv.Serve(l); err != nil && err != grpc.ErrServerStopped {
+		return err
+	}
+	return nil
+}
+
+// grpcUpstream serves inbound gRPC calls from the h2c upstream.
+func (in *inbound) grpcUpstream(ctx context.Context, m *nats.Msg) *nats.Msg {
+	cc, err := in.grpcConn()
+	if err != nil {
+		return bridge.ErrorMsg(&bridge.Error{Kind: bridge.KindUpstream, Message: err.Error(), Err: err})
+	}
+	return bridge.ServeGRPCUpstream(ctx, cc, m, in.a.limits)
+}
