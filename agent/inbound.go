@@ -278,7 +278,7 @@ func (in *inbound) serve(m *nats.Msg) *nats.Msg {
 	if err != nil {
 		return bridge.ErrorMsg(&bridge.Error{Kind: bridge.KindBadRequest, Message: err.Error()})
 	}
-	ctx := withCaller(context.Background(), subj.Caller)
+	ctx := bridge.WithCaller(context.Background(), subj.Caller)
 	switch subj.Proto {
 	case bridge.ProtoHTTP:
 		return in.serveHTTP(ctx, subj, m)
@@ -332,16 +332,8 @@ func upstreamError(ctx context.Context, err error) *bridge.Error {
 	return &bridge.Error{Kind: bridge.KindUpstream, Message: err.Error(), Err: err}
 }
 
-type callerKey struct{}
-
-func withCaller(ctx context.Context, caller string) context.Context {
-	return context.WithValue(ctx, callerKey{}, caller)
-}
-
 // CallerFrom returns the name of the service that made the inbound call
 // served under ctx, as the broker vouches for it (the subject's caller
-// token). In-process HTTP handlers also find it in the Mesh-Caller header.
-func CallerFrom(ctx context.Context) (string, bool) {
-	c, ok := ctx.Value(callerKey{}).(string)
-	return c, ok
-}
+// token), for in-process HTTP handlers and gRPC services alike. HTTP handlers
+// also find it in the Mesh-Caller header.
+func CallerFrom(ctx context.Context) (string, bool) { return bridge.CallerFromContext(ctx) }
