@@ -479,3 +479,31 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestConfigFile(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(conf, []byte("port: 14999\nmax_payload: 2048\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		cfg        Config
+		host       string
+		port       int
+		maxPayload int32
+	}{
+		{"file only", Config{ConfigFile: conf}, "127.0.0.1", 14999, 2048},
+		{"flags on top", Config{ConfigFile: conf, Listen: "0.0.0.0:-1", MaxPayload: 4096}, "0.0.0.0", -1, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, err := tc.cfg.options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if opts.Host != tc.host || opts.Port != tc.port || opts.MaxPayload != tc.maxPayload || !opts.NoSigs {
+				t.Fatalf("host %q port %d max payload %d nosigs %v, want %q %d %d true",
+					opts.Host, opts.Port, opts.MaxPayload, opts.NoSigs, tc.host, tc.port, tc.maxPayload)
+			}
+		})
+	}
+}
