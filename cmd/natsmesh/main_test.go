@@ -240,6 +240,7 @@ func TestHelp(t *testing.T) {
 		{"help", []string{"help"}},
 		{"broker-help", []string{"broker", "--help"}},
 		{"version-help", []string{"version", "-h"}},
+		{"agent-help", []string{"agent", "--help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd, stdout, stderr := natsmesh(t, nil, tc.args...)
