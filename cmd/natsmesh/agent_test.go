@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -214,6 +215,41 @@ func TestAgentBadConfig(t *testing.T) {
 			out := strings.TrimRight(stderr.String(), "\n")
 			if !strings.HasPrefix(out, tc.want) || strings.Contains(out, "\n") {
 				t.Errorf("stderr = %q, want one line starting with %q", out, tc.want)
+			}
+		})
+	}
+}
+
+func TestAgentConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := dir + "/" + name
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("agent.yaml", "service: web\nhttp: \"off\"\ngrpc: \"off\"\nadmin: \"off\"\nnats: nats://127.0.0.1:1\nconnect-timeout: 300ms\nbind: [orders=127.0.0.1:0]\n")
+	bad := write("bad.yaml", "service: web\nlisten_port: 80\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		// The settings reach the agent: it tries the file's NATS URL.
+		{"file applies", []string{"agent", "--config", good}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 300ms"},
+		// A flag wins over the file.
+		{"flag wins", []string{"agent", "--config", good, "--connect-timeout", "200ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 200ms"},
+		{"unknown key", []string{"agent", "--config", bad}, `natsmesh: agent: --config ` + bad + `: unknown setting "listen_port"`},
+		{"missing file", []string{"agent", "--config", dir + "/nope.yaml"}, "natsmesh: agent: --config: open " + dir + "/nope.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, _, stderr := natsmesh(t, nil, tc.args...)
+			if code := exitStatus(t, cmd.Run()); code != 2 {
+				t.Fatalf("exit status %d, want 2\n%s", code, stderr)
+			}
+			if out := strings.TrimRight(stderr.String(), "\n"); !strings.HasPrefix(out, tc.want) {
+				t.Errorf("stderr = %q, want it to start with %q", out, tc.want)
 			}
 		})
 	}
