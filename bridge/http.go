@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/net/http/httpguts"
 )
 
 // EncodeHTTPRequest turns an HTTP request into the NATS message for subject:
@@ -127,6 +128,13 @@ func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size i
 		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) {
 			continue
 		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			// nats.go refuses to publish a message with such a name
+			// (ErrBadHeaderMsg), so one stray header ("Trailer:X" set before
+			// WriteHeader, a name with a space) would lose the whole reply.
+			// Go's own server rejects such names on the way in.
+			continue
+		}
 		name := prefix + EscapeHeaderName(k)
 		for _, v := range vs {
 			size += len(k) + len(v) + 4
@@ -138,11 +146,14 @@ func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size i
 }
 
 // readHeaders splits the service headers and trailers out of a NATS header.
+// Hop-by-hop headers are dropped here too: the message may come from any
+// NATS client, not only from EncodeHTTPRequest.
 func readHeaders(src nats.Header) (h, trailer http.Header) {
 	h = make(http.Header, len(src))
+	conn := connectionTokens(http.Header{"Connection": src["Connection"]})
 	for k, vs := range src {
 		if strings.HasPrefix(k, trailerPrefix) {
-			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok {
+			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok && !isHopByHop(name, conn) {
 				if trailer == nil {
 					trailer = make(http.Header)
 				}
@@ -150,7 +161,7 @@ func readHeaders(src nats.Header) (h, trailer http.Header) {
 			}
 			continue
 		}
-		if name, ok := UnescapeHeaderName(k); ok {
+		if name, ok := UnescapeHeaderName(k); ok && !isHopByHop(name, conn) {
 			h[name] = append(h[name], vs...)
 		}
 	}
@@ -290,8 +301,11 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 	default:
 		status = http.StatusOK
 		h = make(http.Header, len(m.Header))
+		conn := connectionTokens(http.Header{"Connection": m.Header["Connection"]})
 		for k, vs := range m.Header {
-			h[k] = vs
+			if !isHopByHop(k, conn) {
+				h[k] = vs
+			}
 		}
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
