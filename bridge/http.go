@@ -347,6 +347,11 @@ func WriteHTTPResponse(w http.ResponseWriter, resp *http.Response) error {
 	for k := range resp.Trailer {
 		dst.Add("Trailer", k)
 	}
+	if len(resp.Trailer) > 0 {
+		// Trailers need a chunked HTTP/1.1 answer; with Content-Length set,
+		// Go's server sends a sized body and drops the trailers silently.
+		dst.Del("Content-Length")
+	}
 	w.WriteHeader(resp.StatusCode)
 	_, err := io.Copy(w, resp.Body)
 	for k, vs := range resp.Trailer {
