@@ -102,9 +102,12 @@ func checkFraming(h http.Header, te []string) error {
 
 // readLimited reads a body of at most max bytes.
 func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
-	capacity := int64(512)
+	// bytes.Buffer.ReadFrom wants MinRead bytes free before each read, the
+	// last one included (the one that sees EOF): with a capacity of exactly
+	// hint, every sized body would be copied once into a buffer twice as big.
+	capacity := int64(bytes.MinRead)
 	if hint > 0 {
-		capacity = hint
+		capacity = min(hint, max) + bytes.MinRead
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, capacity))
 	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
@@ -123,7 +126,7 @@ func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size i
 	if len(src) == 0 {
 		return 0, 0
 	}
-	conn := connectionTokens(src)
+	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
 		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) {
 			continue
@@ -140,9 +143,19 @@ func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size i
 			size += len(k) + len(v) + 4
 			count++
 		}
-		dst[name] = append(dst[name], vs...)
+		dst[name] = appendValues(dst[name], vs)
 	}
 	return count, size
+}
+
+// appendValues appends vs to dst. The common case, a name seen once, shares
+// vs instead of copying it; the full slice expression makes a later append by
+// either side copy instead of writing into the other's array.
+func appendValues(dst, vs []string) []string {
+	if dst == nil {
+		return vs[:len(vs):len(vs)]
+	}
+	return append(dst, vs...)
 }
 
 // readHeaders splits the service headers and trailers out of a NATS header.
@@ -150,19 +163,19 @@ func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size i
 // NATS client, not only from EncodeHTTPRequest.
 func readHeaders(src nats.Header) (h, trailer http.Header) {
 	h = make(http.Header, len(src))
-	conn := connectionTokens(http.Header{"Connection": src["Connection"]})
+	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
 		if strings.HasPrefix(k, trailerPrefix) {
 			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok && !isHopByHop(name, conn) {
 				if trailer == nil {
 					trailer = make(http.Header)
 				}
-				trailer[name] = append(trailer[name], vs...)
+				trailer[name] = appendValues(trailer[name], vs)
 			}
 			continue
 		}
 		if name, ok := UnescapeHeaderName(k); ok && !isHopByHop(name, conn) {
-			h[name] = append(h[name], vs...)
+			h[name] = appendValues(h[name], vs)
 		}
 	}
 	return h, trailer
@@ -301,7 +314,7 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 	default:
 		status = http.StatusOK
 		h = make(http.Header, len(m.Header))
-		conn := connectionTokens(http.Header{"Connection": m.Header["Connection"]})
+		conn := connectionTokens(m.Header["Connection"])
 		for k, vs := range m.Header {
 			if !isHopByHop(k, conn) {
 				h[k] = vs
