@@ -467,12 +467,14 @@ func TestGatewaySlowloris(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := startGateway(t, g)
+	// The server's clock starts when it accepts the connection, so ours
+	// starts before dialing.
+	start := time.Now()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start := time.Now()
 	closed := make(chan time.Duration, 1)
 	go func() {
 		io.Copy(io.Discard, conn) // returns when the server hangs up
@@ -481,6 +483,7 @@ func TestGatewaySlowloris(t *testing.T) {
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	timeout := time.After(5 * time.Second)
 	for {
 		select {
 		case d := <-closed:
@@ -497,7 +500,7 @@ func TestGatewaySlowloris(t *testing.T) {
 				}
 				return
 			}
-		case <-time.After(5 * time.Second):
+		case <-timeout:
 			t.Fatal("slow client still connected after 5s")
 		}
 	}
