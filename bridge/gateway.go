@@ -53,7 +53,7 @@ func (r Route) String() string {
 		dest = "nats:" + r.Subject
 	}
 	if r.StripPrefix {
-		dest += ",strip"
+		dest += "+strip"
 	}
 	return r.Host + r.PathPrefix + "=" + dest
 }
@@ -65,7 +65,7 @@ func (r Route) String() string {
 //	HOST/PREFIX=SERVICE          api.example.com/v1=orders
 //	.../PREFIX=nats:SUBJECT      /time=nats:svc.time
 //
-// A trailing ",strip" sets StripPrefix ("/orders=orders,strip"). ParseRoute
+// A trailing "+strip" sets StripPrefix ("/orders=orders+strip"). ParseRoute
 // checks the syntax only; [NewGateway] validates the names.
 func ParseRoute(s string) (Route, error) {
 	match, dest, ok := strings.Cut(s, "=")
@@ -73,7 +73,7 @@ func ParseRoute(s string) (Route, error) {
 		return Route{}, fmt.Errorf("bridge: route %q: want HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT: %w", s, ErrInvalidConfig)
 	}
 	var r Route
-	if d, found := strings.CutSuffix(dest, ",strip"); found {
+	if d, found := strings.CutSuffix(dest, "+strip"); found {
 		r.StripPrefix, dest = true, d
 	}
 	if i := strings.IndexByte(match, '/'); i >= 0 {

@@ -150,7 +150,7 @@ func TestParseRoute(t *testing.T) {
 		{in: "/orders=orders@v2", want: Route{PathPrefix: "/orders", Service: "orders", Subset: "v2"}},
 		{in: "api.example.com/v1=orders", want: Route{Host: "api.example.com", PathPrefix: "/v1", Service: "orders"}},
 		{in: "/time=nats:svc.time", want: Route{PathPrefix: "/time", Subject: "svc.time"}},
-		{in: "/orders/=orders,strip", want: Route{PathPrefix: "/orders/", Service: "orders", StripPrefix: true}},
+		{in: "/orders/=orders+strip", want: Route{PathPrefix: "/orders/", Service: "orders", StripPrefix: true}},
 		{in: "localhost:8080=web", want: Route{Host: "localhost:8080", Service: "web"}},
 		{in: "orders", bad: true},
 		{in: "=orders", bad: true},
