@@ -1,0 +1,35 @@
+# natsmesh: the usual entry points. Needs only Go (and git for the version).
+
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build test lint bench demo fuzz clean
+
+all: build
+
+build:
+	go build -ldflags "$(LDFLAGS)" -o bin/natsmesh ./cmd/natsmesh
+
+test:
+	go vet ./...
+	go test -race -count=1 -timeout 15m ./...
+
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+# Placeholder until benchmarks land: runs every benchmark once.
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
+
+# For now the demo is the broker alone on 127.0.0.1:4222 (monitoring on
+# 127.0.0.1:8222); stop it with Ctrl-C.
+demo: build
+	bin/natsmesh broker
+
+# Placeholder until fuzz targets land.
+fuzz:
+	@echo "no fuzz targets yet"
+
+clean:
+	rm -rf bin

@@ -1,0 +1,509 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testConfig is a config for tests: random client port, no monitoring,
+// JetStream off unless the test turns it on.
+func testConfig() Config {
+	return Config{Listen: "127.0.0.1:-1", HTTP: HTTPOff, NoJetStream: true}
+}
+
+// run starts a broker from cfg and shuts it down in t.Cleanup.
+func run(t *testing.T, cfg Config) *Broker {
+	t.Helper()
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, b) })
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func shutdown(t *testing.T, b *Broker) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+func checkFor(t *testing.T, wait, sleep time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s: %v", wait, err)
+		}
+		time.Sleep(sleep)
+	}
+}
+
+// echo subscribes a responder on nc that answers "re: <data>".
+func echo(t *testing.T, nc *nats.Conn, subj string) {
+	t.Helper()
+	_, err := nc.Subscribe(subj, func(m *nats.Msg) { m.Respond(append([]byte("re: "), m.Data...)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func request(nc *nats.Conn, subj string) error {
+	m, err := nc.Request(subj, []byte("hi"), time.Second)
+	if err != nil {
+		return err
+	}
+	if got := string(m.Data); got != "re: hi" {
+		return fmt.Errorf("reply %q, want %q", got, "re: hi")
+	}
+	return nil
+}
+
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestRequestReply(t *testing.T) {
+	cfg := testConfig()
+	cfg.NoJetStream = false
+	cfg.StoreDir = t.TempDir()
+	b := run(t, cfg)
+
+	if !strings.HasPrefix(b.ClientURL(), "nats://127.0.0.1:") || strings.HasSuffix(b.ClientURL(), ":-1") {
+		t.Fatalf("ClientURL = %q, want nats://127.0.0.1:<port>", b.ClientURL())
+	}
+	inproc, err := b.InProcessConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inproc.Close()
+	tcp := connect(t, b.ClientURL())
+
+	echo(t, inproc, "svc.inproc")
+	echo(t, tcp, "svc.tcp")
+	for _, tc := range []struct {
+		name string
+		nc   *nats.Conn
+		subj string
+	}{
+		{"tcp to in-process", tcp, "svc.inproc"},
+		{"in-process to tcp", inproc, "svc.tcp"},
+		{"in-process to itself", inproc, "svc.inproc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := request(tc.nc, tc.subj); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	t.Run("jetstream", func(t *testing.T) {
+		if !b.Server().JetStreamEnabled() {
+			t.Fatal("JetStream not enabled")
+		}
+		if got, want := b.Server().StoreDir(), filepath.Join(cfg.StoreDir, "jetstream"); got != want {
+			t.Fatalf("store dir %q, want %q", got, want)
+		}
+		js, err := tcp.JetStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.AddStream(&nats.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish("t.1", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(cfg.StoreDir, "jetstream", "$G", "streams", "T")); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestCluster(t *testing.T) {
+	cfg := func(name string, routes ...string) Config {
+		c := testConfig()
+		c.ServerName = name
+		c.Cluster = Cluster{Name: "test", Listen: "127.0.0.1:-1", Routes: routes}
+		return c
+	}
+	a := run(t, cfg("A"))
+	route := a.ClusterURL()
+	if route == "" {
+		t.Fatal("A has no cluster URL")
+	}
+	bb := run(t, cfg("B", route))
+	c := run(t, cfg("C", route))
+
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for _, b := range []*Broker{a, bb, c} {
+			if n := b.Server().NumRoutes(); n < 2 {
+				return fmt.Errorf("%s has %d routes, want 2", b.Server().Name(), n)
+			}
+		}
+		return nil
+	})
+
+	echo(t, connect(t, c.ClientURL()), "svc.on-c")
+	client := connect(t, a.ClientURL())
+	// Interest travels from C to A asynchronously; until it arrives the
+	// request gets no responders.
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { return request(client, "svc.on-c") })
+}
+
+func TestLeafNode(t *testing.T) {
+	hubCfg := testConfig()
+	hubCfg.LeafNodes.Listen = "127.0.0.1:-1"
+	hub := run(t, hubCfg)
+	if hub.LeafNodeURL() == "" {
+		t.Fatal("hub has no leaf node URL")
+	}
+
+	leafCfg := testConfig()
+	leafCfg.LeafNodes.Remotes = []string{hub.LeafNodeURL()}
+	leaf := run(t, leafCfg)
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := leaf.Server().NumLeafNodes(); n != 1 {
+			return fmt.Errorf("leaf has %d leaf connections, want 1", n)
+		}
+		return nil
+	})
+
+	echo(t, connect(t, hub.ClientURL()), "svc.on-hub")
+	client := connect(t, leaf.ClientURL())
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { return request(client, "svc.on-hub") })
+}
+
+func TestNewConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badConf := filepath.Join(dir, "bad.conf")
+	if err := os.WriteFile(badConf, []byte("port: {{{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // in the error message
+	}{
+		{"missing config file", Config{ConfigFile: filepath.Join(dir, "nope.conf")}, "nope.conf"},
+		{"config file syntax", Config{ConfigFile: badConf}, "bad.conf"},
+		{"missing tls cert", Config{TLS: TLS{CertFile: filepath.Join(dir, "nope.pem"), KeyFile: garbage}}, "tls"},
+		{"garbage tls cert", Config{TLS: TLS{CertFile: garbage, KeyFile: garbage}}, "tls"},
+		{"tls key without cert", Config{TLS: TLS{KeyFile: garbage}}, "tls"},
+		{"listen without port", Config{Listen: "localhost"}, "listen"},
+		{"listen port out of range", Config{Listen: "127.0.0.1:70000"}, "listen"},
+		{"http bad", Config{HTTP: "nope"}, "http"},
+		{"route not a url", Config{Cluster: Cluster{Listen: ":-1", Routes: []string{"127.0.0.1:6222"}}}, "cluster routes"},
+		{"routes without listen", Config{Cluster: Cluster{Routes: []string{"nats://127.0.0.1:6222"}}}, "cluster"},
+		{"leaf remote bad scheme", Config{LeafNodes: LeafNodes{Remotes: []string{"http://127.0.0.1:7422"}}}, "leafnode remotes"},
+		{"negative max payload", Config{MaxPayload: -1}, "max payload"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := New(tc.cfg)
+			if err == nil {
+				shutdown(t, b)
+				t.Fatal("New succeeded, want an error")
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("error %q does not wrap ErrConfig", err)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, "broker: ") || !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q, want prefix %q and mention of %q", msg, "broker: ", tc.want)
+			}
+		})
+	}
+}
+
+func TestPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().String()
+
+	for _, tc := range []struct {
+		name string
+		cfg  func(*Config)
+	}{
+		{"client", func(c *Config) { c.Listen = busy }},
+		{"http", func(c *Config) { c.HTTP = busy }},
+		{"cluster", func(c *Config) { c.Cluster.Listen = busy }},
+		{"leafnodes", func(c *Config) { c.LeafNodes.Listen = busy }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			tc.cfg(&cfg)
+			b, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer shutdown(t, b)
+			err = b.Start()
+			if err == nil {
+				err = b.Ready(5 * time.Second)
+			}
+			want := "broker: listen " + busy + ": address already in use"
+			if err == nil || err.Error() != want {
+				t.Fatalf("error %v, want %q", err, want)
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				t.Errorf("error %v does not wrap EADDRINUSE", err)
+			}
+		})
+	}
+}
+
+// TestFatalListenError covers the path the probe in Start cannot: the
+// server itself failing to bind, reported through the logger's Fatalf.
+func TestFatalListenError(t *testing.T) {
+	var got error
+	l := &logAdapter{log: slog.New(slog.DiscardHandler), fatal: func(err error) { got = err }}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	_, lerr := net.Listen("tcp", addr)
+	if lerr == nil {
+		t.Fatal("listening twice on one port succeeded")
+	}
+	// As in server.AcceptLoop.
+	l.Fatalf("Error listening on port: %s, %q", addr, lerr)
+	if want := "broker: listen " + addr + ": address already in use"; got == nil || got.Error() != want {
+		t.Fatalf("fatal error %v, want %q", got, want)
+	}
+	l.Fatalf("Can't start monitoring: %v", errors.New("boom"))
+	if got.Error() != "broker: can't start monitoring: boom" {
+		t.Fatalf("fatal error %q", got)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	t.Run("before start", func(t *testing.T) {
+		b, err := New(Config{Listen: ":-1", HTTP: HTTPOff})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := b.Server().StoreDir()
+		shutdown(t, b)
+		shutdown(t, b)
+		if err := b.Start(); err == nil {
+			t.Fatal("Start after Shutdown succeeded")
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("temporary store %s not removed: %v", dir, err)
+		}
+	})
+
+	t.Run("twice and concurrently", func(t *testing.T) {
+		b, err := New(Config{Listen: ":-1", HTTP: "127.0.0.1:-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Ready(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		dir := b.Server().StoreDir()
+		if !b.Server().JetStreamEnabled() || dir == "" {
+			t.Fatal("JetStream is not on by default")
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() { shutdown(t, b) })
+		}
+		wg.Wait()
+		// No clients: lame-duck mode has nothing to wait for.
+		if d := time.Since(start); d > DefaultLameDuckDuration {
+			t.Errorf("Shutdown with no clients took %s", d)
+		}
+		shutdown(t, b)
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("temporary store %s not removed: %v", dir, err)
+		}
+	})
+
+	t.Run("lame duck closes clients", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.LameDuckDuration = 400 * time.Millisecond
+		b, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Ready(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		ldm := make(chan struct{})
+		nc, err := nats.Connect(b.ClientURL(), nats.NoReconnect(),
+			nats.LameDuckModeHandler(func(*nats.Conn) { close(ldm) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		shutdown(t, b)
+		select {
+		case <-ldm:
+		default:
+			t.Error("client was not told about lame-duck mode")
+		}
+		if !nc.IsClosed() {
+			checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+				if !nc.IsClosed() {
+					return errors.New("client still connected")
+				}
+				return nil
+			})
+		}
+	})
+
+	t.Run("context ends lame duck early", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.LameDuckDuration = time.Minute
+		b, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Ready(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		nc, err := b.InProcessConn(nats.NoReconnect())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := b.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want deadline exceeded", err)
+		}
+		if b.Server().Running() {
+			t.Fatal("server still running")
+		}
+	})
+}
+
+func TestLogger(t *testing.T) {
+	var buf syncBuffer
+	cfg := testConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	run(t, cfg)
+	if !strings.Contains(buf.String(), "Server is ready") {
+		t.Fatalf("log does not say the server is ready:\n%s", buf.String())
+	}
+}
+
+func TestTLS(t *testing.T) {
+	// nats-server's own test certificates are not in the module cache, so
+	// only check that a key pair the standard library accepts is loaded.
+	cert, key := writeSelfSigned(t)
+	cfg := testConfig()
+	cfg.TLS = TLS{CertFile: cert, KeyFile: key}
+	b := run(t, cfg)
+	nc, err := nats.Connect(b.ClientURL(), nats.Secure(&tls.Config{InsecureSkipVerify: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestConfigFile(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(conf, []byte("port: 14999\nmax_payload: 2048\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		cfg        Config
+		host       string
+		port       int
+		maxPayload int32
+	}{
+		{"file only", Config{ConfigFile: conf}, "127.0.0.1", 14999, 2048},
+		{"flags on top", Config{ConfigFile: conf, Listen: "0.0.0.0:-1", MaxPayload: 4096}, "0.0.0.0", -1, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, err := tc.cfg.options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if opts.Host != tc.host || opts.Port != tc.port || opts.MaxPayload != tc.maxPayload || !opts.NoSigs {
+				t.Fatalf("host %q port %d max payload %d nosigs %v, want %q %d %d true",
+					opts.Host, opts.Port, opts.MaxPayload, opts.NoSigs, tc.host, tc.port, tc.maxPayload)
+			}
+		})
+	}
+}

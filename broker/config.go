@@ -1,0 +1,342 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ErrConfig is wrapped by every error New returns for an invalid Config, so
+// callers can tell a configuration mistake from a runtime failure with
+// errors.Is.
+var ErrConfig = errors.New("broker: invalid configuration")
+
+// Default values used when the corresponding Config field is zero.
+const (
+	DefaultListen           = "127.0.0.1:4222"
+	DefaultHTTP             = "127.0.0.1:8222"
+	DefaultLameDuckDuration = 2 * time.Second
+	// DefaultClusterName is used when cluster routing is configured without a
+	// name, so that servers started with the same flags agree on one.
+	DefaultClusterName = "natsmesh"
+	// HTTPOff disables the monitoring endpoint when set as Config.HTTP.
+	HTTPOff = "off"
+)
+
+// Config describes one embedded nats-server. The zero value runs a
+// single server on 127.0.0.1:4222 with monitoring on 127.0.0.1:8222 and
+// JetStream stored in a temporary directory.
+//
+// When ConfigFile is set, the file is loaded first (as a stock nats-server
+// would) and every non-zero field here is applied on top of it; a zero field
+// keeps the file's setting and falls back to the default below only when the
+// file does not set it either.
+type Config struct {
+	// Listen is the client listener as "host:port". Default "127.0.0.1:4222".
+	// An empty host means 127.0.0.1 (never all interfaces unless asked for
+	// with "0.0.0.0"); port 0 or -1 picks a free port, see Broker.ClientURL.
+	Listen string
+
+	// HTTP is the monitoring listener (/varz, /healthz, ...) as "host:port".
+	// Default "127.0.0.1:8222"; port 0 or -1 picks a free port; "off" disables it.
+	HTTP string
+
+	// ConfigFile is a stock nats-server configuration file loaded before the
+	// other fields are applied. Default: none.
+	ConfigFile string
+
+	// StoreDir is the JetStream store directory. Default: a new temporary
+	// directory, removed by Shutdown. A directory given here is never removed.
+	StoreDir string
+
+	// NoJetStream disables JetStream, which is on by default.
+	NoJetStream bool
+
+	// ServerName names the server in monitoring and cluster views.
+	// Default: nats-server generates one from the server ID.
+	ServerName string
+
+	// MaxPayload is the largest message payload in bytes the server accepts.
+	// Default: nats-server's default (1 MiB).
+	MaxPayload int32
+
+	// Cluster configures routes to other servers of the same cluster.
+	// Default: no clustering.
+	Cluster Cluster
+
+	// LeafNodes configures leaf node connections. Default: none.
+	LeafNodes LeafNodes
+
+	// TLS secures client connections. Default: plain TCP.
+	TLS TLS
+
+	// LameDuckDuration bounds how long Shutdown spends closing client
+	// connections gradually (lame-duck mode) before it stops the server.
+	// With no clients connected Shutdown does not wait at all. Default 2s;
+	// a negative value skips lame-duck mode and closes everything at once.
+	LameDuckDuration time.Duration
+
+	// Logger receives the server's log. nats-server's Notice maps to Info,
+	// Warn to Warn, Error and Fatal to Error, Debug to Debug and Trace to
+	// LevelTrace. Debug and trace logging are only enabled when the
+	// handler enables those levels. Default: discard everything, as a library
+	// should be quiet unless asked.
+	Logger *slog.Logger
+
+	// Options, if set, is called last with the server options built from
+	// this Config: an escape hatch for settings Config does not name.
+	Options func(*server.Options)
+}
+
+// Cluster configures NATS routes between servers of one cluster.
+type Cluster struct {
+	// Name is the cluster name; every server in a cluster must use the same.
+	// Default "natsmesh" when Listen is set.
+	Name string
+	// Listen is the route listener as "host:port"; port 0 or -1 picks a
+	// free port, see Broker.ClusterURL. Empty disables clustering.
+	Listen string
+	// Routes are the URLs (nats://host:port) of other servers' route
+	// listeners. Each entry may itself be a comma-separated list.
+	Routes []string
+}
+
+// LeafNodes configures NATS leaf node connections.
+type LeafNodes struct {
+	// Listen is the listener that accepts leaf node connections as
+	// "host:port"; port 0 or -1 picks a free port, see Broker.LeafNodeURL.
+	// Empty means this server accepts no leaf nodes.
+	Listen string
+	// Remotes are URLs (nats://host:port) of hub servers' leaf node
+	// listeners this server connects to as a leaf. Each entry may itself be
+	// a comma-separated list.
+	Remotes []string
+}
+
+// TLS names the PEM files that secure client connections.
+type TLS struct {
+	// CertFile and KeyFile are the server certificate and its key; both or
+	// neither must be set.
+	CertFile string
+	KeyFile  string
+	// CAFile, if set, makes the server require and verify client
+	// certificates signed by this CA.
+	CAFile string
+}
+
+// LevelTrace is the slog level nats-server's Tracef messages are logged at.
+const LevelTrace = slog.LevelDebug - 4
+
+// options turns cfg into nats-server options. The JetStream store directory
+// stays empty when neither cfg nor the config file names one; New then
+// creates a temporary directory.
+func (cfg Config) options() (*server.Options, error) {
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		fo, err := server.ProcessConfigFile(cfg.ConfigFile)
+		if err != nil {
+			return nil, configErr("config file %s: %v", cfg.ConfigFile, err)
+		}
+		opts = fo
+	}
+	// nats-server calls os.Exit on SIGTERM unless told otherwise; the
+	// process that embeds us owns signals.
+	opts.NoSigs = true
+
+	switch {
+	case cfg.Listen != "":
+		h, p, err := hostPort(cfg.Listen)
+		if err != nil {
+			return nil, configErr("listen: %v", err)
+		}
+		opts.Host, opts.Port = h, p
+	case cfg.ConfigFile == "" || opts.Port == 0:
+		opts.Port = 4222
+	}
+	if opts.Host == "" {
+		// nats-server's default host is 0.0.0.0; a mesh broker is local
+		// unless configured otherwise.
+		opts.Host = "127.0.0.1"
+	}
+
+	switch {
+	case strings.EqualFold(cfg.HTTP, HTTPOff):
+		opts.HTTPHost, opts.HTTPPort, opts.HTTPSPort = "", 0, 0
+	case cfg.HTTP != "":
+		h, p, err := hostPort(cfg.HTTP)
+		if err != nil {
+			return nil, configErr("http: %v", err)
+		}
+		opts.HTTPHost, opts.HTTPPort = h, p
+	case opts.HTTPPort == 0 && opts.HTTPSPort == 0:
+		opts.HTTPHost, opts.HTTPPort = "127.0.0.1", 8222
+	}
+	if opts.HTTPHost == "" && (opts.HTTPPort != 0 || opts.HTTPSPort != 0) {
+		opts.HTTPHost = "127.0.0.1"
+	}
+
+	if cfg.ServerName != "" {
+		opts.ServerName = cfg.ServerName
+	}
+	if cfg.MaxPayload < 0 {
+		return nil, configErr("max payload %d: must not be negative", cfg.MaxPayload)
+	}
+	if cfg.MaxPayload > 0 {
+		opts.MaxPayload = cfg.MaxPayload
+	}
+
+	opts.JetStream = !cfg.NoJetStream
+	if cfg.StoreDir != "" {
+		opts.StoreDir = cfg.StoreDir
+	}
+
+	if c := cfg.Cluster; c.Listen != "" || len(c.Routes) > 0 || c.Name != "" {
+		if c.Listen != "" {
+			h, p, err := hostPort(c.Listen)
+			if err != nil {
+				return nil, configErr("cluster listen: %v", err)
+			}
+			opts.Cluster.Host, opts.Cluster.Port = h, p
+		}
+		if opts.Cluster.Port == 0 {
+			return nil, configErr("cluster: routes and name need a cluster listen address")
+		}
+		if c.Name != "" {
+			opts.Cluster.Name = c.Name
+		}
+		if opts.Cluster.Name == "" {
+			opts.Cluster.Name = DefaultClusterName
+		}
+		routes, err := urls(c.Routes, "nats", "nats-route", "tls")
+		if err != nil {
+			return nil, configErr("cluster routes: %v", err)
+		}
+		if len(routes) > 0 {
+			opts.Routes = routes
+		}
+	}
+	if opts.Cluster.Port != 0 && opts.Cluster.Host == "" {
+		opts.Cluster.Host = "127.0.0.1"
+	}
+
+	if l := cfg.LeafNodes; l.Listen != "" {
+		h, p, err := hostPort(l.Listen)
+		if err != nil {
+			return nil, configErr("leafnodes listen: %v", err)
+		}
+		opts.LeafNode.Host, opts.LeafNode.Port = h, p
+	}
+	if opts.LeafNode.Port != 0 && opts.LeafNode.Host == "" {
+		opts.LeafNode.Host = "127.0.0.1"
+	}
+	remotes, err := urls(cfg.LeafNodes.Remotes, "nats", "nats-leaf", "tls", "ws", "wss")
+	if err != nil {
+		return nil, configErr("leafnode remotes: %v", err)
+	}
+	for _, u := range remotes {
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}})
+	}
+
+	if t := cfg.TLS; t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" {
+		if t.CertFile == "" || t.KeyFile == "" {
+			return nil, configErr("tls: both a certificate and a key file are needed")
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: t.CertFile,
+			KeyFile:  t.KeyFile,
+			CaFile:   t.CAFile,
+			Verify:   t.CAFile != "",
+		})
+		if err != nil {
+			return nil, configErr("tls: %v", err)
+		}
+		opts.TLSConfig = tc
+		opts.TLS = true
+		opts.TLSVerify = t.CAFile != ""
+	}
+
+	// nats-server's defaults (2 min, 10 s grace) suit a server with many
+	// clients that must not reconnect in a storm; a mesh broker on a laptop
+	// should stop in seconds. The grace period must be strictly shorter than
+	// the duration (validateOptions), so take a quarter of it.
+	ld := cfg.LameDuckDuration
+	if ld == 0 {
+		ld = DefaultLameDuckDuration
+	}
+	if ld > 0 {
+		opts.LameDuckDuration = ld
+		opts.LameDuckGracePeriod = max(ld/4, time.Millisecond)
+	}
+
+	if cfg.Options != nil {
+		cfg.Options(opts)
+		opts.NoSigs = true
+	}
+	return opts, nil
+}
+
+// configErr returns an error reading "broker: <message>" that matches
+// ErrConfig with errors.Is, without repeating ErrConfig's text.
+func configErr(format string, v ...any) error {
+	return &configError{msg: fmt.Sprintf(format, v...)}
+}
+
+type configError struct{ msg string }
+
+func (e *configError) Error() string        { return "broker: " + e.msg }
+func (e *configError) Is(target error) bool { return target == ErrConfig }
+
+// hostPort splits "host:port". Port 0 and -1 both mean a random port
+// (nats-server reads 0 as "default" or "disabled", and -1 as random, but Go
+// users expect 0 to mean any free port). An empty host is 127.0.0.1.
+func hostPort(s string) (string, int, error) {
+	h, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: want host:port", s)
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < -1 || p > 65535 {
+		return "", 0, fmt.Errorf("%q: port must be -1 (random) or 0-65535", s)
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	if h == "" {
+		h = "127.0.0.1"
+	}
+	return h, p, nil
+}
+
+// urls parses each entry (itself possibly a comma-separated list) as a URL
+// with one of the given schemes and a host:port.
+func urls(list []string, schemes ...string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, entry := range list {
+		for s := range strings.SplitSeq(entry, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			u, err := url.Parse(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q: %v", s, err)
+			}
+			ok := false
+			for _, sc := range schemes {
+				ok = ok || u.Scheme == sc
+			}
+			if !ok || u.Host == "" || u.Port() == "" {
+				return nil, fmt.Errorf("%q: want %s://host:port", s, schemes[0])
+			}
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}

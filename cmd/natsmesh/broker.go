@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/natsmesh/natsmesh/broker"
+)
+
+var brokerCommand = command{
+	name:    "broker",
+	summary: "run the mesh's NATS broker (embedded nats-server with JetStream)",
+	run:     runBroker,
+}
+
+func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("broker", "[flags]",
+		"Runs an embedded nats-server until SIGINT or SIGTERM, then drains clients\n"+
+			"in lame-duck mode and exits. With --config, the file is loaded first and\n"+
+			"the flags given are applied on top of it.", stderr)
+	var (
+		cfg      broker.Config
+		routes   stringList
+		remotes  stringList
+		logLevel slog.Level
+	)
+	fs.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "client `address` (host:port; port -1 picks a free one)")
+	fs.StringVar(&cfg.HTTP, "http", broker.DefaultHTTP, "monitoring `address` (/varz, /healthz, ...), or \"off\"")
+	fs.StringVar(&cfg.ConfigFile, "config", "", "nats-server configuration `file` to load first")
+	fs.StringVar(&cfg.StoreDir, "store", "", "JetStream store `directory` (default: a temporary directory removed on exit)")
+	fs.BoolVar(&cfg.NoJetStream, "no-jetstream", false, "disable JetStream")
+	fs.StringVar(&cfg.ServerName, "name", "", "server `name` (default: generated)")
+	maxPayload := fs.Int("max-payload", 0, "largest message payload in `bytes` (default: nats-server's 1 MiB)")
+	fs.StringVar(&cfg.Cluster.Listen, "cluster", "", "cluster route listener `address` (host:port)")
+	fs.StringVar(&cfg.Cluster.Name, "cluster-name", "", "cluster `name` (default \""+broker.DefaultClusterName+"\" with --cluster)")
+	fs.Var(&routes, "routes", "route `URLs` of other cluster servers (nats://host:port), comma-separated or repeated")
+	fs.StringVar(&cfg.LeafNodes.Listen, "leafnodes", "", "leaf node listener `address` (host:port)")
+	fs.Var(&remotes, "leaf-remotes", "hub leaf node `URLs` to connect to as a leaf, comma-separated or repeated")
+	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "server certificate `file` (PEM) for client connections")
+	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "server key `file` (PEM)")
+	fs.StringVar(&cfg.TLS.CAFile, "tls-ca", "", "CA `file` (PEM); when set, clients must present a certificate it signed")
+	fs.DurationVar(&cfg.LameDuckDuration, "lame-duck", broker.DefaultLameDuckDuration, "how long shutdown spends closing clients gradually")
+	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *maxPayload < 0 || *maxPayload > 1<<30 {
+		return fmt.Errorf("broker: --max-payload %d: want 0 to %d bytes", *maxPayload, 1<<30)
+	}
+	cfg.MaxPayload = int32(*maxPayload)
+	cfg.Cluster.Routes, cfg.LeafNodes.Remotes = routes.vals, remotes.vals
+	if cfg.ConfigFile != "" {
+		// Leave what the file sets alone unless the flag was given.
+		if !isSet(fs, "listen") {
+			cfg.Listen = ""
+		}
+		if !isSet(fs, "http") {
+			cfg.HTTP = ""
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg.Logger = log.With("component", "broker")
+
+	b, err := broker.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err == nil {
+		err = b.Ready(30 * time.Second)
+	} else {
+		b.Shutdown(context.Background())
+		return err
+	}
+	if err != nil {
+		b.Shutdown(context.Background())
+		return err
+	}
+	log.Info("natsmesh broker ready", "url", b.ClientURL())
+
+	<-ctx.Done()
+	log.Info("natsmesh broker shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.LameDuckDuration+10*time.Second)
+	defer cancel()
+	if err := b.Shutdown(sctx); err != nil {
+		return failure{err}
+	}
+	return nil
+}

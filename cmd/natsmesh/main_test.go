@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// bin is the natsmesh binary built once for all tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "natsmesh-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "natsmesh")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// natsmesh prepares the binary with args and env added to a clean
+// environment (no NATSMESH_* inherited from the caller).
+func natsmesh(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	return cmd, &stdout, &stderr
+}
+
+func exitStatus(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	default:
+		t.Fatal(err)
+		return -1
+	}
+}
+
+// freeAddr returns a loopback address with a port free at the time of the
+// call.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startAndStop starts natsmesh broker, waits until it accepts a NATS
+// connection, sends SIGTERM and expects exit status 0.
+func startAndStop(t *testing.T, env []string, args ...string) {
+	t.Helper()
+	addr := freeAddr(t)
+	if env == nil {
+		args = append([]string{"broker", "--listen", addr}, args...)
+	} else {
+		env = append(env, "NATSMESH_LISTEN="+addr)
+		args = append([]string{"broker"}, args...)
+	}
+	cmd, _, stderr := natsmesh(t, env, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nc, err := nats.Connect("nats://"+addr, nats.Timeout(time.Second))
+		if err == nil {
+			nc.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("natsmesh exited early: %v\n%s", err, stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no NATS connection to %s: %v\n%s", addr, err, stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if code := exitStatus(t, err); code != 0 {
+			t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("natsmesh did not exit after SIGTERM\n%s", stderr)
+	}
+}
+
+func TestBrokerSignal(t *testing.T) {
+	startAndStop(t, nil, "--http", "127.0.0.1:-1", "--store", t.TempDir())
+}
+
+func TestBrokerEnv(t *testing.T) {
+	startAndStop(t, []string{"NATSMESH_HTTP=off", "NATSMESH_NO_JETSTREAM=true"})
+}
+
+func TestBadConfig(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	off := []string{"--http", "off", "--no-jetstream"}
+
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		args    []string
+		want    string // on the last line of stderr
+		oneLine bool   // stderr is exactly that line (no usage)
+	}{
+		{"unknown command", nil, []string{"frobnicate"}, `natsmesh: unknown command "frobnicate"`, true},
+		{"no command", nil, nil, "Usage: natsmesh", false},
+		{"unknown flag", nil, []string{"broker", "--frobnicate"}, "natsmesh: broker: flag provided but not defined: -frobnicate", false},
+		{"bad flag value", nil, []string{"broker", "--max-payload", "lots"}, `natsmesh: broker: invalid value "lots" for flag -max-payload`, false},
+		{"stray argument", nil, []string{"broker", "extra"}, `natsmesh: broker: unexpected argument "extra"`, true},
+		{"port in use", nil, append([]string{"broker", "--listen", busy.Addr().String()}, off...),
+			"natsmesh: broker: listen " + busy.Addr().String() + ": address already in use", true},
+		{"monitoring port in use", nil, []string{"broker", "--listen", "127.0.0.1:-1", "--http", busy.Addr().String(), "--no-jetstream"},
+			"natsmesh: broker: listen " + busy.Addr().String() + ": address already in use", true},
+		{"missing config file", nil, append([]string{"broker", "--config", filepath.Join(dir, "nope.conf")}, off...),
+			"natsmesh: broker: config file " + filepath.Join(dir, "nope.conf"), true},
+		{"invalid tls files", nil, append([]string{"broker", "--tls-cert", garbage, "--tls-key", garbage}, off...),
+			"natsmesh: broker: tls: ", true},
+		{"bad route", nil, append([]string{"broker", "--cluster", "127.0.0.1:-1", "--routes", "not-a-url"}, off...),
+			"natsmesh: broker: cluster routes: ", true},
+		{"bad env value", []string{"NATSMESH_LAME_DUCK=soon"}, []string{"broker"},
+			`natsmesh: broker: NATSMESH_LAME_DUCK="soon": `, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, _, stderr := natsmesh(t, tc.env, tc.args...)
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if code := exitStatus(t, err); code != 2 {
+					t.Fatalf("exit status %d, want 2\n%s", code, stderr)
+				}
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("natsmesh did not exit\n%s", stderr)
+			}
+			out := strings.TrimRight(stderr.String(), "\n")
+			lines := strings.Split(out, "\n")
+			last := lines[len(lines)-1]
+			if tc.name == "no command" {
+				last = lines[0]
+			}
+			if !strings.HasPrefix(last, tc.want) {
+				t.Errorf("stderr ends with %q, want it to start with %q", last, tc.want)
+			}
+			if tc.oneLine && len(lines) != 1 {
+				t.Errorf("stderr has %d lines, want 1:\n%s", len(lines), out)
+			}
+			if strings.Contains(out, "goroutine ") || strings.Contains(out, "panic") {
+				t.Errorf("stderr shows a panic:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	cmd, stdout, stderr := natsmesh(t, nil, "version")
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.HasPrefix(stdout.String(), "natsmesh dev\ngo1.") {
+		t.Fatalf("version printed %q", stdout)
+	}
+}
+
+// TestHelp compares help output with testdata/<name>.golden; run
+// go test -run TestHelp -update to accept a change.
+func TestHelp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"help", []string{"help"}},
+		{"broker-help", []string{"broker", "--help"}},
+		{"version-help", []string{"version", "-h"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, stdout, stderr := natsmesh(t, nil, tc.args...)
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			got := append(stdout.Bytes(), stderr.Bytes()...)
+			golden := filepath.Join("testdata", tc.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("output differs from %s (run with -update to accept):\n%s", golden, got)
+			}
+		})
+	}
+}
