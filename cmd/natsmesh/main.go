@@ -15,6 +15,7 @@ import (
 // commands lists the subcommands in the order help shows them.
 var commands = []command{
 	brokerCommand,
+	bridgeCommand,
 	versionCommand,
 }
 
