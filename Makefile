@@ -22,10 +22,10 @@ lint:
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
 
-# For now the demo is the broker alone on 127.0.0.1:4222 (monitoring on
-# 127.0.0.1:8222); stop it with Ctrl-C.
+# A whole mesh on the embedded broker: services, agents, gateway (Ctrl-C
+# stops it). Broker on 127.0.0.1:4222, gateway on 127.0.0.1:8080.
 demo: build
-	bin/natsmesh broker
+	bin/natsmesh demo
 
 # Placeholder until fuzz targets land.
 fuzz:

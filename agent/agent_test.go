@@ -510,6 +510,7 @@ func TestConfigValidation(t *testing.T) {
 		{"upstream without host", Config{Service: "orders", Upstream: "http://"}},
 		{"bad health path", Config{Service: "orders", Health: HealthConfig{Path: "healthz"}}},
 		{"negative timeout", Config{Service: "orders", Timeout: -time.Second}},
+		{"version not semver", Config{Service: "orders", Version: "v1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(nc, tc.cfg)
