@@ -303,13 +303,5 @@ func (a *Agent) request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
 		ctx, cancel = context.WithTimeout(ctx, a.cfg.Timeout)
 		defer cancel()
 	}
-	reply, err := bridge.Request(ctx, a.nc, m)
-	if err != nil {
-		if e := bridge.FromError(err); e.Kind == bridge.KindNoResponders {
-			if s, perr := bridge.ParseSubject(m.Subject); perr == nil {
-				e.Message = fmt.Sprintf("no instance of %s is serving", s.Service)
-			}
-		}
-	}
-	return reply, err
+	return bridge.Request(ctx, a.nc, m)
 }
