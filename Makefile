@@ -30,7 +30,7 @@ demo: build
 # Fuzz every target in turn for FUZZTIME each (the seeds alone run in make
 # test). New crashers land in testdata/fuzz/ and become regression seeds.
 FUZZTIME ?= 1m
-FUZZPKGS ?= ./bridge/
+FUZZPKGS ?= ./bridge/ ./agent/
 fuzz:
 	@for pkg in $(FUZZPKGS); do \
 	  for t in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
