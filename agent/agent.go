@@ -34,11 +34,11 @@ type Config struct {
 	Subset string
 	// Version is informational, shown in discovery ($SRV.INFO).
 	Version string
-	// Upstream is the local service: "http://127.0.0.1:8080" (HTTP) or
-	// "h2c://127.0.0.1:9090" (gRPC over cleartext HTTP/2; gRPC calls of an
-	// HTTP upstream go there too, and HTTP calls of a gRPC upstream likewise).
-	// Empty: no inbound side unless the application serves in-process with
-	// Handle or GRPCServer.
+	// Upstream is the local service: "http://127.0.0.1:8080" for an HTTP
+	// service or "h2c://127.0.0.1:9090" for a gRPC one (cleartext HTTP/2).
+	// A call in the other protocol gets a no-route answer. Empty: no inbound
+	// side unless the application serves in-process with Handle or
+	// GRPCServer.
 	Upstream string
 	// MaxConcurrent bounds the calls in flight to the local service. Zero means
 	// 1024; a negative value means no limit.
@@ -64,7 +64,6 @@ type Agent struct {
 	nc       *nats.Conn
 	cfg      Config
 	log      *slog.Logger
-	limits   bridge.Limits
 	upstream *url.URL
 
 	in  *inbound
@@ -89,11 +88,10 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{
-		nc:     nc,
-		cfg:    cfg,
-		log:    cfg.Logger.With("service", cfg.Service),
-		limits: bridge.Limits{MaxPayload: nc.MaxPayload()},
-		done:   make(chan struct{}),
+		nc:   nc,
+		cfg:  cfg,
+		log:  cfg.Logger.With("service", cfg.Service),
+		done: make(chan struct{}),
 	}
 	if cfg.Upstream != "" {
 		a.upstream, _ = parseUpstream(cfg.Upstream) // validated by normalize
@@ -162,6 +160,13 @@ func parseUpstream(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// limitsNow bounds a message by the max_payload of the server the agent is
+// connected to now (it may change on reconnect; 0 before the first
+// connection means the default).
+func (a *Agent) limitsNow() bridge.Limits {
+	return bridge.Limits{MaxPayload: a.nc.MaxPayload()}
+}
+
 // Name returns the agent's service name, its identity on the mesh.
 func (a *Agent) Name() string { return a.cfg.Service }
 
@@ -214,7 +219,7 @@ func (a *Agent) metadata() map[string]string {
 		md[fmt.Sprintf("natsmesh.subject.%d", i)] = s + " queue=" + queues[i]
 	}
 	if a.upstream != nil {
-		md["natsmesh.upstream"] = a.upstream.String()
+		md["natsmesh.upstream"] = a.upstream.Redacted()
 	}
 	return md
 }

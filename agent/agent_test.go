@@ -164,7 +164,7 @@ func TestHTTPSidecarToSidecar(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := decodeEcho(t, resp); e.URI != "/bound" || e.Instance != "orders-1" {
+		if e := decodeEcho(t, resp); e.URI != "/bound" || e.Instance != "orders-1" || e.Host != "orders" {
 			t.Errorf("upstream saw %+v", e)
 		}
 	})
@@ -529,4 +529,56 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRawNATSCaller: a plain NATS client (no Mesh-Timeout, forged identity
+// headers in any spelling) gets the agent's default deadline and cannot
+// forge its identity.
+func TestRawNATSCaller(t *testing.T) {
+	b := meshtest.Broker(t)
+	var sawDeadline atomic.Bool
+	var sawCallers atomic.Value
+	startAgent(t, b, Config{Service: "orders", Timeout: 300 * time.Millisecond}, func(a *Agent) {
+		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var callers []string
+			for k, vs := range r.Header {
+				if strings.EqualFold(k, HeaderCaller) {
+					callers = append(callers, vs...)
+				}
+			}
+			sawCallers.Store(strings.Join(callers, ","))
+			if r.URL.Path == "/hang" {
+				_, sawDeadline0 := r.Context().Deadline()
+				sawDeadline.Store(sawDeadline0)
+				<-r.Context().Done()
+				http.Error(w, "gave up", http.StatusGatewayTimeout)
+			}
+		}))
+	})
+	nc := meshtest.Conn(t, b)
+	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{
+		bridge.HeaderMethod: {"GET"}, bridge.HeaderPath: {"/hang"},
+		"Mesh-Hdr-mesh-caller": {"admin"}, "Mesh-Hdr-MESH-CALLER": {"root"},
+	}}
+	reply, err := nc.RequestMsg(m, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sawDeadline.Load() || reply.Header.Get(bridge.HeaderStatus) != "504" {
+		t.Errorf("handler deadline %v, reply %v: want the agent's default deadline applied", sawDeadline.Load(), reply.Header)
+	}
+	if got := sawCallers.Load(); got != "web" {
+		t.Errorf("handler saw callers %q, want only the subject's \"web\"", got)
+	}
+}
+
+func TestGRPCServerAfterStartPanics(t *testing.T) {
+	b := meshtest.Broker(t)
+	a := startAgent(t, b, Config{Service: "orders"}, func(a *Agent) { a.Handle(http.NotFoundHandler()) })
+	defer func() {
+		if recover() == nil {
+			t.Fatal("GRPCServer after Start did not panic")
+		}
+	}()
+	a.GRPCServer()
 }

@@ -13,13 +13,17 @@ import (
 
 // GRPCServer returns the registrar for in-process gRPC services: generated
 // servers register on it (pb.RegisterOrdersServer(a.GRPCServer(), impl)) and
-// are served over NATS with no local hop. Register before Start. Handlers
-// find the caller with CallerFrom.
+// are served over NATS with no local hop. Register before Start: like
+// grpc.Server.RegisterService after Serve, a call after Start panics.
+// Handlers find the caller with CallerFrom.
 func (a *Agent) GRPCServer() grpc.ServiceRegistrar {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.started {
+		panic("agent: GRPCServer after Start")
+	}
 	if a.in.grpcServer == nil {
-		a.in.grpcServer = bridge.NewGRPCServer(bridge.WithGRPCLimits(a.limits))
+		a.in.grpcServer = bridge.NewGRPCServer(bridge.WithGRPCLimits(a.limitsNow()))
 		a.in.serveGRPC = a.in.grpcServer.ServeMsg
 	}
 	return a.in.grpcServer
@@ -33,7 +37,7 @@ func (a *Agent) ClientConn(service string) (grpc.ClientConnInterface, error) {
 	if err := bridge.ValidateName("service", service); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return &bridge.GRPCClient{Request: a.request, Caller: a.cfg.Service, Service: service, Limits: a.limits}, nil
+	return &bridge.GRPCClient{Request: a.request, Caller: a.cfg.Service, Service: service, Limits: a.limitsNow()}, nil
 }
 
 // ServeGRPCProxy serves the outbound gRPC proxy on l until Shutdown: an h2c
@@ -41,7 +45,7 @@ func (a *Agent) ClientConn(service string) (grpc.ClientConnInterface, error) {
 // service named by the call's :authority (grpc.NewClient("orders:15002") or
 // grpc.WithAuthority("orders")). It returns nil after Shutdown.
 func (a *Agent) ServeGRPCProxy(l net.Listener) error {
-	p := &bridge.GRPCProxy{Request: a.request, Caller: a.cfg.Service, Limits: a.limits}
+	p := &bridge.GRPCProxy{Request: a.request, Caller: a.cfg.Service, Limits: a.limitsNow()}
 	srv := grpc.NewServer(p.ServerOptions()...)
 	stopper := func(ctx context.Context) error {
 		done := make(chan struct{})
@@ -73,5 +77,5 @@ func (in *inbound) grpcUpstream(ctx context.Context, m *nats.Msg) *nats.Msg {
 	if err != nil {
 		return bridge.ErrorMsg(&bridge.Error{Kind: bridge.KindUpstream, Message: err.Error(), Err: err})
 	}
-	return bridge.ServeGRPCUpstream(ctx, cc, m, in.a.limits)
+	return bridge.ServeGRPCUpstream(ctx, cc, m, in.a.limitsNow())
 }

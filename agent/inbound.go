@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,9 +34,9 @@ type inbound struct {
 	handler       http.Handler                               // in-process HTTP service
 	serveGRPC     func(context.Context, *nats.Msg) *nats.Msg // gRPC upstream or in-process server
 	grpcServer    *bridge.GRPCServer                         // in-process gRPC services
-	grpcOnce      sync.Once
+	grpcMu        sync.Mutex
 	grpcCC        *grpc.ClientConn
-	grpcErr       error
+	grpcClosed    bool
 
 	inflight     sync.WaitGroup
 	firstServing chan struct{}
@@ -42,7 +44,9 @@ type inbound struct {
 
 	mu        sync.Mutex
 	subs      []*nats.Subscription
-	closed    bool
+	draining  []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
+	closed    bool                    // no more subscribing
+	stopped   bool                    // no more dispatching: inflight is being waited on
 	healthErr error
 }
 
@@ -54,6 +58,7 @@ func newInbound(a *Agent) *inbound {
 	in.httpTransport = &http.Transport{
 		// The agent's own HTTP_PROXY must not apply to its local service.
 		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     90 * time.Second,
@@ -95,11 +100,20 @@ func (in *inbound) lastHealthError() string {
 
 // grpcConn is the client connection to a gRPC upstream, dialed once.
 func (in *inbound) grpcConn() (*grpc.ClientConn, error) {
-	in.grpcOnce.Do(func() {
-		in.grpcCC, in.grpcErr = grpc.NewClient("passthrough:///"+in.a.upstream.Host,
+	in.grpcMu.Lock()
+	defer in.grpcMu.Unlock()
+	if in.grpcClosed {
+		return nil, ErrClosed
+	}
+	if in.grpcCC == nil {
+		cc, err := grpc.NewClient("passthrough:///"+in.a.upstream.Host,
 			grpc.WithTransportCredentials(insecure.NewCredentials()))
-	})
-	return in.grpcCC, in.grpcErr
+		if err != nil {
+			return nil, err
+		}
+		in.grpcCC = cc
+	}
+	return in.grpcCC, nil
 }
 
 func (in *inbound) start(ctx context.Context) {
@@ -157,7 +171,7 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 			fails++
 			if serving && fails >= hc.FailThreshold {
 				in.a.log.Warn("service unhealthy: withdrawing from its queue groups", "fails", fails, "err", err)
-				in.withdraw(false)
+				in.withdraw()
 			}
 		}
 		next := hc.Interval
@@ -196,41 +210,53 @@ func (in *inbound) subscribe() error {
 }
 
 // withdraw leaves the queue groups by draining: messages already delivered to
-// this instance are still served. With wait, it returns once the
-// subscriptions are closed (every delivered message dispatched).
-func (in *inbound) withdraw(wait bool) {
+// this instance are still served. The drains finish in the background;
+// shutdown waits for every one, including those a health withdrawal began.
+func (in *inbound) withdraw() {
 	in.mu.Lock()
-	subs := in.subs
-	in.subs = nil
-	in.mu.Unlock()
-	var closed []<-chan nats.SubStatus
-	for _, s := range subs {
+	defer in.mu.Unlock()
+	for _, s := range in.subs {
 		ch := s.StatusChanged(nats.SubscriptionClosed)
 		if err := s.Drain(); err != nil {
 			s.Unsubscribe()
 			continue
 		}
-		closed = append(closed, ch)
+		in.draining = append(in.draining, ch)
 	}
-	if !wait {
-		return
-	}
-	for _, ch := range closed {
-		select {
-		case <-ch:
-		case <-time.After(30 * time.Second):
-			in.a.log.Warn("subscription drain did not finish in 30s")
-		}
-	}
+	in.subs = nil
 }
+
+// drainTimeout bounds the wait for a subscription's delivered messages.
+const drainTimeout = 30 * time.Second
 
 func (in *inbound) shutdown() error {
 	in.mu.Lock()
 	in.closed = true
 	in.mu.Unlock()
-	in.withdraw(true)
+	in.withdraw()
+	in.mu.Lock()
+	draining := in.draining
+	in.draining = nil
+	in.mu.Unlock()
+	timeout := time.NewTimer(drainTimeout)
+	defer timeout.Stop()
+	for _, ch := range draining {
+		select {
+		case <-ch:
+		case <-timeout.C:
+			in.a.log.Warn("subscription drain did not finish", "after", drainTimeout)
+		}
+	}
+	// Every delivered message has been dispatched (or the drain timed out);
+	// from here on a late delivery is refused rather than raced with Wait.
+	in.mu.Lock()
+	in.stopped = true
+	in.mu.Unlock()
 	in.inflight.Wait()
 	in.httpTransport.CloseIdleConnections()
+	in.grpcMu.Lock()
+	defer in.grpcMu.Unlock()
+	in.grpcClosed = true
 	if in.grpcCC != nil {
 		return in.grpcCC.Close()
 	}
@@ -256,7 +282,17 @@ func (in *inbound) onMsg(m *nats.Msg) {
 			return
 		}
 	}
+	in.mu.Lock()
+	if in.stopped {
+		in.mu.Unlock()
+		if in.sem != nil {
+			<-in.sem
+		}
+		in.respond(m, bridge.ErrorMsg(&bridge.Error{Kind: bridge.KindOverloaded, Message: in.a.cfg.Service + " instance shutting down"}))
+		return
+	}
 	in.inflight.Add(1)
+	in.mu.Unlock()
 	go func() {
 		defer in.inflight.Done()
 		if in.sem != nil {
@@ -266,10 +302,24 @@ func (in *inbound) onMsg(m *nats.Msg) {
 	}()
 }
 
+// respond sends reply. If the broker refuses it (a max_payload smaller than
+// the one the reply was sized for, after a reconnect), the caller still gets
+// one answer: a mesh error saying why.
 func (in *inbound) respond(m, reply *nats.Msg) {
 	reply.Subject = m.Reply
-	if err := in.a.nc.PublishMsg(reply); err != nil {
-		in.a.log.Warn("sending reply", "subject", m.Subject, "err", err)
+	err := in.a.nc.PublishMsg(reply)
+	if err == nil || errors.Is(err, nats.ErrConnectionClosed) {
+		return
+	}
+	in.a.log.Warn("sending reply", "subject", m.Subject, "err", err)
+	e := bridge.FromError(err)
+	if e.Kind != bridge.KindTooLarge {
+		e = &bridge.Error{Kind: bridge.KindInternal, Message: "sending the reply: " + err.Error()}
+	}
+	fallback := bridge.ErrorMsg(e)
+	fallback.Subject = m.Reply
+	if err := in.a.nc.PublishMsg(fallback); err != nil {
+		in.a.log.Warn("sending error reply", "subject", m.Subject, "err", err)
 	}
 }
 
@@ -279,12 +329,20 @@ func (in *inbound) serve(m *nats.Msg) *nats.Msg {
 		return bridge.ErrorMsg(&bridge.Error{Kind: bridge.KindBadRequest, Message: err.Error()})
 	}
 	ctx := bridge.WithCaller(context.Background(), subj.Caller)
+	// A caller that propagated no deadline (a plain NATS client: nats req,
+	// a micro client) gets the agent's default, so no local call and no
+	// concurrency slot is held forever.
+	if m.Header.Get(bridge.HeaderTimeout) == "" && m.Header.Get("grpc-timeout") == "" {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, in.a.cfg.Timeout)
+		defer cancel()
+	}
 	switch subj.Proto {
 	case bridge.ProtoHTTP:
 		return in.serveHTTP(ctx, subj, m)
 	case bridge.ProtoGRPC:
 		if in.serveGRPC == nil {
-			return bridge.ErrorMsg(bridge.Errorf(bridge.KindBadRequest, "%s serves no gRPC", in.a.cfg.Service))
+			return bridge.ErrorMsg(bridge.Errorf(bridge.KindNoRoute, "%s serves no gRPC", in.a.cfg.Service))
 		}
 		return in.serveGRPC(ctx, m)
 	}
@@ -294,13 +352,13 @@ func (in *inbound) serve(m *nats.Msg) *nats.Msg {
 func (in *inbound) serveHTTP(ctx context.Context, subj bridge.Subject, m *nats.Msg) *nats.Msg {
 	if in.handler != nil {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Header.Set(HeaderCaller, subj.Caller)
+			setCaller(r.Header, subj.Caller)
 			in.handler.ServeHTTP(w, r)
 		})
-		return bridge.ServeHTTPMsg(ctx, h, m, in.a.limits)
+		return bridge.ServeHTTPMsg(ctx, h, m, in.a.limitsNow())
 	}
 	if in.a.upstream == nil || in.a.upstream.Scheme != "http" {
-		return bridge.ErrorMsg(bridge.Errorf(bridge.KindBadRequest, "%s serves no HTTP", in.a.cfg.Service))
+		return bridge.ErrorMsg(bridge.Errorf(bridge.KindNoRoute, "%s serves no HTTP", in.a.cfg.Service))
 	}
 	r, cancel, err := bridge.DecodeHTTPRequest(ctx, m)
 	if err != nil {
@@ -310,16 +368,27 @@ func (in *inbound) serveHTTP(ctx context.Context, subj bridge.Subject, m *nats.M
 	r.URL.Scheme = "http"
 	r.URL.Host = in.a.upstream.Host
 	r.RequestURI = ""
-	r.Header.Set(HeaderCaller, subj.Caller)
+	setCaller(r.Header, subj.Caller)
 	resp, err := in.httpTransport.RoundTrip(r)
 	if err != nil {
 		return bridge.ErrorMsg(upstreamError(r.Context(), err))
 	}
-	reply, err := bridge.EncodeHTTPResponse(resp, in.a.limits)
+	reply, err := bridge.EncodeHTTPResponse(resp, in.a.limitsNow())
 	if err != nil {
 		return bridge.ErrorMsg(bridge.FromError(err))
 	}
 	return reply
+}
+
+// setCaller sets the Mesh-Caller header, removing any spelling of it the
+// caller sent: the identity comes from the subject only.
+func setCaller(h http.Header, caller string) {
+	for k := range h {
+		if strings.EqualFold(k, HeaderCaller) {
+			delete(h, k)
+		}
+	}
+	h[HeaderCaller] = []string{caller}
 }
 
 // upstreamError classifies a failed call to the local service: the caller's

@@ -96,6 +96,8 @@ func (a *Agent) BindHandler(service string) (http.Handler, error) {
 		return nil, fmt.Errorf("%w: bind: %w", ErrConfig, err)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The client addressed a local port; the service sees its own name.
+		r.Host = service
 		a.forwardHTTP(w, r, service)
 	}), nil
 }
@@ -166,7 +168,7 @@ func (a *Agent) roundTrip(r *http.Request, service string) (*http.Response, erro
 		r = r.WithContext(ctx)
 	}
 	subject := bridge.Subject{Service: service, Caller: a.cfg.Service, Proto: bridge.ProtoHTTP, Op: r.Method}.String()
-	m, err := bridge.EncodeHTTPRequest(r, subject, a.limits)
+	m, err := bridge.EncodeHTTPRequest(r, subject, a.limitsNow())
 	if err != nil {
 		return nil, err
 	}

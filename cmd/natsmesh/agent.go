@@ -140,6 +140,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	nc, err := nf.connect(ctx, "natsmesh-agent:"+cfg.Service, bridge.InboxPrefix(cfg.Service), log)
 	if err != nil {
 		closeAll()
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for NATS: nothing to drain
+		}
 		return fmt.Errorf("agent: %v", err)
 	}
 	defer nc.Close()
@@ -181,8 +184,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := a.Shutdown(sctx); err != nil {
 		return failure{fmt.Errorf("agent: shutdown: %v", err)}
 	}
-	if err := nc.Drain(); err != nil {
-		log.Warn("draining NATS connection", "err", err)
+	// The last replies may still sit in the connection's buffer.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		log.Warn("flushing NATS connection", "err", err)
 	}
 	log.Info("natsmesh agent stopped")
 	if runErr != nil {
