@@ -225,6 +225,9 @@ func errorFromHeader(h nats.Header) *Error {
 // answers from the service's), Retry-After where set, and a one-line text body.
 func WriteHTTPError(w http.ResponseWriter, err error) {
 	e := FromError(err)
+	if e == nil {
+		e = &Error{Kind: KindInternal, Message: "WriteHTTPError without an error"}
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")

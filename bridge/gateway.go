@@ -168,6 +168,9 @@ type GatewayConfig struct {
 // clients and forwards each request to a meshed service or a NATS endpoint,
 // chosen by its route table.
 //
+// Toward the service, the gateway sets X-Forwarded-For, -Host and -Proto
+// (replacing what the client sent) and drops Forwarded.
+//
 // Routes are tried in this order: routes whose Host matches the request
 // (longest PathPrefix first, a host-only route last), then routes without a
 // Host (longest PathPrefix first). A request no route matches gets 404 with
@@ -347,6 +350,8 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
 	defer cancel()
 	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
+	out.Header = r.Header.Clone()
+	setForwarded(out.Header, r)
 	if route.StripPrefix {
 		if out.URL, ok = stripPrefix(r.URL, route.PathPrefix); !ok {
 			return nil, Errorf(KindNoRoute, "path %q does not start with %q once escaped", r.URL.EscapedPath(), route.PathPrefix)
@@ -363,6 +368,24 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 		return nil, err
 	}
 	return DecodeHTTPResponse(reply)
+}
+
+// setForwarded replaces the X-Forwarded-* headers with the gateway's own
+// view of the client. The gateway is the edge: values that arrive from
+// outside could be anything, so none are kept.
+func setForwarded(h http.Header, r *http.Request) {
+	h.Del("Forwarded")
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		h.Set("X-Forwarded-For", ip)
+	} else {
+		h.Del("X-Forwarded-For")
+	}
+	h.Set("X-Forwarded-Host", r.Host)
+	if r.TLS != nil {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
 }
 
 // stripPrefix returns u without prefix, as http.StripPrefix does (the

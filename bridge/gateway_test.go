@@ -359,6 +359,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 			"Mesh-Status": {"200"}, "Mesh-Caller": {"admin"}, "Status": {"503"}, "Nats-Msg-Id": {"x"},
 			"X-Multi": {"a", "b"}, "Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 			"Connection": {"X-Hop"}, "X-Hop": {"dropped"},
+			"X-Forwarded-For": {"6.6.6.6"}, "Forwarded": {"for=6.6.6.6"},
 		}
 		resp, body := do(t, "PUT", "/orders/items/a%2Fb?x=1&y=2", hdr, strings.NewReader("payload"))
 		if resp.StatusCode != 200 {
@@ -383,6 +384,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 		}
 		if got := e.Header["X-Multi"]; len(got) != 2 {
 			t.Errorf("service saw X-Multi %q", got)
+		}
+		if e.Header.Get("X-Forwarded-For") != "127.0.0.1" || e.Header.Get("Forwarded") != "" || e.Header.Get("X-Forwarded-Proto") != "http" || e.Header.Get("X-Forwarded-Host") != e.Host {
+			t.Errorf("forwarding headers %v", e.Header)
 		}
 		if e.Header.Get("X-Hop") != "" || e.Header.Get("Connection") != "" {
 			t.Errorf("hop-by-hop headers reached the service: %v", e.Header)

@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,8 +48,14 @@ func EncodeHTTPRequest(r *http.Request, subject string, lim Limits) (*nats.Msg, 
 	if r.URL.RawQuery != "" {
 		m.Header[HeaderQuery] = []string{r.URL.RawQuery}
 	}
-	if r.Host != "" {
-		m.Header[HeaderHost] = []string{r.Host}
+	host := r.Host
+	if host == "" && r.URL != nil {
+		// A client-side request (an http.RoundTripper's) may leave Host
+		// empty: the client then sends the URL's host.
+		host = r.URL.Host
+	}
+	if host != "" {
+		m.Header[HeaderHost] = []string{host}
 	}
 	deadline, ok := r.Context().Deadline()
 	setTimeout(m.Header, deadline, ok)
@@ -382,7 +389,7 @@ func ServeHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim Limits) 
 		return ErrorMsg(FromError(err))
 	}
 	defer cancel()
-	rec := newRecorder()
+	rec := newRecorder(lim.maxPayload())
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -401,6 +408,9 @@ func ServeHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim Limits) 
 	if rec.aborted {
 		return ErrorMsg(&Error{Kind: KindUpstream, Message: "handler aborted the response"})
 	}
+	if rec.tooLarge {
+		return ErrorMsg(&Error{Kind: KindTooLarge, Message: fmt.Sprintf("response body exceeds max_payload (%d bytes)", rec.limit)})
+	}
 	code := rec.status()
 	trailer := rec.trailer()
 	reply, err := HTTPResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
@@ -418,6 +428,10 @@ type recorder struct {
 	body     bytes.Buffer
 	panicked string
 	aborted  bool
+	// limit bounds the body, so a handler that writes without end fails
+	// with too-large instead of exhausting memory.
+	limit    int64
+	tooLarge bool
 }
 
 var (
@@ -425,7 +439,10 @@ var (
 	_ http.Flusher        = (*recorder)(nil)
 )
 
-func newRecorder() *recorder { return &recorder{header: make(http.Header)} }
+func newRecorder(limit int64) *recorder { return &recorder{header: make(http.Header), limit: limit} }
+
+// errBodyTooLarge is what a handler's Write returns past the limit.
+var errBodyTooLarge = errors.New("bridge: response body exceeds max_payload")
 
 func (r *recorder) Header() http.Header { return r.header }
 
@@ -448,6 +465,10 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	if r.body.Len() == 0 && r.snapshot.Get("Content-Type") == "" && len(p) > 0 {
 		r.snapshot.Set("Content-Type", http.DetectContentType(p))
+	}
+	if r.tooLarge || int64(r.body.Len())+int64(len(p)) > r.limit {
+		r.tooLarge = true
+		return 0, errBodyTooLarge
 	}
 	return r.body.Write(p)
 }
