@@ -367,7 +367,13 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	if err != nil {
 		return nil, err
 	}
-	return DecodeHTTPResponse(reply)
+	resp, err := DecodeHTTPResponse(reply)
+	if err == nil && r.Method == http.MethodHead {
+		// The reply to HEAD has no body, so the decoder's Content-Length
+		// is 0, not the length of the resource: leave it out.
+		resp.Header.Del("Content-Length")
+	}
+	return resp, err
 }
 
 // setForwarded replaces the X-Forwarded-* headers with the gateway's own

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -518,5 +519,40 @@ func TestGatewayServerSettings(t *testing.T) {
 	srv := g.Server("127.0.0.1:8080", nil)
 	if srv.ReadHeaderTimeout != 5*time.Second || srv.ReadTimeout <= 0 || srv.WriteTimeout <= DefaultTimeout || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes != DefaultMaxHeaderBytes {
 		t.Fatalf("server settings %+v", srv)
+	}
+}
+
+func TestGatewayAnswersOnce(t *testing.T) {
+	tests := []struct {
+		name   string
+		req    RequestFunc
+		status int
+		kind   Kind
+	}{
+		{"request func panics", func(context.Context, *nats.Msg) (*nats.Msg, error) { panic("boom") }, 500, KindInternal},
+		{"deadline", func(ctx context.Context, _ *nats.Msg) (*nats.Msg, error) {
+			<-ctx.Done()
+			return nil, FromError(ctx.Err())
+		}, 504, KindTimeout},
+		{"overloaded", func(context.Context, *nats.Msg) (*nats.Msg, error) {
+			return ErrorMsg(&Error{Kind: KindOverloaded, RetryAfter: time.Second}), nil
+		}, 503, KindOverloaded},
+		{"service answer", func(context.Context, *nats.Msg) (*nats.Msg, error) {
+			return HTTPResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, Limits{})
+		}, 201, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := NewGateway(GatewayConfig{Request: tt.req, Timeout: 50 * time.Millisecond, Logger: discardLogger(),
+				Routes: []Route{{PathPrefix: "/", Service: "web"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := httptest.NewRecorder()
+			g.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+			if w.Code != tt.status || w.Header().Get(HeaderError) != string(tt.kind) {
+				t.Fatalf("got %d %v, want %d %q", w.Code, w.Header(), tt.status, tt.kind)
+			}
+		})
 	}
 }
