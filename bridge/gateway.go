@@ -368,7 +368,15 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 		return nil, err
 	}
 	resp, err := DecodeHTTPResponse(reply)
-	if err == nil && r.Method == http.MethodHead {
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 599 {
+		// Only a final status may reach the client: a forged 101 would
+		// make it switch protocols, a 1xx would leave it waiting.
+		return nil, Errorf(KindUpstream, "service answered status %d", resp.StatusCode)
+	}
+	if r.Method == http.MethodHead {
 		// The reply to HEAD has no body, so the decoder's Content-Length
 		// is 0, not the length of the resource: leave it out.
 		resp.Header.Del("Content-Length")

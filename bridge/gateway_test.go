@@ -537,6 +537,12 @@ func TestGatewayAnswersOnce(t *testing.T) {
 		{"overloaded", func(context.Context, *nats.Msg) (*nats.Msg, error) {
 			return ErrorMsg(&Error{Kind: KindOverloaded, RetryAfter: time.Second}), nil
 		}, 503, KindOverloaded},
+		{"forged 101", func(context.Context, *nats.Msg) (*nats.Msg, error) {
+			return &nats.Msg{Header: nats.Header{HeaderStatus: {"101"}, "Upgrade": {"evil"}}}, nil
+		}, 502, KindUpstream},
+		{"status 999", func(context.Context, *nats.Msg) (*nats.Msg, error) {
+			return &nats.Msg{Header: nats.Header{HeaderStatus: {"999"}}}, nil
+		}, 502, KindUpstream},
 		{"service answer", func(context.Context, *nats.Msg) (*nats.Msg, error) {
 			return HTTPResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, Limits{})
 		}, 201, ""},
