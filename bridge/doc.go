@@ -25,8 +25,11 @@
 // Go's HTTP server already refuses conflicting Content-Length headers (400)
 // and frames a request that has both Content-Length and Transfer-Encoding by
 // the chunked encoding alone, removing Content-Length (RFC 9112 section
-// 6.3), so what reaches the gateway is never ambiguous; [EncodeHTTPRequest]
-// answers 400 to such framing when a request is built by other means.
+// 6.3), so what reaches the gateway is never ambiguous. Since the gateway
+// cannot tell such a request from a plain chunked one, it closes the
+// connection after answering any chunked request, as RFC 9112 section 6.1
+// asks. [EncodeHTTPRequest] answers 400 to ambiguous framing when a request
+// is built by other means.
 //
 // The package imports no other natsmesh package.
 package bridge

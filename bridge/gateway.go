@@ -329,6 +329,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
+	if len(r.TransferEncoding) > 0 {
+		// Go's server frames a request with both Content-Length and
+		// Transfer-Encoding by the latter and removes Content-Length, so the
+		// two cannot be told apart here. RFC 9112 section 6.1 wants the
+		// connection closed after such a request: a proxy in front that
+		// framed it by Content-Length would otherwise disagree with us about
+		// where the next request starts (request smuggling).
+		w.Header().Set("Connection", "close")
+	}
 	resp, err := g.forward(r, &dest)
 	answer(resp, err)
 }

@@ -443,6 +443,49 @@ func TestGatewayEndToEnd(t *testing.T) {
 			t.Fatalf("no responders took %v", d)
 		}
 	})
+	t.Run("ambiguous framing over raw TCP", func(t *testing.T) {
+		tests := []struct {
+			name    string
+			raw     string
+			status  int
+			body    string
+			answers int // responses before the server closes the connection
+		}{
+			{"conflicting Content-Length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400, "", 1},
+			// Go frames by chunked and drops Content-Length; the gateway then
+			// closes the connection, so the smuggled second request is never read.
+			{"Content-Length and chunked", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nGET /missing HTTP/1.1\r\nHost: x\r\n\r\n", 200, "micro:hi", 1},
+			{"keep-alive otherwise", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /missing HTTP/1.1\r\nHost: x\r\n\r\n", 200, "micro:hi", 2},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				io.WriteString(conn, tt.raw)
+				br := bufio.NewReader(conn)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.status || (tt.body != "" && string(body) != tt.body) {
+					t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tt.status, tt.body)
+				}
+				answers := 1
+				if _, err := http.ReadResponse(br, nil); err == nil {
+					answers++
+				}
+				if answers != tt.answers {
+					t.Fatalf("%d answers on the connection, want %d", answers, tt.answers)
+				}
+			})
+		}
+	})
 	t.Run("too large before publishing", func(t *testing.T) {
 		for _, body := range []io.Reader{strings.NewReader(strings.Repeat("x", 5000)), io.MultiReader(strings.NewReader(strings.Repeat("x", 5000)))} {
 			resp, _ := do(t, "POST", "/big", nil, body)
