@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/net/http/httpguts"
 )
 
 func FuzzEscapeToken(f *testing.F) {
@@ -99,11 +101,8 @@ func FuzzDecodeHTTPRequest(f *testing.F) {
 		if err != nil || string(body) != string(data) || r.ContentLength != int64(len(data)) {
 			t.Fatalf("body %q (len %d), %v; want %q", body, r.ContentLength, err, data)
 		}
-		for k := range r.Header {
-			if isHopByHop(k, nil) {
-				t.Fatalf("decoded request carries header %q", k)
-			}
-		}
+		checkHTTPHeader(t, r.Header)
+		checkHTTPHeader(t, r.Trailer)
 	})
 }
 
@@ -115,6 +114,7 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 	f.Add("Nats-Service-Error-Code: 99999999999999999999", []byte(nil))
 	f.Add("Mesh-Status: 1000\r\nX: y", []byte("z"))
 	f.Add("Mesh-Status: 200\r\nConnection: X-Secret\r\nX-Secret: 1\r\nTransfer-Encoding: chunked", []byte("z"))
+	f.Add("Mesh-Status: 200\r\nMesh-Hdr-: empty name\r\nX-Nul: a\x00b\r\nMesh-Trailer-Bad Name: 1", []byte(nil))
 	f.Fuzz(func(t *testing.T, raw string, data []byte) {
 		h, ok := fuzzHeader(raw)
 		if !ok {
@@ -138,10 +138,23 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 		if err != nil || int64(len(body)) != resp.ContentLength {
 			t.Fatalf("body of %d bytes, ContentLength %d, %v", len(body), resp.ContentLength, err)
 		}
-		for k := range resp.Header {
-			if isHopByHop(k, nil) {
-				t.Fatalf("decoded response carries hop-by-hop header %q", k)
+		checkHTTPHeader(t, resp.Header)
+		checkHTTPHeader(t, resp.Trailer)
+	})
+}
+
+// checkHTTPHeader fails unless h is what Go's HTTP server and client accept,
+// with no hop-by-hop header.
+func checkHTTPHeader(t *testing.T, h http.Header) {
+	t.Helper()
+	for k, vs := range h {
+		if !httpguts.ValidHeaderFieldName(k) || isHopByHop(k, nil) {
+			t.Fatalf("decoded header name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				t.Fatalf("decoded header %s: %q", k, v)
 			}
 		}
-	})
+	}
 }

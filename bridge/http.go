@@ -168,24 +168,38 @@ func appendValues(dst, vs []string) []string {
 // readHeaders splits the service headers and trailers out of a NATS header.
 // Hop-by-hop headers are dropped here too: the message may come from any
 // NATS client, not only from EncodeHTTPRequest.
+//
+// So are names and values that are not valid HTTP ("Mesh-Hdr-" alone names
+// the empty header; NATS passes NUL bytes in values): Go's own server would
+// have refused them with 400, and its client refuses to send them, which
+// would fail the receiver's local call.
 func readHeaders(src nats.Header) (h, trailer http.Header) {
 	h = make(http.Header, len(src))
 	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
+		dst, key := &h, k
 		if strings.HasPrefix(k, trailerPrefix) {
-			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok && !isHopByHop(name, conn) {
-				if trailer == nil {
-					trailer = make(http.Header)
-				}
-				trailer[name] = appendValues(trailer[name], vs)
-			}
+			dst, key = &trailer, k[len(trailerPrefix):]
+		}
+		name, ok := UnescapeHeaderName(key)
+		if !ok || !httpguts.ValidHeaderFieldName(name) || isHopByHop(name, conn) || !validValues(vs) {
 			continue
 		}
-		if name, ok := UnescapeHeaderName(k); ok && !isHopByHop(name, conn) {
-			h[name] = appendValues(h[name], vs)
+		if *dst == nil {
+			*dst = make(http.Header)
 		}
+		(*dst)[name] = appendValues((*dst)[name], vs)
 	}
 	return h, trailer
+}
+
+func validValues(vs []string) bool {
+	for _, v := range vs {
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeHTTPRequest turns a request message into a server-side *http.Request
