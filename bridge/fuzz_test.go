@@ -115,6 +115,7 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 	f.Add("Mesh-Status: 1000\r\nX: y", []byte("z"))
 	f.Add("Mesh-Status: 200\r\nConnection: X-Secret\r\nX-Secret: 1\r\nTransfer-Encoding: chunked", []byte("z"))
 	f.Add("Mesh-Status: 200\r\nMesh-Hdr-: empty name\r\nX-Nul: a\x00b\r\nMesh-Trailer-Bad Name: 1", []byte(nil))
+	f.Add("X-Native: 1\r\nX-Nul: a\x00b\r\nBad Name: 1\r\nConnection: X-Native", []byte("native"))
 	f.Fuzz(func(t *testing.T, raw string, data []byte) {
 		h, ok := fuzzHeader(raw)
 		if !ok {

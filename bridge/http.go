@@ -337,7 +337,7 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		h = make(http.Header, len(m.Header))
 		conn := connectionTokens(m.Header["Connection"])
 		for k, vs := range m.Header {
-			if !isHopByHop(k, conn) {
+			if httpguts.ValidHeaderFieldName(k) && !isHopByHop(k, conn) && validValues(vs) {
 				h[k] = vs
 			}
 		}
