@@ -110,6 +110,7 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 	f.Add("Mesh-Status: 200\r\nContent-Type: text/plain\r\nMesh-Trailer-Grpc-Status: 0", []byte("hi"))
 	f.Add("Mesh-Status: 503\r\nMesh-Hdr-Status: 503", []byte(nil))
 	f.Add("Mesh-Error: timeout\r\nMesh-Error-Message: slow\r\nRetry-After: 3", []byte(nil))
+	f.Add("Mesh-Error: time\x00out\r\nMesh-Error-Message: a\x01b", []byte(nil))
 	f.Add("Nats-Service-Error: not found\r\nNats-Service-Error-Code: 404", []byte(nil))
 	f.Add("Nats-Service-Error-Code: 99999999999999999999", []byte(nil))
 	f.Add("Mesh-Status: 1000\r\nX: y", []byte("z"))
@@ -129,6 +130,9 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 			}
 			if s := me.HTTPStatus(); s < 400 || s > 599 {
 				t.Fatalf("mesh error %v maps to status %d", me, s)
+			}
+			if !httpguts.ValidHeaderFieldValue(string(me.Kind)) || !httpguts.ValidHeaderFieldValue(me.Message) {
+				t.Fatalf("mesh error kind %q message %q cannot go in an HTTP header", me.Kind, me.Message)
 			}
 			return
 		}

@@ -324,10 +324,11 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		h, trailer = readHeaders(m.Header)
 	case m.Header.Get(microErrorHeader) != "" || m.Header.Get(microErrorCodeHeader) != "":
 		status = microStatus(m.Header.Get(microErrorCodeHeader))
+		// The service's words go into HTTP headers: no control bytes.
 		h = http.Header{
 			"Content-Type":       {"text/plain; charset=utf-8"},
-			microErrorHeader:     {m.Header.Get(microErrorHeader)},
-			microErrorCodeHeader: {m.Header.Get(microErrorCodeHeader)},
+			microErrorHeader:     {headerSafe(m.Header.Get(microErrorHeader))},
+			microErrorCodeHeader: {headerSafe(m.Header.Get(microErrorCodeHeader))},
 		}
 		if len(body) == 0 {
 			body = []byte(m.Header.Get(microErrorHeader) + "\n")
