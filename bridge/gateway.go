@@ -360,6 +360,9 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	defer cancel()
 	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
 	out.Header = r.Header.Clone()
+	if out.Header == nil {
+		out.Header = make(http.Header)
+	}
 	setForwarded(out.Header, r)
 	if route.StripPrefix {
 		if out.URL, ok = stripPrefix(r.URL, route.PathPrefix); !ok {
