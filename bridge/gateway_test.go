@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type callerKey struct{}
+type helperCallerKey struct{}
 
 // echo is what the helper's HTTP service answers: the request as it saw it.
 type echo struct {
@@ -65,7 +65,7 @@ func runHelperService(url string) error {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		caller, _ := r.Context().Value(callerKey{}).(string)
+		caller, _ := r.Context().Value(helperCallerKey{}).(string)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Served-By", fmt.Sprint(os.Getpid()))
 		json.NewEncoder(w).Encode(echo{Caller: caller, Method: r.Method, Path: r.URL.Path, RawPath: r.URL.RawPath,
@@ -79,7 +79,7 @@ func runHelperService(url string) error {
 				m.RespondMsg(ErrorMsg(&Error{Kind: KindBadRequest, Message: err.Error()}))
 				return
 			}
-			ctx := context.WithValue(context.Background(), callerKey{}, s.Caller)
+			ctx := context.WithValue(context.Background(), helperCallerKey{}, s.Caller)
 			m.RespondMsg(ServeHTTPMsg(ctx, mux, m, Limits{MaxPayload: nc.MaxPayload()}))
 		})
 		if err != nil {
