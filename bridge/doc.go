@@ -17,6 +17,19 @@
 //   - Errors: [Error] is a failure made by the mesh (no responders, timeout,
 //     overloaded, ...). It travels as the Mesh-Error header, is never confused
 //     with a service's own answer, and maps to an HTTP status and a gRPC code.
+//   - The edge: [Gateway] is an http.Handler for outside clients that
+//     forwards each request, chosen by Host or path prefix ([Route]), to a
+//     meshed service or a NATS-native endpoint, and [Gateway.Server] wraps it
+//     in an http.Server with slowloris-safe timeouts.
+//
+// Go's HTTP server already refuses conflicting Content-Length headers (400)
+// and frames a request that has both Content-Length and Transfer-Encoding by
+// the chunked encoding alone, removing Content-Length (RFC 9112 section
+// 6.3), so what reaches the gateway is never ambiguous. Since the gateway
+// cannot tell such a request from a plain chunked one, it closes the
+// connection after answering any chunked request, as RFC 9112 section 6.1
+// asks. [EncodeHTTPRequest] answers 400 to ambiguous framing when a request
+// is built by other means.
 //
 // The package imports no other natsmesh package.
 package bridge

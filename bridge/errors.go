@@ -211,7 +211,8 @@ func errorFromHeader(h nats.Header) *Error {
 	if kind == "" {
 		return nil
 	}
-	e := &Error{Kind: Kind(kind), Message: h.Get(HeaderErrorMessage)}
+	// Both may come from any NATS client and end up in an HTTP header.
+	e := &Error{Kind: Kind(headerSafe(kind)), Message: headerSafe(h.Get(HeaderErrorMessage))}
 	if ra := h.Get(HeaderRetryAfter); ra != "" {
 		if s, err := strconv.Atoi(ra); err == nil && s > 0 {
 			e.RetryAfter = time.Duration(s) * time.Second
@@ -225,6 +226,9 @@ func errorFromHeader(h nats.Header) *Error {
 // answers from the service's), Retry-After where set, and a one-line text body.
 func WriteHTTPError(w http.ResponseWriter, err error) {
 	e := FromError(err)
+	if e == nil {
+		e = &Error{Kind: KindInternal, Message: "WriteHTTPError without an error"}
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/net/http/httpguts"
 )
 
 func FuzzEscapeToken(f *testing.F) {
@@ -99,11 +101,8 @@ func FuzzDecodeHTTPRequest(f *testing.F) {
 		if err != nil || string(body) != string(data) || r.ContentLength != int64(len(data)) {
 			t.Fatalf("body %q (len %d), %v; want %q", body, r.ContentLength, err, data)
 		}
-		for k := range r.Header {
-			if isHopByHop(k, nil) {
-				t.Fatalf("decoded request carries header %q", k)
-			}
-		}
+		checkHTTPHeader(t, r.Header)
+		checkHTTPHeader(t, r.Trailer)
 	})
 }
 
@@ -111,10 +110,13 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 	f.Add("Mesh-Status: 200\r\nContent-Type: text/plain\r\nMesh-Trailer-Grpc-Status: 0", []byte("hi"))
 	f.Add("Mesh-Status: 503\r\nMesh-Hdr-Status: 503", []byte(nil))
 	f.Add("Mesh-Error: timeout\r\nMesh-Error-Message: slow\r\nRetry-After: 3", []byte(nil))
+	f.Add("Mesh-Error: time\x00out\r\nMesh-Error-Message: a\x01b", []byte(nil))
 	f.Add("Nats-Service-Error: not found\r\nNats-Service-Error-Code: 404", []byte(nil))
 	f.Add("Nats-Service-Error-Code: 99999999999999999999", []byte(nil))
 	f.Add("Mesh-Status: 1000\r\nX: y", []byte("z"))
 	f.Add("Mesh-Status: 200\r\nConnection: X-Secret\r\nX-Secret: 1\r\nTransfer-Encoding: chunked", []byte("z"))
+	f.Add("Mesh-Status: 200\r\nMesh-Hdr-: empty name\r\nX-Nul: a\x00b\r\nMesh-Trailer-Bad Name: 1", []byte(nil))
+	f.Add("X-Native: 1\r\nX-Nul: a\x00b\r\nBad Name: 1\r\nConnection: X-Native", []byte("native"))
 	f.Fuzz(func(t *testing.T, raw string, data []byte) {
 		h, ok := fuzzHeader(raw)
 		if !ok {
@@ -129,6 +131,9 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 			if s := me.HTTPStatus(); s < 400 || s > 599 {
 				t.Fatalf("mesh error %v maps to status %d", me, s)
 			}
+			if !httpguts.ValidHeaderFieldValue(string(me.Kind)) || !httpguts.ValidHeaderFieldValue(me.Message) {
+				t.Fatalf("mesh error kind %q message %q cannot go in an HTTP header", me.Kind, me.Message)
+			}
 			return
 		}
 		if resp.StatusCode < 100 || resp.StatusCode > 999 {
@@ -138,10 +143,23 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 		if err != nil || int64(len(body)) != resp.ContentLength {
 			t.Fatalf("body of %d bytes, ContentLength %d, %v", len(body), resp.ContentLength, err)
 		}
-		for k := range resp.Header {
-			if isHopByHop(k, nil) {
-				t.Fatalf("decoded response carries hop-by-hop header %q", k)
+		checkHTTPHeader(t, resp.Header)
+		checkHTTPHeader(t, resp.Trailer)
+	})
+}
+
+// checkHTTPHeader fails unless h is what Go's HTTP server and client accept,
+// with no hop-by-hop header.
+func checkHTTPHeader(t *testing.T, h http.Header) {
+	t.Helper()
+	for k, vs := range h {
+		if !httpguts.ValidHeaderFieldName(k) || isHopByHop(k, nil) {
+			t.Fatalf("decoded header name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				t.Fatalf("decoded header %s: %q", k, v)
 			}
 		}
-	})
+	}
 }

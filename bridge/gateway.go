@@ -168,6 +168,9 @@ type GatewayConfig struct {
 // clients and forwards each request to a meshed service or a NATS endpoint,
 // chosen by its route table.
 //
+// Toward the service, the gateway sets X-Forwarded-For, -Host and -Proto
+// (replacing what the client sent) and drops Forwarded.
+//
 // Routes are tried in this order: routes whose Host matches the request
 // (longest PathPrefix first, a host-only route last), then routes without a
 // Host (longest PathPrefix first). A request no route matches gets 404 with
@@ -326,6 +329,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
+	if len(r.TransferEncoding) > 0 {
+		// Go's server frames a request with both Content-Length and
+		// Transfer-Encoding by the latter and removes Content-Length, so the
+		// two cannot be told apart here. RFC 9112 section 6.1 wants the
+		// connection closed after such a request: a proxy in front that
+		// framed it by Content-Length would otherwise disagree with us about
+		// where the next request starts (request smuggling).
+		w.Header().Set("Connection", "close")
+	}
 	resp, err := g.forward(r, &dest)
 	answer(resp, err)
 }
@@ -347,6 +359,11 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
 	defer cancel()
 	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
+	out.Header = r.Header.Clone()
+	if out.Header == nil {
+		out.Header = make(http.Header)
+	}
+	setForwarded(out.Header, r)
 	if route.StripPrefix {
 		if out.URL, ok = stripPrefix(r.URL, route.PathPrefix); !ok {
 			return nil, Errorf(KindNoRoute, "path %q does not start with %q once escaped", r.URL.EscapedPath(), route.PathPrefix)
@@ -362,7 +379,39 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	if err != nil {
 		return nil, err
 	}
-	return DecodeHTTPResponse(reply)
+	resp, err := DecodeHTTPResponse(reply)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 599 {
+		// Only a final status may reach the client: a forged 101 would
+		// make it switch protocols, a 1xx would leave it waiting.
+		return nil, Errorf(KindUpstream, "service answered status %d", resp.StatusCode)
+	}
+	if r.Method == http.MethodHead {
+		// The reply to HEAD has no body, so the decoder's Content-Length
+		// is 0, not the length of the resource: leave it out.
+		resp.Header.Del("Content-Length")
+	}
+	return resp, err
+}
+
+// setForwarded replaces the X-Forwarded-* headers with the gateway's own
+// view of the client. The gateway is the edge: values that arrive from
+// outside could be anything, so none are kept.
+func setForwarded(h http.Header, r *http.Request) {
+	h.Del("Forwarded")
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		h.Set("X-Forwarded-For", ip)
+	} else {
+		h.Del("X-Forwarded-For")
+	}
+	h.Set("X-Forwarded-Host", r.Host)
+	if r.TLS != nil {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
 }
 
 // stripPrefix returns u without prefix, as http.StripPrefix does (the

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -357,6 +358,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 			"Mesh-Status": {"200"}, "Mesh-Caller": {"admin"}, "Status": {"503"}, "Nats-Msg-Id": {"x"},
 			"X-Multi": {"a", "b"}, "Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 			"Connection": {"X-Hop"}, "X-Hop": {"dropped"},
+			"X-Forwarded-For": {"6.6.6.6"}, "Forwarded": {"for=6.6.6.6"},
 		}
 		resp, body := do(t, "PUT", "/orders/items/a%2Fb?x=1&y=2", hdr, strings.NewReader("payload"))
 		if resp.StatusCode != 200 {
@@ -381,6 +383,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 		}
 		if got := e.Header["X-Multi"]; len(got) != 2 {
 			t.Errorf("service saw X-Multi %q", got)
+		}
+		if e.Header.Get("X-Forwarded-For") != "127.0.0.1" || e.Header.Get("Forwarded") != "" || e.Header.Get("X-Forwarded-Proto") != "http" || e.Header.Get("X-Forwarded-Host") != e.Host {
+			t.Errorf("forwarding headers %v", e.Header)
 		}
 		if e.Header.Get("X-Hop") != "" || e.Header.Get("Connection") != "" {
 			t.Errorf("hop-by-hop headers reached the service: %v", e.Header)
@@ -434,6 +439,49 @@ func TestGatewayEndToEnd(t *testing.T) {
 		}
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("no responders took %v", d)
+		}
+	})
+	t.Run("ambiguous framing over raw TCP", func(t *testing.T) {
+		tests := []struct {
+			name    string
+			raw     string
+			status  int
+			body    string
+			answers int // responses before the server closes the connection
+		}{
+			{"conflicting Content-Length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400, "", 1},
+			// Go frames by chunked and drops Content-Length; the gateway then
+			// closes the connection, so the smuggled second request is never read.
+			{"Content-Length and chunked", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nGET /missing HTTP/1.1\r\nHost: x\r\n\r\n", 200, "micro:hi", 1},
+			{"keep-alive otherwise", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /missing HTTP/1.1\r\nHost: x\r\n\r\n", 200, "micro:hi", 2},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				io.WriteString(conn, tt.raw)
+				br := bufio.NewReader(conn)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.status || (tt.body != "" && string(body) != tt.body) {
+					t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tt.status, tt.body)
+				}
+				answers := 1
+				if _, err := http.ReadResponse(br, nil); err == nil {
+					answers++
+				}
+				if answers != tt.answers {
+					t.Fatalf("%d answers on the connection, want %d", answers, tt.answers)
+				}
+			})
 		}
 	})
 	t.Run("too large before publishing", func(t *testing.T) {
@@ -512,5 +560,46 @@ func TestGatewayServerSettings(t *testing.T) {
 	srv := g.Server("127.0.0.1:8080", nil)
 	if srv.ReadHeaderTimeout != 5*time.Second || srv.ReadTimeout <= 0 || srv.WriteTimeout <= DefaultTimeout || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes != DefaultMaxHeaderBytes {
 		t.Fatalf("server settings %+v", srv)
+	}
+}
+
+func TestGatewayAnswersOnce(t *testing.T) {
+	tests := []struct {
+		name   string
+		req    RequestFunc
+		status int
+		kind   Kind
+	}{
+		{"request func panics", func(context.Context, *nats.Msg) (*nats.Msg, error) { panic("boom") }, 500, KindInternal},
+		{"deadline", func(ctx context.Context, _ *nats.Msg) (*nats.Msg, error) {
+			<-ctx.Done()
+			return nil, FromError(ctx.Err())
+		}, 504, KindTimeout},
+		{"overloaded", func(context.Context, *nats.Msg) (*nats.Msg, error) {
+			return ErrorMsg(&Error{Kind: KindOverloaded, RetryAfter: time.Second}), nil
+		}, 503, KindOverloaded},
+		{"forged 101", func(context.Context, *nats.Msg) (*nats.Msg, error) {
+			return &nats.Msg{Header: nats.Header{HeaderStatus: {"101"}, "Upgrade": {"evil"}}}, nil
+		}, 502, KindUpstream},
+		{"status 999", func(context.Context, *nats.Msg) (*nats.Msg, error) {
+			return &nats.Msg{Header: nats.Header{HeaderStatus: {"999"}}}, nil
+		}, 502, KindUpstream},
+		{"service answer", func(context.Context, *nats.Msg) (*nats.Msg, error) {
+			return HTTPResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, Limits{})
+		}, 201, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := NewGateway(GatewayConfig{Request: tt.req, Timeout: 50 * time.Millisecond, Logger: discardLogger(),
+				Routes: []Route{{PathPrefix: "/", Service: "web"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := httptest.NewRecorder()
+			g.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+			if w.Code != tt.status || w.Header().Get(HeaderError) != string(tt.kind) {
+				t.Fatalf("got %d %v, want %d %q", w.Code, w.Header(), tt.status, tt.kind)
+			}
+		})
 	}
 }

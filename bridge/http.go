@@ -48,8 +48,14 @@ func EncodeHTTPRequest(r *http.Request, subject string, lim Limits) (*nats.Msg, 
 	if r.URL.RawQuery != "" {
 		m.Header[HeaderQuery] = []string{r.URL.RawQuery}
 	}
-	if r.Host != "" {
-		m.Header[HeaderHost] = []string{r.Host}
+	host := r.Host
+	if host == "" && r.URL != nil {
+		// A client-side request (an http.RoundTripper's) may leave Host
+		// empty: the client then sends the URL's host.
+		host = r.URL.Host
+	}
+	if host != "" {
+		m.Header[HeaderHost] = []string{host}
 	}
 	deadline, ok := r.Context().Deadline()
 	setTimeout(m.Header, deadline, ok)
@@ -166,30 +172,34 @@ func appendValues(dst, vs []string) []string {
 // "content-length" beside the Content-Length the decoder sets, and the
 // service would see both (request smuggling on a shared keep-alive pool).
 // Hop-by-hop headers are dropped too: the message may come from any NATS
-// client, not only from EncodeHTTPRequest. In a reply (reply true), a
-// service's own header that names mesh error metadata stays escaped, so a
-// client never mistakes it for the mesh's.
+// client, not only from EncodeHTTPRequest.
+//
+// So are names and values that are not valid HTTP ("Mesh-Hdr-" alone names
+// the empty header; NATS passes NUL bytes in values): Go's own server would
+// have refused them with 400, and its client refuses to send them, which
+// would fail the receiver's local call.
+//
+// In a reply (reply true), a service's own header that names mesh error
+// metadata stays escaped, so a client never mistakes it for the mesh's.
 func readHeaders(src nats.Header, reply bool) (h, trailer http.Header) {
 	h = make(http.Header, len(src))
 	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
+		dst, key := &h, k
 		if strings.HasPrefix(k, trailerPrefix) {
-			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok && !isHopByHop(name, conn) && !decoderOwned(name) {
-				if trailer == nil {
-					trailer = make(http.Header)
-				}
-				trailer[name] = appendValues(trailer[name], vs)
-			}
-			continue
+			dst, key = &trailer, k[len(trailerPrefix):]
 		}
-		name, ok := UnescapeHeaderName(k)
-		if !ok || isHopByHop(name, conn) || decoderOwned(name) {
+		name, ok := UnescapeHeaderName(key)
+		if !ok || !httpguts.ValidHeaderFieldName(name) || isHopByHop(name, conn) || decoderOwned(name) || !validValues(vs) {
 			continue
 		}
 		if reply && (strings.EqualFold(name, HeaderError) || strings.EqualFold(name, HeaderErrorMessage)) {
 			name = escapedPrefix + name
 		}
-		h[name] = appendValues(h[name], vs)
+		if *dst == nil {
+			*dst = make(http.Header)
+		}
+		(*dst)[name] = appendValues((*dst)[name], vs)
 	}
 	return h, trailer
 }
@@ -197,6 +207,15 @@ func readHeaders(src nats.Header, reply bool) (h, trailer http.Header) {
 // decoderOwned reports whether the decoder sets the header itself.
 func decoderOwned(name string) bool {
 	return strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Host")
+}
+
+func validValues(vs []string) bool {
+	for _, v := range vs {
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeHTTPRequest turns a request message into a server-side *http.Request
@@ -336,10 +355,11 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		h, trailer = readHeaders(m.Header, true)
 	case m.Header.Get(microErrorHeader) != "" || m.Header.Get(microErrorCodeHeader) != "":
 		status = microStatus(m.Header.Get(microErrorCodeHeader))
+		// The service's words go into HTTP headers: no control bytes.
 		h = http.Header{
 			"Content-Type":       {"text/plain; charset=utf-8"},
-			microErrorHeader:     {m.Header.Get(microErrorHeader)},
-			microErrorCodeHeader: {m.Header.Get(microErrorCodeHeader)},
+			microErrorHeader:     {headerSafe(m.Header.Get(microErrorHeader))},
+			microErrorCodeHeader: {headerSafe(m.Header.Get(microErrorCodeHeader))},
 		}
 		if len(body) == 0 {
 			body = []byte(m.Header.Get(microErrorHeader) + "\n")
@@ -349,7 +369,7 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		h = make(http.Header, len(m.Header))
 		conn := connectionTokens(m.Header["Connection"])
 		for k, vs := range m.Header {
-			if !isHopByHop(k, conn) && !decoderOwned(k) {
+			if httpguts.ValidHeaderFieldName(k) && !isHopByHop(k, conn) && !decoderOwned(k) && validValues(vs) {
 				h[k] = vs
 			}
 		}
@@ -441,7 +461,7 @@ func ServeHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim Limits) 
 		return ErrorMsg(&Error{Kind: KindUpstream, Message: "handler aborted the response"})
 	}
 	if rec.tooLarge {
-		return ErrorMsg(&Error{Kind: KindTooLarge, Message: fmt.Sprintf("response body exceeds max_payload (%d bytes)", rec.max)})
+		return ErrorMsg(&Error{Kind: KindTooLarge, Message: fmt.Sprintf("response body exceeds max_payload (%d bytes)", rec.limit)})
 	}
 	code := rec.status()
 	trailer := rec.trailer()
@@ -460,10 +480,9 @@ type recorder struct {
 	body     bytes.Buffer
 	panicked string
 	aborted  bool
-	// max bounds the body held in memory; past it Write fails and the
-	// answer becomes too-large, so a handler streaming gigabytes cannot
-	// exhaust the agent's memory.
-	max      int64
+	// limit bounds the body, so a handler that writes without end fails
+	// with too-large instead of exhausting memory.
+	limit    int64
 	tooLarge bool
 }
 
@@ -472,9 +491,9 @@ var (
 	_ http.Flusher        = (*recorder)(nil)
 )
 
-func newRecorder(max int64) *recorder { return &recorder{header: make(http.Header), max: max} }
+func newRecorder(limit int64) *recorder { return &recorder{header: make(http.Header), limit: limit} }
 
-// errBodyTooLarge is what a handler's Write returns past max_payload.
+// errBodyTooLarge is what a handler's Write returns past the limit.
 var errBodyTooLarge = errors.New("bridge: response body exceeds max_payload")
 
 func (r *recorder) Header() http.Header { return r.header }
@@ -499,7 +518,7 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.body.Len() == 0 && r.snapshot.Get("Content-Type") == "" && len(p) > 0 {
 		r.snapshot.Set("Content-Type", http.DetectContentType(p))
 	}
-	if r.tooLarge || int64(r.body.Len())+int64(len(p)) > r.max {
+	if r.tooLarge || int64(r.body.Len())+int64(len(p)) > r.limit {
 		r.tooLarge = true
 		return 0, errBodyTooLarge
 	}

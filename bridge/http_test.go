@@ -596,7 +596,14 @@ func TestServeHTTPMsg(t *testing.T) {
 		}
 	})
 	t.Run("answer too large", func(t *testing.T) {
-		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(make([]byte, 4096)) })
+		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			for range 100 { // would be 400 KiB: the recorder stops it at the limit
+				if _, err := w.Write(make([]byte, 4096)); err != nil {
+					return
+				}
+			}
+			t.Error("writes past max_payload kept succeeding")
+		})
 		m := &nats.Msg{Header: nats.Header{HeaderMethod: {"GET"}}}
 		_, err := DecodeHTTPResponse(ServeHTTPMsg(context.Background(), h, m, Limits{MaxPayload: 1024}))
 		if !errors.Is(err, ErrTooLarge) {
@@ -722,5 +729,20 @@ func TestServeHTTPMsgBoundsTheBody(t *testing.T) {
 	reply := ServeHTTPMsg(context.Background(), h, m, Limits{MaxPayload: 1 << 20})
 	if writeErr == nil || reply.Header.Get(HeaderError) != string(KindTooLarge) {
 		t.Fatalf("write error %v, reply %v: want the handler stopped and too-large", writeErr, reply.Header)
+	}
+}
+
+func TestEncodeHTTPRequestClientSideHost(t *testing.T) {
+	r, err := http.NewRequest("GET", "http://orders:8080/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Host = ""
+	m, err := EncodeHTTPRequest(r, "mesh.orders._.web.http.GET", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Header.Get(HeaderHost); got != "orders:8080" {
+		t.Fatalf("Mesh-Host %q, want the URL's host", got)
 	}
 }
