@@ -40,7 +40,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	conns.vals = []string{"1", "32"}
 	fs.DurationVar(&duration, "duration", 5*time.Second, "how long each load runs")
 	fs.Float64Var(&rate, "rate", 1000, "open-loop `requests/s` (0: no open loop)")
-	fs.Var(&conns, "conns", "closed-loop concurrent `connections`, comma-separated (default 1,32)")
+	fs.Var(&conns, "conns", "closed-loop concurrent `connections`, comma-separated")
 	fs.IntVar(&size, "size", 1024, "request and response body `bytes`")
 	fs.StringVar(&jsonPath, "json", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
 	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
