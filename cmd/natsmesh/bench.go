@@ -48,7 +48,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Scenarios: scenarios.vals, Nginx: nginx, Progress: stderr}
+	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Scenarios: scenarios.vals, Nginx: nginx, Progress: stderr, Revision: version}
 	if rate == 0 {
 		opts.Rate = -1
 	}

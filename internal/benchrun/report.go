@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -32,6 +33,9 @@ type Machine struct {
 	Kernel    string `json:"kernel"`
 	GoVersion string `json:"go_version"`
 	Revision  string `json:"git_revision"`
+	// LoadAvg is /proc/loadavg's 1-minute load average when the run
+	// started: above the CPU count, other work competed with the benchmark.
+	LoadAvg float64 `json:"load_avg_start"`
 }
 
 // Settings are the loads the run used.
@@ -66,6 +70,9 @@ type Row struct {
 	// AddedP50 is P50 less the direct scenario's of the same protocol
 	// under the same load.
 	AddedP50 time.Duration `json:"added_p50_ns"`
+	// LoadAvg is the machine's 1-minute load average at the end of the
+	// load, bench included: the noise the figures carry.
+	LoadAvg float64 `json:"load_avg"`
 	// Client is the bench process: load generator and HTTP or gRPC client,
 	// plus, in process, the client-side agent.
 	Client     Component   `json:"client"`
@@ -94,8 +101,12 @@ type Target struct {
 }
 
 func newReport(o *Options) *Report {
+	m := machine()
+	if m.Revision == "" {
+		m.Revision = o.Revision
+	}
 	return &Report{
-		Machine:  machine(),
+		Machine:  m,
 		Settings: Settings{Duration: o.Duration.String(), Rate: o.Rate, Conns: o.Conns, Size: o.Size},
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Notes: []string{
@@ -110,7 +121,7 @@ func newReport(o *Options) *Report {
 }
 
 func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg: loadAvg()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		s := bufio.NewScanner(f)
 		for s.Scan() {
@@ -146,9 +157,24 @@ func machine() Machine {
 	return m
 }
 
+// loadAvg returns the 1-minute load average, zero if unknown.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
 func (row *Row) fill(res *loadgen.Result, acc accounting, comps []*proc) {
 	row.Calls, row.Errors = res.Calls, res.Errors
 	row.ReqPerSec = res.Throughput()
+	row.LoadAvg = loadAvg()
 	l := res.Latency
 	row.P50, row.P90, row.P99, row.P999, row.Max = l.Percentile(0.5), l.Percentile(0.9), l.Percentile(0.99), l.Percentile(0.999), l.Max()
 	per1k := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(res.Calls) }
@@ -290,14 +316,14 @@ func fmtDur(d time.Duration) string {
 // component's cost, the targets, the skipped scenarios and the notes.
 func (r *Report) WriteTable(w io.Writer) error {
 	m := r.Machine
-	fmt.Fprintf(w, "natsmesh bench %s  %s, %d CPUs, %s, %s\n", m.Revision, m.CPUModel, m.CPUs, m.Kernel, m.GoVersion)
+	fmt.Fprintf(w, "natsmesh bench %s  %s, %d CPUs, %s, %s, load average %.2f at start\n", m.Revision, m.CPUModel, m.CPUs, m.Kernel, m.GoVersion, m.LoadAvg)
 	fmt.Fprintf(w, "loads of %s each, %d-byte request and response bodies\n\n", r.Settings.Duration, r.Settings.Size)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tload\treq/s\tp50\tp90\tp99\tp99.9\t+p50 vs direct\terrors\tclient CPU s/1k\tallocs/req\t")
+	fmt.Fprintln(tw, "scenario\tload\treq/s\tp50\tp90\tp99\tp99.9\t+p50 vs direct\terrors\tclient CPU s/1k\tallocs/req\tload avg\t")
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.0f\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.0f\t%.1f\t\n",
 			row.Scenario, row.Load, row.ReqPerSec, fmtDur(row.P50), fmtDur(row.P90), fmtDur(row.P99), fmtDur(row.P999),
-			fmtDur(row.AddedP50), row.Errors, row.Client.CPUPer1k, row.Client.AllocsPerReq)
+			fmtDur(row.AddedP50), row.Errors, row.Client.CPUPer1k, row.Client.AllocsPerReq, row.LoadAvg)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -65,6 +65,9 @@ type Options struct {
 	Nginx string
 	// Progress receives a line as each load ends. Nil discards.
 	Progress io.Writer
+	// Revision names the source revision in the report when the binary's
+	// build information has none.
+	Revision string
 }
 
 func (o *Options) defaults() error {
