@@ -81,30 +81,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil NATS connection", ErrConfig)
 	}
-	if err := bridge.ValidateName("service", cfg.Service); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if cfg.Subset == bridge.AnySubset {
-		cfg.Subset = ""
-	}
-	if cfg.Subset != "" {
-		if err := bridge.ValidateName("subset", cfg.Subset); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-	}
-	if cfg.MaxConcurrent == 0 {
-		cfg.MaxConcurrent = defaultMaxConcurrent
-	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, cfg.Timeout)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = bridge.DefaultTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if err := cfg.Health.validate(); err != nil {
+	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
 	a := &Agent{
@@ -115,15 +92,51 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		done:   make(chan struct{}),
 	}
 	if cfg.Upstream != "" {
-		u, err := parseUpstream(cfg.Upstream)
-		if err != nil {
-			return nil, err
-		}
-		a.upstream = u
+		a.upstream, _ = parseUpstream(cfg.Upstream) // validated by normalize
 	}
 	a.out = newOutbound(a)
 	a.in = newInbound(a)
 	return a, nil
+}
+
+// Validate reports whether c is a valid configuration, without connecting
+// anywhere: the errors New would return for it.
+func (c Config) Validate() error { return c.normalize() }
+
+// normalize validates c and fills in its defaults.
+func (c *Config) normalize() error {
+	if err := bridge.ValidateName("service", c.Service); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if c.Subset == bridge.AnySubset {
+		c.Subset = ""
+	}
+	if c.Subset != "" {
+		if err := bridge.ValidateName("subset", c.Subset); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = defaultMaxConcurrent
+	}
+	if c.Timeout < 0 {
+		return fmt.Errorf("%w: negative timeout %v", ErrConfig, c.Timeout)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = bridge.DefaultTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if err := c.Health.validate(); err != nil {
+		return err
+	}
+	if c.Upstream != "" {
+		if _, err := parseUpstream(c.Upstream); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func parseUpstream(s string) (*url.URL, error) {

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"fmt"
-	"net/http"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -39,17 +38,15 @@ const (
 	trailerPrefix = "Mesh-Trailer-"
 )
 
-// Headers NATS or nats.go itself interpret; a service header with one of
-// these names must not reach NATS under it (a reply with "Status: 503" and no
-// body would read as "no responders").
-var natsReserved = map[string]bool{"status": true, "description": true}
-
 // reservedName reports whether a header name belongs to NATS or the mesh.
+// "Status" and "Description" are what nats.go reads a NATS status into: a
+// service header under one of those names must not reach NATS as it is (a
+// reply with "Status: 503" and no body would read as "no responders").
 func reservedName(name string) bool {
-	if natsReserved[strings.ToLower(name)] {
-		return true
-	}
-	return hasPrefixFold(name, "mesh-") || hasPrefixFold(name, "nats-")
+	// EqualFold, not a map of lower-cased names: this runs for every header
+	// of every message, and ToLower allocates.
+	return strings.EqualFold(name, "status") || strings.EqualFold(name, "description") ||
+		hasPrefixFold(name, "mesh-") || hasPrefixFold(name, "nats-")
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -86,27 +83,34 @@ var hopByHop = []string{
 }
 
 func isHopByHop(name string, connTokens []string) bool {
-	for _, h := range hopByHop {
-		if strings.EqualFold(name, h) {
-			return true
-		}
-	}
-	if hasPrefixFold(name, "proxy-") {
-		return true
-	}
 	for _, t := range connTokens {
 		if strings.EqualFold(name, t) {
 			return true
 		}
 	}
-	return false
+	if name == "" {
+		return false
+	}
+	// Every fixed hop-by-hop name starts with one of these letters; most
+	// headers do not, and skip the loop.
+	switch name[0] | 0x20 {
+	case 'c', 'k', 'p', 't', 'u':
+	default:
+		return false
+	}
+	for _, h := range hopByHop {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return hasPrefixFold(name, "proxy-")
 }
 
-// connectionTokens lists the header names a Connection header declares
-// hop-by-hop.
-func connectionTokens(h http.Header) []string {
+// connectionTokens lists the header names that the values of a Connection
+// header declare hop-by-hop.
+func connectionTokens(connection []string) []string {
 	var out []string
-	for _, v := range h["Connection"] {
+	for _, v := range connection {
 		for _, t := range strings.Split(v, ",") {
 			if t = textproto.TrimString(t); t != "" {
 				out = append(out, t)

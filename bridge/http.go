@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/net/http/httpguts"
 )
 
 // EncodeHTTPRequest turns an HTTP request into the NATS message for subject:
@@ -101,9 +102,12 @@ func checkFraming(h http.Header, te []string) error {
 
 // readLimited reads a body of at most max bytes.
 func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
-	capacity := int64(512)
+	// bytes.Buffer.ReadFrom wants MinRead bytes free before each read, the
+	// last one included (the one that sees EOF): with a capacity of exactly
+	// hint, every sized body would be copied once into a buffer twice as big.
+	capacity := int64(bytes.MinRead)
 	if hint > 0 {
-		capacity = hint
+		capacity = min(hint, max) + bytes.MinRead
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, capacity))
 	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
@@ -122,9 +126,16 @@ func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size i
 	if len(src) == 0 {
 		return 0, 0
 	}
-	conn := connectionTokens(src)
+	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
 		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) {
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			// nats.go refuses to publish a message with such a name
+			// (ErrBadHeaderMsg), so one stray header ("Trailer:X" set before
+			// WriteHeader, a name with a space) would lose the whole reply.
+			// Go's own server rejects such names on the way in.
 			continue
 		}
 		name := prefix + EscapeHeaderName(k)
@@ -132,26 +143,39 @@ func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size i
 			size += len(k) + len(v) + 4
 			count++
 		}
-		dst[name] = append(dst[name], vs...)
+		dst[name] = appendValues(dst[name], vs)
 	}
 	return count, size
 }
 
+// appendValues appends vs to dst. The common case, a name seen once, shares
+// vs instead of copying it; the full slice expression makes a later append by
+// either side copy instead of writing into the other's array.
+func appendValues(dst, vs []string) []string {
+	if dst == nil {
+		return vs[:len(vs):len(vs)]
+	}
+	return append(dst, vs...)
+}
+
 // readHeaders splits the service headers and trailers out of a NATS header.
+// Hop-by-hop headers are dropped here too: the message may come from any
+// NATS client, not only from EncodeHTTPRequest.
 func readHeaders(src nats.Header) (h, trailer http.Header) {
 	h = make(http.Header, len(src))
+	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
 		if strings.HasPrefix(k, trailerPrefix) {
-			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok {
+			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok && !isHopByHop(name, conn) {
 				if trailer == nil {
 					trailer = make(http.Header)
 				}
-				trailer[name] = append(trailer[name], vs...)
+				trailer[name] = appendValues(trailer[name], vs)
 			}
 			continue
 		}
-		if name, ok := UnescapeHeaderName(k); ok {
-			h[name] = append(h[name], vs...)
+		if name, ok := UnescapeHeaderName(k); ok && !isHopByHop(name, conn) {
+			h[name] = appendValues(h[name], vs)
 		}
 	}
 	return h, trailer
@@ -290,8 +314,11 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 	default:
 		status = http.StatusOK
 		h = make(http.Header, len(m.Header))
+		conn := connectionTokens(m.Header["Connection"])
 		for k, vs := range m.Header {
-			h[k] = vs
+			if !isHopByHop(k, conn) {
+				h[k] = vs
+			}
 		}
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
@@ -332,6 +359,11 @@ func WriteHTTPResponse(w http.ResponseWriter, resp *http.Response) error {
 	}
 	for k := range resp.Trailer {
 		dst.Add("Trailer", k)
+	}
+	if len(resp.Trailer) > 0 {
+		// Trailers need a chunked HTTP/1.1 answer; with Content-Length set,
+		// Go's server sends a sized body and drops the trailers silently.
+		dst.Del("Content-Length")
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, err := io.Copy(w, resp.Body)

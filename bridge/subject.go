@@ -91,6 +91,13 @@ func ParseSubject(subject string) (Subject, error) {
 	if len(tokens) != 6 || tokens[0] != Prefix {
 		return Subject{}, fmt.Errorf("bridge: subject %q is not mesh.<service>.<subset>.<caller>.<proto>.<op>: %w", subject, ErrInvalidName)
 	}
+	for _, tok := range tokens[1:5] {
+		if tok == "" {
+			// An empty subset would read as AnySubset and print back as "_",
+			// so two subjects would name one call.
+			return Subject{}, fmt.Errorf("bridge: subject %q has an empty token: %w", subject, ErrInvalidName)
+		}
+	}
 	op, err := UnescapeToken(tokens[5])
 	if err != nil {
 		return Subject{}, err
@@ -205,7 +212,9 @@ func UnescapeToken(tok string) (string, error) {
 		}
 		return tok, nil
 	}
-	out := make([]byte, 0, len(tok)-2*n)
+	// Every well-formed escape is three bytes; a malformed token ("%%") can
+	// have more '%' than that allows, so bound the capacity below by zero.
+	out := make([]byte, 0, max(len(tok)-2*n, 0))
 	for i := 0; i < len(tok); i++ {
 		c := tok[i]
 		if c != '%' {

@@ -72,6 +72,21 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})).With("component", "agent")
 	cfg.Logger = log
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	type bind struct{ service, addr string }
+	var bindings []bind
+	for _, b := range binds.vals {
+		service, addr, ok := strings.Cut(b, "=")
+		if !ok || service == "" || addr == "" {
+			return fmt.Errorf("agent: --bind %q: want SERVICE=ADDR", b)
+		}
+		if err := bridge.ValidateName("service", service); err != nil {
+			return fmt.Errorf("agent: --bind %q: %v", b, err)
+		}
+		bindings = append(bindings, bind{service, addr})
+	}
 
 	// Listen before connecting, so a port in use is a configuration error
 	// reported at once.
@@ -104,17 +119,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		closeAll()
 		return err
 	}
-	for _, b := range binds.vals {
-		service, addr, ok := strings.Cut(b, "=")
-		if !ok || service == "" || addr == "" {
-			closeAll()
-			return fmt.Errorf("agent: --bind %q: want SERVICE=ADDR", b)
-		}
-		if err := bridge.ValidateName("service", service); err != nil {
-			closeAll()
-			return fmt.Errorf("agent: --bind %q: %v", b, err)
-		}
-		if err := add(addr, "bind "+service, func(a *agent.Agent, l net.Listener) error { return a.ServeBind(l, service) }); err != nil {
+	for _, b := range bindings {
+		service := b.service
+		if err := add(b.addr, "bind "+service, func(a *agent.Agent, l net.Listener) error { return a.ServeBind(l, service) }); err != nil {
 			closeAll()
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 var commands = []command{
 	brokerCommand,
 	agentCommand,
+	bridgeCommand,
 	benchCommand,
 	benchEchoCommand,
 	versionCommand,

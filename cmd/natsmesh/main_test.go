@@ -241,6 +241,7 @@ func TestHelp(t *testing.T) {
 		{"broker-help", []string{"broker", "--help"}},
 		{"bench-help", []string{"bench", "--help"}},
 		{"version-help", []string{"version", "-h"}},
+		{"agent-help", []string{"agent", "--help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd, stdout, stderr := natsmesh(t, nil, tc.args...)

@@ -71,6 +71,9 @@ func (f *natsFlags) connect(ctx context.Context, name, inboxPrefix string, log *
 		if time.Now().After(deadline) {
 			err := nc.LastError()
 			nc.Close()
+			if err == nil {
+				err = errors.New("no server answered")
+			}
 			return nil, fmt.Errorf("no NATS connection to %s after %v: %v", f.url, f.timeout, err)
 		}
 		select {

@@ -1,0 +1,406 @@
+package bridge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ErrInvalidConfig is wrapped by every error [NewGateway] and [ParseRoute]
+// return for a bad configuration.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// Route sends the outside requests that match it to one destination: a
+// meshed service (Service, optionally one Subset of it) or a NATS-native
+// endpoint (Subject), such as a nats.go/micro service.
+//
+// A route matches on Host, on PathPrefix, or both. Host matches the request's
+// Host with or without its port, case-insensitively. PathPrefix matches whole
+// path segments: "/api" matches "/api" and "/api/x", not "/apix"; a prefix
+// ending in "/" matches everything below it.
+type Route struct {
+	Host       string
+	PathPrefix string
+	// Service and Subset name a meshed service; Subset "" means any instance.
+	Service string
+	Subset  string
+	// Subject is a plain NATS subject for a NATS-native endpoint, instead of
+	// a mesh service. The request is sent as the mesh encodes it (the body as
+	// the payload); a nats.go/micro error reply becomes its HTTP status.
+	Subject string
+	// StripPrefix removes PathPrefix from the path before forwarding, as
+	// http.StripPrefix does.
+	StripPrefix bool
+}
+
+// String returns r in the form ParseRoute reads.
+func (r Route) String() string {
+	dest := r.Service
+	if r.Subset != "" {
+		dest += "@" + r.Subset
+	}
+	if r.Subject != "" {
+		dest = "nats:" + r.Subject
+	}
+	if r.StripPrefix {
+		dest += "+strip"
+	}
+	return r.Host + r.PathPrefix + "=" + dest
+}
+
+// ParseRoute reads a route as the command line writes it:
+//
+//	HOST=SERVICE[@SUBSET]        api.example.com=orders
+//	/PREFIX=SERVICE[@SUBSET]     /orders=orders@v2
+//	HOST/PREFIX=SERVICE          api.example.com/v1=orders
+//	.../PREFIX=nats:SUBJECT      /time=nats:svc.time
+//
+// A trailing "+strip" sets StripPrefix ("/orders=orders+strip"). ParseRoute
+// checks the syntax only; [NewGateway] validates the names.
+func ParseRoute(s string) (Route, error) {
+	match, dest, ok := strings.Cut(s, "=")
+	if !ok || match == "" || dest == "" {
+		return Route{}, fmt.Errorf("bridge: route %q: want HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT: %w", s, ErrInvalidConfig)
+	}
+	var r Route
+	if d, found := strings.CutSuffix(dest, "+strip"); found {
+		r.StripPrefix, dest = true, d
+	}
+	if i := strings.IndexByte(match, '/'); i >= 0 {
+		r.Host, r.PathPrefix = match[:i], match[i:]
+	} else {
+		r.Host = match
+	}
+	if subject, found := strings.CutPrefix(dest, "nats:"); found {
+		r.Subject = subject
+	} else {
+		r.Service, r.Subset, _ = strings.Cut(dest, "@")
+	}
+	return r, nil
+}
+
+func (r Route) validate() error {
+	if r.Host == "" && r.PathPrefix == "" {
+		return fmt.Errorf("bridge: route %q matches nothing: set Host or PathPrefix: %w", r, ErrInvalidConfig)
+	}
+	if r.PathPrefix != "" && r.PathPrefix[0] != '/' {
+		return fmt.Errorf("bridge: route %q: path prefix must start with /: %w", r, ErrInvalidConfig)
+	}
+	if r.StripPrefix && r.PathPrefix == "" {
+		return fmt.Errorf("bridge: route %q: strip without a path prefix: %w", r, ErrInvalidConfig)
+	}
+	if strings.ContainsAny(r.Host, "/ \t\r\n") {
+		return fmt.Errorf("bridge: route %q: bad host: %w", r, ErrInvalidConfig)
+	}
+	if (r.Service == "") == (r.Subject == "") {
+		return fmt.Errorf("bridge: route %q: set exactly one of service and subject: %w", r, ErrInvalidConfig)
+	}
+	if r.Subject != "" {
+		if r.Subset != "" {
+			return fmt.Errorf("bridge: route %q: a subject has no subset: %w", r, ErrInvalidConfig)
+		}
+		return validPublishSubject(r.Subject)
+	}
+	if err := ValidateName("service", r.Service); err != nil {
+		return fmt.Errorf("bridge: route %q: %w: %w", r, ErrInvalidConfig, err)
+	}
+	if r.Subset != "" && r.Subset != AnySubset {
+		if err := ValidateName("subset", r.Subset); err != nil {
+			return fmt.Errorf("bridge: route %q: %w: %w", r, ErrInvalidConfig, err)
+		}
+	}
+	return nil
+}
+
+// validPublishSubject checks that s is a NATS subject one can publish to: no
+// empty token, no wildcard, no whitespace or control byte.
+func validPublishSubject(s string) error {
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.IndexFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+			return fmt.Errorf("bridge: %q is not a NATS subject one can publish to: %w", s, ErrInvalidConfig)
+		}
+	}
+	return nil
+}
+
+// GatewayConfig configures a [Gateway]. Zero values take the defaults noted
+// on each field.
+type GatewayConfig struct {
+	// Conn is the gateway's NATS connection. Required unless Request is set.
+	Conn *nats.Conn
+	// Name is the gateway's identity as a caller (the caller token of the
+	// subjects it publishes). Default "bridge".
+	Name string
+	// Routes, tried as described on [Gateway].
+	Routes []Route
+	// Limits bound each request. A zero MaxPayload is Conn's max_payload.
+	Limits Limits
+	// Timeout bounds each request from the moment it is routed to the end
+	// of the reply. Default DefaultTimeout (30s).
+	Timeout time.Duration
+	// Request sends each request message. Default Requester(Conn).
+	Request RequestFunc
+	// Logger receives one line per request and the server's errors.
+	// Default slog.Default().
+	Logger *slog.Logger
+
+	// ReadHeaderTimeout bounds the time to read a request's headers, which
+	// cuts off slowloris clients. Default 5s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included. Default 30s.
+	ReadTimeout time.Duration
+	// IdleTimeout bounds how long a keep-alive connection waits for its next
+	// request. Default 2m.
+	IdleTimeout time.Duration
+}
+
+// Gateway is the edge of the mesh: an http.Handler that serves outside HTTP
+// clients and forwards each request to a meshed service or a NATS endpoint,
+// chosen by its route table.
+//
+// Routes are tried in this order: routes whose Host matches the request
+// (longest PathPrefix first, a host-only route last), then routes without a
+// Host (longest PathPrefix first). A request no route matches gets 404 with
+// Mesh-Error: no-route. Every request gets exactly one answer: the
+// service's, or a mesh error (see [WriteHTTPError]).
+type Gateway struct {
+	name    string
+	routes  []Route // sorted for matching
+	limits  Limits
+	timeout time.Duration
+	request RequestFunc
+	log     *slog.Logger
+
+	readHeaderTimeout, readTimeout, idleTimeout time.Duration
+}
+
+var _ http.Handler = (*Gateway)(nil)
+
+// NewGateway validates cfg and returns its gateway. Errors wrap
+// ErrInvalidConfig.
+func NewGateway(cfg GatewayConfig) (*Gateway, error) {
+	g := &Gateway{
+		name:              cfg.Name,
+		limits:            cfg.Limits,
+		timeout:           cfg.Timeout,
+		request:           cfg.Request,
+		log:               cfg.Logger,
+		readHeaderTimeout: cfg.ReadHeaderTimeout,
+		readTimeout:       cfg.ReadTimeout,
+		idleTimeout:       cfg.IdleTimeout,
+	}
+	if g.name == "" {
+		g.name = "bridge"
+	}
+	if err := ValidateName("caller", g.name); err != nil {
+		return nil, fmt.Errorf("bridge: gateway name: %w: %w", ErrInvalidConfig, err)
+	}
+	if g.request == nil {
+		if cfg.Conn == nil {
+			return nil, fmt.Errorf("bridge: gateway needs a NATS connection or a RequestFunc: %w", ErrInvalidConfig)
+		}
+		g.request = Requester(cfg.Conn)
+	}
+	if g.limits.MaxPayload <= 0 && cfg.Conn != nil && cfg.Conn.MaxPayload() > 0 {
+		g.limits.MaxPayload = cfg.Conn.MaxPayload()
+	}
+	if g.timeout < 0 || g.readHeaderTimeout < 0 || g.readTimeout < 0 || g.idleTimeout < 0 {
+		return nil, fmt.Errorf("bridge: negative gateway timeout: %w", ErrInvalidConfig)
+	}
+	if g.timeout == 0 {
+		g.timeout = DefaultTimeout
+	}
+	if g.readHeaderTimeout == 0 {
+		g.readHeaderTimeout = 5 * time.Second
+	}
+	if g.readTimeout == 0 {
+		g.readTimeout = 30 * time.Second
+	}
+	if g.idleTimeout == 0 {
+		g.idleTimeout = 2 * time.Minute
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	seen := make(map[string]bool, len(cfg.Routes))
+	for _, r := range cfg.Routes {
+		if err := r.validate(); err != nil {
+			return nil, err
+		}
+		r.Host = strings.ToLower(r.Host)
+		key := r.Host + r.PathPrefix
+		if seen[key] {
+			return nil, fmt.Errorf("bridge: two routes for %q: %w", key, ErrInvalidConfig)
+		}
+		seen[key] = true
+		g.routes = append(g.routes, r)
+	}
+	// Host routes first, then the longest prefix: the first match wins.
+	sort.SliceStable(g.routes, func(i, j int) bool {
+		a, b := g.routes[i], g.routes[j]
+		if (a.Host != "") != (b.Host != "") {
+			return a.Host != ""
+		}
+		return len(a.PathPrefix) > len(b.PathPrefix)
+	})
+	return g, nil
+}
+
+// Routes returns the route table in matching order.
+func (g *Gateway) Routes() []Route { return append([]Route(nil), g.routes...) }
+
+// Match returns the route for a request to host and path (as in r.Host and
+// r.URL.Path), or false.
+func (g *Gateway) Match(host, path string) (Route, bool) {
+	hostOnly := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		hostOnly = h
+	}
+	for _, r := range g.routes {
+		if r.Host != "" && !strings.EqualFold(r.Host, host) && !strings.EqualFold(r.Host, hostOnly) {
+			continue
+		}
+		if r.PathPrefix != "" && !hasPathPrefix(path, r.PathPrefix) {
+			continue
+		}
+		return r, true
+	}
+	return Route{}, false
+}
+
+func hasPathPrefix(path, prefix string) bool {
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || prefix[len(prefix)-1] == '/' || path[len(prefix)] == '/'
+}
+
+// hasDotSegment reports whether a decoded path has a "." or ".." segment.
+// Such a path would match one route's prefix and then, once the service
+// cleans it, name a path outside that prefix.
+func hasDotSegment(path string) bool {
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP forwards r along its route and writes the answer.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	status, dest := 0, ""
+	answer := func(resp *http.Response, err error) {
+		if err != nil {
+			e := FromError(err)
+			status = e.HTTPStatus()
+			WriteHTTPError(w, e)
+			return
+		}
+		status = resp.StatusCode
+		if err := WriteHTTPResponse(w, resp); err != nil {
+			g.log.Debug("bridge: writing response", "err", err)
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			g.log.Error("bridge: gateway panic", "panic", p)
+			if status == 0 {
+				answer(nil, Errorf(KindInternal, "gateway panic"))
+			}
+		}
+		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
+			"dest", dest, "status", status, "duration", time.Since(start))
+	}()
+	resp, err := g.forward(r, &dest)
+	answer(resp, err)
+}
+
+func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error) {
+	if hasDotSegment(r.URL.Path) {
+		return nil, Errorf(KindBadRequest, "path with a dot segment")
+	}
+	route, ok := g.Match(r.Host, r.URL.Path)
+	if !ok {
+		return nil, Errorf(KindNoRoute, "no route for host %q path %q", r.Host, r.URL.Path)
+	}
+	subject := route.Subject
+	if subject == "" {
+		subject = Subject{Service: route.Service, Subset: route.Subset, Caller: g.name, Proto: ProtoHTTP, Op: r.Method}.String()
+	}
+	*dest = subject
+
+	ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
+	defer cancel()
+	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
+	if route.StripPrefix {
+		if out.URL, ok = stripPrefix(r.URL, route.PathPrefix); !ok {
+			return nil, Errorf(KindNoRoute, "path %q does not start with %q once escaped", r.URL.EscapedPath(), route.PathPrefix)
+		}
+	}
+	// Inbound Mesh-* and Nats-* headers need no stripping here: the wire
+	// format escapes them, so they reach the service as its own headers.
+	m, err := EncodeHTTPRequest(out, subject, g.limits)
+	if err != nil {
+		return nil, err
+	}
+	reply, err := g.request(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeHTTPResponse(reply)
+}
+
+// stripPrefix returns u without prefix, as http.StripPrefix does (the
+// escaped path must carry the prefix too), and a path that is at least "/".
+func stripPrefix(u *url.URL, prefix string) (*url.URL, bool) {
+	p := strings.TrimPrefix(u.Path, prefix)
+	rp := strings.TrimPrefix(u.RawPath, prefix)
+	if len(p) == len(u.Path) || (u.RawPath != "" && len(rp) == len(u.RawPath)) {
+		return nil, false
+	}
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+		if rp != "" {
+			rp = "/" + rp
+		}
+	}
+	u2 := *u
+	u2.Path, u2.RawPath = p, rp
+	return &u2, true
+}
+
+// Server returns an http.Server for g on addr, hardened for the open
+// internet: ReadHeaderTimeout (slowloris), ReadTimeout, a WriteTimeout that
+// leaves room for the gateway's Timeout, IdleTimeout, and MaxHeaderBytes from
+// the gateway's limits. With tlsConfig set, serve it with
+// ListenAndServeTLS("", "") or ServeTLS.
+func (g *Gateway) Server(addr string, tlsConfig *tls.Config) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           g,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: g.readHeaderTimeout,
+		ReadTimeout:       g.readTimeout,
+		// Measured from the end of the request headers: reading the body,
+		// the NATS request, and writing the answer.
+		WriteTimeout:   g.readTimeout + g.timeout + 5*time.Second,
+		IdleTimeout:    g.idleTimeout,
+		MaxHeaderBytes: g.limits.maxHeaderBytes(),
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+}

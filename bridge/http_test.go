@@ -1,0 +1,632 @@
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// runServer starts an in-process nats-server on a random loopback port,
+// stopped when the test ends. (To move to internal/meshtest.)
+func runServer(t testing.TB) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(5 * time.Second) {
+		s.Shutdown()
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// connect opens a client connection over TCP to s, closed when the test ends.
+func connect(t testing.TB, s *server.Server) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// viaNATS publishes m and returns it as a subscriber receives it, so tests
+// see exactly what survives the wire.
+func viaNATS(t *testing.T, nc *nats.Conn, m *nats.Msg) *nats.Msg {
+	t.Helper()
+	m.Subject = "roundtrip." + nats.NewInbox()
+	sub, err := nc.SubscribeSync(m.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	got, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestHeaderNameEscaping(t *testing.T) {
+	tests := []struct {
+		name, escaped string
+	}{
+		{"Content-Type", "Content-Type"},
+		{"X-Custom", "X-Custom"},
+		{"Status", "Mesh-Hdr-Status"},
+		{"status", "Mesh-Hdr-status"},
+		{"Description", "Mesh-Hdr-Description"},
+		{"Mesh-Status", "Mesh-Hdr-Mesh-Status"},
+		{"mesh-error", "Mesh-Hdr-mesh-error"},
+		{"Mesh-Hdr-X", "Mesh-Hdr-Mesh-Hdr-X"},
+		{"Mesh-Trailer-X", "Mesh-Hdr-Mesh-Trailer-X"},
+		{"Nats-Msg-Id", "Mesh-Hdr-Nats-Msg-Id"},
+		{"NATS-Service-Error", "Mesh-Hdr-NATS-Service-Error"},
+		{"Meshy", "Meshy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := EscapeHeaderName(tt.name); got != tt.escaped {
+				t.Fatalf("EscapeHeaderName(%q) = %q, want %q", tt.name, got, tt.escaped)
+			}
+			if got, ok := UnescapeHeaderName(tt.escaped); !ok || got != tt.name {
+				t.Fatalf("UnescapeHeaderName(%q) = %q, %v; want %q", tt.escaped, got, ok, tt.name)
+			}
+		})
+	}
+	for _, meta := range []string{HeaderMethod, HeaderStatus, HeaderError, HeaderCaller, "Nats-Msg-Id", "Status", "Description", "mesh-path"} {
+		t.Run("metadata "+meta, func(t *testing.T) {
+			if got, ok := UnescapeHeaderName(meta); ok {
+				t.Fatalf("UnescapeHeaderName(%q) = %q, true; metadata must not pass as a service header", meta, got)
+			}
+		})
+	}
+}
+
+// TestServiceStatusHeaderIsNotNoResponders proves end to end that a
+// service's own "Status: 503" header with an empty body reaches the caller as
+// the service's 503, where the same bytes unescaped read as NATS "no
+// responders".
+func TestServiceStatusHeaderIsNotNoResponders(t *testing.T) {
+	s := runServer(t)
+	nc := connect(t, s)
+	service := connect(t, s)
+	_, err := service.Subscribe("svc.escaped", func(m *nats.Msg) {
+		reply, err := HTTPResponseMsg(503, http.Header{"Status": {"503"}, "Description": {"No Responders"}}, nil, nil, Limits{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		m.RespondMsg(reply)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = service.Subscribe("svc.raw", func(m *nats.Msg) {
+		m.RespondMsg(&nats.Msg{Header: nats.Header{"Status": {"503"}}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	service.Flush()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	t.Run("escaped", func(t *testing.T) {
+		reply, err := Request(ctx, nc, &nats.Msg{Subject: "svc.escaped"})
+		if err != nil {
+			t.Fatalf("Request: %v (the service's 503 was taken for no responders)", err)
+		}
+		resp, err := DecodeHTTPResponse(reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 503 || resp.Header.Get("Status") != "503" || resp.Header.Get("Description") != "No Responders" {
+			t.Fatalf("got %d %v, want the service's 503 with its Status header", resp.StatusCode, resp.Header)
+		}
+	})
+	t.Run("unescaped would be no responders", func(t *testing.T) {
+		_, err := Request(ctx, nc, &nats.Msg{Subject: "svc.raw"})
+		if !errors.Is(err, ErrNoResponders) || !errors.Is(err, nats.ErrNoResponders) {
+			t.Fatalf("Request = %v, want no responders (the hazard the escaping prevents)", err)
+		}
+	})
+}
+
+func TestEncodeHTTPRequestHeaders(t *testing.T) {
+	r := httptest.NewRequest("POST", "http://orders/v1/items", strings.NewReader("x"))
+	r.Header = http.Header{
+		"Connection":          {"keep-alive, X-Conn-Scoped"},
+		"X-Conn-Scoped":       {"dropped"},
+		"Keep-Alive":          {"timeout=5"},
+		"Proxy-Authorization": {"Basic x"},
+		"Proxy-Connection":    {"keep-alive"},
+		"Te":                  {"trailers"},
+		"Trailer":             {"X-Sum"},
+		"Transfer-Encoding":   {"identity"},
+		"Upgrade":             {"websocket"},
+		"Accept":              {"text/html", "application/json"},
+		"x-lower-case":        {"kept as is"},
+		"X-Dup":               {"1", "2", "3"},
+		"Traceparent":         {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		"Tracestate":          {"congo=t61rcWkgMzE"},
+		"Status":              {"503"},
+		"Mesh-Caller":         {"forged"},
+		"Nats-Msg-Id":         {"dup"},
+		"Bad Name":            {"dropped"},
+		"Trailer:X":           {"dropped"},
+		"":                    {"dropped"},
+	}
+	r.TransferEncoding = nil
+	m, err := EncodeHTTPRequest(r, "mesh.orders._.web.http.POST", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := runServer(t)
+	got := viaNATS(t, connect(t, s), m)
+	dec, cancel, err := DecodeHTTPRequest(context.Background(), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	want := http.Header{
+		"Accept":         {"text/html", "application/json"},
+		"x-lower-case":   {"kept as is"},
+		"X-Dup":          {"1", "2", "3"},
+		"Traceparent":    {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		"Tracestate":     {"congo=t61rcWkgMzE"},
+		"Status":         {"503"},
+		"Mesh-Caller":    {"forged"},
+		"Nats-Msg-Id":    {"dup"},
+		"Content-Length": {"1"},
+	}
+	if !reflect.DeepEqual(dec.Header, want) {
+		t.Fatalf("decoded headers\n%v\nwant\n%v", dec.Header, want)
+	}
+	if got.Header.Get(HeaderCaller) != "" {
+		t.Fatal("a client's Mesh-Caller header reached NATS unescaped")
+	}
+}
+
+// TestHTTPRequestRoundTrip sends real requests to a real server whose handler
+// encodes and decodes what it received, and compares the two.
+func TestHTTPRequestRoundTrip(t *testing.T) {
+	s := runServer(t)
+	nc := connect(t, s)
+	type result struct {
+		orig, dec *http.Request
+		origBody  []byte
+		decBody   []byte
+		err       error
+	}
+	results := make(chan result, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var res result
+		defer func() { results <- res }()
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		r = r.WithContext(ctx)
+		// Keep a copy of the body and of what Go's server parsed.
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		res.orig, res.origBody = r, body
+		m, err := EncodeHTTPRequest(r, "mesh.orders._.web.http."+EscapeToken(r.Method), Limits{})
+		if err != nil {
+			res.err = err
+			WriteHTTPError(w, err)
+			return
+		}
+		dec, decCancel, err := DecodeHTTPRequest(context.Background(), viaNATS(t, nc, m))
+		if err != nil {
+			res.err = err
+			return
+		}
+		defer decCancel()
+		res.dec = dec
+		res.decBody, _ = io.ReadAll(dec.Body)
+		// Trailers are known only after the body is read.
+		res.orig.Trailer = r.Trailer.Clone()
+	}))
+	defer srv.Close()
+
+	tests := []struct {
+		name    string
+		method  string
+		target  string
+		host    string
+		header  http.Header
+		body    string
+		chunked bool
+		trailer http.Header
+	}{
+		{name: "get", method: "GET", target: "/v1/items", host: "orders"},
+		{name: "escaped slash", method: "GET", target: "/files/a%2Fb/c%20d", host: "orders"},
+		{name: "query", method: "GET", target: "/search?q=a+b&q=%26&empty=", host: "orders:8080"},
+		{name: "post body", method: "POST", target: "/v1/items", host: "orders", header: http.Header{"Content-Type": {"application/json"}, "X-Multi": {"a", "b"}}, body: `{"id":1}`},
+		{name: "chunked with trailers", method: "PUT", target: "/upload", host: "orders", body: strings.Repeat("z", 5000), chunked: true, trailer: http.Header{"X-Checksum": {"abc"}}},
+		{name: "custom method", method: "PURGE", target: "/cache", host: "orders"},
+		{name: "trace context", method: "GET", target: "/", host: "orders", header: http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, "Tracestate": {"a=1,b=2"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader = strings.NewReader(tt.body)
+			if tt.chunked {
+				body = io.MultiReader(strings.NewReader(tt.body)) // unknown length: chunked
+			}
+			req, err := http.NewRequest(tt.method, srv.URL+tt.target, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tt.host
+			for k, vs := range tt.header {
+				req.Header[k] = vs
+			}
+			req.Trailer = tt.trailer
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			res := <-results
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			o, d := res.orig, res.dec
+			if d.Method != o.Method || d.URL.EscapedPath() != o.URL.EscapedPath() || d.URL.RawQuery != o.URL.RawQuery || d.Host != o.Host || d.RequestURI != o.RequestURI {
+				t.Fatalf("request line: got %s %s ? %s host %s uri %s, want %s %s ? %s host %s uri %s",
+					d.Method, d.URL.EscapedPath(), d.URL.RawQuery, d.Host, d.RequestURI, o.Method, o.URL.EscapedPath(), o.URL.RawQuery, o.Host, o.RequestURI)
+			}
+			if d.URL.Path != o.URL.Path {
+				t.Fatalf("path %q, want %q", d.URL.Path, o.URL.Path)
+			}
+			if !bytes.Equal(res.decBody, res.origBody) || d.ContentLength != int64(len(res.origBody)) {
+				t.Fatalf("body of %d bytes (ContentLength %d), want %d", len(res.decBody), d.ContentLength, len(res.origBody))
+			}
+			wantHeader := o.Header.Clone()
+			if len(res.origBody) > 0 {
+				wantHeader.Set("Content-Length", fmt.Sprint(len(res.origBody)))
+			}
+			if !reflect.DeepEqual(d.Header, wantHeader) {
+				t.Fatalf("header\n%v\nwant\n%v", d.Header, wantHeader)
+			}
+			if len(tt.trailer) > 0 && !reflect.DeepEqual(d.Trailer, tt.trailer) {
+				t.Fatalf("trailer %v, want %v", d.Trailer, tt.trailer)
+			}
+			dl, ok := d.Context().Deadline()
+			if !ok || time.Until(dl) > 2*time.Second || time.Until(dl) < time.Second {
+				t.Fatalf("deadline in %v (set: %v), want about 2s", time.Until(dl), ok)
+			}
+		})
+	}
+}
+
+func TestHTTPResponseRoundTrip(t *testing.T) {
+	s := runServer(t)
+	nc := connect(t, s)
+	tests := []struct {
+		name    string
+		status  int
+		header  http.Header
+		body    string
+		trailer http.Header
+	}{
+		{"ok", 200, http.Header{"Content-Type": {"text/plain"}}, "hello", nil},
+		{"no content", 204, http.Header{}, "", nil},
+		{"service 503 with Status header", 503, http.Header{"Status": {"503"}, "Retry-After": {"7"}}, "", nil},
+		{"multi-value and case", 200, http.Header{"Set-Cookie": {"a=1", "b=2"}, "x-lower": {"v"}}, "x", nil},
+		{"trailers", 200, http.Header{"Content-Type": {"application/grpc"}}, "data", http.Header{"Grpc-Status": {"0"}, "Grpc-Message": {"ok"}}},
+		{"mesh-named service header", 418, http.Header{"Mesh-Error": {"timeout"}, "Nats-Service-Error": {"x"}}, "teapot", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := HTTPResponseMsg(tt.status, tt.header, []byte(tt.body), tt.trailer, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := DecodeHTTPResponse(viaNATS(t, nc, m))
+			if err != nil {
+				t.Fatalf("DecodeHTTPResponse: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || string(body) != tt.body {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tt.status, tt.body)
+			}
+			want := tt.header.Clone()
+			want.Set("Content-Length", fmt.Sprint(len(tt.body)))
+			if !reflect.DeepEqual(resp.Header, want) {
+				t.Fatalf("header %v, want %v", resp.Header, want)
+			}
+			if !reflect.DeepEqual(resp.Trailer, tt.trailer) {
+				t.Fatalf("trailer %v, want %v", resp.Trailer, tt.trailer)
+			}
+		})
+	}
+}
+
+func TestDecodeNATSNativeReplies(t *testing.T) {
+	tests := []struct {
+		name   string
+		header nats.Header
+		data   string
+		status int
+		body   string
+	}{
+		{"plain reply", nil, "pong", 200, "pong"},
+		{"reply with headers", nats.Header{"X-A": {"1"}}, "{}", 200, "{}"},
+		{"micro 404", nats.Header{"Nats-Service-Error": {"not found"}, "Nats-Service-Error-Code": {"404"}}, "", 404, "not found\n"},
+		{"micro 503 with body", nats.Header{"Nats-Service-Error": {"down"}, "Nats-Service-Error-Code": {"503"}}, `{"e":1}`, 503, `{"e":1}`},
+		{"micro non-HTTP code", nats.Header{"Nats-Service-Error": {"x"}, "Nats-Service-Error-Code": {"E42"}}, "", 500, "x\n"},
+		{"micro 2xx code", nats.Header{"Nats-Service-Error": {"x"}, "Nats-Service-Error-Code": {"200"}}, "", 500, "x\n"},
+		{"micro code only", nats.Header{"Nats-Service-Error-Code": {"400"}}, "", 400, "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := DecodeHTTPResponse(&nats.Msg{Header: tt.header, Data: []byte(tt.data)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || string(body) != tt.body {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tt.status, tt.body)
+			}
+		})
+	}
+}
+
+func TestLimits(t *testing.T) {
+	manyHeaders := http.Header{}
+	for i := range 101 {
+		manyHeaders.Add(fmt.Sprintf("X-H%d", i), "v")
+	}
+	bigHeader := http.Header{"X-Big": {strings.Repeat("a", 64<<10)}}
+	tests := []struct {
+		name   string
+		header http.Header
+		te     []string
+		body   string
+		cl     int64
+		lim    Limits
+		kind   Kind
+		status int
+	}{
+		{name: "body over max_payload", body: strings.Repeat("x", 1000), cl: 1000, lim: Limits{MaxPayload: 1000}, kind: KindTooLarge, status: 413},
+		{name: "declared length over max_payload", body: "short", cl: 2 << 20, kind: KindTooLarge, status: 413},
+		{name: "chunked body over max_payload", body: strings.Repeat("x", 2000), cl: -1, lim: Limits{MaxPayload: 1000}, kind: KindTooLarge, status: 413},
+		{name: "headers push over max_payload", header: http.Header{"X-A": {strings.Repeat("a", 990)}}, body: "x", cl: 1, lim: Limits{MaxPayload: 1000}, kind: KindTooLarge, status: 413},
+		{name: "101 headers", header: manyHeaders, kind: KindHeadersTooLarge, status: 431},
+		{name: "64KiB of headers", header: bigHeader, kind: KindHeadersTooLarge, status: 431},
+		{name: "Content-Length and Transfer-Encoding", header: http.Header{"Content-Length": {"5"}}, te: []string{"chunked"}, body: "hello", cl: -1, kind: KindBadRequest, status: 400},
+		{name: "Content-Length and Transfer-Encoding header", header: http.Header{"Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}}, body: "hello", cl: 5, kind: KindBadRequest, status: 400},
+		{name: "conflicting Content-Length", header: http.Header{"Content-Length": {"5", "6"}}, body: "hello", cl: 5, kind: KindBadRequest, status: 400},
+		{name: "conflicting Content-Length list", header: http.Header{"Content-Length": {"5, 6"}}, body: "hello", cl: 5, kind: KindBadRequest, status: 400},
+		{name: "bad Content-Length", header: http.Header{"Content-Length": {"-1"}}, body: "hello", cl: 5, kind: KindBadRequest, status: 400},
+		{name: "repeated equal Content-Length is fine", header: http.Header{"Content-Length": {"5", "5"}}, body: "hello", cl: 5},
+		{name: "100 headers are fine", header: func() http.Header { h := manyHeaders.Clone(); h.Del("X-H0"); return h }()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/x", strings.NewReader(tt.body))
+			r.Header = tt.header
+			if r.Header == nil {
+				r.Header = http.Header{}
+			}
+			r.TransferEncoding = tt.te
+			r.ContentLength = tt.cl
+			_, err := EncodeHTTPRequest(r, "mesh.a._.b.http.POST", tt.lim)
+			if tt.kind == "" {
+				if err != nil {
+					t.Fatalf("EncodeHTTPRequest: %v", err)
+				}
+				return
+			}
+			var me *Error
+			if !errors.As(err, &me) || me.Kind != tt.kind || me.HTTPStatus() != tt.status {
+				t.Fatalf("EncodeHTTPRequest = %v, want %s (%d)", err, tt.kind, tt.status)
+			}
+		})
+	}
+	t.Run("response too large", func(t *testing.T) {
+		_, err := HTTPResponseMsg(200, nil, make([]byte, 2000), nil, Limits{MaxPayload: 1000})
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("HTTPResponseMsg = %v, want too-large", err)
+		}
+	})
+}
+
+// TestGoServerFraming shows what Go's own server does with ambiguous framing
+// before any handler runs, and that the mesh answers 400 to what reaches it.
+func TestGoServerFraming(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := EncodeHTTPRequest(r, "mesh.a._.b.http.POST", Limits{}); err != nil {
+			WriteHTTPError(w, err)
+			return
+		}
+		w.Header().Set("X-Framing", fmt.Sprintf("te=%q cl=%d clheader=%q", r.TransferEncoding, r.ContentLength, r.Header.Values("Content-Length")))
+		w.WriteHeader(299)
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name    string
+		raw     string
+		status  int
+		framing string
+	}{
+		{"conflicting Content-Length: Go answers 400 itself", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400, ""},
+		{"Content-Length list: Go answers 400 itself", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello", 400, ""},
+		{"two Transfer-Encodings: Go answers 501 itself", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501, ""},
+		// RFC 9112 section 6.3 lets a server frame by Transfer-Encoding alone;
+		// Go does, and drops Content-Length, so the request a handler sees
+		// (and the mesh forwards) is no longer ambiguous.
+		{"Content-Length and chunked: Go frames by chunked", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 299, `te=["chunked"] cl=-1 clheader=[]`},
+		{"equal repeated Content-Length: Go merges", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 299, `te=[] cl=5 clheader=["5"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(conn, tt.raw); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || resp.Header.Get("X-Framing") != tt.framing {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Framing"), tt.status, tt.framing)
+			}
+		})
+	}
+}
+
+func TestServeHTTPMsg(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		status  int
+		kind    Kind
+		header  http.Header
+		body    string
+		trailer http.Header
+	}{
+		{name: "writes nothing", handler: func(http.ResponseWriter, *http.Request) {}, status: 200, header: http.Header{}},
+		{name: "panics", handler: func(http.ResponseWriter, *http.Request) { panic("boom") }, kind: KindInternal},
+		{name: "aborts", handler: func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }, kind: KindUpstream},
+		{name: "panics after writing", handler: func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("half")); panic("boom") }, kind: KindInternal},
+		{name: "status and body", handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(201)
+			w.Write([]byte("made"))
+			w.Header().Set("X-Late", "ignored")
+		}, status: 201, header: http.Header{"Content-Type": {"text/plain"}}, body: "made"},
+		{name: "sniffs content type", handler: func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("<html>")) }, status: 200, header: http.Header{"Content-Type": {"text/html; charset=utf-8"}}, body: "<html>"},
+		{name: "informational then final", handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(103)
+			w.WriteHeader(202)
+		}, status: 202, header: http.Header{"Link": {"</a.css>; rel=preload"}}},
+		{name: "declared and prefixed trailers", handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Trailer", "X-Sum")
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write([]byte("data"))
+			w.Header().Set("X-Sum", "42")
+			w.Header().Set(http.TrailerPrefix+"X-Late", "yes")
+		}, status: 200, header: http.Header{"Content-Type": {"text/plain"}}, body: "data", trailer: http.Header{"X-Sum": {"42"}, "X-Late": {"yes"}}},
+		{name: "service Status header", handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Status", "503")
+			w.WriteHeader(503)
+		}, status: 503, header: http.Header{"Status": {"503"}}},
+		{name: "invalid header names are dropped", handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set(http.TrailerPrefix+"Early", "set before WriteHeader")
+			w.Header()["Bad Name"] = []string{"x"}
+			w.Header().Set("Ok", "1")
+		}, status: 200, header: http.Header{"Ok": {"1"}}, trailer: http.Header{"Early": {"set before WriteHeader"}}},
+		{name: "sees deadline and caller headers", handler: func(w http.ResponseWriter, r *http.Request) {
+			if _, ok := r.Context().Deadline(); !ok {
+				w.WriteHeader(500)
+				return
+			}
+			w.Header().Set("X-Echo", r.Header.Get("X-In"))
+		}, status: 200, header: http.Header{"X-Echo": {"in"}}},
+	}
+	s := runServer(t)
+	nc := connect(t, s)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/x", nil)
+			r.Header.Set("X-In", "in")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			req, err := EncodeHTTPRequest(r.WithContext(ctx), "mesh.a._.b.http.GET", Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reply := ServeHTTPMsg(context.Background(), tt.handler, viaNATS(t, nc, req), Limits{})
+			// Every reply must be publishable; check what the caller gets.
+			resp, err := DecodeHTTPResponse(viaNATS(t, nc, reply))
+			if tt.kind != "" {
+				var me *Error
+				if !errors.As(err, &me) || me.Kind != tt.kind {
+					t.Fatalf("got %v, %v; want mesh error %s", resp, err, tt.kind)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			want := tt.header.Clone()
+			want.Set("Content-Length", fmt.Sprint(len(tt.body)))
+			if resp.StatusCode != tt.status || string(body) != tt.body || !reflect.DeepEqual(resp.Header, want) || !reflect.DeepEqual(resp.Trailer, tt.trailer) {
+				t.Fatalf("got %d %q %v trailer %v; want %d %q %v trailer %v", resp.StatusCode, body, resp.Header, resp.Trailer, tt.status, tt.body, want, tt.trailer)
+			}
+		})
+	}
+	t.Run("not an HTTP request", func(t *testing.T) {
+		_, err := DecodeHTTPResponse(ServeHTTPMsg(context.Background(), http.NotFoundHandler(), &nats.Msg{Data: []byte("x")}, Limits{}))
+		if !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("got %v, want bad-request", err)
+		}
+	})
+	t.Run("answer too large", func(t *testing.T) {
+		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(make([]byte, 4096)) })
+		m := &nats.Msg{Header: nats.Header{HeaderMethod: {"GET"}}}
+		_, err := DecodeHTTPResponse(ServeHTTPMsg(context.Background(), h, m, Limits{MaxPayload: 1024}))
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("got %v, want too-large", err)
+		}
+	})
+}
+
+func TestWriteHTTPResponseTrailers(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, err := HTTPResponseMsg(200, http.Header{"Content-Type": {"text/plain"}}, []byte("body"), http.Header{"X-Sum": {"7"}}, Limits{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp, err := DecodeHTTPResponse(m)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		WriteHTTPResponse(w, resp)
+	}))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "body" || resp.Trailer.Get("X-Sum") != "7" {
+		t.Fatalf("got %q trailer %v", body, resp.Trailer)
+	}
+}

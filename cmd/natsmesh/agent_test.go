@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// proc is a natsmesh process started for a test and killed at its end if
+// still running.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	exited chan error
+}
+
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd, _, stderr := natsmesh(t, nil, args...)
+	p := &proc{cmd: cmd, stderr: stderr, exited: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and returns the exit status.
+func (p *proc) stop(t *testing.T) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		return exitStatus(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not exit after SIGTERM\n%s", p.cmd.Args, p.stderr)
+		return -1
+	}
+}
+
+// waitHTTP polls url until it answers 200.
+func waitHTTP(t *testing.T, p *proc, url string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case err := <-p.exited:
+			t.Fatalf("%v exited early: %v\n%s", p.cmd.Args, err, p.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready: %v\n%s", url, err, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func startBrokerProc(t *testing.T) string {
+	t.Helper()
+	addr := freeAddr(t)
+	p := startProc(t, "broker", "--listen", addr, "--http", "off", "--no-jetstream")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nc, err := nats.Connect("nats://"+addr, nats.Timeout(time.Second))
+		if err == nil {
+			nc.Close()
+			return "nats://" + addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broker not up: %v\n%s", err, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAgentSIGTERMUnderLoad runs a broker, two sidecars of one service and a
+// caller's sidecar as real processes, keeps calls flowing, sends SIGTERM to
+// one instance, and expects not one failed call and exit status 0.
+func TestAgentSIGTERMUnderLoad(t *testing.T) {
+	natsURL := startBrokerProc(t)
+	var served [2]atomic.Int64
+	upstream := func(i int) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			served[i].Add(1)
+			time.Sleep(time.Millisecond)
+			fmt.Fprintf(w, "instance %d", i)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	var instances [2]*proc
+	for i := range instances {
+		admin := freeAddr(t)
+		instances[i] = startProc(t, "agent", "--service", "orders", "--upstream", upstream(i), "--nats", natsURL,
+			"--http", "off", "--grpc", "off", "--admin", admin, "--health-interval", "100ms")
+		waitHTTP(t, instances[i], "http://"+admin+"/readyz")
+	}
+	proxy, admin := freeAddr(t), freeAddr(t)
+	web := startProc(t, "agent", "--service", "web", "--nats", natsURL, "--http", proxy, "--grpc", "off", "--admin", admin)
+	waitHTTP(t, web, "http://"+admin+"/readyz")
+
+	proxyURL, _ := url.Parse("http://" + proxy)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), MaxIdleConnsPerHost: 8}, Timeout: 10 * time.Second}
+	var ok, failed atomic.Int64
+	var failures sync.Map
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20000 && ctx.Err() == nil; i++ {
+				resp, err := client.Get("http://orders/work")
+				if err != nil {
+					failed.Add(1)
+					failures.Store(err.Error(), true)
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					failures.Store(fmt.Sprintf("%d %s", resp.StatusCode, body), true)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				cancel()
+				wg.Wait()
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("both instances to take load", func() bool { return served[0].Load() > 100 && served[1].Load() > 100 })
+	if code := instances[1].stop(t); code != 0 {
+		t.Errorf("agent exit status %d after SIGTERM, want 0\n%s", code, instances[1].stderr)
+	}
+	after := ok.Load()
+	waitFor("load to go on without the stopped instance", func() bool { return ok.Load() > after+300 })
+	cancel()
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		var msgs []string
+		failures.Range(func(k, _ any) bool { msgs = append(msgs, k.(string)); return true })
+		t.Fatalf("%d of %d calls failed across SIGTERM: %s", n, n+ok.Load(), strings.Join(msgs, "; "))
+	}
+	if !strings.Contains(instances[1].stderr.String(), "natsmesh agent stopped") {
+		t.Errorf("the agent did not log a clean stop:\n%s", instances[1].stderr)
+	}
+	t.Logf("%d calls, 0 failed; instance 0 served %d, instance 1 served %d", ok.Load(), served[0].Load(), served[1].Load())
+}
+
+func TestAgentBadConfig(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no service", []string{"agent"}, "natsmesh: agent: --service is required"},
+		{"bad service", []string{"agent", "--service", "Orders!", "--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s"}, "natsmesh: agent: invalid configuration: bridge: service name"},
+		{"bad bind", []string{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off", "--bind", "orders"}, `natsmesh: agent: --bind "orders": want SERVICE=ADDR`},
+		{"port in use", []string{"agent", "--service", "web", "--grpc", "off", "--admin", "off", "--http", busy.Addr().String()}, "natsmesh: agent: HTTP proxy listener: listen tcp " + busy.Addr().String()},
+		{"bad upstream", []string{"agent", "--service", "web", "--upstream", "ftp://x"}, `natsmesh: agent: invalid configuration: upstream "ftp://x": scheme must be http or h2c`},
+		{"no broker", []string{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off", "--nats", "nats://127.0.0.1:1", "--connect-timeout", "500ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 500ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, _, stderr := natsmesh(t, nil, tc.args...)
+			err := cmd.Run()
+			if code := exitStatus(t, err); code != 2 {
+				t.Fatalf("exit status %d, want 2\n%s", code, stderr)
+			}
+			out := strings.TrimRight(stderr.String(), "\n")
+			if !strings.HasPrefix(out, tc.want) || strings.Contains(out, "\n") {
+				t.Errorf("stderr = %q, want one line starting with %q", out, tc.want)
+			}
+		})
+	}
+}
+
+func TestAgentConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := dir + "/" + name
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("agent.yaml", "service: web\nhttp: \"off\"\ngrpc: \"off\"\nadmin: \"off\"\nnats: nats://127.0.0.1:1\nconnect-timeout: 300ms\nbind: [orders=127.0.0.1:0]\n")
+	bad := write("bad.yaml", "service: web\nlisten_port: 80\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		// The settings reach the agent: it tries the file's NATS URL.
+		{"file applies", []string{"agent", "--config", good}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 300ms"},
+		// A flag wins over the file.
+		{"flag wins", []string{"agent", "--config", good, "--connect-timeout", "200ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 200ms"},
+		{"unknown key", []string{"agent", "--config", bad}, `natsmesh: agent: --config ` + bad + `: unknown setting "listen_port"`},
+		{"missing file", []string{"agent", "--config", dir + "/nope.yaml"}, "natsmesh: agent: --config: open " + dir + "/nope.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, _, stderr := natsmesh(t, nil, tc.args...)
+			if code := exitStatus(t, cmd.Run()); code != 2 {
+				t.Fatalf("exit status %d, want 2\n%s", code, stderr)
+			}
+			if out := strings.TrimRight(stderr.String(), "\n"); !strings.HasPrefix(out, tc.want) {
+				t.Errorf("stderr = %q, want it to start with %q", out, tc.want)
+			}
+		})
+	}
+}

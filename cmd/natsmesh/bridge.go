@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/bridge"
+)
+
+var bridgeCommand = command{
+	name:    "bridge",
+	summary: "run the edge gateway: outside HTTP clients -> meshed services over NATS",
+	run:     runBridge,
+}
+
+func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bridge", "[flags]",
+		"Serves outside HTTP clients and forwards each request over NATS to the meshed\n"+
+			"service its route names, until SIGINT or SIGTERM; then stops accepting,\n"+
+			"finishes the requests in flight and drains the NATS connection.\n\n"+
+			"Routes (--route, repeated or comma-separated):\n"+
+			"  HOST=SERVICE[@SUBSET]     api.example.com=orders\n"+
+			"  /PREFIX=SERVICE[@SUBSET]  /orders=orders@v2\n"+
+			"  HOST/PREFIX=SERVICE       api.example.com/v1=orders\n"+
+			"  /PREFIX=nats:SUBJECT      /time=nats:svc.time (a NATS-native endpoint)\n"+
+			"A trailing +strip removes the prefix from the forwarded path. Host routes\n"+
+			"win over path routes, and the longest prefix wins.", stderr)
+	var (
+		routes   stringList
+		logLevel slog.Level
+	)
+	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address` (host:port)")
+	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
+	name := fs.String("name", "bridge", "caller `name` the gateway calls services as")
+	timeout := fs.Duration("timeout", bridge.DefaultTimeout, "per-request `timeout`")
+	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
+	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
+	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	var nf natsFlags
+	nf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(routes.vals) == 0 {
+		return usageErrorf("bridge: no --route given")
+	}
+	if nf.creds != "" && nf.nkey != "" {
+		return usageErrorf("bridge: --creds and --nkey exclude each other")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return usageErrorf("bridge: --tls-cert and --tls-key go together")
+	}
+	cfg := bridge.GatewayConfig{Name: *name, Timeout: *timeout}
+	for _, s := range routes.vals {
+		r, err := bridge.ParseRoute(s)
+		if err != nil {
+			return err
+		}
+		cfg.Routes = append(cfg.Routes, r)
+	}
+	var tlsConfig *tls.Config
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("bridge: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg.Logger = log.With("component", "bridge")
+	// Validate the routes and name before connecting anywhere; the
+	// connection is filled in below.
+	cfg.Request = func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, bridge.ErrNoResponders }
+	if _, err := bridge.NewGateway(cfg); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	defer ln.Close()
+	nc, err := nf.connect(ctx, "natsmesh-bridge:"+*name, bridge.InboxPrefix(*name), log)
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	defer nc.Close()
+	cfg.Conn, cfg.Request = nc, nil
+	g, err := bridge.NewGateway(cfg)
+	if err != nil {
+		return err
+	}
+	srv := g.Server(*listen, tlsConfig)
+	served := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	log.Info("natsmesh bridge ready", "url", scheme+"://"+ln.Addr().String(), "nats", nc.ConnectedUrlRedacted(), "routes", len(cfg.Routes))
+
+	select {
+	case err := <-served:
+		return failure{fmt.Errorf("bridge: %w", err)}
+	case <-ctx.Done():
+	}
+	log.Info("natsmesh bridge shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), *timeout+5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if e := <-served; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	if e := nc.Drain(); err == nil {
+		err = e
+	}
+	if err != nil {
+		return failure{fmt.Errorf("bridge: shutdown: %w", err)}
+	}
+	return nil
+}

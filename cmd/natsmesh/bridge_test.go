@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+)
+
+// TestBridge runs natsmesh bridge against an in-process broker and a NATS
+// responder, sends one request through it and stops it with SIGTERM.
+func TestBridge(t *testing.T) {
+	b := meshtest.Broker(t)
+	nc := meshtest.Conn(t, b)
+	if _, err := nc.Subscribe("svc.echo", func(m *nats.Msg) { m.Respond(append([]byte("echo:"), m.Data...)) }); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	addr := freeAddr(t)
+	cmd, _, stderr := natsmesh(t, []string{"NATSMESH_ROUTE=/echo=nats:svc.echo"},
+		"bridge", "--listen", addr, "--nats", b.ClientURL(), "--timeout", "5s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	var body []byte
+	meshtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		resp, err := http.Post("http://"+addr+"/echo", "text/plain", strings.NewReader("hi"))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err = io.ReadAll(resp.Body)
+		return err
+	})
+	if string(body) != "echo:hi" {
+		t.Fatalf("got %q\n%s", body, stderr)
+	}
+	resp, err := http.Get("http://" + addr + "/elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 || resp.Header.Get("Mesh-Error") != "no-route" {
+		t.Fatalf("unrouted request got %d %v", resp.StatusCode, resp.Header)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if code := exitStatus(t, err); code != 0 {
+			t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("natsmesh bridge did not exit after SIGTERM\n%s", stderr)
+	}
+}
+
+func TestBridgeBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no route", []string{"bridge"}, "natsmesh: bridge: no --route given"},
+		{"bad route", []string{"bridge", "--route", "nowhere"}, `natsmesh: bridge: route "nowhere"`},
+		{"bad service", []string{"bridge", "--route", "/=Orders"}, `natsmesh: bridge: route "/=Orders"`},
+		{"bad name", []string{"bridge", "--route", "/=web", "--name", "A.B"}, "natsmesh: bridge: gateway name"},
+		{"creds and nkey", []string{"bridge", "--route", "/=web", "--creds", "a", "--nkey", "b"}, "natsmesh: bridge: --creds and --nkey"},
+		{"half tls", []string{"bridge", "--route", "/=web", "--tls-cert", "a"}, "natsmesh: bridge: --tls-cert and --tls-key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, _, stderr := natsmesh(t, nil, tc.args...)
+			if code := exitStatus(t, cmd.Run()); code != 2 {
+				t.Fatalf("exit status %d, want 2\n%s", code, stderr)
+			}
+			if out := strings.TrimSpace(stderr.String()); !strings.HasPrefix(out, tc.want) || strings.Contains(out, "\n") {
+				t.Fatalf("stderr %q, want one line starting %q", out, tc.want)
+			}
+		})
+	}
+}
+
+func TestBridgeHelp(t *testing.T) {
+	cmd, stdout, stderr := natsmesh(t, nil, "bridge", "--help")
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	got := append(stdout.Bytes(), stderr.Bytes()...)
+	golden := filepath.Join("testdata", "bridge-help.golden")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (run with -update to accept):\n%s", golden, got)
+	}
+}
