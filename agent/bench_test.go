@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +13,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/natsmesh/natsmesh/agent"
@@ -142,4 +147,42 @@ func mustParse(b *testing.B, s string) *url.URL {
 		b.Fatal(err)
 	}
 	return u
+}
+
+// BenchmarkAgentGRPCSidecar: gRPC client -> client agent's gRPC proxy ->
+// NATS -> service agent -> h2c gRPC upstream, all in this process.
+func BenchmarkAgentGRPCSidecar(b *testing.B) {
+	url := meshtest.Broker(b).ClientURL()
+	ul, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	upstream := grpc.NewServer()
+	testpb.RegisterTestServiceServer(upstream, echoGRPC{})
+	healthpb.RegisterHealthServer(upstream, health.NewServer())
+	go upstream.Serve(ul)
+	b.Cleanup(upstream.Stop)
+	benchAgent(b, url, agent.Config{Service: "echo", Upstream: "h2c://" + ul.Addr().String()}, nil)
+	client := benchAgent(b, url, agent.Config{Service: "client"}, nil)
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go client.ServeGRPCProxy(pl)
+	cc, err := grpc.NewClient("passthrough:///"+pl.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("echo"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cc.Close() })
+	c := testpb.NewTestServiceClient(cc)
+	req := &testpb.SimpleRequest{ResponseSize: benchSize, Payload: &testpb.Payload{Body: benchBody}}
+	b.ReportAllocs()
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		resp, err := c.UnaryCall(context.Background(), req)
+		if err != nil || len(resp.GetPayload().GetBody()) != benchSize {
+			b.Fatalf("%v, %d bytes", err, len(resp.GetPayload().GetBody()))
+		}
+	}
 }
