@@ -97,7 +97,11 @@ func (in *inbound) lastHealthError() string {
 func (in *inbound) grpcConn() (*grpc.ClientConn, error) {
 	in.grpcOnce.Do(func() {
 		in.grpcCC, in.grpcErr = grpc.NewClient("passthrough:///"+in.a.upstream.Host,
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// Fixed windows turn off grpc-go's bandwidth-delay probing, a
+			// PING per burst of data: on loopback, one per call.
+			grpc.WithInitialWindowSize(grpcWindow),
+			grpc.WithInitialConnWindowSize(grpcWindow))
 	})
 	return in.grpcCC, in.grpcErr
 }
