@@ -169,8 +169,10 @@ func TestOpenBoundedByTime(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("a run bounded at 200ms took %v", took)
 	}
-	if res.Calls != 0 || res.Errors != 100 || res.Missed != 98 {
-		t.Errorf("calls %d errors %d missed %d; want 0, 100, 98", res.Calls, res.Errors, res.Missed)
+	// Each worker starts one call, stuck until the run ends; the other 98 (or
+	// more, if a worker was not even scheduled in time) are missed.
+	if res.Calls != 0 || res.Errors != 100 || res.Missed < 98 {
+		t.Errorf("calls %d errors %d missed %d; want 0, 100, at least 98", res.Calls, res.Errors, res.Missed)
 	}
 }
 
