@@ -173,6 +173,9 @@ type env struct {
 	echoHTTP string
 	echoGRPC string
 	body     []byte
+	// rssLifetime: the kernel refused to reset a peak RSS, so some peaks
+	// are the process's lifetime peak rather than the load's.
+	rssLifetime bool
 }
 
 // Run runs the scenarios of opts, one after another, each under every load,
@@ -221,6 +224,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if err != nil {
 			return rep, err
 		}
+	}
+	if e.rssLifetime {
+		rep.Notes = append(rep.Notes, "peak RSS: the kernel refused to reset VmHWM (clear_refs), so peaks are since each process started")
 	}
 	rep.evaluate()
 	return rep, nil
@@ -299,6 +305,9 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 	}
 	if res.Calls == 0 {
 		return fmt.Errorf("no call succeeded: %v", res.FirstError)
+	}
+	if !acc.resetRSS {
+		e.rssLifetime = true
 	}
 	if report != nil {
 		report(res, acc)
