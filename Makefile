@@ -34,14 +34,22 @@ bench-deps:
 		apt-get update && apt-get install -y nginx; \
 	fi
 
-# For now the demo is the broker alone on 127.0.0.1:4222 (monitoring on
-# 127.0.0.1:8222); stop it with Ctrl-C.
+# A whole mesh on the embedded broker: services, agents, gateway (Ctrl-C
+# stops it). Broker on 127.0.0.1:4222, gateway on 127.0.0.1:8080.
 demo: build
-	bin/natsmesh broker
+	bin/natsmesh demo
 
-# Placeholder until fuzz targets land.
+# Fuzz every target in turn for FUZZTIME each (the seeds alone run in make
+# test). New crashers land in testdata/fuzz/ and become regression seeds.
+FUZZTIME ?= 1m
+FUZZPKGS ?= ./bridge/ ./agent/
 fuzz:
-	@echo "no fuzz targets yet"
+	@for pkg in $(FUZZPKGS); do \
+	  for t in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t ($(FUZZTIME))"; \
+	    go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -parallel 1 $$pkg || exit 1; \
+	  done; \
+	done
 
 clean:
 	rm -rf bin

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"sync"
 	"time"
 
@@ -50,6 +51,9 @@ type Config struct {
 	// Logger receives the agent's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// semver is what nats.go/micro accepts as a service version (semver.org).
+var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
 
 // defaultMaxConcurrent matches Envoy's default max_requests per cluster.
 const defaultMaxConcurrent = 1024
@@ -115,6 +119,9 @@ func (c *Config) normalize() error {
 		if err := bridge.ValidateName("subset", c.Subset); err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
+	}
+	if c.Version != "" && !semver.MatchString(c.Version) {
+		return fmt.Errorf("%w: version %q is not semantic (1.2.3, 2.0.0-rc.1)", ErrConfig, c.Version)
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = defaultMaxConcurrent
@@ -296,13 +303,5 @@ func (a *Agent) request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
 		ctx, cancel = context.WithTimeout(ctx, a.cfg.Timeout)
 		defer cancel()
 	}
-	reply, err := bridge.Request(ctx, a.nc, m)
-	if err != nil {
-		if e := bridge.FromError(err); e.Kind == bridge.KindNoResponders {
-			if s, perr := bridge.ParseSubject(m.Subject); perr == nil {
-				e.Message = fmt.Sprintf("no instance of %s is serving", s.Service)
-			}
-		}
-	}
-	return reply, err
+	return bridge.Request(ctx, a.nc, m)
 }

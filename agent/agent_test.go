@@ -490,6 +490,16 @@ func TestDiscoveryWithMicro(t *testing.T) {
 		}
 		found[info.Name] = info
 	}
+	// $SRV.PING.<name> finds the instances of one service, as `nats micro
+	// ping` does.
+	ping, err := nc.Request("$SRV.PING.orders", nil, 5*time.Second)
+	if err != nil {
+		t.Fatalf("$SRV.PING.orders: %v", err)
+	}
+	var pong micro.Ping
+	if err := json.Unmarshal(ping.Data, &pong); err != nil || pong.Name != "orders" || pong.Version != "2.1.0" {
+		t.Errorf("$SRV.PING.orders answered %s (%v)", ping.Data, err)
+	}
 	o := found["orders"]
 	if o.Version != "2.1.0" || o.Metadata["natsmesh.subset"] != "v2" || !strings.Contains(o.Metadata["natsmesh.subject.1"], "mesh.orders.v2.>") {
 		t.Errorf("orders info = %+v", o)
@@ -510,6 +520,7 @@ func TestConfigValidation(t *testing.T) {
 		{"upstream without host", Config{Service: "orders", Upstream: "http://"}},
 		{"bad health path", Config{Service: "orders", Health: HealthConfig{Path: "healthz"}}},
 		{"negative timeout", Config{Service: "orders", Timeout: -time.Second}},
+		{"version not semver", Config{Service: "orders", Version: "v1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(nc, tc.cfg)

@@ -50,13 +50,16 @@ func runGRPCTestNATS(t *testing.T) *nats.Conn {
 func serveGRPCOverNATS(t *testing.T, nc *nats.Conn, service string, serve func(ctx context.Context, m *nats.Msg) *nats.Msg) {
 	t.Helper()
 	subjects, queues := ServiceSubjects(service, "")
+	var wg sync.WaitGroup
+	// Cleanups run last-in first-out: handlers finish before nc closes.
+	t.Cleanup(wg.Wait)
 	for i := range subjects {
 		sub, err := nc.QueueSubscribe(subjects[i], queues[i], func(m *nats.Msg) {
-			go func() {
+			wg.Go(func() {
 				if err := m.RespondMsg(serve(context.Background(), m)); err != nil {
 					t.Errorf("respond: %v", err)
 				}
-			}()
+			})
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -213,6 +216,10 @@ func TestGRPCClientToGRPCServerHealth(t *testing.T) {
 		t.Errorf("Watch: got %v, want Unimplemented streaming not supported", err)
 	}
 	c := &GRPCClient{Request: Requester(nc), Caller: "web", Service: "orders"}
+	err = c.Invoke(ctx, "/grpc.health.v1.Health/Watch", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
+	if st := status.Convert(err); st.Code() != codes.Unimplemented || st.Message() != "natsmesh: streaming not supported yet" {
+		t.Errorf("Watch served as unary: got %v, want Unimplemented streaming not supported", err)
+	}
 	err = c.Invoke(ctx, "/grpc.health.v1.Health/Nope", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("unknown method: %v, want Unimplemented", err)

@@ -28,6 +28,9 @@ const (
 	// HeaderStatus is the HTTP status of a service's answer. Its presence is
 	// what marks a reply as the service's own answer and not a NATS status.
 	HeaderStatus = "Mesh-Status"
+	// HeaderContentLength is the Content-Length of a bodiless answer to
+	// HEAD: the length a GET would have had.
+	HeaderContentLength = "Mesh-Content-Length"
 	// HeaderCaller is set by the receiving side from the subject, never
 	// trusted from the message.
 	HeaderCaller = "Mesh-Caller"

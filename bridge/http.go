@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -159,14 +160,21 @@ func appendValues(dst, vs []string) []string {
 }
 
 // readHeaders splits the service headers and trailers out of a NATS header.
-// Hop-by-hop headers are dropped here too: the message may come from any
-// NATS client, not only from EncodeHTTPRequest.
-func readHeaders(src nats.Header) (h, trailer http.Header) {
+// Names keep their case (NATS headers are case-sensitive and nats.go keeps
+// them), but the headers the decoder owns are dropped in every spelling:
+// Content-Length and Host. A raw NATS client could otherwise send
+// "content-length" beside the Content-Length the decoder sets, and the
+// service would see both (request smuggling on a shared keep-alive pool).
+// Hop-by-hop headers are dropped too: the message may come from any NATS
+// client, not only from EncodeHTTPRequest. In a reply (reply true), a
+// service's own header that names mesh error metadata stays escaped, so a
+// client never mistakes it for the mesh's.
+func readHeaders(src nats.Header, reply bool) (h, trailer http.Header) {
 	h = make(http.Header, len(src))
 	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
 		if strings.HasPrefix(k, trailerPrefix) {
-			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok && !isHopByHop(name, conn) {
+			if name, ok := UnescapeHeaderName(k[len(trailerPrefix):]); ok && !isHopByHop(name, conn) && !decoderOwned(name) {
 				if trailer == nil {
 					trailer = make(http.Header)
 				}
@@ -174,11 +182,21 @@ func readHeaders(src nats.Header) (h, trailer http.Header) {
 			}
 			continue
 		}
-		if name, ok := UnescapeHeaderName(k); ok && !isHopByHop(name, conn) {
-			h[name] = appendValues(h[name], vs)
+		name, ok := UnescapeHeaderName(k)
+		if !ok || isHopByHop(name, conn) || decoderOwned(name) {
+			continue
 		}
+		if reply && (strings.EqualFold(name, HeaderError) || strings.EqualFold(name, HeaderErrorMessage)) {
+			name = escapedPrefix + name
+		}
+		h[name] = appendValues(h[name], vs)
 	}
 	return h, trailer
+}
+
+// decoderOwned reports whether the decoder sets the header itself.
+func decoderOwned(name string) bool {
+	return strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Host")
 }
 
 // DecodeHTTPRequest turns a request message into a server-side *http.Request
@@ -189,6 +207,13 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 	method := m.Header.Get(HeaderMethod)
 	if method == "" || !validMethod(method) {
 		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %q", HeaderMethod, method)}
+	}
+	// On a mesh subject the method is also the subject's operation, which
+	// permissions may be written on: the header must not say otherwise.
+	if strings.HasPrefix(m.Subject, Prefix+".") {
+		if s, err := ParseSubject(m.Subject); err == nil && s.Proto == ProtoHTTP && s.Op != method {
+			return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %q differs from the subject's operation %q", HeaderMethod, method, s.Op)}
+		}
 	}
 	path := m.Header.Get(HeaderPath)
 	if path == "" {
@@ -214,7 +239,7 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 	} else {
 		ctx, cancel = context.WithCancel(ctx)
 	}
-	h, trailer := readHeaders(m.Header)
+	h, trailer := readHeaders(m.Header, false)
 	r = &http.Request{
 		Method:        method,
 		URL:           u,
@@ -232,7 +257,7 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 		r.Body = io.NopCloser(bytes.NewReader(m.Data))
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(m.Data)), nil }
 	}
-	if len(m.Data) > 0 || h.Get("Content-Length") != "" {
+	if len(m.Data) > 0 {
 		h.Set("Content-Length", strconv.Itoa(len(m.Data)))
 	}
 	return r.WithContext(ctx), cancel, nil
@@ -270,6 +295,14 @@ func HTTPResponseMsg(status int, header http.Header, body []byte, trailer http.H
 // reply message for the caller.
 func EncodeHTTPResponse(resp *http.Response, lim Limits) (*nats.Msg, error) {
 	defer resp.Body.Close()
+	if resp.Request != nil && resp.Request.Method == http.MethodHead {
+		// A HEAD answer has no body but tells the length a GET would get.
+		m, err := HTTPResponseMsg(resp.StatusCode, resp.Header, nil, resp.Trailer, lim)
+		if err == nil && resp.ContentLength >= 0 {
+			m.Header[HeaderContentLength] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+		}
+		return m, err
+	}
 	if resp.ContentLength > lim.maxPayload() {
 		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("response body of %d bytes exceeds max_payload (%d bytes)", resp.ContentLength, lim.maxPayload())}
 	}
@@ -300,7 +333,7 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 	body := m.Data
 	switch {
 	case meshReply:
-		h, trailer = readHeaders(m.Header)
+		h, trailer = readHeaders(m.Header, true)
 	case m.Header.Get(microErrorHeader) != "" || m.Header.Get(microErrorCodeHeader) != "":
 		status = microStatus(m.Header.Get(microErrorCodeHeader))
 		h = http.Header{
@@ -316,12 +349,18 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		h = make(http.Header, len(m.Header))
 		conn := connectionTokens(m.Header["Connection"])
 		for k, vs := range m.Header {
-			if !isHopByHop(k, conn) {
+			if !isHopByHop(k, conn) && !decoderOwned(k) {
 				h[k] = vs
 			}
 		}
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	contentLength := int64(len(body))
+	if cl := m.Header.Get(HeaderContentLength); cl != "" && len(body) == 0 && meshReply {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			contentLength = n
+		}
+	}
+	h.Set("Content-Length", strconv.FormatInt(contentLength, 10))
 	return &http.Response{
 		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
 		StatusCode:    status,
@@ -331,7 +370,7 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		Header:        h,
 		Trailer:       trailer,
 		Body:          io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)),
+		ContentLength: contentLength,
 	}, nil
 }
 
@@ -382,7 +421,7 @@ func ServeHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim Limits) 
 		return ErrorMsg(FromError(err))
 	}
 	defer cancel()
-	rec := newRecorder()
+	rec := newRecorder(lim.maxPayload())
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -401,6 +440,9 @@ func ServeHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim Limits) 
 	if rec.aborted {
 		return ErrorMsg(&Error{Kind: KindUpstream, Message: "handler aborted the response"})
 	}
+	if rec.tooLarge {
+		return ErrorMsg(&Error{Kind: KindTooLarge, Message: fmt.Sprintf("response body exceeds max_payload (%d bytes)", rec.max)})
+	}
 	code := rec.status()
 	trailer := rec.trailer()
 	reply, err := HTTPResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
@@ -418,6 +460,11 @@ type recorder struct {
 	body     bytes.Buffer
 	panicked string
 	aborted  bool
+	// max bounds the body held in memory; past it Write fails and the
+	// answer becomes too-large, so a handler streaming gigabytes cannot
+	// exhaust the agent's memory.
+	max      int64
+	tooLarge bool
 }
 
 var (
@@ -425,7 +472,10 @@ var (
 	_ http.Flusher        = (*recorder)(nil)
 )
 
-func newRecorder() *recorder { return &recorder{header: make(http.Header)} }
+func newRecorder(max int64) *recorder { return &recorder{header: make(http.Header), max: max} }
+
+// errBodyTooLarge is what a handler's Write returns past max_payload.
+var errBodyTooLarge = errors.New("bridge: response body exceeds max_payload")
 
 func (r *recorder) Header() http.Header { return r.header }
 
@@ -448,6 +498,10 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	if r.body.Len() == 0 && r.snapshot.Get("Content-Type") == "" && len(p) > 0 {
 		r.snapshot.Set("Content-Type", http.DetectContentType(p))
+	}
+	if r.tooLarge || int64(r.body.Len())+int64(len(p)) > r.max {
+		r.tooLarge = true
+		return 0, errBodyTooLarge
 	}
 	return r.body.Write(p)
 }

@@ -338,7 +338,7 @@ func TestHTTPResponseRoundTrip(t *testing.T) {
 		{"service 503 with Status header", 503, http.Header{"Status": {"503"}, "Retry-After": {"7"}}, "", nil},
 		{"multi-value and case", 200, http.Header{"Set-Cookie": {"a=1", "b=2"}, "x-lower": {"v"}}, "x", nil},
 		{"trailers", 200, http.Header{"Content-Type": {"application/grpc"}}, "data", http.Header{"Grpc-Status": {"0"}, "Grpc-Message": {"ok"}}},
-		{"mesh-named service header", 418, http.Header{"Mesh-Error": {"timeout"}, "Nats-Service-Error": {"x"}}, "teapot", nil},
+		{"mesh-named service header", 418, http.Header{"Nats-Service-Error": {"x"}, "Mesh-Foo": {"y"}}, "teapot", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -628,5 +628,99 @@ func TestWriteHTTPResponseTrailers(t *testing.T) {
 	resp.Body.Close()
 	if string(body) != "body" || resp.Trailer.Get("X-Sum") != "7" {
 		t.Fatalf("got %q trailer %v", body, resp.Trailer)
+	}
+}
+
+// TestDecodeDropsForgedFraming: a raw NATS client may send any header
+// spelling; the decoder's own Content-Length and Host must be the only ones.
+func TestDecodeDropsForgedFraming(t *testing.T) {
+	m := &nats.Msg{
+		Subject: "mesh.orders._.web.http.POST",
+		Header: nats.Header{
+			HeaderMethod:     {"POST"},
+			HeaderPath:       {"/x"},
+			HeaderHost:       {"orders"},
+			"content-length": {"0"},
+			"host":           {"evil.example"},
+			"HOST":           {"evil2.example"},
+			"X-Ok":           {"1"},
+		},
+		Data: []byte("GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"),
+	}
+	r, cancel, err := DecodeHTTPRequest(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	want := http.Header{"Content-Length": {fmt.Sprint(len(m.Data))}, "X-Ok": {"1"}}
+	if !reflect.DeepEqual(r.Header, want) || r.Host != "orders" {
+		t.Errorf("header %v host %q, want %v host orders", r.Header, r.Host, want)
+	}
+	reply := &nats.Msg{Header: nats.Header{"content-length": {"3"}, "X-A": {"b"}}, Data: []byte("hello world")}
+	resp, err := DecodeHTTPResponse(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header; !reflect.DeepEqual(got, http.Header{"Content-Length": {"11"}, "X-A": {"b"}}) {
+		t.Errorf("native reply header %v", got)
+	}
+}
+
+func TestDecodeMethodMustMatchSubject(t *testing.T) {
+	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{HeaderMethod: {"DELETE"}, HeaderPath: {"/x"}}}
+	if _, _, err := DecodeHTTPRequest(context.Background(), m); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("DELETE on a GET subject: %v, want bad-request", err)
+	}
+	m.Subject = "plain.subject" // a gateway's nats: route has no method token
+	if _, cancel, err := DecodeHTTPRequest(context.Background(), m); err != nil {
+		t.Fatal(err)
+	} else {
+		cancel()
+	}
+}
+
+func TestServiceMeshErrorHeaderStaysTheService(t *testing.T) {
+	m, err := HTTPResponseMsg(503, http.Header{"Mesh-Error": {"no-responders"}, "Mesh-Error-Message": {"x"}}, nil, nil, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := DecodeHTTPResponse(m)
+	if err != nil {
+		t.Fatalf("a service's own 503 came back as a mesh error: %v", err)
+	}
+	if resp.Header.Get(HeaderError) != "" || resp.Header.Get("Mesh-Hdr-Mesh-Error") != "no-responders" {
+		t.Errorf("header %v: the service's Mesh-Error must stay escaped", resp.Header)
+	}
+}
+
+func TestHEADKeepsContentLength(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodHead, "http://orders/big", nil)
+	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/plain"}}, ContentLength: 5 << 20,
+		Body: http.NoBody, Request: req}
+	m, err := EncodeHTTPResponse(resp, Limits{})
+	if err != nil {
+		t.Fatalf("HEAD of a 5 MiB resource: %v", err)
+	}
+	got, err := DecodeHTTPResponse(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ContentLength != 5<<20 || got.Header.Get("Content-Length") != fmt.Sprint(5<<20) {
+		t.Errorf("HEAD answer Content-Length %d / %q, want %d", got.ContentLength, got.Header.Get("Content-Length"), 5<<20)
+	}
+}
+
+func TestServeHTTPMsgBoundsTheBody(t *testing.T) {
+	var writeErr error
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for i := 0; i < 1000 && writeErr == nil; i++ { // 64 MiB if nothing stopped it
+			_, writeErr = w.Write(chunk)
+		}
+	})
+	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{HeaderMethod: {"GET"}, HeaderPath: {"/"}}}
+	reply := ServeHTTPMsg(context.Background(), h, m, Limits{MaxPayload: 1 << 20})
+	if writeErr == nil || reply.Header.Get(HeaderError) != string(KindTooLarge) {
+		t.Fatalf("write error %v, reply %v: want the handler stopped and too-large", writeErr, reply.Header)
 	}
 }

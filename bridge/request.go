@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,7 +31,15 @@ func Request(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error)
 	setTimeout(m.Header, deadline, ok)
 	reply, err := nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
-		return nil, FromError(err)
+		e := FromError(err)
+		if e.Kind == KindNoResponders && errors.Is(err, nats.ErrNoResponders) {
+			if s, perr := ParseSubject(m.Subject); perr == nil {
+				e.Message = "no instance of " + s.Service + " is serving"
+			} else {
+				e.Message = "no responder on subject " + m.Subject
+			}
+		}
+		return nil, e
 	}
 	return reply, nil
 }

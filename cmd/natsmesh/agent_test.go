@@ -254,3 +254,29 @@ func TestAgentConfigFile(t *testing.T) {
 		})
 	}
 }
+
+// TestDemo runs `natsmesh demo` as README's main command does, calls it
+// through its gateway, and stops it with SIGTERM.
+func TestDemo(t *testing.T) {
+	gw := freeAddr(t)
+	p := startProc(t, "demo", "--listen", "127.0.0.1:-1", "--http", "off", "--gateway", gw, "--proxy", freeAddr(t))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Post("http://"+gw+"/orders", "application/json", strings.NewReader(`{"sku":"apple","qty":1}`))
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("order: %d %s", resp.StatusCode, body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo gateway not up: %v\n%s", err, p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("demo exit status %d after SIGTERM\n%s", code, p.stderr)
+	}
+}

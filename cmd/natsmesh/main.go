@@ -19,6 +19,7 @@ var commands = []command{
 	bridgeCommand,
 	benchCommand,
 	benchEchoCommand,
+	demoCommand,
 	versionCommand,
 }
 

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/examples/shop"
+)
+
+var demoCommand = command{
+	name:    "demo",
+	summary: "run a whole demo mesh on the embedded broker (services, agents, gateway)",
+	run:     runDemo,
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", "[flags]",
+		"Runs a small shop on one embedded broker: inventory (two in-process\n"+
+			"instances, subsets v1 and v2), orders (an HTTP server behind a sidecar-style\n"+
+			"agent, calling inventory through the mesh), clock (a NATS-native micro\n"+
+			"service), an outbound proxy for curl, and the edge gateway. Prints what to\n"+
+			"try, and runs until SIGINT or SIGTERM.", stderr)
+	var cfg broker.Config
+	var logLevel slog.Level
+	fs.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "broker client `address`")
+	fs.StringVar(&cfg.HTTP, "http", broker.DefaultHTTP, "broker monitoring `address`, or \"off\"")
+	gateway := fs.String("gateway", "127.0.0.1:8080", "edge gateway `address`")
+	proxy := fs.String("proxy", "127.0.0.1:15001", "outbound HTTP proxy `address` of the web agent")
+	fs.TextVar(&logLevel, "log-level", slog.LevelWarn, "log `level`: debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg.Logger = log.With("component", "broker")
+	b, err := broker.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err != nil {
+		b.Shutdown(context.Background())
+		return err
+	}
+	defer b.Shutdown(context.Background())
+	if err := b.Ready(30 * time.Second); err != nil {
+		return err
+	}
+	mesh, err := shop.Start(shop.Config{
+		Connect: func(service string) (*nats.Conn, error) {
+			return b.InProcessConn(nats.Name("natsmesh-demo:"+service), nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+		},
+		Gateway: *gateway,
+		Proxy:   *proxy,
+		Logger:  log.With("component", "demo"),
+	})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	g, p := mesh.GatewayAddr, mesh.ProxyAddr
+	fmt.Fprintf(stdout, `natsmesh demo: a mesh on the embedded broker %s
+
+Through the edge gateway (outside HTTP clients):
+  curl -s http://%s/stock/apple
+  curl -s http://%s/orders -d '{"sku":"apple","qty":2}'
+  curl -s http://%s/orders -d '{"sku":"plum","qty":1}'
+  curl -s http://%s/time -d Europe/Paris
+
+Through the web agent's outbound proxy (services call each other by name):
+  curl -s -x http://%s http://inventory/stock/pear
+  curl -s -i -x http://%s http://nobody/   # 503, Mesh-Error: no-responders
+
+Discovery and monitoring:
+  nats --server %s micro ls   # with the nats CLI
+  curl -s http://%s/connz        # the broker's monitoring
+
+Ctrl-C stops the demo.
+`, b.ClientURL(), g, g, g, g, p, p, b.ClientURL(), cfg.HTTP)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "natsmesh demo: stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mesh.Shutdown(sctx); err != nil {
+		return failure{err}
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package shop
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/bridge"
+)
+
+// Config says where the demo's parts connect and listen.
+type Config struct {
+	// Connect opens the NATS connection of one service (its name is the
+	// caller identity; use bridge.InboxPrefix(name) for its replies).
+	// Required.
+	Connect func(service string) (*nats.Conn, error)
+	// Gateway is the edge gateway's listen address. Default 127.0.0.1:8080;
+	// "off" disables it.
+	Gateway string
+	// Proxy is the web agent's outbound HTTP proxy address. Default
+	// 127.0.0.1:15001; "off" disables it.
+	Proxy string
+	// Logger for the agents and gateway. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Mesh is the running demo.
+type Mesh struct {
+	// GatewayAddr and ProxyAddr are the addresses actually listened on.
+	GatewayAddr, ProxyAddr string
+
+	agents  []*agent.Agent
+	servers []*http.Server
+	clock   micro.Service
+	conns   []*nats.Conn
+	once    sync.Once
+}
+
+// Start runs every part of the demo and returns once all of them serve.
+func Start(cfg Config) (_ *Mesh, err error) {
+	if cfg.Connect == nil {
+		return nil, errors.New("shop: Config.Connect is required")
+	}
+	if cfg.Gateway == "" {
+		cfg.Gateway = "127.0.0.1:8080"
+	}
+	if cfg.Proxy == "" {
+		cfg.Proxy = "127.0.0.1:15001"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Mesh{}
+	defer func() {
+		if err != nil {
+			m.Shutdown(context.Background())
+		}
+	}()
+	connect := func(service string) (*nats.Conn, error) {
+		nc, err := cfg.Connect(service)
+		if err != nil {
+			return nil, fmt.Errorf("shop: connecting %s: %w", service, err)
+		}
+		m.conns = append(m.conns, nc)
+		return nc, nil
+	}
+	startAgent := func(ac agent.Config, setup func(*agent.Agent) error) (*agent.Agent, error) {
+		nc, err := connect(ac.Service)
+		if err != nil {
+			return nil, err
+		}
+		ac.Logger = cfg.Logger
+		a, err := agent.New(nc, ac)
+		if err != nil {
+			return nil, err
+		}
+		m.agents = append(m.agents, a)
+		if setup != nil {
+			if err := setup(a); err != nil {
+				return nil, err
+			}
+		}
+		if err := a.Start(); err != nil {
+			return nil, err
+		}
+		return a, a.Ready(10 * time.Second)
+	}
+
+	// inventory: two in-process instances, subsets v1 and v2.
+	for _, subset := range []string{"v1", "v2"} {
+		h := Inventory(subset)
+		if _, err := startAgent(agent.Config{Service: "inventory", Subset: subset, Version: map[string]string{"v1": "1.4.0", "v2": "2.0.0-beta.1"}[subset]},
+			func(a *agent.Agent) error { return a.Handle(h) }); err != nil {
+			return nil, err
+		}
+	}
+
+	// orders: a real HTTP server on loopback behind a sidecar-style agent.
+	// Its own calls to inventory go out through the same agent.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	var ordersAgent atomic.Pointer[agent.Agent]
+	client := &http.Client{Transport: lazyTransport{&ordersAgent}, Timeout: 10 * time.Second}
+	m.serve(l, Orders(client))
+	oa, err := startAgent(agent.Config{Service: "orders", Version: "1.0.0", Upstream: "http://" + l.Addr().String(),
+		Health: agent.HealthConfig{Path: "/healthz", Interval: time.Second}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	ordersAgent.Store(oa)
+
+	// clock: a NATS-native micro service.
+	nc, err := connect("clock")
+	if err != nil {
+		return nil, err
+	}
+	m.clock, err = micro.AddService(nc, micro.Config{
+		Name: "clock", Version: "1.0.0", Description: "NATS-native time service",
+		Endpoint: &micro.EndpointConfig{Subject: "demo.clock", Handler: micro.HandlerFunc(clock)},
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// web: outbound only, for curl.
+	web, err := startAgent(agent.Config{Service: "web"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Proxy != "off" {
+		l, err := net.Listen("tcp", cfg.Proxy)
+		if err != nil {
+			return nil, fmt.Errorf("shop: proxy: %w", err)
+		}
+		m.ProxyAddr = l.Addr().String()
+		go web.ServeHTTPProxy(l)
+	}
+
+	// The edge gateway.
+	if cfg.Gateway != "off" {
+		nc, err := connect("gateway")
+		if err != nil {
+			return nil, err
+		}
+		var routes []bridge.Route
+		for _, s := range []string{"/orders=orders", "/stock=inventory", "/time=nats:demo.clock"} {
+			r, err := bridge.ParseRoute(s)
+			if err != nil {
+				return nil, err
+			}
+			routes = append(routes, r)
+		}
+		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		l, err := net.Listen("tcp", cfg.Gateway)
+		if err != nil {
+			return nil, fmt.Errorf("shop: gateway: %w", err)
+		}
+		m.GatewayAddr = l.Addr().String()
+		srv := g.Server(m.GatewayAddr, nil)
+		m.servers = append(m.servers, srv)
+		go srv.Serve(l)
+	}
+	return m, nil
+}
+
+func (m *Mesh) serve(l net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	m.servers = append(m.servers, srv)
+	go srv.Serve(l)
+}
+
+// Shutdown stops every part: agents drain first, so no call is lost.
+func (m *Mesh) Shutdown(ctx context.Context) error {
+	var errs []error
+	m.once.Do(func() {
+		for i := len(m.agents) - 1; i >= 0; i-- {
+			errs = append(errs, m.agents[i].Shutdown(ctx))
+		}
+		if m.clock != nil {
+			errs = append(errs, m.clock.Stop())
+		}
+		for _, s := range m.servers {
+			errs = append(errs, s.Shutdown(ctx))
+		}
+		for _, nc := range m.conns {
+			nc.Close()
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// lazyTransport sends through an agent that starts after the server that
+// uses it.
+type lazyTransport struct{ a *atomic.Pointer[agent.Agent] }
+
+func (t lazyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	a := t.a.Load()
+	if a == nil {
+		return nil, errors.New("shop: orders agent not started")
+	}
+	return a.Transport().RoundTrip(r)
+}
+
+// Inventory serves GET /stock/{sku}: how many of sku are in stock, from the
+// instance of subset.
+func Inventory(subset string) http.Handler {
+	stock := map[string]int{"apple": 12, "pear": 3, "plum": 0}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stock/{sku}", func(w http.ResponseWriter, r *http.Request) {
+		sku := r.PathValue("sku")
+		n, ok := stock[sku]
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown sku " + sku})
+			return
+		}
+		caller, _ := agent.CallerFrom(r.Context())
+		writeJSON(w, http.StatusOK, map[string]any{"sku": sku, "count": n, "served_by": "inventory/" + subset, "caller": caller})
+	})
+	return mux
+}
+
+// Orders serves POST /orders {"sku": "apple", "qty": 2}: it checks stock
+// with the inventory service through inventory's mesh client, and GET
+// /healthz.
+func Orders(inventory *http.Client) http.Handler {
+	var next atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) {
+		var order struct {
+			SKU string `json:"sku"`
+			Qty int    `json:"qty"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&order); err != nil || order.SKU == "" || order.Qty <= 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"sku": "apple", "qty": 2}`})
+			return
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://inventory/stock/"+order.SKU, nil)
+		req.Header.Set("Traceparent", r.Header.Get("Traceparent"))
+		resp, err := inventory.Do(req)
+		if err != nil {
+			writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+			return
+		}
+		defer resp.Body.Close()
+		var stock struct {
+			Count    int    `json:"count"`
+			ServedBy string `json:"served_by"`
+			Error    string `json:"error"`
+		}
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&stock) != nil {
+			writeJSON(w, resp.StatusCode, map[string]string{"error": "inventory: " + resp.Status + " " + stock.Error + resp.Header.Get(bridge.HeaderError)})
+			return
+		}
+		if stock.Count < order.Qty {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": fmt.Sprintf("only %d %s in stock", stock.Count, order.SKU), "stock_from": stock.ServedBy})
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"id": next.Add(1), "sku": order.SKU, "qty": order.Qty, "stock_from": stock.ServedBy})
+	})
+	return mux
+}
+
+func clock(req micro.Request) {
+	tz := strings.TrimSpace(string(req.Data()))
+	loc := time.UTC
+	if tz != "" {
+		l, err := time.LoadLocation(tz)
+		if err != nil {
+			req.Error("400", "unknown time zone "+tz, nil)
+			return
+		}
+		loc = l
+	}
+	req.Respond([]byte(time.Now().In(loc).Format(time.RFC3339) + "\n"))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,90 @@
+package shop
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+)
+
+func TestShop(t *testing.T) {
+	b := meshtest.Broker(t)
+	m, err := Start(Config{
+		Connect: func(service string) (*nats.Conn, error) {
+			return nats.Connect(b.ClientURL(), nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+		},
+		Gateway: "127.0.0.1:0",
+		Proxy:   "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	gw := "http://" + m.GatewayAddr
+	proxyURL, _ := url.Parse("http://" + m.ProxyAddr)
+	viaProxy := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+
+	for _, tc := range []struct {
+		name, method, url, body string
+		client                  *http.Client
+		status                  int
+		want                    string // in the body
+	}{
+		{"stock via gateway", "GET", gw + "/stock/apple", "", http.DefaultClient, 200, `"caller":"gateway","count":12`},
+		{"unknown sku", "GET", gw + "/stock/kiwi", "", http.DefaultClient, 404, "unknown sku kiwi"},
+		{"order calls inventory", "POST", gw + "/orders", `{"sku":"apple","qty":2}`, http.DefaultClient, 201, `"qty":2,"sku":"apple","stock_from":"inventory/v`},
+		{"order out of stock", "POST", gw + "/orders", `{"sku":"plum","qty":1}`, http.DefaultClient, 409, "only 0 plum in stock"},
+		{"bad order", "POST", gw + "/orders", `nonsense`, http.DefaultClient, 400, "want"},
+		{"micro service", "POST", gw + "/time", "UTC", http.DefaultClient, 200, "Z\n"},
+		{"micro error", "POST", gw + "/time", "Mars/Base", http.DefaultClient, 400, "unknown time zone"},
+		{"no route", "GET", gw + "/nowhere", "", http.DefaultClient, 404, "no-route"},
+		{"proxy by name", "GET", "http://inventory/stock/pear", "", viaProxy, 200, `"caller":"web","count":3`},
+		{"proxy no instance", "GET", "http://nobody/", "", viaProxy, 503, "no instance of nobody"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, tc.url, strings.NewReader(tc.body))
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.want) {
+				t.Errorf("got %d %s, want %d with %q", resp.StatusCode, body, tc.status, tc.want)
+			}
+		})
+	}
+
+	// Both inventory subsets take calls for any instance.
+	seen := map[string]bool{}
+	for i := 0; i < 50 && len(seen) < 2; i++ {
+		resp, err := http.Get(gw + "/stock/pear")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			ServedBy string `json:"served_by"`
+		}
+		json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		seen[v.ServedBy] = true
+	}
+	if !seen["inventory/v1"] || !seen["inventory/v2"] {
+		t.Errorf("load not shared across instances: %v", seen)
+	}
+}
