@@ -3,7 +3,7 @@
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test lint bench demo fuzz clean
+.PHONY: all build test lint bench bench-deps demo fuzz clean
 
 all: build
 
@@ -18,9 +18,21 @@ lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 
-# Placeholder until benchmarks land: runs every benchmark once.
-bench:
-	go test -run '^$$' -bench . -benchmem ./...
+# Go benchmarks of the hot path (allocations per request), then the
+# side-by-side benchmark of every way to reach a loopback echo service
+# (natsmesh bench; its table also goes to bench-results/latest.json).
+bench: build
+	go test -run '^$$' -bench . -benchmem ./bridge/ ./agent/
+	bin/natsmesh bench
+
+# nginx for the bench's classic sidecar-pair scenario, from Debian packages;
+# does nothing when nginx is already installed.
+bench-deps:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then \
+		echo "nginx already installed"; \
+	else \
+		apt-get update && apt-get install -y nginx; \
+	fi
 
 # A whole mesh on the embedded broker: services, agents, gateway (Ctrl-C
 # stops it). Broker on 127.0.0.1:4222, gateway on 127.0.0.1:8080.

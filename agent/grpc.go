@@ -11,6 +11,14 @@ import (
 	"github.com/natsmesh/natsmesh/bridge"
 )
 
+// grpcWindow is the fixed HTTP/2 flow-control window of the agent's gRPC
+// connections on loopback (the proxy listener and the upstream client).
+// Setting it turns off grpc-go's dynamic window (BDP estimation), whose
+// PING frames cost a write and a read per call when calls come one at a
+// time. 1 MiB matches the broker's default max_payload, the largest message
+// a unary call can carry over the mesh.
+const grpcWindow = 1 << 20
+
 // GRPCServer returns the registrar for in-process gRPC services: generated
 // servers register on it (pb.RegisterOrdersServer(a.GRPCServer(), impl)) and
 // are served over NATS with no local hop. Register before Start: like
@@ -46,7 +54,8 @@ func (a *Agent) ClientConn(service string) (grpc.ClientConnInterface, error) {
 // grpc.WithAuthority("orders")). It returns nil after Shutdown.
 func (a *Agent) ServeGRPCProxy(l net.Listener) error {
 	p := &bridge.GRPCProxy{Request: a.request, Caller: a.cfg.Service, Limits: a.limitsNow()}
-	srv := grpc.NewServer(p.ServerOptions()...)
+	srv := grpc.NewServer(append(p.ServerOptions(),
+		grpc.InitialWindowSize(grpcWindow), grpc.InitialConnWindowSize(grpcWindow))...)
 	stopper := func(ctx context.Context) error {
 		done := make(chan struct{})
 		go func() {

@@ -107,7 +107,11 @@ func (in *inbound) grpcConn() (*grpc.ClientConn, error) {
 	}
 	if in.grpcCC == nil {
 		cc, err := grpc.NewClient("passthrough:///"+in.a.upstream.Host,
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// Fixed windows turn off grpc-go's bandwidth-delay probing, a
+			// PING per burst of data: on loopback, one per call.
+			grpc.WithInitialWindowSize(grpcWindow),
+			grpc.WithInitialConnWindowSize(grpcWindow))
 		if err != nil {
 			return nil, err
 		}

@@ -87,8 +87,18 @@ func (s Subject) Validate() error {
 // ParseSubject reads a subject made by [Subject.String], validating every
 // token and unescaping the operation.
 func ParseSubject(subject string) (Subject, error) {
-	tokens := strings.Split(subject, ".")
-	if len(tokens) != 6 || tokens[0] != Prefix {
+	// Split into a fixed array: every inbound call is parsed here, and
+	// strings.Split would allocate a slice each time. Exactly five dots make
+	// six tokens.
+	var tokens [6]string
+	rest, ok := subject, true
+	for i := range len(tokens) - 1 {
+		var found bool
+		tokens[i], rest, found = strings.Cut(rest, ".")
+		ok = ok && found
+	}
+	tokens[5] = rest
+	if !ok || strings.Contains(rest, ".") || tokens[0] != Prefix {
 		return Subject{}, fmt.Errorf("bridge: subject %q is not mesh.<service>.<subset>.<caller>.<proto>.<op>: %w", subject, ErrInvalidName)
 	}
 	for _, tok := range tokens[1:5] {

@@ -12,6 +12,7 @@ import (
 type command struct {
 	name    string
 	summary string // one line for natsmesh help
+	hidden  bool   // left out of help (internal helpers such as bench-echo)
 	// run parses args (the arguments after the command name) and runs until
 	// done or until ctx ends (SIGINT, SIGTERM). An error is printed as one
 	// line "natsmesh: <error>"; see exitCode for the status.

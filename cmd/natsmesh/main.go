@@ -17,6 +17,8 @@ var commands = []command{
 	brokerCommand,
 	agentCommand,
 	bridgeCommand,
+	benchCommand,
+	benchEchoCommand,
 	demoCommand,
 	versionCommand,
 }
@@ -51,6 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: natsmesh <command> [flags]\n\nCommands:\n")
 	for _, c := range commands {
+		if c.hidden {
+			continue
+		}
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun natsmesh <command> --help for the flags of a command.\n")

@@ -239,6 +239,7 @@ func TestHelp(t *testing.T) {
 	}{
 		{"help", []string{"help"}},
 		{"broker-help", []string{"broker", "--help"}},
+		{"bench-help", []string{"bench", "--help"}},
 		{"version-help", []string{"version", "-h"}},
 		{"agent-help", []string{"agent", "--help"}},
 	} {

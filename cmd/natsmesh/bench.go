@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/natsmesh/natsmesh/internal/benchrun"
+)
+
+var benchCommand = command{
+	name:    "bench",
+	summary: "measure the mesh against direct HTTP and an nginx pair, side by side",
+	run:     runBench,
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", "[flags]",
+		"Starts, on loopback, an echo service and each way of reaching it (direct\n"+
+			"HTTP and gRPC, the natsmesh sidecar pair, natsmesh in process, a pair of\n"+
+			"nginx reverse proxies where nginx is installed), each component its own\n"+
+			"process, and measures them one after another under the same loads: an open\n"+
+			"loop at --rate, then closed loops with each of --conns callers. Prints a\n"+
+			"table and the targets met, and writes the same as JSON.", stderr)
+	var (
+		duration  time.Duration
+		rate      float64
+		conns     stringList
+		size      int
+		jsonPath  string
+		scenarios stringList
+		nginx     string
+	)
+	conns.vals = []string{"1", "32"}
+	fs.DurationVar(&duration, "duration", 5*time.Second, "how long each load runs")
+	fs.Float64Var(&rate, "rate", 1000, "open-loop `requests/s` (0: no open loop)")
+	fs.Var(&conns, "conns", "closed-loop concurrent `connections`, comma-separated")
+	fs.IntVar(&size, "size", 1024, "request and response body `bytes`")
+	fs.StringVar(&jsonPath, "json", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
+	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
+	fs.StringVar(&nginx, "nginx", "", "nginx `binary` (default: nginx in PATH or /usr/sbin)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Scenarios: scenarios.vals, Nginx: nginx, Progress: stderr, Revision: version}
+	if rate == 0 {
+		opts.Rate = -1
+	}
+	if duration <= 0 {
+		return fmt.Errorf("bench: --duration must be positive")
+	}
+	for _, c := range conns.vals {
+		n, err := strconv.Atoi(c)
+		if err != nil {
+			return fmt.Errorf("bench: --conns %q: %v", c, err)
+		}
+		opts.Conns = append(opts.Conns, n)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return failure{fmt.Errorf("bench: finding the natsmesh binary: %v", err)}
+	}
+	opts.Exe = exe
+	rep, err := benchrun.Run(ctx, opts)
+	if err != nil {
+		if rep == nil {
+			return err
+		}
+		return failure{err}
+	}
+	if err := rep.WriteTable(stdout); err != nil {
+		return failure{err}
+	}
+	if jsonPath != "" && jsonPath != "off" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return failure{err}
+		}
+		if dir := filepath.Dir(jsonPath); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return failure{fmt.Errorf("bench: %v", err)}
+			}
+		}
+		if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+			return failure{fmt.Errorf("bench: %v", err)}
+		}
+		fmt.Fprintf(stdout, "\nwrote %s\n", jsonPath)
+	}
+	return nil
+}

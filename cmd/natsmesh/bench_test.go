@@ -1,0 +1,51 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/natsmesh/natsmesh/internal/benchrun"
+)
+
+// TestBenchSmoke runs the orchestration end to end, briefly: the direct and
+// in-process HTTP scenarios (echo, broker and echo-app processes), 300ms per
+// load. It checks that every load measured calls and the JSON is written;
+// never the speed.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	out := filepath.Join(t.TempDir(), "bench.json")
+	cmd, stdout, stderr := natsmesh(t, nil, "bench", "--duration", "300ms", "--rate", "200", "--conns", "2",
+		"--scenarios", "direct-http,inproc-http", "--json", out)
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	var rep benchrun.Report
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 4 {
+		t.Fatalf("%d rows, want 2 scenarios x 2 loads:\n%s", len(rep.Rows), stdout)
+	}
+	for _, row := range rep.Rows {
+		if row.Calls == 0 || row.Errors != 0 || row.P50 <= 0 {
+			t.Errorf("%s %s: %d calls, %d errors, p50 %v", row.Scenario, row.Load, row.Calls, row.Errors, row.P50)
+		}
+	}
+	if rep.Machine.CPUs == 0 || rep.Machine.GoVersion == "" {
+		t.Errorf("machine info missing: %+v", rep.Machine)
+	}
+	for _, want := range []string{"direct-http", "inproc-http", "Targets", "closed 2", "open 200/s"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
+	}
+}

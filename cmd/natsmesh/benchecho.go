@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/natsmesh/natsmesh/internal/benchrun"
+)
+
+// benchEchoCommand is the echo service natsmesh bench starts as a process
+// of its own; hidden from help, as only bench runs it.
+var benchEchoCommand = command{
+	name:    "bench-echo",
+	summary: "echo service for natsmesh bench",
+	hidden:  true,
+	run:     runBenchEcho,
+}
+
+func runBenchEcho(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench-echo", "[flags]",
+		"Serves the echo service of natsmesh bench until SIGINT or SIGTERM, and\n"+
+			"prints \"ready\" once it serves.", stderr)
+	var cfg benchrun.EchoConfig
+	fs.StringVar(&cfg.HTTP, "http", "", "HTTP echo listener `address`")
+	fs.StringVar(&cfg.GRPC, "grpc", "", "h2c gRPC echo (grpc.testing.TestService) listener `address`")
+	fs.StringVar(&cfg.NATS, "nats", "", "NATS `URL`: also serve in process through an agent")
+	fs.StringVar(&cfg.Service, "service", "echo", "in-process agent's service `name`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.HTTP == "" && cfg.GRPC == "" && cfg.NATS == "" {
+		return fmt.Errorf("bench-echo: nothing to serve: give --http, --grpc or --nats")
+	}
+	err := benchrun.ServeEcho(ctx, cfg, func() { fmt.Fprintln(stdout, "ready") })
+	if err != nil {
+		return failure{err}
+	}
+	return nil
+}
