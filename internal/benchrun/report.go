@@ -257,6 +257,8 @@ func (r *Report) evaluate() {
 	}
 	ratio(InprocHTTP+" throughput vs "+DirectHTTP, ">= 1.50x at "+closedN(hi), InprocHTTP, DirectHTTP, closedN(hi), 1.5)
 	ratio(InprocGRPC+" throughput vs "+DirectGRPC, ">= 1.50x at "+closedN(hi), InprocGRPC, DirectGRPC, closedN(hi), 1.5)
+	ratio(EmbeddedHTTP+" throughput vs "+DirectHTTP, ">= 1.50x at "+closedN(hi), EmbeddedHTTP, DirectHTTP, closedN(hi), 1.5)
+	ratio(EmbeddedGRPC+" throughput vs "+DirectGRPC, ">= 1.50x at "+closedN(hi), EmbeddedGRPC, DirectGRPC, closedN(hi), 1.5)
 	for _, s := range []string{SidecarHTTP, SidecarGRPC} {
 		row := r.row(s, openLoad)
 		for _, agent := range []string{"agent-client", "agent-echo"} {

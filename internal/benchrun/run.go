@@ -24,6 +24,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/loadgen"
 )
 
@@ -35,11 +36,16 @@ const (
 	SidecarGRPC = "sidecar-grpc"
 	InprocHTTP  = "inproc-http"
 	InprocGRPC  = "inproc-grpc"
-	NginxPair   = "nginx-pair"
+	// Embedded: one process holds the caller, the broker (embedded, reached
+	// through in-process connections, no TCP) and the service: the
+	// single-binary mode of the agent library.
+	EmbeddedHTTP = "embedded-http"
+	EmbeddedGRPC = "embedded-grpc"
+	NginxPair    = "nginx-pair"
 )
 
 // Scenarios lists every scenario, in the order Run runs them.
-var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarGRPC, InprocHTTP, InprocGRPC, NginxPair}
+var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarGRPC, InprocHTTP, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair}
 
 // ErrConfig is wrapped by the errors about invalid Options.
 var ErrConfig = errors.New("benchrun: invalid options")
@@ -393,6 +399,26 @@ func (e *env) start(ctx context.Context, name string) (s *setup, skip string, er
 				return e.grpcCall(testpb.NewTestServiceClient(cc)), func() {}, nil
 			}
 		}
+	case EmbeddedHTTP, EmbeddedGRPC:
+		s.noEcho = true
+		client, err := e.startEmbedded(s)
+		if err != nil {
+			return nil, "", err
+		}
+		if name == EmbeddedHTTP {
+			c := &http.Client{Transport: client.Transport()}
+			s.target = func(int) (loadgen.Target, func(), error) {
+				return e.httpCall(c, "http://echo/echo"), func() {}, nil
+			}
+		} else {
+			cc, err := client.ClientConn("echo")
+			if err != nil {
+				return nil, "", err
+			}
+			s.target = func(int) (loadgen.Target, func(), error) {
+				return e.grpcCall(testpb.NewTestServiceClient(cc)), func() {}, nil
+			}
+		}
 	case NginxPair:
 		bin := e.opts.Nginx
 		if bin == "" {
@@ -408,6 +434,50 @@ func (e *env) start(ctx context.Context, name string) (s *setup, skip string, er
 		s.target = e.httpTarget("http://"+front+"/echo", nil)
 	}
 	return s, "", nil
+}
+
+// startEmbedded runs a broker, an echo service agent and a client agent in
+// this process, connected in process, and returns the client agent.
+func (e *env) startEmbedded(s *setup) (*agent.Agent, error) {
+	b, err := broker.New(broker.Config{Listen: "127.0.0.1:-1", HTTP: broker.HTTPOff, NoJetStream: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(); err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, func() { b.Shutdown(context.Background()) })
+	if err := b.Ready(10 * time.Second); err != nil {
+		return nil, err
+	}
+	start := func(service string, setup func(*agent.Agent) error) (*agent.Agent, error) {
+		nc, err := b.InProcessConn(nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+		if err != nil {
+			return nil, err
+		}
+		s.cleanup = append(s.cleanup, nc.Close)
+		a, err := agent.New(nc, agent.Config{Service: service, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return nil, err
+		}
+		if setup != nil {
+			if err := setup(a); err != nil {
+				return nil, err
+			}
+		}
+		if err := a.Start(); err != nil {
+			return nil, err
+		}
+		s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
+		return a, a.Ready(10 * time.Second)
+	}
+	if _, err := start("echo", func(a *agent.Agent) error {
+		testpb.RegisterTestServiceServer(a.GRPCServer(), echoGRPC{})
+		return a.Handle(EchoHandler())
+	}); err != nil {
+		return nil, err
+	}
+	return start("client", nil)
 }
 
 func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
