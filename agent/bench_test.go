@@ -102,6 +102,38 @@ func BenchmarkAgentHTTPInProcess(b *testing.B) {
 	}
 }
 
+// BenchmarkAgentHTTPEmbedded: Transport -> embedded broker over in-process
+// connections (no TCP at all) -> Handle: the single-binary mode.
+func BenchmarkAgentHTTPEmbedded(b *testing.B) {
+	br := meshtest.Broker(b)
+	start := func(service string, before func(*agent.Agent)) *agent.Agent {
+		nc, err := br.InProcessConn(nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(nc.Close)
+		a, err := agent.New(nc, agent.Config{Service: service, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if before != nil {
+			before(a)
+		}
+		if err := a.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { a.Shutdown(context.Background()) })
+		return a
+	}
+	start("echo", func(a *agent.Agent) { a.Handle(http.HandlerFunc(echo)) })
+	client := &http.Client{Transport: start("client", nil).Transport()}
+	b.ReportAllocs()
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		httpCall(b, client, "http://echo/echo")
+	}
+}
+
 // BenchmarkAgentGRPCInProcess: ClientConn -> NATS -> GRPCServer.
 func BenchmarkAgentGRPCInProcess(b *testing.B) {
 	url := meshtest.Broker(b).ClientURL()
