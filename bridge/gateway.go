@@ -329,6 +329,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
+	if len(r.TransferEncoding) > 0 && ambiguousFraming(r.Context()) {
+		// Seen by GuardFraming before Go's server removed Content-Length.
+		w.Header().Set("Connection", "close")
+		answer(nil, Errorf(KindBadRequest, "both Content-Length and Transfer-Encoding"))
+		return
+	}
 	if len(r.TransferEncoding) > 0 {
 		// Go's server frames a request with both Content-Length and
 		// Transfer-Encoding by the latter and removes Content-Length, so the
@@ -451,5 +457,8 @@ func (g *Gateway) Server(addr string, tlsConfig *tls.Config) *http.Server {
 		IdleTimeout:    g.idleTimeout,
 		MaxHeaderBytes: g.limits.maxHeaderBytes(),
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		// Serve it on GuardFraming(listener) to refuse requests with both
+		// Content-Length and Transfer-Encoding.
+		ConnContext: guardContext,
 	}
 }

@@ -100,14 +100,15 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	srv := g.Server(*listen, tlsConfig)
+	// The guard sees the bytes Go's HTTP parser sees: over TLS, the
+	// decrypted ones (so TLS clients speak HTTP/1.1; see GuardFraming).
+	var guarded net.Listener = ln
+	if tlsConfig != nil {
+		guarded = tls.NewListener(ln, tlsConfig)
+	}
+	guarded = bridge.GuardFraming(guarded)
 	served := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			served <- srv.ServeTLS(ln, "", "")
-		} else {
-			served <- srv.Serve(ln)
-		}
-	}()
+	go func() { served <- srv.Serve(guarded) }()
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"

@@ -175,7 +175,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		m.GatewayAddr = l.Addr().String()
 		srv := g.Server(m.GatewayAddr, nil)
 		m.servers = append(m.servers, srv)
-		go srv.Serve(l)
+		go srv.Serve(bridge.GuardFraming(l))
 	}
 	return m, nil
 }
