@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"runtime"
 	"strings"
 	"time"
 
@@ -58,6 +60,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&grace, "grace", 30*time.Second, "longest time shutdown waits for calls in flight")
 	fs.StringVar(&config, "config", "", "YAML `file` of settings named like these flags (flags and environment win)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	procs := fs.Int("procs", 1, "CPU `cores` the agent runs on at once (GOMAXPROCS; 0: all). One, like a sidecar proxy's single worker, costs the least CPU per call")
 	nf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -72,6 +75,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})).With("component", "agent")
 	cfg.Logger = log
+	if *procs < 0 {
+		return fmt.Errorf("agent: --procs %d: want 0 or more", *procs)
+	}
+	if *procs > 0 {
+		// With GOMAXPROCS > 1, every call's wake-ups also wake idle
+		// threads that spin looking for work: measured, one core costs
+		// 25-40% less CPU per call and cuts the added latency at low load
+		// (see docs/decisions.md).
+		runtime.GOMAXPROCS(*procs)
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -203,6 +216,11 @@ func adminHandler(a *agent.Agent) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
+	// Profiles, for finding what a call costs; the admin listener is on
+	// loopback unless told otherwise.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if a.HasInbound() && !a.Serving() {
 			http.Error(w, "not serving: the upstream does not pass its health checks", http.StatusServiceUnavailable)
