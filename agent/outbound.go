@@ -1,14 +1,11 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -221,32 +218,12 @@ func closeBody(r *http.Request) {
 	}
 }
 
-// errorResponse is the response a mesh error makes, as bridge.WriteHTTPError
+// errorResponse is the response a mesh error makes, as the sidecar proxy
 // writes it.
 func errorResponse(r *http.Request, err error) *http.Response {
-	e := bridge.FromError(err)
-	body := []byte(e.Error() + "\n")
-	h := http.Header{
-		"Content-Type":           {"text/plain; charset=utf-8"},
-		"X-Content-Type-Options": {"nosniff"},
-		bridge.HeaderError:       {string(e.Kind)},
-		"Content-Length":         {strconv.Itoa(len(body))},
-	}
-	if e.RetryAfter > 0 {
-		h.Set(bridge.HeaderRetryAfter, strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
-	}
-	status := e.HTTPStatus()
-	return &http.Response{
-		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
-		StatusCode:    status,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Request:       r,
-	}
+	resp := bridge.HTTPErrorResponse(err)
+	resp.Request = r
+	return resp
 }
 
 // Handle serves h as this agent's service, in process: inbound HTTP calls go

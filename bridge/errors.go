@@ -225,19 +225,37 @@ func errorFromHeader(h nats.Header) *Error {
 // status, a Mesh-Error header naming the kind (so clients can tell the mesh's
 // answers from the service's), Retry-After where set, and a one-line text body.
 func WriteHTTPError(w http.ResponseWriter, err error) {
-	e := FromError(err)
-	if e == nil {
-		e = &Error{Kind: KindInternal, Message: "WriteHTTPError without an error"}
+	e := meshError(err)
+	setErrorHeader(w.Header(), e)
+	w.WriteHeader(e.HTTPStatus())
+	fmt.Fprintln(w, e.Error())
+}
+
+// HTTPErrorResponse is the response WriteHTTPError writes, for callers that
+// return responses instead of writing them (an http.RoundTripper).
+func HTTPErrorResponse(err error) *http.Response {
+	e := meshError(err)
+	body := []byte(e.Error() + "\n")
+	h := make(http.Header, 5)
+	setErrorHeader(h, e)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return newResponse(e.HTTPStatus(), h, nil, body, int64(len(body)))
+}
+
+func meshError(err error) *Error {
+	if e := FromError(err); e != nil {
+		return e
 	}
-	h := w.Header()
+	return &Error{Kind: KindInternal, Message: "an HTTP error answer without an error"}
+}
+
+func setErrorHeader(h http.Header, e *Error) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set(HeaderError, string(e.Kind))
 	if e.RetryAfter > 0 {
 		h.Set(HeaderRetryAfter, retryAfterSeconds(e.RetryAfter))
 	}
-	w.WriteHeader(e.HTTPStatus())
-	fmt.Fprintln(w, e.Error())
 }
 
 func retryAfterSeconds(d time.Duration) string {

@@ -381,6 +381,11 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		}
 	}
 	h.Set("Content-Length", strconv.FormatInt(contentLength, 10))
+	return newResponse(status, h, trailer, body, contentLength), nil
+}
+
+// newResponse is a complete client-side response with body in memory.
+func newResponse(status int, h, trailer http.Header, body []byte, contentLength int64) *http.Response {
 	return &http.Response{
 		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
 		StatusCode:    status,
@@ -391,7 +396,7 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		Trailer:       trailer,
 		Body:          io.NopCloser(bytes.NewReader(body)),
 		ContentLength: contentLength,
-	}, nil
+	}
 }
 
 // nats.go/micro's error reply headers.
