@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/testcert"
 	"go.uber.org/goleak"
 )
 
@@ -450,17 +452,24 @@ func TestLogger(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	// nats-server's own test certificates are not in the module cache, so
-	// only check that a key pair the standard library accepts is loaded.
-	cert, key := writeSelfSigned(t)
+	cert, key := testcert.SelfSigned(t)
 	cfg := testConfig()
 	cfg.TLS = TLS{CertFile: cert, KeyFile: key}
 	b := run(t, cfg)
-	nc, err := nats.Connect(b.ClientURL(), nats.Secure(&tls.Config{InsecureSkipVerify: true}))
+	// The client verifies the server against the certificate as its CA.
+	nc, err := nats.Connect(b.ClientURL(), nats.RootCAs(cert))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !nc.TLSRequired() {
+		t.Error("connection is not TLS")
+	}
 	nc.Close()
+	// Without the CA the server is not trusted.
+	if nc, err := nats.Connect(b.ClientURL(), nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12})); err == nil {
+		nc.Close()
+		t.Fatal("connected to a self-signed server without its CA")
+	}
 }
 
 type syncBuffer struct {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/testcert"
 )
 
 // proc is a natsmesh process started for a test and killed at its end if
@@ -278,5 +280,26 @@ func TestDemo(t *testing.T) {
 	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("demo exit status %d after SIGTERM\n%s", code, p.stderr)
+	}
+}
+
+// TestAgentOverTLS: a broker serving TLS, a sidecar that verifies it with
+// --nats-tls-ca, and one that does not trust it.
+func TestAgentOverTLS(t *testing.T) {
+	cert, key := testcert.SelfSigned(t)
+	addr := freeAddr(t)
+	startProc(t, "broker", "--listen", addr, "--http", "off", "--no-jetstream", "--tls-cert", cert, "--tls-key", key)
+	admin := freeAddr(t)
+	a := startProc(t, "agent", "--service", "web", "--nats", "tls://"+addr, "--nats-tls-ca", cert,
+		"--http", "off", "--grpc", "off", "--admin", admin)
+	waitHTTP(t, a, "http://"+admin+"/readyz")
+	if code := a.stop(t); code != 0 {
+		t.Fatalf("agent exit %d\n%s", code, a.stderr)
+	}
+	// Without the CA the agent cannot verify the broker and says so.
+	cmd, _, stderr := natsmesh(t, nil, "agent", "--service", "web", "--nats", "tls://"+addr,
+		"--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s")
+	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "no NATS connection") {
+		t.Fatalf("untrusted broker: exit %d, %s", code, stderr)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,9 @@ type natsFlags struct {
 	url     string
 	creds   string
 	nkey    string
+	tlsCA   string
+	tlsCert string
+	tlsKey  string
 	timeout time.Duration
 }
 
@@ -23,6 +27,9 @@ func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "nats", nats.DefaultURL, "NATS server `URLs`, comma-separated (the mesh's broker or any NATS deployment)")
 	fs.StringVar(&f.creds, "creds", "", "user credentials `file` (JWT and NKey seed) for operator-mode NATS")
 	fs.StringVar(&f.nkey, "nkey", "", "NKey seed `file` to authenticate with")
+	fs.StringVar(&f.tlsCA, "nats-tls-ca", "", "CA `file` (PEM) to verify the NATS server with (default: the system's roots for tls:// URLs)")
+	fs.StringVar(&f.tlsCert, "nats-tls-cert", "", "client certificate `file` (PEM) for NATS servers that verify clients")
+	fs.StringVar(&f.tlsKey, "nats-tls-key", "", "client key `file` (PEM) for --nats-tls-cert")
 	fs.DurationVar(&f.timeout, "connect-timeout", 30*time.Second, "how long to wait for the first NATS connection")
 }
 
@@ -50,6 +57,18 @@ func (f *natsFlags) connect(ctx context.Context, name, inboxPrefix string, log *
 	}
 	if f.creds != "" {
 		opts = append(opts, nats.UserCredentials(f.creds))
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	if f.tlsCA != "" {
+		if _, err := os.Stat(f.tlsCA); err != nil {
+			return nil, fmt.Errorf("--nats-tls-ca: %v", err)
+		}
+		opts = append(opts, nats.RootCAs(f.tlsCA))
+	}
+	if f.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(f.tlsCert, f.tlsKey))
 	}
 	if f.nkey != "" {
 		opt, err := nats.NkeyOptionFromSeed(f.nkey)
