@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsmesh/natsmesh/internal/testcert"
 )
@@ -301,5 +302,37 @@ func TestAgentOverTLS(t *testing.T) {
 		"--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s")
 	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "no NATS connection") {
 		t.Fatalf("untrusted broker: exit %d, %s", code, stderr)
+	}
+}
+
+// TestAgentNKeyAuth: a broker that admits only one NKey user; the sidecar
+// with that user's seed serves, one without credentials is refused with a
+// clear error.
+func TestAgentNKeyAuth(t *testing.T) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	pub, _ := user.PublicKey()
+	dir := t.TempDir()
+	seedFile := dir + "/web.nk"
+	conf := dir + "/nats.conf"
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "authorization { users = [ { nkey: %s } ] }\n", pub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	startProc(t, "broker", "--config", conf, "--listen", addr, "--http", "off", "--no-jetstream")
+	admin := freeAddr(t)
+	a := startProc(t, "agent", "--service", "web", "--nats", "nats://"+addr, "--nkey", seedFile,
+		"--http", "off", "--grpc", "off", "--admin", admin)
+	waitHTTP(t, a, "http://"+admin+"/readyz")
+	cmd, _, stderr := natsmesh(t, nil, "agent", "--service", "web", "--nats", "nats://"+addr,
+		"--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "5s")
+	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "refused the credentials") {
+		t.Fatalf("no credentials: exit %d, %s", code, stderr)
 	}
 }
