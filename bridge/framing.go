@@ -3,30 +3,36 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"strconv"
 	"sync/atomic"
+	"time"
 )
 
-// GuardFraming wraps l so that a [Gateway] served on it can answer 400 to a
-// request that carries both Content-Length and Transfer-Encoding.
+// GuardFraming wraps l so that a [Gateway] served on it answers 400, and
+// closes the connection, when a request's framing is ambiguous: both
+// Content-Length and Transfer-Encoding, or Transfer-Encoding in an HTTP/1.0
+// request.
 //
-// Go's HTTP server frames such a request by Transfer-Encoding and deletes
-// Content-Length before any handler sees it (RFC 9112 section 6.3 allows
-// that), so the handler alone cannot tell it from a plain chunked request.
-// RFC 9112 section 6.1 says such a message "ought to be handled as an
-// error": it is the classic request smuggling shape. The guard watches the
+// Go's HTTP server frames the first by Transfer-Encoding and deletes
+// Content-Length, and ignores Transfer-Encoding on HTTP/1.0, before any
+// handler sees the request (RFC 9112 section 6.3 allows the first), so the
+// handler alone cannot tell. RFC 9112 section 6.1 says the first "ought to
+// be handled as an error" and the second MUST be treated as faulty framing:
+// both are the classic request smuggling shapes. The guard follows the
 // request heads as they are read from each connection, skipping bodies by
-// their Content-Length, and marks the connection when a head has both
-// fields. It only ever adds a refusal: it does not frame requests (Go's
-// server still does), and where it cannot follow (a head larger than it
-// keeps, a chunked body) it stops watching, which leaves Go's own handling
-// and the gateway's Connection: close after every chunked request.
+// their Content-Length, and notes which request on the connection was
+// ambiguous. It only ever adds a refusal: Go's server still frames every
+// request, and where the guard cannot follow (a chunked body, a folded
+// header line, a head larger than it keeps) it stops watching, which leaves
+// Go's own handling and the gateway's Connection: close after every chunked
+// request.
 //
-// With TLS, wrap the TLS listener (GuardFraming(tls.NewListener(l, cfg))):
-// the guard must see the decrypted bytes. Such connections speak HTTP/1.1
-// only, since Go's server offers HTTP/2 on *tls.Conn alone; HTTP/2 has no
-// Transfer-Encoding to smuggle with.
+// TLS listeners are supported (GuardFraming(tls.NewListener(l, cfg))): the
+// guard sees the decrypted bytes and the request still reports its TLS
+// state. Such connections speak HTTP/1.1 only, since Go's server offers
+// HTTP/2 on *tls.Conn alone; HTTP/2 has no Transfer-Encoding to smuggle with.
 func GuardFraming(l net.Listener) net.Listener { return guardListener{l} }
 
 type guardListener struct{ net.Listener }
@@ -36,20 +42,32 @@ func (l guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tc, ok := c.(*tls.Conn); ok {
+		return &guardTLSConn{guardConn{Conn: c}, tc}, nil
+	}
 	return &guardConn{Conn: c}, nil
 }
 
 // maxGuardHead bounds the head the guard keeps; past it, it stops watching.
-const maxGuardHead = 128 << 10
+// keepGuardHead is the buffer it keeps between requests.
+const (
+	maxGuardHead  = 128 << 10
+	keepGuardHead = 4 << 10
+)
 
-// guardConn records, as a request head with both Content-Length and
-// Transfer-Encoding passes through Read, that this connection carried one.
+// guardConn follows the requests read through it. Reads of one connection
+// are sequential (Go's server reads from one goroutine), so the parsing
+// state needs no lock; what handlers read is atomic.
 type guardConn struct {
 	net.Conn
-	head     []byte
+	head     []byte // the head read so far
+	scanned  int    // bytes of head already searched for its end
 	bodyLeft int64
 	stopped  bool
-	ambig    atomic.Bool
+
+	heads  int64        // request heads seen, for ambig
+	ambig  atomic.Int64 // ordinal of the ambiguous request, or 0
+	served atomic.Int64 // requests that reached the handler
 }
 
 func (c *guardConn) Read(p []byte) (int, error) {
@@ -60,8 +78,16 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite lets Go's server half-close the connection after an error
+// answer, as it does on a *net.TCPConn.
+func (c *guardConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // observe follows the request stream: heads, then bodies of known length.
-// Reads of one connection are sequential, so it needs no lock.
 func (c *guardConn) observe(b []byte) {
 	for len(b) > 0 && !c.stopped {
 		if c.bodyLeft > 0 {
@@ -71,7 +97,7 @@ func (c *guardConn) observe(b []byte) {
 			continue
 		}
 		if len(c.head) == 0 {
-			// Empty lines between requests are skipped, as Go's server does.
+			// Empty lines before a request are skipped, as Go's server does.
 			for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
 				b = b[1:]
 			}
@@ -80,61 +106,70 @@ func (c *guardConn) observe(b []byte) {
 			}
 		}
 		c.head = append(c.head, b...)
-		end, sep := headEnd(c.head)
-		if end < 0 {
+		end, ok := c.headEnd()
+		if !ok {
 			if len(c.head) > maxGuardHead {
 				c.stop()
 			}
 			return
 		}
-		rest := c.head[end+sep:]
-		cl, hasCL, hasTE := framingFields(c.head[:end])
-		switch {
-		case hasTE && hasCL:
-			c.ambig.Store(true)
-			c.stop()
-			return
-		case hasTE:
-			// A chunked body: the gateway closes the connection after it,
-			// so there is no next head to watch.
-			c.stop()
-			return
-		case hasCL:
-			c.bodyLeft = cl
+		rest := append([]byte(nil), c.head[end:]...)
+		c.heads++
+		c.check(c.head[:end])
+		if cap(c.head) > keepGuardHead {
+			c.head = nil
+		} else {
+			c.head = c.head[:0]
 		}
-		// What followed the head (body, next request) goes round again; it
-		// must not alias c.head, which is reset.
-		b = append([]byte(nil), rest...)
-		c.head = c.head[:0]
+		c.scanned = 0
+		b = rest
 	}
 }
 
-func (c *guardConn) stop() {
-	c.stopped = true
-	c.head = nil
+// headEnd finds the end of the head as Go's textproto reader does: line by
+// line (a line ends at LF, a CR before it is dropped), up to the first empty
+// line. It returns the index just past that line. The search resumes where
+// the last one stopped, so a head trickled in byte by byte costs linear time.
+func (c *guardConn) headEnd() (int, bool) {
+	start := c.scanned
+	for {
+		nl := bytes.IndexByte(c.head[start:], '\n')
+		if nl < 0 {
+			c.scanned = start
+			return 0, false
+		}
+		line := c.head[start : start+nl]
+		next := start + nl + 1
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return next, true
+		}
+		start = next
+	}
 }
 
-// headEnd finds the blank line that ends a head: the index where it starts
-// and the length of the separator, or -1.
-func headEnd(b []byte) (int, int) {
-	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-		return i, 4
-	}
-	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
-		return i, 2
-	}
-	return -1, 0
-}
-
-// framingFields reads Content-Length and Transfer-Encoding from a head.
-func framingFields(head []byte) (cl int64, hasCL, hasTE bool) {
+// check reads one head's framing and decides what follows it.
+func (c *guardConn) check(head []byte) {
+	var (
+		cl           int64
+		hasCL, hasTE bool
+	)
 	lines := bytes.Split(head, []byte("\n"))
-	for _, line := range lines[1:] { // the first is the request line
-		name, value, ok := bytes.Cut(bytes.TrimRight(line, "\r"), []byte(":"))
+	http10 := bytes.HasSuffix(bytes.TrimRight(lines[0], "\r"), []byte("HTTP/1.0"))
+	for _, line := range lines[1:] {
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// A folded line continues the header before it; Go joins it.
+			// Rather than second-guess what it continues, stop watching.
+			c.stop()
+			return
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
 		}
-		name = bytes.TrimSpace(name)
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			if n, err := strconv.ParseInt(string(bytes.TrimSpace(value)), 10, 64); err == nil && n >= 0 && !hasCL {
@@ -145,7 +180,40 @@ func framingFields(head []byte) (cl int64, hasCL, hasTE bool) {
 			hasTE = true
 		}
 	}
-	return cl, hasCL, hasTE
+	switch {
+	case hasTE && (hasCL || http10):
+		c.ambig.Store(c.heads)
+		c.stop() // the gateway answers 400 and closes
+	case hasTE:
+		c.stop() // a chunked body: the gateway closes the connection after it
+	case hasCL:
+		c.bodyLeft = cl
+	}
+}
+
+func (c *guardConn) stop() {
+	c.stopped = true
+	c.head = nil
+}
+
+// guardTLSConn is a guarded TLS connection. Go's server reads the TLS state
+// of a connection that is not a *tls.Conn once, before its first request,
+// through ConnectionState: so that the handshake has happened by then, it
+// completes it there.
+type guardTLSConn struct {
+	guardConn
+	tls *tls.Conn
+}
+
+// tlsHandshakeTimeout bounds the handshake ConnectionState completes.
+const tlsHandshakeTimeout = 10 * time.Second
+
+func (c *guardTLSConn) ConnectionState() tls.ConnectionState {
+	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+	defer cancel()
+	// A failed handshake fails the server's first read as well.
+	c.tls.HandshakeContext(ctx)
+	return c.tls.ConnectionState()
 }
 
 type guardKey struct{}
@@ -153,15 +221,26 @@ type guardKey struct{}
 // guardContext is the http.Server ConnContext that lets handlers find the
 // guard of their connection.
 func guardContext(ctx context.Context, c net.Conn) context.Context {
-	if g, ok := c.(*guardConn); ok {
+	switch g := c.(type) {
+	case *guardConn:
 		return context.WithValue(ctx, guardKey{}, g)
+	case *guardTLSConn:
+		return context.WithValue(ctx, guardKey{}, &g.guardConn)
 	}
 	return ctx
 }
 
-// ambiguousFraming reports whether the request served under ctx came with
-// both Content-Length and Transfer-Encoding.
+// ambiguousFraming counts a request reaching the handler on its connection
+// and reports whether it is the one the guard found ambiguous. Go's server
+// serves an HTTP/1.x connection's requests one after another, in order, and
+// closes the connection after any request it refuses itself, so the n-th
+// request a handler sees is the n-th head the guard read. Call it exactly
+// once per request.
 func ambiguousFraming(ctx context.Context) bool {
 	g, ok := ctx.Value(guardKey{}).(*guardConn)
-	return ok && g.ambig.Load()
+	if !ok {
+		return false
+	}
+	n := g.served.Add(1)
+	return n == g.ambig.Load()
 }

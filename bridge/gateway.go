@@ -329,10 +329,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
-	if len(r.TransferEncoding) > 0 && ambiguousFraming(r.Context()) {
-		// Seen by GuardFraming before Go's server removed Content-Length.
+	if ambiguousFraming(r.Context()) {
+		// Seen by GuardFraming before Go's server reframed the request.
 		w.Header().Set("Connection", "close")
-		answer(nil, Errorf(KindBadRequest, "both Content-Length and Transfer-Encoding"))
+		answer(nil, Errorf(KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0"))
 		return
 	}
 	if len(r.TransferEncoding) > 0 {

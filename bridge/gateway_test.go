@@ -3,6 +3,8 @@ package bridge
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +21,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
 	"github.com/nats-io/nats.go/micro"
+	"github.com/natsmesh/natsmesh/internal/testcert"
 )
 
 // helperEnv, when set to a NATS URL, makes the test binary run as the helper
@@ -461,6 +465,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 			// The guard skips bodies by their length: a body that looks like
 			// a head does not confuse it, and the next request is served.
 			{"head-like body", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 55\r\n\r\nX: y\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\nGET /missing HTTP/1.1\r\nHost: x\r\n\r\n", 200, "", 2, 0},
+			// HTTP/1.0 has no Transfer-Encoding: Go ignores it and would read
+			// the chunked body as the next request; the guard makes it a 400.
+			{"HTTP/1.0 with Transfer-Encoding", "POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 400, "", 1, 0},
 			{"ambiguous after a good one", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 200, "micro:hi", 2, 400},
 			{"keep-alive otherwise", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /missing HTTP/1.1\r\nHost: x\r\n\r\n", 200, "micro:hi", 2, 0},
 		}
@@ -613,5 +620,65 @@ func TestGatewayAnswersOnce(t *testing.T) {
 				t.Fatalf("got %d %v, want %d %q", w.Code, w.Header(), tt.status, tt.kind)
 			}
 		})
+	}
+}
+
+// TestGatewayTLS serves the gateway over TLS through the framing guard: the
+// service is told the client came over HTTPS, and ambiguous framing is
+// still refused.
+func TestGatewayTLS(t *testing.T) {
+	s := runServer(t)
+	svc := connect(t, s)
+	svc.Subscribe("mesh.orders._.bridge.http.>", func(m *nats.Msg) {
+		m.RespondMsg(ServeHTTPMsg(context.Background(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
+		}), m, Limits{}))
+	})
+	svc.Flush()
+	g, err := NewGateway(GatewayConfig{Conn: connect(t, s), Routes: []Route{{PathPrefix: "/", Service: "orders"}}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := testcert.SelfSigned(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := g.Server(ln.Addr().String(), cfg)
+	go srv.Serve(GuardFraming(tls.NewListener(ln, cfg)))
+	t.Cleanup(func() { srv.Close() })
+
+	pem, _ := os.ReadFile(certFile)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := client.Get("https://" + ln.Addr().String() + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "https" {
+		t.Fatalf("got %d %q, want 200 and X-Forwarded-Proto https", resp.StatusCode, body)
+	}
+
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	r2, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.StatusCode != 400 {
+		t.Fatalf("ambiguous framing over TLS: %d, want 400", r2.StatusCode)
 	}
 }
