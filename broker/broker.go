@@ -27,6 +27,9 @@ type Broker struct {
 	stopping bool
 	startErr error
 	fatal    error // first Fatalf the server logged
+	// noLameDuck: Config.LameDuckDuration was negative. It cannot be read
+	// back from opts, where nats-server fills in its own 2 min default.
+	noLameDuck bool
 
 	stopOnce sync.Once
 }
@@ -38,7 +41,7 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{opts: opts, done: make(chan struct{})}
+	b := &Broker{opts: opts, done: make(chan struct{}), noLameDuck: cfg.LameDuckDuration < 0}
 	if opts.JetStream && opts.StoreDir == "" {
 		dir, err := os.MkdirTemp("", "natsmesh-broker-")
 		if err != nil {
@@ -208,7 +211,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	b.stopOnce.Do(func() {
 		b.mu.Lock()
 		b.stopping = true
-		lameDuck := b.started && b.opts.LameDuckDuration > 0
+		lameDuck := b.started && !b.noLameDuck
 		ran := b.started && b.startErr == nil
 		b.mu.Unlock()
 		if !ran {

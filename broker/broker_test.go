@@ -516,3 +516,69 @@ func TestConfigFile(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigFileDecides: settings a config file makes are kept unless a
+// field overrides them.
+func TestConfigFileDecides(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, []byte("jetstream: false\nlame_duck_duration: \"45s\"\nlame_duck_grace_period: \"1s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := Config{ConfigFile: conf}.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.JetStream || opts.LameDuckDuration != 45*time.Second {
+		t.Errorf("file said jetstream off and lame duck 45s; got jetstream %v, lame duck %v", opts.JetStream, opts.LameDuckDuration)
+	}
+	opts, err = Config{ConfigFile: conf, LameDuckDuration: time.Second}.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.LameDuckDuration != time.Second {
+		t.Errorf("an explicit lame duck duration lost to the file: %v", opts.LameDuckDuration)
+	}
+	if opts, _ := (Config{}).options(); !opts.JetStream || opts.LameDuckDuration != DefaultLameDuckDuration {
+		t.Errorf("defaults without a file: jetstream %v, lame duck %v", opts.JetStream, opts.LameDuckDuration)
+	}
+}
+
+// TestNoLameDuck: a negative duration closes clients at once, even though
+// nats-server fills in its own two-minute default.
+func TestNoLameDuck(t *testing.T) {
+	cfg := testConfig()
+	cfg.LameDuckDuration = -1
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(b.ClientURL(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with a client and no lame duck: %v", err)
+	}
+}
+
+// TestLeafRemotesAreOneHub: several remote URLs are one hub's servers, so a
+// leaf holds one connection and a message reaches a hub subscriber once.
+func TestLeafRemotesAreOneHub(t *testing.T) {
+	opts, err := Config{LeafNodes: LeafNodes{Remotes: []string{"nats://127.0.0.1:7422", "nats://127.0.0.1:7423"}}}.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.LeafNode.Remotes) != 1 || len(opts.LeafNode.Remotes[0].URLs) != 2 {
+		t.Fatalf("remotes %+v, want one remote with two URLs", opts.LeafNode.Remotes)
+	}
+}

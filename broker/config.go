@@ -56,7 +56,8 @@ type Config struct {
 	// directory, removed by Shutdown. A directory given here is never removed.
 	StoreDir string
 
-	// NoJetStream disables JetStream, which is on by default.
+	// NoJetStream disables JetStream, which is on by default. With a
+	// ConfigFile, the file decides and NoJetStream can only turn it off.
 	NoJetStream bool
 
 	// ServerName names the server in monitoring and cluster views.
@@ -79,8 +80,9 @@ type Config struct {
 
 	// LameDuckDuration bounds how long Shutdown spends closing client
 	// connections gradually (lame-duck mode) before it stops the server.
-	// With no clients connected Shutdown does not wait at all. Default 2s;
-	// a negative value skips lame-duck mode and closes everything at once.
+	// With no clients connected Shutdown does not wait at all. Default 2s
+	// (with a ConfigFile, the file's lame_duck_duration if it sets one); a
+	// negative value skips lame-duck mode and closes everything at once.
 	LameDuckDuration time.Duration
 
 	// Logger receives the server's log. nats-server's Notice maps to Info,
@@ -192,7 +194,12 @@ func (cfg Config) options() (*server.Options, error) {
 		opts.MaxPayload = cfg.MaxPayload
 	}
 
-	opts.JetStream = !cfg.NoJetStream
+	switch {
+	case cfg.NoJetStream:
+		opts.JetStream = false
+	case cfg.ConfigFile == "":
+		opts.JetStream = true
+	}
 	if cfg.StoreDir != "" {
 		opts.StoreDir = cfg.StoreDir
 	}
@@ -240,8 +247,12 @@ func (cfg Config) options() (*server.Options, error) {
 	if err != nil {
 		return nil, configErr("leafnode remotes: %v", err)
 	}
-	for _, u := range remotes {
-		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}})
+	if len(remotes) > 0 {
+		// The URLs are one hub (a cluster's servers), tried in turn: one
+		// remote per URL would open one leaf connection per hub server and
+		// deliver every message to plain subscribers twice. Several hubs
+		// need a config file.
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: remotes})
 	}
 
 	if t := cfg.TLS; t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" {
@@ -267,7 +278,7 @@ func (cfg Config) options() (*server.Options, error) {
 	// should stop in seconds. The grace period must be strictly shorter than
 	// the duration (validateOptions), so take a quarter of it.
 	ld := cfg.LameDuckDuration
-	if ld == 0 {
+	if ld == 0 && (cfg.ConfigFile == "" || opts.LameDuckDuration == 0) {
 		ld = DefaultLameDuckDuration
 	}
 	if ld > 0 {

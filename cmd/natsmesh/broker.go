@@ -38,11 +38,11 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.Cluster.Name, "cluster-name", "", "cluster `name` (default \""+broker.DefaultClusterName+"\" with --cluster)")
 	fs.Var(&routes, "routes", "route `URLs` of other cluster servers (nats://host:port), comma-separated or repeated")
 	fs.StringVar(&cfg.LeafNodes.Listen, "leafnodes", "", "leaf node listener `address` (host:port)")
-	fs.Var(&remotes, "leaf-remotes", "hub leaf node `URLs` to connect to as a leaf, comma-separated or repeated")
+	fs.Var(&remotes, "leaf-remotes", "leaf node `URLs` of one hub (its servers, tried in turn) to connect to as a leaf; several hubs need --config")
 	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "server certificate `file` (PEM) for client connections")
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "server key `file` (PEM)")
 	fs.StringVar(&cfg.TLS.CAFile, "tls-ca", "", "CA `file` (PEM); when set, clients must present a certificate it signed")
-	fs.DurationVar(&cfg.LameDuckDuration, "lame-duck", broker.DefaultLameDuckDuration, "how long shutdown spends closing clients gradually")
+	fs.DurationVar(&cfg.LameDuckDuration, "lame-duck", broker.DefaultLameDuckDuration, "how long shutdown spends closing clients gradually (negative: close them at once)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -59,6 +59,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		if !isSet(fs, "http") {
 			cfg.HTTP = ""
+		}
+		if !isSet(fs, "lame-duck") {
+			cfg.LameDuckDuration = 0
 		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
