@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -78,7 +79,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *procs < 0 {
 		return fmt.Errorf("agent: --procs %d: want 0 or more", *procs)
 	}
-	if *procs > 0 {
+	// An operator's GOMAXPROCS wins over the default, not over the flag.
+	if _, env := os.LookupEnv("GOMAXPROCS"); *procs > 0 && (!env || isSet(fs, "procs")) {
 		// With GOMAXPROCS > 1, every call's wake-ups also wake idle
 		// threads that spin looking for work: measured, one core costs
 		// 25-40% less CPU per call and cuts the added latency at low load

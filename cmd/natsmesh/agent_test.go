@@ -232,7 +232,7 @@ func TestAgentConfigFile(t *testing.T) {
 		}
 		return path
 	}
-	good := write("agent.yaml", "service: web\nhttp: \"off\"\ngrpc: \"off\"\nadmin: \"off\"\nnats: nats://127.0.0.1:1\nconnect-timeout: 300ms\nbind: [orders=127.0.0.1:0]\n")
+	good := write("agent.yaml", "service: web\nsubset:\nhttp: \"off\"\ngrpc: \"off\"\nadmin: \"off\"\nnats: nats://127.0.0.1:1\nconnect-timeout: 300ms\nbind: [orders=127.0.0.1:0]\n")
 	bad := write("bad.yaml", "service: web\nlisten_port: 80\n")
 	for _, tc := range []struct {
 		name string
@@ -334,5 +334,22 @@ func TestAgentNKeyAuth(t *testing.T) {
 		"--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "5s")
 	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "refused the credentials") {
 		t.Fatalf("no credentials: exit %d, %s", code, stderr)
+	}
+}
+
+// TestStopWhileConnecting: a sidecar or gateway stopped while it still waits
+// for its broker exits 0, as after any graceful stop.
+func TestStopWhileConnecting(t *testing.T) {
+	for _, args := range [][]string{
+		{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off"},
+		{"bridge", "--listen", "127.0.0.1:0", "--route", "/=web"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			p := startProc(t, append(args, "--nats", "nats://127.0.0.1:1", "--connect-timeout", "60s")...)
+			time.Sleep(300 * time.Millisecond) // time to install its signal handler and reach the connect loop
+			if code := p.stop(t); code != 0 {
+				t.Fatalf("exit %d after SIGTERM while connecting\n%s", code, p.stderr)
+			}
+		})
 	}
 }

@@ -91,6 +91,9 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer ln.Close()
 	nc, err := nf.connect(ctx, "natsmesh-bridge:"+*name, bridge.InboxPrefix(*name), log)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for NATS: nothing to drain
+		}
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer nc.Close()

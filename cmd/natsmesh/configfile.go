@@ -33,6 +33,9 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 			list = []any{v}
 		}
 		for _, item := range list {
+			if item == nil {
+				continue // "subset:" with no value leaves the default
+			}
 			if err := fs.Set(key, fmt.Sprint(item)); err != nil {
 				return fmt.Errorf("%s: --config %s: %s: %v", fs.Name(), path, key, err)
 			}

@@ -42,7 +42,8 @@ type Mesh struct {
 	GatewayAddr, ProxyAddr string
 
 	agents  []*agent.Agent
-	servers []*http.Server
+	gateway *http.Server
+	servers []*http.Server // the services' own
 	clock   micro.Service
 	conns   []*nats.Conn
 	once    sync.Once
@@ -174,7 +175,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		}
 		m.GatewayAddr = l.Addr().String()
 		srv := g.Server(m.GatewayAddr, nil)
-		m.servers = append(m.servers, srv)
+		m.gateway = srv
 		go srv.Serve(bridge.GuardFraming(l))
 	}
 	return m, nil
@@ -186,10 +187,15 @@ func (m *Mesh) serve(l net.Listener, h http.Handler) {
 	go srv.Serve(l)
 }
 
-// Shutdown stops every part: agents drain first, so no call is lost.
+// Shutdown stops every part, outside in: the gateway first (it stops
+// taking requests and finishes those in flight), then the agents drain, then
+// the services' own servers, so no call that was let in is lost.
 func (m *Mesh) Shutdown(ctx context.Context) error {
 	var errs []error
 	m.once.Do(func() {
+		if m.gateway != nil {
+			errs = append(errs, m.gateway.Shutdown(ctx))
+		}
 		for i := len(m.agents) - 1; i >= 0; i-- {
 			errs = append(errs, m.agents[i].Shutdown(ctx))
 		}
