@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -222,7 +223,7 @@ func (r *Report) evaluate() {
 	openLoad := fmt.Sprintf("open %s/s", trimFloat(r.Settings.Rate))
 	hi := 32
 	if len(r.Settings.Conns) > 0 {
-		hi = r.Settings.Conns[len(r.Settings.Conns)-1]
+		hi = slices.Max(r.Settings.Conns)
 	}
 	ratio := func(name, want, a, b, load string, min float64) {
 		t := Target{Name: name, Want: want}
@@ -245,9 +246,10 @@ func (r *Report) evaluate() {
 		ratio(p.side+" throughput vs "+p.direct, ">= 0.50x at "+closedN(hi), p.side, p.direct, closedN(hi), 0.5)
 	}
 	ratio(SidecarHTTP+" throughput vs "+NginxPair, ">= 1.00x at "+closedN(hi), SidecarHTTP, NginxPair, closedN(hi), 1)
-	for _, s := range []string{SidecarHTTP, SidecarGRPC} {
+	for _, p := range []struct{ s, direct string }{{SidecarHTTP, DirectHTTP}, {SidecarGRPC, DirectGRPC}} {
+		s := p.s
 		t := Target{Name: s + " added p50 latency", Want: "<= 100µs at closed 1"}
-		if row := r.row(s, closedN(1)); row != nil && r.row(DirectHTTP, closedN(1)) != nil {
+		if row := r.row(s, closedN(1)); row != nil && r.row(p.direct, closedN(1)) != nil {
 			t.Measured = fmtDur(row.AddedP50)
 			t.Status = passFail(row.AddedP50 <= 100*time.Microsecond)
 		} else {

@@ -256,6 +256,10 @@ func (e *env) measure(ctx context.Context, rep *Report, name string, s *setup, e
 		}); err != nil {
 			return fmt.Errorf("benchrun: %s, %s: %w", name, l.name, err)
 		}
+		if err := ctx.Err(); err != nil {
+			// A load cut short by an interrupt measured less than it says.
+			return fmt.Errorf("benchrun: %s, %s: interrupted: %w", name, l.name, err)
+		}
 		rep.Rows = append(rep.Rows, row)
 		fmt.Fprintf(e.opts.Progress, "%-13s %-12s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n",
 			name, l.name, row.ReqPerSec, fmtDur(row.P50), fmtDur(row.P99), row.Errors)
@@ -322,12 +326,13 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 }
 
 // start starts scenario name; skip is why it cannot run, if it cannot.
-func (e *env) start(ctx context.Context, name string) (s *setup, skip string, err error) {
-	s = &setup{}
+func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, err error) {
+	// The error returns below set the named result to nil, so the cleanup
+	// holds its own reference.
+	s := &setup{}
 	defer func() {
 		if err != nil {
 			s.close()
-			s = nil
 		}
 	}()
 	switch name {
