@@ -62,19 +62,45 @@ func (r *Recorder) rand() uint64 {
 	return r.rng
 }
 
-// Merge adds o's samples and counts to r.
+// Merge adds o's samples and counts to r. When everything fits, the samples
+// are simply joined; otherwise each side's samples stand for its count of
+// calls, so the merged reservoir draws from the two in proportion to their
+// counts, not to how many samples each kept.
 func (r *Recorder) Merge(o *Recorder) {
-	for _, d := range o.samples {
-		if len(r.samples) < r.limit() {
-			r.samples = append(r.samples, d)
-		} else if j := r.rand() % uint64(r.count+1); j < uint64(len(r.samples)) {
-			r.samples[j] = d
+	if o.count == 0 {
+		return
+	}
+	exact := int64(len(r.samples)) == r.count && int64(len(o.samples)) == o.count
+	if exact && len(r.samples)+len(o.samples) <= r.limit() {
+		r.samples = append(r.samples, o.samples...)
+	} else {
+		a, b := r.shuffled(r.samples), r.shuffled(o.samples)
+		k := min(r.limit(), len(a)+len(b))
+		out := make([]time.Duration, 0, k)
+		pa := float64(r.count) / float64(r.count+o.count)
+		for len(out) < k {
+			if len(b) == 0 || (len(a) > 0 && float64(r.rand()>>11)/(1<<53) < pa) {
+				out, a = append(out, a[len(a)-1]), a[:len(a)-1]
+			} else {
+				out, b = append(out, b[len(b)-1]), b[:len(b)-1]
+			}
 		}
+		r.samples = out
 	}
 	r.count += o.count
 	r.sum += o.sum
 	r.max = max(r.max, o.max)
 	r.sorted = false
+}
+
+// shuffled returns a shuffled copy of s (Fisher-Yates).
+func (r *Recorder) shuffled(s []time.Duration) []time.Duration {
+	c := slices.Clone(s)
+	for i := len(c) - 1; i > 0; i-- {
+		j := r.rand() % uint64(i+1)
+		c[i], c[j] = c[j], c[i]
+	}
+	return c
 }
 
 // Count returns how many latencies were recorded.
