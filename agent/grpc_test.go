@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -38,7 +39,9 @@ func (s *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) 
 	}
 	user := caller + "|" + first(md.Get("x-user"))
 	if d, ok := ctx.Deadline(); ok {
-		user += "|deadline:" + time.Until(d).Round(time.Second).String()
+		// Whole seconds left, rounded up: a 5s deadline reads 5s however
+		// long (under a second) the call took to arrive.
+		user += "|deadline:" + (time.Duration(math.Ceil(time.Until(d).Seconds())) * time.Second).String()
 	}
 	return &testpb.SimpleResponse{Payload: req.GetPayload(), Username: user}, nil
 }

@@ -42,12 +42,13 @@ type inbound struct {
 	firstServing chan struct{}
 	firstOnce    sync.Once
 
-	mu        sync.Mutex
-	subs      []*nats.Subscription
-	draining  []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
-	closed    bool                    // no more subscribing
-	stopped   bool                    // no more dispatching: inflight is being waited on
-	healthErr error
+	withdrawMu sync.Mutex // one withdrawal at a time
+	mu         sync.Mutex
+	subs       []*nats.Subscription
+	draining   []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
+	closed     bool                    // no more subscribing
+	stopped    bool                    // no more dispatching: inflight is being waited on
+	healthErr  error
 }
 
 func newInbound(a *Agent) *inbound {
@@ -214,20 +215,35 @@ func (in *inbound) subscribe() error {
 }
 
 // withdraw leaves the queue groups by draining: messages already delivered to
-// this instance are still served. The drains finish in the background;
-// shutdown waits for every one, including those a health withdrawal began.
+// this instance are still served. It returns once the broker has processed
+// the unsubscribe (a flush), so when Serving reports false no new call is
+// routed here. The drains finish in the background; shutdown waits for every
+// one, including those a health withdrawal began.
 func (in *inbound) withdraw() {
+	in.withdrawMu.Lock()
+	defer in.withdrawMu.Unlock()
 	in.mu.Lock()
-	defer in.mu.Unlock()
-	for _, s := range in.subs {
+	subs := in.subs
+	in.mu.Unlock()
+	if len(subs) == 0 {
+		return
+	}
+	var draining []<-chan nats.SubStatus
+	for _, s := range subs {
 		ch := s.StatusChanged(nats.SubscriptionClosed)
 		if err := s.Drain(); err != nil {
 			s.Unsubscribe()
 			continue
 		}
-		in.draining = append(in.draining, ch)
+		draining = append(draining, ch)
 	}
+	if err := in.a.nc.FlushTimeout(5 * time.Second); err != nil {
+		in.a.log.Warn("flushing the unsubscribe", "err", err)
+	}
+	in.mu.Lock()
 	in.subs = nil
+	in.draining = append(in.draining, draining...)
+	in.mu.Unlock()
 }
 
 // drainTimeout bounds the wait for a subscription's delivered messages.

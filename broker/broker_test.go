@@ -397,9 +397,10 @@ func TestShutdown(t *testing.T) {
 		}
 		defer nc.Close()
 		shutdown(t, b)
+		// nats.go runs the lame-duck callback asynchronously.
 		select {
 		case <-ldm:
-		default:
+		case <-time.After(5 * time.Second):
 			t.Error("client was not told about lame-duck mode")
 		}
 		if !nc.IsClosed() {

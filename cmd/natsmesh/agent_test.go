@@ -28,14 +28,15 @@ import (
 // still running.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	exited chan error
 }
 
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd, _, stderr := natsmesh(t, nil, args...)
-	p := &proc{cmd: cmd, stderr: stderr, exited: make(chan error, 1)}
+	cmd, _, _ := natsmesh(t, nil, args...)
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +48,25 @@ func startProc(t *testing.T, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// lockedBuffer is a process's stderr that a test may read while the
+// process still writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // stop sends SIGTERM and returns the exit status.
@@ -345,8 +365,15 @@ func TestStopWhileConnecting(t *testing.T) {
 		{"bridge", "--listen", "127.0.0.1:0", "--route", "/=web"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
-			p := startProc(t, append(args, "--nats", "nats://127.0.0.1:1", "--connect-timeout", "60s")...)
-			time.Sleep(300 * time.Millisecond) // time to install its signal handler and reach the connect loop
+			p := startProc(t, append(args, "--nats", "nats://127.0.0.1:1", "--connect-timeout", "60s", "--log-level", "debug")...)
+			// The debug line comes after the signal handler is installed.
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(p.stderr.String(), "connecting to NATS") {
+				if time.Now().After(deadline) {
+					t.Fatalf("never tried to connect:\n%s", p.stderr)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			if code := p.stop(t); code != 0 {
 				t.Fatalf("exit %d after SIGTERM while connecting\n%s", code, p.stderr)
 			}

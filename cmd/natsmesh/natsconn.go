@@ -77,6 +77,7 @@ func (f *natsFlags) connect(ctx context.Context, name, inboxPrefix string, log *
 		}
 		opts = append(opts, opt)
 	}
+	log.Debug("connecting to NATS", "url", f.url)
 	nc, err := nats.Connect(f.url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s: %v", f.url, err)

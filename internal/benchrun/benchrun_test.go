@@ -17,17 +17,22 @@ func TestProcAccountingOfSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Burn a little CPU so the clock-tick counter moves.
-	deadline := time.Now().Add(50 * time.Millisecond)
-	for x := 0; time.Now().Before(deadline); x++ {
-		_ = x * x
+	// Burn CPU until the clock-tick counter moves (a 10 ms tick), for at
+	// most 5s: an accounting that never moves fails.
+	var after time.Duration
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		for x := 0; x < 1e6; x++ {
+			_ = x * x
+		}
+		if after, err = cpuTime("self"); err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			break
+		}
 	}
-	after, err := cpuTime("self")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after < before {
-		t.Errorf("CPU time went back: %v then %v", before, after)
+	if after <= before {
+		t.Errorf("CPU time did not grow while burning CPU: %v then %v", before, after)
 	}
 	rss, err := peakRSS("self")
 	if err != nil || rss <= 0 {

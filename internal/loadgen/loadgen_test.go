@@ -138,7 +138,7 @@ func TestOpenMeasuresFromIntendedTime(t *testing.T) {
 func TestOpenPacesCalls(t *testing.T) {
 	var n atomic.Int64
 	start := time.Now()
-	res, err := Open(context.Background(), OpenConfig{Rate: 200, Duration: 100 * time.Millisecond},
+	res, err := Open(context.Background(), OpenConfig{Rate: 200, Duration: 100 * time.Millisecond, Drain: 5 * time.Second},
 		func(context.Context) error { n.Add(1); return nil })
 	if err != nil {
 		t.Fatal(err)
