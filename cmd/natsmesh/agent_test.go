@@ -34,7 +34,13 @@ type proc struct {
 
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd, _, _ := natsmesh(t, nil, args...)
+	return startProcEnv(t, nil, args...)
+}
+
+// startProcEnv is startProc with env added to the process's environment.
+func startProcEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd, _, _ := natsmesh(t, env, args...)
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {

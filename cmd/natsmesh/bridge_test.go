@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,19 +25,8 @@ func TestBridge(t *testing.T) {
 	}
 	nc.Flush()
 	addr := freeAddr(t)
-	cmd, _, stderr := natsmesh(t, []string{"NATSMESH_ROUTE=/echo=nats:svc.echo"},
+	p := startProcEnv(t, []string{"NATSMESH_ROUTE=/echo=nats:svc.echo"},
 		"bridge", "--listen", addr, "--nats", b.ClientURL(), "--timeout", "5s")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
 
 	var body []byte
 	meshtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
@@ -51,7 +39,7 @@ func TestBridge(t *testing.T) {
 		return err
 	})
 	if string(body) != "echo:hi" {
-		t.Fatalf("got %q\n%s", body, stderr)
+		t.Fatalf("got %q\n%s", body, p.stderr)
 	}
 	resp, err := http.Get("http://" + addr + "/elsewhere")
 	if err != nil {
@@ -62,16 +50,8 @@ func TestBridge(t *testing.T) {
 		t.Fatalf("unrouted request got %d %v", resp.StatusCode, resp.Header)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if code := exitStatus(t, err); code != 0 {
-			t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("natsmesh bridge did not exit after SIGTERM\n%s", stderr)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, p.stderr)
 	}
 }
 
