@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"regexp"
@@ -73,7 +72,6 @@ type Agent struct {
 	started bool
 	closed  bool
 	svc     micro.Service
-	closers []io.Closer
 	stop    context.CancelFunc
 	done    chan struct{} // closed when Shutdown has finished
 }
@@ -84,17 +82,16 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil NATS connection", ErrConfig)
 	}
-	if err := cfg.normalize(); err != nil {
+	upstream, err := cfg.normalize()
+	if err != nil {
 		return nil, err
 	}
 	a := &Agent{
-		nc:   nc,
-		cfg:  cfg,
-		log:  cfg.Logger.With("service", cfg.Service),
-		done: make(chan struct{}),
-	}
-	if cfg.Upstream != "" {
-		a.upstream, _ = parseUpstream(cfg.Upstream) // validated by normalize
+		nc:       nc,
+		cfg:      cfg,
+		log:      cfg.Logger.With("service", cfg.Service),
+		upstream: upstream,
+		done:     make(chan struct{}),
 	}
 	a.out = newOutbound(a)
 	a.in = newInbound(a)
@@ -103,29 +100,33 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 
 // Validate reports whether c is a valid configuration, without connecting
 // anywhere: the errors New would return for it.
-func (c Config) Validate() error { return c.normalize() }
+func (c Config) Validate() error {
+	_, err := c.normalize()
+	return err
+}
 
-// normalize validates c and fills in its defaults.
-func (c *Config) normalize() error {
+// normalize validates c, fills in its defaults, and returns the parsed
+// upstream (nil when there is none).
+func (c *Config) normalize() (*url.URL, error) {
 	if err := bridge.ValidateName("service", c.Service); err != nil {
-		return fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.Subset == bridge.AnySubset {
 		c.Subset = ""
 	}
 	if c.Subset != "" {
 		if err := bridge.ValidateName("subset", c.Subset); err != nil {
-			return fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
 	if c.Version != "" && !semver.MatchString(c.Version) {
-		return fmt.Errorf("%w: version %q is not semantic (1.2.3, 2.0.0-rc.1)", ErrConfig, c.Version)
+		return nil, fmt.Errorf("%w: version %q is not semantic (1.2.3, 2.0.0-rc.1)", ErrConfig, c.Version)
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = defaultMaxConcurrent
 	}
 	if c.Timeout < 0 {
-		return fmt.Errorf("%w: negative timeout %v", ErrConfig, c.Timeout)
+		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, c.Timeout)
 	}
 	if c.Timeout == 0 {
 		c.Timeout = bridge.DefaultTimeout
@@ -134,14 +135,12 @@ func (c *Config) normalize() error {
 		c.Logger = slog.Default()
 	}
 	if err := c.Health.validate(); err != nil {
-		return err
+		return nil, err
 	}
-	if c.Upstream != "" {
-		if _, err := parseUpstream(c.Upstream); err != nil {
-			return err
-		}
+	if c.Upstream == "" {
+		return nil, nil
 	}
-	return nil
+	return parseUpstream(c.Upstream)
 }
 
 func parseUpstream(s string) (*url.URL, error) {
@@ -249,10 +248,10 @@ func (a *Agent) Ready(timeout time.Duration) error {
 	}
 }
 
-// Shutdown stops taking new calls and finishes the ones in flight: it closes
-// the outbound listeners' servers gracefully, drains the inbound
-// subscriptions (messages already delivered are still served), waits for
-// every inbound call to be answered, then deregisters. If ctx ends first it
+// Shutdown stops taking new calls and finishes the ones in flight: it drains
+// the inbound subscriptions (messages already delivered are still served)
+// and waits for every inbound call to be answered, then closes the outbound
+// listeners' servers gracefully, then deregisters. If ctx ends first it
 // returns ctx's error, with the remaining calls still finishing in the
 // background. It is safe to call more than once and concurrently.
 func (a *Agent) Shutdown(ctx context.Context) error {
@@ -267,7 +266,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		}
 	}
 	a.closed = true
-	stop, svc, closers := a.stop, a.svc, a.closers
+	stop, svc := a.stop, a.svc
 	a.mu.Unlock()
 
 	finished := make(chan error, 1)
@@ -278,9 +277,6 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		}
 		errs = append(errs, a.in.shutdown())
 		errs = append(errs, a.out.shutdown(context.Background()))
-		for _, c := range closers {
-			errs = append(errs, c.Close())
-		}
 		if svc != nil {
 			if err := svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 				errs = append(errs, err)

@@ -70,7 +70,7 @@ func (a *Agent) ServeGRPCProxy(l net.Listener) error {
 			return ctx.Err()
 		}
 	}
-	if !a.out.trackStopper(stopper) {
+	if !a.out.track(stopper) {
 		l.Close()
 		return ErrClosed
 	}

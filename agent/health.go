@@ -103,7 +103,9 @@ func (a *Agent) httpHealth(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("User-Agent", "natsmesh-health")
-	resp, err := a.in.httpClient.Do(req)
+	// RoundTrip, not a Client: a redirect is an answer (3xx is healthy), not
+	// something to follow.
+	resp, err := a.in.httpTransport.RoundTrip(req)
 	if err != nil {
 		return err
 	}

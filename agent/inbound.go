@@ -30,7 +30,6 @@ type inbound struct {
 	sem chan struct{} // nil: no concurrency limit
 
 	httpTransport *http.Transport
-	httpClient    *http.Client
 	handler       http.Handler                               // in-process HTTP service
 	serveGRPC     func(context.Context, *nats.Msg) *nats.Msg // gRPC upstream or in-process server
 	grpcServer    *bridge.GRPCServer                         // in-process gRPC services
@@ -66,12 +65,6 @@ func newInbound(a *Agent) *inbound {
 		// Bodies pass through as the service wrote them.
 		DisableCompression: true,
 		ForceAttemptHTTP2:  false,
-	}
-	in.httpClient = &http.Client{
-		Transport: in.httpTransport,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
 	}
 	if a.upstream != nil && a.upstream.Scheme == "h2c" {
 		in.serveGRPC = in.grpcUpstream

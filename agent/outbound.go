@@ -17,27 +17,18 @@ import (
 type outbound struct {
 	a *Agent
 
-	mu      sync.Mutex
-	closed  bool
-	servers []*http.Server
-	// stoppers stop other listeners' servers (gRPC) gracefully.
+	mu     sync.Mutex
+	closed bool
+	// stoppers stop the listeners' servers gracefully (http.Server.Shutdown
+	// and its gRPC equivalent).
 	stoppers []func(context.Context) error
 }
 
 func newOutbound(a *Agent) *outbound { return &outbound{a: a} }
 
-// track registers a server for graceful shutdown; false once shut down.
-func (o *outbound) track(srv *http.Server) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return false
-	}
-	o.servers = append(o.servers, srv)
-	return true
-}
-
-func (o *outbound) trackStopper(stop func(context.Context) error) bool {
+// track registers a server's graceful stop for Shutdown; false once shut
+// down.
+func (o *outbound) track(stop func(context.Context) error) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
@@ -50,12 +41,9 @@ func (o *outbound) trackStopper(stop func(context.Context) error) bool {
 func (o *outbound) shutdown(ctx context.Context) error {
 	o.mu.Lock()
 	o.closed = true
-	servers, stoppers := o.servers, o.stoppers
+	stoppers := o.stoppers
 	o.mu.Unlock()
 	var errs []error
-	for _, s := range servers {
-		errs = append(errs, s.Shutdown(ctx))
-	}
 	for _, stop := range stoppers {
 		errs = append(errs, stop(ctx))
 	}
@@ -123,7 +111,7 @@ func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
 		MaxHeaderBytes:    bridge.DefaultMaxHeaderBytes + 4096,
 		ErrorLog:          nil,
 	}
-	if !a.out.track(srv) {
+	if !a.out.track(srv.Shutdown) {
 		l.Close()
 		return ErrClosed
 	}

@@ -59,7 +59,7 @@ func EncodeHTTPRequest(r *http.Request, subject string, lim Limits) (*nats.Msg, 
 	}
 	deadline, ok := r.Context().Deadline()
 	setTimeout(m.Header, deadline, ok)
-	if r.ContentLength > 0 && r.ContentLength <= lim.maxPayload() {
+	if r.ContentLength > 0 { // at most max_payload: checked above
 		m.Header["Content-Length"] = []string{strconv.FormatInt(r.ContentLength, 10)}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -229,10 +229,8 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 	}
 	// On a mesh subject the method is also the subject's operation, which
 	// permissions may be written on: the header must not say otherwise.
-	if strings.HasPrefix(m.Subject, Prefix+".") {
-		if s, err := ParseSubject(m.Subject); err == nil && s.Proto == ProtoHTTP && s.Op != method {
-			return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %q differs from the subject's operation %q", HeaderMethod, method, s.Op)}
-		}
+	if proto, op, ok := subjectOp(m.Subject); ok && proto == ProtoHTTP && op != method {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %q differs from the subject's operation %q", HeaderMethod, method, op)}
 	}
 	path := m.Header.Get(HeaderPath)
 	if path == "" {

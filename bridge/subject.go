@@ -119,6 +119,24 @@ func ParseSubject(subject string) (Subject, error) {
 	return s, nil
 }
 
+// subjectOp returns the protocol and operation of a mesh subject without
+// validating its names: what a decoder needs to check its method header
+// against the subject, on a path where the receiver has already parsed (or
+// the broker has routed on) the rest. ok is false when subject is not a
+// six-token mesh subject or its operation token is not validly escaped.
+func subjectOp(subject string) (proto Proto, op string, ok bool) {
+	if !strings.HasPrefix(subject, Prefix+".") || strings.Count(subject, ".") != 5 {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(subject, '.')
+	j := strings.LastIndexByte(subject[:i], '.')
+	op, err := UnescapeToken(subject[i+1:])
+	if err != nil {
+		return "", "", false
+	}
+	return Proto(subject[j+1 : i]), op, true
+}
+
 // ValidateName checks a service, subset or caller name: 1 to 63 characters
 // from [a-z0-9-], starting and ending with a letter or digit (a DNS label, so
 // the same name works as a host name in front of the outbound proxy).
