@@ -123,11 +123,11 @@ func CallerFromContext(ctx context.Context) (string, bool) {
 // message that is no gRPC request, or a reply past the limits, gets a mesh
 // error reply.
 func (s *GRPCServer) ServeMsg(ctx context.Context, m *nats.Msg) *nats.Msg {
-	req, err := DecodeGRPCRequest(m)
+	req, caller, err := decodeGRPCRequest(m)
 	if err != nil {
 		return ErrorMsg(FromError(err))
 	}
-	resp := s.serve(ctx, m.Subject, req)
+	resp := s.serve(ctx, caller, req)
 	reply, err := GRPCResponseMsg(resp, s.limits)
 	if err != nil {
 		return ErrorMsg(FromError(err))
@@ -135,7 +135,8 @@ func (s *GRPCServer) ServeMsg(ctx context.Context, m *nats.Msg) *nats.Msg {
 	return reply
 }
 
-func (s *GRPCServer) serve(ctx context.Context, subject string, req *GRPCRequest) *GRPCResponse {
+// serve runs req for caller ("" when the subject named none).
+func (s *GRPCServer) serve(ctx context.Context, caller string, req *GRPCRequest) *GRPCResponse {
 	svcName, methodName := splitGRPCMethod(req.Method)
 	s.mu.RLock()
 	svc := s.services[svcName]
@@ -162,9 +163,9 @@ func (s *GRPCServer) serve(ctx context.Context, subject string, req *GRPCRequest
 		req.Metadata = metadata.MD{}
 	}
 	ctx = metadata.NewIncomingContext(ctx, req.Metadata)
-	if subj, err := ParseSubject(subject); err == nil {
-		ctx = context.WithValue(ctx, callerKey{}, subj.Caller)
-		ctx = peer.NewContext(ctx, &peer.Peer{Addr: meshAddr(subj.Caller)})
+	if caller != "" {
+		ctx = context.WithValue(ctx, callerKey{}, caller)
+		ctx = peer.NewContext(ctx, &peer.Peer{Addr: meshAddr(caller)})
 	}
 	stream := &serverStream{method: req.Method}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
@@ -307,7 +308,7 @@ func chainedHandler(is []grpc.UnaryServerInterceptor, cur int, info *grpc.UnaryS
 // service's own Unavailable; a malformed message or a reply past lim gets a
 // mesh error reply too.
 func ServeGRPCUpstream(ctx context.Context, cc grpc.ClientConnInterface, m *nats.Msg, lim Limits) *nats.Msg {
-	req, err := DecodeGRPCRequest(m)
+	req, caller, err := decodeGRPCRequest(m)
 	if err != nil {
 		return ErrorMsg(FromError(err))
 	}
@@ -319,8 +320,8 @@ func ServeGRPCUpstream(ctx context.Context, cc grpc.ClientConnInterface, m *nats
 	}
 	defer cancel()
 	md := req.Metadata.Copy()
-	if subj, err := ParseSubject(m.Subject); err == nil {
-		md.Set(MetadataCaller, subj.Caller)
+	if caller != "" {
+		md.Set(MetadataCaller, caller)
 	}
 	ctx = metadata.NewOutgoingContext(ctx, md)
 
