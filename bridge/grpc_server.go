@@ -319,7 +319,11 @@ func ServeGRPCUpstream(ctx context.Context, cc grpc.ClientConnInterface, m *nats
 		ctx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
-	md := req.Metadata.Copy()
+	// The metadata is the decoder's own, fresh map: set the caller in it.
+	md := req.Metadata
+	if md == nil {
+		md = metadata.MD{}
+	}
 	if caller != "" {
 		md.Set(MetadataCaller, caller)
 	}
