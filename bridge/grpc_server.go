@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
@@ -152,12 +153,7 @@ func (s *GRPCServer) serve(ctx context.Context, caller string, req *GRPCRequest)
 		return &GRPCResponse{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)}
 	}
 
-	var cancel context.CancelFunc
-	if req.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
-	}
+	ctx, cancel := withRequestTimeout(ctx, req.Timeout)
 	defer cancel()
 	if req.Metadata == nil {
 		req.Metadata = metadata.MD{}
@@ -199,6 +195,15 @@ func (s *GRPCServer) serve(ctx context.Context, caller string, req *GRPCRequest)
 	data.Free()
 	resp.Status = status.New(codes.OK, "")
 	return resp
+}
+
+// withRequestTimeout is ctx with a request's propagated timeout as its
+// deadline, or merely cancelable when the request carries none.
+func withRequestTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout > 0 {
+		return context.WithTimeout(ctx, timeout)
+	}
+	return context.WithCancel(ctx)
 }
 
 // callHandler runs a method handler, turning a panic into an Internal status.
@@ -312,12 +317,7 @@ func ServeGRPCUpstream(ctx context.Context, cc grpc.ClientConnInterface, m *nats
 	if err != nil {
 		return ErrorMsg(FromError(err))
 	}
-	var cancel context.CancelFunc
-	if req.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
-	}
+	ctx, cancel := withRequestTimeout(ctx, req.Timeout)
 	defer cancel()
 	// The metadata is the decoder's own, fresh map: set the caller in it.
 	md := req.Metadata
