@@ -399,7 +399,7 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 		// is 0, not the length of the resource: leave it out.
 		resp.Header.Del("Content-Length")
 	}
-	return resp, err
+	return resp, nil
 }
 
 // setForwarded replaces the X-Forwarded-* headers with the gateway's own

@@ -251,8 +251,11 @@ func TestGatewayMatch(t *testing.T) {
 			}
 		})
 	}
-	g2, _ := NewGateway(GatewayConfig{Request: func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, nil },
+	g2, err := NewGateway(GatewayConfig{Request: func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, nil },
 		Routes: []Route{{Host: "a.example", Service: "a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if r, ok := g2.Match("b.example", "/"); ok {
 		t.Fatalf("Match(b.example) = %+v, want no route", r)
 	}
@@ -412,13 +415,19 @@ func TestGatewayEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("trailers", func(t *testing.T) {
-		req, _ := http.NewRequest("GET", base+"/orders/trailers", nil)
+		req, err := http.NewRequest("GET", base+"/orders/trailers", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
+		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if string(body) != "with trailers" || resp.Trailer.Get("X-Sum") != "99" {
 			t.Fatalf("got %q trailer %v", body, resp.Trailer)
 		}
@@ -629,12 +638,16 @@ func TestGatewayAnswersOnce(t *testing.T) {
 func TestGatewayTLS(t *testing.T) {
 	s := runServer(t)
 	svc := connect(t, s)
-	svc.Subscribe("mesh.orders._.bridge.http.>", func(m *nats.Msg) {
+	if _, err := svc.Subscribe("mesh.orders._.bridge.http.>", func(m *nats.Msg) {
 		m.RespondMsg(ServeHTTPMsg(context.Background(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
 		}), m, Limits{}))
-	})
-	svc.Flush()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	g, err := NewGateway(GatewayConfig{Conn: connect(t, s), Routes: []Route{{PathPrefix: "/", Service: "orders"}}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -653,16 +666,24 @@ func TestGatewayTLS(t *testing.T) {
 	go srv.Serve(GuardFraming(tls.NewListener(ln, cfg)))
 	t.Cleanup(func() { srv.Close() })
 
-	pem, _ := os.ReadFile(certFile)
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatal("no certificate in " + certFile)
+	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	resp, err := client.Get("https://" + ln.Addr().String() + "/x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != 200 || string(body) != "https" {
 		t.Fatalf("got %d %q, want 200 and X-Forwarded-Proto https", resp.StatusCode, body)
 	}

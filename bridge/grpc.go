@@ -128,28 +128,39 @@ func EncodeGRPCRequest(subject string, req *GRPCRequest, lim Limits) (*nats.Msg,
 // metadata keys gRPC cannot carry, are not part of the metadata; the key
 // [MetadataCaller] is dropped. It fails with KindBadRequest.
 func DecodeGRPCRequest(m *nats.Msg) (*GRPCRequest, error) {
+	req, _, err := decodeGRPCRequest(m)
+	return req, err
+}
+
+// decodeGRPCRequest is [DecodeGRPCRequest], and also returns the caller
+// named by m's subject ("" when it is no mesh subject), so that the servers
+// need not parse the subject a second time.
+func decodeGRPCRequest(m *nats.Msg) (req *GRPCRequest, caller string, err error) {
 	method := m.Header.Get(HeaderGRPCMethod)
-	if s, err := ParseSubject(m.Subject); err == nil && s.Proto == ProtoGRPC {
-		switch {
-		case method == "":
-			method = s.Op
-		case method != s.Op:
-			return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %.64q does not match the subject's method %.64q", HeaderGRPCMethod, method, s.Op)}
+	if s, err := ParseSubject(m.Subject); err == nil {
+		caller = s.Caller
+		if s.Proto == ProtoGRPC {
+			switch {
+			case method == "":
+				method = s.Op
+			case method != s.Op:
+				return nil, "", &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %.64q does not match the subject's method %.64q", HeaderGRPCMethod, method, s.Op)}
+			}
 		}
 	}
 	if !validGRPCMethod(method) {
-		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %.64q", HeaderGRPCMethod, method)}
+		return nil, "", &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %.64q", HeaderGRPCMethod, method)}
 	}
 	timeout, err := Timeout(m.Header)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	md, _, err := readMetadata(m.Header)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	delete(md, MetadataCaller)
-	return &GRPCRequest{Method: method, Metadata: md, Payload: m.Data, Timeout: timeout}, nil
+	return &GRPCRequest{Method: method, Metadata: md, Payload: m.Data, Timeout: timeout}, caller, nil
 }
 
 // GRPCResponseMsg is the reply that carries a service's gRPC answer. Metadata

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
@@ -123,11 +124,11 @@ func CallerFromContext(ctx context.Context) (string, bool) {
 // message that is no gRPC request, or a reply past the limits, gets a mesh
 // error reply.
 func (s *GRPCServer) ServeMsg(ctx context.Context, m *nats.Msg) *nats.Msg {
-	req, err := DecodeGRPCRequest(m)
+	req, caller, err := decodeGRPCRequest(m)
 	if err != nil {
 		return ErrorMsg(FromError(err))
 	}
-	resp := s.serve(ctx, m.Subject, req)
+	resp := s.serve(ctx, caller, req)
 	reply, err := GRPCResponseMsg(resp, s.limits)
 	if err != nil {
 		return ErrorMsg(FromError(err))
@@ -135,7 +136,8 @@ func (s *GRPCServer) ServeMsg(ctx context.Context, m *nats.Msg) *nats.Msg {
 	return reply
 }
 
-func (s *GRPCServer) serve(ctx context.Context, subject string, req *GRPCRequest) *GRPCResponse {
+// serve runs req for caller ("" when the subject named none).
+func (s *GRPCServer) serve(ctx context.Context, caller string, req *GRPCRequest) *GRPCResponse {
 	svcName, methodName := splitGRPCMethod(req.Method)
 	s.mu.RLock()
 	svc := s.services[svcName]
@@ -151,20 +153,15 @@ func (s *GRPCServer) serve(ctx context.Context, subject string, req *GRPCRequest
 		return &GRPCResponse{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)}
 	}
 
-	var cancel context.CancelFunc
-	if req.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
-	}
+	ctx, cancel := withRequestTimeout(ctx, req.Timeout)
 	defer cancel()
 	if req.Metadata == nil {
 		req.Metadata = metadata.MD{}
 	}
 	ctx = metadata.NewIncomingContext(ctx, req.Metadata)
-	if subj, err := ParseSubject(subject); err == nil {
-		ctx = context.WithValue(ctx, callerKey{}, subj.Caller)
-		ctx = peer.NewContext(ctx, &peer.Peer{Addr: meshAddr(subj.Caller)})
+	if caller != "" {
+		ctx = context.WithValue(ctx, callerKey{}, caller)
+		ctx = peer.NewContext(ctx, &peer.Peer{Addr: meshAddr(caller)})
 	}
 	stream := &serverStream{method: req.Method}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
@@ -198,6 +195,15 @@ func (s *GRPCServer) serve(ctx context.Context, subject string, req *GRPCRequest
 	data.Free()
 	resp.Status = status.New(codes.OK, "")
 	return resp
+}
+
+// withRequestTimeout is ctx with a request's propagated timeout as its
+// deadline, or merely cancelable when the request carries none.
+func withRequestTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout > 0 {
+		return context.WithTimeout(ctx, timeout)
+	}
+	return context.WithCancel(ctx)
 }
 
 // callHandler runs a method handler, turning a panic into an Internal status.
@@ -307,20 +313,19 @@ func chainedHandler(is []grpc.UnaryServerInterceptor, cur int, info *grpc.UnaryS
 // service's own Unavailable; a malformed message or a reply past lim gets a
 // mesh error reply too.
 func ServeGRPCUpstream(ctx context.Context, cc grpc.ClientConnInterface, m *nats.Msg, lim Limits) *nats.Msg {
-	req, err := DecodeGRPCRequest(m)
+	req, caller, err := decodeGRPCRequest(m)
 	if err != nil {
 		return ErrorMsg(FromError(err))
 	}
-	var cancel context.CancelFunc
-	if req.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
-	}
+	ctx, cancel := withRequestTimeout(ctx, req.Timeout)
 	defer cancel()
-	md := req.Metadata.Copy()
-	if subj, err := ParseSubject(m.Subject); err == nil {
-		md.Set(MetadataCaller, subj.Caller)
+	// The metadata is the decoder's own, fresh map: set the caller in it.
+	md := req.Metadata
+	if md == nil {
+		md = metadata.MD{}
+	}
+	if caller != "" {
+		md.Set(MetadataCaller, caller)
 	}
 	ctx = metadata.NewOutgoingContext(ctx, md)
 
