@@ -284,10 +284,10 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 	defer release()
 	acc := accounting{cpu: map[int]time.Duration{}, rss: map[int]int64{}, resetRSS: true}
 	before := map[int]time.Duration{}
-	all := procs
-	for _, p := range all {
-		acc.resetRSS = resetPeakRSS(strconv.Itoa(p.pid())) && acc.resetRSS
-		before[p.pid()], _ = cpuTime(strconv.Itoa(p.pid()))
+	for _, p := range procs {
+		pid := strconv.Itoa(p.pid())
+		acc.resetRSS = resetPeakRSS(pid) && acc.resetRSS
+		before[p.pid()], _ = cpuTime(pid)
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -307,7 +307,7 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 	runtime.ReadMemStats(&ms)
 	acc.mallocs = ms.Mallocs - mallocs
 	acc.selfCPU = selfAfter - selfBefore
-	for _, p := range all {
+	for _, p := range procs {
 		pid := strconv.Itoa(p.pid())
 		after, _ := cpuTime(pid)
 		acc.cpu[p.pid()] = after - before[p.pid()]
@@ -352,8 +352,14 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if _, err := e.startAgent(ctx, s, "agent-echo", natsURL, "--service", "echo", "--upstream", upstream, "--http", "off", "--grpc", "off"); err != nil {
 			return nil, "", err
 		}
-		httpAddr, _ := freeAddr()
-		grpcAddr, _ := freeAddr()
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		grpcAddr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
 		if _, err := e.startAgent(ctx, s, "agent-client", natsURL, "--service", "client", "--http", httpAddr, "--grpc", grpcAddr); err != nil {
 			return nil, "", err
 		}
