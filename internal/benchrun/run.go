@@ -349,7 +349,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if _, err := e.startAgent(ctx, s, "agent-echo", natsURL, "--service", "echo", "--upstream", upstream, "--http", "off", "--grpc", "off"); err != nil {
+		if err := e.startAgent(ctx, s, "agent-echo", natsURL, "--service", "echo", "--upstream", upstream, "--http", "off", "--grpc", "off"); err != nil {
 			return nil, "", err
 		}
 		httpAddr, err := freeAddr()
@@ -360,7 +360,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if _, err := e.startAgent(ctx, s, "agent-client", natsURL, "--service", "client", "--http", httpAddr, "--grpc", grpcAddr); err != nil {
+		if err := e.startAgent(ctx, s, "agent-client", natsURL, "--service", "client", "--http", httpAddr, "--grpc", grpcAddr); err != nil {
 			return nil, "", err
 		}
 		if name == SidecarHTTP {
@@ -507,21 +507,18 @@ func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
 	return "nats://" + addr, nil
 }
 
-func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, args ...string) (*proc, error) {
+func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, args ...string) error {
 	admin, err := freeAddr()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	args = append([]string{"agent", "--nats", natsURL, "--admin", admin, "--log-level", "warn"}, args...)
 	p, err := startProc(e.dir, name, e.opts.Exe, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.components = append(s.components, p)
-	if err := p.waitReady(ctx, 15*time.Second, httpReady("http://"+admin+"/readyz")); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return p.waitReady(ctx, 15*time.Second, httpReady("http://"+admin+"/readyz"))
 }
 
 // httpTarget makes POST url calls through a client pooled for the load's
