@@ -202,6 +202,7 @@ func TestHelp(t *testing.T) {
 		{"bench-help", []string{"bench", "--help"}},
 		{"version-help", []string{"version", "-h"}},
 		{"agent-help", []string{"agent", "--help"}},
+		{"bridge-help", []string{"bridge", "--help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd, stdout, stderr := natsmesh(t, nil, tc.args...)
