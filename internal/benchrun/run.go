@@ -396,19 +396,8 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 			return nil, "", err
 		}
 		s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
-		if name == InprocHTTP {
-			client := &http.Client{Transport: a.Transport()}
-			s.target = func(int) (loadgen.Target, func(), error) {
-				return e.httpCall(client, "http://echo/echo"), func() {}, nil
-			}
-		} else {
-			cc, err := a.ClientConn("echo")
-			if err != nil {
-				return nil, "", err
-			}
-			s.target = func(int) (loadgen.Target, func(), error) {
-				return e.grpcCall(testpb.NewTestServiceClient(cc)), func() {}, nil
-			}
+		if s.target, err = e.agentTarget(a, name == InprocGRPC); err != nil {
+			return nil, "", err
 		}
 	case EmbeddedHTTP, EmbeddedGRPC:
 		s.noEcho = true
@@ -416,19 +405,8 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if name == EmbeddedHTTP {
-			c := &http.Client{Transport: client.Transport()}
-			s.target = func(int) (loadgen.Target, func(), error) {
-				return e.httpCall(c, "http://echo/echo"), func() {}, nil
-			}
-		} else {
-			cc, err := client.ClientConn("echo")
-			if err != nil {
-				return nil, "", err
-			}
-			s.target = func(int) (loadgen.Target, func(), error) {
-				return e.grpcCall(testpb.NewTestServiceClient(cc)), func() {}, nil
-			}
+		if s.target, err = e.agentTarget(client, name == EmbeddedGRPC); err != nil {
+			return nil, "", err
 		}
 	case NginxPair:
 		bin := e.opts.Nginx
@@ -519,6 +497,22 @@ func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, ar
 	}
 	s.components = append(s.components, p)
 	return p.waitReady(ctx, 15*time.Second, httpReady("http://"+admin+"/readyz"))
+}
+
+// agentTarget calls the echo service through a's client side, over gRPC or
+// HTTP; the agent's own pool serves every load, so there is nothing to release.
+func (e *env) agentTarget(a *agent.Agent, overGRPC bool) (func(int) (loadgen.Target, func(), error), error) {
+	var call loadgen.Target
+	if overGRPC {
+		cc, err := a.ClientConn("echo")
+		if err != nil {
+			return nil, err
+		}
+		call = e.grpcCall(testpb.NewTestServiceClient(cc))
+	} else {
+		call = e.httpCall(&http.Client{Transport: a.Transport()}, "http://echo/echo")
+	}
+	return func(int) (loadgen.Target, func(), error) { return call, func() {}, nil }, nil
 }
 
 // httpTarget makes POST url calls through a client pooled for the load's
