@@ -111,11 +111,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		purpose string
 	}
 	var listeners []listener
-	closeAll := func() {
+	// On the error returns nothing serves them yet; after a clean run the
+	// agent's shutdown has closed them already, and closing again is harmless.
+	defer func() {
 		for _, l := range listeners {
 			l.l.Close()
 		}
-	}
+	}()
 	add := func(addr, purpose string, serve func(*agent.Agent, net.Listener) error) error {
 		if addr == "" || addr == "off" {
 			return nil
@@ -131,13 +133,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if err := add(grpcAddr, "gRPC proxy", (*agent.Agent).ServeGRPCProxy); err != nil {
-		closeAll()
 		return err
 	}
 	for _, b := range bindings {
 		service := b.service
 		if err := add(b.addr, "bind "+service, func(a *agent.Agent, l net.Listener) error { return a.ServeBind(l, service) }); err != nil {
-			closeAll()
 			return err
 		}
 	}
@@ -145,7 +145,6 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if admin != "" && admin != "off" {
 		l, err := net.Listen("tcp", admin)
 		if err != nil {
-			closeAll()
 			return fmt.Errorf("agent: admin listener: %v", err)
 		}
 		adminL = l
@@ -154,7 +153,6 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	nc, err := nf.connect(ctx, "natsmesh-agent:"+cfg.Service, bridge.InboxPrefix(cfg.Service), log)
 	if err != nil {
-		closeAll()
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS: nothing to drain
 		}
@@ -163,11 +161,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer nc.Close()
 	a, err := agent.New(nc, cfg)
 	if err != nil {
-		closeAll()
 		return err
 	}
 	if err := a.Start(); err != nil {
-		closeAll()
 		return failure{err}
 	}
 	errc := make(chan error, len(listeners)+1)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -90,17 +91,15 @@ func (p *proc) stop(t *testing.T) int {
 	}
 }
 
-// waitHTTP polls url until it answers 200.
-func waitHTTP(t *testing.T, p *proc, url string) {
+// waitUntil polls ready until it returns nil; the test fails if the process
+// exits first or ready still fails after 20s.
+func (p *proc) waitUntil(t *testing.T, what string, ready func() error) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		err := ready()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+			return
 		}
 		select {
 		case err := <-p.exited:
@@ -108,28 +107,46 @@ func waitHTTP(t *testing.T, p *proc, url string) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready: %v\n%s", url, err, p.stderr)
+			t.Fatalf("%s: %v\n%s", what, err, p.stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitHTTP polls url until it answers 200.
+func waitHTTP(t *testing.T, p *proc, url string) {
+	t.Helper()
+	p.waitUntil(t, url+" not ready", func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// waitNATS polls addr until it accepts a NATS connection.
+func waitNATS(t *testing.T, p *proc, addr string) {
+	t.Helper()
+	p.waitUntil(t, "no NATS connection to "+addr, func() error {
+		nc, err := nats.Connect("nats://"+addr, nats.Timeout(time.Second))
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	})
 }
 
 func startBrokerProc(t *testing.T) string {
 	t.Helper()
 	addr := freeAddr(t)
 	p := startProc(t, "broker", "--listen", addr, "--http", "off", "--no-jetstream")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		nc, err := nats.Connect("nats://"+addr, nats.Timeout(time.Second))
-		if err == nil {
-			nc.Close()
-			return "nats://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("broker not up: %v\n%s", err, p.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitNATS(t, p, addr)
+	return "nats://" + addr
 }
 
 // TestAgentSIGTERMUnderLoad runs a broker, two sidecars of one service and a
@@ -373,13 +390,12 @@ func TestStopWhileConnecting(t *testing.T) {
 		t.Run(args[0], func(t *testing.T) {
 			p := startProc(t, append(args, "--nats", "nats://127.0.0.1:1", "--connect-timeout", "60s", "--log-level", "debug")...)
 			// The debug line comes after the signal handler is installed.
-			deadline := time.Now().Add(20 * time.Second)
-			for !strings.Contains(p.stderr.String(), "connecting to NATS") {
-				if time.Now().After(deadline) {
-					t.Fatalf("never tried to connect:\n%s", p.stderr)
+			p.waitUntil(t, "never tried to connect", func() error {
+				if !strings.Contains(p.stderr.String(), "connecting to NATS") {
+					return errors.New("no \"connecting to NATS\" line yet")
 				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return nil
+			})
 			if code := p.stop(t); code != 0 {
 				t.Fatalf("exit %d after SIGTERM while connecting\n%s", code, p.stderr)
 			}

@@ -82,10 +82,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return failure{err}
 		}
-		if dir := filepath.Dir(jsonPath); dir != "" {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return failure{fmt.Errorf("bench: %v", err)}
-			}
+		if err := os.MkdirAll(filepath.Dir(jsonPath), 0o755); err != nil {
+			return failure{fmt.Errorf("bench: %v", err)}
 		}
 		if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
 			return failure{fmt.Errorf("bench: %v", err)}

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,26 +74,5 @@ func TestBridgeBadConfig(t *testing.T) {
 				t.Fatalf("stderr %q, want one line starting %q", out, tc.want)
 			}
 		})
-	}
-}
-
-func TestBridgeHelp(t *testing.T) {
-	cmd, stdout, stderr := natsmesh(t, nil, "bridge", "--help")
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%v\n%s", err, stderr)
-	}
-	got := append(stdout.Bytes(), stderr.Bytes()...)
-	golden := filepath.Join("testdata", "bridge-help.golden")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run with -update to accept):\n%s", golden, got)
 	}
 }

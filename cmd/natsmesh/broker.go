@@ -71,13 +71,11 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if err := b.Start(); err == nil {
-		err = b.Ready(30 * time.Second)
-	} else {
+	if err := b.Start(); err != nil {
 		b.Shutdown(context.Background())
 		return err
 	}
-	if err != nil {
+	if err := b.Ready(30 * time.Second); err != nil {
 		b.Shutdown(context.Background())
 		return err
 	}

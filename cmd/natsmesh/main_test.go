@@ -10,11 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -94,47 +91,10 @@ func startAndStop(t *testing.T, env []string, args ...string) {
 		env = append(env, "NATSMESH_LISTEN="+addr)
 		args = append([]string{"broker"}, args...)
 	}
-	cmd, _, stderr := natsmesh(t, env, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		nc, err := nats.Connect("nats://"+addr, nats.Timeout(time.Second))
-		if err == nil {
-			nc.Close()
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("natsmesh exited early: %v\n%s", err, stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no NATS connection to %s: %v\n%s", addr, err, stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if code := exitStatus(t, err); code != 0 {
-			t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("natsmesh did not exit after SIGTERM\n%s", stderr)
+	p := startProcEnv(t, env, args...)
+	waitNATS(t, p, addr)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, p.stderr)
 	}
 }
 
@@ -242,6 +202,7 @@ func TestHelp(t *testing.T) {
 		{"bench-help", []string{"bench", "--help"}},
 		{"version-help", []string{"version", "-h"}},
 		{"agent-help", []string{"agent", "--help"}},
+		{"bridge-help", []string{"bridge", "--help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd, stdout, stderr := natsmesh(t, nil, tc.args...)

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
+
+	"github.com/natsmesh/natsmesh/internal/buildinfo"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -23,21 +24,11 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stdout, "natsmesh %s\n%s\n", version, runtime.Version())
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, modified string
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					modified = " (modified)"
-				}
-			}
+	if rev, modified := buildinfo.Revision(); rev != "" {
+		if modified {
+			rev += " (modified)"
 		}
-		if rev != "" {
-			fmt.Fprintf(stdout, "revision %s%s\n", rev, modified)
-		}
+		fmt.Fprintf(stdout, "revision %s\n", rev)
 	}
 	return nil
 }

@@ -284,10 +284,10 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 	defer release()
 	acc := accounting{cpu: map[int]time.Duration{}, rss: map[int]int64{}, resetRSS: true}
 	before := map[int]time.Duration{}
-	all := procs
-	for _, p := range all {
-		acc.resetRSS = resetPeakRSS(strconv.Itoa(p.pid())) && acc.resetRSS
-		before[p.pid()], _ = cpuTime(strconv.Itoa(p.pid()))
+	for _, p := range procs {
+		pid := strconv.Itoa(p.pid())
+		acc.resetRSS = resetPeakRSS(pid) && acc.resetRSS
+		before[p.pid()], _ = cpuTime(pid)
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -307,7 +307,7 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 	runtime.ReadMemStats(&ms)
 	acc.mallocs = ms.Mallocs - mallocs
 	acc.selfCPU = selfAfter - selfBefore
-	for _, p := range all {
+	for _, p := range procs {
 		pid := strconv.Itoa(p.pid())
 		after, _ := cpuTime(pid)
 		acc.cpu[p.pid()] = after - before[p.pid()]
@@ -349,12 +349,18 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if _, err := e.startAgent(ctx, s, "agent-echo", natsURL, "--service", "echo", "--upstream", upstream, "--http", "off", "--grpc", "off"); err != nil {
+		if err := e.startAgent(ctx, s, "agent-echo", natsURL, "--service", "echo", "--upstream", upstream, "--http", "off", "--grpc", "off"); err != nil {
 			return nil, "", err
 		}
-		httpAddr, _ := freeAddr()
-		grpcAddr, _ := freeAddr()
-		if _, err := e.startAgent(ctx, s, "agent-client", natsURL, "--service", "client", "--http", httpAddr, "--grpc", grpcAddr); err != nil {
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		grpcAddr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		if err := e.startAgent(ctx, s, "agent-client", natsURL, "--service", "client", "--http", httpAddr, "--grpc", grpcAddr); err != nil {
 			return nil, "", err
 		}
 		if name == SidecarHTTP {
@@ -390,19 +396,8 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 			return nil, "", err
 		}
 		s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
-		if name == InprocHTTP {
-			client := &http.Client{Transport: a.Transport()}
-			s.target = func(int) (loadgen.Target, func(), error) {
-				return e.httpCall(client, "http://echo/echo"), func() {}, nil
-			}
-		} else {
-			cc, err := a.ClientConn("echo")
-			if err != nil {
-				return nil, "", err
-			}
-			s.target = func(int) (loadgen.Target, func(), error) {
-				return e.grpcCall(testpb.NewTestServiceClient(cc)), func() {}, nil
-			}
+		if s.target, err = e.agentTarget(a, name == InprocGRPC); err != nil {
+			return nil, "", err
 		}
 	case EmbeddedHTTP, EmbeddedGRPC:
 		s.noEcho = true
@@ -410,19 +405,8 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if name == EmbeddedHTTP {
-			c := &http.Client{Transport: client.Transport()}
-			s.target = func(int) (loadgen.Target, func(), error) {
-				return e.httpCall(c, "http://echo/echo"), func() {}, nil
-			}
-		} else {
-			cc, err := client.ClientConn("echo")
-			if err != nil {
-				return nil, "", err
-			}
-			s.target = func(int) (loadgen.Target, func(), error) {
-				return e.grpcCall(testpb.NewTestServiceClient(cc)), func() {}, nil
-			}
+		if s.target, err = e.agentTarget(client, name == EmbeddedGRPC); err != nil {
+			return nil, "", err
 		}
 	case NginxPair:
 		bin := e.opts.Nginx
@@ -501,21 +485,34 @@ func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
 	return "nats://" + addr, nil
 }
 
-func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, args ...string) (*proc, error) {
+func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, args ...string) error {
 	admin, err := freeAddr()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	args = append([]string{"agent", "--nats", natsURL, "--admin", admin, "--log-level", "warn"}, args...)
 	p, err := startProc(e.dir, name, e.opts.Exe, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.components = append(s.components, p)
-	if err := p.waitReady(ctx, 15*time.Second, httpReady("http://"+admin+"/readyz")); err != nil {
-		return nil, err
+	return p.waitReady(ctx, 15*time.Second, httpReady("http://"+admin+"/readyz"))
+}
+
+// agentTarget calls the echo service through a's client side, over gRPC or
+// HTTP; the agent's own pool serves every load, so there is nothing to release.
+func (e *env) agentTarget(a *agent.Agent, overGRPC bool) (func(int) (loadgen.Target, func(), error), error) {
+	var call loadgen.Target
+	if overGRPC {
+		cc, err := a.ClientConn("echo")
+		if err != nil {
+			return nil, err
+		}
+		call = e.grpcCall(testpb.NewTestServiceClient(cc))
+	} else {
+		call = e.httpCall(&http.Client{Transport: a.Transport()}, "http://echo/echo")
 	}
-	return p, nil
+	return func(int) (loadgen.Target, func(), error) { return call, func() {}, nil }, nil
 }
 
 // httpTarget makes POST url calls through a client pooled for the load's

@@ -66,11 +66,10 @@ func Closed(ctx context.Context, cfg ClosedConfig, target Target) (*Result, erro
 	start := time.Now()
 	end := start.Add(cfg.Duration)
 	var (
-		mu       sync.Mutex
-		started  int64
-		res      = &Result{Latency: &Recorder{MaxSamples: cfg.MaxSamples}}
-		wg       sync.WaitGroup
-		lastDone time.Time
+		mu      sync.Mutex
+		started int64
+		res     = &Result{Latency: &Recorder{MaxSamples: cfg.MaxSamples}}
+		wg      sync.WaitGroup
 	)
 	take := func() bool {
 		mu.Lock()
@@ -83,40 +82,57 @@ func Closed(ctx context.Context, cfg ClosedConfig, target Target) (*Result, erro
 	}
 	for range workers {
 		wg.Go(func() {
-			rec := &Recorder{MaxSamples: cfg.MaxSamples}
-			var calls, errs int64
-			var firstErr error
+			w := tally{rec: &Recorder{MaxSamples: cfg.MaxSamples}}
 			now := time.Now()
 			for now.Before(end) && ctx.Err() == nil && take() {
 				err := target(callCtx)
 				done := time.Now()
-				if err != nil {
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-				} else {
-					calls++
-					rec.Record(done.Sub(now))
-				}
+				w.call(err, done.Sub(now))
 				now = done
 			}
+			w.last = now
 			mu.Lock()
-			res.Calls += calls
-			res.Errors += errs
-			if res.FirstError == nil {
-				res.FirstError = firstErr
-			}
-			res.Latency.Merge(rec)
-			if now.After(lastDone) {
-				lastDone = now
-			}
+			res.add(&w, start)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	res.Elapsed = lastDone.Sub(start)
 	return res, nil
+}
+
+// tally is one worker's share of a run, added to the Result when it ends.
+type tally struct {
+	rec                 *Recorder
+	calls, errs, missed int64
+	firstErr            error
+	// last is when the worker's last call ended.
+	last time.Time
+}
+
+// call counts one call that returned err after latency d.
+func (w *tally) call(err error, d time.Duration) {
+	if err != nil {
+		w.errs++
+		if w.firstErr == nil {
+			w.firstErr = err
+		}
+		return
+	}
+	w.calls++
+	w.rec.Record(d)
+}
+
+// add merges a worker's tally into r; Elapsed runs from start to the latest
+// call end of any worker.
+func (r *Result) add(w *tally, start time.Time) {
+	r.Calls += w.calls
+	r.Errors += w.errs + w.missed
+	r.Missed += w.missed
+	if r.FirstError == nil {
+		r.FirstError = w.firstErr
+	}
+	r.Latency.Merge(w.rec)
+	r.Elapsed = max(r.Elapsed, w.last.Sub(start))
 }
 
 // OpenConfig configures an open-loop run.
@@ -163,11 +179,10 @@ func Open(ctx context.Context, cfg OpenConfig, target Target) (*Result, error) {
 	defer cancel()
 
 	var (
-		mu       sync.Mutex
-		next     int64 // index of the next call to take
-		res      = &Result{Latency: &Recorder{MaxSamples: cfg.MaxSamples}}
-		wg       sync.WaitGroup
-		lastDone = start
+		mu   sync.Mutex
+		next int64 // index of the next call to take
+		res  = &Result{Latency: &Recorder{MaxSamples: cfg.MaxSamples}}
+		wg   sync.WaitGroup
 	)
 	// Workers take the next index themselves: the schedule is arithmetic, so
 	// no dispatcher goroutine (whose own delays could skew it) is needed.
@@ -183,10 +198,7 @@ func Open(ctx context.Context, cfg OpenConfig, target Target) (*Result, error) {
 	}
 	for range workers {
 		wg.Go(func() {
-			rec := &Recorder{MaxSamples: cfg.MaxSamples}
-			var calls, errs, missed int64
-			var firstErr error
-			var last time.Time
+			w := tally{rec: &Recorder{MaxSamples: cfg.MaxSamples}}
 			timer := time.NewTimer(time.Hour)
 			timer.Stop()
 			for {
@@ -202,36 +214,18 @@ func Open(ctx context.Context, cfg OpenConfig, target Target) (*Result, error) {
 					}
 				}
 				if runCtx.Err() != nil {
-					missed++
+					w.missed++
 					continue
 				}
 				err := target(runCtx)
-				last = time.Now()
-				if err != nil {
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-					continue
-				}
-				calls++
-				rec.Record(last.Sub(due))
+				w.last = time.Now()
+				w.call(err, w.last.Sub(due))
 			}
 			mu.Lock()
-			res.Calls += calls
-			res.Errors += errs + missed
-			res.Missed += missed
-			if res.FirstError == nil {
-				res.FirstError = firstErr
-			}
-			res.Latency.Merge(rec)
-			if last.After(lastDone) {
-				lastDone = last
-			}
+			res.add(&w, start)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	res.Elapsed = lastDone.Sub(start)
 	return res, nil
 }
