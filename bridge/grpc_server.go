@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
@@ -195,15 +194,6 @@ func (s *GRPCServer) serve(ctx context.Context, caller string, req *GRPCRequest)
 	data.Free()
 	resp.Status = status.New(codes.OK, "")
 	return resp
-}
-
-// withRequestTimeout is ctx with a request's propagated timeout as its
-// deadline, or merely cancelable when the request carries none.
-func withRequestTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	if timeout > 0 {
-		return context.WithTimeout(ctx, timeout)
-	}
-	return context.WithCancel(ctx)
 }
 
 // callHandler runs a method handler, turning a panic into an Internal status.

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 	"net/textproto"
 	"strconv"
@@ -237,4 +238,13 @@ func statusOf(h nats.Header) (int, bool) {
 		return 0, false
 	}
 	return s, true
+}
+
+// withRequestTimeout is ctx with a request's propagated timeout as its
+// deadline, or merely cancelable when the request carries none.
+func withRequestTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout > 0 {
+		return context.WithTimeout(ctx, timeout)
+	}
+	return context.WithCancel(ctx)
 }

@@ -251,11 +251,7 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 	if err != nil {
 		return nil, nil, err
 	}
-	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
-	}
+	ctx, cancel = withRequestTimeout(ctx, timeout)
 	h, trailer := readHeaders(m.Header, false)
 	r = &http.Request{
 		Method:        method,
