@@ -114,15 +114,17 @@ func Start(cfg Config) (_ *Mesh, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var ordersAgent atomic.Pointer[agent.Agent]
-	client := &http.Client{Transport: lazyTransport{&ordersAgent}, Timeout: 10 * time.Second}
-	m.serve(l, Orders(client))
-	oa, err := startAgent(agent.Config{Service: "orders", Version: "1.0.0", Upstream: "http://" + l.Addr().String(),
-		Health: agent.HealthConfig{Path: "/healthz", Interval: time.Second}}, nil)
-	if err != nil {
+	// The agent's Transport works once the agent exists; the server serves
+	// before the agent starts and health-checks it.
+	if _, err := startAgent(agent.Config{Service: "orders", Version: "1.0.0", Upstream: "http://" + l.Addr().String(),
+		Health: agent.HealthConfig{Path: "/healthz", Interval: time.Second}},
+		func(a *agent.Agent) error {
+			m.serve(l, Orders(&http.Client{Transport: a.Transport(), Timeout: 10 * time.Second}))
+			return nil
+		}); err != nil {
+		l.Close()
 		return nil, err
 	}
-	ordersAgent.Store(oa)
 
 	// clock: a NATS-native micro service.
 	nc, err := connect("clock")
@@ -210,18 +212,6 @@ func (m *Mesh) Shutdown(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// lazyTransport sends through an agent that starts after the server that
-// uses it.
-type lazyTransport struct{ a *atomic.Pointer[agent.Agent] }
-
-func (t lazyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	a := t.a.Load()
-	if a == nil {
-		return nil, errors.New("shop: orders agent not started")
-	}
-	return a.Transport().RoundTrip(r)
 }
 
 // Inventory serves GET /stock/{sku}: how many of sku are in stock, from the
