@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -248,7 +249,11 @@ func Orders(inventory *http.Client) http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"sku": "apple", "qty": 2}`})
 			return
 		}
-		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://inventory/stock/"+order.SKU, nil)
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://inventory/stock/"+url.PathEscape(order.SKU), nil)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
 		req.Header.Set("Traceparent", r.Header.Get("Traceparent"))
 		resp, err := inventory.Do(req)
 		if err != nil {
