@@ -47,6 +47,7 @@ type Mesh struct {
 	servers []*http.Server // the services' own
 	clock   micro.Service
 	conns   []*nats.Conn
+	log     *slog.Logger
 	once    sync.Once
 }
 
@@ -64,7 +65,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Mesh{}
+	m := &Mesh{log: cfg.Logger}
 	defer func() {
 		if err != nil {
 			m.Shutdown(context.Background())
@@ -151,7 +152,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			return nil, fmt.Errorf("shop: proxy: %w", err)
 		}
 		m.ProxyAddr = l.Addr().String()
-		go web.ServeHTTPProxy(l)
+		m.goServe("proxy", func() error { return web.ServeHTTPProxy(l) })
 	}
 
 	// The edge gateway.
@@ -179,7 +180,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		m.GatewayAddr = l.Addr().String()
 		srv := g.Server(m.GatewayAddr, nil)
 		m.gateway = srv
-		go srv.Serve(bridge.GuardFraming(l))
+		m.goServe("gateway", func() error { return srv.Serve(bridge.GuardFraming(l)) })
 	}
 	return m, nil
 }
@@ -187,7 +188,17 @@ func Start(cfg Config) (_ *Mesh, err error) {
 func (m *Mesh) serve(l net.Listener, h http.Handler) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	m.servers = append(m.servers, srv)
-	go srv.Serve(l)
+	m.goServe("service", func() error { return srv.Serve(l) })
+}
+
+// goServe runs serve in the background and logs how it failed, unless it
+// stopped for Shutdown.
+func (m *Mesh) goServe(part string, serve func() error) {
+	go func() {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("shop: serving stopped", "part", part, "err", err)
+		}
+	}()
 }
 
 // Shutdown stops every part, outside in: the gateway first (it stops
