@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -146,5 +145,4 @@ func TestErrorMsgSanitizesMessage(t *testing.T) {
 	if v := m.Header.Get(HeaderErrorMessage); v != "line one  Status: 503 " {
 		t.Fatalf("message header %q", v)
 	}
-	var _ = http.StatusOK
 }

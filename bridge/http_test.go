@@ -17,26 +17,19 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 )
 
-// runServer starts an in-process nats-server on a random loopback port,
-// stopped when the test ends. (To move to internal/meshtest.)
+// runServer starts a broker (meshtest.Broker without JetStream or lame-duck
+// mode) and returns its nats-server, stopped when the test ends.
 func runServer(t testing.TB) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		s.Shutdown()
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
+	return meshtest.Broker(t, func(c *broker.Config) {
+		c.NoJetStream = true
+		c.LameDuckDuration = -1
+	}).Server()
 }
 
 // connect opens a client connection over TCP to s, closed when the test ends.

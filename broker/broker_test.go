@@ -346,16 +346,7 @@ func TestShutdown(t *testing.T) {
 	})
 
 	t.Run("twice and concurrently", func(t *testing.T) {
-		b, err := New(Config{Listen: ":-1", HTTP: "127.0.0.1:-1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Ready(10 * time.Second); err != nil {
-			t.Fatal(err)
-		}
+		b := run(t, Config{Listen: ":-1", HTTP: "127.0.0.1:-1"})
 		dir := b.Server().StoreDir()
 		if !b.Server().JetStreamEnabled() || dir == "" {
 			t.Fatal("JetStream is not on by default")
@@ -379,16 +370,7 @@ func TestShutdown(t *testing.T) {
 	t.Run("lame duck closes clients", func(t *testing.T) {
 		cfg := testConfig()
 		cfg.LameDuckDuration = 400 * time.Millisecond
-		b, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Ready(10 * time.Second); err != nil {
-			t.Fatal(err)
-		}
+		b := run(t, cfg)
 		ldm := make(chan struct{})
 		nc, err := nats.Connect(b.ClientURL(), nats.NoReconnect(),
 			nats.LameDuckModeHandler(func(*nats.Conn) { close(ldm) }))
@@ -403,29 +385,18 @@ func TestShutdown(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Error("client was not told about lame-duck mode")
 		}
-		if !nc.IsClosed() {
-			checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-				if !nc.IsClosed() {
-					return errors.New("client still connected")
-				}
-				return nil
-			})
-		}
+		checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			if !nc.IsClosed() {
+				return errors.New("client still connected")
+			}
+			return nil
+		})
 	})
 
 	t.Run("context ends lame duck early", func(t *testing.T) {
 		cfg := testConfig()
 		cfg.LameDuckDuration = time.Minute
-		b, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Ready(10 * time.Second); err != nil {
-			t.Fatal(err)
-		}
+		b := run(t, cfg)
 		nc, err := b.InProcessConn(nats.NoReconnect())
 		if err != nil {
 			t.Fatal(err)
@@ -540,7 +511,10 @@ func TestConfigFileDecides(t *testing.T) {
 	if opts.LameDuckDuration != time.Second {
 		t.Errorf("an explicit lame duck duration lost to the file: %v", opts.LameDuckDuration)
 	}
-	if opts, _ := (Config{}).options(); !opts.JetStream || opts.LameDuckDuration != DefaultLameDuckDuration {
+	if opts, err = (Config{}).options(); err != nil {
+		t.Fatal(err)
+	}
+	if !opts.JetStream || opts.LameDuckDuration != DefaultLameDuckDuration {
 		t.Errorf("defaults without a file: jetstream %v, lame duck %v", opts.JetStream, opts.LameDuckDuration)
 	}
 }
@@ -550,16 +524,7 @@ func TestConfigFileDecides(t *testing.T) {
 func TestNoLameDuck(t *testing.T) {
 	cfg := testConfig()
 	cfg.LameDuckDuration = -1
-	b, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Ready(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	b := run(t, cfg)
 	nc, err := nats.Connect(b.ClientURL(), nats.NoReconnect())
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,7 @@ type Mesh struct {
 	servers []*http.Server // the services' own
 	clock   micro.Service
 	conns   []*nats.Conn
+	log     *slog.Logger
 	once    sync.Once
 }
 
@@ -63,7 +65,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Mesh{}
+	m := &Mesh{log: cfg.Logger}
 	defer func() {
 		if err != nil {
 			m.Shutdown(context.Background())
@@ -114,15 +116,17 @@ func Start(cfg Config) (_ *Mesh, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var ordersAgent atomic.Pointer[agent.Agent]
-	client := &http.Client{Transport: lazyTransport{&ordersAgent}, Timeout: 10 * time.Second}
-	m.serve(l, Orders(client))
-	oa, err := startAgent(agent.Config{Service: "orders", Version: "1.0.0", Upstream: "http://" + l.Addr().String(),
-		Health: agent.HealthConfig{Path: "/healthz", Interval: time.Second}}, nil)
-	if err != nil {
+	// The agent's Transport works once the agent exists; the server serves
+	// before the agent starts and health-checks it.
+	if _, err := startAgent(agent.Config{Service: "orders", Version: "1.0.0", Upstream: "http://" + l.Addr().String(),
+		Health: agent.HealthConfig{Path: "/healthz", Interval: time.Second}},
+		func(a *agent.Agent) error {
+			m.serve(l, Orders(&http.Client{Transport: a.Transport(), Timeout: 10 * time.Second}))
+			return nil
+		}); err != nil {
+		l.Close()
 		return nil, err
 	}
-	ordersAgent.Store(oa)
 
 	// clock: a NATS-native micro service.
 	nc, err := connect("clock")
@@ -148,7 +152,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			return nil, fmt.Errorf("shop: proxy: %w", err)
 		}
 		m.ProxyAddr = l.Addr().String()
-		go web.ServeHTTPProxy(l)
+		m.goServe("proxy", func() error { return web.ServeHTTPProxy(l) })
 	}
 
 	// The edge gateway.
@@ -176,7 +180,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		m.GatewayAddr = l.Addr().String()
 		srv := g.Server(m.GatewayAddr, nil)
 		m.gateway = srv
-		go srv.Serve(bridge.GuardFraming(l))
+		m.goServe("gateway", func() error { return srv.Serve(bridge.GuardFraming(l)) })
 	}
 	return m, nil
 }
@@ -184,7 +188,17 @@ func Start(cfg Config) (_ *Mesh, err error) {
 func (m *Mesh) serve(l net.Listener, h http.Handler) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	m.servers = append(m.servers, srv)
-	go srv.Serve(l)
+	m.goServe("service", func() error { return srv.Serve(l) })
+}
+
+// goServe runs serve in the background and logs how it failed, unless it
+// stopped for Shutdown.
+func (m *Mesh) goServe(part string, serve func() error) {
+	go func() {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("shop: serving stopped", "part", part, "err", err)
+		}
+	}()
 }
 
 // Shutdown stops every part, outside in: the gateway first (it stops
@@ -210,18 +224,6 @@ func (m *Mesh) Shutdown(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// lazyTransport sends through an agent that starts after the server that
-// uses it.
-type lazyTransport struct{ a *atomic.Pointer[agent.Agent] }
-
-func (t lazyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	a := t.a.Load()
-	if a == nil {
-		return nil, errors.New("shop: orders agent not started")
-	}
-	return a.Transport().RoundTrip(r)
 }
 
 // Inventory serves GET /stock/{sku}: how many of sku are in stock, from the
@@ -258,7 +260,11 @@ func Orders(inventory *http.Client) http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"sku": "apple", "qty": 2}`})
 			return
 		}
-		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://inventory/stock/"+order.SKU, nil)
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://inventory/stock/"+url.PathEscape(order.SKU), nil)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
 		req.Header.Set("Traceparent", r.Header.Get("Traceparent"))
 		resp, err := inventory.Do(req)
 		if err != nil {

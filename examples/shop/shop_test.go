@@ -49,6 +49,7 @@ func TestShop(t *testing.T) {
 		{"unknown sku", "GET", gw + "/stock/kiwi", "", http.DefaultClient, 404, "unknown sku kiwi"},
 		{"order calls inventory", "POST", gw + "/orders", `{"sku":"apple","qty":2}`, http.DefaultClient, 201, `"qty":2,"sku":"apple","stock_from":"inventory/v`},
 		{"order out of stock", "POST", gw + "/orders", `{"sku":"plum","qty":1}`, http.DefaultClient, 409, "only 0 plum in stock"},
+		{"sku not valid in a URL", "POST", gw + "/orders", `{"sku":"%zz","qty":1}`, http.DefaultClient, 404, "inventory: 404"},
 		{"bad order", "POST", gw + "/orders", `nonsense`, http.DefaultClient, 400, "want"},
 		{"micro service", "POST", gw + "/time", "UTC", http.DefaultClient, 200, "Z\n"},
 		{"micro error", "POST", gw + "/time", "Mars/Base", http.DefaultClient, 400, "unknown time zone"},
