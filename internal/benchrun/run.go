@@ -309,9 +309,16 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 	acc.selfCPU = selfAfter - selfBefore
 	for _, p := range procs {
 		pid := strconv.Itoa(p.pid())
-		after, _ := cpuTime(pid)
+		after, err := cpuTime(pid)
+		if err != nil {
+			// Its figures would be a negative CPU time and no RSS: a
+			// component that died under load fails the scenario instead.
+			return fmt.Errorf("%s stopped during the load: %w", p.name, err)
+		}
 		acc.cpu[p.pid()] = after - before[p.pid()]
-		acc.rss[p.pid()], _ = peakRSS(pid)
+		if acc.rss[p.pid()], err = peakRSS(pid); err != nil {
+			return fmt.Errorf("%s stopped during the load: %w", p.name, err)
+		}
 	}
 	if res.Calls == 0 {
 		return fmt.Errorf("no call succeeded: %v", res.FirstError)
