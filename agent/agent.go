@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"regexp"
 	"sync"
@@ -13,7 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // ErrConfig is wrapped by every error about an invalid Config.
@@ -42,20 +44,35 @@ type Config struct {
 	// MaxConcurrent bounds the calls in flight to the local service. Zero means
 	// 1024; a negative value means no limit.
 	MaxConcurrent int
-	// Timeout bounds an outbound call whose caller set no deadline. Zero means
-	// bridge.DefaultTimeout (30s).
+	// Timeout bounds an outbound call whose caller set no deadline, and an
+	// inbound call whose message propagates none. Zero means
+	// pipeline.DefaultTimeout (30s).
 	Timeout time.Duration
+	// ReconnectGrace is how long an outbound call made while the broker
+	// connection is down waits for it to return before failing with
+	// broker-unavailable. Zero means pipeline.DefaultReconnectGrace (2s);
+	// negative fails at once.
+	ReconnectGrace time.Duration
+	// Domains are mesh domains accepted after a service name in a request's
+	// host ("orders.svc.cluster.local" with "svc.cluster.local"), besides
+	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
+	Domains []string
+	// Outbound and Inbound are the middleware of the agent's two call
+	// pipelines, the first outermost (see package pipeline for the order
+	// the mesh composes them in).
+	Outbound []pipeline.OutboundMiddleware
+	Inbound  []pipeline.InboundMiddleware
 	// Health configures the health checks of the local service.
 	Health HealthConfig
+	// Admin adds endpoints to the agent's admin handler, by pattern
+	// ("GET /metrics", "GET /config"); see AdminHandler.
+	Admin map[string]http.Handler
 	// Logger receives the agent's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // semver is what nats.go/micro accepts as a service version (semver.org).
 var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
-
-// defaultMaxConcurrent matches Envoy's default max_requests per cluster.
-const defaultMaxConcurrent = 1024
 
 // Agent is one service instance's agent. Create it with New, add in-process
 // handlers if any, then Start it.
@@ -67,6 +84,8 @@ type Agent struct {
 
 	in  *inbound
 	out *outbound
+	// send is the outbound pipeline every outbound entry point uses.
+	send *pipeline.Outbound
 
 	mu      sync.Mutex
 	started bool
@@ -78,6 +97,11 @@ type Agent struct {
 
 // New validates cfg and returns an agent on nc. It does not subscribe or
 // listen: that is Start's job.
+//
+// nc must deliver replies under the service's inbox prefix
+// (wire.InboxPrefix), which the broker's permissions give to that service
+// alone: connect with [Connect], or pass
+// nats.CustomInboxPrefix(wire.InboxPrefix(service)) to nats.Connect.
 func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil NATS connection", ErrConfig)
@@ -86,11 +110,23 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkInboxPrefix(nc, cfg.Service); err != nil {
+		return nil, err
+	}
+	send, err := pipeline.NewOutbound(nc, pipeline.OutboundConfig{
+		Timeout:        cfg.Timeout,
+		ReconnectGrace: cfg.ReconnectGrace,
+		Middleware:     cfg.Outbound,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	a := &Agent{
 		nc:       nc,
 		cfg:      cfg,
 		log:      cfg.Logger.With("service", cfg.Service),
 		upstream: upstream,
+		send:     send,
 		done:     make(chan struct{}),
 	}
 	a.out = newOutbound(a)
@@ -108,14 +144,14 @@ func (c Config) Validate() error {
 // normalize validates c, fills in its defaults, and returns the parsed
 // upstream (nil when there is none).
 func (c *Config) normalize() (*url.URL, error) {
-	if err := bridge.ValidateName("service", c.Service); err != nil {
+	if err := wire.ValidateName("service", c.Service); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if c.Subset == bridge.AnySubset {
+	if c.Subset == wire.AnySubset {
 		c.Subset = ""
 	}
 	if c.Subset != "" {
-		if err := bridge.ValidateName("subset", c.Subset); err != nil {
+		if err := wire.ValidateName("subset", c.Subset); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
@@ -123,13 +159,13 @@ func (c *Config) normalize() (*url.URL, error) {
 		return nil, fmt.Errorf("%w: version %q is not semantic (1.2.3, 2.0.0-rc.1)", ErrConfig, c.Version)
 	}
 	if c.MaxConcurrent == 0 {
-		c.MaxConcurrent = defaultMaxConcurrent
+		c.MaxConcurrent = pipeline.DefaultMaxConcurrent
 	}
 	if c.Timeout < 0 {
 		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, c.Timeout)
 	}
 	if c.Timeout == 0 {
-		c.Timeout = bridge.DefaultTimeout
+		c.Timeout = pipeline.DefaultTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -162,8 +198,8 @@ func parseUpstream(s string) (*url.URL, error) {
 // limitsNow bounds a message by the max_payload of the server the agent is
 // connected to now (it may change on reconnect; 0 before the first
 // connection means the default).
-func (a *Agent) limitsNow() bridge.Limits {
-	return bridge.Limits{MaxPayload: a.nc.MaxPayload()}
+func (a *Agent) limitsNow() wire.Limits {
+	return wire.Limits{MaxPayload: a.nc.MaxPayload()}
 }
 
 // Name returns the agent's service name, its identity on the mesh.
@@ -182,6 +218,14 @@ func (a *Agent) Start() error {
 	if a.started {
 		return nil
 	}
+	if a.in.enabled() {
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := a.in.start(ctx); err != nil {
+			cancel()
+			return fmt.Errorf("agent: %w", err)
+		}
+		a.stop = cancel
+	}
 	svc, err := micro.AddService(a.nc, micro.Config{
 		Name:        a.cfg.Service,
 		Version:     a.version(),
@@ -192,15 +236,13 @@ func (a *Agent) Start() error {
 		// dispatches concurrently; micro endpoints do neither.
 	})
 	if err != nil {
+		if a.stop != nil {
+			a.stop()
+		}
 		return fmt.Errorf("agent: registering %s for discovery: %w", a.cfg.Service, err)
 	}
 	a.svc = svc
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stop = cancel
 	a.started = true
-	if a.in.enabled() {
-		a.in.start(ctx)
-	}
 	return nil
 }
 
@@ -212,8 +254,15 @@ func (a *Agent) version() string {
 }
 
 func (a *Agent) metadata() map[string]string {
-	subjects, queues := bridge.ServiceSubjects(a.cfg.Service, a.cfg.Subset)
-	md := map[string]string{"natsmesh.subset": a.cfg.Subset}
+	md := map[string]string{}
+	if a.cfg.Subset != "" {
+		md["natsmesh.subset"] = a.cfg.Subset
+	}
+	if !a.in.enabled() {
+		md["natsmesh.inbound"] = "none"
+		return md
+	}
+	subjects, queues := wire.ServiceSubjects(a.cfg.Service, a.cfg.Subset)
 	for i, s := range subjects {
 		md[fmt.Sprintf("natsmesh.subject.%d", i)] = s + " queue=" + queues[i]
 	}
@@ -295,14 +344,3 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 
 // Done is closed when Shutdown has finished.
 func (a *Agent) Done() <-chan struct{} { return a.done }
-
-// request sends one outbound call under the agent's default timeout. It is
-// the seam where policies (retries, breakers, limits) wrap the NATS request.
-func (a *Agent) request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.cfg.Timeout)
-		defer cancel()
-	}
-	return bridge.Request(ctx, a.nc, m)
-}

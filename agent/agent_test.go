@@ -20,9 +20,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -31,7 +31,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // t.Cleanup.
 func startAgent(t *testing.T, b *broker.Broker, cfg Config, before ...func(*Agent)) *Agent {
 	t.Helper()
-	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(bridge.InboxPrefix(cfg.Service)))
+	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service)))
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
@@ -174,7 +174,7 @@ func TestHTTPSidecarToSidecar(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 503 || resp.Header.Get(bridge.HeaderError) != "" || resp.Header.Get("X-Instance") != "orders-1" {
+		if resp.StatusCode != 503 || resp.Header.Get(wire.HeaderError) != "" || resp.Header.Get("X-Instance") != "orders-1" {
 			t.Errorf("got %d %v, want the service's own 503", resp.StatusCode, resp.Header)
 		}
 	})
@@ -184,7 +184,7 @@ func TestHTTPSidecarToSidecar(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 404 || resp.Header.Get(bridge.HeaderError) != string(bridge.KindNoRoute) {
+		if resp.StatusCode != 404 || resp.Header.Get(wire.HeaderError) != string(wire.KindNoRoute) {
 			t.Errorf("got %d %v, want 404 no-route", resp.StatusCode, resp.Header)
 		}
 	})
@@ -201,7 +201,7 @@ func TestNoInstanceFailsFast(t *testing.T) {
 	}
 	resp.Body.Close()
 	took := time.Since(start)
-	if resp.StatusCode != 503 || resp.Header.Get(bridge.HeaderError) != string(bridge.KindNoResponders) {
+	if resp.StatusCode != 503 || resp.Header.Get(wire.HeaderError) != string(wire.KindNoResponders) {
 		t.Fatalf("got %d %v, want 503 no-responders", resp.StatusCode, resp.Header)
 	}
 	// Not a timing assertion of speed, only of kind: a timeout would take
@@ -253,7 +253,7 @@ func TestInProcessAndSidecarMix(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 503 || resp.Header.Get(bridge.HeaderError) != "no-responders" {
+		if resp.StatusCode != 503 || resp.Header.Get(wire.HeaderError) != "no-responders" {
 			t.Errorf("got %d %v", resp.StatusCode, resp.Header)
 		}
 	})
@@ -327,7 +327,7 @@ func TestStartsServingOnlyWhenHealthy(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	nc := meshtest.Conn(t, b)
+	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("orders")))
 	a, err := New(nc, Config{Service: "orders", Upstream: "http://" + addr, Logger: quiet,
 		Health: HealthConfig{Interval: 50 * time.Millisecond}})
 	if err != nil {
@@ -386,7 +386,7 @@ func TestConcurrencyLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 503 || resp.Header.Get(bridge.HeaderError) != "overloaded" || resp.Header.Get("Retry-After") == "" {
+	if resp.StatusCode != 503 || resp.Header.Get(wire.HeaderError) != "overloaded" || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("third call: %d %v, want 503 overloaded with Retry-After", resp.StatusCode, resp.Header)
 	}
 	close(release)
@@ -440,7 +440,7 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 					ok.Add(1)
 				} else {
 					failed.Add(1)
-					t.Logf("failed call: %d %s", resp.StatusCode, resp.Header.Get(bridge.HeaderError))
+					t.Logf("failed call: %d %s", resp.StatusCode, resp.Header.Get(wire.HeaderError))
 				}
 			}
 		}()
@@ -565,14 +565,14 @@ func TestRawNATSCaller(t *testing.T) {
 	})
 	nc := meshtest.Conn(t, b)
 	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{
-		bridge.HeaderMethod: {"GET"}, bridge.HeaderPath: {"/hang"},
+		wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/hang"},
 		"Mesh-Hdr-mesh-caller": {"admin"}, "Mesh-Hdr-MESH-CALLER": {"root"},
 	}}
 	reply, err := nc.RequestMsg(m, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sawDeadline.Load() || reply.Header.Get(bridge.HeaderStatus) != "504" {
+	if !sawDeadline.Load() || reply.Header.Get(wire.HeaderStatus) != "504" {
 		t.Errorf("handler deadline %v, reply %v: want the agent's default deadline applied", sawDeadline.Load(), reply.Header)
 	}
 	if got := sawCallers.Load(); got != "web" {

@@ -20,8 +20,8 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/natsmesh/natsmesh/agent"
-	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // The benchmarks here measure one full round trip of the hot path through a
@@ -51,7 +51,7 @@ func (echoGRPC) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb
 // benchAgent starts an agent for service on a connection of its own.
 func benchAgent(b *testing.B, url string, cfg agent.Config, before func(*agent.Agent)) *agent.Agent {
 	b.Helper()
-	nc, err := nats.Connect(url, nats.CustomInboxPrefix(bridge.InboxPrefix(cfg.Service)))
+	nc, err := nats.Connect(url, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func BenchmarkAgentHTTPInProcess(b *testing.B) {
 func BenchmarkAgentHTTPEmbedded(b *testing.B) {
 	br := meshtest.Broker(b)
 	start := func(service string, before func(*agent.Agent)) *agent.Agent {
-		nc, err := br.InProcessConn(nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+		nc, err := br.InProcessConn(nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		if err != nil {
 			b.Fatal(err)
 		}

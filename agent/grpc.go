@@ -8,7 +8,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 
-	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/meshgrpc"
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // grpcWindow is the fixed HTTP/2 flow-control window of the agent's gRPC
@@ -31,29 +33,31 @@ func (a *Agent) GRPCServer() grpc.ServiceRegistrar {
 		panic("agent: GRPCServer after Start")
 	}
 	if a.in.grpcServer == nil {
-		a.in.grpcServer = bridge.NewGRPCServer(bridge.WithGRPCLimits(a.limitsNow()))
-		a.in.serveGRPC = a.in.grpcServer.ServeMsg
+		a.in.grpcServer = meshgrpc.NewServer(meshgrpc.WithLimits(a.limitsNow()))
 	}
 	return a.in.grpcServer
 }
 
 // ClientConn returns a connection for generated gRPC clients
-// (pb.NewOrdersClient(conn)) whose unary calls go to service over the mesh,
-// in process, from this agent's service. Streaming calls fail with
-// Unimplemented.
-func (a *Agent) ClientConn(service string) (grpc.ClientConnInterface, error) {
-	if err := bridge.ValidateName("service", service); err != nil {
+// (pb.NewOrdersClient(conn)) whose unary calls go over the mesh, in process,
+// from this agent's service, to dest: a service ("orders") or one subset of
+// it ("v2.orders"), in the forms of wire.ParseHost. Streaming calls fail
+// with Unimplemented.
+func (a *Agent) ClientConn(dest string) (grpc.ClientConnInterface, error) {
+	service, subset, err := wire.ParseHost(dest, a.cfg.Domains)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return &bridge.GRPCClient{Request: a.request, Caller: a.cfg.Service, Service: service, Limits: a.limitsNow()}, nil
+	return &meshgrpc.Client{Sender: a.send, Caller: a.cfg.Service, Service: service, Subset: subset, Limits: a.limitsNow()}, nil
 }
 
 // ServeGRPCProxy serves the outbound gRPC proxy on l until Shutdown: an h2c
 // listener that forwards any unary method, with no generated code, to the
-// service named by the call's :authority (grpc.NewClient("orders:15002") or
-// grpc.WithAuthority("orders")). It returns nil after Shutdown.
+// service named by the call's :authority (grpc.NewClient("orders:15002"),
+// grpc.WithAuthority("orders") or "v2.orders"). It returns nil after
+// Shutdown.
 func (a *Agent) ServeGRPCProxy(l net.Listener) error {
-	p := &bridge.GRPCProxy{Request: a.request, Caller: a.cfg.Service, Limits: a.limitsNow()}
+	p := &meshgrpc.Proxy{Sender: a.send, Caller: a.cfg.Service, Limits: a.limitsNow(), Domains: a.cfg.Domains}
 	srv := grpc.NewServer(append(p.ServerOptions(),
 		grpc.InitialWindowSize(grpcWindow), grpc.InitialConnWindowSize(grpcWindow))...)
 	stopper := func(ctx context.Context) error {
@@ -81,10 +85,10 @@ func (a *Agent) ServeGRPCProxy(l net.Listener) error {
 }
 
 // grpcUpstream serves inbound gRPC calls from the h2c upstream.
-func (in *inbound) grpcUpstream(ctx context.Context, m *nats.Msg) *nats.Msg {
+func (in *inbound) grpcUpstream(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
 	cc, err := in.grpcConn()
 	if err != nil {
-		return bridge.ErrorMsg(&bridge.Error{Kind: bridge.KindUpstream, Message: err.Error(), Err: err})
+		return nil, &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}
 	}
-	return bridge.ServeGRPCUpstream(ctx, cc, m, in.a.limitsNow())
+	return (&meshgrpc.Upstream{Conn: cc, Limits: in.a.limitsNow()}).ServeCall(ctx, c)
 }

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // outbound sends the calls the agent's service makes.
@@ -50,40 +50,43 @@ func (o *outbound) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// HTTPProxy returns the outbound HTTP handler. The destination service is the
+// HTTPProxy returns the outbound HTTP handler. The destination is the
 // request's host: the absolute-form target a client sends to its HTTP proxy
 // (HTTP_PROXY=http://<agent>, then GET http://orders/v1/items), or the Host
-// header (Host: orders). A port in either is ignored.
+// header (Host: orders). "v2.orders" names the v2 subset; a mesh domain may
+// follow ("orders.mesh"); a port is ignored (see wire.ParseHost).
 func (a *Agent) HTTPProxy() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
-			bridge.WriteHTTPError(w, bridge.Errorf(bridge.KindBadRequest, "CONNECT tunnels are not supported: call http://<service>/ and the mesh secures the hop"))
+			wire.WriteHTTPError(w, wire.Errorf(wire.KindBadRequest, "CONNECT tunnels are not supported: call http://<service>/ and the mesh secures the hop"))
 			return
 		}
 		host := r.Host
 		if r.URL.IsAbs() && r.URL.Host != "" {
 			host = r.URL.Host
 		}
-		service, err := serviceFromHost(host)
+		service, subset, err := wire.ParseHost(host, a.cfg.Domains)
 		if err != nil {
-			bridge.WriteHTTPError(w, err)
+			wire.WriteHTTPError(w, err)
 			return
 		}
-		a.forwardHTTP(w, r, service)
+		a.forwardHTTP(w, r, service, subset)
 	})
 }
 
 // BindHandler returns an outbound HTTP handler that sends every request to
-// service, whatever its host: for clients that can set neither a proxy nor a
-// Host header, each destination gets a local port of its own.
-func (a *Agent) BindHandler(service string) (http.Handler, error) {
-	if err := bridge.ValidateName("service", service); err != nil {
-		return nil, fmt.Errorf("%w: bind: %w", ErrConfig, err)
+// dest (a service, or SUBSET.SERVICE), whatever its host: for clients that
+// can set neither a proxy nor a Host header, each destination gets a local
+// port of its own.
+func (a *Agent) BindHandler(dest string) (http.Handler, error) {
+	service, subset, err := wire.ParseHost(dest, a.cfg.Domains)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bind %q: %w", ErrConfig, dest, err)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The client addressed a local port; the service sees its own name.
 		r.Host = service
-		a.forwardHTTP(w, r, service)
+		a.forwardHTTP(w, r, service, subset)
 	}), nil
 }
 
@@ -93,9 +96,9 @@ func (a *Agent) ServeHTTPProxy(l net.Listener) error {
 	return a.serveHTTP(l, a.HTTPProxy())
 }
 
-// ServeBind serves BindHandler(service) on l until Shutdown.
-func (a *Agent) ServeBind(l net.Listener, service string) error {
-	h, err := a.BindHandler(service)
+// ServeBind serves BindHandler(dest) on l until Shutdown.
+func (a *Agent) ServeBind(l net.Listener, dest string) error {
+	h, err := a.BindHandler(dest)
 	if err != nil {
 		l.Close()
 		return err
@@ -108,7 +111,7 @@ func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    bridge.DefaultMaxHeaderBytes + 4096,
+		MaxHeaderBytes:    wire.DefaultMaxHeaderBytes + 4096,
 		ErrorLog:          nil,
 	}
 	if !a.out.track(srv.Shutdown) {
@@ -121,52 +124,28 @@ func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
 	return nil
 }
 
-// serviceFromHost reads the destination service from a request host.
-func serviceFromHost(host string) (string, error) {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if err := bridge.ValidateName("service", host); err != nil {
-		return "", &bridge.Error{Kind: bridge.KindNoRoute, Message: fmt.Sprintf("%q is not a mesh service name", host)}
-	}
-	return host, nil
-}
-
-func (a *Agent) forwardHTTP(w http.ResponseWriter, r *http.Request, service string) {
-	resp, err := a.roundTrip(r, service)
+func (a *Agent) forwardHTTP(w http.ResponseWriter, r *http.Request, service, subset string) {
+	resp, err := a.roundTrip(r, service, subset)
 	if err != nil {
-		bridge.WriteHTTPError(w, err)
+		wire.WriteHTTPError(w, err)
 		return
 	}
-	bridge.WriteHTTPResponse(w, resp)
+	wire.WriteHTTPResponse(w, resp)
 }
 
-// roundTrip sends one HTTP call to service over NATS. Mesh failures come back
-// as *bridge.Error.
-func (a *Agent) roundTrip(r *http.Request, service string) (*http.Response, error) {
-	ctx := r.Context()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.cfg.Timeout)
-		defer cancel()
-		r = r.WithContext(ctx)
-	}
-	subject := bridge.Subject{Service: service, Caller: a.cfg.Service, Proto: bridge.ProtoHTTP, Op: r.Method}.String()
-	m, err := bridge.EncodeHTTPRequest(r, subject, a.limitsNow())
+// roundTrip sends one HTTP call to service over the outbound pipeline. Mesh
+// failures come back as *wire.Error.
+func (a *Agent) roundTrip(r *http.Request, service, subset string) (*http.Response, error) {
+	c, err := pipeline.NewHTTPCall(r, pipeline.Call{Service: service, Subset: subset, Caller: a.cfg.Service}, a.limitsNow())
 	if err != nil {
 		return nil, err
 	}
-	reply, err := a.request(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	return bridge.DecodeHTTPResponse(reply)
+	return pipeline.SendHTTP(r.Context(), a.send, c)
 }
 
 // Transport returns an http.RoundTripper that sends requests over the mesh
 // from this agent's service, in process: the URL's host names the service
-// (http://orders/v1/items). Mesh failures come back as responses, exactly as
+// (http://orders/v1/items, http://v2.orders/ for a subset). Mesh failures come back as responses, exactly as
 // the sidecar proxy answers them (a 503 with a Mesh-Error header, and so on),
 // so code behaves the same in both modes; only a request that cannot be read
 // at all is an error.
@@ -187,12 +166,12 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if host == "" {
 		host = r.Host
 	}
-	service, err := serviceFromHost(host)
+	service, subset, err := wire.ParseHost(host, t.a.cfg.Domains)
 	if err != nil {
 		closeBody(r)
 		return errorResponse(r, err), nil
 	}
-	resp, err := t.a.roundTrip(r, service)
+	resp, err := t.a.roundTrip(r, service, subset)
 	if err != nil {
 		return errorResponse(r, err), nil
 	}
@@ -209,7 +188,7 @@ func closeBody(r *http.Request) {
 // errorResponse is the response a mesh error makes, as the sidecar proxy
 // writes it.
 func errorResponse(r *http.Request, err error) *http.Response {
-	resp := bridge.HTTPErrorResponse(err)
+	resp := wire.HTTPErrorResponse(err)
 	resp.Request = r
 	return resp
 }

@@ -6,16 +6,6 @@ import (
 	"github.com/natsmesh/natsmesh/bridge"
 )
 
-func ExampleSubject() {
-	s := bridge.Subject{Service: "orders", Subset: "v2", Caller: "web", Proto: bridge.ProtoGRPC, Op: "/shop.Orders/Get"}
-	fmt.Println(s)
-	back, err := bridge.ParseSubject(s.String())
-	fmt.Println(back.Op, err)
-	// Output:
-	// mesh.orders.v2.web.grpc.%2Fshop%2EOrders%2FGet
-	// /shop.Orders/Get <nil>
-}
-
 func ExampleParseRoute() {
 	for _, s := range []string{"api.example.com=orders", "/v2/orders=orders@v2+strip", "/time=nats:svc.time"} {
 		r, err := bridge.ParseRoute(s)

@@ -11,9 +11,13 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/internal/httpguard"
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // ErrInvalidConfig is wrapped by every error [NewGateway] and [ParseRoute]
@@ -111,11 +115,11 @@ func (r Route) validate() error {
 		}
 		return validPublishSubject(r.Subject)
 	}
-	if err := ValidateName("service", r.Service); err != nil {
+	if err := wire.ValidateName("service", r.Service); err != nil {
 		return fmt.Errorf("bridge: route %q: %w: %w", r, ErrInvalidConfig, err)
 	}
-	if r.Subset != "" && r.Subset != AnySubset {
-		if err := ValidateName("subset", r.Subset); err != nil {
+	if r.Subset != "" && r.Subset != wire.AnySubset {
+		if err := wire.ValidateName("subset", r.Subset); err != nil {
 			return fmt.Errorf("bridge: route %q: %w: %w", r, ErrInvalidConfig, err)
 		}
 	}
@@ -136,7 +140,8 @@ func validPublishSubject(s string) error {
 // GatewayConfig configures a [Gateway]. Zero values take the defaults noted
 // on each field.
 type GatewayConfig struct {
-	// Conn is the gateway's NATS connection. Required unless Request is set.
+	// Conn is the gateway's NATS connection, whose replies arrive under the
+	// gateway's inbox prefix (wire.InboxPrefix(Name)). Required.
 	Conn *nats.Conn
 	// Name is the gateway's identity as a caller (the caller token of the
 	// subjects it publishes). Default "bridge".
@@ -144,12 +149,16 @@ type GatewayConfig struct {
 	// Routes, tried as described on [Gateway].
 	Routes []Route
 	// Limits bound each request. A zero MaxPayload is Conn's max_payload.
-	Limits Limits
+	Limits wire.Limits
 	// Timeout bounds each request from the moment it is routed to the end
-	// of the reply. Default DefaultTimeout (30s).
+	// of the reply. Default pipeline.DefaultTimeout (30s).
 	Timeout time.Duration
-	// Request sends each request message. Default Requester(Conn).
-	Request RequestFunc
+	// Middleware wraps the gateway's outbound pipeline, the first outermost
+	// (see package pipeline for the order the mesh composes them in).
+	Middleware []pipeline.OutboundMiddleware
+	// Admin adds endpoints to the gateway's admin handler, by pattern
+	// ("GET /metrics"); see Gateway.AdminHandler.
+	Admin map[string]http.Handler
 	// Logger receives one line per request and the server's errors.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -179,12 +188,17 @@ type GatewayConfig struct {
 type Gateway struct {
 	name    string
 	routes  []Route // sorted for matching
-	limits  Limits
+	limits  wire.Limits
 	timeout time.Duration
-	request RequestFunc
+	send    *pipeline.Outbound
 	log     *slog.Logger
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
+	adminHandlers                               map[string]http.Handler
+
+	mu      sync.Mutex
+	closed  bool
+	servers []*http.Server
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -192,49 +206,73 @@ var _ http.Handler = (*Gateway)(nil)
 // NewGateway validates cfg and returns its gateway. Errors wrap
 // ErrInvalidConfig.
 func NewGateway(cfg GatewayConfig) (*Gateway, error) {
-	g := &Gateway{
+	routes, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Conn == nil {
+		return nil, fmt.Errorf("bridge: gateway needs a NATS connection: %w", ErrInvalidConfig)
+	}
+	if want := wire.InboxPrefix(cfg.Name); cfg.Conn.Opts.InboxPrefix != want {
+		return nil, fmt.Errorf("bridge: the NATS connection's inbox prefix is %q, not %q: connect with agent.Connect(ctx, %q, ...) or nats.CustomInboxPrefix: %w",
+			cfg.Conn.Opts.InboxPrefix, want, cfg.Name, ErrInvalidConfig)
+	}
+	if cfg.Limits.MaxPayload <= 0 && cfg.Conn.MaxPayload() > 0 {
+		cfg.Limits.MaxPayload = cfg.Conn.MaxPayload()
+	}
+	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{Timeout: cfg.Timeout, Middleware: cfg.Middleware})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
+	}
+	return &Gateway{
 		name:              cfg.Name,
+		routes:            routes,
 		limits:            cfg.Limits,
 		timeout:           cfg.Timeout,
-		request:           cfg.Request,
+		send:              send,
 		log:               cfg.Logger,
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
 		readTimeout:       cfg.ReadTimeout,
 		idleTimeout:       cfg.IdleTimeout,
+		adminHandlers:     cfg.Admin,
+	}, nil
+}
+
+// Validate reports whether cfg is valid apart from its connection: the
+// errors NewGateway would return for it, without connecting anywhere.
+func (cfg GatewayConfig) Validate() error {
+	_, err := cfg.normalize()
+	return err
+}
+
+// normalize validates cfg, fills in its defaults, and returns the routes in
+// matching order.
+func (cfg *GatewayConfig) normalize() ([]Route, error) {
+	if cfg.Name == "" {
+		cfg.Name = "bridge"
 	}
-	if g.name == "" {
-		g.name = "bridge"
-	}
-	if err := ValidateName("caller", g.name); err != nil {
+	if err := wire.ValidateName("caller", cfg.Name); err != nil {
 		return nil, fmt.Errorf("bridge: gateway name: %w: %w", ErrInvalidConfig, err)
 	}
-	if g.request == nil {
-		if cfg.Conn == nil {
-			return nil, fmt.Errorf("bridge: gateway needs a NATS connection or a RequestFunc: %w", ErrInvalidConfig)
-		}
-		g.request = Requester(cfg.Conn)
-	}
-	if g.limits.MaxPayload <= 0 && cfg.Conn != nil && cfg.Conn.MaxPayload() > 0 {
-		g.limits.MaxPayload = cfg.Conn.MaxPayload()
-	}
-	if g.timeout < 0 || g.readHeaderTimeout < 0 || g.readTimeout < 0 || g.idleTimeout < 0 {
+	if cfg.Timeout < 0 || cfg.ReadHeaderTimeout < 0 || cfg.ReadTimeout < 0 || cfg.IdleTimeout < 0 {
 		return nil, fmt.Errorf("bridge: negative gateway timeout: %w", ErrInvalidConfig)
 	}
-	if g.timeout == 0 {
-		g.timeout = DefaultTimeout
+	if cfg.Timeout == 0 {
+		cfg.Timeout = pipeline.DefaultTimeout
 	}
-	if g.readHeaderTimeout == 0 {
-		g.readHeaderTimeout = 5 * time.Second
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = 5 * time.Second
 	}
-	if g.readTimeout == 0 {
-		g.readTimeout = 30 * time.Second
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 30 * time.Second
 	}
-	if g.idleTimeout == 0 {
-		g.idleTimeout = 2 * time.Minute
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 2 * time.Minute
 	}
-	if g.log == nil {
-		g.log = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
+	var routes []Route
 	seen := make(map[string]bool, len(cfg.Routes))
 	for _, r := range cfg.Routes {
 		if err := r.validate(); err != nil {
@@ -246,17 +284,17 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 			return nil, fmt.Errorf("bridge: two routes for %q: %w", key, ErrInvalidConfig)
 		}
 		seen[key] = true
-		g.routes = append(g.routes, r)
+		routes = append(routes, r)
 	}
 	// Host routes first, then the longest prefix: the first match wins.
-	sort.SliceStable(g.routes, func(i, j int) bool {
-		a, b := g.routes[i], g.routes[j]
+	sort.SliceStable(routes, func(i, j int) bool {
+		a, b := routes[i], routes[j]
 		if (a.Host != "") != (b.Host != "") {
 			return a.Host != ""
 		}
 		return len(a.PathPrefix) > len(b.PathPrefix)
 	})
-	return g, nil
+	return routes, nil
 }
 
 // Routes returns the route table in matching order.
@@ -306,13 +344,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status, dest := 0, ""
 	answer := func(resp *http.Response, err error) {
 		if err != nil {
-			e := FromError(err)
+			e := wire.FromError(err)
 			status = e.HTTPStatus()
-			WriteHTTPError(w, e)
+			wire.WriteHTTPError(w, e)
 			return
 		}
 		status = resp.StatusCode
-		if err := WriteHTTPResponse(w, resp); err != nil {
+		if err := wire.WriteHTTPResponse(w, resp); err != nil {
 			g.log.Debug("bridge: writing response", "err", err)
 		}
 	}
@@ -323,45 +361,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			g.log.Error("bridge: gateway panic", "panic", p)
 			if status == 0 {
-				answer(nil, Errorf(KindInternal, "gateway panic"))
+				answer(nil, wire.Errorf(wire.KindInternal, "gateway panic"))
 			}
 		}
 		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
-	if ambiguousFraming(r.Context()) {
-		// Seen by GuardFraming before Go's server reframed the request.
-		w.Header().Set("Connection", "close")
-		answer(nil, Errorf(KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0"))
-		return
-	}
-	if len(r.TransferEncoding) > 0 {
-		// Go's server frames a request with both Content-Length and
-		// Transfer-Encoding by the latter and removes Content-Length, so the
-		// two cannot be told apart here. RFC 9112 section 6.1 wants the
-		// connection closed after such a request: a proxy in front that
-		// framed it by Content-Length would otherwise disagree with us about
-		// where the next request starts (request smuggling).
-		w.Header().Set("Connection", "close")
-	}
 	resp, err := g.forward(r, &dest)
 	answer(resp, err)
 }
 
 func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error) {
 	if hasDotSegment(r.URL.Path) {
-		return nil, Errorf(KindBadRequest, "path with a dot segment")
+		return nil, wire.Errorf(wire.KindBadRequest, "path with a dot segment")
 	}
 	route, ok := g.Match(r.Host, r.URL.Path)
 	if !ok {
-		return nil, Errorf(KindNoRoute, "no route for host %q path %q", r.Host, r.URL.Path)
+		return nil, wire.Errorf(wire.KindNoRoute, "no route for host %q path %q", r.Host, r.URL.Path)
 	}
-	subject := route.Subject
-	if subject == "" {
-		subject = Subject{Service: route.Service, Subset: route.Subset, Caller: g.name, Proto: ProtoHTTP, Op: r.Method}.String()
-	}
-	*dest = subject
+	to := pipeline.Call{Service: route.Service, Subset: route.Subset, Subject: route.Subject, Caller: g.name}
+	*dest = to.Dest()
 
+	// The gateway's own timeout applies from here, whatever the client's
+	// connection allows.
 	ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
 	defer cancel()
 	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
@@ -372,27 +394,23 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	setForwarded(out.Header, r)
 	if route.StripPrefix {
 		if out.URL, ok = stripPrefix(r.URL, route.PathPrefix); !ok {
-			return nil, Errorf(KindNoRoute, "path %q does not start with %q once escaped", r.URL.EscapedPath(), route.PathPrefix)
+			return nil, wire.Errorf(wire.KindNoRoute, "path %q does not start with %q once escaped", r.URL.EscapedPath(), route.PathPrefix)
 		}
 	}
 	// Inbound Mesh-* and Nats-* headers need no stripping here: the wire
 	// format escapes them, so they reach the service as its own headers.
-	m, err := EncodeHTTPRequest(out, subject, g.limits)
+	c, err := pipeline.NewHTTPCall(out, to, g.limits)
 	if err != nil {
 		return nil, err
 	}
-	reply, err := g.request(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := DecodeHTTPResponse(reply)
+	resp, err := pipeline.SendHTTP(ctx, g.send, c)
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 599 {
 		// Only a final status may reach the client: a forged 101 would
 		// make it switch protocols, a 1xx would leave it waiting.
-		return nil, Errorf(KindUpstream, "service answered status %d", resp.StatusCode)
+		return nil, wire.Errorf(wire.KindUpstream, "service answered status %d", resp.StatusCode)
 	}
 	if r.Method == http.MethodHead {
 		// The reply to HEAD has no body, so the decoder's Content-Length
@@ -447,7 +465,7 @@ func stripPrefix(u *url.URL, prefix string) (*url.URL, bool) {
 func (g *Gateway) Server(addr string, tlsConfig *tls.Config) *http.Server {
 	return &http.Server{
 		Addr:              addr,
-		Handler:           g,
+		Handler:           httpguard.Handler(g),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: g.readHeaderTimeout,
 		ReadTimeout:       g.readTimeout,
@@ -455,10 +473,10 @@ func (g *Gateway) Server(addr string, tlsConfig *tls.Config) *http.Server {
 		// the NATS request, and writing the answer.
 		WriteTimeout:   g.readTimeout + g.timeout + 5*time.Second,
 		IdleTimeout:    g.idleTimeout,
-		MaxHeaderBytes: g.limits.maxHeaderBytes(),
+		MaxHeaderBytes: g.limits.HeaderBytesLimit(),
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-		// Serve it on GuardFraming(listener) to refuse requests with both
-		// Content-Length and Transfer-Encoding.
-		ConnContext: guardContext,
+		// Serve it on httpguard.Listen(listener) to refuse requests with
+		// both Content-Length and Transfer-Encoding.
+		ConnContext: httpguard.ConnContext,
 	}
 }

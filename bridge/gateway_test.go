@@ -20,10 +20,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/nats-io/nats.go/micro"
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/httpguard"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/testcert"
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // helperEnv, when set to a NATS URL, makes the test binary run as the helper
@@ -67,24 +73,20 @@ func runHelperService(url string) error {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		caller, _ := CallerFromContext(r.Context())
+		caller, _ := pipeline.CallerFrom(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Served-By", fmt.Sprint(os.Getpid()))
 		json.NewEncoder(w).Encode(echo{Caller: caller, Method: r.Method, Path: r.URL.Path, RawPath: r.URL.RawPath,
 			Query: r.URL.RawQuery, Host: r.Host, Body: string(body), Header: r.Header})
 	})
-	subjects, queues := ServiceSubjects("orders", "v1")
+	in, err := pipeline.NewInbound(nc, pipeline.InboundConfig{Service: "orders",
+		Handler: pipeline.HTTPHandler(mux, func() wire.Limits { return wire.Limits{MaxPayload: nc.MaxPayload()} })})
+	if err != nil {
+		return err
+	}
+	subjects, queues := wire.ServiceSubjects("orders", "v1")
 	for i := range subjects {
-		_, err := nc.QueueSubscribe(subjects[i], queues[i], func(m *nats.Msg) {
-			s, err := ParseSubject(m.Subject)
-			if err != nil {
-				m.RespondMsg(ErrorMsg(&Error{Kind: KindBadRequest, Message: err.Error()}))
-				return
-			}
-			ctx := WithCaller(context.Background(), s.Caller)
-			m.RespondMsg(ServeHTTPMsg(ctx, mux, m, Limits{MaxPayload: nc.MaxPayload()}))
-		})
-		if err != nil {
+		if _, err := nc.QueueSubscribe(subjects[i], queues[i], in.ServeMsg); err != nil {
 			return err
 		}
 	}
@@ -143,6 +145,36 @@ func startHelperService(t *testing.T, url string) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// runServer starts a broker for one test, without JetStream.
+func runServer(t testing.TB) *server.Server {
+	t.Helper()
+	return meshtest.Broker(t, func(c *broker.Config) {
+		c.NoJetStream = true
+		c.LameDuckDuration = -1
+	}).Server()
+}
+
+// connect opens a client connection over TCP to s, closed when the test ends.
+func connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), append([]nats.Option{nats.Timeout(5 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// gatewayConn is a connection for a gateway named "bridge".
+func gatewayConn(t testing.TB, s *server.Server) *nats.Conn {
+	return connect(t, s, nats.CustomInboxPrefix(wire.InboxPrefix("bridge")))
+}
+
+// stub is a middleware that answers every call with f, sending nothing.
+func stub(f pipeline.SendFunc) []pipeline.OutboundMiddleware {
+	return []pipeline.OutboundMiddleware{func(pipeline.Sender) pipeline.Sender { return f }}
+}
+
 func TestParseRoute(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -179,25 +211,25 @@ func TestParseRoute(t *testing.T) {
 }
 
 func TestNewGatewayValidation(t *testing.T) {
-	req := func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, nil }
+	req := gatewayConn(t, runServer(t))
 	tests := []struct {
 		name string
 		cfg  GatewayConfig
 		ok   bool
 	}{
-		{"valid", GatewayConfig{Request: req, Routes: []Route{{PathPrefix: "/", Service: "web"}}}, true},
-		{"no conn and no request func", GatewayConfig{Routes: []Route{{PathPrefix: "/", Service: "web"}}}, false},
-		{"bad name", GatewayConfig{Request: req, Name: "Bridge"}, false},
-		{"route matches nothing", GatewayConfig{Request: req, Routes: []Route{{Service: "web"}}}, false},
-		{"prefix without slash", GatewayConfig{Request: req, Routes: []Route{{PathPrefix: "api", Service: "web"}}}, false},
-		{"bad service", GatewayConfig{Request: req, Routes: []Route{{PathPrefix: "/", Service: "Web"}}}, false},
-		{"bad subset", GatewayConfig{Request: req, Routes: []Route{{PathPrefix: "/", Service: "web", Subset: "v.1"}}}, false},
-		{"service and subject", GatewayConfig{Request: req, Routes: []Route{{PathPrefix: "/", Service: "web", Subject: "x"}}}, false},
-		{"wildcard subject", GatewayConfig{Request: req, Routes: []Route{{PathPrefix: "/", Subject: "svc.*"}}}, false},
-		{"empty subject token", GatewayConfig{Request: req, Routes: []Route{{PathPrefix: "/", Subject: "svc..x"}}}, false},
-		{"duplicate", GatewayConfig{Request: req, Routes: []Route{{PathPrefix: "/a", Service: "x"}, {PathPrefix: "/a", Service: "y"}}}, false},
-		{"strip without prefix", GatewayConfig{Request: req, Routes: []Route{{Host: "a", Service: "x", StripPrefix: true}}}, false},
-		{"negative timeout", GatewayConfig{Request: req, Timeout: -1}, false},
+		{"valid", GatewayConfig{Conn: req, Routes: []Route{{PathPrefix: "/", Service: "web"}}}, true},
+		{"no conn", GatewayConfig{Routes: []Route{{PathPrefix: "/", Service: "web"}}}, false},
+		{"bad name", GatewayConfig{Conn: req, Name: "Bridge"}, false},
+		{"route matches nothing", GatewayConfig{Conn: req, Routes: []Route{{Service: "web"}}}, false},
+		{"prefix without slash", GatewayConfig{Conn: req, Routes: []Route{{PathPrefix: "api", Service: "web"}}}, false},
+		{"bad service", GatewayConfig{Conn: req, Routes: []Route{{PathPrefix: "/", Service: "Web"}}}, false},
+		{"bad subset", GatewayConfig{Conn: req, Routes: []Route{{PathPrefix: "/", Service: "web", Subset: "v.1"}}}, false},
+		{"service and subject", GatewayConfig{Conn: req, Routes: []Route{{PathPrefix: "/", Service: "web", Subject: "x"}}}, false},
+		{"wildcard subject", GatewayConfig{Conn: req, Routes: []Route{{PathPrefix: "/", Subject: "svc.*"}}}, false},
+		{"empty subject token", GatewayConfig{Conn: req, Routes: []Route{{PathPrefix: "/", Subject: "svc..x"}}}, false},
+		{"duplicate", GatewayConfig{Conn: req, Routes: []Route{{PathPrefix: "/a", Service: "x"}, {PathPrefix: "/a", Service: "y"}}}, false},
+		{"strip without prefix", GatewayConfig{Conn: req, Routes: []Route{{Host: "a", Service: "x", StripPrefix: true}}}, false},
+		{"negative timeout", GatewayConfig{Conn: req, Timeout: -1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -210,8 +242,9 @@ func TestNewGatewayValidation(t *testing.T) {
 }
 
 func TestGatewayMatch(t *testing.T) {
+	nc := gatewayConn(t, runServer(t))
 	g, err := NewGateway(GatewayConfig{
-		Request: func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, nil },
+		Conn: nc,
 		Routes: []Route{
 			{PathPrefix: "/", Service: "web"},
 			{PathPrefix: "/api", Service: "api"},
@@ -251,7 +284,7 @@ func TestGatewayMatch(t *testing.T) {
 			}
 		})
 	}
-	g2, err := NewGateway(GatewayConfig{Request: func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, nil },
+	g2, err := NewGateway(GatewayConfig{Conn: nc,
 		Routes: []Route{{Host: "a.example", Service: "a"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +302,7 @@ func startGateway(t *testing.T, g *Gateway) string {
 		t.Fatal(err)
 	}
 	srv := g.Server(ln.Addr().String(), nil)
-	go srv.Serve(GuardFraming(ln))
+	go srv.Serve(httpguard.Listen(ln))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -308,10 +341,10 @@ func TestGatewayEndToEnd(t *testing.T) {
 	watch.Flush()
 
 	g, err := NewGateway(GatewayConfig{
-		Conn:   connect(t, s),
+		Conn:   connect(t, s, nats.CustomInboxPrefix(wire.InboxPrefix("edge"))),
 		Name:   "edge",
 		Logger: discardLogger(),
-		Limits: Limits{MaxPayload: 4096},
+		Limits: wire.Limits{MaxPayload: 4096},
 		Routes: []Route{
 			{PathPrefix: "/echo", Subject: "svc.echo"},
 			{PathPrefix: "/missing", Subject: "svc.missing"},
@@ -356,7 +389,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	})
 	t.Run("micro error reply", func(t *testing.T) {
 		resp, body := do(t, "GET", "/missing", nil, nil)
-		if resp.StatusCode != 404 || resp.Header.Get(HeaderError) != "" || resp.Header.Get("Nats-Service-Error") != "not found" {
+		if resp.StatusCode != 404 || resp.Header.Get(wire.HeaderError) != "" || resp.Header.Get("Nats-Service-Error") != "not found" {
 			t.Fatalf("got %d %v %q, want the service's 404", resp.StatusCode, resp.Header, body)
 		}
 	})
@@ -382,8 +415,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 			t.Fatalf("service saw host %q", e.Host)
 		}
 		// Mesh-* and NATS names from outside arrive as the client's own headers,
-		// and never as metadata.
-		for k, want := range map[string]string{"Mesh-Status": "200", "Mesh-Caller": "admin", "Status": "503", "Nats-Msg-Id": "x", "Traceparent": hdr.Get("Traceparent")} {
+		// and never as metadata; a forged Mesh-Caller is replaced by the
+		// caller the subject names.
+		for k, want := range map[string]string{"Mesh-Status": "200", "Mesh-Caller": "edge", "Status": "503", "Nats-Msg-Id": "x", "Traceparent": hdr.Get("Traceparent")} {
 			if got := e.Header.Get(k); got != want {
 				t.Errorf("service saw %s %q, want %q", k, got, want)
 			}
@@ -410,7 +444,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	})
 	t.Run("service 503 is not no-responders", func(t *testing.T) {
 		resp, _ := do(t, "GET", "/orders/status503", nil, nil)
-		if resp.StatusCode != 503 || resp.Header.Get(HeaderError) != "" || resp.Header.Get("Status") != "503" {
+		if resp.StatusCode != 503 || resp.Header.Get(wire.HeaderError) != "" || resp.Header.Get("Status") != "503" {
 			t.Fatalf("got %d %v, want the service's own 503", resp.StatusCode, resp.Header)
 		}
 	})
@@ -434,20 +468,20 @@ func TestGatewayEndToEnd(t *testing.T) {
 	})
 	t.Run("no route", func(t *testing.T) {
 		resp, _ := do(t, "GET", "/nowhere", nil, nil)
-		if resp.StatusCode != 404 || resp.Header.Get(HeaderError) != string(KindNoRoute) {
+		if resp.StatusCode != 404 || resp.Header.Get(wire.HeaderError) != string(wire.KindNoRoute) {
 			t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
 		}
 	})
 	t.Run("dot segment", func(t *testing.T) {
 		resp, _ := do(t, "GET", "/orders/%2e%2e/admin", nil, nil)
-		if resp.StatusCode != 400 || resp.Header.Get(HeaderError) != string(KindBadRequest) {
+		if resp.StatusCode != 400 || resp.Header.Get(wire.HeaderError) != string(wire.KindBadRequest) {
 			t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
 		}
 	})
 	t.Run("no responders", func(t *testing.T) {
 		start := time.Now()
 		resp, _ := do(t, "GET", "/nobody", nil, nil)
-		if resp.StatusCode != 503 || resp.Header.Get(HeaderError) != string(KindNoResponders) {
+		if resp.StatusCode != 503 || resp.Header.Get(wire.HeaderError) != string(wire.KindNoResponders) {
 			t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
 		}
 		if d := time.Since(start); d > 5*time.Second { // a timeout would take the full 30s
@@ -464,7 +498,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 			second  int // status of the second response, when checked
 		}{
 			{"conflicting Content-Length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400, "", 1, 0},
-			// Go frames by chunked and drops Content-Length; GuardFraming saw
+			// Go frames by chunked and drops Content-Length; Listen saw
 			// both, so the gateway answers 400 and closes the connection:
 			// the smuggled second request is never read.
 			{"Content-Length and chunked", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nGET /missing HTTP/1.1\r\nHost: x\r\n\r\n", 400, "", 1, 0},
@@ -515,7 +549,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	t.Run("too large before publishing", func(t *testing.T) {
 		for _, body := range []io.Reader{strings.NewReader(strings.Repeat("x", 5000)), io.MultiReader(strings.NewReader(strings.Repeat("x", 5000)))} {
 			resp, _ := do(t, "POST", "/big", nil, body)
-			if resp.StatusCode != 413 || resp.Header.Get(HeaderError) != string(KindTooLarge) {
+			if resp.StatusCode != 413 || resp.Header.Get(wire.HeaderError) != string(wire.KindTooLarge) {
 				t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
 			}
 		}
@@ -532,7 +566,8 @@ func TestGatewayEndToEnd(t *testing.T) {
 
 func TestGatewaySlowloris(t *testing.T) {
 	g, err := NewGateway(GatewayConfig{
-		Request:           func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, ErrNoResponders },
+		Conn:              gatewayConn(t, runServer(t)),
+		Middleware:        stub(func(context.Context, *pipeline.Call) (*nats.Msg, error) { return nil, wire.ErrNoResponders }),
 		Routes:            []Route{{PathPrefix: "/", Service: "web"}},
 		Logger:            discardLogger(),
 		ReadHeaderTimeout: 200 * time.Millisecond,
@@ -581,12 +616,12 @@ func TestGatewaySlowloris(t *testing.T) {
 }
 
 func TestGatewayServerSettings(t *testing.T) {
-	g, err := NewGateway(GatewayConfig{Request: func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, nil }})
+	g, err := NewGateway(GatewayConfig{Conn: gatewayConn(t, runServer(t))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := g.Server("127.0.0.1:8080", nil)
-	if srv.ReadHeaderTimeout != 5*time.Second || srv.ReadTimeout <= 0 || srv.WriteTimeout <= DefaultTimeout || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes != DefaultMaxHeaderBytes {
+	if srv.ReadHeaderTimeout != 5*time.Second || srv.ReadTimeout <= 0 || srv.WriteTimeout <= pipeline.DefaultTimeout || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes != wire.DefaultMaxHeaderBytes {
 		t.Fatalf("server settings %+v", srv)
 	}
 }
@@ -594,38 +629,38 @@ func TestGatewayServerSettings(t *testing.T) {
 func TestGatewayAnswersOnce(t *testing.T) {
 	tests := []struct {
 		name   string
-		req    RequestFunc
+		req    pipeline.SendFunc
 		status int
-		kind   Kind
+		kind   wire.Kind
 	}{
-		{"request func panics", func(context.Context, *nats.Msg) (*nats.Msg, error) { panic("boom") }, 500, KindInternal},
-		{"deadline", func(ctx context.Context, _ *nats.Msg) (*nats.Msg, error) {
+		{"request func panics", func(context.Context, *pipeline.Call) (*nats.Msg, error) { panic("boom") }, 500, wire.KindInternal},
+		{"deadline", func(ctx context.Context, _ *pipeline.Call) (*nats.Msg, error) {
 			<-ctx.Done()
-			return nil, FromError(ctx.Err())
-		}, 504, KindTimeout},
-		{"overloaded", func(context.Context, *nats.Msg) (*nats.Msg, error) {
-			return ErrorMsg(&Error{Kind: KindOverloaded, RetryAfter: time.Second}), nil
-		}, 503, KindOverloaded},
-		{"forged 101", func(context.Context, *nats.Msg) (*nats.Msg, error) {
-			return &nats.Msg{Header: nats.Header{HeaderStatus: {"101"}, "Upgrade": {"evil"}}}, nil
-		}, 502, KindUpstream},
-		{"status 999", func(context.Context, *nats.Msg) (*nats.Msg, error) {
-			return &nats.Msg{Header: nats.Header{HeaderStatus: {"999"}}}, nil
-		}, 502, KindUpstream},
-		{"service answer", func(context.Context, *nats.Msg) (*nats.Msg, error) {
-			return HTTPResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, Limits{})
+			return nil, wire.FromError(ctx.Err())
+		}, 504, wire.KindTimeout},
+		{"overloaded", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
+			return wire.ErrorMsg(&wire.Error{Kind: wire.KindOverloaded, RetryAfter: time.Second}), nil
+		}, 503, wire.KindOverloaded},
+		{"forged 101", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
+			return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"101"}, "Upgrade": {"evil"}}}, nil
+		}, 502, wire.KindUpstream},
+		{"status 999", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
+			return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"999"}}}, nil
+		}, 502, wire.KindUpstream},
+		{"service answer", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
+			return wire.HTTPResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, wire.Limits{})
 		}, 201, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, err := NewGateway(GatewayConfig{Request: tt.req, Timeout: 50 * time.Millisecond, Logger: discardLogger(),
+			g, err := NewGateway(GatewayConfig{Conn: gatewayConn(t, runServer(t)), Middleware: stub(tt.req), Timeout: 50 * time.Millisecond, Logger: discardLogger(),
 				Routes: []Route{{PathPrefix: "/", Service: "web"}}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			w := httptest.NewRecorder()
 			g.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
-			if w.Code != tt.status || w.Header().Get(HeaderError) != string(tt.kind) {
+			if w.Code != tt.status || w.Header().Get(wire.HeaderError) != string(tt.kind) {
 				t.Fatalf("got %d %v, want %d %q", w.Code, w.Header(), tt.status, tt.kind)
 			}
 		})
@@ -638,17 +673,19 @@ func TestGatewayAnswersOnce(t *testing.T) {
 func TestGatewayTLS(t *testing.T) {
 	s := runServer(t)
 	svc := connect(t, s)
-	if _, err := svc.Subscribe("mesh.orders._.bridge.http.>", func(m *nats.Msg) {
-		m.RespondMsg(ServeHTTPMsg(context.Background(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
-		}), m, Limits{}))
-	}); err != nil {
+	in, err := pipeline.NewInbound(svc, pipeline.InboundConfig{Service: "orders", Handler: pipeline.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
+	}), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Subscribe("mesh.orders._.bridge.http.>", in.ServeMsg); err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGateway(GatewayConfig{Conn: connect(t, s), Routes: []Route{{PathPrefix: "/", Service: "orders"}}, Logger: slog.New(slog.DiscardHandler)})
+	g, err := NewGateway(GatewayConfig{Conn: gatewayConn(t, s), Routes: []Route{{PathPrefix: "/", Service: "orders"}}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -663,7 +700,7 @@ func TestGatewayTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := g.Server(ln.Addr().String(), cfg)
-	go srv.Serve(GuardFraming(tls.NewListener(ln, cfg)))
+	go srv.Serve(httpguard.Listen(tls.NewListener(ln, cfg)))
 	t.Cleanup(func() { srv.Close() })
 
 	pem, err := os.ReadFile(certFile)

@@ -246,11 +246,13 @@ func TestAgentBadConfig(t *testing.T) {
 		want string
 	}{
 		{"no service", []string{"agent"}, "natsmesh: agent: --service is required"},
-		{"bad service", []string{"agent", "--service", "Orders!", "--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s"}, "natsmesh: agent: invalid configuration: bridge: service name"},
+		{"bad service", []string{"agent", "--service", "Orders!", "--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s"}, "natsmesh: agent: invalid configuration: service name \"Orders!\""},
+		{"upper-case service", []string{"agent", "--service", "Orders", "--upstream", "http://127.0.0.1:1"}, `natsmesh: agent: invalid configuration: service name "Orders": names are lower case: use "orders"`},
+		{"nothing to do", []string{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off"}, "natsmesh: agent: invalid configuration: nothing to do"},
 		{"bad bind", []string{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off", "--bind", "orders"}, `natsmesh: agent: --bind "orders": want SERVICE=ADDR`},
 		{"port in use", []string{"agent", "--service", "web", "--grpc", "off", "--admin", "off", "--http", busy.Addr().String()}, "natsmesh: agent: HTTP proxy listener: listen tcp " + busy.Addr().String()},
 		{"bad upstream", []string{"agent", "--service", "web", "--upstream", "ftp://x"}, `natsmesh: agent: invalid configuration: upstream "ftp://x": scheme must be http or h2c`},
-		{"no broker", []string{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off", "--nats", "nats://127.0.0.1:1", "--connect-timeout", "500ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 500ms"},
+		{"no broker", []string{"agent", "--service", "web", "--http", "127.0.0.1:0", "--grpc", "off", "--admin", "off", "--nats", "nats://127.0.0.1:1", "--connect-timeout", "500ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 500ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd, _, stderr := natsmesh(t, nil, tc.args...)
@@ -335,14 +337,14 @@ func TestAgentOverTLS(t *testing.T) {
 	startProc(t, "broker", "--listen", addr, "--http", "off", "--no-jetstream", "--tls-cert", cert, "--tls-key", key)
 	admin := freeAddr(t)
 	a := startProc(t, "agent", "--service", "web", "--nats", "tls://"+addr, "--nats-tls-ca", cert,
-		"--http", "off", "--grpc", "off", "--admin", admin)
+		"--http", "127.0.0.1:0", "--grpc", "off", "--admin", admin)
 	waitHTTP(t, a, "http://"+admin+"/readyz")
 	if code := a.stop(t); code != 0 {
 		t.Fatalf("agent exit %d\n%s", code, a.stderr)
 	}
 	// Without the CA the agent cannot verify the broker and says so.
 	cmd, _, stderr := natsmesh(t, nil, "agent", "--service", "web", "--nats", "tls://"+addr,
-		"--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s")
+		"--http", "127.0.0.1:0", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s")
 	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "no NATS connection") {
 		t.Fatalf("untrusted broker: exit %d, %s", code, stderr)
 	}
@@ -371,10 +373,10 @@ func TestAgentNKeyAuth(t *testing.T) {
 	startProc(t, "broker", "--config", conf, "--listen", addr, "--http", "off", "--no-jetstream")
 	admin := freeAddr(t)
 	a := startProc(t, "agent", "--service", "web", "--nats", "nats://"+addr, "--nkey", seedFile,
-		"--http", "off", "--grpc", "off", "--admin", admin)
+		"--http", "127.0.0.1:0", "--grpc", "off", "--admin", admin)
 	waitHTTP(t, a, "http://"+admin+"/readyz")
 	cmd, _, stderr := natsmesh(t, nil, "agent", "--service", "web", "--nats", "nats://"+addr,
-		"--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "5s")
+		"--http", "127.0.0.1:0", "--grpc", "off", "--admin", "off", "--connect-timeout", "5s")
 	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "refused the credentials") {
 		t.Fatalf("no credentials: exit %d, %s", code, stderr)
 	}
@@ -384,7 +386,7 @@ func TestAgentNKeyAuth(t *testing.T) {
 // for its broker exits 0, as after any graceful stop.
 func TestStopWhileConnecting(t *testing.T) {
 	for _, args := range [][]string{
-		{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off"},
+		{"agent", "--service", "web", "--http", "127.0.0.1:0", "--grpc", "off", "--admin", "off"},
 		{"bridge", "--listen", "127.0.0.1:0", "--route", "/=web"},
 	} {
 		t.Run(args[0], func(t *testing.T) {

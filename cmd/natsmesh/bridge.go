@@ -3,17 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/pipeline"
 )
 
 var bridgeCommand = command{
@@ -41,7 +38,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address` (host:port)")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("name", "bridge", "caller `name` the gateway calls services as")
-	timeout := fs.Duration("timeout", bridge.DefaultTimeout, "per-request `timeout`")
+	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
@@ -77,19 +74,15 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg.Logger = log.With("component", "bridge")
-	// Validate the routes and name before connecting anywhere; the
-	// connection is filled in below.
-	cfg.Request = func(context.Context, *nats.Msg) (*nats.Msg, error) { return nil, bridge.ErrNoResponders }
-	if _, err := bridge.NewGateway(cfg); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
-
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer ln.Close()
-	nc, err := nf.connect(ctx, "natsmesh-bridge:"+*name, bridge.InboxPrefix(*name), log)
+	nc, err := nf.connect(ctx, *name, "natsmesh-bridge:"+*name, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS: nothing to drain
@@ -97,21 +90,13 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer nc.Close()
-	cfg.Conn, cfg.Request = nc, nil
+	cfg.Conn = nc
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err
 	}
-	srv := g.Server(*listen, tlsConfig)
-	// The guard sees the bytes Go's HTTP parser sees: over TLS, the
-	// decrypted ones (so TLS clients speak HTTP/1.1; see GuardFraming).
-	var guarded net.Listener = ln
-	if tlsConfig != nil {
-		guarded = tls.NewListener(ln, tlsConfig)
-	}
-	guarded = bridge.GuardFraming(guarded)
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(guarded) }()
+	go func() { served <- g.Serve(ln, tlsConfig) }()
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
@@ -126,8 +111,8 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log.Info("natsmesh bridge shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), *timeout+5*time.Second)
 	defer cancel()
-	err = srv.Shutdown(sctx)
-	if e := <-served; !errors.Is(e, http.ErrServerClosed) && err == nil {
+	err = g.Shutdown(sctx)
+	if e := <-served; err == nil {
 		err = e
 	}
 	if e := nc.Drain(); err == nil {

@@ -9,9 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/examples/shop"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 var demoCommand = command{
@@ -53,7 +53,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	mesh, err := shop.Start(shop.Config{
 		Connect: func(service string) (*nats.Conn, error) {
-			return b.InProcessConn(nats.Name("natsmesh-demo:"+service), nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+			return b.InProcessConn(nats.Name("natsmesh-demo:"+service), nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		},
 		Gateway: *gateway,
 		Proxy:   *proxy,

@@ -19,12 +19,13 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // Config says where the demo's parts connect and listen.
 type Config struct {
 	// Connect opens the NATS connection of one service (its name is the
-	// caller identity; use bridge.InboxPrefix(name) for its replies).
+	// caller identity; use wire.InboxPrefix(name) for its replies).
 	// Required.
 	Connect func(service string) (*nats.Conn, error)
 	// Gateway is the edge gateway's listen address. Default 127.0.0.1:8080;
@@ -43,7 +44,7 @@ type Mesh struct {
 	GatewayAddr, ProxyAddr string
 
 	agents  []*agent.Agent
-	gateway *http.Server
+	gateway *bridge.Gateway
 	servers []*http.Server // the services' own
 	clock   micro.Service
 	conns   []*nats.Conn
@@ -178,9 +179,8 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			return nil, fmt.Errorf("shop: gateway: %w", err)
 		}
 		m.GatewayAddr = l.Addr().String()
-		srv := g.Server(m.GatewayAddr, nil)
-		m.gateway = srv
-		m.goServe("gateway", func() error { return srv.Serve(bridge.GuardFraming(l)) })
+		m.gateway = g
+		m.goServe("gateway", func() error { return g.Serve(l, nil) })
 	}
 	return m, nil
 }
@@ -278,7 +278,7 @@ func Orders(inventory *http.Client) http.Handler {
 			Error    string `json:"error"`
 		}
 		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&stock) != nil {
-			writeJSON(w, resp.StatusCode, map[string]string{"error": "inventory: " + resp.Status + " " + stock.Error + resp.Header.Get(bridge.HeaderError)})
+			writeJSON(w, resp.StatusCode, map[string]string{"error": "inventory: " + resp.Status + " " + stock.Error + resp.Header.Get(wire.HeaderError)})
 			return
 		}
 		if stock.Count < order.Qty {

@@ -12,15 +12,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 func TestShop(t *testing.T) {
 	b := meshtest.Broker(t)
 	m, err := Start(Config{
 		Connect: func(service string) (*nats.Conn, error) {
-			return nats.Connect(b.ClientURL(), nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+			return nats.Connect(b.ClientURL(), nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		},
 		Gateway: "127.0.0.1:0",
 		Proxy:   "127.0.0.1:0",

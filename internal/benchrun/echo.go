@@ -17,7 +17,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/natsmesh/natsmesh/agent"
-	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // EchoHandler answers every request with its own body, as
@@ -105,7 +105,7 @@ func ServeEcho(ctx context.Context, cfg EchoConfig, ready func()) error {
 		if service == "" {
 			service = "echo"
 		}
-		nc, err := nats.Connect(cfg.NATS, nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+		nc, err := nats.Connect(cfg.NATS, nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		if err != nil {
 			return fmt.Errorf("benchrun: echo: %w", err)
 		}

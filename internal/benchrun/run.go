@@ -23,9 +23,9 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/natsmesh/natsmesh/agent"
-	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/loadgen"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // Scenario names, in the order they run.
@@ -390,7 +390,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err := app.waitReady(ctx, 15*time.Second, logReady(app, "ready")); err != nil {
 			return nil, "", err
 		}
-		nc, err := nats.Connect(natsURL, nats.Name("natsmesh-bench:client"), nats.CustomInboxPrefix(bridge.InboxPrefix("client")))
+		nc, err := nats.Connect(natsURL, nats.Name("natsmesh-bench:client"), nats.CustomInboxPrefix(wire.InboxPrefix("client")))
 		if err != nil {
 			return nil, "", fmt.Errorf("benchrun: %w", err)
 		}
@@ -447,7 +447,7 @@ func (e *env) startEmbedded(s *setup) (*agent.Agent, error) {
 		return nil, err
 	}
 	start := func(service string, setup func(*agent.Agent) error) (*agent.Agent, error) {
-		nc, err := b.InProcessConn(nats.CustomInboxPrefix(bridge.InboxPrefix(service)))
+		nc, err := b.InProcessConn(nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		if err != nil {
 			return nil, err
 		}
@@ -552,7 +552,7 @@ func (e *env) httpCall(client *http.Client, url string) loadgen.Target {
 		n, err := io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s (%s)", resp.Status, resp.Header.Get(bridge.HeaderError))
+			return fmt.Errorf("status %s (%s)", resp.Status, resp.Header.Get(wire.HeaderError))
 		}
 		if err != nil {
 			return err

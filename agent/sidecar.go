@@ -1,0 +1,275 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/internal/admin"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Bind is a local port bound to one destination (see [Agent.BindHandler]).
+type Bind struct {
+	// Dest is the destination, SERVICE or SUBSET.SERVICE.
+	Dest string
+	// Addr is the listen address, "127.0.0.1:9191".
+	Addr string
+}
+
+// SidecarConfig is a sidecar: the agent, how it connects, and its
+// listeners. An empty listener address or "off" means no such listener.
+type SidecarConfig struct {
+	// Agent is the agent's configuration.
+	Agent Config
+	// Conn, when set, is the NATS connection to use; otherwise Start
+	// connects with Connect.
+	Conn *nats.Conn
+	// Connect says how to connect when Conn is nil.
+	Connect ConnectConfig
+
+	// HTTP is the outbound HTTP proxy (HTTP_PROXY or Host: <service>).
+	HTTP string
+	// GRPC is the outbound gRPC proxy (h2c, :authority = <service>).
+	GRPC string
+	// Binds are per-destination ports.
+	Binds []Bind
+	// Admin serves /healthz, /readyz, /debug/pprof/ and the agent's further
+	// admin endpoints (see [Agent.AdminHandler]).
+	Admin string
+}
+
+// Sidecar is an agent with its connection and listeners: what `natsmesh
+// agent` runs beside a service, and what a program embedding a sidecar
+// runs. NewSidecar validates and listens at once, so a bad setting or a
+// port in use is an error before anything connects; Start connects and
+// serves.
+type Sidecar struct {
+	cfg SidecarConfig
+	log *slog.Logger
+
+	listeners []sidecarListener
+	admin     net.Listener
+
+	a        *Agent
+	nc       *nats.Conn
+	ownConn  bool
+	adminSrv *http.Server
+	errc     chan error
+}
+
+type sidecarListener struct {
+	l       net.Listener
+	purpose string
+	serve   func(*Agent, net.Listener) error
+}
+
+// ErrNothingToDo is wrapped by NewSidecar's error for an agent with no
+// upstream and every outbound listener off: it would serve nothing.
+var ErrNothingToDo = errors.New("nothing to do: no upstream to serve and every outbound listener (HTTP proxy, gRPC proxy, binds) is off")
+
+// NewSidecar validates cfg and opens its listeners.
+func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
+	if err := cfg.Agent.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sidecar{cfg: cfg, log: cfg.Agent.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	on := func(addr string) bool { return addr != "" && addr != "off" }
+	add := func(addr, purpose string, serve func(*Agent, net.Listener) error) error {
+		if !on(addr) {
+			return nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("agent: %s listener: %w", purpose, err)
+		}
+		s.listeners = append(s.listeners, sidecarListener{l, purpose, serve})
+		return nil
+	}
+	var err error
+	for _, b := range cfg.Binds {
+		if _, _, perr := wire.ParseHost(b.Dest, cfg.Agent.Domains); perr != nil {
+			err = fmt.Errorf("%w: bind %q: %v", ErrConfig, b.Dest, wire.FromError(perr).Message)
+			break
+		}
+		if b.Addr == "" {
+			err = fmt.Errorf("%w: bind %q has no address", ErrConfig, b.Dest)
+			break
+		}
+	}
+	if err == nil {
+		err = add(cfg.HTTP, "HTTP proxy", (*Agent).ServeHTTPProxy)
+	}
+	if err == nil {
+		err = add(cfg.GRPC, "gRPC proxy", (*Agent).ServeGRPCProxy)
+	}
+	for _, b := range cfg.Binds {
+		if err != nil {
+			break
+		}
+		err = add(b.Addr, "bind "+b.Dest, func(a *Agent, l net.Listener) error { return a.ServeBind(l, b.Dest) })
+	}
+	if err == nil && len(s.listeners) == 0 && cfg.Agent.Upstream == "" {
+		err = fmt.Errorf("%w: %w", ErrConfig, ErrNothingToDo)
+	}
+	if err == nil && on(cfg.Admin) {
+		if s.admin, err = net.Listen("tcp", cfg.Admin); err != nil {
+			err = fmt.Errorf("agent: admin listener: %w", err)
+		}
+	}
+	if err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	s.errc = make(chan error, len(s.listeners)+1)
+	return s, nil
+}
+
+func (s *Sidecar) closeListeners() {
+	for _, l := range s.listeners {
+		l.l.Close()
+	}
+	if s.admin != nil {
+		s.admin.Close()
+	}
+}
+
+// Addr returns the address of the listener for purpose ("HTTP proxy",
+// "gRPC proxy", "bind SERVICE", "admin"), or nil.
+func (s *Sidecar) Addr(purpose string) net.Addr {
+	if purpose == "admin" && s.admin != nil {
+		return s.admin.Addr()
+	}
+	for _, l := range s.listeners {
+		if l.purpose == purpose {
+			return l.l.Addr()
+		}
+	}
+	return nil
+}
+
+// Start connects to NATS (waiting for the first connection, see Connect,
+// unless SidecarConfig.Conn is set), starts the agent and serves every
+// listener. It does not block once connected; a listener that fails later
+// is reported on Err. Call it once.
+func (s *Sidecar) Start(ctx context.Context) error {
+	nc := s.cfg.Conn
+	if nc == nil {
+		cc := s.cfg.Connect
+		if cc.Name == "" {
+			cc.Name = "natsmesh-agent:" + s.cfg.Agent.Service
+		}
+		if cc.Logger == nil {
+			cc.Logger = s.log
+		}
+		var err error
+		if nc, err = Connect(ctx, s.cfg.Agent.Service, cc); err != nil {
+			s.closeListeners()
+			return err
+		}
+		s.ownConn = true
+	}
+	s.nc = nc
+	a, err := New(nc, s.cfg.Agent)
+	if err == nil {
+		err = a.Start()
+	}
+	if err != nil {
+		s.closeListeners()
+		if s.ownConn {
+			nc.Close()
+		}
+		return err
+	}
+	s.a = a
+	for _, l := range s.listeners {
+		go func() {
+			if err := l.serve(a, l.l); err != nil {
+				s.errc <- fmt.Errorf("agent: %s: %w", l.purpose, err)
+			}
+		}()
+		s.log.Info("listening", "purpose", l.purpose, "addr", l.l.Addr().String())
+	}
+	if s.admin != nil {
+		s.adminSrv = &http.Server{Handler: a.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := s.adminSrv.Serve(s.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.errc <- fmt.Errorf("agent: admin: %w", err)
+			}
+		}()
+		s.log.Info("listening", "purpose", "admin", "addr", s.admin.Addr().String())
+	}
+	return nil
+}
+
+// Agent is the sidecar's agent, nil before Start.
+func (s *Sidecar) Agent() *Agent { return s.a }
+
+// Conn is the sidecar's NATS connection, nil before Start.
+func (s *Sidecar) Conn() *nats.Conn { return s.nc }
+
+// Err reports a listener that stopped serving.
+func (s *Sidecar) Err() <-chan error { return s.errc }
+
+// Shutdown shuts the agent down (see [Agent.Shutdown]); the admin endpoint
+// keeps answering, not ready, while the agent drains. Then it flushes the
+// last replies and closes the connection Start opened.
+func (s *Sidecar) Shutdown(ctx context.Context) error {
+	if s.a == nil {
+		s.closeListeners()
+		return nil
+	}
+	err := s.a.Shutdown(ctx)
+	if s.adminSrv != nil {
+		s.adminSrv.Close()
+	}
+	s.closeListeners()
+	if s.ownConn {
+		// The last replies may still sit in the connection's buffer.
+		if ferr := s.nc.FlushTimeout(5 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
+			s.log.Warn("flushing NATS connection", "err", ferr)
+		}
+		s.nc.Close()
+	}
+	return err
+}
+
+// AdminHandler serves the agent's admin endpoint: /healthz (liveness),
+// /readyz (ready while the agent's NATS connection is up and, when it
+// serves a service, the instance is in its queue groups) and /debug/pprof/.
+// The sidecar serves it on its admin listener; an in-process agent can
+// mount it on a server of its own.
+func (a *Agent) AdminHandler() http.Handler {
+	return admin.Handler(admin.Config{Ready: a.Readiness, Handlers: a.adminHandlers()})
+}
+
+// Readiness returns nil while the agent takes calls, and otherwise why not:
+// shut down, no NATS connection, or (with an inbound side) not serving
+// because its service fails its health checks.
+func (a *Agent) Readiness() error {
+	select {
+	case <-a.done:
+		return errors.New("shut down")
+	default:
+	}
+	if !a.nc.IsConnected() {
+		return errors.New("no connection to the NATS broker")
+	}
+	if a.HasInbound() && !a.Serving() {
+		return fmt.Errorf("not serving: %s", a.in.lastHealthError())
+	}
+	return nil
+}
+
+// adminHandlers are the agent's further admin endpoints.
+func (a *Agent) adminHandlers() map[string]http.Handler {
+	return a.cfg.Admin
+}

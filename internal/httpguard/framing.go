@@ -1,0 +1,246 @@
+package httpguard
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Listen wraps l so that a server with [Handler] and [ConnContext] answers 400, and
+// closes the connection, when a request's framing is ambiguous: both
+// Content-Length and Transfer-Encoding, or Transfer-Encoding in an HTTP/1.0
+// request.
+//
+// Go's HTTP server frames the first by Transfer-Encoding and deletes
+// Content-Length, and ignores Transfer-Encoding on HTTP/1.0, before any
+// handler sees the request (RFC 9112 section 6.3 allows the first), so the
+// handler alone cannot tell. RFC 9112 section 6.1 says the first "ought to
+// be handled as an error" and the second MUST be treated as faulty framing:
+// both are the classic request smuggling shapes. The guard follows the
+// request heads as they are read from each connection, skipping bodies by
+// their Content-Length, and notes which request on the connection was
+// ambiguous. It only ever adds a refusal: Go's server still frames every
+// request, and where the guard cannot follow (a chunked body, a folded
+// header line, a head larger than it keeps) it stops watching, which leaves
+// Go's own handling and the gateway's Connection: close after every chunked
+// request.
+//
+// TLS listeners are supported (Listen(tls.NewListener(l, cfg))): the
+// guard sees the decrypted bytes and the request still reports its TLS
+// state. Such connections speak HTTP/1.1 only, since Go's server offers
+// HTTP/2 on *tls.Conn alone; HTTP/2 has no Transfer-Encoding to smuggle with.
+func Listen(l net.Listener) net.Listener { return guardListener{l} }
+
+type guardListener struct{ net.Listener }
+
+func (l guardListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*tls.Conn); ok {
+		return &guardTLSConn{guardConn{Conn: c}, tc}, nil
+	}
+	return &guardConn{Conn: c}, nil
+}
+
+// maxGuardHead bounds the head the guard keeps; past it, it stops watching.
+// keepGuardHead is the buffer it keeps between requests.
+const (
+	maxGuardHead  = 128 << 10
+	keepGuardHead = 4 << 10
+)
+
+// guardConn follows the requests read through it. Reads of one connection
+// are sequential (Go's server reads from one goroutine), so the parsing
+// state needs no lock; what handlers read is atomic.
+type guardConn struct {
+	net.Conn
+	head     []byte // the head read so far
+	scanned  int    // bytes of head already searched for its end
+	bodyLeft int64
+	stopped  bool
+
+	heads  int64        // request heads seen, for ambig
+	ambig  atomic.Int64 // ordinal of the ambiguous request, or 0
+	served atomic.Int64 // requests that reached the handler
+}
+
+func (c *guardConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.stopped {
+		c.observe(p[:n])
+	}
+	return n, err
+}
+
+// CloseWrite lets Go's server half-close the connection after an error
+// answer, as it does on a *net.TCPConn.
+func (c *guardConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// observe follows the request stream: heads, then bodies of known length.
+func (c *guardConn) observe(b []byte) {
+	for len(b) > 0 && !c.stopped {
+		if c.bodyLeft > 0 {
+			skip := min(c.bodyLeft, int64(len(b)))
+			c.bodyLeft -= skip
+			b = b[skip:]
+			continue
+		}
+		if len(c.head) == 0 {
+			// Empty lines before a request are skipped, as Go's server does.
+			for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+				b = b[1:]
+			}
+			if len(b) == 0 {
+				return
+			}
+		}
+		c.head = append(c.head, b...)
+		end, ok := c.headEnd()
+		if !ok {
+			if len(c.head) > maxGuardHead {
+				c.stop()
+			}
+			return
+		}
+		rest := append([]byte(nil), c.head[end:]...)
+		c.heads++
+		c.check(c.head[:end])
+		if cap(c.head) > keepGuardHead {
+			c.head = nil
+		} else {
+			c.head = c.head[:0]
+		}
+		c.scanned = 0
+		b = rest
+	}
+}
+
+// headEnd finds the end of the head as Go's textproto reader does: line by
+// line (a line ends at LF, a CR before it is dropped), up to the first empty
+// line. It returns the index just past that line. The search resumes where
+// the last one stopped, so a head trickled in byte by byte costs linear time.
+func (c *guardConn) headEnd() (int, bool) {
+	start := c.scanned
+	for {
+		nl := bytes.IndexByte(c.head[start:], '\n')
+		if nl < 0 {
+			c.scanned = start
+			return 0, false
+		}
+		line := c.head[start : start+nl]
+		next := start + nl + 1
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return next, true
+		}
+		start = next
+	}
+}
+
+// check reads one head's framing and decides what follows it.
+func (c *guardConn) check(head []byte) {
+	var (
+		cl           int64
+		hasCL, hasTE bool
+	)
+	lines := bytes.Split(head, []byte("\n"))
+	http10 := bytes.HasSuffix(bytes.TrimRight(lines[0], "\r"), []byte("HTTP/1.0"))
+	for _, line := range lines[1:] {
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// A folded line continues the header before it; Go joins it.
+			// Rather than second-guess what it continues, stop watching.
+			c.stop()
+			return
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if n, err := strconv.ParseInt(string(bytes.TrimSpace(value)), 10, 64); err == nil && n >= 0 && !hasCL {
+				cl = n
+			}
+			hasCL = true
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			hasTE = true
+		}
+	}
+	switch {
+	case hasTE && (hasCL || http10):
+		c.ambig.Store(c.heads)
+		c.stop() // the gateway answers 400 and closes
+	case hasTE:
+		c.stop() // a chunked body: the gateway closes the connection after it
+	case hasCL:
+		c.bodyLeft = cl
+	}
+}
+
+func (c *guardConn) stop() {
+	c.stopped = true
+	c.head = nil
+}
+
+// guardTLSConn is a guarded TLS connection. Go's server reads the TLS state
+// of a connection that is not a *tls.Conn once, before its first request,
+// through ConnectionState: so that the handshake has happened by then, it
+// completes it there.
+type guardTLSConn struct {
+	guardConn
+	tls *tls.Conn
+}
+
+// tlsHandshakeTimeout bounds the handshake ConnectionState completes.
+const tlsHandshakeTimeout = 10 * time.Second
+
+func (c *guardTLSConn) ConnectionState() tls.ConnectionState {
+	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+	defer cancel()
+	// A failed handshake fails the server's first read as well.
+	c.tls.HandshakeContext(ctx)
+	return c.tls.ConnectionState()
+}
+
+type guardKey struct{}
+
+// ConnContext is the http.Server ConnContext that lets handlers find the
+// guard of their connection.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	switch g := c.(type) {
+	case *guardConn:
+		return context.WithValue(ctx, guardKey{}, g)
+	case *guardTLSConn:
+		return context.WithValue(ctx, guardKey{}, &g.guardConn)
+	}
+	return ctx
+}
+
+// Ambiguous counts a request reaching the handler on its connection
+// and reports whether it is the one the guard found ambiguous. Go's server
+// serves an HTTP/1.x connection's requests one after another, in order, and
+// closes the connection after any request it refuses itself, so the n-th
+// request a handler sees is the n-th head the guard read. Call it exactly
+// once per request.
+func Ambiguous(ctx context.Context) bool {
+	g, ok := ctx.Value(guardKey{}).(*guardConn)
+	if !ok {
+		return false
+	}
+	n := g.served.Add(1)
+	return n == g.ambig.Load()
+}

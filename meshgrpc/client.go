@@ -1,0 +1,145 @@
+package meshgrpc
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// errStreaming is the answer to any streaming call: the mesh carries unary
+// calls only, for now.
+var errStreaming = status.Error(codes.Unimplemented, streamingMessage)
+
+const streamingMessage = "natsmesh: streaming not supported yet: only unary calls cross the mesh"
+
+// Client calls a mesh service over NATS as a grpc.ClientConnInterface, so
+// that generated stubs (pb.NewXClient(c)) work with no sidecar hop. Each
+// unary call goes through Sender (the outbound pipeline) as one call to
+// Service (and Subset) from Caller.
+//
+// Invoke propagates the outgoing metadata (see [wire.EncodeGRPCRequest] for
+// what is dropped) and the context's deadline, and returns status errors:
+// the service's status as it sent it, or the mesh's failures through
+// [wire.GRPCStatus]. Of the call options it honors grpc.Header, grpc.Trailer
+// (filled on success and on a service's error status), grpc.ForceCodecV2,
+// grpc.ForceCodec and grpc.CallContentSubtype (the codec for the messages);
+// the others (WaitForReady, compression, message size limits, ...) describe
+// an HTTP/2 connection and are ignored.
+type Client struct {
+	// Sender sends the calls. Required: a call with a nil Sender fails with
+	// Internal.
+	Sender pipeline.Sender
+	// Caller is the calling service's name and Service the called one;
+	// both must be valid names (see [wire.ValidateName]).
+	Caller, Service string
+	// Subset selects instances of Service; "" means any.
+	Subset string
+	// Limits bound the request; the zero value uses the defaults.
+	Limits wire.Limits
+}
+
+var _ grpc.ClientConnInterface = (*Client)(nil)
+
+// Invoke performs a unary call of method ("/pkg.Service/Method").
+func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	codec := protoCodec()
+	var header, trailer []*metadata.MD
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			header = append(header, o.HeaderAddr)
+		case grpc.TrailerCallOption:
+			trailer = append(trailer, o.TrailerAddr)
+		case grpc.ForceCodecV2CallOption:
+			codec = o.CodecV2
+		case grpc.ForceCodecCallOption:
+			codec = codecV1{o.Codec}
+		case grpc.ContentSubtypeCallOption:
+			if cv := encoding.GetCodecV2(o.ContentSubtype); cv != nil {
+				codec = cv
+			}
+		}
+	}
+	if c.Sender == nil {
+		return status.Error(codes.Internal, "natsmesh: meshgrpc.Client.Sender is nil")
+	}
+	if codec == nil {
+		return status.Error(codes.Internal, "natsmesh: no proto codec registered")
+	}
+	data, err := codec.Marshal(args)
+	if err != nil {
+		return status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
+	}
+	payload := data.Materialize()
+	data.Free()
+	md, _ := metadata.FromOutgoingContext(ctx)
+	req := &wire.GRPCRequest{Method: method, Metadata: md, Payload: payload}
+	resp, err := Send(ctx, c.Sender, &pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits)
+	if err != nil {
+		return err
+	}
+	for _, h := range header {
+		*h = resp.Header
+	}
+	for _, t := range trailer {
+		*t = resp.Trailer
+	}
+	if err := resp.Status.Err(); err != nil {
+		return err
+	}
+	if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(resp.Payload)}, reply); err != nil {
+		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
+	}
+	return nil
+}
+
+// NewStream fails with Unimplemented: the mesh carries unary calls only.
+func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, errStreaming
+}
+
+// Send encodes req as a gRPC call to dest's service from dest's caller
+// (dest's other fields are set here), sends it through s and reads the
+// answer. A mesh failure, or a request that cannot be sent, is returned as
+// a status error; the service's own status is in the response.
+func Send(ctx context.Context, s pipeline.Sender, dest *pipeline.Call, req *wire.GRPCRequest, lim wire.Limits) (*wire.GRPCResponse, error) {
+	m, err := wire.EncodeGRPCRequest(req, lim)
+	if err != nil {
+		return nil, wire.GRPCStatus(err).Err()
+	}
+	dest.Proto, dest.Op, dest.Header, dest.Data = wire.ProtoGRPC, req.Method, m.Header, m.Data
+	reply, err := s.Send(ctx, dest)
+	if err != nil {
+		return nil, wire.GRPCStatus(err).Err()
+	}
+	resp, err := wire.DecodeGRPCResponse(reply)
+	if err != nil {
+		return nil, wire.GRPCStatus(err).Err()
+	}
+	return resp, nil
+}
+
+// codecV1 adapts a grpc.ForceCodec codec.
+type codecV1 struct{ c encoding.Codec }
+
+func (c codecV1) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := c.c.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (c codecV1) Unmarshal(data mem.BufferSlice, v any) error {
+	return c.c.Unmarshal(data.Materialize(), v)
+}
+
+func (c codecV1) Name() string { return c.c.Name() }

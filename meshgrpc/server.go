@@ -1,0 +1,279 @@
+package meshgrpc
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// Server serves gRPC services over NATS as a grpc.ServiceRegistrar, so
+// that generated code (pb.RegisterXServer(s, impl)) serves mesh calls with
+// no sidecar hop: the agent's inbound pipeline passes each call to
+// [Server.ServeCall]. The zero value serves with the default limits and no
+// interceptors; use [NewServer] for options.
+//
+// Only unary methods are served; the streaming methods of a registered
+// service answer Unimplemented.
+type Server struct {
+	limits      wire.Limits
+	interceptor grpc.UnaryServerInterceptor
+
+	mu       sync.RWMutex
+	services map[string]*grpcService
+}
+
+type grpcService struct {
+	impl    any
+	methods map[string]*grpc.MethodDesc
+	streams map[string]bool
+}
+
+var (
+	_ grpc.ServiceRegistrar = (*Server)(nil)
+	_ pipeline.Handler      = (*Server)(nil)
+)
+
+// ServerOption configures a [Server].
+type ServerOption func(*Server)
+
+// WithLimits bounds the replies; the default is the zero Limits.
+func WithLimits(lim wire.Limits) ServerOption {
+	return func(s *Server) { s.limits = lim }
+}
+
+// WithUnaryInterceptors adds unary interceptors, which run in the order given
+// (the first is outermost), after those added before, as with
+// grpc.ChainUnaryInterceptor.
+func WithUnaryInterceptors(is ...grpc.UnaryServerInterceptor) ServerOption {
+	return func(s *Server) {
+		all := is
+		if s.interceptor != nil {
+			all = append([]grpc.UnaryServerInterceptor{s.interceptor}, is...)
+		}
+		s.interceptor = chainUnary(all)
+	}
+}
+
+// NewServer returns a server with opts applied.
+func NewServer(opts ...ServerOption) *Server {
+	s := &Server{}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// RegisterService registers a service and its implementation, as
+// grpc.Server does. Like grpc.Server, it panics when impl does not implement
+// desc.HandlerType or when the service is already registered: both are
+// programming errors found at start-up.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	if impl != nil && desc.HandlerType != nil {
+		ht := reflect.TypeOf(desc.HandlerType).Elem()
+		if st := reflect.TypeOf(impl); !st.Implements(ht) {
+			panic(fmt.Sprintf("meshgrpc: Server.RegisterService found the handler of type %v that does not satisfy %v", st, ht))
+		}
+	}
+	svc := &grpcService{impl: impl, methods: make(map[string]*grpc.MethodDesc), streams: make(map[string]bool)}
+	for i := range desc.Methods {
+		d := &desc.Methods[i]
+		svc.methods[d.MethodName] = d
+	}
+	for _, d := range desc.Streams {
+		svc.streams[d.StreamName] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.services[desc.ServiceName]; dup {
+		panic(fmt.Sprintf("meshgrpc: Server.RegisterService found duplicate service registration for %q", desc.ServiceName))
+	}
+	if s.services == nil {
+		s.services = make(map[string]*grpcService)
+	}
+	s.services[desc.ServiceName] = svc
+}
+
+// ServeCall serves one inbound gRPC call and returns the reply to send; it
+// is the in-process gRPC kind of [pipeline.Handler].
+//
+// The handler's context is ctx (which carries the call's deadline and
+// caller: see [pipeline.CallerFrom]) with the request metadata as incoming
+// metadata, a peer naming the caller, and a grpc.ServerTransportStream, so
+// grpc.SetHeader, grpc.SendHeader, grpc.SetTrailer and grpc.Method work.
+// The reply carries the handler's status (an error that is no status error
+// is Unknown, a context error DeadlineExceeded or Canceled), its response
+// message on success, and the header and trailer metadata. An unknown
+// service or method, or a streaming method, is the service's Unimplemented
+// answer; a panic in the handler is recovered into an Internal status. A
+// message that is no gRPC request, or a reply past the limits, is a mesh
+// error.
+func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	req, err := wire.DecodeGRPCCall(c.Header, c.Data, c.Op)
+	if err != nil {
+		return nil, err
+	}
+	return wire.GRPCResponseMsg(s.serve(ctx, c.Caller, req), s.limits)
+}
+
+// serve runs req for caller ("" when the subject named none).
+func (s *Server) serve(ctx context.Context, caller string, req *wire.GRPCRequest) *wire.GRPCResponse {
+	svcName, methodName := wire.SplitGRPCMethod(req.Method)
+	s.mu.RLock()
+	svc := s.services[svcName]
+	s.mu.RUnlock()
+	if svc == nil {
+		return &wire.GRPCResponse{Status: status.Newf(codes.Unimplemented, "unknown service %v", svcName)}
+	}
+	md := svc.methods[methodName]
+	if md == nil {
+		if svc.streams[methodName] {
+			return &wire.GRPCResponse{Status: status.Convert(errStreaming)}
+		}
+		return &wire.GRPCResponse{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)}
+	}
+
+	if req.Metadata == nil {
+		req.Metadata = metadata.MD{}
+	}
+	ctx = metadata.NewIncomingContext(ctx, req.Metadata)
+	if caller != "" {
+		ctx = peer.NewContext(ctx, &peer.Peer{Addr: meshAddr(caller)})
+	}
+	stream := &serverStream{method: req.Method}
+	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
+
+	codec := protoCodec()
+	dec := func(v any) error {
+		if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(req.Payload)}, v); err != nil {
+			return status.Errorf(codes.Internal, "grpc: error unmarshalling request: %v", err)
+		}
+		return nil
+	}
+	out, err := callHandler(ctx, md, svc.impl, dec, s.interceptor)
+	header, trailer := stream.finish()
+	resp := &wire.GRPCResponse{Header: header, Trailer: trailer}
+	if err != nil {
+		st, ok := status.FromError(err)
+		if !ok {
+			if cs := status.FromContextError(err); cs.Code() != codes.Unknown {
+				st = cs
+			}
+		}
+		resp.Status = st
+		return resp
+	}
+	data, err := codec.Marshal(out)
+	if err != nil {
+		resp.Status = status.Newf(codes.Internal, "grpc: error while marshaling: %v", err)
+		return resp
+	}
+	resp.Payload = data.Materialize()
+	data.Free()
+	resp.Status = status.New(codes.OK, "")
+	return resp
+}
+
+// callHandler runs a method handler, turning a panic into an Internal status.
+func callHandler(ctx context.Context, md *grpc.MethodDesc, impl any, dec func(any) error, ic grpc.UnaryServerInterceptor) (out any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, status.Errorf(codes.Internal, "natsmesh: handler panic: %v", p)
+		}
+	}()
+	return md.Handler(impl, ctx, dec, ic)
+}
+
+// meshAddr is the net.Addr of a caller seen through the mesh.
+type meshAddr string
+
+func (a meshAddr) Network() string { return "natsmesh" }
+func (a meshAddr) String() string  { return string(a) }
+
+// serverStream is the grpc.ServerTransportStream of a call served over NATS:
+// it collects the header and trailer metadata that go into the one reply.
+type serverStream struct {
+	method string
+
+	mu         sync.Mutex
+	header     metadata.MD
+	trailer    metadata.MD
+	headerSent bool
+	done       bool
+}
+
+var _ grpc.ServerTransportStream = (*serverStream)(nil)
+
+func (s *serverStream) Method() string { return s.method }
+
+func (s *serverStream) SetHeader(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.headerSent || s.done {
+		return status.Error(codes.Internal, "transport: the stream is done or SetHeader was called after headers were sent")
+	}
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
+
+// SendHeader fixes the header metadata; over NATS it travels with the reply.
+func (s *serverStream) SendHeader(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.headerSent || s.done {
+		return status.Error(codes.Internal, "transport: SendHeader called multiple times")
+	}
+	s.header = metadata.Join(s.header, md)
+	s.headerSent = true
+	return nil
+}
+
+func (s *serverStream) SetTrailer(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return status.Error(codes.Internal, "transport: SetTrailer called after the call ended")
+	}
+	s.trailer = metadata.Join(s.trailer, md)
+	return nil
+}
+
+// finish ends the call, so that a handler's goroutine left behind cannot
+// change the metadata being sent.
+func (s *serverStream) finish() (header, trailer metadata.MD) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	return s.header, s.trailer
+}
+
+func chainUnary(is []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	switch len(is) {
+	case 0:
+		return nil
+	case 1:
+		return is[0]
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return is[0](ctx, req, info, chainedHandler(is, 0, info, handler))
+	}
+}
+
+func chainedHandler(is []grpc.UnaryServerInterceptor, cur int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
+	if cur == len(is)-1 {
+		return final
+	}
+	return func(ctx context.Context, req any) (any, error) {
+		return is[cur+1](ctx, req, info, chainedHandler(is, cur+1, info, final))
+	}
+}

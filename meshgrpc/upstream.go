@@ -1,0 +1,71 @@
+package meshgrpc
+
+import (
+	"context"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Upstream is the inbound handler for a local gRPC server reached over a
+// connection (h2c): it forwards each call with [wire.RawCodec], so it needs
+// no generated code, and returns the service's status, response message,
+// header and trailer metadata.
+//
+// The local call gets the call's deadline (the context's) and the request
+// metadata as outgoing metadata, plus [wire.MetadataCaller] set from the
+// subject. A failure to reach the service at all (codes.Unavailable before
+// any transport stream to it existed: connection refused, no address) is a
+// KindUpstream mesh error, so callers and policies can tell it from the
+// service's own Unavailable. A server-streaming method, which a unary call
+// cannot carry, answers Unimplemented.
+type Upstream struct {
+	// Conn is the connection to the local service. Required.
+	Conn grpc.ClientConnInterface
+	// Limits bound the replies; the zero value uses the defaults.
+	Limits wire.Limits
+}
+
+var _ pipeline.Handler = (*Upstream)(nil)
+
+// ServeCall implements [pipeline.Handler].
+func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	req, err := wire.DecodeGRPCCall(c.Header, c.Data, c.Op)
+	if err != nil {
+		return nil, err
+	}
+	// The metadata is the decoder's own, fresh map: set the caller in it.
+	md := req.Metadata
+	if md == nil {
+		md = metadata.MD{}
+	}
+	if c.Caller != "" {
+		md.Set(wire.MetadataCaller, c.Caller)
+	}
+	ctx = metadata.NewOutgoingContext(ctx, md)
+
+	in, out := wire.RawFrame(req.Payload), wire.RawFrame(nil)
+	var header, trailer metadata.MD
+	var p peer.Peer
+	err = u.Conn.Invoke(ctx, req.Method, &in, &out,
+		grpc.ForceCodecV2(wire.RawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p))
+	st, _ := status.FromError(err)
+	switch {
+	case st.Code() == codes.Unavailable && p.Addr == nil:
+		return nil, &wire.Error{Kind: wire.KindUpstream, Message: st.Message(), Err: err}
+	case st.Code() == codes.Internal && strings.Contains(st.Message(), "cardinality violation"):
+		// grpc-go's client answer when a unary call meets a method that
+		// streams its responses.
+		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: streaming not supported yet, only unary calls cross the mesh")
+	}
+	resp := &wire.GRPCResponse{Payload: out, Header: header, Trailer: trailer, Status: st}
+	return wire.GRPCResponseMsg(resp, u.Limits)
+}

@@ -1,0 +1,144 @@
+package pipeline
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Call is one request crossing the mesh, already parsed: where it goes, who
+// sends it, what operation it is, and its message. Both pipelines pass a
+// *Call from the entry point to the end, so no middleware parses a subject
+// or a header to learn what the call is.
+//
+// A Call is the unit a middleware may copy (a retry, a hedge, a mirror, a
+// split that picks a subset): [Call.Clone] gives each attempt its own
+// header map. Nothing in the mesh writes to a Call's Header or Data once
+// the call has entered a pipeline; a middleware that needs a different
+// header sends a clone.
+//
+// Calls are unary today: Data is the whole body. A streaming call (gRPC
+// streams, bodies over max_payload, WebSocket) will be another kind of Call
+// whose body is a flow-controlled stream of messages each way instead of
+// Data; its routing fields and middleware stay the same.
+type Call struct {
+	// Service and Subset name the destination: a meshed service and, when
+	// Subset is set, only its instances of that subset. Subset "" means any
+	// instance.
+	Service string
+	Subset  string
+	// Subject, when set, is a plain NATS subject (a NATS-native endpoint
+	// such as a nats.go/micro service) that the call goes to instead of a
+	// mesh service; Service and Subset are then empty.
+	Subject string
+	// Caller is the calling service, the caller token of the subject.
+	Caller string
+	// Proto says how Header and Data are to be read.
+	Proto wire.Proto
+	// Op is the operation: the HTTP method, or the full gRPC method
+	// ("/pkg.Service/Method").
+	Op string
+	// Path is the escaped path of an HTTP call, for routing; "" for gRPC.
+	Path string
+	// Header and Data are the request message as the wire format encodes
+	// it. Inbound, they are the received message's.
+	Header nats.Header
+	Data   []byte
+
+	// msg is the received message, inbound.
+	msg *nats.Msg
+}
+
+// Dest names the destination for people: "orders", "orders@v2", or the
+// subject of a NATS-native endpoint.
+func (c *Call) Dest() string {
+	switch {
+	case c.Subject != "":
+		return c.Subject
+	case c.Subset != "" && c.Subset != wire.AnySubset:
+		return c.Service + "@" + c.Subset
+	}
+	return c.Service
+}
+
+// MeshSubject is the NATS subject the call is sent on.
+func (c *Call) MeshSubject() string {
+	if c.Subject != "" {
+		return c.Subject
+	}
+	return wire.Subject{Service: c.Service, Subset: c.Subset, Caller: c.Caller, Proto: c.Proto, Op: c.Op}.String()
+}
+
+// Clone returns a copy of c with a header map of its own (the values are
+// shared: they are never written in place) and the same body.
+func (c *Call) Clone() *Call {
+	d := *c
+	d.Header = make(nats.Header, len(c.Header)+1)
+	for k, vs := range c.Header {
+		d.Header[k] = vs
+	}
+	return &d
+}
+
+// Msg is the call as a NATS message: the received one inbound, a new
+// message on the call's subject otherwise.
+func (c *Call) Msg() *nats.Msg {
+	if c.msg != nil {
+		return c.msg
+	}
+	return &nats.Msg{Subject: c.MeshSubject(), Header: c.Header, Data: c.Data}
+}
+
+// Idempotent reports whether repeating the call is safe by its method:
+// HTTP GET, HEAD, OPTIONS, TRACE, PUT and DELETE (RFC 9110 section 9.2.2).
+// gRPC methods are not, unless a policy marks their route idempotent.
+func (c *Call) Idempotent() bool {
+	if c.Proto != wire.ProtoHTTP {
+		return false
+	}
+	switch c.Op {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// HeaderValue returns the first value of the request header name, looked
+// up case-insensitively as HTTP does, for matching routes by header.
+func (c *Call) HeaderValue(name string) string {
+	if vs, ok := c.Header[name]; ok && len(vs) > 0 {
+		return vs[0]
+	}
+	if vs, ok := c.Header[http.CanonicalHeaderKey(name)]; ok && len(vs) > 0 {
+		return vs[0]
+	}
+	for k, vs := range c.Header {
+		if strings.EqualFold(k, name) && len(vs) > 0 {
+			return vs[0]
+		}
+	}
+	return ""
+}
+
+// callerKey is the context key of the calling service's name.
+type callerKey struct{}
+
+// WithCaller returns ctx carrying the calling service's name, as read from a
+// request's subject, for [CallerFrom]. The inbound pipeline sets it before
+// any handler runs; handlers never take the caller from a header a client
+// could forge.
+func WithCaller(ctx context.Context, caller string) context.Context {
+	return context.WithValue(ctx, callerKey{}, caller)
+}
+
+// CallerFrom returns the name of the service that made the inbound call
+// served under ctx, as the broker vouches for it (the subject's caller
+// token).
+func CallerFrom(ctx context.Context) (string, bool) {
+	c, ok := ctx.Value(callerKey{}).(string)
+	return c, ok
+}

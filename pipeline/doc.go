@@ -1,0 +1,66 @@
+// Package pipeline is the seam of the mesh: one call pipeline per
+// direction, which every entry point and every kind of local service goes
+// through, and on which policies, authorization, fault injection and
+// telemetry are middleware.
+//
+// A [Call] is one request already parsed: destination service and subset
+// (or a NATS-native subject), caller, protocol, operation (HTTP method or
+// gRPC method), HTTP path, and the message as the wire package encodes it.
+//
+// Outbound, a [Sender] sends a call and returns the service's reply; an
+// [OutboundMiddleware] wraps a Sender, in the shape of http.RoundTripper
+// wrappers. [Outbound] is the pipeline itself: the sidecar's HTTP proxy,
+// its bind ports, its gRPC proxy, the in-process Transport and ClientConn
+// and the edge gateway all send through one. It sets the deadline (the
+// caller's, or its default) in exactly one place, runs the middleware, and
+// ends in one NATS request per attempt, each a message of its own. Every
+// failure of the mesh, including a reply that carries one (overloaded, a
+// remote timeout), comes back as a *wire.Error, so a middleware classifies
+// outcomes with errors.Is.
+//
+// Inbound, a [Handler] serves a call (with a [HandlerFunc] adapter, as
+// nats.go micro does) and an [InboundMiddleware] wraps one. The kinds of
+// local service are Handlers: [HTTPUpstream] (an HTTP service on the
+// network), [HTTPHandler] (an in-process http.Handler), and in package
+// meshgrpc the h2c gRPC upstream and the in-process gRPC server;
+// [Protocols] picks one by the call's protocol. [Inbound] is the dispatch
+// every message goes through: it owns the concurrency limit, the deadline
+// (Mesh-Timeout, else grpc-timeout, else its default) and the one reply.
+//
+// # Order of the middleware
+//
+// Middleware runs in the order given, the first outermost: it sees the call
+// first and the outcome last. The agent and the gateway compose theirs in
+// this order, outermost first, so each concern sees what it must:
+//
+// Outbound:
+//
+//  1. telemetry of the call (one span and one measurement per call, as the
+//     caller saw it, mesh errors included);
+//  2. routing: route match, traffic split and mirroring (pick the subset;
+//     a mirror sends its own copy and never delays the call);
+//  3. fault injection (where the call enters the mesh, so the policies
+//     below act on an injected fault as on a real one);
+//  4. the overall timeout of the route;
+//  5. retries with their budget, and hedging (each attempt a clone);
+//  6. the circuit breaker of the destination;
+//  7. the bulkhead (concurrency limit) of the destination;
+//  8. telemetry of each attempt, then the NATS request.
+//
+// Inbound:
+//
+//  1. telemetry of the served call;
+//  2. authorization of the caller (the subject's caller token);
+//  3. the rate limit per caller;
+//  4. fault injection;
+//  5. passive health (outlier detection), then the local service.
+//
+// # Streams
+//
+// Calls are unary: Data is the whole body, one message each way. A
+// streaming call (gRPC streams, bodies over max_payload, WebSocket) will be
+// another kind of Call, whose body is a flow-controlled sequence of
+// messages each way instead of Data; routing, authorization and the
+// decisions of policies read only a Call's routing fields and headers, so
+// they apply to it unchanged.
+package pipeline

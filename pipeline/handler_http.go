@@ -1,0 +1,187 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// HTTPHandler is the inbound kind for an in-process http.Handler: each
+// call is decoded into a server-side *http.Request (with Mesh-Caller set
+// from the subject) and served by h with no local hop. limits, called per
+// call, bound the answer (the connection's max_payload may change on
+// reconnect); nil means the defaults.
+//
+// A handler that panics is an internal mesh error, one that panics with
+// http.ErrAbortHandler an upstream one, and one whose answer exceeds
+// max_payload an upstream error naming the response, not the caller's
+// request.
+func HTTPHandler(h http.Handler, limits func() wire.Limits) Handler {
+	return &httpHandler{h: h, limits: limits}
+}
+
+type httpHandler struct {
+	h      http.Handler
+	limits func() wire.Limits
+}
+
+func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
+	var lim wire.Limits
+	if k.limits != nil {
+		lim = k.limits()
+	}
+	r, cancel, err := wire.DecodeHTTPRequest(ctx, c.Msg())
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	SetCallerHeader(r.Header, c.Caller)
+	rec := newRecorder(lim.PayloadLimit())
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					rec.aborted = true
+					return
+				}
+				rec.panicked = fmt.Sprint(p)
+			}
+		}()
+		k.h.ServeHTTP(rec, r)
+	}()
+	if rec.panicked != "" {
+		return nil, &wire.Error{Kind: wire.KindInternal, Message: "handler panic: " + rec.panicked}
+	}
+	if rec.aborted {
+		return nil, &wire.Error{Kind: wire.KindUpstream, Message: "handler aborted the response"}
+	}
+	if rec.tooLarge {
+		return nil, &wire.Error{Kind: wire.KindUpstream, Message: fmt.Sprintf("the service's response body exceeds max_payload (%d bytes)", rec.limit)}
+	}
+	code := rec.status()
+	trailer := rec.trailer()
+	reply, err := wire.HTTPResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
+	return reply, responseError(err)
+}
+
+// responseError makes a response too large to send the service's failure
+// (502), not the caller's (413).
+func responseError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if e := wire.FromError(err); e.Kind == wire.KindTooLarge || e.Kind == wire.KindHeadersTooLarge {
+		return &wire.Error{Kind: wire.KindUpstream, Message: "the service's response: " + e.Message, Err: err}
+	}
+	return err
+}
+
+// SetCallerHeader sets the Mesh-Caller header, removing any spelling of it
+// the caller sent: the identity comes from the subject only.
+func SetCallerHeader(h http.Header, caller string) {
+	for k := range h {
+		if strings.EqualFold(k, wire.HeaderCaller) {
+			delete(h, k)
+		}
+	}
+	h[wire.HeaderCaller] = []string{caller}
+}
+
+var (
+	_ http.ResponseWriter = (*recorder)(nil)
+	_ http.Flusher        = (*recorder)(nil)
+)
+
+// recorder is the http.ResponseWriter that collects a handler's answer.
+type recorder struct {
+	header   http.Header
+	snapshot http.Header // header as of WriteHeader
+	code     int
+	body     bytes.Buffer
+	panicked string
+	aborted  bool
+	// limit bounds the body, so a handler that writes without end fails
+	// with too-large instead of exhausting memory.
+	limit    int64
+	tooLarge bool
+}
+
+func newRecorder(limit int64) *recorder { return &recorder{header: make(http.Header), limit: limit} }
+
+// errBodyTooLarge is what a handler's Write returns past the limit.
+var errBodyTooLarge = errors.New("pipeline: response body exceeds max_payload")
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code != 0 || code < 100 || code > 999 {
+		return
+	}
+	if code < 200 {
+		// Informational answers (100 Continue, 103 Early Hints) are not the
+		// final answer and do not cross the mesh.
+		return
+	}
+	r.code = code
+	r.snapshot = r.header.Clone()
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.code == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	if r.body.Len() == 0 && r.snapshot.Get("Content-Type") == "" && len(p) > 0 {
+		r.snapshot.Set("Content-Type", http.DetectContentType(p))
+	}
+	if r.tooLarge || int64(r.body.Len())+int64(len(p)) > r.limit {
+		r.tooLarge = true
+		return 0, errBodyTooLarge
+	}
+	return r.body.Write(p)
+}
+
+func (r *recorder) Flush() {
+	if r.code == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+}
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.code
+}
+
+// trailer collects the trailers a handler declared (Trailer header) or set
+// after writing with the http.TrailerPrefix convention.
+func (r *recorder) trailer() http.Header {
+	var t http.Header
+	for _, declared := range r.snapshot.Values("Trailer") {
+		for _, k := range strings.Split(declared, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			if vs, ok := r.header[k]; ok {
+				if t == nil {
+					t = make(http.Header)
+				}
+				t[k] = vs
+			}
+		}
+	}
+	for k, vs := range r.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			if t == nil {
+				t = make(http.Header)
+			}
+			t[http.CanonicalHeaderKey(k[len(http.TrailerPrefix):])] = vs
+		}
+	}
+	r.header = r.snapshot
+	return t
+}

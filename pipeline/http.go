@@ -1,0 +1,33 @@
+package pipeline
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// NewHTTPCall encodes r (its body read and closed here, bounded by lim) as
+// the call dest describes: dest's Service and Subset, or Subject, and
+// Caller; the protocol, operation, path and message are set from r. It
+// fails with the *wire.Error of [wire.EncodeHTTPRequest].
+func NewHTTPCall(r *http.Request, dest Call, lim wire.Limits) (*Call, error) {
+	m, err := wire.EncodeHTTPRequest(r, lim)
+	if err != nil {
+		return nil, err
+	}
+	c := dest
+	c.Proto, c.Op, c.Header, c.Data = wire.ProtoHTTP, r.Method, m.Header, m.Data
+	c.Path = m.Header.Get(wire.HeaderPath)
+	return &c, nil
+}
+
+// SendHTTP sends c through s and decodes the reply. Mesh failures come back
+// as *wire.Error.
+func SendHTTP(ctx context.Context, s Sender, c *Call) (*http.Response, error) {
+	reply, err := s.Send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return wire.DecodeHTTPResponse(reply)
+}

@@ -1,0 +1,289 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Handler serves one inbound call and returns the reply to send: the local
+// service's answer, whatever its status. A failure of the mesh (the call
+// cannot be decoded, the service cannot be reached, a limit refuses it) is
+// returned as an error instead, which the dispatch sends as a mesh error
+// reply; an error that is no *wire.Error is sent as KindInternal.
+//
+// ctx carries the call's deadline and caller ([CallerFrom]); a handler must
+// not use the call after it returns.
+type Handler interface {
+	ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
+}
+
+// HandlerFunc adapts a function to a [Handler].
+type HandlerFunc func(ctx context.Context, c *Call) (*nats.Msg, error)
+
+// ServeCall calls f.
+func (f HandlerFunc) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) { return f(ctx, c) }
+
+// InboundMiddleware wraps a Handler with one concern (a rate limit,
+// authorization, a fault, a span, a metric).
+type InboundMiddleware func(next Handler) Handler
+
+// Protocols is the Handler that sends each call to the handler of its
+// protocol; a protocol with no handler answers no-route naming the service.
+type Protocols struct {
+	// Service names the local service in errors.
+	Service string
+	// HTTP and GRPC serve calls of each protocol; nil for none.
+	HTTP, GRPC Handler
+}
+
+// ServeCall implements [Handler].
+func (p Protocols) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
+	var h Handler
+	switch c.Proto {
+	case wire.ProtoHTTP:
+		h = p.HTTP
+	case wire.ProtoGRPC:
+		h = p.GRPC
+	}
+	if h == nil {
+		return nil, wire.Errorf(wire.KindNoRoute, "%s serves no %s", p.Service, c.Proto)
+	}
+	return h.ServeCall(ctx, c)
+}
+
+// InboundConfig configures an [Inbound]. Zero values take the defaults
+// noted on each field.
+type InboundConfig struct {
+	// Service is the local service's name, for errors and logs.
+	Service string
+	// Handler serves the calls. Required.
+	Handler Handler
+	// Middleware wraps Handler, the first outermost.
+	Middleware []InboundMiddleware
+	// MaxConcurrent bounds the calls in flight. Zero means 1024; negative
+	// means no limit.
+	MaxConcurrent int
+	// Timeout is the deadline of a call whose message propagates none (a
+	// plain NATS client's request). Default DefaultTimeout.
+	Timeout time.Duration
+	// Logger receives failures to reply. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultMaxConcurrent matches Envoy's default max_requests per cluster.
+const DefaultMaxConcurrent = 1024
+
+// overloadRetryAfter is the Retry-After of an overloaded answer.
+const overloadRetryAfter = time.Second
+
+// Inbound is the one inbound pipeline of an agent: the dispatch every
+// message for its service goes through, whatever kind of local service
+// answers it. For each message it:
+//
+//  1. drops it if it has no reply subject (a publish: no one to answer);
+//  2. admits it under the concurrency limit, or answers overloaded at once
+//     without running anything (so the caller may retry elsewhere), and
+//     answers overloaded after Close;
+//  3. parses the subject into a [Call] (a malformed one is bad-request);
+//  4. sets the deadline, here and nowhere else inbound: the message's
+//     Mesh-Timeout, else its grpc-timeout header (gRPC's wire form, as a
+//     raw NATS client may send it), else Timeout; and the caller from the
+//     subject ([CallerFrom]);
+//  5. passes the middleware, the first outermost, then the handler;
+//  6. sends exactly one reply: the handler's, or its error as a mesh error
+//     reply; a reply the broker refuses (over max_payload) is replaced by a
+//     mesh error saying why.
+type Inbound struct {
+	nc      *nats.Conn
+	service string
+	handler Handler
+	sem     chan struct{} // nil: no limit
+	timeout time.Duration
+	log     *slog.Logger
+
+	inflight sync.WaitGroup
+	mu       sync.Mutex
+	closed   bool
+}
+
+// NewInbound returns the dispatch that replies over nc.
+func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
+	if nc == nil {
+		return nil, errors.New("pipeline: nil NATS connection")
+	}
+	if cfg.Handler == nil {
+		return nil, errors.New("pipeline: inbound pipeline without a handler")
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("pipeline: negative timeout %v", cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := cfg.Handler
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		h = cfg.Middleware[i](h)
+	}
+	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger}
+	if cfg.MaxConcurrent > 0 {
+		in.sem = make(chan struct{}, cfg.MaxConcurrent)
+	}
+	return in, nil
+}
+
+// ServeMsg is the subscription handler: it admits the call or refuses it at
+// once, and serves it on a goroutine of its own, so calls run concurrently
+// up to the limit while the subscription keeps delivering.
+func (in *Inbound) ServeMsg(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	if in.sem != nil {
+		select {
+		case in.sem <- struct{}{}:
+		default:
+			in.respond(m, nil, &wire.Error{
+				Kind:       wire.KindOverloaded,
+				Message:    in.service + " instance at its concurrency limit",
+				RetryAfter: overloadRetryAfter,
+			})
+			return
+		}
+	}
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		in.release()
+		in.respond(m, nil, &wire.Error{Kind: wire.KindOverloaded, Message: in.service + " instance shutting down"})
+		return
+	}
+	in.inflight.Add(1)
+	in.mu.Unlock()
+	go func() {
+		defer in.inflight.Done()
+		defer in.release()
+		reply, err := in.serve(m)
+		in.respond(m, reply, err)
+	}()
+}
+
+func (in *Inbound) release() {
+	if in.sem != nil {
+		<-in.sem
+	}
+}
+
+// serve runs one admitted message through the middleware and handler.
+func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
+	subj, err := wire.ParseSubject(m.Subject)
+	if err != nil {
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()}
+	}
+	timeout, err := callTimeout(m.Header)
+	if err != nil {
+		return nil, err
+	}
+	if timeout == 0 {
+		timeout = in.timeout
+	}
+	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), subj.Caller), timeout)
+	defer cancel()
+	c := &Call{
+		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
+		Header: m.Header, Data: m.Data, msg: m,
+	}
+	if c.Subset == wire.AnySubset {
+		c.Subset = ""
+	}
+	if c.Proto == wire.ProtoHTTP {
+		c.Path = m.Header.Get(wire.HeaderPath)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			in.log.Error("inbound handler panic", "subject", m.Subject, "panic", p)
+			reply, err = nil, wire.Errorf(wire.KindInternal, "handler panic")
+		}
+	}()
+	return in.handler.ServeCall(ctx, c)
+}
+
+// callTimeout is the deadline a message propagates: Mesh-Timeout, or
+// gRPC's grpc-timeout for a raw NATS client that speaks it; 0 for none.
+func callTimeout(h nats.Header) (time.Duration, error) {
+	d, err := wire.Timeout(h)
+	if err != nil || d > 0 {
+		return d, err
+	}
+	if v := h.Get("grpc-timeout"); v != "" {
+		d, ok := wire.ParseGRPCTimeout(v)
+		if !ok || d <= 0 {
+			return 0, wire.Errorf(wire.KindBadRequest, "bad grpc-timeout %.32q", v)
+		}
+		return min(d, wire.MaxTimeout), nil
+	}
+	return 0, nil
+}
+
+// respond sends the one reply to m. If the broker refuses it (a max_payload
+// smaller than the one the reply was sized for, after a reconnect), the
+// caller still gets one answer: a mesh error saying why.
+func (in *Inbound) respond(m, reply *nats.Msg, err error) {
+	if err != nil {
+		e := wire.FromError(err)
+		reply = wire.ErrorMsg(e)
+	}
+	if reply == nil {
+		reply = wire.ErrorMsg(wire.Errorf(wire.KindInternal, "handler returned no reply"))
+	}
+	reply.Subject = m.Reply
+	perr := in.nc.PublishMsg(reply)
+	if perr == nil || errors.Is(perr, nats.ErrConnectionClosed) {
+		return
+	}
+	in.log.Warn("sending reply", "subject", m.Subject, "err", perr)
+	e := wire.FromError(perr)
+	if e.Kind != wire.KindTooLarge {
+		e = &wire.Error{Kind: wire.KindInternal, Message: "sending the reply: " + perr.Error()}
+	} else {
+		e = &wire.Error{Kind: wire.KindUpstream, Message: "the service's reply exceeds max_payload: " + e.Message}
+	}
+	fallback := wire.ErrorMsg(e)
+	fallback.Subject = m.Reply
+	if err := in.nc.PublishMsg(fallback); err != nil {
+		in.log.Warn("sending error reply", "subject", m.Subject, "err", err)
+	}
+}
+
+// Close refuses new calls (they are answered overloaded, so the caller may
+// retry another instance) and waits for those in flight to be answered, or
+// for ctx to end.
+func (in *Inbound) Close(ctx context.Context) error {
+	in.mu.Lock()
+	in.closed = true
+	in.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		in.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,79 @@
+package pipeline
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("time.Sleep"))
+}
+
+// runBroker starts a broker for one test, without JetStream.
+func runBroker(t testing.TB) *broker.Broker {
+	t.Helper()
+	return meshtest.Broker(t, func(c *broker.Config) {
+		c.NoJetStream = true
+		c.LameDuckDuration = -1
+	})
+}
+
+// conn connects to b as service (replies under its inbox prefix).
+func conn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
+	t.Helper()
+	return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)), nats.Timeout(5*time.Second))
+}
+
+// viaNATS publishes m and returns it as a subscriber receives it, so tests
+// see exactly what survives the wire.
+func viaNATS(t *testing.T, nc *nats.Conn, m *nats.Msg) *nats.Msg {
+	t.Helper()
+	m.Subject = "roundtrip." + nats.NewInbox()
+	sub, err := nc.SubscribeSync(m.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	got, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// serveHTTPMsg serves m with h as the in-process HTTP kind does and returns
+// the reply the dispatch would send.
+func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Limits) *nats.Msg {
+	c := &Call{Caller: "test", Proto: wire.ProtoHTTP, Header: m.Header, Data: m.Data, msg: m}
+	reply, err := HTTPHandler(h, func() wire.Limits { return lim }).ServeCall(ctx, c)
+	if err != nil {
+		return wire.ErrorMsg(wire.FromError(err))
+	}
+	return reply
+}
+
+// encodeHTTPAt is the request message r makes on subject, with the
+// Mesh-Timeout of r's deadline, as the outbound pipeline sends it.
+func encodeHTTPAt(r *http.Request, subject string, lim wire.Limits) (*nats.Msg, error) {
+	m, err := wire.EncodeHTTPRequest(r, lim)
+	if err != nil {
+		return nil, err
+	}
+	m.Subject = subject
+	if d, ok := r.Context().Deadline(); ok {
+		wire.SetTimeout(m.Header, time.Until(d))
+	}
+	return m, nil
+}

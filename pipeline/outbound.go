@@ -1,0 +1,193 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Sender sends one outbound call and returns the reply: the service's own
+// answer, whatever its status. Every failure of the mesh comes back as a
+// *wire.Error instead, including a reply that carries one (an instance that
+// answered overloaded, a remote timeout), so a middleware classifies
+// outcomes with errors.Is against the wire sentinels and never has to read
+// a reply's headers to learn that the mesh failed.
+//
+// Send must not modify c. The reply belongs to the caller.
+type Sender interface {
+	Send(ctx context.Context, c *Call) (*nats.Msg, error)
+}
+
+// SendFunc adapts a function to a [Sender].
+type SendFunc func(ctx context.Context, c *Call) (*nats.Msg, error)
+
+// Send calls f.
+func (f SendFunc) Send(ctx context.Context, c *Call) (*nats.Msg, error) { return f(ctx, c) }
+
+// OutboundMiddleware wraps a Sender with one concern (a policy, a span, a
+// metric, a fault).
+type OutboundMiddleware func(next Sender) Sender
+
+// DefaultTimeout bounds a call whose context has no deadline: every NATS
+// request has one, so no caller ever waits forever.
+const DefaultTimeout = 30 * time.Second
+
+// DefaultReconnectGrace is how long a call waits for a lost broker
+// connection to come back before failing with broker-unavailable.
+const DefaultReconnectGrace = 2 * time.Second
+
+// OutboundConfig configures an [Outbound]. Zero values take the defaults
+// noted on each field.
+type OutboundConfig struct {
+	// Timeout is the deadline of a call whose context has none. Default
+	// DefaultTimeout.
+	Timeout time.Duration
+	// ReconnectGrace is how long a call made while the connection to the
+	// broker is down waits for it to come back, within its deadline, before
+	// it fails with broker-unavailable. Default DefaultReconnectGrace;
+	// negative fails at once.
+	ReconnectGrace time.Duration
+	// Middleware wraps the NATS request, the first outermost: a call passes
+	// Middleware[0], then Middleware[1], ..., then the request.
+	Middleware []OutboundMiddleware
+}
+
+// Outbound is the one outbound pipeline of an agent or gateway: every entry
+// point (HTTP proxy, bind ports, gRPC proxy, in-process Transport and
+// ClientConn, the edge gateway) sends through it. In order, a call:
+//
+//  1. gets its deadline, here and nowhere else: the caller's, or Timeout
+//     when the caller set none;
+//  2. passes the middleware, the first outermost;
+//  3. is sent as one NATS request per attempt: each attempt is a new
+//     message with a header map of its own carrying Mesh-Timeout, the time
+//     left on that attempt's context, so concurrent attempts share nothing
+//     and the receiver stops work when the caller gives up.
+//
+// Failures come back as *wire.Error: no responders (naming the service and
+// subset), timeout, a broken or lost connection (broker-unavailable, after
+// ReconnectGrace), a permission violation (forbidden), and a mesh error
+// that a reply carries.
+type Outbound struct {
+	nc      *nats.Conn
+	timeout time.Duration
+	chain   Sender
+}
+
+var _ Sender = (*Outbound)(nil)
+
+// NewOutbound returns the pipeline that sends over nc.
+func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
+	if nc == nil {
+		return nil, errors.New("pipeline: nil NATS connection")
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("pipeline: negative timeout %v", cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.ReconnectGrace == 0 {
+		cfg.ReconnectGrace = DefaultReconnectGrace
+	}
+	var s Sender = &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0)}
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		s = cfg.Middleware[i](s)
+	}
+	return &Outbound{nc: nc, timeout: cfg.Timeout, chain: s}, nil
+}
+
+// Send sends c through the middleware and over NATS.
+func (o *Outbound) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	return o.chain.Send(ctx, c)
+}
+
+// Limits are the bounds of a message on the connection now: its server's
+// max_payload (it may change on reconnect).
+func (o *Outbound) Limits() wire.Limits { return wire.Limits{MaxPayload: o.nc.MaxPayload()} }
+
+// Conn is the pipeline's NATS connection.
+func (o *Outbound) Conn() *nats.Conn { return o.nc }
+
+// natsSender is the end of the outbound pipeline: one NATS request.
+type natsSender struct {
+	nc    *nats.Conn
+	grace time.Duration
+}
+
+func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
+	if c.Subject == "" {
+		if err := (wire.Subject{Service: c.Service, Subset: c.Subset, Caller: c.Caller, Proto: c.Proto}).Validate(); err != nil {
+			return nil, &wire.Error{Kind: wire.KindNoRoute, Message: err.Error(), Err: err}
+		}
+	}
+	if err := s.connected(ctx); err != nil {
+		return nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	left := time.Until(deadline)
+	if left <= 0 {
+		return nil, &wire.Error{Kind: wire.KindTimeout, Message: "deadline passed before the request was sent"}
+	}
+	h := make(nats.Header, len(c.Header)+1)
+	for k, vs := range c.Header {
+		h[k] = vs
+	}
+	wire.SetTimeout(h, left)
+	m := &nats.Msg{Subject: c.MeshSubject(), Header: h, Data: c.Data}
+	reply, err := s.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		e := wire.FromError(err)
+		switch {
+		case e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders):
+			e.Message = "no instance of " + c.Dest() + " is serving"
+		case errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining):
+			e = &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "the connection to the broker is closed", Err: err}
+		}
+		return nil, e
+	}
+	if e := wire.ReplyError(reply.Header); e != nil {
+		return nil, e
+	}
+	return reply, nil
+}
+
+// connected returns nil once the connection is up, waiting for a reconnect
+// for at most the grace period (within ctx). A request sent while
+// reconnecting would sit in nats.go's buffer until its deadline: failing
+// fast lets the caller retry elsewhere or give up with a clear answer.
+func (s *natsSender) connected(ctx context.Context) error {
+	if s.nc.IsConnected() {
+		return nil
+	}
+	if s.nc.IsClosed() {
+		return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "the connection to the broker is closed"}
+	}
+	if s.grace > 0 {
+		t := time.NewTimer(s.grace)
+		defer t.Stop()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for !s.nc.IsConnected() {
+			select {
+			case <-ctx.Done():
+				return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker before the deadline", Err: ctx.Err()}
+			case <-t.C:
+				return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: fmt.Sprintf("no connection to the broker (waited %v)", s.grace)}
+			case <-tick.C:
+			}
+		}
+		return nil
+	}
+	return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker"}
+}

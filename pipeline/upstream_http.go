@@ -1,0 +1,105 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// HTTPUpstream is the inbound kind for an HTTP service reached over the
+// network (the sidecar's --upstream): each call becomes one request to
+// Base, with the call's path appended to Base's path, Mesh-Caller set from
+// the subject, and the call's deadline.
+//
+// A connection the service refuses (or a dial that fails) means nothing
+// ran: it is answered upstream-refused, which a caller may resend to
+// another instance for any method, and
+// OnRefused is told so the instance can leave its queue groups at once.
+type HTTPUpstream struct {
+	// Base is the service's URL: scheme http, host:port, and an optional
+	// base path. Required.
+	Base *url.URL
+	// Transport makes the requests. Default: a transport without proxy or
+	// compression, keeping connections alive.
+	Transport http.RoundTripper
+	// Limits, called per call, bound the answer; nil means the defaults.
+	Limits func() wire.Limits
+	// OnRefused, when set, is called after a call found the service not
+	// accepting connections.
+	OnRefused func(error)
+}
+
+var _ Handler = (*HTTPUpstream)(nil)
+
+// NewUpstreamTransport is the transport HTTPUpstream uses by default: no
+// proxy (the agent's own HTTP_PROXY must not apply to its local service),
+// no compression (bodies pass as the service wrote them), many idle
+// connections to one host.
+func NewUpstreamTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+}
+
+// ServeCall implements [Handler].
+func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
+	var lim wire.Limits
+	if u.Limits != nil {
+		lim = u.Limits()
+	}
+	r, cancel, err := wire.DecodeHTTPRequest(ctx, c.Msg())
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	r.URL.Scheme = "http"
+	r.URL.Host = u.Base.Host
+	if base := strings.TrimSuffix(u.Base.EscapedPath(), "/"); base != "" {
+		r.URL.RawPath = base + r.URL.EscapedPath()
+		r.URL.Path = strings.TrimSuffix(u.Base.Path, "/") + r.URL.Path
+	}
+	r.RequestURI = ""
+	SetCallerHeader(r.Header, c.Caller)
+	t := u.Transport
+	if t == nil {
+		t = http.DefaultTransport
+	}
+	resp, err := t.RoundTrip(r)
+	if err != nil {
+		e := upstreamError(r.Context(), err)
+		if e.Kind == wire.KindUpstreamRefused && u.OnRefused != nil {
+			u.OnRefused(err)
+		}
+		return nil, e
+	}
+	reply, err := wire.EncodeHTTPResponse(resp, lim)
+	return reply, responseError(err)
+}
+
+// upstreamError classifies a failed call to the local service: the
+// caller's deadline passing is a timeout; a dial that failed means the
+// service took nothing; anything else means it could not answer.
+func upstreamError(ctx context.Context, err error) *wire.Error {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		return &wire.Error{Kind: wire.KindTimeout, Message: "local service did not answer in time", Err: err}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return &wire.Error{Kind: wire.KindUpstreamRefused, Message: "local service refused the connection: " + err.Error(), Err: err}
+	}
+	return &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}
+}

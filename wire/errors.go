@@ -1,0 +1,297 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+)
+
+// ErrInvalidName is wrapped by every error about a malformed name or subject.
+var ErrInvalidName = errors.New("invalid name")
+
+// Kind says which failure of the mesh an [Error] is. Kinds travel in the
+// Mesh-Error header, so their strings are part of the wire format.
+type Kind string
+
+const (
+	// KindNoResponders: no instance of the service subscribes (none running,
+	// or all withdrawn by failing health checks). Safe to retry.
+	KindNoResponders Kind = "no-responders"
+	// KindTimeout: the deadline passed before a reply came.
+	KindTimeout Kind = "timeout"
+	// KindCircuitOpen: the caller's circuit breaker for the destination is open.
+	KindCircuitOpen Kind = "circuit-open"
+	// KindOverloaded: an instance refused the call before processing it
+	// (concurrency limit). Safe to retry elsewhere.
+	KindOverloaded Kind = "overloaded"
+	// KindRateLimited: a rate limit refused the call before processing it.
+	KindRateLimited Kind = "rate-limited"
+	// KindForbidden: the caller may not call this destination.
+	KindForbidden Kind = "forbidden"
+	// KindTooLarge: the message exceeds the broker's max_payload.
+	KindTooLarge Kind = "too-large"
+	// KindHeadersTooLarge: too many headers, or too many header bytes.
+	KindHeadersTooLarge Kind = "headers-too-large"
+	// KindBadRequest: the request cannot be converted (malformed framing,
+	// invalid names, unsupported feature).
+	KindBadRequest Kind = "bad-request"
+	// KindNoRoute: the gateway or proxy has no service for this request.
+	KindNoRoute Kind = "no-route"
+	// KindUpstream: the receiving agent could not reach its local service.
+	KindUpstream Kind = "upstream-unavailable"
+	// KindUpstreamRefused: the receiving agent's local service refused the
+	// connection (it is not running), so nothing ran. Safe to retry
+	// elsewhere.
+	KindUpstreamRefused Kind = "upstream-refused"
+	// KindBrokerUnavailable: the sending agent has no connection to the
+	// broker (it is reconnecting, or closed), so nothing was sent. Safe to
+	// retry.
+	KindBrokerUnavailable Kind = "broker-unavailable"
+	// KindInternal: a bug or an unexpected failure inside the mesh.
+	KindInternal Kind = "internal"
+)
+
+// Error is a failure made by the mesh, as distinct from a service's own
+// answer (which is never an Error, whatever its status). It maps to an HTTP
+// status and a gRPC code, and is matched with errors.Is against the sentinel
+// of its kind (errors.Is(err, bridge.ErrTimeout)).
+type Error struct {
+	Kind    Kind
+	Message string
+	// RetryAfter, when positive, tells the caller when to try again (HTTP
+	// Retry-After). Set on overloaded and rate-limited answers.
+	RetryAfter time.Duration
+	// Err is the underlying cause, if any; it is not sent over the wire.
+	Err error
+}
+
+// Sentinels, one per kind, for errors.Is.
+var (
+	ErrNoResponders    = &Error{Kind: KindNoResponders}
+	ErrTimeout         = &Error{Kind: KindTimeout}
+	ErrCircuitOpen     = &Error{Kind: KindCircuitOpen}
+	ErrOverloaded      = &Error{Kind: KindOverloaded}
+	ErrRateLimited     = &Error{Kind: KindRateLimited}
+	ErrForbidden       = &Error{Kind: KindForbidden}
+	ErrTooLarge        = &Error{Kind: KindTooLarge}
+	ErrHeadersTooLarge = &Error{Kind: KindHeadersTooLarge}
+	ErrBadRequest      = &Error{Kind: KindBadRequest}
+	ErrNoRoute         = &Error{Kind: KindNoRoute}
+	ErrUpstream        = &Error{Kind: KindUpstream}
+	ErrInternal        = &Error{Kind: KindInternal}
+
+	ErrBrokerUnavailable = &Error{Kind: KindBrokerUnavailable}
+	ErrUpstreamRefused   = &Error{Kind: KindUpstreamRefused}
+)
+
+// Errorf returns a mesh error of kind k.
+func Errorf(k Kind, format string, args ...any) *Error {
+	return &Error{Kind: k, Message: fmt.Sprintf(format, args...)}
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "natsmesh: " + string(e.Kind)
+	}
+	return "natsmesh: " + string(e.Kind) + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is matches any *Error of the same kind, so the sentinels work with errors.Is.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Kind == e.Kind
+}
+
+// Retryable reports whether the call was refused before any service code ran,
+// so that repeating it is safe even for a non-idempotent request.
+func (e *Error) Retryable() bool {
+	switch e.Kind {
+	case KindNoResponders, KindOverloaded, KindCircuitOpen, KindRateLimited, KindBrokerUnavailable, KindUpstreamRefused:
+		return true
+	}
+	return false
+}
+
+// HTTPStatus is the HTTP status a client sees for e.
+func (e *Error) HTTPStatus() int {
+	switch e.Kind {
+	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindBrokerUnavailable, KindUpstreamRefused:
+		return http.StatusServiceUnavailable
+	case KindTimeout:
+		return http.StatusGatewayTimeout
+	case KindRateLimited:
+		return http.StatusTooManyRequests
+	case KindForbidden:
+		return http.StatusForbidden
+	case KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case KindHeadersTooLarge:
+		return http.StatusRequestHeaderFieldsTooLarge
+	case KindBadRequest:
+		return http.StatusBadRequest
+	case KindNoRoute:
+		return http.StatusNotFound
+	case KindUpstream:
+		return http.StatusBadGateway
+	}
+	return http.StatusInternalServerError
+}
+
+// GRPCCode is the gRPC status code a client sees for e.
+func (e *Error) GRPCCode() codes.Code {
+	switch e.Kind {
+	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindUpstream, KindBrokerUnavailable, KindUpstreamRefused:
+		return codes.Unavailable
+	case KindTimeout:
+		return codes.DeadlineExceeded
+	case KindRateLimited, KindTooLarge, KindHeadersTooLarge:
+		return codes.ResourceExhausted
+	case KindForbidden:
+		return codes.PermissionDenied
+	case KindBadRequest:
+		return codes.InvalidArgument
+	case KindNoRoute:
+		return codes.Unimplemented
+	}
+	return codes.Internal
+}
+
+// FromError returns err as a mesh error: an *Error in its chain as it is, and
+// the failures of a NATS request (no responders, timeout, context deadline,
+// max payload, permissions violation) as their kind. Anything else is
+// KindInternal. FromError(nil) is nil.
+func FromError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var me *Error
+	if errors.As(err, &me) {
+		return me
+	}
+	kind := KindInternal
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		kind = KindNoResponders
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		kind = KindTimeout
+	case errors.Is(err, context.Canceled):
+		// The caller went away; 499-like, but no client is left to see it.
+		kind = KindTimeout
+	case errors.Is(err, nats.ErrMaxPayload):
+		kind = KindTooLarge
+	case errors.Is(err, nats.ErrPermissionViolation), errors.Is(err, nats.ErrAuthorization):
+		kind = KindForbidden
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting):
+		kind = KindBrokerUnavailable
+	}
+	return &Error{Kind: kind, Message: err.Error(), Err: err}
+}
+
+// Reply headers that carry a mesh error.
+const (
+	HeaderError        = "Mesh-Error"
+	HeaderErrorMessage = "Mesh-Error-Message"
+	HeaderRetryAfter   = "Retry-After"
+)
+
+// ErrorMsg returns the NATS reply that carries e to the caller.
+func ErrorMsg(e *Error) *nats.Msg {
+	m := &nats.Msg{Header: nats.Header{HeaderError: {string(e.Kind)}}}
+	if e.Message != "" {
+		m.Header[HeaderErrorMessage] = []string{headerSafe(e.Message)}
+	}
+	if e.RetryAfter > 0 {
+		m.Header[HeaderRetryAfter] = []string{retryAfterSeconds(e.RetryAfter)}
+	}
+	return m
+}
+
+// ReplyError reads the mesh error a reply carries out of its headers, or
+// returns nil for a service's own answer.
+func ReplyError(h nats.Header) *Error {
+	kind := h.Get(HeaderError)
+	if kind == "" {
+		return nil
+	}
+	// Both may come from any NATS client and end up in an HTTP header.
+	e := &Error{Kind: Kind(headerSafe(kind)), Message: headerSafe(h.Get(HeaderErrorMessage))}
+	if ra := h.Get(HeaderRetryAfter); ra != "" {
+		if s, err := strconv.Atoi(ra); err == nil && s > 0 {
+			e.RetryAfter = time.Duration(s) * time.Second
+		}
+	}
+	return e
+}
+
+// WriteHTTPError answers an HTTP client with err as a mesh error: the kind's
+// status, a Mesh-Error header naming the kind (so clients can tell the mesh's
+// answers from the service's), Retry-After where set, and a one-line text body.
+func WriteHTTPError(w http.ResponseWriter, err error) {
+	e := meshError(err)
+	setErrorHeader(w.Header(), e)
+	w.WriteHeader(e.HTTPStatus())
+	fmt.Fprintln(w, e.Error())
+}
+
+// HTTPErrorResponse is the response WriteHTTPError writes, for callers that
+// return responses instead of writing them (an http.RoundTripper).
+func HTTPErrorResponse(err error) *http.Response {
+	e := meshError(err)
+	body := []byte(e.Error() + "\n")
+	h := make(http.Header, 5)
+	setErrorHeader(h, e)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return newResponse(e.HTTPStatus(), h, nil, body, int64(len(body)))
+}
+
+func meshError(err error) *Error {
+	if e := FromError(err); e != nil {
+		return e
+	}
+	return &Error{Kind: KindInternal, Message: "an HTTP error answer without an error"}
+}
+
+func setErrorHeader(h http.Header, e *Error) {
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(HeaderError, string(e.Kind))
+	if e.RetryAfter > 0 {
+		h.Set(HeaderRetryAfter, retryAfterSeconds(e.RetryAfter))
+	}
+}
+
+func retryAfterSeconds(d time.Duration) string {
+	s := int((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return strconv.Itoa(s)
+}
+
+// headerSafe makes s fit in one NATS header value: no CR, LF or other control
+// bytes, bounded length.
+func headerSafe(s string) string {
+	const max = 1024
+	if len(s) > max {
+		s = s[:max]
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,165 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/net/http/httpguts"
+)
+
+func FuzzEscapeToken(f *testing.F) {
+	for _, s := range []string{"", "GET", "/pkg.Svc/Method", "*", ">", "a.b", "$SYS", " \t\r\n", "\x00\x7f", "%", "%41", "é", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok := EscapeToken(s)
+		if tok == "" {
+			t.Fatalf("EscapeToken(%q) is empty", s)
+		}
+		if i := strings.IndexFunc(tok, func(r rune) bool {
+			return r == '.' || r == '*' || r == '>' || r == '$' || r <= ' ' || r >= 0x7f
+		}); i >= 0 {
+			t.Fatalf("EscapeToken(%q) = %q has unsafe byte at %d", s, tok, i)
+		}
+		if !utf8.ValidString(tok) {
+			t.Fatalf("EscapeToken(%q) = %q is not valid UTF-8", s, tok)
+		}
+		back, err := UnescapeToken(tok)
+		if err != nil || back != s {
+			t.Fatalf("UnescapeToken(EscapeToken(%q)) = %q, %v", s, back, err)
+		}
+		// Every token has one string: unescaping anything else must either
+		// fail or give a string that escapes back to the same token.
+		if u, err := UnescapeToken(s); err == nil && EscapeToken(u) != s {
+			t.Fatalf("UnescapeToken(%q) = %q, which escapes to %q", s, u, EscapeToken(u))
+		}
+	})
+}
+
+func FuzzParseSubject(f *testing.F) {
+	for _, s := range []string{
+		"mesh.orders._.web.http.GET", "mesh.orders.v1.web.grpc.%2Fpkg%2ESvc%2FGet", "mesh.a._.b.http.%",
+		"mesh.orders..web.http.GET", "mesh.*.>.a.http.x", "mesh.a.b.c.http.%%", "mesh.a.b.c.d.e.f", "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseSubject(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidName) {
+				t.Fatalf("ParseSubject(%q) error %v does not wrap ErrInvalidName", s, err)
+			}
+			return
+		}
+		if got := p.String(); got != s {
+			t.Fatalf("ParseSubject(%q).String() = %q", s, got)
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("parsed subject %+v does not validate: %v", p, err)
+		}
+	})
+}
+
+// fuzzHeader builds a NATS header the way nats.go reads one off the wire, so
+// the decoders see only headers a real message can carry.
+func fuzzHeader(raw string) (nats.Header, bool) {
+	h, err := nats.DecodeHeadersMsg([]byte("NATS/1.0\r\n" + raw + "\r\n\r\n"))
+	return h, err == nil
+}
+
+func FuzzDecodeHTTPRequest(f *testing.F) {
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /a%2Fb\r\nMesh-Query: x=1\r\nMesh-Host: orders\r\nAccept: */*", []byte(nil))
+	f.Add("Mesh-Method: POST\r\nMesh-Path: /\r\nMesh-Timeout: 1.5s\r\nContent-Length: 99\r\nMesh-Trailer-X-Sum: 1", []byte("body"))
+	f.Add("Mesh-Method: GET\r\nMesh-Path: //evil/x?y\r\nMesh-Hdr-Status: 503\r\nStatus: 503\r\nNats-Msg-Id: 1", []byte(nil))
+	f.Add("Mesh-Method: G T\r\nMesh-Path: x", []byte(nil))
+	f.Add("Mesh-Method: GET\r\nMesh-Timeout: -1s", []byte(nil))
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /\x7f\r\nConnection: close, X-A\r\nX-A: 1\r\nTransfer-Encoding: chunked", []byte("x"))
+	f.Fuzz(func(t *testing.T, raw string, data []byte) {
+		h, ok := fuzzHeader(raw)
+		if !ok {
+			return
+		}
+		r, cancel, err := DecodeHTTPRequest(context.Background(), &nats.Msg{Subject: "mesh.a._.b.http.GET", Header: h, Data: data})
+		if err != nil {
+			var me *Error
+			if !errors.As(err, &me) || me.Kind != KindBadRequest {
+				t.Fatalf("DecodeHTTPRequest error %v (%T), want *Error of kind bad-request", err, err)
+			}
+			return
+		}
+		defer cancel()
+		if r.URL == nil || !strings.HasPrefix(r.URL.EscapedPath(), "/") {
+			t.Fatalf("decoded URL %v does not start with /", r.URL)
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil || string(body) != string(data) || r.ContentLength != int64(len(data)) {
+			t.Fatalf("body %q (len %d), %v; want %q", body, r.ContentLength, err, data)
+		}
+		checkHTTPHeader(t, r.Header)
+		checkHTTPHeader(t, r.Trailer)
+	})
+}
+
+func FuzzDecodeHTTPResponse(f *testing.F) {
+	f.Add("Mesh-Status: 200\r\nContent-Type: text/plain\r\nMesh-Trailer-Grpc-Status: 0", []byte("hi"))
+	f.Add("Mesh-Status: 503\r\nMesh-Hdr-Status: 503", []byte(nil))
+	f.Add("Mesh-Error: timeout\r\nMesh-Error-Message: slow\r\nRetry-After: 3", []byte(nil))
+	f.Add("Mesh-Error: time\x00out\r\nMesh-Error-Message: a\x01b", []byte(nil))
+	f.Add("Nats-Service-Error: not found\r\nNats-Service-Error-Code: 404", []byte(nil))
+	f.Add("Nats-Service-Error-Code: 99999999999999999999", []byte(nil))
+	f.Add("Mesh-Status: 1000\r\nX: y", []byte("z"))
+	f.Add("Mesh-Status: 200\r\nConnection: X-Secret\r\nX-Secret: 1\r\nTransfer-Encoding: chunked", []byte("z"))
+	f.Add("Mesh-Status: 200\r\nMesh-Hdr-: empty name\r\nX-Nul: a\x00b\r\nMesh-Trailer-Bad Name: 1", []byte(nil))
+	f.Add("X-Native: 1\r\nX-Nul: a\x00b\r\nBad Name: 1\r\nConnection: X-Native", []byte("native"))
+	f.Fuzz(func(t *testing.T, raw string, data []byte) {
+		h, ok := fuzzHeader(raw)
+		if !ok {
+			return
+		}
+		resp, err := DecodeHTTPResponse(&nats.Msg{Header: h, Data: data})
+		if err != nil {
+			var me *Error
+			if !errors.As(err, &me) {
+				t.Fatalf("DecodeHTTPResponse error %v (%T), want *Error", err, err)
+			}
+			if s := me.HTTPStatus(); s < 400 || s > 599 {
+				t.Fatalf("mesh error %v maps to status %d", me, s)
+			}
+			if !httpguts.ValidHeaderFieldValue(string(me.Kind)) || !httpguts.ValidHeaderFieldValue(me.Message) {
+				t.Fatalf("mesh error kind %q message %q cannot go in an HTTP header", me.Kind, me.Message)
+			}
+			return
+		}
+		if resp.StatusCode < 100 || resp.StatusCode > 999 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || int64(len(body)) != resp.ContentLength {
+			t.Fatalf("body of %d bytes, ContentLength %d, %v", len(body), resp.ContentLength, err)
+		}
+		checkHTTPHeader(t, resp.Header)
+		checkHTTPHeader(t, resp.Trailer)
+	})
+}
+
+// checkHTTPHeader fails unless h is what Go's HTTP server and client accept,
+// with no hop-by-hop header.
+func checkHTTPHeader(t *testing.T, h http.Header) {
+	t.Helper()
+	for k, vs := range h {
+		if !httpguts.ValidHeaderFieldName(k) || isHopByHop(k, nil) {
+			t.Fatalf("decoded header name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				t.Fatalf("decoded header %s: %q", k, v)
+			}
+		}
+	}
+}

@@ -1,0 +1,250 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Mesh metadata headers. Every header the mesh itself sets starts with
+// "Mesh-"; a service's own header with a reserved name travels escaped (see
+// [EscapeHeaderName]), so these are never forged or confused.
+const (
+	// HeaderMethod, HeaderPath, HeaderQuery and HeaderHost carry the HTTP
+	// request line: the method, the escaped path (as sent), the raw query and
+	// the Host the client used.
+	HeaderMethod = "Mesh-Method"
+	HeaderPath   = "Mesh-Path"
+	HeaderQuery  = "Mesh-Query"
+	HeaderHost   = "Mesh-Host"
+	// HeaderTimeout is the time left until the caller's deadline when the
+	// request was sent, as a Go duration ("1.5s"). The receiver applies it to
+	// the local call, so no work continues after the caller has given up.
+	HeaderTimeout = "Mesh-Timeout"
+	// HeaderStatus is the HTTP status of a service's answer. Its presence is
+	// what marks a reply as the service's own answer and not a NATS status.
+	HeaderStatus = "Mesh-Status"
+	// HeaderContentLength is the Content-Length of a bodiless answer to
+	// HEAD: the length a GET would have had.
+	HeaderContentLength = "Mesh-Content-Length"
+	// HeaderCaller is set by the receiving side from the subject, never
+	// trusted from the message.
+	HeaderCaller = "Mesh-Caller"
+
+	// escapedPrefix marks a service header whose name is reserved.
+	escapedPrefix = "Mesh-Hdr-"
+	// trailerPrefix marks a trailer (HTTP trailers, gRPC trailing metadata).
+	trailerPrefix = "Mesh-Trailer-"
+)
+
+// reservedName reports whether a header name belongs to NATS or the mesh.
+// "Status" and "Description" are what nats.go reads a NATS status into: a
+// service header under one of those names must not reach NATS as it is (a
+// reply with "Status: 503" and no body would read as "no responders").
+func reservedName(name string) bool {
+	// EqualFold, not a map of lower-cased names: this runs for every header
+	// of every message, and ToLower allocates.
+	return strings.EqualFold(name, "status") || strings.EqualFold(name, "description") ||
+		hasPrefixFold(name, "mesh-") || hasPrefixFold(name, "nats-")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// EscapeHeaderName returns the name under which a service's header travels in
+// NATS: the same name, or, for names NATS or the mesh reserve, the name behind
+// "Mesh-Hdr-". [UnescapeHeaderName] restores it.
+func EscapeHeaderName(name string) string {
+	if reservedName(name) {
+		return escapedPrefix + name
+	}
+	return name
+}
+
+// UnescapeHeaderName reverses [EscapeHeaderName]. ok is false for mesh
+// metadata headers, which are not the service's.
+func UnescapeHeaderName(name string) (orig string, ok bool) {
+	if strings.HasPrefix(name, escapedPrefix) {
+		return name[len(escapedPrefix):], true
+	}
+	if reservedName(name) {
+		return "", false
+	}
+	return name, true
+}
+
+// hopByHop are the headers that describe one connection, not the message
+// (RFC 9110 section 7.6.1); they never cross the mesh.
+var hopByHop = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func isHopByHop(name string, connTokens []string) bool {
+	for _, t := range connTokens {
+		if strings.EqualFold(name, t) {
+			return true
+		}
+	}
+	if name == "" {
+		return false
+	}
+	// Every fixed hop-by-hop name starts with one of these letters; most
+	// headers do not, and skip the loop.
+	switch name[0] | 0x20 {
+	case 'c', 'k', 'p', 't', 'u':
+	default:
+		return false
+	}
+	for _, h := range hopByHop {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return hasPrefixFold(name, "proxy-")
+}
+
+// connectionTokens lists the header names that the values of a Connection
+// header declare hop-by-hop.
+func connectionTokens(connection []string) []string {
+	var out []string
+	for _, v := range connection {
+		for _, t := range strings.Split(v, ",") {
+			if t = textproto.TrimString(t); t != "" {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// Limits bound what is converted, so that too-large input gets a clear error
+// before anything is published. The zero value uses the defaults.
+type Limits struct {
+	// MaxPayload is the broker's max_payload: headers plus body of one NATS
+	// message. Default 1 MiB, the nats-server default; agents use
+	// nats.Conn.MaxPayload().
+	MaxPayload int64
+	// MaxHeaderBytes bounds the total size of headers. Default 64 KiB.
+	MaxHeaderBytes int
+	// MaxHeaders bounds the number of header values. Default 100.
+	MaxHeaders int
+}
+
+// Default limits.
+const (
+	DefaultMaxPayload     = 1 << 20
+	DefaultMaxHeaderBytes = 64 << 10
+	DefaultMaxHeaders     = 100
+)
+
+// PayloadLimit is MaxPayload or its default.
+func (l Limits) PayloadLimit() int64 {
+	if l.MaxPayload > 0 {
+		return l.MaxPayload
+	}
+	return DefaultMaxPayload
+}
+
+// HeaderBytesLimit is MaxHeaderBytes or its default.
+func (l Limits) HeaderBytesLimit() int {
+	if l.MaxHeaderBytes > 0 {
+		return l.MaxHeaderBytes
+	}
+	return DefaultMaxHeaderBytes
+}
+
+// HeadersLimit is MaxHeaders or its default.
+func (l Limits) HeadersLimit() int {
+	if l.MaxHeaders > 0 {
+		return l.MaxHeaders
+	}
+	return DefaultMaxHeaders
+}
+
+// headerSize is the size of h as nats.go writes it ("NATS/1.0\r\n", then
+// "key: value\r\n" per value, then "\r\n").
+func headerSize(h nats.Header) (bytes, count int) {
+	bytes = len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			bytes += len(k) + len(v) + 4
+			count++
+		}
+	}
+	return bytes, count
+}
+
+// checkSize applies lim to a message about to be published. The service's own
+// headers are counted against MaxHeaders and MaxHeaderBytes (userCount,
+// userBytes); the whole message against MaxPayload.
+func checkSize(m *nats.Msg, userCount, userBytes int, lim Limits) error {
+	if userCount > lim.HeadersLimit() {
+		return &Error{Kind: KindHeadersTooLarge, Message: fmt.Sprintf("%d header values, more than the limit of %d", userCount, lim.HeadersLimit())}
+	}
+	if userBytes > lim.HeaderBytesLimit() {
+		return &Error{Kind: KindHeadersTooLarge, Message: fmt.Sprintf("%d bytes of headers, more than the limit of %d", userBytes, lim.HeaderBytesLimit())}
+	}
+	hb, _ := headerSize(m.Header)
+	if total := int64(hb) + int64(len(m.Data)); total > lim.PayloadLimit() {
+		return &Error{Kind: KindTooLarge, Message: fmt.Sprintf("message of %d bytes exceeds max_payload (%d bytes)", total, lim.PayloadLimit())}
+	}
+	return nil
+}
+
+// SetTimeout records left, the time until the caller's deadline, as the
+// message's Mesh-Timeout. The outbound pipeline sets it on each attempt.
+func SetTimeout(h nats.Header, left time.Duration) {
+	if left < time.Millisecond {
+		left = time.Millisecond
+	}
+	h[HeaderTimeout] = []string{left.Round(time.Microsecond).String()}
+}
+
+// MaxTimeout bounds a propagated timeout, so a forged header cannot pin work
+// for days.
+const MaxTimeout = 24 * time.Hour
+
+// Timeout reads the propagated timeout of a request message: 0 and no error
+// when there is none.
+func Timeout(h nats.Header) (time.Duration, error) {
+	v := h.Get(HeaderTimeout)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %q", HeaderTimeout, v)}
+	}
+	if d > MaxTimeout {
+		d = MaxTimeout
+	}
+	return d, nil
+}
+
+func statusOf(h nats.Header) (int, bool) {
+	v := h.Get(HeaderStatus)
+	if v == "" {
+		return 0, false
+	}
+	s, err := strconv.Atoi(v)
+	if err != nil || s < 100 || s > 999 {
+		return 0, false
+	}
+	return s, true
+}
+
+// withRequestTimeout is ctx with a request's propagated timeout as its
+// deadline, or merely cancelable when the request carries none.
+func withRequestTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout > 0 {
+		return context.WithTimeout(ctx, timeout)
+	}
+	return context.WithCancel(ctx)
+}

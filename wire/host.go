@@ -1,0 +1,52 @@
+package wire
+
+import (
+	"fmt"
+	"net"
+	"strings"
+)
+
+// DefaultDomain is the mesh domain every agent accepts after a service
+// name ("orders.mesh", "v2.orders.mesh") besides the ones it is given.
+const DefaultDomain = "mesh"
+
+// ParseHost reads the destination of an outbound call from the host a
+// client addressed: "orders" (any instance of orders) or "v2.orders" (the
+// v2 subset of orders, DNS-like: the subset is the more specific label),
+// each optionally followed by one of domains ("orders.mesh",
+// "v2.orders.svc.cluster.local" with the domain "svc.cluster.local") or
+// [DefaultDomain]. A port and a trailing dot are ignored and the host is
+// read case-insensitively, as DNS names are.
+//
+// The longest matching domain is stripped: a domain that ends in a
+// namespace ("default.svc.cluster.local") keeps Kubernetes-style names
+// ("orders.default.svc.cluster.local") from reading as a subset. The error is a *Error of KindNoRoute that says which forms
+// are accepted.
+func ParseHost(host string, domains []string) (service, subset string, err error) {
+	orig := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	// The longest domain that matches wins, so "default.svc.cluster.local"
+	// takes "orders.default.svc.cluster.local" before "svc.cluster.local"
+	// could read "orders" as a subset of "default".
+	name, longest := host, 0
+	for _, d := range append(domains, DefaultDomain) {
+		d = strings.ToLower(strings.Trim(d, "."))
+		if d != "" && len(d) > longest && strings.HasSuffix(host, "."+d) {
+			name, longest = strings.TrimSuffix(host, "."+d), len(d)
+		}
+	}
+	first, rest, dotted := strings.Cut(name, ".")
+	if dotted {
+		subset, service = first, rest
+	} else {
+		service = name
+	}
+	if ValidateName("service", service) != nil || (dotted && ValidateName("subset", subset) != nil) {
+		return "", "", &Error{Kind: KindNoRoute, Message: fmt.Sprintf(
+			"%.64q is not a mesh service name: want SERVICE or SUBSET.SERVICE ([a-z0-9-] labels), optionally followed by .%s", orig, strings.Join(append(domains, DefaultDomain), " or ."))}
+	}
+	return service, subset, nil
+}

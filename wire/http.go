@@ -1,0 +1,430 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/net/http/httpguts"
+)
+
+// EncodeHTTPRequest turns an HTTP request into the headers and payload of a
+// NATS request message: the request line in Mesh-* headers, the end-to-end
+// headers (hop-by-hop ones removed, reserved names escaped), and the body as
+// the payload. The message has no subject and no Mesh-Timeout: the outbound
+// pipeline sets both on each attempt. The body is read (and closed) here, bounded by
+// lim, so an oversized request fails before anything is published.
+//
+// It fails with a *Error: KindBadRequest for ambiguous framing (both
+// Content-Length and Transfer-Encoding, or conflicting lengths),
+// KindHeadersTooLarge past lim's header bounds, and KindTooLarge past
+// max_payload.
+func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
+	if r.Body != nil {
+		defer r.Body.Close()
+	}
+	if err := checkFraming(r.Header, r.TransferEncoding); err != nil {
+		return nil, err
+	}
+	if r.ContentLength > lim.PayloadLimit() {
+		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("body of %d bytes exceeds max_payload (%d bytes)", r.ContentLength, lim.PayloadLimit())}
+	}
+	m := &nats.Msg{Header: make(nats.Header, len(r.Header)+5)}
+	n, size := copyHeaders(m.Header, r.Header, "")
+	// The Go server moves trailers declared up front to r.Trailer; they are
+	// only known after the body is read, below.
+	m.Header[HeaderMethod] = []string{r.Method}
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	m.Header[HeaderPath] = []string{path}
+	if r.URL.RawQuery != "" {
+		m.Header[HeaderQuery] = []string{r.URL.RawQuery}
+	}
+	host := r.Host
+	if host == "" && r.URL != nil {
+		// A client-side request (an http.RoundTripper's) may leave Host
+		// empty: the client then sends the URL's host.
+		host = r.URL.Host
+	}
+	if host != "" {
+		m.Header[HeaderHost] = []string{host}
+	}
+	if r.ContentLength > 0 { // at most max_payload: checked above
+		m.Header["Content-Length"] = []string{strconv.FormatInt(r.ContentLength, 10)}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		body, err := readLimited(r.Body, r.ContentLength, lim.PayloadLimit())
+		if err != nil {
+			return nil, err
+		}
+		m.Data = body
+		if r.ContentLength < 0 {
+			// A chunked body: the receiver gets a plain sized one.
+			m.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
+		}
+	}
+	tn, tsize := copyHeaders(m.Header, r.Trailer, trailerPrefix)
+	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkFraming rejects requests whose length is ambiguous, the root of
+// request smuggling (RFC 9112 section 6.3).
+func checkFraming(h http.Header, te []string) error {
+	cl := h.Values("Content-Length")
+	if len(te) > 0 || len(h.Values("Transfer-Encoding")) > 0 {
+		if len(cl) > 0 {
+			return &Error{Kind: KindBadRequest, Message: "both Content-Length and Transfer-Encoding"}
+		}
+		return nil
+	}
+	var first string
+	for i, v := range cl {
+		for _, p := range strings.Split(v, ",") {
+			p = strings.TrimSpace(p)
+			if _, err := strconv.ParseUint(p, 10, 63); err != nil {
+				return &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad Content-Length %q", v)}
+			}
+			if i == 0 && first == "" {
+				first = p
+			} else if p != first {
+				return &Error{Kind: KindBadRequest, Message: "conflicting Content-Length values"}
+			}
+		}
+	}
+	return nil
+}
+
+// readLimited reads a body of at most max bytes.
+func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
+	// bytes.Buffer.ReadFrom wants MinRead bytes free before each read, the
+	// last one included (the one that sees EOF): with a capacity of exactly
+	// hint, every sized body would be copied once into a buffer twice as big.
+	capacity := int64(bytes.MinRead)
+	if hint > 0 {
+		capacity = min(hint, max) + bytes.MinRead
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, capacity))
+	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
+	if err != nil {
+		return nil, &Error{Kind: KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
+	}
+	if n > max {
+		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("body exceeds max_payload (%d bytes)", max)}
+	}
+	return buf.Bytes(), nil
+}
+
+// copyHeaders copies the end-to-end headers of src into dst, under escaped
+// names behind prefix, and returns how many values and bytes it copied.
+func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size int) {
+	if len(src) == 0 {
+		return 0, 0
+	}
+	conn := connectionTokens(src["Connection"])
+	for k, vs := range src {
+		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) {
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			// nats.go refuses to publish a message with such a name
+			// (ErrBadHeaderMsg), so one stray header ("Trailer:X" set before
+			// WriteHeader, a name with a space) would lose the whole reply.
+			// Go's own server rejects such names on the way in.
+			continue
+		}
+		name := prefix + EscapeHeaderName(k)
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+			count++
+		}
+		dst[name] = appendValues(dst[name], vs)
+	}
+	return count, size
+}
+
+// appendValues appends vs to dst. The common case, a name seen once, shares
+// vs instead of copying it; the full slice expression makes a later append by
+// either side copy instead of writing into the other's array.
+func appendValues(dst, vs []string) []string {
+	if dst == nil {
+		return vs[:len(vs):len(vs)]
+	}
+	return append(dst, vs...)
+}
+
+// readHeaders splits the service headers and trailers out of a NATS header.
+// Names keep their case (NATS headers are case-sensitive and nats.go keeps
+// them), but the headers the decoder owns are dropped in every spelling:
+// Content-Length and Host. A raw NATS client could otherwise send
+// "content-length" beside the Content-Length the decoder sets, and the
+// service would see both (request smuggling on a shared keep-alive pool).
+// Hop-by-hop headers are dropped too: the message may come from any NATS
+// client, not only from EncodeHTTPRequest.
+//
+// So are names and values that are not valid HTTP ("Mesh-Hdr-" alone names
+// the empty header; NATS passes NUL bytes in values): Go's own server would
+// have refused them with 400, and its client refuses to send them, which
+// would fail the receiver's local call.
+//
+// In a reply (reply true), a service's own header that names mesh error
+// metadata stays escaped, so a client never mistakes it for the mesh's.
+func readHeaders(src nats.Header, reply bool) (h, trailer http.Header) {
+	h = make(http.Header, len(src))
+	conn := connectionTokens(src["Connection"])
+	for k, vs := range src {
+		dst, key := &h, k
+		if strings.HasPrefix(k, trailerPrefix) {
+			dst, key = &trailer, k[len(trailerPrefix):]
+		}
+		name, ok := UnescapeHeaderName(key)
+		if !ok || !httpguts.ValidHeaderFieldName(name) || isHopByHop(name, conn) || decoderOwned(name) || !validValues(vs) {
+			continue
+		}
+		if reply && (strings.EqualFold(name, HeaderError) || strings.EqualFold(name, HeaderErrorMessage)) {
+			name = escapedPrefix + name
+		}
+		if *dst == nil {
+			*dst = make(http.Header)
+		}
+		(*dst)[name] = appendValues((*dst)[name], vs)
+	}
+	return h, trailer
+}
+
+// decoderOwned reports whether the decoder sets the header itself.
+func decoderOwned(name string) bool {
+	return strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Host")
+}
+
+func validValues(vs []string) bool {
+	for _, v := range vs {
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// DecodeHTTPRequest turns a request message into a server-side *http.Request
+// (as an http.Handler receives it) under ctx. When the message carries a
+// timeout, the request's context gets that deadline; call cancel when done.
+// It fails with KindBadRequest when the message is not an HTTP request.
+func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cancel context.CancelFunc, err error) {
+	method := m.Header.Get(HeaderMethod)
+	if method == "" || !validMethod(method) {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %q", HeaderMethod, method)}
+	}
+	// On a mesh subject the method is also the subject's operation, which
+	// permissions may be written on: the header must not say otherwise.
+	if proto, op, ok := subjectOp(m.Subject); ok && proto == ProtoHTTP && op != method {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %q differs from the subject's operation %q", HeaderMethod, method, op)}
+	}
+	path := m.Header.Get(HeaderPath)
+	if path == "" {
+		path = "/"
+	}
+	if path[0] != '/' {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %q", HeaderPath, path)}
+	}
+	requestURI := path
+	if q := m.Header.Get(HeaderQuery); q != "" {
+		requestURI += "?" + q
+	}
+	u, err := url.ParseRequestURI(requestURI)
+	if err != nil {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: "bad request path: " + err.Error(), Err: err}
+	}
+	timeout, err := Timeout(m.Header)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel = withRequestTimeout(ctx, timeout)
+	h, trailer := readHeaders(m.Header, false)
+	r = &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Trailer:       trailer,
+		Host:          m.Header.Get(HeaderHost),
+		RequestURI:    requestURI,
+		ContentLength: int64(len(m.Data)),
+		Body:          http.NoBody,
+	}
+	if len(m.Data) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(m.Data))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(m.Data)), nil }
+	}
+	if len(m.Data) > 0 {
+		h.Set("Content-Length", strconv.Itoa(len(m.Data)))
+	}
+	return r.WithContext(ctx), cancel, nil
+}
+
+// validMethod reports whether m is an HTTP token (RFC 9110 section 5.6.2).
+func validMethod(m string) bool {
+	if len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// HTTPResponseMsg is the reply that carries a service's HTTP answer. Header
+// and trailer are copied as in [EncodeHTTPRequest]; a body over max_payload,
+// or headers over lim, give a *Error instead, to be sent with [ErrorMsg].
+func HTTPResponseMsg(status int, header http.Header, body []byte, trailer http.Header, lim Limits) (*nats.Msg, error) {
+	m := &nats.Msg{Header: make(nats.Header, len(header)+2), Data: body}
+	n, size := copyHeaders(m.Header, header, "")
+	tn, tsize := copyHeaders(m.Header, trailer, trailerPrefix)
+	m.Header[HeaderStatus] = []string{strconv.Itoa(status)}
+	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// EncodeHTTPResponse reads resp (body bounded by lim, then closed) into the
+// reply message for the caller.
+func EncodeHTTPResponse(resp *http.Response, lim Limits) (*nats.Msg, error) {
+	defer resp.Body.Close()
+	if resp.Request != nil && resp.Request.Method == http.MethodHead {
+		// A HEAD answer has no body but tells the length a GET would get.
+		m, err := HTTPResponseMsg(resp.StatusCode, resp.Header, nil, resp.Trailer, lim)
+		if err == nil && resp.ContentLength >= 0 {
+			m.Header[HeaderContentLength] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+		}
+		return m, err
+	}
+	if resp.ContentLength > lim.PayloadLimit() {
+		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("response body of %d bytes exceeds max_payload (%d bytes)", resp.ContentLength, lim.PayloadLimit())}
+	}
+	body, err := readLimited(resp.Body, resp.ContentLength, lim.PayloadLimit())
+	if err != nil {
+		if e := FromError(err); e.Kind == KindBadRequest {
+			// A broken response body is the upstream's failure, not the caller's.
+			e.Kind = KindUpstream
+			return nil, e
+		}
+		return nil, err
+	}
+	return HTTPResponseMsg(resp.StatusCode, resp.Header, body, resp.Trailer, lim)
+}
+
+// DecodeHTTPResponse turns a reply into an *http.Response. A mesh error reply
+// is returned as a *Error and no response. A reply without Mesh-Status is a
+// NATS-native answer (a nats.go/micro service, say): 200 with the payload,
+// or, when it carries micro's Nats-Service-Error headers, the error code as
+// the status (400 to 599 as they are, anything else 500) and the description
+// as a plain-text body.
+func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
+	if e := ReplyError(m.Header); e != nil {
+		return nil, e
+	}
+	status, meshReply := statusOf(m.Header)
+	var h, trailer http.Header
+	body := m.Data
+	switch {
+	case meshReply:
+		h, trailer = readHeaders(m.Header, true)
+	case m.Header.Get(microErrorHeader) != "" || m.Header.Get(microErrorCodeHeader) != "":
+		status = microStatus(m.Header.Get(microErrorCodeHeader))
+		// The service's words go into HTTP headers: no control bytes.
+		h = http.Header{
+			"Content-Type":       {"text/plain; charset=utf-8"},
+			microErrorHeader:     {headerSafe(m.Header.Get(microErrorHeader))},
+			microErrorCodeHeader: {headerSafe(m.Header.Get(microErrorCodeHeader))},
+		}
+		if len(body) == 0 {
+			body = []byte(m.Header.Get(microErrorHeader) + "\n")
+		}
+	default:
+		status = http.StatusOK
+		h = make(http.Header, len(m.Header))
+		conn := connectionTokens(m.Header["Connection"])
+		for k, vs := range m.Header {
+			if httpguts.ValidHeaderFieldName(k) && !isHopByHop(k, conn) && !decoderOwned(k) && validValues(vs) {
+				h[k] = vs
+			}
+		}
+	}
+	contentLength := int64(len(body))
+	if cl := m.Header.Get(HeaderContentLength); cl != "" && len(body) == 0 && meshReply {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			contentLength = n
+		}
+	}
+	h.Set("Content-Length", strconv.FormatInt(contentLength, 10))
+	return newResponse(status, h, trailer, body, contentLength), nil
+}
+
+// newResponse is a complete client-side response with body in memory.
+func newResponse(status int, h, trailer http.Header, body []byte, contentLength int64) *http.Response {
+	return &http.Response{
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode:    status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Trailer:       trailer,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: contentLength,
+	}
+}
+
+// nats.go/micro's error reply headers.
+const (
+	microErrorHeader     = "Nats-Service-Error"
+	microErrorCodeHeader = "Nats-Service-Error-Code"
+)
+
+func microStatus(code string) int {
+	c, err := strconv.Atoi(code)
+	if err != nil || c < 400 || c > 599 {
+		return http.StatusInternalServerError
+	}
+	return c
+}
+
+// WriteHTTPResponse writes resp to w: headers, status, body, then trailers.
+// It closes resp.Body.
+func WriteHTTPResponse(w http.ResponseWriter, resp *http.Response) error {
+	defer resp.Body.Close()
+	dst := w.Header()
+	for k, vs := range resp.Header {
+		dst[k] = vs
+	}
+	for k := range resp.Trailer {
+		dst.Add("Trailer", k)
+	}
+	if len(resp.Trailer) > 0 {
+		// Trailers need a chunked HTTP/1.1 answer; with Content-Length set,
+		// Go's server sends a sized body and drops the trailers silently.
+		dst.Del("Content-Length")
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, err := io.Copy(w, resp.Body)
+	for k, vs := range resp.Trailer {
+		dst[k] = vs
+	}
+	return err
+}

@@ -1,0 +1,289 @@
+package wire
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Prefix is the first token of every mesh subject.
+const Prefix = "mesh"
+
+// AnySubset is the subset token that any instance of a service answers.
+const AnySubset = "_"
+
+// Proto is the protocol token of a subject: how the message body and headers
+// are to be read.
+type Proto string
+
+const (
+	ProtoHTTP Proto = "http"
+	ProtoGRPC Proto = "grpc"
+)
+
+// maxNameLen bounds service, subset and caller names, like a DNS label.
+const maxNameLen = 63
+
+// Subject names one call: who is called (service and subset), who calls, in
+// which protocol, and the operation (the HTTP method, or the full gRPC method
+// name). Its string form has exactly six tokens:
+//
+//	mesh.<service>.<subset>.<caller>.<proto>.<op>
+//
+// Service, subset and caller are names from [a-z0-9-] and are validated, not
+// escaped, so that permissions can be written on them. Op comes from outside
+// input and is escaped by [EscapeToken].
+type Subject struct {
+	Service string
+	// Subset selects instances: "" or AnySubset means any instance, a label
+	// such as "v2" means the instances of that subset only.
+	Subset string
+	Caller string
+	Proto  Proto
+	Op     string
+}
+
+// String returns the NATS subject. It does not validate: use [Subject.Validate]
+// (or build subjects only from validated names) first.
+func (s Subject) String() string {
+	subset := s.Subset
+	if subset == "" {
+		subset = AnySubset
+	}
+	var b strings.Builder
+	b.Grow(len(Prefix) + len(s.Service) + len(subset) + len(s.Caller) + len(s.Proto) + len(s.Op) + 8)
+	b.WriteString(Prefix)
+	b.WriteByte('.')
+	b.WriteString(s.Service)
+	b.WriteByte('.')
+	b.WriteString(subset)
+	b.WriteByte('.')
+	b.WriteString(s.Caller)
+	b.WriteByte('.')
+	b.WriteString(string(s.Proto))
+	b.WriteByte('.')
+	appendEscaped(&b, s.Op)
+	return b.String()
+}
+
+// Validate reports whether every name in s is valid and the protocol known.
+func (s Subject) Validate() error {
+	if err := ValidateName("service", s.Service); err != nil {
+		return err
+	}
+	if s.Subset != "" && s.Subset != AnySubset {
+		if err := ValidateName("subset", s.Subset); err != nil {
+			return err
+		}
+	}
+	if err := ValidateName("caller", s.Caller); err != nil {
+		return err
+	}
+	if s.Proto != ProtoHTTP && s.Proto != ProtoGRPC {
+		return fmt.Errorf("wire: unknown protocol %q: %w", s.Proto, ErrInvalidName)
+	}
+	return nil
+}
+
+// ParseSubject reads a subject made by [Subject.String], validating every
+// token and unescaping the operation.
+func ParseSubject(subject string) (Subject, error) {
+	// Split into a fixed array: every inbound call is parsed here, and
+	// strings.Split would allocate a slice each time. Exactly five dots make
+	// six tokens.
+	var tokens [6]string
+	rest, ok := subject, true
+	for i := range len(tokens) - 1 {
+		var found bool
+		tokens[i], rest, found = strings.Cut(rest, ".")
+		ok = ok && found
+	}
+	tokens[5] = rest
+	if !ok || strings.Contains(rest, ".") || tokens[0] != Prefix {
+		return Subject{}, fmt.Errorf("wire: subject %q is not mesh.<service>.<subset>.<caller>.<proto>.<op>: %w", subject, ErrInvalidName)
+	}
+	for _, tok := range tokens[1:5] {
+		if tok == "" {
+			// An empty subset would read as AnySubset and print back as "_",
+			// so two subjects would name one call.
+			return Subject{}, fmt.Errorf("wire: subject %q has an empty token: %w", subject, ErrInvalidName)
+		}
+	}
+	op, err := UnescapeToken(tokens[5])
+	if err != nil {
+		return Subject{}, err
+	}
+	s := Subject{Service: tokens[1], Subset: tokens[2], Caller: tokens[3], Proto: Proto(tokens[4]), Op: op}
+	if err := s.Validate(); err != nil {
+		return Subject{}, err
+	}
+	return s, nil
+}
+
+// subjectOp returns the protocol and operation of a mesh subject without
+// validating its names: what a decoder needs to check its method header
+// against the subject, on a path where the receiver has already parsed (or
+// the broker has routed on) the rest. ok is false when subject is not a
+// six-token mesh subject or its operation token is not validly escaped.
+func subjectOp(subject string) (proto Proto, op string, ok bool) {
+	if !strings.HasPrefix(subject, Prefix+".") || strings.Count(subject, ".") != 5 {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(subject, '.')
+	j := strings.LastIndexByte(subject[:i], '.')
+	op, err := UnescapeToken(subject[i+1:])
+	if err != nil {
+		return "", "", false
+	}
+	return Proto(subject[j+1 : i]), op, true
+}
+
+// ValidateName checks a service, subset or caller name: 1 to 63 characters
+// from [a-z0-9-], starting and ending with a letter or digit (a DNS label, so
+// the same name works as a host name in front of the outbound proxy).
+//
+// Its errors wrap ErrInvalidName and name the kind and the value without a
+// package prefix ("service name "Orders": ..."), since they are always
+// wrapped by the context that read the name.
+func ValidateName(kind, name string) error {
+	if name == "" {
+		return fmt.Errorf("empty %s name: %w", kind, ErrInvalidName)
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%s name %.20q... longer than %d characters: %w", kind, name, maxNameLen, ErrInvalidName)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && i > 0 && i < len(name)-1:
+		case c >= 'A' && c <= 'Z':
+			if lower := strings.ToLower(name); ValidateName(kind, lower) == nil {
+				return fmt.Errorf("%s name %q: names are lower case: use %q: %w", kind, name, lower, ErrInvalidName)
+			}
+			fallthrough
+		default:
+			return fmt.Errorf("%s name %q: want [a-z0-9-], starting and ending with a letter or digit: %w", kind, name, ErrInvalidName)
+		}
+	}
+	return nil
+}
+
+// ServiceSubjects returns what an instance of service in subset subscribes
+// to, with the queue group of each: every instance answers the any-subset
+// subject in the service's queue group, and an instance with a subset also
+// answers that subset's subject in the subset's own group. Each queue group
+// gets one copy of a message, and a message is published to exactly one of
+// the two subjects, so every call is delivered to exactly one instance.
+func ServiceSubjects(service, subset string) (subjects, queues []string) {
+	subjects = []string{Prefix + "." + service + "." + AnySubset + ".>"}
+	queues = []string{service}
+	if subset != "" && subset != AnySubset {
+		subjects = append(subjects, Prefix+"."+service+"."+subset+".>")
+		queues = append(queues, service+"."+subset)
+	}
+	return subjects, queues
+}
+
+// InboxPrefix is the reply inbox prefix of caller (for
+// nats.CustomInboxPrefix). Only caller's NATS user may subscribe to it, so no
+// other service can read its replies.
+func InboxPrefix(caller string) string {
+	return "_INBOX_mesh." + caller
+}
+
+const hexDigits = "0123456789ABCDEF"
+
+// EscapeToken maps any string to one NATS subject token: bytes in
+// [A-Za-z0-9_-] stay as they are, every other byte becomes %XX (upper-case
+// hex), and the empty string becomes a lone "%". The result never contains a
+// dot, a wildcard, '$', whitespace or a control byte, and it is never empty,
+// so a subject built from escaped tokens keeps its token count.
+func EscapeToken(s string) string {
+	var b strings.Builder
+	appendEscaped(&b, s)
+	return b.String()
+}
+
+func appendEscaped(b *strings.Builder, s string) {
+	if s == "" {
+		b.WriteByte('%')
+		return
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if tokenSafe(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexDigits[c>>4])
+		b.WriteByte(hexDigits[c&0xF])
+	}
+}
+
+func tokenSafe(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+// UnescapeToken reverses [EscapeToken]. It accepts only the exact form
+// EscapeToken produces (upper-case hex, no escaped safe bytes), so every
+// string has one token and every token one string.
+func UnescapeToken(tok string) (string, error) {
+	if tok == "%" {
+		return "", nil
+	}
+	if tok == "" {
+		return "", fmt.Errorf("wire: empty subject token: %w", ErrInvalidName)
+	}
+	n := 0
+	for i := 0; i < len(tok); i++ {
+		if tok[i] == '%' {
+			n++
+		}
+	}
+	if n == 0 {
+		for i := 0; i < len(tok); i++ {
+			if !tokenSafe(tok[i]) {
+				return "", fmt.Errorf("wire: subject token %q has unescaped byte %q: %w", tok, tok[i], ErrInvalidName)
+			}
+		}
+		return tok, nil
+	}
+	// Every well-formed escape is three bytes; a malformed token ("%%") can
+	// have more '%' than that allows, so bound the capacity below by zero.
+	out := make([]byte, 0, max(len(tok)-2*n, 0))
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if c != '%' {
+			if !tokenSafe(c) {
+				return "", fmt.Errorf("wire: subject token %q has unescaped byte %q: %w", tok, c, ErrInvalidName)
+			}
+			out = append(out, c)
+			continue
+		}
+		if i+2 >= len(tok) {
+			return "", fmt.Errorf("wire: subject token %q has a truncated escape: %w", tok, ErrInvalidName)
+		}
+		hi, lo := unhex(tok[i+1]), unhex(tok[i+2])
+		if hi < 0 || lo < 0 {
+			return "", fmt.Errorf("wire: subject token %q has a bad escape: %w", tok, ErrInvalidName)
+		}
+		v := byte(hi<<4 | lo)
+		if tokenSafe(v) {
+			return "", fmt.Errorf("wire: subject token %q escapes a safe byte: %w", tok, ErrInvalidName)
+		}
+		out = append(out, v)
+		i += 2
+	}
+	return string(out), nil
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
