@@ -99,7 +99,10 @@ func Parse(name string, data []byte) (*File, error) {
 	if len(d.errs) == 0 {
 		(&validator{d: d, f: f}).file()
 	}
-	return f, d.err()
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
