@@ -276,4 +276,3 @@ func (w *fileWatch) check() error {
 	w.src.set(f, w.rev)
 	return nil
 }
-
