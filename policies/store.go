@@ -47,7 +47,35 @@ func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policies: open bucket %s: %w", Bucket, err)
 	}
+	if err := raiseConsumerLimit(ctx, js); err != nil {
+		return nil, err
+	}
 	return &Store{kv: kv}, nil
+}
+
+// MaxWatchers is the number of watchers (agents) the bucket admits.
+//
+// Every watcher is a JetStream consumer of the bucket's stream, and
+// nats-server (2.11 and later) caps a stream that sets no limit of its own
+// at 1,000 consumers (JSDefaultMaxConsumersPerStream): the 1,001st agent
+// would fail to start. A KV bucket's config cannot set the limit, so
+// OpenStore sets it on the stream.
+const MaxWatchers = 100_000
+
+func raiseConsumerLimit(ctx context.Context, js jetstream.JetStream) error {
+	st, err := js.Stream(ctx, "KV_"+Bucket)
+	if err != nil {
+		return fmt.Errorf("policies: open bucket %s: %w", Bucket, err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.MaxConsumers >= MaxWatchers {
+		return nil
+	}
+	cfg.MaxConsumers = MaxWatchers
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("policies: bucket %s: raise its consumer limit to %d: %w", Bucket, MaxWatchers, err)
+	}
+	return nil
 }
 
 // KV returns the bucket, for WatchKV.

@@ -37,6 +37,13 @@ func openStore(t *testing.T) *policies.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st, err := js.Stream(ctx, "KV_"+policies.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.CachedInfo().Config; c.MaxConsumers < policies.MaxWatchers || c.Storage != jetstream.FileStorage {
+		t.Errorf("bucket stream: max consumers %d, storage %v", c.MaxConsumers, c.Storage)
+	}
 	return s
 }
 
