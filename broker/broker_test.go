@@ -548,3 +548,40 @@ func TestLeafRemotesAreOneHub(t *testing.T) {
 		t.Fatalf("remotes %+v, want one remote with two URLs", opts.LeafNode.Remotes)
 	}
 }
+
+// TestSyncAlways: JetStream fsyncs every write unless told otherwise, since
+// a stream cannot ask for that itself (the policies bucket needs it).
+func TestSyncAlways(t *testing.T) {
+	dir := t.TempDir()
+	periodic := filepath.Join(dir, "periodic.conf")
+	if err := os.WriteFile(periodic, []byte("jetstream { sync_interval: \"10s\" }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	silent := filepath.Join(dir, "silent.conf")
+	if err := os.WriteFile(silent, []byte("jetstream: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		always bool
+	}{
+		{"default", Config{}, true},
+		{"interval", Config{SyncInterval: time.Second}, false},
+		{"file sets an interval", Config{ConfigFile: periodic}, false},
+		{"file says nothing", Config{ConfigFile: silent}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, err := tc.cfg.options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if opts.SyncAlways != tc.always {
+				t.Errorf("SyncAlways %v, want %v", opts.SyncAlways, tc.always)
+			}
+		})
+	}
+	if _, err := (Config{SyncInterval: -time.Second}).options(); !errors.Is(err, ErrConfig) {
+		t.Errorf("negative interval: %v, want ErrConfig", err)
+	}
+}

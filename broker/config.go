@@ -60,6 +60,15 @@ type Config struct {
 	// ConfigFile, the file decides and NoJetStream can only turn it off.
 	NoJetStream bool
 
+	// SyncInterval is how often JetStream fsyncs its file store. Default
+	// (0): after every write, as nats-server's "sync_interval: always", so
+	// an acknowledged write survives a crash of the machine; the mesh's
+	// policies bucket depends on it (docs/decisions.md). A positive value
+	// syncs in the background at that interval instead (nats-server's own
+	// default is 2 min). With a ConfigFile that sets sync_interval, the
+	// file's setting stands unless this field is set.
+	SyncInterval time.Duration
+
 	// ServerName names the server in monitoring and cluster views.
 	// Default: nats-server generates one from the server ID.
 	ServerName string
@@ -202,6 +211,17 @@ func (cfg Config) options() (*server.Options, error) {
 	}
 	if cfg.StoreDir != "" {
 		opts.StoreDir = cfg.StoreDir
+	}
+	switch {
+	case cfg.SyncInterval < 0:
+		return nil, configErr("sync interval %s: must not be negative", cfg.SyncInterval)
+	case cfg.SyncInterval > 0:
+		opts.SyncInterval, opts.SyncAlways = cfg.SyncInterval, false
+	case cfg.ConfigFile == "" || (opts.SyncInterval == 0 && !opts.SyncAlways):
+		// JetStream has no per-stream fsync setting (a stream's
+		// persist_mode can only relax it to async), so the whole server
+		// syncs every write.
+		opts.SyncAlways = true
 	}
 
 	if c := cfg.Cluster; c.Listen != "" || len(c.Routes) > 0 || c.Name != "" {

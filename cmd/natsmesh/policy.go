@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsmesh/natsmesh/policies"
+)
+
+var policyCommand = command{
+	name:    "policy",
+	summary: "apply, show and diff the live mesh file (policies, who may call whom)",
+	run:     runPolicy,
+}
+
+const policyUsage = `Usage: natsmesh policy <subcommand> [flags]
+
+Manages the live mesh file: the one the agents watch, kept in the broker's
+JetStream KV bucket "` + policies.Bucket + `" (see docs/mesh-file.md).
+
+Subcommands:
+  apply -f FILE          validate FILE, show what changes and make it live
+  get [SERVICE] [--json] print the live file (or one service with its merged
+                         policies) and its revision
+  diff -f FILE           show what apply -f FILE would change
+
+Run natsmesh policy <subcommand> --help for its flags.
+`
+
+func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, policyUsage)
+		return usageErrorf("policy: no subcommand given (apply, get or diff)")
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, policyUsage)
+		return nil
+	}
+	switch args[0] {
+	case "apply":
+		return runPolicyApply(ctx, args[1:], stdout, stderr)
+	case "get":
+		return runPolicyGet(ctx, args[1:], stdout, stderr)
+	case "diff":
+		return runPolicyDiff(ctx, args[1:], stdout, stderr)
+	}
+	return usageErrorf("policy: unknown subcommand %q (apply, get or diff)", args[0])
+}
+
+// policyFlags are the flags every policy subcommand has.
+type policyFlags struct {
+	nats natsFlags
+}
+
+func (p *policyFlags) register(fs *flag.FlagSet) { p.nats.register(fs) }
+
+// policyTimeout bounds a policy command's work once connected: a handful
+// of small JetStream requests.
+const policyTimeout = 30 * time.Second
+
+// open connects to NATS and opens the policies bucket (creating it if
+// needed). Close the returned func when done.
+func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*policies.Store, context.Context, func(), error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	nc, err := p.nats.connect(ctx, "natsmesh-policy", "", log)
+	if err != nil {
+		return nil, nil, nil, failure{fmt.Errorf("policy: %w", err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, policyTimeout)
+	closeAll := func() { cancel(); nc.Close() }
+	js, err := jetstream.New(nc)
+	if err == nil {
+		var s *policies.Store
+		if s, err = policies.OpenStore(ctx, js); err == nil {
+			return s, ctx, closeAll, nil
+		}
+	}
+	closeAll()
+	return nil, nil, nil, failure{err}
+}
+
+// live returns the live file, or nil at revision 0 if none was applied.
+// A live file that no longer parses (after an upgrade, or written by
+// hand) is reported and treated as none, so apply can replace it.
+func live(ctx context.Context, s *policies.Store, stderr io.Writer) (*policies.File, uint64, error) {
+	f, rev, err := s.Get(ctx)
+	switch {
+	case errors.Is(err, policies.ErrNotFound):
+		return nil, 0, nil
+	case errors.Is(err, policies.ErrInvalid):
+		fmt.Fprintf(stderr, "natsmesh: warning: the live mesh file (revision %d) is invalid:\n%v\n", rev, err)
+		return nil, rev, nil
+	case err != nil:
+		return nil, 0, failure{err}
+	}
+	return f, rev, nil
+}
+
+func runPolicyApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("policy apply", "-f FILE [flags]",
+		"Validates the mesh file FILE, prints what changes against the live one, and\n"+
+			"makes it live: every agent watching the bucket picks it up. Nothing is\n"+
+			"written when nothing changes, or when the live file changed meanwhile.", stderr)
+	file := fs.String("f", "", "mesh `file` to apply (YAML)")
+	var pf policyFlags
+	pf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usageErrorf("policy apply: no -f FILE given")
+	}
+	f, err := policies.ParseFile(*file)
+	if err != nil {
+		return err
+	}
+	s, ctx, done, err := pf.open(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	old, rev, err := live(ctx, s, stderr)
+	if err != nil {
+		return err
+	}
+	changes := policies.Diff(old, f)
+	if len(changes) == 0 && old != nil {
+		fmt.Fprintf(stdout, "no changes: revision %d is live\n", rev)
+		return nil
+	}
+	if old == nil {
+		fmt.Fprintf(stdout, "no valid mesh file was live: applying one with %d services\n", len(f.Services))
+	} else {
+		printChanges(stdout, changes)
+	}
+	newRev, err := s.ApplyIf(ctx, f, rev)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return failure{fmt.Errorf("policy apply: the live file changed from revision %d while applying; run diff again", rev)}
+	}
+	if err != nil {
+		return failure{err}
+	}
+	fmt.Fprintf(stdout, "applied %s: revision %d\n", *file, newRev)
+	return nil
+}
+
+func runPolicyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("policy diff", "-f FILE [flags]",
+		"Validates the mesh file FILE and prints what apply would change in the live\n"+
+			"one: + added, - removed, ~ changed, by field path.", stderr)
+	file := fs.String("f", "", "mesh `file` to compare with the live one (YAML)")
+	var pf policyFlags
+	pf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usageErrorf("policy diff: no -f FILE given")
+	}
+	f, err := policies.ParseFile(*file)
+	if err != nil {
+		return err
+	}
+	s, ctx, done, err := pf.open(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	old, rev, err := live(ctx, s, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "--- live (revision %d)\n+++ %s\n", rev, *file)
+	changes := policies.Diff(old, f)
+	if len(changes) == 0 {
+		fmt.Fprintln(stdout, "no changes")
+	}
+	printChanges(stdout, changes)
+	return nil
+}
+
+func printChanges(w io.Writer, changes []policies.Change) {
+	for _, c := range changes {
+		fmt.Fprintln(w, c)
+	}
+}
+
+func runPolicyGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("policy get", "[SERVICE] [flags]",
+		"Prints the live mesh file and its revision, in canonical form with the\n"+
+			"defaults filled in. With SERVICE, prints that service and the merged\n"+
+			"policy of its calls: for calls that match no route, and for each route.", stderr)
+	asJSON := fs.Bool("json", false, "print JSON instead of YAML")
+	var pf policyFlags
+	pf.register(fs)
+	service, args := takeOperand(fs, args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	s, ctx, done, err := pf.open(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	f, rev, err := s.Get(ctx)
+	if errors.Is(err, policies.ErrNotFound) {
+		return failure{errors.New("policy get: no mesh file applied yet (natsmesh policy apply -f FILE)")}
+	}
+	if err != nil {
+		return failure{err}
+	}
+	var out any = f.Canonical()
+	if service != "" {
+		v, ok := f.View(service)
+		if !ok {
+			return failure{fmt.Errorf("policy get: no service %q in revision %d", service, rev)}
+		}
+		out = v
+	}
+	if *asJSON {
+		key := "file"
+		if service != "" {
+			key = "service"
+		}
+		b, err := json.MarshalIndent(map[string]any{"revision": rev, key: out}, "", "  ")
+		if err != nil {
+			return failure{err}
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	y, err := policies.ToYAML(out)
+	if err != nil {
+		return failure{err}
+	}
+	_, err = fmt.Fprintf(stdout, "# revision %d\n%s", rev, y)
+	return err
+}
+
+// takeOperand removes the one operand (a word that is neither a flag nor
+// a flag's value) from args, wherever it stands, since flag stops parsing
+// at the first operand.
+func takeOperand(fs *flag.FlagSet, args []string) (string, []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			if i+1 < len(args) {
+				return args[i+1], append(args[:i:i], args[i+2:]...)
+			}
+			return "", args
+		}
+		if !strings.HasPrefix(a, "-") {
+			return a, append(args[:i:i], args[i+1:]...)
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if f := fs.Lookup(name); f != nil && !hasValue {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				i++ // the next word is this flag's value
+			}
+		}
+	}
+	return "", args
+}

@@ -1,0 +1,30 @@
+// Package policies is the mesh file: its model ([File] and the [Policy] that
+// governs calls), its parser, its canonical rendering, and its live
+// distribution to the agents.
+//
+// One YAML file (mesh.yaml, documented in docs/mesh-file.md) describes the
+// whole mesh: services, their subsets and accounts, who may call whom, and
+// the policies of calls. The parts fit like this:
+//
+//   - [Parse] and [ParseFile] read a file, refuse anything unknown or
+//     inconsistent, and return a validated *File. Every problem found is
+//     reported, up to ten, each as a [FieldError] naming the file, the line
+//     and the field path ("mesh.yaml:14: services.orders.policy.retries.budget:
+//     ..."); all of them match [ErrInvalid] with errors.Is.
+//   - [File.Policy] merges the policy levels field by field: built-in
+//     defaults, then the file's defaults, then the service's policy, then
+//     the route's. [File.MatchRoute] picks the route of one call (first
+//     match wins).
+//   - [File.JSON] and [File.YAML] render a file canonically (sorted maps,
+//     normalized durations and percentages, defaults filled in), and
+//     [Diff] lists what changes between two files, as `natsmesh policy diff`
+//     shows it. The canonical JSON parses back to the same File.
+//   - [Store] keeps the live file in the JetStream KV bucket
+//     "natsmesh-policies" under one key, so one revision is one whole file.
+//   - [Source] holds the current file in an atomic pointer for the hot path;
+//     [WatchKV] feeds it from the bucket and [WatchFile] from a local file.
+//     A version that does not parse is logged and the last good one kept.
+//
+// A *File is immutable once parsed: share it between goroutines freely, and
+// never modify one that came from a Source.
+package policies
