@@ -17,6 +17,7 @@ var commands = []command{
 	brokerCommand,
 	agentCommand,
 	bridgeCommand,
+	accountsCommand,
 	benchCommand,
 	benchEchoCommand,
 	demoCommand,
