@@ -1,12 +1,14 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -17,10 +19,13 @@ import (
 
 // Broker is one embedded nats-server. Create it with New.
 type Broker struct {
-	opts   *server.Options
-	srv    *server.Server
-	tmpDir string // JetStream store we created, removed on Shutdown
-	done   chan struct{}
+	opts    *server.Options
+	srv     *server.Server
+	tmpDir  string // JetStream store (or system user seed) directory we created, removed on Shutdown
+	sysSeed string
+	log     *slog.Logger
+	noAuth  bool // anonymous clients are served: warn on Start
+	done    chan struct{}
 
 	mu       sync.Mutex
 	started  bool
@@ -42,12 +47,29 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{opts: opts, done: make(chan struct{}), noLameDuck: cfg.LameDuckDuration < 0}
-	if opts.JetStream && opts.StoreDir == "" {
+	addSys := cfg.ConfigFile == "" && !hasAuth(opts) && opts.SystemAccount == ""
+	if (opts.JetStream || (addSys && cfg.SystemUserSeed == "")) && opts.StoreDir == "" {
 		dir, err := os.MkdirTemp("", "natsmesh-broker-")
 		if err != nil {
 			return nil, fmt.Errorf("broker: jetstream store: %w", err)
 		}
-		b.tmpDir, opts.StoreDir = dir, dir
+		b.tmpDir = dir
+		if opts.JetStream {
+			opts.StoreDir = dir
+		}
+	}
+	if addSys {
+		seed := cfg.SystemUserSeed
+		if seed == "" {
+			seed = filepath.Join(cmp.Or(opts.StoreDir, b.tmpDir), "sys.nk")
+		}
+		if err := addSystemUser(opts, seed); err != nil {
+			if b.tmpDir != "" {
+				os.RemoveAll(b.tmpDir)
+			}
+			return nil, err
+		}
+		b.sysSeed = seed
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -64,8 +86,15 @@ func New(cfg Config) (*Broker, error) {
 	srv.SetLoggerV2(&logAdapter{log: log, fatal: b.setFatal},
 		log.Enabled(ctx, slog.LevelDebug), log.Enabled(ctx, LevelTrace), false)
 	b.srv = srv
+	b.log = log
+	b.noAuth = !hasAuth(opts) || opts.NoAuthUser != "" || b.sysSeed != ""
 	return b, nil
 }
+
+// SystemUserSeed is the NKey seed file of the system account user the
+// broker created (see Config.SystemUserSeed), or "" when it created none
+// because a config file or options define the accounts.
+func (b *Broker) SystemUserSeed() string { return b.sysSeed }
 
 // Start starts the server and returns without waiting for it to accept
 // connections; call Ready for that. A listener that cannot bind is reported
@@ -96,6 +125,11 @@ func (b *Broker) Start() error {
 		b.startErr = err
 		b.mu.Unlock()
 		return err
+	}
+	if b.noAuth {
+		b.log.Warn("broker: clients connect without authentication: any client may call any service as any caller " +
+			"and subscribe to every call and reply (mesh.>, _INBOX_mesh.>); " +
+			"run with --config from natsmesh accounts generate for an authenticated mesh")
 	}
 	return nil
 }

@@ -94,6 +94,16 @@ type Config struct {
 	// negative value skips lame-duck mode and closes everything at once.
 	LameDuckDuration time.Duration
 
+	// SystemUserSeed is the NKey seed file of the system account's user,
+	// for `nats server` commands: nats --nkey FILE server list. Without a
+	// ConfigFile the broker creates the system account ($SYS) with this one
+	// user, reading the seed from the file or creating it (mode 0600) when
+	// missing; anonymous clients keep connecting to the default account.
+	// Default: sys.nk in the JetStream store directory (StoreDir, or the
+	// temporary one, so a new key every run). Ignored with a ConfigFile,
+	// which defines its own accounts.
+	SystemUserSeed string
+
 	// Logger receives the server's log. nats-server's Notice maps to Info,
 	// Warn to Warn, Error and Fatal to Error, Debug to Debug and Trace to
 	// LevelTrace. Debug and trace logging are only enabled when the

@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// maxNameLen bounds names like a DNS label (and like bridge.ValidateName).
+// maxNameLen bounds names like a DNS label (and like wire.ValidateName).
 const maxNameLen = 63
 
 // validName reports what is wrong with a service, subset, account, caller
-// or route name, or "" if nothing is. The rule is bridge.ValidateName's:
+// or route name, or "" if nothing is. The rule is wire.ValidateName's:
 // [a-z0-9-], starting and ending with a letter or digit, at most 63.
 func validName(name string) string {
 	if name == "" {

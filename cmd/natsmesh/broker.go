@@ -80,6 +80,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("natsmesh broker ready", "url", b.ClientURL())
+	if seed := b.SystemUserSeed(); seed != "" {
+		log.Info("system account user for nats server commands", "nkey", seed, "example", "nats --server "+b.ClientURL()+" --nkey "+seed+" server list")
+	}
 
 	<-ctx.Done()
 	log.Info("natsmesh broker shutting down")

@@ -18,6 +18,7 @@ var commands = []command{
 	agentCommand,
 	bridgeCommand,
 	policyCommand,
+	accountsCommand,
 	benchCommand,
 	benchEchoCommand,
 	demoCommand,

@@ -1,0 +1,174 @@
+package accounts
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Option changes how Generate works.
+type Option func(*options)
+
+type options struct {
+	operator   bool
+	rotate     []string
+	userExpiry time.Duration
+	now        func() time.Time
+}
+
+// WithOperator makes Generate write operator mode (JWTs and .creds files)
+// instead of a server configuration with NKey users.
+func WithOperator() Option { return func(o *options) { o.operator = true } }
+
+// WithRotate makes Generate replace the keys of the named users (services,
+// Bridge, the admin or SysUser) instead of keeping them. In operator mode
+// the replaced user keys are also revoked in their account JWT.
+func WithRotate(users ...string) Option {
+	return func(o *options) { o.rotate = append(o.rotate, users...) }
+}
+
+// WithUserExpiry makes operator-mode user JWTs expire d after Generate
+// runs; the server then refuses them and disconnects users still
+// connected. Default: user JWTs do not expire.
+func WithUserExpiry(d time.Duration) Option { return func(o *options) { o.userExpiry = d } }
+
+// Generate writes the NATS authorization of spec into dir (created, mode
+// 0700, if missing): ConfigFile(dir), and the key of each user in
+// SeedFile(dir, user) (plus CredsFile in operator mode). Existing keys are
+// kept unless WithRotate names them, so regenerating after a change of the
+// mesh file does not invalidate the credentials services hold.
+//
+// The configuration runs unchanged on a stock nats-server
+// (nats-server -c DIR/nats.conf) and on natsmesh broker --config; it turns
+// JetStream on (for the policies bucket, in DefaultAccount only) and
+// refuses anonymous connections. Errors for an invalid spec wrap ErrSpec.
+func Generate(spec Spec, dir string, opts ...Option) error {
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	users, err := spec.Users()
+	if err != nil {
+		return err
+	}
+	for _, r := range o.rotate {
+		if !slices.ContainsFunc(users, func(u User) bool { return u.Name == r }) {
+			return specErr("rotate %q: no such user", r)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("accounts: %w", err)
+	}
+	if o.operator {
+		return generateOperator(&spec, users, dir, &o)
+	}
+	keys := make(map[string]string, len(users)) // user -> public key
+	for _, u := range users {
+		kp, _, err := keyFile(SeedFile(dir, u.Name), nkeys.PrefixByteUser, slices.Contains(o.rotate, u.Name))
+		if err != nil {
+			return err
+		}
+		keys[u.Name], _ = kp.PublicKey()
+	}
+	return writeFile(ConfigFile(dir), serverConfig(&spec, users, keys), 0o644)
+}
+
+// accountNames returns DefaultAccount and then the declared accounts in
+// order.
+func accountNames(spec *Spec) []string {
+	names := []string{DefaultAccount}
+	for _, a := range spec.Accounts {
+		if a.Name != DefaultAccount {
+			names = append(names, a.Name)
+		}
+	}
+	return names
+}
+
+type serviceExport struct {
+	from, service string
+	to            []string
+}
+
+func exports(spec *Spec) []serviceExport {
+	var out []serviceExport
+	for _, a := range spec.Accounts {
+		for _, e := range a.Exports {
+			out = append(out, serviceExport{from: a.Name, service: e.Service, to: e.To})
+		}
+	}
+	return out
+}
+
+func serviceSubject(service string) string { return wire.Prefix + "." + service + ".>" }
+
+// serverConfig renders the nats-server configuration of server-config mode.
+func serverConfig(spec *Spec, users []User, keys map[string]string) []byte {
+	var b strings.Builder
+	b.WriteString(header)
+	b.WriteString("jetstream: enabled\n")
+	b.WriteString("system_account: " + SystemAccount + "\n\n")
+	b.WriteString("accounts {\n")
+	exps := exports(spec)
+	for _, acc := range append(accountNames(spec), SystemAccount) {
+		fmt.Fprintf(&b, "  %s {\n", acc)
+		if acc == DefaultAccount {
+			b.WriteString("    # The policies bucket lives here.\n    jetstream: enabled\n")
+		}
+		b.WriteString("    users: [\n")
+		for _, u := range users {
+			if u.Account != acc {
+				continue
+			}
+			fmt.Fprintf(&b, "      # %s\n      {\n        nkey: %s\n", u.Name, keys[u.Name])
+			if p := u.Perms; p != nil {
+				b.WriteString("        permissions: {\n")
+				writeList(&b, "          publish: { allow: ", p.Publish)
+				writeList(&b, "          subscribe: { allow: ", p.Subscribe)
+				b.WriteString("        }\n")
+			}
+			b.WriteString("      }\n")
+		}
+		b.WriteString("    ]\n")
+		var ex, im []string
+		for _, e := range exps {
+			if e.from == acc {
+				ex = append(ex, fmt.Sprintf("{ service: %s, accounts: [%s] }", strconv.Quote(serviceSubject(e.service)), strings.Join(e.to, ", ")))
+			}
+			if slices.Contains(e.to, acc) {
+				im = append(im, fmt.Sprintf("{ service: { account: %s, subject: %s } }", e.from, strconv.Quote(serviceSubject(e.service))))
+			}
+		}
+		if len(ex) > 0 {
+			b.WriteString("    exports: [\n      " + strings.Join(ex, "\n      ") + "\n    ]\n")
+		}
+		if len(im) > 0 {
+			b.WriteString("    imports: [\n      " + strings.Join(im, "\n      ") + "\n    ]\n")
+		}
+		b.WriteString("  }\n")
+	}
+	b.WriteString("}\n")
+	return []byte(b.String())
+}
+
+const header = `# Generated by natsmesh accounts generate from the mesh file; regenerate
+# instead of editing. Every connection authenticates with an NKey (its seed
+# is DIR/<user>.nk); anonymous connections are refused. The broker enforces
+# subjects only: HTTP path rules are enforced by the receiving agent.
+
+`
+
+func writeList(b *strings.Builder, prefix string, list []string) {
+	b.WriteString(prefix + "[\n")
+	for _, s := range list {
+		b.WriteString("            " + strconv.Quote(s) + "\n")
+	}
+	b.WriteString("          ] }\n")
+}
