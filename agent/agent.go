@@ -14,7 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -57,9 +60,16 @@ type Config struct {
 	// host ("orders.svc.cluster.local" with "svc.cluster.local"), besides
 	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
 	Domains []string
-	// Outbound and Inbound are the middleware of the agent's two call
-	// pipelines, the first outermost (see package pipeline for the order
-	// the mesh composes them in).
+	// Policies is the live mesh file the agent applies (routes, splits,
+	// retries, breakers, limits, allow lists); see policies.WatchKV and
+	// policies.WatchFile. Nil applies the built-in policy.
+	Policies *policies.Source
+	// Telemetry records the agent's calls (metrics, traces, access logs).
+	// Nil records none.
+	Telemetry *telemetry.Telemetry
+	// Outbound and Inbound are further middleware of the agent's two call
+	// pipelines, run innermost, after the mesh's own (see package pipeline
+	// for the order the mesh composes them in), the first outermost.
 	Outbound []pipeline.OutboundMiddleware
 	Inbound  []pipeline.InboundMiddleware
 	// Health configures the health checks of the local service.
@@ -116,7 +126,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	send, err := pipeline.NewOutbound(nc, pipeline.OutboundConfig{
 		Timeout:        cfg.Timeout,
 		ReconnectGrace: cfg.ReconnectGrace,
-		Middleware:     cfg.Outbound,
+		Middleware:     chain.Outbound(cfg.chainOptions(), cfg.Outbound...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -132,6 +142,10 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	a.out = newOutbound(a)
 	a.in = newInbound(a)
 	return a, nil
+}
+
+func (c *Config) chainOptions() chain.Options {
+	return chain.Options{Service: c.Service, Policies: c.Policies, Telemetry: c.Telemetry, Logger: c.Logger}
 }
 
 // Validate reports whether c is a valid configuration, without connecting

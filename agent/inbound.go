@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/meshgrpc"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -132,7 +133,7 @@ func (in *inbound) start(ctx context.Context) error {
 	d, err := pipeline.NewInbound(in.a.nc, pipeline.InboundConfig{
 		Service:       in.a.cfg.Service,
 		Handler:       in.handlers(),
-		Middleware:    in.a.cfg.Inbound,
+		Middleware:    chain.Inbound(in.a.cfg.chainOptions(), in.a.cfg.Inbound...),
 		MaxConcurrent: in.a.cfg.MaxConcurrent,
 		Timeout:       in.a.cfg.Timeout,
 		Logger:        in.a.log,

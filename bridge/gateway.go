@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -153,8 +156,15 @@ type GatewayConfig struct {
 	// Timeout bounds each request from the moment it is routed to the end
 	// of the reply. Default pipeline.DefaultTimeout (30s).
 	Timeout time.Duration
-	// Middleware wraps the gateway's outbound pipeline, the first outermost
-	// (see package pipeline for the order the mesh composes them in).
+	// Policies is the live mesh file the gateway applies to the calls it
+	// forwards (routes, splits, retries, breakers, allow lists). Nil
+	// applies the built-in policy.
+	Policies *policies.Source
+	// Telemetry records the gateway's calls. Nil records none.
+	Telemetry *telemetry.Telemetry
+	// Middleware is further middleware of the gateway's outbound pipeline,
+	// run innermost, after the mesh's own (see package pipeline for the
+	// order), the first outermost.
 	Middleware []pipeline.OutboundMiddleware
 	// Admin adds endpoints to the gateway's admin handler, by pattern
 	// ("GET /metrics"); see Gateway.AdminHandler.
@@ -220,7 +230,10 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Limits.MaxPayload <= 0 && cfg.Conn.MaxPayload() > 0 {
 		cfg.Limits.MaxPayload = cfg.Conn.MaxPayload()
 	}
-	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{Timeout: cfg.Timeout, Middleware: cfg.Middleware})
+	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{
+		Timeout:    cfg.Timeout,
+		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, Telemetry: cfg.Telemetry, Logger: cfg.Logger}, cfg.Middleware...),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}

@@ -1,0 +1,63 @@
+// Package chain composes the mesh's middleware for the two call pipelines,
+// in the order package pipeline documents, from what a component is
+// configured with: the live mesh file (policies), telemetry, and the
+// application's own middleware. The agent and the edge bridge both build
+// their pipelines with it, so every entry point gets the same behaviour.
+//
+// Each concern lives in a file of its own here (policies.go, security.go,
+// telemetry.go) and contributes middleware at its places in the order;
+// this file owns the order itself.
+package chain
+
+import (
+	"log/slog"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/telemetry"
+)
+
+// Options are what the middleware is built from.
+type Options struct {
+	// Service is the local component's name: the caller of outbound calls,
+	// the callee of inbound ones ("bridge" for the edge gateway).
+	Service string
+	// Policies is the live mesh file; nil applies the built-in policy.
+	Policies *policies.Source
+	// Telemetry records metrics, traces and access logs; nil records none.
+	Telemetry *telemetry.Telemetry
+	// Logger receives the middleware's own logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+// Outbound is the outbound middleware, outermost first, followed by extra
+// (the application's own, innermost: it sees each attempt just before it
+// is sent).
+func Outbound(o Options, extra ...pipeline.OutboundMiddleware) []pipeline.OutboundMiddleware {
+	var mws []pipeline.OutboundMiddleware
+	mws = append(mws, telemetryCall(o)...)    // 1. one span and measurement per call
+	mws = append(mws, routing(o)...)          // 2. route match, split, mirror
+	mws = append(mws, outboundFaults(o)...)   // 3. fault injection
+	mws = append(mws, outboundAuthz(o)...)    //    allow lists, answered at the caller at once
+	mws = append(mws, resilience(o)...)       // 4-7. timeout, retries and hedges, breaker, bulkhead
+	mws = append(mws, telemetryAttempt(o)...) // 8. one span per attempt
+	return append(mws, extra...)
+}
+
+// Inbound is the inbound middleware, outermost first, followed by extra.
+func Inbound(o Options, extra ...pipeline.InboundMiddleware) []pipeline.InboundMiddleware {
+	var mws []pipeline.InboundMiddleware
+	mws = append(mws, telemetryServed(o)...) // 1. the served call
+	mws = append(mws, inboundAuthz(o)...)    // 2. authorization of the caller
+	mws = append(mws, rateLimit(o)...)       // 3. rate limit per caller
+	mws = append(mws, inboundFaults(o)...)   // 4. fault injection
+	mws = append(mws, passiveHealth(o)...)   // 5. outlier detection
+	return append(mws, extra...)
+}
