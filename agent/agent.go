@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -193,18 +194,43 @@ func (c *Config) normalize() (*url.URL, error) {
 	return parseUpstream(c.Upstream)
 }
 
+// upstreamForms is what an upstream must look like, for the errors.
+const upstreamForms = "want http://HOST:PORT, http://HOST:PORT/BASE-PATH or h2c://HOST:PORT"
+
+// parseUpstream reads Config.Upstream: http://HOST:PORT with an optional
+// base path that every call's path is appended to (pipeline.HTTPUpstream),
+// or h2c://HOST:PORT for gRPC, which has no base path. Anything else is
+// refused with the forms that are accepted, rather than net/url's own
+// words ("first path segment in URL cannot contain colon" for a bare
+// 127.0.0.1:8080).
 func parseUpstream(s string) (*url.URL, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: upstream %q: %s: %s", ErrConfig, s, why, upstreamForms)
+	}
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return nil, bad("no scheme")
+	}
+	if scheme != "http" && scheme != "h2c" {
+		return nil, bad("scheme must be http or h2c")
+	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: upstream %q: %v", ErrConfig, s, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the input we already quote
+		}
+		return nil, bad(err.Error())
 	}
-	switch u.Scheme {
-	case "http", "h2c":
-	default:
-		return nil, fmt.Errorf("%w: upstream %q: scheme must be http or h2c", ErrConfig, s)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("%w: upstream %q has no host:port", ErrConfig, s)
+	switch {
+	case u.Host == "" || u.Port() == "":
+		return nil, bad("no host:port")
+	case u.User != nil:
+		return nil, bad("no user information allowed")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return nil, bad("no query or fragment allowed")
+	case u.Scheme == "h2c" && strings.Trim(u.Path, "/") != "":
+		return nil, bad("gRPC has no base path")
 	}
 	return u, nil
 }

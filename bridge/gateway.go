@@ -69,6 +69,7 @@ func (r Route) String() string {
 //
 //	HOST=SERVICE[@SUBSET]        api.example.com=orders
 //	/PREFIX=SERVICE[@SUBSET]     /orders=orders@v2
+//	/PREFIX=SUBSET.SERVICE       /v2=v2.orders (as agents address a subset)
 //	HOST/PREFIX=SERVICE          api.example.com/v1=orders
 //	.../PREFIX=nats:SUBJECT      /time=nats:svc.time
 //
@@ -90,8 +91,12 @@ func ParseRoute(s string) (Route, error) {
 	}
 	if subject, found := strings.CutPrefix(dest, "nats:"); found {
 		r.Subject = subject
+	} else if service, subset, ok := strings.Cut(dest, "@"); ok {
+		r.Service, r.Subset = service, subset
+	} else if subset, service, ok := strings.Cut(dest, "."); ok {
+		r.Service, r.Subset = service, subset
 	} else {
-		r.Service, r.Subset, _ = strings.Cut(dest, "@")
+		r.Service = dest
 	}
 	return r, nil
 }

@@ -3,15 +3,22 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
 )
+
+// DefaultBridgeAdmin is the bridge's default admin address: next to the
+// agent's 15001, 15002 and 15090, and the bridge's own 8080 in its last
+// digits, so a bridge and agents run side by side on their defaults.
+const DefaultBridgeAdmin = "127.0.0.1:15080"
 
 var bridgeCommand = command{
 	name:    "bridge",
@@ -30,21 +37,31 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"  HOST/PREFIX=SERVICE       api.example.com/v1=orders\n"+
 			"  /PREFIX=nats:SUBJECT      /time=nats:svc.time (a NATS-native endpoint)\n"+
 			"A trailing +strip removes the prefix from the forwarded path. Host routes\n"+
-			"win over path routes, and the longest prefix wins.", stderr)
+			"win over path routes, and the longest prefix wins. A subset is also\n"+
+			"written SUBSET.SERVICE (/v2=v2.orders), as agents address it.\n\n"+
+			"The admin port (--admin) serves /healthz, /readyz (ready while connected\n"+
+			"to NATS and not shutting down) and /debug/pprof/, for a load balancer.", stderr)
 	var (
 		routes   stringList
 		logLevel slog.Level
 	)
-	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address` (host:port)")
+	listen := fs.String("gateway", "127.0.0.1:8080", "edge gateway listener `address` (host:port) for outside HTTP clients")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
-	name := fs.String("name", "bridge", "caller `name` the gateway calls services as")
-	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
+	name := fs.String("service", "bridge", "the gateway's service `name` in the mesh: the caller its calls come from")
+	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
+	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /debug/pprof/), or \"off\"")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	config := configFlag(fs)
 	var nf natsFlags
 	nf.register(fs)
+	deprecate(fs, "listen", "gateway")
+	deprecate(fs, "name", "service")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := applyConfigFile(fs, *config); err != nil {
 		return err
 	}
 	if len(routes.vals) == 0 {
@@ -79,15 +96,22 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return fmt.Errorf("bridge: %w", err)
+		return fmt.Errorf("bridge: gateway listener: %w", err)
 	}
 	defer ln.Close()
+	var adminLn net.Listener
+	if *adminAddr != "" && *adminAddr != "off" {
+		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
+			return fmt.Errorf("bridge: admin listener: %w", err)
+		}
+		defer adminLn.Close()
+	}
 	nc, err := nf.connect(ctx, *name, "natsmesh-bridge:"+*name, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS: nothing to drain
 		}
-		return fmt.Errorf("bridge: %w", err)
+		return asCommand("bridge", err)
 	}
 	defer nc.Close()
 	cfg.Conn = nc
@@ -97,15 +121,32 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ln, tlsConfig) }()
+	adminErr := make(chan error, 1)
+	if adminLn != nil {
+		// The gateway's own readiness (bridge.Gateway.AdminHandler): further
+		// admin endpoints go in cfg.Admin.
+		adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+				adminErr <- fmt.Errorf("bridge: admin: %w", err)
+			}
+		}()
+		// Closed last, so /readyz says "shutting down" while requests drain.
+		defer adminSrv.Close()
+		log.Info("listening", "purpose", "admin", "addr", adminLn.Addr().String())
+	}
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
 	}
 	log.Info("natsmesh bridge ready", "url", scheme+"://"+ln.Addr().String(), "nats", nc.ConnectedUrlRedacted(), "routes", len(cfg.Routes))
 
+	var runErr error
 	select {
 	case err := <-served:
 		return failure{fmt.Errorf("bridge: %w", err)}
+	case runErr = <-adminErr:
+		log.Error("listener failed", "err", runErr)
 	case <-ctx.Done():
 	}
 	log.Info("natsmesh bridge shutting down")
@@ -120,6 +161,9 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err != nil {
 		return failure{fmt.Errorf("bridge: shutdown: %w", err)}
+	}
+	if runErr != nil {
+		return failure{runErr}
 	}
 	return nil
 }

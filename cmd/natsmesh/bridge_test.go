@@ -22,8 +22,8 @@ func TestBridge(t *testing.T) {
 	}
 	nc.Flush()
 	addr := freeAddr(t)
-	p := startProcEnv(t, []string{"NATSMESH_ROUTE=/echo=nats:svc.echo"},
-		"bridge", "--listen", addr, "--nats", b.ClientURL(), "--timeout", "5s")
+	p := startProcEnv(t, []string{"NATSMESH_BRIDGE_ROUTE=/echo=nats:svc.echo"},
+		"bridge", "--gateway", addr, "--admin", "off", "--nats", b.ClientURL(), "--timeout", "5s")
 
 	var body []byte
 	meshtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
@@ -61,7 +61,7 @@ func TestBridgeBadConfig(t *testing.T) {
 		{"no route", []string{"bridge"}, "natsmesh: bridge: no --route given"},
 		{"bad route", []string{"bridge", "--route", "nowhere"}, `natsmesh: bridge: route "nowhere"`},
 		{"bad service", []string{"bridge", "--route", "/=Orders"}, `natsmesh: bridge: route "/=Orders"`},
-		{"bad name", []string{"bridge", "--route", "/=web", "--name", "A.B"}, "natsmesh: bridge: gateway name"},
+		{"bad name", []string{"bridge", "--route", "/=web", "--service", "A.B"}, "natsmesh: bridge: gateway name"},
 		{"creds and nkey", []string{"bridge", "--route", "/=web", "--creds", "a", "--nkey", "b"}, "natsmesh: bridge: --creds and --nkey"},
 		{"half tls", []string{"bridge", "--route", "/=web", "--tls-cert", "a"}, "natsmesh: bridge: --tls-cert and --tls-key"},
 	} {

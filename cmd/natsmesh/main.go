@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -50,10 +51,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(w)
 		return code
 	}
+	switch args[0] {
+	case "--version", "-version", "-v":
+		args = append([]string{"version"}, args[1:]...)
+	}
+	var names []string
 	for _, c := range commands {
 		if c.name == args[0] {
 			return exitCode(c.run(ctx, args[1:], stdout, stderr), stderr)
 		}
+		if !c.hidden {
+			names = append(names, c.name)
+		}
+	}
+	if strings.HasPrefix(args[0], "-") {
+		return exitCode(usageErrorf("%s before a command: want natsmesh <command> [flags] (see natsmesh help)", args[0]), stderr)
+	}
+	if s := closest(args[0], names); s != "" {
+		return exitCode(usageErrorf("unknown command %q: did you mean %q? (see natsmesh help)", args[0], s), stderr)
 	}
 	return exitCode(usageErrorf("unknown command %q (see natsmesh help)", args[0]), stderr)
 }
@@ -66,5 +81,5 @@ func usage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nRun natsmesh <command> --help for the flags of a command.\n")
+	fmt.Fprintf(w, "\nRun natsmesh <command> --help for the flags of a command, natsmesh --version\n(or -v) for the version.\n")
 }

@@ -204,7 +204,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if e.echoGRPC, err = freeAddr(); err != nil {
 		return nil, err
 	}
-	echo, err := startProc(dir, "echo", opts.Exe, "bench-echo", "--http", e.echoHTTP, "--grpc", e.echoGRPC)
+	echo, err := startProc(dir, "echo", opts.Exe, "bench-echo", "--echo-http", e.echoHTTP, "--echo-grpc", e.echoGRPC)
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +356,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if err := e.startAgent(ctx, s, "agent-echo", natsURL, "--service", "echo", "--upstream", upstream, "--http", "off", "--grpc", "off"); err != nil {
+		if err := e.startAgent(ctx, s, "agent-echo", natsURL, "--service", "echo", "--upstream", upstream, "--proxy", "off", "--grpc-proxy", "off"); err != nil {
 			return nil, "", err
 		}
 		httpAddr, err := freeAddr()
@@ -367,7 +367,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if err := e.startAgent(ctx, s, "agent-client", natsURL, "--service", "client", "--http", httpAddr, "--grpc", grpcAddr); err != nil {
+		if err := e.startAgent(ctx, s, "agent-client", natsURL, "--service", "client", "--proxy", httpAddr, "--grpc-proxy", grpcAddr); err != nil {
 			return nil, "", err
 		}
 		if name == SidecarHTTP {
@@ -481,7 +481,7 @@ func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p, err := startProc(e.dir, "broker", e.opts.Exe, "broker", "--listen", addr, "--http", "off", "--log-level", "warn")
+	p, err := startProc(e.dir, "broker", e.opts.Exe, "broker", "--listen", addr, "--monitor", "off", "--log-level", "warn")
 	if err != nil {
 		return "", err
 	}
