@@ -251,7 +251,9 @@ func TestAgentBadConfig(t *testing.T) {
 		{"nothing to do", []string{"agent", "--service", "web", "--proxy", "off", "--grpc-proxy", "off", "--admin", "off"}, "natsmesh: agent: invalid configuration: nothing to do"},
 		{"bad bind", []string{"agent", "--service", "web", "--proxy", "off", "--grpc-proxy", "off", "--admin", "off", "--bind", "orders"}, `natsmesh: agent: --bind "orders": want SERVICE=ADDR`},
 		{"port in use", []string{"agent", "--service", "web", "--grpc-proxy", "off", "--admin", "off", "--proxy", busy.Addr().String()}, "natsmesh: agent: HTTP proxy listener: listen tcp " + busy.Addr().String()},
-		{"bad upstream", []string{"agent", "--service", "web", "--upstream", "ftp://x"}, `natsmesh: agent: invalid configuration: upstream "ftp://x": scheme must be http or h2c`},
+		{"bad upstream", []string{"agent", "--service", "web", "--upstream", "ftp://x"}, `natsmesh: agent: invalid configuration: upstream "ftp://x": scheme must be http or h2c: want http://HOST:PORT`},
+		{"upstream without scheme", []string{"agent", "--service", "web", "--upstream", "127.0.0.1:8080"}, `natsmesh: agent: invalid configuration: upstream "127.0.0.1:8080": no scheme: want http://HOST:PORT, http://HOST:PORT/BASE-PATH or h2c://HOST:PORT`},
+		{"typo'd flag", []string{"agent", "--service", "web", "--upstrem", "http://127.0.0.1:1"}, "natsmesh: agent: unknown flag --upstrem: did you mean --upstream?"},
 		{"no broker", []string{"agent", "--service", "web", "--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off", "--nats", "nats://127.0.0.1:1", "--connect-timeout", "500ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 500ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
 )
@@ -156,7 +158,9 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if e := <-served; err == nil {
 		err = e
 	}
-	if e := nc.Drain(); err == nil {
+	// Without a broker there is nothing to drain: the deferred Close ends
+	// the reconnect attempts.
+	if e := nc.Drain(); err == nil && !errors.Is(e, nats.ErrConnectionReconnecting) {
 		err = e
 	}
 	if err != nil {
