@@ -46,7 +46,7 @@ func WithUserExpiry(d time.Duration) Option { return func(o *options) { o.userEx
 // mesh file does not invalidate the credentials services hold.
 //
 // The configuration runs unchanged on a stock nats-server
-// (nats-server -c DIR/nats.conf) and on natsmesh broker --config; it turns
+// (nats-server -c DIR/nats.conf) and on natsmesh broker --nats-config; it turns
 // JetStream on (for the policies bucket, in DefaultAccount only) and
 // refuses anonymous connections. Errors for an invalid spec wrap ErrSpec.
 func Generate(spec Spec, dir string, opts ...Option) error {
