@@ -220,6 +220,7 @@ func TestHelp(t *testing.T) {
 		{"version-help", []string{"version", "-h"}},
 		{"agent-help", []string{"agent", "--help"}},
 		{"bridge-help", []string{"bridge", "--help"}},
+		{"demo-help", []string{"demo", "--help"}},
 		{"accounts-generate-help", []string{"accounts", "generate", "--help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
