@@ -55,7 +55,9 @@ type Edge struct {
 }
 
 // key identifies an edge within one instance's inbound or outbound list.
-func (e Edge) key() string { return e.Caller + "\x00" + e.Callee + "\x00" + e.Subset + "\x00" + e.Proto }
+func (e Edge) key() string {
+	return e.Caller + "\x00" + e.Callee + "\x00" + e.Subset + "\x00" + e.Proto
+}
 
 // Histogram is a latency histogram with per-bucket (not cumulative) counts:
 // Counts[0] counts values <= BoundsMS[0], Counts[i] values in
