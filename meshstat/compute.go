@@ -2,6 +2,7 @@ package meshstat
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -124,22 +125,33 @@ func (a *acc) add(d Edge, dt float64) {
 	}
 }
 
+// golden rounds rates and latencies to 1/1000 (of a request per second, of
+// a millisecond) and success to 1e-6, which is past what the counters can
+// tell apart and keeps float noise out of JSON; a success rate with errors
+// never rounds up to 1.
 func (a *acc) golden() Golden {
-	g := Golden{Requests: a.requests, Errors: a.errors, RPS: a.rps, MeshErrors: a.mesh}
+	g := Golden{Requests: a.requests, Errors: a.errors, RPS: round(a.rps, 1e3), MeshErrors: a.mesh}
 	if a.requests == 0 {
 		return g
 	}
-	s := 1 - float64(a.errors)/float64(a.requests)
+	s := round(1-float64(a.errors)/float64(a.requests), 1e6)
+	if s == 1 && a.errors > 0 {
+		s = 0.999999
+	}
 	g.Success = &s
 	h := Merge(a.hists...)
 	if v, over, ok := h.Quantile(0.5); ok {
+		v = round(v, 1e3)
 		g.P50MS, g.P50Over = &v, over
 	}
 	if v, over, ok := h.Quantile(0.99); ok {
+		v = round(v, 1e3)
 		g.P99MS, g.P99Over = &v, over
 	}
 	return g
 }
+
+func round(v, scale float64) float64 { return math.Round(v*scale) / scale }
 
 // subEdge is what e gained since prev (nil: since the instance started).
 // Counters lower than before mean the instance restarted its counters.

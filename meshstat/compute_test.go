@@ -41,7 +41,7 @@ func edge(t *testing.T, r meshstat.Report, from, to string) meshstat.EdgeStats {
 
 func near(t *testing.T, what string, got, want float64) {
 	t.Helper()
-	if math.Abs(got-want) > 1e-9 {
+	if math.Abs(got-want) > 1e-6 {
 		t.Errorf("%s = %v, want %v", what, got, want)
 	}
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // WriteTable writes r as the table natsmesh stat prints: one line per
-// service, under it one per subset (@v1) and one per caller (<- web) when
-// the service has more than one of either or any traffic, then the edges
+// service, under it one per subset (@v1, when it has a named one) and one
+// per caller (<- web, when it has more than one), then the edges
 // of the service graph. A dash stands for a value the window has no data
 // for.
 func WriteTable(w io.Writer, r Report) error {
@@ -47,8 +47,8 @@ func WriteTable(w io.Writer, r Report) error {
 			}
 		}
 		for _, c := range s.Callers {
-			if c.Requests == 0 && len(s.Callers) == 1 {
-				continue
+			if len(s.Callers) == 1 {
+				break // the service's own line says it all
 			}
 			rows = append(rows, row{"  <- " + callerName(c.Caller), "", "", c.Golden})
 		}

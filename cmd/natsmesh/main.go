@@ -18,6 +18,7 @@ var commands = []command{
 	agentCommand,
 	bridgeCommand,
 	policyCommand,
+	statCommand,
 	accountsCommand,
 	benchCommand,
 	benchEchoCommand,
