@@ -19,6 +19,7 @@ var commands = []command{
 	bridgeCommand,
 	policyCommand,
 	statCommand,
+	uiCommand,
 	accountsCommand,
 	benchCommand,
 	benchEchoCommand,

@@ -204,6 +204,7 @@ func TestHelp(t *testing.T) {
 		{"agent-help", []string{"agent", "--help"}},
 		{"bridge-help", []string{"bridge", "--help"}},
 		{"stat-help", []string{"stat", "--help"}},
+		{"ui-help", []string{"ui", "--help"}},
 		{"accounts-generate-help", []string{"accounts", "generate", "--help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/statstest"
@@ -54,5 +58,42 @@ func TestStat(t *testing.T) {
 				t.Errorf("output differs from %s (run with -update to accept):\n%s", golden, got)
 			}
 		})
+	}
+}
+
+// TestUI runs natsmesh ui against stand-in instances and reads the page
+// and its graph endpoint.
+func TestUI(t *testing.T) {
+	b := meshtest.Broker(t)
+	statstest.Serve(t, meshtest.Conn(t, b), statstest.Shop()...)
+	addr := freeAddr(t)
+	p := startProcEnv(t, nil, "ui", "--listen", addr, "--nats", b.ClientURL())
+	var body []byte
+	meshtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		resp, err := http.Get("http://" + addr + "/ui/api/graph")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err = io.ReadAll(resp.Body)
+		return err
+	})
+	var g struct {
+		Services []struct{ Name string } `json:"services"`
+		Edges    []struct{ Caller string } `json:"edges"`
+	}
+	if err := json.Unmarshal(body, &g); err != nil || len(g.Services) != 5 || len(g.Edges) != 5 {
+		t.Fatalf("graph %s: %v", body, err)
+	}
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/ui/" || resp.StatusCode != 200 {
+		t.Fatalf("/ led to %s: %d", resp.Request.URL, resp.StatusCode)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, p.stderr)
 	}
 }
