@@ -79,7 +79,7 @@ func TestUI(t *testing.T) {
 		return err
 	})
 	var g struct {
-		Services []struct{ Name string } `json:"services"`
+		Services []struct{ Name string }   `json:"services"`
 		Edges    []struct{ Caller string } `json:"edges"`
 	}
 	if err := json.Unmarshal(body, &g); err != nil || len(g.Services) != 5 || len(g.Edges) != 5 {
