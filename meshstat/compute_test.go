@@ -184,3 +184,21 @@ func TestDecode(t *testing.T) {
 		}
 	}
 }
+
+// A gateway's route to a NATS-native endpoint names the micro service
+// behind the subject.
+func TestComputeNamesNATSCallees(t *testing.T) {
+	gw := statstest.Instance{Service: "bridge", ID: "gw", Kind: meshstat.KindBridge, Serving: true,
+		Flows: []statstest.Flow{{Peer: "nats:demo.clock", Proto: "http", Requests: 4}}}
+	clock := meshstat.Snapshot{Service: "clock", ID: "c1", Kind: meshstat.KindMicro, Serving: true, Now: statstest.Epoch, Endpoints: []string{"demo.clock"}}
+	prev, cur := sample([]statstest.Instance{gw}, 1), sample([]statstest.Instance{gw}, 2)
+	prev.Snapshots = append(prev.Snapshots, clock)
+	cur.Snapshots = append(cur.Snapshots, clock)
+	r := meshstat.Compute(prev, cur)
+	if e := edge(t, r, "bridge", "clock"); e.Requests != 4 || e.RPS != 2 {
+		t.Fatalf("bridge -> clock %+v", e)
+	}
+	if len(r.Services) != 2 {
+		t.Fatalf("services %+v", r.Services)
+	}
+}
