@@ -18,9 +18,9 @@ import (
 )
 
 // DefaultBridgeAdmin is the bridge's default admin address: next to the
-// agent's 15001, 15002 and 15090, and the bridge's own 8080 in its last
-// digits, so a bridge and agents run side by side on their defaults.
-const DefaultBridgeAdmin = "127.0.0.1:15080"
+// agent's 15090 (and its 15001, 15002), so a bridge and an agent run side
+// by side on their defaults; make demo serves its dashboard there too.
+const DefaultBridgeAdmin = "127.0.0.1:15091"
 
 var bridgeCommand = command{
 	name:    "bridge",
@@ -42,7 +42,8 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"win over path routes, and the longest prefix wins. A subset is also\n"+
 			"written SUBSET.SERVICE (/v2=v2.orders), as agents address it.\n\n"+
 			"The admin port (--admin) serves /healthz, /readyz (ready while connected\n"+
-			"to NATS and not shutting down) and /debug/pprof/, for a load balancer.", stderr)
+			"to NATS and not shutting down) for a load balancer, /debug/pprof/, and\n"+
+			"the mesh's dashboard at /ui/.", stderr)
 	var (
 		routes   stringList
 		logLevel slog.Level
@@ -51,7 +52,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("service", "bridge", "the gateway's service `name` in the mesh: the caller its calls come from")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
-	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /debug/pprof/), or \"off\"")
+	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /debug/pprof/, the dashboard at /ui/), or \"off\"")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
@@ -117,6 +118,11 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	cfg.Conn = nc
+	ui, err := dashboardHandler(nc)
+	if err != nil {
+		return err
+	}
+	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err
@@ -135,7 +141,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}()
 		// Closed last, so /readyz says "shutting down" while requests drain.
 		defer adminSrv.Close()
-		log.Info("listening", "purpose", "admin", "addr", adminLn.Addr().String())
+		log.Info("natsmesh bridge admin", "url", "http://"+adminLn.Addr().String()+"/", "dashboard", "http://"+adminLn.Addr().String()+uiMount)
 	}
 	scheme := "http"
 	if tlsConfig != nil {

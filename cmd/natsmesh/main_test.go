@@ -221,6 +221,8 @@ func TestHelp(t *testing.T) {
 		{"agent-help", []string{"agent", "--help"}},
 		{"bridge-help", []string{"bridge", "--help"}},
 		{"demo-help", []string{"demo", "--help"}},
+		{"stat-help", []string{"stat", "--help"}},
+		{"ui-help", []string{"ui", "--help"}},
 		{"accounts-generate-help", []string{"accounts", "generate", "--help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

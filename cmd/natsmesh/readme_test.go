@@ -70,7 +70,7 @@ func TestReadmeQuickStart(t *testing.T) {
 		ports[m[1]] = true
 	}
 	// The defaults the commands listen on without a flag in the README.
-	for _, p := range []string{"4222", "8222", "15001", "15002", "15090", "8080", "15080"} {
+	for _, p := range []string{"4222", "8222", "15001", "15002", "15090", "8080", "15091"} {
 		ports[p] = true
 	}
 	for p := range ports {
