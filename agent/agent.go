@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -96,7 +97,8 @@ type Agent struct {
 	in  *inbound
 	out *outbound
 	// send is the outbound pipeline every outbound entry point uses.
-	send *pipeline.Outbound
+	send  *pipeline.Outbound
+	admin http.Handler
 
 	mu      sync.Mutex
 	started bool
@@ -142,6 +144,9 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	a.out = newOutbound(a)
 	a.in = newInbound(a)
+	if a.admin, err = admin.New(admin.Config{Ready: a.Readiness, Handlers: cfg.Admin}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	return a, nil
 }
 

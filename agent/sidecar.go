@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -252,9 +251,7 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 // serves a service, the instance is in its queue groups) and /debug/pprof/.
 // The sidecar serves it on its admin listener; an in-process agent can
 // mount it on a server of its own.
-func (a *Agent) AdminHandler() http.Handler {
-	return admin.Handler(admin.Config{Ready: a.Readiness, Handlers: a.adminHandlers()})
-}
+func (a *Agent) AdminHandler() http.Handler { return a.admin }
 
 // Readiness returns nil while the agent takes calls, and otherwise why not:
 // shut down, no NATS connection, or (with an inbound side) not serving
@@ -273,9 +270,4 @@ func (a *Agent) Readiness() error {
 		return fmt.Errorf("not serving: %s", a.in.lastHealthError())
 	}
 	return nil
-}
-
-// adminHandlers are the agent's further admin endpoints.
-func (a *Agent) adminHandlers() map[string]http.Handler {
-	return a.cfg.Admin
 }

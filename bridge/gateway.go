@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -208,7 +209,7 @@ type Gateway struct {
 	log     *slog.Logger
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
-	adminHandlers                               map[string]http.Handler
+	admin                                       http.Handler
 
 	mu      sync.Mutex
 	closed  bool
@@ -241,7 +242,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
-	return &Gateway{
+	g := &Gateway{
 		name:              cfg.Name,
 		routes:            routes,
 		limits:            cfg.Limits,
@@ -251,8 +252,11 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
 		readTimeout:       cfg.ReadTimeout,
 		idleTimeout:       cfg.IdleTimeout,
-		adminHandlers:     cfg.Admin,
-	}, nil
+	}
+	if g.admin, err = admin.New(admin.Config{Ready: g.readiness, Handlers: cfg.Admin}); err != nil {
+		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
+	}
+	return g, nil
 }
 
 // Validate reports whether cfg is valid apart from its connection: the
