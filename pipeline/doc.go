@@ -43,9 +43,15 @@
 //     below act on an injected fault as on a real one);
 //  4. the overall timeout of the route;
 //  5. retries with their budget, and hedging (each attempt a clone);
-//  6. the circuit breaker of the destination;
-//  7. the bulkhead (concurrency limit) of the destination;
+//  6. the bulkhead (concurrency limit) of the destination;
+//  7. the circuit breaker of the destination (inside the bulkhead, so the
+//     caller's own refusals never count for or against the destination);
 //  8. telemetry of each attempt, then the NATS request.
+//
+// Routing passes the route it matched on the context ([WithRoute]); the
+// resilience policies (package resilience) number each attempt on its
+// context ([AttemptFrom]) and count attempts, retries and hedges on a
+// [CallStats] a middleware outside them put on the call.
 //
 // Inbound:
 //

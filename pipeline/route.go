@@ -44,8 +44,8 @@ type CallStats struct {
 }
 
 // Attempts is the number of attempts sent: the first, the retries and the
-// hedges. A call refused before any was sent (circuit open, bulkhead full)
-// counts its tries all the same.
+// hedges. A try the caller's own bulkhead or open breaker refused was not
+// sent and is not counted.
 func (s *CallStats) Attempts() int { return int(s.attempts.Load()) }
 
 // Retries is the number of attempts sent after an earlier one failed.
