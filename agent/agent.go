@@ -233,12 +233,9 @@ func (a *Agent) Start() error {
 		return nil
 	}
 	if a.in.enabled() {
-		ctx, cancel := context.WithCancel(context.Background())
-		if err := a.in.start(ctx); err != nil {
-			cancel()
+		if err := a.in.prepare(); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
-		a.stop = cancel
 	}
 	svc, err := micro.AddService(a.nc, micro.Config{
 		Name:        a.cfg.Service,
@@ -250,13 +247,16 @@ func (a *Agent) Start() error {
 		// dispatches concurrently; micro endpoints do neither.
 	})
 	if err != nil {
-		if a.stop != nil {
-			a.stop()
-		}
 		return fmt.Errorf("agent: registering %s for discovery: %w", a.cfg.Service, err)
 	}
 	a.svc = svc
 	a.started = true
+	// Discoverable first, then in the queue groups (once healthy).
+	if a.in.enabled() {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stop = cancel
+		a.in.run(ctx)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,6 +57,7 @@ type Sidecar struct {
 	listeners []sidecarListener
 	admin     net.Listener
 
+	started  atomic.Bool
 	a        *Agent
 	nc       *nats.Conn
 	ownConn  bool
@@ -159,8 +161,11 @@ func (s *Sidecar) Addr(purpose string) net.Addr {
 // Start connects to NATS (waiting for the first connection, see Connect,
 // unless SidecarConfig.Conn is set), starts the agent and serves every
 // listener. It does not block once connected; a listener that fails later
-// is reported on Err. Call it once.
+// is reported on Err. A second Start returns an error.
 func (s *Sidecar) Start(ctx context.Context) error {
+	if s.started.Swap(true) {
+		return errors.New("agent: Sidecar.Start called twice")
+	}
 	nc := s.cfg.Conn
 	if nc == nil {
 		cc := s.cfg.Connect
@@ -255,10 +260,11 @@ func (a *Agent) AdminHandler() http.Handler {
 // shut down, no NATS connection, or (with an inbound side) not serving
 // because its service fails its health checks.
 func (a *Agent) Readiness() error {
-	select {
-	case <-a.done:
-		return errors.New("shut down")
-	default:
+	a.mu.Lock()
+	closed := a.closed
+	a.mu.Unlock()
+	if closed {
+		return errors.New("shutting down")
 	}
 	if !a.nc.IsConnected() {
 		return errors.New("no connection to the NATS broker")

@@ -9,11 +9,11 @@ import (
 // them. Each is set by one concern and read by the ones after it:
 //
 //   - the route: set by routing (step 2), read by the resilience policies
-//     (steps 4-7) to pick the route's policy, and by telemetry;
+//     (steps 5-8) to pick the route's policy, and by telemetry;
 //   - [CallStats]: put on the call by whoever wants to read it afterwards
 //     (telemetry of the call, step 1), filled in by the resilience policies;
 //   - [Attempt]: set by the resilience policies on each attempt's context,
-//     read by telemetry of each attempt (step 8).
+//     read by telemetry of each attempt (step 9).
 
 // routeKey is the context key of the matched route's name.
 type routeKey struct{}

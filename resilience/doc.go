@@ -1,6 +1,6 @@
 // Package resilience is the outbound middleware that applies a mesh file's
 // timeouts, retries with their budget, hedging, bulkheads and circuit
-// breakers (steps 4-7 of package pipeline's order) to every call, on
+// breakers (steps 5-8 of package pipeline's order) to every call, on
 // failsafe-go's policies.
 //
 // Each call gets the policy of its service and route (pipeline.RouteFrom;

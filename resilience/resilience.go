@@ -25,7 +25,7 @@ type Config struct {
 }
 
 // New returns the outbound middleware that applies the mesh file's
-// timeouts, retries, hedges, bulkheads and circuit breakers (steps 4-7 of
+// timeouts, retries, hedges, bulkheads and circuit breakers (steps 5-8 of
 // package pipeline's order). The state it keeps (breakers, bulkheads,
 // budgets, observed latencies) lives as long as the middleware: build one
 // per agent or gateway and wrap its one pipeline with it.
