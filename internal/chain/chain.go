@@ -10,11 +10,14 @@
 package chain
 
 import (
+	"context"
 	"log/slog"
+	"time"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/telemetry"
+	"github.com/natsmesh/natsmesh/traffic"
 )
 
 // Options are what the middleware is built from.
@@ -28,6 +31,14 @@ type Options struct {
 	Telemetry *telemetry.Telemetry
 	// Logger receives the middleware's own logs. Default slog.Default().
 	Logger *slog.Logger
+
+	// Withdraw and Siblings are an inbound agent's hold on its queue
+	// groups, for passive health (see traffic.Instance): Withdraw takes
+	// the instance out for d (d <= 0: back at once) and reports whether it
+	// did; Siblings counts the service's instances through discovery. Nil
+	// (the gateway, an outbound-only agent): no passive health.
+	Withdraw func(reason string, d time.Duration) bool
+	Siblings func(ctx context.Context) (traffic.Siblings, error)
 }
 
 func (o Options) logger() *slog.Logger {
