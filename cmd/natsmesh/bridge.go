@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 var bridgeCommand = command{
@@ -41,6 +43,8 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
+	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
+	adminAddr := fs.String("admin", "off", "admin listener `address` (/healthz, /readyz, /config), or \"off\"")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	var nf natsFlags
 	nf.register(fs)
@@ -91,9 +95,25 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	cfg.Conn = nc
+	if cfg.Policies, err = policies.Watch(ctx, nc, *policy, policies.SourceConfig{Logger: cfg.Logger}); err != nil {
+		return err
+	}
+	if cfg.Policies != nil {
+		defer cfg.Policies.Close()
+	}
+	cfg.Admin = map[string]http.Handler{"GET /config": policies.Handler(cfg.Policies)}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err
+	}
+	if *adminAddr != "off" && *adminAddr != "" {
+		al, err := net.Listen("tcp", *adminAddr)
+		if err != nil {
+			return fmt.Errorf("bridge: admin listener: %w", err)
+		}
+		adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go adminSrv.Serve(al) //nolint:errcheck // closed at exit
+		defer adminSrv.Close()
 	}
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ln, tlsConfig) }()
