@@ -39,13 +39,15 @@
 //     caller saw it, mesh errors included);
 //  2. routing: route match, traffic split and mirroring (pick the subset;
 //     a mirror sends its own copy and never delays the call);
-//  3. fault injection (where the call enters the mesh, so the policies
-//     below act on an injected fault as on a real one);
-//  4. the overall timeout of the route;
-//  5. retries with their budget, and hedging (each attempt a clone);
-//  6. the circuit breaker of the destination;
-//  7. the bulkhead (concurrency limit) of the destination;
-//  8. telemetry of each attempt, then the NATS request.
+//  3. the overall timeout of the route;
+//  4. retries with their budget, and hedging (each attempt a clone);
+//  5. the circuit breaker of the destination;
+//  6. the bulkhead (concurrency limit) of the destination;
+//  7. telemetry of each attempt;
+//  8. fault injection, per attempt, where the attempt would enter the
+//     mesh, so the policies above act on an injected fault as on a real
+//     one (a retry recovers an injected abort, a breaker counts it); then
+//     the NATS request.
 //
 // Inbound:
 //

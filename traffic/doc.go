@@ -13,10 +13,12 @@
 //     background, with the call's remaining deadline and a bound on how
 //     many are in flight, their answers discarded. A call that already
 //     names a subset keeps it.
-//   - [Faults] injects the route's delays and aborts where the call enters
-//     the mesh, above the resilience policies: an abort with an HTTP status
-//     is a reply with that status, one with a mesh error kind is that
-//     *wire.Error, so retries and breakers treat them as real failures.
+//   - [Faults] injects the route's delays and aborts into each attempt,
+//     where it would enter the mesh, below the resilience policies: an
+//     abort with an HTTP status is a reply with that status, one with a
+//     mesh error kind is that *wire.Error, so timeouts, retries, hedges
+//     and breakers treat them as real failures. Its percentages are of
+//     attempts.
 //
 // Inbound, in the serving agent:
 //

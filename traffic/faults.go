@@ -22,12 +22,14 @@ const HeaderFault = "X-Natsmesh-Fault"
 
 // Faults returns the outbound middleware that injects the merged policy's
 // faults (policies.Fault) of each call's service and route (as Routing set
-// it): first the delay, for its share of the calls (a call whose deadline
-// passes during the delay fails with timeout), then the abort, for its
-// share, without sending the call. An abort with an HTTP status returns a
-// reply with that status (for a gRPC call, the status gRPC maps that HTTP
-// status to); one with a mesh error kind returns that *wire.Error. Both
-// look like real failures to the policies below and above it.
+// it) into each attempt it sees: first the delay, for its share of the
+// attempts (one whose deadline passes during the delay fails with
+// timeout), then the abort, for its share, without sending the attempt.
+// An abort with an HTTP status returns a reply with that status (for a
+// gRPC call, the status gRPC maps that HTTP status to); one with a mesh
+// error kind returns that *wire.Error. Placed below the resilience
+// policies (as package chain does), both look to them like a failure of
+// the destination: a retry may recover an injected abort.
 func Faults(cfg Config) pipeline.OutboundMiddleware {
 	var res resolver
 	return func(next pipeline.Sender) pipeline.Sender {
