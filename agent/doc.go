@@ -22,5 +22,8 @@
 // it (the natsmesh command, a test, an application) decides where NATS comes
 // from. Each instance registers as a nats.go/micro service, so $SRV.PING,
 // $SRV.INFO and `nats micro ls` discover it, with its subset and version in
-// the metadata.
+// the metadata, and answers on StatusSubject whether it serves now. Passive
+// health (package traffic) uses that: an instance whose service keeps
+// failing leaves its queue groups for a cool-off, unless its siblings'
+// answers show it would leave a group empty.
 package agent
