@@ -1,6 +1,8 @@
 package traffic_test
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -84,9 +86,9 @@ services:
 }
 
 func TestFaultDelay(t *testing.T) {
-	// A delayed call takes at least the delay; the others, on loopback,
-	// far less. The classification uses that lower bound only.
-	const delay = 150 * time.Millisecond
+	// The injected delay outlasts each call's deadline, so a delayed call
+	// fails with a timeout that says so: the count does not depend on how
+	// fast the machine is.
 	m := newMesh(t, `
 version: 1
 services:
@@ -94,24 +96,40 @@ services:
   pay:
     policy:
       retries: {attempts: 1}
-      fault: {delay: {percent: 30%, duration: 150ms}}
+      fault: {delay: {percent: 30%, duration: 1h}}
 `)
-	m.agent("pay", "", named("pay", nil))
+	var served counter
+	m.agent("pay", "", named("pay", &served))
 	web := m.client("web")
 
 	const n = 1000
-	var delayed atomic.Int64
-	parallel(n, 100, func(int) {
-		start := time.Now()
-		if st, _, _ := get(t, web, "http://pay/"); st != 200 {
-			t.Errorf("got %d", st)
+	var timedOut atomic.Int64
+	parallel(n, 250, func(int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://pay/", nil)
+		resp, err := web.Do(req)
+		if err != nil {
+			t.Errorf("call: %v", err)
+			return
 		}
-		if time.Since(start) >= delay {
-			delayed.Add(1)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusGatewayTimeout:
+			timedOut.Add(1)
+		default:
+			t.Errorf("got %d %s", resp.StatusCode, body)
 		}
 	})
-	if share := float64(delayed.Load()) / n; !within(share, 0.30, 0.05) {
-		t.Errorf("%.1f%% took the delay, want 30%% ± 5%%", share*100)
+	// The service counts the calls that were not held back.
+	delayed := n - served.get("pay")
+	if share := float64(delayed) / n; !within(share, 0.30, 0.05) {
+		t.Errorf("%.1f%% delayed, want 30%% ± 5%%", share*100)
+	}
+	if int(timedOut.Load()) < delayed {
+		t.Errorf("%d calls timed out, fewer than the %d delayed", timedOut.Load(), delayed)
 	}
 }
 

@@ -78,11 +78,11 @@ func TestLiveSplitChange(t *testing.T) {
 	)
 	start := time.Now()
 	stop := start.Add(3 * time.Second)
-	for range 8 { // 8 workers, one call every 25ms each: ~320 calls/s
+	for range 12 { // 12 workers, one call every 40ms each: ~300 calls/s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tick := time.NewTicker(25 * time.Millisecond)
+			tick := time.NewTicker(40 * time.Millisecond)
 			defer tick.Stop()
 			for now := range tick.C {
 				if now.After(stop) {
@@ -122,7 +122,8 @@ func TestLiveSplitChange(t *testing.T) {
 			}
 		}
 	}
-	if len(results) < 600 || late < 200 {
+	if len(results) < 200 || late < 50 { // far fewer than 300/s only on a starved machine
+
 		t.Errorf("only %d calls (%d a second after the change): the load did not run", len(results), late)
 	}
 }
