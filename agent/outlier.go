@@ -109,7 +109,9 @@ func (in *inbound) endEjection() {
 		in.a.log.Error("subscribing after passive health cool-off", "err", err)
 		return
 	}
-	in.a.log.Info("passive health: cool-off over, serving again (probation)")
+	if in.serving() { // not after Shutdown
+		in.a.log.Info("passive health: cool-off over, serving again (probation)")
+	}
 }
 
 // addStatusEndpoint answers StatusSubject on svc, the agent's discovery
