@@ -67,7 +67,6 @@ func TestOverloadedReachesMiddlewareAsError(t *testing.T) {
 	b := runBroker(t)
 	svc := conn(t, b, "orders")
 	release := make(chan struct{})
-	defer close(release)
 	started := make(chan struct{}, 1)
 	serve(t, svc, "orders", InboundConfig{
 		MaxConcurrent: 1,
@@ -80,24 +79,32 @@ func TestOverloadedReachesMiddlewareAsError(t *testing.T) {
 			return wire.HTTPResponseMsg(200, nil, nil, nil, wire.Limits{})
 		}),
 	})
-	var seen error
+	seen := make(chan error, 2)
 	record := func(next Sender) Sender {
 		return SendFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
 			reply, err := next.Send(ctx, c)
-			seen = err
+			seen <- err
 			return reply, err
 		})
 	}
 	web := conn(t, b, "web")
 	o := outbound(t, web, record)
-	go o.Send(context.Background(), httpCall(t, "orders", "GET")) // holds the one slot
+	first := make(chan error, 1)
+	go func() { // holds the one slot until the test ends
+		_, err := o.Send(context.Background(), httpCall(t, "orders", "GET"))
+		first <- err
+	}()
+	defer func() {
+		close(release)
+		<-first
+	}()
 	<-started
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := o.Send(ctx, httpCall(t, "orders", "GET"))
 	var me *wire.Error
-	if !errors.Is(seen, wire.ErrOverloaded) || !errors.As(err, &me) || me.RetryAfter != time.Second {
-		t.Fatalf("middleware saw %v, caller got %v: want the typed overloaded error with Retry-After", seen, err)
+	if got := <-seen; !errors.Is(got, wire.ErrOverloaded) || !errors.As(err, &me) || me.RetryAfter != time.Second {
+		t.Fatalf("middleware saw %v, caller got %v: want the typed overloaded error with Retry-After", got, err)
 	}
 }
 
@@ -238,9 +245,10 @@ func TestOneReplyEach(t *testing.T) {
 			if got := reply.Header.Get(wire.HeaderError); got != want {
 				t.Fatalf("Mesh-Error %q, want %q", got, want)
 			}
-			// A ping through the same connection orders after any second
-			// reply, so none came.
-			if err := raw.Flush(); err != nil {
+			// The dispatch publishes its one reply before the handler's
+			// goroutine ends; a flush of the service's connection after
+			// that orders any second reply before this wait.
+			if err := svc.Flush(); err != nil {
 				t.Fatal(err)
 			}
 			if extra, err := sub.NextMsg(100 * time.Millisecond); err == nil {

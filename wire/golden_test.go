@@ -119,7 +119,7 @@ func TestGoldenWire(t *testing.T) {
 
 	// Mesh errors, one per kind.
 	for _, k := range []Kind{KindNoResponders, KindOverloaded, KindCircuitOpen, KindRateLimited, KindTimeout, KindForbidden,
-		KindTooLarge, KindHeadersTooLarge, KindBadRequest, KindNoRoute, KindUpstream, KindUpstreamRefused, KindBrokerUnavailable, KindInternal} {
+		KindTooLarge, KindHeadersTooLarge, KindBadRequest, KindNoRoute, KindUpstream, KindUpstreamRefused, KindBrokerUnavailable, KindConnectionLost, KindInternal} {
 		e := &Error{Kind: k, Message: "example"}
 		if k == KindOverloaded || k == KindRateLimited {
 			e.RetryAfter = 1500 * time.Millisecond

@@ -38,13 +38,13 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		logLevel slog.Level
 	)
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address` (host:port)")
+	adminAddr := fs.String("admin", "127.0.0.1:15091", "admin `address`: /healthz, /readyz, /debug/pprof/ and the dashboard at /ui/; \"off\" for none")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("name", "bridge", "caller `name` the gateway calls services as")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
 	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
-	adminAddr := fs.String("admin", "off", "admin listener `address` (/healthz, /readyz, /config), or \"off\"")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	var nf natsFlags
 	nf.register(fs)
@@ -86,6 +86,13 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer ln.Close()
+	var adminLn net.Listener
+	if *adminAddr != "off" {
+		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
+			return fmt.Errorf("bridge: admin: %w", err)
+		}
+		defer adminLn.Close()
+	}
 	nc, err := nf.connect(ctx, *name, "natsmesh-bridge:"+*name, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -101,19 +108,20 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if cfg.Policies != nil {
 		defer cfg.Policies.Close()
 	}
-	cfg.Admin = map[string]http.Handler{"GET /config": policies.Handler(cfg.Policies)}
+	ui, err := dashboardHandler(nc)
+	if err != nil {
+		return err
+	}
+	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /config": policies.Handler(cfg.Policies)}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err
 	}
-	if *adminAddr != "off" && *adminAddr != "" {
-		al, err := net.Listen("tcp", *adminAddr)
-		if err != nil {
-			return fmt.Errorf("bridge: admin listener: %w", err)
-		}
-		adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go adminSrv.Serve(al) //nolint:errcheck // closed at exit
+	adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	if adminLn != nil {
+		go adminSrv.Serve(adminLn)
 		defer adminSrv.Close()
+		log.Info("natsmesh bridge admin", "url", "http://"+adminLn.Addr().String()+"/", "dashboard", "http://"+adminLn.Addr().String()+uiMount)
 	}
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ln, tlsConfig) }()
