@@ -55,10 +55,10 @@ func Outbound(o Options, extra ...pipeline.OutboundMiddleware) []pipeline.Outbou
 	var mws []pipeline.OutboundMiddleware
 	mws = append(mws, telemetryCall(o)...)    // 1. one span and measurement per call
 	mws = append(mws, routing(o)...)          // 2. route match, split, mirror
-	mws = append(mws, outboundAuthz(o)...)    //    allow lists, answered at the caller at once
-	mws = append(mws, resilience(o)...)       // 3-6. timeout, retries and hedges, breaker, bulkhead
-	mws = append(mws, telemetryAttempt(o)...) // 7. one span per attempt
-	// 8. Fault injection, per attempt: below the resilience policies, so
+	mws = append(mws, outboundAuthz(o)...)    // 3. allow lists, answered at the caller at once
+	mws = append(mws, resilience(o)...)       // 4-7. timeout, retries and hedges, breaker, bulkhead
+	mws = append(mws, telemetryAttempt(o)...) // 8. one span per attempt
+	// 9. Fault injection, per attempt: below the resilience policies, so
 	// that an injected abort or delay is retried, hedged, timed out and
 	// counted by the breaker as a real failure would be, and the attempt's
 	// span shows it (docs/decisions.md).
