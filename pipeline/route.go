@@ -20,7 +20,8 @@ type routeKey struct{}
 
 // WithRoute returns ctx carrying the name of the route of the mesh file
 // that the call matched, for [RouteFrom]. The routing middleware sets it;
-// a call without one gets its service's policy.
+// a call without one gets its service's policy. An empty name clears it:
+// the call matched no route.
 func WithRoute(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, routeKey{}, name)
 }
@@ -28,8 +29,8 @@ func WithRoute(ctx context.Context, name string) context.Context {
 // RouteFrom returns the name of the route the outbound call under ctx
 // matched, and false when routing matched none (or did not run).
 func RouteFrom(ctx context.Context) (string, bool) {
-	r, ok := ctx.Value(routeKey{}).(string)
-	return r, ok
+	r, _ := ctx.Value(routeKey{}).(string)
+	return r, r != ""
 }
 
 // CallStats counts what the resilience policies did for one call: how many

@@ -15,6 +15,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 // DefaultBridgeAdmin is the bridge's default admin address: next to the
@@ -55,6 +56,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /debug/pprof/, the dashboard at /ui/), or \"off\"")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
+	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	config := configFlag(fs)
 	var nf natsFlags
@@ -118,11 +120,17 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	cfg.Conn = nc
+	if cfg.Policies, err = policies.Watch(ctx, nc, *policy, policies.SourceConfig{Logger: cfg.Logger}); err != nil {
+		return err
+	}
+	if cfg.Policies != nil {
+		defer cfg.Policies.Close()
+	}
 	ui, err := dashboardHandler(nc)
 	if err != nil {
 		return err
 	}
-	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui}
+	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /config": policies.Handler(cfg.Policies)}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err
