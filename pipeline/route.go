@@ -108,3 +108,20 @@ func AttemptFrom(ctx context.Context) (Attempt, bool) {
 	a, ok := ctx.Value(attemptKey{}).(Attempt)
 	return a, ok
 }
+
+// mirrorKey marks the context of a mirror copy.
+type mirrorKey struct{}
+
+// WithMirror marks ctx as the context of a mirror copy of a call (the
+// routing middleware sends those), for [IsMirror]: the resilience policies
+// send a copy once, never retried or hedged, so shadow traffic never
+// multiplies, and telemetry can tell copies apart.
+func WithMirror(ctx context.Context) context.Context {
+	return context.WithValue(ctx, mirrorKey{}, true)
+}
+
+// IsMirror reports whether ctx is the context of a mirror copy.
+func IsMirror(ctx context.Context) bool {
+	m, _ := ctx.Value(mirrorKey{}).(bool)
+	return m
+}

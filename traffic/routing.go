@@ -92,7 +92,7 @@ func (rt *router) mirror(ctx context.Context, c *pipeline.Call, m *mirrorTo, nex
 	d := c.Clone()
 	d.Service, d.Subset = m.service, m.subset
 	// The copy outlives the call: not its cancellation, but its deadline.
-	mctx := context.WithoutCancel(ctx)
+	mctx := pipeline.WithMirror(context.WithoutCancel(ctx))
 	var cancel context.CancelFunc
 	if dl, ok := ctx.Deadline(); ok {
 		mctx, cancel = context.WithDeadline(mctx, dl)

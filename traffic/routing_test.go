@@ -64,11 +64,17 @@ func TestHeaderRoute(t *testing.T) {
 	}
 }
 
+// The shadow fails every call: its breaker is off so that every copy
+// reaches it (with it on, the breaker opens after min_requests failures and
+// later copies are refused at the caller, which is what a failing shadow
+// should get).
 const mirrorFile = `
 version: 1
 services:
   web: {}
-  shadow: {}
+  shadow:
+    policy:
+      circuit_breaker: {enabled: false}
   orders:
     policy:
       mirror: {to: shadow, percent: 100%}
@@ -92,6 +98,8 @@ func TestMirror(t *testing.T) {
 			t.Fatalf("caller got %d %q, want the primary's 200 orders", st, body)
 		}
 	}
+	// Each copy exactly once: a mirror copy is never retried, although
+	// the shadow's 500s on GET would be.
 	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if got := served.get("shadow"); got != n {
 			return errorf("shadow got %d copies, want %d", got, n)
