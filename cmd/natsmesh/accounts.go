@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/accounts"
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 var accountsCommand = command{
@@ -19,11 +20,13 @@ var accountsCommand = command{
 }
 
 // specFromFile reads the mesh file at path into the accounts package's
-// model. The mesh file parser lives in package policies; until this binary
-// links it, reading a mesh file fails with a clear error, and tests set
-// this variable.
-var specFromFile = func(path string) (accounts.Spec, error) {
-	return accounts.Spec{}, fmt.Errorf("accounts generate: cannot read %s: this natsmesh has no mesh file parser (package policies) built in", path)
+// model. Parse errors (file:line: field) are usage errors: exit 2.
+func specFromFile(path string) (accounts.Spec, error) {
+	f, err := policies.ParseFile(path)
+	if err != nil {
+		return accounts.Spec{}, usageErrorf("accounts generate: %v", err)
+	}
+	return f.AccountsSpec(), nil
 }
 
 func runAccounts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
