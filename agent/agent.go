@@ -257,6 +257,7 @@ func (a *Agent) Start() error {
 	}
 	a.svc = svc
 	a.started = true
+	warnAnonymous(a.nc, a.cfg.Service, a.log)
 	return nil
 }
 
