@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/accounts"
+	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/examples/shop"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -22,7 +26,8 @@ var demoCommand = command{
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", "[flags]",
-		"Runs a small shop on one embedded broker: inventory (two in-process\n"+
+		"Runs a small shop on one embedded broker with authentication (NATS accounts\n"+
+			"generated from examples/shop/mesh.yaml, one NKey per part): inventory (two in-process\n"+
 			"instances, subsets v1 and v2), orders (an HTTP server behind a sidecar-style\n"+
 			"agent, calling inventory through the mesh), clock (a NATS-native micro\n"+
 			"service), an outbound proxy for curl, and the edge gateway. Prints what to\n"+
@@ -38,6 +43,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+
+	// Auth on, as in production: the accounts come from the demo's mesh
+	// file, and every part connects with its own NKey.
+	file, err := shop.MeshFile()
+	if err != nil {
+		return failure{err}
+	}
+	dir, err := os.MkdirTemp("", "natsmesh-demo-")
+	if err != nil {
+		return failure{err}
+	}
+	defer os.RemoveAll(dir)
+	if err := accounts.Generate(file.AccountsSpec(), dir); err != nil {
+		return failure{err}
+	}
+	cfg.ConfigFile = accounts.ConfigFile(dir)
 	cfg.Logger = log.With("component", "broker")
 	b, err := broker.New(cfg)
 	if err != nil {
@@ -53,34 +74,42 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	mesh, err := shop.Start(shop.Config{
 		Connect: func(service string) (*nats.Conn, error) {
-			return b.InProcessConn(nats.Name("natsmesh-demo:"+service), nats.CustomInboxPrefix(wire.InboxPrefix(service)))
+			return agent.Connect(ctx, service, agent.ConnectConfig{
+				URL: b.ClientURL(), Name: "natsmesh-demo:" + service, NKey: accounts.SeedFile(dir, service),
+				Timeout: 10 * time.Second, Logger: log.With("component", service),
+			})
 		},
-		Gateway: *gateway,
-		Proxy:   *proxy,
-		Logger:  log.With("component", "demo"),
+		Policies: policies.Static(file),
+		Gateway:  *gateway,
+		Proxy:    *proxy,
+		Logger:   log.With("component", "demo"),
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	g, p := mesh.GatewayAddr, mesh.ProxyAddr
-	fmt.Fprintf(stdout, `natsmesh demo: a mesh on the embedded broker %s
+	fmt.Fprintf(stdout, `natsmesh demo: a mesh on the embedded broker %s, with authentication:
+the accounts of examples/shop/mesh.yaml are in %s (removed on exit),
+and every part connects with its own NKey.
 
 Through the edge gateway (outside HTTP clients):
   curl -s http://%s/stock/apple
   curl -s http://%s/orders -d '{"sku":"apple","qty":2}'
   curl -s http://%s/orders -d '{"sku":"plum","qty":1}'
   curl -s http://%s/time -d Europe/Paris
+  curl -s -i http://%s/orders      # 403, Mesh-Error: forbidden (the gateway may only POST)
 
 Through the web agent's outbound proxy (services call each other by name):
   curl -s -x http://%s http://inventory/stock/pear
-  curl -s -i -x http://%s http://nobody/   # 503, Mesh-Error: no-responders
+  curl -s -i -x http://%s http://v3.inventory/   # 503, Mesh-Error: no-responders
+  curl -s -i -x http://%s http://nobody/         # 403, Mesh-Error: forbidden (not in the mesh file)
 
 Discovery and monitoring:
-  nats --server %s micro ls   # with the nats CLI
+  nats --server %s --nkey %s --inbox-prefix %s micro ls   # the nats CLI, as the admin
   curl -s http://%s/connz        # the broker's monitoring
 
 Ctrl-C stops the demo.
-`, b.ClientURL(), g, g, g, g, p, p, b.ClientURL(), cfg.HTTP)
+`, b.ClientURL(), dir, g, g, g, g, g, p, p, p, b.ClientURL(), accounts.SeedFile(dir, accounts.DefaultAdmin), wire.InboxPrefix(accounts.DefaultAdmin), cfg.HTTP)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "natsmesh demo: stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

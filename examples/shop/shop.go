@@ -2,6 +2,7 @@ package shop
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -34,9 +36,21 @@ type Config struct {
 	// Proxy is the web agent's outbound HTTP proxy address. Default
 	// 127.0.0.1:15001; "off" disables it.
 	Proxy string
+	// Policies is the mesh file the agents and the gateway apply (allow
+	// lists, routes, limits); see MeshFile. Nil: none, the broker alone
+	// decides.
+	Policies *policies.Source
 	// Logger for the agents and gateway. Default slog.Default().
 	Logger *slog.Logger
 }
+
+//go:embed mesh.yaml
+var meshYAML []byte
+
+// MeshFile is the demo's mesh file, examples/shop/mesh.yaml: its services,
+// who may call whom, and their policies. `natsmesh demo` generates the
+// demo's NATS accounts from it.
+func MeshFile() (*policies.File, error) { return policies.Parse("examples/shop/mesh.yaml", meshYAML) }
 
 // Mesh is the running demo.
 type Mesh struct {
@@ -86,6 +100,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			return nil, err
 		}
 		ac.Logger = cfg.Logger
+		ac.Policies = cfg.Policies
 		a, err := agent.New(nc, ac)
 		if err != nil {
 			return nil, err
@@ -134,9 +149,13 @@ func Start(cfg Config) (_ *Mesh, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// It serves its mesh subjects itself, in its queue group: any call to
+	// clock, whatever its caller, method and path (the gateway sends HTTP
+	// POST /time, whose body is the time zone).
+	subjects, queues := wire.ServiceSubjects("clock", "")
 	m.clock, err = micro.AddService(nc, micro.Config{
 		Name: "clock", Version: "1.0.0", Description: "NATS-native time service",
-		Endpoint: &micro.EndpointConfig{Subject: "demo.clock", Handler: micro.HandlerFunc(clock)},
+		Endpoint: &micro.EndpointConfig{Subject: subjects[0], QueueGroup: queues[0], Handler: micro.HandlerFunc(clock)},
 	})
 	if err != nil {
 		return nil, err
@@ -163,14 +182,14 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			return nil, err
 		}
 		var routes []bridge.Route
-		for _, s := range []string{"/orders=orders", "/stock=inventory", "/time=nats:demo.clock"} {
+		for _, s := range []string{"/orders=orders", "/stock=inventory", "/time=clock"} {
 			r, err := bridge.ParseRoute(s)
 			if err != nil {
 				return nil, err
 			}
 			routes = append(routes, r)
 		}
-		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Logger: cfg.Logger})
+		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Policies: cfg.Policies, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}
