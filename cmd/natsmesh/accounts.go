@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -46,7 +47,7 @@ func runAccounts(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return usageErrorf("accounts: unknown subcommand %q (want generate or revoke)", args[0])
 }
 
-const accountsUsage = `Usage: natsmesh accounts generate -f mesh.yaml -o DIR [--operator] [--rotate USER]
+const accountsUsage = `Usage: natsmesh accounts generate -f mesh.yaml -o DIR [--operator] [--rotate USER] [--tls-cert F --tls-key F [--tls-ca F]]
        natsmesh accounts revoke USER -d DIR [--nats URL]
 
 generate writes DIR/nats.conf (for natsmesh broker --config DIR/nats.conf or
@@ -62,22 +63,44 @@ func runAccountsGenerate(args []string, stdout, stderr io.Writer) error {
 		file, dir string
 		operator  bool
 		rotate    stringList
+		tlsCfg    accounts.TLS
 	)
 	fs.StringVar(&file, "f", "mesh.yaml", "mesh `file`")
 	fs.StringVar(&dir, "o", "", "output `directory` (created, mode 0700)")
 	fs.BoolVar(&operator, "operator", false, "operator mode: JWTs and .creds files, revocable without a restart")
 	fs.Var(&rotate, "rotate", "replace the keys of these `users` (services, bridge, admin, sys), comma-separated or repeated")
+	fs.StringVar(&tlsCfg.CertFile, "tls-cert", "", "server certificate `file` (PEM): the config serves clients over TLS only")
+	fs.StringVar(&tlsCfg.KeyFile, "tls-key", "", "server key `file` (PEM)")
+	fs.StringVar(&tlsCfg.CAFile, "tls-ca", "", "CA `file` (PEM): clients must present a certificate it signed (mutual TLS)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if dir == "" {
 		return usageErrorf("accounts generate: -o DIR is required")
 	}
+	if tlsCfg != (accounts.TLS{}) {
+		if tlsCfg.CertFile == "" || tlsCfg.KeyFile == "" {
+			return usageErrorf("accounts generate: --tls-cert and --tls-key go together")
+		}
+		// The config may be loaded from anywhere.
+		for _, p := range []*string{&tlsCfg.CertFile, &tlsCfg.KeyFile, &tlsCfg.CAFile} {
+			if *p != "" {
+				abs, err := filepath.Abs(*p)
+				if err != nil {
+					return failure{err}
+				}
+				*p = abs
+			}
+		}
+	}
 	spec, err := specFromFile(file)
 	if err != nil {
 		return err
 	}
 	opts := []accounts.Option{accounts.WithRotate(rotate.vals...)}
+	if tlsCfg.CertFile != "" {
+		opts = append(opts, accounts.WithTLS(tlsCfg))
+	}
 	if operator {
 		opts = append(opts, accounts.WithOperator())
 	}
