@@ -25,7 +25,8 @@
 // meshgrpc the h2c gRPC upstream and the in-process gRPC server;
 // [Protocols] picks one by the call's protocol. [Inbound] is the dispatch
 // every message goes through: it owns the concurrency limit, the deadline
-// (Mesh-Timeout, else grpc-timeout, else its default) and the one reply.
+// (Mesh-Timeout, else grpc-timeout, else its default) and the one reply,
+// which goes only to the caller's own inbox ([ReplyAllowed]).
 //
 // # Order of the middleware
 //
