@@ -32,7 +32,7 @@ func TestAccountsSpecShop(t *testing.T) {
 			inventory = s
 		}
 	}
-	if want := []string{"gateway", "inventory", "orders", "web"}; !reflect.DeepEqual(names, want) {
+	if want := []string{"clock", "gateway", "inventory", "orders", "web"}; !reflect.DeepEqual(names, want) {
 		t.Fatalf("services %v, want %v (sorted)", names, want)
 	}
 	want := accounts.Service{Name: "inventory", Subsets: []string{"v1", "v2"}, Allow: []accounts.Rule{

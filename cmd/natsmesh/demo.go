@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,6 +41,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.HTTP, "http", broker.DefaultHTTP, "broker monitoring `address`, or \"off\"")
 	gateway := fs.String("gateway", "127.0.0.1:8080", "edge gateway `address`")
 	proxy := fs.String("proxy", "127.0.0.1:15001", "outbound HTTP proxy `address` of the web agent")
+	adminAddr := fs.String("admin", "127.0.0.1:15091", "`address` of the dashboard (/ui/), or \"off\"")
+	rate := fs.Int("load", 4, "background `requests` per second through the gateway, so the dashboard and natsmesh stat show live numbers (0: none)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelWarn, "log `level`: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -88,6 +93,20 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: %w", err)
 	}
 	g, p := mesh.GatewayAddr, mesh.ProxyAddr
+	ui := "off (--admin off)"
+	if *adminAddr != "off" {
+		addr, stop, err := serveDashboard(b, accounts.SeedFile(dir, accounts.DefaultAdmin), *adminAddr)
+		if err != nil {
+			mesh.Shutdown(context.Background())
+			return fmt.Errorf("demo: dashboard: %w", err)
+		}
+		defer stop()
+		ui = "http://" + addr + uiMount
+	}
+	if *rate > 0 && g != "" {
+		go demoLoad(ctx, g, *rate)
+	}
+	admin := accounts.SeedFile(dir, accounts.DefaultAdmin)
 	fmt.Fprintf(stdout, `natsmesh demo: a mesh on the embedded broker %s, with authentication:
 the accounts of examples/shop/mesh.yaml are in %s (removed on exit),
 and every part connects with its own NKey.
@@ -104,12 +123,17 @@ Through the web agent's outbound proxy (services call each other by name):
   curl -s -i -x http://%s http://v3.inventory/   # 503, Mesh-Error: no-responders
   curl -s -i -x http://%s http://nobody/         # 403, Mesh-Error: forbidden (not in the mesh file)
 
+Live golden metrics (a gentle load of %d requests/s runs through the gateway):
+  %s   # the dashboard: the service graph, live
+  natsmesh stat --watch --nats %s --nkey %s
+
 Discovery and monitoring:
   nats --server %s --nkey %s --inbox-prefix %s micro ls   # the nats CLI, as the admin
   curl -s http://%s/connz        # the broker's monitoring
 
 Ctrl-C stops the demo.
-`, b.ClientURL(), dir, g, g, g, g, g, p, p, p, b.ClientURL(), accounts.SeedFile(dir, accounts.DefaultAdmin), wire.InboxPrefix(accounts.DefaultAdmin), cfg.HTTP)
+`, b.ClientURL(), dir, g, g, g, g, g, p, p, p, *rate, ui, b.ClientURL(), admin,
+		b.ClientURL(), admin, wire.InboxPrefix(accounts.DefaultAdmin), cfg.HTTP)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "natsmesh demo: stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -118,4 +142,65 @@ Ctrl-C stops the demo.
 		return failure{err}
 	}
 	return nil
+}
+
+// serveDashboard serves the dashboard at addr for the demo's mesh, over
+// an in-process connection as the admin (NKey seed in the file seed).
+func serveDashboard(b *broker.Broker, seed, addr string) (string, func(), error) {
+	nk, err := nats.NkeyOptionFromSeed(seed)
+	if err != nil {
+		return "", nil, err
+	}
+	nc, err := b.InProcessConn(nats.Name("natsmesh-demo:ui"), nk, nats.CustomInboxPrefix(wire.InboxPrefix(accounts.DefaultAdmin)))
+	if err != nil {
+		return "", nil, err
+	}
+	h, err := dashboardHandler(nc)
+	if err != nil {
+		nc.Close()
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		nc.Close()
+		return "", nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+uiMount, h)
+	mux.Handle("GET /{$}", http.RedirectHandler(uiMount, http.StatusFound))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return ln.Addr().String(), func() { srv.Close(); nc.Close() }, nil
+}
+
+// demoLoad sends rate requests per second through the gateway, a mix of
+// stock look-ups, orders (which call inventory through the mesh) and the
+// clock, until ctx ends.
+func demoLoad(ctx context.Context, gateway string, rate int) {
+	calls := []struct{ method, path, body string }{
+		{"GET", "/stock/apple", ""},
+		{"POST", "/orders", `{"sku":"apple","qty":1}`},
+		{"GET", "/stock/pear", ""},
+		{"POST", "/orders", `{"sku":"plum","qty":1}`},
+		{"POST", "/time", "Europe/Paris"},
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c := calls[i%len(calls)]
+		req, err := http.NewRequestWithContext(ctx, c.method, "http://"+gateway+c.path, strings.NewReader(c.body))
+		if err != nil {
+			continue
+		}
+		if resp, err := client.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
 }
