@@ -20,7 +20,10 @@
 //
 // The agent takes a *nats.Conn and never starts a broker itself: whoever runs
 // it (the natsmesh command, a test, an application) decides where NATS comes
-// from. Each instance registers as a nats.go/micro service, so $SRV.PING,
-// $SRV.INFO and `nats micro ls` discover it, with its subset and version in
-// the metadata.
+// from. Each instance answers the discovery requests of nats.go/micro
+// services ($SRV.PING, $SRV.INFO, $SRV.STATS; see package
+// internal/discovery), so `nats micro ls`, `info` and `stats` show it: an
+// endpoint per inbound subject with the counts of its inbound pipeline, its
+// subset, version and serving state in the metadata, and under "natsmesh"
+// in the STATS answer the per-edge snapshot of [Agent.Stats].
 package agent

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/natsmesh/natsmesh/internal/chain"
+	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -205,6 +206,13 @@ type Gateway struct {
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
 	adminHandlers                               map[string]http.Handler
+	tel                                         *telemetry.Telemetry
+	disc                                        *discovery.Responder
+	id                                          string    // instance ID in discovery
+	started                                     time.Time // when discovery started
+	// requestLevel is the level of the gateway's own line per request:
+	// Debug when the telemetry's access log has one already.
+	requestLevel slog.Level
 
 	mu      sync.Mutex
 	closed  bool
@@ -237,7 +245,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
-	return &Gateway{
+	g := &Gateway{
 		name:              cfg.Name,
 		routes:            routes,
 		limits:            cfg.Limits,
@@ -248,7 +256,16 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		readTimeout:       cfg.ReadTimeout,
 		idleTimeout:       cfg.IdleTimeout,
 		adminHandlers:     cfg.Admin,
-	}, nil
+		tel:               cfg.Telemetry,
+		requestLevel:      slog.LevelInfo,
+	}
+	if cfg.Telemetry.AccessLogging() {
+		g.requestLevel = slog.LevelDebug
+	}
+	if g.disc, err = g.startDiscovery(cfg.Conn); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
 // Validate reports whether cfg is valid apart from its connection: the
@@ -377,7 +394,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				answer(nil, wire.Errorf(wire.KindInternal, "gateway panic"))
 			}
 		}
-		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
+		g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
 	resp, err := g.forward(r, &dest)

@@ -180,3 +180,20 @@ func bucket(d time.Duration) int {
 	}
 	return len(boundsDur)
 }
+
+// Failed says how a call of proto that ended with reply or err failed, by
+// the rule the error metrics count by (a mesh error, a 5xx, a gRPC
+// server-error code), for a log line or discovery's last_error; "" when it
+// did not fail.
+func Failed(proto wire.Proto, reply *nats.Msg, err error) string {
+	o := classify(proto, reply, err)
+	switch {
+	case !o.err:
+		return ""
+	case err != nil:
+		return wire.FromError(err).Error()
+	case proto == wire.ProtoGRPC:
+		return "grpc status " + codes.Code(o.code).String()
+	}
+	return "status " + strconv.Itoa(o.code)
+}

@@ -220,3 +220,6 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	})
 	return errors.Join(errs...)
 }
+
+// AccessLogging reports whether t writes an access log.
+func (t *Telemetry) AccessLogging() bool { return t != nil && t.log != nil }
