@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/natsmesh/natsmesh/bridge"
@@ -34,8 +35,10 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var (
 		routes   stringList
 		logLevel slog.Level
+		tf       telemetryFlags
 	)
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address` (host:port)")
+	adminAddr := fs.String("admin", "off", "admin listener `address` (/healthz, /readyz, /metrics), or \"off\"")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("name", "bridge", "caller `name` the gateway calls services as")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
@@ -44,6 +47,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	var nf natsFlags
 	nf.register(fs)
+	tf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -77,11 +81,25 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	tel, err := tf.build(*name, stdout)
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	defer tel.Shutdown(context.Background())
+	cfg.Telemetry = tel
+	cfg.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer ln.Close()
+	var adminLn net.Listener
+	if *adminAddr != "" && *adminAddr != "off" {
+		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
+			return fmt.Errorf("bridge: admin listener: %w", err)
+		}
+		defer adminLn.Close()
+	}
 	nc, err := nf.connect(ctx, *name, "natsmesh-bridge:"+*name, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -97,6 +115,12 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ln, tlsConfig) }()
+	if adminLn != nil {
+		adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go adminSrv.Serve(adminLn)
+		defer adminSrv.Close()
+		log.Info("listening", "purpose", "admin", "addr", adminLn.Addr().String())
+	}
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
