@@ -46,8 +46,8 @@ type edgeKey struct {
 }
 
 // edge is the cumulative record of the calls along one edge: the
-// snapshot's counters (atomic, so recording takes no lock) and the metric
-// options of each outcome seen, built once.
+// snapshot's counters and the series of each outcome seen, all atomic, so
+// recording a call takes no lock.
 type edge struct {
 	key        edgeKey
 	attrs      []attribute.KeyValue
@@ -56,14 +56,23 @@ type edge struct {
 	errors     atomic.Int64
 	meshErrors [numKinds]atomic.Int64
 	buckets    [numBuckets]atomic.Int64
-	series     [numOutcome]atomic.Pointer[series]
+
+	// series holds each outcome's series once seen, by outcome ID; all
+	// lists them for the metrics callback.
+	series [numOutcome]atomic.Pointer[series]
+	mu     sync.Mutex
+	all    atomic.Pointer[[]*series]
 }
 
-// series are the options that put a measurement in one series: an edge and
-// an outcome.
+// series is one edge and outcome: the count of its calls, read by the
+// metrics callback at each scrape (an observable counter costs a call one
+// atomic add, where a synchronous one costs an SDK measurement), and the
+// options that put a measurement in it.
 type series struct {
-	add []metric.AddOption
-	rec []metric.RecordOption
+	calls atomic.Int64
+	err   bool
+	rec   []metric.RecordOption
+	obs   []metric.ObserveOption
 }
 
 func newEdge(k edgeKey, inbound bool) *edge {
@@ -85,15 +94,32 @@ func (e *edge) seriesOf(o outcome) *series {
 	if s := e.series[id].Load(); s != nil {
 		return s
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s := e.series[id].Load(); s != nil {
+		return s
+	}
 	attrs := append(append([]attribute.KeyValue(nil), e.attrs...),
 		attribute.String(labelStatus, statusLabels[o.status]),
 		attribute.String(labelMeshError, kindLabel(o.kind)))
 	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	s := &series{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}}
-	if !e.series[id].CompareAndSwap(nil, s) {
-		return e.series[id].Load()
+	s := &series{err: o.err, rec: []metric.RecordOption{opt}, obs: []metric.ObserveOption{opt}}
+	var all []*series
+	if p := e.all.Load(); p != nil {
+		all = append(all, *p...)
 	}
+	all = append(all, s)
+	e.all.Store(&all)
+	e.series[id].Store(s)
 	return s
+}
+
+func (e *edge) eachSeries(f func(*series)) {
+	if p := e.all.Load(); p != nil {
+		for _, s := range *p {
+			f(s)
+		}
+	}
 }
 
 // table is a copy-on-write map: lookups are one atomic load and a map
@@ -162,8 +188,8 @@ type servingKey struct{ service, subset string }
 // direction is the instruments and edges of one direction of calls.
 type direction struct {
 	inbound  bool
-	requests metric.Int64Counter
-	errors   metric.Int64Counter
+	requests metric.Int64ObservableCounter
+	errors   metric.Int64ObservableCounter
 	duration metric.Float64Histogram
 	active   metric.Int64ObservableUpDownCounter
 	edges    table[edgeKey, edge]
@@ -193,10 +219,10 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 			name, what = "natsmesh.inbound.", "inbound calls served"
 		}
 		var err error
-		d.requests, err = m.Int64Counter(name+"requests", metric.WithUnit("{request}"),
+		d.requests, err = m.Int64ObservableCounter(name+"requests", metric.WithUnit("{request}"),
 			metric.WithDescription("Mesh "+what+", by outcome."))
 		check(err)
-		d.errors, err = m.Int64Counter(name+"errors", metric.WithUnit("{request}"),
+		d.errors, err = m.Int64ObservableCounter(name+"errors", metric.WithUnit("{request}"),
 			metric.WithDescription("Mesh "+what+" that failed: a mesh error, or the service's 5xx or gRPC server-error code."))
 		check(err)
 		d.duration, err = m.Float64Histogram(name+"duration", metric.WithUnit("s"),
@@ -226,7 +252,8 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		metric.WithDescription("1 while the instance is in its queue groups (it passes its health checks), else 0."))
 	check(err)
 	if len(errs) == 0 {
-		_, err = m.RegisterCallback(ms.observe, ms.out.active, ms.in.active, ms.serving)
+		_, err = m.RegisterCallback(ms.observe, ms.out.active, ms.in.active, ms.serving,
+			ms.out.requests, ms.out.errors, ms.in.requests, ms.in.errors)
 		check(err)
 	}
 	if len(errs) > 0 {
@@ -238,6 +265,15 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 func (ms *metrics) observe(_ context.Context, o metric.Observer) error {
 	for _, d := range []*direction{&ms.out, &ms.in} {
 		d.flight.each(func(_ flightKey, g *gaugeVal) { o.ObserveInt64(d.active, g.v.Load(), g.opts...) })
+		d.edges.each(func(_ edgeKey, e *edge) {
+			e.eachSeries(func(s *series) {
+				n := s.calls.Load()
+				o.ObserveInt64(d.requests, n, s.obs...)
+				if s.err {
+					o.ObserveInt64(d.errors, n, s.obs...)
+				}
+			})
+		})
 	}
 	ms.servings.each(func(_ servingKey, g *gaugeVal) { o.ObserveInt64(ms.serving, g.v.Load(), g.opts...) })
 	return nil
@@ -280,10 +316,7 @@ func (d *direction) record(ctx context.Context, e *edge, o outcome, dur time.Dur
 	}
 	e.buckets[bucket(dur)].Add(1)
 	s := e.seriesOf(o)
-	d.requests.Add(ctx, 1, s.add...)
-	if o.err {
-		d.errors.Add(ctx, 1, s.add...)
-	}
+	s.calls.Add(1)
 	d.duration.Record(ctx, dur.Seconds(), s.rec...)
 }
 

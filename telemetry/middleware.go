@@ -173,8 +173,8 @@ func (t *Telemetry) OutboundAttempt() pipeline.OutboundMiddleware {
 // the local service gets the served span's trace context in its request's
 // traceparent (a clone of the call), so a service that forwards it on its
 // own calls continues the same trace. With tracing off the message's trace
-// context passes through as it came, and is the context's remote span for
-// in-process handlers. A nil t gives nil.
+// context passes through in the header as it came, and nothing is parsed.
+// A nil t gives nil.
 func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 	if t == nil {
 		return nil
@@ -184,9 +184,9 @@ func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 			start := time.Now()
 			flight := t.m.in.inFlight(c.Caller, c.Service, c.Proto)
 			flight.Add(1)
-			ctx = t.remoteParent(ctx, c.Header)
 			var span trace.Span
 			if t.tracer != nil {
+				ctx = t.remoteParent(ctx, c.Header)
 				attrs := append(callAttrs(c, c.Service),
 					semconv.MessagingSystemKey.String("nats"),
 					semconv.MessagingOperationTypeProcess,

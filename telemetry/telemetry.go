@@ -19,6 +19,7 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -93,18 +94,6 @@ func New(cfg Config) (*Telemetry, error) {
 	}
 	t := &Telemetry{prop: propagation.TraceContext{}, start: time.Now()}
 
-	t.reg = prometheus.NewRegistry()
-	t.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	exp, err := otelprom.New(otelprom.WithRegisterer(t.reg), otelprom.WithoutScopeInfo())
-	if err != nil {
-		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
-	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
-	t.shutdown = append(t.shutdown, mp.Shutdown)
-	if t.m, err = newMetrics(mp.Meter(scope)); err != nil {
-		return nil, err
-	}
-
 	tp := cfg.TracerProvider
 	if tp == nil {
 		sdk, err := tracerFromEnv(res)
@@ -118,6 +107,27 @@ func New(cfg Config) (*Telemetry, error) {
 	}
 	if tp != nil {
 		t.tracer = tp.Tracer(scope)
+	}
+
+	t.reg = prometheus.NewRegistry()
+	t.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp, err := otelprom.New(otelprom.WithRegisterer(t.reg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		t.Shutdown(context.Background())
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	opts := []sdkmetric.Option{sdkmetric.WithReader(exp), sdkmetric.WithResource(res)}
+	if t.tracer == nil {
+		// Exemplars name a trace; with no tracing here the SDK would
+		// still offer every measurement whose context carries a
+		// caller's sampled trace context.
+		opts = append(opts, sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
+	}
+	mp := sdkmetric.NewMeterProvider(opts...)
+	t.shutdown = append(t.shutdown, mp.Shutdown)
+	if t.m, err = newMetrics(mp.Meter(scope)); err != nil {
+		t.Shutdown(context.Background())
+		return nil, err
 	}
 	if cfg.AccessLog != nil {
 		t.log = &accessLog{log: cfg.AccessLog, sample: cfg.AccessLogSample}

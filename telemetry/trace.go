@@ -26,8 +26,7 @@ func (h HeaderCarrier) Get(key string) string {
 	if vs := h[key]; len(vs) > 0 {
 		return vs[0]
 	}
-	ck := textproto.CanonicalMIMEHeaderKey(key)
-	if vs := h[ck]; len(vs) > 0 {
+	if vs := h[canonical(key)]; len(vs) > 0 {
 		return vs[0]
 	}
 	for k, vs := range h {
@@ -40,13 +39,25 @@ func (h HeaderCarrier) Get(key string) string {
 
 // Set replaces every spelling of key with value under the canonical name.
 func (h HeaderCarrier) Set(key, value string) {
-	ck := textproto.CanonicalMIMEHeaderKey(key)
+	ck := canonical(key)
 	for k := range h {
 		if k != ck && strings.EqualFold(k, key) {
 			delete(h, k)
 		}
 	}
 	h[ck] = []string{value}
+}
+
+// canonical is textproto's canonical form of key, without its work for
+// the keys W3C propagation asks for on every call.
+func canonical(key string) string {
+	switch key {
+	case "traceparent":
+		return "Traceparent"
+	case "tracestate":
+		return "Tracestate"
+	}
+	return textproto.CanonicalMIMEHeaderKey(key)
 }
 
 // Keys lists the header's names.
