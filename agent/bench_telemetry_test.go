@@ -50,7 +50,9 @@ func benchHTTPInProcess(b *testing.B, tel func() *telemetry.Telemetry) {
 	}
 }
 
-func BenchmarkAgentHTTPInProcessMetrics(b *testing.B) { benchHTTPInProcess(b, benchTelemetry(b, false)) }
+func BenchmarkAgentHTTPInProcessMetrics(b *testing.B) {
+	benchHTTPInProcess(b, benchTelemetry(b, false))
+}
 func BenchmarkAgentHTTPInProcessTracing(b *testing.B) { benchHTTPInProcess(b, benchTelemetry(b, true)) }
 
 func benchHTTPSidecar(b *testing.B, tel func() *telemetry.Telemetry) {
