@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -95,7 +96,8 @@ type Agent struct {
 	in  *inbound
 	out *outbound
 	// send is the outbound pipeline every outbound entry point uses.
-	send *pipeline.Outbound
+	send  *pipeline.Outbound
+	admin http.Handler
 	// endpoints are the inbound subjects as discovery shows them, with
 	// their counts; set by Start.
 	endpoints []*discovery.Endpoint
@@ -144,6 +146,9 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	a.out = newOutbound(a)
 	a.in = newInbound(a)
+	if a.admin, err = admin.New(admin.Config{Ready: a.Readiness, Handlers: cfg.Admin}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	return a, nil
 }
 
@@ -238,21 +243,21 @@ func (a *Agent) Start() error {
 	}
 	a.endpoints = a.newEndpoints()
 	if a.in.enabled() {
-		a.cfg.Telemetry.SetServing(a.cfg.Service, a.cfg.Subset, false)
-		ctx, cancel := context.WithCancel(context.Background())
-		if err := a.in.start(ctx); err != nil {
-			cancel()
+		if err := a.in.prepare(); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
-		a.stop = cancel
+		a.cfg.Telemetry.SetServing(a.cfg.Service, a.cfg.Subset, false)
 	}
 	if err := a.startDiscovery(); err != nil {
-		if a.stop != nil {
-			a.stop()
-		}
 		return fmt.Errorf("agent: answering discovery for %s: %w", a.cfg.Service, err)
 	}
 	a.started = true
+	// Discoverable first, then in the queue groups (once healthy).
+	if a.in.enabled() {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stop = cancel
+		a.in.run(ctx)
+	}
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
@@ -205,7 +205,7 @@ type Gateway struct {
 	log     *slog.Logger
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
-	adminHandlers                               map[string]http.Handler
+	admin                                       http.Handler
 	tel                                         *telemetry.Telemetry
 	disc                                        *discovery.Responder
 	id                                          string    // instance ID in discovery
@@ -255,12 +255,14 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
 		readTimeout:       cfg.ReadTimeout,
 		idleTimeout:       cfg.IdleTimeout,
-		adminHandlers:     cfg.Admin,
 		tel:               cfg.Telemetry,
 		requestLevel:      slog.LevelInfo,
 	}
 	if cfg.Telemetry.AccessLogging() {
 		g.requestLevel = slog.LevelDebug
+	}
+	if g.admin, err = admin.New(admin.Config{Ready: g.readiness, Handlers: cfg.Admin}); err != nil {
+		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
 	if g.disc, err = g.startDiscovery(cfg.Conn); err != nil {
 		return nil, err
@@ -397,6 +399,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
+	if len(r.TransferEncoding) > 0 {
+		// RFC 9112 section 6.1: close after a chunked request, so that a
+		// proxy in front that framed it by Content-Length cannot smuggle
+		// the next one (httpguard.Handler does the same for Serve; this
+		// keeps it for a Gateway mounted on another server).
+		w.Header().Set("Connection", "close")
+	}
 	resp, err := g.forward(r, &dest)
 	answer(resp, err)
 }
@@ -412,10 +421,9 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	to := pipeline.Call{Service: route.Service, Subset: route.Subset, Subject: route.Subject, Caller: g.name}
 	*dest = to.Dest()
 
-	// The gateway's own timeout applies from here, whatever the client's
-	// connection allows.
-	ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
-	defer cancel()
+	// The outbound pipeline gives the call the gateway's Timeout (server
+	// request contexts carry no deadline).
+	ctx := r.Context()
 	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
 	out.Header = r.Header.Clone()
 	if out.Header == nil {

@@ -43,9 +43,12 @@ type callState struct {
 
 type stateKey struct{}
 
+// callee names a call's destination in metrics, the snapshot and logs: the
+// service, or "nats:SUBJECT" for a NATS-native endpoint (as a gateway route
+// writes it).
 func callee(c *pipeline.Call) string {
 	if c.Subject != "" {
-		return c.Subject
+		return "nats:" + c.Subject
 	}
 	return c.Service
 }

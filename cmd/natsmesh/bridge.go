@@ -38,7 +38,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		tf       telemetryFlags
 	)
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address` (host:port)")
-	adminAddr := fs.String("admin", "off", "admin listener `address` (/healthz, /readyz, /metrics), or \"off\"")
+	adminAddr := fs.String("admin", "127.0.0.1:15091", "admin `address`: /healthz, /readyz, /metrics, /debug/pprof/ and the dashboard at /ui/; \"off\" for none")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("name", "bridge", "caller `name` the gateway calls services as")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
@@ -87,16 +87,15 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer tel.Shutdown(context.Background())
 	cfg.Telemetry = tel
-	cfg.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer ln.Close()
 	var adminLn net.Listener
-	if *adminAddr != "" && *adminAddr != "off" {
+	if *adminAddr != "off" {
 		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
-			return fmt.Errorf("bridge: admin listener: %w", err)
+			return fmt.Errorf("bridge: admin: %w", err)
 		}
 		defer adminLn.Close()
 	}
@@ -109,18 +108,23 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	cfg.Conn = nc
+	ui, err := dashboardHandler(nc)
+	if err != nil {
+		return err
+	}
+	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /metrics": tel.MetricsHandler()}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err
 	}
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(ln, tlsConfig) }()
+	adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	if adminLn != nil {
-		adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(adminLn)
 		defer adminSrv.Close()
-		log.Info("listening", "purpose", "admin", "addr", adminLn.Addr().String())
+		log.Info("natsmesh bridge admin", "url", "http://"+adminLn.Addr().String()+"/", "dashboard", "http://"+adminLn.Addr().String()+uiMount)
 	}
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(ln, tlsConfig) }()
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"

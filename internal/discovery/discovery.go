@@ -93,7 +93,8 @@ type Stats struct {
 	Natsmesh any `json:"natsmesh,omitempty"`
 }
 
-// Start subscribes the discovery subjects on nc and answers them.
+// Start subscribes the discovery subjects on nc and answers them; when it
+// returns, the broker knows the subscriptions (a flush).
 func Start(nc *nats.Conn, cfg Config) (*Responder, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("discovery: no service name")
@@ -124,6 +125,10 @@ func Start(nc *nats.Conn, cfg Config) (*Responder, error) {
 			}
 			r.subs = append(r.subs, sub)
 		}
+	}
+	// Discoverable when Start returns: the broker has the interest.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		cfg.Logger.Warn("discovery: flushing the subscriptions", "err", err)
 	}
 	return r, nil
 }
