@@ -21,12 +21,18 @@ func TestGather(t *testing.T) {
 	nc := meshtest.Conn(t, b)
 	statstest.Serve(t, meshtest.Conn(t, b), statstest.Shop()...)
 	// A plain micro service, and an answer that is not stats at all.
-	svc, err := micro.AddService(meshtest.Conn(t, b), micro.Config{Name: "clock", Version: "1.0.0",
+	clockConn := meshtest.Conn(t, b)
+	svc, err := micro.AddService(clockConn, micro.Config{Name: "clock", Version: "1.0.0",
 		Endpoint: &micro.EndpointConfig{Subject: "demo.clock", Handler: micro.HandlerFunc(func(r micro.Request) { r.Respond([]byte("now")) })}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
+	// micro does not flush its subscriptions: a request from another
+	// connection may otherwise reach the broker first.
+	if err := clockConn.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	for range 3 {
 		if _, err := nc.Request("demo.clock", nil, 2*time.Second); err != nil {
 			t.Fatal(err)

@@ -63,7 +63,10 @@ func subsetLabel(s string) string {
 // routeOf is the name of the mesh file's route the call matched, as the
 // routing middleware (which runs inside the call's telemetry, outside its
 // attempts') leaves it in the attempt's context; "" for none.
-func routeOf(ctx context.Context) string { return "" }
+func routeOf(ctx context.Context) string {
+	r, _ := pipeline.RouteFrom(ctx)
+	return r
+}
 
 // OutboundCall is the outermost outbound middleware: one measurement, one
 // span (when tracing) and one access log line per call, as its caller saw
@@ -112,7 +115,8 @@ func (t *Telemetry) OutboundCall() pipeline.OutboundMiddleware {
 }
 
 // OutboundAttempt is the innermost outbound middleware of the mesh: it
-// counts each attempt of a call (retries and hedges), and when tracing
+// counts each attempt of a call (retries and hedges, as the resilience
+// policies number them in pipeline.AttemptFrom), and when tracing
 // makes a span per attempt, a child of the call's, whose trace context the
 // attempt carries in its header (a clone: the caller's call is never
 // changed). With tracing off, an attempt whose header carries no trace
@@ -130,6 +134,13 @@ func (t *Telemetry) OutboundAttempt() pipeline.OutboundMiddleware {
 				n = st.attempts.Add(1)
 				hedge = st.inflight.Add(1) > 1
 				defer st.inflight.Add(-1)
+				// The resilience policies number their attempts and say
+				// which are hedges; without them (a custom retry in
+				// Config.Outbound), an attempt that starts while another
+				// is in flight is a hedge.
+				if a, ok := pipeline.AttemptFrom(ctx); ok {
+					n, hedge = int32(a.Number), a.Hedge
+				}
 				subset, route := subsetLabel(c.Subset), routeOf(ctx)
 				st.mu.Lock()
 				st.subset, st.route = subset, route

@@ -75,7 +75,12 @@ func startAgent(t *testing.T, b *broker.Broker, cfg agent.Config, h http.Handler
 
 func get(t *testing.T, c *http.Client, url string, h http.Header) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	return do(t, c, http.MethodGet, url, h)
+}
+
+func do(t *testing.T, c *http.Client, method, url string, h http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +219,7 @@ func retryOnce(next pipeline.Sender) pipeline.Sender {
 
 // TestRetryAttempts: a call whose first attempt is answered overloaded and
 // whose second succeeds has one call span with two sibling attempt spans,
-// the first failed, and counts one retry.
+// the first failed, and counts one retry, under the route it matched.
 func TestRetryAttempts(t *testing.T) {
 	b := meshtest.Broker(t)
 	spans := tracetest.NewInMemoryExporter()
@@ -235,7 +240,7 @@ func TestRetryAttempts(t *testing.T) {
 	tel := newTelemetry(t, telemetry.Config{TracerProvider: tp})
 	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("web")))
 	out, err := pipeline.NewOutbound(nc, pipeline.OutboundConfig{Middleware: []pipeline.OutboundMiddleware{
-		tel.OutboundCall(), retryOnce, tel.OutboundAttempt(),
+		tel.OutboundCall(), routeReads, retryOnce, tel.OutboundAttempt(),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -280,9 +285,19 @@ func TestRetryAttempts(t *testing.T) {
 		t.Errorf("call: natsmesh.attempts = %s", got)
 	}
 	fams := scrape(t, tel)
-	if v := value(fams, "natsmesh_outbound_retries_total", map[string]string{"caller": "web", "callee": "orders"}); v != 1 {
+	if v := value(fams, "natsmesh_outbound_retries_total", map[string]string{"caller": "web", "callee": "orders", "route": "reads"}); v != 1 {
 		t.Errorf("retries = %v, want 1", v)
 	}
+	if v := value(fams, "natsmesh_outbound_requests_total", map[string]string{"callee": "orders", "route": "reads", "status_class": "2xx"}); v != 1 {
+		t.Errorf("requests on route reads = %v, want 1", v)
+	}
+}
+
+// routeReads stands in for routing: the call matched route "reads".
+func routeReads(next pipeline.Sender) pipeline.Sender {
+	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return next.Send(pipeline.WithRoute(ctx, "reads"), c)
+	})
 }
 
 // scrape reads t's /metrics page with the Prometheus text parser.
@@ -333,7 +348,8 @@ next:
 }
 
 // TestMetricsAfterKnownTraffic: 37 answers, 5 of the service's 500s and 3
-// calls to a service nobody serves show as exactly those counts on both
+// calls to a service nobody serves (each retried by the built-in policy: a
+// call is counted once, whatever its attempts) show as exactly those counts on both
 // sides, under their labels, on a page the Prometheus parser accepts; and
 // in the snapshot, and in $SRV.STATS.
 func TestMetricsAfterKnownTraffic(t *testing.T) {
@@ -354,8 +370,9 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	for range 37 {
 		get(t, client, "http://orders/items/123", nil)
 	}
+	// POST: not idempotent, so the built-in policy does not retry the 500s.
 	for range 5 {
-		get(t, client, "http://orders/fail", nil)
+		do(t, client, http.MethodPost, "http://orders/fail", nil)
 	}
 	for range 3 {
 		if resp := get(t, client, "http://inventory/items", nil); resp.Header.Get(wire.HeaderError) != "no-responders" {
@@ -476,7 +493,8 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[44]), &last); err != nil {
 		t.Fatal(err)
 	}
-	if last["callee"] != "inventory" || last["mesh_error"] != "no-responders" || last["status"] != float64(503) || last["attempts"] != float64(1) {
+	// No responders never ran, so the built-in policy retried it.
+	if n, _ := last["attempts"].(float64); last["callee"] != "inventory" || last["mesh_error"] != "no-responders" || last["status"] != float64(503) || n < 2 {
 		t.Errorf("access log line %s", lines[44])
 	}
 }
@@ -537,4 +555,57 @@ func TestServingInDiscovery(t *testing.T) {
 	wait("false", 0)
 	healthy.Store(true)
 	wait("true", 1)
+}
+
+// TestRetryThroughPolicies: with the mesh's own resilience policies (the
+// built-in policy retries what never ran, such as overloaded), a call whose
+// first attempt is refused shows two sibling attempt spans numbered by the
+// policies, one retry on /metrics, and 2 attempts in the access log.
+func TestRetryThroughPolicies(t *testing.T) {
+	b := meshtest.Broker(t)
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	var calls atomic.Int32
+	overloadFirst := func(next pipeline.Handler) pipeline.Handler {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+			if calls.Add(1) == 1 {
+				return nil, &wire.Error{Kind: wire.KindOverloaded, Message: "busy"}
+			}
+			return next.ServeCall(ctx, c)
+		})
+	}
+	startAgent(t, b, agent.Config{Service: "orders", Inbound: []pipeline.InboundMiddleware{overloadFirst}},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	var logs bytes.Buffer
+	tel := newTelemetry(t, telemetry.Config{TracerProvider: tp, AccessLog: slog.New(slog.NewJSONHandler(&logs, nil))})
+	web := startAgent(t, b, agent.Config{Service: "web", Telemetry: tel}, nil)
+	if resp := get(t, &http.Client{Transport: web.Transport()}, "http://orders/x", nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var call sdktrace.ReadOnlySpan
+	var attempts []sdktrace.ReadOnlySpan
+	for _, s := range spans.GetSpans().Snapshots() {
+		switch s.Name() {
+		case "GET orders":
+			call = s
+		case "send orders":
+			attempts = append(attempts, s)
+		}
+	}
+	if call == nil || len(attempts) != 2 {
+		t.Fatalf("spans %v: want one call and two attempts", names(spans.GetSpans().Snapshots()))
+	}
+	for _, a := range attempts {
+		if a.Parent().SpanID() != call.SpanContext().SpanID() || attr(a, "natsmesh.hedge") != "false" {
+			t.Errorf("attempt %s: parent %v, hedge %s", attr(a, "natsmesh.attempt"), a.Parent().SpanID(), attr(a, "natsmesh.hedge"))
+		}
+	}
+	if v := value(scrape(t, tel), "natsmesh_outbound_retries_total", map[string]string{"callee": "orders"}); v != 1 {
+		t.Errorf("retries = %v, want 1", v)
+	}
+	var line map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil || line["attempts"] != float64(2) || line["status"] != float64(200) {
+		t.Errorf("access log %s (%v)", logs.String(), err)
+	}
 }
