@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -67,10 +68,14 @@ func (a *Agent) countEndpoints(next pipeline.Handler) pipeline.Handler {
 	})
 }
 
-// startDiscovery starts answering discovery.
+// startDiscovery starts answering discovery, and the status subject of
+// passive health (outlier.go).
 func (a *Agent) startDiscovery() error {
+	id := nuid.Next()
 	r, err := discovery.Start(a.nc, discovery.Config{
 		Name:        a.cfg.Service,
+		ID:          id,
+		Control:     map[string]nats.MsgHandler{StatusSubject(a.cfg.Service): a.statusHandler(id)},
 		Version:     a.version(),
 		Description: "natsmesh agent",
 		Metadata:    a.metadata,

@@ -39,6 +39,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		grpcAddr string
 		admin    string
 		config   string
+		policy   string
 		grace    time.Duration
 		logLevel slog.Level
 		tf       telemetryFlags
@@ -58,6 +59,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxConcurrent, "max-concurrent", 1024, "calls in flight to the upstream before answering overloaded (-1: no limit)")
 	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of an outbound call whose caller set none")
 	fs.DurationVar(&grace, "grace", 30*time.Second, "longest time shutdown waits for calls in flight")
+	fs.StringVar(&policy, "policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
 	fs.StringVar(&config, "config", "", "YAML `file` of settings named like these flags (flags and environment win)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	procs := fs.Int("procs", 1, "CPU `cores` the agent runs on at once (GOMAXPROCS; 0: all). One, like a sidecar proxy's single worker, costs the least CPU per call")
@@ -94,7 +96,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer tel.Shutdown(context.Background())
 	cfg.Telemetry = tel
 	cfg.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
-	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin}
+	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin, Policy: policy}
 	for _, b := range binds.vals {
 		dest, addr, ok := strings.Cut(b, "=")
 		if !ok || dest == "" || addr == "" {

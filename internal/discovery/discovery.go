@@ -32,6 +32,10 @@ type Config struct {
 	// Extra, when set, is called for each STATS answer; its result is the
 	// answer's "natsmesh" field, beside micro's own.
 	Extra func() any
+	// Control are further subjects the responder answers, by subject, for
+	// the component's own use (the agent's status subject); they are not
+	// endpoints and discovery does not list them.
+	Control map[string]nats.MsgHandler
 	// Logger receives failures to answer. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -125,6 +129,14 @@ func Start(nc *nats.Conn, cfg Config) (*Responder, error) {
 			}
 			r.subs = append(r.subs, sub)
 		}
+	}
+	for subj, h := range cfg.Control {
+		sub, err := nc.Subscribe(subj, h)
+		if err != nil {
+			r.Stop()
+			return nil, fmt.Errorf("discovery: subscribing %s: %w", subj, err)
+		}
+		r.subs = append(r.subs, sub)
 	}
 	// Discoverable when Start returns: the broker has the interest.
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
