@@ -28,8 +28,7 @@ func TestGather(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
-	// micro does not flush its subscriptions: a request from another
-	// connection may otherwise reach the broker first.
+	// The service's subscriptions reach the broker before the first call.
 	if err := clockConn.Flush(); err != nil {
 		t.Fatal(err)
 	}
