@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
+	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/telemetry"
@@ -99,11 +99,14 @@ type Agent struct {
 	// send is the outbound pipeline every outbound entry point uses.
 	send  *pipeline.Outbound
 	admin http.Handler
+	// endpoints are the inbound subjects as discovery shows them, with
+	// their counts; set by Start.
+	endpoints []*discovery.Endpoint
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	svc     micro.Service
+	disc    *discovery.Responder
 	stop    context.CancelFunc
 	done    chan struct{} // closed when Shutdown has finished
 }
@@ -251,7 +254,8 @@ func (a *Agent) limitsNow() wire.Limits {
 // Name returns the agent's service name, its identity on the mesh.
 func (a *Agent) Name() string { return a.cfg.Service }
 
-// Start registers the instance for discovery and starts health checking; the
+// Start answers discovery for the instance ($SRV.PING, $SRV.INFO,
+// $SRV.STATS, as nats.go/micro services do) and starts health checking; the
 // inbound subscriptions follow as soon as the local service is healthy (at
 // once when there is no health check). It does not block. Start after
 // Shutdown returns ErrClosed; a second Start does nothing.
@@ -264,29 +268,16 @@ func (a *Agent) Start() error {
 	if a.started {
 		return nil
 	}
+	a.endpoints = a.newEndpoints()
 	if a.in.enabled() {
 		if err := a.in.prepare(); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
+		a.cfg.Telemetry.SetServing(a.cfg.Service, a.cfg.Subset, false)
 	}
-	svc, err := micro.AddService(a.nc, micro.Config{
-		Name:        a.cfg.Service,
-		Version:     a.version(),
-		Description: "natsmesh agent",
-		Metadata:    a.metadata(),
-		// Discovery only: calls are served by the agent's own queue
-		// subscriptions, which it withdraws and restores with health and
-		// dispatches concurrently; micro endpoints do neither.
-	})
-	if err == nil {
-		if err = a.addStatusEndpoint(svc); err != nil { // outlier.go
-			svc.Stop()
-		}
+	if err := a.startDiscovery(); err != nil {
+		return fmt.Errorf("agent: answering discovery for %s: %w", a.cfg.Service, err)
 	}
-	if err != nil {
-		return fmt.Errorf("agent: registering %s for discovery: %w", a.cfg.Service, err)
-	}
-	a.svc = svc
 	a.started = true
 	// Discoverable first, then in the queue groups (once healthy).
 	if a.in.enabled() {
@@ -303,25 +294,6 @@ func (a *Agent) version() string {
 		return a.cfg.Version
 	}
 	return "0.0.0"
-}
-
-func (a *Agent) metadata() map[string]string {
-	md := map[string]string{}
-	if a.cfg.Subset != "" {
-		md["natsmesh.subset"] = a.cfg.Subset
-	}
-	if !a.in.enabled() {
-		md["natsmesh.inbound"] = "none"
-		return md
-	}
-	subjects, queues := wire.ServiceSubjects(a.cfg.Service, a.cfg.Subset)
-	for i, s := range subjects {
-		md[fmt.Sprintf("natsmesh.subject.%d", i)] = s + " queue=" + queues[i]
-	}
-	if a.upstream != nil {
-		md["natsmesh.upstream"] = a.upstream.Redacted()
-	}
-	return md
 }
 
 // HasInbound reports whether the agent serves calls to its service (it has an
@@ -367,7 +339,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		}
 	}
 	a.closed = true
-	stop, svc := a.stop, a.svc
+	stop, disc := a.stop, a.disc
 	a.mu.Unlock()
 
 	finished := make(chan error, 1)
@@ -378,10 +350,8 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		}
 		errs = append(errs, a.in.shutdown())
 		errs = append(errs, a.out.shutdown(context.Background()))
-		if svc != nil {
-			if err := svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-				errs = append(errs, err)
-			}
+		if disc != nil {
+			errs = append(errs, disc.Stop())
 		}
 		close(a.done)
 		finished <- errors.Join(errs...)

@@ -509,8 +509,14 @@ func TestDiscoveryWithMicro(t *testing.T) {
 		t.Errorf("$SRV.PING.orders answered %s (%v)", ping.Data, err)
 	}
 	o := found["orders"]
-	if o.Version != "2.1.0" || o.Metadata["natsmesh.subset"] != "v2" || !strings.Contains(o.Metadata["natsmesh.subject.1"], "mesh.orders.v2.>") {
+	if o.Version != "2.1.0" || o.Metadata["natsmesh.subset"] != "v2" || o.Metadata["natsmesh.serving"] != "true" ||
+		len(o.Endpoints) != 2 || o.Endpoints[1].Subject != "mesh.orders.v2.>" || o.Endpoints[1].QueueGroup != "orders.v2" {
 		t.Errorf("orders info = %+v", o)
+	}
+	// An outbound-only agent has no inbound subjects and no empty subset.
+	w := found["web"]
+	if _, ok := w.Metadata["natsmesh.subset"]; ok || len(w.Endpoints) != 0 || w.Metadata["natsmesh.inbound"] != "none" {
+		t.Errorf("web info = %+v", w)
 	}
 }
 

@@ -28,11 +28,16 @@
 // inbox prefix the mesh's permissions expect, and New refuses a connection
 // without it. [Sidecar] is an agent with its connection, listeners, live
 // mesh file (SidecarConfig.Policy) and admin endpoint ([Agent.AdminHandler]:
-// /healthz, /readyz, /config, /debug/pprof/), what `natsmesh agent` runs.
-// Each instance registers for discovery ($SRV.PING, $SRV.INFO, `nats micro
-// ls`), with its subset and subjects in the metadata, and answers on
-// [StatusSubject] whether it serves now. Passive health (package traffic)
-// uses that: an instance whose service keeps failing leaves its queue
-// groups for a cool-off (outlier.go), unless its siblings' answers show it
-// would leave a group empty.
+// /healthz, /readyz, /config, /debug/pprof/, and /metrics when the command
+// adds it), what `natsmesh agent` runs. Each instance answers the discovery
+// requests of nats.go/micro services ($SRV.PING, $SRV.INFO, $SRV.STATS; see
+// discovery.go and package internal/discovery), so `nats micro ls`, `info`
+// and `stats` show it: an endpoint per inbound subject with the counts of
+// its inbound pipeline, its subset, version and serving state in the
+// metadata, and under "natsmesh" in the STATS answer the per-edge snapshot
+// of [Agent.Stats]. It also answers on [StatusSubject] whether it serves
+// now. Passive health (package traffic) uses that: an instance whose
+// service keeps failing leaves its queue groups for a cool-off
+// (outlier.go), unless its siblings' answers show it would leave a group
+// empty.
 package agent

@@ -140,7 +140,7 @@ func (in *inbound) prepare() error {
 	d, err := pipeline.NewInbound(in.a.nc, pipeline.InboundConfig{
 		Service:       in.a.cfg.Service,
 		Handler:       in.handlers(),
-		Middleware:    chain.Inbound(in.a.chainOptions(), in.a.cfg.Inbound...),
+		Middleware:    append([]pipeline.InboundMiddleware{in.a.countEndpoints}, chain.Inbound(in.a.chainOptions(), in.a.cfg.Inbound...)...),
 		MaxConcurrent: in.a.cfg.MaxConcurrent,
 		Timeout:       in.a.cfg.Timeout,
 		Logger:        in.a.log,
@@ -251,6 +251,7 @@ func (in *inbound) subscribe() error {
 		in.a.log.Warn("flushing subscriptions", "err", err)
 	}
 	in.firstOnce.Do(func() { close(in.firstServing) })
+	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, true)
 	return nil
 }
 
@@ -284,6 +285,7 @@ func (in *inbound) withdraw() {
 	in.subs = nil
 	in.draining = append(in.draining, draining...)
 	in.mu.Unlock()
+	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, false)
 }
 
 // drainTimeout bounds the wait for a subscription's delivered messages.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natsmesh/natsmesh/traffic"
 )
@@ -21,10 +20,10 @@ import (
 // counting the siblings, so that the last serving instance of a queue
 // group never leaves.
 //
-// Siblings are counted through discovery: every agent adds an endpoint
-// "natsmesh-status" to its nats.go/micro registration, on the subject
-// StatusSubject(service) and outside any queue group, so one request is
-// answered by every instance of the service with its [Status].
+// Siblings are counted through discovery: every agent's discovery
+// responder also answers on the subject StatusSubject(service), outside
+// any queue group, so one request is answered by every instance of the
+// service with its [Status].
 
 // StatusSubject is the discovery subject on which every instance of
 // service answers with its [Status] (in the $SRV namespace of nats.go
@@ -33,7 +32,7 @@ func StatusSubject(service string) string { return "$SRV.STATUS." + service }
 
 // Status is one instance's answer on StatusSubject.
 type Status struct {
-	// ID is the instance's micro service ID.
+	// ID is the instance's discovery ID ($SRV.*.SERVICE.ID).
 	ID string `json:"id"`
 	// Subset is its subset, "" for none.
 	Subset string `json:"subset,omitempty"`
@@ -114,14 +113,15 @@ func (in *inbound) endEjection() {
 	}
 }
 
-// addStatusEndpoint answers StatusSubject on svc, the agent's discovery
-// registration.
-func (a *Agent) addStatusEndpoint(svc micro.Service) error {
-	id := svc.Info().ID
-	return svc.AddEndpoint("natsmesh-status", micro.HandlerFunc(func(r micro.Request) {
+// statusHandler answers StatusSubject as the instance id.
+func (a *Agent) statusHandler(id string) nats.MsgHandler {
+	return func(m *nats.Msg) {
 		st := Status{ID: id, Subset: a.cfg.Subset, Inbound: a.in.enabled(), Serving: a.in.serving(), Ejected: a.in.ejected() != ""}
-		r.RespondJSON(st) //nolint:errcheck // the asker counts whoever answers
-	}), micro.WithEndpointSubject(StatusSubject(a.cfg.Service)), micro.WithEndpointQueueGroupDisabled())
+		b, err := json.Marshal(st)
+		if err == nil && m.Reply != "" {
+			m.Respond(b) //nolint:errcheck // the asker counts whoever answers
+		}
+	}
 }
 
 // siblingsQuiet is how long a discovery round waits for one more answer.

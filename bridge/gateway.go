@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
+	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -210,6 +211,13 @@ type Gateway struct {
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
 	admin                                       http.Handler
+	tel                                         *telemetry.Telemetry
+	disc                                        *discovery.Responder
+	id                                          string    // instance ID in discovery
+	started                                     time.Time // when discovery started
+	// requestLevel is the level of the gateway's own line per request:
+	// Debug when the telemetry's access log has one already.
+	requestLevel slog.Level
 
 	mu      sync.Mutex
 	closed  bool
@@ -252,9 +260,17 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
 		readTimeout:       cfg.ReadTimeout,
 		idleTimeout:       cfg.IdleTimeout,
+		tel:               cfg.Telemetry,
+		requestLevel:      slog.LevelInfo,
+	}
+	if cfg.Telemetry.AccessLogging() {
+		g.requestLevel = slog.LevelDebug
 	}
 	if g.admin, err = admin.New(admin.Config{Ready: g.readiness, Handlers: cfg.Admin}); err != nil {
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
+	}
+	if g.disc, err = g.startDiscovery(cfg.Conn); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -385,7 +401,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				answer(nil, wire.Errorf(wire.KindInternal, "gateway panic"))
 			}
 		}
-		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
+		g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
 	if len(r.TransferEncoding) > 0 {

@@ -39,8 +39,9 @@ func (g *Gateway) Serve(l net.Listener, tlsConfig *tls.Config) error {
 }
 
 // Shutdown stops the servers Serve runs: they stop accepting, finish the
-// requests in flight (each bounded by the gateway's Timeout), and close.
-// It is safe to call more than once.
+// requests in flight (each bounded by the gateway's Timeout), and close;
+// then the gateway stops answering discovery. It is safe to call more than
+// once.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.closed = true
@@ -48,11 +49,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.servers = nil
 	g.mu.Unlock()
 	var wg sync.WaitGroup
-	errs := make([]error, len(servers))
+	errs := make([]error, len(servers)+1)
 	for i, srv := range servers {
 		wg.Go(func() { errs[i] = srv.Shutdown(ctx) })
 	}
 	wg.Wait()
+	errs[len(servers)] = g.disc.Stop()
 	return errors.Join(errs...)
 }
 

@@ -74,12 +74,18 @@ func (c *Call) MeshSubject() string {
 }
 
 // Clone returns a copy of c with a header map of its own (the values are
-// shared: they are never written in place) and the same body.
+// shared: they are never written in place) and the same body. The clone of
+// a received call is a received call whose message has the clone's header,
+// so a handler that reads the message ([Call.Msg]) sees what a middleware
+// changed.
 func (c *Call) Clone() *Call {
 	d := *c
 	d.Header = make(nats.Header, len(c.Header)+1)
 	for k, vs := range c.Header {
 		d.Header[k] = vs
+	}
+	if c.msg != nil {
+		d.msg = &nats.Msg{Subject: c.msg.Subject, Reply: c.msg.Reply, Header: d.Header, Data: c.msg.Data, Sub: c.msg.Sub}
 	}
 	return &d
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -44,6 +45,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		policy   string
 		grace    time.Duration
 		logLevel slog.Level
+		tf       telemetryFlags
 	)
 	fs.StringVar(&cfg.Service, "service", "", "this service's `name` ([a-z0-9-]; required)")
 	fs.StringVar(&cfg.Subset, "subset", "", "this instance's subset `label`, e.g. a version (v2) or canary; callers reach it as v2.SERVICE")
@@ -53,7 +55,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&grpcAddr, "grpc-proxy", "127.0.0.1:15002", "outbound gRPC (h2c) proxy listener `address`, or \"off\"")
 	fs.Var(&binds, "bind", "per-destination listener `DEST=ADDR` (orders=127.0.0.1:9191, v2.orders=...), comma-separated or repeated")
 	fs.Var(&domains, "domain", "mesh `domain` accepted after a service name (svc.cluster.local: http://orders.svc.cluster.local/), comma-separated or repeated; .mesh always is")
-	fs.StringVar(&admin, "admin", "127.0.0.1:15090", "admin listener `address` (/healthz, /readyz, /debug/pprof/), or \"off\"")
+	fs.StringVar(&admin, "admin", "127.0.0.1:15090", "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/), or \"off\"")
 	fs.StringVar(&cfg.Health.Path, "health", "", "HTTP health check `path` on the upstream (default: TCP connect; gRPC health for h2c)")
 	fs.DurationVar(&cfg.Health.Interval, "health-interval", 2*time.Second, "time between health checks")
 	fs.IntVar(&cfg.Health.FailThreshold, "health-fails", 3, "failed checks in a row that withdraw the instance")
@@ -66,6 +68,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	procs := fs.Int("procs", 1, "CPU `cores` the agent runs on at once (GOMAXPROCS; 0: all). One, like a sidecar proxy's single worker, costs the least CPU per call")
 	nf.register(fs)
+	tf.register(fs)
 	deprecate(fs, "http", "proxy")
 	deprecate(fs, "grpc", "grpc-proxy")
 	deprecate(fs, "version", "service-version")
@@ -92,6 +95,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// (see docs/decisions.md).
 		runtime.GOMAXPROCS(*procs)
 	}
+	tel, err := tf.build(cfg.Service, stdout)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer tel.Shutdown(context.Background())
+	cfg.Telemetry = tel
+	cfg.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
 	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin, Policy: policy}
 	for _, b := range binds.vals {
 		dest, addr, ok := strings.Cut(b, "=")

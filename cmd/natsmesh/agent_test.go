@@ -30,6 +30,7 @@ import (
 type proc struct {
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
+	stdout *lockedBuffer
 	exited chan error
 }
 
@@ -42,8 +43,8 @@ func startProc(t *testing.T, args ...string) *proc {
 func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd, _, _ := natsmesh(t, env, args...)
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
-	cmd.Stderr = p.stderr
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, exited: make(chan error, 1)}
+	cmd.Stderr, cmd.Stdout = p.stderr, p.stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -48,12 +48,13 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var (
 		routes   stringList
 		logLevel slog.Level
+		tf       telemetryFlags
 	)
 	listen := fs.String("gateway", "127.0.0.1:8080", "edge gateway listener `address` (host:port) for outside HTTP clients")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("service", "bridge", "the gateway's service `name` in the mesh: the caller its calls come from")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
-	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /debug/pprof/, the dashboard at /ui/), or \"off\"")
+	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/, the dashboard at /ui/), or \"off\"")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
 	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
@@ -61,6 +62,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	config := configFlag(fs)
 	var nf natsFlags
 	nf.register(fs)
+	tf.register(fs)
 	deprecate(fs, "listen", "gateway")
 	deprecate(fs, "name", "service")
 	if err := parseFlags(fs, args); err != nil {
@@ -99,6 +101,12 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	tel, err := tf.build(*name, stdout)
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	defer tel.Shutdown(context.Background())
+	cfg.Telemetry = tel
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("bridge: gateway listener: %w", err)
@@ -130,7 +138,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /config": policies.Handler(cfg.Policies)}
+	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /config": policies.Handler(cfg.Policies), "GET /metrics": tel.MetricsHandler()}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err

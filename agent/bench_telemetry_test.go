@@ -1,0 +1,74 @@
+package agent_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/telemetry"
+)
+
+// The cost of telemetry per call: the benchmarks of bench_test.go again
+// with a Telemetry on both agents. "Metrics": metrics and the snapshot's
+// counters, tracing off (no OTEL_* exporter), as `natsmesh agent` runs by
+// default. "Tracing": also a span per call, attempt and served call,
+// every one sampled, batched to an exporter that drops them. Compare with
+// the benchmark of the same name without the suffix (README, "Cost of
+// telemetry").
+
+func benchTelemetry(b *testing.B, tracing bool) func() *telemetry.Telemetry {
+	var cfg telemetry.Config
+	if tracing {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		b.Cleanup(func() { tp.Shutdown(context.Background()) })
+		cfg.TracerProvider = tp
+	}
+	return func() *telemetry.Telemetry {
+		tel, err := telemetry.New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { tel.Shutdown(context.Background()) })
+		return tel
+	}
+}
+
+func benchHTTPInProcess(b *testing.B, tel func() *telemetry.Telemetry) {
+	url := meshtest.Broker(b).ClientURL()
+	benchAgent(b, url, agent.Config{Service: "echo", Telemetry: tel()}, func(a *agent.Agent) { a.Handle(http.HandlerFunc(echo)) })
+	client := &http.Client{Transport: benchAgent(b, url, agent.Config{Service: "client", Telemetry: tel()}, nil).Transport()}
+	b.ReportAllocs()
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		httpCall(b, client, "http://echo/echo")
+	}
+}
+
+func BenchmarkAgentHTTPInProcessMetrics(b *testing.B) {
+	benchHTTPInProcess(b, benchTelemetry(b, false))
+}
+func BenchmarkAgentHTTPInProcessTracing(b *testing.B) { benchHTTPInProcess(b, benchTelemetry(b, true)) }
+
+func benchHTTPSidecar(b *testing.B, tel func() *telemetry.Telemetry) {
+	url := meshtest.Broker(b).ClientURL()
+	upstream := httptest.NewServer(http.HandlerFunc(echo))
+	b.Cleanup(upstream.Close)
+	benchAgent(b, url, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()}, nil)
+	proxy := httptest.NewServer(benchAgent(b, url, agent.Config{Service: "client", Telemetry: tel()}, nil).HTTPProxy())
+	b.Cleanup(proxy.Close)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(b, proxy.URL))}}
+	b.ReportAllocs()
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		httpCall(b, client, "http://echo/echo")
+	}
+}
+
+func BenchmarkAgentHTTPSidecarMetrics(b *testing.B) { benchHTTPSidecar(b, benchTelemetry(b, false)) }
+func BenchmarkAgentHTTPSidecarTracing(b *testing.B) { benchHTTPSidecar(b, benchTelemetry(b, true)) }

@@ -1,0 +1,199 @@
+package telemetry
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// kinds are the mesh error kinds a metric label may carry; any other kind
+// (a reply may carry whatever a NATS client wrote) counts as "other", so
+// the label's values stay bounded.
+var kinds = []wire.Kind{
+	wire.KindNoResponders, wire.KindTimeout, wire.KindCircuitOpen, wire.KindOverloaded,
+	wire.KindRateLimited, wire.KindForbidden, wire.KindTooLarge, wire.KindHeadersTooLarge,
+	wire.KindBadRequest, wire.KindNoRoute, wire.KindUpstream, wire.KindUpstreamRefused,
+	wire.KindBrokerUnavailable, wire.KindInternal, "other",
+}
+
+// kindIndex is 1 + the index of k in kinds; 0 is no mesh error.
+func kindIndex(k wire.Kind) int {
+	if k == "" {
+		return 0
+	}
+	for i, kk := range kinds[:len(kinds)-1] {
+		if k == kk {
+			return i + 1
+		}
+	}
+	return len(kinds)
+}
+
+// kindLabel is the mesh_error label of a kind index.
+func kindLabel(i int) string {
+	if i == 0 {
+		return ""
+	}
+	return string(kinds[i-1])
+}
+
+// Status classes: HTTP's 1xx to 5xx, "other" for a status outside them,
+// then gRPC's codes by name.
+const (
+	httpOther  = 5
+	grpcBase   = 6
+	grpcCodes  = 17
+	grpcOther  = grpcBase + grpcCodes
+	numStatus  = grpcOther + 1
+	numKinds   = 16 // len(kinds) + 1
+	numOutcome = numStatus * numKinds
+)
+
+var statusLabels = func() [numStatus]string {
+	var l [numStatus]string
+	copy(l[:], []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"})
+	for c := range grpcCodes {
+		l[grpcBase+c] = codes.Code(c).String()
+	}
+	l[grpcOther] = "other"
+	return l
+}()
+
+// outcome is how a call ended, as metrics and spans tell it.
+type outcome struct {
+	status int  // index into statusLabels
+	kind   int  // kindIndex; 0 for the service's own answer
+	err    bool // counts as an error: a mesh error, or the service failed
+	code   int  // the HTTP status or gRPC code
+}
+
+func (o outcome) id() int { return o.status*numKinds + o.kind }
+
+func httpClass(status int) int {
+	if status < 100 || status > 599 {
+		return httpOther
+	}
+	return status/100 - 1
+}
+
+func grpcClass(c codes.Code) int {
+	if c >= grpcCodes {
+		return grpcOther
+	}
+	return grpcBase + int(c)
+}
+
+// grpcServerError reports whether a gRPC code says the server failed (the
+// codes OpenTelemetry's RPC conventions count as server errors); the others
+// are the caller's mistakes, like HTTP's 4xx.
+func grpcServerError(c codes.Code) bool {
+	switch c {
+	case codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
+// classify reads the outcome of a call of proto from its reply or error.
+// A mesh error counts as an error, whatever its status; a service's answer
+// does when it is a 5xx (HTTP) or a server-error code (gRPC).
+func classify(proto wire.Proto, reply *nats.Msg, err error) outcome {
+	if err != nil {
+		e := wire.FromError(err)
+		o := outcome{kind: kindIndex(e.Kind), err: true}
+		if proto == wire.ProtoGRPC {
+			c := e.GRPCCode()
+			o.status, o.code = grpcClass(c), int(c)
+		} else {
+			o.code = e.HTTPStatus()
+			o.status = httpClass(o.code)
+		}
+		return o
+	}
+	var h nats.Header
+	if reply != nil {
+		h = reply.Header
+	}
+	if proto == wire.ProtoGRPC {
+		c := codes.OK
+		if v := h.Get(wire.HeaderGRPCStatus); v != "" {
+			n, perr := strconv.ParseUint(v, 10, 32)
+			if perr != nil {
+				n = uint64(codes.Unknown)
+			}
+			c = codes.Code(n)
+		} else if h.Get("Nats-Service-Error-Code") != "" {
+			c = codes.Unknown
+		}
+		return outcome{status: grpcClass(c), code: int(c), err: grpcServerError(c)}
+	}
+	status := http200
+	if v := h.Get(wire.HeaderStatus); v != "" {
+		status, _ = strconv.Atoi(v)
+	} else if v := h.Get("Nats-Service-Error-Code"); v != "" {
+		// A nats.go/micro service's error reply (see wire.DecodeHTTPResponse).
+		if status, _ = strconv.Atoi(v); status < 400 || status > 599 {
+			status = 500
+		}
+	}
+	return outcome{status: httpClass(status), code: status, err: status >= 500}
+}
+
+const http200 = 200
+
+// Latency buckets: the same bounds for the Prometheus histograms (in
+// seconds) and the snapshot's (in milliseconds), from half a millisecond,
+// the cost of a hop on one machine, to ten seconds.
+var (
+	boundsMS  = []float64{0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
+	boundsS   = func() []float64 { return scaled(boundsMS, 1e-3) }()
+	boundsDur = func() []time.Duration {
+		d := make([]time.Duration, len(boundsMS))
+		for i, b := range boundsMS {
+			d[i] = time.Duration(b * float64(time.Millisecond))
+		}
+		return d
+	}()
+)
+
+const numBuckets = 15 // len(boundsMS) + 1
+
+func scaled(v []float64, f float64) []float64 {
+	s := make([]float64, len(v))
+	for i, x := range v {
+		s[i] = x * f
+	}
+	return s
+}
+
+// bucket is the index of the latency bucket d falls in: the first bound at
+// or above it, or the last bucket past every bound.
+func bucket(d time.Duration) int {
+	for i, b := range boundsDur {
+		if d <= b {
+			return i
+		}
+	}
+	return len(boundsDur)
+}
+
+// Failed says how a call of proto that ended with reply or err failed, by
+// the rule the error metrics count by (a mesh error, a 5xx, a gRPC
+// server-error code), for a log line or discovery's last_error; "" when it
+// did not fail.
+func Failed(proto wire.Proto, reply *nats.Msg, err error) string {
+	o := classify(proto, reply, err)
+	switch {
+	case !o.err:
+		return ""
+	case err != nil:
+		return wire.FromError(err).Error()
+	case proto == wire.ProtoGRPC:
+		return "grpc status " + codes.Code(o.code).String()
+	}
+	return "status " + strconv.Itoa(o.code)
+}
