@@ -56,6 +56,11 @@ type Config struct {
 	// broker-unavailable. Zero means pipeline.DefaultReconnectGrace (2s);
 	// negative fails at once.
 	ReconnectGrace time.Duration
+	// BodyTimeout bounds the reading of a request body on the outbound HTTP
+	// listeners (proxy and binds), from the end of the headers: a client
+	// that stalls gets 408 request-timeout. Zero means
+	// httpguard.DefaultBodyTimeout (10s); negative means no bound.
+	BodyTimeout time.Duration
 	// Domains are mesh domains accepted after a service name in a request's
 	// host ("orders.svc.cluster.local" with "svc.cluster.local"), besides
 	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
@@ -339,7 +344,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			stop()
 		}
 		errs = append(errs, a.in.shutdown())
-		errs = append(errs, a.out.shutdown(context.Background()))
+		// The outbound listeners' servers close what is left when ctx
+		// ends: a stalled client must not hold up the exit.
+		errs = append(errs, a.out.shutdown(ctx))
 		if svc != nil {
 			if err := svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 				errs = append(errs, err)

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -78,6 +79,26 @@ func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
 	return m, nil
 }
 
+// CheckHeaderLimits applies lim's header bounds (MaxHeaders,
+// MaxHeaderBytes) to h counted as [EncodeHTTPRequest] counts them: the
+// end-to-end headers, hop-by-hop ones and Content-Length left out. A
+// gateway that adds headers of its own checks the client's with it first,
+// so what it adds never counts against the client.
+func CheckHeaderLimits(h http.Header, lim Limits) error {
+	conn := connectionTokens(h["Connection"])
+	count, size := 0, 0
+	for k, vs := range h {
+		if isHopByHop(k, conn) || strings.EqualFold(k, "Content-Length") || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+			count++
+		}
+	}
+	return checkSize(&nats.Msg{}, count, size, Limits{MaxPayload: 1 << 62, MaxHeaders: lim.HeadersLimit(), MaxHeaderBytes: lim.HeaderBytesLimit()})
+}
+
 // checkFraming rejects requests whose length is ambiguous, the root of
 // request smuggling (RFC 9112 section 6.3).
 func checkFraming(h http.Header, te []string) error {
@@ -117,6 +138,12 @@ func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
 	buf := bytes.NewBuffer(make([]byte, 0, capacity))
 	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
 	if err != nil {
+		// A listener's own verdict (a body that timed out: request-timeout)
+		// stands; anything else is a broken request.
+		var me *Error
+		if errors.As(err, &me) {
+			return nil, me
+		}
 		return nil, &Error{Kind: KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
 	}
 	if n > max {
