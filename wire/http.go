@@ -246,7 +246,10 @@ func validValues(vs []string) bool {
 // DecodeHTTPRequest turns a request message into a server-side *http.Request
 // (as an http.Handler receives it) under ctx. When the message carries a
 // timeout, the request's context gets that deadline; call cancel when done.
-// It fails with KindBadRequest when the message is not an HTTP request.
+// It fails with KindBadRequest when the message is not an HTTP request, and
+// when a value that goes into the request line or Host is not valid there
+// (Mesh-Method, Mesh-Path, Mesh-Query, Mesh-Host): whatever it accepts
+// serializes as one request line with the same method, target and Host.
 func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cancel context.CancelFunc, err error) {
 	method := m.Header.Get(HeaderMethod)
 	if method == "" || !validMethod(method) {
@@ -261,12 +264,20 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 	if path == "" {
 		path = "/"
 	}
-	if path[0] != '/' {
-		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %q", HeaderPath, path)}
+	if path[0] != '/' || !validTarget(path, "?#") {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderPath, path)}
 	}
 	requestURI := path
 	if q := m.Header.Get(HeaderQuery); q != "" {
+		if !validTarget(q, "") {
+			return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderQuery, q)}
+		}
 		requestURI += "?" + q
+	}
+	host := m.Header.Get(HeaderHost)
+	if !httpguts.ValidHostHeader(host) {
+		// Go's client would refuse to send it, or send no Host at all.
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderHost, host)}
 	}
 	u, err := url.ParseRequestURI(requestURI)
 	if err != nil {
@@ -286,7 +297,7 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 		ProtoMinor:    1,
 		Header:        h,
 		Trailer:       trailer,
-		Host:          m.Header.Get(HeaderHost),
+		Host:          host,
 		RequestURI:    requestURI,
 		ContentLength: int64(len(m.Data)),
 		Body:          http.NoBody,
@@ -299,6 +310,20 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 		h.Set("Content-Length", strconv.Itoa(len(m.Data)))
 	}
 	return r.WithContext(ctx), cancel, nil
+}
+
+// validTarget reports whether s may stand in a request line's target: no
+// space (which would end the target and start a forged version, "a=1
+// HTTP/0.9"), no control byte, none of also. A message may
+// come from any NATS client, so what EncodeHTTPRequest never produces must
+// still be refused here.
+func validTarget(s, also string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || strings.IndexByte(also, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // validMethod reports whether m is an HTTP token (RFC 9110 section 5.6.2).
