@@ -51,6 +51,11 @@ type Config struct {
 	// inbound call whose message propagates none. Zero means
 	// pipeline.DefaultTimeout (30s).
 	Timeout time.Duration
+	// MaxTimeout bounds the deadline an outbound caller sets: an HTTP
+	// client's Mesh-Timeout request header (see docs/wire.md), a gRPC
+	// client's grpc-timeout, an in-process caller's context. Zero means no
+	// bound; a route's timeout in the mesh file bounds its calls further.
+	MaxTimeout time.Duration
 	// ReconnectGrace is how long an outbound call made while the broker
 	// connection is down waits for it to return before failing with
 	// broker-unavailable. Zero means pipeline.DefaultReconnectGrace (2s);
@@ -130,6 +135,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	send, err := pipeline.NewOutbound(nc, pipeline.OutboundConfig{
 		Timeout:        cfg.Timeout,
+		MaxTimeout:     cfg.MaxTimeout,
 		ReconnectGrace: cfg.ReconnectGrace,
 		Middleware:     chain.Outbound(cfg.chainOptions(), cfg.Outbound...),
 	})
@@ -180,8 +186,8 @@ func (c *Config) normalize() (*url.URL, error) {
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = pipeline.DefaultMaxConcurrent
 	}
-	if c.Timeout < 0 {
-		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, c.Timeout)
+	if c.Timeout < 0 || c.MaxTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, min(c.Timeout, c.MaxTimeout))
 	}
 	if c.Timeout == 0 {
 		c.Timeout = pipeline.DefaultTimeout

@@ -156,12 +156,21 @@ func (a *Agent) forwardHTTP(w http.ResponseWriter, r *http.Request, service, sub
 
 // roundTrip sends one HTTP call to service over the outbound pipeline. Mesh
 // failures come back as *wire.Error.
+//
+// The client may set its deadline with a Mesh-Timeout request header
+// (pipeline.CallerDeadline), bounded by Config.MaxTimeout.
 func (a *Agent) roundTrip(r *http.Request, service, subset string) (*http.Response, error) {
+	ctx, cancel, err := pipeline.CallerDeadline(r.Context(), r)
+	defer cancel()
+	if err != nil {
+		closeBody(r)
+		return nil, err
+	}
 	c, err := pipeline.NewHTTPCall(r, pipeline.Call{Service: service, Subset: subset, Caller: a.cfg.Service}, a.limitsNow())
 	if err != nil {
 		return nil, err
 	}
-	return pipeline.SendHTTP(r.Context(), a.send, c)
+	return pipeline.SendHTTP(ctx, a.send, c)
 }
 
 // Transport returns an http.RoundTripper that sends requests over the mesh

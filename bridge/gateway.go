@@ -402,6 +402,12 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	// connection allows.
 	ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
 	defer cancel()
+	// A client may ask for less with Mesh-Timeout, never for more.
+	ctx, cancelCaller, err := pipeline.CallerDeadline(ctx, r)
+	defer cancelCaller()
+	if err != nil {
+		return nil, err
+	}
 	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
 	out.Header = r.Header.Clone()
 	if out.Header == nil {

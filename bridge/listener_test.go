@@ -133,3 +133,43 @@ func TestGatewayEmptyHost(t *testing.T) {
 		t.Errorf("X-Forwarded-Host %q for a request without Host", c.HeaderValue("X-Forwarded-Host"))
 	}
 }
+
+// TestGatewayCallerDeadline: issue 9 item 10, at the edge: Mesh-Timeout
+// shortens the gateway's own timeout, never lengthens it, and is not sent on
+// as a header of the service's.
+func TestGatewayCallerDeadline(t *testing.T) {
+	left := make(chan time.Duration, 2)
+	g, err := NewGateway(GatewayConfig{
+		Conn:    gatewayConn(t, runServer(t)),
+		Routes:  []Route{{PathPrefix: "/", Service: "web"}},
+		Logger:  discardLogger(),
+		Timeout: time.Second,
+		Middleware: stub(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+			d, _ := ctx.Deadline()
+			left <- time.Until(d)
+			if c.HeaderValue("Mesh-Hdr-Mesh-Timeout") != "" {
+				t.Error("the client's Mesh-Timeout was sent on as a service header")
+			}
+			return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := startGateway(t, g)
+	for _, tt := range []struct {
+		header string
+		max    time.Duration
+	}{{"100ms", 100 * time.Millisecond}, {"1h", time.Second}} {
+		req, _ := http.NewRequest("GET", base+"/", nil)
+		req.Header.Set("Mesh-Timeout", tt.header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if l := <-left; l > tt.max {
+			t.Errorf("Mesh-Timeout %s: call had %v left, want at most %v", tt.header, l, tt.max)
+		}
+	}
+}

@@ -37,7 +37,7 @@ func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
 		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("body of %d bytes exceeds max_payload (%d bytes)", r.ContentLength, lim.PayloadLimit())}
 	}
 	m := &nats.Msg{Header: make(nats.Header, len(r.Header)+5)}
-	n, size := copyHeaders(m.Header, r.Header, "")
+	n, size := copyHeaders(m.Header, r.Header, "", HeaderTimeout)
 	// The Go server moves trailers declared up front to r.Trailer; they are
 	// only known after the body is read, below.
 	m.Header[HeaderMethod] = []string{r.Method}
@@ -72,7 +72,7 @@ func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
 			m.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
 		}
 	}
-	tn, tsize := copyHeaders(m.Header, r.Trailer, trailerPrefix)
+	tn, tsize := copyHeaders(m.Header, r.Trailer, trailerPrefix, "")
 	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
 		return nil, err
 	}
@@ -153,14 +153,15 @@ func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
 }
 
 // copyHeaders copies the end-to-end headers of src into dst, under escaped
-// names behind prefix, and returns how many values and bytes it copied.
-func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size int) {
+// names behind prefix, leaving out skip (any spelling) when set, and
+// returns how many values and bytes it copied.
+func copyHeaders(dst nats.Header, src http.Header, prefix, skip string) (count, size int) {
 	if len(src) == 0 {
 		return 0, 0
 	}
 	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
-		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) {
+		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) || (skip != "" && strings.EqualFold(k, skip)) {
 			continue
 		}
 		if !httpguts.ValidHeaderFieldName(k) {
@@ -345,8 +346,8 @@ func validMethod(m string) bool {
 // or headers over lim, give a *Error instead, to be sent with [ErrorMsg].
 func HTTPResponseMsg(status int, header http.Header, body []byte, trailer http.Header, lim Limits) (*nats.Msg, error) {
 	m := &nats.Msg{Header: make(nats.Header, len(header)+2), Data: body}
-	n, size := copyHeaders(m.Header, header, "")
-	tn, tsize := copyHeaders(m.Header, trailer, trailerPrefix)
+	n, size := copyHeaders(m.Header, header, "", "")
+	tn, tsize := copyHeaders(m.Header, trailer, trailerPrefix, "")
 	m.Header[HeaderStatus] = []string{strconv.Itoa(status)}
 	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
 		return nil, err
