@@ -48,4 +48,3 @@ func CallerDeadline(ctx context.Context, r *http.Request) (context.Context, cont
 	ctx, cancel := context.WithTimeout(ctx, d)
 	return ctx, cancel, nil
 }
-
