@@ -27,7 +27,7 @@ lint:
 # side-by-side benchmark of every way to reach a loopback echo service
 # (natsmesh bench; its table also goes to bench-results/latest.json).
 bench: build
-	go test -run '^$$' -bench . -benchmem ./bridge/ ./agent/
+	go test -run '^$$' -bench . -benchmem ./wire/ ./meshgrpc/ ./agent/
 	bin/natsmesh bench
 
 # nginx for the bench's classic sidecar-pair scenario, from Debian packages;
@@ -47,7 +47,7 @@ demo: build
 # Fuzz every target in turn for FUZZTIME each (the seeds alone run in make
 # test). New crashers land in testdata/fuzz/ and become regression seeds.
 FUZZTIME ?= 1m
-FUZZPKGS ?= ./bridge/ ./agent/
+FUZZPKGS ?= ./wire/ ./internal/httpguard/ ./policies/
 fuzz:
 	@for pkg in $(FUZZPKGS); do \
 	  for t in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -105,7 +106,8 @@ type Agent struct {
 	in  *inbound
 	out *outbound
 	// send is the outbound pipeline every outbound entry point uses.
-	send *pipeline.Outbound
+	send  *pipeline.Outbound
+	admin http.Handler
 
 	mu      sync.Mutex
 	started bool
@@ -152,6 +154,9 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	a.out = newOutbound(a)
 	a.in = newInbound(a)
+	if a.admin, err = admin.New(admin.Config{Ready: a.Readiness, Handlers: cfg.Admin}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	return a, nil
 }
 
@@ -244,12 +249,9 @@ func (a *Agent) Start() error {
 		return nil
 	}
 	if a.in.enabled() {
-		ctx, cancel := context.WithCancel(context.Background())
-		if err := a.in.start(ctx); err != nil {
-			cancel()
+		if err := a.in.prepare(); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
-		a.stop = cancel
 	}
 	svc, err := micro.AddService(a.nc, micro.Config{
 		Name:        a.cfg.Service,
@@ -261,13 +263,16 @@ func (a *Agent) Start() error {
 		// dispatches concurrently; micro endpoints do neither.
 	})
 	if err != nil {
-		if a.stop != nil {
-			a.stop()
-		}
 		return fmt.Errorf("agent: registering %s for discovery: %w", a.cfg.Service, err)
 	}
 	a.svc = svc
 	a.started = true
+	// Discoverable first, then in the queue groups (once healthy).
+	if a.in.enabled() {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stop = cancel
+		a.in.run(ctx)
+	}
 	return nil
 }
 

@@ -29,8 +29,8 @@ const grpcWindow = 1 << 20
 func (a *Agent) GRPCServer() grpc.ServiceRegistrar {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.started {
-		panic("agent: GRPCServer after Start")
+	if a.started || a.closed {
+		panic("agent: GRPCServer after Start or Shutdown")
 	}
 	if a.in.grpcServer == nil {
 		a.in.grpcServer = meshgrpc.NewServer(meshgrpc.WithLimits(a.limitsNow()))
@@ -90,5 +90,5 @@ func (in *inbound) grpcUpstream(ctx context.Context, c *pipeline.Call) (*nats.Ms
 	if err != nil {
 		return nil, &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}
 	}
-	return (&meshgrpc.Upstream{Conn: cc, Limits: in.a.limitsNow()}).ServeCall(ctx, c)
+	return (&meshgrpc.Upstream{Conn: cc, Limits: in.a.limitsNow(), OnRefused: in.onRefused}).ServeCall(ctx, c)
 }

@@ -133,7 +133,9 @@ func (in *inbound) grpcConn() (*grpc.ClientConn, error) {
 	return in.grpcCC, nil
 }
 
-func (in *inbound) start(ctx context.Context) error {
+// prepare builds the inbound pipeline, once the in-process handlers are
+// known.
+func (in *inbound) prepare() error {
 	d, err := pipeline.NewInbound(in.a.nc, pipeline.InboundConfig{
 		Service:       in.a.cfg.Service,
 		Handler:       in.handlers(),
@@ -146,15 +148,20 @@ func (in *inbound) start(ctx context.Context) error {
 		return err
 	}
 	in.dispatch = d
+	return nil
+}
+
+// run subscribes at once when there is no health check, and otherwise
+// starts the health loop, which subscribes once the service is healthy.
+func (in *inbound) run(ctx context.Context) {
 	check := in.a.checker()
 	if check == nil {
 		if err := in.subscribe(); err != nil {
 			in.a.log.Error("subscribing", "err", err)
 		}
-		return nil
+		return
 	}
 	go in.healthLoop(ctx, check)
-	return nil
 }
 
 // healthLoop runs the checks and moves the instance in and out of its queue

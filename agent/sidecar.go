@@ -7,10 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -56,6 +56,7 @@ type Sidecar struct {
 	listeners []sidecarListener
 	admin     net.Listener
 
+	started  atomic.Bool
 	a        *Agent
 	nc       *nats.Conn
 	ownConn  bool
@@ -159,8 +160,11 @@ func (s *Sidecar) Addr(purpose string) net.Addr {
 // Start connects to NATS (waiting for the first connection, see Connect,
 // unless SidecarConfig.Conn is set), starts the agent and serves every
 // listener. It does not block once connected; a listener that fails later
-// is reported on Err. Call it once.
+// is reported on Err. A second Start returns an error.
 func (s *Sidecar) Start(ctx context.Context) error {
+	if s.started.Swap(true) {
+		return errors.New("agent: Sidecar.Start called twice")
+	}
 	nc := s.cfg.Conn
 	if nc == nil {
 		cc := s.cfg.Connect
@@ -247,18 +251,17 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 // serves a service, the instance is in its queue groups) and /debug/pprof/.
 // The sidecar serves it on its admin listener; an in-process agent can
 // mount it on a server of its own.
-func (a *Agent) AdminHandler() http.Handler {
-	return admin.Handler(admin.Config{Ready: a.Readiness, Handlers: a.adminHandlers()})
-}
+func (a *Agent) AdminHandler() http.Handler { return a.admin }
 
 // Readiness returns nil while the agent takes calls, and otherwise why not:
 // shut down, no NATS connection, or (with an inbound side) not serving
 // because its service fails its health checks.
 func (a *Agent) Readiness() error {
-	select {
-	case <-a.done:
-		return errors.New("shut down")
-	default:
+	a.mu.Lock()
+	closed := a.closed
+	a.mu.Unlock()
+	if closed {
+		return errors.New("shutting down")
 	}
 	if !a.nc.IsConnected() {
 		return errors.New("no connection to the NATS broker")
@@ -267,9 +270,4 @@ func (a *Agent) Readiness() error {
 		return fmt.Errorf("not serving: %s", a.in.lastHealthError())
 	}
 	return nil
-}
-
-// adminHandlers are the agent's further admin endpoints.
-func (a *Agent) adminHandlers() map[string]http.Handler {
-	return a.cfg.Admin
 }

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -207,7 +207,7 @@ type Gateway struct {
 	log     *slog.Logger
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
-	adminHandlers                               map[string]http.Handler
+	admin                                       http.Handler
 
 	mu      sync.Mutex
 	closed  bool
@@ -235,12 +235,13 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	}
 	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{
 		Timeout:    cfg.Timeout,
+		MaxTimeout: cfg.Timeout,
 		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, Telemetry: cfg.Telemetry, Logger: cfg.Logger}, cfg.Middleware...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
-	return &Gateway{
+	g := &Gateway{
 		name:              cfg.Name,
 		routes:            routes,
 		limits:            cfg.Limits,
@@ -250,8 +251,11 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
 		readTimeout:       cfg.ReadTimeout,
 		idleTimeout:       cfg.IdleTimeout,
-		adminHandlers:     cfg.Admin,
-	}, nil
+	}
+	if g.admin, err = admin.New(admin.Config{Ready: g.readiness, Handlers: cfg.Admin}); err != nil {
+		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
+	}
+	return g, nil
 }
 
 // Validate reports whether cfg is valid apart from its connection: the
@@ -383,6 +387,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Info("bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"dest", dest, "status", status, "duration", time.Since(start))
 	}()
+	if len(r.TransferEncoding) > 0 {
+		// RFC 9112 section 6.1: close after a chunked request, so that a
+		// proxy in front that framed it by Content-Length cannot smuggle
+		// the next one (httpguard.Handler does the same for Serve; this
+		// keeps it for a Gateway mounted on another server).
+		w.Header().Set("Connection", "close")
+	}
 	resp, err := g.forward(r, &dest)
 	answer(resp, err)
 }
@@ -398,12 +409,10 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	to := pipeline.Call{Service: route.Service, Subset: route.Subset, Subject: route.Subject, Caller: g.name}
 	*dest = to.Dest()
 
-	// The gateway's own timeout applies from here, whatever the client's
-	// connection allows.
-	ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
-	defer cancel()
-	// A client may ask for less with Mesh-Timeout, never for more.
-	ctx, cancelCaller, err := pipeline.CallerDeadline(ctx, r)
+	// The outbound pipeline gives the call the gateway's Timeout (server
+	// request contexts carry no deadline); a client may ask for less with
+	// Mesh-Timeout, never for more (the pipeline's MaxTimeout).
+	ctx, cancelCaller, err := pipeline.CallerDeadline(r.Context(), r)
 	defer cancelCaller()
 	if err != nil {
 		return nil, err

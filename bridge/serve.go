@@ -8,14 +8,16 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 )
+
+// ErrClosed is returned by Serve after Shutdown.
+var ErrClosed = errors.New("bridge: gateway shut down")
 
 // Serve serves the gateway on l until Shutdown, over TLS when tlsConfig is
 // set, with the settings of [Gateway.Server] and the framing guard
 // (httpguard: ambiguous framing gets 400 and the connection closed). It
-// returns nil after Shutdown. The guard sees the bytes Go's HTTP parser
+// returns nil after Shutdown, and ErrClosed when called after it. The guard sees the bytes Go's HTTP parser
 // sees: over TLS the decrypted ones, so TLS clients speak HTTP/1.1.
 func (g *Gateway) Serve(l net.Listener, tlsConfig *tls.Config) error {
 	srv := g.Server(l.Addr().String(), tlsConfig)
@@ -23,7 +25,7 @@ func (g *Gateway) Serve(l net.Listener, tlsConfig *tls.Config) error {
 	if g.closed {
 		g.mu.Unlock()
 		l.Close()
-		return http.ErrServerClosed
+		return ErrClosed
 	}
 	g.servers = append(g.servers, srv)
 	g.mu.Unlock()
@@ -58,9 +60,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // an orchestrator: /healthz (liveness), /readyz (ready while the NATS
 // connection is up and the gateway is not shutting down), /debug/pprof/,
 // and the endpoints of GatewayConfig.Admin.
-func (g *Gateway) AdminHandler() http.Handler {
-	return admin.Handler(admin.Config{Ready: g.readiness, Handlers: g.adminHandlers})
-}
+func (g *Gateway) AdminHandler() http.Handler { return g.admin }
 
 func (g *Gateway) readiness() error {
 	g.mu.Lock()

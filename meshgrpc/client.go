@@ -82,7 +82,7 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 	data.Free()
 	md, _ := metadata.FromOutgoingContext(ctx)
 	req := &wire.GRPCRequest{Method: method, Metadata: md, Payload: payload}
-	resp, err := Send(ctx, c.Sender, &pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits)
+	resp, err := Send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits)
 	if err != nil {
 		return err
 	}
@@ -107,16 +107,17 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 }
 
 // Send encodes req as a gRPC call to dest's service from dest's caller
-// (dest's other fields are set here), sends it through s and reads the
-// answer. A mesh failure, or a request that cannot be sent, is returned as
-// a status error; the service's own status is in the response.
-func Send(ctx context.Context, s pipeline.Sender, dest *pipeline.Call, req *wire.GRPCRequest, lim wire.Limits) (*wire.GRPCResponse, error) {
+// (the protocol, operation and message are set from req), sends it through
+// s and reads the answer. A mesh failure, or a request that cannot be sent,
+// is returned as a status error; the service's own status is in the
+// response.
+func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *wire.GRPCRequest, lim wire.Limits) (*wire.GRPCResponse, error) {
 	m, err := wire.EncodeGRPCRequest(req, lim)
 	if err != nil {
 		return nil, wire.GRPCStatus(err).Err()
 	}
 	dest.Proto, dest.Op, dest.Header, dest.Data = wire.ProtoGRPC, req.Method, m.Header, m.Data
-	reply, err := s.Send(ctx, dest)
+	reply, err := s.Send(ctx, &dest)
 	if err != nil {
 		return nil, wire.GRPCStatus(err).Err()
 	}

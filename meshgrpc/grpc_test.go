@@ -315,7 +315,9 @@ func TestClientToUpstream(t *testing.T) {
 	}
 }
 
-func TestServeGRPCUpstreamUnreachable(t *testing.T) {
+// TestUpstreamRefused: a local gRPC service that refuses connections is
+// upstream-refused (nothing ran), and the agent's hook is told.
+func TestUpstreamRefused(t *testing.T) {
 	nc := runGRPCTestNATS(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -324,14 +326,18 @@ func TestServeGRPCUpstreamUnreachable(t *testing.T) {
 	addr := lis.Addr().String()
 	lis.Close() // nothing listens there any more
 	cc := dialGRPC(t, addr)
-	serveGRPCOverNATS(t, nc, "orders", &Upstream{Conn: cc})
+	var refused atomic.Int32
+	serveGRPCOverNATS(t, nc, "orders", &Upstream{Conn: cc, OnRefused: func(error) { refused.Add(1) }})
 	client := testpb.NewTestServiceClient(&Client{Sender: sender(t, nc), Caller: "web", Service: "orders"})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{})
 	st := status.Convert(err)
-	if st.Code() != codes.Unavailable || string(wire.StatusKind(st)) != string(wire.KindUpstream) {
-		t.Errorf("got %v (details %v), want Unavailable with reason %s", err, st.Details(), wire.KindUpstream)
+	if st.Code() != codes.Unavailable || string(wire.StatusKind(st)) != string(wire.KindUpstreamRefused) {
+		t.Errorf("got %v (details %v), want Unavailable with reason %s", err, st.Details(), wire.KindUpstreamRefused)
+	}
+	if refused.Load() != 1 {
+		t.Errorf("OnRefused called %d times, want 1", refused.Load())
 	}
 }
 

@@ -28,6 +28,11 @@ type Proxy struct {
 	Caller string
 	// Limits bound the request; the zero value uses the defaults.
 	Limits wire.Limits
+	// HalfCloseWait is how long the proxy waits, after a call's first
+	// message, for the half-close that marks it unary; a stream that keeps
+	// its send side open longer is answered Unimplemented. Default
+	// DefaultHalfCloseWait.
+	HalfCloseWait time.Duration
 	// Domains are the mesh domains accepted after a service name in the
 	// :authority (see [wire.ParseHost]).
 	Domains []string
@@ -51,7 +56,7 @@ func (p *Proxy) ServerOptions() []grpc.ServerOption {
 //
 // The proxy has no schema, so it tells a unary call from a stream by its
 // shape: a unary client half-closes right after its one message. A second
-// message (client streaming), no half-close within halfCloseWait of the
+// message (client streaming), no half-close within HalfCloseWait of the
 // first message (a bidirectional stream waiting for an answer), or no first
 // message within firstMessageWait (a stream waiting for the server), gets
 // Unimplemented, so no stream hangs or holds up shutdown. A
@@ -80,12 +85,16 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	if err != nil {
 		return err
 	}
-	if err := awaitHalfClose(stream); err != nil {
+	wait := p.HalfCloseWait
+	if wait <= 0 {
+		wait = DefaultHalfCloseWait
+	}
+	if err := awaitHalfClose(stream, wait); err != nil {
 		return err
 	}
 
 	req := &wire.GRPCRequest{Method: method, Metadata: md, Payload: in}
-	resp, err := Send(ctx, p.Sender, &pipeline.Call{Service: service, Subset: subset, Caller: p.Caller}, req, p.Limits)
+	resp, err := Send(ctx, p.Sender, pipeline.Call{Service: service, Subset: subset, Caller: p.Caller}, req, p.Limits)
 	if err != nil {
 		return err
 	}
@@ -138,20 +147,23 @@ func awaitFirstMessage(stream grpc.ServerStream) (wire.RawFrame, error) {
 	}
 }
 
-// halfCloseWait is how long the proxy waits, after a call's first message,
-// for the half-close that marks it unary. A unary client sends both in one
-// burst; on the loopback hop to the sidecar they arrive together.
-const halfCloseWait = 200 * time.Millisecond
+// DefaultHalfCloseWait is the default of Proxy.HalfCloseWait. A unary
+// client sends its message and the half-close in one burst (grpc-go sets
+// END_STREAM on the message's own DATA frame), and on the loopback hop to
+// the sidecar they arrive together: the wait only has to outlast a
+// scheduling delay or a GC pause, while a bidirectional stream learns that
+// it is not carried within it.
+const DefaultHalfCloseWait = 500 * time.Millisecond
 
 // awaitHalfClose returns nil when the client half-closes after its one
 // message, and errStreaming when it sends another or keeps the stream open.
-func awaitHalfClose(stream grpc.ServerStream) error {
+func awaitHalfClose(stream grpc.ServerStream, wait time.Duration) error {
 	got := make(chan error, 1)
 	go func() {
 		var extra wire.RawFrame
 		got <- stream.RecvMsg(&extra)
 	}()
-	t := time.NewTimer(halfCloseWait)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case err := <-got:

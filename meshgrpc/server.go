@@ -123,7 +123,8 @@ func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, er
 	if err != nil {
 		return nil, err
 	}
-	return wire.GRPCResponseMsg(s.serve(ctx, c.Caller, req), s.limits)
+	reply, err := wire.GRPCResponseMsg(s.serve(ctx, c.Caller, req), s.limits)
+	return reply, wire.ResponseError(err)
 }
 
 // serve runs req for caller ("" when the subject named none).

@@ -23,15 +23,20 @@ import (
 // The local call gets the call's deadline (the context's) and the request
 // metadata as outgoing metadata, plus [wire.MetadataCaller] set from the
 // subject. A failure to reach the service at all (codes.Unavailable before
-// any transport stream to it existed: connection refused, no address) is a
-// KindUpstream mesh error, so callers and policies can tell it from the
-// service's own Unavailable. A server-streaming method, which a unary call
+// any transport stream to it existed: connection refused, no address) means
+// nothing ran: it is a KindUpstreamRefused mesh error, which callers may
+// resend elsewhere and can tell from the service's own Unavailable, and
+// OnRefused is told. An answer too large to send back is the service's
+// failure (upstream-unavailable), not the caller's. A server-streaming method, which a unary call
 // cannot carry, answers Unimplemented.
 type Upstream struct {
 	// Conn is the connection to the local service. Required.
 	Conn grpc.ClientConnInterface
 	// Limits bound the replies; the zero value uses the defaults.
 	Limits wire.Limits
+	// OnRefused, when set, is called after a call found the service not
+	// accepting connections.
+	OnRefused func(error)
 }
 
 var _ pipeline.Handler = (*Upstream)(nil)
@@ -60,12 +65,16 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, 
 	st, _ := status.FromError(err)
 	switch {
 	case st.Code() == codes.Unavailable && p.Addr == nil:
-		return nil, &wire.Error{Kind: wire.KindUpstream, Message: st.Message(), Err: err}
+		if u.OnRefused != nil {
+			u.OnRefused(err)
+		}
+		return nil, &wire.Error{Kind: wire.KindUpstreamRefused, Message: "local service refused the connection: " + st.Message(), Err: err}
 	case st.Code() == codes.Internal && strings.Contains(st.Message(), "cardinality violation"):
 		// grpc-go's client answer when a unary call meets a method that
 		// streams its responses.
 		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: streaming not supported yet, only unary calls cross the mesh")
 	}
 	resp := &wire.GRPCResponse{Payload: out, Header: header, Trailer: trailer, Status: st}
-	return wire.GRPCResponseMsg(resp, u.Limits)
+	reply, err := wire.GRPCResponseMsg(resp, u.Limits)
+	return reply, wire.ResponseError(err)
 }

@@ -25,7 +25,10 @@
 // meshgrpc the h2c gRPC upstream and the in-process gRPC server;
 // [Protocols] picks one by the call's protocol. [Inbound] is the dispatch
 // every message goes through: it owns the concurrency limit, the deadline
-// (Mesh-Timeout, else grpc-timeout, else its default) and the one reply.
+// (Mesh-Timeout, else grpc-timeout, else its default; the decoders apply
+// the same Mesh-Timeout again, which changes nothing behind the dispatch)
+// and the one reply. A handler's reply message belongs to the dispatch,
+// which sets its subject and publishes it: return a fresh message.
 //
 // # Order of the middleware
 //
@@ -41,11 +44,15 @@
 //     a mirror sends its own copy and never delays the call);
 //  3. fault injection (where the call enters the mesh, so the policies
 //     below act on an injected fault as on a real one);
-//  4. the overall timeout of the route;
-//  5. retries with their budget, and hedging (each attempt a clone);
-//  6. the circuit breaker of the destination;
-//  7. the bulkhead (concurrency limit) of the destination;
-//  8. telemetry of each attempt, then the NATS request.
+//  4. authorization: a call the mesh file's allow lists forbid is answered
+//     forbidden here, at once;
+//  5. the overall timeout of the route;
+//  6. retries with their budget, and hedging (each attempt a clone);
+//  7. the circuit breaker of the destination;
+//  8. the bulkhead (concurrency limit) of the destination;
+//  9. telemetry of each attempt;
+//  10. the application's own middleware (agent.Config.Outbound), then the
+//     NATS request.
 //
 // Inbound:
 //
@@ -53,7 +60,9 @@
 //  2. authorization of the caller (the subject's caller token);
 //  3. the rate limit per caller;
 //  4. fault injection;
-//  5. passive health (outlier detection), then the local service.
+//  5. passive health (outlier detection);
+//  6. the application's own middleware (agent.Config.Inbound), then the
+//     local service.
 //
 // # Streams
 //

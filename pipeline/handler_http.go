@@ -70,19 +70,7 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
 	code := rec.status()
 	trailer := rec.trailer()
 	reply, err := wire.HTTPResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
-	return reply, responseError(err)
-}
-
-// responseError makes a response too large to send the service's failure
-// (502), not the caller's (413).
-func responseError(err error) error {
-	if err == nil {
-		return nil
-	}
-	if e := wire.FromError(err); e.Kind == wire.KindTooLarge || e.Kind == wire.KindHeadersTooLarge {
-		return &wire.Error{Kind: wire.KindUpstream, Message: "the service's response: " + e.Message, Err: err}
-	}
-	return err
+	return reply, wire.ResponseError(err)
 }
 
 // SetCallerHeader sets the Mesh-Caller header, removing any spelling of it

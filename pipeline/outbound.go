@@ -160,12 +160,11 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 	reply, err := s.nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
 		e := wire.FromError(err)
-		switch {
-		case e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders):
+		if e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders) {
 			e.Message = "no instance of " + c.Dest() + " is serving"
-		case errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining):
-			e = &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "the connection to the broker is closed", Err: err}
 		}
+		// A connection lost from here on is connection-lost (the request
+		// may have run), never broker-unavailable: FromError says so.
 		return nil, e
 	}
 	if e := wire.ReplyError(reply.Header); e != nil {
@@ -178,28 +177,31 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 // for at most the grace period (within ctx). A request sent while
 // reconnecting would sit in nats.go's buffer until its deadline: failing
 // fast lets the caller retry elsewhere or give up with a clear answer.
+// Nothing has been sent when it fails, so its errors are
+// broker-unavailable, which is safe to retry.
 func (s *natsSender) connected(ctx context.Context) error {
 	if s.nc.IsConnected() {
 		return nil
 	}
-	if s.nc.IsClosed() {
-		return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "the connection to the broker is closed"}
+	if s.nc.IsClosed() || s.grace <= 0 {
+		return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker"}
 	}
-	if s.grace > 0 {
-		t := time.NewTimer(s.grace)
-		defer t.Stop()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for !s.nc.IsConnected() {
-			select {
-			case <-ctx.Done():
-				return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker before the deadline", Err: ctx.Err()}
-			case <-t.C:
-				return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: fmt.Sprintf("no connection to the broker (waited %v)", s.grace)}
-			case <-tick.C:
-			}
+	ch := s.nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer s.nc.RemoveStatusListener(ch)
+	t := time.NewTimer(s.grace)
+	defer t.Stop()
+	// The status may have changed before the listener was registered.
+	for !s.nc.IsConnected() {
+		if s.nc.IsClosed() {
+			return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "the connection to the broker is closed"}
 		}
-		return nil
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker before the deadline", Err: ctx.Err()}
+		case <-t.C:
+			return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: fmt.Sprintf("no connection to the broker (waited %v)", s.grace)}
+		}
 	}
-	return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker"}
+	return nil
 }

@@ -106,7 +106,7 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error
 		return nil, e
 	}
 	reply, err := wire.EncodeHTTPResponse(resp, lim)
-	return reply, responseError(err)
+	return reply, wire.ResponseError(err)
 }
 
 // upstreamError classifies a failed call to the local service: the

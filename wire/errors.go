@@ -60,6 +60,10 @@ const (
 	// broker (it is reconnecting, or closed), so nothing was sent. Safe to
 	// retry.
 	KindBrokerUnavailable Kind = "broker-unavailable"
+	// KindConnectionLost: the connection to the broker was lost or closed
+	// after the request was sent and before its reply came, so the call may
+	// have run. Retry only idempotent calls.
+	KindConnectionLost Kind = "connection-lost"
 	// KindInternal: a bug or an unexpected failure inside the mesh.
 	KindInternal Kind = "internal"
 )
@@ -97,6 +101,7 @@ var (
 
 	ErrBrokerUnavailable = &Error{Kind: KindBrokerUnavailable}
 	ErrUpstreamRefused   = &Error{Kind: KindUpstreamRefused}
+	ErrConnectionLost    = &Error{Kind: KindConnectionLost}
 )
 
 // Errorf returns a mesh error of kind k.
@@ -132,7 +137,7 @@ func (e *Error) Retryable() bool {
 // HTTPStatus is the HTTP status a client sees for e.
 func (e *Error) HTTPStatus() int {
 	switch e.Kind {
-	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindBrokerUnavailable, KindUpstreamRefused:
+	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindBrokerUnavailable, KindUpstreamRefused, KindConnectionLost:
 		return http.StatusServiceUnavailable
 	case KindTimeout:
 		return http.StatusGatewayTimeout
@@ -161,7 +166,7 @@ func (e *Error) HTTPStatus() int {
 // GRPCCode is the gRPC status code a client sees for e.
 func (e *Error) GRPCCode() codes.Code {
 	switch e.Kind {
-	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindUpstream, KindBrokerUnavailable, KindUpstreamRefused:
+	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindUpstream, KindBrokerUnavailable, KindUpstreamRefused, KindConnectionLost:
 		return codes.Unavailable
 	case KindTimeout:
 		return codes.DeadlineExceeded
@@ -181,7 +186,7 @@ func (e *Error) GRPCCode() codes.Code {
 
 // FromError returns err as a mesh error: an *Error in its chain as it is, and
 // the failures of a NATS request (no responders, timeout, context deadline,
-// max payload, permissions violation) as their kind. Anything else is
+// max payload, permissions violation, a lost connection) as their kind. Anything else is
 // KindInternal. FromError(nil) is nil.
 func FromError(err error) *Error {
 	if err == nil {
@@ -206,7 +211,11 @@ func FromError(err error) *Error {
 		kind = KindForbidden
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting):
-		kind = KindBrokerUnavailable
+		// nats.go returns these also for a request it had published when
+		// the connection went away: the call may have run. Only the
+		// sender, before it sends, can say nothing was sent
+		// (KindBrokerUnavailable).
+		kind = KindConnectionLost
 	}
 	return &Error{Kind: kind, Message: err.Error(), Err: err}
 }
@@ -217,6 +226,20 @@ const (
 	HeaderErrorMessage = "Mesh-Error-Message"
 	HeaderRetryAfter   = "Retry-After"
 )
+
+// ResponseError makes an error in encoding a service's answer (too large,
+// too many headers) the service's failure, upstream-unavailable (502)
+// naming the response, rather than the caller's (413, 431). Other errors
+// and nil are returned as they are.
+func ResponseError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if e := FromError(err); e.Kind == KindTooLarge || e.Kind == KindHeadersTooLarge {
+		return &Error{Kind: KindUpstream, Message: "the service's response: " + e.Message, Err: err}
+	}
+	return err
+}
 
 // ErrorMsg returns the NATS reply that carries e to the caller.
 func ErrorMsg(e *Error) *nats.Msg {

@@ -32,10 +32,14 @@ func ParseHost(host string, domains []string) (service, subset string, err error
 	// takes "orders.default.svc.cluster.local" before "svc.cluster.local"
 	// could read "orders" as a subset of "default".
 	name, longest := host, 0
-	for _, d := range append(domains, DefaultDomain) {
-		d = strings.ToLower(strings.Trim(d, "."))
-		if d != "" && len(d) > longest && strings.HasSuffix(host, "."+d) {
-			name, longest = strings.TrimSuffix(host, "."+d), len(d)
+	for i := 0; i <= len(domains); i++ {
+		d := DefaultDomain
+		if i < len(domains) {
+			d = strings.Trim(domains[i], ".")
+		}
+		// Domains are given in lower case (as config); the host is lowered.
+		if n := len(d); n > longest && len(host) > n+1 && host[len(host)-n-1] == '.' && strings.EqualFold(host[len(host)-n:], d) {
+			name, longest = host[:len(host)-n-1], n
 		}
 	}
 	first, rest, dotted := strings.Cut(name, ".")

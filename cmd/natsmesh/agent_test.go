@@ -307,7 +307,8 @@ func TestAgentConfigFile(t *testing.T) {
 // through its gateway, and stops it with SIGTERM.
 func TestDemo(t *testing.T) {
 	gw := freeAddr(t)
-	p := startProc(t, "demo", "--listen", "127.0.0.1:-1", "--http", "off", "--gateway", gw, "--proxy", freeAddr(t))
+	ui := freeAddr(t)
+	p := startProc(t, "demo", "--listen", "127.0.0.1:-1", "--http", "off", "--gateway", gw, "--proxy", freeAddr(t), "--admin", ui)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Post("http://"+gw+"/orders", "application/json", strings.NewReader(`{"sku":"apple","qty":1}`))
@@ -323,6 +324,15 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("demo gateway not up: %v\n%s", err, p.stderr)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + ui + "/ui/api/graph")
+	if err != nil {
+		t.Fatal(err)
+	}
+	graph, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(graph), `"name":"inventory"`) {
+		t.Fatalf("dashboard graph: %d %s", resp.StatusCode, graph)
 	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("demo exit status %d after SIGTERM\n%s", code, p.stderr)

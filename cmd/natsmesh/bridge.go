@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/natsmesh/natsmesh/bridge"
@@ -36,6 +37,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		logLevel slog.Level
 	)
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address` (host:port)")
+	adminAddr := fs.String("admin", "127.0.0.1:15091", "admin `address`: /healthz, /readyz, /debug/pprof/ and the dashboard at /ui/; \"off\" for none")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("name", "bridge", "caller `name` the gateway calls services as")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
@@ -82,6 +84,13 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer ln.Close()
+	var adminLn net.Listener
+	if *adminAddr != "off" {
+		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
+			return fmt.Errorf("bridge: admin: %w", err)
+		}
+		defer adminLn.Close()
+	}
 	nc, err := nf.connect(ctx, *name, "natsmesh-bridge:"+*name, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -91,9 +100,20 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	cfg.Conn = nc
+	ui, err := dashboardHandler(nc)
+	if err != nil {
+		return err
+	}
+	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err
+	}
+	adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	if adminLn != nil {
+		go adminSrv.Serve(adminLn)
+		defer adminSrv.Close()
+		log.Info("natsmesh bridge admin", "url", "http://"+adminLn.Addr().String()+"/", "dashboard", "http://"+adminLn.Addr().String()+uiMount)
 	}
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ln, tlsConfig) }()

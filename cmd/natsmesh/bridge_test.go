@@ -21,9 +21,9 @@ func TestBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	addr := freeAddr(t)
+	addr, adminAddr := freeAddr(t), freeAddr(t)
 	p := startProcEnv(t, []string{"NATSMESH_ROUTE=/echo=nats:svc.echo"},
-		"bridge", "--listen", addr, "--nats", b.ClientURL(), "--timeout", "5s")
+		"bridge", "--listen", addr, "--admin", adminAddr, "--nats", b.ClientURL(), "--timeout", "5s")
 
 	var body []byte
 	meshtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
@@ -45,6 +45,21 @@ func TestBridge(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 || resp.Header.Get("Mesh-Error") != "no-route" {
 		t.Fatalf("unrouted request got %d %v", resp.StatusCode, resp.Header)
+	}
+	// The admin port: readiness and the dashboard.
+	for _, path := range []string{"/readyz", "/ui/", "/ui/api/graph"} {
+		resp, err := http.Get("http://" + adminAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("admin %s: %d %s", path, resp.StatusCode, body)
+		}
+		if path == "/ui/" && !strings.Contains(string(body), "natsmesh") {
+			t.Fatalf("admin %s: %s", path, body)
+		}
 	}
 
 	if code := p.stop(t); code != 0 {

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/accounts"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/examples/shop"
 	"github.com/natsmesh/natsmesh/wire"
@@ -33,6 +37,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.HTTP, "http", broker.DefaultHTTP, "broker monitoring `address`, or \"off\"")
 	gateway := fs.String("gateway", "127.0.0.1:8080", "edge gateway `address`")
 	proxy := fs.String("proxy", "127.0.0.1:15001", "outbound HTTP proxy `address` of the web agent")
+	adminAddr := fs.String("admin", "127.0.0.1:15091", "`address` of the dashboard (/ui/), or \"off\"")
+	rate := fs.Int("load", 4, "background `requests` per second through the gateway, so the dashboard and natsmesh stat show live numbers (0: none)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelWarn, "log `level`: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -63,6 +69,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: %w", err)
 	}
 	g, p := mesh.GatewayAddr, mesh.ProxyAddr
+	ui := "off (--admin off)"
+	if *adminAddr != "off" {
+		addr, stop, err := serveDashboard(b, *adminAddr)
+		if err != nil {
+			mesh.Shutdown(context.Background())
+			return fmt.Errorf("demo: dashboard: %w", err)
+		}
+		defer stop()
+		ui = "http://" + addr + uiMount
+	}
+	if *rate > 0 && g != "" {
+		go demoLoad(ctx, g, *rate)
+	}
 	fmt.Fprintf(stdout, `natsmesh demo: a mesh on the embedded broker %s
 
 Through the edge gateway (outside HTTP clients):
@@ -75,12 +94,16 @@ Through the web agent's outbound proxy (services call each other by name):
   curl -s -x http://%s http://inventory/stock/pear
   curl -s -i -x http://%s http://nobody/   # 503, Mesh-Error: no-responders
 
+Live golden metrics (a gentle load of %d requests/s runs through the gateway):
+  %s   # the dashboard: the service graph, live
+  natsmesh stat --watch --nats %s
+
 Discovery and monitoring:
   nats --server %s micro ls   # with the nats CLI
   curl -s http://%s/connz        # the broker's monitoring
 
 Ctrl-C stops the demo.
-`, b.ClientURL(), g, g, g, g, p, p, b.ClientURL(), cfg.HTTP)
+`, b.ClientURL(), g, g, g, g, p, p, *rate, ui, b.ClientURL(), b.ClientURL(), cfg.HTTP)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "natsmesh demo: stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -89,4 +112,61 @@ Ctrl-C stops the demo.
 		return failure{err}
 	}
 	return nil
+}
+
+// serveDashboard serves the dashboard at addr for the demo's mesh, over
+// an in-process connection as the admin.
+func serveDashboard(b *broker.Broker, addr string) (string, func(), error) {
+	nc, err := b.InProcessConn(nats.Name("natsmesh-demo:ui"), nats.CustomInboxPrefix(wire.InboxPrefix(accounts.DefaultAdmin)))
+	if err != nil {
+		return "", nil, err
+	}
+	h, err := dashboardHandler(nc)
+	if err != nil {
+		nc.Close()
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		nc.Close()
+		return "", nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+uiMount, h)
+	mux.Handle("GET /{$}", http.RedirectHandler(uiMount, http.StatusFound))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return ln.Addr().String(), func() { srv.Close(); nc.Close() }, nil
+}
+
+// demoLoad sends rate requests per second through the gateway, a mix of
+// stock look-ups, orders (which call inventory through the mesh) and the
+// clock, until ctx ends.
+func demoLoad(ctx context.Context, gateway string, rate int) {
+	calls := []struct{ method, path, body string }{
+		{"GET", "/stock/apple", ""},
+		{"POST", "/orders", `{"sku":"apple","qty":1}`},
+		{"GET", "/stock/pear", ""},
+		{"POST", "/orders", `{"sku":"plum","qty":1}`},
+		{"POST", "/time", "Europe/Paris"},
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c := calls[i%len(calls)]
+		req, err := http.NewRequestWithContext(ctx, c.method, "http://"+gateway+c.path, strings.NewReader(c.body))
+		if err != nil {
+			continue
+		}
+		if resp, err := client.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
 }

@@ -18,6 +18,8 @@ var commands = []command{
 	agentCommand,
 	bridgeCommand,
 	policyCommand,
+	statCommand,
+	uiCommand,
 	accountsCommand,
 	benchCommand,
 	benchEchoCommand,

@@ -203,6 +203,8 @@ func TestHelp(t *testing.T) {
 		{"version-help", []string{"version", "-h"}},
 		{"agent-help", []string{"agent", "--help"}},
 		{"bridge-help", []string{"bridge", "--help"}},
+		{"stat-help", []string{"stat", "--help"}},
+		{"ui-help", []string{"ui", "--help"}},
 		{"accounts-generate-help", []string{"accounts", "generate", "--help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@
 package admin
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/pprof"
@@ -20,13 +21,25 @@ type Config struct {
 	Handlers map[string]http.Handler
 }
 
+// New is [Handler], or an error when one of cfg.Handlers' patterns is
+// invalid or collides with another endpoint (http.ServeMux would panic).
+func New(cfg Config) (h http.Handler, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h, err = nil, fmt.Errorf("admin: %v", p)
+		}
+	}()
+	return Handler(cfg), nil
+}
+
 // Handler serves:
 //
 //	GET /healthz       200 while the process runs (liveness)
 //	GET /readyz        200 while Ready returns nil, else 503 with the reason
 //	GET /debug/pprof/  Go profiles (the listener is loopback unless told otherwise)
 //
-// and cfg.Handlers; GET / lists the endpoints.
+// and cfg.Handlers; GET / lists the endpoints. It panics, as http.ServeMux
+// does, when a pattern of cfg.Handlers is invalid or collides: see New.
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	paths := []string{"/healthz", "/readyz", "/debug/pprof/"}

@@ -1,0 +1,259 @@
+package dashboard_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/internal/statstest"
+	"github.com/natsmesh/natsmesh/meshstat"
+	"github.com/natsmesh/natsmesh/meshstat/dashboard"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// startMesh runs a small mesh on an in-process broker: the stand-in shop
+// (internal/statstest: instances whose $SRV.STATS counters advance), a
+// NATS-native micro service, and two real agents, one serving an
+// in-process handler and one calling it, with some traffic. It returns a
+// server with the dashboard at /ui/, as the edge bridge's admin port has
+// it.
+func startMesh(t *testing.T) *httptest.Server {
+	t.Helper()
+	b := meshtest.Broker(t)
+	statstest.Serve(t, meshtest.Conn(t, b), statstest.Shop()...)
+
+	clock, err := micro.AddService(meshtest.Conn(t, b), micro.Config{Name: "clock", Version: "1.0.0",
+		Endpoint: &micro.EndpointConfig{Subject: "demo.clock", Handler: micro.HandlerFunc(func(r micro.Request) { r.Respond([]byte("12:00")) })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { clock.Stop() })
+
+	search := startAgent(t, b, agent.Config{Service: "search", Subset: "v1"})
+	if err := search.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "found") })); err != nil {
+		t.Fatal(err)
+	}
+	startOrFail(t, search)
+	front := startAgent(t, b, agent.Config{Service: "frontend"})
+	startOrFail(t, front)
+	client := &http.Client{Transport: front.Transport(), Timeout: 5 * time.Second}
+	for range 5 {
+		resp, err := client.Get("http://search/q?x=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+
+	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("admin")))
+	h, err := dashboard.Handler(dashboard.Config{
+		Sampler:     meshstat.NewSampler(nc, meshstat.GatherOptions{Quiet: 100 * time.Millisecond}),
+		MinInterval: 100 * time.Millisecond, WarmUp: 100 * time.Millisecond, Refresh: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /ui/", http.StripPrefix("/ui", h))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func startAgent(t *testing.T, b *broker.Broker, cfg agent.Config) *agent.Agent {
+	t.Helper()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	a, err := agent.New(meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service))), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.Shutdown(ctx)
+	})
+	return a
+}
+
+func startOrFail(t *testing.T, a *agent.Agent) {
+	t.Helper()
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ready(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func TestHandler(t *testing.T) {
+	srv := startMesh(t)
+	resp, body := get(t, srv.URL+"/ui/")
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") || !bytes.Contains(body, []byte(`<script src="app.js">`)) {
+		t.Fatalf("page: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	for _, f := range []string{"app.js", "style.css"} {
+		if resp, _ := get(t, srv.URL+"/ui/"+f); resp.StatusCode != 200 {
+			t.Errorf("%s: %d", f, resp.StatusCode)
+		}
+	}
+	resp, body = get(t, srv.URL+"/ui/api/graph")
+	var g struct {
+		meshstat.Report
+		RefreshMS int64 `json:"refresh_ms"`
+	}
+	if err := json.Unmarshal(body, &g); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("graph: %d %v\n%s", resp.StatusCode, err, body)
+	}
+	if g.RefreshMS != 500 || g.WindowS != 2 || len(g.Edges) < 5 {
+		t.Fatalf("graph: refresh %d, window %v, %d edges", g.RefreshMS, g.WindowS, len(g.Edges))
+	}
+	names := map[string]meshstat.Service{}
+	for _, s := range g.Services {
+		names[s.Name] = s
+	}
+	for _, want := range []string{"bridge", "inventory", "orders", "web", "payments", "clock", "search", "frontend"} {
+		if _, ok := names[want]; !ok {
+			t.Errorf("no service %s in %v", want, g.Services)
+		}
+	}
+	if c := names["clock"]; c.Kind != meshstat.KindMicro || c.Instances != 1 {
+		t.Errorf("clock %+v", c)
+	}
+	if _, err := dashboard.Handler(dashboard.Config{}); err == nil {
+		t.Error("a dashboard without a sampler")
+	}
+}
+
+// chromium finds a headless-capable Chromium. Without one the test skips,
+// except in CI (CI set), where .ci/run installs it and its absence fails.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed, and CI is set: .ci/run installs it (apt-get install chromium)")
+	}
+	t.Skip("chromium is not installed (apt-get install chromium): skipping the headless browser test")
+	return ""
+}
+
+func runChromium(t *testing.T, bin string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	base := []string{"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+		"--hide-scrollbars", "--user-data-dir=" + t.TempDir(), "--window-size=1200,800", "--virtual-time-budget=5000"}
+	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+// TestBrowser loads the dashboard in headless Chromium: the page's own
+// state (window.__natsmesh, rendered as data attributes) must show the
+// mesh's services and edges, and its screenshot must not be blank. Set
+// NATSMESH_SCREENSHOT=FILE to keep the screenshot.
+func TestBrowser(t *testing.T) {
+	bin := chromium(t)
+	srv := startMesh(t)
+	url := srv.URL + "/ui/"
+
+	dom := string(runChromium(t, bin, "--dump-dom", url))
+	if !strings.Contains(dom, `data-ready="true"`) {
+		t.Fatalf("the page never rendered a report:\n%s", dom)
+	}
+	for _, want := range []string{
+		`data-service="inventory"`, `data-service="orders"`, `data-service="bridge"`, `data-service="payments"`,
+		`data-service="clock"`, `data-service="search"`, `data-service="(outside)"`,
+		`data-caller="orders" data-callee="inventory"`, `data-caller="web" data-callee="payments"`,
+		`data-caller="bridge" data-callee="orders"`,
+		`data-instances="3"`, // inventory: two v1, one v2
+		`34.0`,               // inventory's requests per second
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the DOM lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
+
+	shot := filepath.Join(t.TempDir(), "dashboard.png")
+	if keep := os.Getenv("NATSMESH_SCREENSHOT"); keep != "" {
+		shot = keep
+	}
+	runChromium(t, bin, "--screenshot="+shot, url)
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	colours, inked := paint(img)
+	b := img.Bounds()
+	if colours < 50 || float64(inked) < 0.05*float64(b.Dx()*b.Dy()) {
+		t.Fatalf("the screenshot looks blank: %d colours, %d of %d pixels not background", colours, inked, b.Dx()*b.Dy())
+	}
+	t.Logf("screenshot %s: %dx%d, %d colours, %.0f%% not background", shot, b.Dx(), b.Dy(), colours, 100*float64(inked)/float64(b.Dx()*b.Dy()))
+}
+
+// paint counts the distinct colours of img and its pixels that are neither
+// white nor the page's background grey.
+func paint(img image.Image) (colours, inked int) {
+	seen := map[uint32]bool{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			r, g, bl = r>>8, g>>8, bl>>8
+			seen[r<<16|g<<8|bl] = true
+			white := r > 250 && g > 250 && bl > 250
+			background := r == 0xf4 && g == 0xf6 && bl == 0xf9
+			if !white && !background {
+				inked++
+			}
+		}
+	}
+	return len(seen), inked
+}

@@ -1,0 +1,143 @@
+package wire
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// dump writes m as it crosses NATS, deterministically: the subject, the
+// header block (names sorted, values in order, as nats.go writes them one
+// line per value) and the payload.
+func dump(b *bytes.Buffer, name string, m *nats.Msg) {
+	fmt.Fprintf(b, "=== %s\n", name)
+	if m.Subject != "" {
+		fmt.Fprintf(b, "subject: %s\n", m.Subject)
+	}
+	keys := make([]string, 0, len(m.Header))
+	for k := range m.Header {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b.WriteString("NATS/1.0\r\n")
+	for _, k := range keys {
+		for _, v := range m.Header[k] {
+			fmt.Fprintf(b, "%s: %s\r\n", k, v)
+		}
+	}
+	b.WriteString("\r\n")
+	fmt.Fprintf(b, "payload (%d bytes): %q\n\n", len(m.Data), m.Data)
+}
+
+// TestGoldenWire pins the encoded messages of the cases docs/wire.md
+// describes, byte for byte, so a change of the wire format is always
+// deliberate: run `go test ./wire -run TestGoldenWire -update` and review
+// the diff of testdata/wire.golden.
+func TestGoldenWire(t *testing.T) {
+	var b bytes.Buffer
+	must := func(m *nats.Msg, err error) *nats.Msg {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	at := func(m *nats.Msg, s Subject) *nats.Msg {
+		m.Subject = s.String()
+		SetTimeout(m.Header, 1500*time.Millisecond)
+		return m
+	}
+
+	// Subjects.
+	for _, s := range []Subject{
+		{Service: "orders", Caller: "web", Proto: ProtoHTTP, Op: "GET"},
+		{Service: "orders", Subset: "v2", Caller: "web", Proto: ProtoHTTP, Op: "M-SEARCH"},
+		{Service: "orders", Caller: "web", Proto: ProtoGRPC, Op: "/shop.Orders/Get"},
+		{Service: "orders", Caller: "web", Proto: ProtoHTTP, Op: ""},
+	} {
+		fmt.Fprintf(&b, "subject service=%s subset=%q caller=%s proto=%s op=%q\n  %s\n", s.Service, s.Subset, s.Caller, s.Proto, s.Op, s)
+	}
+	subjects, queues := ServiceSubjects("orders", "v1")
+	fmt.Fprintf(&b, "instance of orders@v1 subscribes %q in queue groups %q; replies to %s\n\n", subjects, queues, InboxPrefix("web"))
+
+	// HTTP requests.
+	r := httptest.NewRequest("POST", "http://orders/v1/items%2Fa?id=7&x=%20", strings.NewReader(`{"sku":"apple"}`))
+	r.Host = "orders"
+	r.Header = http.Header{
+		"Content-Type":     {"application/json"},
+		"X-Multi":          {"a", "b"},
+		"Status":           {"503"},
+		"Mesh-Caller":      {"admin"},
+		"Nats-Msg-Id":      {"x1"},
+		"Connection":       {"X-Hop"},
+		"X-Hop":            {"dropped"},
+		"Keep-Alive":       {"timeout=5"},
+		"Proxy-Connection": {"keep-alive"},
+	}
+	r.ContentLength = int64(len(`{"sku":"apple"}`))
+	dump(&b, "HTTP request: reserved names escaped, hop-by-hop dropped", at(must(EncodeHTTPRequest(r, Limits{})), Subject{Service: "orders", Caller: "web", Proto: ProtoHTTP, Op: "POST"}))
+	head := httptest.NewRequest("HEAD", "http://orders/", nil)
+	dump(&b, "HTTP request: HEAD, no body", at(must(EncodeHTTPRequest(head, Limits{})), Subject{Service: "orders", Subset: "v2", Caller: "web", Proto: ProtoHTTP, Op: "HEAD"}))
+
+	// HTTP replies.
+	dump(&b, "HTTP reply: the service's own 503 with a Status header", must(HTTPResponseMsg(503, http.Header{"Status": {"503"}, "Description": {"No Responders"}}, nil, nil, Limits{})))
+	dump(&b, "HTTP reply: 200 with trailers", must(HTTPResponseMsg(200, http.Header{"Content-Type": {"text/plain"}, "Mesh-Error": {"service's own"}}, []byte("ok"), http.Header{"X-Sum": {"99"}}, Limits{})))
+	headResp := &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: 1234, Body: http.NoBody, Request: head}
+	dump(&b, "HTTP reply to HEAD: the length a GET would get", must(EncodeHTTPResponse(headResp, Limits{})))
+
+	// gRPC.
+	greq := &GRPCRequest{
+		Method:   "/shop.Orders/Get",
+		Metadata: metadata.MD{"x-user": {"ann"}, "trace-bin": {"\x00\x01\xff"}, "grpc-timeout": {"1S"}, "content-type": {"application/grpc"}},
+		Payload:  []byte{0x0a, 0x03, 'a', 'b', 'c'},
+	}
+	dump(&b, "gRPC request: metadata, -bin in base64, transport keys dropped", at(must(EncodeGRPCRequest(greq, Limits{})), Subject{Service: "orders", Caller: "web", Proto: ProtoGRPC, Op: greq.Method}))
+	dump(&b, "gRPC reply: OK with header and trailer metadata", must(GRPCResponseMsg(&GRPCResponse{
+		Payload: []byte{0x08, 0x01}, Header: metadata.Pairs("x-instance", "orders-1"), Trailer: metadata.Pairs("x-cost", "3"), Status: status.New(codes.OK, ""),
+	}, Limits{})))
+	st, err := status.New(codes.NotFound, "no such order: 100% gone\n").WithDetails(&errdetails.ErrorInfo{Reason: "missing", Domain: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump(&b, "gRPC reply: a service's error status with details", must(GRPCResponseMsg(&GRPCResponse{Payload: []byte("dropped"), Status: st}, Limits{})))
+
+	// Mesh errors, one per kind.
+	for _, k := range []Kind{KindNoResponders, KindOverloaded, KindCircuitOpen, KindRateLimited, KindTimeout, KindForbidden,
+		KindTooLarge, KindHeadersTooLarge, KindBadRequest, KindNoRoute, KindUpstream, KindUpstreamRefused, KindBrokerUnavailable, KindConnectionLost, KindInternal} {
+		e := &Error{Kind: k, Message: "example"}
+		if k == KindOverloaded || k == KindRateLimited {
+			e.RetryAfter = 1500 * time.Millisecond
+		}
+		dump(&b, fmt.Sprintf("mesh error %s: HTTP %d, gRPC %s, retry-safe %v", k, e.HTTPStatus(), e.GRPCCode(), e.Retryable()), ErrorMsg(e))
+	}
+
+	path := filepath.Join("testdata", "wire.golden")
+	if *update {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(b.Bytes(), want) {
+		t.Errorf("the wire format changed; if that is deliberate, run go test ./wire -run TestGoldenWire -update and review the diff\n--- got\n%s", b.String())
+	}
+}
