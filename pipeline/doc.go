@@ -48,11 +48,17 @@
 //     forbidden here, at once;
 //  5. the overall timeout of the route;
 //  6. retries with their budget, and hedging (each attempt a clone);
-//  7. the circuit breaker of the destination;
-//  8. the bulkhead (concurrency limit) of the destination;
+//  7. the bulkhead (concurrency limit) of the destination;
+//  8. the circuit breaker of the destination (inside the bulkhead, so the
+//     caller's own refusals never count for or against the destination);
 //  9. telemetry of each attempt;
 //  10. the application's own middleware (agent.Config.Outbound), then the
 //     NATS request.
+//
+// Routing passes the route it matched on the context ([WithRoute]); the
+// resilience policies (package resilience) number each attempt on its
+// context ([AttemptFrom]) and count attempts, retries and hedges on a
+// [CallStats] a middleware outside them put on the call.
 //
 // Inbound:
 //

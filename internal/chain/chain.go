@@ -46,7 +46,7 @@ func Outbound(o Options, extra ...pipeline.OutboundMiddleware) []pipeline.Outbou
 	mws = append(mws, routing(o)...)          // 2. route match, split, mirror
 	mws = append(mws, outboundFaults(o)...)   // 3. fault injection
 	mws = append(mws, outboundAuthz(o)...)    //    allow lists, answered at the caller at once
-	mws = append(mws, resilience(o)...)       // 4-7. timeout, retries and hedges, breaker, bulkhead
+	mws = append(mws, resilience(o)...)       // 5-8. timeout, retries and hedges, bulkhead, breaker
 	mws = append(mws, telemetryAttempt(o)...) // 8. one span per attempt
 	return append(mws, extra...)
 }

@@ -1,6 +1,9 @@
 package chain
 
-import "github.com/natsmesh/natsmesh/pipeline"
+import (
+	"github.com/natsmesh/natsmesh/pipeline"
+	resil "github.com/natsmesh/natsmesh/resilience"
+)
 
 // routing matches the call's route and picks its subset (split), and
 // sends mirror copies.
@@ -11,7 +14,9 @@ func outboundFaults(o Options) []pipeline.OutboundMiddleware { return nil }
 
 // resilience applies the route's timeout, retries with their budget,
 // hedging, circuit breaker and bulkhead.
-func resilience(o Options) []pipeline.OutboundMiddleware { return nil }
+func resilience(o Options) []pipeline.OutboundMiddleware {
+	return []pipeline.OutboundMiddleware{resil.New(resil.Config{Policies: o.Policies})}
+}
 
 // rateLimit applies the service's inbound rate limit per caller.
 func rateLimit(o Options) []pipeline.InboundMiddleware { return nil }

@@ -1,0 +1,43 @@
+// Package resilience is the outbound middleware that applies a mesh file's
+// timeouts, retries with their budget, hedging, bulkheads and circuit
+// breakers (steps 5-8 of package pipeline's order) to every call, on
+// failsafe-go's policies.
+//
+// Each call gets the policy of its service and route (pipeline.RouteFrom;
+// no route: the service's policy) in the version of the mesh file current
+// when it starts, so a new version applies to the next call. The failsafe-go
+// executors of a (file, service, route, destination) are built once and
+// cached; the state of a destination (its breaker, bulkhead, retry budget
+// and observed latencies) is kept by destination and configuration, so it
+// survives new versions of the file that leave that part unchanged.
+//
+// A call runs, outermost first:
+//
+//  1. the route's timeout, as the call's context deadline (the terminal
+//     sends what is left of it as Mesh-Timeout, so the receiver gives the
+//     local call no more);
+//  2. the retry policy: exponential backoff with jitter, up to the route's
+//     attempts. A try is retried only when it is safe (nothing ran:
+//     no-responders, overloaded, upstream-refused, broker-unavailable,
+//     always; a 5xx reply, gRPC UNAVAILABLE or a timeout only when the call
+//     is idempotent), tries are left, the deadline leaves more than the
+//     backoff, and the destination's retry budget allows it. An open
+//     breaker, a full bulkhead, forbidden, bad-request and too-large are
+//     never retried;
+//  3. for idempotent calls with a hedge, the hedge policy: more attempts
+//     while the first is slow; the first reply that is not a server error
+//     wins and the others are cancelled;
+//  4. the destination's bulkhead: over max_concurrent a try fails at once
+//     with overloaded (the caller's own limit, never retried);
+//  5. the destination's circuit breaker: open, a try fails at once with
+//     circuit-open; timeouts, no-responders, upstream failures and server
+//     errors count as failures, 4xx and forbidden do not;
+//  6. the attempt: its own timeout as its context deadline, numbered on
+//     its context (pipeline.AttemptFrom), counted on the call's
+//     pipeline.CallStats if it has one, and sent as a clone of the call.
+//
+// The bulkhead is outside the breaker (pipeline's doc lists them the other
+// way round): a try the caller's own bulkhead refuses then never reaches
+// the breaker, so local overload is not counted for or against the
+// destination.
+package resilience

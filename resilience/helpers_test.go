@@ -1,0 +1,131 @@
+package resilience_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// meshFile writes yaml to a temporary mesh file and watches it; the
+// returned write replaces the file's content and waits until the source
+// has loaded the new version.
+func meshFile(t testing.TB, yaml string) (src *policies.Source, write func(yaml string)) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, err := policies.WatchFile(context.Background(), path, policies.SourceConfig{Interval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	if f, _ := src.Current(); f == nil {
+		t.Fatal("mesh file did not load")
+	}
+	return src, func(yaml string) {
+		t.Helper()
+		before, _ := src.Current()
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		meshtest.CheckFor(t, 3*time.Second, 5*time.Millisecond, func() error {
+			if f, _ := src.Current(); f == before {
+				return os.ErrNotExist
+			}
+			return nil
+		})
+	}
+}
+
+// startAgent connects an agent to b, lets before add in-process handlers,
+// starts it and shuts it down in t.Cleanup.
+func startAgent(t testing.TB, b *broker.Broker, cfg agent.Config, before ...func(*agent.Agent)) *agent.Agent {
+	t.Helper()
+	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service)))
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	a, err := agent.New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range before {
+		f(a)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown %s: %v", cfg.Service, err)
+		}
+	})
+	if err := a.Ready(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// serve starts an instance of service answering in process with h.
+func serve(t testing.TB, b *broker.Broker, service string, h http.HandlerFunc) *agent.Agent {
+	t.Helper()
+	return startAgent(t, b, agent.Config{Service: service}, func(a *agent.Agent) {
+		if err := a.Handle(h); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// client starts a caller agent "web" under src and returns an HTTP client
+// that sends through it in process.
+func client(t testing.TB, b *broker.Broker, src *policies.Source, cfg ...func(*agent.Config)) *http.Client {
+	t.Helper()
+	c := agent.Config{Service: "web", Policies: src}
+	for _, f := range cfg {
+		f(&c)
+	}
+	a := startAgent(t, b, c)
+	return &http.Client{Transport: a.Transport()}
+}
+
+// do sends a request and returns its status, Mesh-Error and body.
+func do(t testing.TB, hc *http.Client, req *http.Request) (int, string, string) {
+	t.Helper()
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get(wire.HeaderError), string(body)
+}
+
+func get(t testing.TB, hc *http.Client, url string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return do(t, hc, req)
+}

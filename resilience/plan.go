@@ -1,0 +1,174 @@
+package resilience
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/budget"
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/hedgepolicy"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Hedging by percentile: the observed latencies of a destination are a
+// moving quantile over about quantileAge calls, and hedging starts once
+// quantileWarmup calls have been seen.
+const (
+	quantileAge    = 500
+	quantileWarmup = 20
+)
+
+// errLocal is wrapped by the mesh errors the caller's own policies answer
+// with (an open breaker, a full bulkhead): they are never retried and say
+// nothing about the destination.
+var errLocal = errors.New("resilience: refused by the caller's own policy")
+
+// plan is the compiled policy of the calls to one destination that match
+// one route, for one version of the mesh file: the failsafe-go executors,
+// built once, and the numbers the gate needs.
+type plan struct {
+	dest string
+
+	timeout        time.Duration // 0: the caller's deadline only
+	attemptTimeout time.Duration // 0: none
+	idempotent     bool          // the policy says so, whatever the method
+
+	attempts            int
+	backoff, maxBackoff time.Duration
+	budget              *retryBudget
+
+	// retry runs the tries; nil when attempts is 1.
+	retry failsafe.Executor[*nats.Msg]
+	// inner runs one try: the bulkhead and the breaker; hedged is inner
+	// under the hedge policy, for idempotent calls. Either is nil when it
+	// has no policy.
+	inner, hedged failsafe.Executor[*nats.Msg]
+
+	maxConcurrent int
+	breaker       circuitbreaker.CircuitBreaker[*nats.Msg]
+}
+
+// build compiles p for calls to dest, reusing the destination state that
+// has the same configuration.
+func (m *middleware) build(p policies.Policy, dest string) *plan {
+	pl := &plan{
+		dest:           dest,
+		timeout:        p.Timeout.D(),
+		attemptTimeout: p.AttemptTimeout.D(),
+		idempotent:     *p.Idempotent,
+	}
+
+	r := p.Retries
+	pl.attempts = max(*r.Attempts, 1)
+	pl.backoff, pl.maxBackoff = r.Backoff.D(), max(r.MaxBackoff.D(), r.Backoff.D())
+	ratio, floor := r.Budget.Fraction(), *r.MinPerSecond
+	pl.budget = m.state(stateKey{"budget", dest, fmt.Sprint(ratio, floor)}, func() any {
+		return newRetryBudget(ratio, floor)
+	}).(*retryBudget)
+	if pl.attempts > 1 {
+		rb := retrypolicy.NewBuilder[*nats.Msg]().
+			HandleIf(isAgain).
+			WithMaxAttempts(pl.attempts).
+			ReturnLastFailure()
+		if pl.backoff > 0 {
+			rb = rb.WithBackoff(pl.backoff, pl.maxBackoff)
+			if j := r.Jitter.Fraction(); j > 0 {
+				rb = rb.WithJitterFactor(min(j, 1))
+			}
+		}
+		pl.retry = failsafe.With[*nats.Msg](rb.Build())
+	}
+
+	// A try passes the bulkhead, then the breaker: a call the caller's own
+	// bulkhead refuses never reaches the breaker, so local overload cannot
+	// count as the destination's success (or failure).
+	var try []failsafe.Policy[*nats.Msg]
+	if b := p.Bulkhead; b != nil && *b.MaxConcurrent > 0 {
+		pl.maxConcurrent = *b.MaxConcurrent
+		try = append(try, m.state(stateKey{"bulkhead", dest, fmt.Sprint(pl.maxConcurrent)}, func() any {
+			return bulkhead.New[*nats.Msg](uint(pl.maxConcurrent))
+		}).(bulkhead.Bulkhead[*nats.Msg]))
+	}
+	if cb := p.CircuitBreaker; cb != nil && *cb.Enabled {
+		cfg := fmt.Sprint(cb.FailureRatio.Fraction(), cb.Window.D(), *cb.MinRequests, cb.OpenFor.D(), *cb.HalfOpenProbes)
+		pl.breaker = m.state(stateKey{"breaker", dest, cfg}, func() any {
+			return circuitbreaker.NewBuilder[*nats.Msg]().
+				HandleIf(destinationFailed).
+				WithFailureRateThreshold(min(cb.FailureRatio.Fraction(), 1), uint(max(*cb.MinRequests, 0)), cb.Window.D()).
+				WithDelay(cb.OpenFor.D()).
+				WithSuccessThreshold(uint(max(*cb.HalfOpenProbes, 1))).
+				Build()
+		}).(circuitbreaker.CircuitBreaker[*nats.Msg])
+		try = append(try, pl.breaker)
+	}
+	if len(try) > 0 {
+		pl.inner = failsafe.With(try...)
+	}
+	if h := p.Hedge; h != nil {
+		hp := m.hedgePolicy(h, ratio, dest)
+		pl.hedged = failsafe.With(append([]failsafe.Policy[*nats.Msg]{hp}, try...)...)
+	}
+	return pl
+}
+
+// hedgePolicy returns the destination's hedge policy for h. Hedges share
+// the retry budget's ratio, as failsafe-go's budget of concurrent hedges:
+// hedges are at most that share of the calls in flight (with failsafe-go's
+// floor of 3).
+func (m *middleware) hedgePolicy(h *policies.Hedge, ratio float64, dest string) hedgepolicy.HedgePolicy[*nats.Msg] {
+	extra := 1
+	if h.Max != nil {
+		extra = max(*h.Max, 1)
+	}
+	var delay time.Duration
+	var pct float64
+	if h.Delay != nil {
+		delay = h.Delay.D()
+	} else if h.Percentile != nil {
+		pct = *h.Percentile
+	}
+	cfg := fmt.Sprint(delay, pct, extra, ratio)
+	return m.state(stateKey{"hedge", dest, cfg}, func() any {
+		var b hedgepolicy.Builder[*nats.Msg]
+		if pct > 0 && pct < 100 {
+			b = hedgepolicy.NewBuilderWithDelayQuantile[*nats.Msg](pct/100, quantileAge, quantileWarmup)
+		} else {
+			b = hedgepolicy.NewBuilderWithDelay[*nats.Msg](delay)
+		}
+		return b.WithMaxHedges(extra).
+			CancelIf(hedgeWins).
+			WithBudget(budget.NewBuilder().WithMaxRate(ratio).Build()).
+			Build()
+	}).(hedgepolicy.HedgePolicy[*nats.Msg])
+}
+
+// refusal turns the refusals of failsafe-go's bulkhead and breaker into
+// the mesh errors the caller sees; other errors pass as they are.
+func (p *plan) refusal(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, circuitbreaker.ErrOpen):
+		msg := "the circuit breaker for " + p.dest + " is open"
+		if p.breaker != nil {
+			if d := p.breaker.RemainingDelay(); d > 0 {
+				msg += fmt.Sprintf(" (probing again in %v)", d.Round(time.Millisecond))
+			}
+		}
+		return &wire.Error{Kind: wire.KindCircuitOpen, Message: msg, Err: fmt.Errorf("%w: %w", errLocal, err)}
+	case errors.Is(err, bulkhead.ErrFull):
+		return &wire.Error{
+			Kind:    wire.KindOverloaded,
+			Message: fmt.Sprintf("this caller's own limit of %d calls in flight to %s is reached (bulkhead.max_concurrent)", p.maxConcurrent, p.dest),
+			Err:     fmt.Errorf("%w: %w", errLocal, err),
+		}
+	}
+	return err
+}
