@@ -25,10 +25,11 @@ func TestCallerDeadlineHeader(t *testing.T) {
 		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			d, _ := r.Context().Deadline()
 			got <- seen{time.Until(d), r.Header.Get("Mesh-Timeout") + r.Header.Get("Mesh-Hdr-Mesh-Timeout")}
-			select {
-			case <-r.Context().Done():
-			case <-time.After(3 * time.Second):
-			}
+			// A slow service: it holds past its deadline, so the caller's
+			// own deadline is what answers (a handler that returned at its
+			// deadline would race the caller's timer with a 200).
+			<-r.Context().Done()
+			time.Sleep(300 * time.Millisecond)
 		}))
 	})
 	web := startAgent(t, b, Config{Service: "web", MaxTimeout: 500 * time.Millisecond})
