@@ -77,6 +77,8 @@ var kvWatch = []string{
 //	                                         where S's replies go
 //	          _R_.>                          if S is exported: replies to calls from other accounts
 //	          the policies bucket read API   (see kvWatch)
+//	          $SRV.STATUS.S, _INBOX_mesh.S.>  passive health: an instance asks its
+//	                                         siblings (agent.StatusSubject) and they answer it
 //	subscribe mesh.S._.> S                   in queue group S only
 //	          mesh.S.<v>.> S.<v>             each subset v, in its own queue group only
 //	                                         (with no subsets declared: mesh.S.*.> S.*)
@@ -122,6 +124,9 @@ func (s *Spec) Users() ([]User, error) {
 			p.Publish = append(p.Publish, replyPrefix)
 		}
 		p.Publish = append(p.Publish, kvWatch...)
+		// Passive health: an instance counts its siblings before it leaves
+		// its queue groups (agent.StatusSubject), and they answer it.
+		p.Publish = append(p.Publish, "$SRV.STATUS."+svc.Name, wire.InboxPrefix(svc.Name)+".>")
 
 		if len(svc.Subsets) == 0 {
 			p.Subscribe = append(p.Subscribe,

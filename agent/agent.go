@@ -135,22 +135,21 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err := checkInboxPrefix(nc, cfg.Service); err != nil {
 		return nil, err
 	}
-	send, err := pipeline.NewOutbound(nc, pipeline.OutboundConfig{
-		Timeout:        cfg.Timeout,
-		MaxTimeout:     cfg.MaxTimeout,
-		ReconnectGrace: cfg.ReconnectGrace,
-		Middleware:     chain.Outbound(cfg.chainOptions(), cfg.Outbound...),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
 	a := &Agent{
 		nc:       nc,
 		cfg:      cfg,
 		log:      cfg.Logger.With("service", cfg.Service),
 		upstream: upstream,
-		send:     send,
 		done:     make(chan struct{}),
+	}
+	a.send, err = pipeline.NewOutbound(nc, pipeline.OutboundConfig{
+		Timeout:        cfg.Timeout,
+		MaxTimeout:     cfg.MaxTimeout,
+		ReconnectGrace: cfg.ReconnectGrace,
+		Middleware:     chain.Outbound(a.chainOptions(), cfg.Outbound...),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	a.out = newOutbound(a)
 	a.in = newInbound(a)
@@ -160,8 +159,10 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-func (c *Config) chainOptions() chain.Options {
-	return chain.Options{Service: c.Service, Policies: c.Policies, Telemetry: c.Telemetry, Logger: c.Logger}
+func (a *Agent) chainOptions() chain.Options {
+	c := &a.cfg
+	return chain.Options{Service: c.Service, Policies: c.Policies, Telemetry: c.Telemetry, Logger: c.Logger,
+		Withdraw: a.withdrawFor, Siblings: a.siblings} // passive health: outlier.go
 }
 
 // Validate reports whether c is a valid configuration, without connecting
@@ -262,6 +263,11 @@ func (a *Agent) Start() error {
 		// subscriptions, which it withdraws and restores with health and
 		// dispatches concurrently; micro endpoints do neither.
 	})
+	if err == nil {
+		if err = a.addStatusEndpoint(svc); err != nil { // outlier.go
+			svc.Stop()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("agent: registering %s for discovery: %w", a.cfg.Service, err)
 	}

@@ -26,9 +26,13 @@
 // The agent takes a *nats.Conn and never starts a broker itself: whoever
 // runs it decides where NATS comes from. [Connect] dials with the reply
 // inbox prefix the mesh's permissions expect, and New refuses a connection
-// without it. [Sidecar] is an agent with its connection, listeners and
-// admin endpoint ([Agent.AdminHandler]: /healthz, /readyz, /debug/pprof/),
-// what `natsmesh agent` runs. Each instance registers for discovery
-// ($SRV.PING, $SRV.INFO, `nats micro ls`), with its subset and subjects in
-// the metadata.
+// without it. [Sidecar] is an agent with its connection, listeners, live
+// mesh file (SidecarConfig.Policy) and admin endpoint ([Agent.AdminHandler]:
+// /healthz, /readyz, /config, /debug/pprof/), what `natsmesh agent` runs.
+// Each instance registers for discovery ($SRV.PING, $SRV.INFO, `nats micro
+// ls`), with its subset and subjects in the metadata, and answers on
+// [StatusSubject] whether it serves now. Passive health (package traffic)
+// uses that: an instance whose service keeps failing leaves its queue
+// groups for a cool-off (outlier.go), unless its siblings' answers show it
+// would leave a group empty.
 package agent

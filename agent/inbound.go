@@ -53,6 +53,8 @@ type inbound struct {
 	draining   []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
 	closed     bool                    // no more subscribing
 	healthErr  error
+
+	ej ejection // passive health (outlier.go)
 }
 
 func newInbound(a *Agent) *inbound {
@@ -105,6 +107,9 @@ func (in *inbound) serving() bool {
 func (in *inbound) lastHealthError() string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if r := in.ejected(); r != "" {
+		return r
+	}
 	if in.healthErr == nil {
 		return "no health check has passed yet"
 	}
@@ -139,7 +144,7 @@ func (in *inbound) prepare() error {
 	d, err := pipeline.NewInbound(in.a.nc, pipeline.InboundConfig{
 		Service:       in.a.cfg.Service,
 		Handler:       in.handlers(),
-		Middleware:    chain.Inbound(in.a.cfg.chainOptions(), in.a.cfg.Inbound...),
+		Middleware:    chain.Inbound(in.a.chainOptions(), in.a.cfg.Inbound...),
 		MaxConcurrent: in.a.cfg.MaxConcurrent,
 		Timeout:       in.a.cfg.Timeout,
 		Logger:        in.a.log,
@@ -200,7 +205,7 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 		if err == nil {
 			fails = 0
 			passes++
-			if !serving && (!served || passes >= hc.PassThreshold) {
+			if !serving && in.ejected() == "" && (!served || passes >= hc.PassThreshold) {
 				if err := in.subscribe(); err != nil {
 					in.a.log.Error("subscribing", "err", err)
 				} else {
@@ -231,7 +236,7 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 func (in *inbound) subscribe() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.closed || len(in.subs) > 0 {
+	if in.closed || len(in.subs) > 0 || in.ej.active.Load() {
 		return nil
 	}
 	subjects, queues := wire.ServiceSubjects(in.a.cfg.Service, in.a.cfg.Subset)

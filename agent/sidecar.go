@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -42,6 +44,16 @@ type SidecarConfig struct {
 	// Admin serves /healthz, /readyz, /debug/pprof/ and the agent's further
 	// admin endpoints (see [Agent.AdminHandler]).
 	Admin string
+
+	// Policy says where the mesh file comes from when Agent.Policies is
+	// nil: "" (the default) watches the policies bucket over the
+	// sidecar's connection (policies.WatchBucket: until the bucket exists
+	// the built-in policy applies), a path watches that local file
+	// (policies.WatchFile; it must load at NewSidecar), and policies.Off
+	// applies the built-in policy only. The admin endpoint serves what
+	// applies on GET /config (policies.Handler) unless Agent.Admin has a
+	// handler of its own for it.
+	Policy string
 }
 
 // Sidecar is an agent with its connection and listeners: what `natsmesh
@@ -60,6 +72,7 @@ type Sidecar struct {
 	a        *Agent
 	nc       *nats.Conn
 	ownConn  bool
+	policies *policies.Source // opened by the sidecar, closed at Shutdown
 	adminSrv *http.Server
 	errc     chan error
 }
@@ -126,6 +139,11 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 			err = fmt.Errorf("agent: admin listener: %w", err)
 		}
 	}
+	if err == nil && cfg.Agent.Policies == nil && cfg.Policy != "" && cfg.Policy != policies.Off {
+		// A local file loads now, so a bad one is reported before
+		// anything connects.
+		s.policies, err = policies.WatchFile(context.Background(), cfg.Policy, policies.SourceConfig{Logger: s.log})
+	}
 	if err != nil {
 		s.closeListeners()
 		return nil, err
@@ -177,17 +195,31 @@ func (s *Sidecar) Start(ctx context.Context) error {
 		var err error
 		if nc, err = Connect(ctx, s.cfg.Agent.Service, cc); err != nil {
 			s.closeListeners()
+			if s.policies != nil {
+				s.policies.Close()
+			}
 			return err
 		}
 		s.ownConn = true
 	}
 	s.nc = nc
+	if s.cfg.Agent.Policies == nil && s.cfg.Policy == "" && s.policies == nil {
+		src, err := policies.Watch(ctx, nc, "", policies.SourceConfig{Logger: s.log})
+		if err != nil {
+			s.log.Warn("not watching the policies bucket; the built-in policy applies", "err", err)
+		}
+		s.policies = src
+	}
+	s.cfg.Agent = s.withPolicies(s.cfg.Agent)
 	a, err := New(nc, s.cfg.Agent)
 	if err == nil {
 		err = a.Start()
 	}
 	if err != nil {
 		s.closeListeners()
+		if s.policies != nil {
+			s.policies.Close()
+		}
 		if s.ownConn {
 			nc.Close()
 		}
@@ -214,6 +246,23 @@ func (s *Sidecar) Start(ctx context.Context) error {
 	return nil
 }
 
+// withPolicies returns ac with the sidecar's own policy source, if it
+// opened one, and GET /config on the admin endpoint.
+func (s *Sidecar) withPolicies(ac Config) Config {
+	if ac.Policies == nil {
+		ac.Policies = s.policies
+	}
+	if _, ok := ac.Admin["GET /config"]; !ok {
+		admin := maps.Clone(ac.Admin)
+		if admin == nil {
+			admin = map[string]http.Handler{}
+		}
+		admin["GET /config"] = policies.Handler(ac.Policies)
+		ac.Admin = admin
+	}
+	return ac
+}
+
 // Agent is the sidecar's agent, nil before Start.
 func (s *Sidecar) Agent() *Agent { return s.a }
 
@@ -229,11 +278,17 @@ func (s *Sidecar) Err() <-chan error { return s.errc }
 func (s *Sidecar) Shutdown(ctx context.Context) error {
 	if s.a == nil {
 		s.closeListeners()
+		if s.policies != nil {
+			s.policies.Close()
+		}
 		return nil
 	}
 	err := s.a.Shutdown(ctx)
 	if s.adminSrv != nil {
 		s.adminSrv.Close()
+	}
+	if s.policies != nil {
+		s.policies.Close()
 	}
 	s.closeListeners()
 	if s.ownConn {

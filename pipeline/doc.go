@@ -42,16 +42,17 @@
 //     caller saw it, mesh errors included);
 //  2. routing: route match, traffic split and mirroring (pick the subset;
 //     a mirror sends its own copy and never delays the call);
-//  3. fault injection (where the call enters the mesh, so the policies
-//     below act on an injected fault as on a real one);
-//  4. authorization: a call the mesh file's allow lists forbid is answered
+//  3. authorization: a call the mesh file's allow lists forbid is answered
 //     forbidden here, at once;
-//  5. the overall timeout of the route;
-//  6. retries with their budget, and hedging (each attempt a clone);
-//  7. the bulkhead (concurrency limit) of the destination;
-//  8. the circuit breaker of the destination (inside the bulkhead, so the
+//  4. the overall timeout of the route;
+//  5. retries with their budget, and hedging (each attempt a clone);
+//  6. the bulkhead (concurrency limit) of the destination;
+//  7. the circuit breaker of the destination (inside the bulkhead, so the
 //     caller's own refusals never count for or against the destination);
-//  9. telemetry of each attempt;
+//  8. telemetry of each attempt;
+//  9. fault injection, per attempt, where the attempt would enter the
+//     mesh, so the policies above act on an injected fault as on a real
+//     one (a retry recovers an injected abort, a breaker counts it);
 //  10. the application's own middleware (agent.Config.Outbound), then the
 //     NATS request.
 //

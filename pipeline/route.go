@@ -20,7 +20,8 @@ type routeKey struct{}
 
 // WithRoute returns ctx carrying the name of the route of the mesh file
 // that the call matched, for [RouteFrom]. The routing middleware sets it;
-// a call without one gets its service's policy.
+// a call without one gets its service's policy. An empty name clears it:
+// the call matched no route.
 func WithRoute(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, routeKey{}, name)
 }
@@ -28,8 +29,8 @@ func WithRoute(ctx context.Context, name string) context.Context {
 // RouteFrom returns the name of the route the outbound call under ctx
 // matched, and false when routing matched none (or did not run).
 func RouteFrom(ctx context.Context) (string, bool) {
-	r, ok := ctx.Value(routeKey{}).(string)
-	return r, ok
+	r, _ := ctx.Value(routeKey{}).(string)
+	return r, r != ""
 }
 
 // CallStats counts what the resilience policies did for one call: how many
@@ -106,4 +107,21 @@ func WithAttempt(ctx context.Context, a Attempt) context.Context {
 func AttemptFrom(ctx context.Context) (Attempt, bool) {
 	a, ok := ctx.Value(attemptKey{}).(Attempt)
 	return a, ok
+}
+
+// mirrorKey marks the context of a mirror copy.
+type mirrorKey struct{}
+
+// WithMirror marks ctx as the context of a mirror copy of a call (the
+// routing middleware sends those), for [IsMirror]: the resilience policies
+// send a copy once, never retried or hedged, so shadow traffic never
+// multiplies, and telemetry can tell copies apart.
+func WithMirror(ctx context.Context) context.Context {
+	return context.WithValue(ctx, mirrorKey{}, true)
+}
+
+// IsMirror reports whether ctx is the context of a mirror copy.
+func IsMirror(ctx context.Context) bool {
+	m, _ := ctx.Value(mirrorKey{}).(bool)
+	return m
 }

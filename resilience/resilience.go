@@ -149,8 +149,10 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 		// and a retry sends the body as it came.
 		return next.Send(ctx, c.Clone())
 	}
+	// A mirror copy is sent once: shadow traffic never multiplies.
+	mirror := pipeline.IsMirror(ctx)
 	inner := p.inner
-	if idempotent && p.hedged != nil {
+	if idempotent && p.hedged != nil && !mirror {
 		inner = p.hedged
 	}
 	round := func(ctx context.Context) (*nats.Msg, error) {
@@ -162,7 +164,7 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 		})
 		return msg, p.refusal(err)
 	}
-	if p.retry == nil {
+	if p.retry == nil || mirror {
 		return finish(round(ctx))
 	}
 	msg, err := p.retry.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {

@@ -38,6 +38,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		grpcAddr string
 		admin    string
 		config   string
+		policy   string
 		grace    time.Duration
 		logLevel slog.Level
 	)
@@ -57,6 +58,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxConcurrent, "max-concurrent", 1024, "calls in flight to the upstream before answering overloaded (-1: no limit)")
 	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of an outbound call whose caller set none")
 	fs.DurationVar(&grace, "grace", 30*time.Second, "longest time shutdown waits for calls in flight")
+	fs.StringVar(&policy, "policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
 	fs.StringVar(&config, "config", "", "YAML `file` of settings named like these flags (flags and environment win)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	procs := fs.Int("procs", 1, "CPU `cores` the agent runs on at once (GOMAXPROCS; 0: all). One, like a sidecar proxy's single worker, costs the least CPU per call")
@@ -85,7 +87,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// (see docs/decisions.md).
 		runtime.GOMAXPROCS(*procs)
 	}
-	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin}
+	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin, Policy: policy}
 	for _, b := range binds.vals {
 		dest, addr, ok := strings.Cut(b, "=")
 		if !ok || dest == "" || addr == "" {

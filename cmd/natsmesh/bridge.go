@@ -12,6 +12,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 var bridgeCommand = command{
@@ -43,6 +44,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
+	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	var nf natsFlags
 	nf.register(fs)
@@ -100,11 +102,17 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	cfg.Conn = nc
+	if cfg.Policies, err = policies.Watch(ctx, nc, *policy, policies.SourceConfig{Logger: cfg.Logger}); err != nil {
+		return err
+	}
+	if cfg.Policies != nil {
+		defer cfg.Policies.Close()
+	}
 	ui, err := dashboardHandler(nc)
 	if err != nil {
 		return err
 	}
-	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui}
+	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /config": policies.Handler(cfg.Policies)}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err

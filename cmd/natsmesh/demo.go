@@ -57,7 +57,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := b.Ready(30 * time.Second); err != nil {
 		return err
 	}
+	pnc, err := b.InProcessConn(nats.Name("natsmesh-demo:policies"))
+	if err != nil {
+		return err
+	}
+	defer pnc.Close()
+	src, err := shop.Policies(ctx, pnc, log.With("component", "demo"))
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer src.Close()
 	mesh, err := shop.Start(shop.Config{
+		Policies: src,
 		Connect: func(service string) (*nats.Conn, error) {
 			return b.InProcessConn(nats.Name("natsmesh-demo:"+service), nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		},
@@ -90,6 +101,10 @@ Through the edge gateway (outside HTTP clients):
   curl -s http://%s/orders -d '{"sku":"plum","qty":1}'
   curl -s http://%s/time -d Europe/Paris
 
+Policies (examples/shop/mesh.yaml, live in the policies bucket):
+  curl -s http://%s/stock/apple -H 'x-beta: 1'   # the beta route: always inventory/v2
+  natsmesh policy apply -f examples/shop/mesh.yaml   # edit the split: live within a second
+
 Through the web agent's outbound proxy (services call each other by name):
   curl -s -x http://%s http://inventory/stock/pear
   curl -s -i -x http://%s http://nobody/   # 503, Mesh-Error: no-responders
@@ -103,7 +118,7 @@ Discovery and monitoring:
   curl -s http://%s/connz        # the broker's monitoring
 
 Ctrl-C stops the demo.
-`, b.ClientURL(), g, g, g, g, p, p, *rate, ui, b.ClientURL(), b.ClientURL(), cfg.HTTP)
+`, b.ClientURL(), g, g, g, g, g, p, p, *rate, ui, b.ClientURL(), b.ClientURL(), cfg.HTTP)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "natsmesh demo: stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

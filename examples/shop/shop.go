@@ -2,6 +2,7 @@ package shop
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,10 +16,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -36,7 +39,17 @@ type Config struct {
 	Proxy string
 	// Logger for the agents and gateway. Default slog.Default().
 	Logger *slog.Logger
+	// Policies is the live mesh file every part applies (the demo loads
+	// MeshFile into it). Nil: the built-in policy.
+	Policies *policies.Source
 }
+
+// MeshFile is the demo's mesh file, mesh.yaml: inventory's canary split
+// (v2 takes a tenth of the calls) and its beta header route (x-beta: 1
+// goes to v2), allow lists, limits and retries.
+//
+//go:embed mesh.yaml
+var MeshFile []byte
 
 // Mesh is the running demo.
 type Mesh struct {
@@ -86,6 +99,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			return nil, err
 		}
 		ac.Logger = cfg.Logger
+		ac.Policies = cfg.Policies
 		a, err := agent.New(nc, ac)
 		if err != nil {
 			return nil, err
@@ -170,7 +184,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			}
 			routes = append(routes, r)
 		}
-		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Logger: cfg.Logger})
+		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Logger: cfg.Logger, Policies: cfg.Policies})
 		if err != nil {
 			return nil, err
 		}
@@ -308,4 +322,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// Policies applies MeshFile to the policies bucket over nc (creating the
+// bucket) and returns a Source watching it, so that `natsmesh policy
+// apply` of a changed file reaches the running demo within a second.
+// Close the Source after the mesh.
+func Policies(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*policies.Source, error) {
+	f, err := policies.Parse("examples/shop/mesh.yaml", MeshFile)
+	if err != nil {
+		return nil, fmt.Errorf("shop: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("shop: %w", err)
+	}
+	store, err := policies.OpenStore(ctx, js)
+	if err != nil {
+		return nil, fmt.Errorf("shop: %w", err)
+	}
+	if _, err := store.Apply(ctx, f); err != nil {
+		return nil, fmt.Errorf("shop: %w", err)
+	}
+	return policies.WatchKV(ctx, store.KV(), policies.SourceConfig{Logger: log})
 }

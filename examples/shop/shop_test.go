@@ -18,7 +18,13 @@ import (
 
 func TestShop(t *testing.T) {
 	b := meshtest.Broker(t)
+	src, err := Policies(context.Background(), meshtest.Conn(t, b), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
 	m, err := Start(Config{
+		Policies: src,
 		Connect: func(service string) (*nats.Conn, error) {
 			return nats.Connect(b.ClientURL(), nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		},
@@ -71,9 +77,25 @@ func TestShop(t *testing.T) {
 		})
 	}
 
-	// Both inventory subsets take calls for any instance.
+	// The beta header route sends every marked call to v2.
+	for range 20 {
+		req, _ := http.NewRequest("GET", gw+"/stock/pear", nil)
+		req.Header.Set("X-Beta", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"served_by":"inventory/v2"`) {
+			t.Fatalf("x-beta: 1 answered by %s, want inventory/v2", body)
+		}
+	}
+
+	// Both inventory subsets take calls for any instance: the canary split
+	// sends a tenth to v2 (0.9^300: never all to v1).
 	seen := map[string]bool{}
-	for i := 0; i < 50 && len(seen) < 2; i++ {
+	for i := 0; i < 300 && len(seen) < 2; i++ {
 		resp, err := http.Get(gw + "/stock/pear")
 		if err != nil {
 			t.Fatal(err)

@@ -10,11 +10,14 @@
 package chain
 
 import (
+	"context"
 	"log/slog"
+	"time"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/telemetry"
+	"github.com/natsmesh/natsmesh/traffic"
 )
 
 // Options are what the middleware is built from.
@@ -28,6 +31,14 @@ type Options struct {
 	Telemetry *telemetry.Telemetry
 	// Logger receives the middleware's own logs. Default slog.Default().
 	Logger *slog.Logger
+
+	// Withdraw and Siblings are an inbound agent's hold on its queue
+	// groups, for passive health (see traffic.Instance): Withdraw takes
+	// the instance out for d (d <= 0: back at once) and reports whether it
+	// did; Siblings counts the service's instances through discovery. Nil
+	// (the gateway, an outbound-only agent): no passive health.
+	Withdraw func(reason string, d time.Duration) bool
+	Siblings func(ctx context.Context) (traffic.Siblings, error)
 }
 
 func (o Options) logger() *slog.Logger {
@@ -44,10 +55,14 @@ func Outbound(o Options, extra ...pipeline.OutboundMiddleware) []pipeline.Outbou
 	var mws []pipeline.OutboundMiddleware
 	mws = append(mws, telemetryCall(o)...)    // 1. one span and measurement per call
 	mws = append(mws, routing(o)...)          // 2. route match, split, mirror
-	mws = append(mws, outboundFaults(o)...)   // 3. fault injection
-	mws = append(mws, outboundAuthz(o)...)    //    allow lists, answered at the caller at once
-	mws = append(mws, resilience(o)...)       // 5-8. timeout, retries and hedges, bulkhead, breaker
+	mws = append(mws, outboundAuthz(o)...)    // 3. allow lists, answered at the caller at once
+	mws = append(mws, resilience(o)...)       // 4-7. timeout, retries and hedges, bulkhead, breaker
 	mws = append(mws, telemetryAttempt(o)...) // 8. one span per attempt
+	// 9. Fault injection, per attempt: below the resilience policies, so
+	// that an injected abort or delay is retried, hedged, timed out and
+	// counted by the breaker as a real failure would be, and the attempt's
+	// span shows it (docs/decisions.md).
+	mws = append(mws, outboundFaults(o)...)
 	return append(mws, extra...)
 }
 

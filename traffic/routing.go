@@ -1,0 +1,111 @@
+package traffic
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// MaxMirrorsInFlight bounds the mirror copies one pipeline has in flight;
+// a copy beyond it is dropped, so a slow mirror target never holds up
+// memory or goroutines without bound.
+const MaxMirrorsInFlight = 128
+
+// mirrorTimeout bounds a mirror copy sent for a call without a deadline
+// (the outbound pipeline always sets one; this is a backstop).
+const mirrorTimeout = 30 * time.Second
+
+// Routing returns the outbound middleware that routes each call to a
+// mesh service by the current mesh file:
+//
+//  1. the first route of the destination service that matches the call
+//     (path prefix, methods, headers, gRPC method) names the call's route,
+//     carried in the context (pipeline.WithRoute) for the policies below;
+//  2. unless the call already names a subset, the merged policy's split
+//     picks one by weight, per call, and the call goes on as a clone with
+//     that Subset;
+//  3. the merged policy's mirror copies its share of the calls (a clone
+//     to the mirror's service and subset), sent through the rest of the
+//     pipeline in the background with the call's remaining deadline; its
+//     answer is discarded, and at most MaxMirrorsInFlight are in flight
+//     (more are dropped). A mirror never delays or fails the call.
+//
+// Calls to a NATS subject, and every call while there is no file, pass
+// through unchanged.
+func Routing(cfg Config) pipeline.OutboundMiddleware {
+	rt := &router{cfg: cfg, sem: make(chan struct{}, MaxMirrorsInFlight)}
+	return func(next pipeline.Sender) pipeline.Sender {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+			return rt.send(ctx, c, next)
+		})
+	}
+}
+
+type router struct {
+	cfg     Config
+	res     resolver
+	sem     chan struct{}
+	dropped atomic.Uint64
+}
+
+func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Sender) (*nats.Msg, error) {
+	f := rt.cfg.current()
+	if f == nil || c.Subject != "" {
+		return next.Send(ctx, c)
+	}
+	route := ""
+	if r, ok := f.MatchRoute(c.Service, matchInput(c)); ok {
+		route = r.Name
+		ctx = pipeline.WithRoute(ctx, route)
+	}
+	p := rt.res.resolve(f, c.Service, route)
+	if m := p.mirror; m != nil && chance(m.fraction) {
+		rt.mirror(ctx, c, m, next)
+	}
+	if len(p.split) > 0 && (c.Subset == "" || c.Subset == wire.AnySubset) {
+		if s := p.pick(); s != "" {
+			d := c.Clone()
+			d.Subset = s
+			c = d
+		}
+	}
+	return next.Send(ctx, c)
+}
+
+// mirror sends a copy of c to m in the background, or drops it when
+// MaxMirrorsInFlight copies are in flight already.
+func (rt *router) mirror(ctx context.Context, c *pipeline.Call, m *mirrorTo, next pipeline.Sender) {
+	select {
+	case rt.sem <- struct{}{}:
+	default:
+		if n := rt.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
+			rt.cfg.logger().Warn("traffic: mirror copies dropped: too many in flight",
+				"service", c.Service, "mirror", m.service, "dropped", n, "limit", MaxMirrorsInFlight)
+		}
+		return
+	}
+	d := c.Clone()
+	d.Service, d.Subset = m.service, m.subset
+	// The copy outlives the call: not its cancellation, but its deadline.
+	mctx := pipeline.WithMirror(context.WithoutCancel(ctx))
+	var cancel context.CancelFunc
+	if dl, ok := ctx.Deadline(); ok {
+		mctx, cancel = context.WithDeadline(mctx, dl)
+	} else {
+		mctx, cancel = context.WithTimeout(mctx, mirrorTimeout)
+	}
+	if m.service != c.Service {
+		// The call's route names a route of another service.
+		mctx = pipeline.WithRoute(mctx, "")
+	}
+	go func() {
+		defer func() { <-rt.sem }()
+		defer cancel()
+		next.Send(mctx, d) //nolint:errcheck // a mirror's answer is discarded
+	}()
+}

@@ -1,0 +1,142 @@
+package traffic_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+)
+
+const splitFile = `
+version: 1
+services:
+  web: {}
+  inv:
+    subsets: [v1, v2]
+    policy:
+      split: {v1: 90, v2: 10}
+    routes:
+      - name: beta
+        match: {headers: {x-beta: "1"}}
+        split: {v2: 100}
+`
+
+func TestSplit(t *testing.T) {
+	m := newMesh(t, splitFile)
+	var served counter
+	m.agent("inv", "v1", named("v1", &served))
+	m.agent("inv", "v2", named("v2", &served))
+	web := m.client("web")
+
+	const n = 2000
+	parallel(n, 16, func(int) {
+		if st, body, _ := get(t, web, "http://inv/x"); st != 200 {
+			t.Errorf("got %d %s", st, body)
+		}
+	})
+	v1, v2 := served.get("v1"), served.get("v2")
+	if v1+v2 != n {
+		t.Fatalf("served %d + %d, want %d", v1, v2, n)
+	}
+	if share := float64(v2) / n; !within(share, 0.10, 0.03) {
+		t.Errorf("v2 served %.1f%% of %d calls, want 10%% ± 3%%", share*100, n)
+	}
+}
+
+func TestHeaderRoute(t *testing.T) {
+	m := newMesh(t, splitFile)
+	var served counter
+	m.agent("inv", "v1", named("v1", &served))
+	m.agent("inv", "v2", named("v2", &served))
+	web := m.client("web")
+
+	for range 100 {
+		if _, body, _ := get(t, web, "http://inv/x", "X-Beta", "1"); body != "v2" {
+			t.Fatalf("x-beta: 1 served by %q, want v2", body)
+		}
+	}
+	// A call that names its subset keeps it, whatever the split.
+	for range 50 {
+		if _, body, _ := get(t, web, "http://v1.inv/x", "X-Beta", "1"); body != "v1" {
+			t.Fatalf("v1.inv served by %q, want v1", body)
+		}
+	}
+}
+
+// The shadow fails every call: its breaker is off so that every copy
+// reaches it (with it on, the breaker opens after min_requests failures and
+// later copies are refused at the caller, which is what a failing shadow
+// should get).
+const mirrorFile = `
+version: 1
+services:
+  web: {}
+  shadow:
+    policy:
+      circuit_breaker: {enabled: false}
+  orders:
+    policy:
+      mirror: {to: shadow, percent: 100%}
+`
+
+func TestMirror(t *testing.T) {
+	m := newMesh(t, mirrorFile)
+	var served counter
+	m.agent("orders", "", named("orders", &served))
+	// The mirror target answers differently and fails: the caller must
+	// never see it.
+	m.agent("shadow", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.add("shadow")
+		http.Error(w, "shadow", http.StatusInternalServerError)
+	}))
+	web := m.client("web")
+
+	const n = 200
+	for range n {
+		if st, body, _ := get(t, web, "http://orders/x"); st != 200 || body != "orders" {
+			t.Fatalf("caller got %d %q, want the primary's 200 orders", st, body)
+		}
+	}
+	// Each copy exactly once: a mirror copy is never retried, although
+	// the shadow's 500s on GET would be.
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := served.get("shadow"); got != n {
+			return errorf("shadow got %d copies, want %d", got, n)
+		}
+		return nil
+	})
+	if got := served.get("orders"); got != n {
+		t.Errorf("orders served %d, want %d", got, n)
+	}
+}
+
+// BenchmarkMirror measures a call's latency without a mirror, with a
+// mirror copy to a fast service and to a slow one (5ms): the slow copy
+// must cost no more than the fast one, as the caller never waits for it.
+// (A copy still costs its CPU: it is a second request through the mesh.)
+func BenchmarkMirror(b *testing.B) {
+	for _, tc := range []struct {
+		name, file string
+		slow       time.Duration
+	}{
+		{"none", "version: 1\nservices:\n  web: {}\n  shadow: {}\n  orders: {}\n", 0},
+		{"mirror-fast", mirrorFile, 0},
+		{"mirror-slow", mirrorFile, 5 * time.Millisecond},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			m := newMesh(b, tc.file)
+			m.agent("orders", "", named("orders", nil))
+			m.agent("shadow", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(tc.slow)
+			}))
+			web := m.client("web")
+			b.ResetTimer()
+			for b.Loop() {
+				if st, _, _ := get(b, web, "http://orders/x"); st != 200 {
+					b.Fatal(st)
+				}
+			}
+		})
+	}
+}
