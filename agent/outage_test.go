@@ -29,6 +29,19 @@ func TestBrokerOutage(t *testing.T) {
 		return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)),
 			nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
 	}
+	// The agents shut down at the end of the test, while the second broker
+	// still runs (its cleanup would come first): draining needs a
+	// connection.
+	var agents []*Agent
+	defer func() {
+		for _, a := range agents {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := a.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			cancel()
+		}
+	}()
 	start := func(cfg Config) *Agent {
 		cfg.Logger = quiet
 		a, err := New(connect(cfg.Service), cfg)
@@ -38,11 +51,7 @@ func TestBrokerOutage(t *testing.T) {
 		if err := a.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			a.Shutdown(ctx)
-		})
+		agents = append(agents, a)
 		if err := a.Ready(10 * time.Second); err != nil {
 			t.Fatal(err)
 		}
