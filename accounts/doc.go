@@ -3,7 +3,7 @@
 // subscribe permissions, an admin user and a system account user.
 //
 // The input is a [Spec], a plain description of the mesh file's accounts,
-// exports and allow lists (the policies package converts its mesh file model
+// exports and allow lists (policies.File.AccountsSpec converts the mesh file
 // into one). [Permissions] computes what each user may publish and subscribe;
 // [Generate] writes it into a directory in one of two forms:
 //

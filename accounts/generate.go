@@ -17,10 +17,43 @@ import (
 type Option func(*options)
 
 type options struct {
+	tls        *TLS
 	operator   bool
 	rotate     []string
 	userExpiry time.Duration
 	now        func() time.Time
+}
+
+// TLS names the PEM files of the server's client TLS for WithTLS. Paths
+// are written as given: give absolute ones for a config that is loaded
+// from anywhere.
+type TLS struct {
+	// CertFile and KeyFile are the server certificate and its key.
+	// Required.
+	CertFile, KeyFile string
+	// CAFile, if set, makes the server require and verify client
+	// certificates signed by it (mutual TLS: "verify: true").
+	CAFile string
+}
+
+// WithTLS makes the generated configuration serve clients over TLS only
+// (a tls block). `natsmesh broker --config` also secures routes and leaf
+// nodes with it unless told otherwise (see broker.Cluster.TLS).
+func WithTLS(t TLS) Option { return func(o *options) { o.tls = &t } }
+
+// tlsBlock renders t as a nats-server tls block; "" for nil.
+func tlsBlock(t *TLS) string {
+	if t == nil {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("tls {\n")
+	fmt.Fprintf(&b, "  cert_file: %s\n  key_file: %s\n", strconv.Quote(t.CertFile), strconv.Quote(t.KeyFile))
+	if t.CAFile != "" {
+		fmt.Fprintf(&b, "  ca_file: %s\n  verify: true\n", strconv.Quote(t.CAFile))
+	}
+	b.WriteString("}\n\n")
+	return b.String()
 }
 
 // WithOperator makes Generate write operator mode (JWTs and .creds files)
@@ -63,6 +96,9 @@ func Generate(spec Spec, dir string, opts ...Option) error {
 			return specErr("rotate %q: no such user", r)
 		}
 	}
+	if t := o.tls; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		return specErr("tls: both a certificate and a key file are needed")
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("accounts: %w", err)
 	}
@@ -77,7 +113,7 @@ func Generate(spec Spec, dir string, opts ...Option) error {
 		}
 		keys[u.Name], _ = kp.PublicKey()
 	}
-	return writeFile(ConfigFile(dir), serverConfig(&spec, users, keys), 0o644)
+	return writeFile(ConfigFile(dir), serverConfig(&spec, users, keys, o.tls), 0o644)
 }
 
 // accountNames returns DefaultAccount and then the declared accounts in
@@ -110,9 +146,10 @@ func exports(spec *Spec) []serviceExport {
 func serviceSubject(service string) string { return wire.Prefix + "." + service + ".>" }
 
 // serverConfig renders the nats-server configuration of server-config mode.
-func serverConfig(spec *Spec, users []User, keys map[string]string) []byte {
+func serverConfig(spec *Spec, users []User, keys map[string]string, t *TLS) []byte {
 	var b strings.Builder
 	b.WriteString(header)
+	b.WriteString(tlsBlock(t))
 	b.WriteString("jetstream: enabled\n")
 	b.WriteString("system_account: " + SystemAccount + "\n\n")
 	b.WriteString("accounts {\n")

@@ -149,6 +149,7 @@ func generateOperator(spec *Spec, users []User, dir string, o *options) error {
 	}
 	var b strings.Builder
 	b.WriteString(operatorHeader)
+	b.WriteString(tlsBlock(o.tls))
 	b.WriteString("operator: " + opJWT + "\n")
 	b.WriteString("system_account: " + accPub[SystemAccount] + "\n")
 	b.WriteString("jetstream: enabled\n\n")

@@ -44,8 +44,8 @@ const (
 )
 
 // Spec is what the account configuration is generated from: the accounts,
-// exports and allow lists of the mesh file. It is independent of the YAML
-// so that the mesh file's model converts to it with a small adapter:
+// exports and allow lists of the mesh file. It is independent of the YAML;
+// the mesh file's model converts to it with policies.File.AccountsSpec:
 //
 //	mesh file            Spec
 //	allow: all|deny      Default (Allow, Deny)

@@ -279,6 +279,7 @@ func (a *Agent) Start() error {
 		a.stop = cancel
 		a.in.run(ctx)
 	}
+	warnAnonymous(a.nc, a.cfg.Service, a.log)
 	return nil
 }
 

@@ -563,7 +563,9 @@ func TestRawNATSCaller(t *testing.T) {
 			}
 		}))
 	})
-	nc := meshtest.Conn(t, b)
+	// A raw NATS client calling as web reads its replies under web's inbox
+	// prefix: the agent answers no other reply subject.
+	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("web")))
 	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{
 		wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/hang"},
 		"Mesh-Hdr-mesh-caller": {"admin"}, "Mesh-Hdr-MESH-CALLER": {"root"},

@@ -81,6 +81,16 @@ func Connect(ctx context.Context, service string, cfg ConnectConfig) (*nats.Conn
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrl()) }),
+		// Permission violations and slow-consumer notices arrive here; the
+		// outbound pipeline chains its own handler in front (it answers a
+		// refused call at once).
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("NATS error", "subject", sub.Subject, "err", err)
+			} else {
+				log.Warn("NATS error", "err", err)
+			}
+		}),
 	}
 	if cfg.Creds != "" {
 		if _, err := os.Stat(cfg.Creds); err != nil {

@@ -96,9 +96,9 @@ func request(nc *nats.Conn, subj string) error {
 	return nil
 }
 
-func connect(t *testing.T, url string) *nats.Conn {
+func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,5 +583,102 @@ func TestSyncAlways(t *testing.T) {
 	}
 	if _, err := (Config{SyncInterval: -time.Second}).options(); !errors.Is(err, ErrConfig) {
 		t.Errorf("negative interval: %v, want ErrConfig", err)
+	}
+}
+
+// TestClusterTLS: with --tls-* set, routes are TLS both ways and verify
+// their peer: a server whose certificate the others do not trust never
+// joins.
+func TestClusterTLS(t *testing.T) {
+	cert, key := testcert.SelfSigned(t)
+	cfg := func(name string, tls TLS, routes ...string) Config {
+		c := testConfig()
+		c.ServerName = name
+		c.TLS = tls
+		c.Cluster = Cluster{Name: "test", Listen: "127.0.0.1:-1", Routes: routes}
+		return c
+	}
+	trusted := TLS{CertFile: cert, KeyFile: key, CAFile: cert}
+	a := run(t, cfg("A", trusted))
+	if a.Server().ClusterAddr() == nil {
+		t.Fatal("A has no cluster listener")
+	}
+	opts := a.opts
+	if opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatal("routes are not mutual TLS")
+	}
+	bb := run(t, cfg("B", trusted, a.ClusterURL()))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := bb.Server().NumRoutes(); n < 1 {
+			return fmt.Errorf("B has %d routes", n)
+		}
+		return nil
+	})
+	echo(t, connect(t, bb.ClientURL(), nats.RootCAs(cert), nats.ClientCert(cert, key)), "svc.on-b")
+	client := connect(t, a.ClientURL(), nats.RootCAs(cert), nats.ClientCert(cert, key))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { return request(client, "svc.on-b") })
+
+	// A stranger: its own self-signed certificate, trusted by no one.
+	ocert, okey := testcert.SelfSigned(t)
+	var logs syncBuffer
+	sc := cfg("S", TLS{CertFile: ocert, KeyFile: okey, CAFile: ocert}, a.ClusterURL())
+	sc.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := run(t, sc)
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "certificate") {
+			return errors.New("no TLS handshake failure logged yet")
+		}
+		return nil
+	})
+	if n := s.Server().NumRoutes(); n != 0 {
+		t.Fatalf("the stranger has %d routes", n)
+	}
+}
+
+// TestLeafNodeTLS: the hub's leaf listener requires a certificate signed
+// by its CA; a leaf that presents one connects over TLS.
+func TestLeafNodeTLS(t *testing.T) {
+	cert, key := testcert.SelfSigned(t)
+	hubCfg := testConfig()
+	hubCfg.LeafNodes = LeafNodes{Listen: "127.0.0.1:-1", TLS: TLS{CertFile: cert, KeyFile: key, CAFile: cert}}
+	hub := run(t, hubCfg)
+	if tc := hub.opts.LeafNode.TLSConfig; tc == nil || tc.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatal("the leaf listener does not verify leaf certificates")
+	}
+	leafCfg := testConfig()
+	leafCfg.LeafNodes = LeafNodes{Remotes: []string{hub.LeafNodeURL()}, TLS: TLS{CertFile: cert, KeyFile: key, CAFile: cert}}
+	leaf := run(t, leafCfg)
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := leaf.Server().NumLeafNodes(); n != 1 {
+			return fmt.Errorf("leaf has %d leaf connections, want 1", n)
+		}
+		return nil
+	})
+	echo(t, connect(t, hub.ClientURL()), "svc.on-hub")
+	client := connect(t, leaf.ClientURL())
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { return request(client, "svc.on-hub") })
+}
+
+// TestFileTLSSecuresPeers: a config file's client TLS block (as natsmesh
+// accounts generate --tls-cert writes it) also secures the routes and leaf
+// nodes that flags add.
+func TestFileTLSSecuresPeers(t *testing.T) {
+	cert, key := testcert.SelfSigned(t)
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("tls {\n  cert_file: %q\n  key_file: %q\n  ca_file: %q\n  verify: true\n}\n", cert, key, cert)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := Config{ConfigFile: conf, Cluster: Cluster{Listen: "127.0.0.1:-1"}, LeafNodes: LeafNodes{Listen: "127.0.0.1:-1", Remotes: []string{"nats://127.0.0.1:7422"}}}.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc := opts.Cluster.TLSConfig; tc == nil || tc.ClientAuth != tls.RequireAndVerifyClientCert || tc.RootCAs == nil {
+		t.Error("routes not mutual TLS")
+	}
+	if tc := opts.LeafNode.TLSConfig; tc == nil || tc.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Error("leaf listener does not verify leaf certificates")
+	}
+	if r := opts.LeafNode.Remotes[0]; !r.TLS || r.TLSConfig == nil || r.TLSConfig.RootCAs == nil {
+		t.Error("leaf remote does not verify the hub")
 	}
 }

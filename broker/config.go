@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,6 +128,12 @@ type Cluster struct {
 	// Routes are the URLs (nats://host:port) of other servers' route
 	// listeners. Each entry may itself be a comma-separated list.
 	Routes []string
+	// TLS secures routes, in both directions and always mutually: each
+	// server presents CertFile and verifies its peer's certificate
+	// against CAFile (the system's roots without one). Default: Config.TLS
+	// when that has a certificate, else the config file's cluster TLS,
+	// else its client TLS, else plain TCP.
+	TLS TLS
 }
 
 // LeafNodes configures NATS leaf node connections.
@@ -139,17 +146,51 @@ type LeafNodes struct {
 	// listeners this server connects to as a leaf. Each entry may itself be
 	// a comma-separated list.
 	Remotes []string
+	// TLS secures leaf node connections: the listener presents CertFile
+	// and, with CAFile, requires and verifies the leaf's certificate; a
+	// remote verifies the hub against CAFile (the system's roots without
+	// one) and presents CertFile as its client certificate. Default:
+	// Config.TLS when that has a certificate, else the config file's
+	// leafnodes TLS, else its client TLS, else plain TCP.
+	TLS TLS
 }
 
-// TLS names the PEM files that secure client connections.
+// TLS names the PEM files that secure one kind of connection. Servers
+// always verify the certificates they are shown; client certificates
+// (mutual TLS) are required where CAFile is set.
 type TLS struct {
 	// CertFile and KeyFile are the server certificate and its key; both or
 	// neither must be set.
 	CertFile string
 	KeyFile  string
 	// CAFile, if set, makes the server require and verify client
-	// certificates signed by this CA.
+	// certificates signed by this CA (mutual TLS), and is the CA that
+	// peers' certificates are verified against on routes and leaf nodes.
 	CAFile string
+}
+
+func (t TLS) isZero() bool { return t == TLS{} }
+
+// config returns the tls.Config of t for a listener that requires and
+// verifies client certificates when mutual, and that verifies servers
+// against CAFile when it dials (routes, leaf remotes).
+func (t TLS) config(what string, mutual bool) (*tls.Config, error) {
+	if t.CertFile == "" || t.KeyFile == "" {
+		return nil, configErr("%s: both a certificate and a key file are needed", what)
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+		CertFile: t.CertFile,
+		KeyFile:  t.KeyFile,
+		CaFile:   t.CAFile,
+		Verify:   mutual,
+	})
+	if err != nil {
+		return nil, configErr("%s: %v", what, err)
+	}
+	// GenTLSConfig loads the CA as ClientCAs only; dialing verifies the
+	// peer against RootCAs (as nats-server's own cluster parsing does).
+	tc.RootCAs = tc.ClientCAs
+	return tc, nil
 }
 
 // LevelTrace is the slog level nats-server's Tracef messages are logged at.
@@ -285,22 +326,17 @@ func (cfg Config) options() (*server.Options, error) {
 		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: remotes})
 	}
 
-	if t := cfg.TLS; t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" {
-		if t.CertFile == "" || t.KeyFile == "" {
-			return nil, configErr("tls: both a certificate and a key file are needed")
-		}
-		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
-			CertFile: t.CertFile,
-			KeyFile:  t.KeyFile,
-			CaFile:   t.CAFile,
-			Verify:   t.CAFile != "",
-		})
+	if t := cfg.TLS; !t.isZero() {
+		tc, err := t.config("tls", t.CAFile != "")
 		if err != nil {
-			return nil, configErr("tls: %v", err)
+			return nil, err
 		}
 		opts.TLSConfig = tc
 		opts.TLS = true
 		opts.TLSVerify = t.CAFile != ""
+	}
+	if err := cfg.peerTLS(opts); err != nil {
+		return nil, err
 	}
 
 	// nats-server's defaults (2 min, 10 s grace) suit a server with many
@@ -322,6 +358,82 @@ func (cfg Config) options() (*server.Options, error) {
 	}
 	return opts, nil
 }
+
+// peerTLS secures routes and leaf node connections (see Cluster.TLS and
+// LeafNodes.TLS), each defaulting to the client TLS when it has a
+// certificate.
+func (cfg Config) peerTLS(opts *server.Options) error {
+	// fromFile: a config file's own TLS block stands unless the field
+	// for it is set.
+	pick := func(t TLS, fromFile bool) TLS {
+		if t.isZero() && cfg.TLS.CertFile != "" && !fromFile {
+			return cfg.TLS
+		}
+		return t
+	}
+	if t := pick(cfg.Cluster.TLS, opts.Cluster.TLSConfig != nil); !t.isZero() && opts.Cluster.Port != 0 {
+		tc, err := t.config("cluster tls", true)
+		if err != nil {
+			return err
+		}
+		opts.Cluster.TLSConfig = tc
+		opts.Cluster.TLSTimeout = tlsTimeout
+	}
+	t := pick(cfg.LeafNodes.TLS, false)
+	if t.isZero() {
+		if cfg.TLS.isZero() && opts.TLSConfig != nil {
+			fileTLS(opts)
+		}
+		return nil
+	}
+	if opts.LeafNode.Port != 0 && (opts.LeafNode.TLSConfig == nil || !cfg.LeafNodes.TLS.isZero()) {
+		tc, err := t.config("leafnodes tls", t.CAFile != "")
+		if err != nil {
+			return err
+		}
+		opts.LeafNode.TLSConfig = tc
+		opts.LeafNode.TLSTimeout = tlsTimeout
+	}
+	for _, r := range opts.LeafNode.Remotes {
+		if r.TLSConfig != nil {
+			continue // the config file's
+		}
+		tc, err := t.config("leafnode remotes tls", false)
+		if err != nil {
+			return err
+		}
+		r.TLS, r.TLSConfig, r.TLSTimeout = true, tc, tlsTimeout
+	}
+	return nil
+}
+
+// fileTLS secures routes and leaf node connections that nothing else
+// secures with a copy of the client TLS a config file set (as generated by
+// natsmesh accounts generate --tls-cert): routes verify both ways, leaf
+// nodes as clients do, remotes verify the hub against its CA.
+func fileTLS(opts *server.Options) {
+	if opts.Cluster.Port != 0 && opts.Cluster.TLSConfig == nil {
+		tc := opts.TLSConfig.Clone()
+		tc.ClientAuth, tc.RootCAs = tls.RequireAndVerifyClientCert, tc.ClientCAs
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = tc, tlsTimeout
+	}
+	if opts.LeafNode.Port != 0 && opts.LeafNode.TLSConfig == nil {
+		tc := opts.TLSConfig.Clone()
+		tc.RootCAs = tc.ClientCAs
+		opts.LeafNode.TLSConfig, opts.LeafNode.TLSTimeout = tc, tlsTimeout
+	}
+	for _, r := range opts.LeafNode.Remotes {
+		if r.TLSConfig == nil {
+			tc := opts.TLSConfig.Clone()
+			tc.ClientAuth, tc.RootCAs = tls.NoClientCert, tc.ClientCAs
+			r.TLS, r.TLSConfig, r.TLSTimeout = true, tc, tlsTimeout
+		}
+	}
+}
+
+// tlsTimeout is the TLS handshake timeout of routes and leaf nodes, in
+// seconds (nats-server's default is 2; a loaded machine needs more).
+const tlsTimeout = 5
 
 // configErr returns an error reading "broker: <message>" that matches
 // ErrConfig with errors.Is, without repeating ErrConfig's text.

@@ -35,7 +35,8 @@ func runGRPCTestNATS(t *testing.T) *nats.Conn {
 		t.Fatal("nats-server not ready")
 	}
 	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
+	// Every test calls as web: replies go to its inbox.
+	nc, err := nats.Connect(s.ClientURL(), nats.CustomInboxPrefix(wire.InboxPrefix("web")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,16 +21,17 @@ func TestGather(t *testing.T) {
 	nc := meshtest.Conn(t, b)
 	statstest.Serve(t, meshtest.Conn(t, b), statstest.Shop()...)
 	// A plain micro service, and an answer that is not stats at all.
-	svcConn := meshtest.Conn(t, b)
-	svc, err := micro.AddService(svcConn, micro.Config{Name: "clock", Version: "1.0.0",
+	clockConn := meshtest.Conn(t, b)
+	svc, err := micro.AddService(clockConn, micro.Config{Name: "clock", Version: "1.0.0",
 		Endpoint: &micro.EndpointConfig{Subject: "demo.clock", Handler: micro.HandlerFunc(func(r micro.Request) { r.Respond([]byte("now")) })}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
-	// The endpoint's subscription must reach the broker before the
-	// requests from another connection do.
-	svcConn.Flush()
+	// The service's subscriptions reach the broker before the first call.
+	if err := clockConn.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	for range 3 {
 		if _, err := nc.Request("demo.clock", nil, 2*time.Second); err != nil {
 			t.Fatal(err)

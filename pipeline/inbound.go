@@ -88,7 +88,10 @@ const overloadRetryAfter = time.Second
 // message for its service goes through, whatever kind of local service
 // answers it. For each message it:
 //
-//  1. drops it if it has no reply subject (a publish: no one to answer);
+//  1. drops it if it has no reply subject (a publish: no one to answer),
+//     and refuses it, publishing nothing, if the reply subject is not the
+//     caller's ([ReplyAllowed]: no confused deputy); refusals are logged,
+//     at most once a second;
 //  2. admits it under the concurrency limit, or answers overloaded at once
 //     without running anything (so the caller may retry elsewhere), and
 //     answers overloaded after Close;
@@ -108,6 +111,7 @@ type Inbound struct {
 	sem     chan struct{} // nil: no limit
 	timeout time.Duration
 	log     *slog.Logger
+	refused refusedReplies
 
 	inflight sync.WaitGroup
 	mu       sync.Mutex
@@ -138,7 +142,8 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
-	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger}
+	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
+		refused: refusedReplies{log: cfg.Logger, interval: time.Second}}
 	if cfg.MaxConcurrent > 0 {
 		in.sem = make(chan struct{}, cfg.MaxConcurrent)
 	}
@@ -150,6 +155,12 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 // up to the limit while the subscription keeps delivering.
 func (in *Inbound) ServeMsg(m *nats.Msg) {
 	if m.Reply == "" {
+		return
+	}
+	if !ReplyAllowed(m.Subject, m.Reply) {
+		// Not even an error reply: any answer would go to the subject
+		// the sender chose.
+		in.refused.refused(m.Subject, m.Reply)
 		return
 	}
 	if in.sem != nil {

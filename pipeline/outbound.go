@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,8 +78,10 @@ type OutboundConfig struct {
 //
 // Failures come back as *wire.Error: no responders (naming the service and
 // subset), timeout, a broken or lost connection (broker-unavailable, after
-// ReconnectGrace), a permission violation (forbidden), and a mesh error
-// that a reply carries.
+// ReconnectGrace), a permission violation (forbidden: the broker refused
+// the publish, reported on the connection's async error handler, which
+// NewOutbound chains its own in front of), and a mesh error that a reply
+// carries.
 type Outbound struct {
 	nc         *nats.Conn
 	timeout    time.Duration
@@ -101,7 +105,9 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	if cfg.ReconnectGrace == 0 {
 		cfg.ReconnectGrace = DefaultReconnectGrace
 	}
-	var s Sender = &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0)}
+	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[string]map[*inflightCall]struct{}{}}
+	ns.hookErrors()
+	var s Sender = ns
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		s = cfg.Middleware[i](s)
 	}
@@ -135,6 +141,71 @@ func (o *Outbound) Conn() *nats.Conn { return o.nc }
 type natsSender struct {
 	nc    *nats.Conn
 	grace time.Duration
+
+	// inflight are the requests waiting for a reply, by subject, so that
+	// a permissions violation the broker reports for a subject answers
+	// them (see hookErrors).
+	mu       sync.Mutex
+	inflight map[string]map[*inflightCall]struct{}
+}
+
+type inflightCall struct{ cancel context.CancelCauseFunc }
+
+// hookErrors chains s's handler in front of the connection's async error
+// handler. A publish the broker refuses (a subject outside the user's
+// permissions) is dropped by the broker, which reports it only as an
+// asynchronous -ERR naming the subject: without this the request would
+// wait for its timeout. The handler answers every request in flight on
+// that subject with forbidden at once, then calls the previous handler.
+func (s *natsSender) hookErrors() {
+	prev := s.nc.ErrorHandler()
+	s.nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		s.asyncError(err)
+		if prev != nil {
+			prev(nc, sub, err)
+		}
+	})
+}
+
+// publishViolation matches nats-server's "Permissions Violation for
+// Publish to "<subject>"" (nats.go wraps it in ErrPermissionViolation).
+var publishViolation = regexp.MustCompile(`(?i)violation for publish to "([^"]+)"`)
+
+func (s *natsSender) asyncError(err error) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return
+	}
+	m := publishViolation.FindStringSubmatch(err.Error())
+	if m == nil {
+		return
+	}
+	subject := m[1]
+	cause := &wire.Error{Kind: wire.KindForbidden,
+		Message: "the broker refused the publish to " + subject + ": the caller's NATS user may not send this call", Err: err}
+	s.mu.Lock()
+	for c := range s.inflight[subject] {
+		c.cancel(cause)
+	}
+	s.mu.Unlock()
+}
+
+func (s *natsSender) track(subject string, c *inflightCall) (untrack func()) {
+	s.mu.Lock()
+	set := s.inflight[subject]
+	if set == nil {
+		set = map[*inflightCall]struct{}{}
+		s.inflight[subject] = set
+	}
+	set[c] = struct{}{}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(set, c)
+		if len(set) == 0 {
+			delete(s.inflight, subject)
+		}
+		s.mu.Unlock()
+	}
 }
 
 func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
@@ -157,8 +228,15 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 	}
 	wire.SetTimeout(h, left)
 	m := &nats.Msg{Subject: c.MeshSubject(), Header: h, Data: c.Data}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	untrack := s.track(m.Subject, &inflightCall{cancel: cancel})
 	reply, err := s.nc.RequestMsgWithContext(ctx, m)
+	untrack()
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, wire.ErrForbidden) {
+			return nil, cause
+		}
 		e := wire.FromError(err)
 		if e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders) {
 			e.Message = "no instance of " + c.Dest() + " is serving"

@@ -276,3 +276,15 @@ func (w *fileWatch) check() error {
 	w.src.set(f, w.rev)
 	return nil
 }
+
+// Static returns a Source that holds f (revision 1) until Close and never
+// changes: for a mesh file built into a program (the demo) or a test. A
+// nil f gives a Source whose Current is nil.
+func Static(f *File) *Source {
+	s := newSource(SourceConfig{})
+	if f != nil {
+		s.cur.Store(&snapshot{file: f, rev: 1})
+	}
+	close(s.done)
+	return s
+}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/accounts"
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 var accountsCommand = command{
@@ -19,11 +21,13 @@ var accountsCommand = command{
 }
 
 // specFromFile reads the mesh file at path into the accounts package's
-// model. The mesh file parser lives in package policies; until this binary
-// links it, reading a mesh file fails with a clear error, and tests set
-// this variable.
-var specFromFile = func(path string) (accounts.Spec, error) {
-	return accounts.Spec{}, fmt.Errorf("accounts generate: cannot read %s: this natsmesh has no mesh file parser (package policies) built in", path)
+// model. Parse errors (file:line: field) are usage errors: exit 2.
+func specFromFile(path string) (accounts.Spec, error) {
+	f, err := policies.ParseFile(path)
+	if err != nil {
+		return accounts.Spec{}, usageErrorf("accounts generate: %v", err)
+	}
+	return f.AccountsSpec(), nil
 }
 
 func runAccounts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,7 +47,7 @@ func runAccounts(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return usageErrorf("accounts: unknown subcommand %q (want generate or revoke)", args[0])
 }
 
-const accountsUsage = `Usage: natsmesh accounts generate -f mesh.yaml -o DIR [--operator] [--rotate USER]
+const accountsUsage = `Usage: natsmesh accounts generate -f mesh.yaml -o DIR [--operator] [--rotate USER] [--tls-cert F --tls-key F [--tls-ca F]]
        natsmesh accounts revoke USER -d DIR [--nats URL]
 
 generate writes DIR/nats.conf (for natsmesh broker --config DIR/nats.conf or
@@ -59,22 +63,44 @@ func runAccountsGenerate(args []string, stdout, stderr io.Writer) error {
 		file, dir string
 		operator  bool
 		rotate    stringList
+		tlsCfg    accounts.TLS
 	)
 	fs.StringVar(&file, "f", "mesh.yaml", "mesh `file`")
 	fs.StringVar(&dir, "o", "", "output `directory` (created, mode 0700)")
 	fs.BoolVar(&operator, "operator", false, "operator mode: JWTs and .creds files, revocable without a restart")
 	fs.Var(&rotate, "rotate", "replace the keys of these `users` (services, bridge, admin, sys), comma-separated or repeated")
+	fs.StringVar(&tlsCfg.CertFile, "tls-cert", "", "server certificate `file` (PEM): the config serves clients over TLS only")
+	fs.StringVar(&tlsCfg.KeyFile, "tls-key", "", "server key `file` (PEM)")
+	fs.StringVar(&tlsCfg.CAFile, "tls-ca", "", "CA `file` (PEM): clients must present a certificate it signed (mutual TLS)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if dir == "" {
 		return usageErrorf("accounts generate: -o DIR is required")
 	}
+	if tlsCfg != (accounts.TLS{}) {
+		if tlsCfg.CertFile == "" || tlsCfg.KeyFile == "" {
+			return usageErrorf("accounts generate: --tls-cert and --tls-key go together")
+		}
+		// The config may be loaded from anywhere.
+		for _, p := range []*string{&tlsCfg.CertFile, &tlsCfg.KeyFile, &tlsCfg.CAFile} {
+			if *p != "" {
+				abs, err := filepath.Abs(*p)
+				if err != nil {
+					return failure{err}
+				}
+				*p = abs
+			}
+		}
+	}
 	spec, err := specFromFile(file)
 	if err != nil {
 		return err
 	}
 	opts := []accounts.Option{accounts.WithRotate(rotate.vals...)}
+	if tlsCfg.CertFile != "" {
+		opts = append(opts, accounts.WithTLS(tlsCfg))
+	}
 	if operator {
 		opts = append(opts, accounts.WithOperator())
 	}

@@ -15,17 +15,13 @@ import (
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 )
 
-// TestAccounts runs natsmesh accounts generate --operator in-process (with
-// a fixed spec in place of the mesh file parser), runs the broker on the
-// result and revokes a user with natsmesh accounts revoke.
+// TestAccounts runs natsmesh accounts generate --operator in-process on a
+// mesh file, runs the broker on the result and revokes a user with
+// natsmesh accounts revoke.
 func TestAccounts(t *testing.T) {
-	saved := specFromFile
-	t.Cleanup(func() { specFromFile = saved })
-	specFromFile = func(path string) (accounts.Spec, error) {
-		if path != "mesh.yaml" {
-			t.Errorf("read %q, want the default mesh.yaml", path)
-		}
-		return accounts.Spec{Services: []accounts.Service{{Name: "orders"}, {Name: "web"}}}, nil
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("mesh.yaml", []byte("version: 1\nservices:\n  orders: {}\n  web: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "out")
 	var stdout, stderr bytes.Buffer
@@ -50,10 +46,12 @@ func TestAccounts(t *testing.T) {
 		t.Fatal("revoked user connects")
 	}
 
-	// Without the parser, generate says so and exits 2.
-	specFromFile = saved
+	// A bad mesh file is a usage error naming the line.
+	if err := os.WriteFile("bad.yaml", []byte("version: 1\nservices:\n  Orders: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	stderr.Reset()
-	if code := run(context.Background(), []string{"accounts", "generate", "-o", dir}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "mesh file parser") {
+	if code := run(context.Background(), []string{"accounts", "generate", "-f", "bad.yaml", "-o", dir}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "bad.yaml:3") {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 	if _, err := os.Stat(accounts.SeedFile(dir, "orders")); err != nil {

@@ -39,9 +39,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&routes, "routes", "route `URLs` of other cluster servers (nats://host:port), comma-separated or repeated")
 	fs.StringVar(&cfg.LeafNodes.Listen, "leafnodes", "", "leaf node listener `address` (host:port)")
 	fs.Var(&remotes, "leaf-remotes", "leaf node `URLs` of one hub (its servers, tried in turn) to connect to as a leaf; several hubs need --config")
-	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "server certificate `file` (PEM) for client connections")
+	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "server certificate `file` (PEM) for client connections, and for routes and leaf nodes (verified both ways)")
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "server key `file` (PEM)")
-	fs.StringVar(&cfg.TLS.CAFile, "tls-ca", "", "CA `file` (PEM); when set, clients must present a certificate it signed")
+	fs.StringVar(&cfg.TLS.CAFile, "tls-ca", "", "CA `file` (PEM): clients must present a certificate it signed (mutual TLS); routes and leaf nodes verify peers against it")
 	fs.DurationVar(&cfg.LameDuckDuration, "lame-duck", broker.DefaultLameDuckDuration, "how long shutdown spends closing clients gradually (negative: close them at once)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {

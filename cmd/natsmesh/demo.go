@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/accounts"
+	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/examples/shop"
 	"github.com/natsmesh/natsmesh/wire"
@@ -26,7 +28,8 @@ var demoCommand = command{
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", "[flags]",
-		"Runs a small shop on one embedded broker: inventory (two in-process\n"+
+		"Runs a small shop on one embedded broker with authentication (NATS accounts\n"+
+			"generated from examples/shop/mesh.yaml, one NKey per part): inventory (two in-process\n"+
 			"instances, subsets v1 and v2), orders (an HTTP server behind a sidecar-style\n"+
 			"agent, calling inventory through the mesh), clock (a NATS-native micro\n"+
 			"service), an outbound proxy for curl, and the edge gateway. Prints what to\n"+
@@ -44,6 +47,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+
+	// Auth on, as in production: the accounts come from the demo's mesh
+	// file, and every part connects with its own NKey.
+	file, err := shop.MeshFile()
+	if err != nil {
+		return failure{err}
+	}
+	dir, err := os.MkdirTemp("", "natsmesh-demo-")
+	if err != nil {
+		return failure{err}
+	}
+	defer os.RemoveAll(dir)
+	if err := accounts.Generate(file.AccountsSpec(), dir); err != nil {
+		return failure{err}
+	}
+	cfg.ConfigFile = accounts.ConfigFile(dir)
 	cfg.Logger = log.With("component", "broker")
 	b, err := broker.New(cfg)
 	if err != nil {
@@ -57,7 +76,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := b.Ready(30 * time.Second); err != nil {
 		return err
 	}
-	pnc, err := b.InProcessConn(nats.Name("natsmesh-demo:policies"))
+	// The policies bucket is written and watched as the admin, the one
+	// identity the generated accounts let use JetStream's API.
+	adminKey, err := nats.NkeyOptionFromSeed(accounts.SeedFile(dir, accounts.DefaultAdmin))
+	if err != nil {
+		return failure{err}
+	}
+	pnc, err := b.InProcessConn(nats.Name("natsmesh-demo:policies"), adminKey, nats.CustomInboxPrefix(wire.InboxPrefix(accounts.DefaultAdmin)))
 	if err != nil {
 		return err
 	}
@@ -70,7 +95,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	mesh, err := shop.Start(shop.Config{
 		Policies: src,
 		Connect: func(service string) (*nats.Conn, error) {
-			return b.InProcessConn(nats.Name("natsmesh-demo:"+service), nats.CustomInboxPrefix(wire.InboxPrefix(service)))
+			return agent.Connect(ctx, service, agent.ConnectConfig{
+				URL: b.ClientURL(), Name: "natsmesh-demo:" + service, NKey: accounts.SeedFile(dir, service),
+				Timeout: 10 * time.Second, Logger: log.With("component", service),
+			})
 		},
 		Gateway: *gateway,
 		Proxy:   *proxy,
@@ -82,7 +110,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	g, p := mesh.GatewayAddr, mesh.ProxyAddr
 	ui := "off (--admin off)"
 	if *adminAddr != "off" {
-		addr, stop, err := serveDashboard(b, *adminAddr)
+		addr, stop, err := serveDashboard(b, accounts.SeedFile(dir, accounts.DefaultAdmin), *adminAddr)
 		if err != nil {
 			mesh.Shutdown(context.Background())
 			return fmt.Errorf("demo: dashboard: %w", err)
@@ -93,13 +121,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *rate > 0 && g != "" {
 		go demoLoad(ctx, g, *rate)
 	}
-	fmt.Fprintf(stdout, `natsmesh demo: a mesh on the embedded broker %s
+	admin := accounts.SeedFile(dir, accounts.DefaultAdmin)
+	fmt.Fprintf(stdout, `natsmesh demo: a mesh on the embedded broker %s, with authentication:
+the accounts of examples/shop/mesh.yaml are in %s (removed on exit),
+and every part connects with its own NKey.
 
 Through the edge gateway (outside HTTP clients):
   curl -s http://%s/stock/apple
   curl -s http://%s/orders -d '{"sku":"apple","qty":2}'
   curl -s http://%s/orders -d '{"sku":"plum","qty":1}'
   curl -s http://%s/time -d Europe/Paris
+  curl -s -i http://%s/orders      # 403, Mesh-Error: forbidden (the gateway may only POST)
 
 Policies (examples/shop/mesh.yaml, live in the policies bucket):
   curl -s http://%s/stock/apple -H 'x-beta: 1'   # the beta route: always inventory/v2
@@ -107,18 +139,20 @@ Policies (examples/shop/mesh.yaml, live in the policies bucket):
 
 Through the web agent's outbound proxy (services call each other by name):
   curl -s -x http://%s http://inventory/stock/pear
-  curl -s -i -x http://%s http://nobody/   # 503, Mesh-Error: no-responders
+  curl -s -i -x http://%s http://v3.inventory/   # 503, Mesh-Error: no-responders
+  curl -s -i -x http://%s http://nobody/         # 403, Mesh-Error: forbidden (not in the mesh file)
 
 Live golden metrics (a gentle load of %d requests/s runs through the gateway):
   %s   # the dashboard: the service graph, live
-  natsmesh stat --watch --nats %s
+  natsmesh stat --watch --nats %s --nkey %s
 
 Discovery and monitoring:
-  nats --server %s micro ls   # with the nats CLI
+  nats --server %s --nkey %s --inbox-prefix %s micro ls   # the nats CLI, as the admin
   curl -s http://%s/connz        # the broker's monitoring
 
 Ctrl-C stops the demo.
-`, b.ClientURL(), g, g, g, g, g, p, p, *rate, ui, b.ClientURL(), b.ClientURL(), cfg.HTTP)
+`, b.ClientURL(), dir, g, g, g, g, g, g, p, p, p, *rate, ui, b.ClientURL(), admin,
+		b.ClientURL(), admin, wire.InboxPrefix(accounts.DefaultAdmin), cfg.HTTP)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "natsmesh demo: stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -130,9 +164,13 @@ Ctrl-C stops the demo.
 }
 
 // serveDashboard serves the dashboard at addr for the demo's mesh, over
-// an in-process connection as the admin.
-func serveDashboard(b *broker.Broker, addr string) (string, func(), error) {
-	nc, err := b.InProcessConn(nats.Name("natsmesh-demo:ui"), nats.CustomInboxPrefix(wire.InboxPrefix(accounts.DefaultAdmin)))
+// an in-process connection as the admin (NKey seed in the file seed).
+func serveDashboard(b *broker.Broker, seed, addr string) (string, func(), error) {
+	nk, err := nats.NkeyOptionFromSeed(seed)
+	if err != nil {
+		return "", nil, err
+	}
+	nc, err := b.InProcessConn(nats.Name("natsmesh-demo:ui"), nk, nats.CustomInboxPrefix(wire.InboxPrefix(accounts.DefaultAdmin)))
 	if err != nil {
 		return "", nil, err
 	}

@@ -7,9 +7,12 @@
 //   - orders: a plain HTTP server on loopback with a sidecar-style agent in
 //     front of it; it calls inventory through the mesh with an ordinary
 //     http.Client whose transport is its agent.
-//   - clock: a NATS-native nats.go/micro service, reached from HTTP through
-//     the edge gateway.
+//   - clock: a NATS-native nats.go/micro service that serves its mesh
+//     subjects itself, reached from HTTP through the edge gateway.
 //   - web: an outbound-only agent whose HTTP proxy lets curl call any
 //     service by name (curl -x http://127.0.0.1:15001 http://inventory/...).
 //   - the edge gateway, serving outside HTTP clients on one port.
+//
+// mesh.yaml ([MeshFile]) says who may call whom; `natsmesh demo` generates
+// the NATS accounts from it and connects every part with its own NKey.
 package shop

@@ -37,19 +37,22 @@ type Config struct {
 	// Proxy is the web agent's outbound HTTP proxy address. Default
 	// 127.0.0.1:15001; "off" disables it.
 	Proxy string
+	// Policies is the live mesh file the agents and the gateway apply
+	// (allow lists, routes, splits, limits); the demo loads MeshFile into
+	// it (see Policies). Nil: the built-in policy, and the broker alone
+	// decides who may call whom.
+	Policies *policies.Source
 	// Logger for the agents and gateway. Default slog.Default().
 	Logger *slog.Logger
-	// Policies is the live mesh file every part applies (the demo loads
-	// MeshFile into it). Nil: the built-in policy.
-	Policies *policies.Source
 }
 
-// MeshFile is the demo's mesh file, mesh.yaml: inventory's canary split
-// (v2 takes a tenth of the calls) and its beta header route (x-beta: 1
-// goes to v2), allow lists, limits and retries.
-//
 //go:embed mesh.yaml
-var MeshFile []byte
+var meshYAML []byte
+
+// MeshFile is the demo's mesh file, examples/shop/mesh.yaml: its services,
+// who may call whom, and their policies. `natsmesh demo` generates the
+// demo's NATS accounts from it.
+func MeshFile() (*policies.File, error) { return policies.Parse("examples/shop/mesh.yaml", meshYAML) }
 
 // Mesh is the running demo.
 type Mesh struct {
@@ -148,9 +151,13 @@ func Start(cfg Config) (_ *Mesh, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// It serves its mesh subjects itself, in its queue group: any call to
+	// clock, whatever its caller, method and path (the gateway sends HTTP
+	// POST /time, whose body is the time zone).
+	subjects, queues := wire.ServiceSubjects("clock", "")
 	m.clock, err = micro.AddService(nc, micro.Config{
 		Name: "clock", Version: "1.0.0", Description: "NATS-native time service",
-		Endpoint: &micro.EndpointConfig{Subject: "demo.clock", Handler: micro.HandlerFunc(clock)},
+		Endpoint: &micro.EndpointConfig{Subject: subjects[0], QueueGroup: queues[0], Handler: micro.HandlerFunc(clock)},
 	})
 	if err != nil {
 		return nil, err
@@ -177,14 +184,14 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			return nil, err
 		}
 		var routes []bridge.Route
-		for _, s := range []string{"/orders=orders", "/stock=inventory", "/time=nats:demo.clock"} {
+		for _, s := range []string{"/orders=orders", "/stock=inventory", "/time=clock"} {
 			r, err := bridge.ParseRoute(s)
 			if err != nil {
 				return nil, err
 			}
 			routes = append(routes, r)
 		}
-		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Logger: cfg.Logger, Policies: cfg.Policies})
+		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Policies: cfg.Policies, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}
@@ -329,7 +336,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // apply` of a changed file reaches the running demo within a second.
 // Close the Source after the mesh.
 func Policies(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*policies.Source, error) {
-	f, err := policies.Parse("examples/shop/mesh.yaml", MeshFile)
+	f, err := MeshFile()
 	if err != nil {
 		return nil, fmt.Errorf("shop: %w", err)
 	}

@@ -12,25 +12,64 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/accounts"
+	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
+// TestShop runs the shop twice: on an open broker, applying mesh.yaml from
+// the policies bucket (the agents alone enforce its allow lists), and as
+// `natsmesh demo` does, with the accounts generated from mesh.yaml too,
+// every part connected over TCP with its own NKey.
 func TestShop(t *testing.T) {
-	b := meshtest.Broker(t)
-	src, err := Policies(context.Background(), meshtest.Conn(t, b), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
-	m, err := Start(Config{
-		Policies: src,
-		Connect: func(service string) (*nats.Conn, error) {
+	t.Run("open", func(t *testing.T) {
+		b := meshtest.Broker(t)
+		// The mesh file from the policies bucket, as the demo runs it.
+		src, err := Policies(context.Background(), meshtest.Conn(t, b), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { src.Close() })
+		testShop(t, Config{Policies: src, Connect: func(service string) (*nats.Conn, error) {
 			return nats.Connect(b.ClientURL(), nats.CustomInboxPrefix(wire.InboxPrefix(service)))
-		},
-		Gateway: "127.0.0.1:0",
-		Proxy:   "127.0.0.1:0",
+		}}, false)
 	})
+	t.Run("auth", func(t *testing.T) {
+		f, err := MeshFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := accounts.Generate(f.AccountsSpec(), dir); err != nil {
+			t.Fatal(err)
+		}
+		b := meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = accounts.ConfigFile(dir) })
+		testShop(t, Config{Policies: policies.Static(f), Connect: func(service string) (*nats.Conn, error) {
+			nk, err := nats.NkeyOptionFromSeed(accounts.SeedFile(dir, service))
+			if err != nil {
+				return nil, err
+			}
+			return nats.Connect(b.ClientURL(), nk, nats.CustomInboxPrefix(wire.InboxPrefix(service)))
+		}}, true)
+
+		// Discovery as the admin, as the demo prints it for the nats CLI.
+		nk, err := nats.NkeyOptionFromSeed(accounts.SeedFile(dir, accounts.DefaultAdmin))
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin := meshtest.Conn(t, b, nk, nats.CustomInboxPrefix(wire.InboxPrefix(accounts.DefaultAdmin)))
+		m, err := admin.Request("$SRV.PING.clock", nil, 5*time.Second)
+		if err != nil || !strings.Contains(string(m.Data), `"name":"clock"`) {
+			t.Errorf("admin $SRV.PING.clock: %v %v", m, err)
+		}
+	})
+}
+
+func testShop(t *testing.T, cfg Config, auth bool) {
+	cfg.Gateway, cfg.Proxy = "127.0.0.1:0", "127.0.0.1:0"
+	m, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,20 +89,29 @@ func TestShop(t *testing.T) {
 		client                  *http.Client
 		status                  int
 		want                    string // in the body
+		authStatus              int    // with auth, if it differs
+		authWant                string
 	}{
-		{"stock via gateway", "GET", gw + "/stock/apple", "", http.DefaultClient, 200, `"caller":"gateway","count":12`},
-		{"unknown sku", "GET", gw + "/stock/kiwi", "", http.DefaultClient, 404, "unknown sku kiwi"},
-		{"order calls inventory", "POST", gw + "/orders", `{"sku":"apple","qty":2}`, http.DefaultClient, 201, `"qty":2,"sku":"apple","stock_from":"inventory/v`},
-		{"order out of stock", "POST", gw + "/orders", `{"sku":"plum","qty":1}`, http.DefaultClient, 409, "only 0 plum in stock"},
-		{"sku not valid in a URL", "POST", gw + "/orders", `{"sku":"%zz","qty":1}`, http.DefaultClient, 404, "inventory: 404"},
-		{"bad order", "POST", gw + "/orders", `nonsense`, http.DefaultClient, 400, "want"},
-		{"micro service", "POST", gw + "/time", "UTC", http.DefaultClient, 200, "Z\n"},
-		{"micro error", "POST", gw + "/time", "Mars/Base", http.DefaultClient, 400, "unknown time zone"},
-		{"no route", "GET", gw + "/nowhere", "", http.DefaultClient, 404, "no-route"},
-		{"proxy by name", "GET", "http://inventory/stock/pear", "", viaProxy, 200, `"caller":"web","count":3`},
-		{"proxy no instance", "GET", "http://nobody/", "", viaProxy, 503, "no instance of nobody"},
+		{"stock via gateway", "GET", gw + "/stock/apple", "", http.DefaultClient, 200, `"caller":"gateway","count":12`, 0, ""},
+		{"unknown sku", "GET", gw + "/stock/kiwi", "", http.DefaultClient, 404, "unknown sku kiwi", 0, ""},
+		{"order calls inventory", "POST", gw + "/orders", `{"sku":"apple","qty":2}`, http.DefaultClient, 201, `"qty":2,"sku":"apple","stock_from":"inventory/v`, 0, ""},
+		{"order out of stock", "POST", gw + "/orders", `{"sku":"plum","qty":1}`, http.DefaultClient, 409, "only 0 plum in stock", 0, ""},
+		{"sku not valid in a URL", "POST", gw + "/orders", `{"sku":"%zz","qty":1}`, http.DefaultClient, 404, "inventory: 404", 0, ""},
+		{"bad order", "POST", gw + "/orders", `nonsense`, http.DefaultClient, 400, "want", 0, ""},
+		// The agents apply mesh.yaml's allow lists in both runs.
+		{"gateway may only POST orders", "GET", gw + "/orders", "", http.DefaultClient, 403, "gateway may not call orders", 0, ""},
+		{"micro service", "POST", gw + "/time", "UTC", http.DefaultClient, 200, "Z\n", 0, ""},
+		{"micro error", "POST", gw + "/time", "Mars/Base", http.DefaultClient, 400, "unknown time zone", 0, ""},
+		{"no route", "GET", gw + "/nowhere", "", http.DefaultClient, 404, "no-route", 0, ""},
+		{"proxy by name", "GET", "http://inventory/stock/pear", "", viaProxy, 200, `"caller":"web","count":3`, 0, ""},
+		{"proxy no instance of the subset", "GET", "http://v3.inventory/stock/pear", "", viaProxy, 503, "no instance of inventory@v3", 0, ""},
+		{"proxy no such service", "GET", "http://nobody/", "", viaProxy, 503, "no instance of nobody", 403, "broker refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			status, want := tc.status, tc.want
+			if auth && tc.authStatus != 0 {
+				status, want = tc.authStatus, tc.authWant
+			}
 			req, _ := http.NewRequest(tc.method, tc.url, strings.NewReader(tc.body))
 			resp, err := tc.client.Do(req)
 			if err != nil {
@@ -71,8 +119,8 @@ func TestShop(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.want) {
-				t.Errorf("got %d %s, want %d with %q", resp.StatusCode, body, tc.status, tc.want)
+			if resp.StatusCode != status || !strings.Contains(string(body), want) {
+				t.Errorf("got %d %s, want %d with %q", resp.StatusCode, body, status, want)
 			}
 		})
 	}
