@@ -53,11 +53,21 @@ type Config struct {
 	// inbound call whose message propagates none. Zero means
 	// pipeline.DefaultTimeout (30s).
 	Timeout time.Duration
+	// MaxTimeout bounds the deadline an outbound caller sets: an HTTP
+	// client's Mesh-Timeout request header (see docs/wire.md), a gRPC
+	// client's grpc-timeout, an in-process caller's context. Zero means no
+	// bound; a route's timeout in the mesh file bounds its calls further.
+	MaxTimeout time.Duration
 	// ReconnectGrace is how long an outbound call made while the broker
 	// connection is down waits for it to return before failing with
 	// broker-unavailable. Zero means pipeline.DefaultReconnectGrace (2s);
 	// negative fails at once.
 	ReconnectGrace time.Duration
+	// BodyTimeout bounds the reading of a request body on the outbound HTTP
+	// listeners (proxy and binds), from the end of the headers: a client
+	// that stalls gets 408 request-timeout. Zero means
+	// httpguard.DefaultBodyTimeout (10s); negative means no bound.
+	BodyTimeout time.Duration
 	// Domains are mesh domains accepted after a service name in a request's
 	// host ("orders.svc.cluster.local" with "svc.cluster.local"), besides
 	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
@@ -138,6 +148,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	a.send, err = pipeline.NewOutbound(nc, pipeline.OutboundConfig{
 		Timeout:        cfg.Timeout,
+		MaxTimeout:     cfg.MaxTimeout,
 		ReconnectGrace: cfg.ReconnectGrace,
 		Middleware:     chain.Outbound(a.chainOptions(), cfg.Outbound...),
 	})
@@ -185,8 +196,8 @@ func (c *Config) normalize() (*url.URL, error) {
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = pipeline.DefaultMaxConcurrent
 	}
-	if c.Timeout < 0 {
-		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, c.Timeout)
+	if c.Timeout < 0 || c.MaxTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, min(c.Timeout, c.MaxTimeout))
 	}
 	if c.Timeout == 0 {
 		c.Timeout = pipeline.DefaultTimeout
@@ -349,7 +360,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			stop()
 		}
 		errs = append(errs, a.in.shutdown())
-		errs = append(errs, a.out.shutdown(context.Background()))
+		// The outbound listeners' servers close what is left when ctx
+		// ends: a stalled client must not hold up the exit.
+		errs = append(errs, a.out.shutdown(ctx))
 		if disc != nil {
 			errs = append(errs, disc.Stop())
 		}

@@ -57,6 +57,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&domains, "domain", "mesh `domain` accepted after a service name (svc.cluster.local: http://orders.svc.cluster.local/), comma-separated or repeated; .mesh always is")
 	fs.StringVar(&admin, "admin", "127.0.0.1:15090", "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/), or \"off\"")
 	fs.StringVar(&cfg.Health.Path, "health", "", "HTTP health check `path` on the upstream (default: TCP connect; gRPC health for h2c)")
+	fs.StringVar((*string)(&cfg.Health.GRPC), "health-grpc", "auto", "how an h2c upstream is checked: auto (grpc.health.v1, or only that it answers if it has none), health (grpc.health.v1 must say SERVING) or connect (TCP)")
 	fs.DurationVar(&cfg.Health.Interval, "health-interval", 2*time.Second, "time between health checks")
 	fs.IntVar(&cfg.Health.FailThreshold, "health-fails", 3, "failed checks in a row that withdraw the instance")
 	fs.IntVar(&cfg.Health.PassThreshold, "health-passes", 2, "passed checks in a row that restore it")

@@ -3,7 +3,7 @@
 // (policy, accounts, bench, demo). Each subcommand lives in its own file and
 // is listed once in commands below; flags.go holds the flag conventions
 // (one meaning per name, per-command environment variables, one-line
-// errors with suggestions; docs/decisions.md, entry 43).
+// errors with suggestions; docs/decisions.md, entry 48).
 package main
 
 import (
