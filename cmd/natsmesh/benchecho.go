@@ -26,6 +26,7 @@ func runBenchEcho(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&cfg.GRPC, "echo-grpc", "", "h2c gRPC echo (grpc.testing.TestService) listener `address`")
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS `URL`: also serve in process through an agent")
 	fs.StringVar(&cfg.Service, "service", "echo", "in-process agent's service `name`")
+	fs.StringVar(&cfg.Policy, "policy", "", "mesh `file` the in-process agent applies")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

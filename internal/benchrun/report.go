@@ -115,7 +115,7 @@ func newReport(o *Options) *Report {
 		Settings: Settings{Duration: o.Duration.String(), Rate: rate, Conns: o.Conns, Size: o.Size},
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Notes: []string{
-			"policies and telemetry do not exist yet: the mesh scenarios run without them",
+			"mesh scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing); the +policy scenarios apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents",
 			"every component is its own process on loopback; all share the machine's CPUs with the client",
 			"in-process: client agent in the bench process -> broker process -> echo process serving through an in-process agent (Handle, GRPCServer)",
 			"gRPC: one HTTP/2 connection carries all concurrent callers",
