@@ -169,6 +169,15 @@ func CanonicalPath(p string) (string, error) {
 		b.WriteByte(c)
 	}
 	d := b.String()
+	// Path parameters (RFC 3986 section 3.3): servers such as Tomcat and
+	// Spring drop ";..." from each segment before resolving dot segments,
+	// so "/public/..;/admin" names /admin there. A segment that is a dot
+	// segment once its parameters are dropped has no canonical form here.
+	for seg := range strings.SplitSeq(d, "/") {
+		if name, _, ok := strings.Cut(seg, ";"); ok && (name == "." || name == "..") {
+			return "", fmt.Errorf("%w: %.64q has a dot segment with parameters", ErrNoCanonicalPath, p)
+		}
+	}
 	for i := 0; i+2 < len(d); i++ {
 		if d[i] == '%' && isHex(d[i+1]) && isHex(d[i+2]) {
 			return "", fmt.Errorf("%w: %.64q is escaped twice", ErrNoCanonicalPath, p)
