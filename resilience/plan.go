@@ -42,6 +42,7 @@ type plan struct {
 
 	attempts            int
 	backoff, maxBackoff time.Duration
+	jitter              float64 // the jitter factor, 0 to 1
 	budget              *retryBudget
 
 	// retry runs the tries; nil when attempts is 1.
@@ -80,6 +81,7 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 		if pl.backoff > 0 {
 			rb = rb.WithBackoff(pl.backoff, pl.maxBackoff)
 			if j := r.Jitter.Fraction(); j > 0 {
+				pl.jitter = min(j, 1)
 				rb = rb.WithJitterFactor(min(j, 1))
 			}
 		}

@@ -192,7 +192,10 @@ func (p *plan) gate(ctx context.Context, attempts int, msg *nats.Msg, err error,
 	if attempts >= p.attempts || !retryable(classify(msg, err), msg, idempotent) {
 		return false
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= p.delay(attempts) {
+	// Jitter may stretch the backoff by up to the factor: a retry that
+	// would sleep past the deadline would turn the real answer into a
+	// timeout.
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= time.Duration(float64(p.delay(attempts))*(1+p.jitter)) {
 		return false
 	}
 	return p.budget.tryRetry()
