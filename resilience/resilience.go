@@ -54,7 +54,18 @@ type middleware struct {
 type planCache struct {
 	file  *policies.File
 	plans sync.Map // planKey -> *plan
+	n     atomic.Int32
 }
+
+// maxStates and maxPlans bound the caches: destinations come from callers
+// (any host a service addresses), so a caller naming ever new services must
+// not grow them without end. Past the bound a cache starts over; plans in
+// use keep their state, and a destination seen again gets a fresh breaker
+// and budget.
+const (
+	maxStates = 10000
+	maxPlans  = 10000
+)
 
 type planKey struct {
 	service, route, dest string
@@ -73,6 +84,9 @@ func (m *middleware) state(k stateKey, build func() any) any {
 		return s
 	}
 	s := build()
+	if len(m.states) >= maxStates {
+		m.states = make(map[stateKey]any)
+	}
 	m.states[k] = s
 	return s
 }
@@ -84,7 +98,7 @@ func (m *middleware) plan(c *pipeline.Call, route string) *plan {
 		file, _ = m.src.Current()
 	}
 	pc := m.plans.Load()
-	if pc == nil || pc.file != file {
+	if pc == nil || pc.file != file || pc.n.Load() >= maxPlans {
 		pc = &planCache{file: file}
 		m.plans.Store(pc)
 	}
@@ -93,7 +107,10 @@ func (m *middleware) plan(c *pipeline.Call, route string) *plan {
 		return p.(*plan)
 	}
 	p := m.build(file.Policy(c.Service, route), k.dest)
-	actual, _ := pc.plans.LoadOrStore(k, p)
+	actual, loaded := pc.plans.LoadOrStore(k, p)
+	if !loaded {
+		pc.n.Add(1)
+	}
 	return actual.(*plan)
 }
 
