@@ -9,7 +9,7 @@
 //
 //   - server-config mode (the default): DIR/nats.conf, a nats-server
 //     configuration with accounts and NKey users that a stock nats-server
-//     and `natsmesh broker --config` load unchanged, plus one NKey seed file
+//     and `natsmesh broker --nats-config` load unchanged, plus one NKey seed file
 //     per user (DIR/<user>.nk, mode 0600);
 //   - operator mode ([WithOperator]): an operator, account and user JWTs
 //     signed with NKeys, DIR/<user>.creds per user, and DIR/nats.conf with a

@@ -37,7 +37,7 @@ type TLS struct {
 }
 
 // WithTLS makes the generated configuration serve clients over TLS only
-// (a tls block). `natsmesh broker --config` also secures routes and leaf
+// (a tls block). `natsmesh broker --nats-config` also secures routes and leaf
 // nodes with it unless told otherwise (see broker.Cluster.TLS).
 func WithTLS(t TLS) Option { return func(o *options) { o.tls = &t } }
 
@@ -79,7 +79,7 @@ func WithUserExpiry(d time.Duration) Option { return func(o *options) { o.userEx
 // mesh file does not invalidate the credentials services hold.
 //
 // The configuration runs unchanged on a stock nats-server
-// (nats-server -c DIR/nats.conf) and on natsmesh broker --config; it turns
+// (nats-server -c DIR/nats.conf) and on natsmesh broker --nats-config; it turns
 // JetStream on (for the policies bucket, in DefaultAccount only) and
 // refuses anonymous connections. Errors for an invalid spec wrap ErrSpec.
 func Generate(spec Spec, dir string, opts ...Option) error {

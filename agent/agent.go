@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,11 +53,21 @@ type Config struct {
 	// inbound call whose message propagates none. Zero means
 	// pipeline.DefaultTimeout (30s).
 	Timeout time.Duration
+	// MaxTimeout bounds the deadline an outbound caller sets: an HTTP
+	// client's Mesh-Timeout request header (see docs/wire.md), a gRPC
+	// client's grpc-timeout, an in-process caller's context. Zero means no
+	// bound; a route's timeout in the mesh file bounds its calls further.
+	MaxTimeout time.Duration
 	// ReconnectGrace is how long an outbound call made while the broker
 	// connection is down waits for it to return before failing with
 	// broker-unavailable. Zero means pipeline.DefaultReconnectGrace (2s);
 	// negative fails at once.
 	ReconnectGrace time.Duration
+	// BodyTimeout bounds the reading of a request body on the outbound HTTP
+	// listeners (proxy and binds), from the end of the headers: a client
+	// that stalls gets 408 request-timeout. Zero means
+	// httpguard.DefaultBodyTimeout (10s); negative means no bound.
+	BodyTimeout time.Duration
 	// Domains are mesh domains accepted after a service name in a request's
 	// host ("orders.svc.cluster.local" with "svc.cluster.local"), besides
 	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
@@ -137,6 +148,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	a.send, err = pipeline.NewOutbound(nc, pipeline.OutboundConfig{
 		Timeout:        cfg.Timeout,
+		MaxTimeout:     cfg.MaxTimeout,
 		ReconnectGrace: cfg.ReconnectGrace,
 		Middleware:     chain.Outbound(a.chainOptions(), cfg.Outbound...),
 	})
@@ -184,8 +196,8 @@ func (c *Config) normalize() (*url.URL, error) {
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = pipeline.DefaultMaxConcurrent
 	}
-	if c.Timeout < 0 {
-		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, c.Timeout)
+	if c.Timeout < 0 || c.MaxTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, min(c.Timeout, c.MaxTimeout))
 	}
 	if c.Timeout == 0 {
 		c.Timeout = pipeline.DefaultTimeout
@@ -202,18 +214,43 @@ func (c *Config) normalize() (*url.URL, error) {
 	return parseUpstream(c.Upstream)
 }
 
+// upstreamForms is what an upstream must look like, for the errors.
+const upstreamForms = "want http://HOST:PORT, http://HOST:PORT/BASE-PATH or h2c://HOST:PORT"
+
+// parseUpstream reads Config.Upstream: http://HOST:PORT with an optional
+// base path that every call's path is appended to (pipeline.HTTPUpstream),
+// or h2c://HOST:PORT for gRPC, which has no base path. Anything else is
+// refused with the forms that are accepted, rather than net/url's own
+// words ("first path segment in URL cannot contain colon" for a bare
+// 127.0.0.1:8080).
 func parseUpstream(s string) (*url.URL, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: upstream %q: %s: %s", ErrConfig, s, why, upstreamForms)
+	}
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return nil, bad("no scheme")
+	}
+	if scheme != "http" && scheme != "h2c" {
+		return nil, bad("scheme must be http or h2c")
+	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: upstream %q: %v", ErrConfig, s, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the input we already quote
+		}
+		return nil, bad(err.Error())
 	}
-	switch u.Scheme {
-	case "http", "h2c":
-	default:
-		return nil, fmt.Errorf("%w: upstream %q: scheme must be http or h2c", ErrConfig, s)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("%w: upstream %q has no host:port", ErrConfig, s)
+	switch {
+	case u.Host == "" || u.Port() == "":
+		return nil, bad("no host:port")
+	case u.User != nil:
+		return nil, bad("no user information allowed")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return nil, bad("no query or fragment allowed")
+	case u.Scheme == "h2c" && strings.Trim(u.Path, "/") != "":
+		return nil, bad("gRPC has no base path")
 	}
 	return u, nil
 }
@@ -323,7 +360,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			stop()
 		}
 		errs = append(errs, a.in.shutdown())
-		errs = append(errs, a.out.shutdown(context.Background()))
+		// The outbound listeners' servers close what is left when ctx
+		// ends: a stalled client must not hold up the exit.
+		errs = append(errs, a.out.shutdown(ctx))
 		if disc != nil {
 			errs = append(errs, disc.Stop())
 		}

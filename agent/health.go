@@ -17,16 +17,18 @@ import (
 
 // HealthConfig configures the agent's checks of its local service. The zero
 // value checks an HTTP upstream by TCP connect, a gRPC upstream with the gRPC
-// health protocol, every 2s.
+// health protocol (or, if it has none, by its answering at all: see
+// GRPCHealthAuto), every 2s.
 type HealthConfig struct {
 	// Path, when set, is probed with GET on an HTTP upstream; a 2xx or 3xx
 	// answer is healthy. Empty: a TCP connect to the upstream is the check.
 	Path string
 	// GRPCService is the service name asked of a gRPC upstream's
-	// grpc.health.v1.Health/Check; "" asks for the server as a whole. A server
-	// that does not implement the health service counts as healthy when it
-	// answers at all.
+	// grpc.health.v1.Health/Check; "" asks for the server as a whole.
 	GRPCService string
+	// GRPC says how a gRPC (h2c) upstream is checked. Default
+	// GRPCHealthAuto.
+	GRPC GRPCHealthMode
 	// Interval between checks. Zero means 2s.
 	Interval time.Duration
 	// Timeout of one check. Zero means 1s, capped at Interval.
@@ -44,7 +46,29 @@ type HealthConfig struct {
 	Disabled bool
 }
 
+// GRPCHealthMode is how a gRPC upstream is checked.
+type GRPCHealthMode string
+
+const (
+	// GRPCHealthAuto asks the gRPC health protocol, and when the server
+	// does not implement it (Unimplemented) checks only that the server
+	// answers, which the agent logs once.
+	GRPCHealthAuto GRPCHealthMode = "auto"
+	// GRPCHealthProtocol asks the gRPC health protocol and requires
+	// SERVING: a server without it is unhealthy.
+	GRPCHealthProtocol GRPCHealthMode = "health"
+	// GRPCHealthConnect checks that the upstream accepts a TCP connection.
+	GRPCHealthConnect GRPCHealthMode = "connect"
+)
+
 func (h *HealthConfig) validate() error {
+	switch h.GRPC {
+	case "":
+		h.GRPC = GRPCHealthAuto
+	case GRPCHealthAuto, GRPCHealthProtocol, GRPCHealthConnect:
+	default:
+		return fmt.Errorf("%w: gRPC health mode %q: want auto, health or connect", ErrConfig, h.GRPC)
+	}
 	if h.Interval < 0 || h.Timeout < 0 || h.FailThreshold < 0 || h.PassThreshold < 0 {
 		return fmt.Errorf("%w: negative health check setting", ErrConfig)
 	}
@@ -80,20 +104,22 @@ func (a *Agent) checker() func(context.Context) error {
 		return h.Check
 	case a.upstream == nil:
 		return nil
-	case a.upstream.Scheme == "h2c":
+	case a.upstream.Scheme == "h2c" && h.GRPC != GRPCHealthConnect:
 		return a.grpcHealth
-	case h.Path != "":
+	case a.upstream.Scheme == "http" && h.Path != "":
 		return a.httpHealth
 	}
-	addr := a.upstream.Host
-	return func(ctx context.Context) error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return err
-		}
-		return c.Close()
+	return a.connectHealth
+}
+
+// connectHealth checks that the upstream accepts a TCP connection.
+func (a *Agent) connectHealth(ctx context.Context) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", a.upstream.Host)
+	if err != nil {
+		return err
 	}
+	return c.Close()
 }
 
 func (a *Agent) httpHealth(ctx context.Context) error {
@@ -124,6 +150,13 @@ func (a *Agent) grpcHealth(ctx context.Context) error {
 	}
 	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: a.cfg.Health.GRPCService}, grpc.WaitForReady(false))
 	if status.Code(err) == codes.Unimplemented {
+		if a.cfg.Health.GRPC == GRPCHealthProtocol {
+			return fmt.Errorf("the service does not implement grpc.health.v1 (health checks set to %q)", GRPCHealthProtocol)
+		}
+		// It answered, so it is up: a connection check, from now on.
+		if a.in.noGRPCHealth.CompareAndSwap(false, true) {
+			a.log.Warn("the gRPC upstream does not implement grpc.health.v1: health checks only see that it answers (choose with HealthConfig.GRPC / --health-grpc)")
+		}
 		return nil
 	}
 	if err != nil {

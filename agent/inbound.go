@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,9 @@ type inbound struct {
 	// dispatch is the inbound pipeline, built by start once the in-process
 	// handlers are known.
 	dispatch *pipeline.Inbound
+	// noGRPCHealth is set once a gRPC upstream answered that it has no
+	// health service (logged once).
+	noGRPCHealth atomic.Bool
 	// refused is signalled when a call found the upstream refusing
 	// connections, for the health loop to withdraw at once.
 	refused chan struct{}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -106,19 +108,42 @@ func (a *Agent) ServeBind(l net.Listener, dest string) error {
 	return a.serveHTTP(l, h)
 }
 
+// serveHTTP serves h on l as every outbound HTTP listener of the agent
+// is served, with the same guard as the edge gateway (internal/httpguard):
+// ambiguous framing gets 400 and the connection closed, an Upgrade 501, a
+// body not sent within Config.BodyTimeout 408, and headers over the limit
+// 431 with Mesh-Error: headers-too-large at any size.
 func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           httpguard.Handler(h, httpguard.Options{BodyTimeout: a.cfg.BodyTimeout}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    wire.DefaultMaxHeaderBytes + 4096,
-		ErrorLog:          nil,
+		// The mesh's own header limit: past it, Go's server refuses the
+		// request before any handler runs, and the guard gives that
+		// refusal the mesh's form, so both read the same.
+		MaxHeaderBytes: wire.DefaultMaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		ConnContext:    httpguard.ConnContext,
+		// Go answers "OPTIONS *" itself unless told not to, without calling
+		// the handler: the framing guard, which pairs the heads it reads
+		// with the requests the handler sees, would lose count.
+		DisableGeneralOptionsHandler: true,
 	}
-	if !a.out.track(srv.Shutdown) {
+	stop := func(ctx context.Context) error {
+		// Idle connections close at once and requests in flight finish
+		// (a stalled body within BodyTimeout); if ctx ends first, the
+		// rest are closed rather than left to hold up the exit.
+		err := srv.Shutdown(ctx)
+		if err != nil {
+			srv.Close()
+		}
+		return err
+	}
+	if !a.out.track(stop) {
 		l.Close()
 		return ErrClosed
 	}
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(httpguard.Listen(l)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
@@ -135,12 +160,21 @@ func (a *Agent) forwardHTTP(w http.ResponseWriter, r *http.Request, service, sub
 
 // roundTrip sends one HTTP call to service over the outbound pipeline. Mesh
 // failures come back as *wire.Error.
+//
+// The client may set its deadline with a Mesh-Timeout request header
+// (pipeline.CallerDeadline), bounded by Config.MaxTimeout.
 func (a *Agent) roundTrip(r *http.Request, service, subset string) (*http.Response, error) {
+	ctx, cancel, err := pipeline.CallerDeadline(r.Context(), r)
+	defer cancel()
+	if err != nil {
+		closeBody(r)
+		return nil, err
+	}
 	c, err := pipeline.NewHTTPCall(r, pipeline.Call{Service: service, Subset: subset, Caller: a.cfg.Service}, a.limitsNow())
 	if err != nil {
 		return nil, err
 	}
-	return pipeline.SendHTTP(r.Context(), a.send, c)
+	return pipeline.SendHTTP(ctx, a.send, c)
 }
 
 // Transport returns an http.RoundTripper that sends requests over the mesh

@@ -185,6 +185,15 @@ func CanonicalPath(p string) (string, error) {
 			}
 		}
 	}
+	// Path parameters (RFC 3986 section 3.3): servers such as Tomcat and
+	// Spring drop ";..." from each segment before resolving dot segments,
+	// so "/public/..;/admin" names /admin there. A segment that is a dot
+	// segment once its parameters are dropped has no canonical form here.
+	for seg := range strings.SplitSeq(d, "/") {
+		if name, _, ok := strings.Cut(seg, ";"); ok && (name == "." || name == "..") {
+			return "", fmt.Errorf("%w: %.64q has a dot segment with parameters", ErrNoCanonicalPath, p)
+		}
+	}
 	clean := path.Clean(d)                         // no copy when d is clean already
 	if clean != "/" && strings.HasSuffix(d, "/") { // as net/http's cleanPath
 		if len(d) == len(clean)+1 && d[:len(clean)] == clean {

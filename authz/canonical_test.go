@@ -37,6 +37,11 @@ func referenceCanonical(p string) (string, bool) {
 		b.WriteByte(c)
 	}
 	d := b.String()
+	for seg := range strings.SplitSeq(d, "/") {
+		if name, _, ok := strings.Cut(seg, ";"); ok && (name == "." || name == "..") {
+			return "", false
+		}
+	}
 	for i := 0; i+2 < len(d); i++ {
 		if d[i] == '%' && isHexRef(d[i+1]) && isHexRef(d[i+2]) {
 			return "", false
@@ -65,7 +70,7 @@ func unhexRef(c byte) byte {
 
 func FuzzCanonicalPath(f *testing.F) {
 	for _, s := range []string{"/", "/a/b/", "/a//b", "/a/./b/../c/", "/%2Fa", "/a\\b", "/a?b", "/a#", "/a\x00",
-		"/%252F", "a", "", "/a/b/.", "/..", "//", "/a/%", "/%7f", "/x\x7f"} {
+		"/%252F", "a", "", "/a/b/.", "/..", "//", "/a/%", "/%7f", "/x\x7f", "/public/..;/admin", "/a/.;x/b", "/a%3B/..;"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {

@@ -70,6 +70,7 @@ func (r Route) String() string {
 //
 //	HOST=SERVICE[@SUBSET]        api.example.com=orders
 //	/PREFIX=SERVICE[@SUBSET]     /orders=orders@v2
+//	/PREFIX=SUBSET.SERVICE       /v2=v2.orders (as agents address a subset)
 //	HOST/PREFIX=SERVICE          api.example.com/v1=orders
 //	.../PREFIX=nats:SUBJECT      /time=nats:svc.time
 //
@@ -91,8 +92,12 @@ func ParseRoute(s string) (Route, error) {
 	}
 	if subject, found := strings.CutPrefix(dest, "nats:"); found {
 		r.Subject = subject
+	} else if service, subset, ok := strings.Cut(dest, "@"); ok {
+		r.Service, r.Subset = service, subset
+	} else if subset, service, ok := strings.Cut(dest, "."); ok {
+		r.Service, r.Subset = service, subset
 	} else {
-		r.Service, r.Subset, _ = strings.Cut(dest, "@")
+		r.Service = dest
 	}
 	return r, nil
 }
@@ -189,7 +194,10 @@ type GatewayConfig struct {
 // chosen by its route table.
 //
 // Toward the service, the gateway sets X-Forwarded-For, -Host and -Proto
-// (replacing what the client sent) and drops Forwarded.
+// (replacing what the client sent) and drops Forwarded; these do not
+// count against the client's header limits. A request without a Host
+// (HTTP/1.0) reaches a service with Host set to the service's name, as
+// behind an agent's bind port, never the address of its upstream.
 //
 // Routes are tried in this order: routes whose Host matches the request
 // (longest PathPrefix first, a host-only route last), then routes without a
@@ -240,6 +248,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	}
 	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{
 		Timeout:    cfg.Timeout,
+		MaxTimeout: cfg.Timeout,
 		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, Telemetry: cfg.Telemetry, Logger: cfg.Logger}, cfg.Middleware...),
 	})
 	if err != nil {
@@ -422,14 +431,31 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	*dest = to.Dest()
 
 	// The outbound pipeline gives the call the gateway's Timeout (server
-	// request contexts carry no deadline).
-	ctx := r.Context()
+	// request contexts carry no deadline); a client may ask for less with
+	// Mesh-Timeout, never for more (the pipeline's MaxTimeout).
+	ctx, cancelCaller, err := pipeline.CallerDeadline(r.Context(), r)
+	defer cancelCaller()
+	if err != nil {
+		return nil, err
+	}
 	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
 	out.Header = r.Header.Clone()
 	if out.Header == nil {
 		out.Header = make(http.Header)
 	}
+	// The client's headers are bounded as they came; the ones the gateway
+	// sets on its behalf do not count against it.
+	if err := wire.CheckHeaderLimits(r.Header, g.limits); err != nil {
+		return nil, err
+	}
+	lim := g.limits
+	lim.MaxHeaders, lim.MaxHeaderBytes = lim.HeadersLimit()+forwardedCount, lim.HeaderBytesLimit()+forwardedBytes(r)
 	setForwarded(out.Header, r)
+	if out.Host == "" && route.Service != "" {
+		// HTTP/1.0 without Host, or an empty one: the service sees its
+		// own name, as behind a bind port, not its upstream address.
+		out.Host = route.Service
+	}
 	if route.StripPrefix {
 		if out.URL, ok = stripPrefix(r.URL, route.PathPrefix); !ok {
 			return nil, wire.Errorf(wire.KindNoRoute, "path %q does not start with %q once escaped", r.URL.EscapedPath(), route.PathPrefix)
@@ -437,7 +463,7 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	}
 	// Inbound Mesh-* and Nats-* headers need no stripping here: the wire
 	// format escapes them, so they reach the service as its own headers.
-	c, err := pipeline.NewHTTPCall(out, to, g.limits)
+	c, err := pipeline.NewHTTPCall(out, to, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -458,6 +484,17 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	return resp, nil
 }
 
+// forwardedCount is how many header values setForwarded sets.
+const forwardedCount = 3
+
+// forwardedBytes bounds the size of the headers setForwarded sets, as the
+// wire format counts them.
+func forwardedBytes(r *http.Request) int {
+	return len("X-Forwarded-For") + len(r.RemoteAddr) + 4 +
+		len("X-Forwarded-Host") + len(r.Host) + 4 +
+		len("X-Forwarded-Proto") + len("https") + 4
+}
+
 // setForwarded replaces the X-Forwarded-* headers with the gateway's own
 // view of the client. The gateway is the edge: values that arrive from
 // outside could be anything, so none are kept.
@@ -468,7 +505,11 @@ func setForwarded(h http.Header, r *http.Request) {
 	} else {
 		h.Del("X-Forwarded-For")
 	}
-	h.Set("X-Forwarded-Host", r.Host)
+	if r.Host != "" {
+		h.Set("X-Forwarded-Host", r.Host)
+	} else {
+		h.Del("X-Forwarded-Host")
+	}
 	if r.TLS != nil {
 		h.Set("X-Forwarded-Proto", "https")
 	} else {
@@ -502,17 +543,22 @@ func stripPrefix(u *url.URL, prefix string) (*url.URL, bool) {
 // ListenAndServeTLS("", "") or ServeTLS.
 func (g *Gateway) Server(addr string, tlsConfig *tls.Config) *http.Server {
 	return &http.Server{
-		Addr:              addr,
-		Handler:           httpguard.Handler(g),
+		Addr: addr,
+		// The body is bounded like the whole request (ReadTimeout), and a
+		// stalled one answered 408 request-timeout.
+		Handler:           httpguard.Handler(g, httpguard.Options{BodyTimeout: g.readTimeout}),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: g.readHeaderTimeout,
 		ReadTimeout:       g.readTimeout,
 		// Measured from the end of the request headers: reading the body,
 		// the NATS request, and writing the answer.
-		WriteTimeout:   g.readTimeout + g.timeout + 5*time.Second,
-		IdleTimeout:    g.idleTimeout,
-		MaxHeaderBytes: g.limits.HeaderBytesLimit(),
-		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		WriteTimeout: g.readTimeout + g.timeout + 5*time.Second,
+		IdleTimeout:  g.idleTimeout,
+		// Go answers "OPTIONS *" itself unless told not to, without
+		// calling the handler: the framing guard would lose count.
+		DisableGeneralOptionsHandler: true,
+		MaxHeaderBytes:               g.limits.HeaderBytesLimit(),
+		ErrorLog:                     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		// Serve it on httpguard.Listen(listener) to refuse requests with
 		// both Content-Length and Transfer-Encoding.
 		ConnContext: httpguard.ConnContext,

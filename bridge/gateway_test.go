@@ -183,6 +183,7 @@ func TestParseRoute(t *testing.T) {
 	}{
 		{in: "api.example.com=orders", want: Route{Host: "api.example.com", Service: "orders"}},
 		{in: "/orders=orders@v2", want: Route{PathPrefix: "/orders", Service: "orders", Subset: "v2"}},
+		{in: "/v2=v2.orders+strip", want: Route{PathPrefix: "/v2", Service: "orders", Subset: "v2", StripPrefix: true}},
 		{in: "api.example.com/v1=orders", want: Route{Host: "api.example.com", PathPrefix: "/v1", Service: "orders"}},
 		{in: "/time=nats:svc.time", want: Route{PathPrefix: "/time", Subject: "svc.time"}},
 		{in: "/orders/=orders+strip", want: Route{PathPrefix: "/orders/", Service: "orders", StripPrefix: true}},

@@ -129,7 +129,7 @@ func (b *Broker) Start() error {
 	if b.noAuth {
 		b.log.Warn("broker: clients connect without authentication: any client may call any service as any caller " +
 			"and subscribe to every call and reply (mesh.>, _INBOX_mesh.>); " +
-			"run with --config from natsmesh accounts generate for an authenticated mesh")
+			"run with --nats-config from natsmesh accounts generate for an authenticated mesh")
 	}
 	return nil
 }

@@ -56,9 +56,10 @@ func (p *Proxy) ServerOptions() []grpc.ServerOption {
 //
 // The proxy has no schema, so it tells a unary call from a stream by its
 // shape: a unary client half-closes right after its one message. A second
-// message (client streaming), or no half-close within HalfCloseWait of the
-// first message (a bidirectional stream waiting for an answer), gets
-// Unimplemented at once, so no stream hangs or holds up shutdown. A
+// message (client streaming), no half-close within HalfCloseWait of the
+// first message (a bidirectional stream waiting for an answer), or no first
+// message within firstMessageWait (a stream waiting for the server), gets
+// Unimplemented, so no stream hangs or holds up shutdown. A
 // server-streaming call looks unary here; the far side refuses it (see
 // [Upstream] and [Server]).
 func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
@@ -80,11 +81,8 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 		return status.Error(codes.Internal, "natsmesh: meshgrpc.Proxy.Sender is nil")
 	}
 
-	var in wire.RawFrame
-	if err := stream.RecvMsg(&in); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errStreaming
-		}
+	in, err := awaitFirstMessage(stream)
+	if err != nil {
 		return err
 	}
 	wait := p.HalfCloseWait
@@ -110,6 +108,43 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 		return err
 	}
 	return stream.SendMsg(wire.RawFrame(resp.Payload))
+}
+
+// firstMessageWait is how long the proxy waits for a call's first message.
+// A unary client sends it with the call's headers; a stream that waits for
+// the server to speak first would otherwise hold the handler, and shutdown,
+// forever.
+const firstMessageWait = time.Second
+
+// awaitFirstMessage returns the call's first message, or errStreaming when
+// the client half-closes without one (client streaming) or sends none in
+// time.
+func awaitFirstMessage(stream grpc.ServerStream) (wire.RawFrame, error) {
+	type result struct {
+		msg wire.RawFrame
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		var m wire.RawFrame
+		err := stream.RecvMsg(&m)
+		got <- result{m, err}
+	}()
+	t := time.NewTimer(firstMessageWait)
+	defer t.Stop()
+	select {
+	case r := <-got:
+		if errors.Is(r.err, io.EOF) {
+			return nil, errStreaming
+		}
+		return r.msg, r.err
+	case <-t.C:
+		// The receive ends when the handler returns and gRPC ends the
+		// stream.
+		return nil, errStreaming
+	case <-stream.Context().Done():
+		return nil, status.FromContextError(stream.Context().Err()).Err()
+	}
 }
 
 // DefaultHalfCloseWait is the default of Proxy.HalfCloseWait. A unary

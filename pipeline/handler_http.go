@@ -41,6 +41,9 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
 		return nil, err
 	}
 	defer cancel()
+	if r.Host == "" {
+		r.Host = c.Service
+	}
 	SetCallerHeader(r.Header, c.Caller)
 	rec := newRecorder(lim.PayloadLimit())
 	func() {

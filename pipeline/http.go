@@ -31,3 +31,20 @@ func SendHTTP(ctx context.Context, s Sender, c *Call) (*http.Response, error) {
 	}
 	return wire.DecodeHTTPResponse(reply)
 }
+
+// CallerDeadline returns ctx with the deadline the client of r asked for in
+// its Mesh-Timeout request header ([wire.RequestTimeout]), when it set one,
+// for the HTTP entry points. The deadline only ever shortens ctx's, and the
+// Outbound pipeline bounds it by its MaxTimeout (and a route's timeout,
+// once policies apply one). A malformed value fails with bad-request.
+func CallerDeadline(ctx context.Context, r *http.Request) (context.Context, context.CancelFunc, error) {
+	d, err := wire.RequestTimeout(r.Header)
+	if err != nil {
+		return ctx, func() {}, err
+	}
+	if d == 0 {
+		return ctx, func() {}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, cancel, nil
+}

@@ -49,6 +49,11 @@ type OutboundConfig struct {
 	// Timeout is the deadline of a call whose context has none. Default
 	// DefaultTimeout.
 	Timeout time.Duration
+	// MaxTimeout bounds the deadline a caller sets (its context's, a
+	// Mesh-Timeout request header, a gRPC client's grpc-timeout): a call is
+	// given at most MaxTimeout. Zero means no bound. This is the agent-wide
+	// ceiling; a route's timeout in the mesh file bounds its calls further.
+	MaxTimeout time.Duration
 	// ReconnectGrace is how long a call made while the connection to the
 	// broker is down waits for it to come back, within its deadline, before
 	// it fails with broker-unavailable. Default DefaultReconnectGrace;
@@ -63,8 +68,8 @@ type OutboundConfig struct {
 // point (HTTP proxy, bind ports, gRPC proxy, in-process Transport and
 // ClientConn, the edge gateway) sends through it. In order, a call:
 //
-//  1. gets its deadline, here and nowhere else: the caller's, or Timeout
-//     when the caller set none;
+//  1. gets its deadline, here and nowhere else: the caller's (at most
+//     MaxTimeout), or Timeout when the caller set none;
 //  2. passes the middleware, the first outermost;
 //  3. is sent as one NATS request per attempt: each attempt is a new
 //     message with a header map of its own carrying Mesh-Timeout, the time
@@ -78,9 +83,10 @@ type OutboundConfig struct {
 // NewOutbound chains its own in front of), and a mesh error that a reply
 // carries.
 type Outbound struct {
-	nc      *nats.Conn
-	timeout time.Duration
-	chain   Sender
+	nc         *nats.Conn
+	timeout    time.Duration
+	maxTimeout time.Duration
+	chain      Sender
 }
 
 var _ Sender = (*Outbound)(nil)
@@ -90,8 +96,8 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	if nc == nil {
 		return nil, errors.New("pipeline: nil NATS connection")
 	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("pipeline: negative timeout %v", cfg.Timeout)
+	if cfg.Timeout < 0 || cfg.MaxTimeout < 0 {
+		return nil, fmt.Errorf("pipeline: negative timeout %v", min(cfg.Timeout, cfg.MaxTimeout))
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
@@ -105,14 +111,20 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		s = cfg.Middleware[i](s)
 	}
-	return &Outbound{nc: nc, timeout: cfg.Timeout, chain: s}, nil
+	return &Outbound{nc: nc, timeout: cfg.Timeout, maxTimeout: cfg.MaxTimeout, chain: s}, nil
 }
 
 // Send sends c through the middleware and over NATS.
 func (o *Outbound) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
-	if _, ok := ctx.Deadline(); !ok {
+	d, ok := ctx.Deadline()
+	switch {
+	case !ok:
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	case o.maxTimeout > 0 && time.Until(d) > o.maxTimeout:
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.maxTimeout)
 		defer cancel()
 	}
 	return o.chain.Send(ctx, c)

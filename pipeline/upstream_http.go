@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,7 +18,9 @@ import (
 // HTTPUpstream is the inbound kind for an HTTP service reached over the
 // network (the sidecar's --upstream): each call becomes one request to
 // Base, with the call's path appended to Base's path, Mesh-Caller set from
-// the subject, and the call's deadline.
+// the subject, and the call's deadline. A request with trailers is sent
+// chunked, so they reach the service; one without Mesh-Host gets the
+// service's name as its Host.
 //
 // A connection the service refuses (or a dial that fails) means nothing
 // ran: it is answered upstream-refused, which a caller may resend to
@@ -73,6 +76,22 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error
 		r.URL.Path = strings.TrimSuffix(u.Base.Path, "/") + r.URL.Path
 	}
 	r.RequestURI = ""
+	if r.Host == "" {
+		// A message without Mesh-Host (a raw NATS client's): the service
+		// sees its own name, never its own address, which Go's client
+		// would otherwise send.
+		r.Host = c.Service
+	}
+	if len(r.Trailer) > 0 {
+		// Trailers need a chunked body: sent sized, Go's client drops
+		// them silently.
+		r.ContentLength = -1
+		r.TransferEncoding = []string{"chunked"}
+		if r.Body == http.NoBody {
+			r.Body = io.NopCloser(strings.NewReader(""))
+		}
+		r.Header.Del("Content-Length")
+	}
 	SetCallerHeader(r.Header, c.Caller)
 	t := u.Transport
 	if t == nil {

@@ -32,6 +32,7 @@ services:
         match: {path_prefix: /charge}
         policy:
           retries: {attempts: 1} # the raw rate: no retry recovers an abort
+          circuit_breaker: {enabled: false} # nor does a breaker refuse calls
           fault:
             abort: `+tc.abort+`
 `)

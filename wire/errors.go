@@ -44,6 +44,12 @@ const (
 	KindBadRequest Kind = "bad-request"
 	// KindNoRoute: the gateway or proxy has no service for this request.
 	KindNoRoute Kind = "no-route"
+	// KindRequestTimeout: the client did not send its whole request (the
+	// body) in time, so nothing was sent on.
+	KindRequestTimeout Kind = "request-timeout"
+	// KindNotImplemented: the request needs something the mesh does not
+	// carry yet (a protocol upgrade such as WebSocket, a stream).
+	KindNotImplemented Kind = "not-implemented"
 	// KindUpstream: the receiving agent could not reach its local service.
 	KindUpstream Kind = "upstream-unavailable"
 	// KindUpstreamRefused: the receiving agent's local service refused the
@@ -88,6 +94,8 @@ var (
 	ErrHeadersTooLarge = &Error{Kind: KindHeadersTooLarge}
 	ErrBadRequest      = &Error{Kind: KindBadRequest}
 	ErrNoRoute         = &Error{Kind: KindNoRoute}
+	ErrRequestTimeout  = &Error{Kind: KindRequestTimeout}
+	ErrNotImplemented  = &Error{Kind: KindNotImplemented}
 	ErrUpstream        = &Error{Kind: KindUpstream}
 	ErrInternal        = &Error{Kind: KindInternal}
 
@@ -145,6 +153,10 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusBadRequest
 	case KindNoRoute:
 		return http.StatusNotFound
+	case KindRequestTimeout:
+		return http.StatusRequestTimeout
+	case KindNotImplemented:
+		return http.StatusNotImplemented
 	case KindUpstream:
 		return http.StatusBadGateway
 	}
@@ -164,8 +176,10 @@ func (e *Error) GRPCCode() codes.Code {
 		return codes.PermissionDenied
 	case KindBadRequest:
 		return codes.InvalidArgument
-	case KindNoRoute:
+	case KindNoRoute, KindNotImplemented:
 		return codes.Unimplemented
+	case KindRequestTimeout:
+		return codes.DeadlineExceeded
 	}
 	return codes.Internal
 }

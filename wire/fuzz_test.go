@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -80,6 +82,11 @@ func FuzzDecodeHTTPRequest(f *testing.F) {
 	f.Add("Mesh-Method: G T\r\nMesh-Path: x", []byte(nil))
 	f.Add("Mesh-Method: GET\r\nMesh-Timeout: -1s", []byte(nil))
 	f.Add("Mesh-Method: GET\r\nMesh-Path: /\x7f\r\nConnection: close, X-A\r\nX-A: 1\r\nTransfer-Encoding: chunked", []byte("x"))
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /p\r\nMesh-Query: a=1 HTTP/0.9", []byte(nil))
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /p HTTP/1.0\r\nMesh-Host: a b", []byte(nil))
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /p\r\nMesh-Host: user:pw@x", []byte(nil))
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /p?q#f\r\nMesh-Query: a\tb", []byte(nil))
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /\xc3\xa9\r\nMesh-Query: q=\xc3\xa9\r\nMesh-Host: [::1]:80", []byte(nil))
 	f.Fuzz(func(t *testing.T, raw string, data []byte) {
 		h, ok := fuzzHeader(raw)
 		if !ok {
@@ -103,7 +110,33 @@ func FuzzDecodeHTTPRequest(f *testing.F) {
 		}
 		checkHTTPHeader(t, r.Header)
 		checkHTTPHeader(t, r.Trailer)
+		checkRequestLine(t, r)
 	})
+}
+
+// checkRequestLine: a decoded request, as the receiving agent sends it to
+// its service, is one request line that reads back the same (issue 9 item
+// 17: Mesh-Query "a=1 HTTP/0.9" forged the protocol version).
+func checkRequestLine(t *testing.T, r *http.Request) {
+	t.Helper()
+	out := r.Clone(context.Background())
+	out.RequestURI = ""
+	out.Body = http.NoBody
+	out.ContentLength = 0
+	out.Trailer = nil
+	out.Header = http.Header{}
+	var buf bytes.Buffer
+	if err := out.Write(&buf); err != nil {
+		t.Fatalf("accepted request does not serialize: %v (Host %q, URL %q)", err, r.Host, r.URL)
+	}
+	back, err := http.ReadRequest(bufio.NewReader(&buf))
+	if err != nil {
+		t.Fatalf("accepted request serializes to %q, which does not parse: %v", buf.String(), err)
+	}
+	if back.Method != r.Method || back.RequestURI != r.URL.RequestURI() || back.Host != r.Host || back.Proto != "HTTP/1.1" {
+		t.Fatalf("request line reads back %s %q %s Host %q, want %s %q HTTP/1.1 Host %q",
+			back.Method, back.RequestURI, back.Proto, back.Host, r.Method, r.URL.RequestURI(), r.Host)
+	}
 }
 
 func FuzzDecodeHTTPResponse(f *testing.F) {

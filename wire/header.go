@@ -228,6 +228,31 @@ func Timeout(h nats.Header) (time.Duration, error) {
 	return d, nil
 }
 
+// RequestTimeout reads the deadline an HTTP client asks for with the
+// Mesh-Timeout request header, a Go duration ("1s", "250ms", "1m30s"), as
+// the mesh's HTTP entry points (the agent's proxy, bind ports and
+// Transport, the edge gateway) honour it: 0 and no error when there is
+// none, a bad-request *Error for a malformed or non-positive value. The
+// entry point consumes it: [EncodeHTTPRequest] never sends it on as a
+// header of the service's, and the message carries the time left instead.
+func RequestTimeout(h map[string][]string) (time.Duration, error) {
+	var v string
+	for k, vs := range h {
+		if strings.EqualFold(k, HeaderTimeout) && len(vs) > 0 {
+			v = vs[0]
+			break
+		}
+	}
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d <= 0 {
+		return 0, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s request header %.32q: want a positive duration such as 1s or 250ms", HeaderTimeout, v)}
+	}
+	return min(d, MaxTimeout), nil
+}
+
 func statusOf(h nats.Header) (int, bool) {
 	v := h.Get(HeaderStatus)
 	if v == "" {

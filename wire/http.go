@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,7 +37,7 @@ func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
 		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("body of %d bytes exceeds max_payload (%d bytes)", r.ContentLength, lim.PayloadLimit())}
 	}
 	m := &nats.Msg{Header: make(nats.Header, len(r.Header)+5)}
-	n, size := copyHeaders(m.Header, r.Header, "")
+	n, size := copyHeaders(m.Header, r.Header, "", HeaderTimeout)
 	// The Go server moves trailers declared up front to r.Trailer; they are
 	// only known after the body is read, below.
 	m.Header[HeaderMethod] = []string{r.Method}
@@ -71,11 +72,31 @@ func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
 			m.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
 		}
 	}
-	tn, tsize := copyHeaders(m.Header, r.Trailer, trailerPrefix)
+	tn, tsize := copyHeaders(m.Header, r.Trailer, trailerPrefix, "")
 	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// CheckHeaderLimits applies lim's header bounds (MaxHeaders,
+// MaxHeaderBytes) to h counted as [EncodeHTTPRequest] counts them: the
+// end-to-end headers, hop-by-hop ones and Content-Length left out. A
+// gateway that adds headers of its own checks the client's with it first,
+// so what it adds never counts against the client.
+func CheckHeaderLimits(h http.Header, lim Limits) error {
+	conn := connectionTokens(h["Connection"])
+	count, size := 0, 0
+	for k, vs := range h {
+		if isHopByHop(k, conn) || strings.EqualFold(k, "Content-Length") || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+			count++
+		}
+	}
+	return checkSize(&nats.Msg{}, count, size, Limits{MaxPayload: 1 << 62, MaxHeaders: lim.HeadersLimit(), MaxHeaderBytes: lim.HeaderBytesLimit()})
 }
 
 // checkFraming rejects requests whose length is ambiguous, the root of
@@ -117,6 +138,12 @@ func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
 	buf := bytes.NewBuffer(make([]byte, 0, capacity))
 	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
 	if err != nil {
+		// A listener's own verdict (a body that timed out: request-timeout)
+		// stands; anything else is a broken request.
+		var me *Error
+		if errors.As(err, &me) {
+			return nil, me
+		}
 		return nil, &Error{Kind: KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
 	}
 	if n > max {
@@ -126,14 +153,15 @@ func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
 }
 
 // copyHeaders copies the end-to-end headers of src into dst, under escaped
-// names behind prefix, and returns how many values and bytes it copied.
-func copyHeaders(dst nats.Header, src http.Header, prefix string) (count, size int) {
+// names behind prefix, leaving out skip (any spelling) when set, and
+// returns how many values and bytes it copied.
+func copyHeaders(dst nats.Header, src http.Header, prefix, skip string) (count, size int) {
 	if len(src) == 0 {
 		return 0, 0
 	}
 	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
-		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) {
+		if isHopByHop(k, conn) || (prefix == "" && strings.EqualFold(k, "Content-Length")) || (skip != "" && strings.EqualFold(k, skip)) {
 			continue
 		}
 		if !httpguts.ValidHeaderFieldName(k) {
@@ -219,7 +247,10 @@ func validValues(vs []string) bool {
 // DecodeHTTPRequest turns a request message into a server-side *http.Request
 // (as an http.Handler receives it) under ctx. When the message carries a
 // timeout, the request's context gets that deadline; call cancel when done.
-// It fails with KindBadRequest when the message is not an HTTP request.
+// It fails with KindBadRequest when the message is not an HTTP request, and
+// when a value that goes into the request line or Host is not valid there
+// (Mesh-Method, Mesh-Path, Mesh-Query, Mesh-Host): whatever it accepts
+// serializes as one request line with the same method, target and Host.
 func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cancel context.CancelFunc, err error) {
 	method := m.Header.Get(HeaderMethod)
 	if method == "" || !validMethod(method) {
@@ -234,12 +265,20 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 	if path == "" {
 		path = "/"
 	}
-	if path[0] != '/' {
-		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %q", HeaderPath, path)}
+	if path[0] != '/' || !validTarget(path, "?#") {
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderPath, path)}
 	}
 	requestURI := path
 	if q := m.Header.Get(HeaderQuery); q != "" {
+		if !validTarget(q, "") {
+			return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderQuery, q)}
+		}
 		requestURI += "?" + q
+	}
+	host := m.Header.Get(HeaderHost)
+	if !httpguts.ValidHostHeader(host) {
+		// Go's client would refuse to send it, or send no Host at all.
+		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderHost, host)}
 	}
 	u, err := url.ParseRequestURI(requestURI)
 	if err != nil {
@@ -259,7 +298,7 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 		ProtoMinor:    1,
 		Header:        h,
 		Trailer:       trailer,
-		Host:          m.Header.Get(HeaderHost),
+		Host:          host,
 		RequestURI:    requestURI,
 		ContentLength: int64(len(m.Data)),
 		Body:          http.NoBody,
@@ -272,6 +311,20 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 		h.Set("Content-Length", strconv.Itoa(len(m.Data)))
 	}
 	return r.WithContext(ctx), cancel, nil
+}
+
+// validTarget reports whether s may stand in a request line's target: no
+// space (which would end the target and start a forged version, "a=1
+// HTTP/0.9"), no control byte, none of also. A message may
+// come from any NATS client, so what EncodeHTTPRequest never produces must
+// still be refused here.
+func validTarget(s, also string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || strings.IndexByte(also, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // validMethod reports whether m is an HTTP token (RFC 9110 section 5.6.2).
@@ -293,8 +346,8 @@ func validMethod(m string) bool {
 // or headers over lim, give a *Error instead, to be sent with [ErrorMsg].
 func HTTPResponseMsg(status int, header http.Header, body []byte, trailer http.Header, lim Limits) (*nats.Msg, error) {
 	m := &nats.Msg{Header: make(nats.Header, len(header)+2), Data: body}
-	n, size := copyHeaders(m.Header, header, "")
-	tn, tsize := copyHeaders(m.Header, trailer, trailerPrefix)
+	n, size := copyHeaders(m.Header, header, "", "")
+	tn, tsize := copyHeaders(m.Header, trailer, trailerPrefix, "")
 	m.Header[HeaderStatus] = []string{strconv.Itoa(status)}
 	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
 		return nil, err

@@ -652,3 +652,38 @@ func TestEncodeHTTPRequestClientSideHost(t *testing.T) {
 		t.Fatalf("Mesh-Host %q, want the URL's host", got)
 	}
 }
+
+// TestDecodeHTTPRequestRefusesForgedRequestLines: issue 9 item 17. A raw NATS
+// client must not write into the upstream's request line or Host.
+func TestDecodeHTTPRequestRefusesForgedRequestLines(t *testing.T) {
+	for _, tt := range []struct{ name, header, value string }{
+		{"query with a forged version", HeaderQuery, "a=1 HTTP/0.9"},
+		{"query with a tab", HeaderQuery, "a=1\tb"},
+		{"query with a control byte", HeaderQuery, "a=\x01"},
+		{"path with a fragment", HeaderPath, "/p#frag"},
+		{"path with a space", HeaderPath, "/p HTTP/1.0"},
+		{"path with a query", HeaderPath, "/p?admin=1"},
+		{"path with DEL", HeaderPath, "/p\x7f"},
+		{"host with a space", HeaderHost, "a b"},
+		{"host with userinfo", HeaderHost, "user:pw@x"},
+		{"host with a path", HeaderHost, "x/y"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := nats.Header{HeaderMethod: {"GET"}, HeaderPath: {"/p"}}
+			h.Set(tt.header, tt.value)
+			_, _, err := DecodeHTTPRequest(context.Background(), &nats.Msg{Subject: "mesh.a._.b.http.GET", Header: h})
+			if !errors.Is(err, ErrBadRequest) {
+				t.Errorf("%s %q: got %v, want bad-request", tt.header, tt.value, err)
+			}
+		})
+	}
+	h := nats.Header{HeaderMethod: {"GET"}, HeaderPath: {"/p%20q"}, HeaderQuery: {"a=%20&b=\xc3\xa9"}, HeaderHost: {"[::1]:8080"}}
+	r, cancel, err := DecodeHTTPRequest(context.Background(), &nats.Msg{Header: h})
+	if err != nil {
+		t.Fatalf("valid request refused: %v", err)
+	}
+	cancel()
+	if r.Host != "[::1]:8080" || r.URL.RequestURI() != "/p%20q?a=%20&b=\xc3\xa9" {
+		t.Errorf("decoded Host %q URI %q", r.Host, r.URL.RequestURI())
+	}
+}

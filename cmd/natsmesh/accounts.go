@@ -50,7 +50,7 @@ func runAccounts(ctx context.Context, args []string, stdout, stderr io.Writer) e
 const accountsUsage = `Usage: natsmesh accounts generate -f mesh.yaml -o DIR [--operator] [--rotate USER] [--tls-cert F --tls-key F [--tls-ca F]]
        natsmesh accounts revoke USER -d DIR [--nats URL]
 
-generate writes DIR/nats.conf (for natsmesh broker --config DIR/nats.conf or
+generate writes DIR/nats.conf (for natsmesh broker --nats-config DIR/nats.conf or
 nats-server -c DIR/nats.conf) and one NKey seed per user (DIR/<user>.nk, 0600;
 with --operator also DIR/<user>.creds). Existing keys are kept unless --rotate
 names the user. revoke revokes an operator-mode user on a running server.
@@ -114,7 +114,7 @@ func runAccountsGenerate(args []string, stdout, stderr io.Writer) error {
 	if operator {
 		key = "--creds " + accounts.CredsFile(dir, "SERVICE")
 	}
-	fmt.Fprintf(stdout, "wrote %s\nrun: natsmesh broker --config %s\nagents: natsmesh agent --service SERVICE %s ...\n",
+	fmt.Fprintf(stdout, "wrote %s\nrun: natsmesh broker --nats-config %s\nagents: natsmesh agent --service SERVICE %s ...\n",
 		accounts.ConfigFile(dir), accounts.ConfigFile(dir), key)
 	return nil
 }

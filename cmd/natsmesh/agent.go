@@ -28,51 +28,58 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"service's calls from NATS and makes them to --upstream (http:// for HTTP,\n"+
 			"h2c:// for gRPC) while the upstream passes its health checks. Outbound, the\n"+
 			"service calls other services through the agent: as an HTTP proxy\n"+
-			"(HTTP_PROXY=http://<--http>, or Host: <service>), through a per-service\n"+
-			"port (--bind), or over gRPC with :authority = <service> (--grpc).\n"+
+			"(HTTP_PROXY=http://<--proxy>, or Host: <service>), through a per-service\n"+
+			"port (--bind), or over gRPC with :authority = <service> (--grpc-proxy).\n"+
+			"A destination is SERVICE (any instance) or SUBSET.SERVICE (v2.orders),\n"+
+			"optionally followed by .mesh or a --domain (orders.svc.cluster.local).\n"+
+			"The admin port serves /healthz, /readyz and /debug/pprof/ (Go profiles).\n"+
 			"On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits.", stderr)
 	var (
 		cfg      agent.Config
 		nf       natsFlags
 		binds    stringList
+		domains  stringList
 		httpAddr string
 		grpcAddr string
 		admin    string
-		config   string
 		policy   string
 		grace    time.Duration
 		logLevel slog.Level
 		tf       telemetryFlags
 	)
 	fs.StringVar(&cfg.Service, "service", "", "this service's `name` ([a-z0-9-]; required)")
-	fs.StringVar(&cfg.Subset, "subset", "", "this instance's subset `label`, e.g. a version (v2) or canary")
-	fs.StringVar(&cfg.Version, "version", "", "this instance's `version`, shown in discovery")
-	fs.StringVar(&cfg.Upstream, "upstream", "", "the local service: http://127.0.0.1:8080 or h2c://127.0.0.1:9090 (`URL`); empty: outbound only")
-	fs.StringVar(&httpAddr, "http", "127.0.0.1:15001", "outbound HTTP proxy listener `address`, or \"off\"")
-	fs.StringVar(&grpcAddr, "grpc", "127.0.0.1:15002", "outbound gRPC (h2c) listener `address`, or \"off\"")
-	fs.Var(&binds, "bind", "per-destination listener `SERVICE=ADDR` (orders=127.0.0.1:9191), comma-separated or repeated")
-	fs.StringVar(&admin, "admin", "127.0.0.1:15090", "admin listener `address` (/healthz, /readyz, /metrics), or \"off\"")
+	fs.StringVar(&cfg.Subset, "subset", "", "this instance's subset `label`, e.g. a version (v2) or canary; callers reach it as v2.SERVICE")
+	fs.StringVar(&cfg.Version, "service-version", "", "this instance's `version` (semantic: 1.2.3), shown in discovery")
+	fs.StringVar(&cfg.Upstream, "upstream", "", "the local service (`URL`): http://HOST:PORT[/BASE-PATH] or h2c://HOST:PORT (gRPC); empty: outbound only")
+	fs.StringVar(&httpAddr, "proxy", "127.0.0.1:15001", "outbound HTTP proxy listener `address`, or \"off\"")
+	fs.StringVar(&grpcAddr, "grpc-proxy", "127.0.0.1:15002", "outbound gRPC (h2c) proxy listener `address`, or \"off\"")
+	fs.Var(&binds, "bind", "per-destination listener `DEST=ADDR` (orders=127.0.0.1:9191, v2.orders=...), comma-separated or repeated")
+	fs.Var(&domains, "domain", "mesh `domain` accepted after a service name (svc.cluster.local: http://orders.svc.cluster.local/), comma-separated or repeated; .mesh always is")
+	fs.StringVar(&admin, "admin", "127.0.0.1:15090", "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/), or \"off\"")
 	fs.StringVar(&cfg.Health.Path, "health", "", "HTTP health check `path` on the upstream (default: TCP connect; gRPC health for h2c)")
+	fs.StringVar((*string)(&cfg.Health.GRPC), "health-grpc", "auto", "how an h2c upstream is checked: auto (grpc.health.v1, or only that it answers if it has none), health (grpc.health.v1 must say SERVING) or connect (TCP)")
 	fs.DurationVar(&cfg.Health.Interval, "health-interval", 2*time.Second, "time between health checks")
 	fs.IntVar(&cfg.Health.FailThreshold, "health-fails", 3, "failed checks in a row that withdraw the instance")
 	fs.IntVar(&cfg.Health.PassThreshold, "health-passes", 2, "passed checks in a row that restore it")
 	fs.IntVar(&cfg.MaxConcurrent, "max-concurrent", 1024, "calls in flight to the upstream before answering overloaded (-1: no limit)")
-	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of an outbound call whose caller set none")
+	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
 	fs.DurationVar(&grace, "grace", 30*time.Second, "longest time shutdown waits for calls in flight")
 	fs.StringVar(&policy, "policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
-	fs.StringVar(&config, "config", "", "YAML `file` of settings named like these flags (flags and environment win)")
+	config := configFlag(fs)
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	procs := fs.Int("procs", 1, "CPU `cores` the agent runs on at once (GOMAXPROCS; 0: all). One, like a sidecar proxy's single worker, costs the least CPU per call")
 	nf.register(fs)
 	tf.register(fs)
+	deprecate(fs, "http", "proxy")
+	deprecate(fs, "grpc", "grpc-proxy")
+	deprecate(fs, "version", "service-version")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if config != "" {
-		if err := applyConfigFile(fs, config); err != nil {
-			return err
-		}
+	if err := applyConfigFile(fs, *config); err != nil {
+		return err
 	}
+	cfg.Domains = domains.vals
 	if cfg.Service == "" {
 		return errors.New("agent: --service is required")
 	}

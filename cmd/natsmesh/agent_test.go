@@ -145,7 +145,7 @@ func waitNATS(t *testing.T, p *proc, addr string) {
 func startBrokerProc(t *testing.T) string {
 	t.Helper()
 	addr := freeAddr(t)
-	p := startProc(t, "broker", "--listen", addr, "--http", "off", "--no-jetstream")
+	p := startProc(t, "broker", "--listen", addr, "--monitor", "off", "--no-jetstream")
 	waitNATS(t, p, addr)
 	return "nats://" + addr
 }
@@ -169,11 +169,11 @@ func TestAgentSIGTERMUnderLoad(t *testing.T) {
 	for i := range instances {
 		admin := freeAddr(t)
 		instances[i] = startProc(t, "agent", "--service", "orders", "--upstream", upstream(i), "--nats", natsURL,
-			"--http", "off", "--grpc", "off", "--admin", admin, "--health-interval", "100ms")
+			"--proxy", "off", "--grpc-proxy", "off", "--admin", admin, "--health-interval", "100ms")
 		waitHTTP(t, instances[i], "http://"+admin+"/readyz")
 	}
 	proxy, admin := freeAddr(t), freeAddr(t)
-	web := startProc(t, "agent", "--service", "web", "--nats", natsURL, "--http", proxy, "--grpc", "off", "--admin", admin)
+	web := startProc(t, "agent", "--service", "web", "--nats", natsURL, "--proxy", proxy, "--grpc-proxy", "off", "--admin", admin)
 	waitHTTP(t, web, "http://"+admin+"/readyz")
 
 	proxyURL, _ := url.Parse("http://" + proxy)
@@ -247,13 +247,15 @@ func TestAgentBadConfig(t *testing.T) {
 		want string
 	}{
 		{"no service", []string{"agent"}, "natsmesh: agent: --service is required"},
-		{"bad service", []string{"agent", "--service", "Orders!", "--http", "off", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s"}, "natsmesh: agent: invalid configuration: service name \"Orders!\""},
+		{"bad service", []string{"agent", "--service", "Orders!", "--proxy", "off", "--grpc-proxy", "off", "--admin", "off", "--connect-timeout", "1s"}, "natsmesh: agent: invalid configuration: service name \"Orders!\""},
 		{"upper-case service", []string{"agent", "--service", "Orders", "--upstream", "http://127.0.0.1:1"}, `natsmesh: agent: invalid configuration: service name "Orders": names are lower case: use "orders"`},
-		{"nothing to do", []string{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off"}, "natsmesh: agent: invalid configuration: nothing to do"},
-		{"bad bind", []string{"agent", "--service", "web", "--http", "off", "--grpc", "off", "--admin", "off", "--bind", "orders"}, `natsmesh: agent: --bind "orders": want SERVICE=ADDR`},
-		{"port in use", []string{"agent", "--service", "web", "--grpc", "off", "--admin", "off", "--http", busy.Addr().String()}, "natsmesh: agent: HTTP proxy listener: listen tcp " + busy.Addr().String()},
-		{"bad upstream", []string{"agent", "--service", "web", "--upstream", "ftp://x"}, `natsmesh: agent: invalid configuration: upstream "ftp://x": scheme must be http or h2c`},
-		{"no broker", []string{"agent", "--service", "web", "--http", "127.0.0.1:0", "--grpc", "off", "--admin", "off", "--nats", "nats://127.0.0.1:1", "--connect-timeout", "500ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 500ms"},
+		{"nothing to do", []string{"agent", "--service", "web", "--proxy", "off", "--grpc-proxy", "off", "--admin", "off"}, "natsmesh: agent: invalid configuration: nothing to do"},
+		{"bad bind", []string{"agent", "--service", "web", "--proxy", "off", "--grpc-proxy", "off", "--admin", "off", "--bind", "orders"}, `natsmesh: agent: --bind "orders": want SERVICE=ADDR`},
+		{"port in use", []string{"agent", "--service", "web", "--grpc-proxy", "off", "--admin", "off", "--proxy", busy.Addr().String()}, "natsmesh: agent: HTTP proxy listener: listen tcp " + busy.Addr().String()},
+		{"bad upstream", []string{"agent", "--service", "web", "--upstream", "ftp://x"}, `natsmesh: agent: invalid configuration: upstream "ftp://x": scheme must be http or h2c: want http://HOST:PORT`},
+		{"upstream without scheme", []string{"agent", "--service", "web", "--upstream", "127.0.0.1:8080"}, `natsmesh: agent: invalid configuration: upstream "127.0.0.1:8080": no scheme: want http://HOST:PORT, http://HOST:PORT/BASE-PATH or h2c://HOST:PORT`},
+		{"typo'd flag", []string{"agent", "--service", "web", "--upstrem", "http://127.0.0.1:1"}, "natsmesh: agent: unknown flag --upstrem: did you mean --upstream?"},
+		{"no broker", []string{"agent", "--service", "web", "--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off", "--nats", "nats://127.0.0.1:1", "--connect-timeout", "500ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 500ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd, _, stderr := natsmesh(t, nil, tc.args...)
@@ -278,7 +280,7 @@ func TestAgentConfigFile(t *testing.T) {
 		}
 		return path
 	}
-	good := write("agent.yaml", "service: web\nsubset:\nhttp: \"off\"\ngrpc: \"off\"\nadmin: \"off\"\nnats: nats://127.0.0.1:1\nconnect-timeout: 300ms\nbind: [orders=127.0.0.1:0]\n")
+	good := write("agent.yaml", "service: web\nsubset:\nproxy: \"off\"\ngrpc-proxy: \"off\"\nadmin: \"off\"\nnats: nats://127.0.0.1:1\nconnect-timeout: 300ms\nbind: [orders=127.0.0.1:0]\n")
 	bad := write("bad.yaml", "service: web\nlisten_port: 80\n")
 	for _, tc := range []struct {
 		name string
@@ -309,7 +311,7 @@ func TestAgentConfigFile(t *testing.T) {
 func TestDemo(t *testing.T) {
 	gw := freeAddr(t)
 	ui := freeAddr(t)
-	p := startProc(t, "demo", "--listen", "127.0.0.1:-1", "--http", "off", "--gateway", gw, "--proxy", freeAddr(t), "--admin", ui)
+	p := startProc(t, "demo", "--listen", "127.0.0.1:-1", "--monitor", "off", "--gateway", gw, "--proxy", freeAddr(t), "--admin", ui)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Post("http://"+gw+"/orders", "application/json", strings.NewReader(`{"sku":"apple","qty":1}`))
@@ -345,17 +347,17 @@ func TestDemo(t *testing.T) {
 func TestAgentOverTLS(t *testing.T) {
 	cert, key := testcert.SelfSigned(t)
 	addr := freeAddr(t)
-	startProc(t, "broker", "--listen", addr, "--http", "off", "--no-jetstream", "--tls-cert", cert, "--tls-key", key)
+	startProc(t, "broker", "--listen", addr, "--monitor", "off", "--no-jetstream", "--tls-cert", cert, "--tls-key", key)
 	admin := freeAddr(t)
 	a := startProc(t, "agent", "--service", "web", "--nats", "tls://"+addr, "--nats-tls-ca", cert,
-		"--http", "127.0.0.1:0", "--grpc", "off", "--admin", admin)
+		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", admin)
 	waitHTTP(t, a, "http://"+admin+"/readyz")
 	if code := a.stop(t); code != 0 {
 		t.Fatalf("agent exit %d\n%s", code, a.stderr)
 	}
 	// Without the CA the agent cannot verify the broker and says so.
 	cmd, _, stderr := natsmesh(t, nil, "agent", "--service", "web", "--nats", "tls://"+addr,
-		"--http", "127.0.0.1:0", "--grpc", "off", "--admin", "off", "--connect-timeout", "1s")
+		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off", "--connect-timeout", "1s")
 	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "no NATS connection") {
 		t.Fatalf("untrusted broker: exit %d, %s", code, stderr)
 	}
@@ -381,13 +383,13 @@ func TestAgentNKeyAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	startProc(t, "broker", "--config", conf, "--listen", addr, "--http", "off", "--no-jetstream")
+	startProc(t, "broker", "--nats-config", conf, "--listen", addr, "--monitor", "off", "--no-jetstream")
 	admin := freeAddr(t)
 	a := startProc(t, "agent", "--service", "web", "--nats", "nats://"+addr, "--nkey", seedFile,
-		"--http", "127.0.0.1:0", "--grpc", "off", "--admin", admin)
+		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", admin)
 	waitHTTP(t, a, "http://"+admin+"/readyz")
 	cmd, _, stderr := natsmesh(t, nil, "agent", "--service", "web", "--nats", "nats://"+addr,
-		"--http", "127.0.0.1:0", "--grpc", "off", "--admin", "off", "--connect-timeout", "5s")
+		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off", "--connect-timeout", "5s")
 	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "refused the credentials") {
 		t.Fatalf("no credentials: exit %d, %s", code, stderr)
 	}
@@ -397,8 +399,8 @@ func TestAgentNKeyAuth(t *testing.T) {
 // for its broker exits 0, as after any graceful stop.
 func TestStopWhileConnecting(t *testing.T) {
 	for _, args := range [][]string{
-		{"agent", "--service", "web", "--http", "127.0.0.1:0", "--grpc", "off", "--admin", "off"},
-		{"bridge", "--listen", "127.0.0.1:0", "--route", "/=web"},
+		{"agent", "--service", "web", "--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off"},
+		{"bridge", "--gateway", "127.0.0.1:0", "--admin", "off", "--route", "/=web"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			p := startProc(t, append(args, "--nats", "nats://127.0.0.1:1", "--connect-timeout", "60s", "--log-level", "debug")...)

@@ -42,9 +42,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&rate, "rate", 1000, "open-loop `requests/s` (0: no open loop)")
 	fs.Var(&conns, "conns", "closed-loop concurrent `connections`, comma-separated")
 	fs.IntVar(&size, "size", 1024, "request and response body `bytes`")
-	fs.StringVar(&jsonPath, "json", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
+	fs.StringVar(&jsonPath, "results", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
 	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
 	fs.StringVar(&nginx, "nginx", "", "nginx `binary` (default: nginx in PATH or /usr/sbin)")
+	deprecate(fs, "json", "results")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

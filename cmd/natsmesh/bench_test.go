@@ -20,7 +20,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "bench.json")
 	cmd, stdout, stderr := natsmesh(t, nil, "bench", "--duration", "300ms", "--rate", "200", "--conns", "2",
-		"--scenarios", "direct-http,inproc-http", "--json", out)
+		"--scenarios", "direct-http,inproc-http", "--results", out)
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}

@@ -22,15 +22,16 @@ func runBenchEcho(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		"Serves the echo service of natsmesh bench until SIGINT or SIGTERM, and\n"+
 			"prints \"ready\" once it serves.", stderr)
 	var cfg benchrun.EchoConfig
-	fs.StringVar(&cfg.HTTP, "http", "", "HTTP echo listener `address`")
-	fs.StringVar(&cfg.GRPC, "grpc", "", "h2c gRPC echo (grpc.testing.TestService) listener `address`")
+	fs.StringVar(&cfg.HTTP, "echo-http", "", "HTTP echo listener `address`")
+	fs.StringVar(&cfg.GRPC, "echo-grpc", "", "h2c gRPC echo (grpc.testing.TestService) listener `address`")
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS `URL`: also serve in process through an agent")
 	fs.StringVar(&cfg.Service, "service", "echo", "in-process agent's service `name`")
+	fs.StringVar(&cfg.Policy, "policy", "", "mesh `file` the in-process agent applies")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if cfg.HTTP == "" && cfg.GRPC == "" && cfg.NATS == "" {
-		return fmt.Errorf("bench-echo: nothing to serve: give --http, --grpc or --nats")
+		return fmt.Errorf("bench-echo: nothing to serve: give --echo-http, --echo-grpc or --nats")
 	}
 	err := benchrun.ServeEcho(ctx, cfg, func() { fmt.Fprintln(stdout, "ready") })
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,10 +11,17 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 )
+
+// DefaultBridgeAdmin is the bridge's default admin address: next to the
+// agent's 15090 (and its 15001, 15002), so a bridge and an agent run side
+// by side on their defaults; make demo serves its dashboard there too.
+const DefaultBridgeAdmin = "127.0.0.1:15091"
 
 var bridgeCommand = command{
 	name:    "bridge",
@@ -32,25 +40,35 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"  HOST/PREFIX=SERVICE       api.example.com/v1=orders\n"+
 			"  /PREFIX=nats:SUBJECT      /time=nats:svc.time (a NATS-native endpoint)\n"+
 			"A trailing +strip removes the prefix from the forwarded path. Host routes\n"+
-			"win over path routes, and the longest prefix wins.", stderr)
+			"win over path routes, and the longest prefix wins. A subset is also\n"+
+			"written SUBSET.SERVICE (/v2=v2.orders), as agents address it.\n\n"+
+			"The admin port (--admin) serves /healthz, /readyz (ready while connected\n"+
+			"to NATS and not shutting down) for a load balancer, /debug/pprof/, and\n"+
+			"the mesh's dashboard at /ui/.", stderr)
 	var (
 		routes   stringList
 		logLevel slog.Level
 		tf       telemetryFlags
 	)
-	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address` (host:port)")
-	adminAddr := fs.String("admin", "127.0.0.1:15091", "admin `address`: /healthz, /readyz, /metrics, /debug/pprof/ and the dashboard at /ui/; \"off\" for none")
+	listen := fs.String("gateway", "127.0.0.1:8080", "edge gateway listener `address` (host:port) for outside HTTP clients")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
-	name := fs.String("name", "bridge", "caller `name` the gateway calls services as")
-	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "per-request `timeout`")
+	name := fs.String("service", "bridge", "the gateway's service `name` in the mesh: the caller its calls come from")
+	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
+	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/, the dashboard at /ui/), or \"off\"")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
 	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	config := configFlag(fs)
 	var nf natsFlags
 	nf.register(fs)
 	tf.register(fs)
+	deprecate(fs, "listen", "gateway")
+	deprecate(fs, "name", "service")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := applyConfigFile(fs, *config); err != nil {
 		return err
 	}
 	if len(routes.vals) == 0 {
@@ -91,13 +109,13 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg.Telemetry = tel
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return fmt.Errorf("bridge: %w", err)
+		return fmt.Errorf("bridge: gateway listener: %w", err)
 	}
 	defer ln.Close()
 	var adminLn net.Listener
-	if *adminAddr != "off" {
+	if *adminAddr != "" && *adminAddr != "off" {
 		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
-			return fmt.Errorf("bridge: admin: %w", err)
+			return fmt.Errorf("bridge: admin listener: %w", err)
 		}
 		defer adminLn.Close()
 	}
@@ -106,7 +124,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS: nothing to drain
 		}
-		return fmt.Errorf("bridge: %w", err)
+		return asCommand("bridge", err)
 	}
 	defer nc.Close()
 	cfg.Conn = nc
@@ -125,23 +143,34 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(ln, tlsConfig) }()
+	adminErr := make(chan error, 1)
 	if adminLn != nil {
-		go adminSrv.Serve(adminLn)
+		// The gateway's own readiness (bridge.Gateway.AdminHandler): further
+		// admin endpoints go in cfg.Admin.
+		adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+				adminErr <- fmt.Errorf("bridge: admin: %w", err)
+			}
+		}()
+		// Closed last, so /readyz says "shutting down" while requests drain.
 		defer adminSrv.Close()
 		log.Info("natsmesh bridge admin", "url", "http://"+adminLn.Addr().String()+"/", "dashboard", "http://"+adminLn.Addr().String()+uiMount)
 	}
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(ln, tlsConfig) }()
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
 	}
 	log.Info("natsmesh bridge ready", "url", scheme+"://"+ln.Addr().String(), "nats", nc.ConnectedUrlRedacted(), "routes", len(cfg.Routes))
 
+	var runErr error
 	select {
 	case err := <-served:
 		return failure{fmt.Errorf("bridge: %w", err)}
+	case runErr = <-adminErr:
+		log.Error("listener failed", "err", runErr)
 	case <-ctx.Done():
 	}
 	log.Info("natsmesh bridge shutting down")
@@ -151,11 +180,16 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if e := <-served; err == nil {
 		err = e
 	}
-	if e := nc.Drain(); err == nil {
+	// Without a broker there is nothing to drain: the deferred Close ends
+	// the reconnect attempts.
+	if e := nc.Drain(); err == nil && !errors.Is(e, nats.ErrConnectionReconnecting) {
 		err = e
 	}
 	if err != nil {
 		return failure{fmt.Errorf("bridge: shutdown: %w", err)}
+	}
+	if runErr != nil {
+		return failure{runErr}
 	}
 	return nil
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -22,8 +25,8 @@ func TestBridge(t *testing.T) {
 	}
 	nc.Flush()
 	addr, adminAddr := freeAddr(t), freeAddr(t)
-	p := startProcEnv(t, []string{"NATSMESH_ROUTE=/echo=nats:svc.echo"},
-		"bridge", "--listen", addr, "--admin", adminAddr, "--nats", b.ClientURL(), "--timeout", "5s")
+	p := startProcEnv(t, []string{"NATSMESH_BRIDGE_ROUTE=/echo=nats:svc.echo"},
+		"bridge", "--gateway", addr, "--admin", adminAddr, "--nats", b.ClientURL(), "--timeout", "5s")
 
 	var body []byte
 	meshtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
@@ -68,6 +71,11 @@ func TestBridge(t *testing.T) {
 }
 
 func TestBridgeBadConfig(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -76,9 +84,10 @@ func TestBridgeBadConfig(t *testing.T) {
 		{"no route", []string{"bridge"}, "natsmesh: bridge: no --route given"},
 		{"bad route", []string{"bridge", "--route", "nowhere"}, `natsmesh: bridge: route "nowhere"`},
 		{"bad service", []string{"bridge", "--route", "/=Orders"}, `natsmesh: bridge: route "/=Orders"`},
-		{"bad name", []string{"bridge", "--route", "/=web", "--name", "A.B"}, "natsmesh: bridge: gateway name"},
+		{"bad name", []string{"bridge", "--route", "/=web", "--service", "A.B"}, "natsmesh: bridge: gateway name"},
 		{"creds and nkey", []string{"bridge", "--route", "/=web", "--creds", "a", "--nkey", "b"}, "natsmesh: bridge: --creds and --nkey"},
 		{"half tls", []string{"bridge", "--route", "/=web", "--tls-cert", "a"}, "natsmesh: bridge: --tls-cert and --tls-key"},
+		{"admin port in use", []string{"bridge", "--route", "/=web", "--gateway", "127.0.0.1:0", "--admin", busy.Addr().String()}, "natsmesh: bridge: admin listener: listen tcp " + busy.Addr().String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd, _, stderr := natsmesh(t, nil, tc.args...)
@@ -89,5 +98,41 @@ func TestBridgeBadConfig(t *testing.T) {
 				t.Fatalf("stderr %q, want one line starting %q", out, tc.want)
 			}
 		})
+	}
+}
+
+// TestBridgeAdmin: natsmesh bridge --admin serves the gateway's admin
+// endpoint (issue 9, item 11): ready while connected to NATS, not ready
+// once the broker is gone, for a load balancer to check.
+func TestBridgeAdmin(t *testing.T) {
+	b := meshtest.Broker(t)
+	gw, admin := freeAddr(t), freeAddr(t)
+	p := startProc(t, "bridge", "--gateway", gw, "--admin", admin, "--route", "/=web", "--nats", b.ClientURL())
+	waitHTTP(t, p, "http://"+admin+"/readyz")
+	for _, path := range []string{"/healthz", "/debug/pprof/"} {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %s", path, resp.Status)
+		}
+	}
+	b.Shutdown(context.Background())
+	meshtest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "NATS") {
+			return fmt.Errorf("/readyz without a broker: %s %q", resp.Status, body)
+		}
+		return nil
+	})
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, p.stderr)
 	}
 }

@@ -19,32 +19,38 @@ var brokerCommand = command{
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("broker", "[flags]",
 		"Runs an embedded nats-server until SIGINT or SIGTERM, then drains clients\n"+
-			"in lame-duck mode and exits. With --config, the file is loaded first and\n"+
-			"the flags given are applied on top of it.", stderr)
+			"in lame-duck mode and exits. With --nats-config, that nats-server\n"+
+			"configuration file is loaded first and the flags given are applied on top\n"+
+			"of it.", stderr)
 	var (
 		cfg      broker.Config
 		routes   stringList
 		remotes  stringList
 		logLevel slog.Level
 	)
-	fs.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "client `address` (host:port; port -1 picks a free one)")
-	fs.StringVar(&cfg.HTTP, "http", broker.DefaultHTTP, "monitoring `address` (/varz, /healthz, ...), or \"off\"")
-	fs.StringVar(&cfg.ConfigFile, "config", "", "nats-server configuration `file` to load first")
+	fs.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "NATS client listener `address` (host:port; port -1 picks a free one)")
+	fs.StringVar(&cfg.HTTP, "monitor", broker.DefaultHTTP, "nats-server monitoring `address` (/varz, /healthz, ...), or \"off\"")
+	fs.StringVar(&cfg.ConfigFile, "nats-config", "", "nats-server configuration `file` to load first (accounts generate writes one)")
+	config := configFlag(fs)
 	fs.StringVar(&cfg.StoreDir, "store", "", "JetStream store `directory` (default: a temporary directory removed on exit)")
 	fs.BoolVar(&cfg.NoJetStream, "no-jetstream", false, "disable JetStream")
-	fs.StringVar(&cfg.ServerName, "name", "", "server `name` (default: generated)")
+	fs.StringVar(&cfg.ServerName, "name", "", "NATS server `name` (default: generated)")
 	maxPayload := fs.Int("max-payload", 0, "largest message payload in `bytes` (default: nats-server's 1 MiB)")
 	fs.StringVar(&cfg.Cluster.Listen, "cluster", "", "cluster route listener `address` (host:port)")
 	fs.StringVar(&cfg.Cluster.Name, "cluster-name", "", "cluster `name` (default \""+broker.DefaultClusterName+"\" with --cluster)")
 	fs.Var(&routes, "routes", "route `URLs` of other cluster servers (nats://host:port), comma-separated or repeated")
 	fs.StringVar(&cfg.LeafNodes.Listen, "leafnodes", "", "leaf node listener `address` (host:port)")
-	fs.Var(&remotes, "leaf-remotes", "leaf node `URLs` of one hub (its servers, tried in turn) to connect to as a leaf; several hubs need --config")
+	fs.Var(&remotes, "leaf-remotes", "leaf node `URLs` of one hub (its servers, tried in turn) to connect to as a leaf; several hubs need --nats-config")
 	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "server certificate `file` (PEM) for client connections, and for routes and leaf nodes (verified both ways)")
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "server key `file` (PEM)")
 	fs.StringVar(&cfg.TLS.CAFile, "tls-ca", "", "CA `file` (PEM): clients must present a certificate it signed (mutual TLS); routes and leaf nodes verify peers against it")
 	fs.DurationVar(&cfg.LameDuckDuration, "lame-duck", broker.DefaultLameDuckDuration, "how long shutdown spends closing clients gradually (negative: close them at once)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	deprecate(fs, "http", "monitor")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := applyConfigFile(fs, *config); err != nil {
 		return err
 	}
 	if *maxPayload < 0 || *maxPayload > 1<<30 {
@@ -57,7 +63,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if !isSet(fs, "listen") {
 			cfg.Listen = ""
 		}
-		if !isSet(fs, "http") {
+		if !isSet(fs, "monitor") {
 			cfg.HTTP = ""
 		}
 		if !isSet(fs, "lame-duck") {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // command is one natsmesh subcommand.
@@ -49,3 +50,23 @@ func isHelp(arg string) bool {
 	}
 	return false
 }
+
+// asCommand presents err, from a library package shared by several
+// commands (agent.Connect), as command cmd's: "bridge: no NATS connection
+// ..." rather than "bridge: agent: no NATS connection ...". errors.Is and
+// errors.As still see err.
+func asCommand(cmd string, err error) error {
+	msg := err.Error()
+	for _, pkg := range []string{"agent: ", "bridge: ", "policies: "} {
+		msg = strings.TrimPrefix(msg, pkg)
+	}
+	return prefixed{msg: cmd + ": " + msg, err: err}
+}
+
+type prefixed struct {
+	msg string
+	err error
+}
+
+func (p prefixed) Error() string { return p.msg }
+func (p prefixed) Unwrap() error { return p.err }

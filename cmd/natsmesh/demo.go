@@ -36,13 +36,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"try, and runs until SIGINT or SIGTERM.", stderr)
 	var cfg broker.Config
 	var logLevel slog.Level
-	fs.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "broker client `address`")
-	fs.StringVar(&cfg.HTTP, "http", broker.DefaultHTTP, "broker monitoring `address`, or \"off\"")
-	gateway := fs.String("gateway", "127.0.0.1:8080", "edge gateway `address`")
-	proxy := fs.String("proxy", "127.0.0.1:15001", "outbound HTTP proxy `address` of the web agent")
-	adminAddr := fs.String("admin", "127.0.0.1:15091", "`address` of the dashboard (/ui/), or \"off\"")
+	fs.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "broker NATS client listener `address`")
+	fs.StringVar(&cfg.HTTP, "monitor", broker.DefaultHTTP, "broker monitoring `address`, or \"off\"")
+	gateway := fs.String("gateway", "127.0.0.1:8080", "edge gateway listener `address`")
+	proxy := fs.String("proxy", "127.0.0.1:15001", "outbound HTTP proxy listener `address` of the web agent")
+	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address`, serving the dashboard at /ui/, or \"off\"")
 	rate := fs.Int("load", 4, "background `requests` per second through the gateway, so the dashboard and natsmesh stat show live numbers (0: none)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelWarn, "log `level`: debug, info, warn or error")
+	deprecate(fs, "http", "monitor")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -1,6 +1,9 @@
-// Command natsmesh runs the parts of a natsmesh service mesh: the broker
-// today, the agent and bridge as they land. Each subcommand lives in its own
-// file and is listed once in commands below.
+// Command natsmesh runs the parts of a natsmesh service mesh: the broker,
+// the sidecar agent, the edge gateway (bridge), and the tools around them
+// (policy, accounts, bench, demo). Each subcommand lives in its own file and
+// is listed once in commands below; flags.go holds the flag conventions
+// (one meaning per name, per-command environment variables, one-line
+// errors with suggestions; docs/decisions.md, entry 48).
 package main
 
 import (
@@ -9,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -52,10 +56,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(w)
 		return code
 	}
+	switch args[0] {
+	case "--version", "-version", "-v":
+		args = append([]string{"version"}, args[1:]...)
+	}
+	var names []string
 	for _, c := range commands {
 		if c.name == args[0] {
 			return exitCode(c.run(ctx, args[1:], stdout, stderr), stderr)
 		}
+		if !c.hidden {
+			names = append(names, c.name)
+		}
+	}
+	if strings.HasPrefix(args[0], "-") {
+		return exitCode(usageErrorf("%s before a command: want natsmesh <command> [flags] (see natsmesh help)", args[0]), stderr)
+	}
+	if s := closest(args[0], names); s != "" {
+		return exitCode(usageErrorf("unknown command %q: did you mean %q? (see natsmesh help)", args[0], s), stderr)
 	}
 	return exitCode(usageErrorf("unknown command %q (see natsmesh help)", args[0]), stderr)
 }
@@ -68,5 +86,5 @@ func usage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nRun natsmesh <command> --help for the flags of a command.\n")
+	fmt.Fprintf(w, "\nRun natsmesh <command> --help for the flags of a command, natsmesh --version\n(or -v) for the version.\n")
 }

@@ -88,7 +88,7 @@ func startAndStop(t *testing.T, env []string, args ...string) {
 	if env == nil {
 		args = append([]string{"broker", "--listen", addr}, args...)
 	} else {
-		env = append(env, "NATSMESH_LISTEN="+addr)
+		env = append(env, "NATSMESH_BROKER_LISTEN="+addr)
 		args = append([]string{"broker"}, args...)
 	}
 	p := startProcEnv(t, env, args...)
@@ -99,11 +99,11 @@ func startAndStop(t *testing.T, env []string, args ...string) {
 }
 
 func TestBrokerSignal(t *testing.T) {
-	startAndStop(t, nil, "--http", "127.0.0.1:-1", "--store", t.TempDir())
+	startAndStop(t, nil, "--monitor", "127.0.0.1:-1", "--store", t.TempDir())
 }
 
 func TestBrokerEnv(t *testing.T) {
-	startAndStop(t, []string{"NATSMESH_HTTP=off", "NATSMESH_NO_JETSTREAM=true"})
+	startAndStop(t, []string{"NATSMESH_BROKER_MONITOR=off", "NATSMESH_BROKER_NO_JETSTREAM=true"})
 }
 
 func TestBadConfig(t *testing.T) {
@@ -117,7 +117,7 @@ func TestBadConfig(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("junk"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	off := []string{"--http", "off", "--no-jetstream"}
+	off := []string{"--monitor", "off", "--no-jetstream"}
 
 	for _, tc := range []struct {
 		name    string
@@ -128,21 +128,24 @@ func TestBadConfig(t *testing.T) {
 	}{
 		{"unknown command", nil, []string{"frobnicate"}, `natsmesh: unknown command "frobnicate"`, true},
 		{"no command", nil, nil, "Usage: natsmesh", false},
-		{"unknown flag", nil, []string{"broker", "--frobnicate"}, "natsmesh: broker: flag provided but not defined: -frobnicate", false},
-		{"bad flag value", nil, []string{"broker", "--max-payload", "lots"}, `natsmesh: broker: invalid value "lots" for flag -max-payload`, false},
+		{"unknown flag", nil, []string{"broker", "--frobnicate"}, "natsmesh: broker: unknown flag --frobnicate: see natsmesh broker --help", true},
+		{"typo'd flag", nil, []string{"broker", "--lisen", "127.0.0.1:4222"}, "natsmesh: broker: unknown flag --lisen: did you mean --listen?", true},
+		{"typo'd command", nil, []string{"brokr"}, `natsmesh: unknown command "brokr": did you mean "broker"?`, true},
+		{"flag before command", nil, []string{"--listen", "x"}, "natsmesh: --listen before a command", true},
+		{"bad flag value", nil, []string{"broker", "--max-payload", "lots"}, `natsmesh: broker: invalid value "lots" for flag --max-payload`, true},
 		{"stray argument", nil, []string{"broker", "extra"}, `natsmesh: broker: unexpected argument "extra"`, true},
 		{"port in use", nil, append([]string{"broker", "--listen", busy.Addr().String()}, off...),
 			"natsmesh: broker: listen " + busy.Addr().String() + ": address already in use", true},
-		{"monitoring port in use", nil, []string{"broker", "--listen", "127.0.0.1:-1", "--http", busy.Addr().String(), "--no-jetstream"},
+		{"monitoring port in use", nil, []string{"broker", "--listen", "127.0.0.1:-1", "--monitor", busy.Addr().String(), "--no-jetstream"},
 			"natsmesh: broker: listen " + busy.Addr().String() + ": address already in use", true},
-		{"missing config file", nil, append([]string{"broker", "--config", filepath.Join(dir, "nope.conf")}, off...),
+		{"missing config file", nil, append([]string{"broker", "--nats-config", filepath.Join(dir, "nope.conf")}, off...),
 			"natsmesh: broker: config file " + filepath.Join(dir, "nope.conf"), true},
 		{"invalid tls files", nil, append([]string{"broker", "--tls-cert", garbage, "--tls-key", garbage}, off...),
 			"natsmesh: broker: tls: ", true},
 		{"bad route", nil, append([]string{"broker", "--cluster", "127.0.0.1:-1", "--routes", "not-a-url"}, off...),
 			"natsmesh: broker: cluster routes: ", true},
-		{"bad env value", []string{"NATSMESH_LAME_DUCK=soon"}, []string{"broker"},
-			`natsmesh: broker: NATSMESH_LAME_DUCK="soon": `, true},
+		{"bad env value", []string{"NATSMESH_BROKER_LAME_DUCK=soon"}, []string{"broker"},
+			`natsmesh: broker: NATSMESH_BROKER_LAME_DUCK="soon": `, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd, _, stderr := natsmesh(t, tc.env, tc.args...)
@@ -180,13 +183,27 @@ func TestBadConfig(t *testing.T) {
 	}
 }
 
+// TestVersion: natsmesh version, --version and -v print the same, naming
+// the nats-server and nats.go the binary embeds (from its build
+// information, so it cannot go stale).
 func TestVersion(t *testing.T) {
-	cmd, stdout, stderr := natsmesh(t, nil, "version")
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%v\n%s", err, stderr)
-	}
-	if !strings.HasPrefix(stdout.String(), "natsmesh dev\ngo1.") {
-		t.Fatalf("version printed %q", stdout)
+	var first string
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}} {
+		cmd, stdout, stderr := natsmesh(t, nil, args...)
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr)
+		}
+		out := stdout.String()
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) < 4 || lines[0] != "natsmesh dev" || !strings.HasPrefix(lines[1], "nats-server v2.") ||
+			!strings.HasPrefix(lines[2], "nats.go v1.") || !strings.HasPrefix(lines[3], "go1.") {
+			t.Fatalf("%v printed %q", args, out)
+		}
+		if first == "" {
+			first = out
+		} else if out != first {
+			t.Errorf("%v printed %q, natsmesh version %q", args, out, first)
+		}
 	}
 }
 
@@ -203,6 +220,7 @@ func TestHelp(t *testing.T) {
 		{"version-help", []string{"version", "-h"}},
 		{"agent-help", []string{"agent", "--help"}},
 		{"bridge-help", []string{"bridge", "--help"}},
+		{"demo-help", []string{"demo", "--help"}},
 		{"stat-help", []string{"stat", "--help"}},
 		{"ui-help", []string{"ui", "--help"}},
 		{"accounts-generate-help", []string{"accounts", "generate", "--help"}},

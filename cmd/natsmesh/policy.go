@@ -73,7 +73,7 @@ func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*policies.Sto
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	nc, err := p.nats.connect(ctx, "natsmesh-policy", "", log)
 	if err != nil {
-		return nil, nil, nil, failure{fmt.Errorf("policy: %w", err)}
+		return nil, nil, nil, failure{asCommand("policy", err)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, policyTimeout)
 	closeAll := func() { cancel(); nc.Close() }

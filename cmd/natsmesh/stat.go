@@ -53,7 +53,7 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if ctx.Err() != nil {
 			return nil
 		}
-		return failure{fmt.Errorf("stat: %w", err)}
+		return failure{asCommand("stat", err)}
 	}
 	defer nc.Close()
 	sampler := meshstat.NewSampler(nc, meshstat.GatherOptions{Quiet: min(*quiet, *interval/2), Timeout: max(*interval, meshstat.DefaultTimeout)})

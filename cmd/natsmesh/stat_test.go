@@ -67,7 +67,7 @@ func TestUI(t *testing.T) {
 	b := meshtest.Broker(t)
 	statstest.Serve(t, meshtest.Conn(t, b), statstest.Shop()...)
 	addr := freeAddr(t)
-	p := startProcEnv(t, nil, "ui", "--listen", addr, "--nats", b.ClientURL())
+	p := startProcEnv(t, nil, "ui", "--admin", addr, "--nats", b.ClientURL())
 	var body []byte
 	meshtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + addr + "/ui/api/graph")

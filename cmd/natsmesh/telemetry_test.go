@@ -20,10 +20,10 @@ func TestAgentMetricsAndAccessLog(t *testing.T) {
 	t.Cleanup(up.Close)
 	ordersAdmin := freeAddr(t)
 	orders := startProc(t, "agent", "--service", "orders", "--upstream", up.URL, "--nats", natsURL,
-		"--http", "off", "--grpc", "off", "--admin", ordersAdmin, "--health-interval", "100ms")
+		"--proxy", "off", "--grpc-proxy", "off", "--admin", ordersAdmin, "--health-interval", "100ms")
 	waitHTTP(t, orders, "http://"+ordersAdmin+"/readyz")
 	proxy, admin := freeAddr(t), freeAddr(t)
-	web := startProc(t, "agent", "--service", "web", "--nats", natsURL, "--http", proxy, "--grpc", "off", "--admin", admin,
+	web := startProc(t, "agent", "--service", "web", "--nats", natsURL, "--proxy", proxy, "--grpc-proxy", "off", "--admin", admin,
 		"--access-log", "on", "--access-log-format", "json")
 	waitHTTP(t, web, "http://"+admin+"/readyz")
 

@@ -39,12 +39,13 @@ func dashboardHandler(nc *nats.Conn) (http.Handler, error) {
 func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ui", "[flags]",
 		"Serves the dashboard, the live service graph with every service's golden\n"+
-			"metrics, at http://LISTEN/ui/ for the mesh behind --nats, until SIGINT or\n"+
+			"metrics, at http://ADMIN/ui/ for the mesh behind --nats, until SIGINT or\n"+
 			"SIGTERM. The edge bridge serves the same page on its admin port (--admin).", stderr)
-	listen := fs.String("listen", "127.0.0.1:8090", "HTTP listen `address` (host:port)")
+	listen := fs.String("admin", "127.0.0.1:8090", "admin listener `address` (host:port) serving the dashboard at /ui/")
 	as := fs.String("as", accounts.DefaultAdmin, "the `user` whose inbox the answers go to (the mesh's admin user with generated accounts)")
 	var nf natsFlags
 	nf.register(fs)
+	deprecate(fs, "listen", "admin")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return failure{fmt.Errorf("ui: %w", err)}
+		return failure{asCommand("ui", err)}
 	}
 	defer nc.Close()
 	h, err := dashboardHandler(nc)

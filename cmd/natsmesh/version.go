@@ -14,16 +14,27 @@ var version = "dev"
 
 var versionCommand = command{
 	name:    "version",
-	summary: "print the version, Go version and source revision",
+	summary: "print the version, the nats-server and nats.go it embeds, Go version and revision",
 	run:     runVersion,
 }
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", "", "Prints the natsmesh version, the Go version it was built with and,\nwhen known, the source revision.", stderr)
+	fs := newFlagSet("version", "", "Prints the natsmesh version, the versions of nats-server (the embedded\n"+
+		"broker) and nats.go (the client) it was built with, the Go version and,\n"+
+		"when known, the source revision. natsmesh --version and -v do the same.", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "natsmesh %s\n%s\n", version, runtime.Version())
+	fmt.Fprintf(stdout, "natsmesh %s\n", version)
+	for _, dep := range []struct{ name, path string }{
+		{"nats-server", "github.com/nats-io/nats-server/v2"},
+		{"nats.go", "github.com/nats-io/nats.go"},
+	} {
+		if v := buildinfo.Dependency(dep.path); v != "" {
+			fmt.Fprintf(stdout, "%s %s\n", dep.name, v)
+		}
+	}
+	fmt.Fprintf(stdout, "%s\n", runtime.Version())
 	if rev, modified := buildinfo.Revision(); rev != "" {
 		if modified {
 			rev += " (modified)"

@@ -126,6 +126,36 @@ func TestTargets(t *testing.T) {
 	}
 }
 
+// With no open loop (natsmesh bench --rate 0 passes a negative rate) the
+// per-agent targets are SKIP and named "open loop", never "open -1/s".
+func TestTargetsWithoutOpenLoop(t *testing.T) {
+	o := Options{Exe: "x", Rate: -1}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReport(&o)
+	r.Rows = []Row{{Scenario: SidecarHTTP, Load: "closed 1", P50: time.Millisecond}}
+	r.evaluate()
+	if r.Settings.Rate != 0 {
+		t.Errorf("settings record rate %v, want 0 (no open loop)", r.Settings.Rate)
+	}
+	n := 0
+	for _, tg := range r.Targets {
+		if strings.Contains(tg.Want+tg.Measured, "-1") {
+			t.Errorf("target %q: want %q, measured %q", tg.Name, tg.Want, tg.Measured)
+		}
+		if strings.HasSuffix(tg.Name, " CPU") || strings.HasSuffix(tg.Name, " peak RSS") {
+			n++
+			if tg.Status != "SKIP" || !strings.Contains(tg.Want, "(open loop)") {
+				t.Errorf("target %q: %s, want %q: want SKIP at the open loop", tg.Name, tg.Status, tg.Want)
+			}
+		}
+	}
+	if n != 8 {
+		t.Errorf("%d per-agent targets, want 8", n)
+	}
+}
+
 func TestFmtDur(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		150 * time.Microsecond:   "150µs",

@@ -17,6 +17,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -74,6 +75,8 @@ type EchoConfig struct {
 	NATS string
 	// Service is the in-process agent's service name. Empty means "echo".
 	Service string
+	// Policy, when set, is a mesh file the in-process agent applies.
+	Policy string
 }
 
 // ServeEcho serves the echo service until ctx ends. ready is called once it
@@ -110,7 +113,16 @@ func ServeEcho(ctx context.Context, cfg EchoConfig, ready func()) error {
 			return fmt.Errorf("benchrun: echo: %w", err)
 		}
 		defer nc.Close()
-		a, err := agent.New(nc, agent.Config{Service: service, Logger: slog.New(slog.DiscardHandler)})
+		acfg := agent.Config{Service: service, Logger: slog.New(slog.DiscardHandler)}
+		if cfg.Policy != "" {
+			src, err := policies.WatchFile(ctx, cfg.Policy, policies.SourceConfig{})
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			acfg.Policies = src
+		}
+		a, err := agent.New(nc, acfg)
 		if err != nil {
 			return err
 		}

@@ -37,6 +37,14 @@ func startProc(dir, name, exe string, args ...string) (*proc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(exe, args...)
+	// Every component is configured by its flags alone: a NATSMESH_*
+	// variable of the caller's shell (NATSMESH_NATS, say) must not point
+	// one elsewhere.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NATSMESH_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

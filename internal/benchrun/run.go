@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/loadgen"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -42,10 +44,38 @@ const (
 	EmbeddedHTTP = "embedded-http"
 	EmbeddedGRPC = "embedded-grpc"
 	NginxPair    = "nginx-pair"
+	// The sidecar and in-process HTTP scenarios again, with BenchPolicy
+	// applied by every agent, so the table shows what a realistic policy
+	// costs over the built-in one.
+	SidecarHTTPPolicy = "sidecar-http+policy"
+	InprocHTTPPolicy  = "inproc-http+policy"
 )
 
+// BenchPolicy is the mesh file of the +policy scenarios: a route with a
+// timeout, retries with their budget, a circuit breaker and a bulkhead, an
+// allow list the client passes, and a rate limit it stays under.
+const BenchPolicy = `version: 1
+services:
+  client: {}
+  echo:
+    allow:
+      - caller: client
+    inbound:
+      rate_limit: {per_caller: 1000000, per: 1s, burst: 100000}
+    policy:
+      timeout: 2s
+      attempt_timeout: 1s
+      retries: {attempts: 3, backoff: 10ms, max_backoff: 100ms, budget: 20%, min_per_second: 10}
+      circuit_breaker: {failure_ratio: 50%, window: 10s, min_requests: 20, open_for: 5s}
+      bulkhead: {max_concurrent: 1000}
+    routes:
+      - name: echo
+        match: {path_prefix: /echo, methods: [POST]}
+        policy: {timeout: 1s}
+`
+
 // Scenarios lists every scenario, in the order Run runs them.
-var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarGRPC, InprocHTTP, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair}
+var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarHTTPPolicy, SidecarGRPC, InprocHTTP, InprocHTTPPolicy, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair}
 
 // ErrConfig is wrapped by the errors about invalid Options.
 var ErrConfig = errors.New("benchrun: invalid options")
@@ -204,7 +234,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if e.echoGRPC, err = freeAddr(); err != nil {
 		return nil, err
 	}
-	echo, err := startProc(dir, "echo", opts.Exe, "bench-echo", "--http", e.echoHTTP, "--grpc", e.echoGRPC)
+	echo, err := startProc(dir, "echo", opts.Exe, "bench-echo", "--echo-http", e.echoHTTP, "--echo-grpc", e.echoGRPC)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +377,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		s.target = e.httpTarget("http://"+e.echoHTTP+"/echo", nil)
 	case DirectGRPC:
 		s.target = e.grpcTarget(e.echoGRPC, "")
-	case SidecarHTTP, SidecarGRPC:
+	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy:
 		upstream := "http://" + e.echoHTTP
 		if name == SidecarGRPC {
 			upstream = "h2c://" + e.echoGRPC
@@ -356,7 +386,17 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if err := e.startAgent(ctx, s, "agent-echo", natsURL, "--service", "echo", "--upstream", upstream, "--http", "off", "--grpc", "off"); err != nil {
+		// Without --policy the agents would watch the (empty) policies
+		// bucket; "off" makes them apply the built-in policy alone.
+		policy := []string{"--policy", "off"}
+		if name == SidecarHTTPPolicy {
+			file, err := e.policyFile()
+			if err != nil {
+				return nil, "", err
+			}
+			policy = []string{"--policy", file}
+		}
+		if err := e.startAgent(ctx, s, "agent-echo", natsURL, append([]string{"--service", "echo", "--upstream", upstream, "--proxy", "off", "--grpc-proxy", "off"}, policy...)...); err != nil {
 			return nil, "", err
 		}
 		httpAddr, err := freeAddr()
@@ -367,22 +407,30 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if err := e.startAgent(ctx, s, "agent-client", natsURL, "--service", "client", "--http", httpAddr, "--grpc", grpcAddr); err != nil {
+		if err := e.startAgent(ctx, s, "agent-client", natsURL, append([]string{"--service", "client", "--proxy", httpAddr, "--grpc-proxy", grpcAddr}, policy...)...); err != nil {
 			return nil, "", err
 		}
-		if name == SidecarHTTP {
+		if name != SidecarGRPC {
 			proxy := &url.URL{Scheme: "http", Host: httpAddr}
 			s.target = e.httpTarget("http://echo/echo", http.ProxyURL(proxy))
 		} else {
 			s.target = e.grpcTarget(grpcAddr, "echo")
 		}
-	case InprocHTTP, InprocGRPC:
+	case InprocHTTP, InprocGRPC, InprocHTTPPolicy:
 		s.noEcho = true
 		natsURL, err := e.startBroker(ctx, s)
 		if err != nil {
 			return nil, "", err
 		}
-		app, err := startProc(e.dir, "echo-app", e.opts.Exe, "bench-echo", "--nats", natsURL, "--service", "echo")
+		args := []string{"bench-echo", "--nats", natsURL, "--service", "echo"}
+		if name == InprocHTTPPolicy {
+			file, err := e.policyFile()
+			if err != nil {
+				return nil, "", err
+			}
+			args = append(args, "--policy", file)
+		}
+		app, err := startProc(e.dir, "echo-app", e.opts.Exe, args...)
 		if err != nil {
 			return nil, "", err
 		}
@@ -395,7 +443,20 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 			return nil, "", fmt.Errorf("benchrun: %w", err)
 		}
 		s.cleanup = append(s.cleanup, nc.Close)
-		a, err := agent.New(nc, agent.Config{Service: "client", Logger: slog.New(slog.DiscardHandler)})
+		cfg := agent.Config{Service: "client", Logger: slog.New(slog.DiscardHandler)}
+		if name == InprocHTTPPolicy {
+			file, err := e.policyFile()
+			if err != nil {
+				return nil, "", err
+			}
+			src, err := policies.WatchFile(ctx, file, policies.SourceConfig{})
+			if err != nil {
+				return nil, "", err
+			}
+			s.cleanup = append(s.cleanup, func() { src.Close() })
+			cfg.Policies = src
+		}
+		a, err := agent.New(nc, cfg)
 		if err != nil {
 			return nil, "", err
 		}
@@ -476,12 +537,22 @@ func (e *env) startEmbedded(s *setup) (*agent.Agent, error) {
 	return start("client", nil)
 }
 
+// policyFile writes BenchPolicy into the run's directory and returns its
+// path.
+func (e *env) policyFile() (string, error) {
+	path := filepath.Join(e.dir, "mesh.yaml")
+	if err := os.WriteFile(path, []byte(BenchPolicy), 0o644); err != nil {
+		return "", fmt.Errorf("benchrun: %w", err)
+	}
+	return path, nil
+}
+
 func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return "", err
 	}
-	p, err := startProc(e.dir, "broker", e.opts.Exe, "broker", "--listen", addr, "--http", "off", "--log-level", "warn")
+	p, err := startProc(e.dir, "broker", e.opts.Exe, "broker", "--listen", addr, "--monitor", "off", "--log-level", "warn")
 	if err != nil {
 		return "", err
 	}

@@ -20,3 +20,22 @@ func Revision() (rev string, modified bool) {
 	}
 	return rev, modified
 }
+
+// Dependency returns the version of module path that the binary was built
+// with ("v2.12.1"), or "" when it is not a dependency or the build has no
+// module information. A replaced module reports its replacement's version.
+func Dependency(path string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, d := range bi.Deps {
+		if d.Path == path {
+			if d.Replace != nil {
+				return d.Replace.Version
+			}
+			return d.Version
+		}
+	}
+	return ""
+}

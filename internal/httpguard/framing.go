@@ -12,22 +12,29 @@ import (
 
 // Listen wraps l so that a server with [Handler] and [ConnContext] answers 400, and
 // closes the connection, when a request's framing is ambiguous: both
-// Content-Length and Transfer-Encoding, or Transfer-Encoding in an HTTP/1.0
-// request.
+// Content-Length and Transfer-Encoding, Transfer-Encoding in an HTTP/1.0
+// request, or a folded header line (obs-fold).
 //
 // Go's HTTP server frames the first by Transfer-Encoding and deletes
-// Content-Length, and ignores Transfer-Encoding on HTTP/1.0, before any
-// handler sees the request (RFC 9112 section 6.3 allows the first), so the
-// handler alone cannot tell. RFC 9112 section 6.1 says the first "ought to
-// be handled as an error" and the second MUST be treated as faulty framing:
-// both are the classic request smuggling shapes. The guard follows the
-// request heads as they are read from each connection, skipping bodies by
-// their Content-Length, and notes which request on the connection was
-// ambiguous. It only ever adds a refusal: Go's server still frames every
-// request, and where the guard cannot follow (a chunked body, a folded
-// header line, a head larger than it keeps) it stops watching, which leaves
-// Go's own handling and the gateway's Connection: close after every chunked
-// request.
+// Content-Length, ignores Transfer-Encoding on HTTP/1.0, and joins a folded
+// line to the one before it ("Transfer-Encoding:\r\n chunked" is chunked),
+// before any handler sees the request, so the handler alone cannot tell.
+// RFC 9112 section 6.1 says the first "ought to be handled as an error" and
+// the second MUST be treated as faulty framing, and section 5.2 lets a
+// server reject obs-fold with 400: all are classic request smuggling
+// shapes. The guard follows the request heads as they are read from each
+// connection, skipping bodies by their Content-Length, and notes which
+// request on the connection was ambiguous. It only ever adds a refusal:
+// Go's server still frames every request, and where the guard cannot
+// follow (a chunked body, a head larger than it keeps) it stops watching,
+// which leaves Go's own handling and the Connection: close that [Handler]
+// sets after every chunked request.
+//
+// The connection also rewrites the answers Go's server writes on its own,
+// before any handler runs (headers over MaxHeaderBytes, a malformed
+// request, an unknown transfer coding), into the mesh's form with a
+// Mesh-Error header, so every refusal of a mesh listener reads the same
+// way whatever its size or cause.
 //
 // TLS listeners are supported (Listen(tls.NewListener(l, cfg))): the
 // guard sees the decrypted bytes and the request still reports its TLS
@@ -161,8 +168,10 @@ func (c *guardConn) check(head []byte) {
 			continue
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			// A folded line continues the header before it; Go joins it.
-			// Rather than second-guess what it continues, stop watching.
+			// A folded line continues the header before it and Go joins
+			// them, while a proxy in front may not: refused, whatever it
+			// continues (RFC 9112 section 5.2).
+			c.ambig.Store(c.heads)
 			c.stop()
 			return
 		}

@@ -1,29 +1,102 @@
 package httpguard
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/natsmesh/natsmesh/wire"
 )
 
+// Options are the settings of [Handler]. The zero value uses the defaults.
+type Options struct {
+	// BodyTimeout bounds the reading of a request's body, from the end of
+	// its headers; a body not read in full by then fails the handler's
+	// read with a request-timeout mesh error (408). Zero means
+	// DefaultBodyTimeout; negative means no bound.
+	BodyTimeout time.Duration
+}
+
+// DefaultBodyTimeout is the default of Options.BodyTimeout. Bodies are at
+// most the broker's max_payload (1 MiB by default), so a client that has
+// not sent one in 10 s is stalled, not slow.
+const DefaultBodyTimeout = 10 * time.Second
+
 // Handler wraps h for a server that serves on [Listen] with [ConnContext]:
 //
 //   - a request whose framing was ambiguous (both Content-Length and
-//     Transfer-Encoding, or Transfer-Encoding on HTTP/1.0) is answered 400
-//     bad-request and its connection closed;
+//     Transfer-Encoding, Transfer-Encoding on HTTP/1.0, a folded header
+//     line) is answered 400 bad-request and its connection closed;
 //   - after any chunked request the connection is closed (RFC 9112 section
 //     6.1), since a proxy in front that framed it by Content-Length would
-//     disagree with us about where the next request starts.
-func Handler(h http.Handler) http.Handler {
+//     disagree with us about where the next request starts;
+//   - a protocol upgrade (Upgrade: websocket, h2c, ...) is answered 501
+//     not-implemented: the mesh carries one request and one response per
+//     call, and sending it on as a plain request would hide that;
+//   - the body must arrive within Options.BodyTimeout, else reading it
+//     fails with a request-timeout mesh error, which the mesh's handlers
+//     answer 408.
+func Handler(h http.Handler, o Options) http.Handler {
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = DefaultBodyTimeout
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if Ambiguous(r.Context()) {
 			w.Header().Set("Connection", "close")
-			wire.WriteHTTPError(w, wire.Errorf(wire.KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0"))
+			wire.WriteHTTPError(w, wire.Errorf(wire.KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0, or a folded header line"))
 			return
 		}
 		if len(r.TransferEncoding) > 0 {
 			w.Header().Set("Connection", "close")
 		}
+		if up := r.Header.Get("Upgrade"); up != "" {
+			w.Header().Set("Connection", "close")
+			wire.WriteHTTPError(w, wire.Errorf(wire.KindNotImplemented,
+				"protocol upgrade (Upgrade: %.32q) is not carried by the mesh yet: send a plain HTTP/1.1 request, or gRPC to the gRPC proxy", up))
+			return
+		}
+		if o.BodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			if err := rc.SetReadDeadline(time.Now().Add(o.BodyTimeout)); err == nil {
+				// On a copy: Go's server inspects its own request's Body
+				// (a *http.body) after the handler to decide whether the
+				// connection may be reused.
+				r = r.WithContext(r.Context())
+				r.Body = &timedBody{ReadCloser: r.Body, rc: rc, timeout: o.BodyTimeout}
+			}
+		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// timedBody is a request body read under a deadline on its connection. At
+// the body's end it clears the deadline again: Go's server then waits on
+// the connection in the background (to notice the client going away), and
+// a deadline passing there would cancel the request's context while the
+// call is still in flight.
+type timedBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	done    bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	// On a timeout the deadline stays passed: Go's server then gives up
+	// reading the rest of the body at once, answers, and closes the
+	// connection.
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		return n, &wire.Error{Kind: wire.KindRequestTimeout,
+			Message: fmt.Sprintf("request body not received within %v", b.timeout), Err: err}
+	}
+	return n, err
 }

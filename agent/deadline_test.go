@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// TestCallerDeadlineHeader: issue 9 item 10. An HTTP caller sets its own
+// deadline with the Mesh-Timeout request header, on every HTTP entry point;
+// it is consumed there (the service sees the propagated deadline, not the
+// header), bounded by Config.MaxTimeout, and a malformed one is refused.
+func TestCallerDeadlineHeader(t *testing.T) {
+	b := meshtest.Broker(t)
+	type seen struct {
+		left   time.Duration
+		header string
+	}
+	got := make(chan seen, 10)
+	startAgent(t, b, Config{Service: "slow"}, func(a *Agent) {
+		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d, _ := r.Context().Deadline()
+			got <- seen{time.Until(d), r.Header.Get("Mesh-Timeout") + r.Header.Get("Mesh-Hdr-Mesh-Timeout")}
+			// A slow service: it holds past its deadline, so the caller's
+			// own deadline is what answers (a handler that returned at its
+			// deadline would race the caller's timer with a 200).
+			<-r.Context().Done()
+			time.Sleep(300 * time.Millisecond)
+		}))
+	})
+	web := startAgent(t, b, Config{Service: "web", MaxTimeout: 500 * time.Millisecond})
+	proxy := listen(t, web.ServeHTTPProxy)
+	bind := listen(t, func(l net.Listener) error { return web.ServeBind(l, "slow") })
+	clients := map[string]func(timeout string) (*http.Response, error){
+		"proxy": func(timeout string) (*http.Response, error) {
+			req, _ := http.NewRequest("GET", "http://slow/", nil)
+			req.Header.Set("Mesh-Timeout", timeout)
+			return proxyClient(proxy).Do(req)
+		},
+		"bind": func(timeout string) (*http.Response, error) {
+			req, _ := http.NewRequest("GET", "http://"+bind+"/", nil)
+			req.Header.Set("mesh-timeout", timeout) // any spelling
+			return http.DefaultClient.Do(req)
+		},
+		"transport": func(timeout string) (*http.Response, error) {
+			req, _ := http.NewRequest("GET", "http://slow/", nil)
+			req.Header.Set("Mesh-Timeout", timeout)
+			return (&http.Client{Transport: web.Transport()}).Do(req)
+		},
+	}
+	for name, do := range clients {
+		t.Run(name, func(t *testing.T) {
+			for _, tt := range []struct {
+				header string
+				max    time.Duration
+			}{{"200ms", 200 * time.Millisecond}, {"10s", 500 * time.Millisecond}} {
+				start := time.Now()
+				resp, err := do(tt.header)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				took := time.Since(start)
+				if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(wire.HeaderError) != string(wire.KindTimeout) {
+					t.Errorf("Mesh-Timeout %s: got %s, want 504 timeout", tt.header, resp.Status)
+				}
+				s := <-got
+				if s.left > tt.max || s.header != "" {
+					t.Errorf("Mesh-Timeout %s: service had %v left and saw header %q; want at most %v and no header", tt.header, s.left, s.header, tt.max)
+				}
+				t.Logf("Mesh-Timeout %s: answered after %v", tt.header, took)
+			}
+			resp, err := do("soon")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get(wire.HeaderError) != string(wire.KindBadRequest) {
+				t.Errorf("Mesh-Timeout soon: got %s, want 400 bad-request", resp.Status)
+			}
+		})
+	}
+}

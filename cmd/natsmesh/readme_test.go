@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// readmeQuickStart returns the ```sh blocks of the README's quick start
+// section (up to the next "## " heading), in order.
+func readmeQuickStart(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	start := strings.Index(text, "\n## Quick start")
+	if start < 0 {
+		t.Fatal(`README.md has no "## Quick start" section`)
+	}
+	section := text[start+1:]
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	var blocks []string
+	for rest := section; ; {
+		i := strings.Index(rest, "```sh\n")
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len("```sh\n"):]
+		j := strings.Index(rest, "```")
+		if j < 0 {
+			t.Fatal("README.md: unterminated ```sh block in the quick start")
+		}
+		blocks = append(blocks, rest[:j])
+		rest = rest[j+3:]
+	}
+	return blocks
+}
+
+// TestReadmeQuickStart runs the README's quick start as written: its ```sh
+// blocks, in order, in one bash, against the binary built for these tests
+// as bin/natsmesh, so a README that stops working fails make test (issue
+// 9, item 12). It uses the README's fixed ports, so it skips, saying why,
+// when one is taken (a `make demo` running, say). Every process the script
+// starts is in the script's process group, which the test ends.
+func TestReadmeQuickStart(t *testing.T) {
+	for _, tool := range []string{"bash", "python3", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the README's quick start needs %s: %v", tool, err)
+		}
+	}
+	blocks := readmeQuickStart(t)
+	script := strings.Join(blocks, "\n")
+	if len(blocks) < 3 || !strings.Contains(script, "bin/natsmesh broker") {
+		t.Fatalf("quick start has %d sh blocks; want the broker, agents and calls:\n%s", len(blocks), script)
+	}
+	ports := map[string]bool{}
+	for _, m := range regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindAllStringSubmatch(script, -1) {
+		ports[m[1]] = true
+	}
+	// The defaults the commands listen on without a flag in the README.
+	for _, p := range []string{"4222", "8222", "15001", "15002", "15090", "8080", "15091"} {
+		ports[p] = true
+	}
+	for p := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:"+p)
+		if err != nil {
+			t.Skipf("port %s, which the README's quick start uses, is taken: %v", p, err)
+		}
+		l.Close()
+	}
+
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bin, filepath.Join(dir, "bin", "natsmesh")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// -e: a command that fails (curl cannot connect, say) ends the run.
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-u", "-o", "pipefail", "-c", script)
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Files, not pipes: background processes that outlive the script
+	// would hold a pipe open and keep Wait waiting.
+	stdout, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() {
+		// Whatever the script left running: SIGTERM, then SIGKILL.
+		if syscall.Kill(-pgid, syscall.SIGTERM) == nil {
+			deadline := time.Now().Add(10 * time.Second)
+			for groupAlive(pgid) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	})
+	runErr := cmd.Wait()
+	read := func(f *os.File) string {
+		b, _ := os.ReadFile(f.Name())
+		return string(b)
+	}
+	out, errs := read(stdout), read(stderr)
+	if runErr != nil {
+		t.Fatalf("quick start failed after %v: %v\nstdout:\n%s\nstderr:\n%s", time.Since(start).Round(time.Millisecond), runErr, out, errs)
+	}
+	t.Logf("quick start ran in %v", time.Since(start).Round(time.Millisecond))
+	if testing.Verbose() {
+		t.Logf("stdout:\n%s", out)
+	}
+
+	// What the README says each call prints.
+	answers := regexp.MustCompile(`(?m)^orders v[12]$`).FindAllString(out, -1)
+	v2 := strings.Count(out, "orders v2\n")
+	problems := []string{}
+	if len(answers) != 8 {
+		problems = append(problems, fmt.Sprintf("%d answers from orders, want 8 (5 through the agent, 3 through the gateway)", len(answers)))
+	}
+	if v2 < 3 {
+		problems = append(problems, fmt.Sprintf("%d answers from orders v2, want at least the 3 calls that name the subset", v2))
+	}
+	for _, want := range []string{"HTTP/1.1 503", "Mesh-Error: no-responders"} {
+		if !strings.Contains(out, want) {
+			problems = append(problems, fmt.Sprintf("no %q", want))
+		}
+	}
+	for _, bad := range []string{"deprecated", "is not read", "panic"} {
+		if strings.Contains(errs, bad) {
+			problems = append(problems, fmt.Sprintf("stderr has %q", bad))
+		}
+	}
+	if len(problems) > 0 {
+		t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s", strings.Join(problems, "; "), out, errs)
+	}
+}
+
+// groupAlive reports whether a process of group pgid still runs. Where
+// /proc lists processes, zombies (exited, not yet reaped by an init that
+// may never reap them) do not count.
+func groupAlive(pgid int) bool {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil || len(stats) == 0 {
+		return syscall.Kill(-pgid, 0) == nil
+	}
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces.
+		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(fields) > 2 && fields[0] != "Z" && fields[2] == fmt.Sprint(pgid) {
+			return true
+		}
+	}
+	return false
+}
