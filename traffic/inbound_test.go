@@ -163,4 +163,3 @@ func TestPassiveHealthKeepsLastInstance(t *testing.T) {
 		t.Fatal("the last instance left its queue group")
 	}
 }
-
