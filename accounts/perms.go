@@ -112,8 +112,9 @@ var kvWatch = []string{
 // and the Default is Allow, and S can reach C: both are in one account,
 // or C's account exports C to S's account.
 //
-// The bridge gets the publish rules of a caller named Bridge, its inbox
-// and the same responses grant, the admin may use discovery ($SRV.>), the whole JetStream API and
+// The bridge gets the publish rules of a caller named Bridge, its inbox,
+// discovery as Bridge (the gateway answers it too) and the same responses
+// grant, the admin may use discovery ($SRV.>), the whole JetStream API and
 // the policies bucket, and the system user is unrestricted.
 //
 // No service may publish to another's inbox: a callee answers only the
@@ -150,10 +151,8 @@ func (s *Spec) Users() ([]User, error) {
 				p.Subscribe = append(p.Subscribe, subjects[1]+" "+queues[1])
 			}
 		}
-		p.Subscribe = append(p.Subscribe,
-			wire.InboxPrefix(svc.Name)+".>",
-			"$SRV.PING", "$SRV.INFO", "$SRV.STATS",
-			"$SRV.*."+svc.Name, "$SRV.*."+svc.Name+".*")
+		p.Subscribe = append(p.Subscribe, wire.InboxPrefix(svc.Name)+".>")
+		p.Subscribe = append(p.Subscribe, discovery(svc.Name)...)
 		p.Publish, p.Subscribe = dedup(p.Publish), dedup(p.Subscribe)
 		users = append(users, User{Name: svc.Name, Account: svc.account(), Perms: p})
 	}
@@ -163,7 +162,7 @@ func (s *Spec) Users() ([]User, error) {
 
 	bp := &Permissions{
 		Publish:   dedup(append(slices.Clone(g.calls[Bridge]), kvWatch...)),
-		Subscribe: []string{wire.InboxPrefix(Bridge) + ".>"},
+		Subscribe: append([]string{wire.InboxPrefix(Bridge) + ".>"}, discovery(Bridge)...),
 		Responses: &reply,
 	}
 	users = append(users, User{Name: Bridge, Account: DefaultAccount, Perms: bp})
@@ -247,6 +246,12 @@ func newGraph(s *Spec) *graph {
 		}
 	}
 	return g
+}
+
+// discovery is what name subscribes to answer micro discovery as itself
+// (internal/discovery): the broadcasts and its own name's subjects.
+func discovery(name string) []string {
+	return []string{"$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.*." + name, "$SRV.*." + name + ".*"}
 }
 
 // dedup drops repeated entries, keeping the first of each.

@@ -338,20 +338,30 @@ func testPermissions(t *testing.T, url string, as func(t *testing.T, user string
 			}
 		}
 
-		// Discovery: orders answers $SRV pings from the admin's inbox.
-		orders := as(t, "orders")
-		ping := func() error {
-			_, err := admin.Request("$SRV.PING.orders", nil, time.Second)
-			return err
+		// Discovery: orders and the bridge answer $SRV pings from the
+		// admin, as responses (nats.go's default inbox too).
+		for _, user := range []string{"orders", Bridge} {
+			c := as(t, user)
+			if _, err := c.Subscribe("$SRV.PING."+user, func(m *nats.Msg) { m.Respond([]byte("{}")) }); err != nil {
+				t.Fatal(err)
+			}
+			c.noViolations(t)
+			if _, err := admin.Request("$SRV.PING."+user, nil, 5*time.Second); err != nil {
+				t.Fatalf("ping %s: %v", user, err)
+			}
+			reply := "_INBOX.default-prefix"
+			sub, err := admin.SubscribeSync(reply)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := admin.PublishRequest("$SRV.PING."+user, reply, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sub.NextMsg(5 * time.Second); err != nil {
+				t.Fatalf("ping %s with reply %s: %v", user, reply, err)
+			}
+			c.noViolations(t)
 		}
-		if _, err := orders.Subscribe("$SRV.PING.orders", func(m *nats.Msg) { m.Respond([]byte("{}")) }); err != nil {
-			t.Fatal(err)
-		}
-		orders.noViolations(t)
-		if err := ping(); err != nil {
-			t.Fatal(err)
-		}
-		orders.noViolations(t)
 	})
 }
 
