@@ -177,8 +177,8 @@ func (s *Spec) Users() ([]User, error) {
 			"$JS.FC.>",
 		},
 		// _INBOX.> as well: the nats CLI and nats.go default to that
-		// prefix. Services reply only to _INBOX_mesh.<admin>, so run
-		// discovery with nats --inbox-prefix _INBOX_mesh.<admin>.
+		// prefix, and services answer discovery as responses to any
+		// reply subject (calls only to the caller's mesh inbox).
 		Subscribe: []string{wire.InboxPrefix(admin) + ".>", "_INBOX.>"},
 	}
 	users = append(users, User{Name: admin, Account: DefaultAccount, Perms: ap})
