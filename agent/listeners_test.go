@@ -104,6 +104,25 @@ func TestListenersRefuseSmuggling(t *testing.T) {
 		{"obs-folded TE", "POST /a HTTP/1.1\r\nHost: orders\r\nContent-Length: 4\r\nTransfer-Encoding:\r\n chunked\r\n"},
 		{"HTTP/1.0 with TE", "POST /a HTTP/1.0\r\nHost: orders\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n"},
 	}
+	// Go's server answers "OPTIONS *" itself unless told not to; the guard,
+	// which pairs heads with handled requests, must not lose count.
+	const optionsStar = "OPTIONS * HTTP/1.1\r\nHost: orders\r\n\r\n"
+	for _, l := range []struct{ name, addr string }{{"proxy", proxy}, {"bind", bind}} {
+		t.Run(l.name+"/after OPTIONS *", func(t *testing.T) {
+			before := up.n.Load()
+			resps, closed := rawExchange(t, l.addr, optionsStar+plain+shapes[0].head+"\r\n0\r\n\r\n"+hidden)
+			if got := up.n.Load() - before; got != 1 {
+				t.Errorf("upstream got %d requests, want exactly 1 (the plain one); all seen: %v", got, up.seen())
+			}
+			if n := len(resps); n != 3 || resps[1].StatusCode != 200 || resps[2].StatusCode != 400 || !closed {
+				var got []string
+				for _, r := range resps {
+					got = append(got, r.Status+" "+r.Header.Get(wire.HeaderError))
+				}
+				t.Errorf("answers %v (closed %v), want OPTIONS answered, 200, then 400 and close", got, closed)
+			}
+		})
+	}
 	for _, l := range []struct{ name, addr string }{{"proxy", proxy}, {"bind", bind}} {
 		for _, s := range shapes {
 			t.Run(l.name+"/"+s.name, func(t *testing.T) {

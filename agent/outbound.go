@@ -124,6 +124,10 @@ func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
 		MaxHeaderBytes: wire.DefaultMaxHeaderBytes,
 		ErrorLog:       slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		ConnContext:    httpguard.ConnContext,
+		// Go answers "OPTIONS *" itself unless told not to, without calling
+		// the handler: the framing guard, which pairs the heads it reads
+		// with the requests the handler sees, would lose count.
+		DisableGeneralOptionsHandler: true,
 	}
 	stop := func(ctx context.Context) error {
 		// Idle connections close at once and requests in flight finish

@@ -146,39 +146,70 @@ func CanonicalPath(p string) (string, error) {
 	if !strings.HasPrefix(p, "/") {
 		return "", fmt.Errorf("%w: %.64q does not start with /", ErrNoCanonicalPath, p)
 	}
-	var b strings.Builder
-	b.Grow(len(p))
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch {
-		case c == '%':
-			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
-				return "", fmt.Errorf("%w: %.64q has an invalid escape", ErrNoCanonicalPath, p)
+	d := p
+	if strings.ContainsAny(p, "%\\") {
+		var b strings.Builder
+		b.Grow(len(p))
+		for i := 0; i < len(p); i++ {
+			c := p[i]
+			if c == '%' {
+				if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+					return "", fmt.Errorf("%w: %.64q has an invalid escape", ErrNoCanonicalPath, p)
+				}
+				c = unhex(p[i+1])<<4 | unhex(p[i+2])
+				i += 2
+			} else if c == '?' || c == '#' {
+				return "", fmt.Errorf("%w: %.64q holds %q", ErrNoCanonicalPath, p, c)
 			}
-			c = unhex(p[i+1])<<4 | unhex(p[i+2])
-			i += 2
-		case c == '?' || c == '#':
-			return "", fmt.Errorf("%w: %.64q holds %q", ErrNoCanonicalPath, p, c)
+			if err := checkByte(p, c); err != nil {
+				return "", err
+			}
+			if c == '\\' {
+				c = '/'
+			}
+			b.WriteByte(c)
 		}
-		if c < 0x20 || c == 0x7f {
-			return "", fmt.Errorf("%w: %.64q holds a control byte", ErrNoCanonicalPath, p)
+		d = b.String()
+		for i := 0; i+2 < len(d); i++ {
+			if d[i] == '%' && isHex(d[i+1]) && isHex(d[i+2]) {
+				return "", fmt.Errorf("%w: %.64q is escaped twice", ErrNoCanonicalPath, p)
+			}
 		}
-		if c == '\\' {
-			c = '/'
+	} else {
+		// Nothing to decode: the path is read as it is, without a copy.
+		for i := 0; i < len(p); i++ {
+			if c := p[i]; c == '?' || c == '#' {
+				return "", fmt.Errorf("%w: %.64q holds %q", ErrNoCanonicalPath, p, c)
+			} else if err := checkByte(p, c); err != nil {
+				return "", err
+			}
 		}
-		b.WriteByte(c)
 	}
-	d := b.String()
-	for i := 0; i+2 < len(d); i++ {
-		if d[i] == '%' && isHex(d[i+1]) && isHex(d[i+2]) {
-			return "", fmt.Errorf("%w: %.64q is escaped twice", ErrNoCanonicalPath, p)
+	// Path parameters (RFC 3986 section 3.3): servers such as Tomcat and
+	// Spring drop ";..." from each segment before resolving dot segments,
+	// so "/public/..;/admin" names /admin there. A segment that is a dot
+	// segment once its parameters are dropped has no canonical form here.
+	for seg := range strings.SplitSeq(d, "/") {
+		if name, _, ok := strings.Cut(seg, ";"); ok && (name == "." || name == "..") {
+			return "", fmt.Errorf("%w: %.64q has a dot segment with parameters", ErrNoCanonicalPath, p)
 		}
 	}
-	clean := path.Clean(d)
+	clean := path.Clean(d)                         // no copy when d is clean already
 	if clean != "/" && strings.HasSuffix(d, "/") { // as net/http's cleanPath
+		if len(d) == len(clean)+1 && d[:len(clean)] == clean {
+			return d, nil
+		}
 		clean += "/"
 	}
 	return clean, nil
+}
+
+// checkByte refuses a control byte of p (decoded or not).
+func checkByte(p string, c byte) error {
+	if c < 0x20 || c == 0x7f {
+		return fmt.Errorf("%w: %.64q holds a control byte", ErrNoCanonicalPath, p)
+	}
+	return nil
 }
 
 func isHex(c byte) bool {

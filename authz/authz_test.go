@@ -146,6 +146,13 @@ func TestPathCorpus(t *testing.T) {
 		{"/public#x", ""},
 		{"/public\x00", ""},
 		{"/public\r\nx", ""},
+		// Path parameters that hide a dot segment (Tomcat, Spring).
+		{"/public/..;/admin", ""},
+		{"/public/..;x=1/admin", ""},
+		{"/public/%2e%2e;x/admin", ""},
+		{"/public/..%3b/admin", ""},
+		{"/public/.;/admin", ""},
+		{"/public/a;v=1", "/public/a;v=1"},
 		{"public", ""},
 		{"", ""},
 	} {

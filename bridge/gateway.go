@@ -552,10 +552,13 @@ func (g *Gateway) Server(addr string, tlsConfig *tls.Config) *http.Server {
 		ReadTimeout:       g.readTimeout,
 		// Measured from the end of the request headers: reading the body,
 		// the NATS request, and writing the answer.
-		WriteTimeout:   g.readTimeout + g.timeout + 5*time.Second,
-		IdleTimeout:    g.idleTimeout,
-		MaxHeaderBytes: g.limits.HeaderBytesLimit(),
-		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		WriteTimeout: g.readTimeout + g.timeout + 5*time.Second,
+		IdleTimeout:  g.idleTimeout,
+		// Go answers "OPTIONS *" itself unless told not to, without
+		// calling the handler: the framing guard would lose count.
+		DisableGeneralOptionsHandler: true,
+		MaxHeaderBytes:               g.limits.HeaderBytesLimit(),
+		ErrorLog:                     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		// Serve it on httpguard.Listen(listener) to refuse requests with
 		// both Content-Length and Transfer-Encoding.
 		ConnContext: httpguard.ConnContext,

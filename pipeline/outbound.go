@@ -105,7 +105,7 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	if cfg.ReconnectGrace == 0 {
 		cfg.ReconnectGrace = DefaultReconnectGrace
 	}
-	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[string]map[*inflightCall]struct{}{}}
+	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[*nats.Msg]context.CancelCauseFunc{}}
 	ns.hookErrors()
 	var s Sender = ns
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
@@ -142,14 +142,15 @@ type natsSender struct {
 	nc    *nats.Conn
 	grace time.Duration
 
-	// inflight are the requests waiting for a reply, by subject, so that
-	// a permissions violation the broker reports for a subject answers
-	// them (see hookErrors).
+	// inflight are the requests waiting for a reply, each its message
+	// and the cancellation of its context, so that a permissions
+	// violation the broker reports for a subject answers the requests on
+	// that subject (see hookErrors). Keyed by the message, which each
+	// request has anyway, so tracking one allocates nothing; a violation
+	// (rare) looks through them all.
 	mu       sync.Mutex
-	inflight map[string]map[*inflightCall]struct{}
+	inflight map[*nats.Msg]context.CancelCauseFunc
 }
-
-type inflightCall struct{ cancel context.CancelCauseFunc }
 
 // hookErrors chains s's handler in front of the connection's async error
 // handler. A publish the broker refuses (a subject outside the user's
@@ -183,29 +184,26 @@ func (s *natsSender) asyncError(err error) {
 	cause := &wire.Error{Kind: wire.KindForbidden,
 		Message: "the broker refused the publish to " + subject + ": the caller's NATS user may not send this call", Err: err}
 	s.mu.Lock()
-	for c := range s.inflight[subject] {
-		c.cancel(cause)
+	for m, cancel := range s.inflight {
+		if m.Subject == subject {
+			cancel(cause)
+		}
 	}
 	s.mu.Unlock()
 }
 
-func (s *natsSender) track(subject string, c *inflightCall) (untrack func()) {
+// track records m as in flight until untrack, with the cancellation of
+// its request's context.
+func (s *natsSender) track(m *nats.Msg, cancel context.CancelCauseFunc) {
 	s.mu.Lock()
-	set := s.inflight[subject]
-	if set == nil {
-		set = map[*inflightCall]struct{}{}
-		s.inflight[subject] = set
-	}
-	set[c] = struct{}{}
+	s.inflight[m] = cancel
 	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		delete(set, c)
-		if len(set) == 0 {
-			delete(s.inflight, subject)
-		}
-		s.mu.Unlock()
-	}
+}
+
+func (s *natsSender) untrack(m *nats.Msg) {
+	s.mu.Lock()
+	delete(s.inflight, m)
+	s.mu.Unlock()
 }
 
 func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
@@ -230,9 +228,9 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 	m := &nats.Msg{Subject: c.MeshSubject(), Header: h, Data: c.Data}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	untrack := s.track(m.Subject, &inflightCall{cancel: cancel})
+	s.track(m, cancel)
 	reply, err := s.nc.RequestMsgWithContext(ctx, m)
-	untrack()
+	s.untrack(m)
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, wire.ErrForbidden) {
 			return nil, cause

@@ -97,16 +97,29 @@ type Attempt struct {
 
 type attemptKey struct{}
 
+// attemptCode is an Attempt as one integer (the number shifted left, the
+// hedge flag in bit 0): boxed into the context it takes no allocation for
+// the first 127 attempts (the runtime keeps the boxes of small integers),
+// so numbering an attempt costs only its context.
+type attemptCode uint64
+
 // WithAttempt returns ctx carrying a, for [AttemptFrom].
 func WithAttempt(ctx context.Context, a Attempt) context.Context {
-	return context.WithValue(ctx, attemptKey{}, a)
+	code := attemptCode(max(a.Number, 0)) << 1
+	if a.Hedge {
+		code |= 1
+	}
+	return context.WithValue(ctx, attemptKey{}, code)
 }
 
 // AttemptFrom returns the attempt sent under ctx, and false outside the
 // resilience policies (no attempt has been numbered).
 func AttemptFrom(ctx context.Context) (Attempt, bool) {
-	a, ok := ctx.Value(attemptKey{}).(Attempt)
-	return a, ok
+	code, ok := ctx.Value(attemptKey{}).(attemptCode)
+	if !ok {
+		return Attempt{}, false
+	}
+	return Attempt{Number: int(code >> 1), Hedge: code&1 == 1}, true
 }
 
 // mirrorKey marks the context of a mirror copy.

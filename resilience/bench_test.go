@@ -8,24 +8,70 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/resilience"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
 // BenchmarkOverhead is the cost the policies add to a call that succeeds
-// at once, under the built-in policy (no network: the terminal answers).
+// at once (no network: the terminal answers), with allocations per call:
+//
+//   - builtin: the built-in policy (3 attempts, a breaker, a 30s
+//     timeout), the call's deadline set as pipeline.Outbound sets it, the
+//     common case;
+//   - builtin-no-deadline: the same, from a context without a deadline,
+//     so the route's timeout needs a context of its own;
+//   - builtin-stats: the same as builtin, with pipeline.CallStats on the
+//     call;
+//   - mesh-file: a live mesh file whose route has a bulkhead, an attempt
+//     timeout and retries (no hedge).
 func BenchmarkOverhead(b *testing.B) {
 	ok := &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}
-	s := resilience.New(resilience.Config{})(pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	terminal := pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
 		return ok, nil
-	}))
-	c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodGet, Path: "/x",
+	})
+	call := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodGet, Path: "/x",
 		Header: nats.Header{wire.HeaderMethod: {"GET"}}}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := s.Send(ctx, c); err != nil {
-			b.Fatal(err)
-		}
+	withDeadline := func(ctx context.Context) context.Context {
+		ctx, cancel := context.WithTimeout(ctx, pipeline.DefaultTimeout)
+		b.Cleanup(cancel)
+		return ctx
+	}
+	f, err := policies.Parse("mesh.yaml", []byte(`version: 1
+services:
+  orders:
+    routes:
+      - name: items
+        match: {path_prefix: /x}
+        policy:
+          attempt_timeout: 5s
+          retries: {attempts: 2}
+          bulkhead: {max_concurrent: 100}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		cfg  resilience.Config
+		ctx  context.Context
+	}{
+		{"builtin", resilience.Config{}, withDeadline(context.Background())},
+		{"builtin-no-deadline", resilience.Config{}, context.Background()},
+		{"builtin-stats", resilience.Config{}, func() context.Context {
+			ctx, _ := pipeline.WithCallStats(withDeadline(context.Background()))
+			return ctx
+		}()},
+		{"mesh-file", resilience.Config{Policies: policies.Static(f)}, pipeline.WithRoute(withDeadline(context.Background()), "items")},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := resilience.New(bc.cfg)(terminal)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Send(bc.ctx, call); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

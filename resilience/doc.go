@@ -36,6 +36,18 @@
 //     its context (pipeline.AttemptFrom), counted on the call's
 //     pipeline.CallStats if it has one, and sent as a clone of the call.
 //
+// A call that is not hedged makes its first try outside any failsafe-go
+// executor: it takes the bulkhead's and the breaker's permits directly and
+// records the outcome on the breaker as the breaker's executor would, and
+// it enters the retry policy only when that try is to be retried, which
+// then replays the first result as its first execution (so attempts,
+// backoff and budget are counted as before). An executor costs dozens of
+// allocations per call, and most calls succeed at once: that common case
+// costs one allocation here (the attempt's numbered context). The route's
+// and the attempt's timeouts get a context of their own only when they end
+// sooner than the deadline the call already has. Hedged calls run under the
+// executors throughout.
+//
 // The bulkhead is outside the breaker (pipeline's doc lists them the other
 // way round): a try the caller's own bulkhead refuses then never reaches
 // the breaker, so local overload is not counted for or against the

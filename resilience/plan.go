@@ -42,16 +42,19 @@ type plan struct {
 
 	attempts            int
 	backoff, maxBackoff time.Duration
+	jitter              float64 // the jitter factor, 0 to 1
 	budget              *retryBudget
 
-	// retry runs the tries; nil when attempts is 1.
+	// retry runs the tries after the first; nil when attempts is 1.
 	retry failsafe.Executor[*nats.Msg]
-	// inner runs one try: the bulkhead and the breaker; hedged is inner
-	// under the hedge policy, for idempotent calls. Either is nil when it
-	// has no policy.
-	inner, hedged failsafe.Executor[*nats.Msg]
+	// hedged runs one try of an idempotent call under the hedge policy,
+	// the bulkhead and the breaker; nil without a hedge.
+	hedged failsafe.Executor[*nats.Msg]
 
+	// bulkhead and breaker are the destination's, nil without one; a try
+	// that is not hedged takes their permits directly (plan.try).
 	maxConcurrent int
+	bulkhead      bulkhead.Bulkhead[*nats.Msg]
 	breaker       circuitbreaker.CircuitBreaker[*nats.Msg]
 }
 
@@ -80,6 +83,7 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 		if pl.backoff > 0 {
 			rb = rb.WithBackoff(pl.backoff, pl.maxBackoff)
 			if j := r.Jitter.Fraction(); j > 0 {
+				pl.jitter = min(j, 1)
 				rb = rb.WithJitterFactor(min(j, 1))
 			}
 		}
@@ -92,9 +96,10 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 	var try []failsafe.Policy[*nats.Msg]
 	if b := p.Bulkhead; b != nil && *b.MaxConcurrent > 0 {
 		pl.maxConcurrent = *b.MaxConcurrent
-		try = append(try, m.state(stateKey{"bulkhead", dest, fmt.Sprint(pl.maxConcurrent)}, func() any {
+		pl.bulkhead = m.state(stateKey{"bulkhead", dest, fmt.Sprint(pl.maxConcurrent)}, func() any {
 			return bulkhead.New[*nats.Msg](uint(pl.maxConcurrent))
-		}).(bulkhead.Bulkhead[*nats.Msg]))
+		}).(bulkhead.Bulkhead[*nats.Msg])
+		try = append(try, pl.bulkhead)
 	}
 	if cb := p.CircuitBreaker; cb != nil && *cb.Enabled {
 		cfg := fmt.Sprint(cb.FailureRatio.Fraction(), cb.Window.D(), *cb.MinRequests, cb.OpenFor.D(), *cb.HalfOpenProbes)
@@ -107,9 +112,6 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 				Build()
 		}).(circuitbreaker.CircuitBreaker[*nats.Msg])
 		try = append(try, pl.breaker)
-	}
-	if len(try) > 0 {
-		pl.inner = failsafe.With(try...)
 	}
 	if h := p.Hedge; h != nil {
 		hp := m.hedgePolicy(h, ratio, dest)

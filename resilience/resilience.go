@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -51,13 +52,29 @@ type middleware struct {
 	states map[stateKey]any
 }
 
+// planCache holds the plans of one mesh file. Every call looks its plan
+// up, so the map is copied on write and read without a lock; a plan is
+// added once per (service, subset, subject, route) of the file.
 type planCache struct {
 	file  *policies.File
-	plans sync.Map // planKey -> *plan
+	mu    sync.Mutex // serializes writers
+	plans atomic.Pointer[map[planKey]*plan]
 }
 
+// maxStates and maxPlans bound the caches: destinations come from callers
+// (any host a service addresses), so a caller naming ever new services must
+// not grow them without end. Past the bound a cache starts over; plans in
+// use keep their state, and a destination seen again gets a fresh breaker
+// and budget.
+const (
+	maxStates = 10000
+	maxPlans  = 10000
+)
+
+// planKey is the destination and route of a call as the call carries
+// them, so a lookup builds no string (Call.Dest would).
 type planKey struct {
-	service, route, dest string
+	service, subset, subject, route string
 }
 
 type stateKey struct {
@@ -73,6 +90,9 @@ func (m *middleware) state(k stateKey, build func() any) any {
 		return s
 	}
 	s := build()
+	if len(m.states) >= maxStates {
+		m.states = make(map[stateKey]any)
+	}
 	m.states[k] = s
 	return s
 }
@@ -85,16 +105,38 @@ func (m *middleware) plan(c *pipeline.Call, route string) *plan {
 	}
 	pc := m.plans.Load()
 	if pc == nil || pc.file != file {
-		pc = &planCache{file: file}
-		m.plans.Store(pc)
+		fresh := &planCache{file: file}
+		if m.plans.CompareAndSwap(pc, fresh) {
+			pc = fresh
+		} else {
+			pc = m.plans.Load()
+		}
 	}
-	k := planKey{service: c.Service, route: route, dest: c.Dest()}
-	if p, ok := pc.plans.Load(k); ok {
-		return p.(*plan)
+	k := planKey{service: c.Service, subset: c.Subset, subject: c.Subject, route: route}
+	if plans := pc.plans.Load(); plans != nil {
+		if p, ok := (*plans)[k]; ok {
+			return p
+		}
 	}
-	p := m.build(file.Policy(c.Service, route), k.dest)
-	actual, _ := pc.plans.LoadOrStore(k, p)
-	return actual.(*plan)
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	old := pc.plans.Load()
+	if old != nil {
+		if p, ok := (*old)[k]; ok {
+			return p
+		}
+	}
+	p := m.build(pc.file.Policy(c.Service, route), c.Dest())
+	plans := make(map[planKey]*plan, 1)
+	if old != nil && len(*old) < maxPlans {
+		plans = make(map[planKey]*plan, len(*old)+1)
+		for k, v := range *old {
+			plans[k] = v
+		}
+	}
+	plans[k] = p
+	pc.plans.Store(&plans)
+	return p
 }
 
 type sender struct {
@@ -125,51 +167,145 @@ func isAgain(_ *nats.Msg, err error) bool {
 // send runs one call through the plan: the overall timeout, then the retry
 // policy, whose each try is a round (hedge, bulkhead, breaker) of one or
 // more attempts.
+//
+// A call that is not hedged makes its first try outside any failsafe-go
+// executor, through the bulkhead's and the breaker's permits directly
+// (plan.try), and enters the retry policy only when that try is to be
+// retried: most calls succeed at once, and an executor costs dozens of
+// allocations per call. The retry policy then replays the first try's
+// result as its first execution, so its attempt count, backoff and
+// budget are those of a call that ran under it from the start.
 func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call) (*nats.Msg, error) {
-	if p.timeout > 0 {
+	idempotent := p.idempotent || c.Idempotent()
+	// A mirror copy is sent once: shadow traffic never multiplies.
+	mirror := pipeline.IsMirror(ctx)
+	hedged := idempotent && p.hedged != nil && !mirror
+	// The route's timeout is a context of its own only when it ends the
+	// call sooner than its deadline does (the outbound pipeline always
+	// sets one). Hedged calls always get one: its cancellation on return
+	// stops the hedges still running.
+	if p.timeout > 0 && (hedged || !deadlineWithin(ctx, p.timeout)) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.timeout)
 		defer cancel()
 	}
 	p.budget.recordCall()
-	idempotent := p.idempotent || c.Idempotent()
 	stats := pipeline.CallStatsFrom(ctx)
+	if hedged {
+		return p.sendHedged(ctx, next, c, stats)
+	}
+	// The first attempt sends c itself: a Sender never modifies its call,
+	// and no other attempt runs beside it. Retries send clones.
+	msg, err := p.try(ctx, next, c, 1, stats)
+	if p.retry == nil || mirror {
+		return finish(msg, err)
+	}
+	// As failsafe-go's retry policy: a call whose context ended is over,
+	// whatever its try returned.
+	if ctx.Err() != nil {
+		return finish(nil, ctx.Err())
+	}
+	if !p.gate(ctx, 1, msg, err, idempotent) {
+		return finish(msg, err)
+	}
+	if stats != nil {
+		stats.AddRetry()
+	}
+	return p.retryAfter(ctx, next, c, stats, idempotent, msg, err)
+}
+
+// retryAfter runs the retries of a call that is not hedged, under the
+// retry policy, once its first try (msg, err) is to be retried. (A
+// function of its own: the variables its closure captures move to the
+// heap, which the first try alone must not pay for.)
+func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats, idempotent bool, first *nats.Msg, firstErr error) (*nats.Msg, error) {
+	msg, err := p.retry.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+		n := exec.Attempts()
+		if n == 1 {
+			return first, &again{firstErr} // the first try, made by send
+		}
+		msg, err := p.try(exec.Context(), next, c.Clone(), n, stats)
+		if p.gate(ctx, n, msg, err, idempotent) {
+			if stats != nil {
+				stats.AddRetry()
+			}
+			return msg, &again{err}
+		}
+		return msg, err
+	})
+	var a *again
+	if errors.As(err, &a) {
+		err = a.err
+	}
+	return finish(msg, err)
+}
+
+// deadlineWithin reports whether ctx ends within d from now.
+func deadlineWithin(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) <= d
+}
+
+// try is one try of a call that is not hedged: the bulkhead's permit,
+// then the breaker's, then the attempt, whose outcome the breaker records
+// as its failsafe-go executor would (failures by destinationFailed).
+func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, stats *pipeline.CallStats) (*nats.Msg, error) {
+	if p.bulkhead != nil {
+		if err := p.bulkhead.AcquirePermitWithMaxWait(ctx, 0); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, p.refusal(err)
+		}
+		defer p.bulkhead.ReleasePermit()
+	}
+	if p.breaker != nil && !p.breaker.TryAcquirePermit() {
+		return nil, p.refusal(circuitbreaker.ErrOpen)
+	}
+	msg, err := p.attempt(ctx, next, c, pipeline.Attempt{Number: n}, stats)
+	if p.breaker != nil {
+		if destinationFailed(msg, err) {
+			p.breaker.RecordFailure()
+		} else {
+			p.breaker.RecordSuccess()
+		}
+	}
+	return msg, err
+}
+
+// attempt sends c as attempt a: counted on stats, under the attempt
+// timeout, numbered on its context.
+func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Call, a pipeline.Attempt, stats *pipeline.CallStats) (*nats.Msg, error) {
+	if stats != nil {
+		stats.AddAttempt(a.Hedge)
+	}
+	if p.attemptTimeout > 0 && !deadlineWithin(ctx, p.attemptTimeout) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.attemptTimeout)
+		defer cancel()
+	}
+	return next.Send(pipeline.WithAttempt(ctx, a), c)
+}
+
+// sendHedged runs a hedged call: the retry policy, whose each try is the
+// hedge policy's round of attempts through the bulkhead and the breaker,
+// all failsafe-go executors.
+func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats) (*nats.Msg, error) {
 	var n atomic.Int32
-	attempt := func(ctx context.Context, hedge bool) (*nats.Msg, error) {
-		if stats != nil {
-			stats.AddAttempt(hedge)
-		}
-		if p.attemptTimeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, p.attemptTimeout)
-			defer cancel()
-		}
-		ctx = pipeline.WithAttempt(ctx, pipeline.Attempt{Number: int(n.Add(1)), Hedge: hedge})
-		// Each attempt its own copy: concurrent hedges share no header map,
-		// and a retry sends the body as it came.
-		return next.Send(ctx, c.Clone())
-	}
-	// A mirror copy is sent once: shadow traffic never multiplies.
-	mirror := pipeline.IsMirror(ctx)
-	inner := p.inner
-	if idempotent && p.hedged != nil && !mirror {
-		inner = p.hedged
-	}
 	round := func(ctx context.Context) (*nats.Msg, error) {
-		if inner == nil {
-			return attempt(ctx, false)
-		}
-		msg, err := inner.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
-			return attempt(exec.Context(), exec.IsHedge())
+		msg, err := p.hedged.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+			// Each attempt its own copy: concurrent hedges share no
+			// header map.
+			return p.attempt(exec.Context(), next, c.Clone(), pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()}, stats)
 		})
 		return msg, p.refusal(err)
 	}
-	if p.retry == nil || mirror {
+	if p.retry == nil {
 		return finish(round(ctx))
 	}
 	msg, err := p.retry.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
 		msg, err := round(exec.Context())
-		if p.gate(ctx, exec.Attempts(), msg, err, idempotent) {
+		if p.gate(ctx, exec.Attempts(), msg, err, true) {
 			if stats != nil {
 				stats.AddRetry()
 			}
@@ -192,7 +328,10 @@ func (p *plan) gate(ctx context.Context, attempts int, msg *nats.Msg, err error,
 	if attempts >= p.attempts || !retryable(classify(msg, err), msg, idempotent) {
 		return false
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= p.delay(attempts) {
+	// Jitter may stretch the backoff by up to the factor: a retry that
+	// would sleep past the deadline would turn the real answer into a
+	// timeout.
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= time.Duration(float64(p.delay(attempts))*(1+p.jitter)) {
 		return false
 	}
 	return p.budget.tryRetry()

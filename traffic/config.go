@@ -99,6 +99,11 @@ func (rs *resolver) resolve(f *policies.File, service, route string) *resolved {
 		c = &resolverCache{file: f}
 		rs.cur.Store(c)
 	}
+	if f == nil || f.Services[service] == nil {
+		// A service the file does not declare (callers may name any):
+		// one shared entry, so the cache cannot grow with made-up names.
+		service = ""
+	}
 	k := routeKey{service, route}
 	if v, ok := c.m.Load(k); ok {
 		return v.(*resolved)

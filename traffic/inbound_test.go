@@ -163,3 +163,4 @@ func TestPassiveHealthKeepsLastInstance(t *testing.T) {
 		t.Fatal("the last instance left its queue group")
 	}
 }
+

@@ -200,8 +200,13 @@ func (d *detector) eject() {
 	}
 	log.Warn("passive health: withdrawn from the queue groups", "cool_off", d.policy.CoolOff.D(),
 		"instances", sib.Total, "serving", sib.Serving-1)
-	if after, err := d.ph.inst.Siblings(ctx); err == nil && (after.Serving == 0 || after.SubsetServing == 0) {
-		log.Warn("passive health: siblings left at the same time; back in at once")
+	// Siblings deciding at the same moment may each have seen the others
+	// serving: if the count now breaks a rule, come back at once (they do
+	// too, and their next tries, at random moments, see each other).
+	if after, err := d.ph.inst.Siblings(ctx); err == nil && (after.Serving == 0 || after.SubsetServing == 0 ||
+		float64(after.Total-after.Serving) > d.policy.MaxEjected.Fraction()*float64(after.Total)) {
+		log.Warn("passive health: siblings left at the same time; back in at once",
+			"instances", after.Total, "serving", after.Serving)
 		d.ph.inst.Withdraw(reason, 0)
 		d.cb.Close()
 	}

@@ -92,16 +92,20 @@ func (rt *router) mirror(ctx context.Context, c *pipeline.Call, m *mirrorTo, nex
 	d := c.Clone()
 	d.Service, d.Subset = m.service, m.subset
 	// The copy outlives the call: not its cancellation, but its deadline.
-	mctx := pipeline.WithMirror(context.WithoutCancel(ctx))
+	// It starts from a fresh context, not the call's: the call's values
+	// (its telemetry state, its CallStats, its route) belong to the
+	// primary, and a copy writing into them would count as the call's
+	// attempts. Only the route is carried over, when the copy goes to the
+	// same service.
+	mctx := pipeline.WithMirror(context.Background())
 	var cancel context.CancelFunc
 	if dl, ok := ctx.Deadline(); ok {
 		mctx, cancel = context.WithDeadline(mctx, dl)
 	} else {
 		mctx, cancel = context.WithTimeout(mctx, mirrorTimeout)
 	}
-	if m.service != c.Service {
-		// The call's route names a route of another service.
-		mctx = pipeline.WithRoute(mctx, "")
+	if route, ok := pipeline.RouteFrom(ctx); ok && m.service == c.Service {
+		mctx = pipeline.WithRoute(mctx, route)
 	}
 	go func() {
 		defer func() { <-rt.sem }()

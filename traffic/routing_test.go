@@ -1,11 +1,14 @@
 package traffic_test
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/pipeline"
 )
 
 const splitFile = `
@@ -94,8 +97,20 @@ func TestMirror(t *testing.T) {
 
 	const n = 200
 	for range n {
-		if st, body, _ := get(t, web, "http://orders/x"); st != 200 || body != "orders" {
-			t.Fatalf("caller got %d %q, want the primary's 200 orders", st, body)
+		// The copy counts for none of the primary call's attempts.
+		ctx, stats := pipeline.WithCallStats(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://orders/x", nil)
+		resp, err := web.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "orders" {
+			t.Fatalf("caller got %d %q, want the primary's 200 orders", resp.StatusCode, body)
+		}
+		if a := stats.Attempts(); a != 1 {
+			t.Fatalf("the primary call counted %d attempts, want 1 (a mirror copy wrote into its stats)", a)
 		}
 	}
 	// Each copy exactly once: a mirror copy is never retried, although

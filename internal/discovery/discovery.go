@@ -61,7 +61,10 @@ func (e *Endpoint) Record(d time.Duration, errMsg string) {
 	e.processing.Add(int64(d))
 	if errMsg != "" {
 		e.errors.Add(1)
-		e.lastError.Store(&errMsg)
+		// A copy of its own: storing &errMsg would move the parameter to
+		// the heap on every call, failed or not.
+		msg := errMsg
+		e.lastError.Store(&msg)
 	}
 }
 
