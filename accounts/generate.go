@@ -169,6 +169,9 @@ func serverConfig(spec *Spec, users []User, keys map[string]string, t *TLS) []by
 				b.WriteString("        permissions: {\n")
 				writeList(&b, "          publish: { allow: ", p.Publish)
 				writeList(&b, "          subscribe: { allow: ", p.Subscribe)
+				if r := p.Responses; r != nil {
+					fmt.Fprintf(&b, "          allow_responses: { max: %d, expires: %s }\n", r.MaxMsgs, strconv.Quote(r.Expires.String()))
+				}
 				b.WriteString("        }\n")
 			}
 			b.WriteString("      }\n")

@@ -117,6 +117,9 @@ func generateOperator(spec *Spec, users []User, dir string, o *options) error {
 		if u.Perms != nil {
 			uc.Pub.Allow.Add(u.Perms.Publish...)
 			uc.Sub.Allow.Add(u.Perms.Subscribe...)
+			if r := u.Perms.Responses; r != nil {
+				uc.Resp = &jwt.ResponsePermission{MaxMsgs: r.MaxMsgs, Expires: r.Expires}
+			}
 		}
 		if o.userExpiry != 0 {
 			uc.Expires = now.Add(o.userExpiry).Unix()

@@ -3,6 +3,7 @@ package accounts
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -18,7 +19,35 @@ type Permissions struct {
 	// is only allowed in that queue group (nats-server's queue permission
 	// syntax; the queue may end in a wildcard).
 	Subscribe []string
+	// Responses, when not nil, lets the user publish to the reply subject
+	// of each message the broker delivered to it (nats-server's
+	// allow_responses; a user JWT's resp): at most MaxMsgs messages, within
+	// Expires of the delivery. This is how services answer calls, across
+	// accounts too ("_R_." replies of service imports), and discovery
+	// requests, without a static grant on anyone's inbox.
+	Responses *Responses
 }
+
+// Responses bounds the replies a user may publish to requests delivered to
+// it (see Permissions.Responses).
+type Responses struct {
+	MaxMsgs int
+	Expires time.Duration
+}
+
+// ResponseExpiry is how long after a delivery its reply may be published:
+// wire.MaxTimeout, the longest deadline an inbound agent honours, so no reply
+// sent within a call's deadline is refused. A longer bound costs nothing in
+// security (the grant is for one message to a reply subject the callee was
+// actually sent, and a caller that gave up has dropped that token); a
+// shorter one would drop late replies of long calls. The broker forgets a
+// used grant within about a second and an unused one at expiry, so memory
+// grows only with requests delivered and never answered, which the inbound
+// agent does not leave (exactly one reply).
+const ResponseExpiry = wire.MaxTimeout
+
+// reply is the response permission every service and the bridge get.
+var reply = Responses{MaxMsgs: 1, Expires: ResponseExpiry}
 
 // User is one generated NATS user.
 type User struct {
@@ -30,15 +59,7 @@ type User struct {
 	Perms *Permissions
 }
 
-const (
-	kvStream = "KV_" + PoliciesBucket
-	// replyPrefix is the prefix of the reply subjects nats-server makes
-	// for requests that cross accounts through a service import: a call
-	// from another account arrives with a reply "_R_.xxxxxx.yyyyyy" (and
-	// ".<server>.T" appended when latency is tracked), which the
-	// exporting side publishes its response to.
-	replyPrefix = "_R_.>"
-)
+const kvStream = "KV_" + PoliciesBucket
 
 // kvWatch are the subjects a client publishes to read and watch the
 // policies bucket with nats.go (jetstream.KeyValue, Get, Watch; the legacy
@@ -73,12 +94,14 @@ var kvWatch = []string{
 //	publish   mesh.<C>.*.S.>                 for each callee C that admits S with no methods
 //	          mesh.<C>.*.S.http.<METHOD>     for each HTTP method C admits S for
 //	          mesh.<C>.*.S.grpc.<op>         for each gRPC method (escaped "/pkg.Svc/Method", or *)
-//	          _INBOX_mesh.<X>.>              for each caller X of S in A, and the admin (if in A):
-//	                                         where S's replies go
-//	          _R_.>                          if S is exported: replies to calls from other accounts
 //	          the policies bucket read API   (see kvWatch)
-//	          $SRV.STATUS.S, _INBOX_mesh.S.>  passive health: an instance asks its
-//	                                         siblings (agent.StatusSubject) and they answer it
+//	          $SRV.STATUS.S                  passive health: an instance asks its
+//	                                         siblings (agent.StatusSubject)
+//	responses max 1 within ResponseExpiry    replies to what was delivered to S: calls
+//	                                         (same account, and "_R_." replies of
+//	                                         calls from other accounts), discovery
+//	                                         ($SRV.PING/INFO/STATS from the admin,
+//	                                         $SRV.STATUS.S from a sibling)
 //	subscribe mesh.S._.> S                   in queue group S only
 //	          mesh.S.<v>.> S.<v>             each subset v, in its own queue group only
 //	                                         (with no subsets declared: mesh.S.*.> S.*)
@@ -89,16 +112,18 @@ var kvWatch = []string{
 // and the Default is Allow, and S can reach C: both are in one account,
 // or C's account exports C to S's account.
 //
-// The bridge gets the publish rules of a caller named Bridge and its
-// inbox, the admin may use discovery ($SRV.>), the whole JetStream API and
+// The bridge gets the publish rules of a caller named Bridge, its inbox,
+// discovery as Bridge (the gateway answers it too) and the same responses
+// grant, the admin may use discovery ($SRV.>), the whole JetStream API and
 // the policies bucket, and the system user is unrestricted.
 //
-// No user gets allow_responses: a service publishes replies only to the
-// inboxes of the callers its allow list admits (and to "_R_" replies of
-// cross-account calls). allow_responses would let a caller have any
-// service publish one message as that service to any subject it chose as
-// the reply subject, including a call subject with the service's caller
-// token; nats-server checks such responses against no deny list.
+// No service may publish to another's inbox: a callee answers only the
+// requests delivered to it, once each, so it cannot forge a reply to a
+// call its caller made to someone else, nor answer the admin's discovery
+// as another service. A reply subject a caller chooses is answered only
+// if it is in that caller's inbox (pipeline.ReplyAllowed), so a caller
+// cannot make a callee publish elsewhere as itself (the broker checks
+// responses against no deny list).
 func (s *Spec) Users() ([]User, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -107,26 +132,13 @@ func (s *Spec) Users() ([]User, error) {
 	var users []User
 	for i := range s.Services {
 		svc := &s.Services[i]
-		p := &Permissions{}
+		p := &Permissions{Responses: &reply}
 		p.Publish = append(p.Publish, g.calls[svc.Name]...)
-		crossAccount := false
-		for _, x := range g.callers[svc.Name] {
-			if g.account[x] == svc.account() {
-				p.Publish = append(p.Publish, wire.InboxPrefix(x)+".>")
-			} else {
-				crossAccount = true
-			}
-		}
-		if svc.account() == DefaultAccount {
-			p.Publish = append(p.Publish, wire.InboxPrefix(s.admin())+".>")
-		}
-		if crossAccount {
-			p.Publish = append(p.Publish, replyPrefix)
-		}
 		p.Publish = append(p.Publish, kvWatch...)
 		// Passive health: an instance counts its siblings before it leaves
-		// its queue groups (agent.StatusSubject), and they answer it.
-		p.Publish = append(p.Publish, "$SRV.STATUS."+svc.Name, wire.InboxPrefix(svc.Name)+".>")
+		// its queue groups (agent.StatusSubject); they answer it as a
+		// response.
+		p.Publish = append(p.Publish, "$SRV.STATUS."+svc.Name)
 
 		if len(svc.Subsets) == 0 {
 			p.Subscribe = append(p.Subscribe,
@@ -139,10 +151,8 @@ func (s *Spec) Users() ([]User, error) {
 				p.Subscribe = append(p.Subscribe, subjects[1]+" "+queues[1])
 			}
 		}
-		p.Subscribe = append(p.Subscribe,
-			wire.InboxPrefix(svc.Name)+".>",
-			"$SRV.PING", "$SRV.INFO", "$SRV.STATS",
-			"$SRV.*."+svc.Name, "$SRV.*."+svc.Name+".*")
+		p.Subscribe = append(p.Subscribe, wire.InboxPrefix(svc.Name)+".>")
+		p.Subscribe = append(p.Subscribe, discovery(svc.Name)...)
 		p.Publish, p.Subscribe = dedup(p.Publish), dedup(p.Subscribe)
 		users = append(users, User{Name: svc.Name, Account: svc.account(), Perms: p})
 	}
@@ -152,7 +162,8 @@ func (s *Spec) Users() ([]User, error) {
 
 	bp := &Permissions{
 		Publish:   dedup(append(slices.Clone(g.calls[Bridge]), kvWatch...)),
-		Subscribe: []string{wire.InboxPrefix(Bridge) + ".>"},
+		Subscribe: append([]string{wire.InboxPrefix(Bridge) + ".>"}, discovery(Bridge)...),
+		Responses: &reply,
 	}
 	users = append(users, User{Name: Bridge, Account: DefaultAccount, Perms: bp})
 
@@ -166,8 +177,8 @@ func (s *Spec) Users() ([]User, error) {
 			"$JS.FC.>",
 		},
 		// _INBOX.> as well: the nats CLI and nats.go default to that
-		// prefix. Services reply only to _INBOX_mesh.<admin>, so run
-		// discovery with nats --inbox-prefix _INBOX_mesh.<admin>.
+		// prefix, and services answer discovery as responses to any
+		// reply subject (calls only to the caller's mesh inbox).
 		Subscribe: []string{wire.InboxPrefix(admin) + ".>", "_INBOX.>"},
 	}
 	users = append(users, User{Name: admin, Account: DefaultAccount, Perms: ap})
@@ -179,12 +190,11 @@ func (s *Spec) Users() ([]User, error) {
 type graph struct {
 	account map[string]string // caller (service or bridge) -> account
 	calls   map[string][]string
-	callers map[string][]string // callee -> callers, in Services order (bridge last)
 	err     error
 }
 
 func newGraph(s *Spec) *graph {
-	g := &graph{account: map[string]string{Bridge: DefaultAccount}, calls: map[string][]string{}, callers: map[string][]string{}}
+	g := &graph{account: map[string]string{Bridge: DefaultAccount}, calls: map[string][]string{}}
 	exported := map[[2]string]bool{} // {service, importing account}
 	for _, a := range s.Accounts {
 		for _, e := range a.Exports {
@@ -215,7 +225,6 @@ func newGraph(s *Spec) *graph {
 					continue
 				}
 				g.calls[x] = append(g.calls[x], base+x+".>")
-				g.callers[callee.Name] = append(g.callers[callee.Name], x)
 			}
 			continue
 		}
@@ -234,12 +243,15 @@ func newGraph(s *Spec) *graph {
 				proto, op, _ := methodOp(m) // checked by Validate
 				g.calls[r.Caller] = append(g.calls[r.Caller], fmt.Sprintf("%s%s.%s.%s", base, r.Caller, proto, op))
 			}
-			if !slices.Contains(g.callers[callee.Name], r.Caller) {
-				g.callers[callee.Name] = append(g.callers[callee.Name], r.Caller)
-			}
 		}
 	}
 	return g
+}
+
+// discovery is what name subscribes to answer micro discovery as itself
+// (internal/discovery): the broadcasts and its own name's subjects.
+func discovery(name string) []string {
+	return []string{"$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.*." + name, "$SRV.*." + name + ".*"}
 }
 
 // dedup drops repeated entries, keeping the first of each.

@@ -220,6 +220,59 @@ func testPermissions(t *testing.T, url string, as func(t *testing.T, user string
 		// finds no responder from the mesh account.
 	})
 
+	t.Run("replies only to requests received, once", func(t *testing.T) {
+		orders := as(t, "orders")
+		twice := make(chan string, 1)
+		subjects, queues := wire.ServiceSubjects("orders", "")
+		if _, err := orders.QueueSubscribe(subjects[0], queues[0], func(m *nats.Msg) {
+			m.Respond([]byte("ok"))
+			m.Respond([]byte("forged second answer")) // refused: max 1
+			twice <- m.Reply
+		}); err != nil {
+			t.Fatal(err)
+		}
+		orders.noViolations(t)
+		web := as(t, "web")
+		// A normal call gets its reply.
+		m, err := web.Request(call("orders", "", "web", wire.ProtoHTTP, "GET"), nil, 5*time.Second)
+		if err != nil || string(m.Data) != "ok" {
+			t.Fatalf("call: %v %v", m, err)
+		}
+		orders.waitViolation(t, <-twice)
+
+		// orders, a callee of web, cannot answer web's other calls (its
+		// inbox tokens are guessable), nor the admin's discovery.
+		forged := wire.InboxPrefix("web") + ".payments-call"
+		got, err := web.SubscribeSync(forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		web.noViolations(t)
+		for _, subj := range []string{forged, wire.InboxPrefix(DefaultAdmin) + ".stats", "_R_.abc.def"} {
+			if err := orders.Publish(subj, []byte("forged")); err != nil {
+				t.Fatal(err)
+			}
+			orders.waitViolation(t, subj)
+		}
+		if err := web.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if n, _, _ := got.Pending(); n != 0 {
+			t.Fatalf("web received %d forged replies", n)
+		}
+
+		// Passive health: siblings answer an instance's status request.
+		sibling := as(t, "orders")
+		if _, err := sibling.Subscribe("$SRV.STATUS.orders", func(m *nats.Msg) { m.Respond([]byte("{}")) }); err != nil {
+			t.Fatal(err)
+		}
+		sibling.noViolations(t)
+		if _, err := orders.Request("$SRV.STATUS.orders", nil, 5*time.Second); err != nil {
+			t.Fatalf("status request: %v", err)
+		}
+		sibling.noViolations(t)
+	})
+
 	t.Run("policies watch and discovery", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -285,20 +338,30 @@ func testPermissions(t *testing.T, url string, as func(t *testing.T, user string
 			}
 		}
 
-		// Discovery: orders answers $SRV pings from the admin's inbox.
-		orders := as(t, "orders")
-		ping := func() error {
-			_, err := admin.Request("$SRV.PING.orders", nil, time.Second)
-			return err
+		// Discovery: orders and the bridge answer $SRV pings from the
+		// admin, as responses (nats.go's default inbox too).
+		for _, user := range []string{"orders", Bridge} {
+			c := as(t, user)
+			if _, err := c.Subscribe("$SRV.PING."+user, func(m *nats.Msg) { m.Respond([]byte("{}")) }); err != nil {
+				t.Fatal(err)
+			}
+			c.noViolations(t)
+			if _, err := admin.Request("$SRV.PING."+user, nil, 5*time.Second); err != nil {
+				t.Fatalf("ping %s: %v", user, err)
+			}
+			reply := "_INBOX.default-prefix"
+			sub, err := admin.SubscribeSync(reply)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := admin.PublishRequest("$SRV.PING."+user, reply, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sub.NextMsg(5 * time.Second); err != nil {
+				t.Fatalf("ping %s with reply %s: %v", user, reply, err)
+			}
+			c.noViolations(t)
 		}
-		if _, err := orders.Subscribe("$SRV.PING.orders", func(m *nats.Msg) { m.Respond([]byte("{}")) }); err != nil {
-			t.Fatal(err)
-		}
-		orders.noViolations(t)
-		if err := ping(); err != nil {
-			t.Fatal(err)
-		}
-		orders.noViolations(t)
 	})
 }
 

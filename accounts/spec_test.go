@@ -33,6 +33,9 @@ func TestUsersGolden(t *testing.T) {
 		for _, s := range u.Perms.Subscribe {
 			fmt.Fprintf(&b, "  sub %s\n", s)
 		}
+		if r := u.Perms.Responses; r != nil {
+			fmt.Fprintf(&b, "  responses max %d expires %v\n", r.MaxMsgs, r.Expires)
+		}
 	}
 	golden := filepath.Join("testdata", "users.golden")
 	if *update {
