@@ -22,6 +22,7 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -103,6 +104,13 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		}
 		ac.Logger = cfg.Logger
 		ac.Policies = cfg.Policies
+		// Metrics and the per-edge counters `natsmesh stat` and the
+		// dashboard read, as `natsmesh agent` records them.
+		tel, err := telemetry.New(telemetry.Config{Service: ac.Service})
+		if err != nil {
+			return nil, err
+		}
+		ac.Telemetry = tel
 		a, err := agent.New(nc, ac)
 		if err != nil {
 			return nil, err
@@ -191,7 +199,11 @@ func Start(cfg Config) (_ *Mesh, err error) {
 			}
 			routes = append(routes, r)
 		}
-		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Policies: cfg.Policies, Logger: cfg.Logger})
+		tel, err := telemetry.New(telemetry.Config{Service: "gateway"})
+		if err != nil {
+			return nil, err
+		}
+		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Policies: cfg.Policies, Telemetry: tel, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}
