@@ -2,15 +2,19 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
@@ -25,7 +29,13 @@ func TestGRPCHealthModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer() // no health service
+	// No health service; the interceptor counts the health checks that
+	// reach the server (they answer Unimplemented).
+	var checks atomic.Int64
+	srv := grpc.NewServer(grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+		checks.Add(1)
+		return status.Error(codes.Unimplemented, "unknown service")
+	}))
 	testpb.RegisterTestServiceServer(srv, &testService{name: "bare"})
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
@@ -37,8 +47,17 @@ func TestGRPCHealthModes(t *testing.T) {
 			logs := &syncBuffer{}
 			h := hc
 			h.GRPC = mode
+			before := checks.Load()
 			a := startAgent(t, b, Config{Service: "bare", Upstream: up, Health: h, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-			time.Sleep(10 * hc.Interval) // several checks
+			if mode != GRPCHealthConnect {
+				// Several checks, so that "logged once" means once.
+				meshtest.CheckFor(t, 5*time.Second, hc.Interval, func() error {
+					if n := checks.Load() - before; n < 5 {
+						return fmt.Errorf("%d health checks so far", n)
+					}
+					return nil
+				})
+			}
 			if !a.Serving() {
 				t.Fatal("not serving")
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -78,9 +79,9 @@ func TestServeHTTPMsg(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			reply := serveHTTPMsg(context.Background(), tt.handler, viaNATS(t, nc, req), wire.Limits{})
+			reply := serveHTTPMsg(context.Background(), tt.handler, meshtest.ViaNATS(t, nc, req), wire.Limits{})
 			// Every reply must be publishable; check what the caller gets.
-			resp, err := wire.DecodeHTTPResponse(viaNATS(t, nc, reply))
+			resp, err := wire.DecodeHTTPResponse(meshtest.ViaNATS(t, nc, reply))
 			if tt.kind != "" {
 				var me *wire.Error
 				if !errors.As(err, &me) || me.Kind != tt.kind {

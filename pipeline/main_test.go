@@ -33,26 +33,6 @@ func conn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
 	return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)), nats.Timeout(5*time.Second))
 }
 
-// viaNATS publishes m and returns it as a subscriber receives it, so tests
-// see exactly what survives the wire.
-func viaNATS(t *testing.T, nc *nats.Conn, m *nats.Msg) *nats.Msg {
-	t.Helper()
-	m.Subject = "roundtrip." + nats.NewInbox()
-	sub, err := nc.SubscribeSync(m.Subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishMsg(m); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	got, err := sub.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
 // serveHTTPMsg serves m with h as the in-process HTTP kind does and returns
 // the reply the dispatch would send.
 func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Limits) *nats.Msg {

@@ -77,26 +77,6 @@ func connect(t testing.TB, s *server.Server) *nats.Conn {
 	return nc
 }
 
-// viaNATS publishes m and returns it as a subscriber receives it, so tests
-// see exactly what survives the wire.
-func viaNATS(t *testing.T, nc *nats.Conn, m *nats.Msg) *nats.Msg {
-	t.Helper()
-	m.Subject = "roundtrip." + nats.NewInbox()
-	sub, err := nc.SubscribeSync(m.Subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishMsg(m); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	got, err := sub.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
 func TestHeaderNameEscaping(t *testing.T) {
 	tests := []struct {
 		name, escaped string
@@ -213,7 +193,7 @@ func TestEncodeHTTPRequestHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := runServer(t)
-	got := viaNATS(t, connect(t, s), m)
+	got := meshtest.ViaNATS(t, connect(t, s), m)
 	dec, cancel, err := DecodeHTTPRequest(context.Background(), got)
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +246,7 @@ func TestHTTPRequestRoundTrip(t *testing.T) {
 			WriteHTTPError(w, err)
 			return
 		}
-		dec, decCancel, err := DecodeHTTPRequest(context.Background(), viaNATS(t, nc, m))
+		dec, decCancel, err := DecodeHTTPRequest(context.Background(), meshtest.ViaNATS(t, nc, m))
 		if err != nil {
 			res.err = err
 			return
@@ -373,7 +353,7 @@ func TestHTTPResponseRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := DecodeHTTPResponse(viaNATS(t, nc, m))
+			resp, err := DecodeHTTPResponse(meshtest.ViaNATS(t, nc, m))
 			if err != nil {
 				t.Fatalf("DecodeHTTPResponse: %v", err)
 			}

@@ -105,82 +105,86 @@ func live(ctx context.Context, s *policies.Store, stderr io.Writer) (*policies.F
 	return f, rev, nil
 }
 
-func runPolicyApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("policy apply", "-f FILE [flags]",
-		"Validates the mesh file FILE, prints what changes against the live one, and\n"+
-			"makes it live: every agent watching the bucket picks it up. Nothing is\n"+
-			"written when nothing changes, or when the live file changed meanwhile.", stderr)
-	file := fs.String("f", "", "mesh `file` to apply (YAML)")
+// against parses the mesh file that `policy apply` and `policy diff` take
+// with -f, connects to the policies bucket and reads the live file, for
+// comparing the two. Call done when finished.
+type against struct {
+	path      string
+	file, old *policies.File
+	rev       uint64
+	store     *policies.Store
+	done      func()
+}
+
+func loadAgainstLive(ctx context.Context, name, synopsis, summary, fileUsage string, args []string, stderr io.Writer) (*against, context.Context, error) {
+	fs := newFlagSet(name, synopsis, summary, stderr)
+	file := fs.String("f", "", fileUsage)
 	var pf policyFlags
 	pf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if *file == "" {
-		return usageErrorf("policy apply: no -f FILE given")
+		return nil, nil, usageErrorf("%s: no -f FILE given", name)
 	}
 	f, err := policies.ParseFile(*file)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	s, ctx, done, err := pf.open(ctx, stderr)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer done()
 	old, rev, err := live(ctx, s, stderr)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return &against{path: *file, file: f, old: old, rev: rev, store: s, done: done}, ctx, nil
+}
+
+func runPolicyApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	a, ctx, err := loadAgainstLive(ctx, "policy apply", "-f FILE [flags]",
+		"Validates the mesh file FILE, prints what changes against the live one, and\n"+
+			"makes it live: every agent watching the bucket picks it up. Nothing is\n"+
+			"written when nothing changes, or when the live file changed meanwhile.",
+		"mesh `file` to apply (YAML)", args, stderr)
 	if err != nil {
 		return err
 	}
-	changes := policies.Diff(old, f)
-	if len(changes) == 0 && old != nil {
-		fmt.Fprintf(stdout, "no changes: revision %d is live\n", rev)
+	defer a.done()
+	changes := policies.Diff(a.old, a.file)
+	if len(changes) == 0 && a.old != nil {
+		fmt.Fprintf(stdout, "no changes: revision %d is live\n", a.rev)
 		return nil
 	}
-	if old == nil {
-		fmt.Fprintf(stdout, "no valid mesh file was live: applying one with %d services\n", len(f.Services))
+	if a.old == nil {
+		fmt.Fprintf(stdout, "no valid mesh file was live: applying one with %d services\n", len(a.file.Services))
 	} else {
 		printChanges(stdout, changes)
 	}
-	newRev, err := s.ApplyIf(ctx, f, rev)
+	newRev, err := a.store.ApplyIf(ctx, a.file, a.rev)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return failure{fmt.Errorf("policy apply: the live file changed from revision %d while applying; run diff again", rev)}
+		return failure{fmt.Errorf("policy apply: the live file changed from revision %d while applying; run diff again", a.rev)}
 	}
 	if err != nil {
 		return failure{err}
 	}
-	fmt.Fprintf(stdout, "applied %s: revision %d\n", *file, newRev)
+	fmt.Fprintf(stdout, "applied %s: revision %d\n", a.path, newRev)
 	return nil
 }
 
 func runPolicyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("policy diff", "-f FILE [flags]",
+	a, _, err := loadAgainstLive(ctx, "policy diff", "-f FILE [flags]",
 		"Validates the mesh file FILE and prints what apply would change in the live\n"+
-			"one: + added, - removed, ~ changed, by field path.", stderr)
-	file := fs.String("f", "", "mesh `file` to compare with the live one (YAML)")
-	var pf policyFlags
-	pf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *file == "" {
-		return usageErrorf("policy diff: no -f FILE given")
-	}
-	f, err := policies.ParseFile(*file)
+			"one: + added, - removed, ~ changed, by field path.",
+		"mesh `file` to compare with the live one (YAML)", args, stderr)
 	if err != nil {
 		return err
 	}
-	s, ctx, done, err := pf.open(ctx, stderr)
-	if err != nil {
-		return err
-	}
-	defer done()
-	old, rev, err := live(ctx, s, stderr)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "--- live (revision %d)\n+++ %s\n", rev, *file)
-	changes := policies.Diff(old, f)
+	defer a.done()
+	fmt.Fprintf(stdout, "--- live (revision %d)\n+++ %s\n", a.rev, a.path)
+	changes := policies.Diff(a.old, a.file)
 	if len(changes) == 0 {
 		fmt.Fprintln(stdout, "no changes")
 	}

@@ -73,3 +73,23 @@ func CheckFor(t testing.TB, wait, sleep time.Duration, f func() error) {
 		time.Sleep(sleep)
 	}
 }
+
+// ViaNATS publishes m on a fresh subject and returns it as a subscriber on
+// nc receives it, so a test sees exactly what survives the wire.
+func ViaNATS(t testing.TB, nc *nats.Conn, m *nats.Msg) *nats.Msg {
+	t.Helper()
+	m.Subject = "roundtrip." + nats.NewInbox()
+	sub, err := nc.SubscribeSync(m.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatalf("meshtest: publish: %v", err)
+	}
+	got, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
