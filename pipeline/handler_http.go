@@ -36,11 +36,11 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
 	if k.limits != nil {
 		lim = k.limits()
 	}
-	r, cancel, err := wire.DecodeHTTPRequest(ctx, c.Msg())
+	// The dispatch parsed the subject and set the deadline already.
+	r, err := wire.DecodeHTTPCall(ctx, c.Header, c.Data, c.Op)
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
 	if r.Host == "" {
 		r.Host = c.Service
 	}

@@ -36,6 +36,12 @@ func conn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
 // serveHTTPMsg serves m with h as the in-process HTTP kind does and returns
 // the reply the dispatch would send.
 func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Limits) *nats.Msg {
+	// The deadline, as the dispatch sets it from Mesh-Timeout.
+	if d, err := wire.Timeout(m.Header); err == nil && d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	c := &Call{Caller: "test", Proto: wire.ProtoHTTP, Header: m.Header, Data: m.Data, msg: m}
 	reply, err := HTTPHandler(h, func() wire.Limits { return lim }).ServeCall(ctx, c)
 	if err != nil {

@@ -64,11 +64,11 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error
 	if u.Limits != nil {
 		lim = u.Limits()
 	}
-	r, cancel, err := wire.DecodeHTTPRequest(ctx, c.Msg())
+	// The dispatch parsed the subject and set the deadline already.
+	r, err := wire.DecodeHTTPCall(ctx, c.Header, c.Data, c.Op)
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
 	r.URL.Scheme = "http"
 	r.URL.Host = u.Base.Host
 	if base := strings.TrimSuffix(u.Base.EscapedPath(), "/"); base != "" {

@@ -144,14 +144,18 @@ services:
   web: {}
   pay:
     policy:
-      retries: {attempts: 5, backoff: 1ms, max_backoff: 2ms, budget: 100%, min_per_second: 1000}
+      # Ten attempts: a call fails only if all ten draw an abort (0.2^10),
+      # so 200 calls fail together with a chance of 2 in 100,000; with five
+      # it was 6 in 100 and the test was flaky by design.
+      retries: {attempts: 10, backoff: 1ms, max_backoff: 2ms, budget: 100%, min_per_second: 1000}
+      circuit_breaker: {enabled: false}
       fault: {abort: {percent: 20%, status: 503}}
 `)
 	m.agent("pay", "", named("pay", nil))
 	web := m.client("web")
 	for range 200 {
-		if st, _, _ := get(t, web, "http://pay/"); st != http.StatusOK {
-			t.Fatalf("got %d, want the retries to recover every injected abort", st)
+		if st, body, h := get(t, web, "http://pay/"); st != http.StatusOK {
+			t.Fatalf("got %d %q %v, want the retries to recover every injected abort", st, body, h)
 		}
 	}
 }

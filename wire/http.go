@@ -252,45 +252,63 @@ func validValues(vs []string) bool {
 // (Mesh-Method, Mesh-Path, Mesh-Query, Mesh-Host): whatever it accepts
 // serializes as one request line with the same method, target and Host.
 func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cancel context.CancelFunc, err error) {
-	method := m.Header.Get(HeaderMethod)
-	if method == "" || !validMethod(method) {
-		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %q", HeaderMethod, method)}
-	}
-	// On a mesh subject the method is also the subject's operation, which
-	// permissions may be written on: the header must not say otherwise.
-	if proto, op, ok := subjectOp(m.Subject); ok && proto == ProtoHTTP && op != method {
-		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %q differs from the subject's operation %q", HeaderMethod, method, op)}
-	}
-	path := m.Header.Get(HeaderPath)
-	if path == "" {
-		path = "/"
-	}
-	if path[0] != '/' || !validTarget(path, "?#") {
-		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderPath, path)}
-	}
-	requestURI := path
-	if q := m.Header.Get(HeaderQuery); q != "" {
-		if !validTarget(q, "") {
-			return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderQuery, q)}
-		}
-		requestURI += "?" + q
-	}
-	host := m.Header.Get(HeaderHost)
-	if !httpguts.ValidHostHeader(host) {
-		// Go's client would refuse to send it, or send no Host at all.
-		return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderHost, host)}
-	}
-	u, err := url.ParseRequestURI(requestURI)
-	if err != nil {
-		return nil, nil, &Error{Kind: KindBadRequest, Message: "bad request path: " + err.Error(), Err: err}
+	var op string
+	if proto, o, ok := subjectOp(m.Subject); ok && proto == ProtoHTTP {
+		op = o
 	}
 	timeout, err := Timeout(m.Header)
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel = withRequestTimeout(ctx, timeout)
-	h, trailer := readHeaders(m.Header, false)
-	r = &http.Request{
+	r, err = DecodeHTTPCall(ctx, m.Header, m.Data, op)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return r, cancel, nil
+}
+
+// DecodeHTTPCall is [DecodeHTTPRequest] for a message the receiver has
+// parsed already, on the path where ctx carries the call's deadline (the
+// inbound pipeline sets it from Mesh-Timeout): subjectMethod is the
+// subject's operation ("" when it was no mesh HTTP subject), and the
+// request gets ctx as it is.
+func DecodeHTTPCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod string) (*http.Request, error) {
+	method := hdr.Get(HeaderMethod)
+	if method == "" || !validMethod(method) {
+		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %q", HeaderMethod, method)}
+	}
+	// On a mesh subject the method is also the subject's operation, which
+	// permissions may be written on: the header must not say otherwise.
+	if subjectMethod != "" && subjectMethod != method {
+		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %q differs from the subject's operation %q", HeaderMethod, method, subjectMethod)}
+	}
+	path := hdr.Get(HeaderPath)
+	if path == "" {
+		path = "/"
+	}
+	if path[0] != '/' || !validTarget(path, "?#") {
+		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderPath, path)}
+	}
+	requestURI := path
+	if q := hdr.Get(HeaderQuery); q != "" {
+		if !validTarget(q, "") {
+			return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderQuery, q)}
+		}
+		requestURI += "?" + q
+	}
+	host := hdr.Get(HeaderHost)
+	if !httpguts.ValidHostHeader(host) {
+		// Go's client would refuse to send it, or send no Host at all.
+		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderHost, host)}
+	}
+	u, err := url.ParseRequestURI(requestURI)
+	if err != nil {
+		return nil, &Error{Kind: KindBadRequest, Message: "bad request path: " + err.Error(), Err: err}
+	}
+	h, trailer := readHeaders(hdr, false)
+	r := &http.Request{
 		Method:        method,
 		URL:           u,
 		Proto:         "HTTP/1.1",
@@ -300,17 +318,17 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 		Trailer:       trailer,
 		Host:          host,
 		RequestURI:    requestURI,
-		ContentLength: int64(len(m.Data)),
+		ContentLength: int64(len(data)),
 		Body:          http.NoBody,
 	}
-	if len(m.Data) > 0 {
-		r.Body = io.NopCloser(bytes.NewReader(m.Data))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(m.Data)), nil }
+	if len(data) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
 	}
-	if len(m.Data) > 0 {
-		h.Set("Content-Length", strconv.Itoa(len(m.Data)))
+	if len(data) > 0 {
+		h.Set("Content-Length", strconv.Itoa(len(data)))
 	}
-	return r.WithContext(ctx), cancel, nil
+	return r.WithContext(ctx), nil
 }
 
 // validTarget reports whether s may stand in a request line's target: no
