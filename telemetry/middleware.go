@@ -100,7 +100,7 @@ func (t *Telemetry) OutboundCall() pipeline.OutboundMiddleware {
 			subset, route := st.subset, st.route
 			st.mu.Unlock()
 			e := t.m.out.edge(edgeKey{caller: c.Caller, callee: dest, subset: subset, route: route, proto: c.Proto})
-			t.m.out.record(ctx, e, o, dur)
+			t.m.out.record(e, o, dur)
 			attempts := int(st.attempts.Load())
 			if span != nil {
 				span.SetAttributes(attrAttempts.Int(attempts))
@@ -217,7 +217,7 @@ func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 			o := classify(c.Proto, reply, err)
 			subset := subsetLabel(c.Subset)
 			e := t.m.in.edge(edgeKey{caller: c.Caller, callee: c.Service, subset: subset, proto: c.Proto})
-			t.m.in.record(ctx, e, o, dur)
+			t.m.in.record(e, o, dur)
 			if span != nil {
 				endSpan(span, c.Proto, o, err)
 			}
