@@ -255,12 +255,14 @@ func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
 	if timeout == 0 {
 		timeout = in.timeout
 	}
-	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), subj.Caller), timeout)
-	defer cancel()
 	c := &Call{
 		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
 		Header: m.Header, Data: m.Data, msg: m,
 	}
+	// The caller is the subject's, as c has it now: nothing changes a
+	// call's caller.
+	ctx, cancel := context.WithTimeout(withCallerOf(context.Background(), c), timeout)
+	defer cancel()
 	if c.Subset == wire.AnySubset {
 		c.Subset = ""
 	}
