@@ -20,6 +20,7 @@ import (
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/telemetry"
+	"github.com/natsmesh/natsmesh/traffic"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -166,7 +167,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 func (a *Agent) chainOptions() chain.Options {
 	c := &a.cfg
 	return chain.Options{Service: c.Service, Policies: c.Policies, Telemetry: c.Telemetry, Logger: c.Logger,
-		Withdraw: a.withdrawFor, Siblings: a.siblings} // passive health: outlier.go
+		Instance: traffic.Instance{Claim: a.claim, Withdraw: a.withdrawFor, Siblings: a.siblings}} // passive health: outlier.go
 }
 
 // Validate reports whether c is a valid configuration, without connecting

@@ -105,11 +105,11 @@ func (in *inbound) serving() bool {
 }
 
 func (in *inbound) lastHealthError() string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if r := in.ejected(); r != "" {
+	if r := in.ejected(); r != "" { // before in.mu: in.ej.mu is taken first
 		return r
 	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	if in.healthErr == nil {
 		return "no health check has passed yet"
 	}

@@ -16,19 +16,30 @@ import (
 
 // Passive health (outlier detection, package traffic) takes an instance
 // whose service keeps failing out of its queue groups for a while. The
-// agent's part is here: the withdrawal with its timed return, and
-// counting the siblings, so that the last serving instance of a queue
-// group never leaves.
+// agent's part is here: the claim of a place to leave, the withdrawal with
+// its timed return, and counting the siblings, so that no more instances
+// leave than the policy allows and the last serving instance of a queue
+// group never does.
 //
 // Siblings are counted through discovery: every agent's discovery
 // responder also answers on the subject StatusSubject(service), outside
 // any queue group, so one request is answered by every instance of the
-// service with its [Status].
+// service with its [Status]. The request carries the asker's place (a
+// [StatusRequest]), and an answering instance notes its time, so that a
+// place it claims later comes after it (see traffic.Place).
 
 // StatusSubject is the discovery subject on which every instance of
 // service answers with its [Status] (in the $SRV namespace of nats.go
 // micro, which a service's NATS user may use for its own name).
 func StatusSubject(service string) string { return "$SRV.STATUS." + service }
+
+// StatusRequest is the body of a request on StatusSubject: the asker's
+// place when it is leaving or out, else empty (an empty body is a request
+// too).
+type StatusRequest struct {
+	ID    string    `json:"id"`
+	Since time.Time `json:"since"`
+}
 
 // Status is one instance's answer on StatusSubject.
 type Status struct {
@@ -42,12 +53,26 @@ type Status struct {
 	Serving bool `json:"serving"`
 	// Ejected is whether passive health has withdrawn it.
 	Ejected bool `json:"ejected,omitempty"`
+	// Leaving is whether passive health has claimed a place for it to
+	// leave and is counting its siblings (it still serves).
+	Leaving bool `json:"leaving,omitempty"`
+	// Since is the time of its place while it is Ejected or Leaving.
+	Since time.Time `json:"since,omitzero"`
 }
 
-// ejection is an instance's withdrawal by passive health.
+// ejection is an instance's claim and withdrawal by passive health.
 type ejection struct {
-	active atomic.Bool // while set, nothing subscribes
+	active atomic.Bool // withdrawn: while set, nothing subscribes
 	mu     sync.Mutex
+	// claimed is set from a claim until the instance is back in; since is
+	// its place's time.
+	claimed bool
+	since   time.Time
+	// seen is the latest place time heard of, the instance's own claims
+	// included (a Lamport clock).
+	seen time.Time
+	// known are the instances the last count heard from.
+	known  map[string]bool
 	timer  *time.Timer
 	reason string
 }
@@ -62,12 +87,40 @@ func (in *inbound) ejected() string {
 	return in.ej.reason
 }
 
-// withdrawFor takes the instance out of its queue groups for d, for
-// passive health, and puts it back afterwards unless its last health
+// hear notes a place time heard of. in.ej.mu must be held.
+func (in *inbound) hear(t time.Time) {
+	if t.After(in.ej.seen) {
+		in.ej.seen = t
+	}
+}
+
+// claim marks the instance as leaving, for passive health, and returns
+// its place: now, or just after the latest place heard of if the clock
+// says otherwise. It reports false if the instance is not serving or
+// holds a claim already.
+func (a *Agent) claim() (traffic.Place, bool) {
+	in := a.in
+	id := a.ID()
+	in.ej.mu.Lock()
+	defer in.ej.mu.Unlock()
+	if in.ej.claimed || !in.serving() {
+		return traffic.Place{}, false
+	}
+	now := time.Now().UTC().Round(0) // wall clock only: places travel as text
+	if !now.After(in.ej.seen) {
+		now = in.ej.seen.Add(time.Nanosecond)
+	}
+	in.ej.claimed, in.ej.since, in.ej.seen = true, now, now
+	return traffic.Place{ID: id, Since: now}, true
+}
+
+// withdrawFor takes the claiming instance out of its queue groups for d,
+// for passive health, and puts it back afterwards unless its last health
 // check failed (then the health loop restores it once checks pass). While
-// it is out, neither the health loop nor anything else subscribes. d <= 0
-// ends a withdrawal at once. It reports false, doing nothing, if the
-// instance is not serving (withdrawn already, or shut down).
+// it is out, neither the health loop nor anything else subscribes. It
+// reports false, doing nothing, if the instance holds no claim, is out
+// already, or is not serving (withdrawn by its health checks, or shut
+// down). d <= 0 ends a claim or a withdrawal at once.
 func (a *Agent) withdrawFor(reason string, d time.Duration) bool {
 	in := a.in
 	if d <= 0 {
@@ -75,7 +128,7 @@ func (a *Agent) withdrawFor(reason string, d time.Duration) bool {
 		return true
 	}
 	in.ej.mu.Lock()
-	if in.ej.active.Load() || !in.serving() {
+	if in.ej.active.Load() || !in.ej.claimed || !in.serving() {
 		in.ej.mu.Unlock()
 		return false
 	}
@@ -87,9 +140,10 @@ func (a *Agent) withdrawFor(reason string, d time.Duration) bool {
 	return true
 }
 
-// endEjection ends a passive health withdrawal.
+// endEjection ends a passive health claim or withdrawal.
 func (in *inbound) endEjection() {
 	in.ej.mu.Lock()
+	in.ej.claimed, in.ej.since = false, time.Time{}
 	if !in.ej.active.Load() {
 		in.ej.mu.Unlock()
 		return
@@ -109,14 +163,29 @@ func (in *inbound) endEjection() {
 		return
 	}
 	if in.serving() { // not after Shutdown
-		in.a.log.Info("passive health: cool-off over, serving again (probation)")
+		in.a.log.Info("passive health: back in its queue groups (probation)")
 	}
 }
 
-// statusHandler answers StatusSubject as the instance id.
+// statusHandler answers StatusSubject as the instance id, noting the
+// asker's place.
 func (a *Agent) statusHandler(id string) nats.MsgHandler {
 	return func(m *nats.Msg) {
-		st := Status{ID: id, Subset: a.cfg.Subset, Inbound: a.in.enabled(), Serving: a.in.serving(), Ejected: a.in.ejected() != ""}
+		var req StatusRequest
+		if len(m.Data) > 0 && json.Unmarshal(m.Data, &req) != nil {
+			req = StatusRequest{}
+		}
+		in := a.in
+		st := Status{ID: id, Subset: a.cfg.Subset, Inbound: in.enabled()}
+		in.ej.mu.Lock()
+		in.hear(req.Since)
+		st.Serving = in.serving()
+		st.Ejected = in.ej.active.Load()
+		st.Leaving = in.ej.claimed && !st.Ejected
+		if in.ej.claimed {
+			st.Since = in.ej.since
+		}
+		in.ej.mu.Unlock()
 		b, err := json.Marshal(st)
 		if err == nil && m.Reply != "" {
 			m.Respond(b) //nolint:errcheck // the asker counts whoever answers
@@ -124,26 +193,50 @@ func (a *Agent) statusHandler(id string) nats.MsgHandler {
 	}
 }
 
-// siblingsQuiet is how long a discovery round waits for one more answer.
-const siblingsQuiet = 50 * time.Millisecond
+// siblingsQuiet is how long a discovery round waits for one more answer,
+// and siblingsKnown how long it waits for the instances the previous
+// round heard from.
+const (
+	siblingsQuiet = 50 * time.Millisecond
+	siblingsKnown = 500 * time.Millisecond
+)
 
-// siblings counts the instances of the agent's service, this one
+// siblings asks for the instances of the agent's service, this one
 // included, by their answers on StatusSubject: every answer that comes
-// before ctx ends and within siblingsQuiet of the one before.
-func (a *Agent) siblings(ctx context.Context) (traffic.Siblings, error) {
-	var sib traffic.Siblings
+// before ctx ends and within siblingsQuiet of the one before, or within
+// siblingsKnown of the request while an instance that answered the
+// previous round has not yet (an instance gone since is waited for once).
+func (a *Agent) siblings(ctx context.Context) ([]traffic.Sibling, error) {
+	in := a.in
+	var req []byte
+	in.ej.mu.Lock()
+	if in.ej.claimed {
+		req, _ = json.Marshal(StatusRequest{ID: a.ID(), Since: in.ej.since})
+	}
+	known := in.ej.known
+	in.ej.mu.Unlock()
+
 	inbox := a.nc.NewInbox()
 	sub, err := a.nc.SubscribeSync(inbox)
 	if err != nil {
-		return sib, fmt.Errorf("agent: counting siblings: %w", err)
+		return nil, fmt.Errorf("agent: counting siblings: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if err := a.nc.PublishRequest(StatusSubject(a.cfg.Service), inbox, nil); err != nil {
-		return sib, fmt.Errorf("agent: counting siblings: %w", err)
+	if err := a.nc.PublishRequest(StatusSubject(a.cfg.Service), inbox, req); err != nil {
+		return nil, fmt.Errorf("agent: counting siblings: %w", err)
 	}
-	wait := 4 * siblingsQuiet // the first answer, this instance's own, is quick
+	knownBy := time.Now().Add(siblingsKnown)
+	var sibs []traffic.Sibling
 	seen := map[string]bool{}
+	missing := len(known)
 	for {
+		wait := siblingsQuiet
+		if len(seen) == 0 {
+			wait = 4 * siblingsQuiet // the first answer, this instance's own, is quick
+		}
+		if missing > 0 {
+			wait = max(wait, time.Until(knownBy))
+		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		m, err := sub.NextMsgWithContext(wctx)
 		cancel()
@@ -151,24 +244,29 @@ func (a *Agent) siblings(ctx context.Context) (traffic.Siblings, error) {
 			if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
 				break // quiet: everyone answered
 			}
-			return sib, fmt.Errorf("agent: counting siblings: %w", err)
+			return nil, fmt.Errorf("agent: counting siblings: %w", err)
 		}
-		wait = siblingsQuiet
 		var st Status
-		if json.Unmarshal(m.Data, &st) != nil || !st.Inbound || seen[st.ID] {
+		if json.Unmarshal(m.Data, &st) != nil || !st.Inbound || st.ID == "" || seen[st.ID] {
 			continue
 		}
 		seen[st.ID] = true
-		sib.Total++
-		if st.Serving {
-			sib.Serving++
-			if st.Subset == a.cfg.Subset {
-				sib.SubsetServing++
-			}
+		if known[st.ID] {
+			missing--
 		}
+		sibs = append(sibs, traffic.Sibling{
+			Place:  traffic.Place{ID: st.ID, Since: st.Since},
+			Subset: st.Subset, Serving: st.Serving, Ejected: st.Ejected, Leaving: st.Leaving,
+		})
 	}
 	if len(seen) == 0 {
-		return sib, errors.New("agent: counting siblings: not even this instance answered")
+		return nil, errors.New("agent: counting siblings: not even this instance answered")
 	}
-	return sib, nil
+	in.ej.mu.Lock()
+	in.ej.known = seen
+	for _, s := range sibs {
+		in.hear(s.Since)
+	}
+	in.ej.mu.Unlock()
+	return sibs, nil
 }

@@ -47,11 +47,11 @@ func rateLimit(o Options) []pipeline.InboundMiddleware {
 func inboundFaults(o Options) []pipeline.InboundMiddleware { return nil }
 
 // passiveHealth watches the local service's answers for outlier detection;
-// it needs the agent's hold on its queue groups (Options.Withdraw and
-// Siblings), so the gateway has none.
+// it needs the agent's hold on its queue groups (Options.Instance), so the
+// gateway has none.
 func passiveHealth(o Options) []pipeline.InboundMiddleware {
-	if o.Policies == nil || o.Withdraw == nil || o.Siblings == nil {
+	if o.Policies == nil || o.Instance.Claim == nil || o.Instance.Withdraw == nil || o.Instance.Siblings == nil {
 		return nil
 	}
-	return []pipeline.InboundMiddleware{traffic.PassiveHealth(o.traffic(), traffic.Instance{Withdraw: o.Withdraw, Siblings: o.Siblings})}
+	return []pipeline.InboundMiddleware{traffic.PassiveHealth(o.traffic(), o.Instance)}
 }
