@@ -47,12 +47,13 @@ type plan struct {
 
 	// retry runs the tries after the first; nil when attempts is 1.
 	retry failsafe.Executor[*nats.Msg]
-	// hedged runs one try of an idempotent call under the hedge policy,
-	// the bulkhead and the breaker; nil without a hedge.
+	// hedged runs one try of an idempotent call under the hedge policy
+	// and the bulkhead; nil without a hedge.
 	hedged failsafe.Executor[*nats.Msg]
 
-	// bulkhead and breaker are the destination's, nil without one; a try
-	// that is not hedged takes their permits directly (plan.try).
+	// bulkhead and breaker are the destination's, nil without one. A try
+	// that is not hedged takes the bulkhead's permit directly (plan.try);
+	// the breaker counts calls (callBreaker).
 	maxConcurrent int
 	bulkhead      bulkhead.Bulkhead[*nats.Msg]
 	breaker       circuitbreaker.CircuitBreaker[*nats.Msg]
@@ -90,9 +91,10 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 		pl.retry = failsafe.With[*nats.Msg](rb.Build())
 	}
 
-	// A try passes the bulkhead, then the breaker: a call the caller's own
-	// bulkhead refuses never reaches the breaker, so local overload cannot
-	// count as the destination's success (or failure).
+	// A try passes the bulkhead, then the breaker (callBreaker): a call
+	// the caller's own bulkhead refuses never reaches the breaker, so
+	// local overload cannot count as the destination's success (or
+	// failure).
 	var try []failsafe.Policy[*nats.Msg]
 	if b := p.Bulkhead; b != nil && *b.MaxConcurrent > 0 {
 		pl.maxConcurrent = *b.MaxConcurrent
@@ -111,7 +113,6 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 				WithSuccessThreshold(uint(max(*cb.HalfOpenProbes, 1))).
 				Build()
 		}).(circuitbreaker.CircuitBreaker[*nats.Msg])
-		try = append(try, pl.breaker)
 	}
 	if h := p.Hedge; h != nil {
 		hp := m.hedgePolicy(h, ratio, dest)

@@ -231,7 +231,7 @@ func (d *detector) refuse(sibs []Sibling, self Place) string {
 
 // countAttrs are the log attributes of a count.
 func countAttrs(sibs []Sibling) []any {
-	var serving, ejected int
+	var serving, ejected, leaving int
 	for _, s := range sibs {
 		if s.Serving {
 			serving++
@@ -239,6 +239,9 @@ func countAttrs(sibs []Sibling) []any {
 		if s.Ejected {
 			ejected++
 		}
+		if s.Leaving {
+			leaving++
+		}
 	}
-	return []any{"instances", len(sibs), "serving", serving, "ejected", ejected}
+	return []any{"instances", len(sibs), "serving", serving, "ejected", ejected, "leaving", leaving}
 }
