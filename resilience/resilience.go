@@ -295,7 +295,7 @@ type callBreaker struct {
 
 	mu      *sync.Mutex // set for hedged calls, whose attempts run at once
 	held    bool        // the call holds a permit
-	last    *nats.Msg  // the last attempt sent, for a call that ends refused
+	last    *nats.Msg   // the last attempt sent, for a call that ends refused
 	lastErr error
 }
 
