@@ -36,8 +36,9 @@
 // its inbound pipeline, its subset, version and serving state in the
 // metadata, and under "natsmesh" in the STATS answer the per-edge snapshot
 // of [Agent.Stats]. It also answers on [StatusSubject] whether it serves
-// now. Passive health (package traffic) uses that: an instance whose
-// service keeps failing leaves its queue groups for a cool-off
-// (outlier.go), unless its siblings' answers show it would leave a group
-// empty.
+// now, and whether passive health holds it out or is about to, since when.
+// Passive health (package traffic) uses that: an instance whose service
+// keeps failing claims a place, counts its siblings there, and leaves its
+// queue groups for a cool-off (outlier.go) only if the share rule
+// (traffic.Allowed) keeps its place.
 package agent

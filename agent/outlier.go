@@ -34,11 +34,11 @@ import (
 func StatusSubject(service string) string { return "$SRV.STATUS." + service }
 
 // StatusRequest is the body of a request on StatusSubject: the asker's
-// place when it is leaving or out, else empty (an empty body is a request
-// too).
+// ID, and its place's time when it is leaving or out. An empty body is a
+// request too.
 type StatusRequest struct {
-	ID    string    `json:"id"`
-	Since time.Time `json:"since"`
+	ID    string    `json:"id,omitempty"`
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Status is one instance's answer on StatusSubject.
@@ -71,7 +71,8 @@ type ejection struct {
 	// seen is the latest place time heard of, the instance's own claims
 	// included (a Lamport clock).
 	seen time.Time
-	// known are the instances the last count heard from.
+	// known are the instances the last count heard from, and those that
+	// asked for a count since.
 	known  map[string]bool
 	timer  *time.Timer
 	reason string
@@ -179,6 +180,12 @@ func (a *Agent) statusHandler(id string) nats.MsgHandler {
 		st := Status{ID: id, Subset: a.cfg.Subset, Inbound: in.enabled()}
 		in.ej.mu.Lock()
 		in.hear(req.Since)
+		if req.ID != "" && req.ID != id && len(in.ej.known) < maxKnown {
+			if in.ej.known == nil {
+				in.ej.known = map[string]bool{}
+			}
+			in.ej.known[req.ID] = true // a sibling: the next count waits for it
+		}
 		st.Serving = in.serving()
 		st.Ejected = in.ej.active.Load()
 		st.Leaving = in.ej.claimed && !st.Ejected
@@ -194,27 +201,32 @@ func (a *Agent) statusHandler(id string) nats.MsgHandler {
 }
 
 // siblingsQuiet is how long a discovery round waits for one more answer,
-// and siblingsKnown how long it waits for the instances the previous
-// round heard from.
+// siblingsKnown how long it waits for the instances it knows of, and
+// maxKnown bounds those (asking is open to any client of the subject).
 const (
 	siblingsQuiet = 50 * time.Millisecond
 	siblingsKnown = 500 * time.Millisecond
+	maxKnown      = 1000
 )
 
 // siblings asks for the instances of the agent's service, this one
 // included, by their answers on StatusSubject: every answer that comes
 // before ctx ends and within siblingsQuiet of the one before, or within
-// siblingsKnown of the request while an instance that answered the
-// previous round has not yet (an instance gone since is waited for once).
+// siblingsKnown of the request while an instance it knows of (one that
+// answered the previous round, or asked for a count since) has not
+// answered yet; an instance gone since is waited for once.
 func (a *Agent) siblings(ctx context.Context) ([]traffic.Sibling, error) {
 	in := a.in
-	var req []byte
+	req := StatusRequest{ID: a.ID()}
 	in.ej.mu.Lock()
 	if in.ej.claimed {
-		req, _ = json.Marshal(StatusRequest{ID: a.ID(), Since: in.ej.since})
+		req.Since = in.ej.since
 	}
-	known := in.ej.known
 	in.ej.mu.Unlock()
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: counting siblings: %w", err)
+	}
 
 	inbox := a.nc.NewInbox()
 	sub, err := a.nc.SubscribeSync(inbox)
@@ -222,19 +234,18 @@ func (a *Agent) siblings(ctx context.Context) ([]traffic.Sibling, error) {
 		return nil, fmt.Errorf("agent: counting siblings: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if err := a.nc.PublishRequest(StatusSubject(a.cfg.Service), inbox, req); err != nil {
+	if err := a.nc.PublishRequest(StatusSubject(a.cfg.Service), inbox, body); err != nil {
 		return nil, fmt.Errorf("agent: counting siblings: %w", err)
 	}
 	knownBy := time.Now().Add(siblingsKnown)
 	var sibs []traffic.Sibling
 	seen := map[string]bool{}
-	missing := len(known)
 	for {
 		wait := siblingsQuiet
 		if len(seen) == 0 {
 			wait = 4 * siblingsQuiet // the first answer, this instance's own, is quick
 		}
-		if missing > 0 {
+		if in.missing(seen) {
 			wait = max(wait, time.Until(knownBy))
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
@@ -251,9 +262,6 @@ func (a *Agent) siblings(ctx context.Context) ([]traffic.Sibling, error) {
 			continue
 		}
 		seen[st.ID] = true
-		if known[st.ID] {
-			missing--
-		}
 		sibs = append(sibs, traffic.Sibling{
 			Place:  traffic.Place{ID: st.ID, Since: st.Since},
 			Subset: st.Subset, Serving: st.Serving, Ejected: st.Ejected, Leaving: st.Leaving,
@@ -269,4 +277,16 @@ func (a *Agent) siblings(ctx context.Context) ([]traffic.Sibling, error) {
 	}
 	in.ej.mu.Unlock()
 	return sibs, nil
+}
+
+// missing reports whether an instance the agent knows of is not in seen.
+func (in *inbound) missing(seen map[string]bool) bool {
+	in.ej.mu.Lock()
+	defer in.ej.mu.Unlock()
+	for id := range in.ej.known {
+		if !seen[id] {
+			return true
+		}
+	}
+	return false
 }

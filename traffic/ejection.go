@@ -43,20 +43,23 @@ type Sibling struct {
 // Allowed decides, from one count of a service's instances, which of the
 // instances passive health holds out or that are leaving (the claims) may
 // be out: the map has an entry for each claim, "" for one that may be out
-// and otherwise why not. The rule, in this order:
+// and otherwise why not. The rule:
 //
 //   - At most floor(max_ejected × instances) instances are out, for any
 //     reason: those out by their health checks (not serving, no claim)
 //     take their share first.
-//   - The claims are taken in the order of their places, those already
-//     out before those leaving (an instance out keeps its place against
-//     later claims, whatever the clocks say), each kept while the limit
-//     allows and while its queue groups (the service's, and its subset's
-//     if it has one) keep an instance that serves and holds no kept claim.
-//   - Every other claim comes back, or stays.
+//   - The claims are taken in order: those already out before those
+//     leaving (an instance out keeps its place against later claims,
+//     whatever the clocks say), then by Place (time, then ID). Each keeps
+//     its place if its queue groups (the service's, and its subset's if it
+//     has one) still have an instance in them once it and the places kept
+//     before it are out (a claim not kept counts as in: it stays, or comes
+//     back), and if the share above allows one more.
 //
 // Every instance that sees the same claims computes the same answer, so
-// instances that decide at the same moment agree on who leaves.
+// instances that decide at the same moment agree on who leaves. Each
+// instance acts only on its own entry: a claim not kept stays in (or, out
+// already, comes back when its own next count says so).
 func Allowed(sibs []Sibling, maxEjected policies.Percent) map[string]string {
 	limit := int(math.Floor(float64(maxEjected)*float64(len(sibs))/100 + 1e-9))
 	var claims []Sibling
