@@ -313,10 +313,11 @@ func (traceService) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*te
 	return &testpb.SimpleResponse{Username: tp[0]}, nil
 }
 
-// TestTraceGRPCThroughSidecars: a plain gRPC client of a sidecar's gRPC
-// proxy calling a real gRPC server behind another sidecar is one trace of
-// three spans, with the rpc conventions, and the server gets its served
-// span's traceparent as metadata.
+// TestTraceGRPCThroughSidecars: a gRPC client of a sidecar's gRPC proxy,
+// sending its own traceparent metadata, calling a real gRPC server behind
+// another sidecar, is one trace of three spans under the client's, with the
+// rpc conventions, and the server gets its served span's traceparent as
+// (exactly one) metadata value.
 func TestTraceGRPCThroughSidecars(t *testing.T) {
 	m := newSidecars(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -336,13 +337,19 @@ func TestTraceGRPCThroughSidecars(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	resp, err := testpb.NewTestServiceClient(cc).UnaryCall(context.Background(), &testpb.SimpleRequest{})
+	// The client is traced itself: its metadata carries its span.
+	const clientTrace, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+clientTrace+"-"+clientSpan+"-01")
+	resp, err := testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const method = "grpc.testing.TestService/UnaryCall"
 	got := m.waitSpans(3)
 	call := onePick(t, got, method, trace.SpanKindInternal)
+	if call.SpanContext().TraceID().String() != clientTrace || call.Parent().SpanID().String() != clientSpan {
+		t.Errorf("a's call: trace %s, parent %s; want the client's", call.SpanContext().TraceID(), call.Parent().SpanID())
+	}
 	send := onePick(t, got, "send g", trace.SpanKindClient)
 	served := onePick(t, got, method, trace.SpanKindServer)
 	wantChain(t, call, send, served)
