@@ -162,12 +162,16 @@
   function graphModel(rep) {
     var nodes = rep.services.map(function (s) { return { id: s.name, svc: s }; });
     var links = rep.edges.map(function (e) { return { from: e.caller, to: e.callee, g: e, edge: e }; });
+    var called = {};
+    rep.edges.forEach(function (e) { called[e.callee] = true; });
     var outside = false;
     rep.services.forEach(function (s) {
       (s.callers || []).forEach(function (c) {
         // Outside clients of a gateway, and NATS clients of a plain micro
-        // service while they call it.
-        if (c.caller === "" && (s.kind === "bridge" || hasTraffic(c))) {
+        // service while they call it. A micro service cannot tell its
+        // callers apart (all are caller ""), so when mesh callers' edges
+        // reach it, its "" calls are theirs, not an outside client's.
+        if (c.caller === "" && (s.kind === "bridge" || (hasTraffic(c) && !called[s.name]))) {
           outside = true;
           links.push({ from: OUTSIDE, to: s.name, g: c, edge: null });
         }
