@@ -103,8 +103,8 @@ func testShare(t *testing.T, maxEjected string, want int) {
 		mostOut    atomic.Int32
 		mostSeen   atomic.Pointer[[]string]
 		healthyOut atomic.Bool
-		done     = make(chan struct{})
-		wg       sync.WaitGroup
+		done       = make(chan struct{})
+		wg         sync.WaitGroup
 	)
 	wg.Add(1)
 	go func() {
