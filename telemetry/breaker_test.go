@@ -17,6 +17,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/meshstat"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
@@ -144,6 +145,25 @@ func TestBreakerStateMetrics(t *testing.T) {
 	if got := value(fams, "natsmesh_outbound_requests_total", map[string]string{"callee": "orders", "subset": "v1", "mesh_error": "circuit-open"}); got != 1 {
 		t.Errorf("circuit-open calls: %v, want 1", got)
 	}
+	// $SRV.STATS carries the open breaker, and natsmesh stat shows it on
+	// the edge.
+	if got := fmt.Sprint(web.Stats().Breakers); got != "[{orders v1 open 1}]" {
+		t.Errorf("web's snapshot breakers %s", got)
+	}
+	sample, err := meshstat.Gather(context.Background(), meshtest.Conn(t, b), meshstat.GatherOptions{Quiet: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := meshstat.Compute(meshstat.Sample{}, sample)
+	for _, e := range rep.Edges {
+		if e.Caller == "web" && e.Callee == "orders" && fmt.Sprint(e.Breakers) != "map[open:1]" {
+			t.Errorf("edge web -> orders: breakers %v", e.Breakers)
+		}
+	}
+	var table strings.Builder
+	if err := meshstat.WriteTable(&table, rep); err != nil || !strings.Contains(table.String(), "breakers: open=1") {
+		t.Errorf("natsmesh stat (%v):\n%s", err, table.String())
+	}
 
 	failing.Store(false)
 	meshtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
@@ -167,6 +187,9 @@ func TestBreakerStateMetrics(t *testing.T) {
 		if got := transitions(fams, "v1", to); got != 1 {
 			t.Errorf("v1 transitions to %s: %v, want 1", to, got)
 		}
+	}
+	if got := web.Stats().Breakers; len(got) != 0 {
+		t.Errorf("snapshot breakers after recovery: %v, want none", got)
 	}
 }
 

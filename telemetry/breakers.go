@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"sort"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -90,12 +91,13 @@ type breakerKey struct{ caller, callee, subset string }
 // breakerSeries are the series of one destination's breakers: one per
 // state for the gauge, one per new state for the transitions.
 type breakerSeries struct {
+	key   breakerKey
 	state [len(breakerStates)][]metric.ObserveOption
 	to    [len(breakerStates)][]metric.AddOption
 }
 
 func newBreakerSeries(k breakerKey) *breakerSeries {
-	s := &breakerSeries{}
+	s := &breakerSeries{key: k}
 	for i, st := range breakerStates {
 		labels := []attribute.KeyValue{attribute.String(labelCaller, k.caller), attribute.String(labelCallee, k.callee),
 			attribute.String(labelSubset, k.subset)}
@@ -134,11 +136,21 @@ func (b *breakerMetrics) init(m metric.Meter, check func(error)) {
 // observe reports every source's breakers: per destination, how many are
 // in each state.
 func (b *breakerMetrics) observe(o metric.Observer) {
+	for s, n := range b.count() {
+		for i := range breakerStates {
+			o.ObserveInt64(b.state, n[i], s.state[i]...)
+		}
+	}
+}
+
+// count lists every source's breakers and counts them by destination (as
+// bounded) and state.
+func (b *breakerMetrics) count() map[*breakerSeries]*[len(breakerStates)]int64 {
 	b.mu.Lock()
 	sources := b.sources
 	b.mu.Unlock()
 	if len(sources) == 0 {
-		return
+		return nil
 	}
 	counts := map[*breakerSeries]*[len(breakerStates)]int64{}
 	for _, src := range sources {
@@ -156,9 +168,34 @@ func (b *breakerMetrics) observe(o metric.Observer) {
 			n[i]++
 		}
 	}
-	for s, n := range counts {
-		for i := range breakerStates {
-			o.ObserveInt64(b.state, n[i], s.state[i]...)
+	return counts
+}
+
+// BreakerStat counts the breakers of a component's outbound calls to one
+// destination that are in one state, in a [Snapshot].
+type BreakerStat struct {
+	Callee string       `json:"callee"`
+	Subset string       `json:"subset"`
+	State  BreakerState `json:"state"`
+	Count  int64        `json:"count"`
+}
+
+// snapshot lists the breakers that are not closed, in a stable order.
+func (b *breakerMetrics) snapshot() []BreakerStat {
+	var out []BreakerStat
+	for s, n := range b.count() {
+		for i, st := range breakerStates {
+			if st != BreakerClosed && n[i] > 0 {
+				out = append(out, BreakerStat{Callee: s.key.callee, Subset: s.key.subset, State: st, Count: n[i]})
+			}
 		}
 	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		if x.Callee != y.Callee {
+			return x.Callee < y.Callee
+		}
+		return x.Subset < y.Subset || x.Subset == y.Subset && x.State < y.State
+	})
+	return out
 }

@@ -372,6 +372,10 @@ type Snapshot struct {
 	// calls made, by callee, subset and protocol. Never null.
 	Inbound  []InboundEdge  `json:"inbound"`
 	Outbound []OutboundEdge `json:"outbound"`
+	// Breakers counts the circuit breakers of the outbound calls that are
+	// not closed (open or half_open) by callee, subset and state; absent
+	// when none is.
+	Breakers []BreakerStat `json:"breakers,omitempty"`
 }
 
 // InboundEdge counts the calls one caller made to this component in one
@@ -459,6 +463,7 @@ func (t *Telemetry) Snapshot() Snapshot {
 		}
 		oe.add(e)
 	})
+	s.Breakers = t.m.breakers.snapshot()
 	for _, e := range in {
 		s.Inbound = append(s.Inbound, *e)
 	}
