@@ -157,13 +157,19 @@ func (m *middleware) breakers() []Breaker {
 		}
 	}
 	m.mu.Unlock()
-	configured := map[string]map[string]bool{} // service -> breaker configs
+	// The configurations of each service under this file, kept until the
+	// file changes: a scrape then costs no policy merges.
+	m.cfgMu.Lock()
+	defer m.cfgMu.Unlock()
+	if m.cfgFile != file || m.cfgs == nil || len(m.cfgs) > maxStates {
+		m.cfgFile, m.cfgs = file, map[string]map[string]bool{}
+	}
 	list := make([]Breaker, 0, len(entries))
 	for _, e := range entries {
-		cfgs, ok := configured[e.service]
+		cfgs, ok := m.cfgs[e.service]
 		if !ok {
 			cfgs = breakerConfigs(file, e.service)
-			configured[e.service] = cfgs
+			m.cfgs[e.service] = cfgs
 		}
 		if cfgs[e.config] {
 			list = append(list, Breaker{Dest: e.dest, State: stateOf(e.cb.State())})

@@ -58,6 +58,12 @@ type middleware struct {
 	// revisions that leave their configuration unchanged.
 	mu     sync.Mutex
 	states map[stateKey]any
+
+	// cfgs are the breaker configurations each service has under
+	// cfgFile, for listing the breakers in use (observe.go).
+	cfgMu   sync.Mutex
+	cfgFile *policies.File
+	cfgs    map[string]map[string]bool
 }
 
 // planCache holds the plans of one mesh file. Every call looks its plan
