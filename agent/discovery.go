@@ -87,6 +87,9 @@ func (a *Agent) startDiscovery() error {
 		return err
 	}
 	a.disc = r
+	if a.in.enabled() {
+		a.in.announce(id)
+	}
 	return nil
 }
 

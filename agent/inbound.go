@@ -301,6 +301,11 @@ func (in *inbound) shutdown() error {
 	in.mu.Lock()
 	in.closed = true
 	in.mu.Unlock()
+	in.ej.mu.Lock()
+	if in.ej.herald != nil {
+		in.ej.herald.Unsubscribe()
+	}
+	in.ej.mu.Unlock()
 	in.withdraw()
 	in.mu.Lock()
 	draining := in.draining

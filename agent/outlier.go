@@ -72,8 +72,9 @@ type ejection struct {
 	// included (a Lamport clock).
 	seen time.Time
 	// known are the instances the last count heard from, and those that
-	// asked for a count since.
+	// asked for a count or announced themselves since.
 	known  map[string]bool
+	herald *nats.Subscription // the answers to the instance's announcement
 	timer  *time.Timer
 	reason string
 }
@@ -182,11 +183,8 @@ func (a *Agent) statusHandler(id string) nats.MsgHandler {
 		st := Status{ID: id, Subset: a.cfg.Subset, Inbound: in.enabled()}
 		in.ej.mu.Lock()
 		in.hear(req.Since)
-		if req.ID != "" && req.ID != id && len(in.ej.known) < maxKnown {
-			if in.ej.known == nil {
-				in.ej.known = map[string]bool{}
-			}
-			in.ej.known[req.ID] = true // a sibling: the next count waits for it
+		if req.ID != "" && req.ID != id {
+			in.know(req.ID) // a sibling: the next count waits for it
 		}
 		st.Serving = in.serving()
 		st.Ejected = in.ej.active.Load()
@@ -207,19 +205,64 @@ func (a *Agent) statusHandler(id string) nats.MsgHandler {
 // maxKnown bounds those (asking is open to any client of the subject).
 const (
 	siblingsQuiet = 50 * time.Millisecond
-	siblingsKnown = 500 * time.Millisecond
+	siblingsKnown = time.Second
 	maxKnown      = 1000
 )
+
+// announce makes the instance known to its siblings, and them to it, so
+// that every count waits for all of them (a count that misses an answer is
+// what could let too many leave): it asks for a count as id, which each
+// sibling notes, and notes the IDs that answer.
+func (in *inbound) announce(id string) {
+	a := in.a
+	body, err := json.Marshal(StatusRequest{ID: id})
+	if err != nil {
+		return
+	}
+	inbox := a.nc.NewInbox()
+	sub, err := a.nc.Subscribe(inbox, func(m *nats.Msg) {
+		var st Status
+		if json.Unmarshal(m.Data, &st) != nil || !st.Inbound || st.ID == "" || st.ID == id {
+			return
+		}
+		in.ej.mu.Lock()
+		in.know(st.ID)
+		in.ej.mu.Unlock()
+	})
+	if err != nil {
+		a.log.Warn("passive health: announcing the instance", "err", err)
+		return
+	}
+	in.ej.mu.Lock()
+	in.ej.herald = sub
+	in.ej.mu.Unlock()
+	if err := a.nc.PublishRequest(StatusSubject(a.cfg.Service), inbox, body); err != nil {
+		a.log.Warn("passive health: announcing the instance", "err", err)
+	}
+}
+
+// know notes a sibling's ID. in.ej.mu must be held.
+func (in *inbound) know(id string) {
+	if len(in.ej.known) >= maxKnown {
+		return
+	}
+	if in.ej.known == nil {
+		in.ej.known = map[string]bool{}
+	}
+	in.ej.known[id] = true
+}
 
 // siblings asks for the instances of the agent's service, this one
 // included, by their answers on StatusSubject: every answer that comes
 // before ctx ends and within siblingsQuiet of the one before, or within
 // siblingsKnown of the request while an instance it knows of (one that
-// answered the previous round, or asked for a count since) has not
-// answered yet; an instance gone since is waited for once.
+// answered the previous round, or asked for a count or announced itself
+// since) has not answered yet (an instance gone since is waited for once),
+// and this instance's own answer, until ctx ends.
 func (a *Agent) siblings(ctx context.Context) ([]traffic.Sibling, error) {
 	in := a.in
-	req := StatusRequest{ID: a.ID()}
+	self := a.ID()
+	req := StatusRequest{ID: self}
 	in.ej.mu.Lock()
 	if in.ej.claimed {
 		req.Since = in.ej.since
@@ -244,10 +287,10 @@ func (a *Agent) siblings(ctx context.Context) ([]traffic.Sibling, error) {
 	seen := map[string]bool{}
 	for {
 		wait := siblingsQuiet
-		if len(seen) == 0 {
-			wait = 4 * siblingsQuiet // the first answer, this instance's own, is quick
-		}
-		if in.missing(seen) {
+		switch {
+		case !seen[self]:
+			wait = siblingsTimeout // ctx decides
+		case in.missing(seen):
 			wait = max(wait, time.Until(knownBy))
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
@@ -269,10 +312,11 @@ func (a *Agent) siblings(ctx context.Context) ([]traffic.Sibling, error) {
 			Subset: st.Subset, Serving: st.Serving, Ejected: st.Ejected, Leaving: st.Leaving,
 		})
 	}
-	if len(seen) == 0 {
+	if !seen[self] {
 		return nil, errors.New("agent: counting siblings: not even this instance answered")
 	}
 	in.ej.mu.Lock()
+	delete(seen, self)
 	in.ej.known = seen
 	for _, s := range sibs {
 		in.hear(s.Since)
@@ -292,3 +336,7 @@ func (in *inbound) missing(seen map[string]bool) bool {
 	}
 	return false
 }
+
+// siblingsTimeout bounds a count's wait for the instance's own answer (the
+// caller's context bounds the count).
+const siblingsTimeout = 5 * time.Second

@@ -39,8 +39,8 @@ type Instance struct {
 	Siblings func(ctx context.Context) ([]Sibling, error)
 }
 
-// siblingsTimeout bounds one discovery round.
-const siblingsTimeout = 2 * time.Second
+// siblingsTimeout bounds the counts of one decision.
+const siblingsTimeout = 5 * time.Second
 
 // PassiveHealth returns the inbound middleware of outlier detection under
 // the service's inbound passive_health policy (policies.PassiveHealth).
