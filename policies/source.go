@@ -25,7 +25,8 @@ type SourceConfig struct {
 	Logger *slog.Logger
 	// OnChange, if set, is called with each new good version once Current
 	// returns it: from one goroutine, in revision order. It must not
-	// block for long, as it holds up the next version.
+	// block for long, as it holds up the next version (and the Sources
+	// that follow this one, see Follow), and must not call Close.
 	OnChange func(f *File, revision uint64)
 	// Interval is how often WatchFile checks the file's size and
 	// modification time. Default DefaultInterval. WatchKV ignores it: the
@@ -41,6 +42,12 @@ type Source struct {
 	cur      atomic.Pointer[snapshot]
 	log      *slog.Logger
 	onChange func(*File, uint64)
+
+	// mu orders set against Follow and a follower's Close, so that a
+	// follower gets every version after the one it started with, in
+	// order, and none once closed.
+	mu        sync.Mutex
+	followers map[*Source]struct{}
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -84,10 +91,43 @@ func newSource(cfg SourceConfig) *Source {
 }
 
 func (s *Source) set(f *File, rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.cur.Store(&snapshot{file: f, rev: rev})
 	if s.onChange != nil {
 		s.onChange(f, rev)
 	}
+	for fl := range s.followers {
+		fl.set(f, rev)
+	}
+}
+
+// Follow returns a new Source that holds what s holds, now and whenever s
+// changes, with its own OnChange (cfg's; its Logger and Interval are not
+// used) and its own Close, which stops only the follower. The agents of
+// one process can so share one watch: one consumer of the bucket, and one
+// decode of each version, however many Sources follow it. s calls the
+// followers' OnChange in turn, from its own goroutine, so one that blocks
+// holds up the rest. A follower of a closed s keeps the last version; so
+// does a closed follower.
+func (s *Source) Follow(cfg SourceConfig) *Source {
+	fl := newSource(SourceConfig{OnChange: cfg.OnChange})
+	close(fl.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.cur.Load(); c != nil {
+		fl.set(c.file, c.rev)
+	}
+	if s.followers == nil {
+		s.followers = map[*Source]struct{}{}
+	}
+	s.followers[fl] = struct{}{}
+	fl.cleanup = func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.followers, fl)
+	}
+	return fl
 }
 
 func (s *Source) keptRev() uint64 {
@@ -170,7 +210,7 @@ func (s *Source) fromHistory(ctx context.Context, kv jetstream.KeyValue, latest 
 		if e.Revision() >= latest || e.Operation() != jetstream.KeyValuePut {
 			continue
 		}
-		if f, err := Parse(entryName(e.Revision()), e.Value()); err == nil {
+		if f, err := ParseStored(entryName(e.Revision()), e.Value()); err == nil {
 			s.log.Warn("policies: using an older mesh file, the latest does not parse", "revision", e.Revision(), "latest", latest)
 			s.set(f, e.Revision())
 			return
@@ -178,8 +218,14 @@ func (s *Source) fromHistory(ctx context.Context, kv jetstream.KeyValue, latest 
 	}
 }
 
+// TmpRecv is a temporary profiling hook.
+var TmpRecv func(rev uint64)
+
 func (s *Source) entry(e jetstream.KeyValueEntry) {
 	rev := e.Revision()
+	if TmpRecv != nil {
+		TmpRecv(rev)
+	}
 	if rev <= s.keptRev() {
 		return
 	}
@@ -188,7 +234,7 @@ func (s *Source) entry(e jetstream.KeyValueEntry) {
 			"revision", rev, "kept", s.keptRev())
 		return
 	}
-	f, err := Parse(entryName(rev), e.Value())
+	f, err := ParseStored(entryName(rev), e.Value())
 	if err != nil {
 		s.log.Warn("policies: ignoring a mesh file that does not parse; keeping the last good one",
 			"revision", rev, "kept", s.keptRev(), "err", err)

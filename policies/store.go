@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -125,7 +126,7 @@ func encode(f *File) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := Parse(Bucket+"/"+Key, data); err != nil {
+	if _, err := ParseStored(Bucket+"/"+Key, data); err != nil {
 		return nil, err
 	}
 	return data, nil
@@ -140,7 +141,7 @@ func (s *Store) Get(ctx context.Context) (*File, uint64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("policies: get: %w", err)
 	}
-	f, err := Parse(entryName(e.Revision()), e.Value())
+	f, err := ParseStored(entryName(e.Revision()), e.Value())
 	if err != nil {
 		return nil, e.Revision(), err
 	}
@@ -148,4 +149,5 @@ func (s *Store) Get(ctx context.Context) (*File, uint64, error) {
 }
 
 // entryName names a revision of the bucket's file in errors and logs.
-func entryName(rev uint64) string { return fmt.Sprintf("%s/%s@%d", Bucket, Key, rev) }
+// It is made for every version each watcher gets, so without fmt.
+func entryName(rev uint64) string { return Bucket + "/" + Key + "@" + strconv.FormatUint(rev, 10) }

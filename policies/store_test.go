@@ -254,3 +254,74 @@ func TestWatchFile(t *testing.T) {
 	write(mesh("333s"))
 	waitFor("5m33s", 3)
 }
+
+func TestFollow(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	r1, _ := s.Apply(ctx, meshWithTimeout(t, "1s"))
+	src, err := policies.WatchKV(ctx, s.KV(), policies.SourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	type follower struct {
+		src  *policies.Source
+		mu   sync.Mutex
+		seen []uint64
+	}
+	fls := make([]*follower, 3)
+	for i := range fls {
+		fl := &follower{}
+		fl.src = src.Follow(policies.SourceConfig{OnChange: func(_ *policies.File, rev uint64) {
+			fl.mu.Lock()
+			fl.seen = append(fl.seen, rev)
+			fl.mu.Unlock()
+		}})
+		fls[i] = fl
+		if _, rev := fl.src.Current(); rev != r1 {
+			t.Fatalf("follower starts at revision %d, want %d", rev, r1)
+		}
+	}
+	r2, _ := s.Apply(ctx, meshWithTimeout(t, "2s"))
+	for _, fl := range fls {
+		meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+			if f, rev := fl.src.Current(); rev != r2 || ordersTimeout(f) != "2s" {
+				return fmt.Errorf("follower at revision %d (%s), want %d", rev, ordersTimeout(f), r2)
+			}
+			return nil
+		})
+	}
+	// A closed follower keeps its last version; the others go on.
+	fls[0].src.Close()
+	fls[0].src.Close()
+	r3, _ := s.Apply(ctx, meshWithTimeout(t, "3s"))
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if _, rev := fls[1].src.Current(); rev != r3 {
+			return fmt.Errorf("follower at revision %d, want %d", rev, r3)
+		}
+		return nil
+	})
+	if _, rev := fls[0].src.Current(); rev != r2 {
+		t.Errorf("closed follower at revision %d, want %d", rev, r2)
+	}
+	// A follower of a follower follows too; so does one of a Static.
+	ff := fls[2].src.Follow(policies.SourceConfig{})
+	defer ff.Close()
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if _, rev := ff.Current(); rev != r3 {
+			return fmt.Errorf("follower's follower at revision %d, want %d", rev, r3)
+		}
+		return nil
+	})
+	st := policies.Static(meshWithTimeout(t, "9s")).Follow(policies.SourceConfig{})
+	if f, rev := st.Current(); rev != 1 || ordersTimeout(f) != "9s" {
+		t.Errorf("follower of a Static: revision %d (%s)", rev, ordersTimeout(f))
+	}
+	for i, want := range [][]uint64{{r1, r2}, {r1, r2, r3}, {r1, r2, r3}} {
+		fls[i].mu.Lock()
+		if fmt.Sprint(fls[i].seen) != fmt.Sprint(want) {
+			t.Errorf("follower %d saw revisions %v, want %v", i, fls[i].seen, want)
+		}
+		fls[i].mu.Unlock()
+	}
+}
