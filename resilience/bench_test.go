@@ -9,6 +9,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/resilience"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -62,7 +63,7 @@ services:
 			ctx, _ := pipeline.WithCallStats(withDeadline(context.Background()))
 			return ctx
 		}()},
-		{"mesh-file", resilience.Config{Policies: policies.Static(f)}, pipeline.WithRoute(withDeadline(context.Background()), "items")},
+		{"mesh-file", resilience.Config{Policies: live.Static(f)}, pipeline.WithRoute(withDeadline(context.Background()), "items")},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			s := resilience.New(bc.cfg)(terminal)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -22,7 +23,7 @@ type Config struct {
 	// Policies is the live mesh file; each call gets the policy of its
 	// service and route in the version current when it starts. Nil: the
 	// built-in policy.
-	Policies *policies.Source
+	Policies *live.Source
 }
 
 // New returns the outbound middleware that applies the mesh file's
@@ -39,7 +40,7 @@ func New(cfg Config) pipeline.OutboundMiddleware {
 
 // middleware is the state behind one New.
 type middleware struct {
-	src *policies.Source
+	src *live.Source
 
 	// plans caches the plans of the current mesh file; a new file starts
 	// an empty cache.

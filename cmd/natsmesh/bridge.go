@@ -15,7 +15,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 )
 
 // DefaultBridgeAdmin is the bridge's default admin address: next to the
@@ -128,7 +128,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	cfg.Conn = nc
-	if cfg.Policies, err = policies.Watch(ctx, nc, *policy, policies.SourceConfig{Logger: cfg.Logger}); err != nil {
+	if cfg.Policies, err = live.Watch(ctx, nc, *policy, live.SourceConfig{Logger: cfg.Logger}); err != nil {
 		return err
 	}
 	if cfg.Policies != nil {
@@ -138,7 +138,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /config": policies.Handler(cfg.Policies), "GET /metrics": tel.MetricsHandler()}
+	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /config": live.Handler(cfg.Policies), "GET /metrics": tel.MetricsHandler()}
 	g, err := bridge.NewGateway(cfg)
 	if err != nil {
 		return err

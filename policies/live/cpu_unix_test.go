@@ -1,6 +1,6 @@
 //go:build unix
 
-package policies_test
+package live_test
 
 import (
 	"syscall"

@@ -1,4 +1,4 @@
-package policies_test
+package live_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 )
 
 // BenchmarkPropagation measures how long an applied change takes to reach
@@ -62,7 +63,7 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	store, err := policies.OpenStore(ctx, js)
+	store, err := live.OpenStore(ctx, js)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,15 +98,15 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 			}
 		}
 	}
-	srcs := make([]*policies.Source, agents)
+	srcs := make([]*live.Source, agents)
 	if shared {
-		w, err := policies.WatchKV(ctx, store.KV(), policies.SourceConfig{})
+		w, err := live.WatchKV(ctx, store.KV(), live.SourceConfig{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer w.Close()
 		for i := range srcs {
-			srcs[i] = w.Follow(policies.SourceConfig{OnChange: onChange(i)})
+			srcs[i] = w.Follow(live.SourceConfig{OnChange: onChange(i)})
 		}
 	} else {
 		for i := range srcs {
@@ -115,11 +116,11 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 			}
 			defer c.Close()
 			wjs, _ := jetstream.New(c)
-			kv, err := wjs.KeyValue(ctx, policies.Bucket)
+			kv, err := wjs.KeyValue(ctx, live.Bucket)
 			if err != nil {
 				b.Fatalf("agent %d: %v", i, err)
 			}
-			if srcs[i], err = policies.WatchKV(ctx, kv, policies.SourceConfig{OnChange: onChange(i)}); err != nil {
+			if srcs[i], err = live.WatchKV(ctx, kv, live.SourceConfig{OnChange: onChange(i)}); err != nil {
 				b.Fatalf("agent %d: %v", i, err)
 			}
 		}
@@ -142,7 +143,7 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 		want.Store(rev + 1) // the only writer: the next revision is known
 		t0 := time.Now()
 		start.Store(t0.UnixNano())
-		if rev, err = store.KV().Update(ctx, policies.Key, data, rev); err != nil {
+		if rev, err = store.KV().Update(ctx, live.Key, data, rev); err != nil {
 			b.Fatal(err)
 		}
 		select {
