@@ -1,7 +1,8 @@
 // Package traffic is the mesh's traffic management: the middleware that
-// applies the traffic parts of the live mesh file (package policies, held by a policies/live Source) to the
-// two call pipelines (package pipeline). internal/chain puts each at its
-// place in the documented order; this package holds what they do.
+// applies the traffic parts of the live mesh file (package policies, held
+// by a policies/live Source) to the two call pipelines (package pipeline).
+// internal/chain puts each at its place in the documented order; this
+// package holds what they do.
 //
 // Outbound, in the caller's agent or the edge gateway:
 //
