@@ -250,6 +250,27 @@ func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 	}
 }
 
+// ServedHTTP records one HTTP request the edge gateway service served for
+// an outside client, as an inbound call from caller "" (outside the mesh)
+// to service, so that its $SRV.STATS and natsmesh_inbound_* metrics show
+// the gateway's own traffic, requests the mesh refused before any call
+// (no route, a bad path) included. err is the mesh error the gateway
+// answered with, nil when it passed on the service's answer of HTTP
+// status; dur runs from the request's arrival to the answer written. A
+// call that failed counts as an error as Inbound counts it. A nil t
+// records nothing.
+func (t *Telemetry) ServedHTTP(ctx context.Context, service string, status int, err error, dur time.Duration) {
+	if t == nil {
+		return
+	}
+	o := outcome{status: httpClass(status), code: status, err: status >= 500}
+	if err != nil {
+		o = classify(wire.ProtoHTTP, nil, err)
+	}
+	e := t.m.in.edge(edgeKey{caller: "", callee: service, proto: wire.ProtoHTTP})
+	t.m.in.record(ctx, e, o, dur)
+}
+
 // servedDone records an inbound call that ended with reply and err.
 func (t *Telemetry) servedDone(ctx context.Context, span trace.Span, c *pipeline.Call, start time.Time, flight *atomic.Int64,
 	reply *nats.Msg, err error) {
