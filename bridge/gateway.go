@@ -18,6 +18,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/telemetry"
@@ -239,9 +240,8 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Conn == nil {
 		return nil, fmt.Errorf("bridge: gateway needs a NATS connection: %w", ErrInvalidConfig)
 	}
-	if want := wire.InboxPrefix(cfg.Name); cfg.Conn.Opts.InboxPrefix != want {
-		return nil, fmt.Errorf("bridge: the NATS connection's inbox prefix is %q, not %q: connect with agent.Connect(ctx, %q, ...) or nats.CustomInboxPrefix: %w",
-			cfg.Conn.Opts.InboxPrefix, want, cfg.Name, ErrInvalidConfig)
+	if err := natsconn.CheckInboxPrefix(cfg.Conn, cfg.Name); err != nil {
+		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
 	if cfg.Limits.MaxPayload <= 0 && cfg.Conn.MaxPayload() > 0 {
 		cfg.Limits.MaxPayload = cfg.Conn.MaxPayload()
