@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
@@ -23,6 +24,7 @@ import (
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // ErrInvalidConfig is wrapped by every error [NewGateway] and [ParseRoute]
@@ -204,7 +206,7 @@ type GatewayConfig struct {
 // (longest PathPrefix first, a host-only route last), then routes without a
 // Host (longest PathPrefix first). A request no route matches gets 404 with
 // Mesh-Error: no-route. Every request gets exactly one answer: the
-// service's, or a mesh error (see [WriteHTTPError]).
+// service's, or a mesh error (see [httpwire.WriteError]).
 type Gateway struct {
 	name    string
 	routes  []Route // sorted for matching
@@ -387,11 +389,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			e := wire.FromError(err)
 			status = e.HTTPStatus()
-			wire.WriteHTTPError(w, e)
+			httpwire.WriteError(w, e)
 			return
 		}
 		status = resp.StatusCode
-		if err := wire.WriteHTTPResponse(w, resp); err != nil {
+		if err := httpwire.WriteResponse(w, resp); err != nil {
 			g.log.Debug("bridge: writing response", "err", err)
 		}
 	}
@@ -445,7 +447,7 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	}
 	// The client's headers are bounded as they came; the ones the gateway
 	// sets on its behalf do not count against it.
-	if err := wire.CheckHeaderLimits(r.Header, g.limits); err != nil {
+	if err := httpwire.CheckHeaderLimits(r.Header, g.limits); err != nil {
 		return nil, err
 	}
 	lim := g.limits
