@@ -285,6 +285,7 @@ func (a *Agent) Start() error {
 			return fmt.Errorf("agent: %w", err)
 		}
 		a.cfg.Telemetry.SetServing(a.cfg.Service, a.cfg.Subset, false)
+		a.cfg.Telemetry.SetEjected(a.cfg.Service, a.cfg.Subset, false)
 	}
 	if err := a.startDiscovery(); err != nil {
 		return fmt.Errorf("agent: answering discovery for %s: %w", a.cfg.Service, err)

@@ -166,6 +166,7 @@ func (in *inbound) run(ctx context.Context) {
 		}
 		return
 	}
+	in.a.cfg.Telemetry.SetHealthy(in.a.cfg.Service, in.a.cfg.Subset, false)
 	go in.healthLoop(ctx, check)
 }
 
@@ -201,6 +202,7 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 		in.mu.Lock()
 		in.healthErr = err
 		in.mu.Unlock()
+		in.a.cfg.Telemetry.SetHealthy(in.a.cfg.Service, in.a.cfg.Subset, err == nil)
 		serving := in.serving()
 		if err == nil {
 			fails = 0

@@ -82,6 +82,7 @@ func (a *Agent) withdrawFor(reason string, d time.Duration) bool {
 	in.ej.active.Store(true)
 	in.ej.reason = fmt.Sprintf("%s; back in %v", reason, d)
 	in.ej.timer = time.AfterFunc(d, in.endEjection)
+	a.cfg.Telemetry.SetEjected(a.cfg.Service, a.cfg.Subset, true)
 	in.ej.mu.Unlock()
 	in.withdraw()
 	return true
@@ -97,6 +98,7 @@ func (in *inbound) endEjection() {
 	in.ej.timer.Stop()
 	in.ej.timer, in.ej.reason = nil, ""
 	in.ej.active.Store(false)
+	in.a.cfg.Telemetry.SetEjected(in.a.cfg.Service, in.a.cfg.Subset, false)
 	in.ej.mu.Unlock()
 	in.mu.Lock()
 	healthy := in.healthErr == nil

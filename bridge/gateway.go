@@ -385,9 +385,11 @@ func hasDotSegment(path string) bool {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	status, dest := 0, ""
+	var failed error // the mesh error answered, if any
 	answer := func(resp *http.Response, err error) {
 		if err != nil {
 			e := wire.FromError(err)
+			failed = e
 			status = e.HTTPStatus()
 			httpwire.WriteError(w, e)
 			return
@@ -407,8 +409,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				answer(nil, wire.Errorf(wire.KindInternal, "gateway panic"))
 			}
 		}
+		dur := time.Since(start)
+		g.tel.ServedHTTP(r.Context(), g.name, status, failed, dur)
 		g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
-			"dest", dest, "status", status, "duration", time.Since(start))
+			"dest", dest, "status", status, "duration", dur)
 	}()
 	if len(r.TransferEncoding) > 0 {
 		// RFC 9112 section 6.1: close after a chunked request, so that a

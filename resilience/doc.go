@@ -48,6 +48,10 @@
 // sooner than the deadline the call already has. Hedged calls run under the
 // executors throughout.
 //
+// A Config.Observer is told of every change of state of the breakers and
+// can list those in use (package internal/chain shows them in the
+// metrics); the package itself records no telemetry.
+//
 // The bulkhead is outside the breaker (pipeline's doc lists them the other
 // way round): a try the caller's own bulkhead refuses then never reaches
 // the breaker, so local overload is not counted for or against the

@@ -13,6 +13,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -58,9 +59,10 @@ type plan struct {
 	breaker       circuitbreaker.CircuitBreaker[*nats.Msg]
 }
 
-// build compiles p for calls to dest, reusing the destination state that
-// has the same configuration.
-func (m *middleware) build(p policies.Policy, dest string) *plan {
+// build compiles p for calls to c's destination, reusing the destination
+// state that has the same configuration.
+func (m *middleware) build(p policies.Policy, c *pipeline.Call) *plan {
+	dest := c.Dest()
 	pl := &plan{
 		dest:           dest,
 		timeout:        p.Timeout.D(),
@@ -72,7 +74,7 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 	pl.attempts = max(*r.Attempts, 1)
 	pl.backoff, pl.maxBackoff = r.Backoff.D(), max(r.MaxBackoff.D(), r.Backoff.D())
 	ratio, floor := r.Budget.Fraction(), *r.MinPerSecond
-	pl.budget = m.state(stateKey{"budget", dest, fmt.Sprint(ratio, floor)}, func() any {
+	pl.budget = m.state(stateKey{kindBudget, dest, fmt.Sprint(ratio, floor)}, func() any {
 		return newRetryBudget(ratio, floor)
 	}).(*retryBudget)
 	if pl.attempts > 1 {
@@ -96,21 +98,15 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 	var try []failsafe.Policy[*nats.Msg]
 	if b := p.Bulkhead; b != nil && *b.MaxConcurrent > 0 {
 		pl.maxConcurrent = *b.MaxConcurrent
-		pl.bulkhead = m.state(stateKey{"bulkhead", dest, fmt.Sprint(pl.maxConcurrent)}, func() any {
+		pl.bulkhead = m.state(stateKey{kindBulkhead, dest, fmt.Sprint(pl.maxConcurrent)}, func() any {
 			return bulkhead.New[*nats.Msg](uint(pl.maxConcurrent))
 		}).(bulkhead.Bulkhead[*nats.Msg])
 		try = append(try, pl.bulkhead)
 	}
-	if cb := p.CircuitBreaker; cb != nil && *cb.Enabled {
-		cfg := fmt.Sprint(cb.FailureRatio.Fraction(), cb.Window.D(), *cb.MinRequests, cb.OpenFor.D(), *cb.HalfOpenProbes)
-		pl.breaker = m.state(stateKey{"breaker", dest, cfg}, func() any {
-			return circuitbreaker.NewBuilder[*nats.Msg]().
-				HandleIf(destinationFailed).
-				WithFailureRateThreshold(min(cb.FailureRatio.Fraction(), 1), uint(max(*cb.MinRequests, 0)), cb.Window.D()).
-				WithDelay(cb.OpenFor.D()).
-				WithSuccessThreshold(uint(max(*cb.HalfOpenProbes, 1))).
-				Build()
-		}).(circuitbreaker.CircuitBreaker[*nats.Msg])
+	if cfg := breakerConfig(p); cfg != "" {
+		pl.breaker = m.state(stateKey{kindBreaker, dest, cfg}, func() any {
+			return m.newBreaker(p.CircuitBreaker, destinationOf(c), c.Service, cfg)
+		}).(*breakerEntry).cb
 		try = append(try, pl.breaker)
 	}
 	if h := p.Hedge; h != nil {
@@ -137,7 +133,7 @@ func (m *middleware) hedgePolicy(h *policies.Hedge, ratio float64, dest string) 
 		pct = *h.Percentile
 	}
 	cfg := fmt.Sprint(delay, pct, extra, ratio)
-	return m.state(stateKey{"hedge", dest, cfg}, func() any {
+	return m.state(stateKey{kindHedge, dest, cfg}, func() any {
 		var b hedgepolicy.Builder[*nats.Msg]
 		if pct > 0 && pct < 100 {
 			b = hedgepolicy.NewBuilderWithDelayQuantile[*nats.Msg](pct/100, quantileAge, quantileWarmup)

@@ -23,6 +23,10 @@ type Config struct {
 	// service and route in the version current when it starts. Nil: the
 	// built-in policy.
 	Policies *policies.Source
+	// Observer, when set, is told of every change of state of the
+	// destinations' circuit breakers and can list them (see Observer).
+	// Default nil: nobody watches.
+	Observer Observer
 }
 
 // New returns the outbound middleware that applies the mesh file's
@@ -31,7 +35,10 @@ type Config struct {
 // budgets, observed latencies) lives as long as the middleware: build one
 // per agent or gateway and wrap its one pipeline with it.
 func New(cfg Config) pipeline.OutboundMiddleware {
-	m := &middleware{src: cfg.Policies, states: make(map[stateKey]any)}
+	m := &middleware{src: cfg.Policies, obs: cfg.Observer, states: make(map[stateKey]any)}
+	if m.obs != nil {
+		m.obs.ObserveBreakers(m.breakers)
+	}
 	return func(next pipeline.Sender) pipeline.Sender {
 		return &sender{m: m, next: next}
 	}
@@ -40,6 +47,7 @@ func New(cfg Config) pipeline.OutboundMiddleware {
 // middleware is the state behind one New.
 type middleware struct {
 	src *policies.Source
+	obs Observer // nil: none
 
 	// plans caches the plans of the current mesh file; a new file starts
 	// an empty cache.
@@ -50,6 +58,12 @@ type middleware struct {
 	// revisions that leave their configuration unchanged.
 	mu     sync.Mutex
 	states map[stateKey]any
+
+	// cfgs are the breaker configurations each service has under
+	// cfgFile, for listing the breakers in use (observe.go).
+	cfgMu   sync.Mutex
+	cfgFile *policies.File
+	cfgs    map[string]map[string]bool
 }
 
 // planCache holds the plans of one mesh file. Every call looks its plan
@@ -80,6 +94,14 @@ type planKey struct {
 type stateKey struct {
 	kind, dest, config string
 }
+
+// The kinds of destination state.
+const (
+	kindBudget   = "budget"
+	kindBulkhead = "bulkhead"
+	kindBreaker  = "breaker" // a *breakerEntry
+	kindHedge    = "hedge"
+)
 
 // state returns the destination state under k, built by build the first
 // time.
@@ -126,7 +148,7 @@ func (m *middleware) plan(c *pipeline.Call, route string) *plan {
 			return p
 		}
 	}
-	p := m.build(pc.file.Policy(c.Service, route), c.Dest())
+	p := m.build(pc.file.Policy(c.Service, route), c)
 	plans := make(map[planKey]*plan, 1)
 	if old != nil && len(*old) < maxPlans {
 		plans = make(map[planKey]*plan, len(*old)+1)

@@ -28,9 +28,9 @@ func outboundFaults(o Options) []pipeline.OutboundMiddleware {
 }
 
 // resilience applies the route's timeout, retries with their budget,
-// hedging, circuit breaker and bulkhead.
+// hedging, circuit breaker and bulkhead; telemetry watches the breakers.
 func resilience(o Options) []pipeline.OutboundMiddleware {
-	return []pipeline.OutboundMiddleware{resil.New(resil.Config{Policies: o.Policies})}
+	return []pipeline.OutboundMiddleware{resil.New(resil.Config{Policies: o.Policies, Observer: breakerObserver(o)})}
 }
 
 // rateLimit applies the service's inbound rate limit per caller.
