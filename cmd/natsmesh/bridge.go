@@ -68,7 +68,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := applyConfigFile(fs, *config); err != nil {
 		return err
 	}
-	if len(routes.vals) == 0 {
+	if len(routes.Values) == 0 {
 		return usageErrorf("bridge: no --route given")
 	}
 	if nf.creds != "" && nf.nkey != "" {
@@ -89,7 +89,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return map[string]http.Handler{"GET " + uiMount: ui}, err
 		},
 	}
-	for _, s := range routes.vals {
+	for _, s := range routes.Values {
 		r, err := bridge.ParseRoute(s)
 		if err != nil {
 			return err
