@@ -157,11 +157,14 @@ func (e *Edge) AdminAddr() net.Addr {
 // [ConnectConfig], unless Gateway.Conn is set), starts the gateway and
 // serves both listeners. It does not block once connected; a listener that
 // fails later is reported on Err. When ctx ends while it waits for NATS,
-// it returns ctx.Err(). A second Start returns an error. After a failed
-// Start, the listeners are closed.
+// it returns ctx.Err(). A second Start, or one after Shutdown, returns an
+// error. After a failed Start, the listeners are closed.
 func (e *Edge) Start(ctx context.Context) error {
 	if e.started.Swap(true) {
 		return errors.New("bridge: Edge.Start called twice")
+	}
+	if e.stopped.Load() {
+		return errors.New("bridge: Edge.Start after Shutdown")
 	}
 	if err := e.start(ctx); err != nil {
 		e.release()

@@ -291,4 +291,14 @@ func TestEdgeStartWithoutBroker(t *testing.T) {
 			}
 		})
 	}
+	e, err := NewEdge(EdgeConfig{Gateway: GatewayConfig{Routes: []Route{{PathPrefix: "/", Service: "web"}}}, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err == nil {
+		t.Fatal("Start after Shutdown succeeded")
+	}
 }
