@@ -15,7 +15,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -50,11 +50,11 @@ type SidecarConfig struct {
 
 	// Policy says where the mesh file comes from when Agent.Policies is
 	// nil: "" (the default) watches the policies bucket over the
-	// sidecar's connection (policies.WatchBucket: until the bucket exists
+	// sidecar's connection (live.WatchBucket: until the bucket exists
 	// the built-in policy applies), a path watches that local file
-	// (policies.WatchFile; it must load at NewSidecar), and policies.Off
+	// (live.WatchFile; it must load at NewSidecar), and live.Off
 	// applies the built-in policy only. The admin endpoint serves what
-	// applies on GET /config (policies.Handler) unless Agent.Admin has a
+	// applies on GET /config (live.Handler) unless Agent.Admin has a
 	// handler of its own for it.
 	Policy string
 }
@@ -75,7 +75,7 @@ type Sidecar struct {
 	a        *Agent
 	nc       *nats.Conn
 	ownConn  bool
-	policies *policies.Source // opened by the sidecar, closed at Shutdown
+	policies *live.Source // opened by the sidecar, closed at Shutdown
 	adminSrv *http.Server
 	errc     chan error
 }
@@ -141,10 +141,10 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 			err = fmt.Errorf("agent: admin listener: %w", err)
 		}
 	}
-	if err == nil && cfg.Agent.Policies == nil && cfg.Policy != "" && cfg.Policy != policies.Off {
+	if err == nil && cfg.Agent.Policies == nil && cfg.Policy != "" && cfg.Policy != live.Off {
 		// A local file loads now, so a bad one is reported before
 		// anything connects.
-		s.policies, err = policies.WatchFile(context.Background(), cfg.Policy, policies.SourceConfig{Logger: s.log})
+		s.policies, err = live.WatchFile(context.Background(), cfg.Policy, live.SourceConfig{Logger: s.log})
 	}
 	if err != nil {
 		s.closeListeners()
@@ -206,7 +206,7 @@ func (s *Sidecar) Start(ctx context.Context) error {
 	}
 	s.nc = nc
 	if s.cfg.Agent.Policies == nil && s.cfg.Policy == "" && s.policies == nil {
-		src, err := policies.Watch(ctx, nc, "", policies.SourceConfig{Logger: s.log})
+		src, err := live.Watch(ctx, nc, "", live.SourceConfig{Logger: s.log})
 		if err != nil {
 			s.log.Warn("not watching the policies bucket; the built-in policy applies", "err", err)
 		}
@@ -250,12 +250,12 @@ func (s *Sidecar) withPolicies(ac Config) Config {
 		ac.Policies = s.policies
 	}
 	if _, ok := ac.Admin["GET /config"]; !ok {
-		admin := maps.Clone(ac.Admin)
-		if admin == nil {
-			admin = map[string]http.Handler{}
+		handlers := maps.Clone(ac.Admin)
+		if handlers == nil {
+			handlers = map[string]http.Handler{}
 		}
-		admin["GET /config"] = policies.Handler(ac.Policies)
-		ac.Admin = admin
+		handlers["GET /config"] = live.Handler(ac.Policies)
+		ac.Admin = handlers
 	}
 	return ac
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 )
 
 // ConnectConfig says how the edge connects to NATS: the same type as
@@ -56,11 +56,11 @@ type EdgeConfig struct {
 
 	// Policy says where the mesh file comes from when Gateway.Policies is
 	// nil, as for an agent's sidecar: "" (the default) watches the
-	// policies bucket over the edge's connection (policies.WatchBucket:
+	// policies bucket over the edge's connection (live.WatchBucket:
 	// until the bucket exists the built-in policy applies), a path watches
-	// that local file (policies.WatchFile; it must load at NewEdge), and
-	// policies.Off applies the built-in policy only. The admin endpoint
-	// serves what applies on GET /config (policies.Handler) unless
+	// that local file (live.WatchFile; it must load at NewEdge), and
+	// live.Off applies the built-in policy only. The admin endpoint
+	// serves what applies on GET /config (live.Handler) unless
 	// Gateway.Admin has a handler of its own for it.
 	Policy string
 }
@@ -80,7 +80,7 @@ type Edge struct {
 	g                *Gateway
 	nc               *nats.Conn
 	ownConn          bool
-	policies         *policies.Source // opened by the edge, closed at Shutdown
+	policies         *live.Source // opened by the edge, closed at Shutdown
 	adminSrv         *http.Server
 	served           chan struct{} // closed when the gateway's Serve returns
 	errc             chan error
@@ -115,10 +115,10 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 	if e.adminLn, err = admin.Listen(cfg.Admin); err != nil {
 		err = fmt.Errorf("bridge: admin listener: %w", err)
 	}
-	if err == nil && cfg.Gateway.Policies == nil && cfg.Policy != "" && cfg.Policy != policies.Off {
+	if err == nil && cfg.Gateway.Policies == nil && cfg.Policy != "" && cfg.Policy != live.Off {
 		// A local file loads now, so a bad one is reported before
 		// anything connects.
-		e.policies, err = policies.WatchFile(context.Background(), cfg.Policy, policies.SourceConfig{Logger: e.log})
+		e.policies, err = live.WatchFile(context.Background(), cfg.Policy, live.SourceConfig{Logger: e.log})
 	}
 	if err != nil {
 		e.release()
@@ -191,7 +191,7 @@ func (e *Edge) start(ctx context.Context) error {
 	}
 	e.nc = gc.Conn
 	if gc.Policies == nil && e.cfg.Policy == "" && e.policies == nil {
-		src, err := policies.Watch(ctx, e.nc, "", policies.SourceConfig{Logger: e.log})
+		src, err := live.Watch(ctx, e.nc, "", live.SourceConfig{Logger: e.log})
 		if err != nil {
 			e.log.Warn("not watching the policies bucket; the built-in policy applies", "err", err)
 		}
@@ -205,7 +205,7 @@ func (e *Edge) start(ctx context.Context) error {
 		adm = map[string]http.Handler{}
 	}
 	if _, ok := adm["GET /config"]; !ok {
-		adm["GET /config"] = policies.Handler(gc.Policies)
+		adm["GET /config"] = live.Handler(gc.Policies)
 	}
 	if e.cfg.AdminConn != nil {
 		more, err := e.cfg.AdminConn(e.nc)

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/broker"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 )
 
 func ExampleParseRoute() {
@@ -59,7 +59,7 @@ func ExampleEdge() {
 		Connect: bridge.ConnectConfig{URL: b.ClientURL(), Logger: quiet},
 		Listen:  "127.0.0.1:0",
 		Admin:   "127.0.0.1:0",
-		Policy:  policies.Off,
+		Policy:  live.Off,
 	})
 	if err != nil {
 		log.Fatal(err)

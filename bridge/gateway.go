@@ -21,7 +21,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -168,7 +168,7 @@ type GatewayConfig struct {
 	// Policies is the live mesh file the gateway applies to the calls it
 	// forwards (routes, splits, retries, breakers, allow lists). Nil
 	// applies the built-in policy.
-	Policies *policies.Source
+	Policies *live.Source
 	// Telemetry records the gateway's calls. Nil records none.
 	Telemetry *telemetry.Telemetry
 	// Middleware is further middleware of the gateway's outbound pipeline,

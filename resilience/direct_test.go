@@ -11,6 +11,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/resilience"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -110,7 +111,7 @@ services:
 		t.Fatal(err)
 	}
 	r := &recorder{answers: []func() (*nats.Msg, error){replyStatus("500")}}
-	s := resilience.New(resilience.Config{Policies: policies.Static(f)})(r)
+	s := resilience.New(resilience.Config{Policies: live.Static(f)})(r)
 	c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodPost, Path: "/x"}
 	for range 4 {
 		if _, err := s.Send(context.Background(), c); err != nil {

@@ -1,7 +1,7 @@
 // Command natsmesh runs the parts of a natsmesh service mesh: the broker,
 // the sidecar agent, the edge gateway (bridge), and the tools around them
 // (policy, accounts, bench, demo). Each subcommand lives in its own file and
-// is listed once in commands below; flags.go holds the flag conventions
+// is listed once in commands below; internal/cliflag holds the flag conventions
 // (one meaning per name, per-command environment variables, one-line
 // errors with suggestions; docs/decisions.md, entry 48).
 package main
