@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/admin"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -96,9 +99,8 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	on := func(addr string) bool { return addr != "" && addr != "off" }
 	add := func(addr, purpose string, serve func(*Agent, net.Listener) error) error {
-		if !on(addr) {
+		if admin.Off(addr) {
 			return nil
 		}
 		l, err := net.Listen("tcp", addr)
@@ -134,8 +136,8 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 	if err == nil && len(s.listeners) == 0 && cfg.Agent.Upstream == "" {
 		err = fmt.Errorf("%w: %w", ErrConfig, ErrNothingToDo)
 	}
-	if err == nil && on(cfg.Admin) {
-		if s.admin, err = net.Listen("tcp", cfg.Admin); err != nil {
+	if err == nil {
+		if s.admin, err = admin.Listen(cfg.Admin); err != nil {
 			err = fmt.Errorf("agent: admin listener: %w", err)
 		}
 	}
@@ -235,12 +237,7 @@ func (s *Sidecar) Start(ctx context.Context) error {
 		s.log.Info("listening", "purpose", l.purpose, "addr", l.l.Addr().String())
 	}
 	if s.admin != nil {
-		s.adminSrv = &http.Server{Handler: a.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := s.adminSrv.Serve(s.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.errc <- fmt.Errorf("agent: admin: %w", err)
-			}
-		}()
+		s.adminSrv = admin.Serve(s.admin, a.AdminHandler(), func(err error) { s.errc <- fmt.Errorf("agent: admin: %w", err) })
 		s.log.Info("listening", "purpose", "admin", "addr", s.admin.Addr().String())
 	}
 	return nil
@@ -253,12 +250,12 @@ func (s *Sidecar) withPolicies(ac Config) Config {
 		ac.Policies = s.policies
 	}
 	if _, ok := ac.Admin["GET /config"]; !ok {
-		admin := maps.Clone(ac.Admin)
-		if admin == nil {
-			admin = map[string]http.Handler{}
+		handlers := maps.Clone(ac.Admin)
+		if handlers == nil {
+			handlers = map[string]http.Handler{}
 		}
-		admin["GET /config"] = live.Handler(ac.Policies)
-		ac.Admin = admin
+		handlers["GET /config"] = live.Handler(ac.Policies)
+		ac.Admin = handlers
 	}
 	return ac
 }
@@ -292,11 +289,13 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 	}
 	s.closeListeners()
 	if s.ownConn {
-		// The last replies may still sit in the connection's buffer.
-		if ferr := s.nc.FlushTimeout(5 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
-			s.log.Warn("flushing NATS connection", "err", ferr)
+		// The last replies may still sit in the connection's buffer: they
+		// get a few seconds more even when ctx is over.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := natsconn.Close(cctx, s.nc); cerr != nil {
+			s.log.Warn("closing NATS connection", "err", cerr)
 		}
-		s.nc.Close()
 	}
 	return err
 }
