@@ -18,7 +18,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/traffic"
 	"github.com/natsmesh/natsmesh/wire"
@@ -74,9 +74,9 @@ type Config struct {
 	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
 	Domains []string
 	// Policies is the live mesh file the agent applies (routes, splits,
-	// retries, breakers, limits, allow lists); see policies.WatchKV and
-	// policies.WatchFile. Nil applies the built-in policy.
-	Policies *policies.Source
+	// retries, breakers, limits, allow lists); see live.WatchKV and
+	// live.WatchFile. Nil applies the built-in policy.
+	Policies *live.Source
 	// Telemetry records the agent's calls (metrics, traces, access logs).
 	// Nil records none.
 	Telemetry *telemetry.Telemetry

@@ -25,8 +25,9 @@
 //
 // The agent takes a *nats.Conn and never starts a broker itself: whoever
 // runs it decides where NATS comes from. [Connect] dials with the reply
-// inbox prefix the mesh's permissions expect, and New refuses a connection
-// without it. [Sidecar] is an agent with its connection, listeners, live
+// inbox prefix the mesh's permissions expect (internal/natsconn, which the
+// edge bridge connects with too), and New refuses a connection without
+// it. [Sidecar] is an agent with its connection, listeners, live
 // mesh file (SidecarConfig.Policy) and admin endpoint ([Agent.AdminHandler]:
 // /healthz, /readyz, /config, /debug/pprof/, and /metrics when the command
 // adds it), what `natsmesh agent` runs. Each instance answers the discovery

@@ -11,6 +11,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/resilience"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -110,7 +111,7 @@ services:
 		t.Fatal(err)
 	}
 	r := &recorder{answers: []func() (*nats.Msg, error){replyStatus("500")}}
-	s := resilience.New(resilience.Config{Policies: policies.Static(f)})(r)
+	s := resilience.New(resilience.Config{Policies: live.Static(f)})(r)
 	c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodPost, Path: "/x"}
 	for range 4 {
 		if _, err := s.Send(context.Background(), c); err != nil {
@@ -172,7 +173,7 @@ services:
 		}
 		return replyStatus("200")()
 	}
-	s := resilience.New(resilience.Config{Policies: policies.Static(f)})(&recorder{answers: []func() (*nats.Msg, error){alternate}})
+	s := resilience.New(resilience.Config{Policies: live.Static(f)})(&recorder{answers: []func() (*nats.Msg, error){alternate}})
 	for i := range 20 {
 		msg, err := s.Send(context.Background(), get)
 		if err != nil || msg.Header.Get(wire.HeaderStatus) != "200" {
@@ -181,7 +182,7 @@ services:
 	}
 
 	r := &recorder{answers: []func() (*nats.Msg, error){replyStatus("500")}}
-	s = resilience.New(resilience.Config{Policies: policies.Static(f)})(r)
+	s = resilience.New(resilience.Config{Policies: live.Static(f)})(r)
 	for i := range 4 {
 		if _, err := s.Send(context.Background(), get); err != nil {
 			t.Fatalf("call %d, before the breaker opens: %v", i, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -22,7 +23,7 @@ type Config struct {
 	// Policies is the live mesh file; each call gets the policy of its
 	// service and route in the version current when it starts. Nil: the
 	// built-in policy.
-	Policies *policies.Source
+	Policies *live.Source
 	// Observer, when set, is told of every change of state of the
 	// destinations' circuit breakers and can list them (see Observer).
 	// Default nil: nobody watches.
@@ -46,7 +47,7 @@ func New(cfg Config) pipeline.OutboundMiddleware {
 
 // middleware is the state behind one New.
 type middleware struct {
-	src *policies.Source
+	src *live.Source
 	obs Observer // nil: none
 
 	// plans caches the plans of the current mesh file; a new file starts

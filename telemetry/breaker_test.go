@@ -19,17 +19,18 @@ import (
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/meshstat"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
-func staticPolicies(t *testing.T, yaml string) *policies.Source {
+func staticPolicies(t *testing.T, yaml string) *live.Source {
 	t.Helper()
 	f, err := policies.Parse("mesh.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return policies.Static(f)
+	return live.Static(f)
 }
 
 // upstream is a real HTTP server that answers 500 while failing is set.

@@ -1,7 +1,8 @@
 // Package traffic is the mesh's traffic management: the middleware that
-// applies the traffic parts of the live mesh file (package policies) to the
-// two call pipelines (package pipeline). internal/chain puts each at its
-// place in the documented order; this package holds what they do.
+// applies the traffic parts of the live mesh file (package policies, held
+// by a policies/live Source) to the two call pipelines (package pipeline).
+// internal/chain puts each at its place in the documented order; this
+// package holds what they do.
 //
 // Outbound, in the caller's agent or the edge gateway:
 //
@@ -37,7 +38,7 @@
 //     leaves. Back in, the instance is probed: the breaker is half-open,
 //     and another failing window ejects it again.
 //
-// Every middleware reads the current file at each call (policies.Source is
+// Every middleware reads the current file at each call (live.Source is
 // one atomic load), so a new version applies to the next call without a
 // restart and without disturbing calls in flight. With no Source, or a file
 // that says nothing for the call, each passes the call through unchanged.

@@ -15,6 +15,7 @@ import (
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // Instance is the hold an inbound agent has on its queue groups, as
@@ -160,7 +161,7 @@ func outcome(reply *nats.Msg, err error) result {
 		}
 		return succeeded
 	}
-	if v := reply.Header.Get(wire.HeaderGRPCStatus); v != "" {
+	if v := reply.Header.Get(grpcwire.HeaderGRPCStatus); v != "" {
 		switch code, _ := strconv.Atoi(v); codes.Code(code) {
 		case codes.Unknown, codes.Internal, codes.Unavailable, codes.DataLoss:
 			return failed

@@ -18,7 +18,7 @@ import (
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/meshstat"
 	"github.com/natsmesh/natsmesh/meshstat/dashboard"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -83,7 +83,7 @@ type Demo struct {
 
 	log      *slog.Logger
 	broker   *broker.Broker
-	policies *policies.Source
+	policies *live.Source
 	conns    []*nats.Conn
 	mesh     *Mesh
 	admin    *http.Server

@@ -13,7 +13,7 @@ import (
 	"log/slog"
 
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/traffic"
 )
@@ -24,7 +24,7 @@ type Options struct {
 	// the callee of inbound ones ("bridge" for the edge gateway).
 	Service string
 	// Policies is the live mesh file; nil applies the built-in policy.
-	Policies *policies.Source
+	Policies *live.Source
 	// Telemetry records metrics, traces and access logs; nil records none.
 	Telemetry *telemetry.Telemetry
 	// Logger receives the middleware's own logs. Default slog.Default().

@@ -1,4 +1,4 @@
-package wire
+package grpcwire
 
 import (
 	"bytes"
@@ -13,23 +13,25 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // (e) the wire format.
 func TestGRPCRequestRoundTrip(t *testing.T) {
-	subject := Subject{Service: "orders", Caller: "web", Proto: ProtoGRPC, Op: "/pkg.Svc/Get"}.String()
+	subject := wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/pkg.Svc/Get"}.String()
 	tests := []struct {
 		name    string
-		req     GRPCRequest
-		lim     Limits
+		req     Request
+		lim     wire.Limits
 		wantMD  metadata.MD
 		wantTO  time.Duration // approximate; 0 = none
-		wantErr Kind
+		wantErr wire.Kind
 	}{
-		{name: "plain", req: GRPCRequest{Method: "/pkg.Svc/Get", Payload: []byte("abc")}, wantMD: nil},
+		{name: "plain", req: Request{Method: "/pkg.Svc/Get", Payload: []byte("abc")}, wantMD: nil},
 		{
 			name: "metadata",
-			req: GRPCRequest{Method: "/pkg.Svc/Get", Metadata: metadata.MD{
+			req: Request{Method: "/pkg.Svc/Get", Metadata: metadata.MD{
 				"x-a": {"1", "2"}, "bin-bin": {"\x00\xff\x10"}, "status": {"reserved"}, "description": {"d"},
 				"mesh-path": {"/x"}, "nats-msg-id": {"n"}, "Upper": {"u"}, "user-agent": {"ua"}, "grpc-trace-bin": {"\x01"},
 			}},
@@ -40,29 +42,29 @@ func TestGRPCRequestRoundTrip(t *testing.T) {
 		},
 		{
 			name: "transport metadata dropped",
-			req: GRPCRequest{Method: "/pkg.Svc/Get", Metadata: metadata.MD{
+			req: Request{Method: "/pkg.Svc/Get", Metadata: metadata.MD{
 				":authority": {"orders"}, "content-type": {"application/grpc"}, "te": {"trailers"},
 				"grpc-encoding": {"gzip"}, "grpc-accept-encoding": {"gzip"}, "connection": {"close"}, "mesh-caller": {"forged"},
 				"keep": {"me"},
 			}},
 			wantMD: metadata.MD{"keep": {"me"}},
 		},
-		{name: "timeout", req: GRPCRequest{Method: "/pkg.Svc/Get", Timeout: 1500 * time.Millisecond}, wantTO: 1500 * time.Millisecond},
-		{name: "grpc-timeout", req: GRPCRequest{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"grpc-timeout": {"250m"}}}, wantTO: 250 * time.Millisecond},
-		{name: "bad method", req: GRPCRequest{Method: "pkg.Svc/Get"}, wantErr: KindBadRequest},
-		{name: "method with space", req: GRPCRequest{Method: "/pkg.Svc/G et"}, wantErr: KindBadRequest},
-		{name: "bad key", req: GRPCRequest{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"x y": {"1"}}}, wantErr: KindBadRequest},
-		{name: "control byte", req: GRPCRequest{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"x": {"a\r\nb: c"}}}, wantErr: KindBadRequest},
-		{name: "too many", req: GRPCRequest{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"x": make([]string, 101)}}, wantErr: KindHeadersTooLarge},
-		{name: "header bytes", req: GRPCRequest{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"x": {string(bytes.Repeat([]byte("v"), 65<<10))}}}, wantErr: KindHeadersTooLarge},
-		{name: "too large", req: GRPCRequest{Method: "/pkg.Svc/Get", Payload: make([]byte, 1<<20)}, wantErr: KindTooLarge},
-		{name: "small limit", req: GRPCRequest{Method: "/pkg.Svc/Get", Payload: make([]byte, 1000)}, lim: Limits{MaxPayload: 1000}, wantErr: KindTooLarge},
+		{name: "timeout", req: Request{Method: "/pkg.Svc/Get", Timeout: 1500 * time.Millisecond}, wantTO: 1500 * time.Millisecond},
+		{name: "grpc-timeout", req: Request{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"grpc-timeout": {"250m"}}}, wantTO: 250 * time.Millisecond},
+		{name: "bad method", req: Request{Method: "pkg.Svc/Get"}, wantErr: wire.KindBadRequest},
+		{name: "method with space", req: Request{Method: "/pkg.Svc/G et"}, wantErr: wire.KindBadRequest},
+		{name: "bad key", req: Request{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"x y": {"1"}}}, wantErr: wire.KindBadRequest},
+		{name: "control byte", req: Request{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"x": {"a\r\nb: c"}}}, wantErr: wire.KindBadRequest},
+		{name: "too many", req: Request{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"x": make([]string, 101)}}, wantErr: wire.KindHeadersTooLarge},
+		{name: "header bytes", req: Request{Method: "/pkg.Svc/Get", Metadata: metadata.MD{"x": {string(bytes.Repeat([]byte("v"), 65<<10))}}}, wantErr: wire.KindHeadersTooLarge},
+		{name: "too large", req: Request{Method: "/pkg.Svc/Get", Payload: make([]byte, 1<<20)}, wantErr: wire.KindTooLarge},
+		{name: "small limit", req: Request{Method: "/pkg.Svc/Get", Payload: make([]byte, 1000)}, lim: wire.Limits{MaxPayload: 1000}, wantErr: wire.KindTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := encodeGRPCAt(subject, &tt.req, tt.lim)
 			if tt.wantErr != "" {
-				if e := FromError(err); err == nil || e.Kind != tt.wantErr {
+				if e := wire.FromError(err); err == nil || e.Kind != tt.wantErr {
 					t.Fatalf("err %v, want kind %s", err, tt.wantErr)
 				}
 				return
@@ -70,7 +72,7 @@ func TestGRPCRequestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := DecodeGRPCRequest(m)
+			got, err := DecodeRequest(m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +108,7 @@ func mdEqual(a, b metadata.MD) bool {
 }
 
 func TestDecodeGRPCRequestErrors(t *testing.T) {
-	good := Subject{Service: "orders", Caller: "web", Proto: ProtoGRPC, Op: "/pkg.Svc/Get"}.String()
+	good := wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/pkg.Svc/Get"}.String()
 	tests := []struct {
 		name    string
 		msg     *nats.Msg
@@ -118,14 +120,14 @@ func TestDecodeGRPCRequestErrors(t *testing.T) {
 		{name: "header contradicts subject", msg: &nats.Msg{Subject: good, Header: nats.Header{HeaderGRPCMethod: {"/pkg.Svc/Delete"}}}, wantErr: true},
 		{name: "no method", msg: &nats.Msg{Subject: "other", Header: nats.Header{}}, wantErr: true},
 		{name: "non-mesh subject", msg: &nats.Msg{Subject: "other", Header: nats.Header{HeaderGRPCMethod: {"/a/b"}}}, method: "/a/b"},
-		{name: "bad timeout", msg: &nats.Msg{Subject: good, Header: nats.Header{HeaderTimeout: {"soon"}}}, wantErr: true},
+		{name: "bad timeout", msg: &nats.Msg{Subject: good, Header: nats.Header{wire.HeaderTimeout: {"soon"}}}, wantErr: true},
 		{name: "bad base64", msg: &nats.Msg{Subject: good, Header: nats.Header{"x-bin": {"!!!"}}}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := DecodeGRPCRequest(tt.msg)
+			req, err := DecodeRequest(tt.msg)
 			if tt.wantErr {
-				if !errors.Is(err, ErrBadRequest) {
+				if !errors.Is(err, wire.ErrBadRequest) {
 					t.Fatalf("err %v, want bad request", err)
 				}
 				return
@@ -145,24 +147,24 @@ func TestGRPCResponseRoundTrip(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		resp GRPCResponse
+		resp Response
 	}{
-		{name: "ok", resp: GRPCResponse{Payload: []byte("out"), Header: metadata.Pairs("a", "1"), Trailer: metadata.Pairs("b", "2", "c-bin", "\x00")}},
-		{name: "nil status is ok", resp: GRPCResponse{}},
-		{name: "error", resp: GRPCResponse{Status: status.New(codes.NotFound, "gone"), Trailer: metadata.Pairs("status", "x")}},
-		{name: "details", resp: GRPCResponse{Status: withDetails}},
-		{name: "code beyond the known", resp: GRPCResponse{Status: status.New(codes.Code(99), "odd")}},
+		{name: "ok", resp: Response{Payload: []byte("out"), Header: metadata.Pairs("a", "1"), Trailer: metadata.Pairs("b", "2", "c-bin", "\x00")}},
+		{name: "nil status is ok", resp: Response{}},
+		{name: "error", resp: Response{Status: status.New(codes.NotFound, "gone"), Trailer: metadata.Pairs("status", "x")}},
+		{name: "details", resp: Response{Status: withDetails}},
+		{name: "code beyond the known", resp: Response{Status: status.New(codes.Code(99), "odd")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := GRPCResponseMsg(&tt.resp, Limits{})
+			m, err := ResponseMsg(&tt.resp, wire.Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if m.Header.Get(HeaderGRPCStatus) == "" {
 				t.Fatal("no status header")
 			}
-			got, err := DecodeGRPCResponse(m)
+			got, err := DecodeResponse(m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,24 +185,24 @@ func TestDecodeGRPCResponseForeign(t *testing.T) {
 	tests := []struct {
 		name     string
 		msg      *nats.Msg
-		wantKind Kind
+		wantKind wire.Kind
 		wantCode codes.Code
 		payload  string
 	}{
-		{name: "mesh error", msg: ErrorMsg(&Error{Kind: KindOverloaded, Message: "busy", RetryAfter: 2 * time.Second}), wantKind: KindOverloaded},
-		{name: "nats no responders", msg: &nats.Msg{Header: nats.Header{"Status": {"503"}}}, wantKind: KindNoResponders},
+		{name: "mesh error", msg: wire.ErrorMsg(&wire.Error{Kind: wire.KindOverloaded, Message: "busy", RetryAfter: 2 * time.Second}), wantKind: wire.KindOverloaded},
+		{name: "nats no responders", msg: &nats.Msg{Header: nats.Header{"Status": {"503"}}}, wantKind: wire.KindNoResponders},
 		{name: "micro error", msg: &nats.Msg{Header: nats.Header{"Nats-Service-Error": {"nope"}, "Nats-Service-Error-Code": {"404"}}}, wantCode: codes.Unimplemented},
 		{name: "micro error odd code", msg: &nats.Msg{Header: nats.Header{"Nats-Service-Error": {"nope"}, "Nats-Service-Error-Code": {"x"}}}, wantCode: codes.Unknown},
 		{name: "plain nats answer", msg: &nats.Msg{Data: []byte("raw")}, wantCode: codes.OK, payload: "raw"},
-		{name: "bad status", msg: &nats.Msg{Header: nats.Header{HeaderGRPCStatus: {"x"}}}, wantKind: KindInternal},
-		{name: "bad details", msg: &nats.Msg{Header: nats.Header{HeaderGRPCStatus: {"3"}, HeaderGRPCDetails: {"%%%"}}}, wantKind: KindInternal},
+		{name: "bad status", msg: &nats.Msg{Header: nats.Header{HeaderGRPCStatus: {"x"}}}, wantKind: wire.KindInternal},
+		{name: "bad details", msg: &nats.Msg{Header: nats.Header{HeaderGRPCStatus: {"3"}, HeaderGRPCDetails: {"%%%"}}}, wantKind: wire.KindInternal},
 		{name: "no payload on error", msg: &nats.Msg{Header: nats.Header{HeaderGRPCStatus: {"3"}}, Data: []byte("junk")}, wantCode: codes.InvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := DecodeGRPCResponse(tt.msg)
+			resp, err := DecodeResponse(tt.msg)
 			if tt.wantKind != "" {
-				var e *Error
+				var e *wire.Error
 				if !errors.As(err, &e) || e.Kind != tt.wantKind {
 					t.Fatalf("err %v, want kind %s", err, tt.wantKind)
 				}
@@ -226,15 +228,15 @@ func TestGRPCStatus(t *testing.T) {
 	}{
 		{name: "nil", err: nil, wantCode: codes.OK},
 		{name: "service status", err: svcStatus.Err(), wantCode: codes.NotFound},
-		{name: "no responders", err: ErrNoResponders, wantCode: codes.Unavailable, wantReason: "no-responders"},
-		{name: "timeout", err: &Error{Kind: KindTimeout}, wantCode: codes.DeadlineExceeded, wantReason: "timeout"},
-		{name: "wrapped mesh error", err: errors.Join(errors.New("x"), &Error{Kind: KindForbidden}), wantCode: codes.PermissionDenied, wantReason: "forbidden"},
-		{name: "too large", err: &Error{Kind: KindTooLarge}, wantCode: codes.ResourceExhausted, wantReason: "too-large"},
-		{name: "headers too large", err: &Error{Kind: KindHeadersTooLarge}, wantCode: codes.ResourceExhausted, wantReason: "headers-too-large"},
-		{name: "upstream", err: &Error{Kind: KindUpstream}, wantCode: codes.Unavailable, wantReason: "upstream-unavailable"},
-		{name: "no route", err: &Error{Kind: KindNoRoute}, wantCode: codes.Unimplemented, wantReason: "no-route"},
-		{name: "bad request", err: &Error{Kind: KindBadRequest}, wantCode: codes.InvalidArgument, wantReason: "bad-request"},
-		{name: "internal", err: &Error{Kind: KindInternal}, wantCode: codes.Internal, wantReason: "internal"},
+		{name: "no responders", err: wire.ErrNoResponders, wantCode: codes.Unavailable, wantReason: "no-responders"},
+		{name: "timeout", err: &wire.Error{Kind: wire.KindTimeout}, wantCode: codes.DeadlineExceeded, wantReason: "timeout"},
+		{name: "wrapped mesh error", err: errors.Join(errors.New("x"), &wire.Error{Kind: wire.KindForbidden}), wantCode: codes.PermissionDenied, wantReason: "forbidden"},
+		{name: "too large", err: &wire.Error{Kind: wire.KindTooLarge}, wantCode: codes.ResourceExhausted, wantReason: "too-large"},
+		{name: "headers too large", err: &wire.Error{Kind: wire.KindHeadersTooLarge}, wantCode: codes.ResourceExhausted, wantReason: "headers-too-large"},
+		{name: "upstream", err: &wire.Error{Kind: wire.KindUpstream}, wantCode: codes.Unavailable, wantReason: "upstream-unavailable"},
+		{name: "no route", err: &wire.Error{Kind: wire.KindNoRoute}, wantCode: codes.Unimplemented, wantReason: "no-route"},
+		{name: "bad request", err: &wire.Error{Kind: wire.KindBadRequest}, wantCode: codes.InvalidArgument, wantReason: "bad-request"},
+		{name: "internal", err: &wire.Error{Kind: wire.KindInternal}, wantCode: codes.Internal, wantReason: "internal"},
 		{name: "ctx deadline", err: context.DeadlineExceeded, wantCode: codes.DeadlineExceeded},
 		{name: "ctx canceled", err: context.Canceled, wantCode: codes.Canceled},
 		{name: "nats no responders", err: nats.ErrNoResponders, wantCode: codes.Unavailable, wantReason: "no-responders"},
@@ -243,7 +245,7 @@ func TestGRPCStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := GRPCStatus(tt.err)
+			st := Status(tt.err)
 			if st.Code() != tt.wantCode {
 				t.Fatalf("code %v, want %v", st.Code(), tt.wantCode)
 			}
@@ -252,7 +254,7 @@ func TestGRPCStatus(t *testing.T) {
 			}
 		})
 	}
-	st := GRPCStatus(&Error{Kind: KindOverloaded, RetryAfter: 3 * time.Second})
+	st := Status(&wire.Error{Kind: wire.KindOverloaded, RetryAfter: 3 * time.Second})
 	var ri *errdetails.RetryInfo
 	for _, d := range st.Details() {
 		if r, ok := d.(*errdetails.RetryInfo); ok {

@@ -1,4 +1,4 @@
-package main
+package cliflag
 
 import (
 	"flag"
@@ -8,18 +8,18 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// configFlag registers --config, the YAML file of a command's settings,
+// ConfigFlag registers --config, the YAML file of a command's settings,
 // on fs. It means the same in every command that has it; a nats-server
 // configuration file is --nats-config (broker).
-func configFlag(fs *flag.FlagSet) *string {
+func ConfigFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", "", "YAML `file` of settings named like these flags (flag: value; flags and environment win)")
 }
 
-// applyConfigFile sets the flags of fs that are still unset from a YAML file
+// ApplyConfigFile sets the flags of fs that are still unset from a YAML file
 // whose keys are flag names (service: orders, bind: [orders=127.0.0.1:9191]).
 // The command line and the environment win over the file. An empty path
 // does nothing.
-func applyConfigFile(fs *flag.FlagSet, path string) error {
+func ApplyConfigFile(fs *flag.FlagSet, path string) error {
 	if path == "" {
 		return nil
 	}
@@ -46,7 +46,7 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 		if a, ok := f.Value.(*alias); ok {
 			name = a.target
 		}
-		if isSet(fs, name) {
+		if IsSet(fs, name) {
 			continue
 		}
 		list, ok := v.([]any)

@@ -1,8 +1,10 @@
-package policies
+package live
 
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 // ConfigResponse is what [Handler] serves.
@@ -16,7 +18,7 @@ type ConfigResponse struct {
 	File json.RawMessage `json:"file,omitempty"`
 	// Service is the view of one service (?service=NAME): its part of the
 	// file and its merged policies.
-	Service *ServiceView `json:"service,omitempty"`
+	Service *policies.ServiceView `json:"service,omitempty"`
 }
 
 // Handler serves, as JSON, the mesh file src applies now: its revision and
@@ -26,7 +28,7 @@ type ConfigResponse struct {
 // on GET /config.
 func Handler(src *Source) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var f *File
+		var f *policies.File
 		var resp ConfigResponse
 		if src != nil {
 			f, resp.Revision = src.Current()
@@ -38,7 +40,7 @@ func Handler(src *Source) http.Handler {
 				resp.Service, ok = f.View(name)
 			}
 			if !ok {
-				http.Error(w, "policies: the applied mesh file has no service "+name, http.StatusNotFound)
+				http.Error(w, "live: the applied mesh file has no service "+name, http.StatusNotFound)
 				return
 			}
 		} else if f != nil {

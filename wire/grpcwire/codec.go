@@ -1,9 +1,10 @@
-package wire
+package grpcwire
 
 import (
 	"fmt"
 
 	"google.golang.org/grpc/encoding"
+
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 )

@@ -1,11 +1,13 @@
-package policies
+package live
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 // Bucket is the JetStream KV bucket that holds the live mesh file.
@@ -17,7 +19,7 @@ const Bucket = "natsmesh-policies"
 const Key = "mesh"
 
 // ErrNotFound is returned by Store.Get when no mesh file was applied yet.
-var ErrNotFound = errors.New("policies: no mesh file applied")
+var ErrNotFound = errors.New("live: no mesh file applied")
 
 // Store keeps the live mesh file in the Bucket, as canonical JSON under Key.
 //
@@ -45,7 +47,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("policies: open bucket %s: %w", Bucket, err)
+		return nil, fmt.Errorf("live: open bucket %s: %w", Bucket, err)
 	}
 	if err := raiseConsumerLimit(ctx, js); err != nil {
 		return nil, err
@@ -65,7 +67,7 @@ const MaxWatchers = 100_000
 func raiseConsumerLimit(ctx context.Context, js jetstream.JetStream) error {
 	st, err := js.Stream(ctx, "KV_"+Bucket)
 	if err != nil {
-		return fmt.Errorf("policies: open bucket %s: %w", Bucket, err)
+		return fmt.Errorf("live: open bucket %s: %w", Bucket, err)
 	}
 	cfg := st.CachedInfo().Config
 	if cfg.MaxConsumers >= MaxWatchers {
@@ -73,7 +75,7 @@ func raiseConsumerLimit(ctx context.Context, js jetstream.JetStream) error {
 	}
 	cfg.MaxConsumers = MaxWatchers
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("policies: bucket %s: raise its consumer limit to %d: %w", Bucket, MaxWatchers, err)
+		return fmt.Errorf("live: bucket %s: raise its consumer limit to %d: %w", Bucket, MaxWatchers, err)
 	}
 	return nil
 }
@@ -83,14 +85,14 @@ func (s *Store) KV() jetstream.KeyValue { return s.kv }
 
 // Apply stores f as the live mesh file and returns its revision. Every
 // watcher of the bucket gets it.
-func (s *Store) Apply(ctx context.Context, f *File) (uint64, error) {
+func (s *Store) Apply(ctx context.Context, f *policies.File) (uint64, error) {
 	data, err := encode(f)
 	if err != nil {
 		return 0, err
 	}
 	rev, err := s.kv.Put(ctx, Key, data)
 	if err != nil {
-		return 0, fmt.Errorf("policies: apply: %w", err)
+		return 0, fmt.Errorf("live: apply: %w", err)
 	}
 	return rev, nil
 }
@@ -98,7 +100,7 @@ func (s *Store) Apply(ctx context.Context, f *File) (uint64, error) {
 // ApplyIf stores f only if the live file is still at revision (0: only if
 // none was applied yet), so that a change reviewed with Diff is the change
 // applied. A conflict returns an error matching jetstream.ErrKeyExists.
-func (s *Store) ApplyIf(ctx context.Context, f *File, revision uint64) (uint64, error) {
+func (s *Store) ApplyIf(ctx context.Context, f *policies.File, revision uint64) (uint64, error) {
 	data, err := encode(f)
 	if err != nil {
 		return 0, err
@@ -110,37 +112,37 @@ func (s *Store) ApplyIf(ctx context.Context, f *File, revision uint64) (uint64, 
 		rev, err = s.kv.Update(ctx, Key, data, revision)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("policies: apply over revision %d: %w", revision, err)
+		return 0, fmt.Errorf("live: apply over revision %d: %w", revision, err)
 	}
 	return rev, nil
 }
 
 // encode renders f as stored, and checks that it parses back: a File
 // built in code, not by Parse, might not be valid.
-func encode(f *File) ([]byte, error) {
+func encode(f *policies.File) ([]byte, error) {
 	if f == nil {
-		return nil, errors.New("policies: apply: nil file")
+		return nil, errors.New("live: apply: nil file")
 	}
 	data, err := f.JSON()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := Parse(Bucket+"/"+Key, data); err != nil {
+	if _, err := policies.ParseStored(Bucket+"/"+Key, data); err != nil {
 		return nil, err
 	}
 	return data, nil
 }
 
 // Get returns the live mesh file and its revision, or ErrNotFound.
-func (s *Store) Get(ctx context.Context) (*File, uint64, error) {
+func (s *Store) Get(ctx context.Context) (*policies.File, uint64, error) {
 	e, err := s.kv.Get(ctx, Key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, ErrNotFound
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("policies: get: %w", err)
+		return nil, 0, fmt.Errorf("live: get: %w", err)
 	}
-	f, err := Parse(entryName(e.Revision()), e.Value())
+	f, err := policies.ParseStored(entryName(e.Revision()), e.Value())
 	if err != nil {
 		return nil, e.Revision(), err
 	}
@@ -148,4 +150,5 @@ func (s *Store) Get(ctx context.Context) (*File, uint64, error) {
 }
 
 // entryName names a revision of the bucket's file in errors and logs.
-func entryName(rev uint64) string { return fmt.Sprintf("%s/%s@%d", Bucket, Key, rev) }
+// It is made for every version each watcher gets, so without fmt.
+func entryName(rev uint64) string { return Bucket + "/" + Key + "@" + strconv.FormatUint(rev, 10) }

@@ -1,4 +1,4 @@
-package wire
+package grpcwire
 
 import (
 	"bytes"
@@ -9,10 +9,12 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // noLimits lets a fuzzed message be re-encoded whatever its size.
-var noLimits = Limits{MaxPayload: 1 << 40, MaxHeaderBytes: 1 << 30, MaxHeaders: 1 << 30}
+var noLimits = wire.Limits{MaxPayload: 1 << 40, MaxHeaderBytes: 1 << 30, MaxHeaders: 1 << 30}
 
 // fuzzMsg builds a message from a raw NATS header block, as the client
 // library would parse it off the wire.
@@ -36,16 +38,16 @@ func wireHeader(h nats.Header) []byte {
 	return b.Bytes()
 }
 
-// FuzzDecodeGRPCRequest checks that DecodeGRPCRequest never panics and that
+// FuzzDecodeGRPCRequest checks that DecodeRequest never panics and that
 // what it accepts re-encodes to a message that decodes to the same call.
 func FuzzDecodeGRPCRequest(f *testing.F) {
-	subject := Subject{Service: "orders", Caller: "web", Proto: ProtoGRPC, Op: "/pkg.Svc/Get"}.String()
-	seed, err := encodeGRPCAt(subject, &GRPCRequest{
+	subject := wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/pkg.Svc/Get"}.String()
+	seed, err := encodeGRPCAt(subject, &Request{
 		Method:   "/pkg.Svc/Get",
 		Metadata: metadata.Pairs("x-a", "1", "b-bin", "\x00\xff", "status", "s", "mesh-caller", "forged"),
 		Payload:  []byte("payload"),
 		Timeout:  1e9,
-	}, Limits{})
+	}, wire.Limits{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -59,10 +61,10 @@ func FuzzDecodeGRPCRequest(f *testing.F) {
 		if !ok {
 			return
 		}
-		req, err := DecodeGRPCRequest(m)
+		req, err := DecodeRequest(m)
 		if err != nil {
-			if FromError(err).Kind != KindBadRequest {
-				t.Fatalf("error of kind %s: %v", FromError(err).Kind, err)
+			if wire.FromError(err).Kind != wire.KindBadRequest {
+				t.Fatalf("error of kind %s: %v", wire.FromError(err).Kind, err)
 			}
 			return
 		}
@@ -72,7 +74,7 @@ func FuzzDecodeGRPCRequest(f *testing.F) {
 		if _, ok := req.Metadata[MetadataCaller]; ok {
 			t.Fatalf("caller metadata not dropped: %v", req.Metadata)
 		}
-		m2, err := encodeGRPCAt(subject, &GRPCRequest{Method: req.Method, Metadata: req.Metadata, Payload: req.Payload}, noLimits)
+		m2, err := encodeGRPCAt(subject, &Request{Method: req.Method, Metadata: req.Metadata, Payload: req.Payload}, noLimits)
 		if err != nil {
 			t.Fatalf("re-encoding %+v: %v", req, err)
 		}
@@ -81,7 +83,7 @@ func FuzzDecodeGRPCRequest(f *testing.F) {
 		if !ok {
 			t.Fatalf("re-encoded header does not parse: %q", wireHeader(m2.Header))
 		}
-		req2, err := DecodeGRPCRequest(m3)
+		req2, err := DecodeRequest(m3)
 		if err != nil {
 			t.Fatalf("decoding the re-encoded %+v: %v", req, err)
 		}
@@ -91,17 +93,17 @@ func FuzzDecodeGRPCRequest(f *testing.F) {
 	})
 }
 
-// FuzzDecodeGRPCResponse checks that DecodeGRPCResponse never panics and that
+// FuzzDecodeGRPCResponse checks that DecodeResponse never panics and that
 // the answers it reads re-encode to the same answer.
 func FuzzDecodeGRPCResponse(f *testing.F) {
 	st, _ := status.New(codes.InvalidArgument, " 100%\n").WithDetails(&grpcTestDetail)
-	seed, err := GRPCResponseMsg(&GRPCResponse{Payload: []byte("p"), Header: metadata.Pairs("a", "1"),
-		Trailer: metadata.Pairs("t-bin", "\x01"), Status: st}, Limits{})
+	seed, err := ResponseMsg(&Response{Payload: []byte("p"), Header: metadata.Pairs("a", "1"),
+		Trailer: metadata.Pairs("t-bin", "\x01"), Status: st}, wire.Limits{})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(wireHeader(seed.Header), seed.Data)
-	f.Add(wireHeader(ErrorMsg(ErrOverloaded).Header), []byte{})
+	f.Add(wireHeader(wire.ErrorMsg(wire.ErrOverloaded).Header), []byte{})
 	f.Add([]byte("NATS/1.0 503\r\n\r\n"), []byte{})
 	f.Add([]byte("NATS/1.0\r\nNats-Service-Error: x\r\nNats-Service-Error-Code: 503\r\n\r\n"), []byte{})
 	f.Add([]byte("NATS/1.0\r\nMesh-Grpc-Status: 4294967295\r\nMesh-Grpc-Message: %zz%4\r\n\r\n"), []byte("x"))
@@ -110,17 +112,17 @@ func FuzzDecodeGRPCResponse(f *testing.F) {
 		if !ok {
 			return
 		}
-		resp, err := DecodeGRPCResponse(m)
+		resp, err := DecodeResponse(m)
 		if err != nil {
-			if _, ok := err.(*Error); !ok {
-				t.Fatalf("error %T %v is no *Error", err, err)
+			if _, ok := err.(*wire.Error); !ok {
+				t.Fatalf("error %T %v is no *wire.Error", err, err)
 			}
 			return
 		}
 		if resp.Status == nil {
 			t.Fatal("nil status")
 		}
-		m2, err := GRPCResponseMsg(resp, noLimits)
+		m2, err := ResponseMsg(resp, noLimits)
 		if err != nil {
 			t.Fatalf("re-encoding %+v: %v", resp, err)
 		}
@@ -128,7 +130,7 @@ func FuzzDecodeGRPCResponse(f *testing.F) {
 		if !ok {
 			t.Fatalf("re-encoded header does not parse: %q", wireHeader(m2.Header))
 		}
-		resp2, err := DecodeGRPCResponse(m3)
+		resp2, err := DecodeResponse(m3)
 		if err != nil {
 			t.Fatalf("decoding the re-encoded %+v: %v", resp, err)
 		}

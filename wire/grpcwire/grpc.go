@@ -1,4 +1,4 @@
-package wire
+package grpcwire
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -17,6 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // gRPC metadata headers. A unary gRPC call is one NATS request: the request
@@ -39,17 +42,17 @@ const (
 	HeaderGRPCDetails = "Mesh-Grpc-Details"
 
 	// MetadataCaller is the incoming metadata key under which
-	// [ServeGRPCUpstream] tells the local service who called. It is set from
+	// meshgrpc.Upstream tells the local service who called. It is set from
 	// the subject, which the broker vouches for; a value sent by the caller
-	// under this key is dropped by [DecodeGRPCRequest].
+	// under this key is dropped by [DecodeRequest].
 	MetadataCaller = "mesh-caller"
 )
 
 // maxMethodLen bounds a full gRPC method name.
 const maxMethodLen = 1024
 
-// GRPCRequest is a unary gRPC call as it crosses the mesh.
-type GRPCRequest struct {
+// Request is a unary gRPC call as it crosses the mesh.
+type Request struct {
 	// Method is the full method name, "/pkg.Service/Method".
 	Method string
 	// Metadata is the request metadata. Keys are lower-case (upper-case keys
@@ -62,8 +65,8 @@ type GRPCRequest struct {
 	Timeout time.Duration
 }
 
-// GRPCResponse is the answer to a unary gRPC call as it crosses the mesh.
-type GRPCResponse struct {
+// Response is the answer to a unary gRPC call as it crosses the mesh.
+type Response struct {
 	// Payload is the serialized response message. It is only sent when
 	// Status is OK: a failed gRPC call has no response message.
 	Payload []byte
@@ -73,8 +76,8 @@ type GRPCResponse struct {
 	Status *status.Status
 }
 
-// EncodeGRPCRequest turns a unary gRPC call into the headers and payload of
-// a NATS request message, to be sent on a [Subject] with [ProtoGRPC] and Op
+// EncodeRequest turns a unary gRPC call into the headers and payload of
+// a NATS request message, to be sent on a [wire.Subject] with [wire.ProtoGRPC] and Op
 // set to req.Method.
 //
 // req.Timeout, when set, becomes Mesh-Timeout; when it is zero, a
@@ -92,13 +95,13 @@ type GRPCResponse struct {
 // such blanks in a text value are not preserved (HTTP/2 forbids them anyway,
 // RFC 9113 section 8.2.1).
 //
-// It fails with a *Error: KindBadRequest for a malformed method or metadata
+// It fails with a *wire.Error: KindBadRequest for a malformed method or metadata
 // gRPC could not send either (a key outside [0-9a-z-_.], a text value with
 // bytes outside %x20-%x7E), KindHeadersTooLarge past lim's header bounds and
 // KindTooLarge past max_payload.
-func EncodeGRPCRequest(req *GRPCRequest, lim Limits) (*nats.Msg, error) {
+func EncodeRequest(req *Request, lim wire.Limits) (*nats.Msg, error) {
 	if !validGRPCMethod(req.Method) {
-		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad gRPC method %.64q: want /service/method", req.Method)}
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad gRPC method %.64q: want /service/method", req.Method)}
 	}
 	m := &nats.Msg{Header: make(nats.Header, len(req.Metadata)+2), Data: req.Payload}
 	n, size, err := putMetadata(m.Header, req.Metadata, "")
@@ -109,49 +112,49 @@ func EncodeGRPCRequest(req *GRPCRequest, lim Limits) (*nats.Msg, error) {
 	timeout := req.Timeout
 	if timeout <= 0 {
 		if vs := req.Metadata.Get("grpc-timeout"); len(vs) > 0 {
-			timeout, _ = ParseGRPCTimeout(vs[0])
+			timeout, _ = ParseTimeout(vs[0])
 		}
 	}
 	if timeout > 0 {
-		SetTimeout(m.Header, timeout)
+		wire.SetTimeout(m.Header, timeout)
 	}
-	if err := checkSize(m, n, size, lim); err != nil {
+	if err := lim.Check(m, n, size); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// DecodeGRPCRequest reads a request message made by [EncodeGRPCRequest]. When
+// DecodeRequest reads a request message made by [EncodeRequest]. When
 // the subject is a mesh subject, its op must name the same method as the
 // Mesh-Grpc-Method header (which may then be absent), so that permissions
 // granted on subjects cannot be sidestepped by the header. Mesh headers, and
 // metadata keys gRPC cannot carry, are not part of the metadata; the key
 // [MetadataCaller] is dropped. It fails with KindBadRequest.
-func DecodeGRPCRequest(m *nats.Msg) (*GRPCRequest, error) {
+func DecodeRequest(m *nats.Msg) (*Request, error) {
 	var op string
-	if s, err := ParseSubject(m.Subject); err == nil && s.Proto == ProtoGRPC {
+	if s, err := wire.ParseSubject(m.Subject); err == nil && s.Proto == wire.ProtoGRPC {
 		op = s.Op
 	}
-	return DecodeGRPCCall(m.Header, m.Data, op)
+	return DecodeCall(m.Header, m.Data, op)
 }
 
-// DecodeGRPCCall is [DecodeGRPCRequest] for a message whose subject the
+// DecodeCall is [DecodeRequest] for a message whose subject the
 // receiver has parsed already: subjectMethod is the subject's op, or "" when
 // it was no mesh gRPC subject.
-func DecodeGRPCCall(h nats.Header, data []byte, subjectMethod string) (*GRPCRequest, error) {
+func DecodeCall(h nats.Header, data []byte, subjectMethod string) (*Request, error) {
 	method := h.Get(HeaderGRPCMethod)
 	if subjectMethod != "" {
 		switch {
 		case method == "":
 			method = subjectMethod
 		case method != subjectMethod:
-			return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %.64q does not match the subject's method %.64q", HeaderGRPCMethod, method, subjectMethod)}
+			return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("%s %.64q does not match the subject's method %.64q", HeaderGRPCMethod, method, subjectMethod)}
 		}
 	}
 	if !validGRPCMethod(method) {
-		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %.64q", HeaderGRPCMethod, method)}
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("missing or bad %s %.64q", HeaderGRPCMethod, method)}
 	}
-	timeout, err := Timeout(h)
+	timeout, err := wire.Timeout(h)
 	if err != nil {
 		return nil, err
 	}
@@ -160,20 +163,20 @@ func DecodeGRPCCall(h nats.Header, data []byte, subjectMethod string) (*GRPCRequ
 		return nil, err
 	}
 	delete(md, MetadataCaller)
-	return &GRPCRequest{Method: method, Metadata: md, Payload: data, Timeout: timeout}, nil
+	return &Request{Method: method, Metadata: md, Payload: data, Timeout: timeout}, nil
 }
 
-// GRPCResponseMsg is the reply that carries a service's gRPC answer. Metadata
-// is copied as in [EncodeGRPCRequest], trailers behind "Mesh-Trailer-". The
+// ResponseMsg is the reply that carries a service's gRPC answer. Metadata
+// is copied as in [EncodeRequest], trailers behind "Mesh-Trailer-". The
 // status message and details count against lim's header bounds, like
-// metadata. Past lim it returns a *Error instead, to be sent with [ErrorMsg].
-func GRPCResponseMsg(resp *GRPCResponse, lim Limits) (*nats.Msg, error) {
+// metadata. Past lim it returns a *wire.Error instead, to be sent with [wire.ErrorMsg].
+func ResponseMsg(resp *Response, lim wire.Limits) (*nats.Msg, error) {
 	m := &nats.Msg{Header: make(nats.Header, len(resp.Header)+len(resp.Trailer)+3)}
 	n, size, err := putMetadata(m.Header, resp.Header, "")
 	if err != nil {
 		return nil, err
 	}
-	tn, tsize, err := putMetadata(m.Header, resp.Trailer, trailerPrefix)
+	tn, tsize, err := putMetadata(m.Header, resp.Trailer, wire.HeaderTrailerPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -191,43 +194,43 @@ func GRPCResponseMsg(resp *GRPCResponse, lim Limits) (*nats.Msg, error) {
 	if p := st.Proto(); len(p.GetDetails()) > 0 {
 		b, err := proto.Marshal(p)
 		if err != nil {
-			return nil, &Error{Kind: KindInternal, Message: "marshaling status details: " + err.Error(), Err: err}
+			return nil, &wire.Error{Kind: wire.KindInternal, Message: "marshaling status details: " + err.Error(), Err: err}
 		}
 		v := base64.RawStdEncoding.EncodeToString(b)
 		m.Header[HeaderGRPCDetails] = []string{v}
 		n, size = n+1, size+len(HeaderGRPCDetails)+len(v)+4
 	}
-	if err := checkSize(m, n, size, lim); err != nil {
+	if err := lim.Check(m, n, size); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// DecodeGRPCResponse reads a reply. A mesh error reply is returned as a *Error
+// DecodeResponse reads a reply. A mesh error reply is returned as a *wire.Error
 // and no response. A reply with Mesh-Grpc-Status is a service's answer; its
 // Status is never nil. A reply without it is a NATS-native answer: a NATS
-// "503" status with no payload is [ErrNoResponders]; a nats.go/micro error
+// "503" status with no payload is [wire.ErrNoResponders]; a nats.go/micro error
 // (Nats-Service-Error headers) becomes a status whose code follows gRPC's
 // mapping of HTTP statuses (400 Internal, 401 Unauthenticated, 403
 // PermissionDenied, 404 Unimplemented, 429/502/503/504 Unavailable, else
 // Unknown); anything else is OK with the payload as the response message.
 // A malformed reply is a KindInternal error.
-func DecodeGRPCResponse(m *nats.Msg) (*GRPCResponse, error) {
-	if e := ReplyError(m.Header); e != nil {
+func DecodeResponse(m *nats.Msg) (*Response, error) {
+	if e := wire.ReplyError(m.Header); e != nil {
 		return nil, e
 	}
 	header, trailer, err := readMetadata(m.Header)
 	if err != nil {
-		e := FromError(err)
-		return nil, &Error{Kind: KindInternal, Message: "malformed gRPC reply: " + e.Message}
+		e := wire.FromError(err)
+		return nil, &wire.Error{Kind: wire.KindInternal, Message: "malformed gRPC reply: " + e.Message}
 	}
-	resp := &GRPCResponse{Header: header, Trailer: trailer}
+	resp := &Response{Header: header, Trailer: trailer}
 	code := m.Header.Get(HeaderGRPCStatus)
 	switch {
 	case code != "":
 		c, err := strconv.ParseUint(code, 10, 32)
 		if err != nil {
-			return nil, &Error{Kind: KindInternal, Message: fmt.Sprintf("malformed gRPC reply: bad %s %.16q", HeaderGRPCStatus, code)}
+			return nil, &wire.Error{Kind: wire.KindInternal, Message: fmt.Sprintf("malformed gRPC reply: bad %s %.16q", HeaderGRPCStatus, code)}
 		}
 		p := &spb.Status{Code: int32(c), Message: decodeGRPCMessage(m.Header.Get(HeaderGRPCMessage))}
 		if d := m.Header.Get(HeaderGRPCDetails); d != "" {
@@ -237,15 +240,15 @@ func DecodeGRPCResponse(m *nats.Msg) (*GRPCResponse, error) {
 				err = proto.Unmarshal(b, &dp)
 			}
 			if err != nil {
-				return nil, &Error{Kind: KindInternal, Message: "malformed gRPC reply: bad " + HeaderGRPCDetails + ": " + err.Error()}
+				return nil, &wire.Error{Kind: wire.KindInternal, Message: "malformed gRPC reply: bad " + HeaderGRPCDetails + ": " + err.Error()}
 			}
 			p.Details = dp.Details
 		}
 		resp.Status = status.FromProto(p)
 	case m.Header.Get("Status") == "503" && len(m.Data) == 0:
-		return nil, &Error{Kind: KindNoResponders, Message: "no responders"}
-	case m.Header.Get(microErrorHeader) != "" || m.Header.Get(microErrorCodeHeader) != "":
-		resp.Status = status.New(httpToGRPCCode(m.Header.Get(microErrorCodeHeader)), m.Header.Get(microErrorHeader))
+		return nil, &wire.Error{Kind: wire.KindNoResponders, Message: "no responders"}
+	case m.Header.Get(micro.ErrorHeader) != "" || m.Header.Get(micro.ErrorCodeHeader) != "":
+		resp.Status = status.New(httpToGRPCCode(m.Header.Get(micro.ErrorCodeHeader)), m.Header.Get(micro.ErrorHeader))
 	default:
 		resp.Status = status.New(codes.OK, "")
 	}
@@ -274,26 +277,26 @@ func httpToGRPCCode(s string) codes.Code {
 	return codes.Unknown
 }
 
-// ErrorInfoDomain is the domain of the errdetails.ErrorInfo that [GRPCStatus]
-// attaches to a mesh error; its Reason is the error's [Kind].
+// ErrorInfoDomain is the domain of the errdetails.ErrorInfo that [Status]
+// attaches to a mesh error; its Reason is the error's [wire.Kind].
 const ErrorInfoDomain = "natsmesh.io"
 
-// GRPCStatus is the status a gRPC client sees for err:
+// Status is the status a gRPC client sees for err:
 //   - nil: nil (which reads as OK);
-//   - a mesh *Error in err's chain: its [Error.GRPCCode], its text as the
+//   - a mesh *wire.Error in err's chain: its [wire.Error.GRPCCode], its text as the
 //     message, and details telling it apart from a service's own status: an
 //     errdetails.ErrorInfo with Domain [ErrorInfoDomain] and the kind as
 //     Reason, and an errdetails.RetryInfo when RetryAfter is set;
 //   - a status error (anything with a GRPCStatus method): that status;
 //   - context.DeadlineExceeded and context.Canceled: DeadlineExceeded and
 //     Canceled;
-//   - the failures of a NATS request [FromError] knows: the code of their kind;
+//   - the failures of a NATS request [wire.FromError] knows: the code of their kind;
 //   - anything else: Unknown with err's text.
-func GRPCStatus(err error) *status.Status {
+func Status(err error) *status.Status {
 	if err == nil {
 		return nil
 	}
-	var me *Error
+	var me *wire.Error
 	if errors.As(err, &me) {
 		return meshStatus(me)
 	}
@@ -303,24 +306,24 @@ func GRPCStatus(err error) *status.Status {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return status.FromContextError(err)
 	}
-	if me := FromError(err); me.Kind != KindInternal {
+	if me := wire.FromError(err); me.Kind != wire.KindInternal {
 		return meshStatus(me)
 	}
 	return status.New(codes.Unknown, err.Error())
 }
 
 // StatusKind returns the kind of mesh error a gRPC status carries (see
-// [GRPCStatus]), or "" for a service's own status.
-func StatusKind(st *status.Status) Kind {
+// [Status]), or "" for a service's own status.
+func StatusKind(st *status.Status) wire.Kind {
 	for _, d := range st.Details() {
 		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.Domain == ErrorInfoDomain {
-			return Kind(ei.Reason)
+			return wire.Kind(ei.Reason)
 		}
 	}
 	return ""
 }
 
-func meshStatus(e *Error) *status.Status {
+func meshStatus(e *wire.Error) *status.Status {
 	st := status.New(e.GRPCCode(), e.Error())
 	info := &errdetails.ErrorInfo{Reason: string(e.Kind), Domain: ErrorInfoDomain}
 	var with *status.Status
@@ -354,8 +357,8 @@ func validGRPCMethod(m string) bool {
 	return true
 }
 
-// SplitGRPCMethod splits a valid full method into service and method.
-func SplitGRPCMethod(m string) (service, method string) {
+// SplitMethod splits a valid full method into service and method.
+func SplitMethod(m string) (service, method string) {
 	m = strings.TrimPrefix(m, "/")
 	i := strings.LastIndexByte(m, '/')
 	if i < 0 {
@@ -425,15 +428,15 @@ func putMetadata(h nats.Header, md metadata.MD, prefix string) (count, size int,
 			continue
 		}
 		if !validMetadataKey(k) {
-			return 0, 0, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("metadata key %.64q: want [0-9a-z-_.]", k)}
+			return 0, 0, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("metadata key %.64q: want [0-9a-z-_.]", k)}
 		}
-		name := prefix + EscapeHeaderName(k)
+		name := prefix + wire.EscapeHeaderName(k)
 		bin := strings.HasSuffix(k, "-bin")
 		for _, v := range vs {
 			if bin {
 				v = base64.RawStdEncoding.EncodeToString([]byte(v))
 			} else if !printableASCII(v) {
-				return 0, 0, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("metadata %q has a value with bytes outside %%x20-%%x7E; use a -bin key for binary values", k)}
+				return 0, 0, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("metadata %q has a value with bytes outside %%x20-%%x7E; use a -bin key for binary values", k)}
 			}
 			h[name] = append(h[name], v)
 			count++
@@ -450,10 +453,10 @@ func putMetadata(h nats.Header, md metadata.MD, prefix string) (count, size int,
 func readMetadata(h nats.Header) (md, trailer metadata.MD, err error) {
 	for k, vs := range h {
 		dst := &md
-		if strings.HasPrefix(k, trailerPrefix) {
-			k, dst = k[len(trailerPrefix):], &trailer
+		if strings.HasPrefix(k, wire.HeaderTrailerPrefix) {
+			k, dst = k[len(wire.HeaderTrailerPrefix):], &trailer
 		}
-		name, ok := UnescapeHeaderName(k)
+		name, ok := wire.UnescapeHeaderName(k)
 		if !ok {
 			continue
 		}
@@ -466,7 +469,7 @@ func readMetadata(h nats.Header) (md, trailer metadata.MD, err error) {
 			if bin {
 				b, err := decodeBinValue(v)
 				if err != nil {
-					return nil, nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("metadata %q: bad base64 value", name)}
+					return nil, nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("metadata %q: bad base64 value", name)}
 				}
 				v = string(b)
 			} else if !printableASCII(v) {
@@ -545,9 +548,9 @@ func unhexFold(c byte) int {
 	return unhex(c)
 }
 
-// ParseGRPCTimeout reads gRPC's grpc-timeout value: up to 8 digits and a
+// ParseTimeout reads gRPC's grpc-timeout value: up to 8 digits and a
 // unit (H, M, S, m, u, n).
-func ParseGRPCTimeout(s string) (time.Duration, bool) {
+func ParseTimeout(s string) (time.Duration, bool) {
 	if len(s) < 2 || len(s) > 9 {
 		return 0, false
 	}
@@ -573,8 +576,20 @@ func ParseGRPCTimeout(s string) (time.Duration, bool) {
 		return 0, false
 	}
 	d := time.Duration(v) * unit
-	if d > MaxTimeout || d/unit != time.Duration(v) {
-		d = MaxTimeout
+	if d > wire.MaxTimeout || d/unit != time.Duration(v) {
+		d = wire.MaxTimeout
 	}
 	return d, true
+}
+
+const hexDigits = "0123456789ABCDEF"
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }

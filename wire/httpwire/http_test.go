@@ -1,4 +1,4 @@
-package wire
+package httpwire
 
 import (
 	"bufio"
@@ -20,31 +20,22 @@ import (
 
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // runServer starts a broker (meshtest.Broker without JetStream or lame-duck
 // mode) and returns its nats-server, stopped when the test ends.
-// encodeHTTPAt is EncodeHTTPRequest on subject, with the Mesh-Timeout of
+// encodeHTTPAt is EncodeRequest on subject, with the Mesh-Timeout of
 // r's deadline, as the outbound pipeline sends it.
-func encodeHTTPAt(r *http.Request, subject string, lim Limits) (*nats.Msg, error) {
-	m, err := EncodeHTTPRequest(r, lim)
+func encodeHTTPAt(r *http.Request, subject string, lim wire.Limits) (*nats.Msg, error) {
+	m, err := EncodeRequest(r, lim)
 	if err != nil {
 		return nil, err
 	}
 	m.Subject = subject
 	if d, ok := r.Context().Deadline(); ok {
-		SetTimeout(m.Header, time.Until(d))
+		wire.SetTimeout(m.Header, time.Until(d))
 	}
-	return m, nil
-}
-
-// encodeGRPCAt is EncodeGRPCRequest on subject.
-func encodeGRPCAt(subject string, req *GRPCRequest, lim Limits) (*nats.Msg, error) {
-	m, err := EncodeGRPCRequest(req, lim)
-	if err != nil {
-		return nil, err
-	}
-	m.Subject = subject
 	return m, nil
 }
 
@@ -53,7 +44,7 @@ func encodeGRPCAt(subject string, req *GRPCRequest, lim Limits) (*nats.Msg, erro
 func request(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error) {
 	reply, err := nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
-		return nil, FromError(err)
+		return nil, wire.FromError(err)
 	}
 	return reply, nil
 }
@@ -96,17 +87,17 @@ func TestHeaderNameEscaping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := EscapeHeaderName(tt.name); got != tt.escaped {
+			if got := wire.EscapeHeaderName(tt.name); got != tt.escaped {
 				t.Fatalf("EscapeHeaderName(%q) = %q, want %q", tt.name, got, tt.escaped)
 			}
-			if got, ok := UnescapeHeaderName(tt.escaped); !ok || got != tt.name {
+			if got, ok := wire.UnescapeHeaderName(tt.escaped); !ok || got != tt.name {
 				t.Fatalf("UnescapeHeaderName(%q) = %q, %v; want %q", tt.escaped, got, ok, tt.name)
 			}
 		})
 	}
-	for _, meta := range []string{HeaderMethod, HeaderStatus, HeaderError, HeaderCaller, "Nats-Msg-Id", "Status", "Description", "mesh-path"} {
+	for _, meta := range []string{wire.HeaderMethod, wire.HeaderStatus, wire.HeaderError, wire.HeaderCaller, "Nats-Msg-Id", "Status", "Description", "mesh-path"} {
 		t.Run("metadata "+meta, func(t *testing.T) {
-			if got, ok := UnescapeHeaderName(meta); ok {
+			if got, ok := wire.UnescapeHeaderName(meta); ok {
 				t.Fatalf("UnescapeHeaderName(%q) = %q, true; metadata must not pass as a service header", meta, got)
 			}
 		})
@@ -122,7 +113,7 @@ func TestServiceStatusHeaderIsNotNoResponders(t *testing.T) {
 	nc := connect(t, s)
 	service := connect(t, s)
 	_, err := service.Subscribe("svc.escaped", func(m *nats.Msg) {
-		reply, err := HTTPResponseMsg(503, http.Header{"Status": {"503"}, "Description": {"No Responders"}}, nil, nil, Limits{})
+		reply, err := ResponseMsg(503, http.Header{"Status": {"503"}, "Description": {"No Responders"}}, nil, nil, wire.Limits{})
 		if err != nil {
 			t.Error(err)
 			return
@@ -147,7 +138,7 @@ func TestServiceStatusHeaderIsNotNoResponders(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Request: %v (the service's 503 was taken for no responders)", err)
 		}
-		resp, err := DecodeHTTPResponse(reply)
+		resp, err := DecodeResponse(reply)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +148,7 @@ func TestServiceStatusHeaderIsNotNoResponders(t *testing.T) {
 	})
 	t.Run("unescaped would be no responders", func(t *testing.T) {
 		_, err := request(ctx, nc, &nats.Msg{Subject: "svc.raw"})
-		if !errors.Is(err, ErrNoResponders) || !errors.Is(err, nats.ErrNoResponders) {
+		if !errors.Is(err, wire.ErrNoResponders) || !errors.Is(err, nats.ErrNoResponders) {
 			t.Fatalf("Request = %v, want no responders (the hazard the escaping prevents)", err)
 		}
 	})
@@ -188,13 +179,13 @@ func TestEncodeHTTPRequestHeaders(t *testing.T) {
 		"":                    {"dropped"},
 	}
 	r.TransferEncoding = nil
-	m, err := encodeHTTPAt(r, "mesh.orders._.web.http.POST", Limits{})
+	m, err := encodeHTTPAt(r, "mesh.orders._.web.http.POST", wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := runServer(t)
 	got := meshtest.ViaNATS(t, connect(t, s), m)
-	dec, cancel, err := DecodeHTTPRequest(context.Background(), got)
+	dec, cancel, err := DecodeRequest(context.Background(), got)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +204,7 @@ func TestEncodeHTTPRequestHeaders(t *testing.T) {
 	if !reflect.DeepEqual(dec.Header, want) {
 		t.Fatalf("decoded headers\n%v\nwant\n%v", dec.Header, want)
 	}
-	if got.Header.Get(HeaderCaller) != "" {
+	if got.Header.Get(wire.HeaderCaller) != "" {
 		t.Fatal("a client's Mesh-Caller header reached NATS unescaped")
 	}
 }
@@ -240,13 +231,13 @@ func TestHTTPRequestRoundTrip(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		res.orig, res.origBody = r, body
-		m, err := encodeHTTPAt(r, "mesh.orders._.web.http."+EscapeToken(r.Method), Limits{})
+		m, err := encodeHTTPAt(r, "mesh.orders._.web.http."+wire.EscapeToken(r.Method), wire.Limits{})
 		if err != nil {
 			res.err = err
-			WriteHTTPError(w, err)
+			WriteError(w, err)
 			return
 		}
-		dec, decCancel, err := DecodeHTTPRequest(context.Background(), meshtest.ViaNATS(t, nc, m))
+		dec, decCancel, err := DecodeRequest(context.Background(), meshtest.ViaNATS(t, nc, m))
 		if err != nil {
 			res.err = err
 			return
@@ -349,13 +340,13 @@ func TestHTTPResponseRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := HTTPResponseMsg(tt.status, tt.header, []byte(tt.body), tt.trailer, Limits{})
+			m, err := ResponseMsg(tt.status, tt.header, []byte(tt.body), tt.trailer, wire.Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := DecodeHTTPResponse(meshtest.ViaNATS(t, nc, m))
+			resp, err := DecodeResponse(meshtest.ViaNATS(t, nc, m))
 			if err != nil {
-				t.Fatalf("DecodeHTTPResponse: %v", err)
+				t.Fatalf("DecodeResponse: %v", err)
 			}
 			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != tt.status || string(body) != tt.body {
@@ -391,7 +382,7 @@ func TestDecodeNATSNativeReplies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := DecodeHTTPResponse(&nats.Msg{Header: tt.header, Data: []byte(tt.data)})
+			resp, err := DecodeResponse(&nats.Msg{Header: tt.header, Data: []byte(tt.data)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -415,21 +406,21 @@ func TestLimits(t *testing.T) {
 		te     []string
 		body   string
 		cl     int64
-		lim    Limits
-		kind   Kind
+		lim    wire.Limits
+		kind   wire.Kind
 		status int
 	}{
-		{name: "body over max_payload", body: strings.Repeat("x", 1000), cl: 1000, lim: Limits{MaxPayload: 1000}, kind: KindTooLarge, status: 413},
-		{name: "declared length over max_payload", body: "short", cl: 2 << 20, kind: KindTooLarge, status: 413},
-		{name: "chunked body over max_payload", body: strings.Repeat("x", 2000), cl: -1, lim: Limits{MaxPayload: 1000}, kind: KindTooLarge, status: 413},
-		{name: "headers push over max_payload", header: http.Header{"X-A": {strings.Repeat("a", 990)}}, body: "x", cl: 1, lim: Limits{MaxPayload: 1000}, kind: KindTooLarge, status: 413},
-		{name: "101 headers", header: manyHeaders, kind: KindHeadersTooLarge, status: 431},
-		{name: "64KiB of headers", header: bigHeader, kind: KindHeadersTooLarge, status: 431},
-		{name: "Content-Length and Transfer-Encoding", header: http.Header{"Content-Length": {"5"}}, te: []string{"chunked"}, body: "hello", cl: -1, kind: KindBadRequest, status: 400},
-		{name: "Content-Length and Transfer-Encoding header", header: http.Header{"Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}}, body: "hello", cl: 5, kind: KindBadRequest, status: 400},
-		{name: "conflicting Content-Length", header: http.Header{"Content-Length": {"5", "6"}}, body: "hello", cl: 5, kind: KindBadRequest, status: 400},
-		{name: "conflicting Content-Length list", header: http.Header{"Content-Length": {"5, 6"}}, body: "hello", cl: 5, kind: KindBadRequest, status: 400},
-		{name: "bad Content-Length", header: http.Header{"Content-Length": {"-1"}}, body: "hello", cl: 5, kind: KindBadRequest, status: 400},
+		{name: "body over max_payload", body: strings.Repeat("x", 1000), cl: 1000, lim: wire.Limits{MaxPayload: 1000}, kind: wire.KindTooLarge, status: 413},
+		{name: "declared length over max_payload", body: "short", cl: 2 << 20, kind: wire.KindTooLarge, status: 413},
+		{name: "chunked body over max_payload", body: strings.Repeat("x", 2000), cl: -1, lim: wire.Limits{MaxPayload: 1000}, kind: wire.KindTooLarge, status: 413},
+		{name: "headers push over max_payload", header: http.Header{"X-A": {strings.Repeat("a", 990)}}, body: "x", cl: 1, lim: wire.Limits{MaxPayload: 1000}, kind: wire.KindTooLarge, status: 413},
+		{name: "101 headers", header: manyHeaders, kind: wire.KindHeadersTooLarge, status: 431},
+		{name: "64KiB of headers", header: bigHeader, kind: wire.KindHeadersTooLarge, status: 431},
+		{name: "Content-Length and Transfer-Encoding", header: http.Header{"Content-Length": {"5"}}, te: []string{"chunked"}, body: "hello", cl: -1, kind: wire.KindBadRequest, status: 400},
+		{name: "Content-Length and Transfer-Encoding header", header: http.Header{"Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}}, body: "hello", cl: 5, kind: wire.KindBadRequest, status: 400},
+		{name: "conflicting Content-Length", header: http.Header{"Content-Length": {"5", "6"}}, body: "hello", cl: 5, kind: wire.KindBadRequest, status: 400},
+		{name: "conflicting Content-Length list", header: http.Header{"Content-Length": {"5, 6"}}, body: "hello", cl: 5, kind: wire.KindBadRequest, status: 400},
+		{name: "bad Content-Length", header: http.Header{"Content-Length": {"-1"}}, body: "hello", cl: 5, kind: wire.KindBadRequest, status: 400},
 		{name: "repeated equal Content-Length is fine", header: http.Header{"Content-Length": {"5", "5"}}, body: "hello", cl: 5},
 		{name: "100 headers are fine", header: func() http.Header { h := manyHeaders.Clone(); h.Del("X-H0"); return h }()},
 	}
@@ -445,20 +436,20 @@ func TestLimits(t *testing.T) {
 			_, err := encodeHTTPAt(r, "mesh.a._.b.http.POST", tt.lim)
 			if tt.kind == "" {
 				if err != nil {
-					t.Fatalf("EncodeHTTPRequest: %v", err)
+					t.Fatalf("EncodeRequest: %v", err)
 				}
 				return
 			}
-			var me *Error
+			var me *wire.Error
 			if !errors.As(err, &me) || me.Kind != tt.kind || me.HTTPStatus() != tt.status {
-				t.Fatalf("EncodeHTTPRequest = %v, want %s (%d)", err, tt.kind, tt.status)
+				t.Fatalf("EncodeRequest = %v, want %s (%d)", err, tt.kind, tt.status)
 			}
 		})
 	}
 	t.Run("response too large", func(t *testing.T) {
-		_, err := HTTPResponseMsg(200, nil, make([]byte, 2000), nil, Limits{MaxPayload: 1000})
-		if !errors.Is(err, ErrTooLarge) {
-			t.Fatalf("HTTPResponseMsg = %v, want too-large", err)
+		_, err := ResponseMsg(200, nil, make([]byte, 2000), nil, wire.Limits{MaxPayload: 1000})
+		if !errors.Is(err, wire.ErrTooLarge) {
+			t.Fatalf("ResponseMsg = %v, want too-large", err)
 		}
 	})
 }
@@ -467,8 +458,8 @@ func TestLimits(t *testing.T) {
 // before any handler runs, and that the mesh answers 400 to what reaches it.
 func TestGoServerFraming(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := encodeHTTPAt(r, "mesh.a._.b.http.POST", Limits{}); err != nil {
-			WriteHTTPError(w, err)
+		if _, err := encodeHTTPAt(r, "mesh.a._.b.http.POST", wire.Limits{}); err != nil {
+			WriteError(w, err)
 			return
 		}
 		w.Header().Set("X-Framing", fmt.Sprintf("te=%q cl=%d clheader=%q", r.TransferEncoding, r.ContentLength, r.Header.Values("Content-Length")))
@@ -515,17 +506,17 @@ func TestGoServerFraming(t *testing.T) {
 
 func TestWriteHTTPResponseTrailers(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m, err := HTTPResponseMsg(200, http.Header{"Content-Type": {"text/plain"}}, []byte("body"), http.Header{"X-Sum": {"7"}}, Limits{})
+		m, err := ResponseMsg(200, http.Header{"Content-Type": {"text/plain"}}, []byte("body"), http.Header{"X-Sum": {"7"}}, wire.Limits{})
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		resp, err := DecodeHTTPResponse(m)
+		resp, err := DecodeResponse(m)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		WriteHTTPResponse(w, resp)
+		WriteResponse(w, resp)
 	}))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
@@ -545,17 +536,17 @@ func TestDecodeDropsForgedFraming(t *testing.T) {
 	m := &nats.Msg{
 		Subject: "mesh.orders._.web.http.POST",
 		Header: nats.Header{
-			HeaderMethod:     {"POST"},
-			HeaderPath:       {"/x"},
-			HeaderHost:       {"orders"},
-			"content-length": {"0"},
-			"host":           {"evil.example"},
-			"HOST":           {"evil2.example"},
-			"X-Ok":           {"1"},
+			wire.HeaderMethod: {"POST"},
+			wire.HeaderPath:   {"/x"},
+			wire.HeaderHost:   {"orders"},
+			"content-length":  {"0"},
+			"host":            {"evil.example"},
+			"HOST":            {"evil2.example"},
+			"X-Ok":            {"1"},
 		},
 		Data: []byte("GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"),
 	}
-	r, cancel, err := DecodeHTTPRequest(context.Background(), m)
+	r, cancel, err := DecodeRequest(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +556,7 @@ func TestDecodeDropsForgedFraming(t *testing.T) {
 		t.Errorf("header %v host %q, want %v host orders", r.Header, r.Host, want)
 	}
 	reply := &nats.Msg{Header: nats.Header{"content-length": {"3"}, "X-A": {"b"}}, Data: []byte("hello world")}
-	resp, err := DecodeHTTPResponse(reply)
+	resp, err := DecodeResponse(reply)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,12 +566,12 @@ func TestDecodeDropsForgedFraming(t *testing.T) {
 }
 
 func TestDecodeMethodMustMatchSubject(t *testing.T) {
-	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{HeaderMethod: {"DELETE"}, HeaderPath: {"/x"}}}
-	if _, _, err := DecodeHTTPRequest(context.Background(), m); !errors.Is(err, ErrBadRequest) {
+	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{wire.HeaderMethod: {"DELETE"}, wire.HeaderPath: {"/x"}}}
+	if _, _, err := DecodeRequest(context.Background(), m); !errors.Is(err, wire.ErrBadRequest) {
 		t.Fatalf("DELETE on a GET subject: %v, want bad-request", err)
 	}
 	m.Subject = "plain.subject" // a gateway's nats: route has no method token
-	if _, cancel, err := DecodeHTTPRequest(context.Background(), m); err != nil {
+	if _, cancel, err := DecodeRequest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	} else {
 		cancel()
@@ -588,15 +579,15 @@ func TestDecodeMethodMustMatchSubject(t *testing.T) {
 }
 
 func TestServiceMeshErrorHeaderStaysTheService(t *testing.T) {
-	m, err := HTTPResponseMsg(503, http.Header{"Mesh-Error": {"no-responders"}, "Mesh-Error-Message": {"x"}}, nil, nil, Limits{})
+	m, err := ResponseMsg(503, http.Header{"Mesh-Error": {"no-responders"}, "Mesh-Error-Message": {"x"}}, nil, nil, wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := DecodeHTTPResponse(m)
+	resp, err := DecodeResponse(m)
 	if err != nil {
 		t.Fatalf("a service's own 503 came back as a mesh error: %v", err)
 	}
-	if resp.Header.Get(HeaderError) != "" || resp.Header.Get("Mesh-Hdr-Mesh-Error") != "no-responders" {
+	if resp.Header.Get(wire.HeaderError) != "" || resp.Header.Get("Mesh-Hdr-Mesh-Error") != "no-responders" {
 		t.Errorf("header %v: the service's Mesh-Error must stay escaped", resp.Header)
 	}
 }
@@ -605,11 +596,11 @@ func TestHEADKeepsContentLength(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodHead, "http://orders/big", nil)
 	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/plain"}}, ContentLength: 5 << 20,
 		Body: http.NoBody, Request: req}
-	m, err := EncodeHTTPResponse(resp, Limits{})
+	m, err := EncodeResponse(resp, wire.Limits{})
 	if err != nil {
 		t.Fatalf("HEAD of a 5 MiB resource: %v", err)
 	}
-	got, err := DecodeHTTPResponse(m)
+	got, err := DecodeResponse(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,11 +615,11 @@ func TestEncodeHTTPRequestClientSideHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Host = ""
-	m, err := encodeHTTPAt(r, "mesh.orders._.web.http.GET", Limits{})
+	m, err := encodeHTTPAt(r, "mesh.orders._.web.http.GET", wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m.Header.Get(HeaderHost); got != "orders:8080" {
+	if got := m.Header.Get(wire.HeaderHost); got != "orders:8080" {
 		t.Fatalf("Mesh-Host %q, want the URL's host", got)
 	}
 }
@@ -637,28 +628,28 @@ func TestEncodeHTTPRequestClientSideHost(t *testing.T) {
 // client must not write into the upstream's request line or Host.
 func TestDecodeHTTPRequestRefusesForgedRequestLines(t *testing.T) {
 	for _, tt := range []struct{ name, header, value string }{
-		{"query with a forged version", HeaderQuery, "a=1 HTTP/0.9"},
-		{"query with a tab", HeaderQuery, "a=1\tb"},
-		{"query with a control byte", HeaderQuery, "a=\x01"},
-		{"path with a fragment", HeaderPath, "/p#frag"},
-		{"path with a space", HeaderPath, "/p HTTP/1.0"},
-		{"path with a query", HeaderPath, "/p?admin=1"},
-		{"path with DEL", HeaderPath, "/p\x7f"},
-		{"host with a space", HeaderHost, "a b"},
-		{"host with userinfo", HeaderHost, "user:pw@x"},
-		{"host with a path", HeaderHost, "x/y"},
+		{"query with a forged version", wire.HeaderQuery, "a=1 HTTP/0.9"},
+		{"query with a tab", wire.HeaderQuery, "a=1\tb"},
+		{"query with a control byte", wire.HeaderQuery, "a=\x01"},
+		{"path with a fragment", wire.HeaderPath, "/p#frag"},
+		{"path with a space", wire.HeaderPath, "/p HTTP/1.0"},
+		{"path with a query", wire.HeaderPath, "/p?admin=1"},
+		{"path with DEL", wire.HeaderPath, "/p\x7f"},
+		{"host with a space", wire.HeaderHost, "a b"},
+		{"host with userinfo", wire.HeaderHost, "user:pw@x"},
+		{"host with a path", wire.HeaderHost, "x/y"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			h := nats.Header{HeaderMethod: {"GET"}, HeaderPath: {"/p"}}
+			h := nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/p"}}
 			h.Set(tt.header, tt.value)
-			_, _, err := DecodeHTTPRequest(context.Background(), &nats.Msg{Subject: "mesh.a._.b.http.GET", Header: h})
-			if !errors.Is(err, ErrBadRequest) {
+			_, _, err := DecodeRequest(context.Background(), &nats.Msg{Subject: "mesh.a._.b.http.GET", Header: h})
+			if !errors.Is(err, wire.ErrBadRequest) {
 				t.Errorf("%s %q: got %v, want bad-request", tt.header, tt.value, err)
 			}
 		})
 	}
-	h := nats.Header{HeaderMethod: {"GET"}, HeaderPath: {"/p%20q"}, HeaderQuery: {"a=%20&b=\xc3\xa9"}, HeaderHost: {"[::1]:8080"}}
-	r, cancel, err := DecodeHTTPRequest(context.Background(), &nats.Msg{Header: h})
+	h := nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/p%20q"}, wire.HeaderQuery: {"a=%20&b=\xc3\xa9"}, wire.HeaderHost: {"[::1]:8080"}}
+	r, cancel, err := DecodeRequest(context.Background(), &nats.Msg{Header: h})
 	if err != nil {
 		t.Fatalf("valid request refused: %v", err)
 	}

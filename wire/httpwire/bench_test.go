@@ -1,4 +1,4 @@
-package wire
+package httpwire
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // benchHeader is what a browser or an API client typically sends.
@@ -44,7 +46,7 @@ func BenchmarkEncodeHTTPRequest(b *testing.B) {
 	for b.Loop() {
 		body.Reset(benchBody)
 		r.Body = io.NopCloser(body)
-		if _, err := encodeHTTPAt(r, "mesh.orders._.web.http.POST", Limits{}); err != nil {
+		if _, err := encodeHTTPAt(r, "mesh.orders._.web.http.POST", wire.Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -53,14 +55,14 @@ func BenchmarkEncodeHTTPRequest(b *testing.B) {
 func BenchmarkDecodeHTTPRequest(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	m, err := encodeHTTPAt(benchRequest().WithContext(ctx), "mesh.orders._.web.http.POST", Limits{})
+	m, err := encodeHTTPAt(benchRequest().WithContext(ctx), "mesh.orders._.web.http.POST", wire.Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchBody)))
 	for b.Loop() {
-		_, cancel, err := DecodeHTTPRequest(context.Background(), m)
+		_, cancel, err := DecodeRequest(context.Background(), m)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -87,21 +89,21 @@ func BenchmarkHTTPResponseMsg(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchBody)))
 	for b.Loop() {
-		if _, err := HTTPResponseMsg(200, h, benchBody, nil, Limits{}); err != nil {
+		if _, err := ResponseMsg(200, h, benchBody, nil, wire.Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkDecodeHTTPResponse(b *testing.B) {
-	m, err := HTTPResponseMsg(200, benchResponseHeader(), benchBody, nil, Limits{})
+	m, err := ResponseMsg(200, benchResponseHeader(), benchBody, nil, wire.Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchBody)))
 	for b.Loop() {
-		if _, err := DecodeHTTPResponse(m); err != nil {
+		if _, err := DecodeResponse(m); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package policies
+package live
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 // DefaultInterval is how often WatchFile checks its file.
@@ -25,8 +26,9 @@ type SourceConfig struct {
 	Logger *slog.Logger
 	// OnChange, if set, is called with each new good version once Current
 	// returns it: from one goroutine, in revision order. It must not
-	// block for long, as it holds up the next version.
-	OnChange func(f *File, revision uint64)
+	// block for long, as it holds up the next version (and the Sources
+	// that follow this one, see Follow), and must not call Close.
+	OnChange func(f *policies.File, revision uint64)
 	// Interval is how often WatchFile checks the file's size and
 	// modification time. Default DefaultInterval. WatchKV ignores it: the
 	// bucket pushes changes.
@@ -40,7 +42,13 @@ type SourceConfig struct {
 type Source struct {
 	cur      atomic.Pointer[snapshot]
 	log      *slog.Logger
-	onChange func(*File, uint64)
+	onChange func(*policies.File, uint64)
+
+	// mu orders set against Follow and a follower's Close, so that a
+	// follower gets every version after the one it started with, in
+	// order, and none once closed.
+	mu        sync.Mutex
+	followers map[*Source]struct{}
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -49,13 +57,13 @@ type Source struct {
 }
 
 type snapshot struct {
-	file *File
+	file *policies.File
 	rev  uint64
 }
 
 // Current returns the current file and its revision, or nil and 0 while
 // there is none (an empty bucket). The file must not be modified.
-func (s *Source) Current() (*File, uint64) {
+func (s *Source) Current() (*policies.File, uint64) {
 	if c := s.cur.Load(); c != nil {
 		return c.file, c.rev
 	}
@@ -83,11 +91,44 @@ func newSource(cfg SourceConfig) *Source {
 	return &Source{log: log, onChange: cfg.OnChange, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-func (s *Source) set(f *File, rev uint64) {
+func (s *Source) set(f *policies.File, rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.cur.Store(&snapshot{file: f, rev: rev})
 	if s.onChange != nil {
 		s.onChange(f, rev)
 	}
+	for fl := range s.followers {
+		fl.set(f, rev)
+	}
+}
+
+// Follow returns a new Source that holds what s holds, now and whenever s
+// changes, with its own OnChange (cfg's; its Logger and Interval are not
+// used) and its own Close, which stops only the follower. The agents of
+// one process can so share one watch: one consumer of the bucket, and one
+// decode of each version, however many Sources follow it. s calls the
+// followers' OnChange in turn, from its own goroutine, so one that blocks
+// holds up the rest. A follower of a closed s keeps the last version; so
+// does a closed follower.
+func (s *Source) Follow(cfg SourceConfig) *Source {
+	fl := newSource(SourceConfig{OnChange: cfg.OnChange})
+	close(fl.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.cur.Load(); c != nil {
+		fl.set(c.file, c.rev)
+	}
+	if s.followers == nil {
+		s.followers = map[*Source]struct{}{}
+	}
+	s.followers[fl] = struct{}{}
+	fl.cleanup = func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.followers, fl)
+	}
+	return fl
 }
 
 func (s *Source) keptRev() uint64 {
@@ -108,7 +149,7 @@ func WatchKV(ctx context.Context, kv jetstream.KeyValue, cfg SourceConfig) (*Sou
 	w, err := kv.Watch(wctx, Key)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("policies: watch bucket %s: %w", kv.Bucket(), err)
+		return nil, fmt.Errorf("live: watch bucket %s: %w", kv.Bucket(), err)
 	}
 	s.cleanup = cancel
 	fail := func(err error) (*Source, error) {
@@ -122,7 +163,7 @@ func WatchKV(ctx context.Context, kv jetstream.KeyValue, cfg SourceConfig) (*Sou
 		case e, ok := <-w.Updates():
 			switch {
 			case !ok:
-				return fail(fmt.Errorf("policies: watch bucket %s: watcher closed", kv.Bucket()))
+				return fail(fmt.Errorf("live: watch bucket %s: watcher closed", kv.Bucket()))
 			case e == nil: // all initial values delivered
 				loaded = true
 			default:
@@ -130,7 +171,7 @@ func WatchKV(ctx context.Context, kv jetstream.KeyValue, cfg SourceConfig) (*Sou
 				s.entry(e)
 			}
 		case <-ctx.Done():
-			return fail(fmt.Errorf("policies: watch bucket %s: %w", kv.Bucket(), ctx.Err()))
+			return fail(fmt.Errorf("live: watch bucket %s: %w", kv.Bucket(), ctx.Err()))
 		}
 	}
 	if latest > 0 && s.keptRev() == 0 {
@@ -162,7 +203,7 @@ func WatchKV(ctx context.Context, kv jetstream.KeyValue, cfg SourceConfig) (*Sou
 func (s *Source) fromHistory(ctx context.Context, kv jetstream.KeyValue, latest uint64) {
 	hist, err := kv.History(ctx, Key)
 	if err != nil {
-		s.log.Warn("policies: cannot read the bucket's history for a good mesh file", "err", err)
+		s.log.Warn("live: cannot read the bucket's history for a good mesh file", "err", err)
 		return
 	}
 	for i := len(hist) - 1; i >= 0; i-- {
@@ -170,27 +211,33 @@ func (s *Source) fromHistory(ctx context.Context, kv jetstream.KeyValue, latest 
 		if e.Revision() >= latest || e.Operation() != jetstream.KeyValuePut {
 			continue
 		}
-		if f, err := Parse(entryName(e.Revision()), e.Value()); err == nil {
-			s.log.Warn("policies: using an older mesh file, the latest does not parse", "revision", e.Revision(), "latest", latest)
+		if f, err := policies.ParseStored(entryName(e.Revision()), e.Value()); err == nil {
+			s.log.Warn("live: using an older mesh file, the latest does not parse", "revision", e.Revision(), "latest", latest)
 			s.set(f, e.Revision())
 			return
 		}
 	}
 }
 
+// TmpRecv is a temporary profiling hook.
+var TmpRecv func(rev uint64)
+
 func (s *Source) entry(e jetstream.KeyValueEntry) {
 	rev := e.Revision()
+	if TmpRecv != nil {
+		TmpRecv(rev)
+	}
 	if rev <= s.keptRev() {
 		return
 	}
 	if e.Operation() != jetstream.KeyValuePut {
-		s.log.Warn("policies: the mesh file was deleted from the bucket; keeping the last good one",
+		s.log.Warn("live: the mesh file was deleted from the bucket; keeping the last good one",
 			"revision", rev, "kept", s.keptRev())
 		return
 	}
-	f, err := Parse(entryName(rev), e.Value())
+	f, err := policies.ParseStored(entryName(rev), e.Value())
 	if err != nil {
-		s.log.Warn("policies: ignoring a mesh file that does not parse; keeping the last good one",
+		s.log.Warn("live: ignoring a mesh file that does not parse; keeping the last good one",
 			"revision", rev, "kept", s.keptRev(), "err", err)
 		return
 	}
@@ -204,7 +251,7 @@ func (s *Source) entry(e jetstream.KeyValueEntry) {
 // last good one kept. ctx bounds the first load only.
 func WatchFile(ctx context.Context, path string, cfg SourceConfig) (*Source, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("policies: %w", err)
+		return nil, fmt.Errorf("live: %w", err)
 	}
 	s := newSource(cfg)
 	interval := cfg.Interval
@@ -225,7 +272,7 @@ func WatchFile(ctx context.Context, path string, cfg SourceConfig) (*Source, err
 				if err := fw.check(); err != nil && err.Error() != fw.lastErr {
 					// Log each distinct problem once, not every interval.
 					fw.lastErr = err.Error()
-					s.log.Warn("policies: ignoring the mesh file; keeping the last good one",
+					s.log.Warn("live: ignoring the mesh file; keeping the last good one",
 						"file", path, "kept", s.keptRev(), "err", err)
 				}
 			case <-s.stop:
@@ -251,14 +298,14 @@ type fileWatch struct {
 func (w *fileWatch) check() error {
 	fi, err := os.Stat(w.path)
 	if err != nil {
-		return fmt.Errorf("policies: %w", err)
+		return fmt.Errorf("live: %w", err)
 	}
 	if w.rev > 0 && fi.Size() == w.size && fi.ModTime().Equal(w.mtime) {
 		return nil
 	}
 	data, err := os.ReadFile(w.path)
 	if err != nil {
-		return fmt.Errorf("policies: %w", err)
+		return fmt.Errorf("live: %w", err)
 	}
 	// Remember what was seen even if it does not parse, so that a bad
 	// version is reported once and not re-read every interval.
@@ -267,7 +314,7 @@ func (w *fileWatch) check() error {
 	if w.rev > 0 && bytes.Equal(sum[:], w.sum[:]) {
 		return nil // touched, not changed
 	}
-	f, err := Parse(filepath.Base(w.path), data)
+	f, err := policies.Parse(filepath.Base(w.path), data)
 	if err != nil {
 		return err
 	}
@@ -280,7 +327,7 @@ func (w *fileWatch) check() error {
 // Static returns a Source that holds f (revision 1) until Close and never
 // changes: for a mesh file built into a program (the demo) or a test. A
 // nil f gives a Source whose Current is nil.
-func Static(f *File) *Source {
+func Static(f *policies.File) *Source {
 	s := newSource(SourceConfig{})
 	if f != nil {
 		s.cur.Store(&snapshot{file: f, rev: 1})

@@ -1,4 +1,4 @@
-package wire
+package httpwire
 
 import (
 	"bytes"
@@ -12,21 +12,24 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
-// EncodeHTTPRequest turns an HTTP request into the headers and payload of a
+// EncodeRequest turns an HTTP request into the headers and payload of a
 // NATS request message: the request line in Mesh-* headers, the end-to-end
 // headers (hop-by-hop ones removed, reserved names escaped), and the body as
 // the payload. The message has no subject and no Mesh-Timeout: the outbound
 // pipeline sets both on each attempt. The body is read (and closed) here, bounded by
 // lim, so an oversized request fails before anything is published.
 //
-// It fails with a *Error: KindBadRequest for ambiguous framing (both
+// It fails with a *wire.Error: KindBadRequest for ambiguous framing (both
 // Content-Length and Transfer-Encoding, or conflicting lengths),
 // KindHeadersTooLarge past lim's header bounds, and KindTooLarge past
 // max_payload.
-func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
+func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
 	if r.Body != nil {
 		defer r.Body.Close()
 	}
@@ -34,20 +37,20 @@ func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
 		return nil, err
 	}
 	if r.ContentLength > lim.PayloadLimit() {
-		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("body of %d bytes exceeds max_payload (%d bytes)", r.ContentLength, lim.PayloadLimit())}
+		return nil, &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("body of %d bytes exceeds max_payload (%d bytes)", r.ContentLength, lim.PayloadLimit())}
 	}
 	m := &nats.Msg{Header: make(nats.Header, len(r.Header)+5)}
-	n, size := copyHeaders(m.Header, r.Header, "", HeaderTimeout)
+	n, size := copyHeaders(m.Header, r.Header, "", wire.HeaderTimeout)
 	// The Go server moves trailers declared up front to r.Trailer; they are
 	// only known after the body is read, below.
-	m.Header[HeaderMethod] = []string{r.Method}
+	m.Header[wire.HeaderMethod] = []string{r.Method}
 	path := r.URL.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	m.Header[HeaderPath] = []string{path}
+	m.Header[wire.HeaderPath] = []string{path}
 	if r.URL.RawQuery != "" {
-		m.Header[HeaderQuery] = []string{r.URL.RawQuery}
+		m.Header[wire.HeaderQuery] = []string{r.URL.RawQuery}
 	}
 	host := r.Host
 	if host == "" && r.URL != nil {
@@ -56,7 +59,7 @@ func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
 		host = r.URL.Host
 	}
 	if host != "" {
-		m.Header[HeaderHost] = []string{host}
+		m.Header[wire.HeaderHost] = []string{host}
 	}
 	if r.ContentLength > 0 { // at most max_payload: checked above
 		m.Header["Content-Length"] = []string{strconv.FormatInt(r.ContentLength, 10)}
@@ -72,19 +75,19 @@ func EncodeHTTPRequest(r *http.Request, lim Limits) (*nats.Msg, error) {
 			m.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
 		}
 	}
-	tn, tsize := copyHeaders(m.Header, r.Trailer, trailerPrefix, "")
-	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
+	tn, tsize := copyHeaders(m.Header, r.Trailer, wire.HeaderTrailerPrefix, "")
+	if err := lim.Check(m, n+tn, size+tsize); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
 // CheckHeaderLimits applies lim's header bounds (MaxHeaders,
-// MaxHeaderBytes) to h counted as [EncodeHTTPRequest] counts them: the
+// MaxHeaderBytes) to h counted as [EncodeRequest] counts them: the
 // end-to-end headers, hop-by-hop ones and Content-Length left out. A
 // gateway that adds headers of its own checks the client's with it first,
 // so what it adds never counts against the client.
-func CheckHeaderLimits(h http.Header, lim Limits) error {
+func CheckHeaderLimits(h http.Header, lim wire.Limits) error {
 	conn := connectionTokens(h["Connection"])
 	count, size := 0, 0
 	for k, vs := range h {
@@ -96,7 +99,7 @@ func CheckHeaderLimits(h http.Header, lim Limits) error {
 			count++
 		}
 	}
-	return checkSize(&nats.Msg{}, count, size, Limits{MaxPayload: 1 << 62, MaxHeaders: lim.HeadersLimit(), MaxHeaderBytes: lim.HeaderBytesLimit()})
+	return wire.Limits{MaxPayload: 1 << 62, MaxHeaders: lim.HeadersLimit(), MaxHeaderBytes: lim.HeaderBytesLimit()}.Check(&nats.Msg{}, count, size)
 }
 
 // checkFraming rejects requests whose length is ambiguous, the root of
@@ -105,7 +108,7 @@ func checkFraming(h http.Header, te []string) error {
 	cl := h.Values("Content-Length")
 	if len(te) > 0 || len(h.Values("Transfer-Encoding")) > 0 {
 		if len(cl) > 0 {
-			return &Error{Kind: KindBadRequest, Message: "both Content-Length and Transfer-Encoding"}
+			return &wire.Error{Kind: wire.KindBadRequest, Message: "both Content-Length and Transfer-Encoding"}
 		}
 		return nil
 	}
@@ -114,12 +117,12 @@ func checkFraming(h http.Header, te []string) error {
 		for _, p := range strings.Split(v, ",") {
 			p = strings.TrimSpace(p)
 			if _, err := strconv.ParseUint(p, 10, 63); err != nil {
-				return &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad Content-Length %q", v)}
+				return &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad Content-Length %q", v)}
 			}
 			if i == 0 && first == "" {
 				first = p
 			} else if p != first {
-				return &Error{Kind: KindBadRequest, Message: "conflicting Content-Length values"}
+				return &wire.Error{Kind: wire.KindBadRequest, Message: "conflicting Content-Length values"}
 			}
 		}
 	}
@@ -140,14 +143,14 @@ func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
 	if err != nil {
 		// A listener's own verdict (a body that timed out: request-timeout)
 		// stands; anything else is a broken request.
-		var me *Error
+		var me *wire.Error
 		if errors.As(err, &me) {
 			return nil, me
 		}
-		return nil, &Error{Kind: KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
 	}
 	if n > max {
-		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("body exceeds max_payload (%d bytes)", max)}
+		return nil, &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("body exceeds max_payload (%d bytes)", max)}
 	}
 	return buf.Bytes(), nil
 }
@@ -171,7 +174,7 @@ func copyHeaders(dst nats.Header, src http.Header, prefix, skip string) (count, 
 			// Go's own server rejects such names on the way in.
 			continue
 		}
-		name := prefix + EscapeHeaderName(k)
+		name := prefix + wire.EscapeHeaderName(k)
 		for _, v := range vs {
 			size += len(k) + len(v) + 4
 			count++
@@ -198,7 +201,7 @@ func appendValues(dst, vs []string) []string {
 // "content-length" beside the Content-Length the decoder sets, and the
 // service would see both (request smuggling on a shared keep-alive pool).
 // Hop-by-hop headers are dropped too: the message may come from any NATS
-// client, not only from EncodeHTTPRequest.
+// client, not only from EncodeRequest.
 //
 // So are names and values that are not valid HTTP ("Mesh-Hdr-" alone names
 // the empty header; NATS passes NUL bytes in values): Go's own server would
@@ -212,15 +215,15 @@ func readHeaders(src nats.Header, reply bool) (h, trailer http.Header) {
 	conn := connectionTokens(src["Connection"])
 	for k, vs := range src {
 		dst, key := &h, k
-		if strings.HasPrefix(k, trailerPrefix) {
-			dst, key = &trailer, k[len(trailerPrefix):]
+		if strings.HasPrefix(k, wire.HeaderTrailerPrefix) {
+			dst, key = &trailer, k[len(wire.HeaderTrailerPrefix):]
 		}
-		name, ok := UnescapeHeaderName(key)
+		name, ok := wire.UnescapeHeaderName(key)
 		if !ok || !httpguts.ValidHeaderFieldName(name) || isHopByHop(name, conn) || decoderOwned(name) || !validValues(vs) {
 			continue
 		}
-		if reply && (strings.EqualFold(name, HeaderError) || strings.EqualFold(name, HeaderErrorMessage)) {
-			name = escapedPrefix + name
+		if reply && (strings.EqualFold(name, wire.HeaderError) || strings.EqualFold(name, wire.HeaderErrorMessage)) {
+			name = wire.HeaderEscapedPrefix + name
 		}
 		if *dst == nil {
 			*dst = make(http.Header)
@@ -244,24 +247,24 @@ func validValues(vs []string) bool {
 	return true
 }
 
-// DecodeHTTPRequest turns a request message into a server-side *http.Request
+// DecodeRequest turns a request message into a server-side *http.Request
 // (as an http.Handler receives it) under ctx. When the message carries a
 // timeout, the request's context gets that deadline; call cancel when done.
 // It fails with KindBadRequest when the message is not an HTTP request, and
 // when a value that goes into the request line or Host is not valid there
 // (Mesh-Method, Mesh-Path, Mesh-Query, Mesh-Host): whatever it accepts
 // serializes as one request line with the same method, target and Host.
-func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cancel context.CancelFunc, err error) {
+func DecodeRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cancel context.CancelFunc, err error) {
 	var op string
-	if proto, o, ok := subjectOp(m.Subject); ok && proto == ProtoHTTP {
+	if proto, o, ok := wire.SubjectOp(m.Subject); ok && proto == wire.ProtoHTTP {
 		op = o
 	}
-	timeout, err := Timeout(m.Header)
+	timeout, err := wire.Timeout(m.Header)
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel = withRequestTimeout(ctx, timeout)
-	r, err = DecodeHTTPCall(ctx, m.Header, m.Data, op)
+	r, err = DecodeCall(ctx, m.Header, m.Data, op)
 	if err != nil {
 		cancel()
 		return nil, nil, err
@@ -269,43 +272,43 @@ func DecodeHTTPRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cance
 	return r, cancel, nil
 }
 
-// DecodeHTTPCall is [DecodeHTTPRequest] for a message the receiver has
+// DecodeCall is [DecodeRequest] for a message the receiver has
 // parsed already, on the path where ctx carries the call's deadline (the
 // inbound pipeline sets it from Mesh-Timeout): subjectMethod is the
 // subject's operation ("" when it was no mesh HTTP subject), and the
 // request gets ctx as it is.
-func DecodeHTTPCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod string) (*http.Request, error) {
-	method := hdr.Get(HeaderMethod)
+func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod string) (*http.Request, error) {
+	method := hdr.Get(wire.HeaderMethod)
 	if method == "" || !validMethod(method) {
-		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("missing or bad %s %q", HeaderMethod, method)}
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("missing or bad %s %q", wire.HeaderMethod, method)}
 	}
 	// On a mesh subject the method is also the subject's operation, which
 	// permissions may be written on: the header must not say otherwise.
 	if subjectMethod != "" && subjectMethod != method {
-		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("%s %q differs from the subject's operation %q", HeaderMethod, method, subjectMethod)}
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("%s %q differs from the subject's operation %q", wire.HeaderMethod, method, subjectMethod)}
 	}
-	path := hdr.Get(HeaderPath)
+	path := hdr.Get(wire.HeaderPath)
 	if path == "" {
 		path = "/"
 	}
 	if path[0] != '/' || !validTarget(path, "?#") {
-		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderPath, path)}
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", wire.HeaderPath, path)}
 	}
 	requestURI := path
-	if q := hdr.Get(HeaderQuery); q != "" {
+	if q := hdr.Get(wire.HeaderQuery); q != "" {
 		if !validTarget(q, "") {
-			return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderQuery, q)}
+			return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", wire.HeaderQuery, q)}
 		}
 		requestURI += "?" + q
 	}
-	host := hdr.Get(HeaderHost)
+	host := hdr.Get(wire.HeaderHost)
 	if !httpguts.ValidHostHeader(host) {
 		// Go's client would refuse to send it, or send no Host at all.
-		return nil, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderHost, host)}
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", wire.HeaderHost, host)}
 	}
 	u, err := url.ParseRequestURI(requestURI)
 	if err != nil {
-		return nil, &Error{Kind: KindBadRequest, Message: "bad request path: " + err.Error(), Err: err}
+		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: "bad request path: " + err.Error(), Err: err}
 	}
 	h, trailer := readHeaders(hdr, false)
 	r := &http.Request{
@@ -334,7 +337,7 @@ func DecodeHTTPCall(ctx context.Context, hdr nats.Header, data []byte, subjectMe
 // validTarget reports whether s may stand in a request line's target: no
 // space (which would end the target and start a forged version, "a=1
 // HTTP/0.9"), no control byte, none of also. A message may
-// come from any NATS client, so what EncodeHTTPRequest never produces must
+// come from any NATS client, so what EncodeRequest never produces must
 // still be refused here.
 func validTarget(s, also string) bool {
 	for i := 0; i < len(s); i++ {
@@ -359,55 +362,55 @@ func validMethod(m string) bool {
 	return true
 }
 
-// HTTPResponseMsg is the reply that carries a service's HTTP answer. Header
-// and trailer are copied as in [EncodeHTTPRequest]; a body over max_payload,
-// or headers over lim, give a *Error instead, to be sent with [ErrorMsg].
-func HTTPResponseMsg(status int, header http.Header, body []byte, trailer http.Header, lim Limits) (*nats.Msg, error) {
+// ResponseMsg is the reply that carries a service's HTTP answer. Header
+// and trailer are copied as in [EncodeRequest]; a body over max_payload,
+// or headers over lim, give a *wire.Error instead, to be sent with [ErrorMsg].
+func ResponseMsg(status int, header http.Header, body []byte, trailer http.Header, lim wire.Limits) (*nats.Msg, error) {
 	m := &nats.Msg{Header: make(nats.Header, len(header)+2), Data: body}
 	n, size := copyHeaders(m.Header, header, "", "")
-	tn, tsize := copyHeaders(m.Header, trailer, trailerPrefix, "")
-	m.Header[HeaderStatus] = []string{strconv.Itoa(status)}
-	if err := checkSize(m, n+tn, size+tsize, lim); err != nil {
+	tn, tsize := copyHeaders(m.Header, trailer, wire.HeaderTrailerPrefix, "")
+	m.Header[wire.HeaderStatus] = []string{strconv.Itoa(status)}
+	if err := lim.Check(m, n+tn, size+tsize); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// EncodeHTTPResponse reads resp (body bounded by lim, then closed) into the
+// EncodeResponse reads resp (body bounded by lim, then closed) into the
 // reply message for the caller.
-func EncodeHTTPResponse(resp *http.Response, lim Limits) (*nats.Msg, error) {
+func EncodeResponse(resp *http.Response, lim wire.Limits) (*nats.Msg, error) {
 	defer resp.Body.Close()
 	if resp.Request != nil && resp.Request.Method == http.MethodHead {
 		// A HEAD answer has no body but tells the length a GET would get.
-		m, err := HTTPResponseMsg(resp.StatusCode, resp.Header, nil, resp.Trailer, lim)
+		m, err := ResponseMsg(resp.StatusCode, resp.Header, nil, resp.Trailer, lim)
 		if err == nil && resp.ContentLength >= 0 {
-			m.Header[HeaderContentLength] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+			m.Header[wire.HeaderContentLength] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 		}
 		return m, err
 	}
 	if resp.ContentLength > lim.PayloadLimit() {
-		return nil, &Error{Kind: KindTooLarge, Message: fmt.Sprintf("response body of %d bytes exceeds max_payload (%d bytes)", resp.ContentLength, lim.PayloadLimit())}
+		return nil, &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("response body of %d bytes exceeds max_payload (%d bytes)", resp.ContentLength, lim.PayloadLimit())}
 	}
 	body, err := readLimited(resp.Body, resp.ContentLength, lim.PayloadLimit())
 	if err != nil {
-		if e := FromError(err); e.Kind == KindBadRequest {
+		if e := wire.FromError(err); e.Kind == wire.KindBadRequest {
 			// A broken response body is the upstream's failure, not the caller's.
-			e.Kind = KindUpstream
+			e.Kind = wire.KindUpstream
 			return nil, e
 		}
 		return nil, err
 	}
-	return HTTPResponseMsg(resp.StatusCode, resp.Header, body, resp.Trailer, lim)
+	return ResponseMsg(resp.StatusCode, resp.Header, body, resp.Trailer, lim)
 }
 
-// DecodeHTTPResponse turns a reply into an *http.Response. A mesh error reply
-// is returned as a *Error and no response. A reply without Mesh-Status is a
+// DecodeResponse turns a reply into an *http.Response. A mesh error reply
+// is returned as a *wire.Error and no response. A reply without Mesh-Status is a
 // NATS-native answer (a nats.go/micro service, say): 200 with the payload,
 // or, when it carries micro's Nats-Service-Error headers, the error code as
 // the status (400 to 599 as they are, anything else 500) and the description
 // as a plain-text body.
-func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
-	if e := ReplyError(m.Header); e != nil {
+func DecodeResponse(m *nats.Msg) (*http.Response, error) {
+	if e := wire.ReplyError(m.Header); e != nil {
 		return nil, e
 	}
 	status, meshReply := statusOf(m.Header)
@@ -416,16 +419,16 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 	switch {
 	case meshReply:
 		h, trailer = readHeaders(m.Header, true)
-	case m.Header.Get(microErrorHeader) != "" || m.Header.Get(microErrorCodeHeader) != "":
-		status = microStatus(m.Header.Get(microErrorCodeHeader))
+	case m.Header.Get(micro.ErrorHeader) != "" || m.Header.Get(micro.ErrorCodeHeader) != "":
+		status = microStatus(m.Header.Get(micro.ErrorCodeHeader))
 		// The service's words go into HTTP headers: no control bytes.
 		h = http.Header{
-			"Content-Type":       {"text/plain; charset=utf-8"},
-			microErrorHeader:     {headerSafe(m.Header.Get(microErrorHeader))},
-			microErrorCodeHeader: {headerSafe(m.Header.Get(microErrorCodeHeader))},
+			"Content-Type":        {"text/plain; charset=utf-8"},
+			micro.ErrorHeader:     {wire.HeaderSafe(m.Header.Get(micro.ErrorHeader))},
+			micro.ErrorCodeHeader: {wire.HeaderSafe(m.Header.Get(micro.ErrorCodeHeader))},
 		}
 		if len(body) == 0 {
-			body = []byte(m.Header.Get(microErrorHeader) + "\n")
+			body = []byte(m.Header.Get(micro.ErrorHeader) + "\n")
 		}
 	default:
 		status = http.StatusOK
@@ -438,7 +441,7 @@ func DecodeHTTPResponse(m *nats.Msg) (*http.Response, error) {
 		}
 	}
 	contentLength := int64(len(body))
-	if cl := m.Header.Get(HeaderContentLength); cl != "" && len(body) == 0 && meshReply {
+	if cl := m.Header.Get(wire.HeaderContentLength); cl != "" && len(body) == 0 && meshReply {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			contentLength = n
 		}
@@ -462,12 +465,6 @@ func newResponse(status int, h, trailer http.Header, body []byte, contentLength 
 	}
 }
 
-// nats.go/micro's error reply headers.
-const (
-	microErrorHeader     = "Nats-Service-Error"
-	microErrorCodeHeader = "Nats-Service-Error-Code"
-)
-
 func microStatus(code string) int {
 	c, err := strconv.Atoi(code)
 	if err != nil || c < 400 || c > 599 {
@@ -476,9 +473,9 @@ func microStatus(code string) int {
 	return c
 }
 
-// WriteHTTPResponse writes resp to w: headers, status, body, then trailers.
+// WriteResponse writes resp to w: headers, status, body, then trailers.
 // It closes resp.Body.
-func WriteHTTPResponse(w http.ResponseWriter, resp *http.Response) error {
+func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 	defer resp.Body.Close()
 	dst := w.Header()
 	for k, vs := range resp.Header {

@@ -1,4 +1,4 @@
-package policies_test
+package live_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 )
 
 // TestWatchBucketLater starts watching before the bucket exists: the
@@ -23,27 +24,27 @@ func TestWatchBucketLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := policies.WatchBucket(js, policies.SourceConfig{Interval: 20 * time.Millisecond})
+	src := live.WatchBucket(js, live.SourceConfig{Interval: 20 * time.Millisecond})
 	defer src.Close()
 	if f, rev := src.Current(); f != nil || rev != 0 {
 		t.Fatalf("before the bucket exists: %v at %d, want none", f, rev)
 	}
-	serve := func(query string) policies.ConfigResponse {
+	serve := func(query string) live.ConfigResponse {
 		rec := httptest.NewRecorder()
-		policies.Handler(src).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/config"+query, nil))
+		live.Handler(src).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/config"+query, nil))
 		var c struct {
 			Revision uint64
 			Builtin  bool
 		}
 		json.Unmarshal(rec.Body.Bytes(), &c)
-		return policies.ConfigResponse{Revision: c.Revision, Builtin: c.Builtin}
+		return live.ConfigResponse{Revision: c.Revision, Builtin: c.Builtin}
 	}
 	if c := serve(""); !c.Builtin || c.Revision != 0 {
 		t.Errorf("GET /config before any file: %+v, want the built-in policy", c)
 	}
 
 	ctx := context.Background()
-	store, err := policies.OpenStore(ctx, js)
+	store, err := live.OpenStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestWatchBucketLater(t *testing.T) {
 		t.Errorf("GET /config = %+v, want revision %d", c, rev)
 	}
 	rec := httptest.NewRecorder()
-	policies.Handler(src).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/config?service=nobody", nil))
+	live.Handler(src).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/config?service=nobody", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("GET /config?service=nobody = %d, want 404", rec.Code)
 	}

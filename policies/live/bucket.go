@@ -1,4 +1,4 @@
-package policies
+package live
 
 import (
 	"context"
@@ -48,9 +48,9 @@ func WatchBucket(js jetstream.JetStream, cfg SourceConfig) *Source {
 			}
 			if !logged {
 				logged = true
-				msg := "policies: no mesh file bucket yet; the built-in policy applies until one is applied"
+				msg := "live: no mesh file bucket yet; the built-in policy applies until one is applied"
 				if !errors.Is(err, jetstream.ErrBucketNotFound) {
-					msg = "policies: cannot open the mesh file bucket; the built-in policy applies meanwhile"
+					msg = "live: cannot open the mesh file bucket; the built-in policy applies meanwhile"
 				}
 				s.log.Info(msg, "bucket", Bucket, "err", err, "retry", retry)
 			}
@@ -72,7 +72,7 @@ func (s *Source) followKV(ctx context.Context, kv jetstream.KeyValue) {
 	w, err := kv.Watch(ctx, Key)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.Warn("policies: cannot watch the mesh file bucket; keeping the built-in policy", "bucket", kv.Bucket(), "err", err)
+			s.log.Warn("live: cannot watch the mesh file bucket; keeping the built-in policy", "bucket", kv.Bucket(), "err", err)
 		}
 		return
 	}
@@ -115,7 +115,7 @@ func Watch(ctx context.Context, nc *nats.Conn, path string, cfg SourceConfig) (*
 	case "":
 		js, err := jetstream.New(nc)
 		if err != nil {
-			return nil, fmt.Errorf("policies: %w", err)
+			return nil, fmt.Errorf("live: %w", err)
 		}
 		return WatchBucket(js, cfg), nil
 	}

@@ -1,4 +1,4 @@
-package policies_test
+package live_test
 
 import (
 	"bytes"
@@ -17,11 +17,12 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 )
 
 const wait = 10 * time.Second
 
-func openStore(t *testing.T) *policies.Store {
+func openStore(t *testing.T) *live.Store {
 	t.Helper()
 	b := meshtest.Broker(t)
 	if !b.Server().JetStreamConfig().SyncAlways {
@@ -33,15 +34,15 @@ func openStore(t *testing.T) *policies.Store {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	s, err := policies.OpenStore(ctx, js)
+	s, err := live.OpenStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(ctx, "KV_"+policies.Bucket)
+	st, err := js.Stream(ctx, "KV_"+live.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := st.CachedInfo().Config; c.MaxConsumers < policies.MaxWatchers || c.Storage != jetstream.FileStorage {
+	if c := st.CachedInfo().Config; c.MaxConsumers < live.MaxWatchers || c.Storage != jetstream.FileStorage {
 		t.Errorf("bucket stream: max consumers %d, storage %v", c.MaxConsumers, c.Storage)
 	}
 	return s
@@ -68,7 +69,7 @@ func ordersTimeout(f *policies.File) string {
 func TestStore(t *testing.T) {
 	s := openStore(t)
 	ctx := t.Context()
-	if _, _, err := s.Get(ctx); !errors.Is(err, policies.ErrNotFound) {
+	if _, _, err := s.Get(ctx); !errors.Is(err, live.ErrNotFound) {
 		t.Fatalf("Get on an empty bucket: %v, want ErrNotFound", err)
 	}
 	f := meshWithTimeout(t, "3s")
@@ -119,7 +120,7 @@ func TestWatchKV(t *testing.T) {
 	var logs logBuffer
 	var mu sync.Mutex
 	var seen []uint64
-	src, err := policies.WatchKV(ctx, s.KV(), policies.SourceConfig{
+	src, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		OnChange: func(_ *policies.File, rev uint64) {
 			mu.Lock()
@@ -155,7 +156,7 @@ func TestWatchKV(t *testing.T) {
 	waitFor("2s")
 
 	// A bad value put straight into the bucket is logged and ignored.
-	bad, err := s.KV().Put(ctx, policies.Key, []byte("version: 1\nservices: { Orders: {} }\n"))
+	bad, err := s.KV().Put(ctx, live.Key, []byte("version: 1\nservices: { Orders: {} }\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +172,7 @@ func TestWatchKV(t *testing.T) {
 
 	// A watcher that starts while the latest version is bad begins with
 	// the last good one.
-	late, err := policies.WatchKV(ctx, s.KV(), policies.SourceConfig{})
+	late, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,12 +207,12 @@ func TestWatchFile(t *testing.T) {
 	}
 	ctx := t.Context()
 	write("version: 1\nservices: { orders: { polcy: {} } }\n")
-	if _, err := policies.WatchFile(ctx, path, policies.SourceConfig{}); !errors.Is(err, policies.ErrInvalid) {
+	if _, err := live.WatchFile(ctx, path, live.SourceConfig{}); !errors.Is(err, policies.ErrInvalid) {
 		t.Fatalf("a bad first version: %v, want ErrInvalid", err)
 	}
 	write(mesh("1s"))
 	var logs logBuffer
-	src, err := policies.WatchFile(ctx, path, policies.SourceConfig{
+	src, err := live.WatchFile(ctx, path, live.SourceConfig{
 		Interval: 5 * time.Millisecond,
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 	})
@@ -253,4 +254,75 @@ func TestWatchFile(t *testing.T) {
 	})
 	write(mesh("333s"))
 	waitFor("5m33s", 3)
+}
+
+func TestFollow(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	r1, _ := s.Apply(ctx, meshWithTimeout(t, "1s"))
+	src, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	type follower struct {
+		src  *live.Source
+		mu   sync.Mutex
+		seen []uint64
+	}
+	fls := make([]*follower, 3)
+	for i := range fls {
+		fl := &follower{}
+		fl.src = src.Follow(live.SourceConfig{OnChange: func(_ *policies.File, rev uint64) {
+			fl.mu.Lock()
+			fl.seen = append(fl.seen, rev)
+			fl.mu.Unlock()
+		}})
+		fls[i] = fl
+		if _, rev := fl.src.Current(); rev != r1 {
+			t.Fatalf("follower starts at revision %d, want %d", rev, r1)
+		}
+	}
+	r2, _ := s.Apply(ctx, meshWithTimeout(t, "2s"))
+	for _, fl := range fls {
+		meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+			if f, rev := fl.src.Current(); rev != r2 || ordersTimeout(f) != "2s" {
+				return fmt.Errorf("follower at revision %d (%s), want %d", rev, ordersTimeout(f), r2)
+			}
+			return nil
+		})
+	}
+	// A closed follower keeps its last version; the others go on.
+	fls[0].src.Close()
+	fls[0].src.Close()
+	r3, _ := s.Apply(ctx, meshWithTimeout(t, "3s"))
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if _, rev := fls[1].src.Current(); rev != r3 {
+			return fmt.Errorf("follower at revision %d, want %d", rev, r3)
+		}
+		return nil
+	})
+	if _, rev := fls[0].src.Current(); rev != r2 {
+		t.Errorf("closed follower at revision %d, want %d", rev, r2)
+	}
+	// A follower of a follower follows too; so does one of a Static.
+	ff := fls[2].src.Follow(live.SourceConfig{})
+	defer ff.Close()
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if _, rev := ff.Current(); rev != r3 {
+			return fmt.Errorf("follower's follower at revision %d, want %d", rev, r3)
+		}
+		return nil
+	})
+	st := live.Static(meshWithTimeout(t, "9s")).Follow(live.SourceConfig{})
+	if f, rev := st.Current(); rev != 1 || ordersTimeout(f) != "9s" {
+		t.Errorf("follower of a Static: revision %d (%s)", rev, ordersTimeout(f))
+	}
+	for i, want := range [][]uint64{{r1, r2}, {r1, r2, r3}, {r1, r2, r3}} {
+		fls[i].mu.Lock()
+		if fmt.Sprint(fls[i].seen) != fmt.Sprint(want) {
+			t.Errorf("follower %d saw revisions %v, want %v", i, fls[i].seen, want)
+		}
+		fls[i].mu.Unlock()
+	}
 }
