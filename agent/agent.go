@@ -20,7 +20,6 @@ import (
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
-	"github.com/natsmesh/natsmesh/traffic"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -147,6 +146,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		upstream: upstream,
 		done:     make(chan struct{}),
 	}
+	a.in = newInbound(a) // before the chains: passive health is its part
 	a.send, err = pipeline.NewOutbound(nc, pipeline.OutboundConfig{
 		Timeout:        cfg.Timeout,
 		MaxTimeout:     cfg.MaxTimeout,
@@ -157,7 +157,6 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	a.out = newOutbound(a)
-	a.in = newInbound(a)
 	if a.admin, err = admin.New(admin.Config{Ready: a.Readiness, Handlers: cfg.Admin}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -167,7 +166,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 func (a *Agent) chainOptions() chain.Options {
 	c := &a.cfg
 	return chain.Options{Service: c.Service, Policies: c.Policies, Telemetry: c.Telemetry, Logger: c.Logger,
-		Instance: traffic.Instance{Claim: a.claim, Withdraw: a.withdrawFor, Siblings: a.siblings}} // passive health: outlier.go
+		Instance: a.in.ej.Instance()} // passive health: internal/siblings
 }
 
 // Validate reports whether c is a valid configuration, without connecting

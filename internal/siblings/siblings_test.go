@@ -1,45 +1,84 @@
-package agent
+package siblings
 
 import (
 	"context"
 	"errors"
-	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"go.uber.org/goleak"
+
+	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/traffic"
 )
 
-// fourPay starts four in-process instances of pay.
-func fourPay(t *testing.T) []*Agent {
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// instance is one instance of a service as the agent's inbound side holds
+// it, its queue groups reduced to a flag: its member, answering on
+// StatusSubject through its discovery responder, as the agent's does.
+type instance struct {
+	*Member
+	id      string
+	serving atomic.Bool
+}
+
+// startInstance starts an instance of service, serving, on its own
+// connection to the test's broker.
+func startInstance(t *testing.T, nc *nats.Conn, service string) *instance {
+	t.Helper()
+	in := &instance{id: nuid.Next()}
+	in.serving.Store(true)
+	in.Member = New(Config{
+		Conn: nc, Service: service, ID: func() string { return in.id },
+		Serving: in.serving.Load,
+		Leave:   func() { in.serving.Store(false) },
+		Return:  func() { in.serving.Store(true) },
+	})
+	r, err := discovery.Start(nc, discovery.Config{
+		Name: service, ID: in.id,
+		Control: map[string]nats.MsgHandler{StatusSubject(service): in.Answer(in.id)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.End()
+		in.Stop()
+		r.Stop()
+	})
+	return in
+}
+
+// fourPay starts four instances of pay.
+func fourPay(t *testing.T) []*instance {
 	t.Helper()
 	b := meshtest.Broker(t)
-	pay := make([]*Agent, 4)
+	pay := make([]*instance, 4)
 	for i := range pay {
-		pay[i] = startAgent(t, b, Config{Service: "pay"}, func(a *Agent) {
-			if err := a.Handle(http.NotFoundHandler()); err != nil {
-				t.Fatal(err)
-			}
-		})
+		pay[i] = startInstance(t, meshtest.Conn(t, b), "pay")
 	}
 	return pay
 }
 
-// count asks for the siblings as each of the given agents, all at once.
-func count(t *testing.T, as ...*Agent) [][]traffic.Sibling {
+// count asks for the siblings as each of the given instances, all at once.
+func count(t *testing.T, ins ...*instance) [][]traffic.Sibling {
 	t.Helper()
-	views := make([][]traffic.Sibling, len(as))
-	errs := make([]error, len(as))
+	views := make([][]traffic.Sibling, len(ins))
+	errs := make([]error, len(ins))
 	var wg sync.WaitGroup
-	for i, a := range as {
+	for i, in := range ins {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			views[i], errs[i] = a.siblings(ctx)
+			views[i], errs[i] = in.Count(ctx)
 		}()
 	}
 	wg.Wait()
@@ -51,9 +90,9 @@ func count(t *testing.T, as ...*Agent) [][]traffic.Sibling {
 	return views
 }
 
-func mustClaim(t *testing.T, a *Agent) traffic.Place {
+func mustClaim(t *testing.T, in *instance) traffic.Place {
 	t.Helper()
-	p, ok := a.claim()
+	p, ok := in.Claim()
 	if !ok {
 		t.Fatal("claim refused")
 	}
@@ -83,10 +122,10 @@ func TestClaimsAgree(t *testing.T) {
 			t.Errorf("count %d under 50%%: %q", i, half)
 		}
 	}
-	if _, ok := pay[0].claim(); ok {
+	if _, ok := pay[0].Claim(); ok {
 		t.Error("a second claim while one is held")
 	}
-	pay[1].withdrawFor("test", 0) // the claim ends
+	pay[1].WithdrawFor("test", 0) // the claim ends
 	if got := traffic.Allowed(count(t, pay[0])[0], 25); len(got) != 1 || got[first.ID] != "" {
 		t.Errorf("after the second claim ended: %q", got)
 	}
@@ -100,9 +139,9 @@ func TestClaimAfterAnsweringComesLater(t *testing.T) {
 	pay := fourPay(t)
 	ahead := mustClaim(t, pay[0])
 	ahead.Since = ahead.Since.Add(time.Hour) // as if its clock were an hour ahead
-	pay[0].in.ej.mu.Lock()
-	pay[0].in.ej.since = ahead.Since
-	pay[0].in.ej.mu.Unlock()
+	pay[0].mu.Lock()
+	pay[0].since = ahead.Since
+	pay[0].mu.Unlock()
 	count(t, pay[0]) // pay[1] answers, not claiming yet
 	later := mustClaim(t, pay[1])
 	if !later.Since.After(ahead.Since) {
@@ -120,25 +159,28 @@ func TestClaimAfterAnsweringComesLater(t *testing.T) {
 func TestEjectedKeepsPlace(t *testing.T) {
 	pay := fourPay(t)
 	out := mustClaim(t, pay[0])
-	if !pay[0].withdrawFor("test", time.Minute) {
+	if !pay[0].WithdrawFor("test", time.Minute) {
 		t.Fatal("withdrawal refused")
 	}
-	if pay[0].Serving() {
+	if pay[0].serving.Load() {
 		t.Fatal("still serving")
+	}
+	if !pay[0].Out() || pay[0].Ejected() == "" {
+		t.Fatalf("Out %v, Ejected %q: want out, with a reason", pay[0].Out(), pay[0].Ejected())
 	}
 	behind := mustClaim(t, pay[1])
 	behind.Since = out.Since.Add(-time.Hour) // as if its clock were an hour behind
-	pay[1].in.ej.mu.Lock()
-	pay[1].in.ej.since = behind.Since
-	pay[1].in.ej.mu.Unlock()
+	pay[1].mu.Lock()
+	pay[1].since = behind.Since
+	pay[1].mu.Unlock()
 	v := count(t, pay[1])[0]
 	if got := traffic.Allowed(v, 25); got[out.ID] != "" || got[behind.ID] == "" {
 		t.Errorf("%q", got)
 	}
 	// Back in, the place is given up.
-	pay[0].withdrawFor("test", 0)
+	pay[0].WithdrawFor("test", 0)
 	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
-		if !pay[0].Serving() {
+		if !pay[0].serving.Load() {
 			return errors.New("not back")
 		}
 		return nil
@@ -147,4 +189,25 @@ func TestEjectedKeepsPlace(t *testing.T) {
 	if got := traffic.Allowed(v, 25); len(got) != 1 || got[behind.ID] != "" {
 		t.Errorf("after the first came back: %q", got)
 	}
+}
+
+// An instance that announces itself is known to its siblings, and they to
+// it, so each one's next count waits for the other.
+func TestAnnounce(t *testing.T) {
+	b := meshtest.Broker(t)
+	a := startInstance(t, meshtest.Conn(t, b), "pay")
+	c := startInstance(t, meshtest.Conn(t, b), "pay")
+	c.Announce(c.id)
+	known := func(m *instance, id string) func() error {
+		return func() error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if !m.known[id] {
+				return errors.New("not known: " + id)
+			}
+			return nil
+		}
+	}
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, known(a, c.id))
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, known(c, a.id))
 }
