@@ -96,7 +96,7 @@ var kvWatch = []string{
 //	          mesh.<C>.*.S.grpc.<op>         for each gRPC method (escaped "/pkg.Svc/Method", or *)
 //	          the policies bucket read API   (see kvWatch)
 //	          $SRV.STATUS.S                  passive health: an instance asks its
-//	                                         siblings (agent.StatusSubject)
+//	                                         siblings (siblings.StatusSubject)
 //	responses max 1 within ResponseExpiry    replies to what was delivered to S: calls
 //	                                         (same account, and "_R_." replies of
 //	                                         calls from other accounts), discovery
@@ -136,7 +136,7 @@ func (s *Spec) Users() ([]User, error) {
 		p.Publish = append(p.Publish, g.calls[svc.Name]...)
 		p.Publish = append(p.Publish, kvWatch...)
 		// Passive health: an instance counts its siblings before it leaves
-		// its queue groups (agent.StatusSubject); they answer it as a
+		// its queue groups (siblings.StatusSubject); they answer it as a
 		// response.
 		p.Publish = append(p.Publish, "$SRV.STATUS."+svc.Name)
 

@@ -18,7 +18,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -73,9 +73,9 @@ type Config struct {
 	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
 	Domains []string
 	// Policies is the live mesh file the agent applies (routes, splits,
-	// retries, breakers, limits, allow lists); see policies.WatchKV and
-	// policies.WatchFile. Nil applies the built-in policy.
-	Policies *policies.Source
+	// retries, breakers, limits, allow lists); see live.WatchKV and
+	// live.WatchFile. Nil applies the built-in policy.
+	Policies *live.Source
 	// Telemetry records the agent's calls (metrics, traces, access logs).
 	// Nil records none.
 	Telemetry *telemetry.Telemetry
@@ -146,6 +146,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		upstream: upstream,
 		done:     make(chan struct{}),
 	}
+	a.in = newInbound(a) // before the chains: passive health is its part
 	a.send, err = pipeline.NewOutbound(nc, pipeline.OutboundConfig{
 		Timeout:        cfg.Timeout,
 		MaxTimeout:     cfg.MaxTimeout,
@@ -156,7 +157,6 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	a.out = newOutbound(a)
-	a.in = newInbound(a)
 	if a.admin, err = admin.New(admin.Config{Ready: a.Readiness, Handlers: cfg.Admin}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -166,7 +166,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 func (a *Agent) chainOptions() chain.Options {
 	c := &a.cfg
 	return chain.Options{Service: c.Service, Policies: c.Policies, Telemetry: c.Telemetry, Logger: c.Logger,
-		Withdraw: a.withdrawFor, Siblings: a.siblings} // passive health: outlier.go
+		Instance: a.in.ej.Instance()} // passive health: internal/siblings
 }
 
 // Validate reports whether c is a valid configuration, without connecting
@@ -285,6 +285,7 @@ func (a *Agent) Start() error {
 			return fmt.Errorf("agent: %w", err)
 		}
 		a.cfg.Telemetry.SetServing(a.cfg.Service, a.cfg.Subset, false)
+		a.cfg.Telemetry.SetEjected(a.cfg.Service, a.cfg.Subset, false)
 	}
 	if err := a.startDiscovery(); err != nil {
 		return fmt.Errorf("agent: answering discovery for %s: %w", a.cfg.Service, err)

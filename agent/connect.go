@@ -4,150 +4,58 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 )
 
 // ConnectConfig says how a service (an agent, or the edge gateway under its
-// caller name) connects to NATS. The zero value connects to
-// nats://127.0.0.1:4222 without authentication.
-type ConnectConfig struct {
-	// URL is one or more NATS server URLs, comma-separated. Default
-	// nats.DefaultURL.
-	URL string
-	// Name is the connection's name, shown by the broker's monitoring.
-	// Default "natsmesh:<service>".
-	Name string
-	// Creds is a user credentials file (JWT and NKey seed) for operator-mode
-	// NATS; NKey is an NKey seed file. At most one.
-	Creds, NKey string
-	// TLSCA verifies the server's certificate (default: the system's roots
-	// for tls:// URLs); TLSCert and TLSKey are a client certificate for
-	// servers that verify clients.
-	TLSCA, TLSCert, TLSKey string
-	// Timeout bounds the wait for the first connection, which is retried
-	// until then so a sidecar may start before its broker. Default 30s.
-	// Once connected, the connection reconnects forever.
-	Timeout time.Duration
-	// Logger receives disconnections and reconnections. Default
-	// slog.Default().
-	Logger *slog.Logger
-	// Options are further nats.go options, applied last.
-	Options []nats.Option
-}
+// caller name: bridge.ConnectConfig is the same type) connects to NATS.
+// The zero value connects to nats://127.0.0.1:4222 without authentication.
+// Its fields:
+//
+//   - URL: one or more NATS server URLs, comma-separated. Default
+//     nats.DefaultURL.
+//   - Name: the connection's name, shown by the broker's monitoring.
+//     Default "natsmesh:<service>".
+//   - Creds: a user credentials file (JWT and NKey seed) for operator-mode
+//     NATS; NKey: an NKey seed file. At most one.
+//   - TLSCA verifies the server's certificate (default: the system's roots
+//     for tls:// URLs); TLSCert and TLSKey are a client certificate for
+//     servers that verify clients.
+//   - Timeout bounds the wait for the first connection, which is retried
+//     until then so a sidecar may start before its broker. Default 30s.
+//     Once connected, the connection reconnects forever.
+//   - Logger receives disconnections and reconnections. Default
+//     slog.Default().
+//   - Options are further nats.go options, applied last.
+type ConnectConfig = natsconn.Config
 
 // Connect dials NATS for service, with replies delivered under the
 // service's inbox prefix ([wire.InboxPrefix]), the one the mesh's
 // permissions let only that service read. It waits for the first
-// connection (retrying until cfg.Timeout or ctx ends) and fails at once on
-// credentials the server refuses.
+// connection (retrying until cfg.Timeout or ctx ends, then returning
+// ctx.Err()) and fails at once on credentials the server refuses. Settings
+// that can never connect (a bad name, a missing credentials file) wrap
+// ErrConfig.
 func Connect(ctx context.Context, service string, cfg ConnectConfig) (*nats.Conn, error) {
-	if err := wire.ValidateName("service", service); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if cfg.URL == "" {
-		cfg.URL = nats.DefaultURL
-	}
-	if cfg.Name == "" {
-		cfg.Name = "natsmesh:" + service
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	if cfg.Creds != "" && cfg.NKey != "" {
-		return nil, fmt.Errorf("%w: a credentials file and an NKey seed are exclusive: pick one way to authenticate", ErrConfig)
-	}
-	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, fmt.Errorf("%w: a TLS client certificate and its key go together", ErrConfig)
-	}
-	opts := []nats.Option{
-		nats.Name(cfg.Name),
-		nats.CustomInboxPrefix(wire.InboxPrefix(service)),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("NATS disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrl()) }),
-		// Permission violations and slow-consumer notices arrive here; the
-		// outbound pipeline chains its own handler in front (it answers a
-		// refused call at once).
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			if sub != nil {
-				log.Warn("NATS error", "subject", sub.Subject, "err", err)
-			} else {
-				log.Warn("NATS error", "err", err)
-			}
-		}),
-	}
-	if cfg.Creds != "" {
-		if _, err := os.Stat(cfg.Creds); err != nil {
-			return nil, fmt.Errorf("%w: credentials: %v", ErrConfig, err)
-		}
-		opts = append(opts, nats.UserCredentials(cfg.Creds))
-	}
-	if cfg.NKey != "" {
-		opt, err := nats.NkeyOptionFromSeed(cfg.NKey)
-		if err != nil {
-			return nil, fmt.Errorf("%w: NKey seed %s: %v", ErrConfig, cfg.NKey, err)
-		}
-		opts = append(opts, opt)
-	}
-	if cfg.TLSCA != "" {
-		if _, err := os.Stat(cfg.TLSCA); err != nil {
-			return nil, fmt.Errorf("%w: TLS CA: %v", ErrConfig, err)
-		}
-		opts = append(opts, nats.RootCAs(cfg.TLSCA))
-	}
-	if cfg.TLSCert != "" {
-		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
-	}
-	opts = append(opts, cfg.Options...)
-	log.Debug("connecting to NATS", "url", cfg.URL)
-	nc, err := nats.Connect(cfg.URL, opts...)
+	nc, err := natsconn.Connect(ctx, service, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("agent: connecting to NATS at %s: %v", cfg.URL, err)
-	}
-	deadline := time.Now().Add(cfg.Timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !nc.IsConnected() {
-		if err := nc.LastError(); err != nil && isAuthError(err) {
-			nc.Close()
-			return nil, fmt.Errorf("agent: NATS at %s refused the credentials: %v", cfg.URL, err)
-		}
-		if time.Now().After(deadline) {
-			err := nc.LastError()
-			nc.Close()
-			if err == nil {
-				err = errors.New("no server answered")
-			}
-			return nil, fmt.Errorf("agent: no NATS connection to %s after %v: %v", cfg.URL, cfg.Timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			nc.Close()
-			return nil, ctx.Err()
-		case <-tick.C:
-		}
+		return nil, connectError(err)
 	}
 	return nc, nil
 }
 
-func isAuthError(err error) bool {
-	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)
+// connectError presents an error of package natsconn as the agent's.
+func connectError(err error) error {
+	if ce := (*natsconn.ConfigError)(nil); errors.As(err, &ce) {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("agent: %w", err)
 }
 
 // checkInboxPrefix refuses a connection whose replies would not arrive
@@ -155,9 +63,8 @@ func isAuthError(err error) bool {
 // would never get an answer, and without them anyone could read its
 // replies.
 func checkInboxPrefix(nc *nats.Conn, service string) error {
-	if want := wire.InboxPrefix(service); nc.Opts.InboxPrefix != want {
-		return fmt.Errorf("%w: the NATS connection's inbox prefix is %q, not %q: connect with agent.Connect, or nats.CustomInboxPrefix(wire.InboxPrefix(%q))",
-			ErrConfig, nc.Opts.InboxPrefix, want, service)
+	if err := natsconn.CheckInboxPrefix(nc, service); err != nil {
+		return connectError(err)
 	}
 	return nil
 }

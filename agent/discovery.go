@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/internal/discovery"
+	"github.com/natsmesh/natsmesh/internal/siblings"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
@@ -69,13 +70,13 @@ func (a *Agent) countEndpoints(next pipeline.Handler) pipeline.Handler {
 }
 
 // startDiscovery starts answering discovery, and the status subject of
-// passive health (outlier.go).
+// passive health (internal/siblings).
 func (a *Agent) startDiscovery() error {
 	id := nuid.Next()
 	r, err := discovery.Start(a.nc, discovery.Config{
 		Name:        a.cfg.Service,
 		ID:          id,
-		Control:     map[string]nats.MsgHandler{StatusSubject(a.cfg.Service): a.statusHandler(id)},
+		Control:     map[string]nats.MsgHandler{siblings.StatusSubject(a.cfg.Service): a.in.ej.Answer(id)},
 		Version:     a.version(),
 		Description: "natsmesh agent",
 		Metadata:    a.metadata,
@@ -87,6 +88,9 @@ func (a *Agent) startDiscovery() error {
 		return err
 	}
 	a.disc = r
+	if a.in.enabled() {
+		a.in.ej.Announce(id)
+	}
 	return nil
 }
 

@@ -25,8 +25,9 @@
 //
 // The agent takes a *nats.Conn and never starts a broker itself: whoever
 // runs it decides where NATS comes from. [Connect] dials with the reply
-// inbox prefix the mesh's permissions expect, and New refuses a connection
-// without it. [Sidecar] is an agent with its connection, listeners, live
+// inbox prefix the mesh's permissions expect (internal/natsconn, which the
+// edge bridge connects with too), and New refuses a connection without
+// it. [Sidecar] is an agent with its connection, listeners, live
 // mesh file (SidecarConfig.Policy) and admin endpoint ([Agent.AdminHandler]:
 // /healthz, /readyz, /config, /debug/pprof/, and /metrics when the command
 // adds it), what `natsmesh agent` runs. Each instance answers the discovery
@@ -35,9 +36,13 @@
 // and `stats` show it: an endpoint per inbound subject with the counts of
 // its inbound pipeline, its subset, version and serving state in the
 // metadata, and under "natsmesh" in the STATS answer the per-edge snapshot
-// of [Agent.Stats]. It also answers on [StatusSubject] whether it serves
-// now. Passive health (package traffic) uses that: an instance whose
-// service keeps failing leaves its queue groups for a cool-off
-// (outlier.go), unless its siblings' answers show it would leave a group
-// empty.
+// of [Agent.Stats]. It also answers on siblings.StatusSubject whether it
+// serves now, and whether passive health holds it out or is about to,
+// since when. Passive health (package traffic) uses that: an instance
+// whose service keeps failing claims a place, counts its siblings there,
+// and leaves its queue groups for a cool-off only if the share rule
+// (traffic.Allowed) keeps its place. That protocol is package
+// internal/siblings; the agent gives it its inbound side's hold on the
+// queue groups (inbound.go: whether it serves, withdraw, and the return
+// after a cool-off, which waits for passing health checks).
 package agent

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/natsmesh/natsmesh/internal/chain"
+	"github.com/natsmesh/natsmesh/internal/siblings"
 	"github.com/natsmesh/natsmesh/meshgrpc"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -54,16 +55,26 @@ type inbound struct {
 	closed     bool                    // no more subscribing
 	healthErr  error
 
-	ej ejection // passive health (outlier.go)
+	// ej is the instance's side of passive health (package
+	// internal/siblings): its claims, its cool-offs out of the queue
+	// groups, and the counts of its siblings.
+	ej *siblings.Member
 }
 
 func newInbound(a *Agent) *inbound {
-	return &inbound{
+	in := &inbound{
 		a:             a,
 		firstServing:  make(chan struct{}),
 		refused:       make(chan struct{}, 1),
 		httpTransport: pipeline.NewUpstreamTransport(),
 	}
+	in.ej = siblings.New(siblings.Config{
+		Conn: a.nc, Service: a.cfg.Service, Subset: a.cfg.Subset, ID: a.ID,
+		Inbound: in.enabled, Serving: in.serving, Leave: in.withdraw, Return: in.restore,
+		Ejected: func(out bool) { a.cfg.Telemetry.SetEjected(a.cfg.Service, a.cfg.Subset, out) },
+		Logger:  a.log,
+	})
+	return in
 }
 
 // enabled reports whether there is anything to serve inbound.
@@ -105,11 +116,11 @@ func (in *inbound) serving() bool {
 }
 
 func (in *inbound) lastHealthError() string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if r := in.ejected(); r != "" {
+	if r := in.ej.Ejected(); r != "" { // before in.mu: in.ej's lock is taken first
 		return r
 	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	if in.healthErr == nil {
 		return "no health check has passed yet"
 	}
@@ -166,6 +177,7 @@ func (in *inbound) run(ctx context.Context) {
 		}
 		return
 	}
+	in.a.cfg.Telemetry.SetHealthy(in.a.cfg.Service, in.a.cfg.Subset, false)
 	go in.healthLoop(ctx, check)
 }
 
@@ -201,11 +213,12 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 		in.mu.Lock()
 		in.healthErr = err
 		in.mu.Unlock()
+		in.a.cfg.Telemetry.SetHealthy(in.a.cfg.Service, in.a.cfg.Subset, err == nil)
 		serving := in.serving()
 		if err == nil {
 			fails = 0
 			passes++
-			if !serving && in.ejected() == "" && (!served || passes >= hc.PassThreshold) {
+			if !serving && in.ej.Ejected() == "" && (!served || passes >= hc.PassThreshold) {
 				if err := in.subscribe(); err != nil {
 					in.a.log.Error("subscribing", "err", err)
 				} else {
@@ -236,7 +249,7 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 func (in *inbound) subscribe() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.closed || len(in.subs) > 0 || in.ej.active.Load() {
+	if in.closed || len(in.subs) > 0 || in.ej.Out() {
 		return nil
 	}
 	subjects, queues := wire.ServiceSubjects(in.a.cfg.Service, in.a.cfg.Subset)
@@ -292,6 +305,25 @@ func (in *inbound) withdraw() {
 	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, false)
 }
 
+// restore ends a passive health cool-off: back in the queue groups unless
+// the last health check failed (then the health loop restores the
+// instance once checks pass).
+func (in *inbound) restore() {
+	in.mu.Lock()
+	healthy := in.healthErr == nil
+	in.mu.Unlock()
+	if !healthy {
+		return
+	}
+	if err := in.subscribe(); err != nil {
+		in.a.log.Error("subscribing after passive health cool-off", "err", err)
+		return
+	}
+	if in.serving() { // not after Shutdown
+		in.a.log.Info("passive health: back in its queue groups (probation)")
+	}
+}
+
 // drainTimeout bounds the wait for a subscription's delivered messages.
 const drainTimeout = 30 * time.Second
 
@@ -299,6 +331,7 @@ func (in *inbound) shutdown() error {
 	in.mu.Lock()
 	in.closed = true
 	in.mu.Unlock()
+	in.ej.Stop()
 	in.withdraw()
 	in.mu.Lock()
 	draining := in.draining

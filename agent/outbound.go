@@ -13,6 +13,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // outbound sends the calls the agent's service makes.
@@ -60,7 +61,7 @@ func (o *outbound) shutdown(ctx context.Context) error {
 func (a *Agent) HTTPProxy() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
-			wire.WriteHTTPError(w, wire.Errorf(wire.KindBadRequest, "CONNECT tunnels are not supported: call http://<service>/ and the mesh secures the hop"))
+			httpwire.WriteError(w, wire.Errorf(wire.KindBadRequest, "CONNECT tunnels are not supported: call http://<service>/ and the mesh secures the hop"))
 			return
 		}
 		host := r.Host
@@ -69,7 +70,7 @@ func (a *Agent) HTTPProxy() http.Handler {
 		}
 		service, subset, err := wire.ParseHost(host, a.cfg.Domains)
 		if err != nil {
-			wire.WriteHTTPError(w, err)
+			httpwire.WriteError(w, err)
 			return
 		}
 		a.forwardHTTP(w, r, service, subset)
@@ -152,10 +153,10 @@ func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
 func (a *Agent) forwardHTTP(w http.ResponseWriter, r *http.Request, service, subset string) {
 	resp, err := a.roundTrip(r, service, subset)
 	if err != nil {
-		wire.WriteHTTPError(w, err)
+		httpwire.WriteError(w, err)
 		return
 	}
-	wire.WriteHTTPResponse(w, resp)
+	httpwire.WriteResponse(w, resp)
 }
 
 // roundTrip sends one HTTP call to service over the outbound pipeline. Mesh
@@ -222,7 +223,7 @@ func closeBody(r *http.Request) {
 // errorResponse is the response a mesh error makes, as the sidecar proxy
 // writes it.
 func errorResponse(r *http.Request, err error) *http.Response {
-	resp := wire.HTTPErrorResponse(err)
+	resp := httpwire.ErrorResponse(err)
 	resp.Request = r
 	return resp
 }

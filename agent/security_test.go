@@ -18,6 +18,7 @@ import (
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -63,7 +64,7 @@ func (m *authMesh) agent(service string, enforce bool, h http.Handler) *Agent {
 	m.t.Helper()
 	cfg := Config{Service: service, Logger: quiet}
 	if enforce {
-		cfg.Policies = policies.Static(m.file)
+		cfg.Policies = live.Static(m.file)
 	}
 	a, err := New(m.conn(service), cfg)
 	if err != nil {

@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/natsmesh/natsmesh/policies"
+
+	"github.com/natsmesh/natsmesh/internal/admin"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -47,11 +50,11 @@ type SidecarConfig struct {
 
 	// Policy says where the mesh file comes from when Agent.Policies is
 	// nil: "" (the default) watches the policies bucket over the
-	// sidecar's connection (policies.WatchBucket: until the bucket exists
+	// sidecar's connection (live.WatchBucket: until the bucket exists
 	// the built-in policy applies), a path watches that local file
-	// (policies.WatchFile; it must load at NewSidecar), and policies.Off
+	// (live.WatchFile; it must load at NewSidecar), and live.Off
 	// applies the built-in policy only. The admin endpoint serves what
-	// applies on GET /config (policies.Handler) unless Agent.Admin has a
+	// applies on GET /config (live.Handler) unless Agent.Admin has a
 	// handler of its own for it.
 	Policy string
 }
@@ -72,7 +75,7 @@ type Sidecar struct {
 	a        *Agent
 	nc       *nats.Conn
 	ownConn  bool
-	policies *policies.Source // opened by the sidecar, closed at Shutdown
+	policies *live.Source // opened by the sidecar, closed at Shutdown
 	adminSrv *http.Server
 	errc     chan error
 }
@@ -96,9 +99,8 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	on := func(addr string) bool { return addr != "" && addr != "off" }
 	add := func(addr, purpose string, serve func(*Agent, net.Listener) error) error {
-		if !on(addr) {
+		if admin.Off(addr) {
 			return nil
 		}
 		l, err := net.Listen("tcp", addr)
@@ -134,15 +136,15 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 	if err == nil && len(s.listeners) == 0 && cfg.Agent.Upstream == "" {
 		err = fmt.Errorf("%w: %w", ErrConfig, ErrNothingToDo)
 	}
-	if err == nil && on(cfg.Admin) {
-		if s.admin, err = net.Listen("tcp", cfg.Admin); err != nil {
+	if err == nil {
+		if s.admin, err = admin.Listen(cfg.Admin); err != nil {
 			err = fmt.Errorf("agent: admin listener: %w", err)
 		}
 	}
-	if err == nil && cfg.Agent.Policies == nil && cfg.Policy != "" && cfg.Policy != policies.Off {
+	if err == nil && cfg.Agent.Policies == nil && cfg.Policy != "" && cfg.Policy != live.Off {
 		// A local file loads now, so a bad one is reported before
 		// anything connects.
-		s.policies, err = policies.WatchFile(context.Background(), cfg.Policy, policies.SourceConfig{Logger: s.log})
+		s.policies, err = live.WatchFile(context.Background(), cfg.Policy, live.SourceConfig{Logger: s.log})
 	}
 	if err != nil {
 		s.closeListeners()
@@ -204,7 +206,7 @@ func (s *Sidecar) Start(ctx context.Context) error {
 	}
 	s.nc = nc
 	if s.cfg.Agent.Policies == nil && s.cfg.Policy == "" && s.policies == nil {
-		src, err := policies.Watch(ctx, nc, "", policies.SourceConfig{Logger: s.log})
+		src, err := live.Watch(ctx, nc, "", live.SourceConfig{Logger: s.log})
 		if err != nil {
 			s.log.Warn("not watching the policies bucket; the built-in policy applies", "err", err)
 		}
@@ -235,12 +237,7 @@ func (s *Sidecar) Start(ctx context.Context) error {
 		s.log.Info("listening", "purpose", l.purpose, "addr", l.l.Addr().String())
 	}
 	if s.admin != nil {
-		s.adminSrv = &http.Server{Handler: a.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := s.adminSrv.Serve(s.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.errc <- fmt.Errorf("agent: admin: %w", err)
-			}
-		}()
+		s.adminSrv = admin.Serve(s.admin, a.AdminHandler(), func(err error) { s.errc <- fmt.Errorf("agent: admin: %w", err) })
 		s.log.Info("listening", "purpose", "admin", "addr", s.admin.Addr().String())
 	}
 	return nil
@@ -253,12 +250,12 @@ func (s *Sidecar) withPolicies(ac Config) Config {
 		ac.Policies = s.policies
 	}
 	if _, ok := ac.Admin["GET /config"]; !ok {
-		admin := maps.Clone(ac.Admin)
-		if admin == nil {
-			admin = map[string]http.Handler{}
+		handlers := maps.Clone(ac.Admin)
+		if handlers == nil {
+			handlers = map[string]http.Handler{}
 		}
-		admin["GET /config"] = policies.Handler(ac.Policies)
-		ac.Admin = admin
+		handlers["GET /config"] = live.Handler(ac.Policies)
+		ac.Admin = handlers
 	}
 	return ac
 }
@@ -292,11 +289,13 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 	}
 	s.closeListeners()
 	if s.ownConn {
-		// The last replies may still sit in the connection's buffer.
-		if ferr := s.nc.FlushTimeout(5 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
-			s.log.Warn("flushing NATS connection", "err", ferr)
+		// The last replies may still sit in the connection's buffer: they
+		// get a few seconds more even when ctx is over.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := natsconn.Close(cctx, s.nc); cerr != nil {
+			s.log.Warn("closing NATS connection", "err", cerr)
 		}
-		s.nc.Close()
 	}
 	return err
 }

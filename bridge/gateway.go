@@ -14,14 +14,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // ErrInvalidConfig is wrapped by every error [NewGateway] and [ParseRoute]
@@ -165,7 +168,7 @@ type GatewayConfig struct {
 	// Policies is the live mesh file the gateway applies to the calls it
 	// forwards (routes, splits, retries, breakers, allow lists). Nil
 	// applies the built-in policy.
-	Policies *policies.Source
+	Policies *live.Source
 	// Telemetry records the gateway's calls. Nil records none.
 	Telemetry *telemetry.Telemetry
 	// Middleware is further middleware of the gateway's outbound pipeline,
@@ -203,7 +206,7 @@ type GatewayConfig struct {
 // (longest PathPrefix first, a host-only route last), then routes without a
 // Host (longest PathPrefix first). A request no route matches gets 404 with
 // Mesh-Error: no-route. Every request gets exactly one answer: the
-// service's, or a mesh error (see [WriteHTTPError]).
+// service's, or a mesh error (see [httpwire.WriteError]).
 type Gateway struct {
 	name    string
 	routes  []Route // sorted for matching
@@ -239,9 +242,8 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Conn == nil {
 		return nil, fmt.Errorf("bridge: gateway needs a NATS connection: %w", ErrInvalidConfig)
 	}
-	if want := wire.InboxPrefix(cfg.Name); cfg.Conn.Opts.InboxPrefix != want {
-		return nil, fmt.Errorf("bridge: the NATS connection's inbox prefix is %q, not %q: connect with agent.Connect(ctx, %q, ...) or nats.CustomInboxPrefix: %w",
-			cfg.Conn.Opts.InboxPrefix, want, cfg.Name, ErrInvalidConfig)
+	if err := natsconn.CheckInboxPrefix(cfg.Conn, cfg.Name); err != nil {
+		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
 	if cfg.Limits.MaxPayload <= 0 && cfg.Conn.MaxPayload() > 0 {
 		cfg.Limits.MaxPayload = cfg.Conn.MaxPayload()
@@ -383,15 +385,17 @@ func hasDotSegment(path string) bool {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	status, dest := 0, ""
+	var failed error // the mesh error answered, if any
 	answer := func(resp *http.Response, err error) {
 		if err != nil {
 			e := wire.FromError(err)
+			failed = e
 			status = e.HTTPStatus()
-			wire.WriteHTTPError(w, e)
+			httpwire.WriteError(w, e)
 			return
 		}
 		status = resp.StatusCode
-		if err := wire.WriteHTTPResponse(w, resp); err != nil {
+		if err := httpwire.WriteResponse(w, resp); err != nil {
 			g.log.Debug("bridge: writing response", "err", err)
 		}
 	}
@@ -405,8 +409,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				answer(nil, wire.Errorf(wire.KindInternal, "gateway panic"))
 			}
 		}
+		dur := time.Since(start)
+		g.tel.ServedHTTP(r.Context(), g.name, status, failed, dur)
 		g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
-			"dest", dest, "status", status, "duration", time.Since(start))
+			"dest", dest, "status", status, "duration", dur)
 	}()
 	if len(r.TransferEncoding) > 0 {
 		// RFC 9112 section 6.1: close after a chunked request, so that a
@@ -445,7 +451,7 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	}
 	// The client's headers are bounded as they came; the ones the gateway
 	// sets on its behalf do not count against it.
-	if err := wire.CheckHeaderLimits(r.Header, g.limits); err != nil {
+	if err := httpwire.CheckHeaderLimits(r.Header, g.limits); err != nil {
 		return nil, err
 	}
 	lim := g.limits

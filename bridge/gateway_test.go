@@ -22,14 +22,15 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-
 	"github.com/nats-io/nats.go/micro"
+
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/testcert"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // helperEnv, when set to a NATS URL, makes the test binary run as the helper
@@ -649,7 +650,7 @@ func TestGatewayAnswersOnce(t *testing.T) {
 			return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"999"}}}, nil
 		}, 502, wire.KindUpstream},
 		{"service answer", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
-			return wire.HTTPResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, wire.Limits{})
+			return httpwire.ResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, wire.Limits{})
 		}, 201, ""},
 	}
 	for _, tt := range tests {

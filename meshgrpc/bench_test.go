@@ -12,6 +12,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // BenchmarkServerServeCall is the receiving side's whole per-call path in
@@ -25,7 +26,7 @@ func BenchmarkServerServeCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	const method = "/grpc.health.v1.Health/Check"
-	m, err := wire.EncodeGRPCRequest(&wire.GRPCRequest{
+	m, err := grpcwire.EncodeRequest(&grpcwire.Request{
 		Method:   method,
 		Metadata: metadata.Pairs("x-request-id", "0123456789abcdef"),
 		Payload:  payload,
@@ -39,7 +40,7 @@ func BenchmarkServerServeCall(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		reply, err := s.ServeCall(ctx, c)
-		if err != nil || reply.Header.Get(wire.HeaderGRPCStatus) != "0" {
+		if err != nil || reply.Header.Get(grpcwire.HeaderGRPCStatus) != "0" {
 			b.Fatalf("reply %v, %v", reply, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // errStreaming is the answer to any streaming call: the mesh carries unary
@@ -25,10 +26,10 @@ const streamingMessage = "natsmesh: streaming not supported yet: only unary call
 // unary call goes through Sender (the outbound pipeline) as one call to
 // Service (and Subset) from Caller.
 //
-// Invoke propagates the outgoing metadata (see [wire.EncodeGRPCRequest] for
+// Invoke propagates the outgoing metadata (see [grpcwire.EncodeRequest] for
 // what is dropped) and the context's deadline, and returns status errors:
 // the service's status as it sent it, or the mesh's failures through
-// [wire.GRPCStatus]. Of the call options it honors grpc.Header, grpc.Trailer
+// [grpcwire.Status]. Of the call options it honors grpc.Header, grpc.Trailer
 // (filled on success and on a service's error status), grpc.ForceCodecV2,
 // grpc.ForceCodec and grpc.CallContentSubtype (the codec for the messages);
 // the others (WaitForReady, compression, message size limits, ...) describe
@@ -81,7 +82,7 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 	payload := data.Materialize()
 	data.Free()
 	md, _ := metadata.FromOutgoingContext(ctx)
-	req := &wire.GRPCRequest{Method: method, Metadata: md, Payload: payload}
+	req := &grpcwire.Request{Method: method, Metadata: md, Payload: payload}
 	resp, err := Send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits)
 	if err != nil {
 		return err
@@ -111,19 +112,19 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 // s and reads the answer. A mesh failure, or a request that cannot be sent,
 // is returned as a status error; the service's own status is in the
 // response.
-func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *wire.GRPCRequest, lim wire.Limits) (*wire.GRPCResponse, error) {
-	m, err := wire.EncodeGRPCRequest(req, lim)
+func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcwire.Request, lim wire.Limits) (*grpcwire.Response, error) {
+	m, err := grpcwire.EncodeRequest(req, lim)
 	if err != nil {
-		return nil, wire.GRPCStatus(err).Err()
+		return nil, grpcwire.Status(err).Err()
 	}
 	dest.Proto, dest.Op, dest.Header, dest.Data = wire.ProtoGRPC, req.Method, m.Header, m.Data
 	reply, err := s.Send(ctx, &dest)
 	if err != nil {
-		return nil, wire.GRPCStatus(err).Err()
+		return nil, grpcwire.Status(err).Err()
 	}
-	resp, err := wire.DecodeGRPCResponse(reply)
+	resp, err := grpcwire.DecodeResponse(reply)
 	if err != nil {
-		return nil, wire.GRPCStatus(err).Err()
+		return nil, grpcwire.Status(err).Err()
 	}
 	return resp, nil
 }

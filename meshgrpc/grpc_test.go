@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -149,7 +150,7 @@ func (s *testService) seen() (metadata.MD, time.Time, bool) {
 }
 
 // meshUpstream runs svc on a real gRPC server and serves service over NATS
-// with ServeGRPCUpstream in front of it.
+// with Upstream in front of it.
 func meshUpstream(t *testing.T, nc *nats.Conn, service string, svc testpb.TestServiceServer) {
 	t.Helper()
 	addr := startServer(t, func(s *grpc.Server) { testpb.RegisterTestServiceServer(s, svc) })
@@ -195,7 +196,7 @@ func TestClientToServerHealth(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.NotFound || st.Message() != "unknown service" {
 		t.Errorf("unknown service: got %v, want NotFound %q", err, "unknown service")
 	}
-	if wire.StatusKind(status.Convert(err)) != "" {
+	if grpcwire.StatusKind(status.Convert(err)) != "" {
 		t.Errorf("the service's own status carries a mesh ErrorInfo: %v", status.Convert(err).Details())
 	}
 	if n := intercepted.Load(); n != 2 {
@@ -257,7 +258,7 @@ func TestServerPanicAndHeaders(t *testing.T) {
 	}
 }
 
-// (b) Client -> NATS -> ServeGRPCUpstream -> real gRPC server.
+// (b) Client -> NATS -> Upstream -> real gRPC server.
 func TestClientToUpstream(t *testing.T) {
 	nc := runGRPCTestNATS(t)
 	svc := &testService{}
@@ -280,7 +281,7 @@ func TestClientToUpstream(t *testing.T) {
 		t.Errorf("response %v", resp)
 	}
 	md, dl, hasDL := svc.seen()
-	for k, want := range map[string]string{"x-user": "alice", "trace-bin": "\x00\x01\xfe\xff", "status": "forged?", wire.MetadataCaller: "web"} {
+	for k, want := range map[string]string{"x-user": "alice", "trace-bin": "\x00\x01\xfe\xff", "status": "forged?", grpcwire.MetadataCaller: "web"} {
 		if got := md.Get(k); len(got) != 1 || got[0] != want {
 			t.Errorf("server metadata %q = %q, want [%q]", k, got, want)
 		}
@@ -334,7 +335,7 @@ func TestUpstreamRefused(t *testing.T) {
 	defer cancel()
 	_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{})
 	st := status.Convert(err)
-	if st.Code() != codes.Unavailable || string(wire.StatusKind(st)) != string(wire.KindUpstreamRefused) {
+	if st.Code() != codes.Unavailable || string(grpcwire.StatusKind(st)) != string(wire.KindUpstreamRefused) {
 		t.Errorf("got %v (details %v), want Unavailable with reason %s", err, st.Details(), wire.KindUpstreamRefused)
 	}
 	if refused.Load() != 1 {
@@ -342,7 +343,7 @@ func TestUpstreamRefused(t *testing.T) {
 	}
 }
 
-// (c) raw gRPC client -> Proxy -> NATS -> ServeGRPCUpstream -> real server.
+// (c) raw gRPC client -> Proxy -> NATS -> Upstream -> real server.
 func TestProxyFullPath(t *testing.T) {
 	nc := runGRPCTestNATS(t)
 	svc := &testService{}
@@ -365,7 +366,7 @@ func TestProxyFullPath(t *testing.T) {
 		t.Errorf("payload of %d bytes", len(resp.GetPayload().GetBody()))
 	}
 	md, dl, hasDL := svc.seen()
-	if md.Get("x-user")[0] != "bob" || md.Get("blob-bin")[0] != "\xff\x00" || md.Get(wire.MetadataCaller)[0] != "web" {
+	if md.Get("x-user")[0] != "bob" || md.Get("blob-bin")[0] != "\xff\x00" || md.Get(grpcwire.MetadataCaller)[0] != "web" {
 		t.Errorf("server metadata %v", md)
 	}
 	if len(md.Get(":authority")) == 1 && md.Get(":authority")[0] == "orders:9090" {
@@ -400,7 +401,7 @@ func TestProxyFullPath(t *testing.T) {
 	// An authority that is no service name.
 	bad := testpb.NewTestServiceClient(dialGRPC(t, proxyAddr, grpc.WithAuthority("Not_A.Service")))
 	_, err = bad.UnaryCall(ctx, &testpb.SimpleRequest{})
-	if st := status.Convert(err); st.Code() != codes.Unimplemented || string(wire.StatusKind(st)) != string(wire.KindNoRoute) {
+	if st := status.Convert(err); st.Code() != codes.Unimplemented || string(grpcwire.StatusKind(st)) != string(wire.KindNoRoute) {
 		t.Errorf("bad authority: %v", err)
 	}
 }
@@ -417,7 +418,7 @@ func TestClientMeshFailures(t *testing.T) {
 		start := time.Now()
 		_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{})
 		st := status.Convert(err)
-		if st.Code() != codes.Unavailable || string(wire.StatusKind(st)) != string(wire.KindNoResponders) {
+		if st.Code() != codes.Unavailable || string(grpcwire.StatusKind(st)) != string(wire.KindNoResponders) {
 			t.Errorf("got %v, want Unavailable no-responders", err)
 		}
 		// Not a speed check: a timeout would take the call's whole deadline.
@@ -451,7 +452,7 @@ func TestClientMeshFailures(t *testing.T) {
 		client := testpb.NewTestServiceClient(&Client{Sender: sender(t, nc, count), Caller: "web", Service: "orders", Limits: wire.Limits{MaxPayload: 64 << 10}})
 		_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 100<<10)}})
 		st := status.Convert(err)
-		if st.Code() != codes.ResourceExhausted || string(wire.StatusKind(st)) != string(wire.KindTooLarge) {
+		if st.Code() != codes.ResourceExhausted || string(grpcwire.StatusKind(st)) != string(wire.KindTooLarge) {
 			t.Errorf("got %v, want ResourceExhausted too-large", err)
 		}
 		if n := sent.Load(); n != 0 {

@@ -5,12 +5,14 @@ import (
 	"io"
 	"time"
 
-	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // Proxy is the agent's outbound gRPC listener: any gRPC client pointed at
@@ -20,7 +22,7 @@ import (
 //	grpc.NewServer(p.ServerOptions()...)
 //
 // which installs [Proxy.Handler] as the unknown-service handler with the
-// pass-through [wire.RawCodec].
+// pass-through [grpcwire.RawCodec].
 type Proxy struct {
 	// Sender sends the calls (the outbound pipeline). Required.
 	Sender pipeline.Sender
@@ -45,11 +47,11 @@ type Proxy struct {
 // ServerOptions are the options a grpc.Server needs to serve p: the
 // pass-through codec and p.Handler for every method.
 func (p *Proxy) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(wire.RawCodec{}), grpc.UnknownServiceHandler(p.Handler)}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(grpcwire.RawCodec{}), grpc.UnknownServiceHandler(p.Handler)}
 }
 
 // Handler forwards one unary call from stream over NATS, for use with
-// grpc.UnknownServiceHandler and a [wire.RawCodec] server codec. It reads
+// grpc.UnknownServiceHandler and a [grpcwire.RawCodec] server codec. It reads
 // the one request message, sends it like [Client] (metadata and deadline
 // propagated), and writes back the header metadata, the response message,
 // the trailer metadata and the status.
@@ -75,7 +77,7 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	}
 	service, subset, err := p.resolve(authority)
 	if err != nil {
-		return wire.GRPCStatus(err).Err()
+		return grpcwire.Status(err).Err()
 	}
 	if p.Sender == nil {
 		return status.Error(codes.Internal, "natsmesh: meshgrpc.Proxy.Sender is nil")
@@ -93,7 +95,7 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 		return err
 	}
 
-	req := &wire.GRPCRequest{Method: method, Metadata: md, Payload: in}
+	req := &grpcwire.Request{Method: method, Metadata: md, Payload: in}
 	resp, err := Send(ctx, p.Sender, pipeline.Call{Service: service, Subset: subset, Caller: p.Caller}, req, p.Limits)
 	if err != nil {
 		return err
@@ -107,7 +109,7 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	if err := resp.Status.Err(); err != nil {
 		return err
 	}
-	return stream.SendMsg(wire.RawFrame(resp.Payload))
+	return stream.SendMsg(grpcwire.RawFrame(resp.Payload))
 }
 
 // firstMessageWait is how long the proxy waits for a call's first message.
@@ -119,14 +121,14 @@ const firstMessageWait = time.Second
 // awaitFirstMessage returns the call's first message, or errStreaming when
 // the client half-closes without one (client streaming) or sends none in
 // time.
-func awaitFirstMessage(stream grpc.ServerStream) (wire.RawFrame, error) {
+func awaitFirstMessage(stream grpc.ServerStream) (grpcwire.RawFrame, error) {
 	type result struct {
-		msg wire.RawFrame
+		msg grpcwire.RawFrame
 		err error
 	}
 	got := make(chan result, 1)
 	go func() {
-		var m wire.RawFrame
+		var m grpcwire.RawFrame
 		err := stream.RecvMsg(&m)
 		got <- result{m, err}
 	}()
@@ -160,7 +162,7 @@ const DefaultHalfCloseWait = 500 * time.Millisecond
 func awaitHalfClose(stream grpc.ServerStream, wait time.Duration) error {
 	got := make(chan error, 1)
 	go func() {
-		var extra wire.RawFrame
+		var extra grpcwire.RawFrame
 		got <- stream.RecvMsg(&extra)
 	}()
 	t := time.NewTimer(wait)

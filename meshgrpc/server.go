@@ -7,14 +7,16 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
-	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // Server serves gRPC services over NATS as a grpc.ServiceRegistrar, so
@@ -119,29 +121,29 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // message that is no gRPC request, or a reply past the limits, is a mesh
 // error.
 func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
-	req, err := wire.DecodeGRPCCall(c.Header, c.Data, c.Op)
+	req, err := grpcwire.DecodeCall(c.Header, c.Data, c.Op)
 	if err != nil {
 		return nil, err
 	}
-	reply, err := wire.GRPCResponseMsg(s.serve(ctx, c.Caller, req), s.limits)
+	reply, err := grpcwire.ResponseMsg(s.serve(ctx, c.Caller, req), s.limits)
 	return reply, wire.ResponseError(err)
 }
 
 // serve runs req for caller ("" when the subject named none).
-func (s *Server) serve(ctx context.Context, caller string, req *wire.GRPCRequest) *wire.GRPCResponse {
-	svcName, methodName := wire.SplitGRPCMethod(req.Method)
+func (s *Server) serve(ctx context.Context, caller string, req *grpcwire.Request) *grpcwire.Response {
+	svcName, methodName := grpcwire.SplitMethod(req.Method)
 	s.mu.RLock()
 	svc := s.services[svcName]
 	s.mu.RUnlock()
 	if svc == nil {
-		return &wire.GRPCResponse{Status: status.Newf(codes.Unimplemented, "unknown service %v", svcName)}
+		return &grpcwire.Response{Status: status.Newf(codes.Unimplemented, "unknown service %v", svcName)}
 	}
 	md := svc.methods[methodName]
 	if md == nil {
 		if svc.streams[methodName] {
-			return &wire.GRPCResponse{Status: status.Convert(errStreaming)}
+			return &grpcwire.Response{Status: status.Convert(errStreaming)}
 		}
-		return &wire.GRPCResponse{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)}
+		return &grpcwire.Response{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)}
 	}
 
 	if req.Metadata == nil {
@@ -163,7 +165,7 @@ func (s *Server) serve(ctx context.Context, caller string, req *wire.GRPCRequest
 	}
 	out, err := callHandler(ctx, md, svc.impl, dec, s.interceptor)
 	header, trailer := stream.finish()
-	resp := &wire.GRPCResponse{Header: header, Trailer: trailer}
+	resp := &grpcwire.Response{Header: header, Trailer: trailer}
 	if err != nil {
 		st, ok := status.FromError(err)
 		if !ok {

@@ -13,15 +13,16 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // Upstream is the inbound handler for a local gRPC server reached over a
-// connection (h2c): it forwards each call with [wire.RawCodec], so it needs
+// connection (h2c): it forwards each call with [grpcwire.RawCodec], so it needs
 // no generated code, and returns the service's status, response message,
 // header and trailer metadata.
 //
 // The local call gets the call's deadline (the context's) and the request
-// metadata as outgoing metadata, plus [wire.MetadataCaller] set from the
+// metadata as outgoing metadata, plus [grpcwire.MetadataCaller] set from the
 // subject. A failure to reach the service at all (codes.Unavailable before
 // any transport stream to it existed: connection refused, no address) means
 // nothing ran: it is a KindUpstreamRefused mesh error, which callers may
@@ -43,7 +44,7 @@ var _ pipeline.Handler = (*Upstream)(nil)
 
 // ServeCall implements [pipeline.Handler].
 func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
-	req, err := wire.DecodeGRPCCall(c.Header, c.Data, c.Op)
+	req, err := grpcwire.DecodeCall(c.Header, c.Data, c.Op)
 	if err != nil {
 		return nil, err
 	}
@@ -53,15 +54,15 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, 
 		md = metadata.MD{}
 	}
 	if c.Caller != "" {
-		md.Set(wire.MetadataCaller, c.Caller)
+		md.Set(grpcwire.MetadataCaller, c.Caller)
 	}
 	ctx = metadata.NewOutgoingContext(ctx, md)
 
-	in, out := wire.RawFrame(req.Payload), wire.RawFrame(nil)
+	in, out := grpcwire.RawFrame(req.Payload), grpcwire.RawFrame(nil)
 	var header, trailer metadata.MD
 	var p peer.Peer
 	err = u.Conn.Invoke(ctx, req.Method, &in, &out,
-		grpc.ForceCodecV2(wire.RawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p))
+		grpc.ForceCodecV2(grpcwire.RawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p))
 	st, _ := status.FromError(err)
 	switch {
 	case st.Code() == codes.Unavailable && p.Addr == nil:
@@ -74,7 +75,7 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, 
 		// streams its responses.
 		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: streaming not supported yet, only unary calls cross the mesh")
 	}
-	resp := &wire.GRPCResponse{Payload: out, Header: header, Trailer: trailer, Status: st}
-	reply, err := wire.GRPCResponseMsg(resp, u.Limits)
+	resp := &grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
+	reply, err := grpcwire.ResponseMsg(resp, u.Limits)
 	return reply, wire.ResponseError(err)
 }

@@ -95,6 +95,10 @@ type EdgeStats struct {
 	Callee string `json:"callee"`
 	Source string `json:"source"`
 	Golden
+	// Breakers counts the caller's circuit breakers to the callee (any
+	// subset) that are not closed in the newest sample, by state ("open",
+	// "half_open"); absent when none is.
+	Breakers map[string]uint64 `json:"breakers,omitempty"`
 }
 
 // acc adds up deltas into Golden.
@@ -212,6 +216,7 @@ type subsetAcc struct {
 type edgeAcc struct {
 	client, server acc
 	hasClient      bool
+	breakers       map[string]uint64
 }
 
 // Compute returns the golden metrics of the window from prev to cur. prev
@@ -314,6 +319,13 @@ func Compute(prev, cur Sample) Report {
 				edge(d.Caller, s.Service).server.add(d, dt)
 			}
 		}
+		for _, b := range s.Breakers {
+			e := edge(s.Service, callee(b.Callee))
+			if e.breakers == nil {
+				e.breakers = map[string]uint64{}
+			}
+			e.breakers[b.State] += b.Count
+		}
 		for _, d := range edgeDeltas(s.Outbound, prevOut) {
 			edge(s.Service, callee(d.Callee)).client.add(d, dt)
 		}
@@ -357,7 +369,7 @@ func Compute(prev, cur Sample) Report {
 	}
 	for _, k := range keys {
 		e := edges[k]
-		out := EdgeStats{Caller: k[0], Callee: k[1], Source: "server", Golden: e.server.golden()}
+		out := EdgeStats{Caller: k[0], Callee: k[1], Source: "server", Golden: e.server.golden(), Breakers: e.breakers}
 		if e.hasClient {
 			out.Source, out.Golden = "client", e.client.golden()
 		}

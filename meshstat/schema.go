@@ -36,6 +36,18 @@ type Snapshot struct {
 	// micro only), so that a gateway's callee "nats:SUBJECT" can be named
 	// after the service behind it.
 	Endpoints []string `json:"endpoints,omitempty"`
+	// Breakers are the instance's circuit breakers on its outbound calls
+	// that are not closed, counted by callee, subset and state.
+	Breakers []Breaker `json:"breakers,omitempty"`
+}
+
+// Breaker counts an instance's circuit breakers to one callee and subset
+// that are in State ("open" or "half_open").
+type Breaker struct {
+	Callee string `json:"callee"`
+	Subset string `json:"subset,omitempty"`
+	State  string `json:"state"`
+	Count  uint64 `json:"count"`
 }
 
 // Edge is one entry of a snapshot's inbound (Caller set) or outbound (Callee

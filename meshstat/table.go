@@ -11,9 +11,10 @@ import (
 
 // WriteTable writes r as the table natsmesh stat prints: one line per
 // service, under it one per subset (@v1, when it has a named one) and one
-// per caller (<- web, when it has more than one), then the edges
-// of the service graph. A dash stands for a value the window has no data
-// for.
+// per caller (<- web, when it has more than one), then the edges of the
+// service graph, each with the caller's circuit breakers to the callee that
+// are not closed ("breakers: open=1"). A dash stands for a value the
+// window has no data for.
 func WriteTable(w io.Writer, r Report) error {
 	instances := 0
 	for _, s := range r.Services {
@@ -71,7 +72,11 @@ func WriteTable(w io.Writer, r Report) error {
 		}
 		fmt.Fprintf(b, "\n%-*s  %-6s  %8s  %8s  %8s  %8s  %s\n", edgeW, "CALLER -> CALLEE", "SEEN", "RPS", "SUCCESS", "P50", "P99", "MESH ERRORS")
 		for i, e := range r.Edges {
-			fmt.Fprintf(b, "%-*s  %-6s  %s\n", edgeW, names[i], e.Source, goldenCols(e.Golden))
+			line := fmt.Sprintf("%-*s  %-6s  %s", edgeW, names[i], e.Source, goldenCols(e.Golden))
+			if len(e.Breakers) > 0 {
+				line += "  breakers: " + meshErrors(e.Breakers)
+			}
+			b.WriteString(line + "\n")
 		}
 	}
 	_, err := io.WriteString(w, b.String())

@@ -49,7 +49,9 @@
 //  5. retries with their budget, and hedging (each attempt a clone);
 //  6. the bulkhead (concurrency limit) of the destination;
 //  7. the circuit breaker of the destination (inside the bulkhead, so the
-//     caller's own refusals never count for or against the destination);
+//     caller's own refusals never count for or against the destination):
+//     a call's first attempt takes its permit, and the call's outcome after
+//     its retries and hedges is what it counts (package resilience);
 //  8. telemetry of each attempt;
 //  9. fault injection, per attempt, where the attempt would enter the
 //     mesh, so the policies above act on an injected fault as on a real

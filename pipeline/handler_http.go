@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // HTTPHandler is the inbound kind for an in-process http.Handler: each
@@ -37,7 +39,7 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
 		lim = k.limits()
 	}
 	// The dispatch parsed the subject and set the deadline already.
-	r, err := wire.DecodeHTTPCall(ctx, c.Header, c.Data, c.Op)
+	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +71,7 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
 	}
 	code := rec.status()
 	trailer := rec.trailer()
-	reply, err := wire.HTTPResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
+	reply, err := httpwire.ResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
 	return reply, wire.ResponseError(err)
 }
 

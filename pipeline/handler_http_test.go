@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 func TestServeHTTPMsg(t *testing.T) {
@@ -81,7 +83,7 @@ func TestServeHTTPMsg(t *testing.T) {
 			}
 			reply := serveHTTPMsg(context.Background(), tt.handler, meshtest.ViaNATS(t, nc, req), wire.Limits{})
 			// Every reply must be publishable; check what the caller gets.
-			resp, err := wire.DecodeHTTPResponse(meshtest.ViaNATS(t, nc, reply))
+			resp, err := httpwire.DecodeResponse(meshtest.ViaNATS(t, nc, reply))
 			if tt.kind != "" {
 				var me *wire.Error
 				if !errors.As(err, &me) || me.Kind != tt.kind {
@@ -101,7 +103,7 @@ func TestServeHTTPMsg(t *testing.T) {
 		})
 	}
 	t.Run("not an HTTP request", func(t *testing.T) {
-		_, err := wire.DecodeHTTPResponse(serveHTTPMsg(context.Background(), http.NotFoundHandler(), &nats.Msg{Data: []byte("x")}, wire.Limits{}))
+		_, err := httpwire.DecodeResponse(serveHTTPMsg(context.Background(), http.NotFoundHandler(), &nats.Msg{Data: []byte("x")}, wire.Limits{}))
 		if !errors.Is(err, wire.ErrBadRequest) {
 			t.Fatalf("got %v, want bad-request", err)
 		}
@@ -116,7 +118,7 @@ func TestServeHTTPMsg(t *testing.T) {
 			t.Error("writes past max_payload kept succeeding")
 		})
 		m := &nats.Msg{Header: nats.Header{wire.HeaderMethod: {"GET"}}}
-		_, err := wire.DecodeHTTPResponse(serveHTTPMsg(context.Background(), h, m, wire.Limits{MaxPayload: 1024}))
+		_, err := httpwire.DecodeResponse(serveHTTPMsg(context.Background(), h, m, wire.Limits{MaxPayload: 1024}))
 		// The service's answer is too large: its failure (502), not the
 		// caller's (413).
 		if !errors.Is(err, wire.ErrUpstream) || !strings.Contains(err.Error(), "response") {

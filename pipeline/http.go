@@ -5,14 +5,15 @@ import (
 	"net/http"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // NewHTTPCall encodes r (its body read and closed here, bounded by lim) as
 // the call dest describes: dest's Service and Subset, or Subject, and
 // Caller; the protocol, operation, path and message are set from r. It
-// fails with the *wire.Error of [wire.EncodeHTTPRequest].
+// fails with the *wire.Error of [httpwire.EncodeRequest].
 func NewHTTPCall(r *http.Request, dest Call, lim wire.Limits) (*Call, error) {
-	m, err := wire.EncodeHTTPRequest(r, lim)
+	m, err := httpwire.EncodeRequest(r, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +30,7 @@ func SendHTTP(ctx context.Context, s Sender, c *Call) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wire.DecodeHTTPResponse(reply)
+	return httpwire.DecodeResponse(reply)
 }
 
 // CallerDeadline returns ctx with the deadline the client of r asked for in

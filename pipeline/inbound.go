@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // Handler serves one inbound call and returns the reply to send: the local
@@ -286,7 +287,7 @@ func callTimeout(h nats.Header) (time.Duration, error) {
 		return d, err
 	}
 	if v := h.Get("grpc-timeout"); v != "" {
-		d, ok := wire.ParseGRPCTimeout(v)
+		d, ok := grpcwire.ParseTimeout(v)
 		if !ok || d <= 0 {
 			return 0, wire.Errorf(wire.KindBadRequest, "bad grpc-timeout %.32q", v)
 		}

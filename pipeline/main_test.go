@@ -12,6 +12,7 @@ import (
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 func TestMain(m *testing.M) {
@@ -53,7 +54,7 @@ func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Lim
 // encodeHTTPAt is the request message r makes on subject, with the
 // Mesh-Timeout of r's deadline, as the outbound pipeline sends it.
 func encodeHTTPAt(r *http.Request, subject string, lim wire.Limits) (*nats.Msg, error) {
-	m, err := wire.EncodeHTTPRequest(r, lim)
+	m, err := httpwire.EncodeRequest(r, lim)
 	if err != nil {
 		return nil, err
 	}

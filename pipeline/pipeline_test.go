@@ -16,6 +16,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // serve subscribes an inbound pipeline for service with h, until the test
@@ -80,7 +81,7 @@ func TestOverloadedReachesMiddlewareAsError(t *testing.T) {
 			case <-release:
 			case <-ctx.Done():
 			}
-			return wire.HTTPResponseMsg(200, nil, nil, nil, wire.Limits{})
+			return httpwire.ResponseMsg(200, nil, nil, nil, wire.Limits{})
 		}),
 	})
 	seen := make(chan error, 2)
@@ -121,7 +122,7 @@ func TestConcurrentAttemptsShareNoHeaders(t *testing.T) {
 	svc := conn(t, b, "orders")
 	serve(t, svc, "orders", InboundConfig{
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
-			return wire.HTTPResponseMsg(200, http.Header{"X-Timeout": {c.Header.Get(wire.HeaderTimeout)}}, nil, nil, wire.Limits{})
+			return httpwire.ResponseMsg(200, http.Header{"X-Timeout": {c.Header.Get(wire.HeaderTimeout)}}, nil, nil, wire.Limits{})
 		}),
 	})
 	twice := func(next Sender) Sender {
@@ -172,7 +173,7 @@ func TestRawGRPCTimeoutIsTheDeadline(t *testing.T) {
 			if ok {
 				left = strconv.FormatInt(int64(time.Until(d)/time.Millisecond), 10)
 			}
-			return wire.HTTPResponseMsg(200, http.Header{"X-Left-Ms": {left}}, nil, nil, wire.Limits{})
+			return httpwire.ResponseMsg(200, http.Header{"X-Left-Ms": {left}}, nil, nil, wire.Limits{})
 		}),
 	})
 	raw := conn(t, b, "raw")
@@ -226,7 +227,7 @@ func TestOneReplyEach(t *testing.T) {
 			case "error":
 				return nil, errors.New("plain error")
 			}
-			return wire.HTTPResponseMsg(204, nil, nil, nil, wire.Limits{})
+			return httpwire.ResponseMsg(204, nil, nil, nil, wire.Limits{})
 		}),
 	})
 	raw := conn(t, b, "raw")
@@ -286,7 +287,7 @@ func TestInboundWorkers(t *testing.T) {
 			mu.Lock()
 			stacks[id] = true
 			mu.Unlock()
-			return wire.HTTPResponseMsg(200, nil, nil, nil, wire.Limits{})
+			return httpwire.ResponseMsg(200, nil, nil, nil, wire.Limits{})
 		}),
 	})
 	o := outbound(t, conn(t, b, "web"))

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // HTTPUpstream is the inbound kind for an HTTP service reached over the
@@ -65,7 +66,7 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error
 		lim = u.Limits()
 	}
 	// The dispatch parsed the subject and set the deadline already.
-	r, err := wire.DecodeHTTPCall(ctx, c.Header, c.Data, c.Op)
+	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error
 		}
 		return nil, e
 	}
-	reply, err := wire.EncodeHTTPResponse(resp, lim)
+	reply, err := httpwire.EncodeResponse(resp, lim)
 	return reply, wire.ResponseError(err)
 }
 

@@ -15,13 +15,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // upstreamCall serves the request r makes through an HTTPUpstream for
 // service "orders" at base.
 func upstreamCall(t *testing.T, base string, r *http.Request, onRefused func(error)) (*nats.Msg, error) {
 	t.Helper()
-	m, err := wire.EncodeHTTPRequest(r, wire.Limits{})
+	m, err := httpwire.EncodeRequest(r, wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

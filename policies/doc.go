@@ -1,6 +1,7 @@
 // Package policies is the mesh file: its model ([File] and the [Policy] that
-// governs calls), its parser, its canonical rendering, and its live
-// distribution to the agents.
+// governs calls), its parser and its canonical rendering. Its live
+// distribution to the agents (the KV bucket, the Sources that watch it) is
+// the package policies/live.
 //
 // One YAML file (mesh.yaml, documented in docs/mesh-file.md) describes the
 // whole mesh: services, their subsets and accounts, who may call whom, and
@@ -19,11 +20,11 @@
 //     normalized durations and percentages, defaults filled in), and
 //     [Diff] lists what changes between two files, as `natsmesh policy diff`
 //     shows it. The canonical JSON parses back to the same File.
-//   - [Store] keeps the live file in the JetStream KV bucket
-//     "natsmesh-policies" under one key, so one revision is one whole file.
-//   - [Source] holds the current file in an atomic pointer for the hot path;
-//     [WatchKV] feeds it from the bucket and [WatchFile] from a local file.
-//     A version that does not parse is logged and the last good one kept.
+//   - [ParseStored] parses a file as the bucket stores it (canonical JSON)
+//     with the result of Parse, several times faster: every agent decodes
+//     every version applied.
+//   - [File.AccountsSpec] derives the mesh's NATS accounts and users, from
+//     which package accounts generates the broker configuration.
 //
 // A *File is immutable once parsed: share it between goroutines freely, and
 // never modify one that came from a Source.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +262,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if d := Diff(file, again); len(d) > 0 {
 			t.Fatalf("canonical JSON changes the file: %v", d)
+		}
+		if fast := decodeCanonical(js); fast == nil {
+			t.Fatalf("canonical JSON misses ParseStored's fast path:\n%s", js)
+		} else if !reflect.DeepEqual(fast, again) {
+			t.Fatalf("ParseStored's fast path decodes canonical JSON differently:\n%s", js)
 		}
 	})
 }

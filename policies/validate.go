@@ -399,6 +399,9 @@ func (v *validator) hedges(name string, s *Service) {
 	const fix = "a hedge sends a call twice, so set idempotent: true or match only idempotent methods (" +
 		"GET, HEAD, OPTIONS, TRACE, PUT, DELETE)"
 	svcPath := "services." + name
+	if !hedgeSet(v.f.Defaults) && !hedgeSet(s.Policy) && !slices.ContainsFunc(s.Routes, func(r Route) bool { return hedgeSet(r.Policy) }) {
+		return // no hedge anywhere: skip merging every route's policy
+	}
 	origin := func(r *Route, routePath string) string {
 		switch {
 		case r != nil && r.Policy != nil && r.Policy.Hedge != nil:
@@ -439,3 +442,5 @@ func (v *validator) hedges(name string, s *Service) {
 		v.errf(origin(r, rp), "hedge on route %q of %s, %s: %s", r.Name, name, why, fix)
 	}
 }
+
+func hedgeSet(p *Policy) bool { return p != nil && p.Hedge != nil }

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -23,6 +24,16 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // MarshalJSON renders d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string, as rendered by MarshalJSON; see
+// ParseStored.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s, err := jsonString(b)
+	if err != nil {
+		return err
+	}
+	return d.decodeScalar(&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s})
+}
 
 func (d *Duration) decodeScalar(n *yaml.Node) error {
 	if n.Tag == "!!int" || n.Tag == "!!float" {
@@ -58,6 +69,16 @@ func (p Percent) String() string { return strconv.FormatFloat(float64(p), 'f', -
 // MarshalJSON renders p as a "20%" string.
 func (p Percent) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) }
 
+// UnmarshalJSON reads a "20%" string, as rendered by MarshalJSON; see
+// ParseStored.
+func (p *Percent) UnmarshalJSON(b []byte) error {
+	s, err := jsonString(b)
+	if err != nil {
+		return err
+	}
+	return p.decodeScalar(&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s})
+}
+
 func (p *Percent) decodeScalar(n *yaml.Node) error {
 	s := strings.TrimSpace(n.Value)
 	switch n.Tag {
@@ -73,6 +94,17 @@ func (p *Percent) decodeScalar(n *yaml.Node) error {
 	}
 	*p = Percent(f)
 	return nil
+}
+
+// jsonString decodes a JSON string; one without escapes, as durations and
+// percentages render, without a second pass of encoding/json.
+func jsonString(b []byte) (string, error) {
+	if n := len(b); n >= 2 && b[0] == '"' && b[n-1] == '"' && bytes.IndexAny(b[1:n-1], "\\\"") < 0 {
+		return string(b[1 : n-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(b, &s)
+	return s, err
 }
 
 // describe names a YAML node's kind for an error message: the value itself

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // outcome is what an attempt's result means to the policies.
@@ -111,7 +112,7 @@ func serverFailed(msg *nats.Msg) bool {
 	if msg == nil {
 		return false
 	}
-	if v := msg.Header.Get(wire.HeaderGRPCStatus); v != "" {
+	if v := msg.Header.Get(grpcwire.HeaderGRPCStatus); v != "" {
 		switch grpcCode(v) {
 		case codes.Unknown, codes.Internal, codes.Unavailable, codes.DataLoss, codes.DeadlineExceeded:
 			return true
@@ -127,7 +128,7 @@ func serverFailed(msg *nats.Msg) bool {
 // retry policy's usual choice: the other codes say the method ran and
 // failed).
 func retryableReply(msg *nats.Msg) bool {
-	if v := msg.Header.Get(wire.HeaderGRPCStatus); v != "" {
+	if v := msg.Header.Get(grpcwire.HeaderGRPCStatus); v != "" {
 		return grpcCode(v) == codes.Unavailable
 	}
 	return true

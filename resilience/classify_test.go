@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 func reply(h, v string) *nats.Msg { return &nats.Msg{Header: nats.Header{h: {v}}} }
@@ -29,10 +30,10 @@ func TestClassify(t *testing.T) {
 		{"404", reply(wire.HeaderStatus, "404"), nil, false, false, false, true},
 		{"500", reply(wire.HeaderStatus, "500"), nil, false, true, true, false},
 		{"503", reply(wire.HeaderStatus, "503"), nil, false, true, true, false},
-		{"grpc ok", reply(wire.HeaderGRPCStatus, "0"), nil, false, false, false, true},
-		{"grpc not found", reply(wire.HeaderGRPCStatus, "5"), nil, false, false, false, true},
-		{"grpc unavailable", reply(wire.HeaderGRPCStatus, "14"), nil, false, true, true, false},
-		{"grpc internal", reply(wire.HeaderGRPCStatus, "13"), nil, false, false, true, false},
+		{"grpc ok", reply(grpcwire.HeaderGRPCStatus, "0"), nil, false, false, false, true},
+		{"grpc not found", reply(grpcwire.HeaderGRPCStatus, "5"), nil, false, false, false, true},
+		{"grpc unavailable", reply(grpcwire.HeaderGRPCStatus, "14"), nil, false, true, true, false},
+		{"grpc internal", reply(grpcwire.HeaderGRPCStatus, "13"), nil, false, false, true, false},
 		{"no-responders", nil, wire.ErrNoResponders, true, true, true, false},
 		{"overloaded", nil, &wire.Error{Kind: wire.KindOverloaded}, true, true, false, false},
 		{"upstream-refused", nil, &wire.Error{Kind: wire.KindUpstreamRefused}, true, true, true, false},

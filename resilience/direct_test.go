@@ -11,6 +11,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/resilience"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -110,7 +111,7 @@ services:
 		t.Fatal(err)
 	}
 	r := &recorder{answers: []func() (*nats.Msg, error){replyStatus("500")}}
-	s := resilience.New(resilience.Config{Policies: policies.Static(f)})(r)
+	s := resilience.New(resilience.Config{Policies: live.Static(f)})(r)
 	c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodPost, Path: "/x"}
 	for range 4 {
 		if _, err := s.Send(context.Background(), c); err != nil {
@@ -139,5 +140,58 @@ func TestFirstTryContextEnded(t *testing.T) {
 	_, err := s.Send(ctx, &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodGet, Path: "/x"})
 	if err == nil || len(r.calls) != 1 {
 		t.Fatalf("err %v after %d attempts; want a failure after 1", err, len(r.calls))
+	}
+}
+
+// TestBreakerCountsCalls: the breaker counts calls after their retries,
+// not attempts. A destination that fails every other attempt (one of two
+// instances failing) answers every idempotent call on its retry and never
+// opens the breaker; one that fails every attempt opens it after
+// min_requests calls, however many attempts each made.
+func TestBreakerCountsCalls(t *testing.T) {
+	f, err := policies.Parse("mesh.yaml", []byte(`version: 1
+services:
+  orders:
+    policy:
+      retries: {attempts: 3, backoff: 1ms, budget: 100%}
+      circuit_breaker: {failure_ratio: 50%, window: 10s, min_requests: 4, open_for: 1h, half_open_probes: 1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodGet, Path: "/x",
+		Header: nats.Header{wire.HeaderMethod: {http.MethodGet}}}
+
+	var n int
+	var mu sync.Mutex
+	alternate := func() (*nats.Msg, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n%2 == 1 {
+			return replyStatus("500")()
+		}
+		return replyStatus("200")()
+	}
+	s := resilience.New(resilience.Config{Policies: live.Static(f)})(&recorder{answers: []func() (*nats.Msg, error){alternate}})
+	for i := range 20 {
+		msg, err := s.Send(context.Background(), get)
+		if err != nil || msg.Header.Get(wire.HeaderStatus) != "200" {
+			t.Fatalf("call %d: %v %v; want every call answered on its retry", i, msg, err)
+		}
+	}
+
+	r := &recorder{answers: []func() (*nats.Msg, error){replyStatus("500")}}
+	s = resilience.New(resilience.Config{Policies: live.Static(f)})(r)
+	for i := range 4 {
+		if _, err := s.Send(context.Background(), get); err != nil {
+			t.Fatalf("call %d, before the breaker opens: %v", i, err)
+		}
+	}
+	if len(r.calls) != 12 {
+		t.Fatalf("%d attempts for 4 calls, want 12", len(r.calls))
+	}
+	if _, err := s.Send(context.Background(), get); !errors.Is(err, wire.ErrCircuitOpen) {
+		t.Fatalf("err %v after 4 failed calls, want circuit-open", err)
 	}
 }

@@ -29,17 +29,22 @@
 //     wins and the others are cancelled;
 //  4. the destination's bulkhead: over max_concurrent a try fails at once
 //     with overloaded (the caller's own limit, never retried);
-//  5. the destination's circuit breaker: open, a try fails at once with
-//     circuit-open; timeouts, no-responders, upstream failures and server
-//     errors count as failures, 4xx and forbidden do not;
+//  5. the destination's circuit breaker, which counts calls, not attempts:
+//     the call's first attempt that passes the bulkhead takes a permit
+//     (open, it fails at once with circuit-open, and so does the call), its
+//     other attempts go with it, and the call's outcome after its retries
+//     and hedges is recorded once; timeouts, no-responders, upstream
+//     failures and server errors count as failures, 4xx and forbidden do
+//     not. The destination is a queue group: an attempt that met a failing
+//     instance and a retry another answered make a call that succeeded;
 //  6. the attempt: its own timeout as its context deadline, numbered on
 //     its context (pipeline.AttemptFrom), counted on the call's
 //     pipeline.CallStats if it has one, and sent as a clone of the call.
 //
 // A call that is not hedged makes its first try outside any failsafe-go
-// executor: it takes the bulkhead's and the breaker's permits directly and
-// records the outcome on the breaker as the breaker's executor would, and
-// it enters the retry policy only when that try is to be retried, which
+// executor: it takes the bulkhead's and the breaker's permits directly
+// (the breaker's through callBreaker, as for every call), and it enters
+// the retry policy only when that try is to be retried, which
 // then replays the first result as its first execution (so attempts,
 // backoff and budget are counted as before). An executor costs dozens of
 // allocations per call, and most calls succeed at once: that common case
@@ -47,6 +52,10 @@
 // and the attempt's timeouts get a context of their own only when they end
 // sooner than the deadline the call already has. Hedged calls run under the
 // executors throughout.
+//
+// A Config.Observer is told of every change of state of the breakers and
+// can list those in use (package internal/chain shows them in the
+// metrics); the package itself records no telemetry.
 //
 // The bulkhead is outside the breaker (pipeline's doc lists them the other
 // way round): a try the caller's own bulkhead refuses then never reaches

@@ -15,7 +15,7 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -24,13 +24,13 @@ var quiet = slog.New(slog.DiscardHandler)
 // meshFile writes yaml to a temporary mesh file and watches it; the
 // returned write replaces the file's content and waits until the source
 // has loaded the new version.
-func meshFile(t testing.TB, yaml string) (src *policies.Source, write func(yaml string)) {
+func meshFile(t testing.TB, yaml string) (src *live.Source, write func(yaml string)) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "mesh.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	src, err := policies.WatchFile(context.Background(), path, policies.SourceConfig{Interval: 5 * time.Millisecond})
+	src, err := live.WatchFile(context.Background(), path, live.SourceConfig{Interval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func serve(t testing.TB, b *broker.Broker, service string, h http.HandlerFunc) *
 
 // client starts a caller agent "web" under src and returns an HTTP client
 // that sends through it in process.
-func client(t testing.TB, b *broker.Broker, src *policies.Source, cfg ...func(*agent.Config)) *http.Client {
+func client(t testing.TB, b *broker.Broker, src *live.Source, cfg ...func(*agent.Config)) *http.Client {
 	t.Helper()
 	c := agent.Config{Service: "web", Policies: src}
 	for _, f := range cfg {

@@ -13,6 +13,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -47,20 +48,22 @@ type plan struct {
 
 	// retry runs the tries after the first; nil when attempts is 1.
 	retry failsafe.Executor[*nats.Msg]
-	// hedged runs one try of an idempotent call under the hedge policy,
-	// the bulkhead and the breaker; nil without a hedge.
+	// hedged runs one try of an idempotent call under the hedge policy
+	// and the bulkhead; nil without a hedge.
 	hedged failsafe.Executor[*nats.Msg]
 
-	// bulkhead and breaker are the destination's, nil without one; a try
-	// that is not hedged takes their permits directly (plan.try).
+	// bulkhead and breaker are the destination's, nil without one. A try
+	// that is not hedged takes the bulkhead's permit directly (plan.try);
+	// the breaker counts calls (callBreaker).
 	maxConcurrent int
 	bulkhead      bulkhead.Bulkhead[*nats.Msg]
 	breaker       circuitbreaker.CircuitBreaker[*nats.Msg]
 }
 
-// build compiles p for calls to dest, reusing the destination state that
-// has the same configuration.
-func (m *middleware) build(p policies.Policy, dest string) *plan {
+// build compiles p for calls to c's destination, reusing the destination
+// state that has the same configuration.
+func (m *middleware) build(p policies.Policy, c *pipeline.Call) *plan {
+	dest := c.Dest()
 	pl := &plan{
 		dest:           dest,
 		timeout:        p.Timeout.D(),
@@ -72,7 +75,7 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 	pl.attempts = max(*r.Attempts, 1)
 	pl.backoff, pl.maxBackoff = r.Backoff.D(), max(r.MaxBackoff.D(), r.Backoff.D())
 	ratio, floor := r.Budget.Fraction(), *r.MinPerSecond
-	pl.budget = m.state(stateKey{"budget", dest, fmt.Sprint(ratio, floor)}, func() any {
+	pl.budget = m.state(stateKey{kindBudget, dest, fmt.Sprint(ratio, floor)}, func() any {
 		return newRetryBudget(ratio, floor)
 	}).(*retryBudget)
 	if pl.attempts > 1 {
@@ -90,28 +93,22 @@ func (m *middleware) build(p policies.Policy, dest string) *plan {
 		pl.retry = failsafe.With[*nats.Msg](rb.Build())
 	}
 
-	// A try passes the bulkhead, then the breaker: a call the caller's own
-	// bulkhead refuses never reaches the breaker, so local overload cannot
-	// count as the destination's success (or failure).
+	// A try passes the bulkhead, then the breaker (callBreaker): a call
+	// the caller's own bulkhead refuses never reaches the breaker, so
+	// local overload cannot count as the destination's success (or
+	// failure).
 	var try []failsafe.Policy[*nats.Msg]
 	if b := p.Bulkhead; b != nil && *b.MaxConcurrent > 0 {
 		pl.maxConcurrent = *b.MaxConcurrent
-		pl.bulkhead = m.state(stateKey{"bulkhead", dest, fmt.Sprint(pl.maxConcurrent)}, func() any {
+		pl.bulkhead = m.state(stateKey{kindBulkhead, dest, fmt.Sprint(pl.maxConcurrent)}, func() any {
 			return bulkhead.New[*nats.Msg](uint(pl.maxConcurrent))
 		}).(bulkhead.Bulkhead[*nats.Msg])
 		try = append(try, pl.bulkhead)
 	}
-	if cb := p.CircuitBreaker; cb != nil && *cb.Enabled {
-		cfg := fmt.Sprint(cb.FailureRatio.Fraction(), cb.Window.D(), *cb.MinRequests, cb.OpenFor.D(), *cb.HalfOpenProbes)
-		pl.breaker = m.state(stateKey{"breaker", dest, cfg}, func() any {
-			return circuitbreaker.NewBuilder[*nats.Msg]().
-				HandleIf(destinationFailed).
-				WithFailureRateThreshold(min(cb.FailureRatio.Fraction(), 1), uint(max(*cb.MinRequests, 0)), cb.Window.D()).
-				WithDelay(cb.OpenFor.D()).
-				WithSuccessThreshold(uint(max(*cb.HalfOpenProbes, 1))).
-				Build()
-		}).(circuitbreaker.CircuitBreaker[*nats.Msg])
-		try = append(try, pl.breaker)
+	if cfg := breakerConfig(p); cfg != "" {
+		pl.breaker = m.state(stateKey{kindBreaker, dest, cfg}, func() any {
+			return m.newBreaker(p.CircuitBreaker, destinationOf(c), c.Service, cfg)
+		}).(*breakerEntry).cb
 	}
 	if h := p.Hedge; h != nil {
 		hp := m.hedgePolicy(h, ratio, dest)
@@ -137,7 +134,7 @@ func (m *middleware) hedgePolicy(h *policies.Hedge, ratio float64, dest string) 
 		pct = *h.Percentile
 	}
 	cfg := fmt.Sprint(delay, pct, extra, ratio)
-	return m.state(stateKey{"hedge", dest, cfg}, func() any {
+	return m.state(stateKey{kindHedge, dest, cfg}, func() any {
 		var b hedgepolicy.Builder[*nats.Msg]
 		if pct > 0 && pct < 100 {
 			b = hedgepolicy.NewBuilderWithDelayQuantile[*nats.Msg](pct/100, quantileAge, quantileWarmup)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -22,7 +23,11 @@ type Config struct {
 	// Policies is the live mesh file; each call gets the policy of its
 	// service and route in the version current when it starts. Nil: the
 	// built-in policy.
-	Policies *policies.Source
+	Policies *live.Source
+	// Observer, when set, is told of every change of state of the
+	// destinations' circuit breakers and can list them (see Observer).
+	// Default nil: nobody watches.
+	Observer Observer
 }
 
 // New returns the outbound middleware that applies the mesh file's
@@ -31,7 +36,10 @@ type Config struct {
 // budgets, observed latencies) lives as long as the middleware: build one
 // per agent or gateway and wrap its one pipeline with it.
 func New(cfg Config) pipeline.OutboundMiddleware {
-	m := &middleware{src: cfg.Policies, states: make(map[stateKey]any)}
+	m := &middleware{src: cfg.Policies, obs: cfg.Observer, states: make(map[stateKey]any)}
+	if m.obs != nil {
+		m.obs.ObserveBreakers(m.breakers)
+	}
 	return func(next pipeline.Sender) pipeline.Sender {
 		return &sender{m: m, next: next}
 	}
@@ -39,7 +47,8 @@ func New(cfg Config) pipeline.OutboundMiddleware {
 
 // middleware is the state behind one New.
 type middleware struct {
-	src *policies.Source
+	src *live.Source
+	obs Observer // nil: none
 
 	// plans caches the plans of the current mesh file; a new file starts
 	// an empty cache.
@@ -50,6 +59,12 @@ type middleware struct {
 	// revisions that leave their configuration unchanged.
 	mu     sync.Mutex
 	states map[stateKey]any
+
+	// cfgs are the breaker configurations each service has under
+	// cfgFile, for listing the breakers in use (observe.go).
+	cfgMu   sync.Mutex
+	cfgFile *policies.File
+	cfgs    map[string]map[string]bool
 }
 
 // planCache holds the plans of one mesh file. Every call looks its plan
@@ -80,6 +95,14 @@ type planKey struct {
 type stateKey struct {
 	kind, dest, config string
 }
+
+// The kinds of destination state.
+const (
+	kindBudget   = "budget"
+	kindBulkhead = "bulkhead"
+	kindBreaker  = "breaker" // a *breakerEntry
+	kindHedge    = "hedge"
+)
 
 // state returns the destination state under k, built by build the first
 // time.
@@ -126,7 +149,7 @@ func (m *middleware) plan(c *pipeline.Call, route string) *plan {
 			return p
 		}
 	}
-	p := m.build(pc.file.Policy(c.Service, route), c.Dest())
+	p := m.build(pc.file.Policy(c.Service, route), c)
 	plans := make(map[planKey]*plan, 1)
 	if old != nil && len(*old) < maxPlans {
 		plans = make(map[planKey]*plan, len(*old)+1)
@@ -165,12 +188,13 @@ func isAgain(_ *nats.Msg, err error) bool {
 }
 
 // send runs one call through the plan: the overall timeout, then the retry
-// policy, whose each try is a round (hedge, bulkhead, breaker) of one or
-// more attempts.
+// policy, whose each try is a round (hedge, bulkhead) of one or more
+// attempts; the call as a whole goes through the destination's breaker
+// (callBreaker), its first attempt taking the permit.
 //
 // A call that is not hedged makes its first try outside any failsafe-go
-// executor, through the bulkhead's and the breaker's permits directly
-// (plan.try), and enters the retry policy only when that try is to be
+// executor, through the bulkhead's permit directly (plan.try), and
+// enters the retry policy only when that try is to be
 // retried: most calls succeed at once, and an executor costs dozens of
 // allocations per call. The retry policy then replays the first try's
 // result as its first execution, so its attempt count, backoff and
@@ -192,39 +216,51 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 	p.budget.recordCall()
 	stats := pipeline.CallStatsFrom(ctx)
 	if hedged {
-		return p.sendHedged(ctx, next, c, stats)
+		g := &callBreaker{cb: p.breaker, mu: new(sync.Mutex)}
+		msg, err := p.sendHedged(ctx, next, c, stats, g)
+		g.done(msg, err)
+		return msg, err
 	}
+	g := callBreaker{cb: p.breaker}
 	// The first attempt sends c itself: a Sender never modifies its call,
 	// and no other attempt runs beside it. Retries send clones.
-	msg, err := p.try(ctx, next, c, 1, stats)
+	msg, err := p.try(ctx, next, c, 1, stats, &g)
 	if p.retry == nil || mirror {
+		g.done(msg, err)
 		return finish(msg, err)
 	}
 	// As failsafe-go's retry policy: a call whose context ended is over,
 	// whatever its try returned.
 	if ctx.Err() != nil {
+		g.done(msg, err)
 		return finish(nil, ctx.Err())
 	}
 	if !p.gate(ctx, 1, msg, err, idempotent) {
+		g.done(msg, err)
 		return finish(msg, err)
 	}
 	if stats != nil {
 		stats.AddRetry()
 	}
-	return p.retryAfter(ctx, next, c, stats, idempotent, msg, err)
+	// The retries' closure takes the breaker's hold to the heap: a copy,
+	// so that the first try alone keeps it on the stack.
+	h := &callBreaker{cb: g.cb, held: g.held, last: g.last, lastErr: g.lastErr}
+	msg, err = p.retryAfter(ctx, next, c, stats, idempotent, msg, err, h)
+	h.done(msg, err)
+	return msg, err
 }
 
 // retryAfter runs the retries of a call that is not hedged, under the
 // retry policy, once its first try (msg, err) is to be retried. (A
 // function of its own: the variables its closure captures move to the
 // heap, which the first try alone must not pay for.)
-func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats, idempotent bool, first *nats.Msg, firstErr error) (*nats.Msg, error) {
+func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats, idempotent bool, first *nats.Msg, firstErr error, g *callBreaker) (*nats.Msg, error) {
 	msg, err := p.retry.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
 		n := exec.Attempts()
 		if n == 1 {
 			return first, &again{firstErr} // the first try, made by send
 		}
-		msg, err := p.try(exec.Context(), next, c.Clone(), n, stats)
+		msg, err := p.try(exec.Context(), next, c.Clone(), n, stats, g)
 		if p.gate(ctx, n, msg, err, idempotent) {
 			if stats != nil {
 				stats.AddRetry()
@@ -247,9 +283,8 @@ func deadlineWithin(ctx context.Context, d time.Duration) bool {
 }
 
 // try is one try of a call that is not hedged: the bulkhead's permit,
-// then the breaker's, then the attempt, whose outcome the breaker records
-// as its failsafe-go executor would (failures by destinationFailed).
-func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, stats *pipeline.CallStats) (*nats.Msg, error) {
+// then the call's way through the breaker (g), then the attempt.
+func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, stats *pipeline.CallStats, g *callBreaker) (*nats.Msg, error) {
 	if p.bulkhead != nil {
 		if err := p.bulkhead.AcquirePermitWithMaxWait(ctx, 0); err != nil {
 			if ctx.Err() != nil {
@@ -259,18 +294,92 @@ func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, 
 		}
 		defer p.bulkhead.ReleasePermit()
 	}
-	if p.breaker != nil && !p.breaker.TryAcquirePermit() {
+	if !g.enter() {
 		return nil, p.refusal(circuitbreaker.ErrOpen)
 	}
 	msg, err := p.attempt(ctx, next, c, pipeline.Attempt{Number: n}, stats)
-	if p.breaker != nil {
-		if destinationFailed(msg, err) {
-			p.breaker.RecordFailure()
-		} else {
-			p.breaker.RecordSuccess()
-		}
-	}
+	g.sent(msg, err)
 	return msg, err
+}
+
+// callBreaker is one call's way through its destination's breaker, which
+// counts calls, not attempts: the call's first attempt that passes the
+// bulkhead takes a permit (an open breaker refuses it, and so the call),
+// the call's other attempts go with it, and the call's outcome, after its
+// retries and hedges, is recorded once. The destination is a queue group:
+// a retry goes to whichever instance the broker picks, so a call whose
+// first attempt met one failing instance and whose retry was answered by
+// another did not fail, and must not count against the group (a minority
+// of failing instances that passive health keeps in would otherwise open
+// the breaker for every instance; docs/decisions.md). The zero value, and
+// one without a breaker, lets every attempt through.
+type callBreaker struct {
+	cb circuitbreaker.CircuitBreaker[*nats.Msg]
+
+	mu      *sync.Mutex // set for hedged calls, whose attempts run at once
+	held    bool        // the call holds a permit
+	last    *nats.Msg   // the last attempt sent, for a call that ends refused
+	lastErr error
+}
+
+// enter reports whether an attempt may be sent.
+func (g *callBreaker) enter() bool {
+	if g.cb == nil {
+		return true
+	}
+	g.lock()
+	defer g.unlock()
+	if !g.held {
+		g.held = g.cb.TryAcquirePermit()
+	}
+	return g.held
+}
+
+// lock and unlock guard a hedged call's hold (a mutex in the struct would
+// take every call's hold to the heap).
+func (g *callBreaker) lock() {
+	if g.mu != nil {
+		g.mu.Lock()
+	}
+}
+
+func (g *callBreaker) unlock() {
+	if g.mu != nil {
+		g.mu.Unlock()
+	}
+}
+
+// sent notes the result of an attempt sent.
+func (g *callBreaker) sent(msg *nats.Msg, err error) {
+	if g.cb == nil {
+		return
+	}
+	g.lock()
+	g.last, g.lastErr = msg, err
+	g.unlock()
+}
+
+// done records the call's outcome (msg, err) on the breaker, failures by
+// destinationFailed; a call that ended with a refusal of the caller's own
+// (its bulkhead) counts by its last attempt sent.
+func (g *callBreaker) done(msg *nats.Msg, err error) {
+	if g.cb == nil {
+		return
+	}
+	g.lock()
+	defer g.unlock()
+	if !g.held {
+		return
+	}
+	g.held = false
+	if errors.Is(err, errLocal) {
+		msg, err = g.last, g.lastErr
+	}
+	if destinationFailed(msg, err) {
+		g.cb.RecordFailure()
+	} else {
+		g.cb.RecordSuccess()
+	}
 }
 
 // attempt sends c as attempt a: counted on stats, under the attempt
@@ -288,15 +397,20 @@ func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Ca
 }
 
 // sendHedged runs a hedged call: the retry policy, whose each try is the
-// hedge policy's round of attempts through the bulkhead and the breaker,
-// all failsafe-go executors.
-func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats) (*nats.Msg, error) {
+// hedge policy's round of attempts through the bulkhead, all failsafe-go
+// executors, each attempt through the call's way through the breaker (g).
+func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats, g *callBreaker) (*nats.Msg, error) {
 	var n atomic.Int32
 	round := func(ctx context.Context) (*nats.Msg, error) {
 		msg, err := p.hedged.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+			if !g.enter() {
+				return nil, circuitbreaker.ErrOpen
+			}
 			// Each attempt its own copy: concurrent hedges share no
 			// header map.
-			return p.attempt(exec.Context(), next, c.Clone(), pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()}, stats)
+			msg, err := p.attempt(exec.Context(), next, c.Clone(), pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()}, stats)
+			g.sent(msg, err)
+			return msg, err
 		})
 		return msg, p.refusal(err)
 	}

@@ -10,7 +10,10 @@
 // context put in each attempt's clone), and [Telemetry.Inbound] outermost
 // inbound. [Telemetry.Snapshot] is the per-edge cumulative counts the
 // components publish in $SRV.STATS; [Telemetry.MetricsHandler] the
-// /metrics page. [HeaderCarrier] carries the W3C trace context in a NATS
+// /metrics page. [Telemetry.ObserveBreakers] and [Telemetry.BreakerChanged]
+// take the circuit breakers' states from the resilience policies, and
+// [Telemetry.SetServing], [Telemetry.SetEjected] and [Telemetry.SetHealthy]
+// the agent's inbound state. [HeaderCarrier] carries the W3C trace context in a NATS
 // header. docs/observability.md lists the metrics, spans, log fields and
 // the snapshot's schema.
 package telemetry

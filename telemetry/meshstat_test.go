@@ -46,6 +46,10 @@ func TestSnapshotsReadByMeshstat(t *testing.T) {
 	for range 2 {
 		get(t, http.DefaultClient, front.URL+"/b", nil)
 	}
+	// Refused at the gateway before any call: counted on its inbound side.
+	if resp := get(t, http.DefaultClient, front.URL+"/a/../b", nil); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("dot segment: %d", resp.StatusCode)
+	}
 	s, err := meshstat.Gather(context.Background(), meshtest.Conn(t, b), meshstat.GatherOptions{Quiet: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +75,12 @@ func TestSnapshotsReadByMeshstat(t *testing.T) {
 	if w.Kind != "agent" || len(w.Outbound) != 1 || w.Outbound[0].Callee != "orders" || w.Outbound[0].Requests != 4 {
 		t.Errorf("web %+v", w)
 	}
-	if g.Kind != "bridge" || len(g.Inbound) != 0 || len(g.Outbound) != 1 || g.Outbound[0].Requests != 2 {
+	// The gateway's outside clients are its inbound side, caller "".
+	if g.Kind != "bridge" || len(g.Outbound) != 1 || g.Outbound[0].Requests != 2 {
 		t.Errorf("bridge %+v", g)
+	}
+	if len(g.Inbound) != 1 || g.Inbound[0].Caller != "" || g.Inbound[0].Requests != 3 || g.Inbound[0].Errors != 1 ||
+		g.Inbound[0].MeshErrors["bad-request"] != 1 {
+		t.Errorf("bridge inbound %+v", g.Inbound)
 	}
 }

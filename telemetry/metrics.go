@@ -30,6 +30,8 @@ const (
 	labelStatus    = "status_class"
 	labelMeshError = "mesh_error"
 	labelService   = "service"
+	labelState     = "state"
+	labelTo        = "to"
 )
 
 // maxEdges bounds the edges per direction, and so the series per metric.
@@ -206,8 +208,38 @@ type metrics struct {
 	out, in  direction
 	retries  metric.Int64Counter
 	hedges   metric.Int64Counter
-	serving  metric.Int64ObservableGauge
-	servings table[servingKey, gaugeVal]
+	breakers breakerMetrics
+	// The inbound instance's state (natsmesh_serving, natsmesh_ejected,
+	// natsmesh_healthy), set by the agent.
+	serving, ejected, healthy flagGauge
+}
+
+// flagGauge is a gauge of 0 or 1 per instance (service and subset).
+type flagGauge struct {
+	inst metric.Int64ObservableGauge
+	vals table[servingKey, gaugeVal]
+}
+
+func (f *flagGauge) init(m metric.Meter, name, description string, check func(error)) {
+	var err error
+	f.inst, err = m.Int64ObservableGauge(name, metric.WithDescription(description))
+	check(err)
+}
+
+func (f *flagGauge) set(service, subset string, on bool) {
+	g := f.vals.get(servingKey{service, subset}, func(k servingKey) *gaugeVal {
+		set := attribute.NewSet(attribute.String(labelService, k.service), attribute.String(labelSubset, k.subset))
+		return &gaugeVal{opts: []metric.ObserveOption{metric.WithAttributeSet(set)}}
+	})
+	var v int64
+	if on {
+		v = 1
+	}
+	g.v.Store(v)
+}
+
+func (f *flagGauge) observe(o metric.Observer) {
+	f.vals.each(func(_ servingKey, g *gaugeVal) { o.ObserveInt64(f.inst, g.v.Load(), g.opts...) })
 }
 
 func newMetrics(m metric.Meter) (*metrics, error) {
@@ -251,11 +283,17 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	ms.hedges, err = m.Int64Counter("natsmesh.outbound.hedges", metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts of outbound calls made while an earlier attempt was still in flight."))
 	check(err)
-	ms.serving, err = m.Int64ObservableGauge("natsmesh.serving",
-		metric.WithDescription("1 while the instance is in its queue groups (it passes its health checks), else 0."))
-	check(err)
+	ms.serving.init(m, "natsmesh.serving",
+		"1 while the instance is in its queue groups (it passes its health checks), else 0.", check)
+	ms.ejected.init(m, "natsmesh.ejected",
+		"1 while passive health (outlier detection) keeps the instance out of its queue groups, else 0.", check)
+	ms.healthy.init(m, "natsmesh.healthy",
+		"1 while the instance's local service passes its health checks (the last check passed), else 0; "+
+			"absent when the agent runs no health checks.", check)
+	ms.breakers.init(m, check)
 	if len(errs) == 0 {
-		_, err = m.RegisterCallback(ms.observe, ms.out.active, ms.in.active, ms.serving,
+		_, err = m.RegisterCallback(ms.observe, ms.out.active, ms.in.active,
+			ms.serving.inst, ms.ejected.inst, ms.healthy.inst, ms.breakers.state,
 			ms.out.requests, ms.out.errors, ms.in.requests, ms.in.errors)
 		check(err)
 	}
@@ -278,20 +316,11 @@ func (ms *metrics) observe(_ context.Context, o metric.Observer) error {
 			})
 		})
 	}
-	ms.servings.each(func(_ servingKey, g *gaugeVal) { o.ObserveInt64(ms.serving, g.v.Load(), g.opts...) })
+	ms.serving.observe(o)
+	ms.ejected.observe(o)
+	ms.healthy.observe(o)
+	ms.breakers.observe(o)
 	return nil
-}
-
-func (ms *metrics) setServing(service, subset string, serving bool) {
-	g := ms.servings.get(servingKey{service, subset}, func(k servingKey) *gaugeVal {
-		set := attribute.NewSet(attribute.String(labelService, k.service), attribute.String(labelSubset, k.subset))
-		return &gaugeVal{opts: []metric.ObserveOption{metric.WithAttributeSet(set)}}
-	})
-	var v int64
-	if serving {
-		v = 1
-	}
-	g.v.Store(v)
 }
 
 // inFlight returns the gauge of calls in flight between caller and callee.
@@ -349,6 +378,10 @@ type Snapshot struct {
 	// calls made, by callee, subset and protocol. Never null.
 	Inbound  []InboundEdge  `json:"inbound"`
 	Outbound []OutboundEdge `json:"outbound"`
+	// Breakers counts the circuit breakers of the outbound calls that are
+	// not closed (open or half_open) by callee, subset and state; absent
+	// when none is.
+	Breakers []BreakerStat `json:"breakers,omitempty"`
 }
 
 // InboundEdge counts the calls one caller made to this component in one
@@ -436,6 +469,7 @@ func (t *Telemetry) Snapshot() Snapshot {
 		}
 		oe.add(e)
 	})
+	s.Breakers = t.m.breakers.snapshot()
 	for _, e := range in {
 		s.Inbound = append(s.Inbound, *e)
 	}

@@ -79,7 +79,7 @@ func (t *Telemetry) OutboundCall() pipeline.OutboundMiddleware {
 		return nil
 	}
 	return func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (reply *nats.Msg, err error) {
 			start := time.Now()
 			dest := callee(c)
 			st := &callState{subset: subsetLabel(c.Subset)}
@@ -91,26 +91,42 @@ func (t *Telemetry) OutboundCall() pipeline.OutboundMiddleware {
 			}
 			flight := t.m.out.inFlight(c.Caller, dest, c.Proto)
 			flight.Add(1)
-			reply, err := next.Send(ctx, c)
-			dur := time.Since(start)
-			flight.Add(-1)
-
-			o := classify(c.Proto, reply, err)
-			st.mu.Lock()
-			subset, route := st.subset, st.route
-			st.mu.Unlock()
-			e := t.m.out.edge(edgeKey{caller: c.Caller, callee: dest, subset: subset, route: route, proto: c.Proto})
-			t.m.out.record(e, o, dur)
-			attempts := int(st.attempts.Load())
-			if span != nil {
-				span.SetAttributes(attrAttempts.Int(attempts))
-				endSpan(span, c.Proto, o, err)
-			}
-			if t.log != nil {
-				t.log.call(ctx, "outbound", t.traceID(ctx, c.Header), c, dest, subset, o, err, dur, attempts)
-			}
+			panicked := true
+			defer func() {
+				if panicked {
+					// A middleware below panicked: the call is
+					// recorded as an internal error, its span
+					// ended, and the panic goes on.
+					t.callDone(ctx, span, st, c, dest, start, flight, nil, errPanic)
+				}
+			}()
+			reply, err = next.Send(ctx, c)
+			panicked = false
+			t.callDone(ctx, span, st, c, dest, start, flight, reply, err)
 			return reply, err
 		})
+	}
+}
+
+// callDone records an outbound call that ended with reply and err.
+func (t *Telemetry) callDone(ctx context.Context, span trace.Span, st *callState, c *pipeline.Call, dest string,
+	start time.Time, flight *atomic.Int64, reply *nats.Msg, err error) {
+	dur := time.Since(start)
+	flight.Add(-1)
+
+	o := classify(c.Proto, reply, err)
+	st.mu.Lock()
+	subset, route := st.subset, st.route
+	st.mu.Unlock()
+	e := t.m.out.edge(edgeKey{caller: c.Caller, callee: dest, subset: subset, route: route, proto: c.Proto})
+	t.m.out.record(e, o, dur)
+	attempts := int(st.attempts.Load())
+	if span != nil {
+		span.SetAttributes(attrAttempts.Int(attempts))
+		endSpan(span, c.Proto, o, err)
+	}
+	if t.log != nil {
+		t.log.call(ctx, "outbound", t.traceID(ctx, c.Header), c, dest, subset, o, err, dur, attempts)
 	}
 }
 
@@ -174,7 +190,14 @@ func (t *Telemetry) OutboundAttempt() pipeline.OutboundMiddleware {
 					attrHedge.Bool(hedge)))
 			c = c.Clone()
 			t.prop.Inject(ctx, HeaderCarrier(c.Header))
+			panicked := true
+			defer func() {
+				if panicked {
+					endSpan(span, c.Proto, classify(c.Proto, nil, errPanic), errPanic)
+				}
+			}()
 			reply, err := next.Send(ctx, c)
+			panicked = false
 			endSpan(span, c.Proto, classify(c.Proto, reply, err), err)
 			return reply, err
 		})
@@ -194,7 +217,7 @@ func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 		return nil
 	}
 	return func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (reply *nats.Msg, err error) {
 			start := time.Now()
 			flight := t.m.in.inFlight(c.Caller, c.Service, c.Proto)
 			flight.Add(1)
@@ -211,23 +234,65 @@ func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 				c = c.Clone()
 				t.prop.Inject(ctx, HeaderCarrier(c.Header))
 			}
-			reply, err := next.ServeCall(ctx, c)
-			dur := time.Since(start)
-			flight.Add(-1)
-			o := classify(c.Proto, reply, err)
-			subset := subsetLabel(c.Subset)
-			e := t.m.in.edge(edgeKey{caller: c.Caller, callee: c.Service, subset: subset, proto: c.Proto})
-			t.m.in.record(e, o, dur)
-			if span != nil {
-				endSpan(span, c.Proto, o, err)
-			}
-			if t.log != nil {
-				t.log.call(ctx, "inbound", t.traceID(ctx, c.Header), c, c.Service, subset, o, err, dur, 0)
-			}
+			panicked := true
+			defer func() {
+				if panicked {
+					// The dispatch answers a panic as an internal error
+					// (pipeline.Inbound); record it so.
+					t.servedDone(ctx, span, c, start, flight, nil, errPanic)
+				}
+			}()
+			reply, err = next.ServeCall(ctx, c)
+			panicked = false
+			t.servedDone(ctx, span, c, start, flight, reply, err)
 			return reply, err
 		})
 	}
 }
+
+// ServedHTTP records one HTTP request the edge gateway service served for
+// an outside client, as an inbound call from caller "" (outside the mesh)
+// to service, so that its $SRV.STATS and natsmesh_inbound_* metrics show
+// the gateway's own traffic, requests the mesh refused before any call
+// (no route, a bad path) included. err is the mesh error the gateway
+// answered with, nil when it passed on the service's answer of HTTP
+// status; dur runs from the request's arrival to the answer written. A
+// call that failed counts as an error as Inbound counts it. A nil t
+// records nothing.
+func (t *Telemetry) ServedHTTP(ctx context.Context, service string, status int, err error, dur time.Duration) {
+	if t == nil {
+		return
+	}
+	o := outcome{status: httpClass(status), code: status, err: status >= 500}
+	if err != nil {
+		o = classify(wire.ProtoHTTP, nil, err)
+	}
+	e := t.m.in.edge(edgeKey{caller: "", callee: service, proto: wire.ProtoHTTP})
+	t.m.in.record(e, o, dur)
+}
+
+// servedDone records an inbound call that ended with reply and err.
+func (t *Telemetry) servedDone(ctx context.Context, span trace.Span, c *pipeline.Call, start time.Time, flight *atomic.Int64,
+	reply *nats.Msg, err error) {
+	dur := time.Since(start)
+	flight.Add(-1)
+	o := classify(c.Proto, reply, err)
+	subset := subsetLabel(c.Subset)
+	e := t.m.in.edge(edgeKey{caller: c.Caller, callee: c.Service, subset: subset, proto: c.Proto})
+	t.m.in.record(e, o, dur)
+	if span != nil {
+		endSpan(span, c.Proto, o, err)
+	}
+	if t.log != nil {
+		t.log.call(ctx, "inbound", t.traceID(ctx, c.Header), c, c.Service, subset, o, err, dur, 0)
+	}
+}
+
+// errPanic is what a call whose middleware or handler panicked is recorded
+// as (in its metrics, span and log line): an internal error, as
+// pipeline.Inbound answers a panic. The telemetry does not recover the
+// panic; it only records the call on the way out.
+var errPanic = wire.Errorf(wire.KindInternal, "panic")
 
 // queueGroup is the queue group an inbound call was delivered in.
 func queueGroup(c *pipeline.Call) string {

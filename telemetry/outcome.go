@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // kinds are the mesh error kinds a metric label may carry; any other kind
@@ -120,7 +121,7 @@ func classify(proto wire.Proto, reply *nats.Msg, err error) outcome {
 	}
 	if proto == wire.ProtoGRPC {
 		c := codes.OK
-		if v := h.Get(wire.HeaderGRPCStatus); v != "" {
+		if v := h.Get(grpcwire.HeaderGRPCStatus); v != "" {
 			n, perr := strconv.ParseUint(v, 10, 32)
 			if perr != nil {
 				n = uint64(codes.Unknown)
@@ -135,7 +136,7 @@ func classify(proto wire.Proto, reply *nats.Msg, err error) outcome {
 	if v := h.Get(wire.HeaderStatus); v != "" {
 		status, _ = strconv.Atoi(v)
 	} else if v := h.Get("Nats-Service-Error-Code"); v != "" {
-		// A nats.go/micro service's error reply (see wire.DecodeHTTPResponse).
+		// A nats.go/micro service's error reply (see httpwire.DecodeResponse).
 		if status, _ = strconv.Atoi(v); status < 400 || status > 599 {
 			status = 500
 		}

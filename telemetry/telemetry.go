@@ -214,7 +214,28 @@ func (t *Telemetry) SetServing(service, subset string, serving bool) {
 	if t == nil {
 		return
 	}
-	t.m.setServing(service, subset, serving)
+	t.m.serving.set(service, subset, serving)
+}
+
+// SetEjected records whether passive health (outlier detection) keeps the
+// instance of service (and subset) out of its queue groups: the
+// natsmesh_ejected gauge, 1 or 0.
+func (t *Telemetry) SetEjected(service, subset string, ejected bool) {
+	if t == nil {
+		return
+	}
+	t.m.ejected.set(service, subset, ejected)
+}
+
+// SetHealthy records whether the local service of the instance of service
+// (and subset) passed its last health check: the natsmesh_healthy gauge, 1
+// or 0. An agent that runs no health checks never calls it, and the gauge
+// has no series.
+func (t *Telemetry) SetHealthy(service, subset string, healthy bool) {
+	if t == nil {
+		return
+	}
+	t.m.healthy.set(service, subset, healthy)
 }
 
 // Shutdown flushes and stops the exporters t started (not a TracerProvider

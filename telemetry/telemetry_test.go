@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -508,7 +509,7 @@ func sum(v []int64) (s int64) {
 
 // TestServingInDiscovery: $SRV.INFO shows natsmesh.serving flip to false
 // while the service fails its health checks and back once it passes, and
-// the natsmesh_serving gauge with it.
+// the natsmesh_serving and natsmesh_healthy gauges with it.
 func TestServingInDiscovery(t *testing.T) {
 	b := meshtest.Broker(t)
 	var healthy atomic.Bool
@@ -535,8 +536,15 @@ func TestServingInDiscovery(t *testing.T) {
 		}
 		return info.Metadata["natsmesh.serving"]
 	}
+	// natsmesh_healthy follows the checks, natsmesh_serving the queue
+	// groups (one check is each threshold here, so they move together).
 	gauge := func() float64 {
-		return value(scrape(t, tel), "natsmesh_serving", map[string]string{"service": "orders"})
+		fams := scrape(t, tel)
+		orders := map[string]string{"service": "orders"}
+		if s, h := value(fams, "natsmesh_serving", orders), value(fams, "natsmesh_healthy", orders); s != h {
+			return -1
+		}
+		return value(fams, "natsmesh_serving", orders)
 	}
 	wait := func(want string, g float64) {
 		t.Helper()
@@ -545,7 +553,7 @@ func TestServingInDiscovery(t *testing.T) {
 				return errors.New("natsmesh.serving = " + got)
 			}
 			if got := gauge(); got != g {
-				return errors.New("natsmesh_serving gauge differs")
+				return fmt.Errorf("natsmesh_serving and natsmesh_healthy %v, want %v", got, g)
 			}
 			return nil
 		})

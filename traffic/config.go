@@ -10,6 +10,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -20,7 +21,7 @@ type Config struct {
 	Service string
 	// Policies is the live mesh file, read at every call. Nil: every
 	// middleware passes calls through.
-	Policies *policies.Source
+	Policies *live.Source
 	// Logger receives the middleware's decisions (ejections, dropped
 	// mirrors). Default slog.Default().
 	Logger *slog.Logger

@@ -1,7 +1,8 @@
 // Package traffic is the mesh's traffic management: the middleware that
-// applies the traffic parts of the live mesh file (package policies) to the
-// two call pipelines (package pipeline). internal/chain puts each at its
-// place in the documented order; this package holds what they do.
+// applies the traffic parts of the live mesh file (package policies, held
+// by a policies/live Source) to the two call pipelines (package pipeline).
+// internal/chain puts each at its place in the documented order; this
+// package holds what they do.
 //
 // Outbound, in the caller's agent or the edge gateway:
 //
@@ -27,14 +28,17 @@
 //     rate-limited (HTTP 429 with Retry-After) at once.
 //   - [PassiveHealth] is outlier detection: it watches the local service's
 //     answers with a failsafe-go circuit breaker over the policy's window,
-//     and when the failure ratio is reached it takes the instance out of its
-//     queue groups for the cool-off through [Instance], unless discovery
-//     shows that this would leave its queue group empty or more than the
-//     allowed share of the service's instances out. Back in, the instance
-//     is probed: the breaker is half-open, and another failing window
-//     ejects it again.
+//     and when the failure ratio is reached the instance claims a place to
+//     leave, counts its siblings through discovery ([Instance]), and takes
+//     itself out of its queue groups for the cool-off only if [Allowed]
+//     keeps its place: at most floor(max_ejected × instances) out, for any
+//     reason, and never a queue group (or subset) left without a serving
+//     instance, the places kept in one order every instance computes alike
+//     ([Place]), so siblings failing at the same moment agree on who
+//     leaves. Back in, the instance is probed: the breaker is half-open,
+//     and another failing window ejects it again.
 //
-// Every middleware reads the current file at each call (policies.Source is
+// Every middleware reads the current file at each call (live.Source is
 // one atomic load), so a new version applies to the next call without a
 // restart and without disturbing calls in flight. With no Source, or a file
 // that says nothing for the call, each passes the call through unchanged.

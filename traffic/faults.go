@@ -13,6 +13,8 @@ import (
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // HeaderFault is set on a reply that an injected abort made, so that a
@@ -75,12 +77,12 @@ func abort(c *pipeline.Call, a *policies.FaultAbort) (*nats.Msg, error) {
 	}
 	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}, HeaderFault: {"abort"}}
 	if c.Proto == wire.ProtoGRPC {
-		return wire.GRPCResponseMsg(&wire.GRPCResponse{
+		return grpcwire.ResponseMsg(&grpcwire.Response{
 			Header: map[string][]string{"x-natsmesh-fault": {"abort"}},
 			Status: status.New(grpcCode(a.Status), "injected fault (abort "+strconv.Itoa(a.Status)+")"),
 		}, wire.Limits{})
 	}
-	return wire.HTTPResponseMsg(a.Status, h, []byte("injected fault (abort)\n"), nil, wire.Limits{})
+	return httpwire.ResponseMsg(a.Status, h, []byte("injected fault (abort)\n"), nil, wire.Limits{})
 }
 
 // grpcCode is the gRPC code of an HTTP status, as gRPC maps them

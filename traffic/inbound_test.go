@@ -67,6 +67,12 @@ func (s *logSink) Write(p []byte) (int, error) {
 	return s.buf.Write(p)
 }
 
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
 func (s *logSink) has(sub string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -41,7 +42,7 @@ func TestLiveSplitChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	store, err := policies.OpenStore(ctx, js)
+	store, err := live.OpenStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestLiveSplitChange(t *testing.T) {
 		}
 	}
 	apply(splitTo("v1"))
-	src, err := policies.WatchKV(ctx, store.KV(), policies.SourceConfig{})
+	src, err := live.WatchKV(ctx, store.KV(), live.SourceConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestConfigEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { side.Shutdown(context.Background()) })
-	type configResponse struct { // policies.ConfigResponse, as a client reads it
+	type configResponse struct { // live.ConfigResponse, as a client reads it
 		Revision uint64
 		Builtin  bool
 		File     json.RawMessage

@@ -20,7 +20,7 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -38,7 +38,7 @@ type testMesh struct {
 	t    testing.TB
 	b    *broker.Broker
 	path string
-	src  *policies.Source
+	src  *live.Source
 }
 
 // newMesh starts a broker and writes yaml as the mesh file every agent of
@@ -49,7 +49,7 @@ func newMesh(t testing.TB, yaml string) *testMesh {
 	if err := os.WriteFile(m.path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	src, err := policies.WatchFile(context.Background(), m.path, policies.SourceConfig{Interval: 10 * time.Millisecond})
+	src, err := live.WatchFile(context.Background(), m.path, live.SourceConfig{Interval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

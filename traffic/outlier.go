@@ -3,7 +3,6 @@ package traffic
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,33 +15,33 @@ import (
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
-// Siblings counts the instances of a service as discovery shows them,
-// this one included.
-type Siblings struct {
-	// Total is the service's instances that serve calls (agents with an
-	// inbound side), and Serving those of them in their queue groups now.
-	Total, Serving int
-	// SubsetServing is the instances of this one's subset in their queue
-	// groups now (Serving when the instance has no subset).
-	SubsetServing int
-}
-
 // Instance is the hold an inbound agent has on its queue groups, as
-// passive health needs it.
+// passive health needs it. All three functions are required.
 type Instance struct {
-	// Withdraw takes the instance out of its queue groups for d (calls
-	// already delivered are still served), then puts it back if its
-	// health checks pass; d <= 0 ends a withdrawal at once. It reports
-	// whether it did: false if the instance was not serving. Required.
+	// Claim marks the instance as leaving: from then on, until Withdraw,
+	// its siblings' counts show it leaving at the returned place, while it
+	// still serves. The place's time is later than every place this
+	// instance has seen a sibling claim (see Place). It reports false,
+	// doing nothing, if the instance is not serving or holds a claim
+	// already.
+	Claim func() (Place, bool)
+	// Withdraw with d > 0 takes the claiming instance out of its queue
+	// groups for d (calls already delivered are still served), keeping its
+	// place, then puts it back if its health checks pass; it reports
+	// whether it did (false if it holds no claim or is not serving). With
+	// d <= 0 it ends the claim or the withdrawal at once: the instance is
+	// back in.
 	Withdraw func(reason string, d time.Duration) bool
-	// Siblings counts the service's instances through discovery. Required.
-	Siblings func(ctx context.Context) (Siblings, error)
+	// Siblings asks discovery for every instance of the service, this one
+	// included.
+	Siblings func(ctx context.Context) ([]Sibling, error)
 }
 
-// siblingsTimeout bounds one discovery round.
-const siblingsTimeout = 2 * time.Second
+// siblingsTimeout bounds the counts of one decision.
+const siblingsTimeout = 5 * time.Second
 
 // PassiveHealth returns the inbound middleware of outlier detection under
 // the service's inbound passive_health policy (policies.PassiveHealth).
@@ -52,20 +51,23 @@ const siblingsTimeout = 2 * time.Second
 // failure; other answers are successes; timeouts and calls refused by the
 // mesh count as neither. The counts go to a failsafe-go circuit breaker
 // over the policy's window. When it opens (failure_ratio reached over at
-// least min_requests calls), the instance asks discovery for its siblings
-// and withdraws for cool_off only if, once it is out, its queue groups
-// still have a serving instance and no more than max_ejected of the
-// service's instances are out; otherwise it stays and counts afresh.
-// After cool_off it is back, its breaker half-open: min_requests calls
-// decide whether it stays (closed) or is ejected again.
+// least min_requests calls), the instance claims a place to leave, asks
+// discovery for its siblings, and withdraws for cool_off only if [Allowed]
+// keeps its place; otherwise it stays and counts afresh. Once out it asks
+// again, and comes back at once if its place is no longer kept (a sibling
+// whose answer the first count missed). After cool_off it is back, its
+// breaker half-open: min_requests calls decide whether it stays (closed)
+// or is ejected again.
 //
-// Two instances that eject at the same moment could together empty a
-// queue group: each waits a random moment before asking, and checks again
-// once out, coming back at once if its groups are empty.
+// Siblings that decide at the same moment agree: each claims before it
+// counts, every count shows the claims, and places are ordered the same
+// way in every count (see [Allowed] and [Place]), so exactly the allowed
+// number leave, the earliest claims first.
 //
-// With a nil Withdraw or Siblings (the edge gateway) it does nothing.
+// With a nil Claim, Withdraw or Siblings (the edge gateway) it does
+// nothing.
 func PassiveHealth(cfg Config, inst Instance) pipeline.InboundMiddleware {
-	if inst.Withdraw == nil || inst.Siblings == nil {
+	if inst.Claim == nil || inst.Withdraw == nil || inst.Siblings == nil {
 		return nil
 	}
 	ph := &passiveHealth{cfg: cfg, inst: inst}
@@ -159,7 +161,7 @@ func outcome(reply *nats.Msg, err error) result {
 		}
 		return succeeded
 	}
-	if v := reply.Header.Get(wire.HeaderGRPCStatus); v != "" {
+	if v := reply.Header.Get(grpcwire.HeaderGRPCStatus); v != "" {
 		switch code, _ := strconv.Atoi(v); codes.Code(code) {
 		case codes.Unknown, codes.Internal, codes.Unavailable, codes.DataLoss:
 			return failed
@@ -176,53 +178,71 @@ func (d *detector) eject() {
 	}
 	defer d.ejecting.Store(false)
 	log := d.ph.cfg.logger().With("service", d.ph.cfg.Service)
-	// A random moment, so that siblings failing together do not all see
-	// each other serving and leave at once.
-	time.Sleep(rand.N(50 * time.Millisecond))
+	inst := d.ph.inst
+	reason := fmt.Sprintf("passive health: failure ratio at least %v over %v", d.policy.FailureRatio, d.policy.Window)
+	self, ok := inst.Claim()
+	if !ok { // not serving: withdrawn by its health checks, or shutting down
+		d.cb.Close()
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), siblingsTimeout)
 	defer cancel()
-	sib, err := d.ph.inst.Siblings(ctx)
+	sibs, err := inst.Siblings(ctx)
 	if err != nil {
+		inst.Withdraw(reason, 0)
 		log.Warn("passive health: cannot count siblings; staying in", "err", err)
 		d.cb.Close()
 		return
 	}
-	if why := d.refuse(sib); why != "" {
-		log.Warn("passive health: failing, but staying in: "+why,
-			"instances", sib.Total, "serving", sib.Serving, "subset_serving", sib.SubsetServing)
+	if why := d.refuse(sibs, self); why != "" {
+		inst.Withdraw(reason, 0)
+		log.Warn("passive health: failing, but staying in: "+why, countAttrs(sibs)...)
 		d.cb.Close()
 		return
 	}
-	reason := fmt.Sprintf("passive health: failure ratio at least %v over %v", d.policy.FailureRatio, d.policy.Window)
-	if !d.ph.inst.Withdraw(reason, d.policy.CoolOff.D()) {
+	if !inst.Withdraw(reason, d.policy.CoolOff.D()) {
+		inst.Withdraw(reason, 0)
 		d.cb.Close()
 		return
 	}
-	log.Warn("passive health: withdrawn from the queue groups", "cool_off", d.policy.CoolOff.D(),
-		"instances", sib.Total, "serving", sib.Serving-1)
-	// Siblings deciding at the same moment may each have seen the others
-	// serving: if the count now breaks a rule, come back at once (they do
-	// too, and their next tries, at random moments, see each other).
-	if after, err := d.ph.inst.Siblings(ctx); err == nil && (after.Serving == 0 || after.SubsetServing == 0 ||
-		float64(after.Total-after.Serving) > d.policy.MaxEjected.Fraction()*float64(after.Total)) {
-		log.Warn("passive health: siblings left at the same time; back in at once",
-			"instances", after.Total, "serving", after.Serving)
-		d.ph.inst.Withdraw(reason, 0)
-		d.cb.Close()
+	log.Warn("passive health: withdrawn from the queue groups", append(countAttrs(sibs), "cool_off", d.policy.CoolOff.D())...)
+	// The count above is complete unless an answer came too late for it;
+	// a second one, with this instance out, catches that.
+	if after, err := inst.Siblings(ctx); err == nil {
+		if why := d.refuse(after, self); why != "" {
+			log.Warn("passive health: back in at once: "+why, countAttrs(after)...)
+			inst.Withdraw(reason, 0)
+			d.cb.Close()
+		}
 	}
 }
 
-// refuse says why the instance must not leave, or "" if it may.
-func (d *detector) refuse(sib Siblings) string {
+// refuse says why the instance at place self must not be out, or "" if
+// it may.
+func (d *detector) refuse(sibs []Sibling, self Place) string {
+	why, found := Allowed(sibs, d.policy.MaxEjected)[self.ID]
 	switch {
-	case sib.Serving <= 1:
-		return "no other instance is serving"
-	case sib.SubsetServing <= 1:
-		return "no other instance of its subset is serving"
-	}
-	out := sib.Total - sib.Serving + 1
-	if float64(out) > d.policy.MaxEjected.Fraction()*float64(sib.Total) {
-		return fmt.Sprintf("%d of %d instances would be out, over max_ejected %v", out, sib.Total, d.policy.MaxEjected)
+	case !found:
+		return "its own answer is missing from the count"
+	case why != "":
+		return why
 	}
 	return ""
+}
+
+// countAttrs are the log attributes of a count.
+func countAttrs(sibs []Sibling) []any {
+	var serving, ejected, leaving int
+	for _, s := range sibs {
+		if s.Serving {
+			serving++
+		}
+		if s.Ejected {
+			ejected++
+		}
+		if s.Leaving {
+			leaving++
+		}
+	}
+	return []any{"instances", len(sibs), "serving", serving, "ejected", ejected, "leaving", leaving}
 }

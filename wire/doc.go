@@ -10,20 +10,20 @@
 //     host a client addressed ("orders", "v2.orders", "orders.mesh"), and
 //     [ServiceSubjects] and [InboxPrefix] name what an instance subscribes
 //     to.
-//   - Messages: an HTTP request or a unary gRPC call becomes one NATS
-//     message (headers carry the metadata, the body is the payload) and a
-//     reply becomes an HTTP response or a gRPC status. Header names that
-//     NATS or the mesh reserve ("Status", "Mesh-*", "Nats-*") are escaped
-//     on the way in and restored on the way out, so a service's own headers
-//     never look like mesh metadata or a NATS status. [Limits] bound what is
-//     converted, so too-large input fails before anything is published.
+//   - Headers: the Mesh-* metadata names, the escaping of header names
+//     that NATS or the mesh reserve ("Status", "Mesh-*", "Nats-*" travel
+//     behind "Mesh-Hdr-", [EscapeHeaderName]) so a service's own headers
+//     never look like mesh metadata or a NATS status, the propagated
+//     deadline (Mesh-Timeout: [SetTimeout], [Timeout], [RequestTimeout]),
+//     and [Limits], which bound what is converted so too-large input fails
+//     before anything is published ([Limits.Check]).
 //   - Errors: [Error] is a failure made by the mesh (no responders,
-//     timeout, overloaded, ...). It travels as the Mesh-Error header, is
-//     never confused with a service's own answer, and maps to an HTTP
-//     status and a gRPC code.
+//     timeout, overloaded, ...). It travels as the Mesh-Error header
+//     ([ErrorMsg], [ReplyError]), is never confused with a service's own
+//     answer, and maps to an HTTP status and a gRPC code.
 //
-// [EncodeHTTPRequest] answers 400 to ambiguous framing (both Content-Length
-// and Transfer-Encoding) when a request is built by other means than Go's
-// server, which frames such requests itself (see internal/httpguard for
-// the listeners' guard).
+// The codecs build on these, one package per protocol: wire/httpwire turns
+// an HTTP request or response into one NATS message and back (and writes
+// mesh errors to HTTP clients), wire/grpcwire does the same for a unary
+// gRPC call and its status. Like wire, they do no I/O.
 package wire

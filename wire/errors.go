@@ -245,10 +245,10 @@ func ResponseError(err error) error {
 func ErrorMsg(e *Error) *nats.Msg {
 	m := &nats.Msg{Header: nats.Header{HeaderError: {string(e.Kind)}}}
 	if e.Message != "" {
-		m.Header[HeaderErrorMessage] = []string{headerSafe(e.Message)}
+		m.Header[HeaderErrorMessage] = []string{HeaderSafe(e.Message)}
 	}
 	if e.RetryAfter > 0 {
-		m.Header[HeaderRetryAfter] = []string{retryAfterSeconds(e.RetryAfter)}
+		m.Header[HeaderRetryAfter] = []string{e.RetryAfterHeader()}
 	}
 	return m
 }
@@ -261,7 +261,7 @@ func ReplyError(h nats.Header) *Error {
 		return nil
 	}
 	// Both may come from any NATS client and end up in an HTTP header.
-	e := &Error{Kind: Kind(headerSafe(kind)), Message: headerSafe(h.Get(HeaderErrorMessage))}
+	e := &Error{Kind: Kind(HeaderSafe(kind)), Message: HeaderSafe(h.Get(HeaderErrorMessage))}
 	if ra := h.Get(HeaderRetryAfter); ra != "" {
 		if s, err := strconv.Atoi(ra); err == nil && s > 0 {
 			e.RetryAfter = time.Duration(s) * time.Second
@@ -270,54 +270,24 @@ func ReplyError(h nats.Header) *Error {
 	return e
 }
 
-// WriteHTTPError answers an HTTP client with err as a mesh error: the kind's
-// status, a Mesh-Error header naming the kind (so clients can tell the mesh's
-// answers from the service's), Retry-After where set, and a one-line text body.
-func WriteHTTPError(w http.ResponseWriter, err error) {
-	e := meshError(err)
-	setErrorHeader(w.Header(), e)
-	w.WriteHeader(e.HTTPStatus())
-	fmt.Fprintln(w, e.Error())
-}
-
-// HTTPErrorResponse is the response WriteHTTPError writes, for callers that
-// return responses instead of writing them (an http.RoundTripper).
-func HTTPErrorResponse(err error) *http.Response {
-	e := meshError(err)
-	body := []byte(e.Error() + "\n")
-	h := make(http.Header, 5)
-	setErrorHeader(h, e)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	return newResponse(e.HTTPStatus(), h, nil, body, int64(len(body)))
-}
-
-func meshError(err error) *Error {
-	if e := FromError(err); e != nil {
-		return e
+// RetryAfterHeader is the Retry-After value that carries e.RetryAfter: whole
+// seconds, rounded up, at least 1; "" when e has no RetryAfter.
+func (e *Error) RetryAfterHeader() string {
+	if e.RetryAfter <= 0 {
+		return ""
 	}
-	return &Error{Kind: KindInternal, Message: "an HTTP error answer without an error"}
-}
-
-func setErrorHeader(h http.Header, e *Error) {
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(HeaderError, string(e.Kind))
-	if e.RetryAfter > 0 {
-		h.Set(HeaderRetryAfter, retryAfterSeconds(e.RetryAfter))
-	}
-}
-
-func retryAfterSeconds(d time.Duration) string {
-	s := int((d + time.Second - 1) / time.Second)
+	s := int((e.RetryAfter + time.Second - 1) / time.Second)
 	if s < 1 {
 		s = 1
 	}
 	return strconv.Itoa(s)
 }
 
-// headerSafe makes s fit in one NATS header value: no CR, LF or other control
-// bytes, bounded length.
-func headerSafe(s string) string {
+// HeaderSafe makes s fit in one NATS or HTTP header value: control bytes
+// (CR and LF among them) become spaces, and it is cut at 1024 bytes. The
+// codecs pass what a peer wrote (an error's message, a micro error) through
+// it before it reaches a header.
+func HeaderSafe(s string) string {
 	const max = 1024
 	if len(s) > max {
 		s = s[:max]

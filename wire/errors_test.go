@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -69,10 +68,8 @@ func TestErrorMapping(t *testing.T) {
 			}
 			// The reply carries the kind, and the decoder gives it back.
 			e.RetryAfter = 1500 * time.Millisecond
-			_, err := DecodeHTTPResponse(ErrorMsg(e))
-			var back *Error
-			if !errors.As(err, &back) || back.Kind != tt.kind || back.Message != "detail 1" || back.RetryAfter != 2*time.Second {
-				t.Errorf("DecodeHTTPResponse(ErrorMsg) = %#v, want kind %s, message, Retry-After 2s", err, tt.kind)
+			if back := ReplyError(ErrorMsg(e).Header); back == nil || back.Kind != tt.kind || back.Message != "detail 1" || back.RetryAfter != 2*time.Second {
+				t.Errorf("ReplyError(ErrorMsg) = %#v, want kind %s, message, Retry-After 2s", back, tt.kind)
 			}
 		})
 	}
@@ -113,34 +110,6 @@ func TestFromError(t *testing.T) {
 	}
 	if FromError(nil) != nil {
 		t.Fatal("FromError(nil) != nil")
-	}
-}
-
-func TestWriteHTTPError(t *testing.T) {
-	tests := []struct {
-		name       string
-		err        error
-		status     int
-		kind       string
-		retryAfter string
-	}{
-		{"no route", ErrNoRoute, 404, "no-route", ""},
-		{"overloaded", &Error{Kind: KindOverloaded, RetryAfter: 200 * time.Millisecond}, 503, "overloaded", "1"},
-		{"rate limited", &Error{Kind: KindRateLimited, RetryAfter: 3 * time.Second}, 429, "rate-limited", "3"},
-		{"nats no responders", nats.ErrNoResponders, 503, "no-responders", ""},
-		{"plain error", errors.New("boom"), 500, "internal", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := httptest.NewRecorder()
-			WriteHTTPError(w, tt.err)
-			if w.Code != tt.status || w.Header().Get(HeaderError) != tt.kind || w.Header().Get(HeaderRetryAfter) != tt.retryAfter {
-				t.Fatalf("got %d %q Retry-After %q, want %d %q %q", w.Code, w.Header().Get(HeaderError), w.Header().Get(HeaderRetryAfter), tt.status, tt.kind, tt.retryAfter)
-			}
-			if ct := w.Header().Get("Content-Type"); ct != "text/plain; charset=utf-8" {
-				t.Fatalf("Content-Type %q", ct)
-			}
-		})
 	}
 }
 

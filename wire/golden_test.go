@@ -1,4 +1,4 @@
-package wire
+package wire_test
 
 import (
 	"bytes"
@@ -12,6 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -58,23 +62,23 @@ func TestGoldenWire(t *testing.T) {
 		}
 		return m
 	}
-	at := func(m *nats.Msg, s Subject) *nats.Msg {
+	at := func(m *nats.Msg, s wire.Subject) *nats.Msg {
 		m.Subject = s.String()
-		SetTimeout(m.Header, 1500*time.Millisecond)
+		wire.SetTimeout(m.Header, 1500*time.Millisecond)
 		return m
 	}
 
 	// Subjects.
-	for _, s := range []Subject{
-		{Service: "orders", Caller: "web", Proto: ProtoHTTP, Op: "GET"},
-		{Service: "orders", Subset: "v2", Caller: "web", Proto: ProtoHTTP, Op: "M-SEARCH"},
-		{Service: "orders", Caller: "web", Proto: ProtoGRPC, Op: "/shop.Orders/Get"},
-		{Service: "orders", Caller: "web", Proto: ProtoHTTP, Op: ""},
+	for _, s := range []wire.Subject{
+		{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET"},
+		{Service: "orders", Subset: "v2", Caller: "web", Proto: wire.ProtoHTTP, Op: "M-SEARCH"},
+		{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/shop.Orders/Get"},
+		{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: ""},
 	} {
 		fmt.Fprintf(&b, "subject service=%s subset=%q caller=%s proto=%s op=%q\n  %s\n", s.Service, s.Subset, s.Caller, s.Proto, s.Op, s)
 	}
-	subjects, queues := ServiceSubjects("orders", "v1")
-	fmt.Fprintf(&b, "instance of orders@v1 subscribes %q in queue groups %q; replies to %s\n\n", subjects, queues, InboxPrefix("web"))
+	subjects, queues := wire.ServiceSubjects("orders", "v1")
+	fmt.Fprintf(&b, "instance of orders@v1 subscribes %q in queue groups %q; replies to %s\n\n", subjects, queues, wire.InboxPrefix("web"))
 
 	// HTTP requests.
 	r := httptest.NewRequest("POST", "http://orders/v1/items%2Fa?id=7&x=%20", strings.NewReader(`{"sku":"apple"}`))
@@ -91,40 +95,40 @@ func TestGoldenWire(t *testing.T) {
 		"Proxy-Connection": {"keep-alive"},
 	}
 	r.ContentLength = int64(len(`{"sku":"apple"}`))
-	dump(&b, "HTTP request: reserved names escaped, hop-by-hop dropped", at(must(EncodeHTTPRequest(r, Limits{})), Subject{Service: "orders", Caller: "web", Proto: ProtoHTTP, Op: "POST"}))
+	dump(&b, "HTTP request: reserved names escaped, hop-by-hop dropped", at(must(httpwire.EncodeRequest(r, wire.Limits{})), wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "POST"}))
 	head := httptest.NewRequest("HEAD", "http://orders/", nil)
-	dump(&b, "HTTP request: HEAD, no body", at(must(EncodeHTTPRequest(head, Limits{})), Subject{Service: "orders", Subset: "v2", Caller: "web", Proto: ProtoHTTP, Op: "HEAD"}))
+	dump(&b, "HTTP request: HEAD, no body", at(must(httpwire.EncodeRequest(head, wire.Limits{})), wire.Subject{Service: "orders", Subset: "v2", Caller: "web", Proto: wire.ProtoHTTP, Op: "HEAD"}))
 
 	// HTTP replies.
-	dump(&b, "HTTP reply: the service's own 503 with a Status header", must(HTTPResponseMsg(503, http.Header{"Status": {"503"}, "Description": {"No Responders"}}, nil, nil, Limits{})))
-	dump(&b, "HTTP reply: 200 with trailers", must(HTTPResponseMsg(200, http.Header{"Content-Type": {"text/plain"}, "Mesh-Error": {"service's own"}}, []byte("ok"), http.Header{"X-Sum": {"99"}}, Limits{})))
+	dump(&b, "HTTP reply: the service's own 503 with a Status header", must(httpwire.ResponseMsg(503, http.Header{"Status": {"503"}, "Description": {"No Responders"}}, nil, nil, wire.Limits{})))
+	dump(&b, "HTTP reply: 200 with trailers", must(httpwire.ResponseMsg(200, http.Header{"Content-Type": {"text/plain"}, "Mesh-Error": {"service's own"}}, []byte("ok"), http.Header{"X-Sum": {"99"}}, wire.Limits{})))
 	headResp := &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: 1234, Body: http.NoBody, Request: head}
-	dump(&b, "HTTP reply to HEAD: the length a GET would get", must(EncodeHTTPResponse(headResp, Limits{})))
+	dump(&b, "HTTP reply to HEAD: the length a GET would get", must(httpwire.EncodeResponse(headResp, wire.Limits{})))
 
 	// gRPC.
-	greq := &GRPCRequest{
+	greq := &grpcwire.Request{
 		Method:   "/shop.Orders/Get",
 		Metadata: metadata.MD{"x-user": {"ann"}, "trace-bin": {"\x00\x01\xff"}, "grpc-timeout": {"1S"}, "content-type": {"application/grpc"}},
 		Payload:  []byte{0x0a, 0x03, 'a', 'b', 'c'},
 	}
-	dump(&b, "gRPC request: metadata, -bin in base64, transport keys dropped", at(must(EncodeGRPCRequest(greq, Limits{})), Subject{Service: "orders", Caller: "web", Proto: ProtoGRPC, Op: greq.Method}))
-	dump(&b, "gRPC reply: OK with header and trailer metadata", must(GRPCResponseMsg(&GRPCResponse{
+	dump(&b, "gRPC request: metadata, -bin in base64, transport keys dropped", at(must(grpcwire.EncodeRequest(greq, wire.Limits{})), wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: greq.Method}))
+	dump(&b, "gRPC reply: OK with header and trailer metadata", must(grpcwire.ResponseMsg(&grpcwire.Response{
 		Payload: []byte{0x08, 0x01}, Header: metadata.Pairs("x-instance", "orders-1"), Trailer: metadata.Pairs("x-cost", "3"), Status: status.New(codes.OK, ""),
-	}, Limits{})))
+	}, wire.Limits{})))
 	st, err := status.New(codes.NotFound, "no such order: 100% gone\n").WithDetails(&errdetails.ErrorInfo{Reason: "missing", Domain: "shop"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dump(&b, "gRPC reply: a service's error status with details", must(GRPCResponseMsg(&GRPCResponse{Payload: []byte("dropped"), Status: st}, Limits{})))
+	dump(&b, "gRPC reply: a service's error status with details", must(grpcwire.ResponseMsg(&grpcwire.Response{Payload: []byte("dropped"), Status: st}, wire.Limits{})))
 
 	// Mesh errors, one per kind.
-	for _, k := range []Kind{KindNoResponders, KindOverloaded, KindCircuitOpen, KindRateLimited, KindTimeout, KindForbidden,
-		KindTooLarge, KindHeadersTooLarge, KindBadRequest, KindNoRoute, KindUpstream, KindUpstreamRefused, KindBrokerUnavailable, KindConnectionLost, KindInternal} {
-		e := &Error{Kind: k, Message: "example"}
-		if k == KindOverloaded || k == KindRateLimited {
+	for _, k := range []wire.Kind{wire.KindNoResponders, wire.KindOverloaded, wire.KindCircuitOpen, wire.KindRateLimited, wire.KindTimeout, wire.KindForbidden,
+		wire.KindTooLarge, wire.KindHeadersTooLarge, wire.KindBadRequest, wire.KindNoRoute, wire.KindUpstream, wire.KindUpstreamRefused, wire.KindBrokerUnavailable, wire.KindConnectionLost, wire.KindInternal} {
+		e := &wire.Error{Kind: k, Message: "example"}
+		if k == wire.KindOverloaded || k == wire.KindRateLimited {
 			e.RetryAfter = 1500 * time.Millisecond
 		}
-		dump(&b, fmt.Sprintf("mesh error %s: HTTP %d, gRPC %s, retry-safe %v", k, e.HTTPStatus(), e.GRPCCode(), e.Retryable()), ErrorMsg(e))
+		dump(&b, fmt.Sprintf("mesh error %s: HTTP %d, gRPC %s, retry-safe %v", k, e.HTTPStatus(), e.GRPCCode(), e.Retryable()), wire.ErrorMsg(e))
 	}
 
 	path := filepath.Join("testdata", "wire.golden")

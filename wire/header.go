@@ -1,10 +1,7 @@
 package wire
 
 import (
-	"context"
 	"fmt"
-	"net/textproto"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,10 +33,12 @@ const (
 	// trusted from the message.
 	HeaderCaller = "Mesh-Caller"
 
-	// escapedPrefix marks a service header whose name is reserved.
-	escapedPrefix = "Mesh-Hdr-"
-	// trailerPrefix marks a trailer (HTTP trailers, gRPC trailing metadata).
-	trailerPrefix = "Mesh-Trailer-"
+	// HeaderEscapedPrefix marks a service header whose name is reserved
+	// (see [EscapeHeaderName]).
+	HeaderEscapedPrefix = "Mesh-Hdr-"
+	// HeaderTrailerPrefix marks a trailer (HTTP trailers, gRPC trailing
+	// metadata): "Mesh-Trailer-X-Sum" is the trailer X-Sum.
+	HeaderTrailerPrefix = "Mesh-Trailer-"
 )
 
 // reservedName reports whether a header name belongs to NATS or the mesh.
@@ -62,7 +61,7 @@ func hasPrefixFold(s, prefix string) bool {
 // "Mesh-Hdr-". [UnescapeHeaderName] restores it.
 func EscapeHeaderName(name string) string {
 	if reservedName(name) {
-		return escapedPrefix + name
+		return HeaderEscapedPrefix + name
 	}
 	return name
 }
@@ -70,58 +69,13 @@ func EscapeHeaderName(name string) string {
 // UnescapeHeaderName reverses [EscapeHeaderName]. ok is false for mesh
 // metadata headers, which are not the service's.
 func UnescapeHeaderName(name string) (orig string, ok bool) {
-	if strings.HasPrefix(name, escapedPrefix) {
-		return name[len(escapedPrefix):], true
+	if strings.HasPrefix(name, HeaderEscapedPrefix) {
+		return name[len(HeaderEscapedPrefix):], true
 	}
 	if reservedName(name) {
 		return "", false
 	}
 	return name, true
-}
-
-// hopByHop are the headers that describe one connection, not the message
-// (RFC 9110 section 7.6.1); they never cross the mesh.
-var hopByHop = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-func isHopByHop(name string, connTokens []string) bool {
-	for _, t := range connTokens {
-		if strings.EqualFold(name, t) {
-			return true
-		}
-	}
-	if name == "" {
-		return false
-	}
-	// Every fixed hop-by-hop name starts with one of these letters; most
-	// headers do not, and skip the loop.
-	switch name[0] | 0x20 {
-	case 'c', 'k', 'p', 't', 'u':
-	default:
-		return false
-	}
-	for _, h := range hopByHop {
-		if strings.EqualFold(name, h) {
-			return true
-		}
-	}
-	return hasPrefixFold(name, "proxy-")
-}
-
-// connectionTokens lists the header names that the values of a Connection
-// header declare hop-by-hop.
-func connectionTokens(connection []string) []string {
-	var out []string
-	for _, v := range connection {
-		for _, t := range strings.Split(v, ",") {
-			if t = textproto.TrimString(t); t != "" {
-				out = append(out, t)
-			}
-		}
-	}
-	return out
 }
 
 // Limits bound what is converted, so that too-large input gets a clear error
@@ -181,19 +135,21 @@ func headerSize(h nats.Header) (bytes, count int) {
 	return bytes, count
 }
 
-// checkSize applies lim to a message about to be published. The service's own
-// headers are counted against MaxHeaders and MaxHeaderBytes (userCount,
-// userBytes); the whole message against MaxPayload.
-func checkSize(m *nats.Msg, userCount, userBytes int, lim Limits) error {
-	if userCount > lim.HeadersLimit() {
-		return &Error{Kind: KindHeadersTooLarge, Message: fmt.Sprintf("%d header values, more than the limit of %d", userCount, lim.HeadersLimit())}
+// Check applies l to a message about to be published, as the codecs do:
+// the service's own headers (userCount values of userBytes bytes, as
+// nats.go writes them) are counted against MaxHeaders and MaxHeaderBytes,
+// the whole message against MaxPayload. Its errors are *Error of kind
+// KindHeadersTooLarge or KindTooLarge.
+func (l Limits) Check(m *nats.Msg, userCount, userBytes int) error {
+	if userCount > l.HeadersLimit() {
+		return &Error{Kind: KindHeadersTooLarge, Message: fmt.Sprintf("%d header values, more than the limit of %d", userCount, l.HeadersLimit())}
 	}
-	if userBytes > lim.HeaderBytesLimit() {
-		return &Error{Kind: KindHeadersTooLarge, Message: fmt.Sprintf("%d bytes of headers, more than the limit of %d", userBytes, lim.HeaderBytesLimit())}
+	if userBytes > l.HeaderBytesLimit() {
+		return &Error{Kind: KindHeadersTooLarge, Message: fmt.Sprintf("%d bytes of headers, more than the limit of %d", userBytes, l.HeaderBytesLimit())}
 	}
 	hb, _ := headerSize(m.Header)
-	if total := int64(hb) + int64(len(m.Data)); total > lim.PayloadLimit() {
-		return &Error{Kind: KindTooLarge, Message: fmt.Sprintf("message of %d bytes exceeds max_payload (%d bytes)", total, lim.PayloadLimit())}
+	if total := int64(hb) + int64(len(m.Data)); total > l.PayloadLimit() {
+		return &Error{Kind: KindTooLarge, Message: fmt.Sprintf("message of %d bytes exceeds max_payload (%d bytes)", total, l.PayloadLimit())}
 	}
 	return nil
 }
@@ -233,7 +189,7 @@ func Timeout(h nats.Header) (time.Duration, error) {
 // the mesh's HTTP entry points (the agent's proxy, bind ports and
 // Transport, the edge gateway) honour it: 0 and no error when there is
 // none, a bad-request *Error for a malformed or non-positive value. The
-// entry point consumes it: [EncodeHTTPRequest] never sends it on as a
+// entry point consumes it: httpwire.EncodeRequest never sends it on as a
 // header of the service's, and the message carries the time left instead.
 func RequestTimeout(h map[string][]string) (time.Duration, error) {
 	var v string
@@ -251,25 +207,4 @@ func RequestTimeout(h map[string][]string) (time.Duration, error) {
 		return 0, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s request header %.32q: want a positive duration such as 1s or 250ms", HeaderTimeout, v)}
 	}
 	return min(d, MaxTimeout), nil
-}
-
-func statusOf(h nats.Header) (int, bool) {
-	v := h.Get(HeaderStatus)
-	if v == "" {
-		return 0, false
-	}
-	s, err := strconv.Atoi(v)
-	if err != nil || s < 100 || s > 999 {
-		return 0, false
-	}
-	return s, true
-}
-
-// withRequestTimeout is ctx with a request's propagated timeout as its
-// deadline, or merely cancelable when the request carries none.
-func withRequestTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	if timeout > 0 {
-		return context.WithTimeout(ctx, timeout)
-	}
-	return context.WithCancel(ctx)
 }

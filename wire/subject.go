@@ -119,12 +119,12 @@ func ParseSubject(subject string) (Subject, error) {
 	return s, nil
 }
 
-// subjectOp returns the protocol and operation of a mesh subject without
+// SubjectOp returns the protocol and operation of a mesh subject without
 // validating its names: what a decoder needs to check its method header
 // against the subject, on a path where the receiver has already parsed (or
 // the broker has routed on) the rest. ok is false when subject is not a
 // six-token mesh subject or its operation token is not validly escaped.
-func subjectOp(subject string) (proto Proto, op string, ok bool) {
+func SubjectOp(subject string) (proto Proto, op string, ok bool) {
 	if !strings.HasPrefix(subject, Prefix+".") || strings.Count(subject, ".") != 5 {
 		return "", "", false
 	}

@@ -97,7 +97,7 @@ func runAccountsGenerate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := []accounts.Option{accounts.WithRotate(rotate.vals...)}
+	opts := []accounts.Option{accounts.WithRotate(rotate.Values...)}
 	if tlsCfg.CertFile != "" {
 		opts = append(opts, accounts.WithTLS(tlsCfg))
 	}

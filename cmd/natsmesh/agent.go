@@ -79,7 +79,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := applyConfigFile(fs, *config); err != nil {
 		return err
 	}
-	cfg.Domains = domains.vals
+	cfg.Domains = domains.Values
 	if cfg.Service == "" {
 		return errors.New("agent: --service is required")
 	}
@@ -104,7 +104,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.Telemetry = tel
 	cfg.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
 	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin, Policy: policy}
-	for _, b := range binds.vals {
+	for _, b := range binds.Values {
 		dest, addr, ok := strings.Cut(b, "=")
 		if !ok || dest == "" || addr == "" {
 			return fmt.Errorf("agent: --bind %q: want SERVICE=ADDR or SUBSET.SERVICE=ADDR", b)

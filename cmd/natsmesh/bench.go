@@ -40,7 +40,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		scenarios stringList
 		nginx     string
 	)
-	conns.vals = []string{"1", "32"}
+	conns.Values = []string{"1", "32"}
 	fs.DurationVar(&duration, "duration", 5*time.Second, "how long each load runs")
 	fs.Float64Var(&rate, "rate", 1000, "open-loop `requests/s` (0: no open loop)")
 	fs.Var(&conns, "conns", "closed-loop concurrent `connections`, comma-separated")
@@ -52,14 +52,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Scenarios: scenarios.vals, Nginx: nginx, Progress: stderr, Revision: version}
+	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Scenarios: scenarios.Values, Nginx: nginx, Progress: stderr, Revision: version}
 	if rate == 0 {
 		opts.Rate = -1
 	}
 	if duration <= 0 {
 		return fmt.Errorf("bench: --duration must be positive")
 	}
-	for _, c := range conns.vals {
+	for _, c := range conns.Values {
 		n, err := strconv.Atoi(c)
 		if err != nil {
 			return fmt.Errorf("bench: --conns %q: %v", c, err)

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
 )
 
 // DefaultBridgeAdmin is the bridge's default admin address: next to the
@@ -71,7 +68,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := applyConfigFile(fs, *config); err != nil {
 		return err
 	}
-	if len(routes.vals) == 0 {
+	if len(routes.Values) == 0 {
 		return usageErrorf("bridge: no --route given")
 	}
 	if nf.creds != "" && nf.nkey != "" {
@@ -80,112 +77,70 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErrorf("bridge: --tls-cert and --tls-key go together")
 	}
-	cfg := bridge.GatewayConfig{Name: *name, Timeout: *timeout}
-	for _, s := range routes.vals {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg := bridge.EdgeConfig{
+		Gateway: bridge.GatewayConfig{Name: *name, Timeout: *timeout, Logger: log.With("component", "bridge")},
+		Connect: nf.config(log),
+		Listen:  *listen,
+		Admin:   *adminAddr,
+		Policy:  *policy,
+		AdminConn: func(nc *nats.Conn) (map[string]http.Handler, error) {
+			ui, err := dashboardHandler(nc)
+			return map[string]http.Handler{"GET " + uiMount: ui}, err
+		},
+	}
+	for _, s := range routes.Values {
 		r, err := bridge.ParseRoute(s)
 		if err != nil {
 			return err
 		}
-		cfg.Routes = append(cfg.Routes, r)
+		cfg.Gateway.Routes = append(cfg.Gateway.Routes, r)
 	}
-	var tlsConfig *tls.Config
 	if *tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
 		if err != nil {
 			return fmt.Errorf("bridge: %w", err)
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
-	cfg.Logger = log.With("component", "bridge")
-	if err := cfg.Validate(); err != nil {
-		return err
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	tel, err := tf.build(*name, stdout)
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer tel.Shutdown(context.Background())
-	cfg.Telemetry = tel
-	ln, err := net.Listen("tcp", *listen)
+	cfg.Gateway.Telemetry = tel
+	cfg.Gateway.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
+	// Validates and listens before connecting: a bad setting or a port in
+	// use is reported at once.
+	edge, err := bridge.NewEdge(cfg)
 	if err != nil {
-		return fmt.Errorf("bridge: gateway listener: %w", err)
+		return err
 	}
-	defer ln.Close()
-	var adminLn net.Listener
-	if *adminAddr != "" && *adminAddr != "off" {
-		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
-			return fmt.Errorf("bridge: admin listener: %w", err)
-		}
-		defer adminLn.Close()
-	}
-	nc, err := nf.connect(ctx, *name, "natsmesh-bridge:"+*name, log)
-	if err != nil {
+	if err := edge.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS: nothing to drain
 		}
 		return asCommand("bridge", err)
 	}
-	defer nc.Close()
-	cfg.Conn = nc
-	if cfg.Policies, err = policies.Watch(ctx, nc, *policy, policies.SourceConfig{Logger: cfg.Logger}); err != nil {
-		return err
-	}
-	if cfg.Policies != nil {
-		defer cfg.Policies.Close()
-	}
-	ui, err := dashboardHandler(nc)
-	if err != nil {
-		return err
-	}
-	cfg.Admin = map[string]http.Handler{"GET " + uiMount: ui, "GET /config": policies.Handler(cfg.Policies), "GET /metrics": tel.MetricsHandler()}
-	g, err := bridge.NewGateway(cfg)
-	if err != nil {
-		return err
-	}
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(ln, tlsConfig) }()
-	adminErr := make(chan error, 1)
-	if adminLn != nil {
-		// The gateway's own readiness (bridge.Gateway.AdminHandler): further
-		// admin endpoints go in cfg.Admin.
-		adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
-				adminErr <- fmt.Errorf("bridge: admin: %w", err)
-			}
-		}()
-		// Closed last, so /readyz says "shutting down" while requests drain.
-		defer adminSrv.Close()
-		log.Info("natsmesh bridge admin", "url", "http://"+adminLn.Addr().String()+"/", "dashboard", "http://"+adminLn.Addr().String()+uiMount)
+	if a := edge.AdminAddr(); a != nil {
+		log.Info("natsmesh bridge admin", "url", "http://"+a.String()+"/", "dashboard", "http://"+a.String()+uiMount)
 	}
 	scheme := "http"
-	if tlsConfig != nil {
+	if cfg.TLS != nil {
 		scheme = "https"
 	}
-	log.Info("natsmesh bridge ready", "url", scheme+"://"+ln.Addr().String(), "nats", nc.ConnectedUrlRedacted(), "routes", len(cfg.Routes))
+	log.Info("natsmesh bridge ready", "url", scheme+"://"+edge.Addr().String(), "nats", edge.Conn().ConnectedUrlRedacted(), "routes", len(cfg.Gateway.Routes))
 
 	var runErr error
 	select {
-	case err := <-served:
-		return failure{fmt.Errorf("bridge: %w", err)}
-	case runErr = <-adminErr:
+	case runErr = <-edge.Err():
 		log.Error("listener failed", "err", runErr)
 	case <-ctx.Done():
 	}
 	log.Info("natsmesh bridge shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), *timeout+5*time.Second)
 	defer cancel()
-	err = g.Shutdown(sctx)
-	if e := <-served; err == nil {
-		err = e
-	}
-	// Without a broker there is nothing to drain: the deferred Close ends
-	// the reconnect attempts.
-	if e := nc.Drain(); err == nil && !errors.Is(e, nats.ErrConnectionReconnecting) {
-		err = e
-	}
-	if err != nil {
+	if err := edge.Shutdown(sctx); err != nil {
 		return failure{fmt.Errorf("bridge: shutdown: %w", err)}
 	}
 	if runErr != nil {

@@ -57,7 +57,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("broker: --max-payload %d: want 0 to %d bytes", *maxPayload, 1<<30)
 	}
 	cfg.MaxPayload = int32(*maxPayload)
-	cfg.Cluster.Routes, cfg.LeafNodes.Remotes = routes.vals, remotes.vals
+	cfg.Cluster.Routes, cfg.LeafNodes.Remotes = routes.Values, remotes.Values
 	if cfg.ConfigFile != "" {
 		// Leave what the file sets alone unless the flag was given.
 		if !isSet(fs, "listen") {

@@ -10,29 +10,6 @@ import (
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 )
 
-func TestClosest(t *testing.T) {
-	names := []string{"admin", "bind", "grpc-proxy", "proxy", "service", "service-version", "upstream", "listen", "nats", "nkey"}
-	for _, tc := range []struct{ in, want string }{
-		{"upstrem", "upstream"},
-		{"upstraem", "upstream"},
-		{"servce", "service"},
-		{"lisen", "listen"},
-		{"grpc-prxy", "grpc-proxy"},
-		{"upstr", "upstream"}, // a prefix
-		{"nat", "nats"},
-		{"frobnicate", ""},
-		{"x", ""},
-		{"http", ""},
-	} {
-		if got := closest(tc.in, names); got != tc.want {
-			t.Errorf("closest(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-	if d := levenshtein("kitten", "sitting"); d != 3 {
-		t.Errorf("levenshtein(kitten, sitting) = %d, want 3", d)
-	}
-}
-
 // TestEnvScopedPerCommand: a variable of one command (NATSMESH_BROKER_...,
 // NATSMESH_BRIDGE_...) and the old unscoped names (NATSMESH_HTTP=off, which
 // once turned off every agent's proxy) do not change the agent; the shared

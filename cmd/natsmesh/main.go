@@ -1,7 +1,7 @@
 // Command natsmesh runs the parts of a natsmesh service mesh: the broker,
 // the sidecar agent, the edge gateway (bridge), and the tools around them
 // (policy, accounts, bench, demo). Each subcommand lives in its own file and
-// is listed once in commands below; flags.go holds the flag conventions
+// is listed once in commands below; internal/cliflag holds the flag conventions
 // (one meaning per name, per-command environment variables, one-line
 // errors with suggestions; docs/decisions.md, entry 48).
 package main
@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/natsmesh/natsmesh/internal/cliflag"
 )
 
 // commands lists the subcommands in the order help shows them.
@@ -72,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if strings.HasPrefix(args[0], "-") {
 		return exitCode(usageErrorf("%s before a command: want natsmesh <command> [flags] (see natsmesh help)", args[0]), stderr)
 	}
-	if s := closest(args[0], names); s != "" {
+	if s := cliflag.Closest(args[0], names); s != "" {
 		return exitCode(usageErrorf("unknown command %q: did you mean %q? (see natsmesh help)", args[0], s), stderr)
 	}
 	return exitCode(usageErrorf("unknown command %q (see natsmesh help)", args[0]), stderr)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natsmesh/natsmesh/internal/cliflag"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -44,7 +46,7 @@ func natsmesh(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.Buf
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envPrefix) {
+		if !strings.HasPrefix(kv, cliflag.EnvPrefix) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}

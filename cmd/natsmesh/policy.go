@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 )
 
 var policyCommand = command{
@@ -25,7 +26,7 @@ var policyCommand = command{
 const policyUsage = `Usage: natsmesh policy <subcommand> [flags]
 
 Manages the live mesh file: the one the agents watch, kept in the broker's
-JetStream KV bucket "` + policies.Bucket + `" (see docs/mesh-file.md).
+JetStream KV bucket "` + live.Bucket + `" (see docs/mesh-file.md).
 
 Subcommands:
   apply -f FILE          validate FILE, show what changes and make it live
@@ -69,7 +70,7 @@ const policyTimeout = 30 * time.Second
 
 // open connects to NATS and opens the policies bucket (creating it if
 // needed). Close the returned func when done.
-func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*policies.Store, context.Context, func(), error) {
+func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, context.Context, func(), error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	nc, err := p.nats.connect(ctx, "natsmesh-policy", "", log)
 	if err != nil {
@@ -79,8 +80,8 @@ func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*policies.Sto
 	closeAll := func() { cancel(); nc.Close() }
 	js, err := jetstream.New(nc)
 	if err == nil {
-		var s *policies.Store
-		if s, err = policies.OpenStore(ctx, js); err == nil {
+		var s *live.Store
+		if s, err = live.OpenStore(ctx, js); err == nil {
 			return s, ctx, closeAll, nil
 		}
 	}
@@ -88,13 +89,13 @@ func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*policies.Sto
 	return nil, nil, nil, failure{err}
 }
 
-// live returns the live file, or nil at revision 0 if none was applied.
+// liveFile returns the live file, or nil at revision 0 if none was applied.
 // A live file that no longer parses (after an upgrade, or written by
 // hand) is reported and treated as none, so apply can replace it.
-func live(ctx context.Context, s *policies.Store, stderr io.Writer) (*policies.File, uint64, error) {
+func liveFile(ctx context.Context, s *live.Store, stderr io.Writer) (*policies.File, uint64, error) {
 	f, rev, err := s.Get(ctx)
 	switch {
-	case errors.Is(err, policies.ErrNotFound):
+	case errors.Is(err, live.ErrNotFound):
 		return nil, 0, nil
 	case errors.Is(err, policies.ErrInvalid):
 		fmt.Fprintf(stderr, "natsmesh: warning: the live mesh file (revision %d) is invalid:\n%v\n", rev, err)
@@ -112,7 +113,7 @@ type against struct {
 	path      string
 	file, old *policies.File
 	rev       uint64
-	store     *policies.Store
+	store     *live.Store
 	done      func()
 }
 
@@ -135,7 +136,7 @@ func loadAgainstLive(ctx context.Context, name, synopsis, summary, fileUsage str
 	if err != nil {
 		return nil, nil, err
 	}
-	old, rev, err := live(ctx, s, stderr)
+	old, rev, err := liveFile(ctx, s, stderr)
 	if err != nil {
 		done()
 		return nil, nil, err
@@ -216,7 +217,7 @@ func runPolicyGet(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer done()
 	f, rev, err := s.Get(ctx)
-	if errors.Is(err, policies.ErrNotFound) {
+	if errors.Is(err, live.ErrNotFound) {
 		return failure{errors.New("policy get: no mesh file applied yet (natsmesh policy apply -f FILE)")}
 	}
 	if err != nil {

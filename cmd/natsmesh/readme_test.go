@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natsmesh/natsmesh/internal/cliflag"
 )
 
 // readmeQuickStart returns the ```sh blocks of the README's quick start
@@ -94,7 +96,7 @@ func TestReadmeQuickStart(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "bash", "-e", "-u", "-o", "pipefail", "-c", script)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envPrefix) {
+		if !strings.HasPrefix(kv, cliflag.EnvPrefix) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}

@@ -15,4 +15,11 @@
 //
 // mesh.yaml ([MeshFile]) says who may call whom; `natsmesh demo` generates
 // the NATS accounts from it and connects every part with its own NKey.
+//
+// [Start] runs the services, agents and gateway on connections the caller
+// provides. [RunDemo] is all of `natsmesh demo` around it: an embedded
+// broker with the generated accounts, the mesh file live in the policies
+// bucket ([Policies]), the dashboard at [DashboardPath] on an admin
+// listener, and a background [Load] through the gateway; the command only
+// parses flags, prints the [Demo]'s addresses and waits.
 package shop

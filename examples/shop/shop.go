@@ -22,6 +22,7 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -42,7 +43,7 @@ type Config struct {
 	// (allow lists, routes, splits, limits); the demo loads MeshFile into
 	// it (see Policies). Nil: the built-in policy, and the broker alone
 	// decides who may call whom.
-	Policies *policies.Source
+	Policies *live.Source
 	// Logger for the agents and gateway. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -347,7 +348,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // bucket) and returns a Source watching it, so that `natsmesh policy
 // apply` of a changed file reaches the running demo within a second.
 // Close the Source after the mesh.
-func Policies(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*policies.Source, error) {
+func Policies(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*live.Source, error) {
 	f, err := MeshFile()
 	if err != nil {
 		return nil, fmt.Errorf("shop: %w", err)
@@ -356,12 +357,12 @@ func Policies(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*policies.S
 	if err != nil {
 		return nil, fmt.Errorf("shop: %w", err)
 	}
-	store, err := policies.OpenStore(ctx, js)
+	store, err := live.OpenStore(ctx, js)
 	if err != nil {
 		return nil, fmt.Errorf("shop: %w", err)
 	}
 	if _, err := store.Apply(ctx, f); err != nil {
 		return nil, fmt.Errorf("shop: %w", err)
 	}
-	return policies.WatchKV(ctx, store.KV(), policies.SourceConfig{Logger: log})
+	return live.WatchKV(ctx, store.KV(), live.SourceConfig{Logger: log})
 }

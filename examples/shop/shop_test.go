@@ -15,7 +15,7 @@ import (
 	"github.com/natsmesh/natsmesh/accounts"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -46,7 +46,7 @@ func TestShop(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = accounts.ConfigFile(dir) })
-		testShop(t, Config{Policies: policies.Static(f), Connect: func(service string) (*nats.Conn, error) {
+		testShop(t, Config{Policies: live.Static(f), Connect: func(service string) (*nats.Conn, error) {
 			nk, err := nats.NkeyOptionFromSeed(accounts.SeedFile(dir, service))
 			if err != nil {
 				return nil, err

@@ -17,7 +17,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/natsmesh/natsmesh/agent"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -127,7 +127,7 @@ func ServeEcho(ctx context.Context, cfg EchoConfig, ready func()) error {
 			acfg.Telemetry = tel
 		}
 		if cfg.Policy != "" {
-			src, err := policies.WatchFile(ctx, cfg.Policy, policies.SourceConfig{})
+			src, err := live.WatchFile(ctx, cfg.Policy, live.SourceConfig{})
 			if err != nil {
 				return err
 			}

@@ -26,7 +26,7 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/loadgen"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -523,7 +523,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 			if err != nil {
 				return nil, "", err
 			}
-			src, err := policies.WatchFile(ctx, file, policies.SourceConfig{})
+			src, err := live.WatchFile(ctx, file, live.SourceConfig{})
 			if err != nil {
 				return nil, "", err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -41,7 +42,7 @@ services:
 	}
 	ok := &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}
 	var s pipeline.Sender = pipeline.SendFunc(func(context.Context, *pipeline.Call) (*nats.Msg, error) { return ok, nil })
-	mws := Outbound(Options{Service: "web", Policies: policies.Static(f)})
+	mws := Outbound(Options{Service: "web", Policies: live.Static(f)})
 	for i := len(mws) - 1; i >= 0; i-- {
 		s = mws[i](s)
 	}

@@ -10,12 +10,10 @@
 package chain
 
 import (
-	"context"
 	"log/slog"
-	"time"
 
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/traffic"
 )
@@ -26,19 +24,16 @@ type Options struct {
 	// the callee of inbound ones ("bridge" for the edge gateway).
 	Service string
 	// Policies is the live mesh file; nil applies the built-in policy.
-	Policies *policies.Source
+	Policies *live.Source
 	// Telemetry records metrics, traces and access logs; nil records none.
 	Telemetry *telemetry.Telemetry
 	// Logger receives the middleware's own logs. Default slog.Default().
 	Logger *slog.Logger
 
-	// Withdraw and Siblings are an inbound agent's hold on its queue
-	// groups, for passive health (see traffic.Instance): Withdraw takes
-	// the instance out for d (d <= 0: back at once) and reports whether it
-	// did; Siblings counts the service's instances through discovery. Nil
-	// (the gateway, an outbound-only agent): no passive health.
-	Withdraw func(reason string, d time.Duration) bool
-	Siblings func(ctx context.Context) (traffic.Siblings, error)
+	// Instance is an inbound agent's hold on its queue groups, for passive
+	// health (see traffic.Instance). The zero value (the gateway, an
+	// outbound-only agent): no passive health.
+	Instance traffic.Instance
 }
 
 func (o Options) logger() *slog.Logger {

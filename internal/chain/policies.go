@@ -28,9 +28,9 @@ func outboundFaults(o Options) []pipeline.OutboundMiddleware {
 }
 
 // resilience applies the route's timeout, retries with their budget,
-// hedging, circuit breaker and bulkhead.
+// hedging, circuit breaker and bulkhead; telemetry watches the breakers.
 func resilience(o Options) []pipeline.OutboundMiddleware {
-	return []pipeline.OutboundMiddleware{resil.New(resil.Config{Policies: o.Policies})}
+	return []pipeline.OutboundMiddleware{resil.New(resil.Config{Policies: o.Policies, Observer: breakerObserver(o)})}
 }
 
 // rateLimit applies the service's inbound rate limit per caller.
@@ -47,11 +47,11 @@ func rateLimit(o Options) []pipeline.InboundMiddleware {
 func inboundFaults(o Options) []pipeline.InboundMiddleware { return nil }
 
 // passiveHealth watches the local service's answers for outlier detection;
-// it needs the agent's hold on its queue groups (Options.Withdraw and
-// Siblings), so the gateway has none.
+// it needs the agent's hold on its queue groups (Options.Instance), so the
+// gateway has none.
 func passiveHealth(o Options) []pipeline.InboundMiddleware {
-	if o.Policies == nil || o.Withdraw == nil || o.Siblings == nil {
+	if o.Policies == nil || o.Instance.Claim == nil || o.Instance.Withdraw == nil || o.Instance.Siblings == nil {
 		return nil
 	}
-	return []pipeline.InboundMiddleware{traffic.PassiveHealth(o.traffic(), traffic.Instance{Withdraw: o.Withdraw, Siblings: o.Siblings})}
+	return []pipeline.InboundMiddleware{traffic.PassiveHealth(o.traffic(), o.Instance)}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -29,7 +30,7 @@ func options(t *testing.T) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Options{Service: "orders", Policies: policies.Static(f)}
+	return Options{Service: "orders", Policies: live.Static(f)}
 }
 
 // TestInboundAuthzRequests: the inbound decision reads the request the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // Options are the settings of [Handler]. The zero value uses the defaults.
@@ -47,7 +48,7 @@ func Handler(h http.Handler, o Options) http.Handler {
 		g, n := serving(r.Context())
 		if g != nil && n == g.ambig.Load() {
 			w.Header().Set("Connection", "close")
-			wire.WriteHTTPError(w, wire.Errorf(wire.KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0, or a folded header line"))
+			httpwire.WriteError(w, wire.Errorf(wire.KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0, or a folded header line"))
 			return
 		}
 		if len(r.TransferEncoding) > 0 {
@@ -55,7 +56,7 @@ func Handler(h http.Handler, o Options) http.Handler {
 		}
 		if up := r.Header.Get("Upgrade"); up != "" {
 			w.Header().Set("Connection", "close")
-			wire.WriteHTTPError(w, wire.Errorf(wire.KindNotImplemented,
+			httpwire.WriteError(w, wire.Errorf(wire.KindNotImplemented,
 				"protocol upgrade (Upgrade: %.32q) is not carried by the mesh yet: send a plain HTTP/1.1 request, or gRPC to the gRPC proxy", up))
 			return
 		}

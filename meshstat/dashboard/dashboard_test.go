@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"image"
-	"image/png"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +18,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/browsertest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/statstest"
 	"github.com/natsmesh/natsmesh/meshstat"
@@ -156,47 +153,17 @@ func TestHandler(t *testing.T) {
 	}
 }
 
-// chromium finds a headless-capable Chromium. Without one the test skips,
-// except in CI (CI set), where .ci/run installs it and its absence fails.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed, and CI is set: .ci/run installs it (apt-get install chromium)")
-	}
-	t.Skip("chromium is not installed (apt-get install chromium): skipping the headless browser test")
-	return ""
-}
-
-func runChromium(t *testing.T, bin string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	base := []string{"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-		"--hide-scrollbars", "--user-data-dir=" + t.TempDir(), "--window-size=1200,800", "--virtual-time-budget=5000"}
-	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
-	}
-	return stdout.Bytes()
-}
-
 // TestBrowser loads the dashboard in headless Chromium: the page's own
 // state (window.__natsmesh, rendered as data attributes) must show the
 // mesh's services and edges, and its screenshot must not be blank. Set
 // NATSMESH_SCREENSHOT=FILE to keep the screenshot.
 func TestBrowser(t *testing.T) {
-	bin := chromium(t)
+	browser := browsertest.New(t)
 	srv := startMesh(t)
 	url := srv.URL + "/ui/"
 
-	dom := string(runChromium(t, bin, "--dump-dom", url))
+	page := browser.Load(url, os.Getenv("NATSMESH_SCREENSHOT"))
+	dom := page.DOM
 	if !strings.Contains(dom, `data-ready="true"`) {
 		t.Fatalf("the page never rendered a report:\n%s", dom)
 	}
@@ -216,44 +183,11 @@ func TestBrowser(t *testing.T) {
 		t.Logf("DOM:\n%s", dom)
 	}
 
-	shot := filepath.Join(t.TempDir(), "dashboard.png")
-	if keep := os.Getenv("NATSMESH_SCREENSHOT"); keep != "" {
-		shot = keep
-	}
-	runChromium(t, bin, "--screenshot="+shot, url)
-	f, err := os.Open(shot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	colours, inked := paint(img)
+	img := page.Screenshot
 	b := img.Bounds()
+	colours, inked := browsertest.Paint(img, b, 0xf4f6f9) // the page's background grey
 	if colours < 50 || float64(inked) < 0.05*float64(b.Dx()*b.Dy()) {
 		t.Fatalf("the screenshot looks blank: %d colours, %d of %d pixels not background", colours, inked, b.Dx()*b.Dy())
 	}
-	t.Logf("screenshot %s: %dx%d, %d colours, %.0f%% not background", shot, b.Dx(), b.Dy(), colours, 100*float64(inked)/float64(b.Dx()*b.Dy()))
-}
-
-// paint counts the distinct colours of img and its pixels that are neither
-// white nor the page's background grey.
-func paint(img image.Image) (colours, inked int) {
-	seen := map[uint32]bool{}
-	b := img.Bounds()
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			r, g, bl = r>>8, g>>8, bl>>8
-			seen[r<<16|g<<8|bl] = true
-			white := r > 250 && g > 250 && bl > 250
-			background := r == 0xf4 && g == 0xf6 && bl == 0xf9
-			if !white && !background {
-				inked++
-			}
-		}
-	}
-	return len(seen), inked
+	t.Logf("screenshot: %dx%d, %d colours, %.0f%% not background", b.Dx(), b.Dy(), colours, 100*float64(inked)/float64(b.Dx()*b.Dy()))
 }

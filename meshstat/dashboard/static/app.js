@@ -162,12 +162,16 @@
   function graphModel(rep) {
     var nodes = rep.services.map(function (s) { return { id: s.name, svc: s }; });
     var links = rep.edges.map(function (e) { return { from: e.caller, to: e.callee, g: e, edge: e }; });
+    var called = {};
+    rep.edges.forEach(function (e) { called[e.callee] = true; });
     var outside = false;
     rep.services.forEach(function (s) {
       (s.callers || []).forEach(function (c) {
         // Outside clients of a gateway, and NATS clients of a plain micro
-        // service while they call it.
-        if (c.caller === "" && (s.kind === "bridge" || hasTraffic(c))) {
+        // service while they call it. A micro service cannot tell its
+        // callers apart (all are caller ""), so when mesh callers' edges
+        // reach it, its "" calls are theirs, not an outside client's.
+        if (c.caller === "" && (s.kind === "bridge" || (hasTraffic(c) && !called[s.name]))) {
           outside = true;
           links.push({ from: OUTSIDE, to: s.name, g: c, edge: null });
         }
@@ -263,7 +267,8 @@
         "data-rps": l.g.rps, "data-success": l.g.success === null ? "" : l.g.success });
       g.appendChild(el("path", { d: d, stroke: colour, "stroke-width": width.toFixed(1), "marker-end": "url(#arrow-" + h + ")" }));
       var title = el("title", {}, l.from + " → " + l.to + ": " + fmtRPS(l.g) + " rps, " + fmtPct(l.g) + " success, p50 " +
-        fmtMS(l.g.p50_ms, l.g.p50_over) + ", p99 " + fmtMS(l.g.p99_ms, l.g.p99_over) + (fmtMesh(l.g.mesh_errors) ? ", " + fmtMesh(l.g.mesh_errors) : ""));
+        fmtMS(l.g.p50_ms, l.g.p50_over) + ", p99 " + fmtMS(l.g.p99_ms, l.g.p99_over) + (fmtMesh(l.g.mesh_errors) ? ", " + fmtMesh(l.g.mesh_errors) : "") +
+        (fmtMesh(l.g.breakers) ? ", breakers " + fmtMesh(l.g.breakers) : ""));
       g.appendChild(title);
       edgeLayer.appendChild(g);
       if (hasTraffic(l.g)) {
@@ -380,7 +385,13 @@
     var te = $("edges").tBodies[0];
     te.textContent = "";
     rep.edges.forEach(function (e) {
-      var tr = row(te, [{ text: e.caller + " → " + e.callee }, { pill: e.source }].concat(goldenCells(e)));
+      var cells = goldenCells(e);
+      if (fmtMesh(e.breakers)) {
+        // The caller's breakers to the callee that are not closed.
+        var last = cells[cells.length - 1];
+        last.text = (last.text ? last.text + " · " : "") + "breakers " + fmtMesh(e.breakers);
+      }
+      var tr = row(te, [{ text: e.caller + " → " + e.callee }, { pill: e.source }].concat(cells));
       tr.setAttribute("data-caller", e.caller);
       tr.setAttribute("data-callee", e.callee);
     });

@@ -1,0 +1,213 @@
+package siblings
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"go.uber.org/goleak"
+
+	"github.com/natsmesh/natsmesh/internal/discovery"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/traffic"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// instance is one instance of a service as the agent's inbound side holds
+// it, its queue groups reduced to a flag: its member, answering on
+// StatusSubject through its discovery responder, as the agent's does.
+type instance struct {
+	*Member
+	id      string
+	serving atomic.Bool
+}
+
+// startInstance starts an instance of service, serving, on its own
+// connection to the test's broker.
+func startInstance(t *testing.T, nc *nats.Conn, service string) *instance {
+	t.Helper()
+	in := &instance{id: nuid.Next()}
+	in.serving.Store(true)
+	in.Member = New(Config{
+		Conn: nc, Service: service, ID: func() string { return in.id },
+		Serving: in.serving.Load,
+		Leave:   func() { in.serving.Store(false) },
+		Return:  func() { in.serving.Store(true) },
+	})
+	r, err := discovery.Start(nc, discovery.Config{
+		Name: service, ID: in.id,
+		Control: map[string]nats.MsgHandler{StatusSubject(service): in.Answer(in.id)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.End()
+		in.Stop()
+		r.Stop()
+	})
+	return in
+}
+
+// fourPay starts four instances of pay.
+func fourPay(t *testing.T) []*instance {
+	t.Helper()
+	b := meshtest.Broker(t)
+	pay := make([]*instance, 4)
+	for i := range pay {
+		pay[i] = startInstance(t, meshtest.Conn(t, b), "pay")
+	}
+	return pay
+}
+
+// count asks for the siblings as each of the given instances, all at once.
+func count(t *testing.T, ins ...*instance) [][]traffic.Sibling {
+	t.Helper()
+	views := make([][]traffic.Sibling, len(ins))
+	errs := make([]error, len(ins))
+	var wg sync.WaitGroup
+	for i, in := range ins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			views[i], errs[i] = in.Count(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("count %d: %v", i, err)
+		}
+	}
+	return views
+}
+
+func mustClaim(t *testing.T, in *instance) traffic.Place {
+	t.Helper()
+	p, ok := in.Claim()
+	if !ok {
+		t.Fatal("claim refused")
+	}
+	return p
+}
+
+// Two instances that claim before either counts see both claims, in the
+// same order, so they agree: under 25% of four the earlier claim leaves
+// and the later stays; under 50% both leave.
+func TestClaimsAgree(t *testing.T) {
+	pay := fourPay(t)
+	first, second := mustClaim(t, pay[0]), mustClaim(t, pay[1])
+	if !first.Since.Before(second.Since) {
+		t.Fatalf("places %v, %v: the later claim is not after", first.Since, second.Since)
+	}
+	views := count(t, pay[0], pay[1])
+	for i, v := range views {
+		if len(v) != 4 {
+			t.Fatalf("count %d heard %d instances, want 4", i, len(v))
+		}
+		quarter := traffic.Allowed(v, 25)
+		if quarter[first.ID] != "" || quarter[second.ID] == "" {
+			t.Errorf("count %d under 25%%: %q", i, quarter)
+		}
+		half := traffic.Allowed(v, 50)
+		if half[first.ID] != "" || half[second.ID] != "" {
+			t.Errorf("count %d under 50%%: %q", i, half)
+		}
+	}
+	if _, ok := pay[0].Claim(); ok {
+		t.Error("a second claim while one is held")
+	}
+	pay[1].WithdrawFor("test", 0) // the claim ends
+	if got := traffic.Allowed(count(t, pay[0])[0], 25); len(got) != 1 || got[first.ID] != "" {
+		t.Errorf("after the second claim ended: %q", got)
+	}
+}
+
+// A claim made after answering a count that did not show it comes after
+// the asker's place even when the asker's clock is ahead: the count
+// carries the asker's place, and the answering instance's next claim is
+// placed after it.
+func TestClaimAfterAnsweringComesLater(t *testing.T) {
+	pay := fourPay(t)
+	ahead := mustClaim(t, pay[0])
+	ahead.Since = ahead.Since.Add(time.Hour) // as if its clock were an hour ahead
+	pay[0].mu.Lock()
+	pay[0].since = ahead.Since
+	pay[0].mu.Unlock()
+	count(t, pay[0]) // pay[1] answers, not claiming yet
+	later := mustClaim(t, pay[1])
+	if !later.Since.After(ahead.Since) {
+		t.Fatalf("the later claim's place %v is not after the asker's %v", later.Since, ahead.Since)
+	}
+	for i, v := range count(t, pay[0], pay[1]) {
+		if got := traffic.Allowed(v, 25); got[ahead.ID] != "" || got[later.ID] == "" {
+			t.Errorf("count %d: %q", i, got)
+		}
+	}
+}
+
+// An instance out keeps its place against a later claim whose clock says
+// it came first.
+func TestEjectedKeepsPlace(t *testing.T) {
+	pay := fourPay(t)
+	out := mustClaim(t, pay[0])
+	if !pay[0].WithdrawFor("test", time.Minute) {
+		t.Fatal("withdrawal refused")
+	}
+	if pay[0].serving.Load() {
+		t.Fatal("still serving")
+	}
+	if !pay[0].Out() || pay[0].Ejected() == "" {
+		t.Fatalf("Out %v, Ejected %q: want out, with a reason", pay[0].Out(), pay[0].Ejected())
+	}
+	behind := mustClaim(t, pay[1])
+	behind.Since = out.Since.Add(-time.Hour) // as if its clock were an hour behind
+	pay[1].mu.Lock()
+	pay[1].since = behind.Since
+	pay[1].mu.Unlock()
+	v := count(t, pay[1])[0]
+	if got := traffic.Allowed(v, 25); got[out.ID] != "" || got[behind.ID] == "" {
+		t.Errorf("%q", got)
+	}
+	// Back in, the place is given up.
+	pay[0].WithdrawFor("test", 0)
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		if !pay[0].serving.Load() {
+			return errors.New("not back")
+		}
+		return nil
+	})
+	v = count(t, pay[1])[0]
+	if got := traffic.Allowed(v, 25); len(got) != 1 || got[behind.ID] != "" {
+		t.Errorf("after the first came back: %q", got)
+	}
+}
+
+// An instance that announces itself is known to its siblings, and they to
+// it, so each one's next count waits for the other.
+func TestAnnounce(t *testing.T) {
+	b := meshtest.Broker(t)
+	a := startInstance(t, meshtest.Conn(t, b), "pay")
+	c := startInstance(t, meshtest.Conn(t, b), "pay")
+	c.Announce(c.id)
+	known := func(m *instance, id string) func() error {
+		return func() error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if !m.known[id] {
+				return errors.New("not known: " + id)
+			}
+			return nil
+		}
+	}
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, known(a, c.id))
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, known(c, a.id))
+}

@@ -1,0 +1,328 @@
+package live_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
+)
+
+const wait = 10 * time.Second
+
+func openStore(t *testing.T) *live.Store {
+	t.Helper()
+	b := meshtest.Broker(t)
+	if !b.Server().JetStreamConfig().SyncAlways {
+		t.Error("the broker does not fsync every JetStream write")
+	}
+	js, err := jetstream.New(meshtest.Conn(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	s, err := live.OpenStore(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_"+live.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.CachedInfo().Config; c.MaxConsumers < live.MaxWatchers || c.Storage != jetstream.FileStorage {
+		t.Errorf("bucket stream: max consumers %d, storage %v", c.MaxConsumers, c.Storage)
+	}
+	return s
+}
+
+// meshWithTimeout returns a small valid file whose orders timeout tells
+// versions apart.
+func meshWithTimeout(t *testing.T, timeout string) *policies.File {
+	t.Helper()
+	f, err := policies.Parse("mesh.yaml", []byte("version: 1\nservices:\n  orders:\n    policy: { timeout: "+timeout+" }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func ordersTimeout(f *policies.File) string {
+	if f == nil {
+		return "none"
+	}
+	return f.Policy("orders", "").Timeout.String()
+}
+
+func TestStore(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	if _, _, err := s.Get(ctx); !errors.Is(err, live.ErrNotFound) {
+		t.Fatalf("Get on an empty bucket: %v, want ErrNotFound", err)
+	}
+	f := meshWithTimeout(t, "3s")
+	rev, err := s.Apply(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, grev, err := s.Get(ctx)
+	if err != nil || grev != rev {
+		t.Fatalf("Get: revision %d, %v; want %d", grev, err, rev)
+	}
+	if d := policies.Diff(f, got); len(d) > 0 {
+		t.Errorf("stored file differs: %v", d)
+	}
+	if _, err := s.ApplyIf(ctx, meshWithTimeout(t, "4s"), rev+7); !errors.Is(err, jetstream.ErrKeyExists) {
+		t.Errorf("ApplyIf over a stale revision: %v, want ErrKeyExists", err)
+	}
+	rev2, err := s.ApplyIf(ctx, meshWithTimeout(t, "4s"), rev)
+	if err != nil || rev2 <= rev {
+		t.Errorf("ApplyIf over the live revision: %d, %v", rev2, err)
+	}
+	if _, err := s.Apply(ctx, &policies.File{Version: 7}); !errors.Is(err, policies.ErrInvalid) {
+		t.Errorf("Apply of an invalid file: %v, want ErrInvalid", err)
+	}
+}
+
+// logBuffer is a slog destination tests can read while a watcher writes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func TestWatchKV(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	var logs logBuffer
+	var mu sync.Mutex
+	var seen []uint64
+	src, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		OnChange: func(_ *policies.File, rev uint64) {
+			mu.Lock()
+			seen = append(seen, rev)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if f, rev := src.Current(); f != nil || rev != 0 {
+		t.Fatalf("empty bucket: Current = %v, %d", f, rev)
+	}
+	waitFor := func(want string) uint64 {
+		t.Helper()
+		var rev uint64
+		meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+			var f *policies.File
+			f, rev = src.Current()
+			if got := ordersTimeout(f); got != want {
+				return fmt.Errorf("orders timeout %s, want %s", got, want)
+			}
+			return nil
+		})
+		return rev
+	}
+	r1, _ := s.Apply(ctx, meshWithTimeout(t, "1s"))
+	if got := waitFor("1s"); got != r1 {
+		t.Errorf("revision %d, want %d", got, r1)
+	}
+	r2, _ := s.Apply(ctx, meshWithTimeout(t, "2s"))
+	waitFor("2s")
+
+	// A bad value put straight into the bucket is logged and ignored.
+	bad, err := s.KV().Put(ctx, live.Key, []byte("version: 1\nservices: { Orders: {} }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if l := logs.String(); !strings.Contains(l, "does not parse") || !strings.Contains(l, fmt.Sprintf("revision=%d", bad)) {
+			return fmt.Errorf("no warning for revision %d yet: %q", bad, l)
+		}
+		return nil
+	})
+	if f, rev := src.Current(); rev != r2 || ordersTimeout(f) != "2s" {
+		t.Errorf("after a bad version: revision %d (%s), want the last good %d", rev, ordersTimeout(f), r2)
+	}
+
+	// A watcher that starts while the latest version is bad begins with
+	// the last good one.
+	late, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	if _, rev := late.Current(); rev != r2 {
+		t.Errorf("late watcher starts at revision %d, want %d", rev, r2)
+	}
+
+	r4, _ := s.Apply(ctx, meshWithTimeout(t, "4s"))
+	waitFor("4s")
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	src.Close() // twice is fine
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []uint64{r1, r2, r4}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("OnChange saw revisions %v, want %v", seen, want)
+	}
+}
+
+func TestWatchFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mesh := func(timeout string) string {
+		return "version: 1\nservices:\n  orders:\n    policy: { timeout: " + timeout + " }\n"
+	}
+	ctx := t.Context()
+	write("version: 1\nservices: { orders: { polcy: {} } }\n")
+	if _, err := live.WatchFile(ctx, path, live.SourceConfig{}); !errors.Is(err, policies.ErrInvalid) {
+		t.Fatalf("a bad first version: %v, want ErrInvalid", err)
+	}
+	write(mesh("1s"))
+	var logs logBuffer
+	src, err := live.WatchFile(ctx, path, live.SourceConfig{
+		Interval: 5 * time.Millisecond,
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if f, rev := src.Current(); rev != 1 || ordersTimeout(f) != "1s" {
+		t.Fatalf("first load: revision %d, %s", rev, ordersTimeout(f))
+	}
+	waitFor := func(want string, wantRev uint64) {
+		t.Helper()
+		meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+			f, rev := src.Current()
+			if got := ordersTimeout(f); got != want || rev != wantRev {
+				return fmt.Errorf("orders timeout %s at revision %d, want %s at %d", got, rev, want, wantRev)
+			}
+			return nil
+		})
+	}
+	write(mesh("22s")) // a different size, so mtime granularity does not matter
+	waitFor("22s", 2)
+
+	write("version: 1\nservices: { orders: { policy: { timeout: soon } } }\n")
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), `\"soon\" is not a duration`) {
+			return fmt.Errorf("no warning yet: %q", logs.String())
+		}
+		return nil
+	})
+	waitFor("22s", 2)
+
+	os.Remove(path)
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "no such file") {
+			return fmt.Errorf("no warning about the missing file yet: %q", logs.String())
+		}
+		return nil
+	})
+	write(mesh("333s"))
+	waitFor("5m33s", 3)
+}
+
+func TestFollow(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	r1, _ := s.Apply(ctx, meshWithTimeout(t, "1s"))
+	src, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	type follower struct {
+		src  *live.Source
+		mu   sync.Mutex
+		seen []uint64
+	}
+	fls := make([]*follower, 3)
+	for i := range fls {
+		fl := &follower{}
+		fl.src = src.Follow(live.SourceConfig{OnChange: func(_ *policies.File, rev uint64) {
+			fl.mu.Lock()
+			fl.seen = append(fl.seen, rev)
+			fl.mu.Unlock()
+		}})
+		fls[i] = fl
+		if _, rev := fl.src.Current(); rev != r1 {
+			t.Fatalf("follower starts at revision %d, want %d", rev, r1)
+		}
+	}
+	r2, _ := s.Apply(ctx, meshWithTimeout(t, "2s"))
+	for _, fl := range fls {
+		meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+			if f, rev := fl.src.Current(); rev != r2 || ordersTimeout(f) != "2s" {
+				return fmt.Errorf("follower at revision %d (%s), want %d", rev, ordersTimeout(f), r2)
+			}
+			return nil
+		})
+	}
+	// A closed follower keeps its last version; the others go on.
+	fls[0].src.Close()
+	fls[0].src.Close()
+	r3, _ := s.Apply(ctx, meshWithTimeout(t, "3s"))
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if _, rev := fls[1].src.Current(); rev != r3 {
+			return fmt.Errorf("follower at revision %d, want %d", rev, r3)
+		}
+		return nil
+	})
+	if _, rev := fls[0].src.Current(); rev != r2 {
+		t.Errorf("closed follower at revision %d, want %d", rev, r2)
+	}
+	// A follower of a follower follows too; so does one of a Static.
+	ff := fls[2].src.Follow(live.SourceConfig{})
+	defer ff.Close()
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		if _, rev := ff.Current(); rev != r3 {
+			return fmt.Errorf("follower's follower at revision %d, want %d", rev, r3)
+		}
+		return nil
+	})
+	st := live.Static(meshWithTimeout(t, "9s")).Follow(live.SourceConfig{})
+	if f, rev := st.Current(); rev != 1 || ordersTimeout(f) != "9s" {
+		t.Errorf("follower of a Static: revision %d (%s)", rev, ordersTimeout(f))
+	}
+	for i, want := range [][]uint64{{r1, r2}, {r1, r2, r3}, {r1, r2, r3}} {
+		fls[i].mu.Lock()
+		if fmt.Sprint(fls[i].seen) != fmt.Sprint(want) {
+			t.Errorf("follower %d saw revisions %v, want %v", i, fls[i].seen, want)
+		}
+		fls[i].mu.Unlock()
+	}
+}

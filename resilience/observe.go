@@ -1,0 +1,199 @@
+package resilience
+
+import (
+	"fmt"
+
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Observer watches the circuit breakers of one middleware, for metrics
+// (package internal/chain adapts it to package telemetry, so this package
+// does not depend on it). Its methods must be safe for concurrent use.
+type Observer interface {
+	// BreakerChanged is called each time the breaker of dest goes from one
+	// state to another, in the goroutine of the call that moved it and
+	// outside the breaker's lock; it must return quickly. A breaker opens
+	// and closes as a call records its outcome, and goes half-open when
+	// the first call after open_for asks it for a permit (not when
+	// open_for ends).
+	BreakerChanged(dest Destination, from, to BreakerState)
+	// ObserveBreakers is called once, by New, with the function that
+	// lists the middleware's breakers in use and their states now; the
+	// observer calls it whenever it reads them (at a scrape, say).
+	ObserveBreakers(list func() []Breaker)
+}
+
+// Destination is where a breaker's calls go: a service and subset, or
+// the NATS-native subject of an edge gateway's route.
+type Destination struct {
+	// Service and Subset name a meshed destination; Subset is "" for any
+	// instance. Both are "" when Subject is set.
+	Service, Subset string
+	// Subject is the subject of a NATS-native destination, else "".
+	Subject string
+}
+
+// String is the destination as error messages name it: "orders",
+// "orders@v2", or the subject.
+func (d Destination) String() string {
+	switch {
+	case d.Subject != "":
+		return d.Subject
+	case d.Subset != "":
+		return d.Service + "@" + d.Subset
+	}
+	return d.Service
+}
+
+func destinationOf(c *pipeline.Call) Destination {
+	if c.Subject != "" {
+		return Destination{Subject: c.Subject}
+	}
+	d := Destination{Service: c.Service, Subset: c.Subset}
+	if d.Subset == wire.AnySubset {
+		d.Subset = ""
+	}
+	return d
+}
+
+// BreakerState is a circuit breaker's state.
+type BreakerState int
+
+const (
+	// BreakerClosed lets every call through, counting failures.
+	BreakerClosed BreakerState = iota
+	// BreakerHalfOpen lets half_open_probes calls through to decide
+	// whether to close again.
+	BreakerHalfOpen
+	// BreakerOpen refuses every call with circuit-open.
+	BreakerOpen
+)
+
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerHalfOpen:
+		return "half-open"
+	case BreakerOpen:
+		return "open"
+	}
+	return fmt.Sprintf("BreakerState(%d)", int(s))
+}
+
+func stateOf(s circuitbreaker.State) BreakerState {
+	switch s {
+	case circuitbreaker.OpenState:
+		return BreakerOpen
+	case circuitbreaker.HalfOpenState:
+		return BreakerHalfOpen
+	}
+	return BreakerClosed
+}
+
+// Breaker is one circuit breaker in use and its state.
+type Breaker struct {
+	Dest  Destination
+	State BreakerState
+}
+
+// breakerEntry is a destination's breaker as the state cache keeps it.
+type breakerEntry struct {
+	dest Destination
+	// service is the service whose policy configured it (for a
+	// NATS-native destination, the gateway route's), and config that
+	// configuration (breakerConfig).
+	service, config string
+	cb              circuitbreaker.CircuitBreaker[*nats.Msg]
+}
+
+// breakerConfig is the configuration of the breaker p asks for, as the
+// state cache keys it; "" when p has none.
+func breakerConfig(p policies.Policy) string {
+	cb := p.CircuitBreaker
+	if cb == nil || !*cb.Enabled {
+		return ""
+	}
+	return fmt.Sprint(cb.FailureRatio.Fraction(), cb.Window.D(), *cb.MinRequests, cb.OpenFor.D(), *cb.HalfOpenProbes)
+}
+
+// newBreaker builds the breaker of dest for cb, telling the observer of
+// its changes of state.
+func (m *middleware) newBreaker(cb *policies.CircuitBreaker, dest Destination, service, config string) *breakerEntry {
+	b := circuitbreaker.NewBuilder[*nats.Msg]().
+		HandleIf(destinationFailed).
+		WithFailureRateThreshold(min(cb.FailureRatio.Fraction(), 1), uint(max(*cb.MinRequests, 0)), cb.Window.D()).
+		WithDelay(cb.OpenFor.D()).
+		WithSuccessThreshold(uint(max(*cb.HalfOpenProbes, 1)))
+	if obs := m.obs; obs != nil {
+		b = b.OnStateChanged(func(e circuitbreaker.StateChangedEvent) {
+			obs.BreakerChanged(dest, stateOf(e.OldState), stateOf(e.NewState))
+		})
+	}
+	return &breakerEntry{dest: dest, service: service, config: config, cb: b.Build()}
+}
+
+// breakers lists the breakers in use: those in the state cache that the
+// current mesh file still configures for their destination (for the
+// service's own policy or one of its routes'). A breaker the file no
+// longer asks for (its settings changed, or it was turned off) is left
+// out though the cache still holds it, and one the bounded cache dropped
+// is gone.
+func (m *middleware) breakers() []Breaker {
+	var file *policies.File
+	if m.src != nil {
+		file, _ = m.src.Current()
+	}
+	m.mu.Lock()
+	var entries []*breakerEntry
+	for k, s := range m.states {
+		if k.kind == kindBreaker {
+			entries = append(entries, s.(*breakerEntry))
+		}
+	}
+	m.mu.Unlock()
+	// The configurations of each service under this file, kept until the
+	// file changes: a scrape then costs no policy merges.
+	m.cfgMu.Lock()
+	defer m.cfgMu.Unlock()
+	if m.cfgFile != file || m.cfgs == nil || len(m.cfgs) > maxStates {
+		m.cfgFile, m.cfgs = file, map[string]map[string]bool{}
+	}
+	list := make([]Breaker, 0, len(entries))
+	for _, e := range entries {
+		cfgs, ok := m.cfgs[e.service]
+		if !ok {
+			cfgs = breakerConfigs(file, e.service)
+			m.cfgs[e.service] = cfgs
+		}
+		if cfgs[e.config] {
+			list = append(list, Breaker{Dest: e.dest, State: stateOf(e.cb.State())})
+		}
+	}
+	return list
+}
+
+// breakerConfigs is the set of breaker configurations f gives the calls
+// to service: its own policy's and its routes'.
+func breakerConfigs(f *policies.File, service string) map[string]bool {
+	cfgs := map[string]bool{}
+	add := func(p policies.Policy) {
+		if c := breakerConfig(p); c != "" {
+			cfgs[c] = true
+		}
+	}
+	add(f.Policy(service, ""))
+	if f != nil {
+		if s := f.Services[service]; s != nil {
+			for _, r := range s.Routes {
+				add(f.Policy(service, r.Name))
+			}
+		}
+	}
+	return cfgs
+}

@@ -1,0 +1,201 @@
+package telemetry
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// BreakerState is a circuit breaker's state, as the metrics label it.
+type BreakerState string
+
+// The states of a circuit breaker.
+const (
+	BreakerClosed   BreakerState = "closed"
+	BreakerHalfOpen BreakerState = "half_open"
+	BreakerOpen     BreakerState = "open"
+)
+
+// breakerStates are the states in the order the series keep them.
+var breakerStates = [...]BreakerState{BreakerClosed, BreakerHalfOpen, BreakerOpen}
+
+func stateIndex(s BreakerState) int {
+	for i, st := range breakerStates {
+		if st == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// Breaker is one circuit breaker on a component's outbound calls, and its
+// state.
+type Breaker struct {
+	// Service and Subset name the destination (Subset "" or "_": any
+	// instance); Subject is instead the NATS-native subject of an edge
+	// gateway's route (callee "nats:SUBJECT" in the metrics).
+	Service, Subset, Subject string
+	State                    BreakerState
+}
+
+func (b Breaker) callee() string {
+	if b.Subject != "" {
+		return "nats:" + b.Subject
+	}
+	return b.Service
+}
+
+// ObserveBreakers makes list a source of the natsmesh_outbound_breaker_state
+// gauge, the breakers of caller's outbound calls: t calls it at each
+// collection (a scrape of /metrics), so a breaker list no longer returns
+// is no longer shown. list must be safe for concurrent use. Package
+// internal/chain adds the resilience policies' breakers (one source per
+// pipeline, for t's lifetime).
+func (t *Telemetry) ObserveBreakers(caller string, list func() []Breaker) {
+	if t == nil || list == nil {
+		return
+	}
+	b := &t.m.breakers
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sources = append(b.sources, breakerSource{caller, list})
+}
+
+// BreakerChanged counts a change of state of one of caller's breakers,
+// into br.State: natsmesh_outbound_breaker_transitions_total{to=...}.
+func (t *Telemetry) BreakerChanged(caller string, br Breaker) {
+	if t == nil {
+		return
+	}
+	i := stateIndex(br.State)
+	if i < 0 {
+		return
+	}
+	b := &t.m.breakers
+	s := b.dests.get(breakerKey{caller, br.callee(), subsetLabel(br.Subset)}, newBreakerSeries)
+	b.transitions.Add(context.Background(), 1, s.to[i]...)
+}
+
+type breakerSource struct {
+	caller string
+	list   func() []Breaker
+}
+
+// breakerKey is a destination's breakers: from one caller to one callee
+// and subset.
+type breakerKey struct{ caller, callee, subset string }
+
+// breakerSeries are the series of one destination's breakers: one per
+// state for the gauge, one per new state for the transitions.
+type breakerSeries struct {
+	key   breakerKey
+	state [len(breakerStates)][]metric.ObserveOption
+	to    [len(breakerStates)][]metric.AddOption
+}
+
+func newBreakerSeries(k breakerKey) *breakerSeries {
+	s := &breakerSeries{key: k}
+	for i, st := range breakerStates {
+		labels := []attribute.KeyValue{attribute.String(labelCaller, k.caller), attribute.String(labelCallee, k.callee),
+			attribute.String(labelSubset, k.subset)}
+		s.state[i] = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(append(labels, attribute.String(labelState, string(st)))...))}
+		s.to[i] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(append(labels, attribute.String(labelTo, string(st)))...))}
+	}
+	return s
+}
+
+// breakerMetrics are the circuit breakers' instruments and series. The
+// destinations are bounded as the edges are: past maxEdges, the rest are
+// counted under callee "_other".
+type breakerMetrics struct {
+	state       metric.Int64ObservableGauge
+	transitions metric.Int64Counter
+	dests       table[breakerKey, breakerSeries]
+
+	mu      sync.Mutex
+	sources []breakerSource
+}
+
+func (b *breakerMetrics) init(m metric.Meter, check func(error)) {
+	var err error
+	b.state, err = m.Int64ObservableGauge("natsmesh.outbound.breaker.state",
+		metric.WithDescription("The circuit breakers of outbound calls by destination and state: 1 for the state the "+
+			"destination's breaker is in, 0 for the others (a destination whose routes configure different breakers "+
+			"counts each, and callee _other counts many)."))
+	check(err)
+	b.transitions, err = m.Int64Counter("natsmesh.outbound.breaker.transitions", metric.WithUnit("{transition}"),
+		metric.WithDescription("Changes of state of the circuit breakers of outbound calls, by the state entered."))
+	check(err)
+	b.dests.limit = maxEdges
+	b.dests.overflow = func(k breakerKey) breakerKey { return breakerKey{caller: k.caller, callee: overflowCallee} }
+}
+
+// observe reports every source's breakers: per destination, how many are
+// in each state.
+func (b *breakerMetrics) observe(o metric.Observer) {
+	for s, n := range b.count() {
+		for i := range breakerStates {
+			o.ObserveInt64(b.state, n[i], s.state[i]...)
+		}
+	}
+}
+
+// count lists every source's breakers and counts them by destination (as
+// bounded) and state.
+func (b *breakerMetrics) count() map[*breakerSeries]*[len(breakerStates)]int64 {
+	b.mu.Lock()
+	sources := b.sources
+	b.mu.Unlock()
+	if len(sources) == 0 {
+		return nil
+	}
+	counts := map[*breakerSeries]*[len(breakerStates)]int64{}
+	for _, src := range sources {
+		for _, br := range src.list() {
+			i := stateIndex(br.State)
+			if i < 0 {
+				continue
+			}
+			s := b.dests.get(breakerKey{src.caller, br.callee(), subsetLabel(br.Subset)}, newBreakerSeries)
+			n := counts[s]
+			if n == nil {
+				n = new([len(breakerStates)]int64)
+				counts[s] = n
+			}
+			n[i]++
+		}
+	}
+	return counts
+}
+
+// BreakerStat counts the breakers of a component's outbound calls to one
+// destination that are in one state, in a [Snapshot].
+type BreakerStat struct {
+	Callee string       `json:"callee"`
+	Subset string       `json:"subset"`
+	State  BreakerState `json:"state"`
+	Count  int64        `json:"count"`
+}
+
+// snapshot lists the breakers that are not closed, in a stable order.
+func (b *breakerMetrics) snapshot() []BreakerStat {
+	var out []BreakerStat
+	for s, n := range b.count() {
+		for i, st := range breakerStates {
+			if st != BreakerClosed && n[i] > 0 {
+				out = append(out, BreakerStat{Callee: s.key.callee, Subset: s.key.subset, State: st, Count: n[i]})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		if x.Callee != y.Callee {
+			return x.Callee < y.Callee
+		}
+		return x.Subset < y.Subset || x.Subset == y.Subset && x.State < y.State
+	})
+	return out
+}
