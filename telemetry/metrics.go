@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -69,17 +68,13 @@ type edge struct {
 
 // series is one edge and outcome: the count of its calls, read by the
 // metrics callback at each scrape (an observable counter costs a call one
-// atomic add, where a synchronous one costs an SDK measurement), the
-// option that labels its observations, and its latency histogram (see
-// histogram.go).
+// atomic add, where a synchronous one costs an SDK measurement), and the
+// options that put a measurement in it.
 type series struct {
 	calls atomic.Int64
 	err   bool
+	rec   []metric.RecordOption
 	obs   []metric.ObserveOption
-	// labels are the histogram's label values, in histogramLabels order.
-	labels  []string
-	buckets [numBuckets]atomic.Int64 // calls by latency bucket, not cumulative
-	sumNS   atomic.Int64             // total latency, nanoseconds
 }
 
 func newEdge(k edgeKey, inbound bool) *edge {
@@ -110,8 +105,7 @@ func (e *edge) seriesOf(o outcome) *series {
 		attribute.String(labelStatus, statusLabels[o.status]),
 		attribute.String(labelMeshError, kindLabel(o.kind)))
 	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	s := &series{err: o.err, obs: []metric.ObserveOption{opt},
-		labels: []string{e.key.caller, e.key.callee, e.key.subset, string(e.key.proto), e.key.route, statusLabels[o.status], kindLabel(o.kind)}}
+	s := &series{err: o.err, rec: []metric.RecordOption{opt}, obs: []metric.ObserveOption{opt}}
 	var all []*series
 	if p := e.all.Load(); p != nil {
 		all = append(all, *p...)
@@ -198,7 +192,7 @@ type direction struct {
 	inbound  bool
 	requests metric.Int64ObservableCounter
 	errors   metric.Int64ObservableCounter
-	duration *prometheus.Desc // the latency histogram: histogram.go
+	duration metric.Float64Histogram
 	active   metric.Int64ObservableUpDownCounter
 	edges    table[edgeKey, edge]
 	flight   table[flightKey, gaugeVal]
@@ -263,7 +257,10 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		d.errors, err = m.Int64ObservableCounter(name+"errors", metric.WithUnit("{request}"),
 			metric.WithDescription("Mesh "+what+" that failed: a mesh error, or the service's 5xx or gRPC server-error code."))
 		check(err)
-		d.duration = histogramDesc(d.inbound, "Duration of the mesh "+what+", as the agent saw them.")
+		d.duration, err = m.Float64Histogram(name+"duration", metric.WithUnit("s"),
+			metric.WithDescription("Duration of the mesh "+what+", as the agent saw them."),
+			metric.WithExplicitBucketBoundaries(boundsS...))
+		check(err)
 		d.active, err = m.Int64ObservableUpDownCounter(name+"active", metric.WithUnit("{request}"),
 			metric.WithDescription("Mesh "+what+" in flight now."))
 		check(err)
@@ -337,9 +334,8 @@ func (d *direction) edge(k edgeKey) *edge {
 	return d.edges.get(k, func(k edgeKey) *edge { return newEdge(k, d.inbound) })
 }
 
-// record counts one call along e that ended as o after dur: atomic adds
-// only.
-func (d *direction) record(e *edge, o outcome, dur time.Duration) {
+// record counts one call along e that ended as o after dur.
+func (d *direction) record(ctx context.Context, e *edge, o outcome, dur time.Duration) {
 	e.requests.Add(1)
 	if o.err {
 		e.errors.Add(1)
@@ -347,12 +343,10 @@ func (d *direction) record(e *edge, o outcome, dur time.Duration) {
 	if o.kind > 0 {
 		e.meshErrors[o.kind].Add(1)
 	}
-	b := bucket(dur)
-	e.buckets[b].Add(1)
+	e.buckets[bucket(dur)].Add(1)
 	s := e.seriesOf(o)
 	s.calls.Add(1)
-	s.buckets[b].Add(1)
-	s.sumNS.Add(int64(dur))
+	d.duration.Record(ctx, dur.Seconds(), s.rec...)
 }
 
 // Snapshot is the state of a mesh component and the cumulative counts of

@@ -119,7 +119,7 @@ func (t *Telemetry) callDone(ctx context.Context, span trace.Span, st *callState
 	subset, route := st.subset, st.route
 	st.mu.Unlock()
 	e := t.m.out.edge(edgeKey{caller: c.Caller, callee: dest, subset: subset, route: route, proto: c.Proto})
-	t.m.out.record(e, o, dur)
+	t.m.out.record(ctx, e, o, dur)
 	attempts := int(st.attempts.Load())
 	if span != nil {
 		span.SetAttributes(attrAttempts.Int(attempts))
@@ -268,7 +268,7 @@ func (t *Telemetry) ServedHTTP(ctx context.Context, service string, status int, 
 		o = classify(wire.ProtoHTTP, nil, err)
 	}
 	e := t.m.in.edge(edgeKey{caller: "", callee: service, proto: wire.ProtoHTTP})
-	t.m.in.record(e, o, dur)
+	t.m.in.record(ctx, e, o, dur)
 }
 
 // servedDone records an inbound call that ended with reply and err.
@@ -279,7 +279,7 @@ func (t *Telemetry) servedDone(ctx context.Context, span trace.Span, c *pipeline
 	o := classify(c.Proto, reply, err)
 	subset := subsetLabel(c.Subset)
 	e := t.m.in.edge(edgeKey{caller: c.Caller, callee: c.Service, subset: subset, proto: c.Proto})
-	t.m.in.record(e, o, dur)
+	t.m.in.record(ctx, e, o, dur)
 	if span != nil {
 		endSpan(span, c.Proto, o, err)
 	}

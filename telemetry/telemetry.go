@@ -129,7 +129,6 @@ func New(cfg Config) (*Telemetry, error) {
 		t.Shutdown(context.Background())
 		return nil, err
 	}
-	t.reg.MustRegister(histograms{t.m})
 	if cfg.AccessLog != nil {
 		t.log = &accessLog{log: cfg.AccessLog, sample: cfg.AccessLogSample}
 		if t.log.sample == 0 {
