@@ -106,6 +106,9 @@ type Agent struct {
 
 	in  *inbound
 	out *outbound
+	// releases are the outbound pipeline's, released at Shutdown (or by
+	// a New that fails).
+	releases chain.Releases
 	// send is the outbound pipeline every outbound entry point uses.
 	send  *pipeline.Outbound
 	admin http.Handler
@@ -154,10 +157,12 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		Middleware:     chain.Outbound(a.chainOptions(), cfg.Outbound...),
 	})
 	if err != nil {
+		a.releases.Release()
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	a.out = newOutbound(a)
 	if a.admin, err = admin.New(admin.Config{Ready: a.Readiness, Handlers: cfg.Admin}); err != nil {
+		a.releases.Release()
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return a, nil
@@ -166,7 +171,8 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 func (a *Agent) chainOptions() chain.Options {
 	c := &a.cfg
 	return chain.Options{Service: c.Service, Policies: c.Policies, Telemetry: c.Telemetry, Logger: c.Logger,
-		Instance: a.in.ej.Instance()} // passive health: internal/siblings
+		Instance: a.in.ej.Instance(), // passive health: internal/siblings
+		Releases: &a.releases}
 }
 
 // Validate reports whether c is a valid configuration, without connecting
@@ -367,6 +373,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		if disc != nil {
 			errs = append(errs, disc.Stop())
 		}
+		a.releases.Release() // its breakers leave the metrics
 		close(a.done)
 		finished <- errors.Join(errs...)
 	}()

@@ -9,7 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,16 +75,26 @@ type Edge struct {
 	log *slog.Logger
 
 	ln, adminLn net.Listener
+	served      chan struct{} // closed when the gateway's Serve returns
+	errc        chan error
+	releaseOnce sync.Once
 
-	started, stopped atomic.Bool
+	// mu guards the lifecycle state below. Start holds it only to check
+	// and to publish, never while it connects or builds the gateway, so
+	// Shutdown (which cancels that work through cancel) never waits for a
+	// connection attempt.
+	mu               sync.Mutex
+	started, stopped bool
+	cancel           context.CancelFunc // ends Start's connect; nil outside Start
 	g                *Gateway
 	nc               *nats.Conn
 	ownConn          bool
 	policies         *live.Source // opened by the edge, closed at Shutdown
 	adminSrv         *http.Server
-	served           chan struct{} // closed when the gateway's Serve returns
-	errc             chan error
 }
+
+// ErrShutdown is returned by a Start that Shutdown ended or preceded.
+var ErrShutdown = errors.New("bridge: edge shut down")
 
 // NewEdge validates cfg and opens its listeners. Errors of the
 // configuration wrap ErrInvalidConfig; a listener that cannot be opened is
@@ -128,18 +138,21 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 }
 
 // release closes what the edge opened: its listeners, its policy source
-// and, when it dialed it, its connection.
+// and, when it dialed it, its connection. Only the first call does
+// anything; the caller holds mu, or is NewEdge.
 func (e *Edge) release() {
-	e.ln.Close()
-	if e.adminLn != nil {
-		e.adminLn.Close()
-	}
-	if e.policies != nil {
-		e.policies.Close()
-	}
-	if e.ownConn && e.nc != nil {
-		e.nc.Close()
-	}
+	e.releaseOnce.Do(func() {
+		e.ln.Close()
+		if e.adminLn != nil {
+			e.adminLn.Close()
+		}
+		if e.policies != nil {
+			e.policies.Close()
+		}
+		if e.ownConn && e.nc != nil {
+			e.nc.Close()
+		}
+	})
 }
 
 // Addr is the address of the gateway's listener.
@@ -157,23 +170,72 @@ func (e *Edge) AdminAddr() net.Addr {
 // [ConnectConfig], unless Gateway.Conn is set), starts the gateway and
 // serves both listeners. It does not block once connected; a listener that
 // fails later is reported on Err. When ctx ends while it waits for NATS,
-// it returns ctx.Err(). A second Start, or one after Shutdown, returns an
-// error. After a failed Start, the listeners are closed.
+// it returns ctx.Err(). A second Start returns an error; one after
+// Shutdown, or one that Shutdown interrupts (its wait for NATS ends),
+// returns an error matching ErrShutdown and leaves nothing open. After a
+// failed Start, the listeners are closed.
 func (e *Edge) Start(ctx context.Context) error {
-	if e.started.Swap(true) {
+	e.mu.Lock()
+	switch {
+	case e.started:
+		e.mu.Unlock()
 		return errors.New("bridge: Edge.Start called twice")
+	case e.stopped:
+		e.mu.Unlock()
+		return fmt.Errorf("bridge: Edge.Start after Shutdown: %w", ErrShutdown)
 	}
-	if e.stopped.Load() {
-		return errors.New("bridge: Edge.Start after Shutdown")
+	e.started = true
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e.cancel = cancel
+	policies := e.policies
+	e.mu.Unlock()
+
+	b, err := e.build(ctx, policies)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cancel = nil
+	if e.stopped { // whatever build returned: its context was cancelled
+		err = fmt.Errorf("bridge: Shutdown while Start was connecting: %w", ErrShutdown)
 	}
-	if err := e.start(ctx); err != nil {
+	if err != nil {
+		b.abandon()
 		e.release()
 		return err
 	}
+	e.serve(b)
 	return nil
 }
 
-func (e *Edge) start(ctx context.Context) error {
+// built is what Edge.build made: what Start publishes once it knows that
+// Shutdown has not come, or else closes.
+type built struct {
+	g        *Gateway
+	nc       *nats.Conn
+	ownConn  bool
+	policies *live.Source
+	ownSrc   bool // policies opened by build, not NewEdge
+}
+
+// abandon closes what build made (the edge's own resources are release's).
+func (b *built) abandon() {
+	if b.g != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		b.g.Shutdown(ctx)
+		cancel()
+	}
+	if b.ownSrc && b.policies != nil {
+		b.policies.Close()
+	}
+	if b.ownConn && b.nc != nil {
+		b.nc.Close()
+	}
+}
+
+// build connects and makes the gateway, without mu; policies is the
+// source NewEdge opened, if any. On error it returns what it made so far.
+func (e *Edge) build(ctx context.Context, policies *live.Source) (*built, error) {
+	b := &built{policies: policies}
 	gc := e.cfg.Gateway
 	if gc.Conn == nil {
 		cc := e.cfg.Connect
@@ -185,20 +247,20 @@ func (e *Edge) start(ctx context.Context) error {
 		}
 		nc, err := natsconn.Connect(ctx, gc.Name, cc)
 		if err != nil {
-			return connectError(err)
+			return b, connectError(err)
 		}
-		gc.Conn, e.ownConn = nc, true
+		gc.Conn, b.ownConn = nc, true
 	}
-	e.nc = gc.Conn
-	if gc.Policies == nil && e.cfg.Policy == "" && e.policies == nil {
-		src, err := live.Watch(ctx, e.nc, "", live.SourceConfig{Logger: e.log})
+	b.nc = gc.Conn
+	if gc.Policies == nil && e.cfg.Policy == "" && b.policies == nil {
+		src, err := live.Watch(ctx, b.nc, "", live.SourceConfig{Logger: e.log})
 		if err != nil {
 			e.log.Warn("not watching the policies bucket; the built-in policy applies", "err", err)
 		}
-		e.policies = src
+		b.policies, b.ownSrc = src, true
 	}
 	if gc.Policies == nil {
-		gc.Policies = e.policies
+		gc.Policies = b.policies
 	}
 	adm := maps.Clone(gc.Admin)
 	if adm == nil {
@@ -208,13 +270,13 @@ func (e *Edge) start(ctx context.Context) error {
 		adm["GET /config"] = live.Handler(gc.Policies)
 	}
 	if e.cfg.AdminConn != nil {
-		more, err := e.cfg.AdminConn(e.nc)
+		more, err := e.cfg.AdminConn(b.nc)
 		if err != nil {
-			return fmt.Errorf("bridge: admin endpoints: %w", err)
+			return b, fmt.Errorf("bridge: admin endpoints: %w", err)
 		}
 		for pattern, h := range more {
 			if _, dup := gc.Admin[pattern]; dup {
-				return fmt.Errorf("bridge: admin endpoint %q given twice: %w", pattern, ErrInvalidConfig)
+				return b, fmt.Errorf("bridge: admin endpoint %q given twice: %w", pattern, ErrInvalidConfig)
 			}
 			adm[pattern] = h
 		}
@@ -222,9 +284,16 @@ func (e *Edge) start(ctx context.Context) error {
 	gc.Admin = adm
 	g, err := NewGateway(gc)
 	if err != nil {
-		return err
+		return b, err
 	}
-	e.g = g
+	b.g = g
+	return b, nil
+}
+
+// serve publishes b and serves both listeners; the caller holds mu.
+func (e *Edge) serve(b *built) {
+	g := b.g
+	e.g, e.nc, e.ownConn, e.policies = g, b.nc, b.ownConn, b.policies
 	go func() {
 		defer close(e.served)
 		if err := g.Serve(e.ln, e.cfg.TLS); err != nil && !errors.Is(err, ErrClosed) {
@@ -236,7 +305,6 @@ func (e *Edge) start(ctx context.Context) error {
 		e.adminSrv = admin.Serve(e.adminLn, g.AdminHandler(), func(err error) { e.errc <- fmt.Errorf("bridge: admin: %w", err) })
 		e.log.Info("listening", "purpose", "admin", "addr", e.adminLn.Addr().String())
 	}
-	return nil
 }
 
 // connectError presents an error of package natsconn as the bridge's.
@@ -250,11 +318,19 @@ func connectError(err error) error {
 	return fmt.Errorf("bridge: %w", err)
 }
 
-// Gateway is the edge's gateway, nil before Start.
-func (e *Edge) Gateway() *Gateway { return e.g }
+// Gateway is the edge's gateway, nil before Start succeeds.
+func (e *Edge) Gateway() *Gateway {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.g
+}
 
-// Conn is the edge's NATS connection, nil before Start.
-func (e *Edge) Conn() *nats.Conn { return e.nc }
+// Conn is the edge's NATS connection, nil before Start succeeds.
+func (e *Edge) Conn() *nats.Conn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.nc
+}
 
 // Err reports a listener that stopped serving.
 func (e *Edge) Err() <-chan error { return e.errc }
@@ -266,15 +342,25 @@ func (e *Edge) Err() <-chan error { return e.errc }
 // opened is drained (its last publications flushed, for up to 5 seconds
 // more when ctx is over) and closed; last the admin endpoint, which
 // answers /readyz "not ready" throughout, closes. It returns the first
-// error of those steps, and nil when called again.
+// error of those steps, and nil when called again. A Start still
+// connecting is cancelled: it closes what it opened and returns an error.
 func (e *Edge) Shutdown(ctx context.Context) error {
-	if e.stopped.Swap(true) {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
 		return nil
+	}
+	e.stopped = true
+	if e.cancel != nil {
+		e.cancel()
 	}
 	if e.g == nil {
 		e.release()
+		e.mu.Unlock()
 		return nil
 	}
+	e.mu.Unlock()
+	// After a successful Start, the state is no longer written.
 	err := e.g.Shutdown(ctx)
 	select {
 	case <-e.served:

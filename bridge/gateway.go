@@ -219,8 +219,9 @@ type Gateway struct {
 	admin                                       http.Handler
 	tel                                         *telemetry.Telemetry
 	disc                                        *discovery.Responder
-	id                                          string    // instance ID in discovery
-	started                                     time.Time // when discovery started
+	releases                                    *chain.Releases // the pipeline's, released at Shutdown
+	id                                          string          // instance ID in discovery
+	started                                     time.Time       // when discovery started
 	// requestLevel is the level of the gateway's own line per request:
 	// Debug when the telemetry's access log has one already.
 	requestLevel slog.Level
@@ -248,12 +249,15 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Limits.MaxPayload <= 0 && cfg.Conn.MaxPayload() > 0 {
 		cfg.Limits.MaxPayload = cfg.Conn.MaxPayload()
 	}
+	releases := &chain.Releases{}
 	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{
 		Timeout:    cfg.Timeout,
 		MaxTimeout: cfg.Timeout,
-		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, Telemetry: cfg.Telemetry, Logger: cfg.Logger}, cfg.Middleware...),
+		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, Telemetry: cfg.Telemetry,
+			Logger: cfg.Logger, Releases: releases}, cfg.Middleware...),
 	})
 	if err != nil {
+		releases.Release()
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
 	g := &Gateway{
@@ -267,15 +271,18 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		readTimeout:       cfg.ReadTimeout,
 		idleTimeout:       cfg.IdleTimeout,
 		tel:               cfg.Telemetry,
+		releases:          releases,
 		requestLevel:      slog.LevelInfo,
 	}
 	if cfg.Telemetry.AccessLogging() {
 		g.requestLevel = slog.LevelDebug
 	}
 	if g.admin, err = admin.New(admin.Config{Ready: g.readiness, Handlers: cfg.Admin}); err != nil {
+		releases.Release()
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
 	if g.disc, err = g.startDiscovery(cfg.Conn); err != nil {
+		releases.Release()
 		return nil, err
 	}
 	return g, nil

@@ -55,6 +55,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	errs[len(servers)] = g.disc.Stop()
+	g.releases.Release() // its breakers leave the metrics
 	return errors.Join(errs...)
 }
 

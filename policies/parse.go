@@ -250,10 +250,8 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 		switch {
 		case n.Tag != "!!int" || err != nil:
 			d.fail(n.Line, path, "want a whole number, got %s", describe(n))
-		case i < 0:
-			d.fail(n.Line, path, "%d: must not be negative", i)
-		case i > math.MaxInt32:
-			d.fail(n.Line, path, "%d: too large", i)
+		case intRange(i) != "":
+			d.fail(n.Line, path, "%s", intRange(i))
 		default:
 			v.SetInt(i)
 		}

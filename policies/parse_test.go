@@ -244,7 +244,11 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	for _, s := range storedSeeds(f) {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkStored(t, data)
 		file, err := Parse("fuzz.yaml", data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {

@@ -22,9 +22,11 @@ func ParseStored(name string, data []byte) (*File, error) {
 // decodeCanonical decodes data if it is the JSON rendering of a valid
 // file, else returns nil. encoding/json is laxer than Parse (it matches
 // field names case-insensitively, takes the last of duplicate keys,
-// accepts negative counts and unknown fields): rendering the decoded file
-// again and requiring the same tokens as data rules all of that out, since
-// Parse of a file's JSON rendering gives that file back (FuzzParse).
+// accepts unknown fields): rendering the decoded file again and requiring
+// the same tokens as data rules that out, since Parse of a file's JSON
+// rendering gives that file back (FuzzParse). It also accepts negative
+// numbers and ones over MaxInt32, which render back unchanged: the
+// validator's range check (validator.ranges) refuses those.
 func decodeCanonical(data []byte) *File {
 	if len(data) == 0 || data[0] != '{' {
 		return nil

@@ -33,15 +33,29 @@ func storedSeeds(t testing.TB) [][]byte {
 			t.Fatal(err)
 		}
 		seeds = append(seeds, js,
-			bytes.Replace(js, []byte(`"version"`), []byte(`"Version"`), 1),                     // case
-			bytes.Replace(js, []byte(`"version": 1`), []byte(`"version": 2, "version": 1`), 1), // duplicate
-			bytes.Replace(js, []byte(`"version": 1`), []byte(`"version": 1, "extra": 1`), 1),   // unknown field
-			bytes.Replace(js, []byte(`"attempts": `), []byte(`"attempts": -`), 1),              // negative
-			bytes.Replace(js, []byte(`"timeout": "`), []byte(`"timeout": "-`), 1),              // negative duration
-			bytes.ReplaceAll(js, []byte("\n  "), []byte("\n\t")),                               // other whitespace
+			bytes.Replace(js, []byte(`"version"`), []byte(`"Version"`), 1),                              // case
+			bytes.Replace(js, []byte(`"version": 1`), []byte(`"version": 2, "version": 1`), 1),          // duplicate
+			bytes.Replace(js, []byte(`"version": 1`), []byte(`"version": 1, "extra": 1`), 1),            // unknown field
+			bytes.Replace(js, []byte(`"attempts": `), []byte(`"attempts": -`), 1),                       // negative
+			bytes.Replace(js, []byte(`"timeout": "`), []byte(`"timeout": "-`), 1),                       // negative duration
+			bytes.ReplaceAll(js, []byte("\n  "), []byte("\n\t")),                                        // other whitespace
+			bytes.Replace(js, []byte(`"max_concurrent": `), []byte(`"max_concurrent": -`), 1),           // negative int
+			bytes.Replace(js, []byte(`"per_caller": `), []byte(`"per_caller": -`), 1),                   // negative int
+			bytes.Replace(js, []byte(`"max_concurrent": `), []byte(`"max_concurrent": 99999999999`), 1), // over MaxInt32
 		)
 	}
-	return seeds
+	// Weights that sum to 100, each at most 100, one negative.
+	f, err := Parse("split.yaml", []byte("version: 1\nservices:\n  a:\n    subsets: [v1, v2, v3]\n"+
+		"    policy: {split: {v1: 40, v2: 30, v3: 30}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := f.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js = bytes.Replace(js, []byte(`"v1": 40`), []byte(`"v1": 100`), 1)
+	return append(seeds, bytes.Replace(js, []byte(`"v3": 30`), []byte(`"v3": -30`), 1))
 }
 
 // checkStored fails unless ParseStored and Parse agree on data: both

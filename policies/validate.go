@@ -3,6 +3,8 @@ package policies
 import (
 	"fmt"
 	"maps"
+	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +68,7 @@ func (v *validator) accountNames() string {
 
 func (v *validator) file() {
 	f := v.f
+	v.ranges("", reflect.ValueOf(f))
 	switch f.Version {
 	case 1:
 	case 0:
@@ -444,3 +447,53 @@ func (v *validator) hedges(name string, s *Service) {
 }
 
 func hedgeSet(p *Policy) bool { return p != nil && p.Hedge != nil }
+
+// intRange reports what is wrong with a whole number of the file, or "" if
+// nothing is: none is negative, none exceeds MaxInt32 (so every count fits
+// the int32 of the libraries it configures).
+func intRange(i int64) string {
+	switch {
+	case i < 0:
+		return fmt.Sprintf("%d: must not be negative", i)
+	case i > math.MaxInt32:
+		return fmt.Sprintf("%d: too large", i)
+	}
+	return ""
+}
+
+// ranges checks every whole number and number in v, at path, against the
+// ranges Parse's decoder enforces (intRange; numbers not negative). On
+// Parse's path the decoder has refused such values already; ParseStored's
+// encoding/json does not, and this check is what keeps the two paths
+// refusing the same files (FuzzParseStored).
+func (v *validator) ranges(path string, val reflect.Value) {
+	switch val.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !val.IsNil() {
+			v.ranges(path, val.Elem())
+		}
+	case reflect.Struct:
+		t := val.Type()
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() {
+				v.ranges(join(path, yamlName(f)), val.Field(i))
+			}
+		}
+	case reflect.Map:
+		for _, k := range val.MapKeys() {
+			v.ranges(join(path, k.String()), val.MapIndex(k))
+		}
+	case reflect.Slice:
+		for i := range val.Len() {
+			v.ranges(path+"["+strconv.Itoa(i)+"]", val.Index(i))
+		}
+	case reflect.Int: // not Duration (int64), whose own decoder checks it
+		if msg := intRange(val.Int()); msg != "" {
+			v.errf(path, "%s", msg)
+		}
+	case reflect.Float64:
+		if f := val.Float(); f < 0 {
+			v.errf(path, "%s: must not be negative", strconv.FormatFloat(f, 'f', -1, 64))
+		}
+	}
+}

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 
@@ -51,17 +52,30 @@ func (b Breaker) callee() string {
 // ObserveBreakers makes list a source of the natsmesh_outbound_breaker_state
 // gauge, the breakers of caller's outbound calls: t calls it at each
 // collection (a scrape of /metrics), so a breaker list no longer returns
-// is no longer shown. list must be safe for concurrent use. Package
-// internal/chain adds the resilience policies' breakers (one source per
-// pipeline, for t's lifetime).
-func (t *Telemetry) ObserveBreakers(caller string, list func() []Breaker) {
+// is no longer shown. list must be safe for concurrent use. The returned
+// function removes the source (the next collection no longer calls list;
+// calling it again does nothing): the owner of the breakers calls it when
+// it shuts down. Package internal/chain adds the resilience policies'
+// breakers, one source per pipeline, removed at the agent's or gateway's
+// Shutdown.
+func (t *Telemetry) ObserveBreakers(caller string, list func() []Breaker) (unregister func()) {
 	if t == nil || list == nil {
-		return
+		return func() {}
 	}
+	src := &breakerSource{caller, list}
 	b := &t.m.breakers
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.sources = append(b.sources, breakerSource{caller, list})
+	b.sources = append(b.sources, src)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			// Copied on write: count iterates a slice it read under mu.
+			b.sources = slices.DeleteFunc(slices.Clone(b.sources), func(s *breakerSource) bool { return s == src })
+		})
+	}
 }
 
 // BreakerChanged counts a change of state of one of caller's breakers,
@@ -116,7 +130,7 @@ type breakerMetrics struct {
 	dests       table[breakerKey, breakerSeries]
 
 	mu      sync.Mutex
-	sources []breakerSource
+	sources []*breakerSource // replaced, never changed in place
 }
 
 func (b *breakerMetrics) init(m metric.Meter, check func(error)) {

@@ -66,6 +66,7 @@ type Mesh struct {
 	servers []*http.Server // the services' own
 	clock   micro.Service
 	conns   []*nats.Conn
+	tels    []*telemetry.Telemetry // the agents' and the gateway's
 	log     *slog.Logger
 	once    sync.Once
 }
@@ -111,6 +112,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		if err != nil {
 			return nil, err
 		}
+		m.tels = append(m.tels, tel)
 		ac.Telemetry = tel
 		a, err := agent.New(nc, ac)
 		if err != nil {
@@ -204,6 +206,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		if err != nil {
 			return nil, err
 		}
+		m.tels = append(m.tels, tel)
 		g, err := bridge.NewGateway(bridge.GatewayConfig{Conn: nc, Name: "gateway", Routes: routes, Policies: cfg.Policies, Telemetry: tel, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
@@ -237,7 +240,9 @@ func (m *Mesh) goServe(part string, serve func() error) {
 
 // Shutdown stops every part, outside in: the gateway first (it stops
 // taking requests and finishes those in flight), then the agents drain, then
-// the services' own servers, so no call that was let in is lost.
+// the services' own servers, so no call that was let in is lost; last the
+// telemetry of the agents and the gateway flushes its last spans and
+// stops (its OTLP exporter's goroutines with it).
 func (m *Mesh) Shutdown(ctx context.Context) error {
 	var errs []error
 	m.once.Do(func() {
@@ -252,6 +257,9 @@ func (m *Mesh) Shutdown(ctx context.Context) error {
 		}
 		for _, s := range m.servers {
 			errs = append(errs, s.Shutdown(ctx))
+		}
+		for _, tel := range m.tels {
+			errs = append(errs, tel.Shutdown(ctx))
 		}
 		for _, nc := range m.conns {
 			nc.Close()

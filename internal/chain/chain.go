@@ -11,6 +11,7 @@ package chain
 
 import (
 	"log/slog"
+	"sync"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies/live"
@@ -34,6 +35,44 @@ type Options struct {
 	// health (see traffic.Instance). The zero value (the gateway, an
 	// outbound-only agent): no passive health.
 	Instance traffic.Instance
+
+	// Releases, when set, collects what the middleware holds outside
+	// itself (its circuit breakers' registration with Telemetry); the
+	// component calls its Release when it shuts down. Nil: that lasts
+	// as long as the Telemetry.
+	Releases *Releases
+}
+
+// Releases collects what a component's middleware must let go of when
+// the component shuts down. The zero value is ready; a nil *Releases
+// collects nothing.
+type Releases struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (r *Releases) add(f func()) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fns = append(r.fns, f)
+}
+
+// Release lets go of everything collected so far, once: a second call
+// does nothing.
+func (r *Releases) Release() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	fns := r.fns
+	r.fns = nil
+	r.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
 }
 
 func (o Options) logger() *slog.Logger {

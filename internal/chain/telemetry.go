@@ -36,18 +36,19 @@ func telemetryServed(o Options) []pipeline.InboundMiddleware {
 
 // breakerObserver shows the resilience policies' circuit breakers in the
 // metrics (natsmesh_outbound_breaker_state and _transitions_total), as
-// the breakers of the component's own calls (caller o.Service); nil
-// without telemetry.
+// the breakers of the component's own calls (caller o.Service), until
+// o.Releases is released; nil without telemetry.
 func breakerObserver(o Options) resil.Observer {
 	if o.Telemetry == nil {
 		return nil
 	}
-	return breakerMetrics{caller: o.Service, tel: o.Telemetry}
+	return breakerMetrics{caller: o.Service, tel: o.Telemetry, releases: o.Releases}
 }
 
 type breakerMetrics struct {
-	caller string
-	tel    *telemetry.Telemetry
+	caller   string
+	tel      *telemetry.Telemetry
+	releases *Releases
 }
 
 var _ resil.Observer = breakerMetrics{}
@@ -57,14 +58,14 @@ func (b breakerMetrics) BreakerChanged(d resil.Destination, _, to resil.BreakerS
 }
 
 func (b breakerMetrics) ObserveBreakers(list func() []resil.Breaker) {
-	b.tel.ObserveBreakers(b.caller, func() []telemetry.Breaker {
+	b.releases.add(b.tel.ObserveBreakers(b.caller, func() []telemetry.Breaker {
 		all := list()
 		out := make([]telemetry.Breaker, len(all))
 		for i, br := range all {
 			out[i] = telemetryBreaker(br.Dest, br.State)
 		}
 		return out
-	})
+	}))
 }
 
 func telemetryBreaker(d resil.Destination, s resil.BreakerState) telemetry.Breaker {

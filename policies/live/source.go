@@ -25,9 +25,11 @@ type SourceConfig struct {
 	// does not parse (or was deleted, or cannot be read). Default: discard.
 	Logger *slog.Logger
 	// OnChange, if set, is called with each new good version once Current
-	// returns it: from one goroutine, in revision order. It must not
+	// returns it, in revision order, one call at a time. It must not
 	// block for long, as it holds up the next version (and the Sources
-	// that follow this one, see Follow), and must not call Close.
+	// that follow this one, see Follow). It must not Close its own Source
+	// nor the one that Source follows; it may Close other followers and
+	// Follow anew.
 	OnChange func(f *policies.File, revision uint64)
 	// Interval is how often WatchFile checks the file's size and
 	// modification time. Default DefaultInterval. WatchKV ignores it: the
@@ -44,9 +46,15 @@ type Source struct {
 	log      *slog.Logger
 	onChange func(*policies.File, uint64)
 
-	// mu orders set against Follow and a follower's Close, so that a
-	// follower gets every version after the one it started with, in
-	// order, and none once closed.
+	// deliver serializes set: storing cur and calling onChange, and
+	// closed, which Close sets once no call of onChange is under way. A
+	// version no newer than cur is dropped, so a follower that gets its
+	// first version from Follow and the next from its leader's goroutine
+	// gets them in order, once each.
+	deliver sync.Mutex
+	closed  bool
+	// mu guards followers only; set copies them under it and calls them
+	// without it, so a follower's OnChange may Follow or Close others.
 	mu        sync.Mutex
 	followers map[*Source]struct{}
 
@@ -70,8 +78,8 @@ func (s *Source) Current() (*policies.File, uint64) {
 	return nil, 0
 }
 
-// Close stops watching and waits until OnChange is no longer called. It
-// is safe to call more than once.
+// Close stops watching and waits until OnChange is no longer called; it is
+// not called after Close returns. It is safe to call more than once.
 func (s *Source) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
@@ -79,6 +87,9 @@ func (s *Source) Close() error {
 		if s.cleanup != nil {
 			s.cleanup()
 		}
+		s.deliver.Lock()
+		s.closed = true
+		s.deliver.Unlock()
 	})
 	return nil
 }
@@ -91,15 +102,27 @@ func newSource(cfg SourceConfig) *Source {
 	return &Source{log: log, onChange: cfg.OnChange, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
+// set makes f (at rev) current, calls OnChange and then each follower,
+// unless s is closed or already holds rev or a newer one.
 func (s *Source) set(f *policies.File, rev uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.deliver.Lock()
+	if c := s.cur.Load(); s.closed || c != nil && c.rev >= rev {
+		s.deliver.Unlock()
+		return
+	}
 	s.cur.Store(&snapshot{file: f, rev: rev})
 	if s.onChange != nil {
 		s.onChange(f, rev)
 	}
+	s.deliver.Unlock()
+	s.mu.Lock()
+	followers := make([]*Source, 0, len(s.followers))
 	for fl := range s.followers {
-		fl.set(f, rev)
+		followers = append(followers, fl)
+	}
+	s.mu.Unlock()
+	for _, fl := range followers {
+		fl.set(f, rev) // a no-op for one closed since the copy
 	}
 }
 
@@ -109,24 +132,30 @@ func (s *Source) set(f *policies.File, rev uint64) {
 // one process can so share one watch: one consumer of the bucket, and one
 // decode of each version, however many Sources follow it. s calls the
 // followers' OnChange in turn, from its own goroutine, so one that blocks
-// holds up the rest. A follower of a closed s keeps the last version; so
-// does a closed follower.
+// holds up the rest; the follower's OnChange gets the current version, if
+// any, before Follow returns (and may get a newer one from s's goroutine
+// meanwhile). An OnChange may Follow s or Close another follower; it must
+// not Close its own Source or s. A follower of a closed s keeps the last
+// version; so does a closed follower.
 func (s *Source) Follow(cfg SourceConfig) *Source {
 	fl := newSource(SourceConfig{OnChange: cfg.OnChange})
 	close(fl.done)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c := s.cur.Load(); c != nil {
-		fl.set(c.file, c.rev)
-	}
-	if s.followers == nil {
-		s.followers = map[*Source]struct{}{}
-	}
-	s.followers[fl] = struct{}{}
 	fl.cleanup = func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.followers, fl)
+	}
+	s.mu.Lock()
+	if s.followers == nil {
+		s.followers = map[*Source]struct{}{}
+	}
+	s.followers[fl] = struct{}{}
+	// Read after registering: a version s stores later reaches fl
+	// through s's set, one stored earlier through c.
+	c := s.cur.Load()
+	s.mu.Unlock()
+	if c != nil {
+		fl.set(c.file, c.rev)
 	}
 	return fl
 }

@@ -1,0 +1,46 @@
+package shop
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDemoShutdownLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := RunDemo(ctx, DemoConfig{Listen: "127.0.0.1:0", Monitor: "off", Gateway: "127.0.0.1:0",
+		Proxy: "127.0.0.1:0", Admin: "127.0.0.1:0", Load: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	resp, err := http.Get(d.Addresses.Dashboard + "api/graph")
+	if err == nil {
+		resp.Body.Close()
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var after int
+	for i := 0; i < 50; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if after = runtime.NumGoroutine(); after <= before {
+			return
+		}
+	}
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	var extra []string
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if !strings.Contains(g, "testing.") {
+			extra = append(extra, g)
+		}
+	}
+	t.Errorf("goroutines: %d before, %d after Shutdown:\n%s", before, after, strings.Join(extra, "\n\n"))
+}
