@@ -96,8 +96,12 @@ type Member struct {
 	// included (a Lamport clock).
 	seen time.Time
 	// known are the instances the last count heard from, and those that
-	// asked for a count or announced themselves since.
-	known  map[string]bool
+	// asked for a count or announced themselves since, each with the value
+	// of noted when it was noted (that of the count's start for those a
+	// count heard from): a count forgets those noted before it started
+	// that it did not hear from, and keeps those noted while it ran.
+	known  map[string]uint64
+	noted  uint64
 	herald *nats.Subscription // the answers to the instance's announcement
 	timer  *time.Timer
 	reason string
@@ -293,9 +297,10 @@ func (m *Member) know(id string) {
 		return
 	}
 	if m.known == nil {
-		m.known = map[string]bool{}
+		m.known = map[string]uint64{}
 	}
-	m.known[id] = true
+	m.noted++
+	m.known[id] = m.noted
 }
 
 // Count asks for the instances of the service, this one included, by
@@ -312,6 +317,7 @@ func (m *Member) Count(ctx context.Context) ([]traffic.Sibling, error) {
 	if m.claimed {
 		req.Since = m.since
 	}
+	start := m.noted
 	m.mu.Unlock()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -363,7 +369,19 @@ func (m *Member) Count(ctx context.Context) ([]traffic.Sibling, error) {
 	}
 	m.mu.Lock()
 	delete(seen, self)
-	m.known = seen
+	for id, n := range m.known {
+		if n <= start && !seen[id] {
+			delete(m.known, id) // gone: waited for once
+		}
+	}
+	for id := range seen {
+		if _, ok := m.known[id]; !ok && len(m.known) < maxKnown {
+			if m.known == nil {
+				m.known = map[string]uint64{}
+			}
+			m.known[id] = start
+		}
+	}
 	for _, s := range sibs {
 		m.hear(s.Since)
 	}

@@ -202,7 +202,7 @@ func TestAnnounce(t *testing.T) {
 		return func() error {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			if !m.known[id] {
+			if _, ok := m.known[id]; !ok {
 				return errors.New("not known: " + id)
 			}
 			return nil
@@ -210,4 +210,50 @@ func TestAnnounce(t *testing.T) {
 	}
 	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, known(a, c.id))
 	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, known(c, a.id))
+}
+
+// An instance that asks for a count (or announces itself) while another's
+// count runs stays known when that count ends, though the count did not
+// hear from it, so the next count waits for it; one known before the
+// count that did not answer it is forgotten.
+func TestKnownDuringCountKept(t *testing.T) {
+	pay := fourPay(t)
+	a := pay[0]
+	a.mu.Lock()
+	a.know("ghost") // gone: this count waits knownWait for it
+	a.mu.Unlock()
+	done := make(chan struct{})
+	go func() { defer close(done); count(t, a) }()
+	nc := pay[1].cfg.Conn
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		if err := nc.Publish(StatusSubject("pay"), []byte(`{"id":"newcomer"}`)); err != nil {
+			return err
+		}
+		if err := nc.Flush(); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if _, ok := a.known["newcomer"]; !ok {
+			return errors.New("the newcomer's request was not noted")
+		}
+		return nil
+	})
+	select {
+	case <-done:
+		t.Fatal("setup: the count ended before the newcomer asked")
+	default:
+	}
+	<-done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.known["newcomer"]; !ok {
+		t.Fatalf("the newcomer that asked during the count is forgotten: known %v", a.known)
+	}
+	if _, ok := a.known["ghost"]; ok {
+		t.Fatalf("the ghost that did not answer is still known: %v", a.known)
+	}
+	if len(a.known) != 4 {
+		t.Fatalf("known %v, want the 3 siblings and the newcomer", a.known)
+	}
 }
