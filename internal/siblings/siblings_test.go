@@ -257,3 +257,47 @@ func TestKnownDuringCountKept(t *testing.T) {
 		t.Fatalf("known %v, want the 3 siblings and the newcomer", a.known)
 	}
 }
+
+// Stop ends a count that is running and a withdrawal's timer (goleak, in
+// TestMain, checks no timer or goroutine is left). The withdrawal ends
+// without putting the instance back, and no claim is taken after.
+func TestStopEndsCountAndCoolOff(t *testing.T) {
+	pay := fourPay(t)
+	a, c := pay[0], pay[1]
+	mustClaim(t, c)
+	if !c.WithdrawFor("test", time.Minute) {
+		t.Fatal("withdrawal refused")
+	}
+	a.mu.Lock()
+	a.know("ghost") // gone: a's count waits for it
+	a.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Count(context.Background())
+		done <- err
+	}()
+	// a's count is running once a sibling has answered its request.
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		pay[2].mu.Lock()
+		defer pay[2].mu.Unlock()
+		if _, ok := pay[2].known[a.id]; !ok {
+			return errors.New("a's count has not asked yet")
+		}
+		return nil
+	})
+	a.Stop()
+	c.Stop()
+	// Without Stop the count would end well, after waiting for the ghost.
+	if err := <-done; err == nil {
+		t.Fatal("the count ended well though Stop ended it")
+	}
+	if c.Out() || c.serving.Load() {
+		t.Fatalf("after Stop: Out %v, serving %v: want neither (no Return after Stop)", c.Out(), c.serving.Load())
+	}
+	if _, ok := c.Claim(); ok {
+		t.Fatal("a claim after Stop")
+	}
+	if _, err := a.Count(context.Background()); err == nil {
+		t.Fatal("a count after Stop")
+	}
+}
