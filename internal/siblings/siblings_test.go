@@ -301,3 +301,25 @@ func TestStopEndsCountAndCoolOff(t *testing.T) {
 		t.Fatal("a count after Stop")
 	}
 }
+
+// Two instances; z claims, then x claims and its health checks withdraw it
+// while its claim is held. z's count shows x leaving but not serving, and
+// z may not leave: no instance of pay would serve.
+func TestClaimWithdrawnByHealthCountsOut(t *testing.T) {
+	b := meshtest.Broker(t)
+	z := startInstance(t, meshtest.Conn(t, b), "pay")
+	x := startInstance(t, meshtest.Conn(t, b), "pay")
+	zp, xp := mustClaim(t, z), mustClaim(t, x)
+	x.serving.Store(false) // what the agent's health loop does on failed checks
+	v := count(t, z)[0]
+	if len(v) != 2 {
+		t.Fatalf("count heard %d instances, want 2: %+v", len(v), v)
+	}
+	got := traffic.Allowed(v, 50)
+	if got[zp.ID] == "" {
+		t.Fatalf("z may leave though x is not serving: %q (count %+v)", got, v)
+	}
+	if got[xp.ID] == "" {
+		t.Fatalf("x, withdrawn by its health checks, may leave: %q", got)
+	}
+}
