@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -44,6 +45,7 @@ func benchHTTPInProcess(b *testing.B, tel func() *telemetry.Telemetry) {
 	benchAgent(b, url, agent.Config{Service: "echo", Telemetry: tel()}, func(a *agent.Agent) { a.Handle(http.HandlerFunc(echo)) })
 	client := &http.Client{Transport: benchAgent(b, url, agent.Config{Service: "client", Telemetry: tel()}, nil).Transport()}
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	b.SetBytes(2 * benchSize)
 	for b.Loop() {
 		httpCall(b, client, "http://echo/echo")
@@ -64,6 +66,7 @@ func benchHTTPSidecar(b *testing.B, tel func() *telemetry.Telemetry) {
 	b.Cleanup(proxy.Close)
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(b, proxy.URL))}}
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	b.SetBytes(2 * benchSize)
 	for b.Loop() {
 		httpCall(b, client, "http://echo/echo")
@@ -72,3 +75,30 @@ func benchHTTPSidecar(b *testing.B, tel func() *telemetry.Telemetry) {
 
 func BenchmarkAgentHTTPSidecarMetrics(b *testing.B) { benchHTTPSidecar(b, benchTelemetry(b, false)) }
 func BenchmarkAgentHTTPSidecarTracing(b *testing.B) { benchHTTPSidecar(b, benchTelemetry(b, true)) }
+
+// BenchmarkAgentHTTPSidecarListener is the sidecar pair as `natsmesh agent`
+// runs it: the client agent's own proxy listener (ServeHTTPProxy, with the
+// framing guard and the body deadline) rather than an httptest server, and
+// metrics on both agents. Compare with BenchmarkAgentHTTPSidecarMetrics
+// for what the listener costs.
+func BenchmarkAgentHTTPSidecarListener(b *testing.B) {
+	tel := benchTelemetry(b, false)
+	url := meshtest.Broker(b).ClientURL()
+	upstream := httptest.NewServer(http.HandlerFunc(echo))
+	b.Cleanup(upstream.Close)
+	benchAgent(b, url, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()}, nil)
+	client := benchAgent(b, url, agent.Config{Service: "client", Telemetry: tel()}, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go client.ServeHTTPProxy(l)
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(b, "http://"+l.Addr().String()))}}
+	b.Cleanup(hc.CloseIdleConnections)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		httpCall(b, hc, "http://echo/echo")
+	}
+}

@@ -145,6 +145,17 @@ func WithCaller(ctx context.Context, caller string) context.Context {
 // served under ctx, as the broker vouches for it (the subject's caller
 // token).
 func CallerFrom(ctx context.Context) (string, bool) {
-	c, ok := ctx.Value(callerKey{}).(string)
-	return c, ok
+	switch c := ctx.Value(callerKey{}).(type) {
+	case string:
+		return c, true
+	case *string: // withCallerOf's
+		return *c, true
+	}
+	return "", false
+}
+
+// withCallerOf is [WithCaller] with the caller of c, which it refers to
+// rather than copies into an interface (an allocation per call).
+func withCallerOf(ctx context.Context, c *Call) context.Context {
+	return context.WithValue(ctx, callerKey{}, &c.Caller)
 }

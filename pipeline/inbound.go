@@ -117,7 +117,17 @@ type Inbound struct {
 	inflight sync.WaitGroup
 	mu       sync.Mutex
 	closed   bool
+
+	// idle hands a message to a worker that has served one and waits for
+	// the next (see work); stop, closed by Close, ends the waiting ones.
+	idle     chan *nats.Msg
+	stop     chan struct{}
+	stopOnce sync.Once
 }
+
+// workerIdle is how long a worker that has served a call waits for the
+// next before it exits.
+const workerIdle = 100 * time.Millisecond
 
 // NewInbound returns the dispatch that replies over nc.
 func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
@@ -144,7 +154,8 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 		h = cfg.Middleware[i](h)
 	}
 	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
-		refused: refusedReplies{log: cfg.Logger, interval: time.Second}}
+		refused: refusedReplies{log: cfg.Logger, interval: time.Second},
+		idle:    make(chan *nats.Msg), stop: make(chan struct{})}
 	if cfg.MaxConcurrent > 0 {
 		in.sem = make(chan struct{}, cfg.MaxConcurrent)
 	}
@@ -153,7 +164,11 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 
 // ServeMsg is the subscription handler: it admits the call or refuses it at
 // once, and serves it on a goroutine of its own, so calls run concurrently
-// up to the limit while the subscription keeps delivering.
+// up to the limit while the subscription keeps delivering. The goroutine
+// is a worker that served an earlier call and is waiting for the next,
+// when there is one: a new goroutine's stack starts small and grows, by
+// copies, to what a call through the middleware and the local service
+// needs, which costs more than the dispatch itself.
 func (in *Inbound) ServeMsg(m *nats.Msg) {
 	if m.Reply == "" {
 		return
@@ -185,12 +200,41 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 	}
 	in.inflight.Add(1)
 	in.mu.Unlock()
-	go func() {
-		defer in.inflight.Done()
-		defer in.release()
-		reply, err := in.serve(m)
-		in.respond(m, reply, err)
-	}()
+	select {
+	case in.idle <- m:
+	default:
+		go in.work(m)
+	}
+}
+
+// work serves m, then each message handed to it while it waits idle, and
+// exits once none came for workerIdle or Close stopped the dispatch.
+func (in *Inbound) work(m *nats.Msg) {
+	var idle *time.Timer
+	for {
+		in.run(m)
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+		} else {
+			idle.Reset(workerIdle)
+		}
+		select {
+		case m = <-in.idle:
+		case <-idle.C:
+			return
+		case <-in.stop:
+			idle.Stop()
+			return
+		}
+	}
+}
+
+// run serves one admitted message and sends its reply.
+func (in *Inbound) run(m *nats.Msg) {
+	defer in.inflight.Done()
+	defer in.release()
+	reply, err := in.serve(m)
+	in.respond(m, reply, err)
 }
 
 func (in *Inbound) release() {
@@ -212,12 +256,14 @@ func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
 	if timeout == 0 {
 		timeout = in.timeout
 	}
-	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), subj.Caller), timeout)
-	defer cancel()
 	c := &Call{
 		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
 		Header: m.Header, Data: m.Data, msg: m,
 	}
+	// The caller is the subject's, as c has it now: nothing changes a
+	// call's caller.
+	ctx, cancel := context.WithTimeout(withCallerOf(context.Background(), c), timeout)
+	defer cancel()
 	if c.Subset == wire.AnySubset {
 		c.Subset = ""
 	}
@@ -287,6 +333,9 @@ func (in *Inbound) Close(ctx context.Context) error {
 	in.mu.Lock()
 	in.closed = true
 	in.mu.Unlock()
+	// No call is handed to a worker from here on: the idle ones can go,
+	// the busy ones go when their call is answered.
+	in.stopOnce.Do(func() { close(in.stop) })
 	done := make(chan struct{})
 	go func() {
 		in.inflight.Wait()

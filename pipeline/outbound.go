@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"sync"
 	"time"
@@ -220,9 +221,11 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 	if left <= 0 {
 		return nil, &wire.Error{Kind: wire.KindTimeout, Message: "deadline passed before the request was sent"}
 	}
-	h := make(nats.Header, len(c.Header)+1)
-	for k, vs := range c.Header {
-		h[k] = vs
+	// The attempt's own header: the call's, copied whole (the values are
+	// shared, never written), with the attempt's Mesh-Timeout.
+	h := maps.Clone(c.Header)
+	if h == nil {
+		h = make(nats.Header, 1)
 	}
 	wire.SetTimeout(h, left)
 	m := &nats.Msg{Subject: c.MeshSubject(), Header: h, Data: c.Data}

@@ -3,14 +3,18 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
@@ -257,4 +261,65 @@ func TestOneReplyEach(t *testing.T) {
 			}
 		})
 	}
+}
+
+// workers counts the goroutines of the inbound dispatch, busy or idle.
+func workers() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "pipeline.(*Inbound).work(")
+}
+
+// TestInboundWorkers: calls one after another are served by one worker
+// (whose stack has grown already) rather than a new goroutine each; a
+// worker that has waited workerIdle for a call exits, and Close ends the
+// idle ones at once.
+func TestInboundWorkers(t *testing.T) {
+	b := runBroker(t)
+	svc := conn(t, b, "orders")
+	var mu sync.Mutex
+	stacks := map[string]bool{}
+	in := serve(t, svc, "orders", InboundConfig{
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
+			// The goroutine's ID is the first line of its own stack.
+			buf := make([]byte, 64)
+			id, _, _ := strings.Cut(string(buf[:runtime.Stack(buf, false)]), " [")
+			mu.Lock()
+			stacks[id] = true
+			mu.Unlock()
+			return httpwire.ResponseMsg(200, nil, nil, nil, wire.Limits{})
+		}),
+	})
+	o := outbound(t, conn(t, b, "web"))
+	call := func() {
+		t.Helper()
+		if _, err := o.Send(context.Background(), httpCall(t, "orders", "GET")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 {
+		call()
+	}
+	// One, but a worker descheduled between its reply and its wait for
+	// the next call (a loaded machine) lets a new one start meanwhile.
+	if len(stacks) > 5 {
+		t.Errorf("20 calls one after another ran on %d goroutines, want 1", len(stacks))
+	}
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := workers(); n != 0 {
+			return fmt.Errorf("%d workers still waiting after %v idle", n, workerIdle)
+		}
+		return nil
+	})
+	call() // a new worker, which Close ends
+	if n := workers(); n != 1 {
+		t.Errorf("%d workers after a call, want 1", n)
+	}
+	in.Close(context.Background())
+	meshtest.CheckFor(t, time.Second, 10*time.Millisecond, func() error {
+		if n := workers(); n != 0 {
+			return fmt.Errorf("%d workers left after Close", n)
+		}
+		return nil
+	})
 }

@@ -24,8 +24,12 @@ const DefaultDomain = "mesh"
 // are accepted.
 func ParseHost(host string, domains []string) (service, subset string, err error) {
 	orig := host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	// Without a colon there is no port (and SplitHostPort would make an
+	// error to say so, on every call).
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	// The longest domain that matches wins, so "default.svc.cluster.local"

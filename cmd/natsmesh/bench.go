@@ -26,8 +26,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"HTTP and gRPC, the natsmesh sidecar pair, natsmesh in process, a pair of\n"+
 			"nginx reverse proxies where nginx is installed), each component its own\n"+
 			"process, and measures them one after another under the same loads: an open\n"+
-			"loop at --rate, then closed loops with each of --conns callers. Prints a\n"+
-			"table and the targets met, and writes the same as JSON.", stderr)
+			"loop at --rate, then closed loops with each of --conns callers. The\n"+
+			"sidecar and in-process HTTP scenarios also run without telemetry\n"+
+			"(-notel), their loads interleaved with the metrics-on ones, for the cost of\n"+
+			"telemetry per call. Prints a table and the targets met, and writes the\n"+
+			"same as JSON.", stderr)
 	var (
 		duration  time.Duration
 		rate      float64

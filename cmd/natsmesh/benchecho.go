@@ -27,8 +27,16 @@ func runBenchEcho(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS `URL`: also serve in process through an agent")
 	fs.StringVar(&cfg.Service, "service", "echo", "in-process agent's service `name`")
 	fs.StringVar(&cfg.Policy, "policy", "", "mesh `file` the in-process agent applies")
+	tel := fs.String("telemetry", "off", "in-process agent's telemetry `mode`: on (metrics, as natsmesh agent records by default) or off")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	switch *tel {
+	case "on":
+		cfg.Telemetry = true
+	case "off":
+	default:
+		return usageErrorf("bench-echo: --telemetry %q: want on or off", *tel)
 	}
 	if cfg.HTTP == "" && cfg.GRPC == "" && cfg.NATS == "" {
 		return fmt.Errorf("bench-echo: nothing to serve: give --echo-http, --echo-grpc or --nats")

@@ -184,3 +184,97 @@ func TestNginxConfig(t *testing.T) {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 }
+
+// The telemetry pairs' difference per call, and the rows in scenario
+// order although a pair's loads ran interleaved.
+func TestTelemetryCost(t *testing.T) {
+	o := Options{Exe: "x"}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReport(&o)
+	agents := func(cpu, allocs float64) []Component {
+		return []Component{{Name: "echo", CPUPer1k: 0.1}, {Name: "agent-echo", CPUPer1k: cpu, AllocsPerReq: allocs}, {Name: "agent-client", CPUPer1k: cpu, AllocsPerReq: allocs}}
+	}
+	r.Rows = []Row{
+		{Scenario: SidecarHTTP, Load: "closed 1", P50: 500 * time.Microsecond, P99: 900 * time.Microsecond, ReqPerSec: 1800, Components: agents(0.110, 90)},
+		{Scenario: SidecarHTTPNoTel, Load: "closed 1", P50: 480 * time.Microsecond, P99: 1000 * time.Microsecond, ReqPerSec: 2000, Components: agents(0.100, 88)},
+		{Scenario: InprocHTTP, Load: "open 1000/s", Rate: 1000, P50: 300 * time.Microsecond, ReqPerSec: 1000,
+			Client: Component{CPUPer1k: 0.2, AllocsPerReq: 60}, Components: []Component{{Name: "broker", CPUPer1k: 0.1}, {Name: "echo-app", CPUPer1k: 0.15}}},
+		{Scenario: InprocHTTPNoTel, Load: "open 1000/s", Rate: 1000, P50: 310 * time.Microsecond, ReqPerSec: 1000,
+			Client: Component{CPUPer1k: 0.19, AllocsPerReq: 59}, Components: []Component{{Name: "broker", CPUPer1k: 0.12}, {Name: "echo-app", CPUPer1k: 0.14}}},
+	}
+	r.sortRows(Scenarios)
+	if r.Rows[0].Scenario != SidecarHTTP || r.Rows[1].Scenario != SidecarHTTPNoTel || r.Rows[2].Scenario != InprocHTTP {
+		t.Errorf("rows out of order: %s, %s, %s", r.Rows[0].Scenario, r.Rows[1].Scenario, r.Rows[2].Scenario)
+	}
+	r.evaluate()
+	if len(r.Telemetry) != 2 {
+		t.Fatalf("%d telemetry costs, want 2: %+v", len(r.Telemetry), r.Telemetry)
+	}
+	near := func(a, b float64) bool { return a-b < 1e-6 && b-a < 1e-6 }
+	side, in := r.Telemetry[0], r.Telemetry[1]
+	if side.With != SidecarHTTP || side.P50 != 20*time.Microsecond || side.P99 != -100*time.Microsecond ||
+		!near(side.Throughput, 0.9) || !near(side.AgentCPU, 20) || !near(side.TotalCPU, 20) || !near(side.Allocs, 4) {
+		t.Errorf("sidecar cost %+v: want +20µs p50, -100µs p99, 0.9x, +20µs agents CPU and in all, +4 allocs", side)
+	}
+	// In process: the bench process (client agent) and the echo process
+	// are the agents; the broker counts in the total only.
+	if in.With != InprocHTTP || in.P50 != -10*time.Microsecond || !near(in.Throughput, 1) ||
+		!near(in.AgentCPU, 20) || !near(in.TotalCPU, 0) || !near(in.Allocs, 1) {
+		t.Errorf("in-process cost %+v: want -10µs p50, 1x (open loop), +20µs agents CPU, 0 in all, +1 alloc", in)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"Cost of telemetry per call", "+20µs", "agent-echo 0.110 0.0MiB 90a"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, buf.String())
+		}
+	}
+}
+
+// TestRunTelemetryPairs runs the telemetry pairs end to end, briefly: the
+// sidecar pair (natsmesh agent with and without --telemetry off) and the
+// in-process pair, 200ms per load, from a natsmesh binary built for the
+// test. Every load measures calls without errors, the agents count their
+// allocations, and the report has the cost of telemetry for both pairs;
+// never the speed.
+func TestRunTelemetryPairs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds natsmesh and starts processes")
+	}
+	exe := filepath.Join(t.TempDir(), "natsmesh")
+	if out, err := exec.Command("go", "build", "-o", exe, "../../cmd/natsmesh").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var progress bytes.Buffer
+	scenarios := []string{SidecarHTTP, SidecarHTTPNoTel, InprocHTTP, InprocHTTPNoTel}
+	start := time.Now()
+	rep, err := Run(t.Context(), Options{Exe: exe, Duration: 200 * time.Millisecond, Rate: 100, Conns: []int{2},
+		Scenarios: scenarios, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	t.Logf("ran in %v", time.Since(start))
+	if len(rep.Rows) != 8 {
+		t.Fatalf("%d rows, want 4 scenarios x 2 loads:\n%s", len(rep.Rows), progress.String())
+	}
+	for i, row := range rep.Rows {
+		if want := scenarios[i/2]; row.Scenario != want {
+			t.Errorf("row %d is %s, want %s (rows in scenario order)", i, row.Scenario, want)
+		}
+		if row.Calls == 0 || row.Errors != 0 || row.P50 <= 0 {
+			t.Errorf("%s %s: %d calls, %d errors, p50 %v", row.Scenario, row.Load, row.Calls, row.Errors, row.P50)
+		}
+		for _, c := range row.Components {
+			if strings.HasPrefix(c.Name, "agent-") && c.AllocsPerReq <= 0 {
+				t.Errorf("%s %s: %s counted no allocations", row.Scenario, row.Load, c.Name)
+			}
+		}
+	}
+	if len(rep.Telemetry) != 4 {
+		t.Errorf("%d telemetry costs, want 2 pairs x 2 loads: %+v", len(rep.Telemetry), rep.Telemetry)
+	}
+}

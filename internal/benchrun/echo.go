@@ -18,6 +18,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/policies/live"
+	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -77,6 +78,9 @@ type EchoConfig struct {
 	Service string
 	// Policy, when set, is a mesh file the in-process agent applies.
 	Policy string
+	// Telemetry gives the in-process agent metrics (tracing off), as
+	// natsmesh agent records by default; false records nothing.
+	Telemetry bool
 }
 
 // ServeEcho serves the echo service until ctx ends. ready is called once it
@@ -114,6 +118,14 @@ func ServeEcho(ctx context.Context, cfg EchoConfig, ready func()) error {
 		}
 		defer nc.Close()
 		acfg := agent.Config{Service: service, Logger: slog.New(slog.DiscardHandler)}
+		if cfg.Telemetry {
+			tel, err := telemetry.New(telemetry.Config{Service: service})
+			if err != nil {
+				return err
+			}
+			defer tel.Shutdown(context.Background())
+			acfg.Telemetry = tel
+		}
 		if cfg.Policy != "" {
 			src, err := live.WatchFile(ctx, cfg.Policy, live.SourceConfig{})
 			if err != nil {

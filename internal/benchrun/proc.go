@@ -23,10 +23,13 @@ const clockTicks = 100
 // proc is one component running as a child process.
 type proc struct {
 	name string
-	cmd  *exec.Cmd
-	log  string // its stdout and stderr
-	done chan struct{}
-	err  error
+	// admin is the admin address of a natsmesh agent ("" for others),
+	// whose /debug/pprof/ tells its allocations.
+	admin string
+	cmd   *exec.Cmd
+	log   string // its stdout and stderr
+	done  chan struct{}
+	err   error
 }
 
 // startProc starts name as exe args, with stdout and stderr in dir.
@@ -150,6 +153,35 @@ func logReady(p *proc, line string) func() error {
 		}
 		return fmt.Errorf("no %q line yet", line)
 	}
+}
+
+// adminClient reads the agents' admin endpoints.
+var adminClient = &http.Client{Timeout: 5 * time.Second}
+
+// mallocs returns the heap allocations the process has made since it
+// started (runtime.MemStats.Mallocs, from the "# Mallocs = N" line of its
+// heap profile), and false when it has no admin port or the read failed.
+func (p *proc) mallocs() (uint64, bool) {
+	if p.admin == "" {
+		return 0, false
+	}
+	resp, err := adminClient.Get("http://" + p.admin + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, false
+	}
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "# Mallocs = "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // freeAddr returns a loopback address with a port free at the time of the

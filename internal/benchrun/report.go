@@ -18,13 +18,16 @@ import (
 
 // Report is a run's result, also its JSON form.
 type Report struct {
-	Machine  Machine   `json:"machine"`
-	Settings Settings  `json:"settings"`
-	Rows     []Row     `json:"rows"`
-	Skipped  []Skip    `json:"skipped,omitempty"`
-	Targets  []Target  `json:"targets"`
-	Notes    []string  `json:"notes"`
-	Started  time.Time `json:"started"`
+	Machine  Machine  `json:"machine"`
+	Settings Settings `json:"settings"`
+	Rows     []Row    `json:"rows"`
+	Skipped  []Skip   `json:"skipped,omitempty"`
+	Targets  []Target `json:"targets"`
+	// Telemetry is what telemetry costs per call: each scenario with
+	// metrics on less its pair without telemetry, load by load.
+	Telemetry []Overhead `json:"telemetry_cost,omitempty"`
+	Notes     []string   `json:"notes"`
+	Started   time.Time  `json:"started"`
 }
 
 // Machine is where the run happened.
@@ -89,8 +92,37 @@ type Component struct {
 	// PeakRSSMB is the peak resident set during the load, in MiB (zero for
 	// the client, whose figure would include the load generator).
 	PeakRSSMB float64 `json:"peak_rss_mib,omitempty"`
-	// AllocsPerReq is heap allocations per call (client only).
+	// AllocsPerReq is heap allocations per call: the client's, and each
+	// agent's that reports its own (natsmesh agent, through its admin
+	// port); zero where not measured.
 	AllocsPerReq float64 `json:"allocs_per_req,omitempty"`
+}
+
+// Overhead is what telemetry (metrics on, tracing off) costs per call
+// under one load: scenario With less its pair Without, which has no
+// telemetry at all, both measured in the same run with their loads
+// interleaved. A positive figure is a cost.
+type Overhead struct {
+	With    string `json:"with"`
+	Without string `json:"without"`
+	Load    string `json:"load"`
+	// P50 and P99 are the differences in latency.
+	P50 time.Duration `json:"p50_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	// Throughput is With's calls per second over Without's (1 for an
+	// open loop, which runs at a set rate).
+	Throughput float64 `json:"throughput_ratio"`
+	// AgentCPU is the difference in CPU microseconds per call of the
+	// processes that run the agents: both sidecars, or, in process, the
+	// bench process (with the client agent) and the echo process.
+	AgentCPU float64 `json:"agent_cpu_us_per_call"`
+	// TotalCPU is the same over every process, broker and client
+	// included.
+	TotalCPU float64 `json:"total_cpu_us_per_call"`
+	// Allocs is the difference in heap allocations per call of the
+	// agents that count theirs: both sidecars; in process, the bench
+	// process (the client agent, beside the load generator).
+	Allocs float64 `json:"allocs_per_call"`
 }
 
 // Target is one of the benchmark's goals and how the run fared.
@@ -115,7 +147,7 @@ func newReport(o *Options) *Report {
 		Settings: Settings{Duration: o.Duration.String(), Rate: rate, Conns: o.Conns, Size: o.Size},
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Notes: []string{
-			"mesh scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing); the +policy scenarios apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents",
+			"sidecar and in-process scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing) on both agents; the -notel ones no telemetry at all, side by side with their pair (loads interleaved); the +policy ones apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents; embedded ones no telemetry",
 			"every component is its own process on loopback; all share the machine's CPUs with the client",
 			"in-process: client agent in the bench process -> broker process -> echo process serving through an in-process agent (Handle, GRPCServer)",
 			"gRPC: one HTTP/2 connection carries all concurrent callers",
@@ -172,11 +204,69 @@ func (row *Row) fill(res *loadgen.Result, acc accounting, comps []*proc) {
 	per1k := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(res.Calls) }
 	row.Client = Component{Name: "client", CPUPer1k: per1k(acc.selfCPU), AllocsPerReq: float64(acc.mallocs) / float64(res.Calls)}
 	for _, p := range comps {
-		row.Components = append(row.Components, Component{
+		c := Component{
 			Name:      p.name,
 			CPUPer1k:  per1k(acc.cpu[p.pid()]),
 			PeakRSSMB: float64(acc.rss[p.pid()]) / (1 << 20),
-		})
+		}
+		if n, ok := acc.procMallocs[p.pid()]; ok {
+			c.AllocsPerReq = float64(n) / float64(res.Calls)
+		}
+		row.Components = append(row.Components, c)
+	}
+}
+
+// sortRows orders the rows by scenario as order lists them, each
+// scenario's loads in the order they ran (the loads of a pair run
+// interleaved).
+func (r *Report) sortRows(order []string) {
+	slices.SortStableFunc(r.Rows, func(a, b Row) int {
+		return slices.Index(order, a.Scenario) - slices.Index(order, b.Scenario)
+	})
+}
+
+// agentCost is the CPU (µs per call) of the processes of row that run
+// agents, of every process, and the agents' allocations per call.
+func agentCost(row *Row) (agentCPU, totalCPU, allocs float64) {
+	inproc := strings.HasPrefix(row.Scenario, "inproc-")
+	totalCPU = row.Client.CPUPer1k
+	if inproc {
+		agentCPU = row.Client.CPUPer1k
+		allocs = row.Client.AllocsPerReq
+	}
+	for _, c := range row.Components {
+		totalCPU += c.CPUPer1k
+		if strings.HasPrefix(c.Name, "agent-") || (inproc && c.Name == "echo-app") {
+			agentCPU += c.CPUPer1k
+			allocs += c.AllocsPerReq
+		}
+	}
+	// CPU seconds per 1,000 calls are milliseconds per call.
+	return agentCPU * 1000, totalCPU * 1000, allocs
+}
+
+// telemetryCost fills r.Telemetry from the rows of each pair.
+func (r *Report) telemetryCost() {
+	for _, with := range []string{SidecarHTTP, InprocHTTP} {
+		without := pairs[with]
+		for i := range r.Rows {
+			a := &r.Rows[i]
+			if a.Scenario != with {
+				continue
+			}
+			b := r.row(without, a.Load)
+			if b == nil {
+				continue
+			}
+			aCPU, aTotal, aAllocs := agentCost(a)
+			bCPU, bTotal, bAllocs := agentCost(b)
+			o := Overhead{With: with, Without: without, Load: a.Load, P50: a.P50 - b.P50, P99: a.P99 - b.P99,
+				Throughput: 1, AgentCPU: aCPU - bCPU, TotalCPU: aTotal - bTotal, Allocs: aAllocs - bAllocs}
+			if a.Rate == 0 && b.ReqPerSec > 0 {
+				o.Throughput = a.ReqPerSec / b.ReqPerSec
+			}
+			r.Telemetry = append(r.Telemetry, o)
+		}
 	}
 }
 
@@ -198,8 +288,10 @@ func (r *Report) skipped(scenario string) string {
 	return ""
 }
 
-// evaluate fills the added latency and the targets.
+// evaluate fills the added latency, the targets and the cost of
+// telemetry.
 func (r *Report) evaluate() {
+	r.telemetryCost()
 	for i := range r.Rows {
 		row := &r.Rows[i]
 		base := DirectHTTP
@@ -315,6 +407,14 @@ func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%s%.1fms", neg, float64(d)/float64(time.Millisecond))
 }
 
+// fmtDelta is fmtDur with a sign.
+func fmtDelta(d time.Duration) string {
+	if d >= 0 {
+		return "+" + fmtDur(d)
+	}
+	return fmtDur(d)
+}
+
 // WriteTable writes the report as text tables: the measurements, each
 // component's cost, the targets, the skipped scenarios and the notes.
 func (r *Report) WriteTable(w io.Writer) error {
@@ -331,18 +431,34 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nCPU seconds per 1,000 requests (= cores per 1,000 req/s) and peak RSS of each component process\n\n")
+	fmt.Fprintf(w, "\nCPU seconds per 1,000 requests (= cores per 1,000 req/s), peak RSS and, for the agents, heap allocations per request (a) of each component process\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tload\tcomponents\t")
 	for _, row := range r.Rows {
 		var parts []string
 		for _, c := range row.Components {
-			parts = append(parts, fmt.Sprintf("%s %.3f %.1fMiB", c.Name, c.CPUPer1k, c.PeakRSSMB))
+			part := fmt.Sprintf("%s %.3f %.1fMiB", c.Name, c.CPUPer1k, c.PeakRSSMB)
+			if c.AllocsPerReq > 0 {
+				part += fmt.Sprintf(" %.0fa", c.AllocsPerReq)
+			}
+			parts = append(parts, part)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", row.Scenario, row.Load, strings.Join(parts, "  "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(r.Telemetry) > 0 {
+		fmt.Fprintf(w, "\nCost of telemetry per call: metrics on (tracing off) less no telemetry, the pair's loads interleaved in this run\n\n")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "scenario\tload\t+p50\t+p99\treq/s ratio\tagents CPU µs/call\tall CPU µs/call\tagents allocs/call\t")
+		for _, o := range r.Telemetry {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%+.1f\t%+.1f\t%+.1f\t\n", o.With, o.Load, fmtDelta(o.P50), fmtDelta(o.P99),
+				o.Throughput, o.AgentCPU, o.TotalCPU, o.Allocs)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(w, "\nTargets (ratios measured side by side in this run)\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

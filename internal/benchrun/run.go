@@ -27,6 +27,7 @@ import (
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/loadgen"
 	"github.com/natsmesh/natsmesh/policies/live"
+	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -49,7 +50,21 @@ const (
 	// costs over the built-in one.
 	SidecarHTTPPolicy = "sidecar-http+policy"
 	InprocHTTPPolicy  = "inproc-http+policy"
+	// The sidecar and in-process HTTP scenarios again with no telemetry
+	// at all (natsmesh agent --telemetry off; an in-process agent without
+	// a Telemetry): the plain ones record metrics, tracing off, as
+	// natsmesh agent does by default. Each pair runs side by side, its
+	// loads interleaved, and the report gives the difference per call
+	// (Report.Telemetry).
+	SidecarHTTPNoTel = "sidecar-http-notel"
+	InprocHTTPNoTel  = "inproc-http-notel"
 )
+
+// pairs are the scenarios measured side by side with a partner: both are
+// started together and each load runs on one, then at once on the other,
+// so the two see the same machine (the same noise) and their difference
+// is the cost of what tells them apart.
+var pairs = map[string]string{SidecarHTTP: SidecarHTTPNoTel, InprocHTTP: InprocHTTPNoTel}
 
 // BenchPolicy is the mesh file of the +policy scenarios: a route with a
 // timeout, retries with their budget, a circuit breaker and a bulkhead, an
@@ -75,7 +90,8 @@ services:
 `
 
 // Scenarios lists every scenario, in the order Run runs them.
-var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarHTTPPolicy, SidecarGRPC, InprocHTTP, InprocHTTPPolicy, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair}
+var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarHTTPNoTel, SidecarHTTPPolicy, SidecarGRPC,
+	InprocHTTP, InprocHTTPNoTel, InprocHTTPPolicy, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair}
 
 // ErrConfig is wrapped by the errors about invalid Options.
 var ErrConfig = errors.New("benchrun: invalid options")
@@ -183,6 +199,7 @@ func (o *Options) loads() []load {
 
 // setup is a scenario ready to measure.
 type setup struct {
+	name       string
 	components []*proc
 	// target returns the call to make with a client sized for conns
 	// concurrent callers, and a function that releases that client.
@@ -242,25 +259,46 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := echo.waitReady(ctx, 10*time.Second, logReady(echo, "ready")); err != nil {
 		return nil, err
 	}
+	done := map[string]bool{}
 	for _, name := range opts.Scenarios {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		s, skip, err := e.start(ctx, name)
-		if err != nil {
-			return rep, err
+		if done[name] {
+			continue // measured beside its pair
 		}
-		if skip != "" {
-			rep.Skipped = append(rep.Skipped, Skip{Scenario: name, Reason: skip})
-			fmt.Fprintf(opts.Progress, "%-13s skipped: %s\n", name, skip)
-			continue
+		group := []string{name}
+		if partner, ok := pairs[name]; ok && slices.Contains(opts.Scenarios, partner) {
+			group = append(group, partner)
 		}
-		err = e.measure(ctx, rep, name, s, echo)
-		s.close()
+		var setups []*setup
+		var err error
+		for _, n := range group {
+			done[n] = true
+			s, skip, serr := e.start(ctx, n)
+			if serr != nil {
+				err = serr
+				break
+			}
+			if skip != "" {
+				rep.Skipped = append(rep.Skipped, Skip{Scenario: n, Reason: skip})
+				fmt.Fprintf(opts.Progress, "%-13s skipped: %s\n", n, skip)
+				continue
+			}
+			s.name = n
+			setups = append(setups, s)
+		}
+		if err == nil && len(setups) > 0 {
+			err = e.measure(ctx, rep, setups, echo)
+		}
+		for _, s := range setups {
+			s.close()
+		}
 		if err != nil {
 			return rep, err
 		}
 	}
+	rep.sortRows(opts.Scenarios)
 	if e.rssLifetime {
 		rep.Notes = append(rep.Notes, "peak RSS: the kernel refused to reset VmHWM (clear_refs), so peaks are since each process started")
 	}
@@ -268,42 +306,52 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-// measure warms s up, then runs every load against it.
-func (e *env) measure(ctx context.Context, rep *Report, name string, s *setup, echo *proc) error {
-	// Warm up: connections, goroutines, buffers and the JIT-less but
-	// cache-sensitive paths, so the first load does not pay for them.
-	comps := s.components
-	if !s.noEcho {
-		comps = append([]*proc{echo}, comps...)
-	}
-	if err := e.runLoad(ctx, s, comps, load{name: "warm-up", conns: 4}, min(e.opts.Duration/5, time.Second), nil); err != nil {
-		return fmt.Errorf("benchrun: %s: warm-up: %w", name, err)
+// measure warms each setup up, then runs every load against each: all of
+// a load's setups one after the other before the next load, so setups
+// measured together (a pair) see the same moment of the machine.
+func (e *env) measure(ctx context.Context, rep *Report, setups []*setup, echo *proc) error {
+	comps := make([][]*proc, len(setups))
+	for i, s := range setups {
+		// Warm up: connections, goroutines, buffers and the JIT-less but
+		// cache-sensitive paths, so the first load does not pay for them.
+		comps[i] = s.components
+		if !s.noEcho {
+			comps[i] = append([]*proc{echo}, comps[i]...)
+		}
+		if err := e.runLoad(ctx, s, comps[i], load{name: "warm-up", conns: 4}, min(e.opts.Duration/5, time.Second), nil); err != nil {
+			return fmt.Errorf("benchrun: %s: warm-up: %w", s.name, err)
+		}
 	}
 	for _, l := range e.opts.loads() {
-		row := Row{Scenario: name, Load: l.name, Conns: l.conns, Rate: l.rate}
-		if err := e.runLoad(ctx, s, comps, l, e.opts.Duration, func(res *loadgen.Result, acc accounting) {
-			row.fill(res, acc, comps)
-		}); err != nil {
-			return fmt.Errorf("benchrun: %s, %s: %w", name, l.name, err)
+		for i, s := range setups {
+			row := Row{Scenario: s.name, Load: l.name, Conns: l.conns, Rate: l.rate}
+			if err := e.runLoad(ctx, s, comps[i], l, e.opts.Duration, func(res *loadgen.Result, acc accounting) {
+				row.fill(res, acc, comps[i])
+			}); err != nil {
+				return fmt.Errorf("benchrun: %s, %s: %w", s.name, l.name, err)
+			}
+			if err := ctx.Err(); err != nil {
+				// A load cut short by an interrupt measured less than it says.
+				return fmt.Errorf("benchrun: %s, %s: interrupted: %w", s.name, l.name, err)
+			}
+			rep.Rows = append(rep.Rows, row)
+			fmt.Fprintf(e.opts.Progress, "%-19s %-12s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n",
+				s.name, l.name, row.ReqPerSec, fmtDur(row.P50), fmtDur(row.P99), row.Errors)
 		}
-		if err := ctx.Err(); err != nil {
-			// A load cut short by an interrupt measured less than it says.
-			return fmt.Errorf("benchrun: %s, %s: interrupted: %w", name, l.name, err)
-		}
-		rep.Rows = append(rep.Rows, row)
-		fmt.Fprintf(e.opts.Progress, "%-13s %-12s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n",
-			name, l.name, row.ReqPerSec, fmtDur(row.P50), fmtDur(row.P99), row.Errors)
 	}
 	return nil
 }
 
 // accounting is the process accounting taken around one load.
 type accounting struct {
-	cpu      map[int]time.Duration // by pid, during the load
-	rss      map[int]int64         // peak RSS by pid
-	selfCPU  time.Duration
-	mallocs  uint64
-	resetRSS bool
+	cpu     map[int]time.Duration // by pid, during the load
+	rss     map[int]int64         // peak RSS by pid
+	selfCPU time.Duration
+	mallocs uint64
+	// procMallocs are the heap allocations of the components that report
+	// theirs (the agents, through their admin port), by pid.
+	procMallocs map[int]uint64
+	resetRSS    bool
 }
 
 func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d time.Duration, report func(*loadgen.Result, accounting)) error {
@@ -312,9 +360,13 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 		return err
 	}
 	defer release()
-	acc := accounting{cpu: map[int]time.Duration{}, rss: map[int]int64{}, resetRSS: true}
+	acc := accounting{cpu: map[int]time.Duration{}, rss: map[int]int64{}, procMallocs: map[int]uint64{}, resetRSS: true}
 	before := map[int]time.Duration{}
+	mallocsBefore := map[int]uint64{}
 	for _, p := range procs {
+		if n, ok := p.mallocs(); ok {
+			mallocsBefore[p.pid()] = n
+		}
 		pid := strconv.Itoa(p.pid())
 		acc.resetRSS = resetPeakRSS(pid) && acc.resetRSS
 		before[p.pid()], _ = cpuTime(pid)
@@ -350,6 +402,14 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 			return fmt.Errorf("%s stopped during the load: %w", p.name, err)
 		}
 	}
+	// After the CPU times: reading the counts costs the process a little.
+	for _, p := range procs {
+		if n0, ok := mallocsBefore[p.pid()]; ok {
+			if n, ok := p.mallocs(); ok && n >= n0 {
+				acc.procMallocs[p.pid()] = n - n0
+			}
+		}
+	}
 	if res.Calls == 0 {
 		return fmt.Errorf("no call succeeded: %v", res.FirstError)
 	}
@@ -377,7 +437,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		s.target = e.httpTarget("http://"+e.echoHTTP+"/echo", nil)
 	case DirectGRPC:
 		s.target = e.grpcTarget(e.echoGRPC, "")
-	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy:
+	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy, SidecarHTTPNoTel:
 		upstream := "http://" + e.echoHTTP
 		if name == SidecarGRPC {
 			upstream = "h2c://" + e.echoGRPC
@@ -395,6 +455,9 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 				return nil, "", err
 			}
 			policy = []string{"--policy", file}
+		}
+		if name == SidecarHTTPNoTel {
+			policy = append(policy, "--telemetry", "off")
 		}
 		if err := e.startAgent(ctx, s, "agent-echo", natsURL, append([]string{"--service", "echo", "--upstream", upstream, "--proxy", "off", "--grpc-proxy", "off"}, policy...)...); err != nil {
 			return nil, "", err
@@ -416,13 +479,16 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		} else {
 			s.target = e.grpcTarget(grpcAddr, "echo")
 		}
-	case InprocHTTP, InprocGRPC, InprocHTTPPolicy:
+	case InprocHTTP, InprocGRPC, InprocHTTPPolicy, InprocHTTPNoTel:
 		s.noEcho = true
 		natsURL, err := e.startBroker(ctx, s)
 		if err != nil {
 			return nil, "", err
 		}
-		args := []string{"bench-echo", "--nats", natsURL, "--service", "echo"}
+		// Metrics on both agents, as the sidecar's, except without
+		// telemetry.
+		telemetryOn := name != InprocHTTPNoTel
+		args := []string{"bench-echo", "--nats", natsURL, "--service", "echo", "--telemetry", onOff(telemetryOn)}
 		if name == InprocHTTPPolicy {
 			file, err := e.policyFile()
 			if err != nil {
@@ -444,6 +510,14 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		}
 		s.cleanup = append(s.cleanup, nc.Close)
 		cfg := agent.Config{Service: "client", Logger: slog.New(slog.DiscardHandler)}
+		if telemetryOn {
+			tel, err := telemetry.New(telemetry.Config{Service: "client"})
+			if err != nil {
+				return nil, "", err
+			}
+			s.cleanup = append(s.cleanup, func() { tel.Shutdown(context.Background()) })
+			cfg.Telemetry = tel
+		}
 		if name == InprocHTTPPolicy {
 			file, err := e.policyFile()
 			if err != nil {
@@ -537,6 +611,13 @@ func (e *env) startEmbedded(s *setup) (*agent.Agent, error) {
 	return start("client", nil)
 }
 
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
 // policyFile writes BenchPolicy into the run's directory and returns its
 // path.
 func (e *env) policyFile() (string, error) {
@@ -573,6 +654,7 @@ func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, ar
 	if err != nil {
 		return err
 	}
+	p.admin = admin
 	s.components = append(s.components, p)
 	return p.waitReady(ctx, 15*time.Second, httpReady("http://"+admin+"/readyz"))
 }

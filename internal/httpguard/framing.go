@@ -65,9 +65,13 @@ const (
 // guardConn follows the requests read through it. Reads of one connection
 // are sequential (Go's server reads from one goroutine), so the parsing
 // state needs no lock; what handlers read is atomic.
+//
+// A head that arrives whole in one read (the usual case) is checked where
+// it lies, in the reader's buffer; only a head split across reads is
+// copied, into head, until its end arrives.
 type guardConn struct {
 	net.Conn
-	head     []byte // the head read so far
+	head     []byte // the part of a head split across reads, read so far
 	scanned  int    // bytes of head already searched for its end
 	bodyLeft int64
 	stopped  bool
@@ -75,6 +79,9 @@ type guardConn struct {
 	heads  int64        // request heads seen, for ambig
 	ambig  atomic.Int64 // ordinal of the ambiguous request, or 0
 	served atomic.Int64 // requests that reached the handler
+	// received is the ordinal of the last request whose body (of known
+	// length, or none) has been read from the connection in full.
+	received atomic.Int64
 }
 
 func (c *guardConn) Read(p []byte) (int, error) {
@@ -101,6 +108,9 @@ func (c *guardConn) observe(b []byte) {
 			skip := min(c.bodyLeft, int64(len(b)))
 			c.bodyLeft -= skip
 			b = b[skip:]
+			if c.bodyLeft == 0 {
+				c.received.Store(c.heads)
+			}
 			continue
 		}
 		if len(c.head) == 0 {
@@ -111,44 +121,57 @@ func (c *guardConn) observe(b []byte) {
 			if len(b) == 0 {
 				return
 			}
+			end, scanned, ok := headEnd(b, 0)
+			if ok {
+				c.heads++
+				c.check(b[:end])
+				b = b[end:]
+				continue
+			}
+			// The head goes on in the next read: keep what came.
+			c.scanned = scanned
 		}
+		prev := len(c.head)
 		c.head = append(c.head, b...)
-		end, ok := c.headEnd()
+		end, scanned, ok := headEnd(c.head, c.scanned)
 		if !ok {
+			c.scanned = scanned
 			if len(c.head) > maxGuardHead {
 				c.stop()
 			}
 			return
 		}
-		rest := append([]byte(nil), c.head[end:]...)
 		c.heads++
 		c.check(c.head[:end])
+		// The head's last line ended in b (the part before had no end),
+		// so the rest of the stream is the tail of b.
+		b = b[end-prev:]
 		if cap(c.head) > keepGuardHead {
 			c.head = nil
 		} else {
 			c.head = c.head[:0]
 		}
 		c.scanned = 0
-		b = rest
 	}
 }
 
-// headEnd finds the end of the head as Go's textproto reader does: line by
-// line (a line ends at LF, a CR before it is dropped), up to the first empty
-// line. It returns the index just past that line. The search resumes where
-// the last one stopped, so a head trickled in byte by byte costs linear time.
-func (c *guardConn) headEnd() (int, bool) {
-	start := c.scanned
+// headEnd finds the end of the head in buf as Go's textproto reader does:
+// line by line (a line ends at LF, a CR before it is dropped), up to the
+// first empty line. It returns the index just past that line, or, when the
+// head has no end yet, where the search is to resume once more has been
+// read (the start of the last, incomplete line), so a head trickled in byte
+// by byte costs linear time. The search starts at start, the beginning of
+// a line.
+func headEnd(buf []byte, start int) (end, resume int, ok bool) {
 	for {
-		nl := bytes.IndexByte(c.head[start:], '\n')
+		nl := bytes.IndexByte(buf[start:], '\n')
 		if nl < 0 {
-			c.scanned = start
-			return 0, false
+			return 0, start, false
 		}
-		line := c.head[start : start+nl]
+		line := buf[start : start+nl]
 		next := start + nl + 1
 		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
-			return next, true
+			return next, 0, true
 		}
 		start = next
 	}
@@ -160,9 +183,11 @@ func (c *guardConn) check(head []byte) {
 		cl           int64
 		hasCL, hasTE bool
 	)
-	lines := bytes.Split(head, []byte("\n"))
-	http10 := bytes.HasSuffix(bytes.TrimRight(lines[0], "\r"), []byte("HTTP/1.0"))
-	for _, line := range lines[1:] {
+	// The request line, then the header lines.
+	line, head := nextLine(head)
+	http10 := bytes.HasSuffix(bytes.TrimRight(line, "\r"), []byte("HTTP/1.0"))
+	for len(head) > 0 {
+		line, head = nextLine(head)
 		line = bytes.TrimRight(line, "\r")
 		if len(line) == 0 {
 			continue
@@ -181,7 +206,7 @@ func (c *guardConn) check(head []byte) {
 		}
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
-			if n, err := strconv.ParseInt(string(bytes.TrimSpace(value)), 10, 64); err == nil && n >= 0 && !hasCL {
+			if n, ok := parseLength(bytes.TrimSpace(value)); ok && !hasCL {
 				cl = n
 			}
 			hasCL = true
@@ -195,9 +220,42 @@ func (c *guardConn) check(head []byte) {
 		c.stop() // the gateway answers 400 and closes
 	case hasTE:
 		c.stop() // a chunked body: the gateway closes the connection after it
-	case hasCL:
+	case hasCL && cl > 0:
 		c.bodyLeft = cl
+	default:
+		c.received.Store(c.heads) // no body to wait for
 	}
+}
+
+// nextLine splits b after its first LF: the line (without the LF) and the
+// rest.
+func nextLine(b []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i], b[i+1:]
+	}
+	return b, nil
+}
+
+// parseLength reads a Content-Length value as strconv.ParseInt does (base
+// 10, 64 bits) and reports whether it is one that is not negative: plain
+// digits without a copy, anything else through ParseInt.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) > 0 && len(v) <= 18 {
+		var n int64
+		digits := true
+		for _, d := range v {
+			if d < '0' || d > '9' {
+				digits = false
+				break
+			}
+			n = n*10 + int64(d-'0')
+		}
+		if digits {
+			return n, true
+		}
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil && n >= 0
 }
 
 func (c *guardConn) stop() {
@@ -246,10 +304,23 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // request a handler sees is the n-th head the guard read. Call it exactly
 // once per request.
 func Ambiguous(ctx context.Context) bool {
+	g, n := serving(ctx)
+	return g != nil && n == g.ambig.Load()
+}
+
+// serving counts a request reaching the handler and returns the guard of
+// its connection (nil for none) and the request's ordinal on it.
+func serving(ctx context.Context) (*guardConn, int64) {
 	g, ok := ctx.Value(guardKey{}).(*guardConn)
 	if !ok {
-		return false
+		return nil, 0
 	}
-	n := g.served.Add(1)
-	return n == g.ambig.Load()
+	return g, g.served.Add(1)
+}
+
+// bodyReceived reports whether the body of request n on g's connection
+// has been read from the connection in full already: no read of it can
+// stall.
+func bodyReceived(g *guardConn, n int64) bool {
+	return g != nil && g.received.Load() >= n
 }

@@ -45,7 +45,8 @@ func Handler(h http.Handler, o Options) http.Handler {
 		o.BodyTimeout = DefaultBodyTimeout
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if Ambiguous(r.Context()) {
+		g, n := serving(r.Context())
+		if g != nil && n == g.ambig.Load() {
 			w.Header().Set("Connection", "close")
 			httpwire.WriteError(w, wire.Errorf(wire.KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0, or a folded header line"))
 			return
@@ -59,7 +60,9 @@ func Handler(h http.Handler, o Options) http.Handler {
 				"protocol upgrade (Upgrade: %.32q) is not carried by the mesh yet: send a plain HTTP/1.1 request, or gRPC to the gRPC proxy", up))
 			return
 		}
-		if o.BodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
+		// A body that has arrived whole (the guard followed it by its
+		// Content-Length) cannot stall: no deadline to set and clear.
+		if o.BodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody && !bodyReceived(g, n) {
 			rc := http.NewResponseController(w)
 			if err := rc.SetReadDeadline(time.Now().Add(o.BodyTimeout)); err == nil {
 				// On a copy: Go's server inspects its own request's Body

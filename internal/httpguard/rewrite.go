@@ -42,6 +42,11 @@ func (c *guardConn) Write(p []byte) (int, error) {
 // that is exactly such a message could, and then only its own answer
 // changes.
 func meshRefusal(p []byte) ([]byte, bool) {
+	// Every answer passes here: the status line's code (a 4xx or 5xx)
+	// rules out the rest, a handler's 200 among them, without a search.
+	if len(p) < len("HTTP/1.1 400") || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) || (p[9] != '4' && p[9] != '5') {
+		return nil, false
+	}
 	line, body, ok := bytes.Cut(p, []byte(goErrorHeaders))
 	if !ok || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) || bytes.ContainsAny(line, "\r\n") {
 		return nil, false

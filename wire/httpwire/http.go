@@ -39,7 +39,9 @@ func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
 	if r.ContentLength > lim.PayloadLimit() {
 		return nil, &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("body of %d bytes exceeds max_payload (%d bytes)", r.ContentLength, lim.PayloadLimit())}
 	}
-	m := &nats.Msg{Header: make(nats.Header, len(r.Header)+5)}
+	// At most 8: up to 8 entries, a map is one group; a larger hint
+	// allocates a whole table even when the headers would fit in one.
+	m := &nats.Msg{Header: make(nats.Header, min(len(r.Header)+5, 8))}
 	n, size := copyHeaders(m.Header, r.Header, "", wire.HeaderTimeout)
 	// The Go server moves trailers declared up front to r.Trailer; they are
 	// only known after the body is read, below.
@@ -114,7 +116,7 @@ func checkFraming(h http.Header, te []string) error {
 	}
 	var first string
 	for i, v := range cl {
-		for _, p := range strings.Split(v, ",") {
+		for p := range strings.SplitSeq(v, ",") {
 			p = strings.TrimSpace(p)
 			if _, err := strconv.ParseUint(p, 10, 63); err != nil {
 				return &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad Content-Length %q", v)}
