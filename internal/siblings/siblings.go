@@ -112,7 +112,7 @@ type Member struct {
 	// for.
 	haltCtx    context.Context
 	cancelHalt context.CancelFunc
-	busy             sync.WaitGroup
+	busy       sync.WaitGroup
 }
 
 // New returns the Member of the instance cfg describes. It subscribes to
