@@ -217,11 +217,13 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 	stats := pipeline.CallStatsFrom(ctx)
 	if hedged {
 		g := &callBreaker{cb: p.breaker, mu: new(sync.Mutex)}
+		defer g.abandon()
 		msg, err := p.sendHedged(ctx, next, c, stats, g)
 		g.done(msg, err)
 		return msg, err
 	}
 	g := callBreaker{cb: p.breaker}
+	defer g.abandon()
 	// The first attempt sends c itself: a Sender never modifies its call,
 	// and no other attempt runs beside it. Retries send clones.
 	msg, err := p.try(ctx, next, c, 1, stats, &g)
@@ -244,7 +246,9 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 	}
 	// The retries' closure takes the breaker's hold to the heap: a copy,
 	// so that the first try alone keeps it on the stack.
-	h := &callBreaker{cb: g.cb, held: g.held, last: g.last, lastErr: g.lastErr}
+	h := &callBreaker{cb: g.cb, held: g.held, probe: g.probe, answered: g.answered, last: g.last, lastErr: g.lastErr}
+	g.held = false // h holds the permit now
+	defer h.abandon()
 	msg, err = p.retryAfter(ctx, next, c, stats, idempotent, msg, err, h)
 	h.done(msg, err)
 	return msg, err
@@ -306,7 +310,8 @@ func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, 
 // counts calls, not attempts: the call's first attempt that passes the
 // bulkhead takes a permit (an open breaker refuses it, and so the call),
 // the call's other attempts go with it, and the call's outcome, after its
-// retries and hedges, is recorded once. The destination is a queue group:
+// retries and hedges, is recorded once (see done; a call that panics
+// below the middleware records a failure, see abandon). The destination is a queue group:
 // a retry goes to whichever instance the broker picks, so a call whose
 // first attempt met one failing instance and whose retry was answered by
 // another did not fail, and must not count against the group (a minority
@@ -316,10 +321,15 @@ func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, 
 type callBreaker struct {
 	cb circuitbreaker.CircuitBreaker[*nats.Msg]
 
-	mu      *sync.Mutex // set for hedged calls, whose attempts run at once
-	held    bool        // the call holds a permit
-	last    *nats.Msg   // the last attempt sent, for a call that ends refused
-	lastErr error
+	mu    *sync.Mutex // set for hedged calls, whose attempts run at once
+	held  bool        // the call holds a permit
+	probe bool        // the permit is a half-open breaker's
+	// answered is set once an attempt ended other than cancelled; last
+	// and lastErr are the last such attempt's result, for a call that
+	// ends refused by the caller's own policy or cancelled.
+	answered bool
+	last     *nats.Msg
+	lastErr  error
 }
 
 // enter reports whether an attempt may be sent.
@@ -331,6 +341,7 @@ func (g *callBreaker) enter() bool {
 	defer g.unlock()
 	if !g.held {
 		g.held = g.cb.TryAcquirePermit()
+		g.probe = g.held && g.cb.IsHalfOpen()
 	}
 	return g.held
 }
@@ -349,19 +360,27 @@ func (g *callBreaker) unlock() {
 	}
 }
 
-// sent notes the result of an attempt sent.
+// sent notes the result of an attempt sent, unless it was cancelled (the
+// caller went away, or a hedge lost): that says nothing of the
+// destination.
 func (g *callBreaker) sent(msg *nats.Msg, err error) {
-	if g.cb == nil {
+	if g.cb == nil || errors.Is(err, context.Canceled) {
 		return
 	}
 	g.lock()
-	g.last, g.lastErr = msg, err
+	g.answered, g.last, g.lastErr = true, msg, err
 	g.unlock()
 }
 
 // done records the call's outcome (msg, err) on the breaker, failures by
-// destinationFailed; a call that ended with a refusal of the caller's own
-// (its bulkhead) counts by its last attempt sent.
+// destinationFailed. A call that ended refused by the caller's own policy
+// (its bulkhead) or cancelled (its caller went away, during an attempt or
+// a retry's backoff) counts by its last attempt that was not cancelled; if
+// it has none, the call is no evidence and records nothing. failsafe-go
+// (v0.9.8) cannot give a permit back without recording, and a half-open
+// breaker's permit not given back would keep it half-open for good: a
+// probe with no evidence, while the breaker is still half-open, records a
+// failure instead (it opens again for open_for, then probes afresh).
 func (g *callBreaker) done(msg *nats.Msg, err error) {
 	if g.cb == nil {
 		return
@@ -372,13 +391,35 @@ func (g *callBreaker) done(msg *nats.Msg, err error) {
 		return
 	}
 	g.held = false
-	if errors.Is(err, errLocal) {
+	if errors.Is(err, errLocal) || errors.Is(err, context.Canceled) {
+		if !g.answered {
+			if g.probe && g.cb.IsHalfOpen() {
+				g.cb.RecordFailure()
+			}
+			return
+		}
 		msg, err = g.last, g.lastErr
 	}
 	if destinationFailed(msg, err) {
 		g.cb.RecordFailure()
 	} else {
 		g.cb.RecordSuccess()
+	}
+}
+
+// abandon records a failure for a call that still holds its permit as it
+// returns: one that did not reach done because a panic below the
+// middleware is unwinding through it (the panic goes on). Without it a
+// half-open breaker's probe would never give its permit back.
+func (g *callBreaker) abandon() {
+	if g.cb == nil {
+		return
+	}
+	g.lock()
+	defer g.unlock()
+	if g.held {
+		g.held = false
+		g.cb.RecordFailure()
 	}
 }
 

@@ -55,7 +55,7 @@ const siblingsTimeout = 5 * time.Second
 // discovery for its siblings, and withdraws for cool_off only if [Allowed]
 // keeps its place; otherwise it stays and counts afresh. Once out it asks
 // again, and comes back at once if its place is no longer kept (a sibling
-// whose answer the first count missed). After cool_off it is back, its
+// whose answer the first count missed) or if that count fails. After cool_off it is back, its
 // breaker half-open: min_requests calls decide whether it stays (closed)
 // or is ejected again.
 //
@@ -207,13 +207,23 @@ func (d *detector) eject() {
 	}
 	log.Warn("passive health: withdrawn from the queue groups", append(countAttrs(sibs), "cool_off", d.policy.CoolOff.D())...)
 	// The count above is complete unless an answer came too late for it;
-	// a second one, with this instance out, catches that.
-	if after, err := inst.Siblings(ctx); err == nil {
-		if why := d.refuse(after, self); why != "" {
-			log.Warn("passive health: back in at once: "+why, countAttrs(after)...)
-			inst.Withdraw(reason, 0)
-			d.cb.Close()
-		}
+	// a second one, with this instance out, catches that. This is the
+	// instance's only check of its place while out (its siblings count it
+	// out whatever it decides, see Allowed), so a second count that fails
+	// brings it back, as a first one that fails keeps it in.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), siblingsTimeout)
+	defer cancel2()
+	after, err := inst.Siblings(ctx2)
+	why := ""
+	if err != nil {
+		why = "cannot count siblings again: " + err.Error()
+	} else {
+		why = d.refuse(after, self)
+	}
+	if why != "" {
+		log.Warn("passive health: back in at once: "+why, countAttrs(after)...)
+		inst.Withdraw(reason, 0)
+		d.cb.Close()
 	}
 }
 

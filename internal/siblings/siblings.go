@@ -96,11 +96,23 @@ type Member struct {
 	// included (a Lamport clock).
 	seen time.Time
 	// known are the instances the last count heard from, and those that
-	// asked for a count or announced themselves since.
-	known  map[string]bool
+	// asked for a count or announced themselves since, each with the value
+	// of noted when it was noted (that of the count's start for those a
+	// count heard from): a count forgets those noted before it started
+	// that it did not hear from, and keeps those noted while it ran.
+	known  map[string]uint64
+	noted  uint64
 	herald *nats.Subscription // the answers to the instance's announcement
 	timer  *time.Timer
 	reason string
+	// stopped is set by Stop: no more claims, withdrawals or counts.
+	stopped bool
+	// halt ends the counts running when Stop is called; busy counts them
+	// and the withdrawal's timer while it may still fire, for Stop to wait
+	// for.
+	haltCtx    context.Context
+	cancelHalt context.CancelFunc
+	busy       sync.WaitGroup
 }
 
 // New returns the Member of the instance cfg describes. It subscribes to
@@ -115,7 +127,9 @@ func New(cfg Config) *Member {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Member{cfg: cfg}
+	m := &Member{cfg: cfg}
+	m.haltCtx, m.cancelHalt = context.WithCancel(context.Background())
+	return m
 }
 
 // Instance is the member as traffic.PassiveHealth uses it.
@@ -152,7 +166,7 @@ func (m *Member) Claim() (traffic.Place, bool) {
 	id := m.cfg.ID()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.claimed || !m.cfg.Serving() {
+	if m.stopped || m.claimed || !m.cfg.Serving() {
 		return traffic.Place{}, false
 	}
 	now := time.Now().UTC().Round(0) // wall clock only: places travel as text
@@ -167,7 +181,8 @@ func (m *Member) Claim() (traffic.Place, bool) {
 // for passive health, and then calls Config.Return. While it is out,
 // nothing may subscribe (see [Member.Out]). It reports false, doing
 // nothing, if the instance holds no claim, is out already, or is not
-// serving (withdrawn by its health checks, or shut down). d <= 0 ends a
+// serving (withdrawn by its health checks, or shut down), or after
+// [Member.Stop]. d <= 0 ends a
 // claim or a withdrawal at once.
 func (m *Member) WithdrawFor(reason string, d time.Duration) bool {
 	if d <= 0 {
@@ -175,13 +190,17 @@ func (m *Member) WithdrawFor(reason string, d time.Duration) bool {
 		return true
 	}
 	m.mu.Lock()
-	if m.active.Load() || !m.claimed || !m.cfg.Serving() {
+	if m.stopped || m.active.Load() || !m.claimed || !m.cfg.Serving() {
 		m.mu.Unlock()
 		return false
 	}
 	m.active.Store(true)
 	m.reason = fmt.Sprintf("%s; back in %v", reason, d)
-	m.timer = time.AfterFunc(d, m.End)
+	m.busy.Add(1) // done when the timer fires, or is stopped before
+	m.timer = time.AfterFunc(d, func() {
+		defer m.busy.Done()
+		m.End()
+	})
 	m.cfg.Ejected(true)
 	m.mu.Unlock()
 	m.cfg.Leave()
@@ -197,7 +216,9 @@ func (m *Member) End() {
 		m.mu.Unlock()
 		return
 	}
-	m.timer.Stop()
+	if m.timer.Stop() {
+		m.busy.Done()
+	}
 	m.timer, m.reason = nil, ""
 	m.active.Store(false)
 	m.cfg.Ejected(false)
@@ -278,13 +299,30 @@ func (m *Member) Announce(id string) {
 	}
 }
 
-// Stop stops noting the answers to the announcement.
+// Stop stops noting the answers to the announcement, ends the counts
+// running (they return an error), and ends a claim or a withdrawal without
+// calling Config.Return (Config.Ejected is told, false); from then on
+// claims and withdrawals are refused. It returns once the counts and a
+// withdrawal's timer that was firing have returned, so nothing of the
+// member runs after it. Safe to call more than once.
 func (m *Member) Stop() {
+	m.cancelHalt()
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.stopped = true
 	if m.herald != nil {
 		m.herald.Unsubscribe()
 	}
+	m.claimed, m.since = false, time.Time{}
+	if m.active.Load() {
+		if m.timer.Stop() {
+			m.busy.Done()
+		}
+		m.timer, m.reason = nil, ""
+		m.active.Store(false)
+		m.cfg.Ejected(false)
+	}
+	m.mu.Unlock()
+	m.busy.Wait()
 }
 
 // know notes a sibling's ID. m.mu must be held.
@@ -293,9 +331,10 @@ func (m *Member) know(id string) {
 		return
 	}
 	if m.known == nil {
-		m.known = map[string]bool{}
+		m.known = map[string]uint64{}
 	}
-	m.known[id] = true
+	m.noted++
+	m.known[id] = m.noted
 }
 
 // Count asks for the instances of the service, this one included, by
@@ -304,14 +343,25 @@ func (m *Member) know(id string) {
 // instance it knows of (one that answered the previous count, or asked
 // for a count or announced itself since) has not answered yet (an
 // instance gone since is waited for once), and this instance's own
-// answer, until ctx ends (at most 5s).
+// answer, until ctx ends (at most 5s). [Member.Stop] ends it with an
+// error.
 func (m *Member) Count(ctx context.Context) ([]traffic.Sibling, error) {
 	self := m.cfg.ID()
 	req := StatusRequest{ID: self}
 	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return nil, errors.New("siblings: counting: stopped")
+	}
+	m.busy.Add(1)
+	defer m.busy.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.haltCtx, cancel)()
 	if m.claimed {
 		req.Since = m.since
 	}
+	start := m.noted
 	m.mu.Unlock()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -363,7 +413,19 @@ func (m *Member) Count(ctx context.Context) ([]traffic.Sibling, error) {
 	}
 	m.mu.Lock()
 	delete(seen, self)
-	m.known = seen
+	for id, n := range m.known {
+		if n <= start && !seen[id] {
+			delete(m.known, id) // gone: waited for once
+		}
+	}
+	for id := range seen {
+		if _, ok := m.known[id]; !ok && len(m.known) < maxKnown {
+			if m.known == nil {
+				m.known = map[string]uint64{}
+			}
+			m.known[id] = start
+		}
+	}
 	for _, s := range sibs {
 		m.hear(s.Since)
 	}

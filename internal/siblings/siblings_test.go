@@ -202,7 +202,7 @@ func TestAnnounce(t *testing.T) {
 		return func() error {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			if !m.known[id] {
+			if _, ok := m.known[id]; !ok {
 				return errors.New("not known: " + id)
 			}
 			return nil
@@ -210,4 +210,116 @@ func TestAnnounce(t *testing.T) {
 	}
 	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, known(a, c.id))
 	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, known(c, a.id))
+}
+
+// An instance that asks for a count (or announces itself) while another's
+// count runs stays known when that count ends, though the count did not
+// hear from it, so the next count waits for it; one known before the
+// count that did not answer it is forgotten.
+func TestKnownDuringCountKept(t *testing.T) {
+	pay := fourPay(t)
+	a := pay[0]
+	a.mu.Lock()
+	a.know("ghost") // gone: this count waits knownWait for it
+	a.mu.Unlock()
+	done := make(chan struct{})
+	go func() { defer close(done); count(t, a) }()
+	nc := pay[1].cfg.Conn
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		if err := nc.Publish(StatusSubject("pay"), []byte(`{"id":"newcomer"}`)); err != nil {
+			return err
+		}
+		if err := nc.Flush(); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if _, ok := a.known["newcomer"]; !ok {
+			return errors.New("the newcomer's request was not noted")
+		}
+		return nil
+	})
+	select {
+	case <-done:
+		t.Fatal("setup: the count ended before the newcomer asked")
+	default:
+	}
+	<-done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.known["newcomer"]; !ok {
+		t.Fatalf("the newcomer that asked during the count is forgotten: known %v", a.known)
+	}
+	if _, ok := a.known["ghost"]; ok {
+		t.Fatalf("the ghost that did not answer is still known: %v", a.known)
+	}
+	if len(a.known) != 4 {
+		t.Fatalf("known %v, want the 3 siblings and the newcomer", a.known)
+	}
+}
+
+// Stop ends a count that is running and a withdrawal's timer (goleak, in
+// TestMain, checks no timer or goroutine is left). The withdrawal ends
+// without putting the instance back, and no claim is taken after.
+func TestStopEndsCountAndCoolOff(t *testing.T) {
+	pay := fourPay(t)
+	a, c := pay[0], pay[1]
+	mustClaim(t, c)
+	if !c.WithdrawFor("test", time.Minute) {
+		t.Fatal("withdrawal refused")
+	}
+	a.mu.Lock()
+	a.know("ghost") // gone: a's count waits for it
+	a.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Count(context.Background())
+		done <- err
+	}()
+	// a's count is running once a sibling has answered its request.
+	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		pay[2].mu.Lock()
+		defer pay[2].mu.Unlock()
+		if _, ok := pay[2].known[a.id]; !ok {
+			return errors.New("a's count has not asked yet")
+		}
+		return nil
+	})
+	a.Stop()
+	c.Stop()
+	// Without Stop the count would end well, after waiting for the ghost.
+	if err := <-done; err == nil {
+		t.Fatal("the count ended well though Stop ended it")
+	}
+	if c.Out() || c.serving.Load() {
+		t.Fatalf("after Stop: Out %v, serving %v: want neither (no Return after Stop)", c.Out(), c.serving.Load())
+	}
+	if _, ok := c.Claim(); ok {
+		t.Fatal("a claim after Stop")
+	}
+	if _, err := a.Count(context.Background()); err == nil {
+		t.Fatal("a count after Stop")
+	}
+}
+
+// Two instances; z claims, then x claims and its health checks withdraw it
+// while its claim is held. z's count shows x leaving but not serving, and
+// z may not leave: no instance of pay would serve.
+func TestClaimWithdrawnByHealthCountsOut(t *testing.T) {
+	b := meshtest.Broker(t)
+	z := startInstance(t, meshtest.Conn(t, b), "pay")
+	x := startInstance(t, meshtest.Conn(t, b), "pay")
+	zp, xp := mustClaim(t, z), mustClaim(t, x)
+	x.serving.Store(false) // what the agent's health loop does on failed checks
+	v := count(t, z)[0]
+	if len(v) != 2 {
+		t.Fatalf("count heard %d instances, want 2: %+v", len(v), v)
+	}
+	got := traffic.Allowed(v, 50)
+	if got[zp.ID] == "" {
+		t.Fatalf("z may leave though x is not serving: %q (count %+v)", got, v)
+	}
+	if got[xp.ID] == "" {
+		t.Fatalf("x, withdrawn by its health checks, may leave: %q", got)
+	}
 }
