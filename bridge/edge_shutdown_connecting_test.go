@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -25,9 +26,20 @@ func TestEdgeShutdownWhileStartConnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Until the broker is up, a listener at its address sees Start's
+	// first try to connect: then Start is waiting, and Shutdown comes.
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	started := make(chan error, 1)
 	go func() { started <- e.Start(context.Background()) }()
-	time.Sleep(200 * time.Millisecond) // Start waits for the broker
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	l.Close()
 	if err := e.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
