@@ -2,11 +2,15 @@ package shop
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 )
 
 // With tracing on (an OTLP endpoint that refuses), Shutdown ends every
@@ -22,11 +26,19 @@ func TestDemoShutdownLeavesNoGoroutines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	resp, err := http.Get(d.Addresses.Dashboard + "api/graph")
-	if err == nil {
-		resp.Body.Close()
-	}
+	// The load has run through the mesh once the graph shows orders.
+	meshtest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		resp, err := http.Get(d.Addresses.Dashboard + "api/graph")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || !strings.Contains(string(b), `"orders"`) {
+			return fmt.Errorf("graph without orders yet: %v %.200s", err, b)
+		}
+		return nil
+	})
 	http.DefaultClient.CloseIdleConnections()
 	if err := d.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
