@@ -9,8 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/natsmesh/natsmesh/agent"
@@ -25,9 +23,7 @@ import (
 // and nothing in flight, on both sides.
 func TestPanicEndsSpans(t *testing.T) {
 	b := meshtest.Broker(t)
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	spans, tp := recordSpans(t)
 	panics := func(next pipeline.Handler) pipeline.Handler {
 		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) { panic("inbound bug") })
 	}

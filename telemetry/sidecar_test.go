@@ -55,9 +55,7 @@ type sidecars struct {
 }
 
 func newSidecars(t *testing.T) *sidecars {
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	spans, tp := recordSpans(t)
 	mesh := filepath.Join(t.TempDir(), "mesh.yaml")
 	if err := os.WriteFile(mesh, []byte(sidecarMesh), 0o600); err != nil {
 		t.Fatal(err)

@@ -47,6 +47,33 @@ func newTelemetry(t *testing.T, cfg telemetry.Config) *telemetry.Telemetry {
 	return tel
 }
 
+// recordSpans is a tracer provider that records its spans synchronously in
+// the exporter returned, shut down in t.Cleanup.
+func recordSpans(t *testing.T) (*tracetest.InMemoryExporter, *sdktrace.TracerProvider) {
+	t.Helper()
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	return spans, tp
+}
+
+// startOverloadedOnce starts service orders, whose first call is refused
+// overloaded and whose later ones are answered "ok".
+func startOverloadedOnce(t *testing.T, b *broker.Broker) {
+	t.Helper()
+	var calls atomic.Int32
+	overloadFirst := func(next pipeline.Handler) pipeline.Handler {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+			if calls.Add(1) == 1 {
+				return nil, &wire.Error{Kind: wire.KindOverloaded, Message: "busy"}
+			}
+			return next.ServeCall(ctx, c)
+		})
+	}
+	startAgent(t, b, agent.Config{Service: "orders", Inbound: []pipeline.InboundMiddleware{overloadFirst}},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+}
+
 // startAgent starts an agent on a connection of its own; h, when set, is
 // its in-process service.
 func startAgent(t *testing.T, b *broker.Broker, cfg agent.Config, h http.Handler) *agent.Agent {
@@ -107,9 +134,7 @@ func do(t *testing.T, c *http.Client, method, url string, h http.Header) *http.R
 // and the services see the traceparent of their served span.
 func TestTraceAcrossHops(t *testing.T) {
 	b := meshtest.Broker(t)
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	spans, tp := recordSpans(t)
 	tel := func() *telemetry.Telemetry { return newTelemetry(t, telemetry.Config{TracerProvider: tp}) }
 
 	var seenC atomic.Value
@@ -223,20 +248,8 @@ func retryOnce(next pipeline.Sender) pipeline.Sender {
 // the first failed, and counts one retry, under the route it matched.
 func TestRetryAttempts(t *testing.T) {
 	b := meshtest.Broker(t)
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	var calls atomic.Int32
-	overloadFirst := func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
-			if calls.Add(1) == 1 {
-				return nil, &wire.Error{Kind: wire.KindOverloaded, Message: "busy"}
-			}
-			return next.ServeCall(ctx, c)
-		})
-	}
-	startAgent(t, b, agent.Config{Service: "orders", Inbound: []pipeline.InboundMiddleware{overloadFirst}},
-		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	spans, tp := recordSpans(t)
+	startOverloadedOnce(t, b)
 
 	tel := newTelemetry(t, telemetry.Config{TracerProvider: tp})
 	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("web")))
@@ -571,20 +584,8 @@ func TestServingInDiscovery(t *testing.T) {
 // policies, one retry on /metrics, and 2 attempts in the access log.
 func TestRetryThroughPolicies(t *testing.T) {
 	b := meshtest.Broker(t)
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	var calls atomic.Int32
-	overloadFirst := func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
-			if calls.Add(1) == 1 {
-				return nil, &wire.Error{Kind: wire.KindOverloaded, Message: "busy"}
-			}
-			return next.ServeCall(ctx, c)
-		})
-	}
-	startAgent(t, b, agent.Config{Service: "orders", Inbound: []pipeline.InboundMiddleware{overloadFirst}},
-		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	spans, tp := recordSpans(t)
+	startOverloadedOnce(t, b)
 	var logs bytes.Buffer
 	tel := newTelemetry(t, telemetry.Config{TracerProvider: tp, AccessLog: slog.New(slog.NewJSONHandler(&logs, nil))})
 	web := startAgent(t, b, agent.Config{Service: "web", Telemetry: tel}, nil)
