@@ -22,6 +22,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -93,15 +94,7 @@ func httpCall(b *testing.B, c *http.Client, url string) {
 
 // BenchmarkAgentHTTPInProcess: Transport -> NATS -> Handle, no sidecar.
 func BenchmarkAgentHTTPInProcess(b *testing.B) {
-	url := meshtest.Broker(b).ClientURL()
-	benchAgent(b, url, agent.Config{Service: "echo"}, func(a *agent.Agent) { a.Handle(http.HandlerFunc(echo)) })
-	client := &http.Client{Transport: benchAgent(b, url, agent.Config{Service: "client"}, nil).Transport()}
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
-		httpCall(b, client, "http://echo/echo")
-	}
+	benchHTTPInProcess(b, func() *telemetry.Telemetry { return nil })
 }
 
 // BenchmarkAgentHTTPEmbedded: Transport -> embedded broker over in-process

@@ -204,14 +204,19 @@ func TestLeafNode(t *testing.T) {
 
 	leafCfg := testConfig()
 	leafCfg.LeafNodes.Remotes = []string{hub.LeafNodeURL()}
-	leaf := run(t, leafCfg)
+	leafServesHub(t, hub, run(t, leafCfg))
+}
+
+// leafServesHub waits for leaf's one leaf connection to hub, then checks
+// that a client of leaf reaches a service on hub.
+func leafServesHub(t *testing.T, hub, leaf *Broker) {
+	t.Helper()
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if n := leaf.Server().NumLeafNodes(); n != 1 {
 			return fmt.Errorf("leaf has %d leaf connections, want 1", n)
 		}
 		return nil
 	})
-
 	echo(t, connect(t, hub.ClientURL()), "svc.on-hub")
 	client := connect(t, leaf.ClientURL())
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { return request(client, "svc.on-hub") })
@@ -647,16 +652,7 @@ func TestLeafNodeTLS(t *testing.T) {
 	}
 	leafCfg := testConfig()
 	leafCfg.LeafNodes = LeafNodes{Remotes: []string{hub.LeafNodeURL()}, TLS: TLS{CertFile: cert, KeyFile: key, CAFile: cert}}
-	leaf := run(t, leafCfg)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if n := leaf.Server().NumLeafNodes(); n != 1 {
-			return fmt.Errorf("leaf has %d leaf connections, want 1", n)
-		}
-		return nil
-	})
-	echo(t, connect(t, hub.ClientURL()), "svc.on-hub")
-	client := connect(t, leaf.ClientURL())
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { return request(client, "svc.on-hub") })
+	leafServesHub(t, hub, run(t, leafCfg))
 }
 
 // TestFileTLSSecuresPeers: a config file's client TLS block (as natsmesh

@@ -264,7 +264,7 @@ func UnescapeToken(tok string) (string, error) {
 		if i+2 >= len(tok) {
 			return "", fmt.Errorf("wire: subject token %q has a truncated escape: %w", tok, ErrInvalidName)
 		}
-		hi, lo := unhex(tok[i+1]), unhex(tok[i+2])
+		hi, lo := Unhex(tok[i+1]), Unhex(tok[i+2])
 		if hi < 0 || lo < 0 {
 			return "", fmt.Errorf("wire: subject token %q has a bad escape: %w", tok, ErrInvalidName)
 		}
@@ -278,7 +278,9 @@ func UnescapeToken(tok string) (string, error) {
 	return string(out), nil
 }
 
-func unhex(c byte) int {
+// Unhex is the value of an upper-case hex digit, or -1 for any other
+// byte.
+func Unhex(c byte) int {
 	switch {
 	case c >= '0' && c <= '9':
 		return int(c - '0')

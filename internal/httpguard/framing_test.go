@@ -30,17 +30,23 @@ func TestGuardObserve(t *testing.T) {
 		{"LF CRLF ends a head", "GET / HTTP/1.1\nContent-Length: 3\n\r\nabcPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			whole := &guardConn{}
-			whole.observe([]byte(tt.stream))
-			bytewise := &guardConn{}
-			for i := 0; i < len(tt.stream); i++ {
-				bytewise.observe([]byte{tt.stream[i]})
-			}
+			whole, bytewise := observeWholeAndBytewise(tt.stream)
 			if whole.ambig.Load() != tt.ambig || bytewise.ambig.Load() != tt.ambig {
 				t.Errorf("ambiguous request = %d whole, %d byte by byte; want %d", whole.ambig.Load(), bytewise.ambig.Load(), tt.ambig)
 			}
 		})
 	}
+}
+
+// observeWholeAndBytewise feeds stream to one guard in a single read and
+// to another one byte at a time.
+func observeWholeAndBytewise(stream string) (whole, bytewise *guardConn) {
+	whole, bytewise = &guardConn{}, &guardConn{}
+	whole.observe([]byte(stream))
+	for i := 0; i < len(stream); i++ {
+		bytewise.observe([]byte{stream[i]})
+	}
+	return whole, bytewise
 }
 
 // FuzzGuardObserve: any stream, split anywhere, never panics, the guard
@@ -92,12 +98,7 @@ func TestGuardReceived(t *testing.T) {
 		{"plus sign", "POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\nab", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			whole := &guardConn{}
-			whole.observe([]byte(tt.stream))
-			bytewise := &guardConn{}
-			for i := 0; i < len(tt.stream); i++ {
-				bytewise.observe([]byte{tt.stream[i]})
-			}
+			whole, bytewise := observeWholeAndBytewise(tt.stream)
 			if whole.received.Load() != tt.received || bytewise.received.Load() != tt.received {
 				t.Errorf("received = %d whole, %d byte by byte; want %d", whole.received.Load(), bytewise.received.Load(), tt.received)
 			}

@@ -545,7 +545,7 @@ func unhexFold(c byte) int {
 	if c >= 'a' && c <= 'f' {
 		return int(c-'a') + 10
 	}
-	return unhex(c)
+	return wire.Unhex(c)
 }
 
 // ParseTimeout reads gRPC's grpc-timeout value: up to 8 digits and a
@@ -583,13 +583,3 @@ func ParseTimeout(s string) (time.Duration, bool) {
 }
 
 const hexDigits = "0123456789ABCDEF"
-
-func unhex(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
-}
