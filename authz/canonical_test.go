@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"path"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -10,7 +11,8 @@ import (
 
 // referenceCanonical is CanonicalPath as first written: every path copied
 // byte by byte. CanonicalPath reads a path with nothing to decode without
-// a copy; FuzzCanonicalPath checks the two agree.
+// a copy; FuzzCanonicalPath checks the two agree. It decodes with strconv,
+// not a copy of CanonicalPath's own hex helpers.
 func referenceCanonical(p string) (string, bool) {
 	if !strings.HasPrefix(p, "/") {
 		return "", false
@@ -20,10 +22,14 @@ func referenceCanonical(p string) (string, bool) {
 		c := p[i]
 		switch {
 		case c == '%':
-			if i+2 >= len(p) || !isHexRef(p[i+1]) || !isHexRef(p[i+2]) {
+			if i+2 >= len(p) {
 				return "", false
 			}
-			c = unhexRef(p[i+1])<<4 | unhexRef(p[i+2])
+			v, err := strconv.ParseUint(p[i+1:i+3], 16, 8)
+			if err != nil {
+				return "", false
+			}
+			c = byte(v)
 			i += 2
 		case c == '?' || c == '#':
 			return "", false
@@ -43,7 +49,7 @@ func referenceCanonical(p string) (string, bool) {
 		}
 	}
 	for i := 0; i+2 < len(d); i++ {
-		if d[i] == '%' && isHexRef(d[i+1]) && isHexRef(d[i+2]) {
+		if _, err := strconv.ParseUint(d[i+1:i+3], 16, 8); d[i] == '%' && err == nil {
 			return "", false
 		}
 	}
@@ -52,20 +58,6 @@ func referenceCanonical(p string) (string, bool) {
 		clean += "/"
 	}
 	return clean, true
-}
-
-func isHexRef(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func unhexRef(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }
 
 func FuzzCanonicalPath(f *testing.F) {

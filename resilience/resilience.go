@@ -259,25 +259,37 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 // function of its own: the variables its closure captures move to the
 // heap, which the first try alone must not pay for.)
 func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats, idempotent bool, first *nats.Msg, firstErr error, g *callBreaker) (*nats.Msg, error) {
-	msg, err := p.retry.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+	return p.retried(ctx, func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
 		n := exec.Attempts()
 		if n == 1 {
 			return first, &again{firstErr} // the first try, made by send
 		}
 		msg, err := p.try(exec.Context(), next, c.Clone(), n, stats, g)
-		if p.gate(ctx, n, msg, err, idempotent) {
-			if stats != nil {
-				stats.AddRetry()
-			}
-			return msg, &again{err}
-		}
-		return msg, err
+		return p.verdict(ctx, n, msg, err, idempotent, stats)
 	})
+}
+
+// retried runs fn under the retry policy and returns the call's outcome,
+// a last try marked again by verdict unwrapped.
+func (p *plan) retried(ctx context.Context, fn func(failsafe.Execution[*nats.Msg]) (*nats.Msg, error)) (*nats.Msg, error) {
+	msg, err := p.retry.WithContext(ctx).GetWithExecution(fn)
 	var a *again
 	if errors.As(err, &a) {
 		err = a.err
 	}
 	return finish(msg, err)
+}
+
+// verdict returns the result of the n-th try, marked again if gate has it
+// retried (and the retry counted on stats).
+func (p *plan) verdict(ctx context.Context, n int, msg *nats.Msg, err error, idempotent bool, stats *pipeline.CallStats) (*nats.Msg, error) {
+	if p.gate(ctx, n, msg, err, idempotent) {
+		if stats != nil {
+			stats.AddRetry()
+		}
+		return msg, &again{err}
+	}
+	return msg, err
 }
 
 // deadlineWithin reports whether ctx ends within d from now.
@@ -458,21 +470,10 @@ func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline
 	if p.retry == nil {
 		return finish(round(ctx))
 	}
-	msg, err := p.retry.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+	return p.retried(ctx, func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
 		msg, err := round(exec.Context())
-		if p.gate(ctx, exec.Attempts(), msg, err, true) {
-			if stats != nil {
-				stats.AddRetry()
-			}
-			return msg, &again{err}
-		}
-		return msg, err
+		return p.verdict(ctx, exec.Attempts(), msg, err, true, stats)
 	})
-	var a *again
-	if errors.As(err, &a) {
-		err = a.err
-	}
-	return finish(msg, err)
 }
 
 // gate decides whether the result of the attempts-th try is retried: only

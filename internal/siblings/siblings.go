@@ -212,9 +212,18 @@ func (m *Member) WithdrawFor(reason string, d time.Duration) bool {
 func (m *Member) End() {
 	m.mu.Lock()
 	m.claimed, m.since = false, time.Time{}
+	ended := m.endWithdrawal()
+	m.mu.Unlock()
+	if ended {
+		m.cfg.Return()
+	}
+}
+
+// endWithdrawal ends an active withdrawal (its timer stopped, Ejected(false)
+// told) and reports whether there was one. m.mu must be held.
+func (m *Member) endWithdrawal() bool {
 	if !m.active.Load() {
-		m.mu.Unlock()
-		return
+		return false
 	}
 	if m.timer.Stop() {
 		m.busy.Done()
@@ -222,8 +231,7 @@ func (m *Member) End() {
 	m.timer, m.reason = nil, ""
 	m.active.Store(false)
 	m.cfg.Ejected(false)
-	m.mu.Unlock()
-	m.cfg.Return()
+	return true
 }
 
 // Answer returns the handler of StatusSubject that answers as the
@@ -313,14 +321,7 @@ func (m *Member) Stop() {
 		m.herald.Unsubscribe()
 	}
 	m.claimed, m.since = false, time.Time{}
-	if m.active.Load() {
-		if m.timer.Stop() {
-			m.busy.Done()
-		}
-		m.timer, m.reason = nil, ""
-		m.active.Store(false)
-		m.cfg.Ejected(false)
-	}
+	m.endWithdrawal()
 	m.mu.Unlock()
 	m.busy.Wait()
 }
