@@ -191,6 +191,26 @@ func InboxPrefix(caller string) string {
 	return "_INBOX_mesh." + caller
 }
 
+// Reserved peers of a pair inbox (see PairInbox). Service and caller names
+// are lower case, so these never name one.
+const (
+	// PeerSRV is the peer of discovery answers: any service may publish to
+	// PairInbox(requester, PeerSRV) for the requesters the mesh allows
+	// (the admin and the bridge).
+	PeerSRV = "SRV"
+	// PeerJS is the peer of JetStream's answers (the policy store's direct
+	// get), which reach a service account through the store's export.
+	PeerJS = "JS"
+)
+
+// PairInbox is the inbox prefix that owner subscribes to and only peer may
+// publish to: "_INBOX_mesh.<owner>.<peer>". A caller's reply subject for a
+// call to service S is under PairInbox(caller, S); a stream's messages from
+// the caller to the callee instance are under PairInbox(S, caller). The
+// broker's generated permissions give peer the right to publish there and
+// nobody else (docs/security.md, "The reply model").
+func PairInbox(owner, peer string) string { return InboxPrefix(owner) + "." + peer }
+
 const hexDigits = "0123456789ABCDEF"
 
 // EscapeToken maps any string to one NATS subject token: bytes in
