@@ -80,7 +80,7 @@ func WithUserExpiry(d time.Duration) Option { return func(o *options) { o.userEx
 //
 // The configuration runs unchanged on a stock nats-server
 // (nats-server -c DIR/nats.conf) and on natsmesh broker --nats-config; it turns
-// JetStream on (for the policies bucket, in DefaultAccount only) and
+// JetStream on (for the policies bucket, in StoreAccount only) and
 // refuses anonymous connections. Errors for an invalid spec wrap ErrSpec.
 func Generate(spec Spec, dir string, opts ...Option) error {
 	o := options{now: time.Now}
@@ -117,7 +117,7 @@ func Generate(spec Spec, dir string, opts ...Option) error {
 }
 
 // accountNames returns DefaultAccount and then the declared accounts in
-// order.
+// order: the service accounts.
 func accountNames(spec *Spec) []string {
 	names := []string{DefaultAccount}
 	for _, a := range spec.Accounts {
@@ -128,22 +128,70 @@ func accountNames(spec *Spec) []string {
 	return names
 }
 
-type serviceExport struct {
-	from, service string
-	to            []string
+// allAccounts are the service accounts, StoreAccount and SystemAccount.
+func allAccounts(spec *Spec) []string {
+	return append(accountNames(spec), StoreAccount, SystemAccount)
 }
 
-func exports(spec *Spec) []serviceExport {
-	var out []serviceExport
-	for _, a := range spec.Accounts {
-		for _, e := range a.Exports {
-			out = append(out, serviceExport{from: a.Name, service: e.Service, to: e.To})
+// An export makes subject of account from visible in the accounts to,
+// which import it under the same subject. A stream export delivers each
+// message published there, reply subject unchanged; a service export
+// lets the importers' requests reach the exporting account with a "_R_"
+// reply that the broker maps back into the requester's account.
+type export struct {
+	from    string
+	service bool
+	subject string
+	to      []string
+}
+
+// exports are every export and import of the configuration:
+//
+//   - StoreAccount exports to every service account the stream of the
+//     policies bucket's messages, the service of its direct get, and the
+//     stream of discovery requests ($SRV.>); each service account exports
+//     the stream of discovery answers to the admin back;
+//   - for each caller C in account A that may call a service S in another
+//     account B: A exports to B the streams of C's calls to S
+//     (mesh.S.*.C.>) and C's stream messages to S (_INBOX_mesh.S.C.>), and
+//     B exports to A the stream of S's replies to C (_INBOX_mesh.C.S.>).
+//
+// Calls cross accounts as streams, not services, so a message keeps its
+// reply subject (the pair inbox) and no "_R_" reply, which only response
+// permissions could answer, exists.
+func exports(spec *Spec, g *graph) []export {
+	var out []export
+	add := func(from string, service bool, subject, to string) {
+		for i := range out {
+			if e := &out[i]; e.from == from && e.service == service && e.subject == subject {
+				if !slices.Contains(e.to, to) {
+					e.to = append(e.to, to)
+				}
+				return
+			}
 		}
+		out = append(out, export{from: from, service: service, subject: subject, to: []string{to}})
+	}
+	services := accountNames(spec)
+	for _, a := range services {
+		add(StoreAccount, false, kvSubjects, a)
+		add(StoreAccount, true, directGet, a)
+		add(StoreAccount, false, discoverySubjects, a)
+	}
+	for _, a := range services {
+		add(a, false, wire.PairInbox(spec.admin(), wire.PeerSRV)+".>", StoreAccount)
+	}
+	for _, e := range g.edges {
+		a, b := g.account[e.caller], g.account[e.callee]
+		if a == b {
+			continue
+		}
+		add(a, false, wire.Prefix+"."+e.callee+".*."+e.caller+".>", b)
+		add(a, false, wire.PairInbox(e.callee, e.caller)+".>", b)
+		add(b, false, wire.PairInbox(e.caller, e.callee)+".>", a)
 	}
 	return out
 }
-
-func serviceSubject(service string) string { return wire.Prefix + "." + service + ".>" }
 
 // serverConfig renders the nats-server configuration of server-config mode.
 func serverConfig(spec *Spec, users []User, keys map[string]string, t *TLS) []byte {
@@ -153,11 +201,11 @@ func serverConfig(spec *Spec, users []User, keys map[string]string, t *TLS) []by
 	b.WriteString("jetstream: enabled\n")
 	b.WriteString("system_account: " + SystemAccount + "\n\n")
 	b.WriteString("accounts {\n")
-	exps := exports(spec)
-	for _, acc := range append(accountNames(spec), SystemAccount) {
+	exps := exports(spec, newGraph(spec))
+	for _, acc := range allAccounts(spec) {
 		fmt.Fprintf(&b, "  %s {\n", acc)
-		if acc == DefaultAccount {
-			b.WriteString("    # The policies bucket lives here.\n    jetstream: enabled\n")
+		if acc == StoreAccount {
+			b.WriteString("    # The policies bucket lives here, in the only account with JetStream.\n    jetstream: enabled\n")
 		}
 		b.WriteString("    users: [\n")
 		for _, u := range users {
@@ -179,11 +227,15 @@ func serverConfig(spec *Spec, users []User, keys map[string]string, t *TLS) []by
 		b.WriteString("    ]\n")
 		var ex, im []string
 		for _, e := range exps {
+			kind := "stream"
+			if e.service {
+				kind = "service"
+			}
 			if e.from == acc {
-				ex = append(ex, fmt.Sprintf("{ service: %s, accounts: [%s] }", strconv.Quote(serviceSubject(e.service)), strings.Join(e.to, ", ")))
+				ex = append(ex, fmt.Sprintf("{ %s: %s, accounts: [%s] }", kind, strconv.Quote(e.subject), strings.Join(e.to, ", ")))
 			}
 			if slices.Contains(e.to, acc) {
-				im = append(im, fmt.Sprintf("{ service: { account: %s, subject: %s } }", e.from, strconv.Quote(serviceSubject(e.service))))
+				im = append(im, fmt.Sprintf("{ %s: { account: %s, subject: %s } }", kind, e.from, strconv.Quote(e.subject)))
 			}
 		}
 		if len(ex) > 0 {

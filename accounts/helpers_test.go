@@ -195,3 +195,40 @@ func checkFor(t testing.TB, wait, sleep time.Duration, f func() error) {
 func call(service, subset, caller string, proto wire.Proto, op string) string {
 	return wire.Subject{Service: service, Subset: subset, Caller: caller, Proto: proto, Op: op}.String()
 }
+
+// requestVia publishes a request to subject with reply subject reply, which
+// c must be allowed to subscribe to, and returns the first message there.
+// Mesh callers name the callee in the reply (wire.PairInbox), which
+// nats.go's Request cannot do.
+func requestVia(t *testing.T, c *client, subject, reply string, data []byte) (*nats.Msg, error) {
+	t.Helper()
+	sub, err := c.SubscribeSync(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.PublishRequest(subject, reply, data); err != nil {
+		t.Fatal(err)
+	}
+	return sub.NextMsg(5 * time.Second)
+}
+
+// callVia calls subject (a mesh call of caller to callee) as a mesh agent
+// does: with a reply subject in caller's pair inbox for callee.
+func callVia(t *testing.T, c *client, caller, callee, subject string, data []byte) (*nats.Msg, error) {
+	t.Helper()
+	return requestVia(t, c, subject, wire.PairInbox(caller, callee)+"."+nats.NewInbox()[len("_INBOX."):], data)
+}
+
+// firstMsg returns the next message of sub. Use it after the sender has
+// published something forbidden and then a sentinel on the same
+// connection: the broker keeps one connection's messages in order, so the
+// sentinel arriving first proves the forbidden message was dropped.
+func firstMsg(t *testing.T, sub *nats.Subscription) *nats.Msg {
+	t.Helper()
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", sub.Subject, err)
+	}
+	return m
+}

@@ -53,7 +53,7 @@ func generateOperator(spec *Spec, users []User, dir string, o *options) error {
 	}
 	opPub, _ := opKP.PublicKey()
 
-	names := append(accountNames(spec), SystemAccount)
+	names := allAccounts(spec)
 	accKP := map[string]nkeys.KeyPair{}
 	accPub := map[string]string{}
 	claims := map[string]*jwt.AccountClaims{}
@@ -73,22 +73,28 @@ func generateOperator(spec *Spec, users []User, dir string, o *options) error {
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		if acc == DefaultAccount {
+		if acc == StoreAccount {
 			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
 		}
 		claims[acc] = ac
 	}
-	for _, e := range exports(spec) {
-		subj := serviceSubject(e.service)
-		claims[e.from].Exports.Add(&jwt.Export{Name: e.service, Subject: jwt.Subject(subj), Type: jwt.Service, TokenReq: true})
+	for _, e := range exports(spec, newGraph(spec)) {
+		typ := jwt.Stream
+		if e.service {
+			typ = jwt.Service
+		}
+		subj := jwt.Subject(e.subject)
+		// An export that needs a token is visible only to the accounts
+		// the exporter signed an activation for.
+		claims[e.from].Exports.Add(&jwt.Export{Name: e.subject, Subject: subj, Type: typ, TokenReq: true})
 		for _, to := range e.to {
 			act := jwt.NewActivationClaims(accPub[to])
-			act.ImportSubject, act.ImportType = jwt.Subject(subj), jwt.Service
+			act.ImportSubject, act.ImportType = subj, typ
 			tok, err := act.Encode(accKP[e.from])
 			if err != nil {
-				return fmt.Errorf("accounts: activation of %s for %s: %w", e.service, to, err)
+				return fmt.Errorf("accounts: activation of %s for %s: %w", e.subject, to, err)
 			}
-			claims[to].Imports.Add(&jwt.Import{Name: e.service, Subject: jwt.Subject(subj), Account: accPub[e.from], Token: tok, Type: jwt.Service})
+			claims[to].Imports.Add(&jwt.Import{Name: e.subject, Subject: subj, Account: accPub[e.from], Token: tok, Type: typ})
 		}
 	}
 

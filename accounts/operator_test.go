@@ -75,7 +75,7 @@ func TestRevoke(t *testing.T) {
 			web := connectCreds(t, url, dir, "web")
 			serve(t, orders, "orders", "")
 			subj := call("orders", "", "web", wire.ProtoHTTP, "GET")
-			if _, err := web.Request(subj, nil, 5*time.Second); err != nil {
+			if _, err := callVia(t, web, "web", "orders", subj, nil); err != nil {
 				t.Fatal(err)
 			}
 

@@ -19,35 +19,25 @@ type Permissions struct {
 	// is only allowed in that queue group (nats-server's queue permission
 	// syntax; the queue may end in a wildcard).
 	Subscribe []string
-	// Responses, when not nil, lets the user publish to the reply subject
-	// of each message the broker delivered to it (nats-server's
+	// Responses, when not nil, would let the user publish to the reply
+	// subject of each message the broker delivered to it (nats-server's
 	// allow_responses; a user JWT's resp): at most MaxMsgs messages, within
-	// Expires of the delivery. This is how services answer calls, across
-	// accounts too ("_R_." replies of service imports), and discovery
-	// requests, without a static grant on anyone's inbox.
+	// Expires of the delivery, whatever that subject is. No generated user
+	// has it (docs/security.md, "The reply model"): the reply subject is
+	// the sender's choice, checked against no deny list, so a responder
+	// could be made to publish anywhere, and a user that may publish and
+	// subscribe one subject could grant itself any subject. CheckUsers
+	// refuses it for services and the bridge, and for anyone else it
+	// requires that no subject be both publishable and subscribable.
 	Responses *Responses
 }
 
-// Responses bounds the replies a user may publish to requests delivered to
-// it (see Permissions.Responses).
+// Responses bounds the replies a user may publish to messages delivered
+// to it (see Permissions.Responses).
 type Responses struct {
 	MaxMsgs int
 	Expires time.Duration
 }
-
-// ResponseExpiry is how long after a delivery its reply may be published:
-// wire.MaxTimeout, the longest deadline an inbound agent honours, so no reply
-// sent within a call's deadline is refused. A longer bound costs nothing in
-// security (the grant is for one message to a reply subject the callee was
-// actually sent, and a caller that gave up has dropped that token); a
-// shorter one would drop late replies of long calls. The broker forgets a
-// used grant within about a second and an unused one at expiry, so memory
-// grows only with requests delivered and never answered, which the inbound
-// agent does not leave (exactly one reply).
-const ResponseExpiry = wire.MaxTimeout
-
-// reply is the response permission every service and the bridge get.
-var reply = Responses{MaxMsgs: 1, Expires: ResponseExpiry}
 
 // User is one generated NATS user.
 type User struct {
@@ -61,113 +51,123 @@ type User struct {
 
 const kvStream = "KV_" + PoliciesBucket
 
-// kvWatch are the subjects a client publishes to read and watch the
-// policies bucket with nats.go (jetstream.KeyValue, Get, Watch; the legacy
-// nats.JetStreamContext the same): stream info on opening the bucket,
-// creating (and on Stop, deleting) the ordered push consumer that a Watch
-// is (CONSUMER.CREATE.<stream>[.<name>[.<filter>]]), direct get and
-// message get for Get, and the flow control replies the ordered consumer
-// sends (old "$JS.FC.<stream>..." and v2 "$JS.FC.<domain>.<hash>.<stream>..."
-// forms). The consumer delivers to the client's own inbox (nats.NewInbox,
-// so under its custom inbox prefix), which it may subscribe already.
-// Deleting a consumer needs its (random) name, so a client can only
-// delete consumers it knows of.
-var kvWatch = []string{
-	"$JS.API.STREAM.INFO." + kvStream,
-	"$JS.API.CONSUMER.CREATE." + kvStream,
-	"$JS.API.CONSUMER.CREATE." + kvStream + ".>",
-	"$JS.API.CONSUMER.DELETE." + kvStream + ".*",
-	"$JS.API.CONSUMER.INFO." + kvStream + ".*",
-	"$JS.API.DIRECT.GET." + kvStream,
-	"$JS.API.DIRECT.GET." + kvStream + ".>",
-	"$JS.API.STREAM.MSG.GET." + kvStream,
-	"$JS.FC." + kvStream + ".>",
-	"$JS.FC.*.*." + kvStream + ".>",
-}
+// Subjects of the policy store (see StoreAccount).
+const (
+	// kvSubjects are the policies bucket's messages: each write of a key
+	// is a message on "$KV.<bucket>.<key>". STORE exports them as a stream,
+	// so a service account's users see each new version as it is written
+	// (live updates) and can neither write nor replay them.
+	kvSubjects = "$KV." + PoliciesBucket + ".>"
+	// directGet is JetStream's direct get of the bucket by subject
+	// ("$JS.API.DIRECT.GET.KV_natsmesh-policies.$KV.natsmesh-policies.<key>",
+	// no body; the last message of that key, which is what nats.go's
+	// KeyValue.Get asks). STORE exports it as a service: the request
+	// crosses with a "_R_" reply that the broker maps back into the
+	// requester's account. The form without a subject token (a JSON body
+	// naming a sequence or a batch) is not exported: nobody needs it, and
+	// it would let a service have JetStream replay any old revision to a
+	// subject of its choosing in its own account.
+	directGet = "$JS.API.DIRECT.GET." + kvStream + ".>"
+	// discoverySubjects are micro discovery's requests ($SRV.PING|INFO|STATS
+	// and their targeted forms), which STORE exports as a stream so the
+	// admin's discovery reaches every service account.
+	discoverySubjects = "$SRV.>"
+)
 
 // Users returns every user of the generated configuration with its
 // permissions, in a fixed order: the services as in s.Services, the bridge,
-// the admin and the system user.
+// the admin and the system user. It checks them with CheckUsers: an error
+// there (wrapping ErrInvariant) is a bug of this package, reported instead
+// of generating a configuration that breaks the reply model.
 //
+// No user has response permissions: every message is checked against the
+// publisher's static permissions (docs/security.md, "The reply model").
 // A service S in account A gets:
 //
 //	publish   mesh.<C>.*.S.>                 for each callee C that admits S with no methods
 //	          mesh.<C>.*.S.http.<METHOD>     for each HTTP method C admits S for
 //	          mesh.<C>.*.S.grpc.<op>         for each gRPC method (escaped "/pkg.Svc/Method", or *)
-//	          the policies bucket read API   (see kvWatch)
-//	          $SRV.STATUS.S                  passive health: an instance asks its
-//	                                         siblings (siblings.StatusSubject)
-//	responses max 1 within ResponseExpiry    replies to what was delivered to S: calls
-//	                                         (same account, and "_R_." replies of
-//	                                         calls from other accounts), discovery
-//	                                         ($SRV.PING/INFO/STATS from the admin,
-//	                                         $SRV.STATUS.S from a sibling)
+//	          _INBOX_mesh.<O>.S.>            the pair inbox of S in O's inbox, once for each O
+//	                                         that may call S (S's replies to O) or that S may
+//	                                         call (S's stream credits and chunks to O), and
+//	                                         for O = S (siblings' answers, self-calls)
+//	          $SRV.STATUS.S                  passive health: an instance asks its siblings
+//	                                         (siblings.StatusSubject), which subscribe it too
+//	          _INBOX_mesh.<admin>.SRV.>      discovery answers to the admin
+//	          _INBOX_mesh.bridge.SRV.>       and to the bridge
+//	          $JS.API.DIRECT.GET.KV_natsmesh-policies.>   the current mesh file (through STORE's export)
 //	subscribe mesh.S._.> S                   in queue group S only
-//	          mesh.S.<v>.> S.<v>             each subset v, in its own queue group only
-//	                                         (with no subsets declared: mesh.S.*.> S.*)
-//	          _INBOX_mesh.S.>                S's replies, and its JetStream deliveries
-//	          $SRV.PING, $SRV.INFO, $SRV.STATS, $SRV.*.S, $SRV.*.S.*   micro discovery as S only
+//	          mesh.S.<v>.> S.<v>             each declared subset v, in its own queue group
+//	                                         only (an undeclared subset: nothing)
+//	          _INBOX_mesh.S.>                S's replies, streams and discovery answers
+//	          $SRV.PING, $SRV.INFO, $SRV.STATS, $SRV.*.S, $SRV.*.S.*
+//	                                         micro discovery as S only (and $SRV.STATUS.S
+//	                                         from S's siblings)
+//	          $KV.natsmesh-policies.>        each new version of the mesh file (STORE's export)
 //
 // A callee C admits S when C's allow list names S, or C has no allow list
 // and the Default is Allow, and S can reach C: both are in one account,
-// or C's account exports C to S's account.
+// or C's account exports C to S's account. The pair inboxes are the mirror
+// of those call permissions: S may publish into O's inbox only under
+// O's pair with S, so it answers, or lies in, only replies of calls made
+// to S and streams of calls between O and S.
 //
-// The bridge gets the publish rules of a caller named Bridge, its inbox,
-// discovery as Bridge (the gateway answers it too) and the same responses
-// grant, the admin may use discovery ($SRV.>), the whole JetStream API and
-// the policies bucket, and the system user is unrestricted.
-//
-// No service may publish to another's inbox: a callee answers only the
-// requests delivered to it, once each, so it cannot forge a reply to a
-// call its caller made to someone else, nor answer the admin's discovery
-// as another service. A reply subject a caller chooses is answered only
-// if it is in that caller's inbox (pipeline.ReplyAllowed), so a caller
-// cannot make a callee publish elsewhere as itself (the broker checks
-// responses against no deny list).
+// The bridge (in DefaultAccount) gets the calls and pair inboxes of a
+// caller named Bridge (it is called by nobody), the discovery answers'
+// inboxes, $SRV.PING, $SRV.INFO and $SRV.STATS (its dashboard asks them),
+// the direct get, and subscribes its inbox, discovery as Bridge and the
+// live updates. The admin, the one user of StoreAccount, may use
+// discovery ($SRV.>), the whole JetStream API of STORE and write the
+// policies bucket, and reads _INBOX_mesh.<admin>.> and _INBOX.>. The
+// system user is unrestricted.
 func (s *Spec) Users() ([]User, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	g := newGraph(s)
-	var users []User
-	for i := range s.Services {
-		svc := &s.Services[i]
-		p := &Permissions{Responses: &reply}
-		p.Publish = append(p.Publish, g.calls[svc.Name]...)
-		p.Publish = append(p.Publish, kvWatch...)
-		// Passive health: an instance counts its siblings before it leaves
-		// its queue groups (siblings.StatusSubject); they answer it as a
-		// response.
-		p.Publish = append(p.Publish, "$SRV.STATUS."+svc.Name)
-
-		if len(svc.Subsets) == 0 {
-			p.Subscribe = append(p.Subscribe,
-				wire.Prefix+"."+svc.Name+"."+wire.AnySubset+".> "+svc.Name,
-				wire.Prefix+"."+svc.Name+".*.> "+svc.Name+".*")
-		} else {
-			p.Subscribe = append(p.Subscribe, wire.Prefix+"."+svc.Name+"."+wire.AnySubset+".> "+svc.Name)
-			for _, sub := range svc.Subsets {
-				subjects, queues := wire.ServiceSubjects(svc.Name, sub)
-				p.Subscribe = append(p.Subscribe, subjects[1]+" "+queues[1])
-			}
-		}
-		p.Subscribe = append(p.Subscribe, wire.InboxPrefix(svc.Name)+".>")
-		p.Subscribe = append(p.Subscribe, discovery(svc.Name)...)
-		p.Publish, p.Subscribe = dedup(p.Publish), dedup(p.Subscribe)
-		users = append(users, User{Name: svc.Name, Account: svc.account(), Perms: p})
-	}
 	if err := g.err; err != nil {
 		return nil, err
 	}
-
-	bp := &Permissions{
-		Publish:   dedup(append(slices.Clone(g.calls[Bridge]), kvWatch...)),
-		Subscribe: append([]string{wire.InboxPrefix(Bridge) + ".>"}, discovery(Bridge)...),
-		Responses: &reply,
+	admin := s.admin()
+	answers := []string{
+		wire.PairInbox(admin, wire.PeerSRV) + ".>",
+		wire.PairInbox(Bridge, wire.PeerSRV) + ".>",
 	}
+	var users []User
+	for i := range s.Services {
+		svc := &s.Services[i]
+		p := &Permissions{}
+		p.Publish = append(p.Publish, g.calls[svc.Name]...)
+		p.Publish = append(p.Publish, g.pairInboxes(svc.Name)...)
+		// Passive health: an instance counts its siblings before it leaves
+		// its queue groups (siblings.StatusSubject); they answer in its
+		// pair inbox _INBOX_mesh.S.S.
+		p.Publish = append(p.Publish, "$SRV.STATUS."+svc.Name)
+		p.Publish = append(p.Publish, answers...)
+		p.Publish = append(p.Publish, directGet)
+
+		p.Subscribe = append(p.Subscribe, wire.Prefix+"."+svc.Name+"."+wire.AnySubset+".> "+svc.Name)
+		for _, sub := range svc.Subsets {
+			subjects, queues := wire.ServiceSubjects(svc.Name, sub)
+			p.Subscribe = append(p.Subscribe, subjects[1]+" "+queues[1])
+		}
+		p.Subscribe = append(p.Subscribe, wire.InboxPrefix(svc.Name)+".>")
+		p.Subscribe = append(p.Subscribe, discovery(svc.Name)...)
+		p.Subscribe = append(p.Subscribe, kvSubjects)
+		p.Publish, p.Subscribe = dedup(p.Publish), dedup(p.Subscribe)
+		users = append(users, User{Name: svc.Name, Account: svc.account(), Perms: p})
+	}
+
+	bp := &Permissions{}
+	bp.Publish = append(bp.Publish, g.calls[Bridge]...)
+	bp.Publish = append(bp.Publish, g.pairInboxes(Bridge)...)
+	bp.Publish = append(bp.Publish, answers...)
+	bp.Publish = append(bp.Publish, "$SRV.PING", "$SRV.INFO", "$SRV.STATS", directGet)
+	bp.Subscribe = append([]string{wire.InboxPrefix(Bridge) + ".>"}, discovery(Bridge)...)
+	bp.Subscribe = append(bp.Subscribe, kvSubjects)
+	bp.Publish = dedup(bp.Publish)
 	users = append(users, User{Name: Bridge, Account: DefaultAccount, Perms: bp})
 
-	admin := s.admin()
 	ap := &Permissions{
 		Publish: []string{
 			"$SRV.>",
@@ -177,24 +177,40 @@ func (s *Spec) Users() ([]User, error) {
 			"$JS.FC.>",
 		},
 		// _INBOX.> as well: the nats CLI and nats.go default to that
-		// prefix, and services answer discovery as responses to any
-		// reply subject (calls only to the caller's mesh inbox).
+		// prefix for JetStream. Discovery answers come only to
+		// _INBOX_mesh.<admin>.SRV.
 		Subscribe: []string{wire.InboxPrefix(admin) + ".>", "_INBOX.>"},
 	}
-	users = append(users, User{Name: admin, Account: DefaultAccount, Perms: ap})
+	users = append(users, User{Name: admin, Account: StoreAccount, Perms: ap})
 	users = append(users, User{Name: SysUser, Account: SystemAccount})
+	if err := CheckUsers(users); err != nil {
+		return nil, err
+	}
 	return users, nil
 }
 
 // graph is who may call whom, resolved over accounts and exports.
 type graph struct {
-	account map[string]string // caller (service or bridge) -> account
-	calls   map[string][]string
-	err     error
+	account map[string]string   // caller (service or bridge) -> account
+	calls   map[string][]string // caller -> its call subjects
+	// edges are the (caller, callee) pairs that may call, in the order of
+	// s.Services' allow lists: each pair once, whatever the methods.
+	edges []edge
+	// peers[x][o]: x and o are connected by a call in either direction.
+	peers map[string]map[string]bool
+	// order is every caller name, services as in s.Services, then Bridge.
+	order []string
+	err   error
 }
 
+type edge struct{ caller, callee string }
+
 func newGraph(s *Spec) *graph {
-	g := &graph{account: map[string]string{Bridge: DefaultAccount}, calls: map[string][]string{}}
+	g := &graph{
+		account: map[string]string{Bridge: DefaultAccount},
+		calls:   map[string][]string{},
+		peers:   map[string]map[string]bool{},
+	}
 	exported := map[[2]string]bool{} // {service, importing account}
 	for _, a := range s.Accounts {
 		for _, e := range a.Exports {
@@ -203,12 +219,11 @@ func newGraph(s *Spec) *graph {
 			}
 		}
 	}
-	all := []string{}
 	for _, svc := range s.Services {
 		g.account[svc.Name] = svc.account()
-		all = append(all, svc.Name)
+		g.order = append(g.order, svc.Name)
 	}
-	all = append(all, Bridge)
+	g.order = append(g.order, Bridge)
 	reaches := func(caller string, callee *Service) bool {
 		a := g.account[caller]
 		return a == callee.account() || exported[[2]string{callee.Name, a}]
@@ -220,11 +235,12 @@ func newGraph(s *Spec) *graph {
 			if s.Default == Deny {
 				continue
 			}
-			for _, x := range all {
+			for _, x := range g.order {
 				if !reaches(x, callee) {
 					continue
 				}
 				g.calls[x] = append(g.calls[x], base+x+".>")
+				g.connect(x, callee.Name)
 			}
 			continue
 		}
@@ -243,9 +259,39 @@ func newGraph(s *Spec) *graph {
 				proto, op, _ := methodOp(m) // checked by Validate
 				g.calls[r.Caller] = append(g.calls[r.Caller], fmt.Sprintf("%s%s.%s.%s", base, r.Caller, proto, op))
 			}
+			g.connect(r.Caller, callee.Name)
 		}
 	}
 	return g
+}
+
+// connect records that caller may call callee.
+func (g *graph) connect(caller, callee string) {
+	if !slices.Contains(g.edges, edge{caller, callee}) {
+		g.edges = append(g.edges, edge{caller, callee})
+	}
+	for _, p := range [][2]string{{caller, callee}, {callee, caller}} {
+		if g.peers[p[0]] == nil {
+			g.peers[p[0]] = map[string]bool{}
+		}
+		g.peers[p[0]][p[1]] = true
+	}
+}
+
+// pairInboxes are the inboxes x may publish to: its pair in the inbox of
+// each owner it is connected to, _INBOX_mesh.<owner>.<x>.>. For a caller
+// owner these are x's replies; for a callee owner, x's stream messages
+// (credits, request chunks, cancel) to the callee's instance. A service
+// always has its pair in its own inbox: its siblings answer there
+// ($SRV.STATUS.<x>), and so do its calls to itself.
+func (g *graph) pairInboxes(x string) []string {
+	var out []string
+	for _, o := range g.order {
+		if g.peers[x][o] || o == x && x != Bridge {
+			out = append(out, wire.PairInbox(o, x)+".>")
+		}
+	}
+	return out
 }
 
 // discovery is what name subscribes to answer micro discovery as itself

@@ -74,7 +74,7 @@ func testPermissions(t *testing.T, url string, as func(t *testing.T, user string
 			call("orders", "", "web", wire.ProtoHTTP, "GET"),
 			call("orders", "v1", "web", wire.ProtoHTTP, "POST"),
 		} {
-			m, err := web.Request(subj, nil, 5*time.Second)
+			m, err := callVia(t, web, "web", "orders", subj, nil)
 			if err != nil {
 				t.Fatalf("%s: %v", subj, err)
 			}
@@ -94,13 +94,13 @@ func testPermissions(t *testing.T, url string, as func(t *testing.T, user string
 		n := serve(t, orders, "orders", "")
 		web := as(t, "web")
 		spoof := call("orders", "", "bridge", wire.ProtoHTTP, "GET")
-		if err := web.PublishRequest(spoof, web.NewInbox(), nil); err != nil {
+		if err := web.PublishRequest(spoof, wire.PairInbox("web", "orders")+".spoof", nil); err != nil {
 			t.Fatal(err)
 		}
 		web.waitViolation(t, spoof)
 		// A call sent after the spoof on the same connection arrives, so
 		// the spoof was dropped, not delayed.
-		if _, err := web.Request(call("orders", "", "web", wire.ProtoHTTP, "GET"), nil, 5*time.Second); err != nil {
+		if _, err := callVia(t, web, "web", "orders", call("orders", "", "web", wire.ProtoHTTP, "GET"), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n.Load() != 1 {
@@ -124,15 +124,14 @@ func testPermissions(t *testing.T, url string, as func(t *testing.T, user string
 			}
 			web.waitViolation(t, subj)
 		}
-		ordersConn := orders
 		// orders may call payments with the one gRPC method only.
 		ok := call("payments", "", "orders", wire.ProtoGRPC, "/pay.Payments/Charge")
-		if _, err := ordersConn.Request(ok, nil, 5*time.Second); err != nil {
+		if _, err := callVia(t, orders, "orders", "payments", ok, nil); err != nil {
 			t.Fatal(err)
 		}
 		bad := call("payments", "", "orders", wire.ProtoGRPC, "/pay.Payments/Refund")
-		ordersConn.Publish(bad, nil)
-		ordersConn.waitViolation(t, bad)
+		orders.Publish(bad, nil)
+		orders.waitViolation(t, bad)
 		if nOrders.Load() != 0 || nPayments.Load() != 1 {
 			t.Fatalf("orders got %d, payments %d calls; want 0 and 1", nOrders.Load(), nPayments.Load())
 		}
@@ -143,237 +142,271 @@ func testPermissions(t *testing.T, url string, as func(t *testing.T, user string
 		serve(t, catalog, "catalog", "")
 		for _, caller := range []string{"web", "orders", "payments", Bridge} {
 			c := as(t, caller)
-			if _, err := c.Request(call("catalog", "", caller, wire.ProtoHTTP, "GET"), nil, 5*time.Second); err != nil {
+			if _, err := callVia(t, c, caller, "catalog", call("catalog", "", caller, wire.ProtoHTTP, "GET"), nil); err != nil {
 				t.Fatalf("%s -> catalog: %v", caller, err)
 			}
 		}
 	})
 
 	t.Run("subscriptions are confined to the own service", func(t *testing.T) {
-		web := as(t, "web")
-		for _, s := range []struct{ subject, queue string }{
-			{"_INBOX_mesh.orders.>", ""},  // another's replies
-			{"_INBOX_mesh.>", ""},         // everyone's replies
-			{"mesh.orders._.>", ""},       // another's calls
-			{"mesh.orders._.>", "orders"}, // another's queue group
-			{"mesh.>", ""},                // all calls
-			{"$SRV.PING.orders", ""},      // another's discovery
+		for _, tc := range []struct {
+			user, subject, queue string
+		}{
+			{"web", "_INBOX_mesh.orders.>", ""},            // another's replies
+			{"web", "_INBOX_mesh.>", ""},                   // everyone's replies
+			{"web", "mesh.orders._.>", ""},                 // another's calls
+			{"web", "mesh.orders._.>", "orders"},           // another's queue group
+			{"web", "mesh.>", ""},                          // all calls
+			{"web", "$SRV.PING.orders", ""},                // another's discovery
+			{"web", "$SYS.>", ""},                          // the system account's
+			{"web", "$JS.API.>", ""},                       // JetStream's requests
+			{"web", "_INBOX.>", ""},                        // the admin's JetStream answers
+			{"orders", "mesh.orders._.>", ""},              // a plain subscription would copy every call
+			{"orders", "mesh.orders._.>", "thief"},         // a queue group of its own
+			{"orders", "mesh.orders._.>", "orders.spy"},    // a subset group for the any-subset subject
+			{"orders", "mesh.orders.v1.>", "orders"},       // the subset in the wrong group
+			{"orders", "mesh.orders.v3.>", "orders.v3"},    // an undeclared subset
+			{"catalog", "mesh.catalog.v9.>", "catalog.v9"}, // no subsets declared: none
+			{"catalog", "mesh.catalog.*.>", "catalog.*"},   // the same, by wildcard
 		} {
+			c := as(t, tc.user)
 			var err error
-			if s.queue == "" {
-				_, err = web.SubscribeSync(s.subject)
+			if tc.queue == "" {
+				_, err = c.SubscribeSync(tc.subject)
 			} else {
-				_, err = web.QueueSubscribeSync(s.subject, s.queue)
+				_, err = c.QueueSubscribeSync(tc.subject, tc.queue)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			web.waitViolation(t, s.subject)
-		}
-		orders := as(t, "orders")
-		for _, s := range []struct{ subject, queue string }{
-			{"mesh.orders._.>", ""},           // a plain subscription would copy every call
-			{"mesh.orders._.>", "thief"},      // a queue group of its own
-			{"mesh.orders.v1.>", "orders"},    // the subset in the wrong group
-			{"mesh.orders.v3.>", "orders.v3"}, // an undeclared subset
-		} {
-			var err error
-			if s.queue == "" {
-				_, err = orders.SubscribeSync(s.subject)
-			} else {
-				_, err = orders.QueueSubscribeSync(s.subject, s.queue)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			orders.waitViolation(t, s.subject)
+			c.waitViolation(t, tc.subject)
 		}
 	})
 
-	t.Run("cross-account call through the export", func(t *testing.T) {
+	t.Run("cross-account call through stream exports", func(t *testing.T) {
 		invoices := as(t, "invoices")
-		var reply atomic.Value
+		got := make(chan *nats.Msg, 1)
 		subjects, queues := wire.ServiceSubjects("invoices", "")
 		if _, err := invoices.QueueSubscribe(subjects[0], queues[0], func(m *nats.Msg) {
-			reply.Store(m.Reply)
+			got <- m
 			m.Respond([]byte("invoice"))
 		}); err != nil {
 			t.Fatal(err)
 		}
+		// The callee instance's stream inbox: orders sends credits there.
+		chunks, err := invoices.SubscribeSync(wire.PairInbox("invoices", "orders") + ".>")
+		if err != nil {
+			t.Fatal(err)
+		}
 		invoices.noViolations(t)
 		orders := as(t, "orders")
-		m, err := orders.Request(call("invoices", "", "orders", wire.ProtoHTTP, "POST"), []byte("bill"), 5*time.Second)
+		reply := wire.PairInbox("orders", "invoices") + ".x1"
+		subj := call("invoices", "", "orders", wire.ProtoHTTP, "POST")
+		m, err := requestVia(t, orders, subj, reply, []byte("bill"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if string(m.Data) != "invoice" {
 			t.Fatalf("reply %q", m.Data)
 		}
-		t.Logf("a cross-account call arrives with reply %q", reply.Load())
-		if r, _ := reply.Load().(string); len(r) < 4 || r[:4] != "_R_." {
-			t.Fatalf("reply subject %q, want _R_.…", r)
+		// The call crossed with its subject and reply subject unchanged,
+		// in the callee's queue group.
+		if in := <-got; in.Subject != subj || in.Reply != reply || string(in.Data) != "bill" {
+			t.Fatalf("invoices got %q reply %q data %q; want %q reply %q", in.Subject, in.Reply, in.Data, subj, reply)
 		}
-		invoices.noViolations(t)
+		if err := orders.Publish(wire.PairInbox("invoices", "orders")+".s1", []byte("credit")); err != nil {
+			t.Fatal(err)
+		}
+		if c := firstMsg(t, chunks); string(c.Data) != "credit" {
+			t.Fatalf("stream message %q", c.Data)
+		}
+		// invoices may not reply as anyone else, nor to the "_R_" form of
+		// the service imports of before.
+		for _, subj := range []string{wire.PairInbox("orders", "payments") + ".x", "_R_.abc.def"} {
+			invoices.Publish(subj, nil)
+			invoices.waitViolation(t, subj)
+		}
 		orders.noViolations(t)
-		// lonely is in an account nobody imports from: even a caller
-		// with permission (lonely's own account has no other users)
-		// finds no responder from the mesh account.
 	})
 
-	t.Run("replies only to requests received, once", func(t *testing.T) {
+	t.Run("replies only into the caller's pair inbox", func(t *testing.T) {
 		orders := as(t, "orders")
-		twice := make(chan string, 1)
 		subjects, queues := wire.ServiceSubjects("orders", "")
+		replies := make(chan string, 4)
 		if _, err := orders.QueueSubscribe(subjects[0], queues[0], func(m *nats.Msg) {
+			// A NATS-native responder answers whatever reply subject it is
+			// sent: the broker lets it only into the caller's pair.
 			m.Respond([]byte("ok"))
-			m.Respond([]byte("forged second answer")) // refused: max 1
-			twice <- m.Reply
+			replies <- m.Reply
 		}); err != nil {
 			t.Fatal(err)
 		}
 		orders.noViolations(t)
 		web := as(t, "web")
-		// A normal call gets its reply.
-		m, err := web.Request(call("orders", "", "web", wire.ProtoHTTP, "GET"), nil, 5*time.Second)
+		m, err := callVia(t, web, "web", "orders", call("orders", "", "web", wire.ProtoHTTP, "GET"), nil)
 		if err != nil || string(m.Data) != "ok" {
 			t.Fatalf("call: %v %v", m, err)
 		}
-		orders.waitViolation(t, <-twice)
+		<-replies
+		// A caller choosing the reply subject lends the callee nothing.
+		for _, reply := range []string{
+			"$JS.API.STREAM.CREATE.PWN",
+			"$KV." + PoliciesBucket + ".mesh",
+			call("payments", "", "orders", wire.ProtoGRPC, "/pay.Payments/Refund"),
+			wire.PairInbox("web", "payments") + ".x", // another callee's reply
+			wire.InboxPrefix("web") + ".plain",
+		} {
+			if err := web.PublishRequest(call("orders", "", "web", wire.ProtoHTTP, "GET"), reply, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := <-replies; got != reply {
+				t.Fatalf("orders got reply %q, want %q", got, reply)
+			}
+			orders.waitViolation(t, reply)
+		}
 
-		// orders, a callee of web, cannot answer web's other calls (its
-		// inbox tokens are guessable), nor the admin's discovery.
-		forged := wire.InboxPrefix("web") + ".payments-call"
-		got, err := web.SubscribeSync(forged)
+		// orders, a callee of web, cannot answer web's calls to others, nor
+		// the admin's inbox but for discovery answers, nor "_R_" replies.
+		forged := wire.PairInbox("web", "payments") + ".call"
+		got, err := web.SubscribeSync(wire.InboxPrefix("web") + ".>")
 		if err != nil {
 			t.Fatal(err)
 		}
 		web.noViolations(t)
-		for _, subj := range []string{forged, wire.InboxPrefix(DefaultAdmin) + ".stats", "_R_.abc.def"} {
+		for _, subj := range []string{forged, wire.InboxPrefix(DefaultAdmin) + ".stats", "_R_.abc.def", "_INBOX.abc"} {
 			if err := orders.Publish(subj, []byte("forged")); err != nil {
 				t.Fatal(err)
 			}
 			orders.waitViolation(t, subj)
 		}
-		if err := web.Flush(); err != nil {
+		sentinel := wire.PairInbox("web", "orders") + ".sentinel"
+		if err := orders.Publish(sentinel, []byte("genuine")); err != nil {
 			t.Fatal(err)
 		}
-		if n, _, _ := got.Pending(); n != 0 {
-			t.Fatalf("web received %d forged replies", n)
+		if m := firstMsg(t, got); m.Subject != sentinel {
+			t.Fatalf("web received %q on %q before the sentinel", m.Data, m.Subject)
 		}
 
-		// Passive health: siblings answer an instance's status request.
+		// Passive health: siblings answer an instance's status request in
+		// its own pair inbox.
 		sibling := as(t, "orders")
 		if _, err := sibling.Subscribe("$SRV.STATUS.orders", func(m *nats.Msg) { m.Respond([]byte("{}")) }); err != nil {
 			t.Fatal(err)
 		}
 		sibling.noViolations(t)
-		if _, err := orders.Request("$SRV.STATUS.orders", nil, 5*time.Second); err != nil {
+		if _, err := requestVia(t, orders, "$SRV.STATUS.orders", wire.PairInbox("orders", "orders")+".status", nil); err != nil {
 			t.Fatalf("status request: %v", err)
 		}
 		sibling.noViolations(t)
 	})
 
-	t.Run("policies watch and discovery", func(t *testing.T) {
+	t.Run("policy store and discovery", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		admin := as(t, DefaultAdmin)
-		ajs, err := jetstream.New(admin.Conn)
-		if err != nil {
+		akv := createBucket(ctx, t, admin)
+		if _, err := akv.Put(ctx, "mesh", []byte("v1")); err != nil {
 			t.Fatal(err)
 		}
-		akv, err := ajs.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PoliciesBucket})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := akv.Put(ctx, "orders", []byte("v1")); err != nil {
-			t.Fatal(err)
-		}
-		for _, user := range []string{"orders", Bridge} {
-			if _, err := akv.Put(ctx, "orders", []byte("v1")); err != nil {
-				t.Fatal(err)
-			}
+		// Every service account imports the store: the mesh account's
+		// users and invoices, in billing.
+		for _, user := range []string{"orders", Bridge, "invoices"} {
 			c := as(t, user)
-			js, err := jetstream.New(c.Conn)
+			live, err := c.SubscribeSync("$KV." + PoliciesBucket + ".>")
 			if err != nil {
-				t.Fatal(err)
-			}
-			kv, err := js.KeyValue(ctx, PoliciesBucket)
-			if err != nil {
-				t.Fatalf("%s: open bucket: %v", user, err)
-			}
-			e, err := kv.Get(ctx, "orders")
-			if err != nil || string(e.Value()) != "v1" {
-				t.Fatalf("%s: get: %v %v", user, e, err)
-			}
-			w, err := kv.WatchAll(ctx)
-			if err != nil {
-				t.Fatalf("%s: watch: %v", user, err)
-			}
-			if e := <-w.Updates(); e == nil || string(e.Value()) != "v1" {
-				t.Fatalf("%s: first update %v", user, e)
-			}
-			if e := <-w.Updates(); e != nil {
-				t.Fatalf("%s: want the end of initial values, got %v", user, e)
-			}
-			if _, err := akv.Put(ctx, "orders", []byte("v2-"+user)); err != nil {
-				t.Fatal(err)
-			}
-			if e := <-w.Updates(); e == nil || string(e.Value()) != "v2-"+user {
-				t.Fatalf("%s: update %v", user, e)
-			}
-			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			_, err = kv.Put(pctx, "orders", []byte("evil"))
-			pcancel()
-			if err == nil {
-				t.Fatalf("%s may write policies", user)
-			}
-			if err := w.Stop(); err != nil {
-				t.Fatalf("%s: stop: %v (%v)", user, err, c.errors())
-			}
-			// Only the write may have been refused.
-			for _, err := range c.errors() {
-				if !errors.Is(err, nats.ErrPermissionViolation) || !contains(err.Error(), "$KV."+PoliciesBucket) {
-					t.Fatalf("%s: %v", user, err)
-				}
-			}
-		}
-
-		// Discovery: orders and the bridge answer $SRV pings from the
-		// admin, as responses (nats.go's default inbox too).
-		for _, user := range []string{"orders", Bridge} {
-			c := as(t, user)
-			if _, err := c.Subscribe("$SRV.PING."+user, func(m *nats.Msg) { m.Respond([]byte("{}")) }); err != nil {
 				t.Fatal(err)
 			}
 			c.noViolations(t)
-			if _, err := admin.Request("$SRV.PING."+user, nil, 5*time.Second); err != nil {
-				t.Fatalf("ping %s: %v", user, err)
+			if v := directGetValue(t, c, user, "mesh"); v != "v1" {
+				t.Fatalf("%s: direct get %q, want v1", user, v)
 			}
-			reply := "_INBOX.default-prefix"
-			sub, err := admin.SubscribeSync(reply)
-			if err != nil {
+			if _, err := akv.Put(ctx, "mesh", []byte("v2-"+user)); err != nil {
 				t.Fatal(err)
 			}
-			if err := admin.PublishRequest("$SRV.PING."+user, reply, nil); err != nil {
+			if m := firstMsg(t, live); m.Subject != "$KV."+PoliciesBucket+".mesh" || string(m.Data) != "v2-"+user {
+				t.Fatalf("%s: live update %q on %q", user, m.Data, m.Subject)
+			}
+			if v := directGetValue(t, c, user, "mesh"); v != "v2-"+user {
+				t.Fatalf("%s: direct get after the update %q", user, v)
+			}
+			// Read-only, and no other JetStream API.
+			for _, subj := range []string{
+				"$KV." + PoliciesBucket + ".mesh",
+				"$JS.API.STREAM.INFO.KV_" + PoliciesBucket,
+				"$JS.API.CONSUMER.CREATE.KV_" + PoliciesBucket,
+				"$JS.API.DIRECT.GET.KV_" + PoliciesBucket, // by sequence: not exported
+				"$JS.API.INFO",
+			} {
+				if err := c.PublishRequest(subj, wire.PairInbox(user, wire.PeerJS)+".x", []byte("evil")); err != nil {
+					t.Fatal(err)
+				}
+				c.waitViolation(t, subj)
+			}
+			if _, err := akv.Put(ctx, "mesh", []byte("v1")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := sub.NextMsg(5 * time.Second); err != nil {
-				t.Fatalf("ping %s with reply %s: %v", user, reply, err)
+		}
+		if e, err := akv.Get(ctx, "mesh"); err != nil || string(e.Value()) != "v1" {
+			t.Fatalf("bucket after the services' writes: %v %v", e, err)
+		}
+
+		// Discovery: the admin's requests reach every service account;
+		// the bridge's (broadcasts only), its own account.
+		for _, tc := range []struct{ asker, user, subject string }{
+			{DefaultAdmin, "orders", "$SRV.PING.orders"},
+			{DefaultAdmin, "invoices", "$SRV.INFO.invoices"},
+			{DefaultAdmin, Bridge, "$SRV.STATS.bridge"},
+			{Bridge, "orders", "$SRV.PING"},
+		} {
+			c := as(t, tc.user)
+			if _, err := c.Subscribe(tc.subject, func(m *nats.Msg) { m.Respond([]byte(tc.user)) }); err != nil {
+				t.Fatal(err)
+			}
+			c.noViolations(t)
+			asker := admin
+			if tc.asker != DefaultAdmin {
+				asker = as(t, tc.asker)
+			}
+			m, err := requestVia(t, asker, tc.subject, wire.PairInbox(tc.asker, wire.PeerSRV)+".ping", nil)
+			if err != nil || string(m.Data) != tc.user {
+				t.Fatalf("%s asks %s: %v %v (%v)", tc.asker, tc.subject, m, err, asker.errors())
 			}
 			c.noViolations(t)
 		}
 	})
 }
 
-func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0) }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
+// createBucket creates the policies bucket as admin (a user of the store
+// account).
+func createBucket(ctx context.Context, t *testing.T, admin *client) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(admin.Conn)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return -1
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PoliciesBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// directGetValue reads key of the policies bucket as user does: a direct
+// get by subject through the store's service export.
+func directGetValue(t *testing.T, c *client, user, key string) string {
+	t.Helper()
+	m, err := requestVia(t, c, directGetSubject(key), wire.PairInbox(user, wire.PeerJS)+".get", nil)
+	if err != nil {
+		t.Fatalf("%s: direct get %s: %v", user, key, err)
+	}
+	if st := m.Header.Get("Status"); st != "" {
+		t.Fatalf("%s: direct get %s: status %s %s", user, key, st, m.Header.Get("Description"))
+	}
+	return string(m.Data)
+}
+
+func directGetSubject(key string) string {
+	return "$JS.API.DIRECT.GET.KV_" + PoliciesBucket + ".$KV." + PoliciesBucket + "." + key
 }
 
 func TestWrongKeyRefused(t *testing.T) {

@@ -15,10 +15,16 @@ var ErrSpec = errors.New("accounts: invalid spec")
 
 // Names the generated configuration reserves.
 const (
-	// DefaultAccount holds every service that names no account, the
-	// bridge and the admin user. It is also where JetStream (and so the
-	// policies bucket) lives.
+	// DefaultAccount holds every service that names no account, and the
+	// bridge.
 	DefaultAccount = "mesh"
+	// StoreAccount holds the policy store: it is the only account with
+	// JetStream (the policies bucket lives there), and its only user is
+	// the admin. It exports the bucket read-only (the stream of its
+	// messages and the direct get of a key) and discovery requests to
+	// every service account, which export the admin's discovery answers
+	// back. No user of a service account reaches any other JetStream API.
+	StoreAccount = "STORE"
 	// SystemAccount is the NATS system account; its one user is "sys".
 	SystemAccount = "SYS"
 	// Bridge is the caller name and user of the edge gateway.
@@ -66,7 +72,8 @@ type Spec struct {
 	Accounts []Account
 	// Services lists every service of the mesh.
 	Services []Service
-	// Admin names the admin user (for `natsmesh policy apply` and `stat`).
+	// Admin names the admin user (for `natsmesh policy apply` and `stat`),
+	// the one user of StoreAccount.
 	// Default "admin". It is no service's name.
 	Admin string
 }
@@ -95,8 +102,9 @@ type Service struct {
 	Name string
 	// Account is the service's account. Default DefaultAccount.
 	Account string
-	// Subsets are the subsets that exist. With none, instances may
-	// subscribe with any subset label.
+	// Subsets are the subsets that exist. An instance may serve only
+	// these (and the any-subset subject): the broker refuses a
+	// subscription for an undeclared subset, none declared included.
 	Subsets []string
 	// Allow lists who may call the service. nil means the Spec's Default;
 	// an empty non-nil list means nobody.
@@ -156,6 +164,9 @@ func (s *Spec) Validate() error {
 		}
 		if strings.EqualFold(a.Name, SystemAccount) {
 			return specErr("account %q is reserved for the system account", a.Name)
+		}
+		if strings.EqualFold(a.Name, StoreAccount) {
+			return specErr("account %q is reserved for the policy store", a.Name)
 		}
 		if a.Name != DefaultAccount {
 			if _, dup := accounts[a.Name]; dup {

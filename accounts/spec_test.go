@@ -12,8 +12,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-// TestUsersGolden pins the permission sets of testSpec, so that a change
-// of what a user may do is always deliberate: go test -run TestUsersGolden -update.
+// TestUsersGolden pins the permission sets and the exports of testSpec, so
+// that a change of what a user may do is always deliberate: go test -run
+// TestUsersGolden -update.
 func TestUsersGolden(t *testing.T) {
 	spec := testSpec()
 	users, err := spec.Users()
@@ -36,6 +37,13 @@ func TestUsersGolden(t *testing.T) {
 		if r := u.Perms.Responses; r != nil {
 			fmt.Fprintf(&b, "  responses max %d expires %v\n", r.MaxMsgs, r.Expires)
 		}
+	}
+	for _, e := range exports(&spec, newGraph(&spec)) {
+		kind := "stream"
+		if e.service {
+			kind = "service"
+		}
+		fmt.Fprintf(&b, "export %s %s %s -> %s\n", kind, e.subject, e.from, strings.Join(e.to, ", "))
 	}
 	golden := filepath.Join("testdata", "users.golden")
 	if *update {
