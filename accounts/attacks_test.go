@@ -264,6 +264,27 @@ func testShopAttacks(t *testing.T, as func(t *testing.T, user string) *client) {
 		}
 		orders.noViolations(t)
 		intact(t)
+
+		// Not even under a subject the account exports: the admin's
+		// discovery inbox crosses to STORE, an answer to it does not.
+		srv, err := admin.SubscribeSync(wire.PairInbox(DefaultAdmin, wire.PeerSRV) + ".>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin.noViolations(t)
+		if err := orders.PublishRequest(directGetSubject("mesh"), wire.PairInbox(DefaultAdmin, wire.PeerSRV)+".x", nil); err != nil {
+			t.Fatal(err)
+		}
+		// A second direct get into orders' own inbox: once its answer is
+		// here, the first one has had its chance to cross.
+		if v := directGetValue(t, orders, "orders", "mesh"); v != "v1" {
+			t.Fatalf("direct get %q", v)
+		}
+		// Proving a message did not arrive needs a wait: bounded, after
+		// the answer that was sent after it arrived.
+		if m, err := srv.NextMsg(200 * time.Millisecond); err == nil {
+			t.Fatalf("the admin got a direct get's answer %q on %q", m.Data, m.Subject)
+		}
 	})
 
 	t.Run("the store and discovery work", func(t *testing.T) {

@@ -1,11 +1,13 @@
 // Package accounts generates the NATS authorization of a mesh from who may
 // call whom: NATS accounts, one NKey user per service with publish and
-// subscribe permissions, an admin user and a system account user.
+// subscribe permissions, the bridge, an admin user in the policy store's
+// account and a system account user.
 //
 // The input is a [Spec], a plain description of the mesh file's accounts,
 // exports and allow lists (policies.File.AccountsSpec converts the mesh file
-// into one). [Permissions] computes what each user may publish and subscribe;
-// [Generate] writes it into a directory in one of two forms:
+// into one). [Spec.Users] computes what each user may publish and
+// subscribe, and checks it with [CheckUsers]; [Generate] writes it into a
+// directory in one of two forms:
 //
 //   - server-config mode (the default): DIR/nats.conf, a nats-server
 //     configuration with accounts and NKey users that a stock nats-server
@@ -20,9 +22,21 @@
 // Keys are made once and kept: running Generate again over the same
 // directory keeps every existing key unless [WithRotate] names the user.
 //
+// The configuration implements the reply model of docs/security.md: no
+// user has response permissions, so every message any user publishes is
+// checked against its static permissions. Every reply subject names both
+// ends (_INBOX_mesh.<owner>.<peer>.…, wire.PairInbox): only the owner
+// subscribes it and only the peer may publish there, and a service is the
+// peer of exactly the callers and callees it is connected to. The policies
+// bucket lives in [StoreAccount], the only account with JetStream, which
+// every service account reads through exports (the stream of the bucket's
+// messages and the direct get of a key) and nothing else of JetStream.
+// Calls cross accounts as stream exports in both directions, with their
+// reply subjects unchanged.
+//
 // The broker enforces subjects, so it enforces identity (the caller token of
 // a call subject), who may call which service, the HTTP method or gRPC
-// method of a call, and who may read which replies. It cannot see HTTP paths
-// (they travel in headers): the receiving agent enforces path rules, and it
-// must reply only to the caller's inbox (see docs/security.md).
+// method of a call, who may read which replies and who may answer them. It
+// cannot see HTTP paths (they travel in headers): the receiving agent
+// enforces path rules.
 package accounts

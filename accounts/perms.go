@@ -56,17 +56,19 @@ const (
 	// kvSubjects are the policies bucket's messages: each write of a key
 	// is a message on "$KV.<bucket>.<key>". STORE exports them as a stream,
 	// so a service account's users see each new version as it is written
-	// (live updates) and can neither write nor replay them.
+	// (live updates) and cannot write them.
 	kvSubjects = "$KV." + PoliciesBucket + ".>"
 	// directGet is JetStream's direct get of the bucket by subject
 	// ("$JS.API.DIRECT.GET.KV_natsmesh-policies.$KV.natsmesh-policies.<key>",
 	// no body; the last message of that key, which is what nats.go's
 	// KeyValue.Get asks). STORE exports it as a service: the request
-	// crosses with a "_R_" reply that the broker maps back into the
-	// requester's account. The form without a subject token (a JSON body
-	// naming a sequence or a batch) is not exported: nobody needs it, and
-	// it would let a service have JetStream replay any old revision to a
-	// subject of its choosing in its own account.
+	// crosses with a "_R_" reply, and the broker delivers JetStream's
+	// answer to the requester's reply subject, whatever it is, in the
+	// requester's own account (an answer through a service import is
+	// never exported further). The form without a subject token (a JSON
+	// body naming a sequence or a batch) is not exported: KeyValue.Get
+	// does not use it, and it would let a service have JetStream deliver
+	// any old revision to a subject of its choosing in its own account.
 	directGet = "$JS.API.DIRECT.GET." + kvStream + ".>"
 	// discoverySubjects are micro discovery's requests ($SRV.PING|INFO|STATS
 	// and their targeted forms), which STORE exports as a stream so the
