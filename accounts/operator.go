@@ -109,10 +109,12 @@ func generateOperator(spec *Spec, users []User, dir string, o *options) error {
 		if replaced != "" {
 			acc.Revoke(replaced)
 		}
-		if _, revoked := acc.Revocations[pub]; revoked {
+		if revokedAnywhere(claims, pub) {
 			// A revoked key stays revoked only for JWTs issued before
 			// the revocation; one issued now would be valid again.
-			// The key was revoked because it leaked, so replace it.
+			// The key was revoked because it leaked, so replace it. In
+			// any account: a user that moved (the admin, from mesh to
+			// STORE) keeps its key, not its account's revocations.
 			if kp, _, err = keyFile(SeedFile(dir, u.Name), nkeys.PrefixByteUser, true); err != nil {
 				return err
 			}
@@ -165,6 +167,17 @@ func generateOperator(spec *Spec, users []User, dir string, o *options) error {
 	fmt.Fprintf(&b, "# Account JWTs by account: %s\n", accountList(names, accPub))
 	b.WriteString("resolver: {\n  type: full\n  dir: " + strconv.Quote(resolverDir(abs)) + "\n  allow_delete: false\n  interval: \"2m\"\n}\n")
 	return writeFile(ConfigFile(dir), []byte(b.String()), 0o644)
+}
+
+// revokedAnywhere reports whether the user key pub is revoked in any of
+// the accounts.
+func revokedAnywhere(claims map[string]*jwt.AccountClaims, pub string) bool {
+	for _, ac := range claims {
+		if _, revoked := ac.Revocations[pub]; revoked {
+			return true
+		}
+	}
+	return false
 }
 
 func accountList(names []string, pub map[string]string) string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -160,4 +161,37 @@ func TestExpiredUserRefused(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// TestRevokedKeyReplacedInAnyAccount: a user key revoked in one account is
+// replaced even when its user now belongs to another, as the admin moved
+// from mesh to STORE: a JWT issued now would make the leaked key valid
+// again.
+func TestRevokedKeyReplacedInAnyAccount(t *testing.T) {
+	dir := generated(t, testSpec(), WithOperator())
+	before := seedPublicKey(t, SeedFile(dir, DefaultAdmin))
+	// A directory of before STORE: the admin's key revoked in mesh.
+	accKP, _, err := keyFile(accountSeedFile(dir, DefaultAccount), nkeys.PrefixByteAccount, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opKP, _, err := keyFile(operatorSeedFile(dir), nkeys.PrefixByteOperator, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accPub, _ := accKP.PublicKey()
+	ac, err := readAccountClaims(dir, accPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac.RevokeAt(before, time.Now())
+	if err := writeAccountJWT(dir, DefaultAccount, ac, opKP); err != nil {
+		t.Fatal(err)
+	}
+	if err := Generate(testSpec(), dir, WithOperator()); err != nil {
+		t.Fatal(err)
+	}
+	if after := seedPublicKey(t, SeedFile(dir, DefaultAdmin)); after == before {
+		t.Fatal("the admin kept a key revoked in another account")
+	}
 }

@@ -75,6 +75,7 @@ func TestValidate(t *testing.T) {
 		{"admin name", func(s *Spec) { s.Services[0].Name = DefaultAdmin }, "reserved"},
 		{"unknown account", func(s *Spec) { s.Services[0].Account = "nope" }, "not declared"},
 		{"system account", func(s *Spec) { s.Accounts = append(s.Accounts, Account{Name: "sys"}) }, "system account"},
+		{"store account", func(s *Spec) { s.Accounts = append(s.Accounts, Account{Name: "store"}) }, "policy store"},
 		{"unknown caller", func(s *Spec) { s.Services[0].Allow[0].Caller = "nobody" }, "unknown caller"},
 		{"bad method", func(s *Spec) { s.Services[1].Allow[0].Methods = []string{"get"} }, "method"},
 		{"bad gRPC method", func(s *Spec) { s.Services[1].Allow[0].Methods = []string{"pkg.Svc/"} }, "gRPC method"},
