@@ -242,14 +242,22 @@ func testShopAttacks(t *testing.T, as func(t *testing.T, user string) *client) {
 	// A residual the design accepts (docs/security.md): the direct get is
 	// a service import, and the broker delivers JetStream's answer to the
 	// requester's reply subject, whatever it is, in the requester's own
-	// account only. The answer is a stored value (or a status), with
-	// JetStream's headers and no reply subject; it never reaches the store
-	// account, so the bucket is intact. Watchers in the account do see it
-	// on the live updates' subject: a live update must only make a
-	// watcher read the store again.
+	// account only. The answer is a stored value with JetStream's headers
+	// (Nats-Stream...), or an empty message with a Status header, and no
+	// reply subject; it never reaches the store account, so the bucket is
+	// intact. In the account, whoever subscribes that subject gets it:
+	// watchers on the live updates' subject (a live update must only make
+	// a watcher read the store again), or a caller's pair inbox with a
+	// callee orders may not publish as (agents must refuse a reply or
+	// stream message that carries JetStream's or a status header). These
+	// cases pin what the broker does, so that a change is noticed.
 	t.Run("a direct get's answer stays in the requester's account", func(t *testing.T) {
 		web := as(t, "web")
 		live, err := web.SubscribeSync("$KV." + PoliciesBucket + ".>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inbox, err := web.SubscribeSync(wire.PairInbox("web", "inventory") + ".>")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,6 +269,19 @@ func testShopAttacks(t *testing.T, as func(t *testing.T, user string) *client) {
 		m := firstMsg(t, live)
 		if m.Header.Get(jetstream.StreamHeader) != "KV_"+PoliciesBucket || m.Reply != "" || string(m.Data) != "v1" {
 			t.Fatalf("web got %q on %q, reply %q, headers %v", m.Data, m.Subject, m.Reply, m.Header)
+		}
+		for _, tc := range []struct{ key, header, value string }{
+			{"mesh", jetstream.StreamHeader, "KV_" + PoliciesBucket},
+			{"no-such-key", "Status", "404"},
+		} {
+			reply := wire.PairInbox("web", "inventory") + ".guessed-" + tc.key
+			if err := orders.PublishRequest(directGetSubject(tc.key), reply, nil); err != nil {
+				t.Fatal(err)
+			}
+			m := firstMsg(t, inbox)
+			if m.Subject != reply || m.Header.Get(tc.header) != tc.value {
+				t.Fatalf("web got %q on %q, headers %v; want %s: %s on %s", m.Data, m.Subject, m.Header, tc.header, tc.value, reply)
+			}
 		}
 		orders.noViolations(t)
 		intact(t)
