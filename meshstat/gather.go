@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // Defaults of GatherOptions.
@@ -46,7 +50,9 @@ func (o GatherOptions) withDefaults() GatherOptions {
 
 // Gather sends one request to opts.Subject with a reply inbox of nc (so nc's
 // inbox prefix is where the answers go: in a mesh with generated accounts,
-// connect as the admin) and collects the answers until a quiet period, the
+// connect as the admin or the bridge, whose discovery pair inbox
+// wire.PairInbox(name, wire.PeerSRV) is the only one services may answer
+// into; see docs/security.md) and collects the answers until a quiet period, the
 // timeout or ctx ends it; answers that do not decode are listed in
 // Sample.Problems. No one answering is an empty sample, not an error.
 // Errors are those of the connection.
@@ -55,7 +61,7 @@ func Gather(ctx context.Context, nc *nats.Conn, opts GatherOptions) (Sample, err
 	s := Sample{At: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	inbox := nc.NewRespInbox()
+	inbox := replyInbox(nc)
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return s, fmt.Errorf("meshstat: %w", err)
@@ -122,4 +128,16 @@ func (s *Sampler) Next(ctx context.Context) (Report, error) {
 	r := Compute(s.prev, cur)
 	s.prev = cur
 	return r, nil
+}
+
+// replyInbox is the reply subject of one gathering: under the discovery
+// pair inbox of the connection's mesh name when its inbox prefix is a
+// mesh inbox (wire.InboxPrefix(name)), where the generated permissions
+// let services answer; a fresh inbox of nc otherwise (nats.go's default
+// prefix, for a broker without permissions).
+func replyInbox(nc *nats.Conn) string {
+	if name, ok := strings.CutPrefix(nc.Opts.InboxPrefix, wire.InboxPrefix("")); ok && name != "" && !strings.Contains(name, ".") {
+		return wire.PairInbox(name, wire.PeerSRV) + "." + nuid.Next()
+	}
+	return nc.NewInbox()
 }

@@ -46,6 +46,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer d.Shutdown(context.Background())
+	prog := program()
 	a := d.Addresses
 	g, p, ui, monitor := a.Gateway, a.Proxy, a.Dashboard, a.Monitor
 	if ui == "" {
@@ -65,9 +66,10 @@ Through the edge gateway (outside HTTP clients):
   curl -s http://%s/time -d Europe/Paris
   curl -s -i http://%s/orders      # 403, Mesh-Error: forbidden (the gateway may only POST)
 
-Policies (examples/shop/mesh.yaml, live in the policies bucket):
+Policies (examples/shop/mesh.yaml, live in the policies bucket; as the admin):
   curl -s http://%s/stock/apple -H 'x-beta: 1'   # the beta route: always inventory/v2
-  natsmesh policy apply -f examples/shop/mesh.yaml   # edit the split: live within a second
+  %s policy get --nats %s --nkey %s
+  %s policy apply -f examples/shop/mesh.yaml --nats %s --nkey %s   # edit the split: live within a second
 
 Through the web agent's outbound proxy (services call each other by name):
   curl -s -x http://%s http://inventory/stock/pear
@@ -76,15 +78,16 @@ Through the web agent's outbound proxy (services call each other by name):
 
 Live golden metrics (a gentle load of %d requests/s runs through the gateway):
   %s   # the dashboard: the service graph, live
-  natsmesh stat --watch --nats %s --nkey %s
+  %s stat --watch --nats %s --nkey %s
 
 Discovery and monitoring:
   nats --server %s --nkey %s --inbox-prefix %s micro ls   # the nats CLI, as the admin
   curl -s http://%s/connz        # the broker's monitoring
 
 Ctrl-C stops the demo.
-`, a.Broker, d.AccountsDir, g, g, g, g, g, g, p, p, p, cfg.Load, ui, a.Broker, d.AdminSeed,
-		a.Broker, d.AdminSeed, wire.InboxPrefix(accounts.DefaultAdmin), monitor)
+`, a.Broker, d.AccountsDir, g, g, g, g, g, g, prog, a.Broker, d.AdminSeed, prog, a.Broker, d.AdminSeed,
+		p, p, p, cfg.Load, ui, prog, a.Broker, d.AdminSeed,
+		a.Broker, d.AdminSeed, wire.PairInbox(accounts.DefaultAdmin, wire.PeerSRV), monitor)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "natsmesh demo: stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -89,4 +90,14 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun natsmesh <command> --help for the flags of a command, natsmesh --version\n(or -v) for the version.\n")
+}
+
+// program is how to run this binary again in the commands a command
+// prints: the path it was started with when that names a file
+// (bin/natsmesh from make), else "natsmesh" (a binary on PATH).
+func program() string {
+	if p := os.Args[0]; strings.ContainsRune(p, filepath.Separator) && !strings.HasSuffix(p, ".test") {
+		return p
+	}
+	return "natsmesh"
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,4 +50,36 @@ func (f *natsFlags) connect(ctx context.Context, service, name string, log *slog
 	cfg := f.config(log)
 	cfg.Name = name
 	return agent.Connect(ctx, service, cfg)
+}
+
+// refusals makes the broker's asynchronous refusals of nc's publishes and
+// subscriptions (a permissions violation arrives as an -ERR some time after
+// the request, never as its answer) end the returned context at once with
+// the reason, so an admin command run with the wrong identity says why
+// instead of waiting for its timeout. as names the identity in the
+// message. Any earlier error handler keeps being called.
+func refusals(ctx context.Context, nc *nats.Conn, as string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	prev := nc.ErrorHandler()
+	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
+			cancel(fmt.Errorf("the broker refused it: %v (connected as %q with inbox prefix %q: run this as the mesh's admin, --nkey DIR/%s.nk or --creds DIR/%s.creds from natsmesh accounts generate, and --as if the admin has another name)",
+				err, as, c.Opts.InboxPrefix, as, as))
+		}
+		if prev != nil {
+			prev(c, sub, err)
+		}
+	})
+	return ctx, func() { cancel(nil) }
+}
+
+// refused returns the reason refusals ended ctx with, or err unchanged.
+func refused(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+		return cause
+	}
+	return err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natsmesh/natsmesh/accounts"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
 )
@@ -60,9 +61,13 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // policyFlags are the flags every policy subcommand has.
 type policyFlags struct {
 	nats natsFlags
+	as   string
 }
 
-func (p *policyFlags) register(fs *flag.FlagSet) { p.nats.register(fs) }
+func (p *policyFlags) register(fs *flag.FlagSet) {
+	p.nats.register(fs)
+	fs.StringVar(&p.as, "as", accounts.DefaultAdmin, "the `user` to act as: its inbox prefix is where answers go (the mesh's admin user with generated accounts)")
+}
 
 // policyTimeout bounds a policy command's work once connected: a handful
 // of small JetStream requests.
@@ -72,12 +77,13 @@ const policyTimeout = 30 * time.Second
 // needed). Close the returned func when done.
 func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, context.Context, func(), error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	nc, err := p.nats.connect(ctx, "natsmesh-policy", "", log)
+	nc, err := p.nats.connect(ctx, p.as, "natsmesh-policy", log)
 	if err != nil {
 		return nil, nil, nil, failure{asCommand("policy", err)}
 	}
-	ctx, cancel := context.WithTimeout(ctx, policyTimeout)
-	closeAll := func() { cancel(); nc.Close() }
+	rctx, stop := refusals(ctx, nc, p.as)
+	ctx, cancel := context.WithTimeout(rctx, policyTimeout)
+	closeAll := func() { cancel(); stop(); nc.Close() }
 	js, err := jetstream.New(nc)
 	if err == nil {
 		var s *live.Store
@@ -85,8 +91,9 @@ func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, 
 			return s, ctx, closeAll, nil
 		}
 	}
+	err = refused(rctx, err)
 	closeAll()
-	return nil, nil, nil, failure{err}
+	return nil, nil, nil, failure{fmt.Errorf("policy: %w", err)}
 }
 
 // liveFile returns the live file, or nil at revision 0 if none was applied.
@@ -101,7 +108,7 @@ func liveFile(ctx context.Context, s *live.Store, stderr io.Writer) (*policies.F
 		fmt.Fprintf(stderr, "natsmesh: warning: the live mesh file (revision %d) is invalid:\n%v\n", rev, err)
 		return nil, rev, nil
 	case err != nil:
-		return nil, 0, failure{err}
+		return nil, 0, failure{fmt.Errorf("policy: %w", refused(ctx, err))}
 	}
 	return f, rev, nil
 }
@@ -169,7 +176,7 @@ func runPolicyApply(ctx context.Context, args []string, stdout, stderr io.Writer
 		return failure{fmt.Errorf("policy apply: the live file changed from revision %d while applying; run diff again", a.rev)}
 	}
 	if err != nil {
-		return failure{err}
+		return failure{fmt.Errorf("policy apply: %w", refused(ctx, err))}
 	}
 	fmt.Fprintf(stdout, "applied %s: revision %d\n", a.path, newRev)
 	return nil
@@ -221,7 +228,7 @@ func runPolicyGet(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return failure{errors.New("policy get: no mesh file applied yet (natsmesh policy apply -f FILE)")}
 	}
 	if err != nil {
-		return failure{err}
+		return failure{fmt.Errorf("policy get: %w", refused(ctx, err))}
 	}
 	var out any = f.Canonical()
 	if service != "" {

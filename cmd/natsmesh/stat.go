@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,9 +57,11 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return failure{asCommand("stat", err)}
 	}
 	defer nc.Close()
+	ctx, stop := refusals(ctx, nc, *as)
+	defer stop()
 	sampler := meshstat.NewSampler(nc, meshstat.GatherOptions{Quiet: min(*quiet, *interval/2), Timeout: max(*interval, meshstat.DefaultTimeout)})
 	if _, err := sampler.Next(ctx); err != nil {
-		return stopped(ctx, err)
+		return stopped("stat", ctx, err)
 	}
 	tick := time.NewTicker(*interval)
 	defer tick.Stop()
@@ -66,12 +69,12 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
-			return nil
+			return stopped("stat", ctx, nil)
 		case <-tick.C:
 		}
 		r, err := sampler.Next(ctx)
 		if err != nil {
-			return stopped(ctx, err)
+			return stopped("stat", ctx, err)
 		}
 		switch {
 		case *asJSON && *watch:
@@ -97,13 +100,18 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 }
 
-// stopped is nil when ctx ended (Ctrl-C while gathering), else err as a
-// failure.
-func stopped(ctx context.Context, err error) error {
+// stopped is nil when ctx ended (Ctrl-C while gathering), the broker's
+// refusal when that ended it (see refusals), else err as a failure of
+// command.
+func stopped(command string, ctx context.Context, err error) error {
 	if ctx.Err() != nil {
+		// Interrupted: done. Refused by the broker: say why.
+		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+			return failure{fmt.Errorf("%s: %w", command, cause)}
+		}
 		return nil
 	}
-	return failure{fmt.Errorf("stat: %w", err)}
+	return failure{fmt.Errorf("%s: %w", command, err)}
 }
 
 // isTerminal reports whether w is a character device (a terminal), where

@@ -63,6 +63,13 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return failure{asCommand("ui", err)}
 	}
 	defer nc.Close()
+	// One gathering first, so an identity the broker refuses discovery
+	// fails here with the reason rather than as an empty page.
+	ctx, stop := refusals(ctx, nc, *as)
+	defer stop()
+	if _, err := meshstat.Gather(ctx, nc, meshstat.GatherOptions{Quiet: 100 * time.Millisecond}); err != nil || ctx.Err() != nil {
+		return stopped("ui", ctx, err)
+	}
 	h, err := dashboardHandler(nc)
 	if err != nil {
 		return err
@@ -78,6 +85,10 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err := <-served:
 		return failure{fmt.Errorf("ui: %w", err)}
 	case <-ctx.Done():
+		if err := stopped("ui", ctx, nil); err != nil {
+			srv.Close()
+			return err
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
