@@ -293,11 +293,11 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 		}
 		peer = c.Service
 	}
-	mux, err := s.mux(c.Caller)
-	if err != nil {
+	if err := s.connected(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.connected(ctx); err != nil {
+	mux, err := s.mux(c.Caller)
+	if err != nil {
 		return nil, err
 	}
 	deadline, _ := ctx.Deadline()
