@@ -342,7 +342,9 @@ func (a *Agent) Ready(timeout time.Duration) error {
 // Shutdown stops taking new calls and finishes the ones in flight: it drains
 // the inbound subscriptions (messages already delivered are still served)
 // and waits for every inbound call to be answered, then closes the outbound
-// listeners' servers gracefully, then deregisters. If ctx ends first it
+// listeners' servers gracefully and the outbound pipeline (a call through
+// the agent's Transport or ClientConn fails from then on with
+// broker-unavailable), then deregisters. If ctx ends first it
 // returns ctx's error, with the remaining calls still finishing in the
 // background. It is safe to call more than once and concurrently.
 func (a *Agent) Shutdown(ctx context.Context) error {
@@ -370,6 +372,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		// The outbound listeners' servers close what is left when ctx
 		// ends: a stalled client must not hold up the exit.
 		errs = append(errs, a.out.shutdown(ctx))
+		// Its reply muxes: calls still waiting fail, later ones are
+		// refused.
+		errs = append(errs, a.send.Close())
 		if disc != nil {
 			errs = append(errs, disc.Stop())
 		}

@@ -569,9 +569,10 @@ func TestRawNATSCaller(t *testing.T) {
 			}
 		}))
 	})
-	// A raw NATS client calling as web reads its replies under web's inbox
-	// prefix: the agent answers no other reply subject.
-	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("web")))
+	// A raw NATS client calling orders as web reads its replies in the
+	// pair inbox of web and orders: the agent answers no other reply
+	// subject.
+	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.PairInbox("web", "orders")))
 	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{
 		wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/hang"},
 		"Mesh-Hdr-mesh-caller": {"admin"}, "Mesh-Hdr-MESH-CALLER": {"root"},

@@ -36,11 +36,12 @@ func (s *syncBuffer) String() string {
 }
 
 // TestNoConfusedDeputy is the regression test of issue 11: a raw publish
-// to httpbin as web, with a reply subject that is not web's inbox, must
-// not make httpbin's agent publish its answer there. On a JetStream
-// broker, a reply to $JS.API.STREAM.CREATE.PWN would create a stream; one
-// to another service's subject would call it as httpbin; one to another
-// caller's inbox would inject a reply.
+// to httpbin as web, with a reply subject that is not in the pair inbox of
+// web and httpbin, must not make httpbin's agent publish its answer there.
+// On a JetStream broker, a reply to $JS.API.STREAM.CREATE.PWN would create
+// a stream; one to another service's subject would call it as httpbin;
+// one to another caller's inbox, or to web's inbox for another service,
+// would inject a reply.
 func TestNoConfusedDeputy(t *testing.T) {
 	b := meshtest.Broker(t) // JetStream on
 	var logs syncBuffer
@@ -55,7 +56,8 @@ func TestNoConfusedDeputy(t *testing.T) {
 	spy := meshtest.Conn(t, b)
 	var mu sync.Mutex
 	var leaked []string
-	for _, s := range []string{"mesh.payments.>", "_INBOX_mesh.orders.>", "_INBOX.>", "_INBOX_mesh.webx.>", "_INBOX_mesh.web", "pwn.>", "$JS.API.STREAM.CREATE.>"} {
+	for _, s := range []string{"mesh.payments.>", "_INBOX_mesh.orders.>", "_INBOX.>", "_INBOX_mesh.webx.>", "_INBOX_mesh.web",
+		"_INBOX_mesh.web.payments.>", "_INBOX_mesh.web.httpbin", "_INBOX_mesh.web.x", "pwn.>", "$JS.API.STREAM.CREATE.>"} {
 		if _, err := spy.Subscribe(s, func(m *nats.Msg) {
 			mu.Lock()
 			leaked = append(leaked, m.Subject)
@@ -68,7 +70,7 @@ func TestNoConfusedDeputy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	web := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("web")))
+	web := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.PairInbox("web", "httpbin")))
 	call := func(reply string) *nats.Msg {
 		return &nats.Msg{Subject: "mesh.httpbin._.web.http.GET", Reply: reply,
 			Header: nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/"}}}
@@ -79,6 +81,9 @@ func TestNoConfusedDeputy(t *testing.T) {
 		"_INBOX_mesh.orders.x",              // another caller's inbox
 		"_INBOX_mesh.webx.x",                // a prefix of web's is not web's
 		"_INBOX_mesh.web",                   // the prefix itself is no inbox
+		"_INBOX_mesh.web.payments.x",        // web's inbox for another service
+		"_INBOX_mesh.web.httpbin",           // the pair itself is no inbox
+		"_INBOX_mesh.web.x",                 // web's inbox, no pair
 		"_INBOX.x",                          // nats.go's default inbox
 	} {
 		if err := web.PublishMsg(call(reply)); err != nil {

@@ -171,8 +171,11 @@ func TestAllowListsOverTCP(t *testing.T) {
 	})
 
 	// Raw, with web's key: the broker refuses the publish; pay never sees it.
+	// Its requests reply in the pair inbox of web and orders, the one
+	// orders' agent answers.
 	violations := make(chan error, 8)
-	raw := m.conn("web", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	raw := m.conn("web", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }),
+		nats.CustomInboxPrefix(wire.PairInbox("web", "orders")))
 	before := pay.n.Load()
 	msg := &nats.Msg{Subject: "mesh.pay._.web.http.GET", Header: nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/"}}}
 	if _, err := raw.RequestMsg(msg, 200*time.Millisecond); err == nil {
@@ -256,9 +259,10 @@ services:
 `
 
 // TestCrossAccountOverTCP: through real agents with their own keys, a call
-// to another account works with an export (the reply comes back over the
-// broker's _R_ subject, which the callee's agent answers) and fails
-// forbidden without one, whether the caller's agent knows the file or not.
+// to another account works with an export (the accounts exchange streams,
+// and the reply subject crosses unchanged, in the pair inbox of caller and
+// callee) and fails forbidden without one, whether the caller's agent
+// knows the file or not.
 func TestCrossAccountOverTCP(t *testing.T) {
 	t.Run("export", func(t *testing.T) {
 		m := newAuthMesh(t, withExport)

@@ -40,8 +40,8 @@ func (g *Gateway) Serve(l net.Listener, tlsConfig *tls.Config) error {
 
 // Shutdown stops the servers Serve runs: they stop accepting, finish the
 // requests in flight (each bounded by the gateway's Timeout), and close;
-// then the gateway stops answering discovery. It is safe to call more than
-// once.
+// then the gateway stops answering discovery and sending calls (its
+// outbound pipeline is closed). It is safe to call more than once.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.closed = true
@@ -55,6 +55,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	errs[len(servers)] = g.disc.Stop()
+	// Its reply muxes: calls still waiting fail, later ones are refused.
+	errs = append(errs, g.send.Close())
 	g.releases.Release() // its breakers leave the metrics
 	return errors.Join(errs...)
 }

@@ -27,8 +27,8 @@
 // every message goes through: it owns the concurrency limit, the deadline
 // (Mesh-Timeout, else grpc-timeout, else its default; the decoders apply
 // the same Mesh-Timeout again, which changes nothing behind the dispatch)
-// and the one reply, which goes only to the caller's own inbox
-// ([ReplyAllowed]). A handler's reply message belongs to the dispatch,
+// and the one reply, which goes only to the pair inbox of the caller and
+// the service, wire.PairInbox(caller, service) ([ReplyAllowed]). A handler's reply message belongs to the dispatch,
 // which sets its subject and publishes it: return a fresh message.
 //
 // # Order of the middleware

@@ -90,9 +90,9 @@ const overloadRetryAfter = time.Second
 // answers it. For each message it:
 //
 //  1. drops it if it has no reply subject (a publish: no one to answer),
-//     and refuses it, publishing nothing, if the reply subject is not the
-//     caller's ([ReplyAllowed]: no confused deputy); refusals are logged,
-//     at most once a second;
+//     and refuses it, publishing nothing, if the reply subject is not in
+//     the pair inbox of the caller and the service ([ReplyAllowed]: no
+//     confused deputy); refusals are logged, at most once a second;
 //  2. admits it under the concurrency limit, or answers overloaded at once
 //     without running anything (so the caller may retry elsewhere), and
 //     answers overloaded after Close;

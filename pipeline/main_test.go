@@ -34,6 +34,14 @@ func conn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
 	return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)), nats.Timeout(5*time.Second))
 }
 
+// rawConn connects to b as a raw NATS client of caller that calls
+// service: nats.go's inboxes are in their pair inbox, the reply subjects
+// an agent of service answers.
+func rawConn(t testing.TB, b *broker.Broker, caller, service string) *nats.Conn {
+	t.Helper()
+	return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.PairInbox(caller, service)), nats.Timeout(5*time.Second))
+}
+
 // serveHTTPMsg serves m with h as the in-process HTTP kind does and returns
 // the reply the dispatch would send.
 func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Limits) *nats.Msg {

@@ -7,10 +7,12 @@ import (
 	"maps"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -75,7 +77,13 @@ type OutboundConfig struct {
 //  3. is sent as one NATS request per attempt: each attempt is a new
 //     message with a header map of its own carrying Mesh-Timeout, the time
 //     left on that attempt's context, so concurrent attempts share nothing
-//     and the receiver stops work when the caller gives up.
+//     and the receiver stops work when the caller gives up. Its reply
+//     subject is in the pair inbox of the caller and the service called,
+//     wire.PairInbox(caller, service) (wire.PeerNATS for a plain NATS
+//     subject), received by the caller's reply mux (internal/replymux),
+//     one per caller and connection, made at the caller's first call;
+//     the connection's user must be allowed to subscribe to the caller's
+//     inbox (wire.InboxPrefix(caller)+".>").
 //
 // Failures come back as *wire.Error: no responders (naming the service and
 // subset), timeout, a broken or lost connection (broker-unavailable, after
@@ -88,6 +96,7 @@ type Outbound struct {
 	timeout    time.Duration
 	maxTimeout time.Duration
 	chain      Sender
+	ns         *natsSender
 }
 
 var _ Sender = (*Outbound)(nil)
@@ -112,8 +121,14 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		s = cfg.Middleware[i](s)
 	}
-	return &Outbound{nc: nc, timeout: cfg.Timeout, maxTimeout: cfg.MaxTimeout, chain: s}, nil
+	return &Outbound{nc: nc, timeout: cfg.Timeout, maxTimeout: cfg.MaxTimeout, chain: s, ns: ns}, nil
 }
+
+// Close unsubscribes the pipeline's reply muxes and fails the calls
+// waiting for a reply (connection-lost); calls sent after it fail with
+// broker-unavailable. It does not close the connection. Safe to call more
+// than once.
+func (o *Outbound) Close() error { return o.ns.close() }
 
 // Send sends c through the middleware and over NATS.
 func (o *Outbound) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
@@ -138,10 +153,19 @@ func (o *Outbound) Limits() wire.Limits { return wire.Limits{MaxPayload: o.nc.Ma
 // Conn is the pipeline's NATS connection.
 func (o *Outbound) Conn() *nats.Conn { return o.nc }
 
-// natsSender is the end of the outbound pipeline: one NATS request.
+// natsSender is the end of the outbound pipeline: one NATS request,
+// through the reply mux of its caller.
 type natsSender struct {
 	nc    *nats.Conn
 	grace time.Duration
+
+	// muxes are the reply muxes by caller, each made at its caller's
+	// first call (an agent's or a gateway's calls all have one caller,
+	// its own name). Copied on write, so a call finds its mux without a
+	// lock; muxMu orders the writers and Close.
+	muxes  atomic.Pointer[map[string]*replymux.Mux]
+	muxMu  sync.Mutex
+	closed bool
 
 	// inflight are the requests waiting for a reply, each its message
 	// and the cancellation of its context, so that a permissions
@@ -207,13 +231,73 @@ func (s *natsSender) untrack(m *nats.Msg) {
 	s.mu.Unlock()
 }
 
+// mux returns the reply mux of caller, made at its first call.
+func (s *natsSender) mux(caller string) (*replymux.Mux, error) {
+	if m := s.muxes.Load(); m != nil {
+		if x := (*m)[caller]; x != nil {
+			return x, nil
+		}
+	}
+	s.muxMu.Lock()
+	defer s.muxMu.Unlock()
+	if s.closed {
+		return nil, &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "the outbound pipeline is closed"}
+	}
+	old := s.muxes.Load()
+	if old != nil {
+		if x := (*old)[caller]; x != nil {
+			return x, nil
+		}
+	}
+	x, err := replymux.New(s.nc, caller)
+	if err != nil {
+		if errors.Is(err, wire.ErrInvalidName) {
+			return nil, &wire.Error{Kind: wire.KindNoRoute, Message: "caller: " + err.Error(), Err: err}
+		}
+		// Nothing was sent.
+		return nil, &wire.Error{Kind: wire.KindBrokerUnavailable, Message: err.Error(), Err: err}
+	}
+	m := make(map[string]*replymux.Mux, 1)
+	if old != nil {
+		maps.Copy(m, *old)
+	}
+	m[caller] = x
+	s.muxes.Store(&m)
+	return x, nil
+}
+
+// close closes the reply muxes; from then on no call is sent.
+func (s *natsSender) close() error {
+	s.muxMu.Lock()
+	defer s.muxMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	if m := s.muxes.Swap(nil); m != nil { // later calls find no mux, and s.closed
+		for _, x := range *m {
+			errs = append(errs, x.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
+	// The reply's peer: the service called, or the reserved peer of a
+	// NATS-native responder.
+	peer := wire.PeerNATS
 	if c.Subject == "" {
 		if err := (wire.Subject{Service: c.Service, Subset: c.Subset, Caller: c.Caller, Proto: c.Proto}).Validate(); err != nil {
 			return nil, &wire.Error{Kind: wire.KindNoRoute, Message: err.Error(), Err: err}
 		}
+		peer = c.Service
 	}
 	if err := s.connected(ctx); err != nil {
+		return nil, err
+	}
+	mux, err := s.mux(c.Caller)
+	if err != nil {
 		return nil, err
 	}
 	deadline, _ := ctx.Deadline()
@@ -232,7 +316,7 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s.track(m, cancel)
-	reply, err := s.nc.RequestMsgWithContext(ctx, m)
+	reply, err := mux.Request(ctx, m, peer)
 	s.untrack(m)
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, wire.ErrForbidden) {

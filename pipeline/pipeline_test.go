@@ -62,6 +62,11 @@ func outbound(t *testing.T, nc *nats.Conn, mw ...OutboundMiddleware) *Outbound {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := o.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return o
 }
 
@@ -176,7 +181,7 @@ func TestRawGRPCTimeoutIsTheDeadline(t *testing.T) {
 			return httpwire.ResponseMsg(200, http.Header{"X-Left-Ms": {left}}, nil, nil, wire.Limits{})
 		}),
 	})
-	raw := conn(t, b, "raw")
+	raw := rawConn(t, b, "raw", "orders")
 	tests := []struct {
 		name   string
 		header nats.Header
@@ -230,7 +235,7 @@ func TestOneReplyEach(t *testing.T) {
 			return httpwire.ResponseMsg(204, nil, nil, nil, wire.Limits{})
 		}),
 	})
-	raw := conn(t, b, "raw")
+	raw := rawConn(t, b, "raw", "orders")
 	for do, want := range map[string]string{"panic": "internal", "nil": "internal", "error": "internal", "ok": ""} {
 		t.Run(do, func(t *testing.T) {
 			inbox := raw.NewRespInbox()

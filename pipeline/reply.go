@@ -10,80 +10,65 @@ import (
 )
 
 // ReplyAllowed reports whether reply may be answered for a call on
-// subject: it must lie under the inbox prefix of the caller the subject
-// names (wire.InboxPrefix(caller) + "."), or be a reply subject the broker
-// made for a request that crossed accounts through a service import
-// ("_R_.<6>.<6>", with ".<server hash>.T" when latency is tracked), which
-// the broker maps back to the caller's inbox in its own account.
+// subject: it must lie in the pair inbox of the caller and the service the
+// subject names, under wire.PairInbox(caller, service) + ".", the only
+// reply subjects the callee's user may publish to for that caller
+// (docs/security.md, "The reply model"). A call that crossed accounts
+// keeps its reply subject (the accounts exchange streams, not services),
+// so nats-server's "_R_." replies of a service import are refused too.
 //
 // Any other reply subject ($JS.API.STREAM.CREATE.X, another service's call
-// subjects, another caller's inbox) would make the agent publish its
-// service's answer there with the agent's own permissions: a confused
-// deputy. A reply with wildcards, whitespace or empty tokens is refused
-// too.
+// subjects, another caller's inbox, the caller's replies from another
+// service) would make the agent publish its service's answer there: a
+// confused deputy, which the broker's permissions would refuse anyway; a
+// clear refusal here is better than a permissions violation. A reply with
+// wildcards, whitespace or empty tokens is refused too.
 func ReplyAllowed(subject, reply string) bool {
 	if !literalSubject(reply) {
 		return false
 	}
-	if caller := callerToken(subject); caller != "" {
-		prefix := wire.InboxPrefix(caller)
-		if len(reply) > len(prefix)+1 && strings.HasPrefix(reply, prefix) && reply[len(prefix)] == '.' {
-			return true
-		}
+	service, caller := callTokens(subject)
+	if caller == "" {
+		return false
 	}
-	return serviceImportReply(reply)
+	// _INBOX_mesh.<caller>.<service>.<at least one more token>, without
+	// building the prefix: this runs for every inbound call.
+	rest, ok := strings.CutPrefix(reply, inboxRoot)
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, caller); !ok || !strings.HasPrefix(rest, ".") {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest[1:], service); !ok || !strings.HasPrefix(rest, ".") {
+		return false
+	}
+	return len(rest) > 1
 }
 
-// callerToken returns the caller token of a mesh subject
-// (mesh.<service>.<subset>.<caller>.<proto>.<op>), or "" when subject is
-// not one or the token is not a valid name.
-func callerToken(subject string) string {
+// inboxRoot is what every mesh inbox starts with, "_INBOX_mesh.".
+var inboxRoot = wire.InboxPrefix("")
+
+// callTokens returns the service and caller tokens of a mesh subject
+// (mesh.<service>.<subset>.<caller>.<proto>.<op>), or "", "" when subject
+// is not one or either token is not a valid name.
+func callTokens(subject string) (service, caller string) {
 	rest, ok := strings.CutPrefix(subject, wire.Prefix+".")
 	if !ok {
-		return ""
+		return "", ""
 	}
-	var tok string
-	for range 3 { // service, subset, caller
+	var toks [3]string // service, subset, caller
+	for i := range toks {
 		var found bool
-		tok, rest, found = strings.Cut(rest, ".")
+		toks[i], rest, found = strings.Cut(rest, ".")
 		if !found {
-			return ""
+			return "", ""
 		}
 	}
-	if wire.ValidateName("caller", tok) != nil {
-		return ""
+	if wire.ValidateName("service", toks[0]) != nil || wire.ValidateName("caller", toks[2]) != nil {
+		return "", ""
 	}
-	return tok
-}
-
-// serviceImportReply reports whether reply has the form of nats-server's
-// service import response subjects: "_R_." + 6 base62 characters (the
-// account's response prefix) + "." + 6 base62 characters, optionally
-// followed by "." + the server's hash + ".T" (see newServiceReply in
-// nats-server's accounts.go).
-func serviceImportReply(reply string) bool {
-	rest, ok := strings.CutPrefix(reply, "_R_.")
-	if !ok {
-		return false
-	}
-	toks := strings.Split(rest, ".")
-	switch {
-	case len(toks) == 2:
-	case len(toks) == 4 && toks[3] == "T" && len(toks[2]) >= 1 && len(toks[2]) <= 16 && base62(toks[2]):
-	default:
-		return false
-	}
-	return len(toks[0]) == 6 && len(toks[1]) == 6 && base62(toks[0]) && base62(toks[1])
-}
-
-func base62(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return false
-		}
-	}
-	return true
+	return toks[0], toks[2]
 }
 
 // literalSubject reports whether s is a subject a message may be published
@@ -123,6 +108,6 @@ func (r *refusedReplies) refused(subject, reply string) {
 	n := r.suppressed
 	r.last, r.suppressed = now, 0
 	r.mu.Unlock()
-	r.log.Warn("pipeline: refused a call whose reply subject is not the caller's inbox (nothing published)",
+	r.log.Warn("pipeline: refused a call whose reply subject is not in the pair inbox of its caller and service (nothing published)",
 		"subject", subject, "reply", reply, "refused_since_last_log", n)
 }

@@ -78,7 +78,7 @@ func TestGoldenWire(t *testing.T) {
 		fmt.Fprintf(&b, "subject service=%s subset=%q caller=%s proto=%s op=%q\n  %s\n", s.Service, s.Subset, s.Caller, s.Proto, s.Op, s)
 	}
 	subjects, queues := wire.ServiceSubjects("orders", "v1")
-	fmt.Fprintf(&b, "instance of orders@v1 subscribes %q in queue groups %q; replies to %s\n\n", subjects, queues, wire.InboxPrefix("web"))
+	fmt.Fprintf(&b, "instance of orders@v1 subscribes %q in queue groups %q; replies to %s\n\n", subjects, queues, wire.PairInbox("web", "orders"))
 
 	// HTTP requests.
 	r := httptest.NewRequest("POST", "http://orders/v1/items%2Fa?id=7&x=%20", strings.NewReader(`{"sku":"apple"}`))

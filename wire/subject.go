@@ -201,6 +201,13 @@ const (
 	// PeerJS is the peer of JetStream's answers (the policy store's direct
 	// get), which reach a service account through the store's export.
 	PeerJS = "JS"
+	// PeerNATS is the peer of a call to a NATS-native responder (a
+	// gateway route to a plain subject, "nats:SUBJECT"), which is no mesh
+	// service: the caller's reply subject is under
+	// PairInbox(caller, PeerNATS). A hand-written permission for such a
+	// responder grants it publish on PairInbox(caller, PeerNATS)+".>" for
+	// each caller it answers.
+	PeerNATS = "NATS"
 )
 
 // PairInbox is the inbox prefix that owner subscribes to and only peer may

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // Config is what a component answers discovery with.
@@ -91,6 +94,8 @@ type Responder struct {
 
 	mu   sync.Mutex
 	subs []*nats.Subscription
+
+	refused refusals
 }
 
 // Stats is the STATS answer: micro's, and the component's own snapshot
@@ -182,6 +187,10 @@ func (r *Responder) answer(body func() any) nats.MsgHandler {
 		if m.Reply == "" {
 			return
 		}
+		if !Answerable(m.Reply) {
+			r.refused.refused(r.cfg.Logger, m.Subject, m.Reply)
+			return
+		}
 		b, err := json.Marshal(body())
 		if err != nil {
 			r.cfg.Logger.Error("discovery: encoding an answer", "subject", m.Subject, "err", err)
@@ -223,4 +232,50 @@ func (r *Responder) stats() Stats {
 		s.Natsmesh = r.cfg.Extra()
 	}
 	return s
+}
+
+// Answerable reports whether a discovery request's reply subject may be
+// answered. Any inbox may ask (the nats CLI on an open broker uses
+// "_INBOX."; on a secured mesh the broker lets services answer only in
+// the pair inboxes _INBOX_mesh.<admin|bridge>.SRV.>), but never a subject
+// a discovery answer could do harm on: a mesh call subject ("mesh."),
+// NATS's reserved namespaces ("$JS.", "$KV.", "$SYS.", "$SRV." and every
+// other "$" subject), a service import's reply ("_R_."), or a subject
+// with a wildcard, whitespace or an empty token. Defence in depth for the
+// open broker, where nothing else stops a request from naming them.
+//
+// The responder's Control handlers check their own replies.
+func Answerable(reply string) bool {
+	if reply == "" || reply[0] == '.' || reply[len(reply)-1] == '.' || strings.Contains(reply, "..") {
+		return false
+	}
+	for i := 0; i < len(reply); i++ {
+		if c := reply[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
+			return false
+		}
+	}
+	return !strings.HasPrefix(reply, "$") && !strings.HasPrefix(reply, wire.Prefix+".") && !strings.HasPrefix(reply, "_R_.")
+}
+
+// refusals logs the requests refused for their reply subject at most once
+// a second, with the number refused since the last line.
+type refusals struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *refusals) refused(log *slog.Logger, subject, reply string) {
+	r.mu.Lock()
+	now := time.Now()
+	if !r.last.IsZero() && now.Sub(r.last) < time.Second {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	log.Warn("discovery: refused a request whose reply subject is a mesh, system or JetStream subject (nothing published)",
+		"subject", subject, "reply", reply, "refused_since_last_log", n)
 }

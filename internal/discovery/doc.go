@@ -11,4 +11,8 @@
 // endpoints describe the agent's inbound subjects, with the counts the
 // inbound pipeline records ([Endpoint.Record]), and the metadata is read
 // at each answer, so it shows the serving state live.
+//
+// A [Responder] answers any reply subject but those a discovery answer
+// could harm ([Answerable]): mesh call subjects, NATS's "$" namespaces
+// (JetStream, KV, system, $SRV itself) and service-import replies.
 package discovery

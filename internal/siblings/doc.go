@@ -14,6 +14,12 @@
 // traffic.Place). An instance announces itself at start ([Member.Announce])
 // so that every count waits for all the instances it knows of.
 //
+// Requests and answers stay within the service: a request's reply subject
+// is under [StatusInbox](service), the service's pair inbox with itself
+// (docs/security.md, "The reply model"), and an instance answers no other
+// reply subject, so a request on the status subject cannot make it publish
+// anywhere else, even on an open broker.
+//
 // A [Member] does not hold the queue subscriptions itself: the agent's
 // inbound side does, and gives the Member the functions to ask whether it
 // serves, to leave and to come back ([Config]). [Member.Instance] is what

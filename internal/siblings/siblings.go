@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/traffic"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // StatusSubject is the discovery subject on which every instance of
@@ -20,9 +23,19 @@ import (
 // micro, which a service's NATS user may use for its own name).
 func StatusSubject(service string) string { return "$SRV.STATUS." + service }
 
+// StatusInbox is the prefix of the reply subjects of requests on
+// StatusSubject(service): wire.PairInbox(service, service) + ".", which
+// only service subscribes to and only service publishes to. An instance
+// answers no other reply subject, so the status subject, which every
+// client of service's user may publish to, makes it publish nowhere else
+// (no deputy, even on an open broker).
+func StatusInbox(service string) string { return wire.PairInbox(service, service) + "." }
+
 // StatusRequest is the body of a request on StatusSubject: the asker's
 // ID, and its place's time when it is leaving or out. An empty body is a
-// request too.
+// request too. Its reply subject is in the service's pair inbox with
+// itself, under StatusInbox(service) (a request without one is noted and
+// not answered; one with any other is refused whole).
 type StatusRequest struct {
 	ID    string    `json:"id,omitempty"`
 	Since time.Time `json:"since,omitzero"`
@@ -113,6 +126,31 @@ type Member struct {
 	haltCtx    context.Context
 	cancelHalt context.CancelFunc
 	busy       sync.WaitGroup
+
+	refused refusals
+}
+
+// refusals logs the status requests refused for their reply subject at
+// most once a second, with the number refused since the last line.
+type refusals struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *refusals) refused(log *slog.Logger, service, reply string) {
+	r.mu.Lock()
+	now := time.Now()
+	if !r.last.IsZero() && now.Sub(r.last) < time.Second {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	log.Warn("passive health: refused a status request whose reply subject is not the service's own inbox (nothing published)",
+		"subject", StatusSubject(service), "reply", reply, "want_under", StatusInbox(service), "refused_since_last_log", n)
 }
 
 // New returns the Member of the instance cfg describes. It subscribes to
@@ -235,9 +273,16 @@ func (m *Member) endWithdrawal() bool {
 }
 
 // Answer returns the handler of StatusSubject that answers as the
-// instance id, noting the asker's place.
+// instance id, noting the asker's place. A request whose reply subject is
+// not under StatusInbox(service) is refused whole (not noted, not
+// answered; logged at most once a second).
 func (m *Member) Answer(id string) nats.MsgHandler {
+	inbox := StatusInbox(m.cfg.Service)
 	return func(msg *nats.Msg) {
+		if msg.Reply != "" && !underInbox(inbox, msg.Reply) {
+			m.refused.refused(m.cfg.Logger, m.cfg.Service, msg.Reply)
+			return
+		}
 		var req StatusRequest
 		if len(msg.Data) > 0 && json.Unmarshal(msg.Data, &req) != nil {
 			req = StatusRequest{}
@@ -285,7 +330,7 @@ func (m *Member) Announce(id string) {
 		return
 	}
 	nc := m.cfg.Conn
-	inbox := nc.NewInbox()
+	inbox := StatusInbox(m.cfg.Service) + nuid.Next()
 	sub, err := nc.Subscribe(inbox, func(msg *nats.Msg) {
 		var st Status
 		if json.Unmarshal(msg.Data, &st) != nil || !st.Inbound || st.ID == "" || st.ID == id {
@@ -370,7 +415,7 @@ func (m *Member) Count(ctx context.Context) ([]traffic.Sibling, error) {
 	}
 
 	nc := m.cfg.Conn
-	inbox := nc.NewInbox()
+	inbox := StatusInbox(m.cfg.Service) + nuid.Next()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, fmt.Errorf("siblings: counting: %w", err)
@@ -444,4 +489,20 @@ func (m *Member) missing(seen map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// underInbox reports whether reply is a subject one may publish to under
+// inbox (which ends with a dot): at least one token after it, no empty
+// token, no wildcard, no whitespace or control byte.
+func underInbox(inbox, reply string) bool {
+	rest, ok := strings.CutPrefix(reply, inbox)
+	if !ok || rest == "" || rest[0] == '.' || rest[len(rest)-1] == '.' || strings.Contains(rest, "..") {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
+			return false
+		}
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package siblings
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -321,5 +322,124 @@ func TestClaimWithdrawnByHealthCountsOut(t *testing.T) {
 	}
 	if got[xp.ID] == "" {
 		t.Fatalf("x, withdrawn by its health checks, may leave: %q", got)
+	}
+}
+
+// TestAnswersOnlyItsOwnInbox: the status responder is no deputy. A request
+// on the status subject whose reply subject is not under the service's
+// own pair inbox (a JetStream or KV subject, another service's inbox) gets
+// no answer there, and is not noted; one under it is answered.
+func TestAnswersOnlyItsOwnInbox(t *testing.T) {
+	b := meshtest.Broker(t)
+	a := startInstance(t, meshtest.Conn(t, b), "pay")
+	raw := meshtest.Conn(t, b)
+	bad := []string{
+		"$KV.natsmesh-policies.mesh",
+		"$JS.API.STREAM.CREATE.PWN",
+		"_INBOX_mesh.web.x",
+		"_INBOX_mesh.pay.web.x", // the pair inbox of another peer
+		"_INBOX_mesh.web.pay.x", // the pay's replies to web
+		"_INBOX_mesh.pay.pay",   // no token after the inbox
+		"mesh.pay._.web.http.GET",
+	}
+	leaked := make(chan *nats.Msg, len(bad))
+	for _, subj := range bad {
+		sub, err := raw.Subscribe(subj, func(m *nats.Msg) { leaked <- m })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	good := StatusInbox("pay") + "probe"
+	answers, err := raw.SubscribeSync(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer answers.Unsubscribe()
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i, reply := range bad {
+		body := []byte(`{"id":"forger` + string(rune('a'+i)) + `"}`)
+		if err := raw.PublishRequest(StatusSubject("pay"), reply, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Handled in order after the bad ones: its answer comes after theirs
+	// would have.
+	if err := raw.PublishRequest(StatusSubject("pay"), good, []byte(`{"id":"probe"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := answers.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("no answer in the service's own inbox: %v", err)
+	}
+	if err := a.cfg.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-leaked:
+		t.Fatalf("the responder answered on %q", m.Subject)
+	default:
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id := range a.known {
+		if strings.HasPrefix(id, "forger") {
+			t.Errorf("a refused request was noted: %s", id)
+		}
+	}
+	if _, ok := a.known["probe"]; !ok {
+		t.Errorf("the good request was not noted: %v", a.known)
+	}
+}
+
+// TestCountAsksInItsOwnInbox: counts and announcements ask with reply
+// subjects under StatusInbox.
+func TestCountAsksInItsOwnInbox(t *testing.T) {
+	b := meshtest.Broker(t)
+	a := startInstance(t, meshtest.Conn(t, b), "pay")
+	raw := meshtest.Conn(t, b)
+	sub, err := raw.SubscribeSync(StatusSubject("pay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	count(t, a)
+	a.Announce(a.id)
+	for range 2 {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(m.Reply, "_INBOX_mesh.pay.pay.") || len(m.Reply) == len("_INBOX_mesh.pay.pay.") {
+			t.Errorf("a status request with reply %q, want under _INBOX_mesh.pay.pay.", m.Reply)
+		}
+	}
+}
+
+func TestUnderInbox(t *testing.T) {
+	const inbox = "_INBOX_mesh.pay.pay."
+	for reply, want := range map[string]bool{
+		inbox + "x":              true,
+		inbox + "x.y":            true,
+		inbox:                    false,
+		inbox + ".x":             false,
+		inbox + "x.":             false,
+		inbox + "x..y":           false,
+		inbox + "*":              false,
+		inbox + ">":              false,
+		inbox + "a b":            false,
+		"_INBOX_mesh.pay.pays.x": false,
+		"_INBOX_mesh.pay.x":      false,
+	} {
+		if got := underInbox(inbox, reply); got != want {
+			t.Errorf("underInbox(%q) = %v, want %v", reply, got, want)
+		}
 	}
 }

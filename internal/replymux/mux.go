@@ -1,0 +1,339 @@
+package replymux
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// ErrClosed fails the calls in flight when [Mux.Close] is called, and the
+// calls made after it. It wraps nats.ErrConnectionClosed, so that
+// wire.FromError reads it as a lost connection, like a call in flight when
+// nats.go closes its connection.
+var ErrClosed = fmt.Errorf("replymux: closed: %w", nats.ErrConnectionClosed)
+
+// ErrBadPeer is returned for a peer that is not one subject token of
+// [A-Za-z0-9_-].
+var ErrBadPeer = errors.New("replymux: the peer is not a subject token")
+
+// idLen is the length of a Mux's random id: 62^16 (95 bits), so no two
+// Muxes of an owner share one.
+const idLen = 16
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// noRespondersStatus is the Status header value of the message nats-server
+// sends to the reply subject of a request no one subscribes to (nats.go's
+// noResponders, checked as RequestMsgWithContext does).
+const (
+	statusHeader       = "Status"
+	noRespondersStatus = "503"
+)
+
+// Mux sends requests on one NATS connection for one owner and receives
+// their replies on one subscription. Its methods are safe for concurrent
+// use.
+type Mux struct {
+	nc    *nats.Conn
+	owner string
+	// prefix is wire.InboxPrefix(owner) + ".": every reply subject is
+	// prefix + peer + "." + id + "." + n.
+	prefix string
+	id     string
+	n      atomic.Uint64
+
+	sub    *nats.Subscription
+	status chan nats.Status
+	done   chan struct{} // closed by Close: the watcher returns
+	exited chan struct{} // closed when the watcher has returned
+
+	mu      sync.Mutex
+	waiting map[string]*receiver // by the whole reply subject
+	closed  bool
+}
+
+// receiver is what one reply subject delivers to. A unary call's takes
+// one message and is then unregistered (once); a message that finds its
+// channel full is dropped, as nats.go drops a second reply to a request.
+// A receiver ended without a message (the connection lost or closed, the
+// Mux closed) gets a nil message, err saying why.
+type receiver struct {
+	ch   chan *nats.Msg
+	once bool
+	err  error // set, under Mux.mu, before a nil message is sent
+}
+
+var receivers = sync.Pool{New: func() any { return &receiver{ch: make(chan *nats.Msg, 1), once: true} }}
+
+// New returns the Mux of owner on nc: it subscribes to
+// wire.PairInbox(owner, "*") + "." + id + ".*", id being a new random token,
+// and watches nc's status to fail the calls in flight when the connection
+// closes. owner is a service, caller or gateway name ([wire.ValidateName]);
+// nc's user must be allowed to subscribe to wire.InboxPrefix(owner)+".>"
+// (the broker refuses it otherwise, and the Mux receives nothing).
+func New(nc *nats.Conn, owner string) (*Mux, error) {
+	if nc == nil {
+		return nil, nats.ErrInvalidConnection
+	}
+	if err := wire.ValidateName("owner", owner); err != nil {
+		return nil, fmt.Errorf("replymux: %w", err)
+	}
+	id, err := randomID()
+	if err != nil {
+		return nil, fmt.Errorf("replymux: %w", err)
+	}
+	x := &Mux{
+		nc:      nc,
+		owner:   owner,
+		prefix:  wire.InboxPrefix(owner) + ".",
+		id:      id,
+		done:    make(chan struct{}),
+		exited:  make(chan struct{}),
+		waiting: make(map[string]*receiver),
+	}
+	// The listener first: a close between the subscription and it would
+	// go unseen by the calls made meanwhile.
+	x.status = nc.StatusChanged(nats.CLOSED)
+	x.sub, err = nc.Subscribe(x.Subject(), x.dispatch)
+	if err != nil {
+		nc.RemoveStatusListener(x.status)
+		return nil, fmt.Errorf("replymux: subscribing %s: %w", x.Subject(), err)
+	}
+	go x.watch()
+	return x, nil
+}
+
+// randomID returns idLen base62 characters from crypto/rand, unbiased.
+func randomID() (string, error) {
+	var out [idLen]byte
+	var buf [2 * idLen]byte
+	for n := 0; n < idLen; {
+		if _, err := rand.Read(buf[:]); err != nil {
+			return "", err
+		}
+		for _, b := range buf {
+			// 248 = 4*62: the bytes at or above it would favour the first
+			// eight digits.
+			if b < 248 && n < idLen {
+				out[n] = base62[b%62]
+				n++
+			}
+		}
+	}
+	return string(out[:]), nil
+}
+
+// Owner is the owner the Mux receives replies for.
+func (x *Mux) Owner() string { return x.owner }
+
+// ID is the Mux's random token, the fourth token of its reply subjects.
+func (x *Mux) ID() string { return x.id }
+
+// Subject is the subject the Mux subscribes to:
+// "_INBOX_mesh.<owner>.*.<id>.*".
+func (x *Mux) Subject() string { return x.prefix + "*." + x.id + ".*" }
+
+// Request sends m (its subject, header and data; m itself is not changed)
+// with a reply subject in the pair inbox of the Mux's owner and peer, and
+// returns the first reply. peer is who answers: the service called, or a
+// reserved peer (wire.PeerNATS for a NATS-native responder).
+//
+// Its errors are those of nats.go's RequestMsgWithContext: ctx's error
+// when ctx ends first (also before sending), nats.ErrNoResponders when
+// the server reports that no one subscribes to m's subject, the errors of
+// publishing m (nats.ErrConnectionClosed, nats.ErrMaxPayload, ...),
+// nats.ErrConnectionClosed when the connection closes while the call
+// waits (the call may have run), and [ErrClosed] when the Mux is closed;
+// [ErrBadPeer] for a peer that is no subject token. A call in flight
+// when the connection is lost goes on waiting, as nats.go's does: nats.go
+// subscribes the Mux again when it reconnects, and a reply published
+// after that still completes the call.
+func (x *Mux) Request(ctx context.Context, m *nats.Msg, peer string) (*nats.Msg, error) {
+	if ctx == nil {
+		return nil, nats.ErrInvalidContext
+	}
+	if m == nil {
+		return nil, nats.ErrInvalidMsg
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	reply, r, err := x.start(peer)
+	if err != nil {
+		return nil, err
+	}
+	if err := x.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}); err != nil {
+		x.cancel(reply, r)
+		return nil, err
+	}
+	return x.wait(ctx, reply, r)
+}
+
+// start registers a unary receiver under a new reply subject to peer.
+func (x *Mux) start(peer string) (string, *receiver, error) {
+	if !validToken(peer) {
+		return "", nil, fmt.Errorf("%w: %q", ErrBadPeer, peer)
+	}
+	reply := x.replySubject(peer)
+	r := receivers.Get().(*receiver)
+	if err := x.register(reply, r); err != nil {
+		receivers.Put(r)
+		return "", nil, err
+	}
+	return reply, r, nil
+}
+
+// wait returns the reply that r receives, or the reason it ended, or
+// ctx's error; r goes back to the pool.
+func (x *Mux) wait(ctx context.Context, reply string, r *receiver) (*nats.Msg, error) {
+	select {
+	case msg := <-r.ch:
+		err := r.err
+		r.err = nil
+		receivers.Put(r)
+		if msg == nil {
+			return nil, err
+		}
+		if len(msg.Data) == 0 && msg.Header.Get(statusHeader) == noRespondersStatus {
+			return nil, nats.ErrNoResponders
+		}
+		return msg, nil
+	case <-ctx.Done():
+		x.cancel(reply, r)
+		return nil, ctx.Err()
+	}
+}
+
+// replySubject returns prefix + peer + "." + id + "." + n for the next n,
+// with one allocation (the string) for any names of valid length.
+func (x *Mux) replySubject(peer string) string {
+	var buf [192]byte
+	b := append(buf[:0], x.prefix...)
+	b = append(b, peer...)
+	b = append(b, '.')
+	b = append(b, x.id...)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, x.n.Add(1), 10)
+	return string(b)
+}
+
+// register makes r the receiver of the messages on subject.
+func (x *Mux) register(subject string, r *receiver) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return ErrClosed
+	}
+	x.waiting[subject] = r
+	return nil
+}
+
+// cancel unregisters r from subject and drains what was sent to it, so
+// that it goes back to the pool empty, and puts it back. Messages are sent
+// to a receiver under x.mu, so once cancel holds it nothing more comes.
+func (x *Mux) cancel(subject string, r *receiver) {
+	x.mu.Lock()
+	if x.waiting[subject] == r {
+		delete(x.waiting, subject)
+	}
+	select {
+	case <-r.ch:
+	default:
+	}
+	r.err = nil
+	x.mu.Unlock()
+	receivers.Put(r)
+}
+
+// dispatch delivers a message to the receiver of its whole subject, and
+// drops it when there is none: a late reply, a second one, or one that
+// another peer put in its own pair inbox under the Mux's id.
+func (x *Mux) dispatch(m *nats.Msg) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	r := x.waiting[m.Subject]
+	if r == nil {
+		return
+	}
+	if r.once {
+		delete(x.waiting, m.Subject)
+	}
+	select {
+	case r.ch <- m:
+	default:
+	}
+}
+
+// failAll ends every receiver with err.
+func (x *Mux) failAll(err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for subject, r := range x.waiting {
+		delete(x.waiting, subject)
+		r.err = err
+		select {
+		case r.ch <- nil:
+		default:
+		}
+	}
+}
+
+// watch fails the calls in flight with nats.ErrConnectionClosed when the
+// connection closes, as nats.go fails its own requests then. It returns
+// then, or at Close.
+func (x *Mux) watch() {
+	defer close(x.exited)
+	select {
+	case <-x.done:
+	case s, ok := <-x.status:
+		if ok && s == nats.CLOSED {
+			x.failAll(nats.ErrConnectionClosed)
+		}
+	}
+}
+
+// Close unsubscribes, stops watching the connection and fails the calls
+// in flight, and those made after it, with [ErrClosed]. It is safe to call
+// more than once; an unsubscription refused because the connection is
+// closed is no error.
+func (x *Mux) Close() error {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		<-x.exited
+		return nil
+	}
+	x.closed = true
+	x.mu.Unlock()
+	close(x.done)
+	<-x.exited
+	x.nc.RemoveStatusListener(x.status)
+	err := x.sub.Unsubscribe()
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+		err = nil
+	}
+	x.failAll(ErrClosed)
+	return err
+}
+
+// validToken reports whether s is one subject token of [A-Za-z0-9_-].
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

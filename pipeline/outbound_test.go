@@ -1,0 +1,126 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// answer subscribes subject on nc and answers each message with its own
+// reply subject in the Reply-To header, after sending it to seen.
+func answer(t *testing.T, nc *nats.Conn, subject string, seen chan<- string) {
+	t.Helper()
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		if seen != nil {
+			seen <- m.Reply
+		}
+		if err := m.RespondMsg(&nats.Msg{Header: nats.Header{"Reply-To": {m.Reply}}}); err != nil {
+			t.Error(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOutboundReplySubjects: a call's reply subject is in the pair inbox
+// of its caller and the service called, or of its caller and
+// wire.PeerNATS for a plain NATS subject; the receiving side's check
+// accepts the first.
+func TestOutboundReplySubjects(t *testing.T) {
+	b := runBroker(t)
+	srv := conn(t, b, "orders")
+	answer(t, srv, "mesh.orders.>", nil)
+	answer(t, srv, "native.svc", nil)
+	o := outbound(t, conn(t, b, "web"))
+
+	c := httpCall(t, "orders", "GET")
+	reply, err := o.Send(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := reply.Header.Get("Reply-To")
+	if want := wire.PairInbox("web", "orders") + "."; !strings.HasPrefix(to, want) {
+		t.Errorf("a call to orders had reply subject %q, want under %q", to, want)
+	}
+	if !ReplyAllowed(c.MeshSubject(), to) {
+		t.Errorf("ReplyAllowed refuses the outbound pipeline's own reply subject %q", to)
+	}
+
+	reply, err = o.Send(context.Background(), &Call{Subject: "native.svc", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if to, want := reply.Header.Get("Reply-To"), wire.PairInbox("web", wire.PeerNATS)+"."; !strings.HasPrefix(to, want) {
+		t.Errorf("a call to a NATS subject had reply subject %q, want under %q", to, want)
+	}
+
+	// A plain NATS call names its caller too: it owns the reply inbox.
+	_, err = o.Send(context.Background(), &Call{Subject: "native.svc", Proto: wire.ProtoHTTP, Op: "GET"})
+	if !errors.Is(err, wire.ErrNoRoute) {
+		t.Errorf("a NATS call without a caller: %v, want no-route", err)
+	}
+}
+
+// TestOutboundNoResponders: the mux's no-responders is the pipeline's,
+// naming the destination.
+func TestOutboundNoResponders(t *testing.T) {
+	b := runBroker(t)
+	o := outbound(t, conn(t, b, "web"))
+	_, err := o.Send(context.Background(), httpCall(t, "orders", "GET"))
+	var me *wire.Error
+	if !errors.As(err, &me) || me.Kind != wire.KindNoResponders || me.Message != "no instance of orders is serving" {
+		t.Fatalf("got %v, want no-responders naming orders", err)
+	}
+}
+
+// TestOutboundClose: Close fails the calls waiting for a reply
+// (connection-lost: they were sent) and refuses the later ones
+// (broker-unavailable: nothing is sent).
+func TestOutboundClose(t *testing.T) {
+	b := runBroker(t)
+	srv := conn(t, b, "orders")
+	got := make(chan *nats.Msg, 1)
+	sub, err := srv.Subscribe("mesh.orders.>", func(m *nats.Msg) { got <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := srv.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := NewOutbound(conn(t, b, "web"), OutboundConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := o.Send(context.Background(), httpCall(t, "orders", "GET"))
+		errc <- err
+	}()
+	<-got
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, wire.ErrConnectionLost) {
+		t.Errorf("call in flight at Close: %v, want connection-lost", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := o.Send(ctx, httpCall(t, "orders", "GET")); !errors.Is(err, wire.ErrBrokerUnavailable) {
+		t.Errorf("call after Close: %v, want broker-unavailable", err)
+	}
+	if err := o.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
