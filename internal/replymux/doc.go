@@ -9,10 +9,10 @@
 // where id is a random token of its own, and gives the call it sends to a
 // peer the reply subject
 //
-//	_INBOX_mesh.<owner>.<peer>.<id>.<n>
+//	_INBOX_mesh.<owner>.<peer>.<id>.<n>-<nonce>
 //
-// (wire.PairInbox(owner, peer), then the Mux's id and a counter). The
-// broker lets only peer publish under wire.PairInbox(owner, peer), and
+// (wire.PairInbox(owner, peer), then the Mux's id, a counter, and a
+// random nonce that keeps the subject a secret of its call). The broker lets only peer publish under wire.PairInbox(owner, peer), and
 // the Mux matches a reply to its call by the whole subject, so a message
 // that another peer T publishes in its own pair inbox of the owner,
 // _INBOX_mesh.<owner>.T.<id>.<n>, never completes the call made to peer S

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,10 +46,14 @@ type Mux struct {
 	nc    *nats.Conn
 	owner string
 	// prefix is wire.InboxPrefix(owner) + ".": every reply subject is
-	// prefix + peer + "." + id + "." + n.
+	// prefix + peer + "." + id + "." + n + "-" + nonce.
 	prefix string
 	id     string
 	n      atomic.Uint64
+	// rng makes the nonces: ChaCha8 (a CSPRNG) seeded from crypto/rand,
+	// without an allocation per call.
+	rngMu sync.Mutex
+	rng   *mrand.ChaCha8
 
 	sub    *nats.Subscription
 	status chan nats.Status
@@ -90,7 +95,12 @@ func New(nc *nats.Conn, owner string) (*Mux, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replymux: %w", err)
 	}
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("replymux: %w", err)
+	}
 	x := &Mux{
+		rng:     mrand.NewChaCha8(seed),
 		nc:      nc,
 		owner:   owner,
 		prefix:  wire.InboxPrefix(owner) + ".",
@@ -212,16 +222,29 @@ func (x *Mux) wait(ctx context.Context, reply string, r *receiver) (*nats.Msg, e
 	}
 }
 
-// replySubject returns prefix + peer + "." + id + "." + n for the next n,
-// with one allocation (the string) for any names of valid length.
+// replySubject returns prefix + peer + "." + id + "." + n + "-" + nonce
+// for the next n and a fresh 64-bit random nonce, with one allocation (the
+// string) for any names of valid length.
+//
+// The nonce is what makes a reply subject a secret of its call. Every
+// callee learns the Mux's id from the calls it is sent, and a service's
+// key can have JetStream's direct get deliver a message to any subject of
+// its account (docs/security.md, "The policy store"): with counters alone,
+// a callee could guess the reply subject of a call its caller made to
+// another service and complete it with that message.
 func (x *Mux) replySubject(peer string) string {
+	x.rngMu.Lock()
+	nonce := x.rng.Uint64()
+	x.rngMu.Unlock()
 	var buf [192]byte
 	b := append(buf[:0], x.prefix...)
 	b = append(b, peer...)
 	b = append(b, '.')
 	b = append(b, x.id...)
 	b = append(b, '.')
-	b = strconv.AppendUint(b, x.n.Add(1), 10)
+	b = strconv.AppendUint(b, x.n.Add(1), 36)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, nonce, 36)
 	return string(b)
 }
 

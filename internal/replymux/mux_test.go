@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -450,4 +451,62 @@ func (x *Mux) pending() int {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return len(x.waiting)
+}
+
+// TestReplySubjectNotGuessable: a peer that saw one reply subject of the
+// Mux (so its id and counter) cannot complete the next call, made to
+// another peer, by deriving its subject: each carries a random nonce. (A
+// service's key can have JetStream deliver a message to any subject of
+// its account, so a derivable subject would be a forged reply.)
+func TestReplySubjectNotGuessable(t *testing.T) {
+	b := runBroker(t)
+	nc := meshtest.Conn(t, b)
+	srv := meshtest.Conn(t, b)
+	seen := make(chan string, 1)
+	respond(t, srv, "svc.orders", func(m *nats.Msg) []*nats.Msg {
+		seen <- m.Reply
+		return []*nats.Msg{{Subject: m.Reply, Data: []byte("ok")}}
+	})
+	// payments never answers: only a forgery could complete the call.
+	sub, err := srv.Subscribe("svc.payments", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	x := newMux(t, nc, "web")
+	if _, err := x.Request(context.Background(), &nats.Msg{Subject: "svc.orders"}, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	first := <-seen
+	// _INBOX_mesh.web.orders.<id>.<n>-<nonce>
+	head, last, _ := strings.Cut(strings.TrimPrefix(first, "_INBOX_mesh.web.orders."), ".")
+	n36, nonce, ok := strings.Cut(last, "-")
+	if !ok || head != x.ID() {
+		t.Fatalf("reply subject %q: want _INBOX_mesh.web.orders.<id>.<n>-<nonce>", first)
+	}
+	n, err := strconv.ParseUint(n36, 36, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := strconv.FormatUint(n+1, 36)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := x.Request(ctx, &nats.Msg{Subject: "svc.payments"}, "payments")
+		done <- err
+	}()
+	// Forge every derivable subject until the call ends.
+	for _, guess := range []string{next, next + "-" + nonce, next + "-0", n36 + "-" + nonce} {
+		forged := "_INBOX_mesh.web.payments." + x.ID() + "." + guess
+		go func() {
+			for ctx.Err() == nil {
+				srv.Publish(forged, []byte("forged"))
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the call to payments ended with %v, want its deadline (a forged reply completed it)", err)
+	}
 }
