@@ -128,11 +128,25 @@ func TestAccountsSpecCrossAccount(t *testing.T) {
 
 	violations := make(chan error, 4)
 	orders := as("orders", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
-	reply, err := orders.Request("mesh.invoices._.orders.http.GET", nil, 5*time.Second)
+	// A raw client's call: the reply subject in the pair inbox of caller
+	// and callee (docs/wire.md), the only one the callee may answer in.
+	call := func(service string, timeout time.Duration) (*nats.Msg, error) {
+		reply := wire.PairInbox("orders", service) + ".1"
+		sub, err := orders.SubscribeSync(reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := orders.PublishRequest("mesh."+service+"._.orders.http.GET", reply, nil); err != nil {
+			return nil, err
+		}
+		return sub.NextMsg(timeout)
+	}
+	reply, err := call("invoices", 5*time.Second)
 	if err != nil || string(reply.Data) != "invoice" {
 		t.Fatalf("orders -> invoices (exported): %v %v", reply, err)
 	}
-	if _, err := orders.Request("mesh.audit._.orders.http.GET", nil, 200*time.Millisecond); err == nil {
+	if _, err := call("audit", 200*time.Millisecond); err == nil {
 		t.Fatal("orders -> audit (not exported) answered")
 	}
 	select {
