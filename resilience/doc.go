@@ -38,8 +38,8 @@
 //     not. The destination is a queue group: an attempt that met a failing
 //     instance and a retry another answered make a call that succeeded;
 //  6. the attempt: its own timeout as its context deadline, numbered on
-//     its context (pipeline.AttemptFrom), counted on the call's
-//     pipeline.CallStats if it has one, and sent as a clone of the call.
+//     its context (pipeline.AttemptFrom; telemetry of each attempt counts
+//     retries and hedges from it), and sent as a clone of the call.
 //
 // A call that is not hedged makes its first try outside any failsafe-go
 // executor: it takes the bulkhead's and the breaker's permits directly

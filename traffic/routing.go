@@ -93,10 +93,9 @@ func (rt *router) mirror(ctx context.Context, c *pipeline.Call, m *mirrorTo, nex
 	d.Service, d.Subset = m.service, m.subset
 	// The copy outlives the call: not its cancellation, but its deadline.
 	// It starts from a fresh context, not the call's: the call's values
-	// (its telemetry state, its CallStats, its route) belong to the
-	// primary, and a copy writing into them would count as the call's
-	// attempts. Only the route is carried over, when the copy goes to the
-	// same service.
+	// (its telemetry state, its route) belong to the primary, and a copy
+	// writing into them would count as the call's attempts. Only the route
+	// is carried over, when the copy goes to the same service.
 	mctx := pipeline.WithMirror(context.Background())
 	var cancel context.CancelFunc
 	if dl, ok := ctx.Deadline(); ok {
