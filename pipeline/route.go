@@ -3,12 +3,13 @@ package pipeline
 import "context"
 
 // Context values that outbound middleware pass to the middleware inside
-// them. Each is set by one concern and read by the ones after it:
+// them (in the order this package's doc states). Each is set by one
+// concern and read by the ones after it:
 //
-//   - the route: set by routing (step 2), read by the resilience policies
-//     (steps 5-8) to pick the route's policy, and by telemetry;
+//   - the route: set by routing, read by the resilience policies to pick
+//     the route's policy, and by telemetry;
 //   - [Attempt]: set by the resilience policies on each attempt's context,
-//     read by telemetry of each attempt (step 9).
+//     read by telemetry of each attempt.
 
 // routeKey is the context key of the matched route's name.
 type routeKey struct{}

@@ -1,7 +1,8 @@
 // Package resilience is the outbound middleware that applies a mesh file's
 // timeouts, retries with their budget, hedging, bulkheads and circuit
-// breakers (steps 5-8 of package pipeline's order) to every call, on
-// failsafe-go's policies.
+// breakers to every call, on failsafe-go's policies. Where it stands among
+// the other middleware is stated once, in package pipeline's "Order of the
+// middleware"; below is the order of its own policies.
 //
 // Each call gets the policy of its service and route (pipeline.RouteFrom;
 // no route: the service's policy) in the version of the mesh file current
@@ -57,8 +58,7 @@
 // can list those in use (package internal/chain shows them in the
 // metrics); the package itself records no telemetry.
 //
-// The bulkhead is outside the breaker (pipeline's doc lists them the other
-// way round): a try the caller's own bulkhead refuses then never reaches
-// the breaker, so local overload is not counted for or against the
-// destination.
+// The bulkhead is outside the breaker: a try the caller's own bulkhead
+// refuses then never reaches the breaker, so local overload is not counted
+// for or against the destination.
 package resilience

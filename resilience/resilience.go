@@ -31,10 +31,11 @@ type Config struct {
 }
 
 // New returns the outbound middleware that applies the mesh file's
-// timeouts, retries, hedges, bulkheads and circuit breakers (steps 5-8 of
-// package pipeline's order). The state it keeps (breakers, bulkheads,
-// budgets, observed latencies) lives as long as the middleware: build one
-// per agent or gateway and wrap its one pipeline with it.
+// timeouts, retries, hedges, bulkheads and circuit breakers, at their
+// place in package pipeline's order of the middleware. The state it keeps
+// (breakers, bulkheads, budgets, observed latencies) lives as long as the
+// middleware: build one per agent or gateway and wrap its one pipeline
+// with it.
 func New(cfg Config) pipeline.OutboundMiddleware {
 	m := &middleware{src: cfg.Policies, obs: cfg.Observer, states: make(map[stateKey]any)}
 	if m.obs != nil {
