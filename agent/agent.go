@@ -188,9 +188,7 @@ func (c *Config) normalize() (*url.URL, error) {
 	if err := wire.ValidateName("service", c.Service); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if c.Subset == wire.AnySubset {
-		c.Subset = ""
-	}
+	c.Subset = wire.NormalSubset(c.Subset)
 	if c.Subset != "" {
 		if err := wire.ValidateName("subset", c.Subset); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)

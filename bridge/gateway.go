@@ -130,8 +130,8 @@ func (r Route) validate() error {
 	if err := wire.ValidateName("service", r.Service); err != nil {
 		return fmt.Errorf("bridge: route %q: %w: %w", r, ErrInvalidConfig, err)
 	}
-	if r.Subset != "" && r.Subset != wire.AnySubset {
-		if err := wire.ValidateName("subset", r.Subset); err != nil {
+	if subset := wire.NormalSubset(r.Subset); subset != "" {
+		if err := wire.ValidateName("subset", subset); err != nil {
 			return fmt.Errorf("bridge: route %q: %w: %w", r, ErrInvalidConfig, err)
 		}
 	}

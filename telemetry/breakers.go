@@ -8,6 +8,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // BreakerState is a circuit breaker's state, as the metrics label it.
@@ -35,9 +37,10 @@ func stateIndex(s BreakerState) int {
 // Breaker is one circuit breaker on a component's outbound calls, and its
 // state.
 type Breaker struct {
-	// Service and Subset name the destination (Subset "" or "_": any
-	// instance); Subject is instead the NATS-native subject of an edge
-	// gateway's route (callee "nats:SUBJECT" in the metrics).
+	// Service and Subset name the destination (Subset "" or
+	// wire.AnySubset: any instance); Subject is instead the NATS-native
+	// subject of an edge gateway's route (callee "nats:SUBJECT" in the
+	// metrics).
 	Service, Subset, Subject string
 	State                    BreakerState
 }
@@ -89,7 +92,7 @@ func (t *Telemetry) BreakerChanged(caller string, br Breaker) {
 		return
 	}
 	b := &t.m.breakers
-	s := b.dests.get(breakerKey{caller, br.callee(), subsetLabel(br.Subset)}, newBreakerSeries)
+	s := b.dests.get(breakerKey{caller, br.callee(), wire.NormalSubset(br.Subset)}, newBreakerSeries)
 	b.transitions.Add(context.Background(), 1, s.to[i]...)
 }
 
@@ -173,7 +176,7 @@ func (b *breakerMetrics) count() map[*breakerSeries]*[len(breakerStates)]int64 {
 			if i < 0 {
 				continue
 			}
-			s := b.dests.get(breakerKey{src.caller, br.callee(), subsetLabel(br.Subset)}, newBreakerSeries)
+			s := b.dests.get(breakerKey{src.caller, br.callee(), wire.NormalSubset(br.Subset)}, newBreakerSeries)
 			n := counts[s]
 			if n == nil {
 				n = new([len(breakerStates)]int64)

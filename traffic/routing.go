@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/wire"
 )
 
 // MaxMirrorsInFlight bounds the mirror copies one pipeline has in flight;
@@ -67,7 +66,7 @@ func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Send
 	if m := p.mirror; m != nil && chance(m.fraction) {
 		rt.mirror(ctx, c, m, next)
 	}
-	if len(p.split) > 0 && (c.Subset == "" || c.Subset == wire.AnySubset) {
+	if len(p.split) > 0 && c.Subset == "" {
 		if s := p.pick(); s != "" {
 			d := c.Clone()
 			d.Subset = s
