@@ -263,7 +263,7 @@ func parseUpstream(s string) (*url.URL, error) {
 // connected to now (it may change on reconnect; 0 before the first
 // connection means the default).
 func (a *Agent) limitsNow() wire.Limits {
-	return wire.Limits{MaxPayload: a.nc.MaxPayload()}
+	return pipeline.LimitsOf(a.nc)
 }
 
 // Name returns the agent's service name, its identity on the mesh.

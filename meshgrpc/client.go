@@ -43,8 +43,8 @@ type Client struct {
 	Caller, Service string
 	// Subset selects instances of Service; "" means any.
 	Subset string
-	// Limits bound the request; the zero value uses the defaults.
-	Limits wire.Limits
+	// Limits, read per call, bound the request; nil means the defaults.
+	Limits pipeline.Limits
 }
 
 var _ grpc.ClientConnInterface = (*Client)(nil)
@@ -83,7 +83,7 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 	data.Free()
 	md, _ := metadata.FromOutgoingContext(ctx)
 	req := &grpcwire.Request{Method: method, Metadata: md, Payload: payload}
-	resp, err := Send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits)
+	resp, err := Send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits.Now())
 	if err != nil {
 		return err
 	}

@@ -38,8 +38,8 @@ type HTTPUpstream struct {
 	// http.DefaultTransport, which would add an Accept-Encoding the client
 	// never sent.
 	Transport http.RoundTripper
-	// Limits, called per call, bound the answer; nil means the defaults.
-	Limits func() wire.Limits
+	// Limits, read per call, bound the answer; nil means the defaults.
+	Limits Limits
 	// OnRefused, when set, is called after a call found the service not
 	// accepting connections.
 	OnRefused func(error)
@@ -69,10 +69,7 @@ var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
 
 // ServeCall implements [Handler].
 func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
-	var lim wire.Limits
-	if u.Limits != nil {
-		lim = u.Limits()
-	}
+	lim := u.Limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
 	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
 	if err != nil {
