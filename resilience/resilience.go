@@ -472,7 +472,7 @@ func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline
 // leaves room for the backoff, and the destination's retry budget has a
 // retry to spend (spent here).
 func (p *plan) gate(ctx context.Context, attempts int, msg *nats.Msg, err error, idempotent bool) bool {
-	if attempts >= p.attempts || !retryable(classify(msg, err), msg, idempotent) {
+	if attempts >= p.attempts || !retryable(msg, err, idempotent) {
 		return false
 	}
 	// Jitter may stretch the backoff by up to the factor: a retry that
