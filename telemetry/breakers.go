@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/natsmesh/natsmesh/meshstat"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -188,22 +189,13 @@ func (b *breakerMetrics) count() map[*breakerSeries]*[len(breakerStates)]int64 {
 	return counts
 }
 
-// BreakerStat counts the breakers of a component's outbound calls to one
-// destination that are in one state, in a [Snapshot].
-type BreakerStat struct {
-	Callee string       `json:"callee"`
-	Subset string       `json:"subset"`
-	State  BreakerState `json:"state"`
-	Count  int64        `json:"count"`
-}
-
 // snapshot lists the breakers that are not closed, in a stable order.
-func (b *breakerMetrics) snapshot() []BreakerStat {
-	var out []BreakerStat
+func (b *breakerMetrics) snapshot() []meshstat.Breaker {
+	var out []meshstat.Breaker
 	for s, n := range b.count() {
 		for i, st := range breakerStates {
 			if st != BreakerClosed && n[i] > 0 {
-				out = append(out, BreakerStat{Callee: s.key.callee, Subset: s.key.subset, State: st, Count: n[i]})
+				out = append(out, meshstat.Breaker{Callee: s.key.callee, Subset: s.key.subset, State: string(st), Count: uint64(n[i])})
 			}
 		}
 	}
