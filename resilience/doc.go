@@ -20,14 +20,15 @@
 //  2. the retry policy: exponential backoff with jitter, up to the route's
 //     attempts. A try is retried only when it is safe (nothing ran:
 //     no-responders, overloaded, upstream-refused, broker-unavailable,
-//     always; a 5xx reply, gRPC UNAVAILABLE or a timeout only when the call
-//     is idempotent), tries are left, the deadline leaves more than the
+//     always; a 5xx reply but 501, gRPC UNAVAILABLE or a timeout only when
+//     the call is idempotent: wire.Outcome's Retry), tries are left, the deadline leaves more than the
 //     backoff, and the destination's retry budget allows it. An open
 //     breaker, a full bulkhead, forbidden, bad-request and too-large are
 //     never retried;
 //  3. for idempotent calls with a hedge, the hedge policy: more attempts
 //     while the first is slow; the first reply that is not a server error
-//     wins and the others are cancelled;
+//     (or says not implemented) wins and the others are cancelled
+//     (wire.Outcome's EndsHedge);
 //  4. the destination's bulkhead: over max_concurrent a try fails at once
 //     with overloaded (the caller's own limit, never retried);
 //  5. the destination's circuit breaker, which counts calls, not attempts:
@@ -35,8 +36,8 @@
 //     (open, it fails at once with circuit-open, and so does the call), its
 //     other attempts go with it, and the call's outcome after its retries
 //     and hedges is recorded once; timeouts, no-responders, upstream
-//     failures and server errors count as failures, 4xx and forbidden do
-//     not. The destination is a queue group: an attempt that met a failing
+//     failures and server errors but not implemented count as failures,
+//     4xx and forbidden do not (wire.Outcome's DestinationFailed). The destination is a queue group: an attempt that met a failing
 //     instance and a retry another answered make a call that succeeded;
 //  6. the attempt: its own timeout as its context deadline, numbered on
 //     its context (pipeline.AttemptFrom; telemetry of each attempt counts
