@@ -188,9 +188,7 @@ func (c *Config) normalize() (*url.URL, error) {
 	if err := wire.ValidateName("service", c.Service); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if c.Subset == wire.AnySubset {
-		c.Subset = ""
-	}
+	c.Subset = wire.NormalSubset(c.Subset)
 	if c.Subset != "" {
 		if err := wire.ValidateName("subset", c.Subset); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -265,7 +263,7 @@ func parseUpstream(s string) (*url.URL, error) {
 // connected to now (it may change on reconnect; 0 before the first
 // connection means the default).
 func (a *Agent) limitsNow() wire.Limits {
-	return wire.Limits{MaxPayload: a.nc.MaxPayload()}
+	return pipeline.LimitsOf(a.nc)
 }
 
 // Name returns the agent's service name, its identity on the mesh.

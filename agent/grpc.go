@@ -33,7 +33,7 @@ func (a *Agent) GRPCServer() grpc.ServiceRegistrar {
 		panic("agent: GRPCServer after Start or Shutdown")
 	}
 	if a.in.grpcServer == nil {
-		a.in.grpcServer = meshgrpc.NewServer(meshgrpc.WithLimits(a.limitsNow()))
+		a.in.grpcServer = meshgrpc.NewServer(meshgrpc.WithLimits(a.limitsNow))
 	}
 	return a.in.grpcServer
 }
@@ -48,7 +48,7 @@ func (a *Agent) ClientConn(dest string) (grpc.ClientConnInterface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return &meshgrpc.Client{Sender: a.send, Caller: a.cfg.Service, Service: service, Subset: subset, Limits: a.limitsNow()}, nil
+	return &meshgrpc.Client{Sender: a.send, Caller: a.cfg.Service, Service: service, Subset: subset, Limits: a.limitsNow}, nil
 }
 
 // ServeGRPCProxy serves the outbound gRPC proxy on l until Shutdown: an h2c
@@ -57,7 +57,7 @@ func (a *Agent) ClientConn(dest string) (grpc.ClientConnInterface, error) {
 // grpc.WithAuthority("orders") or "v2.orders"). It returns nil after
 // Shutdown.
 func (a *Agent) ServeGRPCProxy(l net.Listener) error {
-	p := &meshgrpc.Proxy{Sender: a.send, Caller: a.cfg.Service, Limits: a.limitsNow(), Domains: a.cfg.Domains}
+	p := &meshgrpc.Proxy{Sender: a.send, Caller: a.cfg.Service, Limits: a.limitsNow, Domains: a.cfg.Domains}
 	srv := grpc.NewServer(append(p.ServerOptions(),
 		grpc.InitialWindowSize(grpcWindow), grpc.InitialConnWindowSize(grpcWindow))...)
 	stopper := func(ctx context.Context) error {
@@ -90,5 +90,5 @@ func (in *inbound) grpcUpstream(ctx context.Context, c *pipeline.Call) (*nats.Ms
 	if err != nil {
 		return nil, &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}
 	}
-	return (&meshgrpc.Upstream{Conn: cc, Limits: in.a.limitsNow(), OnRefused: in.onRefused}).ServeCall(ctx, c)
+	return (&meshgrpc.Upstream{Conn: cc, Limits: in.limits, OnRefused: in.onRefused}).ServeCall(ctx, c)
 }

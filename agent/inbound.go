@@ -29,6 +29,7 @@ type inbound struct {
 	a *Agent
 
 	httpTransport *http.Transport
+	limits        pipeline.Limits  // the agent's (limitsNow), made once
 	handler       http.Handler     // in-process HTTP service
 	grpcServer    *meshgrpc.Server // in-process gRPC services
 	grpcMu        sync.Mutex
@@ -67,6 +68,7 @@ func newInbound(a *Agent) *inbound {
 		firstServing:  make(chan struct{}),
 		refused:       make(chan struct{}, 1),
 		httpTransport: pipeline.NewUpstreamTransport(),
+		limits:        a.limitsNow,
 	}
 	in.ej = siblings.New(siblings.Config{
 		Conn: a.nc, Service: a.cfg.Service, Subset: a.cfg.Subset, ID: a.ID,
@@ -85,7 +87,7 @@ func (in *inbound) enabled() bool {
 // handlers returns the local service's kinds of handler by protocol.
 func (in *inbound) handlers() pipeline.Protocols {
 	p := pipeline.Protocols{Service: in.a.cfg.Service}
-	limits := in.a.limitsNow
+	limits := in.limits
 	switch {
 	case in.handler != nil:
 		p.HTTP = pipeline.HTTPHandler(in.handler, limits)

@@ -130,8 +130,8 @@ func (r Route) validate() error {
 	if err := wire.ValidateName("service", r.Service); err != nil {
 		return fmt.Errorf("bridge: route %q: %w: %w", r, ErrInvalidConfig, err)
 	}
-	if r.Subset != "" && r.Subset != wire.AnySubset {
-		if err := wire.ValidateName("subset", r.Subset); err != nil {
+	if subset := wire.NormalSubset(r.Subset); subset != "" {
+		if err := wire.ValidateName("subset", subset); err != nil {
 			return fmt.Errorf("bridge: route %q: %w: %w", r, ErrInvalidConfig, err)
 		}
 	}
@@ -160,7 +160,8 @@ type GatewayConfig struct {
 	Name string
 	// Routes, tried as described on [Gateway].
 	Routes []Route
-	// Limits bound each request. A zero MaxPayload is Conn's max_payload.
+	// Limits bound each request. A zero MaxPayload is Conn's max_payload
+	// at the time of the request.
 	Limits wire.Limits
 	// Timeout bounds each request from the moment it is routed to the end
 	// of the reply. Default pipeline.DefaultTimeout (30s).
@@ -245,9 +246,6 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	}
 	if err := natsconn.CheckInboxPrefix(cfg.Conn, cfg.Name); err != nil {
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
-	}
-	if cfg.Limits.MaxPayload <= 0 && cfg.Conn.MaxPayload() > 0 {
-		cfg.Limits.MaxPayload = cfg.Conn.MaxPayload()
 	}
 	releases := &chain.Releases{}
 	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{
@@ -462,6 +460,9 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 		return nil, err
 	}
 	lim := g.limits
+	if lim.MaxPayload <= 0 {
+		lim.MaxPayload = g.send.Limits().MaxPayload
+	}
 	lim.MaxHeaders, lim.MaxHeaderBytes = lim.HeadersLimit()+forwardedCount, lim.HeaderBytesLimit()+forwardedBytes(r)
 	setForwarded(out.Header, r)
 	if out.Host == "" && route.Service != "" {

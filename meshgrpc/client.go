@@ -43,8 +43,8 @@ type Client struct {
 	Caller, Service string
 	// Subset selects instances of Service; "" means any.
 	Subset string
-	// Limits bound the request; the zero value uses the defaults.
-	Limits wire.Limits
+	// Limits, read per call, bound the request; nil means the defaults.
+	Limits pipeline.Limits
 }
 
 var _ grpc.ClientConnInterface = (*Client)(nil)
@@ -83,7 +83,7 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 	data.Free()
 	md, _ := metadata.FromOutgoingContext(ctx)
 	req := &grpcwire.Request{Method: method, Metadata: md, Payload: payload}
-	resp, err := Send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits)
+	resp, err := Send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits.Now())
 	if err != nil {
 		return err
 	}
@@ -107,8 +107,9 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 	return nil, errStreaming
 }
 
-// Send encodes req as a gRPC call to dest's service from dest's caller
-// (the protocol, operation and message are set from req), sends it through
+// Send encodes req as a gRPC call to dest's service and subset
+// (wire.NormalSubset) from dest's caller (the protocol, operation and
+// message are set from req), sends it through
 // s and reads the answer. A mesh failure, or a request that cannot be sent,
 // is returned as a status error; the service's own status is in the
 // response.
@@ -117,6 +118,7 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
+	dest.Subset = wire.NormalSubset(dest.Subset)
 	dest.Proto, dest.Op, dest.Header, dest.Data = wire.ProtoGRPC, req.Method, m.Header, m.Data
 	reply, err := s.Send(ctx, &dest)
 	if err != nil {

@@ -75,7 +75,7 @@ func Example_sidecar() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	serve(nc, "orders", &meshgrpc.Upstream{Conn: local, Limits: wire.Limits{MaxPayload: nc.MaxPayload()}})
+	serve(nc, "orders", &meshgrpc.Upstream{Conn: local, Limits: pipeline.ConnLimits(nc)})
 
 	// Outbound, in the agent of "web": clients dial 127.0.0.1:15002 with
 	// grpc.WithAuthority("orders").
@@ -83,7 +83,7 @@ func Example_sidecar() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	proxy := &meshgrpc.Proxy{Sender: out, Caller: "web", Limits: wire.Limits{MaxPayload: nc.MaxPayload()}}
+	proxy := &meshgrpc.Proxy{Sender: out, Caller: "web", Limits: pipeline.ConnLimits(nc)}
 	lis, err := net.Listen("tcp", "127.0.0.1:15002")
 	if err != nil {
 		log.Fatal(err)

@@ -449,7 +449,7 @@ func TestClientMeshFailures(t *testing.T) {
 				return next.Send(ctx, c)
 			})
 		}
-		client := testpb.NewTestServiceClient(&Client{Sender: sender(t, nc, count), Caller: "web", Service: "orders", Limits: wire.Limits{MaxPayload: 64 << 10}})
+		client := testpb.NewTestServiceClient(&Client{Sender: sender(t, nc, count), Caller: "web", Service: "orders", Limits: func() wire.Limits { return wire.Limits{MaxPayload: 64 << 10} }})
 		_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 100<<10)}})
 		st := status.Convert(err)
 		if st.Code() != codes.ResourceExhausted || string(grpcwire.StatusKind(st)) != string(wire.KindTooLarge) {
@@ -475,4 +475,36 @@ func TestClientMeshFailures(t *testing.T) {
 			t.Errorf("got %v", err)
 		}
 	})
+}
+
+// TestLimitsReadPerCall: issue 17 item 3. The gRPC adapters read their
+// limits at each call, as the HTTP ones do, so a connection's max_payload
+// that changes (a reconnect to another server) applies to the next call.
+func TestLimitsReadPerCall(t *testing.T) {
+	nc := runGRPCTestNATS(t)
+	ctx := context.Background()
+	var serverMax, clientMax atomic.Int64
+	serverMax.Store(1 << 20)
+	clientMax.Store(1 << 20)
+	gs := NewServer(WithLimits(func() wire.Limits { return wire.Limits{MaxPayload: serverMax.Load()} }))
+	testpb.RegisterTestServiceServer(gs, &testService{})
+	serveGRPCOverNATS(t, nc, "limits", gs)
+	client := testpb.NewTestServiceClient(&Client{Sender: sender(t, nc), Caller: "web", Service: "limits",
+		Limits: func() wire.Limits { return wire.Limits{MaxPayload: clientMax.Load()} }})
+	call := func() *status.Status {
+		_, err := client.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 48<<10)}})
+		return status.Convert(err)
+	}
+	if st := call(); st.Code() != codes.OK {
+		t.Fatalf("under both limits: %v", st.Err())
+	}
+	serverMax.Store(32 << 10)
+	if st := call(); st.Code() != codes.Unavailable || string(grpcwire.StatusKind(st)) != string(wire.KindUpstream) {
+		t.Errorf("reply past the server's new limit: %v, want Unavailable upstream-unavailable", st.Err())
+	}
+	serverMax.Store(1 << 20)
+	clientMax.Store(32 << 10)
+	if st := call(); st.Code() != codes.ResourceExhausted || string(grpcwire.StatusKind(st)) != string(wire.KindTooLarge) {
+		t.Errorf("request past the client's new limit: %v, want ResourceExhausted too-large", st.Err())
+	}
 }

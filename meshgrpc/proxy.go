@@ -28,8 +28,8 @@ type Proxy struct {
 	Sender pipeline.Sender
 	// Caller is the name of the service the proxy calls for.
 	Caller string
-	// Limits bound the request; the zero value uses the defaults.
-	Limits wire.Limits
+	// Limits, read per call, bound the request; nil means the defaults.
+	Limits pipeline.Limits
 	// HalfCloseWait is how long the proxy waits, after a call's first
 	// message, for the half-close that marks it unary; a stream that keeps
 	// its send side open longer is answered Unimplemented. Default
@@ -96,7 +96,7 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	}
 
 	req := &grpcwire.Request{Method: method, Metadata: md, Payload: in}
-	resp, err := Send(ctx, p.Sender, pipeline.Call{Service: service, Subset: subset, Caller: p.Caller}, req, p.Limits)
+	resp, err := Send(ctx, p.Sender, pipeline.Call{Service: service, Subset: subset, Caller: p.Caller}, req, p.Limits.Now())
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ import (
 // Only unary methods are served; the streaming methods of a registered
 // service answer Unimplemented.
 type Server struct {
-	limits      wire.Limits
+	limits      pipeline.Limits
 	interceptor grpc.UnaryServerInterceptor
 
 	mu       sync.RWMutex
@@ -49,8 +49,9 @@ var (
 // ServerOption configures a [Server].
 type ServerOption func(*Server)
 
-// WithLimits bounds the replies; the default is the zero Limits.
-func WithLimits(lim wire.Limits) ServerOption {
+// WithLimits bounds the replies, read at each call (the agent gives its
+// connection's, [pipeline.ConnLimits]); the default is wire's defaults.
+func WithLimits(lim pipeline.Limits) ServerOption {
 	return func(s *Server) { s.limits = lim }
 }
 
@@ -125,7 +126,7 @@ func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, er
 	if err != nil {
 		return nil, err
 	}
-	reply, err := grpcwire.ResponseMsg(s.serve(ctx, c.Caller, req), s.limits)
+	reply, err := grpcwire.ResponseMsg(s.serve(ctx, c.Caller, req), s.limits.Now())
 	return reply, wire.ResponseError(err)
 }
 

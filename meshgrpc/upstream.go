@@ -33,8 +33,8 @@ import (
 type Upstream struct {
 	// Conn is the connection to the local service. Required.
 	Conn grpc.ClientConnInterface
-	// Limits bound the replies; the zero value uses the defaults.
-	Limits wire.Limits
+	// Limits, read per call, bound the replies; nil means the defaults.
+	Limits pipeline.Limits
 	// OnRefused, when set, is called after a call found the service not
 	// accepting connections.
 	OnRefused func(error)
@@ -76,6 +76,6 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, 
 		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: streaming not supported yet, only unary calls cross the mesh")
 	}
 	resp := &grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
-	reply, err := grpcwire.ResponseMsg(resp, u.Limits)
+	reply, err := grpcwire.ResponseMsg(resp, u.Limits.Now())
 	return reply, wire.ResponseError(err)
 }

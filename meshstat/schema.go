@@ -19,7 +19,9 @@ var ErrInvalid = errors.New("meshstat: invalid stats")
 
 // Snapshot is the cumulative counters of one instance at one moment: the
 // "natsmesh" field of its $SRV.STATS answer (docs/observability.md, "Stats
-// schema").
+// schema"). These types are the schema's one definition: agents and
+// gateways write them (package telemetry's Snapshot is this type), and
+// meshstat reads them.
 type Snapshot struct {
 	Service string    `json:"service"`
 	Subset  string    `json:"subset"`
@@ -45,7 +47,7 @@ type Snapshot struct {
 // that are in State ("open" or "half_open").
 type Breaker struct {
 	Callee string `json:"callee"`
-	Subset string `json:"subset,omitempty"`
+	Subset string `json:"subset"`
 	State  string `json:"state"`
 	Count  uint64 `json:"count"`
 }
@@ -64,6 +66,36 @@ type Edge struct {
 	Errors     uint64            `json:"errors"`
 	MeshErrors map[string]uint64 `json:"mesh_errors,omitempty"`
 	Latency    Histogram         `json:"latency"`
+}
+
+// MarshalJSON writes e as an agent or a gateway answers it
+// (docs/observability.md): an inbound edge (no Callee) with "caller", an
+// outbound one with "callee" and "subset" ("" for any instance), and
+// "mesh_errors" always ({} when there are none).
+func (e Edge) MarshalJSON() ([]byte, error) {
+	meshErrors := e.MeshErrors
+	if meshErrors == nil {
+		meshErrors = map[string]uint64{}
+	}
+	if e.Callee != "" {
+		return json.Marshal(struct {
+			Callee     string            `json:"callee"`
+			Subset     string            `json:"subset"`
+			Proto      string            `json:"proto"`
+			Requests   uint64            `json:"requests"`
+			Errors     uint64            `json:"errors"`
+			MeshErrors map[string]uint64 `json:"mesh_errors"`
+			Latency    Histogram         `json:"latency"`
+		}{e.Callee, e.Subset, e.Proto, e.Requests, e.Errors, meshErrors, e.Latency})
+	}
+	return json.Marshal(struct {
+		Caller     string            `json:"caller"`
+		Proto      string            `json:"proto"`
+		Requests   uint64            `json:"requests"`
+		Errors     uint64            `json:"errors"`
+		MeshErrors map[string]uint64 `json:"mesh_errors"`
+		Latency    Histogram         `json:"latency"`
+	}{e.Caller, e.Proto, e.Requests, e.Errors, meshErrors, e.Latency})
 }
 
 // key identifies an edge within one instance's inbound or outbound list.

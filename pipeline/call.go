@@ -28,7 +28,10 @@ import (
 type Call struct {
 	// Service and Subset name the destination: a meshed service and, when
 	// Subset is set, only its instances of that subset. Subset "" means any
-	// instance.
+	// instance; never wire.AnySubset, the subject's token (the mesh's
+	// entry points, [NewHTTPCall] and meshgrpc.Send among them, pass a
+	// subset through wire.NormalSubset, and the inbound dispatch reads it
+	// with wire.ParseSubject).
 	Service string
 	Subset  string
 	// Subject, when set, is a plain NATS subject (a NATS-native endpoint
@@ -59,7 +62,7 @@ func (c *Call) Dest() string {
 	switch {
 	case c.Subject != "":
 		return c.Subject
-	case c.Subset != "" && c.Subset != wire.AnySubset:
+	case c.Subset != "":
 		return c.Service + "@" + c.Subset
 	}
 	return c.Service

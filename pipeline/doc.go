@@ -61,8 +61,8 @@
 //
 // Routing passes the route it matched on the context ([WithRoute]); the
 // resilience policies (package resilience) number each attempt on its
-// context ([AttemptFrom]) and count attempts, retries and hedges on a
-// [CallStats] a middleware outside them put on the call.
+// context ([AttemptFrom]), from which telemetry of each attempt counts the
+// call's attempts, retries and hedges.
 //
 // Inbound:
 //

@@ -24,20 +24,17 @@ import (
 // http.ErrAbortHandler an upstream one, and one whose answer exceeds
 // max_payload an upstream error naming the response, not the caller's
 // request.
-func HTTPHandler(h http.Handler, limits func() wire.Limits) Handler {
+func HTTPHandler(h http.Handler, limits Limits) Handler {
 	return &httpHandler{h: h, limits: limits}
 }
 
 type httpHandler struct {
 	h      http.Handler
-	limits func() wire.Limits
+	limits Limits
 }
 
 func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
-	var lim wire.Limits
-	if k.limits != nil {
-		lim = k.limits()
-	}
+	lim := k.limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
 	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
 	if err != nil {

@@ -9,8 +9,9 @@ import (
 )
 
 // NewHTTPCall encodes r (its body read and closed here, bounded by lim) as
-// the call dest describes: dest's Service and Subset, or Subject, and
-// Caller; the protocol, operation, path and message are set from r. It
+// the call dest describes: dest's Service and Subset (wire.NormalSubset),
+// or Subject, and Caller; the protocol, operation, path and message are
+// set from r. It
 // fails with the *wire.Error of [httpwire.EncodeRequest].
 func NewHTTPCall(r *http.Request, dest Call, lim wire.Limits) (*Call, error) {
 	m, err := httpwire.EncodeRequest(r, lim)
@@ -18,6 +19,7 @@ func NewHTTPCall(r *http.Request, dest Call, lim wire.Limits) (*Call, error) {
 		return nil, err
 	}
 	c := dest
+	c.Subset = wire.NormalSubset(c.Subset)
 	c.Proto, c.Op, c.Header, c.Data = wire.ProtoHTTP, r.Method, m.Header, m.Data
 	c.Path = m.Header.Get(wire.HeaderPath)
 	return &c, nil

@@ -264,9 +264,6 @@ func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
 	// call's caller.
 	ctx, cancel := context.WithTimeout(withCallerOf(context.Background(), c), timeout)
 	defer cancel()
-	if c.Subset == wire.AnySubset {
-		c.Subset = ""
-	}
 	if c.Proto == wire.ProtoHTTP {
 		c.Path = m.Header.Get(wire.HeaderPath)
 	}

@@ -148,7 +148,7 @@ func (o *Outbound) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 
 // Limits are the bounds of a message on the connection now: its server's
 // max_payload (it may change on reconnect).
-func (o *Outbound) Limits() wire.Limits { return wire.Limits{MaxPayload: o.nc.MaxPayload()} }
+func (o *Outbound) Limits() wire.Limits { return LimitsOf(o.nc) }
 
 // Conn is the pipeline's NATS connection.
 func (o *Outbound) Conn() *nats.Conn { return o.nc }

@@ -328,3 +328,17 @@ func TestInboundWorkers(t *testing.T) {
 		return nil
 	})
 }
+
+// TestNewHTTPCallAnySubset: issue 17 item 2. A subset written as the
+// subject's token is kept as "" in the call, as any subset is in memory;
+// the subject still carries the token.
+func TestNewHTTPCallAnySubset(t *testing.T) {
+	r, _ := http.NewRequest(http.MethodGet, "http://orders/x", nil)
+	c, err := NewHTTPCall(r, Call{Service: "orders", Subset: wire.AnySubset, Caller: "web"}, wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subset != "" || c.Dest() != "orders" || c.MeshSubject() != "mesh.orders._.web.http.GET" {
+		t.Errorf("subset %q, dest %q, subject %q", c.Subset, c.Dest(), c.MeshSubject())
+	}
+}

@@ -1,19 +1,15 @@
 package pipeline
 
-import (
-	"context"
-	"sync/atomic"
-)
+import "context"
 
 // Context values that outbound middleware pass to the middleware inside
-// them. Each is set by one concern and read by the ones after it:
+// them (in the order this package's doc states). Each is set by one
+// concern and read by the ones after it:
 //
-//   - the route: set by routing (step 2), read by the resilience policies
-//     (steps 5-8) to pick the route's policy, and by telemetry;
-//   - [CallStats]: put on the call by whoever wants to read it afterwards
-//     (telemetry of the call, step 1), filled in by the resilience policies;
+//   - the route: set by routing, read by the resilience policies to pick
+//     the route's policy, and by telemetry;
 //   - [Attempt]: set by the resilience policies on each attempt's context,
-//     read by telemetry of each attempt (step 9).
+//     read by telemetry of each attempt.
 
 // routeKey is the context key of the matched route's name.
 type routeKey struct{}
@@ -31,57 +27,6 @@ func WithRoute(ctx context.Context, name string) context.Context {
 func RouteFrom(ctx context.Context) (string, bool) {
 	r, _ := ctx.Value(routeKey{}).(string)
 	return r, r != ""
-}
-
-// CallStats counts what the resilience policies did for one call: how many
-// attempts were sent, how many of them were retries and how many hedges.
-// A middleware outside them that wants the counts (telemetry of the call)
-// puts one on the call's context with [WithCallStats] and reads it once
-// the call has returned; the resilience policies add to it. The counts are
-// safe to read concurrently, but are final only after the call returned
-// (a cancelled hedge may still be winding down before).
-type CallStats struct {
-	attempts, retries, hedges atomic.Int32
-}
-
-// Attempts is the number of attempts sent: the first, the retries and the
-// hedges. A try the caller's own bulkhead or open breaker refused was not
-// sent and is not counted.
-func (s *CallStats) Attempts() int { return int(s.attempts.Load()) }
-
-// Retries is the number of attempts sent after an earlier one failed.
-func (s *CallStats) Retries() int { return int(s.retries.Load()) }
-
-// Hedges is the number of attempts sent while an earlier one was still
-// running.
-func (s *CallStats) Hedges() int { return int(s.hedges.Load()) }
-
-// AddAttempt counts an attempt that is about to be sent; hedge says it is a
-// hedge. Called by the resilience policies.
-func (s *CallStats) AddAttempt(hedge bool) {
-	s.attempts.Add(1)
-	if hedge {
-		s.hedges.Add(1)
-	}
-}
-
-// AddRetry counts a retry that has been decided on. Called by the
-// resilience policies.
-func (s *CallStats) AddRetry() { s.retries.Add(1) }
-
-type statsKey struct{}
-
-// WithCallStats returns ctx carrying a new CallStats for the call sent
-// with it, and the stats.
-func WithCallStats(ctx context.Context) (context.Context, *CallStats) {
-	s := new(CallStats)
-	return context.WithValue(ctx, statsKey{}, s), s
-}
-
-// CallStatsFrom returns the CallStats on ctx, or nil when there is none.
-func CallStatsFrom(ctx context.Context) *CallStats {
-	s, _ := ctx.Value(statsKey{}).(*CallStats)
-	return s
 }
 
 // Attempt describes one attempt of a call, on the context the attempt is

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,11 +32,14 @@ type HTTPUpstream struct {
 	// Base is the service's URL: scheme http, host:port, and an optional
 	// base path. Required.
 	Base *url.URL
-	// Transport makes the requests. Default: a transport without proxy or
-	// compression, keeping connections alive.
+	// Transport makes the requests. Default (nil): one transport shared by
+	// every HTTPUpstream without one, made by [NewUpstreamTransport] (no
+	// proxy, no compression of its own, connections kept alive), never
+	// http.DefaultTransport, which would add an Accept-Encoding the client
+	// never sent.
 	Transport http.RoundTripper
-	// Limits, called per call, bound the answer; nil means the defaults.
-	Limits func() wire.Limits
+	// Limits, read per call, bound the answer; nil means the defaults.
+	Limits Limits
 	// OnRefused, when set, is called after a call found the service not
 	// accepting connections.
 	OnRefused func(error)
@@ -59,12 +63,13 @@ func NewUpstreamTransport() *http.Transport {
 	}
 }
 
+// defaultUpstreamTransport is the Transport of an HTTPUpstream without
+// one, made on first use.
+var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
+
 // ServeCall implements [Handler].
 func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
-	var lim wire.Limits
-	if u.Limits != nil {
-		lim = u.Limits()
-	}
+	lim := u.Limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
 	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
 	if err != nil {
@@ -96,7 +101,7 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error
 	SetCallerHeader(r.Header, c.Caller)
 	t := u.Transport
 	if t == nil {
-		t = http.DefaultTransport
+		t = defaultUpstreamTransport()
 	}
 	resp, err := t.RoundTrip(r)
 	if err != nil {

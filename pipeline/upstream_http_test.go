@@ -98,3 +98,42 @@ func TestHTTPUpstreamRefused(t *testing.T) {
 		t.Errorf("OnRefused called %d times, want 2", told.Load())
 	}
 }
+
+// TestHTTPUpstreamZeroTransportAddsNoAcceptEncoding: issue 17 item 8. An
+// HTTPUpstream without a Transport sends no Accept-Encoding of its own (as
+// http.DefaultTransport would, "gzip", then decompressing the answer
+// behind the client's back), and passes the client's own unchanged.
+func TestHTTPUpstreamZeroTransportAddsNoAcceptEncoding(t *testing.T) {
+	seen := make(chan []string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Values("Accept-Encoding")
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	up := &HTTPUpstream{Base: u}
+	for _, sent := range []string{"", "gzip, br", "identity"} {
+		t.Run("sent "+sent, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://orders/", nil)
+			if sent != "" {
+				r.Header.Set("Accept-Encoding", sent)
+			}
+			m, err := httpwire.EncodeRequest(r, wire.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET", Header: m.Header, Data: m.Data, msg: m}
+			if _, err := up.ServeCall(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+			got := <-seen
+			var want []string
+			if sent != "" {
+				want = []string{sent}
+			}
+			if strings.Join(got, "|") != strings.Join(want, "|") || len(got) != len(want) {
+				t.Errorf("service saw Accept-Encoding %q, want %q", got, want)
+			}
+		})
+	}
+	defaultUpstreamTransport().CloseIdleConnections()
+}

@@ -23,8 +23,6 @@ import (
 //     common case;
 //   - builtin-no-deadline: the same, from a context without a deadline,
 //     so the route's timeout needs a context of its own;
-//   - builtin-stats: the same as builtin, with pipeline.CallStats on the
-//     call;
 //   - mesh-file: a live mesh file whose route has a bulkhead, an attempt
 //     timeout and retries (no hedge).
 func BenchmarkOverhead(b *testing.B) {
@@ -60,10 +58,6 @@ services:
 	}{
 		{"builtin", resilience.Config{}, withDeadline(context.Background())},
 		{"builtin-no-deadline", resilience.Config{}, context.Background()},
-		{"builtin-stats", resilience.Config{}, func() context.Context {
-			ctx, _ := pipeline.WithCallStats(withDeadline(context.Background()))
-			return ctx
-		}()},
 		{"mesh-file", resilience.Config{Policies: live.Static(f)}, pipeline.WithRoute(withDeadline(context.Background()), "items")},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -3,149 +3,55 @@ package resilience
 import (
 	"context"
 	"errors"
-	"strconv"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/grpc/codes"
 
 	"github.com/natsmesh/natsmesh/wire"
-	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
-// outcome is what an attempt's result means to the policies.
-type outcome int
+// The policies read an attempt's result by wire's one rule of whether a
+// service failed, in its variants for them (wire.Outcome: Retry,
+// DestinationFailed, EndsHedge). Package pipeline guarantees that every
+// failure of the mesh is a *wire.Error, so a reply (err nil) is always the
+// service's own answer. The functions here see no call: a reply is read by
+// its own status header, which every mesh answer has (a NATS-native
+// answer reads as HTTP reads it).
 
-const (
-	// answered: the service answered, and not with a server error.
-	answered outcome = iota
-	// serverError: the service answered with a 5xx (HTTP) or a gRPC
-	// status that says it failed.
-	serverError
-	// notRun: the mesh refused or lost the call before any service code
-	// ran (no responders, a remote overloaded or upstream-refused answer,
-	// no broker connection); repeating it is always safe.
-	notRun
-	// timedOut: the attempt ran out of time; the service may have run it.
-	timedOut
-	// other: any other mesh error (forbidden, bad request, too large, the
-	// caller's own circuit breaker or bulkhead, a cancelled call). Never
-	// retried.
-	other
-)
+// outcomeOf reads an attempt's result.
+func outcomeOf(msg *nats.Msg, err error) wire.Outcome { return wire.OutcomeOf("", msg, err) }
 
-// classify reads an attempt's result. Package pipeline guarantees that
-// every failure of the mesh is a *wire.Error, so a reply (err nil) is
-// always the service's own answer.
-func classify(msg *nats.Msg, err error) outcome {
-	if err == nil {
-		if serverFailed(msg) {
-			return serverError
-		}
-		return answered
+// retryable reports whether an attempt that ended with msg or err may be
+// repeated: always when nothing ran, and when the call is idempotent, also
+// after a timeout or a server failure worth another try (wire.Outcome's
+// Retry). A cancelled attempt (the caller went away, or a hedge lost) and
+// the caller's own refusals (its breaker, its bulkhead) never are.
+func retryable(msg *nats.Msg, err error, idempotent bool) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, errLocal) {
+		return false
 	}
-	if errors.Is(err, context.Canceled) {
-		// The caller went away, or a hedge lost: nothing to learn.
-		return other
-	}
-	var e *wire.Error
-	if !errors.As(err, &e) {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return timedOut
-		}
-		return other
-	}
-	if errors.Is(e, errLocal) {
-		return other
-	}
-	switch e.Kind {
-	case wire.KindNoResponders, wire.KindOverloaded, wire.KindUpstreamRefused, wire.KindBrokerUnavailable:
-		return notRun
-	case wire.KindTimeout:
-		return timedOut
-	}
-	return other
-}
-
-// retryable reports whether an attempt with outcome o may be repeated:
-// always when nothing ran, and for 5xx replies only when the call is
-// idempotent. Timeouts are retried only when idempotent too, and only
-// gRPC UNAVAILABLE among gRPC failures (see serverFailed).
-func retryable(o outcome, msg *nats.Msg, idempotent bool) bool {
-	switch o {
-	case notRun:
+	switch outcomeOf(msg, err).Retry() {
+	case wire.RetryAlways:
 		return true
-	case timedOut:
+	case wire.RetryIdempotent:
 		return idempotent
-	case serverError:
-		return idempotent && retryableReply(msg)
 	}
 	return false
 }
 
 // destinationFailed reports whether an attempt's result counts against its
-// destination in the circuit breaker: a failure that says the destination
-// is bad (timeout, its agent could not reach or was refused by its local
-// service, no instance serving) or a server error. The caller's own
-// refusals, 4xx replies, forbidden, and lost hedges do not count.
+// destination in the circuit breaker (wire.Outcome's DestinationFailed). A
+// cancelled attempt does not count.
 func destinationFailed(msg *nats.Msg, err error) bool {
-	if err == nil {
-		return serverFailed(msg)
-	}
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
-	var e *wire.Error
-	if !errors.As(err, &e) {
-		return errors.Is(err, context.DeadlineExceeded)
-	}
-	switch e.Kind {
-	case wire.KindTimeout, wire.KindUpstream, wire.KindUpstreamRefused, wire.KindNoResponders:
-		return !errors.Is(e.Err, context.Canceled)
-	}
-	return false
-}
-
-// serverFailed reports whether a reply is a server error: HTTP status 500
-// or more, or a gRPC status that grpc-gateway maps to one (UNKNOWN,
-// INTERNAL, UNAVAILABLE, DATA_LOSS, DEADLINE_EXCEEDED; not UNIMPLEMENTED).
-func serverFailed(msg *nats.Msg) bool {
-	if msg == nil {
-		return false
-	}
-	if v := msg.Header.Get(grpcwire.HeaderGRPCStatus); v != "" {
-		switch grpcCode(v) {
-		case codes.Unknown, codes.Internal, codes.Unavailable, codes.DataLoss, codes.DeadlineExceeded:
-			return true
-		}
-		return false
-	}
-	s, err := strconv.Atoi(msg.Header.Get(wire.HeaderStatus))
-	return err == nil && s >= 500
-}
-
-// retryableReply reports whether a server error may be retried for an
-// idempotent call: any HTTP 5xx, and gRPC UNAVAILABLE only (gRPC's own
-// retry policy's usual choice: the other codes say the method ran and
-// failed).
-func retryableReply(msg *nats.Msg) bool {
-	if v := msg.Header.Get(grpcwire.HeaderGRPCStatus); v != "" {
-		return grpcCode(v) == codes.Unavailable
-	}
-	return true
-}
-
-func grpcCode(v string) codes.Code {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return codes.Unknown
-	}
-	return codes.Code(n)
+	return outcomeOf(msg, err).DestinationFailed()
 }
 
 // hedgeWins reports whether an attempt's result ends a hedged call at once,
-// cancelling the attempts still running: a reply that is not a server
-// error. Other results wait for the rest; when all have ended, the last
-// one is the call's.
+// cancelling the attempts still running (wire.Outcome's EndsHedge). Other
+// results wait for the rest; when all have ended, the last one is the
+// call's.
 func hedgeWins(msg *nats.Msg, err error) bool {
-	return err == nil && !serverFailed(msg)
+	return err == nil && outcomeOf(msg, nil).EndsHedge()
 }

@@ -30,10 +30,16 @@ func TestClassify(t *testing.T) {
 		{"404", reply(wire.HeaderStatus, "404"), nil, false, false, false, true},
 		{"500", reply(wire.HeaderStatus, "500"), nil, false, true, true, false},
 		{"503", reply(wire.HeaderStatus, "503"), nil, false, true, true, false},
+		{"504", reply(wire.HeaderStatus, "504"), nil, false, true, true, false},
+		{"501: every instance would say it", reply(wire.HeaderStatus, "501"), nil, false, false, false, true},
+		{"micro error 500", reply("Nats-Service-Error-Code", "500"), nil, false, true, true, false},
+		{"micro error 404", reply("Nats-Service-Error-Code", "404"), nil, false, false, false, true},
 		{"grpc ok", reply(grpcwire.HeaderGRPCStatus, "0"), nil, false, false, false, true},
 		{"grpc not found", reply(grpcwire.HeaderGRPCStatus, "5"), nil, false, false, false, true},
 		{"grpc unavailable", reply(grpcwire.HeaderGRPCStatus, "14"), nil, false, true, true, false},
 		{"grpc internal", reply(grpcwire.HeaderGRPCStatus, "13"), nil, false, false, true, false},
+		{"grpc deadline exceeded", reply(grpcwire.HeaderGRPCStatus, "4"), nil, false, false, true, false},
+		{"grpc unimplemented", reply(grpcwire.HeaderGRPCStatus, "12"), nil, false, false, false, true},
 		{"no-responders", nil, wire.ErrNoResponders, true, true, true, false},
 		{"overloaded", nil, &wire.Error{Kind: wire.KindOverloaded}, true, true, false, false},
 		{"upstream-refused", nil, &wire.Error{Kind: wire.KindUpstreamRefused}, true, true, true, false},
@@ -50,11 +56,10 @@ func TestClassify(t *testing.T) {
 		{"own bulkhead", nil, pl.refusal(bulkhead.ErrFull), false, false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := classify(tc.msg, tc.err)
-			if got := retryable(o, tc.msg, false); got != tc.once {
+			if got := retryable(tc.msg, tc.err, false); got != tc.once {
 				t.Errorf("retried when not idempotent: %v, want %v", got, tc.once)
 			}
-			if got := retryable(o, tc.msg, true); got != tc.idem {
+			if got := retryable(tc.msg, tc.err, true); got != tc.idem {
 				t.Errorf("retried when idempotent: %v, want %v", got, tc.idem)
 			}
 			if got := destinationFailed(tc.msg, tc.err); got != tc.failsBreaker {

@@ -1,7 +1,8 @@
 // Package resilience is the outbound middleware that applies a mesh file's
 // timeouts, retries with their budget, hedging, bulkheads and circuit
-// breakers (steps 5-8 of package pipeline's order) to every call, on
-// failsafe-go's policies.
+// breakers to every call, on failsafe-go's policies. Where it stands among
+// the other middleware is stated once, in package pipeline's "Order of the
+// middleware"; below is the order of its own policies.
 //
 // Each call gets the policy of its service and route (pipeline.RouteFrom;
 // no route: the service's policy) in the version of the mesh file current
@@ -19,14 +20,15 @@
 //  2. the retry policy: exponential backoff with jitter, up to the route's
 //     attempts. A try is retried only when it is safe (nothing ran:
 //     no-responders, overloaded, upstream-refused, broker-unavailable,
-//     always; a 5xx reply, gRPC UNAVAILABLE or a timeout only when the call
-//     is idempotent), tries are left, the deadline leaves more than the
+//     always; a 5xx reply but 501, gRPC UNAVAILABLE or a timeout only when
+//     the call is idempotent: wire.Outcome's Retry), tries are left, the deadline leaves more than the
 //     backoff, and the destination's retry budget allows it. An open
 //     breaker, a full bulkhead, forbidden, bad-request and too-large are
 //     never retried;
 //  3. for idempotent calls with a hedge, the hedge policy: more attempts
 //     while the first is slow; the first reply that is not a server error
-//     wins and the others are cancelled;
+//     (or says not implemented) wins and the others are cancelled
+//     (wire.Outcome's EndsHedge);
 //  4. the destination's bulkhead: over max_concurrent a try fails at once
 //     with overloaded (the caller's own limit, never retried);
 //  5. the destination's circuit breaker, which counts calls, not attempts:
@@ -34,12 +36,12 @@
 //     (open, it fails at once with circuit-open, and so does the call), its
 //     other attempts go with it, and the call's outcome after its retries
 //     and hedges is recorded once; timeouts, no-responders, upstream
-//     failures and server errors count as failures, 4xx and forbidden do
-//     not. The destination is a queue group: an attempt that met a failing
+//     failures and server errors but not implemented count as failures,
+//     4xx and forbidden do not (wire.Outcome's DestinationFailed). The destination is a queue group: an attempt that met a failing
 //     instance and a retry another answered make a call that succeeded;
 //  6. the attempt: its own timeout as its context deadline, numbered on
-//     its context (pipeline.AttemptFrom), counted on the call's
-//     pipeline.CallStats if it has one, and sent as a clone of the call.
+//     its context (pipeline.AttemptFrom; telemetry of each attempt counts
+//     retries and hedges from it), and sent as a clone of the call.
 //
 // A call that is not hedged makes its first try outside any failsafe-go
 // executor: it takes the bulkhead's and the breaker's permits directly
@@ -57,8 +59,7 @@
 // can list those in use (package internal/chain shows them in the
 // metrics); the package itself records no telemetry.
 //
-// The bulkhead is outside the breaker (pipeline's doc lists them the other
-// way round): a try the caller's own bulkhead refuses then never reaches
-// the breaker, so local overload is not counted for or against the
-// destination.
+// The bulkhead is outside the breaker: a try the caller's own bulkhead
+// refuses then never reaches the breaker, so local overload is not counted
+// for or against the destination.
 package resilience

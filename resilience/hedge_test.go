@@ -76,16 +76,16 @@ func TestHedgeFirstAnswerWins(t *testing.T) {
 	t.Cleanup(func() { close(release) }) // before the agent's shutdown
 	src, _ := meshFile(t, hedgeFileWith("{delay: 20ms}"))
 	rec := &attemptRecorder{}
-	hc := client(t, b, src, func(c *agent.Config) { c.Outbound = []pipeline.OutboundMiddleware{rec.middleware} })
+	log := &attemptLog{}
+	hc := client(t, b, src, func(c *agent.Config) { c.Outbound = []pipeline.OutboundMiddleware{log.middleware, rec.middleware} })
 
-	ctx, stats := pipeline.WithCallStats(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://orders/x", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://orders/x", nil)
 	status, _, body := do(t, hc, req)
 	if status != http.StatusOK || body != "fast" {
 		t.Fatalf("status %d, body %q; want the hedge's 200 fast", status, body)
 	}
-	if stats.Attempts() != 2 || stats.Hedges() != 1 {
-		t.Errorf("attempts %d, hedges %d; want 2 and 1", stats.Attempts(), stats.Hedges())
+	if attempts, _, hedges := log.counts(); attempts != 2 || hedges != 1 {
+		t.Errorf("attempts %d, hedges %d; want 2 and 1", attempts, hedges)
 	}
 	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		rec.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,11 +16,46 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
+
+// attemptLog is innermost outbound middleware (agent.Config.Outbound) that
+// records each attempt as the resilience policies numbered it
+// (pipeline.AttemptFrom).
+type attemptLog struct {
+	mu sync.Mutex
+	as []pipeline.Attempt
+}
+
+func (l *attemptLog) middleware(next pipeline.Sender) pipeline.Sender {
+	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		a, _ := pipeline.AttemptFrom(ctx)
+		l.mu.Lock()
+		l.as = append(l.as, a)
+		l.mu.Unlock()
+		return next.Send(ctx, c)
+	})
+}
+
+// counts are the attempts recorded, the retries among them (numbered
+// past 1, not hedges) and the hedges.
+func (l *attemptLog) counts() (attempts, retries, hedges int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range l.as {
+		switch {
+		case a.Hedge:
+			hedges++
+		case a.Number > 1:
+			retries++
+		}
+	}
+	return len(l.as), retries, hedges
+}
 
 // meshFile writes yaml to a temporary mesh file and watches it; the
 // returned write replaces the file's content and waits until the source

@@ -8,7 +8,6 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
-	"github.com/natsmesh/natsmesh/wire"
 )
 
 // Observer watches the circuit breakers of one middleware, for metrics
@@ -54,11 +53,7 @@ func destinationOf(c *pipeline.Call) Destination {
 	if c.Subject != "" {
 		return Destination{Subject: c.Subject}
 	}
-	d := Destination{Service: c.Service, Subset: c.Subset}
-	if d.Subset == wire.AnySubset {
-		d.Subset = ""
-	}
-	return d
+	return Destination{Service: c.Service, Subset: c.Subset}
 }
 
 // BreakerState is a circuit breaker's state.

@@ -31,10 +31,11 @@ type Config struct {
 }
 
 // New returns the outbound middleware that applies the mesh file's
-// timeouts, retries, hedges, bulkheads and circuit breakers (steps 5-8 of
-// package pipeline's order). The state it keeps (breakers, bulkheads,
-// budgets, observed latencies) lives as long as the middleware: build one
-// per agent or gateway and wrap its one pipeline with it.
+// timeouts, retries, hedges, bulkheads and circuit breakers, at their
+// place in package pipeline's order of the middleware. The state it keeps
+// (breakers, bulkheads, budgets, observed latencies) lives as long as the
+// middleware: build one per agent or gateway and wrap its one pipeline
+// with it.
 func New(cfg Config) pipeline.OutboundMiddleware {
 	m := &middleware{src: cfg.Policies, obs: cfg.Observer, states: make(map[stateKey]any)}
 	if m.obs != nil {
@@ -214,11 +215,10 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 		defer cancel()
 	}
 	p.budget.recordCall()
-	stats := pipeline.CallStatsFrom(ctx)
 	if hedged {
 		g := &callBreaker{cb: p.breaker, mu: new(sync.Mutex)}
 		defer g.abandon()
-		msg, err := p.sendHedged(ctx, next, c, stats, g)
+		msg, err := p.sendHedged(ctx, next, c, g)
 		g.done(msg, err)
 		return msg, err
 	}
@@ -226,7 +226,7 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 	defer g.abandon()
 	// The first attempt sends c itself: a Sender never modifies its call,
 	// and no other attempt runs beside it. Retries send clones.
-	msg, err := p.try(ctx, next, c, 1, stats, &g)
+	msg, err := p.try(ctx, next, c, 1, &g)
 	if p.retry == nil || mirror {
 		g.done(msg, err)
 		return finish(msg, err)
@@ -241,15 +241,12 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 		g.done(msg, err)
 		return finish(msg, err)
 	}
-	if stats != nil {
-		stats.AddRetry()
-	}
 	// The retries' closure takes the breaker's hold to the heap: a copy,
 	// so that the first try alone keeps it on the stack.
 	h := &callBreaker{cb: g.cb, held: g.held, probe: g.probe, answered: g.answered, last: g.last, lastErr: g.lastErr}
 	g.held = false // h holds the permit now
 	defer h.abandon()
-	msg, err = p.retryAfter(ctx, next, c, stats, idempotent, msg, err, h)
+	msg, err = p.retryAfter(ctx, next, c, idempotent, msg, err, h)
 	h.done(msg, err)
 	return msg, err
 }
@@ -258,14 +255,14 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 // retry policy, once its first try (msg, err) is to be retried. (A
 // function of its own: the variables its closure captures move to the
 // heap, which the first try alone must not pay for.)
-func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats, idempotent bool, first *nats.Msg, firstErr error, g *callBreaker) (*nats.Msg, error) {
+func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, idempotent bool, first *nats.Msg, firstErr error, g *callBreaker) (*nats.Msg, error) {
 	return p.retried(ctx, func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
 		n := exec.Attempts()
 		if n == 1 {
 			return first, &again{firstErr} // the first try, made by send
 		}
-		msg, err := p.try(exec.Context(), next, c.Clone(), n, stats, g)
-		return p.verdict(ctx, n, msg, err, idempotent, stats)
+		msg, err := p.try(exec.Context(), next, c.Clone(), n, g)
+		return p.verdict(ctx, n, msg, err, idempotent)
 	})
 }
 
@@ -281,12 +278,9 @@ func (p *plan) retried(ctx context.Context, fn func(failsafe.Execution[*nats.Msg
 }
 
 // verdict returns the result of the n-th try, marked again if gate has it
-// retried (and the retry counted on stats).
-func (p *plan) verdict(ctx context.Context, n int, msg *nats.Msg, err error, idempotent bool, stats *pipeline.CallStats) (*nats.Msg, error) {
+// retried.
+func (p *plan) verdict(ctx context.Context, n int, msg *nats.Msg, err error, idempotent bool) (*nats.Msg, error) {
 	if p.gate(ctx, n, msg, err, idempotent) {
-		if stats != nil {
-			stats.AddRetry()
-		}
 		return msg, &again{err}
 	}
 	return msg, err
@@ -300,7 +294,7 @@ func deadlineWithin(ctx context.Context, d time.Duration) bool {
 
 // try is one try of a call that is not hedged: the bulkhead's permit,
 // then the call's way through the breaker (g), then the attempt.
-func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, stats *pipeline.CallStats, g *callBreaker) (*nats.Msg, error) {
+func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, g *callBreaker) (*nats.Msg, error) {
 	if p.bulkhead != nil {
 		if err := p.bulkhead.AcquirePermitWithMaxWait(ctx, 0); err != nil {
 			if ctx.Err() != nil {
@@ -313,7 +307,7 @@ func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, 
 	if !g.enter() {
 		return nil, p.refusal(circuitbreaker.ErrOpen)
 	}
-	msg, err := p.attempt(ctx, next, c, pipeline.Attempt{Number: n}, stats)
+	msg, err := p.attempt(ctx, next, c, pipeline.Attempt{Number: n})
 	g.sent(msg, err)
 	return msg, err
 }
@@ -435,12 +429,9 @@ func (g *callBreaker) abandon() {
 	}
 }
 
-// attempt sends c as attempt a: counted on stats, under the attempt
-// timeout, numbered on its context.
-func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Call, a pipeline.Attempt, stats *pipeline.CallStats) (*nats.Msg, error) {
-	if stats != nil {
-		stats.AddAttempt(a.Hedge)
-	}
+// attempt sends c as attempt a: under the attempt timeout, numbered on
+// its context.
+func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Call, a pipeline.Attempt) (*nats.Msg, error) {
 	if p.attemptTimeout > 0 && !deadlineWithin(ctx, p.attemptTimeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.attemptTimeout)
@@ -452,7 +443,7 @@ func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Ca
 // sendHedged runs a hedged call: the retry policy, whose each try is the
 // hedge policy's round of attempts through the bulkhead, all failsafe-go
 // executors, each attempt through the call's way through the breaker (g).
-func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, stats *pipeline.CallStats, g *callBreaker) (*nats.Msg, error) {
+func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, g *callBreaker) (*nats.Msg, error) {
 	var n atomic.Int32
 	round := func(ctx context.Context) (*nats.Msg, error) {
 		msg, err := p.hedged.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
@@ -461,7 +452,7 @@ func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline
 			}
 			// Each attempt its own copy: concurrent hedges share no
 			// header map.
-			msg, err := p.attempt(exec.Context(), next, c.Clone(), pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()}, stats)
+			msg, err := p.attempt(exec.Context(), next, c.Clone(), pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()})
 			g.sent(msg, err)
 			return msg, err
 		})
@@ -472,7 +463,7 @@ func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline
 	}
 	return p.retried(ctx, func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
 		msg, err := round(exec.Context())
-		return p.verdict(ctx, exec.Attempts(), msg, err, true, stats)
+		return p.verdict(ctx, exec.Attempts(), msg, err, true)
 	})
 }
 
@@ -481,7 +472,7 @@ func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline
 // leaves room for the backoff, and the destination's retry budget has a
 // retry to spend (spent here).
 func (p *plan) gate(ctx context.Context, attempts int, msg *nats.Msg, err error, idempotent bool) bool {
-	if attempts >= p.attempts || !retryable(classify(msg, err), msg, idempotent) {
+	if attempts >= p.attempts || !retryable(msg, err, idempotent) {
 		return false
 	}
 	// Jitter may stretch the backoff by up to the factor: a retry that

@@ -109,15 +109,15 @@ services:
       attempt_timeout: 400ms
       retries: {backoff: 1ms}
 `)
-	hc := client(t, b, src)
-	ctx, stats := pipeline.WithCallStats(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://orders/x", nil)
+	log := &attemptLog{}
+	hc := client(t, b, src, func(c *agent.Config) { c.Outbound = []pipeline.OutboundMiddleware{log.middleware} })
+	req, _ := http.NewRequest(http.MethodGet, "http://orders/x", nil)
 	status, kind, body := do(t, hc, req)
 	if status != http.StatusOK || body != "second" {
 		t.Fatalf("status %d %q, body %q; want the second attempt's answer", status, kind, body)
 	}
-	if stats.Attempts() != 2 || stats.Retries() != 1 {
-		t.Errorf("attempts %d, retries %d; want 2 and 1", stats.Attempts(), stats.Retries())
+	if attempts, retries, _ := log.counts(); attempts != 2 || retries != 1 {
+		t.Errorf("attempts %d, retries %d; want 2 and 1", attempts, retries)
 	}
 	for range 2 {
 		if left := <-lefts; left > 400*time.Millisecond+slack {

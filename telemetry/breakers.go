@@ -8,6 +8,9 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/natsmesh/natsmesh/meshstat"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // BreakerState is a circuit breaker's state, as the metrics label it.
@@ -35,9 +38,10 @@ func stateIndex(s BreakerState) int {
 // Breaker is one circuit breaker on a component's outbound calls, and its
 // state.
 type Breaker struct {
-	// Service and Subset name the destination (Subset "" or "_": any
-	// instance); Subject is instead the NATS-native subject of an edge
-	// gateway's route (callee "nats:SUBJECT" in the metrics).
+	// Service and Subset name the destination (Subset "" or
+	// wire.AnySubset: any instance); Subject is instead the NATS-native
+	// subject of an edge gateway's route (callee "nats:SUBJECT" in the
+	// metrics).
 	Service, Subset, Subject string
 	State                    BreakerState
 }
@@ -89,7 +93,7 @@ func (t *Telemetry) BreakerChanged(caller string, br Breaker) {
 		return
 	}
 	b := &t.m.breakers
-	s := b.dests.get(breakerKey{caller, br.callee(), subsetLabel(br.Subset)}, newBreakerSeries)
+	s := b.dests.get(breakerKey{caller, br.callee(), wire.NormalSubset(br.Subset)}, newBreakerSeries)
 	b.transitions.Add(context.Background(), 1, s.to[i]...)
 }
 
@@ -173,7 +177,7 @@ func (b *breakerMetrics) count() map[*breakerSeries]*[len(breakerStates)]int64 {
 			if i < 0 {
 				continue
 			}
-			s := b.dests.get(breakerKey{src.caller, br.callee(), subsetLabel(br.Subset)}, newBreakerSeries)
+			s := b.dests.get(breakerKey{src.caller, br.callee(), wire.NormalSubset(br.Subset)}, newBreakerSeries)
 			n := counts[s]
 			if n == nil {
 				n = new([len(breakerStates)]int64)
@@ -185,22 +189,13 @@ func (b *breakerMetrics) count() map[*breakerSeries]*[len(breakerStates)]int64 {
 	return counts
 }
 
-// BreakerStat counts the breakers of a component's outbound calls to one
-// destination that are in one state, in a [Snapshot].
-type BreakerStat struct {
-	Callee string       `json:"callee"`
-	Subset string       `json:"subset"`
-	State  BreakerState `json:"state"`
-	Count  int64        `json:"count"`
-}
-
 // snapshot lists the breakers that are not closed, in a stable order.
-func (b *breakerMetrics) snapshot() []BreakerStat {
-	var out []BreakerStat
+func (b *breakerMetrics) snapshot() []meshstat.Breaker {
+	var out []meshstat.Breaker
 	for s, n := range b.count() {
 		for i, st := range breakerStates {
 			if st != BreakerClosed && n[i] > 0 {
-				out = append(out, BreakerStat{Callee: s.key.callee, Subset: s.key.subset, State: st, Count: n[i]})
+				out = append(out, meshstat.Breaker{Callee: s.key.callee, Subset: s.key.subset, State: string(st), Count: uint64(n[i])})
 			}
 		}
 	}

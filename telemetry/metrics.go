@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/natsmesh/natsmesh/meshstat"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -350,86 +351,29 @@ func (d *direction) record(ctx context.Context, e *edge, o outcome, dur time.Dur
 }
 
 // Snapshot is the state of a mesh component and the cumulative counts of
-// the calls it made and served since it started, by edge: what `natsmesh
-// stat` and the dashboard read from the "natsmesh" field of the
-// component's $SRV.STATS answer. docs/observability.md documents the
-// schema; keep the two in step.
-type Snapshot struct {
-	// Service is the component's service name ("bridge" for the gateway),
-	// Subset its subset ("" for none), ID its instance ID, and Kind "agent"
-	// or "bridge".
-	Service string `json:"service"`
-	Subset  string `json:"subset"`
-	ID      string `json:"id"`
-	Kind    string `json:"kind"`
-	// Serving says whether the instance is in its queue groups now.
-	Serving bool `json:"serving"`
-	// Started is when the component started, Now when the snapshot was
-	// taken (RFC 3339, so a reader can tell rates from two snapshots).
-	Started time.Time `json:"started"`
-	Now     time.Time `json:"now"`
-	// Inbound are the calls served, by caller and protocol; Outbound the
-	// calls made, by callee, subset and protocol. Never null.
-	Inbound  []InboundEdge  `json:"inbound"`
-	Outbound []OutboundEdge `json:"outbound"`
-	// Breakers counts the circuit breakers of the outbound calls that are
-	// not closed (open or half_open) by callee, subset and state; absent
-	// when none is.
-	Breakers []BreakerStat `json:"breakers,omitempty"`
-}
+// the calls it made and served since it started, by edge: the "natsmesh"
+// field of the component's $SRV.STATS answer, which `natsmesh stat` and
+// the dashboard read. The schema has one definition, package meshstat's
+// (docs/observability.md, "Stats schema"); this is it.
+type Snapshot = meshstat.Snapshot
 
-// InboundEdge counts the calls one caller made to this component in one
-// protocol.
-type InboundEdge struct {
-	Caller string `json:"caller"`
-	Proto  string `json:"proto"`
-	EdgeStats
-}
-
-// OutboundEdge counts the calls this component made to one callee (and
-// subset, "" for any instance) in one protocol.
-type OutboundEdge struct {
-	Callee string `json:"callee"`
-	Subset string `json:"subset"`
-	Proto  string `json:"proto"`
-	EdgeStats
-}
-
-// EdgeStats are the cumulative counts of one edge.
-type EdgeStats struct {
-	// Requests counts the calls; Errors those that failed (a mesh error, a
-	// 5xx or a gRPC server-error code); MeshErrors the mesh errors by kind
-	// ("overloaded": 1), never null.
-	Requests   int64            `json:"requests"`
-	Errors     int64            `json:"errors"`
-	MeshErrors map[string]int64 `json:"mesh_errors"`
-	Latency    Histogram        `json:"latency"`
-}
-
-// Histogram counts calls by latency: Counts[i] is the number of calls that
-// took more than BoundsMS[i-1] and at most BoundsMS[i] milliseconds, and
-// the last count, one more than there are bounds, those that took longer
-// than every bound. The counts are not cumulative.
-type Histogram struct {
-	BoundsMS []float64 `json:"bounds_ms"`
-	Counts   []int64   `json:"counts"`
-}
-
-func (s *EdgeStats) add(e *edge) {
-	s.Requests += e.requests.Load()
-	s.Errors += e.errors.Load()
+// addEdge adds e's counts to s.
+func addEdge(s *meshstat.Edge, e *edge) {
+	s.Requests += uint64(e.requests.Load())
+	s.Errors += uint64(e.errors.Load())
 	for i := 1; i < numKinds; i++ {
 		if n := e.meshErrors[i].Load(); n > 0 {
-			s.MeshErrors[kindLabel(i)] += n
+			s.MeshErrors[kindLabel(i)] += uint64(n)
 		}
 	}
 	for i := range s.Latency.Counts {
-		s.Latency.Counts[i] += e.buckets[i].Load()
+		s.Latency.Counts[i] += uint64(e.buckets[i].Load())
 	}
 }
 
-func newEdgeStats() EdgeStats {
-	return EdgeStats{MeshErrors: map[string]int64{}, Latency: Histogram{BoundsMS: boundsMS, Counts: make([]int64, numBuckets)}}
+// newSnapshotEdge is an edge of a snapshot with no counts yet.
+func newSnapshotEdge() meshstat.Edge {
+	return meshstat.Edge{MeshErrors: map[string]uint64{}, Latency: meshstat.Histogram{BoundsMS: boundsMS, Counts: make([]uint64, numBuckets)}}
 }
 
 // Snapshot returns the cumulative counts of t's calls, by edge, in a stable
@@ -437,31 +381,35 @@ func newEdgeStats() EdgeStats {
 // Prometheus metrics that differ only by route (outbound) or subset
 // (inbound) are one edge here. A nil t has no edges.
 func (t *Telemetry) Snapshot() Snapshot {
-	s := Snapshot{Now: time.Now(), Inbound: []InboundEdge{}, Outbound: []OutboundEdge{}}
+	s := Snapshot{Now: time.Now(), Inbound: []meshstat.Edge{}, Outbound: []meshstat.Edge{}}
 	if t == nil {
 		return s
 	}
 	type inKey struct{ caller, proto string }
-	in := map[inKey]*InboundEdge{}
+	in := map[inKey]*meshstat.Edge{}
 	t.m.in.edges.each(func(k edgeKey, e *edge) {
 		ik := inKey{k.caller, string(k.proto)}
 		ie := in[ik]
 		if ie == nil {
-			ie = &InboundEdge{Caller: k.caller, Proto: string(k.proto), EdgeStats: newEdgeStats()}
+			ne := newSnapshotEdge()
+			ne.Caller, ne.Proto = k.caller, string(k.proto)
+			ie = &ne
 			in[ik] = ie
 		}
-		ie.add(e)
+		addEdge(ie, e)
 	})
 	type outKey struct{ callee, subset, proto string }
-	out := map[outKey]*OutboundEdge{}
+	out := map[outKey]*meshstat.Edge{}
 	t.m.out.edges.each(func(k edgeKey, e *edge) {
 		ok := outKey{k.callee, k.subset, string(k.proto)}
 		oe := out[ok]
 		if oe == nil {
-			oe = &OutboundEdge{Callee: k.callee, Subset: k.subset, Proto: string(k.proto), EdgeStats: newEdgeStats()}
+			ne := newSnapshotEdge()
+			ne.Callee, ne.Subset, ne.Proto = k.callee, k.subset, string(k.proto)
+			oe = &ne
 			out[ok] = oe
 		}
-		oe.add(e)
+		addEdge(oe, e)
 	})
 	s.Breakers = t.m.breakers.snapshot()
 	for _, e := range in {

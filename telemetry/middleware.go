@@ -53,13 +53,6 @@ func callee(c *pipeline.Call) string {
 	return c.Service
 }
 
-func subsetLabel(s string) string {
-	if s == wire.AnySubset {
-		return ""
-	}
-	return s
-}
-
 // routeOf is the name of the mesh file's route the call matched, as the
 // routing middleware (which runs inside the call's telemetry, outside its
 // attempts') leaves it in the attempt's context; "" for none.
@@ -82,7 +75,7 @@ func (t *Telemetry) OutboundCall() pipeline.OutboundMiddleware {
 		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (reply *nats.Msg, err error) {
 			start := time.Now()
 			dest := callee(c)
-			st := &callState{subset: subsetLabel(c.Subset)}
+			st := &callState{subset: c.Subset}
 			ctx = context.WithValue(ctx, stateKey{}, st)
 			var span trace.Span
 			if t.tracer != nil {
@@ -157,7 +150,7 @@ func (t *Telemetry) OutboundAttempt() pipeline.OutboundMiddleware {
 				if a, ok := pipeline.AttemptFrom(ctx); ok {
 					n, hedge = int32(a.Number), a.Hedge
 				}
-				subset, route := subsetLabel(c.Subset), routeOf(ctx)
+				subset, route := c.Subset, routeOf(ctx)
 				st.mu.Lock()
 				st.subset, st.route = subset, route
 				st.mu.Unlock()
@@ -185,7 +178,7 @@ func (t *Telemetry) OutboundAttempt() pipeline.OutboundMiddleware {
 					semconv.MessagingOperationName("request"),
 					semconv.MessagingDestinationName(c.MeshSubject()),
 					semconv.ServerAddress(dest),
-					attrSubset.String(subsetLabel(c.Subset)),
+					attrSubset.String(c.Subset),
 					attrAttempt.Int(int(n)),
 					attrHedge.Bool(hedge)))
 			c = c.Clone()
@@ -277,7 +270,7 @@ func (t *Telemetry) servedDone(ctx context.Context, span trace.Span, c *pipeline
 	dur := time.Since(start)
 	flight.Add(-1)
 	o := classify(c.Proto, reply, err)
-	subset := subsetLabel(c.Subset)
+	subset := c.Subset
 	e := t.m.in.edge(edgeKey{caller: c.Caller, callee: c.Service, subset: subset, proto: c.Proto})
 	t.m.in.record(ctx, e, o, dur)
 	if span != nil {
@@ -296,7 +289,7 @@ var errPanic = wire.Errorf(wire.KindInternal, "panic")
 
 // queueGroup is the queue group an inbound call was delivered in.
 func queueGroup(c *pipeline.Call) string {
-	if s := subsetLabel(c.Subset); s != "" {
+	if s := c.Subset; s != "" {
 		return c.Service + "." + s
 	}
 	return c.Service
@@ -314,7 +307,7 @@ func spanName(c *pipeline.Call, dest string) string {
 // callAttrs are the semantic-convention attributes of a call's request.
 func callAttrs(c *pipeline.Call, dest string) []attribute.KeyValue {
 	attrs := make([]attribute.KeyValue, 0, 10)
-	attrs = append(attrs, attrCaller.String(c.Caller), attrCallee.String(dest), attrSubset.String(subsetLabel(c.Subset)),
+	attrs = append(attrs, attrCaller.String(c.Caller), attrCallee.String(dest), attrSubset.String(c.Subset),
 		semconv.ServerAddress(dest))
 	if c.Proto == wire.ProtoGRPC {
 		attrs = append(attrs, semconv.RPCSystemNameGRPC, semconv.RPCMethod(strings.TrimPrefix(c.Op, "/")))

@@ -8,7 +8,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/natsmesh/natsmesh/wire"
-	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // kinds are the mesh error kinds a metric label may carry; any other kind
@@ -88,63 +87,24 @@ func grpcClass(c codes.Code) int {
 	return grpcBase + int(c)
 }
 
-// grpcServerError reports whether a gRPC code says the server failed (the
-// codes OpenTelemetry's RPC conventions count as server errors); the others
-// are the caller's mistakes, like HTTP's 4xx.
-func grpcServerError(c codes.Code) bool {
-	switch c {
-	case codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss:
-		return true
-	}
-	return false
-}
-
-// classify reads the outcome of a call of proto from its reply or error.
-// A mesh error counts as an error, whatever its status; a service's answer
-// does when it is a 5xx (HTTP) or a server-error code (gRPC).
+// classify reads the outcome of a call of proto from its reply or error,
+// by wire's one rule of whether a service failed, in the metrics' variant
+// (wire.Outcome's CountsAsError): a mesh error counts as an error,
+// whatever its status; a service's answer does when it is a server
+// failure (5xx, or a gRPC code gRPC maps to one).
 func classify(proto wire.Proto, reply *nats.Msg, err error) outcome {
-	if err != nil {
-		e := wire.FromError(err)
-		o := outcome{kind: kindIndex(e.Kind), err: true}
-		if proto == wire.ProtoGRPC {
-			c := e.GRPCCode()
-			o.status, o.code = grpcClass(c), int(c)
-		} else {
-			o.code = e.HTTPStatus()
-			o.status = httpClass(o.code)
-		}
-		return o
+	w := wire.OutcomeOf(proto, reply, err)
+	o := outcome{code: w.Code, err: w.CountsAsError()}
+	if w.Err != nil {
+		o.kind = kindIndex(w.Err.Kind)
 	}
-	var h nats.Header
-	if reply != nil {
-		h = reply.Header
+	if w.Proto == wire.ProtoGRPC {
+		o.status = grpcClass(codes.Code(w.Code))
+	} else {
+		o.status = httpClass(w.Code)
 	}
-	if proto == wire.ProtoGRPC {
-		c := codes.OK
-		if v := h.Get(grpcwire.HeaderGRPCStatus); v != "" {
-			n, perr := strconv.ParseUint(v, 10, 32)
-			if perr != nil {
-				n = uint64(codes.Unknown)
-			}
-			c = codes.Code(n)
-		} else if h.Get("Nats-Service-Error-Code") != "" {
-			c = codes.Unknown
-		}
-		return outcome{status: grpcClass(c), code: int(c), err: grpcServerError(c)}
-	}
-	status := http200
-	if v := h.Get(wire.HeaderStatus); v != "" {
-		status, _ = strconv.Atoi(v)
-	} else if v := h.Get("Nats-Service-Error-Code"); v != "" {
-		// A nats.go/micro service's error reply (see httpwire.DecodeResponse).
-		if status, _ = strconv.Atoi(v); status < 400 || status > 599 {
-			status = 500
-		}
-	}
-	return outcome{status: httpClass(status), code: status, err: status >= 500}
+	return o
 }
-
-const http200 = 200
 
 // Latency buckets: the same bounds for the Prometheus histograms (in
 // seconds) and the snapshot's (in milliseconds), from half a millisecond,
@@ -183,9 +143,9 @@ func bucket(d time.Duration) int {
 }
 
 // Failed says how a call of proto that ended with reply or err failed, by
-// the rule the error metrics count by (a mesh error, a 5xx, a gRPC
-// server-error code), for a log line or discovery's last_error; "" when it
-// did not fail.
+// the rule the error metrics count by (wire.Outcome's CountsAsError: a
+// mesh error, a 5xx, a gRPC server-error code), for a log line or
+// discovery's last_error; "" when it did not fail.
 func Failed(proto wire.Proto, reply *nats.Msg, err error) string {
 	o := classify(proto, reply, err)
 	switch {

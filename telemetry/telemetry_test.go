@@ -513,7 +513,7 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	}
 }
 
-func sum(v []int64) (s int64) {
+func sum(v []uint64) (s uint64) {
 	for _, x := range v {
 		s += x
 	}

@@ -3,19 +3,16 @@ package traffic
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/nats-io/nats.go"
-	"google.golang.org/grpc/codes"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
-	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // Instance is the hold an inbound agent has on its queue groups, as
@@ -45,11 +42,13 @@ const siblingsTimeout = 5 * time.Second
 
 // PassiveHealth returns the inbound middleware of outlier detection under
 // the service's inbound passive_health policy (policies.PassiveHealth).
-// It counts the local service's answers: a 5xx reply, a gRPC UNKNOWN,
-// INTERNAL, UNAVAILABLE or DATA_LOSS status, or a failure to reach the
-// service (upstream-unavailable, upstream-refused, internal) is a
-// failure; other answers are successes; timeouts and calls refused by the
-// mesh count as neither. The counts go to a failsafe-go circuit breaker
+// It counts the local service's answers by wire's rule of whether a
+// service failed, in its passive-health variant (wire.Outcome's
+// PassiveHealth): a server failure (5xx, or a gRPC code gRPC maps to one)
+// or a failure to reach the service (upstream-unavailable,
+// upstream-refused, internal) is a failure; not implemented and out of
+// time (501, 504 and their gRPC codes), timeouts and calls refused by the
+// mesh count as neither; other answers are successes. The counts go to a failsafe-go circuit breaker
 // over the policy's window. When it opens (failure_ratio reached over at
 // least min_requests calls), the instance claims a place to leave, asks
 // discovery for its siblings, and withdraws for cool_off only if [Allowed]
@@ -79,10 +78,10 @@ func PassiveHealth(cfg Config, inst Instance) pipeline.InboundMiddleware {
 			}
 			d.cb.TryAcquirePermit() // moves an open breaker past its delay to half-open
 			reply, err := next.ServeCall(ctx, c)
-			switch outcome(reply, err) {
-			case failed:
+			switch wire.OutcomeOf(c.Proto, reply, err).PassiveHealth() {
+			case wire.Failed:
 				d.cb.RecordFailure()
-			case succeeded:
+			case wire.Succeeded:
 				d.cb.RecordSuccess()
 			}
 			return reply, err
@@ -133,41 +132,6 @@ func (ph *passiveHealth) detector() *detector {
 		Build()
 	ph.cur.Store(d)
 	return d
-}
-
-type result int
-
-const (
-	neither result = iota
-	succeeded
-	failed
-)
-
-// outcome classifies the local service's answer for outlier detection.
-func outcome(reply *nats.Msg, err error) result {
-	if err != nil {
-		switch wire.FromError(err).Kind {
-		case wire.KindUpstream, wire.KindUpstreamRefused, wire.KindInternal:
-			return failed
-		}
-		return neither
-	}
-	if reply == nil {
-		return neither
-	}
-	if v := reply.Header.Get(wire.HeaderStatus); v != "" {
-		if st, err := strconv.Atoi(v); err == nil && st >= 500 {
-			return failed
-		}
-		return succeeded
-	}
-	if v := reply.Header.Get(grpcwire.HeaderGRPCStatus); v != "" {
-		switch code, _ := strconv.Atoi(v); codes.Code(code) {
-		case codes.Unknown, codes.Internal, codes.Unavailable, codes.DataLoss:
-			return failed
-		}
-	}
-	return succeeded
 }
 
 // eject withdraws the instance for the cool-off if its siblings allow it,

@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/wire"
 )
 
 // MaxMirrorsInFlight bounds the mirror copies one pipeline has in flight;
@@ -67,7 +66,7 @@ func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Send
 	if m := p.mirror; m != nil && chance(m.fraction) {
 		rt.mirror(ctx, c, m, next)
 	}
-	if len(p.split) > 0 && (c.Subset == "" || c.Subset == wire.AnySubset) {
+	if len(p.split) > 0 && c.Subset == "" {
 		if s := p.pick(); s != "" {
 			d := c.Clone()
 			d.Subset = s
@@ -93,10 +92,9 @@ func (rt *router) mirror(ctx context.Context, c *pipeline.Call, m *mirrorTo, nex
 	d.Service, d.Subset = m.service, m.subset
 	// The copy outlives the call: not its cancellation, but its deadline.
 	// It starts from a fresh context, not the call's: the call's values
-	// (its telemetry state, its CallStats, its route) belong to the
-	// primary, and a copy writing into them would count as the call's
-	// attempts. Only the route is carried over, when the copy goes to the
-	// same service.
+	// (its telemetry state, its route) belong to the primary, and a copy
+	// writing into them would count as the call's attempts. Only the route
+	// is carried over, when the copy goes to the same service.
 	mctx := pipeline.WithMirror(context.Background())
 	var cancel context.CancelFunc
 	if dl, ok := ctx.Deadline(); ok {

@@ -8,8 +8,24 @@ import (
 // Prefix is the first token of every mesh subject.
 const Prefix = "mesh"
 
-// AnySubset is the subset token that any instance of a service answers.
+// AnySubset is the subset token of a subject that any instance of a
+// service answers ("mesh.orders._.web.http.GET"). It is the wire's
+// spelling only: in memory (a [Subject]'s or a pipeline.Call's Subset, the
+// subset an agent or a route is configured with) any subset is "", so code
+// that reads a subset compares it with "" alone. [Subject.String] and
+// [ServiceSubjects] write "" as AnySubset, [ParseSubject] reads AnySubset
+// back as "", and [NormalSubset] is the one conversion of a subset a user
+// wrote (who may spell it either way), at the mesh's entry points.
 const AnySubset = "_"
+
+// NormalSubset is subset as it is kept in memory: "" for any subset,
+// whether written "" or [AnySubset]; any other subset as it is.
+func NormalSubset(subset string) string {
+	if subset == AnySubset {
+		return ""
+	}
+	return subset
+}
 
 // Proto is the protocol token of a subject: how the message body and headers
 // are to be read.
@@ -34,8 +50,9 @@ const maxNameLen = 63
 // input and is escaped by [EscapeToken].
 type Subject struct {
 	Service string
-	// Subset selects instances: "" or AnySubset means any instance, a label
-	// such as "v2" means the instances of that subset only.
+	// Subset selects instances: "" means any instance (AnySubset, as a
+	// user may write it, is accepted too: see [AnySubset]), a label such as
+	// "v2" means the instances of that subset only.
 	Subset string
 	Caller string
 	Proto  Proto
@@ -70,8 +87,8 @@ func (s Subject) Validate() error {
 	if err := ValidateName("service", s.Service); err != nil {
 		return err
 	}
-	if s.Subset != "" && s.Subset != AnySubset {
-		if err := ValidateName("subset", s.Subset); err != nil {
+	if subset := NormalSubset(s.Subset); subset != "" {
+		if err := ValidateName("subset", subset); err != nil {
 			return err
 		}
 	}
@@ -85,7 +102,8 @@ func (s Subject) Validate() error {
 }
 
 // ParseSubject reads a subject made by [Subject.String], validating every
-// token and unescaping the operation.
+// token and unescaping the operation. The any-subset token reads as
+// Subset "" (see [AnySubset]).
 func ParseSubject(subject string) (Subject, error) {
 	// Split into a fixed array: every inbound call is parsed here, and
 	// strings.Split would allocate a slice each time. Exactly five dots make
@@ -112,7 +130,7 @@ func ParseSubject(subject string) (Subject, error) {
 	if err != nil {
 		return Subject{}, err
 	}
-	s := Subject{Service: tokens[1], Subset: tokens[2], Caller: tokens[3], Proto: Proto(tokens[4]), Op: op}
+	s := Subject{Service: tokens[1], Subset: NormalSubset(tokens[2]), Caller: tokens[3], Proto: Proto(tokens[4]), Op: op}
 	if err := s.Validate(); err != nil {
 		return Subject{}, err
 	}
@@ -177,7 +195,7 @@ func ValidateName(kind, name string) error {
 func ServiceSubjects(service, subset string) (subjects, queues []string) {
 	subjects = []string{Prefix + "." + service + "." + AnySubset + ".>"}
 	queues = []string{service}
-	if subset != "" && subset != AnySubset {
+	if subset = NormalSubset(subset); subset != "" {
 		subjects = append(subjects, Prefix+"."+service+"."+subset+".>")
 		queues = append(queues, service+"."+subset)
 	}

@@ -34,10 +34,10 @@ func TestSubjectString(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseSubject(%q): %v", got, err)
 			}
+			// The any-subset token reads back as "", however it was
+			// written.
 			want := tt.s
-			if want.Subset == "" {
-				want.Subset = AnySubset
-			}
+			want.Subset = NormalSubset(want.Subset)
 			if p != want {
 				t.Fatalf("ParseSubject(%q) = %+v, want %+v", got, p, want)
 			}
@@ -185,5 +185,22 @@ func TestServiceSubjects(t *testing.T) {
 				t.Fatalf("ServiceSubjects = %q %q, want %q %q", subjects, queues, tt.subjects, tt.queues)
 			}
 		})
+	}
+}
+
+// TestNormalSubset: issue 17 item 2. Any subset is "" in memory, however
+// a user wrote it; AnySubset is only the subject's token.
+func TestNormalSubset(t *testing.T) {
+	for in, want := range map[string]string{"": "", AnySubset: "", "v2": "v2"} {
+		if got := NormalSubset(in); got != want {
+			t.Errorf("NormalSubset(%q) = %q, want %q", in, got, want)
+		}
+	}
+	s, err := ParseSubject("mesh.orders._.web.http.GET")
+	if err != nil || s.Subset != "" {
+		t.Fatalf("ParseSubject: subset %q, err %v; want \"\"", s.Subset, err)
+	}
+	if got := s.String(); got != "mesh.orders._.web.http.GET" {
+		t.Errorf("String() = %q", got)
 	}
 }

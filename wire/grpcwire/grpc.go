@@ -32,8 +32,9 @@ import (
 const (
 	// HeaderGRPCMethod is the full method name, "/pkg.Service/Method".
 	HeaderGRPCMethod = "Mesh-Grpc-Method"
-	// HeaderGRPCStatus is the status code as a decimal number.
-	HeaderGRPCStatus = "Mesh-Grpc-Status"
+	// HeaderGRPCStatus is the status code as a decimal number
+	// ([wire.HeaderGRPCStatus], which reads it in [wire.OutcomeOf]).
+	HeaderGRPCStatus = wire.HeaderGRPCStatus
 	// HeaderGRPCMessage is the status message, percent-encoded as gRPC
 	// encodes grpc-message (bytes outside %x20-%x7E, and '%', as %XX).
 	HeaderGRPCMessage = "Mesh-Grpc-Message"
@@ -248,7 +249,7 @@ func DecodeResponse(m *nats.Msg) (*Response, error) {
 	case m.Header.Get("Status") == "503" && len(m.Data) == 0:
 		return nil, &wire.Error{Kind: wire.KindNoResponders, Message: "no responders"}
 	case m.Header.Get(micro.ErrorHeader) != "" || m.Header.Get(micro.ErrorCodeHeader) != "":
-		resp.Status = status.New(httpToGRPCCode(m.Header.Get(micro.ErrorCodeHeader)), m.Header.Get(micro.ErrorHeader))
+		resp.Status = status.New(wire.MicroGRPCCode(m.Header.Get(micro.ErrorCodeHeader)), m.Header.Get(micro.ErrorHeader))
 	default:
 		resp.Status = status.New(codes.OK, "")
 	}
@@ -256,25 +257,6 @@ func DecodeResponse(m *nats.Msg) (*Response, error) {
 		resp.Payload = m.Data
 	}
 	return resp, nil
-}
-
-// httpToGRPCCode maps an HTTP status to a gRPC code as gRPC clients do for a
-// non-gRPC answer (grpc/doc/http-grpc-status-mapping.md).
-func httpToGRPCCode(s string) codes.Code {
-	c, _ := strconv.Atoi(s)
-	switch c {
-	case 400:
-		return codes.Internal
-	case 401:
-		return codes.Unauthenticated
-	case 403:
-		return codes.PermissionDenied
-	case 404:
-		return codes.Unimplemented
-	case 429, 502, 503, 504:
-		return codes.Unavailable
-	}
-	return codes.Unknown
 }
 
 // ErrorInfoDomain is the domain of the errdetails.ErrorInfo that [Status]

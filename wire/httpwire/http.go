@@ -422,7 +422,7 @@ func DecodeResponse(m *nats.Msg) (*http.Response, error) {
 	case meshReply:
 		h, trailer = readHeaders(m.Header, true)
 	case m.Header.Get(micro.ErrorHeader) != "" || m.Header.Get(micro.ErrorCodeHeader) != "":
-		status = microStatus(m.Header.Get(micro.ErrorCodeHeader))
+		status = wire.MicroHTTPStatus(m.Header.Get(micro.ErrorCodeHeader))
 		// The service's words go into HTTP headers: no control bytes.
 		h = http.Header{
 			"Content-Type":        {"text/plain; charset=utf-8"},
@@ -465,14 +465,6 @@ func newResponse(status int, h, trailer http.Header, body []byte, contentLength 
 		Body:          io.NopCloser(bytes.NewReader(body)),
 		ContentLength: contentLength,
 	}
-}
-
-func microStatus(code string) int {
-	c, err := strconv.Atoi(code)
-	if err != nil || c < 400 || c > 599 {
-		return http.StatusInternalServerError
-	}
-	return c
 }
 
 // WriteResponse writes resp to w: headers, status, body, then trailers.
