@@ -333,6 +333,14 @@ func Orders(inventory *http.Client) http.Handler {
 }
 
 func clock(req micro.Request) {
+	// A call always has a reply subject in its caller's pair inbox. A
+	// message without one is no call: a service's key can have JetStream
+	// (the policy store's direct get) drop one on any subject of its
+	// account, so a NATS-native service of a mesh does nothing for it
+	// (docs/security.md, "The policy store").
+	if req.Reply() == "" {
+		return
+	}
 	tz := strings.TrimSpace(string(req.Data()))
 	loc := time.UTC
 	if tz != "" {
