@@ -22,8 +22,9 @@ const (
 	// status that says it failed.
 	serverError
 	// notRun: the mesh refused or lost the call before any service code
-	// ran (no responders, a remote overloaded or upstream-refused answer,
-	// no broker connection); repeating it is always safe.
+	// ran (no responders, a remote overloaded, upstream-refused or
+	// no-mesh-file answer, no broker connection); repeating it is always
+	// safe.
 	notRun
 	// timedOut: the attempt ran out of time; the service may have run it.
 	timedOut
@@ -58,7 +59,7 @@ func classify(msg *nats.Msg, err error) outcome {
 		return other
 	}
 	switch e.Kind {
-	case wire.KindNoResponders, wire.KindOverloaded, wire.KindUpstreamRefused, wire.KindBrokerUnavailable:
+	case wire.KindNoResponders, wire.KindOverloaded, wire.KindUpstreamRefused, wire.KindBrokerUnavailable, wire.KindNoMeshFile:
 		return notRun
 	case wire.KindTimeout:
 		return timedOut

@@ -19,11 +19,11 @@
 //  2. the retry policy: exponential backoff with jitter, up to the route's
 //     attempts. A try is retried only when it is safe (nothing ran:
 //     no-responders, overloaded, upstream-refused, broker-unavailable,
-//     always; a 5xx reply, gRPC UNAVAILABLE or a timeout only when the call
-//     is idempotent), tries are left, the deadline leaves more than the
-//     backoff, and the destination's retry budget allows it. An open
-//     breaker, a full bulkhead, forbidden, bad-request and too-large are
-//     never retried;
+//     no-mesh-file, always; a 5xx reply, gRPC UNAVAILABLE or a timeout only
+//     when the call is idempotent), tries are left, the deadline leaves
+//     more than the backoff, and the destination's retry budget allows it.
+//     An open breaker, a full bulkhead, forbidden, bad-request and
+//     too-large are never retried;
 //  3. for idempotent calls with a hedge, the hedge policy: more attempts
 //     while the first is slow; the first reply that is not a server error
 //     wins and the others are cancelled;
