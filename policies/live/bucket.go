@@ -74,28 +74,6 @@ const (
 // wire.PeerJS) for a connection with the mesh's prefix, "_INBOX.JS"
 // otherwise), which the broker lets only JetStream publish to.
 func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
-	s, _ := watchBucket(nc, cfg)
-	return s
-}
-
-// WatchKV is WatchBucket that waits, up to ctx, for the store's first
-// answer (a file, none, or no bucket at all), or for a file to hold (the
-// one cfg.Cache keeps, when the store has no good file or does not answer
-// within cfg.FetchTimeout), so that Current is up to date from the start.
-// A store that does not answer is asked again, sooner at first. It
-// returns an error if ctx ends first.
-func WatchKV(ctx context.Context, nc *nats.Conn, cfg SourceConfig) (*Source, error) {
-	s, first := watchBucket(nc, cfg)
-	select {
-	case <-first:
-		return s, nil
-	case <-ctx.Done():
-		s.Close()
-		return nil, fmt.Errorf("live: watch bucket %s: %w", Bucket, ctx.Err())
-	}
-}
-
-func watchBucket(nc *nats.Conn, cfg SourceConfig) (*Source, <-chan struct{}) {
 	s := newSource(cfg)
 	w := &bucketWatch{
 		src:     s,
@@ -105,7 +83,7 @@ func watchBucket(nc *nats.Conn, cfg SourceConfig) (*Source, <-chan struct{}) {
 		cache:   cfg.Cache,
 		kick:    make(chan struct{}, 1),
 		answers: make(chan *nats.Msg, 16),
-		first:   make(chan struct{}),
+		first:   s.loaded,
 	}
 	if w.poll <= 0 {
 		w.poll = DefaultPoll
@@ -129,12 +107,28 @@ func watchBucket(nc *nats.Conn, cfg SourceConfig) (*Source, <-chan struct{}) {
 	}
 	w.status = nc.StatusChanged(nats.CONNECTED)
 	s.cleanup = w.release
-	first := w.first
 	go func() {
 		defer close(s.done)
 		w.run()
 	}()
-	return s, first
+	return s
+}
+
+// WatchKV is WatchBucket that waits, up to ctx, for the store's first
+// answer (a file, none, or no bucket at all), or for a file to hold (the
+// one cfg.Cache keeps, when the store has no good file or does not answer
+// within cfg.FetchTimeout), so that Current is up to date from the start.
+// A store that does not answer is asked again, sooner at first. It
+// returns an error if ctx ends first.
+func WatchKV(ctx context.Context, nc *nats.Conn, cfg SourceConfig) (*Source, error) {
+	s := WatchBucket(nc, cfg)
+	select {
+	case <-s.Loaded():
+		return s, nil
+	case <-ctx.Done():
+		s.Close()
+		return nil, fmt.Errorf("live: watch bucket %s: %w", Bucket, ctx.Err())
+	}
 }
 
 // bucketWatch is the state of one bucket's watch. Only its run goroutine
@@ -151,9 +145,9 @@ type bucketWatch struct {
 	status    chan nats.Status
 	writeSub  *nats.Subscription
 	answerSub *nats.Subscription
-	reply     string // the prefix of the requests' reply subjects
-	n         uint64 // requests made
-	first     chan struct{}
+	reply     string        // the prefix of the requests' reply subjects
+	n         uint64        // requests made
+	first     chan struct{} // the Source's loaded, until closed
 
 	mu     sync.Mutex
 	expect *expectation

@@ -80,6 +80,7 @@ type Source struct {
 
 	stop      chan struct{}
 	done      chan struct{}
+	loaded    chan struct{} // closed by the first load, see Loaded
 	closeOnce sync.Once
 	cleanup   func()
 }
@@ -135,8 +136,16 @@ func newSource(cfg SourceConfig) *Source {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{log: log, onChange: cfg.OnChange, stop: make(chan struct{}), done: make(chan struct{})}
+	return &Source{log: log, onChange: cfg.OnChange, stop: make(chan struct{}), done: make(chan struct{}), loaded: make(chan struct{})}
 }
+
+// Loaded returns a channel closed once s has done its first load: at once
+// for WatchFile (which loads before it returns), Static and a follower;
+// for a bucket's watch, once the store first answered (a file, a bad one,
+// none, no bucket), or, while it does not answer, once a file is held
+// (SourceConfig.Cache). A component may wait on it, briefly, before it
+// serves, so that its first calls find the file.
+func (s *Source) Loaded() <-chan struct{} { return s.loaded }
 
 // apply makes f (at rev, stored as bytes with digest d) current as the
 // next generation; only the one goroutine that watches s calls it.
@@ -186,6 +195,7 @@ func (s *Source) set(c *snapshot) {
 func (s *Source) Follow(cfg SourceConfig) *Source {
 	fl := newSource(SourceConfig{OnChange: cfg.OnChange})
 	close(fl.done)
+	close(fl.loaded)
 	fl.cleanup = func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -229,6 +239,7 @@ func WatchFile(ctx context.Context, path string, cfg SourceConfig) (*Source, err
 	if err := fw.check(); err != nil {
 		return nil, err
 	}
+	close(s.loaded)
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(interval)
@@ -307,5 +318,6 @@ func Static(f *policies.File) *Source {
 		s.cur.Store(&snapshot{file: f, rev: 1, gen: 1, digest: d})
 	}
 	close(s.done)
+	close(s.loaded)
 	return s
 }
