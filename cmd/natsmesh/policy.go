@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natsmesh/natsmesh/internal/userdir"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
 )
@@ -293,4 +294,23 @@ func takeOperand(fs *flag.FlagSet, args []string) (string, []string) {
 		}
 	}
 	return "", args
+}
+
+// policyCacheFile is the --policy-cache of an agent or gateway named name:
+// the flag's file, none for "off" or when the mesh file does not come from
+// the bucket (--policy FILE or off), and by default
+// $XDG_STATE_HOME/natsmesh/<name>/mesh.json (userdir.State).
+func policyCacheFile(flagValue, policy, name string, log *slog.Logger) string {
+	switch {
+	case policy != "", flagValue == live.Off:
+		return ""
+	case flagValue != "":
+		return flagValue
+	}
+	path, err := userdir.State(name, "mesh.json")
+	if err != nil {
+		log.Warn("no file to keep the last good mesh file in; give --policy-cache", "err", err)
+		return ""
+	}
+	return path
 }
