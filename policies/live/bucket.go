@@ -213,6 +213,11 @@ func (w *bucketWatch) run() {
 	backoff := time.Duration(0) // after a request the store did not answer
 	for {
 		r := w.fetch()
+		select {
+		case <-w.src.stop: // Close: nothing to apply, nothing to log
+			return
+		default:
+		}
 		w.handle(r)
 		if w.first != nil && (r.state != stateUnreachable || w.src.cur.Load() != nil) {
 			close(w.first)

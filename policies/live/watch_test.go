@@ -339,3 +339,20 @@ func TestWatchManyOnOneConn(t *testing.T) {
 		holds(t, src, "3s", time.Second)
 	}
 }
+
+// TestWatchCloseQuiet: closing a watch whose request is still out (the
+// store does not answer) returns at once and logs nothing about it.
+func TestWatchCloseQuiet(t *testing.T) {
+	_, connect := newAuthEnv(t)
+	var logs logBuffer
+	src := live.WatchBucket(connect("blind"), live.SourceConfig{FetchTimeout: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	time.Sleep(20 * time.Millisecond) // the first request is out
+	start := time.Now()
+	src.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if l := logs.String(); l != "" {
+		t.Errorf("logged at Close:\n%s", l)
+	}
+}
