@@ -17,7 +17,9 @@ import (
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
@@ -73,8 +75,15 @@ type Config struct {
 	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
 	Domains []string
 	// Policies is the live mesh file the agent applies (routes, splits,
-	// retries, breakers, limits, allow lists); see live.WatchKV and
-	// live.WatchFile. Nil applies the built-in policy.
+	// retries, breakers, limits, allow lists); see live.WatchBucket and
+	// live.WatchFile. While it holds no file, an agent whose connection
+	// authenticates (natsconn.Authenticates: an NKey, creds, a user, a
+	// token or a client certificate, to a broker that asks for them)
+	// refuses every call with no-mesh-file and is not ready; on an open
+	// broker the built-in policy applies meanwhile. Nil applies the
+	// built-in policy for good: a choice for tests and the open broker,
+	// warned about on an authenticated connection (the sidecar refuses it
+	// there, see SidecarConfig.Policy).
 	Policies *live.Source
 	// Telemetry records the agent's calls (metrics, traces, access logs).
 	// Nil records none.
@@ -109,6 +118,9 @@ type Agent struct {
 	// releases are the outbound pipeline's, released at Shutdown (or by
 	// a New that fails).
 	releases chain.Releases
+	// failClosed: the connection authenticates and Policies is set, so no
+	// call is served while Policies holds no file.
+	failClosed bool
 	// send is the outbound pipeline every outbound entry point uses.
 	send  *pipeline.Outbound
 	admin http.Handler
@@ -148,6 +160,8 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		log:      cfg.Logger.With("service", cfg.Service),
 		upstream: upstream,
 		done:     make(chan struct{}),
+		// Decided once: nc is connected (or its credentials known).
+		failClosed: cfg.Policies != nil && natsconn.Authenticates(nc),
 	}
 	a.in = newInbound(a) // before the chains: passive health is its part
 	a.send, err = pipeline.NewOutbound(nc, pipeline.OutboundConfig{
@@ -170,7 +184,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 
 func (a *Agent) chainOptions() chain.Options {
 	c := &a.cfg
-	return chain.Options{Service: c.Service, Policies: c.Policies, Telemetry: c.Telemetry, Logger: c.Logger,
+	return chain.Options{Service: c.Service, Policies: c.Policies, FailClosed: a.failClosed, Telemetry: c.Telemetry, Logger: c.Logger,
 		Instance: a.in.ej.Instance(), // passive health: internal/siblings
 		Releases: &a.releases}
 }
@@ -302,7 +316,23 @@ func (a *Agent) Start() error {
 		a.in.run(ctx)
 	}
 	warnAnonymous(a.nc, a.cfg.Service, a.log)
+	switch {
+	case a.failClosed && a.meshFile() == nil:
+		a.log.Warn("agent: no mesh file yet: every call is refused (" + string(wire.KindNoMeshFile) + ") and /readyz is 503 until one is applied " +
+			"(natsmesh policy apply); an agent that authenticates never serves with the built-in allow-all policy")
+	case a.cfg.Policies == nil && !anonymous(a.nc):
+		a.log.Warn("agent: no mesh file source (Config.Policies): the built-in policy applies, without allow lists; only the broker's permissions decide who may call " + a.cfg.Service)
+	}
 	return nil
+}
+
+// meshFile is the mesh file the agent applies now, nil if none.
+func (a *Agent) meshFile() *policies.File {
+	if a.cfg.Policies == nil {
+		return nil
+	}
+	f, _ := a.cfg.Policies.Current()
+	return f
 }
 
 func (a *Agent) version() string {

@@ -2,34 +2,17 @@ package agent
 
 import (
 	"log/slog"
-	"net/url"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 )
 
 // anonymous reports whether nc reaches its server without an identity of
-// its own: the server requires no authentication (its INFO says so), or
-// the connection presents no credentials of any kind (no NKey, JWT, user,
-// token or client certificate), so that it is the server's no-auth user.
-// Before the first connection only the credentials are known.
-func anonymous(nc *nats.Conn) bool {
-	if nc.IsConnected() && !nc.AuthRequired() {
-		return true
-	}
-	o := nc.Opts
-	if o.Nkey != "" || o.UserJWT != nil || o.User != "" || o.UserInfo != nil || o.Token != "" || o.TokenHandler != nil || o.TLSCertCB != nil {
-		return false
-	}
-	if o.TLSConfig != nil && (len(o.TLSConfig.Certificates) > 0 || o.TLSConfig.GetClientCertificate != nil) {
-		return false
-	}
-	for _, s := range append([]string{o.Url}, o.Servers...) {
-		if u, err := url.Parse(s); err == nil && u.User != nil {
-			return false
-		}
-	}
-	return true
-}
+// its own (see natsconn.Authenticates): the server requires no
+// authentication, or the connection presents no credentials of any kind,
+// so that it is the server's no-auth user.
+func anonymous(nc *nats.Conn) bool { return !natsconn.Authenticates(nc) }
 
 // warnAnonymous says, once at start, what running without an identity
 // allows.

@@ -50,14 +50,26 @@ type SidecarConfig struct {
 
 	// Policy says where the mesh file comes from when Agent.Policies is
 	// nil: "" (the default) watches the policies bucket over the
-	// sidecar's connection (live.WatchBucket: until the bucket exists
-	// the built-in policy applies), a path watches that local file
-	// (live.WatchFile; it must load at NewSidecar), and live.Off
-	// applies the built-in policy only. The admin endpoint serves what
-	// applies on GET /config (live.Handler) unless Agent.Admin has a
-	// handler of its own for it.
+	// sidecar's connection (live.WatchBucket; until it holds a file, an
+	// agent that authenticates refuses every call and an agent on an open
+	// broker applies the built-in policy), a path watches that local file
+	// (live.WatchFile; it must load at NewSidecar), and live.Off applies
+	// the built-in policy only, which Start refuses on a connection that
+	// authenticates (ErrConfig): a secured agent needs a mesh file. The
+	// admin endpoint serves what applies on GET /config (live.Handler)
+	// unless Agent.Admin has a handler of its own for it.
 	Policy string
+	// PolicyCache, with the bucket's watch (Policy ""), is the file the
+	// last good mesh file is kept in, and started with when the store has
+	// none or does not answer (live.SourceConfig.Cache). `natsmesh agent`
+	// defaults it to $XDG_STATE_HOME/natsmesh/<service>/mesh.json.
+	// Default: none.
+	PolicyCache string
 }
+
+// loadWait bounds how long Start waits for the store's first answer before
+// the agent starts (it starts without, and serves once a file arrives).
+const loadWait = live.DefaultFetchTimeout + time.Second
 
 // Sidecar is an agent with its connection and listeners: what `natsmesh
 // agent` runs beside a service, and what a program embedding a sidecar
@@ -205,15 +217,27 @@ func (s *Sidecar) Start(ctx context.Context) error {
 		s.ownConn = true
 	}
 	s.nc = nc
-	if s.cfg.Agent.Policies == nil && s.cfg.Policy == "" && s.policies == nil {
-		src, err := live.Watch(ctx, nc, "", live.SourceConfig{Logger: s.log})
-		if err != nil {
-			s.log.Warn("not watching the policies bucket; the built-in policy applies", "err", err)
+	var err error
+	switch {
+	case s.cfg.Agent.Policies == nil && s.cfg.Policy == live.Off && natsconn.Authenticates(nc):
+		err = fmt.Errorf("%w: policy %q: the connection to the broker authenticates, and an agent that does never serves with the built-in allow-all policy: "+
+			"watch the policies bucket (the default) or give a mesh file", ErrConfig, live.Off)
+	case s.cfg.Agent.Policies == nil && s.cfg.Policy == "" && s.policies == nil:
+		s.policies = live.WatchBucket(nc, live.SourceConfig{Logger: s.log, Cache: s.cfg.PolicyCache})
+		// The first calls find the file, when the store answers at once.
+		t := time.NewTimer(loadWait)
+		select {
+		case <-s.policies.Loaded():
+		case <-t.C:
+		case <-ctx.Done():
 		}
-		s.policies = src
+		t.Stop()
 	}
-	s.cfg.Agent = s.withPolicies(s.cfg.Agent)
-	a, err := New(nc, s.cfg.Agent)
+	var a *Agent
+	if err == nil {
+		s.cfg.Agent = s.withPolicies(s.cfg.Agent)
+		a, err = New(nc, s.cfg.Agent)
+	}
 	if err == nil {
 		err = a.Start()
 	}
@@ -308,8 +332,9 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 func (a *Agent) AdminHandler() http.Handler { return a.admin }
 
 // Readiness returns nil while the agent takes calls, and otherwise why not:
-// shut down, no NATS connection, or (with an inbound side) not serving
-// because its service fails its health checks.
+// shut down, no NATS connection, no mesh file yet (an agent that
+// authenticates, see Config.Policies), or (with an inbound side) not
+// serving because its service fails its health checks.
 func (a *Agent) Readiness() error {
 	a.mu.Lock()
 	closed := a.closed
@@ -319,6 +344,9 @@ func (a *Agent) Readiness() error {
 	}
 	if !a.nc.IsConnected() {
 		return errors.New("no connection to the NATS broker")
+	}
+	if a.failClosed && a.meshFile() == nil {
+		return errors.New("no mesh file yet: the store has none or cannot be reached, and none is kept on disk (natsmesh policy apply)")
 	}
 	if a.HasInbound() && !a.Serving() {
 		return fmt.Errorf("not serving: %s", a.in.lastHealthError())

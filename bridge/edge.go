@@ -56,14 +56,27 @@ type EdgeConfig struct {
 
 	// Policy says where the mesh file comes from when Gateway.Policies is
 	// nil, as for an agent's sidecar: "" (the default) watches the
-	// policies bucket over the edge's connection (live.WatchBucket:
-	// until the bucket exists the built-in policy applies), a path watches
-	// that local file (live.WatchFile; it must load at NewEdge), and
-	// live.Off applies the built-in policy only. The admin endpoint
-	// serves what applies on GET /config (live.Handler) unless
-	// Gateway.Admin has a handler of its own for it.
+	// policies bucket over the edge's connection (live.WatchBucket;
+	// until it holds a file, a gateway that authenticates refuses every
+	// request and one on an open broker applies the built-in policy), a
+	// path watches that local file (live.WatchFile; it must load at
+	// NewEdge), and live.Off applies the built-in policy only, which
+	// Start refuses on a connection that authenticates
+	// (ErrInvalidConfig). The admin endpoint serves what applies on GET
+	// /config (live.Handler) unless Gateway.Admin has a handler of its
+	// own for it.
 	Policy string
+	// PolicyCache, with the bucket's watch (Policy ""), is the file the
+	// last good mesh file is kept in, and started with when the store has
+	// none or does not answer (live.SourceConfig.Cache). `natsmesh bridge`
+	// defaults it to $XDG_STATE_HOME/natsmesh/<name>/mesh.json. Default:
+	// none.
+	PolicyCache string
 }
+
+// loadWait bounds how long Start waits for the store's first answer before
+// the gateway starts (it starts without, and serves once a file arrives).
+const loadWait = live.DefaultFetchTimeout + time.Second
 
 // Edge is the edge gateway with its connection and listeners: what
 // `natsmesh bridge` runs, and what a program embedding the edge runs.
@@ -252,12 +265,20 @@ func (e *Edge) build(ctx context.Context, policies *live.Source) (*built, error)
 		gc.Conn, b.ownConn = nc, true
 	}
 	b.nc = gc.Conn
-	if gc.Policies == nil && e.cfg.Policy == "" && b.policies == nil {
-		src, err := live.Watch(ctx, b.nc, "", live.SourceConfig{Logger: e.log})
-		if err != nil {
-			e.log.Warn("not watching the policies bucket; the built-in policy applies", "err", err)
+	switch {
+	case gc.Policies == nil && e.cfg.Policy == live.Off && natsconn.Authenticates(b.nc):
+		return b, fmt.Errorf("bridge: policy %q: the connection to the broker authenticates, and a gateway that does never serves with the built-in allow-all policy: "+
+			"watch the policies bucket (the default) or give a mesh file: %w", live.Off, ErrInvalidConfig)
+	case gc.Policies == nil && e.cfg.Policy == "" && b.policies == nil:
+		b.policies, b.ownSrc = live.WatchBucket(b.nc, live.SourceConfig{Logger: e.log, Cache: e.cfg.PolicyCache}), true
+		// The first requests find the file, when the store answers at once.
+		t := time.NewTimer(loadWait)
+		select {
+		case <-b.policies.Loaded():
+		case <-t.C:
+		case <-ctx.Done():
 		}
-		b.policies, b.ownSrc = src, true
+		t.Stop()
 	}
 	if gc.Policies == nil {
 		gc.Policies = b.policies

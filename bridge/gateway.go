@@ -167,8 +167,13 @@ type GatewayConfig struct {
 	// of the reply. Default pipeline.DefaultTimeout (30s).
 	Timeout time.Duration
 	// Policies is the live mesh file the gateway applies to the calls it
-	// forwards (routes, splits, retries, breakers, allow lists). Nil
-	// applies the built-in policy.
+	// forwards (routes, splits, retries, breakers, allow lists). While it
+	// holds no file, a gateway whose connection authenticates
+	// (natsconn.Authenticates) answers every request 503 no-mesh-file and
+	// is not ready; on an open broker the built-in policy applies
+	// meanwhile. Nil applies the built-in policy for good (the edge
+	// refuses that on a connection that authenticates, see
+	// EdgeConfig.Policy).
 	Policies *live.Source
 	// Telemetry records the gateway's calls. Nil records none.
 	Telemetry *telemetry.Telemetry
@@ -226,6 +231,9 @@ type Gateway struct {
 	// requestLevel is the level of the gateway's own line per request:
 	// Debug when the telemetry's access log has one already.
 	requestLevel slog.Level
+	// policies and failClosed: see GatewayConfig.Policies.
+	policies   *live.Source
+	failClosed bool
 
 	mu      sync.Mutex
 	closed  bool
@@ -248,10 +256,11 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
 	releases := &chain.Releases{}
+	failClosed := cfg.Policies != nil && natsconn.Authenticates(cfg.Conn)
 	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{
 		Timeout:    cfg.Timeout,
 		MaxTimeout: cfg.Timeout,
-		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, Telemetry: cfg.Telemetry,
+		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, FailClosed: failClosed, Telemetry: cfg.Telemetry,
 			Logger: cfg.Logger, Releases: releases}, cfg.Middleware...),
 	})
 	if err != nil {
@@ -271,6 +280,14 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		tel:               cfg.Telemetry,
 		releases:          releases,
 		requestLevel:      slog.LevelInfo,
+		policies:          cfg.Policies,
+		failClosed:        failClosed,
+	}
+	if failClosed {
+		if f, _ := cfg.Policies.Current(); f == nil {
+			cfg.Logger.Warn("bridge: no mesh file yet: every request is answered 503 " + string(wire.KindNoMeshFile) + " and /readyz is 503 until one is applied " +
+				"(natsmesh policy apply); a gateway that authenticates never serves with the built-in allow-all policy")
+		}
 	}
 	if cfg.Telemetry.AccessLogging() {
 		g.requestLevel = slog.LevelDebug

@@ -77,5 +77,10 @@ func (g *Gateway) readiness() error {
 	if !g.send.Conn().IsConnected() {
 		return errors.New("no connection to the NATS broker")
 	}
+	if g.failClosed {
+		if f, _ := g.policies.Current(); f == nil {
+			return errors.New("no mesh file yet: the store has none or cannot be reached, and none is kept on disk (natsmesh policy apply)")
+		}
+	}
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/userdir"
 )
 
 // Broker is one embedded nats-server. Create it with New.
@@ -47,6 +49,25 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{opts: opts, done: make(chan struct{}), noLameDuck: cfg.LameDuckDuration < 0}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.JetStream && opts.StoreDir == "" && cfg.PersistentStore {
+		dir, err := DataDir(opts.ServerName, opts.Port)
+		switch {
+		case errors.Is(err, errNoIdentity):
+			log.Warn("broker: a broker with a random client port and no server name has no store directory it could find again: " +
+				"JetStream is kept in a temporary directory, removed at shutdown; give it a name, a fixed port or a store directory")
+		case err != nil:
+			return nil, configErr("persistent store: %v", err)
+		default:
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("broker: jetstream store: %w", err)
+			}
+			opts.StoreDir = dir
+		}
+	}
 	addSys := cfg.ConfigFile == "" && !hasAuth(opts) && opts.SystemAccount == ""
 	if (opts.JetStream || (addSys && cfg.SystemUserSeed == "")) && opts.StoreDir == "" {
 		dir, err := os.MkdirTemp("", "natsmesh-broker-")
@@ -78,10 +99,6 @@ func New(cfg Config) (*Broker, error) {
 		}
 		return nil, configErr("%v", err)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	ctx := context.Background()
 	srv.SetLoggerV2(&logAdapter{log: log, fatal: b.setFatal},
 		log.Enabled(ctx, slog.LevelDebug), log.Enabled(ctx, LevelTrace), false)
@@ -89,6 +106,39 @@ func New(cfg Config) (*Broker, error) {
 	b.log = log
 	b.noAuth = !hasAuth(opts) || opts.NoAuthUser != "" || b.sysSeed != ""
 	return b, nil
+}
+
+// errNoIdentity is DataDir's error for a broker it cannot name.
+var errNoIdentity = errors.New("a broker with a random client port and no server name has no data directory of its own")
+
+// DataDir is the per-user data directory of the broker with this server
+// name and client port (see Config.PersistentStore):
+// $XDG_DATA_HOME/natsmesh/broker/<name>, or .../port-<port> without a
+// name; ~/.local/share/natsmesh/broker/... without XDG_DATA_HOME. Bytes of
+// the name outside [A-Za-z0-9._-] become '_'. A broker with neither a name
+// nor a fixed port (port 0 or -1: random) has none.
+func DataDir(serverName string, port int) (string, error) {
+	id := sanitizeName(serverName)
+	if id == "" {
+		if port <= 0 {
+			return "", errNoIdentity
+		}
+		id = "port-" + strconv.Itoa(port)
+	}
+	return userdir.Data("broker", id)
+}
+
+func sanitizeName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if s := string(b); s != "." && s != ".." {
+		return s
+	}
+	return "_"
 }
 
 // SystemUserSeed is the NKey seed file of the system account user the

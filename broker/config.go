@@ -33,7 +33,8 @@ const (
 
 // Config describes one embedded nats-server. The zero value runs a
 // single server on 127.0.0.1:4222 with monitoring on 127.0.0.1:8222 and
-// JetStream stored in a temporary directory.
+// JetStream stored in a temporary directory (PersistentStore keeps it in a
+// per-user directory instead, as `natsmesh broker` does).
 //
 // When ConfigFile is set, the file is loaded first (as a stock nats-server
 // would) and every non-zero field here is applied on top of it; a zero field
@@ -54,8 +55,21 @@ type Config struct {
 	ConfigFile string
 
 	// StoreDir is the JetStream store directory. Default: a new temporary
-	// directory, removed by Shutdown. A directory given here is never removed.
+	// directory, removed by Shutdown, unless PersistentStore is set. A
+	// directory given here is never removed.
 	StoreDir string
+
+	// PersistentStore, when neither StoreDir nor a ConfigFile names a store
+	// directory, keeps JetStream (the mesh file's bucket among it) in this
+	// broker's own per-user data directory, DataDir(ServerName, client
+	// port), created 0700 if missing and never removed, so that the store
+	// survives a restart: $XDG_DATA_HOME/natsmesh/broker/<name or
+	// port-N>, or ~/.local/share/natsmesh/broker/... Brokers on one
+	// machine with different server names or ports (a cluster's servers)
+	// get different directories. A broker with neither a server name nor
+	// a fixed client port has no directory it could find again: it keeps
+	// a temporary one, and logs a warning.
+	PersistentStore bool
 
 	// NoJetStream disables JetStream, which is on by default. With a
 	// ConfigFile, the file decides and NoJetStream can only turn it off.

@@ -20,7 +20,7 @@
 //  2. the retry policy: exponential backoff with jitter, up to the route's
 //     attempts. A try is retried only when it is safe (nothing ran:
 //     no-responders, overloaded, upstream-refused, broker-unavailable,
-//     always; a 5xx reply but 501, gRPC UNAVAILABLE or a timeout only when
+//     no-mesh-file, always; a 5xx reply but 501, gRPC UNAVAILABLE or a timeout only when
 //     the call is idempotent: wire.Outcome's Retry), tries are left, the deadline leaves more than the
 //     backoff, and the destination's retry budget allows it. An open
 //     breaker, a full bulkhead, forbidden, bad-request and too-large are

@@ -146,7 +146,7 @@ services:
 // every method, at least three times: a POST whose first attempts found no
 // one serving reaches the instance that is there by the third.
 func TestBuiltinRetriesNothingRan(t *testing.T) {
-	for _, kind := range []wire.Kind{wire.KindNoResponders, wire.KindOverloaded, wire.KindUpstreamRefused, wire.KindBrokerUnavailable} {
+	for _, kind := range []wire.Kind{wire.KindNoResponders, wire.KindOverloaded, wire.KindUpstreamRefused, wire.KindBrokerUnavailable, wire.KindNoMeshFile} {
 		t.Run(string(kind), func(t *testing.T) {
 			var tries atomic.Int32
 			var start time.Time

@@ -17,7 +17,7 @@ var kinds = []wire.Kind{
 	wire.KindNoResponders, wire.KindTimeout, wire.KindCircuitOpen, wire.KindOverloaded,
 	wire.KindRateLimited, wire.KindForbidden, wire.KindTooLarge, wire.KindHeadersTooLarge,
 	wire.KindBadRequest, wire.KindNoRoute, wire.KindUpstream, wire.KindUpstreamRefused,
-	wire.KindBrokerUnavailable, wire.KindInternal, "other",
+	wire.KindBrokerUnavailable, wire.KindInternal, wire.KindNoMeshFile, "other",
 }
 
 // kindIndex is 1 + the index of k in kinds; 0 is no mesh error.
@@ -49,7 +49,7 @@ const (
 	grpcCodes  = 17
 	grpcOther  = grpcBase + grpcCodes
 	numStatus  = grpcOther + 1
-	numKinds   = 16 // len(kinds) + 1
+	numKinds   = 17 // len(kinds) + 1
 	numOutcome = numStatus * numKinds
 )
 

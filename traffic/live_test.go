@@ -57,7 +57,7 @@ func TestLiveSplitChange(t *testing.T) {
 		}
 	}
 	apply(splitTo("v1"))
-	src, err := live.WatchKV(ctx, store.KV(), live.SourceConfig{})
+	src, err := live.WatchKV(ctx, js.Conn(), live.SourceConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

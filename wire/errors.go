@@ -60,6 +60,11 @@ const (
 	// broker (it is reconnecting, or closed), so nothing was sent. Safe to
 	// retry.
 	KindBrokerUnavailable Kind = "broker-unavailable"
+	// KindNoMeshFile: the agent or gateway that answers authenticates to
+	// its broker and holds no mesh file yet (the store has none, or cannot
+	// be reached, and none was kept on disk), so it serves nothing rather
+	// than the built-in allow-all policy. Nothing ran: safe to retry.
+	KindNoMeshFile Kind = "no-mesh-file"
 	// KindConnectionLost: the connection to the broker was lost or closed
 	// after the request was sent and before its reply came, so the call may
 	// have run. Retry only idempotent calls.
@@ -102,6 +107,7 @@ var (
 	ErrBrokerUnavailable = &Error{Kind: KindBrokerUnavailable}
 	ErrUpstreamRefused   = &Error{Kind: KindUpstreamRefused}
 	ErrConnectionLost    = &Error{Kind: KindConnectionLost}
+	ErrNoMeshFile        = &Error{Kind: KindNoMeshFile}
 )
 
 // Errorf returns a mesh error of kind k.
@@ -128,7 +134,7 @@ func (e *Error) Is(target error) bool {
 // so that repeating it is safe even for a non-idempotent request.
 func (e *Error) Retryable() bool {
 	switch e.Kind {
-	case KindNoResponders, KindOverloaded, KindCircuitOpen, KindRateLimited, KindBrokerUnavailable, KindUpstreamRefused:
+	case KindNoResponders, KindOverloaded, KindCircuitOpen, KindRateLimited, KindBrokerUnavailable, KindUpstreamRefused, KindNoMeshFile:
 		return true
 	}
 	return false
@@ -137,7 +143,7 @@ func (e *Error) Retryable() bool {
 // HTTPStatus is the HTTP status a client sees for e.
 func (e *Error) HTTPStatus() int {
 	switch e.Kind {
-	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindBrokerUnavailable, KindUpstreamRefused, KindConnectionLost:
+	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindBrokerUnavailable, KindUpstreamRefused, KindConnectionLost, KindNoMeshFile:
 		return http.StatusServiceUnavailable
 	case KindTimeout:
 		return http.StatusGatewayTimeout
@@ -166,7 +172,7 @@ func (e *Error) HTTPStatus() int {
 // GRPCCode is the gRPC status code a client sees for e.
 func (e *Error) GRPCCode() codes.Code {
 	switch e.Kind {
-	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindUpstream, KindBrokerUnavailable, KindUpstreamRefused, KindConnectionLost:
+	case KindNoResponders, KindCircuitOpen, KindOverloaded, KindUpstream, KindBrokerUnavailable, KindUpstreamRefused, KindConnectionLost, KindNoMeshFile:
 		return codes.Unavailable
 	case KindTimeout:
 		return codes.DeadlineExceeded

@@ -33,6 +33,7 @@ func TestErrorMapping(t *testing.T) {
 		{KindNotImplemented, ErrNotImplemented, 501, codes.Unimplemented, false},
 		{KindUpstreamRefused, ErrUpstreamRefused, 503, codes.Unavailable, true},
 		{KindBrokerUnavailable, ErrBrokerUnavailable, 503, codes.Unavailable, true},
+		{KindNoMeshFile, ErrNoMeshFile, 503, codes.Unavailable, true},
 		{KindUpstream, ErrUpstream, 502, codes.Unavailable, false},
 		{KindInternal, ErrInternal, 500, codes.Internal, false},
 		{Kind("from-the-future"), nil, 500, codes.Internal, false},

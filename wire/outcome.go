@@ -222,7 +222,7 @@ const (
 func (o Outcome) Retry() Retry {
 	if o.Err != nil {
 		switch o.Err.Kind {
-		case KindNoResponders, KindOverloaded, KindUpstreamRefused, KindBrokerUnavailable:
+		case KindNoResponders, KindOverloaded, KindUpstreamRefused, KindBrokerUnavailable, KindNoMeshFile:
 			return RetryAlways
 		case KindTimeout:
 			return RetryIdempotent

@@ -141,6 +141,7 @@ func TestOutcomeMeshErrors(t *testing.T) {
 		{KindUpstream, upstream},
 		{KindUpstreamRefused, refused},
 		{KindBrokerUnavailable, nothingRan},
+		{KindNoMeshFile, nothingRan},
 		{KindConnectionLost, meshErr},
 		{KindInternal, internal},
 		{"made-up", meshErr},

@@ -64,7 +64,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxConcurrent, "max-concurrent", 1024, "calls in flight to the upstream before answering overloaded (-1: no limit)")
 	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
 	fs.DurationVar(&grace, "grace", 30*time.Second, "longest time shutdown waits for calls in flight")
-	fs.StringVar(&policy, "policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
+	fs.StringVar(&policy, "policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket; until it holds a file, one that authenticates to the broker serves nothing; \"off\": the built-in policy only, refused when the connection authenticates)")
+	policyCache := fs.String("policy-cache", "", "`file` the last good mesh file from the bucket is kept in, and started with when the store has none or does not answer "+
+		"(default: $XDG_STATE_HOME/natsmesh/SERVICE/mesh.json, or ~/.local/state/natsmesh/...; \"off\": none)")
 	config := configFlag(fs)
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	procs := fs.Int("procs", 1, "CPU `cores` the agent runs on at once (GOMAXPROCS; 0: all). One, like a sidecar proxy's single worker, costs the least CPU per call")
@@ -103,7 +105,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer tel.Shutdown(context.Background())
 	cfg.Telemetry = tel
 	cfg.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
-	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin, Policy: policy}
+	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin, Policy: policy,
+		PolicyCache: policyCacheFile(*policyCache, policy, cfg.Service, log)}
 	for _, b := range binds.Values {
 		dest, addr, ok := strings.Cut(b, "=")
 		if !ok || dest == "" || addr == "" {

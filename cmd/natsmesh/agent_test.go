@@ -50,7 +50,15 @@ func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 	}
 	go func() { p.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		if cmd.ProcessState != nil {
+			return
+		}
+		// SIGTERM first, so that the process removes what it made (a
+		// broker's temporary store); SIGKILL if it does not exit.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(15 * time.Second):
 			cmd.Process.Kill()
 			<-p.exited
 		}
@@ -364,8 +372,10 @@ func TestAgentOverTLS(t *testing.T) {
 }
 
 // TestAgentNKeyAuth: a broker that admits only one NKey user; the sidecar
-// with that user's seed serves, one without credentials is refused with a
-// clear error.
+// with that user's seed fails closed without a mesh file (the broker has
+// no JetStream, so no store): /readyz 503 "no mesh file yet" and calls
+// answered no-mesh-file; --policy off is refused at start; with a mesh
+// file it serves. One without credentials is refused with a clear error.
 func TestAgentNKeyAuth(t *testing.T) {
 	user, err := nkeys.CreateUser()
 	if err != nil {
@@ -382,13 +392,53 @@ func TestAgentNKeyAuth(t *testing.T) {
 	if err := os.WriteFile(conf, fmt.Appendf(nil, "authorization { users = [ { nkey: %s } ] }\n", pub), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	mesh := dir + "/mesh.yaml"
+	if err := os.WriteFile(mesh, []byte("version: 1\nservices:\n  web: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	addr := freeAddr(t)
 	startProc(t, "broker", "--nats-config", conf, "--listen", addr, "--monitor", "off", "--no-jetstream")
-	admin := freeAddr(t)
+
+	admin, proxy := freeAddr(t), freeAddr(t)
+	closed := startProc(t, "agent", "--service", "web", "--nats", "nats://"+addr, "--nkey", seedFile,
+		"--proxy", proxy, "--grpc-proxy", "off", "--admin", admin, "--policy-cache", dir+"/cache.json")
+	closed.waitUntil(t, "/readyz does not say why it is not ready", func() error {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no mesh file yet") {
+			return fmt.Errorf("/readyz: %s %q", resp.Status, body)
+		}
+		return nil
+	})
+	client := &http.Client{Transport: &http.Transport{Proxy: func(*http.Request) (*url.URL, error) { return url.Parse("http://" + proxy) }}}
+	resp, err := client.Get("http://web/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Mesh-Error") != "no-mesh-file" {
+		t.Errorf("a call without a mesh file: %s, Mesh-Error %q; want 503 no-mesh-file", resp.Status, resp.Header.Get("Mesh-Error"))
+	}
+	if !strings.Contains(closed.stderr.String(), "no mesh file yet") {
+		t.Errorf("no warning at start:\n%s", closed.stderr)
+	}
+	closed.stop(t)
+
+	cmd, _, stderr := natsmesh(t, nil, "agent", "--service", "web", "--nats", "nats://"+addr, "--nkey", seedFile,
+		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off", "--policy", "off")
+	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "invalid configuration") || !strings.Contains(stderr.String(), "authenticates") {
+		t.Fatalf("--policy off with an NKey: exit %d, %s", code, stderr)
+	}
+
+	admin = freeAddr(t)
 	a := startProc(t, "agent", "--service", "web", "--nats", "nats://"+addr, "--nkey", seedFile,
-		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", admin)
+		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", admin, "--policy", mesh)
 	waitHTTP(t, a, "http://"+admin+"/readyz")
-	cmd, _, stderr := natsmesh(t, nil, "agent", "--service", "web", "--nats", "nats://"+addr,
+	cmd, _, stderr = natsmesh(t, nil, "agent", "--service", "web", "--nats", "nats://"+addr,
 		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off", "--connect-timeout", "5s")
 	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "refused the credentials") {
 		t.Fatalf("no credentials: exit %d, %s", code, stderr)

@@ -54,7 +54,9 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/, the dashboard at /ui/), or \"off\"")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
-	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket, when there is one; \"off\": built-in policy only)")
+	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket; until it holds a file, one that authenticates to the broker serves nothing; \"off\": the built-in policy only, refused when the connection authenticates)")
+	policyCache := fs.String("policy-cache", "", "`file` the last good mesh file from the bucket is kept in, and started with when the store has none or does not answer "+
+		"(default: $XDG_STATE_HOME/natsmesh/NAME/mesh.json, NAME the --service, or ~/.local/state/natsmesh/...; \"off\": none)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	config := configFlag(fs)
 	var nf natsFlags
@@ -79,11 +81,12 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg := bridge.EdgeConfig{
-		Gateway: bridge.GatewayConfig{Name: *name, Timeout: *timeout, Logger: log.With("component", "bridge")},
-		Connect: nf.config(log),
-		Listen:  *listen,
-		Admin:   *adminAddr,
-		Policy:  *policy,
+		Gateway:     bridge.GatewayConfig{Name: *name, Timeout: *timeout, Logger: log.With("component", "bridge")},
+		Connect:     nf.config(log),
+		Listen:      *listen,
+		Admin:       *adminAddr,
+		Policy:      *policy,
+		PolicyCache: policyCacheFile(*policyCache, *policy, *name, log),
 		AdminConn: func(nc *nats.Conn) (map[string]http.Handler, error) {
 			ui, err := dashboardHandler(nc)
 			return map[string]http.Handler{"GET " + uiMount: ui}, err

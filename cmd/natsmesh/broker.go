@@ -32,7 +32,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.HTTP, "monitor", broker.DefaultHTTP, "nats-server monitoring `address` (/varz, /healthz, ...), or \"off\"")
 	fs.StringVar(&cfg.ConfigFile, "nats-config", "", "nats-server configuration `file` to load first (accounts generate writes one)")
 	config := configFlag(fs)
-	fs.StringVar(&cfg.StoreDir, "store", "", "JetStream store `directory` (default: a temporary directory removed on exit)")
+	fs.StringVar(&cfg.StoreDir, "store", "", "JetStream store `directory`, where the mesh file is kept (default: this broker's own, kept across restarts: "+
+		"$XDG_DATA_HOME/natsmesh/broker/NAME, or .../port-PORT without --name, ~/.local/share/natsmesh/... without XDG_DATA_HOME; "+
+		"a temporary one, removed on exit, with a random port and no --name)")
 	fs.BoolVar(&cfg.NoJetStream, "no-jetstream", false, "disable JetStream")
 	fs.StringVar(&cfg.ServerName, "name", "", "NATS server `name` (default: generated)")
 	maxPayload := fs.Int("max-payload", 0, "largest message payload in `bytes` (default: nats-server's 1 MiB)")
@@ -72,6 +74,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg.Logger = log.With("component", "broker")
+	cfg.PersistentStore = true
 
 	b, err := broker.New(cfg)
 	if err != nil {
@@ -85,7 +88,11 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		b.Shutdown(context.Background())
 		return err
 	}
-	log.Info("natsmesh broker ready", "url", b.ClientURL())
+	ready := []any{"url", b.ClientURL()}
+	if dir := b.Server().StoreDir(); b.Server().JetStreamEnabled() && dir != "" {
+		ready = append(ready, "store", dir)
+	}
+	log.Info("natsmesh broker ready", ready...)
 	if seed := b.SystemUserSeed(); seed != "" {
 		log.Info("system account user for nats server commands", "nkey", seed, "example", "nats --server "+b.ClientURL()+" --nkey "+seed+" server list")
 	}

@@ -35,7 +35,24 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	// Every process the tests start keeps its per-user files (a broker's
+	// store, an agent's last good mesh file) here, never in the real
+	// home; a test that leaves something behind forgot its --store or
+	// --policy-cache, and fails the run.
+	xdg := map[string]string{"XDG_DATA_HOME": filepath.Join(dir, "data"), "XDG_STATE_HOME": filepath.Join(dir, "state")}
+	for k, v := range xdg {
+		os.Setenv(k, v)
+	}
 	code := m.Run()
+	for k, v := range xdg {
+		filepath.WalkDir(v, func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				fmt.Fprintf(os.Stderr, "FAIL: a test left %s in %s: give its broker --store and its agents --policy-cache\n", path, k)
+				code = 1
+			}
+			return nil
+		})
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -102,6 +119,29 @@ func startAndStop(t *testing.T, env []string, args ...string) {
 
 func TestBrokerSignal(t *testing.T) {
 	startAndStop(t, nil, "--monitor", "127.0.0.1:-1", "--store", t.TempDir())
+}
+
+// TestBrokerDefaultStore: without --store the broker keeps JetStream in
+// its own per-user directory (by --name), which outlives it, and says
+// where when ready.
+func TestBrokerDefaultStore(t *testing.T) {
+	data := t.TempDir()
+	addr := freeAddr(t)
+	p := startProcEnv(t, []string{"XDG_DATA_HOME=" + data}, "broker", "--listen", addr, "--monitor", "off", "--name", "n1")
+	waitNATS(t, p, addr)
+	want := filepath.Join(data, "natsmesh", "broker", "n1")
+	p.waitUntil(t, "no ready line naming the store", func() error {
+		if !strings.Contains(p.stderr.String(), "store="+filepath.Join(want, "jetstream")) {
+			return fmt.Errorf("stderr: %s", p.stderr)
+		}
+		return nil
+	})
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d\n%s", code, p.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(want, "jetstream")); err != nil {
+		t.Fatalf("the store did not outlive the broker: %v", err)
+	}
 }
 
 func TestBrokerEnv(t *testing.T) {

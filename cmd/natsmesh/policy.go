@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsmesh/natsmesh/accounts"
+	"github.com/natsmesh/natsmesh/internal/userdir"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
 )
@@ -73,25 +75,42 @@ func (p *policyFlags) register(fs *flag.FlagSet) {
 // of small JetStream requests.
 const policyTimeout = 30 * time.Second
 
-// open connects to NATS and opens the policies bucket (creating it if
-// needed). Close the returned func when done.
-func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, context.Context, func(), error) {
+// connect connects to NATS for a policy command, with its timeout once
+// connected. Call the returned func when done.
+func (p *policyFlags) connect(ctx context.Context, stderr io.Writer) (*nats.Conn, context.Context, func(), error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	nc, err := p.nats.connect(ctx, p.as, "natsmesh-policy", log)
 	if err != nil {
 		return nil, nil, nil, failure{asCommand("policy", err)}
 	}
+	// The broker's refusals end ctx at once with the reason (refusals).
 	rctx, stop := refusals(ctx, nc, p.as)
 	ctx, cancel := context.WithTimeout(rctx, policyTimeout)
-	closeAll := func() { cancel(); stop(); nc.Close() }
+	return nc, ctx, func() { cancel(); stop(); nc.Close() }, nil
+}
+
+// open connects to NATS and opens the policies bucket (creating it if
+// needed, and saying so). Close the returned func when done.
+func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, context.Context, func(), error) {
+	nc, ctx, closeAll, err := p.connect(ctx, stderr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err == nil {
 		var s *live.Store
 		if s, err = live.OpenStore(ctx, js); err == nil {
+			if s.Created() {
+				note := ""
+				if n := s.ReplicasNote(); n != "" {
+					note = fmt.Sprintf(" (JetStream cannot place %d: %s)", live.Replicas, n)
+				}
+				fmt.Fprintf(stderr, "natsmesh: created the bucket %s with %d replica(s)%s\n", live.Bucket, s.Replicas(), note)
+			}
 			return s, ctx, closeAll, nil
 		}
 	}
-	err = refused(rctx, err)
+	err = refused(ctx, err)
 	closeAll()
 	return nil, nil, nil, failure{fmt.Errorf("policy: %w", err)}
 }
@@ -218,12 +237,14 @@ func runPolicyGet(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	s, ctx, done, err := pf.open(ctx, stderr)
+	// A read by direct get, as the agents read: it needs no right over
+	// the bucket but that, creates nothing, and any replica answers.
+	nc, ctx, done, err := pf.connect(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer done()
-	f, rev, err := s.Get(ctx)
+	f, rev, err := live.Get(ctx, nc)
 	if errors.Is(err, live.ErrNotFound) {
 		return failure{errors.New("policy get: no mesh file applied yet (natsmesh policy apply -f FILE)")}
 	}
@@ -281,4 +302,23 @@ func takeOperand(fs *flag.FlagSet, args []string) (string, []string) {
 		}
 	}
 	return "", args
+}
+
+// policyCacheFile is the --policy-cache of an agent or gateway named name:
+// the flag's file, none for "off" or when the mesh file does not come from
+// the bucket (--policy FILE or off), and by default
+// $XDG_STATE_HOME/natsmesh/<name>/mesh.json (userdir.State).
+func policyCacheFile(flagValue, policy, name string, log *slog.Logger) string {
+	switch {
+	case policy != "", flagValue == live.Off:
+		return ""
+	case flagValue != "":
+		return flagValue
+	}
+	path, err := userdir.State(name, "mesh.json")
+	if err != nil {
+		log.Warn("no file to keep the last good mesh file in; give --policy-cache", "err", err)
+		return ""
+	}
+	return path
 }

@@ -100,6 +100,15 @@ func TestReadmeQuickStart(t *testing.T) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	// The broker's store and the agents' last good mesh file, which the
+	// commands keep in the user's data and state directories, and the
+	// script's own temporary directories (mktemp), in the script's
+	// directory, which the test removes.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(cmd.Env, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_STATE_HOME="+filepath.Join(dir, "state"), "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Files, not pipes: background processes that outlive the script
 	// would hold a pipe open and keep Wait waiting.

@@ -380,5 +380,5 @@ func Policies(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*live.Sourc
 	if _, err := store.Apply(ctx, f); err != nil {
 		return nil, fmt.Errorf("shop: %w", err)
 	}
-	return live.WatchKV(ctx, store.KV(), live.SourceConfig{Logger: log})
+	return live.WatchKV(ctx, nc, live.SourceConfig{Logger: log})
 }

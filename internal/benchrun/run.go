@@ -633,7 +633,10 @@ func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p, err := startProc(e.dir, "broker", e.opts.Exe, "broker", "--listen", addr, "--monitor", "off", "--log-level", "warn")
+	// The store in the run's directory, removed with it: natsmesh broker
+	// otherwise keeps one per port in the user's data directory.
+	p, err := startProc(e.dir, "broker", e.opts.Exe, "broker", "--listen", addr, "--monitor", "off", "--log-level", "warn",
+		"--store", filepath.Join(e.dir, "broker-store"))
 	if err != nil {
 		return "", err
 	}

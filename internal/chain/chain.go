@@ -26,6 +26,11 @@ type Options struct {
 	Service string
 	// Policies is the live mesh file; nil applies the built-in policy.
 	Policies *live.Source
+	// FailClosed refuses every call, outbound and inbound, with
+	// no-mesh-file while Policies holds no file, instead of applying the
+	// built-in policy: for a component whose connection authenticates
+	// (docs/security.md, "Fail closed").
+	FailClosed bool
 	// Telemetry records metrics, traces and access logs; nil records none.
 	Telemetry *telemetry.Telemetry
 	// Logger receives the middleware's own logs. Default slog.Default().

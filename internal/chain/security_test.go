@@ -107,3 +107,38 @@ func TestOutboundAuthz(t *testing.T) {
 		t.Errorf("NATS-native subject: %v", err)
 	}
 }
+
+// TestFailClosed: with FailClosed and no mesh file yet, every call is
+// refused no-mesh-file on both sides (a NATS-native one too); without
+// FailClosed the same calls pass with the built-in policy; and once the
+// source holds a file the allow lists decide.
+func TestFailClosed(t *testing.T) {
+	ok := func(context.Context, *pipeline.Call) (*nats.Msg, error) { return &nats.Msg{}, nil }
+	mesh := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET", Path: "/public", Header: nats.Header{}}
+	native := &pipeline.Call{Subject: "svc.time", Caller: "web"}
+	for _, tc := range []struct {
+		name   string
+		closed bool
+		src    *live.Source
+		want   error
+	}{
+		{"fail closed, no file", true, live.Static(nil), wire.ErrNoMeshFile},
+		{"open, no file", false, live.Static(nil), nil},
+		{"fail closed, a file", true, options(t).Policies, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{Service: "web", Policies: tc.src, FailClosed: tc.closed}
+			out := outboundAuthz(o)[0](pipeline.SendFunc(ok))
+			for _, c := range []*pipeline.Call{mesh, native} {
+				if _, err := out.Send(context.Background(), c); tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+					t.Errorf("outbound %q: %v, want %v", c.Subject, err, tc.want)
+				}
+			}
+			o.Service = "orders"
+			in := inboundAuthz(o)[0](pipeline.HandlerFunc(ok))
+			if _, err := in.ServeCall(context.Background(), mesh); tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("inbound: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}

@@ -20,14 +20,15 @@ import (
 // broker, and what it costs. Run it with a fixed count, as each run
 // starts 2,000 watchers first:
 //
-//	go test -run '^$' -bench Propagation -benchtime 20x ./policies/
+//	go test -run '^$' -bench Propagation -benchtime 20x ./policies/live/
 //
 // Two ways for the agents to watch:
 //
 //   - conn-per-agent: each agent has its own connection and its own watch
-//     of the bucket (one JetStream consumer each), and decodes each version
-//     itself: what 2,000 agent processes do, except that here they share
-//     the benchmark's CPUs with each other and with the broker.
+//     of the bucket (a subscription to its writes and a direct get of each
+//     version), and decodes each version itself: what 2,000 agent
+//     processes do, except that here they share the benchmark's CPUs with
+//     each other and with the broker.
 //   - shared-watch: the agents share one connection and one watch, each
 //     with its own Source following it (Source.Follow): in-process agents
 //     of one program.
@@ -36,7 +37,9 @@ import (
 // and max over every delivery of every iteration of the time from the
 // write to the agent's Source holding the version (each agent's OnChange,
 // called once Current returns it), the mean time until the last agent
-// has it, and the process's CPU time per change. After each iteration
+// has it, the process's CPU time per change, and the requests for the
+// current version (direct gets) the watches made per change. After each
+// iteration
 // every agent's Current is checked to be the new version.
 func BenchmarkPropagation(b *testing.B) {
 	b.Run("conn-per-agent", func(b *testing.B) { benchPropagation(b, 2000, false) })
@@ -100,7 +103,7 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 	}
 	srcs := make([]*live.Source, agents)
 	if shared {
-		w, err := live.WatchKV(ctx, store.KV(), live.SourceConfig{})
+		w, err := live.WatchKV(ctx, nc, live.SourceConfig{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -115,12 +118,7 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			wjs, _ := jetstream.New(c)
-			kv, err := wjs.KeyValue(ctx, live.Bucket)
-			if err != nil {
-				b.Fatalf("agent %d: %v", i, err)
-			}
-			if srcs[i], err = live.WatchKV(ctx, kv, live.SourceConfig{OnChange: onChange(i)}); err != nil {
+			if srcs[i], err = live.WatchKV(ctx, c, live.SourceConfig{OnChange: onChange(i)}); err != nil {
 				b.Fatalf("agent %d: %v", i, err)
 			}
 		}
@@ -132,7 +130,7 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 	}()
 
 	var lastTotal time.Duration
-	cpu0 := cpuTime()
+	cpu0, gets0 := cpuTime(), live.Fetches()
 	b.ResetTimer()
 	for i := range b.N {
 		data, err := version(i + 1).JSON()
@@ -163,7 +161,7 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	cpu, gets := cpuTime()-cpu0, live.Fetches()-gets0
 	slices.Sort(delays)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	at := func(q float64) float64 { return ms(delays[min(len(delays)-1, int(q*float64(len(delays))))]) }
@@ -172,4 +170,5 @@ func benchPropagation(b *testing.B, agents int, shared bool) {
 	b.ReportMetric(ms(delays[len(delays)-1]), "max-ms")
 	b.ReportMetric(ms(lastTotal/time.Duration(b.N)), "all-ms/change")
 	b.ReportMetric(ms(cpu/time.Duration(b.N)), "cpu-ms/change")
+	b.ReportMetric(float64(gets)/float64(b.N), "gets/change")
 }

@@ -2,103 +2,472 @@ package live
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
-// DefaultBucketRetry is how often WatchBucket tries to open a bucket that
-// is not there yet.
-const DefaultBucketRetry = 2 * time.Second
+// Defaults of a bucket's watch (see SourceConfig).
+const (
+	// DefaultPoll is how often a watch asks the store for the current
+	// version when it heard of no change.
+	DefaultPoll = 30 * time.Second
+	// DefaultFetchTimeout bounds one request for the current version.
+	DefaultFetchTimeout = 2 * time.Second
+)
 
-// WatchBucket watches the mesh file in the Bucket over js as [WatchKV]
-// does, without needing the bucket to exist: it returns at once, and until
-// the bucket and a good version in it appear, Current returns nil (the
-// built-in policy applies). It tries to open the bucket every cfg.Interval
-// (default DefaultBucketRetry) until it is there (`natsmesh policy apply`
-// creates it) or Close, quietly: one log line at info level says that the
-// built-in policy applies meanwhile. Without JetStream on the server it
-// keeps trying the same way, in case JetStream is enabled later.
-func WatchBucket(js jetstream.JetStream, cfg SourceConfig) *Source {
+// The subjects a watch uses, and the only JetStream rights it needs (the
+// policy store's exports, docs/security.md "The policy store"):
+// subscribe WriteSubject, and request DirectGetSubject.
+const (
+	// WriteSubject is where each write of the mesh file (an apply, a
+	// delete, a purge) is published; subscribers hear it as it is written.
+	WriteSubject = "$KV." + Bucket + "." + Key
+	// DirectGetSubject asks the bucket's stream (any of its replicas) for
+	// the last message of WriteSubject: JetStream's direct get.
+	DirectGetSubject = "$JS.API.DIRECT.GET.KV_" + Bucket + "." + WriteSubject
+)
+
+const (
+	// expectFor is how long a watch that heard of a write goes on asking
+	// for it, quickly, while the store still answers the version before:
+	// the write may reach the subscriber before the stream stores it, or
+	// a replica that has not stored it yet may answer. A write the stream
+	// refused (ApplyIf over a stale revision) is never stored.
+	expectFor = 2 * time.Second
+	// maxRetry caps the backoff of those requests.
+	maxRetry = 200 * time.Millisecond
+	// minBackoff is the first wait after a request the store did not
+	// answer; it doubles up to the poll interval.
+	minBackoff = 100 * time.Millisecond
+)
+
+// WatchBucket watches the mesh file in the Bucket over nc and returns at
+// once; Current returns nil until a good version is held (or, with
+// cfg.Cache, the one kept on disk). It needs no JetStream consumer nor any
+// JetStream API but direct get: it subscribes WriteSubject and asks for
+// the current version (DirectGetSubject) at start, after each write it
+// hears, after each reconnect and every cfg.Poll, one request at a time.
+//
+// The store is the truth: the watch holds the revision and SHA-256 digest
+// of the version it applied and applies any version the store answers
+// whose digest differs, whatever its revision (a bucket made anew numbers
+// its revisions from 1 again). A version that does not parse is refused
+// and logged, once, and the last good one stays; so it does when the store
+// holds no file (the bucket is empty, its key deleted or purged, or it is
+// not there at all) or cannot be reached. Each applied version is logged
+// at Info level with its revision and digest, and written to cfg.Cache.
+//
+// The answers to its requests arrive on the pair inbox of the
+// connection's inbox prefix and JetStream (wire.PairInbox(name,
+// wire.PeerJS) for a connection with the mesh's prefix, "_INBOX.JS"
+// otherwise), which the broker lets only JetStream publish to.
+func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 	s := newSource(cfg)
-	retry := cfg.Interval
-	if retry <= 0 {
-		retry = DefaultBucketRetry
+	w := &bucketWatch{
+		src:     s,
+		nc:      nc,
+		poll:    cfg.Poll,
+		timeout: cfg.FetchTimeout,
+		cache:   cfg.Cache,
+		kick:    make(chan struct{}, 1),
+		answers: make(chan *nats.Msg, 16),
+		first:   s.loaded,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cleanup = cancel
+	if w.poll <= 0 {
+		w.poll = DefaultPoll
+	}
+	if w.timeout <= 0 {
+		w.timeout = DefaultFetchTimeout
+	}
+	prefix := nc.Opts.InboxPrefix
+	if prefix == "" {
+		prefix = nats.InboxPrefix[:len(nats.InboxPrefix)-1] // "_INBOX"
+	}
+	// A token of its own, so that several watches on one connection
+	// never read each other's answers.
+	w.reply = prefix + "." + wire.PeerJS + "." + nuid.Next()
+	var err error
+	if w.answerSub, err = nc.ChanSubscribe(w.reply+".*", w.answers); err != nil {
+		s.log.Warn("live: cannot subscribe to the mesh file store's answers", "subject", w.reply+".*", "err", err)
+	}
+	if w.writeSub, err = nc.Subscribe(WriteSubject, w.heard); err != nil {
+		s.log.Warn("live: cannot subscribe to the mesh file's writes; asking every "+w.poll.String(), "subject", WriteSubject, "err", err)
+	}
+	w.status = nc.StatusChanged(nats.CONNECTED)
+	s.cleanup = w.release
 	go func() {
 		defer close(s.done)
-		go func() {
-			<-s.stop
-			cancel()
-		}()
-		logged := false
-		for {
-			kv, err := js.KeyValue(ctx, Bucket)
-			if err == nil {
-				s.followKV(ctx, kv)
-				return
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			if !logged {
-				logged = true
-				msg := "live: no mesh file bucket yet; the built-in policy applies until one is applied"
-				if !errors.Is(err, jetstream.ErrBucketNotFound) {
-					msg = "live: cannot open the mesh file bucket; the built-in policy applies meanwhile"
-				}
-				s.log.Info(msg, "bucket", Bucket, "err", err, "retry", retry)
-			}
-			t := time.NewTimer(retry)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return
-			}
-		}
+		w.run()
 	}()
 	return s
 }
 
-// followKV watches kv's Key until ctx ends, as WatchKV does after its
-// first load.
-func (s *Source) followKV(ctx context.Context, kv jetstream.KeyValue) {
-	w, err := kv.Watch(ctx, Key)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("live: cannot watch the mesh file bucket; keeping the built-in policy", "bucket", kv.Bucket(), "err", err)
-		}
-		return
+// WatchKV is WatchBucket that waits, up to ctx, for the store's first
+// answer (a file, none, or no bucket at all), or for a file to hold (the
+// one cfg.Cache keeps, when the store has no good file or does not answer
+// within cfg.FetchTimeout), so that Current is up to date from the start.
+// A store that does not answer is asked again, sooner at first. It
+// returns an error if ctx ends first.
+func WatchKV(ctx context.Context, nc *nats.Conn, cfg SourceConfig) (*Source, error) {
+	s := WatchBucket(nc, cfg)
+	select {
+	case <-s.Loaded():
+		return s, nil
+	case <-ctx.Done():
+		s.Close()
+		return nil, fmt.Errorf("live: watch bucket %s: %w", Bucket, ctx.Err())
 	}
-	defer w.Stop()
-	var latest uint64
-	initial := true
+}
+
+// bucketWatch is the state of one bucket's watch. Only its run goroutine
+// touches it, but for expect, which heard sets.
+type bucketWatch struct {
+	src     *Source
+	nc      *nats.Conn
+	poll    time.Duration
+	timeout time.Duration
+	cache   string
+
+	kick      chan struct{} // a write heard; holds one, so a burst makes one request
+	answers   chan *nats.Msg
+	status    chan nats.Status
+	writeSub  *nats.Subscription
+	answerSub *nats.Subscription
+	reply     string        // the prefix of the requests' reply subjects
+	n         uint64        // requests made
+	first     chan struct{} // the Source's loaded, until closed
+
+	mu     sync.Mutex
+	expect *expectation
+
+	state      storeState
+	refused    [sha256.Size]byte // the last version refused, logged once
+	cacheTried bool
+	cacheErr   string // the last failure to write the cache, logged once
+}
+
+// expectation is a write heard and not yet answered by the store.
+type expectation struct {
+	deleted bool // a delete or purge
+	digest  [sha256.Size]byte
+	at      time.Time
+	tries   int
+}
+
+// storeState is what the store answered last, for logging changes only.
+type storeState int
+
+const (
+	stateUnknown     storeState = iota
+	stateFile                   // holds a file
+	stateEmpty                  // holds none (empty bucket, deleted or purged key)
+	stateNoBucket               // nobody answers for the bucket: none made yet, or JetStream down
+	stateUnreachable            // no answer in time, or an error
+)
+
+func (w *bucketWatch) release() {
+	if w.writeSub != nil {
+		w.writeSub.Unsubscribe()
+	}
+	if w.answerSub != nil {
+		w.answerSub.Unsubscribe()
+	}
+	w.nc.RemoveStatusListener(w.status)
+}
+
+// heard is told of each write of the mesh file as it is published (the
+// stream may yet refuse it): the watch asks the store until it answers
+// that version, or for expectFor.
+func (w *bucketWatch) heard(m *nats.Msg) {
+	e := &expectation{at: time.Now()}
+	switch m.Header.Get("KV-Operation") {
+	case "":
+		e.digest = sha256.Sum256(m.Data)
+	default: // DEL, PURGE
+		e.deleted = true
+	}
+	w.mu.Lock()
+	w.expect = e
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *bucketWatch) run() {
+	t := time.NewTimer(w.poll)
+	defer t.Stop()
+	backoff := time.Duration(0) // after a request the store did not answer
 	for {
+		r := w.fetch()
 		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil { // all initial values delivered
-				if initial && latest > 0 && s.keptRev() == 0 {
-					s.fromHistory(ctx, kv, latest)
-				}
-				initial = false
-				continue
-			}
-			latest = e.Revision()
-			s.entry(e)
-		case <-ctx.Done():
+		case <-w.src.stop: // Close: nothing to apply, nothing to log
+			return
+		default:
+		}
+		w.handle(r)
+		if w.first != nil && (r.state != stateUnreachable || w.src.cur.Load() != nil) {
+			close(w.first)
+			w.first = nil
+		}
+		next := w.poll
+		if r.state == stateUnreachable {
+			// Lost (a request to a server that just went away), or the
+			// store is down: ask again soon, then less and less often.
+			backoff = min(max(2*backoff, minBackoff), w.poll)
+			next = backoff
+		} else {
+			backoff = 0
+		}
+		if d := w.retryIn(r); d > 0 {
+			next = min(next, d)
+		}
+		t.Reset(next) // no stale tick survives a Reset (Go 1.23 timers)
+		select {
+		case <-w.kick:
+		case <-w.status: // reconnected: a write may have been missed
+		case <-t.C:
+		case <-w.src.stop:
 			return
 		}
 	}
 }
+
+// fetches counts the requests of every watch in the process, for
+// BenchmarkPropagation.
+var fetches atomic.Int64
+
+// answer is the store's answer to one request.
+type answer struct {
+	found   bool // the stream holds a message for Key
+	deleted bool // ... which is a delete or a purge
+	rev     uint64
+	data    []byte
+	state   storeState
+	err     error
+}
+
+// fetch asks the store for the current version and waits for its answer,
+// up to the fetch timeout or Close.
+func (w *bucketWatch) fetch() answer {
+	fetches.Add(1)
+	w.n++
+	reply := w.reply + "." + strconv.FormatUint(w.n, 10)
+	if err := w.nc.PublishRequest(DirectGetSubject, reply, nil); err != nil {
+		return answer{state: stateUnreachable, err: err}
+	}
+	t := time.NewTimer(w.timeout)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-w.answers:
+			if m.Subject != reply {
+				continue // a late answer to an earlier request
+			}
+			return readAnswer(m)
+		case <-t.C:
+			return answer{state: stateUnreachable, err: fmt.Errorf("no answer from the store within %s", w.timeout)}
+		case <-w.src.stop:
+			return answer{state: stateUnreachable, err: errors.New("closed")}
+		}
+	}
+}
+
+// readAnswer reads a direct get's answer: the message with its stream's
+// headers, or a status without a body.
+func readAnswer(m *nats.Msg) answer {
+	switch status := m.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return answer{state: stateEmpty}
+	case "503":
+		return answer{state: stateNoBucket}
+	default:
+		return answer{state: stateUnreachable, err: fmt.Errorf("the store answered status %s %s", status, m.Header.Get("Description"))}
+	}
+	rev, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+	if err != nil {
+		return answer{state: stateUnreachable, err: fmt.Errorf("the store's answer has no valid Nats-Sequence: %q", m.Header.Get("Nats-Sequence"))}
+	}
+	a := answer{found: true, rev: rev, data: m.Data, state: stateFile}
+	if op := m.Header.Get("KV-Operation"); op != "" {
+		a.deleted, a.state = true, stateEmpty
+	}
+	return a
+}
+
+// Get reads the current mesh file over nc as a watch does, by direct get
+// alone: it needs no right but that request, and any replica of the
+// bucket answers, so it works while the stream has no leader (an election
+// after its server stopped), when Store's API calls wait. It returns
+// ErrNotFound when the store holds no file (or no bucket answers), and
+// the revision with the parse error of a version that does not parse.
+func Get(ctx context.Context, nc *nats.Conn) (*policies.File, uint64, error) {
+	m, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: DirectGetSubject})
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, 0, fmt.Errorf("%w (no JetStream server answers for the bucket %s)", ErrNotFound, Bucket)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("live: get: %w", err)
+	}
+	a := readAnswer(m)
+	switch {
+	case a.state == stateNoBucket:
+		return nil, 0, fmt.Errorf("%w (no JetStream server answers for the bucket %s)", ErrNotFound, Bucket)
+	case a.err != nil:
+		return nil, 0, fmt.Errorf("live: get: %w", a.err)
+	case a.state != stateFile:
+		return nil, 0, ErrNotFound
+	}
+	f, err := policies.ParseStored(entryName(a.rev), a.data)
+	if err != nil {
+		return nil, a.rev, err
+	}
+	return f, a.rev, nil
+}
+
+// handle applies what the store answered: a version whose digest differs
+// from the one held, if it parses.
+func (w *bucketWatch) handle(a answer) {
+	s := w.src
+	held := s.cur.Load()
+	w.logState(a, held)
+	if a.state != stateFile {
+		if held == nil {
+			w.useCache()
+		}
+		return
+	}
+	d := sha256.Sum256(a.data)
+	if held != nil && held.digest == d || d == w.refused {
+		return
+	}
+	f, err := policies.ParseStored(entryName(a.rev), a.data)
+	if err != nil {
+		w.refused = d
+		s.log.Warn("live: refused a mesh file that does not parse; keeping the last good one",
+			"revision", a.rev, "digest", shortDigest(d), "kept", s.keptRev(), "err", err)
+		if held == nil {
+			w.useCache()
+		}
+		return
+	}
+	w.refused = [sha256.Size]byte{}
+	s.apply(f, a.rev, d)
+	s.log.Info("live: applied mesh file", "revision", a.rev, "digest", shortDigest(d), "source", "bucket "+Bucket)
+	if w.cache != "" {
+		if err := writeCache(w.cache, f, a.rev, d); err != nil {
+			if err.Error() != w.cacheErr {
+				w.cacheErr = err.Error()
+				s.log.Warn("live: cannot keep the mesh file on disk", "file", w.cache, "err", err)
+			}
+		} else {
+			w.cacheErr = ""
+		}
+	}
+}
+
+// logState logs a change of what the store answers.
+func (w *bucketWatch) logState(a answer, held *snapshot) {
+	prev := w.state
+	w.state = a.state
+	if a.state == prev {
+		return
+	}
+	log := w.src.log
+	var kept []any
+	if held != nil {
+		kept = []any{"kept", held.rev, "digest", shortDigest(held.digest)}
+	}
+	switch a.state {
+	case stateFile:
+		if prev == stateUnreachable || prev == stateNoBucket {
+			log.Info("live: the mesh file store answers again", "bucket", Bucket)
+		}
+	case stateEmpty:
+		if held == nil {
+			log.Info("live: the store holds no mesh file yet (natsmesh policy apply writes one)", "bucket", Bucket)
+		} else {
+			log.Warn("live: the store holds no mesh file (deleted or purged, or the bucket was made anew); keeping the one applied",
+				append([]any{"bucket", Bucket, "revision", a.rev}, kept...)...)
+		}
+	case stateNoBucket:
+		if held == nil {
+			log.Info("live: no mesh file bucket yet, or no JetStream server answers for it", "bucket", Bucket)
+		} else {
+			log.Warn("live: no JetStream server answers for the mesh file bucket; keeping the file applied",
+				append([]any{"bucket", Bucket}, kept...)...)
+		}
+	case stateUnreachable:
+		log.Warn("live: cannot reach the mesh file store", append([]any{"bucket", Bucket, "err", a.err}, kept...)...)
+	}
+}
+
+// useCache applies the file kept on disk, once, when the store has none
+// to give at start.
+func (w *bucketWatch) useCache() {
+	if w.cache == "" || w.cacheTried {
+		return
+	}
+	w.cacheTried = true
+	s := w.src
+	f, rev, d, err := readCache(w.cache)
+	switch {
+	case errors.Is(err, errNoCache):
+		s.log.Info("live: no last good mesh file kept on disk", "file", w.cache)
+		return
+	case err != nil:
+		s.log.Warn("live: cannot use the last good mesh file kept on disk", "file", w.cache, "err", err)
+		return
+	}
+	if s.cur.Load() != nil {
+		return
+	}
+	s.apply(f, rev, d)
+	s.log.Info(fmt.Sprintf("live: using the last good mesh file kept at %s, revision %d", w.cache, rev),
+		"revision", rev, "digest", shortDigest(d), "source", w.cache)
+}
+
+// retryIn returns how soon to ask again for a write heard that the store
+// did not answer yet, or 0.
+func (w *bucketWatch) retryIn(a answer) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.expect
+	if e == nil {
+		return 0
+	}
+	met := false
+	switch {
+	case a.err != nil || a.state == stateNoBucket:
+	case e.deleted:
+		met = a.state == stateEmpty
+	default:
+		met = a.state == stateFile && sha256.Sum256(a.data) == e.digest
+	}
+	if met || time.Since(e.at) > expectFor {
+		w.expect = nil
+		return 0
+	}
+	e.tries++
+	return min(250*time.Microsecond<<min(e.tries, 12), maxRetry)
+}
+
+// shortDigest is the first 12 hex digits of a digest, for logs.
+func shortDigest(d [sha256.Size]byte) string { return hex.EncodeToString(d[:6]) }
 
 // Off is the path for [Watch] that means no mesh file: the built-in policy.
 const Off = "off"
@@ -106,18 +475,14 @@ const Off = "off"
 // Watch returns the Source a component (an agent, the gateway) runs with,
 // by path: a local mesh file, watched with [WatchFile]; "" for the Bucket
 // over nc, watched with [WatchBucket] (the default: the bucket need not
-// exist yet); Off for none, a nil Source (the built-in policy). ctx bounds
-// the first load of a file only.
+// exist yet), with cfg.Cache; Off for none, a nil Source (the built-in
+// policy). ctx bounds the first load of a file only.
 func Watch(ctx context.Context, nc *nats.Conn, path string, cfg SourceConfig) (*Source, error) {
 	switch path {
 	case Off:
 		return nil, nil
 	case "":
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return nil, fmt.Errorf("live: %w", err)
-		}
-		return WatchBucket(js, cfg), nil
+		return WatchBucket(nc, cfg), nil
 	}
 	return WatchFile(ctx, path, cfg)
 }

@@ -7,15 +7,22 @@
 //     canonical JSON, so one revision is one whole file; [Store.ApplyIf]
 //     writes only over the revision a change was reviewed against.
 //   - [Source] holds the current file in an atomic pointer for the hot path
-//     ([Source.Current]). [WatchKV] feeds it from the bucket (one ordered
-//     consumer per watch), [WatchBucket] does so once the bucket exists,
-//     [WatchFile] from a local file, [Static] never changes; [Watch] picks
-//     one from a command's --policy flag. A version that does not parse is
-//     logged and the last good one kept. Watchers decode each version with
-//     policies.ParseStored.
+//     ([Source.Current]). [WatchBucket] feeds it from the bucket with no
+//     JetStream consumer: it subscribes to the bucket's writes
+//     ([WriteSubject]) and reads the current version by direct get
+//     ([DirectGetSubject]) at start, after each write it hears, after each
+//     reconnect and every [SourceConfig.Poll]; the store is the truth, and
+//     a version whose digest differs from the one held is applied,
+//     whatever its revision. [WatchKV] does the same and waits for the
+//     first answer; [Get] reads once. A cache file
+//     ([SourceConfig.Cache]) keeps the last good version on disk for a
+//     start without the store. [WatchFile] watches a local file, [Static]
+//     never changes; [Watch] picks one from a command's --policy flag. A
+//     version that does not parse is logged and refused, and the last good
+//     one kept. Watchers decode each version with policies.ParseStored.
 //   - [Source.Follow] shares one watch among many Sources in one program
-//     (one consumer, one decode per version), each with its own OnChange
-//     and Close.
+//     (one subscription, one decode per version), each with its own
+//     OnChange and Close.
 //   - [Handler] serves the current file as JSON (an admin endpoint's
 //     GET /config).
 //

@@ -30,8 +30,8 @@ func TestFollowOnChangeClosesOrFollows(t *testing.T) {
 			s.Follow(SourceConfig{OnChange: func(*policies.File, uint64) { act(s, other, &closed) }})
 			done := make(chan struct{})
 			go func() {
-				s.set(&policies.File{Version: 1}, 1)
-				s.set(&policies.File{Version: 1}, 2)
+				s.apply(&policies.File{Version: 1}, 1, [32]byte{1})
+				s.apply(&policies.File{Version: 1}, 2, [32]byte{2})
 				close(done)
 			}()
 			select {

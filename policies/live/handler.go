@@ -10,9 +10,13 @@ import (
 // ConfigResponse is what [Handler] serves.
 type ConfigResponse struct {
 	// Revision is the applied file's revision (the bucket's, or the count
-	// of good loads of a local file); 0 while the built-in policy applies.
+	// of good loads of a local file); 0 while no file is held.
 	Revision uint64 `json:"revision"`
-	// Builtin is true while no file applies.
+	// Digest is the SHA-256 of the applied version as stored, in hex
+	// (Source.Digest): agents that show the same apply the same file.
+	Digest string `json:"digest,omitempty"`
+	// Builtin is true while no file applies: the built-in policy on an
+	// open broker, no call served by an agent that authenticates.
 	Builtin bool `json:"builtin,omitempty"`
 	// File is the applied file, canonical (with ?service=, absent).
 	File json.RawMessage `json:"file,omitempty"`
@@ -32,6 +36,7 @@ func Handler(src *Source) http.Handler {
 		var resp ConfigResponse
 		if src != nil {
 			f, resp.Revision = src.Current()
+			resp.Digest = src.Digest()
 		}
 		resp.Builtin = f == nil
 		if name := r.URL.Query().Get("service"); name != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,35 +13,54 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/natsmesh/natsmesh/policies"
 )
 
 // DefaultInterval is how often WatchFile checks its file.
 const DefaultInterval = 500 * time.Millisecond
 
-// SourceConfig configures WatchKV and WatchFile. The zero value works.
+// SourceConfig configures WatchBucket, WatchKV and WatchFile. The zero
+// value works.
 type SourceConfig struct {
-	// Logger gets a warning for each version that is ignored because it
-	// does not parse (or was deleted, or cannot be read). Default: discard.
+	// Logger gets an Info line for each mesh file applied and a Warn line
+	// for each one refused (it does not parse), for a store that holds
+	// none while a file is held, and for a store that cannot be reached.
+	// Default: discard.
 	Logger *slog.Logger
 	// OnChange, if set, is called with each new good version once Current
-	// returns it, in revision order, one call at a time. It must not
-	// block for long, as it holds up the next version (and the Sources
-	// that follow this one, see Follow). It must not Close its own Source
-	// nor the one that Source follows; it may Close other followers and
-	// Follow anew.
+	// returns it, in the order they are applied, one call at a time. It
+	// must not block for long, as it holds up the next version (and the
+	// Sources that follow this one, see Follow). It must not Close its own
+	// Source nor the one that Source follows; it may Close other followers
+	// and Follow anew.
 	OnChange func(f *policies.File, revision uint64)
 	// Interval is how often WatchFile checks the file's size and
-	// modification time. Default DefaultInterval. WatchKV ignores it: the
-	// bucket pushes changes.
+	// modification time. Default DefaultInterval. A bucket's watch ignores
+	// it (see Poll).
 	Interval time.Duration
+
+	// Poll is how often a bucket's watch (WatchBucket, WatchKV) asks the
+	// store for the current version although it heard of no change: core
+	// NATS delivers a change at most once, and this is the bound on how
+	// long a lost one goes unnoticed. Default DefaultPoll.
+	Poll time.Duration
+	// FetchTimeout bounds each request for the current version, and so the
+	// start's wait for a store that cannot be reached before Cache is
+	// used. Default DefaultFetchTimeout.
+	FetchTimeout time.Duration
+	// Cache, if set, is the file a bucket's watch keeps the last good mesh
+	// file in: each version applied from the store is written there
+	// (atomically, mode 0600, the directory created 0700 if missing). At
+	// start, when the store holds no file, holds one that does not parse,
+	// or does not answer within FetchTimeout, the file kept there is
+	// applied until the store's own version is fetched. Default: none.
+	Cache string
 }
 
-// Source holds the current mesh file, kept up to date from a bucket
-// (WatchKV) or a local file (WatchFile). Current is a single atomic load,
-// for the hot path. A version that does not parse is logged and ignored,
-// and the last good one stays current.
+// Source holds the current mesh file, kept up to date from the store
+// (WatchBucket, WatchKV) or a local file (WatchFile). Current is a single
+// atomic load, for the hot path. A version that does not parse is logged
+// and refused, and the last good one stays current.
 type Source struct {
 	cur      atomic.Pointer[snapshot]
 	log      *slog.Logger
@@ -48,9 +68,9 @@ type Source struct {
 
 	// deliver serializes set: storing cur and calling onChange, and
 	// closed, which Close sets once no call of onChange is under way. A
-	// version no newer than cur is dropped, so a follower that gets its
-	// first version from Follow and the next from its leader's goroutine
-	// gets them in order, once each.
+	// snapshot of a generation no newer than cur's is dropped, so a
+	// follower that gets its first version from Follow and the next from
+	// its leader's goroutine gets them in order, once each.
 	deliver sync.Mutex
 	closed  bool
 	// mu guards followers only; set copies them under it and calls them
@@ -60,22 +80,39 @@ type Source struct {
 
 	stop      chan struct{}
 	done      chan struct{}
+	loaded    chan struct{} // closed by the first load, see Loaded
 	closeOnce sync.Once
 	cleanup   func()
 }
 
+// snapshot is one applied version. rev is the store's revision (it starts
+// again from 1 when the bucket is made anew, so it orders nothing); gen
+// counts the versions the watching Source applied, which its followers
+// share, and orders them.
 type snapshot struct {
-	file *policies.File
-	rev  uint64
+	file   *policies.File
+	rev    uint64
+	digest [sha256.Size]byte
+	gen    uint64
 }
 
 // Current returns the current file and its revision, or nil and 0 while
-// there is none (an empty bucket). The file must not be modified.
+// there is none (an empty store). The file must not be modified.
 func (s *Source) Current() (*policies.File, uint64) {
 	if c := s.cur.Load(); c != nil {
 		return c.file, c.rev
 	}
 	return nil, 0
+}
+
+// Digest returns the SHA-256 of the current version as it was stored (the
+// store's bytes, or the local file's), in hex, or "" while there is none.
+// Two agents with the same digest apply the same file.
+func (s *Source) Digest() string {
+	if c := s.cur.Load(); c != nil {
+		return hex.EncodeToString(c.digest[:])
+	}
+	return ""
 }
 
 // Close stops watching and waits until OnChange is no longer called; it is
@@ -99,20 +136,38 @@ func newSource(cfg SourceConfig) *Source {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{log: log, onChange: cfg.OnChange, stop: make(chan struct{}), done: make(chan struct{})}
+	return &Source{log: log, onChange: cfg.OnChange, stop: make(chan struct{}), done: make(chan struct{}), loaded: make(chan struct{})}
 }
 
-// set makes f (at rev) current, calls OnChange and then each follower,
-// unless s is closed or already holds rev or a newer one.
-func (s *Source) set(f *policies.File, rev uint64) {
+// Loaded returns a channel closed once s has done its first load: at once
+// for WatchFile (which loads before it returns), Static and a follower;
+// for a bucket's watch, once the store first answered (a file, a bad one,
+// none, no bucket), or, while it does not answer, once a file is held
+// (SourceConfig.Cache). A component may wait on it, briefly, before it
+// serves, so that its first calls find the file.
+func (s *Source) Loaded() <-chan struct{} { return s.loaded }
+
+// apply makes f (at rev, stored as bytes with digest d) current as the
+// next generation; only the one goroutine that watches s calls it.
+func (s *Source) apply(f *policies.File, rev uint64, d [sha256.Size]byte) {
+	var gen uint64 = 1
+	if c := s.cur.Load(); c != nil {
+		gen = c.gen + 1
+	}
+	s.set(&snapshot{file: f, rev: rev, digest: d, gen: gen})
+}
+
+// set makes c current, calls OnChange and then each follower, unless s
+// is closed or already holds c's generation or a newer one.
+func (s *Source) set(c *snapshot) {
 	s.deliver.Lock()
-	if c := s.cur.Load(); s.closed || c != nil && c.rev >= rev {
+	if old := s.cur.Load(); s.closed || old != nil && old.gen >= c.gen {
 		s.deliver.Unlock()
 		return
 	}
-	s.cur.Store(&snapshot{file: f, rev: rev})
+	s.cur.Store(c)
 	if s.onChange != nil {
-		s.onChange(f, rev)
+		s.onChange(c.file, c.rev)
 	}
 	s.deliver.Unlock()
 	s.mu.Lock()
@@ -122,14 +177,14 @@ func (s *Source) set(f *policies.File, rev uint64) {
 	}
 	s.mu.Unlock()
 	for _, fl := range followers {
-		fl.set(f, rev) // a no-op for one closed since the copy
+		fl.set(c) // a no-op for one closed since the copy
 	}
 }
 
 // Follow returns a new Source that holds what s holds, now and whenever s
-// changes, with its own OnChange (cfg's; its Logger and Interval are not
-// used) and its own Close, which stops only the follower. The agents of
-// one process can so share one watch: one consumer of the bucket, and one
+// changes, with its own OnChange (cfg's; its other fields are not used)
+// and its own Close, which stops only the follower. The agents of one
+// process can so share one watch: one subscription to the store, and one
 // decode of each version, however many Sources follow it. s calls the
 // followers' OnChange in turn, from its own goroutine, so one that blocks
 // holds up the rest; the follower's OnChange gets the current version, if
@@ -140,6 +195,7 @@ func (s *Source) set(f *policies.File, rev uint64) {
 func (s *Source) Follow(cfg SourceConfig) *Source {
 	fl := newSource(SourceConfig{OnChange: cfg.OnChange})
 	close(fl.done)
+	close(fl.loaded)
 	fl.cleanup = func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -155,7 +211,7 @@ func (s *Source) Follow(cfg SourceConfig) *Source {
 	c := s.cur.Load()
 	s.mu.Unlock()
 	if c != nil {
-		fl.set(c.file, c.rev)
+		fl.set(c)
 	}
 	return fl
 }
@@ -163,114 +219,6 @@ func (s *Source) Follow(cfg SourceConfig) *Source {
 func (s *Source) keptRev() uint64 {
 	_, rev := s.Current()
 	return rev
-}
-
-// WatchKV watches the mesh file in kv (the Bucket, see Store.KV). It
-// returns once the current version, if any, is loaded, so Current is up to
-// date from the start; ctx bounds that wait only. Watching goes on until
-// Close, surviving reconnects. If the current version does not parse,
-// Current stays nil until a good one arrives.
-func WatchKV(ctx context.Context, kv jetstream.KeyValue, cfg SourceConfig) (*Source, error) {
-	s := newSource(cfg)
-	// The watcher lives until Close, not until ctx ends: nats.go ties its
-	// subscription to the context it is created with.
-	wctx, cancel := context.WithCancel(context.Background())
-	w, err := kv.Watch(wctx, Key)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("live: watch bucket %s: %w", kv.Bucket(), err)
-	}
-	s.cleanup = cancel
-	fail := func(err error) (*Source, error) {
-		w.Stop()
-		cancel()
-		return nil, err
-	}
-	var latest uint64
-	for loaded := false; !loaded; {
-		select {
-		case e, ok := <-w.Updates():
-			switch {
-			case !ok:
-				return fail(fmt.Errorf("live: watch bucket %s: watcher closed", kv.Bucket()))
-			case e == nil: // all initial values delivered
-				loaded = true
-			default:
-				latest = e.Revision()
-				s.entry(e)
-			}
-		case <-ctx.Done():
-			return fail(fmt.Errorf("live: watch bucket %s: %w", kv.Bucket(), ctx.Err()))
-		}
-	}
-	if latest > 0 && s.keptRev() == 0 {
-		// The latest version is bad and this watcher never saw a good one:
-		// start from the newest good version in the bucket's history, as
-		// a watcher running all along would have kept it.
-		s.fromHistory(ctx, kv, latest)
-	}
-	go func() {
-		defer close(s.done)
-		defer w.Stop()
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					s.entry(e)
-				}
-			case <-s.stop:
-				return
-			}
-		}
-	}()
-	return s, nil
-}
-
-func (s *Source) fromHistory(ctx context.Context, kv jetstream.KeyValue, latest uint64) {
-	hist, err := kv.History(ctx, Key)
-	if err != nil {
-		s.log.Warn("live: cannot read the bucket's history for a good mesh file", "err", err)
-		return
-	}
-	for i := len(hist) - 1; i >= 0; i-- {
-		e := hist[i]
-		if e.Revision() >= latest || e.Operation() != jetstream.KeyValuePut {
-			continue
-		}
-		if f, err := policies.ParseStored(entryName(e.Revision()), e.Value()); err == nil {
-			s.log.Warn("live: using an older mesh file, the latest does not parse", "revision", e.Revision(), "latest", latest)
-			s.set(f, e.Revision())
-			return
-		}
-	}
-}
-
-// TmpRecv is a temporary profiling hook.
-var TmpRecv func(rev uint64)
-
-func (s *Source) entry(e jetstream.KeyValueEntry) {
-	rev := e.Revision()
-	if TmpRecv != nil {
-		TmpRecv(rev)
-	}
-	if rev <= s.keptRev() {
-		return
-	}
-	if e.Operation() != jetstream.KeyValuePut {
-		s.log.Warn("live: the mesh file was deleted from the bucket; keeping the last good one",
-			"revision", rev, "kept", s.keptRev())
-		return
-	}
-	f, err := policies.ParseStored(entryName(rev), e.Value())
-	if err != nil {
-		s.log.Warn("live: ignoring a mesh file that does not parse; keeping the last good one",
-			"revision", rev, "kept", s.keptRev(), "err", err)
-		return
-	}
-	s.set(f, rev)
 }
 
 // WatchFile loads the mesh file at path and reloads it whenever its size,
@@ -291,6 +239,7 @@ func WatchFile(ctx context.Context, path string, cfg SourceConfig) (*Source, err
 	if err := fw.check(); err != nil {
 		return nil, err
 	}
+	close(s.loaded)
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(interval)
@@ -301,8 +250,8 @@ func WatchFile(ctx context.Context, path string, cfg SourceConfig) (*Source, err
 				if err := fw.check(); err != nil && err.Error() != fw.lastErr {
 					// Log each distinct problem once, not every interval.
 					fw.lastErr = err.Error()
-					s.log.Warn("live: ignoring the mesh file; keeping the last good one",
-						"file", path, "kept", s.keptRev(), "err", err)
+					s.log.Warn("live: refused the mesh file; keeping the last good one",
+						"file", path, "digest", shortDigest(fw.refused), "kept", s.keptRev(), "err", err)
 				}
 			case <-s.stop:
 				return
@@ -321,6 +270,7 @@ type fileWatch struct {
 	sum     [sha256.Size]byte
 	rev     uint64
 	lastErr string
+	refused [sha256.Size]byte // of the last version that did not parse
 }
 
 // check reloads the file if it changed since the last check.
@@ -345,11 +295,13 @@ func (w *fileWatch) check() error {
 	}
 	f, err := policies.Parse(filepath.Base(w.path), data)
 	if err != nil {
+		w.refused = sum
 		return err
 	}
 	w.sum, w.lastErr = sum, ""
 	w.rev++
-	w.src.set(f, w.rev)
+	w.src.apply(f, w.rev, sum)
+	w.src.log.Info("live: applied mesh file", "revision", w.rev, "digest", shortDigest(sum), "source", w.path)
 	return nil
 }
 
@@ -359,8 +311,13 @@ func (w *fileWatch) check() error {
 func Static(f *policies.File) *Source {
 	s := newSource(SourceConfig{})
 	if f != nil {
-		s.cur.Store(&snapshot{file: f, rev: 1})
+		var d [sha256.Size]byte
+		if data, err := f.JSON(); err == nil {
+			d = sha256.Sum256(data)
+		}
+		s.cur.Store(&snapshot{file: f, rev: 1, gen: 1, digest: d})
 	}
 	close(s.done)
+	close(s.loaded)
 	return s
 }

@@ -28,59 +28,103 @@ var ErrNotFound = errors.New("live: no mesh file applied")
 // with "sync_interval: always" (the embedded broker does by default; see
 // docs/decisions.md). Create one with OpenStore.
 type Store struct {
-	kv jetstream.KeyValue
+	kv       jetstream.KeyValue
+	replicas int
+	created  bool
+	single   string // why a bucket OpenStore created has one replica
 }
 
-// OpenStore opens the Bucket, creating it (file storage, 16 revisions of
-// history, replicas 1) if it does not exist.
+// Replicas is the number of replicas the bucket's stream keeps: how many
+// servers of a JetStream cluster hold the mesh file.
+const Replicas = 3
+
+// OpenStore opens the Bucket, creating it if it does not exist: file
+// storage, 16 revisions of history, direct get allowed (any replica
+// answers the watchers' reads, see WatchBucket), and Replicas replicas, or
+// one where the JetStream servers cannot place three (a single server, or
+// a cluster of fewer than three): see Created and ReplicasNote. It needs
+// the whole JetStream API of the bucket (the admin's rights); watchers
+// need none of it.
 func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	st := &Store{}
 	kv, err := js.KeyValue(ctx, Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      Bucket,
-			Description: "natsmesh: the live mesh file (natsmesh policy apply)",
-			History:     16,
-			Storage:     jetstream.FileStorage,
-		})
+		kv, err = st.create(ctx, js, Replicas)
+		if err != nil && fewerServers(err) {
+			st.single = err.Error()
+			kv, err = st.create(ctx, js, 1)
+		}
 		if errors.Is(err, jetstream.ErrBucketExists) {
+			st.created, st.single = false, ""
 			kv, err = js.KeyValue(ctx, Bucket) // created meanwhile by another
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("live: open bucket %s: %w", Bucket, err)
 	}
-	if err := raiseConsumerLimit(ctx, js); err != nil {
-		return nil, err
+	st.kv = kv
+	if st.replicas == 0 {
+		if status, err := kv.Status(ctx); err == nil {
+			if bs, ok := status.(*jetstream.KeyValueBucketStatus); ok {
+				st.replicas = bs.StreamInfo().Config.Replicas
+			}
+		}
 	}
-	return &Store{kv: kv}, nil
+	return st, nil
 }
 
-// MaxWatchers is the number of watchers (agents) the bucket admits.
-//
-// Every watcher is a JetStream consumer of the bucket's stream, and
-// nats-server (2.11 and later) caps a stream that sets no limit of its own
-// at 1,000 consumers (JSDefaultMaxConsumersPerStream): the 1,001st agent
-// would fail to start. A KV bucket's config cannot set the limit, so
-// OpenStore sets it on the stream.
-const MaxWatchers = 100_000
-
-func raiseConsumerLimit(ctx context.Context, js jetstream.JetStream) error {
-	st, err := js.Stream(ctx, "KV_"+Bucket)
-	if err != nil {
-		return fmt.Errorf("live: open bucket %s: %w", Bucket, err)
+func (s *Store) create(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "natsmesh: the live mesh file (natsmesh policy apply)",
+		History:     16,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		// AllowDirect is on for every bucket jetstream.CreateKeyValue
+		// makes: watchers read with direct get alone.
+	})
+	if err == nil {
+		s.created, s.replicas = true, replicas
 	}
-	cfg := st.CachedInfo().Config
-	if cfg.MaxConsumers >= MaxWatchers {
-		return nil
-	}
-	cfg.MaxConsumers = MaxWatchers
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("live: bucket %s: raise its consumer limit to %d: %w", Bucket, MaxWatchers, err)
-	}
-	return nil
+	return kv, err
 }
 
-// KV returns the bucket, for WatchKV.
+// fewerServers reports whether err is JetStream's refusal to place a
+// stream's replicas: a server that is not clustered, or a cluster with
+// too few servers (for JetStream) to hold them.
+func fewerServers(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case errCodeReplicasNotSupported, errCodeClusterNoPeers, errCodeInsufficientResources:
+		return true
+	}
+	return false
+}
+
+// JetStream's error codes for a stream whose replicas cannot be placed
+// (nats-server's JSStreamReplicasNotSupportedErr, JSClusterNoPeersErrF and
+// JSInsufficientResourcesErr, which jetstream names no constant for).
+const (
+	errCodeReplicasNotSupported  jetstream.ErrorCode = 10074
+	errCodeClusterNoPeers        jetstream.ErrorCode = 10005
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+)
+
+// Created reports whether OpenStore created the bucket.
+func (s *Store) Created() bool { return s.created }
+
+// Replicas returns the number of replicas of the bucket's stream (0 if it
+// could not be read).
+func (s *Store) Replicas() int { return s.replicas }
+
+// ReplicasNote says why a bucket OpenStore created has one replica rather
+// than Replicas: JetStream's refusal of three. It is "" otherwise.
+func (s *Store) ReplicasNote() string { return s.single }
+
+// KV returns the bucket.
 func (s *Store) KV() jetstream.KeyValue { return s.kv }
 
 // Apply stores f as the live mesh file and returns its revision. Every

@@ -3,6 +3,8 @@ package live_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
@@ -22,13 +26,24 @@ import (
 
 const wait = 10 * time.Second
 
-func openStore(t *testing.T) *live.Store {
+// env is a broker with a store, and the connection it was opened on.
+type env struct {
+	b     *broker.Broker
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store *live.Store
+}
+
+func openStore(t *testing.T) *live.Store { return newEnv(t).store }
+
+func newEnv(t *testing.T, opts ...func(*broker.Config)) *env {
 	t.Helper()
-	b := meshtest.Broker(t)
+	b := meshtest.Broker(t, opts...)
 	if !b.Server().JetStreamConfig().SyncAlways {
 		t.Error("the broker does not fsync every JetStream write")
 	}
-	js, err := jetstream.New(meshtest.Conn(t, b))
+	nc := meshtest.Conn(t, b)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,10 +57,15 @@ func openStore(t *testing.T) *live.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := st.CachedInfo().Config; c.MaxConsumers < live.MaxWatchers || c.Storage != jetstream.FileStorage {
-		t.Errorf("bucket stream: max consumers %d, storage %v", c.MaxConsumers, c.Storage)
+	c := st.CachedInfo().Config
+	if c.Storage != jetstream.FileStorage || !c.AllowDirect || c.MaxMsgsPerSubject != 16 {
+		t.Errorf("bucket stream: storage %v, allow direct %v, history %d", c.Storage, c.AllowDirect, c.MaxMsgsPerSubject)
 	}
-	return s
+	// One server: three replicas are refused, and the store says why.
+	if c.Replicas != 1 || s.Replicas() != 1 || !s.Created() || s.ReplicasNote() == "" {
+		t.Errorf("bucket on one server: %d replicas (store says %d, created %v, note %q)", c.Replicas, s.Replicas(), s.Created(), s.ReplicasNote())
+	}
+	return &env{b: b, nc: nc, js: js, store: s}
 }
 
 // meshWithTimeout returns a small valid file whose orders timeout tells
@@ -114,13 +134,18 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
+// TestWatchKV: a watch applies the store's file at start and each new
+// apply within a second, logs each (revision, digest), refuses and logs a
+// version that does not parse (keeping the last good), and OnChange sees
+// each applied version once, in order.
 func TestWatchKV(t *testing.T) {
-	s := openStore(t)
+	e := newEnv(t)
+	s := e.store
 	ctx := t.Context()
 	var logs logBuffer
 	var mu sync.Mutex
 	var seen []uint64
-	src, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{
+	src, err := live.WatchKV(ctx, e.nc, live.SourceConfig{
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		OnChange: func(_ *policies.File, rev uint64) {
 			mu.Lock()
@@ -132,13 +157,16 @@ func TestWatchKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	if f, rev := src.Current(); f != nil || rev != 0 {
+	if f, rev := src.Current(); f != nil || rev != 0 || src.Digest() != "" {
 		t.Fatalf("empty bucket: Current = %v, %d", f, rev)
+	}
+	if l := logs.String(); !strings.Contains(l, "the store holds no mesh file yet") {
+		t.Errorf("no line about the empty store: %q", l)
 	}
 	waitFor := func(want string) uint64 {
 		t.Helper()
 		var rev uint64
-		meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		meshtest.CheckFor(t, time.Second, 2*time.Millisecond, func() error {
 			var f *policies.File
 			f, rev = src.Current()
 			if got := ordersTimeout(f); got != want {
@@ -152,33 +180,33 @@ func TestWatchKV(t *testing.T) {
 	if got := waitFor("1s"); got != r1 {
 		t.Errorf("revision %d, want %d", got, r1)
 	}
+	checkLog(t, &logs, "applied mesh file", fmt.Sprintf("revision=%d", r1), "digest="+src.Digest()[:12], "source=\"bucket natsmesh-policies\"")
 	r2, _ := s.Apply(ctx, meshWithTimeout(t, "2s"))
 	waitFor("2s")
 
-	// A bad value put straight into the bucket is logged and ignored.
-	bad, err := s.KV().Put(ctx, live.Key, []byte("version: 1\nservices: { Orders: {} }\n"))
+	// A bad value put straight into the bucket is refused and logged
+	// once, with its revision and digest, and the last good one kept.
+	badData := []byte("version: 1\nservices: { Orders: {} }\n")
+	bad, err := s.KV().Put(ctx, live.Key, badData)
 	if err != nil {
 		t.Fatal(err)
 	}
-	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
-		if l := logs.String(); !strings.Contains(l, "does not parse") || !strings.Contains(l, fmt.Sprintf("revision=%d", bad)) {
-			return fmt.Errorf("no warning for revision %d yet: %q", bad, l)
-		}
-		return nil
-	})
+	sum := sha256.Sum256(badData)
+	checkLog(t, &logs, "refused a mesh file that does not parse", fmt.Sprintf("revision=%d", bad), "digest="+hex.EncodeToString(sum[:6]), "is not a valid name")
 	if f, rev := src.Current(); rev != r2 || ordersTimeout(f) != "2s" {
 		t.Errorf("after a bad version: revision %d (%s), want the last good %d", rev, ordersTimeout(f), r2)
 	}
 
-	// A watcher that starts while the latest version is bad begins with
-	// the last good one.
-	late, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{})
+	// A watcher that starts while the latest version is bad holds none:
+	// without the store's history (watchers read only the current
+	// version), the last good is what a cache file keeps (TestWatchCache).
+	late, err := live.WatchKV(ctx, e.nc, live.SourceConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer late.Close()
-	if _, rev := late.Current(); rev != r2 {
-		t.Errorf("late watcher starts at revision %d, want %d", rev, r2)
+	if f, rev := late.Current(); f != nil {
+		t.Errorf("late watcher starts at revision %d, want none", rev)
 	}
 
 	r4, _ := s.Apply(ctx, meshWithTimeout(t, "4s"))
@@ -192,6 +220,26 @@ func TestWatchKV(t *testing.T) {
 	if want := []uint64{r1, r2, r4}; fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("OnChange saw revisions %v, want %v", seen, want)
 	}
+	if n := strings.Count(logs.String(), "refused a mesh file"); n != 1 {
+		t.Errorf("the bad version was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// checkLog waits until logs has a line with every one of want.
+func checkLog(t *testing.T, logs *logBuffer, want ...string) {
+	t.Helper()
+	meshtest.CheckFor(t, wait, 5*time.Millisecond, func() error {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(line, w)
+			}
+			if ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("no log line with %q in:\n%s", want, logs.String())
+	})
 }
 
 func TestWatchFile(t *testing.T) {
@@ -257,10 +305,11 @@ func TestWatchFile(t *testing.T) {
 }
 
 func TestFollow(t *testing.T) {
-	s := openStore(t)
+	e := newEnv(t)
+	s := e.store
 	ctx := t.Context()
 	r1, _ := s.Apply(ctx, meshWithTimeout(t, "1s"))
-	src, err := live.WatchKV(ctx, s.KV(), live.SourceConfig{})
+	src, err := live.WatchKV(ctx, e.nc, live.SourceConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,358 @@
+package live_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
+)
+
+// holds waits up to within until src holds the file whose orders timeout
+// is want, and returns its revision.
+func holds(t *testing.T, src *live.Source, want string, within time.Duration) uint64 {
+	t.Helper()
+	var rev uint64
+	meshtest.CheckFor(t, within, 2*time.Millisecond, func() error {
+		var f *policies.File
+		f, rev = src.Current()
+		if got := ordersTimeout(f); got != want {
+			return fmt.Errorf("orders timeout %s at revision %d, want %s", got, rev, want)
+		}
+		return nil
+	})
+	return rev
+}
+
+// TestWatchRecreatedBucket: the store is the truth, whatever its
+// revisions. A purge of the key keeps the file applied (and says so); so
+// does the bucket's deletion; a bucket made anew numbers its revisions
+// from 1 again, and its first apply is applied within a second.
+func TestWatchRecreatedBucket(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	var logs logBuffer
+	src, err := live.WatchKV(ctx, e.nc, live.SourceConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for _, d := range []string{"1s", "2s", "3s"} {
+		if _, err := e.store.Apply(ctx, meshWithTimeout(t, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rev := holds(t, src, "3s", time.Second); rev != 3 {
+		t.Fatalf("at revision %d, want 3", rev)
+	}
+
+	// A purge of the key is heard of: the file stays.
+	if err := e.store.KV().Purge(ctx, live.Key); err != nil {
+		t.Fatal(err)
+	}
+	checkLog(t, &logs, "level=WARN", "the store holds no mesh file", "kept=3")
+	if rev := holds(t, src, "3s", time.Second); rev != 3 {
+		t.Fatalf("after a purge: revision %d, want 3 kept", rev)
+	}
+	r, err := e.store.Apply(ctx, meshWithTimeout(t, "4s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := holds(t, src, "4s", time.Second); got != r {
+		t.Fatalf("after the purge: revision %d, want %d", got, r)
+	}
+
+	// The bucket deleted and made anew, as a broker restarted on a new
+	// store would have it: revision 1 again, applied all the same.
+	if err := e.js.DeleteKeyValue(ctx, live.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	store, err := live.OpenStore(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r, err = store.Apply(ctx, meshWithTimeout(t, "5s"))
+	if err != nil || r != 1 {
+		t.Fatalf("apply to the new bucket: revision %d, %v; want 1", r, err)
+	}
+	if got := holds(t, src, "5s", time.Second); got != 1 {
+		t.Errorf("revision %d, want 1", got)
+	}
+	t.Logf("revision 1 of the new bucket applied after %v", time.Since(start))
+	checkLog(t, &logs, "applied mesh file", "revision=1", "digest="+src.Digest()[:12])
+}
+
+// authConf is a broker configuration with an admin and users that lack
+// one of the rights a watch uses: deaf may not subscribe to the bucket's
+// writes, blind may not ask JetStream anything.
+const authConf = `jetstream: enabled
+authorization {
+  users = [
+    { user: admin, password: admin }
+    { user: deaf, password: deaf, permissions: { subscribe: { deny: ["$KV.>"] } } }
+    { user: blind, password: blind, permissions: { publish: { deny: ["$JS.>"] } } }
+  ]
+}
+`
+
+func newAuthEnv(t *testing.T) (*env, func(user string) *nats.Conn) {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(conf, []byte(authConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var b *broker.Broker
+	connect := func(user string) *nats.Conn {
+		t.Helper()
+		// Permission violations are expected: quiet.
+		return meshtest.Conn(t, b, nats.UserInfo(user, user), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	}
+	e := &env{}
+	b = meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = conf })
+	e.b, e.nc = b, connect("admin")
+	var err error
+	if e.js, err = jetstream.New(e.nc); err != nil {
+		t.Fatal(err)
+	}
+	if e.store, err = live.OpenStore(t.Context(), e.js); err != nil {
+		t.Fatal(err)
+	}
+	return e, connect
+}
+
+// TestWatchPoll: a write the watch does not hear of (here: it may not
+// subscribe to the writes; in life, a message core NATS lost) is applied
+// at the next poll; so is a purge of the bucket's stream, which publishes
+// nothing.
+func TestWatchPoll(t *testing.T) {
+	e, connect := newAuthEnv(t)
+	ctx := t.Context()
+	if _, err := e.store.Apply(ctx, meshWithTimeout(t, "1s")); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	src, err := live.WatchKV(ctx, connect("deaf"), live.SourceConfig{Poll: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	holds(t, src, "1s", time.Second)
+	if _, err := e.store.Apply(ctx, meshWithTimeout(t, "2s")); err != nil {
+		t.Fatal(err)
+	}
+	holds(t, src, "2s", time.Second)
+
+	st, err := e.js.Stream(ctx, "KV_"+live.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkLog(t, &logs, "level=WARN", "the store holds no mesh file", "kept=2")
+	holds(t, src, "2s", time.Second)
+}
+
+// TestWatchCache: each version applied from the store is kept on disk
+// (atomically, 0600); a watch that starts while the store has no file, or
+// cannot be reached, or holds only a bad one, applies the kept file, and
+// the store's version replaces it as soon as there is one.
+func TestWatchCache(t *testing.T) {
+	e, connect := newAuthEnv(t)
+	ctx := t.Context()
+	cache := filepath.Join(t.TempDir(), "state", "orders", "mesh.json")
+	src, err := live.WatchKV(ctx, e.nc, live.SourceConfig{Cache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := os.Stat(cache); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a cache file before any apply: %v", err)
+	}
+	r1, _ := e.store.Apply(ctx, meshWithTimeout(t, "1s"))
+	holds(t, src, "1s", time.Second)
+	r2, _ := e.store.Apply(ctx, meshWithTimeout(t, "2s"))
+	holds(t, src, "2s", time.Second)
+	digest := src.Digest()
+	var kept struct {
+		Revision uint64
+		Digest   string
+		File     json.RawMessage
+	}
+	meshtest.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+		data, err := os.ReadFile(cache)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, &kept); err != nil {
+			return err
+		}
+		if kept.Revision != r2 {
+			return fmt.Errorf("cache at revision %d, want %d", kept.Revision, r2)
+		}
+		return nil
+	})
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("cache file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	if fi, err := os.Stat(filepath.Dir(cache)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("cache directory: %v, mode %v; want 0700", err, fi.Mode().Perm())
+	}
+	if kept.Digest != digest {
+		t.Errorf("cache digest %s, want %s", kept.Digest, digest)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(cache)); len(entries) != 1 {
+		t.Errorf("the cache directory holds %d files, want the cache alone (no temporary file left)", len(entries))
+	}
+	if r1 >= r2 {
+		t.Fatalf("revisions %d, %d", r1, r2)
+	}
+	src.Close()
+
+	start := func(t *testing.T, nc *nats.Conn) (*live.Source, *logBuffer) {
+		t.Helper()
+		var logs logBuffer
+		src, err := live.WatchKV(ctx, nc, live.SourceConfig{Cache: cache, FetchTimeout: 300 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { src.Close() })
+		return src, &logs
+	}
+	usedCache := func(t *testing.T, src *live.Source, logs *logBuffer) {
+		t.Helper()
+		if f, rev := src.Current(); rev != r2 || ordersTimeout(f) != "2s" || src.Digest() != digest {
+			t.Fatalf("started at revision %d (%s), want the kept %d", rev, ordersTimeout(f), r2)
+		}
+		checkLog(t, logs, fmt.Sprintf("using the last good mesh file kept at %s, revision %d", cache, r2))
+	}
+
+	t.Run("store empty", func(t *testing.T) {
+		if err := e.store.KV().Purge(ctx, live.Key); err != nil {
+			t.Fatal(err)
+		}
+		src, logs := start(t, e.nc)
+		usedCache(t, src, logs)
+		// The store's next version replaces it.
+		if _, err := e.store.Apply(ctx, meshWithTimeout(t, "3s")); err != nil {
+			t.Fatal(err)
+		}
+		holds(t, src, "3s", time.Second)
+		checkLog(t, logs, "applied mesh file", "source=\"bucket natsmesh-policies\"")
+	})
+	// keep applies a version with orders timeout d and has a watch with
+	// the cache apply it.
+	keep := func(t *testing.T, d string) {
+		t.Helper()
+		rev, err := e.store.Apply(ctx, meshWithTimeout(t, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := live.WatchKV(ctx, e.nc, live.SourceConfig{Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		if _, got := w.Current(); got != rev {
+			t.Fatalf("watch at revision %d, want %d", got, rev)
+		}
+		r2, digest = rev, w.Digest()
+	}
+
+	t.Run("store unreachable", func(t *testing.T) {
+		keep(t, "2s")
+		// blind's requests are dropped: no answer within FetchTimeout.
+		src, logs := start(t, connect("blind"))
+		usedCache(t, src, logs)
+		checkLog(t, logs, "level=WARN", "cannot reach the mesh file store")
+	})
+
+	t.Run("store holds a bad file", func(t *testing.T) {
+		keep(t, "2s")
+		if _, err := e.store.KV().Put(ctx, live.Key, []byte("version: 2\n")); err != nil {
+			t.Fatal(err)
+		}
+		src, logs := start(t, e.nc)
+		usedCache(t, src, logs)
+		checkLog(t, logs, "refused a mesh file that does not parse")
+	})
+
+	t.Run("no JetStream", func(t *testing.T) {
+		b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+		src, logs := start(t, meshtest.Conn(t, b))
+		usedCache(t, src, logs)
+		checkLog(t, logs, "no mesh file bucket yet")
+	})
+
+	t.Run("cache unusable", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "mesh.json")
+		if err := os.WriteFile(bad, []byte(`{"revision": 3, "digest": "00", "file": {}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+		var logs logBuffer
+		src, err := live.WatchKV(ctx, meshtest.Conn(t, b), live.SourceConfig{Cache: bad, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		if f, _ := src.Current(); f != nil {
+			t.Errorf("a bad cache file applied")
+		}
+		checkLog(t, &logs, "level=WARN", "cannot use the last good mesh file kept on disk")
+	})
+}
+
+// TestWatchManyOnOneConn: several watches on one connection (the agents
+// of one process) each get their own answers.
+func TestWatchManyOnOneConn(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	var srcs []*live.Source
+	for range 5 {
+		src, err := live.WatchKV(ctx, e.nc, live.SourceConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		srcs = append(srcs, src)
+	}
+	for _, d := range []string{"1s", "2s", "3s"} {
+		if _, err := e.store.Apply(ctx, meshWithTimeout(t, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, src := range srcs {
+		holds(t, src, "3s", time.Second)
+	}
+}
+
+// TestWatchCloseQuiet: closing a watch whose request is still out (the
+// store does not answer) returns at once and logs nothing about it.
+func TestWatchCloseQuiet(t *testing.T) {
+	_, connect := newAuthEnv(t)
+	var logs logBuffer
+	src := live.WatchBucket(connect("blind"), live.SourceConfig{FetchTimeout: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	time.Sleep(20 * time.Millisecond) // the first request is out
+	start := time.Now()
+	src.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if l := logs.String(); l != "" {
+		t.Errorf("logged at Close:\n%s", l)
+	}
+}
