@@ -204,10 +204,16 @@ func TestCheckUsers(t *testing.T) {
 		{"admin with responses and a loop", func(us []User) {
 			a := user(us, DefaultAdmin)
 			a.Perms.Responses = respond
+			a.Perms.Subscribe = slices.DeleteFunc(a.Perms.Subscribe, func(s string) bool { return strings.HasPrefix(s, "$KV.") })
 			a.Perms.Publish = append(a.Perms.Publish, "_INBOX.>")
 		}, `"admin" (account STORE) has response permissions and may both publish "_INBOX.>" and subscribe "_INBOX.>"`},
-		{"admin with responses and no loop", func(us []User) {
+		{"admin with responses and the bucket's writes", func(us []User) {
 			user(us, DefaultAdmin).Perms.Responses = respond
+		}, `"admin" (account STORE) has response permissions and may both publish "$KV.natsmesh-policies.>" and subscribe "$KV.natsmesh-policies.>"`},
+		{"admin with responses and no loop", func(us []User) {
+			a := user(us, DefaultAdmin)
+			a.Perms.Responses = respond
+			a.Perms.Subscribe = slices.DeleteFunc(a.Perms.Subscribe, func(s string) bool { return strings.HasPrefix(s, "$KV.") })
 		}, ""},
 		{"service with responses", func(us []User) {
 			p := user(us, "payments").Perms

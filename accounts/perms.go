@@ -120,7 +120,8 @@ const (
 // the direct get, and subscribes its inbox, discovery as Bridge and the
 // live updates. The admin, the one user of StoreAccount, may use
 // discovery ($SRV.>), the whole JetStream API of STORE and write the
-// policies bucket, and reads _INBOX_mesh.<admin>.> and _INBOX.>. The
+// policies bucket, and reads _INBOX_mesh.<admin>.>, _INBOX.> and the
+// bucket's writes ($KV.natsmesh-policies.>). The
 // system user is unrestricted.
 func (s *Spec) Users() ([]User, error) {
 	if err := s.Validate(); err != nil {
@@ -180,8 +181,9 @@ func (s *Spec) Users() ([]User, error) {
 		},
 		// _INBOX.> as well: the nats CLI and nats.go default to that
 		// prefix for JetStream. Discovery answers come only to
-		// _INBOX_mesh.<admin>.SRV.
-		Subscribe: []string{wire.InboxPrefix(admin) + ".>", "_INBOX.>"},
+		// _INBOX_mesh.<admin>.SRV. The bucket's writes too: a watch as the
+		// admin (the demo's) hears of each new version as agents do.
+		Subscribe: []string{wire.InboxPrefix(admin) + ".>", "_INBOX.>", "$KV." + PoliciesBucket + ".>"},
 	}
 	users = append(users, User{Name: admin, Account: StoreAccount, Perms: ap})
 	users = append(users, User{Name: SysUser, Account: SystemAccount})

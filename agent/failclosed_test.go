@@ -173,8 +173,10 @@ func TestFailClosed(t *testing.T) {
 	if code, kind := callOrders(t, web); code != http.StatusServiceUnavailable || kind != string(wire.KindNoMeshFile) {
 		t.Errorf("web -> orders without a mesh file: %d %q, want 503 %s", code, kind, wire.KindNoMeshFile)
 	}
-	// Raw, as web (its NKey, its inbox): orders' agent refuses.
-	raw, err := Connect(t.Context(), "web", ConnectConfig{URL: m.b.ClientURL(), NKey: m.sec.Seed("web"), Timeout: 5 * time.Second, Logger: quiet})
+	// Raw, as web (its NKey, replies in its pair inbox with orders):
+	// orders' agent refuses.
+	raw, err := Connect(t.Context(), "web", ConnectConfig{URL: m.b.ClientURL(), NKey: m.sec.Seed("web"), Timeout: 5 * time.Second, Logger: quiet,
+		Options: []nats.Option{nats.CustomInboxPrefix(wire.PairInbox("web", "orders"))}})
 	if err != nil {
 		t.Fatal(err)
 	}

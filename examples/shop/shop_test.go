@@ -54,12 +54,14 @@ func TestShop(t *testing.T) {
 			return nats.Connect(b.ClientURL(), nk, nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		}}, true)
 
-		// Discovery as the admin, as the demo prints it for the nats CLI.
+		// Discovery as the admin, as the demo prints it for the nats CLI
+		// (--inbox-prefix _INBOX_mesh.admin.SRV: the only inbox services
+		// may answer discovery in).
 		nk, err := nats.NkeyOptionFromSeed(accounts.SeedFile(dir, accounts.DefaultAdmin))
 		if err != nil {
 			t.Fatal(err)
 		}
-		admin := meshtest.Conn(t, b, nk, nats.CustomInboxPrefix(wire.InboxPrefix(accounts.DefaultAdmin)))
+		admin := meshtest.Conn(t, b, nk, nats.CustomInboxPrefix(wire.PairInbox(accounts.DefaultAdmin, wire.PeerSRV)))
 		m, err := admin.Request("$SRV.PING.clock", nil, 5*time.Second)
 		if err != nil || !strings.Contains(string(m.Data), `"name":"clock"`) {
 			t.Errorf("admin $SRV.PING.clock: %v %v", m, err)
