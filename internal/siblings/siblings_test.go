@@ -2,6 +2,7 @@ package siblings
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -223,9 +224,30 @@ func TestKnownDuringCountKept(t *testing.T) {
 	a.mu.Lock()
 	a.know("ghost") // gone: this count waits knownWait for it
 	a.mu.Unlock()
+	nc := pay[1].cfg.Conn
+	// The newcomer must ask after the count began (a's request is out),
+	// not merely after the goroutine was started: under load the request
+	// can come late, and a newcomer noted before it is "known before".
+	asked, err := nc.SubscribeSync(StatusSubject("pay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asked.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); count(t, a) }()
-	nc := pay[1].cfg.Conn
+	for {
+		m, err := asked.NextMsg(2 * time.Second)
+		if err != nil {
+			t.Fatalf("setup: a's count request never came: %v", err)
+		}
+		var req StatusRequest
+		if json.Unmarshal(m.Data, &req) == nil && req.ID == a.id {
+			break
+		}
+	}
 	meshtest.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if err := nc.Publish(StatusSubject("pay"), []byte(`{"id":"newcomer"}`)); err != nil {
 			return err
