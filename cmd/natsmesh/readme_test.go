@@ -155,13 +155,13 @@ func TestReadmeQuickStart(t *testing.T) {
 	answers := regexp.MustCompile(`(?m)^orders v[12]$`).FindAllString(out, -1)
 	v2 := strings.Count(out, "orders v2\n")
 	problems := []string{}
-	if len(answers) != 8 {
-		problems = append(problems, fmt.Sprintf("%d answers from orders, want 8 (5 through the agent, 3 through the gateway)", len(answers)))
+	if len(answers) != 10 {
+		problems = append(problems, fmt.Sprintf("%d answers from orders, want 10 (5 through the agent, 3 through the gateway, 2 on the secured mesh)", len(answers)))
 	}
-	if v2 < 3 {
-		problems = append(problems, fmt.Sprintf("%d answers from orders v2, want at least the 3 calls that name the subset", v2))
+	if v2 < 4 {
+		problems = append(problems, fmt.Sprintf("%d answers from orders v2, want at least the 4 calls that name the subset", v2))
 	}
-	for _, want := range []string{"HTTP/1.1 503", "Mesh-Error: no-responders"} {
+	for _, want := range []string{"HTTP/1.1 503", "Mesh-Error: no-responders", "Mesh-Error: forbidden", "applied ", "revision"} {
 		if !strings.Contains(out, want) {
 			problems = append(problems, fmt.Sprintf("no %q", want))
 		}
