@@ -16,22 +16,24 @@ import (
 	"github.com/natsmesh/natsmesh/internal/cliflag"
 )
 
-// readmeQuickStart returns the ```sh blocks of the README's quick start
-// section (up to the next "## " heading), in order.
-func readmeQuickStart(t *testing.T) []string {
+// docBlocks returns the ```sh blocks of the section of file (relative to
+// the repository's root) whose heading starts with heading (up to the next
+// heading of its level), in order.
+func docBlocks(t *testing.T, file, heading string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	data, err := os.ReadFile(filepath.Join("..", "..", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(data)
-	start := strings.Index(text, "\n## Quick start")
+	start := strings.Index(text, "\n"+heading)
 	if start < 0 {
-		t.Fatal(`README.md has no "## Quick start" section`)
+		t.Fatalf("%s has no %q section", file, heading)
 	}
 	section := text[start+1:]
-	if end := strings.Index(section, "\n## "); end >= 0 {
-		section = section[:end]
+	level := heading[:strings.IndexByte(heading, ' ')+1] // "## "
+	if end := strings.Index(section[len(heading):], "\n"+level); end >= 0 {
+		section = section[:len(heading)+end]
 	}
 	var blocks []string
 	for rest := section; ; {
@@ -42,7 +44,7 @@ func readmeQuickStart(t *testing.T) []string {
 		rest = rest[i+len("```sh\n"):]
 		j := strings.Index(rest, "```")
 		if j < 0 {
-			t.Fatal("README.md: unterminated ```sh block in the quick start")
+			t.Fatalf("%s: unterminated ```sh block in %q", file, heading)
 		}
 		blocks = append(blocks, rest[:j])
 		rest = rest[j+3:]
@@ -62,23 +64,82 @@ func TestReadmeQuickStart(t *testing.T) {
 			t.Skipf("the README's quick start needs %s: %v", tool, err)
 		}
 	}
-	blocks := readmeQuickStart(t)
+	blocks := docBlocks(t, "README.md", "## Quick start")
 	script := strings.Join(blocks, "\n")
 	if len(blocks) < 3 || !strings.Contains(script, "bin/natsmesh broker") {
 		t.Fatalf("quick start has %d sh blocks; want the broker, agents and calls:\n%s", len(blocks), script)
 	}
+	// The defaults the commands listen on without a flag in the README.
+	out, errs := runDocScript(t, script, "4222", "8222", "15001", "15002", "15090", "8080", "15091")
+
+	// What the README says each call prints.
+	answers := regexp.MustCompile(`(?m)^orders v[12]$`).FindAllString(out, -1)
+	v2 := strings.Count(out, "orders v2\n")
+	problems := []string{}
+	if len(answers) != 10 {
+		problems = append(problems, fmt.Sprintf("%d answers from orders, want 10 (5 through the agent, 3 through the gateway, 2 on the secured mesh)", len(answers)))
+	}
+	if v2 < 4 {
+		problems = append(problems, fmt.Sprintf("%d answers from orders v2, want at least the 4 calls that name the subset", v2))
+	}
+	for _, want := range []string{"HTTP/1.1 503", "Mesh-Error: no-responders", "Mesh-Error: forbidden", "applied ", "revision"} {
+		if !strings.Contains(out, want) {
+			problems = append(problems, fmt.Sprintf("no %q", want))
+		}
+	}
+	for _, bad := range []string{"deprecated", "is not read", "panic"} {
+		if strings.Contains(errs, bad) {
+			problems = append(problems, fmt.Sprintf("stderr has %q", bad))
+		}
+	}
+	if len(problems) > 0 {
+		t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s", strings.Join(problems, "; "), out, errs)
+	}
+}
+
+// groupAlive reports whether a process of group pgid still runs. Where
+// /proc lists processes, zombies (exited, not yet reaped by an init that
+// may never reap them) do not count.
+func groupAlive(pgid int) bool {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil || len(stats) == 0 {
+		return syscall.Kill(-pgid, 0) == nil
+	}
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces.
+		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(fields) > 2 && fields[0] != "Z" && fields[2] == fmt.Sprint(pgid) {
+			return true
+		}
+	}
+	return false
+}
+
+// runDocScript runs script as written in one bash (-e, -u, pipefail)
+// against the binary built for these tests as bin/natsmesh, in a
+// directory of its own with its own data, state and temporary
+// directories, and returns its stdout and stderr; it fails the test when
+// the script fails. It skips, saying why, when a port the script names on
+// 127.0.0.1, or one of defaults (what its commands listen on without a
+// flag), is taken (a `make demo` running, say). Every process the script
+// starts is in the script's process group, which the test ends.
+func runDocScript(t *testing.T, script string, defaults ...string) (out, errs string) {
+	t.Helper()
 	ports := map[string]bool{}
 	for _, m := range regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindAllStringSubmatch(script, -1) {
 		ports[m[1]] = true
 	}
-	// The defaults the commands listen on without a flag in the README.
-	for _, p := range []string{"4222", "8222", "15001", "15002", "15090", "8080", "15091"} {
+	for _, p := range defaults {
 		ports[p] = true
 	}
 	for p := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:"+p)
 		if err != nil {
-			t.Skipf("port %s, which the README's quick start uses, is taken: %v", p, err)
+			t.Skipf("port %s, which the script uses, is taken: %v", p, err)
 		}
 		l.Close()
 	}
@@ -142,58 +203,40 @@ func TestReadmeQuickStart(t *testing.T) {
 		b, _ := os.ReadFile(f.Name())
 		return string(b)
 	}
-	out, errs := read(stdout), read(stderr)
+	out, errs = read(stdout), read(stderr)
 	if runErr != nil {
-		t.Fatalf("quick start failed after %v: %v\nstdout:\n%s\nstderr:\n%s", time.Since(start).Round(time.Millisecond), runErr, out, errs)
+		t.Fatalf("the script failed after %v: %v\nstdout:\n%s\nstderr:\n%s", time.Since(start).Round(time.Millisecond), runErr, out, errs)
 	}
-	t.Logf("quick start ran in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("the script ran in %v", time.Since(start).Round(time.Millisecond))
 	if testing.Verbose() {
 		t.Logf("stdout:\n%s", out)
 	}
 
-	// What the README says each call prints.
-	answers := regexp.MustCompile(`(?m)^orders v[12]$`).FindAllString(out, -1)
-	v2 := strings.Count(out, "orders v2\n")
-	problems := []string{}
-	if len(answers) != 10 {
-		problems = append(problems, fmt.Sprintf("%d answers from orders, want 10 (5 through the agent, 3 through the gateway, 2 on the secured mesh)", len(answers)))
-	}
-	if v2 < 4 {
-		problems = append(problems, fmt.Sprintf("%d answers from orders v2, want at least the 4 calls that name the subset", v2))
-	}
-	for _, want := range []string{"HTTP/1.1 503", "Mesh-Error: no-responders", "Mesh-Error: forbidden", "applied ", "revision"} {
-		if !strings.Contains(out, want) {
-			problems = append(problems, fmt.Sprintf("no %q", want))
+	return out, errs
+}
+
+// TestSecurityDocSteps runs docs/security.md's "Running the generated
+// configuration" as written: operator mode, the admin's policy apply, get
+// and stat with its creds, two agents with theirs, an allowed call and a
+// forbidden one.
+func TestSecurityDocSteps(t *testing.T) {
+	for _, tool := range []string{"bash", "python3", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the steps need %s: %v", tool, err)
 		}
 	}
-	for _, bad := range []string{"deprecated", "is not read", "panic"} {
-		if strings.Contains(errs, bad) {
-			problems = append(problems, fmt.Sprintf("stderr has %q", bad))
+	blocks := docBlocks(t, "docs/security.md", "## Running the generated configuration")
+	if len(blocks) != 1 {
+		t.Fatalf("%d sh blocks, want 1", len(blocks))
+	}
+	out, errs := runDocScript(t, blocks[0])
+	problems := []string{}
+	for _, want := range []string{"version: 1\n", "Mesh-Error: forbidden", "applied ", "revision", "orders"} {
+		if !strings.Contains(out, want) {
+			problems = append(problems, fmt.Sprintf("no %q", want))
 		}
 	}
 	if len(problems) > 0 {
 		t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s", strings.Join(problems, "; "), out, errs)
 	}
-}
-
-// groupAlive reports whether a process of group pgid still runs. Where
-// /proc lists processes, zombies (exited, not yet reaped by an init that
-// may never reap them) do not count.
-func groupAlive(pgid int) bool {
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil || len(stats) == 0 {
-		return syscall.Kill(-pgid, 0) == nil
-	}
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces.
-		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(fields) > 2 && fields[0] != "Z" && fields[2] == fmt.Sprint(pgid) {
-			return true
-		}
-	}
-	return false
 }
