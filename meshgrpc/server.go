@@ -122,7 +122,7 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // message that is no gRPC request, or a reply past the limits, is a mesh
 // error.
 func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
-	req, err := grpcwire.DecodeCall(c.Header, c.Data, c.Op)
+	req, err := grpcwire.DecodeCall(c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
 	}

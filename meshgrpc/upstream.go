@@ -44,7 +44,7 @@ var _ pipeline.Handler = (*Upstream)(nil)
 
 // ServeCall implements [pipeline.Handler].
 func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
-	req, err := grpcwire.DecodeCall(c.Header, c.Data, c.Op)
+	req, err := grpcwire.DecodeCall(c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
 	}

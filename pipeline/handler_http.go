@@ -36,7 +36,7 @@ type httpHandler struct {
 func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
 	lim := k.limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
-	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
+	r, err := httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
 	}

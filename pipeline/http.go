@@ -20,7 +20,7 @@ func NewHTTPCall(r *http.Request, dest Call, lim wire.Limits) (*Call, error) {
 	}
 	c := dest
 	c.Subset = wire.NormalSubset(c.Subset)
-	c.Proto, c.Op, c.Header, c.Data = wire.ProtoHTTP, r.Method, m.Header, m.Data
+	c.Proto, c.Op, c.Header, c.Body = wire.ProtoHTTP, r.Method, m.Header, Body{Bytes: m.Data}
 	c.Path = m.Header.Get(wire.HeaderPath)
 	return &c, nil
 }

@@ -258,7 +258,7 @@ func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
 	}
 	c := &Call{
 		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
-		Header: m.Header, Data: m.Data, msg: m,
+		Header: m.Header, Body: Body{Bytes: m.Data}, msg: m,
 	}
 	// The caller is the subject's, as c has it now: nothing changes a
 	// call's caller.

@@ -51,7 +51,7 @@ func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Lim
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	c := &Call{Caller: "test", Proto: wire.ProtoHTTP, Header: m.Header, Data: m.Data, msg: m}
+	c := &Call{Caller: "test", Proto: wire.ProtoHTTP, Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
 	reply, err := HTTPHandler(h, func() wire.Limits { return lim }).ServeCall(ctx, c)
 	if err != nil {
 		return wire.ErrorMsg(wire.FromError(err))

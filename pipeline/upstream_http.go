@@ -71,7 +71,7 @@ var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
 func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
 	lim := u.Limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
-	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
+	r, err := httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
 	}
