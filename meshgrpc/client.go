@@ -124,7 +124,7 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
-	resp, err := grpcwire.DecodeResponse(reply)
+	resp, err := grpcwire.DecodeResponse(reply.Msg())
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -43,7 +42,7 @@ type Upstream struct {
 var _ pipeline.Handler = (*Upstream)(nil)
 
 // ServeCall implements [pipeline.Handler].
-func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	req, err := grpcwire.DecodeCall(c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
@@ -75,7 +74,12 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, 
 		// streams its responses.
 		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: streaming not supported yet, only unary calls cross the mesh")
 	}
-	resp := &grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
-	reply, err := grpcwire.ResponseMsg(resp, u.Limits.Now())
-	return reply, wire.ResponseError(err)
+	// A value the encoder copies from: the Reply is the one allocation
+	// of the answer beside its message.
+	resp := grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
+	m, err := grpcwire.ResponseMsg(&resp, u.Limits.Now())
+	if err != nil {
+		return nil, wire.ResponseError(err)
+	}
+	return pipeline.ReplyFromMsg(wire.ProtoGRPC, m), nil
 }

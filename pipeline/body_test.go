@@ -150,7 +150,7 @@ func TestOutboundStreamedRequestWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(reply.Data); got != "one,two,three" || reply.Header.Get("Trailer-Was") != "42" {
+	if got := string(reply.Body.Bytes); got != "one,two,three" || reply.Header.Get("Trailer-Was") != "42" {
 		t.Errorf("the service got %q, trailer %q", got, reply.Header.Get("Trailer-Was"))
 	}
 	if body.closed == 0 {

@@ -32,7 +32,7 @@ func SendHTTP(ctx context.Context, s Sender, c *Call) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return httpwire.DecodeResponse(reply)
+	return httpwire.DecodeResponse(reply.Msg())
 }
 
 // CallerDeadline returns ctx with the deadline the client of r asked for in

@@ -15,22 +15,25 @@ import (
 )
 
 // Handler serves one inbound call and returns the reply to send: the local
-// service's answer, whatever its status. A failure of the mesh (the call
-// cannot be decoded, the service cannot be reached, a limit refuses it) is
-// returned as an error instead, which the dispatch sends as a mesh error
-// reply; an error that is no *wire.Error is sent as KindInternal.
+// service's answer, whatever its status, read once ([Reply]; a handler
+// that encodes one message makes it with [ReplyFromMsg]). A failure of the
+// mesh (the call cannot be decoded, the service cannot be reached, a limit
+// refuses it) is returned as an error instead, which the dispatch sends as
+// a mesh error reply; an error that is no *wire.Error is sent as
+// KindInternal.
 //
 // ctx carries the call's deadline and caller ([CallerFrom]); a handler must
-// not use the call after it returns.
+// not use the call after it returns. The dispatch gives handlers whole
+// bodies (one message each) until the stream protocol (issue 18).
 type Handler interface {
-	ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
+	ServeCall(ctx context.Context, c *Call) (*Reply, error)
 }
 
 // HandlerFunc adapts a function to a [Handler].
-type HandlerFunc func(ctx context.Context, c *Call) (*nats.Msg, error)
+type HandlerFunc func(ctx context.Context, c *Call) (*Reply, error)
 
 // ServeCall calls f.
-func (f HandlerFunc) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) { return f(ctx, c) }
+func (f HandlerFunc) ServeCall(ctx context.Context, c *Call) (*Reply, error) { return f(ctx, c) }
 
 // InboundMiddleware wraps a Handler with one concern (a rate limit,
 // authorization, a fault, a span, a metric).
@@ -46,7 +49,7 @@ type Protocols struct {
 }
 
 // ServeCall implements [Handler].
-func (p Protocols) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
+func (p Protocols) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 	var h Handler
 	switch c.Proto {
 	case wire.ProtoHTTP:
@@ -244,7 +247,7 @@ func (in *Inbound) release() {
 }
 
 // serve runs one admitted message through the middleware and handler.
-func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
+func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 	subj, err := wire.ParseSubject(m.Subject)
 	if err != nil {
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()}
@@ -296,13 +299,15 @@ func callTimeout(h nats.Header) (time.Duration, error) {
 // respond sends the one reply to m. If the broker refuses it (a max_payload
 // smaller than the one the reply was sized for, after a reconnect), the
 // caller still gets one answer: a mesh error saying why.
-func (in *Inbound) respond(m, reply *nats.Msg, err error) {
-	if err != nil {
-		e := wire.FromError(err)
-		reply = wire.ErrorMsg(e)
-	}
-	if reply == nil {
+func (in *Inbound) respond(m *nats.Msg, r *Reply, err error) {
+	var reply *nats.Msg
+	switch {
+	case err != nil:
+		reply = wire.ErrorMsg(wire.FromError(err))
+	case r == nil:
 		reply = wire.ErrorMsg(wire.Errorf(wire.KindInternal, "handler returned no reply"))
+	default:
+		reply = r.Msg()
 	}
 	reply.Subject = m.Reply
 	perr := in.nc.PublishMsg(reply)

@@ -31,7 +31,11 @@ func upstreamCall(t *testing.T, base string, r *http.Request, onRefused func(err
 	up := &HTTPUpstream{Base: u, Transport: NewUpstreamTransport(), OnRefused: onRefused}
 	defer up.Transport.(*http.Transport).CloseIdleConnections()
 	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: r.Method, Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
-	return up.ServeCall(context.Background(), c)
+	reply, err := up.ServeCall(context.Background(), c)
+	if err != nil {
+		return nil, err
+	}
+	return reply.Msg(), nil
 }
 
 // TestHTTPUpstreamSendsTrailers: issue 9 item 18. Request trailers cross

@@ -9,7 +9,6 @@ import (
 
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -171,7 +170,7 @@ type sender struct {
 var _ pipeline.Sender = (*sender)(nil)
 
 // Send sends c under the policy of its service and route.
-func (s *sender) Send(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+func (s *sender) Send(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	route, _ := pipeline.RouteFrom(ctx)
 	return s.m.plan(c, route).send(ctx, s.next, c)
 }
@@ -183,7 +182,7 @@ type again struct{ err error }
 func (a *again) Error() string { return "resilience: retry" }
 func (a *again) Unwrap() error { return a.err }
 
-func isAgain(_ *nats.Msg, err error) bool {
+func isAgain(_ *pipeline.Reply, err error) bool {
 	var a *again
 	return errors.As(err, &a)
 }
@@ -200,7 +199,7 @@ func isAgain(_ *nats.Msg, err error) bool {
 // allocations per call. The retry policy then replays the first try's
 // result as its first execution, so its attempt count, backoff and
 // budget are those of a call that ran under it from the start.
-func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call) (*nats.Msg, error) {
+func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call) (*pipeline.Reply, error) {
 	idempotent := p.idempotent || c.Idempotent()
 	// A mirror copy is sent once: shadow traffic never multiplies.
 	mirror := pipeline.IsMirror(ctx)
@@ -255,8 +254,8 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 // retry policy, once its first try (msg, err) is to be retried. (A
 // function of its own: the variables its closure captures move to the
 // heap, which the first try alone must not pay for.)
-func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, idempotent bool, first *nats.Msg, firstErr error, g *callBreaker) (*nats.Msg, error) {
-	return p.retried(ctx, func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, idempotent bool, first *pipeline.Reply, firstErr error, g *callBreaker) (*pipeline.Reply, error) {
+	return p.retried(ctx, func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
 		n := exec.Attempts()
 		if n == 1 {
 			return first, &again{firstErr} // the first try, made by send
@@ -268,7 +267,7 @@ func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline
 
 // retried runs fn under the retry policy and returns the call's outcome,
 // a last try marked again by verdict unwrapped.
-func (p *plan) retried(ctx context.Context, fn func(failsafe.Execution[*nats.Msg]) (*nats.Msg, error)) (*nats.Msg, error) {
+func (p *plan) retried(ctx context.Context, fn func(failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error)) (*pipeline.Reply, error) {
 	msg, err := p.retry.WithContext(ctx).GetWithExecution(fn)
 	var a *again
 	if errors.As(err, &a) {
@@ -279,7 +278,7 @@ func (p *plan) retried(ctx context.Context, fn func(failsafe.Execution[*nats.Msg
 
 // verdict returns the result of the n-th try, marked again if gate has it
 // retried.
-func (p *plan) verdict(ctx context.Context, n int, msg *nats.Msg, err error, idempotent bool) (*nats.Msg, error) {
+func (p *plan) verdict(ctx context.Context, n int, msg *pipeline.Reply, err error, idempotent bool) (*pipeline.Reply, error) {
 	if p.gate(ctx, n, msg, err, idempotent) {
 		return msg, &again{err}
 	}
@@ -294,7 +293,7 @@ func deadlineWithin(ctx context.Context, d time.Duration) bool {
 
 // try is one try of a call that is not hedged: the bulkhead's permit,
 // then the call's way through the breaker (g), then the attempt.
-func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, g *callBreaker) (*nats.Msg, error) {
+func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, g *callBreaker) (*pipeline.Reply, error) {
 	if p.bulkhead != nil {
 		if err := p.bulkhead.AcquirePermitWithMaxWait(ctx, 0); err != nil {
 			if ctx.Err() != nil {
@@ -325,7 +324,7 @@ func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, 
 // the breaker for every instance; docs/decisions.md). The zero value, and
 // one without a breaker, lets every attempt through.
 type callBreaker struct {
-	cb circuitbreaker.CircuitBreaker[*nats.Msg]
+	cb circuitbreaker.CircuitBreaker[*pipeline.Reply]
 
 	mu    *sync.Mutex // set for hedged calls, whose attempts run at once
 	held  bool        // the call holds a permit
@@ -334,7 +333,7 @@ type callBreaker struct {
 	// and lastErr are the last such attempt's result, for a call that
 	// ends refused by the caller's own policy or cancelled.
 	answered bool
-	last     *nats.Msg
+	last     *pipeline.Reply
 	lastErr  error
 }
 
@@ -369,7 +368,7 @@ func (g *callBreaker) unlock() {
 // sent notes the result of an attempt sent, unless it was cancelled (the
 // caller went away, or a hedge lost): that says nothing of the
 // destination.
-func (g *callBreaker) sent(msg *nats.Msg, err error) {
+func (g *callBreaker) sent(msg *pipeline.Reply, err error) {
 	if g.cb == nil || errors.Is(err, context.Canceled) {
 		return
 	}
@@ -387,7 +386,7 @@ func (g *callBreaker) sent(msg *nats.Msg, err error) {
 // breaker's permit not given back would keep it half-open for good: a
 // probe with no evidence, while the breaker is still half-open, records a
 // failure instead (it opens again for open_for, then probes afresh).
-func (g *callBreaker) done(msg *nats.Msg, err error) {
+func (g *callBreaker) done(msg *pipeline.Reply, err error) {
 	if g.cb == nil {
 		return
 	}
@@ -431,7 +430,7 @@ func (g *callBreaker) abandon() {
 
 // attempt sends c as attempt a: under the attempt timeout, numbered on
 // its context.
-func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Call, a pipeline.Attempt) (*nats.Msg, error) {
+func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Call, a pipeline.Attempt) (*pipeline.Reply, error) {
 	if p.attemptTimeout > 0 && !deadlineWithin(ctx, p.attemptTimeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.attemptTimeout)
@@ -443,10 +442,10 @@ func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Ca
 // sendHedged runs a hedged call: the retry policy, whose each try is the
 // hedge policy's round of attempts through the bulkhead, all failsafe-go
 // executors, each attempt through the call's way through the breaker (g).
-func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, g *callBreaker) (*nats.Msg, error) {
+func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, g *callBreaker) (*pipeline.Reply, error) {
 	var n atomic.Int32
-	round := func(ctx context.Context) (*nats.Msg, error) {
-		msg, err := p.hedged.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+	round := func(ctx context.Context) (*pipeline.Reply, error) {
+		msg, err := p.hedged.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
 			if !g.enter() {
 				return nil, circuitbreaker.ErrOpen
 			}
@@ -461,7 +460,7 @@ func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline
 	if p.retry == nil {
 		return finish(round(ctx))
 	}
-	return p.retried(ctx, func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+	return p.retried(ctx, func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
 		msg, err := round(exec.Context())
 		return p.verdict(ctx, exec.Attempts(), msg, err, true)
 	})
@@ -471,7 +470,7 @@ func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline
 // if it is retryable for this call, tries are left, the call's deadline
 // leaves room for the backoff, and the destination's retry budget has a
 // retry to spend (spent here).
-func (p *plan) gate(ctx context.Context, attempts int, msg *nats.Msg, err error, idempotent bool) bool {
+func (p *plan) gate(ctx context.Context, attempts int, msg *pipeline.Reply, err error, idempotent bool) bool {
 	if attempts >= p.attempts || !retryable(msg, err, idempotent) {
 		return false
 	}
@@ -497,7 +496,7 @@ func (p *plan) delay(attempts int) time.Duration {
 // finish returns the call's outcome, every failure as a *wire.Error (the
 // retry and hedge policies return the context's error when the call's
 // deadline passes or its caller goes away between attempts).
-func finish(msg *nats.Msg, err error) (*nats.Msg, error) {
+func finish(msg *pipeline.Reply, err error) (*pipeline.Reply, error) {
 	if err == nil {
 		return msg, nil
 	}

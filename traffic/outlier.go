@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -71,14 +70,14 @@ func PassiveHealth(cfg Config, inst Instance) pipeline.InboundMiddleware {
 	}
 	ph := &passiveHealth{cfg: cfg, inst: inst}
 	return func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			d := ph.detector()
 			if d == nil {
 				return next.ServeCall(ctx, c)
 			}
 			d.cb.TryAcquirePermit() // moves an open breaker past its delay to half-open
 			reply, err := next.ServeCall(ctx, c)
-			switch wire.OutcomeOf(c.Proto, reply, err).PassiveHealth() {
+			switch pipeline.OutcomeOf(c.Proto, reply, err).PassiveHealth() {
 			case wire.Failed:
 				d.cb.RecordFailure()
 			case wire.Succeeded:

@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/pipeline"
 )
 
@@ -39,7 +37,7 @@ const mirrorTimeout = 30 * time.Second
 func Routing(cfg Config) pipeline.OutboundMiddleware {
 	rt := &router{cfg: cfg, sem: make(chan struct{}, MaxMirrorsInFlight)}
 	return func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			return rt.send(ctx, c, next)
 		})
 	}
@@ -52,7 +50,7 @@ type router struct {
 	dropped atomic.Uint64
 }
 
-func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Sender) (*nats.Msg, error) {
+func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Sender) (*pipeline.Reply, error) {
 	f := rt.cfg.current()
 	if f == nil || c.Subject != "" {
 		return next.Send(ctx, c)

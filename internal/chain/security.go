@@ -3,8 +3,6 @@ package chain
 import (
 	"context"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/authz"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -23,7 +21,7 @@ func outboundAuthz(o Options) []pipeline.OutboundMiddleware {
 	}
 	src := o.Policies
 	return []pipeline.OutboundMiddleware{func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			if c.Subject == "" {
 				f, _ := src.Current()
 				if err := authz.Check(f, request(c)); err != nil {
@@ -46,7 +44,7 @@ func inboundAuthz(o Options) []pipeline.InboundMiddleware {
 	}
 	src := o.Policies
 	return []pipeline.InboundMiddleware{func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			if c.Proto == wire.ProtoHTTP && (len(c.Header[wire.HeaderPath]) > 1 || len(c.Header[wire.HeaderMethod]) > 1) {
 				return nil, wire.Errorf(wire.KindBadRequest, "repeated %s or %s header", wire.HeaderMethod, wire.HeaderPath)
 			}
