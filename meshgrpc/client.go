@@ -124,7 +124,12 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
-	resp, err := grpcwire.DecodeResponse(reply.Msg())
+	// A streamed reply is read whole until the stream protocol (issue 18).
+	whole, err := reply.ReadWhole(ctx, lim.PayloadLimit())
+	if err != nil {
+		return nil, grpcwire.Status(err).Err()
+	}
+	resp, err := grpcwire.DecodeResponse(whole)
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}

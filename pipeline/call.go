@@ -135,6 +135,24 @@ func (c *Call) Replay() (*Call, error) {
 	return d, nil
 }
 
+// CloseBody closes c's body stream once the call that returned reply and
+// err has ended: at once, or, for a streamed reply, at its end (a stream's
+// request may go on while its answer does). The maker of a stream calls
+// it: an entry point for its call's, a policy for a replay it made. A
+// stream read to its end needs no Close, and gets a harmless one; a whole
+// body needs nothing.
+func (c *Call) CloseBody(reply *Reply, err error) {
+	s := c.Body.Stream
+	if s == nil {
+		return
+	}
+	if err == nil && reply.Streamed() {
+		reply.OnEnd(func(wire.Outcome) { s.Close() })
+		return
+	}
+	s.Close()
+}
+
 // Idempotent reports whether repeating the call is safe by its method:
 // HTTP GET, HEAD, OPTIONS, TRACE, PUT and DELETE (RFC 9110 section 9.2.2).
 // gRPC methods are not, unless a policy marks their route idempotent.

@@ -107,7 +107,8 @@ const overloadRetryAfter = time.Second
 //  5. passes the middleware, the first outermost, then the handler;
 //  6. sends exactly one reply: the handler's, or its error as a mesh error
 //     reply; a reply the broker refuses (over max_payload) is replaced by a
-//     mesh error saying why.
+//     mesh error saying why. A streamed reply is read whole and sent as
+//     one message, until the stream protocol (issue 18).
 type Inbound struct {
 	nc      *nats.Conn
 	service string
@@ -276,7 +277,22 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 			reply, err = nil, wire.Errorf(wire.KindInternal, "handler panic")
 		}
 	}()
-	return in.handler.ServeCall(ctx, c)
+	reply, err = in.handler.ServeCall(ctx, c)
+	if err == nil && reply.Streamed() {
+		// Issue 18's stream protocol plugs in here: until then a
+		// streamed reply is read whole, under the call's deadline, and
+		// answered in one message, as a unary one; reading it to its
+		// end tells the middleware its outcome (Reply.OnEnd).
+		whole, err := reply.ReadWhole(ctx, LimitsOf(in.nc).PayloadLimit())
+		if err != nil {
+			if e := wire.FromError(err); e.Kind == wire.KindTooLarge {
+				err = &wire.Error{Kind: wire.KindUpstream, Message: "the service's streamed reply exceeds max_payload: " + e.Message}
+			}
+			return nil, err
+		}
+		return ReplyFromMsg(c.Proto, whole), nil
+	}
+	return reply, err
 }
 
 // callTimeout is the deadline a message propagates: Mesh-Timeout, or
