@@ -64,9 +64,18 @@ func (a *Agent) countEndpoints(next pipeline.Handler) pipeline.Handler {
 		if c.Subset != "" && len(a.endpoints) > 1 {
 			e = a.endpoints[1]
 		}
+		if err == nil && reply.Streamed() {
+			recordAtEnd(e, start, reply)
+			return reply, nil
+		}
 		e.Record(time.Since(start), telemetry.Failed(pipeline.OutcomeOf(c.Proto, reply, err)))
 		return reply, err
 	})
+}
+
+// recordAtEnd counts a call answered by a stream when the stream ends.
+func recordAtEnd(e *discovery.Endpoint, start time.Time, reply *pipeline.Reply) {
+	reply.OnEnd(func(o wire.Outcome) { e.Record(time.Since(start), telemetry.Failed(o)) })
 }
 
 // startDiscovery starts answering discovery, and the status subject of

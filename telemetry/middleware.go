@@ -94,10 +94,23 @@ func (t *Telemetry) OutboundCall() pipeline.OutboundMiddleware {
 			}()
 			reply, err = next.Send(ctx, c)
 			panicked = false
+			if err == nil && reply.Streamed() {
+				t.callDoneAtEnd(ctx, span, st, c, dest, start, flight, reply)
+				return reply, nil
+			}
 			t.callDone(ctx, span, st, c, dest, start, flight, pipeline.OutcomeOf(c.Proto, reply, err))
 			return reply, err
 		})
 	}
+}
+
+// callDoneAtEnd records an outbound call answered by a stream when the
+// stream ends, with the outcome its end makes: the call lasts, and is in
+// flight, until then. (A function of its own, so a whole reply's call
+// pays for no closure.)
+func (t *Telemetry) callDoneAtEnd(ctx context.Context, span trace.Span, st *callState, c *pipeline.Call, dest string,
+	start time.Time, flight *atomic.Int64, reply *pipeline.Reply) {
+	reply.OnEnd(func(w wire.Outcome) { t.callDone(ctx, span, st, c, dest, start, flight, w) })
 }
 
 // callDone records an outbound call that ended with outcome w.
@@ -191,6 +204,10 @@ func (t *Telemetry) OutboundAttempt() pipeline.OutboundMiddleware {
 			}()
 			reply, err := next.Send(ctx, c)
 			panicked = false
+			if err == nil && reply.Streamed() {
+				endSpanAtEnd(span, c.Proto, reply)
+				return reply, nil
+			}
 			w := pipeline.OutcomeOf(c.Proto, reply, err)
 			endSpan(span, c.Proto, classify(w), w.Err)
 			return reply, err
@@ -238,6 +255,10 @@ func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 			}()
 			reply, err = next.ServeCall(ctx, c)
 			panicked = false
+			if err == nil && reply.Streamed() {
+				t.servedDoneAtEnd(ctx, span, c, start, flight, reply)
+				return reply, nil
+			}
 			t.servedDone(ctx, span, c, start, flight, pipeline.OutcomeOf(c.Proto, reply, err))
 			return reply, err
 		})
@@ -263,6 +284,13 @@ func (t *Telemetry) ServedHTTP(ctx context.Context, service string, status int, 
 	}
 	e := t.m.in.edge(edgeKey{caller: "", callee: service, proto: wire.ProtoHTTP})
 	t.m.in.record(ctx, e, o, dur)
+}
+
+// servedDoneAtEnd records an inbound call answered by a stream when the
+// stream ends (see callDoneAtEnd).
+func (t *Telemetry) servedDoneAtEnd(ctx context.Context, span trace.Span, c *pipeline.Call, start time.Time, flight *atomic.Int64,
+	reply *pipeline.Reply) {
+	reply.OnEnd(func(w wire.Outcome) { t.servedDone(ctx, span, c, start, flight, w) })
 }
 
 // servedDone records an inbound call that ended with outcome w.
@@ -322,6 +350,11 @@ func callAttrs(c *pipeline.Call, dest string) []attribute.KeyValue {
 		}
 	}
 	return attrs
+}
+
+// endSpanAtEnd ends an attempt's span when its streamed reply ends.
+func endSpanAtEnd(span trace.Span, proto wire.Proto, reply *pipeline.Reply) {
+	reply.OnEnd(func(w wire.Outcome) { endSpan(span, proto, classify(w), w.Err) })
 }
 
 // endSpan records the outcome on span and ends it: the status code, the
