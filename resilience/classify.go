@@ -23,8 +23,13 @@ func outcomeOf(msg *pipeline.Reply, err error) wire.Outcome { return pipeline.Ou
 // after a timeout or a server failure worth another try (wire.Outcome's
 // Retry). A cancelled attempt (the caller went away, or a hedge lost) and
 // the caller's own refusals (its breaker, its bulkhead) never are.
+//
+// A streamed reply commits the call (as a gRPC client commits an RPC once
+// it has the response's headers): it is the call's answer, never retried,
+// since its outcome is known only at its end and a retry would discard a
+// stream the service has begun.
 func retryable(msg *pipeline.Reply, err error, idempotent bool) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, errLocal) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, errLocal) || (err == nil && msg.Streamed()) {
 		return false
 	}
 	switch outcomeOf(msg, err).Retry() {
@@ -49,7 +54,7 @@ func destinationFailed(msg *pipeline.Reply, err error) bool {
 // hedgeWins reports whether an attempt's result ends a hedged call at once,
 // cancelling the attempts still running (wire.Outcome's EndsHedge). Other
 // results wait for the rest; when all have ended, the last one is the
-// call's.
+// call's. A streamed reply commits the call (see retryable): it wins.
 func hedgeWins(msg *pipeline.Reply, err error) bool {
-	return err == nil && outcomeOf(msg, nil).EndsHedge()
+	return err == nil && (msg.Streamed() || outcomeOf(msg, nil).EndsHedge())
 }

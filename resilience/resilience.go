@@ -201,9 +201,11 @@ func isAgain(_ *pipeline.Reply, err error) bool {
 // budget are those of a call that ran under it from the start.
 func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call) (*pipeline.Reply, error) {
 	idempotent := p.idempotent || c.Idempotent()
-	// A mirror copy is sent once: shadow traffic never multiplies.
-	mirror := pipeline.IsMirror(ctx)
-	hedged := idempotent && p.hedged != nil && !mirror
+	// A mirror copy is sent once: shadow traffic never multiplies. So is
+	// a call whose body can be read once only (a stream without a
+	// replay): no other attempt could send it again.
+	once := pipeline.IsMirror(ctx) || !c.Body.Replayable()
+	hedged := idempotent && p.hedged != nil && !once
 	// The route's timeout is a context of its own only when it ends the
 	// call sooner than its deadline does (the outbound pipeline always
 	// sets one). Hedged calls always get one: its cancellation on return
@@ -226,7 +228,7 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 	// The first attempt sends c itself: a Sender never modifies its call,
 	// and no other attempt runs beside it. Retries send clones.
 	msg, err := p.try(ctx, next, c, 1, &g)
-	if p.retry == nil || mirror {
+	if p.retry == nil || once {
 		g.done(msg, err)
 		return finish(msg, err)
 	}
@@ -260,9 +262,23 @@ func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline
 		if n == 1 {
 			return first, &again{firstErr} // the first try, made by send
 		}
-		msg, err := p.try(exec.Context(), next, c.Clone(), n, g)
+		msg, err := p.tryAgain(exec.Context(), next, c, n, g)
 		return p.verdict(ctx, n, msg, err, idempotent)
 	})
+}
+
+// tryAgain is the n-th try (n > 1) of a call that is not hedged, with a
+// copy of c whose body reads again from its start (pipeline.Call.Replay),
+// closed once the try has ended. A body that cannot be replayed fails the
+// try (such a call is never retried: see send).
+func (p *plan) tryAgain(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, g *callBreaker) (*pipeline.Reply, error) {
+	d, err := c.Replay()
+	if err != nil {
+		return nil, &wire.Error{Kind: wire.KindInternal, Message: "retrying the call: " + err.Error(), Err: err}
+	}
+	msg, err := p.try(ctx, next, d, n, g)
+	d.CloseBody(msg, err)
+	return msg, err
 }
 
 // retried runs fn under the retry policy and returns the call's outcome,
@@ -405,11 +421,29 @@ func (g *callBreaker) done(msg *pipeline.Reply, err error) {
 		}
 		msg, err = g.last, g.lastErr
 	}
-	if destinationFailed(msg, err) {
-		g.cb.RecordFailure()
-	} else {
-		g.cb.RecordSuccess()
+	if err == nil && msg.Streamed() {
+		// A stream's outcome is its end's (a gRPC stream's status comes
+		// in its trailer): the call holds its permit until then.
+		recordAtEnd(g.cb, msg)
+		return
 	}
+	record(g.cb, destinationFailed(msg, err))
+}
+
+// record records a call on cb, a failure or a success.
+func record(cb circuitbreaker.CircuitBreaker[*pipeline.Reply], failed bool) {
+	if failed {
+		cb.RecordFailure()
+	} else {
+		cb.RecordSuccess()
+	}
+}
+
+// recordAtEnd records a call answered by a stream when the stream ends, by
+// the outcome its end makes. A stream its caller gave up midway is not
+// held against the destination, which answered.
+func recordAtEnd(cb circuitbreaker.CircuitBreaker[*pipeline.Reply], reply *pipeline.Reply) {
+	reply.OnEnd(func(o wire.Outcome) { record(cb, o.DestinationFailed()) })
 }
 
 // abandon records a failure for a call that still holds its permit as it
@@ -444,26 +478,88 @@ func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Ca
 // executors, each attempt through the call's way through the breaker (g).
 func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, g *callBreaker) (*pipeline.Reply, error) {
 	var n atomic.Int32
+	var streams losers
 	round := func(ctx context.Context) (*pipeline.Reply, error) {
 		msg, err := p.hedged.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
 			if !g.enter() {
 				return nil, circuitbreaker.ErrOpen
 			}
 			// Each attempt its own copy: concurrent hedges share no
-			// header map.
-			msg, err := p.attempt(exec.Context(), next, c.Clone(), pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()})
+			// header map, and each but the first reads the body again.
+			a := pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()}
+			d := c.Clone()
+			if a.Number > 1 {
+				var err error
+				if d, err = c.Replay(); err != nil {
+					return nil, &wire.Error{Kind: wire.KindInternal, Message: "hedging the call: " + err.Error(), Err: err}
+				}
+			}
+			msg, err := p.attempt(exec.Context(), next, d, a)
+			if a.Number > 1 {
+				d.CloseBody(msg, err)
+			}
 			g.sent(msg, err)
+			streams.add(msg, err)
 			return msg, err
 		})
 		return msg, p.refusal(err)
 	}
+	var msg *pipeline.Reply
+	var err error
 	if p.retry == nil {
-		return finish(round(ctx))
+		msg, err = finish(round(ctx))
+	} else {
+		msg, err = p.retried(ctx, func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
+			msg, err := round(exec.Context())
+			return p.verdict(ctx, exec.Attempts(), msg, err, true)
+		})
 	}
-	return p.retried(ctx, func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
-		msg, err := round(exec.Context())
-		return p.verdict(ctx, exec.Attempts(), msg, err, true)
-	})
+	streams.answered(msg)
+	return msg, err
+}
+
+// losers closes the streamed replies of a hedged call's attempts that are
+// not its answer: each attempt's reply is the hedge's to discard but the
+// one the call returns, and a stream no one reads or closes would never
+// end (nor tell its outcome to the telemetry of its attempt).
+type losers struct {
+	mu     sync.Mutex
+	done   bool
+	answer *pipeline.Reply
+	open   []*pipeline.Reply
+}
+
+// add notes an attempt's result; once the call has its answer, another
+// streamed reply is closed at once.
+func (l *losers) add(msg *pipeline.Reply, err error) {
+	if err != nil || !msg.Streamed() {
+		return
+	}
+	l.mu.Lock()
+	if !l.done {
+		l.open = append(l.open, msg)
+		l.mu.Unlock()
+		return
+	}
+	answer := l.answer
+	l.mu.Unlock()
+	if msg != answer {
+		msg.Body.Stream.Close()
+	}
+}
+
+// answered closes the streamed replies noted so far but answer.
+func (l *losers) answered(answer *pipeline.Reply) {
+	l.mu.Lock()
+	l.done, l.answer = true, answer
+	open := l.open
+	l.open = nil
+	l.mu.Unlock()
+	for _, r := range open {
+		if r != answer {
+			r.Body.Stream.Close()
+		}
+	}
 }
 
 // gate decides whether the result of the attempts-th try is retried: only
