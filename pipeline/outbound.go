@@ -86,7 +86,9 @@ type OutboundConfig struct {
 //     subject), received by the caller's reply mux (internal/replymux),
 //     one per caller and connection, made at the caller's first call;
 //     the connection's user must be allowed to subscribe to the caller's
-//     inbox (wire.InboxPrefix(caller)+".>").
+//     inbox (wire.InboxPrefix(caller)+".>"). A streamed body is read
+//     whole into the one message (until the stream protocol, issue 18),
+//     and the reply is read once into a [Reply].
 //
 // Failures come back as *wire.Error: no responders (naming the service and
 // subset), timeout, a broken or lost connection (broker-unavailable, after
