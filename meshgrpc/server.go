@@ -125,8 +125,8 @@ func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Rep
 	if err != nil {
 		return nil, err
 	}
-	// The answer is a value the encoder copies from: the Reply is the one
-	// allocation of the answer beside its message.
+	// The answer is a value, not a pointer (the encoder keeps none of
+	// it): that saves the allocation its Reply costs.
 	resp := s.serve(ctx, c.Caller, req)
 	m, err := grpcwire.ResponseMsg(&resp, s.limits.Now())
 	if err != nil {

@@ -74,10 +74,8 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		// streams its responses.
 		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: streaming not supported yet, only unary calls cross the mesh")
 	}
-	// A value the encoder copies from: the Reply is the one allocation
-	// of the answer beside its message.
-	resp := grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
-	m, err := grpcwire.ResponseMsg(&resp, u.Limits.Now())
+	resp := &grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
+	m, err := grpcwire.ResponseMsg(resp, u.Limits.Now())
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}
