@@ -305,6 +305,16 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	data := c.Body.Bytes
+	var trailer nats.Header
+	if st := c.Body.Stream; st != nil {
+		// Issue 18's stream protocol plugs in here: until then a
+		// streamed body crosses the mesh whole, in the one request
+		// message, its trailer in the header, up to max_payload.
+		if data, trailer, err = readStream(ctx, st, LimitsOf(s.nc).PayloadLimit()); err != nil {
+			return nil, err
+		}
+	}
 	deadline, _ := ctx.Deadline()
 	left := time.Until(deadline)
 	if left <= 0 {
@@ -316,19 +326,8 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	if h == nil {
 		h = make(nats.Header, 1)
 	}
-	data := c.Body.Bytes
-	if st := c.Body.Stream; st != nil {
-		// Issue 18's stream protocol plugs in here: until then a
-		// streamed body crosses the mesh whole, in the one request
-		// message, its trailer in the header, up to max_payload.
-		b, trailer, err := readStream(ctx, st, LimitsOf(s.nc).PayloadLimit())
-		if err != nil {
-			return nil, err
-		}
-		for k, vs := range trailer {
-			h[k] = vs
-		}
-		data = b
+	for k, vs := range trailer {
+		h[k] = vs
 	}
 	wire.SetTimeout(h, left)
 	// The request message and its Reply in one allocation: the request's
