@@ -57,16 +57,25 @@ func (a *Agent) newEndpoints() []*discovery.Endpoint {
 // countEndpoints is the agent's outermost inbound middleware: it counts
 // each served call on the endpoint it came in on, for $SRV.STATS.
 func (a *Agent) countEndpoints(next pipeline.Handler) pipeline.Handler {
-	return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 		start := time.Now()
 		reply, err := next.ServeCall(ctx, c)
 		e := a.endpoints[0]
 		if c.Subset != "" && len(a.endpoints) > 1 {
 			e = a.endpoints[1]
 		}
-		e.Record(time.Since(start), telemetry.Failed(c.Proto, reply, err))
+		if err == nil && reply.Streamed() {
+			recordAtEnd(e, start, reply)
+			return reply, nil
+		}
+		e.Record(time.Since(start), telemetry.Failed(pipeline.OutcomeOf(c.Proto, reply, err)))
 		return reply, err
 	})
+}
+
+// recordAtEnd counts a call answered by a stream when the stream ends.
+func recordAtEnd(e *discovery.Endpoint, start time.Time, reply *pipeline.Reply) {
+	reply.OnEnd(func(o wire.Outcome) { e.Record(time.Since(start), telemetry.Failed(o)) })
 }
 
 // startDiscovery starts answering discovery, and the status subject of

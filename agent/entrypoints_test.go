@@ -45,7 +45,7 @@ func (tr *trace) take() string {
 // what the entry point parsed) and the outcome on its way out.
 func (tr *trace) stub(name string) pipeline.OutboundMiddleware {
 	return func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			if _, ok := ctx.Deadline(); !ok {
 				tr.add(name + ":no-deadline")
 			}

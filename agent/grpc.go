@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 
 	"github.com/natsmesh/natsmesh/meshgrpc"
@@ -85,7 +84,7 @@ func (a *Agent) ServeGRPCProxy(l net.Listener) error {
 }
 
 // grpcUpstream serves inbound gRPC calls from the h2c upstream.
-func (in *inbound) grpcUpstream(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+func (in *inbound) grpcUpstream(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	cc, err := in.grpcConn()
 	if err != nil {
 		return nil, &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}

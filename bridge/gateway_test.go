@@ -569,7 +569,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 func TestGatewaySlowloris(t *testing.T) {
 	g, err := NewGateway(GatewayConfig{
 		Conn:              gatewayConn(t, runServer(t)),
-		Middleware:        stub(func(context.Context, *pipeline.Call) (*nats.Msg, error) { return nil, wire.ErrNoResponders }),
+		Middleware:        stub(func(context.Context, *pipeline.Call) (*pipeline.Reply, error) { return nil, wire.ErrNoResponders }),
 		Routes:            []Route{{PathPrefix: "/", Service: "web"}},
 		Logger:            discardLogger(),
 		ReadHeaderTimeout: 200 * time.Millisecond,
@@ -635,22 +635,23 @@ func TestGatewayAnswersOnce(t *testing.T) {
 		status int
 		kind   wire.Kind
 	}{
-		{"request func panics", func(context.Context, *pipeline.Call) (*nats.Msg, error) { panic("boom") }, 500, wire.KindInternal},
-		{"deadline", func(ctx context.Context, _ *pipeline.Call) (*nats.Msg, error) {
+		{"request func panics", func(context.Context, *pipeline.Call) (*pipeline.Reply, error) { panic("boom") }, 500, wire.KindInternal},
+		{"deadline", func(ctx context.Context, _ *pipeline.Call) (*pipeline.Reply, error) {
 			<-ctx.Done()
 			return nil, wire.FromError(ctx.Err())
 		}, 504, wire.KindTimeout},
-		{"overloaded", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
-			return wire.ErrorMsg(&wire.Error{Kind: wire.KindOverloaded, RetryAfter: time.Second}), nil
+		{"overloaded", func(context.Context, *pipeline.Call) (*pipeline.Reply, error) {
+			return pipeline.ReplyFromMsg(wire.ProtoHTTP, wire.ErrorMsg(&wire.Error{Kind: wire.KindOverloaded, RetryAfter: time.Second})), nil
 		}, 503, wire.KindOverloaded},
-		{"forged 101", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
-			return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"101"}, "Upgrade": {"evil"}}}, nil
+		{"forged 101", func(context.Context, *pipeline.Call) (*pipeline.Reply, error) {
+			return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"101"}, "Upgrade": {"evil"}}}), nil
 		}, 502, wire.KindUpstream},
-		{"status 999", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
-			return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"999"}}}, nil
+		{"status 999", func(context.Context, *pipeline.Call) (*pipeline.Reply, error) {
+			return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"999"}}}), nil
 		}, 502, wire.KindUpstream},
-		{"service answer", func(context.Context, *pipeline.Call) (*nats.Msg, error) {
-			return httpwire.ResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, wire.Limits{})
+		{"service answer", func(context.Context, *pipeline.Call) (*pipeline.Reply, error) {
+			m, err := httpwire.ResponseMsg(201, http.Header{"X-A": {"1"}}, []byte("ok"), nil, wire.Limits{})
+			return pipeline.ReplyFromMsg(wire.ProtoHTTP, m), err
 		}, 201, ""},
 	}
 	for _, tt := range tests {

@@ -25,9 +25,9 @@ func recordingGateway(t *testing.T, cfg GatewayConfig) (base string, calls chan 
 	cfg.Conn = gatewayConn(t, runServer(t))
 	cfg.Routes = []Route{{PathPrefix: "/", Service: "web"}}
 	cfg.Logger = discardLogger()
-	cfg.Middleware = stub(func(_ context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	cfg.Middleware = stub(func(_ context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 		calls <- c
-		return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil
+		return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}), nil
 	})
 	g, err := NewGateway(cfg)
 	if err != nil {
@@ -144,13 +144,13 @@ func TestGatewayCallerDeadline(t *testing.T) {
 		Routes:  []Route{{PathPrefix: "/", Service: "web"}},
 		Logger:  discardLogger(),
 		Timeout: time.Second,
-		Middleware: stub(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		Middleware: stub(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			d, _ := ctx.Deadline()
 			left <- time.Until(d)
 			if c.HeaderValue("Mesh-Hdr-Mesh-Timeout") != "" {
 				t.Error("the client's Mesh-Timeout was sent on as a service header")
 			}
-			return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil
+			return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}), nil
 		}),
 	})
 	if err != nil {

@@ -35,7 +35,7 @@ func BenchmarkServerServeCall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: method, Header: m.Header, Data: m.Data}
+	c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: method, Header: m.Header, Body: pipeline.Body{Bytes: m.Data}}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -119,12 +119,17 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 		return nil, grpcwire.Status(err).Err()
 	}
 	dest.Subset = wire.NormalSubset(dest.Subset)
-	dest.Proto, dest.Op, dest.Header, dest.Data = wire.ProtoGRPC, req.Method, m.Header, m.Data
+	dest.Proto, dest.Op, dest.Header, dest.Body = wire.ProtoGRPC, req.Method, m.Header, pipeline.Body{Bytes: m.Data}
 	reply, err := s.Send(ctx, &dest)
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
-	resp, err := grpcwire.DecodeResponse(reply)
+	// A streamed reply is read whole until the stream protocol (issue 18).
+	whole, err := reply.ReadWhole(ctx, lim.PayloadLimit())
+	if err != nil {
+		return nil, grpcwire.Status(err).Err()
+	}
+	resp, err := grpcwire.DecodeResponse(whole)
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}

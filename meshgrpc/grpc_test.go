@@ -444,7 +444,7 @@ func TestClientMeshFailures(t *testing.T) {
 	t.Run("too large", func(t *testing.T) {
 		var sent atomic.Int32
 		count := func(next pipeline.Sender) pipeline.Sender {
-			return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+			return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 				sent.Add(1)
 				return next.Send(ctx, c)
 			})

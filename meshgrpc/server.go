@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"sync"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
@@ -121,30 +120,36 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // answer; a panic in the handler is recovered into an Internal status. A
 // message that is no gRPC request, or a reply past the limits, is a mesh
 // error.
-func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
-	req, err := grpcwire.DecodeCall(c.Header, c.Data, c.Op)
+func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
+	req, err := grpcwire.DecodeCall(c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
 	}
-	reply, err := grpcwire.ResponseMsg(s.serve(ctx, c.Caller, req), s.limits.Now())
-	return reply, wire.ResponseError(err)
+	// The answer is a value, not a pointer (the encoder keeps none of
+	// it): that saves the allocation its Reply costs.
+	resp := s.serve(ctx, c.Caller, req)
+	m, err := grpcwire.ResponseMsg(&resp, s.limits.Now())
+	if err != nil {
+		return nil, wire.ResponseError(err)
+	}
+	return pipeline.ReplyFromMsg(wire.ProtoGRPC, m), nil
 }
 
 // serve runs req for caller ("" when the subject named none).
-func (s *Server) serve(ctx context.Context, caller string, req *grpcwire.Request) *grpcwire.Response {
+func (s *Server) serve(ctx context.Context, caller string, req *grpcwire.Request) grpcwire.Response {
 	svcName, methodName := grpcwire.SplitMethod(req.Method)
 	s.mu.RLock()
 	svc := s.services[svcName]
 	s.mu.RUnlock()
 	if svc == nil {
-		return &grpcwire.Response{Status: status.Newf(codes.Unimplemented, "unknown service %v", svcName)}
+		return grpcwire.Response{Status: status.Newf(codes.Unimplemented, "unknown service %v", svcName)}
 	}
 	md := svc.methods[methodName]
 	if md == nil {
 		if svc.streams[methodName] {
-			return &grpcwire.Response{Status: status.Convert(errStreaming)}
+			return grpcwire.Response{Status: status.Convert(errStreaming)}
 		}
-		return &grpcwire.Response{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)}
+		return grpcwire.Response{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)}
 	}
 
 	if req.Metadata == nil {
@@ -166,7 +171,7 @@ func (s *Server) serve(ctx context.Context, caller string, req *grpcwire.Request
 	}
 	out, err := callHandler(ctx, md, svc.impl, dec, s.interceptor)
 	header, trailer := stream.finish()
-	resp := &grpcwire.Response{Header: header, Trailer: trailer}
+	resp := grpcwire.Response{Header: header, Trailer: trailer}
 	if err != nil {
 		st, ok := status.FromError(err)
 		if !ok {

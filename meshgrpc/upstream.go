@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -43,8 +42,8 @@ type Upstream struct {
 var _ pipeline.Handler = (*Upstream)(nil)
 
 // ServeCall implements [pipeline.Handler].
-func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
-	req, err := grpcwire.DecodeCall(c.Header, c.Data, c.Op)
+func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
+	req, err := grpcwire.DecodeCall(c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +75,9 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*nats.Msg, 
 		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: streaming not supported yet, only unary calls cross the mesh")
 	}
 	resp := &grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
-	reply, err := grpcwire.ResponseMsg(resp, u.Limits.Now())
-	return reply, wire.ResponseError(err)
+	m, err := grpcwire.ResponseMsg(resp, u.Limits.Now())
+	if err != nil {
+		return nil, wire.ResponseError(err)
+	}
+	return pipeline.ReplyFromMsg(wire.ProtoGRPC, m), nil
 }

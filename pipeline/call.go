@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -15,16 +17,19 @@ import (
 // *Call from the entry point to the end, so no middleware parses a subject
 // or a header to learn what the call is.
 //
-// A Call is the unit a middleware may copy (a retry, a hedge, a mirror, a
-// split that picks a subset): [Call.Clone] gives each attempt its own
-// header map. Nothing in the mesh writes to a Call's Header or Data once
-// the call has entered a pipeline; a middleware that needs a different
-// header sends a clone.
+// A Call is the unit a middleware may copy: [Call.Clone] gives a copy its
+// own header map and the same body (a split that picks a subset, a
+// telemetry that adds a traceparent: the same attempt), [Call.Replay] also
+// a body read again from its start (a retry, a hedge, a mirror: another
+// attempt). Nothing in the mesh writes to a Call's Header or Body once the
+// call has entered a pipeline; a middleware that needs a different header
+// sends a clone.
 //
-// Calls are unary today: Data is the whole body. A streaming call (gRPC
-// streams, bodies over max_payload, WebSocket) will be another kind of Call
-// whose body is a flow-controlled stream of messages each way instead of
-// Data; its routing fields and middleware stay the same.
+// Its body is whole (Body.Bytes, the unary message's payload) or a stream
+// (Body.Stream), replayable or not; its routing fields are the same
+// either way, and so is every middleware's decision. A stream lives as
+// long as its call: whoever made it (the entry point, a policy for the
+// replay it made) closes it once the call has ended ([Call.CloseBody]).
 type Call struct {
 	// Service and Subset name the destination: a meshed service and, when
 	// Subset is set, only its instances of that subset. Subset "" means any
@@ -40,17 +45,18 @@ type Call struct {
 	Subject string
 	// Caller is the calling service, the caller token of the subject.
 	Caller string
-	// Proto says how Header and Data are to be read.
+	// Proto says how Header and Body are to be read.
 	Proto wire.Proto
 	// Op is the operation: the HTTP method, or the full gRPC method
 	// ("/pkg.Service/Method").
 	Op string
 	// Path is the escaped path of an HTTP call, for routing; "" for gRPC.
 	Path string
-	// Header and Data are the request message as the wire format encodes
-	// it. Inbound, they are the received message's.
+	// Header and Body are the request message as the wire format encodes
+	// it: the header of its first message, and its body, whole or a
+	// stream. Inbound, they are the received message's.
 	Header nats.Header
-	Data   []byte
+	Body   Body
 
 	// msg is the received message, inbound.
 	msg *nats.Msg
@@ -77,10 +83,11 @@ func (c *Call) MeshSubject() string {
 }
 
 // Clone returns a copy of c with a header map of its own (the values are
-// shared: they are never written in place) and the same body. The clone of
-// a received call is a received call whose message has the clone's header,
-// so a handler that reads the message ([Call.Msg]) sees what a middleware
-// changed.
+// shared: they are never written in place) and the same body: a whole
+// body's bytes, or the same stream, read once between them (net/http's
+// Request.Clone shares its Body so). The clone of a received call is a
+// received call whose message has the clone's header, so a handler that
+// reads the message ([Call.Msg]) sees what a middleware changed.
 func (c *Call) Clone() *Call {
 	d := *c
 	d.Header = make(nats.Header, len(c.Header)+1)
@@ -99,7 +106,51 @@ func (c *Call) Msg() *nats.Msg {
 	if c.msg != nil {
 		return c.msg
 	}
-	return &nats.Msg{Subject: c.MeshSubject(), Header: c.Header, Data: c.Data}
+	return &nats.Msg{Subject: c.MeshSubject(), Header: c.Header, Data: c.Body.Bytes}
+}
+
+// ErrNotReplayable is what [Call.Replay] fails with for a body that can be
+// read once only: a stream without Body.Replay.
+var ErrNotReplayable = errors.New("pipeline: the call's body is a stream that cannot be replayed")
+
+// Replay returns a copy of c for another attempt (a retry, a hedge, a
+// mirror): a [Call.Clone] whose body reads again from its start, the same
+// bytes of a whole body, a new stream from Body.Replay. The new stream is
+// the caller's to close ([Call.CloseBody]) once the attempt has ended. A
+// body that cannot be replayed fails with ErrNotReplayable; a Replay that
+// fails, with its error.
+func (c *Call) Replay() (*Call, error) {
+	d := c.Clone()
+	if c.Body.Stream == nil {
+		return d, nil
+	}
+	if c.Body.Replay == nil {
+		return nil, ErrNotReplayable
+	}
+	s, err := c.Body.Replay()
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: replaying the call's body: %w", err)
+	}
+	d.Body.Stream = s
+	return d, nil
+}
+
+// CloseBody closes c's body stream once the call that returned reply and
+// err has ended: at once, or, for a streamed reply, at its end (a stream's
+// request may go on while its answer does). The maker of a stream calls
+// it: an entry point for its call's, a policy for a replay it made. A
+// stream read to its end needs no Close, and gets a harmless one; a whole
+// body needs nothing.
+func (c *Call) CloseBody(reply *Reply, err error) {
+	s := c.Body.Stream
+	if s == nil {
+		return
+	}
+	if err == nil && reply.Streamed() {
+		reply.OnEnd(func(wire.Outcome) { s.Close() })
+		return
+	}
+	s.Close()
 }
 
 // Idempotent reports whether repeating the call is safe by its method:

@@ -5,7 +5,31 @@
 //
 // A [Call] is one request already parsed: destination service and subset
 // (or a NATS-native subject), caller, protocol, operation (HTTP method or
-// gRPC method), HTTP path, and the message as the wire package encodes it.
+// gRPC method), HTTP path, and the message as the wire package encodes it:
+// its header, and its [Body], whole (the unary payload) or a [Stream],
+// replayable or not.
+//
+// A [Reply] is the service's answer read once from the wire, whatever the
+// protocol: its status (the HTTP status or the gRPC code, with its
+// message), its header as the wire encodes it, and its Body, whole or a
+// stream. Its [wire.Outcome], wire's one rule of whether the service
+// failed, is read when the reply is made ([ReplyFromMsg], by
+// [wire.AnswerOutcome]); a middleware judges an answer by that outcome's
+// variant for it (CountsAsError for telemetry, PassiveHealth, and
+// DestinationFailed, Retry, EndsHedge for the resilience policies, each
+// written beside the rule), never by reading headers again, and a failure
+// of the mesh is an error, never a reply ([OutcomeOf] reads either).
+//
+// The seam has one shape for unary and streamed calls, where grpc-go has
+// two interceptors (unary, and stream, which wraps the stream itself) and
+// every concern is written twice: a middleware wraps one function that
+// returns the answer, and a stream is a body that arrives later, as in
+// Envoy's phases of headers, data and trailers. What a middleware decides
+// (routing, authorization, limits, faults, whether to retry) it decides
+// from the call's routing fields and header and the reply's header, the
+// headers phase, the same for both; what it observes of the answer it
+// observes through the reply's outcome, which a stream makes at its end
+// ([Reply.OnEnd]); one that must see the data wraps Body.Stream.
 //
 // Outbound, a [Sender] sends a call and returns the service's reply; an
 // [OutboundMiddleware] wraps a Sender, in the shape of http.RoundTripper
@@ -28,8 +52,9 @@
 // (Mesh-Timeout, else grpc-timeout, else its default; the decoders apply
 // the same Mesh-Timeout again, which changes nothing behind the dispatch)
 // and the one reply, which goes only to the pair inbox of the caller and
-// the service, wire.PairInbox(caller, service) ([ReplyAllowed]). A handler's reply message belongs to the dispatch,
-// which sets its subject and publishes it: return a fresh message.
+// the service, wire.PairInbox(caller, service) ([ReplyAllowed]). A
+// handler's reply belongs to the dispatch, which sets the subject of its
+// message ([Reply.Msg]) and publishes it: return a fresh one.
 //
 // # Order of the middleware
 //
@@ -46,7 +71,8 @@
 //  3. authorization: a call the mesh file's allow lists forbid is answered
 //     forbidden here, at once;
 //  4. the overall timeout of the route;
-//  5. retries with their budget, and hedging (each attempt a clone);
+//  5. retries with their budget, and hedging (each attempt a clone, whose
+//     body a retry or a hedge reads again: [Call.Replay]);
 //  6. the bulkhead (concurrency limit) of the destination;
 //  7. the circuit breaker of the destination (inside the bulkhead, so the
 //     caller's own refusals never count for or against the destination):
@@ -76,10 +102,38 @@
 //
 // # Streams
 //
-// Calls are unary: Data is the whole body, one message each way. A
-// streaming call (gRPC streams, bodies over max_payload, WebSocket) will be
-// another kind of Call, whose body is a flow-controlled sequence of
-// messages each way instead of Data; routing, authorization and the
-// decisions of policies read only a Call's routing fields and headers, so
-// they apply to it unchanged.
+// A streamed call is a Call and a Reply like any other: only their Body
+// differs, a [Stream] (Next, then Trailer after io.EOF, and Close to give
+// up) instead of Bytes. What a stream changes, the seam owns:
+//
+//   - A request's stream is replayable when its Body.Replay can read it
+//     again from its start (net/http's Request.GetBody). [Call.Clone]
+//     shares the body (the same attempt), [Call.Replay] reads it again
+//     (another attempt: a retry, a hedge, a mirror copy). A call whose
+//     body cannot be replayed is sent once: the resilience policies
+//     neither retry nor hedge it, routing does not mirror it. Whoever
+//     makes a stream closes it once the call has ended ([Call.CloseBody]).
+//   - A streamed reply's outcome is its header's until its end, which
+//     makes the final one: a gRPC stream's status comes in its trailer
+//     ([wire.Outcome.WithTrailer]), a stream may fail midway (that mesh
+//     error), or be closed before its end (a call given up, which no
+//     variant holds against the service). Reply.OnEnd tells it, once, to
+//     every observer (the breaker, passive health, telemetry, discovery's
+//     counts), whoever reads the body: the stream is classified once.
+//   - A streamed reply commits the call, as a gRPC client commits an RPC
+//     once it has the response's headers: the policies never retry it,
+//     and it ends a hedged call (the other attempts' streams are closed).
+//     The breaker holds the call's permit until the stream ends.
+//   - Whoever receives a streamed reply last reads it to its end or
+//     closes it; until then its observers wait.
+//
+// The wire does not carry streams yet: that is issue 18's stream protocol
+// (flow-controlled messages each way, gRPC streams, bodies over
+// max_payload, WebSocket). Until it does, a stream crosses a hop whole, in
+// one message, up to max_payload, at the places the protocol will plug
+// in: the end of the outbound pipeline reads a streamed request body, the
+// inbound dispatch a streamed reply ([Reply.ReadWhole]), and SendHTTP and
+// meshgrpc.Send a streamed reply they decode. The deadline and the inbound
+// slot are still the call's (a stream holds one slot until answered);
+// the stream protocol will give a stream its own bounds.
 package pipeline

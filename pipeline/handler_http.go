@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
@@ -33,10 +31,10 @@ type httpHandler struct {
 	limits Limits
 }
 
-func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
+func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 	lim := k.limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
-	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
+	r, err := httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
 	}
@@ -68,8 +66,13 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
 	}
 	code := rec.status()
 	trailer := rec.trailer()
-	reply, err := httpwire.ResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
-	return reply, wire.ResponseError(err)
+	m, err := httpwire.ResponseMsg(code, rec.snapshot, rec.body.Bytes(), trailer, lim)
+	if err != nil {
+		return nil, wire.ResponseError(err)
+	}
+	// The reply lives in the recorder, whose body it is already.
+	rec.reply.fromMsg(wire.ProtoHTTP, m)
+	return &rec.reply, nil
 }
 
 // SetCallerHeader sets the Mesh-Caller header, removing any spelling of it
@@ -100,6 +103,8 @@ type recorder struct {
 	// with too-large instead of exhausting memory.
 	limit    int64
 	tooLarge bool
+
+	reply Reply
 }
 
 func newRecorder(limit int64) *recorder { return &recorder{header: make(http.Header), limit: limit} }

@@ -20,19 +20,31 @@ func NewHTTPCall(r *http.Request, dest Call, lim wire.Limits) (*Call, error) {
 	}
 	c := dest
 	c.Subset = wire.NormalSubset(c.Subset)
-	c.Proto, c.Op, c.Header, c.Data = wire.ProtoHTTP, r.Method, m.Header, m.Data
+	c.Proto, c.Op, c.Header, c.Body = wire.ProtoHTTP, r.Method, m.Header, Body{Bytes: m.Data}
 	c.Path = m.Header.Get(wire.HeaderPath)
 	return &c, nil
 }
 
 // SendHTTP sends c through s and decodes the reply. Mesh failures come back
-// as *wire.Error.
+// as *wire.Error. A streamed reply is read whole (up to the max_payload of
+// s's connection, when s is an [Outbound], else wire's default), until the
+// stream protocol (issue 18) lets it reach the client as it arrives.
 func SendHTTP(ctx context.Context, s Sender, c *Call) (*http.Response, error) {
 	reply, err := s.Send(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	return httpwire.DecodeResponse(reply)
+	m := reply.Msg()
+	if reply.Streamed() {
+		lim := wire.Limits{}
+		if o, ok := s.(*Outbound); ok {
+			lim = o.Limits()
+		}
+		if m, err = reply.ReadWhole(ctx, lim.PayloadLimit()); err != nil {
+			return nil, err
+		}
+	}
+	return httpwire.DecodeResponse(m)
 }
 
 // CallerDeadline returns ctx with the deadline the client of r asked for in

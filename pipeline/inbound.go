@@ -15,22 +15,25 @@ import (
 )
 
 // Handler serves one inbound call and returns the reply to send: the local
-// service's answer, whatever its status. A failure of the mesh (the call
-// cannot be decoded, the service cannot be reached, a limit refuses it) is
-// returned as an error instead, which the dispatch sends as a mesh error
-// reply; an error that is no *wire.Error is sent as KindInternal.
+// service's answer, whatever its status, read once ([Reply]; a handler
+// that encodes one message makes it with [ReplyFromMsg]). A failure of the
+// mesh (the call cannot be decoded, the service cannot be reached, a limit
+// refuses it) is returned as an error instead, which the dispatch sends as
+// a mesh error reply; an error that is no *wire.Error is sent as
+// KindInternal.
 //
 // ctx carries the call's deadline and caller ([CallerFrom]); a handler must
-// not use the call after it returns.
+// not use the call after it returns. The dispatch gives handlers whole
+// bodies (one message each) until the stream protocol (issue 18).
 type Handler interface {
-	ServeCall(ctx context.Context, c *Call) (*nats.Msg, error)
+	ServeCall(ctx context.Context, c *Call) (*Reply, error)
 }
 
 // HandlerFunc adapts a function to a [Handler].
-type HandlerFunc func(ctx context.Context, c *Call) (*nats.Msg, error)
+type HandlerFunc func(ctx context.Context, c *Call) (*Reply, error)
 
 // ServeCall calls f.
-func (f HandlerFunc) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) { return f(ctx, c) }
+func (f HandlerFunc) ServeCall(ctx context.Context, c *Call) (*Reply, error) { return f(ctx, c) }
 
 // InboundMiddleware wraps a Handler with one concern (a rate limit,
 // authorization, a fault, a span, a metric).
@@ -46,7 +49,7 @@ type Protocols struct {
 }
 
 // ServeCall implements [Handler].
-func (p Protocols) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
+func (p Protocols) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 	var h Handler
 	switch c.Proto {
 	case wire.ProtoHTTP:
@@ -104,7 +107,8 @@ const overloadRetryAfter = time.Second
 //  5. passes the middleware, the first outermost, then the handler;
 //  6. sends exactly one reply: the handler's, or its error as a mesh error
 //     reply; a reply the broker refuses (over max_payload) is replaced by a
-//     mesh error saying why.
+//     mesh error saying why. A streamed reply is read whole and sent as
+//     one message, until the stream protocol (issue 18).
 type Inbound struct {
 	nc      *nats.Conn
 	service string
@@ -244,7 +248,7 @@ func (in *Inbound) release() {
 }
 
 // serve runs one admitted message through the middleware and handler.
-func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
+func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 	subj, err := wire.ParseSubject(m.Subject)
 	if err != nil {
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()}
@@ -258,7 +262,7 @@ func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
 	}
 	c := &Call{
 		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
-		Header: m.Header, Data: m.Data, msg: m,
+		Header: m.Header, Body: Body{Bytes: m.Data}, msg: m,
 	}
 	// The caller is the subject's, as c has it now: nothing changes a
 	// call's caller.
@@ -273,7 +277,22 @@ func (in *Inbound) serve(m *nats.Msg) (reply *nats.Msg, err error) {
 			reply, err = nil, wire.Errorf(wire.KindInternal, "handler panic")
 		}
 	}()
-	return in.handler.ServeCall(ctx, c)
+	reply, err = in.handler.ServeCall(ctx, c)
+	if err == nil && reply.Streamed() {
+		// Issue 18's stream protocol plugs in here: until then a
+		// streamed reply is read whole, under the call's deadline, and
+		// answered in one message, as a unary one; reading it to its
+		// end tells the middleware its outcome (Reply.OnEnd).
+		whole, err := reply.ReadWhole(ctx, LimitsOf(in.nc).PayloadLimit())
+		if err != nil {
+			if e := wire.FromError(err); e.Kind == wire.KindTooLarge {
+				err = &wire.Error{Kind: wire.KindUpstream, Message: "the service's streamed reply exceeds max_payload: " + e.Message}
+			}
+			return nil, err
+		}
+		return ReplyFromMsg(c.Proto, whole), nil
+	}
+	return reply, err
 }
 
 // callTimeout is the deadline a message propagates: Mesh-Timeout, or
@@ -296,13 +315,15 @@ func callTimeout(h nats.Header) (time.Duration, error) {
 // respond sends the one reply to m. If the broker refuses it (a max_payload
 // smaller than the one the reply was sized for, after a reconnect), the
 // caller still gets one answer: a mesh error saying why.
-func (in *Inbound) respond(m, reply *nats.Msg, err error) {
-	if err != nil {
-		e := wire.FromError(err)
-		reply = wire.ErrorMsg(e)
-	}
-	if reply == nil {
+func (in *Inbound) respond(m *nats.Msg, r *Reply, err error) {
+	var reply *nats.Msg
+	switch {
+	case err != nil:
+		reply = wire.ErrorMsg(wire.FromError(err))
+	case r == nil:
 		reply = wire.ErrorMsg(wire.Errorf(wire.KindInternal, "handler returned no reply"))
+	default:
+		reply = r.Msg()
 	}
 	reply.Subject = m.Reply
 	perr := in.nc.PublishMsg(reply)

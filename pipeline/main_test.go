@@ -51,12 +51,21 @@ func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Lim
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	c := &Call{Caller: "test", Proto: wire.ProtoHTTP, Header: m.Header, Data: m.Data, msg: m}
+	c := &Call{Caller: "test", Proto: wire.ProtoHTTP, Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
 	reply, err := HTTPHandler(h, func() wire.Limits { return lim }).ServeCall(ctx, c)
 	if err != nil {
 		return wire.ErrorMsg(wire.FromError(err))
 	}
-	return reply
+	return reply.Msg()
+}
+
+// httpReply is the Reply of httpwire.ResponseMsg's message.
+func httpReply(status int, h http.Header, body []byte, trailer http.Header, lim wire.Limits) (*Reply, error) {
+	m, err := httpwire.ResponseMsg(status, h, body, trailer, lim)
+	if err != nil {
+		return nil, err
+	}
+	return ReplyFromMsg(wire.ProtoHTTP, m), nil
 }
 
 // encodeHTTPAt is the request message r makes on subject, with the

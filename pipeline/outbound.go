@@ -17,22 +17,25 @@ import (
 )
 
 // Sender sends one outbound call and returns the reply: the service's own
-// answer, whatever its status. Every failure of the mesh comes back as a
-// *wire.Error instead, including a reply that carries one (an instance that
-// answered overloaded, a remote timeout), so a middleware classifies
-// outcomes with errors.Is against the wire sentinels and never has to read
-// a reply's headers to learn that the mesh failed.
+// answer, whatever its status, read once ([Reply]). Every failure of the
+// mesh comes back as a *wire.Error instead, including a reply that carries
+// one (an instance that answered overloaded, a remote timeout), so a
+// middleware classifies outcomes with errors.Is against the wire sentinels
+// and never has to read a reply's headers to learn that the mesh failed;
+// how the service's answer came out is the reply's [Reply.Outcome], or,
+// for a stream, what [Reply.OnEnd] tells.
 //
-// Send must not modify c. The reply belongs to the caller.
+// Send must not modify c. The reply belongs to the caller, who reads a
+// streamed one to its end or closes it.
 type Sender interface {
-	Send(ctx context.Context, c *Call) (*nats.Msg, error)
+	Send(ctx context.Context, c *Call) (*Reply, error)
 }
 
 // SendFunc adapts a function to a [Sender].
-type SendFunc func(ctx context.Context, c *Call) (*nats.Msg, error)
+type SendFunc func(ctx context.Context, c *Call) (*Reply, error)
 
 // Send calls f.
-func (f SendFunc) Send(ctx context.Context, c *Call) (*nats.Msg, error) { return f(ctx, c) }
+func (f SendFunc) Send(ctx context.Context, c *Call) (*Reply, error) { return f(ctx, c) }
 
 // OutboundMiddleware wraps a Sender with one concern (a policy, a span, a
 // metric, a fault).
@@ -83,7 +86,9 @@ type OutboundConfig struct {
 //     subject), received by the caller's reply mux (internal/replymux),
 //     one per caller and connection, made at the caller's first call;
 //     the connection's user must be allowed to subscribe to the caller's
-//     inbox (wire.InboxPrefix(caller)+".>").
+//     inbox (wire.InboxPrefix(caller)+".>"). A streamed body is read
+//     whole into the one message (until the stream protocol, issue 18),
+//     and the reply is read once into a [Reply].
 //
 // Failures come back as *wire.Error: no responders (naming the service and
 // subset), timeout, a broken or lost connection (broker-unavailable, after
@@ -131,7 +136,7 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 func (o *Outbound) Close() error { return o.ns.close() }
 
 // Send sends c through the middleware and over NATS.
-func (o *Outbound) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
+func (o *Outbound) Send(ctx context.Context, c *Call) (*Reply, error) {
 	d, ok := ctx.Deadline()
 	switch {
 	case !ok:
@@ -283,7 +288,7 @@ func (s *natsSender) close() error {
 	return errors.Join(errs...)
 }
 
-func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
+func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	// The reply's peer: the service called, or the reserved peer of a
 	// NATS-native responder.
 	peer := wire.PeerNATS
@@ -300,6 +305,16 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
+	data := c.Body.Bytes
+	var trailer nats.Header
+	if st := c.Body.Stream; st != nil {
+		// Issue 18's stream protocol plugs in here: until then a
+		// streamed body crosses the mesh whole, in the one request
+		// message, its trailer in the header, up to max_payload.
+		if data, trailer, err = readStream(ctx, st, LimitsOf(s.nc).PayloadLimit()); err != nil {
+			return nil, err
+		}
+	}
 	deadline, _ := ctx.Deadline()
 	left := time.Until(deadline)
 	if left <= 0 {
@@ -311,13 +326,20 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 	if h == nil {
 		h = make(nats.Header, 1)
 	}
+	for k, vs := range trailer {
+		h[k] = vs
+	}
 	wire.SetTimeout(h, left)
-	m := &nats.Msg{Subject: c.MeshSubject(), Header: h, Data: c.Data}
+	// The request message and its Reply in one allocation: the request's
+	// life ends where the reply's begins.
+	x := &exchange{req: nats.Msg{Subject: c.MeshSubject(), Header: h, Data: data}}
+	m := &x.req
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s.track(m, cancel)
 	reply, err := mux.Request(ctx, m, peer)
 	s.untrack(m)
+	x.req = nats.Msg{} // keeps neither the header nor the body
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, wire.ErrForbidden) {
 			return nil, cause
@@ -333,7 +355,14 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 	if e := wire.ReplyError(reply.Header); e != nil {
 		return nil, e
 	}
-	return reply, nil
+	x.reply.fromMsg(c.Proto, reply)
+	return &x.reply, nil
+}
+
+// exchange is one attempt's request message and its reply.
+type exchange struct {
+	req   nats.Msg
+	reply Reply
 }
 
 // connected returns nil once the connection is up, waiting for a reconnect

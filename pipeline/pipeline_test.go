@@ -16,7 +16,6 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
-	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // serve subscribes an inbound pipeline for service with h, until the test
@@ -80,18 +79,18 @@ func TestOverloadedReachesMiddlewareAsError(t *testing.T) {
 	started := make(chan struct{}, 1)
 	serve(t, svc, "orders", InboundConfig{
 		MaxConcurrent: 1,
-		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			started <- struct{}{}
 			select {
 			case <-release:
 			case <-ctx.Done():
 			}
-			return httpwire.ResponseMsg(200, nil, nil, nil, wire.Limits{})
+			return httpReply(200, nil, nil, nil, wire.Limits{})
 		}),
 	})
 	seen := make(chan error, 2)
 	record := func(next Sender) Sender {
-		return SendFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
+		return SendFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			reply, err := next.Send(ctx, c)
 			seen <- err
 			return reply, err
@@ -126,14 +125,14 @@ func TestConcurrentAttemptsShareNoHeaders(t *testing.T) {
 	b := runBroker(t)
 	svc := conn(t, b, "orders")
 	serve(t, svc, "orders", InboundConfig{
-		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
-			return httpwire.ResponseMsg(200, http.Header{"X-Timeout": {c.Header.Get(wire.HeaderTimeout)}}, nil, nil, wire.Limits{})
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			return httpReply(200, http.Header{"X-Timeout": {c.Header.Get(wire.HeaderTimeout)}}, nil, nil, wire.Limits{})
 		}),
 	})
 	twice := func(next Sender) Sender {
-		return SendFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
+		return SendFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			var wg sync.WaitGroup
-			replies := make([]*nats.Msg, 2)
+			replies := make([]*Reply, 2)
 			errs := make([]error, 2)
 			for i := range 2 {
 				actx, cancel := context.WithTimeout(ctx, time.Duration(i+2)*time.Second)
@@ -172,13 +171,13 @@ func TestRawGRPCTimeoutIsTheDeadline(t *testing.T) {
 	svc := conn(t, b, "orders")
 	serve(t, svc, "orders", InboundConfig{
 		Timeout: time.Hour, // the default must not be what applies
-		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			d, ok := ctx.Deadline()
 			left := "none"
 			if ok {
 				left = strconv.FormatInt(int64(time.Until(d)/time.Millisecond), 10)
 			}
-			return httpwire.ResponseMsg(200, http.Header{"X-Left-Ms": {left}}, nil, nil, wire.Limits{})
+			return httpReply(200, http.Header{"X-Left-Ms": {left}}, nil, nil, wire.Limits{})
 		}),
 	})
 	raw := rawConn(t, b, "raw", "orders")
@@ -223,7 +222,7 @@ func TestOneReplyEach(t *testing.T) {
 	b := runBroker(t)
 	svc := conn(t, b, "orders")
 	serve(t, svc, "orders", InboundConfig{
-		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			switch c.HeaderValue("X-Do") {
 			case "panic":
 				panic("boom")
@@ -232,7 +231,7 @@ func TestOneReplyEach(t *testing.T) {
 			case "error":
 				return nil, errors.New("plain error")
 			}
-			return httpwire.ResponseMsg(204, nil, nil, nil, wire.Limits{})
+			return httpReply(204, nil, nil, nil, wire.Limits{})
 		}),
 	})
 	raw := rawConn(t, b, "raw", "orders")
@@ -285,14 +284,14 @@ func TestInboundWorkers(t *testing.T) {
 	var mu sync.Mutex
 	stacks := map[string]bool{}
 	in := serve(t, svc, "orders", InboundConfig{
-		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*nats.Msg, error) {
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			// The goroutine's ID is the first line of its own stack.
 			buf := make([]byte, 64)
 			id, _, _ := strings.Cut(string(buf[:runtime.Stack(buf, false)]), " [")
 			mu.Lock()
 			stacks[id] = true
 			mu.Unlock()
-			return httpwire.ResponseMsg(200, nil, nil, nil, wire.Limits{})
+			return httpReply(200, nil, nil, nil, wire.Limits{})
 		}),
 	})
 	o := outbound(t, conn(t, b, "web"))

@@ -1,113 +1,251 @@
 package pipeline
 
 import (
-	"log/slog"
-	"strings"
+	"context"
+	"errors"
+	"io"
 	"sync"
-	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
-// ReplyAllowed reports whether reply may be answered for a call on
-// subject: it must lie in the pair inbox of the caller and the service the
-// subject names, under wire.PairInbox(caller, service) + ".", the only
-// reply subjects the callee's user may publish to for that caller
-// (docs/security.md, "The reply model"). A call that crossed accounts
-// keeps its reply subject (the accounts exchange streams, not services),
-// so nats-server's "_R_." replies of a service import are refused too.
+// Reply is a service's answer to a call, read once from the wire: its
+// status in its protocol, its header, and its body, whole or a stream.
+// What every middleware needs to judge the answer, its [wire.Outcome], is
+// read from it here, once, and not again from its header; what a
+// middleware makes of that outcome is one of wire.Outcome's variants
+// (CountsAsError, PassiveHealth, DestinationFailed, Retry, EndsHedge).
 //
-// Any other reply subject ($JS.API.STREAM.CREATE.X, another service's call
-// subjects, another caller's inbox, the caller's replies from another
-// service) would make the agent publish its service's answer there: a
-// confused deputy, which the broker's permissions would refuse anyway; a
-// clear refusal here is better than a permissions violation. A reply with
-// wildcards, whitespace or empty tokens is refused too.
-func ReplyAllowed(subject, reply string) bool {
-	if !literalSubject(reply) {
-		return false
-	}
-	service, caller := callTokens(subject)
-	if caller == "" {
-		return false
-	}
-	// _INBOX_mesh.<caller>.<service>.<at least one more token>, without
-	// building the prefix: this runs for every inbound call.
-	rest, ok := strings.CutPrefix(reply, inboxRoot)
-	if !ok {
-		return false
-	}
-	if rest, ok = strings.CutPrefix(rest, caller); !ok || !strings.HasPrefix(rest, ".") {
-		return false
-	}
-	if rest, ok = strings.CutPrefix(rest[1:], service); !ok || !strings.HasPrefix(rest, ".") {
-		return false
-	}
-	return len(rest) > 1
+// A whole reply (one message, [ReplyFromMsg]) has its outcome when it is
+// made. A streamed reply ([NewStreamReply]) has the outcome of its header
+// until its end, which may change it: a gRPC stream's status comes in its
+// trailer, and a stream may fail or be given up midway. [Reply.OnEnd]
+// tells an observer the final outcome, once.
+//
+// A reply passes through the middleware as it is: nothing writes to it
+// once it is made, and a middleware that answers otherwise makes another.
+// The receiver of a streamed reply reads it to its end or closes it.
+type Reply struct {
+	// Proto is the protocol Status is in: the call's, or, for a reply
+	// made with proto "", gRPC when its header has Mesh-Grpc-Status.
+	Proto wire.Proto
+	// Status is the answer's status as its client sees it: the HTTP
+	// status, or the gRPC code (wire.Outcome's Code). A NATS-native
+	// answer's is read as the codecs read it (200 or OK, or a
+	// nats.go/micro error's). A streamed reply's is its header's: a gRPC
+	// stream's final status is in its trailer.
+	Status int
+	// Message is a gRPC answer's status message ("" for HTTP).
+	Message string
+	// Header is the reply's header as the wire format encodes it (that of
+	// its first message, for a stream).
+	Header nats.Header
+	// Body is the answer's body: the payload of a whole reply, or its
+	// stream.
+	Body Body
+
+	// msg is the message a whole reply was read from.
+	msg *nats.Msg
+	// end watches a streamed reply's stream for its end; nil for a whole
+	// reply.
+	end *ending
 }
 
-// inboxRoot is what every mesh inbox starts with, "_INBOX_mesh.".
-var inboxRoot = wire.InboxPrefix("")
-
-// callTokens returns the service and caller tokens of a mesh subject
-// (mesh.<service>.<subset>.<caller>.<proto>.<op>), or "", "" when subject
-// is not one or either token is not a valid name.
-func callTokens(subject string) (service, caller string) {
-	rest, ok := strings.CutPrefix(subject, wire.Prefix+".")
-	if !ok {
-		return "", ""
-	}
-	var toks [3]string // service, subset, caller
-	for i := range toks {
-		var found bool
-		toks[i], rest, found = strings.Cut(rest, ".")
-		if !found {
-			return "", ""
-		}
-	}
-	if wire.ValidateName("service", toks[0]) != nil || wire.ValidateName("caller", toks[2]) != nil {
-		return "", ""
-	}
-	return toks[0], toks[2]
+// ReplyFromMsg is the whole reply m carries, to a call of proto: its
+// status read from its header once, by wire's one reading of the status
+// headers ([wire.AnswerOutcome]). The reply keeps m (its header and data
+// are the reply's, not copies) for the adapters that send or decode it
+// ([Reply.Msg]).
+func ReplyFromMsg(proto wire.Proto, m *nats.Msg) *Reply {
+	r := new(Reply)
+	r.fromMsg(proto, m)
+	return r
 }
 
-// literalSubject reports whether s is a subject a message may be published
-// to: non-empty tokens, no wildcards, no whitespace or control bytes.
-func literalSubject(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
+// fromMsg makes r the reply m carries, in memory its caller already
+// allocated (the outbound pipeline's request and reply share one).
+func (r *Reply) fromMsg(proto wire.Proto, m *nats.Msg) {
+	o := wire.AnswerOutcome(proto, m.Header)
+	*r = Reply{Proto: o.Proto, Status: o.Code, Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
+	if o.Proto == wire.ProtoGRPC {
+		r.Message = grpcwire.StatusMessage(m.Header)
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
-			return false
-		}
-	}
-	return true
 }
 
-// refusedReplies logs refused reply subjects at most once per interval,
-// with the number refused since the last line, so a flood of forged
-// requests cannot flood the log.
-type refusedReplies struct {
-	log      *slog.Logger
-	interval time.Duration
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
+// NewStreamReply is a streamed reply to a call of proto: header is its
+// first message's header (its status, for HTTP), body the rest as it
+// arrives. Its Body.Stream is body watched for its end ([Reply.OnEnd]):
+// read it, not body.
+func NewStreamReply(proto wire.Proto, header nats.Header, body Stream) *Reply {
+	o := wire.AnswerOutcome(proto, header)
+	r := &Reply{Proto: o.Proto, Status: o.Code, Header: header}
+	if o.Proto == wire.ProtoGRPC {
+		r.Message = grpcwire.StatusMessage(header)
+	}
+	r.watch(body)
+	return r
 }
 
-func (r *refusedReplies) refused(subject, reply string) {
-	r.mu.Lock()
-	now := time.Now()
-	if !r.last.IsZero() && now.Sub(r.last) < r.interval {
-		r.suppressed++
-		r.mu.Unlock()
+// watch makes r's body stream s, watched for its end.
+func (r *Reply) watch(s Stream) {
+	r.end = &ending{inner: s, head: wire.Outcome{Proto: r.Proto, Code: r.Status}}
+	r.Body = Body{Stream: r.end}
+}
+
+// Streamed reports whether r's body arrives over time (false for a nil r).
+func (r *Reply) Streamed() bool { return r != nil && r.Body.Stream != nil }
+
+// Outcome is how the call ended as r tells it now: a whole reply's
+// outcome; a streamed reply's final one once it has ended, its header's
+// until then.
+func (r *Reply) Outcome() wire.Outcome {
+	if r.end != nil {
+		return r.end.outcome()
+	}
+	return wire.Outcome{Proto: r.Proto, Code: r.Status}
+}
+
+// OnEnd calls fn with r's final outcome, once: at once for a whole reply
+// or a stream that has ended; for a stream, when it ends: at io.EOF (with
+// its trailer's status), at an error of Next (that mesh error), or at a
+// Close before the end (a call given up: cancelled, which no variant
+// holds against the service). Observers are called in the order they
+// were registered, on the goroutine that ended the stream.
+//
+// Every observer of a call's answer (the breaker, passive health,
+// telemetry) registers here rather than reading the stream, so a stream's
+// outcome is read once, at its end, whoever reads its body. For a whole
+// reply, checking [Reply.Streamed] first and reading [OutcomeOf] at once
+// saves the closure an observer passes.
+func (r *Reply) OnEnd(fn func(wire.Outcome)) {
+	if r.Body.Stream == nil {
+		fn(r.Outcome())
 		return
 	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	r.log.Warn("pipeline: refused a call whose reply subject is not in the pair inbox of its caller and service (nothing published)",
-		"subject", subject, "reply", reply, "refused_since_last_log", n)
+	if r.end == nil {
+		// A Reply made without NewStreamReply.
+		r.watch(r.Body.Stream)
+	}
+	r.end.onEnd(fn)
+}
+
+// Msg is a whole reply as one NATS message: the one it was read from
+// (its header and data are r's, not copies), or one made of r's Header
+// and Body.Bytes; nil for a streamed reply ([Reply.ReadWhole] reads one).
+// The adapters that send or decode a reply read it, to copy nothing.
+func (r *Reply) Msg() *nats.Msg {
+	switch {
+	case r.Streamed():
+		return nil
+	case r.msg != nil:
+		return r.msg
+	}
+	return &nats.Msg{Header: r.Header, Data: r.Body.Bytes}
+}
+
+// ReadWhole is r as one message: a whole reply's ([Reply.Msg]), or a
+// streamed one's read to its end, its pieces joined and its trailer added
+// to a copy of its header, up to limit bytes of body (too-large past it,
+// the stream closed), under ctx.
+//
+// Until the wire carries streams (issue 18's stream protocol), this is
+// how a streamed reply crosses a hop: the inbound dispatch sends, and the
+// entry points decode, the one message it returns; the stream protocol
+// replaces each call of it.
+func (r *Reply) ReadWhole(ctx context.Context, limit int64) (*nats.Msg, error) {
+	if !r.Streamed() {
+		return r.Msg(), nil
+	}
+	b, trailer, err := readStream(ctx, r.Body.Stream, limit)
+	if err != nil {
+		return nil, err
+	}
+	return &nats.Msg{Header: withTrailer(r.Header, trailer), Data: b}, nil
+}
+
+// OutcomeOf is how a call of proto that returned reply and err ended, as
+// far as is known now: a mesh error's outcome (every failure of the mesh
+// is an error, never a reply), or the reply's ([Reply.Outcome]).
+func OutcomeOf(proto wire.Proto, reply *Reply, err error) wire.Outcome {
+	if err != nil || reply == nil {
+		return wire.OutcomeOf(proto, nil, err)
+	}
+	return reply.Outcome()
+}
+
+// ending is a streamed reply's stream, watched for its end.
+type ending struct {
+	inner Stream
+	head  wire.Outcome // the header's
+
+	mu    sync.Mutex
+	done  bool
+	final wire.Outcome
+	fns   []func(wire.Outcome)
+}
+
+// errGivenUp is how a stream closed before its end ended.
+var errGivenUp = &wire.Error{Kind: wire.KindTimeout, Message: "the streamed reply was closed before its end", Err: context.Canceled}
+
+func (e *ending) Next(ctx context.Context) ([]byte, error) {
+	b, err := e.inner.Next(ctx)
+	if err != nil {
+		e.finish(err)
+	}
+	return b, err
+}
+
+func (e *ending) Trailer() nats.Header { return e.inner.Trailer() }
+
+func (e *ending) Close() error {
+	err := e.inner.Close()
+	e.finish(errGivenUp)
+	return err
+}
+
+// finish records the stream's end, by err (io.EOF for its end), once, and
+// tells the observers.
+func (e *ending) finish(err error) {
+	e.mu.Lock()
+	if e.done {
+		e.mu.Unlock()
+		return
+	}
+	e.done = true
+	if errors.Is(err, io.EOF) {
+		e.final = e.head.WithTrailer(e.inner.Trailer())
+	} else {
+		e.final = wire.OutcomeOf(e.head.Proto, nil, err)
+	}
+	fns := e.fns
+	e.fns = nil
+	o := e.final
+	e.mu.Unlock()
+	for _, fn := range fns {
+		fn(o)
+	}
+}
+
+func (e *ending) outcome() wire.Outcome {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.done {
+		return e.final
+	}
+	return e.head
+}
+
+func (e *ending) onEnd(fn func(wire.Outcome)) {
+	e.mu.Lock()
+	if e.done {
+		o := e.final
+		e.mu.Unlock()
+		fn(o)
+		return
+	}
+	e.fns = append(e.fns, fn)
+	e.mu.Unlock()
 }

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
@@ -68,10 +66,10 @@ func NewUpstreamTransport() *http.Transport {
 var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
 
 // ServeCall implements [Handler].
-func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error) {
+func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 	lim := u.Limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
-	r, err := httpwire.DecodeCall(ctx, c.Header, c.Data, c.Op)
+	r, err := httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +109,11 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*nats.Msg, error
 		}
 		return nil, e
 	}
-	reply, err := httpwire.EncodeResponse(resp, lim)
-	return reply, wire.ResponseError(err)
+	m, err := httpwire.EncodeResponse(resp, lim)
+	if err != nil {
+		return nil, wire.ResponseError(err)
+	}
+	return ReplyFromMsg(wire.ProtoHTTP, m), nil
 }
 
 // upstreamError classifies a failed call to the local service: the

@@ -30,8 +30,12 @@ func upstreamCall(t *testing.T, base string, r *http.Request, onRefused func(err
 	u, _ := url.Parse(base)
 	up := &HTTPUpstream{Base: u, Transport: NewUpstreamTransport(), OnRefused: onRefused}
 	defer up.Transport.(*http.Transport).CloseIdleConnections()
-	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: r.Method, Header: m.Header, Data: m.Data, msg: m}
-	return up.ServeCall(context.Background(), c)
+	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: r.Method, Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
+	reply, err := up.ServeCall(context.Background(), c)
+	if err != nil {
+		return nil, err
+	}
+	return reply.Msg(), nil
 }
 
 // TestHTTPUpstreamSendsTrailers: issue 9 item 18. Request trailers cross
@@ -121,7 +125,7 @@ func TestHTTPUpstreamZeroTransportAddsNoAcceptEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET", Header: m.Header, Data: m.Data, msg: m}
+			c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET", Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
 			if _, err := up.ServeCall(context.Background(), c); err != nil {
 				t.Fatal(err)
 			}

@@ -26,8 +26,8 @@ import (
 //   - mesh-file: a live mesh file whose route has a bulkhead, an attempt
 //     timeout and retries (no hedge).
 func BenchmarkOverhead(b *testing.B) {
-	ok := &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}
-	terminal := pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	ok := pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}})
+	terminal := pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 		return ok, nil
 	})
 	call := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodGet, Path: "/x",
@@ -80,7 +80,7 @@ func BenchmarkBreakerList(b *testing.B) {
 		b.Fatal(err)
 	}
 	obs := &observer{}
-	s := resilience.New(resilience.Config{Policies: live.Static(f), Observer: obs})(&recorder{answers: []func() (*nats.Msg, error){replyStatus("200")}})
+	s := resilience.New(resilience.Config{Policies: live.Static(f), Observer: obs})(&recorder{answers: []func() (*pipeline.Reply, error){replyStatus("200")}})
 	for i := range 1000 {
 		c := &pipeline.Call{Service: fmt.Sprintf("s%d", i%100), Subset: fmt.Sprintf("v%d", i/100), Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodPost, Path: "/x"}
 		if _, err := s.Send(context.Background(), c); err != nil {

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/nats-io/nats.go"
-
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -13,20 +12,24 @@ import (
 // service failed, in its variants for them (wire.Outcome: Retry,
 // DestinationFailed, EndsHedge). Package pipeline guarantees that every
 // failure of the mesh is a *wire.Error, so a reply (err nil) is always the
-// service's own answer. The functions here see no call: a reply is read by
-// its own status header, which every mesh answer has (a NATS-native
-// answer reads as HTTP reads it).
+// service's own answer, whose outcome the reply has read once
+// (pipeline.Reply.Outcome); a mesh error's reads the same in any protocol.
 
 // outcomeOf reads an attempt's result.
-func outcomeOf(msg *nats.Msg, err error) wire.Outcome { return wire.OutcomeOf("", msg, err) }
+func outcomeOf(msg *pipeline.Reply, err error) wire.Outcome { return pipeline.OutcomeOf("", msg, err) }
 
 // retryable reports whether an attempt that ended with msg or err may be
 // repeated: always when nothing ran, and when the call is idempotent, also
 // after a timeout or a server failure worth another try (wire.Outcome's
 // Retry). A cancelled attempt (the caller went away, or a hedge lost) and
 // the caller's own refusals (its breaker, its bulkhead) never are.
-func retryable(msg *nats.Msg, err error, idempotent bool) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, errLocal) {
+//
+// A streamed reply commits the call (as a gRPC client commits an RPC once
+// it has the response's headers): it is the call's answer, never retried,
+// since its outcome is known only at its end and a retry would discard a
+// stream the service has begun.
+func retryable(msg *pipeline.Reply, err error, idempotent bool) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, errLocal) || (err == nil && msg.Streamed()) {
 		return false
 	}
 	switch outcomeOf(msg, err).Retry() {
@@ -41,7 +44,7 @@ func retryable(msg *nats.Msg, err error, idempotent bool) bool {
 // destinationFailed reports whether an attempt's result counts against its
 // destination in the circuit breaker (wire.Outcome's DestinationFailed). A
 // cancelled attempt does not count.
-func destinationFailed(msg *nats.Msg, err error) bool {
+func destinationFailed(msg *pipeline.Reply, err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
@@ -51,7 +54,7 @@ func destinationFailed(msg *nats.Msg, err error) bool {
 // hedgeWins reports whether an attempt's result ends a hedged call at once,
 // cancelling the attempts still running (wire.Outcome's EndsHedge). Other
 // results wait for the rest; when all have ended, the last one is the
-// call's.
-func hedgeWins(msg *nats.Msg, err error) bool {
-	return err == nil && outcomeOf(msg, nil).EndsHedge()
+// call's. A streamed reply commits the call (see retryable): it wins.
+func hedgeWins(msg *pipeline.Reply, err error) bool {
+	return err == nil && (msg.Streamed() || outcomeOf(msg, nil).EndsHedge())
 }

@@ -10,17 +10,22 @@ import (
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
-func reply(h, v string) *nats.Msg { return &nats.Msg{Header: nats.Header{h: {v}}} }
+// reply is a reply to a call of no protocol known: read by its own status
+// header.
+func reply(h, v string) *pipeline.Reply {
+	return pipeline.ReplyFromMsg("", &nats.Msg{Header: nats.Header{h: {v}}})
+}
 
 func TestClassify(t *testing.T) {
 	pl := &plan{dest: "orders", maxConcurrent: 4}
 	for _, tc := range []struct {
 		name          string
-		msg           *nats.Msg
+		msg           *pipeline.Reply
 		err           error
 		once, idem    bool // retried for a non-idempotent / an idempotent call
 		failsBreaker  bool

@@ -19,14 +19,14 @@ import (
 // recorder is a terminal that answers attempt i (from 0) with
 // answers[min(i, len-1)] and records each attempt's call and number.
 type recorder struct {
-	answers []func() (*nats.Msg, error)
+	answers []func() (*pipeline.Reply, error)
 
 	mu       sync.Mutex
 	calls    []*pipeline.Call
 	attempts []pipeline.Attempt
 }
 
-func (r *recorder) Send(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+func (r *recorder) Send(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	r.mu.Lock()
 	i := len(r.calls)
 	r.calls = append(r.calls, c)
@@ -36,11 +36,13 @@ func (r *recorder) Send(ctx context.Context, c *pipeline.Call) (*nats.Msg, error
 	return r.answers[min(i, len(r.answers)-1)]()
 }
 
-func replyStatus(s string) func() (*nats.Msg, error) {
-	return func() (*nats.Msg, error) { return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {s}}}, nil }
+func replyStatus(s string) func() (*pipeline.Reply, error) {
+	return func() (*pipeline.Reply, error) {
+		return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {s}}}), nil
+	}
 }
 
-func noResponders() (*nats.Msg, error) {
+func noResponders() (*pipeline.Reply, error) {
 	return nil, &wire.Error{Kind: wire.KindNoResponders, Message: "no instance"}
 }
 
@@ -52,16 +54,16 @@ func TestFirstTryOutsideTheExecutor(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		method   string
-		answers  []func() (*nats.Msg, error)
+		answers  []func() (*pipeline.Reply, error)
 		attempts int
 		wantKind wire.Kind // "": a reply
 		status   string
 	}{
-		{"success", http.MethodPost, []func() (*nats.Msg, error){replyStatus("200")}, 1, "", "200"},
-		{"nothing ran, then success", http.MethodPost, []func() (*nats.Msg, error){noResponders, replyStatus("200")}, 2, "", "200"},
-		{"nothing ran every time", http.MethodPost, []func() (*nats.Msg, error){noResponders}, 3, wire.KindNoResponders, ""},
-		{"5xx not idempotent", http.MethodPost, []func() (*nats.Msg, error){replyStatus("503")}, 1, "", "503"},
-		{"5xx idempotent, then success", http.MethodGet, []func() (*nats.Msg, error){replyStatus("503"), replyStatus("200")}, 2, "", "200"},
+		{"success", http.MethodPost, []func() (*pipeline.Reply, error){replyStatus("200")}, 1, "", "200"},
+		{"nothing ran, then success", http.MethodPost, []func() (*pipeline.Reply, error){noResponders, replyStatus("200")}, 2, "", "200"},
+		{"nothing ran every time", http.MethodPost, []func() (*pipeline.Reply, error){noResponders}, 3, wire.KindNoResponders, ""},
+		{"5xx not idempotent", http.MethodPost, []func() (*pipeline.Reply, error){replyStatus("503")}, 1, "", "503"},
+		{"5xx idempotent, then success", http.MethodGet, []func() (*pipeline.Reply, error){replyStatus("503"), replyStatus("200")}, 2, "", "200"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{answers: tc.answers}
@@ -108,7 +110,7 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &recorder{answers: []func() (*nats.Msg, error){replyStatus("500")}}
+	r := &recorder{answers: []func() (*pipeline.Reply, error){replyStatus("500")}}
 	s := resilience.New(resilience.Config{Policies: live.Static(f)})(r)
 	c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodPost, Path: "/x"}
 	for range 4 {
@@ -130,7 +132,7 @@ services:
 // and fails with the context's end.
 func TestFirstTryContextEnded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &recorder{answers: []func() (*nats.Msg, error){func() (*nats.Msg, error) {
+	r := &recorder{answers: []func() (*pipeline.Reply, error){func() (*pipeline.Reply, error) {
 		cancel()
 		return noResponders()
 	}}}
@@ -162,7 +164,7 @@ services:
 
 	var n int
 	var mu sync.Mutex
-	alternate := func() (*nats.Msg, error) {
+	alternate := func() (*pipeline.Reply, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		n++
@@ -171,7 +173,7 @@ services:
 		}
 		return replyStatus("200")()
 	}
-	s := resilience.New(resilience.Config{Policies: live.Static(f)})(&recorder{answers: []func() (*nats.Msg, error){alternate}})
+	s := resilience.New(resilience.Config{Policies: live.Static(f)})(&recorder{answers: []func() (*pipeline.Reply, error){alternate}})
 	for i := range 20 {
 		msg, err := s.Send(context.Background(), get)
 		if err != nil || msg.Header.Get(wire.HeaderStatus) != "200" {
@@ -179,7 +181,7 @@ services:
 		}
 	}
 
-	r := &recorder{answers: []func() (*nats.Msg, error){replyStatus("500")}}
+	r := &recorder{answers: []func() (*pipeline.Reply, error){replyStatus("500")}}
 	s = resilience.New(resilience.Config{Policies: live.Static(f)})(r)
 	for i := range 4 {
 		if _, err := s.Send(context.Background(), get); err != nil {

@@ -41,7 +41,18 @@
 //     instance and a retry another answered make a call that succeeded;
 //  6. the attempt: its own timeout as its context deadline, numbered on
 //     its context (pipeline.AttemptFrom; telemetry of each attempt counts
-//     retries and hedges from it), and sent as a clone of the call.
+//     retries and hedges from it), and sent as a clone of the call, whose
+//     body a retry or a hedge reads again from its start
+//     (pipeline.Call.Replay).
+//
+// Streams. A call whose body is a stream that cannot be replayed is sent
+// once: no retry, no hedge, as a mirror copy. A streamed reply commits
+// the call, as a gRPC client commits an RPC once it has the response's
+// headers: it is the call's answer (never retried, and it ends a hedged
+// call), and the breaker records the call when the stream ends, by the
+// outcome its end makes (pipeline.Reply.OnEnd; a gRPC stream's status is
+// in its trailer), holding the call's permit until then. The streamed
+// replies of a hedge's other attempts are closed.
 //
 // A call that is not hedged makes its first try outside any failsafe-go
 // executor: it takes the bulkhead's and the breaker's permits directly

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -39,7 +37,7 @@ type attemptRecorder struct {
 }
 
 func (r *attemptRecorder) middleware(next pipeline.Sender) pipeline.Sender {
-	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 		// Writing to the attempt's own header map: were two attempts to
 		// share one, -race would fail the test.
 		c.Header.Set("X-Attempt", "recorded")

@@ -32,7 +32,7 @@ type attemptLog struct {
 }
 
 func (l *attemptLog) middleware(next pipeline.Sender) pipeline.Sender {
-	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 		a, _ := pipeline.AttemptFrom(ctx)
 		l.mu.Lock()
 		l.as = append(l.as, a)

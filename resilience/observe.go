@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -104,7 +103,7 @@ type breakerEntry struct {
 	// NATS-native destination, the gateway route's), and config that
 	// configuration (breakerConfig).
 	service, config string
-	cb              circuitbreaker.CircuitBreaker[*nats.Msg]
+	cb              circuitbreaker.CircuitBreaker[*pipeline.Reply]
 }
 
 // breakerConfig is the configuration of the breaker p asks for, as the
@@ -120,7 +119,7 @@ func breakerConfig(p policies.Policy) string {
 // newBreaker builds the breaker of dest for cb, telling the observer of
 // its changes of state.
 func (m *middleware) newBreaker(cb *policies.CircuitBreaker, dest Destination, service, config string) *breakerEntry {
-	b := circuitbreaker.NewBuilder[*nats.Msg]().
+	b := circuitbreaker.NewBuilder[*pipeline.Reply]().
 		HandleIf(destinationFailed).
 		WithFailureRateThreshold(min(cb.FailureRatio.Fraction(), 1), uint(max(*cb.MinRequests, 0)), cb.Window.D()).
 		WithDelay(cb.OpenFor.D()).

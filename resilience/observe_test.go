@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/resilience"
@@ -69,7 +67,7 @@ func TestObserverSeesBreakers(t *testing.T) {
 	src, write := meshFile(t, strings.Replace(observedFile, "OPEN_FOR", "100ms", 1))
 	var failing atomic.Bool
 	failing.Store(true)
-	r := &recorder{answers: []func() (*nats.Msg, error){func() (*nats.Msg, error) {
+	r := &recorder{answers: []func() (*pipeline.Reply, error){func() (*pipeline.Reply, error) {
 		if failing.Load() {
 			return replyStatus("500")()
 		}

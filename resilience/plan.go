@@ -11,7 +11,6 @@ import (
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/hedgepolicy"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -47,17 +46,17 @@ type plan struct {
 	budget              *retryBudget
 
 	// retry runs the tries after the first; nil when attempts is 1.
-	retry failsafe.Executor[*nats.Msg]
+	retry failsafe.Executor[*pipeline.Reply]
 	// hedged runs one try of an idempotent call under the hedge policy
 	// and the bulkhead; nil without a hedge.
-	hedged failsafe.Executor[*nats.Msg]
+	hedged failsafe.Executor[*pipeline.Reply]
 
 	// bulkhead and breaker are the destination's, nil without one. A try
 	// that is not hedged takes the bulkhead's permit directly (plan.try);
 	// the breaker counts calls (callBreaker).
 	maxConcurrent int
-	bulkhead      bulkhead.Bulkhead[*nats.Msg]
-	breaker       circuitbreaker.CircuitBreaker[*nats.Msg]
+	bulkhead      bulkhead.Bulkhead[*pipeline.Reply]
+	breaker       circuitbreaker.CircuitBreaker[*pipeline.Reply]
 }
 
 // build compiles p for calls to c's destination, reusing the destination
@@ -79,7 +78,7 @@ func (m *middleware) build(p policies.Policy, c *pipeline.Call) *plan {
 		return newRetryBudget(ratio, floor)
 	}).(*retryBudget)
 	if pl.attempts > 1 {
-		rb := retrypolicy.NewBuilder[*nats.Msg]().
+		rb := retrypolicy.NewBuilder[*pipeline.Reply]().
 			HandleIf(isAgain).
 			WithMaxAttempts(pl.attempts).
 			ReturnLastFailure()
@@ -90,19 +89,19 @@ func (m *middleware) build(p policies.Policy, c *pipeline.Call) *plan {
 				rb = rb.WithJitterFactor(min(j, 1))
 			}
 		}
-		pl.retry = failsafe.With[*nats.Msg](rb.Build())
+		pl.retry = failsafe.With[*pipeline.Reply](rb.Build())
 	}
 
 	// A try passes the bulkhead, then the breaker (callBreaker): a call
 	// the caller's own bulkhead refuses never reaches the breaker, so
 	// local overload cannot count as the destination's success (or
 	// failure).
-	var try []failsafe.Policy[*nats.Msg]
+	var try []failsafe.Policy[*pipeline.Reply]
 	if b := p.Bulkhead; b != nil && *b.MaxConcurrent > 0 {
 		pl.maxConcurrent = *b.MaxConcurrent
 		pl.bulkhead = m.state(stateKey{kindBulkhead, dest, fmt.Sprint(pl.maxConcurrent)}, func() any {
-			return bulkhead.New[*nats.Msg](uint(pl.maxConcurrent))
-		}).(bulkhead.Bulkhead[*nats.Msg])
+			return bulkhead.New[*pipeline.Reply](uint(pl.maxConcurrent))
+		}).(bulkhead.Bulkhead[*pipeline.Reply])
 		try = append(try, pl.bulkhead)
 	}
 	if cfg := breakerConfig(p); cfg != "" {
@@ -112,7 +111,7 @@ func (m *middleware) build(p policies.Policy, c *pipeline.Call) *plan {
 	}
 	if h := p.Hedge; h != nil {
 		hp := m.hedgePolicy(h, ratio, dest)
-		pl.hedged = failsafe.With(append([]failsafe.Policy[*nats.Msg]{hp}, try...)...)
+		pl.hedged = failsafe.With(append([]failsafe.Policy[*pipeline.Reply]{hp}, try...)...)
 	}
 	return pl
 }
@@ -121,7 +120,7 @@ func (m *middleware) build(p policies.Policy, c *pipeline.Call) *plan {
 // the retry budget's ratio, as failsafe-go's budget of concurrent hedges:
 // hedges are at most that share of the calls in flight (with failsafe-go's
 // floor of 3).
-func (m *middleware) hedgePolicy(h *policies.Hedge, ratio float64, dest string) hedgepolicy.HedgePolicy[*nats.Msg] {
+func (m *middleware) hedgePolicy(h *policies.Hedge, ratio float64, dest string) hedgepolicy.HedgePolicy[*pipeline.Reply] {
 	extra := 1
 	if h.Max != nil {
 		extra = max(*h.Max, 1)
@@ -135,17 +134,17 @@ func (m *middleware) hedgePolicy(h *policies.Hedge, ratio float64, dest string) 
 	}
 	cfg := fmt.Sprint(delay, pct, extra, ratio)
 	return m.state(stateKey{kindHedge, dest, cfg}, func() any {
-		var b hedgepolicy.Builder[*nats.Msg]
+		var b hedgepolicy.Builder[*pipeline.Reply]
 		if pct > 0 && pct < 100 {
-			b = hedgepolicy.NewBuilderWithDelayQuantile[*nats.Msg](pct/100, quantileAge, quantileWarmup)
+			b = hedgepolicy.NewBuilderWithDelayQuantile[*pipeline.Reply](pct/100, quantileAge, quantileWarmup)
 		} else {
-			b = hedgepolicy.NewBuilderWithDelay[*nats.Msg](delay)
+			b = hedgepolicy.NewBuilderWithDelay[*pipeline.Reply](delay)
 		}
 		return b.WithMaxHedges(extra).
 			CancelIf(hedgeWins).
 			WithBudget(budget.NewBuilder().WithMaxRate(ratio).Build()).
 			Build()
-	}).(hedgepolicy.HedgePolicy[*nats.Msg])
+	}).(hedgepolicy.HedgePolicy[*pipeline.Reply])
 }
 
 // refusal turns the refusals of failsafe-go's bulkhead and breaker into

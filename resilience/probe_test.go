@@ -27,9 +27,11 @@ services:
       circuit_breaker: {failure_ratio: 50%, window: 10s, min_requests: 1, open_for: 200ms, half_open_probes: 1}
 `
 
-type fnSender func(context.Context, *pipeline.Call) (*nats.Msg, error)
+type fnSender func(context.Context, *pipeline.Call) (*pipeline.Reply, error)
 
-func (f fnSender) Send(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) { return f(ctx, c) }
+func (f fnSender) Send(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
+	return f(ctx, c)
+}
 
 var probePost = &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodPost, Path: "/x"}
 
@@ -44,7 +46,7 @@ func probeSetup(t *testing.T) (s pipeline.Sender, fail, boom *atomic.Bool, sent 
 		t.Fatal(err)
 	}
 	fail, boom, sent = new(atomic.Bool), new(atomic.Bool), new(atomic.Int32)
-	s = resilience.New(resilience.Config{Policies: live.Static(f)})(fnSender(func(ctx context.Context, _ *pipeline.Call) (*nats.Msg, error) {
+	s = resilience.New(resilience.Config{Policies: live.Static(f)})(fnSender(func(ctx context.Context, _ *pipeline.Call) (*pipeline.Reply, error) {
 		sent.Add(1)
 		if hang.Load() {
 			<-ctx.Done()
@@ -56,7 +58,7 @@ func probeSetup(t *testing.T) (s pipeline.Sender, fail, boom *atomic.Bool, sent 
 		if fail.Load() {
 			return noResponders()
 		}
-		return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil
+		return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}), nil
 	}))
 	// Open the breaker with one failed call (its deadline leaves no room
 	// for a retry), then wait past open_for.

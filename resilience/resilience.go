@@ -9,7 +9,6 @@ import (
 
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -171,7 +170,7 @@ type sender struct {
 var _ pipeline.Sender = (*sender)(nil)
 
 // Send sends c under the policy of its service and route.
-func (s *sender) Send(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+func (s *sender) Send(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	route, _ := pipeline.RouteFrom(ctx)
 	return s.m.plan(c, route).send(ctx, s.next, c)
 }
@@ -183,7 +182,7 @@ type again struct{ err error }
 func (a *again) Error() string { return "resilience: retry" }
 func (a *again) Unwrap() error { return a.err }
 
-func isAgain(_ *nats.Msg, err error) bool {
+func isAgain(_ *pipeline.Reply, err error) bool {
 	var a *again
 	return errors.As(err, &a)
 }
@@ -200,11 +199,13 @@ func isAgain(_ *nats.Msg, err error) bool {
 // allocations per call. The retry policy then replays the first try's
 // result as its first execution, so its attempt count, backoff and
 // budget are those of a call that ran under it from the start.
-func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call) (*nats.Msg, error) {
+func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call) (*pipeline.Reply, error) {
 	idempotent := p.idempotent || c.Idempotent()
-	// A mirror copy is sent once: shadow traffic never multiplies.
-	mirror := pipeline.IsMirror(ctx)
-	hedged := idempotent && p.hedged != nil && !mirror
+	// A mirror copy is sent once: shadow traffic never multiplies. So is
+	// a call whose body can be read once only (a stream without a
+	// replay): no other attempt could send it again.
+	once := pipeline.IsMirror(ctx) || !c.Body.Replayable()
+	hedged := idempotent && p.hedged != nil && !once
 	// The route's timeout is a context of its own only when it ends the
 	// call sooner than its deadline does (the outbound pipeline always
 	// sets one). Hedged calls always get one: its cancellation on return
@@ -227,7 +228,7 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 	// The first attempt sends c itself: a Sender never modifies its call,
 	// and no other attempt runs beside it. Retries send clones.
 	msg, err := p.try(ctx, next, c, 1, &g)
-	if p.retry == nil || mirror {
+	if p.retry == nil || once {
 		g.done(msg, err)
 		return finish(msg, err)
 	}
@@ -255,20 +256,34 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 // retry policy, once its first try (msg, err) is to be retried. (A
 // function of its own: the variables its closure captures move to the
 // heap, which the first try alone must not pay for.)
-func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, idempotent bool, first *nats.Msg, firstErr error, g *callBreaker) (*nats.Msg, error) {
-	return p.retried(ctx, func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, idempotent bool, first *pipeline.Reply, firstErr error, g *callBreaker) (*pipeline.Reply, error) {
+	return p.retried(ctx, func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
 		n := exec.Attempts()
 		if n == 1 {
 			return first, &again{firstErr} // the first try, made by send
 		}
-		msg, err := p.try(exec.Context(), next, c.Clone(), n, g)
+		msg, err := p.tryAgain(exec.Context(), next, c, n, g)
 		return p.verdict(ctx, n, msg, err, idempotent)
 	})
 }
 
+// tryAgain is the n-th try (n > 1) of a call that is not hedged, with a
+// copy of c whose body reads again from its start (pipeline.Call.Replay),
+// closed once the try has ended. A body that cannot be replayed fails the
+// try (such a call is never retried: see send).
+func (p *plan) tryAgain(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, g *callBreaker) (*pipeline.Reply, error) {
+	d, err := c.Replay()
+	if err != nil {
+		return nil, &wire.Error{Kind: wire.KindInternal, Message: "retrying the call: " + err.Error(), Err: err}
+	}
+	msg, err := p.try(ctx, next, d, n, g)
+	d.CloseBody(msg, err)
+	return msg, err
+}
+
 // retried runs fn under the retry policy and returns the call's outcome,
 // a last try marked again by verdict unwrapped.
-func (p *plan) retried(ctx context.Context, fn func(failsafe.Execution[*nats.Msg]) (*nats.Msg, error)) (*nats.Msg, error) {
+func (p *plan) retried(ctx context.Context, fn func(failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error)) (*pipeline.Reply, error) {
 	msg, err := p.retry.WithContext(ctx).GetWithExecution(fn)
 	var a *again
 	if errors.As(err, &a) {
@@ -279,7 +294,7 @@ func (p *plan) retried(ctx context.Context, fn func(failsafe.Execution[*nats.Msg
 
 // verdict returns the result of the n-th try, marked again if gate has it
 // retried.
-func (p *plan) verdict(ctx context.Context, n int, msg *nats.Msg, err error, idempotent bool) (*nats.Msg, error) {
+func (p *plan) verdict(ctx context.Context, n int, msg *pipeline.Reply, err error, idempotent bool) (*pipeline.Reply, error) {
 	if p.gate(ctx, n, msg, err, idempotent) {
 		return msg, &again{err}
 	}
@@ -294,7 +309,7 @@ func deadlineWithin(ctx context.Context, d time.Duration) bool {
 
 // try is one try of a call that is not hedged: the bulkhead's permit,
 // then the call's way through the breaker (g), then the attempt.
-func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, g *callBreaker) (*nats.Msg, error) {
+func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, n int, g *callBreaker) (*pipeline.Reply, error) {
 	if p.bulkhead != nil {
 		if err := p.bulkhead.AcquirePermitWithMaxWait(ctx, 0); err != nil {
 			if ctx.Err() != nil {
@@ -325,7 +340,7 @@ func (p *plan) try(ctx context.Context, next pipeline.Sender, c *pipeline.Call, 
 // the breaker for every instance; docs/decisions.md). The zero value, and
 // one without a breaker, lets every attempt through.
 type callBreaker struct {
-	cb circuitbreaker.CircuitBreaker[*nats.Msg]
+	cb circuitbreaker.CircuitBreaker[*pipeline.Reply]
 
 	mu    *sync.Mutex // set for hedged calls, whose attempts run at once
 	held  bool        // the call holds a permit
@@ -334,7 +349,7 @@ type callBreaker struct {
 	// and lastErr are the last such attempt's result, for a call that
 	// ends refused by the caller's own policy or cancelled.
 	answered bool
-	last     *nats.Msg
+	last     *pipeline.Reply
 	lastErr  error
 }
 
@@ -369,7 +384,7 @@ func (g *callBreaker) unlock() {
 // sent notes the result of an attempt sent, unless it was cancelled (the
 // caller went away, or a hedge lost): that says nothing of the
 // destination.
-func (g *callBreaker) sent(msg *nats.Msg, err error) {
+func (g *callBreaker) sent(msg *pipeline.Reply, err error) {
 	if g.cb == nil || errors.Is(err, context.Canceled) {
 		return
 	}
@@ -387,7 +402,7 @@ func (g *callBreaker) sent(msg *nats.Msg, err error) {
 // breaker's permit not given back would keep it half-open for good: a
 // probe with no evidence, while the breaker is still half-open, records a
 // failure instead (it opens again for open_for, then probes afresh).
-func (g *callBreaker) done(msg *nats.Msg, err error) {
+func (g *callBreaker) done(msg *pipeline.Reply, err error) {
 	if g.cb == nil {
 		return
 	}
@@ -406,11 +421,29 @@ func (g *callBreaker) done(msg *nats.Msg, err error) {
 		}
 		msg, err = g.last, g.lastErr
 	}
-	if destinationFailed(msg, err) {
-		g.cb.RecordFailure()
-	} else {
-		g.cb.RecordSuccess()
+	if err == nil && msg.Streamed() {
+		// A stream's outcome is its end's (a gRPC stream's status comes
+		// in its trailer): the call holds its permit until then.
+		recordAtEnd(g.cb, msg)
+		return
 	}
+	record(g.cb, destinationFailed(msg, err))
+}
+
+// record records a call on cb, a failure or a success.
+func record(cb circuitbreaker.CircuitBreaker[*pipeline.Reply], failed bool) {
+	if failed {
+		cb.RecordFailure()
+	} else {
+		cb.RecordSuccess()
+	}
+}
+
+// recordAtEnd records a call answered by a stream when the stream ends, by
+// the outcome its end makes. A stream its caller gave up midway is not
+// held against the destination, which answered.
+func recordAtEnd(cb circuitbreaker.CircuitBreaker[*pipeline.Reply], reply *pipeline.Reply) {
+	reply.OnEnd(func(o wire.Outcome) { record(cb, o.DestinationFailed()) })
 }
 
 // abandon records a failure for a call that still holds its permit as it
@@ -431,7 +464,7 @@ func (g *callBreaker) abandon() {
 
 // attempt sends c as attempt a: under the attempt timeout, numbered on
 // its context.
-func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Call, a pipeline.Attempt) (*nats.Msg, error) {
+func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Call, a pipeline.Attempt) (*pipeline.Reply, error) {
 	if p.attemptTimeout > 0 && !deadlineWithin(ctx, p.attemptTimeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.attemptTimeout)
@@ -443,35 +476,97 @@ func (p *plan) attempt(ctx context.Context, next pipeline.Sender, c *pipeline.Ca
 // sendHedged runs a hedged call: the retry policy, whose each try is the
 // hedge policy's round of attempts through the bulkhead, all failsafe-go
 // executors, each attempt through the call's way through the breaker (g).
-func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, g *callBreaker) (*nats.Msg, error) {
+func (p *plan) sendHedged(ctx context.Context, next pipeline.Sender, c *pipeline.Call, g *callBreaker) (*pipeline.Reply, error) {
 	var n atomic.Int32
-	round := func(ctx context.Context) (*nats.Msg, error) {
-		msg, err := p.hedged.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
+	var streams losers
+	round := func(ctx context.Context) (*pipeline.Reply, error) {
+		msg, err := p.hedged.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
 			if !g.enter() {
 				return nil, circuitbreaker.ErrOpen
 			}
 			// Each attempt its own copy: concurrent hedges share no
-			// header map.
-			msg, err := p.attempt(exec.Context(), next, c.Clone(), pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()})
+			// header map, and each but the first reads the body again.
+			a := pipeline.Attempt{Number: int(n.Add(1)), Hedge: exec.IsHedge()}
+			d := c.Clone()
+			if a.Number > 1 {
+				var err error
+				if d, err = c.Replay(); err != nil {
+					return nil, &wire.Error{Kind: wire.KindInternal, Message: "hedging the call: " + err.Error(), Err: err}
+				}
+			}
+			msg, err := p.attempt(exec.Context(), next, d, a)
+			if a.Number > 1 {
+				d.CloseBody(msg, err)
+			}
 			g.sent(msg, err)
+			streams.add(msg, err)
 			return msg, err
 		})
 		return msg, p.refusal(err)
 	}
+	var msg *pipeline.Reply
+	var err error
 	if p.retry == nil {
-		return finish(round(ctx))
+		msg, err = finish(round(ctx))
+	} else {
+		msg, err = p.retried(ctx, func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
+			msg, err := round(exec.Context())
+			return p.verdict(ctx, exec.Attempts(), msg, err, true)
+		})
 	}
-	return p.retried(ctx, func(exec failsafe.Execution[*nats.Msg]) (*nats.Msg, error) {
-		msg, err := round(exec.Context())
-		return p.verdict(ctx, exec.Attempts(), msg, err, true)
-	})
+	streams.answered(msg)
+	return msg, err
+}
+
+// losers closes the streamed replies of a hedged call's attempts that are
+// not its answer: each attempt's reply is the hedge's to discard but the
+// one the call returns, and a stream no one reads or closes would never
+// end (nor tell its outcome to the telemetry of its attempt).
+type losers struct {
+	mu     sync.Mutex
+	done   bool
+	answer *pipeline.Reply
+	open   []*pipeline.Reply
+}
+
+// add notes an attempt's result; once the call has its answer, another
+// streamed reply is closed at once.
+func (l *losers) add(msg *pipeline.Reply, err error) {
+	if err != nil || !msg.Streamed() {
+		return
+	}
+	l.mu.Lock()
+	if !l.done {
+		l.open = append(l.open, msg)
+		l.mu.Unlock()
+		return
+	}
+	answer := l.answer
+	l.mu.Unlock()
+	if msg != answer {
+		msg.Body.Stream.Close()
+	}
+}
+
+// answered closes the streamed replies noted so far but answer.
+func (l *losers) answered(answer *pipeline.Reply) {
+	l.mu.Lock()
+	l.done, l.answer = true, answer
+	open := l.open
+	l.open = nil
+	l.mu.Unlock()
+	for _, r := range open {
+		if r != answer {
+			r.Body.Stream.Close()
+		}
+	}
 }
 
 // gate decides whether the result of the attempts-th try is retried: only
 // if it is retryable for this call, tries are left, the call's deadline
 // leaves room for the backoff, and the destination's retry budget has a
 // retry to spend (spent here).
-func (p *plan) gate(ctx context.Context, attempts int, msg *nats.Msg, err error, idempotent bool) bool {
+func (p *plan) gate(ctx context.Context, attempts int, msg *pipeline.Reply, err error, idempotent bool) bool {
 	if attempts >= p.attempts || !retryable(msg, err, idempotent) {
 		return false
 	}
@@ -497,7 +592,7 @@ func (p *plan) delay(attempts int) time.Duration {
 // finish returns the call's outcome, every failure as a *wire.Error (the
 // retry and hedge policies return the context's error when the call's
 // deadline passes or its caller goes away between attempts).
-func finish(msg *nats.Msg, err error) (*nats.Msg, error) {
+func finish(msg *pipeline.Reply, err error) (*pipeline.Reply, error) {
 	if err == nil {
 		return msg, nil
 	}

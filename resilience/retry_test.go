@@ -150,11 +150,11 @@ func TestBuiltinRetriesNothingRan(t *testing.T) {
 		t.Run(string(kind), func(t *testing.T) {
 			var tries atomic.Int32
 			var start time.Time
-			terminal := pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+			terminal := pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 				if tries.Add(1) < 3 {
 					return nil, &wire.Error{Kind: kind}
 				}
-				return &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil
+				return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}), nil
 			})
 			s := resilience.New(resilience.Config{})(terminal)
 			start = time.Now()

@@ -185,7 +185,7 @@ services:
 `)
 	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("web")))
 	route := func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			if c.Op == http.MethodGet {
 				ctx = pipeline.WithRoute(ctx, "reads")
 			}

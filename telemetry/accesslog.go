@@ -28,7 +28,7 @@ type accessLog struct {
 // callee, subset, proto, method (the HTTP method or gRPC method), path
 // (HTTP), status (the HTTP status, or the gRPC code's name), mesh_error
 // ("" for the service's own answer), duration, and, outbound, attempts.
-func (l *accessLog) call(ctx context.Context, dir, traceID string, c *pipeline.Call, dest, subset string, o outcome, err error, dur time.Duration, attempts int) {
+func (l *accessLog) call(ctx context.Context, dir, traceID string, c *pipeline.Call, dest, subset string, o outcome, e *wire.Error, dur time.Duration, attempts int) {
 	if !o.err && l.sample < 1 && rand.Float64() >= l.sample {
 		return
 	}
@@ -51,7 +51,7 @@ func (l *accessLog) call(ctx context.Context, dir, traceID string, c *pipeline.C
 		attrs = append(attrs, slog.Int("attempts", attempts))
 	}
 	if o.kind > 0 {
-		attrs = append(attrs, slog.String("error", wire.FromError(err).Message))
+		attrs = append(attrs, slog.String("error", e.Message))
 	}
 	l.log.LogAttrs(ctx, slog.LevelInfo, "call", attrs...)
 }

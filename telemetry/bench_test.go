@@ -27,7 +27,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ok := &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}
+	ok := pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}})
 	for _, tc := range []struct {
 		name string
 		cfg  func() telemetry.Config
@@ -49,11 +49,11 @@ func BenchmarkMiddleware(b *testing.B) {
 				}
 				b.Cleanup(func() { tel.Shutdown(context.Background()) })
 			}
-			var h pipeline.Handler = pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) { return ok, nil })
+			var h pipeline.Handler = pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) { return ok, nil })
 			if mw := tel.Inbound(); mw != nil {
 				h = mw(h)
 			}
-			var s pipeline.Sender = pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+			var s pipeline.Sender = pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 				return h.ServeCall(ctx, c)
 			})
 			for _, mw := range []pipeline.OutboundMiddleware{tel.OutboundAttempt(), tel.OutboundCall()} {

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -72,7 +71,7 @@ func (t *Telemetry) OutboundCall() pipeline.OutboundMiddleware {
 		return nil
 	}
 	return func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (reply *nats.Msg, err error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (reply *pipeline.Reply, err error) {
 			start := time.Now()
 			dest := callee(c)
 			st := &callState{subset: c.Subset}
@@ -90,24 +89,37 @@ func (t *Telemetry) OutboundCall() pipeline.OutboundMiddleware {
 					// A middleware below panicked: the call is
 					// recorded as an internal error, its span
 					// ended, and the panic goes on.
-					t.callDone(ctx, span, st, c, dest, start, flight, nil, errPanic)
+					t.callDone(ctx, span, st, c, dest, start, flight, panicOutcome(c))
 				}
 			}()
 			reply, err = next.Send(ctx, c)
 			panicked = false
-			t.callDone(ctx, span, st, c, dest, start, flight, reply, err)
+			if err == nil && reply.Streamed() {
+				t.callDoneAtEnd(ctx, span, st, c, dest, start, flight, reply)
+				return reply, nil
+			}
+			t.callDone(ctx, span, st, c, dest, start, flight, pipeline.OutcomeOf(c.Proto, reply, err))
 			return reply, err
 		})
 	}
 }
 
-// callDone records an outbound call that ended with reply and err.
+// callDoneAtEnd records an outbound call answered by a stream when the
+// stream ends, with the outcome its end makes: the call lasts, and is in
+// flight, until then. (A function of its own, so a whole reply's call
+// pays for no closure.)
+func (t *Telemetry) callDoneAtEnd(ctx context.Context, span trace.Span, st *callState, c *pipeline.Call, dest string,
+	start time.Time, flight *atomic.Int64, reply *pipeline.Reply) {
+	reply.OnEnd(func(w wire.Outcome) { t.callDone(ctx, span, st, c, dest, start, flight, w) })
+}
+
+// callDone records an outbound call that ended with outcome w.
 func (t *Telemetry) callDone(ctx context.Context, span trace.Span, st *callState, c *pipeline.Call, dest string,
-	start time.Time, flight *atomic.Int64, reply *nats.Msg, err error) {
+	start time.Time, flight *atomic.Int64, w wire.Outcome) {
 	dur := time.Since(start)
 	flight.Add(-1)
 
-	o := classify(c.Proto, reply, err)
+	o := classify(w)
 	st.mu.Lock()
 	subset, route := st.subset, st.route
 	st.mu.Unlock()
@@ -116,10 +128,10 @@ func (t *Telemetry) callDone(ctx context.Context, span trace.Span, st *callState
 	attempts := int(st.attempts.Load())
 	if span != nil {
 		span.SetAttributes(attrAttempts.Int(attempts))
-		endSpan(span, c.Proto, o, err)
+		endSpan(span, c.Proto, o, w.Err)
 	}
 	if t.log != nil {
-		t.log.call(ctx, "outbound", t.traceID(ctx, c.Header), c, dest, subset, o, err, dur, attempts)
+		t.log.call(ctx, "outbound", t.traceID(ctx, c.Header), c, dest, subset, o, w.Err, dur, attempts)
 	}
 }
 
@@ -137,7 +149,7 @@ func (t *Telemetry) OutboundAttempt() pipeline.OutboundMiddleware {
 		return nil
 	}
 	return func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			n, hedge := int32(1), false
 			if st, _ := ctx.Value(stateKey{}).(*callState); st != nil {
 				n = st.attempts.Add(1)
@@ -186,12 +198,18 @@ func (t *Telemetry) OutboundAttempt() pipeline.OutboundMiddleware {
 			panicked := true
 			defer func() {
 				if panicked {
-					endSpan(span, c.Proto, classify(c.Proto, nil, errPanic), errPanic)
+					w := panicOutcome(c)
+					endSpan(span, c.Proto, classify(w), w.Err)
 				}
 			}()
 			reply, err := next.Send(ctx, c)
 			panicked = false
-			endSpan(span, c.Proto, classify(c.Proto, reply, err), err)
+			if err == nil && reply.Streamed() {
+				endSpanAtEnd(span, c.Proto, reply)
+				return reply, nil
+			}
+			w := pipeline.OutcomeOf(c.Proto, reply, err)
+			endSpan(span, c.Proto, classify(w), w.Err)
 			return reply, err
 		})
 	}
@@ -210,7 +228,7 @@ func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 		return nil
 	}
 	return func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (reply *nats.Msg, err error) {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (reply *pipeline.Reply, err error) {
 			start := time.Now()
 			flight := t.m.in.inFlight(c.Caller, c.Service, c.Proto)
 			flight.Add(1)
@@ -232,12 +250,16 @@ func (t *Telemetry) Inbound() pipeline.InboundMiddleware {
 				if panicked {
 					// The dispatch answers a panic as an internal error
 					// (pipeline.Inbound); record it so.
-					t.servedDone(ctx, span, c, start, flight, nil, errPanic)
+					t.servedDone(ctx, span, c, start, flight, panicOutcome(c))
 				}
 			}()
 			reply, err = next.ServeCall(ctx, c)
 			panicked = false
-			t.servedDone(ctx, span, c, start, flight, reply, err)
+			if err == nil && reply.Streamed() {
+				t.servedDoneAtEnd(ctx, span, c, start, flight, reply)
+				return reply, nil
+			}
+			t.servedDone(ctx, span, c, start, flight, pipeline.OutcomeOf(c.Proto, reply, err))
 			return reply, err
 		})
 	}
@@ -258,26 +280,33 @@ func (t *Telemetry) ServedHTTP(ctx context.Context, service string, status int, 
 	}
 	o := outcome{status: httpClass(status), code: status, err: status >= 500}
 	if err != nil {
-		o = classify(wire.ProtoHTTP, nil, err)
+		o = classify(wire.OutcomeOf(wire.ProtoHTTP, nil, err))
 	}
 	e := t.m.in.edge(edgeKey{caller: "", callee: service, proto: wire.ProtoHTTP})
 	t.m.in.record(ctx, e, o, dur)
 }
 
-// servedDone records an inbound call that ended with reply and err.
+// servedDoneAtEnd records an inbound call answered by a stream when the
+// stream ends (see callDoneAtEnd).
+func (t *Telemetry) servedDoneAtEnd(ctx context.Context, span trace.Span, c *pipeline.Call, start time.Time, flight *atomic.Int64,
+	reply *pipeline.Reply) {
+	reply.OnEnd(func(w wire.Outcome) { t.servedDone(ctx, span, c, start, flight, w) })
+}
+
+// servedDone records an inbound call that ended with outcome w.
 func (t *Telemetry) servedDone(ctx context.Context, span trace.Span, c *pipeline.Call, start time.Time, flight *atomic.Int64,
-	reply *nats.Msg, err error) {
+	w wire.Outcome) {
 	dur := time.Since(start)
 	flight.Add(-1)
-	o := classify(c.Proto, reply, err)
+	o := classify(w)
 	subset := c.Subset
 	e := t.m.in.edge(edgeKey{caller: c.Caller, callee: c.Service, subset: subset, proto: c.Proto})
 	t.m.in.record(ctx, e, o, dur)
 	if span != nil {
-		endSpan(span, c.Proto, o, err)
+		endSpan(span, c.Proto, o, w.Err)
 	}
 	if t.log != nil {
-		t.log.call(ctx, "inbound", t.traceID(ctx, c.Header), c, c.Service, subset, o, err, dur, 0)
+		t.log.call(ctx, "inbound", t.traceID(ctx, c.Header), c, c.Service, subset, o, w.Err, dur, 0)
 	}
 }
 
@@ -286,6 +315,9 @@ func (t *Telemetry) servedDone(ctx context.Context, span trace.Span, c *pipeline
 // pipeline.Inbound answers a panic. The telemetry does not recover the
 // panic; it only records the call on the way out.
 var errPanic = wire.Errorf(wire.KindInternal, "panic")
+
+// panicOutcome is the outcome of c when a middleware below panicked.
+func panicOutcome(c *pipeline.Call) wire.Outcome { return wire.OutcomeOf(c.Proto, nil, errPanic) }
 
 // queueGroup is the queue group an inbound call was delivered in.
 func queueGroup(c *pipeline.Call) string {
@@ -320,17 +352,22 @@ func callAttrs(c *pipeline.Call, dest string) []attribute.KeyValue {
 	return attrs
 }
 
+// endSpanAtEnd ends an attempt's span when its streamed reply ends.
+func endSpanAtEnd(span trace.Span, proto wire.Proto, reply *pipeline.Reply) {
+	reply.OnEnd(func(w wire.Outcome) { endSpan(span, proto, classify(w), w.Err) })
+}
+
 // endSpan records the outcome on span and ends it: the status code, the
-// mesh error, and the error status when the call failed.
-func endSpan(span trace.Span, proto wire.Proto, o outcome, err error) {
+// mesh error e, and the error status when the call failed.
+func endSpan(span trace.Span, proto wire.Proto, o outcome, e *wire.Error) {
 	if proto == wire.ProtoGRPC {
 		span.SetAttributes(semconv.RPCResponseStatusCode(grpccodes.Code(o.code).String()))
-	} else if err == nil {
+	} else if e == nil {
 		span.SetAttributes(semconv.HTTPResponseStatusCode(o.code))
 	}
 	if o.kind > 0 {
 		span.SetAttributes(attrMeshError.String(kindLabel(o.kind)), semconv.ErrorTypeKey.String(kindLabel(o.kind)))
-		span.SetStatus(codes.Error, wire.FromError(err).Message)
+		span.SetStatus(codes.Error, e.Message)
 	} else if o.err {
 		span.SetAttributes(semconv.ErrorTypeKey.String(statusLabelOrCode(proto, o)))
 		span.SetStatus(codes.Error, "")

@@ -4,7 +4,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
 
 	"github.com/natsmesh/natsmesh/wire"
@@ -87,13 +86,13 @@ func grpcClass(c codes.Code) int {
 	return grpcBase + int(c)
 }
 
-// classify reads the outcome of a call of proto from its reply or error,
-// by wire's one rule of whether a service failed, in the metrics' variant
-// (wire.Outcome's CountsAsError): a mesh error counts as an error,
-// whatever its status; a service's answer does when it is a server
-// failure (5xx, or a gRPC code gRPC maps to one).
-func classify(proto wire.Proto, reply *nats.Msg, err error) outcome {
-	w := wire.OutcomeOf(proto, reply, err)
+// classify is how metrics and spans tell w, the outcome of a call as its
+// reply or error made it (pipeline.OutcomeOf, or what Reply.OnEnd tells of
+// a stream), by wire's one rule of whether a service failed, in the
+// metrics' variant (wire.Outcome's CountsAsError): a mesh error counts as
+// an error, whatever its status; a service's answer does when it is a
+// server failure (5xx, or a gRPC code gRPC maps to one).
+func classify(w wire.Outcome) outcome {
 	o := outcome{code: w.Code, err: w.CountsAsError()}
 	if w.Err != nil {
 		o.kind = kindIndex(w.Err.Kind)
@@ -142,19 +141,19 @@ func bucket(d time.Duration) int {
 	return len(boundsDur)
 }
 
-// Failed says how a call of proto that ended with reply or err failed, by
-// the rule the error metrics count by (wire.Outcome's CountsAsError: a
-// mesh error, a 5xx, a gRPC server-error code), for a log line or
-// discovery's last_error; "" when it did not fail.
-func Failed(proto wire.Proto, reply *nats.Msg, err error) string {
-	o := classify(proto, reply, err)
+// Failed says how a call that ended with outcome w failed
+// (pipeline.OutcomeOf, or what Reply.OnEnd tells of a stream), by the rule
+// the error metrics count by (wire.Outcome's CountsAsError: a mesh error,
+// a 5xx, a gRPC server-error code), for a log line or discovery's
+// last_error; "" when it did not fail.
+func Failed(w wire.Outcome) string {
 	switch {
-	case !o.err:
+	case !w.CountsAsError():
 		return ""
-	case err != nil:
-		return wire.FromError(err).Error()
-	case proto == wire.ProtoGRPC:
-		return "grpc status " + codes.Code(o.code).String()
+	case w.Err != nil:
+		return w.Err.Error()
+	case w.Proto == wire.ProtoGRPC:
+		return "grpc status " + codes.Code(w.Code).String()
 	}
-	return "status " + strconv.Itoa(o.code)
+	return "status " + strconv.Itoa(w.Code)
 }

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
@@ -25,7 +24,7 @@ func TestPanicEndsSpans(t *testing.T) {
 	b := meshtest.Broker(t)
 	spans, tp := recordSpans(t)
 	panics := func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) { panic("inbound bug") })
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) { panic("inbound bug") })
 	}
 	ordersTel := newTelemetry(t, telemetry.Config{TracerProvider: tp})
 	startAgent(t, b, agent.Config{Service: "orders", Telemetry: ordersTel, Inbound: []pipeline.InboundMiddleware{panics}},
@@ -50,7 +49,7 @@ func TestPanicEndsSpans(t *testing.T) {
 	// Outbound, through the HTTP proxy (whose server recovers the panic).
 	spans.Reset()
 	outPanics := func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) { panic("outbound bug") })
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) { panic("outbound bug") })
 	}
 	shopTel := newTelemetry(t, telemetry.Config{TracerProvider: tp})
 	shop := startAgent(t, b, agent.Config{Service: "shop", Telemetry: shopTel, Outbound: []pipeline.OutboundMiddleware{outPanics}}, nil)

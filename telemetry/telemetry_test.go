@@ -63,7 +63,7 @@ func startOverloadedOnce(t *testing.T, b *broker.Broker) {
 	t.Helper()
 	var calls atomic.Int32
 	overloadFirst := func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			if calls.Add(1) == 1 {
 				return nil, &wire.Error{Kind: wire.KindOverloaded, Message: "busy"}
 			}
@@ -234,7 +234,7 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 // retryOnce stands in for the resilience policies in this test: it sends
 // an attempt again when the first answered overloaded.
 func retryOnce(next pipeline.Sender) pipeline.Sender {
-	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 		reply, err := next.Send(ctx, c)
 		if errors.Is(err, wire.ErrOverloaded) {
 			return next.Send(ctx, c)
@@ -309,7 +309,7 @@ func TestRetryAttempts(t *testing.T) {
 
 // routeReads stands in for routing: the call matched route "reads".
 func routeReads(next pipeline.Sender) pipeline.Sender {
-	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+	return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 		return next.Send(pipeline.WithRoute(ctx, "reads"), c)
 	})
 }

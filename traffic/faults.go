@@ -35,7 +35,7 @@ const HeaderFault = "X-Natsmesh-Fault"
 func Faults(cfg Config) pipeline.OutboundMiddleware {
 	var res resolver
 	return func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			f := cfg.current()
 			if f == nil || c.Subject != "" {
 				return next.Send(ctx, c)
@@ -71,18 +71,25 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // abort is the injected failure of c.
-func abort(c *pipeline.Call, a *policies.FaultAbort) (*nats.Msg, error) {
+func abort(c *pipeline.Call, a *policies.FaultAbort) (*pipeline.Reply, error) {
 	if a.Error != "" {
 		return nil, &wire.Error{Kind: wire.Kind(a.Error), Message: "injected fault (abort)"}
 	}
-	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}, HeaderFault: {"abort"}}
+	var m *nats.Msg
+	var err error
 	if c.Proto == wire.ProtoGRPC {
-		return grpcwire.ResponseMsg(&grpcwire.Response{
+		m, err = grpcwire.ResponseMsg(&grpcwire.Response{
 			Header: map[string][]string{"x-natsmesh-fault": {"abort"}},
 			Status: status.New(grpcCode(a.Status), "injected fault (abort "+strconv.Itoa(a.Status)+")"),
 		}, wire.Limits{})
+	} else {
+		h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}, HeaderFault: {"abort"}}
+		m, err = httpwire.ResponseMsg(a.Status, h, []byte("injected fault (abort)\n"), nil, wire.Limits{})
 	}
-	return httpwire.ResponseMsg(a.Status, h, []byte("injected fault (abort)\n"), nil, wire.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.ReplyFromMsg(c.Proto, m), nil
 }
 
 // grpcCode is the gRPC code of an HTTP status, as gRPC maps them

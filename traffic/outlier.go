@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -71,23 +70,36 @@ func PassiveHealth(cfg Config, inst Instance) pipeline.InboundMiddleware {
 	}
 	ph := &passiveHealth{cfg: cfg, inst: inst}
 	return func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			d := ph.detector()
 			if d == nil {
 				return next.ServeCall(ctx, c)
 			}
 			d.cb.TryAcquirePermit() // moves an open breaker past its delay to half-open
 			reply, err := next.ServeCall(ctx, c)
-			switch wire.OutcomeOf(c.Proto, reply, err).PassiveHealth() {
-			case wire.Failed:
-				d.cb.RecordFailure()
-			case wire.Succeeded:
-				d.cb.RecordSuccess()
+			if err == nil && reply.Streamed() {
+				d.judgeAtEnd(reply)
+				return reply, nil
 			}
+			d.judge(pipeline.OutcomeOf(c.Proto, reply, err))
 			return reply, err
 		})
 	}
 }
+
+// judge counts a served call that ended with outcome o.
+func (d *detector) judge(o wire.Outcome) {
+	switch o.PassiveHealth() {
+	case wire.Failed:
+		d.cb.RecordFailure()
+	case wire.Succeeded:
+		d.cb.RecordSuccess()
+	}
+}
+
+// judgeAtEnd counts a call answered by a stream when the stream ends, by
+// the outcome its end makes (a gRPC stream's status is in its trailer).
+func (d *detector) judgeAtEnd(reply *pipeline.Reply) { reply.OnEnd(d.judge) }
 
 type passiveHealth struct {
 	cfg  Config

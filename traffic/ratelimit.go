@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
@@ -26,7 +25,7 @@ import (
 func RateLimit(cfg Config) pipeline.InboundMiddleware {
 	l := &limiters{}
 	return func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			f := cfg.current()
 			if f == nil {
 				return next.ServeCall(ctx, c)

@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/pipeline"
 )
 
@@ -32,14 +30,16 @@ const mirrorTimeout = 30 * time.Second
 //     to the mirror's service and subset), sent through the rest of the
 //     pipeline in the background with the call's remaining deadline; its
 //     answer is discarded, and at most MaxMirrorsInFlight are in flight
-//     (more are dropped). A mirror never delays or fails the call.
+//     (more are dropped). A mirror never delays or fails the call. A copy
+//     reads the call's body again (pipeline.Call.Replay): a call whose
+//     body is a stream that cannot be replayed is not mirrored.
 //
 // Calls to a NATS subject, and every call while there is no file, pass
 // through unchanged.
 func Routing(cfg Config) pipeline.OutboundMiddleware {
 	rt := &router{cfg: cfg, sem: make(chan struct{}, MaxMirrorsInFlight)}
 	return func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			return rt.send(ctx, c, next)
 		})
 	}
@@ -52,7 +52,7 @@ type router struct {
 	dropped atomic.Uint64
 }
 
-func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Sender) (*nats.Msg, error) {
+func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Sender) (*pipeline.Reply, error) {
 	f := rt.cfg.current()
 	if f == nil || c.Subject != "" {
 		return next.Send(ctx, c)
@@ -79,6 +79,9 @@ func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Send
 // mirror sends a copy of c to m in the background, or drops it when
 // MaxMirrorsInFlight copies are in flight already.
 func (rt *router) mirror(ctx context.Context, c *pipeline.Call, m *mirrorTo, next pipeline.Sender) {
+	if !c.Body.Replayable() {
+		return
+	}
 	select {
 	case rt.sem <- struct{}{}:
 	default:
@@ -88,7 +91,13 @@ func (rt *router) mirror(ctx context.Context, c *pipeline.Call, m *mirrorTo, nex
 		}
 		return
 	}
-	d := c.Clone()
+	d, err := c.Replay()
+	if err != nil {
+		<-rt.sem
+		rt.cfg.logger().Warn("traffic: mirror copy dropped: the call's body could not be replayed",
+			"service", c.Service, "mirror", m.service, "err", err)
+		return
+	}
 	d.Service, d.Subset = m.service, m.subset
 	// The copy outlives the call: not its cancellation, but its deadline.
 	// It starts from a fresh context, not the call's: the call's values
@@ -108,6 +117,11 @@ func (rt *router) mirror(ctx context.Context, c *pipeline.Call, m *mirrorTo, nex
 	go func() {
 		defer func() { <-rt.sem }()
 		defer cancel()
-		next.Send(mctx, d) //nolint:errcheck // a mirror's answer is discarded
+		// A mirror's answer is discarded: a streamed one is closed.
+		reply, err := next.Send(mctx, d)
+		if err == nil && reply.Streamed() {
+			reply.Body.Stream.Close()
+		}
+		d.CloseBody(reply, err)
 	}()
 }

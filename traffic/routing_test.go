@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -105,7 +103,7 @@ func TestMirror(t *testing.T) {
 	// reach it, so it counts for none of the call's attempts.
 	var leaked atomic.Int32
 	countAttempts := func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			if n, _ := ctx.Value(attemptsKey{}).(*atomic.Int32); n != nil {
 				if pipeline.IsMirror(ctx) {
 					leaked.Add(1)

@@ -21,10 +21,12 @@
 //     timeout, overloaded, ...). It travels as the Mesh-Error header
 //     ([ErrorMsg], [ReplyError]), is never confused with a service's own
 //     answer, and maps to an HTTP status and a gRPC code.
-//   - Outcomes: [OutcomeOf] reads how a call ended, and [Outcome] holds the
-//     one rule of whether a service failed ([Outcome.ServerFailed]) with
-//     the variants the metrics, passive health, the circuit breaker and
-//     the retry and hedge policies read it by.
+//   - Outcomes: [OutcomeOf] reads how a call ended ([AnswerOutcome] a
+//     status from a header, [Outcome.WithTrailer] a stream's from its
+//     trailer), and [Outcome] holds the one rule of whether a service
+//     failed ([Outcome.ServerFailed]) with the variants the metrics,
+//     passive health, the circuit breaker and the retry and hedge
+//     policies read it by.
 //
 // The codecs build on these, one package per protocol: wire/httpwire turns
 // an HTTP request or response into one NATS message and back (and writes

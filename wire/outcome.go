@@ -57,6 +57,15 @@ func OutcomeOf(proto Proto, reply *nats.Msg, err error) Outcome {
 	if reply != nil {
 		h = reply.Header
 	}
+	return AnswerOutcome(proto, h)
+}
+
+// AnswerOutcome is the outcome of a service's answer to a call of proto
+// whose status headers are h (a reply's header), read as [OutcomeOf]
+// reads a reply: the one place the mesh reads a status from the wire's
+// headers. A stream's trailer, which may carry its final status, is read
+// by [Outcome.WithTrailer].
+func AnswerOutcome(proto Proto, h nats.Header) Outcome {
 	grpcStatus := h.Get(HeaderGRPCStatus)
 	if proto == "" && grpcStatus != "" {
 		proto = ProtoGRPC
@@ -84,6 +93,19 @@ func OutcomeOf(proto Proto, reply *nats.Msg, err error) Outcome {
 		return Outcome{Proto: ProtoHTTP, Code: MicroHTTPStatus(h.Get(micro.ErrorCodeHeader))}
 	}
 	return Outcome{Proto: ProtoHTTP, Code: http.StatusOK}
+}
+
+// WithTrailer is the outcome of a streamed answer whose header made o,
+// once its trailer has come: a gRPC stream's final status travels in its
+// trailer (Mesh-Grpc-Status, as in a unary reply's header) and replaces
+// the one its header had (none, read as OK, unless the answer was
+// trailers-only); an HTTP answer's status is its header's, whatever its
+// trailer says. A mesh error stays as it is.
+func (o Outcome) WithTrailer(trailer nats.Header) Outcome {
+	if o.Err != nil || o.Proto != ProtoGRPC || trailer.Get(HeaderGRPCStatus) == "" {
+		return o
+	}
+	return AnswerOutcome(ProtoGRPC, trailer)
 }
 
 // microError reports whether h is a nats.go/micro error answer's.

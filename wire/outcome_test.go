@@ -202,3 +202,27 @@ func TestOutcomeNATSNative(t *testing.T) {
 		check(t, tc.name, o, tc.w)
 	}
 }
+
+// TestOutcomeWithTrailer: a gRPC stream's status in its trailer replaces
+// its header's; an HTTP stream's status, and a mesh error, stay.
+func TestOutcomeWithTrailer(t *testing.T) {
+	grpcTrailer := nats.Header{HeaderGRPCStatus: {"14"}}
+	head := AnswerOutcome(ProtoGRPC, nats.Header{"content-type": {"application/grpc"}})
+	if head.Code != int(codes.OK) {
+		t.Fatalf("gRPC stream's header: code %d, want OK", head.Code)
+	}
+	if o := head.WithTrailer(grpcTrailer); o.Code != int(codes.Unavailable) || !o.ServerFailed() {
+		t.Errorf("gRPC stream ending UNAVAILABLE: %+v", o)
+	}
+	if o := head.WithTrailer(nil); o != head {
+		t.Errorf("gRPC stream without a status in its trailer: %+v, want %+v", o, head)
+	}
+	httpHead := AnswerOutcome(ProtoHTTP, nats.Header{HeaderStatus: {"200"}})
+	if o := httpHead.WithTrailer(grpcTrailer); o != httpHead {
+		t.Errorf("HTTP stream: %+v, want its header's %+v", o, httpHead)
+	}
+	failed := OutcomeOf(ProtoGRPC, nil, &Error{Kind: KindConnectionLost})
+	if o := failed.WithTrailer(grpcTrailer); o != failed {
+		t.Errorf("mesh error: %+v", o)
+	}
+}

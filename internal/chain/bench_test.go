@@ -40,8 +40,8 @@ services:
 	if err != nil {
 		b.Fatal(err)
 	}
-	ok := &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}}
-	var s pipeline.Sender = pipeline.SendFunc(func(context.Context, *pipeline.Call) (*nats.Msg, error) { return ok, nil })
+	ok := pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}}})
+	var s pipeline.Sender = pipeline.SendFunc(func(context.Context, *pipeline.Call) (*pipeline.Reply, error) { return ok, nil })
 	mws := Outbound(Options{Service: "web", Policies: live.Static(f)})
 	for i := len(mws) - 1; i >= 0; i-- {
 		s = mws[i](s)

@@ -3,8 +3,6 @@ package chain
 import (
 	"context"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/authz"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -25,7 +23,7 @@ func outboundAuthz(o Options) []pipeline.OutboundMiddleware {
 	}
 	src, closed := o.Policies, o.FailClosed
 	return []pipeline.OutboundMiddleware{func(next pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			f, _ := src.Current()
 			if f == nil && closed {
 				return nil, noMeshFile()
@@ -53,7 +51,7 @@ func inboundAuthz(o Options) []pipeline.InboundMiddleware {
 	}
 	src, closed := o.Policies, o.FailClosed
 	return []pipeline.InboundMiddleware{func(next pipeline.Handler) pipeline.Handler {
-		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*nats.Msg, error) {
+		return pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			if c.Proto == wire.ProtoHTTP && (len(c.Header[wire.HeaderPath]) > 1 || len(c.Header[wire.HeaderMethod]) > 1) {
 				return nil, wire.Errorf(wire.KindBadRequest, "repeated %s or %s header", wire.HeaderMethod, wire.HeaderPath)
 			}

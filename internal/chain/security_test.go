@@ -42,7 +42,9 @@ func TestInboundAuthzRequests(t *testing.T) {
 	if len(mws) != 1 {
 		t.Fatalf("%d middleware", len(mws))
 	}
-	h := mws[0](pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (*nats.Msg, error) { return &nats.Msg{}, nil }))
+	h := mws[0](pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (*pipeline.Reply, error) {
+		return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{}), nil
+	}))
 	call := func(caller string, hdr nats.Header) *pipeline.Call {
 		return &pipeline.Call{Service: "orders", Caller: caller, Proto: wire.ProtoHTTP, Op: "GET", Path: hdr.Get(wire.HeaderPath), Header: hdr}
 	}
@@ -78,7 +80,9 @@ func TestInboundAuthzRequests(t *testing.T) {
 func TestOutboundAuthz(t *testing.T) {
 	o := options(t)
 	o.Service = "web"
-	s := outboundAuthz(o)[0](pipeline.SendFunc(func(context.Context, *pipeline.Call) (*nats.Msg, error) { return &nats.Msg{}, nil }))
+	s := outboundAuthz(o)[0](pipeline.SendFunc(func(context.Context, *pipeline.Call) (*pipeline.Reply, error) {
+		return pipeline.ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{}), nil
+	}))
 	for _, tc := range []struct {
 		host, method, path string
 		allowed            bool
@@ -113,7 +117,7 @@ func TestOutboundAuthz(t *testing.T) {
 // FailClosed the same calls pass with the built-in policy; and once the
 // source holds a file the allow lists decide.
 func TestFailClosed(t *testing.T) {
-	ok := func(context.Context, *pipeline.Call) (*nats.Msg, error) { return &nats.Msg{}, nil }
+	ok := func(context.Context, *pipeline.Call) (*pipeline.Reply, error) { return &pipeline.Reply{}, nil }
 	mesh := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET", Path: "/public", Header: nats.Header{}}
 	native := &pipeline.Call{Subject: "svc.time", Caller: "web"}
 	for _, tc := range []struct {

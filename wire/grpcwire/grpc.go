@@ -259,6 +259,17 @@ func DecodeResponse(m *nats.Msg) (*Response, error) {
 	return resp, nil
 }
 
+// StatusMessage is the status message of the gRPC answer whose reply
+// header is h, as [DecodeResponse] reads it: Mesh-Grpc-Message decoded, or,
+// for a NATS-native answer (no Mesh-Grpc-Status), a nats.go/micro error's
+// description; "" for none.
+func StatusMessage(h nats.Header) string {
+	if h.Get(HeaderGRPCStatus) != "" {
+		return decodeGRPCMessage(h.Get(HeaderGRPCMessage))
+	}
+	return h.Get(micro.ErrorHeader)
+}
+
 // ErrorInfoDomain is the domain of the errdetails.ErrorInfo that [Status]
 // attaches to a mesh error; its Reason is the error's [wire.Kind].
 const ErrorInfoDomain = "natsmesh.io"

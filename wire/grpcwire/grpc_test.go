@@ -174,6 +174,9 @@ func TestGRPCResponseRoundTrip(t *testing.T) {
 			if got.Status.Code() != tt.resp.Status.Code() {
 				t.Errorf("code %v", got.Status.Code())
 			}
+			if msg := StatusMessage(m.Header); msg != got.Status.Message() {
+				t.Errorf("StatusMessage %q, want the decoder's %q", msg, got.Status.Message())
+			}
 			if !bytes.Equal(got.Payload, tt.resp.Payload) || !mdEqual(got.Header, tt.resp.Header) || !mdEqual(got.Trailer, tt.resp.Trailer) {
 				t.Errorf("got %+v, want %+v", got, tt.resp)
 			}
@@ -213,6 +216,9 @@ func TestDecodeGRPCResponseForeign(t *testing.T) {
 			}
 			if resp.Status.Code() != tt.wantCode || string(resp.Payload) != tt.payload {
 				t.Errorf("got %v %q", resp.Status, resp.Payload)
+			}
+			if msg := StatusMessage(tt.msg.Header); msg != resp.Status.Message() {
+				t.Errorf("StatusMessage %q, want the decoder's %q", msg, resp.Status.Message())
 			}
 		})
 	}
