@@ -236,7 +236,7 @@ func (c *Config) normalize() (*url.URL, error) {
 const upstreamForms = "want http://HOST:PORT, http://HOST:PORT/BASE-PATH or h2c://HOST:PORT"
 
 // parseUpstream reads Config.Upstream: http://HOST:PORT with an optional
-// base path that every call's path is appended to (pipeline.HTTPUpstream),
+// base path that every call's path is appended to (meshhttp.Upstream),
 // or h2c://HOST:PORT for gRPC, which has no base path. Anything else is
 // refused with the forms that are accepted, rather than net/url's own
 // words ("first path segment in URL cannot contain colon" for a bare

@@ -14,6 +14,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/siblings"
 	"github.com/natsmesh/natsmesh/meshgrpc"
+	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -67,7 +68,7 @@ func newInbound(a *Agent) *inbound {
 		a:             a,
 		firstServing:  make(chan struct{}),
 		refused:       make(chan struct{}, 1),
-		httpTransport: pipeline.NewUpstreamTransport(),
+		httpTransport: meshhttp.NewUpstreamTransport(),
 		limits:        a.limitsNow,
 	}
 	in.ej = siblings.New(siblings.Config{
@@ -90,9 +91,9 @@ func (in *inbound) handlers() pipeline.Protocols {
 	limits := in.limits
 	switch {
 	case in.handler != nil:
-		p.HTTP = pipeline.HTTPHandler(in.handler, limits)
+		p.HTTP = &meshhttp.Handler{Handler: in.handler, Limits: limits}
 	case in.a.upstream != nil && in.a.upstream.Scheme == "http":
-		p.HTTP = &pipeline.HTTPUpstream{Base: in.a.upstream, Transport: in.httpTransport, Limits: limits, OnRefused: in.onRefused}
+		p.HTTP = &meshhttp.Upstream{Base: in.a.upstream, Transport: in.httpTransport, Limits: limits, OnRefused: in.onRefused}
 	}
 	switch {
 	case in.grpcServer != nil:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/natsmesh/natsmesh/internal/httpguard"
+	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -163,19 +164,19 @@ func (a *Agent) forwardHTTP(w http.ResponseWriter, r *http.Request, service, sub
 // failures come back as *wire.Error.
 //
 // The client may set its deadline with a Mesh-Timeout request header
-// (pipeline.CallerDeadline), bounded by Config.MaxTimeout.
+// (meshhttp.CallerDeadline), bounded by Config.MaxTimeout.
 func (a *Agent) roundTrip(r *http.Request, service, subset string) (*http.Response, error) {
-	ctx, cancel, err := pipeline.CallerDeadline(r.Context(), r)
+	ctx, cancel, err := meshhttp.CallerDeadline(r.Context(), r)
 	defer cancel()
 	if err != nil {
 		closeBody(r)
 		return nil, err
 	}
-	c, err := pipeline.NewHTTPCall(r, pipeline.Call{Service: service, Subset: subset, Caller: a.cfg.Service}, a.limitsNow())
+	c, err := meshhttp.NewCall(r, pipeline.Call{Service: service, Subset: subset, Caller: a.cfg.Service}, a.limitsNow())
 	if err != nil {
 		return nil, err
 	}
-	return pipeline.SendHTTP(ctx, a.send, c)
+	return meshhttp.Send(ctx, a.send, c)
 }
 
 // Transport returns an http.RoundTripper that sends requests over the mesh

@@ -20,6 +20,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
+	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
@@ -461,7 +462,7 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	// The outbound pipeline gives the call the gateway's Timeout (server
 	// request contexts carry no deadline); a client may ask for less with
 	// Mesh-Timeout, never for more (the pipeline's MaxTimeout).
-	ctx, cancelCaller, err := pipeline.CallerDeadline(r.Context(), r)
+	ctx, cancelCaller, err := meshhttp.CallerDeadline(r.Context(), r)
 	defer cancelCaller()
 	if err != nil {
 		return nil, err
@@ -494,11 +495,11 @@ func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error)
 	}
 	// Inbound Mesh-* and Nats-* headers need no stripping here: the wire
 	// format escapes them, so they reach the service as its own headers.
-	c, err := pipeline.NewHTTPCall(out, to, lim)
+	c, err := meshhttp.NewCall(out, to, lim)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := pipeline.SendHTTP(ctx, g.send, c)
+	resp, err := meshhttp.Send(ctx, g.send, c)
 	if err != nil {
 		return nil, err
 	}

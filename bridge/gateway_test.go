@@ -28,6 +28,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/testcert"
+	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -81,7 +82,7 @@ func runHelperService(url string) error {
 			Query: r.URL.RawQuery, Host: r.Host, Body: string(body), Header: r.Header})
 	})
 	in, err := pipeline.NewInbound(nc, pipeline.InboundConfig{Service: "orders",
-		Handler: pipeline.HTTPHandler(mux, func() wire.Limits { return wire.Limits{MaxPayload: nc.MaxPayload()} })})
+		Handler: &meshhttp.Handler{Handler: mux, Limits: func() wire.Limits { return wire.Limits{MaxPayload: nc.MaxPayload()} }}})
 	if err != nil {
 		return err
 	}
@@ -676,9 +677,9 @@ func TestGatewayAnswersOnce(t *testing.T) {
 func TestGatewayTLS(t *testing.T) {
 	s := runServer(t)
 	svc := connect(t, s)
-	in, err := pipeline.NewInbound(svc, pipeline.InboundConfig{Service: "orders", Handler: pipeline.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	in, err := pipeline.NewInbound(svc, pipeline.InboundConfig{Service: "orders", Handler: &meshhttp.Handler{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
-	}), nil)})
+	})}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -34,7 +34,7 @@ type Call struct {
 	// Service and Subset name the destination: a meshed service and, when
 	// Subset is set, only its instances of that subset. Subset "" means any
 	// instance; never wire.AnySubset, the subject's token (the mesh's
-	// entry points, [NewHTTPCall] and meshgrpc.Send among them, pass a
+	// entry points, meshhttp.NewCall and meshgrpc.Send among them, pass a
 	// subset through wire.NormalSubset, and the inbound dispatch reads it
 	// with wire.ParseSubject).
 	Service string
@@ -161,7 +161,7 @@ func (c *Call) Idempotent() bool {
 		return false
 	}
 	switch c.Op {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
 		return true
 	}
 	return false
@@ -173,7 +173,7 @@ func (c *Call) HeaderValue(name string) string {
 	if vs, ok := c.Header[name]; ok && len(vs) > 0 {
 		return vs[0]
 	}
-	if vs, ok := c.Header[http.CanonicalHeaderKey(name)]; ok && len(vs) > 0 {
+	if vs, ok := c.Header[textproto.CanonicalMIMEHeaderKey(name)]; ok && len(vs) > 0 {
 		return vs[0]
 	}
 	for k, vs := range c.Header {

@@ -44,10 +44,11 @@
 //
 // Inbound, a [Handler] serves a call (with a [HandlerFunc] adapter, as
 // nats.go micro does) and an [InboundMiddleware] wraps one. The kinds of
-// local service are Handlers: [HTTPUpstream] (an HTTP service on the
-// network), [HTTPHandler] (an in-process http.Handler), and in package
-// meshgrpc the h2c gRPC upstream and the in-process gRPC server;
-// [Protocols] picks one by the call's protocol. [Inbound] is the dispatch
+// local service are Handlers, each in its protocol's adapter: in package
+// meshhttp the HTTP upstream (an HTTP service on the network) and the
+// in-process http.Handler, in package meshgrpc the h2c gRPC upstream and
+// the in-process gRPC server; [Protocols] picks one by the call's
+// protocol. [Inbound] is the dispatch
 // every message goes through: it owns the concurrency limit, the deadline
 // (Mesh-Timeout, else grpc-timeout, else its default; the decoders apply
 // the same Mesh-Timeout again, which changes nothing behind the dispatch)
@@ -132,8 +133,8 @@
 // max_payload, WebSocket). Until it does, a stream crosses a hop whole, in
 // one message, up to max_payload, at the places the protocol will plug
 // in: the end of the outbound pipeline reads a streamed request body, the
-// inbound dispatch a streamed reply ([Reply.ReadWhole]), and SendHTTP and
-// meshgrpc.Send a streamed reply they decode. The deadline and the inbound
+// inbound dispatch a streamed reply ([Reply.ReadWhole]), and meshhttp.Send
+// and meshgrpc.Send a streamed reply they decode. The deadline and the inbound
 // slot are still the call's (a stream holds one slot until answered);
 // the stream protocol will give a stream its own bounds.
 package pipeline

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -42,23 +41,6 @@ func rawConn(t testing.TB, b *broker.Broker, caller, service string) *nats.Conn 
 	return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.PairInbox(caller, service)), nats.Timeout(5*time.Second))
 }
 
-// serveHTTPMsg serves m with h as the in-process HTTP kind does and returns
-// the reply the dispatch would send.
-func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Limits) *nats.Msg {
-	// The deadline, as the dispatch sets it from Mesh-Timeout.
-	if d, err := wire.Timeout(m.Header); err == nil && d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
-	c := &Call{Caller: "test", Proto: wire.ProtoHTTP, Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
-	reply, err := HTTPHandler(h, func() wire.Limits { return lim }).ServeCall(ctx, c)
-	if err != nil {
-		return wire.ErrorMsg(wire.FromError(err))
-	}
-	return reply.Msg()
-}
-
 // httpReply is the Reply of httpwire.ResponseMsg's message.
 func httpReply(status int, h http.Header, body []byte, trailer http.Header, lim wire.Limits) (*Reply, error) {
 	m, err := httpwire.ResponseMsg(status, h, body, trailer, lim)
@@ -66,18 +48,4 @@ func httpReply(status int, h http.Header, body []byte, trailer http.Header, lim 
 		return nil, err
 	}
 	return ReplyFromMsg(wire.ProtoHTTP, m), nil
-}
-
-// encodeHTTPAt is the request message r makes on subject, with the
-// Mesh-Timeout of r's deadline, as the outbound pipeline sends it.
-func encodeHTTPAt(r *http.Request, subject string, lim wire.Limits) (*nats.Msg, error) {
-	m, err := httpwire.EncodeRequest(r, lim)
-	if err != nil {
-		return nil, err
-	}
-	m.Subject = subject
-	if d, ok := r.Context().Deadline(); ok {
-		wire.SetTimeout(m.Header, time.Until(d))
-	}
-	return m, nil
 }

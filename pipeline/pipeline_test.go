@@ -16,6 +16,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // serve subscribes an inbound pipeline for service with h, until the test
@@ -42,17 +43,19 @@ func serve(t *testing.T, nc *nats.Conn, service string, cfg InboundConfig) *Inbo
 	return in
 }
 
+// httpCall is an HTTP call from web to service with no body, encoded as
+// package meshhttp encodes one (which this package cannot import).
 func httpCall(t *testing.T, service, method string) *Call {
 	t.Helper()
 	r, err := http.NewRequest(method, "http://"+service+"/", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewHTTPCall(r, Call{Service: service, Caller: "web"}, wire.Limits{})
+	m, err := httpwire.EncodeRequest(r, wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return &Call{Service: service, Caller: "web", Proto: wire.ProtoHTTP, Op: method, Path: "/", Header: m.Header, Body: Body{Bytes: m.Data}}
 }
 
 func outbound(t *testing.T, nc *nats.Conn, mw ...OutboundMiddleware) *Outbound {
@@ -326,18 +329,4 @@ func TestInboundWorkers(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// TestNewHTTPCallAnySubset: issue 17 item 2. A subset written as the
-// subject's token is kept as "" in the call, as any subset is in memory;
-// the subject still carries the token.
-func TestNewHTTPCallAnySubset(t *testing.T) {
-	r, _ := http.NewRequest(http.MethodGet, "http://orders/x", nil)
-	c, err := NewHTTPCall(r, Call{Service: "orders", Subset: wire.AnySubset, Caller: "web"}, wire.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Subset != "" || c.Dest() != "orders" || c.MeshSubject() != "mesh.orders._.web.http.GET" {
-		t.Errorf("subset %q, dest %q, subject %q", c.Subset, c.Dest(), c.MeshSubject())
-	}
 }

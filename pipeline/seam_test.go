@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // stub is a middleware that observes what passes it, as the mesh's own
@@ -182,7 +183,11 @@ func TestSeamStreamedReplyInbound(t *testing.T) {
 		}),
 	})
 	o := outbound(t, conn(t, b, "web"))
-	resp, err := SendHTTP(context.Background(), o, httpCall(t, "orders", http.MethodGet))
+	reply, err := o.Send(context.Background(), httpCall(t, "orders", http.MethodGet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := httpwire.DecodeResponse(reply.Msg())
 	if err != nil {
 		t.Fatal(err)
 	}

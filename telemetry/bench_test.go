@@ -10,6 +10,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
@@ -23,7 +24,7 @@ import (
 func BenchmarkMiddleware(b *testing.B) {
 	req := httptest.NewRequest(http.MethodGet, "http://orders/items/1", nil)
 	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	call, err := pipeline.NewHTTPCall(req, pipeline.Call{Service: "orders", Caller: "web"}, wire.Limits{})
+	call, err := meshhttp.NewCall(req, pipeline.Call{Service: "orders", Caller: "web"}, wire.Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
@@ -260,7 +261,7 @@ func TestRetryAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := httptest.NewRequest(http.MethodGet, "http://orders/x", nil)
-	c, err := pipeline.NewHTTPCall(req, pipeline.Call{Service: "orders", Caller: "web"}, wire.Limits{})
+	c, err := meshhttp.NewCall(req, pipeline.Call{Service: "orders", Caller: "web"}, wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

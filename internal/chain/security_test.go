@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
@@ -98,7 +99,7 @@ func TestOutboundAuthz(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := pipeline.NewHTTPCall(r, pipeline.Call{Service: svc, Subset: subset, Caller: "web"}, wire.Limits{})
+		c, err := meshhttp.NewCall(r, pipeline.Call{Service: svc, Subset: subset, Caller: "web"}, wire.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}

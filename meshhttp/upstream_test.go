@@ -1,4 +1,4 @@
-package pipeline
+package meshhttp
 
 import (
 	"context"
@@ -14,11 +14,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
-// upstreamCall serves the request r makes through an HTTPUpstream for
+// upstreamCall serves the request r makes through an Upstream for
 // service "orders" at base.
 func upstreamCall(t *testing.T, base string, r *http.Request, onRefused func(error)) (*nats.Msg, error) {
 	t.Helper()
@@ -28,9 +29,9 @@ func upstreamCall(t *testing.T, base string, r *http.Request, onRefused func(err
 	}
 	m.Subject = wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: r.Method}.String()
 	u, _ := url.Parse(base)
-	up := &HTTPUpstream{Base: u, Transport: NewUpstreamTransport(), OnRefused: onRefused}
+	up := &Upstream{Base: u, Transport: NewUpstreamTransport(), OnRefused: onRefused}
 	defer up.Transport.(*http.Transport).CloseIdleConnections()
-	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: r.Method, Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
+	c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: r.Method, Header: m.Header, Body: pipeline.Body{Bytes: m.Data}}
 	reply, err := up.ServeCall(context.Background(), c)
 	if err != nil {
 		return nil, err
@@ -104,7 +105,7 @@ func TestHTTPUpstreamRefused(t *testing.T) {
 }
 
 // TestHTTPUpstreamZeroTransportAddsNoAcceptEncoding: issue 17 item 8. An
-// HTTPUpstream without a Transport sends no Accept-Encoding of its own (as
+// Upstream without a Transport sends no Accept-Encoding of its own (as
 // http.DefaultTransport would, "gzip", then decompressing the answer
 // behind the client's back), and passes the client's own unchanged.
 func TestHTTPUpstreamZeroTransportAddsNoAcceptEncoding(t *testing.T) {
@@ -114,7 +115,7 @@ func TestHTTPUpstreamZeroTransportAddsNoAcceptEncoding(t *testing.T) {
 	}))
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
-	up := &HTTPUpstream{Base: u}
+	up := &Upstream{Base: u}
 	for _, sent := range []string{"", "gzip, br", "identity"} {
 		t.Run("sent "+sent, func(t *testing.T) {
 			r := httptest.NewRequest("GET", "http://orders/", nil)
@@ -125,7 +126,7 @@ func TestHTTPUpstreamZeroTransportAddsNoAcceptEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET", Header: m.Header, Body: Body{Bytes: m.Data}, msg: m}
+			c := &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET", Header: m.Header, Body: pipeline.Body{Bytes: m.Data}}
 			if _, err := up.ServeCall(context.Background(), c); err != nil {
 				t.Fatal(err)
 			}

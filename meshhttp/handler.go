@@ -1,4 +1,4 @@
-package pipeline
+package meshhttp
 
 import (
 	"bytes"
@@ -8,31 +8,32 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
-// HTTPHandler is the inbound kind for an in-process http.Handler: each
-// call is decoded into a server-side *http.Request (with Mesh-Caller set
-// from the subject) and served by h with no local hop. limits, called per
-// call, bound the answer (the connection's max_payload may change on
-// reconnect); nil means the defaults.
+// Handler is the inbound kind for an in-process http.Handler: each call
+// is decoded into a server-side *http.Request (with Mesh-Caller set from
+// the subject) and served by Handler with no local hop.
 //
 // A handler that panics is an internal mesh error, one that panics with
 // http.ErrAbortHandler an upstream one, and one whose answer exceeds
 // max_payload an upstream error naming the response, not the caller's
 // request.
-func HTTPHandler(h http.Handler, limits Limits) Handler {
-	return &httpHandler{h: h, limits: limits}
+type Handler struct {
+	// Handler serves the calls. Required.
+	Handler http.Handler
+	// Limits, read per call, bound the answer (the connection's
+	// max_payload may change on reconnect); nil means the defaults.
+	Limits pipeline.Limits
 }
 
-type httpHandler struct {
-	h      http.Handler
-	limits Limits
-}
+var _ pipeline.Handler = (*Handler)(nil)
 
-func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
-	lim := k.limits.Now()
+// ServeCall implements [pipeline.Handler].
+func (k *Handler) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
+	lim := k.Limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
 	r, err := httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
@@ -41,7 +42,7 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 	if r.Host == "" {
 		r.Host = c.Service
 	}
-	SetCallerHeader(r.Header, c.Caller)
+	setCallerHeader(r.Header, c.Caller)
 	rec := newRecorder(lim.PayloadLimit())
 	func() {
 		defer func() {
@@ -53,7 +54,7 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 				rec.panicked = fmt.Sprint(p)
 			}
 		}()
-		k.h.ServeHTTP(rec, r)
+		k.Handler.ServeHTTP(rec, r)
 	}()
 	if rec.panicked != "" {
 		return nil, &wire.Error{Kind: wire.KindInternal, Message: "handler panic: " + rec.panicked}
@@ -70,14 +71,15 @@ func (k *httpHandler) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}
-	// The reply lives in the recorder, whose body it is already.
-	rec.reply.fromMsg(wire.ProtoHTTP, m)
+	// The reply lives in the recorder, whose body it is already
+	// (ReplyFromMsg is inlined, so its copy allocates nothing).
+	rec.reply = *pipeline.ReplyFromMsg(wire.ProtoHTTP, m)
 	return &rec.reply, nil
 }
 
-// SetCallerHeader sets the Mesh-Caller header, removing any spelling of it
+// setCallerHeader sets the Mesh-Caller header, removing any spelling of it
 // the caller sent: the identity comes from the subject only.
-func SetCallerHeader(h http.Header, caller string) {
+func setCallerHeader(h http.Header, caller string) {
 	for k := range h {
 		if strings.EqualFold(k, wire.HeaderCaller) {
 			delete(h, k)
@@ -104,13 +106,13 @@ type recorder struct {
 	limit    int64
 	tooLarge bool
 
-	reply Reply
+	reply pipeline.Reply
 }
 
 func newRecorder(limit int64) *recorder { return &recorder{header: make(http.Header), limit: limit} }
 
 // errBodyTooLarge is what a handler's Write returns past the limit.
-var errBodyTooLarge = errors.New("pipeline: response body exceeds max_payload")
+var errBodyTooLarge = errors.New("meshhttp: response body exceeds max_payload")
 
 func (r *recorder) Header() http.Header { return r.header }
 

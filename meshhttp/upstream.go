@@ -1,4 +1,4 @@
-package pipeline
+package meshhttp
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
-// HTTPUpstream is the inbound kind for an HTTP service reached over the
+// Upstream is the inbound kind for an HTTP service reached over the
 // network (the sidecar's --upstream): each call becomes one request to
 // Base, with the call's path appended to Base's path, Mesh-Caller set from
 // the subject, and the call's deadline. A request with trailers is sent
@@ -26,26 +27,26 @@ import (
 // ran: it is answered upstream-refused, which a caller may resend to
 // another instance for any method, and
 // OnRefused is told so the instance can leave its queue groups at once.
-type HTTPUpstream struct {
+type Upstream struct {
 	// Base is the service's URL: scheme http, host:port, and an optional
 	// base path. Required.
 	Base *url.URL
 	// Transport makes the requests. Default (nil): one transport shared by
-	// every HTTPUpstream without one, made by [NewUpstreamTransport] (no
+	// every Upstream without one, made by [NewUpstreamTransport] (no
 	// proxy, no compression of its own, connections kept alive), never
 	// http.DefaultTransport, which would add an Accept-Encoding the client
 	// never sent.
 	Transport http.RoundTripper
 	// Limits, read per call, bound the answer; nil means the defaults.
-	Limits Limits
+	Limits pipeline.Limits
 	// OnRefused, when set, is called after a call found the service not
 	// accepting connections.
 	OnRefused func(error)
 }
 
-var _ Handler = (*HTTPUpstream)(nil)
+var _ pipeline.Handler = (*Upstream)(nil)
 
-// NewUpstreamTransport is the transport HTTPUpstream uses by default: no
+// NewUpstreamTransport is the transport Upstream uses by default: no
 // proxy (the agent's own HTTP_PROXY must not apply to its local service),
 // no compression (bodies pass as the service wrote them), many idle
 // connections to one host.
@@ -61,12 +62,12 @@ func NewUpstreamTransport() *http.Transport {
 	}
 }
 
-// defaultUpstreamTransport is the Transport of an HTTPUpstream without
+// defaultUpstreamTransport is the Transport of an Upstream without
 // one, made on first use.
 var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
 
-// ServeCall implements [Handler].
-func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
+// ServeCall implements [pipeline.Handler].
+func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	lim := u.Limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
 	r, err := httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
@@ -96,7 +97,7 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 		}
 		r.Header.Del("Content-Length")
 	}
-	SetCallerHeader(r.Header, c.Caller)
+	setCallerHeader(r.Header, c.Caller)
 	t := u.Transport
 	if t == nil {
 		t = defaultUpstreamTransport()
@@ -113,7 +114,7 @@ func (u *HTTPUpstream) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}
-	return ReplyFromMsg(wire.ProtoHTTP, m), nil
+	return pipeline.ReplyFromMsg(wire.ProtoHTTP, m), nil
 }
 
 // upstreamError classifies a failed call to the local service: the

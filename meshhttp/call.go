@@ -1,0 +1,79 @@
+package meshhttp
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
+)
+
+// NewCall encodes r (its body read and closed here, bounded by lim) as
+// the call dest describes: dest's Service and Subset (wire.NormalSubset),
+// or Subject, and Caller; the protocol, operation, path and message are
+// set from r. It fails with the *wire.Error of [httpwire.EncodeRequest].
+func NewCall(r *http.Request, dest pipeline.Call, lim wire.Limits) (*pipeline.Call, error) {
+	m, err := httpwire.EncodeRequest(r, lim)
+	if err != nil {
+		return nil, err
+	}
+	c := dest
+	c.Subset = wire.NormalSubset(c.Subset)
+	c.Proto, c.Op, c.Header, c.Body = wire.ProtoHTTP, r.Method, m.Header, pipeline.Body{Bytes: m.Data}
+	c.Path = m.Header.Get(wire.HeaderPath)
+	return &c, nil
+}
+
+// Send sends c through s and decodes the reply. Mesh failures come back
+// as *wire.Error. A streamed reply is read whole (up to the max_payload of
+// s's connection, when s is a *pipeline.Outbound, else wire's default),
+// until the stream protocol (issue 18) lets it reach the client as it
+// arrives.
+func Send(ctx context.Context, s pipeline.Sender, c *pipeline.Call) (*http.Response, error) {
+	reply, err := s.Send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	m := reply.Msg()
+	if reply.Streamed() {
+		if m, err = reply.ReadWhole(ctx, senderLimits(s).PayloadLimit()); err != nil {
+			return nil, err
+		}
+	}
+	return httpwire.DecodeResponse(m)
+}
+
+// CallerDeadline returns ctx with the deadline the client of r asked for in
+// its Mesh-Timeout request header ([wire.RequestTimeout]), when it set one,
+// for the HTTP entry points. The deadline only ever shortens ctx's, and the
+// outbound pipeline bounds it by its MaxTimeout (and a route's timeout,
+// once policies apply one). A malformed value fails with bad-request.
+func CallerDeadline(ctx context.Context, r *http.Request) (context.Context, context.CancelFunc, error) {
+	d, err := wire.RequestTimeout(r.Header)
+	if err != nil {
+		return ctx, func() {}, err
+	}
+	if d == 0 {
+		return ctx, func() {}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, cancel, nil
+}
+
+// senderLimits are the bounds of a message on s's connection now, when s
+// is an outbound pipeline, else wire's defaults.
+func senderLimits(s pipeline.Sender) wire.Limits {
+	if o, ok := s.(*pipeline.Outbound); ok {
+		return o.Limits()
+	}
+	return wire.Limits{}
+}
+
+// limitsNow is l's bounds now, or, for a nil l, those of s ([senderLimits]).
+func limitsNow(l pipeline.Limits, s pipeline.Sender) wire.Limits {
+	if l == nil {
+		return senderLimits(s)
+	}
+	return l()
+}

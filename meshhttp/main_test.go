@@ -1,0 +1,72 @@
+package meshhttp
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("time.Sleep"))
+}
+
+// runBroker starts a broker for one test, without JetStream.
+func runBroker(t testing.TB) *broker.Broker {
+	t.Helper()
+	return meshtest.Broker(t, func(c *broker.Config) {
+		c.NoJetStream = true
+		c.LameDuckDuration = -1
+	})
+}
+
+// conn connects to b as service (replies under its inbox prefix).
+func conn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
+	t.Helper()
+	return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)), nats.Timeout(5*time.Second))
+}
+
+// received is the call the inbound dispatch makes of m, from the caller
+// "test".
+func received(m *nats.Msg) *pipeline.Call {
+	return &pipeline.Call{Caller: "test", Proto: wire.ProtoHTTP, Header: m.Header, Body: pipeline.Body{Bytes: m.Data}}
+}
+
+// serveHTTPMsg serves m with h as the in-process HTTP kind does and returns
+// the reply the dispatch would send.
+func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Limits) *nats.Msg {
+	// The deadline, as the dispatch sets it from Mesh-Timeout.
+	if d, err := wire.Timeout(m.Header); err == nil && d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	reply, err := (&Handler{Handler: h, Limits: func() wire.Limits { return lim }}).ServeCall(ctx, received(m))
+	if err != nil {
+		return wire.ErrorMsg(wire.FromError(err))
+	}
+	return reply.Msg()
+}
+
+// encodeHTTPAt is the request message r makes on subject, with the
+// Mesh-Timeout of r's deadline, as the outbound pipeline sends it.
+func encodeHTTPAt(r *http.Request, subject string, lim wire.Limits) (*nats.Msg, error) {
+	m, err := httpwire.EncodeRequest(r, lim)
+	if err != nil {
+		return nil, err
+	}
+	m.Subject = subject
+	if d, ok := r.Context().Deadline(); ok {
+		wire.SetTimeout(m.Header, time.Until(d))
+	}
+	return m, nil
+}
