@@ -61,6 +61,65 @@ func CallerDeadline(ctx context.Context, r *http.Request) (context.Context, cont
 	return ctx, cancel, nil
 }
 
+// roundTrip is the one way an HTTP request crosses the mesh, from every
+// entry point ([Proxy], [Transport]): the deadline the client asked for
+// ([CallerDeadline]), the rewrite of the request (rewrite, when set), the
+// call to dest encoded ([NewCall], bounded by lim) and sent through s, the
+// reply decoded ([Send]), of which only a final status (200 to 599) is an
+// answer; an empty answer to HEAD tells no Content-Length. r's body is
+// closed, whatever happens. Mesh failures come back as *wire.Error.
+func roundTrip(s pipeline.Sender, r *http.Request, dest pipeline.Call, lim wire.Limits, rewrite func(*ProxyRequest) error) (*http.Response, error) {
+	ctx, cancel, err := CallerDeadline(r.Context(), r)
+	defer cancel()
+	if err != nil {
+		closeBody(r)
+		return nil, err
+	}
+	out := r
+	if rewrite != nil {
+		// The request and its copy in one allocation.
+		x := &struct {
+			pr  ProxyRequest
+			out http.Request
+		}{pr: ProxyRequest{In: r, Limits: lim, dest: dest}, out: *r}
+		x.pr.Out = &x.out
+		if err := rewrite(&x.pr); err != nil {
+			closeBody(r)
+			return nil, err
+		}
+		out, lim = x.pr.Out, x.pr.Limits
+	}
+	c, err := NewCall(out, dest, lim)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := Send(ctx, s, c)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 599 {
+		// Only a final status may reach the client: a forged 101 would
+		// make it switch protocols, a 1xx would leave it waiting.
+		resp.Body.Close()
+		return nil, wire.Errorf(wire.KindUpstream, "service answered status %d", resp.StatusCode)
+	}
+	if r.Method == http.MethodHead && resp.ContentLength == 0 {
+		// The answer to HEAD has no body: a Content-Length of 0 is the
+		// body that crossed, which tells nothing of the resource; leave
+		// it out. A length the service told (Mesh-Content-Length) or a
+		// body it sent anyway passes.
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+	}
+	return resp, nil
+}
+
+func closeBody(r *http.Request) {
+	if r.Body != nil {
+		r.Body.Close()
+	}
+}
+
 // senderLimits are the bounds of a message on s's connection now, when s
 // is an outbound pipeline, else wire's defaults.
 func senderLimits(s pipeline.Sender) wire.Limits {

@@ -1,0 +1,258 @@
+package meshhttp
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
+)
+
+// Proxy is the outbound HTTP entry point: an http.Handler that sends each
+// request it serves over the mesh, through Sender, and writes the answer,
+// shaped like httputil.ReverseProxy: what differs between entry points is
+// a hook, a field whose nil value is the default it documents. The agent's
+// proxy listener and its bind ports and the edge gateway are Proxies that
+// differ only in their hooks (Resolve, Rewrite).
+//
+// For each request, in this order, a Proxy:
+//
+//  1. refuses CONNECT (bad-request: the mesh carries no tunnels; a client
+//     calls http://SERVICE/ and the mesh secures the hop), and after a
+//     chunked request closes the connection (RFC 9112 section 6.1: a
+//     proxy in front that framed it by Content-Length cannot smuggle the
+//     next one);
+//  2. resolves the destination (Resolve) and the caller (CallerOf, else
+//     Caller);
+//  3. takes the client's deadline from its Mesh-Timeout header
+//     ([CallerDeadline]); the outbound pipeline sets its own when the
+//     client set none, and bounds the client's;
+//  4. rewrites the outgoing request (Rewrite);
+//  5. encodes it as a call ([NewCall], bounded by Limits), sends it
+//     through Sender and decodes the reply ([Send]);
+//  6. writes the service's answer, of which only a final status (from
+//     200 to 599) reaches the client, anything else being
+//     upstream-unavailable (a forged 101 would make it switch protocols,
+//     a 1xx leave it waiting), and an empty answer to HEAD telling no
+//     Content-Length (the 0 would be the length of the body that crossed,
+//     not of the resource); or the failure, through ErrorHandler.
+//
+// Every request gets exactly one answer. A panic below the Proxy (a hook,
+// a middleware) is logged and answered internal, unless the answer has
+// begun; http.ErrAbortHandler passes on. [Transport] is the same steps for
+// an in-process client.
+//
+// Serve a Proxy on a listener hardened by internal/httpguard (its framing
+// guard and its handler): the agent and the edge do.
+//
+// Streams (issue 18): the answer is written once it has arrived whole.
+// Writing it as it arrives (Server-Sent Events, ReverseProxy's
+// FlushInterval) and carrying a protocol upgrade (WebSocket, which the
+// listeners' guard answers not-implemented today) come with the stream
+// protocol, here, in step 6.
+type Proxy struct {
+	// Sender sends the calls: the outbound pipeline. Required.
+	Sender pipeline.Sender
+	// Caller is the calling service's name, the caller of every call,
+	// when CallerOf is nil.
+	Caller string
+	// CallerOf, when set, names the caller of each request instead of
+	// Caller: a node agent fronting several services tells them apart by
+	// their client. An error that is no *wire.Error is answered forbidden.
+	CallerOf func(*http.Request) (string, error)
+	// Resolve returns the destination of a request: a Call with Service
+	// and Subset, or Subject, set (its other fields are ignored; the
+	// caller is CallerOf's or Caller). It must not modify the request: a
+	// change to what is sent is Rewrite's. An error that is no *wire.Error
+	// is answered no-route. Default (nil): the host the client addressed,
+	// the absolute-form target a client sends to its HTTP proxy
+	// (HTTP_PROXY=http://<agent>, then GET http://orders/v1/items), else
+	// the Host header, read by [wire.ParseHost] with Domains ("orders",
+	// "v2.orders" for a subset, "orders.mesh").
+	Resolve func(*http.Request) (pipeline.Call, error)
+	// Domains are the mesh domains the default Resolve accepts after a
+	// service name (see [wire.ParseHost]).
+	Domains []string
+	// Rewrite, when set, changes the request before it is encoded: its
+	// ProxyRequest's Out and Limits. An error is answered as
+	// [wire.FromError] reads it. Default (nil): the request is sent as
+	// the client made it.
+	Rewrite func(*ProxyRequest) error
+	// Limits, read per request, bound the call (its body, its headers);
+	// nil means the bounds of Sender's connection when Sender is a
+	// *pipeline.Outbound, else wire's defaults.
+	Limits pipeline.Limits
+	// ErrorHandler answers a request that failed: err is a *wire.Error
+	// (a failure of the mesh, or a request it refuses). Default (nil):
+	// the mesh's error answer, httpwire.WriteError (the kind's status, a
+	// Mesh-Error header naming the kind, a one-line body).
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+	// ErrorLog receives a panic (at Error) and a failure to write an
+	// answer (at Debug). Default (nil): slog.Default().
+	ErrorLog *slog.Logger
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+// ProxyRequest is a request on its way through a [Proxy]'s Rewrite hook,
+// as httputil.ProxyRequest is through ReverseProxy's.
+type ProxyRequest struct {
+	// In is the request as the client sent it. Do not modify it.
+	In *http.Request
+	// Out is the request to send: a shallow copy of In, whose fields are
+	// its own to change, but whose Header is In's map until the hook
+	// gives it one (Out.Header = In.Header.Clone()) to change.
+	Out *http.Request
+	// Limits bound the encoded call. A hook that adds headers on the
+	// client's behalf checks the client's first
+	// (httpwire.CheckHeaderLimits) and raises the header bounds by what
+	// it adds, so that they never count against the client.
+	Limits wire.Limits
+
+	dest pipeline.Call
+}
+
+// Dest is the request's destination and caller, as resolved.
+func (pr *ProxyRequest) Dest() pipeline.Call { return pr.dest }
+
+// Result is how a [Proxy] answered one request.
+type Result struct {
+	// Dest is the request's destination and caller, as resolved; the zero
+	// Call when the request failed before.
+	Dest pipeline.Call
+	// Status is the HTTP status answered: the service's, or the mesh
+	// error's (its kind's, whatever ErrorHandler wrote).
+	Status int
+	// Err is the mesh error answered, a *wire.Error; nil when the
+	// service's answer was written.
+	Err error
+}
+
+// ServeHTTP forwards r ([Proxy.Forward]).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.Forward(w, r) }
+
+// Forward forwards r as ServeHTTP does and returns how it was answered,
+// for a component that observes its requests (the edge gateway counts its
+// outside clients so).
+func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
+	answered := false
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			p.log().Error("meshhttp: panic forwarding a request", "panic", v, "method", r.Method, "host", r.Host, "path", r.URL.Path)
+			if !answered {
+				res.Status, res.Err = p.fail(w, r, wire.Errorf(wire.KindInternal, "panic forwarding the request"))
+			}
+		}
+	}()
+	if len(r.TransferEncoding) > 0 {
+		// httpguard.Handler does the same; this keeps it for a Proxy
+		// served by another server.
+		w.Header().Set("Connection", "close")
+	}
+	resp, err := p.roundTrip(r, &res.Dest)
+	answered = true
+	if err != nil {
+		res.Status, res.Err = p.fail(w, r, err)
+		return res
+	}
+	res.Status = resp.StatusCode
+	if err := httpwire.WriteResponse(w, resp); err != nil {
+		p.log().Debug("meshhttp: writing the answer", "err", err)
+	}
+	return res
+}
+
+// roundTrip makes r's call (steps 1 to 5 of [Proxy]), its destination
+// in dest once resolved.
+func (p *Proxy) roundTrip(r *http.Request, dest *pipeline.Call) (*http.Response, error) {
+	if r.Method == http.MethodConnect {
+		return nil, errConnect
+	}
+	if p.Sender == nil {
+		return nil, wire.Errorf(wire.KindInternal, "meshhttp: Proxy.Sender is nil")
+	}
+	d, err := resolve(r, p.Resolve, p.Domains)
+	if err != nil {
+		return nil, err
+	}
+	if d.Caller, err = p.caller(r); err != nil {
+		return nil, err
+	}
+	*dest = d
+	return roundTrip(p.Sender, r, d, limitsNow(p.Limits, p.Sender), p.Rewrite)
+}
+
+// resolve is r's destination by the hook, or by the host rule
+// ([resolveHost]) with domains when hook is nil.
+func resolve(r *http.Request, hook func(*http.Request) (pipeline.Call, error), domains []string) (pipeline.Call, error) {
+	if hook == nil {
+		return resolveHost(r, domains)
+	}
+	d, err := hook(r)
+	if err != nil {
+		return pipeline.Call{}, withKind(err, wire.KindNoRoute)
+	}
+	return pipeline.Call{Service: d.Service, Subset: d.Subset, Subject: d.Subject}, nil
+}
+
+func (p *Proxy) caller(r *http.Request) (string, error) {
+	if p.CallerOf == nil {
+		return p.Caller, nil
+	}
+	c, err := p.CallerOf(r)
+	if err != nil {
+		return "", withKind(err, wire.KindForbidden)
+	}
+	return c, nil
+}
+
+// fail answers r with err, as a mesh error, and returns what it answered.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) (int, error) {
+	e := wire.FromError(err)
+	if p.ErrorHandler != nil {
+		p.ErrorHandler(w, r, e)
+	} else {
+		httpwire.WriteError(w, e)
+	}
+	return e.HTTPStatus(), e
+}
+
+func (p *Proxy) log() *slog.Logger {
+	if p.ErrorLog != nil {
+		return p.ErrorLog
+	}
+	return slog.Default()
+}
+
+// errConnect is the answer to CONNECT.
+var errConnect = wire.Errorf(wire.KindBadRequest, "CONNECT tunnels are not supported: call http://<service>/ and the mesh secures the hop")
+
+// resolveHost is the default destination of a request: the host its client
+// addressed, the URL's (an absolute-form target, or a client-side
+// request's) else Host, read by wire.ParseHost.
+func resolveHost(r *http.Request, domains []string) (pipeline.Call, error) {
+	host := r.Host
+	if r.URL != nil && r.URL.Host != "" {
+		host = r.URL.Host
+	}
+	service, subset, err := wire.ParseHost(host, domains)
+	if err != nil {
+		return pipeline.Call{}, err
+	}
+	return pipeline.Call{Service: service, Subset: subset}, nil
+}
+
+// withKind is err as a mesh error: its own when it is one, else one of
+// kind.
+func withKind(err error, kind wire.Kind) *wire.Error {
+	var e *wire.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &wire.Error{Kind: kind, Message: err.Error(), Err: err}
+}
