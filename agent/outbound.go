@@ -14,7 +14,6 @@ import (
 	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
-	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // outbound sends the calls the agent's service makes.
@@ -54,44 +53,40 @@ func (o *outbound) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// HTTPProxy returns the outbound HTTP handler. The destination is the
-// request's host: the absolute-form target a client sends to its HTTP proxy
-// (HTTP_PROXY=http://<agent>, then GET http://orders/v1/items), or the Host
-// header (Host: orders). "v2.orders" names the v2 subset; a mesh domain may
-// follow ("orders.mesh"); a port is ignored (see wire.ParseHost).
-func (a *Agent) HTTPProxy() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodConnect {
-			httpwire.WriteError(w, wire.Errorf(wire.KindBadRequest, "CONNECT tunnels are not supported: call http://<service>/ and the mesh secures the hop"))
-			return
-		}
-		host := r.Host
-		if r.URL.IsAbs() && r.URL.Host != "" {
-			host = r.URL.Host
-		}
-		service, subset, err := wire.ParseHost(host, a.cfg.Domains)
-		if err != nil {
-			httpwire.WriteError(w, err)
-			return
-		}
-		a.forwardHTTP(w, r, service, subset)
-	})
-}
+// HTTPProxy returns the outbound HTTP handler, a [meshhttp.Proxy] from this
+// agent's service. The destination is the request's host: the absolute-form
+// target a client sends to its HTTP proxy (HTTP_PROXY=http://<agent>, then
+// GET http://orders/v1/items), or the Host header (Host: orders).
+// "v2.orders" names the v2 subset; a mesh domain may follow ("orders.mesh");
+// a port is ignored (see wire.ParseHost).
+func (a *Agent) HTTPProxy() http.Handler { return a.httpProxy(nil, nil) }
 
 // BindHandler returns an outbound HTTP handler that sends every request to
 // dest (a service, or SUBSET.SERVICE), whatever its host: for clients that
 // can set neither a proxy nor a Host header, each destination gets a local
-// port of its own.
+// port of its own. The service sees its own name as the request's Host.
 func (a *Agent) BindHandler(dest string) (http.Handler, error) {
 	service, subset, err := wire.ParseHost(dest, a.cfg.Domains)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bind %q: %w", ErrConfig, dest, err)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The client addressed a local port; the service sees its own name.
-		r.Host = service
-		a.forwardHTTP(w, r, service, subset)
-	}), nil
+	to := pipeline.Call{Service: service, Subset: subset}
+	return a.httpProxy(
+		func(*http.Request) (pipeline.Call, error) { return to, nil },
+		func(pr *meshhttp.ProxyRequest) error {
+			// The client addressed a local port; the service sees its
+			// own name.
+			pr.Out.Host = service
+			return nil
+		}), nil
+}
+
+// httpProxy is the agent's meshhttp.Proxy with the given hooks: the
+// agent's outbound pipeline, its service as the caller, its domains and
+// limits.
+func (a *Agent) httpProxy(resolve func(*http.Request) (pipeline.Call, error), rewrite func(*meshhttp.ProxyRequest) error) *meshhttp.Proxy {
+	return &meshhttp.Proxy{Sender: a.send, Caller: a.cfg.Service, Resolve: resolve, Domains: a.cfg.Domains, Rewrite: rewrite,
+		Limits: a.limitsNow, ErrorLog: a.log}
 }
 
 // ServeHTTPProxy serves HTTPProxy on l until Shutdown. It returns nil after a
@@ -151,83 +146,19 @@ func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
 	return nil
 }
 
-func (a *Agent) forwardHTTP(w http.ResponseWriter, r *http.Request, service, subset string) {
-	resp, err := a.roundTrip(r, service, subset)
-	if err != nil {
-		httpwire.WriteError(w, err)
-		return
-	}
-	httpwire.WriteResponse(w, resp)
-}
-
-// roundTrip sends one HTTP call to service over the outbound pipeline. Mesh
-// failures come back as *wire.Error.
-//
-// The client may set its deadline with a Mesh-Timeout request header
-// (meshhttp.CallerDeadline), bounded by Config.MaxTimeout.
-func (a *Agent) roundTrip(r *http.Request, service, subset string) (*http.Response, error) {
-	ctx, cancel, err := meshhttp.CallerDeadline(r.Context(), r)
-	defer cancel()
-	if err != nil {
-		closeBody(r)
-		return nil, err
-	}
-	c, err := meshhttp.NewCall(r, pipeline.Call{Service: service, Subset: subset, Caller: a.cfg.Service}, a.limitsNow())
-	if err != nil {
-		return nil, err
-	}
-	return meshhttp.Send(ctx, a.send, c)
-}
-
 // Transport returns an http.RoundTripper that sends requests over the mesh
-// from this agent's service, in process: the URL's host names the service
-// (http://orders/v1/items, http://v2.orders/ for a subset). Mesh failures come back as responses, exactly as
-// the sidecar proxy answers them (a 503 with a Mesh-Error header, and so on),
-// so code behaves the same in both modes; only a request that cannot be read
-// at all is an error.
-func (a *Agent) Transport() http.RoundTripper { return &Transport{a: a} }
+// from this agent's service, in process, a [meshhttp.Transport]: the URL's
+// host names the service (http://orders/v1/items, http://v2.orders/ for a
+// subset). Mesh failures come back as responses, exactly as the sidecar
+// proxy answers them (a 503 with a Mesh-Error header, and so on), so code
+// behaves the same in both modes; only a request that cannot be read at all
+// is an error.
+func (a *Agent) Transport() http.RoundTripper {
+	return &Transport{Sender: a.send, Caller: a.cfg.Service, Domains: a.cfg.Domains, Limits: a.limitsNow}
+}
 
 // Transport is the in-process outbound HTTP client side of an agent.
-type Transport struct{ a *Agent }
-
-var _ http.RoundTripper = (*Transport)(nil)
-
-// RoundTrip implements http.RoundTripper.
-func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL == nil {
-		closeBody(r)
-		return nil, errors.New("agent: request has no URL")
-	}
-	host := r.URL.Host
-	if host == "" {
-		host = r.Host
-	}
-	service, subset, err := wire.ParseHost(host, t.a.cfg.Domains)
-	if err != nil {
-		closeBody(r)
-		return errorResponse(r, err), nil
-	}
-	resp, err := t.a.roundTrip(r, service, subset)
-	if err != nil {
-		return errorResponse(r, err), nil
-	}
-	resp.Request = r
-	return resp, nil
-}
-
-func closeBody(r *http.Request) {
-	if r.Body != nil {
-		r.Body.Close()
-	}
-}
-
-// errorResponse is the response a mesh error makes, as the sidecar proxy
-// writes it.
-func errorResponse(r *http.Request, err error) *http.Response {
-	resp := httpwire.ErrorResponse(err)
-	resp.Request = r
-	return resp
-}
+type Transport = meshhttp.Transport
 
 // Handle serves h as this agent's service, in process: inbound HTTP calls go
 // to h with no local hop. Call it before Start. An in-process service has no

@@ -14,6 +14,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/telemetry"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // TestPanicEndsSpans: middleware below the telemetry that panics (an
@@ -46,7 +47,8 @@ func TestPanicEndsSpans(t *testing.T) {
 		t.Errorf("orders: %v internal errors counted, want 1", v)
 	}
 
-	// Outbound, through the HTTP proxy (whose server recovers the panic).
+	// Outbound, through the HTTP proxy, which answers the panic 500
+	// internal (as every meshhttp.Proxy does).
 	spans.Reset()
 	outPanics := func(next pipeline.Sender) pipeline.Sender {
 		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) { panic("outbound bug") })
@@ -58,9 +60,13 @@ func TestPanicEndsSpans(t *testing.T) {
 	proxy.Start()
 	t.Cleanup(proxy.Close)
 	pc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(t, proxy.URL))}}
-	if resp, err := pc.Get("http://orders/x"); err == nil {
-		resp.Body.Close()
-		t.Fatalf("the proxy answered %d after a panic", resp.StatusCode)
+	resp, err := pc.Get("http://orders/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 || resp.Header.Get(wire.HeaderError) != string(wire.KindInternal) {
+		t.Fatalf("the proxy answered %d %q after a panic, want 500 internal", resp.StatusCode, resp.Header.Get(wire.HeaderError))
 	}
 	got := spans.GetSpans().Snapshots()
 	call := pick(got, "GET orders", trace.SpanKindInternal)
