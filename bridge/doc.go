@@ -2,11 +2,12 @@
 // lets outside HTTP clients reach meshed services and NATS-native
 // endpoints.
 //
-// A [Gateway] is an http.Handler that forwards each request, chosen by Host
-// or path prefix ([Route], [ParseRoute]), through its outbound pipeline
-// (package pipeline, with the mesh's policies and telemetry composed as on
-// an agent) to a meshed service, one subset of it, or a NATS subject such
-// as a nats.go/micro service. Every request gets exactly one answer: the
+// A [Gateway] is routes plus the mesh's HTTP adapter: an http.Handler, a
+// meshhttp.Proxy whose destination is chosen by Host or path prefix
+// ([Route], [ParseRoute]), that forwards each request through its outbound
+// pipeline (package pipeline, with the mesh's policies and telemetry
+// composed as on an agent) to a meshed service, one subset of it, or a
+// NATS subject such as a nats.go/micro service. Every request gets exactly one answer: the
 // service's, or a mesh error. Toward the service it replaces the
 // X-Forwarded-* headers and refuses paths with dot segments.
 //

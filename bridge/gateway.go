@@ -220,6 +220,7 @@ type Gateway struct {
 	limits  wire.Limits
 	timeout time.Duration
 	send    *pipeline.Outbound
+	proxy   *meshhttp.Proxy // the HTTP adapter: send, with the route table (newProxy)
 	log     *slog.Logger
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
@@ -284,6 +285,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		policies:          cfg.Policies,
 		failClosed:        failClosed,
 	}
+	g.proxy = g.newProxy()
 	if failClosed {
 		if f, _ := cfg.Policies.Current(); f == nil {
 			cfg.Logger.Warn("bridge: no mesh file yet: every request is answered 503 " + string(wire.KindNoMeshFile) + " and /readyz is 503 until one is applied " +
@@ -404,116 +406,83 @@ func hasDotSegment(path string) bool {
 	return false
 }
 
-// ServeHTTP forwards r along its route and writes the answer.
+// ServeHTTP forwards r along its route and writes the answer: the
+// gateway's meshhttp.Proxy, whose hooks are the route table (resolve) and
+// what the edge changes toward the service (rewrite). Each request is
+// counted as the gateway's inbound side (caller "", the outside),
+// refusals before any call included, and logged.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	status, dest := 0, ""
-	var failed error // the mesh error answered, if any
-	answer := func(resp *http.Response, err error) {
-		if err != nil {
-			e := wire.FromError(err)
-			failed = e
-			status = e.HTTPStatus()
-			httpwire.WriteError(w, e)
-			return
-		}
-		status = resp.StatusCode
-		if err := httpwire.WriteResponse(w, resp); err != nil {
-			g.log.Debug("bridge: writing response", "err", err)
-		}
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			g.log.Error("bridge: gateway panic", "panic", p)
-			if status == 0 {
-				answer(nil, wire.Errorf(wire.KindInternal, "gateway panic"))
-			}
-		}
-		dur := time.Since(start)
-		g.tel.ServedHTTP(r.Context(), g.name, status, failed, dur)
-		g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
-			"dest", dest, "status", status, "duration", dur)
-	}()
-	if len(r.TransferEncoding) > 0 {
-		// RFC 9112 section 6.1: close after a chunked request, so that a
-		// proxy in front that framed it by Content-Length cannot smuggle
-		// the next one (httpguard.Handler does the same for Serve; this
-		// keeps it for a Gateway mounted on another server).
-		w.Header().Set("Connection", "close")
-	}
-	resp, err := g.forward(r, &dest)
-	answer(resp, err)
+	res := g.proxy.Forward(w, r)
+	dur := time.Since(start)
+	g.tel.ServedHTTP(r.Context(), g.name, res.Status, res.Err, dur)
+	g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
+		"dest", res.Dest.Dest(), "status", res.Status, "duration", dur)
 }
 
-func (g *Gateway) forward(r *http.Request, dest *string) (*http.Response, error) {
-	if hasDotSegment(r.URL.Path) {
-		return nil, wire.Errorf(wire.KindBadRequest, "path with a dot segment")
-	}
-	route, ok := g.Match(r.Host, r.URL.Path)
-	if !ok {
-		return nil, wire.Errorf(wire.KindNoRoute, "no route for host %q path %q", r.Host, r.URL.Path)
-	}
-	to := pipeline.Call{Service: route.Service, Subset: route.Subset, Subject: route.Subject, Caller: g.name}
-	*dest = to.Dest()
+// newProxy is the gateway's HTTP adapter: its outbound pipeline, its
+// name as the caller, the route table as its destinations.
+func (g *Gateway) newProxy() *meshhttp.Proxy {
+	return &meshhttp.Proxy{Sender: g.send, Caller: g.name, Resolve: g.resolve, Rewrite: g.rewrite, Limits: g.limitsNow, ErrorLog: g.log}
+}
 
-	// The outbound pipeline gives the call the gateway's Timeout (server
-	// request contexts carry no deadline); a client may ask for less with
-	// Mesh-Timeout, never for more (the pipeline's MaxTimeout).
-	ctx, cancelCaller, err := meshhttp.CallerDeadline(r.Context(), r)
-	defer cancelCaller()
-	if err != nil {
-		return nil, err
-	}
-	out := r.WithContext(ctx) // a shallow copy: r stays as the server made it
-	out.Header = r.Header.Clone()
-	if out.Header == nil {
-		out.Header = make(http.Header)
-	}
-	// The client's headers are bounded as they came; the ones the gateway
-	// sets on its behalf do not count against it.
-	if err := httpwire.CheckHeaderLimits(r.Header, g.limits); err != nil {
-		return nil, err
-	}
+// limitsNow are the bounds of a request: the gateway's Limits, with the
+// connection's max_payload when they set none.
+func (g *Gateway) limitsNow() wire.Limits {
 	lim := g.limits
 	if lim.MaxPayload <= 0 {
 		lim.MaxPayload = g.send.Limits().MaxPayload
 	}
-	lim.MaxHeaders, lim.MaxHeaderBytes = lim.HeadersLimit()+forwardedCount, lim.HeaderBytesLimit()+forwardedBytes(r)
-	setForwarded(out.Header, r)
-	if out.Host == "" && route.Service != "" {
+	return lim
+}
+
+// resolve is the destination of r by the route table: paths with a dot
+// segment are refused, a request no route matches is no-route.
+func (g *Gateway) resolve(r *http.Request) (pipeline.Call, error) {
+	if hasDotSegment(r.URL.Path) {
+		return pipeline.Call{}, wire.Errorf(wire.KindBadRequest, "path with a dot segment")
+	}
+	route, ok := g.Match(r.Host, r.URL.Path)
+	if !ok {
+		return pipeline.Call{}, wire.Errorf(wire.KindNoRoute, "no route for host %q path %q", r.Host, r.URL.Path)
+	}
+	return pipeline.Call{Service: route.Service, Subset: route.Subset, Subject: route.Subject}, nil
+}
+
+// rewrite is what the edge changes toward the service: the
+// X-Forwarded-* headers (which do not count against the client's header
+// limits), the service's name as Host when the client sent none, and the
+// route's prefix stripped when it says so. Inbound Mesh-* and Nats-*
+// headers need no stripping here: the wire format escapes them, so they
+// reach the service as its own headers.
+func (g *Gateway) rewrite(pr *meshhttp.ProxyRequest) error {
+	in, out := pr.In, pr.Out
+	// The client's headers are bounded as they came; the ones the gateway
+	// sets on its behalf do not count against it.
+	if err := httpwire.CheckHeaderLimits(in.Header, pr.Limits); err != nil {
+		return err
+	}
+	pr.Limits.MaxHeaders, pr.Limits.MaxHeaderBytes = pr.Limits.HeadersLimit()+forwardedCount, pr.Limits.HeaderBytesLimit()+forwardedBytes(in)
+	out.Header = in.Header.Clone()
+	if out.Header == nil {
+		out.Header = make(http.Header)
+	}
+	setForwarded(out.Header, in)
+	dest := pr.Dest()
+	if out.Host == "" && dest.Service != "" {
 		// HTTP/1.0 without Host, or an empty one: the service sees its
 		// own name, as behind a bind port, not its upstream address.
-		out.Host = route.Service
+		out.Host = dest.Service
 	}
-	if route.StripPrefix {
-		if out.URL, ok = stripPrefix(r.URL, route.PathPrefix); !ok {
-			return nil, wire.Errorf(wire.KindNoRoute, "path %q does not start with %q once escaped", r.URL.EscapedPath(), route.PathPrefix)
+	// The route resolve matched, for its prefix.
+	if route, _ := g.Match(in.Host, in.URL.Path); route.StripPrefix {
+		u, ok := stripPrefix(in.URL, route.PathPrefix)
+		if !ok {
+			return wire.Errorf(wire.KindNoRoute, "path %q does not start with %q once escaped", in.URL.EscapedPath(), route.PathPrefix)
 		}
+		out.URL = u
 	}
-	// Inbound Mesh-* and Nats-* headers need no stripping here: the wire
-	// format escapes them, so they reach the service as its own headers.
-	c, err := meshhttp.NewCall(out, to, lim)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := meshhttp.Send(ctx, g.send, c)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 599 {
-		// Only a final status may reach the client: a forged 101 would
-		// make it switch protocols, a 1xx would leave it waiting.
-		return nil, wire.Errorf(wire.KindUpstream, "service answered status %d", resp.StatusCode)
-	}
-	if r.Method == http.MethodHead {
-		// The reply to HEAD has no body, so the decoder's Content-Length
-		// is 0, not the length of the resource: leave it out.
-		resp.Header.Del("Content-Length")
-	}
-	return resp, nil
+	return nil
 }
 
 // forwardedCount is how many header values setForwarded sets.
