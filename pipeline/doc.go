@@ -31,16 +31,27 @@
 // observes through the reply's outcome, which a stream makes at its end
 // ([Reply.OnEnd]); one that must see the data wraps Body.Stream.
 //
+// The seam knows no protocol: a protocol's adapter turns its requests into
+// Calls and Replies into its answers, on both sides. Package meshhttp is
+// HTTP's (the agent's proxy and bind ports, the edge gateway and the
+// in-process Transport are each a meshhttp.Proxy or Transport; the HTTP
+// upstream and the in-process http.Handler are its kinds of local
+// service), package meshgrpc is gRPC's, and both encode with the wire
+// format's codecs (wire/httpwire, wire/grpcwire). This package imports
+// only the wire format (wire, and wire/grpcwire for the gRPC status a
+// reply carries and the grpc-timeout a raw NATS client may send) and the
+// reply mux of its sender (internal/replymux).
+//
 // Outbound, a [Sender] sends a call and returns the service's reply; an
 // [OutboundMiddleware] wraps a Sender, in the shape of http.RoundTripper
-// wrappers. [Outbound] is the pipeline itself: the sidecar's HTTP proxy,
-// its bind ports, its gRPC proxy, the in-process Transport and ClientConn
-// and the edge gateway all send through one. It sets the deadline (the
-// caller's, or its default) in exactly one place, runs the middleware, and
-// ends in one NATS request per attempt, each a message of its own. Every
-// failure of the mesh, including a reply that carries one (overloaded, a
-// remote timeout), comes back as a *wire.Error, so a middleware classifies
-// outcomes with errors.Is.
+// wrappers. [Outbound] is the pipeline itself: every entry point sends
+// through one, the sidecar's HTTP proxy, its bind ports, its gRPC proxy,
+// the in-process Transport and ClientConn and the edge gateway. It sets
+// the deadline (the caller's, or its default) in exactly one place, runs
+// the middleware, and ends in one NATS request per attempt, each a
+// message of its own. Every failure of the mesh, including a reply that
+// carries one (overloaded, a remote timeout), comes back as a
+// *wire.Error, so a middleware classifies outcomes with errors.Is.
 //
 // Inbound, a [Handler] serves a call (with a [HandlerFunc] adapter, as
 // nats.go micro does) and an [InboundMiddleware] wraps one. The kinds of
@@ -48,8 +59,7 @@
 // meshhttp the HTTP upstream (an HTTP service on the network) and the
 // in-process http.Handler, in package meshgrpc the h2c gRPC upstream and
 // the in-process gRPC server; [Protocols] picks one by the call's
-// protocol. [Inbound] is the dispatch
-// every message goes through: it owns the concurrency limit, the deadline
+// protocol. [Inbound] is the dispatch every message goes through: it owns the concurrency limit, the deadline
 // (Mesh-Timeout, else grpc-timeout, else its default; the decoders apply
 // the same Mesh-Timeout again, which changes nothing behind the dispatch)
 // and the one reply, which goes only to the pair inbox of the caller and
