@@ -44,8 +44,9 @@ import (
 // begun; http.ErrAbortHandler passes on. [Transport] is the same steps for
 // an in-process client.
 //
-// Serve a Proxy on a listener hardened by internal/httpguard (its framing
-// guard and its handler): the agent and the edge do.
+// The agent and the edge serve their Proxies behind internal/httpguard
+// (its framing guard and its handler), which refuses ambiguous framing
+// and protocol upgrades before a request reaches the Proxy.
 //
 // Streams (issue 18): the answer is written once it has arrived whole.
 // Writing it as it arrives (Server-Sent Events, ReverseProxy's
