@@ -3,6 +3,7 @@ package meshhttp
 import (
 	"context"
 	"net/http"
+	"sync"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -75,21 +76,22 @@ func roundTrip(s pipeline.Sender, r *http.Request, dest pipeline.Call, lim wire.
 		closeBody(r)
 		return nil, err
 	}
-	out := r
-	if rewrite != nil {
-		// The request and its copy in one allocation.
-		x := &struct {
-			pr  ProxyRequest
-			out http.Request
-		}{pr: ProxyRequest{In: r, Limits: lim, dest: dest}, out: *r}
-		x.pr.Out = &x.out
-		if err := rewrite(&x.pr); err != nil {
+	var c *pipeline.Call
+	if rewrite == nil {
+		c, err = NewCall(r, dest, lim)
+	} else {
+		x := rewritings.Get().(*rewriting)
+		x.out = *r
+		x.pr = ProxyRequest{In: r, Out: &x.out, Limits: lim, dest: dest}
+		if err = rewrite(&x.pr); err == nil {
+			c, err = NewCall(x.pr.Out, dest, x.pr.Limits)
+		} else {
 			closeBody(r)
-			return nil, err
 		}
-		out, lim = x.pr.Out, x.pr.Limits
+		// The call holds nothing of the request it was encoded from.
+		*x = rewriting{}
+		rewritings.Put(x)
 	}
-	c, err := NewCall(out, dest, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +115,17 @@ func roundTrip(s pipeline.Sender, r *http.Request, dest pipeline.Call, lim wire.
 	}
 	return resp, nil
 }
+
+// rewriting is what a Rewrite hook is given, a ProxyRequest and the copy
+// of the request it may change, reused from one request to the next: the
+// hook is the only one to see them, while it runs, and the call encoded
+// from them keeps nothing of them.
+type rewriting struct {
+	pr  ProxyRequest
+	out http.Request
+}
+
+var rewritings = sync.Pool{New: func() any { return new(rewriting) }}
 
 func closeBody(r *http.Request) {
 	if r.Body != nil {

@@ -98,7 +98,9 @@ type Proxy struct {
 var _ http.Handler = (*Proxy)(nil)
 
 // ProxyRequest is a request on its way through a [Proxy]'s Rewrite hook,
-// as httputil.ProxyRequest is through ReverseProxy's.
+// as httputil.ProxyRequest is through ReverseProxy's. It and its Out are
+// the hook's only while it runs: the Proxy reuses them for another request
+// once the call is encoded, so a hook keeps neither.
 type ProxyRequest struct {
 	// In is the request as the client sent it. Do not modify it.
 	In *http.Request
