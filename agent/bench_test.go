@@ -171,6 +171,29 @@ func BenchmarkAgentHTTPSidecar(b *testing.B) {
 	}
 }
 
+// BenchmarkAgentHTTPBind: HTTP client -> client agent's bind port for echo
+// -> NATS -> service agent -> HTTP upstream, all in this process.
+func BenchmarkAgentHTTPBind(b *testing.B) {
+	url := meshtest.Broker(b).ClientURL()
+	upstream := httptest.NewServer(http.HandlerFunc(echo))
+	b.Cleanup(upstream.Close)
+	benchAgent(b, url, agent.Config{Service: "echo", Upstream: upstream.URL}, nil)
+	h, err := benchAgent(b, url, agent.Config{Service: "client"}, nil).BindHandler("echo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bind := httptest.NewServer(h)
+	b.Cleanup(bind.Close)
+	client := &http.Client{Transport: &http.Transport{}}
+	b.Cleanup(client.CloseIdleConnections)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		httpCall(b, client, bind.URL+"/echo")
+	}
+}
+
 // reportCPU reports the CPU time (user and system) the whole process spent
 // per call, from now until the returned function runs, beside the wall time
 // of ns/op: on a machine shared with other work a call waits for a CPU
