@@ -372,8 +372,12 @@ func (g *Gateway) Routes() []Route { return append([]Route(nil), g.routes...) }
 // r.URL.Path), or false.
 func (g *Gateway) Match(host, path string) (Route, bool) {
 	hostOnly := host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		hostOnly = h
+	// Without a colon there is no port (and SplitHostPort would make an
+	// error to say so, on every request).
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			hostOnly = h
+		}
 	}
 	for _, r := range g.routes {
 		if r.Host != "" && !strings.EqualFold(r.Host, host) && !strings.EqualFold(r.Host, hostOnly) {
