@@ -21,9 +21,12 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // The benchmarks here measure one full round trip of the hot path through a
@@ -192,6 +195,69 @@ func BenchmarkAgentHTTPBind(b *testing.B) {
 	for b.Loop() {
 		httpCall(b, client, bind.URL+"/echo")
 	}
+}
+
+// BenchmarkAgentHTTPAdapter is the cost of each HTTP entry point itself:
+// the outbound pipeline's innermost middleware answers at once (200, 1 KiB),
+// so no NATS request is made and what is measured, with no network and
+// little noise, is the entry point (reading the request, encoding the call,
+// the mesh's middleware, decoding the reply, writing the answer).
+func BenchmarkAgentHTTPAdapter(b *testing.B) {
+	br := meshtest.Broker(b)
+	m, err := httpwire.ResponseMsg(http.StatusOK, http.Header{"Content-Type": {"application/octet-stream"}}, benchBody, nil, wire.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ok := pipeline.ReplyFromMsg(wire.ProtoHTTP, m)
+	answer := func(pipeline.Sender) pipeline.Sender {
+		return pipeline.SendFunc(func(context.Context, *pipeline.Call) (*pipeline.Reply, error) { return ok, nil })
+	}
+	a := benchAgent(b, br.ClientURL(), agent.Config{Service: "client", Outbound: []pipeline.OutboundMiddleware{answer}}, nil)
+	bind, err := a.BindHandler("echo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := bridge.NewGateway(bridge.GatewayConfig{
+		Conn:       meshtest.Conn(b, br, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
+		Routes:     []bridge.Route{{PathPrefix: "/", Service: "echo"}},
+		Middleware: []pipeline.OutboundMiddleware{answer},
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Shutdown(context.Background()) })
+	serve := func(h http.Handler, target string) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, target, bytes.NewReader(benchBody)))
+				if w.Code != http.StatusOK || w.Body.Len() != benchSize {
+					b.Fatalf("status %d, %d bytes", w.Code, w.Body.Len())
+				}
+			}
+		}
+	}
+	b.Run("proxy", serve(a.HTTPProxy(), "http://echo/echo"))
+	b.Run("bind", serve(bind, "/echo"))
+	b.Run("gateway", serve(g, "/echo"))
+	b.Run("transport", func(b *testing.B) {
+		tr := a.Transport()
+		b.ReportAllocs()
+		for b.Loop() {
+			req, _ := http.NewRequest(http.MethodPost, "http://echo/echo", bytes.NewReader(benchBody))
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || n != benchSize {
+				b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
+			}
+		}
+	})
 }
 
 // reportCPU reports the CPU time (user and system) the whole process spent
