@@ -1,0 +1,327 @@
+package securitytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/natsmesh/natsmesh/accounts"
+	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/examples/shop"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// Keep-alive connections of the tests' own HTTP clients.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
+}
+
+// Subjects of the policy store the attacks aim at.
+const (
+	bucketStream = "KV_" + accounts.PoliciesBucket
+	kvMesh       = "$KV." + accounts.PoliciesBucket + ".mesh"
+	purge        = "$JS.API.STREAM.PURGE." + bucketStream
+	consumerAPI  = "$JS.API.CONSUMER.CREATE." + bucketStream
+)
+
+// directGet is the store's direct get of key, which every service may ask.
+func directGet(key string) string {
+	return "$JS.API.DIRECT.GET." + bucketStream + ".$KV." + accounts.PoliciesBucket + "." + key
+}
+
+// mode is one way of generating the accounts.
+type mode struct {
+	name string
+	opts []accounts.Option
+}
+
+var modes = []mode{
+	{"server config", nil},
+	{"operator", []accounts.Option{accounts.WithOperator()}},
+}
+
+// eachMode runs f once per account mode, as a subtest.
+func eachMode(t *testing.T, f func(t *testing.T, md mode)) {
+	for _, md := range modes {
+		t.Run(md.name, func(t *testing.T) { f(t, md) })
+	}
+}
+
+// quiet discards logs.
+var quiet = slog.New(slog.DiscardHandler)
+
+// shopFile is examples/shop/mesh.yaml.
+func shopFile(t testing.TB) *policies.File {
+	t.Helper()
+	f, err := shop.MeshFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// parseFile parses a mesh file given as YAML.
+func parseFile(t testing.TB, src string) *policies.File {
+	t.Helper()
+	f, err := policies.Parse("mesh.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// mesh is a broker running the configuration generated from a mesh file,
+// in one account mode.
+type mesh struct {
+	md  mode
+	dir string
+	b   *broker.Broker
+}
+
+// newMesh generates the accounts of f in mode md and runs a broker on them.
+func newMesh(t testing.TB, md mode, f *policies.File, opts ...func(*broker.Config)) *mesh {
+	t.Helper()
+	m := &mesh{md: md, dir: t.TempDir()}
+	if err := accounts.Generate(f.AccountsSpec(), m.dir, md.opts...); err != nil {
+		t.Fatal(err)
+	}
+	m.b = m.broker(t, opts...)
+	return m
+}
+
+// broker starts another broker on the mesh's configuration.
+func (m *mesh) broker(t testing.TB, opts ...func(*broker.Config)) *broker.Broker {
+	t.Helper()
+	return meshtest.Broker(t, append([]func(*broker.Config){func(c *broker.Config) {
+		c.ConfigFile = accounts.ConfigFile(m.dir)
+		c.LameDuckDuration = -1
+	}}, opts...)...)
+}
+
+// operator reports whether the mesh runs in operator mode.
+func (m *mesh) operator() bool { return len(m.md.opts) > 0 }
+
+// auth is the nats.go option that authenticates as user.
+func (m *mesh) auth(t testing.TB, user string) nats.Option {
+	t.Helper()
+	if m.operator() {
+		return nats.UserCredentials(accounts.CredsFile(m.dir, user))
+	}
+	o, err := nats.NkeyOptionFromSeed(accounts.SeedFile(m.dir, user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// connectConfig is how an agent or gateway connects as user.
+func (m *mesh) connectConfig(user string) agent.ConnectConfig {
+	cc := agent.ConnectConfig{URL: m.b.ClientURL(), Timeout: 5 * time.Second, Logger: quiet}
+	if m.operator() {
+		cc.Creds = accounts.CredsFile(m.dir, user)
+	} else {
+		cc.NKey = accounts.SeedFile(m.dir, user)
+	}
+	return cc
+}
+
+// client is a TCP connection of one mesh user, with the errors the broker
+// sent it asynchronously (permissions violations).
+type client struct {
+	*nats.Conn
+	user string
+	mu   sync.Mutex
+	errs []error
+}
+
+// connect connects to the mesh's broker over TCP as user, with the user's
+// mesh inbox prefix, without reconnecting.
+func (m *mesh) connect(t testing.TB, user string, opts ...nats.Option) *client {
+	t.Helper()
+	c, err := m.dial(user, append([]nats.Option{m.auth(t, user)}, opts...)...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (m *mesh) dial(user string, opts ...nats.Option) (*client, error) {
+	c := &client{user: user}
+	all := []nats.Option{
+		nats.Name("securitytest:" + user),
+		nats.CustomInboxPrefix(wire.InboxPrefix(user)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { c.record(err) }),
+		nats.NoReconnect(),
+	}
+	nc, err := nats.Connect(m.b.ClientURL(), append(all, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	c.Conn = nc
+	return c, nil
+}
+
+func (c *client) record(err error) {
+	c.mu.Lock()
+	c.errs = append(c.errs, err)
+	c.mu.Unlock()
+}
+
+func (c *client) errors() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]error(nil), c.errs...)
+}
+
+// violation reports whether the broker has told c of a permissions
+// violation that names subject.
+func (c *client) violation(subject string) bool {
+	for _, err := range c.errors() {
+		if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitViolation waits until the broker has refused subject to c.
+func (c *client) waitViolation(t testing.TB, subject string) {
+	t.Helper()
+	meshtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if c.violation(subject) {
+			return nil
+		}
+		return fmt.Errorf("%s: no permissions violation for %q yet; errors: %v", c.user, subject, c.errors())
+	})
+}
+
+// noViolations flushes c and fails if the broker has refused anything.
+func (c *client) noViolations(t testing.TB) {
+	t.Helper()
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if errs := c.errors(); len(errs) > 0 {
+		t.Fatalf("%s: unexpected errors: %v", c.user, errs)
+	}
+}
+
+// next returns the next message of sub, failing after 5s.
+func next(t testing.TB, sub *nats.Subscription) *nats.Msg {
+	t.Helper()
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", sub.Subject, err)
+	}
+	return m
+}
+
+// store is the policy store as the admin sees it.
+type store struct {
+	*live.Store
+	js jetstream.JetStream
+}
+
+// store opens the policy store as the admin, creating the bucket.
+func (m *mesh) store(t testing.TB) *store {
+	t.Helper()
+	admin := m.connect(t, accounts.DefaultAdmin)
+	js, err := jetstream.New(admin.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := live.OpenStore(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &store{Store: s, js: js}
+}
+
+func (s *store) apply(t testing.TB, f *policies.File) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rev, err := s.Apply(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// state is the bucket's stream state.
+func (s *store) state(t testing.TB) jetstream.StreamState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, bucketStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}
+
+// intact fails unless the bucket holds exactly revision rev, as its only
+// message, and has no consumer.
+func (s *store) intact(t testing.TB, rev uint64) {
+	t.Helper()
+	st := s.state(t)
+	if st.Msgs != 1 || st.LastSeq != rev || st.Consumers != 0 {
+		t.Fatalf("the bucket: %d messages, last %d, %d consumers; want 1, %d, 0", st.Msgs, st.LastSeq, st.Consumers, rev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	names := s.js.StreamNames(ctx)
+	var all []string
+	for n := range names.Name() {
+		all = append(all, n)
+	}
+	if len(all) != 1 || all[0] != bucketStream {
+		t.Fatalf("streams of the store account: %v, want only %s", all, bucketStream)
+	}
+}
+
+// logBuffer is a concurrency-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+var _ io.Writer = (*logBuffer)(nil)
