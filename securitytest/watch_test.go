@@ -3,6 +3,7 @@ package securitytest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,11 +21,16 @@ import (
 
 // TestWatchForgedAnswers: a holder of orders' key subscribes orders' own
 // inbox, where its agents' watches receive the store's answers
-// (_INBOX_mesh.orders.JS.<watch>.<n>), so it learns their reply subjects;
-// with the store's direct get as a deputy it can have JetStream put an
-// answer of its choosing there (a 404, asking for a key that does not
-// exist) before the store's own. Each forged answer must be ignored: the
-// agent applies a new file within a second of its apply.
+// (_INBOX_mesh.orders.JS.<watch>.…), so it learns the reply subjects of
+// their requests; with the store's direct get as a deputy it can have
+// JetStream put an answer of its choosing under them (a 404, by asking for
+// a key that does not exist) before the store answers. On the code before
+// the fix (commit 97c1d80), whose reply subjects ended in a counter,
+// forging the next few kept an agent on its old file for as long as the
+// attacker went on (the test failed: revision 1 still held a second after
+// revision 2 was applied; the watch gives up asking after 2s, and its
+// next poll's answer is forged too). Each request's reply subject now ends
+// in a random nonce, and the agent applies a new file within a second.
 func TestWatchForgedAnswers(t *testing.T) {
 	eachMode(t, func(t *testing.T, md mode) {
 		m := newMesh(t, md, shopFile(t))
@@ -34,47 +40,63 @@ func TestWatchForgedAnswers(t *testing.T) {
 		waitRevision(t, orders, v1, time.Second)
 
 		attacker := m.connect(t, "orders")
+		inbox := wire.PairInbox("orders", wire.PeerJS) + "."
 		var mu sync.Mutex
-		sent := map[string]uint64{} // watch id -> the highest n forged
-		forge := func(id string, n uint64) {
-			mu.Lock()
-			defer mu.Unlock()
-			for k := sent[id] + 1; k <= n+8; k++ {
-				if k <= n {
-					continue
-				}
-				attacker.PublishRequest(directGet("no-such-key"), wire.PairInbox("orders", wire.PeerJS)+"."+id+"."+strconv.FormatUint(k, 10), nil)
-				sent[id] = k
-			}
-		}
-		if _, err := attacker.Subscribe(wire.PairInbox("orders", wire.PeerJS)+".>", func(msg *nats.Msg) {
-			if msg.Header.Get("Status") != "" {
-				return // its own forgery
-			}
-			toks := strings.Split(msg.Subject, ".")
-			n, err := strconv.ParseUint(toks[len(toks)-1], 10, 64)
+		var heard, forged int
+		sent := map[string]bool{}
+		// On each of the store's answers, forge the answers to the next
+		// requests the watch would make if its reply subjects could be
+		// told from the last one: the counter plus one to eight (with
+		// the last nonce, if any; only eight, as the watch buffers few
+		// answers).
+		forge := func(id, last string) {
+			n, nonce, _ := strings.Cut(last, "-")
+			k, err := strconv.ParseUint(n, 10, 64)
 			if err != nil {
 				return
 			}
-			forge(toks[len(toks)-2], n)
+			for i := k + 1; i <= k+8; i++ {
+				tok := strconv.FormatUint(i, 10)
+				if nonce != "" {
+					tok += "-" + nonce
+				}
+				if reply := inbox + id + "." + tok; !sent[reply] {
+					sent[reply] = true
+					attacker.PublishRequest(directGet("no-such-key"), reply, nil)
+				}
+			}
+		}
+		if _, err := attacker.Subscribe(inbox+">", func(msg *nats.Msg) {
+			mu.Lock()
+			defer mu.Unlock()
+			if msg.Header.Get("Status") == "404" {
+				forged++ // JetStream put the attacker's 404 there
+				return
+			}
+			heard++
+			toks := strings.Split(strings.TrimPrefix(msg.Subject, inbox), ".")
+			if len(toks) == 2 {
+				forge(toks[0], toks[1])
+			}
 		}); err != nil {
 			t.Fatal(err)
 		}
 		attacker.noViolations(t)
-		// Make the watch ask, so the attacker hears its reply subject.
+		// Make the watch ask (a live update's subject, filled by the
+		// direct get), so the attacker hears a reply subject.
 		if err := attacker.PublishRequest(directGet("mesh"), kvMesh, nil); err != nil {
 			t.Fatal(err)
 		}
 		meshtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 			mu.Lock()
 			defer mu.Unlock()
-			if len(sent) == 0 {
-				return errNotYet
+			if heard == 0 || forged == 0 {
+				return fmt.Errorf("heard %d answers of the store, forged %d", heard, forged)
 			}
 			return nil
 		})
 		v2 := st.apply(t, parseFile(t, watchMesh("POST")))
-		waitRevision(t, orders, v2, 2*time.Second)
+		waitRevision(t, orders, v2, time.Second)
 		attacker.noViolations(t)
 	})
 }
@@ -91,12 +113,6 @@ services:
         methods: [` + method + `]
 `
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
-
-const errNotYet = errString("not yet")
 
 // startWatchingSidecar starts service's sidecar with its generated key,
 // watching the policies bucket, with an admin listener.
@@ -128,7 +144,7 @@ func waitRevision(t *testing.T, s *agent.Sidecar, rev uint64, within time.Durati
 	start := time.Now()
 	meshtest.CheckFor(t, within, 5*time.Millisecond, func() error {
 		if got := appliedRevision(t, s); got != rev {
-			return errString("applied revision " + strconv.FormatUint(got, 10) + ", want " + strconv.FormatUint(rev, 10))
+			return fmt.Errorf("applied revision %d, want %d", got, rev)
 		}
 		return nil
 	})

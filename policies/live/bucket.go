@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
@@ -72,7 +72,12 @@ const (
 // The answers to its requests arrive on the pair inbox of the
 // connection's inbox prefix and JetStream (wire.PairInbox(name,
 // wire.PeerJS) for a connection with the mesh's prefix, "_INBOX.JS"
-// otherwise), which the broker lets only JetStream publish to.
+// otherwise), which the broker lets only JetStream publish to. JetStream
+// answers there for anyone in the account who asks the direct get with
+// that reply subject, and whoever holds the connection's key reads that
+// inbox, so each request's reply subject ends in a random nonce of its
+// own: an answer to it is the store's answer to this request, never a 404
+// or an old value that someone had JetStream put there before.
 func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 	s := newSource(cfg)
 	w := &bucketWatch{
@@ -96,8 +101,9 @@ func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 		prefix = nats.InboxPrefix[:len(nats.InboxPrefix)-1] // "_INBOX"
 	}
 	// A token of its own, so that several watches on one connection
-	// never read each other's answers.
-	w.reply = prefix + "." + wire.PeerJS + "." + nuid.Next()
+	// never read each other's answers (random, as each request's nonce
+	// is: see fetch).
+	w.reply = prefix + "." + wire.PeerJS + "." + rand.Text()
 	var err error
 	if w.answerSub, err = nc.ChanSubscribe(w.reply+".*", w.answers); err != nil {
 		s.log.Warn("live: cannot subscribe to the mesh file store's answers", "subject", w.reply+".*", "err", err)
@@ -265,7 +271,14 @@ type answer struct {
 func (w *bucketWatch) fetch() answer {
 	fetches.Add(1)
 	w.n++
-	reply := w.reply + "." + strconv.FormatUint(w.n, 10)
+	// <n>-<nonce>: the nonce (128 random bits) keeps the subject a secret
+	// of this request. Its reply subjects are no secret once answered (a
+	// holder of the connection's key subscribes to its whole inbox), and
+	// with a counter alone anyone in the account could have JetStream
+	// answer the next request before the store did, by asking the direct
+	// get of a missing key with that reply subject: a 404, read as an
+	// empty store, which keeps the file held for good.
+	reply := w.reply + "." + strconv.FormatUint(w.n, 10) + "-" + rand.Text()
 	if err := w.nc.PublishRequest(DirectGetSubject, reply, nil); err != nil {
 		return answer{state: stateUnreachable, err: err}
 	}
