@@ -149,6 +149,8 @@ type client struct {
 	user string
 	mu   sync.Mutex
 	errs []error
+	// taken counts, by subject, the violations waitViolation has taken.
+	taken map[string]int
 }
 
 // connect connects to the mesh's broker over TCP as user, with the user's
@@ -164,7 +166,7 @@ func (m *mesh) connect(t testing.TB, user string, opts ...nats.Option) *client {
 }
 
 func (m *mesh) dial(user string, opts ...nats.Option) (*client, error) {
-	c := &client{user: user}
+	c := &client{user: user, taken: map[string]int{}}
 	all := []nats.Option{
 		nats.Name("securitytest:" + user),
 		nats.CustomInboxPrefix(wire.InboxPrefix(user)),
@@ -191,33 +193,45 @@ func (c *client) errors() []error {
 	return append([]error(nil), c.errs...)
 }
 
-// violation reports whether the broker has told c of a permissions
-// violation that names subject.
-func (c *client) violation(subject string) bool {
+// violations counts the permissions violations the broker has reported
+// to c that name subject.
+func (c *client) violations(subject string) int {
+	n := 0
 	for _, err := range c.errors() {
 		if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
-// waitViolation waits until the broker has refused subject to c.
+// waitViolation waits until the broker has refused subject to c once more
+// than the violations of subject that earlier calls took.
 func (c *client) waitViolation(t testing.TB, subject string) {
 	t.Helper()
-	meshtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if c.violation(subject) {
+	c.mu.Lock()
+	want := c.taken[subject] + 1
+	c.taken[subject] = want
+	c.mu.Unlock()
+	meshtest.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if c.violations(subject) >= want {
 			return nil
 		}
-		return fmt.Errorf("%s: no permissions violation for %q yet; errors: %v", c.user, subject, c.errors())
+		return fmt.Errorf("%s: no (new) permissions violation for %q yet; errors: %v", c.user, subject, c.errors())
 	})
 }
 
-// noViolations flushes c and fails if the broker has refused anything.
+// noViolations flushes c and fails if the broker has ever refused it
+// anything. (The broker's -ERR comes before the flush's PONG, and nats.go
+// notes it as the connection's last error before it reads the PONG; the
+// error handler runs later.)
 func (c *client) noViolations(t testing.TB) {
 	t.Helper()
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	if err := c.LastError(); err != nil {
+		t.Fatalf("%s: unexpected error: %v", c.user, err)
 	}
 	if errs := c.errors(); len(errs) > 0 {
 		t.Fatalf("%s: unexpected errors: %v", c.user, errs)
@@ -325,3 +339,85 @@ func (l *logBuffer) String() string {
 func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 var _ io.Writer = (*logBuffer)(nil)
+
+// runningShop is the demo shop (package examples/shop) on a mesh: every
+// part connected over TCP with its own generated key, the mesh file in
+// the bucket, watched as the demo watches it (as the admin).
+type runningShop struct {
+	*shop.Mesh
+	st  *store
+	rev uint64
+
+	mu    sync.Mutex
+	conns map[string][]*client // by user: the connections the shop opened
+}
+
+// startShop runs the shop on m with the shop's mesh file applied.
+func (m *mesh) startShop(t *testing.T) *runningShop {
+	t.Helper()
+	f := shopFile(t)
+	s := &runningShop{st: m.store(t), conns: map[string][]*client{}}
+	s.rev = s.st.apply(t, f)
+	admin := m.connect(t, accounts.DefaultAdmin)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	src, err := live.WatchKV(ctx, admin.Conn, live.SourceConfig{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	s.Mesh, err = shop.Start(shop.Config{
+		Policies: src,
+		Gateway:  "127.0.0.1:0",
+		Proxy:    "127.0.0.1:0",
+		Logger:   quiet,
+		Connect: func(service string) (*nats.Conn, error) {
+			c, err := m.dial(service, m.auth(t, service))
+			if err != nil {
+				return nil, err
+			}
+			s.mu.Lock()
+			s.conns[service] = append(s.conns[service], c)
+			s.mu.Unlock()
+			return c.Conn, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+// of returns the connections the shop opened as user.
+func (s *runningShop) of(user string) []*client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns[user]
+}
+
+// call sends a mesh call of caller to service over c (caller's key) with
+// a reply subject in the pair inbox of caller and service, as an agent
+// does, and returns the reply.
+func call(t testing.TB, c *client, service, method, path string, body []byte) *nats.Msg {
+	t.Helper()
+	reply := wire.PairInbox(c.user, service) + "." + nats.NewInbox()[len("_INBOX."):]
+	sub, err := c.SubscribeSync(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	subject := wire.Subject{Service: service, Caller: c.user, Proto: wire.ProtoHTTP, Op: method}.String()
+	m := &nats.Msg{Subject: subject, Reply: reply, Data: body,
+		Header: nats.Header{wire.HeaderMethod: {method}, wire.HeaderPath: {path}}}
+	if err := c.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	return next(t, sub)
+}
