@@ -1,7 +1,6 @@
 package securitytest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -36,7 +35,7 @@ func TestWatchForgedAnswers(t *testing.T) {
 		m := newMesh(t, md, shopFile(t))
 		st := m.store(t)
 		v1 := st.apply(t, parseFile(t, watchMesh("GET")))
-		orders := startWatchingSidecar(t, m, "orders")
+		orders := m.sidecar(t, "orders", "", "")
 		waitRevision(t, orders, v1, time.Second)
 
 		attacker := m.connect(t, "orders")
@@ -112,30 +111,6 @@ services:
       - caller: web
         methods: [` + method + `]
 `
-}
-
-// startWatchingSidecar starts service's sidecar with its generated key,
-// watching the policies bucket, with an admin listener.
-func startWatchingSidecar(t *testing.T, m *mesh, service string) *agent.Sidecar {
-	t.Helper()
-	s, err := agent.NewSidecar(agent.SidecarConfig{
-		Agent:   agent.Config{Service: service, Logger: quiet},
-		Connect: m.connectConfig(service),
-		HTTP:    "127.0.0.1:0",
-		Admin:   "127.0.0.1:0",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s
 }
 
 // waitRevision waits until the sidecar's agent applies revision rev.
