@@ -205,6 +205,29 @@ func (c *client) violations(subject string) int {
 	return n
 }
 
+// violationsUnder counts the permissions violations the broker has
+// reported to c for publishes to subjects under prefix.
+func (c *client) violationsUnder(prefix string) int {
+	n := 0
+	for _, err := range c.errors() {
+		if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `Publish to "`+prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor waits up to 5s for cond.
+func waitFor(t testing.TB, cond func() bool, what string) {
+	t.Helper()
+	meshtest.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if cond() {
+			return nil
+		}
+		return errors.New("not yet: " + what)
+	})
+}
+
 // waitViolation waits until the broker has refused subject to c once more
 // than the violations of subject that earlier calls took.
 func (c *client) waitViolation(t testing.TB, subject string) {
