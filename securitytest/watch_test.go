@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,4 +141,64 @@ func appliedRevision(t *testing.T, s *agent.Sidecar) uint64 {
 		t.Fatal(err)
 	}
 	return c.Revision
+}
+
+// TestWatchForgedCues: every service may have JetStream's direct get
+// answer on the subject of the mesh file's writes ($KV.natsmesh-policies.
+// mesh), which every watcher of the account subscribes: the stored file
+// with JetStream's headers, the same bare ({"no_hdr":true}), or a 404
+// (a key that does not exist). A write heard is a cue to ask the store,
+// so on the code before the fix one message of orders made every watcher
+// of the account read the whole mesh file (a 404 for 2s more): about a
+// thousand reads a second of each watcher for a thousand messages of
+// orders (the test failed: 288 requests for 200 cues). A watcher now asks
+// only for a write that is one (no JetStream or status header) of a file
+// other than the one it holds; a genuine write is applied as before.
+func TestWatchForgedCues(t *testing.T) {
+	eachMode(t, func(t *testing.T, md mode) {
+		m := newMesh(t, md, shopFile(t))
+		st := m.store(t)
+		v1 := st.apply(t, parseFile(t, watchMesh("GET")))
+		web := m.sidecar(t, "web", "", "")
+		waitRevision(t, web, v1, time.Second)
+		// web's key sees its watch's requests answered.
+		observer := m.connect(t, "web")
+		var fetches atomic.Int64
+		if _, err := observer.Subscribe(wire.PairInbox("web", wire.PeerJS)+".>", func(*nats.Msg) { fetches.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+		observer.noViolations(t)
+
+		attacker := m.connect(t, "orders")
+		const cues = 200
+		// At the attacker's pace, one cue every 2ms (a burst would be
+		// heard as one: the watch asks once for the writes heard while
+		// it was asking).
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for i := range cues {
+			<-tick.C
+			var err error
+			switch i % 3 {
+			case 0:
+				err = attacker.PublishRequest(directGet("mesh"), kvMesh, nil)
+			case 1:
+				err = attacker.PublishRequest(directGet("mesh"), kvMesh, []byte(`{"no_hdr":true}`))
+			case 2:
+				err = attacker.PublishRequest(directGet("no-such-key"), kvMesh, nil)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		attacker.noViolations(t)
+		// A genuine write after them, heard after them: once it is
+		// applied, the watch has heard every cue.
+		v2 := st.apply(t, parseFile(t, watchMesh("POST")))
+		waitRevision(t, web, v2, time.Second)
+		if n := fetches.Load(); n > cues/10 {
+			t.Fatalf("%d forged cues made web's watch ask the store %d times", cues, n)
+		}
+		t.Logf("%d forged cues, then a write: web's watch asked the store %d times", cues, fetches.Load())
+	})
 }
