@@ -82,11 +82,9 @@ func TestWatchForgedAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 		attacker.noViolations(t)
-		// Make the watch ask (a live update's subject, filled by the
-		// direct get), so the attacker hears a reply subject.
-		if err := attacker.PublishRequest(directGet("mesh"), kvMesh, nil); err != nil {
-			t.Fatal(err)
-		}
+		// A write makes the watch ask, so the attacker hears a reply
+		// subject.
+		waitRevision(t, orders, st.apply(t, parseFile(t, watchMesh("HEAD"))), time.Second)
 		meshtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 			mu.Lock()
 			defer mu.Unlock()

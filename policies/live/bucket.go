@@ -196,15 +196,33 @@ func (w *bucketWatch) release() {
 // heard is told of each write of the mesh file as it is published (the
 // stream may yet refuse it): the watch asks the store until it answers
 // that version, or for expectFor.
+//
+// Anyone of the account can have JetStream's direct get answer on
+// WriteSubject too (docs/security.md, "The policy store"), as often as it
+// likes, and each message there would make every watcher of the account
+// read the whole file: such an answer is no write, and is ignored (it
+// carries JetStream's headers or a status, or, asked without headers, it
+// is the stored file, the one held, or nothing). So is a write of the
+// version held, unless a write heard before is still awaited.
 func (w *bucketWatch) heard(m *nats.Msg) {
+	if m.Header.Get("Nats-Stream") != "" || m.Header.Get("Status") != "" {
+		return
+	}
 	e := &expectation{at: time.Now()}
 	switch m.Header.Get("KV-Operation") {
 	case "":
+		if len(m.Data) == 0 {
+			return // no mesh file is empty
+		}
 		e.digest = sha256.Sum256(m.Data)
 	default: // DEL, PURGE
 		e.deleted = true
 	}
 	w.mu.Lock()
+	if held := w.src.cur.Load(); !e.deleted && w.expect == nil && held != nil && held.digest == e.digest {
+		w.mu.Unlock()
+		return
+	}
 	w.expect = e
 	w.mu.Unlock()
 	select {
