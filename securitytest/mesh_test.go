@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -341,27 +341,26 @@ func (s *store) intact(t testing.TB, rev uint64) {
 	}
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+// delivered is how many messages the broker has delivered to the
+// connection named name (one only).
+func (m *mesh) delivered(t testing.TB, name string) uint64 {
+	t.Helper()
+	cz, err := m.b.Server().Connz(&server.ConnzOptions{Limit: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	found := 0
+	for _, c := range cz.Conns {
+		if c.Name == name {
+			n, found = uint64(c.OutMsgs), found+1
+		}
+	}
+	if found != 1 {
+		t.Fatalf("%d connections named %s", found, name)
+	}
+	return n
 }
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
-
-var _ io.Writer = (*logBuffer)(nil)
 
 // runningShop is the demo shop (package examples/shop) on a mesh: every
 // part connected over TCP with its own generated key, the mesh file in

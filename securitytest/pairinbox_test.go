@@ -169,3 +169,55 @@ func TestPairInbox(t *testing.T) {
 		}
 	})
 }
+
+// TestDirectGetOnCalls: JetStream's direct get, asked by orders with a
+// call subject as its reply subject, drops the stored mesh file (or a 404)
+// in inventory's queue group as a call "from" web or anyone: a message
+// without a reply subject, which inventory's agent refuses before anything
+// runs (its upstream never sees it). The same holds for every NATS-native
+// service of the mesh that, like the demo's clock, ignores a message
+// without a reply (docs/security.md).
+func TestDirectGetOnCalls(t *testing.T) {
+	f := parseFile(t, pairMesh)
+	eachMode(t, func(t *testing.T, md mode) {
+		m := newMesh(t, md, f)
+		st := m.store(t)
+		st.apply(t, f)
+		var served atomic.Int64
+		up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served.Add(1) }))
+		t.Cleanup(up.Close)
+		startAgent(t, m, agent.Config{Service: "inventory", Upstream: up.URL, Policies: live.Static(f)})
+		delivered := func() uint64 { return m.delivered(t, "natsmesh:inventory") }
+		before := delivered()
+		sent := 0
+		orders := m.connect(t, "orders")
+		for _, caller := range []string{"web", "orders", "bridge"} {
+			for _, op := range []string{"GET", "DELETE"} {
+				subject := wire.Subject{Service: "inventory", Caller: caller, Proto: wire.ProtoHTTP, Op: op}.String()
+				for _, key := range []string{"mesh", "no-such-key"} {
+					if err := orders.PublishRequest(directGet(key), subject, nil); err != nil {
+						t.Fatal(err)
+					}
+					if err := orders.PublishRequest(directGet(key), subject, []byte(`{"no_hdr":true}`)); err != nil {
+						t.Fatal(err)
+					}
+					sent += 2
+				}
+			}
+		}
+		orders.noViolations(t)
+		// They reach inventory's agent (the broker delivered them).
+		waitFor(t, func() bool { return delivered()-before >= uint64(sent) }, "the direct gets' answers delivered to inventory's agent")
+		web := m.connect(t, "web")
+		if msg := call(t, web, "inventory", "GET", "/x", nil); msg.Header.Get(wire.HeaderStatus) != "200" {
+			t.Fatalf("a genuine call: %v %q", msg.Header, msg.Data)
+		}
+		// Proving nothing else ran needs a wait: bounded, after the
+		// genuine call (JetStream's answers come on another connection,
+		// not ordered with it).
+		time.Sleep(200 * time.Millisecond)
+		if n := served.Load(); n != 1 {
+			t.Fatalf("inventory's upstream served %d calls, want the genuine one", n)
+		}
+	})
+}
