@@ -25,11 +25,11 @@ import (
 // treat the name in an answer as a claim), it cannot answer the admin's
 // request to one service ($SRV.STATS.inventory), which it never sees.
 //
-// On the code before, the reply subject of each gathering was the admin's
-// discovery inbox and a nuid: sequential, with a fixed increment, so two
-// broadcast requests told orders the reply subject of the next request,
-// targeted or not, and its made-up inventory answer was in the admin's
-// sample of inventory (the test failed).
+// On the code before the fix (97c1d80), the reply subject of each
+// gathering was the admin's discovery inbox and a nuid: sequential, with a
+// fixed increment, so two broadcast requests told orders the reply
+// subject of the next request, targeted or not, and its made-up inventory
+// answer was in the admin's sample of inventory (the test failed).
 func TestDiscoveryForgery(t *testing.T) {
 	eachMode(t, func(t *testing.T, md mode) {
 		m := newMesh(t, md, shopFile(t))

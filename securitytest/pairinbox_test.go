@@ -176,7 +176,9 @@ func TestPairInbox(t *testing.T) {
 // without a reply subject, which inventory's agent refuses before anything
 // runs (its upstream never sees it). The same holds for every NATS-native
 // service of the mesh that, like the demo's clock, ignores a message
-// without a reply (docs/security.md).
+// without a reply (docs/security.md). This pins a residual the reply
+// model accepts (the direct get answers where its requester says, in the
+// requester's account), not an attack of issue 16.
 func TestDirectGetOnCalls(t *testing.T) {
 	f := parseFile(t, pairMesh)
 	eachMode(t, func(t *testing.T, md mode) {

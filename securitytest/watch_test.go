@@ -146,12 +146,13 @@ func appliedRevision(t *testing.T, s *agent.Sidecar) uint64 {
 // mesh), which every watcher of the account subscribes: the stored file
 // with JetStream's headers, the same bare ({"no_hdr":true}), or a 404
 // (a key that does not exist). A write heard is a cue to ask the store,
-// so on the code before the fix one message of orders made every watcher
-// of the account read the whole mesh file (a 404 for 2s more): about a
-// thousand reads a second of each watcher for a thousand messages of
-// orders (the test failed: 288 requests for 200 cues). A watcher now asks
-// only for a write that is one (no JetStream or status header) of a file
-// other than the one it holds; a genuine write is applied as before.
+// so on the code before the fix (97c1d80) one message of orders made
+// every watcher of the account read the whole mesh file (a 404, for 2s
+// more): about a thousand reads a second of each watcher for a thousand
+// messages of orders (the test failed: 288 requests for 200 cues). A
+// watcher now asks only for a write that is one (no JetStream or status
+// header) of a file other than the one it holds; a genuine write is
+// applied as before.
 func TestWatchForgedCues(t *testing.T) {
 	eachMode(t, func(t *testing.T, md mode) {
 		m := newMesh(t, md, shopFile(t))
