@@ -201,3 +201,66 @@ func TestWatchForgedCues(t *testing.T) {
 		t.Logf("%d forged cues, then a write: web's watch asked the store %d times", cues, fetches.Load())
 	})
 }
+
+// TestWatchFlood: a holder of orders' key learns the reply subjects of
+// its agents' watches (it subscribes orders' inbox) and can have
+// JetStream's direct get answer under them as fast as JetStream answers,
+// on subjects no request waits on. On the code before the fix (ceb4571),
+// the watch received its answers on one subscription of all its reply
+// subjects, whose buffer the flood filled, so the store's answer was
+// dropped and the agent kept its old file while the flood went on (the
+// test failed: revision 2 held 2s after revision 3 was applied, while a
+// flood of the same size on another subject delayed it by milliseconds).
+// Each request now has a subscription of its own, on its own subject.
+func TestWatchFlood(t *testing.T) {
+	eachMode(t, func(t *testing.T, md mode) {
+		m := newMesh(t, md, shopFile(t))
+		st := m.store(t)
+		v1 := st.apply(t, parseFile(t, watchMesh("GET")))
+		orders := m.sidecar(t, "orders", "", "")
+		waitRevision(t, orders, v1, time.Second)
+
+		attacker := m.connect(t, "orders")
+		inbox := wire.PairInbox("orders", wire.PeerJS) + "."
+		var mu sync.Mutex
+		var watch string
+		if _, err := attacker.Subscribe(inbox+">", func(msg *nats.Msg) {
+			mu.Lock()
+			defer mu.Unlock()
+			if id, _, ok := strings.Cut(strings.TrimPrefix(msg.Subject, inbox), "."); ok && msg.Header.Get("Status") == "" {
+				watch = id
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		attacker.noViolations(t)
+		waitRevision(t, orders, st.apply(t, parseFile(t, watchMesh("HEAD"))), time.Second)
+		waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return watch != "" }, "the attacker hears the watch's reply subject")
+
+		target := inbox + watch + ".flood"
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 2 {
+			flooder := m.connect(t, "orders")
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := flooder.PublishRequest(directGet("no-such-key"), target, nil); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		defer func() { close(stop); wg.Wait() }()
+		// The flood under way: the watch's buffer full.
+		waitFor(t, func() bool { return m.delivered(t, "natsmesh-agent:orders") > 5000 }, "the flood reaches orders' agent")
+		v3 := st.apply(t, parseFile(t, watchMesh("POST")))
+		waitRevision(t, orders, v3, 2*time.Second)
+	})
+}
