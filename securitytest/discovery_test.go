@@ -127,6 +127,9 @@ func nextSubjects(a, b string, n int) []string {
 		return v
 	}
 	inc := seq(b) - seq(a)
+	if inc <= 0 {
+		return nil // no nuids: nothing to tell from them
+	}
 	var out []string
 	for k := int64(1); k <= int64(n); k++ {
 		v := seq(b) + k*inc

@@ -87,7 +87,6 @@ func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 		timeout: cfg.FetchTimeout,
 		cache:   cfg.Cache,
 		kick:    make(chan struct{}, 1),
-		answers: make(chan *nats.Msg, 16),
 		first:   s.loaded,
 	}
 	if w.poll <= 0 {
@@ -105,9 +104,6 @@ func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 	// is: see fetch).
 	w.reply = prefix + "." + wire.PeerJS + "." + rand.Text()
 	var err error
-	if w.answerSub, err = nc.ChanSubscribe(w.reply+".*", w.answers); err != nil {
-		s.log.Warn("live: cannot subscribe to the mesh file store's answers", "subject", w.reply+".*", "err", err)
-	}
 	if w.writeSub, err = nc.Subscribe(WriteSubject, w.heard); err != nil {
 		s.log.Warn("live: cannot subscribe to the mesh file's writes; asking every "+w.poll.String(), "subject", WriteSubject, "err", err)
 	}
@@ -146,14 +142,12 @@ type bucketWatch struct {
 	timeout time.Duration
 	cache   string
 
-	kick      chan struct{} // a write heard; holds one, so a burst makes one request
-	answers   chan *nats.Msg
-	status    chan nats.Status
-	writeSub  *nats.Subscription
-	answerSub *nats.Subscription
-	reply     string        // the prefix of the requests' reply subjects
-	n         uint64        // requests made
-	first     chan struct{} // the Source's loaded, until closed
+	kick     chan struct{} // a write heard; holds one, so a burst makes one request
+	status   chan nats.Status
+	writeSub *nats.Subscription
+	reply    string        // the prefix of the requests' reply subjects
+	n        uint64        // requests made
+	first    chan struct{} // the Source's loaded, until closed
 
 	mu     sync.Mutex
 	expect *expectation
@@ -186,9 +180,6 @@ const (
 func (w *bucketWatch) release() {
 	if w.writeSub != nil {
 		w.writeSub.Unsubscribe()
-	}
-	if w.answerSub != nil {
-		w.answerSub.Unsubscribe()
 	}
 	w.nc.RemoveStatusListener(w.status)
 }
@@ -297,23 +288,29 @@ func (w *bucketWatch) fetch() answer {
 	// get of a missing key with that reply subject: a 404, read as an
 	// empty store, which keeps the file held for good.
 	reply := w.reply + "." + strconv.FormatUint(w.n, 10) + "-" + rand.Text()
+	// A subscription of the request's own subject, not one of all the
+	// watch's: the holder of the key can have JetStream answer under the
+	// others as fast as it answers, and such a flood, filling one
+	// subscription's buffer, made the store's answer a slow consumer's
+	// loss while it went on.
+	answers := make(chan *nats.Msg, 1)
+	sub, err := w.nc.ChanSubscribe(reply, answers)
+	if err != nil {
+		return answer{state: stateUnreachable, err: fmt.Errorf("subscribing to the store's answer: %w", err)}
+	}
+	defer sub.Unsubscribe()
 	if err := w.nc.PublishRequest(DirectGetSubject, reply, nil); err != nil {
 		return answer{state: stateUnreachable, err: err}
 	}
 	t := time.NewTimer(w.timeout)
 	defer t.Stop()
-	for {
-		select {
-		case m := <-w.answers:
-			if m.Subject != reply {
-				continue // a late answer to an earlier request
-			}
-			return readAnswer(m)
-		case <-t.C:
-			return answer{state: stateUnreachable, err: fmt.Errorf("no answer from the store within %s", w.timeout)}
-		case <-w.src.stop:
-			return answer{state: stateUnreachable, err: errors.New("closed")}
-		}
+	select {
+	case m := <-answers:
+		return readAnswer(m)
+	case <-t.C:
+		return answer{state: stateUnreachable, err: fmt.Errorf("no answer from the store within %s", w.timeout)}
+	case <-w.src.stop:
+		return answer{state: stateUnreachable, err: errors.New("closed")}
 	}
 }
 
