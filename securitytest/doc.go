@@ -30,7 +30,8 @@
 //     JetStream put under its reply subjects or on the write subject.
 //   - TestDiscoveryForgery: a service answers discovery as itself only.
 //
-// Each test fails if its attack works; each comment says which code it
+// Each test fails if its attack works. Each comment says which code it
 // fails on (the code before the reply model, 44d1c55, or, for the holes
-// found by these tests, the commit before their fix).
+// found by these tests, the commit before their fix), or that it pins a
+// residual the reply model accepts (docs/security.md).
 package securitytest
