@@ -350,20 +350,31 @@ func (a *Agent) HasInbound() bool { return a.in.enabled() }
 func (a *Agent) Serving() bool { return a.in.serving() }
 
 // Ready waits until the agent serves inbound calls (its service passed its
-// first health check), or returns an error after timeout.
+// first health check), or returns an error after timeout, or at once when
+// the broker refuses the instance's queue subscriptions (a subset the mesh
+// file does not declare, credentials of another service): that is no
+// matter of time.
 func (a *Agent) Ready(timeout time.Duration) error {
 	if !a.in.enabled() {
 		return nil
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	select {
-	case <-a.in.firstServing:
-		return nil
-	case <-a.done:
-		return ErrClosed
-	case <-t.C:
-		return fmt.Errorf("agent: %s not serving after %v: %s", a.cfg.Service, timeout, a.in.lastHealthError())
+	refused := a.in.refusedCh
+	for {
+		select {
+		case <-a.in.firstServing:
+			return nil
+		case <-refused:
+			if err := a.in.refusalErr(); err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
+			refused = nil // asked again since: wait for it
+		case <-a.done:
+			return ErrClosed
+		case <-t.C:
+			return fmt.Errorf("agent: %s not serving after %v: %s", a.cfg.Service, timeout, a.in.lastHealthError())
+		}
 	}
 }
 

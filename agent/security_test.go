@@ -30,8 +30,9 @@ type authMesh struct {
 	file *policies.File
 }
 
-// newAuthMesh parses src, generates its accounts and runs a broker on them.
-func newAuthMesh(t *testing.T, src string) *authMesh {
+// newAuthMesh parses src, generates its accounts and runs a broker on them
+// (opts may change its configuration further).
+func newAuthMesh(t *testing.T, src string, opts ...func(*broker.Config)) *authMesh {
 	t.Helper()
 	f, err := policies.Parse("mesh.yaml", []byte(src))
 	if err != nil {
@@ -41,7 +42,7 @@ func newAuthMesh(t *testing.T, src string) *authMesh {
 	if err := accounts.Generate(f.AccountsSpec(), dir); err != nil {
 		t.Fatal(err)
 	}
-	b := meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = accounts.ConfigFile(dir) })
+	b := meshtest.Broker(t, append([]func(*broker.Config){func(c *broker.Config) { c.ConfigFile = accounts.ConfigFile(dir) }}, opts...)...)
 	return &authMesh{t: t, b: b, dir: dir, file: f}
 }
 

@@ -334,7 +334,8 @@ func (a *Agent) AdminHandler() http.Handler { return a.admin }
 // Readiness returns nil while the agent takes calls, and otherwise why not:
 // shut down, no NATS connection, no mesh file yet (an agent that
 // authenticates, see Config.Policies), or (with an inbound side) not
-// serving because its service fails its health checks.
+// serving because its service fails its health checks or the broker
+// refuses its queue subscriptions (saying what to do about it).
 func (a *Agent) Readiness() error {
 	a.mu.Lock()
 	closed := a.closed
