@@ -60,10 +60,11 @@ func (m *authMesh) conn(service string, opts ...nats.Option) *nats.Conn {
 }
 
 // agent starts service's agent with its own identity. With enforce, the
-// agent applies the mesh file too; without, only the broker decides.
+// agent applies the mesh file too; without, only the broker decides (the
+// built-in policy, opted into).
 func (m *authMesh) agent(service string, enforce bool, h http.Handler) *Agent {
 	m.t.Helper()
-	cfg := Config{Service: service, Logger: quiet}
+	cfg := Config{Service: service, BuiltinPolicy: !enforce, Logger: quiet}
 	if enforce {
 		cfg.Policies = live.Static(m.file)
 	}
@@ -222,10 +223,11 @@ func TestAllowListsOverTCP(t *testing.T) {
 	}
 }
 
-// newBareAgent starts an outbound-only agent on nc with no mesh file.
+// newBareAgent starts an outbound-only agent on nc with no mesh file: the
+// built-in policy, opted into.
 func newBareAgent(t *testing.T, nc *nats.Conn, service string) *Agent {
 	t.Helper()
-	a, err := New(nc, Config{Service: service, Logger: quiet})
+	a, err := New(nc, Config{Service: service, BuiltinPolicy: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +297,7 @@ func TestCrossAccountOverTCP(t *testing.T) {
 func TestWarnWithoutAuthentication(t *testing.T) {
 	start := func(nc *nats.Conn, service string) string {
 		var logs syncBuffer
-		a, err := New(nc, Config{Service: service, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		a, err := New(nc, Config{Service: service, BuiltinPolicy: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
