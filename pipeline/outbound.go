@@ -86,8 +86,9 @@ type OutboundConfig struct {
 //     inbox (wire.InboxPrefix(caller)+".>").
 //
 // Failures come back as *wire.Error: no responders (naming the service and
-// subset), timeout, a broken or lost connection (broker-unavailable, after
-// ReconnectGrace), a permission violation (forbidden: the broker refused
+// subset), timeout, a broken or lost connection (broker-unavailable when
+// nothing was sent: after ReconnectGrace, or refused by a closed pipeline;
+// connection-lost when the call may have run), a permission violation (forbidden: the broker refused
 // the publish, reported on the connection's async error handler, which
 // NewOutbound chains its own in front of), and a mesh error that a reply
 // carries.
@@ -323,8 +324,18 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*nats.Msg, error) {
 			return nil, cause
 		}
 		e := wire.FromError(err)
-		if e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders) {
+		switch {
+		case e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders):
 			e.Message = "no instance of " + c.Dest() + " is serving"
+		case e.Kind == wire.KindConnectionLost && errors.Is(err, replymux.ErrNotSent):
+			// Refused before it was sent (the pipeline closed under the
+			// call, after it found its mux; or the connection closed
+			// before the publish): nothing ran.
+			msg := "no connection to the broker: " + err.Error()
+			if errors.Is(err, replymux.ErrClosed) {
+				msg = "the outbound pipeline is closed"
+			}
+			e = &wire.Error{Kind: wire.KindBrokerUnavailable, Message: msg, Err: err}
 		}
 		// A connection lost from here on is connection-lost (the request
 		// may have run), never broker-unavailable: FromError says so.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -122,5 +123,38 @@ func TestOutboundClose(t *testing.T) {
 	}
 	if err := o.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestOutboundCloseRace: a call that found its reply mux just before
+// Close closed it is refused by the closed mux before anything is sent:
+// broker-unavailable (retry-safe), not connection-lost.
+func TestOutboundCloseRace(t *testing.T) {
+	b := runBroker(t)
+	srv := conn(t, b, "orders")
+	seen := make(chan string, 1)
+	answer(t, srv, "mesh.orders.>", seen)
+	o := outbound(t, conn(t, b, "web"))
+	if _, err := o.Send(context.Background(), httpCall(t, "orders", "GET")); err != nil {
+		t.Fatal(err)
+	}
+	<-seen
+	x := (*o.ns.muxes.Load())["web"]
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// As a Send that loaded the mux before Close swapped the muxes out.
+	o.ns.muxes.Store(&map[string]*replymux.Mux{"web": x})
+	_, err := o.Send(context.Background(), httpCall(t, "orders", "GET"))
+	if !errors.Is(err, wire.ErrBrokerUnavailable) {
+		t.Errorf("a call refused by the closed mux: %v, want broker-unavailable", err)
+	}
+	if err := srv.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-seen:
+		t.Errorf("the refused call was sent (reply %s)", r)
+	default:
 	}
 }

@@ -25,6 +25,22 @@ var ErrClosed = fmt.Errorf("replymux: closed: %w", nats.ErrConnectionClosed)
 // [A-Za-z0-9_-].
 var ErrBadPeer = errors.New("replymux: the peer is not a subject token")
 
+// ErrNotSent is wrapped, besides its cause, by the error of every
+// [Mux.Request] that ended before its message was handed to the
+// connection: the Mux was closed ([ErrClosed]), the connection refused the
+// publish (closed, draining, a message too large), the context had ended,
+// a bad argument. Nothing was sent, so the call did not run: wire.FromError
+// reads ErrClosed and a closed connection as a lost connection (the call
+// may have run) unless the caller checks for ErrNotSent first.
+var ErrNotSent = errors.New("replymux: nothing sent")
+
+// notSent is a Request's error before anything was sent: its message is
+// the cause's.
+type notSent struct{ err error }
+
+func (e notSent) Error() string   { return e.err.Error() }
+func (e notSent) Unwrap() []error { return []error{e.err, ErrNotSent} }
+
 // idLen is the length of a Mux's random id: 62^16 (95 bits), so no two
 // Muxes of an owner share one.
 const idLen = 16
@@ -162,27 +178,29 @@ func (x *Mux) Subject() string { return x.prefix + "*." + x.id + ".*" }
 // publishing m (nats.ErrConnectionClosed, nats.ErrMaxPayload, ...),
 // nats.ErrConnectionClosed when the connection closes while the call
 // waits (the call may have run), and [ErrClosed] when the Mux is closed;
-// [ErrBadPeer] for a peer that is no subject token. A call in flight
+// [ErrBadPeer] for a peer that is no subject token. Every error returned
+// before m was handed to the connection also wraps [ErrNotSent]. A call in
+// flight
 // when the connection is lost goes on waiting, as nats.go's does: nats.go
 // subscribes the Mux again when it reconnects, and a reply published
 // after that still completes the call.
 func (x *Mux) Request(ctx context.Context, m *nats.Msg, peer string) (*nats.Msg, error) {
 	if ctx == nil {
-		return nil, nats.ErrInvalidContext
+		return nil, notSent{nats.ErrInvalidContext}
 	}
 	if m == nil {
-		return nil, nats.ErrInvalidMsg
+		return nil, notSent{nats.ErrInvalidMsg}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, notSent{err}
 	}
 	reply, r, err := x.start(peer)
 	if err != nil {
-		return nil, err
+		return nil, notSent{err}
 	}
 	if err := x.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}); err != nil {
 		x.cancel(reply, r)
-		return nil, err
+		return nil, notSent{err}
 	}
 	return x.wait(ctx, reply, r)
 }

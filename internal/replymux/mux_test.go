@@ -313,14 +313,15 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = <-errc
-	if !errors.Is(err, ErrClosed) || !errors.Is(err, nats.ErrConnectionClosed) {
-		t.Errorf("call in flight at Close: %v", err)
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, ErrNotSent) {
+		t.Errorf("call in flight at Close: %v, want ErrClosed, sent", err)
 	}
 	if k := wire.FromError(err).Kind; k != wire.KindConnectionLost {
 		t.Errorf("wire kind %s", k)
 	}
-	if _, err := x.Request(context.Background(), &nats.Msg{Subject: "svc.silent"}, "orders"); !errors.Is(err, ErrClosed) {
-		t.Errorf("call after Close: %v", err)
+	// Refused before it is sent: ErrNotSent says so.
+	if _, err := x.Request(context.Background(), &nats.Msg{Subject: "svc.silent"}, "orders"); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotSent) {
+		t.Errorf("call after Close: %v, want ErrClosed and ErrNotSent", err)
 	}
 	if err := x.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
