@@ -66,7 +66,7 @@ type inbound struct {
 	// refusalRetry (retryRefused), not before: the refusal is permanent
 	// until the broker's configuration changes. Under mu.
 	refusal       error
-	refusalLogged bool          // said once, at Error
+	refusalLogged bool          // said, at Error, since the last success
 	retry         *time.Timer   // retryRefused, armed by a refusal
 	refusedCh     chan struct{} // closed at the first refusal, for Ready
 	refusedOnce   sync.Once
@@ -238,6 +238,7 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 		in.mu.Unlock()
 		in.a.cfg.Telemetry.SetHealthy(in.a.cfg.Service, in.a.cfg.Subset, err == nil)
 		serving := in.serving()
+		served = served || serving // retryRefused may have subscribed
 		if err == nil {
 			fails = 0
 			passes++
@@ -274,8 +275,8 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 var errRefused = errors.New("the broker refuses the queue subscriptions")
 
 // refusalRetry is how long an instance whose queue subscriptions the broker
-// refused waits before it asks again.
-const refusalRetry = time.Minute
+// refused waits before it asks again (a variable for the tests).
+var refusalRetry = time.Minute
 
 // subscribe joins the service's queue groups. The flush after each
 // subscription makes sure the broker knows the interest before the agent
@@ -321,6 +322,7 @@ func (in *inbound) subscribe() error {
 			return errRefused
 		}
 	}
+	in.refusalLogged = false // a refusal after this one is news
 	in.firstOnce.Do(func() { close(in.firstServing) })
 	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, true)
 	return nil

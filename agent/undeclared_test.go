@@ -179,7 +179,9 @@ func TestSubsetRefusedAfterReconnect(t *testing.T) {
 	if err := m.b.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile, c.Listen = accounts.ConfigFile(m.dir), addr })
+	meshtest.Broker(t, func(c *broker.Config) {
+		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
+	})
 	meshtest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := a.Readiness(); err == nil || !strings.Contains(err.Error(), undeclaredV2) {
 			return fmt.Errorf("Readiness after the reconnect: %v", err)
@@ -191,5 +193,57 @@ func TestSubsetRefusedAfterReconnect(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
 		t.Errorf("want the refusal said once at Error, got %d errors:\n%s", n, logs.String())
+	}
+}
+
+// TestUndeclaredSubsetRetried: a refused instance asks the broker again
+// every refusalRetry (here 200ms), not more often, and serves once the
+// broker's configuration declares its subset, saying so.
+func TestUndeclaredSubsetRetried(t *testing.T) {
+	retry := refusalRetry
+	t.Cleanup(func() { refusalRetry = retry })
+	refusalRetry = 200 * time.Millisecond
+	m := newAuthMesh(t, noSubsetsMesh, func(c *broker.Config) { c.LameDuckDuration = -1 })
+	var logs syncBuffer
+	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Handle(&counter{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	if err := a.Ready(5 * time.Second); err == nil {
+		t.Fatal("ready with an undeclared subset")
+	}
+	time.Sleep(time.Second)
+	if n := a.in.refusals.Load(); n < 2 || n > 7 {
+		t.Errorf("asked %d times in a second, want about one every 200ms", n)
+	}
+
+	// The same keys, with subset v2, on the same address.
+	f, err := policies.Parse("mesh.yaml", []byte(strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
+	if err := m.b.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Broker(t, func(c *broker.Config) {
+		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
+	})
+	start := time.Now()
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error { return a.Readiness() })
+	t.Logf("ready %v after the restart", time.Since(start))
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), "the broker admits the queue subscriptions now") {
+		t.Errorf("want the refusal said once and the recovery; %d errors:\n%s", n, logs.String())
 	}
 }
