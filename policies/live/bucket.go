@@ -46,6 +46,13 @@ const (
 	// a replica that has not stored it yet may answer. A write the stream
 	// refused (ApplyIf over a stale revision) is never stored.
 	expectFor = 2 * time.Second
+	// fetchBurst and fetchRate bound the requests of one watch, whatever
+	// it hears: at most fetchBurst at once, fetchRate a second after that.
+	// A change heard of takes one or two (the second 0.5 ms after the
+	// first, when the write reached the watch before the stream stored
+	// it).
+	fetchBurst = 5
+	fetchRate  = 2
 	// maxRetry caps the backoff of those requests.
 	maxRetry = 200 * time.Millisecond
 	// minBackoff is the first wait after a request the store did not
@@ -68,6 +75,12 @@ const (
 // holds no file (the bucket is empty, its key deleted or purged, or it is
 // not there at all) or cannot be reached. Each applied version is logged
 // at Info level with its revision and digest, and written to cfg.Cache.
+//
+// A message on WriteSubject is only a cue to ask the store, and only a
+// write is: one with JetStream's Nats-Stream or Status header is a direct
+// get's answer that some service had delivered there, and is ignored, as
+// is a write of the version held. However many writes it hears, a watch
+// makes at most 5 requests at once and 2 a second after that.
 //
 // The answers to its requests arrive on the pair inbox of the
 // connection's inbox prefix and JetStream (wire.PairInbox(name,
@@ -154,6 +167,8 @@ type bucketWatch struct {
 
 	state      storeState
 	refused    [sha256.Size]byte // the last version refused, logged once
+	tokens     float64           // requests allowed now (fetchBurst, fetchRate)
+	tokensAt   time.Time         // when tokens was last brought up to date
 	cacheTried bool
 	cacheErr   string // the last failure to write the cache, logged once
 }
@@ -189,14 +204,32 @@ func (w *bucketWatch) release() {
 
 // heard is told of each write of the mesh file as it is published (the
 // stream may yet refuse it): the watch asks the store until it answers
-// that version, or for expectFor.
+// that version, or for expectFor. It ignores what is no write, and a
+// write of the version held.
 func (w *bucketWatch) heard(m *nats.Msg) {
+	// Any service may have JetStream's direct get deliver its answer on
+	// WriteSubject, in its own account: a stored message (with
+	// Nats-Stream) or a status (404, with Status). No write carries
+	// either header.
+	if m.Header.Get("Status") != "" || m.Header.Get("Nats-Stream") != "" {
+		return
+	}
 	e := &expectation{at: time.Now()}
 	switch m.Header.Get("KV-Operation") {
 	case "":
 		e.digest = sha256.Sum256(m.Data)
-	default: // DEL, PURGE
+		if held := w.src.cur.Load(); held != nil && held.digest == e.digest {
+			// Nothing new to fetch, and a write heard before is
+			// overwritten.
+			w.mu.Lock()
+			w.expect = nil
+			w.mu.Unlock()
+			return
+		}
+	case "DEL", "PURGE":
 		e.deleted = true
+	default:
+		return
 	}
 	w.mu.Lock()
 	w.expect = e
@@ -212,6 +245,14 @@ func (w *bucketWatch) run() {
 	defer t.Stop()
 	backoff := time.Duration(0) // after a request the store did not answer
 	for {
+		if d := w.reserve(time.Now()); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-w.src.stop:
+				return
+			}
+		}
 		r := w.fetch()
 		select {
 		case <-w.src.stop: // Close: nothing to apply, nothing to log
@@ -244,6 +285,23 @@ func (w *bucketWatch) run() {
 			return
 		}
 	}
+}
+
+// reserve takes one request from the watch's allowance (fetchBurst at
+// once, fetchRate a second) and returns how long to wait before making
+// it.
+func (w *bucketWatch) reserve(now time.Time) time.Duration {
+	if w.tokensAt.IsZero() {
+		w.tokens = fetchBurst
+	} else {
+		w.tokens = min(fetchBurst, w.tokens+now.Sub(w.tokensAt).Seconds()*fetchRate)
+	}
+	w.tokensAt = now
+	w.tokens--
+	if w.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-w.tokens / fetchRate * float64(time.Second))
 }
 
 // fetches counts the requests of every watch in the process, for

@@ -13,8 +13,9 @@
 //     ([DirectGetSubject]) at start, after each write it hears, after each
 //     reconnect and every [SourceConfig.Poll]; the store is the truth, and
 //     a version whose digest differs from the one held is applied,
-//     whatever its revision. [WatchKV] does the same and waits for the
-//     first answer; [Get] reads once. A cache file
+//     whatever its revision. Only a write is a cue to ask, and a watch
+//     asks at most 5 times at once and twice a second. [WatchKV] does
+//     the same and waits for the first answer; [Get] reads once. A cache file
 //     ([SourceConfig.Cache]) keeps the last good version on disk for a
 //     start without the store. [WatchFile] watches a local file, [Static]
 //     never changes; [Watch] picks one from a command's --policy flag. A

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -355,4 +357,162 @@ func TestWatchCloseQuiet(t *testing.T) {
 	if l := logs.String(); l != "" {
 		t.Errorf("logged at Close:\n%s", l)
 	}
+}
+
+// fakeStore answers the bucket's direct gets, on a broker without
+// JetStream, with the version the test sets: it plays the replica that
+// answers.
+type fakeStore struct {
+	mu      sync.Mutex
+	answers int
+	next    func(n int) *nats.Msg // the answer to the n-th request, from 1
+}
+
+// storeAnswer is a direct get's answer: the version data at revision rev,
+// with JetStream's headers.
+func storeAnswer(rev uint64, data []byte) *nats.Msg {
+	h := nats.Header{}
+	h.Set("Nats-Stream", "KV_"+live.Bucket)
+	h.Set("Nats-Subject", live.WriteSubject)
+	h.Set("Nats-Sequence", strconv.FormatUint(rev, 10))
+	return &nats.Msg{Header: h, Data: data}
+}
+
+func newFakeStore(t *testing.T, b *broker.Broker) *fakeStore {
+	t.Helper()
+	fs := &fakeStore{}
+	nc := meshtest.Conn(t, b)
+	if _, err := nc.Subscribe(live.DirectGetSubject, func(m *nats.Msg) {
+		fs.mu.Lock()
+		fs.answers++
+		a := fs.next(fs.answers)
+		fs.mu.Unlock()
+		m.RespondMsg(a)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// answer sets what the store answers from now on.
+func (fs *fakeStore) answer(f func(n int) *nats.Msg) {
+	fs.mu.Lock()
+	fs.next = f
+	fs.mu.Unlock()
+}
+
+func (fs *fakeStore) count() int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.answers
+}
+
+func meshJSON(t *testing.T, timeout string) []byte {
+	t.Helper()
+	data, err := meshWithTimeout(t, timeout).JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestWatchIgnoresDirectGetAnswers: any service's key can have JetStream's
+// direct get deliver its answer to a subject of its choosing in its own
+// account (docs/security.md), such as the 404 of a key that does not exist
+// or the stored file, onto WriteSubject, which every watch of that account
+// hears. Neither is a write (a write never carries JetStream's Status or
+// Nats-Stream header): the watch asks the store nothing for them. Nor does
+// it for a write of the version it holds. Here a fake JetStream answers
+// the current version, and the forged messages are published as the
+// broker delivers them.
+func TestWatchIgnoresDirectGetAnswers(t *testing.T) {
+	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+	fs := newFakeStore(t, b)
+	data := meshJSON(t, "1s")
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, data) })
+	nc := meshtest.Conn(t, b)
+	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: time.Hour})
+	defer src.Close()
+	holds(t, src, "1s", 2*time.Second)
+	meshtest.CheckFor(t, time.Second, time.Millisecond, func() error {
+		if fs.count() != 1 {
+			return fmt.Errorf("%d requests at start", fs.count())
+		}
+		return nil
+	})
+	before := live.Fetches()
+	notFound := nats.NewMsg(live.WriteSubject)
+	notFound.Header.Set("Status", "404")
+	notFound.Header.Set("Description", "Message Not Found")
+	stored := storeAnswer(1, meshJSON(t, "9s")) // another key's, say
+	stored.Subject = live.WriteSubject
+	same := nats.NewMsg(live.WriteSubject) // the version held, written again
+	same.Data = data
+	for _, m := range []*nats.Msg{notFound, stored, same} {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Each would have the watch ask at once, and again and again for
+	// 2 s: a bounded wait, which proves it by what did not happen.
+	time.Sleep(300 * time.Millisecond)
+	if n := live.Fetches() - before; n != 0 {
+		t.Errorf("three messages that are no new write made the watch ask the store %d times, want none", n)
+	}
+	// A genuine write follows, asked for once.
+	next := meshJSON(t, "2s")
+	fs.answer(func(int) *nats.Msg { return storeAnswer(2, next) })
+	write := nats.NewMsg(live.WriteSubject)
+	write.Data = next
+	if err := nc.PublishMsg(write); err != nil {
+		t.Fatal(err)
+	}
+	holds(t, src, "2s", 2*time.Second)
+	if n := live.Fetches() - before; n != 1 {
+		t.Errorf("one write made the watch ask the store %d times, want once", n)
+	}
+}
+
+// TestWatchFetchesBounded: however many writes a watch hears (here, on
+// an open broker where anyone may publish there, a write every 10 ms for
+// 2 s that the store never stores: each would have the watch ask again
+// and again for 2 s), it asks the store at most 5 times at once and twice
+// a second after that.
+func TestWatchFetchesBounded(t *testing.T) {
+	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+	fs := newFakeStore(t, b)
+	data := meshJSON(t, "1s")
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, data) })
+	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: time.Hour})
+	defer src.Close()
+	holds(t, src, "1s", 2*time.Second)
+	nc := meshtest.Conn(t, b)
+	before, start := live.Fetches(), time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := range 200 {
+		<-tick.C
+		m := nats.NewMsg(live.WriteSubject)
+		m.Data = meshJSON(t, strconv.Itoa(i+10)+"s")
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last write heard is asked for until 2 s after it: watch 2 s
+	// more, which proves the bound by what did not happen.
+	time.Sleep(2 * time.Second)
+	n, elapsed := live.Fetches()-before, time.Since(start)
+	if limit := 5 + int64(2*elapsed.Seconds()) + 1; n > limit {
+		t.Errorf("200 writes heard made the watch ask the store %d times in %v, want at most %d", n, elapsed.Round(time.Millisecond), limit)
+	}
+	if n < 5 {
+		t.Errorf("200 writes heard made the watch ask the store %d times, want it to keep asking (at least 5)", n)
+	}
+	t.Logf("200 writes heard in 2 s: %d requests in %v", n, elapsed.Round(time.Millisecond))
 }
