@@ -67,14 +67,20 @@ const (
 // the current version (DirectGetSubject) at start, after each write it
 // hears, after each reconnect and every cfg.Poll, one request at a time.
 //
-// The store is the truth: the watch holds the revision and SHA-256 digest
-// of the version it applied and applies any version the store answers
-// whose digest differs, whatever its revision (a bucket made anew numbers
-// its revisions from 1 again). A version that does not parse is refused
-// and logged, once, and the last good one stays; so it does when the store
-// holds no file (the bucket is empty, its key deleted or purged, or it is
-// not there at all) or cannot be reached. Each applied version is logged
-// at Info level with its revision and digest, and written to cfg.Cache.
+// The store is the truth, and the watch never goes back: it holds the
+// bucket's generation (GenerationHeader), revision and SHA-256 digest of
+// the version it applied, and applies a version the store answers whose
+// digest differs if it is of another generation (a bucket made anew
+// numbers its revisions from 1 again), or of the same one at a higher
+// revision. A lower revision of the generation held is the answer of a
+// replica that is behind (any replica answers a direct get) and is
+// ignored; a version without the header (written without Store) is taken
+// for one of the generation held. A version that does not parse is
+// refused and logged, once, and the last good one stays; so it does when
+// the store holds no file (the bucket is empty, its key deleted or purged,
+// or it is not there at all) or cannot be reached. Each applied version is
+// logged at Info level with its revision, digest and generation, and
+// written to cfg.Cache.
 //
 // A message on WriteSubject is only a cue to ask the store, and only a
 // write is: one with JetStream's Nats-Stream or Status header is a direct
@@ -165,8 +171,10 @@ type bucketWatch struct {
 	mu     sync.Mutex
 	expect *expectation
 
+	gen        string // the generation of the version held ("" none named)
 	state      storeState
 	refused    [sha256.Size]byte // the last version refused, logged once
+	older      [sha256.Size]byte // the last older version ignored, logged once
 	tokens     float64           // requests allowed now (fetchBurst, fetchRate)
 	tokensAt   time.Time         // when tokens was last brought up to date
 	cacheTried bool
@@ -215,7 +223,7 @@ func (w *bucketWatch) heard(m *nats.Msg) {
 		return
 	}
 	e := &expectation{at: time.Now()}
-	switch m.Header.Get("KV-Operation") {
+	switch m.Header.Get(kvOperation) {
 	case "":
 		e.digest = sha256.Sum256(m.Data)
 		if held := w.src.cur.Load(); held != nil && held.digest == e.digest {
@@ -313,6 +321,7 @@ type answer struct {
 	found   bool // the stream holds a message for Key
 	deleted bool // ... which is a delete or a purge
 	rev     uint64
+	gen     string // its GenerationHeader, if any
 	data    []byte
 	state   storeState
 	err     error
@@ -360,8 +369,8 @@ func readAnswer(m *nats.Msg) answer {
 	if err != nil {
 		return answer{state: stateUnreachable, err: fmt.Errorf("the store's answer has no valid Nats-Sequence: %q", m.Header.Get("Nats-Sequence"))}
 	}
-	a := answer{found: true, rev: rev, data: m.Data, state: stateFile}
-	if op := m.Header.Get("KV-Operation"); op != "" {
+	a := answer{found: true, rev: rev, gen: m.Header.Get(GenerationHeader), data: m.Data, state: stateFile}
+	if op := m.Header.Get(kvOperation); op != "" {
 		a.deleted, a.state = true, stateEmpty
 	}
 	return a
@@ -398,7 +407,7 @@ func Get(ctx context.Context, nc *nats.Conn) (*policies.File, uint64, error) {
 }
 
 // handle applies what the store answered: a version whose digest differs
-// from the one held, if it parses.
+// from the one held and that comes after it (see newer), if it parses.
 func (w *bucketWatch) handle(a answer) {
 	s := w.src
 	held := s.cur.Load()
@@ -413,6 +422,14 @@ func (w *bucketWatch) handle(a answer) {
 	if held != nil && held.digest == d || d == w.refused {
 		return
 	}
+	if held != nil && !w.newer(a, held) {
+		if d != w.older {
+			w.older = d
+			s.log.Debug("live: the store answered an older version (a replica behind the one that answered before); keeping the one applied",
+				"revision", a.rev, "generation", a.gen, "kept", held.rev, "kept_generation", w.gen)
+		}
+		return
+	}
 	f, err := policies.ParseStored(entryName(a.rev), a.data)
 	if err != nil {
 		w.refused = d
@@ -424,8 +441,11 @@ func (w *bucketWatch) handle(a answer) {
 		return
 	}
 	w.refused = [sha256.Size]byte{}
+	if a.gen != "" {
+		w.gen = a.gen
+	}
 	s.apply(f, a.rev, d)
-	s.log.Info("live: applied mesh file", "revision", a.rev, "digest", shortDigest(d), "source", "bucket "+Bucket)
+	s.log.Info("live: applied mesh file", "revision", a.rev, "digest", shortDigest(d), "generation", w.gen, "source", "bucket "+Bucket)
 	if w.cache != "" {
 		if err := writeCache(w.cache, f, a.rev, d); err != nil {
 			if err.Error() != w.cacheErr {
@@ -436,6 +456,18 @@ func (w *bucketWatch) handle(a answer) {
 			w.cacheErr = ""
 		}
 	}
+}
+
+// newer reports whether the store's version a comes after the one held:
+// a version of another generation of the bucket (made anew, its revisions
+// numbered from 1 again), or of the same at a higher revision. One
+// without a generation (not written by Store) is taken for one of the
+// generation held.
+func (w *bucketWatch) newer(a answer, held *snapshot) bool {
+	if a.gen != "" && a.gen != w.gen {
+		return true
+	}
+	return a.rev > held.rev
 }
 
 // logState logs a change of what the store answers.

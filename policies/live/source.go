@@ -86,9 +86,9 @@ type Source struct {
 }
 
 // snapshot is one applied version. rev is the store's revision (it starts
-// again from 1 when the bucket is made anew, so it orders nothing); gen
-// counts the versions the watching Source applied, which its followers
-// share, and orders them.
+// again from 1 when the bucket is made anew, so it orders versions of one
+// generation of the bucket only); gen counts the versions the watching
+// Source applied, which its followers share, and orders them.
 type snapshot struct {
 	file   *policies.File
 	rev    uint64

@@ -368,13 +368,16 @@ type fakeStore struct {
 	next    func(n int) *nats.Msg // the answer to the n-th request, from 1
 }
 
-// storeAnswer is a direct get's answer: the version data at revision rev,
-// with JetStream's headers.
-func storeAnswer(rev uint64, data []byte) *nats.Msg {
+// storeAnswer is a direct get's answer: the version data at revision rev
+// of generation gen ("": none), with JetStream's headers.
+func storeAnswer(rev uint64, gen string, data []byte) *nats.Msg {
 	h := nats.Header{}
 	h.Set("Nats-Stream", "KV_"+live.Bucket)
 	h.Set("Nats-Subject", live.WriteSubject)
 	h.Set("Nats-Sequence", strconv.FormatUint(rev, 10))
+	if gen != "" {
+		h.Set(live.GenerationHeader, gen)
+	}
 	return &nats.Msg{Header: h, Data: data}
 }
 
@@ -419,6 +422,72 @@ func meshJSON(t *testing.T, timeout string) []byte {
 	return data
 }
 
+// TestWatchNeverGoesBack: a direct get may be answered by any replica of
+// the bucket (nats-server 2.15 subscribes every replica that was once
+// current to the direct-get subjects, in one queue group, and never checks
+// it still is), so after revision 2 from the leader a poll can be answered
+// by a replica that has only revision 1. Within one generation of the
+// bucket the watch never goes back to a lower revision; a version of
+// another generation (the bucket made anew) is applied whatever its
+// revision; one without a generation (not written by Store) is taken for
+// one of the generation held.
+func TestWatchNeverGoesBack(t *testing.T) {
+	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+	fs := newFakeStore(t, b)
+	const gen, anew = "2026-01-02T03:04:05.000000001Z", "2026-01-02T03:04:06.000000002Z"
+	v1, v2, v3, v4 := meshJSON(t, "1s"), meshJSON(t, "2s"), meshJSON(t, "3s"), meshJSON(t, "4s")
+	fs.answer(func(n int) *nats.Msg {
+		if n == 1 {
+			return storeAnswer(2, gen, v2) // the leader
+		}
+		return storeAnswer(1, gen, v1) // a replica behind
+	})
+	var logs logBuffer
+	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	defer src.Close()
+	holds(t, src, "2s", 2*time.Second)
+	// Some polls, each answered by the replica behind.
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := fs.count(); n < 4 {
+			return fmt.Errorf("%d answers so far", n)
+		}
+		return nil
+	})
+	if f, rev := src.Current(); rev != 2 {
+		t.Fatalf("after holding revision 2 the watch went back to revision %d (orders timeout %s): a stale replica's answer rolled the mesh file back\n%s",
+			rev, ordersTimeout(f), logs.String())
+	}
+	checkLog(t, &logs, "level=DEBUG", "answered an older version", "revision=1", "kept=2")
+
+	// The bucket made anew: its revision 1 is applied.
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, anew, v3) })
+	if rev := holds(t, src, "3s", time.Second); rev != 1 {
+		t.Fatalf("the new bucket's version at revision %d, want 1", rev)
+	}
+	checkLog(t, &logs, "applied mesh file", "revision=1", "generation="+anew)
+	// A version without a generation is of the one held: revision 2 is
+	// applied, and then revision 1 (of either) is older.
+	fs.answer(func(int) *nats.Msg { return storeAnswer(2, "", v4) })
+	holds(t, src, "4s", time.Second)
+	at := fs.count()
+	fs.answer(func(n int) *nats.Msg {
+		if n%2 == 0 {
+			return storeAnswer(1, "", v1)
+		}
+		return storeAnswer(1, anew, v3)
+	})
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := fs.count(); n < at+4 {
+			return fmt.Errorf("%d answers so far", n-at)
+		}
+		return nil
+	})
+	if f, rev := src.Current(); rev != 2 || ordersTimeout(f) != "4s" {
+		t.Errorf("holding revision 2 without a generation, the watch went to revision %d (%s)", rev, ordersTimeout(f))
+	}
+}
+
 // TestWatchIgnoresDirectGetAnswers: any service's key can have JetStream's
 // direct get deliver its answer to a subject of its choosing in its own
 // account (docs/security.md), such as the 404 of a key that does not exist
@@ -432,7 +501,7 @@ func TestWatchIgnoresDirectGetAnswers(t *testing.T) {
 	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
 	fs := newFakeStore(t, b)
 	data := meshJSON(t, "1s")
-	fs.answer(func(int) *nats.Msg { return storeAnswer(1, data) })
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, "", data) })
 	nc := meshtest.Conn(t, b)
 	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: time.Hour})
 	defer src.Close()
@@ -447,7 +516,7 @@ func TestWatchIgnoresDirectGetAnswers(t *testing.T) {
 	notFound := nats.NewMsg(live.WriteSubject)
 	notFound.Header.Set("Status", "404")
 	notFound.Header.Set("Description", "Message Not Found")
-	stored := storeAnswer(1, meshJSON(t, "9s")) // another key's, say
+	stored := storeAnswer(1, "", meshJSON(t, "9s")) // another key's, say
 	stored.Subject = live.WriteSubject
 	same := nats.NewMsg(live.WriteSubject) // the version held, written again
 	same.Data = data
@@ -467,7 +536,7 @@ func TestWatchIgnoresDirectGetAnswers(t *testing.T) {
 	}
 	// A genuine write follows, asked for once.
 	next := meshJSON(t, "2s")
-	fs.answer(func(int) *nats.Msg { return storeAnswer(2, next) })
+	fs.answer(func(int) *nats.Msg { return storeAnswer(2, "", next) })
 	write := nats.NewMsg(live.WriteSubject)
 	write.Data = next
 	if err := nc.PublishMsg(write); err != nil {
@@ -488,7 +557,7 @@ func TestWatchFetchesBounded(t *testing.T) {
 	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
 	fs := newFakeStore(t, b)
 	data := meshJSON(t, "1s")
-	fs.answer(func(int) *nats.Msg { return storeAnswer(1, data) })
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, "", data) })
 	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: time.Hour})
 	defer src.Close()
 	holds(t, src, "1s", 2*time.Second)
