@@ -50,9 +50,11 @@ const (
 	// it hears: at most fetchBurst at once, fetchRate a second after that.
 	// A change heard of takes one or two (the second 0.5 ms after the
 	// first, when the write reached the watch before the stream stored
-	// it).
-	fetchBurst = 5
-	fetchRate  = 2
+	// it), so ten changes in a row go through without waiting (5 and 2
+	// held the first change of a bucket made anew, after a purge and four
+	// applies, for 0.5 s).
+	fetchBurst = 20
+	fetchRate  = 5
 	// maxRetry caps the backoff of those requests.
 	maxRetry = 200 * time.Millisecond
 	// minBackoff is the first wait after a request the store did not
@@ -86,7 +88,7 @@ const (
 // write is: one with JetStream's Nats-Stream or Status header is a direct
 // get's answer that some service had delivered there, and is ignored, as
 // is a write of the version held. However many writes it hears, a watch
-// makes at most 5 requests at once and 2 a second after that.
+// makes at most 20 requests at once and 5 a second after that.
 //
 // The answers to its requests arrive on the pair inbox of the
 // connection's inbox prefix and JetStream (wire.PairInbox(name,

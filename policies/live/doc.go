@@ -16,10 +16,10 @@
 //     comes after it: of another generation of the bucket
 //     ([GenerationHeader], which Store writes), or of the same at a
 //     higher revision (a replica behind answers older ones). Only a
-//     write is a cue to ask, and a watch asks at most 5 times at once and
-//     twice a second. [WatchKV] does the same and waits for the first
-//     answer; [Get] reads once. A cache file ([SourceConfig.Cache]) keeps
-//     the last good version on disk for a start without the store.
+//     write is a cue to ask, and a watch asks at most 20 times at once
+//     and 5 times a second. [WatchKV] does the same and waits for the
+//     first answer; [Get] reads once. A cache file ([SourceConfig.Cache])
+//     keeps the last good version on disk for a start without the store.
 //     [WatchFile] watches a local file, [Static] never changes; [Watch]
 //     picks one from a command's --policy flag. A version that does not
 //     parse is logged and refused, and the last good one kept. Watchers
