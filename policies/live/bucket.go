@@ -179,6 +179,7 @@ type bucketWatch struct {
 	older      [sha256.Size]byte // the last older version ignored, logged once
 	tokens     float64           // requests allowed now (fetchBurst, fetchRate)
 	tokensAt   time.Time         // when tokens was last brought up to date
+	mesh       *meshID           // the connection's, for the cache; see meshOf
 	cacheTried bool
 	cacheErr   string // the last failure to write the cache, logged once
 }
@@ -416,7 +417,7 @@ func (w *bucketWatch) handle(a answer) {
 	w.logState(a, held)
 	if a.state != stateFile {
 		if held == nil {
-			w.useCache()
+			w.useCache(a)
 		}
 		return
 	}
@@ -438,7 +439,7 @@ func (w *bucketWatch) handle(a answer) {
 		s.log.Warn("live: refused a mesh file that does not parse; keeping the last good one",
 			"revision", a.rev, "digest", shortDigest(d), "kept", s.keptRev(), "err", err)
 		if held == nil {
-			w.useCache()
+			w.useCache(a)
 		}
 		return
 	}
@@ -449,7 +450,8 @@ func (w *bucketWatch) handle(a answer) {
 	s.apply(f, a.rev, d)
 	s.log.Info("live: applied mesh file", "revision", a.rev, "digest", shortDigest(d), "generation", w.gen, "source", "bucket "+Bucket)
 	if w.cache != "" {
-		if err := writeCache(w.cache, f, a.rev, d); err != nil {
+		c := cached{Mesh: w.meshOf(), Generation: w.gen, Revision: a.rev, Digest: hex.EncodeToString(d[:])}
+		if err := writeCache(w.cache, c, f); err != nil {
 			if err.Error() != w.cacheErr {
 				w.cacheErr = err.Error()
 				s.log.Warn("live: cannot keep the mesh file on disk", "file", w.cache, "err", err)
@@ -470,6 +472,15 @@ func (w *bucketWatch) newer(a answer, held *snapshot) bool {
 		return true
 	}
 	return a.rev > held.rev
+}
+
+// meshOf returns the mesh of the watch's connection, worked out once.
+func (w *bucketWatch) meshOf() *meshID {
+	if w.mesh == nil {
+		m := connMesh(w.nc)
+		w.mesh = &m
+	}
+	return w.mesh
 }
 
 // logState logs a change of what the store answers.
@@ -509,14 +520,18 @@ func (w *bucketWatch) logState(a answer, held *snapshot) {
 }
 
 // useCache applies the file kept on disk, once, when the store has none
-// to give at start.
-func (w *bucketWatch) useCache() {
+// to give at start (a is its first answer): when it cannot be asked (no
+// answer, no bucket) or holds only a version that does not parse, not
+// when it answers that it holds none. The kept file must be of this
+// watch's mesh (meshID) and, when the store's answer names its generation,
+// of that generation.
+func (w *bucketWatch) useCache(a answer) {
 	if w.cache == "" || w.cacheTried {
 		return
 	}
 	w.cacheTried = true
 	s := w.src
-	f, rev, d, err := readCache(w.cache)
+	k, err := readCache(w.cache)
 	switch {
 	case errors.Is(err, errNoCache):
 		s.log.Info("live: no last good mesh file kept on disk", "file", w.cache)
@@ -525,12 +540,29 @@ func (w *bucketWatch) useCache() {
 		s.log.Warn("live: cannot use the last good mesh file kept on disk", "file", w.cache, "err", err)
 		return
 	}
+	refuse := func(why string) {
+		s.log.Warn("live: refused the last good mesh file kept on disk: "+why, "file", w.cache, "revision", k.Revision)
+	}
+	if a.state == stateEmpty {
+		refuse("the store answers and holds no mesh file (the kept file is for a start without the store, " +
+			"and this may be another mesh, or the bucket made anew, before its first policy apply)")
+		return
+	}
+	if why := w.meshOf().differs(k.Mesh); why != "" {
+		refuse(why)
+		return
+	}
+	if a.gen != "" && k.Generation != "" && a.gen != k.Generation {
+		refuse(fmt.Sprintf("it is of the bucket generation %s, and the store's is %s (another mesh, or the bucket made anew)", k.Generation, a.gen))
+		return
+	}
 	if s.cur.Load() != nil {
 		return
 	}
-	s.apply(f, rev, d)
-	s.log.Info(fmt.Sprintf("live: using the last good mesh file kept at %s, revision %d", w.cache, rev),
-		"revision", rev, "digest", shortDigest(d), "source", w.cache)
+	w.gen = k.Generation
+	s.apply(k.file, k.Revision, k.digest)
+	s.log.Info(fmt.Sprintf("live: using the last good mesh file kept at %s, revision %d", w.cache, k.Revision),
+		"revision", k.Revision, "digest", shortDigest(k.digest), "generation", k.Generation, "source", w.cache)
 }
 
 // retryIn returns how soon to ask again for a write heard that the store

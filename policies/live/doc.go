@@ -19,7 +19,8 @@
 //     write is a cue to ask, and a watch asks at most 20 times at once
 //     and 5 times a second. [WatchKV] does the same and waits for the
 //     first answer; [Get] reads once. A cache file ([SourceConfig.Cache])
-//     keeps the last good version on disk for a start without the store.
+//     keeps the last good version on disk, with the mesh it came from,
+//     for a start of the same mesh without the store.
 //     [WatchFile] watches a local file, [Static] never changes; [Watch]
 //     picks one from a command's --policy flag. A version that does not
 //     parse is logged and refused, and the last good one kept. Watchers

@@ -1,10 +1,12 @@
 package live_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -109,21 +111,36 @@ authorization {
 }
 `
 
-func newAuthEnv(t *testing.T) (*env, func(user string) *nats.Conn) {
+// storeDeniedConf is authConf but that the admin may not ask JetStream
+// anything: its store does not answer it.
+const storeDeniedConf = `jetstream: enabled
+authorization {
+  users = [
+    { user: admin, password: admin, permissions: { publish: { deny: ["$JS.>"] } } }
+  ]
+}
+`
+
+func writeConf(t *testing.T, conf string) string {
 	t.Helper()
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(conf, []byte(authConf), 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var b *broker.Broker
+	return path
+}
+
+func newAuthEnv(t *testing.T) (*env, func(user string) *nats.Conn) {
+	t.Helper()
+	conf := writeConf(t, authConf)
+	e := &env{}
 	connect := func(user string) *nats.Conn {
 		t.Helper()
 		// Permission violations are expected: quiet.
-		return meshtest.Conn(t, b, nats.UserInfo(user, user), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		return meshtest.Conn(t, e.b, nats.UserInfo(user, user), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	}
-	e := &env{}
-	b = meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = conf })
-	e.b, e.nc = b, connect("admin")
+	e.b = meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = conf })
+	e.nc = connect("admin")
 	var err error
 	if e.js, err = jetstream.New(e.nc); err != nil {
 		t.Fatal(err)
@@ -132,6 +149,25 @@ func newAuthEnv(t *testing.T) (*env, func(user string) *nats.Conn) {
 		t.Fatal(err)
 	}
 	return e, connect
+}
+
+// restart stops e's broker and starts another on its address, with the
+// configuration file conf and opts: the same mesh's broker, restarted in
+// another state.
+func (e *env) restart(t *testing.T, conf string, opts ...func(*broker.Config)) {
+	t.Helper()
+	u, err := url.Parse(e.b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.b = meshtest.Broker(t, append([]func(*broker.Config){func(c *broker.Config) {
+		c.Listen, c.ConfigFile, c.LameDuckDuration = u.Host, writeConf(t, conf), -1
+	}}, opts...)...)
 }
 
 // TestWatchPoll: a write the watch does not hear of (here: it may not
@@ -168,9 +204,11 @@ func TestWatchPoll(t *testing.T) {
 }
 
 // TestWatchCache: each version applied from the store is kept on disk
-// (atomically, 0600); a watch that starts while the store has no file, or
-// cannot be reached, or holds only a bad one, applies the kept file, and
-// the store's version replaces it as soon as there is one.
+// (atomically, 0600, with the mesh it came from); a watch of the same
+// mesh that starts while the store cannot be reached, has no JetStream,
+// or holds only a bad file, applies the kept file, and the store's
+// version replaces it as soon as there is one. A store that answers and
+// holds no file is the truth: the kept file is not used.
 func TestWatchCache(t *testing.T) {
 	e, connect := newAuthEnv(t)
 	ctx := t.Context()
@@ -247,8 +285,11 @@ func TestWatchCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		src, logs := start(t, e.nc)
-		usedCache(t, src, logs)
-		// The store's next version replaces it.
+		if f, rev := src.Current(); f != nil {
+			t.Fatalf("the store holds no file, and the watch starts with revision %d (%s)", rev, ordersTimeout(f))
+		}
+		checkLog(t, logs, "level=WARN", "refused the last good mesh file kept on disk: the store answers and holds no mesh file")
+		// The store's next version is applied.
 		if _, err := e.store.Apply(ctx, meshWithTimeout(t, "3s")); err != nil {
 			t.Fatal(err)
 		}
@@ -274,14 +315,6 @@ func TestWatchCache(t *testing.T) {
 		r2, digest = rev, w.Digest()
 	}
 
-	t.Run("store unreachable", func(t *testing.T) {
-		keep(t, "2s")
-		// blind's requests are dropped: no answer within FetchTimeout.
-		src, logs := start(t, connect("blind"))
-		usedCache(t, src, logs)
-		checkLog(t, logs, "level=WARN", "cannot reach the mesh file store")
-	})
-
 	t.Run("store holds a bad file", func(t *testing.T) {
 		keep(t, "2s")
 		if _, err := e.store.KV().Put(ctx, live.Key, []byte("version: 2\n")); err != nil {
@@ -292,9 +325,20 @@ func TestWatchCache(t *testing.T) {
 		checkLog(t, logs, "refused a mesh file that does not parse")
 	})
 
+	// The last two restart the broker: the same mesh (address and user).
+	t.Run("store unreachable", func(t *testing.T) {
+		keep(t, "2s")
+		// The admin's requests are dropped now: no answer within
+		// FetchTimeout.
+		e.restart(t, storeDeniedConf)
+		src, logs := start(t, connect("admin"))
+		usedCache(t, src, logs)
+		checkLog(t, logs, "level=WARN", "cannot reach the mesh file store")
+	})
+
 	t.Run("no JetStream", func(t *testing.T) {
-		b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
-		src, logs := start(t, meshtest.Conn(t, b))
+		e.restart(t, authConf, func(c *broker.Config) { c.NoJetStream = true })
+		src, logs := start(t, connect("admin"))
 		usedCache(t, src, logs)
 		checkLog(t, logs, "no mesh file bucket yet")
 	})
