@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natsmesh/natsmesh/internal/cliflag"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/cliflag"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
