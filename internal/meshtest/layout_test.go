@@ -1,9 +1,11 @@
 package meshtest
 
 import (
+	"bytes"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -66,5 +68,46 @@ func TestTestHelpersStayInTests(t *testing.T) {
 	}
 	if helpers == 0 {
 		t.Fatal("found no test helper package: is the walk rooted at the module?")
+	}
+}
+
+// TestEveryPackageChecksLeaks walks the module's packages: each one with
+// tests verifies in its TestMain that no test leaves a goroutine behind
+// (goleak.VerifyTestMain, or goleak.Find where TestMain has more to do).
+func TestEveryPackageChecksLeaks(t *testing.T) {
+	root := filepath.Join("..", "..")
+	tests := map[string]bool{} // directory: some test file uses goleak
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); p != root && (strings.HasPrefix(n, ".") || n == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(p)
+		tests[dir] = tests[dir] || bytes.Contains(src, []byte("goleak.VerifyTestMain(")) || bytes.Contains(src, []byte("goleak.Find("))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tests) == 0 {
+		t.Fatal("found no tests: is the walk rooted at the module?")
+	}
+	for dir, ok := range tests {
+		if !ok {
+			rel, _ := filepath.Rel(root, dir)
+			t.Errorf("%s has tests but no goleak in its TestMain", rel)
+		}
 	}
 }
