@@ -71,7 +71,7 @@ func TestSubsetOf(t *testing.T) {
 	}
 }
 
-// TestSubjectPatternsExhaustive compares intersects and subsetOf with their
+// TestSubjectPatternsExhaustive compares intersects, subsetOf and meet with their
 // definitions, by enumerating subjects, over every pattern of up to three
 // tokens from a, b, * and >.
 func TestSubjectPatternsExhaustive(t *testing.T) {
@@ -141,12 +141,16 @@ func checkPatterns(t *testing.T, a, b string) {
 	}
 	maxLen := max(strings.Count(a, "."), strings.Count(b, ".")) + 2
 	both, aNotB := false, false
+	m, met := meet(a, b)
 	var walk func(subject []string)
 	walk = func(subject []string) {
 		if len(subject) > 0 {
 			ma, mb := matches(a, subject), matches(b, subject)
 			both = both || ma && mb
 			aNotB = aNotB || ma && !mb
+			if met && matches(m, subject) != (ma && mb) {
+				t.Errorf("meet(%q, %q) = %q, which matches %q: %v; a and b both: %v", a, b, m, strings.Join(subject, "."), !(ma && mb), ma && mb)
+			}
 		}
 		if len(subject) == maxLen {
 			return
@@ -158,6 +162,9 @@ func checkPatterns(t *testing.T, a, b string) {
 	walk(nil)
 	if got := intersects(a, b); got != both {
 		t.Errorf("intersects(%q, %q) = %v, but a common subject exists: %v", a, b, got, both)
+	}
+	if met != both {
+		t.Errorf("meet(%q, %q) found a meet: %v, but a common subject exists: %v", a, b, met, both)
 	}
 	if got := subsetOf(a, b); got != !aNotB {
 		t.Errorf("subsetOf(%q, %q) = %v, but a subject of a outside b exists: %v", a, b, got, aNotB)
@@ -301,5 +308,30 @@ func checkErr(t *testing.T, err error, want string) {
 	}
 	if !errors.Is(err, ErrInvariant) || !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err = %v, want ErrInvariant and ErrSpec mentioning %q", err, want)
+	}
+}
+
+// TestOverlap: what each generated service may both publish and subscribe
+// in the shop (with no response permissions, nothing it may use; see
+// securitytest.TestSelfGrant).
+func TestOverlap(t *testing.T) {
+	spec := testSpec()
+	users, err := spec.Users()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if u.Name != "orders" {
+			continue
+		}
+		got := Overlap(u.Perms)
+		want := []string{"_INBOX_mesh.orders.orders.>", "$SRV.STATUS.orders"}
+		if !slices.Equal(got, want) {
+			t.Errorf("Overlap(orders) = %q, want %q", got, want)
+		}
+	}
+	p := &Permissions{Publish: []string{"a.*", "b.>", "c"}, Subscribe: []string{"*.x q", "b.y.>", "a.>"}}
+	if got, want := Overlap(p), []string{"a.x", "a.*", "b.x", "b.y.>"}; !slices.Equal(got, want) {
+		t.Errorf("Overlap(%v) = %q, want %q", p, got, want)
 	}
 }
