@@ -111,3 +111,73 @@ func TestEveryPackageChecksLeaks(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeLayoutListsEveryPackage checks the README's "## Layout"
+// section against the tree: every package (a directory with Go files) and
+// every page under docs/ has its line there, and every path listed there
+// exists.
+func TestReadmeLayoutListsEveryPackage(t *testing.T) {
+	root := filepath.Join("..", "..")
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(readme), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README.md has no ## Layout section")
+	}
+	if i := strings.Index(layout, "\n## "); i >= 0 {
+		layout = layout[:i]
+	}
+	listed := map[string]bool{} // "agent/", "docs/wire.md": the first path of each list line
+	for line := range strings.Lines(layout) {
+		rest, ok := strings.CutPrefix(line, "- ")
+		if !ok {
+			continue
+		}
+		var p string
+		switch {
+		case strings.HasPrefix(rest, "`"):
+			p, _, _ = strings.Cut(rest[1:], "`")
+		case strings.HasPrefix(rest, "["):
+			p, _, _ = strings.Cut(rest[1:], "]")
+		}
+		if p == "" {
+			t.Errorf("README layout line names no path: %q", strings.TrimSpace(line))
+			continue
+		}
+		listed[p] = true
+		if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(p))); err != nil {
+			t.Errorf("README layout lists %s, which does not exist", p)
+		}
+	}
+	want := map[string]bool{}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); p != root && (strings.HasPrefix(n, ".") || n == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		switch {
+		case strings.HasSuffix(rel, ".go") && path.Dir(rel) != ".":
+			want[path.Dir(rel)+"/"] = true
+		case path.Dir(rel) == "docs" && strings.HasSuffix(rel, ".md"):
+			want[rel] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range want {
+		if !listed[p] {
+			t.Errorf("README's Layout has no line for %s", p)
+		}
+	}
+}
