@@ -217,10 +217,19 @@ func TestCheckUsers(t *testing.T) {
 		{"admin with responses and the bucket's writes", func(us []User) {
 			user(us, DefaultAdmin).Perms.Responses = respond
 		}, `"admin" (account STORE) has response permissions and may both publish "$KV.natsmesh-policies.>" and subscribe "$KV.natsmesh-policies.>"`},
-		{"admin with responses and no loop", func(us []User) {
+		// No loop of its own, but every service may publish into the
+		// admin's discovery inbox (it crosses to STORE by the services'
+		// exports) with any reply subject, which a response grant would
+		// let the admin's client publish to in STORE: $JS.API.STREAM.PURGE...
+		{"admin with responses and an inbox services publish into", func(us []User) {
 			a := user(us, DefaultAdmin)
 			a.Perms.Responses = respond
 			a.Perms.Subscribe = slices.DeleteFunc(a.Perms.Subscribe, func(s string) bool { return strings.HasPrefix(s, "$KV.") })
+		}, `"admin" (account STORE) has response permissions and subscribes "_INBOX_mesh.admin.>", which "web" (account mesh) may publish "_INBOX_mesh.admin.SRV.>" into`},
+		{"admin with responses and only what nobody else publishes", func(us []User) {
+			a := user(us, DefaultAdmin)
+			a.Perms.Responses = respond
+			a.Perms.Subscribe = []string{"_INBOX.>"}
 		}, ""},
 		{"service with responses", func(us []User) {
 			p := user(us, "payments").Perms
@@ -282,6 +291,55 @@ func TestCheckUsers(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("%v: want it to say %q", err, tc.want)
 			}
+		})
+	}
+
+	// What a service or the bridge may subscribe.
+	for _, tc := range []struct {
+		user, subscribe string
+		ok              bool
+	}{
+		{"orders", "_INBOX_mesh.>", false},              // every caller's replies
+		{"orders", "_INBOX_mesh.web.>", false},          // web's replies
+		{"orders", "_INBOX_mesh.*.>", false},            // anyone's
+		{"orders", "mesh.>", false},                     // every call, no queue group
+		{"orders", "mesh.orders._.>", false},            // a plain copy of its own calls
+		{"orders", "mesh.orders.v1.>", false},           // of its subset's
+		{"orders", "mesh.orders._.> orders.spy", false}, // the spy group of issue 16
+		{"orders", "mesh.orders._.> orders.*", false},
+		{"orders", "mesh.orders._.> *", false},
+		{"orders", "mesh.orders.v1.> orders", false}, // a subset's calls in the any-subset group
+		{"orders", "mesh.orders.*.> orders", false},
+		{"orders", "mesh.orders.> orders", false},
+		{"orders", "mesh.payments._.> payments", false}, // another service's group
+		{"orders", "mesh.*._.> orders", false},
+		{"orders", "$KV.>", false}, // every bucket's writes
+		{"orders", "$KV.other.>", false},
+		{"orders", "$SRV.>", false}, // discovery as anyone
+		{"orders", "$SRV.INFO.payments", false},
+		{"orders", "$SRV.STATUS.payments", false},
+		{"orders", "$JS.API.>", false},
+		{"orders", "_INBOX.>", false},
+		{"orders", ">", false},
+		{Bridge, "mesh.orders._.> orders", false},
+		{Bridge, "_INBOX_mesh.web.>", false},
+		// Allowed, though not generated.
+		{"orders", "mesh.orders._.web.> orders", true},
+		{"orders", "mesh.orders.v3.> orders.v3", true}, // whether v3 exists is the mesh file's
+		{"orders", "_INBOX_mesh.orders.web.>", true},
+		{"orders", "$SRV.STATUS.orders", true},
+		{"orders", "$KV." + PoliciesBucket + ".mesh", true},
+		{Bridge, "_INBOX_mesh.bridge.SRV.>", true},
+	} {
+		t.Run(tc.user+" subscribes "+tc.subscribe, func(t *testing.T) {
+			us := users(t)
+			p := user(us, tc.user).Perms
+			p.Subscribe = append(p.Subscribe, tc.subscribe)
+			want := ""
+			if !tc.ok {
+				want = `"` + tc.user + `" (account mesh) may subscribe "` + tc.subscribe + `", outside`
+			}
+			checkErr(t, CheckUsers(us), want)
 		})
 	}
 

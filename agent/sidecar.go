@@ -55,7 +55,8 @@ type SidecarConfig struct {
 	// broker applies the built-in policy), a path watches that local file
 	// (live.WatchFile; it must load at NewSidecar), and live.Off applies
 	// the built-in policy only, which Start refuses on a connection that
-	// authenticates (ErrConfig): a secured agent needs a mesh file. The
+	// authenticates (ErrConfig) unless Agent.BuiltinPolicy is set: a
+	// secured agent needs a mesh file. The
 	// admin endpoint serves what applies on GET /config (live.Handler)
 	// unless Agent.Admin has a handler of its own for it.
 	Policy string
@@ -219,7 +220,7 @@ func (s *Sidecar) Start(ctx context.Context) error {
 	s.nc = nc
 	var err error
 	switch {
-	case s.cfg.Agent.Policies == nil && s.cfg.Policy == live.Off && natsconn.Authenticates(nc):
+	case s.cfg.Agent.Policies == nil && s.cfg.Policy == live.Off && !s.cfg.Agent.BuiltinPolicy && natsconn.Authenticates(nc):
 		err = fmt.Errorf("%w: policy %q: the connection to the broker authenticates, and an agent that does never serves with the built-in allow-all policy: "+
 			"watch the policies bucket (the default) or give a mesh file", ErrConfig, live.Off)
 	case s.cfg.Agent.Policies == nil && s.cfg.Policy == "" && s.policies == nil:
@@ -334,7 +335,8 @@ func (a *Agent) AdminHandler() http.Handler { return a.admin }
 // Readiness returns nil while the agent takes calls, and otherwise why not:
 // shut down, no NATS connection, no mesh file yet (an agent that
 // authenticates, see Config.Policies), or (with an inbound side) not
-// serving because its service fails its health checks.
+// serving because its service fails its health checks or the broker
+// refuses its queue subscriptions (saying what to do about it).
 func (a *Agent) Readiness() error {
 	a.mu.Lock()
 	closed := a.closed

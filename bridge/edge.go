@@ -62,7 +62,7 @@ type EdgeConfig struct {
 	// path watches that local file (live.WatchFile; it must load at
 	// NewEdge), and live.Off applies the built-in policy only, which
 	// Start refuses on a connection that authenticates
-	// (ErrInvalidConfig). The admin endpoint serves what applies on GET
+	// (ErrInvalidConfig) unless Gateway.BuiltinPolicy is set. The admin endpoint serves what applies on GET
 	// /config (live.Handler) unless Gateway.Admin has a handler of its
 	// own for it.
 	Policy string
@@ -266,7 +266,7 @@ func (e *Edge) build(ctx context.Context, policies *live.Source) (*built, error)
 	}
 	b.nc = gc.Conn
 	switch {
-	case gc.Policies == nil && e.cfg.Policy == live.Off && natsconn.Authenticates(b.nc):
+	case gc.Policies == nil && e.cfg.Policy == live.Off && !gc.BuiltinPolicy && natsconn.Authenticates(b.nc):
 		return b, fmt.Errorf("bridge: policy %q: the connection to the broker authenticates, and a gateway that does never serves with the built-in allow-all policy: "+
 			"watch the policies bucket (the default) or give a mesh file: %w", live.Off, ErrInvalidConfig)
 	case gc.Policies == nil && e.cfg.Policy == "" && b.policies == nil:
