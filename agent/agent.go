@@ -198,7 +198,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 func (a *Agent) chainOptions() chain.Options {
 	c := &a.cfg
 	return chain.Options{Service: c.Service, Policies: c.Policies, FailClosed: a.failClosed, Telemetry: c.Telemetry, Logger: c.Logger,
-		Instance: a.in.ej.Instance(), // passive health: internal/siblings
+		Instance: a.in.ej.Instance(), // passive health: internal/passive
 		Releases: &a.releases}
 }
 

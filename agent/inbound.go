@@ -15,7 +15,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
-	"github.com/natsmesh/natsmesh/internal/siblings"
+	siblings "github.com/natsmesh/natsmesh/internal/passive"
 	"github.com/natsmesh/natsmesh/meshgrpc"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/natsmesh/natsmesh/accounts"
-	"github.com/natsmesh/natsmesh/internal/siblings"
+	siblings "github.com/natsmesh/natsmesh/internal/passive"
 	"github.com/natsmesh/natsmesh/wire"
 )
 

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
@@ -136,20 +137,5 @@ func startAgent(t *testing.T, m *mesh, cfg agent.Config) *agent.Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
-	a, err := agent.New(nc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		a.Shutdown(ctx)
-	})
-	if err := a.Ready(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return agenttest.StartConn(t, nc, cfg)
 }

@@ -12,8 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/natsmesh/natsmesh/internal/buildinfo"
-	"github.com/natsmesh/natsmesh/internal/loadgen"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/buildinfo"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
 )
 
 // Report is a run's result, also its JSON form.

@@ -25,7 +25,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
-	"github.com/natsmesh/natsmesh/internal/loadgen"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"

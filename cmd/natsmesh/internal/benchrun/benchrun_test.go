@@ -246,7 +246,7 @@ func TestRunTelemetryPairs(t *testing.T) {
 		t.Skip("builds natsmesh and starts processes")
 	}
 	exe := filepath.Join(t.TempDir(), "natsmesh")
-	if out, err := exec.Command("go", "build", "-o", exe, "../../cmd/natsmesh").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", exe, "../..").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	var progress bytes.Buffer

@@ -1,4 +1,4 @@
-package siblings
+package passive
 
 import (
 	"context"
@@ -16,10 +16,15 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
-	"github.com/natsmesh/natsmesh/traffic"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// Keep-alive connections of the end-to-end tests' HTTP clients.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
+}
 
 // instance is one instance of a service as the agent's inbound side holds
 // it, its queue groups reduced to a flag: its member, answering on
@@ -69,9 +74,9 @@ func fourPay(t *testing.T) []*instance {
 }
 
 // count asks for the siblings as each of the given instances, all at once.
-func count(t *testing.T, ins ...*instance) [][]traffic.Sibling {
+func count(t *testing.T, ins ...*instance) [][]Sibling {
 	t.Helper()
-	views := make([][]traffic.Sibling, len(ins))
+	views := make([][]Sibling, len(ins))
 	errs := make([]error, len(ins))
 	var wg sync.WaitGroup
 	for i, in := range ins {
@@ -92,7 +97,7 @@ func count(t *testing.T, ins ...*instance) [][]traffic.Sibling {
 	return views
 }
 
-func mustClaim(t *testing.T, in *instance) traffic.Place {
+func mustClaim(t *testing.T, in *instance) Place {
 	t.Helper()
 	p, ok := in.Claim()
 	if !ok {
@@ -115,11 +120,11 @@ func TestClaimsAgree(t *testing.T) {
 		if len(v) != 4 {
 			t.Fatalf("count %d heard %d instances, want 4", i, len(v))
 		}
-		quarter := traffic.Allowed(v, 25)
+		quarter := Allowed(v, 25)
 		if quarter[first.ID] != "" || quarter[second.ID] == "" {
 			t.Errorf("count %d under 25%%: %q", i, quarter)
 		}
-		half := traffic.Allowed(v, 50)
+		half := Allowed(v, 50)
 		if half[first.ID] != "" || half[second.ID] != "" {
 			t.Errorf("count %d under 50%%: %q", i, half)
 		}
@@ -128,7 +133,7 @@ func TestClaimsAgree(t *testing.T) {
 		t.Error("a second claim while one is held")
 	}
 	pay[1].WithdrawFor("test", 0) // the claim ends
-	if got := traffic.Allowed(count(t, pay[0])[0], 25); len(got) != 1 || got[first.ID] != "" {
+	if got := Allowed(count(t, pay[0])[0], 25); len(got) != 1 || got[first.ID] != "" {
 		t.Errorf("after the second claim ended: %q", got)
 	}
 }
@@ -150,7 +155,7 @@ func TestClaimAfterAnsweringComesLater(t *testing.T) {
 		t.Fatalf("the later claim's place %v is not after the asker's %v", later.Since, ahead.Since)
 	}
 	for i, v := range count(t, pay[0], pay[1]) {
-		if got := traffic.Allowed(v, 25); got[ahead.ID] != "" || got[later.ID] == "" {
+		if got := Allowed(v, 25); got[ahead.ID] != "" || got[later.ID] == "" {
 			t.Errorf("count %d: %q", i, got)
 		}
 	}
@@ -176,7 +181,7 @@ func TestEjectedKeepsPlace(t *testing.T) {
 	pay[1].since = behind.Since
 	pay[1].mu.Unlock()
 	v := count(t, pay[1])[0]
-	if got := traffic.Allowed(v, 25); got[out.ID] != "" || got[behind.ID] == "" {
+	if got := Allowed(v, 25); got[out.ID] != "" || got[behind.ID] == "" {
 		t.Errorf("%q", got)
 	}
 	// Back in, the place is given up.
@@ -188,7 +193,7 @@ func TestEjectedKeepsPlace(t *testing.T) {
 		return nil
 	})
 	v = count(t, pay[1])[0]
-	if got := traffic.Allowed(v, 25); len(got) != 1 || got[behind.ID] != "" {
+	if got := Allowed(v, 25); len(got) != 1 || got[behind.ID] != "" {
 		t.Errorf("after the first came back: %q", got)
 	}
 }
@@ -338,7 +343,7 @@ func TestClaimWithdrawnByHealthCountsOut(t *testing.T) {
 	if len(v) != 2 {
 		t.Fatalf("count heard %d instances, want 2: %+v", len(v), v)
 	}
-	got := traffic.Allowed(v, 50)
+	got := Allowed(v, 50)
 	if got[zp.ID] == "" {
 		t.Fatalf("z may leave though x is not serving: %q (count %+v)", got, v)
 	}

@@ -1,4 +1,4 @@
-package siblings
+package passive
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
-	"github.com/natsmesh/natsmesh/traffic"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -170,9 +169,9 @@ func New(cfg Config) *Member {
 	return m
 }
 
-// Instance is the member as traffic.PassiveHealth uses it.
-func (m *Member) Instance() traffic.Instance {
-	return traffic.Instance{Claim: m.Claim, Withdraw: m.WithdrawFor, Siblings: m.Count}
+// Instance is the member as [Middleware] uses it.
+func (m *Member) Instance() Instance {
+	return Instance{Claim: m.Claim, Withdraw: m.WithdrawFor, Siblings: m.Count}
 }
 
 // Out reports whether passive health holds the instance out of its queue
@@ -200,19 +199,19 @@ func (m *Member) hear(t time.Time) {
 // its place: now, or just after the latest place heard of if the clock
 // says otherwise. It reports false if the instance is not serving or
 // holds a claim already.
-func (m *Member) Claim() (traffic.Place, bool) {
+func (m *Member) Claim() (Place, bool) {
 	id := m.cfg.ID()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped || m.claimed || !m.cfg.Serving() {
-		return traffic.Place{}, false
+		return Place{}, false
 	}
 	now := time.Now().UTC().Round(0) // wall clock only: places travel as text
 	if !now.After(m.seen) {
 		now = m.seen.Add(time.Nanosecond)
 	}
 	m.claimed, m.since, m.seen = true, now, now
-	return traffic.Place{ID: id, Since: now}, true
+	return Place{ID: id, Since: now}, true
 }
 
 // WithdrawFor takes the claiming instance out of its queue groups for d,
@@ -391,7 +390,7 @@ func (m *Member) know(id string) {
 // instance gone since is waited for once), and this instance's own
 // answer, until ctx ends (at most 5s). [Member.Stop] ends it with an
 // error.
-func (m *Member) Count(ctx context.Context) ([]traffic.Sibling, error) {
+func (m *Member) Count(ctx context.Context) ([]Sibling, error) {
 	self := m.cfg.ID()
 	req := StatusRequest{ID: self}
 	m.mu.Lock()
@@ -425,7 +424,7 @@ func (m *Member) Count(ctx context.Context) ([]traffic.Sibling, error) {
 		return nil, fmt.Errorf("siblings: counting: %w", err)
 	}
 	knownBy := time.Now().Add(knownWait)
-	var sibs []traffic.Sibling
+	var sibs []Sibling
 	seen := map[string]bool{}
 	for {
 		wait := quiet
@@ -449,8 +448,8 @@ func (m *Member) Count(ctx context.Context) ([]traffic.Sibling, error) {
 			continue
 		}
 		seen[st.ID] = true
-		sibs = append(sibs, traffic.Sibling{
-			Place:  traffic.Place{ID: st.ID, Since: st.Since},
+		sibs = append(sibs, Sibling{
+			Place:  Place{ID: st.ID, Since: st.Since},
 			Subset: st.Subset, Serving: st.Serving, Ejected: st.Ejected, Leaving: st.Leaving,
 		})
 	}

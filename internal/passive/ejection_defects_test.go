@@ -1,10 +1,10 @@
-package traffic_test
+package passive_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/natsmesh/natsmesh/traffic"
+	"github.com/natsmesh/natsmesh/internal/passive"
 )
 
 var dt0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -13,9 +13,9 @@ var dt0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // reported Leaving with Serving false: it is out, so the only serving
 // instance must not leave, and the withdrawn claim itself is refused.
 func TestAllowedLeavingNotServingCountsOut(t *testing.T) {
-	z := traffic.Sibling{Place: traffic.Place{ID: "z", Since: dt0}, Serving: true, Leaving: true}
-	x := traffic.Sibling{Place: traffic.Place{ID: "x", Since: dt0.Add(time.Millisecond)}, Serving: false, Leaving: true}
-	got := traffic.Allowed([]traffic.Sibling{z, x}, 50)
+	z := passive.Sibling{Place: passive.Place{ID: "z", Since: dt0}, Serving: true, Leaving: true}
+	x := passive.Sibling{Place: passive.Place{ID: "x", Since: dt0.Add(time.Millisecond)}, Serving: false, Leaving: true}
+	got := passive.Allowed([]passive.Sibling{z, x}, 50)
 	if got["z"] == "" {
 		t.Fatalf("z may leave though x is not serving: the queue group would be empty (%q)", got)
 	}
@@ -29,11 +29,11 @@ func TestAllowedLeavingNotServingCountsOut(t *testing.T) {
 // it stays out, and a later claim must not be let go past max_ejected
 // (x, y and z out would be 3 of 4 under 50%).
 func TestAllowedEjectedNotKeptCountsOut(t *testing.T) {
-	x := traffic.Sibling{Place: traffic.Place{ID: "x", Since: dt0}, Subset: "v1", Ejected: true}
-	y := traffic.Sibling{Place: traffic.Place{ID: "y"}, Subset: "v1"} // out by its health checks
-	z := traffic.Sibling{Place: traffic.Place{ID: "z", Since: dt0.Add(time.Second)}, Subset: "v2", Serving: true, Leaving: true}
-	w := traffic.Sibling{Place: traffic.Place{ID: "w"}, Subset: "v2", Serving: true}
-	got := traffic.Allowed([]traffic.Sibling{x, y, z, w}, 50)
+	x := passive.Sibling{Place: passive.Place{ID: "x", Since: dt0}, Subset: "v1", Ejected: true}
+	y := passive.Sibling{Place: passive.Place{ID: "y"}, Subset: "v1"} // out by its health checks
+	z := passive.Sibling{Place: passive.Place{ID: "z", Since: dt0.Add(time.Second)}, Subset: "v2", Serving: true, Leaving: true}
+	w := passive.Sibling{Place: passive.Place{ID: "w"}, Subset: "v2", Serving: true}
+	got := passive.Allowed([]passive.Sibling{x, y, z, w}, 50)
 	if got["z"] == "" {
 		t.Fatalf("z may leave: x, y, z out = 3 of 4 under max_ejected 50%% (%q)", got)
 	}

@@ -1,8 +1,9 @@
-package traffic
+package passive
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -39,7 +41,35 @@ type Instance struct {
 // siblingsTimeout bounds the counts of one decision.
 const siblingsTimeout = 5 * time.Second
 
-// PassiveHealth returns the inbound middleware of outlier detection under
+// Options is what [Middleware] reads.
+type Options struct {
+	// Service is the local service, whose inbound passive_health policy
+	// applies.
+	Service string
+	// Policies is the live mesh file, read at every call. Nil: no passive
+	// health.
+	Policies *live.Source
+	// Logger receives the decisions (ejections, refusals to leave).
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+func (o Options) current() *policies.File {
+	if o.Policies == nil {
+		return nil
+	}
+	f, _ := o.Policies.Current()
+	return f
+}
+
+// Middleware returns the inbound middleware of outlier detection under
 // the service's inbound passive_health policy (policies.PassiveHealth).
 // It counts the local service's answers by wire's rule of whether a
 // service failed, in its passive-health variant (wire.Outcome's
@@ -64,7 +94,7 @@ const siblingsTimeout = 5 * time.Second
 //
 // With a nil Claim, Withdraw or Siblings (the edge gateway) it does
 // nothing.
-func PassiveHealth(cfg Config, inst Instance) pipeline.InboundMiddleware {
+func Middleware(cfg Options, inst Instance) pipeline.InboundMiddleware {
 	if inst.Claim == nil || inst.Withdraw == nil || inst.Siblings == nil {
 		return nil
 	}
@@ -102,7 +132,7 @@ func (d *detector) judge(o wire.Outcome) {
 func (d *detector) judgeAtEnd(reply *pipeline.Reply) { reply.OnEnd(d.judge) }
 
 type passiveHealth struct {
-	cfg  Config
+	cfg  Options
 	inst Instance
 	mu   sync.Mutex
 	cur  atomic.Pointer[detector]
