@@ -308,7 +308,7 @@ func (e *Edge) build(ctx context.Context, policies *live.Source) (*built, error)
 		return b, err
 	}
 	b.g = g
-	return b, nil
+	return b, g.Start(ctx)
 }
 
 // serve publishes b and serves both listeners; the caller holds mu.
