@@ -286,9 +286,13 @@ func (a *Agent) Name() string { return a.cfg.Service }
 // Start answers discovery for the instance ($SRV.PING, $SRV.INFO,
 // $SRV.STATS, as nats.go/micro services do) and starts health checking; the
 // inbound subscriptions follow as soon as the local service is healthy (at
-// once when there is no health check). It does not block. Start after
-// Shutdown returns ErrClosed; a second Start does nothing.
-func (a *Agent) Start() error {
+// once when there is no health check). It does not block, and ctx bounds
+// only the start: Shutdown stops the agent. Start after Shutdown returns
+// ErrClosed; a second Start does nothing.
+func (a *Agent) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -349,22 +353,18 @@ func (a *Agent) HasInbound() bool { return a.in.enabled() }
 // Serving reports whether the agent holds its inbound subscriptions now.
 func (a *Agent) Serving() bool { return a.in.serving() }
 
-// Ready waits until the agent serves inbound calls (its service passed its
-// first health check), or returns an error after timeout.
+// Ready waits until the agent is ready (see Readiness: started, connected
+// and, with an inbound side, serving since its service passed its health
+// checks), or returns why it is not after timeout, or ErrClosed once it
+// has shut down.
 func (a *Agent) Ready(timeout time.Duration) error {
-	if !a.in.enabled() {
-		return nil
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-a.in.firstServing:
-		return nil
-	case <-a.done:
+	switch err := admin.WaitReady(timeout, a.done, a.Readiness); {
+	case errors.Is(err, admin.ErrDone):
 		return ErrClosed
-	case <-t.C:
-		return fmt.Errorf("agent: %s not serving after %v: %s", a.cfg.Service, timeout, a.in.lastHealthError())
+	case err != nil:
+		return fmt.Errorf("agent: %s not ready after %v: %w", a.cfg.Service, timeout, err)
 	}
+	return nil
 }
 
 // Shutdown stops taking new calls and finishes the ones in flight: it drains

@@ -66,7 +66,7 @@ func benchAgent(b *testing.B, url string, cfg agent.Config, before func(*agent.A
 	if before != nil {
 		before(a)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { a.Shutdown(context.Background()) })
@@ -114,7 +114,7 @@ func BenchmarkAgentHTTPEmbedded(b *testing.B) {
 		if before != nil {
 			before(a)
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { a.Shutdown(context.Background()) })

@@ -239,7 +239,7 @@ func (s *Sidecar) Start(ctx context.Context) error {
 		a, err = New(nc, s.cfg.Agent)
 	}
 	if err == nil {
-		err = a.Start()
+		err = a.Start(ctx)
 	}
 	if err != nil {
 		s.closeListeners()
@@ -332,15 +332,18 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 func (a *Agent) AdminHandler() http.Handler { return a.admin }
 
 // Readiness returns nil while the agent takes calls, and otherwise why not:
-// shut down, no NATS connection, no mesh file yet (an agent that
-// authenticates, see Config.Policies), or (with an inbound side) not
+// not started, shut down, no NATS connection, no mesh file yet (an agent
+// that authenticates, see Config.Policies), or (with an inbound side) not
 // serving because its service fails its health checks.
 func (a *Agent) Readiness() error {
 	a.mu.Lock()
-	closed := a.closed
+	started, closed := a.started, a.closed
 	a.mu.Unlock()
-	if closed {
+	switch {
+	case closed:
 		return errors.New("shutting down")
+	case !started:
+		return errors.New("not started")
 	}
 	if !a.nc.IsConnected() {
 		return errors.New("no connection to the NATS broker")

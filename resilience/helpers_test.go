@@ -104,7 +104,7 @@ func startAgent(t testing.TB, b *broker.Broker, cfg agent.Config, before ...func
 	for _, f := range before {
 		f(a)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -91,7 +91,7 @@ func startAgent(t *testing.T, b *broker.Broker, cfg agent.Config, h http.Handler
 			t.Fatal(err)
 		}
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Shutdown(context.Background()) })

@@ -91,7 +91,7 @@ func (m *testMesh) agent(service, subset string, h http.Handler, opts ...func(*a
 			m.t.Fatal(err)
 		}
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		m.t.Fatal(err)
 	}
 	m.t.Cleanup(func() {

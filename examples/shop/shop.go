@@ -124,7 +124,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 				return nil, err
 			}
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			return nil, err
 		}
 		return a, a.Ready(10 * time.Second)

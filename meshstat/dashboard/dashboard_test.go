@@ -92,7 +92,7 @@ func startAgent(t *testing.T, b *broker.Broker, cfg agent.Config) *agent.Agent {
 
 func startOrFail(t *testing.T, a *agent.Agent) {
 	t.Helper()
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Ready(10 * time.Second); err != nil {
