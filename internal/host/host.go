@@ -20,7 +20,7 @@ import (
 )
 
 // Component is what a host runs: an agent, the edge gateway. Its
-// constructor does no I/O; Start subscribes (answers discovery, joins its
+// constructor subscribes to nothing; Start subscribes (answers discovery, joins its
 // queue groups) and does not block; Readiness is nil while it takes calls,
 // and otherwise says why not; Shutdown stops taking new work (on its
 // listeners too), finishes what is in flight and closes its outbound
