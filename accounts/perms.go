@@ -28,7 +28,8 @@ type Permissions struct {
 	// could be made to publish anywhere, and a user that may publish and
 	// subscribe one subject could grant itself any subject. CheckUsers
 	// refuses it for services and the bridge, and for anyone else it
-	// requires that no subject be both publishable and subscribable.
+	// requires that the user subscribe no subject that it, or any other
+	// user outside the system account, may publish.
 	Responses *Responses
 }
 

@@ -81,10 +81,18 @@ type Config struct {
 	// token or a client certificate, to a broker that asks for them)
 	// refuses every call with no-mesh-file and is not ready; on an open
 	// broker the built-in policy applies meanwhile. Nil applies the
-	// built-in policy for good: a choice for tests and the open broker,
-	// warned about on an authenticated connection (the sidecar refuses it
-	// there, see SidecarConfig.Policy).
+	// built-in policy for good: on an open broker; on a connection that
+	// authenticates New refuses nil (ErrConfig) unless BuiltinPolicy is
+	// set (the sidecar refuses live.Off there, see SidecarConfig.Policy).
 	Policies *live.Source
+	// BuiltinPolicy serves with the built-in allow-all policy although
+	// the connection authenticates and Policies is nil: the broker's
+	// permissions alone decide who may call whom. For programs and tests
+	// that want exactly that; Start warns about it. Without it, an agent
+	// that authenticates never serves with the built-in policy
+	// (docs/security.md, "Fail closed"). It changes nothing when Policies
+	// is set or the connection does not authenticate.
+	BuiltinPolicy bool
 	// Telemetry records the agent's calls (metrics, traces, access logs).
 	// Nil records none.
 	Telemetry *telemetry.Telemetry
@@ -153,6 +161,11 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	if err := checkInboxPrefix(nc, cfg.Service); err != nil {
 		return nil, err
+	}
+	if cfg.Policies == nil && !cfg.BuiltinPolicy && natsconn.Authenticates(nc) {
+		return nil, fmt.Errorf("%w: the connection to the broker authenticates and Config.Policies is nil: an agent that authenticates never serves "+
+			"with the built-in allow-all policy; give it the mesh file (live.WatchBucket, live.WatchFile, live.Static), "+
+			"or set Config.BuiltinPolicy to let the broker's permissions alone decide", ErrConfig)
 	}
 	a := &Agent{
 		nc:       nc,
@@ -325,7 +338,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.log.Warn("agent: no mesh file yet: every call is refused (" + string(wire.KindNoMeshFile) + ") and /readyz is 503 until one is applied " +
 			"(natsmesh policy apply); an agent that authenticates never serves with the built-in allow-all policy")
 	case a.cfg.Policies == nil && !anonymous(a.nc):
-		a.log.Warn("agent: no mesh file source (Config.Policies): the built-in policy applies, without allow lists; only the broker's permissions decide who may call " + a.cfg.Service)
+		a.log.Warn("agent: Config.BuiltinPolicy: the built-in policy applies, without allow lists; only the broker's permissions decide who may call " + a.cfg.Service)
 	}
 	return nil
 }
@@ -356,15 +369,27 @@ func (a *Agent) Serving() bool { return a.in.serving() }
 // Ready waits until the agent is ready (see Readiness: started, connected
 // and, with an inbound side, serving since its service passed its health
 // checks), or returns why it is not after timeout, or ErrClosed once it
-// has shut down.
+// has shut down. It returns at once when the broker refuses the
+// instance's queue subscriptions (a subset the mesh file does not
+// declare, credentials of another service): that is no matter of time.
 func (a *Agent) Ready(timeout time.Duration) error {
-	switch err := admin.WaitReady(timeout, a.done, a.Readiness); {
+	err := admin.WaitReady(timeout, a.done, func() error {
+		err := a.Readiness()
+		if err != nil && a.in.refusalErr() != nil {
+			return admin.Final(err)
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, admin.ErrDone):
 		return ErrClosed
-	case err != nil:
-		return fmt.Errorf("agent: %s not ready after %v: %w", a.cfg.Service, timeout, err)
 	}
-	return nil
+	if refusal := a.in.refusalErr(); refusal != nil {
+		return fmt.Errorf("agent: %w", refusal)
+	}
+	return fmt.Errorf("agent: %s not ready after %v: %w", a.cfg.Service, timeout, err)
 }
 
 // Shutdown stops taking new calls and finishes the ones in flight: it drains

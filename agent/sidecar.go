@@ -55,8 +55,8 @@ type SidecarConfig struct {
 	// broker applies the built-in policy), a path watches that local file
 	// (live.WatchFile; it must load, which Start checks before it
 	// connects), and live.Off applies the built-in policy only, which
-	// Start refuses on a connection that authenticates (ErrConfig): a
-	// secured agent needs a mesh file. The admin endpoint serves what
+	// Start refuses on a connection that authenticates (ErrConfig) unless
+	// Agent.BuiltinPolicy is set: a secured agent needs a mesh file. The admin endpoint serves what
 	// applies on GET /config (live.Handler) unless Agent.Admin has a
 	// handler of its own for it.
 	Policy string
@@ -131,7 +131,7 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 	s.h, err = host.New(host.Config{
 		Parts: []host.Part{{Name: cfg.Agent.Service, Conn: cfg.Conn, Connect: cc, Listeners: listeners, Build: s.build}},
 		Admin: cfg.Admin, AdminHandlers: cfg.Agent.Admin,
-		Policy: host.Policy{Source: cfg.Agent.Policies, Path: cfg.Policy, Cache: cfg.PolicyCache},
+		Policy: host.Policy{Source: cfg.Agent.Policies, Path: cfg.Policy, Cache: cfg.PolicyCache, Builtin: cfg.Agent.BuiltinPolicy},
 		Logger: log,
 		Errors: host.Errors{Prefix: "agent", Config: func(err error) error { return fmt.Errorf("%w: %w", ErrConfig, err) }, Shutdown: ErrClosed},
 	})
@@ -223,7 +223,8 @@ func (a *Agent) AdminHandler() http.Handler { return a.admin }
 // Readiness returns nil while the agent takes calls, and otherwise why not:
 // not started, shut down, no NATS connection, no mesh file yet (an agent
 // that authenticates, see Config.Policies), or (with an inbound side) not
-// serving because its service fails its health checks.
+// serving because its service fails its health checks or the broker
+// refuses its queue subscriptions (saying what to do about it).
 func (a *Agent) Readiness() error {
 	a.mu.Lock()
 	started, closed := a.started, a.closed

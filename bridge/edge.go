@@ -62,7 +62,8 @@ type EdgeConfig struct {
 	// path watches that local file (live.WatchFile; it must load, which
 	// Start checks before it connects), and live.Off applies the built-in
 	// policy only, which Start refuses on a connection that authenticates
-	// (ErrInvalidConfig). The admin endpoint serves what applies on GET
+	// (ErrInvalidConfig) unless Gateway.BuiltinPolicy is set. The admin
+	// endpoint serves what applies on GET
 	// /config (live.Handler) unless Gateway.Admin has a handler of its
 	// own for it.
 	Policy string
@@ -125,7 +126,7 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 			Admin:     cfg.AdminConn,
 		}},
 		Admin: cfg.Admin, AdminHandlers: cfg.Gateway.Admin,
-		Policy: host.Policy{Source: cfg.Gateway.Policies, Path: cfg.Policy, Cache: cfg.PolicyCache},
+		Policy: host.Policy{Source: cfg.Gateway.Policies, Path: cfg.Policy, Cache: cfg.PolicyCache, Builtin: cfg.Gateway.BuiltinPolicy},
 		Logger: log,
 		Errors: host.Errors{Prefix: "bridge", Config: func(err error) error { return fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig) }, Shutdown: ErrShutdown},
 	})

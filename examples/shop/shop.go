@@ -42,7 +42,9 @@ type Config struct {
 	// Policies is the live mesh file the agents and the gateway apply
 	// (allow lists, routes, splits, limits); the demo loads MeshFile into
 	// it (see Policies). Nil: the built-in policy, and the broker alone
-	// decides who may call whom.
+	// decides who may call whom; only on an open broker, as agents and
+	// gateways that authenticate refuse to start without a mesh file
+	// (agent.Config.BuiltinPolicy).
 	Policies *live.Source
 	// Logger for the agents and gateway. Default slog.Default().
 	Logger *slog.Logger

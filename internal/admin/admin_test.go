@@ -65,6 +65,11 @@ func TestWaitReady(t *testing.T) {
 	if err := WaitReady(30*time.Millisecond, nil, never); err == nil || err.Error() != "no connection" {
 		t.Fatalf("WaitReady = %v, want the last reason", err)
 	}
+	refused := errors.New("refused")
+	begin := time.Now()
+	if err := WaitReady(5*time.Second, nil, func() error { return Final(refused) }); err != refused || time.Since(begin) > time.Second {
+		t.Fatalf("WaitReady = %v after %v, want the final reason at once", err, time.Since(begin))
+	}
 	done := make(chan struct{})
 	close(done)
 	if err := WaitReady(5*time.Second, done, never); !errors.Is(err, ErrDone) {

@@ -9,10 +9,19 @@ import (
 // down before it was ready.
 var ErrDone = errors.New("shut down")
 
+// Final marks a reason not to be ready that no wait changes (the broker
+// refuses the component's subscriptions): WaitReady returns it at once.
+func Final(reason error) error { return final{reason} }
+
+type final struct{ error }
+
+func (f final) Unwrap() error { return f.error }
+
 // WaitReady is what a component's Ready(timeout) does: it asks ready (the
 // component's readiness, as /readyz answers it) until it returns nil,
 // then returns nil. It returns ErrDone once done is closed (nil: never),
-// and after timeout the reason ready gave last.
+// a reason marked Final at once, and after timeout the reason ready gave
+// last.
 func WaitReady(timeout time.Duration, done <-chan struct{}, ready func() error) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -20,6 +29,9 @@ func WaitReady(timeout time.Duration, done <-chan struct{}, ready func() error) 
 	defer tick.Stop()
 	for {
 		err := ready()
+		if f, ok := err.(final); ok {
+			return f.error
+		}
 		if err == nil {
 			return nil
 		}

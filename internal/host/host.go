@@ -94,9 +94,14 @@ type Policy struct {
 	// applies the built-in policy), a mesh file's path to watch that file
 	// (live.WatchFile; it must load, which Start checks before it
 	// connects), or live.Off for the built-in policy only, which Start
-	// refuses when a connection authenticates: a secured component needs a
-	// mesh file.
+	// refuses when a connection authenticates unless Builtin is set: a
+	// secured component needs a mesh file.
 	Path string
+	// Builtin lets live.Off apply on a connection that authenticates: the
+	// components' own opt-in (agent.Config.BuiltinPolicy,
+	// bridge.GatewayConfig.BuiltinPolicy), the broker's permissions
+	// alone deciding.
+	Builtin bool
 	// Cache, with the bucket's watch, is the file the last good mesh file
 	// is kept in (live.SourceConfig.Cache). Default: none.
 	Cache string
@@ -392,14 +397,14 @@ func (h *Host) start(ctx context.Context, r *run) error {
 	}
 
 	switch {
-	case r.policies == nil && pol.Path == live.Off:
+	case r.policies == nil && pol.Path == live.Off && !pol.Builtin:
 		for i, nc := range r.conns {
 			if natsconn.Authenticates(nc) {
 				return h.configError(fmt.Errorf("policy %q: the connection of %s to the broker authenticates, and a component that does never serves with the built-in allow-all policy: "+
 					"watch the policies bucket (the default) or give a mesh file", live.Off, parts[i].Name))
 			}
 		}
-	case r.policies == nil:
+	case r.policies == nil && pol.Path != live.Off:
 		r.policies = live.WatchBucket(r.conns[0], live.SourceConfig{Logger: h.log, Cache: pol.Cache})
 		r.ownPolicies = true
 		// The first calls find the file, when the store answers at once.

@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
@@ -72,7 +72,12 @@ const (
 // The answers to its requests arrive on the pair inbox of the
 // connection's inbox prefix and JetStream (wire.PairInbox(name,
 // wire.PeerJS) for a connection with the mesh's prefix, "_INBOX.JS"
-// otherwise), which the broker lets only JetStream publish to.
+// otherwise), which the broker lets only JetStream publish to. JetStream
+// answers there for anyone in the account who asks the direct get with
+// that reply subject, and whoever holds the connection's key reads that
+// inbox, so each request's reply subject ends in a random nonce of its
+// own: an answer to it is the store's answer to this request, never a 404
+// or an old value that someone had JetStream put there before.
 func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 	s := newSource(cfg)
 	w := &bucketWatch{
@@ -82,7 +87,6 @@ func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 		timeout: cfg.FetchTimeout,
 		cache:   cfg.Cache,
 		kick:    make(chan struct{}, 1),
-		answers: make(chan *nats.Msg, 16),
 		first:   s.loaded,
 	}
 	if w.poll <= 0 {
@@ -96,12 +100,10 @@ func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 		prefix = nats.InboxPrefix[:len(nats.InboxPrefix)-1] // "_INBOX"
 	}
 	// A token of its own, so that several watches on one connection
-	// never read each other's answers.
-	w.reply = prefix + "." + wire.PeerJS + "." + nuid.Next()
+	// never read each other's answers (random, as each request's nonce
+	// is: see fetch).
+	w.reply = prefix + "." + wire.PeerJS + "." + rand.Text()
 	var err error
-	if w.answerSub, err = nc.ChanSubscribe(w.reply+".*", w.answers); err != nil {
-		s.log.Warn("live: cannot subscribe to the mesh file store's answers", "subject", w.reply+".*", "err", err)
-	}
 	if w.writeSub, err = nc.Subscribe(WriteSubject, w.heard); err != nil {
 		s.log.Warn("live: cannot subscribe to the mesh file's writes; asking every "+w.poll.String(), "subject", WriteSubject, "err", err)
 	}
@@ -140,14 +142,12 @@ type bucketWatch struct {
 	timeout time.Duration
 	cache   string
 
-	kick      chan struct{} // a write heard; holds one, so a burst makes one request
-	answers   chan *nats.Msg
-	status    chan nats.Status
-	writeSub  *nats.Subscription
-	answerSub *nats.Subscription
-	reply     string        // the prefix of the requests' reply subjects
-	n         uint64        // requests made
-	first     chan struct{} // the Source's loaded, until closed
+	kick     chan struct{} // a write heard; holds one, so a burst makes one request
+	status   chan nats.Status
+	writeSub *nats.Subscription
+	reply    string        // the prefix of the requests' reply subjects
+	n        uint64        // requests made
+	first    chan struct{} // the Source's loaded, until closed
 
 	mu     sync.Mutex
 	expect *expectation
@@ -181,24 +181,39 @@ func (w *bucketWatch) release() {
 	if w.writeSub != nil {
 		w.writeSub.Unsubscribe()
 	}
-	if w.answerSub != nil {
-		w.answerSub.Unsubscribe()
-	}
 	w.nc.RemoveStatusListener(w.status)
 }
 
 // heard is told of each write of the mesh file as it is published (the
 // stream may yet refuse it): the watch asks the store until it answers
 // that version, or for expectFor.
+//
+// Anyone of the account can have JetStream's direct get answer on
+// WriteSubject too (docs/security.md, "The policy store"), as often as it
+// likes, and each message there would make every watcher of the account
+// read the whole file: such an answer is no write, and is ignored (it
+// carries JetStream's headers or a status, or, asked without headers, it
+// is the stored file, the one held, or nothing). So is a write of the
+// version held, unless a write heard before is still awaited.
 func (w *bucketWatch) heard(m *nats.Msg) {
+	if m.Header.Get("Nats-Stream") != "" || m.Header.Get("Status") != "" {
+		return
+	}
 	e := &expectation{at: time.Now()}
 	switch m.Header.Get("KV-Operation") {
 	case "":
+		if len(m.Data) == 0 {
+			return // no mesh file is empty
+		}
 		e.digest = sha256.Sum256(m.Data)
 	default: // DEL, PURGE
 		e.deleted = true
 	}
 	w.mu.Lock()
+	if held := w.src.cur.Load(); !e.deleted && w.expect == nil && held != nil && held.digest == e.digest {
+		w.mu.Unlock()
+		return
+	}
 	w.expect = e
 	w.mu.Unlock()
 	select {
@@ -265,24 +280,37 @@ type answer struct {
 func (w *bucketWatch) fetch() answer {
 	fetches.Add(1)
 	w.n++
-	reply := w.reply + "." + strconv.FormatUint(w.n, 10)
+	// <n>-<nonce>: the nonce (128 random bits) keeps the subject a secret
+	// of this request. Its reply subjects are no secret once answered (a
+	// holder of the connection's key subscribes to its whole inbox), and
+	// with a counter alone anyone in the account could have JetStream
+	// answer the next request before the store did, by asking the direct
+	// get of a missing key with that reply subject: a 404, read as an
+	// empty store, which keeps the file held for good.
+	reply := w.reply + "." + strconv.FormatUint(w.n, 10) + "-" + rand.Text()
+	// A subscription of the request's own subject, not one of all the
+	// watch's: the holder of the key can have JetStream answer under the
+	// others as fast as it answers, and such a flood, filling one
+	// subscription's buffer, made the store's answer a slow consumer's
+	// loss while it went on.
+	answers := make(chan *nats.Msg, 1)
+	sub, err := w.nc.ChanSubscribe(reply, answers)
+	if err != nil {
+		return answer{state: stateUnreachable, err: fmt.Errorf("subscribing to the store's answer: %w", err)}
+	}
+	defer sub.Unsubscribe()
 	if err := w.nc.PublishRequest(DirectGetSubject, reply, nil); err != nil {
 		return answer{state: stateUnreachable, err: err}
 	}
 	t := time.NewTimer(w.timeout)
 	defer t.Stop()
-	for {
-		select {
-		case m := <-w.answers:
-			if m.Subject != reply {
-				continue // a late answer to an earlier request
-			}
-			return readAnswer(m)
-		case <-t.C:
-			return answer{state: stateUnreachable, err: fmt.Errorf("no answer from the store within %s", w.timeout)}
-		case <-w.src.stop:
-			return answer{state: stateUnreachable, err: errors.New("closed")}
-		}
+	select {
+	case m := <-answers:
+		return readAnswer(m)
+	case <-t.C:
+		return answer{state: stateUnreachable, err: fmt.Errorf("no answer from the store within %s", w.timeout)}
+	case <-w.src.stop:
+		return answer{state: stateUnreachable, err: errors.New("closed")}
 	}
 }
 
