@@ -299,9 +299,13 @@ func (a *Agent) Name() string { return a.cfg.Service }
 // Start answers discovery for the instance ($SRV.PING, $SRV.INFO,
 // $SRV.STATS, as nats.go/micro services do) and starts health checking; the
 // inbound subscriptions follow as soon as the local service is healthy (at
-// once when there is no health check). It does not block. Start after
-// Shutdown returns ErrClosed; a second Start does nothing.
-func (a *Agent) Start() error {
+// once when there is no health check). It does not block, and ctx bounds
+// only the start: Shutdown stops the agent. Start after Shutdown returns
+// ErrClosed; a second Start does nothing.
+func (a *Agent) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -362,33 +366,30 @@ func (a *Agent) HasInbound() bool { return a.in.enabled() }
 // Serving reports whether the agent holds its inbound subscriptions now.
 func (a *Agent) Serving() bool { return a.in.serving() }
 
-// Ready waits until the agent serves inbound calls (its service passed its
-// first health check), or returns an error after timeout, or at once when
-// the broker refuses the instance's queue subscriptions (a subset the mesh
-// file does not declare, credentials of another service): that is no
-// matter of time.
+// Ready waits until the agent is ready (see Readiness: started, connected
+// and, with an inbound side, serving since its service passed its health
+// checks), or returns why it is not after timeout, or ErrClosed once it
+// has shut down. It returns at once when the broker refuses the
+// instance's queue subscriptions (a subset the mesh file does not
+// declare, credentials of another service): that is no matter of time.
 func (a *Agent) Ready(timeout time.Duration) error {
-	if !a.in.enabled() {
-		return nil
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	refused := a.in.refusedCh
-	for {
-		select {
-		case <-a.in.firstServing:
-			return nil
-		case <-refused:
-			if err := a.in.refusalErr(); err != nil {
-				return fmt.Errorf("agent: %w", err)
-			}
-			refused = nil // asked again since: wait for it
-		case <-a.done:
-			return ErrClosed
-		case <-t.C:
-			return fmt.Errorf("agent: %s not serving after %v: %s", a.cfg.Service, timeout, a.in.lastHealthError())
+	err := admin.WaitReady(timeout, a.done, func() error {
+		err := a.Readiness()
+		if err != nil && a.in.refusalErr() != nil {
+			return admin.Final(err)
 		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, admin.ErrDone):
+		return ErrClosed
 	}
+	if refusal := a.in.refusalErr(); refusal != nil {
+		return fmt.Errorf("agent: %w", refusal)
+	}
+	return fmt.Errorf("agent: %s not ready after %v: %w", a.cfg.Service, timeout, err)
 }
 
 // Shutdown stops taking new calls and finishes the ones in flight: it drains

@@ -43,7 +43,7 @@ func startAgent(t *testing.T, b *broker.Broker, cfg Config, before ...func(*Agen
 	for _, f := range before {
 		f(a)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -334,7 +334,7 @@ func TestStartsServingOnlyWhenHealthy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer a.Shutdown(context.Background())

@@ -28,9 +28,11 @@
 // inbox prefix the mesh's permissions expect (internal/natsconn, which the
 // edge bridge connects with too), and New refuses a connection without
 // it. [Sidecar] is an agent with its connection, listeners, live
-// mesh file (SidecarConfig.Policy) and admin endpoint ([Agent.AdminHandler]:
-// /healthz, /readyz, /config, /debug/pprof/, and /metrics when the command
-// adds it), what `natsmesh agent` runs. Each instance answers the discovery
+// mesh file (SidecarConfig.Policy) and admin endpoint (/healthz, /readyz,
+// /config, /debug/pprof/, and /metrics when the command adds it), what
+// `natsmesh agent` runs, on internal/host's lifecycle: [NewSidecar] does no
+// I/O, [Sidecar.Start] listens before it connects, [Sidecar.Shutdown] is
+// safe during Start. Each instance answers the discovery
 // requests of nats.go/micro services ($SRV.PING, $SRV.INFO, $SRV.STATS; see
 // discovery.go and package internal/discovery), so `nats micro ls`, `info`
 // and `stats` show it: an endpoint per inbound subject with the counts of

@@ -77,7 +77,7 @@ func (m *authMesh) agent(service string, enforce bool, h http.Handler) *Agent {
 			m.t.Fatal(err)
 		}
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		m.t.Fatal(err)
 	}
 	m.t.Cleanup(func() {
@@ -231,7 +231,7 @@ func newBareAgent(t *testing.T, nc *nats.Conn, service string) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Shutdown(context.Background()) })
@@ -301,7 +301,7 @@ func TestWarnWithoutAuthentication(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { a.Shutdown(context.Background()) })

@@ -62,7 +62,7 @@ func TestUndeclaredSubsetRefused(t *testing.T) {
 			if err := a.Handle(&orders); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.Start(); err != nil {
+			if err := a.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() {
@@ -159,7 +159,7 @@ func TestSubsetRefusedAfterReconnect(t *testing.T) {
 	if err := a.Handle(&counter{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Shutdown(context.Background()) })
@@ -213,7 +213,7 @@ func TestUndeclaredSubsetRetried(t *testing.T) {
 	if err := a.Handle(&counter{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Shutdown(context.Background()) })

@@ -234,10 +234,10 @@ type Gateway struct {
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
 	admin                                       http.Handler
 	tel                                         *telemetry.Telemetry
-	disc                                        *discovery.Responder
 	releases                                    *chain.Releases // the pipeline's, released at Shutdown
 	id                                          string          // instance ID in discovery
 	started                                     time.Time       // when discovery started
+	done                                        chan struct{}   // closed when Shutdown has finished
 	// requestLevel is the level of the gateway's own line per request:
 	// Debug when the telemetry's access log has one already.
 	requestLevel slog.Level
@@ -245,15 +245,19 @@ type Gateway struct {
 	policies   *live.Source
 	failClosed bool
 
-	mu      sync.Mutex
-	closed  bool
-	servers []*http.Server
+	mu       sync.Mutex
+	running  bool                 // Start has begun
+	closed   bool                 // Shutdown has begun
+	disc     *discovery.Responder // set by Start
+	servers  []*http.Server
+	doneOnce sync.Once
 }
 
 var _ http.Handler = (*Gateway)(nil)
 
-// NewGateway validates cfg and returns its gateway. Errors wrap
-// ErrInvalidConfig.
+// NewGateway validates cfg and returns its gateway, which serves once
+// started (see [Gateway.Start]). It does not subscribe: that is Start's
+// job. Errors wrap ErrInvalidConfig.
 func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	routes, err := cfg.normalize()
 	if err != nil {
@@ -298,6 +302,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		requestLevel:      slog.LevelInfo,
 		policies:          cfg.Policies,
 		failClosed:        failClosed,
+		done:              make(chan struct{}),
 	}
 	switch {
 	case failClosed:
@@ -312,13 +317,9 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Telemetry.AccessLogging() {
 		g.requestLevel = slog.LevelDebug
 	}
-	if g.admin, err = admin.New(admin.Config{Ready: g.readiness, Handlers: cfg.Admin}); err != nil {
+	if g.admin, err = admin.New(admin.Config{Ready: g.Readiness, Handlers: cfg.Admin}); err != nil {
 		releases.Release()
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
-	}
-	if g.disc, err = g.startDiscovery(cfg.Conn); err != nil {
-		releases.Release()
-		return nil, err
 	}
 	return g, nil
 }

@@ -126,7 +126,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 				return nil, err
 			}
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			return nil, err
 		}
 		return a, a.Ready(10 * time.Second)
@@ -213,12 +213,15 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		if err != nil {
 			return nil, err
 		}
+		m.gateway = g
+		if err := g.Start(context.Background()); err != nil { // discoverable: natsmesh stat, the dashboard
+			return nil, err
+		}
 		l, err := net.Listen("tcp", cfg.Gateway)
 		if err != nil {
 			return nil, fmt.Errorf("shop: gateway: %w", err)
 		}
 		m.GatewayAddr = l.Addr().String()
-		m.gateway = g
 		m.goServe("gateway", func() error { return g.Serve(l, nil) })
 	}
 	return m, nil

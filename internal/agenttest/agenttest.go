@@ -53,7 +53,7 @@ func StartConn(t testing.TB, nc *nats.Conn, cfg agent.Config, before ...func(*ag
 			t.Fatalf("agenttest: prepare %s: %v", cfg.Service, err)
 		}
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -142,7 +142,7 @@ func ServeEcho(ctx context.Context, cfg EchoConfig, ready func()) error {
 			return err
 		}
 		testpb.RegisterTestServiceServer(a.GRPCServer(), echoGRPC{})
-		if err := a.Start(); err != nil {
+		if err := a.Start(ctx); err != nil {
 			return err
 		}
 		defer a.Shutdown(context.Background())

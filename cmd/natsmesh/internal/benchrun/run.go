@@ -534,7 +534,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(ctx); err != nil {
 			return nil, "", err
 		}
 		s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
@@ -596,7 +596,7 @@ func (e *env) startEmbedded(s *setup) (*agent.Agent, error) {
 				return nil, err
 			}
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			return nil, err
 		}
 		s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
