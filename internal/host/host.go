@@ -682,7 +682,11 @@ func (h *Host) teardown(ctx context.Context, r *run) error {
 	// Last the admin endpoint, which answered "shutting down" throughout.
 	if r.adminSrv != nil {
 		r.adminSrv.Close()
-	} else if r.adminLn != nil {
+	}
+	// Closed here too: a server closed before its Serve goroutine took
+	// the listener closes it only when that goroutine runs, and the port
+	// must be free when teardown returns.
+	if r.adminLn != nil {
 		r.adminLn.Close()
 	}
 	return errors.Join(errs...)
