@@ -71,7 +71,7 @@ func TestSubsetOf(t *testing.T) {
 	}
 }
 
-// TestSubjectPatternsExhaustive compares intersects and subsetOf with their
+// TestSubjectPatternsExhaustive compares intersects, subsetOf and meet with their
 // definitions, by enumerating subjects, over every pattern of up to three
 // tokens from a, b, * and >.
 func TestSubjectPatternsExhaustive(t *testing.T) {
@@ -141,12 +141,16 @@ func checkPatterns(t *testing.T, a, b string) {
 	}
 	maxLen := max(strings.Count(a, "."), strings.Count(b, ".")) + 2
 	both, aNotB := false, false
+	m, met := meet(a, b)
 	var walk func(subject []string)
 	walk = func(subject []string) {
 		if len(subject) > 0 {
 			ma, mb := matches(a, subject), matches(b, subject)
 			both = both || ma && mb
 			aNotB = aNotB || ma && !mb
+			if met && matches(m, subject) != (ma && mb) {
+				t.Errorf("meet(%q, %q) = %q, which matches %q: %v; a and b both: %v", a, b, m, strings.Join(subject, "."), !(ma && mb), ma && mb)
+			}
 		}
 		if len(subject) == maxLen {
 			return
@@ -158,6 +162,9 @@ func checkPatterns(t *testing.T, a, b string) {
 	walk(nil)
 	if got := intersects(a, b); got != both {
 		t.Errorf("intersects(%q, %q) = %v, but a common subject exists: %v", a, b, got, both)
+	}
+	if met != both {
+		t.Errorf("meet(%q, %q) found a meet: %v, but a common subject exists: %v", a, b, met, both)
 	}
 	if got := subsetOf(a, b); got != !aNotB {
 		t.Errorf("subsetOf(%q, %q) = %v, but a subject of a outside b exists: %v", a, b, got, aNotB)
@@ -210,10 +217,19 @@ func TestCheckUsers(t *testing.T) {
 		{"admin with responses and the bucket's writes", func(us []User) {
 			user(us, DefaultAdmin).Perms.Responses = respond
 		}, `"admin" (account STORE) has response permissions and may both publish "$KV.natsmesh-policies.>" and subscribe "$KV.natsmesh-policies.>"`},
-		{"admin with responses and no loop", func(us []User) {
+		// No loop of its own, but every service may publish into the
+		// admin's discovery inbox (it crosses to STORE by the services'
+		// exports) with any reply subject, which a response grant would
+		// let the admin's client publish to in STORE: $JS.API.STREAM.PURGE...
+		{"admin with responses and an inbox services publish into", func(us []User) {
 			a := user(us, DefaultAdmin)
 			a.Perms.Responses = respond
 			a.Perms.Subscribe = slices.DeleteFunc(a.Perms.Subscribe, func(s string) bool { return strings.HasPrefix(s, "$KV.") })
+		}, `"admin" (account STORE) has response permissions and subscribes "_INBOX_mesh.admin.>", which "web" (account mesh) may publish "_INBOX_mesh.admin.SRV.>" into`},
+		{"admin with responses and only what nobody else publishes", func(us []User) {
+			a := user(us, DefaultAdmin)
+			a.Perms.Responses = respond
+			a.Perms.Subscribe = []string{"_INBOX.>"}
 		}, ""},
 		{"service with responses", func(us []User) {
 			p := user(us, "payments").Perms
@@ -278,6 +294,55 @@ func TestCheckUsers(t *testing.T) {
 		})
 	}
 
+	// What a service or the bridge may subscribe.
+	for _, tc := range []struct {
+		user, subscribe string
+		ok              bool
+	}{
+		{"orders", "_INBOX_mesh.>", false},              // every caller's replies
+		{"orders", "_INBOX_mesh.web.>", false},          // web's replies
+		{"orders", "_INBOX_mesh.*.>", false},            // anyone's
+		{"orders", "mesh.>", false},                     // every call, no queue group
+		{"orders", "mesh.orders._.>", false},            // a plain copy of its own calls
+		{"orders", "mesh.orders.v1.>", false},           // of its subset's
+		{"orders", "mesh.orders._.> orders.spy", false}, // the spy group of issue 16
+		{"orders", "mesh.orders._.> orders.*", false},
+		{"orders", "mesh.orders._.> *", false},
+		{"orders", "mesh.orders.v1.> orders", false}, // a subset's calls in the any-subset group
+		{"orders", "mesh.orders.*.> orders", false},
+		{"orders", "mesh.orders.> orders", false},
+		{"orders", "mesh.payments._.> payments", false}, // another service's group
+		{"orders", "mesh.*._.> orders", false},
+		{"orders", "$KV.>", false}, // every bucket's writes
+		{"orders", "$KV.other.>", false},
+		{"orders", "$SRV.>", false}, // discovery as anyone
+		{"orders", "$SRV.INFO.payments", false},
+		{"orders", "$SRV.STATUS.payments", false},
+		{"orders", "$JS.API.>", false},
+		{"orders", "_INBOX.>", false},
+		{"orders", ">", false},
+		{Bridge, "mesh.orders._.> orders", false},
+		{Bridge, "_INBOX_mesh.web.>", false},
+		// Allowed, though not generated.
+		{"orders", "mesh.orders._.web.> orders", true},
+		{"orders", "mesh.orders.v3.> orders.v3", true}, // whether v3 exists is the mesh file's
+		{"orders", "_INBOX_mesh.orders.web.>", true},
+		{"orders", "$SRV.STATUS.orders", true},
+		{"orders", "$KV." + PoliciesBucket + ".mesh", true},
+		{Bridge, "_INBOX_mesh.bridge.SRV.>", true},
+	} {
+		t.Run(tc.user+" subscribes "+tc.subscribe, func(t *testing.T) {
+			us := users(t)
+			p := user(us, tc.user).Perms
+			p.Subscribe = append(p.Subscribe, tc.subscribe)
+			want := ""
+			if !tc.ok {
+				want = `"` + tc.user + `" (account mesh) may subscribe "` + tc.subscribe + `", outside`
+			}
+			checkErr(t, CheckUsers(us), want)
+		})
+	}
+
 	// A user built by hand in the store account is an admin: its
 	// discovery answers' inbox is allowed, another's not.
 	t.Run("other admin", func(t *testing.T) {
@@ -301,5 +366,30 @@ func checkErr(t *testing.T, err error, want string) {
 	}
 	if !errors.Is(err, ErrInvariant) || !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err = %v, want ErrInvariant and ErrSpec mentioning %q", err, want)
+	}
+}
+
+// TestOverlap: what each generated service may both publish and subscribe
+// in the shop (with no response permissions, nothing it may use; see
+// securitytest.TestSelfGrant).
+func TestOverlap(t *testing.T) {
+	spec := testSpec()
+	users, err := spec.Users()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if u.Name != "orders" {
+			continue
+		}
+		got := Overlap(u.Perms)
+		want := []string{"_INBOX_mesh.orders.orders.>", "$SRV.STATUS.orders"}
+		if !slices.Equal(got, want) {
+			t.Errorf("Overlap(orders) = %q, want %q", got, want)
+		}
+	}
+	p := &Permissions{Publish: []string{"a.*", "b.>", "c"}, Subscribe: []string{"*.x q", "b.y.>", "a.>"}}
+	if got, want := Overlap(p), []string{"a.x", "a.*", "b.x", "b.y.>"}; !slices.Equal(got, want) {
+		t.Errorf("Overlap(%v) = %q, want %q", p, got, want)
 	}
 }

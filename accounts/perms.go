@@ -28,7 +28,8 @@ type Permissions struct {
 	// could be made to publish anywhere, and a user that may publish and
 	// subscribe one subject could grant itself any subject. CheckUsers
 	// refuses it for services and the bridge, and for anyone else it
-	// requires that no subject be both publishable and subscribable.
+	// requires that the user subscribe no subject that it, or any other
+	// user outside the system account, may publish.
 	Responses *Responses
 }
 
@@ -94,7 +95,7 @@ const (
 //	                                         call (S's stream credits and chunks to O), and
 //	                                         for O = S (siblings' answers, self-calls)
 //	          $SRV.STATUS.S                  passive health: an instance asks its siblings
-//	                                         (siblings.StatusSubject), which subscribe it too
+//	                                         (passive.StatusSubject), which subscribe it too
 //	          _INBOX_mesh.<admin>.SRV.>      discovery answers to the admin
 //	          _INBOX_mesh.bridge.SRV.>       and to the bridge
 //	          $JS.API.DIRECT.GET.KV_natsmesh-policies.>   the current mesh file (through STORE's export)
@@ -143,7 +144,7 @@ func (s *Spec) Users() ([]User, error) {
 		p.Publish = append(p.Publish, g.calls[svc.Name]...)
 		p.Publish = append(p.Publish, g.pairInboxes(svc.Name)...)
 		// Passive health: an instance counts its siblings before it leaves
-		// its queue groups (siblings.StatusSubject); they answer in its
+		// its queue groups (passive.StatusSubject); they answer in its
 		// pair inbox _INBOX_mesh.S.S.
 		p.Publish = append(p.Publish, "$SRV.STATUS."+svc.Name)
 		p.Publish = append(p.Publish, answers...)

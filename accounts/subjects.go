@@ -1,6 +1,9 @@
 package accounts
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Subject patterns as nats-server reads permissions: tokens separated by
 // ".", where a token "*" matches any one token and a last token ">" matches
@@ -49,6 +52,50 @@ func subsetOf(a, b string) bool {
 			return false
 		}
 	}
+}
+
+// meet returns the pattern of the subjects that match both patterns a and
+// b, and whether there is any (intersects(a, b)).
+func meet(a, b string) (string, bool) {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	out := make([]string, 0, max(len(at), len(bt)))
+	for i := 0; ; i++ {
+		switch {
+		case i == len(at) && i == len(bt):
+			return strings.Join(out, "."), true
+		case i == len(at) || i == len(bt):
+			return "", false
+		case at[i] == ">":
+			return strings.Join(append(out, bt[i:]...), "."), true
+		case bt[i] == ">":
+			return strings.Join(append(out, at[i:]...), "."), true
+		case at[i] == "*":
+			out = append(out, bt[i])
+		case bt[i] == "*" || at[i] == bt[i]:
+			out = append(out, at[i])
+		default:
+			return "", false
+		}
+	}
+}
+
+// Overlap returns the subjects p lets its user both publish and subscribe
+// to, as patterns, once each: for each publish permission and each
+// subscribe permission (a queue group's aside) that a subject matches,
+// the pattern of those subjects. A message its user publishes there comes
+// back to it; with response permissions (which no generated user has:
+// CheckUsers) its reply subject would be the user's to publish to. The
+// tests of issue 16 try each.
+func Overlap(p *Permissions) []string {
+	var out []string
+	for _, pub := range p.Publish {
+		for _, sub := range p.Subscribe {
+			if m, ok := meet(pub, subjectOf(sub)); ok && !slices.Contains(out, m) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 // subjectOf is the subject of a permission entry, without the queue group

@@ -81,10 +81,18 @@ type Config struct {
 	// token or a client certificate, to a broker that asks for them)
 	// refuses every call with no-mesh-file and is not ready; on an open
 	// broker the built-in policy applies meanwhile. Nil applies the
-	// built-in policy for good: a choice for tests and the open broker,
-	// warned about on an authenticated connection (the sidecar refuses it
-	// there, see SidecarConfig.Policy).
+	// built-in policy for good: on an open broker; on a connection that
+	// authenticates New refuses nil (ErrConfig) unless BuiltinPolicy is
+	// set (the sidecar refuses live.Off there, see SidecarConfig.Policy).
 	Policies *live.Source
+	// BuiltinPolicy serves with the built-in allow-all policy although
+	// the connection authenticates and Policies is nil: the broker's
+	// permissions alone decide who may call whom. For programs and tests
+	// that want exactly that; Start warns about it. Without it, an agent
+	// that authenticates never serves with the built-in policy
+	// (docs/security.md, "Fail closed"). It changes nothing when Policies
+	// is set or the connection does not authenticate.
+	BuiltinPolicy bool
 	// Telemetry records the agent's calls (metrics, traces, access logs).
 	// Nil records none.
 	Telemetry *telemetry.Telemetry
@@ -154,6 +162,11 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err := checkInboxPrefix(nc, cfg.Service); err != nil {
 		return nil, err
 	}
+	if cfg.Policies == nil && !cfg.BuiltinPolicy && natsconn.Authenticates(nc) {
+		return nil, fmt.Errorf("%w: the connection to the broker authenticates and Config.Policies is nil: an agent that authenticates never serves "+
+			"with the built-in allow-all policy; give it the mesh file (live.WatchBucket, live.WatchFile, live.Static), "+
+			"or set Config.BuiltinPolicy to let the broker's permissions alone decide", ErrConfig)
+	}
 	a := &Agent{
 		nc:       nc,
 		cfg:      cfg,
@@ -185,7 +198,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 func (a *Agent) chainOptions() chain.Options {
 	c := &a.cfg
 	return chain.Options{Service: c.Service, Policies: c.Policies, FailClosed: a.failClosed, Telemetry: c.Telemetry, Logger: c.Logger,
-		Instance: a.in.ej.Instance(), // passive health: internal/siblings
+		Instance: a.in.ej.Instance(), // passive health: internal/passive
 		Releases: &a.releases}
 }
 
@@ -286,9 +299,13 @@ func (a *Agent) Name() string { return a.cfg.Service }
 // Start answers discovery for the instance ($SRV.PING, $SRV.INFO,
 // $SRV.STATS, as nats.go/micro services do) and starts health checking; the
 // inbound subscriptions follow as soon as the local service is healthy (at
-// once when there is no health check). It does not block. Start after
-// Shutdown returns ErrClosed; a second Start does nothing.
-func (a *Agent) Start() error {
+// once when there is no health check). It does not block, and ctx bounds
+// only the start: Shutdown stops the agent. Start after Shutdown returns
+// ErrClosed; a second Start does nothing.
+func (a *Agent) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -321,7 +338,7 @@ func (a *Agent) Start() error {
 		a.log.Warn("agent: no mesh file yet: every call is refused (" + string(wire.KindNoMeshFile) + ") and /readyz is 503 until one is applied " +
 			"(natsmesh policy apply); an agent that authenticates never serves with the built-in allow-all policy")
 	case a.cfg.Policies == nil && !anonymous(a.nc):
-		a.log.Warn("agent: no mesh file source (Config.Policies): the built-in policy applies, without allow lists; only the broker's permissions decide who may call " + a.cfg.Service)
+		a.log.Warn("agent: Config.BuiltinPolicy: the built-in policy applies, without allow lists; only the broker's permissions decide who may call " + a.cfg.Service)
 	}
 	return nil
 }
@@ -349,22 +366,30 @@ func (a *Agent) HasInbound() bool { return a.in.enabled() }
 // Serving reports whether the agent holds its inbound subscriptions now.
 func (a *Agent) Serving() bool { return a.in.serving() }
 
-// Ready waits until the agent serves inbound calls (its service passed its
-// first health check), or returns an error after timeout.
+// Ready waits until the agent is ready (see Readiness: started, connected
+// and, with an inbound side, serving since its service passed its health
+// checks), or returns why it is not after timeout, or ErrClosed once it
+// has shut down. It returns at once when the broker refuses the
+// instance's queue subscriptions (a subset the mesh file does not
+// declare, credentials of another service): that is no matter of time.
 func (a *Agent) Ready(timeout time.Duration) error {
-	if !a.in.enabled() {
+	err := admin.WaitReady(timeout, a.done, func() error {
+		err := a.Readiness()
+		if err != nil && a.in.refusalErr() != nil {
+			return admin.Final(err)
+		}
+		return err
+	})
+	switch {
+	case err == nil:
 		return nil
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-a.in.firstServing:
-		return nil
-	case <-a.done:
+	case errors.Is(err, admin.ErrDone):
 		return ErrClosed
-	case <-t.C:
-		return fmt.Errorf("agent: %s not serving after %v: %s", a.cfg.Service, timeout, a.in.lastHealthError())
 	}
+	if refusal := a.in.refusalErr(); refusal != nil {
+		return fmt.Errorf("agent: %w", refusal)
+	}
+	return fmt.Errorf("agent: %s not ready after %v: %w", a.cfg.Service, timeout, err)
 }
 
 // Shutdown stops taking new calls and finishes the ones in flight: it drains

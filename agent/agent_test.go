@@ -28,7 +28,8 @@ import (
 var quiet = slog.New(slog.DiscardHandler)
 
 // startAgent connects a new agent to b and starts it; it shuts down in
-// t.Cleanup.
+// t.Cleanup. It is internal/agenttest.Start for agent's own tests, which
+// cannot import agenttest (it imports agent); keep the two alike.
 func startAgent(t *testing.T, b *broker.Broker, cfg Config, before ...func(*Agent)) *Agent {
 	t.Helper()
 	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service)))
@@ -42,7 +43,7 @@ func startAgent(t *testing.T, b *broker.Broker, cfg Config, before ...func(*Agen
 	for _, f := range before {
 		f(a)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -333,7 +334,7 @@ func TestStartsServingOnlyWhenHealthy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer a.Shutdown(context.Background())

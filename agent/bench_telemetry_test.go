@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/telemetry"
 )
@@ -41,9 +42,9 @@ func benchTelemetry(b *testing.B, tracing bool) func() *telemetry.Telemetry {
 }
 
 func benchHTTPInProcess(b *testing.B, tel func() *telemetry.Telemetry) {
-	url := meshtest.Broker(b).ClientURL()
-	benchAgent(b, url, agent.Config{Service: "echo", Telemetry: tel()}, func(a *agent.Agent) { a.Handle(http.HandlerFunc(echo)) })
-	client := &http.Client{Transport: benchAgent(b, url, agent.Config{Service: "client", Telemetry: tel()}, nil).Transport()}
+	mb := meshtest.Broker(b)
+	agenttest.Start(b, mb, agent.Config{Service: "echo", Telemetry: tel()}, agenttest.Handle(http.HandlerFunc(echo)))
+	client := &http.Client{Transport: agenttest.Start(b, mb, agent.Config{Service: "client", Telemetry: tel()}).Transport()}
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	b.SetBytes(2 * benchSize)
@@ -58,11 +59,11 @@ func BenchmarkAgentHTTPInProcessMetrics(b *testing.B) {
 func BenchmarkAgentHTTPInProcessTracing(b *testing.B) { benchHTTPInProcess(b, benchTelemetry(b, true)) }
 
 func benchHTTPSidecar(b *testing.B, tel func() *telemetry.Telemetry) {
-	url := meshtest.Broker(b).ClientURL()
+	mb := meshtest.Broker(b)
 	upstream := httptest.NewServer(http.HandlerFunc(echo))
 	b.Cleanup(upstream.Close)
-	benchAgent(b, url, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()}, nil)
-	proxy := httptest.NewServer(benchAgent(b, url, agent.Config{Service: "client", Telemetry: tel()}, nil).HTTPProxy())
+	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()})
+	proxy := httptest.NewServer(agenttest.Start(b, mb, agent.Config{Service: "client", Telemetry: tel()}).HTTPProxy())
 	b.Cleanup(proxy.Close)
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(b, proxy.URL))}}
 	b.ReportAllocs()
@@ -83,11 +84,11 @@ func BenchmarkAgentHTTPSidecarTracing(b *testing.B) { benchHTTPSidecar(b, benchT
 // for what the listener costs.
 func BenchmarkAgentHTTPSidecarListener(b *testing.B) {
 	tel := benchTelemetry(b, false)
-	url := meshtest.Broker(b).ClientURL()
+	mb := meshtest.Broker(b)
 	upstream := httptest.NewServer(http.HandlerFunc(echo))
 	b.Cleanup(upstream.Close)
-	benchAgent(b, url, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()}, nil)
-	client := benchAgent(b, url, agent.Config{Service: "client", Telemetry: tel()}, nil)
+	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()})
+	client := agenttest.Start(b, mb, agent.Config{Service: "client", Telemetry: tel()})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/telemetry"
@@ -53,32 +54,6 @@ func (echoGRPC) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb
 	return &testpb.SimpleResponse{Payload: req.GetPayload()}, nil
 }
 
-// benchAgent starts an agent for service on a connection of its own.
-func benchAgent(b *testing.B, url string, cfg agent.Config, before func(*agent.Agent)) *agent.Agent {
-	b.Helper()
-	nc, err := nats.Connect(url, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	a, err := agent.New(nc, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if before != nil {
-		before(a)
-	}
-	if err := a.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { a.Shutdown(context.Background()) })
-	if err := a.Ready(10 * time.Second); err != nil {
-		b.Fatal(err)
-	}
-	return a
-}
-
 func httpCall(b *testing.B, c *http.Client, url string) {
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(benchBody))
 	if err != nil {
@@ -104,27 +79,16 @@ func BenchmarkAgentHTTPInProcess(b *testing.B) {
 // connections (no TCP at all) -> Handle: the single-binary mode.
 func BenchmarkAgentHTTPEmbedded(b *testing.B) {
 	br := meshtest.Broker(b)
-	start := func(service string, before func(*agent.Agent)) *agent.Agent {
+	inProcess := func(service string) *nats.Conn {
 		nc, err := br.InProcessConn(nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(nc.Close)
-		a, err := agent.New(nc, agent.Config{Service: service, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if before != nil {
-			before(a)
-		}
-		if err := a.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { a.Shutdown(context.Background()) })
-		return a
+		return nc
 	}
-	start("echo", func(a *agent.Agent) { a.Handle(http.HandlerFunc(echo)) })
-	client := &http.Client{Transport: start("client", nil).Transport()}
+	agenttest.StartConn(b, inProcess("echo"), agent.Config{Service: "echo"}, agenttest.Handle(http.HandlerFunc(echo)))
+	client := &http.Client{Transport: agenttest.StartConn(b, inProcess("client"), agent.Config{Service: "client"}).Transport()}
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	b.SetBytes(2 * benchSize)
@@ -135,11 +99,12 @@ func BenchmarkAgentHTTPEmbedded(b *testing.B) {
 
 // BenchmarkAgentGRPCInProcess: ClientConn -> NATS -> GRPCServer.
 func BenchmarkAgentGRPCInProcess(b *testing.B) {
-	url := meshtest.Broker(b).ClientURL()
-	benchAgent(b, url, agent.Config{Service: "echo"}, func(a *agent.Agent) {
+	mb := meshtest.Broker(b)
+	agenttest.Start(b, mb, agent.Config{Service: "echo"}, func(a *agent.Agent) error {
 		testpb.RegisterTestServiceServer(a.GRPCServer(), echoGRPC{})
+		return nil
 	})
-	cc, err := benchAgent(b, url, agent.Config{Service: "client"}, nil).ClientConn("echo")
+	cc, err := agenttest.Start(b, mb, agent.Config{Service: "client"}).ClientConn("echo")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -159,11 +124,11 @@ func BenchmarkAgentGRPCInProcess(b *testing.B) {
 // BenchmarkAgentHTTPSidecar: HTTP client -> client agent's HTTP proxy ->
 // NATS -> service agent -> HTTP upstream, all in this process.
 func BenchmarkAgentHTTPSidecar(b *testing.B) {
-	url := meshtest.Broker(b).ClientURL()
+	mb := meshtest.Broker(b)
 	upstream := httptest.NewServer(http.HandlerFunc(echo))
 	b.Cleanup(upstream.Close)
-	benchAgent(b, url, agent.Config{Service: "echo", Upstream: upstream.URL}, nil)
-	proxy := httptest.NewServer(benchAgent(b, url, agent.Config{Service: "client"}, nil).HTTPProxy())
+	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: upstream.URL})
+	proxy := httptest.NewServer(agenttest.Start(b, mb, agent.Config{Service: "client"}).HTTPProxy())
 	b.Cleanup(proxy.Close)
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(b, proxy.URL))}}
 	b.ReportAllocs()
@@ -177,11 +142,11 @@ func BenchmarkAgentHTTPSidecar(b *testing.B) {
 // BenchmarkAgentHTTPBind: HTTP client -> client agent's bind port for echo
 // -> NATS -> service agent -> HTTP upstream, all in this process.
 func BenchmarkAgentHTTPBind(b *testing.B) {
-	url := meshtest.Broker(b).ClientURL()
+	mb := meshtest.Broker(b)
 	upstream := httptest.NewServer(http.HandlerFunc(echo))
 	b.Cleanup(upstream.Close)
-	benchAgent(b, url, agent.Config{Service: "echo", Upstream: upstream.URL}, nil)
-	h, err := benchAgent(b, url, agent.Config{Service: "client"}, nil).BindHandler("echo")
+	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: upstream.URL})
+	h, err := agenttest.Start(b, mb, agent.Config{Service: "client"}).BindHandler("echo")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -212,7 +177,7 @@ func BenchmarkAgentHTTPAdapter(b *testing.B) {
 	answer := func(pipeline.Sender) pipeline.Sender {
 		return pipeline.SendFunc(func(context.Context, *pipeline.Call) (*pipeline.Reply, error) { return ok, nil })
 	}
-	a := benchAgent(b, br.ClientURL(), agent.Config{Service: "client", Outbound: []pipeline.OutboundMiddleware{answer}}, nil)
+	a := agenttest.Start(b, br, agent.Config{Service: "client", Outbound: []pipeline.OutboundMiddleware{answer}})
 	bind, err := a.BindHandler("echo")
 	if err != nil {
 		b.Fatal(err)
@@ -292,7 +257,7 @@ func mustParse(b *testing.B, s string) *url.URL {
 // BenchmarkAgentGRPCSidecar: gRPC client -> client agent's gRPC proxy ->
 // NATS -> service agent -> h2c gRPC upstream, all in this process.
 func BenchmarkAgentGRPCSidecar(b *testing.B) {
-	url := meshtest.Broker(b).ClientURL()
+	mb := meshtest.Broker(b)
 	ul, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -302,8 +267,8 @@ func BenchmarkAgentGRPCSidecar(b *testing.B) {
 	healthpb.RegisterHealthServer(upstream, health.NewServer())
 	go upstream.Serve(ul)
 	b.Cleanup(upstream.Stop)
-	benchAgent(b, url, agent.Config{Service: "echo", Upstream: "h2c://" + ul.Addr().String()}, nil)
-	client := benchAgent(b, url, agent.Config{Service: "client"}, nil)
+	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: "h2c://" + ul.Addr().String()})
+	client := agenttest.Start(b, mb, agent.Config{Service: "client"})
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

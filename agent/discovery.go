@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/internal/discovery"
-	"github.com/natsmesh/natsmesh/internal/siblings"
+	"github.com/natsmesh/natsmesh/internal/passive"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
@@ -79,13 +79,13 @@ func recordAtEnd(e *discovery.Endpoint, start time.Time, reply *pipeline.Reply) 
 }
 
 // startDiscovery starts answering discovery, and the status subject of
-// passive health (internal/siblings).
+// passive health (internal/passive).
 func (a *Agent) startDiscovery() error {
 	id := nuid.Next()
 	r, err := discovery.Start(a.nc, discovery.Config{
 		Name:        a.cfg.Service,
 		ID:          id,
-		Control:     map[string]nats.MsgHandler{siblings.StatusSubject(a.cfg.Service): a.in.ej.Answer(id)},
+		Control:     map[string]nats.MsgHandler{passive.StatusSubject(a.cfg.Service): a.in.ej.Answer(id)},
 		Version:     a.version(),
 		Description: "natsmesh agent",
 		Metadata:    a.metadata,

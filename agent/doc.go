@@ -28,21 +28,23 @@
 // inbox prefix the mesh's permissions expect (internal/natsconn, which the
 // edge bridge connects with too), and New refuses a connection without
 // it. [Sidecar] is an agent with its connection, listeners, live
-// mesh file (SidecarConfig.Policy) and admin endpoint ([Agent.AdminHandler]:
-// /healthz, /readyz, /config, /debug/pprof/, and /metrics when the command
-// adds it), what `natsmesh agent` runs. Each instance answers the discovery
+// mesh file (SidecarConfig.Policy) and admin endpoint (/healthz, /readyz,
+// /config, /debug/pprof/, and /metrics when the command adds it), what
+// `natsmesh agent` runs, on internal/host's lifecycle: [NewSidecar] does no
+// I/O, [Sidecar.Start] listens before it connects, [Sidecar.Shutdown] is
+// safe during Start. Each instance answers the discovery
 // requests of nats.go/micro services ($SRV.PING, $SRV.INFO, $SRV.STATS; see
 // discovery.go and package internal/discovery), so `nats micro ls`, `info`
 // and `stats` show it: an endpoint per inbound subject with the counts of
 // its inbound pipeline, its subset, version and serving state in the
 // metadata, and under "natsmesh" in the STATS answer the per-edge snapshot
-// of [Agent.Stats]. It also answers on siblings.StatusSubject whether it
+// of [Agent.Stats]. It also answers on passive.StatusSubject whether it
 // serves now, and whether passive health holds it out or is about to,
-// since when. Passive health (package traffic) uses that: an instance
-// whose service keeps failing claims a place, counts its siblings there,
-// and leaves its queue groups for a cool-off only if the share rule
-// (traffic.Allowed) keeps its place. That protocol is package
-// internal/siblings; the agent gives it its inbound side's hold on the
-// queue groups (inbound.go: whether it serves, withdraw, and the return
-// after a cool-off, which waits for passing health checks).
+// since when. Passive health (package internal/passive) uses that: an
+// instance whose service keeps failing claims a place, counts its siblings
+// there, and leaves its queue groups for a cool-off only if the share rule
+// (passive.Allowed) keeps its place. The agent gives it its inbound
+// side's hold on the queue groups (inbound.go: whether it serves,
+// withdraw, and the return after a cool-off, which waits for passing
+// health checks).
 package agent

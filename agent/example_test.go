@@ -51,7 +51,7 @@ func Example() {
 		fmt.Fprintf(w, "%s %s from %s", r.Method, r.URL.Path, caller)
 	}))
 	healthpb.RegisterHealthServer(orders.GRPCServer(), health.NewServer())
-	if err := orders.Start(); err != nil {
+	if err := orders.Start(context.Background()); err != nil {
 		log.Fatal(err)
 	}
 	defer orders.Shutdown(ctx)
@@ -69,7 +69,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := web.Start(); err != nil {
+	if err := web.Start(context.Background()); err != nil {
 		log.Fatal(err)
 	}
 	defer web.Shutdown(ctx)

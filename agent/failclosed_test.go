@@ -334,3 +334,74 @@ func TestOpenBrokerKeepsBuiltinPolicy(t *testing.T) {
 		return nil
 	})
 }
+
+// TestBuiltinPolicyOptIn: an agent built by a program with no Policies on
+// a connection that authenticates is a configuration error, unless
+// Config.BuiltinPolicy opts in, which Start warns about; on the open
+// broker the built-in policy needs no opt-in. A sidecar with --policy off
+// follows the same rule.
+func TestBuiltinPolicyOptIn(t *testing.T) {
+	sec := meshtest.SecureConfig(t, false, "admin", "web")
+	secured := sec.Broker(t)
+	open := meshtest.Broker(t)
+	f, err := policies.Parse("mesh.yaml", []byte(failClosedMesh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		b        *broker.Broker
+		nkey     bool
+		policies *live.Source
+		builtin  bool
+		wantErr  string // "" for none
+		wantWarn string // "" for no warning
+	}{
+		{"authenticates, no policies", secured, true, nil, false, "Config.BuiltinPolicy", ""},
+		{"authenticates, built-in policy opted in", secured, true, nil, true, "", "only the broker's permissions decide"},
+		{"authenticates, a mesh file", secured, true, live.Static(f), false, "", ""},
+		{"open broker, no policies", open, false, nil, false, "", "without authentication"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []nats.Option
+			if tc.nkey {
+				opts = append(opts, nkeyOption(t, sec.Seed("web")))
+			}
+			nc := meshtest.Conn(t, tc.b, append(opts, nats.CustomInboxPrefix(wire.InboxPrefix("web")))...)
+			var logs syncBuffer
+			a, err := New(nc, Config{Service: "web", Policies: tc.policies, BuiltinPolicy: tc.builtin, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("New = %v, want ErrConfig naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer a.Shutdown(context.Background())
+			warned := strings.Contains(logs.String(), "level=WARN")
+			if tc.wantWarn == "" && warned || tc.wantWarn != "" && !strings.Contains(logs.String(), tc.wantWarn) {
+				t.Errorf("want warning %q; logs: %q", tc.wantWarn, logs.String())
+			}
+		})
+	}
+
+	// A sidecar: --policy off on the secured broker, opted in.
+	s, err := NewSidecar(SidecarConfig{
+		Agent:   Config{Service: "web", BuiltinPolicy: true, Logger: quiet},
+		Connect: ConnectConfig{URL: secured.ClientURL(), NKey: sec.Seed("web"), Timeout: 5 * time.Second, Logger: quiet},
+		HTTP:    "127.0.0.1:0",
+		Policy:  live.Off,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatalf("policy off with an NKey and BuiltinPolicy: %v", err)
+	}
+	s.Shutdown(t.Context())
+}

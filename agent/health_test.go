@@ -75,7 +75,7 @@ func TestGRPCHealthModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		defer a.Shutdown(context.Background())

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -12,7 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/natsmesh/natsmesh/internal/chain"
-	"github.com/natsmesh/natsmesh/internal/siblings"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
+	siblings "github.com/natsmesh/natsmesh/internal/passive"
 	"github.com/natsmesh/natsmesh/meshgrpc"
 	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -57,6 +60,19 @@ type inbound struct {
 	closed     bool                    // no more subscribing
 	healthErr  error
 
+	// refusal is set while the broker refuses the instance's queue
+	// subscriptions (its user's permissions lack them: a subset the mesh
+	// file does not declare, another service's credentials). The
+	// instance then neither serves nor is ready, and asks again after
+	// refusalRetry (retryRefused), not before: the refusal is permanent
+	// until the broker's configuration changes. Under mu.
+	refusal       error
+	refusalLogged bool          // said, at Error, since the last success
+	retry         *time.Timer   // retryRefused, armed by a refusal
+	refusedCh     chan struct{} // closed at the first refusal, for Ready
+	refusedOnce   sync.Once
+	refusals      atomic.Int64 // refused attempts (tests)
+
 	// ej is the instance's side of passive health (package
 	// internal/siblings): its claims, its cool-offs out of the queue
 	// groups, and the counts of its siblings.
@@ -67,6 +83,7 @@ func newInbound(a *Agent) *inbound {
 	in := &inbound{
 		a:             a,
 		firstServing:  make(chan struct{}),
+		refusedCh:     make(chan struct{}),
 		refused:       make(chan struct{}, 1),
 		httpTransport: meshhttp.NewUpstreamTransport(),
 		limits:        a.limitsNow,
@@ -119,6 +136,9 @@ func (in *inbound) serving() bool {
 }
 
 func (in *inbound) lastHealthError() string {
+	if err := in.refusalErr(); err != nil {
+		return err.Error()
+	}
 	if r := in.ej.Ejected(); r != "" { // before in.mu: in.ej's lock is taken first
 		return r
 	}
@@ -167,6 +187,7 @@ func (in *inbound) prepare() error {
 		return err
 	}
 	in.dispatch = d
+	in.watchRefusals()
 	return nil
 }
 
@@ -175,7 +196,7 @@ func (in *inbound) prepare() error {
 func (in *inbound) run(ctx context.Context) {
 	check := in.a.checker()
 	if check == nil {
-		if err := in.subscribe(); err != nil {
+		if err := in.subscribe(); err != nil && !errors.Is(err, errRefused) {
 			in.a.log.Error("subscribing", "err", err)
 		}
 		return
@@ -218,11 +239,14 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 		in.mu.Unlock()
 		in.a.cfg.Telemetry.SetHealthy(in.a.cfg.Service, in.a.cfg.Subset, err == nil)
 		serving := in.serving()
+		served = served || serving // retryRefused may have subscribed
 		if err == nil {
 			fails = 0
 			passes++
 			if !serving && in.ej.Ejected() == "" && (!served || passes >= hc.PassThreshold) {
-				if err := in.subscribe(); err != nil {
+				if err := in.subscribe(); errors.Is(err, errRefused) {
+					// Said once; asked again by retryRefused.
+				} else if err != nil {
 					in.a.log.Error("subscribing", "err", err)
 				} else {
 					if served {
@@ -247,17 +271,38 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 	}
 }
 
-// subscribe joins the service's queue groups. The flush makes sure the
-// broker knows the interest before the agent reports itself serving.
+// errRefused is subscribe's error while the broker refuses the instance's
+// queue subscriptions (inbound.refusal says why).
+var errRefused = errors.New("the broker refuses the queue subscriptions")
+
+// refusalRetry is how long an instance whose queue subscriptions the broker
+// refused waits before it asks again (a variable for the tests).
+var refusalRetry = time.Minute
+
+// subscribe joins the service's queue groups. The flush after each
+// subscription makes sure the broker knows the interest before the agent
+// reports itself serving, and tells a refused one: nats-server answers a
+// subscription outside the user's permissions with an -ERR before the
+// PONG of the flush, and nats.go records it as the connection's last error
+// in its read loop before the flush returns. A refused subscription (an
+// undeclared subset, another service's credentials) leaves the queue
+// groups again and returns errRefused, said once at Error; the connection's
+// async error handler catches one the flush could not tell (another error
+// came between), see watchRefusals.
 func (in *inbound) subscribe() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closed || len(in.subs) > 0 || in.ej.Out() {
 		return nil
 	}
+	if in.refusal != nil {
+		return errRefused
+	}
+	nc := in.a.nc
 	subjects, queues := wire.ServiceSubjects(in.a.cfg.Service, in.a.cfg.Subset)
 	for i, subj := range subjects {
-		sub, err := in.a.nc.QueueSubscribe(subj, queues[i], in.dispatch.ServeMsg)
+		before := nc.LastError()
+		sub, err := nc.QueueSubscribe(subj, queues[i], in.dispatch.ServeMsg)
 		if err != nil {
 			for _, s := range in.subs {
 				s.Unsubscribe()
@@ -266,13 +311,150 @@ func (in *inbound) subscribe() error {
 			return err
 		}
 		in.subs = append(in.subs, sub)
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			in.a.log.Warn("flushing subscriptions", "err", err)
+			continue
+		}
+		// A violation is a pointer (nats.go wraps it), so comparing it
+		// with the error before is safe, and tells a new one from an old
+		// refusal of the same subscription.
+		if last := nc.LastError(); in.refuses(last) == i && last != before {
+			in.refuseLocked(i, last)
+			return errRefused
+		}
 	}
-	if err := in.a.nc.FlushTimeout(5 * time.Second); err != nil {
-		in.a.log.Warn("flushing subscriptions", "err", err)
-	}
+	in.refusalLogged = false // a refusal after this one is news
 	in.firstOnce.Do(func() { close(in.firstServing) })
 	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, true)
 	return nil
+}
+
+// refuses returns the index (in wire.ServiceSubjects) of the instance's
+// queue subscription that err says the broker refused, or -1.
+func (in *inbound) refuses(err error) int {
+	v, ok := natsconn.ParseViolation(err)
+	if !ok || !v.Subscribe {
+		return -1
+	}
+	subjects, queues := wire.ServiceSubjects(in.a.cfg.Service, in.a.cfg.Subset)
+	for i := range subjects {
+		if v.Subject == subjects[i] && v.Queue == queues[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// refuseLocked (with in.mu held) takes the instance out of its queue
+// groups after the broker refused its subscription i (in
+// wire.ServiceSubjects' order), err being the broker's refusal, and holds
+// it out until retryRefused. It says why once, at Error.
+func (in *inbound) refuseLocked(i int, err error) {
+	in.refusals.Add(1)
+	for _, s := range in.subs {
+		// Drained: the other subscription may have had a call delivered.
+		ch := s.StatusChanged(nats.SubscriptionClosed)
+		if s.Drain() != nil {
+			s.Unsubscribe()
+			continue
+		}
+		in.draining = append(in.draining, ch)
+	}
+	in.subs = nil
+	in.refusal = in.refusalError(i)
+	if !in.refusalLogged {
+		in.refusalLogged = true
+		in.a.log.Error("agent: "+in.refusal.Error(), "err", err)
+	}
+	in.refusedOnce.Do(func() { close(in.refusedCh) })
+	if in.retry == nil {
+		in.retry = time.AfterFunc(refusalRetry, in.retryRefused)
+	} else {
+		in.retry.Reset(refusalRetry)
+	}
+	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, false)
+}
+
+// refusalError says why the broker refused subscription i, and what to do.
+func (in *inbound) refusalError(i int) error {
+	c := &in.a.cfg
+	if i > 0 {
+		return fmt.Errorf("the broker refuses %s serving subset %s: the mesh file declares no subset %s of %s; "+
+			"declare it under services.%s.subsets and run natsmesh accounts generate again (then restart or reload the broker with it)",
+			c.Service, c.Subset, c.Subset, c.Service, c.Service)
+	}
+	subjects, queues := wire.ServiceSubjects(c.Service, "")
+	return fmt.Errorf("the broker refuses %s serving: its NATS user may not subscribe %s in queue group %s; "+
+		"connect with %s's own credentials (natsmesh accounts generate), from a mesh file that declares %s",
+		c.Service, subjects[0], queues[0], c.Service, c.Service)
+}
+
+// refusalErr returns why the broker refuses the instance's queue
+// subscriptions, or nil.
+func (in *inbound) refusalErr() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.refusal
+}
+
+// retryRefused asks the broker again, refusalRetry after it refused (its
+// configuration may have been reloaded since), unless the service is
+// unhealthy now: then the health loop subscribes once checks pass.
+func (in *inbound) retryRefused() {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return
+	}
+	in.refusal = nil
+	healthy := in.healthErr == nil
+	in.mu.Unlock()
+	if !healthy {
+		return
+	}
+	if err := in.subscribe(); err != nil {
+		if !errors.Is(err, errRefused) {
+			in.a.log.Error("subscribing", "err", err)
+		}
+		return
+	}
+	if in.serving() {
+		in.a.log.Info("agent: the broker admits the queue subscriptions now: serving")
+	}
+}
+
+// watchRefusals chains a handler in front of the connection's async error
+// handler for the refusals subscribe cannot tell at once: a queue
+// subscription that nats.go sends again after a reconnect, one a reload of
+// the broker's configuration withdraws, one whose -ERR another error
+// followed before the flush returned. Each takes the instance out of its
+// queue groups as subscribe does. The refusals of the instance's own queue
+// subscriptions are the agent's to report (refuseLocked says why, once):
+// they are not passed on.
+func (in *inbound) watchRefusals() {
+	nc := in.a.nc
+	prev := nc.ErrorHandler()
+	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
+		if i := in.refuses(err); i >= 0 {
+			go in.refuseLater(i, err) // not on nats.go's callback goroutine
+			return
+		}
+		if prev != nil {
+			prev(c, sub, err)
+		}
+	})
+}
+
+// refuseLater is watchRefusals' refusal: the instance leaves its queue
+// groups, unless it is out of them already (subscribe saw the refusal
+// itself, or the instance withdrew).
+func (in *inbound) refuseLater(i int, err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed || in.refusal != nil || len(in.subs) == 0 {
+		return
+	}
+	in.refuseLocked(i, err)
 }
 
 // withdraw leaves the queue groups by draining: messages already delivered to
@@ -319,7 +501,9 @@ func (in *inbound) restore() {
 		return
 	}
 	if err := in.subscribe(); err != nil {
-		in.a.log.Error("subscribing after passive health cool-off", "err", err)
+		if !errors.Is(err, errRefused) {
+			in.a.log.Error("subscribing after passive health cool-off", "err", err)
+		}
 		return
 	}
 	if in.serving() { // not after Shutdown
@@ -333,6 +517,9 @@ const drainTimeout = 30 * time.Second
 func (in *inbound) shutdown() error {
 	in.mu.Lock()
 	in.closed = true
+	if in.retry != nil {
+		in.retry.Stop()
+	}
 	in.mu.Unlock()
 	in.ej.Stop()
 	in.withdraw()

@@ -48,7 +48,7 @@ func TestBrokerOutage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		agents = append(agents, a)

@@ -30,8 +30,9 @@ type authMesh struct {
 	file *policies.File
 }
 
-// newAuthMesh parses src, generates its accounts and runs a broker on them.
-func newAuthMesh(t *testing.T, src string) *authMesh {
+// newAuthMesh parses src, generates its accounts and runs a broker on them
+// (opts may change its configuration further).
+func newAuthMesh(t *testing.T, src string, opts ...func(*broker.Config)) *authMesh {
 	t.Helper()
 	f, err := policies.Parse("mesh.yaml", []byte(src))
 	if err != nil {
@@ -41,7 +42,7 @@ func newAuthMesh(t *testing.T, src string) *authMesh {
 	if err := accounts.Generate(f.AccountsSpec(), dir); err != nil {
 		t.Fatal(err)
 	}
-	b := meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = accounts.ConfigFile(dir) })
+	b := meshtest.Broker(t, append([]func(*broker.Config){func(c *broker.Config) { c.ConfigFile = accounts.ConfigFile(dir) }}, opts...)...)
 	return &authMesh{t: t, b: b, dir: dir, file: f}
 }
 
@@ -59,10 +60,11 @@ func (m *authMesh) conn(service string, opts ...nats.Option) *nats.Conn {
 }
 
 // agent starts service's agent with its own identity. With enforce, the
-// agent applies the mesh file too; without, only the broker decides.
+// agent applies the mesh file too; without, only the broker decides (the
+// built-in policy, opted into).
 func (m *authMesh) agent(service string, enforce bool, h http.Handler) *Agent {
 	m.t.Helper()
-	cfg := Config{Service: service, Logger: quiet}
+	cfg := Config{Service: service, BuiltinPolicy: !enforce, Logger: quiet}
 	if enforce {
 		cfg.Policies = live.Static(m.file)
 	}
@@ -75,7 +77,7 @@ func (m *authMesh) agent(service string, enforce bool, h http.Handler) *Agent {
 			m.t.Fatal(err)
 		}
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		m.t.Fatal(err)
 	}
 	m.t.Cleanup(func() {
@@ -221,14 +223,15 @@ func TestAllowListsOverTCP(t *testing.T) {
 	}
 }
 
-// newBareAgent starts an outbound-only agent on nc with no mesh file.
+// newBareAgent starts an outbound-only agent on nc with no mesh file: the
+// built-in policy, opted into.
 func newBareAgent(t *testing.T, nc *nats.Conn, service string) *Agent {
 	t.Helper()
-	a, err := New(nc, Config{Service: service, Logger: quiet})
+	a, err := New(nc, Config{Service: service, BuiltinPolicy: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Start(); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Shutdown(context.Background()) })
@@ -294,11 +297,11 @@ func TestCrossAccountOverTCP(t *testing.T) {
 func TestWarnWithoutAuthentication(t *testing.T) {
 	start := func(nc *nats.Conn, service string) string {
 		var logs syncBuffer
-		a, err := New(nc, Config{Service: service, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		a, err := New(nc, Config{Service: service, BuiltinPolicy: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { a.Shutdown(context.Background()) })

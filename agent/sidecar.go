@@ -8,13 +8,12 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/internal/admin"
-	"github.com/natsmesh/natsmesh/internal/natsconn"
+	"github.com/natsmesh/natsmesh/internal/host"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -32,10 +31,11 @@ type Bind struct {
 type SidecarConfig struct {
 	// Agent is the agent's configuration.
 	Agent Config
-	// Conn, when set, is the NATS connection to use; otherwise Start
-	// connects with Connect.
+	// Conn, when set, is the NATS connection to use (left open at
+	// Shutdown); otherwise Start connects with Connect.
 	Conn *nats.Conn
-	// Connect says how to connect when Conn is nil.
+	// Connect says how to connect when Conn is nil. Its Name defaults to
+	// "natsmesh-agent:<service>", its Logger to Agent.Logger.
 	Connect ConnectConfig
 
 	// HTTP is the outbound HTTP proxy (HTTP_PROXY or Host: <service>).
@@ -44,8 +44,8 @@ type SidecarConfig struct {
 	GRPC string
 	// Binds are per-destination ports.
 	Binds []Bind
-	// Admin serves /healthz, /readyz, /debug/pprof/ and the agent's further
-	// admin endpoints (see [Agent.AdminHandler]).
+	// Admin serves /healthz, /readyz (see [Sidecar.Readiness]),
+	// /debug/pprof/, GET /config and the endpoints of Agent.Admin.
 	Admin string
 
 	// Policy says where the mesh file comes from when Agent.Policies is
@@ -53,11 +53,12 @@ type SidecarConfig struct {
 	// sidecar's connection (live.WatchBucket; until it holds a file, an
 	// agent that authenticates refuses every call and an agent on an open
 	// broker applies the built-in policy), a path watches that local file
-	// (live.WatchFile; it must load at NewSidecar), and live.Off applies
-	// the built-in policy only, which Start refuses on a connection that
-	// authenticates (ErrConfig): a secured agent needs a mesh file. The
-	// admin endpoint serves what applies on GET /config (live.Handler)
-	// unless Agent.Admin has a handler of its own for it.
+	// (live.WatchFile; it must load, which Start checks before it
+	// connects), and live.Off applies the built-in policy only, which
+	// Start refuses on a connection that authenticates (ErrConfig) unless
+	// Agent.BuiltinPolicy is set: a secured agent needs a mesh file. The admin endpoint serves what
+	// applies on GET /config (live.Handler) unless Agent.Admin has a
+	// handler of its own for it.
 	Policy string
 	// PolicyCache, with the bucket's watch (Policy ""), is the file the
 	// last good mesh file is kept in, and started with when the store has
@@ -67,212 +68,84 @@ type SidecarConfig struct {
 	PolicyCache string
 }
 
-// loadWait bounds how long Start waits for the store's first answer before
-// the agent starts (it starts without, and serves once a file arrives).
-const loadWait = live.DefaultFetchTimeout + time.Second
-
 // Sidecar is an agent with its connection and listeners: what `natsmesh
 // agent` runs beside a service, and what a program embedding a sidecar
-// runs. NewSidecar validates and listens at once, so a bad setting or a
-// port in use is an error before anything connects; Start connects and
-// serves.
+// runs. It is the agent as the one part of a host (internal/host), whose
+// lifecycle it has: NewSidecar validates and does no I/O; Start opens the
+// listeners (a port in use is an error before anything connects), loads
+// a local mesh file, connects, starts the agent and serves; Shutdown
+// drains, and is safe during Start.
 type Sidecar struct {
 	cfg SidecarConfig
-	log *slog.Logger
-
-	listeners []sidecarListener
-	admin     net.Listener
-
-	started  atomic.Bool
-	a        *Agent
-	nc       *nats.Conn
-	ownConn  bool
-	policies *live.Source // opened by the sidecar, closed at Shutdown
-	adminSrv *http.Server
-	errc     chan error
-}
-
-type sidecarListener struct {
-	l       net.Listener
-	purpose string
-	serve   func(*Agent, net.Listener) error
+	h   *host.Host
+	// a is the agent Start built, for the listeners' Serve (the host
+	// calls them after it built the agent); others read it through h.
+	a *Agent
 }
 
 // ErrNothingToDo is wrapped by NewSidecar's error for an agent with no
 // upstream and every outbound listener off: it would serve nothing.
 var ErrNothingToDo = errors.New("nothing to do: no upstream to serve and every outbound listener (HTTP proxy, gRPC proxy, binds) is off")
 
-// NewSidecar validates cfg and opens its listeners.
+// NewSidecar validates cfg and returns its sidecar. It does no I/O: it
+// neither listens, reads a file nor connects.
 func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 	if err := cfg.Agent.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Sidecar{cfg: cfg, log: cfg.Agent.Logger}
-	if s.log == nil {
-		s.log = slog.Default()
+	s := &Sidecar{cfg: cfg}
+	log := cfg.Agent.Logger
+	if log == nil {
+		log = slog.Default()
 	}
-	add := func(addr, purpose string, serve func(*Agent, net.Listener) error) error {
-		if admin.Off(addr) {
-			return nil
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("agent: %s listener: %w", purpose, err)
-		}
-		s.listeners = append(s.listeners, sidecarListener{l, purpose, serve})
-		return nil
-	}
-	var err error
 	for _, b := range cfg.Binds {
 		if _, _, perr := wire.ParseHost(b.Dest, cfg.Agent.Domains); perr != nil {
-			err = fmt.Errorf("%w: bind %q: %v", ErrConfig, b.Dest, wire.FromError(perr).Message)
-			break
+			return nil, fmt.Errorf("%w: bind %q: %v", ErrConfig, b.Dest, wire.FromError(perr).Message)
 		}
 		if b.Addr == "" {
-			err = fmt.Errorf("%w: bind %q has no address", ErrConfig, b.Dest)
-			break
+			return nil, fmt.Errorf("%w: bind %q has no address", ErrConfig, b.Dest)
 		}
 	}
-	if err == nil {
-		err = add(cfg.HTTP, "HTTP proxy", (*Agent).ServeHTTPProxy)
+	var listeners []host.Listener
+	add := func(addr, purpose string, serve func(net.Listener) error) {
+		if !admin.Off(addr) {
+			listeners = append(listeners, host.Listener{Purpose: purpose, Addr: addr, Serve: serve})
+		}
 	}
-	if err == nil {
-		err = add(cfg.GRPC, "gRPC proxy", (*Agent).ServeGRPCProxy)
-	}
+	add(cfg.HTTP, "HTTP proxy", func(l net.Listener) error { return s.a.ServeHTTPProxy(l) })
+	add(cfg.GRPC, "gRPC proxy", func(l net.Listener) error { return s.a.ServeGRPCProxy(l) })
 	for _, b := range cfg.Binds {
-		if err != nil {
-			break
-		}
-		err = add(b.Addr, "bind "+b.Dest, func(a *Agent, l net.Listener) error { return a.ServeBind(l, b.Dest) })
+		add(b.Addr, "bind "+b.Dest, func(l net.Listener) error { return s.a.ServeBind(l, b.Dest) })
 	}
-	if err == nil && len(s.listeners) == 0 && cfg.Agent.Upstream == "" {
-		err = fmt.Errorf("%w: %w", ErrConfig, ErrNothingToDo)
+	if len(listeners) == 0 && cfg.Agent.Upstream == "" {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, ErrNothingToDo)
 	}
-	if err == nil {
-		if s.admin, err = admin.Listen(cfg.Admin); err != nil {
-			err = fmt.Errorf("agent: admin listener: %w", err)
-		}
+	cc := cfg.Connect
+	if cc.Name == "" {
+		cc.Name = "natsmesh-agent:" + cfg.Agent.Service
 	}
-	if err == nil && cfg.Agent.Policies == nil && cfg.Policy != "" && cfg.Policy != live.Off {
-		// A local file loads now, so a bad one is reported before
-		// anything connects.
-		s.policies, err = live.WatchFile(context.Background(), cfg.Policy, live.SourceConfig{Logger: s.log})
+	if cc.Logger == nil {
+		cc.Logger = log
 	}
+	var err error
+	s.h, err = host.New(host.Config{
+		Parts: []host.Part{{Name: cfg.Agent.Service, Conn: cfg.Conn, Connect: cc, Listeners: listeners, Build: s.build}},
+		Admin: cfg.Admin, AdminHandlers: cfg.Agent.Admin,
+		Policy: host.Policy{Source: cfg.Agent.Policies, Path: cfg.Policy, Cache: cfg.PolicyCache, Builtin: cfg.Agent.BuiltinPolicy},
+		Logger: log,
+		Errors: host.Errors{Prefix: "agent", Config: func(err error) error { return fmt.Errorf("%w: %w", ErrConfig, err) }, Shutdown: ErrClosed},
+	})
 	if err != nil {
-		s.closeListeners()
 		return nil, err
 	}
-	s.errc = make(chan error, len(s.listeners)+1)
 	return s, nil
 }
 
-func (s *Sidecar) closeListeners() {
-	for _, l := range s.listeners {
-		l.l.Close()
-	}
-	if s.admin != nil {
-		s.admin.Close()
-	}
-}
-
-// Addr returns the address of the listener for purpose ("HTTP proxy",
-// "gRPC proxy", "bind SERVICE", "admin"), or nil.
-func (s *Sidecar) Addr(purpose string) net.Addr {
-	if purpose == "admin" && s.admin != nil {
-		return s.admin.Addr()
-	}
-	for _, l := range s.listeners {
-		if l.purpose == purpose {
-			return l.l.Addr()
-		}
-	}
-	return nil
-}
-
-// Start connects to NATS (waiting for the first connection, see Connect,
-// unless SidecarConfig.Conn is set), starts the agent and serves every
-// listener. It does not block once connected; a listener that fails later
-// is reported on Err. A second Start returns an error.
-func (s *Sidecar) Start(ctx context.Context) error {
-	if s.started.Swap(true) {
-		return errors.New("agent: Sidecar.Start called twice")
-	}
-	nc := s.cfg.Conn
-	if nc == nil {
-		cc := s.cfg.Connect
-		if cc.Name == "" {
-			cc.Name = "natsmesh-agent:" + s.cfg.Agent.Service
-		}
-		if cc.Logger == nil {
-			cc.Logger = s.log
-		}
-		var err error
-		if nc, err = Connect(ctx, s.cfg.Agent.Service, cc); err != nil {
-			s.closeListeners()
-			if s.policies != nil {
-				s.policies.Close()
-			}
-			return err
-		}
-		s.ownConn = true
-	}
-	s.nc = nc
-	var err error
-	switch {
-	case s.cfg.Agent.Policies == nil && s.cfg.Policy == live.Off && natsconn.Authenticates(nc):
-		err = fmt.Errorf("%w: policy %q: the connection to the broker authenticates, and an agent that does never serves with the built-in allow-all policy: "+
-			"watch the policies bucket (the default) or give a mesh file", ErrConfig, live.Off)
-	case s.cfg.Agent.Policies == nil && s.cfg.Policy == "" && s.policies == nil:
-		s.policies = live.WatchBucket(nc, live.SourceConfig{Logger: s.log, Cache: s.cfg.PolicyCache})
-		// The first calls find the file, when the store answers at once.
-		t := time.NewTimer(loadWait)
-		select {
-		case <-s.policies.Loaded():
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	}
-	var a *Agent
-	if err == nil {
-		s.cfg.Agent = s.withPolicies(s.cfg.Agent)
-		a, err = New(nc, s.cfg.Agent)
-	}
-	if err == nil {
-		err = a.Start()
-	}
-	if err != nil {
-		s.closeListeners()
-		if s.policies != nil {
-			s.policies.Close()
-		}
-		if s.ownConn {
-			nc.Close()
-		}
-		return err
-	}
-	s.a = a
-	for _, l := range s.listeners {
-		go func() {
-			if err := l.serve(a, l.l); err != nil {
-				s.errc <- fmt.Errorf("agent: %s: %w", l.purpose, err)
-			}
-		}()
-		s.log.Info("listening", "purpose", l.purpose, "addr", l.l.Addr().String())
-	}
-	if s.admin != nil {
-		s.adminSrv = admin.Serve(s.admin, a.AdminHandler(), func(err error) { s.errc <- fmt.Errorf("agent: admin: %w", err) })
-		s.log.Info("listening", "purpose", "admin", "addr", s.admin.Addr().String())
-	}
-	return nil
-}
-
-// withPolicies returns ac with the sidecar's own policy source, if it
-// opened one, and GET /config on the admin endpoint.
-func (s *Sidecar) withPolicies(ac Config) Config {
-	if ac.Policies == nil {
-		ac.Policies = s.policies
-	}
+// build makes the agent on the connection the host made, with its policy
+// source; its own admin handler serves GET /config too, as the sidecar's.
+func (s *Sidecar) build(env host.Env) (host.Component, error) {
+	ac := s.cfg.Agent
+	ac.Policies = env.Policies
 	if _, ok := ac.Admin["GET /config"]; !ok {
 		handlers := maps.Clone(ac.Admin)
 		if handlers == nil {
@@ -281,48 +154,64 @@ func (s *Sidecar) withPolicies(ac Config) Config {
 		handlers["GET /config"] = live.Handler(ac.Policies)
 		ac.Admin = handlers
 	}
-	return ac
+	a, err := New(env.Conn, ac)
+	if err != nil {
+		return nil, err
+	}
+	s.a = a
+	return a, nil
 }
 
-// Agent is the sidecar's agent, nil before Start.
-func (s *Sidecar) Agent() *Agent { return s.a }
+// Addr returns the address of the listener for purpose ("HTTP proxy",
+// "gRPC proxy", "bind SERVICE", "admin"), or nil before Start opened it.
+func (s *Sidecar) Addr(purpose string) net.Addr {
+	if purpose == "admin" {
+		return s.h.AdminAddr()
+	}
+	return s.h.Addr(s.cfg.Agent.Service, purpose)
+}
 
-// Conn is the sidecar's NATS connection, nil before Start.
-func (s *Sidecar) Conn() *nats.Conn { return s.nc }
+// Start opens the listeners and the admin endpoint, loads a local mesh
+// file, connects to NATS (waiting for the first connection, see Connect,
+// unless SidecarConfig.Conn is set), starts the policy source and the
+// agent, and serves every listener. It does not block once connected; a
+// listener that fails later is reported on Err. When ctx ends first, it
+// returns ctx's error. A second Start returns an error; one after
+// Shutdown, or one that Shutdown interrupts, returns an error that wraps
+// ErrClosed. A Start that fails closes what it opened.
+func (s *Sidecar) Start(ctx context.Context) error { return s.h.Start(ctx) }
+
+// Agent is the sidecar's agent, nil before Start succeeds.
+func (s *Sidecar) Agent() *Agent {
+	a, _ := s.h.Component(s.cfg.Agent.Service).(*Agent)
+	return a
+}
+
+// Conn is the sidecar's NATS connection, nil before Start succeeds.
+func (s *Sidecar) Conn() *nats.Conn { return s.h.Conn(s.cfg.Agent.Service) }
 
 // Err reports a listener that stopped serving.
-func (s *Sidecar) Err() <-chan error { return s.errc }
+func (s *Sidecar) Err() <-chan error { return s.h.Err() }
 
-// Shutdown shuts the agent down (see [Agent.Shutdown]); the admin endpoint
-// keeps answering, not ready, while the agent drains. Then it flushes the
-// last replies and closes the connection Start opened.
-func (s *Sidecar) Shutdown(ctx context.Context) error {
-	if s.a == nil {
-		s.closeListeners()
-		if s.policies != nil {
-			s.policies.Close()
-		}
-		return nil
-	}
-	err := s.a.Shutdown(ctx)
-	if s.adminSrv != nil {
-		s.adminSrv.Close()
-	}
-	if s.policies != nil {
-		s.policies.Close()
-	}
-	s.closeListeners()
-	if s.ownConn {
-		// The last replies may still sit in the connection's buffer: they
-		// get a few seconds more even when ctx is over.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if cerr := natsconn.Close(cctx, s.nc); cerr != nil {
-			s.log.Warn("closing NATS connection", "err", cerr)
-		}
-	}
-	return err
-}
+// Readiness returns nil while the sidecar takes calls, and otherwise why
+// not: what Start is doing, shutting down, or the agent's reason (see
+// [Agent.Readiness]). /readyz answers the same.
+func (s *Sidecar) Readiness() error { return s.h.Readiness() }
+
+// Ready waits until the sidecar is ready (see Readiness), or returns why it
+// is not after timeout, or an error that wraps ErrClosed once it has shut
+// down.
+func (s *Sidecar) Ready(timeout time.Duration) error { return s.h.Ready(timeout) }
+
+// Shutdown shuts the sidecar down, in order: the agent stops taking calls
+// and finishes those in flight (see [Agent.Shutdown]); the listeners
+// close; the policy source the sidecar opened closes; the connection Start
+// opened is drained (its last replies flushed, for up to 5 seconds more
+// when ctx is over) and closed; last the admin endpoint, which answers
+// /readyz "not ready" throughout. A Start under way is cancelled and
+// waited for. It returns the errors of those steps, and nil when called
+// again.
+func (s *Sidecar) Shutdown(ctx context.Context) error { return s.h.Shutdown(ctx) }
 
 // AdminHandler serves the agent's admin endpoint: /healthz (liveness),
 // /readyz (ready while the agent's NATS connection is up and, when it
@@ -332,15 +221,19 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 func (a *Agent) AdminHandler() http.Handler { return a.admin }
 
 // Readiness returns nil while the agent takes calls, and otherwise why not:
-// shut down, no NATS connection, no mesh file yet (an agent that
-// authenticates, see Config.Policies), or (with an inbound side) not
-// serving because its service fails its health checks.
+// not started, shut down, no NATS connection, no mesh file yet (an agent
+// that authenticates, see Config.Policies), or (with an inbound side) not
+// serving because its service fails its health checks or the broker
+// refuses its queue subscriptions (saying what to do about it).
 func (a *Agent) Readiness() error {
 	a.mu.Lock()
-	closed := a.closed
+	started, closed := a.started, a.closed
 	a.mu.Unlock()
-	if closed {
+	switch {
+	case closed:
 		return errors.New("shutting down")
+	case !started:
+		return errors.New("not started")
 	}
 	if !a.nc.IsConnected() {
 		return errors.New("no connection to the NATS broker")

@@ -3,25 +3,25 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
 
+	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
 func TestNewSidecarValidates(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
 	tests := []struct {
 		name string
 		cfg  SidecarConfig
@@ -32,8 +32,8 @@ func TestNewSidecarValidates(t *testing.T) {
 		{"nothing to do", SidecarConfig{Agent: Config{Service: "web"}, HTTP: "off"}, ErrNothingToDo, ""},
 		{"bad bind", SidecarConfig{Agent: Config{Service: "web"}, Binds: []Bind{{Dest: "a.b.c", Addr: "127.0.0.1:0"}}}, ErrConfig, `bind "a.b.c"`},
 		{"bind without address", SidecarConfig{Agent: Config{Service: "web"}, Binds: []Bind{{Dest: "orders"}}}, ErrConfig, "no address"},
-		{"port in use", SidecarConfig{Agent: Config{Service: "web"}, HTTP: busy.Addr().String()}, nil, "HTTP proxy listener"},
-		{"admin port in use", SidecarConfig{Agent: Config{Service: "web"}, HTTP: "127.0.0.1:0", Admin: busy.Addr().String()}, nil, "admin listener"},
+		{"creds and nkey", SidecarConfig{Agent: Config{Service: "web"}, HTTP: "127.0.0.1:0", Connect: ConnectConfig{Creds: "c", NKey: "n"}}, ErrConfig, "exclusive"},
+		{"admin collision", SidecarConfig{Agent: Config{Service: "web", Admin: map[string]http.Handler{"GET /readyz": http.NotFoundHandler()}}, HTTP: "127.0.0.1:0"}, ErrConfig, "/readyz"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,21 +47,178 @@ func TestNewSidecarValidates(t *testing.T) {
 			}
 		})
 	}
-	// A failed NewSidecar leaves no listener open: the port it took first
-	// is free again.
+}
+
+// nowhere is an address no broker listens on.
+func nowhere(t *testing.T) ConnectConfig {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return ConnectConfig{URL: "nats://" + l.Addr().String(), Timeout: time.Minute, Logger: quiet}
+}
+
+// TestSidecarStartFailsBeforeConnecting: a port in use, a mesh file that
+// does not load and a credentials file that is not there fail Start at
+// once, before it connects (no broker answers, and it would wait a
+// minute), and the ports it opened are free again.
+func TestSidecarStartFailsBeforeConnecting(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	missing := filepath.Join(t.TempDir(), "none")
+	for _, tt := range []struct {
+		name   string
+		cfg    SidecarConfig
+		config bool // wraps ErrConfig
+		text   string
+	}{
+		{"port in use", SidecarConfig{HTTP: busy.Addr().String()}, false, "agent: HTTP proxy listener: listen tcp"},
+		{"admin port in use", SidecarConfig{HTTP: free(), Admin: busy.Addr().String()}, false, "agent: admin listener: listen tcp"},
+		{"no mesh file", SidecarConfig{HTTP: free(), Admin: free(), Policy: missing}, false, "none"},
+		{"no creds file", SidecarConfig{HTTP: free(), Admin: free(), Connect: ConnectConfig{Creds: missing}}, true, "credentials"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Agent = Config{Service: "web", Logger: quiet}
+			if cfg.Connect.Creds == "" {
+				cfg.Connect = nowhere(t)
+			}
+			s, err := NewSidecar(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			begin := time.Now()
+			err = s.Start(context.Background())
+			if err == nil || errors.Is(err, ErrConfig) != tt.config || !strings.Contains(err.Error(), tt.text) {
+				t.Fatalf("Start = %v, want one containing %q (ErrConfig: %v)", err, tt.text, tt.config)
+			}
+			if d := time.Since(begin); d > 5*time.Second {
+				t.Errorf("Start failed after %v: it connected first", d)
+			}
+			// The ports it took are free again.
+			for _, addr := range []string{cfg.HTTP, cfg.Admin} {
+				if addr == "" || addr == busy.Addr().String() {
+					continue
+				}
+				l, err := net.Listen("tcp", addr)
+				if err != nil {
+					t.Fatalf("%s stayed open: %v", addr, err)
+				}
+				l.Close()
+			}
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestNewSidecarDoesNoIO: NewSidecar with a broker nobody runs, a mesh
+// file that does not exist and listener addresses returns at once,
+// listening on none of them and starting no goroutine.
+func TestNewSidecarDoesNoIO(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	if _, err := NewSidecar(SidecarConfig{Agent: Config{Service: "web"}, HTTP: addr, Admin: busy.Addr().String()}); err == nil {
-		t.Fatal("NewSidecar accepted a busy admin port")
+	begin := time.Now()
+	s, err := NewSidecar(SidecarConfig{Agent: Config{Service: "web", Logger: quiet}, Connect: nowhere(t),
+		HTTP: addr, Policy: filepath.Join(t.TempDir(), "none.yaml")})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if l, err := net.Listen("tcp", addr); err != nil {
-		t.Fatalf("the HTTP proxy port stayed open: %v", err)
-	} else {
-		l.Close()
+	if d := time.Since(begin); d > time.Second {
+		t.Errorf("NewSidecar took %v", d)
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Error("NewSidecar listens")
+	}
+	if s.Addr("HTTP proxy") != nil || s.Agent() != nil || s.Conn() != nil {
+		t.Error("an address, an agent or a connection before Start")
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Shutdown: %v, want ErrClosed", err)
+	}
+}
+
+// TestSidecarShutdownWhileStartConnects: a Shutdown that comes while
+// Start still waits for the broker cancels that wait and waits for Start,
+// which returns ErrClosed; nothing stays open, and the broker coming up
+// afterwards finds no connection.
+func TestSidecarShutdownWhileStartConnects(t *testing.T) {
+	cc := nowhere(t)
+	brokerAddr := strings.TrimPrefix(cc.URL, "nats://")
+	s, err := NewSidecar(SidecarConfig{Agent: Config{Service: "web", Logger: quiet}, Connect: cc, HTTP: "127.0.0.1:0", Admin: "127.0.0.1:0", Policy: live.Off})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until the broker is up, a listener at its address sees Start's
+	// first try to connect: then Start is waiting, and Shutdown comes.
+	l, err := net.Listen("tcp", brokerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- s.Start(context.Background()) }()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	l.Close()
+	if err := s.Readiness(); err == nil || !strings.Contains(err.Error(), "connecting to NATS") {
+		t.Errorf("Readiness while connecting: %v", err)
+	}
+	proxy, admin := s.Addr("HTTP proxy").String(), s.Addr("admin").String()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-started:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Start: %v, want ErrClosed", err)
+		}
+	default:
+		t.Fatal("Shutdown returned before Start did")
+	}
+	for _, addr := range []string{proxy, admin} {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts after Shutdown", addr)
+		}
+	}
+	b := meshtest.Broker(t, func(c *broker.Config) { c.Listen = brokerAddr })
+	meshtest.CheckFor(t, 2*time.Second, 50*time.Millisecond, func() error {
+		if n := b.Server().NumClients(); n != 0 {
+			return fmt.Errorf("%d clients on the broker", n)
+		}
+		return nil
+	})
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Errorf("second Shutdown: %v", err)
+	}
+	if s.Conn() != nil || s.Agent() != nil {
+		t.Error("a connection or an agent from a Start that Shutdown interrupted")
 	}
 }
 
@@ -97,6 +254,9 @@ func TestSidecarLifecycle(t *testing.T) {
 	}
 	if err := s.Start(context.Background()); err == nil {
 		t.Error("a second Start succeeded")
+	}
+	if err := s.Ready(10 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	admin := "http://" + s.Addr("admin").String()
 	if code := getStatus(t, admin+"/readyz"); code != 200 {
@@ -139,6 +299,15 @@ func TestSidecarLifecycle(t *testing.T) {
 	}
 	if !s.Conn().IsClosed() {
 		t.Fatal("the connection Start opened is still open after Shutdown")
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	if err := s.Start(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Shutdown: %v, want ErrClosed", err)
+	}
+	if err := s.Ready(time.Second); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Ready after Shutdown: %v, want ErrClosed", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -27,22 +28,11 @@ func BenchmarkGatewayHTTP(b *testing.B) {
 	body := bytes.Repeat([]byte("x"), size)
 	br := meshtest.Broker(b)
 	quiet := slog.New(slog.DiscardHandler)
-	svc, err := agent.New(meshtest.Conn(b, br, nats.CustomInboxPrefix(wire.InboxPrefix("echo"))), agent.Config{Service: "echo", Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	agenttest.Start(b, br, agent.Config{Service: "echo"}, agenttest.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, _ := io.ReadAll(r.Body)
 		w.Header()["Content-Type"] = []string{"application/octet-stream"}
 		w.Write(data)
-	}))
-	if err := svc.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { svc.Shutdown(context.Background()) })
-	if err := svc.Ready(10 * time.Second); err != nil {
-		b.Fatal(err)
-	}
+	})))
 	g, err := bridge.NewGateway(bridge.GatewayConfig{
 		Conn:   meshtest.Conn(b, br, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
 		Routes: []bridge.Route{{PathPrefix: "/", Service: "echo"}},

@@ -23,7 +23,7 @@ func (g *Gateway) startDiscovery(nc *nats.Conn) (*discovery.Responder, error) {
 		Description: "natsmesh edge gateway",
 		Metadata: func() map[string]string {
 			serving := "true"
-			if g.readiness() != nil {
+			if g.Readiness() != nil {
 				serving = "false"
 			}
 			return map[string]string{"natsmesh.kind": "bridge", "natsmesh.serving": serving}
@@ -42,7 +42,7 @@ func (g *Gateway) startDiscovery(nc *nats.Conn) (*discovery.Responder, error) {
 // by edge (outbound only). Without Telemetry the edges are empty.
 func (g *Gateway) Stats() telemetry.Snapshot {
 	s := g.tel.Snapshot()
-	s.Service, s.Kind, s.Serving = g.name, "bridge", g.readiness() == nil
+	s.Service, s.Kind, s.Serving = g.name, "bridge", g.Readiness() == nil
 	s.ID, s.Started = g.id, g.started
 	return s
 }

@@ -15,14 +15,18 @@
 // ([Gateway.Server]) behind the framing guard of internal/httpguard, which
 // answers ambiguous framing (request smuggling) with 400 and closes the
 // connection; [Gateway.AdminHandler] is its admin endpoint for load
-// balancers (/healthz, /readyz).
+// balancers (/healthz, /readyz). It has an agent's lifecycle:
+// [NewGateway] subscribes to nothing, [Gateway.Start] answers discovery,
+// [Gateway.Readiness] and [Gateway.Ready] say and wait for readiness,
+// [Gateway.Shutdown] drains.
 //
 // [Edge] is a gateway with its listeners, its NATS connection and its live
 // mesh file, what `natsmesh bridge` runs (as agent.Sidecar is for an
-// agent): [NewEdge] validates the [EdgeConfig] and opens the gateway and
-// admin listeners before anything connects, [Edge.Start] connects
-// ([ConnectConfig], shared with agent.Connect through internal/natsconn,
-// with the gateway's inbox prefix) and serves, and [Edge.Shutdown] drains
-// in order: the gateway's requests in flight, discovery, the policy
-// source, the connection, and last the admin endpoint.
+// agent), run by internal/host: [NewEdge] validates the [EdgeConfig] and
+// does no I/O, [Edge.Start] opens the gateway and admin listeners before
+// anything connects, then connects ([ConnectConfig], shared with
+// agent.Connect through internal/natsconn, with the gateway's inbox
+// prefix) and serves, and [Edge.Shutdown], safe during Start, drains in
+// order: the gateway's requests in flight, discovery, the policy source,
+// the connection, and last the admin endpoint.
 package bridge

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
@@ -41,10 +42,11 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestEdge runs an edge against a real broker: it listens at NewEdge,
-// connects at Start under the gateway's inbox prefix, forwards a request,
-// serves its admin endpoint (with the endpoints given and GET /config),
-// and once shut down has closed its listeners and its connection.
+// TestEdge runs an edge against a real broker: it listens and connects at
+// Start under the gateway's inbox prefix, forwards a request, serves its
+// admin endpoint (with the endpoints given and GET /config), and once shut
+// down has closed its listeners and its connection; Start after Shutdown
+// is refused.
 func TestEdge(t *testing.T) {
 	b := meshtest.Broker(t)
 	nc := meshtest.Conn(t, b)
@@ -67,20 +69,17 @@ func TestEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Gateway() != nil || e.Conn() != nil {
-		t.Fatal("a gateway or a connection before Start")
-	}
-	// NewEdge listens: a client may connect before Start (and waits).
-	if c, err := net.Dial("tcp", e.Addr().String()); err != nil {
-		t.Fatalf("gateway listener not open after NewEdge: %v", err)
-	} else {
-		c.Close()
+	if e.Gateway() != nil || e.Conn() != nil || e.Addr() != nil || e.AdminAddr() != nil {
+		t.Fatal("a gateway, a connection or a listener before Start")
 	}
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Start(context.Background()); err == nil {
 		t.Fatal("second Start succeeded")
+	}
+	if err := e.Ready(10 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	if got, want := e.Conn().Opts.InboxPrefix, wire.InboxPrefix("edge"); got != want {
 		t.Fatalf("inbox prefix %q, want %q", got, want)
@@ -119,6 +118,9 @@ func TestEdge(t *testing.T) {
 	case err := <-e.Err():
 		t.Fatalf("Err after a clean shutdown: %v", err)
 	default:
+	}
+	if err := e.Start(context.Background()); !errors.Is(err, ErrShutdown) {
+		t.Fatalf("Start after Shutdown: %v, want ErrShutdown", err)
 	}
 }
 
@@ -197,9 +199,10 @@ func TestEdgeShutdownOrder(t *testing.T) {
 	}
 }
 
-// TestNewEdgeValidation: a bad setting or a port in use fails NewEdge
-// before anything connects (the URL has no server), and whatever NewEdge
-// opened is closed again.
+// TestNewEdgeValidation: a bad setting fails NewEdge, which does no I/O;
+// a port in use, a mesh file that does not load or a credentials file
+// that is not there fail Start before anything connects (the URL has no
+// server), and whatever Start opened is closed again.
 func TestNewEdgeValidation(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -211,30 +214,42 @@ func TestNewEdgeValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	route := []Route{{PathPrefix: "/", Service: "web"}}
-	nowhere := ConnectConfig{URL: "nats://127.0.0.1:1"}
+	nowhere := ConnectConfig{URL: "nats://127.0.0.1:1", Timeout: time.Minute}
 	for _, tc := range []struct {
 		name    string
 		cfg     EdgeConfig
+		start   bool // fails Start, not NewEdge
 		config  bool // wraps ErrInvalidConfig
 		message string
 	}{
-		{"no route target", EdgeConfig{Gateway: GatewayConfig{Routes: []Route{{PathPrefix: "/"}}}, Listen: "127.0.0.1:0"}, true, "set exactly one of service and subject"},
-		{"bad name", EdgeConfig{Gateway: GatewayConfig{Name: "A.B", Routes: route}, Listen: "127.0.0.1:0"}, true, "bridge: gateway name"},
-		{"no listener", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere}, true, "no gateway listener address"},
-		{"creds and nkey", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: ConnectConfig{Creds: "a", NKey: "b"}, Listen: "127.0.0.1:0"}, true, "exclusive"},
-		{"no creds file", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: ConnectConfig{Creds: filepath.Join(t.TempDir(), "none.creds")}, Listen: "127.0.0.1:0"}, true, "bridge: credentials:"},
-		{"gateway port in use", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: busy.Addr().String()}, false, "bridge: gateway listener: listen tcp"},
-		{"admin port in use", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: freePort(t), Admin: busy.Addr().String()}, false, "bridge: admin listener: listen tcp"},
-		{"bad policy file", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: freePort(t), Policy: badPolicy}, false, "mesh.yaml"},
+		{"no route target", EdgeConfig{Gateway: GatewayConfig{Routes: []Route{{PathPrefix: "/"}}}, Listen: "127.0.0.1:0"}, false, true, "set exactly one of service and subject"},
+		{"bad name", EdgeConfig{Gateway: GatewayConfig{Name: "A.B", Routes: route}, Listen: "127.0.0.1:0"}, false, true, "bridge: gateway name"},
+		{"no listener", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere}, false, true, "no gateway listener address"},
+		{"creds and nkey", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: ConnectConfig{Creds: "a", NKey: "b"}, Listen: "127.0.0.1:0"}, false, true, "exclusive"},
+		{"no creds file", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: ConnectConfig{Creds: filepath.Join(t.TempDir(), "none.creds")}, Listen: freePort(t)}, true, true, "bridge: credentials:"},
+		{"gateway port in use", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: busy.Addr().String()}, true, false, "bridge: gateway listener: listen tcp"},
+		{"admin port in use", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: freePort(t), Admin: busy.Addr().String()}, true, false, "bridge: admin listener: listen tcp"},
+		{"bad policy file", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: freePort(t), Policy: badPolicy}, true, false, "mesh.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Gateway.Logger = discardLogger()
 			e, err := NewEdge(tc.cfg)
-			if err == nil {
+			if tc.start {
+				if err != nil {
+					t.Fatalf("NewEdge: %v", err)
+				}
+				begin := time.Now()
+				err = e.Start(context.Background())
+				if d := time.Since(begin); d > 5*time.Second {
+					t.Errorf("Start failed after %v: it connected first", d)
+				}
+				defer e.Shutdown(context.Background())
+			} else if err == nil {
 				e.Shutdown(context.Background())
 				t.Fatal("NewEdge succeeded")
 			}
-			if errors.Is(err, ErrInvalidConfig) != tc.config || !strings.Contains(err.Error(), tc.message) {
-				t.Fatalf("NewEdge = %v, want one containing %q (ErrInvalidConfig: %v)", err, tc.message, tc.config)
+			if err == nil || errors.Is(err, ErrInvalidConfig) != tc.config || !strings.Contains(err.Error(), tc.message) {
+				t.Fatalf("%v, want one containing %q (ErrInvalidConfig: %v)", err, tc.message, tc.config)
 			}
 			if a := tc.cfg.Listen; a != "" && a != busy.Addr().String() && !strings.HasSuffix(a, ":0") {
 				l, err := net.Listen("tcp", a)
@@ -244,6 +259,37 @@ func TestNewEdgeValidation(t *testing.T) {
 				l.Close()
 			}
 		})
+	}
+}
+
+// TestNewEdgeDoesNoIO: NewEdge with a broker nobody runs, a mesh file that
+// does not exist and listener addresses returns at once, listening on
+// none of them and starting no goroutine.
+func TestNewEdgeDoesNoIO(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	gateway, admin := freePort(t), freePort(t)
+	begin := time.Now()
+	e, err := NewEdge(EdgeConfig{
+		Gateway: GatewayConfig{Routes: []Route{{PathPrefix: "/", Service: "web"}}, Logger: discardLogger()},
+		Connect: ConnectConfig{URL: "nats://" + freePort(t), Timeout: time.Minute},
+		Listen:  gateway,
+		Admin:   admin,
+		Policy:  filepath.Join(t.TempDir(), "none.yaml"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d > time.Second {
+		t.Errorf("NewEdge took %v", d)
+	}
+	for _, addr := range []string{gateway, admin} {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			t.Errorf("NewEdge listens on %s", addr)
+		}
+	}
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,10 +1,12 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -134,5 +136,62 @@ func TestEdgeFailClosed(t *testing.T) {
 
 	if _, err := securedEdge(t, sec, b, "", live.Off); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "authenticates") {
 		t.Errorf("--policy off with an NKey: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestGatewayBuiltinPolicyOptIn: a gateway built by a program with no
+// Policies on a connection that authenticates is a configuration error,
+// unless GatewayConfig.BuiltinPolicy opts in, which NewGateway warns
+// about; on the open broker the built-in policy needs no opt-in.
+func TestGatewayBuiltinPolicyOptIn(t *testing.T) {
+	sec := meshtest.SecureConfig(t, false, "admin", "bridge")
+	secured := sec.Broker(t)
+	open := meshtest.Broker(t)
+	f, err := policies.Parse("mesh.yaml", []byte("version: 1\nservices:\n  orders: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		b        *broker.Broker
+		nkey     bool
+		policies *live.Source
+		builtin  bool
+		wantErr  string // "" for none
+		wantWarn string // "" for no warning
+	}{
+		{"authenticates, no policies", secured, true, nil, false, "GatewayConfig.BuiltinPolicy", ""},
+		{"authenticates, built-in policy opted in", secured, true, nil, true, "", "only the broker's permissions decide"},
+		{"authenticates, a mesh file", secured, true, live.Static(f), false, "", ""},
+		{"open broker, no policies", open, false, nil, false, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := []nats.Option{nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))}
+			if tc.nkey {
+				o, err := nats.NkeyOptionFromSeed(sec.Seed("bridge"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts = append(opts, o)
+			}
+			nc := meshtest.Conn(t, tc.b, opts...)
+			var logs bytes.Buffer
+			g, err := NewGateway(GatewayConfig{Conn: nc, Name: "bridge", Routes: []Route{{PathPrefix: "/echo", Subject: "mesh.echo"}},
+				Policies: tc.policies, BuiltinPolicy: tc.builtin, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("NewGateway = %v, want ErrInvalidConfig naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Shutdown(t.Context())
+			warned := strings.Contains(logs.String(), "level=WARN")
+			if tc.wantWarn == "" && warned || tc.wantWarn != "" && !strings.Contains(logs.String(), tc.wantWarn) {
+				t.Errorf("want warning %q; logs: %q", tc.wantWarn, logs.String())
+			}
+		})
 	}
 }

@@ -172,10 +172,20 @@ type GatewayConfig struct {
 	// holds no file, a gateway whose connection authenticates
 	// (natsconn.Authenticates) answers every request 503 no-mesh-file and
 	// is not ready; on an open broker the built-in policy applies
-	// meanwhile. Nil applies the built-in policy for good (the edge
-	// refuses that on a connection that authenticates, see
-	// EdgeConfig.Policy).
+	// meanwhile. Nil applies the built-in policy for good: on an open
+	// broker; on a connection that authenticates NewGateway refuses nil
+	// (ErrInvalidConfig) unless BuiltinPolicy is set (the edge refuses
+	// live.Off there, see EdgeConfig.Policy).
 	Policies *live.Source
+	// BuiltinPolicy serves with the built-in allow-all policy although
+	// the connection authenticates and Policies is nil: the broker's
+	// permissions alone decide where the gateway may send. For programs
+	// and tests that want exactly that; NewGateway warns about it.
+	// Without it, a gateway that authenticates never serves with the
+	// built-in policy (docs/security.md, "Fail closed"). It changes
+	// nothing when Policies is set or the connection does not
+	// authenticate.
+	BuiltinPolicy bool
 	// Telemetry records the gateway's calls. Nil records none.
 	Telemetry *telemetry.Telemetry
 	// Middleware is further middleware of the gateway's outbound pipeline,
@@ -226,10 +236,10 @@ type Gateway struct {
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
 	admin                                       http.Handler
 	tel                                         *telemetry.Telemetry
-	disc                                        *discovery.Responder
 	releases                                    *chain.Releases // the pipeline's, released at Shutdown
 	id                                          string          // instance ID in discovery
 	started                                     time.Time       // when discovery started
+	done                                        chan struct{}   // closed when Shutdown has finished
 	// requestLevel is the level of the gateway's own line per request:
 	// Debug when the telemetry's access log has one already.
 	requestLevel slog.Level
@@ -237,15 +247,19 @@ type Gateway struct {
 	policies   *live.Source
 	failClosed bool
 
-	mu      sync.Mutex
-	closed  bool
-	servers []*http.Server
+	mu       sync.Mutex
+	running  bool                 // Start has begun
+	closed   bool                 // Shutdown has begun
+	disc     *discovery.Responder // set by Start
+	servers  []*http.Server
+	doneOnce sync.Once
 }
 
 var _ http.Handler = (*Gateway)(nil)
 
-// NewGateway validates cfg and returns its gateway. Errors wrap
-// ErrInvalidConfig.
+// NewGateway validates cfg and returns its gateway, which serves once
+// started (see [Gateway.Start]). It does not subscribe: that is Start's
+// job. Errors wrap ErrInvalidConfig.
 func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	routes, err := cfg.normalize()
 	if err != nil {
@@ -257,8 +271,14 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if err := natsconn.CheckInboxPrefix(cfg.Conn, cfg.Name); err != nil {
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
 	}
+	authenticates := natsconn.Authenticates(cfg.Conn)
+	if cfg.Policies == nil && !cfg.BuiltinPolicy && authenticates {
+		return nil, fmt.Errorf("bridge: the connection to the broker authenticates and GatewayConfig.Policies is nil: a gateway that authenticates never serves "+
+			"with the built-in allow-all policy; give it the mesh file (live.WatchBucket, live.WatchFile, live.Static), "+
+			"or set GatewayConfig.BuiltinPolicy to let the broker's permissions alone decide: %w", ErrInvalidConfig)
+	}
 	releases := &chain.Releases{}
-	failClosed := cfg.Policies != nil && natsconn.Authenticates(cfg.Conn)
+	failClosed := cfg.Policies != nil && authenticates
 	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{
 		Timeout:    cfg.Timeout,
 		MaxTimeout: cfg.Timeout,
@@ -284,24 +304,25 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		requestLevel:      slog.LevelInfo,
 		policies:          cfg.Policies,
 		failClosed:        failClosed,
+		done:              make(chan struct{}),
 	}
 	g.proxy = g.newProxy()
-	if failClosed {
+	switch {
+	case failClosed:
 		if f, _ := cfg.Policies.Current(); f == nil {
 			cfg.Logger.Warn("bridge: no mesh file yet: every request is answered 503 " + string(wire.KindNoMeshFile) + " and /readyz is 503 until one is applied " +
 				"(natsmesh policy apply); a gateway that authenticates never serves with the built-in allow-all policy")
 		}
+	case cfg.Policies == nil && authenticates:
+		cfg.Logger.Warn("bridge: GatewayConfig.BuiltinPolicy: the built-in policy applies, without allow lists; only the broker's permissions decide where " +
+			cfg.Name + " may send")
 	}
 	if cfg.Telemetry.AccessLogging() {
 		g.requestLevel = slog.LevelDebug
 	}
-	if g.admin, err = admin.New(admin.Config{Ready: g.readiness, Handlers: cfg.Admin}); err != nil {
+	if g.admin, err = admin.New(admin.Config{Ready: g.Readiness, Handlers: cfg.Admin}); err != nil {
 		releases.Release()
 		return nil, fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig)
-	}
-	if g.disc, err = g.startDiscovery(cfg.Conn); err != nil {
-		releases.Release()
-		return nil, err
 	}
 	return g, nil
 }

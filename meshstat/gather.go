@@ -2,6 +2,7 @@ package meshstat
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -135,9 +135,16 @@ func (s *Sampler) Next(ctx context.Context) (Report, error) {
 // mesh inbox (wire.InboxPrefix(name)), where the generated permissions
 // let services answer; a fresh inbox of nc otherwise (nats.go's default
 // prefix, for a broker without permissions).
+//
+// Every service may publish into that pair inbox, and sees the reply
+// subject of each broadcast request ($SRV.STATS), so the last token is
+// random (crypto/rand): with a nuid (sequential), two broadcasts told a
+// service the reply subject of the next gathering, and it answered a
+// request to another service alone ($SRV.STATS.inventory), which it never
+// receives, as that service.
 func replyInbox(nc *nats.Conn) string {
 	if name, ok := strings.CutPrefix(nc.Opts.InboxPrefix, wire.InboxPrefix("")); ok && name != "" && !strings.Contains(name, ".") {
-		return wire.PairInbox(name, wire.PeerSRV) + "." + nuid.Next()
+		return wire.PairInbox(name, wire.PeerSRV) + "." + rand.Text()
 	}
 	return nc.NewInbox()
 }

@@ -40,7 +40,8 @@
 // format's codecs (wire/httpwire, wire/grpcwire). This package imports
 // only the wire format (wire, and wire/grpcwire for the gRPC status a
 // reply carries and the grpc-timeout a raw NATS client may send) and the
-// reply mux of its sender (internal/replymux).
+// NATS plumbing of its sender (internal/replymux, and internal/natsconn's
+// reading of the broker's permission violations).
 //
 // Outbound, a [Sender] sends a call and returns the service's reply; an
 // [OutboundMiddleware] wraps a Sender, in the shape of http.RoundTripper

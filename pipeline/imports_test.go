@@ -11,13 +11,15 @@ import (
 
 // TestImportsOnlyTheWireFormat: issue 17. The seam knows no protocol: the
 // package imports no HTTP (net/http is meshhttp's), and of the mesh's own
-// packages only the wire format and its sender's reply mux.
+// packages only the wire format and its sender's NATS plumbing (the reply
+// mux, the reading of the broker's permission violations).
 func TestImportsOnlyTheWireFormat(t *testing.T) {
 	const module = "github.com/natsmesh/natsmesh/"
 	allowed := map[string]bool{
 		module + "wire":              true,
 		module + "wire/grpcwire":     true, // the gRPC status of a reply, a raw client's grpc-timeout
 		module + "internal/replymux": true, // the sender's reply subscriptions
+		module + "internal/natsconn": true, // the sender's reading of the broker's permission violations
 	}
 	files, err := filepath.Glob("*.go")
 	if err != nil {

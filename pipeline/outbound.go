@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -91,11 +91,16 @@ type OutboundConfig struct {
 //     and the reply is read once into a [Reply].
 //
 // Failures come back as *wire.Error: no responders (naming the service and
-// subset), timeout, a broken or lost connection (broker-unavailable, after
-// ReconnectGrace), a permission violation (forbidden: the broker refused
-// the publish, reported on the connection's async error handler, which
-// NewOutbound chains its own in front of), and a mesh error that a reply
-// carries.
+// subset), timeout, a broken or lost connection (broker-unavailable when
+// nothing was sent: after ReconnectGrace, or refused by a closed pipeline;
+// connection-lost when the call may have run), a permission violation
+// (forbidden: the broker refused the publish, reported on the
+// connection's async error handler, which NewOutbound chains its own in
+// front of), a reply subscription the broker refuses (forbidden, at once:
+// the caller's connection may not subscribe its inbox; told before the
+// first call is sent, or when nats.go subscribes again after a reconnect,
+// and then for a minute without asking the broker again), and a mesh
+// error that a reply carries.
 type Outbound struct {
 	nc         *nats.Conn
 	timeout    time.Duration
@@ -120,7 +125,7 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	if cfg.ReconnectGrace == 0 {
 		cfg.ReconnectGrace = DefaultReconnectGrace
 	}
-	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[*nats.Msg]context.CancelCauseFunc{}}
+	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[*nats.Msg]context.CancelCauseFunc{}, refused: map[string]time.Time{}}
 	ns.hookErrors()
 	var s Sender = ns
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
@@ -171,6 +176,10 @@ type natsSender struct {
 	muxes  atomic.Pointer[map[string]*replymux.Mux]
 	muxMu  sync.Mutex
 	closed bool
+	// refused are the callers whose reply subscription the broker
+	// refused, and until when their calls fail at once, unsent, without
+	// asking it again. Under muxMu.
+	refused map[string]time.Time
 
 	// inflight are the requests waiting for a reply, each its message
 	// and the cancellation of its context, so that a permissions
@@ -187,7 +196,9 @@ type natsSender struct {
 // permissions) is dropped by the broker, which reports it only as an
 // asynchronous -ERR naming the subject: without this the request would
 // wait for its timeout. The handler answers every request in flight on
-// that subject with forbidden at once, then calls the previous handler.
+// that subject with forbidden at once, fails the reply mux whose
+// subscription the broker refuses (see refuseMux), then calls the previous
+// handler.
 func (s *natsSender) hookErrors() {
 	prev := s.nc.ErrorHandler()
 	s.nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
@@ -198,28 +209,72 @@ func (s *natsSender) hookErrors() {
 	})
 }
 
-// publishViolation matches nats-server's "Permissions Violation for
-// Publish to "<subject>"" (nats.go wraps it in ErrPermissionViolation).
-var publishViolation = regexp.MustCompile(`(?i)violation for publish to "([^"]+)"`)
-
 func (s *natsSender) asyncError(err error) {
-	if !errors.Is(err, nats.ErrPermissionViolation) {
+	v, ok := natsconn.ParseViolation(err)
+	if !ok {
 		return
 	}
-	m := publishViolation.FindStringSubmatch(err.Error())
-	if m == nil {
+	if v.Subscribe {
+		s.refuseMux(err)
 		return
 	}
-	subject := m[1]
 	cause := &wire.Error{Kind: wire.KindForbidden,
-		Message: "the broker refused the publish to " + subject + ": the caller's NATS user may not send this call", Err: err}
+		Message: "the broker refused the publish to " + v.Subject + ": the caller's NATS user may not send this call", Err: err}
 	s.mu.Lock()
 	for m, cancel := range s.inflight {
-		if m.Subject == subject {
+		if m.Subject == v.Subject {
 			cancel(cause)
 		}
 	}
 	s.mu.Unlock()
+}
+
+// refusedWait is how long the calls of a caller whose reply subscription
+// the broker refused fail at once before the broker is asked again: the
+// refusal lasts until its configuration changes.
+const refusedWait = time.Minute
+
+// refusedError is the error of a call of caller whose reply subscription
+// the broker refused (cause): forbidden, saying what to do. sent: the
+// call was sent before the refusal was known (a subscription the broker
+// refused after a reconnect).
+func refusedError(caller string, sent bool, cause error) *wire.Error {
+	what := "nothing was sent"
+	if sent {
+		what = "the call was sent, its reply cannot come"
+	}
+	return &wire.Error{Kind: wire.KindForbidden, Err: cause,
+		Message: fmt.Sprintf("the broker refuses %s's reply subscription: the connection's NATS user may not subscribe %s.>, so no reply can reach %s (%s); "+
+			"connect as %s, with its own credentials (natsmesh accounts generate)", caller, wire.InboxPrefix(caller), caller, what, caller)}
+}
+
+// refuseMux fails at once the calls in flight on the reply mux whose
+// subscription err (an async permissions violation) refuses, instead of
+// letting them wait for their deadlines, and forgets the mux: the calls
+// of its caller fail at once, unsent, for refusedWait, then the next one
+// makes a new mux (and so asks the broker again).
+func (s *natsSender) refuseMux(err error) {
+	s.muxMu.Lock()
+	old := s.muxes.Load()
+	var caller string
+	var x *replymux.Mux
+	if old != nil {
+		for c, m := range *old {
+			if m.Refuses(err) {
+				caller, x = c, m
+			}
+		}
+	}
+	if x == nil {
+		s.muxMu.Unlock()
+		return
+	}
+	m := maps.Clone(*old)
+	delete(m, caller)
+	s.muxes.Store(&m)
+	s.refused[caller] = time.Now().Add(refusedWait)
+	s.muxMu.Unlock()
+	x.Fail(refusedError(caller, true, fmt.Errorf("%w %s: %w", replymux.ErrRefused, x.Subject(), err)))
 }
 
 // track records m as in flight until untrack, with the cancellation of
@@ -236,8 +291,11 @@ func (s *natsSender) untrack(m *nats.Msg) {
 	s.mu.Unlock()
 }
 
-// mux returns the reply mux of caller, made at its first call.
-func (s *natsSender) mux(caller string) (*replymux.Mux, error) {
+// mux returns the reply mux of caller, made at its first call (within
+// ctx: replymux.New flushes its subscription). A subscription the broker
+// refuses fails the call at once, unsent, and so do the calls of the same
+// caller for refusedWait after (the broker is not asked again before).
+func (s *natsSender) mux(ctx context.Context, caller string) (*replymux.Mux, error) {
 	if m := s.muxes.Load(); m != nil {
 		if x := (*m)[caller]; x != nil {
 			return x, nil
@@ -254,8 +312,18 @@ func (s *natsSender) mux(caller string) (*replymux.Mux, error) {
 			return x, nil
 		}
 	}
-	x, err := replymux.New(s.nc, caller)
+	if until, ok := s.refused[caller]; ok {
+		if time.Now().Before(until) {
+			return nil, refusedError(caller, false, replymux.ErrRefused)
+		}
+		delete(s.refused, caller)
+	}
+	x, err := replymux.New(ctx, s.nc, caller)
 	if err != nil {
+		if errors.Is(err, replymux.ErrRefused) {
+			s.refused[caller] = time.Now().Add(refusedWait)
+			return nil, refusedError(caller, false, err)
+		}
 		if errors.Is(err, wire.ErrInvalidName) {
 			return nil, &wire.Error{Kind: wire.KindNoRoute, Message: "caller: " + err.Error(), Err: err}
 		}
@@ -301,7 +369,7 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	if err := s.connected(ctx); err != nil {
 		return nil, err
 	}
-	mux, err := s.mux(c.Caller)
+	mux, err := s.mux(ctx, c.Caller)
 	if err != nil {
 		return nil, err
 	}
@@ -345,8 +413,21 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 			return nil, cause
 		}
 		e := wire.FromError(err)
-		if e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders) {
+		switch {
+		case e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders):
 			e.Message = "no instance of " + c.Dest() + " is serving"
+		case e.Kind == wire.KindForbidden && errors.Is(err, replymux.ErrNotSent) && errors.Is(err, replymux.ErrRefused):
+			// It found the mux just before refuseMux failed it.
+			e = refusedError(c.Caller, false, err)
+		case e.Kind == wire.KindConnectionLost && errors.Is(err, replymux.ErrNotSent):
+			// Refused before it was sent (the pipeline closed under the
+			// call, after it found its mux; or the connection closed
+			// before the publish): nothing ran.
+			msg := "no connection to the broker: " + err.Error()
+			if errors.Is(err, replymux.ErrClosed) {
+				msg = "the outbound pipeline is closed"
+			}
+			e = &wire.Error{Kind: wire.KindBrokerUnavailable, Message: msg, Err: err}
 		}
 		// A connection lost from here on is connection-lost (the request
 		// may have run), never broker-unavailable: FromError says so.

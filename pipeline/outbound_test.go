@@ -3,12 +3,20 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
+	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -122,5 +130,150 @@ func TestOutboundClose(t *testing.T) {
 	}
 	if err := o.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestOutboundCloseRace: a call that found its reply mux just before
+// Close closed it is refused by the closed mux before anything is sent:
+// broker-unavailable (retry-safe), not connection-lost.
+func TestOutboundCloseRace(t *testing.T) {
+	b := runBroker(t)
+	srv := conn(t, b, "orders")
+	seen := make(chan string, 1)
+	answer(t, srv, "mesh.orders.>", seen)
+	o := outbound(t, conn(t, b, "web"))
+	if _, err := o.Send(context.Background(), httpCall(t, "orders", "GET")); err != nil {
+		t.Fatal(err)
+	}
+	<-seen
+	x := (*o.ns.muxes.Load())["web"]
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// As a Send that loaded the mux before Close swapped the muxes out.
+	o.ns.muxes.Store(&map[string]*replymux.Mux{"web": x})
+	_, err := o.Send(context.Background(), httpCall(t, "orders", "GET"))
+	if !errors.Is(err, wire.ErrBrokerUnavailable) {
+		t.Errorf("a call refused by the closed mux: %v, want broker-unavailable", err)
+	}
+	if err := srv.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-seen:
+		t.Errorf("the refused call was sent (reply %s)", r)
+	default:
+	}
+}
+
+// TestOutboundReplySubscriptionRefused: a caller whose NATS user may not
+// subscribe its inbox gets forbidden at once, saying what to do, instead
+// of waiting its whole deadline: at its first call, before anything is
+// sent (the broker's refusal comes before the PONG of the mux's flush),
+// and for a minute after without asking the broker again; and for a call
+// in flight when the refusal comes later (the mux subscribed again after a
+// reconnect, to a broker whose configuration lacks the inbox).
+func TestOutboundReplySubscriptionRefused(t *testing.T) {
+	const (
+		withInbox    = `publish: ["mesh.>"], subscribe: ["mesh.>", "_INBOX_mesh.web.>"]`
+		withoutInbox = `publish: ["mesh.>"], subscribe: ["mesh.>"]`
+	)
+	for _, tc := range []struct {
+		name    string
+		perms   string // web's, at first
+		restart bool   // the broker comes back with withoutInbox, a call in flight
+		want    string // in the error's message
+	}{
+		{"at the first call", withoutInbox, false, "nothing was sent"},
+		{"after a reconnect", withInbox, true, "the call was sent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sec := meshtest.UserConfig(t, false, map[string]string{"web": tc.perms, "orders": ""})
+			b := sec.Broker(t, func(c *broker.Config) { c.LameDuckDuration = -1 })
+			got := make(chan *nats.Msg, 10)
+			orders := sec.Conn(t, b, "orders", nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+			if _, err := orders.Subscribe("mesh.orders.>", func(m *nats.Msg) { got <- m }); err != nil {
+				t.Fatal(err)
+			}
+			if err := orders.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			var refusals atomic.Int64
+			web := sec.Conn(t, b, "web", nats.CustomInboxPrefix(wire.InboxPrefix("web")), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+				nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+					if v, ok := natsconn.ParseViolation(err); ok && v.Subscribe {
+						refusals.Add(1)
+					}
+				}))
+			o := outbound(t, web)
+			send := func() (error, time.Duration) {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				start := time.Now()
+				_, err := o.Send(ctx, httpCall(t, "orders", "GET"))
+				return err, time.Since(start)
+			}
+
+			var err error
+			var took time.Duration
+			if tc.restart {
+				errc := make(chan error, 1)
+				go func() { err, _ := send(); errc <- err }()
+				<-got // in flight, unanswered
+				conf := filepath.Join(t.TempDir(), "nats.conf")
+				src, rerr := os.ReadFile(sec.Conf)
+				if rerr != nil {
+					t.Fatal(rerr)
+				}
+				if err := os.WriteFile(conf, []byte(strings.Replace(string(src), withInbox, withoutInbox, 1)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				addr := strings.TrimPrefix(b.ClientURL(), "nats://")
+				if err := b.Shutdown(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				meshtest.Broker(t, func(c *broker.Config) {
+					c.ConfigFile, c.Listen, c.NoJetStream, c.LameDuckDuration = conf, addr, true, -1
+				})
+				err, took = <-errc, time.Since(start)
+			} else {
+				err, took = send()
+				if len(got) != 0 {
+					t.Errorf("orders saw %d calls, though the caller could get no reply", len(got))
+				}
+			}
+			if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "may not subscribe _INBOX_mesh.web.>") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want forbidden saying %q", err, tc.want)
+			}
+			if took > 5*time.Second {
+				t.Errorf("the call failed after %v, not at once", took)
+			}
+
+			// The next calls: at once, unsent, the broker not asked again.
+			meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+				if n := refusals.Load(); n != 1 {
+					return fmt.Errorf("%d refusals reported", n)
+				}
+				return nil
+			})
+			before := len(got)
+			for range 3 {
+				err, took := send()
+				if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "nothing was sent") || took > time.Second {
+					t.Errorf("a later call: %v after %v, want forbidden at once, nothing sent", err, took)
+				}
+			}
+			if err := web.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if n := refusals.Load(); n != 1 {
+				t.Errorf("the broker was asked again: %d refusals", n)
+			}
+			if len(got) != before {
+				t.Errorf("later calls were sent")
+			}
+		})
 	}
 }

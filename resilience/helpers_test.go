@@ -3,7 +3,6 @@ package resilience_test
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,17 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
-
-var quiet = slog.New(slog.DiscardHandler)
 
 // attemptLog is innermost outbound middleware (agent.Config.Outbound) that
 // records each attempt as the resilience policies numbered it
@@ -89,45 +85,10 @@ func meshFile(t testing.TB, yaml string) (src *live.Source, write func(yaml stri
 	}
 }
 
-// startAgent connects an agent to b, lets before add in-process handlers,
-// starts it and shuts it down in t.Cleanup.
-func startAgent(t testing.TB, b *broker.Broker, cfg agent.Config, before ...func(*agent.Agent)) *agent.Agent {
-	t.Helper()
-	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service)))
-	if cfg.Logger == nil {
-		cfg.Logger = quiet
-	}
-	a, err := agent.New(nc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range before {
-		f(a)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown %s: %v", cfg.Service, err)
-		}
-	})
-	if err := a.Ready(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // serve starts an instance of service answering in process with h.
 func serve(t testing.TB, b *broker.Broker, service string, h http.HandlerFunc) *agent.Agent {
 	t.Helper()
-	return startAgent(t, b, agent.Config{Service: service}, func(a *agent.Agent) {
-		if err := a.Handle(h); err != nil {
-			t.Fatal(err)
-		}
-	})
+	return agenttest.Start(t, b, agent.Config{Service: service}, agenttest.Handle(h))
 }
 
 // client starts a caller agent "web" under src and returns an HTTP client
@@ -138,7 +99,7 @@ func client(t testing.TB, b *broker.Broker, src *live.Source, cfg ...func(*agent
 	for _, f := range cfg {
 		f(&c)
 	}
-	a := startAgent(t, b, c)
+	a := agenttest.Start(t, b, c)
 	return &http.Client{Transport: a.Transport()}
 }
 

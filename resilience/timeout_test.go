@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/resilience"
@@ -39,9 +40,9 @@ func TestDeadlineAcrossTwoHops(t *testing.T) {
 		<-release // an answer now would race B's own timer
 	})
 	t.Cleanup(func() { close(release) }) // before the agents' shutdown
-	startAgent(t, b, agent.Config{Service: "b"}, func(a *agent.Agent) {
+	agenttest.Start(t, b, agent.Config{Service: "b"}, func(a *agent.Agent) error {
 		hc := &http.Client{Transport: a.Transport()}
-		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		return a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, "http://c/work", nil)
 			resp, err := hc.Do(req)
 			if err != nil {

@@ -36,6 +36,9 @@ func TestSnapshotsReadByMeshstat(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { gw.Shutdown(context.Background()) })
+	if err := gw.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	front := httptest.NewServer(gw)
 	t.Cleanup(front.Close)
 

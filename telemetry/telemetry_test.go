@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -75,31 +76,14 @@ func startOverloadedOnce(t *testing.T, b *broker.Broker) {
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 }
 
-// startAgent starts an agent on a connection of its own; h, when set, is
-// its in-process service.
+// startAgent starts an agent (agenttest.Start); h, when set, is its
+// in-process service.
 func startAgent(t *testing.T, b *broker.Broker, cfg agent.Config, h http.Handler) *agent.Agent {
 	t.Helper()
-	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service)))
-	if cfg.Logger == nil {
-		cfg.Logger = quiet
+	if h == nil {
+		return agenttest.Start(t, b, cfg)
 	}
-	a, err := agent.New(nc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h != nil {
-		if err := a.Handle(h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(context.Background()) })
-	if err := a.Ready(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return agenttest.Start(t, b, cfg, agenttest.Handle(h))
 }
 
 func get(t *testing.T, c *http.Client, url string, h http.Header) *http.Response {

@@ -22,8 +22,8 @@ type Config struct {
 	// Policies is the live mesh file, read at every call. Nil: every
 	// middleware passes calls through.
 	Policies *live.Source
-	// Logger receives the middleware's decisions (ejections, dropped
-	// mirrors). Default slog.Default().
+	// Logger receives the middleware's decisions (dropped mirrors).
+	// Default slog.Default().
 	Logger *slog.Logger
 }
 

@@ -26,17 +26,9 @@
 //   - [RateLimit] gives each caller (the subject's caller token) its own
 //     failsafe-go rate limiter; a call over the limit is answered
 //     rate-limited (HTTP 429 with Retry-After) at once.
-//   - [PassiveHealth] is outlier detection: it watches the local service's
-//     answers with a failsafe-go circuit breaker over the policy's window,
-//     and when the failure ratio is reached the instance claims a place to
-//     leave, counts its siblings through discovery ([Instance]), and takes
-//     itself out of its queue groups for the cool-off only if [Allowed]
-//     keeps its place: at most floor(max_ejected × instances) out, for any
-//     reason, and never a queue group (or subset) left without a serving
-//     instance, the places kept in one order every instance computes alike
-//     ([Place]), so siblings failing at the same moment agree on who
-//     leaves. Back in, the instance is probed: the breaker is half-open,
-//     and another failing window ejects it again.
+//
+// Passive health (outlier detection), inbound too, is package
+// internal/passive: its detection, its rule and the instance's side.
 //
 // Every middleware reads the current file at each call (live.Source is
 // one atomic load), so a new version applies to the next call without a

@@ -14,14 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies/live"
-	"github.com/natsmesh/natsmesh/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -77,34 +76,14 @@ func (m *testMesh) setFile(yaml string) {
 // serving h in-process if h is not nil.
 func (m *testMesh) agent(service, subset string, h http.Handler, opts ...func(*agent.Config)) *agent.Agent {
 	m.t.Helper()
-	nc := meshtest.Conn(m.t, m.b, nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 	cfg := agent.Config{Service: service, Subset: subset, Policies: m.src, Logger: quiet}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	a, err := agent.New(nc, cfg)
-	if err != nil {
-		m.t.Fatal(err)
+	if h == nil {
+		return agenttest.Start(m.t, m.b, cfg)
 	}
-	if h != nil {
-		if err := a.Handle(h); err != nil {
-			m.t.Fatal(err)
-		}
-	}
-	if err := a.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	m.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			m.t.Errorf("shutdown %s: %v", service, err)
-		}
-	})
-	if err := a.Ready(10 * time.Second); err != nil {
-		m.t.Fatal(err)
-	}
-	return a
+	return agenttest.Start(m.t, m.b, cfg, agenttest.Handle(h))
 }
 
 // client is an HTTP client that calls through the agent of caller.

@@ -114,8 +114,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		sc.Binds = append(sc.Binds, agent.Bind{Dest: dest, Addr: addr})
 	}
-	// Validates and listens before connecting: a bad setting or a port in
-	// use is reported at once.
+	// NewSidecar validates; Start listens before it connects, so a bad
+	// setting or a port in use is reported at once.
 	side, err := agent.NewSidecar(sc)
 	if err != nil {
 		return err

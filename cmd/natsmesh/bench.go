@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/natsmesh/natsmesh/internal/benchrun"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchrun"
 )
 
 var benchCommand = command{

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/natsmesh/natsmesh/internal/benchrun"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchrun"
 )
 
 // TestBenchSmoke runs the orchestration end to end, briefly: the direct and

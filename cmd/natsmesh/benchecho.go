@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/natsmesh/natsmesh/internal/benchrun"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchrun"
 )
 
 // benchEchoCommand is the echo service natsmesh bench starts as a process

@@ -113,8 +113,8 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer tel.Shutdown(context.Background())
 	cfg.Gateway.Telemetry = tel
 	cfg.Gateway.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
-	// Validates and listens before connecting: a bad setting or a port in
-	// use is reported at once.
+	// NewEdge validates; Start listens before it connects, so a bad
+	// setting or a port in use is reported at once.
 	edge, err := bridge.NewEdge(cfg)
 	if err != nil {
 		return err

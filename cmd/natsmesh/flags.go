@@ -4,7 +4,7 @@ import (
 	"flag"
 	"io"
 
-	"github.com/natsmesh/natsmesh/internal/cliflag"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/cliflag"
 )
 
 // The flag conventions of every command (environment variables, --config,

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/natsmesh/natsmesh/internal/cliflag"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/cliflag"
 )
 
 // commands lists the subcommands in the order help shows them.

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natsmesh/natsmesh/internal/cliflag"
+	"go.uber.org/goleak"
+
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/cliflag"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -44,6 +46,14 @@ func TestMain(m *testing.M) {
 		os.Setenv(k, v)
 	}
 	code := m.Run()
+	// No test leaves a goroutine behind (goleak.VerifyTestMain's check,
+	// here because this TestMain has its own work after the run).
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
 	for k, v := range xdg {
 		filepath.WalkDir(v, func(path string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {

@@ -115,11 +115,12 @@ func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, 
 	return nil, nil, nil, failure{fmt.Errorf("policy: %w", err)}
 }
 
-// liveFile returns the live file, or nil at revision 0 if none was applied.
-// A live file that no longer parses (after an upgrade, or written by
-// hand) is reported and treated as none, so apply can replace it.
-func liveFile(ctx context.Context, s *live.Store, stderr io.Writer) (*policies.File, uint64, error) {
-	f, rev, err := s.Get(ctx)
+// liveFile returns the live file as get reads it, or nil at revision 0 if
+// none was applied. A live file that no longer parses (after an upgrade,
+// or written by hand) is reported and treated as none, so apply can
+// replace it.
+func liveFile(ctx context.Context, get func(context.Context) (*policies.File, uint64, error), stderr io.Writer) (*policies.File, uint64, error) {
+	f, rev, err := get(ctx)
 	switch {
 	case errors.Is(err, live.ErrNotFound):
 		return nil, 0, nil
@@ -133,17 +134,21 @@ func liveFile(ctx context.Context, s *live.Store, stderr io.Writer) (*policies.F
 }
 
 // against parses the mesh file that `policy apply` and `policy diff` take
-// with -f, connects to the policies bucket and reads the live file, for
-// comparing the two. Call done when finished.
+// with -f, connects to NATS and reads the live file, for comparing the
+// two. Call done when finished.
 type against struct {
 	path      string
 	file, old *policies.File
 	rev       uint64
-	store     *live.Store
+	store     *live.Store // open to write (apply), or nil (diff)
 	done      func()
 }
 
-func loadAgainstLive(ctx context.Context, name, synopsis, summary, fileUsage string, args []string, stderr io.Writer) (*against, context.Context, error) {
+// loadAgainstLive reads the live file for a command that writes it
+// (write: apply) from the bucket, opened and created if needed, through
+// its stream's leader; else (diff) by direct get, as `policy get` and the
+// agents read, creating nothing.
+func loadAgainstLive(ctx context.Context, name, synopsis, summary, fileUsage string, write bool, args []string, stderr io.Writer) (*against, context.Context, error) {
 	fs := newFlagSet(name, synopsis, summary, stderr)
 	file := fs.String("f", "", fileUsage)
 	var pf policyFlags
@@ -158,16 +163,27 @@ func loadAgainstLive(ctx context.Context, name, synopsis, summary, fileUsage str
 	if err != nil {
 		return nil, nil, err
 	}
-	s, ctx, done, err := pf.open(ctx, stderr)
-	if err != nil {
+	a := &against{path: *file, file: f}
+	var get func(context.Context) (*policies.File, uint64, error)
+	if write {
+		a.store, ctx, a.done, err = pf.open(ctx, stderr)
+		if err != nil {
+			return nil, nil, err
+		}
+		get = a.store.Get
+	} else {
+		var nc *nats.Conn
+		nc, ctx, a.done, err = pf.connect(ctx, stderr)
+		if err != nil {
+			return nil, nil, err
+		}
+		get = func(ctx context.Context) (*policies.File, uint64, error) { return live.Get(ctx, nc) }
+	}
+	if a.old, a.rev, err = liveFile(ctx, get, stderr); err != nil {
+		a.done()
 		return nil, nil, err
 	}
-	old, rev, err := liveFile(ctx, s, stderr)
-	if err != nil {
-		done()
-		return nil, nil, err
-	}
-	return &against{path: *file, file: f, old: old, rev: rev, store: s, done: done}, ctx, nil
+	return a, ctx, nil
 }
 
 func runPolicyApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -175,7 +191,7 @@ func runPolicyApply(ctx context.Context, args []string, stdout, stderr io.Writer
 		"Validates the mesh file FILE, prints what changes against the live one, and\n"+
 			"makes it live: every agent watching the bucket picks it up. Nothing is\n"+
 			"written when nothing changes, or when the live file changed meanwhile.",
-		"mesh `file` to apply (YAML)", args, stderr)
+		"mesh `file` to apply (YAML)", true, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -204,8 +220,9 @@ func runPolicyApply(ctx context.Context, args []string, stdout, stderr io.Writer
 func runPolicyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	a, _, err := loadAgainstLive(ctx, "policy diff", "-f FILE [flags]",
 		"Validates the mesh file FILE and prints what apply would change in the live\n"+
-			"one: + added, - removed, ~ changed, by field path.",
-		"mesh `file` to compare with the live one (YAML)", args, stderr)
+			"one: + added, - removed, ~ changed, by field path. It reads the live file as\n"+
+			"get does, and creates nothing.",
+		"mesh `file` to compare with the live one (YAML)", false, args, stderr)
 	if err != nil {
 		return err
 	}

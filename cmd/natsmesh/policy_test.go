@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies/live"
 )
 
 // TestPolicyCommands applies the shop's mesh file to a fresh broker and
@@ -53,5 +58,29 @@ func TestPolicyCommands(t *testing.T) {
 				t.Errorf("output differs from %s (run with -update to accept):\n%s", golden, got)
 			}
 		})
+	}
+}
+
+// TestPolicyDiffCreatesNothing: diff reads the live file by direct get, as
+// get does: on a broker whose bucket was never made it shows every line
+// as added, and makes no bucket.
+func TestPolicyDiffCreatesNothing(t *testing.T) {
+	b := meshtest.Broker(t)
+	cmd, stdout, stderr := natsmesh(t, nil, "policy", "diff", "-f", "../../examples/shop/mesh.yaml", "--nats="+b.ClientURL())
+	if code := exitStatus(t, cmd.Run()); code != 0 {
+		t.Fatalf("exit status %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.HasPrefix(stdout.String(), "--- live (revision 0)\n") || !strings.Contains(stdout.String(), "\n+ services.") {
+		t.Errorf("diff against no live file:\n%s", stdout)
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("diff wrote to stderr:\n%s", stderr)
+	}
+	js, err := jetstream.New(meshtest.Conn(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.KeyValue(t.Context(), live.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("after diff, the bucket %s: %v; want none", live.Bucket, err)
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natsmesh/natsmesh/internal/cliflag"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/cliflag"
 )
 
 // docBlocks returns the ```sh blocks of the section of file (relative to

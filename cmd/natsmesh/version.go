@@ -6,7 +6,7 @@ import (
 	"io"
 	"runtime"
 
-	"github.com/natsmesh/natsmesh/internal/buildinfo"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/buildinfo"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".

@@ -42,7 +42,9 @@ type Config struct {
 	// Policies is the live mesh file the agents and the gateway apply
 	// (allow lists, routes, splits, limits); the demo loads MeshFile into
 	// it (see Policies). Nil: the built-in policy, and the broker alone
-	// decides who may call whom.
+	// decides who may call whom; only on an open broker, as agents and
+	// gateways that authenticate refuse to start without a mesh file
+	// (agent.Config.BuiltinPolicy).
 	Policies *live.Source
 	// Logger for the agents and gateway. Default slog.Default().
 	Logger *slog.Logger
@@ -124,7 +126,7 @@ func Start(cfg Config) (_ *Mesh, err error) {
 				return nil, err
 			}
 		}
-		if err := a.Start(); err != nil {
+		if err := a.Start(context.Background()); err != nil {
 			return nil, err
 		}
 		return a, a.Ready(10 * time.Second)
@@ -211,12 +213,15 @@ func Start(cfg Config) (_ *Mesh, err error) {
 		if err != nil {
 			return nil, err
 		}
+		m.gateway = g
+		if err := g.Start(context.Background()); err != nil { // discoverable: natsmesh stat, the dashboard
+			return nil, err
+		}
 		l, err := net.Listen("tcp", cfg.Gateway)
 		if err != nil {
 			return nil, fmt.Errorf("shop: gateway: %w", err)
 		}
 		m.GatewayAddr = l.Addr().String()
-		m.gateway = g
 		m.goServe("gateway", func() error { return g.Serve(l, nil) })
 	}
 	return m, nil

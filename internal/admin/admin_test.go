@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHandler(t *testing.T) {
@@ -46,5 +47,32 @@ func TestNewRefusesCollisions(t *testing.T) {
 		if _, err := New(Config{Handlers: map[string]http.Handler{pattern: http.NotFoundHandler()}}); err == nil {
 			t.Errorf("New accepted %q", pattern)
 		}
+	}
+}
+
+func TestWaitReady(t *testing.T) {
+	calls := 0
+	ready := func() error {
+		if calls++; calls < 3 {
+			return errors.New("starting")
+		}
+		return nil
+	}
+	if err := WaitReady(5*time.Second, nil, ready); err != nil || calls != 3 {
+		t.Fatalf("WaitReady = %v after %d calls, want nil after 3", err, calls)
+	}
+	never := func() error { return errors.New("no connection") }
+	if err := WaitReady(30*time.Millisecond, nil, never); err == nil || err.Error() != "no connection" {
+		t.Fatalf("WaitReady = %v, want the last reason", err)
+	}
+	refused := errors.New("refused")
+	begin := time.Now()
+	if err := WaitReady(5*time.Second, nil, func() error { return Final(refused) }); err != refused || time.Since(begin) > time.Second {
+		t.Fatalf("WaitReady = %v after %v, want the final reason at once", err, time.Since(begin))
+	}
+	done := make(chan struct{})
+	close(done)
+	if err := WaitReady(5*time.Second, done, never); !errors.Is(err, ErrDone) {
+		t.Fatalf("WaitReady = %v, want ErrDone", err)
 	}
 }

@@ -13,10 +13,10 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/natsmesh/natsmesh/internal/passive"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
-	"github.com/natsmesh/natsmesh/traffic"
 )
 
 // Options are what the middleware is built from.
@@ -37,9 +37,9 @@ type Options struct {
 	Logger *slog.Logger
 
 	// Instance is an inbound agent's hold on its queue groups, for passive
-	// health (see traffic.Instance). The zero value (the gateway, an
+	// health (see passive.Instance). The zero value (the gateway, an
 	// outbound-only agent): no passive health.
-	Instance traffic.Instance
+	Instance passive.Instance
 
 	// Releases, when set, collects what the middleware holds outside
 	// itself (its circuit breakers' registration with Telemetry); the

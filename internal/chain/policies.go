@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"github.com/natsmesh/natsmesh/internal/passive"
 	"github.com/natsmesh/natsmesh/pipeline"
 	resil "github.com/natsmesh/natsmesh/resilience"
 	"github.com/natsmesh/natsmesh/traffic"
@@ -53,5 +54,5 @@ func passiveHealth(o Options) []pipeline.InboundMiddleware {
 	if o.Policies == nil || o.Instance.Claim == nil || o.Instance.Withdraw == nil || o.Instance.Siblings == nil {
 		return nil
 	}
-	return []pipeline.InboundMiddleware{traffic.PassiveHealth(o.traffic(), o.Instance)}
+	return []pipeline.InboundMiddleware{passive.Middleware(passive.Options{Service: o.Service, Policies: o.Policies, Logger: o.Logger}, o.Instance)}
 }

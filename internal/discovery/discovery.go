@@ -241,8 +241,10 @@ func (r *Responder) stats() Stats {
 // a discovery answer could do harm on: a mesh call subject ("mesh."),
 // NATS's reserved namespaces ("$JS.", "$KV.", "$SYS.", "$SRV." and every
 // other "$" subject), a service import's reply ("_R_."), or a subject
-// with a wildcard, whitespace or an empty token. Defence in depth for the
-// open broker, where nothing else stops a request from naming them.
+// with a wildcard, whitespace or an empty token; and a mesh inbox only
+// as a discovery pair inbox (_INBOX_mesh.<name>.SRV.…), never the pair
+// inbox of calls or streams. Defence in depth: on a secured mesh the
+// broker refuses most of these anyway.
 //
 // The responder's Control handlers check their own replies.
 func Answerable(reply string) bool {
@@ -254,7 +256,18 @@ func Answerable(reply string) bool {
 			return false
 		}
 	}
-	return !strings.HasPrefix(reply, "$") && !strings.HasPrefix(reply, wire.Prefix+".") && !strings.HasPrefix(reply, "_R_.")
+	if strings.HasPrefix(reply, "$") || strings.HasPrefix(reply, wire.Prefix+".") || strings.HasPrefix(reply, "_R_.") {
+		return false
+	}
+	// A mesh inbox only as a discovery pair inbox (_INBOX_mesh.<name>.SRV.…):
+	// never a pair inbox of calls or streams, where an answer would land
+	// among the replies its owner waits for.
+	if rest, ok := strings.CutPrefix(reply, wire.InboxPrefix("")); ok {
+		_, rest, _ = strings.Cut(rest, ".")
+		peer, _, _ := strings.Cut(rest, ".")
+		return peer == wire.PeerSRV
+	}
+	return true
 }
 
 // refusals logs the requests refused for their reply subject at most once

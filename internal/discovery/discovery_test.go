@@ -15,24 +15,28 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestAnswerable(t *testing.T) {
 	for reply, want := range map[string]bool{
-		"_INBOX.abc.def":             true, // the nats CLI's
-		"_INBOX_mesh.admin.SRV.x.1":  true, // the mesh's discovery requesters'
-		"_INBOX_mesh.bridge.SRV.x":   true,
-		"anything.else":              true,
-		"mesh.orders._.web.http.GET": false, // a call as the service
-		"mesh.x":                     false,
-		"$JS.API.STREAM.CREATE.PWN":  false,
-		"$KV.natsmesh-policies.mesh": false,
-		"$SYS.REQ.SERVER.PING":       false,
-		"$SRV.STATUS.orders":         false,
-		"$O.bucket.x":                false,
-		"_R_.abcdef.ABCDEF":          false,
-		"_INBOX.*":                   false,
-		"_INBOX.>":                   false,
-		"_INBOX..x":                  false,
-		"_INBOX.x.":                  false,
-		"_INBOX.a b":                 false,
-		"":                           false,
+		"_INBOX.abc.def":                  true, // the nats CLI's
+		"_INBOX_mesh.admin.SRV.x.1":       true, // the mesh's discovery requesters'
+		"_INBOX_mesh.bridge.SRV.x":        true,
+		"_INBOX_mesh.web.inventory.x.1-2": false, // a pair inbox of calls
+		"_INBOX_mesh.orders.JS.x":         false, // a watch's
+		"_INBOX_mesh.web":                 false,
+		"_INBOX_mesh.web.srv.x":           false,
+		"anything.else":                   true,
+		"mesh.orders._.web.http.GET":      false, // a call as the service
+		"mesh.x":                          false,
+		"$JS.API.STREAM.CREATE.PWN":       false,
+		"$KV.natsmesh-policies.mesh":      false,
+		"$SYS.REQ.SERVER.PING":            false,
+		"$SRV.STATUS.orders":              false,
+		"$O.bucket.x":                     false,
+		"_R_.abcdef.ABCDEF":               false,
+		"_INBOX.*":                        false,
+		"_INBOX.>":                        false,
+		"_INBOX..x":                       false,
+		"_INBOX.x.":                       false,
+		"_INBOX.a b":                      false,
+		"":                                false,
 	} {
 		if got := Answerable(reply); got != want {
 			t.Errorf("Answerable(%q) = %v, want %v", reply, got, want)

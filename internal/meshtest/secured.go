@@ -2,11 +2,14 @@ package meshtest
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsmesh/natsmesh/broker"
@@ -29,9 +32,26 @@ type Secured struct {
 // JetStream on when jetstream is set, into a temporary directory of t.
 func SecureConfig(t testing.TB, jetstream bool, admin string, names ...string) *Secured {
 	t.Helper()
+	perms := map[string]string{admin: ""}
+	for _, name := range names {
+		perms[name] = fmt.Sprintf(`
+        publish: { allow: ["mesh.>", "_INBOX_mesh.>", "$SRV.>", "$JS.API.DIRECT.GET.KV_natsmesh-policies.>"] }
+        subscribe: { allow: ["mesh.>", "_INBOX_mesh.%s.>", "$SRV.>", "$KV.natsmesh-policies.>"] }
+    `, name)
+	}
+	return UserConfig(t, jetstream, perms)
+}
+
+// UserConfig writes a configuration that admits only NKey users, one per
+// name of perms with the permissions given there (the inside of a
+// nats-server permissions block, `publish: ["a.>"], subscribe: ["b"]`;
+// "" for every right), with JetStream on when jetstream is set, into a
+// temporary directory of t. Each user's seed is in Seed(name).
+func UserConfig(t testing.TB, jetstream bool, perms map[string]string) *Secured {
+	t.Helper()
 	s := &Secured{Dir: t.TempDir()}
 	var users []string
-	for i, name := range append([]string{admin}, names...) {
+	for _, name := range slices.Sorted(maps.Keys(perms)) {
 		kp, err := nkeys.CreateUser()
 		if err != nil {
 			t.Fatal(err)
@@ -41,14 +61,11 @@ func SecureConfig(t testing.TB, jetstream bool, admin string, names ...string) *
 		if err := os.WriteFile(s.Seed(name), seed, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if i == 0 {
+		if perms[name] == "" {
 			users = append(users, fmt.Sprintf("    { nkey: %s }", pub))
 			continue
 		}
-		users = append(users, fmt.Sprintf(`    { nkey: %s, permissions: {
-        publish: { allow: ["mesh.>", "_INBOX_mesh.>", "$SRV.>", "$JS.API.DIRECT.GET.KV_natsmesh-policies.>"] }
-        subscribe: { allow: ["mesh.>", "_INBOX_mesh.%s.>", "$SRV.>", "$KV.natsmesh-policies.>"] }
-    } }`, pub, name))
+		users = append(users, fmt.Sprintf("    { nkey: %s, permissions: {%s} }", pub, perms[name]))
 	}
 	conf := "authorization {\n  users = [\n" + strings.Join(users, "\n") + "\n  ]\n}\n"
 	if jetstream {
@@ -59,6 +76,16 @@ func SecureConfig(t testing.TB, jetstream bool, admin string, names ...string) *
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Conn connects to b (see Conn) as the user name, with its NKey.
+func (s *Secured) Conn(t testing.TB, b *broker.Broker, name string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	o, err := nats.NkeyOptionFromSeed(s.Seed(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Conn(t, b, append([]nats.Option{o}, opts...)...)
 }
 
 // Seed is the NKey seed file of the user name.

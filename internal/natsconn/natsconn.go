@@ -58,23 +58,35 @@ func configErrorf(format string, v ...any) error {
 }
 
 // Validate reports the settings that can never connect as service, without
-// dialing: a bad service name, Creds and NKey together, half a client
-// certificate, a credentials, seed or CA file that cannot be read.
+// dialing: those of [Config.Check], and a credentials, seed or CA file that
+// cannot be read.
 func (cfg Config) Validate(service string) error {
 	_, err := cfg.options(service)
 	return err
 }
 
-// options validates cfg and returns the nats.go options it stands for.
-func (cfg Config) options(service string) ([]nats.Option, error) {
+// Check reports the settings that can never connect as service that show
+// without touching anything outside the process: a bad service name, Creds
+// and NKey together, half a client certificate. A component's constructor
+// calls it, and leaves the files to Validate or Connect (its Start): a
+// constructor does no I/O.
+func (cfg Config) Check(service string) error {
 	if err := wire.ValidateName("service", service); err != nil {
-		return nil, &ConfigError{Msg: err.Error(), Err: err}
+		return &ConfigError{Msg: err.Error(), Err: err}
 	}
 	if cfg.Creds != "" && cfg.NKey != "" {
-		return nil, configErrorf("a credentials file and an NKey seed are exclusive: pick one way to authenticate")
+		return configErrorf("a credentials file and an NKey seed are exclusive: pick one way to authenticate")
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, configErrorf("a TLS client certificate and its key go together")
+		return configErrorf("a TLS client certificate and its key go together")
+	}
+	return nil
+}
+
+// options validates cfg and returns the nats.go options it stands for.
+func (cfg Config) options(service string) ([]nats.Option, error) {
+	if err := cfg.Check(service); err != nil {
+		return nil, err
 	}
 	name := cfg.Name
 	if name == "" {

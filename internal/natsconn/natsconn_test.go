@@ -18,16 +18,21 @@ func TestValidate(t *testing.T) {
 		name, service string
 		cfg           Config
 		want          string // "" for valid
+		files         bool   // only Validate sees it: it reads files
 	}{
-		{"zero", "web", Config{}, ""},
-		{"bad service", "Web", Config{}, `service name "Web"`},
-		{"creds and nkey", "web", Config{Creds: "a", NKey: "b"}, "exclusive"},
-		{"half a client cert", "web", Config{TLSCert: "c"}, "go together"},
-		{"no creds file", "web", Config{Creds: missing}, "credentials:"},
-		{"no seed file", "web", Config{NKey: missing}, "NKey seed"},
-		{"no CA file", "web", Config{TLSCA: missing}, "TLS CA:"},
+		{"zero", "web", Config{}, "", false},
+		{"bad service", "Web", Config{}, `service name "Web"`, false},
+		{"creds and nkey", "web", Config{Creds: "a", NKey: "b"}, "exclusive", false},
+		{"half a client cert", "web", Config{TLSCert: "c"}, "go together", false},
+		{"no creds file", "web", Config{Creds: missing}, "credentials:", true},
+		{"no seed file", "web", Config{NKey: missing}, "NKey seed", true},
+		{"no CA file", "web", Config{TLSCA: missing}, "TLS CA:", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// Check is Validate without the files.
+			if err := tc.cfg.Check(tc.service); (err == nil) != (tc.want == "" || tc.files) {
+				t.Errorf("Check = %v", err)
+			}
 			err := tc.cfg.Validate(tc.service)
 			if tc.want == "" {
 				if err != nil {

@@ -25,7 +25,11 @@
 // nats.ErrConnectionClosed when the connection closes under a call. A call
 // in flight across a reconnect goes on waiting, as nats.go's does (nats.go
 // subscribes the Mux again). [Mux.Close] unsubscribes and fails the calls
-// in flight with [ErrClosed].
+// in flight with [ErrClosed]. An error returned before anything was sent
+// also wraps [ErrNotSent]. [New] tells a subscription the broker refuses
+// ([ErrRefused]) before any call is sent; [Mux.Fail] ends a Mux whose
+// subscription the broker refuses later (after a reconnect), with an error
+// of the caller's choosing.
 //
 // Unary calls are the only public kind today. The Mux is built on a
 // receiver registered for one reply subject, which a unary call takes off

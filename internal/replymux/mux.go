@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -24,6 +26,31 @@ var ErrClosed = fmt.Errorf("replymux: closed: %w", nats.ErrConnectionClosed)
 // ErrBadPeer is returned for a peer that is not one subject token of
 // [A-Za-z0-9_-].
 var ErrBadPeer = errors.New("replymux: the peer is not a subject token")
+
+// ErrNotSent is wrapped, besides its cause, by the error of every
+// [Mux.Request] that ended before its message was handed to the
+// connection: the Mux was closed ([ErrClosed]), the connection refused the
+// publish (closed, draining, a message too large), the context had ended,
+// a bad argument. Nothing was sent, so the call did not run: wire.FromError
+// reads ErrClosed and a closed connection as a lost connection (the call
+// may have run) unless the caller checks for ErrNotSent first.
+var ErrNotSent = errors.New("replymux: nothing sent")
+
+// ErrRefused is wrapped, with the broker's permissions violation
+// (nats.ErrPermissionViolation), by New's error when the broker refuses
+// the Mux's subscription: the connection's user may not subscribe the
+// owner's inbox, so no reply could reach a call.
+var ErrRefused = errors.New("replymux: the broker refuses the reply subscription")
+
+// notSent is a Request's error before anything was sent: its message is
+// the cause's.
+type notSent struct{ err error }
+
+func (e notSent) Error() string   { return e.err.Error() }
+func (e notSent) Unwrap() []error { return []error{e.err, ErrNotSent} }
+
+// flushTimeout bounds New's flush when its context has no deadline.
+const flushTimeout = 5 * time.Second
 
 // idLen is the length of a Mux's random id: 62^16 (95 bits), so no two
 // Muxes of an owner share one.
@@ -63,6 +90,9 @@ type Mux struct {
 	mu      sync.Mutex
 	waiting map[string]*receiver // by the whole reply subject
 	closed  bool
+	// closeErr ends the calls in flight at Close or Fail, and those made
+	// after: ErrClosed, or Fail's error.
+	closeErr error
 }
 
 // receiver is what one reply subject delivers to. A unary call's takes
@@ -82,9 +112,16 @@ var receivers = sync.Pool{New: func() any { return &receiver{ch: make(chan *nats
 // wire.PairInbox(owner, "*") + "." + id + ".*", id being a new random token,
 // and watches nc's status to fail the calls in flight when the connection
 // closes. owner is a service, caller or gateway name ([wire.ValidateName]);
-// nc's user must be allowed to subscribe to wire.InboxPrefix(owner)+".>"
-// (the broker refuses it otherwise, and the Mux receives nothing).
-func New(nc *nats.Conn, owner string) (*Mux, error) {
+// nc's user must be allowed to subscribe to wire.InboxPrefix(owner)+".>".
+//
+// New flushes the subscription (within ctx, or 5s when ctx has no
+// deadline) so that a refusal is known before any call is sent:
+// nats-server answers a subscription outside the user's permissions with
+// an -ERR before the PONG, which nats.go records as the connection's last
+// error before the flush returns. New then fails with [ErrRefused]. A
+// refusal it cannot tell (the flush failed, or another error came between)
+// reaches the connection's async error handler only: see [Mux.Fail].
+func New(ctx context.Context, nc *nats.Conn, owner string) (*Mux, error) {
 	if nc == nil {
 		return nil, nats.ErrInvalidConnection
 	}
@@ -112,13 +149,49 @@ func New(nc *nats.Conn, owner string) (*Mux, error) {
 	// The listener first: a close between the subscription and it would
 	// go unseen by the calls made meanwhile.
 	x.status = nc.StatusChanged(nats.CLOSED)
+	before := nc.LastError()
 	x.sub, err = nc.Subscribe(x.Subject(), x.dispatch)
 	if err != nil {
 		nc.RemoveStatusListener(x.status)
 		return nil, fmt.Errorf("replymux: subscribing %s: %w", x.Subject(), err)
 	}
+	if err := x.refused(ctx, before); err != nil {
+		x.sub.Unsubscribe()
+		nc.RemoveStatusListener(x.status)
+		return nil, err
+	}
 	go x.watch()
 	return x, nil
+}
+
+// refused flushes the Mux's subscription and returns an error wrapping
+// ErrRefused if the broker refused it, before being the connection's last
+// error before the subscription.
+func (x *Mux) refused(ctx context.Context, before error) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+		defer cancel()
+	}
+	if x.nc.FlushWithContext(ctx) != nil {
+		return nil // unknown: the async error handler may still tell
+	}
+	last := x.nc.LastError()
+	if !x.Refuses(last) || last == before { // a violation is a pointer: comparable
+		return nil
+	}
+	return fmt.Errorf("%w %s: %w", ErrRefused, x.Subject(), last)
+}
+
+// Refuses reports whether err is the broker's refusal of the Mux's
+// subscription (a permissions violation for its subject), as the
+// connection's async error handler receives it.
+func (x *Mux) Refuses(err error) bool {
+	v, ok := natsconn.ParseViolation(err)
+	return ok && v.Subscribe && v.Subject == x.Subject() && v.Queue == ""
 }
 
 // randomID returns idLen base62 characters from crypto/rand, unbiased.
@@ -161,28 +234,30 @@ func (x *Mux) Subject() string { return x.prefix + "*." + x.id + ".*" }
 // the server reports that no one subscribes to m's subject, the errors of
 // publishing m (nats.ErrConnectionClosed, nats.ErrMaxPayload, ...),
 // nats.ErrConnectionClosed when the connection closes while the call
-// waits (the call may have run), and [ErrClosed] when the Mux is closed;
-// [ErrBadPeer] for a peer that is no subject token. A call in flight
+// waits (the call may have run), and [ErrClosed] when the Mux is closed
+// (Fail's error when it failed); [ErrBadPeer] for a peer that is no
+// subject token. Every error returned before m was handed to the
+// connection also wraps [ErrNotSent]. A call in flight
 // when the connection is lost goes on waiting, as nats.go's does: nats.go
 // subscribes the Mux again when it reconnects, and a reply published
 // after that still completes the call.
 func (x *Mux) Request(ctx context.Context, m *nats.Msg, peer string) (*nats.Msg, error) {
 	if ctx == nil {
-		return nil, nats.ErrInvalidContext
+		return nil, notSent{nats.ErrInvalidContext}
 	}
 	if m == nil {
-		return nil, nats.ErrInvalidMsg
+		return nil, notSent{nats.ErrInvalidMsg}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, notSent{err}
 	}
 	reply, r, err := x.start(peer)
 	if err != nil {
-		return nil, err
+		return nil, notSent{err}
 	}
 	if err := x.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}); err != nil {
 		x.cancel(reply, r)
-		return nil, err
+		return nil, notSent{err}
 	}
 	return x.wait(ctx, reply, r)
 }
@@ -253,7 +328,7 @@ func (x *Mux) register(subject string, r *receiver) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.closed {
-		return ErrClosed
+		return x.closeErr
 	}
 	x.waiting[subject] = r
 	return nil
@@ -327,14 +402,22 @@ func (x *Mux) watch() {
 // in flight, and those made after it, with [ErrClosed]. It is safe to call
 // more than once; an unsubscription refused because the connection is
 // closed is no error.
-func (x *Mux) Close() error {
+func (x *Mux) Close() error { return x.closeWith(ErrClosed) }
+
+// Fail closes the Mux as Close does, but fails the calls in flight, and
+// those made after it, with err: for a Mux whose subscription the broker
+// refused after New (see [Mux.Refuses]), whose calls would otherwise wait
+// for their deadlines. After Close it does nothing.
+func (x *Mux) Fail(err error) error { return x.closeWith(err) }
+
+func (x *Mux) closeWith(cause error) error {
 	x.mu.Lock()
 	if x.closed {
 		x.mu.Unlock()
 		<-x.exited
 		return nil
 	}
-	x.closed = true
+	x.closed, x.closeErr = true, cause
 	x.mu.Unlock()
 	close(x.done)
 	<-x.exited
@@ -343,7 +426,7 @@ func (x *Mux) Close() error {
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
 		err = nil
 	}
-	x.failAll(ErrClosed)
+	x.failAll(cause)
 	return err
 }
 

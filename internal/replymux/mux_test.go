@@ -31,7 +31,7 @@ func runBroker(t testing.TB) *broker.Broker {
 // newMux returns the Mux of owner on nc, closed in t.Cleanup.
 func newMux(t testing.TB, nc *nats.Conn, owner string) *Mux {
 	t.Helper()
-	x, err := New(nc, owner)
+	x, err := New(context.Background(), nc, owner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,12 +109,12 @@ func TestNewValidates(t *testing.T) {
 	b := runBroker(t)
 	nc := meshtest.Conn(t, b)
 	for _, owner := range []string{"", "Web", "a.b", "*", "web>"} {
-		if x, err := New(nc, owner); err == nil {
+		if x, err := New(context.Background(), nc, owner); err == nil {
 			x.Close()
 			t.Errorf("New(%q) succeeded", owner)
 		}
 	}
-	if _, err := New(nil, "web"); err == nil {
+	if _, err := New(context.Background(), nil, "web"); err == nil {
 		t.Error("New(nil) succeeded")
 	}
 	x := newMux(t, nc, "web")
@@ -299,7 +299,7 @@ func TestClose(t *testing.T) {
 	srv := meshtest.Conn(t, b)
 	got := make(chan *nats.Msg, 10)
 	respond(t, srv, "svc.silent", func(m *nats.Msg) []*nats.Msg { got <- m; return nil })
-	x, err := New(nc, "web")
+	x, err := New(context.Background(), nc, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,14 +313,15 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = <-errc
-	if !errors.Is(err, ErrClosed) || !errors.Is(err, nats.ErrConnectionClosed) {
-		t.Errorf("call in flight at Close: %v", err)
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, ErrNotSent) {
+		t.Errorf("call in flight at Close: %v, want ErrClosed, sent", err)
 	}
 	if k := wire.FromError(err).Kind; k != wire.KindConnectionLost {
 		t.Errorf("wire kind %s", k)
 	}
-	if _, err := x.Request(context.Background(), &nats.Msg{Subject: "svc.silent"}, "orders"); !errors.Is(err, ErrClosed) {
-		t.Errorf("call after Close: %v", err)
+	// Refused before it is sent: ErrNotSent says so.
+	if _, err := x.Request(context.Background(), &nats.Msg{Subject: "svc.silent"}, "orders"); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotSent) {
+		t.Errorf("call after Close: %v, want ErrClosed and ErrNotSent", err)
 	}
 	if err := x.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -331,6 +332,53 @@ func TestClose(t *testing.T) {
 	}
 	if _, err := srv.Request(m.Reply, nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Errorf("a message to the closed Mux's inbox: %v, want no responders", err)
+	}
+}
+
+// TestRefused: New tells a subscription the broker refuses (the user may
+// not subscribe its inbox) before any call is sent, each time; Fail ends
+// the calls in flight and the later ones with its error, the later ones
+// not sent.
+func TestRefused(t *testing.T) {
+	sec := meshtest.UserConfig(t, false, map[string]string{"web": `publish: ["svc.>"], subscribe: ["svc.>"]`, "srv": ""})
+	b := sec.Broker(t, func(c *broker.Config) { c.LameDuckDuration = -1 })
+	nc := sec.Conn(t, b, "web", nats.CustomInboxPrefix(wire.InboxPrefix("web")))
+	for i := range 2 {
+		x, err := New(context.Background(), nc, "web")
+		if !errors.Is(err, ErrRefused) || !errors.Is(err, nats.ErrPermissionViolation) {
+			if x != nil {
+				x.Close()
+			}
+			t.Fatalf("New #%d without the right to subscribe its inbox: %v, want ErrRefused", i+1, err)
+		}
+	}
+
+	srv := sec.Conn(t, b, "srv")
+	got := make(chan *nats.Msg, 1)
+	respond(t, srv, "svc.silent", func(m *nats.Msg) []*nats.Msg { got <- m; return nil })
+	x := newMux(t, srv, "web")
+	violation := fmt.Errorf("%w: Permissions Violation for Subscription to %q", nats.ErrPermissionViolation, x.Subject())
+	if !x.Refuses(violation) {
+		t.Errorf("Refuses(%v) = false", violation)
+	}
+	if other := fmt.Errorf("%w: Permissions Violation for Subscription to %q", nats.ErrPermissionViolation, "_INBOX_mesh.web.>"); x.Refuses(other) {
+		t.Errorf("Refuses(%v) = true", other)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := x.Request(context.Background(), &nats.Msg{Subject: "svc.silent"}, "orders")
+		errc <- err
+	}()
+	<-got
+	refused := errors.New("refused")
+	if err := x.Fail(refused); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, refused) || errors.Is(err, ErrNotSent) {
+		t.Errorf("call in flight at Fail: %v, want Fail's error, sent", err)
+	}
+	if _, err := x.Request(context.Background(), &nats.Msg{Subject: "svc.silent"}, "orders"); !errors.Is(err, refused) || !errors.Is(err, ErrNotSent) {
+		t.Errorf("call after Fail: %v, want Fail's error, not sent", err)
 	}
 }
 

@@ -2,10 +2,8 @@ package dashboard_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natsmesh/natsmesh/agent"
-	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/browsertest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/statstest"
@@ -44,13 +42,9 @@ func startMesh(t *testing.T) *httptest.Server {
 	}
 	t.Cleanup(func() { clock.Stop() })
 
-	search := startAgent(t, b, agent.Config{Service: "search", Subset: "v1"})
-	if err := search.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "found") })); err != nil {
-		t.Fatal(err)
-	}
-	startOrFail(t, search)
-	front := startAgent(t, b, agent.Config{Service: "frontend"})
-	startOrFail(t, front)
+	agenttest.Start(t, b, agent.Config{Service: "search", Subset: "v1"},
+		agenttest.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "found") })))
+	front := agenttest.Start(t, b, agent.Config{Service: "frontend"})
 	client := &http.Client{Transport: front.Transport(), Timeout: 5 * time.Second}
 	for range 5 {
 		resp, err := client.Get("http://search/q?x=1")
@@ -73,31 +67,6 @@ func startMesh(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-func startAgent(t *testing.T, b *broker.Broker, cfg agent.Config) *agent.Agent {
-	t.Helper()
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	a, err := agent.New(meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Service))), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		a.Shutdown(ctx)
-	})
-	return a
-}
-
-func startOrFail(t *testing.T, a *agent.Agent) {
-	t.Helper()
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Ready(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func get(t *testing.T, url string) (*http.Response, []byte) {

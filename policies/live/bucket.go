@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/wire"
@@ -46,6 +46,15 @@ const (
 	// a replica that has not stored it yet may answer. A write the stream
 	// refused (ApplyIf over a stale revision) is never stored.
 	expectFor = 2 * time.Second
+	// fetchBurst and fetchRate bound the requests of one watch, whatever
+	// it hears: at most fetchBurst at once, fetchRate a second after that.
+	// A change heard of takes one or two (the second 0.5 ms after the
+	// first, when the write reached the watch before the stream stored
+	// it), so ten changes in a row go through without waiting (5 and 2
+	// held the first change of a bucket made anew, after a purge and four
+	// applies, for 0.5 s).
+	fetchBurst = 20
+	fetchRate  = 5
 	// maxRetry caps the backoff of those requests.
 	maxRetry = 200 * time.Millisecond
 	// minBackoff is the first wait after a request the store did not
@@ -60,19 +69,36 @@ const (
 // the current version (DirectGetSubject) at start, after each write it
 // hears, after each reconnect and every cfg.Poll, one request at a time.
 //
-// The store is the truth: the watch holds the revision and SHA-256 digest
-// of the version it applied and applies any version the store answers
-// whose digest differs, whatever its revision (a bucket made anew numbers
-// its revisions from 1 again). A version that does not parse is refused
-// and logged, once, and the last good one stays; so it does when the store
-// holds no file (the bucket is empty, its key deleted or purged, or it is
-// not there at all) or cannot be reached. Each applied version is logged
-// at Info level with its revision and digest, and written to cfg.Cache.
+// The store is the truth, and the watch never goes back: it holds the
+// bucket's generation (GenerationHeader), revision and SHA-256 digest of
+// the version it applied, and applies a version the store answers whose
+// digest differs if it is of another generation (a bucket made anew
+// numbers its revisions from 1 again), or of the same one at a higher
+// revision. A lower revision of the generation held is the answer of a
+// replica that is behind (any replica answers a direct get) and is
+// ignored; a version without the header (written without Store) is taken
+// for one of the generation held. A version that does not parse is
+// refused and logged, once, and the last good one stays; so it does when
+// the store holds no file (the bucket is empty, its key deleted or purged,
+// or it is not there at all) or cannot be reached. Each applied version is
+// logged at Info level with its revision, digest and generation, and
+// written to cfg.Cache.
+//
+// A message on WriteSubject is only a cue to ask the store, and only a
+// write is: one with JetStream's Nats-Stream or Status header is a direct
+// get's answer that some service had delivered there, and is ignored, as
+// is a write of the version held. However many writes it hears, a watch
+// makes at most 20 requests at once and 5 a second after that.
 //
 // The answers to its requests arrive on the pair inbox of the
 // connection's inbox prefix and JetStream (wire.PairInbox(name,
 // wire.PeerJS) for a connection with the mesh's prefix, "_INBOX.JS"
-// otherwise), which the broker lets only JetStream publish to.
+// otherwise), which the broker lets only JetStream publish to. JetStream
+// answers there for anyone in the account who asks the direct get with
+// that reply subject, and whoever holds the connection's key reads that
+// inbox, so each request's reply subject ends in a random nonce of its
+// own: an answer to it is the store's answer to this request, never a 404
+// or an old value that someone had JetStream put there before.
 func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 	s := newSource(cfg)
 	w := &bucketWatch{
@@ -82,7 +108,6 @@ func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 		timeout: cfg.FetchTimeout,
 		cache:   cfg.Cache,
 		kick:    make(chan struct{}, 1),
-		answers: make(chan *nats.Msg, 16),
 		first:   s.loaded,
 	}
 	if w.poll <= 0 {
@@ -96,12 +121,10 @@ func WatchBucket(nc *nats.Conn, cfg SourceConfig) *Source {
 		prefix = nats.InboxPrefix[:len(nats.InboxPrefix)-1] // "_INBOX"
 	}
 	// A token of its own, so that several watches on one connection
-	// never read each other's answers.
-	w.reply = prefix + "." + wire.PeerJS + "." + nuid.Next()
+	// never read each other's answers (random, as each request's nonce
+	// is: see fetch).
+	w.reply = prefix + "." + wire.PeerJS + "." + rand.Text()
 	var err error
-	if w.answerSub, err = nc.ChanSubscribe(w.reply+".*", w.answers); err != nil {
-		s.log.Warn("live: cannot subscribe to the mesh file store's answers", "subject", w.reply+".*", "err", err)
-	}
 	if w.writeSub, err = nc.Subscribe(WriteSubject, w.heard); err != nil {
 		s.log.Warn("live: cannot subscribe to the mesh file's writes; asking every "+w.poll.String(), "subject", WriteSubject, "err", err)
 	}
@@ -140,20 +163,23 @@ type bucketWatch struct {
 	timeout time.Duration
 	cache   string
 
-	kick      chan struct{} // a write heard; holds one, so a burst makes one request
-	answers   chan *nats.Msg
-	status    chan nats.Status
-	writeSub  *nats.Subscription
-	answerSub *nats.Subscription
-	reply     string        // the prefix of the requests' reply subjects
-	n         uint64        // requests made
-	first     chan struct{} // the Source's loaded, until closed
+	kick     chan struct{} // a write heard; holds one, so a burst makes one request
+	status   chan nats.Status
+	writeSub *nats.Subscription
+	reply    string        // the prefix of the requests' reply subjects
+	n        uint64        // requests made
+	first    chan struct{} // the Source's loaded, until closed
 
 	mu     sync.Mutex
 	expect *expectation
 
+	gen        string // the generation of the version held ("" none named)
 	state      storeState
 	refused    [sha256.Size]byte // the last version refused, logged once
+	older      [sha256.Size]byte // the last older version ignored, logged once
+	tokens     float64           // requests allowed now (fetchBurst, fetchRate)
+	tokensAt   time.Time         // when tokens was last brought up to date
+	mesh       *meshID           // the connection's, for the cache; see meshOf
 	cacheTried bool
 	cacheErr   string // the last failure to write the cache, logged once
 }
@@ -181,22 +207,43 @@ func (w *bucketWatch) release() {
 	if w.writeSub != nil {
 		w.writeSub.Unsubscribe()
 	}
-	if w.answerSub != nil {
-		w.answerSub.Unsubscribe()
-	}
 	w.nc.RemoveStatusListener(w.status)
 }
 
 // heard is told of each write of the mesh file as it is published (the
 // stream may yet refuse it): the watch asks the store until it answers
-// that version, or for expectFor.
+// that version, or for expectFor. It ignores what is no write, and a
+// write of the version held.
+//
+// Anyone of the account can have JetStream's direct get answer on
+// WriteSubject too (docs/security.md, "The policy store"), as often as it
+// likes, and each message there would make every watcher of the account
+// read the whole file: such an answer is no write, and is ignored (it
+// carries JetStream's headers or a status, or, asked without headers, it
+// is the stored file, the one held, or nothing).
 func (w *bucketWatch) heard(m *nats.Msg) {
+	if m.Header.Get("Status") != "" || m.Header.Get("Nats-Stream") != "" {
+		return
+	}
 	e := &expectation{at: time.Now()}
-	switch m.Header.Get("KV-Operation") {
+	switch m.Header.Get(kvOperation) {
 	case "":
+		if len(m.Data) == 0 {
+			return // no mesh file is empty
+		}
 		e.digest = sha256.Sum256(m.Data)
-	default: // DEL, PURGE
+		if held := w.src.cur.Load(); held != nil && held.digest == e.digest {
+			// Nothing new to fetch, and a write heard before is
+			// overwritten.
+			w.mu.Lock()
+			w.expect = nil
+			w.mu.Unlock()
+			return
+		}
+	case "DEL", "PURGE":
 		e.deleted = true
+	default:
+		return
 	}
 	w.mu.Lock()
 	w.expect = e
@@ -212,6 +259,14 @@ func (w *bucketWatch) run() {
 	defer t.Stop()
 	backoff := time.Duration(0) // after a request the store did not answer
 	for {
+		if d := w.reserve(time.Now()); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-w.src.stop:
+				return
+			}
+		}
 		r := w.fetch()
 		select {
 		case <-w.src.stop: // Close: nothing to apply, nothing to log
@@ -246,6 +301,23 @@ func (w *bucketWatch) run() {
 	}
 }
 
+// reserve takes one request from the watch's allowance (fetchBurst at
+// once, fetchRate a second) and returns how long to wait before making
+// it.
+func (w *bucketWatch) reserve(now time.Time) time.Duration {
+	if w.tokensAt.IsZero() {
+		w.tokens = fetchBurst
+	} else {
+		w.tokens = min(fetchBurst, w.tokens+now.Sub(w.tokensAt).Seconds()*fetchRate)
+	}
+	w.tokensAt = now
+	w.tokens--
+	if w.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-w.tokens / fetchRate * float64(time.Second))
+}
+
 // fetches counts the requests of every watch in the process, for
 // BenchmarkPropagation.
 var fetches atomic.Int64
@@ -255,6 +327,7 @@ type answer struct {
 	found   bool // the stream holds a message for Key
 	deleted bool // ... which is a delete or a purge
 	rev     uint64
+	gen     string // its GenerationHeader, if any
 	data    []byte
 	state   storeState
 	err     error
@@ -265,24 +338,37 @@ type answer struct {
 func (w *bucketWatch) fetch() answer {
 	fetches.Add(1)
 	w.n++
-	reply := w.reply + "." + strconv.FormatUint(w.n, 10)
+	// <n>-<nonce>: the nonce (128 random bits) keeps the subject a secret
+	// of this request. Its reply subjects are no secret once answered (a
+	// holder of the connection's key subscribes to its whole inbox), and
+	// with a counter alone anyone in the account could have JetStream
+	// answer the next request before the store did, by asking the direct
+	// get of a missing key with that reply subject: a 404, read as an
+	// empty store, which keeps the file held for good.
+	reply := w.reply + "." + strconv.FormatUint(w.n, 10) + "-" + rand.Text()
+	// A subscription of the request's own subject, not one of all the
+	// watch's: the holder of the key can have JetStream answer under the
+	// others as fast as it answers, and such a flood, filling one
+	// subscription's buffer, made the store's answer a slow consumer's
+	// loss while it went on.
+	answers := make(chan *nats.Msg, 1)
+	sub, err := w.nc.ChanSubscribe(reply, answers)
+	if err != nil {
+		return answer{state: stateUnreachable, err: fmt.Errorf("subscribing to the store's answer: %w", err)}
+	}
+	defer sub.Unsubscribe()
 	if err := w.nc.PublishRequest(DirectGetSubject, reply, nil); err != nil {
 		return answer{state: stateUnreachable, err: err}
 	}
 	t := time.NewTimer(w.timeout)
 	defer t.Stop()
-	for {
-		select {
-		case m := <-w.answers:
-			if m.Subject != reply {
-				continue // a late answer to an earlier request
-			}
-			return readAnswer(m)
-		case <-t.C:
-			return answer{state: stateUnreachable, err: fmt.Errorf("no answer from the store within %s", w.timeout)}
-		case <-w.src.stop:
-			return answer{state: stateUnreachable, err: errors.New("closed")}
-		}
+	select {
+	case m := <-answers:
+		return readAnswer(m)
+	case <-t.C:
+		return answer{state: stateUnreachable, err: fmt.Errorf("no answer from the store within %s", w.timeout)}
+	case <-w.src.stop:
+		return answer{state: stateUnreachable, err: errors.New("closed")}
 	}
 }
 
@@ -302,8 +388,8 @@ func readAnswer(m *nats.Msg) answer {
 	if err != nil {
 		return answer{state: stateUnreachable, err: fmt.Errorf("the store's answer has no valid Nats-Sequence: %q", m.Header.Get("Nats-Sequence"))}
 	}
-	a := answer{found: true, rev: rev, data: m.Data, state: stateFile}
-	if op := m.Header.Get("KV-Operation"); op != "" {
+	a := answer{found: true, rev: rev, gen: m.Header.Get(GenerationHeader), data: m.Data, state: stateFile}
+	if op := m.Header.Get(kvOperation); op != "" {
 		a.deleted, a.state = true, stateEmpty
 	}
 	return a
@@ -340,19 +426,27 @@ func Get(ctx context.Context, nc *nats.Conn) (*policies.File, uint64, error) {
 }
 
 // handle applies what the store answered: a version whose digest differs
-// from the one held, if it parses.
+// from the one held and that comes after it (see newer), if it parses.
 func (w *bucketWatch) handle(a answer) {
 	s := w.src
 	held := s.cur.Load()
 	w.logState(a, held)
 	if a.state != stateFile {
 		if held == nil {
-			w.useCache()
+			w.useCache(a)
 		}
 		return
 	}
 	d := sha256.Sum256(a.data)
 	if held != nil && held.digest == d || d == w.refused {
+		return
+	}
+	if held != nil && !w.newer(a, held) {
+		if d != w.older {
+			w.older = d
+			s.log.Debug("live: the store answered an older version (a replica behind the one that answered before); keeping the one applied",
+				"revision", a.rev, "generation", a.gen, "kept", held.rev, "kept_generation", w.gen)
+		}
 		return
 	}
 	f, err := policies.ParseStored(entryName(a.rev), a.data)
@@ -361,15 +455,19 @@ func (w *bucketWatch) handle(a answer) {
 		s.log.Warn("live: refused a mesh file that does not parse; keeping the last good one",
 			"revision", a.rev, "digest", shortDigest(d), "kept", s.keptRev(), "err", err)
 		if held == nil {
-			w.useCache()
+			w.useCache(a)
 		}
 		return
 	}
 	w.refused = [sha256.Size]byte{}
+	if a.gen != "" {
+		w.gen = a.gen
+	}
 	s.apply(f, a.rev, d)
-	s.log.Info("live: applied mesh file", "revision", a.rev, "digest", shortDigest(d), "source", "bucket "+Bucket)
+	s.log.Info("live: applied mesh file", "revision", a.rev, "digest", shortDigest(d), "generation", w.gen, "source", "bucket "+Bucket)
 	if w.cache != "" {
-		if err := writeCache(w.cache, f, a.rev, d); err != nil {
+		c := cached{Mesh: w.meshOf(), Generation: w.gen, Revision: a.rev, Digest: hex.EncodeToString(d[:])}
+		if err := writeCache(w.cache, c, f); err != nil {
 			if err.Error() != w.cacheErr {
 				w.cacheErr = err.Error()
 				s.log.Warn("live: cannot keep the mesh file on disk", "file", w.cache, "err", err)
@@ -378,6 +476,27 @@ func (w *bucketWatch) handle(a answer) {
 			w.cacheErr = ""
 		}
 	}
+}
+
+// newer reports whether the store's version a comes after the one held:
+// a version of another generation of the bucket (made anew, its revisions
+// numbered from 1 again), or of the same at a higher revision. One
+// without a generation (not written by Store) is taken for one of the
+// generation held.
+func (w *bucketWatch) newer(a answer, held *snapshot) bool {
+	if a.gen != "" && a.gen != w.gen {
+		return true
+	}
+	return a.rev > held.rev
+}
+
+// meshOf returns the mesh of the watch's connection, worked out once.
+func (w *bucketWatch) meshOf() *meshID {
+	if w.mesh == nil {
+		m := connMesh(w.nc)
+		w.mesh = &m
+	}
+	return w.mesh
 }
 
 // logState logs a change of what the store answers.
@@ -417,14 +536,18 @@ func (w *bucketWatch) logState(a answer, held *snapshot) {
 }
 
 // useCache applies the file kept on disk, once, when the store has none
-// to give at start.
-func (w *bucketWatch) useCache() {
+// to give at start (a is its first answer): when it cannot be asked (no
+// answer, no bucket) or holds only a version that does not parse, not
+// when it answers that it holds none. The kept file must be of this
+// watch's mesh (meshID) and, when the store's answer names its generation,
+// of that generation.
+func (w *bucketWatch) useCache(a answer) {
 	if w.cache == "" || w.cacheTried {
 		return
 	}
 	w.cacheTried = true
 	s := w.src
-	f, rev, d, err := readCache(w.cache)
+	k, err := readCache(w.cache)
 	switch {
 	case errors.Is(err, errNoCache):
 		s.log.Info("live: no last good mesh file kept on disk", "file", w.cache)
@@ -433,12 +556,29 @@ func (w *bucketWatch) useCache() {
 		s.log.Warn("live: cannot use the last good mesh file kept on disk", "file", w.cache, "err", err)
 		return
 	}
+	refuse := func(why string) {
+		s.log.Warn("live: refused the last good mesh file kept on disk: "+why, "file", w.cache, "revision", k.Revision)
+	}
+	if a.state == stateEmpty {
+		refuse("the store answers and holds no mesh file (the kept file is for a start without the store, " +
+			"and this may be another mesh, or the bucket made anew, before its first policy apply)")
+		return
+	}
+	if why := w.meshOf().differs(k.Mesh); why != "" {
+		refuse(why)
+		return
+	}
+	if a.gen != "" && k.Generation != "" && a.gen != k.Generation {
+		refuse(fmt.Sprintf("it is of the bucket generation %s, and the store's is %s (another mesh, or the bucket made anew)", k.Generation, a.gen))
+		return
+	}
 	if s.cur.Load() != nil {
 		return
 	}
-	s.apply(f, rev, d)
-	s.log.Info(fmt.Sprintf("live: using the last good mesh file kept at %s, revision %d", w.cache, rev),
-		"revision", rev, "digest", shortDigest(d), "source", w.cache)
+	w.gen = k.Generation
+	s.apply(k.file, k.Revision, k.digest)
+	s.log.Info(fmt.Sprintf("live: using the last good mesh file kept at %s, revision %d", w.cache, k.Revision),
+		"revision", k.Revision, "digest", shortDigest(k.digest), "generation", k.Generation, "source", w.cache)
 }
 
 // retryIn returns how soon to ask again for a write heard that the store

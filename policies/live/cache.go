@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,26 +14,38 @@ import (
 	"github.com/natsmesh/natsmesh/policies"
 )
 
-// cached is what a cache file holds (SourceConfig.Cache): the last good
-// mesh file applied from the store, its revision there and the digest of
+// cached is what a cache file holds (SourceConfig.Cache): the mesh it was
+// kept from (see meshID), the last good mesh file applied from the store,
+// the generation of the bucket and the revision there, and the digest of
 // the store's bytes, so that the store's same version is not applied
-// again over it.
+// again over it, nor an older one of the same generation.
 type cached struct {
-	Revision uint64          `json:"revision"`
-	Digest   string          `json:"digest"`
-	File     json.RawMessage `json:"file"`
+	Mesh       *meshID         `json:"mesh"`
+	Generation string          `json:"generation,omitempty"`
+	Revision   uint64          `json:"revision"`
+	Digest     string          `json:"digest"`
+	File       json.RawMessage `json:"file"`
+}
+
+// kept is a cache file as read: its fields, the file parsed and the digest.
+type kept struct {
+	cached
+	file   *policies.File
+	digest [sha256.Size]byte
 }
 
 var errNoCache = errors.New("no cache file")
 
-// writeCache replaces the file at path with f, atomically (a temporary
-// file in the same directory, synced, renamed over it), mode 0600.
-func writeCache(path string, f *policies.File, rev uint64, d [sha256.Size]byte) error {
+// writeCache replaces the file at path with c holding f, atomically (a
+// temporary file in the same directory, synced, renamed over it, the
+// directory synced), mode 0600.
+func writeCache(path string, c cached, f *policies.File) error {
 	data, err := f.JSON()
 	if err != nil {
 		return err
 	}
-	out, err := json.MarshalIndent(cached{Revision: rev, Digest: hex.EncodeToString(d[:]), File: data}, "", "  ")
+	c.File = data
+	out, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -57,30 +70,48 @@ func writeCache(path string, f *policies.File, rev uint64, d [sha256.Size]byte) 
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// The rename is durable once the directory is.
+	return syncDir(dir)
 }
 
 // readCache loads the file writeCache wrote at path; errNoCache if there
-// is none.
-func readCache(path string) (*policies.File, uint64, [sha256.Size]byte, error) {
-	var d [sha256.Size]byte
-	data, err := os.ReadFile(path)
+// is none. It refuses a file that another user owns or that its group or
+// others may write (see checkOwner).
+func readCache(path string) (*kept, error) {
+	fh, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, d, errNoCache
+		return nil, errNoCache
 	}
 	if err != nil {
-		return nil, 0, d, err
+		return nil, err
 	}
-	var c cached
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, 0, d, fmt.Errorf("%s: %w", path, err)
-	}
-	if n, err := hex.Decode(d[:], []byte(c.Digest)); err != nil || n != len(d) {
-		return nil, 0, d, fmt.Errorf("%s: no valid digest", path)
-	}
-	f, err := policies.ParseStored(path, c.File)
+	defer fh.Close()
+	fi, err := fh.Stat() // of the file opened, not of whatever the path names now
 	if err != nil {
-		return nil, 0, d, err
+		return nil, err
 	}
-	return f, c.Revision, d, nil
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if err := checkOwner(fi); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	data, err := io.ReadAll(fh)
+	if err != nil {
+		return nil, err
+	}
+	var k kept
+	if err := json.Unmarshal(data, &k.cached); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if n, err := hex.Decode(k.digest[:], []byte(k.Digest)); err != nil || n != len(k.digest) {
+		return nil, fmt.Errorf("%s: no valid digest", path)
+	}
+	if k.file, err = policies.ParseStored(path, k.File); err != nil {
+		return nil, err
+	}
+	return &k, nil
 }

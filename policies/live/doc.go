@@ -12,14 +12,19 @@
 //     ([WriteSubject]) and reads the current version by direct get
 //     ([DirectGetSubject]) at start, after each write it hears, after each
 //     reconnect and every [SourceConfig.Poll]; the store is the truth, and
-//     a version whose digest differs from the one held is applied,
-//     whatever its revision. [WatchKV] does the same and waits for the
-//     first answer; [Get] reads once. A cache file
-//     ([SourceConfig.Cache]) keeps the last good version on disk for a
-//     start without the store. [WatchFile] watches a local file, [Static]
-//     never changes; [Watch] picks one from a command's --policy flag. A
-//     version that does not parse is logged and refused, and the last good
-//     one kept. Watchers decode each version with policies.ParseStored.
+//     a version whose digest differs from the one held is applied if it
+//     comes after it: of another generation of the bucket
+//     ([GenerationHeader], which Store writes), or of the same at a
+//     higher revision (a replica behind answers older ones). Only a
+//     write is a cue to ask, and a watch asks at most 20 times at once
+//     and 5 times a second. [WatchKV] does the same and waits for the
+//     first answer; [Get] reads once. A cache file ([SourceConfig.Cache])
+//     keeps the last good version on disk, with the mesh it came from,
+//     for a start of the same mesh without the store.
+//     [WatchFile] watches a local file, [Static] never changes; [Watch]
+//     picks one from a command's --policy flag. A version that does not
+//     parse is logged and refused, and the last good one kept. Watchers
+//     decode each version with policies.ParseStored.
 //   - [Source.Follow] shares one watch among many Sources in one program
 //     (one subscription, one decode per version), each with its own
 //     OnChange and Close.

@@ -50,10 +50,20 @@ type SourceConfig struct {
 	FetchTimeout time.Duration
 	// Cache, if set, is the file a bucket's watch keeps the last good mesh
 	// file in: each version applied from the store is written there
-	// (atomically, mode 0600, the directory created 0700 if missing). At
-	// start, when the store holds no file, holds one that does not parse,
-	// or does not answer within FetchTimeout, the file kept there is
-	// applied until the store's own version is fetched. Default: none.
+	// (atomically, mode 0600, the directory created 0700 if missing and
+	// synced), with the mesh it came from: whom the connection
+	// authenticates as (public parts: an NKey or a creds file's user
+	// public key, a user name, a token's or client certificate's
+	// fingerprint) and the servers it was given, and the bucket's
+	// generation. At start, when the store cannot give a file (it does
+	// not answer within FetchTimeout, has no bucket or no JetStream, or
+	// holds only one that does not parse), the file kept there is applied
+	// until the store's own version is fetched, if it was kept with the
+	// same credentials (without any: from the same servers), of the
+	// store's generation when its answer names one, and if this user owns
+	// it and its group and others may not write it; else it is refused,
+	// with a Warn line saying why. A store that answers and holds no file
+	// is the truth: the kept file is not used then. Default: none.
 	Cache string
 }
 
@@ -86,9 +96,9 @@ type Source struct {
 }
 
 // snapshot is one applied version. rev is the store's revision (it starts
-// again from 1 when the bucket is made anew, so it orders nothing); gen
-// counts the versions the watching Source applied, which its followers
-// share, and orders them.
+// again from 1 when the bucket is made anew, so it orders versions of one
+// generation of the bucket only); gen counts the versions the watching
+// Source applied, which its followers share, and orders them.
 type snapshot struct {
 	file   *policies.File
 	rev    uint64

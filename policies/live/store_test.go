@@ -116,6 +116,66 @@ func TestStore(t *testing.T) {
 	}
 }
 
+// TestStoreGeneration: every version Store writes carries the bucket's
+// generation, the time JetStream created its stream; a bucket made anew
+// has another. ApplyIf over none replaces a deleted or purged key, as
+// KeyValue.Create does.
+func TestStoreGeneration(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	st, err := e.js.Stream(ctx, "KV_"+live.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := st.CachedInfo().Created
+	if want := created.UTC().Format(time.RFC3339Nano); e.store.Generation() != want {
+		t.Fatalf("generation %q, want the stream's creation time %q", e.store.Generation(), want)
+	}
+	check := func(rev uint64) {
+		t.Helper()
+		m, err := st.GetLastMsgForSubject(ctx, live.WriteSubject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Sequence != rev || m.Header.Get(live.GenerationHeader) != e.store.Generation() {
+			t.Errorf("revision %d with generation %q, want %d with %q", m.Sequence, m.Header.Get(live.GenerationHeader), rev, e.store.Generation())
+		}
+	}
+	rev, err := e.store.ApplyIf(ctx, meshWithTimeout(t, "1s"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(rev)
+	if _, err := e.store.ApplyIf(ctx, meshWithTimeout(t, "2s"), 0); !errors.Is(err, jetstream.ErrKeyExists) {
+		t.Errorf("ApplyIf over none while a file is live: %v, want ErrKeyExists", err)
+	}
+	for _, remove := range []func(context.Context, string, ...jetstream.KVDeleteOpt) error{e.store.KV().Delete, e.store.KV().Purge} {
+		if err := remove(ctx, live.Key); err != nil {
+			t.Fatal(err)
+		}
+		if rev, err = e.store.ApplyIf(ctx, meshWithTimeout(t, "3s"), 0); err != nil {
+			t.Fatalf("ApplyIf over none after the key was removed: %v", err)
+		}
+		check(rev)
+	}
+	if rev, err = e.store.Apply(ctx, meshWithTimeout(t, "4s")); err != nil {
+		t.Fatal(err)
+	}
+	check(rev)
+
+	// A bucket made anew: another generation.
+	if err := e.js.DeleteKeyValue(ctx, live.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	again, err := live.OpenStore(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Generation() == e.store.Generation() || again.Generation() == "" {
+		t.Errorf("the bucket made anew has generation %q, the first had %q", again.Generation(), e.store.Generation())
+	}
+}
+
 // logBuffer is a slog destination tests can read while a watcher writes.
 type logBuffer struct {
 	mu  sync.Mutex

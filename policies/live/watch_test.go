@@ -1,12 +1,16 @@
 package live_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,21 +111,36 @@ authorization {
 }
 `
 
-func newAuthEnv(t *testing.T) (*env, func(user string) *nats.Conn) {
+// storeDeniedConf is authConf but that the admin may not ask JetStream
+// anything: its store does not answer it.
+const storeDeniedConf = `jetstream: enabled
+authorization {
+  users = [
+    { user: admin, password: admin, permissions: { publish: { deny: ["$JS.>"] } } }
+  ]
+}
+`
+
+func writeConf(t *testing.T, conf string) string {
 	t.Helper()
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(conf, []byte(authConf), 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var b *broker.Broker
+	return path
+}
+
+func newAuthEnv(t *testing.T) (*env, func(user string) *nats.Conn) {
+	t.Helper()
+	conf := writeConf(t, authConf)
+	e := &env{}
 	connect := func(user string) *nats.Conn {
 		t.Helper()
 		// Permission violations are expected: quiet.
-		return meshtest.Conn(t, b, nats.UserInfo(user, user), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		return meshtest.Conn(t, e.b, nats.UserInfo(user, user), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	}
-	e := &env{}
-	b = meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = conf })
-	e.b, e.nc = b, connect("admin")
+	e.b = meshtest.Broker(t, func(c *broker.Config) { c.ConfigFile = conf })
+	e.nc = connect("admin")
 	var err error
 	if e.js, err = jetstream.New(e.nc); err != nil {
 		t.Fatal(err)
@@ -130,6 +149,25 @@ func newAuthEnv(t *testing.T) (*env, func(user string) *nats.Conn) {
 		t.Fatal(err)
 	}
 	return e, connect
+}
+
+// restart stops e's broker and starts another on its address, with the
+// configuration file conf and opts: the same mesh's broker, restarted in
+// another state.
+func (e *env) restart(t *testing.T, conf string, opts ...func(*broker.Config)) {
+	t.Helper()
+	u, err := url.Parse(e.b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.b = meshtest.Broker(t, append([]func(*broker.Config){func(c *broker.Config) {
+		c.Listen, c.ConfigFile, c.LameDuckDuration = u.Host, writeConf(t, conf), -1
+	}}, opts...)...)
 }
 
 // TestWatchPoll: a write the watch does not hear of (here: it may not
@@ -166,9 +204,11 @@ func TestWatchPoll(t *testing.T) {
 }
 
 // TestWatchCache: each version applied from the store is kept on disk
-// (atomically, 0600); a watch that starts while the store has no file, or
-// cannot be reached, or holds only a bad one, applies the kept file, and
-// the store's version replaces it as soon as there is one.
+// (atomically, 0600, with the mesh it came from); a watch of the same
+// mesh that starts while the store cannot be reached, has no JetStream,
+// or holds only a bad file, applies the kept file, and the store's
+// version replaces it as soon as there is one. A store that answers and
+// holds no file is the truth: the kept file is not used.
 func TestWatchCache(t *testing.T) {
 	e, connect := newAuthEnv(t)
 	ctx := t.Context()
@@ -245,8 +285,11 @@ func TestWatchCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		src, logs := start(t, e.nc)
-		usedCache(t, src, logs)
-		// The store's next version replaces it.
+		if f, rev := src.Current(); f != nil {
+			t.Fatalf("the store holds no file, and the watch starts with revision %d (%s)", rev, ordersTimeout(f))
+		}
+		checkLog(t, logs, "level=WARN", "refused the last good mesh file kept on disk: the store answers and holds no mesh file")
+		// The store's next version is applied.
 		if _, err := e.store.Apply(ctx, meshWithTimeout(t, "3s")); err != nil {
 			t.Fatal(err)
 		}
@@ -272,14 +315,6 @@ func TestWatchCache(t *testing.T) {
 		r2, digest = rev, w.Digest()
 	}
 
-	t.Run("store unreachable", func(t *testing.T) {
-		keep(t, "2s")
-		// blind's requests are dropped: no answer within FetchTimeout.
-		src, logs := start(t, connect("blind"))
-		usedCache(t, src, logs)
-		checkLog(t, logs, "level=WARN", "cannot reach the mesh file store")
-	})
-
 	t.Run("store holds a bad file", func(t *testing.T) {
 		keep(t, "2s")
 		if _, err := e.store.KV().Put(ctx, live.Key, []byte("version: 2\n")); err != nil {
@@ -290,9 +325,20 @@ func TestWatchCache(t *testing.T) {
 		checkLog(t, logs, "refused a mesh file that does not parse")
 	})
 
+	// The last two restart the broker: the same mesh (address and user).
+	t.Run("store unreachable", func(t *testing.T) {
+		keep(t, "2s")
+		// The admin's requests are dropped now: no answer within
+		// FetchTimeout.
+		e.restart(t, storeDeniedConf)
+		src, logs := start(t, connect("admin"))
+		usedCache(t, src, logs)
+		checkLog(t, logs, "level=WARN", "cannot reach the mesh file store")
+	})
+
 	t.Run("no JetStream", func(t *testing.T) {
-		b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
-		src, logs := start(t, meshtest.Conn(t, b))
+		e.restart(t, authConf, func(c *broker.Config) { c.NoJetStream = true })
+		src, logs := start(t, connect("admin"))
 		usedCache(t, src, logs)
 		checkLog(t, logs, "no mesh file bucket yet")
 	})
@@ -355,4 +401,231 @@ func TestWatchCloseQuiet(t *testing.T) {
 	if l := logs.String(); l != "" {
 		t.Errorf("logged at Close:\n%s", l)
 	}
+}
+
+// fakeStore answers the bucket's direct gets, on a broker without
+// JetStream, with the version the test sets: it plays the replica that
+// answers.
+type fakeStore struct {
+	mu      sync.Mutex
+	answers int
+	next    func(n int) *nats.Msg // the answer to the n-th request, from 1
+}
+
+// storeAnswer is a direct get's answer: the version data at revision rev
+// of generation gen ("": none), with JetStream's headers.
+func storeAnswer(rev uint64, gen string, data []byte) *nats.Msg {
+	h := nats.Header{}
+	h.Set("Nats-Stream", "KV_"+live.Bucket)
+	h.Set("Nats-Subject", live.WriteSubject)
+	h.Set("Nats-Sequence", strconv.FormatUint(rev, 10))
+	if gen != "" {
+		h.Set(live.GenerationHeader, gen)
+	}
+	return &nats.Msg{Header: h, Data: data}
+}
+
+func newFakeStore(t *testing.T, b *broker.Broker) *fakeStore {
+	t.Helper()
+	fs := &fakeStore{}
+	nc := meshtest.Conn(t, b)
+	if _, err := nc.Subscribe(live.DirectGetSubject, func(m *nats.Msg) {
+		fs.mu.Lock()
+		fs.answers++
+		a := fs.next(fs.answers)
+		fs.mu.Unlock()
+		m.RespondMsg(a)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// answer sets what the store answers from now on.
+func (fs *fakeStore) answer(f func(n int) *nats.Msg) {
+	fs.mu.Lock()
+	fs.next = f
+	fs.mu.Unlock()
+}
+
+func (fs *fakeStore) count() int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.answers
+}
+
+func meshJSON(t *testing.T, timeout string) []byte {
+	t.Helper()
+	data, err := meshWithTimeout(t, timeout).JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestWatchNeverGoesBack: a direct get may be answered by any replica of
+// the bucket (nats-server 2.15 subscribes every replica that was once
+// current to the direct-get subjects, in one queue group, and never checks
+// it still is), so after revision 2 from the leader a poll can be answered
+// by a replica that has only revision 1. Within one generation of the
+// bucket the watch never goes back to a lower revision; a version of
+// another generation (the bucket made anew) is applied whatever its
+// revision; one without a generation (not written by Store) is taken for
+// one of the generation held.
+func TestWatchNeverGoesBack(t *testing.T) {
+	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+	fs := newFakeStore(t, b)
+	const gen, anew = "2026-01-02T03:04:05.000000001Z", "2026-01-02T03:04:06.000000002Z"
+	v1, v2, v3, v4 := meshJSON(t, "1s"), meshJSON(t, "2s"), meshJSON(t, "3s"), meshJSON(t, "4s")
+	fs.answer(func(n int) *nats.Msg {
+		if n == 1 {
+			return storeAnswer(2, gen, v2) // the leader
+		}
+		return storeAnswer(1, gen, v1) // a replica behind
+	})
+	var logs logBuffer
+	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	defer src.Close()
+	holds(t, src, "2s", 2*time.Second)
+	// Some polls, each answered by the replica behind.
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := fs.count(); n < 4 {
+			return fmt.Errorf("%d answers so far", n)
+		}
+		return nil
+	})
+	if f, rev := src.Current(); rev != 2 {
+		t.Fatalf("after holding revision 2 the watch went back to revision %d (orders timeout %s): a stale replica's answer rolled the mesh file back\n%s",
+			rev, ordersTimeout(f), logs.String())
+	}
+	checkLog(t, &logs, "level=DEBUG", "answered an older version", "revision=1", "kept=2")
+
+	// The bucket made anew: its revision 1 is applied.
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, anew, v3) })
+	if rev := holds(t, src, "3s", time.Second); rev != 1 {
+		t.Fatalf("the new bucket's version at revision %d, want 1", rev)
+	}
+	checkLog(t, &logs, "applied mesh file", "revision=1", "generation="+anew)
+	// A version without a generation is of the one held: revision 2 is
+	// applied, and then revision 1 (of either) is older.
+	fs.answer(func(int) *nats.Msg { return storeAnswer(2, "", v4) })
+	holds(t, src, "4s", time.Second)
+	at := fs.count()
+	fs.answer(func(n int) *nats.Msg {
+		if n%2 == 0 {
+			return storeAnswer(1, "", v1)
+		}
+		return storeAnswer(1, anew, v3)
+	})
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := fs.count(); n < at+4 {
+			return fmt.Errorf("%d answers so far", n-at)
+		}
+		return nil
+	})
+	if f, rev := src.Current(); rev != 2 || ordersTimeout(f) != "4s" {
+		t.Errorf("holding revision 2 without a generation, the watch went to revision %d (%s)", rev, ordersTimeout(f))
+	}
+}
+
+// TestWatchIgnoresDirectGetAnswers: any service's key can have JetStream's
+// direct get deliver its answer to a subject of its choosing in its own
+// account (docs/security.md), such as the 404 of a key that does not exist
+// or the stored file, onto WriteSubject, which every watch of that account
+// hears. Neither is a write (a write never carries JetStream's Status or
+// Nats-Stream header): the watch asks the store nothing for them. Nor does
+// it for a write of the version it holds. Here a fake JetStream answers
+// the current version, and the forged messages are published as the
+// broker delivers them.
+func TestWatchIgnoresDirectGetAnswers(t *testing.T) {
+	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+	fs := newFakeStore(t, b)
+	data := meshJSON(t, "1s")
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, "", data) })
+	nc := meshtest.Conn(t, b)
+	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: time.Hour})
+	defer src.Close()
+	holds(t, src, "1s", 2*time.Second)
+	meshtest.CheckFor(t, time.Second, time.Millisecond, func() error {
+		if fs.count() != 1 {
+			return fmt.Errorf("%d requests at start", fs.count())
+		}
+		return nil
+	})
+	before := live.Fetches()
+	notFound := nats.NewMsg(live.WriteSubject)
+	notFound.Header.Set("Status", "404")
+	notFound.Header.Set("Description", "Message Not Found")
+	stored := storeAnswer(1, "", meshJSON(t, "9s")) // another key's, say
+	stored.Subject = live.WriteSubject
+	same := nats.NewMsg(live.WriteSubject) // the version held, written again
+	same.Data = data
+	for _, m := range []*nats.Msg{notFound, stored, same} {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Each would have the watch ask at once, and again and again for
+	// 2 s: a bounded wait, which proves it by what did not happen.
+	time.Sleep(300 * time.Millisecond)
+	if n := live.Fetches() - before; n != 0 {
+		t.Errorf("three messages that are no new write made the watch ask the store %d times, want none", n)
+	}
+	// A genuine write follows, asked for once.
+	next := meshJSON(t, "2s")
+	fs.answer(func(int) *nats.Msg { return storeAnswer(2, "", next) })
+	write := nats.NewMsg(live.WriteSubject)
+	write.Data = next
+	if err := nc.PublishMsg(write); err != nil {
+		t.Fatal(err)
+	}
+	holds(t, src, "2s", 2*time.Second)
+	if n := live.Fetches() - before; n != 1 {
+		t.Errorf("one write made the watch ask the store %d times, want once", n)
+	}
+}
+
+// TestWatchFetchesBounded: however many writes a watch hears (here, on
+// an open broker where anyone may publish there, a write every 10 ms for
+// 2 s that the store never stores: each would have the watch ask again
+// and again for 2 s), it asks the store at most 20 times at once and 5
+// times a second after that.
+func TestWatchFetchesBounded(t *testing.T) {
+	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+	fs := newFakeStore(t, b)
+	data := meshJSON(t, "1s")
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, "", data) })
+	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: time.Hour})
+	defer src.Close()
+	holds(t, src, "1s", 2*time.Second)
+	nc := meshtest.Conn(t, b)
+	before, start := live.Fetches(), time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := range 200 {
+		<-tick.C
+		m := nats.NewMsg(live.WriteSubject)
+		m.Data = meshJSON(t, strconv.Itoa(i+10)+"s")
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last write heard is asked for until 2 s after it: watch 2 s
+	// more, which proves the bound by what did not happen.
+	time.Sleep(2 * time.Second)
+	n, elapsed := live.Fetches()-before, time.Since(start)
+	if limit := 20 + int64(5*elapsed.Seconds()) + 1; n > limit {
+		t.Errorf("200 writes heard made the watch ask the store %d times in %v, want at most %d", n, elapsed.Round(time.Millisecond), limit)
+	}
+	if n < 20 {
+		t.Errorf("200 writes heard made the watch ask the store %d times, want it to keep asking (at least 20)", n)
+	}
+	t.Logf("200 writes heard in 2 s: %d requests in %v", n, elapsed.Round(time.Millisecond))
 }

@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natsmesh/natsmesh/accounts"
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// noSubsetsMesh declares orders without subsets: the generated
+// permissions let orders serve mesh.orders._.> only.
+const noSubsetsMesh = `version: 1
+services:
+  web: {}
+  orders:
+    allow:
+      - caller: web
+`
+
+// undeclaredV2 is what an orders instance of subset v2 says, once at
+// Error and on /readyz, when the broker refuses its queue subscription.
+const undeclaredV2 = "the broker refuses orders serving subset v2: the mesh file declares no subset v2 of orders; " +
+	"declare it under services.orders.subsets and run natsmesh accounts generate again"
+
+// TestUndeclaredSubsetRefused: with generated accounts, the broker refuses
+// the queue subscription mesh.orders.v2.> in group orders.v2 of an
+// instance started with a subset the mesh file does not declare. The
+// agent sees the refusal (it comes before the flush's PONG), leaves its
+// queue groups, is neither serving nor ready and says what to do, once,
+// at Error; it does not ask again in a loop, health checks or not. A call
+// to v2.orders finds no instance.
+func TestUndeclaredSubsetRefused(t *testing.T) {
+	m := newAuthMesh(t, noSubsetsMesh)
+	web := m.agent("web", true, nil)
+	for _, tc := range []struct {
+		name   string
+		health HealthConfig
+	}{
+		{"no health check", HealthConfig{Disabled: true}},
+		{"health checked every 10ms", HealthConfig{Check: func(context.Context) error { return nil }, Interval: 10 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
+				Health: tc.health, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var orders counter
+			if err := a.Handle(&orders); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				a.Shutdown(ctx)
+			})
+			start := time.Now()
+			err = a.Ready(10 * time.Second)
+			if err == nil || !strings.Contains(err.Error(), undeclaredV2) {
+				t.Fatalf("Ready = %v, want the refusal", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("Ready took %v to tell a refusal", d)
+			}
+			if err := a.Readiness(); err == nil || !strings.Contains(err.Error(), undeclaredV2) {
+				t.Errorf("Readiness = %v, want the refusal", err)
+			}
+			if a.Serving() {
+				t.Error("serving, though the broker refused its queue subscription")
+			}
+			// Not half in: the any-subset group is left too.
+			for _, url := range []string{"http://v2.orders/x", "http://orders/x"} {
+				if status, kind := get(t, web, http.MethodGet, url); status != http.StatusServiceUnavailable || kind != string(wire.KindNoResponders) {
+					t.Errorf("GET %s: %d %q, want 503 %s", url, status, kind, wire.KindNoResponders)
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // thirty health checks
+			if n := a.in.refusals.Load(); n != 1 {
+				t.Errorf("the broker was asked %d times, want once (a refusal is no matter of time)", n)
+			}
+			if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), undeclaredV2) {
+				t.Errorf("want the refusal said once at Error, got %d errors:\n%s", n, logs.String())
+			}
+			if orders.n.Load() != 0 {
+				t.Errorf("orders served %d calls", orders.n.Load())
+			}
+		})
+	}
+}
+
+// TestUndeclaredSubsetRefusedSidecar: the sidecar of such an instance
+// says the same on /readyz (503) and once in its log.
+func TestUndeclaredSubsetRefusedSidecar(t *testing.T) {
+	m := newAuthMesh(t, noSubsetsMesh)
+	meshFile := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(meshFile, []byte(noSubsetsMesh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	s, err := NewSidecar(SidecarConfig{
+		Agent: Config{Service: "orders", Subset: "v2", Upstream: listenHTTP(t, &counter{}),
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+		Connect: ConnectConfig{URL: m.b.ClientURL(), NKey: accounts.SeedFile(m.dir, "orders"), Timeout: 5 * time.Second, Logger: quiet},
+		Admin:   "127.0.0.1:0",
+		Policy:  meshFile,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if code, body := readyz(t, s); code != http.StatusServiceUnavailable || !strings.Contains(body, undeclaredV2) {
+			return fmt.Errorf("/readyz: %d %q, want 503 with the refusal", code, body)
+		}
+		return nil
+	})
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), undeclaredV2) {
+		t.Errorf("want the refusal said once at Error, got %d errors:\n%s", n, logs.String())
+	}
+}
+
+// TestSubsetRefusedAfterReconnect: an instance serving a declared
+// subset whose broker comes back with a configuration that no longer
+// declares it is refused asynchronously (nats.go sends the subscriptions
+// again when it reconnects, and the -ERR comes some time after), and
+// leaves its queue groups as if refused at start.
+func TestSubsetRefusedAfterReconnect(t *testing.T) {
+	m := newAuthMesh(t, strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1),
+		func(c *broker.Config) { c.LameDuckDuration = -1 })
+	var logs syncBuffer
+	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Handle(&counter{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	if err := a.Ready(5 * time.Second); err != nil {
+		t.Fatalf("orders with subset v2 declared: %v", err)
+	}
+
+	// The same keys, without subset v2, on the same address.
+	f, err := policies.Parse("mesh.yaml", []byte(noSubsetsMesh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
+	if err := m.b.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Broker(t, func(c *broker.Config) {
+		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
+	})
+	meshtest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if err := a.Readiness(); err == nil || !strings.Contains(err.Error(), undeclaredV2) {
+			return fmt.Errorf("Readiness after the reconnect: %v", err)
+		}
+		return nil
+	})
+	if a.Serving() {
+		t.Error("still serving after the broker refused its subset")
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("want the refusal said once at Error, got %d errors:\n%s", n, logs.String())
+	}
+}
+
+// TestUndeclaredSubsetRetried: a refused instance asks the broker again
+// every refusalRetry (here 200ms), not more often, and serves once the
+// broker's configuration declares its subset, saying so.
+func TestUndeclaredSubsetRetried(t *testing.T) {
+	retry := refusalRetry
+	t.Cleanup(func() { refusalRetry = retry })
+	refusalRetry = 200 * time.Millisecond
+	m := newAuthMesh(t, noSubsetsMesh, func(c *broker.Config) { c.LameDuckDuration = -1 })
+	var logs syncBuffer
+	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Handle(&counter{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	if err := a.Ready(5 * time.Second); err == nil {
+		t.Fatal("ready with an undeclared subset")
+	}
+	time.Sleep(time.Second)
+	if n := a.in.refusals.Load(); n < 2 || n > 7 {
+		t.Errorf("asked %d times in a second, want about one every 200ms", n)
+	}
+
+	// The same keys, with subset v2, on the same address.
+	f, err := policies.Parse("mesh.yaml", []byte(strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
+	if err := m.b.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Broker(t, func(c *broker.Config) {
+		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
+	})
+	start := time.Now()
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error { return a.Readiness() })
+	t.Logf("ready %v after the restart", time.Since(start))
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), "the broker admits the queue subscriptions now") {
+		t.Errorf("want the refusal said once and the recovery; %d errors:\n%s", n, logs.String())
+	}
+}

@@ -1,0 +1,280 @@
+package benchrun
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestProcAccountingOfSelf(t *testing.T) {
+	before, err := cpuTime("self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Burn CPU until the clock-tick counter moves (a 10 ms tick), for at
+	// most 5s: an accounting that never moves fails.
+	var after time.Duration
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		for x := 0; x < 1e6; x++ {
+			_ = x * x
+		}
+		if after, err = cpuTime("self"); err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			break
+		}
+	}
+	if after <= before {
+		t.Errorf("CPU time did not grow while burning CPU: %v then %v", before, after)
+	}
+	rss, err := peakRSS("self")
+	if err != nil || rss <= 0 {
+		t.Errorf("peak RSS %d, %v", rss, err)
+	}
+	if _, err := cpuTime("0"); err == nil {
+		t.Error("no error for a missing process")
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"no binary", Options{}},
+		{"bad scenario", Options{Exe: "x", Scenarios: []string{"carrier-pigeon"}}},
+		{"bad conns", Options{Exe: "x", Conns: []int{0}}},
+		{"bad size", Options{Exe: "x", Size: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.opts.defaults(); !errors.Is(err, ErrConfig) {
+				t.Errorf("got %v, want ErrConfig", err)
+			}
+		})
+	}
+	o := Options{Exe: "x"}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.loads()) != 3 || o.loads()[0].rate != 1000 {
+		t.Errorf("default loads %+v: want open 1000/s, closed 1, closed 32", o.loads())
+	}
+}
+
+// evaluate turns side-by-side rows into targets: ratios, added latency and
+// per-agent costs, SKIP where a scenario did not run.
+func TestTargets(t *testing.T) {
+	o := Options{Exe: "x"}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReport(&o)
+	r.Rows = []Row{
+		{Scenario: DirectHTTP, Load: "closed 1", P50: 200 * time.Microsecond, ReqPerSec: 4000},
+		{Scenario: DirectHTTP, Load: "closed 32", ReqPerSec: 10000},
+		{Scenario: SidecarHTTP, Load: "closed 1", P50: 280 * time.Microsecond},
+		{Scenario: SidecarHTTP, Load: "closed 32", ReqPerSec: 6000},
+		{Scenario: SidecarHTTP, Load: "open 1000/s", Components: []Component{
+			{Name: "agent-client", CPUPer1k: 0.05, PeakRSSMB: 20},
+			{Name: "agent-echo", CPUPer1k: 0.2, PeakRSSMB: 30},
+		}},
+		{Scenario: InprocHTTP, Load: "closed 32", ReqPerSec: 12000},
+	}
+	r.Skipped = []Skip{{Scenario: NginxPair, Reason: "nginx not found"}}
+	r.evaluate()
+	want := map[string]string{
+		"sidecar-http throughput vs direct-http": "PASS",
+		"sidecar-http throughput vs nginx-pair":  "SKIP",
+		"sidecar-http added p50 latency":         "PASS",
+		"inproc-http throughput vs direct-http":  "FAIL",
+		"sidecar-http agent-client CPU":          "PASS",
+		"sidecar-http agent-echo CPU":            "FAIL",
+		"sidecar-http agent-client peak RSS":     "PASS",
+		"sidecar-http agent-echo peak RSS":       "FAIL",
+		"sidecar-grpc added p50 latency":         "SKIP",
+	}
+	got := map[string]Target{}
+	for _, tg := range r.Targets {
+		got[tg.Name] = tg
+	}
+	for name, status := range want {
+		if got[name].Status != status {
+			t.Errorf("%s: %s (%s), want %s", name, got[name].Status, got[name].Measured, status)
+		}
+	}
+	if m := got["sidecar-http throughput vs nginx-pair"].Measured; !strings.Contains(m, "nginx not found") {
+		t.Errorf("skip reason missing: %q", m)
+	}
+	if a := r.Rows[2].AddedP50; a != 80*time.Microsecond {
+		t.Errorf("added p50 %v, want 80µs", a)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"sidecar-http", "agent-echo 0.200 30.0MiB", "FAIL", "skipped nginx-pair"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, buf.String())
+		}
+	}
+}
+
+// With no open loop (natsmesh bench --rate 0 passes a negative rate) the
+// per-agent targets are SKIP and named "open loop", never "open -1/s".
+func TestTargetsWithoutOpenLoop(t *testing.T) {
+	o := Options{Exe: "x", Rate: -1}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReport(&o)
+	r.Rows = []Row{{Scenario: SidecarHTTP, Load: "closed 1", P50: time.Millisecond}}
+	r.evaluate()
+	if r.Settings.Rate != 0 {
+		t.Errorf("settings record rate %v, want 0 (no open loop)", r.Settings.Rate)
+	}
+	n := 0
+	for _, tg := range r.Targets {
+		if strings.Contains(tg.Want+tg.Measured, "-1") {
+			t.Errorf("target %q: want %q, measured %q", tg.Name, tg.Want, tg.Measured)
+		}
+		if strings.HasSuffix(tg.Name, " CPU") || strings.HasSuffix(tg.Name, " peak RSS") {
+			n++
+			if tg.Status != "SKIP" || !strings.Contains(tg.Want, "(open loop)") {
+				t.Errorf("target %q: %s, want %q: want SKIP at the open loop", tg.Name, tg.Status, tg.Want)
+			}
+		}
+	}
+	if n != 8 {
+		t.Errorf("%d per-agent targets, want 8", n)
+	}
+}
+
+func TestFmtDur(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		150 * time.Microsecond:   "150µs",
+		-80 * time.Microsecond:   "-80µs",
+		12500 * time.Microsecond: "12.5ms",
+	} {
+		if got := fmtDur(d); got != want {
+			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// The generated nginx configuration passes nginx -t, where nginx exists.
+func TestNginxConfig(t *testing.T) {
+	bin := FindNginx()
+	if bin == "" {
+		t.Skip("nginx not installed (make bench-deps)")
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, dir, "127.0.0.1:1", "127.0.0.1:2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-t", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+}
+
+// The telemetry pairs' difference per call, and the rows in scenario
+// order although a pair's loads ran interleaved.
+func TestTelemetryCost(t *testing.T) {
+	o := Options{Exe: "x"}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReport(&o)
+	agents := func(cpu, allocs float64) []Component {
+		return []Component{{Name: "echo", CPUPer1k: 0.1}, {Name: "agent-echo", CPUPer1k: cpu, AllocsPerReq: allocs}, {Name: "agent-client", CPUPer1k: cpu, AllocsPerReq: allocs}}
+	}
+	r.Rows = []Row{
+		{Scenario: SidecarHTTP, Load: "closed 1", P50: 500 * time.Microsecond, P99: 900 * time.Microsecond, ReqPerSec: 1800, Components: agents(0.110, 90)},
+		{Scenario: SidecarHTTPNoTel, Load: "closed 1", P50: 480 * time.Microsecond, P99: 1000 * time.Microsecond, ReqPerSec: 2000, Components: agents(0.100, 88)},
+		{Scenario: InprocHTTP, Load: "open 1000/s", Rate: 1000, P50: 300 * time.Microsecond, ReqPerSec: 1000,
+			Client: Component{CPUPer1k: 0.2, AllocsPerReq: 60}, Components: []Component{{Name: "broker", CPUPer1k: 0.1}, {Name: "echo-app", CPUPer1k: 0.15}}},
+		{Scenario: InprocHTTPNoTel, Load: "open 1000/s", Rate: 1000, P50: 310 * time.Microsecond, ReqPerSec: 1000,
+			Client: Component{CPUPer1k: 0.19, AllocsPerReq: 59}, Components: []Component{{Name: "broker", CPUPer1k: 0.12}, {Name: "echo-app", CPUPer1k: 0.14}}},
+	}
+	r.sortRows(Scenarios)
+	if r.Rows[0].Scenario != SidecarHTTP || r.Rows[1].Scenario != SidecarHTTPNoTel || r.Rows[2].Scenario != InprocHTTP {
+		t.Errorf("rows out of order: %s, %s, %s", r.Rows[0].Scenario, r.Rows[1].Scenario, r.Rows[2].Scenario)
+	}
+	r.evaluate()
+	if len(r.Telemetry) != 2 {
+		t.Fatalf("%d telemetry costs, want 2: %+v", len(r.Telemetry), r.Telemetry)
+	}
+	near := func(a, b float64) bool { return a-b < 1e-6 && b-a < 1e-6 }
+	side, in := r.Telemetry[0], r.Telemetry[1]
+	if side.With != SidecarHTTP || side.P50 != 20*time.Microsecond || side.P99 != -100*time.Microsecond ||
+		!near(side.Throughput, 0.9) || !near(side.AgentCPU, 20) || !near(side.TotalCPU, 20) || !near(side.Allocs, 4) {
+		t.Errorf("sidecar cost %+v: want +20µs p50, -100µs p99, 0.9x, +20µs agents CPU and in all, +4 allocs", side)
+	}
+	// In process: the bench process (client agent) and the echo process
+	// are the agents; the broker counts in the total only.
+	if in.With != InprocHTTP || in.P50 != -10*time.Microsecond || !near(in.Throughput, 1) ||
+		!near(in.AgentCPU, 20) || !near(in.TotalCPU, 0) || !near(in.Allocs, 1) {
+		t.Errorf("in-process cost %+v: want -10µs p50, 1x (open loop), +20µs agents CPU, 0 in all, +1 alloc", in)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"Cost of telemetry per call", "+20µs", "agent-echo 0.110 0.0MiB 90a"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, buf.String())
+		}
+	}
+}
+
+// TestRunTelemetryPairs runs the telemetry pairs end to end, briefly: the
+// sidecar pair (natsmesh agent with and without --telemetry off) and the
+// in-process pair, 200ms per load, from a natsmesh binary built for the
+// test. Every load measures calls without errors, the agents count their
+// allocations, and the report has the cost of telemetry for both pairs;
+// never the speed.
+func TestRunTelemetryPairs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds natsmesh and starts processes")
+	}
+	exe := filepath.Join(t.TempDir(), "natsmesh")
+	if out, err := exec.Command("go", "build", "-o", exe, "../..").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var progress bytes.Buffer
+	scenarios := []string{SidecarHTTP, SidecarHTTPNoTel, InprocHTTP, InprocHTTPNoTel}
+	start := time.Now()
+	rep, err := Run(t.Context(), Options{Exe: exe, Duration: 200 * time.Millisecond, Rate: 100, Conns: []int{2},
+		Scenarios: scenarios, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	t.Logf("ran in %v", time.Since(start))
+	if len(rep.Rows) != 8 {
+		t.Fatalf("%d rows, want 4 scenarios x 2 loads:\n%s", len(rep.Rows), progress.String())
+	}
+	for i, row := range rep.Rows {
+		if want := scenarios[i/2]; row.Scenario != want {
+			t.Errorf("row %d is %s, want %s (rows in scenario order)", i, row.Scenario, want)
+		}
+		if row.Calls == 0 || row.Errors != 0 || row.P50 <= 0 {
+			t.Errorf("%s %s: %d calls, %d errors, p50 %v", row.Scenario, row.Load, row.Calls, row.Errors, row.P50)
+		}
+		for _, c := range row.Components {
+			if strings.HasPrefix(c.Name, "agent-") && c.AllocsPerReq <= 0 {
+				t.Errorf("%s %s: %s counted no allocations", row.Scenario, row.Load, c.Name)
+			}
+		}
+	}
+	if len(rep.Telemetry) != 4 {
+		t.Errorf("%d telemetry costs, want 2 pairs x 2 loads: %+v", len(rep.Telemetry), rep.Telemetry)
+	}
+}

@@ -1,0 +1,750 @@
+package benchrun
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
+	"github.com/natsmesh/natsmesh/policies/live"
+	"github.com/natsmesh/natsmesh/telemetry"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Scenario names, in the order they run.
+const (
+	DirectHTTP  = "direct-http"
+	DirectGRPC  = "direct-grpc"
+	SidecarHTTP = "sidecar-http"
+	SidecarGRPC = "sidecar-grpc"
+	InprocHTTP  = "inproc-http"
+	InprocGRPC  = "inproc-grpc"
+	// Embedded: one process holds the caller, the broker (embedded, reached
+	// through in-process connections, no TCP) and the service: the
+	// single-binary mode of the agent library.
+	EmbeddedHTTP = "embedded-http"
+	EmbeddedGRPC = "embedded-grpc"
+	NginxPair    = "nginx-pair"
+	// The sidecar and in-process HTTP scenarios again, with BenchPolicy
+	// applied by every agent, so the table shows what a realistic policy
+	// costs over the built-in one.
+	SidecarHTTPPolicy = "sidecar-http+policy"
+	InprocHTTPPolicy  = "inproc-http+policy"
+	// The sidecar and in-process HTTP scenarios again with no telemetry
+	// at all (natsmesh agent --telemetry off; an in-process agent without
+	// a Telemetry): the plain ones record metrics, tracing off, as
+	// natsmesh agent does by default. Each pair runs side by side, its
+	// loads interleaved, and the report gives the difference per call
+	// (Report.Telemetry).
+	SidecarHTTPNoTel = "sidecar-http-notel"
+	InprocHTTPNoTel  = "inproc-http-notel"
+)
+
+// pairs are the scenarios measured side by side with a partner: both are
+// started together and each load runs on one, then at once on the other,
+// so the two see the same machine (the same noise) and their difference
+// is the cost of what tells them apart.
+var pairs = map[string]string{SidecarHTTP: SidecarHTTPNoTel, InprocHTTP: InprocHTTPNoTel}
+
+// BenchPolicy is the mesh file of the +policy scenarios: a route with a
+// timeout, retries with their budget, a circuit breaker and a bulkhead, an
+// allow list the client passes, and a rate limit it stays under.
+const BenchPolicy = `version: 1
+services:
+  client: {}
+  echo:
+    allow:
+      - caller: client
+    inbound:
+      rate_limit: {per_caller: 1000000, per: 1s, burst: 100000}
+    policy:
+      timeout: 2s
+      attempt_timeout: 1s
+      retries: {attempts: 3, backoff: 10ms, max_backoff: 100ms, budget: 20%, min_per_second: 10}
+      circuit_breaker: {failure_ratio: 50%, window: 10s, min_requests: 20, open_for: 5s}
+      bulkhead: {max_concurrent: 1000}
+    routes:
+      - name: echo
+        match: {path_prefix: /echo, methods: [POST]}
+        policy: {timeout: 1s}
+`
+
+// Scenarios lists every scenario, in the order Run runs them.
+var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarHTTPNoTel, SidecarHTTPPolicy, SidecarGRPC,
+	InprocHTTP, InprocHTTPNoTel, InprocHTTPPolicy, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair}
+
+// ErrConfig is wrapped by the errors about invalid Options.
+var ErrConfig = errors.New("benchrun: invalid options")
+
+// Options configure a run.
+type Options struct {
+	// Exe is the natsmesh binary that components are started from. Required.
+	Exe string
+	// Duration is how long each load runs. Zero means 5s.
+	Duration time.Duration
+	// Rate is the open loop's calls per second. Zero means 1000; negative
+	// skips the open loop.
+	Rate float64
+	// Conns are the closed loops' concurrent connections (callers). Nil
+	// means 1 and 32.
+	Conns []int
+	// Size is the request and response body size. Zero means 1024.
+	Size int
+	// Scenarios are the scenarios to run; nil means all.
+	Scenarios []string
+	// Nginx is the nginx binary; empty: looked up in PATH and /usr/sbin.
+	// When none is found the nginx scenario is skipped with a note.
+	Nginx string
+	// Progress receives a line as each load ends. Nil discards.
+	Progress io.Writer
+	// Revision names the source revision in the report when the binary's
+	// build information has none.
+	Revision string
+}
+
+func (o *Options) defaults() error {
+	if o.Exe == "" {
+		return fmt.Errorf("%w: no natsmesh binary", ErrConfig)
+	}
+	if o.Duration == 0 {
+		o.Duration = 5 * time.Second
+	}
+	if o.Duration < 0 {
+		return fmt.Errorf("%w: negative duration", ErrConfig)
+	}
+	if o.Rate == 0 {
+		o.Rate = 1000
+	}
+	if o.Conns == nil {
+		o.Conns = []int{1, 32}
+	}
+	for _, c := range o.Conns {
+		if c < 1 || c > 4096 {
+			return fmt.Errorf("%w: connections %d: want 1 to 4096", ErrConfig, c)
+		}
+	}
+	if o.Size == 0 {
+		o.Size = 1024
+	}
+	if o.Size < 0 || o.Size > 512<<10 {
+		return fmt.Errorf("%w: size %d: want 0 to 512 KiB", ErrConfig, o.Size)
+	}
+	if o.Scenarios == nil {
+		o.Scenarios = Scenarios
+	}
+	for _, s := range o.Scenarios {
+		if !slices.Contains(Scenarios, s) {
+			return fmt.Errorf("%w: unknown scenario %q (have %s)", ErrConfig, s, strings.Join(Scenarios, ", "))
+		}
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	return nil
+}
+
+// FindNginx returns the nginx binary in PATH or /usr/sbin, or "".
+func FindNginx() string {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"} {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	return ""
+}
+
+// load is one load to run against a scenario.
+type load struct {
+	name  string
+	conns int     // closed loop callers, or the open loop's workers
+	rate  float64 // >0: open loop
+}
+
+func (o *Options) loads() []load {
+	var ls []load
+	// The open loop at a moderate rate first: the agents' peak RSS under it
+	// is then not inflated by a heavier load before (clear_refs resets the
+	// peak where the kernel allows, this ordering covers where it does not).
+	if o.Rate > 0 {
+		ls = append(ls, load{name: "open " + strconv.FormatFloat(o.Rate, 'f', -1, 64) + "/s", conns: 64, rate: o.Rate})
+	}
+	for _, c := range o.Conns {
+		ls = append(ls, load{name: "closed " + strconv.Itoa(c), conns: c})
+	}
+	return ls
+}
+
+// setup is a scenario ready to measure.
+type setup struct {
+	name       string
+	components []*proc
+	// target returns the call to make with a client sized for conns
+	// concurrent callers, and a function that releases that client.
+	target  func(conns int) (loadgen.Target, func(), error)
+	cleanup []func()
+	// noEcho: the shared echo process plays no part (in process, the echo
+	// is served by a process of the scenario's own).
+	noEcho bool
+}
+
+func (s *setup) close() {
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+	for i := len(s.components) - 1; i >= 0; i-- {
+		s.components[i].stop(5 * time.Second)
+	}
+}
+
+// env is what scenarios share: the echo process, the options, a temp dir.
+type env struct {
+	opts     *Options
+	dir      string
+	echoHTTP string
+	echoGRPC string
+	body     []byte
+	// rssLifetime: the kernel refused to reset a peak RSS, so some peaks
+	// are the process's lifetime peak rather than the load's.
+	rssLifetime bool
+}
+
+// Run runs the scenarios of opts, one after another, each under every load,
+// and returns the report. A scenario that cannot run (nginx missing) is
+// reported as skipped; one that fails to start fails the run.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "natsmesh-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	rep := newReport(&opts)
+	e := &env{opts: &opts, dir: dir, body: bytes.Repeat([]byte("natsmesh"), opts.Size/8+1)[:opts.Size]}
+	if e.echoHTTP, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	if e.echoGRPC, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	echo, err := startProc(dir, "echo", opts.Exe, "bench-echo", "--echo-http", e.echoHTTP, "--echo-grpc", e.echoGRPC)
+	if err != nil {
+		return nil, err
+	}
+	defer echo.stop(5 * time.Second)
+	if err := echo.waitReady(ctx, 10*time.Second, logReady(echo, "ready")); err != nil {
+		return nil, err
+	}
+	done := map[string]bool{}
+	for _, name := range opts.Scenarios {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		if done[name] {
+			continue // measured beside its pair
+		}
+		group := []string{name}
+		if partner, ok := pairs[name]; ok && slices.Contains(opts.Scenarios, partner) {
+			group = append(group, partner)
+		}
+		var setups []*setup
+		var err error
+		for _, n := range group {
+			done[n] = true
+			s, skip, serr := e.start(ctx, n)
+			if serr != nil {
+				err = serr
+				break
+			}
+			if skip != "" {
+				rep.Skipped = append(rep.Skipped, Skip{Scenario: n, Reason: skip})
+				fmt.Fprintf(opts.Progress, "%-13s skipped: %s\n", n, skip)
+				continue
+			}
+			s.name = n
+			setups = append(setups, s)
+		}
+		if err == nil && len(setups) > 0 {
+			err = e.measure(ctx, rep, setups, echo)
+		}
+		for _, s := range setups {
+			s.close()
+		}
+		if err != nil {
+			return rep, err
+		}
+	}
+	rep.sortRows(opts.Scenarios)
+	if e.rssLifetime {
+		rep.Notes = append(rep.Notes, "peak RSS: the kernel refused to reset VmHWM (clear_refs), so peaks are since each process started")
+	}
+	rep.evaluate()
+	return rep, nil
+}
+
+// measure warms each setup up, then runs every load against each: all of
+// a load's setups one after the other before the next load, so setups
+// measured together (a pair) see the same moment of the machine.
+func (e *env) measure(ctx context.Context, rep *Report, setups []*setup, echo *proc) error {
+	comps := make([][]*proc, len(setups))
+	for i, s := range setups {
+		// Warm up: connections, goroutines, buffers and the JIT-less but
+		// cache-sensitive paths, so the first load does not pay for them.
+		comps[i] = s.components
+		if !s.noEcho {
+			comps[i] = append([]*proc{echo}, comps[i]...)
+		}
+		if err := e.runLoad(ctx, s, comps[i], load{name: "warm-up", conns: 4}, min(e.opts.Duration/5, time.Second), nil); err != nil {
+			return fmt.Errorf("benchrun: %s: warm-up: %w", s.name, err)
+		}
+	}
+	for _, l := range e.opts.loads() {
+		for i, s := range setups {
+			row := Row{Scenario: s.name, Load: l.name, Conns: l.conns, Rate: l.rate}
+			if err := e.runLoad(ctx, s, comps[i], l, e.opts.Duration, func(res *loadgen.Result, acc accounting) {
+				row.fill(res, acc, comps[i])
+			}); err != nil {
+				return fmt.Errorf("benchrun: %s, %s: %w", s.name, l.name, err)
+			}
+			if err := ctx.Err(); err != nil {
+				// A load cut short by an interrupt measured less than it says.
+				return fmt.Errorf("benchrun: %s, %s: interrupted: %w", s.name, l.name, err)
+			}
+			rep.Rows = append(rep.Rows, row)
+			fmt.Fprintf(e.opts.Progress, "%-19s %-12s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n",
+				s.name, l.name, row.ReqPerSec, fmtDur(row.P50), fmtDur(row.P99), row.Errors)
+		}
+	}
+	return nil
+}
+
+// accounting is the process accounting taken around one load.
+type accounting struct {
+	cpu     map[int]time.Duration // by pid, during the load
+	rss     map[int]int64         // peak RSS by pid
+	selfCPU time.Duration
+	mallocs uint64
+	// procMallocs are the heap allocations of the components that report
+	// theirs (the agents, through their admin port), by pid.
+	procMallocs map[int]uint64
+	resetRSS    bool
+}
+
+func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d time.Duration, report func(*loadgen.Result, accounting)) error {
+	target, release, err := s.target(l.conns)
+	if err != nil {
+		return err
+	}
+	defer release()
+	acc := accounting{cpu: map[int]time.Duration{}, rss: map[int]int64{}, procMallocs: map[int]uint64{}, resetRSS: true}
+	before := map[int]time.Duration{}
+	mallocsBefore := map[int]uint64{}
+	for _, p := range procs {
+		if n, ok := p.mallocs(); ok {
+			mallocsBefore[p.pid()] = n
+		}
+		pid := strconv.Itoa(p.pid())
+		acc.resetRSS = resetPeakRSS(pid) && acc.resetRSS
+		before[p.pid()], _ = cpuTime(pid)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs := ms.Mallocs
+	selfBefore, _ := cpuTime("self")
+
+	var res *loadgen.Result
+	if l.rate > 0 {
+		res, err = loadgen.Open(ctx, loadgen.OpenConfig{Rate: l.rate, Duration: d, Workers: l.conns, Drain: 5 * time.Second}, target)
+	} else {
+		res, err = loadgen.Closed(ctx, loadgen.ClosedConfig{Workers: l.conns, Duration: d}, target)
+	}
+	if err != nil {
+		return err
+	}
+	selfAfter, _ := cpuTime("self")
+	runtime.ReadMemStats(&ms)
+	acc.mallocs = ms.Mallocs - mallocs
+	acc.selfCPU = selfAfter - selfBefore
+	for _, p := range procs {
+		pid := strconv.Itoa(p.pid())
+		after, err := cpuTime(pid)
+		if err != nil {
+			// Its figures would be a negative CPU time and no RSS: a
+			// component that died under load fails the scenario instead.
+			return fmt.Errorf("%s stopped during the load: %w", p.name, err)
+		}
+		acc.cpu[p.pid()] = after - before[p.pid()]
+		if acc.rss[p.pid()], err = peakRSS(pid); err != nil {
+			return fmt.Errorf("%s stopped during the load: %w", p.name, err)
+		}
+	}
+	// After the CPU times: reading the counts costs the process a little.
+	for _, p := range procs {
+		if n0, ok := mallocsBefore[p.pid()]; ok {
+			if n, ok := p.mallocs(); ok && n >= n0 {
+				acc.procMallocs[p.pid()] = n - n0
+			}
+		}
+	}
+	if res.Calls == 0 {
+		return fmt.Errorf("no call succeeded: %v", res.FirstError)
+	}
+	if !acc.resetRSS {
+		e.rssLifetime = true
+	}
+	if report != nil {
+		report(res, acc)
+	}
+	return nil
+}
+
+// start starts scenario name; skip is why it cannot run, if it cannot.
+func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, err error) {
+	// The error returns below set the named result to nil, so the cleanup
+	// holds its own reference.
+	s := &setup{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	switch name {
+	case DirectHTTP:
+		s.target = e.httpTarget("http://"+e.echoHTTP+"/echo", nil)
+	case DirectGRPC:
+		s.target = e.grpcTarget(e.echoGRPC, "")
+	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy, SidecarHTTPNoTel:
+		upstream := "http://" + e.echoHTTP
+		if name == SidecarGRPC {
+			upstream = "h2c://" + e.echoGRPC
+		}
+		natsURL, err := e.startBroker(ctx, s)
+		if err != nil {
+			return nil, "", err
+		}
+		// Without --policy the agents would watch the (empty) policies
+		// bucket; "off" makes them apply the built-in policy alone.
+		policy := []string{"--policy", "off"}
+		if name == SidecarHTTPPolicy {
+			file, err := e.policyFile()
+			if err != nil {
+				return nil, "", err
+			}
+			policy = []string{"--policy", file}
+		}
+		if name == SidecarHTTPNoTel {
+			policy = append(policy, "--telemetry", "off")
+		}
+		if err := e.startAgent(ctx, s, "agent-echo", natsURL, append([]string{"--service", "echo", "--upstream", upstream, "--proxy", "off", "--grpc-proxy", "off"}, policy...)...); err != nil {
+			return nil, "", err
+		}
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		grpcAddr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		if err := e.startAgent(ctx, s, "agent-client", natsURL, append([]string{"--service", "client", "--proxy", httpAddr, "--grpc-proxy", grpcAddr}, policy...)...); err != nil {
+			return nil, "", err
+		}
+		if name != SidecarGRPC {
+			proxy := &url.URL{Scheme: "http", Host: httpAddr}
+			s.target = e.httpTarget("http://echo/echo", http.ProxyURL(proxy))
+		} else {
+			s.target = e.grpcTarget(grpcAddr, "echo")
+		}
+	case InprocHTTP, InprocGRPC, InprocHTTPPolicy, InprocHTTPNoTel:
+		s.noEcho = true
+		natsURL, err := e.startBroker(ctx, s)
+		if err != nil {
+			return nil, "", err
+		}
+		// Metrics on both agents, as the sidecar's, except without
+		// telemetry.
+		telemetryOn := name != InprocHTTPNoTel
+		args := []string{"bench-echo", "--nats", natsURL, "--service", "echo", "--telemetry", onOff(telemetryOn)}
+		if name == InprocHTTPPolicy {
+			file, err := e.policyFile()
+			if err != nil {
+				return nil, "", err
+			}
+			args = append(args, "--policy", file)
+		}
+		app, err := startProc(e.dir, "echo-app", e.opts.Exe, args...)
+		if err != nil {
+			return nil, "", err
+		}
+		s.components = append(s.components, app)
+		if err := app.waitReady(ctx, 15*time.Second, logReady(app, "ready")); err != nil {
+			return nil, "", err
+		}
+		nc, err := nats.Connect(natsURL, nats.Name("natsmesh-bench:client"), nats.CustomInboxPrefix(wire.InboxPrefix("client")))
+		if err != nil {
+			return nil, "", fmt.Errorf("benchrun: %w", err)
+		}
+		s.cleanup = append(s.cleanup, nc.Close)
+		cfg := agent.Config{Service: "client", Logger: slog.New(slog.DiscardHandler)}
+		if telemetryOn {
+			tel, err := telemetry.New(telemetry.Config{Service: "client"})
+			if err != nil {
+				return nil, "", err
+			}
+			s.cleanup = append(s.cleanup, func() { tel.Shutdown(context.Background()) })
+			cfg.Telemetry = tel
+		}
+		if name == InprocHTTPPolicy {
+			file, err := e.policyFile()
+			if err != nil {
+				return nil, "", err
+			}
+			src, err := live.WatchFile(ctx, file, live.SourceConfig{})
+			if err != nil {
+				return nil, "", err
+			}
+			s.cleanup = append(s.cleanup, func() { src.Close() })
+			cfg.Policies = src
+		}
+		a, err := agent.New(nc, cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := a.Start(ctx); err != nil {
+			return nil, "", err
+		}
+		s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
+		if s.target, err = e.agentTarget(a, name == InprocGRPC); err != nil {
+			return nil, "", err
+		}
+	case EmbeddedHTTP, EmbeddedGRPC:
+		s.noEcho = true
+		client, err := e.startEmbedded(s)
+		if err != nil {
+			return nil, "", err
+		}
+		if s.target, err = e.agentTarget(client, name == EmbeddedGRPC); err != nil {
+			return nil, "", err
+		}
+	case NginxPair:
+		bin := e.opts.Nginx
+		if bin == "" {
+			bin = FindNginx()
+		}
+		if bin == "" {
+			return nil, "nginx not found in PATH or /usr/sbin (make bench-deps installs it)", nil
+		}
+		front, err := e.startNginxPair(ctx, s, bin)
+		if err != nil {
+			return nil, "", err
+		}
+		s.target = e.httpTarget("http://"+front+"/echo", nil)
+	}
+	return s, "", nil
+}
+
+// startEmbedded runs a broker, an echo service agent and a client agent in
+// this process, connected in process, and returns the client agent.
+func (e *env) startEmbedded(s *setup) (*agent.Agent, error) {
+	b, err := broker.New(broker.Config{Listen: "127.0.0.1:-1", HTTP: broker.HTTPOff, NoJetStream: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(); err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, func() { b.Shutdown(context.Background()) })
+	if err := b.Ready(10 * time.Second); err != nil {
+		return nil, err
+	}
+	start := func(service string, setup func(*agent.Agent) error) (*agent.Agent, error) {
+		nc, err := b.InProcessConn(nats.CustomInboxPrefix(wire.InboxPrefix(service)))
+		if err != nil {
+			return nil, err
+		}
+		s.cleanup = append(s.cleanup, nc.Close)
+		a, err := agent.New(nc, agent.Config{Service: service, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return nil, err
+		}
+		if setup != nil {
+			if err := setup(a); err != nil {
+				return nil, err
+			}
+		}
+		if err := a.Start(context.Background()); err != nil {
+			return nil, err
+		}
+		s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
+		return a, a.Ready(10 * time.Second)
+	}
+	if _, err := start("echo", func(a *agent.Agent) error {
+		testpb.RegisterTestServiceServer(a.GRPCServer(), echoGRPC{})
+		return a.Handle(EchoHandler())
+	}); err != nil {
+		return nil, err
+	}
+	return start("client", nil)
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// policyFile writes BenchPolicy into the run's directory and returns its
+// path.
+func (e *env) policyFile() (string, error) {
+	path := filepath.Join(e.dir, "mesh.yaml")
+	if err := os.WriteFile(path, []byte(BenchPolicy), 0o644); err != nil {
+		return "", fmt.Errorf("benchrun: %w", err)
+	}
+	return path, nil
+}
+
+func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	// The store in the run's directory, removed with it: natsmesh broker
+	// otherwise keeps one per port in the user's data directory.
+	p, err := startProc(e.dir, "broker", e.opts.Exe, "broker", "--listen", addr, "--monitor", "off", "--log-level", "warn",
+		"--store", filepath.Join(e.dir, "broker-store"))
+	if err != nil {
+		return "", err
+	}
+	s.components = append(s.components, p)
+	if err := p.waitReady(ctx, 15*time.Second, tcpReady(addr)); err != nil {
+		return "", err
+	}
+	return "nats://" + addr, nil
+}
+
+func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, args ...string) error {
+	admin, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	args = append([]string{"agent", "--nats", natsURL, "--admin", admin, "--log-level", "warn"}, args...)
+	p, err := startProc(e.dir, name, e.opts.Exe, args...)
+	if err != nil {
+		return err
+	}
+	p.admin = admin
+	s.components = append(s.components, p)
+	return p.waitReady(ctx, 15*time.Second, httpReady("http://"+admin+"/readyz"))
+}
+
+// agentTarget calls the echo service through a's client side, over gRPC or
+// HTTP; the agent's own pool serves every load, so there is nothing to release.
+func (e *env) agentTarget(a *agent.Agent, overGRPC bool) (func(int) (loadgen.Target, func(), error), error) {
+	var call loadgen.Target
+	if overGRPC {
+		cc, err := a.ClientConn("echo")
+		if err != nil {
+			return nil, err
+		}
+		call = e.grpcCall(testpb.NewTestServiceClient(cc))
+	} else {
+		call = e.httpCall(&http.Client{Transport: a.Transport()}, "http://echo/echo")
+	}
+	return func(int) (loadgen.Target, func(), error) { return call, func() {}, nil }, nil
+}
+
+// httpTarget makes POST url calls through a client pooled for the load's
+// callers, through proxy when set.
+func (e *env) httpTarget(url string, proxy func(*http.Request) (*url.URL, error)) func(int) (loadgen.Target, func(), error) {
+	return func(conns int) (loadgen.Target, func(), error) {
+		tr := &http.Transport{
+			Proxy:               proxy,
+			MaxIdleConns:        conns,
+			MaxIdleConnsPerHost: conns,
+			MaxConnsPerHost:     conns,
+			IdleConnTimeout:     time.Minute,
+			DisableCompression:  true,
+		}
+		return e.httpCall(&http.Client{Transport: tr}, url), tr.CloseIdleConnections, nil
+	}
+}
+
+func (e *env) httpCall(client *http.Client, url string) loadgen.Target {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.body))
+		if err != nil {
+			return err
+		}
+		req.Header["Content-Type"] = []string{"application/octet-stream"}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s (%s)", resp.Status, resp.Header.Get(wire.HeaderError))
+		}
+		if err != nil {
+			return err
+		}
+		if n != int64(len(e.body)) {
+			return fmt.Errorf("echo of %d bytes came back with %d", len(e.body), n)
+		}
+		return nil
+	}
+}
+
+// grpcTarget calls TestService.UnaryCall at addr, with authority when set;
+// one HTTP/2 connection carries every caller, as gRPC clients do.
+func (e *env) grpcTarget(addr, authority string) func(int) (loadgen.Target, func(), error) {
+	return func(int) (loadgen.Target, func(), error) {
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if authority != "" {
+			opts = append(opts, grpc.WithAuthority(authority))
+		}
+		cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return e.grpcCall(testpb.NewTestServiceClient(cc)), func() { cc.Close() }, nil
+	}
+}
+
+func (e *env) grpcCall(c testpb.TestServiceClient) loadgen.Target {
+	return func(ctx context.Context) error {
+		resp, err := c.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: int32(len(e.body)), Payload: &testpb.Payload{Body: e.body}})
+		if err != nil {
+			return err
+		}
+		if n := len(resp.GetPayload().GetBody()); n != len(e.body) {
+			return fmt.Errorf("echo of %d bytes came back with %d", len(e.body), n)
+		}
+		return nil
+	}
+}
