@@ -20,6 +20,7 @@ func TestImportsOnlyTheWireFormat(t *testing.T) {
 		module + "wire/grpcwire":     true, // the gRPC status of a reply, a raw client's grpc-timeout
 		module + "internal/replymux": true, // the sender's reply subscriptions
 		module + "internal/natsconn": true, // the sender's reading of the broker's permission violations
+		module + "internal/logevery": true, // the dispatch's bounded log of refused replies
 	}
 	files, err := filepath.Glob("*.go")
 	if err != nil {

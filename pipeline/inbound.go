@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/logevery"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
@@ -158,7 +159,7 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 		h = cfg.Middleware[i](h)
 	}
 	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
-		refused: refusedReplies{log: cfg.Logger, interval: time.Second},
+		refused: refusedReplies{log: cfg.Logger, Limiter: logevery.Limiter{Interval: time.Second}},
 		idle:    make(chan *nats.Msg), stop: make(chan struct{})}
 	if cfg.MaxConcurrent > 0 {
 		in.sem = make(chan struct{}, cfg.MaxConcurrent)

@@ -3,9 +3,8 @@ package pipeline
 import (
 	"log/slog"
 	"strings"
-	"sync"
-	"time"
 
+	"github.com/natsmesh/natsmesh/internal/logevery"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -89,25 +88,13 @@ func literalSubject(s string) bool {
 // with the number refused since the last line, so a flood of forged
 // requests cannot flood the log.
 type refusedReplies struct {
-	log      *slog.Logger
-	interval time.Duration
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
+	log *slog.Logger
+	logevery.Limiter
 }
 
 func (r *refusedReplies) refused(subject, reply string) {
-	r.mu.Lock()
-	now := time.Now()
-	if !r.last.IsZero() && now.Sub(r.last) < r.interval {
-		r.suppressed++
-		r.mu.Unlock()
-		return
+	if n, ok := r.Allow(); ok {
+		r.log.Warn("pipeline: refused a call whose reply subject is not in the pair inbox of its caller and service (nothing published)",
+			"subject", subject, "reply", reply, "refused_since_last_log", n)
 	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	r.log.Warn("pipeline: refused a call whose reply subject is not in the pair inbox of its caller and service (nothing published)",
-		"subject", subject, "reply", reply, "refused_since_last_log", n)
 }

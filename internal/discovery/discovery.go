@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 
+	"github.com/natsmesh/natsmesh/internal/logevery"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -272,23 +273,11 @@ func Answerable(reply string) bool {
 
 // refusals logs the requests refused for their reply subject at most once
 // a second, with the number refused since the last line.
-type refusals struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
+type refusals struct{ logevery.Limiter }
 
 func (r *refusals) refused(log *slog.Logger, subject, reply string) {
-	r.mu.Lock()
-	now := time.Now()
-	if !r.last.IsZero() && now.Sub(r.last) < time.Second {
-		r.suppressed++
-		r.mu.Unlock()
-		return
+	if n, ok := r.Allow(); ok {
+		log.Warn("discovery: refused a request whose reply subject is a mesh, system or JetStream subject (nothing published)",
+			"subject", subject, "reply", reply, "refused_since_last_log", n)
 	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	log.Warn("discovery: refused a request whose reply subject is a mesh, system or JetStream subject (nothing published)",
-		"subject", subject, "reply", reply, "refused_since_last_log", n)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
+	"github.com/natsmesh/natsmesh/internal/logevery"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -131,25 +132,13 @@ type Member struct {
 
 // refusals logs the status requests refused for their reply subject at
 // most once a second, with the number refused since the last line.
-type refusals struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
+type refusals struct{ logevery.Limiter }
 
 func (r *refusals) refused(log *slog.Logger, service, reply string) {
-	r.mu.Lock()
-	now := time.Now()
-	if !r.last.IsZero() && now.Sub(r.last) < time.Second {
-		r.suppressed++
-		r.mu.Unlock()
-		return
+	if n, ok := r.Allow(); ok {
+		log.Warn("passive health: refused a status request whose reply subject is not the service's own inbox (nothing published)",
+			"subject", StatusSubject(service), "reply", reply, "want_under", StatusInbox(service), "refused_since_last_log", n)
 	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	log.Warn("passive health: refused a status request whose reply subject is not the service's own inbox (nothing published)",
-		"subject", StatusSubject(service), "reply", reply, "want_under", StatusInbox(service), "refused_since_last_log", n)
 }
 
 // New returns the Member of the instance cfg describes. It subscribes to
