@@ -407,20 +407,8 @@ func (in *inbound) retryRefused() {
 		return
 	}
 	in.refusal = nil
-	healthy := in.healthErr == nil
 	in.mu.Unlock()
-	if !healthy {
-		return
-	}
-	if err := in.subscribe(); err != nil {
-		if !errors.Is(err, errRefused) {
-			in.a.log.Error("subscribing", "err", err)
-		}
-		return
-	}
-	if in.serving() {
-		in.a.log.Info("agent: the broker admits the queue subscriptions now: serving")
-	}
+	in.rejoin("subscribing", "agent: the broker admits the queue subscriptions now: serving")
 }
 
 // watchRefusals chains a handler in front of the connection's async error
@@ -494,6 +482,14 @@ func (in *inbound) withdraw() {
 // the last health check failed (then the health loop restores the
 // instance once checks pass).
 func (in *inbound) restore() {
+	in.rejoin("subscribing after passive health cool-off", "passive health: back in its queue groups (probation)")
+}
+
+// rejoin joins the queue groups again unless the last health check
+// failed (the health loop does once checks pass): a failure is logged
+// with failed (a refusal is said already, once), and joined once the
+// instance serves (not after Shutdown).
+func (in *inbound) rejoin(failed, joined string) {
 	in.mu.Lock()
 	healthy := in.healthErr == nil
 	in.mu.Unlock()
@@ -502,12 +498,12 @@ func (in *inbound) restore() {
 	}
 	if err := in.subscribe(); err != nil {
 		if !errors.Is(err, errRefused) {
-			in.a.log.Error("subscribing after passive health cool-off", "err", err)
+			in.a.log.Error(failed, "err", err)
 		}
 		return
 	}
-	if in.serving() { // not after Shutdown
-		in.a.log.Info("passive health: back in its queue groups (probation)")
+	if in.serving() {
+		in.a.log.Info(joined)
 	}
 }
 
