@@ -442,7 +442,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dur := time.Since(start)
 	g.tel.ServedHTTP(r.Context(), g.name, res.Status, res.Err, dur)
 	g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
-		"dest", res.Dest.Dest(), "status", res.Status, "duration", dur)
+		"dest", res.Dest.Dest(), "status", res.Status, "duration_ms", float64(dur)/float64(time.Millisecond))
 }
 
 // newProxy is the gateway's HTTP adapter: its outbound pipeline, its

@@ -27,7 +27,8 @@ type accessLog struct {
 // inbound), trace_id ("" when the call has no trace context), caller,
 // callee, subset, proto, method (the HTTP method or gRPC method), path
 // (HTTP), status (the HTTP status, or the gRPC code's name), mesh_error
-// ("" for the service's own answer), duration, and, outbound, attempts.
+// ("" for the service's own answer), duration_ms (milliseconds, a
+// fraction below one), and, outbound, attempts.
 func (l *accessLog) call(ctx context.Context, dir, traceID string, c *pipeline.Call, dest, subset string, o outcome, e *wire.Error, dur time.Duration, attempts int) {
 	if !o.err && l.sample < 1 && rand.Float64() >= l.sample {
 		return
@@ -46,7 +47,7 @@ func (l *accessLog) call(ctx context.Context, dir, traceID string, c *pipeline.C
 	} else {
 		attrs = append(attrs, slog.String("status", grpccodes.Code(o.code).String()))
 	}
-	attrs = append(attrs, slog.String("mesh_error", kindLabel(o.kind)), slog.Duration("duration", dur))
+	attrs = append(attrs, slog.String("mesh_error", kindLabel(o.kind)), slog.Float64("duration_ms", float64(dur)/float64(time.Millisecond)))
 	if dir == "outbound" {
 		attrs = append(attrs, slog.Int("attempts", attempts))
 	}
