@@ -44,9 +44,13 @@ type SidecarConfig struct {
 	GRPC string
 	// Binds are per-destination ports.
 	Binds []Bind
-	// Admin serves /healthz, /readyz (see [Sidecar.Readiness]),
-	// /debug/pprof/, GET /config and the endpoints of Agent.Admin.
+	// Admin serves /healthz, /readyz (see [Sidecar.Readiness]), GET
+	// /config, the endpoints of Agent.Admin and, with Profiles,
+	// /debug/pprof/.
 	Admin string
+	// Profiles serves Go's profiles at the admin endpoint's
+	// /debug/pprof/. Default off: a heap profile holds request headers.
+	Profiles bool
 
 	// Policy says where the mesh file comes from when Agent.Policies is
 	// nil: "" (the default) watches the policies bucket over the
@@ -130,7 +134,7 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 	var err error
 	s.h, err = host.New(host.Config{
 		Parts: []host.Part{{Name: cfg.Agent.Service, Conn: cfg.Conn, Connect: cc, Listeners: listeners, Build: s.build}},
-		Admin: cfg.Admin, AdminHandlers: cfg.Agent.Admin,
+		Admin: cfg.Admin, AdminHandlers: cfg.Agent.Admin, Profiles: cfg.Profiles,
 		Policy: host.Policy{Source: cfg.Agent.Policies, Path: cfg.Policy, Cache: cfg.PolicyCache, Builtin: cfg.Agent.BuiltinPolicy},
 		Logger: log,
 		Errors: host.Errors{Prefix: "agent", Config: func(err error) error { return fmt.Errorf("%w: %w", ErrConfig, err) }, Shutdown: ErrClosed},

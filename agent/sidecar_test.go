@@ -240,11 +240,12 @@ func TestSidecarLifecycle(t *testing.T) {
 	up := echoServer(t, "orders-1")
 	startAgent(t, b, Config{Service: "orders", Upstream: up.URL})
 	s, err := NewSidecar(SidecarConfig{
-		Agent:   Config{Service: "web", Logger: quiet},
-		Connect: ConnectConfig{URL: b.ClientURL(), Logger: quiet},
-		HTTP:    "127.0.0.1:0",
-		Binds:   []Bind{{Dest: "orders", Addr: "127.0.0.1:0"}},
-		Admin:   "127.0.0.1:0",
+		Agent:    Config{Service: "web", Logger: quiet},
+		Connect:  ConnectConfig{URL: b.ClientURL(), Logger: quiet},
+		HTTP:     "127.0.0.1:0",
+		Binds:    []Bind{{Dest: "orders", Addr: "127.0.0.1:0"}},
+		Admin:    "127.0.0.1:0",
+		Profiles: true,
 	})
 	if err != nil {
 		t.Fatal(err)

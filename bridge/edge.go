@@ -45,9 +45,12 @@ type EdgeConfig struct {
 	// TLS, when set, serves the gateway's listener over TLS.
 	TLS *tls.Config
 	// Admin is the admin listener's address: /healthz, /readyz (see
-	// [Edge.Readiness]), /debug/pprof/, GET /config and the endpoints of
-	// Gateway.Admin and AdminConn.
+	// [Edge.Readiness]), GET /config, the endpoints of Gateway.Admin and
+	// AdminConn and, with Profiles, /debug/pprof/.
 	Admin string
+	// Profiles serves Go's profiles at the admin endpoint's
+	// /debug/pprof/. Default off: a heap profile holds request headers.
+	Profiles bool
 	// AdminConn, when set, returns further admin endpoints that need the
 	// NATS connection (`natsmesh bridge` mounts the mesh's dashboard at
 	// /ui/ with it). Start calls it once connected; its error fails Start,
@@ -125,7 +128,7 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 			Build:     e.build,
 			Admin:     cfg.AdminConn,
 		}},
-		Admin: cfg.Admin, AdminHandlers: cfg.Gateway.Admin,
+		Admin: cfg.Admin, AdminHandlers: cfg.Gateway.Admin, Profiles: cfg.Profiles,
 		Policy: host.Policy{Source: cfg.Gateway.Policies, Path: cfg.Policy, Cache: cfg.PolicyCache, Builtin: cfg.Gateway.BuiltinPolicy},
 		Logger: log,
 		Errors: host.Errors{Prefix: "bridge", Config: func(err error) error { return fmt.Errorf("bridge: %w: %w", err, ErrInvalidConfig) }, Shutdown: ErrShutdown},

@@ -32,9 +32,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"port (--bind), or over gRPC with :authority = <service> (--grpc-proxy).\n"+
 			"A destination is SERVICE (any instance) or SUBSET.SERVICE (v2.orders),\n"+
 			"optionally followed by .mesh or a --domain (orders.svc.cluster.local).\n"+
-			"The admin port serves /healthz, /readyz and /debug/pprof/ (Go profiles).\n"+
+			"The admin port serves /healthz, /readyz, /metrics and, with --pprof,\n"+
+			"/debug/pprof/ (Go profiles).\n"+
 			"On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits.", stderr)
 	var (
+		profiles bool
 		cfg      agent.Config
 		nf       natsFlags
 		binds    stringList
@@ -55,7 +57,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&grpcAddr, "grpc-proxy", "127.0.0.1:15002", "outbound gRPC (h2c) proxy listener `address`, or \"off\"")
 	fs.Var(&binds, "bind", "per-destination listener `DEST=ADDR` (orders=127.0.0.1:9191, v2.orders=...), comma-separated or repeated")
 	fs.Var(&domains, "domain", "mesh `domain` accepted after a service name (svc.cluster.local: http://orders.svc.cluster.local/), comma-separated or repeated; .mesh always is")
-	fs.StringVar(&admin, "admin", "127.0.0.1:15090", "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/), or \"off\"")
+	fs.StringVar(&admin, "admin", "127.0.0.1:15090", "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/ with --pprof), or \"off\"")
+	fs.BoolVar(&profiles, "pprof", false, "serve Go's profiles at the admin listener's /debug/pprof/ (a heap profile holds request headers)")
 	fs.StringVar(&cfg.Health.Path, "health", "", "HTTP health check `path` on the upstream (default: TCP connect; gRPC health for h2c)")
 	fs.StringVar((*string)(&cfg.Health.GRPC), "health-grpc", "auto", "how an h2c upstream is checked: auto (grpc.health.v1, or only that it answers if it has none), health (grpc.health.v1 must say SERVING) or connect (TCP)")
 	fs.DurationVar(&cfg.Health.Interval, "health-interval", 2*time.Second, "time between health checks")
@@ -105,7 +108,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer tel.Shutdown(context.Background())
 	cfg.Telemetry = tel
 	cfg.Admin = map[string]http.Handler{"GET /metrics": tel.MetricsHandler()}
-	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin, Policy: policy,
+	sc := agent.SidecarConfig{Agent: cfg, Connect: nf.config(log), HTTP: httpAddr, GRPC: grpcAddr, Admin: admin, Profiles: profiles, Policy: policy,
 		PolicyCache: policyCacheFile(*policyCache, policy, cfg.Service, log)}
 	for _, b := range binds.Values {
 		dest, addr, ok := strings.Cut(b, "=")

@@ -40,8 +40,8 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"win over path routes, and the longest prefix wins. A subset is also\n"+
 			"written SUBSET.SERVICE (/v2=v2.orders), as agents address it.\n\n"+
 			"The admin port (--admin) serves /healthz, /readyz (ready while connected\n"+
-			"to NATS and not shutting down) for a load balancer, /debug/pprof/, and\n"+
-			"the mesh's dashboard at /ui/.", stderr)
+			"to NATS and not shutting down) for a load balancer, /metrics, the mesh's\n"+
+			"dashboard at /ui/ and, with --pprof, /debug/pprof/.", stderr)
 	var (
 		routes   stringList
 		logLevel slog.Level
@@ -51,7 +51,8 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("service", "bridge", "the gateway's service `name` in the mesh: the caller its calls come from")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
-	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /metrics, /debug/pprof/, the dashboard at /ui/), or \"off\"")
+	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /metrics, the dashboard at /ui/, /debug/pprof/ with --pprof), or \"off\"")
+	profiles := fs.Bool("pprof", false, "serve Go's profiles at the admin listener's /debug/pprof/ (a heap profile holds request headers)")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
 	tlsKey := fs.String("tls-key", "", "HTTPS key `file` (PEM)")
 	policy := fs.String("policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket; until it holds a file, one that authenticates to the broker serves nothing; \"off\": the built-in policy only, refused when the connection authenticates)")
@@ -85,6 +86,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Connect:     nf.config(log),
 		Listen:      *listen,
 		Admin:       *adminAddr,
+		Profiles:    *profiles,
 		Policy:      *policy,
 		PolicyCache: policyCacheFile(*policyCache, *policy, *name, log),
 		AdminConn: func(nc *nats.Conn) (map[string]http.Handler, error) {

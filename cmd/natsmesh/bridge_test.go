@@ -107,7 +107,7 @@ func TestBridgeBadConfig(t *testing.T) {
 func TestBridgeAdmin(t *testing.T) {
 	b := meshtest.Broker(t)
 	gw, admin := freeAddr(t), freeAddr(t)
-	p := startProc(t, "bridge", "--gateway", gw, "--admin", admin, "--route", "/=web", "--nats", b.ClientURL())
+	p := startProc(t, "bridge", "--gateway", gw, "--admin", admin, "--route", "/=web", "--nats", b.ClientURL(), "--pprof")
 	waitHTTP(t, p, "http://"+admin+"/readyz")
 	for _, path := range []string{"/healthz", "/debug/pprof/"} {
 		resp, err := http.Get("http://" + admin + path)

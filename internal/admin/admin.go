@@ -19,6 +19,10 @@ type Config struct {
 	Ready func() error
 	// Handlers are further endpoints by pattern ("GET /metrics").
 	Handlers map[string]http.Handler
+	// Profiles serves Go's profiles at /debug/pprof/. Off by default: a
+	// heap profile holds what the process holds (request headers among
+	// it), so it is served only when asked for (`--pprof`).
+	Profiles bool
 }
 
 // New is [Handler], or an error when one of cfg.Handlers' patterns is
@@ -36,13 +40,13 @@ func New(cfg Config) (h http.Handler, err error) {
 //
 //	GET /healthz       200 while the process runs (liveness)
 //	GET /readyz        200 while Ready returns nil, else 503 with the reason
-//	GET /debug/pprof/  Go profiles (the listener is loopback unless told otherwise)
+//	GET /debug/pprof/  Go profiles, with cfg.Profiles only
 //
 // and cfg.Handlers; GET / lists the endpoints. It panics, as http.ServeMux
 // does, when a pattern of cfg.Handlers is invalid or collides: see New.
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
-	paths := []string{"/healthz", "/readyz", "/debug/pprof/"}
+	paths := []string{"/healthz", "/readyz"}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -55,11 +59,14 @@ func Handler(cfg Config) http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if cfg.Profiles {
+		paths = append(paths, "/debug/pprof/")
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	for pattern, h := range cfg.Handlers {
 		mux.Handle(pattern, h)
 		if _, p, ok := strings.Cut(pattern, " "); ok {

@@ -37,8 +37,28 @@ func TestHandler(t *testing.T) {
 	if code, body := get("/metrics"); code != 200 || body != "m" {
 		t.Errorf("/metrics %d %q", code, body)
 	}
-	if _, body := get("/"); !strings.Contains(body, "/metrics") || !strings.Contains(body, "/debug/pprof/") {
-		t.Errorf("index %q", body)
+	if _, body := get("/"); !strings.Contains(body, "/metrics") || strings.Contains(body, "/debug/pprof/") {
+		t.Errorf("index %q: want /metrics and no profiles", body)
+	}
+}
+
+// TestProfilesOnlyWhenAsked: issue 19. A heap profile holds request
+// headers, so /debug/pprof/ is served only with Config.Profiles.
+func TestProfilesOnlyWhenAsked(t *testing.T) {
+	for _, profiles := range []bool{false, true} {
+		h := Handler(Config{Profiles: profiles})
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline"} {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+			if got := w.Code == 200; got != profiles {
+				t.Errorf("Profiles %v: GET %s = %d", profiles, path, w.Code)
+			}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		if got := strings.Contains(w.Body.String(), "/debug/pprof/"); got != profiles {
+			t.Errorf("Profiles %v: the index lists profiles: %v", profiles, got)
+		}
 	}
 }
 

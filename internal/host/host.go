@@ -140,6 +140,9 @@ type Config struct {
 	// AdminHandlers are further admin endpoints by pattern ("GET
 	// /metrics").
 	AdminHandlers map[string]http.Handler
+	// Profiles serves Go's profiles on the admin endpoint
+	// (admin.Config.Profiles). Default off.
+	Profiles bool
 	// Policy is the mesh file's source.
 	Policy Policy
 	// Telemetry, when set, is shut down last by Shutdown: the host owns it.
@@ -214,7 +217,7 @@ func New(cfg Config) (*Host, error) {
 		listeners += len(p.Listeners)
 	}
 	h.errc = make(chan error, listeners)
-	var early http.Handler = admin.Handler(admin.Config{Ready: h.Readiness})
+	var early http.Handler = admin.Handler(admin.Config{Ready: h.Readiness, Profiles: cfg.Profiles})
 	h.admin.Store(&early)
 	return h, nil
 }
@@ -453,7 +456,7 @@ func (h *Host) start(ctx context.Context, r *run) error {
 	if _, ok := handlers["GET /config"]; !ok {
 		handlers["GET /config"] = live.Handler(r.policies)
 	}
-	full, err := admin.New(admin.Config{Ready: h.Readiness, Handlers: handlers})
+	full, err := admin.New(admin.Config{Ready: h.Readiness, Handlers: handlers, Profiles: h.cfg.Profiles})
 	if err != nil {
 		return h.configError(err)
 	}
