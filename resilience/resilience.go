@@ -236,6 +236,7 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 	// whatever its try returned.
 	if ctx.Err() != nil {
 		g.done(msg, err)
+		drop(msg)
 		return finish(nil, ctx.Err())
 	}
 	if !p.gate(ctx, 1, msg, err, idempotent) {
@@ -257,14 +258,31 @@ func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call)
 // function of its own: the variables its closure captures move to the
 // heap, which the first try alone must not pay for.)
 func (p *plan) retryAfter(ctx context.Context, next pipeline.Sender, c *pipeline.Call, idempotent bool, first *pipeline.Reply, firstErr error, g *callBreaker) (*pipeline.Reply, error) {
-	return p.retried(ctx, func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
+	last := first
+	msg, err := p.retried(ctx, func(exec failsafe.Execution[*pipeline.Reply]) (*pipeline.Reply, error) {
 		n := exec.Attempts()
 		if n == 1 {
 			return first, &again{firstErr} // the first try, made by send
 		}
 		msg, err := p.tryAgain(exec.Context(), next, c, n, g)
+		last = msg
 		return p.verdict(ctx, n, msg, err, idempotent)
 	})
+	// failsafe-go answers ctx's error for a call whose context ended,
+	// whatever its last try returned: a streamed reply so dropped is
+	// closed, so its stream ends and its observers hear of it.
+	if last != msg {
+		drop(last)
+	}
+	return msg, err
+}
+
+// drop closes the stream of a streamed reply the call does not answer
+// with (Close ends it and tells its OnEnd observers, once).
+func drop(r *pipeline.Reply) {
+	if r.Streamed() {
+		r.Body.Stream.Close()
+	}
 }
 
 // tryAgain is the n-th try (n > 1) of a call that is not hedged, with a
