@@ -118,8 +118,15 @@ func NewSidecar(cfg SidecarConfig) (*Sidecar, error) {
 	}
 	add(cfg.HTTP, "HTTP proxy", func(l net.Listener) error { return s.a.ServeHTTPProxy(l) })
 	add(cfg.GRPC, "gRPC proxy", func(l net.Listener) error { return s.a.ServeGRPCProxy(l) })
+	// A destination may have several bind ports (IPv4 and IPv6 loopback,
+	// an old port kept beside a new one): the second is "bind DEST #2".
+	binds := map[string]int{}
 	for _, b := range cfg.Binds {
-		add(b.Addr, "bind "+b.Dest, func(l net.Listener) error { return s.a.ServeBind(l, b.Dest) })
+		purpose := "bind " + b.Dest
+		if binds[b.Dest]++; binds[b.Dest] > 1 {
+			purpose += fmt.Sprintf(" #%d", binds[b.Dest])
+		}
+		add(b.Addr, purpose, func(l net.Listener) error { return s.a.ServeBind(l, b.Dest) })
 	}
 	if len(listeners) == 0 && cfg.Agent.Upstream == "" {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, ErrNothingToDo)
@@ -167,7 +174,8 @@ func (s *Sidecar) build(env host.Env) (host.Component, error) {
 }
 
 // Addr returns the address of the listener for purpose ("HTTP proxy",
-// "gRPC proxy", "bind SERVICE", "admin"), or nil before Start opened it.
+// "gRPC proxy", "bind DEST" — "bind DEST #2" for a second port to DEST —,
+// "admin"), or nil before Start opened it.
 func (s *Sidecar) Addr(purpose string) net.Addr {
 	if purpose == "admin" {
 		return s.h.AdminAddr()
