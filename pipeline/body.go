@@ -65,6 +65,14 @@ type Stream interface {
 // a streamed body crosses a hop: whole, in one message, as a unary body
 // would; the stream protocol replaces each call of it.
 func readStream(ctx context.Context, s Stream, limit int64) ([]byte, nats.Header, error) {
+	return readStreamAs(ctx, s, limit, nil)
+}
+
+// readStreamAs is readStream whose error past limit is over's of the
+// too-large error (nil: too-large itself); a streamed reply's stream ends
+// with that error, so its OnEnd observers are told what the caller is
+// answered, not that the stream was given up.
+func readStreamAs(ctx context.Context, s Stream, limit int64, over func(*wire.Error) error) ([]byte, nats.Header, error) {
 	defer s.Close()
 	var body []byte
 	for {
@@ -76,8 +84,15 @@ func readStream(ctx context.Context, s Stream, limit int64) ([]byte, nats.Header
 			return nil, nil, wire.FromError(err)
 		}
 		if int64(len(body))+int64(len(b)) > limit {
-			return nil, nil, &wire.Error{Kind: wire.KindTooLarge,
+			var err error = &wire.Error{Kind: wire.KindTooLarge,
 				Message: "a streamed body read whole exceeds max_payload (streams cross the mesh whole until its stream protocol)"}
+			if over != nil {
+				err = over(err.(*wire.Error))
+			}
+			if e, ok := s.(*ending); ok {
+				e.finish(err)
+			}
+			return nil, nil, err
 		}
 		body = append(body, b...)
 	}

@@ -284,11 +284,12 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 		// streamed reply is read whole, under the call's deadline, and
 		// answered in one message, as a unary one; reading it to its
 		// end tells the middleware its outcome (Reply.OnEnd).
-		whole, err := reply.ReadWhole(ctx, LimitsOf(in.nc).PayloadLimit())
+		// A reply too large is the service's failure, not the caller's:
+		// upstream-unavailable, and the middleware is told the same.
+		whole, err := reply.readWholeAs(ctx, LimitsOf(in.nc).PayloadLimit(), func(e *wire.Error) error {
+			return &wire.Error{Kind: wire.KindUpstream, Message: "the service's streamed reply exceeds max_payload: " + e.Message}
+		})
 		if err != nil {
-			if e := wire.FromError(err); e.Kind == wire.KindTooLarge {
-				err = &wire.Error{Kind: wire.KindUpstream, Message: "the service's streamed reply exceeds max_payload: " + e.Message}
-			}
 			return nil, err
 		}
 		return ReplyFromMsg(c.Proto, whole), nil

@@ -156,10 +156,16 @@ func (r *Reply) Msg() *nats.Msg {
 // entry points decode, the one message it returns; the stream protocol
 // replaces each call of it.
 func (r *Reply) ReadWhole(ctx context.Context, limit int64) (*nats.Msg, error) {
+	return r.readWholeAs(ctx, limit, nil)
+}
+
+// readWholeAs is ReadWhole whose error past limit is over's of the
+// too-large error: the stream's observers are told that error too.
+func (r *Reply) readWholeAs(ctx context.Context, limit int64, over func(*wire.Error) error) (*nats.Msg, error) {
 	if !r.Streamed() {
 		return r.Msg(), nil
 	}
-	b, trailer, err := readStream(ctx, r.Body.Stream, limit)
+	b, trailer, err := readStreamAs(ctx, r.Body.Stream, limit, over)
 	if err != nil {
 		return nil, err
 	}
