@@ -11,12 +11,12 @@ import (
 	"github.com/natsmesh/natsmesh/wire"
 )
 
-// TestStreamedReplyTooLargeInbound (review of issue 17): a handler's streamed reply that
-// exceeds max_payload is answered upstream (the service's failure), but the
-// middleware (telemetry, passive health) is told the call was given up by
-// its caller (readStream closes the stream before its end: errGivenUp, a
-// cancelled timeout), which no variant holds against the service: the
-// metrics and passive health disagree with the answer the caller got.
+// TestStreamedReplyTooLargeInbound (review of issue 17): a handler's
+// streamed reply past max_payload is answered upstream-unavailable (the
+// service's failure), and the middleware (telemetry, passive health) is
+// told the same; before, readStream's Close ended the stream as given up
+// by its caller (a cancelled timeout), which no rule holds against the
+// service, so the metrics disagreed with the answer.
 func TestStreamedReplyTooLargeInbound(t *testing.T) {
 	b := runBroker(t)
 	st := &stub{}
