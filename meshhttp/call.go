@@ -42,7 +42,16 @@ func Send(ctx context.Context, s pipeline.Sender, c *pipeline.Call) (*http.Respo
 			return nil, err
 		}
 	}
-	return httpwire.DecodeResponse(m)
+	resp, err := httpwire.DecodeResponse(m)
+	if err == nil && c.Op == http.MethodHead && len(m.Data) == 0 && m.Header.Get(wire.HeaderContentLength) == "" {
+		// The answer to HEAD has no body, and the service told no length
+		// (Mesh-Content-Length): a Content-Length of 0 would be the body
+		// that crossed, which tells nothing of the resource; leave it out.
+		// A length the service told, 0 included, passes.
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+	}
+	return resp, err
 }
 
 // CallerDeadline returns ctx with the deadline the client of r asked for in
@@ -104,14 +113,6 @@ func roundTrip(s pipeline.Sender, r *http.Request, dest pipeline.Call, lim wire.
 		// make it switch protocols, a 1xx would leave it waiting.
 		resp.Body.Close()
 		return nil, wire.Errorf(wire.KindUpstream, "service answered status %d", resp.StatusCode)
-	}
-	if r.Method == http.MethodHead && resp.ContentLength == 0 {
-		// The answer to HEAD has no body: a Content-Length of 0 is the
-		// body that crossed, which tells nothing of the resource; leave
-		// it out. A length the service told (Mesh-Content-Length) or a
-		// body it sent anyway passes.
-		resp.Header.Del("Content-Length")
-		resp.ContentLength = -1
 	}
 	return resp, nil
 }
