@@ -48,6 +48,17 @@ func StartConn(t testing.TB, nc *nats.Conn, cfg agent.Config, before ...func(*ag
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Shut down whatever happens next: a before or Start that fails
+	// halfway may have subscribed already (a leak goleak would blame on a
+	// later test). Its error counts once the agent started.
+	started := false
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil && started {
+			t.Errorf("agenttest: shutdown %s: %v", cfg.Service, err)
+		}
+	})
 	for _, f := range before {
 		if err := f(a); err != nil {
 			t.Fatalf("agenttest: prepare %s: %v", cfg.Service, err)
@@ -56,13 +67,7 @@ func StartConn(t testing.TB, nc *nats.Conn, cfg agent.Config, before ...func(*ag
 	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("agenttest: shutdown %s: %v", cfg.Service, err)
-		}
-	})
+	started = true
 	if err := a.Ready(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
