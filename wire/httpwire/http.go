@@ -104,6 +104,23 @@ func CheckHeaderLimits(h http.Header, lim wire.Limits) error {
 	return wire.Limits{MaxPayload: 1 << 62, MaxHeaders: lim.HeadersLimit(), MaxHeaderBytes: lim.HeaderBytesLimit()}.Check(&nats.Msg{}, count, size)
 }
 
+// checkDecodedHeaderLimits applies the mesh's header bounds
+// (wire.DefaultMaxHeaders, wire.DefaultMaxHeaderBytes, as the listeners and
+// pipeline.LimitsOf have them) to the headers and trailers a decoder
+// hands the service.
+func checkDecodedHeaderLimits(h, trailer http.Header) error {
+	count, size := 0, 0
+	for _, hh := range []http.Header{h, trailer} {
+		for k, vs := range hh {
+			for _, v := range vs {
+				size += len(k) + len(v) + 4
+				count++
+			}
+		}
+	}
+	return wire.Limits{MaxPayload: 1 << 62}.Check(&nats.Msg{}, count, size)
+}
+
 // checkFraming rejects requests whose length is ambiguous, the root of
 // request smuggling (RFC 9112 section 6.3).
 func checkFraming(h http.Header, te []string) error {
@@ -313,6 +330,14 @@ func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: "bad request path: " + err.Error(), Err: err}
 	}
 	h, trailer := readHeaders(hdr, false)
+	// The message may come from any NATS client, not only from an
+	// EncodeRequest bounded by the listeners' limits: the service gets
+	// no more than a listener would have let through (the mesh's header
+	// limits, headers and trailers counted together as EncodeRequest
+	// counts them), else 431 headers-too-large.
+	if err := checkDecodedHeaderLimits(h, trailer); err != nil {
+		return nil, err
+	}
 	r := &http.Request{
 		Method:        method,
 		URL:           u,
