@@ -26,7 +26,8 @@ import (
 // lim, so an oversized request fails before anything is published.
 //
 // It fails with a *wire.Error: KindBadRequest for ambiguous framing (both
-// Content-Length and Transfer-Encoding, or conflicting lengths),
+// Content-Length and Transfer-Encoding, or conflicting lengths) or an
+// ambiguous path ([AmbiguousPath]),
 // KindHeadersTooLarge past lim's header bounds, and KindTooLarge past
 // max_payload.
 func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
@@ -49,6 +50,9 @@ func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
 	path := r.URL.EscapedPath()
 	if path == "" {
 		path = "/"
+	}
+	if err := checkPath(path); err != nil {
+		return nil, err
 	}
 	m.Header[wire.HeaderPath] = []string{path}
 	if r.URL.RawQuery != "" {
@@ -312,6 +316,9 @@ func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod
 	}
 	if path[0] != '/' || !validTarget(path, "?#") {
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", wire.HeaderPath, path)}
+	}
+	if err := checkPath(path); err != nil {
+		return nil, err
 	}
 	requestURI := path
 	if q := hdr.Get(wire.HeaderQuery); q != "" {
