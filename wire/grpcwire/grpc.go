@@ -163,6 +163,20 @@ func DecodeCall(h nats.Header, data []byte, subjectMethod string) (*Request, err
 	if err != nil {
 		return nil, err
 	}
+	// The message may come from any NATS client, not only from an
+	// EncodeRequest bounded by the listeners' limits: the service gets no
+	// more metadata than a listener would have let through (the mesh's
+	// header limits), else headers-too-large.
+	count, size := 0, 0
+	for k, vs := range md {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+			count++
+		}
+	}
+	if err := (wire.Limits{MaxPayload: 1 << 62}).Check(&nats.Msg{}, count, size); err != nil {
+		return nil, err
+	}
 	delete(md, MetadataCaller)
 	return &Request{Method: method, Metadata: md, Payload: data, Timeout: timeout}, nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -293,3 +295,24 @@ func TestRawCodec(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestDecodeCallHeaderLimits (issue 19): a request message from a raw NATS
+// client is held to the listeners' header limits.
+func TestDecodeCallHeaderLimits(t *testing.T) {
+	many := nats.Header{}
+	for i := range 1000 {
+		many.Set("x-h"+strconv.Itoa(i), "v")
+	}
+	for name, h := range map[string]nats.Header{
+		"a 900 KB header": {"x-big": {strings.Repeat("a", 900<<10)}},
+		"1,000 headers":   many,
+	} {
+		_, err := DecodeCall(h, nil, "/pkg.Svc/M")
+		if e := wire.FromError(err); err == nil || e.Kind != wire.KindHeadersTooLarge {
+			t.Errorf("%s: %v, want %s", name, err, wire.KindHeadersTooLarge)
+		}
+	}
+	if _, err := DecodeCall(nats.Header{"x-a": {"b"}}, nil, "/pkg.Svc/M"); err != nil {
+		t.Errorf("within the limits: %v", err)
+	}
+}

@@ -26,7 +26,8 @@ import (
 // lim, so an oversized request fails before anything is published.
 //
 // It fails with a *wire.Error: KindBadRequest for ambiguous framing (both
-// Content-Length and Transfer-Encoding, or conflicting lengths),
+// Content-Length and Transfer-Encoding, or conflicting lengths) or an
+// ambiguous path ([AmbiguousPath]),
 // KindHeadersTooLarge past lim's header bounds, and KindTooLarge past
 // max_payload.
 func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
@@ -49,6 +50,9 @@ func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
 	path := r.URL.EscapedPath()
 	if path == "" {
 		path = "/"
+	}
+	if err := checkPath(path); err != nil {
+		return nil, err
 	}
 	m.Header[wire.HeaderPath] = []string{path}
 	if r.URL.RawQuery != "" {
@@ -102,6 +106,23 @@ func CheckHeaderLimits(h http.Header, lim wire.Limits) error {
 		}
 	}
 	return wire.Limits{MaxPayload: 1 << 62, MaxHeaders: lim.HeadersLimit(), MaxHeaderBytes: lim.HeaderBytesLimit()}.Check(&nats.Msg{}, count, size)
+}
+
+// checkDecodedHeaderLimits applies the mesh's header bounds
+// (wire.DefaultMaxHeaders, wire.DefaultMaxHeaderBytes, as the listeners and
+// pipeline.LimitsOf have them) to the headers and trailers a decoder
+// hands the service.
+func checkDecodedHeaderLimits(h, trailer http.Header) error {
+	count, size := 0, 0
+	for _, hh := range []http.Header{h, trailer} {
+		for k, vs := range hh {
+			for _, v := range vs {
+				size += len(k) + len(v) + 4
+				count++
+			}
+		}
+	}
+	return wire.Limits{MaxPayload: 1 << 62}.Check(&nats.Msg{}, count, size)
 }
 
 // checkFraming rejects requests whose length is ambiguous, the root of
@@ -296,6 +317,9 @@ func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod
 	if path[0] != '/' || !validTarget(path, "?#") {
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", wire.HeaderPath, path)}
 	}
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
 	requestURI := path
 	if q := hdr.Get(wire.HeaderQuery); q != "" {
 		if !validTarget(q, "") {
@@ -313,6 +337,14 @@ func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: "bad request path: " + err.Error(), Err: err}
 	}
 	h, trailer := readHeaders(hdr, false)
+	// The message may come from any NATS client, not only from an
+	// EncodeRequest bounded by the listeners' limits: the service gets
+	// no more than a listener would have let through (the mesh's header
+	// limits, headers and trailers counted together as EncodeRequest
+	// counts them), else 431 headers-too-large.
+	if err := checkDecodedHeaderLimits(h, trailer); err != nil {
+		return nil, err
+	}
 	r := &http.Request{
 		Method:        method,
 		URL:           u,
