@@ -652,7 +652,7 @@ func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, ar
 	if err != nil {
 		return err
 	}
-	args = append([]string{"agent", "--nats", natsURL, "--admin", admin, "--log-level", "warn"}, args...)
+	args = append([]string{"agent", "--nats", natsURL, "--admin", admin, "--pprof", "--log-level", "warn"}, args...)
 	p, err := startProc(e.dir, name, e.opts.Exe, args...)
 	if err != nil {
 		return err
