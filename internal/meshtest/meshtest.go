@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // Broker starts a broker on 127.0.0.1 with a random client port, no
@@ -42,6 +43,23 @@ func Broker(t testing.TB, opts ...func(*broker.Config)) *broker.Broker {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// BareBroker starts a Broker for one test without JetStream and without
+// a lame-duck wait on shutdown.
+func BareBroker(t testing.TB) *broker.Broker {
+	t.Helper()
+	return Broker(t, func(c *broker.Config) {
+		c.NoJetStream = true
+		c.LameDuckDuration = -1
+	})
+}
+
+// ServiceConn connects to b as service (replies under its inbox prefix),
+// with a 5s timeout.
+func ServiceConn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
+	t.Helper()
+	return Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)), nats.Timeout(5*time.Second))
 }
 
 // Conn connects to b over TCP and closes the connection in t.Cleanup.
