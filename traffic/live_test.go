@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
@@ -62,10 +63,10 @@ func TestLiveSplitChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
-	m := &testMesh{t: t, b: b, src: src}
-	m.agent("inv", "v1", named("v1", nil))
-	m.agent("inv", "v2", named("v2", nil))
-	web := m.client("web")
+	m := &agenttest.Mesh{T: t, B: b, Src: src}
+	m.Agent("inv", "v1", agenttest.Named("v1", nil))
+	m.Agent("inv", "v2", agenttest.Named("v2", nil))
+	web := m.Client("web")
 
 	type result struct {
 		start  time.Time
@@ -89,7 +90,7 @@ func TestLiveSplitChange(t *testing.T) {
 				if now.After(stop) {
 					return
 				}
-				st, body, _ := get(t, web, "http://inv/x")
+				st, body, _ := agenttest.Get(t, web, "http://inv/x")
 				mu.Lock()
 				results = append(results, result{now, st, body})
 				mu.Unlock()
