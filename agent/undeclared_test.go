@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -34,6 +35,28 @@ services:
 const undeclaredV2 = "the broker refuses orders serving subset v2: the mesh file declares no subset v2 of orders; " +
 	"declare it under services.orders.subsets and run natsmesh accounts generate again"
 
+// startOrdersV2 starts an orders agent of subset v2 on m, serving h, with
+// health and logging to logs; it shuts down in t.Cleanup. It does not wait
+// for it to be ready: the broker may refuse it.
+func startOrdersV2(t *testing.T, m *authMesh, h http.Handler, health HealthConfig, logs io.Writer) *Agent {
+	t.Helper()
+	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
+		Health: health, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Handle(h); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// No deadline: after a broker restart its drain may take longer
+	// than 10s, and Shutdown must not return while it runs.
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	return a
+}
+
 // TestUndeclaredSubsetRefused: with generated accounts, the broker refuses
 // the queue subscription mesh.orders.v2.> in group orders.v2 of an
 // instance started with a subset the mesh file does not declare. The
@@ -53,25 +76,10 @@ func TestUndeclaredSubsetRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
-			a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
-				Health: tc.health, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
 			var orders counter
-			if err := a.Handle(&orders); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				a.Shutdown(ctx)
-			})
+			a := startOrdersV2(t, m, &orders, tc.health, &logs)
 			start := time.Now()
-			err = a.Ready(10 * time.Second)
+			err := a.Ready(10 * time.Second)
 			if err == nil || !strings.Contains(err.Error(), undeclaredV2) {
 				t.Fatalf("Ready = %v, want the refusal", err)
 			}
@@ -151,18 +159,7 @@ func TestSubsetRefusedAfterReconnect(t *testing.T) {
 	m := newAuthMesh(t, strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1),
 		func(c *broker.Config) { c.LameDuckDuration = -1 })
 	var logs syncBuffer
-	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Handle(&counter{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	a := startOrdersV2(t, m, &counter{}, HealthConfig{}, &logs)
 	if err := a.Ready(5 * time.Second); err != nil {
 		t.Fatalf("orders with subset v2 declared: %v", err)
 	}
@@ -205,18 +202,7 @@ func TestUndeclaredSubsetRetried(t *testing.T) {
 	refusalRetry = 200 * time.Millisecond
 	m := newAuthMesh(t, noSubsetsMesh, func(c *broker.Config) { c.LameDuckDuration = -1 })
 	var logs syncBuffer
-	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Handle(&counter{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	a := startOrdersV2(t, m, &counter{}, HealthConfig{}, &logs)
 	if err := a.Ready(5 * time.Second); err == nil {
 		t.Fatal("ready with an undeclared subset")
 	}
