@@ -121,23 +121,12 @@ func TestUndeclaredSubsetRefusedSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	s, err := NewSidecar(SidecarConfig{
+	s := runSidecar(t, SidecarConfig{
 		Agent: Config{Service: "orders", Subset: "v2", Upstream: listenHTTP(t, &counter{}),
 			Logger: slog.New(slog.NewTextHandler(&logs, nil))},
 		Connect: ConnectConfig{URL: m.b.ClientURL(), NKey: accounts.SeedFile(m.dir, "orders"), Timeout: 5 * time.Second, Logger: quiet},
 		Admin:   "127.0.0.1:0",
 		Policy:  meshFile,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
 	})
 	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if code, body := readyz(t, s); code != http.StatusServiceUnavailable || !strings.Contains(body, undeclaredV2) {
