@@ -57,6 +57,26 @@ func startOrdersV2(t *testing.T, m *authMesh, h http.Handler, health HealthConfi
 	return a
 }
 
+// restartWithMesh generates m's accounts anew from the mesh file src (the
+// same keys) and restarts its broker on the same address with them.
+func restartWithMesh(t *testing.T, m *authMesh, src string) {
+	t.Helper()
+	f, err := policies.Parse("mesh.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
+	if err := m.b.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Broker(t, func(c *broker.Config) {
+		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
+	})
+}
+
 // TestUndeclaredSubsetRefused: with generated accounts, the broker refuses
 // the queue subscription mesh.orders.v2.> in group orders.v2 of an
 // instance started with a subset the mesh file does not declare. The
@@ -154,20 +174,7 @@ func TestSubsetRefusedAfterReconnect(t *testing.T) {
 	}
 
 	// The same keys, without subset v2, on the same address.
-	f, err := policies.Parse("mesh.yaml", []byte(noSubsetsMesh))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
-	if err := m.b.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	meshtest.Broker(t, func(c *broker.Config) {
-		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
-	})
+	restartWithMesh(t, m, noSubsetsMesh)
 	meshtest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := a.Readiness(); err == nil || !strings.Contains(err.Error(), undeclaredV2) {
 			return fmt.Errorf("Readiness after the reconnect: %v", err)
@@ -201,20 +208,7 @@ func TestUndeclaredSubsetRetried(t *testing.T) {
 	}
 
 	// The same keys, with subset v2, on the same address.
-	f, err := policies.Parse("mesh.yaml", []byte(strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
-	if err := m.b.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	meshtest.Broker(t, func(c *broker.Config) {
-		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
-	})
+	restartWithMesh(t, m, strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1))
 	start := time.Now()
 	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error { return a.Readiness() })
 	t.Logf("ready %v after the restart", time.Since(start))
