@@ -138,20 +138,13 @@ func TestConfigEndpoint(t *testing.T) {
 	if err := os.WriteFile(path, []byte(splitTo("v1")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	side, err := agent.NewSidecar(agent.SidecarConfig{
+	side := agenttest.StartSidecar(t, agent.SidecarConfig{
 		Agent:  agent.Config{Service: "web", Logger: quiet},
 		Conn:   meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("web"))),
 		HTTP:   "127.0.0.1:0",
 		Admin:  "127.0.0.1:0",
 		Policy: path,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := side.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { side.Shutdown(context.Background()) })
 	type configResponse struct { // live.ConfigResponse, as a client reads it
 		Revision uint64
 		Builtin  bool
