@@ -2,6 +2,7 @@ package meshtest
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -73,6 +74,18 @@ func Conn(t testing.TB, b *broker.Broker, opts ...nats.Option) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// BusyAddr returns the address of a listener on 127.0.0.1 that accepts
+// nothing, closed in t.Cleanup: a port in use.
+func BusyAddr(t testing.TB) string {
+	t.Helper()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
+	return busy.Addr().String()
 }
 
 // CheckFor calls f every sleep until it returns nil, and fails the test
