@@ -63,6 +63,12 @@ func httpCall(b *testing.B, c *http.Client, url string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	echoed(b, resp)
+}
+
+// echoed reads and closes resp, which must be a 200 with benchSize bytes.
+func echoed(b *testing.B, resp *http.Response) {
+	b.Helper()
 	n, _ := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || n != benchSize {
@@ -216,11 +222,7 @@ func BenchmarkAgentHTTPAdapter(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			n, _ := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || n != benchSize {
-				b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
-			}
+			echoed(b, resp)
 		}
 	})
 }

@@ -17,6 +17,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -59,6 +60,28 @@ func (tr *trace) stub(name string) pipeline.OutboundMiddleware {
 	}
 }
 
+// ordersGateway serves a gateway routing every path to orders on b, with
+// mw as its outbound middleware, until t ends; it returns its address.
+func ordersGateway(t *testing.T, b *broker.Broker, mw []pipeline.OutboundMiddleware) string {
+	t.Helper()
+	g, err := bridge.NewGateway(bridge.GatewayConfig{
+		Conn:       meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
+		Routes:     []bridge.Route{{PathPrefix: "/", Service: "orders"}},
+		Middleware: mw,
+		Logger:     quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(gl, nil)
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	return gl.Addr().String()
+}
+
 // TestEveryOutboundEntryPointUsesThePipeline: the six ways a call enters
 // the mesh (sidecar HTTP proxy, bind port, gRPC proxy, in-process Transport
 // and ClientConn, the edge gateway) all pass the configured middleware, in
@@ -78,21 +101,7 @@ func TestEveryOutboundEntryPointUsesThePipeline(t *testing.T) {
 	bind := listen(t, func(l net.Listener) error { return web.ServeBind(l, "orders") })
 	grpcProxy := listen(t, web.ServeGRPCProxy)
 
-	g, err := bridge.NewGateway(bridge.GatewayConfig{
-		Conn:       meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
-		Routes:     []bridge.Route{{PathPrefix: "/", Service: "orders"}},
-		Middleware: mw,
-		Logger:     quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(gl, nil)
-	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	gateway := ordersGateway(t, b, mw)
 
 	httpGet := func(c *http.Client, url string) error {
 		resp, err := c.Get(url)
@@ -139,7 +148,7 @@ func TestEveryOutboundEntryPointUsesThePipeline(t *testing.T) {
 			return grpcCall(conn)
 		}, want("web", "greeter", "grpc", grpcMethod, "")},
 		{"edge gateway", func() error {
-			return httpGet(&http.Client{Timeout: 10 * time.Second}, "http://"+gl.Addr().String()+"/g")
+			return httpGet(&http.Client{Timeout: 10 * time.Second}, "http://"+gateway+"/g")
 		}, want("bridge", "orders", "http", "GET", "/g")},
 	}
 	for _, tt := range tests {
@@ -192,21 +201,7 @@ func TestEveryHTTPEntryPointUsesMeshhttp(t *testing.T) {
 	}
 	proxy := listen(t, web.ServeHTTPProxy)
 	bind := listen(t, func(l net.Listener) error { return web.ServeBind(l, "orders") })
-	g, err := bridge.NewGateway(bridge.GatewayConfig{
-		Conn:       meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
-		Routes:     []bridge.Route{{PathPrefix: "/", Service: "orders"}},
-		Middleware: []pipeline.OutboundMiddleware{answer},
-		Logger:     quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(gl, nil)
-	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	gateway := ordersGateway(t, b, []pipeline.OutboundMiddleware{answer})
 
 	direct := &http.Client{Timeout: 10 * time.Second}
 	entryPoints := []struct {
@@ -220,7 +215,7 @@ func TestEveryHTTPEntryPointUsesMeshhttp(t *testing.T) {
 		{"sidecar HTTP proxy", "web", proxyClient(proxy), "http://orders/x", true},
 		{"bind port", "web", direct, "http://" + bind + "/x", true},
 		{"in-process Transport", "web", &http.Client{Transport: web.Transport(), Timeout: 10 * time.Second}, "http://orders/x", false},
-		{"edge gateway", "bridge", direct, "http://" + gl.Addr().String() + "/x", true},
+		{"edge gateway", "bridge", direct, "http://" + gateway + "/x", true},
 	}
 	cases := []struct {
 		name, method string

@@ -105,6 +105,13 @@ func startSidecar(t *testing.T, b *broker.Broker, seed, service, cache string, u
 	} else {
 		cfg.HTTP = "127.0.0.1:0"
 	}
+	return runSidecar(t, cfg)
+}
+
+// runSidecar creates and starts a sidecar of cfg; it shuts down in
+// t.Cleanup. Any failure ends the test.
+func runSidecar(t *testing.T, cfg SidecarConfig) *Sidecar {
+	t.Helper()
 	s, err := NewSidecar(cfg)
 	if err != nil {
 		t.Fatal(err)

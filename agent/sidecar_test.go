@@ -65,11 +65,7 @@ func nowhere(t *testing.T) ConnectConfig {
 // once, before it connects (no broker answers, and it would wait a
 // minute), and the ports it opened are free again.
 func TestSidecarStartFailsBeforeConnecting(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := meshtest.BusyAddr(t)
 	free := func() string {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -85,8 +81,8 @@ func TestSidecarStartFailsBeforeConnecting(t *testing.T) {
 		config bool // wraps ErrConfig
 		text   string
 	}{
-		{"port in use", SidecarConfig{HTTP: busy.Addr().String()}, false, "agent: HTTP proxy listener: listen tcp"},
-		{"admin port in use", SidecarConfig{HTTP: free(), Admin: busy.Addr().String()}, false, "agent: admin listener: listen tcp"},
+		{"port in use", SidecarConfig{HTTP: busy}, false, "agent: HTTP proxy listener: listen tcp"},
+		{"admin port in use", SidecarConfig{HTTP: free(), Admin: busy}, false, "agent: admin listener: listen tcp"},
 		{"no mesh file", SidecarConfig{HTTP: free(), Admin: free(), Policy: missing}, false, "none"},
 		{"no creds file", SidecarConfig{HTTP: free(), Admin: free(), Connect: ConnectConfig{Creds: missing}}, true, "credentials"},
 	} {
@@ -110,7 +106,7 @@ func TestSidecarStartFailsBeforeConnecting(t *testing.T) {
 			}
 			// The ports it took are free again.
 			for _, addr := range []string{cfg.HTTP, cfg.Admin} {
-				if addr == "" || addr == busy.Addr().String() {
+				if addr == "" || addr == busy {
 					continue
 				}
 				l, err := net.Listen("tcp", addr)

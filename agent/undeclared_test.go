@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -34,6 +35,48 @@ services:
 const undeclaredV2 = "the broker refuses orders serving subset v2: the mesh file declares no subset v2 of orders; " +
 	"declare it under services.orders.subsets and run natsmesh accounts generate again"
 
+// startOrdersV2 starts an orders agent of subset v2 on m, serving h, with
+// health and logging to logs; it shuts down in t.Cleanup. It does not wait
+// for it to be ready: the broker may refuse it.
+func startOrdersV2(t *testing.T, m *authMesh, h http.Handler, health HealthConfig, logs io.Writer) *Agent {
+	t.Helper()
+	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
+		Health: health, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Handle(h); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// No deadline: after a broker restart its drain may take longer
+	// than 10s, and Shutdown must not return while it runs.
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	return a
+}
+
+// restartWithMesh generates m's accounts anew from the mesh file src (the
+// same keys) and restarts its broker on the same address with them.
+func restartWithMesh(t *testing.T, m *authMesh, src string) {
+	t.Helper()
+	f, err := policies.Parse("mesh.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
+	if err := m.b.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Broker(t, func(c *broker.Config) {
+		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
+	})
+}
+
 // TestUndeclaredSubsetRefused: with generated accounts, the broker refuses
 // the queue subscription mesh.orders.v2.> in group orders.v2 of an
 // instance started with a subset the mesh file does not declare. The
@@ -53,25 +96,10 @@ func TestUndeclaredSubsetRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
-			a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
-				Health: tc.health, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
 			var orders counter
-			if err := a.Handle(&orders); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				a.Shutdown(ctx)
-			})
+			a := startOrdersV2(t, m, &orders, tc.health, &logs)
 			start := time.Now()
-			err = a.Ready(10 * time.Second)
+			err := a.Ready(10 * time.Second)
 			if err == nil || !strings.Contains(err.Error(), undeclaredV2) {
 				t.Fatalf("Ready = %v, want the refusal", err)
 			}
@@ -113,23 +141,12 @@ func TestUndeclaredSubsetRefusedSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	s, err := NewSidecar(SidecarConfig{
+	s := runSidecar(t, SidecarConfig{
 		Agent: Config{Service: "orders", Subset: "v2", Upstream: listenHTTP(t, &counter{}),
 			Logger: slog.New(slog.NewTextHandler(&logs, nil))},
 		Connect: ConnectConfig{URL: m.b.ClientURL(), NKey: accounts.SeedFile(m.dir, "orders"), Timeout: 5 * time.Second, Logger: quiet},
 		Admin:   "127.0.0.1:0",
 		Policy:  meshFile,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
 	})
 	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if code, body := readyz(t, s); code != http.StatusServiceUnavailable || !strings.Contains(body, undeclaredV2) {
@@ -151,37 +168,13 @@ func TestSubsetRefusedAfterReconnect(t *testing.T) {
 	m := newAuthMesh(t, strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1),
 		func(c *broker.Config) { c.LameDuckDuration = -1 })
 	var logs syncBuffer
-	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Handle(&counter{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	a := startOrdersV2(t, m, &counter{}, HealthConfig{}, &logs)
 	if err := a.Ready(5 * time.Second); err != nil {
 		t.Fatalf("orders with subset v2 declared: %v", err)
 	}
 
 	// The same keys, without subset v2, on the same address.
-	f, err := policies.Parse("mesh.yaml", []byte(noSubsetsMesh))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
-	if err := m.b.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	meshtest.Broker(t, func(c *broker.Config) {
-		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
-	})
+	restartWithMesh(t, m, noSubsetsMesh)
 	meshtest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := a.Readiness(); err == nil || !strings.Contains(err.Error(), undeclaredV2) {
 			return fmt.Errorf("Readiness after the reconnect: %v", err)
@@ -205,18 +198,7 @@ func TestUndeclaredSubsetRetried(t *testing.T) {
 	refusalRetry = 200 * time.Millisecond
 	m := newAuthMesh(t, noSubsetsMesh, func(c *broker.Config) { c.LameDuckDuration = -1 })
 	var logs syncBuffer
-	a, err := New(m.conn("orders"), Config{Service: "orders", Subset: "v2", Policies: live.Static(m.file),
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Handle(&counter{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	a := startOrdersV2(t, m, &counter{}, HealthConfig{}, &logs)
 	if err := a.Ready(5 * time.Second); err == nil {
 		t.Fatal("ready with an undeclared subset")
 	}
@@ -226,20 +208,7 @@ func TestUndeclaredSubsetRetried(t *testing.T) {
 	}
 
 	// The same keys, with subset v2, on the same address.
-	f, err := policies.Parse("mesh.yaml", []byte(strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := accounts.Generate(f.AccountsSpec(), m.dir); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(m.b.ClientURL(), "nats://")
-	if err := m.b.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	meshtest.Broker(t, func(c *broker.Config) {
-		c.ConfigFile, c.Listen, c.LameDuckDuration = accounts.ConfigFile(m.dir), addr, -1
-	})
+	restartWithMesh(t, m, strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1))
 	start := time.Now()
 	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error { return a.Readiness() })
 	t.Logf("ready %v after the restart", time.Since(start))

@@ -204,11 +204,7 @@ func TestEdgeShutdownOrder(t *testing.T) {
 // that is not there fail Start before anything connects (the URL has no
 // server), and whatever Start opened is closed again.
 func TestNewEdgeValidation(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := meshtest.BusyAddr(t)
 	badPolicy := filepath.Join(t.TempDir(), "mesh.yaml")
 	if err := os.WriteFile(badPolicy, []byte("services: [\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -227,8 +223,8 @@ func TestNewEdgeValidation(t *testing.T) {
 		{"no listener", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere}, false, true, "no gateway listener address"},
 		{"creds and nkey", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: ConnectConfig{Creds: "a", NKey: "b"}, Listen: "127.0.0.1:0"}, false, true, "exclusive"},
 		{"no creds file", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: ConnectConfig{Creds: filepath.Join(t.TempDir(), "none.creds")}, Listen: freePort(t)}, true, true, "bridge: credentials:"},
-		{"gateway port in use", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: busy.Addr().String()}, true, false, "bridge: gateway listener: listen tcp"},
-		{"admin port in use", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: freePort(t), Admin: busy.Addr().String()}, true, false, "bridge: admin listener: listen tcp"},
+		{"gateway port in use", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: busy}, true, false, "bridge: gateway listener: listen tcp"},
+		{"admin port in use", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: freePort(t), Admin: busy}, true, false, "bridge: admin listener: listen tcp"},
 		{"bad policy file", EdgeConfig{Gateway: GatewayConfig{Routes: route}, Connect: nowhere, Listen: freePort(t), Policy: badPolicy}, true, false, "mesh.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,7 +247,7 @@ func TestNewEdgeValidation(t *testing.T) {
 			if err == nil || errors.Is(err, ErrInvalidConfig) != tc.config || !strings.Contains(err.Error(), tc.message) {
 				t.Fatalf("%v, want one containing %q (ErrInvalidConfig: %v)", err, tc.message, tc.config)
 			}
-			if a := tc.cfg.Listen; a != "" && a != busy.Addr().String() && !strings.HasSuffix(a, ":0") {
+			if a := tc.cfg.Listen; a != "" && a != busy && !strings.HasSuffix(a, ":0") {
 				l, err := net.Listen("tcp", a)
 				if err != nil {
 					t.Fatalf("the gateway listener stayed open: %v", err)

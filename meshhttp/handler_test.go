@@ -69,8 +69,8 @@ func TestServeHTTPMsg(t *testing.T) {
 			w.Header().Set("X-Echo", r.Header.Get("X-In"))
 		}, status: 200, header: http.Header{"X-Echo": {"in"}}},
 	}
-	b := runBroker(t)
-	nc := conn(t, b, "test")
+	b := meshtest.BareBroker(t)
+	nc := meshtest.ServiceConn(t, b, "test")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := httptest.NewRequest("GET", "/x", nil)

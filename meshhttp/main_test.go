@@ -9,8 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
-	"github.com/natsmesh/natsmesh/broker"
-	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -18,21 +16,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("time.Sleep"))
-}
-
-// runBroker starts a broker for one test, without JetStream.
-func runBroker(t testing.TB) *broker.Broker {
-	t.Helper()
-	return meshtest.Broker(t, func(c *broker.Config) {
-		c.NoJetStream = true
-		c.LameDuckDuration = -1
-	})
-}
-
-// conn connects to b as service (replies under its inbox prefix).
-func conn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
-	t.Helper()
-	return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)), nats.Timeout(5*time.Second))
 }
 
 // received is the call the inbound dispatch makes of m, from the caller

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -131,8 +132,8 @@ func TestCallReplay(t *testing.T) {
 // request body crosses the mesh whole, its trailer in the header; past
 // max_payload it is too-large.
 func TestOutboundStreamedRequestWhole(t *testing.T) {
-	b := runBroker(t)
-	srv := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	srv := meshtest.ServiceConn(t, b, "orders")
 	sub, err := srv.Subscribe("mesh.orders.>", func(m *nats.Msg) {
 		m.RespondMsg(&nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}, "Trailer-Was": {m.Header.Get("Mesh-Trailer-X-Sum")}}, Data: m.Data})
 	})
@@ -141,7 +142,7 @@ func TestOutboundStreamedRequestWhole(t *testing.T) {
 	}
 	t.Cleanup(func() { sub.Unsubscribe() })
 	srv.Flush()
-	o := outbound(t, conn(t, b, "web"))
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 
 	body := newPieces(nats.Header{"Mesh-Trailer-X-Sum": {"42"}}, "one,", "two,", "three")
 	c := httpCall(t, "orders", "POST")

@@ -18,21 +18,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("time.Sleep"))
 }
 
-// runBroker starts a broker for one test, without JetStream.
-func runBroker(t testing.TB) *broker.Broker {
-	t.Helper()
-	return meshtest.Broker(t, func(c *broker.Config) {
-		c.NoJetStream = true
-		c.LameDuckDuration = -1
-	})
-}
-
-// conn connects to b as service (replies under its inbox prefix).
-func conn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
-	t.Helper()
-	return meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)), nats.Timeout(5*time.Second))
-}
-
 // rawConn connects to b as a raw NATS client of caller that calls
 // service: nats.go's inboxes are in their pair inbox, the reply subjects
 // an agent of service answers.

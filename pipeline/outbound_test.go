@@ -46,11 +46,11 @@ func answer(t *testing.T, nc *nats.Conn, subject string, seen chan<- string) {
 // wire.PeerNATS for a plain NATS subject; the receiving side's check
 // accepts the first.
 func TestOutboundReplySubjects(t *testing.T) {
-	b := runBroker(t)
-	srv := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	srv := meshtest.ServiceConn(t, b, "orders")
 	answer(t, srv, "mesh.orders.>", nil)
 	answer(t, srv, "native.svc", nil)
-	o := outbound(t, conn(t, b, "web"))
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 
 	c := httpCall(t, "orders", "GET")
 	reply, err := o.Send(context.Background(), c)
@@ -83,8 +83,8 @@ func TestOutboundReplySubjects(t *testing.T) {
 // TestOutboundNoResponders: the mux's no-responders is the pipeline's,
 // naming the destination.
 func TestOutboundNoResponders(t *testing.T) {
-	b := runBroker(t)
-	o := outbound(t, conn(t, b, "web"))
+	b := meshtest.BareBroker(t)
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 	_, err := o.Send(context.Background(), httpCall(t, "orders", "GET"))
 	var me *wire.Error
 	if !errors.As(err, &me) || me.Kind != wire.KindNoResponders || me.Message != "no instance of orders is serving" {
@@ -96,8 +96,8 @@ func TestOutboundNoResponders(t *testing.T) {
 // (connection-lost: they were sent) and refuses the later ones
 // (broker-unavailable: nothing is sent).
 func TestOutboundClose(t *testing.T) {
-	b := runBroker(t)
-	srv := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	srv := meshtest.ServiceConn(t, b, "orders")
 	got := make(chan *nats.Msg, 1)
 	sub, err := srv.Subscribe("mesh.orders.>", func(m *nats.Msg) { got <- m })
 	if err != nil {
@@ -107,7 +107,7 @@ func TestOutboundClose(t *testing.T) {
 	if err := srv.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOutbound(conn(t, b, "web"), OutboundConfig{})
+	o, err := NewOutbound(meshtest.ServiceConn(t, b, "web"), OutboundConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,11 +137,11 @@ func TestOutboundClose(t *testing.T) {
 // Close closed it is refused by the closed mux before anything is sent:
 // broker-unavailable (retry-safe), not connection-lost.
 func TestOutboundCloseRace(t *testing.T) {
-	b := runBroker(t)
-	srv := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	srv := meshtest.ServiceConn(t, b, "orders")
 	seen := make(chan string, 1)
 	answer(t, srv, "mesh.orders.>", seen)
-	o := outbound(t, conn(t, b, "web"))
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 	if _, err := o.Send(context.Background(), httpCall(t, "orders", "GET")); err != nil {
 		t.Fatal(err)
 	}

@@ -76,8 +76,8 @@ func outbound(t *testing.T, nc *nats.Conn, mw ...OutboundMiddleware) *Outbound {
 // answer is a reply on the wire, but middleware sees it as the typed mesh
 // error, so a retry policy can classify it.
 func TestOverloadedReachesMiddlewareAsError(t *testing.T) {
-	b := runBroker(t)
-	svc := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	svc := meshtest.ServiceConn(t, b, "orders")
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	serve(t, svc, "orders", InboundConfig{
@@ -99,7 +99,7 @@ func TestOverloadedReachesMiddlewareAsError(t *testing.T) {
 			return reply, err
 		})
 	}
-	web := conn(t, b, "web")
+	web := meshtest.ServiceConn(t, b, "web")
 	o := outbound(t, web, record)
 	first := make(chan error, 1)
 	go func() { // holds the one slot until the test ends
@@ -125,8 +125,8 @@ func TestOverloadedReachesMiddlewareAsError(t *testing.T) {
 // at once (a hedge) and each attempt carries its own Mesh-Timeout. The race
 // detector fails this test if the attempts shared a header map.
 func TestConcurrentAttemptsShareNoHeaders(t *testing.T) {
-	b := runBroker(t)
-	svc := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	svc := meshtest.ServiceConn(t, b, "orders")
 	serve(t, svc, "orders", InboundConfig{
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			return httpReply(200, http.Header{"X-Timeout": {c.Header.Get(wire.HeaderTimeout)}}, nil, nil, wire.Limits{})
@@ -154,7 +154,7 @@ func TestConcurrentAttemptsShareNoHeaders(t *testing.T) {
 			return replies[1], errs[1]
 		})
 	}
-	o := outbound(t, conn(t, b, "web"), twice)
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"), twice)
 	c := httpCall(t, "orders", "GET")
 	before := len(c.Header)
 	if _, err := o.Send(context.Background(), c); err != nil {
@@ -170,8 +170,8 @@ func TestConcurrentAttemptsShareNoHeaders(t *testing.T) {
 // none (the inbound dispatch used to skip its default when it saw the
 // header, and nothing read it).
 func TestRawGRPCTimeoutIsTheDeadline(t *testing.T) {
-	b := runBroker(t)
-	svc := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	svc := meshtest.ServiceConn(t, b, "orders")
 	serve(t, svc, "orders", InboundConfig{
 		Timeout: time.Hour, // the default must not be what applies
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
@@ -222,8 +222,8 @@ func TestRawGRPCTimeoutIsTheDeadline(t *testing.T) {
 // TestOneReplyEach: every message with a reply subject gets exactly one
 // answer, whatever the handler does.
 func TestOneReplyEach(t *testing.T) {
-	b := runBroker(t)
-	svc := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	svc := meshtest.ServiceConn(t, b, "orders")
 	serve(t, svc, "orders", InboundConfig{
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			switch c.HeaderValue("X-Do") {
@@ -282,8 +282,8 @@ func workers() int {
 // worker that has waited workerIdle for a call exits, and Close ends the
 // idle ones at once.
 func TestInboundWorkers(t *testing.T) {
-	b := runBroker(t)
-	svc := conn(t, b, "orders")
+	b := meshtest.BareBroker(t)
+	svc := meshtest.ServiceConn(t, b, "orders")
 	var mu sync.Mutex
 	stacks := map[string]bool{}
 	in := serve(t, svc, "orders", InboundConfig{
@@ -297,7 +297,7 @@ func TestInboundWorkers(t *testing.T) {
 			return httpReply(200, nil, nil, nil, wire.Limits{})
 		}),
 	})
-	o := outbound(t, conn(t, b, "web"))
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 	call := func() {
 		t.Helper()
 		if _, err := o.Send(context.Background(), httpCall(t, "orders", "GET")); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
 
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -67,7 +68,7 @@ func (s *stub) seen() ([]*Reply, []wire.Outcome) {
 // status: every middleware is told that one outcome, once, though its
 // reader reads past the end and closes it too.
 func TestSeamStreamedReply(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	body := newPieces(nats.Header{grpcwire.HeaderGRPCStatus: {"14"}, grpcwire.HeaderGRPCMessage: {"gone"}}, "one", "two", "three")
 	var made *Reply
 	terminal := func(Sender) Sender {
@@ -77,7 +78,7 @@ func TestSeamStreamedReply(t *testing.T) {
 		})
 	}
 	stubs := []*stub{{}, {}, {}}
-	o := outbound(t, conn(t, b, "web"), stubs[0].outbound, stubs[1].outbound, stubs[2].outbound, terminal)
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"), stubs[0].outbound, stubs[1].outbound, stubs[2].outbound, terminal)
 
 	reply, err := o.Send(context.Background(), &Call{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/pkg.S/Watch"})
 	if err != nil {
@@ -171,10 +172,10 @@ func TestSeamStreamedReplyClosed(t *testing.T) {
 // protocol will carry it as it comes): its pieces joined, its trailer in
 // the header.
 func TestSeamStreamedReplyInbound(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	stubs := []*stub{{}, {}}
 	var made *Reply
-	serve(t, conn(t, b, "orders"), "orders", InboundConfig{
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
 		Middleware: []InboundMiddleware{stubs[0].inbound, stubs[1].inbound},
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			made = NewStreamReply(c.Proto, nats.Header{wire.HeaderStatus: {"200"}, "Content-Type": {"text/plain"}},
@@ -182,7 +183,7 @@ func TestSeamStreamedReplyInbound(t *testing.T) {
 			return made, nil
 		}),
 	})
-	o := outbound(t, conn(t, b, "web"))
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 	reply, err := o.Send(context.Background(), httpCall(t, "orders", http.MethodGet))
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -179,19 +180,7 @@ func (m *mesh) sidecar(t *testing.T, service, upstream, cache string) *agent.Sid
 	if upstream == "" {
 		cfg.HTTP = "127.0.0.1:0"
 	}
-	s, err := agent.NewSidecar(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s
+	return agenttest.StartSidecar(t, cfg)
 }
 
 // readyz returns the sidecar's /readyz status and body.

@@ -33,11 +33,7 @@ import (
 // in a random nonce, and the agent applies a new file within a second.
 func TestWatchForgedAnswers(t *testing.T) {
 	eachMode(t, func(t *testing.T, md mode) {
-		m := newMesh(t, md, shopFile(t))
-		st := m.store(t)
-		v1 := st.apply(t, parseFile(t, watchMesh("GET")))
-		orders := m.sidecar(t, "orders", "", "")
-		waitRevision(t, orders, v1, time.Second)
+		m, st, orders := watchingSidecar(t, md, "orders")
 
 		attacker := m.connect(t, "orders")
 		inbox := wire.PairInbox("orders", wire.PeerJS) + "."
@@ -112,6 +108,19 @@ services:
 `
 }
 
+// watchingSidecar starts a mesh of the shop in mode md, applies
+// watchMesh("GET") to its store and starts service's sidecar (an HTTP
+// proxy), waiting until it holds that file within a second.
+func watchingSidecar(t *testing.T, md mode, service string) (m *mesh, st *store, s *agent.Sidecar) {
+	t.Helper()
+	m = newMesh(t, md, shopFile(t))
+	st = m.store(t)
+	v1 := st.apply(t, parseFile(t, watchMesh("GET")))
+	s = m.sidecar(t, service, "", "")
+	waitRevision(t, s, v1, time.Second)
+	return m, st, s
+}
+
 // waitRevision waits until the sidecar's agent applies revision rev.
 func waitRevision(t *testing.T, s *agent.Sidecar, rev uint64, within time.Duration) {
 	t.Helper()
@@ -155,11 +164,7 @@ func appliedRevision(t *testing.T, s *agent.Sidecar) uint64 {
 // applied as before.
 func TestWatchForgedCues(t *testing.T) {
 	eachMode(t, func(t *testing.T, md mode) {
-		m := newMesh(t, md, shopFile(t))
-		st := m.store(t)
-		v1 := st.apply(t, parseFile(t, watchMesh("GET")))
-		web := m.sidecar(t, "web", "", "")
-		waitRevision(t, web, v1, time.Second)
+		m, st, web := watchingSidecar(t, md, "web")
 		// web's key sees its watch's requests answered.
 		observer := m.connect(t, "web")
 		var fetches atomic.Int64
@@ -214,11 +219,7 @@ func TestWatchForgedCues(t *testing.T) {
 // Each request now has a subscription of its own, on its own subject.
 func TestWatchFlood(t *testing.T) {
 	eachMode(t, func(t *testing.T, md mode) {
-		m := newMesh(t, md, shopFile(t))
-		st := m.store(t)
-		v1 := st.apply(t, parseFile(t, watchMesh("GET")))
-		orders := m.sidecar(t, "orders", "", "")
-		waitRevision(t, orders, v1, time.Second)
+		m, st, orders := watchingSidecar(t, md, "orders")
 
 		attacker := m.connect(t, "orders")
 		inbox := wire.PairInbox("orders", wire.PeerJS) + "."

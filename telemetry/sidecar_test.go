@@ -29,6 +29,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/telemetry"
 )
@@ -68,7 +69,7 @@ func newSidecars(t *testing.T) *sidecars {
 func (m *sidecars) start(service, upstream string) *agent.Sidecar {
 	t := m.t
 	t.Helper()
-	s, err := agent.NewSidecar(agent.SidecarConfig{
+	s := agenttest.StartSidecar(t, agent.SidecarConfig{
 		Agent: agent.Config{Service: service, Upstream: upstream, Logger: quiet,
 			Telemetry: newTelemetry(t, telemetry.Config{Service: service, TracerProvider: m.tp})},
 		Connect: agent.ConnectConfig{URL: m.b.ClientURL(), Logger: quiet},
@@ -76,13 +77,6 @@ func (m *sidecars) start(service, upstream string) *agent.Sidecar {
 		GRPC:    "127.0.0.1:0",
 		Policy:  m.mesh,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	if upstream != "" {
 		if err := s.Agent().Ready(10 * time.Second); err != nil {
 			t.Fatal(err)

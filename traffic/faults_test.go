@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/traffic"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -22,7 +23,7 @@ func TestFaultAbort(t *testing.T) {
 		{"mesh error", "{percent: 20%, error: overloaded}", 503, string(wire.KindOverloaded)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newMesh(t, `
+			m := agenttest.NewMesh(t, `
 version: 1
 services:
   web: {}
@@ -36,14 +37,14 @@ services:
           fault:
             abort: `+tc.abort+`
 `)
-			var served counter
-			m.agent("pay", "", named("pay", &served))
-			web := m.client("web")
+			var served agenttest.Counter
+			m.Agent("pay", "", agenttest.Named("pay", &served))
+			web := m.Client("web")
 
 			const n = 1000
 			var aborted atomic.Int64
 			parallel(n, 16, func(int) {
-				st, body, h := get(t, web, "http://pay/charge")
+				st, body, h := agenttest.Get(t, web, "http://pay/charge")
 				switch {
 				case st == 200 && body == "pay":
 				case st == tc.status && h.Get(wire.HeaderError) == tc.kind:
@@ -55,12 +56,12 @@ services:
 			if share := float64(aborted.Load()) / n; !within(share, 0.20, 0.04) {
 				t.Errorf("%.1f%% aborted, want 20%% ± 4%%", share*100)
 			}
-			if got := served.get("pay"); got != n-int(aborted.Load()) {
+			if got := served.Get("pay"); got != n-int(aborted.Load()) {
 				t.Errorf("the service served %d calls, want the %d not aborted", got, n-int(aborted.Load()))
 			}
 			// Other routes have no fault.
 			for range 50 {
-				if st, _, _ := get(t, web, "http://pay/refund"); st != 200 {
+				if st, _, _ := agenttest.Get(t, web, "http://pay/refund"); st != 200 {
 					t.Fatalf("/refund got %d", st)
 				}
 			}
@@ -69,7 +70,7 @@ services:
 }
 
 func TestFaultAbortHeader(t *testing.T) {
-	m := newMesh(t, `
+	m := agenttest.NewMesh(t, `
 version: 1
 services:
   web: {}
@@ -78,9 +79,9 @@ services:
       retries: {attempts: 1}
       fault: {abort: {percent: 100%, status: 418}}
 `)
-	m.agent("pay", "", named("pay", nil))
-	web := m.client("web")
-	st, _, h := get(t, web, "http://pay/")
+	m.Agent("pay", "", agenttest.Named("pay", nil))
+	web := m.Client("web")
+	st, _, h := agenttest.Get(t, web, "http://pay/")
 	if st != 418 || h.Get(traffic.HeaderFault) != "abort" {
 		t.Errorf("got %d with %s %q, want 418 abort", st, traffic.HeaderFault, h.Get(traffic.HeaderFault))
 	}
@@ -90,7 +91,7 @@ func TestFaultDelay(t *testing.T) {
 	// The injected delay outlasts each call's deadline, so a delayed call
 	// fails with a timeout that says so: the count does not depend on how
 	// fast the machine is.
-	m := newMesh(t, `
+	m := agenttest.NewMesh(t, `
 version: 1
 services:
   web: {}
@@ -100,9 +101,9 @@ services:
       circuit_breaker: {enabled: false}
       fault: {delay: {percent: 30%, duration: 1h}}
 `)
-	var served counter
-	m.agent("pay", "", named("pay", &served))
-	web := m.client("web")
+	var served agenttest.Counter
+	m.Agent("pay", "", agenttest.Named("pay", &served))
+	web := m.Client("web")
 
 	const n = 1000
 	var timedOut atomic.Int64
@@ -129,7 +130,7 @@ services:
 		}
 	})
 	// The service counts the calls that were not held back.
-	delayed := n - served.get("pay")
+	delayed := n - served.Get("pay")
 	if share := float64(delayed) / n; !within(share, 0.30, 0.05) {
 		t.Errorf("%.1f%% delayed, want 30%% ± 5%%", share*100)
 	}
@@ -139,7 +140,7 @@ services:
 }
 
 func TestFaultAbortRetried(t *testing.T) {
-	m := newMesh(t, `
+	m := agenttest.NewMesh(t, `
 version: 1
 services:
   web: {}
@@ -152,10 +153,10 @@ services:
       circuit_breaker: {enabled: false}
       fault: {abort: {percent: 20%, status: 503}}
 `)
-	m.agent("pay", "", named("pay", nil))
-	web := m.client("web")
+	m.Agent("pay", "", agenttest.Named("pay", nil))
+	web := m.Client("web")
 	for range 200 {
-		if st, body, h := get(t, web, "http://pay/"); st != http.StatusOK {
+		if st, body, h := agenttest.Get(t, web, "http://pay/"); st != http.StatusOK {
 			t.Fatalf("got %d %q %v, want the retries to recover every injected abort", st, body, h)
 		}
 	}

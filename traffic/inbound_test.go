@@ -4,11 +4,12 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
 func TestRateLimitPerCaller(t *testing.T) {
-	m := newMesh(t, `
+	m := agenttest.NewMesh(t, `
 version: 1
 services:
   greedy: {}
@@ -17,12 +18,12 @@ services:
     inbound:
       rate_limit: {per_caller: 2, per: 1s, burst: 2}
 `)
-	m.agent("pay", "", named("pay", nil))
-	greedy, polite := m.client("greedy"), m.client("polite")
+	m.Agent("pay", "", agenttest.Named("pay", nil))
+	greedy, polite := m.Client("greedy"), m.Client("polite")
 
 	limited := 0
 	for range 40 {
-		st, _, h := get(t, greedy, "http://pay/")
+		st, _, h := agenttest.Get(t, greedy, "http://pay/")
 		switch st {
 		case http.StatusOK:
 		case http.StatusTooManyRequests:
@@ -41,7 +42,7 @@ services:
 	}
 	// Another caller has a limit of its own.
 	for range 3 {
-		if st, _, _ := get(t, polite, "http://pay/"); st != http.StatusOK {
+		if st, _, _ := agenttest.Get(t, polite, "http://pay/"); st != http.StatusOK {
 			t.Fatalf("polite caller got %d", st)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
@@ -62,10 +63,10 @@ func TestLiveSplitChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
-	m := &testMesh{t: t, b: b, src: src}
-	m.agent("inv", "v1", named("v1", nil))
-	m.agent("inv", "v2", named("v2", nil))
-	web := m.client("web")
+	m := &agenttest.Mesh{T: t, B: b, Src: src}
+	m.Agent("inv", "v1", agenttest.Named("v1", nil))
+	m.Agent("inv", "v2", agenttest.Named("v2", nil))
+	web := m.Client("web")
 
 	type result struct {
 		start  time.Time
@@ -89,7 +90,7 @@ func TestLiveSplitChange(t *testing.T) {
 				if now.After(stop) {
 					return
 				}
-				st, body, _ := get(t, web, "http://inv/x")
+				st, body, _ := agenttest.Get(t, web, "http://inv/x")
 				mu.Lock()
 				results = append(results, result{now, st, body})
 				mu.Unlock()
@@ -137,20 +138,13 @@ func TestConfigEndpoint(t *testing.T) {
 	if err := os.WriteFile(path, []byte(splitTo("v1")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	side, err := agent.NewSidecar(agent.SidecarConfig{
+	side := agenttest.StartSidecar(t, agent.SidecarConfig{
 		Agent:  agent.Config{Service: "web", Logger: quiet},
 		Conn:   meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("web"))),
 		HTTP:   "127.0.0.1:0",
 		Admin:  "127.0.0.1:0",
 		Policy: path,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := side.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { side.Shutdown(context.Background()) })
 	type configResponse struct { // live.ConfigResponse, as a client reads it
 		Revision uint64
 		Builtin  bool

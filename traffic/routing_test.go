@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
 )
@@ -28,19 +29,19 @@ services:
 `
 
 func TestSplit(t *testing.T) {
-	m := newMesh(t, splitFile)
-	var served counter
-	m.agent("inv", "v1", named("v1", &served))
-	m.agent("inv", "v2", named("v2", &served))
-	web := m.client("web")
+	m := agenttest.NewMesh(t, splitFile)
+	var served agenttest.Counter
+	m.Agent("inv", "v1", agenttest.Named("v1", &served))
+	m.Agent("inv", "v2", agenttest.Named("v2", &served))
+	web := m.Client("web")
 
 	const n = 2000
 	parallel(n, 16, func(int) {
-		if st, body, _ := get(t, web, "http://inv/x"); st != 200 {
+		if st, body, _ := agenttest.Get(t, web, "http://inv/x"); st != 200 {
 			t.Errorf("got %d %s", st, body)
 		}
 	})
-	v1, v2 := served.get("v1"), served.get("v2")
+	v1, v2 := served.Get("v1"), served.Get("v2")
 	if v1+v2 != n {
 		t.Fatalf("served %d + %d, want %d", v1, v2, n)
 	}
@@ -50,20 +51,20 @@ func TestSplit(t *testing.T) {
 }
 
 func TestHeaderRoute(t *testing.T) {
-	m := newMesh(t, splitFile)
-	var served counter
-	m.agent("inv", "v1", named("v1", &served))
-	m.agent("inv", "v2", named("v2", &served))
-	web := m.client("web")
+	m := agenttest.NewMesh(t, splitFile)
+	var served agenttest.Counter
+	m.Agent("inv", "v1", agenttest.Named("v1", &served))
+	m.Agent("inv", "v2", agenttest.Named("v2", &served))
+	web := m.Client("web")
 
 	for range 100 {
-		if _, body, _ := get(t, web, "http://inv/x", "X-Beta", "1"); body != "v2" {
+		if _, body, _ := agenttest.Get(t, web, "http://inv/x", "X-Beta", "1"); body != "v2" {
 			t.Fatalf("x-beta: 1 served by %q, want v2", body)
 		}
 	}
 	// A call that names its subset keeps it, whatever the split.
 	for range 50 {
-		if _, body, _ := get(t, web, "http://v1.inv/x", "X-Beta", "1"); body != "v1" {
+		if _, body, _ := agenttest.Get(t, web, "http://v1.inv/x", "X-Beta", "1"); body != "v1" {
 			t.Fatalf("v1.inv served by %q, want v1", body)
 		}
 	}
@@ -89,13 +90,13 @@ services:
 type attemptsKey struct{}
 
 func TestMirror(t *testing.T) {
-	m := newMesh(t, mirrorFile)
-	var served counter
-	m.agent("orders", "", named("orders", &served))
+	m := agenttest.NewMesh(t, mirrorFile)
+	var served agenttest.Counter
+	m.Agent("orders", "", agenttest.Named("orders", &served))
 	// The mirror target answers differently and fails: the caller must
 	// never see it.
-	m.agent("shadow", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		served.add("shadow")
+	m.Agent("shadow", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add("shadow")
 		http.Error(w, "shadow", http.StatusInternalServerError)
 	}))
 	// The copy starts from a context of its own: none of the primary
@@ -113,7 +114,7 @@ func TestMirror(t *testing.T) {
 			return next.Send(ctx, c)
 		})
 	}
-	a := m.agent("web", "", nil, func(c *agent.Config) { c.Outbound = []pipeline.OutboundMiddleware{countAttempts} })
+	a := m.Agent("web", "", nil, func(c *agent.Config) { c.Outbound = []pipeline.OutboundMiddleware{countAttempts} })
 	web := &http.Client{Transport: a.Transport(), Timeout: 10 * time.Second}
 
 	const n = 200
@@ -137,12 +138,12 @@ func TestMirror(t *testing.T) {
 	// Each copy exactly once: a mirror copy is never retried, although
 	// the shadow's 500s on GET would be.
 	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if got := served.get("shadow"); got != n {
+		if got := served.Get("shadow"); got != n {
 			return errorf("shadow got %d copies, want %d", got, n)
 		}
 		return nil
 	})
-	if got := served.get("orders"); got != n {
+	if got := served.Get("orders"); got != n {
 		t.Errorf("orders served %d, want %d", got, n)
 	}
 }
@@ -161,15 +162,15 @@ func BenchmarkMirror(b *testing.B) {
 		{"mirror-slow", mirrorFile, 5 * time.Millisecond},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			m := newMesh(b, tc.file)
-			m.agent("orders", "", named("orders", nil))
-			m.agent("shadow", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			m := agenttest.NewMesh(b, tc.file)
+			m.Agent("orders", "", agenttest.Named("orders", nil))
+			m.Agent("shadow", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				time.Sleep(tc.slow)
 			}))
-			web := m.client("web")
+			web := m.Client("web")
 			b.ResetTimer()
 			for b.Loop() {
-				if st, _, _ := get(b, web, "http://orders/x"); st != 200 {
+				if st, _, _ := agenttest.Get(b, web, "http://orders/x"); st != 200 {
 					b.Fatal(st)
 				}
 			}

@@ -78,3 +78,18 @@ func StartConn(t testing.TB, nc *nats.Conn, cfg agent.Config, before ...func(*ag
 func Handle(h http.Handler) func(*agent.Agent) error {
 	return func(a *agent.Agent) error { return a.Handle(h) }
 }
+
+// StartSidecar creates and starts a sidecar of cfg; it shuts down in
+// t.Cleanup, without a deadline. Any failure ends the test.
+func StartSidecar(t testing.TB, cfg agent.SidecarConfig) *agent.Sidecar {
+	t.Helper()
+	s, err := agent.NewSidecar(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s
+}

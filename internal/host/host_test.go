@@ -222,11 +222,7 @@ func TestShutdownWhileStartConnects(t *testing.T) {
 // does not load before it connects (the broker's address has none), and
 // closes what it opened; the host then shuts down cleanly.
 func TestStartFailsFirst(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := meshtest.BusyAddr(t)
 	serve := func(net.Listener) error { return nil }
 	for _, tc := range []struct {
 		name   string
@@ -234,7 +230,7 @@ func TestStartFailsFirst(t *testing.T) {
 		policy string
 		want   string
 	}{
-		{"port in use", busy.Addr().String(), live.Off, "host: bind orders listener: listen tcp"},
+		{"port in use", busy, live.Off, "host: bind orders listener: listen tcp"},
 		{"no mesh file", "127.0.0.1:0", filepath.Join(t.TempDir(), "none.yaml"), "none.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

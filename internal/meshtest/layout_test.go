@@ -26,14 +26,10 @@ func testHelper(importPath string) bool {
 	return strings.HasSuffix(rel, "test") || strings.HasPrefix(rel, "test")
 }
 
-// TestTestHelpersStayInTests walks the module's Go files: only _test.go
-// files, and the test helpers themselves, import a test helper, so none of
-// them (nor the testing package they bring) reaches a binary.
-func TestTestHelpersStayInTests(t *testing.T) {
-	root := filepath.Join("..", "..")
-	fset := token.NewFileSet()
-	helpers := 0
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+// walkFiles calls f with the path of each file below root, passing over
+// hidden directories and testdata.
+func walkFiles(root string, f func(p string) error) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -43,6 +39,18 @@ func TestTestHelpersStayInTests(t *testing.T) {
 			}
 			return nil
 		}
+		return f(p)
+	})
+}
+
+// TestTestHelpersStayInTests walks the module's Go files: only _test.go
+// files, and the test helpers themselves, import a test helper, so none of
+// them (nor the testing package they bring) reaches a binary.
+func TestTestHelpersStayInTests(t *testing.T) {
+	root := filepath.Join("..", "..")
+	fset := token.NewFileSet()
+	helpers := 0
+	err := walkFiles(root, func(p string) error {
 		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 			return nil
 		}
@@ -77,16 +85,7 @@ func TestTestHelpersStayInTests(t *testing.T) {
 func TestEveryPackageChecksLeaks(t *testing.T) {
 	root := filepath.Join("..", "..")
 	tests := map[string]bool{} // directory: some test file uses goleak
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if n := d.Name(); p != root && (strings.HasPrefix(n, ".") || n == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	err := walkFiles(root, func(p string) error {
 		if !strings.HasSuffix(p, "_test.go") {
 			return nil
 		}
@@ -152,16 +151,7 @@ func TestReadmeLayoutListsEveryPackage(t *testing.T) {
 		}
 	}
 	want := map[string]bool{}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if n := d.Name(); p != root && (strings.HasPrefix(n, ".") || n == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	err = walkFiles(root, func(p string) error {
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
 		switch {

@@ -2,12 +2,14 @@ package meshtest
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // Broker starts a broker on 127.0.0.1 with a random client port, no
@@ -44,6 +46,23 @@ func Broker(t testing.TB, opts ...func(*broker.Config)) *broker.Broker {
 	return b
 }
 
+// BareBroker starts a Broker for one test without JetStream and without
+// a lame-duck wait on shutdown.
+func BareBroker(t testing.TB) *broker.Broker {
+	t.Helper()
+	return Broker(t, func(c *broker.Config) {
+		c.NoJetStream = true
+		c.LameDuckDuration = -1
+	})
+}
+
+// ServiceConn connects to b as service (replies under its inbox prefix),
+// with a 5s timeout.
+func ServiceConn(t testing.TB, b *broker.Broker, service string) *nats.Conn {
+	t.Helper()
+	return Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix(service)), nats.Timeout(5*time.Second))
+}
+
 // Conn connects to b over TCP and closes the connection in t.Cleanup.
 // Prefer it to an in-process connection where authentication or network
 // behaviour matters.
@@ -55,6 +74,18 @@ func Conn(t testing.TB, b *broker.Broker, opts ...nats.Option) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// BusyAddr returns the address of a listener on 127.0.0.1 that accepts
+// nothing, closed in t.Cleanup: a port in use.
+func BusyAddr(t testing.TB) string {
+	t.Helper()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
+	return busy.Addr().String()
 }
 
 // CheckFor calls f every sleep until it returns nil, and fails the test

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -52,9 +53,9 @@ func TestPassiveHealthMaxEjected(t *testing.T) {
 }
 
 func testShare(t *testing.T, maxEjected string, want int) {
-	m := newMesh(t, strings.Replace(shareFile, "MAX", maxEjected, 1))
+	m := agenttest.NewMesh(t, strings.Replace(shareFile, "MAX", maxEjected, 1))
 	var (
-		served counter
+		served agenttest.Counter
 		logs   logSink
 	)
 	// a and b fail every call, and answer their fifth call, the one that
@@ -64,11 +65,11 @@ func testShare(t *testing.T, maxEjected string, want int) {
 	names := []string{"a", "b", "c", "d"}
 	pay := make([]*agent.Agent, len(names))
 	for i, name := range names {
-		h := named(name, &served)
+		h := agenttest.Named(name, &served)
 		if i < 2 {
 			h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				served.add(name)
-				if served.get(name) == 5 {
+				served.Add(name)
+				if served.Get(name) == 5 {
 					if arrived.Add(1) == 2 {
 						close(together)
 					}
@@ -82,12 +83,12 @@ func testShare(t *testing.T, maxEjected string, want int) {
 		}
 		up := httptest.NewServer(h)
 		t.Cleanup(up.Close)
-		pay[i] = m.agent("pay", "", nil, func(c *agent.Config) {
+		pay[i] = m.Agent("pay", "", nil, func(c *agent.Config) {
 			c.Upstream = up.URL
 			c.Logger = slog.New(slog.NewTextHandler(&logs, nil)).With("instance", name)
 		})
 	}
-	web := m.client("web")
+	web := m.Client("web")
 	out := func() (n int, which []string) {
 		for i, a := range pay {
 			if !a.Serving() {
@@ -146,7 +147,7 @@ func testShare(t *testing.T, maxEjected string, want int) {
 					return
 				default:
 				}
-				st, _, h := get(t, web, "http://pay/")
+				st, _, h := agenttest.Get(t, web, "http://pay/")
 				mu.Lock()
 				answers = append(answers, answer{st, h.Get(wire.HeaderError)})
 				mu.Unlock()
@@ -212,7 +213,7 @@ func testShare(t *testing.T, maxEjected string, want int) {
 	refused := strings.Count(logs.String(), "staying in")
 	t.Logf("ejected after %v; %d calls in the %v after (%.0f/s); a served %d, b %d, c %d, d %d; %d refusals",
 		ejected.Round(time.Millisecond), len(after), took.Round(time.Millisecond), float64(len(after))/took.Seconds(),
-		served.get("a"), served.get("b"), served.get("c"), served.get("d"), refused)
+		served.Get("a"), served.Get("b"), served.Get("c"), served.Get("d"), refused)
 	if want == 1 && refused == 0 {
 		t.Error("the failing instance left in never asked to leave")
 	}
@@ -228,29 +229,29 @@ services:
 `
 
 func TestPassiveHealth(t *testing.T) {
-	m := newMesh(t, outlierFile)
-	var served counter
+	m := agenttest.NewMesh(t, outlierFile)
+	var served agenttest.Counter
 	var failing, never atomic.Bool
-	a := m.agent("pay", "", flaky("a", &served, &failing))
-	m.agent("pay", "", flaky("b", &served, &never))
-	web := m.client("web")
+	a := m.Agent("pay", "", flaky("a", &served, &failing))
+	m.Agent("pay", "", flaky("b", &served, &never))
+	web := m.Client("web")
 
 	failing.Store(true)
 	meshtest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
-		get(t, web, "http://pay/")
+		agenttest.Get(t, web, "http://pay/")
 		if a.Serving() {
-			return errorf("a still serving after %d calls", served.get("a"))
+			return errorf("a still serving after %d calls", served.Get("a"))
 		}
 		return nil
 	})
 	// The healthy sibling takes every call.
-	before := served.get("b")
+	before := served.Get("b")
 	for range 20 {
-		if st, body, _ := get(t, web, "http://pay/"); st != 200 || body != "b" {
+		if st, body, _ := agenttest.Get(t, web, "http://pay/"); st != 200 || body != "b" {
 			t.Fatalf("got %d %q while a is out, want b", st, body)
 		}
 	}
-	if got := served.get("b") - before; got != 20 {
+	if got := served.Get("b") - before; got != 20 {
 		t.Errorf("b served %d of 20", got)
 	}
 	// Healed, a is back after the cool-off and takes calls again.
@@ -261,12 +262,12 @@ func TestPassiveHealth(t *testing.T) {
 		}
 		return nil
 	})
-	before = served.get("a")
+	before = served.Get("a")
 	meshtest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
-		if st, _, _ := get(t, web, "http://pay/"); st != 200 {
+		if st, _, _ := agenttest.Get(t, web, "http://pay/"); st != 200 {
 			return errorf("got %d", st)
 		}
-		if served.get("a") == before {
+		if served.Get("a") == before {
 			return errorf("a takes no calls")
 		}
 		return nil
@@ -274,17 +275,17 @@ func TestPassiveHealth(t *testing.T) {
 }
 
 func TestPassiveHealthKeepsLastInstance(t *testing.T) {
-	m := newMesh(t, outlierFile)
-	var served counter
+	m := agenttest.NewMesh(t, outlierFile)
+	var served agenttest.Counter
 	var failing atomic.Bool
 	failing.Store(true)
 	var logs logSink
-	a := m.agent("pay", "", flaky("a", &served, &failing), func(c *agent.Config) {
+	a := m.Agent("pay", "", flaky("a", &served, &failing), func(c *agent.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	web := m.client("web")
+	web := m.Client("web")
 	meshtest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
-		if st, _, _ := get(t, web, "http://pay/"); st != 500 {
+		if st, _, _ := agenttest.Get(t, web, "http://pay/"); st != 500 {
 			t.Fatalf("got %d, want the service's 500", st)
 		}
 		if !logs.has("no other instance is serving") {

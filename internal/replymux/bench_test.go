@@ -16,7 +16,7 @@ import (
 // responder's too, the same in both.
 
 func benchConns(b *testing.B) (*nats.Conn, *nats.Msg) {
-	br := runBroker(b)
+	br := meshtest.BareBroker(b)
 	nc := meshtest.Conn(b, br)
 	srv := meshtest.Conn(b, br)
 	respond(b, srv, "bench.echo", func(m *nats.Msg) []*nats.Msg {

@@ -20,14 +20,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func runBroker(t testing.TB) *broker.Broker {
-	t.Helper()
-	return meshtest.Broker(t, func(c *broker.Config) {
-		c.NoJetStream = true
-		c.LameDuckDuration = -1
-	})
-}
-
 // newMux returns the Mux of owner on nc, closed in t.Cleanup.
 func newMux(t testing.TB, nc *nats.Conn, owner string) *Mux {
 	t.Helper()
@@ -68,7 +60,7 @@ func echo(m *nats.Msg) []*nats.Msg {
 }
 
 func TestRequest(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	respond(t, nc, "svc.echo", echo)
 	x := newMux(t, nc, "web")
@@ -106,7 +98,7 @@ func TestRequest(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	for _, owner := range []string{"", "Web", "a.b", "*", "web>"} {
 		if x, err := New(context.Background(), nc, owner); err == nil {
@@ -137,7 +129,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestConcurrent(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	srv := meshtest.Conn(t, b)
 	respond(t, srv, "svc.>", echo)
@@ -174,7 +166,7 @@ func TestConcurrent(t *testing.T) {
 // TestWrongPeerIgnored: a message in the owner's pair inbox of another
 // peer, with the same Mux id and counter, never completes a call.
 func TestWrongPeerIgnored(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	srv := meshtest.Conn(t, b)
 	forge := func(reply string) string {
@@ -207,7 +199,7 @@ func TestWrongPeerIgnored(t *testing.T) {
 }
 
 func TestNoResponders(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	x := newMux(t, nc, "web")
 	_, err := x.Request(context.Background(), &nats.Msg{Subject: "nobody.here"}, "orders")
@@ -232,7 +224,7 @@ func TestNoResponders(t *testing.T) {
 }
 
 func TestContext(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	srv := meshtest.Conn(t, b)
 	got := make(chan *nats.Msg, 10)
@@ -294,7 +286,7 @@ func TestContext(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	srv := meshtest.Conn(t, b)
 	got := make(chan *nats.Msg, 10)
@@ -383,7 +375,7 @@ func TestRefused(t *testing.T) {
 }
 
 func TestConnectionClosed(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc, err := nats.Connect(b.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -418,7 +410,7 @@ func TestConnectionClosed(t *testing.T) {
 // a call in flight across the reconnect still gets a reply published
 // after it.
 func TestReconnect(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b, nats.ReconnectWait(10*time.Millisecond), nats.MaxReconnects(-1))
 	srv := meshtest.Conn(t, b)
 	respond(t, srv, "svc.echo", echo)
@@ -473,7 +465,7 @@ func TestReconnect(t *testing.T) {
 // the connection (publishing, the reply message): the reply subject, and
 // nothing else once its receivers are pooled.
 func TestAllocs(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	x := newMux(t, nc, "web")
 	reply := &nats.Msg{Data: []byte("x")}
@@ -507,7 +499,7 @@ func (x *Mux) pending() int {
 // service's key can have JetStream deliver a message to any subject of
 // its account, so a derivable subject would be a forged reply.)
 func TestReplySubjectNotGuessable(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	nc := meshtest.Conn(t, b)
 	srv := meshtest.Conn(t, b)
 	seen := make(chan string, 1)
