@@ -189,13 +189,15 @@ func TestSidecarShutdownWhileStartConnects(t *testing.T) {
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Shutdown waits for Start's work; Start's goroutine sends its result
+	// a moment after, so that moment is waited for, bounded.
 	select {
 	case err := <-started:
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("Start: %v, want ErrClosed", err)
 		}
-	default:
-		t.Fatal("Shutdown returned before Start did")
+	case <-time.After(2 * time.Second):
+		t.Fatal("Start had not returned 2s after Shutdown did")
 	}
 	for _, addr := range []string{proxy, admin} {
 		if c, err := net.Dial("tcp", addr); err == nil {

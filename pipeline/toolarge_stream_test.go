@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -18,16 +19,16 @@ import (
 // by its caller (a cancelled timeout), which no rule holds against the
 // service, so the metrics disagreed with the answer.
 func TestStreamedReplyTooLargeInbound(t *testing.T) {
-	b := runBroker(t)
+	b := meshtest.BareBroker(t)
 	st := &stub{}
 	big := strings.Repeat("x", 700<<10)
-	serve(t, conn(t, b, "orders"), "orders", InboundConfig{
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
 		Middleware: []InboundMiddleware{st.inbound},
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			return NewStreamReply(c.Proto, nats.Header{wire.HeaderStatus: {"200"}}, newPieces(nil, big, big)), nil
 		}),
 	})
-	o := outbound(t, conn(t, b, "web"))
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 	_, err := o.Send(context.Background(), httpCall(t, "orders", http.MethodGet))
 	answered := wire.FromError(err)
 	if answered.Kind != wire.KindUpstream {
