@@ -64,6 +64,9 @@ func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
 		// empty: the client then sends the URL's host.
 		host = r.URL.Host
 	}
+	if err := checkRequest(r.Method, r.URL.RawQuery, host); err != nil {
+		return nil, err
+	}
 	if host != "" {
 		m.Header[wire.HeaderHost] = []string{host}
 	}
@@ -328,6 +331,9 @@ func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod
 		requestURI += "?" + q
 	}
 	host := hdr.Get(wire.HeaderHost)
+	if err := checkRequest(method, hdr.Get(wire.HeaderQuery), host); err != nil {
+		return nil, err
+	}
 	if !httpguts.ValidHostHeader(host) {
 		// Go's client would refuse to send it, or send no Host at all.
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", wire.HeaderHost, host)}
