@@ -202,9 +202,18 @@ func TestUndeclaredSubsetRetried(t *testing.T) {
 	if err := a.Ready(5 * time.Second); err == nil {
 		t.Fatal("ready with an undeclared subset")
 	}
-	time.Sleep(time.Second)
-	if n := a.in.refusals.Load(); n < 2 || n > 7 {
-		t.Errorf("asked %d times in a second, want about one every 200ms", n)
+	// It asks again, every refusalRetry and no sooner (timers never fire
+	// early): three refusals take at least two retries' time.
+	begin := time.Now()
+	first := a.in.refusals.Load()
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := a.in.refusals.Load(); n < first+2 {
+			return fmt.Errorf("asked %d times, want %d", n, first+2)
+		}
+		return nil
+	})
+	if d := time.Since(begin); d < refusalRetry {
+		t.Errorf("asked twice more within %v, want one ask every %v at most", d, refusalRetry)
 	}
 
 	// The same keys, with subset v2, on the same address.

@@ -391,8 +391,14 @@ func TestWatchManyOnOneConn(t *testing.T) {
 func TestWatchCloseQuiet(t *testing.T) {
 	_, connect := newAuthEnv(t)
 	var logs logBuffer
+	before := live.Fetches()
 	src := live.WatchBucket(connect("blind"), live.SourceConfig{FetchTimeout: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	time.Sleep(20 * time.Millisecond) // the first request is out
+	meshtest.CheckFor(t, 5*time.Second, time.Millisecond, func() error { // the first request is out
+		if live.Fetches() == before {
+			return errors.New("no request yet")
+		}
+		return nil
+	})
 	start := time.Now()
 	src.Close()
 	if d := time.Since(start); d > time.Second {
