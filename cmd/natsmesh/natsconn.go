@@ -6,12 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/agent"
+	"github.com/natsmesh/natsmesh/internal/natsconn"
 )
 
 // natsFlags are the flags of every command that connects to NATS.
@@ -62,7 +62,7 @@ func refusals(ctx context.Context, nc *nats.Conn, as string) (context.Context, c
 	ctx, cancel := context.WithCancelCause(ctx)
 	prev := nc.ErrorHandler()
 	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
-		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
+		if _, ok := natsconn.ParseViolation(err); ok {
 			cancel(fmt.Errorf("the broker refused it: %v (connected as %q with inbox prefix %q: run this as the mesh's admin, --nkey DIR/%s.nk or --creds DIR/%s.creds from natsmesh accounts generate, and --as if the admin has another name)",
 				err, as, c.Opts.InboxPrefix, as, as))
 		}
