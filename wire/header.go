@@ -149,7 +149,7 @@ func (l Limits) Check(m *nats.Msg, userCount, userBytes int) error {
 	}
 	hb, _ := headerSize(m.Header)
 	if total := int64(hb) + int64(len(m.Data)); total > l.PayloadLimit() {
-		return &Error{Kind: KindTooLarge, Message: fmt.Sprintf("message of %d bytes exceeds max_payload (%d bytes)", total, l.PayloadLimit())}
+		return &Error{Kind: KindTooLarge, Message: fmt.Sprintf("message of %d bytes exceeds max_payload (%d bytes), which `natsmesh broker --max-payload` raises", total, l.PayloadLimit())}
 	}
 	return nil
 }

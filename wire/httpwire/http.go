@@ -38,37 +38,11 @@ func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
 		return nil, err
 	}
 	if r.ContentLength > lim.PayloadLimit() {
-		return nil, &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("body of %d bytes exceeds max_payload (%d bytes)", r.ContentLength, lim.PayloadLimit())}
+		return nil, tooLarge(fmt.Sprintf("body of %d bytes", r.ContentLength), lim)
 	}
-	// At most 8: up to 8 entries, a map is one group; a larger hint
-	// allocates a whole table even when the headers would fit in one.
-	m := &nats.Msg{Header: make(nats.Header, min(len(r.Header)+5, 8))}
-	n, size := copyHeaders(m.Header, r.Header, "", wire.HeaderTimeout)
-	// The Go server moves trailers declared up front to r.Trailer; they are
-	// only known after the body is read, below.
-	m.Header[wire.HeaderMethod] = []string{r.Method}
-	path := r.URL.EscapedPath()
-	if path == "" {
-		path = "/"
-	}
-	if err := checkPath(path); err != nil {
+	m, n, size, err := encodeHead(r, 0)
+	if err != nil {
 		return nil, err
-	}
-	m.Header[wire.HeaderPath] = []string{path}
-	if r.URL.RawQuery != "" {
-		m.Header[wire.HeaderQuery] = []string{r.URL.RawQuery}
-	}
-	host := r.Host
-	if host == "" && r.URL != nil {
-		// A client-side request (an http.RoundTripper's) may leave Host
-		// empty: the client then sends the URL's host.
-		host = r.URL.Host
-	}
-	if err := checkRequest(r.Method, r.URL.RawQuery, host); err != nil {
-		return nil, err
-	}
-	if host != "" {
-		m.Header[wire.HeaderHost] = []string{host}
 	}
 	if r.ContentLength > 0 { // at most max_payload: checked above
 		m.Header["Content-Length"] = []string{strconv.FormatInt(r.ContentLength, 10)}
@@ -89,6 +63,49 @@ func EncodeRequest(r *http.Request, lim wire.Limits) (*nats.Msg, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// encodeHead is the message of r without its body and trailers: the
+// request line and the end-to-end headers, with room for extra more
+// header names; n and size count the headers as lim.Check does.
+func encodeHead(r *http.Request, extra int) (m *nats.Msg, n, size int, err error) {
+	// At most 8: up to 8 entries, a map is one group; a larger hint
+	// allocates a whole table even when the headers would fit in one.
+	m = &nats.Msg{Header: make(nats.Header, min(len(r.Header)+5+extra, 8))}
+	n, size = copyHeaders(m.Header, r.Header, "", wire.HeaderTimeout)
+	// The Go server moves trailers declared up front to r.Trailer; they are
+	// only known after the body is read.
+	m.Header[wire.HeaderMethod] = []string{r.Method}
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	if err := checkPath(path); err != nil {
+		return nil, 0, 0, err
+	}
+	m.Header[wire.HeaderPath] = []string{path}
+	if r.URL.RawQuery != "" {
+		m.Header[wire.HeaderQuery] = []string{r.URL.RawQuery}
+	}
+	host := r.Host
+	if host == "" && r.URL != nil {
+		// A client-side request (an http.RoundTripper's) may leave Host
+		// empty: the client then sends the URL's host.
+		host = r.URL.Host
+	}
+	if err := checkRequest(r.Method, r.URL.RawQuery, host); err != nil {
+		return nil, 0, 0, err
+	}
+	if host != "" {
+		m.Header[wire.HeaderHost] = []string{host}
+	}
+	return m, n, size, nil
+}
+
+// tooLarge is the error of a body, as what names it, that must cross
+// whole, in one message, and exceeds lim's max_payload.
+func tooLarge(what string, lim wire.Limits) *wire.Error {
+	return &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("%s exceeds max_payload (%d bytes), which `natsmesh broker --max-payload` raises", what, lim.PayloadLimit())}
 }
 
 // CheckHeaderLimits applies lim's header bounds (MaxHeaders,
@@ -176,7 +193,7 @@ func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
 	}
 	if n > max {
-		return nil, &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("body exceeds max_payload (%d bytes)", max)}
+		return nil, tooLarge("body", wire.Limits{MaxPayload: max})
 	}
 	return buf.Bytes(), nil
 }
@@ -304,6 +321,22 @@ func DecodeRequest(ctx context.Context, m *nats.Msg) (r *http.Request, cancel co
 // subject's operation ("" when it was no mesh HTTP subject), and the
 // request gets ctx as it is.
 func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod string) (*http.Request, error) {
+	r, err := decodeHead(hdr, subjectMethod)
+	if err != nil {
+		return nil, err
+	}
+	r.ContentLength = int64(len(data))
+	if len(data) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+		r.Header.Set("Content-Length", strconv.Itoa(len(data)))
+	}
+	return r.WithContext(ctx), nil
+}
+
+// decodeHead is the request a message's header makes, with no body yet
+// ([DecodeCall], [DecodeStreamCall]).
+func decodeHead(hdr nats.Header, subjectMethod string) (*http.Request, error) {
 	method := hdr.Get(wire.HeaderMethod)
 	if method == "" || !validMethod(method) {
 		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("missing or bad %s %q", wire.HeaderMethod, method)}
@@ -351,27 +384,23 @@ func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod
 	if err := checkDecodedHeaderLimits(h, trailer); err != nil {
 		return nil, err
 	}
-	r := &http.Request{
-		Method:        method,
-		URL:           u,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Trailer:       trailer,
-		Host:          host,
-		RequestURI:    requestURI,
-		ContentLength: int64(len(data)),
-		Body:          http.NoBody,
+	if up, ok := hdr[HeaderUpgrade]; ok {
+		if err := setUpgrade(h, up); err != nil {
+			return nil, err
+		}
 	}
-	if len(data) > 0 {
-		r.Body = io.NopCloser(bytes.NewReader(data))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	}
-	if len(data) > 0 {
-		h.Set("Content-Length", strconv.Itoa(len(data)))
-	}
-	return r.WithContext(ctx), nil
+	return &http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Trailer:    trailer,
+		Host:       host,
+		RequestURI: requestURI,
+		Body:       http.NoBody,
+	}, nil
 }
 
 // validTarget reports whether s may stand in a request line's target: no
@@ -429,7 +458,7 @@ func EncodeResponse(resp *http.Response, lim wire.Limits) (*nats.Msg, error) {
 		return m, err
 	}
 	if resp.ContentLength > lim.PayloadLimit() {
-		return nil, &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("response body of %d bytes exceeds max_payload (%d bytes)", resp.ContentLength, lim.PayloadLimit())}
+		return nil, tooLarge(fmt.Sprintf("response body of %d bytes", resp.ContentLength), lim)
 	}
 	body, err := readLimited(resp.Body, resp.ContentLength, lim.PayloadLimit())
 	if err != nil {
@@ -450,35 +479,9 @@ func EncodeResponse(resp *http.Response, lim wire.Limits) (*nats.Msg, error) {
 // the status (400 to 599 as they are, anything else 500) and the description
 // as a plain-text body.
 func DecodeResponse(m *nats.Msg) (*http.Response, error) {
-	if e := wire.ReplyError(m.Header); e != nil {
-		return nil, e
-	}
-	status, meshReply := statusOf(m.Header)
-	var h, trailer http.Header
-	body := m.Data
-	switch {
-	case meshReply:
-		h, trailer = readHeaders(m.Header, true)
-	case m.Header.Get(micro.ErrorHeader) != "" || m.Header.Get(micro.ErrorCodeHeader) != "":
-		status = wire.MicroHTTPStatus(m.Header.Get(micro.ErrorCodeHeader))
-		// The service's words go into HTTP headers: no control bytes.
-		h = http.Header{
-			"Content-Type":        {"text/plain; charset=utf-8"},
-			micro.ErrorHeader:     {wire.HeaderSafe(m.Header.Get(micro.ErrorHeader))},
-			micro.ErrorCodeHeader: {wire.HeaderSafe(m.Header.Get(micro.ErrorCodeHeader))},
-		}
-		if len(body) == 0 {
-			body = []byte(m.Header.Get(micro.ErrorHeader) + "\n")
-		}
-	default:
-		status = http.StatusOK
-		h = make(http.Header, len(m.Header))
-		conn := connectionTokens(m.Header["Connection"])
-		for k, vs := range m.Header {
-			if httpguts.ValidHeaderFieldName(k) && !isHopByHop(k, conn) && !decoderOwned(k) && validValues(vs) {
-				h[k] = vs
-			}
-		}
+	status, h, trailer, body, meshReply, err := decodeResponseHeader(m.Header, m.Data)
+	if err != nil {
+		return nil, err
 	}
 	contentLength := int64(len(body))
 	if cl := m.Header.Get(wire.HeaderContentLength); cl != "" && len(body) == 0 && meshReply {
@@ -488,6 +491,48 @@ func DecodeResponse(m *nats.Msg) (*http.Response, error) {
 	}
 	h.Set("Content-Length", strconv.FormatInt(contentLength, 10))
 	return newResponse(status, h, trailer, body, contentLength), nil
+}
+
+// decodeResponseHeader reads a reply's header (and, for a micro error
+// without one, makes its body): its status, the service's headers and
+// trailers, and whether it is a mesh reply (Mesh-Status); a mesh error
+// reply is its *wire.Error.
+func decodeResponseHeader(hdr nats.Header, data []byte) (status int, h, trailer http.Header, body []byte, meshReply bool, err error) {
+	if e := wire.ReplyError(hdr); e != nil {
+		return 0, nil, nil, nil, false, e
+	}
+	status, meshReply = statusOf(hdr)
+	body = data
+	switch {
+	case meshReply:
+		h, trailer = readHeaders(hdr, true)
+		if up, ok := hdr[HeaderUpgrade]; ok && status == http.StatusSwitchingProtocols {
+			if err := setUpgrade(h, up); err != nil {
+				return 0, nil, nil, nil, false, err
+			}
+		}
+	case hdr.Get(micro.ErrorHeader) != "" || hdr.Get(micro.ErrorCodeHeader) != "":
+		status = wire.MicroHTTPStatus(hdr.Get(micro.ErrorCodeHeader))
+		// The service's words go into HTTP headers: no control bytes.
+		h = http.Header{
+			"Content-Type":        {"text/plain; charset=utf-8"},
+			micro.ErrorHeader:     {wire.HeaderSafe(hdr.Get(micro.ErrorHeader))},
+			micro.ErrorCodeHeader: {wire.HeaderSafe(hdr.Get(micro.ErrorCodeHeader))},
+		}
+		if len(body) == 0 {
+			body = []byte(hdr.Get(micro.ErrorHeader) + "\n")
+		}
+	default:
+		status = http.StatusOK
+		h = make(http.Header, len(hdr))
+		conn := connectionTokens(hdr["Connection"])
+		for k, vs := range hdr {
+			if httpguts.ValidHeaderFieldName(k) && !isHopByHop(k, conn) && !decoderOwned(k) && validValues(vs) {
+				h[k] = vs
+			}
+		}
+	}
+	return status, h, trailer, body, meshReply, nil
 }
 
 // newResponse is a complete client-side response with body in memory.
