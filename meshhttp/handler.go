@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -15,12 +18,21 @@ import (
 
 // Handler is the inbound kind for an in-process http.Handler: each call
 // is decoded into a server-side *http.Request (with Mesh-Caller set from
-// the subject) and served by Handler with no local hop.
+// the subject) and served by Handler with no local hop; a streamed call's
+// body arrives as the caller sends it.
+//
+// The handler runs on a goroutine of its own. Its answer is whole when it
+// returns having written at most [WholeBodyMax] without flushing;
+// otherwise (a Flush, more than that) the answer is streamed from then
+// on: the head (status and headers as they were) at once, each write
+// handed to the reply's stream as it is made (a write waits until the
+// stream has taken it, so a handler cannot outrun its reader), the
+// trailers when it returns.
 //
 // A handler that panics is an internal mesh error, one that panics with
-// http.ErrAbortHandler an upstream one, and one whose answer exceeds
-// max_payload an upstream error naming the response, not the caller's
-// request.
+// http.ErrAbortHandler an upstream one (a streamed answer fails so at
+// that point), and one whose whole answer's headers exceed the limits an
+// upstream error naming the response, not the caller's request.
 type Handler struct {
 	// Handler serves the calls. Required.
 	Handler http.Handler
@@ -35,7 +47,7 @@ var _ pipeline.Handler = (*Handler)(nil)
 func (k *Handler) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	lim := k.Limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
-	r, err := httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
+	r, err := decodeCall(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -43,27 +55,22 @@ func (k *Handler) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Re
 		r.Host = c.Service
 	}
 	setCallerHeader(r.Header, c.Caller)
-	rec := newRecorder(lim.PayloadLimit())
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					rec.aborted = true
-					return
-				}
-				rec.panicked = fmt.Sprint(p)
-			}
-		}()
-		k.Handler.ServeHTTP(rec, r)
-	}()
+	rec := newRecorder(wholeLimit(lim))
+	go rec.serve(k.Handler, r)
+	select {
+	case <-rec.done:
+	case <-rec.committed:
+	}
+	select {
+	case <-rec.committed:
+		return rec.streamReply(lim)
+	default:
+	}
 	if rec.panicked != "" {
 		return nil, &wire.Error{Kind: wire.KindInternal, Message: "handler panic: " + rec.panicked}
 	}
 	if rec.aborted {
 		return nil, &wire.Error{Kind: wire.KindUpstream, Message: "handler aborted the response"}
-	}
-	if rec.tooLarge {
-		return nil, &wire.Error{Kind: wire.KindUpstream, Message: fmt.Sprintf("the service's response body exceeds max_payload (%d bytes)", rec.limit)}
 	}
 	code := rec.status()
 	trailer := rec.trailer()
@@ -93,7 +100,12 @@ var (
 	_ http.Flusher        = (*recorder)(nil)
 )
 
-// recorder is the http.ResponseWriter that collects a handler's answer.
+// recorder is the http.ResponseWriter of a handler's answer: it collects
+// a whole one, and commits to a stream (committed) at the handler's
+// first Flush or past limit bytes, from then on handing each write to the
+// reply's stream through a pipe. The handler's goroutine writes it; the
+// call's reads it once done or committed is closed, and, once committed,
+// reads the pipe.
 type recorder struct {
 	header   http.Header
 	snapshot http.Header // header as of WriteHeader
@@ -101,18 +113,48 @@ type recorder struct {
 	body     bytes.Buffer
 	panicked string
 	aborted  bool
-	// limit bounds the body, so a handler that writes without end fails
-	// with too-large instead of exhausting memory.
-	limit    int64
-	tooLarge bool
+	// limit bounds the body collected whole: past it, the answer is
+	// streamed.
+	limit int64
+
+	done      chan struct{} // closed when the handler has returned
+	committed chan struct{} // closed when the answer is streamed
+	pr        *io.PipeReader
+	pw        *io.PipeWriter
 
 	reply pipeline.Reply
 }
 
-func newRecorder(limit int64) *recorder { return &recorder{header: make(http.Header), limit: limit} }
+func newRecorder(limit int64) *recorder {
+	return &recorder{header: make(http.Header), limit: limit, done: make(chan struct{}), committed: make(chan struct{})}
+}
 
-// errBodyTooLarge is what a handler's Write returns past the limit.
-var errBodyTooLarge = errors.New("meshhttp: response body exceeds max_payload")
+// serve runs h on r, recording a panic, then ends the answer: a streamed
+// one's pipe with the handler's failure, if any.
+func (rec *recorder) serve(h http.Handler, r *http.Request) {
+	defer close(rec.done)
+	defer func() {
+		p := recover()
+		switch {
+		case p == http.ErrAbortHandler:
+			rec.aborted = true
+		case p != nil:
+			rec.panicked = fmt.Sprint(p)
+		}
+		if rec.pw == nil {
+			return
+		}
+		switch {
+		case rec.aborted:
+			rec.pw.CloseWithError(&wire.Error{Kind: wire.KindUpstream, Message: "handler aborted the response"})
+		case rec.panicked != "":
+			rec.pw.CloseWithError(&wire.Error{Kind: wire.KindInternal, Message: "handler panic: " + rec.panicked})
+		default:
+			rec.pw.Close()
+		}
+	}()
+	h.ServeHTTP(rec, r)
+}
 
 func (r *recorder) Header() http.Header { return r.header }
 
@@ -133,20 +175,79 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.code == 0 {
 		r.WriteHeader(http.StatusOK)
 	}
+	if r.pw != nil {
+		return r.pw.Write(p)
+	}
 	if r.body.Len() == 0 && r.snapshot.Get("Content-Type") == "" && len(p) > 0 {
 		r.snapshot.Set("Content-Type", http.DetectContentType(p))
 	}
-	if r.tooLarge || int64(r.body.Len())+int64(len(p)) > r.limit {
-		r.tooLarge = true
-		return 0, errBodyTooLarge
+	if int64(r.body.Len())+int64(len(p)) > r.limit {
+		if err := r.commit(); err != nil {
+			return 0, err
+		}
+		return r.pw.Write(p)
 	}
 	return r.body.Write(p)
 }
 
+// Flush commits the answer to a stream: what was written so far, and
+// each write from now on, reaches the caller as it is made.
 func (r *recorder) Flush() {
 	if r.code == 0 {
 		r.WriteHeader(http.StatusOK)
 	}
+	if r.pw == nil {
+		r.commit()
+	}
+}
+
+// commit makes the answer a stream: the call's goroutine returns its
+// head, and reads the pipe, to which the body so far is written first.
+func (r *recorder) commit() error {
+	r.pr, r.pw = io.Pipe()
+	close(r.committed)
+	if r.body.Len() == 0 {
+		return nil
+	}
+	_, err := r.pw.Write(r.body.Bytes())
+	r.body = bytes.Buffer{}
+	return err
+}
+
+// streamReply is the reply of a committed answer: its head as of
+// WriteHeader (its declared trailers as well), its body the pipe, its
+// trailers read when the handler has returned.
+func (r *recorder) streamReply(lim wire.Limits) (*pipeline.Reply, error) {
+	var declared http.Header
+	for _, names := range r.snapshot.Values("Trailer") {
+		for k := range strings.SplitSeq(names, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				if declared == nil {
+					declared = make(http.Header)
+				}
+				declared[http.CanonicalHeaderKey(k)] = nil
+			}
+		}
+	}
+	head, err := httpwire.ResponseHead(r.code, r.snapshot, -1, declared, lim)
+	if err != nil {
+		r.pr.CloseWithError(err)
+		return nil, wire.ResponseError(err)
+	}
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: r.pr, fail: handlerFailure,
+		// The pipe ends once the handler has returned: its trailers are
+		// set.
+		trailer: func() nats.Header { return httpwire.TrailerHeader(r.trailer()) }}), nil
+}
+
+// handlerFailure is how a streamed answer of an in-process handler
+// fails: its own mesh error (a panic, an abort), else upstream.
+func handlerFailure(err error) error {
+	var me *wire.Error
+	if errors.As(err, &me) {
+		return me
+	}
+	return answerFailure(err)
 }
 
 func (r *recorder) status() int {

@@ -108,9 +108,9 @@ func TestServeHTTPMsg(t *testing.T) {
 			t.Fatalf("got %v, want bad-request", err)
 		}
 	})
-	t.Run("answer too large", func(t *testing.T) {
+	t.Run("answer too large to cross whole", func(t *testing.T) {
 		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			for range 100 { // would be 400 KiB: the recorder stops it at the limit
+			for range 100 { // would be 400 KiB: streamed, the stream read whole stops it
 				if _, err := w.Write(make([]byte, 4096)); err != nil {
 					return
 				}
@@ -127,17 +127,23 @@ func TestServeHTTPMsg(t *testing.T) {
 	})
 }
 
+// TestServeHTTPMsgBoundsTheBody: a handler that writes without end
+// streams its answer, each write waiting for its reader: when the reader
+// gives up (here, the stream read whole past max_payload), the handler's
+// writes fail and it stops, having held no more than a piece.
 func TestServeHTTPMsgBoundsTheBody(t *testing.T) {
-	var writeErr error
+	writeErr := make(chan error, 1)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		chunk := make([]byte, 64<<10)
-		for i := 0; i < 1000 && writeErr == nil; i++ { // 64 MiB if nothing stopped it
-			_, writeErr = w.Write(chunk)
+		var err error
+		for i := 0; i < 1000 && err == nil; i++ { // 64 MiB if nothing stopped it
+			_, err = w.Write(chunk)
 		}
+		writeErr <- err
 	})
 	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/"}}}
 	reply := serveHTTPMsg(context.Background(), h, m, wire.Limits{MaxPayload: 1 << 20})
-	if writeErr == nil || reply.Header.Get(wire.HeaderError) != string(wire.KindUpstream) {
-		t.Fatalf("write error %v, reply %v: want the handler stopped and upstream-unavailable", writeErr, reply.Header)
+	if err := <-writeErr; err == nil || reply.Header.Get(wire.HeaderError) != string(wire.KindUpstream) {
+		t.Fatalf("write error %v, reply %v: want the handler stopped and upstream-unavailable", err, reply.Header)
 	}
 }

@@ -37,6 +37,15 @@ func serveHTTPMsg(ctx context.Context, h http.Handler, m *nats.Msg, lim wire.Lim
 	if err != nil {
 		return wire.ErrorMsg(wire.FromError(err))
 	}
+	if reply.Streamed() {
+		// As the inbound dispatch sends a streamed reply until the
+		// stream protocol: whole, up to max_payload.
+		whole, err := reply.ReadWhole(ctx, lim.PayloadLimit())
+		if err != nil {
+			return wire.ErrorMsg(wire.FromError(wire.ResponseError(err)))
+		}
+		return whole
+	}
 	return reply.Msg()
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -93,6 +94,13 @@ type Proxy struct {
 	// ErrorLog receives a panic (at Error) and a failure to write an
 	// answer (at Debug). Default (nil): slog.Default().
 	ErrorLog *slog.Logger
+	// StreamWriteTimeout bounds each write of a streamed answer to the
+	// client (a piece, flushed): a client that takes longer to accept one
+	// is gone, and its call is cancelled. It replaces the server's
+	// WriteTimeout, which bounds a whole answer, for streamed ones, which
+	// last as long as their service sends. Default (0):
+	// DefaultStreamWriteTimeout; negative: the server's deadline stays.
+	StreamWriteTimeout time.Duration
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -129,16 +137,29 @@ type Result struct {
 	// error's (its kind's, whatever ErrorHandler wrote).
 	Status int
 	// Err is the mesh error answered, a *wire.Error; nil when the
-	// service's answer was written.
+	// service's answer was written. For a streamed answer, the mesh
+	// error that cut it midway.
 	Err error
+	// Cut reports that a streamed answer failed midway (Err says why),
+	// its status and part of its body written: it must not reach the
+	// client as complete, so the handler aborts it
+	// (panic(http.ErrAbortHandler)) once it has recorded it.
+	Cut bool
 }
 
-// ServeHTTP forwards r ([Proxy.Forward]).
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.Forward(w, r) }
+// ServeHTTP forwards r ([Proxy.Forward]); an answer cut midway is
+// aborted (Result.Cut).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.Forward(w, r).Cut {
+		panic(http.ErrAbortHandler)
+	}
+}
 
 // Forward forwards r as ServeHTTP does and returns how it was answered,
 // for a component that observes its requests (the edge gateway counts its
-// outside clients so).
+// outside clients so). When the Result is Cut, the caller aborts the
+// answer once it has recorded it: panic(http.ErrAbortHandler), as
+// ServeHTTP does.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 	answered := false
 	defer func() {
@@ -157,22 +178,58 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 		// served by another server.
 		w.Header().Set("Connection", "close")
 	}
-	resp, err := p.roundTrip(r, &res.Dest)
+	rc := http.NewResponseController(w)
+	if streamedBody(r) {
+		// The body is sent as it comes while the answer may already be
+		// written (full duplex: a service that answers as it reads).
+		rc.EnableFullDuplex()
+	}
+	x := &exchange{
+		// A read of the client's body in progress when the call ends
+		// waits for the client: end it.
+		unblock: func() { rc.SetReadDeadline(aLongTimeAgo) },
+		upgrade: newTunnel,
+	}
+	resp, err := p.roundTrip(r, &res.Dest, x)
 	answered = true
 	if err != nil {
 		res.Status, res.Err = p.fail(w, r, err)
 		return res
 	}
 	res.Status = resp.StatusCode
+	if x.tunnel != nil {
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			res.Err = p.switchProtocols(w, resp, x.tunnel)
+			if res.Err != nil && !x.tunnel.started() {
+				res.Status, res.Err = p.fail(w, r, res.Err)
+			}
+			return res
+		}
+		x.tunnel.refuse()
+	}
+	if body, ok := resp.Body.(*streamBody); ok {
+		res.Err, res.Cut = p.writeStream(w, rc, resp, body)
+		return res
+	}
 	if err := httpwire.WriteResponse(w, resp); err != nil {
 		p.log().Debug("meshhttp: writing the answer", "err", err)
 	}
 	return res
 }
 
+// aLongTimeAgo is a deadline passed: set on a connection, it ends a read
+// in progress.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// streamedBody reports whether r's body may cross as a stream: it has one
+// whose length is unknown or over [WholeBodyMax].
+func streamedBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && !(r.ContentLength > 0 && r.ContentLength <= WholeBodyMax)
+}
+
 // roundTrip makes r's call (steps 1 to 5 of [Proxy]), its destination
-// in dest once resolved.
-func (p *Proxy) roundTrip(r *http.Request, dest *pipeline.Call) (*http.Response, error) {
+// in dest once resolved, with what x lends it.
+func (p *Proxy) roundTrip(r *http.Request, dest *pipeline.Call, x *exchange) (*http.Response, error) {
 	if r.Method == http.MethodConnect {
 		return nil, errConnect
 	}
@@ -187,7 +244,101 @@ func (p *Proxy) roundTrip(r *http.Request, dest *pipeline.Call) (*http.Response,
 		return nil, err
 	}
 	*dest = d
-	return roundTrip(p.Sender, r, d, limitsNow(p.Limits, p.Sender), p.Rewrite)
+	return roundTrip(p.Sender, r, d, limitsNow(p.Limits, p.Sender), p.Rewrite, x)
+}
+
+// writeStream writes a streamed answer as it arrives: the head at once,
+// then each piece, flushed (Server-Sent Events reach the client as the
+// service sends them, as with ReverseProxy's FlushInterval -1), each
+// write bounded by StreamWriteTimeout, then the trailers. A stream that
+// fails midway cuts the answer (the mesh error, and cut); a client that
+// goes away ends the call (the stream is closed: the service's handler
+// is cancelled).
+func (p *Proxy) writeStream(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, body *streamBody) (err error, cut bool) {
+	defer body.Close()
+	dst := w.Header()
+	for k, vs := range resp.Header {
+		dst[k] = vs
+	}
+	declared := make(map[string]bool, len(resp.Trailer))
+	for k := range resp.Trailer {
+		dst.Add("Trailer", k)
+		declared[k] = true
+	}
+	if len(resp.Trailer) > 0 {
+		// Trailers need a chunked HTTP/1.1 answer.
+		dst.Del("Content-Length")
+	}
+	fw := &flushWriter{w: w, rc: rc, timeout: p.streamWriteTimeout()}
+	fw.deadline()
+	w.WriteHeader(resp.StatusCode)
+	fw.flush()
+	if _, err := body.WriteTo(fw); err != nil {
+		if fw.err != nil {
+			p.log().Debug("meshhttp: writing the answer", "err", fw.err)
+			return nil, false
+		}
+		return wire.FromError(err), true
+	}
+	for k, vs := range resp.Trailer {
+		if declared[k] {
+			dst[k] = vs
+		} else {
+			dst[http.TrailerPrefix+k] = vs
+		}
+	}
+	return nil, false
+}
+
+// flushWriter writes a streamed answer to its client: each write
+// bounded by timeout (the server's WriteTimeout bounds an answer that
+// lasts, not each piece of it), then flushed. err is the first failure
+// of the client's side.
+type flushWriter struct {
+	w          http.ResponseWriter
+	rc         *http.ResponseController
+	timeout    time.Duration
+	err        error
+	noDeadline bool
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	f.deadline()
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.flush()
+	}
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	return n, err
+}
+
+func (f *flushWriter) deadline() {
+	if f.timeout <= 0 || f.noDeadline {
+		return
+	}
+	if err := f.rc.SetWriteDeadline(time.Now().Add(f.timeout)); err != nil {
+		f.noDeadline = true // not supported by this ResponseWriter
+	}
+}
+
+func (f *flushWriter) flush() error {
+	err := f.rc.Flush()
+	if errors.Is(err, http.ErrNotSupported) {
+		return nil
+	}
+	return err
+}
+
+// DefaultStreamWriteTimeout is the default of Proxy.StreamWriteTimeout.
+const DefaultStreamWriteTimeout = time.Minute
+
+func (p *Proxy) streamWriteTimeout() time.Duration {
+	if p.StreamWriteTimeout == 0 {
+		return DefaultStreamWriteTimeout
+	}
+	return p.StreamWriteTimeout
 }
 
 // resolve is r's destination by the hook, or by the host rule

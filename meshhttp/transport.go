@@ -69,5 +69,5 @@ func (t *Transport) roundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	d.Caller = t.Caller
-	return roundTrip(t.Sender, r, d, limitsNow(t.Limits, t.Sender), nil)
+	return roundTrip(t.Sender, r, d, limitsNow(t.Limits, t.Sender), nil, nil)
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -67,12 +69,31 @@ func NewUpstreamTransport() *http.Transport {
 var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
 
 // ServeCall implements [pipeline.Handler].
+//
+// A streamed call's body is sent to the service as it arrives (sized
+// when the call told its length, else chunked), its trailer after it.
+// The answer is read whole when its length is known and at most
+// [WholeBodyMax] (and for HEAD), else it is a streamed reply: its head
+// (status and headers) at once, its body as the service writes it, its
+// trailers at the end. A protocol upgrade (Mesh-Upgrade, with a streamed
+// body) is sent as one; the service's 101 is a streamed reply of its
+// bytes while the call's body is written to it.
 func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	lim := u.Limits.Now()
 	// The dispatch parsed the subject and set the deadline already.
-	r, err := httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
+	r, err := decodeCall(ctx, c)
 	if err != nil {
 		return nil, err
+	}
+	upgrade := httpwire.Upgrade(r.Header) != ""
+	if upgrade {
+		if !c.Body.Streamed() {
+			return nil, wire.Errorf(wire.KindBadRequest, "a protocol upgrade (%s) needs a streamed body", httpwire.HeaderUpgrade)
+		}
+		// The call's body is the connection's, once switched: the
+		// request itself has none.
+		r.Body, r.ContentLength = http.NoBody, 0
+		r.Header.Del("Content-Length")
 	}
 	r.URL.Scheme = "http"
 	r.URL.Host = u.Base.Host
@@ -87,9 +108,14 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		// would otherwise send.
 		r.Host = c.Service
 	}
-	if len(r.Trailer) > 0 {
+	if len(r.Trailer) > 0 || (r.Trailer == nil && r.ContentLength < 0 && !upgrade) {
 		// Trailers need a chunked body: sent sized, Go's client drops
-		// them silently.
+		// them silently. A body of unknown length is chunked already,
+		// and may end with trailers it did not declare: Go's client
+		// sends those that are in the map at the body's end.
+		if r.Trailer == nil {
+			r.Trailer = make(http.Header)
+		}
 		r.ContentLength = -1
 		r.TransferEncoding = []string{"chunked"}
 		if r.Body == http.NoBody {
@@ -110,11 +136,96 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		}
 		return nil, e
 	}
-	m, err := httpwire.EncodeResponse(resp, lim)
+	if upgrade && resp.StatusCode == http.StatusSwitchingProtocols {
+		return switched(ctx, c, resp, lim)
+	}
+	if resp.StatusCode < 200 {
+		// A 101 to a request that asked for none, or another 1xx that
+		// Go's client passed on: no final answer.
+		resp.Body.Close()
+		return nil, wire.Errorf(wire.KindUpstream, "the service answered status %d", resp.StatusCode)
+	}
+	if (resp.ContentLength >= 0 && resp.ContentLength <= wholeLimit(lim)) || r.Method == http.MethodHead {
+		m, err := httpwire.EncodeResponse(resp, lim)
+		if err != nil {
+			return nil, wire.ResponseError(err)
+		}
+		return pipeline.ReplyFromMsg(wire.ProtoHTTP, m), nil
+	}
+	return answerStream(resp, lim)
+}
+
+// decodeCall is the request a call makes, its body the call's whole one,
+// or its stream as it arrives, under ctx (whose trailer fills the
+// request's Trailer at its end).
+func decodeCall(ctx context.Context, c *pipeline.Call) (*http.Request, error) {
+	if !c.Body.Streamed() {
+		return httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
+	}
+	body := &streamBody{ctx: ctx, s: c.Body.Stream}
+	r, err := httpwire.DecodeStreamCall(ctx, c.Header, body, c.Op)
 	if err != nil {
+		return nil, err
+	}
+	body.onEOF = func(t nats.Header) {
+		if tr := httpwire.ReadTrailer(t, false); len(tr) > 0 && r.Trailer != nil {
+			fillTrailer(r.Trailer, tr)
+		}
+	}
+	return r, nil
+}
+
+// answerStream is the streamed reply of resp: its head now, its body as
+// the service writes it, its trailers at its end. Closing the reply's
+// stream closes resp's body (the call given up: net/http ends the
+// request).
+func answerStream(resp *http.Response, lim wire.Limits) (*pipeline.Reply, error) {
+	head, err := httpwire.ResponseHead(resp.StatusCode, resp.Header, resp.ContentLength, resp.Trailer, lim)
+	if err != nil {
+		resp.Body.Close()
 		return nil, wire.ResponseError(err)
 	}
-	return pipeline.ReplyFromMsg(wire.ProtoHTTP, m), nil
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: resp.Body, fail: answerFailure,
+		trailer: func() nats.Header { return httpwire.TrailerHeader(resp.Trailer) }}), nil
+}
+
+// switched is the reply of a service that switched protocols (resp, a
+// 101 whose Body is the connection): a stream of the service's bytes,
+// while the call's body is written to the connection; the end of the
+// reply's stream closes the connection.
+func switched(ctx context.Context, c *pipeline.Call, resp *http.Response, lim wire.Limits) (*pipeline.Reply, error) {
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return nil, wire.Errorf(wire.KindInternal, "the service's 101 came without its connection")
+	}
+	head, err := httpwire.ResponseHead(resp.StatusCode, resp.Header, -1, nil, lim)
+	if err != nil {
+		rwc.Close()
+		return nil, wire.ResponseError(err)
+	}
+	go func() {
+		// The client's bytes to the service, until they end or the
+		// call does (ctx); a failure ends the connection, and so the
+		// reply. At their end the connection stays, for the service's
+		// last bytes: the protocol (WebSocket's close handshake) ends
+		// it.
+		in := c.Body.Stream
+		for {
+			b, err := in.Next(ctx)
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					rwc.Close()
+				}
+				return
+			}
+			if _, err := rwc.Write(b); err != nil {
+				rwc.Close()
+				return
+			}
+		}
+	}()
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: rwc, fail: answerFailure}), nil
 }
 
 // upstreamError classifies a failed call to the local service: the
