@@ -435,7 +435,8 @@ func hasDotSegment(path string) bool {
 // gateway's meshhttp.Proxy, whose hooks are the route table (resolve) and
 // what the edge changes toward the service (rewrite). Each request is
 // counted as the gateway's inbound side (caller "", the outside),
-// refusals before any call included, and logged.
+// refusals before any call included, and logged; a streamed answer cut
+// midway is then aborted.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	res := g.proxy.Forward(w, r)
@@ -443,6 +444,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.tel.ServedHTTP(r.Context(), g.name, res.Status, res.Err, dur)
 	g.log.Log(r.Context(), g.requestLevel, "bridge: request", "method", r.Method, "host", r.Host, "path", r.URL.Path,
 		"dest", res.Dest.Dest(), "status", res.Status, "duration_ms", float64(dur)/float64(time.Millisecond))
+	if res.Cut {
+		// A streamed answer failed midway: the client must not take
+		// what it got for the whole.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // newProxy is the gateway's HTTP adapter: its outbound pipeline, its

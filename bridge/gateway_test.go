@@ -551,10 +551,12 @@ func TestGatewayEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("too large before publishing", func(t *testing.T) {
+		// A mesh service takes a body over max_payload as a stream
+		// (issue 18); a NATS-native endpoint takes whole bodies only.
 		for _, body := range []io.Reader{strings.NewReader(strings.Repeat("x", 5000)), io.MultiReader(strings.NewReader(strings.Repeat("x", 5000)))} {
-			resp, _ := do(t, "POST", "/big", nil, body)
-			if resp.StatusCode != 413 || resp.Header.Get(wire.HeaderError) != string(wire.KindTooLarge) {
-				t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
+			resp, msg := do(t, "POST", "/echo", nil, body)
+			if resp.StatusCode != 413 || resp.Header.Get(wire.HeaderError) != string(wire.KindTooLarge) || !strings.Contains(string(msg), "natsmesh broker --max-payload") {
+				t.Fatalf("got %d %v %q", resp.StatusCode, resp.Header, msg)
 			}
 		}
 		resp, _ := do(t, "GET", "/big", http.Header{"X-Big": {strings.Repeat("a", 5000)}}, nil)

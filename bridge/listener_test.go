@@ -80,10 +80,11 @@ func TestGatewayStalledBody(t *testing.T) {
 	}
 }
 
-// TestGatewayRefusesUpgrade: issue 9 item 18.
+// TestGatewayRefusesUpgrade: issue 9 item 18. An h2c upgrade is refused
+// (WebSocket upgrades cross the mesh since issue 18).
 func TestGatewayRefusesUpgrade(t *testing.T) {
 	addr, calls := recordingGateway(t, GatewayConfig{})
-	resp := exchange(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	resp := exchange(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
 	if resp.StatusCode != http.StatusNotImplemented || resp.Header.Get(wire.HeaderError) != string(wire.KindNotImplemented) {
 		t.Errorf("got %s %v, want 501 not-implemented", resp.Status, resp.Header)
 	}
