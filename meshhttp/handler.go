@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -229,7 +230,13 @@ func (r *recorder) streamReply(lim wire.Limits) (*pipeline.Reply, error) {
 			}
 		}
 	}
-	head, err := httpwire.ResponseHead(r.code, r.snapshot, -1, declared, lim)
+	length := int64(-1)
+	if cl := r.snapshot.Get("Content-Length"); cl != "" && len(declared) == 0 {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			length = n
+		}
+	}
+	head, err := httpwire.ResponseHead(r.code, r.snapshot, length, declared, lim)
 	if err != nil {
 		r.pr.CloseWithError(err)
 		return nil, wire.ResponseError(err)

@@ -69,11 +69,19 @@ func (s *bodyStream) Next(ctx context.Context) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, wire.FromError(err)
 	}
+	if ctx.Done() != nil {
+		// A read waits for the body's writer: ctx ending ends the stream.
+		stop := context.AfterFunc(ctx, func() { s.Close() })
+		defer stop()
+	}
 	if s.buf == nil {
 		s.buf = make([]byte, pieceSize)
 	}
 	for {
 		n, err := s.body.Read(s.buf)
+		if err != nil && err != io.EOF && ctx.Err() != nil {
+			return nil, wire.FromError(ctx.Err())
+		}
 		switch {
 		case err == io.EOF:
 			if s.trailer != nil {

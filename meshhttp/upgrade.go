@@ -93,6 +93,10 @@ func (t *tunnel) Next(ctx context.Context) ([]byte, error) {
 	case t.pending != nil:
 		return nil, t.pending
 	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { t.Close() })
+		defer stop()
+	}
 	if t.buf == nil {
 		t.buf = make([]byte, pieceSize)
 	}
