@@ -52,23 +52,23 @@ type Answer struct {
 // frame carries is returned as the whole Msg (a reply) or a *wire.Error (a
 // cancel), and a broken protocol is a *wire.Error.
 func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg Config) (*Answer, error) {
-	c := newConn(nc, cfg)
+	cfg = cfg.withDefaults(nc)
 	h := r.Msg.Header
-	h[wire.HeaderStream] = []string{strconv.FormatInt(c.cfg.Window, 10)}
-	h[wire.HeaderIdle] = []string{c.cfg.Idle.String()}
+	h[wire.HeaderStream] = headerValue(cfg.Window, &windowValue)
+	h[wire.HeaderIdle] = idleValue(cfg.Idle)
 	if r.Body != nil {
-		h[wire.HeaderStreamBody] = []string{"more"}
+		h[wire.HeaderStreamBody] = moreValue
 	}
-	c.total = r.Deadline
 	first, rest, err := mux.Call(ctx, r.Msg, r.Service)
-	if err != nil {
-		c.stop()
-		return nil, err
-	}
-	if rest == nil {
-		c.stop()
+	if err != nil || rest == nil {
+		// A whole answer (the common case) costs the stream nothing.
+		if err != nil {
+			return nil, err
+		}
 		return &Answer{Msg: first}, nil
 	}
+	c := newConn(nc, cfg)
+	c.total = r.Deadline
 	c.in = rest
 	c.onMsg(first, nil)
 	rest.Listen(c.onMsg)
@@ -114,6 +114,27 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 			return nil, e
 		}
 	}
+}
+
+// The header values of the defaults, made once: every call carries them.
+var (
+	moreValue   = []string{"more"}
+	windowValue = []string{strconv.FormatInt(wire.DefaultStreamWindow, 10)}
+	idleDefault = []string{wire.DefaultStreamIdle.String()}
+)
+
+func headerValue(n int64, def *[]string) []string {
+	if n == wire.DefaultStreamWindow {
+		return *def
+	}
+	return []string{strconv.FormatInt(n, 10)}
+}
+
+func idleValue(d time.Duration) []string {
+	if d == wire.DefaultStreamIdle {
+		return idleDefault
+	}
+	return []string{d.String()}
 }
 
 // openOut reads the callee's inbox (and, from an accept, its credit) from

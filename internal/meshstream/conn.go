@@ -106,7 +106,7 @@ type conn struct {
 
 func newConn(nc *nats.Conn, cfg Config) *conn {
 	ctx, stop := context.WithCancel(context.Background())
-	c := &conn{nc: nc, cfg: cfg.withDefaults(nc), ctx: ctx, stop: stop,
+	c := &conn{nc: nc, cfg: cfg, ctx: ctx, stop: stop,
 		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1), done: make(chan struct{})}
 	c.allowed = c.cfg.Window
 	now := time.Now().UnixNano()

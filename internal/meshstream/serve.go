@@ -20,14 +20,18 @@ type Listener func(fn func(*nats.Msg, error)) (*replymux.Inbox, error)
 // Server is the callee's side of one call made with the stream protocol:
 // the request body, if it streams, and the one answer, whole or streamed.
 type Server struct {
-	c      *conn
+	nc     *nats.Conn
+	cfg    Config
+	window int64 // the caller's first credit
 	listen Listener
 	reply  string
 	body   *Body
+	// c is the stream, made when the call turns out to be one (its body
+	// streams, or its answer does): a whole call costs none.
+	c *conn
 
 	mu       sync.Mutex
 	opened   bool // an accept or a head was sent: the call is a stream
-	answered bool
 	reqEnded bool
 }
 
@@ -49,12 +53,12 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 		return nil, err
 	}
 	cfg.Idle = idle
-	s := &Server{c: newConn(nc, cfg), listen: listen, reply: m.Reply}
-	s.c.credit = window
-	s.c.setOut(m.Reply)
+	cfg = cfg.withDefaults(nc)
+	s := &Server{nc: nc, cfg: cfg, window: window, listen: listen, reply: m.Reply}
 	if m.Header.Get(wire.HeaderStreamBody) == "" {
 		return s, nil
 	}
+	s.stream()
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -73,8 +77,21 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 	return s, nil
 }
 
+// stream makes the call's stream, once.
+func (s *Server) stream() *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil {
+		s.c = newConn(s.nc, s.cfg)
+		s.c.credit = s.window
+		s.c.setOut(s.reply)
+	}
+	return s.c
+}
+
 // open registers the inbox and starts the keep-alive, once.
 func (s *Server) open() error {
+	s.stream()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opened {
@@ -94,8 +111,16 @@ func (s *Server) open() error {
 func (s *Server) Body() *Body { return s.body }
 
 // Context ends when the stream does: the caller cancelled, the stream
-// failed or its answer has been sent.
-func (s *Server) Context() context.Context { return s.c.ctx }
+// failed or its answer has been sent. A call whose body came whole has no
+// stream until it answers: its context is Background's.
+func (s *Server) Context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil {
+		return context.Background()
+	}
+	return s.c.ctx
+}
 
 // Answer sends a whole answer, reply's header and data: one message, or,
 // when it does not fit in one, a head and its data in frames.
@@ -103,12 +128,13 @@ func (s *Server) Answer(reply *nats.Msg) error {
 	s.mu.Lock()
 	opened := s.opened
 	s.mu.Unlock()
-	fits := int64(len(reply.Data))+headerRoom <= s.c.nc.MaxPayload()
+	fits := int64(len(reply.Data))+headerRoom <= s.nc.MaxPayload()
 	switch {
 	case fits && !opened:
-		s.answered = true
-		err := s.c.nc.PublishMsg(&nats.Msg{Subject: s.reply, Header: reply.Header, Data: reply.Data})
-		s.c.finish()
+		err := s.nc.PublishMsg(&nats.Msg{Subject: s.reply, Header: reply.Header, Data: reply.Data})
+		if s.c != nil {
+			s.c.finish()
+		}
 		return err
 	case fits:
 		h := make(nats.Header, len(reply.Header)+2)
@@ -165,15 +191,25 @@ func (s *Server) Fail(e *wire.Error) {
 	if !opened {
 		msg := wire.ErrorMsg(e)
 		msg.Subject = s.reply
-		s.c.nc.PublishMsg(msg)
-		s.c.finish()
+		s.nc.PublishMsg(msg)
+		if s.c != nil {
+			s.c.finish()
+		}
 		return
 	}
 	s.c.fail(e, true)
 }
 
 // Err is why the stream failed, nil if it has not.
-func (s *Server) Err() error { return s.c.failed() }
+func (s *Server) Err() error {
+	s.mu.Lock()
+	c := s.c
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return c.failed()
+}
 
 // bytesSource is a whole body as a Source.
 type bytesSource struct {
