@@ -50,6 +50,9 @@ func newCall(r, in *http.Request, dest pipeline.Call, lim wire.Limits, unblock f
 			closeBody(r)
 			return nil, err
 		}
+		// An upgrade is carried only as one (exchange.newCall): sent
+		// here, the request is a plain one, as a whole one is.
+		delete(m.Header, httpwire.HeaderUpgrade)
 		c.Header, c.Body.Stream = m.Header, requestStream(in, r.Body, unblock)
 		if r.GetBody != nil {
 			get := r.GetBody

@@ -22,12 +22,22 @@
 // [Handler], an in-process http.Handler.
 //
 // The mesh's HTTP listeners serve a Proxy behind internal/httpguard, which
-// refuses ambiguous request framing (request smuggling) and protocol
-// upgrades before a request reaches it, and bounds the time a body may
-// take.
+// refuses ambiguous request framing (request smuggling) and h2c upgrades
+// before a request reaches it, and bounds each wait for a body's bytes.
 //
-// Streams (issue 18) have their places marked: an answer that is written
-// as it arrives (Server-Sent Events) and a protocol upgrade (WebSocket)
-// are the Proxy's to carry once the wire carries streams; until then a
-// streamed reply is read whole ([Send]).
+// Bodies stream, both ways (issue 18). A body crosses whole when its
+// length is known and at most [WholeBodyMax]; otherwise it is a
+// pipeline.Stream read as it comes: a request's, from the client's
+// body ([NewCall]), which the Upstream and the Handler give their service
+// as it arrives; an answer's, which the Upstream and the Handler return as
+// a streamed reply (pipeline.NewStreamReply: the head, status and headers,
+// at once; the body as the service writes it; the trailers at its end),
+// and which the Proxy writes to its client as it arrives, flushed piece by
+// piece (server-sent events reach the client at once), and the Transport
+// gives as its response's body. A protocol upgrade (WebSocket) is one
+// call whose bodies are both streams, full duplex: the Proxy takes over
+// the client's connection once the service's 101 has come (upgrade.go).
+// The stream protocol (docs/wire.md, "Streams") carries them across NATS
+// with flow control, so every side holds a bounded part of a body,
+// whatever its length.
 package meshhttp

@@ -34,11 +34,14 @@ import (
 //  5. encodes it as a call ([NewCall], bounded by Limits), sends it
 //     through Sender and decodes the reply ([Send]);
 //  6. writes the service's answer, of which only a final status (from
-//     200 to 599) reaches the client, anything else being
-//     upstream-unavailable (a forged 101 would make it switch protocols,
-//     a 1xx leave it waiting), and an empty answer to HEAD telling no
-//     Content-Length (the 0 would be the length of the body that crossed,
-//     not of the resource); or the failure, through ErrorHandler.
+//     200 to 599) reaches the client, or a 101 to a request that asked
+//     for an upgrade, anything else being upstream-unavailable (a forged
+//     101 would make it switch protocols, a 1xx leave it waiting), and an
+//     empty answer to HEAD telling no Content-Length (the 0 would be the
+//     length of the body that crossed, not of the resource); or the
+//     failure, through ErrorHandler. A streamed answer is written as it
+//     arrives, each piece flushed, its trailers at its end; one that
+//     fails midway is cut (Result.Cut), never ended as if complete.
 //
 // Every request gets exactly one answer. A panic below the Proxy (a hook,
 // a middleware) is logged and answered internal, unless the answer has
@@ -49,11 +52,13 @@ import (
 // (its framing guard and its handler), which refuses ambiguous framing
 // and protocol upgrades before a request reaches the Proxy.
 //
-// Streams (issue 18): the answer is written once it has arrived whole.
-// Writing it as it arrives (Server-Sent Events, ReverseProxy's
-// FlushInterval) and carrying a protocol upgrade (WebSocket, which the
-// listeners' guard answers not-implemented today) come with the stream
-// protocol, here, in step 6.
+// Streams (issue 18): a request body of unknown length or over
+// [WholeBodyMax] is sent as it comes, while the answer may already be
+// written (full duplex); the answer streams as the service writes it
+// (Server-Sent Events, downloads), as ReverseProxy's FlushInterval -1
+// writes it. A protocol upgrade but h2c (WebSocket) is carried as one
+// call (step 5 sends it with its Upgrade, step 6 takes over the client's
+// connection on the service's 101 and copies both ways).
 type Proxy struct {
 	// Sender sends the calls: the outbound pipeline. Required.
 	Sender pipeline.Sender

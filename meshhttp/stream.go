@@ -219,11 +219,11 @@ func (b *streamBody) Close() error {
 	return err
 }
 
-// fillTrailer sets the fields of a stream's trailer (its end's header,
-// read by read) in dst, the Trailer map of the request or answer whose
-// body the stream is: a declared field gets its value, an undeclared one
-// is added.
-func fillTrailer(dst http.Header, t http.Header) {
+// fillTrailer sets the fields of t, a stream's trailer as
+// httpwire.ReadTrailer reads it, in dst, the Trailer map of the request or
+// answer whose body the stream is: a declared field gets its value, an
+// undeclared one is added.
+func fillTrailer(dst, t http.Header) {
 	for k, vs := range t {
 		dst[k] = vs
 	}

@@ -18,9 +18,12 @@ import (
 // behaves the same through the sidecar's proxy and in process; only a
 // request that cannot be read at all (no URL) is an error.
 //
-// Streams (issue 18): the response's body is the whole answer, read before
-// RoundTrip returns; a body that arrives as it comes comes with the stream
-// protocol.
+// Streams (issue 18): a request body of unknown length or over
+// [WholeBodyMax] is sent as it comes (replayable by the request's GetBody),
+// and a streamed answer is the response's body, read as it arrives, its
+// Trailer filled at its end; closing it before its end cancels the call.
+// A protocol upgrade is not carried in process: the request is sent
+// without it.
 type Transport struct {
 	// Sender sends the calls: the outbound pipeline. Required.
 	Sender pipeline.Sender

@@ -15,6 +15,12 @@
 // such as a nats.go/micro service's. [WriteResponse] writes a decoded
 // answer to a client, [WriteError] and [ErrorResponse] a mesh error.
 //
+// A body that streams (issue 18) crosses as a stream after its first
+// message: [EncodeRequestHead] and [ResponseHead] make that message (the
+// known length, the declared trailers, an upgrade's Mesh-Upgrade),
+// [DecodeStreamCall] and [DecodeResponseHead] read it, and [TrailerHeader]
+// and [ReadTrailer] the trailer at the stream's end.
+//
 // [EncodeRequest] answers 400 to ambiguous framing (both Content-Length
 // and Transfer-Encoding) when a request is built by other means than Go's
 // server, which frames such requests itself (see internal/httpguard for
