@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -56,9 +57,94 @@ func FuzzDecodeHTTPRequest(f *testing.F) {
 		if err != nil || string(body) != string(data) || r.ContentLength != int64(len(data)) {
 			t.Fatalf("body %q (len %d), %v; want %q", body, r.ContentLength, err, data)
 		}
-		checkHTTPHeader(t, r.Header)
+		checkUpgradeHeader(t, r.Header, h)
 		checkHTTPHeader(t, r.Trailer)
 		checkRequestLine(t, r)
+	})
+}
+
+// checkUpgradeHeader is checkHTTPHeader for a decoded header that may be
+// an upgrade's: Upgrade and Connection are there only as the message's
+// Mesh-Upgrade sets them.
+func checkUpgradeHeader(t *testing.T, h http.Header, msg nats.Header) {
+	t.Helper()
+	if up, ok := msg[HeaderUpgrade]; ok && (h.Get("Upgrade") != "" || h.Get("Connection") != "") {
+		if len(up) != 1 || h.Get("Upgrade") != up[0] || h.Get("Connection") != "Upgrade" {
+			t.Fatalf("Mesh-Upgrade %q decoded as Upgrade %q, Connection %q", up, h.Values("Upgrade"), h.Values("Connection"))
+		}
+		h = h.Clone()
+		h.Del("Upgrade")
+		h.Del("Connection")
+	}
+	checkHTTPHeader(t, h)
+}
+
+func FuzzDecodeStreamCall(f *testing.F) {
+	f.Add("Mesh-Method: POST\r\nMesh-Path: /up\r\nContent-Length: 70000\r\nMesh-Trailer-X-Sum: ")
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /ws\r\nMesh-Upgrade: websocket\r\nSec-WebSocket-Key: abc")
+	f.Add("Mesh-Method: GET\r\nMesh-Path: /ws\r\nMesh-Upgrade: a\x00b\r\nMesh-Upgrade: c")
+	f.Add("Mesh-Method: POST\r\nMesh-Path: /\r\nContent-Length: -1\r\nContent-Length: 2")
+	f.Add("Mesh-Method: POST\r\nMesh-Path: /\r\nContent-Length: +5\r\ncontent-length: 9")
+	f.Fuzz(func(t *testing.T, raw string) {
+		h, ok := fuzzHeader(raw)
+		if !ok {
+			return
+		}
+		body := io.NopCloser(strings.NewReader("streamed"))
+		r, err := DecodeStreamCall(context.Background(), h, body, "")
+		if err != nil {
+			var me *wire.Error
+			if !errors.As(err, &me) || me.Kind != wire.KindBadRequest {
+				t.Fatalf("DecodeStreamCall error %v (%T), want *wire.Error of kind bad-request", err, err)
+			}
+			return
+		}
+		if r.Body != body || r.ContentLength < -1 {
+			t.Fatalf("body %v, ContentLength %d", r.Body, r.ContentLength)
+		}
+		if cl := r.Header.Values("Content-Length"); r.ContentLength >= 0 && (len(cl) != 1 || cl[0] != strconv.FormatInt(r.ContentLength, 10)) ||
+			r.ContentLength < 0 && len(cl) != 0 {
+			t.Fatalf("Content-Length %q for a length of %d", cl, r.ContentLength)
+		}
+		for k, vs := range r.Trailer {
+			if vs != nil {
+				t.Fatalf("declared trailer %s has a value %q before the body's end", k, vs)
+			}
+		}
+		checkUpgradeHeader(t, r.Header, h)
+		checkHTTPHeader(t, r.Trailer)
+		checkRequestLine(t, r)
+	})
+}
+
+func FuzzDecodeResponseHead(f *testing.F) {
+	f.Add("Mesh-Status: 200\r\nContent-Type: text/event-stream\r\nMesh-Trailer-X-Sum: ")
+	f.Add("Mesh-Status: 101\r\nMesh-Upgrade: websocket\r\nSec-WebSocket-Accept: x")
+	f.Add("Mesh-Status: 200\r\nMesh-Upgrade: websocket\r\nContent-Length: 5")
+	f.Add("Mesh-Status: 200\r\nContent-Length: 99999999999999999999999")
+	f.Add("Nats-Service-Error: gone\r\nNats-Service-Error-Code: 410")
+	f.Add("Mesh-Error: timeout")
+	f.Fuzz(func(t *testing.T, raw string) {
+		h, ok := fuzzHeader(raw)
+		if !ok {
+			return
+		}
+		resp, err := DecodeResponseHead(h)
+		if err != nil {
+			var me *wire.Error
+			if !errors.As(err, &me) {
+				t.Fatalf("DecodeResponseHead error %v (%T), want *wire.Error", err, err)
+			}
+			return
+		}
+		if resp.StatusCode < 100 || resp.StatusCode > 999 || resp.ContentLength < -1 {
+			t.Fatalf("status %d, length %d", resp.StatusCode, resp.ContentLength)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols && (resp.Header.Get("Upgrade") != "" || resp.Header.Get("Connection") != "") {
+			t.Fatalf("a %d answer with Upgrade %q", resp.StatusCode, resp.Header.Get("Upgrade"))
+		}
+		checkUpgradeHeader(t, resp.Header, h)
+		checkHTTPHeader(t, resp.Trailer)
 	})
 }
 
@@ -124,7 +210,7 @@ func FuzzDecodeHTTPResponse(f *testing.F) {
 		if err != nil || int64(len(body)) != resp.ContentLength {
 			t.Fatalf("body of %d bytes, ContentLength %d, %v", len(body), resp.ContentLength, err)
 		}
-		checkHTTPHeader(t, resp.Header)
+		checkUpgradeHeader(t, resp.Header, h)
 		checkHTTPHeader(t, resp.Trailer)
 	})
 }
