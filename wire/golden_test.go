@@ -105,6 +105,16 @@ func TestGoldenWire(t *testing.T) {
 	headResp := &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: 1234, Body: http.NoBody, Request: head}
 	dump(&b, "HTTP reply to HEAD: the length a GET would get", must(httpwire.EncodeResponse(headResp, wire.Limits{})))
 
+	// The first message of HTTP streams (docs/wire.md, "HTTP streams").
+	up := httptest.NewRequest("PUT", "http://orders/files/a", nil)
+	up.ContentLength, up.Trailer = -1, http.Header{"X-Sum": nil}
+	dump(&b, "HTTP streamed request head: length unknown, a declared trailer", at(must(httpwire.EncodeRequestHead(up, wire.Limits{})), wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "PUT"}))
+	ws := httptest.NewRequest("GET", "http://orders/chat", nil)
+	ws.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, "Sec-Websocket-Version": {"13"}}
+	dump(&b, "HTTP upgrade request head", at(must(httpwire.EncodeRequestHead(ws, wire.Limits{})), wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: "GET"}))
+	dump(&b, "HTTP streamed answer head: sized, a declared trailer", must(httpwire.ResponseHead(200, http.Header{"Content-Type": {"application/octet-stream"}}, 1<<30, http.Header{"X-Sum": nil}, wire.Limits{})))
+	dump(&b, "HTTP 101 answer head", must(httpwire.ResponseHead(101, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Accept": {"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}}, -1, nil, wire.Limits{})))
+
 	// gRPC.
 	greq := &grpcwire.Request{
 		Method:   "/shop.Orders/Get",
