@@ -102,9 +102,11 @@ type Proxy struct {
 	// StreamWriteTimeout bounds each write of a streamed answer to the
 	// client (a piece, flushed): a client that takes longer to accept one
 	// is gone, and its call is cancelled. It replaces the server's
-	// WriteTimeout, which bounds a whole answer, for streamed ones, which
-	// last as long as their service sends. Default (0):
-	// DefaultStreamWriteTimeout; negative: the server's deadline stays.
+	// WriteTimeout, which runs from the request's head, for streamed
+	// answers, which last as long as their service sends, and for any
+	// answer to a streamed request body, which comes once the body has
+	// been sent. Default (0): DefaultStreamWriteTimeout; negative: the
+	// server's deadline stays.
 	StreamWriteTimeout time.Duration
 }
 
@@ -197,6 +199,11 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 	}
 	resp, err := p.roundTrip(r, &res.Dest, x)
 	answered = true
+	if streamedBody(r) {
+		// The server's WriteTimeout ran from the request's head: an
+		// answer after a streamed body gets its own bound.
+		(&flushWriter{rc: rc, timeout: p.streamWriteTimeout()}).deadline()
+	}
 	if err != nil {
 		res.Status, res.Err = p.fail(w, r, err)
 		return res

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -438,4 +440,69 @@ func httpNewRequest(method, target string, body io.Reader) *http.Request {
 		r.ContentLength = -1
 	}
 	return r
+}
+
+// TestStreamOutlivesServerTimeouts: issue 18. A Proxy served with a
+// ReadTimeout and a WriteTimeout (as the edge gateway is) carries a
+// streamed upload and a streamed answer that both last longer than
+// either: the server's timeouts bound a whole request, each piece of a
+// stream is bounded by the body timeout (between the client's bytes) and
+// StreamWriteTimeout (each write to the client) instead.
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	const serverTimeout = 300 * time.Millisecond
+	svc := newSSEService()
+	mux := http.NewServeMux()
+	mux.Handle("/events", svc)
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n, err)
+	})
+	mp := newMeshPair(t, mux, "upstream")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: httpguard.Handler(mp.proxy, httpguard.Options{}), ConnContext: httpguard.ConnContext,
+		ReadTimeout: serverTimeout, WriteTimeout: serverTimeout}
+	go srv.Serve(httpguard.Listen(l))
+	defer srv.Close()
+	base := "http://" + l.Addr().String()
+
+	t.Run("answer", func(t *testing.T) {
+		resp, err := http.Get(base + "/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReader(resp.Body)
+		for start, i := time.Now(), 0; time.Since(start) < 4*serverTimeout; i++ {
+			svc.events <- fmt.Sprint(i)
+			<-svc.sent
+			if ev := readEvent(t, br); ev != fmt.Sprint(i) {
+				t.Fatalf("got %q", ev)
+			}
+			time.Sleep(serverTimeout / 4)
+		}
+		resp.Body.Close()
+		<-svc.gone
+	})
+	t.Run("upload", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		go func() {
+			for range 12 {
+				pw.Write([]byte("0123456789"))
+				time.Sleep(serverTimeout / 3)
+			}
+			pw.Close()
+		}()
+		resp, err := http.Post(base+"/upload", "text/plain", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(got) != "120 <nil>" {
+			t.Fatalf("got %d %q", resp.StatusCode, got)
+		}
+	})
 }
