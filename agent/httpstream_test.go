@@ -342,3 +342,59 @@ func TestWebSocketThroughAgents(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPStreamsInProcess: issue 18. The in-process sides stream too: a
+// client of an agent's in-process Transport gets a streamed answer as it
+// arrives and sends a body of unknown length as it comes, to a service
+// served in process by another agent's http.Handler.
+func TestHTTPStreamsInProcess(t *testing.T) {
+	b := meshtest.Broker(t)
+	svc := &streamingService{events: make(chan string), sent: make(chan time.Time, 100), gone: make(chan struct{}, 10)}
+	startAgent(t, b, Config{Service: "orders"}, func(a *Agent) { a.Handle(svc) })
+	// The default deadline bounds the head of the upload's answer, which
+	// comes once the body is read: left at its 30 s.
+	web := startAgent(t, b, Config{Service: "web"})
+	client := &http.Client{Transport: web.Transport()}
+
+	resp, err := client.Get("http://orders/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	start := time.Now()
+	for i := 0; time.Since(start) < 3*unaryTimeout; i++ {
+		svc.events <- fmt.Sprint(i)
+		sent := <-svc.sent
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("data: %d\n", i) {
+			t.Fatalf("event %d: %q, %v", i, line, err)
+		}
+		br.ReadString('\n')
+		if took := time.Since(sent); took > 50*time.Millisecond {
+			t.Errorf("event %d took %v", i, took)
+		}
+		time.Sleep(unaryTimeout / 5)
+	}
+	resp.Body.Close()
+	<-svc.gone
+
+	size := int64(16 << 20)
+	want, _ := sha(t, streamBody(7, size))
+	resp, err = client.Post("http://orders/upload", "application/octet-stream", io.MultiReader(streamBody(7, size)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != fmt.Sprintf("%s %d", want, size) {
+		t.Fatalf("the service got %q, want %s %d", got, want, size)
+	}
+	resp, err = client.Get(fmt.Sprintf("http://orders/download?n=%d", size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if got, n := sha(t, resp.Body); got != want || n != size {
+		t.Fatalf("downloaded %d bytes, digest %s", n, got)
+	}
+}
