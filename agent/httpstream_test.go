@@ -96,6 +96,19 @@ func (s *streamingService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.(http.Flusher).Flush()
 		w.Write(body)
 		w.Header().Set("X-Sum", strconv.Itoa(2*len(body)))
+	case "/duplex":
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		br := bufio.NewReader(r.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			io.WriteString(w, "echo "+line)
+			w.(http.Flusher).Flush()
+		}
 	case "/ws":
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 		if err != nil {
@@ -173,7 +186,8 @@ func streamingMesh(t *testing.T, timeout time.Duration) (*streamingService, []st
 // TestHTTPStreamsThroughAgents: issue 18. Through two agents and from
 // every HTTP entry point: uploads and downloads many times max_payload,
 // of known and unknown length (64 MiB through the proxy, 8 MiB through
-// the others), bytes checked by digest; trailers both ways. (The default
+// the others), bytes checked by digest; a service that answers line by
+// line as it reads (full duplex); trailers both ways. (The default
 // deadline bounds the wait for the answer's head, which an upload's
 // service sends once it has read the body: it is left at its 30 s.)
 func TestHTTPStreamsThroughAgents(t *testing.T) {
@@ -233,6 +247,23 @@ func TestHTTPStreamsThroughAgents(t *testing.T) {
 					t.Logf("%d MiB down in %v", size>>20, time.Since(start))
 				})
 			}
+			t.Run("full duplex", func(t *testing.T) {
+				pr, pw := io.Pipe()
+				defer pw.Close()
+				r, _ := http.NewRequest("POST", e.base+"/duplex", pr)
+				resp, err := e.client.Do(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				br := bufio.NewReader(resp.Body)
+				for i := range 20 {
+					fmt.Fprintf(pw, "line %d\n", i)
+					if got, err := br.ReadString('\n'); err != nil || got != fmt.Sprintf("echo line %d\n", i) {
+						t.Fatalf("line %d: %q, %v", i, got, err)
+					}
+				}
+			})
 			t.Run("trailers", func(t *testing.T) {
 				r, _ := http.NewRequest("POST", e.base+"/trailers", io.MultiReader(strings.NewReader("abc")))
 				r.Trailer = http.Header{"X-Req": {"req-value"}}

@@ -170,6 +170,8 @@ type exchange struct {
 	// the service has switched protocols.
 	upgrade func() *tunnel
 	tunnel  *tunnel
+	// streamed reports that the call's body is a stream of the request's.
+	streamed bool
 }
 
 // roundTrip is the one way an HTTP request crosses the mesh, from every
@@ -232,7 +234,9 @@ func roundTrip(s pipeline.Sender, r *http.Request, dest pipeline.Call, lim wire.
 // as its body.
 func (x *exchange) newCall(r, in *http.Request, dest pipeline.Call, lim wire.Limits) (*pipeline.Call, error) {
 	if x.upgrade == nil || dest.Subject != "" || httpwire.Upgrade(r.Header) == "" {
-		return newCall(r, in, dest, lim, x.unblock)
+		c, err := newCall(r, in, dest, lim, x.unblock)
+		x.streamed = err == nil && c.Body.Streamed()
+		return c, err
 	}
 	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 		closeBody(r)

@@ -186,11 +186,6 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 		w.Header().Set("Connection", "close")
 	}
 	rc := http.NewResponseController(w)
-	if streamedBody(r) {
-		// The body is sent as it comes while the answer may already be
-		// written (full duplex: a service that answers as it reads).
-		rc.EnableFullDuplex()
-	}
 	x := &exchange{
 		// A read of the client's body in progress when the call ends
 		// waits for the client: end it.
@@ -199,9 +194,12 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 	}
 	resp, err := p.roundTrip(r, &res.Dest, x)
 	answered = true
-	if streamedBody(r) {
-		// The server's WriteTimeout ran from the request's head: an
-		// answer after a streamed body gets its own bound.
+	if x.streamed {
+		// The body may still be being sent while the answer is written
+		// (full duplex: a service that answers as it reads); and the
+		// server's WriteTimeout ran from the request's head: the answer
+		// gets its own bound.
+		rc.EnableFullDuplex()
 		(&flushWriter{rc: rc, timeout: p.streamWriteTimeout()}).deadline()
 	}
 	if err != nil {
@@ -232,12 +230,6 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 // aLongTimeAgo is a deadline passed: set on a connection, it ends a read
 // in progress.
 var aLongTimeAgo = time.Unix(1, 0)
-
-// streamedBody reports whether r's body may cross as a stream: it has one
-// whose length is unknown or over [WholeBodyMax].
-func streamedBody(r *http.Request) bool {
-	return r.Body != nil && r.Body != http.NoBody && !(r.ContentLength > 0 && r.ContentLength <= WholeBodyMax)
-}
 
 // roundTrip makes r's call (steps 1 to 5 of [Proxy]), its destination
 // in dest once resolved, with what x lends it.

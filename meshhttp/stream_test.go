@@ -506,3 +506,49 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamFullDuplex: issue 18. A service that answers as it reads (an
+// echo, line by line) gets each line of a client's streamed body while
+// its answer streams back: the client reads each echo before it sends the
+// next line.
+func TestStreamFullDuplex(t *testing.T) {
+	service := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		br := bufio.NewReader(r.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			io.WriteString(w, "echo "+line)
+			w.(http.Flusher).Flush()
+		}
+	})
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			mp := newMeshPair(t, service, kind)
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			r, _ := http.NewRequest("POST", mp.url+"/", pr)
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			br := bufio.NewReader(resp.Body)
+			for i := range 20 {
+				fmt.Fprintf(pw, "line %d\n", i)
+				got, err := br.ReadString('\n')
+				if err != nil || got != fmt.Sprintf("echo line %d\n", i) {
+					t.Fatalf("line %d: %q, %v", i, got, err)
+				}
+			}
+			pw.Close()
+			if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+				t.Fatalf("after the body's end: %q, %v", rest, err)
+			}
+		})
+	}
+}
