@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/internal/agenttest"
@@ -34,6 +36,9 @@ type callerService struct {
 }
 
 func (s callerService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	if code := req.GetResponseStatus().GetCode(); code != 0 {
+		return nil, status.Error(codes.Code(code), req.GetResponseStatus().GetMessage())
+	}
 	caller, ok := agent.CallerFrom(ctx)
 	if md, _ := metadata.FromIncomingContext(ctx); !ok && len(md.Get("mesh-caller")) > 0 {
 		caller = md.Get("mesh-caller")[0] // a service behind its agent
@@ -52,7 +57,7 @@ type h2Mesh struct {
 	proxy, orders, greeter string // listener addresses of web's sidecar
 }
 
-func newH2Mesh(t *testing.T) h2Mesh {
+func newH2Mesh(t *testing.T, opts ...func(*agent.SidecarConfig)) h2Mesh {
 	t.Helper()
 	b := meshtest.Broker(t)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -74,12 +79,16 @@ func newH2Mesh(t *testing.T) h2Mesh {
 	t.Cleanup(gs.Stop)
 	agenttest.Start(t, b, agent.Config{Service: "greeter", Upstream: "h2c://" + l.Addr().String()})
 
-	s := agenttest.StartSidecar(t, agent.SidecarConfig{
+	cfg := agent.SidecarConfig{
 		Agent:   agent.Config{Service: "web", Logger: quietLog()},
 		Connect: agent.ConnectConfig{URL: b.ClientURL(), Timeout: 5 * time.Second, Logger: quietLog()},
 		HTTP:    "127.0.0.1:0", GRPC: "off", Admin: "off", Policy: "off",
 		Binds: []agent.Bind{{Dest: "orders", Addr: "127.0.0.1:0"}, {Dest: "greeter", Addr: "127.0.0.1:0"}},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := agenttest.StartSidecar(t, cfg)
 	if err := s.Ready(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +159,22 @@ func TestUpgradeWithBodyServedOverHTTP1(t *testing.T) {
 	}
 }
 
+// TestHTTP2StalledBody: over HTTP/2 as over HTTP/1.1, a request body not
+// sent within the agent's BodyTimeout is answered 408 request-timeout.
+func TestHTTP2StalledBody(t *testing.T) {
+	m := newH2Mesh(t, func(c *agent.SidecarConfig) { c.Agent.BodyTimeout = 200 * time.Millisecond })
+	body, stall := io.Pipe() // nothing written: the body stays open and empty
+	defer stall.Close()
+	resp, err := h2ctest.Client(t).Post("http://"+m.orders+"/upload", "text/plain", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get(wire.HeaderError) != string(wire.KindRequestTimeout) {
+		t.Errorf("got %s %s %v, want HTTP/2.0 408 request-timeout", resp.Proto, resp.Status, resp.Header)
+	}
+}
+
 // TestHTTP2MeshErrors: a mesh error reaches an HTTP/2 client as it
 // reaches an HTTP/1.1 one: its status and Mesh-Error header.
 func TestHTTP2MeshErrors(t *testing.T) {
@@ -173,7 +198,7 @@ func TestHTTP2MeshErrors(t *testing.T) {
 // gRPC clients too, routed by their authority.
 func TestGRPCThroughBindPort(t *testing.T) {
 	m := newH2Mesh(t)
-	call := func(t *testing.T, addr string, opts ...grpc.DialOption) *testpb.SimpleResponse {
+	call := func(t *testing.T, addr string, req *testpb.SimpleRequest, opts ...grpc.DialOption) (*testpb.SimpleResponse, error) {
 		t.Helper()
 		cc, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
@@ -182,12 +207,9 @@ func TestGRPCThroughBindPort(t *testing.T) {
 		defer cc.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		resp, err := testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("ping")}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return testpb.NewTestServiceClient(cc).UnaryCall(ctx, req)
 	}
+	ping := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("ping")}}
 	for _, tt := range []struct {
 		name, addr string
 		opts       []grpc.DialOption
@@ -198,12 +220,27 @@ func TestGRPCThroughBindPort(t *testing.T) {
 		{"proxy, by authority", m.proxy, []grpc.DialOption{grpc.WithAuthority("greeter")}, "greeter called by web"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := call(t, tt.addr, tt.opts...)
+			resp, err := call(t, tt.addr, ping, tt.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if resp.GetUsername() != tt.want || string(resp.GetPayload().GetBody()) != "ping" {
 				t.Errorf("got %q %q, want %q ping", resp.GetUsername(), resp.GetPayload().GetBody(), tt.want)
 			}
 		})
 	}
+	t.Run("bind, the service's error status", func(t *testing.T) {
+		_, err := call(t, m.greeter, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "out of stock"}})
+		if s := status.Convert(err); s.Code() != codes.FailedPrecondition || s.Message() != "out of stock" {
+			t.Errorf("got %v, want FailedPrecondition out of stock", err)
+		}
+	})
+	t.Run("proxy, no instance", func(t *testing.T) {
+		_, err := call(t, m.proxy, ping, grpc.WithAuthority("nobody"))
+		if s := status.Convert(err); s.Code() != codes.Unavailable {
+			t.Errorf("got %v, want Unavailable", err)
+		}
+	})
 	t.Run("HTTP/1.1 on the gRPC clients' bind port", func(t *testing.T) {
 		tr := &http.Transport{}
 		defer tr.CloseIdleConnections()
