@@ -24,7 +24,7 @@
 //     as the agent's service (the subject's caller token). The HTTP
 //     listeners speak HTTP/1.1 and HTTP/2 without TLS (internal/h2c: prior
 //     knowledge, or Upgrade: h2c) on one port, and hand a gRPC call among
-//     their requests whole to the gRPC proxy's handler (grpcdispatch.go):
+//     their requests whole to the gRPC proxy's handler (meshgrpc.Dispatch):
 //     a bind port serves gRPC clients of its destination too.
 //
 // The agent takes a *nats.Conn and never starts a broker itself: whoever

@@ -123,7 +123,7 @@ func (a *Agent) ServeBind(l net.Listener, dest string) error {
 // than h2c 501, a body not sent within Config.BodyTimeout 408, and headers
 // over the limit 431 with Mesh-Error: headers-too-large at any size. It
 // serves HTTP/2 without TLS beside HTTP/1.1 (internal/h2c), and gRPC
-// calls with grpcProxy (see [grpcOrHTTP]).
+// calls with grpcProxy (meshgrpc.Dispatch).
 func (a *Agent) serveHTTP(l net.Listener, h http.Handler, grpcProxy *meshgrpc.Proxy) error {
 	srv := &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
@@ -141,7 +141,7 @@ func (a *Agent) serveHTTP(l net.Listener, h http.Handler, grpcProxy *meshgrpc.Pr
 	}
 	up := h2c.Enable(srv)
 	gs := grpc.NewServer(grpcProxy.ServerOptions()...)
-	srv.Handler = grpcOrHTTP(gs, httpguard.Handler(h, httpguard.Options{BodyTimeout: a.cfg.BodyTimeout, H2C: up}))
+	srv.Handler = meshgrpc.Dispatch(gs, httpguard.Handler(h, httpguard.Options{BodyTimeout: a.cfg.BodyTimeout, H2C: up}))
 	stop := func(ctx context.Context) error {
 		// Idle connections close at once and requests in flight finish
 		// (a stalled body within BodyTimeout); HTTP/2 connections get
