@@ -56,7 +56,7 @@ func (a *Agent) ClientConn(dest string) (grpc.ClientConnInterface, error) {
 // grpc.WithAuthority("orders") or "v2.orders"). It returns nil after
 // Shutdown.
 func (a *Agent) ServeGRPCProxy(l net.Listener) error {
-	p := &meshgrpc.Proxy{Sender: a.send, Caller: a.cfg.Service, Limits: a.limitsNow, Domains: a.cfg.Domains}
+	p := a.grpcProxy(nil)
 	srv := grpc.NewServer(append(p.ServerOptions(),
 		grpc.InitialWindowSize(grpcWindow), grpc.InitialConnWindowSize(grpcWindow))...)
 	stopper := func(ctx context.Context) error {
