@@ -15,16 +15,11 @@ import (
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
-// errStreaming is the answer to any streaming call: the mesh carries unary
-// calls only, for now.
-var errStreaming = status.Error(codes.Unimplemented, streamingMessage)
-
-const streamingMessage = "natsmesh: streaming not supported yet: only unary calls cross the mesh"
-
 // Client calls a mesh service over NATS as a grpc.ClientConnInterface, so
-// that generated stubs (pb.NewXClient(c)) work with no sidecar hop. Each
-// unary call goes through Sender (the outbound pipeline) as one call to
-// Service (and Subset) from Caller.
+// that generated stubs (pb.NewXClient(c)), unary and streaming, work with
+// no sidecar hop. Each call goes through Sender (the outbound pipeline) as
+// one call to Service (and Subset) from Caller; a streaming one is made by
+// [Client.NewStream].
 //
 // Invoke propagates the outgoing metadata (see [grpcwire.EncodeRequest] for
 // what is dropped) and the context's deadline, and returns status errors:
@@ -51,24 +46,8 @@ var _ grpc.ClientConnInterface = (*Client)(nil)
 
 // Invoke performs a unary call of method ("/pkg.Service/Method").
 func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	codec := protoCodec()
-	var header, trailer []*metadata.MD
-	for _, o := range opts {
-		switch o := o.(type) {
-		case grpc.HeaderCallOption:
-			header = append(header, o.HeaderAddr)
-		case grpc.TrailerCallOption:
-			trailer = append(trailer, o.TrailerAddr)
-		case grpc.ForceCodecV2CallOption:
-			codec = o.CodecV2
-		case grpc.ForceCodecCallOption:
-			codec = codecV1{o.Codec}
-		case grpc.ContentSubtypeCallOption:
-			if cv := encoding.GetCodecV2(o.ContentSubtype); cv != nil {
-				codec = cv
-			}
-		}
-	}
+	o := callOptionsOf(opts)
+	codec := o.codec
 	if c.Sender == nil {
 		return status.Error(codes.Internal, "natsmesh: meshgrpc.Client.Sender is nil")
 	}
@@ -87,10 +66,10 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 	if err != nil {
 		return err
 	}
-	for _, h := range header {
+	for _, h := range o.header {
 		*h = resp.Header
 	}
-	for _, t := range trailer {
+	for _, t := range o.trailer {
 		*t = resp.Trailer
 	}
 	if err := resp.Status.Err(); err != nil {
@@ -100,11 +79,6 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
 	}
 	return nil
-}
-
-// NewStream fails with Unimplemented: the mesh carries unary calls only.
-func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, errStreaming
 }
 
 // Send encodes req as a gRPC call to dest's service and subset

@@ -2,8 +2,11 @@ package meshgrpc
 
 import (
 	"context"
+	"errors"
+	"io"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -27,8 +30,12 @@ import (
 // nothing ran: it is a KindUpstreamRefused mesh error, which callers may
 // resend elsewhere and can tell from the service's own Unavailable, and
 // OnRefused is told. An answer too large to send back is the service's
-// failure (upstream-unavailable), not the caller's. A server-streaming method, which a unary call
-// cannot carry, answers Unimplemented.
+// failure (upstream-unavailable), not the caller's. A server-streaming
+// method called unary (without grpcwire.HeaderGRPCStream), which a unary
+// answer cannot carry, answers Unimplemented.
+//
+// A call marked a stream is forwarded as a stream, whatever the method
+// (see [Upstream.ServeCall]).
 type Upstream struct {
 	// Conn is the connection to the local service. Required.
 	Conn grpc.ClientConnInterface
@@ -42,6 +49,16 @@ type Upstream struct {
 var _ pipeline.Handler = (*Upstream)(nil)
 
 // ServeCall implements [pipeline.Handler].
+//
+// A call marked a stream opens a stream to the service (the method's
+// kind is the service's business: client, server or bidirectional
+// streaming, or unary), and sends it the call's messages as they arrive.
+// Once the service has sent its headers, the reply is a stream: its head
+// the header metadata, its body the service's messages as they come, its
+// trailer the status and trailer metadata. A service that answers with no
+// headers (gRPC's trailers-only answer: a status at once) is answered in
+// one message. Closing the reply before its end cancels the service's
+// call, and so does a request stream that fails.
 func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	req, err := grpcwire.DecodeCall(c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
@@ -56,6 +73,9 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		md.Set(grpcwire.MetadataCaller, c.Caller)
 	}
 	ctx = metadata.NewOutgoingContext(ctx, md)
+	if req.Stream || c.Body.Streamed() {
+		return u.serveStream(ctx, req, pipeline.Body{Bytes: req.Payload, Stream: c.Body.Stream})
+	}
 
 	in, out := grpcwire.RawFrame(req.Payload), grpcwire.RawFrame(nil)
 	var header, trailer metadata.MD
@@ -65,14 +85,11 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 	st, _ := status.FromError(err)
 	switch {
 	case st.Code() == codes.Unavailable && p.Addr == nil:
-		if u.OnRefused != nil {
-			u.OnRefused(err)
-		}
-		return nil, &wire.Error{Kind: wire.KindUpstreamRefused, Message: "local service refused the connection: " + st.Message(), Err: err}
+		return nil, u.refused(st, err)
 	case st.Code() == codes.Internal && strings.Contains(st.Message(), "cardinality violation"):
 		// grpc-go's client answer when a unary call meets a method that
 		// streams its responses.
-		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: streaming not supported yet, only unary calls cross the mesh")
+		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: call it as a stream ("+grpcwire.HeaderGRPCStream+")")
 	}
 	resp := &grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
 	m, err := grpcwire.ResponseMsg(resp, u.Limits.Now())
@@ -80,4 +97,134 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		return nil, wire.ResponseError(err)
 	}
 	return pipeline.ReplyFromMsg(wire.ProtoGRPC, m), nil
+}
+
+// refused is the mesh error of a call the service refused (st, err).
+func (u *Upstream) refused(st *status.Status, err error) error {
+	if u.OnRefused != nil {
+		u.OnRefused(err)
+	}
+	return &wire.Error{Kind: wire.KindUpstreamRefused, Message: "local service refused the connection: " + st.Message(), Err: err}
+}
+
+// streamDesc is how the upstream opens every stream: both sides may
+// stream, so grpc-go checks nothing the service's method does not.
+var streamDesc = &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}
+
+// serveStream forwards a call marked a stream (see ServeCall).
+func (u *Upstream) serveStream(ctx context.Context, req *grpcwire.Request, body pipeline.Body) (*pipeline.Reply, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var p peer.Peer
+	cs, err := u.Conn.NewStream(ctx, streamDesc, req.Method, grpc.ForceCodecV2(grpcwire.RawCodec{}), grpc.Peer(&p))
+	if err != nil {
+		cancel()
+		st := status.Convert(err)
+		if st.Code() == codes.Unavailable {
+			// No stream was opened: the service refused, or there was
+			// none to ask.
+			return nil, u.refused(st, err)
+		}
+		return u.wholeReply(&grpcwire.Response{Status: st})
+	}
+	go sendAll(ctx, cancel, cs, bodyMessages(body))
+	header, _ := cs.Header()
+	if header == nil {
+		// The stream ended before any header: its status, at once.
+		var m grpcwire.RawFrame
+		err := cs.RecvMsg(&m)
+		cancel()
+		st := status.Convert(err)
+		if errors.Is(err, io.EOF) {
+			st = nil
+		}
+		if st.Code() == codes.Unavailable && p.Addr == nil {
+			return nil, u.refused(st, err)
+		}
+		return u.wholeReply(&grpcwire.Response{Status: st, Trailer: cs.Trailer()})
+	}
+	lim := u.Limits.Now()
+	head, err := grpcwire.StreamHead(header, lim)
+	if err != nil {
+		cancel()
+		return nil, wire.ResponseError(err)
+	}
+	return pipeline.NewStreamReply(wire.ProtoGRPC, head, &upstreamReply{cs: cs, cancel: cancel, lim: lim}), nil
+}
+
+// wholeReply is resp in one message.
+func (u *Upstream) wholeReply(resp *grpcwire.Response) (*pipeline.Reply, error) {
+	m, err := grpcwire.ResponseMsg(resp, u.Limits.Now())
+	if err != nil {
+		return nil, wire.ResponseError(err)
+	}
+	return pipeline.ReplyFromMsg(wire.ProtoGRPC, m), nil
+}
+
+// sendAll sends the call's messages to the service, then half-closes. A
+// request that fails cancels the service's call; a service that ended the
+// call (a send fails) is left to tell its status to the receiving side.
+func sendAll(ctx context.Context, cancel context.CancelFunc, cs grpc.ClientStream, in *messages) {
+	for {
+		msg, err := in.next(ctx)
+		if errors.Is(err, io.EOF) {
+			cs.CloseSend()
+			return
+		}
+		if err != nil {
+			cancel()
+			return
+		}
+		if cs.SendMsg(grpcwire.RawFrame(msg)) != nil {
+			return
+		}
+	}
+}
+
+// upstreamReply is the body of a service's streamed answer: its messages
+// framed as they arrive, then its status and trailer metadata.
+type upstreamReply struct {
+	cs      grpc.ClientStream
+	cancel  context.CancelFunc
+	lim     wire.Limits
+	trailer nats.Header
+	err     error // once it has ended: io.EOF, or how it failed
+}
+
+func (r *upstreamReply) Next(ctx context.Context) ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	// The service's stream knows no ctx but its own: one that ends
+	// first gives the call up.
+	stop := context.AfterFunc(ctx, r.cancel)
+	defer stop()
+	var f grpcwire.Framed
+	err := r.cs.RecvMsg(&f)
+	if err == nil {
+		return f, nil
+	}
+	r.cancel()
+	if ctx.Err() != nil {
+		r.err = ctx.Err()
+		return nil, r.err
+	}
+	st := status.Convert(err)
+	if errors.Is(err, io.EOF) {
+		st = nil
+	}
+	tr, terr := grpcwire.StreamTrailer(st, r.cs.Trailer(), r.lim)
+	if terr != nil {
+		r.err = wire.ResponseError(terr)
+		return nil, r.err
+	}
+	r.trailer, r.err = tr, io.EOF
+	return nil, io.EOF
+}
+
+func (r *upstreamReply) Trailer() nats.Header { return r.trailer }
+
+// Close cancels the service's call, unless it has ended.
+func (r *upstreamReply) Close() error {
+	r.cancel()
+	return nil
 }

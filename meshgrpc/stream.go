@@ -1,0 +1,248 @@
+package meshgrpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
+)
+
+// The pieces every adapter of gRPC streams shares: a pipe that turns
+// messages pushed by one goroutine into a pipeline.Stream, and the readers
+// of a body's messages and of a streamed call's reply.
+
+// errPipeClosed is what a write to a pipe its reader closed returns.
+var errPipeClosed = errors.New("meshgrpc: the stream was closed")
+
+// pipe is a pipeline.Stream whose pieces a writer pushes, one at a time:
+// a write returns once the reader has taken its piece (so a stream holds
+// at most one piece in memory, and a slow reader slows the writer), or
+// the reader closed the stream. The writer ends it with end.
+type pipe struct {
+	ch     chan []byte
+	closed chan struct{} // closed by Close: the reader gave up
+	ended  chan struct{} // closed by end: the writer is done
+	err    error         // the writer's end, nil for io.EOF; set before ended closes
+	tr     nats.Header   // the trailer; set before ended closes
+
+	closeOnce, endOnce sync.Once
+}
+
+func newPipe() *pipe {
+	return &pipe{ch: make(chan []byte), closed: make(chan struct{}), ended: make(chan struct{})}
+}
+
+// write hands b to the reader. It fails with errPipeClosed once the
+// reader closed the stream, and with ctx's error. b is the reader's once
+// written.
+func (p *pipe) write(ctx context.Context, b []byte) error {
+	select {
+	case p.ch <- b:
+		return nil
+	case <-p.closed:
+		return errPipeClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// end ends the stream: with io.EOF and trailer when err is nil, else with
+// err. Only the first end counts; no write may follow.
+func (p *pipe) end(err error, trailer nats.Header) {
+	p.endOnce.Do(func() {
+		p.err, p.tr = err, trailer
+		close(p.ended)
+	})
+}
+
+// Next implements pipeline.Stream.
+func (p *pipe) Next(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-p.ch:
+		return b, nil
+	case <-p.ended:
+		// The writer writes, then ends, on one goroutine: nothing is
+		// left in flight once it has ended.
+		if p.err != nil {
+			return nil, p.err
+		}
+		return nil, io.EOF
+	case <-p.closed:
+		return nil, errPipeClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Trailer implements pipeline.Stream.
+func (p *pipe) Trailer() nats.Header {
+	select {
+	case <-p.ended:
+		return p.tr
+	default:
+		return nil
+	}
+}
+
+// Close implements pipeline.Stream: a write waiting, or to come, fails.
+func (p *pipe) Close() error {
+	p.closeOnce.Do(func() { close(p.closed) })
+	return nil
+}
+
+// prefixed is a stream that yields pieces already read from rest, then
+// rest.
+type prefixed struct {
+	first [][]byte
+	rest  pipeline.Stream
+}
+
+func (s *prefixed) Next(ctx context.Context) ([]byte, error) {
+	if len(s.first) > 0 {
+		b := s.first[0]
+		s.first = s.first[1:]
+		return b, nil
+	}
+	return s.rest.Next(ctx)
+}
+
+func (s *prefixed) Trailer() nats.Header { return s.rest.Trailer() }
+func (s *prefixed) Close() error         { return s.rest.Close() }
+
+// messages reads the gRPC messages of a streaming call's body, whole or
+// streamed. One goroutine reads it.
+type messages struct {
+	whole  []byte          // a whole body, read once
+	stream pipeline.Stream // or a streamed one
+	fed    bool
+	r      grpcwire.MessageReader
+}
+
+func bodyMessages(b pipeline.Body) *messages {
+	return &messages{whole: b.Bytes, stream: b.Stream}
+}
+
+// next returns the next message, io.EOF after the last, or the body's
+// failure: a stream's error, a malformed message (a *wire.Error), a
+// message cut short at the end (internal).
+func (m *messages) next(ctx context.Context) ([]byte, error) {
+	for {
+		msg, ok, err := m.r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return msg, nil
+		}
+		var piece []byte
+		switch {
+		case m.stream != nil:
+			piece, err = m.stream.Next(ctx)
+		case !m.fed:
+			m.fed, piece = true, m.whole
+		default:
+			err = io.EOF
+		}
+		if errors.Is(err, io.EOF) {
+			if m.r.Partial() {
+				return nil, &wire.Error{Kind: wire.KindInternal, Message: "a gRPC stream's body ended within a message"}
+			}
+			return nil, io.EOF
+		}
+		if err != nil {
+			return nil, err
+		}
+		m.r.Feed(piece)
+	}
+}
+
+// trailer is what came after the body: a stream's trailer; for a whole
+// body, nil (a whole reply's trailer is in its header).
+func (m *messages) trailer() nats.Header {
+	if m.stream != nil {
+		return m.stream.Trailer()
+	}
+	return nil
+}
+
+// replyReader reads the answer to a streaming call: its header metadata,
+// its messages, and at their end its status and trailer metadata.
+type replyReader struct {
+	body    *messages
+	whole   nats.Header // a whole reply's header, which holds its trailer
+	header  metadata.MD
+	trailer metadata.MD
+	status  *status.Status
+}
+
+// readReply reads r's head. A malformed one is a *wire.Error.
+func readReply(r *pipeline.Reply) (*replyReader, error) {
+	head, err := grpcwire.DecodeResponse(&nats.Msg{Header: r.Header})
+	if err != nil {
+		return nil, err
+	}
+	rr := &replyReader{body: bodyMessages(r.Body), header: head.Header}
+	if !r.Streamed() {
+		rr.whole = r.Header
+	}
+	return rr, nil
+}
+
+// next returns the next message; at the end io.EOF, with status and
+// trailer set (the service's status, whatever its code); a failure of the
+// body (a mesh error, ctx's) as it is.
+func (rr *replyReader) next(ctx context.Context) ([]byte, error) {
+	msg, err := rr.body.next(ctx)
+	if !errors.Is(err, io.EOF) {
+		return msg, err
+	}
+	tr := rr.whole
+	if tr == nil {
+		tr = rr.body.trailer()
+		if tr.Get(grpcwire.HeaderGRPCStatus) == "" {
+			// A whole reply without one is a NATS-native answer, read as
+			// DecodeResponse reads it; a stream always ends with one.
+			return nil, &wire.Error{Kind: wire.KindInternal, Message: "a gRPC stream ended without a status"}
+		}
+	}
+	end, err := grpcwire.DecodeResponse(&nats.Msg{Header: tr})
+	if err != nil {
+		return nil, err
+	}
+	rr.status, rr.trailer = end.Status, end.Trailer
+	return nil, io.EOF
+}
+
+// streamFailure is the status a gRPC peer sees for a stream that failed
+// under ctx: ctx's own end (Canceled, DeadlineExceeded) when it has
+// ended, else err's status ([grpcwire.Status]).
+func streamFailure(ctx context.Context, err error) *status.Status {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err())
+	}
+	return grpcwire.Status(err)
+}
+
+// handlerStatus is the status of a handler's error: its status, a
+// context error's code, else Unknown; nil for nil.
+func handlerStatus(err error) *status.Status {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if cs := status.FromContextError(err); cs.Code() != codes.Unknown {
+			st = cs
+		}
+	}
+	return st
+}
