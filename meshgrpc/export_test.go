@@ -1,0 +1,9 @@
+package meshgrpc
+
+// The interop cases, for the tests of the external package (meshgrpc_test)
+// that run them through agents.
+var (
+	RunInterop         = runInterop
+	FullDuplexOverNATS = fullDuplexOverNATS
+	ListServices       = listServices
+)
