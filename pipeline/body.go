@@ -61,9 +61,8 @@ type Stream interface {
 // the body and its trailer. Past limit it fails with too-large; a stream
 // that fails fails with its error, as a mesh error.
 //
-// Until the wire carries streams (issue 18's stream protocol), this is how
-// a streamed body crosses a hop: whole, in one message, as a unary body
-// would; the stream protocol replaces each call of it.
+// A call to a plain NATS subject (a NATS-native responder takes one
+// message) sends its streamed body so.
 func readStream(ctx context.Context, s Stream, limit int64) ([]byte, nats.Header, error) {
 	return readStreamAs(ctx, s, limit, nil)
 }
@@ -85,7 +84,7 @@ func readStreamAs(ctx context.Context, s Stream, limit int64, over func(*wire.Er
 		}
 		if int64(len(body))+int64(len(b)) > limit {
 			var err error = &wire.Error{Kind: wire.KindTooLarge,
-				Message: "a streamed body read whole exceeds max_payload (streams cross the mesh whole until its stream protocol)"}
+				Message: "a streamed body read whole exceeds max_payload (natsmesh broker --max-payload raises it)"}
 			if over != nil {
 				err = over(err.(*wire.Error))
 			}

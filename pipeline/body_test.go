@@ -8,9 +8,6 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/natsmesh/natsmesh/internal/meshtest"
-	"github.com/natsmesh/natsmesh/wire"
 )
 
 // pieces is a Stream of the given pieces then trailer, counting what its
@@ -125,43 +122,5 @@ func TestCallReplay(t *testing.T) {
 	}
 	if _, err := once.Replay(); !errors.Is(err, ErrNotReplayable) {
 		t.Errorf("replay of a stream without Replay: %v", err)
-	}
-}
-
-// TestOutboundStreamedRequestWhole: until the stream protocol, a streamed
-// request body crosses the mesh whole, its trailer in the header; past
-// max_payload it is too-large.
-func TestOutboundStreamedRequestWhole(t *testing.T) {
-	b := meshtest.BareBroker(t)
-	srv := meshtest.ServiceConn(t, b, "orders")
-	sub, err := srv.Subscribe("mesh.orders.>", func(m *nats.Msg) {
-		m.RespondMsg(&nats.Msg{Header: nats.Header{wire.HeaderStatus: {"200"}, "Trailer-Was": {m.Header.Get("Mesh-Trailer-X-Sum")}}, Data: m.Data})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sub.Unsubscribe() })
-	srv.Flush()
-	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
-
-	body := newPieces(nats.Header{"Mesh-Trailer-X-Sum": {"42"}}, "one,", "two,", "three")
-	c := httpCall(t, "orders", "POST")
-	c.Body = Body{Stream: body}
-	reply, err := o.Send(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := string(reply.Body.Bytes); got != "one,two,three" || reply.Header.Get("Trailer-Was") != "42" {
-		t.Errorf("the service got %q, trailer %q", got, reply.Header.Get("Trailer-Was"))
-	}
-	if body.closed == 0 {
-		t.Error("the stream read whole was not closed")
-	}
-
-	big := make([]byte, 600<<10)
-	c = httpCall(t, "orders", "POST")
-	c.Body = Body{Stream: &pieces{parts: [][]byte{big, big}}}
-	if _, err := o.Send(context.Background(), c); !errors.Is(err, wire.ErrTooLarge) {
-		t.Errorf("a stream over max_payload: %v", err)
 	}
 }

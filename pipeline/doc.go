@@ -139,13 +139,15 @@
 //   - Whoever receives a streamed reply last reads it to its end or
 //     closes it; until then its observers wait.
 //
-// The wire does not carry streams yet: that is issue 18's stream protocol
-// (flow-controlled messages each way, gRPC streams, bodies over
-// max_payload, WebSocket). Until it does, a stream crosses a hop whole, in
-// one message, up to max_payload, at the places the protocol will plug
-// in: the end of the outbound pipeline reads a streamed request body, the
-// inbound dispatch a streamed reply ([Reply.ReadWhole]), and meshhttp.Send
-// and meshgrpc.Send a streamed reply they decode. The deadline and the inbound
-// slot are still the call's (a stream holds one slot until answered);
-// the stream protocol will give a stream its own bounds.
+// On the wire a stream crosses with the stream protocol (docs/wire.md,
+// "Streams"; internal/meshstream): every call to a mesh service is sent as
+// one that can take a streamed answer, its body streams when Body.Stream
+// is set, and the callee answers whole when its answer is whole and fits
+// in one message, as a stream otherwise. Each direction is flow
+// controlled by credit, either side may cancel, keep-alives bound a
+// silent peer by the idle timeout (OutboundConfig.StreamIdle), and a
+// stream is bounded by its caller's own deadline, not the default one
+// (which bounds only the wait for its head). A stream holds its inbound
+// slot until it ends. A call to a plain NATS subject still takes one
+// message: its streamed body is read whole, up to max_payload.
 package pipeline

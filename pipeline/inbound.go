@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/internal/logevery"
+	"github.com/natsmesh/natsmesh/internal/meshstream"
+	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
@@ -24,8 +26,10 @@ import (
 // KindInternal.
 //
 // ctx carries the call's deadline and caller ([CallerFrom]); a handler must
-// not use the call after it returns. The dispatch gives handlers whole
-// bodies (one message each) until the stream protocol (issue 18).
+// not use the call after it returns. A call's body is whole, or a stream
+// (the stream protocol); a handler may answer with a stream, before it
+// has read the request's (full duplex): the dispatch sends it as it
+// comes, and ctx ends when the caller cancels or the stream fails.
 type Handler interface {
 	ServeCall(ctx context.Context, c *Call) (*Reply, error)
 }
@@ -81,6 +85,13 @@ type InboundConfig struct {
 	Timeout time.Duration
 	// Logger receives failures to reply. Default slog.Default().
 	Logger *slog.Logger
+	// StreamWindow is the credit granted a streamed request body: the
+	// most of it the dispatch holds unread. Default
+	// wire.DefaultStreamWindow.
+	StreamWindow int64
+	// StreamIdle is the idle timeout of a stream whose caller sets none.
+	// Default wire.DefaultStreamIdle.
+	StreamIdle time.Duration
 }
 
 // DefaultMaxConcurrent matches Envoy's default max_requests per cluster.
@@ -108,8 +119,10 @@ const overloadRetryAfter = time.Second
 //  5. passes the middleware, the first outermost, then the handler;
 //  6. sends exactly one reply: the handler's, or its error as a mesh error
 //     reply; a reply the broker refuses (over max_payload) is replaced by a
-//     mesh error saying why. A streamed reply is read whole and sent as
-//     one message, until the stream protocol (issue 18).
+//     mesh error saying why. A call made with the stream protocol
+//     (docs/wire.md, "Streams") may stream its body in and its answer
+//     out, within the credit each side grants, and holds its slot until
+//     both have ended.
 type Inbound struct {
 	nc      *nats.Conn
 	service string
@@ -118,6 +131,12 @@ type Inbound struct {
 	timeout time.Duration
 	log     *slog.Logger
 	refused refusedReplies
+	stream  meshstream.Config
+
+	// muxMu guards mux, the inbox of the streams' frames from their
+	// callers, made at the first stream.
+	muxMu sync.Mutex
+	mux   *replymux.Mux
 
 	inflight sync.WaitGroup
 	mu       sync.Mutex
@@ -159,6 +178,7 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 		h = cfg.Middleware[i](h)
 	}
 	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
+		stream:  meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
 		refused: refusedReplies{log: cfg.Logger, Limiter: logevery.Limiter{Interval: time.Second}},
 		idle:    make(chan *nats.Msg), stop: make(chan struct{})}
 	if cfg.MaxConcurrent > 0 {
@@ -238,6 +258,10 @@ func (in *Inbound) work(m *nats.Msg) {
 func (in *Inbound) run(m *nats.Msg) {
 	defer in.inflight.Done()
 	defer in.release()
+	if meshstream.Streams(m) {
+		in.runStream(m)
+		return
+	}
 	reply, err := in.serve(m)
 	in.respond(m, reply, err)
 }
@@ -295,6 +319,125 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 		return ReplyFromMsg(c.Proto, whole), nil
 	}
 	return reply, err
+}
+
+// runStream serves m, a call made with the stream protocol
+// (docs/wire.md, "Streams"): its body may stream in, its answer may
+// stream out, each within the credit the other side grants, and the call
+// lives until both have ended, it is cancelled, or its stream fails. It
+// holds its concurrency slot until then.
+func (in *Inbound) runStream(m *nats.Msg) {
+	subj, err := wire.ParseSubject(m.Subject)
+	if err != nil {
+		in.respond(m, nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()})
+		return
+	}
+	srv, err := meshstream.Serve(in.nc, m, in.listener(subj.Service, subj.Caller), in.stream)
+	if err != nil {
+		in.respond(m, nil, err)
+		return
+	}
+	reply, end, err := in.serveStream(m, subj, srv)
+	defer end()
+	if err != nil {
+		srv.Fail(wire.FromError(err))
+		return
+	}
+	if reply == nil {
+		srv.Fail(wire.Errorf(wire.KindInternal, "handler returned no reply"))
+		return
+	}
+	if !reply.Streamed() {
+		if err := srv.Answer(reply.Msg()); err != nil {
+			in.log.Warn("sending reply", "subject", m.Subject, "err", err)
+		}
+		return
+	}
+	defer reply.Body.Stream.Close()
+	if err := srv.AnswerStream(reply.Header, reply.Body.Stream); err != nil {
+		in.log.Debug("stream ended", "subject", m.Subject, "err", err)
+	}
+}
+
+// serveStream runs a streamed call through the middleware and handler:
+// serve's work, with the request body the stream's and a context that
+// ends with the stream. Its deadline is the caller's; a deadline the
+// caller did not choose (wire.HeaderStreamDeadline "head") bounds only
+// the time until the handler answers. end releases the call's context,
+// once its answer has been sent.
+func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.Server) (reply *Reply, end func(), err error) {
+	end = func() {}
+	timeout, err := callTimeout(m.Header)
+	if err != nil {
+		return nil, end, err
+	}
+	if timeout == 0 {
+		timeout = in.timeout
+	}
+	c := &Call{
+		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
+		Header: m.Header, Body: Body{Bytes: m.Data}, msg: m,
+	}
+	if b := srv.Body(); b != nil {
+		c.Body = Body{Stream: b}
+	}
+	if c.Proto == wire.ProtoHTTP {
+		c.Path = m.Header.Get(wire.HeaderPath)
+	}
+	ctx, cancel := context.WithCancelCause(withCallerOf(srv.Context(), c))
+	end = func() { cancel(nil) }
+	headOnly := m.Header.Get(wire.HeaderStreamDeadline) == "head"
+	var head *time.Timer
+	if headOnly {
+		head = time.AfterFunc(timeout, func() {
+			cancel(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("no answer within %v", timeout)})
+		})
+	} else {
+		var stop context.CancelFunc
+		ctx, stop = context.WithDeadlineCause(ctx, time.Now().Add(timeout),
+			&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("the call passed its deadline (%v)", timeout)})
+		end = func() { stop(); cancel(nil) }
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			in.log.Error("inbound handler panic", "subject", m.Subject, "panic", p)
+			reply, err = nil, wire.Errorf(wire.KindInternal, "handler panic")
+		}
+	}()
+	reply, err = in.handler.ServeCall(ctx, c)
+	if head != nil && !head.Stop() && err != nil {
+		// The head's deadline passed: the handler's error is its.
+		if e := context.Cause(ctx); e != nil {
+			err = e
+		}
+	}
+	return reply, end, err
+}
+
+// listener is how a stream of the service's, called by caller, registers
+// the inbox of its caller's frames: on the dispatch's reply mux, made at
+// the first stream.
+func (in *Inbound) listener(service, caller string) meshstream.Listener {
+	return func(fn func(*nats.Msg, error)) (*replymux.Inbox, error) {
+		in.muxMu.Lock()
+		x := in.mux
+		if x == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			var err error
+			x, err = replymux.New(ctx, in.nc, service)
+			cancel()
+			if err != nil {
+				in.muxMu.Unlock()
+				return nil, wire.FromError(err)
+			}
+			in.mux = x
+		}
+		in.muxMu.Unlock()
+		if x.Owner() != service {
+			return nil, wire.Errorf(wire.KindNoRoute, "this dispatch serves %s, not %s", x.Owner(), service)
+		}
+		return x.Listen(caller, fn)
+	}
 }
 
 // callTimeout is the deadline a message propagates: Mesh-Timeout, or
@@ -363,8 +506,15 @@ func (in *Inbound) Close(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	in.muxMu.Lock()
+	x := in.mux
+	in.mux = nil
+	in.muxMu.Unlock()
+	if x != nil {
+		x.Close()
+	}
+	return nil
 }

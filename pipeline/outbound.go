@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/meshstream"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
@@ -68,6 +69,13 @@ type OutboundConfig struct {
 	// Middleware wraps the NATS request, the first outermost: a call passes
 	// Middleware[0], then Middleware[1], ..., then the request.
 	Middleware []OutboundMiddleware
+	// StreamWindow is the credit granted a streamed answer: the most of
+	// it the pipeline holds unread. Default wire.DefaultStreamWindow.
+	StreamWindow int64
+	// StreamIdle is how long a stream may hear nothing from the callee's
+	// side (it sends keep-alives) before it fails with a timeout. Default
+	// wire.DefaultStreamIdle.
+	StreamIdle time.Duration
 }
 
 // Outbound is the one outbound pipeline of an agent or gateway: every entry
@@ -86,9 +94,10 @@ type OutboundConfig struct {
 //     subject), received by the caller's reply mux (internal/replymux),
 //     one per caller and connection, made at the caller's first call;
 //     the connection's user must be allowed to subscribe to the caller's
-//     inbox (wire.InboxPrefix(caller)+".>"). A streamed body is read
-//     whole into the one message (until the stream protocol, issue 18),
-//     and the reply is read once into a [Reply].
+//     inbox (wire.InboxPrefix(caller)+".>"). A call to a mesh service
+//     uses the stream protocol (docs/wire.md, "Streams"): a streamed
+//     body is sent in frames, and the answer is whole or streamed; the
+//     reply is read once into a [Reply].
 //
 // Failures come back as *wire.Error: no responders (naming the service and
 // subset), timeout, a broken or lost connection (broker-unavailable when
@@ -125,7 +134,8 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	if cfg.ReconnectGrace == 0 {
 		cfg.ReconnectGrace = DefaultReconnectGrace
 	}
-	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[*nats.Msg]context.CancelCauseFunc{}, refused: map[string]time.Time{}}
+	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[*nats.Msg]context.CancelCauseFunc{}, refused: map[string]time.Time{},
+		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle}}
 	ns.hookErrors()
 	var s Sender = ns
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
@@ -145,8 +155,10 @@ func (o *Outbound) Send(ctx context.Context, c *Call) (*Reply, error) {
 	d, ok := ctx.Deadline()
 	switch {
 	case !ok:
+		// A deadline the caller did not choose bounds a stream only
+		// until its head (docs/wire.md, "Streams").
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		ctx, cancel = context.WithTimeout(context.WithValue(ctx, headOnlyKey{}, true), o.timeout)
 		defer cancel()
 	case o.maxTimeout > 0 && time.Until(d) > o.maxTimeout:
 		var cancel context.CancelFunc
@@ -155,6 +167,14 @@ func (o *Outbound) Send(ctx context.Context, c *Call) (*Reply, error) {
 	}
 	return o.chain.Send(ctx, c)
 }
+
+// grpcStreamHeader marks a call of a gRPC streaming method
+// (wire/grpcwire's encoding of streams).
+const grpcStreamHeader = "Mesh-Grpc-Stream"
+
+// headOnlyKey marks a context whose deadline is the pipeline's default,
+// not the caller's.
+type headOnlyKey struct{}
 
 // Limits are the bounds of a message on the connection now: its server's
 // max_payload (it may change on reconnect).
@@ -189,6 +209,8 @@ type natsSender struct {
 	// (rare) looks through them all.
 	mu       sync.Mutex
 	inflight map[*nats.Msg]context.CancelCauseFunc
+
+	stream meshstream.Config
 }
 
 // hookErrors chains s's handler in front of the connection's async error
@@ -375,10 +397,9 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	}
 	data := c.Body.Bytes
 	var trailer nats.Header
-	if st := c.Body.Stream; st != nil {
-		// Issue 18's stream protocol plugs in here: until then a
-		// streamed body crosses the mesh whole, in the one request
-		// message, its trailer in the header, up to max_payload.
+	if st := c.Body.Stream; st != nil && c.Subject != "" {
+		// A NATS-native responder takes one message: the body whole,
+		// its trailer in the header, up to max_payload.
 		if data, trailer, err = readStream(ctx, st, LimitsOf(s.nc).PayloadLimit()); err != nil {
 			return nil, err
 		}
@@ -405,7 +426,30 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s.track(m, cancel)
-	reply, err := mux.Request(ctx, m, peer)
+	var reply *nats.Msg
+	var streamed *meshstream.Answer
+	if c.Subject == "" {
+		// A mesh service: the stream protocol, whose answer is whole
+		// when it fits in one message and the request body is whole.
+		r := meshstream.Request{Msg: m, Caller: c.Caller, Service: c.Service}
+		if c.Body.Stream != nil {
+			r.Body = c.Body.Stream
+		}
+		if ctx.Value(headOnlyKey{}) == nil || c.Proto == wire.ProtoGRPC && len(c.Header[grpcStreamHeader]) == 0 {
+			// The caller's own deadline, or a unary gRPC call's (one
+			// answer, whole: its deadline is the call's, as grpc-go's
+			// server sees it).
+			r.Deadline = deadline
+		} else {
+			h[wire.HeaderStreamDeadline] = []string{"head"}
+		}
+		streamed, err = meshstream.Call(ctx, mux, s.nc, r, s.stream)
+		if streamed != nil {
+			reply = streamed.Msg
+		}
+	} else {
+		reply, err = mux.Request(ctx, m, peer)
+	}
 	s.untrack(m)
 	x.req = nats.Msg{} // keeps neither the header nor the body
 	if err != nil {
@@ -432,6 +476,14 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 		// A connection lost from here on is connection-lost (the request
 		// may have run), never broker-unavailable: FromError says so.
 		return nil, e
+	}
+	if reply == nil {
+		// A streamed answer: its head now, its body as it comes.
+		if e := wire.ReplyError(streamed.Head); e != nil {
+			streamed.Body.Close()
+			return nil, e
+		}
+		return NewStreamReply(c.Proto, streamed.Head, streamed.Body), nil
 	}
 	if e := wire.ReplyError(reply.Header); e != nil {
 		return nil, e

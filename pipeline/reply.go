@@ -151,10 +151,8 @@ func (r *Reply) Msg() *nats.Msg {
 // to a copy of its header, up to limit bytes of body (too-large past it,
 // the stream closed), under ctx.
 //
-// Until the wire carries streams (issue 18's stream protocol), this is
-// how a streamed reply crosses a hop: the inbound dispatch sends, and the
-// entry points decode, the one message it returns; the stream protocol
-// replaces each call of it.
+// An entry point that needs the answer whole (a unary gRPC call, a NATS
+// client) reads it so.
 func (r *Reply) ReadWhole(ctx context.Context, limit int64) (*nats.Msg, error) {
 	return r.readWholeAs(ctx, limit, nil)
 }

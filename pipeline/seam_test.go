@@ -166,11 +166,10 @@ func TestSeamStreamedReplyClosed(t *testing.T) {
 	}
 }
 
-// TestSeamStreamedReplyInbound: as far as the seam goes today, a handler's
-// streamed reply passes the inbound middleware unchanged, is classified
-// once at its end, and is answered whole in one message (issue 18's stream
-// protocol will carry it as it comes): its pieces joined, its trailer in
-// the header.
+// TestSeamStreamedReplyInbound: a handler's streamed reply passes the
+// inbound middleware unchanged, is classified once at its end, and reaches
+// the caller as a stream (the stream protocol): its pieces, then its
+// trailer.
 func TestSeamStreamedReplyInbound(t *testing.T) {
 	b := meshtest.BareBroker(t)
 	stubs := []*stub{{}, {}}
@@ -188,7 +187,14 @@ func TestSeamStreamedReplyInbound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := httpwire.DecodeResponse(reply.Msg())
+	if !reply.Streamed() {
+		t.Fatal("the streamed reply arrived whole")
+	}
+	whole, err := reply.ReadWhole(context.Background(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := httpwire.DecodeResponse(whole)
 	if err != nil {
 		t.Fatal(err)
 	}

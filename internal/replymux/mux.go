@@ -89,6 +89,7 @@ type Mux struct {
 
 	mu      sync.Mutex
 	waiting map[string]*receiver // by the whole reply subject
+	inboxes map[string]*Inbox    // by their whole subject
 	closed  bool
 	// closeErr ends the calls in flight at Close or Fail, and those made
 	// after: ErrClosed, or Fail's error.
@@ -104,6 +105,9 @@ type receiver struct {
 	ch   chan *nats.Msg
 	once bool
 	err  error // set, under Mux.mu, before a nil message is sent
+	// inbox, set under Mux.mu when the first message is a stream frame
+	// (wire.FrameOf), receives the messages after it.
+	inbox *Inbox
 }
 
 var receivers = sync.Pool{New: func() any { return &receiver{ch: make(chan *nats.Msg, 1), once: true} }}
@@ -145,6 +149,7 @@ func New(ctx context.Context, nc *nats.Conn, owner string) (*Mux, error) {
 		done:    make(chan struct{}),
 		exited:  make(chan struct{}),
 		waiting: make(map[string]*receiver),
+		inboxes: make(map[string]*Inbox),
 	}
 	// The listener first: a close between the subscription and it would
 	// go unseen by the calls made meanwhile.
@@ -242,22 +247,35 @@ func (x *Mux) Subject() string { return x.prefix + "*." + x.id + ".*" }
 // subscribes the Mux again when it reconnects, and a reply published
 // after that still completes the call.
 func (x *Mux) Request(ctx context.Context, m *nats.Msg, peer string) (*nats.Msg, error) {
+	msg, in, err := x.Call(ctx, m, peer)
+	if in != nil {
+		in.Close()
+	}
+	return msg, err
+}
+
+// Call is Request for a call whose answer may be a stream: when the first
+// reply is a stream frame (it has wire.HeaderFrame), the reply subject
+// stays registered and rest receives the messages after it, in order
+// (queued until [Inbox.Listen]); the caller closes rest. rest is nil
+// otherwise.
+func (x *Mux) Call(ctx context.Context, m *nats.Msg, peer string) (first *nats.Msg, rest *Inbox, err error) {
 	if ctx == nil {
-		return nil, notSent{nats.ErrInvalidContext}
+		return nil, nil, notSent{nats.ErrInvalidContext}
 	}
 	if m == nil {
-		return nil, notSent{nats.ErrInvalidMsg}
+		return nil, nil, notSent{nats.ErrInvalidMsg}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, notSent{err}
+		return nil, nil, notSent{err}
 	}
 	reply, r, err := x.start(peer)
 	if err != nil {
-		return nil, notSent{err}
+		return nil, nil, notSent{err}
 	}
 	if err := x.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}); err != nil {
 		x.cancel(reply, r)
-		return nil, notSent{err}
+		return nil, nil, notSent{err}
 	}
 	return x.wait(ctx, reply, r)
 }
@@ -278,22 +296,24 @@ func (x *Mux) start(peer string) (string, *receiver, error) {
 
 // wait returns the reply that r receives, or the reason it ended, or
 // ctx's error; r goes back to the pool.
-func (x *Mux) wait(ctx context.Context, reply string, r *receiver) (*nats.Msg, error) {
+func (x *Mux) wait(ctx context.Context, reply string, r *receiver) (*nats.Msg, *Inbox, error) {
 	select {
 	case msg := <-r.ch:
-		err := r.err
-		r.err = nil
+		x.mu.Lock()
+		err, in := r.err, r.inbox
+		r.err, r.inbox = nil, nil
+		x.mu.Unlock()
 		receivers.Put(r)
 		if msg == nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(msg.Data) == 0 && msg.Header.Get(statusHeader) == noRespondersStatus {
-			return nil, nats.ErrNoResponders
+			return nil, nil, nats.ErrNoResponders
 		}
-		return msg, nil
+		return msg, in, nil
 	case <-ctx.Done():
 		x.cancel(reply, r)
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }
 
@@ -347,7 +367,12 @@ func (x *Mux) cancel(subject string, r *receiver) {
 	default:
 	}
 	r.err = nil
+	in := r.inbox
+	r.inbox = nil
 	x.mu.Unlock()
+	if in != nil {
+		in.Close()
+	}
 	receivers.Put(r)
 }
 
@@ -356,24 +381,34 @@ func (x *Mux) cancel(subject string, r *receiver) {
 // another peer put in its own pair inbox under the Mux's id.
 func (x *Mux) dispatch(m *nats.Msg) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	r := x.waiting[m.Subject]
 	if r == nil {
+		in := x.inboxes[m.Subject]
+		x.mu.Unlock()
+		if in != nil {
+			in.deliver(m, nil)
+		}
 		return
 	}
 	if r.once {
 		delete(x.waiting, m.Subject)
+		if wire.FrameOf(m.Header) != "" {
+			// The first message of a stream: what follows goes to an
+			// inbox on the same subject.
+			r.inbox = &Inbox{x: x, subject: m.Subject}
+			x.inboxes[m.Subject] = r.inbox
+		}
 	}
 	select {
 	case r.ch <- m:
 	default:
 	}
+	x.mu.Unlock()
 }
 
 // failAll ends every receiver with err.
 func (x *Mux) failAll(err error) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	for subject, r := range x.waiting {
 		delete(x.waiting, subject)
 		r.err = err
@@ -381,6 +416,15 @@ func (x *Mux) failAll(err error) {
 		case r.ch <- nil:
 		default:
 		}
+	}
+	var ins []*Inbox
+	for subject, in := range x.inboxes {
+		delete(x.inboxes, subject)
+		ins = append(ins, in)
+	}
+	x.mu.Unlock()
+	for _, in := range ins {
+		in.deliver(nil, err)
 	}
 }
 

@@ -1,0 +1,143 @@
+package meshstream
+
+import (
+	"context"
+	"io"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Body is one direction's body of a stream as its receiver reads it:
+// pipeline.Stream's shape (Next, Trailer after io.EOF, Close). Reading it
+// grants the sender credit back; Close before its end cancels the stream
+// (the peer is told), after it releases it.
+type Body struct {
+	c *conn
+	// first is a piece that came with the head frame.
+	first []byte
+	// onEOF is called when the body has been read to its end, onClose
+	// when it is closed.
+	onEOF   func()
+	onClose func()
+
+	mu      sync.Mutex
+	trailer nats.Header
+	eof     bool
+	closed  bool
+	last    int // bytes of the piece last returned, credited at the next call
+}
+
+func newBody(c *conn, first []byte) *Body {
+	if len(first) == 0 {
+		first = nil
+	}
+	return &Body{c: c, first: first}
+}
+
+// Next returns the next piece of the body, io.EOF after the last, or the
+// mesh error the stream failed with.
+func (b *Body) Next(ctx context.Context) ([]byte, error) {
+	b.mu.Lock()
+	if b.eof {
+		b.mu.Unlock()
+		return nil, io.EOF
+	}
+	if b.closed {
+		b.mu.Unlock()
+		return nil, errClosed
+	}
+	last := b.last
+	b.last = 0
+	b.mu.Unlock()
+	if last > 0 {
+		b.c.read(last)
+	}
+	if b.first != nil {
+		p := b.first
+		b.first = nil
+		b.mu.Lock()
+		b.last = len(p)
+		b.mu.Unlock()
+		return p, nil
+	}
+	for {
+		m, err := b.c.next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch wire.FrameOf(m.Header) {
+		case wire.FrameData:
+			if len(m.Data) == 0 {
+				continue
+			}
+			b.mu.Lock()
+			b.last = len(m.Data)
+			b.mu.Unlock()
+			return m.Data, nil
+		case wire.FrameEnd:
+			if len(m.Data) > 0 {
+				e := wire.Errorf(wire.KindBadRequest, "stream: an end frame with data")
+				b.c.fail(e, true)
+				return nil, e
+			}
+			b.mu.Lock()
+			b.eof = true
+			b.trailer = trailerOf(m.Header)
+			b.mu.Unlock()
+			if b.onEOF != nil {
+				b.onEOF()
+			}
+			return nil, io.EOF
+		default:
+			e := wire.Errorf(wire.KindBadRequest, "stream: a %s frame in a body", wire.FrameOf(m.Header))
+			b.c.fail(e, true)
+			return nil, e
+		}
+	}
+}
+
+// Trailer is what the end frame carried: its header less the frame's own
+// fields. Valid once Next has returned io.EOF.
+func (b *Body) Trailer() nats.Header {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.trailer
+}
+
+// Close ends the body: before its end it cancels the stream.
+func (b *Body) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	eof := b.eof
+	b.mu.Unlock()
+	if !eof {
+		b.c.fail(errClosed, true)
+	}
+	if b.onClose != nil {
+		b.onClose()
+	}
+	return nil
+}
+
+// trailerOf is an end frame's header less the frame's own fields; nil for
+// none.
+func trailerOf(h nats.Header) nats.Header {
+	var t nats.Header
+	for k, v := range h {
+		if k == wire.HeaderFrame || k == wire.HeaderSeq {
+			continue
+		}
+		if t == nil {
+			t = make(nats.Header, len(h))
+		}
+		t[k] = v
+	}
+	return t
+}

@@ -1,0 +1,222 @@
+package meshstream
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/replymux"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Request is one call to send with the stream protocol.
+type Request struct {
+	// Msg is the request message: its subject, its header (the call's, a
+	// map the stream's fields are added to) and, for a whole body, its
+	// data.
+	Msg *nats.Msg
+	// Caller and Service are the two ends: the reply comes in the pair
+	// inbox of the caller and the service, and the callee's inbox for the
+	// caller's frames must be in the pair inbox of the service and the
+	// caller.
+	Caller, Service string
+	// Body, when set, is the request body, streamed after the request
+	// message; nil for a whole body (in Msg.Data).
+	Body Source
+	// Deadline, when set, ends the whole stream (the caller's own
+	// deadline); the context given to Call bounds only the wait for the
+	// answer's head.
+	Deadline time.Time
+}
+
+// Answer is a call's answer: whole (Msg), or streamed (Head, its header,
+// and Body).
+type Answer struct {
+	// Msg is a whole answer: a unary reply, or a reply frame (its frame
+	// fields removed).
+	Msg *nats.Msg
+	// Head is a streamed answer's header (its frame fields removed), and
+	// Body its body.
+	Head nats.Header
+	Body *Body
+}
+
+// Call sends r over mux (whose owner is r.Caller) and returns the answer:
+// whole, or streamed once its head has arrived, while a request body may
+// still be being sent (full duplex). ctx bounds the wait for the head.
+// Errors are those of replymux.Mux.Call, a mesh error a reply or a cancel
+// frame carries is returned as the whole Msg (a reply) or a *wire.Error (a
+// cancel), and a broken protocol is a *wire.Error.
+func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg Config) (*Answer, error) {
+	cfg = cfg.withDefaults(nc)
+	h := r.Msg.Header
+	h[wire.HeaderStream] = headerValue(cfg.Window, &windowValue)
+	h[wire.HeaderIdle] = idleValue(cfg.Idle)
+	if r.Body != nil {
+		h[wire.HeaderStreamBody] = moreValue
+	}
+	first, rest, err := mux.Call(ctx, r.Msg, r.Service)
+	if err != nil || rest == nil {
+		// A whole answer (the common case) costs the stream nothing.
+		if err != nil {
+			return nil, err
+		}
+		return &Answer{Msg: first}, nil
+	}
+	c := newConn(nc, cfg)
+	c.total = r.Deadline
+	c.in = rest
+	c.onMsg(first, nil)
+	rest.Listen(c.onMsg)
+
+	want := wire.PairInbox(r.Service, r.Caller) + "."
+	pump := &pump{c: c}
+	for {
+		m, err := c.next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "no answer before the deadline", Err: ctx.Err()}, true)
+			} else {
+				c.fail(wire.FromError(err), false)
+			}
+			return nil, err
+		}
+		kind := wire.FrameOf(m.Header)
+		if kind == wire.FrameAccept || kind == wire.FrameHead {
+			if err := c.openOut(m.Header, want, kind == wire.FrameAccept); err != nil {
+				return nil, err
+			}
+		}
+		switch kind {
+		case wire.FrameAccept:
+			if r.Body != nil {
+				pump.start(r.Body)
+			}
+		case wire.FrameHead:
+			if r.Body != nil && !pump.started() {
+				e := wire.Errorf(wire.KindBadRequest, "stream: a head before the accept of a streamed request")
+				c.fail(e, true)
+				return nil, e
+			}
+			b := newBody(c, m.Data)
+			b.onEOF = pump.replyEnded
+			return &Answer{Head: trailerOf(m.Header), Body: b}, nil
+		case wire.FrameReply:
+			c.finish()
+			return &Answer{Msg: &nats.Msg{Subject: m.Subject, Header: trailerOf(m.Header), Data: m.Data}}, nil
+		default:
+			e := wire.Errorf(wire.KindBadRequest, "stream: a %s frame before the answer's head", kind)
+			c.fail(e, true)
+			return nil, e
+		}
+	}
+}
+
+// The header values of the defaults, made once: every call carries them.
+var (
+	moreValue   = []string{"more"}
+	windowValue = []string{strconv.FormatInt(wire.DefaultStreamWindow, 10)}
+	idleDefault = []string{wire.DefaultStreamIdle.String()}
+)
+
+func headerValue(n int64, def *[]string) []string {
+	if n == wire.DefaultStreamWindow {
+		return *def
+	}
+	return []string{strconv.FormatInt(n, 10)}
+}
+
+func idleValue(d time.Duration) []string {
+	if d == wire.DefaultStreamIdle {
+		return idleDefault
+	}
+	return []string{d.String()}
+}
+
+// openOut reads the callee's inbox (and, from an accept, its credit) from
+// a frame, once: the inbox must be in the pair inbox of the service and
+// the caller, so a callee cannot make the caller publish anywhere else.
+func (c *conn) openOut(h nats.Header, want string, accept bool) error {
+	c.sendMu.Lock()
+	known := c.out != ""
+	c.sendMu.Unlock()
+	if known {
+		if accept {
+			e := wire.Errorf(wire.KindBadRequest, "stream: a second accept")
+			c.fail(e, true)
+			return e
+		}
+		return nil
+	}
+	inbox := h.Get(wire.HeaderStreamInbox)
+	if !strings.HasPrefix(inbox, want) || strings.ContainsAny(inbox[len(want):], "*> \t\r\n") || strings.Count(inbox[len(want):], ".") != 1 {
+		e := wire.Errorf(wire.KindBadRequest, "stream: the callee's inbox %.80q is not under %s", inbox, want)
+		c.fail(e, false)
+		return e
+	}
+	if accept {
+		n, ok := wire.Credit(h.Get(wire.HeaderCredit))
+		if !ok {
+			e := wire.Errorf(wire.KindBadRequest, "stream: bad credit %.32q", h.Get(wire.HeaderCredit))
+			c.fail(e, false)
+			return e
+		}
+		c.mu.Lock()
+		c.credit += n
+		c.mu.Unlock()
+	}
+	c.setOut(inbox)
+	go c.keep()
+	return nil
+}
+
+// pump sends a request body and ends the caller's stream once both the
+// body is sent and the answer has ended.
+type pump struct {
+	c *conn
+
+	mu        sync.Mutex
+	running   bool
+	bodyDone  bool
+	replyDone bool
+}
+
+func (p *pump) started() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running
+}
+
+// start sends src on a goroutine of its own.
+func (p *pump) start(src Source) {
+	p.mu.Lock()
+	p.running = true
+	p.mu.Unlock()
+	go p.run(src)
+}
+
+func (p *pump) run(src Source) {
+	p.c.sendBody(src, nil)
+	p.mu.Lock()
+	p.bodyDone = true
+	done := p.replyDone
+	p.mu.Unlock()
+	if done {
+		p.c.finish()
+	}
+}
+
+// replyEnded is told that the answer's body was read to its end.
+func (p *pump) replyEnded() {
+	p.mu.Lock()
+	p.replyDone = true
+	done := p.bodyDone || !p.running
+	p.mu.Unlock()
+	if done {
+		p.c.finish()
+	}
+}

@@ -1,0 +1,457 @@
+package meshstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/replymux"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Source is a body to send, piece by piece: pipeline.Stream's shape.
+type Source interface {
+	Next(ctx context.Context) ([]byte, error)
+	Trailer() nats.Header
+	Close() error
+}
+
+// Config tunes a stream. Zero values take the defaults noted.
+type Config struct {
+	// Window is the credit this side grants its peer at first and the most
+	// body it holds unread. Default wire.DefaultStreamWindow.
+	Window int64
+	// Chunk is the largest piece of body one frame carries. Default
+	// wire.DefaultStreamChunk, at most the connection's max_payload less
+	// room for the frame's header.
+	Chunk int
+	// Idle is how long the stream may hear nothing from its peer. The
+	// caller's is the stream's: it sends it to the callee (wire.HeaderIdle).
+	// Default wire.DefaultStreamIdle.
+	Idle time.Duration
+}
+
+// headerRoom is what a frame's header may take of max_payload.
+const headerRoom = 8 << 10
+
+func (c Config) withDefaults(nc *nats.Conn) Config {
+	if c.Window <= 0 {
+		c.Window = wire.DefaultStreamWindow
+	}
+	if c.Idle <= 0 {
+		c.Idle = wire.DefaultStreamIdle
+	}
+	if c.Chunk <= 0 {
+		c.Chunk = wire.DefaultStreamChunk
+	}
+	if mp := nc.MaxPayload(); mp > 0 && int64(c.Chunk) > mp-headerRoom {
+		c.Chunk = int(max(mp-headerRoom, 1024))
+	}
+	return c
+}
+
+// Errors a stream ends with, besides its peer's (a cancel frame's mesh
+// error) and the connection's.
+var (
+	// ErrLost: a frame did not arrive (a gap in its sequence numbers).
+	errLost = &wire.Error{Kind: wire.KindConnectionLost, Message: "a stream message was lost (sequence gap)"}
+	// errClosed: this side gave the stream up before its end.
+	errClosed = &wire.Error{Kind: wire.KindTimeout, Message: "the stream was closed before its end", Err: context.Canceled}
+)
+
+// conn is one side of one stream: the frames it sends to its peer's
+// subject, those it receives on its inbox, the credit each way, and the
+// keep-alive. Its state is guarded by mu; frames arrive on the Mux's
+// dispatch goroutine (onMsg), which never blocks.
+type conn struct {
+	nc   *nats.Conn
+	cfg  Config
+	ctx  context.Context // ends with the stream
+	stop context.CancelFunc
+	in   *replymux.Inbox
+
+	// total, when set, ends the stream at that time (the caller's
+	// deadline).
+	total time.Time
+
+	sendMu  sync.Mutex // orders frames: a sequence number is taken and published under it
+	out     string     // the peer's subject; set once before any frame is sent
+	sendSeq uint64
+	sentAt  atomic.Int64 // unix nanoseconds of the last frame sent
+
+	heardAt atomic.Int64 // unix nanoseconds of the last frame received
+
+	mu       sync.Mutex
+	readable chan struct{} // signalled (never closed) when a frame is queued
+	writable chan struct{} // signalled (never closed) when credit comes
+	credit   int64         // bytes this side may still send
+	recvSeq  uint64        // the last sequence number received
+	queue    []*nats.Msg   // frames for the reader: accept, head, reply, data, end
+	allowed  int64         // body bytes the peer may still send (the credit granted)
+	unread   int64         // body bytes queued
+	consumed int64         // body bytes read since credit was last granted
+	ended    bool          // an end or reply frame was received: nothing more comes to the reader
+	peerDone bool          // the peer cancelled or finished: send nothing more
+	err      error         // why the stream failed; nil while it lives or after a clean end
+	done     chan struct{} // closed when the stream is over, failed or finished
+	over     bool
+}
+
+func newConn(nc *nats.Conn, cfg Config) *conn {
+	ctx, stop := context.WithCancel(context.Background())
+	c := &conn{nc: nc, cfg: cfg, ctx: ctx, stop: stop,
+		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1), done: make(chan struct{})}
+	c.allowed = c.cfg.Window
+	now := time.Now().UnixNano()
+	c.sentAt.Store(now)
+	c.heardAt.Store(now)
+	return c
+}
+
+// signal wakes whoever waits on ch.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// onMsg takes a frame from the inbox (m nil: the connection or Mux ended,
+// err says why).
+func (c *conn) onMsg(m *nats.Msg, err error) {
+	if m == nil {
+		c.fail(wire.FromError(err), false)
+		return
+	}
+	c.heardAt.Store(time.Now().UnixNano())
+	kind := wire.FrameOf(m.Header)
+	c.mu.Lock()
+	if c.over {
+		c.mu.Unlock()
+		return
+	}
+	seq := wire.FrameSeq(m.Header)
+	if seq != c.recvSeq+1 {
+		c.mu.Unlock()
+		c.fail(&wire.Error{Kind: errLost.Kind, Message: fmt.Sprintf("%s: got frame %d after %d", errLost.Message, seq, c.recvSeq)}, true)
+		return
+	}
+	c.recvSeq = seq
+	switch kind {
+	case wire.FramePing:
+		c.mu.Unlock()
+		return
+	case wire.FrameCredit:
+		n, ok := wire.Credit(m.Header.Get(wire.HeaderCredit))
+		if !ok || c.credit+n > wire.MaxStreamWindow {
+			c.mu.Unlock()
+			c.fail(wire.Errorf(wire.KindBadRequest, "stream: bad credit %.32q", m.Header.Get(wire.HeaderCredit)), true)
+			return
+		}
+		c.credit += n
+		c.mu.Unlock()
+		signal(c.writable)
+		return
+	case wire.FrameCancel:
+		c.peerDone = true
+		ended := c.ended
+		c.mu.Unlock()
+		if ended {
+			// The peer's answer is whole; it tells this side to stop
+			// sending.
+			c.stop()
+			signal(c.writable)
+			return
+		}
+		e := wire.ReplyError(m.Header)
+		if e == nil {
+			e = &wire.Error{Kind: wire.KindConnectionLost, Message: "the peer ended the stream"}
+		}
+		c.fail(e, false)
+		return
+	case wire.FrameData, wire.FrameEnd, wire.FrameHead, wire.FrameReply, wire.FrameAccept:
+	default:
+		c.mu.Unlock()
+		c.fail(wire.Errorf(wire.KindBadRequest, "stream: unknown frame %.32q", kind), true)
+		return
+	}
+	if c.ended {
+		c.mu.Unlock()
+		c.fail(wire.Errorf(wire.KindBadRequest, "stream: a %s frame after the end", kind), true)
+		return
+	}
+	n := int64(len(m.Data))
+	if kind == wire.FrameData || kind == wire.FrameEnd || kind == wire.FrameHead {
+		if n > c.allowed {
+			c.mu.Unlock()
+			c.fail(wire.Errorf(wire.KindBadRequest, "stream: the peer sent %d bytes past its credit", n-c.allowed), true)
+			return
+		}
+		c.allowed -= n
+		c.unread += n
+	}
+	if kind == wire.FrameEnd || kind == wire.FrameReply {
+		c.ended = true
+	}
+	c.queue = append(c.queue, m)
+	c.mu.Unlock()
+	signal(c.readable)
+}
+
+// next returns the next frame for the reader, waiting for it within ctx.
+// After a failure it returns the failure, except that the frames of an
+// answer received whole are read to their end first.
+func (c *conn) next(ctx context.Context) (*nats.Msg, error) {
+	for {
+		c.mu.Lock()
+		if len(c.queue) > 0 {
+			m := c.queue[0]
+			c.queue[0] = nil
+			c.queue = c.queue[1:]
+			c.mu.Unlock()
+			return m, nil
+		}
+		err := c.err
+		over := c.over
+		c.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if over {
+			return nil, errClosed
+		}
+		select {
+		case <-c.readable:
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// read accounts for n body bytes read, and grants credit back once a
+// quarter of the window has been read.
+func (c *conn) read(n int) {
+	c.mu.Lock()
+	c.unread -= int64(n)
+	c.consumed += int64(n)
+	grant := int64(0)
+	if c.consumed >= c.cfg.Window/4 && !c.ended {
+		grant = c.consumed
+		c.consumed = 0
+		c.allowed += grant
+	}
+	c.mu.Unlock()
+	if grant > 0 {
+		c.send(wire.FrameCredit, nats.Header{wire.HeaderCredit: {strconv.FormatInt(grant, 10)}}, nil)
+	}
+}
+
+// send publishes one frame to the peer; false when the stream is over or
+// the publish failed (the stream then fails).
+func (c *conn) send(kind string, h nats.Header, data []byte) bool {
+	if h == nil {
+		h = make(nats.Header, 2)
+	}
+	c.sendMu.Lock()
+	if c.out == "" {
+		c.sendMu.Unlock()
+		return false
+	}
+	c.sendSeq++
+	h[wire.HeaderFrame] = []string{kind}
+	h[wire.HeaderSeq] = []string{strconv.FormatUint(c.sendSeq, 10)}
+	err := c.nc.PublishMsg(&nats.Msg{Subject: c.out, Header: h, Data: data})
+	c.sentAt.Store(time.Now().UnixNano())
+	c.sendMu.Unlock()
+	if err != nil {
+		c.fail(wire.FromError(err), false)
+		return false
+	}
+	return true
+}
+
+// setOut sets the peer's subject, once.
+func (c *conn) setOut(subject string) {
+	c.sendMu.Lock()
+	if c.out == "" {
+		c.out = subject
+	}
+	c.sendMu.Unlock()
+}
+
+// fail ends the stream with err, once; tell sends the peer a cancel frame
+// carrying it.
+func (c *conn) fail(err *wire.Error, tell bool) {
+	c.mu.Lock()
+	if c.over {
+		c.mu.Unlock()
+		return
+	}
+	c.over, c.err = true, err
+	peerDone := c.peerDone
+	c.mu.Unlock()
+	if tell && !peerDone {
+		c.send(wire.FrameCancel, wire.ErrorMsg(err).Header, nil)
+	}
+	c.release()
+}
+
+// finish ends the stream cleanly, once.
+func (c *conn) finish() {
+	c.mu.Lock()
+	if c.over {
+		c.mu.Unlock()
+		return
+	}
+	c.over = true
+	c.mu.Unlock()
+	c.release()
+}
+
+func (c *conn) release() {
+	c.stop()
+	if c.in != nil {
+		c.in.Close()
+	}
+	close(c.done)
+}
+
+// failed is the stream's failure, nil while it lives or after a clean end.
+func (c *conn) failed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// keep sends a ping when this side has sent nothing for a third of the
+// idle timeout, and fails the stream when it has heard nothing for the
+// idle timeout, or its total deadline has passed. It returns when the
+// stream is over.
+func (c *conn) keep() {
+	every := c.cfg.Idle / 3
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-t.C:
+			if !c.total.IsZero() && now.After(c.total) {
+				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, true)
+				return
+			}
+			if now.UnixNano()-c.heardAt.Load() > int64(c.cfg.Idle) {
+				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("the stream's peer was silent for %v (idle timeout)", c.cfg.Idle)}, true)
+				return
+			}
+			if now.UnixNano()-c.sentAt.Load() >= int64(every) {
+				c.send(wire.FramePing, nil, nil)
+			}
+		}
+	}
+}
+
+// sendBody sends src to the peer in data frames within the credit it
+// grants, then an end frame with src's trailer; src is read under the
+// stream's context. A failure of src cancels the stream (the peer is told
+// why). It returns when the body is sent or the stream is over.
+func (c *conn) sendBody(src Source, first []byte) error {
+	if first != nil {
+		if err := c.sendPiece(first); err != nil {
+			return err
+		}
+	}
+	for {
+		b, err := src.Next(c.ctx)
+		if errors.Is(err, io.EOF) {
+			h := src.Trailer()
+			trailer := make(nats.Header, len(h)+2)
+			for k, v := range h {
+				trailer[k] = v
+			}
+			if !c.send(wire.FrameEnd, trailer, nil) {
+				return c.overErr()
+			}
+			return nil
+		}
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return c.overErr()
+			}
+			e := wire.FromError(err)
+			c.fail(e, true)
+			return e
+		}
+		if err := c.sendPiece(b); err != nil {
+			return err
+		}
+	}
+}
+
+// sendPiece sends b in frames of at most Chunk bytes, each within the
+// credit.
+func (c *conn) sendPiece(b []byte) error {
+	for len(b) > 0 {
+		n, err := c.take(min(len(b), c.cfg.Chunk))
+		if err != nil {
+			return err
+		}
+		if !c.send(wire.FrameData, nil, b[:n]) {
+			return c.overErr()
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// take waits for credit and takes up to n bytes of it. A peer that grants
+// none for the idle timeout (it stopped reading) fails the stream.
+func (c *conn) take(n int) (int, error) {
+	var stall *time.Timer
+	for {
+		c.mu.Lock()
+		if c.over || c.peerDone {
+			c.mu.Unlock()
+			return 0, c.overErr()
+		}
+		if c.credit > 0 {
+			n = int(min(int64(n), c.credit))
+			c.credit -= int64(n)
+			c.mu.Unlock()
+			if stall != nil {
+				stall.Stop()
+			}
+			return n, nil
+		}
+		c.mu.Unlock()
+		if stall == nil {
+			stall = time.NewTimer(c.cfg.Idle)
+			defer stall.Stop()
+		}
+		select {
+		case <-c.writable:
+		case <-c.done:
+		case <-stall.C:
+			e := &wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("the stream's peer granted no credit for %v (it stopped reading)", c.cfg.Idle)}
+			c.fail(e, true)
+			return 0, e
+		}
+	}
+}
+
+// overErr is why sending stopped: the stream's failure, or that it is
+// over.
+func (c *conn) overErr() error {
+	if err := c.failed(); err != nil {
+		return err
+	}
+	return errClosed
+}

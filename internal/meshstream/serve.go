@@ -1,0 +1,228 @@
+package meshstream
+
+import (
+	"context"
+
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/replymux"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Listener registers an inbox for the caller's frames: the callee
+// instance's replymux.Mux.Listen with the caller as the peer.
+type Listener func(fn func(*nats.Msg, error)) (*replymux.Inbox, error)
+
+// Server is the callee's side of one call made with the stream protocol:
+// the request body, if it streams, and the one answer, whole or streamed.
+type Server struct {
+	nc     *nats.Conn
+	cfg    Config
+	window int64 // the caller's first credit
+	listen Listener
+	reply  string
+	body   *Body
+	// c is the stream, made when the call turns out to be one (its body
+	// streams, or its answer does): a whole call costs none.
+	c *conn
+
+	mu       sync.Mutex
+	opened   bool // an accept or a head was sent: the call is a stream
+	reqEnded bool
+}
+
+// Streams reports whether m is a call made with the stream protocol (it
+// has wire.HeaderStream).
+func Streams(m *nats.Msg) bool { return len(m.Header[wire.HeaderStream]) > 0 }
+
+// Serve opens the callee's side of m, a call made with the stream
+// protocol: when its body streams it registers the inbox for it (listen)
+// and accepts at once. cfg's Window is the credit granted the request
+// body; its Idle gives way to the caller's (wire.HeaderIdle).
+func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, error) {
+	window, ok := wire.Credit(m.Header.Get(wire.HeaderStream))
+	if !ok {
+		return nil, wire.Errorf(wire.KindBadRequest, "bad %s %.32q", wire.HeaderStream, m.Header.Get(wire.HeaderStream))
+	}
+	idle, err := wire.StreamIdle(m.Header, cfg.Idle)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Idle = idle
+	cfg = cfg.withDefaults(nc)
+	s := &Server{nc: nc, cfg: cfg, window: window, listen: listen, reply: m.Reply}
+	if m.Header.Get(wire.HeaderStreamBody) == "" {
+		return s, nil
+	}
+	s.stream()
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	if !s.c.send(wire.FrameAccept, nats.Header{
+		wire.HeaderStreamInbox: {s.c.in.Subject()},
+		wire.HeaderCredit:      {strconv.FormatInt(s.c.cfg.Window, 10)},
+	}, nil) {
+		return nil, s.c.overErr()
+	}
+	s.body = newBody(s.c, nil)
+	s.body.onEOF = func() {
+		s.mu.Lock()
+		s.reqEnded = true
+		s.mu.Unlock()
+	}
+	return s, nil
+}
+
+// stream makes the call's stream, once.
+func (s *Server) stream() *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil {
+		s.c = newConn(s.nc, s.cfg)
+		s.c.credit = s.window
+		s.c.setOut(s.reply)
+	}
+	return s.c
+}
+
+// open registers the inbox and starts the keep-alive, once.
+func (s *Server) open() error {
+	s.stream()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened {
+		return nil
+	}
+	in, err := s.listen(s.c.onMsg)
+	if err != nil {
+		return err
+	}
+	s.c.in = in
+	s.opened = true
+	go s.c.keep()
+	return nil
+}
+
+// Body is the streamed request body; nil when it came whole.
+func (s *Server) Body() *Body { return s.body }
+
+// Context ends when the stream does: the caller cancelled, the stream
+// failed or its answer has been sent. A call whose body came whole has no
+// stream until it answers: its context is Background's.
+func (s *Server) Context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil {
+		return context.Background()
+	}
+	return s.c.ctx
+}
+
+// Answer sends a whole answer, reply's header and data: one message, or,
+// when it does not fit in one, a head and its data in frames.
+func (s *Server) Answer(reply *nats.Msg) error {
+	s.mu.Lock()
+	opened := s.opened
+	s.mu.Unlock()
+	fits := int64(len(reply.Data))+headerRoom <= s.nc.MaxPayload()
+	switch {
+	case fits && !opened:
+		err := s.nc.PublishMsg(&nats.Msg{Subject: s.reply, Header: reply.Header, Data: reply.Data})
+		if s.c != nil {
+			s.c.finish()
+		}
+		return err
+	case fits:
+		h := make(nats.Header, len(reply.Header)+2)
+		for k, v := range reply.Header {
+			h[k] = v
+		}
+		ok := s.c.send(wire.FrameReply, h, reply.Data)
+		s.c.finish()
+		if !ok {
+			return s.c.overErr()
+		}
+		return nil
+	}
+	return s.AnswerStream(reply.Header, &bytesSource{b: reply.Data})
+}
+
+// AnswerStream sends a streamed answer: a head frame with head, then
+// body in data frames within the caller's credit, then an end frame with
+// body's trailer. It returns when the answer is sent or the stream has
+// ended; body is not closed.
+func (s *Server) AnswerStream(head nats.Header, body Source) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	h := make(nats.Header, len(head)+3)
+	for k, v := range head {
+		h[k] = v
+	}
+	h[wire.HeaderStreamInbox] = []string{s.c.in.Subject()}
+	if !s.c.send(wire.FrameHead, h, nil) {
+		return s.c.overErr()
+	}
+	if err := s.c.sendBody(body, nil); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	reqOpen := s.body != nil && !s.reqEnded
+	s.mu.Unlock()
+	if reqOpen {
+		// Answered before the request body ended: the caller stops
+		// sending it.
+		s.c.send(wire.FrameCancel, nil, nil)
+	}
+	s.c.finish()
+	return nil
+}
+
+// Fail answers with a mesh error: an error reply before the stream was
+// opened, a cancel frame carrying it after.
+func (s *Server) Fail(e *wire.Error) {
+	s.mu.Lock()
+	opened := s.opened
+	s.mu.Unlock()
+	if !opened {
+		msg := wire.ErrorMsg(e)
+		msg.Subject = s.reply
+		s.nc.PublishMsg(msg)
+		if s.c != nil {
+			s.c.finish()
+		}
+		return
+	}
+	s.c.fail(e, true)
+}
+
+// Err is why the stream failed, nil if it has not.
+func (s *Server) Err() error {
+	s.mu.Lock()
+	c := s.c
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return c.failed()
+}
+
+// bytesSource is a whole body as a Source.
+type bytesSource struct {
+	b    []byte
+	done bool
+}
+
+func (b *bytesSource) Next(context.Context) ([]byte, error) {
+	if b.done {
+		return nil, io.EOF
+	}
+	b.done = true
+	return b.b, nil
+}
+func (b *bytesSource) Trailer() nats.Header { return nil }
+func (b *bytesSource) Close() error         { return nil }
