@@ -24,7 +24,11 @@ const grpcWindow = 1 << 20
 // servers register on it (pb.RegisterOrdersServer(a.GRPCServer(), impl)) and
 // are served over NATS with no local hop. Register before Start: like
 // grpc.Server.RegisterService after Serve, a call after Start panics.
-// Handlers find the caller with CallerFrom.
+// Handlers find the caller with CallerFrom. Streaming methods are served
+// too. The registrar is a *meshgrpc.Server, which lists its services as
+// gRPC reflection needs them:
+// reflection.RegisterV1(a.GRPCServer().(reflection.GRPCServer)) makes
+// `grpcurl list` work through the mesh.
 func (a *Agent) GRPCServer() grpc.ServiceRegistrar {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -96,7 +96,9 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 	dest.Proto, dest.Op, dest.Header, dest.Body = wire.ProtoGRPC, req.Method, m.Header, pipeline.Body{Bytes: m.Data}
 	reply, err := s.Send(ctx, &dest)
 	if err != nil {
-		return nil, grpcwire.Status(err).Err()
+		// A caller that gave up is told so (Canceled), not that the mesh
+		// timed out.
+		return nil, streamFailure(ctx, err).Err()
 	}
 	// A streamed reply is read whole until the stream protocol (issue 18).
 	whole, err := reply.ReadWhole(ctx, lim.PayloadLimit())

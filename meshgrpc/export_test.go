@@ -3,7 +3,6 @@ package meshgrpc
 // The interop cases, for the tests of the external package (meshgrpc_test)
 // that run them through agents.
 var (
-	RunInterop         = runInterop
-	FullDuplexOverNATS = fullDuplexOverNATS
-	ListServices       = listServices
+	RunInterop   = runInterop
+	ListServices = listServices
 )

@@ -22,6 +22,8 @@ func TestMain(m *testing.M) {
 // fatalPanics is a gRPC logger whose fatal log panics.
 type fatalPanics struct{ grpclog.LoggerV2 }
 
-func (fatalPanics) Fatal(args ...any)                 { panic(interopFatal(fmt.Sprint(args...))) }
-func (fatalPanics) Fatalln(args ...any)               { panic(interopFatal(fmt.Sprint(args...))) }
-func (fatalPanics) Fatalf(format string, args ...any) { panic(interopFatal(fmt.Sprintf(format, args...))) }
+func (fatalPanics) Fatal(args ...any)   { panic(interopFatal(fmt.Sprint(args...))) }
+func (fatalPanics) Fatalln(args ...any) { panic(interopFatal(fmt.Sprint(args...))) }
+func (fatalPanics) Fatalf(format string, args ...any) {
+	panic(interopFatal(fmt.Sprintf(format, args...)))
+}

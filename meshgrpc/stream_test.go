@@ -19,14 +19,6 @@ import (
 	"github.com/natsmesh/natsmesh/wire"
 )
 
-// fullDuplexOverNATS says whether the outbound and inbound pipelines carry
-// streams over NATS as they come (issue 18's stream protocol), so that a
-// call whose client waits for an answer before it half-closes (ping_pong,
-// custom_metadata, cancel_after_first_response, reflection) completes over
-// NATS. Until then a stream crosses a hop whole, read to its end first,
-// and those cases run only over the in-memory sender (direct).
-const fullDuplexOverNATS = false
-
 // direct is a Sender that serves each call with h in this process, as the
 // mesh would after NATS: the callee gets a copy of the call, its caller on
 // the context, and a streamed body as a stream (as Go objects), whose
@@ -78,8 +70,6 @@ func (c *chopped) Close() error         { return c.s.Close() }
 type interopCase struct {
 	name string
 	do   func(context.Context, testpb.TestServiceClient, ...grpc.CallOption)
-	// duplex: the client waits for an answer before it half-closes.
-	duplex bool
 }
 
 var interopCases = []interopCase{
@@ -87,13 +77,13 @@ var interopCases = []interopCase{
 	{name: "large_unary", do: interop.DoLargeUnaryCall},
 	{name: "client_streaming", do: interop.DoClientStreaming},
 	{name: "server_streaming", do: interop.DoServerStreaming},
-	{name: "ping_pong", do: interop.DoPingPong, duplex: true},
+	{name: "ping_pong", do: interop.DoPingPong},
 	{name: "empty_stream", do: interop.DoEmptyStream},
-	{name: "custom_metadata", do: interop.DoCustomMetadata, duplex: true},
+	{name: "custom_metadata", do: interop.DoCustomMetadata},
 	{name: "status_code_and_message", do: interop.DoStatusCodeAndMessage},
 	{name: "special_status_message", do: interop.DoSpecialStatusMessage},
 	{name: "cancel_after_begin", do: interop.DoCancelAfterBegin},
-	{name: "cancel_after_first_response", do: interop.DoCancelAfterFirstResponse, duplex: true},
+	{name: "cancel_after_first_response", do: interop.DoCancelAfterFirstResponse},
 	{name: "timeout_on_sleeping_server", do: interop.DoTimeoutOnSleepingServer},
 }
 
@@ -101,15 +91,11 @@ var interopCases = []interopCase{
 // TestMain), so a failed case fails its test instead of exiting.
 type interopFatal string
 
-// runInterop runs the cases against tc, each a subtest; duplex cases are
-// skipped unless duplex.
-func runInterop(t *testing.T, tc testpb.TestServiceClient, duplex bool) {
+// runInterop runs the cases against tc, each a subtest.
+func runInterop(t *testing.T, tc testpb.TestServiceClient) {
 	t.Helper()
 	for _, c := range interopCases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.duplex && !duplex {
-				t.Skip("needs full duplex: streams cross NATS whole until the stream protocol")
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			defer func() {
@@ -154,7 +140,8 @@ func viaProxy(t *testing.T, s pipeline.Sender) *grpc.ClientConn {
 // an entry point (the in-process Client with the generated stubs, the
 // sidecar's Proxy with a real gRPC client) and a kind of local service
 // (the in-process Server, an Upstream to a real gRPC server): over the
-// in-memory sender, full duplex, and over NATS through the pipelines.
+// in-memory sender, which cuts the streams' pieces anywhere, and over NATS
+// through the pipelines (the stream protocol, full duplex).
 func TestInteropStreams(t *testing.T) {
 	services := []struct {
 		name string
@@ -177,12 +164,12 @@ func TestInteropStreams(t *testing.T) {
 	for _, svc := range services {
 		for _, cl := range clients {
 			t.Run(cl.name+" to "+svc.name+" direct", func(t *testing.T) {
-				runInterop(t, cl.tc(t, direct(svc.h(t))), true)
+				runInterop(t, cl.tc(t, direct(svc.h(t))))
 			})
 			t.Run(cl.name+" to "+svc.name+" over NATS", func(t *testing.T) {
 				nc := runGRPCTestNATS(t)
 				serveGRPCOverNATS(t, nc, "orders", svc.h(t))
-				runInterop(t, cl.tc(t, sender(t, nc)), fullDuplexOverNATS)
+				runInterop(t, cl.tc(t, sender(t, nc)))
 			})
 		}
 	}
@@ -190,7 +177,8 @@ func TestInteropStreams(t *testing.T) {
 
 // TestReflection: gRPC reflection (a bidirectional stream) lists the
 // services through the mesh, as grpcurl list does: the in-process server's
-// and a real server's, from the Client and through the Proxy.
+// and a real server's, from the Client and through the Proxy, over the
+// in-memory sender and over NATS.
 func TestReflection(t *testing.T) {
 	want := []string{"grpc.reflection.v1.ServerReflection", "grpc.testing.TestService"}
 	for _, svc := range []struct {
@@ -200,18 +188,30 @@ func TestReflection(t *testing.T) {
 		{"server", func(*testing.T) pipeline.Handler { return interopServer() }},
 		{"upstream", func(t *testing.T) pipeline.Handler { return interopUpstream(t) }},
 	} {
-		t.Run("client to "+svc.name, func(t *testing.T) {
-			cc := &Client{Sender: direct(svc.h(t)), Caller: "web", Service: "orders"}
-			if got := listServices(t, reflectionpb.NewServerReflectionClient(cc)); !slices.Equal(got, want) {
-				t.Errorf("services %q, want %q", got, want)
-			}
-		})
-		t.Run("proxy to "+svc.name, func(t *testing.T) {
-			cc := viaProxy(t, direct(svc.h(t)))
-			if got := listServices(t, reflectionpb.NewServerReflectionClient(cc)); !slices.Equal(got, want) {
-				t.Errorf("services %q, want %q", got, want)
-			}
-		})
+		for _, over := range []struct {
+			name   string
+			sender func(t *testing.T, h pipeline.Handler) pipeline.Sender
+		}{
+			{"direct", func(t *testing.T, h pipeline.Handler) pipeline.Sender { return direct(h) }},
+			{"over NATS", func(t *testing.T, h pipeline.Handler) pipeline.Sender {
+				nc := runGRPCTestNATS(t)
+				serveGRPCOverNATS(t, nc, "orders", h)
+				return sender(t, nc)
+			}},
+		} {
+			t.Run("client to "+svc.name+" "+over.name, func(t *testing.T) {
+				cc := &Client{Sender: over.sender(t, svc.h(t)), Caller: "web", Service: "orders"}
+				if got := listServices(t, reflectionpb.NewServerReflectionClient(cc)); !slices.Equal(got, want) {
+					t.Errorf("services %q, want %q", got, want)
+				}
+			})
+			t.Run("proxy to "+svc.name+" "+over.name, func(t *testing.T) {
+				cc := viaProxy(t, over.sender(t, svc.h(t)))
+				if got := listServices(t, reflectionpb.NewServerReflectionClient(cc)); !slices.Equal(got, want) {
+					t.Errorf("services %q, want %q", got, want)
+				}
+			})
+		}
 	}
 }
 
