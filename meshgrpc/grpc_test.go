@@ -26,7 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 ) // runGRPCTestNATS starts an in-process nats-server for one test and returns a
 // connection to it.
-func runGRPCTestNATS(t *testing.T) *nats.Conn {
+func runGRPCTestNATS(t testing.TB) *nats.Conn {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -48,7 +48,7 @@ func runGRPCTestNATS(t *testing.T) *nats.Conn {
 
 // serveGRPCOverNATS subscribes service's subjects and serves each call
 // with h through an inbound pipeline.
-func serveGRPCOverNATS(t *testing.T, nc *nats.Conn, service string, h pipeline.Handler) {
+func serveGRPCOverNATS(t testing.TB, nc *nats.Conn, service string, h pipeline.Handler) {
 	t.Helper()
 	in, err := pipeline.NewInbound(nc, pipeline.InboundConfig{Service: service, Handler: h})
 	if err != nil {
@@ -80,7 +80,7 @@ func sender(t testing.TB, nc *nats.Conn, mw ...pipeline.OutboundMiddleware) pipe
 }
 
 // startServer runs a real gRPC server on a loopback port.
-func startServer(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) string {
+func startServer(t testing.TB, register func(*grpc.Server), opts ...grpc.ServerOption) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,7 +93,7 @@ func startServer(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerO
 	return lis.Addr().String()
 }
 
-func dialGRPC(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+func dialGRPC(t testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {

@@ -149,7 +149,7 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 // scheduling delay, while a stream that keeps sending waits that long for
 // its call to start. A unary call that misses it is carried all the same,
 // as a stream (which the policies do not send again).
-const DefaultHalfCloseWait = 20 * time.Millisecond
+const DefaultHalfCloseWait = 5 * time.Millisecond
 
 // receive reads the client's messages into in, framed, until the client
 // half-closes (in ends with io.EOF), the stream fails (in ends with its

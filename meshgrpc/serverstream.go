@@ -23,14 +23,15 @@ import (
 // handler, with the call's messages to receive and a streamed reply of
 // those it sends; a unary method's, with the call's one message.
 //
-// The reply is streamed from the moment the handler sends its header
-// (SendHeader, or its first message): its head carries the header
-// metadata, its body the messages as the handler sends them (a send
-// returns once the mesh has taken the message), its trailer the status
-// and trailer metadata once the handler returns. A handler that returns
-// before sending its header is answered in one message, its status with
-// its metadata (gRPC's trailers-only answer). Closing the reply before
-// its end cancels the handler's context; its sends fail from then on.
+// Once the handler has sent its header (SendHeader, or its first
+// message), the reply is streamed: its head carries the header metadata,
+// its body the messages as the handler sends them (a send returns once
+// the mesh has taken the message), its trailer the status and trailer
+// metadata once the handler returns; but a handler that is done within
+// answerWait is answered in one message (see settle), and so is one that
+// returns before sending its header, its status with its metadata (gRPC's
+// trailers-only answer). Closing the reply before its end cancels the
+// handler's context; its sends fail from then on.
 func (s *Server) serveStream(ctx context.Context, c *pipeline.Call, req *grpcwire.Request) (*pipeline.Reply, error) {
 	svcName, methodName := grpcwire.SplitMethod(req.Method)
 	s.mu.RLock()
@@ -84,8 +85,10 @@ func (s *Server) unaryOverStream(ctx context.Context, caller string, req *grpcwi
 }
 
 // runStream runs a streaming method's handler for req.
-func (s *Server) runStream(ctx context.Context, caller string, req *grpcwire.Request, body pipeline.Body, impl any, sd *grpc.StreamDesc) (*pipeline.Reply, error) {
-	ctx, cancel := context.WithCancel(ctx)
+func (s *Server) runStream(callCtx context.Context, caller string, req *grpcwire.Request, body pipeline.Body, impl any, sd *grpc.StreamDesc) (*pipeline.Reply, error) {
+	// The handler's context ends with its call: when the handler returns,
+	// or its answer is closed before its end.
+	ctx, cancel := context.WithCancel(callCtx)
 	if req.Metadata == nil {
 		req.Metadata = metadata.MD{}
 	}
@@ -128,7 +131,7 @@ func (s *Server) runStream(ctx context.Context, caller string, req *grpcwire.Req
 		hs.out.Close()
 		return nil, wire.ResponseError(err)
 	}
-	return pipeline.NewStreamReply(wire.ProtoGRPC, head, &handlerReply{pipe: hs.out, cancel: cancel}), nil
+	return settle(callCtx, head, &answer{pipe: hs.out, cancel: cancel}, lim)
 }
 
 // callStreamHandler runs a stream handler through the interceptors,
@@ -144,18 +147,6 @@ func callStreamHandler(impl any, ss grpc.ServerStream, sd *grpc.StreamDesc, meth
 	}
 	info := &grpc.StreamServerInfo{FullMethod: method, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams}
 	return ic(impl, ss, info, sd.Handler)
-}
-
-// handlerReply is the streamed reply of a stream handler: closing it
-// before its end cancels the handler.
-type handlerReply struct {
-	*pipe
-	cancel context.CancelFunc
-}
-
-func (r *handlerReply) Close() error {
-	r.cancel()
-	return r.pipe.Close()
 }
 
 // handlerStream is the grpc.ServerStream a stream handler gets.

@@ -2,6 +2,7 @@ package meshgrpc_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"slices"
 	"testing"
@@ -176,7 +177,9 @@ func TestStreamsThroughAgents(t *testing.T) {
 // waits until it is ready.
 func sidecar(t *testing.T, b *broker.Broker, cfg agent.SidecarConfig) *agent.Sidecar {
 	t.Helper()
-	cfg.Connect = agent.ConnectConfig{URL: b.ClientURL()}
+	quiet := slog.New(slog.DiscardHandler)
+	cfg.Agent.Logger = quiet
+	cfg.Connect = agent.ConnectConfig{URL: b.ClientURL(), Logger: quiet}
 	cfg.Policy = live.Off
 	s := agenttest.StartSidecar(t, cfg)
 	if err := s.Ready(10 * time.Second); err != nil {

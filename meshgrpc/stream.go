@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
@@ -245,4 +246,69 @@ func handlerStatus(err error) *status.Status {
 		}
 	}
 	return st
+}
+
+// answer is the body of a service's streamed answer: a pipe its messages
+// and trailer are written to, and the cancel of the service's call, which
+// closing it before its end calls.
+type answer struct {
+	*pipe
+	cancel context.CancelFunc
+}
+
+func (a *answer) Close() error {
+	a.cancel()
+	return a.pipe.Close()
+}
+
+// answerWait is how long settle waits for an answer to end. A unary
+// method's answer (which the proxy calls as a stream) ends right after its
+// message: grpc-go writes the message and the trailers together.
+const answerWait = 5 * time.Millisecond
+
+// settle is the reply to a streaming call whose answer has begun, with
+// head, and goes on in a: whole, in one message (head, trailer, and the
+// messages framed), when it ends within answerWait and fits in one
+// message under lim, since a whole answer costs the stream protocol no
+// stream; else streamed, the messages read so far first. A unary method
+// called as a stream, or a short server stream, is answered whole so.
+func settle(ctx context.Context, head nats.Header, a *answer, lim wire.Limits) (*pipeline.Reply, error) {
+	wctx, stop := context.WithTimeout(ctx, answerWait)
+	defer stop()
+	var first [][]byte
+	size := int64(0)
+	for size <= lim.PayloadLimit() {
+		b, err := a.Next(wctx)
+		switch {
+		case err == nil:
+			first = append(first, b)
+			size += int64(len(b))
+			continue
+		case errors.Is(err, io.EOF):
+			m := &nats.Msg{Header: make(nats.Header, len(head)+len(a.Trailer())), Data: make([]byte, 0, size)}
+			for k, vs := range head {
+				m.Header[k] = vs
+			}
+			for k, vs := range a.Trailer() {
+				m.Header[k] = vs
+			}
+			for _, b := range first {
+				m.Data = append(m.Data, b...)
+			}
+			if lim.Check(m, 0, 0) != nil {
+				break
+			}
+			a.Close()
+			return pipeline.ReplyFromMsg(wire.ProtoGRPC, m), nil
+		case ctx.Err() != nil:
+			a.Close()
+			return nil, ctx.Err()
+		case wctx.Err() == nil:
+			// The answer failed before its end.
+			a.Close()
+			return nil, err
+		}
+		break
+	}
+	return pipeline.NewStreamReply(wire.ProtoGRPC, head, &prefixed{first: first, rest: a}), nil
 }

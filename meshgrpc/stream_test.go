@@ -130,7 +130,7 @@ func interopUpstream(t *testing.T) *Upstream {
 }
 
 // viaProxy is a real gRPC client of a Proxy that sends through s.
-func viaProxy(t *testing.T, s pipeline.Sender) *grpc.ClientConn {
+func viaProxy(t testing.TB, s pipeline.Sender) *grpc.ClientConn {
 	proxy := &Proxy{Sender: s, Caller: "web"}
 	addr := startServer(t, func(*grpc.Server) {}, proxy.ServerOptions()...)
 	return dialGRPC(t, addr, grpc.WithAuthority("orders"))

@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -148,7 +147,9 @@ func (u *Upstream) serveStream(ctx context.Context, req *grpcwire.Request, body 
 		cancel()
 		return nil, wire.ResponseError(err)
 	}
-	return pipeline.NewStreamReply(wire.ProtoGRPC, head, &upstreamReply{cs: cs, cancel: cancel, lim: lim}), nil
+	out := newPipe()
+	go receiveAnswer(ctx, cs, out, lim)
+	return settle(ctx, head, &answer{pipe: out, cancel: cancel}, lim)
 }
 
 // wholeReply is resp in one message.
@@ -180,51 +181,29 @@ func sendAll(ctx context.Context, cancel context.CancelFunc, cs grpc.ClientStrea
 	}
 }
 
-// upstreamReply is the body of a service's streamed answer: its messages
-// framed as they arrive, then its status and trailer metadata.
-type upstreamReply struct {
-	cs      grpc.ClientStream
-	cancel  context.CancelFunc
-	lim     wire.Limits
-	trailer nats.Header
-	err     error // once it has ended: io.EOF, or how it failed
-}
-
-func (r *upstreamReply) Next(ctx context.Context) ([]byte, error) {
-	if r.err != nil {
-		return nil, r.err
+// receiveAnswer writes the service's answer to out: its messages framed,
+// then its status and trailer metadata as the trailer. It ends when the
+// service's call does: at the answer's end, or once out's reader has
+// cancelled the call (ctx).
+func receiveAnswer(ctx context.Context, cs grpc.ClientStream, out *pipe, lim wire.Limits) {
+	for {
+		var f grpcwire.Framed
+		err := cs.RecvMsg(&f)
+		if err == nil {
+			if out.write(ctx, f) != nil {
+				return
+			}
+			continue
+		}
+		st := status.Convert(err)
+		if errors.Is(err, io.EOF) {
+			st = nil
+		}
+		tr, terr := grpcwire.StreamTrailer(st, cs.Trailer(), lim)
+		if terr != nil {
+			terr = wire.ResponseError(terr)
+		}
+		out.end(terr, tr)
+		return
 	}
-	// The service's stream knows no ctx but its own: one that ends
-	// first gives the call up.
-	stop := context.AfterFunc(ctx, r.cancel)
-	defer stop()
-	var f grpcwire.Framed
-	err := r.cs.RecvMsg(&f)
-	if err == nil {
-		return f, nil
-	}
-	r.cancel()
-	if ctx.Err() != nil {
-		r.err = ctx.Err()
-		return nil, r.err
-	}
-	st := status.Convert(err)
-	if errors.Is(err, io.EOF) {
-		st = nil
-	}
-	tr, terr := grpcwire.StreamTrailer(st, r.cs.Trailer(), r.lim)
-	if terr != nil {
-		r.err = wire.ResponseError(terr)
-		return nil, r.err
-	}
-	r.trailer, r.err = tr, io.EOF
-	return nil, io.EOF
-}
-
-func (r *upstreamReply) Trailer() nats.Header { return r.trailer }
-
-// Close cancels the service's call, unless it has ended.
-func (r *upstreamReply) Close() error {
-	r.cancel()
-	return nil
 }
