@@ -60,6 +60,14 @@ type Config struct {
 	// client's grpc-timeout, an in-process caller's context. Zero means no
 	// bound; a route's timeout in the mesh file bounds its calls further.
 	MaxTimeout time.Duration
+	// StreamIdle is how long a streamed call (a gRPC stream, a body
+	// larger than one message, server-sent events, a WebSocket) may hear
+	// nothing from the other side's agent, which sends keep-alives,
+	// before it fails with a timeout: a killed agent or a lost connection
+	// ends a stream within it. A stream is bounded by it and by its
+	// caller's own deadline, not by Timeout, which bounds only the wait
+	// for its first answer. Zero means wire.DefaultStreamIdle (10s).
+	StreamIdle time.Duration
 	// ReconnectGrace is how long an outbound call made while the broker
 	// connection is down waits for it to return before failing with
 	// broker-unavailable. Zero means pipeline.DefaultReconnectGrace (2s);
@@ -181,6 +189,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		Timeout:        cfg.Timeout,
 		MaxTimeout:     cfg.MaxTimeout,
 		ReconnectGrace: cfg.ReconnectGrace,
+		StreamIdle:     cfg.StreamIdle,
 		Middleware:     chain.Outbound(a.chainOptions(), cfg.Outbound...),
 	})
 	if err != nil {

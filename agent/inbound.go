@@ -181,6 +181,7 @@ func (in *inbound) prepare() error {
 		Middleware:    append([]pipeline.InboundMiddleware{in.a.countEndpoints}, chain.Inbound(in.a.chainOptions(), in.a.cfg.Inbound...)...),
 		MaxConcurrent: in.a.cfg.MaxConcurrent,
 		Timeout:       in.a.cfg.Timeout,
+		StreamIdle:    in.a.cfg.StreamIdle,
 		Logger:        in.a.log,
 	})
 	if err != nil {

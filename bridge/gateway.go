@@ -165,8 +165,13 @@ type GatewayConfig struct {
 	// at the time of the request.
 	Limits wire.Limits
 	// Timeout bounds each request from the moment it is routed to the end
-	// of the reply. Default pipeline.DefaultTimeout (30s).
+	// of the reply; a streamed reply (server-sent events, a download), only
+	// until its head. Default pipeline.DefaultTimeout (30s).
 	Timeout time.Duration
+	// StreamIdle is how long a streamed call may hear nothing from the
+	// callee's agent (it sends keep-alives) before it fails with a
+	// timeout. Default wire.DefaultStreamIdle (10s).
+	StreamIdle time.Duration
 	// Policies is the live mesh file the gateway applies to the calls it
 	// forwards (routes, splits, retries, breakers, allow lists). While it
 	// holds no file, a gateway whose connection authenticates
@@ -282,6 +287,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	send, err := pipeline.NewOutbound(cfg.Conn, pipeline.OutboundConfig{
 		Timeout:    cfg.Timeout,
 		MaxTimeout: cfg.Timeout,
+		StreamIdle: cfg.StreamIdle,
 		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, FailClosed: failClosed, Telemetry: cfg.Telemetry,
 			Logger: cfg.Logger, Releases: releases}, cfg.Middleware...),
 	})

@@ -363,3 +363,108 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// ticker is an endless stream of small pieces, until its context ends.
+func ticker() *source {
+	return newSource(func(ctx context.Context) ([]byte, error) {
+		select {
+		case <-time.After(20 * time.Millisecond):
+			return []byte("x"), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+}
+
+// TestStreamCallerGone: the caller's connection closing mid-stream (its
+// agent killed) ends the callee's side within the idle timeout: the
+// handler's context ends and its stream is closed, and the dispatch's
+// slot is free again.
+func TestStreamCallerGone(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	ended := make(chan struct{})
+	var src *source
+	in := serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		MaxConcurrent: 1,
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			if c.Body.Stream != nil {
+				context.AfterFunc(ctx, func() { close(ended) })
+				src = ticker()
+				return NewStreamReply(c.Proto, nats.Header{wire.HeaderStatus: {"200"}}, src), nil
+			}
+			return &Reply{Proto: c.Proto, Status: 200, Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil
+		}),
+	})
+	_ = in
+	nc := meshtest.ServiceConn(t, b, "web")
+	o, err := NewOutbound(nc, OutboundConfig{StreamIdle: 600 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	reply, err := o.Send(context.Background(), streamCall(t, ticker()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reply.Body.Stream.Next(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	nc.Close()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the callee's handler still runs 5s after its caller went (idle timeout 600ms)")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the callee noticed after %v", d)
+	}
+	<-src.closed
+	// The slot (MaxConcurrent 1) is free: another call is served.
+	o2 := outbound(t, meshtest.ServiceConn(t, b, "web"))
+	waitFor(t, func() bool {
+		r, err := o2.Send(context.Background(), streamCall(t, nil))
+		return err == nil && r.Status == 200
+	})
+}
+
+// TestStreamBrokerGone: the broker going away mid-stream ends both sides
+// with an error within the idle timeout, never a hang.
+func TestStreamBrokerGone(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	ended := make(chan struct{})
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			context.AfterFunc(ctx, func() { close(ended) })
+			return NewStreamReply(c.Proto, nats.Header{wire.HeaderStatus: {"200"}}, ticker()), nil
+		}),
+		StreamIdle: 600 * time.Millisecond,
+	})
+	nc := meshtest.ServiceConn(t, b, "web")
+	o, err := NewOutbound(nc, OutboundConfig{StreamIdle: 600 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	reply, err := o.Send(context.Background(), streamCall(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reply.Body.Stream.Close()
+	if _, err := reply.Body.Stream.Next(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	b.Shutdown(context.Background())
+	if _, _, err := drain(t, reply.Body.Stream); err == nil {
+		t.Error("the caller's stream ended cleanly without its broker")
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the callee's handler still runs 5s after the broker went")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the stream ended %v after the broker went, idle timeout 600ms", d)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 var agentCommand = command{
@@ -65,7 +66,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.Health.FailThreshold, "health-fails", 3, "failed checks in a row that withdraw the instance")
 	fs.IntVar(&cfg.Health.PassThreshold, "health-passes", 2, "passed checks in a row that restore it")
 	fs.IntVar(&cfg.MaxConcurrent, "max-concurrent", 1024, "calls in flight to the upstream before answering overloaded (-1: no limit)")
-	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
+	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none (of a stream: of its first answer)")
+	fs.DurationVar(&cfg.StreamIdle, "stream-idle", wire.DefaultStreamIdle, "how long a stream may hear nothing from the other side's agent (which sends keep-alives) before it fails")
 	fs.DurationVar(&grace, "grace", 30*time.Second, "longest time shutdown waits for calls in flight")
 	fs.StringVar(&policy, "policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket; until it holds a file, one that authenticates to the broker serves nothing; \"off\": the built-in policy only, refused when the connection authenticates)")
 	policyCache := fs.String("policy-cache", "", "`file` the last good mesh file from the bucket is kept in, and started with when the store has none or does not answer "+

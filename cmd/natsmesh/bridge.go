@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // DefaultBridgeAdmin is the bridge's default admin address: next to the
@@ -50,7 +51,8 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	listen := fs.String("gateway", "127.0.0.1:8080", "edge gateway listener `address` (host:port) for outside HTTP clients")
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("service", "bridge", "the gateway's service `name` in the mesh: the caller its calls come from")
-	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none")
+	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none (of a stream: of its first answer)")
+	streamIdle := fs.Duration("stream-idle", wire.DefaultStreamIdle, "how long a stream may hear nothing from the callee's agent (which sends keep-alives) before it fails")
 	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /metrics, the dashboard at /ui/, /debug/pprof/ with --pprof), or \"off\"")
 	profiles := fs.Bool("pprof", false, "serve Go's profiles at the admin listener's /debug/pprof/ (a heap profile holds request headers)")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
@@ -82,7 +84,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg := bridge.EdgeConfig{
-		Gateway:     bridge.GatewayConfig{Name: *name, Timeout: *timeout, Logger: log.With("component", "bridge")},
+		Gateway:     bridge.GatewayConfig{Name: *name, Timeout: *timeout, StreamIdle: *streamIdle, Logger: log.With("component", "bridge")},
 		Connect:     nf.config(log),
 		Listen:      *listen,
 		Admin:       *adminAddr,

@@ -71,9 +71,16 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	c.total = r.Deadline
 	c.in = rest
 	c.onMsg(first, nil)
+	// The callee's inbox is known before any later frame is taken, so a
+	// failure they show can be told to the callee.
+	want := wire.PairInbox(r.Service, r.Caller) + "."
+	if kind := wire.FrameOf(first.Header); kind == wire.FrameAccept || kind == wire.FrameHead {
+		if err := c.openOut(first.Header, want, kind == wire.FrameAccept); err != nil {
+			return nil, err
+		}
+	}
 	rest.Listen(c.onMsg)
 
-	want := wire.PairInbox(r.Service, r.Caller) + "."
 	pump := &pump{c: c}
 	for {
 		m, err := c.next(ctx)
@@ -86,7 +93,7 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 			return nil, err
 		}
 		kind := wire.FrameOf(m.Header)
-		if kind == wire.FrameAccept || kind == wire.FrameHead {
+		if (kind == wire.FrameAccept || kind == wire.FrameHead) && m != first {
 			if err := c.openOut(m.Header, want, kind == wire.FrameAccept); err != nil {
 				return nil, err
 			}
