@@ -3,6 +3,7 @@ package meshgrpc
 import (
 	"context"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -62,7 +63,18 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 	data.Free()
 	md, _ := metadata.FromOutgoingContext(ctx)
 	req := &grpcwire.Request{Method: method, Metadata: md, Payload: payload}
-	resp, err := Send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits.Now())
+	lim := c.Limits.Now()
+	m, err := grpcwire.EncodeRequest(req, lim)
+	if tooLarge(err) {
+		// Past max_payload, the message streams: the call is made as a
+		// stream of one message each way, which the service's agent
+		// serves as the unary call it is.
+		return c.invokeAsStream(ctx, method, args, reply, opts)
+	}
+	if err != nil {
+		return grpcwire.Status(err).Err()
+	}
+	resp, err := send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, method, m, lim)
 	if err != nil {
 		return err
 	}
@@ -92,16 +104,22 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
+	return send(ctx, s, dest, req.Method, m, lim)
+}
+
+// send is Send of the request m encodes.
+func send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, method string, m *nats.Msg, lim wire.Limits) (*grpcwire.Response, error) {
 	dest.Subset = wire.NormalSubset(dest.Subset)
-	dest.Proto, dest.Op, dest.Header, dest.Body = wire.ProtoGRPC, req.Method, m.Header, pipeline.Body{Bytes: m.Data}
+	dest.Proto, dest.Op, dest.Header, dest.Body = wire.ProtoGRPC, method, m.Header, pipeline.Body{Bytes: m.Data}
 	reply, err := s.Send(ctx, &dest)
 	if err != nil {
 		// A caller that gave up is told so (Canceled), not that the mesh
 		// timed out.
 		return nil, streamFailure(ctx, err).Err()
 	}
-	// A streamed reply is read whole until the stream protocol (issue 18).
-	whole, err := reply.ReadWhole(ctx, lim.PayloadLimit())
+	// A unary answer too large for one message streams its bytes, up
+	// to a message as large as gRPC takes.
+	whole, err := reply.ReadWhole(ctx, messageLimits(lim).PayloadLimit())
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
@@ -110,6 +128,20 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 		return nil, grpcwire.Status(err).Err()
 	}
 	return resp, nil
+}
+
+// invokeAsStream is Invoke as a stream of one message each way.
+func (c *Client) invokeAsStream(ctx context.Context, method string, args, reply any, opts []grpc.CallOption) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs, err := c.NewStream(ctx, &grpc.StreamDesc{}, method, opts...)
+	if err != nil {
+		return err
+	}
+	if err := cs.SendMsg(args); err != nil {
+		return err
+	}
+	return cs.RecvMsg(reply)
 }
 
 // codecV1 adapts a grpc.ForceCodec codec.

@@ -3,6 +3,7 @@ package meshgrpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 
@@ -161,6 +162,12 @@ func (cs *clientStream) SendMsg(m any) error {
 	if err != nil {
 		return status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
 	}
+	if n := data.Len(); n > grpcwire.DefaultMaxMessage {
+		// No gRPC server takes it (grpc.MaxRecvMsgSize's default), nor
+		// the mesh's reader of a stream's messages.
+		data.Free()
+		return grpcwire.Status(&wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("gRPC message of %d bytes, more than the limit of %d", n, grpcwire.DefaultMaxMessage)}).Err()
+	}
 	framed := make([]byte, grpcwire.MessagePrefixLen, grpcwire.MessagePrefixLen+data.Len())
 	for _, b := range data {
 		framed = append(framed, b.ReadOnlyData()...)
@@ -169,7 +176,12 @@ func (cs *clientStream) SendMsg(m any) error {
 	data.Free()
 	if cs.req == nil {
 		cs.sentLast = true
-		cs.start(pipeline.Body{Bytes: framed})
+		body := pipeline.Body{Bytes: framed}
+		if cs.lim.Check(&nats.Msg{Header: cs.call.Header, Data: framed}, 0, 0) != nil {
+			// Too large for one message: it streams, and can be sent again.
+			body = replayable(framed)
+		}
+		cs.start(body)
 		return nil
 	}
 	if err := cs.req.write(cs.ctx, framed); err != nil {

@@ -97,6 +97,12 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 		return err
 	}
 	m, err := grpcwire.EncodeRequest(&grpcwire.Request{Method: method, Metadata: md, Payload: body.Bytes, Stream: true}, lim)
+	if tooLarge(err) && !body.Streamed() {
+		// Too large for one message: the body streams, and can be
+		// sent again.
+		m, err = grpcwire.EncodeRequest(&grpcwire.Request{Method: method, Metadata: md, Stream: true}, lim)
+		body = replayable(body.Bytes)
+	}
 	if err != nil {
 		return grpcwire.Status(err).Err()
 	}

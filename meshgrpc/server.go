@@ -148,7 +148,9 @@ func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Rep
 	// The answer is a value, not a pointer (the encoder keeps none of
 	// it): that saves the allocation its Reply costs.
 	resp := s.serve(ctx, c.Caller, req)
-	m, err := grpcwire.ResponseMsg(&resp, s.limits.Now())
+	// An answer larger than max_payload streams (the inbound dispatch
+	// sends it in pieces).
+	m, err := grpcwire.ResponseMsg(&resp, messageLimits(s.limits.Now()))
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}

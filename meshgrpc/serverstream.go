@@ -49,10 +49,11 @@ func (s *Server) serveStream(ctx context.Context, c *pipeline.Call, req *grpcwir
 	return s.wholeReply(&grpcwire.Response{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)})
 }
 
-// wholeReply is resp, whose payload is its messages framed, in one
-// message.
+// wholeReply is resp, whose payload is its messages framed, as one
+// answer (which the inbound dispatch streams when it is larger than
+// max_payload).
 func (s *Server) wholeReply(resp *grpcwire.Response) (*pipeline.Reply, error) {
-	m, err := grpcwire.ResponseMsg(resp, s.limits.Now())
+	m, err := grpcwire.ResponseMsg(resp, messageLimits(s.limits.Now()))
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}

@@ -119,6 +119,35 @@ func (s *prefixed) Next(ctx context.Context) ([]byte, error) {
 func (s *prefixed) Trailer() nats.Header { return s.rest.Trailer() }
 func (s *prefixed) Close() error         { return s.rest.Close() }
 
+// onePiece is a stream of b, then its end with trailer.
+type onePiece struct {
+	b       []byte
+	trailer nats.Header
+	done    bool
+}
+
+func (s *onePiece) Next(context.Context) ([]byte, error) {
+	if s.done {
+		return nil, io.EOF
+	}
+	s.done = true
+	return s.b, nil
+}
+
+func (s *onePiece) Trailer() nats.Header {
+	if s.done {
+		return s.trailer
+	}
+	return nil
+}
+
+func (s *onePiece) Close() error { return nil }
+
+// replayable is a body of b that streams, and replays.
+func replayable(b []byte) pipeline.Body {
+	return pipeline.Body{Stream: &onePiece{b: b}, Replay: func() (pipeline.Stream, error) { return &onePiece{b: b}, nil }}
+}
+
 // messages reads the gRPC messages of a streaming call's body, whole or
 // streamed. One goroutine reads it.
 type messages struct {
@@ -178,11 +207,12 @@ func (m *messages) trailer() nats.Header {
 // replyReader reads the answer to a streaming call: its header metadata,
 // its messages, and at their end its status and trailer metadata.
 type replyReader struct {
-	body    *messages
-	whole   nats.Header // a whole reply's header, which holds its trailer
-	header  metadata.MD
-	trailer metadata.MD
-	status  *status.Status
+	body     *messages
+	head     nats.Header // the reply's header
+	streamed bool
+	header   metadata.MD
+	trailer  metadata.MD
+	status   *status.Status
 }
 
 // readReply reads r's head. A malformed one is a *wire.Error.
@@ -191,11 +221,7 @@ func readReply(r *pipeline.Reply) (*replyReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	rr := &replyReader{body: bodyMessages(r.Body), header: head.Header}
-	if !r.Streamed() {
-		rr.whole = r.Header
-	}
-	return rr, nil
+	return &replyReader{body: bodyMessages(r.Body), head: r.Header, streamed: r.Streamed(), header: head.Header}, nil
 }
 
 // next returns the next message; at the end io.EOF, with status and
@@ -206,20 +232,28 @@ func (rr *replyReader) next(ctx context.Context) ([]byte, error) {
 	if !errors.Is(err, io.EOF) {
 		return msg, err
 	}
-	tr := rr.whole
-	if tr == nil {
-		tr = rr.body.trailer()
-		if tr.Get(grpcwire.HeaderGRPCStatus) == "" {
-			// A whole reply without one is a NATS-native answer, read as
-			// DecodeResponse reads it; a stream always ends with one.
-			return nil, &wire.Error{Kind: wire.KindInternal, Message: "a gRPC stream ended without a status"}
+	// The status is the trailer's; or the header's, for an answer whole
+	// (one message, or streamed only because it was larger than one).
+	end := rr.head
+	if tr := rr.body.trailer(); len(tr) > 0 {
+		end = make(nats.Header, len(rr.head)+len(tr))
+		for k, vs := range rr.head {
+			end[k] = vs
+		}
+		for k, vs := range tr {
+			end[k] = vs
 		}
 	}
-	end, err := grpcwire.DecodeResponse(&nats.Msg{Header: tr})
+	if rr.streamed && end.Get(grpcwire.HeaderGRPCStatus) == "" {
+		// A whole reply without one is a NATS-native answer, read as
+		// DecodeResponse reads it; a stream always ends with one.
+		return nil, &wire.Error{Kind: wire.KindInternal, Message: "a gRPC stream ended without a status"}
+	}
+	resp, err := grpcwire.DecodeResponse(&nats.Msg{Header: end})
 	if err != nil {
 		return nil, err
 	}
-	rr.status, rr.trailer = end.Status, end.Trailer
+	rr.status, rr.trailer = resp.Status, resp.Trailer
 	return nil, io.EOF
 }
 
@@ -259,6 +293,16 @@ type answer struct {
 func (a *answer) Close() error {
 	a.cancel()
 	return a.pipe.Close()
+}
+
+// messageLimits is lim for a gRPC message that may be larger than one
+// NATS message: its header's bounds as lim has them, and room for one
+// message as large as gRPC takes by default (grpcwire.DefaultMaxMessage)
+// when max_payload is smaller. The stream protocol carries such a message
+// in pieces.
+func messageLimits(lim wire.Limits) wire.Limits {
+	lim.MaxPayload = max(lim.PayloadLimit(), grpcwire.DefaultMaxMessage+grpcwire.MessagePrefixLen+int64(lim.HeaderBytesLimit()))
+	return lim
 }
 
 // answerWait is how long settle waits for an answer to end. A unary
@@ -311,4 +355,10 @@ func settle(ctx context.Context, head nats.Header, a *answer, lim wire.Limits) (
 		break
 	}
 	return pipeline.NewStreamReply(wire.ProtoGRPC, head, &prefixed{first: first, rest: a}), nil
+}
+
+// tooLarge reports whether err is a message too large for max_payload.
+func tooLarge(err error) bool {
+	var e *wire.Error
+	return errors.As(err, &e) && e.Kind == wire.KindTooLarge
 }

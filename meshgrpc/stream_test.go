@@ -249,3 +249,57 @@ func listServices(t *testing.T, c reflectionpb.ServerReflectionClient) []string 
 	}
 	return names
 }
+
+// TestLargeMessages: messages larger than max_payload (1 MiB here), up to
+// gRPC's own bound, cross the mesh both ways, unary and streaming, through
+// every pair of entry point and local service: they stream.
+func TestLargeMessages(t *testing.T) {
+	const mib = 1 << 20
+	services := map[string]func(t *testing.T) pipeline.Handler{
+		"server":   func(*testing.T) pipeline.Handler { return interopServer() },
+		"upstream": func(t *testing.T) pipeline.Handler { return interopUpstream(t) },
+	}
+	for name, h := range services {
+		nc := runGRPCTestNATS(t)
+		serveGRPCOverNATS(t, nc, "orders", h(t))
+		for cname, tc := range map[string]testpb.TestServiceClient{
+			"client": testpb.NewTestServiceClient(&Client{Sender: sender(t, nc), Caller: "web", Service: "orders"}),
+			"proxy":  testpb.NewTestServiceClient(viaProxy(t, sender(t, nc))),
+		} {
+			t.Run(cname+" to "+name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				for _, sizes := range [][2]int{{2 * mib, 3 * mib}, {10, 3 * mib}, {3 * mib, 10}} {
+					resp, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: int32(sizes[1]), Payload: &testpb.Payload{Body: make([]byte, sizes[0])}})
+					if err != nil || len(resp.GetPayload().GetBody()) != sizes[1] {
+						t.Fatalf("unary %v: %d bytes, %v", sizes, len(resp.GetPayload().GetBody()), err)
+					}
+				}
+				out, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{
+					ResponseParameters: []*testpb.ResponseParameters{{Size: 3 * mib}, {Size: 10}, {Size: 2 * mib}},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, want := range []int{3 * mib, 10, 2 * mib} {
+					resp, err := out.Recv()
+					if err != nil || len(resp.GetPayload().GetBody()) != want {
+						t.Fatalf("server stream: %d bytes, %v; want %d", len(resp.GetPayload().GetBody()), err, want)
+					}
+				}
+				in, err := tc.StreamingInputCall(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range 2 {
+					if err := in.Send(&testpb.StreamingInputCallRequest{Payload: &testpb.Payload{Body: make([]byte, 2*mib)}}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if resp, err := in.CloseAndRecv(); err != nil || resp.GetAggregatedPayloadSize() != 4*mib {
+					t.Fatalf("client stream: %v, %v", resp, err)
+				}
+			})
+		}
+	}
+}

@@ -91,7 +91,9 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		st = status.New(codes.Unimplemented, "natsmesh: "+req.Method+" streams its responses: call it as a stream ("+grpcwire.HeaderGRPCStream+")")
 	}
 	resp := &grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
-	m, err := grpcwire.ResponseMsg(resp, u.Limits.Now())
+	// An answer larger than max_payload streams (the inbound dispatch
+	// sends it in pieces).
+	m, err := grpcwire.ResponseMsg(resp, messageLimits(u.Limits.Now()))
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}
