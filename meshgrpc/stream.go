@@ -346,7 +346,7 @@ func settle(ctx context.Context, head nats.Header, a *answer, lim wire.Limits) (
 			return pipeline.ReplyFromMsg(wire.ProtoGRPC, m), nil
 		case ctx.Err() != nil:
 			a.Close()
-			return nil, ctx.Err()
+			return nil, context.Cause(ctx)
 		case wctx.Err() == nil:
 			// The answer failed before its end.
 			a.Close()

@@ -114,7 +114,11 @@ var streamDesc = &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}
 
 // serveStream forwards a call marked a stream (see ServeCall).
 func (u *Upstream) serveStream(ctx context.Context, req *grpcwire.Request, body pipeline.Body) (*pipeline.Reply, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	// Cancelled with its cause: a request that fails (a message the
+	// caller sent malformed, the caller's stream broken) is the answer's
+	// failure.
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	var p peer.Peer
 	cs, err := u.Conn.NewStream(ctx, streamDesc, req.Method, grpc.ForceCodecV2(grpcwire.RawCodec{}), grpc.Peer(&p))
 	if err != nil {
@@ -127,13 +131,16 @@ func (u *Upstream) serveStream(ctx context.Context, req *grpcwire.Request, body 
 		}
 		return u.wholeReply(&grpcwire.Response{Status: st})
 	}
-	go sendAll(ctx, cancel, cs, bodyMessages(body))
+	go sendAll(ctx, cancelCause, cs, bodyMessages(body))
 	header, _ := cs.Header()
 	if header == nil {
 		// The stream ended before any header: its status, at once.
 		var m grpcwire.RawFrame
 		err := cs.RecvMsg(&m)
 		cancel()
+		if f := requestFailure(ctx); f != nil {
+			return nil, f
+		}
 		st := status.Convert(err)
 		if errors.Is(err, io.EOF) {
 			st = nil
@@ -166,7 +173,7 @@ func (u *Upstream) wholeReply(resp *grpcwire.Response) (*pipeline.Reply, error) 
 // sendAll sends the call's messages to the service, then half-closes. A
 // request that fails cancels the service's call; a service that ended the
 // call (a send fails) is left to tell its status to the receiving side.
-func sendAll(ctx context.Context, cancel context.CancelFunc, cs grpc.ClientStream, in *messages) {
+func sendAll(ctx context.Context, cancel context.CancelCauseFunc, cs grpc.ClientStream, in *messages) {
 	for {
 		msg, err := in.next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -174,7 +181,7 @@ func sendAll(ctx context.Context, cancel context.CancelFunc, cs grpc.ClientStrea
 			return
 		}
 		if err != nil {
-			cancel()
+			cancel(err)
 			return
 		}
 		if cs.SendMsg(grpcwire.RawFrame(msg)) != nil {
@@ -197,6 +204,10 @@ func receiveAnswer(ctx context.Context, cs grpc.ClientStream, out *pipe, lim wir
 			}
 			continue
 		}
+		if f := requestFailure(ctx); f != nil {
+			out.end(f, nil)
+			return
+		}
 		st := status.Convert(err)
 		if errors.Is(err, io.EOF) {
 			st = nil
@@ -208,4 +219,17 @@ func receiveAnswer(ctx context.Context, cs grpc.ClientStream, out *pipe, lim wir
 		out.end(terr, tr)
 		return
 	}
+}
+
+// requestFailure is the failure of the request that ended ctx: its
+// cause, unless it ended for no more than a cancel or a deadline.
+func requestFailure(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	c := context.Cause(ctx)
+	if c == nil || errors.Is(c, context.Canceled) || errors.Is(c, context.DeadlineExceeded) {
+		return nil
+	}
+	return c
 }
