@@ -32,13 +32,14 @@ type Proxy struct {
 	Caller string
 	// Limits, read per call, bound the request; nil means the defaults.
 	Limits pipeline.Limits
-	// HalfCloseWait is how long the proxy waits, from a call's start, for
-	// the client to half-close its side: a call whose client has sent
-	// all of its messages by then (every unary call, and most
-	// server-streaming ones) crosses the mesh with a whole body, which
-	// the policies may send again (retries, hedges, mirrors); a call
-	// still sending (a client or bidirectional stream) is sent then, its
-	// body a stream. Default DefaultHalfCloseWait.
+	// HalfCloseWait is how long the proxy waits for a call's client to
+	// send its next message or half-close, from the call's start and
+	// after each message, before it sends the call: a call whose client
+	// has sent all of its messages by then (every unary call, and most
+	// server-streaming ones) crosses the mesh with a whole body, which the
+	// policies may send again (retries, hedges, mirrors); a call still
+	// sending (a client or bidirectional stream) is sent then, its body a
+	// stream. Default DefaultHalfCloseWait.
 	HalfCloseWait time.Duration
 	// Domains are the mesh domains accepted after a service name in the
 	// :authority (see [wire.ParseHost]).
@@ -178,23 +179,25 @@ func receive(stream grpc.ServerStream, in *pipe) {
 }
 
 // requestBody is the body of the call whose messages in receives: whole
-// when the client half-closes within HalfCloseWait (and its messages fit
-// in one message), else a stream of them, those read so far first.
+// when the client half-closes within HalfCloseWait (and its messages are
+// no larger than one gRPC message may be), else a stream of them, those
+// read so far first.
 func (p *Proxy) requestBody(ctx context.Context, in *pipe, lim wire.Limits) (pipeline.Body, error) {
 	wait := p.HalfCloseWait
 	if wait <= 0 {
 		wait = DefaultHalfCloseWait
 	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
 	var first [][]byte
 	size := int64(0)
 	for {
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		b, err := in.Next(wctx)
+		waited := wctx.Err() != nil
+		cancel()
 		switch {
 		case err == nil:
 			first = append(first, b)
-			if size += int64(len(b)); size <= lim.PayloadLimit() {
+			if size += int64(len(b)); size <= messageLimits(lim).PayloadLimit() {
 				continue
 			}
 		case errors.Is(err, io.EOF):
@@ -208,7 +211,7 @@ func (p *Proxy) requestBody(ctx context.Context, in *pipe, lim wire.Limits) (pip
 			return pipeline.Body{Bytes: whole}, nil
 		case ctx.Err() != nil:
 			return pipeline.Body{}, status.FromContextError(ctx.Err()).Err()
-		case wctx.Err() == nil:
+		case !waited:
 			// The client's stream failed.
 			return pipeline.Body{}, status.Convert(err).Err()
 		}

@@ -131,7 +131,11 @@ func interopUpstream(t *testing.T) *Upstream {
 
 // viaProxy is a real gRPC client of a Proxy that sends through s.
 func viaProxy(t testing.TB, s pipeline.Sender) *grpc.ClientConn {
-	proxy := &Proxy{Sender: s, Caller: "web"}
+	return viaProxyOf(t, &Proxy{Sender: s, Caller: "web"})
+}
+
+// viaProxyOf is a real gRPC client of proxy, calling orders.
+func viaProxyOf(t testing.TB, proxy *Proxy) *grpc.ClientConn {
 	addr := startServer(t, func(*grpc.Server) {}, proxy.ServerOptions()...)
 	return dialGRPC(t, addr, grpc.WithAuthority("orders"))
 }

@@ -159,3 +159,61 @@ func TestStreamCallsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyBodies: the proxy sends every call marked a stream; a call
+// whose client half-closed at once (unary, server streaming) with a whole
+// body, which the policies may send again, and one larger than
+// max_payload as a stream that replays; a call still sending (a
+// bidirectional stream) with a stream.
+func TestProxyBodies(t *testing.T) {
+	type seen struct {
+		marked, streamed, replayable bool
+	}
+	calls := make(chan seen, 10)
+	observe := pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
+		calls <- seen{c.Header.Get(grpcwire.HeaderGRPCStream) == "1", c.Body.Streamed(), c.Body.Replayable()}
+		return direct(interopServer()).Send(ctx, c)
+	})
+	// A wait long enough for a large message to arrive, under -race.
+	client := testpb.NewTestServiceClient(viaProxyOf(t, &Proxy{Sender: observe, Caller: "web", HalfCloseWait: 300 * time.Millisecond}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	check := func(what string, want seen) {
+		t.Helper()
+		if got := <-calls; got != want {
+			t.Errorf("%s: %+v, want %+v", what, got, want)
+		}
+	}
+
+	if _, err := client.UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	check("unary", seen{marked: true, replayable: true})
+	if _, err := client.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 2<<20)}}); err != nil {
+		t.Fatal(err)
+	}
+	check("unary past max_payload", seen{marked: true, streamed: true, replayable: true})
+	out, err := client.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Recv(); err != io.EOF {
+		t.Fatal(err)
+	}
+	check("server stream", seen{marked: true, replayable: true})
+	duplex, err := client.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := duplex.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := duplex.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	check("bidirectional stream", seen{marked: true, streamed: true})
+	duplex.CloseSend()
+	if _, err := duplex.Recv(); err != io.EOF {
+		t.Fatal(err)
+	}
+}
