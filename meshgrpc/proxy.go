@@ -24,7 +24,10 @@ import (
 //	grpc.NewServer(p.ServerOptions()...)
 //
 // which installs [Proxy.Handler] as the unknown-service handler with the
-// pass-through [grpcwire.RawCodec].
+// pass-through [grpcwire.RawCodec]. A listener that serves HTTP/1.1 too
+// hands its gRPC requests (HTTP/2, content-type application/grpc) to that
+// server's ServeHTTP; with Resolve fixing the destination, it is a bind
+// port for gRPC clients.
 type Proxy struct {
 	// Sender sends the calls (the outbound pipeline). Required.
 	Sender pipeline.Sender

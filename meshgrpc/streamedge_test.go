@@ -3,6 +3,8 @@ package meshgrpc
 import (
 	"context"
 	"io"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -216,4 +218,25 @@ func TestProxyBodies(t *testing.T) {
 	if _, err := duplex.Recv(); err != io.EOF {
 		t.Fatal(err)
 	}
+}
+
+// TestProxyServeHTTP: the proxy's gRPC server served by net/http, over
+// unencrypted HTTP/2 (grpc.Server.ServeHTTP), as a listener that also
+// serves HTTP/1.1 on its port would serve it, with the destination fixed
+// (Resolve), as a bind port fixes it: grpc-go's interop cases pass.
+func TestProxyServeHTTP(t *testing.T) {
+	proxy := &Proxy{Sender: direct(interopServer()), Caller: "web",
+		Resolve: func(string) (string, string, error) { return "orders", "", nil }}
+	srv := grpc.NewServer(proxy.ServerOptions()...)
+	t.Cleanup(srv.Stop)
+	hs := &http.Server{Handler: srv}
+	hs.Protocols = new(http.Protocols)
+	hs.Protocols.SetUnencryptedHTTP2(true)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+	runInterop(t, testpb.NewTestServiceClient(dialGRPC(t, l.Addr().String(), grpc.WithAuthority("anything"))))
 }
