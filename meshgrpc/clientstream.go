@@ -106,7 +106,6 @@ type clientStream struct {
 	// one message is sent whole.
 	req      *pipe
 	sendMu   sync.Mutex // orders SendMsg and CloseSend
-	started  bool       // the call was sent (under sendMu)
 	sentLast bool       // CloseSend, or a server stream's message (under sendMu)
 
 	head    chan struct{} // closed once Send has returned
@@ -128,7 +127,6 @@ var _ grpc.ClientStream = (*clientStream)(nil)
 // releases the call once its context ends (RecvMsg's end, the caller's
 // cancel or deadline).
 func (cs *clientStream) start(body pipeline.Body) {
-	cs.started = true
 	cs.call.Body = body
 	go func() {
 		reply, err := cs.sender.Send(cs.ctx, &cs.call)
@@ -272,6 +270,9 @@ func (cs *clientStream) RecvMsg(m any) error {
 		cs.rr = rr
 	}
 	msg, err := cs.recv()
+	if errors.Is(err, io.EOF) && !cs.desc.ServerStreams {
+		return cs.finish(status.Error(codes.Internal, "cardinality violation: received no response message from non-server-streaming RPC"))
+	}
 	if err != nil {
 		return cs.finish(err)
 	}

@@ -24,7 +24,17 @@ import (
 // [Server.ServeCall]. The zero value serves with the default limits and no
 // interceptors; use [NewServer] for options.
 //
-// Unary and streaming methods are served (see [Server.ServeCall]).
+// Unary and streaming methods are served. A call marked a stream
+// (grpcwire.HeaderGRPCStream) runs a streaming method's handler with a
+// grpc.ServerStream whose RecvMsg reads the call's messages as they
+// arrive and whose SendMsg sends one once the mesh has taken it: the
+// answer streams from the handler's first header or message (its head the
+// header metadata, its trailer the status and trailer metadata), or is
+// one message when the handler is done at once (within a few
+// milliseconds of its header, or before it). Closing the answer before its
+// end (the caller cancelled) cancels the handler's context. A unary
+// method called as a stream (as the sidecar's proxy calls every method)
+// is served with the call's one message.
 type Server struct {
 	limits            pipeline.Limits
 	interceptor       grpc.UnaryServerInterceptor
@@ -123,8 +133,8 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 
 // ServeCall serves one inbound gRPC call and returns the reply to send; it
 // is the in-process gRPC kind of [pipeline.Handler]. A call marked a
-// stream (grpcwire.HeaderGRPCStream) is served as [Server] describes its
-// streams; this describes a unary one.
+// stream (grpcwire.HeaderGRPCStream) is served as [Server] says; this
+// says how a unary one is.
 //
 // The handler's context is ctx (which carries the call's deadline and
 // caller: see [pipeline.CallerFrom]) with the request metadata as incoming

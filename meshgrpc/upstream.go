@@ -28,8 +28,9 @@ import (
 // any transport stream to it existed: connection refused, no address) means
 // nothing ran: it is a KindUpstreamRefused mesh error, which callers may
 // resend elsewhere and can tell from the service's own Unavailable, and
-// OnRefused is told. An answer too large to send back is the service's
-// failure (upstream-unavailable), not the caller's. A server-streaming
+// OnRefused is told. An answer past max_payload streams, up to a message
+// of gRPC's default bound; one whose headers are too large to send back is
+// the service's failure (upstream-unavailable), not the caller's. A server-streaming
 // method called unary (without grpcwire.HeaderGRPCStream), which a unary
 // answer cannot carry, answers Unimplemented.
 //
@@ -54,10 +55,12 @@ var _ pipeline.Handler = (*Upstream)(nil)
 // streaming, or unary), and sends it the call's messages as they arrive.
 // Once the service has sent its headers, the reply is a stream: its head
 // the header metadata, its body the service's messages as they come, its
-// trailer the status and trailer metadata. A service that answers with no
-// headers (gRPC's trailers-only answer: a status at once) is answered in
-// one message. Closing the reply before its end cancels the service's
-// call, and so does a request stream that fails.
+// trailer the status and trailer metadata; but an answer that ends within
+// a few milliseconds of its headers (a unary method's, a short stream's)
+// is one message, and so is one with no headers (gRPC's trailers-only
+// answer: a status at once). Closing the reply before its end cancels the
+// service's call; a request that fails (a malformed message, a broken
+// request stream) cancels it too, and is the answer's failure.
 func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	req, err := grpcwire.DecodeCall(c.Header, c.Body.Bytes, c.Op)
 	if err != nil {
