@@ -59,9 +59,18 @@ var heldDesc = grpc.ServiceDesc{
 
 type holder interface{ hold(grpc.ServerStream) error }
 
-type heldService struct{ ended chan error }
+type heldService struct {
+	ended    chan error
+	deadline chan time.Time // the call's deadline, as the service sees it
+}
+
+func newHeld() *heldService {
+	return &heldService{ended: make(chan error, 1), deadline: make(chan time.Time, 1)}
+}
 
 func (h *heldService) hold(ss grpc.ServerStream) error {
+	d, _ := ss.Context().Deadline()
+	h.deadline <- d
 	if err := ss.SendMsg(&testpb.Empty{}); err != nil {
 		return err
 	}
@@ -70,18 +79,23 @@ func (h *heldService) hold(ss grpc.ServerStream) error {
 	return ss.Context().Err()
 }
 
-// hold opens Hold through conn, reads its first message, then cancels:
-// the service's side of the call must end, and promptly.
+// hold opens Hold through conn, with a deadline, reads its first message,
+// then cancels: the service sees the client's deadline, and its side of
+// the call ends, promptly.
 func hold(t *testing.T, conn grpc.ClientConnInterface, held *heldService) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	want, _ := ctx.Deadline()
 	stream, err := conn.NewStream(ctx, &heldDesc.Streams[0], "/natsmesh.test.Held/Hold")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := stream.RecvMsg(&testpb.Empty{}); err != nil {
 		t.Fatal(err)
+	}
+	if d := want.Sub(<-held.deadline); d < -time.Second || d > 500*time.Millisecond {
+		t.Errorf("the service's deadline differs from the client's by %v", d)
 	}
 	start := time.Now()
 	cancel()
@@ -123,7 +137,7 @@ func upstreamService(t *testing.T, held *heldService) (string, *health.Server) {
 // change as it happens, and a client that cancels ends the service's call.
 func TestStreamsThroughAgents(t *testing.T) {
 	b := meshtest.Broker(t)
-	sideHeld := &heldService{ended: make(chan error, 1)}
+	sideHeld := newHeld()
 	up, sideHealth := upstreamService(t, sideHeld)
 	sidecar(t, b, agent.SidecarConfig{Agent: agent.Config{Service: "orders", Upstream: up, Timeout: shortTimeout}})
 	web := sidecar(t, b, agent.SidecarConfig{Agent: agent.Config{Service: "web", Timeout: shortTimeout}, GRPC: "127.0.0.1:0"})
@@ -134,7 +148,7 @@ func TestStreamsThroughAgents(t *testing.T) {
 	}
 	t.Cleanup(func() { cc.Close() })
 
-	procHeld := &heldService{ended: make(chan error, 1)}
+	procHeld := newHeld()
 	var procHealth *health.Server
 	agenttest.Start(t, b, agent.Config{Service: "users", Timeout: shortTimeout}, func(a *agent.Agent) error {
 		procHealth = services(a.GRPCServer().(*meshgrpc.Server), procHeld)
@@ -167,7 +181,7 @@ func TestStreamsThroughAgents(t *testing.T) {
 		t.Run(tc.name+": health watch", func(t *testing.T) {
 			watchPastTheDeadline(t, healthpb.NewHealthClient(tc.conn), tc.hs)
 		})
-		t.Run(tc.name+": cancel", func(t *testing.T) {
+		t.Run(tc.name+": deadline and cancel", func(t *testing.T) {
 			hold(t, tc.conn, tc.held)
 		})
 	}
