@@ -140,13 +140,21 @@ func TestStreamsThroughAgents(t *testing.T) {
 	sideHeld := newHeld()
 	up, sideHealth := upstreamService(t, sideHeld)
 	sidecar(t, b, agent.SidecarConfig{Agent: agent.Config{Service: "orders", Upstream: up, Timeout: shortTimeout}})
-	web := sidecar(t, b, agent.SidecarConfig{Agent: agent.Config{Service: "web", Timeout: shortTimeout}, GRPC: "127.0.0.1:0"})
+	web := sidecar(t, b, agent.SidecarConfig{Agent: agent.Config{Service: "web", Timeout: shortTimeout}, GRPC: "127.0.0.1:0",
+		Binds: []agent.Bind{{Dest: "orders", Addr: "127.0.0.1:0"}}})
 	cc, err := grpc.NewClient(web.Addr("gRPC proxy").String(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("orders"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
+	// The same sidecars through the port bound to orders: HTTP/2 without
+	// TLS, gRPC handed to the same proxy, the destination the port's.
+	bound, err := grpc.NewClient(web.Addr("bind orders").String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bound.Close() })
 
 	procHeld := newHeld()
 	var procHealth *health.Server
@@ -167,6 +175,7 @@ func TestStreamsThroughAgents(t *testing.T) {
 		held *heldService
 	}{
 		{"sidecars", cc, sideHealth, sideHeld},
+		{"bind port", bound, sideHealth, sideHeld},
 		{"in process", conn, procHealth, procHeld},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
