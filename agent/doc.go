@@ -21,7 +21,11 @@
 //     h2c gRPC proxy routed by :authority, and, in-process, an
 //     http.RoundTripper ([Agent.Transport]) and a grpc.ClientConnInterface
 //     ([Agent.ClientConn]). All of them send through one outbound pipeline,
-//     as the agent's service (the subject's caller token).
+//     as the agent's service (the subject's caller token). The HTTP
+//     listeners speak HTTP/1.1 and HTTP/2 without TLS (internal/h2c: prior
+//     knowledge, or Upgrade: h2c) on one port, and hand a gRPC call among
+//     their requests whole to the gRPC proxy's handler (meshgrpc.Dispatch):
+//     a bind port serves gRPC clients of its destination too.
 //
 // The agent takes a *nats.Conn and never starts a broker itself: whoever
 // runs it decides where NATS comes from. [Connect] dials with the reply

@@ -24,7 +24,11 @@ const grpcWindow = 1 << 20
 // servers register on it (pb.RegisterOrdersServer(a.GRPCServer(), impl)) and
 // are served over NATS with no local hop. Register before Start: like
 // grpc.Server.RegisterService after Serve, a call after Start panics.
-// Handlers find the caller with CallerFrom.
+// Handlers find the caller with CallerFrom. Streaming methods are served
+// too. The registrar is a *meshgrpc.Server, which lists its services as
+// gRPC reflection needs them:
+// reflection.RegisterV1(a.GRPCServer().(reflection.GRPCServer)) makes
+// `grpcurl list` work through the mesh.
 func (a *Agent) GRPCServer() grpc.ServiceRegistrar {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -38,10 +42,10 @@ func (a *Agent) GRPCServer() grpc.ServiceRegistrar {
 }
 
 // ClientConn returns a connection for generated gRPC clients
-// (pb.NewOrdersClient(conn)) whose unary calls go over the mesh, in process,
-// from this agent's service, to dest: a service ("orders") or one subset of
-// it ("v2.orders"), in the forms of wire.ParseHost. Streaming calls fail
-// with Unimplemented.
+// (pb.NewOrdersClient(conn)) whose calls, unary and streaming, go over the
+// mesh, in process, from this agent's service, to dest: a service
+// ("orders") or one subset of it ("v2.orders"), in the forms of
+// wire.ParseHost.
 func (a *Agent) ClientConn(dest string) (grpc.ClientConnInterface, error) {
 	service, subset, err := wire.ParseHost(dest, a.cfg.Domains)
 	if err != nil {
@@ -51,12 +55,14 @@ func (a *Agent) ClientConn(dest string) (grpc.ClientConnInterface, error) {
 }
 
 // ServeGRPCProxy serves the outbound gRPC proxy on l until Shutdown: an h2c
-// listener that forwards any unary method, with no generated code, to the
-// service named by the call's :authority (grpc.NewClient("orders:15002"),
-// grpc.WithAuthority("orders") or "v2.orders"). It returns nil after
-// Shutdown.
+// listener that forwards any method, unary or streaming, with no generated
+// code, to the service named by the call's :authority
+// (grpc.NewClient("orders:15002"), grpc.WithAuthority("orders") or
+// "v2.orders"). Shutdown lets the calls in flight finish, streams
+// included, until its context ends, then cancels them. It returns nil
+// after Shutdown.
 func (a *Agent) ServeGRPCProxy(l net.Listener) error {
-	p := &meshgrpc.Proxy{Sender: a.send, Caller: a.cfg.Service, Limits: a.limitsNow, Domains: a.cfg.Domains}
+	p := a.grpcProxy(nil)
 	srv := grpc.NewServer(append(p.ServerOptions(),
 		grpc.InitialWindowSize(grpcWindow), grpc.InitialConnWindowSize(grpcWindow))...)
 	stopper := func(ctx context.Context) error {

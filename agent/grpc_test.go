@@ -178,16 +178,6 @@ func TestGRPCInProcess(t *testing.T) {
 			t.Errorf("answered by %v", got)
 		}
 	})
-	t.Run("streaming is refused clearly", func(t *testing.T) {
-		conn, _ := web.ClientConn("orders")
-		stream, err := testpb.NewTestServiceClient(conn).FullDuplexCall(context.Background())
-		if err == nil {
-			_, err = stream.Recv()
-		}
-		if status.Code(err) != codes.Unimplemented {
-			t.Errorf("got %v, want Unimplemented", err)
-		}
-	})
 }
 
 func TestGRPCHealthWithdraws(t *testing.T) {

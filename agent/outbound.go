@@ -10,7 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/natsmesh/natsmesh/internal/h2c"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
+	"github.com/natsmesh/natsmesh/meshgrpc"
 	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -89,30 +93,39 @@ func (a *Agent) httpProxy(resolve func(*http.Request) (pipeline.Call, error), re
 		Limits: a.limitsNow, ErrorLog: a.log}
 }
 
-// ServeHTTPProxy serves HTTPProxy on l until Shutdown. It returns nil after a
-// graceful Shutdown, like http.Server.Serve returns ErrServerClosed.
+// ServeHTTPProxy serves HTTPProxy on l until Shutdown, over HTTP/1.1 and
+// HTTP/2 without TLS (h2c: prior knowledge, or Upgrade: h2c). A gRPC call
+// on it (HTTP/2, Content-Type application/grpc) goes to the gRPC proxy's
+// handler, routed by its :authority as on ServeGRPCProxy's listener. It
+// returns nil after a graceful Shutdown, like http.Server.Serve returns
+// ErrServerClosed.
 func (a *Agent) ServeHTTPProxy(l net.Listener) error {
-	return a.serveHTTP(l, a.HTTPProxy())
+	return a.serveHTTP(l, a.HTTPProxy(), a.grpcProxy(nil))
 }
 
-// ServeBind serves BindHandler(dest) on l until Shutdown.
+// ServeBind serves BindHandler(dest) on l until Shutdown, over HTTP/1.1
+// and HTTP/2 without TLS as ServeHTTPProxy does; a gRPC call on it goes to
+// the gRPC proxy's handler, to dest whatever its :authority, so a gRPC
+// client that can set no authority dials the port alone.
 func (a *Agent) ServeBind(l net.Listener, dest string) error {
 	h, err := a.BindHandler(dest)
 	if err != nil {
 		l.Close()
 		return err
 	}
-	return a.serveHTTP(l, h)
+	service, subset, _ := wire.ParseHost(dest, a.cfg.Domains) // BindHandler parsed it
+	return a.serveHTTP(l, h, a.grpcProxy(func(string) (string, string, error) { return service, subset, nil }))
 }
 
 // serveHTTP serves h on l as every outbound HTTP listener of the agent
 // is served, with the same guard as the edge gateway (internal/httpguard):
-// ambiguous framing gets 400 and the connection closed, an Upgrade 501, a
-// body not sent within Config.BodyTimeout 408, and headers over the limit
-// 431 with Mesh-Error: headers-too-large at any size.
-func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
+// ambiguous framing gets 400 and the connection closed, an Upgrade other
+// than h2c 501, a body not sent within Config.BodyTimeout 408, and headers
+// over the limit 431 with Mesh-Error: headers-too-large at any size. It
+// serves HTTP/2 without TLS beside HTTP/1.1 (internal/h2c), and gRPC
+// calls with grpcProxy (meshgrpc.Dispatch).
+func (a *Agent) serveHTTP(l net.Listener, h http.Handler, grpcProxy *meshgrpc.Proxy) error {
 	srv := &http.Server{
-		Handler:           httpguard.Handler(h, httpguard.Options{BodyTimeout: a.cfg.BodyTimeout}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		// The mesh's own header limit: past it, Go's server refuses the
@@ -126,17 +139,27 @@ func (a *Agent) serveHTTP(l net.Listener, h http.Handler) error {
 		// with the requests the handler sees, would lose count.
 		DisableGeneralOptionsHandler: true,
 	}
+	up := h2c.Enable(srv)
+	gs := grpc.NewServer(grpcProxy.ServerOptions()...)
+	srv.Handler = meshgrpc.Dispatch(gs, httpguard.Handler(h, httpguard.Options{BodyTimeout: a.cfg.BodyTimeout, H2C: up}))
 	stop := func(ctx context.Context) error {
 		// Idle connections close at once and requests in flight finish
-		// (a stalled body within BodyTimeout); if ctx ends first, the
-		// rest are closed rather than left to hold up the exit.
+		// (a stalled body within BodyTimeout); HTTP/2 connections get
+		// GOAWAY and close once their streams end, the upgraded ones
+		// too; if ctx ends first, the rest are closed rather than left to
+		// hold up the exit.
 		err := srv.Shutdown(ctx)
 		if err != nil {
 			srv.Close()
 		}
+		if uerr := up.Shutdown(ctx); err == nil {
+			err = uerr
+		}
+		gs.Stop()
 		return err
 	}
 	if !a.out.track(stop) {
+		gs.Stop()
 		l.Close()
 		return ErrClosed
 	}

@@ -2,7 +2,7 @@ package agent
 
 import (
 	"context"
-	"strings"
+	"io"
 	"testing"
 	"time"
 
@@ -39,102 +39,111 @@ func (s *testService) FullDuplexCall(stream testpb.TestService_FullDuplexCallSer
 	}
 }
 
-// TestGRPCStreamsFailClearly: issue 9 item 16. Until streams cross the
-// mesh, every streaming call through the gRPC proxy fails at once with
-// Unimplemented and a clear message, well before the client's deadline, and
-// a stream left open does not hold up Shutdown.
-func TestGRPCStreamsFailClearly(t *testing.T) {
+func (s *testService) StreamingInputCall(stream testpb.TestService_StreamingInputCallServer) error {
+	sum := 0
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&testpb.StreamingInputCallResponse{AggregatedPayloadSize: int32(sum)})
+		}
+		if err != nil {
+			return err
+		}
+		sum += len(req.GetPayload().GetBody())
+	}
+}
+
+// TestGRPCStreams: issue 18. Streaming calls cross the mesh through the
+// gRPC proxy to a sidecar's service (h2c upstream) and to an in-process
+// one, and from the in-process ClientConn; a stream left open does not
+// hold up Shutdown past its deadline, and its client is told.
+func TestGRPCStreams(t *testing.T) {
 	b := meshtest.Broker(t)
 	up, _ := grpcUpstream(t, "orders-1")
 	startAgent(t, b, Config{Service: "orders", Upstream: up})
+	startAgent(t, b, Config{Service: "users"}, func(a *Agent) {
+		testpb.RegisterTestServiceServer(a.GRPCServer(), &testService{name: "inproc"})
+	})
 	web := startAgent(t, b, Config{Service: "web"})
 	proxy := listen(t, web.ServeGRPCProxy)
-	cc, err := grpc.NewClient(proxy, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	client := testpb.NewTestServiceClient(cc)
-	const clientDeadline = 10 * time.Second
-	unimplemented := func(t *testing.T, err error, took time.Duration) {
-		t.Helper()
-		s := status.Convert(err)
-		if s.Code() != codes.Unimplemented || !strings.Contains(s.Message(), "stream") {
-			t.Errorf("got %v, want Unimplemented naming streams", err)
-		}
-		t.Logf("failed after %v: %v", took, s.Message())
-		if took >= clientDeadline {
-			t.Errorf("waited for the client's deadline")
-		}
-	}
 	callCtx := func(t *testing.T) context.Context {
-		ctx, cancel := context.WithTimeout(context.Background(), clientDeadline)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		t.Cleanup(cancel)
 		return ctx
 	}
-
-	t.Run("bidi ping_pong", func(t *testing.T) {
-		start := time.Now()
-		stream, err := client.FullDuplexCall(callCtx(t))
+	clients := map[string]testpb.TestServiceClient{}
+	for _, service := range []string{"orders", "users"} {
+		cc, err := grpc.NewClient(proxy, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(service))
 		if err != nil {
 			t.Fatal(err)
 		}
-		stream.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte("ping")}})
-		_, err = stream.Recv() // waits for the pong
-		unimplemented(t, err, time.Since(start))
-	})
-	t.Run("bidi waiting for the server", func(t *testing.T) {
-		start := time.Now()
-		stream, err := client.FullDuplexCall(callCtx(t))
+		t.Cleanup(func() { cc.Close() })
+		clients["proxy to "+service] = testpb.NewTestServiceClient(cc)
+		conn, err := web.ClientConn(service)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = stream.Recv()
-		unimplemented(t, err, time.Since(start))
-	})
-	t.Run("client stream", func(t *testing.T) {
-		start := time.Now()
-		stream, err := client.StreamingInputCall(callCtx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		stream.Send(&testpb.StreamingInputCallRequest{})
-		stream.Send(&testpb.StreamingInputCallRequest{})
-		_, err = stream.CloseAndRecv()
-		unimplemented(t, err, time.Since(start))
-	})
-	t.Run("server stream", func(t *testing.T) {
-		start := time.Now()
-		stream, err := client.StreamingOutputCall(callCtx(t), &testpb.StreamingOutputCallRequest{
-			ResponseParameters: []*testpb.ResponseParameters{{Size: 1}, {Size: 1}},
+		clients["ClientConn to "+service] = testpb.NewTestServiceClient(conn)
+	}
+	for name, client := range clients {
+		t.Run(name+": server stream", func(t *testing.T) {
+			stream, err := client.StreamingOutputCall(callCtx(t), &testpb.StreamingOutputCallRequest{
+				ResponseParameters: []*testpb.ResponseParameters{{Size: 1}, {Size: 1}, {Size: 1}},
+				Payload:            &testpb.Payload{Body: []byte("hi")},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for {
+				resp, err := stream.Recv()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(resp.GetPayload().GetBody()) != "hi" {
+					t.Errorf("message %q", resp.GetPayload().GetBody())
+				}
+				n++
+			}
+			if n != 3 {
+				t.Errorf("%d messages, want 3", n)
+			}
 		})
+		t.Run(name+": client stream", func(t *testing.T) {
+			stream, err := client.StreamingInputCall(callCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{3, 70000, 0} {
+				if err := stream.Send(&testpb.StreamingInputCallRequest{Payload: &testpb.Payload{Body: make([]byte, n)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			resp, err := stream.CloseAndRecv()
+			if err != nil || resp.GetAggregatedPayloadSize() != 70003 {
+				t.Errorf("got %v, %v; want 70003", resp, err)
+			}
+		})
+	}
+
+	t.Run("shutdown ends an open stream at its deadline", func(t *testing.T) {
+		held, err := clients["proxy to orders"].FullDuplexCall(callCtx(t))
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = stream.Recv()
-		unimplemented(t, err, time.Since(start))
-	})
-	t.Run("in-process ClientConn", func(t *testing.T) {
-		conn, _ := web.ClientConn("orders")
-		start := time.Now()
-		stream, err := testpb.NewTestServiceClient(conn).FullDuplexCall(callCtx(t))
-		if err == nil {
-			_, err = stream.Recv()
-		}
-		unimplemented(t, err, time.Since(start))
-	})
-	t.Run("shutdown does not wait on an open stream", func(t *testing.T) {
-		held, err := client.FullDuplexCall(callCtx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.CloseSend()
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer scancel()
 		start := time.Now()
-		if err := web.Shutdown(sctx); err != nil {
-			t.Fatalf("shutdown with an open stream: %v", err)
+		err = web.Shutdown(sctx)
+		t.Logf("shutdown took %v with a stream open: %v", time.Since(start), err)
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("shutdown took %v", took)
 		}
-		t.Logf("shutdown took %v with a stream open", time.Since(start))
+		if _, err := held.Recv(); status.Code(err) == codes.OK {
+			t.Errorf("the open stream got %v, want an error", err)
+		}
 	})
 }

@@ -12,9 +12,10 @@
 // X-Forwarded-* headers and refuses paths with dot segments.
 //
 // [Gateway.Serve] serves it on a listener with slowloris-safe timeouts
-// ([Gateway.Server]) behind the framing guard of internal/httpguard, which
-// answers ambiguous framing (request smuggling) with 400 and closes the
-// connection; [Gateway.AdminHandler] is its admin endpoint for load
+// ([Gateway.Server]), over HTTP/1.1 and, without TLS, HTTP/2 (h2c: prior
+// knowledge or Upgrade: h2c, see internal/h2c), behind the framing guard
+// of internal/httpguard, which answers ambiguous framing (request
+// smuggling) with 400 and closes the connection; [Gateway.AdminHandler] is its admin endpoint for load
 // balancers (/healthz, /readyz). It has an agent's lifecycle:
 // [NewGateway] subscribes to nothing, [Gateway.Start] answers discovery,
 // [Gateway.Readiness] and [Gateway.Ready] say and wait for readiness,

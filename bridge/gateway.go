@@ -18,6 +18,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
+	"github.com/natsmesh/natsmesh/internal/h2c"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/meshhttp"
@@ -256,7 +257,7 @@ type Gateway struct {
 	running  bool                 // Start has begun
 	closed   bool                 // Shutdown has begun
 	disc     *discovery.Responder // set by Start
-	servers  []*http.Server
+	servers  []httpServer
 	doneOnce sync.Once
 }
 
@@ -577,14 +578,19 @@ func stripPrefix(u *url.URL, prefix string) (*url.URL, bool) {
 // Server returns an http.Server for g on addr, hardened for the open
 // internet: ReadHeaderTimeout (slowloris), ReadTimeout, a WriteTimeout that
 // leaves room for the gateway's Timeout, IdleTimeout, and MaxHeaderBytes from
-// the gateway's limits. With tlsConfig set, serve it with
-// ListenAndServeTLS("", "") or ServeTLS.
+// the gateway's limits. Without TLS it serves HTTP/2 beside HTTP/1.1 (h2c:
+// prior knowledge, and Upgrade: h2c; see package internal/h2c); its
+// Shutdown sends the upgraded connections GOAWAY but, as for any hijacked
+// connection, does not wait for them, which [Gateway.Serve]'s servers do.
+// With tlsConfig set, serve it with ListenAndServeTLS("", "") or ServeTLS.
 func (g *Gateway) Server(addr string, tlsConfig *tls.Config) *http.Server {
-	return &http.Server{
-		Addr: addr,
-		// The body is bounded like the whole request (ReadTimeout), and a
-		// stalled one answered 408 request-timeout.
-		Handler:           httpguard.Handler(g, httpguard.Options{BodyTimeout: g.readTimeout}),
+	return g.server(addr, tlsConfig).Server
+}
+
+// server builds the http.Server of [Gateway.Server].
+func (g *Gateway) server(addr string, tlsConfig *tls.Config) httpServer {
+	hs := &http.Server{
+		Addr:              addr,
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: g.readHeaderTimeout,
 		ReadTimeout:       g.readTimeout,
@@ -601,4 +607,9 @@ func (g *Gateway) Server(addr string, tlsConfig *tls.Config) *http.Server {
 		// both Content-Length and Transfer-Encoding.
 		ConnContext: httpguard.ConnContext,
 	}
+	up := h2c.Enable(hs)
+	// The body is bounded like the whole request (ReadTimeout), and a
+	// stalled one answered 408 request-timeout.
+	hs.Handler = httpguard.Handler(g, httpguard.Options{BodyTimeout: g.readTimeout, H2C: up})
+	return httpServer{hs, up}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/natsmesh/natsmesh/internal/admin"
+	"github.com/natsmesh/natsmesh/internal/h2c"
 	"github.com/natsmesh/natsmesh/internal/httpguard"
 )
 
@@ -21,9 +22,10 @@ var ErrClosed = errors.New("bridge: gateway shut down")
 // set, with the settings of [Gateway.Server] and the framing guard
 // (httpguard: ambiguous framing gets 400 and the connection closed). It
 // returns nil after Shutdown, and ErrClosed when called after it. The guard sees the bytes Go's HTTP parser
-// sees: over TLS the decrypted ones, so TLS clients speak HTTP/1.1.
+// sees: over TLS the decrypted ones, so TLS clients speak HTTP/1.1; without
+// TLS, clients speak HTTP/1.1 or HTTP/2 (h2c).
 func (g *Gateway) Serve(l net.Listener, tlsConfig *tls.Config) error {
-	srv := g.Server(l.Addr().String(), tlsConfig)
+	srv := g.server(l.Addr().String(), tlsConfig)
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -39,6 +41,22 @@ func (g *Gateway) Serve(l net.Listener, tlsConfig *tls.Config) error {
 		return err
 	}
 	return nil
+}
+
+// httpServer is a gateway's HTTP server and its connections upgraded to
+// HTTP/2, which http.Server no longer tracks.
+type httpServer struct {
+	*http.Server
+	h2c *h2c.Server
+}
+
+// shutdown shuts srv down gracefully, its upgraded connections too.
+func (srv httpServer) shutdown(ctx context.Context) error {
+	err := srv.Shutdown(ctx)
+	if herr := srv.h2c.Shutdown(ctx); err == nil {
+		err = herr
+	}
+	return err
 }
 
 // Start answers discovery as the service named like the gateway
@@ -89,7 +107,9 @@ func (g *Gateway) Ready(timeout time.Duration) error {
 }
 
 // Shutdown stops the servers Serve runs: they stop accepting, finish the
-// requests in flight (each bounded by the gateway's Timeout), and close;
+// requests in flight (each bounded by the gateway's Timeout), and close,
+// HTTP/2 connections once their clients have had GOAWAY and their streams
+// have ended;
 // then the gateway stops answering discovery and sending calls (its
 // outbound pipeline is closed). It is safe to call more than once.
 func (g *Gateway) Shutdown(ctx context.Context) error {
@@ -101,7 +121,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(servers)+1)
 	for i, srv := range servers {
-		wg.Go(func() { errs[i] = srv.Shutdown(ctx) })
+		wg.Go(func() { errs[i] = srv.shutdown(ctx) })
 	}
 	wg.Wait()
 	if disc != nil {

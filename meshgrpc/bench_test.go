@@ -5,8 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/interop"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
@@ -42,6 +45,25 @@ func BenchmarkServerServeCall(b *testing.B) {
 		reply, err := s.ServeCall(ctx, c)
 		if err != nil || reply.Header.Get(grpcwire.HeaderGRPCStatus) != "0" {
 			b.Fatalf("reply %v, %v", reply, err)
+		}
+	}
+}
+
+// BenchmarkProxyUnary is a unary call from a real gRPC client through the
+// Proxy, over NATS, to an Upstream's real gRPC server: the sidecar path,
+// where the proxy sends every call as a stream and the upstream answers a
+// unary method whole (settle).
+func BenchmarkProxyUnary(b *testing.B) {
+	nc := runGRPCTestNATS(b)
+	addr := startServer(b, func(s *grpc.Server) { testpb.RegisterTestServiceServer(s, interop.NewTestServer()) })
+	serveGRPCOverNATS(b, nc, "orders", &Upstream{Conn: dialGRPC(b, addr)})
+	client := testpb.NewTestServiceClient(viaProxy(b, sender(b, nc)))
+	ctx := context.Background()
+	req := &testpb.SimpleRequest{ResponseSize: 100}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.UnaryCall(ctx, req); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package meshgrpc
 import (
 	"context"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -15,16 +16,11 @@ import (
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
-// errStreaming is the answer to any streaming call: the mesh carries unary
-// calls only, for now.
-var errStreaming = status.Error(codes.Unimplemented, streamingMessage)
-
-const streamingMessage = "natsmesh: streaming not supported yet: only unary calls cross the mesh"
-
 // Client calls a mesh service over NATS as a grpc.ClientConnInterface, so
-// that generated stubs (pb.NewXClient(c)) work with no sidecar hop. Each
-// unary call goes through Sender (the outbound pipeline) as one call to
-// Service (and Subset) from Caller.
+// that generated stubs (pb.NewXClient(c)), unary and streaming, work with
+// no sidecar hop. Each call goes through Sender (the outbound pipeline) as
+// one call to Service (and Subset) from Caller; a streaming one is made by
+// [Client.NewStream].
 //
 // Invoke propagates the outgoing metadata (see [grpcwire.EncodeRequest] for
 // what is dropped) and the context's deadline, and returns status errors:
@@ -51,24 +47,8 @@ var _ grpc.ClientConnInterface = (*Client)(nil)
 
 // Invoke performs a unary call of method ("/pkg.Service/Method").
 func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	codec := protoCodec()
-	var header, trailer []*metadata.MD
-	for _, o := range opts {
-		switch o := o.(type) {
-		case grpc.HeaderCallOption:
-			header = append(header, o.HeaderAddr)
-		case grpc.TrailerCallOption:
-			trailer = append(trailer, o.TrailerAddr)
-		case grpc.ForceCodecV2CallOption:
-			codec = o.CodecV2
-		case grpc.ForceCodecCallOption:
-			codec = codecV1{o.Codec}
-		case grpc.ContentSubtypeCallOption:
-			if cv := encoding.GetCodecV2(o.ContentSubtype); cv != nil {
-				codec = cv
-			}
-		}
-	}
+	o := callOptionsOf(opts)
+	codec := o.codec
 	if c.Sender == nil {
 		return status.Error(codes.Internal, "natsmesh: meshgrpc.Client.Sender is nil")
 	}
@@ -83,14 +63,25 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 	data.Free()
 	md, _ := metadata.FromOutgoingContext(ctx)
 	req := &grpcwire.Request{Method: method, Metadata: md, Payload: payload}
-	resp, err := Send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, req, c.Limits.Now())
+	lim := c.Limits.Now()
+	m, err := grpcwire.EncodeRequest(req, lim)
+	if tooLarge(err) {
+		// Past max_payload, the message streams: the call is made as a
+		// stream of one message each way, which the service's agent
+		// serves as the unary call it is.
+		return c.invokeAsStream(ctx, method, args, reply, opts)
+	}
+	if err != nil {
+		return grpcwire.Status(err).Err()
+	}
+	resp, err := send(ctx, c.Sender, pipeline.Call{Service: c.Service, Subset: c.Subset, Caller: c.Caller}, method, m, lim)
 	if err != nil {
 		return err
 	}
-	for _, h := range header {
+	for _, h := range o.header {
 		*h = resp.Header
 	}
-	for _, t := range trailer {
+	for _, t := range o.trailer {
 		*t = resp.Trailer
 	}
 	if err := resp.Status.Err(); err != nil {
@@ -100,11 +91,6 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
 	}
 	return nil
-}
-
-// NewStream fails with Unimplemented: the mesh carries unary calls only.
-func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, errStreaming
 }
 
 // Send encodes req as a gRPC call to dest's service and subset
@@ -118,14 +104,22 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
+	return send(ctx, s, dest, req.Method, m, lim)
+}
+
+// send is Send of the request m encodes.
+func send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, method string, m *nats.Msg, lim wire.Limits) (*grpcwire.Response, error) {
 	dest.Subset = wire.NormalSubset(dest.Subset)
-	dest.Proto, dest.Op, dest.Header, dest.Body = wire.ProtoGRPC, req.Method, m.Header, pipeline.Body{Bytes: m.Data}
+	dest.Proto, dest.Op, dest.Header, dest.Body = wire.ProtoGRPC, method, m.Header, pipeline.Body{Bytes: m.Data}
 	reply, err := s.Send(ctx, &dest)
 	if err != nil {
-		return nil, grpcwire.Status(err).Err()
+		// A caller that gave up is told so (Canceled), not that the mesh
+		// timed out.
+		return nil, streamFailure(ctx, err).Err()
 	}
-	// A streamed reply is read whole until the stream protocol (issue 18).
-	whole, err := reply.ReadWhole(ctx, lim.PayloadLimit())
+	// A unary answer too large for one message streams its bytes, up
+	// to a message as large as gRPC takes.
+	whole, err := reply.ReadWhole(ctx, messageLimits(lim).PayloadLimit())
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
@@ -134,6 +128,20 @@ func Send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, req *grpcw
 		return nil, grpcwire.Status(err).Err()
 	}
 	return resp, nil
+}
+
+// invokeAsStream is Invoke as a stream of one message each way.
+func (c *Client) invokeAsStream(ctx context.Context, method string, args, reply any, opts []grpc.CallOption) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs, err := c.NewStream(ctx, &grpc.StreamDesc{}, method, opts...)
+	if err != nil {
+		return err
+	}
+	if err := cs.SendMsg(args); err != nil {
+		return err
+	}
+	return cs.RecvMsg(reply)
 }
 
 // codecV1 adapts a grpc.ForceCodec codec.

@@ -58,6 +58,22 @@ func Example_inProcess() {
 		log.Fatal(err)
 	}
 	log.Println(resp.Status)
+
+	// Streams too: Watch sends the status, then each change, for as long
+	// as the caller watches (cancel ends it on both sides).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for {
+		resp, err := watch.Recv()
+		if err != nil {
+			log.Fatal(err)
+		}
+		log.Println(resp.Status)
+	}
 }
 
 // The sidecar form: the agent of "web" listens for any gRPC client (the

@@ -1,6 +1,7 @@
 package meshgrpc
 
 import (
+	"context"
 	"errors"
 	"io"
 	"time"
@@ -17,12 +18,16 @@ import (
 
 // Proxy is the agent's outbound gRPC listener: any gRPC client pointed at
 // it (h2c, with the destination service as :authority) calls mesh services
-// over NATS, with no generated code in the mesh. Serve it with
+// over NATS, unary and streaming methods alike, with no generated code in
+// the mesh. Serve it with
 //
 //	grpc.NewServer(p.ServerOptions()...)
 //
 // which installs [Proxy.Handler] as the unknown-service handler with the
-// pass-through [grpcwire.RawCodec].
+// pass-through [grpcwire.RawCodec]. A listener that serves HTTP/1.1 too
+// hands its gRPC requests (HTTP/2, content-type application/grpc) to that
+// server's ServeHTTP; with Resolve fixing the destination, it is a bind
+// port for gRPC clients.
 type Proxy struct {
 	// Sender sends the calls (the outbound pipeline). Required.
 	Sender pipeline.Sender
@@ -30,10 +35,14 @@ type Proxy struct {
 	Caller string
 	// Limits, read per call, bound the request; nil means the defaults.
 	Limits pipeline.Limits
-	// HalfCloseWait is how long the proxy waits, after a call's first
-	// message, for the half-close that marks it unary; a stream that keeps
-	// its send side open longer is answered Unimplemented. Default
-	// DefaultHalfCloseWait.
+	// HalfCloseWait is how long the proxy waits for a call's client to
+	// send its next message or half-close, from the call's start and
+	// after each message, before it sends the call: a call whose client
+	// has sent all of its messages by then (every unary call, and most
+	// server-streaming ones) crosses the mesh with a whole body, which the
+	// policies may send again (retries, hedges, mirrors); a call still
+	// sending (a client or bidirectional stream) is sent then, its body a
+	// stream. Default DefaultHalfCloseWait.
 	HalfCloseWait time.Duration
 	// Domains are the mesh domains accepted after a service name in the
 	// :authority (see [wire.ParseHost]).
@@ -50,20 +59,18 @@ func (p *Proxy) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ForceServerCodecV2(grpcwire.RawCodec{}), grpc.UnknownServiceHandler(p.Handler)}
 }
 
-// Handler forwards one unary call from stream over NATS, for use with
-// grpc.UnknownServiceHandler and a [grpcwire.RawCodec] server codec. It reads
-// the one request message, sends it like [Client] (metadata and deadline
-// propagated), and writes back the header metadata, the response message,
-// the trailer metadata and the status.
+// Handler forwards one call from stream over NATS, for use with
+// grpc.UnknownServiceHandler and a [grpcwire.RawCodec] server codec.
 //
-// The proxy has no schema, so it tells a unary call from a stream by its
-// shape: a unary client half-closes right after its one message. A second
-// message (client streaming), no half-close within HalfCloseWait of the
-// first message (a bidirectional stream waiting for an answer), or no first
-// message within firstMessageWait (a stream waiting for the server), gets
-// Unimplemented, so no stream hangs or holds up shutdown. A
-// server-streaming call looks unary here; the far side refuses it (see
-// [Upstream] and [Server]).
+// The proxy has no schema, so it cannot tell a unary method from a
+// streaming one: it sends every call as a stream (grpcwire.HeaderGRPCStream),
+// the client's messages framed as the request body, whole when the client
+// half-closed within HalfCloseWait, else streamed as the client sends
+// them. It propagates the metadata and the deadline (grpc-timeout), writes
+// back the reply's header metadata (at once for a streamed reply, as the
+// service sent it), its messages as they arrive, and its trailer metadata
+// and status. A client that cancels ends the call: the reply stream is
+// closed, which cancels the service's handler.
 func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	method, ok := grpc.MethodFromServerStream(stream)
 	if !ok {
@@ -82,106 +89,136 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	if p.Sender == nil {
 		return status.Error(codes.Internal, "natsmesh: meshgrpc.Proxy.Sender is nil")
 	}
+	lim := p.Limits.Now()
 
-	in, err := awaitFirstMessage(stream)
+	in := newPipe()
+	// The receive ends at the client's half-close, or when the call
+	// ends (gRPC cancels the stream's context once Handler returns).
+	go receive(stream, in)
+	defer in.Close()
+	body, err := p.requestBody(ctx, in, lim)
 	if err != nil {
 		return err
 	}
-	wait := p.HalfCloseWait
-	if wait <= 0 {
-		wait = DefaultHalfCloseWait
+	m, err := grpcwire.EncodeRequest(&grpcwire.Request{Method: method, Metadata: md, Payload: body.Bytes, Stream: true}, lim)
+	if tooLarge(err) && !body.Streamed() {
+		// Too large for one message: the body streams, and can be
+		// sent again.
+		m, err = grpcwire.EncodeRequest(&grpcwire.Request{Method: method, Metadata: md, Stream: true}, lim)
+		body = replayable(body.Bytes)
 	}
-	if err := awaitHalfClose(stream, wait); err != nil {
-		return err
-	}
-
-	req := &grpcwire.Request{Method: method, Metadata: md, Payload: in}
-	resp, err := Send(ctx, p.Sender, pipeline.Call{Service: service, Subset: subset, Caller: p.Caller}, req, p.Limits.Now())
 	if err != nil {
-		return err
+		return grpcwire.Status(err).Err()
 	}
-	if len(resp.Header) > 0 {
-		if err := stream.SetHeader(resp.Header); err != nil {
+	call := &pipeline.Call{Service: service, Subset: wire.NormalSubset(subset), Caller: p.Caller,
+		Proto: wire.ProtoGRPC, Op: method, Header: m.Header, Body: body}
+	reply, err := p.Sender.Send(ctx, call)
+	if err != nil {
+		return streamFailure(ctx, err).Err()
+	}
+	if reply.Streamed() {
+		// Closed before its end, it cancels the call (the client went
+		// away, or failed); after, it is released.
+		defer reply.Body.Stream.Close()
+	}
+	rr, err := readReply(reply)
+	if err != nil {
+		return grpcwire.Status(err).Err()
+	}
+	if reply.Streamed() {
+		// The service sent its headers before its first message: so
+		// does the proxy.
+		if err := stream.SendHeader(rr.header); err != nil {
+			return err
+		}
+	} else if len(rr.header) > 0 {
+		if err := stream.SetHeader(rr.header); err != nil {
 			return err
 		}
 	}
-	stream.SetTrailer(resp.Trailer)
-	if err := resp.Status.Err(); err != nil {
-		return err
-	}
-	return stream.SendMsg(grpcwire.RawFrame(resp.Payload))
-}
-
-// firstMessageWait is how long the proxy waits for a call's first message.
-// A unary client sends it with the call's headers; a stream that waits for
-// the server to speak first would otherwise hold the handler, and shutdown,
-// forever.
-const firstMessageWait = time.Second
-
-// awaitFirstMessage returns the call's first message, or errStreaming when
-// the client half-closes without one (client streaming) or sends none in
-// time.
-func awaitFirstMessage(stream grpc.ServerStream) (grpcwire.RawFrame, error) {
-	type result struct {
-		msg grpcwire.RawFrame
-		err error
-	}
-	got := make(chan result, 1)
-	go func() {
-		var m grpcwire.RawFrame
-		err := stream.RecvMsg(&m)
-		got <- result{m, err}
-	}()
-	t := time.NewTimer(firstMessageWait)
-	defer t.Stop()
-	select {
-	case r := <-got:
-		if errors.Is(r.err, io.EOF) {
-			return nil, errStreaming
+	for {
+		msg, err := rr.next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		return r.msg, r.err
-	case <-t.C:
-		// The receive ends when the handler returns and gRPC ends the
-		// stream.
-		return nil, errStreaming
-	case <-stream.Context().Done():
-		return nil, status.FromContextError(stream.Context().Err()).Err()
+		if err != nil {
+			return streamFailure(ctx, err).Err()
+		}
+		if err := stream.SendMsg(grpcwire.RawFrame(msg)); err != nil {
+			return err
+		}
 	}
+	stream.SetTrailer(rr.trailer)
+	return rr.status.Err()
 }
 
 // DefaultHalfCloseWait is the default of Proxy.HalfCloseWait. A unary
 // client sends its message and the half-close in one burst (grpc-go sets
 // END_STREAM on the message's own DATA frame), and on the loopback hop to
 // the sidecar they arrive together: the wait only has to outlast a
-// scheduling delay or a GC pause, while a bidirectional stream learns that
-// it is not carried within it.
-const DefaultHalfCloseWait = 500 * time.Millisecond
+// scheduling delay, while a stream that keeps sending waits that long for
+// its call to start. A unary call that misses it is carried all the same,
+// as a stream (which the policies do not send again).
+const DefaultHalfCloseWait = 5 * time.Millisecond
 
-// awaitHalfClose returns nil when the client half-closes after its one
-// message, and errStreaming when it sends another or keeps the stream open.
-func awaitHalfClose(stream grpc.ServerStream, wait time.Duration) error {
-	got := make(chan error, 1)
-	go func() {
-		var extra grpcwire.RawFrame
-		got <- stream.RecvMsg(&extra)
-	}()
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case err := <-got:
-		switch {
-		case errors.Is(err, io.EOF):
-			return nil
-		case err != nil:
-			return err
+// receive reads the client's messages into in, framed, until the client
+// half-closes (in ends with io.EOF), the stream fails (in ends with its
+// error), or in's reader closes it.
+func receive(stream grpc.ServerStream, in *pipe) {
+	ctx := stream.Context()
+	for {
+		var f grpcwire.Framed
+		if err := stream.RecvMsg(&f); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			in.end(err, nil)
+			return
 		}
-		return errStreaming
-	case <-t.C:
-		// The receive goroutine ends when the handler returns and gRPC
-		// cancels the stream.
-		return errStreaming
-	case <-stream.Context().Done():
-		return status.FromContextError(stream.Context().Err()).Err()
+		if in.write(ctx, f) != nil {
+			return
+		}
+	}
+}
+
+// requestBody is the body of the call whose messages in receives: whole
+// when the client half-closes within HalfCloseWait (and its messages are
+// no larger than one gRPC message may be), else a stream of them, those
+// read so far first.
+func (p *Proxy) requestBody(ctx context.Context, in *pipe, lim wire.Limits) (pipeline.Body, error) {
+	wait := p.HalfCloseWait
+	if wait <= 0 {
+		wait = DefaultHalfCloseWait
+	}
+	var first [][]byte
+	size := int64(0)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		b, err := in.Next(wctx)
+		waited := wctx.Err() != nil
+		cancel()
+		switch {
+		case err == nil:
+			first = append(first, b)
+			if size += int64(len(b)); size <= messageLimits(lim).PayloadLimit() {
+				continue
+			}
+		case errors.Is(err, io.EOF):
+			if len(first) == 1 {
+				return pipeline.Body{Bytes: first[0]}, nil
+			}
+			whole := make([]byte, 0, size)
+			for _, b := range first {
+				whole = append(whole, b...)
+			}
+			return pipeline.Body{Bytes: whole}, nil
+		case ctx.Err() != nil:
+			return pipeline.Body{}, status.FromContextError(ctx.Err()).Err()
+		case !waited:
+			// The client's stream failed.
+			return pipeline.Body{}, status.Convert(err).Err()
+		}
+		return pipeline.Body{Stream: &prefixed{first: first, rest: in}}, nil
 	}
 }
 

@@ -24,20 +24,31 @@ import (
 // [Server.ServeCall]. The zero value serves with the default limits and no
 // interceptors; use [NewServer] for options.
 //
-// Only unary methods are served; the streaming methods of a registered
-// service answer Unimplemented.
+// Unary and streaming methods are served. A call marked a stream
+// (grpcwire.HeaderGRPCStream) runs a streaming method's handler with a
+// grpc.ServerStream whose RecvMsg reads the call's messages as they
+// arrive and whose SendMsg sends one once the mesh has taken it: the
+// answer streams from the handler's first header or message (its head the
+// header metadata, its trailer the status and trailer metadata), or is
+// one message when the handler is done at once (within a few
+// milliseconds of its header, or before it). Closing the answer before its
+// end (the caller cancelled) cancels the handler's context. A unary
+// method called as a stream (as the sidecar's proxy calls every method)
+// is served with the call's one message.
 type Server struct {
-	limits      pipeline.Limits
-	interceptor grpc.UnaryServerInterceptor
+	limits            pipeline.Limits
+	interceptor       grpc.UnaryServerInterceptor
+	streamInterceptor grpc.StreamServerInterceptor
 
 	mu       sync.RWMutex
 	services map[string]*grpcService
 }
 
 type grpcService struct {
-	impl    any
-	methods map[string]*grpc.MethodDesc
-	streams map[string]bool
+	impl     any
+	methods  map[string]*grpc.MethodDesc
+	streams  map[string]*grpc.StreamDesc
+	metadata any
 }
 
 var (
@@ -52,6 +63,19 @@ type ServerOption func(*Server)
 // connection's, [pipeline.ConnLimits]); the default is wire's defaults.
 func WithLimits(lim pipeline.Limits) ServerOption {
 	return func(s *Server) { s.limits = lim }
+}
+
+// WithStreamInterceptors adds stream interceptors, which run in the order
+// given (the first is outermost), after those added before, as with
+// grpc.ChainStreamInterceptor.
+func WithStreamInterceptors(is ...grpc.StreamServerInterceptor) ServerOption {
+	return func(s *Server) {
+		all := is
+		if s.streamInterceptor != nil {
+			all = append([]grpc.StreamServerInterceptor{s.streamInterceptor}, is...)
+		}
+		s.streamInterceptor = chainStream(all)
+	}
 }
 
 // WithUnaryInterceptors adds unary interceptors, which run in the order given
@@ -87,13 +111,14 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 			panic(fmt.Sprintf("meshgrpc: Server.RegisterService found the handler of type %v that does not satisfy %v", st, ht))
 		}
 	}
-	svc := &grpcService{impl: impl, methods: make(map[string]*grpc.MethodDesc), streams: make(map[string]bool)}
+	svc := &grpcService{impl: impl, methods: make(map[string]*grpc.MethodDesc), streams: make(map[string]*grpc.StreamDesc), metadata: desc.Metadata}
 	for i := range desc.Methods {
 		d := &desc.Methods[i]
 		svc.methods[d.MethodName] = d
 	}
-	for _, d := range desc.Streams {
-		svc.streams[d.StreamName] = true
+	for i := range desc.Streams {
+		d := &desc.Streams[i]
+		svc.streams[d.StreamName] = d
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,7 +132,9 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 }
 
 // ServeCall serves one inbound gRPC call and returns the reply to send; it
-// is the in-process gRPC kind of [pipeline.Handler].
+// is the in-process gRPC kind of [pipeline.Handler]. A call marked a
+// stream (grpcwire.HeaderGRPCStream) is served as [Server] says; this
+// says how a unary one is.
 //
 // The handler's context is ctx (which carries the call's deadline and
 // caller: see [pipeline.CallerFrom]) with the request metadata as incoming
@@ -125,10 +152,15 @@ func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Rep
 	if err != nil {
 		return nil, err
 	}
+	if req.Stream || c.Body.Streamed() {
+		return s.serveStream(ctx, c, req)
+	}
 	// The answer is a value, not a pointer (the encoder keeps none of
 	// it): that saves the allocation its Reply costs.
 	resp := s.serve(ctx, c.Caller, req)
-	m, err := grpcwire.ResponseMsg(&resp, s.limits.Now())
+	// An answer larger than max_payload streams (the inbound dispatch
+	// sends it in pieces).
+	m, err := grpcwire.ResponseMsg(&resp, messageLimits(s.limits.Now()))
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}
@@ -146,8 +178,8 @@ func (s *Server) serve(ctx context.Context, caller string, req *grpcwire.Request
 	}
 	md := svc.methods[methodName]
 	if md == nil {
-		if svc.streams[methodName] {
-			return grpcwire.Response{Status: status.Convert(errStreaming)}
+		if svc.streams[methodName] != nil {
+			return grpcwire.Response{Status: status.Newf(codes.Unimplemented, "natsmesh: %s is a streaming method: call it as a stream (%s)", req.Method, grpcwire.HeaderGRPCStream)}
 		}
 		return grpcwire.Response{Status: status.Newf(codes.Unimplemented, "unknown method %v for service %v", methodName, svcName)}
 	}
@@ -170,16 +202,10 @@ func (s *Server) serve(ctx context.Context, caller string, req *grpcwire.Request
 		return nil
 	}
 	out, err := callHandler(ctx, md, svc.impl, dec, s.interceptor)
-	header, trailer := stream.finish()
+	header, trailer, _ := stream.finish()
 	resp := grpcwire.Response{Header: header, Trailer: trailer}
 	if err != nil {
-		st, ok := status.FromError(err)
-		if !ok {
-			if cs := status.FromContextError(err); cs.Code() != codes.Unknown {
-				st = cs
-			}
-		}
-		resp.Status = st
+		resp.Status = handlerStatus(err)
 		return resp
 	}
 	data, err := codec.Marshal(out)
@@ -213,6 +239,9 @@ func (a meshAddr) String() string  { return string(a) }
 // it collects the header and trailer metadata that go into the one reply.
 type serverStream struct {
 	method string
+	// sent, for a stream, is closed when its header is sent (SendHeader,
+	// or its first message); nil for a unary call.
+	sent chan struct{}
 
 	mu         sync.Mutex
 	header     metadata.MD
@@ -243,8 +272,31 @@ func (s *serverStream) SendHeader(md metadata.MD) error {
 		return status.Error(codes.Internal, "transport: SendHeader called multiple times")
 	}
 	s.header = metadata.Join(s.header, md)
-	s.headerSent = true
+	s.sendLocked()
 	return nil
+}
+
+// send sends the header unless it was: a stream's first message does.
+func (s *serverStream) send() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.headerSent {
+		s.sendLocked()
+	}
+}
+
+func (s *serverStream) sendLocked() {
+	s.headerSent = true
+	if s.sent != nil {
+		close(s.sent)
+	}
+}
+
+// sentHeader is the header once sent.
+func (s *serverStream) sentHeader() metadata.MD {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.header
 }
 
 func (s *serverStream) SetTrailer(md metadata.MD) error {
@@ -258,12 +310,12 @@ func (s *serverStream) SetTrailer(md metadata.MD) error {
 }
 
 // finish ends the call, so that a handler's goroutine left behind cannot
-// change the metadata being sent.
-func (s *serverStream) finish() (header, trailer metadata.MD) {
+// change the metadata being sent, and tells whether the header was sent.
+func (s *serverStream) finish() (header, trailer metadata.MD, sent bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.done = true
-	return s.header, s.trailer
+	return s.header, s.trailer, s.headerSent
 }
 
 func chainUnary(is []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
@@ -285,4 +337,45 @@ func chainedHandler(is []grpc.UnaryServerInterceptor, cur int, info *grpc.UnaryS
 	return func(ctx context.Context, req any) (any, error) {
 		return is[cur+1](ctx, req, info, chainedHandler(is, cur+1, info, final))
 	}
+}
+
+func chainStream(is []grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	switch len(is) {
+	case 0:
+		return nil
+	case 1:
+		return is[0]
+	}
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return is[0](srv, ss, info, chainedStreamHandler(is, 0, info, handler))
+	}
+}
+
+func chainedStreamHandler(is []grpc.StreamServerInterceptor, cur int, info *grpc.StreamServerInfo, final grpc.StreamHandler) grpc.StreamHandler {
+	if cur == len(is)-1 {
+		return final
+	}
+	return func(srv any, ss grpc.ServerStream) error {
+		return is[cur+1](srv, ss, info, chainedStreamHandler(is, cur+1, info, final))
+	}
+}
+
+// GetServiceInfo returns the registered services and their methods, as
+// grpc.Server's does: gRPC reflection (reflection.Register) lists them
+// from it.
+func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	info := make(map[string]grpc.ServiceInfo, len(s.services))
+	for name, svc := range s.services {
+		methods := make([]grpc.MethodInfo, 0, len(svc.methods)+len(svc.streams))
+		for m := range svc.methods {
+			methods = append(methods, grpc.MethodInfo{Name: m})
+		}
+		for m, d := range svc.streams {
+			methods = append(methods, grpc.MethodInfo{Name: m, IsClientStream: d.ClientStreams, IsServerStream: d.ServerStreams})
+		}
+		info[name] = grpc.ServiceInfo{Methods: methods, Metadata: svc.metadata}
+	}
+	return info
 }

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
 
 // echoWebSocket is a WebSocket service that sends back every message it
@@ -101,4 +104,21 @@ func TestUpgradeRefused(t *testing.T) {
 		t.Fatalf("got %v, %v; want the service's 426, the upgrade asked for", resp, err)
 	}
 	io.Copy(io.Discard, resp.Body)
+}
+
+// TestH2CUpgradeNotCarried: issue 18. An h2c upgrade that reaches a Proxy
+// (its listener did not switch it to HTTP/2) is sent as a plain request:
+// HTTP/2 ends at the listener, never at the service.
+func TestH2CUpgradeNotCarried(t *testing.T) {
+	s := &recording{}
+	p := &Proxy{Sender: s, Caller: "web"}
+	r := httptest.NewRequest("GET", "http://orders/", nil)
+	r.Header.Set("Connection", "Upgrade, HTTP2-Settings")
+	r.Header.Set("Upgrade", "h2c")
+	r.Header.Set("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")
+	w, _ := serve(p, r)
+	c, _ := s.last(t)
+	if w.Code != 200 || c.Body.Streamed() || c.Header[httpwire.HeaderUpgrade] != nil || c.Header["Upgrade"] != nil {
+		t.Fatalf("answered %d; sent %v, streamed %v", w.Code, c.Header, c.Body.Streamed())
+	}
 }

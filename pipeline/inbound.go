@@ -26,7 +26,8 @@ import (
 // KindInternal.
 //
 // ctx carries the call's deadline and caller ([CallerFrom]); a handler must
-// not use the call after it returns. A call's body is whole, or a stream
+// not use the call after it returns, but for its streamed body, which it
+// may read until its reply ends. A call's body is whole, or a stream
 // (the stream protocol); a handler may answer with a stream, before it
 // has read the request's (full duplex): the dispatch sends it as it
 // comes, and ctx ends when the caller cancels or the stream fails.
@@ -337,7 +338,15 @@ func (in *Inbound) runStream(m *nats.Msg) {
 		in.respond(m, nil, err)
 		return
 	}
+	// A call whose answer is slow to come is opened, so its caller can
+	// cancel it and the keep-alives bound it.
+	open := time.AfterFunc(wire.StreamOpenAfter, func() {
+		if err := srv.Open(); err != nil {
+			in.log.Debug("opening a stream", "subject", m.Subject, "err", err)
+		}
+	})
 	reply, end, err := in.serveStream(m, subj, srv)
+	open.Stop()
 	defer end()
 	if err != nil {
 		srv.Fail(wire.FromError(err))
@@ -362,8 +371,8 @@ func (in *Inbound) runStream(m *nats.Msg) {
 // serveStream runs a streamed call through the middleware and handler:
 // serve's work, with the request body the stream's and a context that
 // ends with the stream. Its deadline is the caller's; a deadline the
-// caller did not choose (wire.HeaderStreamDeadline "head") bounds only
-// the time until the handler answers. end releases the call's context,
+// caller did not choose bounds only the time until the handler answers
+// (wire.HeaderStreamDeadline "head"), or nothing ("none": a gRPC stream). end releases the call's context,
 // once its answer has been sent.
 func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.Server) (reply *Reply, end func(), err error) {
 	end = func() {}
@@ -384,15 +393,18 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 	if c.Proto == wire.ProtoHTTP {
 		c.Path = m.Header.Get(wire.HeaderPath)
 	}
-	ctx, cancel := context.WithCancelCause(withCallerOf(srv.Context(), c))
+	ctx, cancel := context.WithCancelCause(withCallerOf(context.Background(), c))
+	srv.OnEnd(func(err error) { cancel(err) })
 	end = func() { cancel(nil) }
-	headOnly := m.Header.Get(wire.HeaderStreamDeadline) == "head"
 	var head *time.Timer
-	if headOnly {
+	switch m.Header.Get(wire.HeaderStreamDeadline) {
+	case "none":
+		// Bounded by the stream's idle timeout and its caller's cancel.
+	case "head":
 		head = time.AfterFunc(timeout, func() {
 			cancel(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("no answer within %v", timeout)})
 		})
-	} else {
+	default:
 		var stop context.CancelFunc
 		ctx, stop = context.WithDeadlineCause(ctx, time.Now().Add(timeout),
 			&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("the call passed its deadline (%v)", timeout)})

@@ -172,6 +172,11 @@ func (o *Outbound) Send(ctx context.Context, c *Call) (*Reply, error) {
 // (wire/grpcwire's encoding of streams).
 const grpcStreamHeader = "Mesh-Grpc-Stream"
 
+var (
+	deadlineHead = []string{"head"}
+	deadlineNone = []string{"none"}
+)
+
 // headOnlyKey marks a context whose deadline is the pipeline's default,
 // not the caller's.
 type headOnlyKey struct{}
@@ -440,8 +445,14 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 			// answer, whole: its deadline is the call's, as grpc-go's
 			// server sees it).
 			r.Deadline = deadline
+		} else if c.Proto == wire.ProtoGRPC {
+			// A gRPC stream's head may wait for its first message as
+			// long as it likes: once the callee has opened the call,
+			// its idle timeout and the caller's cancel bound it.
+			h[wire.HeaderStreamDeadline] = deadlineNone
+			r.Unbounded = true
 		} else {
-			h[wire.HeaderStreamDeadline] = []string{"head"}
+			h[wire.HeaderStreamDeadline] = deadlineHead
 		}
 		streamed, err = meshstream.Call(ctx, mux, s.nc, r, s.stream)
 		if streamed != nil {

@@ -468,3 +468,75 @@ func TestStreamBrokerGone(t *testing.T) {
 		t.Errorf("the stream ended %v after the broker went, idle timeout 600ms", d)
 	}
 }
+
+// TestSlowAnswerOpensTheCall: a callee whose answer is slow to come opens
+// the call (an accept frame after wire.StreamOpenAfter): the caller can
+// cancel it before any answer, and the answer, whole, still arrives as
+// one when it comes.
+func TestSlowAnswerOpensTheCall(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	cancelled := make(chan struct{})
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			select {
+			case <-time.After(2 * wire.StreamOpenAfter):
+				return &Reply{Proto: c.Proto, Status: 200, Header: nats.Header{wire.HeaderStatus: {"200"}}, Body: Body{Bytes: []byte("slow")}}, nil
+			case <-ctx.Done():
+				close(cancelled)
+				return nil, ctx.Err()
+			}
+		}),
+	})
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
+	reply, err := o.Send(context.Background(), streamCall(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Streamed() || string(reply.Body.Bytes) != "slow" {
+		t.Errorf("a slow whole answer: streamed %v, %q", reply.Streamed(), reply.Body.Bytes)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(wire.StreamOpenAfter+100*time.Millisecond, cancel)
+	if _, err := o.Send(ctx, streamCall(t, nil)); err == nil {
+		t.Fatal("a cancelled call answered")
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the callee's handler was not cancelled with its caller")
+	}
+}
+
+// TestSilentGRPCStreamOutlivesDefault: a gRPC streaming call whose
+// service sends its first message after the default deadline is not cut
+// by it: the call is open, and bounded by its idle timeout.
+func TestSilentGRPCStreamOutlivesDefault(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		Timeout: 300 * time.Millisecond,
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			select {
+			case <-time.After(900 * time.Millisecond):
+				return NewStreamReply(c.Proto, nats.Header{}, newPieces(nats.Header{"Mesh-Grpc-Status": {"0"}}, "late")), nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}),
+	})
+	nc := meshtest.ServiceConn(t, b, "web")
+	o, err := NewOutbound(nc, OutboundConfig{Timeout: 300 * time.Millisecond, StreamIdle: 600 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/x.Y/Watch",
+		Header: nats.Header{grpcStreamHeader: {"1"}, "Mesh-Grpc-Method": {"/x.Y/Watch"}}}
+	reply, err := o.Send(context.Background(), c)
+	if err != nil {
+		t.Fatalf("a silent gRPC stream, default deadline 300ms: %v", err)
+	}
+	if _, _, err := drain(t, reply.Body.Stream); err != nil {
+		t.Fatal(err)
+	}
+}

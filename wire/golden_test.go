@@ -131,6 +131,29 @@ func TestGoldenWire(t *testing.T) {
 	}
 	dump(&b, "gRPC reply: a service's error status with details", must(grpcwire.ResponseMsg(&grpcwire.Response{Payload: []byte("dropped"), Status: st}, wire.Limits{})))
 
+	// gRPC streams.
+	sreq := &grpcwire.Request{
+		Method:   "/shop.Orders/Watch",
+		Metadata: metadata.MD{"x-user": {"ann"}},
+		Payload:  grpcwire.AppendMessage(nil, []byte{0x0a, 0x01, 'a'}),
+		Stream:   true,
+	}
+	dump(&b, "gRPC stream request: marked, its one message framed, whole", at(must(grpcwire.EncodeRequest(sreq, wire.Limits{})), wire.Subject{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: sreq.Method}))
+	shead, err := grpcwire.StreamHead(metadata.Pairs("x-instance", "orders-1"), wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump(&b, "gRPC stream reply head: header metadata, no status", &nats.Msg{Header: shead})
+	strailer, err := grpcwire.StreamTrailer(status.New(codes.Aborted, "moved"), metadata.Pairs("x-cost", "3"), wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump(&b, "gRPC stream reply trailer: the status and trailer metadata", &nats.Msg{Header: strailer})
+	whole := grpcwire.AppendMessage(grpcwire.AppendMessage(nil, []byte{0x08, 0x01}), []byte{0x08, 0x02})
+	dump(&b, "gRPC stream reply read whole: two messages, then the status", must(grpcwire.ResponseMsg(&grpcwire.Response{
+		Payload: whole, Header: metadata.Pairs("x-instance", "orders-1"), Trailer: metadata.Pairs("x-cost", "3"), Status: status.New(codes.OK, ""),
+	}, wire.Limits{})))
+
 	// Mesh errors, one per kind.
 	for _, k := range []wire.Kind{wire.KindNoResponders, wire.KindOverloaded, wire.KindCircuitOpen, wire.KindRateLimited, wire.KindTimeout, wire.KindForbidden,
 		wire.KindTooLarge, wire.KindHeadersTooLarge, wire.KindBadRequest, wire.KindNoRoute, wire.KindUpstream, wire.KindUpstreamRefused, wire.KindBrokerUnavailable, wire.KindConnectionLost, wire.KindInternal, wire.KindNoMeshFile} {

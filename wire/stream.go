@@ -22,9 +22,12 @@ const (
 	// request message in data frames (its value is "more"): the callee
 	// answers at once with an accept frame.
 	HeaderStreamBody = "Mesh-Stream-Body"
-	// HeaderStreamDeadline, on a request, is "head" when its
-	// HeaderTimeout bounds only the time until the answer's head (a
-	// default the caller did not choose), not the whole stream.
+	// HeaderStreamDeadline, on a request whose HeaderTimeout is a default
+	// the caller did not choose, says what that default bounds: "head",
+	// the time until the answer's head, not the whole stream; "none",
+	// nothing (a gRPC streaming call, whose head may wait for its first
+	// message as long as it likes: its stream is bounded by the idle
+	// timeout and the caller's cancel).
 	HeaderStreamDeadline = "Mesh-Stream-Deadline"
 	// HeaderFrame names a frame's kind (the Frame* values).
 	HeaderFrame = "Mesh-Frame"
@@ -79,6 +82,11 @@ const (
 	// DefaultStreamIdle is how long a stream may hear nothing from its
 	// peer, pings included, before it ends with a timeout.
 	DefaultStreamIdle = 10 * time.Second
+	// StreamOpenAfter is how long a callee waits for its service's answer
+	// before it opens the call with an accept frame, so that its caller
+	// can cancel it and the two sides' keep-alives run: a quick call
+	// costs no frame.
+	StreamOpenAfter = 200 * time.Millisecond
 	// MaxStreamWindow bounds the credit a peer may announce.
 	MaxStreamWindow = 64 << 20
 	// MinStreamIdle and MaxStreamIdle bound the idle timeout a peer may

@@ -3,5 +3,7 @@
 // gateway), the same way: a listener wrapper that detects ambiguous
 // request framing (request smuggling) before Go's server reframes it, and
 // a handler wrapper that answers such requests 400 and closes the
-// connection.
+// connection, refuses protocol upgrades but HTTP/2's (Upgrade: h2c, which
+// it hands to internal/h2c), and bounds the time a body may take. Over
+// HTTP/2 only the last applies: its frames leave nothing to smuggle with.
 package httpguard

@@ -36,10 +36,15 @@ import (
 // Mesh-Error header, so every refusal of a mesh listener reads the same
 // way whatever its size or cause.
 //
+// A connection that speaks HTTP/2 without TLS (h2c: it opens with the
+// HTTP/2 preface, or sends it after switching with Upgrade: h2c) is
+// followed up to the preface only: HTTP/2 has no Transfer-Encoding to
+// smuggle with, and its frames no heads.
+//
 // TLS listeners are supported (Listen(tls.NewListener(l, cfg))): the
 // guard sees the decrypted bytes and the request still reports its TLS
 // state. Such connections speak HTTP/1.1 only, since Go's server offers
-// HTTP/2 on *tls.Conn alone; HTTP/2 has no Transfer-Encoding to smuggle with.
+// HTTP/2 over TLS on *tls.Conn alone.
 func Listen(l net.Listener) net.Listener { return guardListener{l} }
 
 type guardListener struct{ net.Listener }
@@ -177,8 +182,20 @@ func headEnd(buf []byte, start int) (end, resume int, ok bool) {
 	}
 }
 
+// preface is the HTTP/2 client preface's first part, which reads as a
+// head: a connection that opens with it (prior knowledge) or sends it after
+// switching to HTTP/2 (Upgrade: h2c) speaks HTTP/2 from there on.
+var preface = []byte("PRI * HTTP/2.0\r\n\r\n")
+
 // check reads one head's framing and decides what follows it.
 func (c *guardConn) check(head []byte) {
+	if bytes.Equal(head, preface) {
+		// HTTP/2 frames every message itself: nothing to smuggle with, and
+		// no heads to follow. Read as HTTP/1 instead (not at the start of
+		// a connection), the preface is refused and its connection closed.
+		c.stop()
+		return
+	}
 	var (
 		cl           int64
 		hasCL, hasTE bool

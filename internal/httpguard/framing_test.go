@@ -28,6 +28,13 @@ func TestGuardObserve(t *testing.T) {
 		{"folded line in a second request", "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX-A: b\r\n\tc\r\n\r\n", 2},
 		{"bare-LF head ends at its first empty line", "GET / HTTP/1.1\nTransfer-Encoding: chunked\n\n14\r\nContent-Length: 1\r\n\r\n0\r\n\r\n", 0},
 		{"LF CRLF ends a head", "GET / HTTP/1.1\nContent-Length: 3\n\r\nabcPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 2},
+		// HTTP/2 frames are no heads: after the preface, which opens a
+		// connection with prior knowledge or follows the switch of
+		// Upgrade: h2c, nothing is read as one (a frame's bytes can look
+		// like a folded line).
+		{"HTTP/2 preface stops the guard", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x06\x04\x00\x00\x00\x00\x00\n\tx\r\n\r\n" + ambiguousHead, 0},
+		{"HTTP/2 preface after an upgrade", "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + ambiguousHead, 0},
+		{"PRI with a header is no preface", "PRI * HTTP/2.0\r\nX: y\r\n\r\n" + ambiguousHead, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			whole, bytewise := observeWholeAndBytewise(tt.stream)
@@ -37,6 +44,9 @@ func TestGuardObserve(t *testing.T) {
 		})
 	}
 }
+
+// ambiguousHead is a head with both Content-Length and Transfer-Encoding.
+const ambiguousHead = "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 // observeWholeAndBytewise feeds stream to one guard in a single read and
 // to another one byte at a time.
@@ -56,6 +66,7 @@ func FuzzGuardObserve(f *testing.F) {
 	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"), uint8(7))
 	f.Add([]byte("GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"), uint8(1))
 	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET / HTTP/1.1\r\n\r\n"), uint8(5))
+	f.Add([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x01\x00\x00\x00\x00"), uint8(3))
 	f.Fuzz(func(t *testing.T, stream []byte, split uint8) {
 		g := &guardConn{}
 		step := int(split)%16 + 1

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/natsmesh/natsmesh/internal/h2c"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
@@ -24,6 +25,11 @@ type Options struct {
 	// mesh takes between reads (a stream waiting for its receiver) does
 	// not count. Zero means DefaultBodyTimeout; negative means no bound.
 	BodyTimeout time.Duration
+	// H2C, when set, switches the connections whose requests ask for
+	// HTTP/2 without TLS (Upgrade: h2c) to it, and the requests it does not
+	// switch are served over HTTP/1.1 (see h2c.Server.Upgrade). Nil
+	// answers them 501 like any other upgrade.
+	H2C *h2c.Server
 }
 
 // DefaultBodyTimeout is the default of Options.BodyTimeout: a client
@@ -39,32 +45,42 @@ const DefaultBodyTimeout = 10 * time.Second
 //   - after any chunked request the connection is closed (RFC 9112 section
 //     6.1), since a proxy in front that framed it by Content-Length would
 //     disagree with us about where the next request starts;
-//   - an h2c upgrade (Upgrade: h2c) is answered 501 not-implemented:
-//     HTTP/2 ends at the listener, not at the service, and sending it on
-//     as a plain request would hide that; other upgrades (WebSocket) are
-//     the handler's to carry (meshhttp.Proxy);
+//   - a request that asks to switch to HTTP/2 (Upgrade: h2c) goes to
+//     Options.H2C, which switches its connection or leaves it to be
+//     served over HTTP/1.1;
+//   - without Options.H2C, such a request is answered 501
+//     not-implemented: HTTP/2 ends at the listener, not at the service,
+//     and sending it on as a plain request would hide that; any other
+//     protocol upgrade (Upgrade: websocket) is the handler's to carry
+//     (meshhttp.Proxy);
+//   - the HTTP/2 preface read as a request (PRI *: not at the start of a
+//     connection, or not whole) is answered 400 bad-request and its
+//     connection closed;
 //   - the body's bytes must keep coming: a wait of Options.BodyTimeout
 //     for them fails the read with a request-timeout mesh error, which
 //     the mesh's handlers answer 408.
+//
+// A request over HTTP/2 (prior knowledge, or an upgraded connection) has
+// its body bounded the same way and nothing else to refuse: HTTP/2 frames
+// every message itself, and its servers refuse the connection-specific
+// headers (Transfer-Encoding, Upgrade) as malformed.
 func Handler(h http.Handler, o Options) http.Handler {
 	if o.BodyTimeout == 0 {
 		o.BodyTimeout = DefaultBodyTimeout
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g, n := serving(r.Context())
-		if g != nil && n == g.ambig.Load() {
-			w.Header().Set("Connection", "close")
-			httpwire.WriteError(w, wire.Errorf(wire.KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0, or a folded header line"))
-			return
-		}
-		if len(r.TransferEncoding) > 0 {
-			w.Header().Set("Connection", "close")
-		}
-		if up := r.Header.Get("Upgrade"); up != "" && httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "h2c") {
-			w.Header().Set("Connection", "close")
-			httpwire.WriteError(w, wire.Errorf(wire.KindNotImplemented,
-				"protocol upgrade (Upgrade: %.32q) is not carried by the mesh yet: send a plain HTTP/1.1 request, or gRPC to the gRPC proxy", up))
-			return
+		var (
+			g *guardConn
+			n int64
+		)
+		// Go's HTTP/1 server reads the HTTP/2 preface as a request of
+		// version 2.0, "PRI *"; every other request of version 2 came
+		// over HTTP/2, which the guard does not follow.
+		if r.ProtoMajor == 1 || r.Method == "PRI" {
+			g, n = serving(r.Context())
+			if refuseHTTP1(w, r, g, n, o.H2C) {
+				return
+			}
 		}
 		// A body that has arrived whole (the guard followed it by its
 		// Content-Length) cannot stall: no deadline to set and clear.
@@ -80,6 +96,39 @@ func Handler(h http.Handler, o Options) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// refuseHTTP1 answers, and reports so, a request read by Go's HTTP/1
+// server that the guard refuses (see [Handler]), or switches its
+// connection to HTTP/2 through up; request n of its connection, whose
+// guard is g (nil for none).
+func refuseHTTP1(w http.ResponseWriter, r *http.Request, g *guardConn, n int64, up *h2c.Server) bool {
+	switch upgrade := r.Header.Get("Upgrade"); {
+	case g != nil && n == g.ambig.Load():
+		w.Header().Set("Connection", "close")
+		httpwire.WriteError(w, wire.Errorf(wire.KindBadRequest, "ambiguous framing: Transfer-Encoding with Content-Length or in HTTP/1.0, or a folded header line"))
+		return true
+	case r.Method == "PRI":
+		w.Header().Set("Connection", "close")
+		httpwire.WriteError(w, wire.Errorf(wire.KindBadRequest,
+			"the HTTP/2 preface where an HTTP/1.1 request was expected: it opens a connection, or follows the 101 that answers Upgrade: h2c"))
+		return true
+	case upgrade != "" && up != nil && h2c.IsUpgrade(r):
+		if up.Upgrade(w, r) {
+			return true
+		}
+		// Not switched (a body, say): served over HTTP/1.1, the Upgrade
+		// header dropped as hop-by-hop.
+	case upgrade != "" && up == nil && httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "h2c"):
+		w.Header().Set("Connection", "close")
+		httpwire.WriteError(w, wire.Errorf(wire.KindNotImplemented,
+			"protocol upgrade (Upgrade: %.32q) is not carried by the mesh yet: send a plain HTTP/1.1 or HTTP/2 request, or gRPC to the gRPC proxy", upgrade))
+		return true
+	}
+	if len(r.TransferEncoding) > 0 {
+		w.Header().Set("Connection", "close")
+	}
+	return false
 }
 
 // timedBody is a request body each read of which waits under a deadline

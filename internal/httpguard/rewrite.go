@@ -17,7 +17,9 @@ import (
 const goErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
 // Write sends p, except that one of Go's own refusals is replaced by the
-// same refusal in the mesh's form (see [meshRefusal]).
+// same refusal in the mesh's form (see [meshRefusal]). On a connection that
+// speaks HTTP/2 nothing matches: a frame's fourth byte is its type (0 to
+// 9), never the 'P' of "HTTP/1.1".
 func (c *guardConn) Write(p []byte) (int, error) {
 	if alt, ok := meshRefusal(p); ok {
 		if _, err := c.Conn.Write(alt); err != nil {

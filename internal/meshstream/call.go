@@ -2,6 +2,7 @@ package meshstream
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,11 @@ type Request struct {
 	// deadline); the context given to Call bounds only the wait for the
 	// answer's head.
 	Deadline time.Time
+	// Unbounded: once the callee has opened the call (accept), the wait
+	// for its head is bounded by the stream's idle timeout and ctx's
+	// cancellation, no longer by ctx's deadline (a default the caller did
+	// not choose).
+	Unbounded bool
 }
 
 // Answer is a call's answer: whole (Msg), or streamed (Head, its header,
@@ -82,11 +88,17 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	rest.Listen(c.onMsg)
 
 	pump := &pump{c: c}
+	wait := ctx
 	for {
-		m, err := c.next(ctx)
+		if r.Unbounded && wait == ctx && c.opened() {
+			var stop func()
+			wait, stop = withoutDeadline(ctx)
+			defer stop()
+		}
+		m, err := c.next(wait)
 		if err != nil {
-			if ctx.Err() != nil {
-				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "no answer before the deadline", Err: ctx.Err()}, true)
+			if wait.Err() != nil {
+				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "no answer before the deadline", Err: wait.Err()}, true)
 			} else {
 				c.fail(wire.FromError(err), false)
 			}
@@ -121,6 +133,25 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 			return nil, e
 		}
 	}
+}
+
+// withoutDeadline is ctx without its deadline: cancelled when ctx is
+// cancelled (not when its deadline passes).
+func withoutDeadline(ctx context.Context) (context.Context, func()) {
+	w, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			cancel()
+		}
+	})
+	return w, func() { stop(); cancel() }
+}
+
+// opened reports whether the callee's inbox is known.
+func (c *conn) opened() bool {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.out != ""
 }
 
 // The header values of the defaults, made once: every call carries them.

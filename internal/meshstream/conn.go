@@ -76,6 +76,9 @@ type conn struct {
 	ctx  context.Context // ends with the stream
 	stop context.CancelFunc
 	in   *replymux.Inbox
+	// onEnd, when set, is called once the stream is over, with its
+	// failure (nil for a clean end).
+	onEnd func(error)
 
 	// total, when set, ends the stream at that time (the caller's
 	// deadline).
@@ -318,6 +321,9 @@ func (c *conn) finish() {
 
 func (c *conn) release() {
 	c.stop()
+	if c.onEnd != nil {
+		c.onEnd(c.failed())
+	}
 	if c.in != nil {
 		c.in.Close()
 	}

@@ -28,11 +28,14 @@ type Server struct {
 	body   *Body
 	// c is the stream, made when the call turns out to be one (its body
 	// streams, or its answer does): a whole call costs none.
-	c *conn
+	c     *conn
+	onEnd func(error)
 
-	mu       sync.Mutex
-	opened   bool // an accept or a head was sent: the call is a stream
-	reqEnded bool
+	mu        sync.Mutex
+	opened    bool // an accept or a head was sent: the call is a stream
+	accepted  bool // an accept was sent
+	answering bool // the answer has begun: Open does nothing more
+	reqEnded  bool
 }
 
 // Streams reports whether m is a call made with the stream protocol (it
@@ -58,17 +61,10 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 	if m.Header.Get(wire.HeaderStreamBody) == "" {
 		return s, nil
 	}
-	s.stream()
-	if err := s.open(); err != nil {
+	s.body = newBody(s.stream(), nil)
+	if err := s.Open(); err != nil {
 		return nil, err
 	}
-	if !s.c.send(wire.FrameAccept, nats.Header{
-		wire.HeaderStreamInbox: {s.c.in.Subject()},
-		wire.HeaderCredit:      {strconv.FormatInt(s.c.cfg.Window, 10)},
-	}, nil) {
-		return nil, s.c.overErr()
-	}
-	s.body = newBody(s.c, nil)
 	s.body.onEOF = func() {
 		s.mu.Lock()
 		s.reqEnded = true
@@ -82,11 +78,60 @@ func (s *Server) stream() *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c == nil {
-		s.c = newConn(s.nc, s.cfg)
-		s.c.credit = s.window
-		s.c.setOut(s.reply)
+		s.newConn()
 	}
 	return s.c
+}
+
+// newConn makes the call's stream, under s.mu.
+func (s *Server) newConn() {
+	s.c = newConn(s.nc, s.cfg)
+	s.c.credit = s.window
+	s.c.setOut(s.reply)
+	s.c.onEnd = s.onEnd
+}
+
+// Open opens the call before its answer, once: it sends the accept frame
+// that names the callee's inbox (and grants the request body its
+// credit), so the caller can cancel the call and the keep-alives run. A
+// call whose body streams is opened by Serve; any other may be, when its
+// answer is slow to come (pipeline.Inbound: after wire.StreamOpenAfter).
+// Once the answer has begun it does nothing.
+func (s *Server) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.accepted || s.answering {
+		return nil
+	}
+	if s.c == nil {
+		s.newConn()
+	}
+	if !s.opened {
+		in, err := s.listen(s.c.onMsg)
+		if err != nil {
+			return err
+		}
+		s.c.in = in
+		s.opened = true
+		go s.c.keep()
+	}
+	if !s.c.send(wire.FrameAccept, nats.Header{
+		wire.HeaderStreamInbox: {s.c.in.Subject()},
+		wire.HeaderCredit:      {strconv.FormatInt(s.c.cfg.Window, 10)},
+	}, nil) {
+		return s.c.overErr()
+	}
+	s.accepted = true
+	return nil
+}
+
+// begin marks the answer begun (Open does nothing from then on) and says
+// whether the call was opened.
+func (s *Server) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answering = true
+	return s.opened
 }
 
 // open registers the inbox and starts the keep-alive, once.
@@ -110,24 +155,23 @@ func (s *Server) open() error {
 // Body is the streamed request body; nil when it came whole.
 func (s *Server) Body() *Body { return s.body }
 
-// Context ends when the stream does: the caller cancelled, the stream
-// failed or its answer has been sent. A call whose body came whole has no
-// stream until it answers: its context is Background's.
-func (s *Server) Context() context.Context {
+// OnEnd registers fn to be called when the stream ends, with its failure
+// (nil when its answer has been sent): the caller cancelled, the stream
+// failed. Called once, before the call's stream exists (the handler's
+// context's cancel); fn must not call the Server.
+func (s *Server) OnEnd(fn func(error)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.c == nil {
-		return context.Background()
+	s.onEnd = fn
+	if s.c != nil {
+		s.c.onEnd = fn
 	}
-	return s.c.ctx
 }
 
 // Answer sends a whole answer, reply's header and data: one message, or,
 // when it does not fit in one, a head and its data in frames.
 func (s *Server) Answer(reply *nats.Msg) error {
-	s.mu.Lock()
-	opened := s.opened
-	s.mu.Unlock()
+	opened := s.begin()
 	fits := int64(len(reply.Data))+headerRoom <= s.nc.MaxPayload()
 	switch {
 	case fits && !opened:
@@ -156,6 +200,7 @@ func (s *Server) Answer(reply *nats.Msg) error {
 // body's trailer. It returns when the answer is sent or the stream has
 // ended; body is not closed.
 func (s *Server) AnswerStream(head nats.Header, body Source) error {
+	s.begin()
 	if err := s.open(); err != nil {
 		return err
 	}
@@ -185,9 +230,7 @@ func (s *Server) AnswerStream(head nats.Header, body Source) error {
 // Fail answers with a mesh error: an error reply before the stream was
 // opened, a cancel frame carrying it after.
 func (s *Server) Fail(e *wire.Error) {
-	s.mu.Lock()
-	opened := s.opened
-	s.mu.Unlock()
+	opened := s.begin()
 	if !opened {
 		msg := wire.ErrorMsg(e)
 		msg.Subject = s.reply

@@ -1,6 +1,7 @@
 package grpcwire
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"google.golang.org/grpc/encoding"
@@ -12,6 +13,12 @@ import (
 // RawFrame is a gRPC message as its serialized bytes. With [RawCodec] it lets
 // the mesh carry messages of any service without their generated code.
 type RawFrame []byte
+
+// Framed is a gRPC message as its bytes behind its length prefix
+// ([AppendMessage]): what a stream's body carries. With [RawCodec], a
+// message received into a *Framed is framed as it is copied out of gRPC's
+// buffers, and a Framed is sent as the message behind its prefix.
+type Framed []byte
 
 // RawCodec is a pass-through gRPC codec: it marshals a RawFrame (or []byte)
 // as its bytes and unmarshals into a *RawFrame (or *[]byte) by copying them.
@@ -25,7 +32,7 @@ type RawCodec struct{}
 var _ encoding.CodecV2 = RawCodec{}
 
 // Marshal returns the bytes of a RawFrame, *RawFrame, []byte or *[]byte,
-// without copying them.
+// or the message of a Framed, without copying them.
 func (RawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	var b []byte
 	switch v := v.(type) {
@@ -37,13 +44,19 @@ func (RawCodec) Marshal(v any) (mem.BufferSlice, error) {
 		b = v
 	case *[]byte:
 		b = *v
+	case Framed:
+		if len(v) < MessagePrefixLen {
+			return nil, fmt.Errorf("wire: RawCodec: a Framed of %d bytes has no prefix", len(v))
+		}
+		b = v[MessagePrefixLen:]
 	default:
 		return nil, fmt.Errorf("wire: RawCodec cannot marshal %T, want RawFrame", v)
 	}
 	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 }
 
-// Unmarshal copies data into a *RawFrame or *[]byte. It copies because gRPC
+// Unmarshal copies data into a *RawFrame or *[]byte, or, behind its
+// prefix, a *Framed. It copies because gRPC
 // frees data when Unmarshal returns.
 func (RawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch v := v.(type) {
@@ -51,6 +64,13 @@ func (RawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		*v = data.Materialize()
 	case *[]byte:
 		*v = data.Materialize()
+	case *Framed:
+		b := make([]byte, MessagePrefixLen, MessagePrefixLen+data.Len())
+		binary.BigEndian.PutUint32(b[1:], uint32(data.Len()))
+		for _, buf := range data {
+			b = append(b, buf.ReadOnlyData()...)
+		}
+		*v = b
 	default:
 		return fmt.Errorf("wire: RawCodec cannot unmarshal into %T, want *RawFrame", v)
 	}

@@ -12,4 +12,11 @@
 // gRPC client sees for any error of the mesh, and [StatusKind] the mesh
 // error kind behind a status. [RawCodec] carries messages as their bytes,
 // so the mesh forwards any service's calls without its generated code.
+//
+// A call of a streaming method is marked [HeaderGRPCStream] (Request.Stream)
+// and its bodies are gRPC length-prefixed messages ([AppendMessage],
+// [MessageReader]), whole or streamed; a streamed reply has the header
+// metadata in its head ([StreamHead]) and the status with the trailer
+// metadata in its trailer ([StreamTrailer]), which together read as a
+// unary reply's header.
 package grpcwire

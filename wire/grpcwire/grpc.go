@@ -52,15 +52,20 @@ const (
 // maxMethodLen bounds a full gRPC method name.
 const maxMethodLen = 1024
 
-// Request is a unary gRPC call as it crosses the mesh.
+// Request is a gRPC call as it crosses the mesh: a unary call, or the
+// head of a streaming one (Stream set).
 type Request struct {
 	// Method is the full method name, "/pkg.Service/Method".
 	Method string
 	// Metadata is the request metadata. Keys are lower-case (upper-case keys
 	// are lowered on encoding); values of "-bin" keys are binary.
 	Metadata metadata.MD
-	// Payload is the serialized request message.
+	// Payload is the serialized request message; for a stream, the
+	// messages framed ([AppendMessage]) when the body crosses whole, nil
+	// when it is a stream of its own.
 	Payload []byte
+	// Stream marks a call of a streaming method ([HeaderGRPCStream]).
+	Stream bool
 	// Timeout is the time left until the caller's deadline, 0 for none. On
 	// encoding it becomes Mesh-Timeout; on decoding it is read from there.
 	Timeout time.Duration
@@ -79,7 +84,8 @@ type Response struct {
 
 // EncodeRequest turns a unary gRPC call into the headers and payload of
 // a NATS request message, to be sent on a [wire.Subject] with [wire.ProtoGRPC] and Op
-// set to req.Method.
+// set to req.Method; a streaming call (req.Stream) into the header of its
+// first message and its payload when the body crosses whole.
 //
 // req.Timeout, when set, becomes Mesh-Timeout; when it is zero, a
 // "grpc-timeout" metadata entry (gRPC's wire form, "100m") is used instead.
@@ -110,6 +116,9 @@ func EncodeRequest(req *Request, lim wire.Limits) (*nats.Msg, error) {
 		return nil, err
 	}
 	m.Header[HeaderGRPCMethod] = []string{req.Method}
+	if req.Stream {
+		m.Header[HeaderGRPCStream] = []string{streamMarker}
+	}
 	timeout := req.Timeout
 	if timeout <= 0 {
 		if vs := req.Metadata.Get("grpc-timeout"); len(vs) > 0 {
@@ -159,6 +168,10 @@ func DecodeCall(h nats.Header, data []byte, subjectMethod string) (*Request, err
 	if err != nil {
 		return nil, err
 	}
+	stream, err := readStreamMarker(h)
+	if err != nil {
+		return nil, err
+	}
 	md, _, err := readMetadata(h)
 	if err != nil {
 		return nil, err
@@ -178,7 +191,7 @@ func DecodeCall(h nats.Header, data []byte, subjectMethod string) (*Request, err
 		return nil, err
 	}
 	delete(md, MetadataCaller)
-	return &Request{Method: method, Metadata: md, Payload: data, Timeout: timeout}, nil
+	return &Request{Method: method, Metadata: md, Payload: data, Stream: stream, Timeout: timeout}, nil
 }
 
 // ResponseMsg is the reply that carries a service's gRPC answer. Metadata

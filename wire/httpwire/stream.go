@@ -24,9 +24,11 @@ import (
 const HeaderUpgrade = "Mesh-Upgrade"
 
 // Upgrade is the protocol an upgrade request asks for (its Upgrade header,
-// when Connection names "upgrade"), or "".
+// when Connection names "upgrade"), or "". An upgrade to h2c is none the
+// mesh carries, "": HTTP/2 without TLS ends at the listener, which
+// switches its connection to it or serves the request as a plain one.
 func Upgrade(h http.Header) string {
-	if !httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade") {
+	if !httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade") || httpguts.HeaderValuesContainsToken(h["Upgrade"], "h2c") {
 		return ""
 	}
 	return strings.Join(h.Values("Upgrade"), ", ")

@@ -38,6 +38,8 @@ func TestStreamedRequestHead(t *testing.T) {
 			wantHead: nats.Header{HeaderUpgrade: {"websocket"}, "Sec-Websocket-Key": {"k"}}, noHead: []string{"Upgrade", "Connection"}, wantUp: "websocket"},
 		{name: "upgrade token without Connection", header: http.Header{"Upgrade": {"websocket"}},
 			noHead: []string{HeaderUpgrade, "Upgrade"}},
+		{name: "h2c, which ends at the listener", header: http.Header{"Connection": {"Upgrade, HTTP2-Settings"}, "Upgrade": {"h2c"}},
+			noHead: []string{HeaderUpgrade, "Upgrade"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,364 @@
+package meshgrpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
+)
+
+// The pieces every adapter of gRPC streams shares: a pipe that turns
+// messages pushed by one goroutine into a pipeline.Stream, and the readers
+// of a body's messages and of a streamed call's reply.
+
+// errPipeClosed is what a write to a pipe its reader closed returns.
+var errPipeClosed = errors.New("meshgrpc: the stream was closed")
+
+// pipe is a pipeline.Stream whose pieces a writer pushes, one at a time:
+// a write returns once the reader has taken its piece (so a stream holds
+// at most one piece in memory, and a slow reader slows the writer), or
+// the reader closed the stream. The writer ends it with end.
+type pipe struct {
+	ch     chan []byte
+	closed chan struct{} // closed by Close: the reader gave up
+	ended  chan struct{} // closed by end: the writer is done
+	err    error         // the writer's end, nil for io.EOF; set before ended closes
+	tr     nats.Header   // the trailer; set before ended closes
+
+	closeOnce, endOnce sync.Once
+}
+
+func newPipe() *pipe {
+	return &pipe{ch: make(chan []byte), closed: make(chan struct{}), ended: make(chan struct{})}
+}
+
+// write hands b to the reader. It fails with errPipeClosed once the
+// reader closed the stream, and with ctx's error. b is the reader's once
+// written.
+func (p *pipe) write(ctx context.Context, b []byte) error {
+	select {
+	case p.ch <- b:
+		return nil
+	case <-p.closed:
+		return errPipeClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// end ends the stream: with io.EOF and trailer when err is nil, else with
+// err. Only the first end counts; no write may follow.
+func (p *pipe) end(err error, trailer nats.Header) {
+	p.endOnce.Do(func() {
+		p.err, p.tr = err, trailer
+		close(p.ended)
+	})
+}
+
+// Next implements pipeline.Stream.
+func (p *pipe) Next(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-p.ch:
+		return b, nil
+	case <-p.ended:
+		// The writer writes, then ends, on one goroutine: nothing is
+		// left in flight once it has ended.
+		if p.err != nil {
+			return nil, p.err
+		}
+		return nil, io.EOF
+	case <-p.closed:
+		return nil, errPipeClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Trailer implements pipeline.Stream.
+func (p *pipe) Trailer() nats.Header {
+	select {
+	case <-p.ended:
+		return p.tr
+	default:
+		return nil
+	}
+}
+
+// Close implements pipeline.Stream: a write waiting, or to come, fails.
+func (p *pipe) Close() error {
+	p.closeOnce.Do(func() { close(p.closed) })
+	return nil
+}
+
+// prefixed is a stream that yields pieces already read from rest, then
+// rest.
+type prefixed struct {
+	first [][]byte
+	rest  pipeline.Stream
+}
+
+func (s *prefixed) Next(ctx context.Context) ([]byte, error) {
+	if len(s.first) > 0 {
+		b := s.first[0]
+		s.first = s.first[1:]
+		return b, nil
+	}
+	return s.rest.Next(ctx)
+}
+
+func (s *prefixed) Trailer() nats.Header { return s.rest.Trailer() }
+func (s *prefixed) Close() error         { return s.rest.Close() }
+
+// onePiece is a stream of b, then its end with trailer.
+type onePiece struct {
+	b       []byte
+	trailer nats.Header
+	done    bool
+}
+
+func (s *onePiece) Next(context.Context) ([]byte, error) {
+	if s.done {
+		return nil, io.EOF
+	}
+	s.done = true
+	return s.b, nil
+}
+
+func (s *onePiece) Trailer() nats.Header {
+	if s.done {
+		return s.trailer
+	}
+	return nil
+}
+
+func (s *onePiece) Close() error { return nil }
+
+// replayable is a body of b that streams, and replays.
+func replayable(b []byte) pipeline.Body {
+	return pipeline.Body{Stream: &onePiece{b: b}, Replay: func() (pipeline.Stream, error) { return &onePiece{b: b}, nil }}
+}
+
+// messages reads the gRPC messages of a streaming call's body, whole or
+// streamed. One goroutine reads it.
+type messages struct {
+	whole  []byte          // a whole body, read once
+	stream pipeline.Stream // or a streamed one
+	fed    bool
+	r      grpcwire.MessageReader
+}
+
+func bodyMessages(b pipeline.Body) *messages {
+	return &messages{whole: b.Bytes, stream: b.Stream}
+}
+
+// next returns the next message, io.EOF after the last, or the body's
+// failure: a stream's error, a malformed message (a *wire.Error), a
+// message cut short at the end (internal).
+func (m *messages) next(ctx context.Context) ([]byte, error) {
+	for {
+		msg, ok, err := m.r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return msg, nil
+		}
+		var piece []byte
+		switch {
+		case m.stream != nil:
+			piece, err = m.stream.Next(ctx)
+		case !m.fed:
+			m.fed, piece = true, m.whole
+		default:
+			err = io.EOF
+		}
+		if errors.Is(err, io.EOF) {
+			if m.r.Partial() {
+				return nil, &wire.Error{Kind: wire.KindInternal, Message: "a gRPC stream's body ended within a message"}
+			}
+			return nil, io.EOF
+		}
+		if err != nil {
+			return nil, err
+		}
+		m.r.Feed(piece)
+	}
+}
+
+// trailer is what came after the body: a stream's trailer; for a whole
+// body, nil (a whole reply's trailer is in its header).
+func (m *messages) trailer() nats.Header {
+	if m.stream != nil {
+		return m.stream.Trailer()
+	}
+	return nil
+}
+
+// replyReader reads the answer to a streaming call: its header metadata,
+// its messages, and at their end its status and trailer metadata.
+type replyReader struct {
+	body     *messages
+	head     nats.Header // the reply's header
+	streamed bool
+	header   metadata.MD
+	trailer  metadata.MD
+	status   *status.Status
+}
+
+// readReply reads r's head. A malformed one is a *wire.Error.
+func readReply(r *pipeline.Reply) (*replyReader, error) {
+	head, err := grpcwire.DecodeResponse(&nats.Msg{Header: r.Header})
+	if err != nil {
+		return nil, err
+	}
+	return &replyReader{body: bodyMessages(r.Body), head: r.Header, streamed: r.Streamed(), header: head.Header}, nil
+}
+
+// next returns the next message; at the end io.EOF, with status and
+// trailer set (the service's status, whatever its code); a failure of the
+// body (a mesh error, ctx's) as it is.
+func (rr *replyReader) next(ctx context.Context) ([]byte, error) {
+	msg, err := rr.body.next(ctx)
+	if !errors.Is(err, io.EOF) {
+		return msg, err
+	}
+	// The status is the trailer's; or the header's, for an answer whole
+	// (one message, or streamed only because it was larger than one).
+	end := rr.head
+	if tr := rr.body.trailer(); len(tr) > 0 {
+		end = make(nats.Header, len(rr.head)+len(tr))
+		for k, vs := range rr.head {
+			end[k] = vs
+		}
+		for k, vs := range tr {
+			end[k] = vs
+		}
+	}
+	if rr.streamed && end.Get(grpcwire.HeaderGRPCStatus) == "" {
+		// A whole reply without one is a NATS-native answer, read as
+		// DecodeResponse reads it; a stream always ends with one.
+		return nil, &wire.Error{Kind: wire.KindInternal, Message: "a gRPC stream ended without a status"}
+	}
+	resp, err := grpcwire.DecodeResponse(&nats.Msg{Header: end})
+	if err != nil {
+		return nil, err
+	}
+	rr.status, rr.trailer = resp.Status, resp.Trailer
+	return nil, io.EOF
+}
+
+// streamFailure is the status a gRPC peer sees for a stream that failed
+// under ctx: ctx's own end (Canceled, DeadlineExceeded) when it has
+// ended, else err's status ([grpcwire.Status]).
+func streamFailure(ctx context.Context, err error) *status.Status {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err())
+	}
+	return grpcwire.Status(err)
+}
+
+// handlerStatus is the status of a handler's error: its status, a
+// context error's code, else Unknown; nil for nil.
+func handlerStatus(err error) *status.Status {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if cs := status.FromContextError(err); cs.Code() != codes.Unknown {
+			st = cs
+		}
+	}
+	return st
+}
+
+// answer is the body of a service's streamed answer: a pipe its messages
+// and trailer are written to, and the cancel of the service's call, which
+// closing it before its end calls.
+type answer struct {
+	*pipe
+	cancel context.CancelFunc
+}
+
+func (a *answer) Close() error {
+	a.cancel()
+	return a.pipe.Close()
+}
+
+// messageLimits is lim for a gRPC message that may be larger than one
+// NATS message: its header's bounds as lim has them, and room for one
+// message as large as gRPC takes by default (grpcwire.DefaultMaxMessage)
+// when max_payload is smaller. The stream protocol carries such a message
+// in pieces.
+func messageLimits(lim wire.Limits) wire.Limits {
+	lim.MaxPayload = max(lim.PayloadLimit(), grpcwire.DefaultMaxMessage+grpcwire.MessagePrefixLen+int64(lim.HeaderBytesLimit()))
+	return lim
+}
+
+// answerWait is how long settle waits for an answer to end. A unary
+// method's answer (which the proxy calls as a stream) ends right after its
+// message: grpc-go writes the message and the trailers together.
+const answerWait = 5 * time.Millisecond
+
+// settle is the reply to a streaming call whose answer has begun, with
+// head, and goes on in a: whole, in one message (head, trailer, and the
+// messages framed), when it ends within answerWait and fits in one
+// message under lim, since a whole answer costs the stream protocol no
+// stream; else streamed, the messages read so far first. A unary method
+// called as a stream, or a short server stream, is answered whole so.
+func settle(ctx context.Context, head nats.Header, a *answer, lim wire.Limits) (*pipeline.Reply, error) {
+	wctx, stop := context.WithTimeout(ctx, answerWait)
+	defer stop()
+	var first [][]byte
+	size := int64(0)
+	for size <= lim.PayloadLimit() {
+		b, err := a.Next(wctx)
+		switch {
+		case err == nil:
+			first = append(first, b)
+			size += int64(len(b))
+			continue
+		case errors.Is(err, io.EOF):
+			m := &nats.Msg{Header: make(nats.Header, len(head)+len(a.Trailer())), Data: make([]byte, 0, size)}
+			for k, vs := range head {
+				m.Header[k] = vs
+			}
+			for k, vs := range a.Trailer() {
+				m.Header[k] = vs
+			}
+			for _, b := range first {
+				m.Data = append(m.Data, b...)
+			}
+			if lim.Check(m, 0, 0) != nil {
+				break
+			}
+			a.Close()
+			return pipeline.ReplyFromMsg(wire.ProtoGRPC, m), nil
+		case ctx.Err() != nil:
+			a.Close()
+			return nil, context.Cause(ctx)
+		case wctx.Err() == nil:
+			// The answer failed before its end.
+			a.Close()
+			return nil, err
+		}
+		break
+	}
+	return pipeline.NewStreamReply(wire.ProtoGRPC, head, &prefixed{first: first, rest: a}), nil
+}
+
+// tooLarge reports whether err is a message too large for max_payload.
+func tooLarge(err error) bool {
+	var e *wire.Error
+	return errors.As(err, &e) && e.Kind == wire.KindTooLarge
+}
