@@ -1,11 +1,13 @@
 package meshhttp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,6 +31,10 @@ import (
 // handed to the reply's stream as it is made (a write waits until the
 // stream has taken it, so a handler cannot outrun its reader), the
 // trailers when it returns.
+//
+// A protocol upgrade (WebSocket) is served to a handler that takes over
+// its connection (http.Hijacker): an in-memory one, whose reads are the
+// call's body stream and whose writes, after the 101, the reply's.
 //
 // A handler that panics is an internal mesh error, one that panics with
 // http.ErrAbortHandler an upstream one (a streamed answer fails so at
@@ -57,12 +63,22 @@ func (k *Handler) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Re
 	}
 	setCallerHeader(r.Header, c.Caller)
 	rec := newRecorder(wholeLimit(lim))
+	if httpwire.Upgrade(r.Header) != "" && c.Body.Streamed() {
+		// The call's body is the connection's once switched, which a
+		// handler that takes it over (Hijack) reads: the request has none.
+		rec.tunnel = c.Body.Stream
+		r.Body, r.ContentLength = http.NoBody, 0
+		r.Header.Del("Content-Length")
+	}
 	go rec.serve(k.Handler, r)
 	select {
 	case <-rec.done:
 	case <-rec.committed:
+	case <-rec.hijacked:
 	}
 	select {
+	case <-rec.hijacked:
+		return rec.switched(ctx, lim)
 	case <-rec.committed:
 		return rec.streamReply(lim)
 	default:
@@ -99,6 +115,7 @@ func setCallerHeader(h http.Header, caller string) {
 var (
 	_ http.ResponseWriter = (*recorder)(nil)
 	_ http.Flusher        = (*recorder)(nil)
+	_ http.Hijacker       = (*recorder)(nil)
 )
 
 // recorder is the http.ResponseWriter of a handler's answer: it collects
@@ -123,11 +140,20 @@ type recorder struct {
 	pr        *io.PipeReader
 	pw        *io.PipeWriter
 
+	// tunnel is the body of an upgrade call, which a handler that takes
+	// over its connection (Hijack) reads from conn; switching is set when
+	// it wrote the 101 with WriteHeader (as a server writes it for it),
+	// and hijacked closed when it took the connection.
+	tunnel    pipeline.Stream
+	switching bool
+	hijacked  chan struct{}
+	conn      net.Conn
+
 	reply pipeline.Reply
 }
 
 func newRecorder(limit int64) *recorder {
-	return &recorder{header: make(http.Header), limit: limit, done: make(chan struct{}), committed: make(chan struct{})}
+	return &recorder{header: make(http.Header), limit: limit, done: make(chan struct{}), committed: make(chan struct{}), hijacked: make(chan struct{})}
 }
 
 // serve runs h on r, recording a panic, then ends the answer: a streamed
@@ -161,6 +187,12 @@ func (r *recorder) Header() http.Header { return r.header }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.code != 0 || code < 100 || code > 999 {
+		return
+	}
+	if code == http.StatusSwitchingProtocols && r.tunnel != nil && !r.switching {
+		// An upgrade's answer, before the handler takes the connection.
+		r.switching = true
+		r.snapshot = r.header.Clone()
 		return
 	}
 	if code < 200 {
@@ -199,6 +231,78 @@ func (r *recorder) Flush() {
 	}
 	if r.pw == nil {
 		r.commit()
+	}
+}
+
+// Hijack gives a handler that takes over its connection (a WebSocket
+// upgrade) one end of an in-memory one, for an upgrade call only (else
+// it fails): the call's body is what the handler reads there; its answer
+// is the 101 it wrote with WriteHeader, or the answer it writes there,
+// then the bytes it writes there ([recorder.switched]).
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if r.tunnel == nil || r.pw != nil || r.conn != nil || (r.code != 0 && !r.switching) {
+		return nil, nil, errors.New("meshhttp: only an upgrade's connection can be taken over, before its answer")
+	}
+	handler, ours := net.Pipe()
+	r.conn = ours
+	close(r.hijacked)
+	return handler, bufio.NewReadWriter(bufio.NewReader(handler), bufio.NewWriter(handler)), nil
+}
+
+// switched is the reply of a handler that took over its connection: the
+// 101 it wrote with WriteHeader, or the answer it writes on the
+// connection (read under ctx), whose body, for a 101, is the rest of what
+// it writes there, while the call's body is written to it. The end of
+// the reply's stream closes the connection.
+func (r *recorder) switched(ctx context.Context, lim wire.Limits) (*pipeline.Reply, error) {
+	br := bufio.NewReader(r.conn)
+	status, header := http.StatusSwitchingProtocols, r.snapshot
+	var body io.Reader = br
+	if !r.switching {
+		stop := context.AfterFunc(ctx, func() { r.conn.Close() })
+		resp, err := http.ReadResponse(br, nil)
+		stop()
+		if err != nil {
+			r.conn.Close()
+			return nil, &wire.Error{Kind: wire.KindUpstream, Message: "reading the answer of a handler that took over its connection: " + err.Error(), Err: err}
+		}
+		status, header = resp.StatusCode, resp.Header
+		if status != http.StatusSwitchingProtocols {
+			body = resp.Body
+		}
+	}
+	head, err := httpwire.ResponseHead(status, header, -1, nil, lim)
+	if err != nil {
+		r.conn.Close()
+		return nil, wire.ResponseError(err)
+	}
+	go pump(ctx, r.tunnel, r.conn)
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: readCloser{body, r.conn}, fail: handlerFailure}), nil
+}
+
+// readCloser is a reader closed by another's Close.
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// pump writes the call's body stream to w, a connection once switched,
+// until the stream ends or the call does (ctx); a failure closes w, and
+// so ends the reply too. At the stream's end w stays, for its peer's
+// last bytes: the protocol (WebSocket's close handshake) ends it.
+func pump(ctx context.Context, in pipeline.Stream, w io.WriteCloser) {
+	for {
+		b, err := in.Next(ctx)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				w.Close()
+			}
+			return
+		}
+		if _, err := w.Write(b); err != nil {
+			w.Close()
+			return
+		}
 	}
 }
 

@@ -204,27 +204,7 @@ func switched(ctx context.Context, c *pipeline.Call, resp *http.Response, lim wi
 		rwc.Close()
 		return nil, wire.ResponseError(err)
 	}
-	go func() {
-		// The client's bytes to the service, until they end or the
-		// call does (ctx); a failure ends the connection, and so the
-		// reply. At their end the connection stays, for the service's
-		// last bytes: the protocol (WebSocket's close handshake) ends
-		// it.
-		in := c.Body.Stream
-		for {
-			b, err := in.Next(ctx)
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					rwc.Close()
-				}
-				return
-			}
-			if _, err := rwc.Write(b); err != nil {
-				rwc.Close()
-				return
-			}
-		}
-	}()
+	go pump(ctx, c.Body.Stream, rwc)
 	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: rwc, fail: answerFailure}), nil
 }
 

@@ -63,29 +63,34 @@ func echoes(t *testing.T, ctx context.Context, c *websocket.Conn, n int) {
 
 // TestWebSocketEcho: issue 18. A WebSocket client's upgrade crosses the
 // mesh through a Proxy served as the mesh's listeners serve it (the
-// guard lets it through), to a service behind an Upstream; 10,000
+// guard lets it through), to a service behind an Upstream, and to an
+// in-process handler (which takes over an in-memory connection); 10,000
 // messages round-trip, then the client's close reaches the service and
 // the service's close the client.
 func TestWebSocketEcho(t *testing.T) {
-	mp := newMeshPair(t, echoWebSocket, "upstream")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, wsURL(mp.url)+"/echo", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	n := 10000
-	if testing.Short() {
-		n = 500
-	}
-	start := time.Now()
-	echoes(t, ctx, c, n)
-	t.Logf("%d messages echoed in %v", n, time.Since(start))
-	if err := c.Close(websocket.StatusNormalClosure, "done"); err != nil {
-		t.Fatalf("close: %v", err)
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			mp := newMeshPair(t, echoWebSocket, kind)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			c, resp, err := websocket.Dial(ctx, wsURL(mp.url)+"/echo", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			n := 10000
+			if testing.Short() {
+				n = 500
+			}
+			start := time.Now()
+			echoes(t, ctx, c, n)
+			t.Logf("%d messages echoed in %v", n, time.Since(start))
+			if err := c.Close(websocket.StatusNormalClosure, "done"); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+		})
 	}
 }
 
@@ -93,17 +98,21 @@ func TestWebSocketEcho(t *testing.T) {
 // answers as it would any request: its answer reaches the client, and
 // the tunnel ends empty.
 func TestUpgradeRefused(t *testing.T) {
-	mp := newMeshPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Asked", r.Header.Get("Upgrade")+"/"+r.Header.Get("Connection"))
-		http.Error(w, "no websockets here", http.StatusUpgradeRequired)
-	}), "upstream")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, resp, err := websocket.Dial(ctx, wsURL(mp.url)+"/", nil)
-	if err == nil || resp == nil || resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("X-Asked") != "websocket/Upgrade" {
-		t.Fatalf("got %v, %v; want the service's 426, the upgrade asked for", resp, err)
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			mp := newMeshPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Asked", r.Header.Get("Upgrade")+"/"+r.Header.Get("Connection"))
+				http.Error(w, "no websockets here", http.StatusUpgradeRequired)
+			}), kind)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, resp, err := websocket.Dial(ctx, wsURL(mp.url)+"/", nil)
+			if err == nil || resp == nil || resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("X-Asked") != "websocket/Upgrade" {
+				t.Fatalf("got %v, %v; want the service's 426, the upgrade asked for", resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		})
 	}
-	io.Copy(io.Discard, resp.Body)
 }
 
 // TestH2CUpgradeNotCarried: issue 18. An h2c upgrade that reaches a Proxy
