@@ -73,10 +73,12 @@ type Config struct {
 	// broker-unavailable. Zero means pipeline.DefaultReconnectGrace (2s);
 	// negative fails at once.
 	ReconnectGrace time.Duration
-	// BodyTimeout bounds the reading of a request body on the outbound HTTP
-	// listeners (proxy and binds), from the end of the headers: a client
-	// that stalls gets 408 request-timeout. Zero means
-	// httpguard.DefaultBodyTimeout (10s); negative means no bound.
+	// BodyTimeout bounds each wait for a request body's bytes on the
+	// outbound HTTP listeners (proxy and binds): a client that sends
+	// nothing for that long while its body is awaited gets 408
+	// request-timeout. A streamed body may take as long as it keeps
+	// coming. Zero means httpguard.DefaultBodyTimeout (10s); negative
+	// means no bound.
 	BodyTimeout time.Duration
 	// Domains are mesh domains accepted after a service name in a request's
 	// host ("orders.svc.cluster.local" with "svc.cluster.local"), besides

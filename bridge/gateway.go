@@ -208,7 +208,9 @@ type GatewayConfig struct {
 	// ReadHeaderTimeout bounds the time to read a request's headers, which
 	// cuts off slowloris clients. Default 5s.
 	ReadHeaderTimeout time.Duration
-	// ReadTimeout bounds reading a whole request, body included. Default 30s.
+	// ReadTimeout bounds reading a request, and each wait for its body's
+	// bytes: a streamed body (an upload of any size) may take as long as
+	// it keeps coming. Default 30s.
 	ReadTimeout time.Duration
 	// IdleTimeout bounds how long a keep-alive connection waits for its next
 	// request. Default 2m.
@@ -595,7 +597,9 @@ func (g *Gateway) server(addr string, tlsConfig *tls.Config) httpServer {
 		ReadHeaderTimeout: g.readHeaderTimeout,
 		ReadTimeout:       g.readTimeout,
 		// Measured from the end of the request headers: reading the body,
-		// the NATS request, and writing the answer.
+		// the NATS request, and writing the answer; a streamed answer, or
+		// the answer to a streamed body, bounds each write instead
+		// (meshhttp.Proxy.StreamWriteTimeout).
 		WriteTimeout: g.readTimeout + g.timeout + 5*time.Second,
 		IdleTimeout:  g.idleTimeout,
 		// Go answers "OPTIONS *" itself unless told not to, without
@@ -608,8 +612,8 @@ func (g *Gateway) server(addr string, tlsConfig *tls.Config) httpServer {
 		ConnContext: httpguard.ConnContext,
 	}
 	up := h2c.Enable(hs)
-	// The body is bounded like the whole request (ReadTimeout), and a
-	// stalled one answered 408 request-timeout.
+	// Each wait for the body's bytes is bounded like the whole request
+	// (ReadTimeout), and a stalled body answered 408 request-timeout.
 	hs.Handler = httpguard.Handler(g, httpguard.Options{BodyTimeout: g.readTimeout, H2C: up})
 	return httpServer{hs, up}
 }
