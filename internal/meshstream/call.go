@@ -98,7 +98,11 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 		m, err := c.next(wait)
 		if err != nil {
 			if wait.Err() != nil {
-				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "no answer before the deadline", Err: wait.Err()}, true)
+				// Cancelled: the callee is told. At the deadline it is
+				// not: it has the same one, and stops at it (so its
+				// service sees its deadline pass, not a cancel).
+				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "no answer before the deadline", Err: wait.Err()},
+					!errors.Is(wait.Err(), context.DeadlineExceeded))
 			} else {
 				c.fail(wire.FromError(err), false)
 			}

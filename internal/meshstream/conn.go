@@ -351,7 +351,8 @@ func (c *conn) keep() {
 			return
 		case now := <-t.C:
 			if !c.total.IsZero() && now.After(c.total) {
-				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, true)
+				// The callee has the same deadline: it is not told.
+				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, false)
 				return
 			}
 			if now.UnixNano()-c.heardAt.Load() > int64(c.cfg.Idle) {
