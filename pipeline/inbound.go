@@ -396,13 +396,18 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 	ctx, cancel := context.WithCancelCause(withCallerOf(context.Background(), c))
 	srv.OnEnd(func(err error) { cancel(err) })
 	end = func() { cancel(nil) }
-	var head *time.Timer
+	var head headTimer
 	switch m.Header.Get(wire.HeaderStreamDeadline) {
 	case "none":
 		// Bounded by the stream's idle timeout and its caller's cancel.
 	case "head":
-		head = time.AfterFunc(timeout, func() {
-			cancel(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("no answer within %v", timeout)})
+		// From the end of a streamed request body: an upload is answered
+		// once it has been read, and until then the credit its reader
+		// grants and the keep-alives bound it.
+		srv.AfterBody(func() {
+			head.start(timeout, func() {
+				cancel(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("no answer within %v", timeout)})
+			})
 		})
 	default:
 		var stop context.CancelFunc
@@ -417,13 +422,37 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		}
 	}()
 	reply, err = in.handler.ServeCall(ctx, c)
-	if head != nil && !head.Stop() && err != nil {
+	if head.stop() && err != nil {
 		// The head's deadline passed: the handler's error is its.
 		if e := context.Cause(ctx); e != nil {
 			err = e
 		}
 	}
 	return reply, end, err
+}
+
+// headTimer is the deadline of a stream's head, started once its request
+// body has ended (which may come after its handler has answered).
+type headTimer struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+func (h *headTimer) start(d time.Duration, fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.stopped {
+		h.t = time.AfterFunc(d, fn)
+	}
+}
+
+// stop stops the timer and reports whether it had fired.
+func (h *headTimer) stop() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	return h.t != nil && !h.t.Stop()
 }
 
 // listener is how a stream of the service's, called by caller, registers

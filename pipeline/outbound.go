@@ -453,6 +453,10 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 			r.Unbounded = true
 		} else {
 			h[wire.HeaderStreamDeadline] = deadlineHead
+			// A streamed body is sent first: the callee times the head
+			// from its end, and the caller waits for it as long as the
+			// call stays open.
+			r.Unbounded = r.Body != nil
 		}
 		streamed, err = meshstream.Call(ctx, mux, s.nc, r, s.stream)
 		if streamed != nil {

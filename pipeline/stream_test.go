@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -538,5 +539,51 @@ func TestSilentGRPCStreamOutlivesDefault(t *testing.T) {
 	}
 	if _, _, err := drain(t, reply.Body.Stream); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSlowUploadOutlivesDefault: a streamed request body that takes
+// longer than the default deadline to send is not cut by it: the default
+// bounds the answer's head from the end of the body.
+func TestSlowUploadOutlivesDefault(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		Timeout: 300 * time.Millisecond,
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			n := 0
+			for {
+				p, err := c.Body.Stream.Next(ctx)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return nil, err
+				}
+				n += len(p)
+			}
+			return &Reply{Proto: c.Proto, Status: 200, Header: nats.Header{wire.HeaderStatus: {"200"}}, Body: Body{Bytes: []byte(strconv.Itoa(n))}}, nil
+		}),
+	})
+	nc := meshtest.ServiceConn(t, b, "web")
+	o, err := NewOutbound(nc, OutboundConfig{Timeout: 300 * time.Millisecond, StreamIdle: 600 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	n := 0
+	slow := newSource(func(ctx context.Context) ([]byte, error) {
+		if n == 10 {
+			return nil, io.EOF
+		}
+		n++
+		time.Sleep(100 * time.Millisecond)
+		return []byte("0123456789"), nil
+	})
+	reply, err := o.Send(context.Background(), streamCall(t, slow))
+	if err != nil {
+		t.Fatalf("a 1 s upload, default deadline 300 ms: %v", err)
+	}
+	if string(reply.Body.Bytes) != "100" {
+		t.Errorf("the service read %q bytes, want 100", reply.Body.Bytes)
 	}
 }

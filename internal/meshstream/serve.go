@@ -28,8 +28,9 @@ type Server struct {
 	body   *Body
 	// c is the stream, made when the call turns out to be one (its body
 	// streams, or its answer does): a whole call costs none.
-	c     *conn
-	onEnd func(error)
+	c         *conn
+	onEnd     func(error)
+	afterBody func()
 
 	mu        sync.Mutex
 	opened    bool // an accept or a head was sent: the call is a stream
@@ -68,7 +69,12 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 	s.body.onEOF = func() {
 		s.mu.Lock()
 		s.reqEnded = true
+		fn := s.afterBody
+		s.afterBody = nil
 		s.mu.Unlock()
+		if fn != nil {
+			fn()
+		}
 	}
 	return s, nil
 }
@@ -150,6 +156,19 @@ func (s *Server) open() error {
 	s.opened = true
 	go s.c.keep()
 	return nil
+}
+
+// AfterBody calls fn once the request body has been read to its end: at
+// once when it came whole.
+func (s *Server) AfterBody(fn func()) {
+	s.mu.Lock()
+	if s.body == nil || s.reqEnded {
+		s.mu.Unlock()
+		fn()
+		return
+	}
+	s.afterBody = fn
+	s.mu.Unlock()
 }
 
 // Body is the streamed request body; nil when it came whole.
