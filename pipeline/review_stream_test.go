@@ -1,0 +1,93 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Review tests (issue 18): each fails on the code it demonstrates a
+// defect of.
+
+// TestReviewSlowSteadyReaderIsKilled: a reader that keeps reading, only
+// slowly, is not a reader that stopped. The receiver grants credit back
+// only once a quarter of its window has been read, and the sender fails
+// the stream when it has been granted nothing for the idle timeout: any
+// reader slower than Window/4 per idle timeout (26 KB/s with the
+// defaults, 1 MiB and 10 s: a slow client, a gRPC client that works on
+// each message) has its stream cut with "it stopped reading". Here: a
+// 64 KiB window, a 300 ms idle timeout, a reader taking 1 KiB every
+// 20 ms (50 KB/s) from a 128 KiB answer.
+func TestReviewSlowSteadyReaderIsKilled(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			return NewStreamReply(c.Proto, nats.Header{wire.HeaderStatus: {"200"}}, counting(128<<10, 1<<10, nil)), nil
+		}),
+	})
+	nc := meshtest.ServiceConn(t, b, "web")
+	o, err := NewOutbound(nc, OutboundConfig{StreamWindow: 64 << 10, StreamIdle: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	reply, err := o.Send(context.Background(), streamCall(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reply.Body.Stream.Close()
+	n := 0
+	for {
+		p, err := reply.Body.Stream.Next(context.Background())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("a reader reading steadily at 50 KB/s was cut after %d bytes: %v", n, err)
+		}
+		n += len(p)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n != 128<<10 {
+		t.Errorf("read %d bytes", n)
+	}
+}
+
+// TestReviewWholeAnswerHeaderPastMaxPayload: a whole answer "fits" when
+// its data plus 8 KiB does, whatever its header (up to 64 KiB of the
+// service's own): one whose header is larger is refused by the broker
+// (nats.ErrMaxPayload), runStream only logs it, and the caller gets no
+// answer at all until its deadline. The unary dispatch (respond)
+// replaces such a reply with a mesh error.
+func TestReviewWholeAnswerHeaderPastMaxPayload(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	svc := meshtest.ServiceConn(t, b, "orders")
+	mp := svc.MaxPayload()
+	serve(t, svc, "orders", InboundConfig{
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			h := nats.Header{wire.HeaderStatus: {"200"}, "X-Big": {strings.Repeat("h", 20<<10)}}
+			return &Reply{Proto: c.Proto, Status: 200, Header: h, Body: Body{Bytes: bytes.Repeat([]byte("b"), int(mp)-12<<10)}}, nil
+		}),
+	})
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	reply, err := o.Send(ctx, streamCall(t, nil))
+	if err == nil {
+		reply.Body.Stream.Close()
+		return // answered (streamed): fine
+	}
+	if errors.Is(err, wire.ErrTimeout) || time.Since(start) > 2*time.Second {
+		t.Errorf("no answer: %v after %v (the callee's publish failed and was only logged)", err, time.Since(start).Round(time.Millisecond))
+	}
+}
