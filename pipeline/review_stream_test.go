@@ -91,3 +91,56 @@ func TestReviewWholeAnswerHeaderPastMaxPayload(t *testing.T) {
 		t.Errorf("no answer: %v after %v (the callee's publish failed and was only logged)", err, time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// TestReviewCancelAfterDefaultDeadlineLost: a call waiting for its head
+// past the default deadline (a gRPC stream, whose head may wait: Unbounded)
+// can still be cancelled by its caller, says Request.Unbounded. But
+// withoutDeadline watches the context that carries the default deadline:
+// its AfterFunc runs once, when that deadline passes (and does nothing,
+// the error being DeadlineExceeded); a cancel of the caller's own
+// context after that is never seen. Both sides keep pinging: the call,
+// its goroutines and the callee's slot live until the service answers,
+// which may be never (a client that cancels a silent Watch).
+func TestReviewCancelAfterDefaultDeadlineLost(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	handlerDone := make(chan struct{})
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			defer close(handlerDone)
+			select {
+			case <-ctx.Done(): // a silent stream: no head until cancelled
+				return nil, ctx.Err()
+			case <-time.After(20 * time.Second):
+				return nil, errors.New("still running after 20s")
+			}
+		}),
+	})
+	nc := meshtest.ServiceConn(t, b, "web")
+	o, err := NewOutbound(nc, OutboundConfig{Timeout: 300 * time.Millisecond, StreamIdle: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/x.Y/Watch",
+		Header: nats.Header{grpcStreamHeader: {"1"}, "Mesh-Grpc-Method": {"/x.Y/Watch"}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(800*time.Millisecond, cancel) // after the 300ms default
+	done := make(chan error, 1)
+	go func() {
+		_, err := o.Send(ctx, c)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("answered")
+		}
+	case <-time.After(4 * time.Second):
+		t.Error("the caller cancelled 800ms in (default deadline 300ms): Send still waits 3s later")
+	}
+	select {
+	case <-handlerDone:
+	case <-time.After(time.Second):
+		t.Error("the callee's handler still runs: its call was never cancelled")
+	}
+}
