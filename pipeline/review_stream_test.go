@@ -144,3 +144,49 @@ func TestReviewCancelAfterDefaultDeadlineLost(t *testing.T) {
 		t.Error("the callee's handler still runs: its call was never cancelled")
 	}
 }
+
+// TestReviewHeadTimerWaitsForHandlerToRead: with Mesh-Stream-Deadline:
+// head, the callee starts the head's deadline when its handler has read
+// the request body to its end (AfterBody: the Body's onEOF), not when
+// the body has arrived. A handler that does not read a small streamed
+// body (it fits the window: the caller's pump is never stalled) and
+// does not answer is bounded by nothing: the caller waits for the head
+// unbounded (Request.Unbounded), both sides keep pinging, and the call
+// never ends. (The HTTP Upstream reads the body into the service's
+// socket, which hides it; an in-process handler, or a gRPC client stream,
+// does not.)
+func TestReviewHeadTimerWaitsForHandlerToRead(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			select {
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			case <-time.After(10 * time.Second):
+				return nil, errors.New("never bounded")
+			}
+		}),
+	})
+	nc := meshtest.ServiceConn(t, b, "web")
+	o, err := NewOutbound(nc, OutboundConfig{Timeout: 300 * time.Millisecond, StreamIdle: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := o.Send(ctx, streamCall(t, newPieces(nil, "a small body")))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, wire.ErrTimeout) {
+			t.Errorf("got %v, want timeout", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Errorf("a call whose handler neither reads its small body nor answers: no answer after %v (default deadline 300ms)", time.Since(start).Round(time.Millisecond))
+	}
+}
