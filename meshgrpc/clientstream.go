@@ -51,6 +51,12 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}
+	if desc.ServerStreams {
+		// A server stream may send its first message, and with it its
+		// headers, as late as it likes: the default deadline does not
+		// bound its head (docs/wire.md, "Streams").
+		m.Header[wire.HeaderStreamDeadline] = []string{"none"}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	cs := &clientStream{
 		ctx: ctx, cancel: cancel, desc: desc, opts: o, sender: c.Sender, lim: lim,

@@ -342,7 +342,9 @@ func (in *Inbound) runStream(m *nats.Msg) {
 	// cancel it and the keep-alives bound it.
 	open := time.AfterFunc(wire.StreamOpenAfter, func() {
 		if err := srv.Open(); err != nil {
+			// Unopened, the call could not be cancelled: it ends now.
 			in.log.Debug("opening a stream", "subject", m.Subject, "err", err)
+			srv.Fail(wire.FromError(err))
 		}
 	})
 	reply, end, err := in.serveStream(m, subj, srv)
@@ -404,11 +406,16 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		// From the end of a streamed request body: an upload is answered
 		// once it has been read, and until then the credit its reader
 		// grants and the keep-alives bound it.
-		srv.AfterBody(func() {
+		start := func() {
 			head.start(timeout, func() {
 				cancel(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("no answer within %v", timeout)})
 			})
-		})
+		}
+		if len(m.Header[upgradeHeader]) > 0 {
+			start() // an upgrade's body, the tunnel, follows its head
+		} else {
+			srv.AfterBody(start)
+		}
 	default:
 		var stop context.CancelFunc
 		ctx, stop = context.WithDeadlineCause(ctx, time.Now().Add(timeout),
@@ -545,11 +552,14 @@ func (in *Inbound) Close(ctx context.Context) error {
 		in.inflight.Wait()
 		close(done)
 	}()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	// The streams' inbox goes either way: the streams still in flight at
+	// ctx's end fail with it.
 	in.muxMu.Lock()
 	x := in.mux
 	in.mux = nil
@@ -557,5 +567,5 @@ func (in *Inbound) Close(ctx context.Context) error {
 	if x != nil {
 		x.Close()
 	}
-	return nil
+	return err
 }

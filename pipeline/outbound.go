@@ -158,7 +158,7 @@ func (o *Outbound) Send(ctx context.Context, c *Call) (*Reply, error) {
 		// A deadline the caller did not choose bounds a stream only
 		// until its head (docs/wire.md, "Streams").
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithValue(ctx, headOnlyKey{}, true), o.timeout)
+		ctx, cancel = context.WithTimeout(context.WithValue(ctx, headOnlyKey{}, ctx), o.timeout)
 		defer cancel()
 	case o.maxTimeout > 0 && time.Until(d) > o.maxTimeout:
 		var cancel context.CancelFunc
@@ -172,13 +172,15 @@ func (o *Outbound) Send(ctx context.Context, c *Call) (*Reply, error) {
 // (wire/grpcwire's encoding of streams).
 const grpcStreamHeader = "Mesh-Grpc-Stream"
 
-var (
-	deadlineHead = []string{"head"}
-	deadlineNone = []string{"none"}
-)
+var deadlineHead = []string{"head"}
+
+// upgradeHeader marks an HTTP call that upgrades its connection
+// (wire/httpwire's Mesh-Upgrade): its body, the tunnel, follows the head.
+const upgradeHeader = "Mesh-Upgrade"
 
 // headOnlyKey marks a context whose deadline is the pipeline's default,
-// not the caller's.
+// not the caller's: its value is the caller's own context, whose
+// cancellation ends a stream that outlives the default.
 type headOnlyKey struct{}
 
 // Limits are the bounds of a message on the connection now: its server's
@@ -440,23 +442,30 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 		if c.Body.Stream != nil {
 			r.Body = c.Body.Stream
 		}
-		if ctx.Value(headOnlyKey{}) == nil || c.Proto == wire.ProtoGRPC && len(c.Header[grpcStreamHeader]) == 0 {
+		base, _ := ctx.Value(headOnlyKey{}).(context.Context)
+		switch {
+		case base == nil || c.Proto == wire.ProtoGRPC && len(c.Header[grpcStreamHeader]) == 0:
 			// The caller's own deadline, or a unary gRPC call's (one
 			// answer, whole: its deadline is the call's, as grpc-go's
 			// server sees it).
 			r.Deadline = deadline
-		} else if c.Proto == wire.ProtoGRPC {
-			// A gRPC stream's head may wait for its first message as
-			// long as it likes: once the callee has opened the call,
-			// its idle timeout and the caller's cancel bound it.
-			h[wire.HeaderStreamDeadline] = deadlineNone
-			r.Unbounded = true
-		} else {
+			delete(h, wire.HeaderStreamDeadline) // an adapter's "none"
+		case len(c.Header[wire.HeaderStreamDeadline]) > 0 && c.Header.Get(wire.HeaderStreamDeadline) == "none":
+			// An adapter that knows its call is a stream whose head may
+			// wait for its first message as long as it likes (a gRPC
+			// server stream through the in-process ClientConn): once
+			// the callee has opened the call, its idle timeout and the
+			// caller's cancel bound it.
+			r.Unbounded, r.Cancel = true, base
+		default:
 			h[wire.HeaderStreamDeadline] = deadlineHead
 			// A streamed body is sent first: the callee times the head
 			// from its end, and the caller waits for it as long as the
-			// call stays open.
-			r.Unbounded = r.Body != nil
+			// call stays open. An upgrade's body follows its head: it
+			// is timed as a whole one.
+			if r.Body != nil && len(c.Header[upgradeHeader]) == 0 {
+				r.Unbounded, r.Cancel = true, base
+			}
 		}
 		streamed, err = meshstream.Call(ctx, mux, s.nc, r, s.stream)
 		if streamed != nil {

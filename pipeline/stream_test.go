@@ -509,9 +509,10 @@ func TestSlowAnswerOpensTheCall(t *testing.T) {
 	}
 }
 
-// TestSilentGRPCStreamOutlivesDefault: a gRPC streaming call whose
-// service sends its first message after the default deadline is not cut
-// by it: the call is open, and bounded by its idle timeout.
+// TestSilentGRPCStreamOutlivesDefault: a gRPC server stream (marked so by
+// its adapter, Mesh-Stream-Deadline: none) whose service sends its first
+// message after the default deadline is not cut by it: the call is open,
+// and bounded by its idle timeout.
 func TestSilentGRPCStreamOutlivesDefault(t *testing.T) {
 	b := meshtest.BareBroker(t)
 	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
@@ -532,7 +533,7 @@ func TestSilentGRPCStreamOutlivesDefault(t *testing.T) {
 	}
 	defer o.Close()
 	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/x.Y/Watch",
-		Header: nats.Header{grpcStreamHeader: {"1"}, "Mesh-Grpc-Method": {"/x.Y/Watch"}}}
+		Header: nats.Header{grpcStreamHeader: {"1"}, "Mesh-Grpc-Method": {"/x.Y/Watch"}, wire.HeaderStreamDeadline: {"none"}}}
 	reply, err := o.Send(context.Background(), c)
 	if err != nil {
 		t.Fatalf("a silent gRPC stream, default deadline 300ms: %v", err)

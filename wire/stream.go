@@ -19,8 +19,8 @@ const (
 	// in one message, as a unary call.
 	HeaderStream = "Mesh-Stream"
 	// HeaderStreamBody, on a request, says its body continues after the
-	// request message in data frames (its value is "more"): the callee
-	// answers at once with an accept frame.
+	// request message in data frames (its value is "more", the only one):
+	// the callee answers at once with an accept frame.
 	HeaderStreamBody = "Mesh-Stream-Body"
 	// HeaderStreamDeadline, on a request whose HeaderTimeout is a default
 	// the caller did not choose, says what that default bounds: "head",
@@ -59,8 +59,7 @@ const (
 	// FrameData carries a piece of body.
 	FrameData = "data"
 	// FrameEnd ends one direction's body: its header is the trailer
-	// (trailers behind Mesh-Trailer-, a gRPC status); its data, if any,
-	// the last piece.
+	// (trailers behind Mesh-Trailer-, a gRPC status); it has no data.
 	FrameEnd = "end"
 	// FrameCredit grants HeaderCredit more bytes.
 	FrameCredit = "credit"

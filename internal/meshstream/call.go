@@ -33,10 +33,12 @@ type Request struct {
 	// answer's head.
 	Deadline time.Time
 	// Unbounded: once the callee has opened the call (accept), the wait
-	// for its head is bounded by the stream's idle timeout and ctx's
-	// cancellation, no longer by ctx's deadline (a default the caller did
-	// not choose).
+	// for its head is bounded by the stream's idle timeout and Cancel's
+	// end, no longer by ctx's deadline (a default the caller did not
+	// choose). ctx's own cancellation before its deadline also ends it.
 	Unbounded bool
+	// Cancel is the caller's own context, without the default deadline.
+	Cancel context.Context
 }
 
 // Answer is a call's answer: whole (Msg), or streamed (Head, its header,
@@ -74,6 +76,7 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 		return &Answer{Msg: first}, nil
 	}
 	c := newConn(nc, cfg)
+	c.caller = true
 	c.total = r.Deadline
 	c.in = rest
 	c.onMsg(first, nil)
@@ -92,7 +95,7 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	for {
 		if r.Unbounded && wait == ctx && c.opened() {
 			var stop func()
-			wait, stop = withoutDeadline(ctx)
+			wait, stop = withoutDeadline(ctx, r.Cancel)
 			defer stop()
 		}
 		m, err := c.next(wait)
@@ -140,15 +143,20 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 }
 
 // withoutDeadline is ctx without its deadline: cancelled when ctx is
-// cancelled (not when its deadline passes).
-func withoutDeadline(ctx context.Context) (context.Context, func()) {
+// cancelled before its deadline passes, or base (the caller's own
+// context, when known) is done.
+func withoutDeadline(ctx, base context.Context) (context.Context, func()) {
 	w, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			cancel()
 		}
 	})
-	return w, func() { stop(); cancel() }
+	stopBase := func() bool { return false }
+	if base != nil {
+		stopBase = context.AfterFunc(base, cancel)
+	}
+	return w, func() { stop(); stopBase(); cancel() }
 }
 
 // opened reports whether the callee's inbox is known.

@@ -76,9 +76,9 @@ type conn struct {
 	ctx  context.Context // ends with the stream
 	stop context.CancelFunc
 	in   *replymux.Inbox
-	// onEnd, when set, is called once the stream is over, with its
-	// failure (nil for a clean end).
-	onEnd func(error)
+	// caller is the caller's side: it takes the callee's accept, head and
+	// reply frames; the callee takes only body frames.
+	caller bool
 
 	// total, when set, ends the stream at that time (the caller's
 	// deadline).
@@ -105,6 +105,9 @@ type conn struct {
 	err      error         // why the stream failed; nil while it lives or after a clean end
 	done     chan struct{} // closed when the stream is over, failed or finished
 	over     bool
+	seen     uint8       // answerFrames received
+	afterEnd func()      // called once the peer's end frame arrives
+	onEnd    func(error) // called once the stream is over, with its failure
 }
 
 func newConn(nc *nats.Conn, cfg Config) *conn {
@@ -179,15 +182,45 @@ func (c *conn) onMsg(m *nats.Msg, err error) {
 		}
 		c.fail(e, false)
 		return
-	case wire.FrameData, wire.FrameEnd, wire.FrameHead, wire.FrameReply, wire.FrameAccept:
+	case wire.FrameData, wire.FrameEnd:
+	case wire.FrameHead, wire.FrameReply, wire.FrameAccept:
+		// The callee's, each once, an accept only first: a caller's
+		// frames carry body only.
+		bit := answerFrames[kind]
+		if !c.caller || c.seen&bit != 0 || kind == wire.FrameAccept && c.seen != 0 {
+			c.mu.Unlock()
+			c.fail(wire.Errorf(wire.KindBadRequest, "stream: an unexpected %s frame", kind), true)
+			return
+		}
+		c.seen |= bit
 	default:
+		// A kind this side does not know: ignored, so the protocol can
+		// grow (its number still counts).
 		c.mu.Unlock()
-		c.fail(wire.Errorf(wire.KindBadRequest, "stream: unknown frame %.32q", kind), true)
 		return
 	}
 	if c.ended {
 		c.mu.Unlock()
 		c.fail(wire.Errorf(wire.KindBadRequest, "stream: a %s frame after the end", kind), true)
+		return
+	}
+	if kind == wire.FrameData {
+		if len(m.Data) == 0 {
+			c.mu.Unlock()
+			return // nothing to read: not held
+		}
+		if headerSize(m.Header) > smallHeader {
+			// nats.go keeps a message's header and data in one buffer:
+			// a data frame with a large header would hold it beyond the
+			// credit. Only the data is kept.
+			m = &nats.Msg{Header: dataHeader, Data: append([]byte(nil), m.Data...)}
+		} else {
+			m.Header = dataHeader
+		}
+	}
+	if len(c.queue) >= maxQueuedFrames {
+		c.mu.Unlock()
+		c.fail(wire.Errorf(wire.KindBadRequest, "stream: more than %d frames unread", maxQueuedFrames), true)
 		return
 	}
 	n := int64(len(m.Data))
@@ -200,13 +233,71 @@ func (c *conn) onMsg(m *nats.Msg, err error) {
 		c.allowed -= n
 		c.unread += n
 	}
+	var afterEnd func()
 	if kind == wire.FrameEnd || kind == wire.FrameReply {
 		c.ended = true
+		afterEnd, c.afterEnd = c.afterEnd, nil
 	}
 	c.queue = append(c.queue, m)
 	c.mu.Unlock()
 	signal(c.readable)
+	if afterEnd != nil {
+		afterEnd()
+	}
 }
+
+// whenEnded calls fn once the peer's body has ended (its end frame has
+// arrived, read or not): at once if it has.
+func (c *conn) whenEnded(fn func()) {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		fn()
+		return
+	}
+	c.afterEnd = fn
+	c.mu.Unlock()
+}
+
+// setOnEnd registers fn to be told the stream's end, with its failure;
+// at once if it is over.
+func (c *conn) setOnEnd(fn func(error)) {
+	c.mu.Lock()
+	if c.over {
+		err := c.err
+		c.mu.Unlock()
+		fn(err)
+		return
+	}
+	c.onEnd = fn
+	c.mu.Unlock()
+}
+
+// headerSize is about how many bytes h took on the wire.
+func headerSize(h nats.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// answerFrames are the callee's frames that head a call, as bits of
+// conn.seen.
+var answerFrames = map[string]uint8{wire.FrameAccept: 1, wire.FrameHead: 2, wire.FrameReply: 4}
+
+// dataHeader is the header a queued data frame keeps: only its kind.
+var dataHeader = nats.Header{wire.HeaderFrame: {wire.FrameData}}
+
+const (
+	// smallHeader is the most header bytes a data frame's buffer may
+	// hold beside its data before the data is copied out.
+	smallHeader = 1 << 10
+	// maxQueuedFrames bounds the frames a side holds unread.
+	maxQueuedFrames = 4096
+)
 
 // next returns the next frame for the reader, waiting for it within ctx.
 // After a failure it returns the failure, except that the frames of an
@@ -246,7 +337,23 @@ func (c *conn) read(n int) {
 	c.unread -= int64(n)
 	c.consumed += int64(n)
 	grant := int64(0)
-	if c.consumed >= c.cfg.Window/4 && !c.ended {
+	if c.consumed >= c.cfg.Window/4 && !c.ended && !c.over {
+		grant = c.consumed
+		c.consumed = 0
+		c.allowed += grant
+	}
+	c.mu.Unlock()
+	if grant > 0 {
+		c.send(wire.FrameCredit, nats.Header{wire.HeaderCredit: {strconv.FormatInt(grant, 10)}}, nil)
+	}
+}
+
+// grantRead grants the peer whatever has been read since credit was last
+// granted, if anything.
+func (c *conn) grantRead() {
+	c.mu.Lock()
+	grant := int64(0)
+	if c.consumed > 0 && !c.ended && !c.over {
 		grant = c.consumed
 		c.consumed = 0
 		c.allowed += grant
@@ -275,7 +382,9 @@ func (c *conn) send(kind string, h nats.Header, data []byte) bool {
 	c.sentAt.Store(time.Now().UnixNano())
 	c.sendMu.Unlock()
 	if err != nil {
-		c.fail(wire.FromError(err), false)
+		// The peer is told, where a smaller frame still goes (a frame
+		// past a max_payload that shrank at a reconnect).
+		c.fail(wire.FromError(err), kind != wire.FrameCancel)
 		return false
 	}
 	return true
@@ -321,8 +430,12 @@ func (c *conn) finish() {
 
 func (c *conn) release() {
 	c.stop()
-	if c.onEnd != nil {
-		c.onEnd(c.failed())
+	c.mu.Lock()
+	fn, err := c.onEnd, c.err
+	c.onEnd = nil
+	c.mu.Unlock()
+	if fn != nil {
+		fn(err)
 	}
 	if c.in != nil {
 		c.in.Close()
@@ -345,16 +458,25 @@ func (c *conn) keep() {
 	every := c.cfg.Idle / 3
 	t := time.NewTicker(every / 2)
 	defer t.Stop()
+	var total <-chan time.Time
+	if !c.total.IsZero() {
+		tt := time.NewTimer(time.Until(c.total))
+		defer tt.Stop()
+		total = tt.C
+	}
 	for {
 		select {
 		case <-c.done:
 			return
+		case <-total:
+			// The callee has the same deadline: it is not told.
+			c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, false)
+			return
 		case now := <-t.C:
-			if !c.total.IsZero() && now.After(c.total) {
-				// The callee has the same deadline: it is not told.
-				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, false)
-				return
-			}
+			// A slow reader's credit goes back at each tick, however
+			// little it has read: only one that reads nothing for the
+			// idle timeout stalls its peer into failing.
+			c.grantRead()
 			if now.UnixNano()-c.heardAt.Load() > int64(c.cfg.Idle) {
 				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("the stream's peer was silent for %v (idle timeout)", c.cfg.Idle)}, true)
 				return

@@ -2,6 +2,7 @@ package meshstream
 
 import (
 	"context"
+	"errors"
 
 	"io"
 	"strconv"
@@ -28,14 +29,14 @@ type Server struct {
 	body   *Body
 	// c is the stream, made when the call turns out to be one (its body
 	// streams, or its answer does): a whole call costs none.
-	c         *conn
-	onEnd     func(error)
-	afterBody func()
+	c     *conn
+	onEnd func(error)
 
 	mu        sync.Mutex
 	opened    bool // an accept or a head was sent: the call is a stream
 	accepted  bool // an accept was sent
 	answering bool // the answer has begun: Open does nothing more
+	answered  bool // the answer was given (or is being sent)
 	reqEnded  bool
 }
 
@@ -59,8 +60,15 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 	cfg.Idle = idle
 	cfg = cfg.withDefaults(nc)
 	s := &Server{nc: nc, cfg: cfg, window: window, listen: listen, reply: m.Reply}
-	if m.Header.Get(wire.HeaderStreamBody) == "" {
+	switch v := m.Header.Get(wire.HeaderStreamBody); v {
+	case "":
 		return s, nil
+	case "more":
+		if len(m.Data) > 0 {
+			return nil, wire.Errorf(wire.KindBadRequest, "a request with %s: more has its body in data frames, not in its payload", wire.HeaderStreamBody)
+		}
+	default:
+		return nil, wire.Errorf(wire.KindBadRequest, "bad %s %.32q (want more)", wire.HeaderStreamBody, v)
 	}
 	s.body = newBody(s.stream(), nil)
 	if err := s.Open(); err != nil {
@@ -69,12 +77,7 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 	s.body.onEOF = func() {
 		s.mu.Lock()
 		s.reqEnded = true
-		fn := s.afterBody
-		s.afterBody = nil
 		s.mu.Unlock()
-		if fn != nil {
-			fn()
-		}
 	}
 	return s, nil
 }
@@ -132,12 +135,16 @@ func (s *Server) Open() error {
 }
 
 // begin marks the answer begun (Open does nothing from then on) and says
-// whether the call was opened.
-func (s *Server) begin() bool {
+// whether the call was opened; ok is false when it has been answered
+// already (a Fail): every call gets one answer.
+func (s *Server) begin() (opened, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.answering = true
-	return s.opened
+	if s.answered {
+		return s.opened, false
+	}
+	s.answering, s.answered = true, true
+	return s.opened, true
 }
 
 // open registers the inbox and starts the keep-alive, once.
@@ -158,17 +165,18 @@ func (s *Server) open() error {
 	return nil
 }
 
-// AfterBody calls fn once the request body has been read to its end: at
-// once when it came whole.
+// AfterBody calls fn once the request body has ended, read or not (its
+// end frame has arrived): at once when it came whole.
 func (s *Server) AfterBody(fn func()) {
 	s.mu.Lock()
-	if s.body == nil || s.reqEnded {
-		s.mu.Unlock()
+	c := s.c
+	body := s.body
+	s.mu.Unlock()
+	if body == nil {
 		fn()
 		return
 	}
-	s.afterBody = fn
-	s.mu.Unlock()
+	c.whenEnded(fn)
 }
 
 // Body is the streamed request body; nil when it came whole.
@@ -183,35 +191,55 @@ func (s *Server) OnEnd(fn func(error)) {
 	defer s.mu.Unlock()
 	s.onEnd = fn
 	if s.c != nil {
-		s.c.onEnd = fn
+		s.c.setOnEnd(fn)
 	}
 }
 
 // Answer sends a whole answer, reply's header and data: one message, or,
 // when it does not fit in one, a head and its data in frames.
 func (s *Server) Answer(reply *nats.Msg) error {
-	opened := s.begin()
-	fits := int64(len(reply.Data))+headerRoom <= s.nc.MaxPayload()
-	switch {
-	case fits && !opened:
-		err := s.nc.PublishMsg(&nats.Msg{Subject: s.reply, Header: reply.Header, Data: reply.Data})
-		if s.c != nil {
-			s.c.finish()
-		}
-		return err
-	case fits:
-		h := make(nats.Header, len(reply.Header)+2)
-		for k, v := range reply.Header {
-			h[k] = v
-		}
-		ok := s.c.send(wire.FrameReply, h, reply.Data)
-		s.c.finish()
-		if !ok {
-			return s.c.overErr()
-		}
+	opened, ok := s.begin()
+	if !ok {
 		return nil
 	}
-	return s.AnswerStream(reply.Header, &bytesSource{b: reply.Data})
+	if !opened {
+		err := s.nc.PublishMsg(&nats.Msg{Subject: s.reply, Header: reply.Header, Data: reply.Data})
+		if err == nil {
+			if s.c != nil {
+				s.c.finish()
+			}
+			return nil
+		}
+		if !errors.Is(err, nats.ErrMaxPayload) {
+			return s.failWith(wire.FromError(err))
+		}
+		// Too large for one message: its bytes as a stream.
+	} else {
+		if int64(headerSize(reply.Header)+len(reply.Data))+headerRoom <= s.nc.MaxPayload() {
+			h := make(nats.Header, len(reply.Header)+2)
+			for k, v := range reply.Header {
+				h[k] = v
+			}
+			if !s.c.send(wire.FrameReply, h, reply.Data) {
+				return s.c.overErr()
+			}
+			s.c.finish()
+			return nil
+		}
+	}
+	return s.answerStream(reply.Header, &bytesSource{b: reply.Data})
+}
+
+// failWith answers e when the answer itself could not be sent, and
+// returns e.
+func (s *Server) failWith(e *wire.Error) error {
+	msg := wire.ErrorMsg(&wire.Error{Kind: wire.KindUpstream, Message: "the service's answer could not be sent: " + e.Message})
+	msg.Subject = s.reply
+	s.nc.PublishMsg(msg)
+	if s.c != nil {
+		s.c.finish()
+	}
+	return e
 }
 
 // AnswerStream sends a streamed answer: a head frame with head, then
@@ -219,7 +247,13 @@ func (s *Server) Answer(reply *nats.Msg) error {
 // body's trailer. It returns when the answer is sent or the stream has
 // ended; body is not closed.
 func (s *Server) AnswerStream(head nats.Header, body Source) error {
-	s.begin()
+	if _, ok := s.begin(); !ok {
+		return nil
+	}
+	return s.answerStream(head, body)
+}
+
+func (s *Server) answerStream(head nats.Header, body Source) error {
 	if err := s.open(); err != nil {
 		return err
 	}
@@ -249,7 +283,10 @@ func (s *Server) AnswerStream(head nats.Header, body Source) error {
 // Fail answers with a mesh error: an error reply before the stream was
 // opened, a cancel frame carrying it after.
 func (s *Server) Fail(e *wire.Error) {
-	opened := s.begin()
+	opened, ok := s.begin()
+	if !ok {
+		return
+	}
 	if !opened {
 		msg := wire.ErrorMsg(e)
 		msg.Subject = s.reply

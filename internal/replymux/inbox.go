@@ -7,10 +7,13 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// maxQueued bounds the messages an Inbox holds before [Inbox.Listen]: past
-// it, messages are dropped, which the stream protocol's sequence numbers
-// tell its reader.
-const maxQueued = 1024
+// maxQueued and maxQueuedBytes bound the messages an Inbox holds before
+// [Inbox.Listen]: past them, messages are dropped, which the stream
+// protocol's sequence numbers tell its reader.
+const (
+	maxQueued      = 1024
+	maxQueuedBytes = 4 << 20
+)
 
 // Inbox receives the many messages of one subject of a Mux: a stream's
 // frames. Its messages are handed, in the order they arrived, to the
@@ -26,6 +29,7 @@ type Inbox struct {
 	mu     sync.Mutex
 	fn     func(*nats.Msg, error)
 	queue  []*nats.Msg
+	queued int   // bytes of data in queue
 	err    error // the Mux's failure, when it came before Listen
 	failed bool
 }
@@ -59,7 +63,7 @@ func (in *Inbox) Listen(fn func(*nats.Msg, error)) {
 	for _, m := range in.queue {
 		fn(m, nil)
 	}
-	in.queue = nil
+	in.queue, in.queued = nil, 0
 	if in.failed {
 		fn(nil, in.err)
 	}
@@ -76,8 +80,9 @@ func (in *Inbox) deliver(m *nats.Msg, err error) {
 		in.failed, in.err = true, err
 	}
 	if in.fn == nil {
-		if m != nil && len(in.queue) < maxQueued {
+		if m != nil && len(in.queue) < maxQueued && in.queued+len(m.Data) <= maxQueuedBytes {
 			in.queue = append(in.queue, m)
+			in.queued += len(m.Data)
 		}
 		return
 	}
