@@ -13,18 +13,23 @@ import (
 
 // TestKillMidStream: issue 18. Mid-stream, each part of the path dies at
 // once (SIGKILL for a process; the service closes its listener and every
-// connection, as a crashed one's kernel would), with two streams open
-// through the two agents: server-sent events through the caller's proxy,
-// and a long download (1 GiB at 4 MB/s) through its bound port. Each
-// side that survives sees each of its streams end with an error, never a
-// clean end that would pass a cut stream off as complete, and never a
-// hang:
+// connection, as a crashed one's kernel would), with four streams open
+// through the two agents, each way and from both of the caller's entry
+// points: server-sent events through the caller's proxy, a long download
+// (1 GiB at 4 MB/s) through its bound port, a long upload (as long, as
+// slow) with its Content-Length through the proxy and a chunked one
+// through the bound port. Each side that survives sees each of its
+// streams end with an error, never a clean end that would pass a cut
+// stream off as complete, and never a hang:
 //
 //   - the client, each response body's read failing (for the events, a
 //     chunked body cut before its last chunk; for the download, fewer
-//     bytes than its Content-Length);
+//     bytes than its Content-Length), each upload failing or answered
+//     with a mesh error, never 200;
 //   - the service, each handler returning (its request's context ended,
-//     or its writes failing), so it stops writing to no one.
+//     or its writes failing), so it stops writing to no one, and each
+//     upload's body read failing: a cut upload never reads as a whole
+//     (shorter) body.
 //
 // A side cut off by the kill hears nothing more and the agents' idle
 // timeout (--stream-idle 2s) ends its streams: within the idle timeout
@@ -56,45 +61,60 @@ func TestKillMidStream(t *testing.T) {
 				n      int64
 				err    error
 			}
-			ends := make(chan end, 2)
+			ends := make(chan end, 4)
+			const size = 1 << 30
 			streams := []struct {
 				name   string
 				client *http.Client
+				method string
 				url    string
+				// sized: an upload with its Content-Length; otherwise
+				// chunked.
+				sized bool
 			}{
-				{"events", proxied, "http://orders/events"},
-				{"download", plain, fmt.Sprintf("http://%s/download?n=%d&rate=4000000", m.bind, 1<<30)},
+				{"events", proxied, "GET", "http://orders/events", false},
+				{"download", plain, "GET", fmt.Sprintf("http://%s/download?n=%d&rate=4000000", m.bind, size), false},
+				{"upload", proxied, "POST", "http://orders/upload", true},
+				{"chunked upload", plain, "POST", "http://" + m.bind + "/upload", false},
 			}
-			var got [2]atomic.Int64
-			var bodies []io.Closer
+			// moved counts each stream's bytes: those its client received,
+			// or, of an upload, sent.
+			var moved [4]atomic.Int64
 			for i, s := range streams {
-				resp, err := s.client.Get(s.url)
-				if err != nil {
-					t.Fatalf("%s: %v", s.name, err)
+				var body io.Reader
+				if s.method == "POST" {
+					body = &counting{r: &paced{r: newBody(size), rate: 4_000_000, start: time.Now()}, n: &moved[i]}
 				}
-				bodies = append(bodies, resp.Body)
-				if resp.StatusCode != http.StatusOK {
-					t.Fatalf("%s: status %d", s.name, resp.StatusCode)
+				req, err := http.NewRequestWithContext(t.Context(), s.method, s.url, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.sized {
+					req.ContentLength = size
 				}
 				go func() {
-					buf := make([]byte, 32<<10)
-					for {
-						n, err := resp.Body.Read(buf)
-						got[i].Add(int64(n))
-						if err != nil {
-							ends <- end{s.name, time.Now(), got[i].Load(), err}
-							return
+					resp, err := s.client.Do(req)
+					if err == nil {
+						defer resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+							err = fmt.Errorf("status %d %s: %s", resp.StatusCode, resp.Header.Get("Mesh-Error"), b)
+						} else {
+							_, err = io.CopyBuffer(io.Discard, &counting{r: resp.Body, n: &moved[i]}, make([]byte, 32<<10))
 						}
 					}
+					if err == nil && s.method == "POST" {
+						err = errors.New("the service answered 200 to an upload cut short")
+					} else if err == nil {
+						err = io.EOF // a clean end
+					}
+					ends <- end{s.name, time.Now(), moved[i].Load(), err}
 				}()
 			}
-			defer func() {
-				for _, b := range bodies {
-					b.Close()
-				}
-			}()
-			// Both streams flow: a few events, a few frames of download.
-			waitFor(t, 10*time.Second, "both streams to flow", func() bool { return got[0].Load() > 40 && got[1].Load() > 256<<10 })
+			// Every stream flows: a few events, a few frames of each body.
+			waitFor(t, 10*time.Second, "every stream to flow", func() bool {
+				return moved[0].Load() > 40 && moved[1].Load() > 256<<10 && moved[2].Load() > 256<<10 && moved[3].Load() > 256<<10
+			})
 
 			killed := time.Now()
 			tc.kill(m, svc)
@@ -118,7 +138,14 @@ func TestKillMidStream(t *testing.T) {
 				select {
 				case e := <-svc.ended:
 					took := e.at.Sub(killed)
-					t.Logf("service: the %s handler returned %v after the kill", e.path, took.Round(time.Millisecond))
+					if e.path == "/upload" {
+						t.Logf("service: an upload's body ended %v after the kill, after %d bytes: %v", took.Round(time.Millisecond), e.n, e.err)
+						if e.err == nil {
+							t.Errorf("service: an upload cut after %d bytes read as a whole body (a clean EOF)", e.n)
+						}
+					} else {
+						t.Logf("service: the %s handler returned %v after the kill", e.path, took.Round(time.Millisecond))
+					}
 					if took > bound {
 						t.Errorf("service: the %s handler returned %v after the kill, want within %v", e.path, took, bound)
 					}
@@ -127,9 +154,6 @@ func TestKillMidStream(t *testing.T) {
 				}
 			}
 
-			for _, b := range bodies {
-				b.Close()
-			}
 			proxied.Transport.(*http.Transport).CloseIdleConnections()
 			plain.Transport.(*http.Transport).CloseIdleConnections()
 			var now int
@@ -159,4 +183,16 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	if !poll(d, cond) {
 		t.Fatalf("no %s within %v", what, d)
 	}
+}
+
+// counting reads r, adding the bytes read to n.
+type counting struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *counting) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
 }

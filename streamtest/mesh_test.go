@@ -313,8 +313,9 @@ func digest(r io.Reader) (string, int64, error) {
 //   - /slow?n=N writes up to N bytes, counting them in written;
 //   - /events sends a server-sent event every 20 ms.
 //
-// Each handler of /download, /slow and /events, once it returns (its
-// client went, or a write failed), sends its path and the time on ended.
+// Each handler, once it is done (its client went, a write failed, or,
+// for /upload, it has read its body), sends its path and the time on
+// ended.
 type service struct {
 	*httptest.Server
 	written atomic.Int64
@@ -324,11 +325,15 @@ type service struct {
 type ending struct {
 	path string
 	at   time.Time
+	// n and err are what an upload's handler read of its body, and how
+	// its body ended (nil: the whole body, as its client sent it).
+	n   int64
+	err error
 }
 
 func newService(t *testing.T) *service {
 	t.Helper()
-	s := &service{ended: make(chan ending, 16)}
+	s := &service{ended: make(chan ending, 64)}
 	s.Server = httptest.NewServer(s)
 	t.Cleanup(s.Close)
 	return s
@@ -340,6 +345,7 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/upload":
 		sum, got, err := digest(r.Body)
+		s.ended <- ending{r.URL.Path, time.Now(), got, err}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -347,7 +353,7 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %d", sum, got)
 		return
 	case "/download":
-		defer func() { s.ended <- ending{r.URL.Path, time.Now()} }()
+		defer func() { s.ended <- ending{path: r.URL.Path, at: time.Now()} }()
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		w.Header().Set("Content-Type", "application/octet-stream")
 		var src io.Reader = newBody(n)
@@ -356,7 +362,7 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		io.CopyBuffer(w, src, make([]byte, 32<<10))
 	case "/slow":
-		defer func() { s.ended <- ending{r.URL.Path, time.Now()} }()
+		defer func() { s.ended <- ending{path: r.URL.Path, at: time.Now()} }()
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		src := newBody(n)
 		buf := make([]byte, 32<<10)
@@ -372,7 +378,7 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	case "/events":
-		defer func() { s.ended <- ending{r.URL.Path, time.Now()} }()
+		defer func() { s.ended <- ending{path: r.URL.Path, at: time.Now()} }()
 		w.Header().Set("Content-Type", "text/event-stream")
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
