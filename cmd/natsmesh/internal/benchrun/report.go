@@ -157,10 +157,11 @@ func newReport(o *Options) *Report {
 	if rate < 0 {
 		rate = 0 // no open loop
 	}
+	settings := Settings{Duration: o.Duration.String(), Rate: rate, Conns: o.Conns, Size: o.Size,
+		Transfer: o.Transfer, StreamMessages: o.StreamMessages}
 	return &Report{
-		Machine: m,
-		Settings: Settings{Duration: o.Duration.String(), Rate: rate, Conns: o.Conns, Size: o.Size,
-			Transfer: o.Transfer, StreamMessages: o.StreamMessages},
+		Machine:  m,
+		Settings: settings,
 		Started: time.Now().UTC().Truncate(time.Second),
 		Notes: []string{
 			"sidecar and in-process scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing) on both agents; the -notel ones no telemetry at all, side by side with their pair (loads interleaved); the +policy ones apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents; embedded ones no telemetry",
