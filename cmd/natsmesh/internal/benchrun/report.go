@@ -162,7 +162,7 @@ func newReport(o *Options) *Report {
 	return &Report{
 		Machine:  m,
 		Settings: settings,
-		Started: time.Now().UTC().Truncate(time.Second),
+		Started:  time.Now().UTC().Truncate(time.Second),
 		Notes: []string{
 			"sidecar and in-process scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing) on both agents; the -notel ones no telemetry at all, side by side with their pair (loads interleaved); the +policy ones apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents; embedded ones no telemetry",
 			"every component is its own process on loopback; all share the machine's CPUs with the client",
