@@ -14,10 +14,11 @@
 //     agent stays under 64 MiB: flow control holds across both agents.
 //   - TestKillMidStream: killing the caller's agent, the callee's agent,
 //     the service or the broker mid-stream (server-sent events, a long
-//     download, a long upload with its length and a chunked one, at once)
-//     ends the other side's streams with an error, never a clean end nor
-//     a hang, within the idle timeout (the agents run with --stream-idle
-//     2s), and the test process's goroutines come back to their baseline.
+//     download, a long upload with its length and a chunked one, and a
+//     gRPC server stream, at once) ends the other side's streams with an
+//     error, never a clean end nor a hang, within the idle timeout (the
+//     agents run with --stream-idle 2s), and the test process's
+//     goroutines come back to their baseline.
 //
 // Each agent's peak RSS is VmHWM in /proc/<pid>/status, reset before each
 // measured stream through clear_refs where the kernel allows. Speed is

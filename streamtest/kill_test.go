@@ -9,23 +9,31 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
 
 // TestKillMidStream: issue 18. Mid-stream, each part of the path dies at
 // once (SIGKILL for a process; the service closes its listener and every
-// connection, as a crashed one's kernel would), with four streams open
-// through the two agents, each way and from both of the caller's entry
-// points: server-sent events through the caller's proxy, a long download
-// (1 GiB at 4 MB/s) through its bound port, a long upload (as long, as
-// slow) with its Content-Length through the proxy and a chunked one
-// through the bound port. Each side that survives sees each of its
-// streams end with an error, never a clean end that would pass a cut
-// stream off as complete, and never a hang:
+// connection, as a crashed one's kernel would; the gRPC server stops),
+// with five streams open through the agents, each way and from each of
+// the caller's entry points: server-sent events through the caller's
+// proxy, a long download (1 GiB at 4 MB/s) through its bound port, a
+// long upload (as long, as slow) with its Content-Length through the
+// proxy and a chunked one through the bound port, all to orders; and a
+// gRPC server stream through the caller's gRPC proxy to ledger, a gRPC
+// service behind a third agent ("the callee's agent" kills both callees'
+// agents). Each side that survives sees each of its streams end with an
+// error, never a clean end that would pass a cut stream off as complete,
+// and never a hang:
 //
 //   - the client, each response body's read failing (for the events, a
 //     chunked body cut before its last chunk; for the download, fewer
 //     bytes than its Content-Length), each upload failing or answered
-//     with a mesh error, never 200;
+//     with a mesh error, never 200, the gRPC stream ending with a status
+//     other than OK;
 //   - the service, each handler returning (its request's context ended,
 //     or its writes failing), so it stops writing to no one, and each
 //     upload's body read failing: a cut upload never reads as a whole
@@ -37,22 +45,36 @@ import (
 // timeout, for a loaded machine. The test process's goroutines then come
 // back to their count before the streams.
 func TestKillMidStream(t *testing.T) {
+	type services struct {
+		http *service
+		grpc *grpc.Server
+	}
 	for _, tc := range []struct {
 		name string
-		kill func(*mesh, *service)
+		kill func(*mesh, services)
 	}{
-		{"caller's agent", func(m *mesh, _ *service) { m.caller.kill() }},
-		{"callee's agent", func(m *mesh, _ *service) { m.callee.kill() }},
-		{"service", func(_ *mesh, s *service) {
-			s.Listener.Close()
-			s.CloseClientConnections()
+		{"caller's agent", func(m *mesh, _ services) { m.caller.kill() }},
+		{"callee's agent", func(m *mesh, _ services) {
+			m.callee.kill()
+			m.grpcCallee.kill()
 		}},
-		{"broker", func(m *mesh, _ *service) { m.broker.kill() }},
+		{"service", func(_ *mesh, s services) {
+			s.http.Listener.Close()
+			s.http.CloseClientConnections()
+			s.grpc.Stop() // closes its listener and connections
+		}},
+		{"broker", func(m *mesh, _ services) { m.broker.kill() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := newService(t)
-			m := startMesh(t, svc.URL)
+			grpcSrv, grpcAddr := serveGRPC(t, &grpcService{ended: svc.ended})
+			m := startMesh(t, svc.URL, grpcAddr)
 			proxied, plain := m.viaProxy(t), plainClient(t)
+			cc, err := grpc.NewClient("passthrough:///"+m.grpcProxy, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("ledger"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
 			baseline := runtime.NumGoroutine()
 
 			type end struct {
@@ -61,7 +83,7 @@ func TestKillMidStream(t *testing.T) {
 				n      int64
 				err    error
 			}
-			ends := make(chan end, 4)
+			ends := make(chan end, 5)
 			const size = 1 << 30
 			streams := []struct {
 				name   string
@@ -78,8 +100,8 @@ func TestKillMidStream(t *testing.T) {
 				{"chunked upload", plain, "POST", "http://" + m.bind + "/upload", false},
 			}
 			// moved counts each stream's bytes: those its client received,
-			// or, of an upload, sent.
-			var moved [4]atomic.Int64
+			// or, of an upload, sent; the last, of the gRPC stream.
+			var moved [5]atomic.Int64
 			for i, s := range streams {
 				var body io.Reader
 				if s.method == "POST" {
@@ -111,15 +133,33 @@ func TestKillMidStream(t *testing.T) {
 					ends <- end{s.name, time.Now(), moved[i].Load(), err}
 				}()
 			}
-			// Every stream flows: a few events, a few frames of each body.
+			// A gRPC server stream through web's gRPC proxy to ledger.
+			stream, err := testpb.NewTestServiceClient(cc).StreamingOutputCall(t.Context(), &testpb.StreamingOutputCallRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				for {
+					msg, err := stream.Recv()
+					if err != nil {
+						ends <- end{"grpc", time.Now(), moved[4].Load(), err}
+						return
+					}
+					moved[4].Add(int64(len(msg.GetPayload().GetBody())))
+				}
+			}()
+			// Every stream flows: a few events, a few frames of each body,
+			// a few gRPC messages.
 			waitFor(t, 10*time.Second, "every stream to flow", func() bool {
-				return moved[0].Load() > 40 && moved[1].Load() > 256<<10 && moved[2].Load() > 256<<10 && moved[3].Load() > 256<<10
+				return moved[0].Load() > 40 && moved[1].Load() > 256<<10 && moved[2].Load() > 256<<10 && moved[3].Load() > 256<<10 &&
+					moved[4].Load() >= 3<<10
 			})
+			nStreams := len(streams) + 1
 
 			killed := time.Now()
-			tc.kill(m, svc)
+			tc.kill(m, services{svc, grpcSrv})
 			bound := 2 * idle
-			for range streams {
+			for range nStreams {
 				select {
 				case e := <-ends:
 					took := e.at.Sub(killed)
@@ -134,7 +174,7 @@ func TestKillMidStream(t *testing.T) {
 					t.Fatalf("client: a stream still open %v after the kill", bound+5*time.Second)
 				}
 			}
-			for range streams {
+			for range nStreams {
 				select {
 				case e := <-svc.ended:
 					took := e.at.Sub(killed)
@@ -154,6 +194,7 @@ func TestKillMidStream(t *testing.T) {
 				}
 			}
 
+			cc.Close()
 			proxied.Transport.(*http.Transport).CloseIdleConnections()
 			plain.Transport.(*http.Transport).CloseIdleConnections()
 			var now int

@@ -24,6 +24,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
 
 // bin is the natsmesh binary, built once for the package.
@@ -195,20 +199,31 @@ func freeAddr(t *testing.T) string {
 }
 
 // mesh is a broker and two agents, each its own process: the callee
-// "orders" in front of the test's service, and the caller "web" with its
-// HTTP proxy and a port bound to orders.
+// "orders" in front of the test's HTTP service, and the caller "web" with
+// its HTTP proxy and a port bound to orders; with a gRPC service, a
+// third agent, the callee "ledger" in front of it, and web's gRPC proxy.
 type mesh struct {
 	broker, callee, caller *proc
 	// proxy is web's HTTP proxy, bind its port bound to orders.
 	proxy, bind string
+	// grpcCallee is ledger's agent, grpcProxy web's gRPC proxy; nil and
+	// empty without a gRPC service.
+	grpcCallee *proc
+	grpcProxy  string
 }
 
 // agents are the mesh's agents, caller first.
-func (m *mesh) agents() []*proc { return []*proc{m.caller, m.callee} }
+func (m *mesh) agents() []*proc {
+	if m.grpcCallee != nil {
+		return []*proc{m.caller, m.callee, m.grpcCallee}
+	}
+	return []*proc{m.caller, m.callee}
+}
 
-// startMesh starts the broker and both agents, orders serving upstream,
-// and returns once both agents are ready.
-func startMesh(t *testing.T, upstream string) *mesh {
+// startMesh starts the broker and the agents, orders serving upstream
+// and, unless grpcUpstream is empty, ledger serving the gRPC service at
+// that address, and returns once every agent is ready.
+func startMesh(t *testing.T, upstream, grpcUpstream string) *mesh {
 	t.Helper()
 	m := &mesh{}
 	natsAddr := freeAddr(t)
@@ -227,12 +242,23 @@ func startMesh(t *testing.T, upstream string) *mesh {
 	calleeAdmin := freeAddr(t)
 	m.callee = startProc(t, "orders's agent", append([]string{"agent", "--service", "orders", "--upstream", upstream,
 		"--proxy", "off", "--grpc-proxy", "off", "--admin", calleeAdmin}, common...)...)
+	m.grpcProxy = "off"
+	var grpcAdmin string
+	if grpcUpstream != "" {
+		grpcAdmin = freeAddr(t)
+		m.grpcCallee = startProc(t, "ledger's agent", append([]string{"agent", "--service", "ledger", "--upstream", "h2c://" + grpcUpstream,
+			"--proxy", "off", "--grpc-proxy", "off", "--admin", grpcAdmin}, common...)...)
+		m.grpcProxy = freeAddr(t)
+	}
 	callerAdmin := freeAddr(t)
 	m.proxy, m.bind = freeAddr(t), freeAddr(t)
 	m.caller = startProc(t, "web's agent", append([]string{"agent", "--service", "web",
-		"--proxy", m.proxy, "--bind", "orders=" + m.bind, "--grpc-proxy", "off", "--admin", callerAdmin}, common...)...)
+		"--proxy", m.proxy, "--bind", "orders=" + m.bind, "--grpc-proxy", m.grpcProxy, "--admin", callerAdmin}, common...)...)
 	m.callee.waitUntil(t, ready("http://"+calleeAdmin+"/readyz"))
 	m.caller.waitUntil(t, ready("http://"+callerAdmin+"/readyz"))
+	if m.grpcCallee != nil {
+		m.grpcCallee.waitUntil(t, ready("http://"+grpcAdmin+"/readyz"))
+	}
 	return m
 }
 
@@ -414,4 +440,46 @@ func (p *paced) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.done += int64(n)
 	return n, err
+}
+
+// grpcService is the meshed gRPC service, in the test process: its
+// StreamingOutputCall sends a message of 1 KiB every 20 ms until its
+// client goes (whatever the request asks), then sends "grpc" and the
+// time on ended.
+type grpcService struct {
+	testpb.UnimplementedTestServiceServer
+	ended chan<- ending
+}
+
+func (g *grpcService) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest, stream testpb.TestService_StreamingOutputCallServer) error {
+	defer func() { g.ended <- ending{path: "grpc", at: time.Now()} }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	msg := &testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: make([]byte, 1024)}}
+	for {
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+		select {
+		case <-tick.C:
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
+
+// serveGRPC serves g, with the standard health service, on a loopback
+// port, until the test ends or the returned server is stopped.
+func serveGRPC(t *testing.T, g *grpcService) (*grpc.Server, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testpb.RegisterTestServiceServer(srv, g)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	return srv, l.Addr().String()
 }

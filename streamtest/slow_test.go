@@ -28,7 +28,7 @@ func TestSlowReader(t *testing.T) {
 		bound = 16 << 20
 	)
 	svc := newService(t)
-	m := startMesh(t, svc.URL)
+	m := startMesh(t, svc.URL, "")
 	for _, p := range append(m.agents(), m.broker) {
 		p.resetPeak()
 	}
