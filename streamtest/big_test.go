@@ -42,7 +42,7 @@ func bigSize(t *testing.T) int64 {
 func TestGigabyteThroughAgents(t *testing.T) {
 	size := bigSize(t)
 	svc := newService(t)
-	m := startMesh(t, svc.URL, "")
+	m := startMesh(t, meshConfig{upstream: svc.URL})
 	want, _, _ := digest(newBody(size))
 	direct, proxied := plainClient(t), m.viaProxy(t)
 

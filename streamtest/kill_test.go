@@ -68,7 +68,7 @@ func TestKillMidStream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := newService(t)
 			grpcSrv, grpcAddr := serveGRPC(t, &grpcService{ended: svc.ended})
-			m := startMesh(t, svc.URL, grpcAddr)
+			m := startMesh(t, meshConfig{upstream: svc.URL, grpcUpstream: grpcAddr, idle: idle})
 			proxied, plain := m.viaProxy(t), plainClient(t)
 			cc, err := grpc.NewClient("passthrough:///"+m.grpcProxy, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("ledger"))
 			if err != nil {

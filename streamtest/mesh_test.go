@@ -63,8 +63,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// idle is the agents' --stream-idle: how long a stream may hear nothing
-// from the other side before it fails. Short, to keep the kill tests
+// idle is the kill tests' --stream-idle: how long a stream may hear
+// nothing from the other side before it fails. Short, to keep them
 // short.
 const idle = 2 * time.Second
 
@@ -220,10 +220,20 @@ func (m *mesh) agents() []*proc {
 	return []*proc{m.caller, m.callee}
 }
 
-// startMesh starts the broker and the agents, orders serving upstream
-// and, unless grpcUpstream is empty, ledger serving the gRPC service at
-// that address, and returns once every agent is ready.
-func startMesh(t *testing.T, upstream, grpcUpstream string) *mesh {
+// meshConfig is what startMesh runs.
+type meshConfig struct {
+	// upstream is orders's service (an http:// URL).
+	upstream string
+	// grpcUpstream is ledger's gRPC service (an address); empty: no
+	// ledger.
+	grpcUpstream string
+	// idle is every agent's --stream-idle; zero: its default (10s).
+	idle time.Duration
+}
+
+// startMesh starts the broker and the agents, and returns once every
+// agent is ready.
+func startMesh(t *testing.T, cfg meshConfig) *mesh {
 	t.Helper()
 	m := &mesh{}
 	natsAddr := freeAddr(t)
@@ -237,16 +247,19 @@ func startMesh(t *testing.T, upstream, grpcUpstream string) *mesh {
 	})
 	natsURL := "nats://" + natsAddr
 	// The built-in policy (--policy off) and its defaults otherwise, as
-	// `natsmesh agent` runs; a short idle timeout.
-	common := []string{"--nats", natsURL, "--policy", "off", "--stream-idle", idle.String(), "--log-level", "warn"}
+	// `natsmesh agent` runs.
+	common := []string{"--nats", natsURL, "--policy", "off", "--log-level", "warn"}
+	if cfg.idle != 0 {
+		common = append(common, "--stream-idle", cfg.idle.String())
+	}
 	calleeAdmin := freeAddr(t)
-	m.callee = startProc(t, "orders's agent", append([]string{"agent", "--service", "orders", "--upstream", upstream,
+	m.callee = startProc(t, "orders's agent", append([]string{"agent", "--service", "orders", "--upstream", cfg.upstream,
 		"--proxy", "off", "--grpc-proxy", "off", "--admin", calleeAdmin}, common...)...)
 	m.grpcProxy = "off"
 	var grpcAdmin string
-	if grpcUpstream != "" {
+	if cfg.grpcUpstream != "" {
 		grpcAdmin = freeAddr(t)
-		m.grpcCallee = startProc(t, "ledger's agent", append([]string{"agent", "--service", "ledger", "--upstream", "h2c://" + grpcUpstream,
+		m.grpcCallee = startProc(t, "ledger's agent", append([]string{"agent", "--service", "ledger", "--upstream", "h2c://" + cfg.grpcUpstream,
 			"--proxy", "off", "--grpc-proxy", "off", "--admin", grpcAdmin}, common...)...)
 		m.grpcProxy = freeAddr(t)
 	}
