@@ -32,11 +32,15 @@ lint:
 		echo "note: govulncheck could not reach its database (vuln.go.dev); not checked:"; echo "$$out" | grep "fetching vulnerabilities"; \
 	else echo "$$out"; exit 1; fi
 
-# Go benchmarks of the hot path (allocations per request), then the
-# side-by-side benchmark of every way to reach a loopback echo service
-# (natsmesh bench; its table also goes to bench-results/latest.json).
+# Go benchmarks of the hot path (allocations per request), the 1 GB
+# upload and download through two agent processes (streamtest: digests,
+# each agent's peak RSS, throughput beside direct; make test runs it with
+# 256 MiB), then the side-by-side benchmark of every way to reach a
+# loopback echo service (natsmesh bench; its table also goes to
+# bench-results/latest.json).
 bench: build
 	go test -run '^$$' -bench . -benchmem ./wire/ ./meshgrpc/ ./agent/
+	NATSMESH_BIG=1 go test -count=1 -v -run '^TestGigabyteThroughAgents$$' ./streamtest/
 	bin/natsmesh bench
 
 # nginx for the bench's classic sidecar-pair scenario, from Debian packages;

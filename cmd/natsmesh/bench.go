@@ -29,13 +29,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"loop at --rate, then closed loops with each of --conns callers. The\n"+
 			"sidecar and in-process HTTP scenarios also run without telemetry\n"+
 			"(-notel), their loads interleaved with the metrics-on ones, for the cost of\n"+
-			"telemetry per call. Prints a table and the targets met, and writes the\n"+
-			"same as JSON.", stderr)
+			"telemetry per call. The streaming scenarios (a gRPC server stream of\n"+
+			"1,000 messages of --size bytes, a download and an upload of --transfer\n"+
+			"bytes) each run through the sidecar pair beside direct, closed loops only,\n"+
+			"and report MB/s and each agent's peak RSS. Prints a table and the targets\n"+
+			"met, and writes the same as JSON.", stderr)
 	var (
 		duration  time.Duration
 		rate      float64
 		conns     stringList
 		size      int
+		transfer  int64
 		jsonPath  string
 		scenarios stringList
 		nginx     string
@@ -44,7 +48,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&duration, "duration", 5*time.Second, "how long each load runs")
 	fs.Float64Var(&rate, "rate", 1000, "open-loop `requests/s` (0: no open loop)")
 	fs.Var(&conns, "conns", "closed-loop concurrent `connections`, comma-separated")
-	fs.IntVar(&size, "size", 1024, "request and response body `bytes`")
+	fs.IntVar(&size, "size", 1024, "request and response body `bytes`, and each message's of a gRPC stream")
+	fs.Int64Var(&transfer, "transfer", 64<<20, "`bytes` of each download and upload of the streaming scenarios")
 	fs.StringVar(&jsonPath, "results", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
 	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
 	fs.StringVar(&nginx, "nginx", "", "nginx `binary` (default: nginx in PATH or /usr/sbin)")
@@ -52,7 +57,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Scenarios: scenarios.Values, Nginx: nginx, Progress: stderr, Revision: version}
+	if transfer <= 0 {
+		return fmt.Errorf("bench: --transfer must be positive")
+	}
+	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Transfer: transfer, Scenarios: scenarios.Values, Nginx: nginx, Progress: stderr, Revision: version}
 	if rate == 0 {
 		opts.Rate = -1
 	}

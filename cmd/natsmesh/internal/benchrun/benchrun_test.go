@@ -52,6 +52,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"bad scenario", Options{Exe: "x", Scenarios: []string{"carrier-pigeon"}}},
 		{"bad conns", Options{Exe: "x", Conns: []int{0}}},
 		{"bad size", Options{Exe: "x", Size: -1}},
+		{"bad transfer", Options{Exe: "x", Transfer: -1}},
+		{"bad stream messages", Options{Exe: "x", StreamMessages: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.opts.defaults(); !errors.Is(err, ErrConfig) {
@@ -63,8 +65,18 @@ func TestOptionsValidation(t *testing.T) {
 	if err := o.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	if len(o.loads()) != 3 || o.loads()[0].rate != 1000 {
-		t.Errorf("default loads %+v: want open 1000/s, closed 1, closed 32", o.loads())
+	if ls := o.loads(DirectHTTP); len(ls) != 3 || ls[0].rate != 1000 {
+		t.Errorf("default loads %+v: want open 1000/s, closed 1, closed 32", ls)
+	}
+	// Streams: closed loops only, and one transfer at a time.
+	if ls := o.loads(SidecarGRPCStream); len(ls) != 2 || ls[0].rate != 0 || ls[1].conns != 32 {
+		t.Errorf("gRPC stream loads %+v: want closed 1, closed 32", ls)
+	}
+	if ls := o.loads(SidecarDownload); len(ls) != 1 || ls[0].name != "closed 1" {
+		t.Errorf("download loads %+v: want closed 1", ls)
+	}
+	if o.Transfer != 64<<20 || o.StreamMessages != 1000 {
+		t.Errorf("default transfer %d, stream messages %d: want 64 MiB, 1000", o.Transfer, o.StreamMessages)
 	}
 }
 
@@ -143,6 +155,9 @@ func TestTargetsWithoutOpenLoop(t *testing.T) {
 	for _, tg := range r.Targets {
 		if strings.Contains(tg.Want+tg.Measured, "-1") {
 			t.Errorf("target %q: want %q, measured %q", tg.Name, tg.Want, tg.Measured)
+		}
+		if !strings.HasPrefix(tg.Name, SidecarHTTP+" ") && !strings.HasPrefix(tg.Name, SidecarGRPC+" ") {
+			continue // the streaming scenarios' are at a closed loop
 		}
 		if strings.HasSuffix(tg.Name, " CPU") || strings.HasSuffix(tg.Name, " peak RSS") {
 			n++
@@ -277,4 +292,128 @@ func TestRunTelemetryPairs(t *testing.T) {
 	if len(rep.Telemetry) != 4 {
 		t.Errorf("%d telemetry costs, want 2 pairs x 2 loads: %+v", len(rep.Telemetry), rep.Telemetry)
 	}
+}
+
+// The streaming scenarios: the throughput of each beside its direct twin,
+// the added time per stream against the twin, and each agent's peak RSS
+// against 64 MiB at one stream.
+func TestStreamTargets(t *testing.T) {
+	o := Options{Exe: "x"}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReport(&o)
+	agents := func(client, echo float64) []Component {
+		return []Component{{Name: "echo", PeakRSSMB: 20}, {Name: "agent-echo", PeakRSSMB: echo}, {Name: "agent-client", PeakRSSMB: client}}
+	}
+	r.Rows = []Row{
+		{Scenario: DirectDownload, Load: "closed 1", ReqPerSec: 40, MBPerSec: 2684.4, P50: 25 * time.Millisecond},
+		{Scenario: SidecarDownload, Load: "closed 1", ReqPerSec: 5, MBPerSec: 335.5, P50: 200 * time.Millisecond, Components: agents(30, 70)},
+		{Scenario: DirectGRPCStream, Load: "closed 1", ReqPerSec: 100, MBPerSec: 102.4, MsgPerSec: 100000},
+		{Scenario: SidecarGRPCStream, Load: "closed 1", ReqPerSec: 25, MBPerSec: 25.6, MsgPerSec: 25000, Components: agents(30, 31)},
+	}
+	r.evaluate()
+	if v := r.Rows[1].VsDirect; v < 0.1249 || v > 0.1251 {
+		t.Errorf("download vs direct %v, want 0.125", v)
+	}
+	if a := r.Rows[1].AddedP50; a != 175*time.Millisecond {
+		t.Errorf("download added p50 %v, want 175ms (against its direct twin)", a)
+	}
+	if r.Rows[0].VsDirect != 0 || r.Rows[2].VsDirect != 0 {
+		t.Errorf("a direct twin has a ratio to itself: %v, %v", r.Rows[0].VsDirect, r.Rows[2].VsDirect)
+	}
+	want := map[string]string{
+		"sidecar-http-download agent-client peak RSS": "PASS",
+		"sidecar-http-download agent-echo peak RSS":   "FAIL",
+		"sidecar-grpc-stream agent-echo peak RSS":     "PASS",
+		"sidecar-http-upload agent-client peak RSS":   "SKIP",
+	}
+	got := map[string]string{}
+	for _, tg := range r.Targets {
+		got[tg.Name] = tg.Status
+	}
+	for name, status := range want {
+		if got[name] != status {
+			t.Errorf("%s: %s, want %s", name, got[name], status)
+		}
+	}
+	var buf bytes.Buffer
+	if err := r.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"Streams: payload throughput", "335.5", "0.12x", "25000", "70.0MiB"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, buf.String())
+		}
+	}
+}
+
+// Pairs start from whichever partner comes first.
+func TestPartner(t *testing.T) {
+	for a, b := range pairs {
+		if p, ok := partner(a); !ok || p != b {
+			t.Errorf("partner(%s) = %s, %v; want %s", a, p, ok, b)
+		}
+		if p, ok := partner(b); !ok || p != a {
+			t.Errorf("partner(%s) = %s, %v; want %s", b, p, ok, a)
+		}
+	}
+	if _, ok := partner(DirectHTTP); ok {
+		t.Errorf("direct-http has a partner")
+	}
+}
+
+// TestRunStreams runs the streaming scenarios end to end, briefly and
+// small (1 MiB transfers, 100-message gRPC streams, 200ms per load): each
+// twin pair side by side, every load moving bytes without errors, the
+// sidecar rows with their ratio to direct and each agent's peak RSS;
+// never the speed.
+func TestRunStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds natsmesh and starts processes")
+	}
+	exe := filepath.Join(t.TempDir(), "natsmesh")
+	if out, err := exec.Command("go", "build", "-o", exe, "../..").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var progress bytes.Buffer
+	// In the order a user might give them, sidecars first: each pair
+	// still runs together, and the rows come in this order.
+	scenarios := []string{SidecarDownload, DirectDownload, DirectUpload, SidecarUpload, DirectGRPCStream, SidecarGRPCStream}
+	rep, err := Run(t.Context(), Options{Exe: exe, Duration: 200 * time.Millisecond, Conns: []int{1, 2},
+		Transfer: 1 << 20, StreamMessages: 100, Scenarios: scenarios, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	// Downloads and uploads at closed 1, gRPC streams at closed 1 and 2.
+	if len(rep.Rows) != 8 {
+		t.Fatalf("%d rows, want 8:\n%s", len(rep.Rows), progress.String())
+	}
+	for _, row := range rep.Rows {
+		if row.Calls == 0 || row.Errors != 0 || row.MBPerSec <= 0 {
+			t.Errorf("%s %s: %d calls, %d errors, %.1f MB/s", row.Scenario, row.Load, row.Calls, row.Errors, row.MBPerSec)
+		}
+		_, twin := streamTwins[row.Scenario]
+		if twin != (row.VsDirect > 0) {
+			t.Errorf("%s %s: %.2fx direct", row.Scenario, row.Load, row.VsDirect)
+		}
+		if strings.HasSuffix(row.Scenario, "-grpc-stream") != (row.MsgPerSec > 0) {
+			t.Errorf("%s %s: %.0f messages/s", row.Scenario, row.Load, row.MsgPerSec)
+		}
+		if twin {
+			for _, agent := range []string{"agent-client", "agent-echo"} {
+				if c := component(&row, agent); c == nil || c.PeakRSSMB <= 0 {
+					t.Errorf("%s %s: no peak RSS of %s", row.Scenario, row.Load, agent)
+				}
+			}
+		}
+	}
+	if rep.Rows[0].Scenario != SidecarDownload || rep.Rows[1].Scenario != DirectDownload {
+		t.Errorf("rows out of order: %s, %s", rep.Rows[0].Scenario, rep.Rows[1].Scenario)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", buf.String())
 }

@@ -66,10 +66,13 @@ func (echoGRPC) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb
 
 // EchoConfig says where the echo service serves.
 type EchoConfig struct {
-	// HTTP is the address of the plain HTTP echo; empty: none.
+	// HTTP is the address of the plain HTTP echo, which also serves the
+	// streaming scenarios' downloads and uploads (/download, /upload);
+	// empty: none.
 	HTTP string
-	// GRPC is the address of the h2c gRPC echo (TestService, with the
-	// standard health service); empty: none.
+	// GRPC is the address of the h2c gRPC echo (TestService's UnaryCall
+	// and StreamingOutputCall, with the standard health service); empty:
+	// none.
 	GRPC string
 	// NATS, when set, is a NATS URL: the echo then also serves in process,
 	// through an agent for Service with Handle and GRPCServer.
@@ -92,7 +95,7 @@ func ServeEcho(ctx context.Context, cfg EchoConfig, ready func()) error {
 		if err != nil {
 			return fmt.Errorf("benchrun: echo: %w", err)
 		}
-		srv := &http.Server{Handler: EchoHandler(), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: bulkHandler(EchoHandler()), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- srv.Serve(l) }()
 		defer srv.Close()
 	}

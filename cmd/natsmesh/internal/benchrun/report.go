@@ -48,6 +48,11 @@ type Settings struct {
 	Rate     float64 `json:"open_loop_rate"` // 0: no open loop ran
 	Conns    []int   `json:"closed_loop_conns"`
 	Size     int     `json:"body_bytes"`
+	// Transfer is the body of each download and upload of the streaming
+	// scenarios, StreamMessages the messages of each gRPC stream (of Size
+	// bytes each).
+	Transfer       int64 `json:"transfer_bytes"`
+	StreamMessages int   `json:"stream_messages"`
 }
 
 // Skip is a scenario that did not run, and why.
@@ -72,8 +77,18 @@ type Row struct {
 	P999 time.Duration `json:"p99_9_ns"`
 	Max  time.Duration `json:"max_ns"`
 	// AddedP50 is P50 less the direct scenario's of the same protocol
-	// under the same load.
+	// (a streaming scenario's: its direct twin's) under the same load.
 	AddedP50 time.Duration `json:"added_p50_ns"`
+	// MBPerSec is, for a streaming scenario, the payload it moved per
+	// second (MB: 10^6 bytes): the bodies of its downloads or uploads, the
+	// messages of its gRPC streams. MsgPerSec is, for gRPC streams, their
+	// messages per second.
+	MBPerSec  float64 `json:"mb_per_s,omitempty"`
+	MsgPerSec float64 `json:"msg_per_s,omitempty"`
+	// VsDirect is, for a streaming scenario through the sidecar pair, its
+	// throughput over its direct twin's under the same load, the two
+	// measured side by side.
+	VsDirect float64 `json:"vs_direct,omitempty"`
 	// LoadAvg is the machine's 1-minute load average at the end of the
 	// load, bench included: the noise the figures carry.
 	LoadAvg float64 `json:"load_avg"`
@@ -142,9 +157,11 @@ func newReport(o *Options) *Report {
 	if rate < 0 {
 		rate = 0 // no open loop
 	}
+	settings := Settings{Duration: o.Duration.String(), Rate: rate, Conns: o.Conns, Size: o.Size,
+		Transfer: o.Transfer, StreamMessages: o.StreamMessages}
 	return &Report{
 		Machine:  m,
-		Settings: Settings{Duration: o.Duration.String(), Rate: rate, Conns: o.Conns, Size: o.Size},
+		Settings: settings,
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Notes: []string{
 			"sidecar and in-process scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing) on both agents; the -notel ones no telemetry at all, side by side with their pair (loads interleaved); the +policy ones apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents; embedded ones no telemetry",
@@ -153,6 +170,7 @@ func newReport(o *Options) *Report {
 			"gRPC: one HTTP/2 connection carries all concurrent callers",
 			"nginx: one worker per proxy, master_process off, HTTP/1.1 keep-alive upstreams",
 			"open loop: latency from each call's intended send time (no coordinated omission)",
+			fmt.Sprintf("streaming scenarios: one call is one whole stream (a gRPC server stream of %d messages of %d bytes; a download or an upload of %d MiB), closed loops only, the transfers one at a time; each beside its direct twin, loads interleaved", o.StreamMessages, o.Size, o.Transfer>>20),
 		},
 	}
 }
@@ -295,11 +313,18 @@ func (r *Report) evaluate() {
 	for i := range r.Rows {
 		row := &r.Rows[i]
 		base := DirectHTTP
-		if strings.HasSuffix(row.Scenario, "-grpc") {
+		twin, stream := streaming(row.Scenario)
+		switch {
+		case stream:
+			base = twin
+		case strings.HasSuffix(row.Scenario, "-grpc"):
 			base = DirectGRPC
 		}
 		if d := r.row(base, row.Load); d != nil {
 			row.AddedP50 = row.P50 - d.P50
+			if stream && base != row.Scenario && d.ReqPerSec > 0 {
+				row.VsDirect = row.ReqPerSec / d.ReqPerSec
+			}
 		}
 	}
 	closedN := func(n int) string { return fmt.Sprintf("closed %d", n) }
@@ -368,6 +393,21 @@ func (r *Report) evaluate() {
 				rss.Status = passFail(c.PeakRSSMB <= 25)
 			}
 			r.Targets = append(r.Targets, cpu, rss)
+		}
+	}
+	// Issue 18: a stream, however long, costs each agent a bounded
+	// memory (its window), here under 64 MiB of peak RSS.
+	for _, s := range []string{SidecarGRPCStream, SidecarDownload, SidecarUpload} {
+		row := r.row(s, closedN(1))
+		for _, agent := range []string{"agent-client", "agent-echo"} {
+			t := Target{Name: s + " " + agent + " peak RSS", Want: "< 64 MiB (one stream: closed 1)"}
+			if c := component(row, agent); c == nil {
+				t.Measured, t.Status = "not measured", "SKIP"
+			} else {
+				t.Measured = fmt.Sprintf("%.1f MiB", c.PeakRSSMB)
+				t.Status = passFail(c.PeakRSSMB < 64)
+			}
+			r.Targets = append(r.Targets, t)
 		}
 	}
 }
@@ -448,6 +488,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := r.writeStreams(w); err != nil {
+		return err
+	}
 	if len(r.Telemetry) > 0 {
 		fmt.Fprintf(w, "\nCost of telemetry per call: metrics on (tracing off) less no telemetry, the pair's loads interleaved in this run\n\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -476,4 +519,40 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "- %s\n", n)
 	}
 	return nil
+}
+
+// writeStreams writes the streaming scenarios' throughput, each beside
+// its direct twin, with each agent's peak RSS; nothing when none ran.
+func (r *Report) writeStreams(w io.Writer) error {
+	var rows []Row
+	for _, row := range r.Rows {
+		if _, ok := streaming(row.Scenario); ok {
+			rows = append(rows, row)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nStreams: payload throughput (MB = 10^6 bytes) through the sidecar pair beside direct, the twins' loads interleaved; a call is one whole stream\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tload\tMB/s\tmsg/s\tvs direct\tstreams/s\tp50 per stream\tagent-client RSS\tagent-echo RSS\techo RSS\t")
+	dash := func(v float64, format string) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf(format, v)
+	}
+	rss := func(row *Row, name string) string {
+		if c := component(row, name); c != nil {
+			return fmt.Sprintf("%.1fMiB", c.PeakRSSMB)
+		}
+		return "-"
+	}
+	for i := range rows {
+		row := &rows[i]
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t\n", row.Scenario, row.Load, row.MBPerSec,
+			dash(row.MsgPerSec, "%.0f"), dash(row.VsDirect, "%.2fx"), row.ReqPerSec, fmtDur(row.P50),
+			rss(row, "agent-client"), rss(row, "agent-echo"), rss(row, "echo"))
+	}
+	return tw.Flush()
 }

@@ -58,13 +58,41 @@ const (
 	// (Report.Telemetry).
 	SidecarHTTPNoTel = "sidecar-http-notel"
 	InprocHTTPNoTel  = "inproc-http-notel"
+	// The streaming scenarios, each through the sidecar pair beside its
+	// direct twin (their loads interleaved): a gRPC server stream of
+	// Options.StreamMessages messages of Options.Size bytes (1 KiB), and a
+	// download and an upload of Options.Transfer bytes (64 MiB), one call
+	// being one whole stream. Closed loops only: the gRPC streams at each
+	// of Options.Conns, the transfers one at a time, so each agent's peak
+	// RSS is what one stream costs it.
+	DirectGRPCStream  = "direct-grpc-stream"
+	SidecarGRPCStream = "sidecar-grpc-stream"
+	DirectDownload    = "direct-http-download"
+	SidecarDownload   = "sidecar-http-download"
+	DirectUpload      = "direct-http-upload"
+	SidecarUpload     = "sidecar-http-upload"
 )
 
 // pairs are the scenarios measured side by side with a partner: both are
 // started together and each load runs on one, then at once on the other,
 // so the two see the same machine (the same noise) and their difference
-// is the cost of what tells them apart.
-var pairs = map[string]string{SidecarHTTP: SidecarHTTPNoTel, InprocHTTP: InprocHTTPNoTel}
+// is the cost of what tells them apart. Whichever of a pair comes first
+// in Options.Scenarios starts the pair.
+var pairs = map[string]string{SidecarHTTP: SidecarHTTPNoTel, InprocHTTP: InprocHTTPNoTel,
+	DirectGRPCStream: SidecarGRPCStream, DirectDownload: SidecarDownload, DirectUpload: SidecarUpload}
+
+// partner is scenario's partner in pairs, either way.
+func partner(scenario string) (string, bool) {
+	if p, ok := pairs[scenario]; ok {
+		return p, true
+	}
+	for a, b := range pairs {
+		if b == scenario {
+			return a, true
+		}
+	}
+	return "", false
+}
 
 // BenchPolicy is the mesh file of the +policy scenarios: a route with a
 // timeout, retries with their budget, a circuit breaker and a bulkhead, an
@@ -91,7 +119,8 @@ services:
 
 // Scenarios lists every scenario, in the order Run runs them.
 var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarHTTPNoTel, SidecarHTTPPolicy, SidecarGRPC,
-	InprocHTTP, InprocHTTPNoTel, InprocHTTPPolicy, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair}
+	InprocHTTP, InprocHTTPNoTel, InprocHTTPPolicy, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair,
+	DirectGRPCStream, SidecarGRPCStream, DirectDownload, SidecarDownload, DirectUpload, SidecarUpload}
 
 // ErrConfig is wrapped by the errors about invalid Options.
 var ErrConfig = errors.New("benchrun: invalid options")
@@ -108,8 +137,15 @@ type Options struct {
 	// Conns are the closed loops' concurrent connections (callers). Nil
 	// means 1 and 32.
 	Conns []int
-	// Size is the request and response body size. Zero means 1024.
+	// Size is the request and response body size, and the size of each
+	// message of a gRPC stream. Zero means 1024.
 	Size int
+	// Transfer is the body size of each download and upload of the
+	// streaming scenarios. Zero means 64 MiB.
+	Transfer int64
+	// StreamMessages is how many messages each gRPC stream of the
+	// streaming scenarios carries. Zero means 1000.
+	StreamMessages int
 	// Scenarios are the scenarios to run; nil means all.
 	Scenarios []string
 	// Nginx is the nginx binary; empty: looked up in PATH and /usr/sbin.
@@ -149,6 +185,18 @@ func (o *Options) defaults() error {
 	if o.Size < 0 || o.Size > 512<<10 {
 		return fmt.Errorf("%w: size %d: want 0 to 512 KiB", ErrConfig, o.Size)
 	}
+	if o.Transfer == 0 {
+		o.Transfer = 64 << 20
+	}
+	if o.Transfer < 0 {
+		return fmt.Errorf("%w: transfer %d: want a positive size", ErrConfig, o.Transfer)
+	}
+	if o.StreamMessages == 0 {
+		o.StreamMessages = 1000
+	}
+	if o.StreamMessages < 0 {
+		return fmt.Errorf("%w: stream messages %d: want a positive count", ErrConfig, o.StreamMessages)
+	}
 	if o.Scenarios == nil {
 		o.Scenarios = Scenarios
 	}
@@ -183,7 +231,16 @@ type load struct {
 	rate  float64 // >0: open loop
 }
 
-func (o *Options) loads() []load {
+// loads are the loads of scenario, in order.
+func (o *Options) loads(scenario string) []load {
+	if _, ok := streaming(scenario); ok {
+		// A stream's throughput, not its calls' rate, is the measure:
+		// no open loop.
+		if scenario == DirectGRPCStream || scenario == SidecarGRPCStream {
+			return o.closedLoads()
+		}
+		return []load{{name: "closed 1", conns: 1}}
+	}
 	var ls []load
 	// The open loop at a moderate rate first: the agents' peak RSS under it
 	// is then not inflated by a heavier load before (clear_refs resets the
@@ -191,6 +248,11 @@ func (o *Options) loads() []load {
 	if o.Rate > 0 {
 		ls = append(ls, load{name: "open " + strconv.FormatFloat(o.Rate, 'f', -1, 64) + "/s", conns: 64, rate: o.Rate})
 	}
+	return append(ls, o.closedLoads()...)
+}
+
+func (o *Options) closedLoads() []load {
+	var ls []load
 	for _, c := range o.Conns {
 		ls = append(ls, load{name: "closed " + strconv.Itoa(c), conns: c})
 	}
@@ -208,6 +270,10 @@ type setup struct {
 	// noEcho: the shared echo process plays no part (in process, the echo
 	// is served by a process of the scenario's own).
 	noEcho bool
+	// bytes and msgs are the payload bytes and messages one call of a
+	// streaming scenario moves; zero for the others.
+	bytes int64
+	msgs  int
 }
 
 func (s *setup) close() {
@@ -268,8 +334,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			continue // measured beside its pair
 		}
 		group := []string{name}
-		if partner, ok := pairs[name]; ok && slices.Contains(opts.Scenarios, partner) {
-			group = append(group, partner)
+		if p, ok := partner(name); ok && slices.Contains(opts.Scenarios, p) {
+			group = append(group, p)
 		}
 		var setups []*setup
 		var err error
@@ -318,15 +384,24 @@ func (e *env) measure(ctx context.Context, rep *Report, setups []*setup, echo *p
 		if !s.noEcho {
 			comps[i] = append([]*proc{echo}, comps[i]...)
 		}
-		if err := e.runLoad(ctx, s, comps[i], load{name: "warm-up", conns: 4}, min(e.opts.Duration/5, time.Second), nil); err != nil {
+		warm := load{name: "warm-up", conns: 4}
+		if s.bytes > 0 && s.msgs == 0 {
+			warm.conns = 1 // a transfer at a time, as measured
+		}
+		if err := e.runLoad(ctx, s, comps[i], warm, min(e.opts.Duration/5, time.Second), nil); err != nil {
 			return fmt.Errorf("benchrun: %s: warm-up: %w", s.name, err)
 		}
 	}
-	for _, l := range e.opts.loads() {
+	// A pair's partners have the same loads.
+	for _, l := range e.opts.loads(setups[0].name) {
 		for i, s := range setups {
 			row := Row{Scenario: s.name, Load: l.name, Conns: l.conns, Rate: l.rate}
 			if err := e.runLoad(ctx, s, comps[i], l, e.opts.Duration, func(res *loadgen.Result, acc accounting) {
 				row.fill(res, acc, comps[i])
+				if s.bytes > 0 {
+					row.MBPerSec = row.ReqPerSec * float64(s.bytes) / 1e6
+					row.MsgPerSec = row.ReqPerSec * float64(s.msgs)
+				}
 			}); err != nil {
 				return fmt.Errorf("benchrun: %s, %s: %w", s.name, l.name, err)
 			}
@@ -437,9 +512,16 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		s.target = e.httpTarget("http://"+e.echoHTTP+"/echo", nil)
 	case DirectGRPC:
 		s.target = e.grpcTarget(e.echoGRPC, "")
-	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy, SidecarHTTPNoTel:
+	case DirectGRPCStream:
+		s.target = e.grpcStreamTarget(e.echoGRPC, "")
+		s.bytes, s.msgs = int64(e.opts.StreamMessages)*int64(e.opts.Size), e.opts.StreamMessages
+	case DirectDownload, DirectUpload:
+		s.target = e.bulkTarget("http://"+e.echoHTTP, nil, name == DirectUpload)
+		s.bytes = e.opts.Transfer
+	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy, SidecarHTTPNoTel, SidecarGRPCStream, SidecarDownload, SidecarUpload:
 		upstream := "http://" + e.echoHTTP
-		if name == SidecarGRPC {
+		overGRPC := name == SidecarGRPC || name == SidecarGRPCStream
+		if overGRPC {
 			upstream = "h2c://" + e.echoGRPC
 		}
 		natsURL, err := e.startBroker(ctx, s)
@@ -473,11 +555,18 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err := e.startAgent(ctx, s, "agent-client", natsURL, append([]string{"--service", "client", "--proxy", httpAddr, "--grpc-proxy", grpcAddr}, policy...)...); err != nil {
 			return nil, "", err
 		}
-		if name != SidecarGRPC {
-			proxy := &url.URL{Scheme: "http", Host: httpAddr}
-			s.target = e.httpTarget("http://echo/echo", http.ProxyURL(proxy))
-		} else {
+		proxy := http.ProxyURL(&url.URL{Scheme: "http", Host: httpAddr})
+		switch name {
+		case SidecarGRPC:
 			s.target = e.grpcTarget(grpcAddr, "echo")
+		case SidecarGRPCStream:
+			s.target = e.grpcStreamTarget(grpcAddr, "echo")
+			s.bytes, s.msgs = int64(e.opts.StreamMessages)*int64(e.opts.Size), e.opts.StreamMessages
+		case SidecarDownload, SidecarUpload:
+			s.target = e.bulkTarget("http://echo", proxy, name == SidecarUpload)
+			s.bytes = e.opts.Transfer
+		default:
+			s.target = e.httpTarget("http://echo/echo", proxy)
 		}
 	case InprocHTTP, InprocGRPC, InprocHTTPPolicy, InprocHTTPNoTel:
 		s.noEcho = true

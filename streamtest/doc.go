@@ -1,0 +1,27 @@
+// Package streamtest holds the process-level tests of streams (issue 18):
+// the broker and two agents run as `natsmesh broker` and `natsmesh agent`
+// processes, built once without the race detector, and the service and
+// its client are in the test process, as an application and its user
+// would be. The package has no code of its own.
+//
+//   - TestGigabyteThroughAgents: a 1 GB upload and a 1 GB download
+//     (256 MiB unless NATSMESH_BIG=1; `make bench` runs the 1 GB one)
+//     through the caller's agent, from its HTTP proxy and a bound port,
+//     and the callee's agent, bytes checked by SHA-256, each agent's peak
+//     RSS under 64 MiB, the throughput logged beside a direct transfer.
+//   - TestSlowReader: a service that would write 1 GB to a client reading
+//     at 1 MB/s stays blocked a few MB ahead of its client, and every
+//     agent stays under 64 MiB: flow control holds across both agents.
+//   - TestKillMidStream: killing the caller's agent, the callee's agent,
+//     the service or the broker mid-stream (server-sent events, a long
+//     download, a long upload with its length and a chunked one, and a
+//     gRPC server stream, at once) ends the other side's streams with an
+//     error, never a clean end nor a hang, within the idle timeout (the
+//     agents run with --stream-idle 2s), and the test process's
+//     goroutines come back to their baseline.
+//
+// Each agent's peak RSS is VmHWM in /proc/<pid>/status, reset before each
+// measured stream through clear_refs where the kernel allows. Speed is
+// logged, never asserted: `natsmesh bench` measures it (its streaming
+// scenarios).
+package streamtest
