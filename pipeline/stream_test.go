@@ -346,8 +346,8 @@ func TestStreamCalleeGone(t *testing.T) {
 	start := time.Now()
 	callee.Close()
 	_, _, err = drain(t, reply.Body.Stream)
-	if !errors.Is(err, wire.ErrTimeout) {
-		t.Errorf("the stream ended with %v, want timeout (idle)", err)
+	if !errors.Is(err, wire.ErrConnectionLost) {
+		t.Errorf("the stream ended with %v, want connection-lost (idle)", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("the stream ended %v after its callee went, idle timeout 600ms", d)

@@ -22,6 +22,11 @@ type Body struct {
 	// when it is closed.
 	onEOF   func()
 	onClose func()
+	// keepOnClose: closing the body before its end does not end the
+	// stream (the callee's request body: a service that stops reading
+	// it, or whose client closes it on a failed write, still answers,
+	// and its answer ends the call).
+	keepOnClose bool
 
 	mu      sync.Mutex
 	trailer nats.Header
@@ -117,7 +122,7 @@ func (b *Body) Close() error {
 	b.closed = true
 	eof := b.eof
 	b.mu.Unlock()
-	if !eof {
+	if !eof && !b.keepOnClose {
 		b.c.fail(errClosed, true)
 	}
 	if b.onClose != nil {

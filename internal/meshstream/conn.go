@@ -292,6 +292,9 @@ var answerFrames = map[string]uint8{wire.FrameAccept: 1, wire.FrameHead: 2, wire
 var dataHeader = nats.Header{wire.HeaderFrame: {wire.FrameData}}
 
 const (
+	// stallFactor times the idle timeout is how long a sender waits for
+	// credit before it takes its peer's reader for stopped.
+	stallFactor = 6
 	// smallHeader is the most header bytes a data frame's buffer may
 	// hold beside its data before the data is copied out.
 	smallHeader = 1 << 10
@@ -300,8 +303,8 @@ const (
 )
 
 // next returns the next frame for the reader, waiting for it within ctx.
-// After a failure it returns the failure, except that the frames of an
-// answer received whole are read to their end first.
+// Frames that arrived before a failure are returned first, then the
+// failure.
 func (c *conn) next(ctx context.Context) (*nats.Msg, error) {
 	for {
 		c.mu.Lock()
@@ -478,7 +481,9 @@ func (c *conn) keep() {
 			// idle timeout stalls its peer into failing.
 			c.grantRead()
 			if now.UnixNano()-c.heardAt.Load() > int64(c.cfg.Idle) {
-				c.fail(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("the stream's peer was silent for %v (idle timeout)", c.cfg.Idle)}, true)
+				// Its agent, or the broker between, is gone: the
+				// connection is lost (the call may have run).
+				c.fail(&wire.Error{Kind: wire.KindConnectionLost, Message: fmt.Sprintf("the stream's peer was silent for %v (idle timeout): its agent or the broker is gone", c.cfg.Idle)}, true)
 				return
 			}
 			if now.UnixNano()-c.sentAt.Load() >= int64(every) {
@@ -542,7 +547,11 @@ func (c *conn) sendPiece(b []byte) error {
 }
 
 // take waits for credit and takes up to n bytes of it. A peer that grants
-// none for the idle timeout (it stopped reading) fails the stream.
+// none for stallFactor idle timeouts fails the stream: its reader
+// stopped. (Slower is not stopped: a client reading at 100 KB/s behind a
+// kernel's socket buffer of megabytes reads nothing new for many seconds
+// at a time; the receiving agent's own write timeout ends a client that
+// stopped, and the keep-alives end a peer that is gone.)
 func (c *conn) take(n int) (int, error) {
 	var stall *time.Timer
 	for {
@@ -562,14 +571,14 @@ func (c *conn) take(n int) (int, error) {
 		}
 		c.mu.Unlock()
 		if stall == nil {
-			stall = time.NewTimer(c.cfg.Idle)
+			stall = time.NewTimer(stallFactor * c.cfg.Idle)
 			defer stall.Stop()
 		}
 		select {
 		case <-c.writable:
 		case <-c.done:
 		case <-stall.C:
-			e := &wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("the stream's peer granted no credit for %v (it stopped reading)", c.cfg.Idle)}
+			e := &wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("the stream's peer granted no credit for %v (it stopped reading)", stallFactor*c.cfg.Idle)}
 			c.fail(e, true)
 			return 0, e
 		}

@@ -155,7 +155,7 @@ func TestSequenceGap(t *testing.T) {
 }
 
 // TestPeerSilent: a callee that goes silent (no frames, no pings) ends the
-// stream with a timeout within the idle timeout.
+// stream within the idle timeout, as a lost connection.
 func TestPeerSilent(t *testing.T) {
 	b := meshtest.BareBroker(t)
 	nc := meshtest.ServiceConn(t, b, "orders")
@@ -169,8 +169,8 @@ func TestPeerSilent(t *testing.T) {
 	}
 	defer a.Body.Close()
 	start := time.Now()
-	if err := readAll(a.Body); !errors.Is(err, wire.ErrTimeout) {
-		t.Errorf("a silent peer: %v, want timeout", err)
+	if err := readAll(a.Body); !errors.Is(err, wire.ErrConnectionLost) {
+		t.Errorf("a silent peer: %v, want connection-lost", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("ended after %v with a 1s idle timeout", d)

@@ -71,6 +71,7 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 		return nil, wire.Errorf(wire.KindBadRequest, "bad %s %.32q (want more)", wire.HeaderStreamBody, v)
 	}
 	s.body = newBody(s.stream(), nil)
+	s.body.keepOnClose = true
 	if err := s.Open(); err != nil {
 		return nil, err
 	}
