@@ -133,11 +133,10 @@ func (s *rawStream) credits() (granted int64, cancelled *nats.Msg) {
 
 // fillUntilStalled sends data within the credit the peer grants until it
 // grants none for quiet: its reader has stopped reading. It returns the
-// bytes sent.
+// credit left.
 func (s *rawStream) fillUntilStalled(credit int64, quiet time.Duration) int64 {
 	s.t.Helper()
 	chunk := make([]byte, 64<<10)
-	var sent int64
 	last := time.Now()
 	for time.Since(last) < quiet {
 		g, cancelled := s.credits()
@@ -154,9 +153,8 @@ func (s *rawStream) fillUntilStalled(credit int64, quiet time.Duration) int64 {
 		}
 		s.send(wire.FrameData, nil, chunk)
 		credit -= int64(len(chunk))
-		sent += int64(len(chunk))
 	}
-	return sent
+	return credit
 }
 
 // heap is the live heap after a collection.
