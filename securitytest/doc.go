@@ -29,6 +29,16 @@
 //     policy watch applies the store's file, whatever a service's key has
 //     JetStream put under its reply subjects or on the write subject.
 //   - TestDiscoveryForgery: a service answers discovery as itself only.
+//   - Streams (issue 18), with a raw client speaking docs/wire.md's frames
+//     (rawstream_test.go): TestStreamsUnderTheReplyModel,
+//     TestStreamInboxesSealed, TestStreamCalleeInboxDeputy,
+//     TestStreamReplyDeputy (frames stay in their pair, no deputy);
+//     TestStreamCreditEnforced, TestStreamPingFlood, TestStreamSlotsBounded
+//     (what a peer can make an agent hold). Demonstrations of defects
+//     found by the attack on cc44fa4, failing until fixed, each saying
+//     so: TestStreamUncountedFrames, TestGRPCStreamDeclaredLength,
+//     TestStreamSilentSlots, TestStreamCallerFaultBlamesService,
+//     TestStreamTrailerBounds, TestStreamUpgradeH2C.
 //
 // Each test fails if its attack works. Each comment says which code it
 // fails on (the code before the reply model, 44d1c55, or, for the holes
