@@ -118,13 +118,14 @@ func send(ctx context.Context, s pipeline.Sender, c *pipeline.Call, done func())
 		done()
 		return nil, err
 	}
-	resp.Body = &streamBody{ctx: ctx, s: stream, onClose: done, onEOF: func(t nats.Header) {
+	resp.Body = &streamBody{ctx: ctx, s: stream, onClose: done, onEOF: func(t nats.Header) error {
 		if tr := httpwire.ReadTrailer(t, true); len(tr) > 0 {
 			if resp.Trailer == nil {
 				resp.Trailer = make(http.Header, len(tr))
 			}
 			fillTrailer(resp.Trailer, tr)
 		}
+		return nil
 	}}
 	return resp, nil
 }

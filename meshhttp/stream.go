@@ -151,7 +151,7 @@ var (
 type streamBody struct {
 	ctx     context.Context
 	s       pipeline.Stream
-	onEOF   func(nats.Header)
+	onEOF   func(nats.Header) error
 	onClose func()
 
 	piece []byte
@@ -164,10 +164,12 @@ func (b *streamBody) next() {
 	piece, err := b.s.Next(b.ctx)
 	switch {
 	case errors.Is(err, io.EOF):
-		if b.onEOF != nil {
-			b.onEOF(b.s.Trailer())
-		}
 		b.err = io.EOF
+		if b.onEOF != nil {
+			if err := b.onEOF(b.s.Trailer()); err != nil {
+				b.err = err
+			}
+		}
 	case err != nil:
 		b.err = err
 	}

@@ -124,12 +124,23 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		r.Header.Del("Content-Length")
 	}
 	setCallerHeader(r.Header, c.Caller)
+	var sent *callerBody
+	if c.Body.Streamed() && !upgrade && r.Body != nil && r.Body != http.NoBody {
+		sent = &callerBody{ReadCloser: r.Body, declared: r.ContentLength}
+		r.Body = sent
+	}
 	t := u.Transport
 	if t == nil {
 		t = defaultUpstreamTransport()
 	}
 	resp, err := t.RoundTrip(r)
 	if err != nil {
+		if e := sent.fault(); e != nil {
+			// The caller's body failed, not the service: the caller's
+			// fault is no failure of this instance (passive health, the
+			// breaker and the metrics count none).
+			return nil, e
+		}
 		e := upstreamError(r.Context(), err)
 		if e.Kind == wire.KindUpstreamRefused && u.OnRefused != nil {
 			u.OnRefused(err)
@@ -167,10 +178,15 @@ func decodeCall(ctx context.Context, c *pipeline.Call) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	body.onEOF = func(t nats.Header) {
-		if tr := httpwire.ReadTrailer(t, false); len(tr) > 0 && r.Trailer != nil {
+	body.onEOF = func(t nats.Header) error {
+		tr := httpwire.ReadTrailer(t, false)
+		if err := httpwire.CheckTrailer(r.Header, tr); err != nil {
+			return err // the caller's trailer: its fault, the call's failure
+		}
+		if len(tr) > 0 && r.Trailer != nil {
 			fillTrailer(r.Trailer, tr)
 		}
+		return nil
 	}
 	return r, nil
 }
@@ -220,4 +236,49 @@ func upstreamError(ctx context.Context, err error) *wire.Error {
 		return &wire.Error{Kind: wire.KindUpstreamRefused, Message: "local service refused the connection: " + err.Error(), Err: err}
 	}
 	return &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}
+}
+
+// callerBody is a streamed request body on its way to the service, which
+// tells a failure of the caller's body (it ended short of its declared
+// length, or its stream failed) from one of the service.
+type callerBody struct {
+	io.ReadCloser
+	declared int64 // Content-Length, or -1
+
+	mu   sync.Mutex
+	read int64
+	err  error // the body's own failure
+}
+
+func (b *callerBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.read += int64(n)
+	switch {
+	case err == io.EOF && b.declared >= 0 && b.read < b.declared:
+		b.err = wire.Errorf(wire.KindBadRequest, "the request body ended after %d of its %d bytes (Content-Length)", b.read, b.declared)
+		return n, b.err
+	case err != nil && err != io.EOF:
+		b.err = err
+	}
+	return n, err
+}
+
+// fault is the caller's failure that ended the body, as a mesh error;
+// nil when it did not fail (or b is nil).
+func (b *callerBody) fault() *wire.Error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		return nil
+	}
+	e := wire.FromError(b.err)
+	if e.Kind == wire.KindInternal || e.Kind == wire.KindUpstream {
+		e = &wire.Error{Kind: wire.KindBadRequest, Message: "the request body failed: " + e.Message, Err: b.err}
+	}
+	return e
 }

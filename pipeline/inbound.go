@@ -399,7 +399,11 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 	srv.OnEnd(func(err error) { cancel(err) })
 	end = func() { cancel(nil) }
 	var head headTimer
-	switch m.Header.Get(wire.HeaderStreamDeadline) {
+	deadline := m.Header.Get(wire.HeaderStreamDeadline)
+	if deadline == "none" && (c.Proto != wire.ProtoGRPC || len(m.Header[grpcStreamHeader]) == 0) {
+		deadline = "head" // only a gRPC stream's head may wait unbounded
+	}
+	switch deadline {
 	case "none":
 		// Bounded by the stream's idle timeout and its caller's cancel.
 	case "head":

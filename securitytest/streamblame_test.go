@@ -34,7 +34,7 @@ services:
         max_ejected: 50%
 `
 
-// TestStreamCallerFaultBlamesService: DEFECT (fails on cc44fa4). A
+// TestStreamCallerFaultBlamesService: Was a defect at cc44fa4, fixed since. A
 // streamed request body that breaks its own framing is counted as the
 // service's failure. A caller declares Content-Length (the stream's
 // first message carries it, docs/wire.md "HTTP streams") and sends fewer

@@ -36,7 +36,7 @@ const floodFrames = 64
 // it held before: its window, and room for the measure's noise.
 const maxHeld = 16 << 20
 
-// TestStreamUncountedFrames: DEFECT (fails on cc44fa4). Flow control
+// TestStreamUncountedFrames: Was a defect at cc44fa4, fixed since. Flow control
 // bounds only the bytes of data frames; a stream's receiver
 // (internal/meshstream conn.onMsg) queues every other frame for its reader
 // without counting it: a data frame's header, an empty data frame, an

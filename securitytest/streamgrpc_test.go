@@ -59,7 +59,7 @@ func startGRPCUpstream(t testing.TB) string {
 	return "h2c://" + l.Addr().String()
 }
 
-// TestGRPCStreamDeclaredLength: DEFECT (fails on cc44fa4). A gRPC
+// TestGRPCStreamDeclaredLength: Was a defect at cc44fa4, fixed since. A gRPC
 // message of a streamed body is reassembled by grpcwire.MessageReader,
 // which allocates the whole message (up to 4 MiB, gRPC's default bound)
 // as soon as its 5-byte prefix has come, before any of it. So a caller

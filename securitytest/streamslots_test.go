@@ -86,8 +86,8 @@ func TestStreamSlotsBounded(t *testing.T) {
 					if wire.FrameOf(msg.Header) == wire.FramePing {
 						continue // orders keeps the stream alive its side
 					}
-					if wire.FrameOf(msg.Header) != wire.FrameCancel || msg.Header.Get(wire.HeaderError) != string(wire.KindTimeout) {
-						t.Errorf("silent stream %d ended with %v, want a timeout cancel", i, msg.Header)
+					if wire.FrameOf(msg.Header) != wire.FrameCancel || msg.Header.Get(wire.HeaderError) != string(wire.KindConnectionLost) {
+						t.Errorf("silent stream %d ended with %v, want a connection-lost cancel (a silent peer)", i, msg.Header)
 					}
 					break frames
 				case <-time.After(10 * victimIdle):
@@ -111,7 +111,7 @@ func TestStreamSlotsBounded(t *testing.T) {
 	})
 }
 
-// TestStreamSilentSlots: DEFECT (fails on cc44fa4). A stream's idle
+// TestStreamSilentSlots: Was a defect at cc44fa4, fixed since. A stream's idle
 // timeout and deadline on the callee are the caller's to choose: the
 // callee takes Mesh-Idle as it comes (up to 10 minutes, whatever its own
 // StreamIdle), and a Mesh-Stream-Deadline of "head" starts the deadline

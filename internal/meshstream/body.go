@@ -2,6 +2,9 @@ package meshstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 	"io"
 	"sync"
 
@@ -27,6 +30,8 @@ type Body struct {
 	// it, or whose client closes it on a failed write, still answers,
 	// and its answer ends the call).
 	keepOnClose bool
+	// maxWait, when set, bounds each wait for the next frame.
+	maxWait time.Duration
 
 	mu      sync.Mutex
 	trailer nats.Header
@@ -68,9 +73,22 @@ func (b *Body) Next(ctx context.Context) ([]byte, error) {
 		b.mu.Unlock()
 		return p, nil
 	}
+	if b.maxWait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, b.maxWait, &wire.Error{Kind: wire.KindRequestTimeout,
+			Message: fmt.Sprintf("the caller sent no body for %v", b.maxWait)})
+		defer cancel()
+	}
 	for {
 		m, err := b.c.next(ctx)
 		if err != nil {
+			if cause := context.Cause(ctx); b.maxWait > 0 && cause != nil && ctx.Err() == context.DeadlineExceeded {
+				var e *wire.Error
+				if errors.As(cause, &e) {
+					b.c.fail(e, true)
+					return nil, e
+				}
+			}
 			return nil, err
 		}
 		switch wire.FrameOf(m.Header) {

@@ -208,6 +208,12 @@ func (c *conn) openOut(h nats.Header, want string, accept bool) error {
 		c.fail(e, false)
 		return e
 	}
+	if v := h.Get(wire.HeaderIdle); v != "" {
+		// The callee keeps a shorter idle timeout: ping often enough.
+		if d, err := time.ParseDuration(v); err == nil && d >= wire.MinStreamIdle && d < c.cfg.Idle {
+			c.cfg.Idle = d
+		}
+	}
 	if accept {
 		n, ok := wire.Credit(h.Get(wire.HeaderCredit))
 		if !ok {

@@ -47,18 +47,21 @@ func Streams(m *nats.Msg) bool { return len(m.Header[wire.HeaderStream]) > 0 }
 // Serve opens the callee's side of m, a call made with the stream
 // protocol: when its body streams it registers the inbox for it (listen)
 // and accepts at once. cfg's Window is the credit granted the request
-// body; its Idle gives way to the caller's (wire.HeaderIdle).
+// body; its Idle is the callee's own: the stream keeps the smaller of it
+// and the caller's (wire.HeaderIdle), and says which in its accept or
+// head frame, so that a caller cannot hold the callee's slot longer than
+// its operator allows by saying nothing.
 func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, error) {
 	window, ok := wire.Credit(m.Header.Get(wire.HeaderStream))
 	if !ok {
 		return nil, wire.Errorf(wire.KindBadRequest, "bad %s %.32q", wire.HeaderStream, m.Header.Get(wire.HeaderStream))
 	}
+	cfg = cfg.withDefaults(nc)
 	idle, err := wire.StreamIdle(m.Header, cfg.Idle)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Idle = idle
-	cfg = cfg.withDefaults(nc)
+	cfg.Idle = min(idle, cfg.Idle)
 	s := &Server{nc: nc, cfg: cfg, window: window, listen: listen, reply: m.Reply}
 	switch v := m.Header.Get(wire.HeaderStreamBody); v {
 	case "":
@@ -72,6 +75,10 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 	}
 	s.body = newBody(s.stream(), nil)
 	s.body.keepOnClose = true
+	// A caller that keeps its stream alive but sends no body holds a
+	// slot: each wait for the body's next bytes is bounded, as the
+	// listeners bound a client's.
+	s.body.maxWait = stallFactor * s.c.cfg.Idle
 	if err := s.Open(); err != nil {
 		return nil, err
 	}
@@ -128,6 +135,7 @@ func (s *Server) Open() error {
 	if !s.c.send(wire.FrameAccept, nats.Header{
 		wire.HeaderStreamInbox: {s.c.in.Subject()},
 		wire.HeaderCredit:      {strconv.FormatInt(s.c.cfg.Window, 10)},
+		wire.HeaderIdle:        {s.c.cfg.Idle.String()},
 	}, nil) {
 		return s.c.overErr()
 	}
@@ -263,6 +271,7 @@ func (s *Server) answerStream(head nats.Header, body Source) error {
 		h[k] = v
 	}
 	h[wire.HeaderStreamInbox] = []string{s.c.in.Subject()}
+	h[wire.HeaderIdle] = []string{s.c.cfg.Idle.String()}
 	if !s.c.send(wire.FrameHead, h, nil) {
 		return s.c.overErr()
 	}

@@ -57,8 +57,10 @@ type MessageReader struct {
 	piece  []byte
 	prefix [MessagePrefixLen]byte
 	nPre   int    // prefix bytes read of the current message
-	msg    []byte // the current message, len its length once known
-	nMsg   int    // its bytes read
+	size   int    // the current message's length, once its prefix is read
+	msg    []byte // its bytes read so far: grown as they arrive, never
+	// to the length a prefix announces before its bytes come (a peer
+	// would have it allocate Max for five bytes sent)
 }
 
 // Feed gives r the next piece of the body. r reads it in place until
@@ -91,15 +93,23 @@ func (r *MessageReader) Next() (msg []byte, ok bool, err error) {
 			if uint64(size) > uint64(max) {
 				return nil, false, &wire.Error{Kind: wire.KindTooLarge, Message: fmt.Sprintf("gRPC message of %d bytes, more than the limit of %d", size, max)}
 			}
-			r.msg, r.nMsg = make([]byte, size), 0
+			r.size, r.msg = int(size), nil
+			if len(r.piece) >= r.size {
+				// The whole message is here: one allocation of its size.
+				r.msg = make([]byte, 0, r.size)
+			}
 		}
-		n := copy(r.msg[r.nMsg:], r.piece)
-		r.nMsg += n
+		n := min(r.size-len(r.msg), len(r.piece))
+		r.msg = append(r.msg, r.piece[:n]...)
 		r.piece = r.piece[n:]
-		if r.nMsg < len(r.msg) {
+		if len(r.msg) < r.size {
 			return nil, false, nil
 		}
-		msg, r.msg, r.nPre, r.nMsg = r.msg, nil, 0, 0
+		msg := r.msg
+		if msg == nil {
+			msg = []byte{}
+		}
+		r.msg, r.nPre, r.size = nil, 0, 0
 		return msg, true, nil
 	}
 }

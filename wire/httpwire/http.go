@@ -128,6 +128,11 @@ func CheckHeaderLimits(h http.Header, lim wire.Limits) error {
 	return wire.Limits{MaxPayload: 1 << 62, MaxHeaders: lim.HeadersLimit(), MaxHeaderBytes: lim.HeaderBytesLimit()}.Check(&nats.Msg{}, count, size)
 }
 
+// CheckTrailer applies the mesh's header bounds to a streamed request's
+// header and the trailer its end brought, together, as a whole call's are
+// checked when it is decoded: headers-too-large past them.
+func CheckTrailer(h, trailer http.Header) error { return checkDecodedHeaderLimits(h, trailer) }
+
 // checkDecodedHeaderLimits applies the mesh's header bounds
 // (wire.DefaultMaxHeaders, wire.DefaultMaxHeaderBytes, as the listeners and
 // pipeline.LimitsOf have them) to the headers and trailers a decoder

@@ -40,6 +40,10 @@ func setUpgrade(h http.Header, up []string) error {
 	if len(up) != 1 || up[0] == "" || !httpguts.ValidHeaderFieldValue(up[0]) {
 		return &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("bad %s %.64q", HeaderUpgrade, up)}
 	}
+	if httpguts.HeaderValuesContainsToken(up, "h2c") {
+		// HTTP/2 is each listener's own, never carried as an upgrade.
+		return &wire.Error{Kind: wire.KindBadRequest, Message: fmt.Sprintf("%s: h2c is never carried across the mesh", HeaderUpgrade)}
+	}
 	h["Upgrade"] = up
 	h["Connection"] = []string{"Upgrade"}
 	return nil
