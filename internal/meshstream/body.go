@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
