@@ -164,15 +164,28 @@ func Connect(ctx context.Context, service string, cfg Config) (*nats.Conn, error
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	cfg.logger().Debug("connecting to NATS", "url", cfg.URL)
+	log := cfg.logger()
+	log.Info("connecting to NATS", "url", cfg.URL, "timeout", cfg.Timeout)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s: %v", cfg.URL, err)
 	}
-	deadline := time.Now().Add(cfg.Timeout)
+	start := time.Now()
+	deadline := start.Add(cfg.Timeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	nextLog := start.Add(waitLogEvery)
 	for !nc.IsConnected() {
+		if now := time.Now(); now.After(nextLog) {
+			// Said while it retries, not only when it gives up.
+			nextLog = now.Add(waitLogEvery)
+			reason := "no server answered yet"
+			if err := nc.LastError(); err != nil {
+				reason = err.Error()
+			}
+			log.Warn("still connecting to NATS", "url", cfg.URL, "waited", now.Sub(start).Round(time.Millisecond), "reason", reason,
+				"gives up in", time.Until(deadline).Round(time.Second))
+		}
 		if err := nc.LastError(); err != nil && isAuthError(err) {
 			nc.Close()
 			return nil, fmt.Errorf("NATS at %s refused the credentials: %v", cfg.URL, err)
@@ -194,6 +207,9 @@ func Connect(ctx context.Context, service string, cfg Config) (*nats.Conn, error
 	}
 	return nc, nil
 }
+
+// waitLogEvery is how often Connect says it is still waiting.
+const waitLogEvery = 2 * time.Second
 
 func isAuthError(err error) bool {
 	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)

@@ -3,8 +3,11 @@ package natsconn
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,4 +88,46 @@ func TestConnectClose(t *testing.T) {
 	if err := Close(context.Background(), nc); err != nil || !nc.IsClosed() {
 		t.Fatalf("Close without a server = %v, closed %v", err, nc.IsClosed())
 	}
+}
+
+// TestConnectSaysItWaits (issue 21, item 8): an agent that cannot reach
+// its broker says where it connects at once, and that it is still trying
+// while it retries, with the reason, before it gives up.
+func TestConnectSaysItWaits(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	_, err = Connect(context.Background(), "web", Config{URL: "nats://" + addr, Timeout: 4500 * time.Millisecond, Logger: log})
+	if err == nil {
+		t.Fatal("connected to nothing")
+	}
+	out := buf.String()
+	if !strings.Contains(out, "connecting to NATS") || !strings.Contains(out, addr) {
+		t.Errorf("no line saying where it connects:\n%s", out)
+	}
+	if n := strings.Count(out, "still connecting to NATS"); n < 2 {
+		t.Errorf("%d lines saying it still tries in 4.5s, want 2:\n%s", n, out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
