@@ -108,6 +108,15 @@ func TestBrokerOutage(t *testing.T) {
 		}
 	}
 
+	// Issue 21, item 5: the grace runs from the loss of the connection,
+	// not from each attempt: a call well into the outage, whatever its
+	// retries, fails at once instead of waiting the grace per attempt
+	// (3 x grace before).
+	time.Sleep(grace)
+	if resp, took := call(); resp.StatusCode != 503 || took > grace {
+		t.Errorf("a call %v into the outage: %s after %v, want 503 at once (grace %v)", 2*grace, resp.Status, took, grace)
+	}
+
 	back := time.Now()
 	meshtest.Broker(t, func(c *broker.Config) { c.Listen = addr.Host; c.StoreDir = store; c.LameDuckDuration = -1 })
 	meshtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {

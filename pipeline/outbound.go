@@ -218,6 +218,10 @@ type natsSender struct {
 	inflight map[*nats.Msg]context.CancelCauseFunc
 
 	stream meshstream.Config
+
+	// downSince is when the connection was lost (unix nanoseconds), 0
+	// while it is up: the reconnect grace runs from it.
+	downSince atomic.Int64
 }
 
 // hookErrors chains s's handler in front of the connection's async error
@@ -229,6 +233,20 @@ type natsSender struct {
 // subscription the broker refuses (see refuseMux), then calls the previous
 // handler.
 func (s *natsSender) hookErrors() {
+	prevDown := s.nc.DisconnectErrHandler()
+	s.nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		s.downSince.Store(time.Now().UnixNano())
+		if prevDown != nil {
+			prevDown(nc, err)
+		}
+	})
+	prevUp := s.nc.ReconnectHandler()
+	s.nc.SetReconnectHandler(func(nc *nats.Conn) {
+		s.downSince.Store(0)
+		if prevUp != nil {
+			prevUp(nc)
+		}
+	})
 	prev := s.nc.ErrorHandler()
 	s.nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 		s.asyncError(err)
@@ -535,9 +553,22 @@ func (s *natsSender) connected(ctx context.Context) error {
 	if s.nc.IsClosed() || s.grace <= 0 {
 		return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker"}
 	}
+	// The grace runs from the loss of the connection, not from each
+	// attempt: a call's retries do not wait it again, and a call made
+	// well into an outage fails at once.
+	now := time.Now()
+	since := s.downSince.Load()
+	if since == 0 {
+		s.downSince.CompareAndSwap(0, now.UnixNano())
+		since = s.downSince.Load()
+	}
+	left := s.grace - now.Sub(time.Unix(0, since))
+	if left <= 0 {
+		return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: fmt.Sprintf("no connection to the broker for %v (reconnect grace %v)", now.Sub(time.Unix(0, since)).Round(time.Millisecond), s.grace)}
+	}
 	ch := s.nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
 	defer s.nc.RemoveStatusListener(ch)
-	t := time.NewTimer(s.grace)
+	t := time.NewTimer(left)
 	defer t.Stop()
 	// The status may have changed before the listener was registered.
 	for !s.nc.IsConnected() {
