@@ -60,6 +60,12 @@ type Config struct {
 	// client's grpc-timeout, an in-process caller's context. Zero means no
 	// bound; a route's timeout in the mesh file bounds its calls further.
 	MaxTimeout time.Duration
+	// ClockSkew is how far this host's clock may be ahead of a caller's:
+	// a call whose caller's deadline (Mesh-Start-By) is more than this
+	// past when it arrives is not started. Zero means
+	// pipeline.DefaultClockSkew (250ms); negative counts Mesh-Timeout
+	// from receipt only.
+	ClockSkew time.Duration
 	// StreamIdle is how long a streamed call (a gRPC stream, a body
 	// larger than one message, server-sent events, a WebSocket) may hear
 	// nothing from the other side's agent, which sends keep-alives,

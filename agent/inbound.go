@@ -182,6 +182,7 @@ func (in *inbound) prepare() error {
 		MaxConcurrent: in.a.cfg.MaxConcurrent,
 		Timeout:       in.a.cfg.Timeout,
 		StreamIdle:    in.a.cfg.StreamIdle,
+		ClockSkew:     in.a.cfg.ClockSkew,
 		Logger:        in.a.log,
 	})
 	if err != nil {

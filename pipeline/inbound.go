@@ -93,7 +93,17 @@ type InboundConfig struct {
 	// StreamIdle is the idle timeout of a stream whose caller sets none.
 	// Default wire.DefaultStreamIdle.
 	StreamIdle time.Duration
+	// ClockSkew is how far this host's clock may be ahead of a caller's:
+	// a call is not started once its caller's deadline (wire.HeaderStartBy)
+	// is more than ClockSkew past, and its local deadline is no later than
+	// that. Default DefaultClockSkew; negative ignores callers' deadlines
+	// as absolute times (Mesh-Timeout alone, counted from receipt).
+	ClockSkew time.Duration
 }
+
+// DefaultClockSkew is the clock skew an inbound dispatch tolerates by
+// default: hosts kept by NTP agree within milliseconds.
+const DefaultClockSkew = 250 * time.Millisecond
 
 // DefaultMaxConcurrent matches Envoy's default max_requests per cluster.
 const DefaultMaxConcurrent = 1024
@@ -133,6 +143,8 @@ type Inbound struct {
 	log     *slog.Logger
 	refused refusedReplies
 	stream  meshstream.Config
+	skew    time.Duration // negative: start-by times ignored
+	lateLog logevery.Limiter
 
 	// muxMu guards mux, the inbox of the streams' frames from their
 	// callers, made at the first stream.
@@ -174,12 +186,16 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = DefaultClockSkew
+	}
 	h := cfg.Handler
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
 	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
 		stream:  meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
+		skew:    cfg.ClockSkew, lateLog: logevery.Limiter{Interval: time.Second},
 		refused: refusedReplies{log: cfg.Logger, Limiter: logevery.Limiter{Interval: time.Second}},
 		idle:    make(chan *nats.Msg), stop: make(chan struct{})}
 	if cfg.MaxConcurrent > 0 {
@@ -203,6 +219,18 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 		// Not even an error reply: any answer would go to the subject
 		// the sender chose.
 		in.refused.refused(m.Subject, m.Reply)
+		return
+	}
+	if late := in.late(m.Header); late > 0 {
+		// The caller gave up before the call could start (it sat in a
+		// socket, or in this process while it was frozen): it is not
+		// run. The answer is for a raw client that still listens.
+		if suppressed, ok := in.lateLog.Allow(); ok {
+			in.log.Warn("call not started: its caller's deadline passed before it could start", "subject", m.Subject,
+				"late", late.Round(time.Millisecond), "more since the last", suppressed)
+		}
+		in.respond(m, nil, &wire.Error{Kind: wire.KindTimeout,
+			Message: fmt.Sprintf("not started: the caller's deadline passed %v before the call reached its service", late.Round(time.Millisecond))})
 		return
 	}
 	if in.sem != nil {
@@ -285,6 +313,9 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 	}
 	if timeout == 0 {
 		timeout = in.timeout
+	}
+	if timeout, err = in.localTimeout(m.Header, timeout); err != nil {
+		return nil, err
 	}
 	c := &Call{
 		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
@@ -384,6 +415,9 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 	}
 	if timeout == 0 {
 		timeout = in.timeout
+	}
+	if timeout, err = in.localTimeout(m.Header, timeout); err != nil {
+		return nil, end, err
 	}
 	c := &Call{
 		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
@@ -490,6 +524,34 @@ func (in *Inbound) listener(service, caller string) meshstream.Listener {
 		}
 		return x.Listen(caller, fn)
 	}
+}
+
+// late is how long ago the caller's deadline (wire.HeaderStartBy, with the
+// clock skew tolerated) passed; 0 when it has not, or the message has
+// none, or the dispatch ignores it.
+func (in *Inbound) late(h nats.Header) time.Duration {
+	if in.skew < 0 || len(h[wire.HeaderStartBy]) == 0 {
+		return 0
+	}
+	sb, ok, err := wire.StartBy(h)
+	if err != nil || !ok {
+		return 0 // a malformed one is refused when the call is parsed
+	}
+	return max(0, time.Since(sb.Add(in.skew)))
+}
+
+// localTimeout bounds timeout, a call's deadline counted from now, by its
+// caller's absolute deadline (wire.HeaderStartBy) with the clock skew
+// tolerated: time the message spent queued counts.
+func (in *Inbound) localTimeout(h nats.Header, timeout time.Duration) (time.Duration, error) {
+	if in.skew < 0 || len(h[wire.HeaderStartBy]) == 0 {
+		return timeout, nil
+	}
+	sb, _, err := wire.StartBy(h)
+	if err != nil {
+		return 0, err
+	}
+	return max(min(timeout, time.Until(sb.Add(in.skew))), time.Millisecond), nil
 }
 
 // callTimeout is the deadline a message propagates: Mesh-Timeout, or

@@ -444,6 +444,7 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 		h[k] = vs
 	}
 	wire.SetTimeout(h, left)
+	wire.SetStartBy(h, deadline)
 	// The request message and its Reply in one allocation: the request's
 	// life ends where the reply's begins.
 	x := &exchange{req: nats.Msg{Subject: c.MeshSubject(), Header: h, Data: data}}

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -161,6 +162,33 @@ func SetTimeout(h nats.Header, left time.Duration) {
 		left = time.Millisecond
 	}
 	h[HeaderTimeout] = []string{left.Round(time.Microsecond).String()}
+}
+
+// HeaderStartBy is the caller's deadline as an absolute time, Unix
+// milliseconds: a receiver never starts the call after it (give or take
+// the clock skew it tolerates), however long the message waited in a
+// socket or a frozen process, and its local deadline is no later.
+// Mesh-Timeout is relative to the message's receipt and cannot tell
+// time spent queued; this can.
+const HeaderStartBy = "Mesh-Start-By"
+
+// SetStartBy sets h's HeaderStartBy to deadline.
+func SetStartBy(h nats.Header, deadline time.Time) {
+	h[HeaderStartBy] = []string{strconv.FormatInt(deadline.UnixMilli(), 10)}
+}
+
+// StartBy reads h's HeaderStartBy: ok false when it has none; a
+// bad-request *Error for a malformed one.
+func StartBy(h nats.Header) (time.Time, bool, error) {
+	v := h.Get(HeaderStartBy)
+	if v == "" {
+		return time.Time{}, false, nil
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}, false, &Error{Kind: KindBadRequest, Message: fmt.Sprintf("bad %s %.32q", HeaderStartBy, v)}
+	}
+	return time.UnixMilli(ms), true, nil
 }
 
 // MaxTimeout bounds a propagated timeout, so a forged header cannot pin work
