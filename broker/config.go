@@ -207,6 +207,15 @@ func (t TLS) config(what string, mutual bool) (*tls.Config, error) {
 	return tc, nil
 }
 
+// The broker's pings of its clients, when its configuration file sets
+// none: a client that answers none of DefaultMaxPingsOut pings sent
+// DefaultPingInterval apart is dropped, and with it its subscriptions
+// and queue group memberships.
+const (
+	DefaultPingInterval = 2 * time.Second
+	DefaultMaxPingsOut  = 2
+)
+
 // LevelTrace is the slog level nats-server's Tracef messages are logged at.
 const LevelTrace = slog.LevelDebug - 4
 
@@ -258,6 +267,13 @@ func (cfg Config) options() (*server.Options, error) {
 		opts.HTTPHost = "127.0.0.1"
 	}
 
+	if opts.PingInterval == 0 {
+		// nats-server pings a client every 2 minutes and drops it after
+		// two unanswered: a frozen agent (SIGSTOP, a stalled VM) would
+		// keep its share of a queue group's calls for minutes. Every
+		// 2 s, it loses it within about 6 s (issue 21).
+		opts.PingInterval, opts.MaxPingsOut = DefaultPingInterval, DefaultMaxPingsOut
+	}
 	if cfg.ServerName != "" {
 		opts.ServerName = cfg.ServerName
 	}

@@ -1,4 +1,5 @@
-// Package streamtest holds the process-level tests of streams (issue 18):
+// Package streamtest holds the process-level tests of streams (issue 18)
+// and of instances that die or freeze (issue 21):
 // the broker and two agents run as `natsmesh broker` and `natsmesh agent`
 // processes, built once without the race detector, and the service and
 // its client are in the test process, as an application and its user
@@ -19,6 +20,11 @@
 //     error, never a clean end nor a hang, within the idle timeout (the
 //     agents run with --stream-idle 2s), and the test process's
 //     goroutines come back to their baseline.
+//   - TestFrozenInstance (issue 21): one of two instances' agents frozen
+//     (SIGSTOP) for 10 s under load loses its share of the calls within
+//     seconds (the broker pings its clients every 2 s), and when it wakes
+//     none of the calls its socket held starts after its client's
+//     deadline (Mesh-Start-By).
 //
 // Each agent's peak RSS is VmHWM in /proc/<pid>/status, reset before each
 // measured stream through clear_refs where the kernel allows. Speed is

@@ -210,6 +210,8 @@ type mesh struct {
 	// empty without a gRPC service.
 	grpcCallee *proc
 	grpcProxy  string
+	// natsURL is the broker's client URL.
+	natsURL string
 }
 
 // agents are the mesh's agents, caller first.
@@ -246,6 +248,7 @@ func startMesh(t *testing.T, cfg meshConfig) *mesh {
 		return err
 	})
 	natsURL := "nats://" + natsAddr
+	m.natsURL = natsURL
 	// The built-in policy (--policy off) and its defaults otherwise, as
 	// `natsmesh agent` runs.
 	common := []string{"--nats", natsURL, "--policy", "off", "--log-level", "warn"}

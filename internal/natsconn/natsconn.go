@@ -99,6 +99,10 @@ func (cfg Config) options(service string) ([]nats.Option, error) {
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// A broker that stopped answering (frozen, partitioned away) is
+		// left within about 6 s, not nats.go's default 4 minutes.
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", "err", err)
