@@ -24,7 +24,10 @@
 //     (SIGSTOP) for 10 s under load loses its share of the calls within
 //     seconds (the broker pings its clients every 2 s), and when it wakes
 //     none of the calls its socket held starts after its client's
-//     deadline (Mesh-Start-By).
+//     deadline (Mesh-Start-By). TestClientGoneCancels: a client that
+//     gives up cancels the service's call through both agents.
+//     TestKilledCalleeAnswersEarly: a POST whose callee's agent dies gets
+//     503 connection-lost within the idle timeout, not at its deadline.
 //
 // Each agent's peak RSS is VmHWM in /proc/<pid>/status, reset before each
 // measured stream through clear_refs where the kernel allows. Speed is

@@ -96,3 +96,73 @@ func TestFrozenInstance(t *testing.T) {
 		t.Errorf("%d calls started at the service after their client's deadline", n)
 	}
 }
+
+// TestClientGoneCancels (issue 21, item 4): a client that gives up after
+// 1 s on a call it gave an hour (Mesh-Timeout: 1h) cancels the call at
+// the service through both agents: the callee's agent opened the slow
+// call (the stream protocol's accept, after 200 ms), so the caller's
+// agent, whose client closed its connection, tells it.
+func TestClientGoneCancels(t *testing.T) {
+	ended := make(chan time.Duration, 1)
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+		ended <- time.Since(start)
+	}))
+	t.Cleanup(svc.Close)
+	m := startMesh(t, meshConfig{upstream: svc.URL})
+	c := m.viaProxy(t)
+	c.Timeout = time.Second
+	req, _ := http.NewRequest(http.MethodPost, "http://orders/slow", nil)
+	req.Header.Set("Mesh-Timeout", "1h")
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the call answered %s before the client's timeout", resp.Status)
+	}
+	select {
+	case d := <-ended:
+		if d > 3*time.Second {
+			t.Errorf("the service's call ran %v after a client that gave up at 1s", d)
+		}
+		t.Logf("the service's call ended %v after it began (client gave up at 1s)", d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the service's call never ended")
+	}
+}
+
+// TestKilledCalleeAnswersEarly (issue 21, item 3, in part): a POST whose
+// callee's agent is killed while the service works on it gets an explicit
+// error within the stream idle timeout (here 2 s), not at its deadline
+// (30 s): the callee's agent opened the slow call and kept it alive with
+// pings, whose silence tells the caller's agent its callee is gone. A
+// call whose callee dies within its first 200 ms (before it is opened)
+// still waits for its deadline.
+func TestKilledCalleeAnswersEarly(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(20 * time.Second):
+		}
+	}))
+	t.Cleanup(svc.Close)
+	m := startMesh(t, meshConfig{upstream: svc.URL, idle: 2 * time.Second})
+	c := m.viaProxy(t)
+	time.AfterFunc(500*time.Millisecond, m.callee.kill)
+	start := time.Now()
+	resp, err := c.Post("http://orders/pay", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Mesh-Error") != "connection-lost" {
+		t.Errorf("a POST whose callee died: %s, Mesh-Error %q; want 503 connection-lost", resp.Status, resp.Header.Get("Mesh-Error"))
+	}
+	if took > 6*time.Second {
+		t.Errorf("answered after %v: the idle timeout is 2s", took)
+	}
+	t.Logf("answered %s after %v (callee killed at 500ms, idle timeout 2s)", resp.Status, took)
+}
