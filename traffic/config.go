@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -76,6 +77,28 @@ func (r *resolved) pick() string {
 		}
 	}
 	return r.split[len(r.split)-1].subset
+}
+
+// byWeight are the split's subsets, the heaviest first.
+func (r *resolved) byWeight() []string {
+	out := make([]string, 0, len(r.split))
+	prev := 0
+	type sw struct {
+		s string
+		w int
+	}
+	ws := make([]sw, 0, len(r.split))
+	for _, w := range r.split {
+		ws = append(ws, sw{w.subset, w.bound - prev})
+		prev = w.bound
+	}
+	sort.SliceStable(ws, func(i, j int) bool { return ws[i].w > ws[j].w })
+	for _, w := range ws {
+		if w.w > 0 {
+			out = append(out, w.s)
+		}
+	}
+	return out
 }
 
 // resolver caches the resolved policies of the current file: File.Policy

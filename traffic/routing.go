@@ -2,10 +2,12 @@ package traffic
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
 	"github.com/natsmesh/natsmesh/pipeline"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // MaxMirrorsInFlight bounds the mirror copies one pipeline has in flight;
@@ -25,7 +27,9 @@ const mirrorTimeout = 30 * time.Second
 //     carried in the context (pipeline.WithRoute) for the policies below;
 //  2. unless the call already names a subset, the merged policy's split
 //     picks one by weight, per call, and the call goes on as a clone with
-//     that Subset;
+//     that Subset; a subset that serves nothing (no-responders, its
+//     breaker open, overloaded: nothing ran) gives way to the split's
+//     others, heaviest first, each tried once with the body read again;
 //  3. the merged policy's mirror copies its share of the calls (a clone
 //     to the mirror's service and subset), sent through the rest of the
 //     pipeline in the background with the call's remaining deadline; its
@@ -68,12 +72,54 @@ func (rt *router) send(ctx context.Context, c *pipeline.Call, next pipeline.Send
 	}
 	if len(p.split) > 0 && c.Subset == "" {
 		if s := p.pick(); s != "" {
-			d := c.Clone()
-			d.Subset = s
-			c = d
+			return rt.split(ctx, c, p, s, next)
 		}
 	}
 	return next.Send(ctx, c)
+}
+
+// unserved reports whether err says the subset served nothing, and ran
+// nothing: no instance serves it, its breaker is open, its instances are
+// at their limit or refuse their service's connections.
+func unserved(err error) bool {
+	return errors.Is(err, wire.ErrNoResponders) || errors.Is(err, wire.ErrCircuitOpen) ||
+		errors.Is(err, wire.ErrOverloaded) || errors.Is(err, wire.ErrUpstreamRefused)
+}
+
+// split sends c to subset s, the split's pick. A subset that serves
+// nothing (no instance, its breaker open, its instances at their limit:
+// nothing ran, whatever the call) gives way to
+// the split's other subsets, by weight, each tried once: a rolling
+// restart of the only instance of one subset fails none of the calls
+// the split sends it. A call whose body cannot be read again is sent to
+// its pick only.
+func (rt *router) split(ctx context.Context, c *pipeline.Call, p *resolved, s string, next pipeline.Sender) (*pipeline.Reply, error) {
+	d := c.Clone()
+	d.Subset = s
+	reply, err := next.Send(ctx, d)
+	if err == nil || !unserved(err) || !c.Body.Replayable() || len(p.split) < 2 {
+		return reply, err
+	}
+	tried := map[string]bool{s: true}
+	for _, w := range p.byWeight() {
+		if tried[w] || ctx.Err() != nil {
+			continue
+		}
+		tried[w] = true
+		e, rerr := c.Replay()
+		if rerr != nil {
+			return reply, err
+		}
+		e.Subset = w
+		r2, err2 := next.Send(ctx, e)
+		// The replay is this policy's: it closes its body once its
+		// call has ended.
+		e.CloseBody(r2, err2)
+		if err2 == nil || !unserved(err2) {
+			return r2, err2
+		}
+	}
+	return reply, err
 }
 
 // mirror sends a copy of c to m in the background, or drops it when

@@ -177,3 +177,28 @@ func BenchmarkMirror(b *testing.B) {
 		})
 	}
 }
+
+// TestSplitFallsBack (issue 21, item 7): with one subset of a split
+// serving no instance (the only v1 instance drains in a rolling
+// restart), the calls the split sends there fall back to the split's
+// other subset, since no-responders means nothing ran: none fails.
+// Before, retries kept the subset the split picked and 90% of calls got
+// no-responders.
+func TestSplitFallsBack(t *testing.T) {
+	m := agenttest.NewMesh(t, splitFile)
+	var served agenttest.Counter
+	m.Agent("inv", "v2", agenttest.Named("v2", &served)) // no v1 instance
+	web := m.Client("web")
+	for i := 0; i < 40; i++ {
+		if st, body, _ := agenttest.Get(t, web, "http://inv/x"); st != 200 {
+			t.Fatalf("call %d: %d %s, want the split's other subset to answer", i, st, body)
+		}
+	}
+	if n := served.Get("v2"); n != 40 {
+		t.Errorf("v2 served %d of 40", n)
+	}
+	// A call that names its subset keeps it: no fallback.
+	if st, _, _ := agenttest.Get(t, web, "http://v1.inv/x"); st != http.StatusServiceUnavailable {
+		t.Errorf("a call to v1.inv with no v1 instance: %d, want 503", st)
+	}
+}
