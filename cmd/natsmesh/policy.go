@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/accounts"
 	"github.com/natsmesh/natsmesh/internal/userdir"
+	"github.com/natsmesh/natsmesh/meshstat"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
 )
@@ -91,10 +93,10 @@ func (p *policyFlags) connect(ctx context.Context, stderr io.Writer) (*nats.Conn
 
 // open connects to NATS and opens the policies bucket (creating it if
 // needed, and saying so). Close the returned func when done.
-func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, context.Context, func(), error) {
+func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, *nats.Conn, context.Context, func(), error) {
 	nc, ctx, closeAll, err := p.connect(ctx, stderr)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
@@ -107,12 +109,12 @@ func (p *policyFlags) open(ctx context.Context, stderr io.Writer) (*live.Store, 
 				}
 				fmt.Fprintf(stderr, "natsmesh: created the bucket %s with %d replica(s)%s\n", live.Bucket, s.Replicas(), note)
 			}
-			return s, ctx, closeAll, nil
+			return s, nc, ctx, closeAll, nil
 		}
 	}
 	err = refused(ctx, err)
 	closeAll()
-	return nil, nil, nil, failure{fmt.Errorf("policy: %w", err)}
+	return nil, nil, nil, nil, failure{fmt.Errorf("policy: %w", err)}
 }
 
 // liveFile returns the live file as get reads it, or nil at revision 0 if
@@ -141,6 +143,7 @@ type against struct {
 	file, old *policies.File
 	rev       uint64
 	store     *live.Store // open to write (apply), or nil (diff)
+	nc        *nats.Conn
 	done      func()
 }
 
@@ -166,7 +169,7 @@ func loadAgainstLive(ctx context.Context, name, synopsis, summary, fileUsage str
 	a := &against{path: *file, file: f}
 	var get func(context.Context) (*policies.File, uint64, error)
 	if write {
-		a.store, ctx, a.done, err = pf.open(ctx, stderr)
+		a.store, a.nc, ctx, a.done, err = pf.open(ctx, stderr)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -177,6 +180,7 @@ func loadAgainstLive(ctx context.Context, name, synopsis, summary, fileUsage str
 		if err != nil {
 			return nil, nil, err
 		}
+		a.nc = nc
 		get = func(ctx context.Context) (*policies.File, uint64, error) { return live.Get(ctx, nc) }
 	}
 	if a.old, a.rev, err = liveFile(ctx, get, stderr); err != nil {
@@ -214,7 +218,65 @@ func runPolicyApply(ctx context.Context, args []string, stdout, stderr io.Writer
 		return failure{fmt.Errorf("policy apply: %w", refused(ctx, err))}
 	}
 	fmt.Fprintf(stdout, "applied %s: revision %d\n", a.path, newRev)
+	warnUnservedSplits(ctx, a.nc, a.file, stderr)
 	return nil
+}
+
+// warnUnservedSplits says which subsets the file's splits send calls to
+// that no instance serves now, as the mesh's discovery answers: those
+// calls fall back to the split's other subsets (docs/mesh-file.md,
+// "split"), which may not be what was meant.
+func warnUnservedSplits(ctx context.Context, nc *nats.Conn, f *policies.File, stderr io.Writer) {
+	type target struct{ service, subset, where string }
+	var targets []target
+	add := func(service, where string, split map[string]int) {
+		for sub, w := range split {
+			if w > 0 {
+				targets = append(targets, target{service, sub, where})
+			}
+		}
+	}
+	for name, svc := range f.Services {
+		if svc.Policy != nil {
+			add(name, "services."+name+".policy.split", svc.Policy.Split)
+		}
+		for _, r := range svc.Routes {
+			add(name, "services."+name+".routes."+r.Name+".split", r.Split)
+			if r.Policy != nil {
+				add(name, "services."+name+".routes."+r.Name+".policy.split", r.Policy.Split)
+			}
+		}
+	}
+	if len(targets) == 0 || nc == nil {
+		return
+	}
+	sample, err := meshstat.Gather(ctx, nc, meshstat.GatherOptions{Timeout: 2 * time.Second})
+	if err != nil {
+		fmt.Fprintf(stderr, "natsmesh: could not ask which subsets are served now: %v\n", err)
+		return
+	}
+	served := map[[2]string]bool{}
+	for _, s := range sample.Snapshots {
+		if s.Serving {
+			served[[2]string{s.Service, s.Subset}] = true
+		}
+	}
+	slices.SortFunc(targets, func(a, b target) int { return strings.Compare(a.where+a.subset, b.where+b.subset) })
+	anyServed := map[string]bool{}
+	for _, t := range targets {
+		anyServed[t.where] = anyServed[t.where] || served[[2]string{t.service, t.subset}]
+	}
+	for _, t := range targets {
+		if served[[2]string{t.service, t.subset}] {
+			continue
+		}
+		then := "they fall back to the split's other subsets"
+		if !anyServed[t.where] {
+			then = "nor any other subset of the split: its calls get no-responders until one does"
+		}
+		fmt.Fprintf(stderr, "natsmesh: warning: %s sends calls to subset %s of %s, which no instance serves now; %s\n",
+			t.where, t.subset, t.service, then)
+	}
 }
 
 func runPolicyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
