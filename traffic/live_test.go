@@ -90,9 +90,12 @@ func TestLiveSplitChange(t *testing.T) {
 				if now.After(stop) {
 					return
 				}
+				// The time the call is sent, not the tick's: a tick that
+				// waited in its channel under load is older.
+				sent := time.Now()
 				st, body, _ := agenttest.Get(t, web, "http://inv/x")
 				mu.Lock()
-				results = append(results, result{now, st, body})
+				results = append(results, result{sent, st, body})
 				mu.Unlock()
 			}
 		}()
