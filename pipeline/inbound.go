@@ -177,6 +177,9 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("pipeline: negative timeout %v", cfg.Timeout)
 	}
+	if err := checkStreamIdle(cfg.StreamIdle); err != nil {
+		return nil, err
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -524,6 +527,16 @@ func (in *Inbound) listener(service, caller string) meshstream.Listener {
 		}
 		return x.Listen(caller, fn)
 	}
+}
+
+// checkStreamIdle refuses a stream idle timeout the wire cannot carry
+// (wire.HeaderIdle's bounds), which every stream's peer would refuse.
+func checkStreamIdle(d time.Duration) error {
+	if d != 0 && (d < wire.MinStreamIdle || d > wire.MaxStreamIdle) {
+		return fmt.Errorf("pipeline: stream idle timeout %v: it must be from %v to %v (0: the default, %v)",
+			d, wire.MinStreamIdle, wire.MaxStreamIdle, wire.DefaultStreamIdle)
+	}
+	return nil
 }
 
 // late is how long ago the caller's deadline (wire.HeaderStartBy, with the

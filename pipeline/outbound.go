@@ -128,6 +128,9 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	if cfg.Timeout < 0 || cfg.MaxTimeout < 0 {
 		return nil, fmt.Errorf("pipeline: negative timeout %v", min(cfg.Timeout, cfg.MaxTimeout))
 	}
+	if err := checkStreamIdle(cfg.StreamIdle); err != nil {
+		return nil, err
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}

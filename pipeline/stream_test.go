@@ -588,3 +588,24 @@ func TestSlowUploadOutlivesDefault(t *testing.T) {
 		t.Errorf("the service read %q bytes, want 100", reply.Body.Bytes)
 	}
 }
+
+// TestStreamIdleBounds: an idle timeout every stream's peer would refuse
+// (wire.HeaderIdle's bounds) is refused when the pipeline is made, not at
+// each call (a new user's --stream-idle 1h).
+func TestStreamIdleBounds(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	nc := meshtest.ServiceConn(t, b, "web")
+	for _, d := range []time.Duration{time.Hour, 50 * time.Millisecond} {
+		if _, err := NewOutbound(nc, OutboundConfig{StreamIdle: d}); err == nil {
+			t.Errorf("an outbound pipeline with a stream idle timeout of %v", d)
+		}
+		if _, err := NewInbound(nc, InboundConfig{StreamIdle: d, Handler: HandlerFunc(nil)}); err == nil {
+			t.Errorf("an inbound pipeline with a stream idle timeout of %v", d)
+		}
+	}
+	o, err := NewOutbound(nc, OutboundConfig{StreamIdle: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+}

@@ -52,7 +52,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&routes, "route", "`routes` HOST_OR_/PREFIX=SERVICE[@SUBSET] or ...=nats:SUBJECT, comma-separated or repeated")
 	name := fs.String("service", "bridge", "the gateway's service `name` in the mesh: the caller its calls come from")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none (of a stream: of its first answer)")
-	streamIdle := fs.Duration("stream-idle", wire.DefaultStreamIdle, "how long a stream may hear nothing from the callee's agent (which sends keep-alives) before it fails")
+	streamIdle := fs.Duration("stream-idle", wire.DefaultStreamIdle, "how long a stream may hear nothing from the callee's agent (which sends keep-alives) before it fails, from 100ms to 10m")
 	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /metrics, the dashboard at /ui/, /debug/pprof/ with --pprof), or \"off\"")
 	profiles := fs.Bool("pprof", false, "serve Go's profiles at the admin listener's /debug/pprof/ (a heap profile holds request headers)")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
