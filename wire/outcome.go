@@ -246,7 +246,9 @@ func (o Outcome) Retry() Retry {
 		switch o.Err.Kind {
 		case KindNoResponders, KindOverloaded, KindUpstreamRefused, KindBrokerUnavailable, KindNoMeshFile:
 			return RetryAlways
-		case KindTimeout:
+		case KindTimeout, KindConnectionLost:
+			// It may have run: again only where running twice is
+			// harmless (docs/wire.md's table).
 			return RetryIdempotent
 		}
 		return RetryNever

@@ -122,6 +122,11 @@ func TestOutcomeMeshErrors(t *testing.T) {
 	noResponders.breaker = true
 	timeout := meshErr
 	timeout.breaker, timeout.retry = true, RetryIdempotent
+	// The connection to the instance was lost (a stream's silent peer,
+	// an instance that died with the call): it may have run, so again
+	// only where running twice is harmless.
+	lost := meshErr
+	lost.retry = RetryIdempotent
 	for _, tc := range []struct {
 		kind Kind
 		w    want
@@ -142,7 +147,7 @@ func TestOutcomeMeshErrors(t *testing.T) {
 		{KindUpstreamRefused, refused},
 		{KindBrokerUnavailable, nothingRan},
 		{KindNoMeshFile, nothingRan},
-		{KindConnectionLost, meshErr},
+		{KindConnectionLost, lost},
 		{KindInternal, internal},
 		{"made-up", meshErr},
 	} {

@@ -86,6 +86,12 @@ const (
 	// can cancel it and the two sides' keep-alives run: a quick call
 	// costs no frame.
 	StreamOpenAfter = 200 * time.Millisecond
+	// StreamAckWithin is how long a caller waits for a call's first sign
+	// of life (its answer, or the accept a callee sends once it has
+	// worked on the call for StreamOpenAfter) before it takes the
+	// instance that took it for gone or frozen: connection-lost (the call
+	// may have run), retried elsewhere only when idempotent.
+	StreamAckWithin = 2 * time.Second
 	// MaxStreamWindow bounds the credit a peer may announce.
 	MaxStreamWindow = 64 << 20
 	// MinStreamIdle and MaxStreamIdle bound the idle timeout a peer may

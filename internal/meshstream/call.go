@@ -3,6 +3,7 @@ package meshstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,7 +68,20 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	if r.Body != nil {
 		h[wire.HeaderStreamBody] = moreValue
 	}
-	first, rest, err := mux.Call(ctx, r.Msg, r.Service)
+	wait := ctx
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > 2*wire.StreamAckWithin {
+		// A live callee answers or opens the call within
+		// wire.StreamOpenAfter: silence past StreamAckWithin is an
+		// instance that died or froze with the call, which would
+		// otherwise hold its caller to the deadline.
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeoutCause(ctx, wire.StreamAckWithin, errNoAck)
+		defer cancel()
+	}
+	first, rest, err := mux.Call(wait, r.Msg, r.Service)
+	if err != nil && ctx.Err() == nil && context.Cause(wait) == errNoAck {
+		return nil, errNoAck
+	}
 	if err != nil || rest == nil {
 		// A whole answer (the common case) costs the stream nothing.
 		if err != nil {
@@ -91,7 +105,7 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	rest.Listen(c.onMsg)
 
 	pump := &pump{c: c}
-	wait := ctx
+	wait = ctx
 	for {
 		if r.Unbounded && wait == ctx && c.opened() {
 			var stop func()
@@ -165,6 +179,10 @@ func (c *conn) opened() bool {
 	defer c.sendMu.Unlock()
 	return c.out != ""
 }
+
+// errNoAck is a call no instance acknowledged in time.
+var errNoAck = &wire.Error{Kind: wire.KindConnectionLost,
+	Message: fmt.Sprintf("no sign of the instance that took the call within %v: it is gone or frozen (the call may have run)", wire.StreamAckWithin)}
 
 // The header values of the defaults, made once: every call carries them.
 var (
