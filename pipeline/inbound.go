@@ -197,8 +197,8 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 		h = cfg.Middleware[i](h)
 	}
 	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
-		stream:  meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
-		skew:    cfg.ClockSkew, lateLog: logevery.Limiter{Interval: time.Second},
+		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
+		skew:   cfg.ClockSkew, lateLog: logevery.Limiter{Interval: time.Second},
 		refused: refusedReplies{log: cfg.Logger, Limiter: logevery.Limiter{Interval: time.Second}},
 		idle:    make(chan *nats.Msg), stop: make(chan struct{})}
 	if cfg.MaxConcurrent > 0 {
