@@ -28,6 +28,9 @@
 //     gives up cancels the service's call through both agents.
 //     TestKilledCalleeAnswersEarly: a POST whose callee's agent dies gets
 //     503 connection-lost within the idle timeout, not at its deadline.
+//   - TestLedger: one of two agents killed or drained under POST and GET
+//     load, executions counted per request ID at the service: every
+//     request one outcome, never its client's own timeout; no POST twice.
 //
 // Each agent's peak RSS is VmHWM in /proc/<pid>/status, reset before each
 // measured stream through clear_refs where the kernel allows. Speed is

@@ -137,9 +137,9 @@ func TestClientGoneCancels(t *testing.T) {
 // callee's agent is killed while the service works on it gets an explicit
 // error within the stream idle timeout (here 2 s), not at its deadline
 // (30 s): the callee's agent opened the slow call and kept it alive with
-// pings, whose silence tells the caller's agent its callee is gone. A
-// call whose callee dies within its first 200 ms (before it is opened)
-// still waits for its deadline.
+// pings, whose silence tells the caller's agent its callee is gone. (A
+// call whose callee dies within its first 200 ms, before it is opened,
+// ends at wire.StreamAckWithin: TestLedger.)
 func TestKilledCalleeAnswersEarly(t *testing.T) {
 	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
