@@ -560,11 +560,14 @@ func (s *natsSender) connected(ctx context.Context) error {
 	// The grace runs from the loss of the connection, not from each
 	// attempt: a call's retries do not wait it again, and a call made
 	// well into an outage fails at once.
+	// downSince is written only by the connection's own handlers (a
+	// time written here could outlive the reconnect it raced with); 0
+	// while the connection is down is a loss its handler has yet to
+	// tell: just now.
 	now := time.Now()
 	since := s.downSince.Load()
 	if since == 0 {
-		s.downSince.CompareAndSwap(0, now.UnixNano())
-		since = s.downSince.Load()
+		since = now.UnixNano()
 	}
 	left := s.grace - now.Sub(time.Unix(0, since))
 	if left <= 0 {

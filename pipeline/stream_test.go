@@ -479,8 +479,15 @@ func TestSlowAnswerOpensTheCall(t *testing.T) {
 	cancelled := make(chan struct{})
 	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			// Long enough that the cancel below reaches it after the
+			// call was opened, whatever the scheduling (a review saw
+			// 2 x StreamOpenAfter lose that race once).
+			wait := 2 * wire.StreamOpenAfter
+			if c.Header.Get("X-Long") != "" {
+				wait = 3 * time.Second
+			}
 			select {
-			case <-time.After(2 * wire.StreamOpenAfter):
+			case <-time.After(wait):
 				return &Reply{Proto: c.Proto, Status: 200, Header: nats.Header{wire.HeaderStatus: {"200"}}, Body: Body{Bytes: []byte("slow")}}, nil
 			case <-ctx.Done():
 				close(cancelled)
@@ -498,8 +505,10 @@ func TestSlowAnswerOpensTheCall(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(wire.StreamOpenAfter+100*time.Millisecond, cancel)
-	if _, err := o.Send(ctx, streamCall(t, nil)); err == nil {
+	time.AfterFunc(wire.StreamOpenAfter+300*time.Millisecond, cancel)
+	long := streamCall(t, nil)
+	long.Header.Set("X-Long", "1")
+	if _, err := o.Send(ctx, long); err == nil {
 		t.Fatal("a cancelled call answered")
 	}
 	select {
