@@ -68,18 +68,16 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	if r.Body != nil {
 		h[wire.HeaderStreamBody] = moreValue
 	}
-	wait := ctx
+	var within time.Duration
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > 2*wire.StreamAckWithin {
 		// A live callee answers or opens the call within
 		// wire.StreamOpenAfter: silence past StreamAckWithin is an
 		// instance that died or froze with the call, which would
 		// otherwise hold its caller to the deadline.
-		var cancel context.CancelFunc
-		wait, cancel = context.WithTimeoutCause(ctx, wire.StreamAckWithin, errNoAck)
-		defer cancel()
+		within = wire.StreamAckWithin
 	}
-	first, rest, err := mux.Call(wait, r.Msg, r.Service)
-	if err != nil && ctx.Err() == nil && context.Cause(wait) == errNoAck {
+	first, rest, err := mux.CallWithin(ctx, r.Msg, r.Service, within)
+	if errors.Is(err, replymux.ErrSilent) {
 		return nil, errNoAck
 	}
 	if err != nil || rest == nil {
@@ -105,7 +103,7 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	rest.Listen(c.onMsg)
 
 	pump := &pump{c: c}
-	wait = ctx
+	wait := ctx
 	for {
 		if r.Unbounded && wait == ctx && c.opened() {
 			var stop func()

@@ -108,9 +108,15 @@ type receiver struct {
 	// inbox, set under Mux.mu when the first message is a stream frame
 	// (wire.FrameOf), receives the messages after it.
 	inbox *Inbox
+	// timer bounds a CallWithin's wait, made at the receiver's first;
+	// stopped while the receiver is in the pool.
+	timer *time.Timer
 }
 
 var receivers = sync.Pool{New: func() any { return &receiver{ch: make(chan *nats.Msg, 1), once: true} }}
+
+// ErrSilent is CallWithin's error when no reply came within its bound.
+var ErrSilent = errors.New("replymux: no reply within the bound")
 
 // New returns the Mux of owner on nc: it subscribes to
 // wire.PairInbox(owner, "*") + "." + id + ".*", id being a new random token,
@@ -260,6 +266,13 @@ func (x *Mux) Request(ctx context.Context, m *nats.Msg, peer string) (*nats.Msg,
 // (queued until [Inbox.Listen]); the caller closes rest. rest is nil
 // otherwise.
 func (x *Mux) Call(ctx context.Context, m *nats.Msg, peer string) (first *nats.Msg, rest *Inbox, err error) {
+	return x.CallWithin(ctx, m, peer, 0)
+}
+
+// CallWithin is Call whose wait for the first reply also ends, with
+// [ErrSilent], after within (0: no bound but ctx's), without a context of
+// its own: a bound every call has costs no allocation.
+func (x *Mux) CallWithin(ctx context.Context, m *nats.Msg, peer string, within time.Duration) (first *nats.Msg, rest *Inbox, err error) {
 	if ctx == nil {
 		return nil, nil, notSent{nats.ErrInvalidContext}
 	}
@@ -277,7 +290,7 @@ func (x *Mux) Call(ctx context.Context, m *nats.Msg, peer string) (first *nats.M
 		x.cancel(reply, r)
 		return nil, nil, notSent{err}
 	}
-	return x.wait(ctx, reply, r)
+	return x.wait(ctx, reply, r, within)
 }
 
 // start registers a unary receiver under a new reply subject to peer.
@@ -296,9 +309,26 @@ func (x *Mux) start(peer string) (string, *receiver, error) {
 
 // wait returns the reply that r receives, or the reason it ended, or
 // ctx's error; r goes back to the pool.
-func (x *Mux) wait(ctx context.Context, reply string, r *receiver) (*nats.Msg, *Inbox, error) {
+func (x *Mux) wait(ctx context.Context, reply string, r *receiver, within time.Duration) (*nats.Msg, *Inbox, error) {
+	var silent <-chan time.Time
+	if within > 0 {
+		if r.timer == nil {
+			r.timer = time.NewTimer(within)
+		} else {
+			r.timer.Reset(within)
+		}
+		silent = r.timer.C
+	}
+	// The timer is stopped before r goes back to the pool, on every path
+	// (Go 1.23's timers: no stale tick after Stop).
 	select {
+	case <-silent:
+		x.cancel(reply, r)
+		return nil, nil, ErrSilent
 	case msg := <-r.ch:
+		if within > 0 {
+			r.timer.Stop()
+		}
 		x.mu.Lock()
 		err, in := r.err, r.inbox
 		r.err, r.inbox = nil, nil
@@ -312,6 +342,9 @@ func (x *Mux) wait(ctx context.Context, reply string, r *receiver) (*nats.Msg, *
 		}
 		return msg, in, nil
 	case <-ctx.Done():
+		if within > 0 {
+			r.timer.Stop()
+		}
 		x.cancel(reply, r)
 		return nil, nil, ctx.Err()
 	}

@@ -477,7 +477,7 @@ func TestAllocs(t *testing.T) {
 		}
 		reply.Subject = subject
 		x.dispatch(reply)
-		if _, _, err := x.wait(ctx, subject, r); err != nil {
+		if _, _, err := x.wait(ctx, subject, r, 0); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -548,5 +548,46 @@ func TestReplySubjectNotGuessable(t *testing.T) {
 	}
 	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("the call to payments ended with %v, want its deadline (a forged reply completed it)", err)
+	}
+}
+
+// TestCallWithin: a call with no reply within its bound ends with
+// ErrSilent, unregistered (a late reply is dropped); one whose reply
+// comes in time gets it, and the receiver's timer does not fire later
+// into another call.
+func TestCallWithin(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	nc := meshtest.ServiceConn(t, b, "web")
+	x := newMux(t, nc, "web")
+	start := time.Now()
+	_, _, err := x.CallWithin(context.Background(), &nats.Msg{Subject: "nobody.listens.but.echo"}, "orders", 100*time.Millisecond)
+	if !errors.Is(err, ErrSilent) && !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("a call no one answers: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("ended after %v with a 100ms bound", d)
+	}
+	// A slow answerer: silent within 100 ms, answered within a second.
+	srv := meshtest.ServiceConn(t, b, "orders")
+	sub, err := srv.Subscribe("slow", func(m *nats.Msg) {
+		time.Sleep(300 * time.Millisecond)
+		srv.Publish(m.Reply, []byte("late"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	srv.Flush()
+	if _, _, err := x.CallWithin(context.Background(), &nats.Msg{Subject: "slow"}, "orders", 100*time.Millisecond); !errors.Is(err, ErrSilent) {
+		t.Errorf("a reply after the bound: %v, want ErrSilent", err)
+	}
+	for i := 0; i < 5; i++ {
+		m, _, err := x.CallWithin(context.Background(), &nats.Msg{Subject: "slow"}, "orders", time.Second)
+		if err != nil || string(m.Data) != "late" {
+			t.Fatalf("a reply within the bound: %v %v", m, err)
+		}
+	}
+	if n := x.pending(); n != 0 {
+		t.Errorf("%d receivers left registered", n)
 	}
 }
