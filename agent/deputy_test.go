@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -17,24 +16,6 @@ import (
 	"github.com/natsmesh/natsmesh/wire"
 )
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestNoConfusedDeputy is the regression test of issue 11: a raw publish
 // to httpbin as web, with a reply subject that is not in the pair inbox of
 // web and httpbin, must not make httpbin's agent publish its answer there.
@@ -44,7 +25,7 @@ func (s *syncBuffer) String() string {
 // would inject a reply.
 func TestNoConfusedDeputy(t *testing.T) {
 	b := meshtest.Broker(t) // JetStream on
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	startAgent(t, b, Config{Service: "httpbin", Logger: log}, func(a *Agent) {
 		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -168,7 +168,7 @@ func callOrders(t *testing.T, web *Sidecar) (int, string) {
 func TestFailClosed(t *testing.T) {
 	m := newSecuredMesh(t)
 	var served atomic.Int64
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	orders := m.sidecar(t, "orders", "", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { served.Add(1) }), &logs)
 	web := m.sidecar(t, "web", "", nil, nil)
 
@@ -250,7 +250,7 @@ func TestFailClosedCache(t *testing.T) {
 
 	// The same users on a broker without JetStream: no store at all.
 	b := m.sec.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	orders = startSidecar(t, b, m.sec.Seed("orders"), "orders", cache("orders"), upstream, &logs)
 	web = startSidecar(t, b, m.sec.Seed("web"), "web", cache("web"), nil, nil)
 	if code, body := readyz(t, web); code != http.StatusOK {
@@ -375,7 +375,7 @@ func TestBuiltinPolicyOptIn(t *testing.T) {
 				opts = append(opts, nkeyOption(t, sec.Seed("web")))
 			}
 			nc := meshtest.Conn(t, tc.b, append(opts, nats.CustomInboxPrefix(wire.InboxPrefix("web")))...)
-			var logs syncBuffer
+			var logs meshtest.Buffer
 			a, err := New(nc, Config{Service: "web", Policies: tc.policies, BuiltinPolicy: tc.builtin, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if tc.wantErr != "" {
 				if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.wantErr) {

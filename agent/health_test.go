@@ -44,7 +44,7 @@ func TestGRPCHealthModes(t *testing.T) {
 
 	for _, mode := range []GRPCHealthMode{"", GRPCHealthAuto, GRPCHealthConnect} {
 		t.Run("mode "+string(mode), func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &meshtest.Buffer{}
 			h := hc
 			h.GRPC = mode
 			before := checks.Load()

@@ -5,10 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,21 +28,6 @@ import (
 // WebSocket through real agents over an in-process broker (max_payload 1
 // MiB), from each HTTP entry point: the caller's sidecar proxy, a bind
 // port, and the edge gateway.
-
-// streamBody is n bytes that seed always makes the same.
-func streamBody(seed byte, n int64) io.Reader {
-	return io.LimitReader(rand.NewChaCha8([32]byte{seed}), n)
-}
-
-func sha(t *testing.T, r io.Reader) (string, int64) {
-	t.Helper()
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	if err != nil {
-		t.Fatalf("after %d bytes: %v", n, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n
-}
 
 // streamingService is a real HTTP service that streams: /upload hashes
 // the body it gets, /download?n=N[&sized] writes N bytes, /events sends
@@ -72,7 +55,7 @@ func (s *streamingService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("sized") {
 			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		}
-		io.Copy(w, streamBody(7, n))
+		io.Copy(w, meshtest.Body(7, n))
 	case "/events":
 		defer func() { s.gone <- struct{}{} }()
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -201,10 +184,10 @@ func TestHTTPStreamsThroughAgents(t *testing.T) {
 			if testing.Short() {
 				size = 3 << 20
 			}
-			want, _ := sha(t, streamBody(7, size))
+			want, _ := meshtest.Digest(t, meshtest.Body(7, size))
 			for _, sized := range []bool{true, false} {
 				t.Run(fmt.Sprintf("upload sized=%v", sized), func(t *testing.T) {
-					body := streamBody(7, size)
+					body := meshtest.Body(7, size)
 					if !sized {
 						body = io.MultiReader(body)
 					}
@@ -241,7 +224,7 @@ func TestHTTPStreamsThroughAgents(t *testing.T) {
 					if sized && resp.ContentLength != size {
 						t.Errorf("Content-Length %d, want %d", resp.ContentLength, size)
 					}
-					if got, n := sha(t, resp.Body); got != want || n != size {
+					if got, n := meshtest.Digest(t, resp.Body); got != want || n != size {
 						t.Fatalf("got %d bytes, digest %s, want %d, %s", n, got, size, want)
 					}
 					t.Logf("%d MiB down in %v", size>>20, time.Since(start))
@@ -410,8 +393,8 @@ func TestHTTPStreamsInProcess(t *testing.T) {
 	<-svc.gone
 
 	size := int64(16 << 20)
-	want, _ := sha(t, streamBody(7, size))
-	resp, err = client.Post("http://orders/upload", "application/octet-stream", io.MultiReader(streamBody(7, size)))
+	want, _ := meshtest.Digest(t, meshtest.Body(7, size))
+	resp, err = client.Post("http://orders/upload", "application/octet-stream", io.MultiReader(meshtest.Body(7, size)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +408,7 @@ func TestHTTPStreamsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if got, n := sha(t, resp.Body); got != want || n != size {
+	if got, n := meshtest.Digest(t, resp.Body); got != want || n != size {
 		t.Fatalf("downloaded %d bytes, digest %s", n, got)
 	}
 }

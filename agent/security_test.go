@@ -296,7 +296,7 @@ func TestCrossAccountOverTCP(t *testing.T) {
 // without an identity, and is quiet with one.
 func TestWarnWithoutAuthentication(t *testing.T) {
 	start := func(nc *nats.Conn, service string) string {
-		var logs syncBuffer
+		var logs meshtest.Buffer
 		a, err := New(nc, Config{Service: service, BuiltinPolicy: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)

@@ -95,7 +95,7 @@ func TestUndeclaredSubsetRefused(t *testing.T) {
 		{"health checked every 10ms", HealthConfig{Check: func(context.Context) error { return nil }, Interval: 10 * time.Millisecond}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs meshtest.Buffer
 			var orders counter
 			a := startOrdersV2(t, m, &orders, tc.health, &logs)
 			start := time.Now()
@@ -140,7 +140,7 @@ func TestUndeclaredSubsetRefusedSidecar(t *testing.T) {
 	if err := os.WriteFile(meshFile, []byte(noSubsetsMesh), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	s := runSidecar(t, SidecarConfig{
 		Agent: Config{Service: "orders", Subset: "v2", Upstream: listenHTTP(t, &counter{}),
 			Logger: slog.New(slog.NewTextHandler(&logs, nil))},
@@ -167,7 +167,7 @@ func TestUndeclaredSubsetRefusedSidecar(t *testing.T) {
 func TestSubsetRefusedAfterReconnect(t *testing.T) {
 	m := newAuthMesh(t, strings.Replace(noSubsetsMesh, "  orders:\n", "  orders:\n    subsets: [v2]\n", 1),
 		func(c *broker.Config) { c.LameDuckDuration = -1 })
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	a := startOrdersV2(t, m, &counter{}, HealthConfig{}, &logs)
 	if err := a.Ready(5 * time.Second); err != nil {
 		t.Fatalf("orders with subset v2 declared: %v", err)
@@ -197,7 +197,7 @@ func TestUndeclaredSubsetRetried(t *testing.T) {
 	t.Cleanup(func() { refusalRetry = retry })
 	refusalRetry = 200 * time.Millisecond
 	m := newAuthMesh(t, noSubsetsMesh, func(c *broker.Config) { c.LameDuckDuration = -1 })
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	a := startOrdersV2(t, m, &counter{}, HealthConfig{}, &logs)
 	if err := a.Ready(5 * time.Second); err == nil {
 		t.Fatal("ready with an undeclared subset")

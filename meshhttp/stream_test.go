@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -20,22 +18,6 @@ import (
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 )
-
-// bigBody is n bytes that seed always makes the same, as a reader.
-func bigBody(seed byte, n int64) io.Reader {
-	return io.LimitReader(rand.NewChaCha8([32]byte{seed}), n)
-}
-
-// digest is the SHA-256 of what r reads, and how much it read.
-func digest(t *testing.T, r io.Reader) (string, int64) {
-	t.Helper()
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	if err != nil {
-		t.Fatalf("after %d bytes: %v", n, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n
-}
 
 // transferSize is the size of the large uploads and downloads: 64 MiB, 64
 // times the broker's default max_payload.
@@ -50,7 +32,7 @@ func TestStreamLargeBodies(t *testing.T) {
 	if testing.Short() {
 		size = 4 << 20
 	}
-	want, _ := digest(t, bigBody(7, size))
+	want, _ := meshtest.Digest(t, meshtest.Body(7, size))
 	service := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/upload":
@@ -65,7 +47,7 @@ func TestStreamLargeBodies(t *testing.T) {
 			if r.URL.RawQuery == "sized" {
 				w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 			}
-			io.Copy(w, bigBody(7, size))
+			io.Copy(w, meshtest.Body(7, size))
 		}
 	})
 	for _, kind := range kinds {
@@ -73,7 +55,7 @@ func TestStreamLargeBodies(t *testing.T) {
 			mp := newMeshPair(t, service, kind)
 			for _, sized := range []bool{true, false} {
 				t.Run(fmt.Sprintf("upload sized=%v", sized), func(t *testing.T) {
-					body := bigBody(7, size)
+					body := meshtest.Body(7, size)
 					if !sized {
 						body = io.MultiReader(body) // a length not known: chunked
 					}
@@ -112,7 +94,7 @@ func TestStreamLargeBodies(t *testing.T) {
 					if resp.StatusCode != 200 || resp.ContentLength != wantLen {
 						t.Fatalf("got %d, length %d, want 200 and %d", resp.StatusCode, resp.ContentLength, wantLen)
 					}
-					if got, n := digest(t, resp.Body); got != want || n != size {
+					if got, n := meshtest.Digest(t, resp.Body); got != want || n != size {
 						t.Fatalf("got %d bytes, digest %s, want %d, %s", n, got, size, want)
 					}
 				})
@@ -406,7 +388,7 @@ func TestTransportStreams(t *testing.T) {
 		fmt.Fprint(w, n)
 	}), "handler")
 	client = &http.Client{Transport: &Transport{Sender: up.proxy.Sender, Caller: "web"}}
-	resp, err = client.Post("http://orders/", "application/octet-stream", io.MultiReader(bigBody(1, 3<<20)))
+	resp, err = client.Post("http://orders/", "application/octet-stream", io.MultiReader(meshtest.Body(1, 3<<20)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,8 +148,9 @@ type Inbound struct {
 
 	// muxMu guards mux, the inbox of the streams' frames from their
 	// callers, made at the first stream.
-	muxMu sync.Mutex
-	mux   *replymux.Mux
+	muxMu  sync.Mutex
+	mux    *replymux.Mux
+	listen meshstream.Listener // in.listenStream, bound once
 
 	inflight sync.WaitGroup
 	mu       sync.Mutex
@@ -204,6 +205,7 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	if cfg.MaxConcurrent > 0 {
 		in.sem = make(chan struct{}, cfg.MaxConcurrent)
 	}
+	in.listen = in.listenStream
 	return in, nil
 }
 
@@ -367,7 +369,7 @@ func (in *Inbound) runStream(m *nats.Msg) {
 		in.respond(m, nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()})
 		return
 	}
-	srv, err := meshstream.Serve(in.nc, m, in.listener(subj.Service, subj.Caller), in.stream)
+	srv, err := meshstream.Serve(in.nc, m, subj.Service, subj.Caller, in.listen, in.stream)
 	if err != nil {
 		in.respond(m, nil, err)
 		return
@@ -437,7 +439,7 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 	end = func() { cancel(nil) }
 	var head headTimer
 	deadline := m.Header.Get(wire.HeaderStreamDeadline)
-	if deadline == "none" && (c.Proto != wire.ProtoGRPC || len(m.Header[grpcStreamHeader]) == 0) {
+	if deadline == "none" && (c.Proto != wire.ProtoGRPC || len(m.Header[grpcwire.HeaderGRPCStream]) == 0) {
 		deadline = "head" // only a gRPC stream's head may wait unbounded
 	}
 	switch deadline {
@@ -452,7 +454,7 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 				cancel(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("no answer within %v", timeout)})
 			})
 		}
-		if len(m.Header[upgradeHeader]) > 0 {
+		if len(m.Header[wire.HeaderUpgrade]) > 0 {
 			start() // an upgrade's body, the tunnel, follows its head
 		} else {
 			srv.AfterBody(start)
@@ -503,30 +505,29 @@ func (h *headTimer) stop() bool {
 	return h.t != nil && !h.t.Stop()
 }
 
-// listener is how a stream of the service's, called by caller, registers
-// the inbox of its caller's frames: on the dispatch's reply mux, made at
-// the first stream.
-func (in *Inbound) listener(service, caller string) meshstream.Listener {
-	return func(fn func(*nats.Msg, error)) (*replymux.Inbox, error) {
-		in.muxMu.Lock()
-		x := in.mux
-		if x == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			var err error
-			x, err = replymux.New(ctx, in.nc, service)
-			cancel()
-			if err != nil {
-				in.muxMu.Unlock()
-				return nil, wire.FromError(err)
-			}
-			in.mux = x
+// listenStream registers the inbox of a stream's frames from its caller
+// (peer) on the dispatch's reply mux for the service called (owner),
+// made at the first stream. Bound once, as in.listen: a call allocates
+// no closure for it.
+func (in *Inbound) listenStream(owner, peer string, fn func(*nats.Msg, error)) (*replymux.Inbox, error) {
+	in.muxMu.Lock()
+	x := in.mux
+	if x == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var err error
+		x, err = replymux.New(ctx, in.nc, owner)
+		cancel()
+		if err != nil {
+			in.muxMu.Unlock()
+			return nil, wire.FromError(err)
 		}
-		in.muxMu.Unlock()
-		if x.Owner() != service {
-			return nil, wire.Errorf(wire.KindNoRoute, "this dispatch serves %s, not %s", x.Owner(), service)
-		}
-		return x.Listen(caller, fn)
+		in.mux = x
 	}
+	in.muxMu.Unlock()
+	if x.Owner() != owner {
+		return nil, wire.Errorf(wire.KindNoRoute, "this dispatch serves %s, not %s", x.Owner(), owner)
+	}
+	return x.Listen(peer, fn)
 }
 
 // checkStreamIdle refuses a stream idle timeout the wire cannot carry

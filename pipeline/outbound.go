@@ -15,6 +15,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // Sender sends one outbound call and returns the reply: the service's own
@@ -171,15 +172,7 @@ func (o *Outbound) Send(ctx context.Context, c *Call) (*Reply, error) {
 	return o.chain.Send(ctx, c)
 }
 
-// grpcStreamHeader marks a call of a gRPC streaming method
-// (wire/grpcwire's encoding of streams).
-const grpcStreamHeader = "Mesh-Grpc-Stream"
-
 var deadlineHead = []string{"head"}
-
-// upgradeHeader marks an HTTP call that upgrades its connection
-// (wire/httpwire's Mesh-Upgrade): its body, the tunnel, follows the head.
-const upgradeHeader = "Mesh-Upgrade"
 
 // headOnlyKey marks a context whose deadline is the pipeline's default,
 // not the caller's: its value is the caller's own context, whose
@@ -466,7 +459,7 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 		}
 		base, _ := ctx.Value(headOnlyKey{}).(context.Context)
 		switch {
-		case base == nil || c.Proto == wire.ProtoGRPC && len(c.Header[grpcStreamHeader]) == 0:
+		case base == nil || c.Proto == wire.ProtoGRPC && len(c.Header[grpcwire.HeaderGRPCStream]) == 0:
 			// The caller's own deadline, or a unary gRPC call's (one
 			// answer, whole: its deadline is the call's, as grpc-go's
 			// server sees it).
@@ -485,7 +478,7 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 			// from its end, and the caller waits for it as long as the
 			// call stays open. An upgrade's body follows its head: it
 			// is timed as a whole one.
-			if r.Body != nil && len(c.Header[upgradeHeader]) == 0 {
+			if r.Body != nil && len(c.Header[wire.HeaderUpgrade]) == 0 {
 				r.Unbounded, r.Cancel = true, base
 			}
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // Review tests (issue 18): each fails on the code it demonstrates a
@@ -122,7 +123,7 @@ func TestReviewCancelAfterDefaultDeadlineLost(t *testing.T) {
 	}
 	defer o.Close()
 	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/x.Y/Watch",
-		Header: nats.Header{grpcStreamHeader: {"1"}, "Mesh-Grpc-Method": {"/x.Y/Watch"}}}
+		Header: nats.Header{grpcwire.HeaderGRPCStream: {"1"}, "Mesh-Grpc-Method": {"/x.Y/Watch"}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(800*time.Millisecond, cancel) // after the 300ms default
 	done := make(chan error, 1)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
+	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
 // source is a stream made by a function: each call of next gives the
@@ -542,7 +543,7 @@ func TestSilentGRPCStreamOutlivesDefault(t *testing.T) {
 	}
 	defer o.Close()
 	c := &Call{Service: "orders", Caller: "web", Proto: wire.ProtoGRPC, Op: "/x.Y/Watch",
-		Header: nats.Header{grpcStreamHeader: {"1"}, "Mesh-Grpc-Method": {"/x.Y/Watch"}, wire.HeaderStreamDeadline: {"none"}}}
+		Header: nats.Header{grpcwire.HeaderGRPCStream: {"1"}, "Mesh-Grpc-Method": {"/x.Y/Watch"}, wire.HeaderStreamDeadline: {"none"}}}
 	reply, err := o.Send(context.Background(), c)
 	if err != nil {
 		t.Fatalf("a silent gRPC stream, default deadline 300ms: %v", err)

@@ -164,6 +164,16 @@ func SetTimeout(h nats.Header, left time.Duration) {
 	h[HeaderTimeout] = []string{left.Round(time.Microsecond).String()}
 }
 
+// HeaderUpgrade carries an HTTP protocol upgrade (RFC 9110 section
+// 7.8), whose Upgrade and Connection headers are hop-by-hop and never
+// cross otherwise: on a request, the Upgrade the client asked for
+// ("websocket"); on a 101 answer, the protocol the service switched to.
+// An upgraded call's bodies are streams: the client's bytes after its
+// request, and the service's after its 101, which follow the answer's
+// head (so a deadline the caller did not choose bounds its head, not
+// the tunnel).
+const HeaderUpgrade = "Mesh-Upgrade"
+
 // HeaderStartBy is the caller's deadline as an absolute time, Unix
 // milliseconds: a receiver never starts the call after it (give or take
 // the clock skew it tolerates), however long the message waited in a

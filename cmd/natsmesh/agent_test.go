@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/testcert"
 )
 
@@ -29,8 +29,8 @@ import (
 // still running.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
-	stdout *lockedBuffer
+	stderr *meshtest.Buffer
+	stdout *meshtest.Buffer
 	exited chan error
 }
 
@@ -43,7 +43,7 @@ func startProc(t *testing.T, args ...string) *proc {
 func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd, _, _ := natsmesh(t, env, args...)
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &proc{cmd: cmd, stderr: &meshtest.Buffer{}, stdout: &meshtest.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stderr, cmd.Stdout = p.stderr, p.stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -64,25 +64,6 @@ func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 		}
 	})
 	return p
-}
-
-// lockedBuffer is a process's stderr that a test may read while the
-// process still writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // stop sends SIGTERM and returns the exit status.

@@ -21,10 +21,8 @@ type Body struct {
 	c *conn
 	// first is a piece that came with the head frame.
 	first []byte
-	// onEOF is called when the body has been read to its end, onClose
-	// when it is closed.
-	onEOF   func()
-	onClose func()
+	// onEOF is called when the body has been read to its end.
+	onEOF func()
 	// keepOnClose: closing the body before its end does not end the
 	// stream (the callee's request body: a service that stops reading
 	// it, or whose client closes it on a failed write, still answers,
@@ -142,9 +140,6 @@ func (b *Body) Close() error {
 	b.mu.Unlock()
 	if !eof && !b.keepOnClose {
 		b.c.fail(errClosed, true)
-	}
-	if b.onClose != nil {
-		b.onClose()
 	}
 	return nil
 }

@@ -246,6 +246,14 @@ func (c *conn) onMsg(m *nats.Msg, err error) {
 	}
 }
 
+// peerEnded reports whether the peer's body has ended (its end frame
+// arrived, read or not).
+func (c *conn) peerEnded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
+}
+
 // whenEnded calls fn once the peer's body has ended (its end frame has
 // arrived, read or not): at once if it has.
 func (c *conn) whenEnded(fn func()) {

@@ -106,7 +106,7 @@ func TestReviewOnEndAfterFailure(t *testing.T) {
 	req := &nats.Msg{Subject: "mesh.orders._.web.http.POST", Reply: reply, Header: nats.Header{
 		wire.HeaderStream: {"65536"}, wire.HeaderIdle: {"5s"}, wire.HeaderStreamBody: {"more"},
 	}}
-	s, err := Serve(onc, req, func(fn func(*nats.Msg, error)) (*replymux.Inbox, error) { return x.Listen("web", fn) }, Config{})
+	s, err := Serve(onc, req, "orders", "web", func(_, peer string, fn func(*nats.Msg, error)) (*replymux.Inbox, error) { return x.Listen(peer, fn) }, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,14 +14,17 @@ import (
 	"github.com/natsmesh/natsmesh/wire"
 )
 
-// Listener registers an inbox for the caller's frames: the callee
-// instance's replymux.Mux.Listen with the caller as the peer.
-type Listener func(fn func(*nats.Msg, error)) (*replymux.Inbox, error)
+// Listener registers an inbox for the caller's frames in the pair inbox
+// of owner (the service called) and peer (its caller): the callee
+// instance's replymux.Mux.Listen.
+type Listener func(owner, peer string, fn func(*nats.Msg, error)) (*replymux.Inbox, error)
 
 // Server is the callee's side of one call made with the stream protocol:
 // the request body, if it streams, and the one answer, whole or streamed.
 type Server struct {
 	nc     *nats.Conn
+	owner  string // the service called
+	peer   string // its caller
 	cfg    Config
 	window int64 // the caller's first credit
 	listen Listener
@@ -32,12 +35,10 @@ type Server struct {
 	c     *conn
 	onEnd func(error)
 
-	mu        sync.Mutex
-	opened    bool // an accept or a head was sent: the call is a stream
-	accepted  bool // an accept was sent
-	answering bool // the answer has begun: Open does nothing more
-	answered  bool // the answer was given (or is being sent)
-	reqEnded  bool
+	mu       sync.Mutex
+	opened   bool // the inbox is registered and the keep-alive runs
+	accepted bool // an accept was sent
+	answered bool // the answer has begun: Open does nothing more
 }
 
 // Streams reports whether m is a call made with the stream protocol (it
@@ -51,7 +52,7 @@ func Streams(m *nats.Msg) bool { return len(m.Header[wire.HeaderStream]) > 0 }
 // and the caller's (wire.HeaderIdle), and says which in its accept or
 // head frame, so that a caller cannot hold the callee's slot longer than
 // its operator allows by saying nothing.
-func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, error) {
+func Serve(nc *nats.Conn, m *nats.Msg, service, caller string, listen Listener, cfg Config) (*Server, error) {
 	window, ok := wire.Credit(m.Header.Get(wire.HeaderStream))
 	if !ok {
 		return nil, wire.Errorf(wire.KindBadRequest, "bad %s %.32q", wire.HeaderStream, m.Header.Get(wire.HeaderStream))
@@ -62,7 +63,7 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 		return nil, err
 	}
 	cfg.Idle = min(idle, cfg.Idle)
-	s := &Server{nc: nc, cfg: cfg, window: window, listen: listen, reply: m.Reply}
+	s := &Server{nc: nc, owner: service, peer: caller, cfg: cfg, window: window, listen: listen, reply: m.Reply}
 	switch v := m.Header.Get(wire.HeaderStreamBody); v {
 	case "":
 		return s, nil
@@ -81,11 +82,6 @@ func Serve(nc *nats.Conn, m *nats.Msg, listen Listener, cfg Config) (*Server, er
 	s.body.maxWait = stallFactor * s.c.cfg.Idle
 	if err := s.Open(); err != nil {
 		return nil, err
-	}
-	s.body.onEOF = func() {
-		s.mu.Lock()
-		s.reqEnded = true
-		s.mu.Unlock()
 	}
 	return s, nil
 }
@@ -117,20 +113,11 @@ func (s *Server) newConn() {
 func (s *Server) Open() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.accepted || s.answering {
+	if s.accepted || s.answered {
 		return nil
 	}
-	if s.c == nil {
-		s.newConn()
-	}
-	if !s.opened {
-		in, err := s.listen(s.c.onMsg)
-		if err != nil {
-			return err
-		}
-		s.c.in = in
-		s.opened = true
-		go s.c.keep()
+	if err := s.openLocked(); err != nil {
+		return err
 	}
 	if !s.c.send(wire.FrameAccept, nats.Header{
 		wire.HeaderStreamInbox: {s.c.in.Subject()},
@@ -152,19 +139,26 @@ func (s *Server) begin() (opened, ok bool) {
 	if s.answered {
 		return s.opened, false
 	}
-	s.answering, s.answered = true, true
+	s.answered = true
 	return s.opened, true
 }
 
 // open registers the inbox and starts the keep-alive, once.
 func (s *Server) open() error {
-	s.stream()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.openLocked()
+}
+
+// openLocked is open under s.mu.
+func (s *Server) openLocked() error {
 	if s.opened {
 		return nil
 	}
-	in, err := s.listen(s.c.onMsg)
+	if s.c == nil {
+		s.newConn()
+	}
+	in, err := s.listen(s.owner, s.peer, s.c.onMsg)
 	if err != nil {
 		return err
 	}
@@ -278,10 +272,7 @@ func (s *Server) answerStream(head nats.Header, body Source) error {
 	if err := s.c.sendBody(body, nil); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	reqOpen := s.body != nil && !s.reqEnded
-	s.mu.Unlock()
-	if reqOpen {
+	if s.body != nil && !s.c.peerEnded() {
 		// Answered before the request body ended: the caller stops
 		// sending it.
 		s.c.send(wire.FrameCancel, nil, nil)

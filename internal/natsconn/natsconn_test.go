@@ -7,7 +7,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -100,7 +99,7 @@ func TestConnectSaysItWaits(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
-	var buf syncBuffer
+	var buf meshtest.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	_, err = Connect(context.Background(), "web", Config{URL: "nats://" + addr, Timeout: 4500 * time.Millisecond, Logger: log})
 	if err == nil {
@@ -113,21 +112,4 @@ func TestConnectSaysItWaits(t *testing.T) {
 	if n := strings.Count(out, "still connecting to NATS"); n < 2 {
 		t.Errorf("%d lines saying it still tries in 4.5s, want 2:\n%s", n, out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

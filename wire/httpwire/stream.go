@@ -14,14 +14,9 @@ import (
 	"github.com/natsmesh/natsmesh/wire"
 )
 
-// HeaderUpgrade carries an HTTP protocol upgrade (RFC 9110 section
-// 7.8), whose Upgrade and Connection headers are hop-by-hop and never
-// cross otherwise: on a request, the Upgrade the client asked for
-// ("websocket"); on a 101 answer, the protocol the service switched to.
-// The decoders give the request and the answer Upgrade and
-// "Connection: Upgrade" back. An upgraded call's bodies are streams: the
-// client's bytes after its request, and the service's after its 101.
-const HeaderUpgrade = "Mesh-Upgrade"
+// HeaderUpgrade is wire.HeaderUpgrade: the decoders give the request and
+// the answer Upgrade and "Connection: Upgrade" back.
+const HeaderUpgrade = wire.HeaderUpgrade
 
 // Upgrade is the protocol an upgrade request asks for (its Upgrade header,
 // when Connection names "upgrade"), or "". An upgrade to h2c is none the
