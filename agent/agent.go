@@ -74,6 +74,13 @@ type Config struct {
 	// caller's own deadline, not by Timeout, which bounds only the wait
 	// for its first answer. Zero means wire.DefaultStreamIdle (10s).
 	StreamIdle time.Duration
+	// TakeWithin is how long a call to a mesh service waits for a sign
+	// of life from the instance that got it (its answer, or its agent's
+	// accept) before it is sent again to the service's queue group: a
+	// frozen or dead instance costs a call that long, and a call that is
+	// not idempotent still runs at most once (docs/wire.md, "Liveness").
+	// Zero means wire.DefaultTakeWithin (300ms); 200ms to 10s.
+	TakeWithin time.Duration
 	// ReconnectGrace is how long an outbound call made while the broker
 	// connection is down waits for it to return before failing with
 	// broker-unavailable. Zero means pipeline.DefaultReconnectGrace (2s);
@@ -198,6 +205,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		MaxTimeout:     cfg.MaxTimeout,
 		ReconnectGrace: cfg.ReconnectGrace,
 		StreamIdle:     cfg.StreamIdle,
+		TakeWithin:     cfg.TakeWithin,
 		Middleware:     chain.Outbound(a.chainOptions(), cfg.Outbound...),
 	})
 	if err != nil {

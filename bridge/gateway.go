@@ -173,6 +173,11 @@ type GatewayConfig struct {
 	// callee's agent (it sends keep-alives) before it fails with a
 	// timeout. Default wire.DefaultStreamIdle (10s).
 	StreamIdle time.Duration
+	// TakeWithin is how long a call waits for a sign of life from the
+	// instance that got it before it is sent again to the service's
+	// queue group (docs/wire.md, "Liveness"). Default
+	// wire.DefaultTakeWithin (300ms).
+	TakeWithin time.Duration
 	// Policies is the live mesh file the gateway applies to the calls it
 	// forwards (routes, splits, retries, breakers, allow lists). While it
 	// holds no file, a gateway whose connection authenticates
@@ -291,6 +296,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		Timeout:    cfg.Timeout,
 		MaxTimeout: cfg.Timeout,
 		StreamIdle: cfg.StreamIdle,
+		TakeWithin: cfg.TakeWithin,
 		Middleware: chain.Outbound(chain.Options{Service: cfg.Name, Policies: cfg.Policies, FailClosed: failClosed, Telemetry: cfg.Telemetry,
 			Logger: cfg.Logger, Releases: releases}, cfg.Middleware...),
 	})

@@ -167,6 +167,27 @@ func (c *Call) Idempotent() bool {
 	return false
 }
 
+// idempotentKey marks the context of a call a policy marks idempotent.
+type idempotentKey struct{}
+
+// WithIdempotent marks ctx's call idempotent whatever its method (a
+// policy says so: resilience), for [IsIdempotent].
+func WithIdempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, idempotentKey{}, true)
+}
+
+// IsIdempotent reports whether repeating c, sent with ctx, is safe: by
+// its method ([Call.Idempotent]) or because a policy says so
+// ([WithIdempotent]). The outbound pipeline asks its callee to start any
+// other call only once confirmed (docs/wire.md, "Liveness").
+func IsIdempotent(ctx context.Context, c *Call) bool {
+	if c.Idempotent() {
+		return true
+	}
+	v, _ := ctx.Value(idempotentKey{}).(bool)
+	return v
+}
+
 // HeaderValue returns the first value of the request header name, looked
 // up case-insensitively as HTTP does, for matching routes by header.
 func (c *Call) HeaderValue(name string) string {

@@ -230,12 +230,7 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 		// The caller gave up before the call could start (it sat in a
 		// socket, or in this process while it was frozen): it is not
 		// run. The answer is for a raw client that still listens.
-		if suppressed, ok := in.lateLog.Allow(); ok {
-			in.log.Warn("call not started: its caller's deadline passed before it could start", "subject", m.Subject,
-				"late", late.Round(time.Millisecond), "more since the last", suppressed)
-		}
-		in.respond(m, nil, &wire.Error{Kind: wire.KindTimeout,
-			Message: fmt.Sprintf("not started: the caller's deadline passed %v before the call reached its service", late.Round(time.Millisecond))})
+		in.respond(m, nil, in.notStarted(m.Subject, late))
 		return
 	}
 	if in.sem != nil {
@@ -294,6 +289,11 @@ func (in *Inbound) run(m *nats.Msg) {
 	defer in.release()
 	if meshstream.Streams(m) {
 		in.runStream(m)
+		return
+	}
+	if len(m.Header[wire.HeaderConfirm]) > 0 {
+		// Only a stream can carry the caller's confirmation.
+		in.respond(m, nil, wire.Errorf(wire.KindBadRequest, "%s needs %s (docs/wire.md, \"Liveness\")", wire.HeaderConfirm, wire.HeaderStream))
 		return
 	}
 	reply, err := in.serve(m)
@@ -373,6 +373,19 @@ func (in *Inbound) runStream(m *nats.Msg) {
 	if err != nil {
 		in.respond(m, nil, err)
 		return
+	}
+	if srv.Confirmed() {
+		// A call that may not run twice starts only once its caller has
+		// confirmed it to this instance, and not past its deadline: the
+		// wait may have been long (docs/wire.md, "Liveness").
+		err := srv.AwaitStart()
+		if late := in.late(m.Header); err == nil && late > 0 {
+			err = in.notStarted(m.Subject, late)
+		}
+		if err != nil {
+			srv.Fail(wire.FromError(err))
+			return
+		}
 	}
 	// A call whose answer is slow to come is opened, so its caller can
 	// cancel it and the keep-alives bound it.
@@ -538,6 +551,17 @@ func checkStreamIdle(d time.Duration) error {
 			d, wire.MinStreamIdle, wire.MaxStreamIdle, wire.DefaultStreamIdle)
 	}
 	return nil
+}
+
+// notStarted logs (at most once a second) and returns the error of a
+// call not started because its caller's deadline passed late ago.
+func (in *Inbound) notStarted(subject string, late time.Duration) *wire.Error {
+	if suppressed, ok := in.lateLog.Allow(); ok {
+		in.log.Warn("call not started: its caller's deadline passed before it could start", "subject", subject,
+			"late", late.Round(time.Millisecond), "more since the last", suppressed)
+	}
+	return &wire.Error{Kind: wire.KindTimeout,
+		Message: fmt.Sprintf("not started: the caller's deadline passed %v before the call reached its service", late.Round(time.Millisecond))}
 }
 
 // late is how long ago the caller's deadline (wire.HeaderStartBy, with the

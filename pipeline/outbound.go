@@ -77,6 +77,12 @@ type OutboundConfig struct {
 	// side (it sends keep-alives) before it fails with a timeout. Default
 	// wire.DefaultStreamIdle.
 	StreamIdle time.Duration
+	// TakeWithin is how long a call to a mesh service waits for a sign
+	// of life from the instance that got it (an answer, or an accept)
+	// before it is sent again to the queue group: a frozen or dead
+	// instance costs a call that long (docs/wire.md, "Liveness"). Default
+	// wire.DefaultTakeWithin; wire.MinTakeWithin to wire.MaxTakeWithin.
+	TakeWithin time.Duration
 }
 
 // Outbound is the one outbound pipeline of an agent or gateway: every entry
@@ -132,6 +138,10 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	if err := checkStreamIdle(cfg.StreamIdle); err != nil {
 		return nil, err
 	}
+	if d := cfg.TakeWithin; d != 0 && (d < wire.MinTakeWithin || d > wire.MaxTakeWithin) {
+		return nil, fmt.Errorf("pipeline: take-within %v: it must be from %v to %v (0: the default, %v)",
+			d, wire.MinTakeWithin, wire.MaxTakeWithin, wire.DefaultTakeWithin)
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -139,7 +149,7 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 		cfg.ReconnectGrace = DefaultReconnectGrace
 	}
 	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[*nats.Msg]context.CancelCauseFunc{}, refused: map[string]time.Time{},
-		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle}}
+		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle, TakeWithin: cfg.TakeWithin}}
 	ns.hookErrors()
 	var s Sender = ns
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
@@ -453,7 +463,7 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	if c.Subject == "" {
 		// A mesh service: the stream protocol, whose answer is whole
 		// when it fits in one message and the request body is whole.
-		r := meshstream.Request{Msg: m, Caller: c.Caller, Service: c.Service}
+		r := meshstream.Request{Msg: m, Caller: c.Caller, Service: c.Service, Confirm: !IsIdempotent(ctx, c)}
 		if c.Body.Stream != nil {
 			r.Body = c.Body.Stream
 		}

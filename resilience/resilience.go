@@ -201,6 +201,11 @@ func isAgain(_ *pipeline.Reply, err error) bool {
 // budget are those of a call that ran under it from the start.
 func (p *plan) send(ctx context.Context, next pipeline.Sender, c *pipeline.Call) (*pipeline.Reply, error) {
 	idempotent := p.idempotent || c.Idempotent()
+	if p.idempotent && !c.Idempotent() {
+		// The pipeline asks the callee to confirm no call it may repeat
+		// (pipeline.IsIdempotent).
+		ctx = pipeline.WithIdempotent(ctx)
+	}
 	// A mirror copy is sent once: shadow traffic never multiplies. So is
 	// a call whose body can be read once only (a stream without a
 	// replay): no other attempt could send it again.

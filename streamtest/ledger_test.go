@@ -48,9 +48,11 @@ type failure struct {
 // one of two instances' agents is killed (SIGKILL) or drained (SIGTERM).
 // Every request gets exactly one outcome (the client's call returns once),
 // the service's answer or an explicit mesh error, never the client's own
-// timeout: a POST in flight at the kill gets 503 connection-lost within
-// wire.StreamAckWithin (it may have run), a GET is retried on the
-// sibling and answered; no POST runs twice; a drain fails no call.
+// timeout: a POST the killed agent had started gets 503 connection-lost
+// within the stream idle timeout (it may have run), one it had not yet
+// started is sent again (wire.DefaultTakeWithin) and answered, a GET is
+// retried on the sibling and answered; no POST runs twice; a drain fails
+// no call.
 func TestLedger(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -43,6 +43,16 @@ const (
 	// Go duration): each side sends a ping when it has sent nothing for a
 	// third of it, and ends the stream when it has heard nothing for it.
 	HeaderIdle = "Mesh-Idle"
+	// HeaderConfirm, on a request, asks the callee to start the call only
+	// once its caller confirms it: the callee accepts at once (an accept
+	// frame) and runs nothing until the caller's start frame arrives. Its
+	// value is how long the caller waits for the accept (a Go duration,
+	// MinTakeWithin to MaxTakeWithin): a caller that hears nothing in that
+	// time sends the call again, to the queue group, and never a start to
+	// the instance that was silent, so a call that may not run twice
+	// (one that is not idempotent) runs at most once whichever instance
+	// froze or died with it.
+	HeaderConfirm = "Mesh-Confirm"
 )
 
 // Frame kinds (HeaderFrame values).
@@ -68,6 +78,9 @@ const (
 	// FrameCancel ends the whole call at once, both directions: its
 	// header carries the reason as a mesh error (HeaderError).
 	FrameCancel = "cancel"
+	// FrameStart (caller to callee) confirms a call made with
+	// HeaderConfirm, after its accept: the callee may start it now.
+	FrameStart = "start"
 )
 
 // Stream defaults.
@@ -85,13 +98,19 @@ const (
 	// before it opens the call with an accept frame, so that its caller
 	// can cancel it and the two sides' keep-alives run: a quick call
 	// costs no frame.
-	StreamOpenAfter = 200 * time.Millisecond
-	// StreamAckWithin is how long a caller waits for a call's first sign
-	// of life (its answer, or the accept a callee sends once it has
-	// worked on the call for StreamOpenAfter) before it takes the
-	// instance that took it for gone or frozen: connection-lost (the call
-	// may have run), retried elsewhere only when idempotent.
-	StreamAckWithin = 2 * time.Second
+	StreamOpenAfter = 100 * time.Millisecond
+	// DefaultTakeWithin is how long a caller waits for a call's first
+	// sign of life (its answer; the accept a callee sends at once for a
+	// call made with HeaderConfirm, or once it has worked on any other
+	// for StreamOpenAfter) before it takes the instance that got it for
+	// gone or frozen and sends the call again, to the queue group: the
+	// call was confirmed to no one (HeaderConfirm), or it is idempotent.
+	DefaultTakeWithin = 300 * time.Millisecond
+	// MinTakeWithin and MaxTakeWithin bound the wait a caller may choose:
+	// a live callee's accept must have time to come (StreamOpenAfter,
+	// with room for a busy host).
+	MinTakeWithin = 200 * time.Millisecond
+	MaxTakeWithin = 10 * time.Second
 	// MaxStreamWindow bounds the credit a peer may announce.
 	MaxStreamWindow = 64 << 20
 	// MinStreamIdle and MaxStreamIdle bound the idle timeout a peer may
@@ -143,4 +162,18 @@ func StreamIdle(h nats.Header, def time.Duration) (time.Duration, error) {
 		return 0, Errorf(KindBadRequest, "bad %s %.32q: a duration from %v to %v", HeaderIdle, v, MinStreamIdle, MaxStreamIdle)
 	}
 	return d, nil
+}
+
+// TakeWithin reads HeaderConfirm: the caller's wait for the accept, ok
+// false when the request has none.
+func TakeWithin(h nats.Header) (d time.Duration, ok bool, err error) {
+	v := h.Get(HeaderConfirm)
+	if v == "" {
+		return 0, false, nil
+	}
+	d, err = time.ParseDuration(v)
+	if err != nil || d < MinTakeWithin || d > MaxTakeWithin {
+		return 0, false, Errorf(KindBadRequest, "bad %s %.32q: a duration from %v to %v", HeaderConfirm, v, MinTakeWithin, MaxTakeWithin)
+	}
+	return d, true, nil
 }

@@ -69,6 +69,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none (of a stream: of its first answer)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", pipeline.DefaultClockSkew, "how far this host's clock may be ahead of a caller's: a call is not started past its caller's deadline by more (negative: callers' deadlines counted from receipt only)")
 	fs.DurationVar(&cfg.StreamIdle, "stream-idle", wire.DefaultStreamIdle, "how long a stream may hear nothing from the other side's agent (which sends keep-alives) before it fails, from 100ms to 10m")
+	fs.DurationVar(&cfg.TakeWithin, "take-within", wire.DefaultTakeWithin, takeWithinUsage)
 	fs.DurationVar(&grace, "grace", 30*time.Second, "longest time shutdown waits for calls in flight")
 	fs.StringVar(&policy, "policy", "", "mesh `file` to apply, reloaded when it changes (default: the policies bucket; until it holds a file, one that authenticates to the broker serves nothing; \"off\": the built-in policy only, refused when the connection authenticates)")
 	policyCache := fs.String("policy-cache", "", "`file` the last good mesh file from the bucket is kept in, and started with when the store has none or does not answer "+

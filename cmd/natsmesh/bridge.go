@@ -53,6 +53,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	name := fs.String("service", "bridge", "the gateway's service `name` in the mesh: the caller its calls come from")
 	timeout := fs.Duration("timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none (of a stream: of its first answer)")
 	streamIdle := fs.Duration("stream-idle", wire.DefaultStreamIdle, "how long a stream may hear nothing from the callee's agent (which sends keep-alives) before it fails, from 100ms to 10m")
+	takeWithin := fs.Duration("take-within", wire.DefaultTakeWithin, takeWithinUsage)
 	adminAddr := fs.String("admin", DefaultBridgeAdmin, "admin listener `address` (/healthz, /readyz, /metrics, the dashboard at /ui/, /debug/pprof/ with --pprof), or \"off\"")
 	profiles := fs.Bool("pprof", false, "serve Go's profiles at the admin listener's /debug/pprof/ (a heap profile holds request headers)")
 	tlsCert := fs.String("tls-cert", "", "HTTPS certificate `file` (PEM)")
@@ -84,7 +85,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg := bridge.EdgeConfig{
-		Gateway:     bridge.GatewayConfig{Name: *name, Timeout: *timeout, StreamIdle: *streamIdle, Logger: log.With("component", "bridge")},
+		Gateway:     bridge.GatewayConfig{Name: *name, Timeout: *timeout, StreamIdle: *streamIdle, TakeWithin: *takeWithin, Logger: log.With("component", "bridge")},
 		Connect:     nf.config(log),
 		Listen:      *listen,
 		Admin:       *adminAddr,

@@ -27,3 +27,7 @@ func applyConfigFile(fs *flag.FlagSet, path string) error { return cliflag.Apply
 
 // stringList is a repeatable flag of comma-separated values.
 type stringList = cliflag.List
+
+// takeWithinUsage is --take-within's, the agent's and the bridge's.
+const takeWithinUsage = "how long a call waits for a sign of life from the instance that got it (its answer, or its agent's accept) " +
+	"before it is sent again to the service's queue group: what a frozen or dead instance costs a call, from 200ms to 10s"

@@ -40,6 +40,9 @@ type Request struct {
 	Unbounded bool
 	// Cancel is the caller's own context, without the default deadline.
 	Cancel context.Context
+	// Confirm asks the callee to start the call only once this side
+	// confirms it (wire.HeaderConfirm): a call that may not run twice.
+	Confirm bool
 }
 
 // Answer is a call's answer: whole (Msg), or streamed (Head, its header,
@@ -68,18 +71,10 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	if r.Body != nil {
 		h[wire.HeaderStreamBody] = moreValue
 	}
-	var within time.Duration
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > 2*wire.StreamAckWithin {
-		// A live callee answers or opens the call within
-		// wire.StreamOpenAfter: silence past StreamAckWithin is an
-		// instance that died or froze with the call, which would
-		// otherwise hold its caller to the deadline.
-		within = wire.StreamAckWithin
+	if r.Confirm {
+		h[wire.HeaderConfirm] = takeValue(cfg.TakeWithin)
 	}
-	first, rest, err := mux.CallWithin(ctx, r.Msg, r.Service, within)
-	if errors.Is(err, replymux.ErrSilent) {
-		return nil, errNoAck
-	}
+	first, rest, err := take(ctx, mux, r, cfg.TakeWithin)
 	if err != nil || rest == nil {
 		// A whole answer (the common case) costs the stream nothing.
 		if err != nil {
@@ -97,6 +92,12 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	want := wire.PairInbox(r.Service, r.Caller) + "."
 	if kind := wire.FrameOf(first.Header); kind == wire.FrameAccept || kind == wire.FrameHead {
 		if err := c.openOut(first.Header, want, kind == wire.FrameAccept); err != nil {
+			return nil, err
+		}
+		if r.Confirm && kind == wire.FrameAccept && !c.send(wire.FrameStart, nil, nil) {
+			// Nothing ran: the callee starts nothing until this frame.
+			err := c.overErr()
+			c.fail(wire.FromError(err), true)
 			return nil, err
 		}
 	}
@@ -178,15 +179,52 @@ func (c *conn) opened() bool {
 	return c.out != ""
 }
 
-// errNoAck is a call no instance acknowledged in time.
-var errNoAck = &wire.Error{Kind: wire.KindConnectionLost,
-	Message: fmt.Sprintf("no sign of the instance that took the call within %v: it is gone or frozen (the call may have run)", wire.StreamAckWithin)}
+// take sends r's request and waits for its first message, sending it
+// again, to the queue group, each time no instance gives a sign of life
+// within within (wire.DefaultTakeWithin's rule): a live callee answers,
+// or accepts at once a call to confirm (r.Confirm), or any other once it
+// has worked on it for wire.StreamOpenAfter, so silence is an instance
+// that died or froze with the call. That is safe: a call to confirm is
+// started by no instance this side has not confirmed, and this side
+// confirms none that was silent; any other is idempotent
+// (pipeline.natsSender's rule). A deadline closer than within bounds the
+// last wait: silence to the deadline is a timeout.
+func take(ctx context.Context, mux *replymux.Mux, r Request, within time.Duration) (*nats.Msg, *replymux.Inbox, error) {
+	deadline, bounded := ctx.Deadline()
+	for sent := 1; ; sent++ {
+		wait := within
+		if bounded && time.Until(deadline) <= within {
+			wait = 0
+		}
+		first, rest, err := mux.CallWithin(ctx, r.Msg, r.Service, wait)
+		if !errors.Is(err, replymux.ErrSilent) {
+			if err != nil && sent > 1 && ctx.Err() != nil {
+				return nil, nil, &wire.Error{Kind: wire.KindTimeout, Err: err,
+					Message: fmt.Sprintf("no instance took the call before its deadline: sent %d times, each unanswered within %v", sent, within)}
+			}
+			return first, rest, err
+		}
+		if left := time.Until(deadline); bounded && left > 0 {
+			// The time left, as the call's first message said it.
+			wire.SetTimeout(r.Msg.Header, left)
+		}
+	}
+}
+
+// takeValue is wire.HeaderConfirm's value for d.
+func takeValue(d time.Duration) []string {
+	if d == wire.DefaultTakeWithin {
+		return takeDefault
+	}
+	return []string{d.String()}
+}
 
 // The header values of the defaults, made once: every call carries them.
 var (
 	moreValue   = []string{"more"}
 	windowValue = []string{strconv.FormatInt(wire.DefaultStreamWindow, 10)}
 	idleDefault = []string{wire.DefaultStreamIdle.String()}
+	takeDefault = []string{wire.DefaultTakeWithin.String()}
 )
 
 func headerValue(n int64, def *[]string) []string {

@@ -36,6 +36,10 @@ type Config struct {
 	// caller's is the stream's: it sends it to the callee (wire.HeaderIdle).
 	// Default wire.DefaultStreamIdle.
 	Idle time.Duration
+	// TakeWithin is how long a caller waits for a call's first sign of
+	// life before it sends the call again (wire.DefaultTakeWithin's
+	// rule). Default wire.DefaultTakeWithin.
+	TakeWithin time.Duration
 }
 
 // headerRoom is what a frame's header may take of max_payload.
@@ -50,6 +54,9 @@ func (c Config) withDefaults(nc *nats.Conn) Config {
 	}
 	if c.Chunk <= 0 {
 		c.Chunk = wire.DefaultStreamChunk
+	}
+	if c.TakeWithin <= 0 {
+		c.TakeWithin = wire.DefaultTakeWithin
 	}
 	if mp := nc.MaxPayload(); mp > 0 && int64(c.Chunk) > mp-headerRoom {
 		c.Chunk = int(max(mp-headerRoom, 1024))
@@ -105,9 +112,13 @@ type conn struct {
 	err      error         // why the stream failed; nil while it lives or after a clean end
 	done     chan struct{} // closed when the stream is over, failed or finished
 	over     bool
-	seen     uint8       // answerFrames received
-	afterEnd func()      // called once the peer's end frame arrives
-	onEnd    func(error) // called once the stream is over, with its failure
+	seen     uint8  // answerFrames received
+	afterEnd func() // called once the peer's end frame arrives
+	// start, on the callee's side of a call to confirm, is closed when
+	// the caller's start frame arrives (nil: no start is expected).
+	start   chan struct{}
+	started bool
+	onEnd   func(error) // called once the stream is over, with its failure
 }
 
 func newConn(nc *nats.Conn, cfg Config) *conn {
@@ -181,6 +192,16 @@ func (c *conn) onMsg(m *nats.Msg, err error) {
 			e = &wire.Error{Kind: wire.KindConnectionLost, Message: "the peer ended the stream"}
 		}
 		c.fail(e, false)
+		return
+	case wire.FrameStart:
+		if c.caller || c.start == nil || c.started {
+			c.mu.Unlock()
+			c.fail(wire.Errorf(wire.KindBadRequest, "stream: an unexpected start frame"), true)
+			return
+		}
+		c.started = true
+		close(c.start)
+		c.mu.Unlock()
 		return
 	case wire.FrameData, wire.FrameEnd:
 	case wire.FrameHead, wire.FrameReply, wire.FrameAccept:

@@ -3,10 +3,11 @@ package meshstream
 import (
 	"context"
 	"errors"
-
+	"fmt"
 	"io"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -34,6 +35,11 @@ type Server struct {
 	// streams, or its answer does): a whole call costs none.
 	c     *conn
 	onEnd func(error)
+
+	// confirm: the call starts only once its caller confirms it
+	// (wire.HeaderConfirm), within take of its arrival.
+	confirm bool
+	take    time.Duration
 
 	mu       sync.Mutex
 	opened   bool // the inbox is registered and the keep-alive runs
@@ -64,6 +70,9 @@ func Serve(nc *nats.Conn, m *nats.Msg, service, caller string, listen Listener, 
 	}
 	cfg.Idle = min(idle, cfg.Idle)
 	s := &Server{nc: nc, owner: service, peer: caller, cfg: cfg, window: window, listen: listen, reply: m.Reply}
+	if s.take, s.confirm, err = wire.TakeWithin(m.Header); err != nil {
+		return nil, err
+	}
 	switch v := m.Header.Get(wire.HeaderStreamBody); v {
 	case "":
 		return s, nil
@@ -102,6 +111,43 @@ func (s *Server) newConn() {
 	s.c.credit = s.window
 	s.c.setOut(s.reply)
 	s.c.onEnd = s.onEnd
+	if s.confirm {
+		s.c.start = make(chan struct{})
+	}
+}
+
+// Confirmed reports whether the call was made with wire.HeaderConfirm:
+// then it must not start before [Server.AwaitStart] says so.
+func (s *Server) Confirmed() bool { return s.confirm }
+
+// AwaitStart opens a call made with wire.HeaderConfirm (an accept, at
+// once) and waits for its caller's start frame. An error means the call
+// must not run: its caller cancelled it, or sent no start in time (it
+// waits wire.HeaderConfirm's value for the accept, counted from its
+// send: here that, and as long again for the message's way, from its
+// arrival), or the stream failed; [Server.Fail] tells the caller. A call made
+// without wire.HeaderConfirm returns at once.
+func (s *Server) AwaitStart() error {
+	if !s.confirm {
+		return nil
+	}
+	if err := s.Open(); err != nil {
+		return err
+	}
+	c := s.c
+	t := time.NewTimer(2 * s.take)
+	defer t.Stop()
+	select {
+	case <-c.start:
+		return nil
+	case <-c.done:
+		if err := c.failed(); err != nil {
+			return err
+		}
+		return errClosed
+	case <-t.C:
+		return &wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("not started: its caller did not confirm it to this instance within %v", 2*s.take)}
+	}
 }
 
 // Open opens the call before its answer, once: it sends the accept frame
