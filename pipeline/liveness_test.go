@@ -208,3 +208,82 @@ func recv(t *testing.T, ch chan *nats.Msg) *nats.Msg {
 		return nil
 	}
 }
+
+// TestSlowInstanceTeachesTheWait: the only instance of a service is alive
+// but slow (a loaded host): its accept comes 450 ms after each call, past
+// the take bound's floor (300 ms). Its first accepts come late, after
+// their calls were sent again: they teach the caller's wait (as TCP's
+// retransmission timeout learns), and the instance is told to drop the
+// calls it accepted late (a cancel). So every call is answered, each runs
+// once, and after the first call none is sent twice.
+func TestSlowInstanceTeachesTheWait(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	nc := meshtest.ServiceConn(t, b, "orders")
+	var requests, cancels atomic.Int32
+	var mu sync.Mutex
+	started := map[string]int{}
+	subjects, queues := wire.ServiceSubjects("orders", "")
+	for i := range subjects {
+		_, err := nc.QueueSubscribe(subjects[i], queues[i], func(m *nats.Msg) {
+			requests.Add(1)
+			id := m.Header.Get("X-Id")
+			inbox := wire.PairInbox("orders", "web") + ".slow." + nats.NewInbox()[len("_INBOX."):]
+			sub, err := nc.Subscribe(inbox, func(f *nats.Msg) {
+				switch wire.FrameOf(f.Header) {
+				case wire.FrameStart:
+					mu.Lock()
+					started[id]++
+					mu.Unlock()
+					nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{
+						wire.HeaderFrame: {wire.FrameReply}, wire.HeaderSeq: {"2"}, wire.HeaderStatus: {"200"}}})
+				case wire.FrameCancel:
+					cancels.Add(1)
+				}
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			time.AfterFunc(10*time.Second, func() { sub.Unsubscribe() })
+			time.AfterFunc(450*time.Millisecond, func() {
+				nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: nats.Header{
+					wire.HeaderFrame: {wire.FrameAccept}, wire.HeaderSeq: {"1"},
+					wire.HeaderStreamInbox: {inbox}, wire.HeaderCredit: {"65536"}}})
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
+	const calls = 8
+	for i := range calls {
+		c := httpCall(t, "orders", http.MethodPost)
+		c.Header["X-Id"] = []string{strconv.Itoa(i)}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		before := requests.Load()
+		r, err := o.Send(ctx, c)
+		cancel()
+		if err != nil || r.Status != 200 {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if sent := requests.Load() - before; i > 0 && sent != 1 {
+			t.Errorf("call %d was sent %d times: the wait did not learn the instance's pace", i, sent)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range calls {
+		if n := started[strconv.Itoa(i)]; n != 1 {
+			t.Errorf("call %d started %d times, want 1", i, n)
+		}
+	}
+	if cancels.Load() == 0 {
+		t.Error("no late accept was cancelled")
+	}
+	t.Logf("%d calls, %d requests, %d late accepts cancelled", calls, requests.Load(), cancels.Load())
+}

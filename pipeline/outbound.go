@@ -77,10 +77,12 @@ type OutboundConfig struct {
 	// side (it sends keep-alives) before it fails with a timeout. Default
 	// wire.DefaultStreamIdle.
 	StreamIdle time.Duration
-	// TakeWithin is how long a call to a mesh service waits for a sign
-	// of life from the instance that got it (an answer, or an accept)
-	// before it is sent again to the queue group: a frozen or dead
-	// instance costs a call that long (docs/wire.md, "Liveness"). Default
+	// TakeWithin is how long a call to a mesh service waits at least for
+	// a sign of life from the instance that got it (an answer, or an
+	// accept) before it is sent again to the queue group: what a frozen
+	// or dead instance costs a call. The wait grows past it when the
+	// signs of live instances come late (a loaded host), as TCP's
+	// retransmission timeout does (docs/wire.md, "Liveness"). Default
 	// wire.DefaultTakeWithin; wire.MinTakeWithin to wire.MaxTakeWithin.
 	TakeWithin time.Duration
 }
@@ -149,7 +151,7 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 		cfg.ReconnectGrace = DefaultReconnectGrace
 	}
 	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[*nats.Msg]context.CancelCauseFunc{}, refused: map[string]time.Time{},
-		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle, TakeWithin: cfg.TakeWithin}}
+		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle, Take: meshstream.NewTake(cfg.TakeWithin)}}
 	ns.hookErrors()
 	var s Sender = ns
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {

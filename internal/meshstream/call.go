@@ -3,7 +3,6 @@ package meshstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,10 +70,7 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	if r.Body != nil {
 		h[wire.HeaderStreamBody] = moreValue
 	}
-	if r.Confirm {
-		h[wire.HeaderConfirm] = takeValue(cfg.TakeWithin)
-	}
-	first, rest, err := take(ctx, mux, r, cfg.TakeWithin)
+	first, rest, err := cfg.Take.send(ctx, mux, nc, r)
 	if err != nil || rest == nil {
 		// A whole answer (the common case) costs the stream nothing.
 		if err != nil {
@@ -179,52 +175,11 @@ func (c *conn) opened() bool {
 	return c.out != ""
 }
 
-// take sends r's request and waits for its first message, sending it
-// again, to the queue group, each time no instance gives a sign of life
-// within within (wire.DefaultTakeWithin's rule): a live callee answers,
-// or accepts at once a call to confirm (r.Confirm), or any other once it
-// has worked on it for wire.StreamOpenAfter, so silence is an instance
-// that died or froze with the call. That is safe: a call to confirm is
-// started by no instance this side has not confirmed, and this side
-// confirms none that was silent; any other is idempotent
-// (pipeline.natsSender's rule). A deadline closer than within bounds the
-// last wait: silence to the deadline is a timeout.
-func take(ctx context.Context, mux *replymux.Mux, r Request, within time.Duration) (*nats.Msg, *replymux.Inbox, error) {
-	deadline, bounded := ctx.Deadline()
-	for sent := 1; ; sent++ {
-		wait := within
-		if bounded && time.Until(deadline) <= within {
-			wait = 0
-		}
-		first, rest, err := mux.CallWithin(ctx, r.Msg, r.Service, wait)
-		if !errors.Is(err, replymux.ErrSilent) {
-			if err != nil && sent > 1 && ctx.Err() != nil {
-				return nil, nil, &wire.Error{Kind: wire.KindTimeout, Err: err,
-					Message: fmt.Sprintf("no instance took the call before its deadline: sent %d times, each unanswered within %v", sent, within)}
-			}
-			return first, rest, err
-		}
-		if left := time.Until(deadline); bounded && left > 0 {
-			// The time left, as the call's first message said it.
-			wire.SetTimeout(r.Msg.Header, left)
-		}
-	}
-}
-
-// takeValue is wire.HeaderConfirm's value for d.
-func takeValue(d time.Duration) []string {
-	if d == wire.DefaultTakeWithin {
-		return takeDefault
-	}
-	return []string{d.String()}
-}
-
 // The header values of the defaults, made once: every call carries them.
 var (
 	moreValue   = []string{"more"}
 	windowValue = []string{strconv.FormatInt(wire.DefaultStreamWindow, 10)}
 	idleDefault = []string{wire.DefaultStreamIdle.String()}
-	takeDefault = []string{wire.DefaultTakeWithin.String()}
 )
 
 func headerValue(n int64, def *[]string) []string {
@@ -257,7 +212,7 @@ func (c *conn) openOut(h nats.Header, want string, accept bool) error {
 		return nil
 	}
 	inbox := h.Get(wire.HeaderStreamInbox)
-	if !strings.HasPrefix(inbox, want) || strings.ContainsAny(inbox[len(want):], "*> \t\r\n") || strings.Count(inbox[len(want):], ".") != 1 {
+	if !validInbox(inbox, want) {
 		e := wire.Errorf(wire.KindBadRequest, "stream: the callee's inbox %.80q is not under %s", inbox, want)
 		c.fail(e, false)
 		return e
@@ -282,6 +237,13 @@ func (c *conn) openOut(h nats.Header, want string, accept bool) error {
 	c.setOut(inbox)
 	go c.keep()
 	return nil
+}
+
+// validInbox reports whether inbox is a stream inbox under want (the pair
+// inbox of the service and the caller, with its dot): one more token
+// after want's id, no wildcard, no space.
+func validInbox(inbox, want string) bool {
+	return strings.HasPrefix(inbox, want) && !strings.ContainsAny(inbox[len(want):], "*> \t\r\n") && strings.Count(inbox[len(want):], ".") == 1
 }
 
 // pump sends a request body and ends the caller's stream once both the

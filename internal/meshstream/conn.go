@@ -36,10 +36,10 @@ type Config struct {
 	// caller's is the stream's: it sends it to the callee (wire.HeaderIdle).
 	// Default wire.DefaultStreamIdle.
 	Idle time.Duration
-	// TakeWithin is how long a caller waits for a call's first sign of
-	// life before it sends the call again (wire.DefaultTakeWithin's
-	// rule). Default wire.DefaultTakeWithin.
-	TakeWithin time.Duration
+	// Take is a caller's bound on the wait for a call's first sign of
+	// life, shared by its calls ([NewTake]). Default: one of
+	// wire.DefaultTakeWithin for this call alone.
+	Take *Take
 }
 
 // headerRoom is what a frame's header may take of max_payload.
@@ -55,8 +55,8 @@ func (c Config) withDefaults(nc *nats.Conn) Config {
 	if c.Chunk <= 0 {
 		c.Chunk = wire.DefaultStreamChunk
 	}
-	if c.TakeWithin <= 0 {
-		c.TakeWithin = wire.DefaultTakeWithin
+	if c.Take == nil {
+		c.Take = NewTake(0)
 	}
 	if mp := nc.MaxPayload(); mp > 0 && int64(c.Chunk) > mp-headerRoom {
 		c.Chunk = int(max(mp-headerRoom, 1024))

@@ -111,6 +111,9 @@ type receiver struct {
 	// timer bounds a CallWithin's wait, made at the receiver's first;
 	// stopped while the receiver is in the pool.
 	timer *time.Timer
+	// late, on the receiver that stands for a call given up as silent
+	// ([Mux.CallLate]), takes the first message that comes after all.
+	late func(*nats.Msg)
 }
 
 var receivers = sync.Pool{New: func() any { return &receiver{ch: make(chan *nats.Msg, 1), once: true} }}
@@ -273,6 +276,15 @@ func (x *Mux) Call(ctx context.Context, m *nats.Msg, peer string) (first *nats.M
 // [ErrSilent], after within (0: no bound but ctx's), without a context of
 // its own: a bound every call has costs no allocation.
 func (x *Mux) CallWithin(ctx context.Context, m *nats.Msg, peer string, within time.Duration) (first *nats.Msg, rest *Inbox, err error) {
+	return x.CallLate(ctx, m, peer, within, nil)
+}
+
+// CallLate is CallWithin whose reply subject, once the wait has ended
+// with [ErrSilent], stays registered until ctx ends: late (when not nil)
+// is called with the first message that comes on it then, a reply or a
+// stream's first frame the caller gave up on (later ones are dropped).
+// late runs on the Mux's dispatch goroutine: it must not block.
+func (x *Mux) CallLate(ctx context.Context, m *nats.Msg, peer string, within time.Duration, late func(*nats.Msg)) (first *nats.Msg, rest *Inbox, err error) {
 	if ctx == nil {
 		return nil, nil, notSent{nats.ErrInvalidContext}
 	}
@@ -290,7 +302,7 @@ func (x *Mux) CallWithin(ctx context.Context, m *nats.Msg, peer string, within t
 		x.cancel(reply, r)
 		return nil, nil, notSent{err}
 	}
-	return x.wait(ctx, reply, r, within)
+	return x.wait(ctx, reply, r, within, late)
 }
 
 // start registers a unary receiver under a new reply subject to peer.
@@ -309,7 +321,7 @@ func (x *Mux) start(peer string) (string, *receiver, error) {
 
 // wait returns the reply that r receives, or the reason it ended, or
 // ctx's error; r goes back to the pool.
-func (x *Mux) wait(ctx context.Context, reply string, r *receiver, within time.Duration) (*nats.Msg, *Inbox, error) {
+func (x *Mux) wait(ctx context.Context, reply string, r *receiver, within time.Duration, late func(*nats.Msg)) (*nats.Msg, *Inbox, error) {
 	var silent <-chan time.Time
 	if within > 0 {
 		if r.timer == nil {
@@ -323,7 +335,11 @@ func (x *Mux) wait(ctx context.Context, reply string, r *receiver, within time.D
 	// (Go 1.23's timers: no stale tick after Stop).
 	select {
 	case <-silent:
-		x.cancel(reply, r)
+		if late != nil {
+			x.giveUp(ctx, reply, r, late)
+		} else {
+			x.cancel(reply, r)
+		}
 		return nil, nil, ErrSilent
 	case msg := <-r.ch:
 		if within > 0 {
@@ -409,6 +425,44 @@ func (x *Mux) cancel(subject string, r *receiver) {
 	receivers.Put(r)
 }
 
+// giveUp is cancel for a call given up as silent whose late first
+// message goes to late, until ctx ends: a receiver of its own (r goes
+// back to the pool) stands for the call meanwhile. A message that came
+// just as the wait ended goes to late at once.
+func (x *Mux) giveUp(ctx context.Context, subject string, r *receiver, late func(*nats.Msg)) {
+	x.mu.Lock()
+	var raced *nats.Msg
+	select {
+	case raced = <-r.ch:
+	default:
+	}
+	if x.waiting[subject] == r {
+		delete(x.waiting, subject)
+		if !x.closed && ctx.Err() == nil {
+			lr := &receiver{late: late}
+			x.waiting[subject] = lr
+			context.AfterFunc(ctx, func() {
+				x.mu.Lock()
+				if x.waiting[subject] == lr {
+					delete(x.waiting, subject)
+				}
+				x.mu.Unlock()
+			})
+		}
+	}
+	r.err = nil
+	in := r.inbox
+	r.inbox = nil
+	x.mu.Unlock()
+	if in != nil {
+		in.Close()
+	}
+	receivers.Put(r)
+	if raced != nil {
+		late(raced)
+	}
+}
+
 // dispatch delivers a message to the receiver of its whole subject, and
 // drops it when there is none: a late reply, a second one, or one that
 // another peer put in its own pair inbox under the Mux's id.
@@ -421,6 +475,12 @@ func (x *Mux) dispatch(m *nats.Msg) {
 		if in != nil {
 			in.deliver(m, nil)
 		}
+		return
+	}
+	if r.late != nil {
+		delete(x.waiting, m.Subject)
+		x.mu.Unlock()
+		r.late(m)
 		return
 	}
 	if r.once {

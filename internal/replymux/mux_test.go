@@ -477,7 +477,7 @@ func TestAllocs(t *testing.T) {
 		}
 		reply.Subject = subject
 		x.dispatch(reply)
-		if _, _, err := x.wait(ctx, subject, r, 0); err != nil {
+		if _, _, err := x.wait(ctx, subject, r, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 	})

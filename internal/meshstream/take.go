@@ -1,0 +1,162 @@
+package meshstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/replymux"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Take is a caller's wait for a call's first sign of life (docs/wire.md,
+// "Liveness"): a live callee answers, or accepts at once a call to
+// confirm (wire.HeaderConfirm), or any other once it has worked on it for
+// wire.StreamOpenAfter; silence past the wait is an instance that froze
+// or died with the call, which is then sent again to the queue group.
+//
+// The wait is at least its floor, and grows when live instances' signs
+// come late, as TCP's retransmission timeout does (RFC 6298): it keeps a
+// smoothed delay of the signs and its variation, and waits their sum with
+// four variations, so a host too busy to answer in the floor (a loaded
+// machine, a long GC) does not have its calls sent twice, while a frozen
+// instance, which gives no sign, does not lengthen it. A delay is a
+// sign's time from the send, less wire.StreamOpenAfter for the accept of
+// a call that is not confirmed (the callee waited that long on purpose).
+// Safe for concurrent use: one per caller.
+type Take struct {
+	floor time.Duration
+
+	mu     sync.Mutex
+	srtt   time.Duration // smoothed delay; 0 before the first sign
+	rttvar time.Duration
+}
+
+// NewTake returns the wait whose floor is floor (0: wire.DefaultTakeWithin).
+func NewTake(floor time.Duration) *Take {
+	if floor <= 0 {
+		floor = wire.DefaultTakeWithin
+	}
+	return &Take{floor: floor}
+}
+
+// Within is the wait for a call's first sign now: the floor, or the
+// delays' estimate when that is longer (for a call not confirmed, plus
+// wire.StreamOpenAfter), at most wire.MaxTakeWithin.
+func (t *Take) Within(confirm bool) time.Duration {
+	t.mu.Lock()
+	est := t.srtt + 4*t.rttvar
+	t.mu.Unlock()
+	if !confirm {
+		est += wire.StreamOpenAfter
+	}
+	return min(max(t.floor, est), wire.MaxTakeWithin)
+}
+
+// observe takes the delay of a sign of life (RFC 6298's update, with its
+// gains of 1/8 and 1/4).
+func (t *Take) observe(d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.srtt == 0 {
+		t.srtt, t.rttvar = max(d, time.Microsecond), d/2
+		return
+	}
+	t.rttvar += (abs(t.srtt-d) - t.rttvar) / 4
+	t.srtt += (d - t.srtt) / 8
+}
+
+func abs(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// send sends r's request and waits for its first message, sending it
+// again, to the queue group, each time no instance gives a sign of life
+// within the wait. That is safe: a call to confirm is started by no
+// instance this side has not confirmed, and this side confirms none that
+// was silent; any other is idempotent (pipeline's rule). A deadline
+// closer than the wait bounds the last one: silence to the deadline is
+// a timeout.
+func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request) (*nats.Msg, *replymux.Inbox, error) {
+	deadline, bounded := ctx.Deadline()
+	h := r.Msg.Header
+	for sent := 1; ; sent++ {
+		within := t.Within(r.Confirm)
+		if r.Confirm {
+			// The callee waits for the start twice as long, from the
+			// call's arrival.
+			h[wire.HeaderConfirm] = takeValue(within)
+		}
+		wait := within
+		if bounded && time.Until(deadline) <= within {
+			wait = 0
+		}
+		start := time.Now()
+		first, rest, err := mux.CallLate(ctx, r.Msg, r.Service, wait, t.late(nc, start, within, r))
+		if err == nil {
+			t.observe(t.delay(first, start, r.Confirm))
+		}
+		if !errors.Is(err, replymux.ErrSilent) {
+			if err != nil && sent > 1 && ctx.Err() != nil {
+				return nil, nil, &wire.Error{Kind: wire.KindTimeout, Err: err,
+					Message: fmt.Sprintf("no instance took the call before its deadline: sent %d times, each unanswered within %v", sent, within)}
+			}
+			return first, rest, err
+		}
+		if left := time.Until(deadline); bounded && left > 0 {
+			// The time left, as the call's first message said it.
+			wire.SetTimeout(h, left)
+		}
+	}
+}
+
+// delay is the delay of m, a call's first message, sent at start.
+func (t *Take) delay(m *nats.Msg, start time.Time, confirm bool) time.Duration {
+	d := time.Since(start)
+	if !confirm && wire.FrameOf(m.Header) == wire.FrameAccept {
+		d = max(d-wire.StreamOpenAfter, 0)
+	}
+	return d
+}
+
+// late is what becomes of the first message of a call sent at start and
+// given up as silent after within, if it comes while the call lasts: the
+// instance was alive but slow, so its delay counts (at most twice the
+// wait it missed: an instance that wakes from a long freeze with calls
+// in its socket must not lengthen the wait for ever), and an instance
+// that opened it is told to drop it (a call to confirm it would
+// otherwise keep waiting for its start).
+func (t *Take) late(nc *nats.Conn, start time.Time, within time.Duration, r Request) func(*nats.Msg) {
+	want := wire.PairInbox(r.Service, r.Caller) + "."
+	return func(m *nats.Msg) {
+		t.observe(min(t.delay(m, start, r.Confirm), 2*within))
+		inbox := m.Header.Get(wire.HeaderStreamInbox)
+		if inbox == "" || !validInbox(inbox, want) {
+			return
+		}
+		h := wire.ErrorMsg(errGaveUp).Header
+		h[wire.HeaderFrame] = []string{wire.FrameCancel}
+		h[wire.HeaderSeq] = []string{"1"}
+		nc.PublishMsg(&nats.Msg{Subject: inbox, Header: h})
+	}
+}
+
+// errGaveUp is the cancel of a call whose caller gave up on its instance.
+var errGaveUp = &wire.Error{Kind: wire.KindTimeout, Message: "the caller took this instance for frozen or gone and sent the call elsewhere"}
+
+// takeValue is wire.HeaderConfirm's value for d, in whole milliseconds.
+func takeValue(d time.Duration) []string {
+	if d == wire.DefaultTakeWithin {
+		return takeDefault
+	}
+	return []string{d.Round(time.Millisecond).String()}
+}
+
+var takeDefault = []string{wire.DefaultTakeWithin.String()}
