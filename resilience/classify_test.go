@@ -51,7 +51,7 @@ func TestClassify(t *testing.T) {
 		{"broker-unavailable", nil, &wire.Error{Kind: wire.KindBrokerUnavailable}, true, true, false, false},
 		{"timeout", nil, &wire.Error{Kind: wire.KindTimeout}, false, true, true, false},
 		{"deadline", nil, context.DeadlineExceeded, false, true, true, false},
-		{"upstream-unavailable", nil, &wire.Error{Kind: wire.KindUpstream}, false, false, true, false},
+		{"upstream-unavailable", nil, &wire.Error{Kind: wire.KindUpstream}, false, true, true, false},
 		{"cancelled", nil, wire.FromError(context.Canceled), false, false, false, false},
 		{"forbidden", nil, wire.ErrForbidden, false, false, false, false},
 		{"bad-request", nil, wire.ErrBadRequest, false, false, false, false},

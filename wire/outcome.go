@@ -246,9 +246,9 @@ func (o Outcome) Retry() Retry {
 		switch o.Err.Kind {
 		case KindNoResponders, KindOverloaded, KindUpstreamRefused, KindBrokerUnavailable, KindNoMeshFile:
 			return RetryAlways
-		case KindTimeout, KindConnectionLost:
+		case KindTimeout, KindConnectionLost, KindUpstream:
 			// It may have run: again only where running twice is
-			// harmless (docs/wire.md's table).
+			// harmless (docs/wire.md's table), as a service's own 502.
 			return RetryIdempotent
 		}
 		return RetryNever

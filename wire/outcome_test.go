@@ -114,6 +114,12 @@ func TestOutcomeMeshErrors(t *testing.T) {
 	upstream.health, upstream.breaker = Failed, true
 	refused := upstream
 	refused.retry = RetryAlways
+	// The instance's agent lost its service mid-call (it died with the
+	// call, or broke its answer): it may have run, so as a service's own
+	// 502, again only where running twice is harmless (docs/wire.md's
+	// table; it was never before: a GET in flight when its service died
+	// failed though a sibling served).
+	upstream.retry = RetryIdempotent
 	internal := meshErr
 	internal.health = Failed
 	nothingRan := meshErr
