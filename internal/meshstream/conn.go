@@ -408,8 +408,8 @@ func (c *conn) send(kind string, h nats.Header, data []byte) bool {
 		return false
 	}
 	c.sendSeq++
-	h[wire.HeaderFrame] = []string{kind}
-	h[wire.HeaderSeq] = []string{strconv.FormatUint(c.sendSeq, 10)}
+	h[wire.HeaderFrame] = frameValue(kind)
+	h[wire.HeaderSeq] = seqValue(c.sendSeq)
 	err := c.nc.PublishMsg(&nats.Msg{Subject: c.out, Header: h, Data: data})
 	c.sentAt.Store(time.Now().UnixNano())
 	c.sendMu.Unlock()
@@ -621,4 +621,35 @@ func (c *conn) overErr() error {
 		return err
 	}
 	return errClosed
+}
+
+// The header values of the frame kinds and of the first sequence numbers,
+// made once: values are shared, never written (nats.go only reads them).
+var (
+	frameValues = map[string][]string{}
+	seqValues   [64][]string
+)
+
+func init() {
+	for _, k := range []string{wire.FrameAccept, wire.FrameHead, wire.FrameReply, wire.FrameData, wire.FrameEnd,
+		wire.FrameCredit, wire.FramePing, wire.FrameCancel, wire.FrameStart} {
+		frameValues[k] = []string{k}
+	}
+	for i := range seqValues {
+		seqValues[i] = []string{strconv.Itoa(i)}
+	}
+}
+
+func frameValue(kind string) []string {
+	if v, ok := frameValues[kind]; ok {
+		return v
+	}
+	return []string{kind}
+}
+
+func seqValue(n uint64) []string {
+	if n < uint64(len(seqValues)) {
+		return seqValues[n]
+	}
+	return []string{strconv.FormatUint(n, 10)}
 }
