@@ -3,6 +3,7 @@ package wire
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 )
 
@@ -22,8 +23,21 @@ const DefaultDomain = "mesh"
 // namespace ("default.svc.cluster.local") keeps Kubernetes-style names
 // ("orders.default.svc.cluster.local") from reading as a subset. The error is a *Error of KindNoRoute that says which forms
 // are accepted.
+//
+// ParseHost reads a name that is a mesh destination by configuration (a
+// bind port's, a gateway route's). A host a client addressed through the
+// agent's HTTP proxy may be outside the mesh: [ReadHost] tells which.
 func ParseHost(host string, domains []string) (service, subset string, err error) {
-	orig := host
+	name, _ := stripDomain(hostName(host), domains)
+	service, subset, ok := meshName(name)
+	if !ok {
+		return "", "", notMeshName(host, domains)
+	}
+	return service, subset, nil
+}
+
+// hostName is host without its port and trailing dot, in lower case.
+func hostName(host string) string {
 	// Without a colon there is no port (and SplitHostPort would make an
 	// error to say so, on every call).
 	if strings.IndexByte(host, ':') >= 0 {
@@ -31,7 +45,15 @@ func ParseHost(host string, domains []string) (service, subset string, err error
 			host = h
 		}
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// stripDomain is host without the longest of domains (or DefaultDomain)
+// it ends in, and whether it ended in one.
+func stripDomain(host string, domains []string) (name string, ok bool) {
 	// The longest domain that matches wins, so "default.svc.cluster.local"
 	// takes "orders.default.svc.cluster.local" before "svc.cluster.local"
 	// could read "orders" as a subset of "default".
@@ -46,6 +68,11 @@ func ParseHost(host string, domains []string) (service, subset string, err error
 			name, longest = host[:len(host)-n-1], n
 		}
 	}
+	return name, longest > 0
+}
+
+// meshName reads name as SERVICE or SUBSET.SERVICE.
+func meshName(name string) (service, subset string, ok bool) {
 	first, rest, dotted := strings.Cut(name, ".")
 	if dotted {
 		subset, service = first, rest
@@ -53,8 +80,95 @@ func ParseHost(host string, domains []string) (service, subset string, err error
 		service = name
 	}
 	if ValidateName("service", service) != nil || (dotted && ValidateName("subset", subset) != nil) {
-		return "", "", &Error{Kind: KindNoRoute, Message: fmt.Sprintf(
-			"%.64q is not a mesh service name: want SERVICE or SUBSET.SERVICE ([a-z0-9-] labels), optionally followed by .%s", orig, strings.Join(append(domains, DefaultDomain), " or ."))}
+		return "", "", false
 	}
-	return service, subset, nil
+	return service, subset, true
+}
+
+func notMeshName(host string, domains []string) *Error {
+	return &Error{Kind: KindNoRoute, Message: fmt.Sprintf(
+		"%.64q is not a mesh service name: want SERVICE or SUBSET.SERVICE ([a-z0-9-] labels), optionally followed by .%s", host, strings.Join(append(domains, DefaultDomain), " or ."))}
+}
+
+// Dest is where a host that a client addressed leads ([ReadHost]): a mesh
+// service (Service, and Subset for some of its instances), or a host
+// outside the mesh (External).
+type Dest struct {
+	Service, Subset string
+	// External is a host that is no mesh service: a DNS name (lower case,
+	// without its trailing dot) or an IP address (an IPv6 one without
+	// brackets), without the port.
+	External string
+}
+
+// ReadHost tells whether a host that a client addressed through the
+// agent's HTTP proxy names a mesh service or a host outside the mesh,
+// by this rule (docs/mesh-file.md, "Which hosts are mesh services"),
+// after the port and a trailing dot are dropped and the host lowered:
+//
+//  1. a name under a mesh domain (one of domains, or [DefaultDomain]) is
+//     a mesh service, read as [ParseHost] reads it ("orders.mesh",
+//     "v2.orders.mesh"); one that is not SERVICE or SUBSET.SERVICE before
+//     the domain is an error;
+//  2. an IP address, "localhost" and a name under ".localhost" are
+//     external: no mesh service is named so;
+//  3. a bare name ("orders") is a mesh service when declared says so,
+//     or when declared is nil (no mesh file: no list to ask);
+//  4. SUBSET.SERVICE ("v2.orders") is a mesh service when declared says
+//     SERVICE is one; without a mesh file (declared nil) it is not:
+//     "example.com" is never the subset "example" of a service "com"
+//     unless the mesh file declares a service "com" (write
+//     "v2.orders.mesh" to name a subset without one);
+//  5. any other name ("api.example.com") is external.
+//
+// A host that is no host at all ("", "*", "orders.>", a space) is an error.
+// Errors are *Error of KindNoRoute.
+func ReadHost(host string, domains []string, declared func(service string) bool) (Dest, error) {
+	name := hostName(host)
+	if !validHostName(name) {
+		return Dest{}, &Error{Kind: KindNoRoute, Message: fmt.Sprintf("%.64q is neither a mesh service nor a host name", host)}
+	}
+	if n, ok := stripDomain(name, domains); ok {
+		service, subset, ok := meshName(n)
+		if !ok {
+			return Dest{}, notMeshName(host, domains)
+		}
+		return Dest{Service: service, Subset: subset}, nil
+	}
+	if _, err := netip.ParseAddr(name); err == nil || name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return Dest{External: name}, nil
+	}
+	if service, subset, ok := meshName(name); ok {
+		switch {
+		case subset == "" && (declared == nil || declared(service)):
+			return Dest{Service: service}, nil
+		case subset != "" && declared != nil && declared(service):
+			return Dest{Service: service, Subset: subset}, nil
+		}
+	}
+	return Dest{External: name}, nil
+}
+
+// validHostName reports whether name (lower case, without port or
+// trailing dot) is a DNS name (labels of [a-z0-9_-], 1 to 63 bytes) or
+// an IP address.
+func validHostName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	if strings.IndexByte(name, ':') >= 0 {
+		_, err := netip.ParseAddr(name)
+		return err == nil
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
