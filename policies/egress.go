@@ -49,6 +49,14 @@ type EgressHost struct {
 	Policy *Policy `yaml:"policy" json:"policy,omitempty"`
 }
 
+// Declares reports whether f declares service, for wire.ReadHost.
+func (f *File) Declares(service string) bool {
+	_, ok := f.Services[service]
+	return ok
+}
+
+var _ wire.Services = (*File)(nil)
+
 // EgressMode is the file's egress mode: EgressAllowAny when it sets none,
 // and for a nil file (the built-in policy).
 func (f *File) EgressMode() string {
@@ -115,7 +123,6 @@ func (v *validator) egress(e *Egress) {
 	default:
 		v.errf("egress.mode", "%q: want %q (any host may be called) or %q (only egress.hosts)", e.Mode, EgressAllowAny, EgressRegistryOnly)
 	}
-	declared := func(s string) bool { _, ok := v.f.Services[s]; return ok }
 	for _, name := range slices.Sorted(maps.Keys(e.Hosts)) {
 		path := "egress.hosts." + name
 		h := e.Hosts[name]
@@ -129,7 +136,7 @@ func (v *validator) egress(e *Egress) {
 				v.errf(path, "%q: write an IP address as %q, without a wildcard or a port", name, ip.String())
 			}
 		} else {
-			d, err := wire.ReadHost(host, nil, declared)
+			d, err := wire.ReadHost(host, nil, v.f, true)
 			switch {
 			case err != nil || d.External != "" && d.External != host:
 				v.errf(path, "%q is not a host name: want a DNS name in lower case (api.example.com), *.DOMAIN for the names under DOMAIN, or an IP address, without a port", name)

@@ -101,6 +101,13 @@ type Dest struct {
 	External string
 }
 
+// Services is the list of a mesh's services that [ReadHost] asks: the mesh
+// file's (policies.File implements it).
+type Services interface {
+	// Declares reports whether service is a service of the mesh.
+	Declares(service string) bool
+}
+
 // ReadHost tells whether a host that a client addressed through the
 // agent's HTTP proxy names a mesh service or a host outside the mesh,
 // by this rule (docs/mesh-file.md, "Which hosts are mesh services"),
@@ -112,10 +119,15 @@ type Dest struct {
 //     the domain is an error;
 //  2. an IP address, "localhost" and a name under ".localhost" are
 //     external: no mesh service is named so;
-//  3. a bare name ("orders") is a mesh service when declared says so,
-//     or when declared is nil (no mesh file: no list to ask);
-//  4. SUBSET.SERVICE ("v2.orders") is a mesh service when declared says
-//     SERVICE is one; without a mesh file (declared nil) it is not:
+//  3. a bare name ("orders") is a mesh service unless the list is
+//     complete and does not declare it: with complete, services holds
+//     every service of the mesh (the broker's permissions come from the
+//     same mesh file, so a name it does not declare has no instance,
+//     and a typo is no service); without, the mesh may have services the
+//     list does not name (an open broker, a mesh file that lists only the
+//     services with policies);
+//  4. SUBSET.SERVICE ("v2.orders") is a mesh service when services
+//     declares SERVICE; without a mesh file (services nil) it is not:
 //     "example.com" is never the subset "example" of a service "com"
 //     unless the mesh file declares a service "com" (write
 //     "v2.orders.mesh" to name a subset without one);
@@ -123,7 +135,7 @@ type Dest struct {
 //
 // A host that is no host at all ("", "*", "orders.>", a space) is an error.
 // Errors are *Error of KindNoRoute.
-func ReadHost(host string, domains []string, declared func(service string) bool) (Dest, error) {
+func ReadHost(host string, domains []string, services Services, complete bool) (Dest, error) {
 	name := hostName(host)
 	if !validHostName(name) {
 		return Dest{}, &Error{Kind: KindNoRoute, Message: fmt.Sprintf("%.64q is neither a mesh service nor a host name", host)}
@@ -140,9 +152,9 @@ func ReadHost(host string, domains []string, declared func(service string) bool)
 	}
 	if service, subset, ok := meshName(name); ok {
 		switch {
-		case subset == "" && (declared == nil || declared(service)):
+		case subset == "" && (!complete || services != nil && services.Declares(service)):
 			return Dest{Service: service}, nil
-		case subset != "" && declared != nil && declared(service):
+		case subset != "" && services != nil && services.Declares(service):
 			return Dest{Service: service, Subset: subset}, nil
 		}
 	}

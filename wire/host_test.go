@@ -72,48 +72,52 @@ func FuzzParseHost(f *testing.F) {
 // typo of a mesh file's service a service.
 func TestReadHost(t *testing.T) {
 	domains := []string{"svc.cluster.local"}
-	declared := func(s string) bool { return s == "orders" || s == "web" }
+	declared := serviceSet{"orders": true, "web": true}
 	mesh := func(service, subset string) Dest { return Dest{Service: service, Subset: subset} }
 	ext := func(host string) Dest { return Dest{External: host} }
 	tests := []struct {
 		host     string
 		noFile   Dest // without a mesh file (declared nil)
 		withFile Dest // with a mesh file declaring orders and web
+		complete Dest // with that mesh file, complete (the broker's permissions come from it)
 	}{
-		{"orders", mesh("orders", ""), mesh("orders", "")},
-		{"ORDERS.:8080", mesh("orders", ""), mesh("orders", "")},
-		{"ordrs", mesh("ordrs", ""), ext("ordrs")},
-		{"v2.orders", ext("v2.orders"), mesh("orders", "v2")},
-		{"v2.orders:80", ext("v2.orders"), mesh("orders", "v2")},
-		{"orders.mesh", mesh("orders", ""), mesh("orders", "")},
-		{"v2.orders.mesh", mesh("orders", "v2"), mesh("orders", "v2")},
-		{"v2.ordrs.mesh", mesh("ordrs", "v2"), mesh("ordrs", "v2")},
-		{"orders.svc.cluster.local", mesh("orders", ""), mesh("orders", "")},
-		{"example.com", ext("example.com"), ext("example.com")},
-		{"Example.COM.:443", ext("example.com"), ext("example.com")},
-		{"api.stripe.com", ext("api.stripe.com"), ext("api.stripe.com")},
-		{"localhost", ext("localhost"), ext("localhost")},
-		{"localhost:8080", ext("localhost"), ext("localhost")},
-		{"app.localhost", ext("app.localhost"), ext("app.localhost")},
-		{"127.0.0.1:8080", ext("127.0.0.1"), ext("127.0.0.1")},
-		{"10.0.0.1", ext("10.0.0.1"), ext("10.0.0.1")},
-		{"[::1]:443", ext("::1"), ext("::1")},
-		{"[::1]", ext("::1"), ext("::1")},
-		{"my_host.example", ext("my_host.example"), ext("my_host.example")},
+		{"orders", mesh("orders", ""), mesh("orders", ""), mesh("orders", "")},
+		{"ORDERS.:8080", mesh("orders", ""), mesh("orders", ""), mesh("orders", "")},
+		{"ordrs", mesh("ordrs", ""), mesh("ordrs", ""), ext("ordrs")},
+		{"v2.orders", ext("v2.orders"), mesh("orders", "v2"), mesh("orders", "v2")},
+		{"v2.orders:80", ext("v2.orders"), mesh("orders", "v2"), mesh("orders", "v2")},
+		{"orders.mesh", mesh("orders", ""), mesh("orders", ""), mesh("orders", "")},
+		{"v2.orders.mesh", mesh("orders", "v2"), mesh("orders", "v2"), mesh("orders", "v2")},
+		{"v2.ordrs.mesh", mesh("ordrs", "v2"), mesh("ordrs", "v2"), mesh("ordrs", "v2")},
+		{"orders.svc.cluster.local", mesh("orders", ""), mesh("orders", ""), mesh("orders", "")},
+		{"example.com", ext("example.com"), ext("example.com"), ext("example.com")},
+		{"Example.COM.:443", ext("example.com"), ext("example.com"), ext("example.com")},
+		{"api.stripe.com", ext("api.stripe.com"), ext("api.stripe.com"), ext("api.stripe.com")},
+		{"localhost", ext("localhost"), ext("localhost"), ext("localhost")},
+		{"localhost:8080", ext("localhost"), ext("localhost"), ext("localhost")},
+		{"app.localhost", ext("app.localhost"), ext("app.localhost"), ext("app.localhost")},
+		{"127.0.0.1:8080", ext("127.0.0.1"), ext("127.0.0.1"), ext("127.0.0.1")},
+		{"10.0.0.1", ext("10.0.0.1"), ext("10.0.0.1"), ext("10.0.0.1")},
+		{"[::1]:443", ext("::1"), ext("::1"), ext("::1")},
+		{"[::1]", ext("::1"), ext("::1"), ext("::1")},
+		{"my_host.example", ext("my_host.example"), ext("my_host.example"), ext("my_host.example")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
-			if d, err := ReadHost(tt.host, domains, nil); err != nil || d != tt.noFile {
+			if d, err := ReadHost(tt.host, domains, nil, false); err != nil || d != tt.noFile {
 				t.Errorf("without a mesh file: ReadHost(%q) = %+v, %v; want %+v", tt.host, d, err, tt.noFile)
 			}
-			if d, err := ReadHost(tt.host, domains, declared); err != nil || d != tt.withFile {
+			if d, err := ReadHost(tt.host, domains, declared, false); err != nil || d != tt.withFile {
 				t.Errorf("with a mesh file: ReadHost(%q) = %+v, %v; want %+v", tt.host, d, err, tt.withFile)
+			}
+			if d, err := ReadHost(tt.host, domains, declared, true); err != nil || d != tt.complete {
+				t.Errorf("with a complete mesh file: ReadHost(%q) = %+v, %v; want %+v", tt.host, d, err, tt.complete)
 			}
 		})
 	}
 	for _, bad := range []string{"", "*", "orders.>", "a b", "x..y", ".orders", "a.b.c.mesh", "x_y.mesh", "[::1", "orders@v2", strings.Repeat("a", 300)} {
 		t.Run("bad "+bad, func(t *testing.T) {
-			if d, err := ReadHost(bad, domains, declared); !errors.Is(err, ErrNoRoute) {
+			if d, err := ReadHost(bad, domains, declared, true); !errors.Is(err, ErrNoRoute) {
 				t.Fatalf("ReadHost(%q) = %+v, %v; want no-route", bad, d, err)
 			}
 		})
@@ -127,7 +131,7 @@ func FuzzReadHost(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, host string) {
-		d, err := ReadHost(host, nil, func(s string) bool { return s == "orders" })
+		d, err := ReadHost(host, nil, serviceSet{"orders": true}, true)
 		switch {
 		case err != nil:
 			if !errors.Is(err, ErrNoRoute) {
@@ -145,3 +149,7 @@ func FuzzReadHost(f *testing.F) {
 		}
 	})
 }
+
+type serviceSet map[string]bool
+
+func (s serviceSet) Declares(service string) bool { return s[service] }
