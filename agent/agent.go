@@ -164,7 +164,7 @@ type Agent struct {
 	send *pipeline.Outbound
 	// egress serves the HTTP proxy's calls to hosts outside the mesh.
 	egress *egress.Handler
-	admin http.Handler
+	admin  http.Handler
 	// endpoints are the inbound subjects as discovery shows them, with
 	// their counts; set by Start.
 	endpoints []*discovery.Endpoint
