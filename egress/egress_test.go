@@ -73,6 +73,17 @@ func proxyClient(t *testing.T, a *agent.Agent, roots *x509.CertPool) (*http.Clie
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, l.Addr().String()
 }
 
+// newTelemetry is telemetry for one test, shut down in t.Cleanup.
+func newTelemetry(t *testing.T) *telemetry.Telemetry {
+	t.Helper()
+	tel, err := telemetry.New(telemetry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tel.Shutdown(context.Background()) })
+	return tel
+}
+
 func get(t *testing.T, c *http.Client, u string) (int, string, http.Header) {
 	t.Helper()
 	resp, err := c.Get(u)
@@ -172,11 +183,7 @@ func TestTypoIsNoService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tel, err := telemetry.New(telemetry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tel.Shutdown(context.Background()) })
+	tel := newTelemetry(t)
 	web := agenttest.StartConn(t, sec.Conn(t, b, "web", nats.CustomInboxPrefix(wire.InboxPrefix("web"))),
 		agent.Config{Service: "web", Policies: live.Static(f), Telemetry: tel, EgressDial: hosts{}.dial})
 	client, _ := proxyClient(t, web, nil)
@@ -290,11 +297,7 @@ func TestEgressPolicyPerHost(t *testing.T) {
 // as a service, and a listed host's breaker is labelled by its entry.
 func TestEgressMetricsBounded(t *testing.T) {
 	srv := external(t, nil)
-	tel, err := telemetry.New(telemetry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tel.Shutdown(context.Background()) })
+	tel := newTelemetry(t)
 	m := agenttest.NewMesh(t, allowAny+"egress: { hosts: { ext.test: {} } }\n")
 	dial := hosts{"ext.test:80": srv.Listener.Addr().String()}
 	for i := range 20 {
