@@ -79,7 +79,7 @@ func meshName(name string) (service, subset string, ok bool) {
 	} else {
 		service = name
 	}
-	if ValidateName("service", service) != nil || (dotted && ValidateName("subset", subset) != nil) {
+	if !isName(service) || (dotted && !isName(subset)) {
 		return "", "", false
 	}
 	return service, subset, true
@@ -147,7 +147,7 @@ func ReadHost(host string, domains []string, services Services, complete bool) (
 		}
 		return Dest{Service: service, Subset: subset}, nil
 	}
-	if _, err := netip.ParseAddr(name); err == nil || name == "localhost" || strings.HasSuffix(name, ".localhost") {
+	if isIP(name) || name == "localhost" || strings.HasSuffix(name, ".localhost") {
 		return Dest{External: name}, nil
 	}
 	if service, subset, ok := meshName(name); ok {
@@ -161,6 +161,17 @@ func ReadHost(host string, domains []string, services Services, complete bool) (
 	return Dest{External: name}, nil
 }
 
+// isIP reports whether name is an IP address. Only a name of digits and
+// dots, or one with a colon, is asked of netip: its error for any other
+// would cost an allocation on every call.
+func isIP(name string) bool {
+	if strings.IndexByte(name, ':') < 0 && strings.Trim(name, "0123456789.") != "" {
+		return false
+	}
+	_, err := netip.ParseAddr(name)
+	return err == nil
+}
+
 // validHostName reports whether name (lower case, without port or
 // trailing dot) is a DNS name (labels of [a-z0-9_-], 1 to 63 bytes) or
 // an IP address.
@@ -169,18 +180,23 @@ func validHostName(name string) bool {
 		return false
 	}
 	if strings.IndexByte(name, ':') >= 0 {
-		_, err := netip.ParseAddr(name)
-		return err == nil
+		return isIP(name)
 	}
-	for label := range strings.SplitSeq(name, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+	label := 0 // the length of the label so far
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '.':
+			if label == 0 {
 				return false
 			}
+			label = 0
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_':
+			if label++; label > 63 {
+				return false
+			}
+		default:
+			return false
 		}
 	}
-	return true
+	return label > 0
 }
