@@ -46,7 +46,7 @@ func (h hosts) dial(ctx context.Context, network, addr string) (net.Conn, error)
 
 // external is a plain-HTTP server outside the mesh: it answers "HOST
 // PATH caller=MESH-CALLER", and counts its calls.
-func external(t *testing.T, calls *atomic.Int64) *httptest.Server {
+func external(t testing.TB, calls *atomic.Int64) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls != nil {
@@ -60,7 +60,7 @@ func external(t *testing.T, calls *atomic.Int64) *httptest.Server {
 
 // proxyClient serves a's HTTP proxy on loopback and returns a client that
 // uses it as its HTTP_PROXY (and HTTPS_PROXY), trusting roots for TLS.
-func proxyClient(t *testing.T, a *agent.Agent, roots *x509.CertPool) (*http.Client, string) {
+func proxyClient(t testing.TB, a *agent.Agent, roots *x509.CertPool) (*http.Client, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
