@@ -204,7 +204,8 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 	if p.Egress != nil && p.Resolve == nil {
 		list, complete := p.services()
 		if d, err := wire.ReadHost(targetHost(r), p.Domains, list, complete); err == nil && d.External != "" {
-			answered = true
+			// Egress answers; a panic before it did is answered
+			// internal here.
 			p.Egress.ServeHTTP(w, r)
 			return res
 		}
