@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/egress"
 	"github.com/natsmesh/natsmesh/internal/admin"
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
@@ -97,6 +99,12 @@ type Config struct {
 	// host ("orders.svc.cluster.local" with "svc.cluster.local"), besides
 	// wire.DefaultDomain ("orders.mesh"). See wire.ParseHost.
 	Domains []string
+	// EgressDial opens the connections of the calls that leave the mesh
+	// through the HTTP proxy (package egress): plain HTTP to a host
+	// outside the mesh, and CONNECT tunnels. Default: a net.Dialer's (5 s
+	// to connect). For tests, and programs that route egress their own
+	// way.
+	EgressDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Policies is the live mesh file the agent applies (routes, splits,
 	// retries, breakers, limits, allow lists); see live.WatchBucket and
 	// live.WatchFile. While it holds no file, an agent whose connection
@@ -153,8 +161,10 @@ type Agent struct {
 	// call is served while Policies holds no file.
 	failClosed bool
 	// send is the outbound pipeline every outbound entry point uses.
-	send  *pipeline.Outbound
-	admin http.Handler
+	send *pipeline.Outbound
+	// egress serves the HTTP proxy's calls to hosts outside the mesh.
+	egress *egress.Handler
+	admin  http.Handler
 	// endpoints are the inbound subjects as discovery shows them, with
 	// their counts; set by Start.
 	endpoints []*discovery.Endpoint
@@ -208,6 +218,13 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		TakeWithin:     cfg.TakeWithin,
 		Middleware:     chain.Outbound(a.chainOptions(), cfg.Outbound...),
 	})
+	if err != nil {
+		a.releases.Release()
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	a.egress, err = egress.New(egress.Config{Caller: cfg.Service, Policies: cfg.Policies, FailClosed: a.failClosed,
+		Middleware: chain.Egress(a.chainOptions(), egress.Gate(cfg.Policies, a.failClosed)),
+		Dial:       cfg.EgressDial, Timeout: cfg.Timeout, MaxTimeout: cfg.MaxTimeout, Limits: a.limitsNow, Logger: a.log})
 	if err != nil {
 		a.releases.Release()
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -450,6 +467,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		// The outbound listeners' servers close what is left when ctx
 		// ends: a stalled client must not hold up the exit.
 		errs = append(errs, a.out.shutdown(ctx))
+		a.egress.Close() // the tunnels the servers do not track
 		// Its reply muxes: calls still waiting fail, later ones are
 		// refused.
 		errs = append(errs, a.send.Close())

@@ -179,8 +179,10 @@ func TestHTTPSidecarToSidecar(t *testing.T) {
 			t.Errorf("got %d %v, want the service's own 503", resp.StatusCode, resp.Header)
 		}
 	})
-	t.Run("unknown host", func(t *testing.T) {
-		resp, err := proxyClient(proxy).Get("http://Not_A.Service/")
+	t.Run("no host name", func(t *testing.T) {
+		// A host that names no host at all; one that does but is no
+		// service leaves the mesh (package egress).
+		resp, err := proxyClient(proxy).Get("http://not..a-host/")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,7 +17,10 @@
 //     the calls in flight, so no request is routed to an instance that
 //     cannot answer.
 //   - Outbound, calls its service makes: an HTTP proxy (HTTP_PROXY or
-//     Host: <service>), per-destination local ports ([Agent.ServeBind]), an
+//     Host: <service>; a host that is no mesh service, wire.ReadHost's
+//     rule, is a call out of the mesh, plain HTTP or a CONNECT tunnel,
+//     which package egress sends directly under the mesh file's egress
+//     section), per-destination local ports ([Agent.ServeBind]), an
 //     h2c gRPC proxy routed by :authority, and, in-process, an
 //     http.RoundTripper ([Agent.Transport]) and a grpc.ClientConnInterface
 //     ([Agent.ClientConn]). All of them send through one outbound pipeline,

@@ -61,9 +61,30 @@ func (o *outbound) shutdown(ctx context.Context) error {
 // agent's service. The destination is the request's host: the absolute-form
 // target a client sends to its HTTP proxy (HTTP_PROXY=http://<agent>, then
 // GET http://orders/v1/items), or the Host header (Host: orders).
-// "v2.orders" names the v2 subset; a mesh domain may follow ("orders.mesh");
-// a port is ignored (see wire.ParseHost).
-func (a *Agent) HTTPProxy() http.Handler { return a.httpProxy(nil, nil) }
+// "v2.orders" names the v2 subset of a service the mesh file declares; a
+// mesh domain may follow ("orders.mesh", "v2.orders.mesh" with or without
+// a mesh file); a port is ignored. A host that is no mesh service by
+// wire.ReadHost's rule ("api.example.com", "127.0.0.1:8080", a name the
+// mesh file does not declare) is a call out of the mesh, which the mesh
+// file's egress section allows or refuses (package egress), CONNECT
+// tunnels among them.
+func (a *Agent) HTTPProxy() http.Handler {
+	p := a.httpProxy(nil, nil)
+	p.Egress, p.Services = a.egress, a.services
+	return p
+}
+
+// services is the mesh file's list of services, for wire.ReadHost (nil
+// without a mesh file), complete when the agent authenticates: the
+// broker's permissions then come from the mesh file (natsmesh accounts
+// generate), so a name it does not declare has no instance, while an
+// open broker may serve services a mesh file does not list.
+func (a *Agent) services() (wire.Services, bool) {
+	if f := a.meshFile(); f != nil {
+		return f, a.failClosed
+	}
+	return nil, false
+}
 
 // BindHandler returns an outbound HTTP handler that sends every request to
 // dest (a service, or SUBSET.SERVICE), whatever its host: for clients that

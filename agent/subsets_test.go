@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/policies"
+	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -30,7 +32,13 @@ func TestSubsetAddressing(t *testing.T) {
 	startAgent(t, b, Config{Service: "orders", Subset: "v2", Upstream: v2.URL})
 	g1, _ := grpcUpstream(t, "grpc-v2")
 	startAgent(t, b, Config{Service: "stock", Subset: "v2", Upstream: g1})
-	web := startAgent(t, b, Config{Service: "web"})
+	// Through the proxy, SUBSET.SERVICE names a subset of a service the
+	// mesh file declares (wire.ReadHost; without one, v2.orders.mesh).
+	f, err := policies.Parse("mesh.yaml", []byte("version: 1\nservices:\n  web: {}\n  orders: { subsets: [v1, v2] }\n  stock: { subsets: [v2] }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := startAgent(t, b, Config{Service: "web", Policies: live.Static(f)})
 	proxy := listen(t, web.ServeHTTPProxy)
 	grpcProxy := listen(t, web.ServeGRPCProxy)
 	bind := listen(t, func(l net.Listener) error { return web.ServeBind(l, "v2.orders") })

@@ -10,7 +10,10 @@
 // listener (the default Resolve: the host the client addressed), its bind
 // ports (a fixed destination) and the edge gateway (its route table, and
 // the X-Forwarded-* headers it sets) are Proxies; a node agent will tell
-// its clients apart with CallerOf. [Transport] is the same steps as an
+// its clients apart with CallerOf. The agent's proxy listener also hands
+// the requests for hosts outside the mesh to its Egress hook (package
+// egress), whose plain-HTTP calls end in [Egress], a sender that makes
+// the request to the host itself with [Upstream]'s code. [Transport] is the same steps as an
 // http.RoundTripper, for a client in the agent's process. Either way one
 // function makes the round trip: the client's deadline (Mesh-Timeout,
 // [CallerDeadline]), the request encoded as a pipeline.Call ([NewCall]),

@@ -20,11 +20,13 @@ import (
 //
 // For each request, in this order, a Proxy:
 //
-//  1. refuses CONNECT (bad-request: the mesh carries no tunnels; a client
-//     calls http://SERVICE/ and the mesh secures the hop), and after a
-//     chunked request closes the connection (RFC 9112 section 6.1: a
-//     proxy in front that framed it by Content-Length cannot smuggle the
-//     next one);
+//  1. after a chunked request closes the connection (RFC 9112 section
+//     6.1: a proxy in front that framed it by Content-Length cannot
+//     smuggle the next one); with Egress set and no Resolve, hands a
+//     request whose host is outside the mesh (wire.ReadHost) to Egress,
+//     which answers it, a CONNECT among them; refuses any other CONNECT
+//     (bad-request: a client calls http://SERVICE/ and the mesh secures
+//     the hop);
 //  2. resolves the destination (Resolve) and the caller (CallerOf, else
 //     Caller);
 //  3. takes the client's deadline from its Mesh-Timeout header
@@ -82,6 +84,20 @@ type Proxy struct {
 	// Domains are the mesh domains the default Resolve accepts after a
 	// service name (see [wire.ParseHost]).
 	Domains []string
+	// Egress, when set, serves the requests whose host the default
+	// Resolve finds to be outside the mesh, by wire.ReadHost with
+	// Domains and Services: calls that leave the mesh (package egress),
+	// CONNECT tunnels among them. The agent's proxy listener sets it.
+	// Default (nil): every host is read as a mesh service's name
+	// (wire.ParseHost), and one that is none is answered no-route.
+	Egress http.Handler
+	// Services, with Egress, is the list of the mesh's services that
+	// wire.ReadHost asks, per request: the mesh file that applies (nil
+	// when there is none: a bare name is then a service, a dotted one is
+	// not), and whether it is complete (every service of the mesh in it,
+	// so a bare name it does not declare is none). Default (nil): no
+	// list.
+	Services func() (list wire.Services, complete bool)
 	// Rewrite, when set, changes the request before it is encoded: its
 	// ProxyRequest's Out and Limits. An error is answered as
 	// [wire.FromError] reads it. Default (nil): the request is sent as
@@ -185,6 +201,15 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 		// served by another server.
 		w.Header().Set("Connection", "close")
 	}
+	if p.Egress != nil && p.Resolve == nil {
+		list, complete := p.services()
+		if d, err := wire.ReadHost(targetHost(r), p.Domains, list, complete); err == nil && d.External != "" {
+			// Egress answers; a panic before it did is answered
+			// internal here.
+			p.Egress.ServeHTTP(w, r)
+			return res
+		}
+	}
 	rc := http.NewResponseController(w)
 	x := &exchange{
 		// A read of the client's body in progress when the call ends
@@ -240,7 +265,7 @@ func (p *Proxy) roundTrip(r *http.Request, dest *pipeline.Call, x *exchange) (*h
 	if p.Sender == nil {
 		return nil, wire.Errorf(wire.KindInternal, "meshhttp: Proxy.Sender is nil")
 	}
-	d, err := resolve(r, p.Resolve, p.Domains)
+	d, err := p.resolve(r)
 	if err != nil {
 		return nil, err
 	}
@@ -345,17 +370,28 @@ func (p *Proxy) streamWriteTimeout() time.Duration {
 	return p.StreamWriteTimeout
 }
 
-// resolve is r's destination by the hook, or by the host rule
-// ([resolveHost]) with domains when hook is nil.
-func resolve(r *http.Request, hook func(*http.Request) (pipeline.Call, error), domains []string) (pipeline.Call, error) {
-	if hook == nil {
-		return resolveHost(r, domains)
+// resolve is r's destination by the Resolve hook, or by the host rule
+// ([resolveHost]) when there is none.
+func (p *Proxy) resolve(r *http.Request) (pipeline.Call, error) {
+	if p.Resolve == nil {
+		if p.Egress != nil {
+			list, complete := p.services()
+			return readHost(r, p.Domains, list, complete)
+		}
+		return resolveHost(r, p.Domains)
 	}
-	d, err := hook(r)
+	d, err := p.Resolve(r)
 	if err != nil {
 		return pipeline.Call{}, withKind(err, wire.KindNoRoute)
 	}
-	return pipeline.Call{Service: d.Service, Subset: d.Subset, Subject: d.Subject}, nil
+	return pipeline.Call{Service: d.Service, Subset: d.Subset, Subject: d.Subject, Egress: d.Egress}, nil
+}
+
+func (p *Proxy) services() (wire.Services, bool) {
+	if p.Services == nil {
+		return nil, false
+	}
+	return p.Services()
 }
 
 func (p *Proxy) caller(r *http.Request) (string, error) {
@@ -387,22 +423,43 @@ func (p *Proxy) log() *slog.Logger {
 	return slog.Default()
 }
 
-// errConnect is the answer to CONNECT.
-var errConnect = wire.Errorf(wire.KindBadRequest, "CONNECT tunnels are not supported: call http://<service>/ and the mesh secures the hop")
+// errConnect is the answer to CONNECT to a mesh service.
+var errConnect = wire.Errorf(wire.KindBadRequest, "CONNECT tunnels go to hosts outside the mesh only: call http://<service>/ and the mesh secures the hop")
 
-// resolveHost is the default destination of a request: the host its client
-// addressed, the URL's (an absolute-form target, or a client-side
-// request's) else Host, read by wire.ParseHost.
-func resolveHost(r *http.Request, domains []string) (pipeline.Call, error) {
-	host := r.Host
+// targetHost is the host a request's client addressed: the URL's (an
+// absolute-form target, a CONNECT's authority, or a client-side
+// request's), else Host.
+func targetHost(r *http.Request) string {
 	if r.URL != nil && r.URL.Host != "" {
-		host = r.URL.Host
+		return r.URL.Host
 	}
-	service, subset, err := wire.ParseHost(host, domains)
+	return r.Host
+}
+
+// resolveHost is the default destination of a request: the host its
+// client addressed, read by wire.ParseHost.
+func resolveHost(r *http.Request, domains []string) (pipeline.Call, error) {
+	service, subset, err := wire.ParseHost(targetHost(r), domains)
 	if err != nil {
 		return pipeline.Call{}, err
 	}
 	return pipeline.Call{Service: service, Subset: subset}, nil
+}
+
+// readHost is the default destination of a request to a Proxy with
+// Egress: the host its client addressed, read by wire.ReadHost, which
+// must name a mesh service (Forward handed the others to Egress; a mesh
+// file that changed since may make one external: no-route).
+func readHost(r *http.Request, domains []string, services wire.Services, complete bool) (pipeline.Call, error) {
+	host := targetHost(r)
+	d, err := wire.ReadHost(host, domains, services, complete)
+	if err != nil {
+		return pipeline.Call{}, err
+	}
+	if d.External != "" {
+		return pipeline.Call{}, wire.Errorf(wire.KindNoRoute, "%.64q is no mesh service", host)
+	}
+	return pipeline.Call{Service: d.Service, Subset: d.Subset}, nil
 }
 
 // withKind is err as a mesh error: its own when it is one, else one of

@@ -360,3 +360,53 @@ func TestTransport(t *testing.T) {
 		t.Error("a request without a URL: no error")
 	}
 }
+
+type declares map[string]bool
+
+func (d declares) Declares(s string) bool { return d[s] }
+
+// TestProxyEgressHook: with Egress set, a host that is no mesh service
+// (wire.ReadHost against Services) goes to Egress, CONNECT included, and
+// a mesh service's goes over the mesh; CONNECT to a mesh service is
+// refused, and an Egress that panics is answered internal.
+func TestProxyEgressHook(t *testing.T) {
+	s := &recording{}
+	var out []string
+	p := &Proxy{Sender: s, Caller: "web", ErrorLog: slog.New(slog.DiscardHandler),
+		Services: func() (wire.Services, bool) { return declares{"orders": true}, false },
+		Egress: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Host == "panic.example" {
+				panic("egress")
+			}
+			out = append(out, r.Method+" "+r.Host)
+			w.WriteHeader(299)
+		})}
+	for _, tt := range []struct {
+		method, target, dest, egress string
+	}{
+		{"GET", "http://orders/x", "orders", ""},
+		{"GET", "http://v2.orders/x", "orders@v2", ""},
+		{"GET", "http://payments/x", "payments", ""}, // bare, the list is not complete
+		{"GET", "http://example.com/x", "", "GET example.com"},
+		{"GET", "http://127.0.0.1:8080/x", "", "GET 127.0.0.1:8080"},
+		{"CONNECT", "example.com:443", "", "CONNECT example.com:443"},
+	} {
+		out, s.calls = nil, nil
+		r := httptest.NewRequest(tt.method, tt.target, nil)
+		w, _ := serve(p, r)
+		switch {
+		case tt.egress != "":
+			if w.Code != 299 || len(out) != 1 || out[0] != tt.egress || s.sent() != 0 {
+				t.Errorf("%s %s: %d, egress saw %v, %d sent over the mesh; want Egress's answer to %q", tt.method, tt.target, w.Code, out, s.sent(), tt.egress)
+			}
+		default:
+			if c, _ := s.last(t); w.Code != 200 || c.Dest() != tt.dest || len(out) != 0 {
+				t.Errorf("%s %s: %d to %s, egress saw %v; want %s over the mesh", tt.method, tt.target, w.Code, c.Dest(), out, tt.dest)
+			}
+		}
+	}
+	w, _ := serve(p, httptest.NewRequest("CONNECT", "orders:443", nil))
+	wantMeshError(t, w, 400, wire.KindBadRequest)
+	w, _ = serve(p, httptest.NewRequest("GET", "http://panic.example/", nil))
+	wantMeshError(t, w, 500, wire.KindInternal)
+}

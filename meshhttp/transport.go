@@ -66,7 +66,7 @@ func (t *Transport) roundTrip(r *http.Request) (*http.Response, error) {
 		closeBody(r)
 		return nil, wire.Errorf(wire.KindInternal, "meshhttp: Transport.Sender is nil")
 	}
-	d, err := resolve(r, t.Resolve, t.Domains)
+	d, err := (&Proxy{Resolve: t.Resolve, Domains: t.Domains}).resolve(r)
 	if err != nil {
 		closeBody(r)
 		return nil, err

@@ -79,7 +79,33 @@ var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
 // body) is sent as one; the service's 101 is a streamed reply of its
 // bytes while the call's body is written to it.
 func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
-	lim := u.Limits.Now()
+	t := u.Transport
+	if t == nil {
+		t = defaultUpstreamTransport()
+	}
+	return forward(ctx, c, hop{base: u.Base, transport: t, lim: u.Limits.Now(), caller: c.Caller, who: "local service", onRefused: u.OnRefused})
+}
+
+// hop is where [forward] sends a call's request: a local service
+// (Upstream), or a host outside the mesh (Egress).
+type hop struct {
+	// base is the URL the request goes to: scheme http, host:port, and
+	// a base path its path is appended to.
+	base      *url.URL
+	transport http.RoundTripper
+	lim       wire.Limits
+	// caller, when set, is sent as Mesh-Caller (to a local service only:
+	// a host outside the mesh is told nothing of it).
+	caller string
+	// who names the other side in errors: "local service".
+	who       string
+	onRefused func(error)
+}
+
+// forward makes c's request to h and returns its answer as a reply
+// (Upstream.ServeCall says how).
+func forward(ctx context.Context, c *pipeline.Call, h hop) (*pipeline.Reply, error) {
+	lim := h.lim
 	// The dispatch parsed the subject and set the deadline already.
 	r, err := decodeCall(ctx, c)
 	if err != nil {
@@ -96,10 +122,10 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		r.Header.Del("Content-Length")
 	}
 	r.URL.Scheme = "http"
-	r.URL.Host = u.Base.Host
-	if base := strings.TrimSuffix(u.Base.EscapedPath(), "/"); base != "" {
+	r.URL.Host = h.base.Host
+	if base := strings.TrimSuffix(h.base.EscapedPath(), "/"); base != "" {
 		r.URL.RawPath = base + r.URL.EscapedPath()
-		r.URL.Path = strings.TrimSuffix(u.Base.Path, "/") + r.URL.Path
+		r.URL.Path = strings.TrimSuffix(h.base.Path, "/") + r.URL.Path
 	}
 	r.RequestURI = ""
 	if r.Host == "" {
@@ -123,17 +149,15 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		}
 		r.Header.Del("Content-Length")
 	}
-	setCallerHeader(r.Header, c.Caller)
+	if h.caller != "" {
+		setCallerHeader(r.Header, h.caller)
+	}
 	var sent *callerBody
 	if c.Body.Streamed() && !upgrade && r.Body != nil && r.Body != http.NoBody {
 		sent = &callerBody{ReadCloser: r.Body, declared: r.ContentLength}
 		r.Body = sent
 	}
-	t := u.Transport
-	if t == nil {
-		t = defaultUpstreamTransport()
-	}
-	resp, err := t.RoundTrip(r)
+	resp, err := h.transport.RoundTrip(r)
 	if err != nil {
 		if e := sent.fault(); e != nil {
 			// The caller's body failed, not the service: the caller's
@@ -141,9 +165,9 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 			// breaker and the metrics count none).
 			return nil, e
 		}
-		e := upstreamError(r.Context(), err)
-		if e.Kind == wire.KindUpstreamRefused && u.OnRefused != nil {
-			u.OnRefused(err)
+		e := upstreamError(r.Context(), h.who, err)
+		if e.Kind == wire.KindUpstreamRefused && h.onRefused != nil {
+			h.onRefused(err)
 		}
 		return nil, e
 	}
@@ -154,7 +178,7 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		// A 101 to a request that asked for none, or another 1xx that
 		// Go's client passed on: no final answer.
 		resp.Body.Close()
-		return nil, wire.Errorf(wire.KindUpstream, "the service answered status %d", resp.StatusCode)
+		return nil, wire.Errorf(wire.KindUpstream, "the %s answered status %d", h.who, resp.StatusCode)
 	}
 	if (resp.ContentLength >= 0 && resp.ContentLength <= wholeLimit(lim)) || r.Method == http.MethodHead {
 		m, err := httpwire.EncodeResponse(resp, lim)
@@ -227,13 +251,13 @@ func switched(ctx context.Context, c *pipeline.Call, resp *http.Response, lim wi
 // upstreamError classifies a failed call to the local service: the
 // caller's deadline passing is a timeout; a dial that failed means the
 // service took nothing; anything else means it could not answer.
-func upstreamError(ctx context.Context, err error) *wire.Error {
+func upstreamError(ctx context.Context, who string, err error) *wire.Error {
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-		return &wire.Error{Kind: wire.KindTimeout, Message: "local service did not answer in time", Err: err}
+		return &wire.Error{Kind: wire.KindTimeout, Message: who + " did not answer in time", Err: err}
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return &wire.Error{Kind: wire.KindUpstreamRefused, Message: "local service refused the connection: " + err.Error(), Err: err}
+		return &wire.Error{Kind: wire.KindUpstreamRefused, Message: who + " refused the connection: " + err.Error(), Err: err}
 	}
 	return &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}
 }

@@ -58,8 +58,10 @@ type Report struct {
 // callee, from its callers' side).
 type Service struct {
 	Name string `json:"name"`
-	// Kind is the instances' kind (agent, bridge or micro), "mixed", or
-	// "external" for a service seen only as a callee or caller.
+	// Kind is the instances' kind (agent, bridge or micro), "mixed",
+	// "external" for a service seen only as a callee or caller, or
+	// KindEgress for a host outside the mesh (Name "egress:HOST", or
+	// EgressOther for the hosts the mesh file does not list).
 	Kind      string `json:"kind"`
 	Instances int    `json:"instances"`
 	Serving   int    `json:"serving"`
@@ -351,6 +353,9 @@ func Compute(prev, cur Sample) Report {
 	for _, name := range slices.Sorted(maps.Keys(services)) {
 		s := services[name]
 		out := Service{Name: name, Kind: "external", Instances: s.instances, Serving: s.serving, Golden: s.all.golden()}
+		if strings.HasPrefix(name, EgressPrefix) && !s.seen {
+			out.Kind = KindEgress
+		}
 		if len(s.kinds) == 1 {
 			for k := range s.kinds {
 				out.Kind = k

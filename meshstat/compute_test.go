@@ -202,3 +202,20 @@ func TestComputeNamesNATSCallees(t *testing.T) {
 		t.Fatalf("services %+v", r.Services)
 	}
 }
+
+// TestComputeEgress: calls out of the mesh (callees egress:HOST and
+// egress:_other) are destinations of kind egress with their callers'
+// view, not services of kind external.
+func TestComputeEgress(t *testing.T) {
+	web := statstest.Instance{Service: "web", ID: "w1", Kind: meshstat.KindAgent, Serving: true,
+		Flows: []statstest.Flow{{Peer: "egress:api.example.com", Proto: "http", Requests: 4}, {Peer: meshstat.EgressOther, Proto: "http", Requests: 2}}}
+	r := meshstat.Compute(sample([]statstest.Instance{web}, 1), sample([]statstest.Instance{web}, 2))
+	for _, name := range []string{"egress:api.example.com", meshstat.EgressOther} {
+		if s := service(t, r, name); s.Kind != meshstat.KindEgress || s.Requests == 0 {
+			t.Errorf("%s: kind %q, %d requests; want kind %q with its callers' calls", name, s.Kind, s.Requests, meshstat.KindEgress)
+		}
+	}
+	if e := edge(t, r, "web", "egress:api.example.com"); e.Requests != 4 {
+		t.Errorf("web -> egress:api.example.com %+v", e)
+	}
+}

@@ -14,6 +14,21 @@ const (
 	KindMicro  = "micro"  // a plain NATS micro service (no natsmesh field)
 )
 
+// EgressPrefix begins the callee of an outbound edge (and of a breaker)
+// to a host outside the mesh: "egress:api.stripe.com" for a host the mesh
+// file lists under egress.hosts (its entry, "egress:*.example.com" for a
+// wildcard), [EgressOther] for every host it does not list, counted
+// together so that the series stay bounded.
+const EgressPrefix = "egress:"
+
+// EgressOther is the callee of the calls to the external hosts the mesh
+// file does not list.
+const EgressOther = EgressPrefix + "_other"
+
+// KindEgress is the kind of a [Service] of a Report that is an external
+// host (a callee EgressPrefix+HOST), as opposed to a service of the mesh.
+const KindEgress = "egress"
+
 // ErrInvalid marks a $SRV.STATS answer that does not follow the schema.
 var ErrInvalid = errors.New("meshstat: invalid stats")
 

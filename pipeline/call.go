@@ -43,6 +43,14 @@ type Call struct {
 	// such as a nats.go/micro service) that the call goes to instead of a
 	// mesh service; Service and Subset are then empty.
 	Subject string
+	// Egress, when set, says the call leaves the mesh for a host outside
+	// it (package egress): its value is the host's entry in the mesh
+	// file (policies.File.EgressEntry: the host as listed, or
+	// policies.EgressOther for an unlisted one), which the policies and
+	// the telemetry go by; the host itself is the request's (Mesh-Host).
+	// Service, Subset and Subject are then empty, and the call is never
+	// sent over NATS.
+	Egress string
 	// Caller is the calling service, the caller token of the subject.
 	Caller string
 	// Proto says how Header and Body are to be read.
@@ -62,12 +70,15 @@ type Call struct {
 	msg *nats.Msg
 }
 
-// Dest names the destination for people: "orders", "orders@v2", or the
-// subject of a NATS-native endpoint.
+// Dest names the destination for people: "orders", "orders@v2", the
+// subject of a NATS-native endpoint, or "egress:" and the external host's
+// entry.
 func (c *Call) Dest() string {
 	switch {
 	case c.Subject != "":
 		return c.Subject
+	case c.Egress != "":
+		return "egress:" + c.Egress
 	case c.Subset != "":
 		return c.Service + "@" + c.Subset
 	}

@@ -97,6 +97,12 @@
 //  10. the application's own middleware (agent.Config.Outbound), then the
 //     NATS request.
 //
+// A call out of the mesh (Call.Egress set, package egress) goes through a
+// pipeline of its own, composed by internal/chain's Egress: telemetry of
+// the call, the egress gate, the resilience policies of its host, and
+// telemetry of each attempt, then the agent dials the host; routing,
+// authorization and fault injection are the mesh's and do not apply.
+//
 // Routing passes the route it matched on the context ([WithRoute]); the
 // resilience policies (package resilience) number each attempt on its
 // context ([AttemptFrom]), from which telemetry of each attempt counts the

@@ -31,6 +31,9 @@ type File struct {
 	Accounts map[string]*Account `yaml:"accounts" json:"accounts,omitempty"`
 	// Services are the meshed services by name. Default: none.
 	Services map[string]*Service `yaml:"services" json:"services,omitempty"`
+	// Egress governs calls to hosts outside the mesh. Default (nil): any
+	// host may be called (EgressAllowAny), none is listed.
+	Egress *Egress `yaml:"egress" json:"egress,omitempty"`
 }
 
 // Account is a NATS account: services in different accounts are isolated

@@ -93,7 +93,7 @@ func TestParseStored(t *testing.T) {
 		t.Fatal("no seed took the fast path")
 	}
 	// A stored file is what the JSON rendering of every good file is.
-	for _, p := range []string{"../examples/shop/mesh.yaml", "testdata/good/schema.yaml"} {
+	for _, p := range []string{"../examples/shop/mesh.yaml", "testdata/good/schema.yaml", "testdata/good/egress.yaml"} {
 		f, err := ParseFile(p)
 		if err != nil {
 			t.Fatal(err)

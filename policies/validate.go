@@ -122,6 +122,7 @@ func (v *validator) file() {
 		}
 	}
 	v.policy("defaults", f.Defaults, nil)
+	v.egress(f.Egress)
 	for _, name := range slices.Sorted(maps.Keys(f.Services)) {
 		if validName(name) == "" {
 			v.hedges(name, f.Services[name])

@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 
@@ -26,31 +27,51 @@ type Observer interface {
 	ObserveBreakers(list func() []Breaker)
 }
 
-// Destination is where a breaker's calls go: a service and subset, or
-// the NATS-native subject of an edge gateway's route.
+// Destination is where a breaker's calls go: a service and subset, the
+// NATS-native subject of an edge gateway's route, or an external host.
 type Destination struct {
 	// Service and Subset name a meshed destination; Subset is "" for any
-	// instance. Both are "" when Subject is set.
+	// instance. Both are "" when Subject or Egress is set.
 	Service, Subset string
 	// Subject is the subject of a NATS-native destination, else "".
 	Subject string
+	// Egress is an external host as the mesh file lists it
+	// (pipeline.Call.Egress), else "".
+	Egress string
 }
 
 // String is the destination as error messages name it: "orders",
-// "orders@v2", or the subject.
+// "orders@v2", the subject, or "egress:" and the host.
 func (d Destination) String() string {
 	switch {
 	case d.Subject != "":
 		return d.Subject
+	case d.Egress != "":
+		return "egress:" + d.Egress
 	case d.Subset != "":
 		return d.Service + "@" + d.Subset
 	}
 	return d.Service
 }
 
+// egressOwner begins the policyOwner of an external host's calls.
+const egressOwner = "egress:"
+
+// policyOwner names whose policy configures the calls of c: its service,
+// or "egress:" and its external host's entry (no service is named so).
+func policyOwner(c *pipeline.Call) string {
+	if c.Egress != "" {
+		return egressOwner + c.Egress
+	}
+	return c.Service
+}
+
 func destinationOf(c *pipeline.Call) Destination {
-	if c.Subject != "" {
+	switch {
+	case c.Subject != "":
 		return Destination{Subject: c.Subject}
+	case c.Egress != "":
+		return Destination{Egress: c.Egress}
 	}
 	return Destination{Service: c.Service, Subset: c.Subset}
 }
@@ -100,7 +121,8 @@ type Breaker struct {
 type breakerEntry struct {
 	dest Destination
 	// service is the service whose policy configured it (for a
-	// NATS-native destination, the gateway route's), and config that
+	// NATS-native destination, the gateway route's; for an external
+	// host, "egress:" and its entry: policyOwner), and config that
 	// configuration (breakerConfig).
 	service, config string
 	cb              circuitbreaker.CircuitBreaker[*pipeline.Reply]
@@ -180,6 +202,13 @@ func breakerConfigs(f *policies.File, service string) map[string]bool {
 		if c := breakerConfig(p); c != "" {
 			cfgs[c] = true
 		}
+	}
+	if entry, ok := strings.CutPrefix(service, egressOwner); ok {
+		// An external host has a breaker while the file lists it.
+		if f != nil && f.Egress != nil && f.Egress.Hosts[entry] != nil {
+			add(f.EgressPolicy(entry))
+		}
+		return cfgs
 	}
 	add(f.Policy(service, ""))
 	if f != nil {

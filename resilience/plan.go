@@ -106,7 +106,7 @@ func (m *middleware) build(p policies.Policy, c *pipeline.Call) *plan {
 	}
 	if cfg := breakerConfig(p); cfg != "" {
 		pl.breaker = m.state(stateKey{kindBreaker, dest, cfg}, func() any {
-			return m.newBreaker(p.CircuitBreaker, destinationOf(c), c.Service, cfg)
+			return m.newBreaker(p.CircuitBreaker, destinationOf(c), policyOwner(c), cfg)
 		}).(*breakerEntry).cb
 	}
 	if h := p.Hedge; h != nil {

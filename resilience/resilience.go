@@ -89,7 +89,7 @@ const (
 // planKey is the destination and route of a call as the call carries
 // them, so a lookup builds no string (Call.Dest would).
 type planKey struct {
-	service, subset, subject, route string
+	service, subset, subject, egress, route string
 }
 
 type stateKey struct {
@@ -135,7 +135,7 @@ func (m *middleware) plan(c *pipeline.Call, route string) *plan {
 			pc = m.plans.Load()
 		}
 	}
-	k := planKey{service: c.Service, subset: c.Subset, subject: c.Subject, route: route}
+	k := planKey{service: c.Service, subset: c.Subset, subject: c.Subject, egress: c.Egress, route: route}
 	if plans := pc.plans.Load(); plans != nil {
 		if p, ok := (*plans)[k]; ok {
 			return p
@@ -149,7 +149,12 @@ func (m *middleware) plan(c *pipeline.Call, route string) *plan {
 			return p
 		}
 	}
-	p := m.build(pc.file.Policy(c.Service, route), c)
+	var p *plan
+	if c.Egress != "" {
+		p = m.build(pc.file.EgressPolicy(c.Egress), c)
+	} else {
+		p = m.build(pc.file.Policy(c.Service, route), c)
+	}
 	plans := make(map[planKey]*plan, 1)
 	if old != nil && len(*old) < maxPlans {
 		plans = make(map[planKey]*plan, len(*old)+1)
@@ -169,8 +174,15 @@ type sender struct {
 
 var _ pipeline.Sender = (*sender)(nil)
 
-// Send sends c under the policy of its service and route.
+// Send sends c under the policy of its service and route, or of its
+// external host. A call to an external host the mesh file does not list
+// (policies.EgressOther) is sent as it is, once, within its deadline: a
+// breaker, a bulkhead or a retry budget shared by every unlisted host
+// would let one of them fail calls to the others.
 func (s *sender) Send(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
+	if c.Egress == policies.EgressOther {
+		return s.next.Send(ctx, c)
+	}
 	route, _ := pipeline.RouteFrom(ctx)
 	return s.m.plan(c, route).send(ctx, s.next, c)
 }

@@ -41,14 +41,18 @@ type Breaker struct {
 	// Service and Subset name the destination (Subset "" or
 	// wire.AnySubset: any instance); Subject is instead the NATS-native
 	// subject of an edge gateway's route (callee "nats:SUBJECT" in the
-	// metrics).
-	Service, Subset, Subject string
-	State                    BreakerState
+	// metrics). Egress is instead an external host as the mesh file
+	// lists it (callee "egress:HOST").
+	Service, Subset, Subject, Egress string
+	State                            BreakerState
 }
 
 func (b Breaker) callee() string {
-	if b.Subject != "" {
+	switch {
+	case b.Subject != "":
 		return "nats:" + b.Subject
+	case b.Egress != "":
+		return meshstat.EgressPrefix + b.Egress
 	}
 	return b.Service
 }

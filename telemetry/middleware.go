@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	grpccodes "google.golang.org/grpc/codes"
 
+	"github.com/natsmesh/natsmesh/meshstat"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -43,11 +44,16 @@ type callState struct {
 type stateKey struct{}
 
 // callee names a call's destination in metrics, the snapshot and logs: the
-// service, or "nats:SUBJECT" for a NATS-native endpoint (as a gateway route
-// writes it).
+// service, "nats:SUBJECT" for a NATS-native endpoint (as a gateway route
+// writes it), or "egress:ENTRY" for an external host, ENTRY being the
+// host as the mesh file lists it, or "_other" for all the hosts it does
+// not list (so the label's values stay bounded: meshstat.EgressPrefix).
 func callee(c *pipeline.Call) string {
-	if c.Subject != "" {
+	switch {
+	case c.Subject != "":
 		return "nats:" + c.Subject
+	case c.Egress != "":
+		return meshstat.EgressPrefix + c.Egress
 	}
 	return c.Service
 }

@@ -16,7 +16,7 @@ var kinds = []wire.Kind{
 	wire.KindNoResponders, wire.KindTimeout, wire.KindCircuitOpen, wire.KindOverloaded,
 	wire.KindRateLimited, wire.KindForbidden, wire.KindTooLarge, wire.KindHeadersTooLarge,
 	wire.KindBadRequest, wire.KindNoRoute, wire.KindUpstream, wire.KindUpstreamRefused,
-	wire.KindBrokerUnavailable, wire.KindInternal, wire.KindNoMeshFile, wire.KindConnectionLost, "other",
+	wire.KindBrokerUnavailable, wire.KindInternal, wire.KindNoMeshFile, wire.KindConnectionLost, wire.KindEgressDenied, "other",
 }
 
 // kindIndex is 1 + the index of k in kinds; 0 is no mesh error.
@@ -48,7 +48,7 @@ const (
 	grpcCodes  = 17
 	grpcOther  = grpcBase + grpcCodes
 	numStatus  = grpcOther + 1
-	numKinds   = 18 // len(kinds) + 1
+	numKinds   = 19 // len(kinds) + 1
 	numOutcome = numStatus * numKinds
 )
 

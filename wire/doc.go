@@ -6,8 +6,10 @@
 //   - Subjects: [Subject] names a call as
 //     mesh.<service>.<subset>.<caller>.<proto>.<op>, with every token
 //     validated or escaped so that outside input can never form a wildcard
-//     or change the token count. [ParseHost] reads a destination from the
-//     host a client addressed ("orders", "v2.orders", "orders.mesh"), and
+//     or change the token count. [ParseHost] reads a destination from a
+//     mesh name ("orders", "v2.orders", "orders.mesh"), [ReadHost] tells
+//     whether a host a proxy client addressed is a mesh service at all
+//     ("example.com" is not: issue 19), and
 //     [ServiceSubjects] and [InboxPrefix] name what an instance subscribes
 //     to.
 //   - Headers: the Mesh-* metadata names, the escaping of header names

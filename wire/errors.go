@@ -69,6 +69,11 @@ const (
 	// after the request was sent and before its reply came, so the call may
 	// have run. Retry only idempotent calls.
 	KindConnectionLost Kind = "connection-lost"
+	// KindEgressDenied: the caller's agent refused a call to a host
+	// outside the mesh that the mesh file does not allow (egress.mode
+	// registry_only and the host not under egress.hosts). Nothing was
+	// sent.
+	KindEgressDenied Kind = "egress-denied"
 	// KindInternal: a bug or an unexpected failure inside the mesh.
 	KindInternal Kind = "internal"
 )
@@ -103,6 +108,7 @@ var (
 	ErrNotImplemented  = &Error{Kind: KindNotImplemented}
 	ErrUpstream        = &Error{Kind: KindUpstream}
 	ErrInternal        = &Error{Kind: KindInternal}
+	ErrEgressDenied    = &Error{Kind: KindEgressDenied}
 
 	ErrBrokerUnavailable = &Error{Kind: KindBrokerUnavailable}
 	ErrUpstreamRefused   = &Error{Kind: KindUpstreamRefused}
@@ -149,7 +155,7 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusGatewayTimeout
 	case KindRateLimited:
 		return http.StatusTooManyRequests
-	case KindForbidden:
+	case KindForbidden, KindEgressDenied:
 		return http.StatusForbidden
 	case KindTooLarge:
 		return http.StatusRequestEntityTooLarge
@@ -178,7 +184,7 @@ func (e *Error) GRPCCode() codes.Code {
 		return codes.DeadlineExceeded
 	case KindRateLimited, KindTooLarge, KindHeadersTooLarge:
 		return codes.ResourceExhausted
-	case KindForbidden:
+	case KindForbidden, KindEgressDenied:
 		return codes.PermissionDenied
 	case KindBadRequest:
 		return codes.InvalidArgument

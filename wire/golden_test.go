@@ -156,7 +156,7 @@ func TestGoldenWire(t *testing.T) {
 
 	// Mesh errors, one per kind.
 	for _, k := range []wire.Kind{wire.KindNoResponders, wire.KindOverloaded, wire.KindCircuitOpen, wire.KindRateLimited, wire.KindTimeout, wire.KindForbidden,
-		wire.KindTooLarge, wire.KindHeadersTooLarge, wire.KindBadRequest, wire.KindNoRoute, wire.KindUpstream, wire.KindUpstreamRefused, wire.KindBrokerUnavailable, wire.KindConnectionLost, wire.KindInternal, wire.KindNoMeshFile} {
+		wire.KindTooLarge, wire.KindHeadersTooLarge, wire.KindBadRequest, wire.KindNoRoute, wire.KindUpstream, wire.KindUpstreamRefused, wire.KindBrokerUnavailable, wire.KindConnectionLost, wire.KindInternal, wire.KindNoMeshFile, wire.KindEgressDenied} {
 		e := &wire.Error{Kind: k, Message: "example"}
 		if k == wire.KindOverloaded || k == wire.KindRateLimited {
 			e.RetryAfter = 1500 * time.Millisecond

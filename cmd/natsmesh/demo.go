@@ -74,7 +74,8 @@ Policies (examples/shop/mesh.yaml, live in the policies bucket; as the admin):
 Through the web agent's outbound proxy (services call each other by name):
   curl -s -x http://%s http://inventory/stock/pear
   curl -s -i -x http://%s http://v3.inventory/   # 503, Mesh-Error: no-responders
-  curl -s -i -x http://%s http://nobody/         # 403, Mesh-Error: forbidden (not in the mesh file)
+  curl -s -i -x http://%s http://nobody/         # 403, Mesh-Error: egress-denied (not in the mesh file: outside the mesh)
+  curl -s -i -x http://%s http://example.com/    # 403, Mesh-Error: egress-denied (egress.mode: registry_only)
 
 Live golden metrics (a gentle load of %d requests/s runs through the gateway):
   %s   # the dashboard: the service graph, live
@@ -86,7 +87,7 @@ Discovery and monitoring:
 
 Ctrl-C stops the demo.
 `, a.Broker, d.AccountsDir, g, g, g, g, g, g, prog, a.Broker, d.AdminSeed, prog, a.Broker, d.AdminSeed,
-		p, p, p, cfg.Load, ui, prog, a.Broker, d.AdminSeed,
+		p, p, p, p, cfg.Load, ui, prog, a.Broker, d.AdminSeed,
 		a.Broker, d.AdminSeed, wire.PairInbox(accounts.DefaultAdmin, wire.PeerSRV), monitor)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "natsmesh demo: stopping")

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +40,16 @@ func TestAgentNamesAndBasePath(t *testing.T) {
 		waitHTTP(t, p, "http://"+admin+"/readyz")
 	}
 	proxy, bind, admin := freeAddr(t), freeAddr(t), freeAddr(t)
+	// SUBSET.SERVICE names a subset of a service the mesh file declares;
+	// only 127.0.0.1 may be called outside the mesh (issue 19).
+	outside := upstream("outside")
+	mesh := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(mesh, []byte("version: 1\nservices:\n  web: {}\n  orders: { subsets: [v2] }\n"+
+		"egress:\n  mode: registry_only\n  hosts: { 127.0.0.1: {} }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	web := startProc(t, "agent", "--service", "web", "--nats", b.ClientURL(), "--proxy", proxy, "--grpc-proxy", "off",
-		"--admin", admin, "--domain", "svc.cluster.local", "--bind", "v2.orders="+bind)
+		"--admin", admin, "--domain", "svc.cluster.local", "--bind", "v2.orders="+bind, "--policy", mesh)
 	waitHTTP(t, web, "http://"+admin+"/readyz")
 
 	proxyURL, _ := url.Parse("http://" + proxy)
@@ -92,10 +102,15 @@ func TestAgentNamesAndBasePath(t *testing.T) {
 			t.Fatalf("%d %q, want 503 naming orders@v3", code, body)
 		}
 	})
-	t.Run("unknown domain", func(t *testing.T) {
+	t.Run("outside the mesh, not allowed", func(t *testing.T) {
 		code, body := get(viaProxy, "http://orders.example.com/", "")
-		if code/100 != 4 || !strings.Contains(body, "svc.cluster.local") {
-			t.Fatalf("%d %q, want a 4xx naming the accepted domains", code, body)
+		if code != 403 || !strings.Contains(body, `"orders.example.com" is outside the mesh`) || !strings.Contains(body, "egress.hosts") {
+			t.Fatalf("%d %q, want 403 egress-denied naming the host and egress.hosts", code, body)
+		}
+	})
+	t.Run("outside the mesh, allowed", func(t *testing.T) {
+		if code, body := get(viaProxy, outside+"/x?q=1", ""); code != 200 || body != "outside /x?q=1" {
+			t.Fatalf("%d %q, want 200 from the host outside the mesh", code, body)
 		}
 	})
 }

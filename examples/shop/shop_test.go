@@ -107,7 +107,9 @@ func testShop(t *testing.T, cfg Config, auth bool) {
 		{"no route", "GET", gw + "/nowhere", "", http.DefaultClient, 404, "no-route", 0, ""},
 		{"proxy by name", "GET", "http://inventory/stock/pear", "", viaProxy, 200, `"caller":"web","count":3`, 0, ""},
 		{"proxy no instance of the subset", "GET", "http://v3.inventory/stock/pear", "", viaProxy, 503, "no instance of inventory@v3", 0, ""},
-		{"proxy no such service", "GET", "http://nobody/", "", viaProxy, 503, "no instance of nobody", 403, "broker refused"},
+		{"proxy no such service", "GET", "http://nobody/", "", viaProxy, 503, "no instance of nobody", 403, "egress-denied"},
+		// Hosts outside the mesh: the mesh file allows none.
+		{"proxy outside the mesh", "GET", "http://example.com/", "", viaProxy, 403, `egress-denied: "example.com" is outside the mesh`, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, want := tc.status, tc.want

@@ -105,6 +105,24 @@ func Outbound(o Options, extra ...pipeline.OutboundMiddleware) []pipeline.Outbou
 	return append(mws, extra...)
 }
 
+// Egress is the middleware of the path out of the mesh (package egress),
+// outermost first: telemetry of the call (its callee "egress:HOST", or
+// "egress:_other" for a host the mesh file does not list), gate (the
+// egress package's refusal of a host the mesh file does not allow, here
+// so that refused calls are counted), the resilience policies of the
+// external host (its timeout, retries, bulkhead and breaker, by its entry
+// in the mesh file; none for an unlisted host), and telemetry of each
+// attempt. Routing, authorization and fault injection are the mesh's own
+// and do not apply to hosts outside it. The resilience state (breakers,
+// budgets) is the egress pipeline's own.
+func Egress(o Options, gate pipeline.OutboundMiddleware) []pipeline.OutboundMiddleware {
+	var mws []pipeline.OutboundMiddleware
+	mws = append(mws, telemetryCall(o)...)
+	mws = append(mws, gate)
+	mws = append(mws, resilience(o)...)
+	return append(mws, telemetryAttempt(o)...)
+}
+
 // Inbound is the inbound middleware, outermost first, followed by extra.
 func Inbound(o Options, extra ...pipeline.InboundMiddleware) []pipeline.InboundMiddleware {
 	var mws []pipeline.InboundMiddleware

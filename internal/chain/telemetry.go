@@ -69,7 +69,7 @@ func (b breakerMetrics) ObserveBreakers(list func() []resil.Breaker) {
 }
 
 func telemetryBreaker(d resil.Destination, s resil.BreakerState) telemetry.Breaker {
-	b := telemetry.Breaker{Service: d.Service, Subset: d.Subset, Subject: d.Subject, State: telemetry.BreakerClosed}
+	b := telemetry.Breaker{Service: d.Service, Subset: d.Subset, Subject: d.Subject, Egress: d.Egress, State: telemetry.BreakerClosed}
 	switch s {
 	case resil.BreakerHalfOpen:
 		b.State = telemetry.BreakerHalfOpen

@@ -2,10 +2,12 @@ package dashboard_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/statstest"
 	"github.com/natsmesh/natsmesh/meshstat"
 	"github.com/natsmesh/natsmesh/meshstat/dashboard"
+	"github.com/natsmesh/natsmesh/telemetry"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -44,7 +47,12 @@ func startMesh(t *testing.T) *httptest.Server {
 
 	agenttest.Start(t, b, agent.Config{Service: "search", Subset: "v1"},
 		agenttest.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "found") })))
-	front := agenttest.Start(t, b, agent.Config{Service: "frontend"})
+	tel, err := telemetry.New(telemetry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tel.Shutdown(context.Background()) })
+	front := agenttest.Start(t, b, agent.Config{Service: "frontend", Telemetry: tel})
 	client := &http.Client{Transport: front.Transport(), Timeout: 5 * time.Second}
 	for range 5 {
 		resp, err := client.Get("http://search/q?x=1")
@@ -53,6 +61,20 @@ func startMesh(t *testing.T) *httptest.Server {
 		}
 		resp.Body.Close()
 	}
+	// A call out of the mesh through frontend's proxy: to a host the
+	// mesh file (there is none) does not list.
+	outside := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "outside") }))
+	t.Cleanup(outside.Close)
+	proxy := httptest.NewServer(front.HTTPProxy())
+	t.Cleanup(proxy.Close)
+	purl, _ := url.Parse(proxy.URL)
+	viaProxy := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(purl)}, Timeout: 5 * time.Second}
+	t.Cleanup(viaProxy.CloseIdleConnections)
+	resp, err := viaProxy.Get(outside.URL + "/x")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("egress through frontend's proxy: %v %v", resp, err)
+	}
+	resp.Body.Close()
 
 	nc := meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("admin")))
 	h, err := dashboard.Handler(dashboard.Config{
@@ -117,6 +139,9 @@ func TestHandler(t *testing.T) {
 	if c := names["clock"]; c.Kind != meshstat.KindMicro || c.Instances != 1 {
 		t.Errorf("clock %+v", c)
 	}
+	if e := names[meshstat.EgressOther]; e.Kind != meshstat.KindEgress {
+		t.Errorf("the external destination: %+v, want kind %s", e, meshstat.KindEgress)
+	}
 	if _, err := dashboard.Handler(dashboard.Config{}); err == nil {
 		t.Error("a dashboard without a sampler")
 	}
@@ -141,6 +166,7 @@ func TestBrowser(t *testing.T) {
 		`data-service="clock"`, `data-service="search"`, `data-service="(outside)"`,
 		`data-caller="orders" data-callee="inventory"`, `data-caller="web" data-callee="payments"`,
 		`data-caller="bridge" data-callee="orders"`,
+		`data-caller="frontend" data-callee="egress:_other"`, `other external hosts`,
 		`data-instances="3"`, // inventory: two v1, one v2
 		`34.0`,               // inventory's requests per second
 	} {

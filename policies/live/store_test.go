@@ -435,3 +435,36 @@ func TestFollow(t *testing.T) {
 		fls[i].mu.Unlock()
 	}
 }
+
+// TestEgressTravels: the mesh file's egress section (issue 19) reaches an
+// agent's Source through the bucket as every other part does: applied,
+// watched, and the same file on arrival.
+func TestEgressTravels(t *testing.T) {
+	e := newEnv(t)
+	f, err := policies.Parse("mesh.yaml", []byte("version: 1\nservices: { web: {} }\negress:\n  mode: registry_only\n  hosts:\n    api.example.com: { policy: { timeout: 2s } }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := live.WatchBucket(e.nc, live.SourceConfig{})
+	t.Cleanup(func() { src.Close() })
+	if _, err := e.store.Apply(t.Context(), f); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.CheckFor(t, wait, 10*time.Millisecond, func() error {
+		got, _ := src.Current()
+		if got == nil || got.Egress == nil {
+			return errors.New("no egress section yet")
+		}
+		if d := policies.Diff(f, got); len(d) > 0 {
+			return fmt.Errorf("the file differs on arrival: %v", d)
+		}
+		return nil
+	})
+	got, _ := src.Current()
+	if entry, allowed := got.EgressEntry("api.example.com"); !allowed || got.EgressPolicy(entry).Timeout.D() != 2*time.Second {
+		t.Errorf("on arrival: api.example.com allowed %v, timeout %v", allowed, got.EgressPolicy(entry).Timeout)
+	}
+	if _, allowed := got.EgressEntry("other.example.com"); allowed {
+		t.Error("on arrival: an unlisted host is allowed in registry_only mode")
+	}
+}

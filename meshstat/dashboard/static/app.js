@@ -298,13 +298,13 @@
       }
       g.appendChild(el("rect", { "class": "box", width: NODE_W, height: NODE_H, rx: 10, stroke: s ? COLOURS[h] : null }));
       if (s) g.appendChild(el("rect", { x: 0, y: 0, width: 6, height: NODE_H, rx: 3, fill: COLOURS[h] }));
-      g.appendChild(el("text", { x: 16, y: 24, "class": "name" }, n.id));
+      g.appendChild(el("text", { x: 16, y: 24, "class": "name" }, destName(n.id)));
       if (!s) {
         g.appendChild(el("text", { x: 16, y: 48, "class": "line" }, "HTTP clients of the"));
         g.appendChild(el("text", { x: 16, y: 66, "class": "line" }, "edge gateway"));
       } else {
         g.appendChild(el("text", { x: NODE_W - 12, y: 22, "class": "kind", "text-anchor": "end" }, s.kind));
-        var inst = s.instances === 0 ? "no instance of its own"
+        var inst = s.kind === "egress" ? "outside the mesh" : s.instances === 0 ? "no instance of its own"
           : s.serving + "/" + s.instances + " instance" + (s.instances === 1 ? "" : "s") + " serving";
         var subs = (s.subsets || []).filter(function (x) { return x.subset; }).map(function (x) { return x.subset; });
         if (subs.length) inst += " · " + subs.join(", ");
@@ -363,11 +363,21 @@
     ];
   }
 
+  // destName is how a destination reads: a host outside the mesh (kind
+  // egress, "egress:HOST") by its host, the hosts the mesh file does not
+  // list as one destination; a service by its name.
+  function destName(name) {
+    if (name.indexOf("egress:") !== 0) return name;
+    var host = name.slice("egress:".length);
+    return host === "_other" ? "other external hosts" : host;
+  }
+
   function drawTables(rep) {
     var tb = $("services").tBodies[0];
     tb.textContent = "";
     rep.services.forEach(function (s) {
-      var tr = row(tb, [{ text: s.name }, { pill: s.kind }, { text: s.serving + "/" + s.instances, cls: "n" }].concat(goldenCells(s)));
+      var ext = s.kind === "egress";
+      var tr = row(tb, [{ text: destName(s.name) }, { pill: ext ? "external" : s.kind }, { text: ext ? "" : s.serving + "/" + s.instances, cls: "n" }].concat(goldenCells(s)));
       tr.setAttribute("data-service", s.name);
       var subs = s.subsets || [];
       if (subs.length > 1 || (subs.length === 1 && subs[0].subset)) {
@@ -391,7 +401,7 @@
         var last = cells[cells.length - 1];
         last.text = (last.text ? last.text + " · " : "") + "breakers " + fmtMesh(e.breakers);
       }
-      var tr = row(te, [{ text: e.caller + " → " + e.callee }, { pill: e.source }].concat(cells));
+      var tr = row(te, [{ text: e.caller + " → " + destName(e.callee) }, { pill: e.source }].concat(cells));
       tr.setAttribute("data-caller", e.caller);
       tr.setAttribute("data-callee", e.callee);
     });
