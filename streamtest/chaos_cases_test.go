@@ -217,6 +217,12 @@ func (m *chaosMesh) agents() []*proc {
 	return out
 }
 
+// defectSilence is a mesh defect that several cases meet (issue 21's
+// liveness, in another engineer's hands).
+const defectSilence = "with Mesh-Timeout 3s the silence bound is off (internal/meshstream/call.go applies " +
+	"wire.StreamAckWithin only with more than twice it left), so a call to an instance that is gone, frozen " +
+	"or cut off ends 504 timeout at its deadline, never connection-lost and retried elsewhere"
+
 func signal(t *testing.T, p *proc, sig syscall.Signal) func() {
 	return func() {
 		if err := p.cmd.Process.Signal(sig); err != nil {
@@ -298,9 +304,8 @@ func TestChaos(t *testing.T) {
 			span: 14 * time.Second,
 			v: verdict{failedGETs: -1, failedPOSTs: -1, failedShare: 0.01, recoverBy: 8 * time.Second, defects: map[string]string{
 				"failed-share": "a frozen receiving agent keeps its share of the calls until the broker drops it " +
-					"(pings every 2 s, two missed), and each of them ends 504 timeout at its deadline, not connection-lost " +
-					"and retried elsewhere: with Mesh-Timeout 3s the silence bound is off (internal/meshstream/call.go " +
-					"applies wire.StreamAckWithin only with more than twice it left); issue 21's liveness protocol is not built yet",
+					"(pings every 2 s, two missed), and " + defectSilence + "; and with the bound a POST can only " +
+					"be answered connection-lost (it may have run): under 1% needs issue 21's acknowledgement before a call starts",
 			}},
 		},
 		{
@@ -378,9 +383,8 @@ func TestChaos(t *testing.T) {
 			},
 			span: 24 * time.Second,
 			v: verdict{failedGETs: 0, failedPOSTs: -1, defects: map[string]string{
-				"failed-get": "a call whose request or answer is lost while its broker closes connections in lame-duck mode " +
-					"waits its whole deadline (504 timeout) and is not retried: with Mesh-Timeout 3s the silence bound is off " +
-					"(internal/meshstream/call.go applies wire.StreamAckWithin only with more than twice it left)",
+				"failed-get": "a call whose request or answer is lost while its broker closes connections in lame-duck mode: " +
+					defectSilence,
 			}},
 		},
 	} {

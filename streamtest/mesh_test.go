@@ -140,7 +140,7 @@ func (p *proc) waitUntil(t *testing.T, ready func() error) {
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("%s exited early:\n%s", p.name, p.out)
+			t.Fatalf("%s exited early (%v):\n%s", p.name, p.cmd.ProcessState, p.out)
 		default:
 		}
 		if time.Now().After(deadline) {

@@ -15,8 +15,8 @@ import (
 // agents' default settings, is sent 10 times that (400/s) for 5 s. The
 // ledger's rules hold as in every case. Issue 21's target: the calls that
 // are served take at most twice the unloaded p99, the rest are answered
-// fast 503 `overloaded` (never a 504 at their deadline), the agents'
-// memory stays bounded, and a call is served at its unloaded speed again
+// fast 503 `overloaded` (never a 504 at their deadline), every agent's
+// peak RSS stays under 64 MiB (as a stream's must: rssBound), and a call is served at its unloaded speed again
 // within a second of the load's end. Where today's default misses it,
 // the case says so and skips ("defect:"): the adaptive default limit is
 // built elsewhere (issue 21's "Overload"), and this case is its yardstick.
@@ -99,8 +99,10 @@ func TestChaosOverload(t *testing.T) {
 		missed = append(missed, fmt.Sprintf("served at unloaded speed again %v after the load (want within 1s; -1: not within 15s)", recovery.Round(time.Millisecond)))
 	}
 	for _, p := range m.agents() {
+		// The calls an agent holds cost it memory: one that sheds holds
+		// few, whatever the load.
 		if hwm, err := procStatus(p, "VmHWM"); err == nil && hwm >= rssBound {
-			t.Errorf("%s's peak RSS %.1f MiB under overload, want under %d MiB", p.name, float64(hwm)/(1<<20), rssBound>>20)
+			missed = append(missed, fmt.Sprintf("%s's peak RSS %.1f MiB, not under %d MiB", p.name, float64(hwm)/(1<<20), rssBound>>20))
 		}
 	}
 	if len(missed) > 0 {
