@@ -282,8 +282,14 @@ func TestChaos(t *testing.T) {
 				return []fault{{2 * time.Second, signal(t, p, syscall.SIGSTOP)}, {10 * time.Second, signal(t, p, syscall.SIGCONT)}}
 			},
 			span: 14 * time.Second,
-			v: verdict{failedGETs: -1, failedPOSTs: -1, recoverBy: 12 * time.Second,
-				lateAtService: "the frozen service read them from its socket when it woke; its agent wrote them in time"},
+			v: verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 12 * time.Second,
+				lateAtService: "the frozen service read them from its socket when it woke; its agent wrote them in time",
+				defects: map[string]string{
+					"failed-get": "a frozen service process keeps its share of the calls: its kernel accepts connections, so " +
+						"its agent's health check (TCP connect) passes, and nothing else (passive health, the liveness " +
+						"signal) takes the instance out; each call sent to it ends 504 timeout at its deadline, a GET " +
+						"with no time left to be retried",
+				}},
 		},
 		{
 			name: "callee agent SIGKILL",
@@ -291,7 +297,9 @@ func TestChaos(t *testing.T) {
 				return []fault{{2 * time.Second, m.instances[0].agent.kill}}
 			},
 			span: 8 * time.Second,
-			v:    verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 3 * time.Second},
+			v: verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 3 * time.Second, defects: map[string]string{
+				"failed-get": "a GET in flight at the kill: " + defectSilence,
+			}},
 		},
 		{
 			// Issue 21's "Show": one of two agents frozen 8 s, at most
@@ -363,7 +371,9 @@ func TestChaos(t *testing.T) {
 				return []fault{{2 * time.Second, m.brokers[0].kill}}
 			},
 			span: 8 * time.Second,
-			v:    verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 3 * time.Second},
+			v: verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 3 * time.Second, defects: map[string]string{
+				"failed-get": "a GET in flight through the killed broker: " + defectSilence,
+			}},
 		},
 		{
 			// Each broker in turn: SIGTERM (lame-duck mode: its clients
