@@ -185,6 +185,10 @@ type execution struct {
 	deadline time.Time
 }
 
+func (e execution) String() string {
+	return e.instance + " at " + e.at.Format("15:04:05.000")
+}
+
 // readLedgers reads every service's ledger: the executions of each
 // request ID.
 func readLedgers(t *testing.T, svcs ...*ledgerService) map[string][]execution {
@@ -375,6 +379,8 @@ type judge struct {
 	t       *testing.T
 	defects map[string]string
 	known   []string
+	// breaches counts each rule's failed breaches: ten are told.
+	breaches map[string]int
 }
 
 // fail reports a breach of rule: "hang", "explicit", "twice", "late",
@@ -385,7 +391,9 @@ func (j *judge) fail(rule, format string, args ...any) {
 	d, ok := j.defects[rule]
 	switch {
 	case !ok:
-		j.t.Error(msg)
+		if j.breaches[rule]++; j.breaches[rule] <= 10 {
+			j.t.Error(msg)
+		}
 	case len(j.known) == 0:
 		j.known = append(j.known, d, msg)
 	case len(j.known) <= 5:
@@ -464,8 +472,15 @@ func check(t *testing.T, name string, outs []outcome, faultAt time.Time, v verdi
 	t.Helper()
 	runs := readLedgers(t, svcs...)
 	f = figures{requests: len(outs), kinds: map[string]int{}}
-	j := &judge{t: t, defects: v.defects}
-	defer func() { f.known = j.known }()
+	j := &judge{t: t, defects: v.defects, breaches: map[string]int{}}
+	defer func() {
+		f.known = j.known
+		for rule, n := range j.breaches {
+			if n > 10 {
+				t.Errorf("... %d breaches of %q in all", n, rule)
+			}
+		}
+	}()
 	seen := map[string]bool{}
 	var served []time.Duration
 	var first, last time.Duration
