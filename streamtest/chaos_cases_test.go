@@ -297,8 +297,9 @@ func TestChaos(t *testing.T) {
 				return []fault{{2 * time.Second, m.instances[0].agent.kill}}
 			},
 			span: 8 * time.Second,
-			v: verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 3 * time.Second, defects: map[string]string{
-				"failed-get": "a GET in flight at the kill: " + defectSilence,
+			v: verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 3 * time.Second, errorWithin: liveness, defects: map[string]string{
+				"failed-get":   "a GET in flight at the kill: " + defectSilence,
+				"error-within": defectSilence,
 			}},
 		},
 		{
@@ -310,7 +311,8 @@ func TestChaos(t *testing.T) {
 				return []fault{{2 * time.Second, signal(t, p, syscall.SIGSTOP)}, {10 * time.Second, signal(t, p, syscall.SIGCONT)}}
 			},
 			span: 14 * time.Second,
-			v: verdict{failedGETs: -1, failedPOSTs: -1, failedShare: 0.01, recoverBy: 8 * time.Second, defects: map[string]string{
+			v: verdict{failedGETs: -1, failedPOSTs: -1, failedShare: 0.01, recoverBy: 8 * time.Second, errorWithin: liveness, defects: map[string]string{
+				"error-within": defectSilence,
 				"failed-share": "a frozen receiving agent keeps its share of the calls until the broker drops it " +
 					"(pings every 2 s, two missed), and " + defectSilence + "; and with the bound a POST can only " +
 					"be answered connection-lost (it may have run): under 1% needs issue 21's acknowledgement before a call starts",
@@ -371,8 +373,9 @@ func TestChaos(t *testing.T) {
 				return []fault{{2 * time.Second, m.brokers[0].kill}}
 			},
 			span: 8 * time.Second,
-			v: verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 3 * time.Second, defects: map[string]string{
-				"failed-get": "a GET in flight through the killed broker: " + defectSilence,
+			v: verdict{failedGETs: 0, failedPOSTs: -1, recoverBy: 3 * time.Second, errorWithin: liveness, defects: map[string]string{
+				"failed-get":   "a GET in flight through the killed broker: " + defectSilence,
+				"error-within": defectSilence,
 			}},
 		},
 		{
