@@ -1,6 +1,7 @@
 package streamtest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -104,7 +105,7 @@ func newChaosMesh(t *testing.T, o chaosOpts) *chaosMesh {
 		m.waitBroker(t, i)
 	}
 	common := append([]string{"--nats", m.nats, "--policy", "off", "--log-level", "warn"}, o.agent...)
-	for i := range cmpInt(o.instances, 2) {
+	for i := range cmp.Or(o.instances, 2) {
 		in := &instance{ns: m.ns, admin: freeAddr(t)}
 		if o.net != nil && i > 0 {
 			in.ns = o.net.b
@@ -121,20 +122,13 @@ func newChaosMesh(t *testing.T, o chaosOpts) *chaosMesh {
 	m.callerArgs = append([]string{"agent", "--service", "web", "--proxy", proxy, "--grpc-proxy", "off", "--admin", m.callerAdmin}, common...)
 	m.startCaller(t)
 	for _, in := range m.instances {
-		in.agent.waitUntil(t, readyIn(t, in.ns, "http://"+in.admin+"/readyz"))
+		in.agent.waitUntil(t, readyIn(in.ns, "http://"+in.admin+"/readyz"))
 	}
 	u, _ := url.Parse("http://" + proxy)
-	tr := &http.Transport{Proxy: http.ProxyURL(u), DisableCompression: true, MaxIdleConnsPerHost: 512, DialContext: dialIn(t, m.ns)}
+	tr := &http.Transport{Proxy: http.ProxyURL(u), DisableCompression: true, MaxIdleConnsPerHost: 512, DialContext: dialIn(m.ns)}
 	t.Cleanup(tr.CloseIdleConnections)
 	m.client = &http.Client{Transport: tr}
 	return m
-}
-
-func cmpInt(n, def int) int {
-	if n == 0 {
-		return def
-	}
-	return n
 }
 
 // startBroker starts broker i (again); waitBroker waits for it.
@@ -149,7 +143,7 @@ func (m *chaosMesh) startBroker(t *testing.T, i int) {
 func (m *chaosMesh) waitBroker(t *testing.T, i int) {
 	t.Helper()
 	b := m.brokers[i]
-	dial := dialIn(t, m.ns)
+	dial := dialIn(m.ns)
 	b.waitUntil(t, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -196,7 +190,7 @@ func routesUp(monitor string, n int) error {
 func (m *chaosMesh) startCaller(t *testing.T) {
 	t.Helper()
 	m.caller = startCmd(t, "web's agent", nil, netnsCommand(m.ns, bin, m.callerArgs...))
-	m.caller.waitUntil(t, readyIn(t, m.ns, "http://"+m.callerAdmin+"/readyz"))
+	m.caller.waitUntil(t, readyIn(m.ns, "http://"+m.callerAdmin+"/readyz"))
 }
 
 // services are the instances' ledger services.
@@ -407,7 +401,7 @@ func TestChaos(t *testing.T) {
 			}
 			m := newChaosMesh(t, tc.opts)
 			outs, at := load{rate: rate, span: tc.span, client: m.client, at: tc.faults(t, m)}.run(t, strings.ReplaceAll(tc.name, " ", "_"))
-			f := check(t, tc.name, outs, at, tc.v, m.services()...)
+			f := check(t, outs, at, tc.v, m.services()...)
 			var live []*proc
 			for _, p := range m.agents() {
 				select {

@@ -2,6 +2,7 @@ package streamtest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -150,15 +151,9 @@ func startLedgerService(t *testing.T, name, dir string, o ledgerOpts) *ledgerSer
 		t.Fatal(err)
 	}
 	s.proc = startCmd(t, name, env, netnsCommand(o.netns, self, "-test.run=^$"))
-	dial := net.Dial
-	if o.netns != "" {
-		dial = func(network, addr string) (c net.Conn, err error) {
-			inNetns(t, o.netns, func() { c, err = net.Dial(network, addr) })
-			return c, err
-		}
-	}
+	dial := dialIn(o.netns)
 	s.waitUntil(t, func() error {
-		c, err := dial("tcp", o.addr)
+		c, err := dial(context.Background(), "tcp", o.addr)
 		if err == nil {
 			c.Close()
 		}
@@ -280,8 +275,8 @@ func (o outcome) kind() string {
 // one).
 func (l load) run(t *testing.T, name string) ([]outcome, time.Time) {
 	t.Helper()
-	mt := cmp(l.meshTimeout, 3*time.Second)
-	hang := cmp(l.hang, 10*time.Second)
+	mt := cmp.Or(l.meshTimeout, 3*time.Second)
+	hang := cmp.Or(l.hang, 10*time.Second)
 	var (
 		mu   sync.Mutex
 		outs []outcome
@@ -340,13 +335,6 @@ func (l load) run(t *testing.T, name string) ([]outcome, time.Time) {
 		t.Errorf("%d requests, %d outcomes", total, len(outs))
 	}
 	return outs, at
-}
-
-func cmp(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // liveness is the error-within bound of the cases whose fault leaves a
@@ -456,16 +444,9 @@ func (f figures) String() string {
 	}
 	s := fmt.Sprintf("requests=%d ok=%d errors=%s slowest-error=%v post-twice=%d late=%d window=%s p50=%v p99=%v memory=%s",
 		f.requests, f.ok, errs, f.slowestError.Round(10*time.Millisecond), f.twice, f.late, f.window,
-		f.p50.Round(time.Millisecond), f.p99.Round(time.Millisecond), cmpStr(f.memory, "-"))
+		f.p50.Round(time.Millisecond), f.p99.Round(time.Millisecond), cmp.Or(f.memory, "-"))
 	if f.extra != "" {
 		s += " " + f.extra
-	}
-	return s
-}
-
-func cmpStr(s, def string) string {
-	if s == "" {
-		return def
 	}
 	return s
 }
@@ -483,7 +464,7 @@ func cmpStr(s, def string) string {
 //   - no more GETs and POSTs failed than v allows.
 //
 // It returns the figures, for cases that check more.
-func check(t *testing.T, name string, outs []outcome, faultAt time.Time, v verdict, svcs ...*ledgerService) (f figures) {
+func check(t *testing.T, outs []outcome, faultAt time.Time, v verdict, svcs ...*ledgerService) (f figures) {
 	t.Helper()
 	runs := readLedgers(t, svcs...)
 	f = figures{requests: len(outs), kinds: map[string]int{}}

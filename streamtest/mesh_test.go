@@ -271,9 +271,14 @@ func startMesh(t *testing.T, cfg meshConfig) *mesh {
 	return m
 }
 
-func ready(url string) func() error {
+func ready(url string) func() error { return readyIn("", url) }
+
+// readyIn is ready, from the network namespace ns (netns_test.go; the
+// test's own if empty).
+func readyIn(ns, url string) func() error {
+	c := &http.Client{Transport: &http.Transport{DialContext: dialIn(ns), DisableKeepAlives: true}, Timeout: 2 * time.Second}
 	return func() error {
-		resp, err := http.Get(url)
+		resp, err := c.Get(url)
 		if err != nil {
 			return err
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -79,7 +78,7 @@ func (p *netPair) netem(t *testing.T, args ...string) {
 // sockets f opens are ns's, and stay so. The thread then moves back and
 // is released; were it left to end with its goroutine, the processes it
 // had started would die with it (their Pdeathsig).
-func inNetns(t *testing.T, ns string, f func()) {
+func inNetns(ns string, f func()) error {
 	done := make(chan error)
 	go func() {
 		runtime.LockOSThread()
@@ -110,36 +109,20 @@ func inNetns(t *testing.T, ns string, f func()) {
 		runtime.UnlockOSThread()
 		done <- nil
 	}()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
+	return <-done
 }
 
 // dialIn dials in the network namespace ns (the test's own if empty).
-func dialIn(t *testing.T, ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
 	if ns == "" {
 		return d.DialContext
 	}
 	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-		inNetns(t, ns, func() { c, err = d.DialContext(ctx, network, addr) })
+		if nsErr := inNetns(ns, func() { c, err = d.DialContext(ctx, network, addr) }); nsErr != nil {
+			return nil, nsErr
+		}
 		return c, err
-	}
-}
-
-// readyIn is ready, from the network namespace ns.
-func readyIn(t *testing.T, ns, url string) func() error {
-	c := &http.Client{Transport: &http.Transport{DialContext: dialIn(t, ns), DisableKeepAlives: true}, Timeout: 2 * time.Second}
-	return func() error {
-		resp, err := c.Get(url)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", url, resp.Status)
-		}
-		return nil
 	}
 }
 
@@ -188,7 +171,7 @@ func TestChaosNetwork(t *testing.T) {
 				faults = tc.faults(t, p)
 			}
 			outs, at := load{rate: 100, span: 14 * time.Second, client: m.client, at: faults}.run(t, "net-"+strings.Fields(tc.name)[0])
-			f := check(t, tc.name, outs, at, tc.v, m.services()...)
+			f := check(t, outs, at, tc.v, m.services()...)
 			f.memory = peaks(m.agents()...)
 			report(t, "network: "+tc.name, f)
 		})

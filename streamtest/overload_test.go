@@ -31,7 +31,7 @@ func TestChaosOverload(t *testing.T) {
 
 	// Unloaded: a quarter of the capacity.
 	base, at := load{rate: capacity / 4, span: 3 * time.Second, meshTimeout: mt, client: m.client}.run(t, "unloaded")
-	bf := check(t, "unloaded", base, at, verdict{failedGETs: 0, failedPOSTs: 0}, m.services()...)
+	bf := check(t, base, at, verdict{failedGETs: 0, failedPOSTs: 0}, m.services()...)
 	report(t, "overload: unloaded (10/s)", bf)
 	for _, p := range m.agents() {
 		p.resetPeak()
@@ -62,7 +62,7 @@ func TestChaosOverload(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	<-loadDone
-	f := check(t, "overload", append(outs, probes...), start, verdict{failedGETs: -1, failedPOSTs: -1}, m.services()...)
+	f := check(t, append(outs, probes...), start, verdict{failedGETs: -1, failedPOSTs: -1}, m.services()...)
 	f.memory = peaks(m.agents()...)
 
 	// The served calls' latency is check's p50/p99 (of the load and

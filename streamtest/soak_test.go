@@ -84,7 +84,7 @@ func TestSoak(t *testing.T) {
 	outs, at := load{rate: rate, span: span, client: m.client}.run(t, "soak")
 	close(stop)
 	<-sampled
-	f := check(t, "soak", outs, at, verdict{failedGETs: 0, failedPOSTs: 0}, m.services()...)
+	f := check(t, outs, at, verdict{failedGETs: 0, failedPOSTs: 0}, m.services()...)
 
 	for _, s := range samples {
 		line := fmt.Sprintf("soak sample at %v:", s.at.Round(time.Second))
