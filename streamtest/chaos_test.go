@@ -187,7 +187,7 @@ func (e execution) String() string {
 
 // readLedgers reads every service's ledger: the executions of each
 // request ID.
-func readLedgers(t *testing.T, svcs ...*ledgerService) map[string][]execution {
+func readLedgers(t reporter, svcs ...*ledgerService) map[string][]execution {
 	t.Helper()
 	runs := map[string][]execution{}
 	for _, s := range svcs {
@@ -196,7 +196,7 @@ func readLedgers(t *testing.T, svcs ...*ledgerService) map[string][]execution {
 			continue // it never ran a request
 		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v", err)
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -372,10 +372,20 @@ type verdict struct {
 	defects map[string]string
 }
 
+// reporter is what check needs of a *testing.T (a test of check gives
+// it a recorder).
+type reporter interface {
+	Helper()
+	Error(args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+}
+
 // judge fails a case for each breach of a rule, unless the case names a
 // defect that breaks that rule.
 type judge struct {
-	t       *testing.T
+	t       reporter
 	defects map[string]string
 	known   []string
 	// breaches counts each rule's failed breaches: ten are told.
@@ -464,7 +474,7 @@ func (f figures) String() string {
 //   - no more GETs and POSTs failed than v allows.
 //
 // It returns the figures, for cases that check more.
-func check(t *testing.T, outs []outcome, faultAt time.Time, v verdict, svcs ...*ledgerService) (f figures) {
+func check(t reporter, outs []outcome, faultAt time.Time, v verdict, svcs ...*ledgerService) (f figures) {
 	t.Helper()
 	runs := readLedgers(t, svcs...)
 	f = figures{requests: len(outs), kinds: map[string]int{}}

@@ -47,7 +47,8 @@
 //     NATSMESH_CHAOS=1 (`make chaos`) and NATSMESH_SOAK=1 (`make soak`);
 //     `make test` runs only TestChaos's broker restart. A case that breaks
 //     a rule for a mesh defect names it and is skipped with it, after
-//     every other rule is checked.
+//     every other rule is checked. TestCheck holds the check itself to
+//     its rules, on outcomes and ledgers made up for it.
 //
 // Each agent's peak RSS is VmHWM in /proc/<pid>/status, reset before each
 // measured stream through clear_refs where the kernel allows. Speed is
