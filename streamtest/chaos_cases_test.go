@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natsmesh/natsmesh/pipeline"
 )
 
 // chaosMesh is a fault case's mesh, every part its own process: one or
@@ -355,7 +357,14 @@ func TestChaos(t *testing.T) {
 				return []fault{{2 * time.Second, m.brokers[0].kill}, {4 * time.Second, func() { m.restartBroker(t, 0) }}}
 			},
 			span: 12 * time.Second,
-			v:    verdict{failedGETs: -1, failedPOSTs: -1, recoverBy: 6 * time.Second},
+			// Issue 21 item 5: the outage costs a call at most the
+			// reconnect grace, once.
+			v: verdict{failedGETs: -1, failedPOSTs: -1, recoverBy: 6 * time.Second,
+				errorWithin: pipeline.DefaultReconnectGrace + 500*time.Millisecond, defects: map[string]string{
+					"error-within": "a call in flight when the agents lose their broker waits its whole deadline (504 timeout), " +
+						"not connection-lost (wire.KindConnectionLost: lost after the request was sent and before its reply " +
+						"came), though no reply can come on the lost connection; " + defectSilence,
+				}},
 			fast: true,
 		},
 		{
