@@ -288,6 +288,9 @@ func (l load) run(t *testing.T, name string) ([]outcome, time.Time) {
 	faultAt := make(chan time.Time, 1)
 	go func() {
 		first := start
+		// Sent however the faults end: one that fails its test (a
+		// broker that does not come back) ends this goroutine.
+		defer func() { faultAt <- first }()
 		for i, f := range l.at {
 			time.Sleep(time.Until(start.Add(f.after)))
 			if i == 0 {
@@ -295,7 +298,6 @@ func (l load) run(t *testing.T, name string) ([]outcome, time.Time) {
 			}
 			f.what()
 		}
-		faultAt <- first
 	}()
 	total := int(l.span.Seconds() * float64(l.rate))
 	for i := range total {
