@@ -39,6 +39,10 @@ var bin string
 // make them several times slower and larger. The test process, service
 // and clients, keeps the race detector of `go test -race`.
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(ledgerServiceEnv); addr != "" {
+		// This binary re-executed as a fault suite's service (chaos_test.go).
+		os.Exit(serveLedger(addr))
+	}
 	dir, err := os.MkdirTemp("", "natsmesh-streamtest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -82,7 +86,13 @@ type proc struct {
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return startCmd(t, name, nil, exec.Command(bin, args...))
+}
+
+// startCmd starts cmd as startProc does, with env added to its
+// environment.
+func startCmd(t *testing.T, name string, env []string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	// Each process is configured by its flags alone: a NATSMESH_*
 	// variable of the caller's shell must not point one elsewhere.
 	for _, kv := range os.Environ() {
@@ -90,6 +100,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	p := &proc{name: name, cmd: cmd, out: &meshtest.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	// A test binary killed by its timeout takes its processes with it.
@@ -129,7 +140,7 @@ func (p *proc) waitUntil(t *testing.T, ready func() error) {
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("%s exited early:\n%s", p.name, p.out)
+			t.Fatalf("%s exited early (%v):\n%s", p.name, p.cmd.ProcessState, p.out)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -260,9 +271,14 @@ func startMesh(t *testing.T, cfg meshConfig) *mesh {
 	return m
 }
 
-func ready(url string) func() error {
+func ready(url string) func() error { return readyIn("", url) }
+
+// readyIn is ready, from the network namespace ns (netns_test.go; the
+// test's own if empty).
+func readyIn(ns, url string) func() error {
+	c := &http.Client{Transport: &http.Transport{DialContext: dialIn(ns), DisableKeepAlives: true}, Timeout: 2 * time.Second}
 	return func() error {
-		resp, err := http.Get(url)
+		resp, err := c.Get(url)
 		if err != nil {
 			return err
 		}
