@@ -3,6 +3,7 @@ package agent
 import (
 	"net"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -83,5 +84,59 @@ func TestCallerDeadlineHeader(t *testing.T) {
 				t.Errorf("Mesh-Timeout soon: got %s, want 400 bad-request", resp.Status)
 			}
 		})
+	}
+}
+
+// TestClientStartBy (issue 21, the fault suite's frozen caller agent): a
+// client that gives its deadline as an absolute time (Mesh-Start-By, Unix
+// milliseconds) is not sent past it, however late its agent reads the
+// request (an agent frozen or starved with it in its socket): one already
+// past is answered 504 timeout and reaches no service; one ahead bounds
+// the call's deadline, sooner than its Mesh-Timeout.
+func TestClientStartBy(t *testing.T) {
+	b := meshtest.Broker(t)
+	served := make(chan time.Duration, 10)
+	startAgent(t, b, Config{Service: "pay"}, func(a *Agent) {
+		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d, _ := r.Context().Deadline()
+			served <- time.Until(d)
+		}))
+	})
+	web := startAgent(t, b, Config{Service: "web"})
+	proxy := listen(t, web.ServeHTTPProxy)
+	do := func(startBy time.Time) *http.Response {
+		req, _ := http.NewRequest("POST", "http://pay/", nil)
+		req.Header.Set("Mesh-Timeout", "10s")
+		req.Header.Set("Mesh-Start-By", strconv.FormatInt(startBy.UnixMilli(), 10))
+		resp, err := proxyClient(proxy).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := do(time.Now().Add(-time.Second)); resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(wire.HeaderError) != string(wire.KindTimeout) {
+		t.Errorf("a start-by a second ago: %s %q, want 504 timeout", resp.Status, resp.Header.Get(wire.HeaderError))
+	}
+	select {
+	case <-served:
+		t.Fatal("the service ran a call whose client's deadline had passed")
+	default:
+	}
+	if resp := do(time.Now().Add(2 * time.Second)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a start-by 2 s ahead: %s", resp.Status)
+	}
+	if left := <-served; left > 2500*time.Millisecond {
+		t.Errorf("the service had %v left, want at most the client's 2 s (not its Mesh-Timeout's 10 s)", left)
+	}
+	req, _ := http.NewRequest("POST", "http://pay/", nil)
+	req.Header.Set("Mesh-Start-By", "soon")
+	resp, err := proxyClient(proxy).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a malformed Mesh-Start-By: %s, want 400", resp.Status)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -145,19 +146,36 @@ func decodeWhole(c *pipeline.Call, m *nats.Msg) (*http.Response, error) {
 }
 
 // CallerDeadline returns ctx with the deadline the client of r asked for in
-// its Mesh-Timeout request header ([wire.RequestTimeout]), when it set one,
-// for the HTTP entry points. The deadline only ever shortens ctx's, and the
-// outbound pipeline bounds it by its MaxTimeout (and a route's timeout,
-// once policies apply one). A malformed value fails with bad-request.
+// its Mesh-Timeout request header ([wire.RequestTimeout]), counted from
+// now, or as an absolute time in its Mesh-Start-By request header (Unix
+// milliseconds, [wire.StartBy]: a request read late, by an agent that was
+// frozen or starved, is not sent past it), the sooner of the two, when it
+// set one, for the HTTP entry points. The deadline only ever shortens
+// ctx's, and the outbound pipeline bounds it by its MaxTimeout (and a
+// route's timeout, once policies apply one). A malformed value fails with
+// bad-request.
 func CallerDeadline(ctx context.Context, r *http.Request) (context.Context, context.CancelFunc, error) {
 	d, err := wire.RequestTimeout(r.Header)
 	if err != nil {
 		return ctx, func() {}, err
 	}
-	if d == 0 {
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	if len(r.Header[wire.HeaderStartBy]) > 0 {
+		sb, ok, err := wire.StartBy(nats.Header(r.Header))
+		if err != nil {
+			return ctx, func() {}, err
+		}
+		if ok && (deadline.IsZero() || sb.Before(deadline)) {
+			deadline = sb
+		}
+	}
+	if deadline.IsZero() {
 		return ctx, func() {}, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, d)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	return ctx, cancel, nil
 }
 

@@ -315,7 +315,12 @@ func (l load) run(t *testing.T, name string) ([]outcome, time.Time) {
 			req, _ := http.NewRequestWithContext(ctx, method, "http://orders/x", nil)
 			req.Header.Set("X-Request-Id", o.id)
 			req.Header.Set("Mesh-Timeout", mt.String())
-			req.Header.Set("X-Deadline", strconv.FormatInt(o.sent.Add(mt).UnixMilli(), 10))
+			// The deadline as an absolute time too: a relative one alone
+			// counts from when the caller's agent reads the request, late
+			// when that agent was frozen (the caller agent SIGSTOP case).
+			deadline := strconv.FormatInt(o.sent.Add(mt).UnixMilli(), 10)
+			req.Header.Set("Mesh-Start-By", deadline)
+			req.Header.Set("X-Deadline", deadline)
 			resp, err := l.client.Do(req)
 			if err != nil {
 				o.clientErr = err
