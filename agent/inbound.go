@@ -77,6 +77,8 @@ type inbound struct {
 	// internal/siblings): its claims, its cool-offs out of the queue
 	// groups, and the counts of its siblings.
 	ej *siblings.Member
+	// stall tells a frozen upstream from a slow one.
+	stall stallWatch
 }
 
 func newInbound(a *Agent) *inbound {
@@ -88,6 +90,7 @@ func newInbound(a *Agent) *inbound {
 		httpTransport: meshhttp.NewUpstreamTransport(),
 		limits:        a.limitsNow,
 	}
+	in.stall.in = in
 	in.ej = siblings.New(siblings.Config{
 		Conn: a.nc, Service: a.cfg.Service, Subset: a.cfg.Subset, ID: a.ID,
 		Inbound: in.enabled, Serving: in.serving, Leave: in.withdraw, Return: in.restore,
@@ -175,9 +178,13 @@ func (in *inbound) grpcConn() (*grpc.ClientConn, error) {
 // prepare builds the inbound pipeline, once the in-process handlers are
 // known.
 func (in *inbound) prepare() error {
+	var h pipeline.Handler = in.handlers()
+	if in.a.upstream != nil {
+		h = in.stall.wrap(h)
+	}
 	d, err := pipeline.NewInbound(in.a.nc, pipeline.InboundConfig{
 		Service:       in.a.cfg.Service,
-		Handler:       in.handlers(),
+		Handler:       h,
 		Middleware:    append([]pipeline.InboundMiddleware{in.a.countEndpoints}, chain.Inbound(in.a.chainOptions(), in.a.cfg.Inbound...)...),
 		MaxConcurrent: in.a.cfg.MaxConcurrent,
 		Timeout:       in.a.cfg.Timeout,
@@ -197,6 +204,9 @@ func (in *inbound) prepare() error {
 // starts the health loop, which subscribes once the service is healthy.
 func (in *inbound) run(ctx context.Context) {
 	check := in.a.checker()
+	if check != nil && in.a.upstream != nil && in.a.cfg.Health.Check == nil {
+		check = in.stall.check(check)
+	}
 	if check == nil {
 		if err := in.subscribe(); err != nil && !errors.Is(err, errRefused) {
 			in.a.log.Error("subscribing", "err", err)
