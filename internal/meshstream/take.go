@@ -83,7 +83,10 @@ func abs(d time.Duration) time.Duration {
 // instance this side has not confirmed, and this side confirms none that
 // was silent; any other is idempotent (pipeline's rule). A deadline
 // closer than the wait bounds the last one: silence to the deadline is
-// a timeout.
+// a timeout. Silence while nc is down says nothing of the instance: the
+// call is sent again once nc is back, not into nats.go's reconnect
+// buffer, whence every copy would reach the service at once (each one a
+// slot held, or a run).
 func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request) (*nats.Msg, *replymux.Inbox, error) {
 	deadline, bounded := ctx.Deadline()
 	h := r.Msg.Header
@@ -110,9 +113,27 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 			}
 			return first, rest, err
 		}
+		connected(ctx, nc)
 		if left := time.Until(deadline); bounded && left > 0 {
 			// The time left, as the call's first message said it.
 			wire.SetTimeout(h, left)
+		}
+	}
+}
+
+// connected returns once nc is connected (at once when it is), closed, or
+// ctx is done.
+func connected(ctx context.Context, nc *nats.Conn) {
+	if nc.IsConnected() {
+		return
+	}
+	ch := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer nc.RemoveStatusListener(ch)
+	for !nc.IsConnected() && !nc.IsClosed() {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
