@@ -400,3 +400,96 @@ func TestReviewLiveFrozenLoneInstance(t *testing.T) {
 		t.Errorf("ran %d times, want at most once", n)
 	}
 }
+
+// TestReviewLiveTakeBoundPerService: the take bound b8aced6 made adaptive
+// is one estimate for all of a caller's calls (one meshstream.Take per
+// outbound pipeline), whatever service they go to. web calls far, a
+// service whose instance is 700 ms of round trip away (another region),
+// and orders, near, one of whose two instances is frozen. far's signs,
+// all late, teach the bound over a second; while web keeps calling far,
+// each of its calls to orders that draws the frozen instance waits that
+// long before it is sent again, not the 300 ms issue 21 bought for
+// orders (the first part of the test, without far's calls, shows it),
+// and with a deadline of a few seconds fails when it draws the frozen
+// instance again a few times. The estimate is a property of the path to
+// a service's instances: one per service.
+func TestReviewLiveTakeBoundPerService(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	var ran atomic.Int32
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{Handler: countRuns(&ran, nil)})
+	frozen := meshtest.ServiceConn(t, b, "orders")
+	held := make(chan *nats.Msg, 1000)
+	subjects, queues := wire.ServiceSubjects("orders", "")
+	for i := range subjects {
+		if _, err := frozen.ChanQueueSubscribe(subjects[i], queues[i], held); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := frozen.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	link := newSlowLink(t, b, 0, true, 350*time.Millisecond)
+	farConn, err := nats.Connect(link.url(), nats.CustomInboxPrefix(wire.InboxPrefix("far")), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(farConn.Close)
+	serve(t, farConn, "far", InboundConfig{Handler: countRuns(&ran, nil)})
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
+
+	// orders, one POST at a time until 10 have drawn the frozen instance
+	// once (or one took over a second): the longest of those, and the
+	// calls that failed.
+	orders := func() (slowest time.Duration, failed int) {
+		for drew := 0; drew < 10; {
+			before := len(held)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			start := time.Now()
+			r, err := o.Send(ctx, httpCall(t, "orders", "POST"))
+			took := time.Since(start)
+			cancel()
+			if err != nil || r.Status != 200 {
+				failed++
+			}
+			if len(held)-before == 1 {
+				drew++
+				slowest = max(slowest, took)
+			}
+			if slowest > time.Second {
+				break // shown
+			}
+		}
+		return slowest, failed
+	}
+	slowest, failed := orders()
+	t.Logf("orders alone: a call that drew the frozen instance once answered within %v; %d failed", slowest.Round(time.Millisecond), failed)
+	if slowest > time.Second || failed > 0 {
+		t.Fatalf("orders alone: the frozen instance cost a call up to %v, %d calls failed: the test shows nothing", slowest, failed)
+	}
+
+	// web calls far meanwhile, one call after another.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			o.Send(ctx, httpCall(t, "far", "POST"))
+			cancel()
+		}
+	}()
+	time.Sleep(3 * time.Second) // far's first signs
+	slowest, failed = orders()
+	close(stop)
+	wg.Wait()
+	t.Logf("orders while web calls far: a call that drew the frozen instance once answered within %v; %d failed", slowest.Round(time.Millisecond), failed)
+	if slowest > time.Second || failed > 0 {
+		t.Errorf("orders while web calls far: the frozen instance cost a call up to %v (300 ms without far's calls); %d calls failed", slowest.Round(time.Millisecond), failed)
+	}
+}
