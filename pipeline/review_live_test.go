@@ -437,11 +437,13 @@ func TestReviewLiveTakeBoundPerService(t *testing.T) {
 	serve(t, farConn, "far", InboundConfig{Handler: countRuns(&ran, nil)})
 	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 
-	// orders, one POST at a time until 10 have drawn the frozen instance
+	// orders, one POST at a time until 6 have drawn the frozen instance
 	// once (or one took over a second): the longest of those, and the
 	// calls that failed.
 	orders := func() (slowest time.Duration, failed int) {
-		for drew := 0; drew < 10; {
+		begun, calls := time.Now(), 0
+		defer func() { t.Logf("%d calls in %v", calls, time.Since(begun).Round(time.Millisecond)) }()
+		for drew := 0; drew < 6; calls++ {
 			before := len(held)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			start := time.Now()
@@ -450,6 +452,7 @@ func TestReviewLiveTakeBoundPerService(t *testing.T) {
 			cancel()
 			if err != nil || r.Status != 200 {
 				failed++
+				t.Logf("orders: %v after %v", err, took.Round(time.Millisecond))
 			}
 			if len(held)-before == 1 {
 				drew++
