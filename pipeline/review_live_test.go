@@ -206,6 +206,40 @@ func serveThrough(t *testing.T, svc *nats.Conn, ran *atomic.Int32, deliver func(
 	}
 }
 
+// postOnce sends one POST to orders with a 5 s deadline and fails the
+// test unless it is answered 200 and ran at most once; copies is logged.
+func postOnce(t *testing.T, o *Outbound, ran, copies *atomic.Int32, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := o.Send(ctx, httpCall(t, "orders", "POST"))
+	t.Logf("%d copies of the call reached orders", copies.Load())
+	if err != nil || r.Status != 200 {
+		t.Errorf("a POST %s: %v, want 200", what, err)
+	}
+	if n := ran.Load(); n > 1 {
+		t.Errorf("ran %d times, want at most once", n)
+	}
+}
+
+// frozenInstance subscribes an instance of service to its queue group
+// that holds what it gets, as a frozen process's socket does.
+func frozenInstance(t *testing.T, b *broker.Broker, service string) chan *nats.Msg {
+	t.Helper()
+	frozen := meshtest.ServiceConn(t, b, service)
+	held := make(chan *nats.Msg, 1000)
+	subjects, queues := wire.ServiceSubjects(service, "")
+	for i := range subjects {
+		if _, err := frozen.ChanQueueSubscribe(subjects[i], queues[i], held); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := frozen.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return held
+}
+
 // TestReviewLiveLargeRequestOnSlowLink: a call that may not run twice
 // whose request crosses whole (a gRPC unary request up to max_payload, a
 // POST from a pipeline's own caller) from a caller whose uplink is thin:
@@ -304,18 +338,7 @@ func TestReviewLiveResendsWhileDisconnected(t *testing.T) {
 		}
 		serve(m)
 	})
-	o := outbound(t, link.web(t))
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r, err := o.Send(ctx, httpCall(t, "orders", "POST"))
-	t.Logf("%d copies of the call reached the callee", copies.Load())
-	if err != nil || r.Status != 200 {
-		t.Errorf("a POST across a 1.5 s loss of the caller's connection: %v, want 200", err)
-	}
-	if n := ran.Load(); n > 1 {
-		t.Errorf("ran %d times, want at most once", n)
-	}
+	postOnce(t, outbound(t, link.web(t)), &ran, &copies, "across a 1.5 s loss of the caller's connection")
 	if n := copies.Load(); n > 3 {
 		t.Errorf("%d copies of one call reached the callee: sent again while the caller could not hear any answer", n)
 	}
@@ -387,18 +410,7 @@ func TestReviewLiveFrozenLoneInstance(t *testing.T) {
 		time.Sleep(time.Until(frozenUntil))
 		serve(m)
 	})
-	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r, err := o.Send(ctx, httpCall(t, "orders", "POST"))
-	t.Logf("%d copies of the call reached the instance", copies.Load())
-	if err != nil || r.Status != 200 {
-		t.Errorf("a POST to a lone instance frozen 1.5 s: %v, want 200", err)
-	}
-	if n := ran.Load(); n > 1 {
-		t.Errorf("ran %d times, want at most once", n)
-	}
+	postOnce(t, outbound(t, meshtest.ServiceConn(t, b, "web")), &ran, &copies, "to a lone instance frozen 1.5 s")
 }
 
 // TestReviewLiveTakeBoundPerService: the take bound b8aced6 made adaptive
@@ -417,17 +429,7 @@ func TestReviewLiveTakeBoundPerService(t *testing.T) {
 	b := meshtest.BareBroker(t)
 	var ran atomic.Int32
 	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{Handler: countRuns(&ran, nil)})
-	frozen := meshtest.ServiceConn(t, b, "orders")
-	held := make(chan *nats.Msg, 1000)
-	subjects, queues := wire.ServiceSubjects("orders", "")
-	for i := range subjects {
-		if _, err := frozen.ChanQueueSubscribe(subjects[i], queues[i], held); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := frozen.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	held := frozenInstance(t, b, "orders")
 	link := newSlowLink(t, b, 0, true, 350*time.Millisecond)
 	farConn, err := nats.Connect(link.url(), nats.CustomInboxPrefix(wire.InboxPrefix("far")), nats.Timeout(5*time.Second))
 	if err != nil {
