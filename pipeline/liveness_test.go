@@ -38,17 +38,7 @@ func TestFrozenInstanceCostsTakeWithin(t *testing.T) {
 	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{Handler: handler("live")})
 	// The frozen instance: a member of the queue group that holds what
 	// it gets.
-	frozen := meshtest.ServiceConn(t, b, "orders")
-	held := make(chan *nats.Msg, 1000)
-	subjects, queues := wire.ServiceSubjects("orders", "")
-	for i := range subjects {
-		if _, err := frozen.ChanQueueSubscribe(subjects[i], queues[i], held); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := frozen.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	held := frozenInstance(t, b, "orders")
 	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
 
 	const calls = 40

@@ -39,6 +39,9 @@
 //     so: TestStreamUncountedFrames, TestGRPCStreamDeclaredLength,
 //     TestStreamSilentSlots, TestStreamCallerFaultBlamesService,
 //     TestStreamTrailerBounds, TestStreamUpgradeH2C.
+//   - Mesh-Confirm (issue 21): TestReviewLiveConfirmKeys, another
+//     caller's key cannot start a call made to confirm, and a silent one
+//     holds its slot no longer than the callee's StreamIdle.
 //
 // Each test fails if its attack works. Each comment says which code it
 // fails on (the code before the reply model, 44d1c55, or, for the holes

@@ -245,8 +245,15 @@ func (s *Server) OnEnd(fn func(error)) {
 }
 
 // Answer sends a whole answer, reply's header and data: one message, or,
-// when it does not fit in one, a head and its data in frames.
+// when it does not fit in one, a head and its data in frames. A large
+// one is opened first (an accept): its bytes may take longer to reach
+// the caller than the caller waits for a first sign of life
+// (wire.DefaultTakeWithin), which the accept, small, gives it at once.
 func (s *Server) Answer(reply *nats.Msg) error {
+	if len(reply.Data) > openAbove {
+		// An Open that fails fails the stream: the answer below says so.
+		s.Open()
+	}
 	opened, ok := s.begin()
 	if !ok {
 		return nil
@@ -356,6 +363,11 @@ func (s *Server) Err() error {
 	}
 	return c.failed()
 }
+
+// openAbove is the size of a whole answer past which Answer opens the
+// call first: 64 KB cross a link of 256 KB/s within the 300 ms a caller
+// waits by default for a sign of life, its callee's 100 ms included.
+const openAbove = 64 << 10
 
 // bytesSource is a whole body as a Source.
 type bytesSource struct {

@@ -27,29 +27,45 @@ import (
 // instance, which gives no sign, does not lengthen it. A delay is a
 // sign's time from the send, less wire.StreamOpenAfter for the accept of
 // a call that is not confirmed (the callee waited that long on purpose).
+// The estimate is kept per service called: a far or busy service's late
+// signs lengthen the wait for its own calls, not for those to a near one,
+// whose frozen instance would otherwise cost them as long.
 // Safe for concurrent use: one per caller.
 type Take struct {
 	floor time.Duration
 
-	mu     sync.Mutex
+	mu    sync.Mutex
+	paths map[string]*estimate // by service
+}
+
+// estimate is RFC 6298's state for one service's signs.
+type estimate struct {
 	srtt   time.Duration // smoothed delay; 0 before the first sign
 	rttvar time.Duration
 }
+
+// maxPaths bounds the services a Take keeps an estimate for: past it, a
+// new service waits the floor until an estimate is dropped (never: the
+// services a caller calls are the mesh's, far fewer).
+const maxPaths = 4096
 
 // NewTake returns the wait whose floor is floor (0: wire.DefaultTakeWithin).
 func NewTake(floor time.Duration) *Take {
 	if floor <= 0 {
 		floor = wire.DefaultTakeWithin
 	}
-	return &Take{floor: floor}
+	return &Take{floor: floor, paths: map[string]*estimate{}}
 }
 
-// Within is the wait for a call's first sign now: the floor, or the
-// delays' estimate when that is longer (for a call not confirmed, plus
-// wire.StreamOpenAfter), at most wire.MaxTakeWithin.
-func (t *Take) Within(confirm bool) time.Duration {
+// Within is the wait for a call to service's first sign now: the floor,
+// or the delays' estimate when that is longer (for a call not confirmed,
+// plus wire.StreamOpenAfter), at most wire.MaxTakeWithin.
+func (t *Take) Within(service string, confirm bool) time.Duration {
+	var est time.Duration
 	t.mu.Lock()
-	est := t.srtt + 4*t.rttvar
+	if e := t.paths[service]; e != nil {
+		est = e.srtt + 4*e.rttvar
+	}
 	t.mu.Unlock()
 	if !confirm {
 		est += wire.StreamOpenAfter
@@ -57,17 +73,21 @@ func (t *Take) Within(confirm bool) time.Duration {
 	return min(max(t.floor, est), wire.MaxTakeWithin)
 }
 
-// observe takes the delay of a sign of life (RFC 6298's update, with its
-// gains of 1/8 and 1/4).
-func (t *Take) observe(d time.Duration) {
+// observe takes the delay of a sign of life of service (RFC 6298's
+// update, with its gains of 1/8 and 1/4).
+func (t *Take) observe(service string, d time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.srtt == 0 {
-		t.srtt, t.rttvar = max(d, time.Microsecond), d/2
+	e := t.paths[service]
+	if e == nil {
+		if len(t.paths) >= maxPaths {
+			return
+		}
+		t.paths[service] = &estimate{srtt: max(d, time.Microsecond), rttvar: d / 2}
 		return
 	}
-	t.rttvar += (abs(t.srtt-d) - t.rttvar) / 4
-	t.srtt += (d - t.srtt) / 8
+	e.rttvar += (abs(e.srtt-d) - e.rttvar) / 4
+	e.srtt += (d - e.srtt) / 8
 }
 
 func abs(d time.Duration) time.Duration {
@@ -83,12 +103,15 @@ func abs(d time.Duration) time.Duration {
 // instance this side has not confirmed, and this side confirms none that
 // was silent; any other is idempotent (pipeline's rule). A deadline
 // closer than the wait bounds the last one: silence to the deadline is
-// a timeout.
+// a timeout. Silence while nc is down says nothing of the instance: the
+// call is sent again once nc is back, not into nats.go's reconnect
+// buffer, whence every copy would reach the service at once (each one a
+// slot held, or a run).
 func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request) (*nats.Msg, *replymux.Inbox, error) {
 	deadline, bounded := ctx.Deadline()
 	h := r.Msg.Header
 	for sent := 1; ; sent++ {
-		within := t.Within(r.Confirm)
+		within := t.Within(r.Service, r.Confirm)
 		if r.Confirm {
 			// The callee waits for the start twice as long, from the
 			// call's arrival.
@@ -101,7 +124,7 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		start := time.Now()
 		first, rest, err := mux.CallLate(ctx, r.Msg, r.Service, wait, t.late(nc, start, within, r))
 		if err == nil {
-			t.observe(t.delay(first, start, r.Confirm))
+			t.observe(r.Service, t.delay(first, start, r.Confirm))
 		}
 		if !errors.Is(err, replymux.ErrSilent) {
 			if err != nil && sent > 1 && ctx.Err() != nil {
@@ -110,9 +133,27 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 			}
 			return first, rest, err
 		}
+		connected(ctx, nc)
 		if left := time.Until(deadline); bounded && left > 0 {
 			// The time left, as the call's first message said it.
 			wire.SetTimeout(h, left)
+		}
+	}
+}
+
+// connected returns once nc is connected (at once when it is), closed, or
+// ctx is done.
+func connected(ctx context.Context, nc *nats.Conn) {
+	if nc.IsConnected() {
+		return
+	}
+	ch := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer nc.RemoveStatusListener(ch)
+	for !nc.IsConnected() && !nc.IsClosed() {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -136,7 +177,7 @@ func (t *Take) delay(m *nats.Msg, start time.Time, confirm bool) time.Duration {
 func (t *Take) late(nc *nats.Conn, start time.Time, within time.Duration, r Request) func(*nats.Msg) {
 	want := wire.PairInbox(r.Service, r.Caller) + "."
 	return func(m *nats.Msg) {
-		t.observe(min(t.delay(m, start, r.Confirm), 2*within))
+		t.observe(r.Service, min(t.delay(m, start, r.Confirm), 2*within))
 		inbox := m.Header.Get(wire.HeaderStreamInbox)
 		if inbox == "" || !validInbox(inbox, want) {
 			return

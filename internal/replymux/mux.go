@@ -274,7 +274,10 @@ func (x *Mux) Call(ctx context.Context, m *nats.Msg, peer string) (first *nats.M
 
 // CallWithin is Call whose wait for the first reply also ends, with
 // [ErrSilent], after within (0: no bound but ctx's), without a context of
-// its own: a bound every call has costs no allocation.
+// its own: a bound every call has costs no allocation. The bound runs
+// from when the broker has m: a message over 64 KB, which may take longer
+// than within to cross a thin link, is flushed first (one round trip to
+// the broker).
 func (x *Mux) CallWithin(ctx context.Context, m *nats.Msg, peer string, within time.Duration) (first *nats.Msg, rest *Inbox, err error) {
 	return x.CallLate(ctx, m, peer, within, nil)
 }
@@ -302,7 +305,27 @@ func (x *Mux) CallLate(ctx context.Context, m *nats.Msg, peer string, within tim
 		x.cancel(reply, r)
 		return nil, nil, notSent{err}
 	}
+	if within > 0 && len(m.Data) > flushAbove {
+		x.flush(ctx)
+	}
 	return x.wait(ctx, reply, r, within, late)
+}
+
+// flushAbove is the size of a message past which CallWithin waits for
+// the broker to have it before its bound runs: 64 KB cross a link of
+// 256 KB/s within 250 ms.
+const flushAbove = 64 << 10
+
+// flush waits, within ctx, until the broker has what was published on
+// the connection so far. A flush that fails (the connection lost, ctx
+// ended) leaves the wait that follows to tell.
+func (x *Mux) flush(ctx context.Context) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+		defer cancel()
+	}
+	x.nc.FlushWithContext(ctx)
 }
 
 // start registers a unary receiver under a new reply subject to peer.
