@@ -126,7 +126,7 @@ func groupAlive(pgid int) bool {
 // against the binary built for these tests as bin/natsmesh, in a
 // directory of its own with its own data, state and temporary
 // directories, and returns its stdout and stderr; it fails the test when
-// the script fails. It skips, saying why, when a port the script names on
+// the script fails or leaves anything in its temporary directory. It skips, saying why, when a port the script names on
 // 127.0.0.1, or one of defaults (what its commands listen on without a
 // flag), is taken (a `make demo` running, say). Every process the script
 // starts is in the script's process group, which the test ends.
@@ -211,6 +211,15 @@ func runDocScript(t *testing.T, script string, defaults ...string) (out, errs st
 		t.Fatalf("the script failed after %v: %v\nstdout:\n%s\nstderr:\n%s", time.Since(start).Round(time.Millisecond), runErr, out, errs)
 	}
 	t.Logf("the script ran in %v", time.Since(start).Round(time.Millisecond))
+	// A reader who runs the steps keeps no directory of theirs (a
+	// mktemp -d of files and NKey seeds) after them (issue 19).
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the steps leave %v in $TMPDIR: remove what they made", names)
+	}
 	if testing.Verbose() {
 		t.Logf("stdout:\n%s", out)
 	}
