@@ -104,9 +104,9 @@ func (a *Agent) checker() func(context.Context) error {
 		return h.Check
 	case a.upstream == nil:
 		return nil
-	case a.upstream.Scheme == "h2c" && h.GRPC != GRPCHealthConnect:
+	case upstreamGRPC(a.upstream) && h.GRPC != GRPCHealthConnect:
 		return a.grpcHealth
-	case a.upstream.Scheme == "http" && h.Path != "":
+	case !upstreamGRPC(a.upstream) && h.Path != "":
 		return a.httpHealth
 	}
 	return a.connectHealth
@@ -123,7 +123,7 @@ func (a *Agent) connectHealth(ctx context.Context) error {
 }
 
 func (a *Agent) httpHealth(ctx context.Context) error {
-	u := url.URL{Scheme: "http", Host: a.upstream.Host, Path: a.cfg.Health.Path}
+	u := url.URL{Scheme: a.upstream.Scheme, Host: a.upstream.Host, Path: a.cfg.Health.Path}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err

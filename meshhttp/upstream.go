@@ -30,8 +30,9 @@ import (
 // another instance for any method, and
 // OnRefused is told so the instance can leave its queue groups at once.
 type Upstream struct {
-	// Base is the service's URL: scheme http, host:port, and an optional
-	// base path. Required.
+	// Base is the service's URL: scheme http or https (then Transport
+	// holds the TLS settings), host:port, and an optional base path.
+	// Required.
 	Base *url.URL
 	// Transport makes the requests. Default (nil): one transport shared by
 	// every Upstream without one, made by [NewUpstreamTransport] (no
@@ -96,6 +97,9 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 		r.Header.Del("Content-Length")
 	}
 	r.URL.Scheme = "http"
+	if u.Base.Scheme == "https" {
+		r.URL.Scheme = "https"
+	}
 	r.URL.Host = u.Base.Host
 	if base := strings.TrimSuffix(u.Base.EscapedPath(), "/"); base != "" {
 		r.URL.RawPath = base + r.URL.EscapedPath()
@@ -141,7 +145,7 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 			// breaker and the metrics count none).
 			return nil, e
 		}
-		e := upstreamError(r.Context(), err)
+		e := upstreamError(r.Context(), u.Base, err)
 		if e.Kind == wire.KindUpstreamRefused && u.OnRefused != nil {
 			u.OnRefused(err)
 		}
@@ -224,10 +228,12 @@ func switched(ctx context.Context, c *pipeline.Call, resp *http.Response, lim wi
 	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: rwc, fail: answerFailure}), nil
 }
 
-// upstreamError classifies a failed call to the local service: the
-// caller's deadline passing is a timeout; a dial that failed means the
-// service took nothing; anything else means it could not answer.
-func upstreamError(ctx context.Context, err error) *wire.Error {
+// upstreamError classifies a failed call to the local service at base:
+// the caller's deadline passing is a timeout; a dial that failed means the
+// service took nothing; anything else (a TLS handshake that failed: a CA
+// that does not verify the service, a client certificate it wants) means
+// it could not answer, and the message names the service's URL.
+func upstreamError(ctx context.Context, base *url.URL, err error) *wire.Error {
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 		return &wire.Error{Kind: wire.KindTimeout, Message: "local service did not answer in time", Err: err}
 	}
@@ -235,7 +241,7 @@ func upstreamError(ctx context.Context, err error) *wire.Error {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return &wire.Error{Kind: wire.KindUpstreamRefused, Message: "local service refused the connection: " + err.Error(), Err: err}
 	}
-	return &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}
+	return &wire.Error{Kind: wire.KindUpstream, Message: "local service " + base.Redacted() + ": " + err.Error(), Err: err}
 }
 
 // callerBody is a streamed request body on its way to the service, which
