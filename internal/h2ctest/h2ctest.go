@@ -6,6 +6,9 @@
 //   - [Upgrade] asks to switch with "Upgrade: h2c" over HTTP/1.1, as
 //     curl --http2 does, and drives the switched connection frame by frame
 //     (Go's client has no such upgrade);
+//   - [Dial] speaks HTTP/2 with prior knowledge frame by frame, for
+//     streams no client would send ([Conn.Send] takes a hand-built HPACK
+//     block);
 //   - [Curl] runs curl, or skips the test.
 //
 // Only tests import it (internal/meshtest's TestTestHelpersStayInTests
@@ -58,6 +61,11 @@ type Conn struct {
 	ended  map[uint32]*Answer
 	open   map[uint32]*Answer
 	goAway *http2.GoAwayFrame
+
+	// Settings are the server's first SETTINGS, once read.
+	Settings map[http2.SettingID]uint32
+	// Closed is set once the server closed the connection (Send, AwaitEnd).
+	Closed bool
 }
 
 // settings is the HTTP2-Settings header curl sends: a max concurrent
@@ -106,6 +114,91 @@ func Upgrade(t testing.TB, addr, host, path string, header ...string) *Conn {
 	}
 	return &Conn{t: t, c: c, fr: fr, host: host, next: 3,
 		ended: map[uint32]*Answer{}, open: map[uint32]*Answer{1: {}}}
+}
+
+// Dial connects to addr and speaks HTTP/2 with prior knowledge (the
+// preface, then SETTINGS), as grpc-go does; [Conn.Get] and [Conn.Send]
+// open streams on it. The server's first SETTINGS are in
+// [Conn.Settings] once a read has seen them ([Conn.AwaitSettings]). The
+// connection closes in t.Cleanup.
+func Dial(t testing.TB, addr, host string) *Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return &Conn{t: t, c: c, fr: fr, host: host, next: 1, ended: map[uint32]*Answer{}, open: map[uint32]*Answer{}}
+}
+
+// AwaitSettings reads frames until the server's first SETTINGS and
+// returns them.
+func (c *Conn) AwaitSettings() map[http2.SettingID]uint32 {
+	c.t.Helper()
+	for c.Settings == nil {
+		c.read()
+	}
+	return c.Settings
+}
+
+// Send opens a stream with the header block block, an HPACK encoding
+// built by the caller (a hand-made one, say), in a HEADERS frame and as
+// many CONTINUATION frames as its size needs, and returns its ID. With
+// end, the stream has no body.
+func (c *Conn) Send(block []byte, end bool) uint32 {
+	c.t.Helper()
+	id := c.next
+	c.next += 2
+	c.open[id] = &Answer{}
+	const frame = 16 << 10 // SETTINGS_MAX_FRAME_SIZE's default
+	first := block[:min(len(block), frame)]
+	block = block[len(first):]
+	c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: end, EndHeaders: len(block) == 0}); err != nil {
+		c.t.Fatal(err)
+	}
+	for len(block) > 0 {
+		next := block[:min(len(block), frame)]
+		block = block[len(next):]
+		if err := c.fr.WriteContinuation(id, len(block) == 0, next); err != nil {
+			// The server may close the connection before it has read
+			// the whole block: its answer is then the close.
+			c.Closed = true
+			return id
+		}
+	}
+	return id
+}
+
+// AwaitEnd reads frames until stream id has ended or the server closed
+// the connection (then Closed is set, and the answer is what came).
+func (c *Conn) AwaitEnd(id uint32) Answer {
+	c.t.Helper()
+	for c.ended[id] == nil && !c.Closed {
+		c.c.SetDeadline(time.Now().Add(10 * time.Second))
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				c.t.Fatalf("h2ctest: stream %d has no answer after 10 s", id)
+			}
+			c.Closed = true
+			break
+		}
+		c.note(f)
+	}
+	if a := c.ended[id]; a != nil {
+		return *a
+	}
+	return *c.open[id]
 }
 
 // Get sends GET path on a new stream and returns the stream's ID.
@@ -166,11 +259,24 @@ func (c *Conn) read() {
 	if err != nil {
 		c.t.Fatalf("h2ctest: reading a frame: %v (streams open: %d)", err, len(c.open))
 	}
+	c.note(f)
+}
+
+// note takes in what frame f says.
+func (c *Conn) note(f http2.Frame) {
+	c.t.Helper()
 	id := f.Header().StreamID
 	a := c.open[id]
 	switch f := f.(type) {
 	case *http2.SettingsFrame:
 		if !f.IsAck() {
+			if c.Settings == nil {
+				c.Settings = map[http2.SettingID]uint32{}
+				f.ForeachSetting(func(s http2.Setting) error {
+					c.Settings[s.ID] = s.Val
+					return nil
+				})
+			}
 			c.fr.WriteSettingsAck()
 		}
 	case *http2.PingFrame:
@@ -242,4 +348,49 @@ func Curl(t testing.TB, args ...string) string {
 		t.Fatalf("curl %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String()
+}
+
+// Bomb is a header block whose decoded size dwarfs its own: the
+// request's pseudo-headers and content-type, one literal field name: value
+// that enters the decoder's dynamic table (index 62, the newest entry),
+// then refs one-byte references to it (an indexed field, 0x80|62), each
+// decoding to the whole field again: the HTTP/2 "bomb" (HPACK, RFC 7541
+// section 6.1).
+func Bomb(authority, path, name string, valueLen, refs int, grpc bool) []byte {
+	var b bytes.Buffer
+	enc := hpack.NewEncoder(&b)
+	method := "GET"
+	if grpc {
+		method = "POST"
+	}
+	fields := [][2]string{{":method", method}, {":scheme", "http"}, {":authority", authority}, {":path", path}}
+	if grpc {
+		fields = append(fields, [2]string{"content-type", "application/grpc"}, [2]string{"te", "trailers"})
+	}
+	for _, f := range fields {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	// A literal with incremental indexing and a new name (0x40), written
+	// by hand so that it is indexed whatever the encoder would choose.
+	b.WriteByte(0x40)
+	b.Write(hpackString(name))
+	b.Write(hpackString(strings.Repeat("a", valueLen)))
+	b.Write(bytes.Repeat([]byte{0x80 | 62}, refs))
+	return b.Bytes()
+}
+
+// hpackString is s as an HPACK string literal, without Huffman coding.
+func hpackString(s string) []byte {
+	var b []byte
+	n := len(s)
+	if n < 127 {
+		return append([]byte{byte(n)}, s...)
+	}
+	b = append(b, 127)
+	n -= 127
+	for n >= 128 {
+		b = append(b, byte(n%128+128))
+		n /= 128
+	}
+	return append(append(b, byte(n)), s...)
 }
