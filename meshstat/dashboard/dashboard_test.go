@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -266,5 +267,33 @@ func TestBrowserLabels(t *testing.T) {
 	}
 	for _, p := range res.Problems {
 		t.Errorf("overlap: %s", p)
+	}
+}
+
+// TestBrowserFirstPaint: the page comes with the mesh in it. With
+// api/graph refusing every poll, the page loaded in headless Chromium
+// still has the services' rows and graph, and no "loading…" (issue 19:
+// it showed "loading…" and empty tables until its first poll).
+func TestBrowserFirstPaint(t *testing.T) {
+	browser := browsertest.New(t)
+	var polls atomic.Int64
+	srv := startMesh(t, func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /ui/api/graph", func(w http.ResponseWriter, r *http.Request) {
+			polls.Add(1)
+			http.Error(w, "no polls in this test", http.StatusServiceUnavailable)
+		})
+	})
+	dom := browser.Load(srv.URL+"/ui/", "").DOM
+	for _, want := range []string{`data-ready="true"`, `<tr data-service="inventory">`, `<tr data-service="clock">`,
+		`data-caller="orders" data-callee="inventory"`, "9 services"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if strings.Contains(dom, "loading…") {
+		t.Error(`the page says "loading…"`)
+	}
+	if t.Failed() {
+		t.Logf("DOM (%d polls, all refused):\n%s", polls.Load(), dom)
 	}
 }

@@ -1,5 +1,6 @@
-// natsmesh dashboard: polls api/graph (a meshstat.Report) and draws the
-// service graph in SVG with a layered layout, plus tables. No libraries.
+// natsmesh dashboard: draws the report that comes with the page (#report),
+// then polls api/graph (a meshstat.Report), as the service graph in SVG
+// with a layered layout, plus tables. No libraries.
 // What it shows is also in window.__natsmesh, for tests and scripts.
 (function () {
   "use strict";
@@ -504,5 +505,15 @@
       })
       .then(function () { setTimeout(poll, refresh); });
   }
-  poll();
+  // The first report comes with the page (the server puts it in
+  // #report): drawn at once, so the page never paints empty; then polls.
+  var first = null;
+  try { first = JSON.parse($("report").textContent); } catch (e) { first = null; }
+  if (first && first.services) {
+    if (first.refresh_ms > 0) refresh = first.refresh_ms;
+    render(first);
+    setTimeout(poll, refresh);
+  } else {
+    poll();
+  }
 })();
