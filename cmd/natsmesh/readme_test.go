@@ -252,3 +252,85 @@ func TestSecurityDocSteps(t *testing.T) {
 		t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s", strings.Join(problems, "; "), out, errs)
 	}
 }
+
+// TestDocsUseCurrentFlags: no command line in the README, docs/ or
+// examples/ uses a flag its command has deprecated (the deprecate calls
+// of cmd/natsmesh name them), which a reader would copy and be warned
+// about (issue 19: docs/observability.md, docs/mesh-file.md and the
+// shop's mesh file ran the gateway with --name after it became
+// --service).
+func TestDocsUseCurrentFlags(t *testing.T) {
+	deprecated := map[string][]string{} // command -> old flags
+	srcs, _ := filepath.Glob("*.go")
+	call := regexp.MustCompile(`deprecate\(fs, "([a-z-]+)", "[a-z-]+"\)`)
+	for _, src := range srcs {
+		if strings.HasSuffix(src, "_test.go") || src == "flags.go" {
+			continue
+		}
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range call.FindAllStringSubmatch(string(b), -1) {
+			cmd := strings.TrimSuffix(src, ".go")
+			deprecated[cmd] = append(deprecated[cmd], m[1])
+		}
+	}
+	if len(deprecated["bridge"]) == 0 || len(deprecated["agent"]) == 0 {
+		t.Fatalf("found no deprecated flags of the bridge or the agent: %v", deprecated)
+	}
+	var files []string
+	for _, pattern := range []string{"../../README.md", "../../docs/*.md", "../../examples/*/*", "../../examples/*/*/*"} {
+		m, _ := filepath.Glob(pattern)
+		files = append(files, m...)
+	}
+	// A command line: "natsmesh CMD" and what follows on its line and on
+	// the lines it continues onto with a trailing backslash.
+	line := regexp.MustCompile(`natsmesh ([a-z]+)((?:[^\n]*\\\n)*[^\n]*)`)
+	checked := 0
+	for _, f := range files {
+		// The decisions are history: they name the flags they renamed.
+		if fi, err := os.Stat(f); err != nil || fi.IsDir() || strings.HasSuffix(f, "_test.go") || strings.HasSuffix(f, "decisions.md") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range line.FindAllStringSubmatch(string(b), -1) {
+			checked++
+			for _, old := range deprecated[m[1]] {
+				if regexp.MustCompile(`(^|\s)--?` + old + `(=|\s|$|[),.;'"]+)`).MatchString(m[2]) {
+					t.Errorf("%s: %q uses --%s, which natsmesh %s has deprecated", f, strings.TrimSpace(m[0]), old, m[1])
+				}
+			}
+		}
+		// Prose: a line that names one command (the bridge also as "the
+		// gateway") and quotes one of its deprecated flags, outside a
+		// paragraph that lists the renamed flags ("still accepted").
+		for _, para := range strings.Split(string(b), "\n\n") {
+			if strings.Contains(para, "still accepted") {
+				continue
+			}
+			for _, l := range strings.Split(para, "\n") {
+				var named []string
+				for cmd := range deprecated {
+					if regexp.MustCompile(`\b`+cmd+`\b`).MatchString(l) || (cmd == "bridge" && strings.Contains(l, "gateway")) {
+						named = append(named, cmd)
+					}
+				}
+				if len(named) != 1 {
+					continue
+				}
+				for _, old := range deprecated[named[0]] {
+					if strings.Contains(l, "`--"+old+"`") {
+						t.Errorf("%s: %q names natsmesh %s's --%s, which it has deprecated", f, strings.TrimSpace(l), named[0], old)
+					}
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("found only %d natsmesh command lines in %d files", checked, len(files))
+	}
+}
