@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -26,39 +25,23 @@ import (
 	"github.com/natsmesh/natsmesh/wire"
 )
 
-// tlsParty is a certificate of internal/testcert (its own CA) with its
-// files and its pool.
-type tlsParty struct {
-	certFile, keyFile string
-	cert              tls.Certificate
-	pool              *x509.CertPool
-}
+// tlsParty is a certificate of internal/testcert (its own CA).
+type tlsParty struct{ certFile, keyFile string }
 
 func newTLSParty(t *testing.T) tlsParty {
 	t.Helper()
-	p := tlsParty{}
-	p.certFile, p.keyFile = testcert.SelfSigned(t)
-	var err error
-	if p.cert, err = tls.LoadX509KeyPair(p.certFile, p.keyFile); err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(p.certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.pool = x509.NewCertPool()
-	p.pool.AppendCertsFromPEM(pem)
-	return p
+	c, k := testcert.SelfSigned(t)
+	return tlsParty{c, k}
 }
 
 // serverTLS is a service's TLS: its certificate, and when client is set,
 // a client certificate signed by client's CA required (mutual TLS).
-func (p tlsParty) serverTLS(client *tlsParty) *tls.Config {
-	c := &tls.Config{Certificates: []tls.Certificate{p.cert}}
+func (p tlsParty) serverTLS(t *testing.T, client *tlsParty) *tls.Config {
+	ca := ""
 	if client != nil {
-		c.ClientCAs, c.ClientAuth = client.pool, tls.RequireAndVerifyClientCert
+		ca = client.certFile
 	}
-	return c
+	return testcert.ServerTLS(t, p.certFile, p.keyFile, ca)
 }
 
 // TestUpstreamOverTLS: an https:// upstream with its CA serves meshed
@@ -99,7 +82,7 @@ func TestUpstreamOverTLS(t *testing.T) {
 			if tc.mutual {
 				client = &clientCert
 			}
-			srv.TLS = srvCert.serverTLS(client)
+			srv.TLS = srvCert.serverTLS(t, client)
 			srv.EnableHTTP2 = tc.h2
 			srv.StartTLS()
 			t.Cleanup(srv.Close)
@@ -148,7 +131,7 @@ func TestGRPCUpstreamOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(srvCert.serverTLS(&clientCert))))
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(srvCert.serverTLS(t, &clientCert))))
 	testpb.RegisterTestServiceServer(srv, &testService{name: "tls"})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	go srv.Serve(l)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -362,18 +360,8 @@ func TestAgentOverTLS(t *testing.T) {
 func TestAgentTLSUpstream(t *testing.T) {
 	srvCert, srvKey := testcert.SelfSigned(t)
 	cliCert, cliKey := testcert.SelfSigned(t)
-	sc, err := tls.LoadX509KeyPair(srvCert, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(cliCert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clients := x509.NewCertPool()
-	clients.AppendCertsFromPEM(pem)
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls "+r.Proto) }))
-	up.TLS = &tls.Config{Certificates: []tls.Certificate{sc}, ClientCAs: clients, ClientAuth: tls.RequireAndVerifyClientCert}
+	up.TLS = testcert.ServerTLS(t, srvCert, srvKey, cliCert)
 	up.EnableHTTP2 = true
 	up.StartTLS()
 	t.Cleanup(up.Close)

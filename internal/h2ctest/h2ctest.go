@@ -80,12 +80,7 @@ const settings = "AAMAAABkAAQCAAAAAAIAAAAA"
 // than 101 fails the test. The connection closes in t.Cleanup.
 func Upgrade(t testing.TB, addr, host, path string, header ...string) *Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dial(t, addr)
 	var req bytes.Buffer
 	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: %s\r\n", path, host, settings)
 	for _, h := range header {
@@ -104,16 +99,35 @@ func Upgrade(t testing.TB, addr, host, path string, header ...string) *Conn {
 		body, _ := io.ReadAll(resp.Body)
 		t.Fatalf("h2ctest: upgrade answered %s %v %q, want 101 Switching Protocols to h2c", resp.Status, resp.Header, body)
 	}
+	cn := start(t, c, br, host)
+	cn.next, cn.open[1] = 3, &Answer{} // the upgraded request is stream 1
+	return cn
+}
+
+// dial connects to addr, closed in t.Cleanup, with a 10 s deadline.
+func dial(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// start sends the HTTP/2 preface and SETTINGS on c, read through r.
+func start(t testing.TB, c net.Conn, r io.Reader, host string) *Conn {
+	t.Helper()
 	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
 		t.Fatal(err)
 	}
-	fr := http2.NewFramer(c, br)
+	fr := http2.NewFramer(c, r)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	if err := fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
-	return &Conn{t: t, c: c, fr: fr, host: host, next: 3,
-		ended: map[uint32]*Answer{}, open: map[uint32]*Answer{1: {}}}
+	return &Conn{t: t, c: c, fr: fr, host: host, next: 1, ended: map[uint32]*Answer{}, open: map[uint32]*Answer{}}
 }
 
 // Dial connects to addr and speaks HTTP/2 with prior knowledge (the
@@ -123,21 +137,8 @@ func Upgrade(t testing.TB, addr, host, path string, header ...string) *Conn {
 // connection closes in t.Cleanup.
 func Dial(t testing.TB, addr, host string) *Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(c, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
-	return &Conn{t: t, c: c, fr: fr, host: host, next: 1, ended: map[uint32]*Answer{}, open: map[uint32]*Answer{}}
+	c := dial(t, addr)
+	return start(t, c, c, host)
 }
 
 // AwaitSettings reads frames until the server's first SETTINGS and
