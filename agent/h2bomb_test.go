@@ -14,6 +14,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/h2c"
 	"github.com/natsmesh/natsmesh/internal/h2ctest"
+	"github.com/natsmesh/natsmesh/internal/headerbudget"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -147,4 +148,67 @@ func describe(a h2ctest.Answer, closed bool) string {
 		return "connection closed"
 	}
 	return "no answer"
+}
+
+// TestHeaderBudget: one HTTP/2 connection's requests hold at most
+// headerbudget.Max bytes of headers at once, on every listener: of 18
+// open requests of 60 KB of headers each (each within the per-request
+// limit), 17 are held and one is refused headers-too-large (431, or
+// gRPC's ResourceExhausted) before it goes anywhere (issue 19: a
+// connection could hold 100 of them, 6 MB).
+func TestHeaderBudget(t *testing.T) {
+	b := meshtest.Broker(t)
+	release := make(chan struct{})
+	var held atomic.Int64
+	startAgent(t, b, Config{Service: "orders"}, func(a *Agent) {
+		testpb.RegisterTestServiceServer(a.GRPCServer(), &testService{name: "orders"})
+		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Big") != "" {
+				held.Add(1)
+				<-release
+			}
+		}))
+	})
+	web := startAgent(t, b, Config{Service: "web"})
+	grpcProxy := listen(t, web.ServeGRPCProxy)
+	httpProxy := listen(t, web.ServeHTTPProxy)
+	bind := listen(t, func(l net.Listener) error { return web.ServeBind(l, "orders") })
+	defer close(release)
+
+	const method = "/grpc.testing.TestService/UnaryCall"
+	const fits = headerbudget.Max / 60_200 // 60,000 bytes and the request's other fields
+	for _, l := range []struct {
+		name, addr, path string
+		grpc, upgrade    bool
+	}{
+		{name: "gRPC proxy", addr: grpcProxy, path: method, grpc: true},
+		{name: "bind port, gRPC", addr: bind, path: method, grpc: true},
+		{name: "HTTP proxy, prior knowledge", addr: httpProxy, path: "/x"},
+		{name: "HTTP proxy, Upgrade h2c", addr: httpProxy, path: "/x", upgrade: true},
+	} {
+		t.Run(l.name, func(t *testing.T) {
+			var c *h2ctest.Conn
+			if l.upgrade {
+				c = h2ctest.Upgrade(t, l.addr, "orders", "/")
+				c.Await(1)
+			} else {
+				c = h2ctest.Dial(t, l.addr, "orders")
+			}
+			defer c.Close()
+			block := h2ctest.Bomb("orders", l.path, "x-big", 60_000, 0, l.grpc)
+			var ids []uint32
+			for range fits + 1 {
+				ids = append(ids, c.Send(block, false)) // no end: each request stays open
+			}
+			// The handlers run at once: whichever takes the budget last
+			// is refused, and the others stay open.
+			id, a := c.AwaitFirst(ids...)
+			switch {
+			case l.grpc && a.Header.Get("Grpc-Status") != "8":
+				t.Errorf("stream %d: %s, want grpc-status 8 (ResourceExhausted)", id, describe(a, c.Closed))
+			case !l.grpc && (a.Status != http.StatusRequestHeaderFieldsTooLarge || a.Header.Get(wire.HeaderError) != string(wire.KindHeadersTooLarge)):
+				t.Errorf("stream %d: %s, want 431 %s", id, describe(a, c.Closed), wire.KindHeadersTooLarge)
+			}
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/natsmesh/natsmesh/internal/h2c"
+	"github.com/natsmesh/natsmesh/internal/headerbudget"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -61,7 +62,10 @@ type Proxy struct {
 // stream reset (grpc-go's default, 16 MiB, let a few hundred kilobytes
 // of HPACK references make hundreds of megabytes of fields), and one
 // connection has at most h2c.MaxConcurrentStreams calls open at once
-// (grpc-go's default has no bound).
+// (grpc-go's default has no bound). [Proxy.Handler] takes each call's
+// headers from its connection's budget (internal/headerbudget: serve a
+// listener wrapped by headerbudget.Listen, or through an http.Server whose
+// ConnContext gives one).
 func (p *Proxy) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ForceServerCodecV2(grpcwire.RawCodec{}), grpc.UnknownServiceHandler(p.Handler),
 		grpc.MaxHeaderListSize(p.Limits.Now().HeaderListSize()), grpc.MaxConcurrentStreams(h2c.MaxConcurrentStreams)}
@@ -86,6 +90,14 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	}
 	ctx := stream.Context()
 	md, _ := metadata.FromIncomingContext(ctx)
+	// The connection's budget of held headers (internal/headerbudget):
+	// past it, the call is refused as one over the per-call limit is.
+	size := headerbudget.Size(md, method)
+	budget, ok := headerbudget.Hold(ctx, size)
+	if !ok {
+		return grpcwire.Status(wire.Errorf(wire.KindHeadersTooLarge, "the calls open on this connection hold over %d bytes of headers", headerbudget.Max)).Err()
+	}
+	defer budget.Give(size)
 	var authority string
 	if vs := md.Get(":authority"); len(vs) > 0 {
 		authority = vs[0]

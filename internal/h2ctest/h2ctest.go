@@ -184,22 +184,36 @@ func (c *Conn) Send(block []byte, end bool) uint32 {
 // the connection (then Closed is set, and the answer is what came).
 func (c *Conn) AwaitEnd(id uint32) Answer {
 	c.t.Helper()
-	for c.ended[id] == nil && !c.Closed {
+	_, a := c.AwaitFirst(id)
+	return a
+}
+
+// AwaitFirst reads frames until one of the streams ids has ended, or the
+// server closed the connection (then Closed is set, and the answer is
+// what came on the first of ids), and returns that stream and its answer.
+func (c *Conn) AwaitFirst(ids ...uint32) (uint32, Answer) {
+	c.t.Helper()
+	for !c.Closed {
+		for _, id := range ids {
+			if a := c.ended[id]; a != nil {
+				return id, *a
+			}
+		}
 		c.c.SetDeadline(time.Now().Add(10 * time.Second))
 		f, err := c.fr.ReadFrame()
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				c.t.Fatalf("h2ctest: stream %d has no answer after 10 s", id)
+				c.t.Fatalf("h2ctest: none of streams %v has ended after 10 s", ids)
 			}
 			c.Closed = true
 			break
 		}
 		c.note(f)
 	}
-	if a := c.ended[id]; a != nil {
-		return *a
+	if a := c.ended[ids[0]]; a != nil {
+		return ids[0], *a
 	}
-	return *c.open[id]
+	return ids[0], *c.open[ids[0]]
 }
 
 // Get sends GET path on a new stream and returns the stream's ID.
