@@ -30,6 +30,39 @@ func (s *countingService) UnaryCall(ctx context.Context, req *testpb.SimpleReque
 	return s.testService.UnaryCall(ctx, req)
 }
 
+// h2Listener is one of web's listeners that speak HTTP/2, to orders.
+type h2Listener struct {
+	name, addr, path string
+	grpc, upgrade    bool
+}
+
+// h2Listeners serves web's HTTP/2 listeners: the gRPC proxy, a bind port
+// to orders taking gRPC, and the HTTP proxy, by prior knowledge and after
+// Upgrade: h2c.
+func h2Listeners(t *testing.T, web *Agent) []h2Listener {
+	const method = "/grpc.testing.TestService/UnaryCall"
+	grpcProxy := listen(t, web.ServeGRPCProxy)
+	httpProxy := listen(t, web.ServeHTTPProxy)
+	bind := listen(t, func(l net.Listener) error { return web.ServeBind(l, "orders") })
+	return []h2Listener{
+		{name: "gRPC proxy", addr: grpcProxy, path: method, grpc: true},
+		{name: "bind port, gRPC", addr: bind, path: method, grpc: true},
+		{name: "HTTP proxy, prior knowledge", addr: httpProxy, path: "/x"},
+		{name: "HTTP proxy, Upgrade h2c", addr: httpProxy, path: "/x", upgrade: true},
+	}
+}
+
+// conn opens an HTTP/2 connection to l (after the upgrade's own request
+// has its answer).
+func (l h2Listener) conn(t *testing.T) *h2ctest.Conn {
+	if l.upgrade {
+		c := h2ctest.Upgrade(t, l.addr, "orders", "/")
+		c.Await(1)
+		return c
+	}
+	return h2ctest.Dial(t, l.addr, "orders")
+}
+
 // TestHeaderBomb: issue 19. A header block of a few kilobytes that HPACK
 // references turn into megabytes of decoded headers (below grpc-go's own
 // 16 MiB default, which let it through to the proxy's handler before) is
@@ -46,16 +79,9 @@ func TestHeaderBomb(t *testing.T) {
 		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { httpCalls.Add(1) }))
 	})
 	web := startAgent(t, b, Config{Service: "web"})
-	grpcProxy := listen(t, web.ServeGRPCProxy)
-	httpProxy := listen(t, web.ServeHTTPProxy)
-	bind := listen(t, func(l net.Listener) error { return web.ServeBind(l, "orders") })
-
-	const method = "/grpc.testing.TestService/UnaryCall"
 	bombs := []struct {
-		name            string
-		fieldName       string
+		name, fieldName string
 		valueLen, refs  int
-		decoded, amount string
 	}{
 		// 3,000 references to a 4 KB field: 12 MB decoded from 7 KB.
 		{name: "large field", fieldName: "x-bomb", valueLen: 4000, refs: 3000},
@@ -63,24 +89,10 @@ func TestHeaderBomb(t *testing.T) {
 		// counts 32 bytes a field) from 400 KB, 400,000 fields to hold.
 		{name: "many fields", fieldName: "x-b", valueLen: 0, refs: 400_000},
 	}
-	for _, l := range []struct {
-		name, addr, path string
-		grpc, upgrade    bool
-	}{
-		{name: "gRPC proxy", addr: grpcProxy, path: method, grpc: true},
-		{name: "bind port, gRPC", addr: bind, path: method, grpc: true},
-		{name: "HTTP proxy, prior knowledge", addr: httpProxy, path: "/x"},
-		{name: "HTTP proxy, Upgrade h2c", addr: httpProxy, path: "/x", upgrade: true},
-	} {
+	for _, l := range h2Listeners(t, web) {
 		for _, bomb := range bombs {
 			t.Run(l.name+"/"+bomb.name, func(t *testing.T) {
-				var c *h2ctest.Conn
-				if l.upgrade {
-					c = h2ctest.Upgrade(t, l.addr, "orders", "/")
-					c.Await(1)
-				} else {
-					c = h2ctest.Dial(t, l.addr, "orders")
-				}
+				c := l.conn(t)
 				block := h2ctest.Bomb("orders", l.path, bomb.fieldName, bomb.valueLen, bomb.refs, l.grpc)
 				decoded := bomb.refs * (len(bomb.fieldName) + bomb.valueLen + 32)
 				called := grpcCalls.Load() + httpCalls.Load() // the upgrade's own GET
@@ -159,41 +171,21 @@ func describe(a h2ctest.Answer, closed bool) string {
 func TestHeaderBudget(t *testing.T) {
 	b := meshtest.Broker(t)
 	release := make(chan struct{})
-	var held atomic.Int64
 	startAgent(t, b, Config{Service: "orders"}, func(a *Agent) {
 		testpb.RegisterTestServiceServer(a.GRPCServer(), &testService{name: "orders"})
 		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("X-Big") != "" {
-				held.Add(1)
 				<-release
 			}
 		}))
 	})
 	web := startAgent(t, b, Config{Service: "web"})
-	grpcProxy := listen(t, web.ServeGRPCProxy)
-	httpProxy := listen(t, web.ServeHTTPProxy)
-	bind := listen(t, func(l net.Listener) error { return web.ServeBind(l, "orders") })
 	defer close(release)
 
-	const method = "/grpc.testing.TestService/UnaryCall"
 	const fits = headerbudget.Max / 60_200 // 60,000 bytes and the request's other fields
-	for _, l := range []struct {
-		name, addr, path string
-		grpc, upgrade    bool
-	}{
-		{name: "gRPC proxy", addr: grpcProxy, path: method, grpc: true},
-		{name: "bind port, gRPC", addr: bind, path: method, grpc: true},
-		{name: "HTTP proxy, prior knowledge", addr: httpProxy, path: "/x"},
-		{name: "HTTP proxy, Upgrade h2c", addr: httpProxy, path: "/x", upgrade: true},
-	} {
+	for _, l := range h2Listeners(t, web) {
 		t.Run(l.name, func(t *testing.T) {
-			var c *h2ctest.Conn
-			if l.upgrade {
-				c = h2ctest.Upgrade(t, l.addr, "orders", "/")
-				c.Await(1)
-			} else {
-				c = h2ctest.Dial(t, l.addr, "orders")
-			}
+			c := l.conn(t)
 			defer c.Close()
 			block := h2ctest.Bomb("orders", l.path, "x-big", 60_000, 0, l.grpc)
 			var ids []uint32
