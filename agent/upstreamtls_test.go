@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -49,7 +51,9 @@ func (p tlsParty) serverTLS(t *testing.T, client *tlsParty) *tls.Config {
 // service that requires a client certificate answers one that has it and
 // fails, with an upstream error naming it, one that has none; a CA that
 // did not sign the service's certificate is an upstream error naming the
-// upstream and the reason (issue 19: "scheme must be http or h2c" before).
+// upstream and the reason (with health checks off: the default check
+// sees it first, TestTLSUpstreamHealth) (issue 19: "scheme must be http
+// or h2c" before).
 func TestUpstreamOverTLS(t *testing.T) {
 	b := meshtest.Broker(t)
 	srvCert, clientCert, otherCA := newTLSParty(t), newTLSParty(t), newTLSParty(t)
@@ -96,7 +100,7 @@ func TestUpstreamOverTLS(t *testing.T) {
 				t.Fatal(err)
 			}
 			service := "tls-" + tc.name
-			startAgent(t, b, Config{Service: service, Upstream: srv.URL, UpstreamTLS: tlsCfg})
+			startAgent(t, b, Config{Service: service, Upstream: srv.URL, UpstreamTLS: tlsCfg, Health: HealthConfig{Disabled: tc.name == "wrong-ca"}})
 			resp, err := c.Get("http://" + service + "/")
 			if err != nil {
 				t.Fatal(err)
@@ -123,7 +127,7 @@ func TestUpstreamOverTLS(t *testing.T) {
 
 // TestGRPCUpstreamOverTLS: an h2:// upstream, a gRPC server over TLS that
 // requires a client certificate, serves meshed calls (its health checked
-// over TLS too).
+// over TLS too, by the gRPC health protocol or a handshake).
 func TestGRPCUpstreamOverTLS(t *testing.T) {
 	b := meshtest.Broker(t)
 	srvCert, clientCert := newTLSParty(t), newTLSParty(t)
@@ -143,6 +147,10 @@ func TestGRPCUpstreamOverTLS(t *testing.T) {
 	}
 	startAgent(t, b, Config{Service: "orders", Upstream: "h2://" + l.Addr().String(), UpstreamTLS: tlsCfg,
 		Health: HealthConfig{GRPC: GRPCHealthProtocol}})
+	// A TLS handshake as grpc-go's server wants it (ALPN h2) passes the
+	// connect check too.
+	startAgent(t, b, Config{Service: "orders-connect", Upstream: "h2://" + l.Addr().String(), UpstreamTLS: tlsCfg,
+		Health: HealthConfig{GRPC: GRPCHealthConnect}})
 	web := startAgent(t, b, Config{Service: "web"})
 	cc, err := web.ClientConn("orders")
 	if err != nil {
@@ -188,4 +196,90 @@ func TestUpstreamTLSConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWebSocketToTLSUpstream: a WebSocket reaches an https:// upstream
+// that also offers HTTP/2: the upgrade goes over HTTP/1.1 (WebSocket has
+// no HTTP/2 form here), and messages cross both ways.
+func TestWebSocketToTLSUpstream(t *testing.T) {
+	b := meshtest.Broker(t)
+	srvCert := newTLSParty(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil || c.Write(r.Context(), typ, append([]byte(r.Proto+" "), msg...)) != nil {
+				return
+			}
+		}
+	}))
+	srv.TLS = srvCert.serverTLS(t, nil)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	tlsCfg, err := LoadUpstreamTLS(srvCert.certFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, b, Config{Service: "orders", Upstream: srv.URL, UpstreamTLS: tlsCfg})
+	web := startAgent(t, b, Config{Service: "web"})
+	proxy := listen(t, web.ServeHTTPProxy)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://orders/ws", &websocket.DialOptions{HTTPClient: proxyClient(proxy)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	for i := range 3 {
+		msg := fmt.Sprintf("message %d", i)
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := c.Read(ctx)
+		if err != nil || string(got) != "HTTP/1.1 "+msg {
+			t.Fatalf("echo %q, %v; want %q", got, err, "HTTP/1.1 "+msg)
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "done")
+}
+
+// TestTLSUpstreamHealth: the default health check of an https:// upstream
+// completes a TLS handshake: with a CA that did not sign the service's
+// certificate the instance is not ready, and says why, naming the
+// upstream; with the right one it is.
+func TestTLSUpstreamHealth(t *testing.T) {
+	b := meshtest.Broker(t)
+	srvCert, otherCA := newTLSParty(t), newTLSParty(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = srvCert.serverTLS(t, nil)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	wrong, err := LoadUpstreamTLS(otherCA.certFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(meshtest.Conn(t, b, nats.CustomInboxPrefix(wire.InboxPrefix("orders"))),
+		Config{Service: "orders", Upstream: srv.URL, UpstreamTLS: wrong, Logger: quiet, Health: HealthConfig{Interval: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	err = a.Ready(time.Second)
+	if err == nil || !strings.Contains(err.Error(), "upstream "+srv.URL) || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("Ready with the wrong CA: %v, want not ready, naming the upstream and the reason", err)
+	}
+	right, err := LoadUpstreamTLS(srvCert.certFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, b, Config{Service: "orders", Upstream: srv.URL, UpstreamTLS: right}) // ready, or it fails
 }
