@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -45,11 +45,21 @@ type Config struct {
 	// Version is informational, shown in discovery ($SRV.INFO).
 	Version string
 	// Upstream is the local service: "http://127.0.0.1:8080" for an HTTP
-	// service or "h2c://127.0.0.1:9090" for a gRPC one (cleartext HTTP/2).
-	// A call in the other protocol gets a no-route answer. Empty: no inbound
-	// side unless the application serves in-process with Handle or
-	// GRPCServer.
+	// service or "h2c://127.0.0.1:9090" for a gRPC one (cleartext HTTP/2);
+	// "https://..." and "h2://..." are the same over TLS (see
+	// UpstreamTLS). A call in the other protocol gets a no-route answer.
+	// Empty: no inbound side unless the application serves in-process
+	// with Handle or GRPCServer.
 	Upstream string
+	// UpstreamTLS is the client side of TLS to an https:// or h2://
+	// upstream: RootCAs verifies the service's certificate (nil: the
+	// system's roots), Certificates is presented to a service that asks
+	// for a client certificate (mutual TLS); ServerName defaults to the
+	// upstream's host. Over https the agent offers HTTP/2 and HTTP/1.1
+	// (ALPN) and speaks what the service chooses. Nil: the system's
+	// roots, no client certificate. Set for a cleartext upstream, or
+	// none, it is an error. LoadUpstreamTLS makes one from PEM files.
+	UpstreamTLS *tls.Config
 	// MaxConcurrent bounds the calls in flight to the local service. Zero means
 	// 1024; a negative value means no limit.
 	MaxConcurrent int
@@ -282,50 +292,16 @@ func (c *Config) normalize() (*url.URL, error) {
 		return nil, err
 	}
 	if c.Upstream == "" {
+		if c.UpstreamTLS != nil {
+			return nil, fmt.Errorf("%w: TLS settings for the upstream, but no upstream", ErrConfig)
+		}
 		return nil, nil
 	}
-	return parseUpstream(c.Upstream)
-}
-
-// upstreamForms is what an upstream must look like, for the errors.
-const upstreamForms = "want http://HOST:PORT, http://HOST:PORT/BASE-PATH or h2c://HOST:PORT"
-
-// parseUpstream reads Config.Upstream: http://HOST:PORT with an optional
-// base path that every call's path is appended to (meshhttp.Upstream),
-// or h2c://HOST:PORT for gRPC, which has no base path. Anything else is
-// refused with the forms that are accepted, rather than net/url's own
-// words ("first path segment in URL cannot contain colon" for a bare
-// 127.0.0.1:8080).
-func parseUpstream(s string) (*url.URL, error) {
-	bad := func(why string) error {
-		return fmt.Errorf("%w: upstream %q: %s: %s", ErrConfig, s, why, upstreamForms)
+	u, err := parseUpstream(c.Upstream)
+	if err == nil && c.UpstreamTLS != nil && !upstreamTLS(u) {
+		err = fmt.Errorf("%w: upstream %q is cleartext, but TLS settings are given for it (https:// or h2:// speak TLS)", ErrConfig, c.Upstream)
 	}
-	scheme, _, ok := strings.Cut(s, "://")
-	if !ok {
-		return nil, bad("no scheme")
-	}
-	if scheme != "http" && scheme != "h2c" {
-		return nil, bad("scheme must be http or h2c")
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the input we already quote
-		}
-		return nil, bad(err.Error())
-	}
-	switch {
-	case u.Host == "" || u.Port() == "":
-		return nil, bad("no host:port")
-	case u.User != nil:
-		return nil, bad("no user information allowed")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, bad("no query or fragment allowed")
-	case u.Scheme == "h2c" && strings.Trim(u.Path, "/") != "":
-		return nil, bad("gRPC has no base path")
-	}
-	return u, nil
+	return u, err
 }
 
 // limitsNow bounds a message by the max_payload of the server the agent is

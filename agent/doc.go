@@ -8,7 +8,8 @@
 //   - Inbound, calls to its service: it holds queue subscriptions on the
 //     service's subjects (wire.ServiceSubjects) and feeds every message to
 //     its inbound pipeline, in front of the local service's kind of
-//     handler: an HTTP upstream, an h2c gRPC upstream, an in-process
+//     handler: an HTTP upstream, a gRPC upstream (either over TLS too:
+//     upstream.go), an in-process
 //     http.Handler ([Agent.Handle]) or in-process gRPC services
 //     ([Agent.GRPCServer]). Past Config.MaxConcurrent calls it answers
 //     "overloaded" at once. It subscribes only while its service passes

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/natsmesh/natsmesh/internal/headerbudget"
 	"github.com/natsmesh/natsmesh/meshgrpc"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -83,7 +84,8 @@ func (a *Agent) ServeGRPCProxy(l net.Listener) error {
 		l.Close()
 		return ErrClosed
 	}
-	if err := srv.Serve(l); err != nil && err != grpc.ErrServerStopped {
+	// Each connection with its budget of held headers.
+	if err := srv.Serve(headerbudget.Listen(l)); err != nil && err != grpc.ErrServerStopped {
 		return err
 	}
 	return nil

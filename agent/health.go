@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -21,7 +22,8 @@ import (
 // GRPCHealthAuto), every 2s.
 type HealthConfig struct {
 	// Path, when set, is probed with GET on an HTTP upstream; a 2xx or 3xx
-	// answer is healthy. Empty: a TCP connect to the upstream is the check.
+	// answer is healthy. Empty: a TCP connect to the upstream is the check
+	// (and a TLS handshake, to an https:// upstream).
 	Path string
 	// GRPCService is the service name asked of a gRPC upstream's
 	// grpc.health.v1.Health/Check; "" asks for the server as a whole.
@@ -104,17 +106,33 @@ func (a *Agent) checker() func(context.Context) error {
 		return h.Check
 	case a.upstream == nil:
 		return nil
-	case a.upstream.Scheme == "h2c" && h.GRPC != GRPCHealthConnect:
+	case upstreamGRPC(a.upstream) && h.GRPC != GRPCHealthConnect:
 		return a.grpcHealth
-	case a.upstream.Scheme == "http" && h.Path != "":
+	case !upstreamGRPC(a.upstream) && h.Path != "":
 		return a.httpHealth
 	}
 	return a.connectHealth
 }
 
-// connectHealth checks that the upstream accepts a TCP connection.
+// connectHealth checks that the upstream accepts a TCP connection; one
+// that speaks TLS, that it completes a handshake the agent's TLS settings
+// accept: a CA that did not sign its certificate leaves the instance
+// unready, saying so, rather than answering each call 502, and the
+// service does not log a handshake cut short every interval.
 func (a *Agent) connectHealth(ctx context.Context) error {
 	var d net.Dialer
+	if upstreamTLS(a.upstream) {
+		cfg := a.tlsConfig()
+		cfg.NextProtos = []string{"h2"} // what a gRPC (h2://) server asks for
+		if !upstreamGRPC(a.upstream) {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		c, err := (&tls.Dialer{NetDialer: &d, Config: cfg}).DialContext(ctx, "tcp", a.upstream.Host)
+		if err != nil {
+			return fmt.Errorf("upstream %s: %w", a.upstream.Redacted(), err)
+		}
+		return c.Close()
+	}
 	c, err := d.DialContext(ctx, "tcp", a.upstream.Host)
 	if err != nil {
 		return err
@@ -123,7 +141,7 @@ func (a *Agent) connectHealth(ctx context.Context) error {
 }
 
 func (a *Agent) httpHealth(ctx context.Context) error {
-	u := url.URL{Scheme: "http", Host: a.upstream.Host, Path: a.cfg.Health.Path}
+	u := url.URL{Scheme: a.upstream.Scheme, Host: a.upstream.Host, Path: a.cfg.Health.Path}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
@@ -87,7 +86,7 @@ func newInbound(a *Agent) *inbound {
 		firstServing:  make(chan struct{}),
 		refusedCh:     make(chan struct{}),
 		refused:       make(chan struct{}, 1),
-		httpTransport: meshhttp.NewUpstreamTransport(),
+		httpTransport: a.upstreamTransport(),
 		limits:        a.limitsNow,
 	}
 	in.stall.in = in
@@ -112,13 +111,13 @@ func (in *inbound) handlers() pipeline.Protocols {
 	switch {
 	case in.handler != nil:
 		p.HTTP = &meshhttp.Handler{Handler: in.handler, Limits: limits}
-	case in.a.upstream != nil && in.a.upstream.Scheme == "http":
+	case in.a.upstream != nil && !upstreamGRPC(in.a.upstream):
 		p.HTTP = &meshhttp.Upstream{Base: in.a.upstream, Transport: in.httpTransport, Limits: limits, OnRefused: in.onRefused}
 	}
 	switch {
 	case in.grpcServer != nil:
 		p.GRPC = in.grpcServer
-	case in.a.upstream != nil && in.a.upstream.Scheme == "h2c":
+	case in.a.upstream != nil && upstreamGRPC(in.a.upstream):
 		p.GRPC = pipeline.HandlerFunc(in.grpcUpstream)
 	}
 	return p
@@ -162,7 +161,7 @@ func (in *inbound) grpcConn() (*grpc.ClientConn, error) {
 	}
 	if in.grpcCC == nil {
 		cc, err := grpc.NewClient("passthrough:///"+in.a.upstream.Host,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(in.a.grpcCredentials()),
 			// Fixed windows turn off grpc-go's bandwidth-delay probing, a
 			// PING per burst of data: on loopback, one per call.
 			grpc.WithInitialWindowSize(grpcWindow),

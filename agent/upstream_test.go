@@ -10,7 +10,8 @@ import (
 )
 
 // TestUpstreamForms: Config.Upstream takes http://HOST:PORT with an
-// optional base path, or h2c://HOST:PORT; anything else is refused with the
+// optional base path, or h2c://HOST:PORT, or either over TLS (https://,
+// h2://); anything else is refused with the
 // accepted forms and without net/url's internal wording (issue 9, item 6).
 func TestUpstreamForms(t *testing.T) {
 	for _, tc := range []struct {
@@ -23,9 +24,12 @@ func TestUpstreamForms(t *testing.T) {
 		{"http://127.0.0.1:8080/api", "", "/api"},
 		{"http://localhost:8080/api/v1/", "", "/api/v1/"},
 		{"h2c://127.0.0.1:9090", "", ""},
+		{"https://127.0.0.1:8443/api", "", "/api"},
+		{"h2://localhost:9443", "", ""},
+		{"h2://127.0.0.1:9443/api", "gRPC has no base path", ""},
 		{"127.0.0.1:8080", `upstream "127.0.0.1:8080": no scheme: want http://HOST:PORT`, ""},
 		{"localhost:8080", "no scheme: want http://HOST:PORT", ""},
-		{"ftp://x:1", "scheme must be http or h2c: want http://HOST:PORT", ""},
+		{"ftp://x:1", "scheme must be http, https, h2c or h2: want http://HOST:PORT", ""},
 		{"http://127.0.0.1", "no host:port", ""},
 		{"http://", "no host:port", ""},
 		{"http://u:p@127.0.0.1:8080", "no user information", ""},

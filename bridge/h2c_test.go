@@ -7,15 +7,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
 	"github.com/natsmesh/natsmesh/internal/agenttest"
+	"github.com/natsmesh/natsmesh/internal/h2c"
 	"github.com/natsmesh/natsmesh/internal/h2ctest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 // ordersEdge runs "orders" (a real HTTP server, which answers with the
@@ -107,5 +112,32 @@ func TestEdgeShutdownEndsUpgradedConnections(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown still waits after the upgraded connection closed")
+	}
+}
+
+// TestGatewayHeaderBomb: the gateway, the mesh's one listener for
+// outside clients, refuses a header block that HPACK references decode to
+// megabytes (431, or the connection closed) without holding it, and says
+// its per-connection bounds in its SETTINGS (issue 19).
+func TestGatewayHeaderBomb(t *testing.T) {
+	_, addr := ordersEdge(t)
+	c := h2ctest.Dial(t, addr, "edge")
+	s := c.AwaitSettings()
+	if n := s[http2.SettingMaxConcurrentStreams]; n != h2c.MaxConcurrentStreams {
+		t.Errorf("max concurrent streams %d, want %d", n, h2c.MaxConcurrentStreams)
+	}
+	maxList := wire.Limits{}.HeaderListSize()
+	if n, ok := s[http2.SettingMaxHeaderListSize]; !ok || n > maxList {
+		t.Errorf("max header list size %d (sent: %v), want at most %d", n, ok, maxList)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	a := c.AwaitEnd(c.Send(h2ctest.Bomb("edge", "/orders/x", "x-bomb", 4000, 3000, false), true))
+	runtime.ReadMemStats(&after)
+	if !c.Closed && a.Status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("12 MB of decoded headers answered %d, want 431 or the connection closed", a.Status)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+		t.Errorf("the gateway allocated %d MB refusing 7 KB of headers", n>>20)
 	}
 }

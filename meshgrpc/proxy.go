@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/natsmesh/natsmesh/internal/h2c"
+	"github.com/natsmesh/natsmesh/internal/headerbudget"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -54,9 +56,19 @@ type Proxy struct {
 }
 
 // ServerOptions are the options a grpc.Server needs to serve p: the
-// pass-through codec and p.Handler for every method.
+// pass-through codec and p.Handler for every method, and the mesh's HTTP/2
+// bounds (internal/h2c): a header list longer than p's limits admit
+// (wire.Limits.HeaderListSize) is refused while it is decoded, the
+// stream reset (grpc-go's default, 16 MiB, let a few hundred kilobytes
+// of HPACK references make hundreds of megabytes of fields), and one
+// connection has at most h2c.MaxConcurrentStreams calls open at once
+// (grpc-go's default has no bound). [Proxy.Handler] takes each call's
+// headers from its connection's budget (internal/headerbudget: serve a
+// listener wrapped by headerbudget.Listen, or through an http.Server whose
+// ConnContext gives one).
 func (p *Proxy) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(grpcwire.RawCodec{}), grpc.UnknownServiceHandler(p.Handler)}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(grpcwire.RawCodec{}), grpc.UnknownServiceHandler(p.Handler),
+		grpc.MaxHeaderListSize(p.Limits.Now().HeaderListSize()), grpc.MaxConcurrentStreams(h2c.MaxConcurrentStreams)}
 }
 
 // Handler forwards one call from stream over NATS, for use with
@@ -78,6 +90,14 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	}
 	ctx := stream.Context()
 	md, _ := metadata.FromIncomingContext(ctx)
+	// The connection's budget of held headers (internal/headerbudget):
+	// past it, the call is refused as one over the per-call limit is.
+	size := headerbudget.Size(md, method)
+	budget, ok := headerbudget.Hold(ctx, size)
+	if !ok {
+		return grpcwire.Status(wire.Errorf(wire.KindHeadersTooLarge, "the calls open on this connection hold over %d bytes of headers", headerbudget.Max)).Err()
+	}
+	defer budget.Give(size)
 	var authority string
 	if vs := md.Get(":authority"); len(vs) > 0 {
 		authority = vs[0]

@@ -30,8 +30,9 @@ import (
 // another instance for any method, and
 // OnRefused is told so the instance can leave its queue groups at once.
 type Upstream struct {
-	// Base is the service's URL: scheme http, host:port, and an optional
-	// base path. Required.
+	// Base is the service's URL: scheme http or https (then Transport
+	// holds the TLS settings), host:port, and an optional base path.
+	// Required.
 	Base *url.URL
 	// Transport makes the requests. Default (nil): one transport shared by
 	// every Upstream without one, made by [NewUpstreamTransport] (no
@@ -122,6 +123,9 @@ func forward(ctx context.Context, c *pipeline.Call, h hop) (*pipeline.Reply, err
 		r.Header.Del("Content-Length")
 	}
 	r.URL.Scheme = "http"
+	if h.base.Scheme == "https" {
+		r.URL.Scheme = "https"
+	}
 	r.URL.Host = h.base.Host
 	if base := strings.TrimSuffix(h.base.EscapedPath(), "/"); base != "" {
 		r.URL.RawPath = base + r.URL.EscapedPath()
@@ -165,7 +169,7 @@ func forward(ctx context.Context, c *pipeline.Call, h hop) (*pipeline.Reply, err
 			// breaker and the metrics count none).
 			return nil, e
 		}
-		e := upstreamError(r.Context(), h.who, err)
+		e := upstreamError(r.Context(), h, err)
 		if e.Kind == wire.KindUpstreamRefused && h.onRefused != nil {
 			h.onRefused(err)
 		}
@@ -248,18 +252,20 @@ func switched(ctx context.Context, c *pipeline.Call, resp *http.Response, lim wi
 	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: rwc, fail: answerFailure}), nil
 }
 
-// upstreamError classifies a failed call to the local service: the
-// caller's deadline passing is a timeout; a dial that failed means the
-// service took nothing; anything else means it could not answer.
-func upstreamError(ctx context.Context, who string, err error) *wire.Error {
+// upstreamError classifies a failed call to h (the local service, an
+// external host): the caller's deadline passing is a timeout; a dial that
+// failed means it took nothing; anything else (a TLS handshake that
+// failed: a CA that does not verify the service, a client certificate it
+// wants) means it could not answer, and the message names its URL.
+func upstreamError(ctx context.Context, h hop, err error) *wire.Error {
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-		return &wire.Error{Kind: wire.KindTimeout, Message: who + " did not answer in time", Err: err}
+		return &wire.Error{Kind: wire.KindTimeout, Message: h.who + " did not answer in time", Err: err}
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return &wire.Error{Kind: wire.KindUpstreamRefused, Message: who + " refused the connection: " + err.Error(), Err: err}
+		return &wire.Error{Kind: wire.KindUpstreamRefused, Message: h.who + " refused the connection: " + err.Error(), Err: err}
 	}
-	return &wire.Error{Kind: wire.KindUpstream, Message: err.Error(), Err: err}
+	return &wire.Error{Kind: wire.KindUpstream, Message: h.who + " " + h.base.Redacted() + ": " + err.Error(), Err: err}
 }
 
 // callerBody is a streamed request body on its way to the service, which

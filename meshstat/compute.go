@@ -55,7 +55,9 @@ type Report struct {
 
 // Service is one service's golden metrics, from the calls its instances
 // served (for a service without instances of its own, seen only as a
-// callee, from its callers' side).
+// callee, from its callers' side; the latency of a service whose
+// instances measure none, a NATS-native micro service, from its mesh
+// callers' side too).
 type Service struct {
 	Name string `json:"name"`
 	// Kind is the instances' kind (agent, bridge or micro), "mixed",
@@ -208,6 +210,9 @@ type serviceAcc struct {
 	subsets   map[string]*subsetAcc
 	callers   map[string]*acc
 	seen      bool // has instances of its own
+	// callersLatency is its mesh callers' latency to it (their outbound
+	// histograms), shown when its instances measure none.
+	callersLatency []Histogram
 }
 
 type subsetAcc struct {
@@ -344,9 +349,20 @@ func Compute(prev, cur Sample) Report {
 			service(name)
 		}
 		// A service known only as a callee shows its callers' view.
-		if to := services[k[1]]; !to.seen && e.hasClient {
+		to := services[k[1]]
+		if !to.seen && e.hasClient {
 			to.all.add(Edge{Requests: e.client.requests, Errors: e.client.errors, MeshErrors: e.client.mesh, Latency: Merge(e.client.hists...)}, 0)
 			to.all.rps += e.client.rps
+		}
+		to.callersLatency = append(to.callersLatency, e.client.hists...)
+	}
+	// A service whose instances measure no latency (a NATS-native micro
+	// service: $SRV.STATS has no histogram) shows its mesh callers'
+	// latency to it, which its edges show too (issue 19: its row had
+	// none while they did).
+	for _, s := range services {
+		if _, _, ok := Merge(s.all.hists...).Quantile(0.5); !ok {
+			s.all.hists = s.callersLatency
 		}
 	}
 

@@ -219,3 +219,28 @@ func TestComputeEgress(t *testing.T) {
 		t.Errorf("web -> egress:api.example.com %+v", e)
 	}
 }
+
+// A NATS-native micro service measures no latency ($SRV.STATS has no
+// histogram); its row shows its mesh callers' latency to it, as the edge
+// does (issue 19: the edge had a p99 and the service none).
+func TestComputeMicroLatency(t *testing.T) {
+	lat := make([]uint64, len(statstest.Bounds)+1)
+	lat[4] = 4 // 5-10 ms
+	gw := statstest.Instance{Service: "bridge", ID: "gw", Kind: meshstat.KindBridge, Serving: true,
+		Flows: []statstest.Flow{{Peer: "nats:demo.clock", Proto: "http", Requests: 4, Latency: lat}}}
+	clock := func(k uint64) meshstat.Snapshot {
+		return meshstat.Snapshot{Service: "clock", ID: "c1", Kind: meshstat.KindMicro, Serving: true, Now: statstest.Epoch.Add(time.Duration(k) * 2 * time.Second),
+			Endpoints: []string{"demo.clock"}, Inbound: []meshstat.Edge{{Proto: "nats", Requests: 4 * k, Latency: meshstat.Histogram{Counts: []uint64{4 * k}}}}} // as Decode has it
+	}
+	prev, cur := sample([]statstest.Instance{gw}, 1), sample([]statstest.Instance{gw}, 2)
+	prev.Snapshots = append(prev.Snapshots, clock(1))
+	cur.Snapshots = append(cur.Snapshots, clock(2))
+	r := meshstat.Compute(prev, cur)
+	e, c := edge(t, r, "bridge", "clock"), service(t, r, "clock")
+	if e.P99MS == nil {
+		t.Fatalf("the edge has no latency: %+v", e)
+	}
+	if c.Requests != 4 || c.P99MS == nil || *c.P99MS != *e.P99MS || c.P50MS == nil {
+		t.Fatalf("clock %+v (p99 %v), want its 4 requests and the edge's p99 %v", c, c.P99MS, *e.P99MS)
+	}
+}

@@ -115,6 +115,15 @@ func (l Limits) HeaderBytesLimit() int {
 	return DefaultMaxHeaderBytes
 }
 
+// HeaderListSize is the largest header list, as HTTP/2 counts it (each
+// field's name and value and 32 bytes, RFC 9113 section 6.5.2), that l
+// can admit: HeaderBytesLimit and 32 bytes for each of HeadersLimit's
+// fields. An HTTP/2 listener of the mesh refuses a longer list while it
+// decodes it (SETTINGS_MAX_HEADER_LIST_SIZE), before it holds it whole.
+func (l Limits) HeaderListSize() uint32 {
+	return uint32(l.HeaderBytesLimit() + 32*l.HeadersLimit())
+}
+
 // HeadersLimit is MaxHeaders or its default.
 func (l Limits) HeadersLimit() int {
 	if l.MaxHeaders > 0 {

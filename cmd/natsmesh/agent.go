@@ -27,10 +27,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("agent", "--service NAME [--upstream URL] [flags]",
 		"Runs the sidecar of one instance of a service. Inbound, it takes the\n"+
 			"service's calls from NATS and makes them to --upstream (http:// for HTTP,\n"+
-			"h2c:// for gRPC) while the upstream passes its health checks. Outbound, the\n"+
-			"service calls other services through the agent: as an HTTP proxy\n"+
-			"(HTTP_PROXY=http://<--proxy>, or Host: <service>), through a per-service\n"+
-			"port (--bind), or over gRPC with :authority = <service> (--grpc-proxy).\n"+
+			"h2c:// for gRPC; https:// and h2:// over TLS, with --upstream-ca and, for a\n"+
+			"service that asks for one, a client certificate) while the upstream passes\n"+
+			"its health checks. Outbound, the service calls other services through the\n"+
+			"agent: as an HTTP proxy (HTTP_PROXY=http://<--proxy>, or Host: <service>),\n"+
+			"through a per-service port (--bind), or over gRPC with :authority =\n"+
+			"<service> (--grpc-proxy).\n"+
 			"A destination is SERVICE (any instance) or SUBSET.SERVICE (v2.orders),\n"+
 			"optionally followed by .mesh or a --domain (orders.svc.cluster.local).\n"+
 			"The admin port serves /healthz, /readyz, /metrics and, with --pprof,\n"+
@@ -53,7 +55,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Service, "service", "", "this service's `name` ([a-z0-9-]; required)")
 	fs.StringVar(&cfg.Subset, "subset", "", "this instance's subset `label`, e.g. a version (v2) or canary; callers reach it as v2.SERVICE")
 	fs.StringVar(&cfg.Version, "service-version", "", "this instance's `version` (semantic: 1.2.3), shown in discovery")
-	fs.StringVar(&cfg.Upstream, "upstream", "", "the local service (`URL`): http://HOST:PORT[/BASE-PATH] or h2c://HOST:PORT (gRPC); empty: outbound only")
+	fs.StringVar(&cfg.Upstream, "upstream", "", "the local service (`URL`): http://HOST:PORT[/BASE-PATH] or h2c://HOST:PORT (gRPC), https://... or h2://... over TLS; empty: outbound only")
+	upstreamCA := fs.String("upstream-ca", "", "CA `file` (PEM) the https:// or h2:// upstream's certificate must be signed by (default: the system's roots)")
+	upstreamCert := fs.String("upstream-cert", "", "client certificate `file` (PEM) for an upstream that asks for one (mutual TLS), with --upstream-key")
+	upstreamKey := fs.String("upstream-key", "", "`file` (PEM) of --upstream-cert's key")
 	fs.StringVar(&httpAddr, "proxy", "127.0.0.1:15001", "outbound HTTP proxy listener `address`, or \"off\"")
 	fs.StringVar(&grpcAddr, "grpc-proxy", "127.0.0.1:15002", "outbound gRPC (h2c) proxy listener `address`, or \"off\"")
 	fs.Var(&binds, "bind", "per-destination listener `DEST=ADDR` (orders=127.0.0.1:9191, v2.orders=...), comma-separated or repeated")
@@ -89,6 +94,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	cfg.Domains = domains.Values
+	if *upstreamCA != "" || *upstreamCert != "" || *upstreamKey != "" {
+		tc, err := agent.LoadUpstreamTLS(*upstreamCA, *upstreamCert, *upstreamKey)
+		if err != nil {
+			return err
+		}
+		cfg.UpstreamTLS = tc
+	}
 	if cfg.Service == "" {
 		return errors.New("agent: --service is required")
 	}

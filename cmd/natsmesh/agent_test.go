@@ -241,8 +241,10 @@ func TestAgentBadConfig(t *testing.T) {
 		{"nothing to do", []string{"agent", "--service", "web", "--proxy", "off", "--grpc-proxy", "off", "--admin", "off"}, "natsmesh: agent: invalid configuration: nothing to do"},
 		{"bad bind", []string{"agent", "--service", "web", "--proxy", "off", "--grpc-proxy", "off", "--admin", "off", "--bind", "orders"}, `natsmesh: agent: --bind "orders": want SERVICE=ADDR`},
 		{"port in use", []string{"agent", "--service", "web", "--grpc-proxy", "off", "--admin", "off", "--proxy", busy.Addr().String()}, "natsmesh: agent: HTTP proxy listener: listen tcp " + busy.Addr().String()},
-		{"bad upstream", []string{"agent", "--service", "web", "--upstream", "ftp://x"}, `natsmesh: agent: invalid configuration: upstream "ftp://x": scheme must be http or h2c: want http://HOST:PORT`},
-		{"upstream without scheme", []string{"agent", "--service", "web", "--upstream", "127.0.0.1:8080"}, `natsmesh: agent: invalid configuration: upstream "127.0.0.1:8080": no scheme: want http://HOST:PORT, http://HOST:PORT/BASE-PATH or h2c://HOST:PORT`},
+		{"bad upstream", []string{"agent", "--service", "web", "--upstream", "ftp://x"}, `natsmesh: agent: invalid configuration: upstream "ftp://x": scheme must be http, https, h2c or h2: want http://HOST:PORT`},
+		{"upstream without scheme", []string{"agent", "--service", "web", "--upstream", "127.0.0.1:8080"}, `natsmesh: agent: invalid configuration: upstream "127.0.0.1:8080": no scheme: want http://HOST:PORT[/BASE-PATH] or https://... for HTTP, h2c://HOST:PORT or h2://HOST:PORT (TLS) for gRPC`},
+		{"CA file without a certificate", []string{"agent", "--service", "web", "--upstream", "http://127.0.0.1:8080", "--upstream-ca", "agent_test.go"}, `natsmesh: agent: invalid configuration: upstream CA agent_test.go: no PEM certificate in it`},
+		{"half a client cert", []string{"agent", "--service", "web", "--upstream", "https://127.0.0.1:8443", "--upstream-cert", "agent_test.go"}, `natsmesh: agent: invalid configuration: the upstream's client certificate needs both a certificate and a key file`},
 		{"typo'd flag", []string{"agent", "--service", "web", "--upstrem", "http://127.0.0.1:1"}, "natsmesh: agent: unknown flag --upstrem: did you mean --upstream?"},
 		{"no broker", []string{"agent", "--service", "web", "--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off", "--nats", "nats://127.0.0.1:1", "--connect-timeout", "500ms"}, "natsmesh: agent: no NATS connection to nats://127.0.0.1:1 after 500ms"},
 	} {
@@ -349,6 +351,39 @@ func TestAgentOverTLS(t *testing.T) {
 		"--proxy", "127.0.0.1:0", "--grpc-proxy", "off", "--admin", "off", "--connect-timeout", "1s")
 	if code := exitStatus(t, cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "no NATS connection") {
 		t.Fatalf("untrusted broker: exit %d, %s", code, stderr)
+	}
+}
+
+// TestAgentTLSUpstream: `natsmesh agent --upstream https://...` with
+// --upstream-ca, --upstream-cert and --upstream-key serves a service that
+// requires a client certificate (issue 19: the scheme was refused).
+func TestAgentTLSUpstream(t *testing.T) {
+	srvCert, srvKey := testcert.SelfSigned(t)
+	cliCert, cliKey := testcert.SelfSigned(t)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls "+r.Proto) }))
+	up.TLS = testcert.ServerTLS(t, srvCert, srvKey, cliCert)
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	t.Cleanup(up.Close)
+
+	natsURL := startBrokerProc(t)
+	ordersAdmin := freeAddr(t)
+	orders := startProc(t, "agent", "--service", "orders", "--upstream", up.URL, "--nats", natsURL,
+		"--upstream-ca", srvCert, "--upstream-cert", cliCert, "--upstream-key", cliKey,
+		"--proxy", "off", "--grpc-proxy", "off", "--admin", ordersAdmin, "--health-interval", "100ms")
+	waitHTTP(t, orders, "http://"+ordersAdmin+"/readyz")
+	proxy, admin := freeAddr(t), freeAddr(t)
+	web := startProc(t, "agent", "--service", "web", "--nats", natsURL, "--proxy", proxy, "--grpc-proxy", "off", "--admin", admin)
+	waitHTTP(t, web, "http://"+admin+"/readyz")
+	proxyURL, _ := url.Parse("http://" + proxy)
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}).Get("http://orders/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "tls HTTP/2.0" {
+		t.Fatalf("%d %q, want 200 \"tls HTTP/2.0\"\n%s", resp.StatusCode, body, orders.stderr)
 	}
 }
 

@@ -45,7 +45,23 @@ func TestMain(m *testing.M) {
 	for k, v := range xdg {
 		os.Setenv(k, v)
 	}
+	// And their temporary files (a broker's temporary store, with its
+	// system user's seed) in a TMPDIR of the run's own, which must be
+	// empty at the end (issue 19: four natsmesh-broker-* directories were
+	// left in the user's $TMPDIR, each with a sys.nk seed).
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", tmp)
 	code := m.Run()
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		for _, e := range left {
+			fmt.Fprintf(os.Stderr, "FAIL: a test left %s in TMPDIR: stop its processes with SIGTERM, so that they remove their temporary files\n", e.Name())
+		}
+		code = 1
+	}
 	// No test leaves a goroutine behind (goleak.VerifyTestMain's check,
 	// here because this TestMain has its own work after the run).
 	if code == 0 {

@@ -126,7 +126,7 @@ func groupAlive(pgid int) bool {
 // against the binary built for these tests as bin/natsmesh, in a
 // directory of its own with its own data, state and temporary
 // directories, and returns its stdout and stderr; it fails the test when
-// the script fails. It skips, saying why, when a port the script names on
+// the script fails or leaves anything in its temporary directory. It skips, saying why, when a port the script names on
 // 127.0.0.1, or one of defaults (what its commands listen on without a
 // flag), is taken (a `make demo` running, say). Every process the script
 // starts is in the script's process group, which the test ends.
@@ -211,6 +211,15 @@ func runDocScript(t *testing.T, script string, defaults ...string) (out, errs st
 		t.Fatalf("the script failed after %v: %v\nstdout:\n%s\nstderr:\n%s", time.Since(start).Round(time.Millisecond), runErr, out, errs)
 	}
 	t.Logf("the script ran in %v", time.Since(start).Round(time.Millisecond))
+	// A reader who runs the steps keeps no directory of theirs (a
+	// mktemp -d of files and NKey seeds) after them (issue 19).
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the steps leave %v in $TMPDIR: remove what they made", names)
+	}
 	if testing.Verbose() {
 		t.Logf("stdout:\n%s", out)
 	}
@@ -241,5 +250,87 @@ func TestSecurityDocSteps(t *testing.T) {
 	}
 	if len(problems) > 0 {
 		t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s", strings.Join(problems, "; "), out, errs)
+	}
+}
+
+// TestDocsUseCurrentFlags: no command line in the README, docs/ or
+// examples/ uses a flag its command has deprecated (the deprecate calls
+// of cmd/natsmesh name them), which a reader would copy and be warned
+// about (issue 19: docs/observability.md, docs/mesh-file.md and the
+// shop's mesh file ran the gateway with --name after it became
+// --service).
+func TestDocsUseCurrentFlags(t *testing.T) {
+	deprecated := map[string][]string{} // command -> old flags
+	srcs, _ := filepath.Glob("*.go")
+	call := regexp.MustCompile(`deprecate\(fs, "([a-z-]+)", "[a-z-]+"\)`)
+	for _, src := range srcs {
+		if strings.HasSuffix(src, "_test.go") || src == "flags.go" {
+			continue
+		}
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range call.FindAllStringSubmatch(string(b), -1) {
+			cmd := strings.TrimSuffix(src, ".go")
+			deprecated[cmd] = append(deprecated[cmd], m[1])
+		}
+	}
+	if len(deprecated["bridge"]) == 0 || len(deprecated["agent"]) == 0 {
+		t.Fatalf("found no deprecated flags of the bridge or the agent: %v", deprecated)
+	}
+	var files []string
+	for _, pattern := range []string{"../../README.md", "../../docs/*.md", "../../examples/*/*", "../../examples/*/*/*"} {
+		m, _ := filepath.Glob(pattern)
+		files = append(files, m...)
+	}
+	// A command line: "natsmesh CMD" and what follows on its line and on
+	// the lines it continues onto with a trailing backslash.
+	line := regexp.MustCompile(`natsmesh ([a-z]+)((?:[^\n]*\\\n)*[^\n]*)`)
+	checked := 0
+	for _, f := range files {
+		// The decisions are history: they name the flags they renamed.
+		if fi, err := os.Stat(f); err != nil || fi.IsDir() || strings.HasSuffix(f, "_test.go") || strings.HasSuffix(f, "decisions.md") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range line.FindAllStringSubmatch(string(b), -1) {
+			checked++
+			for _, old := range deprecated[m[1]] {
+				if regexp.MustCompile(`(^|\s)--?` + old + `(=|\s|$|[),.;'"]+)`).MatchString(m[2]) {
+					t.Errorf("%s: %q uses --%s, which natsmesh %s has deprecated", f, strings.TrimSpace(m[0]), old, m[1])
+				}
+			}
+		}
+		// Prose: a line that names one command (the bridge also as "the
+		// gateway") and quotes one of its deprecated flags, outside a
+		// paragraph that lists the renamed flags ("still accepted").
+		for _, para := range strings.Split(string(b), "\n\n") {
+			if strings.Contains(para, "still accepted") {
+				continue
+			}
+			for _, l := range strings.Split(para, "\n") {
+				var named []string
+				for cmd := range deprecated {
+					if regexp.MustCompile(`\b`+cmd+`\b`).MatchString(l) || (cmd == "bridge" && strings.Contains(l, "gateway")) {
+						named = append(named, cmd)
+					}
+				}
+				if len(named) != 1 {
+					continue
+				}
+				for _, old := range deprecated[named[0]] {
+					if strings.Contains(l, "`--"+old+"`") {
+						t.Errorf("%s: %q names natsmesh %s's --%s, which it has deprecated", f, strings.TrimSpace(l), named[0], old)
+					}
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("found only %d natsmesh command lines in %d files", checked, len(files))
 	}
 }

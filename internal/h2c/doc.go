@@ -21,6 +21,9 @@
 //     way.
 //
 // Both kinds of connection serve the server's own Handler, so a request
-// over HTTP/2 passes the same wrappers as one over HTTP/1.1. Docs: decision
+// over HTTP/2 passes the same wrappers as one over HTTP/1.1, and both are
+// held to the mesh's HTTP/2 bounds ([MaxConcurrentStreams],
+// [HeaderTableSize], the header list of the server's MaxHeaderBytes),
+// which the gRPC proxy's grpc-go server takes too (decision 106). Docs: decision
 // 87 in docs/decisions.md says why the upgrade is done here.
 package h2c

@@ -33,10 +33,33 @@ type Server struct {
 	serving sync.WaitGroup // the upgraded connections being served
 }
 
+// The HTTP/2 bounds of every listener of the mesh that speaks HTTP/2
+// (net/http's and x/net's servers here, grpc-go's on the gRPC proxy): an
+// HPACK reference is one byte that decodes to a whole field again, so
+// what a connection may make the listener decode and hold is bounded by
+// the header list of a request (MaxHeaderBytes, or
+// wire.Limits.HeaderListSize, refused while it is decoded, before it is
+// held) times the streams open at once on it, and its HPACK table.
+const (
+	// MaxConcurrentStreams is the streams one connection may have open
+	// at once (SETTINGS_MAX_CONCURRENT_STREAMS): the RFC 9113's
+	// recommended least, and Go's client opens another connection, and
+	// grpc-go's waits, past it. net/http's default is 250, grpc-go's
+	// unbounded.
+	MaxConcurrentStreams = 100
+	// HeaderTableSize is the HPACK dynamic table a connection's decoder
+	// keeps (SETTINGS_HEADER_TABLE_SIZE): the protocol's default, which
+	// every library here has too, written down so that no change of
+	// theirs raises it unseen.
+	HeaderTableSize = 4096
+)
+
 // Enable makes hs serve HTTP/2 without TLS beside what it serves: it adds
 // UnencryptedHTTP2 to hs.Protocols (nil means net/http's default, HTTP/1.1
 // and HTTP/2 over TLS), so that net/http serves clients with prior
-// knowledge itself, and returns the Server whose Upgrade switches hs's
+// knowledge itself, sets the HTTP/2 bounds above in hs.HTTP2 where it
+// has none (set hs.MaxHeaderBytes: it bounds a request's header list
+// over HTTP/2 too), and returns the Server whose Upgrade switches hs's
 // HTTP/1.1 connections. Call it once hs's timeouts are set; hs.Handler may
 // be set later. hs.Shutdown sends GOAWAY to the upgraded connections too,
 // but waits only for its own (http.Server forgets a hijacked connection):
@@ -48,6 +71,18 @@ func Enable(hs *http.Server) *Server {
 		hs.Protocols.SetHTTP2(true)
 	}
 	hs.Protocols.SetUnencryptedHTTP2(true)
+	// The bounds, for net/http's server and the x/net one an upgraded
+	// connection is served by (its BaseConfig is hs); the header list is
+	// hs.MaxHeaderBytes, which both read.
+	if hs.HTTP2 == nil {
+		hs.HTTP2 = new(http.HTTP2Config)
+	}
+	if hs.HTTP2.MaxConcurrentStreams == 0 {
+		hs.HTTP2.MaxConcurrentStreams = MaxConcurrentStreams
+	}
+	if hs.HTTP2.MaxDecoderHeaderTableSize == 0 {
+		hs.HTTP2.MaxDecoderHeaderTableSize = HeaderTableSize
+	}
 	// As net/http does for the connections it serves over HTTP/2.
 	idle := hs.IdleTimeout
 	if idle == 0 {

@@ -5,5 +5,7 @@
 // a handler wrapper that answers such requests 400 and closes the
 // connection, refuses protocol upgrades but HTTP/2's (Upgrade: h2c, which
 // it hands to internal/h2c), and bounds the time a body may take. Over
-// HTTP/2 only the last applies: its frames leave nothing to smuggle with.
+// HTTP/2 only the last applies, with the connection's budget of held
+// headers (internal/headerbudget, which ConnContext gives each
+// connection): its frames leave nothing to smuggle with.
 package httpguard

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/natsmesh/natsmesh/internal/headerbudget"
 )
 
 // Listen wraps l so that a server with [Handler] and [ConnContext] answers 400, and
@@ -303,8 +305,12 @@ func (c *guardTLSConn) ConnectionState() tls.ConnectionState {
 type guardKey struct{}
 
 // ConnContext is the http.Server ConnContext that lets handlers find the
-// guard of their connection.
+// guard of their connection, and gives the connection its budget of held
+// headers (internal/headerbudget).
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	// The connection's budget of held headers, for HTTP/2's many
+	// requests at once (Handler, and meshgrpc.Proxy for gRPC).
+	ctx = headerbudget.NewContext(ctx)
 	switch g := c.(type) {
 	case *guardConn:
 		return context.WithValue(ctx, guardKey{}, g)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/natsmesh/natsmesh/internal/h2c"
+	"github.com/natsmesh/natsmesh/internal/headerbudget"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
 )
@@ -61,9 +62,11 @@ const DefaultBodyTimeout = 10 * time.Second
 //     the mesh's handlers answer 408.
 //
 // A request over HTTP/2 (prior knowledge, or an upgraded connection) has
-// its body bounded the same way and nothing else to refuse: HTTP/2 frames
-// every message itself, and its servers refuse the connection-specific
-// headers (Transfer-Encoding, Upgrade) as malformed.
+// its body bounded the same way and nothing else to refuse but headers
+// past its connection's budget (internal/headerbudget: 431
+// headers-too-large): HTTP/2 frames every message itself, and its servers
+// refuse the connection-specific headers (Transfer-Encoding, Upgrade) as
+// malformed.
 func Handler(h http.Handler, o Options) http.Handler {
 	if o.BodyTimeout == 0 {
 		o.BodyTimeout = DefaultBodyTimeout
@@ -81,6 +84,17 @@ func Handler(h http.Handler, o Options) http.Handler {
 			if refuseHTTP1(w, r, g, n, o.H2C) {
 				return
 			}
+		}
+		if r.ProtoMajor == 2 {
+			// One of the requests an HTTP/2 connection may have open at
+			// once: their headers share the connection's budget.
+			size := headerbudget.RequestSize(r)
+			budget, ok := headerbudget.Hold(r.Context(), size)
+			if !ok {
+				httpwire.WriteError(w, wire.Errorf(wire.KindHeadersTooLarge, "the requests open on this connection hold over %d bytes of headers", headerbudget.Max))
+				return
+			}
+			defer budget.Give(size)
 		}
 		// A body that has arrived whole (the guard followed it by its
 		// Content-Length) cannot stall: no deadline to set and clear.

@@ -1,12 +1,15 @@
 // Package testcert writes throwaway TLS certificates for tests: a
 // self-signed certificate for 127.0.0.1 that is its own CA, so a client can
-// verify the server with it instead of skipping verification.
+// verify the server with it instead of skipping verification; and the TLS
+// configuration of a test server that presents one (and may require
+// clients to present another).
 package testcert
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -56,4 +59,29 @@ func SelfSigned(t testing.TB) (certFile, keyFile string) {
 	write(certFile, "CERTIFICATE", der)
 	write(keyFile, "EC PRIVATE KEY", kder)
 	return certFile, keyFile
+}
+
+// ServerTLS is the TLS configuration of a test server presenting the
+// certificate certFile (with keyFile); with clientCA set, it requires
+// every client to present a certificate that clientCA's certificate
+// signed (mutual TLS).
+func ServerTLS(t testing.TB, certFile, keyFile, clientCA string) *tls.Config {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ClientCAs = x509.NewCertPool()
+		if !c.ClientCAs.AppendCertsFromPEM(pem) {
+			t.Fatalf("testcert: no certificate in %s", clientCA)
+		}
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return c
 }

@@ -1,11 +1,13 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"sync"
@@ -46,6 +48,9 @@ type handler struct {
 	cfg Config
 	mux *http.ServeMux
 
+	// before and after are index.html around its reportSlot.
+	before, after []byte
+
 	mu     sync.Mutex // one gathering at a time; guards the fields below
 	last   meshstat.Report
 	lastAt time.Time
@@ -70,10 +75,44 @@ func Handler(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &handler{cfg: cfg, mux: http.NewServeMux()}
+	index, err := fs.ReadFile(files, "index.html")
+	if err != nil {
+		return nil, err
+	}
+	before, after, ok := bytes.Cut(index, []byte(reportSlot))
+	if !ok {
+		return nil, fmt.Errorf("dashboard: index.html has no %s", reportSlot)
+	}
+	h := &handler{cfg: cfg, mux: http.NewServeMux(), before: before, after: after}
 	h.mux.HandleFunc("GET /api/graph", h.graph)
+	h.mux.HandleFunc("GET /{$}", h.page)
 	h.mux.Handle("GET /", http.FileServerFS(files))
 	return h, nil
+}
+
+// reportSlot is where index.html takes the first report: the content of
+// its <script id="report" type="application/json"> (null as written, for
+// a page read from the files), which the page renders at once.
+const reportSlot = `<script id="report" type="application/json">null</script>`
+
+// page serves index.html with the latest report in it, so that the page
+// shows the mesh when it first paints rather than "loading…" and empty
+// tables until its first poll (issue 19). The report is JSON in a data
+// block, which the Content-Security-Policy's script-src does not cover
+// (it runs nothing); encoding/json escapes <, > and &, so no report can
+// end the block.
+func (h *handler) page(w http.ResponseWriter, r *http.Request) {
+	data, err := json.Marshal(h.graphOf(r.Context()))
+	if err != nil {
+		data = []byte("null")
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(h.before)
+	io.WriteString(w, `<script id="report" type="application/json">`)
+	w.Write(data)
+	io.WriteString(w, `</script>`)
+	w.Write(h.after)
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -83,14 +122,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) graph(w http.ResponseWriter, r *http.Request) {
-	rep, err := h.report(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(h.graphOf(r.Context()))
+}
+
+// graphOf is the latest report as /api/graph serves it.
+func (h *handler) graphOf(ctx context.Context) graph {
+	rep, err := h.report(ctx)
 	g := graph{Report: rep, RefreshMS: h.cfg.Refresh.Milliseconds()}
 	if err != nil {
 		g.Error = err.Error()
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(g)
+	return g
 }
 
 // report returns the cached report while it is younger than MinInterval,

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,10 +36,18 @@ import (
 // in-process handler and one calling it, with some traffic. It returns a
 // server with the dashboard at /ui/, as the edge bridge's admin port has
 // it.
-func startMesh(t *testing.T) *httptest.Server {
+//
+// The clock has a mesh caller too: a stand-in gateway "kiosk" whose route
+// to nats:demo.clock reports its latency, while a NATS client calls the
+// clock all along, so that its counters advance in every window. Routes
+// adds handlers to the server beside the dashboard.
+func startMesh(t *testing.T, routes ...func(*http.ServeMux)) *httptest.Server {
 	t.Helper()
 	b := meshtest.Broker(t)
-	statstest.Serve(t, meshtest.Conn(t, b), statstest.Shop()...)
+	clockLatency := make([]uint64, len(statstest.Bounds)+1)
+	clockLatency[3] = 6 // 2.5-5 ms
+	statstest.Serve(t, meshtest.Conn(t, b), append(statstest.Shop(), statstest.Instance{Service: "kiosk", ID: "k1", Kind: meshstat.KindBridge, Serving: true,
+		Flows: []statstest.Flow{{Peer: "nats:demo.clock", Proto: "http", Requests: 6, Latency: clockLatency}}})...)
 
 	clock, err := micro.AddService(meshtest.Conn(t, b), micro.Config{Name: "clock", Version: "1.0.0",
 		Endpoint: &micro.EndpointConfig{Subject: "demo.clock", Handler: micro.HandlerFunc(func(r micro.Request) { r.Respond([]byte("12:00")) })}})
@@ -44,6 +55,22 @@ func startMesh(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { clock.Stop() })
+	callerNC := meshtest.Conn(t, b)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				callerNC.Request("demo.clock", nil, time.Second)
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-stopped })
 
 	agenttest.Start(t, b, agent.Config{Service: "search", Subset: "v1"},
 		agenttest.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "found") })))
@@ -86,6 +113,9 @@ func startMesh(t *testing.T) *httptest.Server {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ui/", http.StripPrefix("/ui", h))
+	for _, r := range routes {
+		r(mux)
+	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
@@ -149,7 +179,8 @@ func TestHandler(t *testing.T) {
 
 // TestBrowser loads the dashboard in headless Chromium: the page's own
 // state (window.__natsmesh, rendered as data attributes) must show the
-// mesh's services and edges, and its screenshot must not be blank. Set
+// mesh's services and edges, the NATS-native clock's latency among them,
+// and its screenshot must not be blank. Set
 // NATSMESH_SCREENSHOT=FILE to keep the screenshot.
 func TestBrowser(t *testing.T) {
 	browser := browsertest.New(t)
@@ -174,6 +205,11 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("the DOM lacks %s", want)
 		}
 	}
+	// A NATS-native service's node shows the latency its mesh callers
+	// see, as its edge does (issue 19: "–" beside an edge with a p99).
+	if m := regexp.MustCompile(`data-service="clock" data-kind="micro"[^>]*data-p99="([^"]*)"`).FindStringSubmatch(dom); m == nil || m[1] == "" {
+		t.Errorf("the clock (micro) shows no p99: %q", m)
+	}
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
 	}
@@ -185,4 +221,105 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the screenshot looks blank: %d colours, %d of %d pixels not background", colours, inked, b.Dx()*b.Dy())
 	}
 	t.Logf("screenshot: %dx%d, %d colours, %.0f%% not background", b.Dx(), b.Dy(), colours, 100*float64(inked)/float64(b.Dx()*b.Dy()))
+}
+
+// labelCheck is a page of the test's own, on the dashboard's origin, that
+// loads the dashboard in a frame and, once it rendered, measures every
+// edge label there with the browser's own geometry (getBBox, and points
+// along each edge's path) and writes what overlaps what into #result:
+// a label on another label, on a node, or on an edge other than its own.
+const labelCheck = `<!doctype html><html><body>
+<iframe id="f" src="/ui/" width="1200" height="900"></iframe>
+<pre id="result"></pre>
+<script>
+function near(r, p, pad) { return p.x >= r.x - pad && p.x <= r.x + r.width + pad && p.y >= r.y - pad && p.y <= r.y + r.height + pad; }
+function meets(a, b) { return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height; }
+function check() {
+  var d = document.getElementById("f").contentDocument;
+  if (!d || !d.body || d.body.getAttribute("data-ready") !== "true") { setTimeout(check, 50); return; }
+  var svg = d.getElementById("svg"), problems = [];
+  var labels = Array.prototype.slice.call(svg.querySelectorAll("g.labels text"));
+  var edges = Array.prototype.slice.call(svg.querySelectorAll("g.edge"));
+  var nodes = Array.prototype.slice.call(svg.querySelectorAll("g.node"));
+  var boxes = labels.map(function (l) { return l.getBBox(); });
+  labels.forEach(function (l, i) {
+    var name = l.getAttribute("data-caller") + ">" + l.getAttribute("data-callee"), r = boxes[i];
+    for (var j = i + 1; j < labels.length; j++) {
+      if (meets(r, boxes[j])) problems.push(name + " label on " + labels[j].getAttribute("data-caller") + ">" + labels[j].getAttribute("data-callee") + " label");
+    }
+    nodes.forEach(function (n) {
+      var m = /translate\(([-\d.]+),([-\d.]+)\)/.exec(n.getAttribute("transform")), box = n.querySelector("rect.box");
+      var nr = { x: +m[1], y: +m[2], width: +box.getAttribute("width"), height: +box.getAttribute("height") };
+      if (meets(r, nr)) problems.push(name + " label on node " + n.getAttribute("data-service"));
+    });
+    edges.forEach(function (e) {
+      var other = e.getAttribute("data-caller") + ">" + e.getAttribute("data-callee");
+      if (other === name) return;
+      var p = e.querySelector("path"), len = p.getTotalLength();
+      for (var s = 0; s <= len; s += 2) {
+        if (near(r, p.getPointAtLength(s), 0)) { problems.push(name + " label on edge " + other); return; }
+      }
+    });
+  });
+  document.getElementById("result").textContent = JSON.stringify({ labels: labels.length, problems: problems });
+  document.body.setAttribute("data-checked", "true");
+}
+check();
+</script></body></html>`
+
+// TestBrowserLabels: no edge label of the dashboard's graph sits on
+// another label, on a node or on another edge, as the browser lays them
+// out (issue 19: labels sat on other edges).
+func TestBrowserLabels(t *testing.T) {
+	browser := browsertest.New(t)
+	srv := startMesh(t, func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /check.html", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, labelCheck) })
+	})
+	browser.Height = 900
+	page := browser.Load(srv.URL+"/check.html", os.Getenv("NATSMESH_SCREENSHOT_LABELS"))
+	m := regexp.MustCompile(`<pre id="result">([^<]*)</pre>`).FindStringSubmatch(page.DOM)
+	if m == nil || !strings.Contains(page.DOM, `data-checked="true"`) {
+		t.Fatalf("the check did not run:\n%s", page.DOM)
+	}
+	var res struct {
+		Labels   int
+		Problems []string
+	}
+	if err := json.Unmarshal([]byte(html.UnescapeString(m[1])), &res); err != nil {
+		t.Fatalf("%v: %s", err, m[1])
+	}
+	if res.Labels < 7 {
+		t.Errorf("%d edge labels, want one for each of the 7 edges with traffic", res.Labels)
+	}
+	for _, p := range res.Problems {
+		t.Errorf("overlap: %s", p)
+	}
+}
+
+// TestBrowserFirstPaint: the page comes with the mesh in it. With
+// api/graph refusing every poll, the page loaded in headless Chromium
+// still has the services' rows and graph, and no "loading…" (issue 19:
+// it showed "loading…" and empty tables until its first poll).
+func TestBrowserFirstPaint(t *testing.T) {
+	browser := browsertest.New(t)
+	var polls atomic.Int64
+	srv := startMesh(t, func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /ui/api/graph", func(w http.ResponseWriter, r *http.Request) {
+			polls.Add(1)
+			http.Error(w, "no polls in this test", http.StatusServiceUnavailable)
+		})
+	})
+	dom := browser.Load(srv.URL+"/ui/", "").DOM
+	for _, want := range []string{`data-ready="true"`, `<tr data-service="inventory">`, `<tr data-service="clock">`,
+		`data-caller="orders" data-callee="inventory"`, "9 services"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if strings.Contains(dom, "loading…") {
+		t.Error(`the page says "loading…"`)
+	}
+	if t.Failed() {
+		t.Logf("DOM (%d polls, all refused):\n%s", polls.Load(), dom)
+	}
 }

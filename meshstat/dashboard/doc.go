@@ -8,7 +8,8 @@
 // [Handler] serves, relative to where it is mounted (the edge bridge's
 // admin port mounts it at /ui/, natsmesh ui at /):
 //
-//	GET /            the page
+//	GET /            the page, with the latest report in it (so it
+//	                 paints the mesh at once, not "loading…")
 //	GET /app.js, /style.css
 //	GET /api/graph   the latest meshstat.Report as JSON, with refresh_ms
 //

@@ -1,5 +1,6 @@
-// natsmesh dashboard: polls api/graph (a meshstat.Report) and draws the
-// service graph in SVG with a layered layout, plus tables. No libraries.
+// natsmesh dashboard: draws the report that comes with the page (#report),
+// then polls api/graph (a meshstat.Report), as the service graph in SVG
+// with a layered layout, plus tables. No libraries.
 // What it shows is also in window.__natsmesh, for tests and scripts.
 (function () {
   "use strict";
@@ -231,6 +232,7 @@
     }
     var edgeLayer = el("g", { "class": "edges" });
     var labelLayer = el("g", { "class": "labels" });
+    var paths = [], pending = [];
     m.links.forEach(function (l) {
       var a = L.byId[l.from], b = L.byId[l.to];
       if (!a || !b) return;
@@ -265,15 +267,17 @@
       var width = 1.5 + Math.min(6, Math.log2(1 + (l.g.rps || 0)));
       var g = el("g", { "class": "edge " + h, "data-caller": l.from, "data-callee": l.to,
         "data-rps": l.g.rps, "data-success": l.g.success === null ? "" : l.g.success });
-      g.appendChild(el("path", { d: d, stroke: colour, "stroke-width": width.toFixed(1), "marker-end": "url(#arrow-" + h + ")" }));
+      var path = el("path", { d: d, stroke: colour, "stroke-width": width.toFixed(1), "marker-end": "url(#arrow-" + h + ")" });
+      g.appendChild(path);
+      paths.push({ id: l.from + ">" + l.to, el: path });
       var title = el("title", {}, l.from + " → " + l.to + ": " + fmtRPS(l.g) + " rps, " + fmtPct(l.g) + " success, p50 " +
         fmtMS(l.g.p50_ms, l.g.p50_over) + ", p99 " + fmtMS(l.g.p99_ms, l.g.p99_over) + (fmtMesh(l.g.mesh_errors) ? ", " + fmtMesh(l.g.mesh_errors) : "") +
         (fmtMesh(l.g.breakers) ? ", breakers " + fmtMesh(l.g.breakers) : ""));
       g.appendChild(title);
       edgeLayer.appendChild(g);
       if (hasTraffic(l.g)) {
-        labelLayer.appendChild(el("text", { x: lx, y: ly + 4, "text-anchor": "middle" },
-          fmtRPS(l.g) + "/s · " + fmtPct(l.g)));
+        pending.push({ id: l.from + ">" + l.to, path: path, x: lx, y: ly, rps: l.g.rps || 0,
+          el: el("text", { "text-anchor": "middle", "data-caller": l.from, "data-callee": l.to }, fmtRPS(l.g) + "/s · " + fmtPct(l.g)) });
       }
     });
     svg.appendChild(edgeLayer);
@@ -339,6 +343,70 @@
     });
     svg.appendChild(nodeLayer);
     svg.appendChild(labelLayer);
+    var boxes = m.nodes.filter(function (n) { return n.x !== undefined; }).map(function (n) {
+      return { x: n.x, y: n.y, width: NODE_W, height: NODE_H };
+    });
+    placeLabels(labelLayer, pending, paths, boxes, L);
+  }
+
+  // placeLabels puts each edge's label where it covers no node, no other
+  // label and no other edge (issue 19: labels sat on other edges): of the
+  // spots along its own edge, on it or just above or below it, the free
+  // one nearest the label's preferred spot (x, y: the middle of its last
+  // curve, or its last waypoint); failing that, the one that covers the
+  // fewest. Busier edges choose first. It measures with the browser's own
+  // geometry (getBBox, getPointAtLength), so the SVG must be in the page.
+  function placeLabels(layer, labels, paths, nodes, L) {
+    var STEP = 2, PAD = 2;
+    paths.forEach(function (p) {
+      p.points = [];
+      var len = p.el.getTotalLength();
+      for (var s = 0; s <= len; s += STEP) p.points.push(p.el.getPointAtLength(s));
+    });
+    function meets(a, b) { return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height; }
+    function cost(r, id, placed) {
+      if (r.x < 0 || r.y < 0 || r.x + r.width > L.width || r.y + r.height > L.height) return 1000;
+      var c = 0;
+      nodes.forEach(function (n) { if (meets(r, n)) c += 10; });
+      placed.forEach(function (q) { if (meets(r, q)) c += 10; });
+      paths.forEach(function (p) {
+        if (p.id === id) return;
+        for (var i = 0; i < p.points.length; i++) {
+          var q = p.points[i];
+          if (q.x >= r.x && q.x <= r.x + r.width && q.y >= r.y && q.y <= r.y + r.height) { c++; return; }
+        }
+      });
+      return c;
+    }
+    var placed = [];
+    labels.slice().sort(function (a, b) { return b.rps - a.rps || (a.id < b.id ? -1 : 1); }).forEach(function (lb) {
+      layer.appendChild(lb.el);
+      lb.el.setAttribute("x", 0);
+      lb.el.setAttribute("y", 0);
+      var bb = lb.el.getBBox(), w = bb.width + 2 * PAD, h = bb.height + 2 * PAD;
+      var own = paths.filter(function (p) { return p.id === lb.id; })[0];
+      var spots = [];
+      own.points.forEach(function (q, i) {
+        if (i % 3) return;
+        [0, -(h / 2 + 3), h / 2 + 3].forEach(function (dy) { spots.push({ x: q.x, y: q.y + dy }); });
+      });
+      spots.push({ x: lb.x, y: lb.y });
+      spots.sort(function (a, b) {
+        return Math.hypot(a.x - lb.x, a.y - lb.y) - Math.hypot(b.x - lb.x, b.y - lb.y);
+      });
+      var best = null, bestCost = Infinity;
+      for (var i = 0; i < spots.length && bestCost > 0; i++) {
+        var r = { x: spots[i].x - w / 2, y: spots[i].y - h / 2, width: w, height: h };
+        var c = cost(r, lb.id, placed);
+        if (c < bestCost) { best = spots[i]; bestCost = c; }
+      }
+      placed.push({ x: best.x - w / 2, y: best.y - h / 2, width: w, height: h });
+      // A backing card, so that its own edge does not run through it.
+      layer.insertBefore(el("rect", { x: (best.x - w / 2).toFixed(1), y: (best.y - h / 2).toFixed(1), width: w.toFixed(1), height: h.toFixed(1), rx: 3 }), lb.el);
+      lb.el.setAttribute("x", best.x.toFixed(1));
+      // Centred on the spot: the box measured at y=0 starts at bb.y.
+      lb.el.setAttribute("y", (best.y - bb.y - bb.height / 2).toFixed(1));
+    });
   }
 
   function row(tbody, cells, cls) {
@@ -447,5 +515,15 @@
       })
       .then(function () { setTimeout(poll, refresh); });
   }
-  poll();
+  // The first report comes with the page (the server puts it in
+  // #report): drawn at once, so the page never paints empty; then polls.
+  var first = null;
+  try { first = JSON.parse($("report").textContent); } catch (e) { first = null; }
+  if (first && first.services) {
+    if (first.refresh_ms > 0) refresh = first.refresh_ms;
+    render(first);
+    setTimeout(poll, refresh);
+  } else {
+    poll();
+  }
 })();
