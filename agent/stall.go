@@ -146,6 +146,7 @@ func (in *inbound) alive(ctx context.Context) error {
 	}
 	req.URL = &url.URL{Scheme: scheme, Host: u.Host, Opaque: "*"}
 	req.Header.Set("User-Agent", "natsmesh-health")
+	req.Close = true // a connection of its own, not left idle in the pool
 	resp, err := in.httpTransport.RoundTrip(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {

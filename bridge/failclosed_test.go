@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,7 +117,13 @@ func TestEdgeFailClosed(t *testing.T) {
 		return nil
 	})
 
-	// On a broker without JetStream, with the kept file.
+	// On a broker without JetStream, with the kept file (written once
+	// the first gateway has the file: it may come just after its first
+	// answer).
+	meshtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		_, err := os.Stat(cache)
+		return err
+	})
 	b2 := sec.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
 	echoResponder(t, sec, b2)
 	e2, err := securedEdge(t, sec, b2, cache, "")

@@ -311,7 +311,7 @@ func TestBrowserFirstPaint(t *testing.T) {
 	})
 	dom := browser.Load(srv.URL+"/ui/", "").DOM
 	for _, want := range []string{`data-ready="true"`, `<tr data-service="inventory">`, `<tr data-service="clock">`,
-		`data-caller="orders" data-callee="inventory"`, "9 services"} {
+		`data-caller="orders" data-callee="inventory"`, "10 services"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page lacks %s", want)
 		}
