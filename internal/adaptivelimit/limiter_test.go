@@ -1,0 +1,234 @@
+package adaptivelimit
+
+import (
+	"container/heap"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// service is a simulated local service in virtual time: servers calls at
+// once, each taking work(), and a FIFO queue of the rest, which is what a
+// service that has reached its capacity does with more (a thread pool, a
+// database's connection pool).
+type service struct {
+	servers int
+	work    func(now time.Duration) time.Duration
+	busy    int
+	queue   []time.Duration // admission times
+	done    doneHeap
+}
+
+type done struct{ at, admitted time.Duration }
+
+type doneHeap []done
+
+func (h doneHeap) Len() int           { return len(h) }
+func (h doneHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h doneHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *doneHeap) Push(x any)        { *h = append(*h, x.(done)) }
+func (h *doneHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func (s *service) admit(now time.Duration) {
+	if s.busy < s.servers {
+		s.busy++
+		heap.Push(&s.done, done{at: now + s.work(now), admitted: now})
+		return
+	}
+	s.queue = append(s.queue, now)
+}
+
+// phase is a stretch of the simulation at one arrival rate.
+type phase struct {
+	rate float64 // calls per second, evenly spaced
+	dur  time.Duration
+}
+
+// outcome is what the calls that arrived in one phase got.
+type outcome struct {
+	served, refused int
+	latencies       []time.Duration
+	limits          []int // the limit at each arrival
+}
+
+func (o *outcome) quantile(q float64) time.Duration {
+	if len(o.latencies) == 0 {
+		return 0
+	}
+	s := slices.Clone(o.latencies)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1))]
+}
+
+// simulate runs s behind l through the phases in virtual time, each
+// phase's outcome measured over the calls that arrived after its first
+// settle (0: all of them).
+func simulate(t *testing.T, l *Limiter, s *service, settle time.Duration, phases ...phase) []outcome {
+	t.Helper()
+	origin := time.Unix(1_000_000, 0)
+	l.start = origin
+	out := make([]outcome, len(phases))
+	var now time.Duration
+	// phaseOf maps an admission time to its phase's outcome, or nil
+	// while the phase is settling.
+	type span struct{ from, measureFrom, to time.Duration }
+	var spans []span
+	for _, p := range phases {
+		spans = append(spans, span{now, now + settle, now + p.dur})
+		now += p.dur
+	}
+	phaseOf := func(at time.Duration) *outcome {
+		for i, sp := range spans {
+			if at >= sp.measureFrom && at < sp.to {
+				return &out[i]
+			}
+		}
+		return nil
+	}
+	complete := func(until time.Duration) {
+		for s.done.Len() > 0 && s.done[0].at <= until {
+			d := heap.Pop(&s.done).(done)
+			l.release(origin.Add(d.admitted), origin.Add(d.at))
+			if o := phaseOf(d.admitted); o != nil {
+				o.served++
+				o.latencies = append(o.latencies, d.at-d.admitted)
+			}
+			s.busy--
+			if len(s.queue) > 0 {
+				next := s.queue[0]
+				s.queue = s.queue[1:]
+				s.busy++
+				heap.Push(&s.done, done{at: d.at + s.work(d.at), admitted: next})
+			}
+		}
+	}
+	for i, p := range phases {
+		step := time.Duration(float64(time.Second) / p.rate)
+		for at := spans[i].from; at < spans[i].to; at += step {
+			complete(at)
+			o := phaseOf(at)
+			if o != nil {
+				o.limits = append(o.limits, l.Limit())
+			}
+			if !l.TryAcquire() {
+				if o != nil {
+					o.refused++
+				}
+				continue
+			}
+			s.admit(at)
+		}
+	}
+	complete(now + time.Hour)
+	return out
+}
+
+func fixed(d time.Duration) func(time.Duration) time.Duration {
+	return func(time.Duration) time.Duration { return d }
+}
+
+func newLimiter(t *testing.T) *Limiter {
+	t.Helper()
+	l, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestOverloadShedsBeforeQueueing: a service that serves 4 calls at a
+// time, 25 ms each (160 a second), at 10 times its capacity. Unlimited,
+// its queue grows with every second of the overload; behind the limiter
+// the calls served wait at most about once more than their work, the
+// rest are refused, and once the overload ends every call is served
+// again at once.
+func TestOverloadShedsBeforeQueueing(t *testing.T) {
+	l := newLimiter(t)
+	s := &service{servers: 4, work: fixed(25 * time.Millisecond)}
+	out := simulate(t, l, s, 0,
+		phase{rate: 40, dur: 3 * time.Second},
+		phase{rate: 1600, dur: 20 * time.Second},
+		phase{rate: 40, dur: 3 * time.Second})
+	unloaded, over, after := out[0], out[1], out[2]
+	t.Logf("unloaded: p50 %v p99 %v, limit %d", unloaded.quantile(.5), unloaded.quantile(.99), l.Limit())
+	t.Logf("overload: served %d refused %d, p50 %v p99 %v, limits %d..%d", over.served, over.refused,
+		over.quantile(.5), over.quantile(.99), slices.Min(over.limits), slices.Max(over.limits))
+	t.Logf("after: served %d refused %d, p99 %v", after.served, after.refused, after.quantile(.99))
+	if unloaded.refused > 0 || after.refused > 0 {
+		t.Errorf("refused %d calls before the overload and %d after it", unloaded.refused, after.refused)
+	}
+	if p99 := after.quantile(.99); p99 > 2*unloaded.quantile(.99) {
+		t.Errorf("after the overload, p99 %v: want at most twice the unloaded p99 %v (no queue left)", p99, unloaded.quantile(.99))
+	}
+	if p99 := over.quantile(.99); p99 > 2*unloaded.quantile(.99) {
+		t.Errorf("overloaded, p99 of the calls served %v: want at most twice the unloaded p99 %v", p99, unloaded.quantile(.99))
+	}
+	// Throughput: the service is kept busy, not starved.
+	if want := int(0.8 * 160 * 19.5); over.served < want {
+		t.Errorf("overloaded, served %d calls in 19.5 s: want at least %d (80%% of capacity)", over.served, want)
+	}
+}
+
+// TestNoRefusalsBelowCapacity: a service whose latency varies widely from
+// call to call (exponential, mean 20 ms, 50 servers) at 60% of its
+// capacity is never throttled for long: the limiter must not read the
+// variance as queueing.
+func TestNoRefusalsBelowCapacity(t *testing.T) {
+	l := newLimiter(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	s := &service{servers: 50, work: func(time.Duration) time.Duration {
+		return time.Duration(rng.ExpFloat64() * float64(20*time.Millisecond))
+	}}
+	out := simulate(t, l, s, 2*time.Second, phase{rate: 1500, dur: 30 * time.Second})
+	o := out[0]
+	t.Logf("served %d refused %d, p50 %v p99 %v, limits %d..%d", o.served, o.refused, o.quantile(.5), o.quantile(.99),
+		slices.Min(o.limits), slices.Max(o.limits))
+	if o.refused > o.served/100 {
+		t.Errorf("refused %d of %d calls below capacity: want under 1%%", o.refused, o.served+o.refused)
+	}
+}
+
+// TestSlowerServiceIsFollowed: a service whose every call becomes 4
+// times slower at once (a dependency of its own became slow) at a load it
+// still serves without queueing: after a transient, the limiter takes the
+// new latency as the service's and stops refusing.
+func TestSlowerServiceIsFollowed(t *testing.T) {
+	l := newLimiter(t)
+	s := &service{servers: 100, work: func(now time.Duration) time.Duration {
+		if now < 5*time.Second {
+			return 10 * time.Millisecond
+		}
+		return 40 * time.Millisecond
+	}}
+	out := simulate(t, l, s, 3*time.Second,
+		phase{rate: 500, dur: 5 * time.Second},
+		phase{rate: 500, dur: 20 * time.Second})
+	o := out[1]
+	t.Logf("slower: served %d refused %d, p99 %v, limits %d..%d, limit now %d", o.served, o.refused, o.quantile(.99),
+		slices.Min(o.limits), slices.Max(o.limits), l.Limit())
+	if o.refused > o.served/100 {
+		t.Errorf("refused %d of %d calls once the service settled at its new latency: want under 1%%", o.refused, o.served+o.refused)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"initial over max": {Initial: 10, Max: 5},
+		"min over initial": {Min: 9},
+		"tolerance":        {Tolerance: 1.01},
+		"samples":          {MinSamples: -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := New(cfg); !errors.Is(err, ErrConfig) {
+				t.Fatalf("New(%+v) = %v: want ErrConfig", cfg, err)
+			}
+		})
+	}
+}
