@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/adaptivelimit"
 	"github.com/natsmesh/natsmesh/internal/logevery"
 	"github.com/natsmesh/natsmesh/internal/meshstream"
 	"github.com/natsmesh/natsmesh/internal/replymux"
@@ -78,8 +80,11 @@ type InboundConfig struct {
 	Handler Handler
 	// Middleware wraps Handler, the first outermost.
 	Middleware []InboundMiddleware
-	// MaxConcurrent bounds the calls in flight. Zero means 1024; negative
-	// means no limit.
+	// MaxConcurrent is a fixed bound of the calls in flight, for an
+	// operator who knows the local service's capacity. Zero means the
+	// adaptive limit (see [Inbound]): at most DefaultMaxConcurrent in
+	// flight, and of those only as many as the service serves without
+	// queueing, learned from its latency. Negative means no limit.
 	MaxConcurrent int
 	// Timeout is the deadline of a call whose message propagates none (a
 	// plain NATS client's request). Default DefaultTimeout.
@@ -105,7 +110,9 @@ type InboundConfig struct {
 // default: hosts kept by NTP agree within milliseconds.
 const DefaultClockSkew = 250 * time.Millisecond
 
-// DefaultMaxConcurrent matches Envoy's default max_requests per cluster.
+// DefaultMaxConcurrent bounds the calls in flight, streams included,
+// under the adaptive limit; it matches Envoy's default max_requests per
+// cluster.
 const DefaultMaxConcurrent = 1024
 
 // overloadRetryAfter is the Retry-After of an overloaded answer.
@@ -120,8 +127,18 @@ const overloadRetryAfter = time.Second
 //     the pair inbox of the caller and the service ([ReplyAllowed]: no
 //     confused deputy); refusals are logged, at most once a second;
 //  2. admits it under the concurrency limit, or answers overloaded at once
-//     without running anything (so the caller may retry elsewhere), and
-//     answers overloaded after Close;
+//     (with Retry-After) without running anything, so the caller may
+//     retry elsewhere, and answers overloaded after Close. The limit is
+//     InboundConfig.MaxConcurrent when set; by default it is adaptive
+//     (package internal/adaptivelimit): it follows the local service's
+//     latency, shrinking when calls take longer than the service's
+//     baseline (they queue there) and growing while they do not, so an
+//     overload is refused at the agent instead of queueing at the
+//     service, and DefaultMaxConcurrent bounds it. A call holds its place
+//     under the adaptive limit until its answer's head: the service's
+//     latency is sampled from calls whose request and answer are whole,
+//     and a stream (whose life is its client's) keeps only its place
+//     under DefaultMaxConcurrent until it ends;
 //  3. parses the subject into a [Call] (a malformed one is bad-request);
 //  4. sets the deadline, here and nowhere else inbound: the message's
 //     Mesh-Timeout, else its grpc-timeout header (gRPC's wire form, as a
@@ -145,6 +162,12 @@ type Inbound struct {
 	stream  meshstream.Config
 	skew    time.Duration // negative: start-by times ignored
 	lateLog logevery.Limiter
+
+	// adaptive is the adaptive limit, under sem; nil when
+	// MaxConcurrent set a fixed bound or none. shed counts the calls
+	// refused at the limit.
+	adaptive *adaptivelimit.Limiter
+	shed     atomic.Uint64
 
 	// muxMu guards mux, the inbox of the streams' frames from their
 	// callers, made at the first stream.
@@ -184,8 +207,13 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	var adaptive *adaptivelimit.Limiter
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = DefaultMaxConcurrent
+		var err error
+		if adaptive, err = adaptivelimit.New(adaptivelimit.Config{Max: DefaultMaxConcurrent}); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -201,7 +229,7 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
 		skew:   cfg.ClockSkew, lateLog: logevery.Limiter{Interval: time.Second},
 		refused: refusedReplies{log: cfg.Logger, Limiter: logevery.Limiter{Interval: time.Second}},
-		idle:    make(chan *nats.Msg), stop: make(chan struct{})}
+		idle:    make(chan *nats.Msg), stop: make(chan struct{}), adaptive: adaptive}
 	if cfg.MaxConcurrent > 0 {
 		in.sem = make(chan struct{}, cfg.MaxConcurrent)
 	}
@@ -238,21 +266,19 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 			Message: fmt.Sprintf("not started: the caller's deadline passed %v before the call reached its service", late.Round(time.Millisecond))})
 		return
 	}
-	if in.sem != nil {
-		select {
-		case in.sem <- struct{}{}:
-		default:
-			in.respond(m, nil, &wire.Error{
-				Kind:       wire.KindOverloaded,
-				Message:    in.service + " instance at its concurrency limit",
-				RetryAfter: overloadRetryAfter,
-			})
-			return
-		}
+	if !in.admit() {
+		in.shed.Add(1)
+		in.respond(m, nil, &wire.Error{
+			Kind:       wire.KindOverloaded,
+			Message:    in.service + " instance at its concurrency limit",
+			RetryAfter: overloadRetryAfter,
+		})
+		return
 	}
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
+		in.headDone(time.Time{}, false)
 		in.release()
 		in.respond(m, nil, &wire.Error{Kind: wire.KindOverloaded, Message: in.service + " instance shutting down"})
 		return
@@ -292,19 +318,65 @@ func (in *Inbound) work(m *nats.Msg) {
 func (in *Inbound) run(m *nats.Msg) {
 	defer in.inflight.Done()
 	defer in.release()
+	start := time.Now()
 	if meshstream.Streams(m) {
-		in.runStream(m)
+		in.runStream(m, start)
 		return
 	}
 	reply, err := in.serve(m)
+	in.headDone(start, err == nil)
 	in.respond(m, reply, err)
 }
 
+// admit takes a place for a call under the fixed bound and the adaptive
+// limit, or reports that there is none.
+func (in *Inbound) admit() bool {
+	if in.sem != nil {
+		select {
+		case in.sem <- struct{}{}:
+		default:
+			return false
+		}
+	}
+	if in.adaptive != nil && !in.adaptive.TryAcquire() {
+		in.release()
+		return false
+	}
+	return true
+}
+
+// headDone gives back a call's place under the adaptive limit, at its
+// answer's head; with sample, the time since start is a sample of the
+// local service's latency.
+func (in *Inbound) headDone(start time.Time, sample bool) {
+	if in.adaptive != nil {
+		in.adaptive.Release(start, sample)
+	}
+}
+
+// release gives back a call's place under the fixed bound, once it has
+// ended.
 func (in *Inbound) release() {
 	if in.sem != nil {
 		<-in.sem
 	}
 }
+
+// Limit is the concurrency limit now: the adaptive limit's current
+// value, or InboundConfig.MaxConcurrent when it set a fixed bound; 0 when
+// there is no limit.
+func (in *Inbound) Limit() int {
+	switch {
+	case in.adaptive != nil:
+		return in.adaptive.Limit()
+	case in.sem != nil:
+		return cap(in.sem)
+	}
+	return 0
+}
+
+// Refused counts the calls answered overloaded at the concurrency limit.
+func (in *Inbound) Refused() uint64 { return in.shed.Load() }
 
 // serve runs one admitted message through the middleware and handler.
 func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
@@ -362,18 +434,25 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 // (docs/wire.md, "Streams"): its body may stream in, its answer may
 // stream out, each within the credit the other side grants, and the call
 // lives until both have ended, it is cancelled, or its stream fails. It
-// holds its concurrency slot until then.
-func (in *Inbound) runStream(m *nats.Msg) {
+// holds its place under the fixed bound until then, and its place under
+// the adaptive limit until its handler has answered (its head): the
+// time until then, admitted at start, is a sample of the service's
+// latency when both the request and the answer are whole (not a gRPC
+// stream, nor an upgrade).
+func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 	subj, err := wire.ParseSubject(m.Subject)
 	if err != nil {
+		in.headDone(start, false)
 		in.respond(m, nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()})
 		return
 	}
 	srv, err := meshstream.Serve(in.nc, m, subj.Service, subj.Caller, in.listen, in.stream)
 	if err != nil {
+		in.headDone(start, false)
 		in.respond(m, nil, err)
 		return
 	}
+	whole := srv.Body() == nil && len(m.Header[wire.HeaderUpgrade]) == 0 && len(m.Header[grpcwire.HeaderGRPCStream]) == 0
 	// A call whose answer is slow to come is opened, so its caller can
 	// cancel it and the keep-alives bound it.
 	open := time.AfterFunc(wire.StreamOpenAfter, func() {
@@ -384,6 +463,7 @@ func (in *Inbound) runStream(m *nats.Msg) {
 		}
 	})
 	reply, end, err := in.serveStream(m, subj, srv)
+	in.headDone(start, whole && err == nil && reply != nil && !reply.Streamed())
 	open.Stop()
 	defer end()
 	if err != nil {

@@ -15,9 +15,11 @@
 //     by at most half a window), which lands it near the concurrency the
 //     service serves without queueing, as a gradient limiter does (Netflix
 //     concurrency-limits' Gradient2);
-//   - within it, while the limit held calls back (a call was refused, or
-//     the limit was reached), the limit grows: doubling until the first
-//     shrink (slow start, as TCP's), then by sqrt(limit)/2 a window;
+//   - within half of it (Tolerance 1.5: within 1.25 times the baseline),
+//     while the limit held calls back (a call was refused, or the limit
+//     was reached), the limit grows: doubling until the first shrink
+//     (slow start, as TCP's, again after a window that held nothing
+//     back), then by sqrt(limit)/2 a window; between the two it holds;
 //   - within it, while the limit held nothing back, the window's mean is
 //     the service's own latency at the load it had, and the baseline
 //     moves towards it (an exponential average), so a service that
@@ -26,13 +28,18 @@
 //     overload the limiter does not learn that queueing is normal.
 //
 // The limit never exceeds four times the most calls in flight in the last
-// window (nor Initial, when that is more): an instance that was busy once
+// window (or Initial, 4, when that is more): an instance that was busy once
 // and is quiet now does not let a sudden flood queue at its service.
 //
 // A shrink that does not shorten the latency says the latency is not the
 // queue's (a dependency of the service became slow): when the calls in
 // flight fell by a quarter and the mean latency did not fall by a tenth,
 // the window's mean becomes the baseline, and the limit stops shrinking.
+//
+// A window's samples are the calls admitted in it, and it starts again
+// at its first refusal: the calls admitted before met a less busy
+// service, and judged with the later ones they would hide the queue (in
+// slow start, doubling the limit into it).
 //
 // Only the calls whose latency is the service's work are samples: the
 // dispatch releases a streamed call's permit at its head (its answer's

@@ -16,7 +16,7 @@ var ErrConfig = errors.New("adaptivelimit: invalid configuration")
 // each field.
 type Config struct {
 	// Initial is the limit before the first window, and the least the
-	// usage cap lowers it to. Default 8.
+	// usage cap lowers it to. Default 4.
 	Initial int
 	// Min and Max bound the limit. Defaults 1 and 1024.
 	Min, Max int
@@ -33,7 +33,7 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultInitial    = 8
+	DefaultInitial    = 4
 	DefaultMax        = 1024
 	DefaultTolerance  = 1.5
 	DefaultWindow     = 100 * time.Millisecond
@@ -50,6 +50,11 @@ type Limiter struct {
 	inflight atomic.Int64
 	peak     atomic.Int64
 	refused  atomic.Int64
+	// heldFrom is when the window's first refusal came, as the time
+	// since epoch; 0 before it.
+	heldFrom atomic.Int64
+	epoch    time.Time
+	clock    func() time.Time // time.Now; the tests' virtual time
 
 	initial, min, max float64
 	tol               float64
@@ -102,7 +107,9 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	l := &Limiter{initial: float64(cfg.Initial), min: float64(cfg.Min), max: float64(cfg.Max),
 		tol: cfg.Tolerance, window: cfg.Window, minSamples: cfg.MinSamples,
-		start: time.Now(), exact: float64(cfg.Initial), slowStart: true}
+		exact: float64(cfg.Initial), slowStart: true, clock: time.Now}
+	l.epoch = l.clock()
+	l.start = l.epoch
 	l.limit.Store(int64(cfg.Initial))
 	return l, nil
 }
@@ -113,7 +120,9 @@ func (l *Limiter) TryAcquire() bool {
 	for {
 		n := l.inflight.Load()
 		if n >= l.limit.Load() {
-			l.refused.Add(1)
+			if l.refused.Add(1) == 1 {
+				l.heldFrom.Store(int64(max(1, l.clock().Sub(l.epoch))))
+			}
 			return false
 		}
 		if l.inflight.CompareAndSwap(n, n+1) {
@@ -133,13 +142,21 @@ func (l *Limiter) Release(start time.Time, sample bool) {
 		l.inflight.Add(-1)
 		return
 	}
-	l.release(start, time.Now())
+	l.release(start, l.clock())
 }
 
 func (l *Limiter) release(start, now time.Time) {
 	l.inflight.Add(-1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if hf := l.heldFrom.Load(); hf != 0 && l.epoch.Add(time.Duration(hf)).After(l.start) {
+		// The limit began to hold calls back in this window: the calls
+		// admitted before did not meet the service as busy as the
+		// window's later ones do, and judged with them, would read it as
+		// less busy than it is (and, in slow start, double the limit
+		// into a queue). The window starts again from the first refusal.
+		l.start, l.n, l.sum = l.epoch.Add(time.Duration(hf)), 0, 0
+	}
 	if start.Before(l.start) {
 		return // admitted under an earlier window's limit
 	}
@@ -155,6 +172,7 @@ func (l *Limiter) update(now time.Time) {
 	mean := l.sum / time.Duration(l.n)
 	peak := float64(l.peak.Swap(l.inflight.Load()))
 	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load())
+	l.heldFrom.Store(0)
 	next := l.exact
 	shrunk := l.shrunk
 	l.shrunk = false
@@ -169,6 +187,8 @@ func (l *Limiter) update(now time.Time) {
 		next = max(next*float64(l.baseline)/float64(mean), next/2)
 		l.slowStart = false
 		l.shrunk, l.shrunkMean, l.shrunkPk = true, float64(mean), peak
+	case held && float64(mean) > (1+l.tol)/2*float64(l.baseline):
+		// Calls queue a little: hold.
 	case held && l.slowStart:
 		next *= 2
 	case held:

@@ -45,10 +45,12 @@ func (s *service) admit(now time.Duration) {
 	s.queue = append(s.queue, now)
 }
 
-// phase is a stretch of the simulation at one arrival rate.
+// phase is a stretch of the simulation at one arrival rate, measured
+// over the calls that arrive after its first settle.
 type phase struct {
-	rate float64 // calls per second, evenly spaced
-	dur  time.Duration
+	rate   float64 // calls per second, evenly spaced
+	dur    time.Duration
+	settle time.Duration
 }
 
 // outcome is what the calls that arrived in one phase got.
@@ -67,22 +69,22 @@ func (o *outcome) quantile(q float64) time.Duration {
 	return s[int(q*float64(len(s)-1))]
 }
 
-// simulate runs s behind l through the phases in virtual time, each
-// phase's outcome measured over the calls that arrived after its first
-// settle (0: all of them).
-func simulate(t *testing.T, l *Limiter, s *service, settle time.Duration, phases ...phase) []outcome {
+// simulate runs s behind l through the phases in virtual time.
+func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 	t.Helper()
 	origin := time.Unix(1_000_000, 0)
-	l.start = origin
-	out := make([]outcome, len(phases))
 	var now time.Duration
+	l.clock = func() time.Time { return origin.Add(now) }
+	l.epoch, l.start = origin, origin
+	out := make([]outcome, len(phases))
 	// phaseOf maps an admission time to its phase's outcome, or nil
 	// while the phase is settling.
 	type span struct{ from, measureFrom, to time.Duration }
 	var spans []span
+	var end time.Duration
 	for _, p := range phases {
-		spans = append(spans, span{now, now + settle, now + p.dur})
-		now += p.dur
+		spans = append(spans, span{end, end + p.settle, end + p.dur})
+		end += p.dur
 	}
 	phaseOf := func(at time.Duration) *outcome {
 		for i, sp := range spans {
@@ -95,6 +97,7 @@ func simulate(t *testing.T, l *Limiter, s *service, settle time.Duration, phases
 	complete := func(until time.Duration) {
 		for s.done.Len() > 0 && s.done[0].at <= until {
 			d := heap.Pop(&s.done).(done)
+			now = d.at
 			l.release(origin.Add(d.admitted), origin.Add(d.at))
 			if o := phaseOf(d.admitted); o != nil {
 				o.served++
@@ -113,6 +116,7 @@ func simulate(t *testing.T, l *Limiter, s *service, settle time.Duration, phases
 		step := time.Duration(float64(time.Second) / p.rate)
 		for at := spans[i].from; at < spans[i].to; at += step {
 			complete(at)
+			now = at
 			o := phaseOf(at)
 			if o != nil {
 				o.limits = append(o.limits, l.Limit())
@@ -126,7 +130,7 @@ func simulate(t *testing.T, l *Limiter, s *service, settle time.Duration, phases
 			s.admit(at)
 		}
 	}
-	complete(now + time.Hour)
+	complete(end + time.Hour)
 	return out
 }
 
@@ -143,36 +147,66 @@ func newLimiter(t *testing.T) *Limiter {
 	return l
 }
 
-// TestOverloadShedsBeforeQueueing: a service that serves 4 calls at a
-// time, 25 ms each (160 a second), at 10 times its capacity. Unlimited,
-// its queue grows with every second of the overload; behind the limiter
-// the calls served wait at most about once more than their work, the
-// rest are refused, and once the overload ends every call is served
-// again at once.
+// TestOverloadShedsBeforeQueueing: services of several capacities (4
+// calls at a time, 25 ms each: 160 a second; the 40 a second) at
+// 10 times their capacity. Unlimited, their queue grows with every second
+// of the overload; behind the limiter the calls served wait at most about
+// once more than their work, the rest are refused, the service stays
+// busy, and once the overload ends every call is served again at once.
 func TestOverloadShedsBeforeQueueing(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		servers int
+		work    time.Duration
+	}{
+		{"4x25ms", 4, 25 * time.Millisecond},
+		{"2x50ms", 2, 50 * time.Millisecond},
+		{"1x10ms", 1, 10 * time.Millisecond},
+		{"32x20ms", 32, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLimiter(t)
+			s := &service{servers: tc.servers, work: fixed(tc.work)}
+			capacity := float64(tc.servers) * float64(time.Second) / float64(tc.work)
+			out := simulate(t, l, s,
+				phase{rate: capacity / 4, dur: 3 * time.Second, settle: time.Second}, // past the slow start
+				phase{rate: 10 * capacity, dur: 20 * time.Second},
+				phase{rate: capacity / 4, dur: 3 * time.Second})
+			unloaded, over, after := out[0], out[1], out[2]
+			t.Logf("unloaded: p50 %v p99 %v, limit %d", unloaded.quantile(.5), unloaded.quantile(.99), l.Limit())
+			t.Logf("overload: served %d refused %d, p50 %v p99 %v, limits %d..%d", over.served, over.refused,
+				over.quantile(.5), over.quantile(.99), slices.Min(over.limits), slices.Max(over.limits))
+			t.Logf("after: served %d refused %d, p99 %v", after.served, after.refused, after.quantile(.99))
+			if unloaded.refused > 0 || after.refused > 0 {
+				t.Errorf("refused %d calls before the overload and %d after it", unloaded.refused, after.refused)
+			}
+			if p99 := after.quantile(.99); p99 > 2*unloaded.quantile(.99) {
+				t.Errorf("after the overload, p99 %v: want at most twice the unloaded p99 %v (no queue left)", p99, unloaded.quantile(.99))
+			}
+			if p99 := over.quantile(.99); p99 > 2*unloaded.quantile(.99) {
+				t.Errorf("overloaded, p99 of the calls served %v: want at most twice the unloaded p99 %v", p99, unloaded.quantile(.99))
+			}
+			// Throughput: the service is kept busy, not starved.
+			if want := int(0.8 * capacity * 20); over.served < want {
+				t.Errorf("overloaded, served %d calls in 20 s: want at least %d (80%% of capacity)", over.served, want)
+			}
+		})
+	}
+}
+
+// TestColdStartUnderLoad: an instance that starts while its service is
+// busy (100 calls at a time, 20 ms each, at 80% of that) grows its limit
+// from its initial one fast (slow start) and, within two seconds, stops
+// refusing.
+func TestColdStartUnderLoad(t *testing.T) {
 	l := newLimiter(t)
-	s := &service{servers: 4, work: fixed(25 * time.Millisecond)}
-	out := simulate(t, l, s, 0,
-		phase{rate: 40, dur: 3 * time.Second},
-		phase{rate: 1600, dur: 20 * time.Second},
-		phase{rate: 40, dur: 3 * time.Second})
-	unloaded, over, after := out[0], out[1], out[2]
-	t.Logf("unloaded: p50 %v p99 %v, limit %d", unloaded.quantile(.5), unloaded.quantile(.99), l.Limit())
-	t.Logf("overload: served %d refused %d, p50 %v p99 %v, limits %d..%d", over.served, over.refused,
-		over.quantile(.5), over.quantile(.99), slices.Min(over.limits), slices.Max(over.limits))
-	t.Logf("after: served %d refused %d, p99 %v", after.served, after.refused, after.quantile(.99))
-	if unloaded.refused > 0 || after.refused > 0 {
-		t.Errorf("refused %d calls before the overload and %d after it", unloaded.refused, after.refused)
-	}
-	if p99 := after.quantile(.99); p99 > 2*unloaded.quantile(.99) {
-		t.Errorf("after the overload, p99 %v: want at most twice the unloaded p99 %v (no queue left)", p99, unloaded.quantile(.99))
-	}
-	if p99 := over.quantile(.99); p99 > 2*unloaded.quantile(.99) {
-		t.Errorf("overloaded, p99 of the calls served %v: want at most twice the unloaded p99 %v", p99, unloaded.quantile(.99))
-	}
-	// Throughput: the service is kept busy, not starved.
-	if want := int(0.8 * 160 * 19.5); over.served < want {
-		t.Errorf("overloaded, served %d calls in 19.5 s: want at least %d (80%% of capacity)", over.served, want)
+	s := &service{servers: 100, work: fixed(20 * time.Millisecond)}
+	out := simulate(t, l, s, phase{rate: 4000, dur: 10 * time.Second, settle: 2 * time.Second})
+	o := out[0]
+	t.Logf("after 2 s: served %d refused %d, p99 %v, limits %d..%d", o.served, o.refused, o.quantile(.99),
+		slices.Min(o.limits), slices.Max(o.limits))
+	if o.refused > o.served/100 {
+		t.Errorf("refused %d of %d calls 2 s after the start: want under 1%%", o.refused, o.served+o.refused)
 	}
 }
 
@@ -186,7 +220,7 @@ func TestNoRefusalsBelowCapacity(t *testing.T) {
 	s := &service{servers: 50, work: func(time.Duration) time.Duration {
 		return time.Duration(rng.ExpFloat64() * float64(20*time.Millisecond))
 	}}
-	out := simulate(t, l, s, 2*time.Second, phase{rate: 1500, dur: 30 * time.Second})
+	out := simulate(t, l, s, phase{rate: 1500, dur: 30 * time.Second, settle: 2 * time.Second})
 	o := out[0]
 	t.Logf("served %d refused %d, p50 %v p99 %v, limits %d..%d", o.served, o.refused, o.quantile(.5), o.quantile(.99),
 		slices.Min(o.limits), slices.Max(o.limits))
@@ -207,9 +241,9 @@ func TestSlowerServiceIsFollowed(t *testing.T) {
 		}
 		return 40 * time.Millisecond
 	}}
-	out := simulate(t, l, s, 3*time.Second,
+	out := simulate(t, l, s,
 		phase{rate: 500, dur: 5 * time.Second},
-		phase{rate: 500, dur: 20 * time.Second})
+		phase{rate: 500, dur: 20 * time.Second, settle: 3 * time.Second})
 	o := out[1]
 	t.Logf("slower: served %d refused %d, p99 %v, limits %d..%d, limit now %d", o.served, o.refused, o.quantile(.99),
 		slices.Min(o.limits), slices.Max(o.limits), l.Limit())
