@@ -231,27 +231,39 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 	t.Logf("heap %d KiB before, peak %d KiB during; goroutines peak %d; recovered %v after the load ended",
 		before.HeapAlloc>>10, peakHeap>>10, peakGoroutines, recovered)
 
-	// The facts that hold on any machine, with margins for a slow one.
+	// The facts that hold on any machine. A machine starved of CPU (a
+	// 2-core one running -race beside other tests) slows every call
+	// alike, the refused ones too, so the latencies are judged beside
+	// those of the calls refused at the same time: a served call waits
+	// at most a few times the service's work more than a refused one
+	// (with the fixed bound of 1,024: 26 s more). The queue at the
+	// service is a count, whatever the machine.
 	if len(over.shed) == 0 || len(over.served) == 0 || len(retried.shed) == 0 || len(retried.served) == 0 {
 		t.Fatalf("overloaded: %d and %d served, %d and %d shed: want both", len(over.served), len(retried.served), len(over.shed), len(retried.shed))
 	}
 	if n := svc.maxWait.Load(); n > 32 {
 		t.Errorf("up to %d calls waited at the service: want the agent to refuse them (at most 32)", n)
 	}
-	if p99 := quantile(over.served, .99); p99 > max(8*base, 500*time.Millisecond) {
-		t.Errorf("overloaded, served p99 %v: want it bounded near the unloaded %v", p99, base)
+	for _, q := range []float64{.5, .99} {
+		if served, shed := quantile(over.served, q), quantile(over.shed, q); served > shed+max(8*svc.work, 2*base) {
+			t.Errorf("overloaded, served calls' quantile %v %v, refused calls' %v: want the served ones to wait little more (unloaded p99 %v)",
+				q, served, shed, base)
+		}
 	}
-	if p99 := quantile(over.shed, .99); p99 > time.Second {
-		t.Errorf("overloaded, 503 p99 %v: want them fast", p99)
+	if p99, served := quantile(retried.shed, .99), quantile(retried.served, .99); p99 > served+time.Second {
+		t.Errorf("overloaded, 503 p99 %v after the caller's retries, served p99 %v: want them fast", p99, served)
 	}
-	if p99 := quantile(retried.shed, .99); p99 > 2*time.Second {
-		t.Errorf("overloaded, 503 p99 %v after the caller's retries: want them fast", p99)
+	// connection-lost: the callee's agent, starved of CPU, gave no sign
+	// for 2 s (decision 92); an explicit answer still.
+	for _, other := range []map[string]int{over.other, retried.other} {
+		for k := range other {
+			if k != http.StatusText(503)+" "+string(wire.KindConnectionLost) {
+				t.Errorf("overloaded, other answers %v: want each call served or shed", other)
+			}
+		}
 	}
-	if len(over.other) > 0 || len(retried.other) > 0 {
-		t.Errorf("overloaded, other answers %v and %v: want each call served or shed", over.other, retried.other)
-	}
-	if recovered > 3*time.Second {
-		t.Errorf("recovered %v after the load ended: want about a second", recovered)
+	if recovered > 5*time.Second {
+		t.Errorf("recovered %v after the load ended: want about a second (with the fixed bound of 1,024: none in 10 s)", recovered)
 	}
 
 	// The limit is in the metrics.

@@ -266,3 +266,34 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestNoAllocations: admitting and releasing a call, sampled or not,
+// allocates nothing (issue 20: the dispatch's cost per call).
+func TestNoAllocations(t *testing.T) {
+	l := newLimiter(t)
+	if n := testing.AllocsPerRun(1000, func() {
+		if l.TryAcquire() {
+			l.Release(time.Now(), true)
+		}
+		if l.TryAcquire() {
+			l.Release(time.Now(), false)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per call: want none", n)
+	}
+}
+
+func BenchmarkAcquireRelease(b *testing.B) {
+	l, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if l.TryAcquire() {
+				l.Release(time.Now(), true)
+			}
+		}
+	})
+}
