@@ -29,20 +29,36 @@ func (t *Telemetry) ObserveAdmission(service, subset string, a Admission) (unreg
 		return func() {}
 	}
 	set := attribute.NewSet(attribute.String(labelService, service), attribute.String(labelSubset, subset))
-	src := &admissionSource{a: a, opts: []metric.ObserveOption{metric.WithAttributeSet(set)}}
-	m := &t.m.admission
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sources = append(m.sources, src)
+	return t.m.admission.sources.add(&admissionSource{a: a, opts: []metric.ObserveOption{metric.WithAttributeSet(set)}})
+}
+
+// sourceList is the sources a collection reads (the breakers' lists, the
+// inbound limits), each added with the function that removes it.
+type sourceList[T any] struct {
+	mu   sync.Mutex
+	list []*T // replaced, never changed in place: all's callers iterate it unlocked
+}
+
+// add adds src; the returned function removes it, once.
+func (l *sourceList[T]) add(src *T) (remove func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.list = append(slices.Clip(l.list), src)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			// Copied on write: observe iterates a slice it read under mu.
-			m.sources = slices.DeleteFunc(slices.Clone(m.sources), func(s *admissionSource) bool { return s == src })
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.list = slices.DeleteFunc(slices.Clone(l.list), func(s *T) bool { return s == src })
 		})
 	}
+}
+
+// all is the sources now.
+func (l *sourceList[T]) all() []*T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.list
 }
 
 type admissionSource struct {
@@ -56,8 +72,7 @@ type admissionMetrics struct {
 	limit   metric.Int64ObservableGauge
 	refused metric.Int64ObservableCounter
 
-	mu      sync.Mutex
-	sources []*admissionSource // replaced, never changed in place
+	sources sourceList[admissionSource]
 }
 
 func (m *admissionMetrics) init(meter metric.Meter, check func(error)) {
@@ -72,10 +87,7 @@ func (m *admissionMetrics) init(meter metric.Meter, check func(error)) {
 }
 
 func (m *admissionMetrics) observe(o metric.Observer) {
-	m.mu.Lock()
-	sources := m.sources
-	m.mu.Unlock()
-	for _, s := range sources {
+	for _, s := range m.sources.all() {
 		o.ObserveInt64(m.limit, int64(s.a.Limit()), s.opts...)
 		o.ObserveInt64(m.refused, int64(s.a.Refused()), s.opts...)
 	}
