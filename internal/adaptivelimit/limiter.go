@@ -171,8 +171,10 @@ func (l *Limiter) release(start, now time.Time) {
 func (l *Limiter) update(now time.Time) {
 	mean := l.sum / time.Duration(l.n)
 	peak := float64(l.peak.Swap(l.inflight.Load()))
-	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load())
+	// heldFrom first: a refusal between the two is then this window's,
+	// and the next window's first refusal stores its time again.
 	l.heldFrom.Store(0)
+	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load())
 	next := l.exact
 	shrunk := l.shrunk
 	l.shrunk = false
@@ -205,6 +207,3 @@ func (l *Limiter) update(now time.Time) {
 
 // Limit is the limit now.
 func (l *Limiter) Limit() int { return int(l.limit.Load()) }
-
-// Inflight is how many admitted calls are not released.
-func (l *Limiter) Inflight() int { return int(l.inflight.Load()) }
