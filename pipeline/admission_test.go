@@ -13,15 +13,16 @@ import (
 	"github.com/natsmesh/natsmesh/wire"
 )
 
-// TestStreamsLeaveTheAdaptiveLimit: under the default, adaptive limit, a
-// streamed answer holds its call's place under the adaptive limit only
-// until its head. Long-lived streams (server-sent events, watches), more
-// of them than the adaptive limit's initial value, neither refuse each
-// other nor the unary calls that come after them; a stream that held its
-// place for its whole life would, the fifth one already.
+// TestStreamsLeaveTheAdaptiveLimit: under the adaptive limit (here
+// pinned to 4), a streamed answer holds its call's place only until its
+// head. Long-lived streams (server-sent events, watches), more of them
+// than the limit, neither refuse each other nor the unary calls that
+// come after them; a stream that held its place for its whole life
+// would, the fifth one already.
 func TestStreamsLeaveTheAdaptiveLimit(t *testing.T) {
 	b := meshtest.BareBroker(t)
 	in := serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
+		adaptive: adaptivelimit.Config{Max: 4, Burst: 4},
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			if c.Op == http.MethodGet {
 				return &Reply{Proto: c.Proto, Status: 200, Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil
@@ -30,7 +31,7 @@ func TestStreamsLeaveTheAdaptiveLimit(t *testing.T) {
 		}),
 	})
 	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
-	const streams = 3 * adaptivelimit.DefaultInitial
+	const streams = 12
 	for i := range streams {
 		reply, err := o.Send(context.Background(), streamCall(t, nil))
 		if err != nil {
@@ -59,7 +60,7 @@ func TestFixedBoundReplacesTheAdaptiveLimit(t *testing.T) {
 	b := meshtest.BareBroker(t)
 	for _, tc := range []struct {
 		max, limit int
-	}{{0, adaptivelimit.DefaultInitial}, {7, 7}, {-1, 0}} {
+	}{{0, DefaultMaxConcurrent}, {7, 7}, {-1, 0}} {
 		in, err := NewInbound(meshtest.ServiceConn(t, b, "orders"), InboundConfig{MaxConcurrent: tc.max,
 			Handler: HandlerFunc(func(context.Context, *Call) (*Reply, error) { return nil, errors.New("unused") })})
 		if err != nil {

@@ -98,6 +98,9 @@ type InboundConfig struct {
 	// StreamIdle is the idle timeout of a stream whose caller sets none.
 	// Default wire.DefaultStreamIdle.
 	StreamIdle time.Duration
+	// adaptive configures the adaptive limit: its defaults but in
+	// tests.
+	adaptive adaptivelimit.Config
 	// ClockSkew is how far this host's clock may be ahead of a caller's:
 	// a call is not started once its caller's deadline (wire.HeaderStartBy)
 	// is more than ClockSkew past, and its local deadline is no later than
@@ -134,11 +137,12 @@ const overloadRetryAfter = time.Second
 //     latency, shrinking when calls take longer than the service's
 //     baseline (they queue there) and growing while they do not, so an
 //     overload is refused at the agent instead of queueing at the
-//     service, and DefaultMaxConcurrent bounds it. A call holds its place
-//     under the adaptive limit until its answer's head: the service's
-//     latency is sampled from calls whose request and answer are whole,
-//     and a stream (whose life is its client's) keeps only its place
-//     under DefaultMaxConcurrent until it ends;
+//     service, and DefaultMaxConcurrent bounds it. Only calls whose
+//     request is whole go under the adaptive limit (an upload, a gRPC
+//     stream or an upgrade goes at its client's pace), each until its
+//     answer's head, and those whose answer is whole too are the samples
+//     of the service's latency; a stream (whose life is its client's)
+//     keeps only its place under DefaultMaxConcurrent until it ends;
 //  3. parses the subject into a [Call] (a malformed one is bad-request);
 //  4. sets the deadline, here and nowhere else inbound: the message's
 //     Mesh-Timeout, else its grpc-timeout header (gRPC's wire form, as a
@@ -211,7 +215,10 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = DefaultMaxConcurrent
 		var err error
-		if adaptive, err = adaptivelimit.New(adaptivelimit.Config{Max: DefaultMaxConcurrent}); err != nil {
+		if cfg.adaptive.Max == 0 {
+			cfg.adaptive.Max = DefaultMaxConcurrent
+		}
+		if adaptive, err = adaptivelimit.New(cfg.adaptive); err != nil {
 			return nil, err
 		}
 	}
@@ -266,7 +273,7 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 			Message: fmt.Sprintf("not started: the caller's deadline passed %v before the call reached its service", late.Round(time.Millisecond))})
 		return
 	}
-	if !in.admit() {
+	if !in.admit(m) {
 		in.shed.Add(1)
 		in.respond(m, nil, &wire.Error{
 			Kind:       wire.KindOverloaded,
@@ -278,7 +285,7 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
-		in.headDone(time.Time{}, false)
+		in.headDone(m, time.Time{}, false)
 		in.release()
 		in.respond(m, nil, &wire.Error{Kind: wire.KindOverloaded, Message: in.service + " instance shutting down"})
 		return
@@ -324,13 +331,13 @@ func (in *Inbound) run(m *nats.Msg) {
 		return
 	}
 	reply, err := in.serve(m)
-	in.headDone(start, err == nil)
+	in.headDone(m, start, err == nil)
 	in.respond(m, reply, err)
 }
 
-// admit takes a place for a call under the fixed bound and the adaptive
-// limit, or reports that there is none.
-func (in *Inbound) admit() bool {
+// admit takes a place for m's call under the fixed bound and, when it
+// is one, under the adaptive limit, or reports that there is none.
+func (in *Inbound) admit(m *nats.Msg) bool {
 	if in.sem != nil {
 		select {
 		case in.sem <- struct{}{}:
@@ -338,18 +345,28 @@ func (in *Inbound) admit() bool {
 			return false
 		}
 	}
-	if in.adaptive != nil && !in.adaptive.TryAcquire() {
+	if in.adaptiveCall(m) && !in.adaptive.TryAcquire() {
 		in.release()
 		return false
 	}
 	return true
 }
 
+// adaptiveCall reports whether m's call goes under the adaptive limit:
+// when there is one, and the call's request is whole. A request that
+// streams (an upload, a gRPC stream, an upgrade's tunnel) is its
+// client's pace, not its service's, and its answer may only begin once
+// it has ended.
+func (in *Inbound) adaptiveCall(m *nats.Msg) bool {
+	return in.adaptive != nil && len(m.Header[wire.HeaderStreamBody]) == 0 &&
+		len(m.Header[grpcwire.HeaderGRPCStream]) == 0 && len(m.Header[wire.HeaderUpgrade]) == 0
+}
+
 // headDone gives back a call's place under the adaptive limit, at its
 // answer's head; with sample, the time since start is a sample of the
 // local service's latency.
-func (in *Inbound) headDone(start time.Time, sample bool) {
-	if in.adaptive != nil {
+func (in *Inbound) headDone(m *nats.Msg, start time.Time, sample bool) {
+	if in.adaptiveCall(m) {
 		in.adaptive.Release(start, sample)
 	}
 }
@@ -435,24 +452,22 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 // stream out, each within the credit the other side grants, and the call
 // lives until both have ended, it is cancelled, or its stream fails. It
 // holds its place under the fixed bound until then, and its place under
-// the adaptive limit until its handler has answered (its head): the
-// time until then, admitted at start, is a sample of the service's
-// latency when both the request and the answer are whole (not a gRPC
-// stream, nor an upgrade).
+// the adaptive limit, if it has one, until its handler has answered (its
+// head): the time until then, from start, is a sample of the service's
+// latency when the answer is whole too.
 func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 	subj, err := wire.ParseSubject(m.Subject)
 	if err != nil {
-		in.headDone(start, false)
+		in.headDone(m, start, false)
 		in.respond(m, nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()})
 		return
 	}
 	srv, err := meshstream.Serve(in.nc, m, subj.Service, subj.Caller, in.listen, in.stream)
 	if err != nil {
-		in.headDone(start, false)
+		in.headDone(m, start, false)
 		in.respond(m, nil, err)
 		return
 	}
-	whole := srv.Body() == nil && len(m.Header[wire.HeaderUpgrade]) == 0 && len(m.Header[grpcwire.HeaderGRPCStream]) == 0
 	// A call whose answer is slow to come is opened, so its caller can
 	// cancel it and the keep-alives bound it.
 	open := time.AfterFunc(wire.StreamOpenAfter, func() {
@@ -463,7 +478,7 @@ func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 		}
 	})
 	reply, end, err := in.serveStream(m, subj, srv)
-	in.headDone(start, whole && err == nil && reply != nil && !reply.Streamed())
+	in.headDone(m, start, err == nil && reply != nil && !reply.Streamed())
 	open.Stop()
 	defer end()
 	if err != nil {

@@ -15,14 +15,22 @@ var ErrConfig = errors.New("adaptivelimit: invalid configuration")
 // Config configures a [Limiter]. Zero values take the defaults noted on
 // each field.
 type Config struct {
-	// Initial is the limit before the first window, and the least the
-	// usage cap lowers it to. Default 4.
-	Initial int
-	// Min and Max bound the limit. Defaults 1 and 1024.
+	// Min and Max bound the limit. Defaults 1 and 1024. The limit is Max
+	// until the first window ends.
 	Min, Max int
+	// Burst is the least the limit is while the service shows no
+	// queueing: then the limit is four times the most calls in flight in
+	// the last window, and at least Burst. Default Max: nothing is
+	// refused before a window has shown queueing.
+	Burst int
 	// Tolerance is how many times its baseline a window's mean latency
-	// may be before the limit shrinks. Default 1.5; at least 1.1.
+	// may be before the calls count as queueing. Default 1.5; at least
+	// 1.1.
 	Tolerance float64
+	// Slack is the least a window's mean latency must exceed its baseline
+	// by to count as queueing, so that a fast service's jitter (a garbage
+	// collection, a busy core) is not taken for a queue. Default 5ms.
+	Slack time.Duration
 	// Window is the shortest window of samples; a window also lasts at
 	// least twice the baseline latency, and holds MinSamples. Default
 	// 100ms.
@@ -33,9 +41,9 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultInitial    = 4
 	DefaultMax        = 1024
 	DefaultTolerance  = 1.5
+	DefaultSlack      = 5 * time.Millisecond
 	DefaultWindow     = 100 * time.Millisecond
 	DefaultMinSamples = 10
 )
@@ -50,16 +58,16 @@ type Limiter struct {
 	inflight atomic.Int64
 	peak     atomic.Int64
 	refused  atomic.Int64
-	// heldFrom is when the window's first refusal came, as the time
-	// since epoch; 0 before it.
+	// heldFrom is when the window's first refusal came (Unix ns); 0
+	// before it.
 	heldFrom atomic.Int64
-	epoch    time.Time
 	clock    func() time.Time // time.Now; the tests' virtual time
 
-	initial, min, max float64
-	tol               float64
-	window            time.Duration
-	minSamples        int
+	min, max, burst float64
+	tol             float64
+	slack           time.Duration
+	window          time.Duration
+	minSamples      int
 
 	mu sync.Mutex
 	// The current window: its start (calls admitted earlier are not its
@@ -68,28 +76,34 @@ type Limiter struct {
 	n     int
 	sum   time.Duration
 	// exact is the limit unrounded; baseline the service's latency when
-	// not held back (0 until the first window ends).
-	exact     float64
-	baseline  time.Duration
-	slowStart bool
+	// not held back (0 until the first window ends). limiting is set from
+	// a window that shows queueing until one that holds nothing back.
+	exact    float64
+	baseline time.Duration
+	limiting bool
 	// After a shrink, the window it judged by: its mean and peak.
 	shrunk               bool
 	shrunkMean, shrunkPk float64
+	// carried is how many calls were in flight when the window began.
+	carried float64
 }
 
 // New returns a Limiter, or an error wrapping ErrConfig.
 func New(cfg Config) (*Limiter, error) {
-	if cfg.Initial == 0 {
-		cfg.Initial = DefaultInitial
-	}
 	if cfg.Min == 0 {
 		cfg.Min = 1
 	}
 	if cfg.Max == 0 {
 		cfg.Max = DefaultMax
 	}
+	if cfg.Burst == 0 {
+		cfg.Burst = cfg.Max
+	}
 	if cfg.Tolerance == 0 {
 		cfg.Tolerance = DefaultTolerance
+	}
+	if cfg.Slack == 0 {
+		cfg.Slack = DefaultSlack
 	}
 	if cfg.Window == 0 {
 		cfg.Window = DefaultWindow
@@ -98,19 +112,18 @@ func New(cfg Config) (*Limiter, error) {
 		cfg.MinSamples = DefaultMinSamples
 	}
 	switch {
-	case cfg.Min < 1 || cfg.Max < cfg.Min || cfg.Initial < cfg.Min || cfg.Initial > cfg.Max:
-		return nil, fmt.Errorf("%w: limits min %d, initial %d, max %d: want 1 <= min <= initial <= max", ErrConfig, cfg.Min, cfg.Initial, cfg.Max)
+	case cfg.Min < 1 || cfg.Max < cfg.Min || cfg.Burst < cfg.Min || cfg.Burst > cfg.Max:
+		return nil, fmt.Errorf("%w: limits min %d, burst %d, max %d: want 1 <= min <= burst <= max", ErrConfig, cfg.Min, cfg.Burst, cfg.Max)
 	case cfg.Tolerance < 1.1:
 		return nil, fmt.Errorf("%w: tolerance %v: want at least 1.1", ErrConfig, cfg.Tolerance)
-	case cfg.Window < 0 || cfg.MinSamples < 1:
-		return nil, fmt.Errorf("%w: window %v of %d samples", ErrConfig, cfg.Window, cfg.MinSamples)
+	case cfg.Slack < 0 || cfg.Window < 0 || cfg.MinSamples < 1:
+		return nil, fmt.Errorf("%w: slack %v, window %v of %d samples", ErrConfig, cfg.Slack, cfg.Window, cfg.MinSamples)
 	}
-	l := &Limiter{initial: float64(cfg.Initial), min: float64(cfg.Min), max: float64(cfg.Max),
-		tol: cfg.Tolerance, window: cfg.Window, minSamples: cfg.MinSamples,
-		exact: float64(cfg.Initial), slowStart: true, clock: time.Now}
-	l.epoch = l.clock()
-	l.start = l.epoch
-	l.limit.Store(int64(cfg.Initial))
+	l := &Limiter{min: float64(cfg.Min), max: float64(cfg.Max), burst: float64(cfg.Burst),
+		tol: cfg.Tolerance, slack: cfg.Slack, window: cfg.Window, minSamples: cfg.MinSamples,
+		exact: float64(cfg.Max), clock: time.Now}
+	l.start = l.clock()
+	l.limit.Store(int64(cfg.Max))
 	return l, nil
 }
 
@@ -121,7 +134,7 @@ func (l *Limiter) TryAcquire() bool {
 		n := l.inflight.Load()
 		if n >= l.limit.Load() {
 			if l.refused.Add(1) == 1 {
-				l.heldFrom.Store(int64(max(1, l.clock().Sub(l.epoch))))
+				l.heldFrom.Store(l.clock().UnixNano())
 			}
 			return false
 		}
@@ -149,16 +162,19 @@ func (l *Limiter) release(start, now time.Time) {
 	l.inflight.Add(-1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if hf := l.heldFrom.Load(); hf != 0 && l.epoch.Add(time.Duration(hf)).After(l.start) {
-		// The limit began to hold calls back in this window: the calls
-		// admitted before did not meet the service as busy as the
-		// window's later ones do, and judged with them, would read it as
-		// less busy than it is (and, in slow start, double the limit
-		// into a queue). The window starts again from the first refusal.
-		l.start, l.n, l.sum = l.epoch.Add(time.Duration(hf)), 0, 0
-	}
 	if start.Before(l.start) {
 		return // admitted under an earlier window's limit
+	}
+	if hf := l.heldFrom.Load(); !l.limiting && hf > l.start.UnixNano() {
+		// The open limit began to hold calls back in this window: the
+		// calls admitted before met a less busy service than the later
+		// ones do, and judged with them, they would hide a queue that
+		// is forming (and open the limit further into it). The window
+		// starts again from the first refusal.
+		l.start, l.n, l.sum = time.Unix(0, hf), 0, 0
+		if start.Before(l.start) {
+			return
+		}
 	}
 	l.n++
 	l.sum += now.Sub(start)
@@ -170,10 +186,13 @@ func (l *Limiter) release(start, now time.Time) {
 // update ends the window at now and sets the limit by its samples.
 func (l *Limiter) update(now time.Time) {
 	mean := l.sum / time.Duration(l.n)
-	peak := float64(l.peak.Swap(l.inflight.Load()))
+	inflight := l.inflight.Load()
+	peak := float64(l.peak.Swap(inflight))
 	// heldFrom first: a refusal between the two is then this window's,
 	// and the next window's first refusal stores its time again.
 	l.heldFrom.Store(0)
+	carried := l.carried
+	l.carried = float64(inflight)
 	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load())
 	next := l.exact
 	shrunk := l.shrunk
@@ -181,28 +200,43 @@ func (l *Limiter) update(now time.Time) {
 	switch {
 	case l.baseline == 0:
 		l.baseline = mean
-	case shrunk && peak <= 0.75*l.shrunkPk && float64(mean) >= 0.9*l.shrunkMean:
-		// Fewer calls in flight, no shorter latency: it is not queueing
-		// here that makes the service slow.
+	case shrunk && carried <= l.exact && peak <= 0.75*l.shrunkPk && float64(mean) >= 0.9*l.shrunkMean:
+		// Fewer calls in flight, and none queued from before the shrink
+		// (more in flight at its start than its limit) to wait behind,
+		// yet no shorter latency: it is not queueing here that makes the
+		// service slow.
 		l.baseline = mean
-	case float64(mean) > l.tol*float64(l.baseline):
-		next = max(next*float64(l.baseline)/float64(mean), next/2)
-		l.slowStart = false
+	case l.queueing(mean, l.tol):
+		if !l.limiting {
+			next = min(next, peak)
+			l.limiting = true
+		}
+		next = max(next*float64(l.baseline)/float64(mean), next/8)
 		l.shrunk, l.shrunkMean, l.shrunkPk = true, float64(mean), peak
-	case held && float64(mean) > (1+l.tol)/2*float64(l.baseline):
+	case l.limiting && held && l.queueing(mean, (1+l.tol)/2):
 		// Calls queue a little: hold.
-	case held && l.slowStart:
-		next *= 2
-	case held:
+	case l.limiting && held:
 		next += max(1, math.Sqrt(next)/2)
 	default:
+		// The limit held nothing back, or it is open: the window's mean
+		// is the service's own latency at the load it had.
 		l.baseline += (mean - l.baseline) / 4
-		l.slowStart = true
+		if !held {
+			l.limiting = false
+		}
 	}
-	next = min(next, max(l.initial, 4*peak))
+	if !l.limiting {
+		next = max(l.burst, 4*peak)
+	}
 	l.exact = min(max(next, l.min), l.max)
 	l.limit.Store(int64(l.exact))
 	l.start, l.n, l.sum = now, 0, 0
+}
+
+// queueing reports whether a window's mean latency says calls queue at
+// the service: over tol times the baseline, and by more than the slack.
+func (l *Limiter) queueing(mean time.Duration, tol float64) bool {
+	return float64(mean) > tol*float64(l.baseline) && mean-l.baseline > l.slack
 }
 
 // Limit is the limit now.
