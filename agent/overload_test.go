@@ -121,7 +121,7 @@ func openLoad(c *http.Client, url string, rate int, dur, measureFrom time.Durati
 
 // TestOverloadShedsAtTheAgent: issue 21, item 6. A service that serves 2
 // calls at a time, 50 ms each (40 a second, the issue's), behind an agent
-// with the default settings, takes ten times that for 16 seconds. The agent's
+// with the default settings, takes ten times that for 8 seconds. The agent's
 // adaptive limit keeps the calls from queueing at the service: the calls
 // served wait at most about their own work once more, the others are
 // answered 503 overloaded with Retry-After quickly (after the caller's
@@ -169,10 +169,10 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	// Ten times the capacity; the heap and goroutines are sampled
 	// meanwhile. Its onset is admitted: until the adaptive limit has
-	// seen the queue (a window of 10 calls, here about 250 ms), the calls
-	// that come queue at the service, once, and this service takes
-	// seconds to serve them; the calls sent from settle on are measured.
-	const overload, settle = 16 * time.Second, 10 * time.Second
+	// seen the queue (within a window, 100 ms or so), the calls that come
+	// queue at the service, once, and this service takes a second or two
+	// to serve them; the calls sent from settle on are measured.
+	const overload, settle = 8 * time.Second, 3 * time.Second
 	var peakHeap uint64
 	var peakGoroutines int
 	stop, retriedSent := make(chan struct{}), make(chan struct{})
@@ -253,6 +253,9 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 	// service is a count, whatever the machine.
 	if len(over.shed) == 0 || len(over.served) == 0 || len(retried.shed) == 0 || len(retried.served) == 0 {
 		t.Fatalf("overloaded: %d and %d served, %d and %d shed: want both", len(over.served), len(retried.served), len(over.shed), len(retried.shed))
+	}
+	if n := svc.maxWait.Load(); n > 256 {
+		t.Errorf("up to %d calls waited at the service: want the agent to refuse them once it has seen the queue (at most 256 before)", n)
 	}
 	for _, q := range []float64{.5, .99} {
 		if served, shed := quantile(over.served, q), quantile(over.shed, q); served > shed+max(8*svc.work, 2*base) {

@@ -18,20 +18,26 @@
 //     the most calls in flight in the last window, at least Burst (by
 //     default Max: the dispatch's 1,024), so a healthy service's load
 //     and bursts pass. A sudden flood is admitted until a window shows
-//     its queue. Each window's mean moves the baseline (an exponential
-//     average).
+//     its queue. Each window's mean within 1.25 times the baseline moves
+//     it (an exponential average); a longer one may be a queue forming.
 //   - A window whose mean is over Tolerance (1.5) times the baseline,
-//     and over it by more than Slack (5 ms, so that a fast service's
-//     jitter is no queue), says calls queue at the service: the limit
-//     shrinks to limit × baseline / mean (by at most 8 times a window,
-//     from the calls in flight when it was open), which lands it near
-//     the concurrency the service serves without queueing, as a
-//     gradient limiter does (Netflix concurrency-limits' Gradient2), and
-//     it is limiting.
+//     and over it by more than Slack (50 ms, so that a fast service's
+//     jitter, or a process starved of CPU for a moment, is no queue),
+//     says calls queue at the service: the limit shrinks to limit ×
+//     baseline / mean (by at most 8 times a window, from the calls in
+//     flight when it was open), which lands it near the concurrency the
+//     service serves without queueing, as a gradient limiter does
+//     (Netflix concurrency-limits' Gradient2), and it is limiting. While
+//     open, a window whose own calls are slow to come back is judged
+//     before they do: the calls in flight and the rate calls end at give
+//     the latency by Little's law, so a sudden flood is caught within a
+//     window (at 10 times a 160-a-second service's capacity: 0.2 s, 290
+//     calls queued), not once its queue has drained. Limiting, the
+//     slack is a tenth.
 //   - Limiting, a window in which the limit held calls back (a refusal,
 //     or the limit reached) grows it by sqrt(limit)/2 while its mean is
-//     within half the tolerance (1.25 times the baseline), and holds it
-//     between the two. Such a window never moves the baseline: a long
+//     within half the tolerance (1.25 times the baseline, or 5 ms over
+//     it), and holds it between the two. Such a window never moves the baseline: a long
 //     overload does not teach the limiter that queueing is normal. The
 //     first window that held nothing back opens the limit again.
 //

@@ -28,8 +28,10 @@ type Config struct {
 	// 1.1.
 	Tolerance float64
 	// Slack is the least a window's mean latency must exceed its baseline
-	// by to count as queueing, so that a fast service's jitter (a garbage
-	// collection, a busy core) is not taken for a queue. Default 5ms.
+	// by to count as queueing while the limit is open, so that a fast
+	// service's jitter (a garbage collection, a process starved of CPU
+	// for a moment) is not taken for a queue; limiting, a tenth of it.
+	// Default 50ms.
 	Slack time.Duration
 	// Window is the shortest window of samples; a window also lasts at
 	// least twice the baseline latency, and holds MinSamples. Default
@@ -43,7 +45,7 @@ type Config struct {
 const (
 	DefaultMax        = 1024
 	DefaultTolerance  = 1.5
-	DefaultSlack      = 5 * time.Millisecond
+	DefaultSlack      = 50 * time.Millisecond
 	DefaultWindow     = 100 * time.Millisecond
 	DefaultMinSamples = 10
 )
@@ -75,6 +77,9 @@ type Limiter struct {
 	start time.Time
 	n     int
 	sum   time.Duration
+	// done counts every sampled call that ended in the window, those
+	// admitted before it too.
+	done int
 	// exact is the limit unrounded; baseline the service's latency when
 	// not held back (0 until the first window ends). limiting is set from
 	// a window that shows queueing until one that holds nothing back.
@@ -162,8 +167,19 @@ func (l *Limiter) release(start, now time.Time) {
 	l.inflight.Add(-1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.done++
 	if start.Before(l.start) {
-		return // admitted under an earlier window's limit
+		// Admitted under an earlier window's limit: no sample. But when
+		// the window's own calls are slow to come back, they may be
+		// queued behind these: by Little's law the calls in flight and
+		// the rate they end at tell how long a call now takes.
+		if elapsed := now.Sub(l.start); !l.limiting && l.baseline > 0 && l.n < l.minSamples && elapsed >= max(l.window, 2*l.baseline) {
+			if est := elapsed * time.Duration(l.inflight.Load()) / time.Duration(l.done); l.queueing(est, l.tol, l.slack) {
+				l.n, l.sum = 1, est
+				l.update(now)
+			}
+		}
+		return
 	}
 	if hf := l.heldFrom.Load(); !l.limiting && hf > l.start.UnixNano() {
 		// The open limit began to hold calls back in this window: the
@@ -171,7 +187,7 @@ func (l *Limiter) release(start, now time.Time) {
 		// ones do, and judged with them, they would hide a queue that
 		// is forming (and open the limit further into it). The window
 		// starts again from the first refusal.
-		l.start, l.n, l.sum = time.Unix(0, hf), 0, 0
+		l.start, l.n, l.sum, l.done = time.Unix(0, hf), 0, 0, 0
 		if start.Before(l.start) {
 			return
 		}
@@ -206,21 +222,25 @@ func (l *Limiter) update(now time.Time) {
 		// yet no shorter latency: it is not queueing here that makes the
 		// service slow.
 		l.baseline = mean
-	case l.queueing(mean, l.tol):
+	case l.queueing(mean, l.tol, l.slack) || l.limiting && l.queueing(mean, l.tol, l.slack/10):
 		if !l.limiting {
 			next = min(next, peak)
 			l.limiting = true
 		}
 		next = max(next*float64(l.baseline)/float64(mean), next/8)
 		l.shrunk, l.shrunkMean, l.shrunkPk = true, float64(mean), peak
-	case l.limiting && held && l.queueing(mean, (1+l.tol)/2):
+	case l.limiting && held && l.queueing(mean, (1+l.tol)/2, l.slack/10):
 		// Calls queue a little: hold.
 	case l.limiting && held:
 		next += max(1, math.Sqrt(next)/2)
 	default:
 		// The limit held nothing back, or it is open: the window's mean
-		// is the service's own latency at the load it had.
-		l.baseline += (mean - l.baseline) / 4
+		// is the service's own latency at the load it had, unless a
+		// queue is forming under the slack (then the baseline must not
+		// learn it).
+		if !l.queueing(mean, (1+l.tol)/2, 0) {
+			l.baseline += (mean - l.baseline) / 4
+		}
 		if !held {
 			l.limiting = false
 		}
@@ -230,13 +250,13 @@ func (l *Limiter) update(now time.Time) {
 	}
 	l.exact = min(max(next, l.min), l.max)
 	l.limit.Store(int64(l.exact))
-	l.start, l.n, l.sum = now, 0, 0
+	l.start, l.n, l.sum, l.done = now, 0, 0, 0
 }
 
 // queueing reports whether a window's mean latency says calls queue at
-// the service: over tol times the baseline, and by more than the slack.
-func (l *Limiter) queueing(mean time.Duration, tol float64) bool {
-	return float64(mean) > tol*float64(l.baseline) && mean-l.baseline > l.slack
+// the service: over tol times the baseline, and by more than slack.
+func (l *Limiter) queueing(mean time.Duration, tol float64, slack time.Duration) bool {
+	return float64(mean) > tol*float64(l.baseline) && mean-l.baseline > slack
 }
 
 // Limit is the limit now.

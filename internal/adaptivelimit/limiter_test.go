@@ -178,7 +178,7 @@ func TestOverloadShedsBeforeQueueing(t *testing.T) {
 			out := simulate(t, l, s,
 				phase{rate: capacity / 4, dur: 3 * time.Second, settle: time.Second}, // past the first windows
 				phase{rate: 10 * capacity, dur: 20 * time.Second, settle: 5 * time.Second},
-				phase{rate: capacity / 4, dur: 3 * time.Second})
+				phase{rate: capacity / 4, dur: 3 * time.Second, settle: time.Second}) // recovered within a second
 			unloaded, over, after := out[0], out[1], out[2]
 			t.Logf("unloaded: p50 %v p99 %v, limit %d", unloaded.quantile(.5), unloaded.quantile(.99), l.Limit())
 			t.Logf("overload: served %d refused %d, p50 %v p99 %v, limits %d..%d", over.served, over.refused,
