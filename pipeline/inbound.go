@@ -137,7 +137,9 @@ const overloadRetryAfter = time.Second
 //     latency, shrinking when calls take longer than the service's
 //     baseline (they queue there) and growing while they do not, so an
 //     overload is refused at the agent instead of queueing at the
-//     service, and DefaultMaxConcurrent bounds it. Only calls whose
+//     service, and DefaultMaxConcurrent bounds it; while it has seen no
+//     queue, a call over it waits a moment for a place on its worker
+//     (a healthy service's burst), and once it has, none waits. Only calls whose
 //     request is whole go under the adaptive limit (an upload, a gRPC
 //     stream or an upgrade goes at its client's pace), each until its
 //     answer's head, and those whose answer is whole too are the samples
@@ -185,7 +187,7 @@ type Inbound struct {
 
 	// idle hands a message to a worker that has served one and waits for
 	// the next (see work); stop, closed by Close, ends the waiting ones.
-	idle     chan *nats.Msg
+	idle     chan dispatched
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -236,7 +238,7 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
 		skew:   cfg.ClockSkew, lateLog: logevery.Limiter{Interval: time.Second},
 		refused: refusedReplies{log: cfg.Logger, Limiter: logevery.Limiter{Interval: time.Second}},
-		idle:    make(chan *nats.Msg), stop: make(chan struct{}), adaptive: adaptive}
+		idle:    make(chan dispatched), stop: make(chan struct{}), adaptive: adaptive}
 	if cfg.MaxConcurrent > 0 {
 		in.sem = make(chan struct{}, cfg.MaxConcurrent)
 	}
@@ -273,19 +275,17 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 			Message: fmt.Sprintf("not started: the caller's deadline passed %v before the call reached its service", late.Round(time.Millisecond))})
 		return
 	}
-	if !in.admit(m) {
-		in.shed.Add(1)
-		in.respond(m, nil, &wire.Error{
-			Kind:       wire.KindOverloaded,
-			Message:    in.service + " instance at its concurrency limit",
-			RetryAfter: overloadRetryAfter,
-		})
+	d, ok := in.admit(m)
+	if !ok {
+		in.refuse(m)
 		return
 	}
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
-		in.headDone(m, time.Time{}, false)
+		if !d.wait {
+			in.headDone(m, time.Time{}, false)
+		}
 		in.release()
 		in.respond(m, nil, &wire.Error{Kind: wire.KindOverloaded, Message: in.service + " instance shutting down"})
 		return
@@ -293,25 +293,42 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 	in.inflight.Add(1)
 	in.mu.Unlock()
 	select {
-	case in.idle <- m:
+	case in.idle <- d:
 	default:
-		go in.work(m)
+		go in.work(d)
 	}
 }
 
-// work serves m, then each message handed to it while it waits idle, and
+// dispatched is an admitted message handed to a worker; wait says it
+// must first wait for its place under the adaptive limit.
+type dispatched struct {
+	m    *nats.Msg
+	wait bool
+}
+
+// refuse answers m overloaded, at the concurrency limit.
+func (in *Inbound) refuse(m *nats.Msg) {
+	in.shed.Add(1)
+	in.respond(m, nil, &wire.Error{
+		Kind:       wire.KindOverloaded,
+		Message:    in.service + " instance at its concurrency limit",
+		RetryAfter: overloadRetryAfter,
+	})
+}
+
+// work serves d, then each message handed to it while it waits idle, and
 // exits once none came for workerIdle or Close stopped the dispatch.
-func (in *Inbound) work(m *nats.Msg) {
+func (in *Inbound) work(d dispatched) {
 	var idle *time.Timer
 	for {
-		in.run(m)
+		in.run(d)
 		if idle == nil {
 			idle = time.NewTimer(workerIdle)
 		} else {
 			idle.Reset(workerIdle)
 		}
 		select {
-		case m = <-in.idle:
+		case d = <-in.idle:
 		case <-idle.C:
 			return
 		case <-in.stop:
@@ -321,10 +338,17 @@ func (in *Inbound) work(m *nats.Msg) {
 	}
 }
 
-// run serves one admitted message and sends its reply.
-func (in *Inbound) run(m *nats.Msg) {
+// run serves one admitted message and sends its reply, once it has its
+// place under the adaptive limit when it must wait for one (or answers it
+// overloaded when it gets none).
+func (in *Inbound) run(d dispatched) {
 	defer in.inflight.Done()
 	defer in.release()
+	m := d.m
+	if d.wait && !in.adaptive.Wait() {
+		in.refuse(m)
+		return
+	}
 	start := time.Now()
 	if meshstream.Streams(m) {
 		in.runStream(m, start)
@@ -336,20 +360,27 @@ func (in *Inbound) run(m *nats.Msg) {
 }
 
 // admit takes a place for m's call under the fixed bound and, when it
-// is one, under the adaptive limit, or reports that there is none.
-func (in *Inbound) admit(m *nats.Msg) bool {
+// is one, under the adaptive limit, or reports that there is none. A
+// call the adaptive limit holds back while it sees no queue at the
+// service may wait for its place (d.wait): a healthy service's burst
+// waits a moment, where an overload is turned away.
+func (in *Inbound) admit(m *nats.Msg) (d dispatched, ok bool) {
+	d.m = m
 	if in.sem != nil {
 		select {
 		case in.sem <- struct{}{}:
 		default:
-			return false
+			return d, false
 		}
 	}
 	if in.adaptiveCall(m) && !in.adaptive.TryAcquire() {
-		in.release()
-		return false
+		if !in.adaptive.MayWait() {
+			in.release()
+			return d, false
+		}
+		d.wait = true
 	}
-	return true
+	return d, true
 }
 
 // adaptiveCall reports whether m's call goes under the adaptive limit:

@@ -15,11 +15,14 @@
 // while nothing queued:
 //
 //   - Open, while no window has shown queueing: the limit is four times
-//     the most calls in flight in the last window, at least Burst (by
-//     default Max: the dispatch's 1,024), so a healthy service's load
-//     and bursts pass. A sudden flood is admitted until a window shows
-//     its queue. Each window's mean within 1.25 times the baseline moves
-//     it (an exponential average); a longer one may be a queue forming.
+//     the most calls in flight in the last window, at least Burst (64),
+//     and a call over it waits for a place ([Limiter.Wait], first come
+//     first served, up to MaxWait, 1 s) instead of being refused: a
+//     healthy service's burst waits a moment while the limit grows (four
+//     times a window), and a flood queues at the service no more than
+//     the limit. Each window's mean within 1.25 times the baseline moves
+//     the baseline (an exponential average); a longer one may be a queue
+//     forming.
 //   - A window whose mean is over Tolerance (1.5) times the baseline,
 //     and over it by more than Slack (50 ms, so that a fast service's
 //     jitter, or a process starved of CPU for a moment, is no queue),
@@ -27,13 +30,13 @@
 //     baseline / mean (by at most 8 times a window, from the calls in
 //     flight when it was open), which lands it near the concurrency the
 //     service serves without queueing, as a gradient limiter does
-//     (Netflix concurrency-limits' Gradient2), and it is limiting. While
+//     (Netflix concurrency-limits' Gradient2), and it is limiting: the
+//     calls waiting are refused at once, and no call waits any more. While
 //     open, a window whose own calls are slow to come back is judged
 //     before they do: the calls in flight and the rate calls end at give
 //     the latency by Little's law, so a sudden flood is caught within a
-//     window (at 10 times a 160-a-second service's capacity: 0.2 s, 290
-//     calls queued), not once its queue has drained. Limiting, the
-//     slack is a tenth.
+//     window, not once its queue has drained. Limiting, the slack is a
+//     tenth.
 //   - Limiting, a window in which the limit held calls back (a refusal,
 //     or the limit reached) grows it by sqrt(limit)/2 while its mean is
 //     within half the tolerance (1.25 times the baseline, or 5 ms over

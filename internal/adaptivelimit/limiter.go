@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +21,11 @@ type Config struct {
 	Min, Max int
 	// Burst is the least the limit is while the service shows no
 	// queueing: then the limit is four times the most calls in flight in
-	// the last window, and at least Burst. Default Max: nothing is
-	// refused before a window has shown queueing.
+	// the last window, and at least Burst. Default 64 (at most Max).
 	Burst int
+	// MaxWait is how long a call over the limit may wait for a place
+	// ([Limiter.Wait]) while the service shows no queueing. Default 1s.
+	MaxWait time.Duration
 	// Tolerance is how many times its baseline a window's mean latency
 	// may be before the calls count as queueing. Default 1.5; at least
 	// 1.1.
@@ -44,6 +47,8 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultMax        = 1024
+	DefaultBurst      = 64
+	DefaultMaxWait    = time.Second
 	DefaultTolerance  = 1.5
 	DefaultSlack      = 50 * time.Millisecond
 	DefaultWindow     = 100 * time.Millisecond
@@ -64,8 +69,17 @@ type Limiter struct {
 	// before it.
 	heldFrom atomic.Int64
 	clock    func() time.Time // time.Now; the tests' virtual time
+	// closed is set while the limit is limiting: no call waits then.
+	closed atomic.Bool
+
+	// The calls waiting for a place, first first, each told on its
+	// channel whether it got one; nwait counts them for Release.
+	wmu     sync.Mutex
+	waiters []chan bool
+	nwait   atomic.Int64
 
 	min, max, burst float64
+	maxWait         time.Duration
 	tol             float64
 	slack           time.Duration
 	window          time.Duration
@@ -102,7 +116,10 @@ func New(cfg Config) (*Limiter, error) {
 		cfg.Max = DefaultMax
 	}
 	if cfg.Burst == 0 {
-		cfg.Burst = cfg.Max
+		cfg.Burst = min(DefaultBurst, cfg.Max)
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = DefaultMaxWait
 	}
 	if cfg.Tolerance == 0 {
 		cfg.Tolerance = DefaultTolerance
@@ -121,10 +138,10 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, fmt.Errorf("%w: limits min %d, burst %d, max %d: want 1 <= min <= burst <= max", ErrConfig, cfg.Min, cfg.Burst, cfg.Max)
 	case cfg.Tolerance < 1.1:
 		return nil, fmt.Errorf("%w: tolerance %v: want at least 1.1", ErrConfig, cfg.Tolerance)
-	case cfg.Slack < 0 || cfg.Window < 0 || cfg.MinSamples < 1:
+	case cfg.Slack < 0 || cfg.Window < 0 || cfg.MinSamples < 1 || cfg.MaxWait < 0:
 		return nil, fmt.Errorf("%w: slack %v, window %v of %d samples", ErrConfig, cfg.Slack, cfg.Window, cfg.MinSamples)
 	}
-	l := &Limiter{min: float64(cfg.Min), max: float64(cfg.Max), burst: float64(cfg.Burst),
+	l := &Limiter{min: float64(cfg.Min), max: float64(cfg.Max), burst: float64(cfg.Burst), maxWait: cfg.MaxWait,
 		tol: cfg.Tolerance, slack: cfg.Slack, window: cfg.Window, minSamples: cfg.MinSamples,
 		exact: float64(cfg.Max), clock: time.Now}
 	l.start = l.clock()
@@ -135,12 +152,18 @@ func New(cfg Config) (*Limiter, error) {
 // TryAcquire admits a call if fewer than the limit are in flight, and
 // never waits. An admitted call must be released once ([Limiter.Release]).
 func (l *Limiter) TryAcquire() bool {
+	if l.take() {
+		return true
+	}
+	l.held()
+	return false
+}
+
+// take takes a place if there is one.
+func (l *Limiter) take() bool {
 	for {
 		n := l.inflight.Load()
 		if n >= l.limit.Load() {
-			if l.refused.Add(1) == 1 {
-				l.heldFrom.Store(l.clock().UnixNano())
-			}
 			return false
 		}
 		if l.inflight.CompareAndSwap(n, n+1) {
@@ -151,6 +174,76 @@ func (l *Limiter) TryAcquire() bool {
 	}
 }
 
+// held counts a call the limit held back, in this window.
+func (l *Limiter) held() {
+	if l.refused.Add(1) == 1 {
+		l.heldFrom.Store(l.clock().UnixNano())
+	}
+}
+
+// MayWait reports whether a call TryAcquire refused may wait for a place
+// ([Limiter.Wait]): while the service shows no queueing, the limit holds
+// back only a burst, which a moment's wait absorbs; once it does, a call
+// over the limit is refused at once.
+func (l *Limiter) MayWait() bool { return !l.closed.Load() && l.maxWait > 0 }
+
+// Wait admits a call once a place is free, first come first served, or
+// reports after MaxWait, or as soon as the limiter sees a queue at the
+// service, that there is none. The wait is no sample.
+func (l *Limiter) Wait() bool {
+	l.wmu.Lock()
+	l.nwait.Add(1)
+	if l.take() {
+		l.nwait.Add(-1)
+		l.wmu.Unlock()
+		return true
+	}
+	if l.closed.Load() {
+		l.nwait.Add(-1)
+		l.wmu.Unlock()
+		return false
+	}
+	l.held()
+	w := make(chan bool, 1)
+	l.waiters = append(l.waiters, w)
+	l.wmu.Unlock()
+	t := time.NewTimer(l.maxWait)
+	defer t.Stop()
+	select {
+	case ok := <-w:
+		return ok
+	case <-t.C:
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if i := slices.Index(l.waiters, w); i >= 0 {
+		l.waiters = slices.Delete(l.waiters, i, i+1)
+		l.nwait.Add(-1)
+		return false
+	}
+	return <-w // told meanwhile
+}
+
+// wake gives the free places to the calls waiting, or, refuse set,
+// tells them all there is none.
+func (l *Limiter) wake(refuse bool) {
+	if l.nwait.Load() == 0 {
+		return
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	for len(l.waiters) > 0 {
+		ok := !refuse && l.take()
+		if !ok && !refuse {
+			return
+		}
+		l.waiters[0] <- ok
+		l.waiters[0] = nil
+		l.waiters = l.waiters[1:]
+		l.nwait.Add(-1)
+	}
+}
+
 // Release ends an admitted call that started at start. With sample, its
 // latency (from start to now) is a sample of the service's; without, it
 // only frees its place (a stream's head, a call that failed before or
@@ -158,13 +251,22 @@ func (l *Limiter) TryAcquire() bool {
 func (l *Limiter) Release(start time.Time, sample bool) {
 	if !sample {
 		l.inflight.Add(-1)
+		l.wake(false)
 		return
 	}
 	l.release(start, l.clock())
 }
 
+// release ends a sampled call: the window is judged first, so that a
+// queue it shows turns the waiting calls away before a place is freed
+// for them.
 func (l *Limiter) release(start, now time.Time) {
 	l.inflight.Add(-1)
+	l.sample(start, now)
+	l.wake(false)
+}
+
+func (l *Limiter) sample(start, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.done++
@@ -251,6 +353,9 @@ func (l *Limiter) update(now time.Time) {
 	l.exact = min(max(next, l.min), l.max)
 	l.limit.Store(int64(l.exact))
 	l.start, l.n, l.sum, l.done = now, 0, 0, 0
+	l.closed.Store(l.limiting)
+	// A larger limit lets waiting calls in; a queue seen turns them away.
+	l.wake(l.limiting)
 }
 
 // queueing reports whether a window's mean latency says calls queue at
@@ -258,6 +363,9 @@ func (l *Limiter) update(now time.Time) {
 func (l *Limiter) queueing(mean time.Duration, tol float64, slack time.Duration) bool {
 	return float64(mean) > tol*float64(l.baseline) && mean-l.baseline > slack
 }
+
+// Inflight is how many admitted calls are not released.
+func (l *Limiter) Inflight() int { return int(l.inflight.Load()) }
 
 // Limit is the limit now.
 func (l *Limiter) Limit() int { return int(l.limit.Load()) }

@@ -304,3 +304,58 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		}
 	})
 }
+
+// TestWait: while the service shows no queueing, a call over the limit
+// waits for a place and gets the next one freed; it gives up after
+// MaxWait; and once a window shows a queue, the calls waiting are turned
+// away at once and no call waits any more.
+func TestWait(t *testing.T) {
+	l, err := New(Config{Max: 2, Burst: 2, MaxWait: time.Minute, MinSamples: 1, Window: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.TryAcquire() || !l.TryAcquire() || l.TryAcquire() {
+		t.Fatal("want two places")
+	}
+	if !l.MayWait() {
+		t.Fatal("MayWait false while open")
+	}
+	got := make(chan bool, 1)
+	go func() { got <- l.Wait() }()
+	for l.nwait.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	l.Release(start, false) // frees a place: the waiting call takes it
+	if ok := <-got; !ok {
+		t.Fatal("the waiting call got no place when one was freed")
+	}
+
+	short, err := New(Config{Max: 1, Burst: 1, MaxWait: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short.TryAcquire()
+	if short.Wait() {
+		t.Fatal("Wait admitted a call with no place free")
+	}
+
+	// A queue seen: the limiter sets a baseline, then a window ten times
+	// slower closes it.
+	for _, d := range []time.Duration{time.Millisecond, time.Second} {
+		for l.Inflight() < 2 {
+			l.TryAcquire()
+		}
+		go func() { got <- l.Wait() }()
+		for l.nwait.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		l.release(time.Now(), time.Now().Add(d))
+		if ok := <-got; d == time.Second && ok {
+			t.Fatal("a waiting call was admitted once the limiter saw a queue")
+		}
+	}
+	if l.MayWait() {
+		t.Fatal("MayWait true once limiting")
+	}
+}
