@@ -60,8 +60,13 @@ type Config struct {
 	// roots, no client certificate. Set for a cleartext upstream, or
 	// none, it is an error. LoadUpstreamTLS makes one from PEM files.
 	UpstreamTLS *tls.Config
-	// MaxConcurrent bounds the calls in flight to the local service. Zero means
-	// 1024; a negative value means no limit.
+	// MaxConcurrent is a fixed bound of the calls in flight to the local
+	// service, past which calls are answered overloaded at once: for an
+	// operator who knows the service's capacity. Zero means the adaptive
+	// limit, learned from the service's latency (pipeline.InboundConfig:
+	// at most pipeline.DefaultMaxConcurrent, streams included, and only as
+	// many as the service serves without queueing), shown in the metrics
+	// as natsmesh_inbound_limit; a negative value means no limit.
 	MaxConcurrent int
 	// Timeout bounds an outbound call whose caller set no deadline, and an
 	// inbound call whose message propagates none. Zero means
@@ -275,9 +280,6 @@ func (c *Config) normalize() (*url.URL, error) {
 	}
 	if c.Version != "" && !semver.MatchString(c.Version) {
 		return nil, fmt.Errorf("%w: version %q is not semantic (1.2.3, 2.0.0-rc.1)", ErrConfig, c.Version)
-	}
-	if c.MaxConcurrent == 0 {
-		c.MaxConcurrent = pipeline.DefaultMaxConcurrent
 	}
 	if c.Timeout < 0 || c.MaxTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, min(c.Timeout, c.MaxTimeout))

@@ -11,8 +11,9 @@
 //     handler: an HTTP upstream, a gRPC upstream (either over TLS too:
 //     upstream.go), an in-process
 //     http.Handler ([Agent.Handle]) or in-process gRPC services
-//     ([Agent.GRPCServer]). Past Config.MaxConcurrent calls it answers
-//     "overloaded" at once. It subscribes only while its service passes
+//     ([Agent.GRPCServer]). Past its concurrency limit (adaptive, learned
+//     from the service's latency, unless Config.MaxConcurrent fixes one)
+//     it answers "overloaded" at once. It subscribes only while its service passes
 //     health checks (health.go), withdraws at once when the service refuses
 //     connections, and on Shutdown drains its subscriptions and finishes
 //     the calls in flight, so no request is routed to an instance that

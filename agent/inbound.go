@@ -42,6 +42,8 @@ type inbound struct {
 	// dispatch is the inbound pipeline, built by start once the in-process
 	// handlers are known.
 	dispatch *pipeline.Inbound
+	// unobserve removes the dispatch's limit from the metrics.
+	unobserve func()
 	// noGRPCHealth is set once a gRPC upstream answered that it has no
 	// health service (logged once).
 	noGRPCHealth atomic.Bool
@@ -195,6 +197,7 @@ func (in *inbound) prepare() error {
 		return err
 	}
 	in.dispatch = d
+	in.unobserve = in.a.cfg.Telemetry.ObserveAdmission(in.a.cfg.Service, in.a.cfg.Subset, d)
 	in.watchRefusals()
 	return nil
 }
@@ -548,6 +551,7 @@ func (in *inbound) shutdown() error {
 	// answered before the connections close.
 	if in.dispatch != nil {
 		in.dispatch.Close(context.Background())
+		in.unobserve()
 	}
 	in.httpTransport.CloseIdleConnections()
 	in.grpcMu.Lock()

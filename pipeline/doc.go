@@ -41,7 +41,8 @@
 // only the wire format (wire, and wire/grpcwire for the gRPC status a
 // reply carries and the grpc-timeout a raw NATS client may send) and the
 // NATS plumbing of its sender (internal/replymux, and internal/natsconn's
-// reading of the broker's permission violations).
+// reading of the broker's permission violations), and its dispatch's
+// adaptive concurrency limit (internal/adaptivelimit).
 //
 // Outbound, a [Sender] sends a call and returns the service's reply; an
 // [OutboundMiddleware] wraps a Sender, in the shape of http.RoundTripper
@@ -60,7 +61,8 @@
 // meshhttp the HTTP upstream (an HTTP service on the network) and the
 // in-process http.Handler, in package meshgrpc the h2c gRPC upstream and
 // the in-process gRPC server; [Protocols] picks one by the call's
-// protocol. [Inbound] is the dispatch every message goes through: it owns the concurrency limit, the deadline
+// protocol. [Inbound] is the dispatch every message goes through: it owns the concurrency limit (adaptive by default, or a
+// fixed bound: InboundConfig.MaxConcurrent), the deadline
 // (Mesh-Timeout, else grpc-timeout, else its default; the decoders apply
 // the same Mesh-Timeout again, which changes nothing behind the dispatch)
 // and the one reply, which goes only to the pair inbox of the caller and
@@ -154,6 +156,6 @@
 // silent peer by the idle timeout (OutboundConfig.StreamIdle), and a
 // stream is bounded by its caller's own deadline, not the default one
 // (which bounds only the wait for its head). A stream holds its inbound
-// slot until it ends. A call to a plain NATS subject still takes one
+// slot until it ends (under the adaptive limit, only until its head). A call to a plain NATS subject still takes one
 // message: its streamed body is read whole, up to max_payload.
 package pipeline

@@ -16,12 +16,13 @@ import (
 func TestImportsOnlyTheWireFormat(t *testing.T) {
 	const module = "github.com/natsmesh/natsmesh/"
 	allowed := map[string]bool{
-		module + "wire":                true,
-		module + "wire/grpcwire":       true, // the gRPC status of a reply, a raw client's grpc-timeout
-		module + "internal/replymux":   true, // the sender's reply subscriptions
-		module + "internal/meshstream": true, // the stream protocol
-		module + "internal/natsconn":   true, // the sender's reading of the broker's permission violations
-		module + "internal/logevery":   true, // the dispatch's bounded log of refused replies
+		module + "wire":                   true,
+		module + "wire/grpcwire":          true, // the gRPC status of a reply, a raw client's grpc-timeout
+		module + "internal/replymux":      true, // the sender's reply subscriptions
+		module + "internal/meshstream":    true, // the stream protocol
+		module + "internal/natsconn":      true, // the sender's reading of the broker's permission violations
+		module + "internal/logevery":      true, // the dispatch's bounded log of refused replies
+		module + "internal/adaptivelimit": true, // the dispatch's default concurrency limit
 	}
 	files, err := filepath.Glob("*.go")
 	if err != nil {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/adaptivelimit"
 	"github.com/natsmesh/natsmesh/internal/logevery"
 	"github.com/natsmesh/natsmesh/internal/meshstream"
 	"github.com/natsmesh/natsmesh/internal/replymux"
@@ -78,8 +80,11 @@ type InboundConfig struct {
 	Handler Handler
 	// Middleware wraps Handler, the first outermost.
 	Middleware []InboundMiddleware
-	// MaxConcurrent bounds the calls in flight. Zero means 1024; negative
-	// means no limit.
+	// MaxConcurrent is a fixed bound of the calls in flight, for an
+	// operator who knows the local service's capacity. Zero means the
+	// adaptive limit (see [Inbound]): at most DefaultMaxConcurrent in
+	// flight, and of those only as many as the service serves without
+	// queueing, learned from its latency. Negative means no limit.
 	MaxConcurrent int
 	// Timeout is the deadline of a call whose message propagates none (a
 	// plain NATS client's request). Default DefaultTimeout.
@@ -93,6 +98,9 @@ type InboundConfig struct {
 	// StreamIdle is the idle timeout of a stream whose caller sets none.
 	// Default wire.DefaultStreamIdle.
 	StreamIdle time.Duration
+	// adaptive configures the adaptive limit: its defaults but in
+	// tests.
+	adaptive adaptivelimit.Config
 	// ClockSkew is how far this host's clock may be ahead of a caller's:
 	// a call is not started once its caller's deadline (wire.HeaderStartBy)
 	// is more than ClockSkew past, and its local deadline is no later than
@@ -105,7 +113,9 @@ type InboundConfig struct {
 // default: hosts kept by NTP agree within milliseconds.
 const DefaultClockSkew = 250 * time.Millisecond
 
-// DefaultMaxConcurrent matches Envoy's default max_requests per cluster.
+// DefaultMaxConcurrent bounds the calls in flight, streams included,
+// under the adaptive limit; it matches Envoy's default max_requests per
+// cluster.
 const DefaultMaxConcurrent = 1024
 
 // overloadRetryAfter is the Retry-After of an overloaded answer.
@@ -120,8 +130,21 @@ const overloadRetryAfter = time.Second
 //     the pair inbox of the caller and the service ([ReplyAllowed]: no
 //     confused deputy); refusals are logged, at most once a second;
 //  2. admits it under the concurrency limit, or answers overloaded at once
-//     without running anything (so the caller may retry elsewhere), and
-//     answers overloaded after Close;
+//     (with Retry-After) without running anything, so the caller may
+//     retry elsewhere, and answers overloaded after Close. The limit is
+//     InboundConfig.MaxConcurrent when set; by default it is adaptive
+//     (package internal/adaptivelimit): it follows the local service's
+//     latency, shrinking when calls take longer than the service's
+//     baseline (they queue there) and growing while they do not, so an
+//     overload is refused at the agent instead of queueing at the
+//     service, and DefaultMaxConcurrent bounds it; while it has seen no
+//     queue, a call over it waits a moment for a place on its worker
+//     (a healthy service's burst), and once it has, none waits. Only calls whose
+//     request is whole go under the adaptive limit (an upload, a gRPC
+//     stream or an upgrade goes at its client's pace), each until its
+//     answer's head, and those whose answer is whole too are the samples
+//     of the service's latency; a stream (whose life is its client's)
+//     keeps only its place under DefaultMaxConcurrent until it ends;
 //  3. parses the subject into a [Call] (a malformed one is bad-request);
 //  4. sets the deadline, here and nowhere else inbound: the message's
 //     Mesh-Timeout, else its grpc-timeout header (gRPC's wire form, as a
@@ -146,6 +169,12 @@ type Inbound struct {
 	skew    time.Duration // negative: start-by times ignored
 	lateLog logevery.Limiter
 
+	// adaptive is the adaptive limit, under sem; nil when
+	// MaxConcurrent set a fixed bound or none. shed counts the calls
+	// refused at the limit.
+	adaptive *adaptivelimit.Limiter
+	shed     atomic.Uint64
+
 	// muxMu guards mux, the inbox of the streams' frames from their
 	// callers, made at the first stream.
 	muxMu  sync.Mutex
@@ -158,7 +187,7 @@ type Inbound struct {
 
 	// idle hands a message to a worker that has served one and waits for
 	// the next (see work); stop, closed by Close, ends the waiting ones.
-	idle     chan *nats.Msg
+	idle     chan dispatched
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -184,8 +213,16 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	var adaptive *adaptivelimit.Limiter
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = DefaultMaxConcurrent
+		var err error
+		if cfg.adaptive.Max == 0 {
+			cfg.adaptive.Max = DefaultMaxConcurrent
+		}
+		if adaptive, err = adaptivelimit.New(cfg.adaptive); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -201,7 +238,7 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
 		skew:   cfg.ClockSkew, lateLog: logevery.Limiter{Interval: time.Second},
 		refused: refusedReplies{log: cfg.Logger, Limiter: logevery.Limiter{Interval: time.Second}},
-		idle:    make(chan *nats.Msg), stop: make(chan struct{})}
+		idle:    make(chan dispatched), stop: make(chan struct{}), adaptive: adaptive}
 	if cfg.MaxConcurrent > 0 {
 		in.sem = make(chan struct{}, cfg.MaxConcurrent)
 	}
@@ -233,21 +270,17 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 		in.respond(m, nil, in.notStarted(m.Subject, late))
 		return
 	}
-	if in.sem != nil {
-		select {
-		case in.sem <- struct{}{}:
-		default:
-			in.respond(m, nil, &wire.Error{
-				Kind:       wire.KindOverloaded,
-				Message:    in.service + " instance at its concurrency limit",
-				RetryAfter: overloadRetryAfter,
-			})
-			return
-		}
+	d, ok := in.admit(m)
+	if !ok {
+		in.refuse(m)
+		return
 	}
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
+		if !d.wait {
+			in.headDone(m, time.Time{}, false)
+		}
 		in.release()
 		in.respond(m, nil, &wire.Error{Kind: wire.KindOverloaded, Message: in.service + " instance shutting down"})
 		return
@@ -255,25 +288,42 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 	in.inflight.Add(1)
 	in.mu.Unlock()
 	select {
-	case in.idle <- m:
+	case in.idle <- d:
 	default:
-		go in.work(m)
+		go in.work(d)
 	}
 }
 
-// work serves m, then each message handed to it while it waits idle, and
+// dispatched is an admitted message handed to a worker; wait says it
+// must first wait for its place under the adaptive limit.
+type dispatched struct {
+	m    *nats.Msg
+	wait bool
+}
+
+// refuse answers m overloaded, at the concurrency limit.
+func (in *Inbound) refuse(m *nats.Msg) {
+	in.shed.Add(1)
+	in.respond(m, nil, &wire.Error{
+		Kind:       wire.KindOverloaded,
+		Message:    in.service + " instance at its concurrency limit",
+		RetryAfter: overloadRetryAfter,
+	})
+}
+
+// work serves d, then each message handed to it while it waits idle, and
 // exits once none came for workerIdle or Close stopped the dispatch.
-func (in *Inbound) work(m *nats.Msg) {
+func (in *Inbound) work(d dispatched) {
 	var idle *time.Timer
 	for {
-		in.run(m)
+		in.run(d)
 		if idle == nil {
 			idle = time.NewTimer(workerIdle)
 		} else {
 			idle.Reset(workerIdle)
 		}
 		select {
-		case m = <-in.idle:
+		case d = <-in.idle:
 		case <-idle.C:
 			return
 		case <-in.stop:
@@ -283,12 +333,20 @@ func (in *Inbound) work(m *nats.Msg) {
 	}
 }
 
-// run serves one admitted message and sends its reply.
-func (in *Inbound) run(m *nats.Msg) {
+// run serves one admitted message and sends its reply, once it has its
+// place under the adaptive limit when it must wait for one (or answers it
+// overloaded when it gets none).
+func (in *Inbound) run(d dispatched) {
 	defer in.inflight.Done()
 	defer in.release()
+	m := d.m
+	if d.wait && !in.adaptive.Wait() {
+		in.refuse(m)
+		return
+	}
+	start := time.Now()
 	if meshstream.Streams(m) {
-		in.runStream(m)
+		in.runStream(m, start)
 		return
 	}
 	if len(m.Header[wire.HeaderConfirm]) > 0 {
@@ -297,14 +355,76 @@ func (in *Inbound) run(m *nats.Msg) {
 		return
 	}
 	reply, err := in.serve(m)
+	in.headDone(m, start, err == nil)
 	in.respond(m, reply, err)
 }
 
+// admit takes a place for m's call under the fixed bound and, when it
+// is one, under the adaptive limit, or reports that there is none. A
+// call the adaptive limit holds back while it sees no queue at the
+// service may wait for its place (d.wait): a healthy service's burst
+// waits a moment, where an overload is turned away.
+func (in *Inbound) admit(m *nats.Msg) (d dispatched, ok bool) {
+	d.m = m
+	if in.sem != nil {
+		select {
+		case in.sem <- struct{}{}:
+		default:
+			return d, false
+		}
+	}
+	if in.adaptiveCall(m) && !in.adaptive.TryAcquire() {
+		if !in.adaptive.MayWait() {
+			in.release()
+			return d, false
+		}
+		d.wait = true
+	}
+	return d, true
+}
+
+// adaptiveCall reports whether m's call goes under the adaptive limit:
+// when there is one, and the call's request is whole. A request that
+// streams (an upload, a gRPC stream, an upgrade's tunnel) is its
+// client's pace, not its service's, and its answer may only begin once
+// it has ended.
+func (in *Inbound) adaptiveCall(m *nats.Msg) bool {
+	return in.adaptive != nil && len(m.Header[wire.HeaderStreamBody]) == 0 &&
+		len(m.Header[grpcwire.HeaderGRPCStream]) == 0 && len(m.Header[wire.HeaderUpgrade]) == 0
+}
+
+// headDone gives back a call's place under the adaptive limit, at its
+// answer's head; with sample, the time since start is a sample of the
+// local service's latency.
+func (in *Inbound) headDone(m *nats.Msg, start time.Time, sample bool) {
+	if in.adaptiveCall(m) {
+		in.adaptive.Release(start, sample)
+	}
+}
+
+// release gives back a call's place under the fixed bound, once it has
+// ended.
 func (in *Inbound) release() {
 	if in.sem != nil {
 		<-in.sem
 	}
 }
+
+// Limit is the concurrency limit now: the adaptive limit's current
+// value, or InboundConfig.MaxConcurrent when it set a fixed bound; 0 when
+// there is no limit.
+func (in *Inbound) Limit() int {
+	switch {
+	case in.adaptive != nil:
+		return in.adaptive.Limit()
+	case in.sem != nil:
+		return cap(in.sem)
+	}
+	return 0
+}
+
+// Refused counts the calls answered overloaded at the concurrency limit.
+func (in *Inbound) Refused() uint64 { return in.shed.Load() }
 
 // serve runs one admitted message through the middleware and handler.
 func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
@@ -362,15 +482,20 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 // (docs/wire.md, "Streams"): its body may stream in, its answer may
 // stream out, each within the credit the other side grants, and the call
 // lives until both have ended, it is cancelled, or its stream fails. It
-// holds its concurrency slot until then.
-func (in *Inbound) runStream(m *nats.Msg) {
+// holds its place under the fixed bound until then, and its place under
+// the adaptive limit, if it has one, until its handler has answered (its
+// head): the time until then, from start, is a sample of the service's
+// latency when the answer is whole too.
+func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 	subj, err := wire.ParseSubject(m.Subject)
 	if err != nil {
+		in.headDone(m, start, false)
 		in.respond(m, nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()})
 		return
 	}
 	srv, err := meshstream.Serve(in.nc, m, subj.Service, subj.Caller, in.listen, in.stream)
 	if err != nil {
+		in.headDone(m, start, false)
 		in.respond(m, nil, err)
 		return
 	}
@@ -397,6 +522,7 @@ func (in *Inbound) runStream(m *nats.Msg) {
 		}
 	})
 	reply, end, err := in.serveStream(m, subj, srv)
+	in.headDone(m, start, err == nil && reply != nil && !reply.Streamed())
 	open.Stop()
 	defer end()
 	if err != nil {

@@ -2,9 +2,7 @@ package telemetry
 
 import (
 	"context"
-	"slices"
 	"sort"
-	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -70,20 +68,7 @@ func (t *Telemetry) ObserveBreakers(caller string, list func() []Breaker) (unreg
 	if t == nil || list == nil {
 		return func() {}
 	}
-	src := &breakerSource{caller, list}
-	b := &t.m.breakers
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.sources = append(b.sources, src)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			// Copied on write: count iterates a slice it read under mu.
-			b.sources = slices.DeleteFunc(slices.Clone(b.sources), func(s *breakerSource) bool { return s == src })
-		})
-	}
+	return t.m.breakers.sources.add(&breakerSource{caller, list})
 }
 
 // BreakerChanged counts a change of state of one of caller's breakers,
@@ -137,8 +122,7 @@ type breakerMetrics struct {
 	transitions metric.Int64Counter
 	dests       table[breakerKey, breakerSeries]
 
-	mu      sync.Mutex
-	sources []*breakerSource // replaced, never changed in place
+	sources sourceList[breakerSource]
 }
 
 func (b *breakerMetrics) init(m metric.Meter, check func(error)) {
@@ -168,9 +152,7 @@ func (b *breakerMetrics) observe(o metric.Observer) {
 // count lists every source's breakers and counts them by destination (as
 // bounded) and state.
 func (b *breakerMetrics) count() map[*breakerSeries]*[len(breakerStates)]int64 {
-	b.mu.Lock()
-	sources := b.sources
-	b.mu.Unlock()
+	sources := b.sources.all()
 	if len(sources) == 0 {
 		return nil
 	}

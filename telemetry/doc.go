@@ -13,7 +13,8 @@
 // /metrics page. [Telemetry.ObserveBreakers] and [Telemetry.BreakerChanged]
 // take the circuit breakers' states from the resilience policies, and
 // [Telemetry.SetServing], [Telemetry.SetEjected] and [Telemetry.SetHealthy]
-// the agent's inbound state. [HeaderCarrier] carries the W3C trace context in a NATS
+// the agent's inbound state, [Telemetry.ObserveAdmission] its inbound
+// concurrency limit. [HeaderCarrier] carries the W3C trace context in a NATS
 // header. docs/observability.md lists the metrics, spans, log fields and
 // the snapshot's schema.
 package telemetry

@@ -204,6 +204,8 @@ type metrics struct {
 	retries  metric.Int64Counter
 	hedges   metric.Int64Counter
 	breakers breakerMetrics
+	// The inbound dispatches' concurrency limits.
+	admission admissionMetrics
 	// The inbound instance's state (natsmesh_serving, natsmesh_ejected,
 	// natsmesh_healthy), set by the agent.
 	serving, ejected, healthy flagGauge
@@ -289,9 +291,10 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		"1 while the instance's local service passes its health checks (the last check passed), else 0; "+
 			"absent when the agent runs no health checks.", check)
 	ms.breakers.init(m, check)
+	ms.admission.init(m, check)
 	if len(errs) == 0 {
 		_, err = m.RegisterCallback(ms.observe, ms.out.active, ms.in.active,
-			ms.serving.inst, ms.ejected.inst, ms.healthy.inst, ms.breakers.state,
+			ms.serving.inst, ms.ejected.inst, ms.healthy.inst, ms.breakers.state, ms.admission.limit, ms.admission.refused,
 			ms.out.requests, ms.out.errors, ms.in.requests, ms.in.errors)
 		check(err)
 	}
@@ -318,6 +321,7 @@ func (ms *metrics) observe(_ context.Context, o metric.Observer) error {
 	ms.ejected.observe(o)
 	ms.healthy.observe(o)
 	ms.breakers.observe(o)
+	ms.admission.observe(o)
 	return nil
 }
 

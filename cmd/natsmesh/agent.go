@@ -70,7 +70,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Health.Interval, "health-interval", 2*time.Second, "time between health checks")
 	fs.IntVar(&cfg.Health.FailThreshold, "health-fails", 3, "failed checks in a row that withdraw the instance")
 	fs.IntVar(&cfg.Health.PassThreshold, "health-passes", 2, "passed checks in a row that restore it")
-	fs.IntVar(&cfg.MaxConcurrent, "max-concurrent", 1024, "calls in flight to the upstream before answering overloaded (-1: no limit)")
+	fs.IntVar(&cfg.MaxConcurrent, "max-concurrent", 0, "fixed bound of the calls in flight to the upstream, past which calls are answered overloaded (0: adaptive, learned from the upstream's latency, at most 1024; -1: no limit)")
 	fs.DurationVar(&cfg.Timeout, "timeout", pipeline.DefaultTimeout, "deadline of a call whose caller set none (of a stream: of its first answer)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", pipeline.DefaultClockSkew, "how far this host's clock may be ahead of a caller's: a call is not started past its caller's deadline by more (negative: callers' deadlines counted from receipt only)")
 	fs.DurationVar(&cfg.StreamIdle, "stream-idle", wire.DefaultStreamIdle, "how long a stream may hear nothing from the other side's agent (which sends keep-alives) before it fails, from 100ms to 10m")
