@@ -17,7 +17,8 @@
 //   - Open, while no window has shown queueing: the limit is four times
 //     the most calls in flight in the last window, at least Burst (64),
 //     and a call over it waits for a place ([Limiter.Wait], first come
-//     first served, up to MaxWait, 1 s) instead of being refused: a
+//     first served, up to MaxWait, 150 ms, under a caller's wait for a
+//     sign of life) instead of being refused: a
 //     healthy service's burst waits a moment while the limit grows (four
 //     times a window), and a flood queues at the service no more than
 //     the limit. Each window's mean within 1.25 times the baseline moves

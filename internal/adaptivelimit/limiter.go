@@ -24,7 +24,10 @@ type Config struct {
 	// the last window, and at least Burst. Default 64 (at most Max).
 	Burst int
 	// MaxWait is how long a call over the limit may wait for a place
-	// ([Limiter.Wait]) while the service shows no queueing. Default 1s.
+	// ([Limiter.Wait]) while the service shows no queueing. Default
+	// 150ms: shorter than a caller's least wait for a sign of life
+	// (wire.MinTakeWithin), since a call waiting here has given none
+	// and would otherwise be taken for lost and sent again.
 	MaxWait time.Duration
 	// Tolerance is how many times its baseline a window's mean latency
 	// may be before the calls count as queueing. Default 1.5; at least
@@ -48,7 +51,7 @@ type Config struct {
 const (
 	DefaultMax        = 1024
 	DefaultBurst      = 64
-	DefaultMaxWait    = time.Second
+	DefaultMaxWait    = 150 * time.Millisecond
 	DefaultTolerance  = 1.5
 	DefaultSlack      = 50 * time.Millisecond
 	DefaultWindow     = 100 * time.Millisecond
