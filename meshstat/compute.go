@@ -337,6 +337,20 @@ func Compute(prev, cur Sample) Report {
 			edge(s.Service, callee(d.Callee)).client.add(d, dt)
 		}
 	}
+	// A name called that has no instance of its own and is no host
+	// outside the mesh (a typo, a service gone) is shown while it is
+	// called: an edge to it without a call in this window is dropped,
+	// and the name with its last edge (issue 19: such names stayed for
+	// ever, as services). Egress destinations are bounded by the mesh
+	// file (decision 104) and stay. A first sample, with no window,
+	// keeps every pair.
+	if r.WindowS > 0 {
+		maps.DeleteFunc(edges, func(k [2]string, e *edgeAcc) bool {
+			to := services[k[1]]
+			return (to == nil || !to.seen) && !strings.HasPrefix(k[1], EgressPrefix) &&
+				e.client.requests == 0 && e.server.requests == 0
+		})
+	}
 	keys := slices.SortedFunc(maps.Keys(edges), func(a, b [2]string) int {
 		if c := strings.Compare(a[0], b[0]); c != 0 {
 			return c

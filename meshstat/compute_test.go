@@ -244,3 +244,38 @@ func TestComputeMicroLatency(t *testing.T) {
 		t.Fatalf("clock %+v (p99 %v), want its 4 requests and the edge's p99 %v", c, c.P99MS, *e.P99MS)
 	}
 }
+
+// TestComputeForgetsUncalledNames (issue 19, found by a new user): a
+// name called that has no instance of its own (a typo, a service gone)
+// is shown while it is called, and gone from the report after a window
+// without a call to it; a service with instances stays, called or not,
+// and so does an egress destination (bounded by the mesh file).
+func TestComputeForgetsUncalledNames(t *testing.T) {
+	web := statstest.Instance{Service: "web", ID: "w1", Kind: meshstat.KindAgent, Serving: true,
+		Flows: []statstest.Flow{{Peer: "ordrs", Proto: "http", Requests: 1}, {Peer: "orders", Proto: "http", Requests: 1},
+			{Peer: meshstat.EgressOther, Proto: "http", Requests: 1}}}
+	orders := statstest.Instance{Service: "orders", ID: "o1", Kind: meshstat.KindAgent, Serving: true}
+	called := meshstat.Compute(sample([]statstest.Instance{web, orders}, 1), sample([]statstest.Instance{web, orders}, 2))
+	if s := service(t, called, "ordrs"); s.Requests == 0 {
+		t.Fatalf("ordrs while called: %+v", s)
+	}
+	// A window later, nothing called: the same counters, 2 s on.
+	later := sample([]statstest.Instance{web, orders}, 2)
+	for i := range later.Snapshots {
+		later.Snapshots[i].Now = later.Snapshots[i].Now.Add(2 * time.Second)
+	}
+	later.At = later.At.Add(2 * time.Second)
+	quiet := meshstat.Compute(sample([]statstest.Instance{web, orders}, 2), later)
+	for _, s := range quiet.Services {
+		if s.Name == "ordrs" {
+			t.Errorf("ordrs, not called in the window and with no instance, is still a service: %+v", s)
+		}
+	}
+	for _, e := range quiet.Edges {
+		if e.Callee == "ordrs" {
+			t.Errorf("the edge to ordrs stays: %+v", e)
+		}
+	}
+	service(t, quiet, "orders")
+	service(t, quiet, meshstat.EgressOther)
+}
