@@ -337,6 +337,10 @@ func (in *inbound) subscribe() error {
 			return errRefused
 		}
 	}
+	if in.refusalLogged {
+		// Said whichever way it joined (a retry, or the health loop).
+		in.a.log.Info("agent: the broker admits the queue subscriptions now: serving")
+	}
 	in.refusalLogged = false // a refusal after this one is news
 	in.firstOnce.Do(func() { close(in.firstServing) })
 	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, true)
@@ -422,7 +426,7 @@ func (in *inbound) retryRefused() {
 	}
 	in.refusal = nil
 	in.mu.Unlock()
-	in.rejoin("subscribing", "agent: the broker admits the queue subscriptions now: serving")
+	in.rejoin("subscribing", "") // subscribe says it when it joins
 }
 
 // watchRefusals chains a handler in front of the connection's async error
@@ -516,7 +520,7 @@ func (in *inbound) rejoin(failed, joined string) {
 		}
 		return
 	}
-	if in.serving() {
+	if joined != "" && in.serving() {
 		in.a.log.Info(joined)
 	}
 }

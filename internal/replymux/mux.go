@@ -358,11 +358,7 @@ func (x *Mux) wait(ctx context.Context, reply string, r *receiver, within time.D
 	// (Go 1.23's timers: no stale tick after Stop).
 	select {
 	case <-silent:
-		if late != nil {
-			x.giveUp(ctx, reply, r, late)
-		} else {
-			x.cancel(reply, r)
-		}
+		x.giveUp(ctx, reply, r, late)
 		return nil, nil, ErrSilent
 	case msg := <-r.ch:
 		if within > 0 {
@@ -429,29 +425,12 @@ func (x *Mux) register(subject string, r *receiver) error {
 // cancel unregisters r from subject and drains what was sent to it, so
 // that it goes back to the pool empty, and puts it back. Messages are sent
 // to a receiver under x.mu, so once cancel holds it nothing more comes.
-func (x *Mux) cancel(subject string, r *receiver) {
-	x.mu.Lock()
-	if x.waiting[subject] == r {
-		delete(x.waiting, subject)
-	}
-	select {
-	case <-r.ch:
-	default:
-	}
-	r.err = nil
-	in := r.inbox
-	r.inbox = nil
-	x.mu.Unlock()
-	if in != nil {
-		in.Close()
-	}
-	receivers.Put(r)
-}
+func (x *Mux) cancel(subject string, r *receiver) { x.giveUp(nil, subject, r, nil) }
 
 // giveUp is cancel for a call given up as silent whose late first
-// message goes to late, until ctx ends: a receiver of its own (r goes
-// back to the pool) stands for the call meanwhile. A message that came
-// just as the wait ended goes to late at once.
+// message goes to late (when not nil), until ctx ends: a receiver of its
+// own (r goes back to the pool) stands for the call meanwhile. A message
+// that came just as the wait ended goes to late at once.
 func (x *Mux) giveUp(ctx context.Context, subject string, r *receiver, late func(*nats.Msg)) {
 	x.mu.Lock()
 	var raced *nats.Msg
@@ -461,7 +440,7 @@ func (x *Mux) giveUp(ctx context.Context, subject string, r *receiver, late func
 	}
 	if x.waiting[subject] == r {
 		delete(x.waiting, subject)
-		if !x.closed && ctx.Err() == nil {
+		if late != nil && !x.closed && ctx.Err() == nil {
 			lr := &receiver{late: late}
 			x.waiting[subject] = lr
 			context.AfterFunc(ctx, func() {
@@ -481,7 +460,7 @@ func (x *Mux) giveUp(ctx context.Context, subject string, r *receiver, late func
 		in.Close()
 	}
 	receivers.Put(r)
-	if raced != nil {
+	if raced != nil && late != nil {
 		late(raced)
 	}
 }
