@@ -166,3 +166,60 @@ func TestOutcomeOfError(t *testing.T) {
 		t.Errorf("a streamed reply's Msg() = %+v, want nil", m)
 	}
 }
+
+// TestIdempotentByMethod: HTTP's safe and idempotent methods are; no gRPC
+// method is, whatever its name.
+func TestIdempotentByMethod(t *testing.T) {
+	for _, tc := range []struct {
+		proto wire.Proto
+		op    string
+		want  bool
+	}{
+		{wire.ProtoHTTP, "GET", true},
+		{wire.ProtoHTTP, "DELETE", true},
+		{wire.ProtoHTTP, "POST", false},
+		{wire.ProtoGRPC, "GET", false},
+		{wire.ProtoGRPC, "/pkg.Svc/Get", false},
+	} {
+		if got := (&Call{Proto: tc.proto, Op: tc.op}).Idempotent(); got != tc.want {
+			t.Errorf("%s %s: Idempotent() = %v, want %v", tc.proto, tc.op, got, tc.want)
+		}
+	}
+}
+
+// TestReplyMessage: a gRPC reply, whole or streamed, carries its status
+// message; an HTTP reply carries none, whatever its header holds.
+func TestReplyMessage(t *testing.T) {
+	h := nats.Header{wire.HeaderGRPCStatus: {"5"}, "Mesh-Grpc-Message": {"no such order"}, wire.HeaderStatus: {"200"}}
+	for _, tc := range []struct {
+		name  string
+		reply *Reply
+		want  string
+	}{
+		{"gRPC whole", ReplyFromMsg(wire.ProtoGRPC, &nats.Msg{Header: h}), "no such order"},
+		{"gRPC streamed", NewStreamReply(wire.ProtoGRPC, h, newPieces(nil)), "no such order"},
+		{"HTTP whole", ReplyFromMsg(wire.ProtoHTTP, &nats.Msg{Header: h}), ""},
+		{"HTTP streamed", NewStreamReply(wire.ProtoHTTP, h, newPieces(nil)), ""},
+	} {
+		if tc.reply.Message != tc.want {
+			t.Errorf("%s: Message %q, want %q", tc.name, tc.reply.Message, tc.want)
+		}
+	}
+}
+
+// TestReadStreamLimit: a streamed body read whole may reach its limit,
+// counted over all its pieces, not pass it.
+func TestReadStreamLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit int64
+		ok    bool
+	}{{6, true}, {7, true}, {5, false}, {3, false}} {
+		b, _, err := readStream(context.Background(), newPieces(nil, "abc", "def"), tc.limit)
+		if tc.ok != (err == nil) || tc.ok && string(b) != "abcdef" {
+			t.Errorf("limit %d: %q, %v", tc.limit, b, err)
+		}
+		if !tc.ok && !errors.Is(err, wire.ErrTooLarge) {
+			t.Errorf("limit %d: %v, want too-large", tc.limit, err)
+		}
+	}
+}
