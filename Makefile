@@ -71,15 +71,16 @@ fuzz:
 
 # Mutation testing (gremlins, pinned, through the module proxy): each
 # package's own tests run against every small change of its code (a
-# condition negated or moved by one, an operator swapped); a change no test
-# notices "lived". One package at a time, one worker, at the lowest CPU
-# priority and GOMAXPROCS=1, without -race; -count=1 so that the timeout,
-# a multiple of the measured test time, is not derived from a cached run.
-# The report of each package goes to mutation-results/<pkg>.json (and its
-# summary to the terminal). Around an hour and a half on a busy 2-core
-# machine; MUTATE_PKGS=./authz/ for one package. The tests of authz and
-# wire take about a second, less than compiling a mutant does: their
-# timeout takes a larger multiple.
+# condition negated or moved by one, an operator swapped); a change no
+# test notices "lived" (docs/testing.md). One package at a time, one
+# worker, at the lowest CPU priority and GOMAXPROCS=1, without -race;
+# -count=1 so that the timeout, a multiple of the measured test time, is
+# not derived from a cached run. The tests of authz and wire take about a
+# second, less than building a mutant does: their timeout takes a larger
+# multiple. Each package's report goes to mutation-results/<pkg>.json,
+# its summary to the terminal. Two to three hours on a busy 2-core
+# machine; MUTATE_PKGS=./authz/ runs one package, MUTATE_FLAGS passes more
+# of gremlins' flags (MUTATE_FLAGS="-E inbound.go" leaves a file out).
 GREMLINS := github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
 MUTATE_PKGS ?= ./authz/ ./accounts/ ./pipeline/ ./resilience/ ./wire/
 MUTATE_TIMEOUT_COEFFICIENT ?= 6
@@ -93,7 +94,7 @@ mutate:
 	  case " $(MUTATE_FAST_PKGS) " in *" $$pkg "*) coef=$(MUTATE_FAST_TIMEOUT_COEFFICIENT);; esac; \
 	  echo "== $$pkg (report: mutation-results/$$name.json)"; \
 	  (cd $$pkg && GOFLAGS=-count=1 GOMAXPROCS=1 nice -n 19 go run $(GREMLINS) unleash \
-	    --workers 1 --timeout-coefficient $$coef \
+	    --workers 1 --timeout-coefficient $$coef $(MUTATE_FLAGS) \
 	    --output $(CURDIR)/mutation-results/$$name.json) || exit 1; \
 	done
 

@@ -31,3 +31,13 @@ func TestHTTPStatusRange(t *testing.T) {
 		}
 	}
 }
+
+// TestMicroHTTPStatusRange: a micro error's code of 400 to 599 is its
+// status; any other is 500.
+func TestMicroHTTPStatusRange(t *testing.T) {
+	for code, want := range map[string]int{"400": 400, "599": 599, "429": 429, "399": 500, "600": 500, "": 500, "x": 500} {
+		if got := MicroHTTPStatus(code); got != want {
+			t.Errorf("MicroHTTPStatus(%q) = %d, want %d", code, got, want)
+		}
+	}
+}
