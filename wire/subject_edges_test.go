@@ -78,3 +78,15 @@ func TestSubjectStringAllocs(t *testing.T) {
 		t.Errorf("Subject.String: %v allocations, want 1", n)
 	}
 }
+
+// TestUnescapeTokenNoCopy: a token with no escape is its own string, read
+// without an allocation.
+func TestUnescapeTokenNoCopy(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() {
+		if s, err := UnescapeToken("GET"); err != nil || s != "GET" {
+			t.Fatal(s, err)
+		}
+	}); n != 0 {
+		t.Errorf("UnescapeToken of a plain token: %v allocations, want 0", n)
+	}
+}
