@@ -2,8 +2,6 @@ package resilience_test
 
 import (
 	"context"
-	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,9 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/pipeline"
-	"github.com/natsmesh/natsmesh/policies"
-	"github.com/natsmesh/natsmesh/policies/live"
-	"github.com/natsmesh/natsmesh/resilience"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -32,20 +27,8 @@ func TestHedgeMax(t *testing.T) {
 		{"{delay: 10s, max: 3}", 50 * time.Millisecond, 1},
 		{"{percentile: 50}", 0, 1},
 	} {
-		f, err := policies.Parse("mesh.yaml", []byte(strings.Replace(`version: 1
-services:
-  orders:
-    policy:
-      timeout: 300ms
-      idempotent: true
-      retries: {attempts: 1}
-      hedge: HEDGE
-`, "HEDGE", tc.hedge, 1)))
-		if err != nil {
-			t.Fatal(err)
-		}
 		var attempts atomic.Int32
-		silent := pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
+		next := pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 			attempts.Add(1)
 			if tc.answer > 0 {
 				select {
@@ -57,8 +40,8 @@ services:
 			<-ctx.Done()
 			return nil, ctx.Err()
 		})
-		s := resilience.New(resilience.Config{Policies: live.Static(f)})(silent)
-		_, err = s.Send(context.Background(), &pipeline.Call{Service: "orders", Caller: "web", Proto: wire.ProtoHTTP, Op: http.MethodGet, Path: "/x"})
+		s := sender(t, "version: 1\nservices:\n  orders:\n    policy: {timeout: 300ms, idempotent: true, retries: {attempts: 1}, hedge: "+tc.hedge+"}\n", next)
+		_, err := s.Send(context.Background(), getCall())
 		if (err == nil) != (tc.answer > 0) {
 			t.Fatalf("hedge %s: %v", tc.hedge, err)
 		}
