@@ -15,15 +15,7 @@ import (
 func TestStoreAccountJetStreamUnlimited(t *testing.T) {
 	dir := generated(t, testSpec(), WithOperator())
 	for _, acc := range []string{StoreAccount, DefaultAccount} {
-		kp, _, err := keyFile(accountSeedFile(dir, acc), nkeys.PrefixByteAccount, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, _ := kp.PublicKey()
-		ac, err := readAccountClaims(dir, pub)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ac := accountClaims(t, dir, acc)
 		want := jwt.JetStreamLimits{}
 		if acc == StoreAccount {
 			want = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
@@ -46,18 +38,7 @@ func TestRotateRevokesTheOldKey(t *testing.T) {
 		pub, _ := kp.PublicKey()
 		return pub
 	}
-	account := func() *jwt.AccountClaims {
-		kp, _, err := keyFile(accountSeedFile(dir, DefaultAccount), nkeys.PrefixByteAccount, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, _ := kp.PublicKey()
-		ac, err := readAccountClaims(dir, pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ac
-	}
+	account := func() *jwt.AccountClaims { return accountClaims(t, dir, DefaultAccount) }
 	if r := account().Revocations; len(r) != 0 {
 		t.Fatalf("revocations without a rotation: %v", r)
 	}
@@ -68,4 +49,19 @@ func TestRotateRevokesTheOldKey(t *testing.T) {
 	if r := account().Revocations; len(r) != 1 || !r.IsRevoked(old, time.Now()) {
 		t.Errorf("after rotating orders: revocations %v, want its old key %s", r, old)
 	}
+}
+
+// accountClaims reads the JWT of account acc that dir holds.
+func accountClaims(t *testing.T, dir, acc string) *jwt.AccountClaims {
+	t.Helper()
+	kp, _, err := keyFile(accountSeedFile(dir, acc), nkeys.PrefixByteAccount, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	ac, err := readAccountClaims(dir, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ac
 }
