@@ -28,7 +28,8 @@
 //  3. for idempotent calls with a hedge, the hedge policy: more attempts
 //     while the first is slow; the first reply that is not a server error
 //     (or says not implemented) wins and the others are cancelled
-//     (wire.Outcome's EndsHedge);
+//     (wire.Outcome's EndsHedge); no hedge is sent once the call's
+//     deadline comes before a fixed delay would;
 //  4. the destination's bulkhead: over max_concurrent a try fails at once
 //     with overloaded (the caller's own limit, never retried);
 //  5. the destination's circuit breaker, which counts calls, not attempts:

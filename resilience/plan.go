@@ -138,13 +138,27 @@ func (m *middleware) hedgePolicy(h *policies.Hedge, ratio float64, dest string) 
 		if pct > 0 && pct < 100 {
 			b = hedgepolicy.NewBuilderWithDelayQuantile[*pipeline.Reply](pct/100, quantileAge, quantileWarmup)
 		} else {
-			b = hedgepolicy.NewBuilderWithDelay[*pipeline.Reply](delay)
+			b = hedgepolicy.NewBuilderWithDelayFunc[*pipeline.Reply](hedgeDelay(delay))
 		}
 		return b.WithMaxHedges(extra).
 			CancelIf(hedgeWins).
 			WithBudget(budget.NewBuilder().WithMaxRate(ratio).Build()).
 			Build()
 	}).(hedgepolicy.HedgePolicy[*pipeline.Reply])
+}
+
+// hedgeDelay is a fixed hedge delay, or no more hedges (-1) once what is
+// left of the call's deadline is no longer than the delay: failsafe-go's
+// hedge executor (v0.9.8) waits out its delay without watching the call's
+// context, so a delay past the deadline would hold the call's answer
+// (its timeout) until the delay ends (decision 121).
+func hedgeDelay(delay time.Duration) failsafe.DelayFunc[*pipeline.Reply] {
+	return func(exec failsafe.ExecutionAttempt[*pipeline.Reply]) time.Duration {
+		if dl, ok := exec.Context().Deadline(); ok && time.Until(dl) <= delay {
+			return -1
+		}
+		return delay
+	}
 }
 
 // refusal turns the refusals of failsafe-go's bulkhead and breaker into
