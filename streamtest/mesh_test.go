@@ -181,15 +181,7 @@ func (p *proc) peakRSS(t *testing.T) int64 {
 
 // freeAddr returns a loopback address with a port free at the time of
 // the call.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return meshtest.FreeAddr(t) }
 
 // mesh is a broker and two agents, each its own process: the callee
 // "orders" in front of the test's HTTP service, and the caller "web" with

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/cliflag"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -115,15 +116,7 @@ func exitStatus(t *testing.T, err error) int {
 
 // freeAddr returns a loopback address with a port free at the time of the
 // call.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return meshtest.FreeAddr(t) }
 
 // startAndStop starts natsmesh broker, waits until it accepts a NATS
 // connection, sends SIGTERM and expects exit status 0.
