@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,8 +41,10 @@ const stallAfter = time.Second
 type stallWatch struct {
 	in *inbound
 
-	mu    sync.Mutex
-	since time.Time // when the first call the service has not answered since its last answer came; zero: none
+	// since is when the first call the service has not answered since
+	// its last answer came (Unix ns; 0: none): an atomic, as every call
+	// reads it and most write it.
+	since atomic.Int64
 
 	// suspect: the health checks probe the service itself until it
 	// answers; frozen: the last probe went unanswered.
@@ -65,13 +66,10 @@ func (w *stallWatch) wrap(h pipeline.Handler) pipeline.Handler {
 }
 
 func (w *stallWatch) start() {
-	now := time.Now()
-	w.mu.Lock()
-	if w.since.IsZero() {
-		w.since = now
-	}
-	stalled := now.Sub(w.since) > stallAfter
-	w.mu.Unlock()
+	now := time.Now().UnixNano()
+	w.since.CompareAndSwap(0, now) // the first call since the last answer
+	since := w.since.Load()
+	stalled := since != 0 && time.Duration(now-since) > stallAfter
 	if stalled && w.suspect.CompareAndSwap(false, true) {
 		w.in.a.log.Warn("the service has answered none of its calls for a while: asking it whether it is alive", "after", stallAfter)
 		w.in.onRefused(nil) // the health loop, at once
@@ -88,9 +86,9 @@ func (w *stallWatch) end(answered bool) {
 
 // answered notes a sign of the service's life: an answer, or a probe's.
 func (w *stallWatch) answered() {
-	w.mu.Lock()
-	w.since = time.Time{}
-	w.mu.Unlock()
+	if w.since.Load() != 0 {
+		w.since.Store(0)
+	}
 }
 
 // check is base, the health check, with the probe while the service is

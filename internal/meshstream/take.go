@@ -175,11 +175,12 @@ func (t *Take) delay(m *nats.Msg, start time.Time, confirm bool) time.Duration {
 // that opened it is told to drop it (a call to confirm it would
 // otherwise keep waiting for its start).
 func (t *Take) late(nc *nats.Conn, start time.Time, within time.Duration, r Request) func(*nats.Msg) {
-	want := wire.PairInbox(r.Service, r.Caller) + "."
 	return func(m *nats.Msg) {
 		t.observe(r.Service, min(t.delay(m, start, r.Confirm), 2*within))
 		inbox := m.Header.Get(wire.HeaderStreamInbox)
-		if inbox == "" || !validInbox(inbox, want) {
+		// The pair inbox is named here, not when the hook is made: every
+		// call makes one, few ever run it.
+		if inbox == "" || !validInbox(inbox, wire.PairInbox(r.Service, r.Caller)+".") {
 			return
 		}
 		h := wire.ErrorMsg(errGaveUp).Header
