@@ -37,11 +37,19 @@ lint:
 # each agent's peak RSS, throughput beside direct; make test runs it with
 # 256 MiB), then the side-by-side benchmark of every way to reach a
 # loopback echo service (natsmesh bench; its table also goes to
-# bench-results/latest.json).
+# bench-results/latest.json), and the change of each of its scenarios
+# from the last recorded run: this machine's previous run (the last
+# latest.json, kept as bench-results/previous.json), or, where none was
+# made, the run committed as docs/bench-baseline.json (decision 140).
+# BENCH_FLAGS passes more flags (BENCH_FLAGS=--scaling adds the scaling
+# figures); BENCH_BASELINE names another results file to compare with.
+BENCH_BASELINE ?= $(if $(wildcard bench-results/latest.json),bench-results/previous.json,docs/bench-baseline.json)
+BENCH_FLAGS ?=
 bench: build
 	go test -run '^$$' -bench . -benchmem ./wire/ ./meshgrpc/ ./agent/
 	NATSMESH_BIG=1 go test -count=1 -v -run '^TestGigabyteThroughAgents$$' ./streamtest/
-	bin/natsmesh bench
+	@if [ -f bench-results/latest.json ]; then mv bench-results/latest.json bench-results/previous.json; fi
+	bin/natsmesh bench --compare $(BENCH_BASELINE) $(BENCH_FLAGS)
 
 # nginx for the bench's classic sidecar-pair scenario, from Debian packages;
 # does nothing when nginx is already installed.

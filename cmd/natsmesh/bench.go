@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchrun"
 )
 
@@ -33,7 +34,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"1,000 messages of --size bytes, a download and an upload of --transfer\n"+
 			"bytes) each run through the sidecar pair beside direct, closed loops only,\n"+
 			"and report MB/s and each agent's peak RSS. Prints a table and the targets\n"+
-			"met, and writes the same as JSON.", stderr)
+			"met, and writes the same as JSON. With --compare, it then prints the change\n"+
+			"of each scenario and load from an earlier run's JSON (throughput, p50, p99,\n"+
+			"CPU, allocations, peak RSS); --from compares a recorded run instead of\n"+
+			"running one.", stderr)
 	var (
 		duration  time.Duration
 		rate      float64
@@ -43,6 +47,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		jsonPath  string
 		scenarios stringList
 		nginx     string
+		compare   string
+		from      string
 	)
 	conns.Values = []string{"1", "32"}
 	fs.DurationVar(&duration, "duration", 5*time.Second, "how long each load runs")
@@ -53,9 +59,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&jsonPath, "results", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
 	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
 	fs.StringVar(&nginx, "nginx", "", "nginx `binary` (default: nginx in PATH or /usr/sbin)")
+	fs.StringVar(&compare, "compare", "", "earlier results `file` (JSON) to print each scenario's change from")
+	fs.StringVar(&from, "from", "", "results `file` (JSON) to compare with --compare, instead of running")
 	deprecate(fs, "json", "results")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if from != "" {
+		if compare == "" {
+			return usageErrorf("bench: --from needs --compare")
+		}
+		rep, err := benchreport.ReadFile(from)
+		if err != nil {
+			return fmt.Errorf("bench: %v", err)
+		}
+		return writeComparison(stdout, compare, rep)
 	}
 	if transfer <= 0 {
 		return fmt.Errorf("bench: --transfer must be positive")
@@ -102,5 +120,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "\nwrote %s\n", jsonPath)
 	}
+	if compare != "" {
+		fmt.Fprintln(stdout)
+		return writeComparison(stdout, compare, rep)
+	}
 	return nil
+}
+
+// writeComparison prints the change from the run recorded in basePath to
+// rep.
+func writeComparison(stdout io.Writer, basePath string, rep *benchreport.Report) error {
+	base, err := benchreport.ReadFile(basePath)
+	if err != nil {
+		return failure{fmt.Errorf("bench: --compare: %v", err)}
+	}
+	return benchreport.WriteComparison(stdout, base, rep)
 }

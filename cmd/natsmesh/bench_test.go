@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchrun"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 )
 
 // TestBenchSmoke runs the orchestration end to end, briefly: the direct and
@@ -24,7 +24,7 @@ func TestBenchSmoke(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
-	var rep benchrun.Report
+	var rep benchreport.Report
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -47,5 +47,39 @@ func TestBenchSmoke(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// TestBenchCompare prints the change between two recorded runs without
+// running one (--from), as make bench prints it after its run.
+func TestBenchCompare(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, rep benchreport.Report) string {
+		b, err := json.Marshal(rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	base := write("base.json", benchreport.Report{Rows: []benchreport.Row{{Scenario: "sidecar-http", Load: "closed 1", ReqPerSec: 2000}}})
+	now := write("now.json", benchreport.Report{Rows: []benchreport.Row{{Scenario: "sidecar-http", Load: "closed 1", ReqPerSec: 2500}}})
+	cmd, stdout, stderr := natsmesh(t, nil, "bench", "--from", now, "--compare", base)
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench --from: %v\n%s", err, stderr)
+	}
+	if want := "2000 -> 2500 (1.25x)"; !strings.Contains(stdout.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, stdout)
+	}
+	cmd, _, stderr = natsmesh(t, nil, "bench", "--from", now)
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "--from needs --compare") {
+		t.Errorf("--from alone: %v, stderr %q; want a usage error", err, stderr)
+	}
+	cmd, _, stderr = natsmesh(t, nil, "bench", "--from", now, "--compare", filepath.Join(dir, "missing.json"))
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "missing.json") {
+		t.Errorf("--compare of a missing file: %v, stderr %q; want an error naming it", err, stderr)
 	}
 }

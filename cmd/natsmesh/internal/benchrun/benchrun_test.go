@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 )
 
 func TestProcAccountingOfSelf(t *testing.T) {
@@ -88,19 +90,19 @@ func TestTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReport(&o)
-	r.Rows = []Row{
+	r.Rows = []benchreport.Row{
 		{Scenario: DirectHTTP, Load: "closed 1", P50: 200 * time.Microsecond, ReqPerSec: 4000},
 		{Scenario: DirectHTTP, Load: "closed 32", ReqPerSec: 10000},
 		{Scenario: SidecarHTTP, Load: "closed 1", P50: 280 * time.Microsecond},
 		{Scenario: SidecarHTTP, Load: "closed 32", ReqPerSec: 6000},
-		{Scenario: SidecarHTTP, Load: "open 1000/s", Components: []Component{
+		{Scenario: SidecarHTTP, Load: "open 1000/s", Components: []benchreport.Component{
 			{Name: "agent-client", CPUPer1k: 0.05, PeakRSSMB: 20},
 			{Name: "agent-echo", CPUPer1k: 0.2, PeakRSSMB: 30},
 		}},
 		{Scenario: InprocHTTP, Load: "closed 32", ReqPerSec: 12000},
 	}
-	r.Skipped = []Skip{{Scenario: NginxPair, Reason: "nginx not found"}}
-	r.evaluate()
+	r.Skipped = []benchreport.Skip{{Scenario: NginxPair, Reason: "nginx not found"}}
+	evaluate(r)
 	want := map[string]string{
 		"sidecar-http throughput vs direct-http": "PASS",
 		"sidecar-http throughput vs nginx-pair":  "SKIP",
@@ -112,7 +114,7 @@ func TestTargets(t *testing.T) {
 		"sidecar-http agent-echo peak RSS":       "FAIL",
 		"sidecar-grpc added p50 latency":         "SKIP",
 	}
-	got := map[string]Target{}
+	got := map[string]benchreport.Target{}
 	for _, tg := range r.Targets {
 		got[tg.Name] = tg
 	}
@@ -146,8 +148,8 @@ func TestTargetsWithoutOpenLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReport(&o)
-	r.Rows = []Row{{Scenario: SidecarHTTP, Load: "closed 1", P50: time.Millisecond}}
-	r.evaluate()
+	r.Rows = []benchreport.Row{{Scenario: SidecarHTTP, Load: "closed 1", P50: time.Millisecond}}
+	evaluate(r)
 	if r.Settings.Rate != 0 {
 		t.Errorf("settings record rate %v, want 0 (no open loop)", r.Settings.Rate)
 	}
@@ -177,8 +179,8 @@ func TestFmtDur(t *testing.T) {
 		-80 * time.Microsecond:   "-80µs",
 		12500 * time.Microsecond: "12.5ms",
 	} {
-		if got := fmtDur(d); got != want {
-			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)
+		if got := benchreport.FormatLatency(d); got != want {
+			t.Errorf("benchreport.FormatLatency(%v) = %q, want %q", d, got, want)
 		}
 	}
 }
@@ -208,22 +210,22 @@ func TestTelemetryCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReport(&o)
-	agents := func(cpu, allocs float64) []Component {
-		return []Component{{Name: "echo", CPUPer1k: 0.1}, {Name: "agent-echo", CPUPer1k: cpu, AllocsPerReq: allocs}, {Name: "agent-client", CPUPer1k: cpu, AllocsPerReq: allocs}}
+	agents := func(cpu, allocs float64) []benchreport.Component {
+		return []benchreport.Component{{Name: "echo", CPUPer1k: 0.1}, {Name: "agent-echo", CPUPer1k: cpu, AllocsPerReq: allocs}, {Name: "agent-client", CPUPer1k: cpu, AllocsPerReq: allocs}}
 	}
-	r.Rows = []Row{
+	r.Rows = []benchreport.Row{
 		{Scenario: SidecarHTTP, Load: "closed 1", P50: 500 * time.Microsecond, P99: 900 * time.Microsecond, ReqPerSec: 1800, Components: agents(0.110, 90)},
 		{Scenario: SidecarHTTPNoTel, Load: "closed 1", P50: 480 * time.Microsecond, P99: 1000 * time.Microsecond, ReqPerSec: 2000, Components: agents(0.100, 88)},
 		{Scenario: InprocHTTP, Load: "open 1000/s", Rate: 1000, P50: 300 * time.Microsecond, ReqPerSec: 1000,
-			Client: Component{CPUPer1k: 0.2, AllocsPerReq: 60}, Components: []Component{{Name: "broker", CPUPer1k: 0.1}, {Name: "echo-app", CPUPer1k: 0.15}}},
+			Client: benchreport.Component{CPUPer1k: 0.2, AllocsPerReq: 60}, Components: []benchreport.Component{{Name: "broker", CPUPer1k: 0.1}, {Name: "echo-app", CPUPer1k: 0.15}}},
 		{Scenario: InprocHTTPNoTel, Load: "open 1000/s", Rate: 1000, P50: 310 * time.Microsecond, ReqPerSec: 1000,
-			Client: Component{CPUPer1k: 0.19, AllocsPerReq: 59}, Components: []Component{{Name: "broker", CPUPer1k: 0.12}, {Name: "echo-app", CPUPer1k: 0.14}}},
+			Client: benchreport.Component{CPUPer1k: 0.19, AllocsPerReq: 59}, Components: []benchreport.Component{{Name: "broker", CPUPer1k: 0.12}, {Name: "echo-app", CPUPer1k: 0.14}}},
 	}
-	r.sortRows(Scenarios)
+	sortRows(r, Scenarios)
 	if r.Rows[0].Scenario != SidecarHTTP || r.Rows[1].Scenario != SidecarHTTPNoTel || r.Rows[2].Scenario != InprocHTTP {
 		t.Errorf("rows out of order: %s, %s, %s", r.Rows[0].Scenario, r.Rows[1].Scenario, r.Rows[2].Scenario)
 	}
-	r.evaluate()
+	evaluate(r)
 	if len(r.Telemetry) != 2 {
 		t.Fatalf("%d telemetry costs, want 2: %+v", len(r.Telemetry), r.Telemetry)
 	}
@@ -303,16 +305,16 @@ func TestStreamTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReport(&o)
-	agents := func(client, echo float64) []Component {
-		return []Component{{Name: "echo", PeakRSSMB: 20}, {Name: "agent-echo", PeakRSSMB: echo}, {Name: "agent-client", PeakRSSMB: client}}
+	agents := func(client, echo float64) []benchreport.Component {
+		return []benchreport.Component{{Name: "echo", PeakRSSMB: 20}, {Name: "agent-echo", PeakRSSMB: echo}, {Name: "agent-client", PeakRSSMB: client}}
 	}
-	r.Rows = []Row{
+	r.Rows = []benchreport.Row{
 		{Scenario: DirectDownload, Load: "closed 1", ReqPerSec: 40, MBPerSec: 2684.4, P50: 25 * time.Millisecond},
 		{Scenario: SidecarDownload, Load: "closed 1", ReqPerSec: 5, MBPerSec: 335.5, P50: 200 * time.Millisecond, Components: agents(30, 70)},
 		{Scenario: DirectGRPCStream, Load: "closed 1", ReqPerSec: 100, MBPerSec: 102.4, MsgPerSec: 100000},
 		{Scenario: SidecarGRPCStream, Load: "closed 1", ReqPerSec: 25, MBPerSec: 25.6, MsgPerSec: 25000, Components: agents(30, 31)},
 	}
-	r.evaluate()
+	evaluate(r)
 	if v := r.Rows[1].VsDirect; v < 0.1249 || v > 0.1251 {
 		t.Errorf("download vs direct %v, want 0.125", v)
 	}
@@ -402,7 +404,7 @@ func TestRunStreams(t *testing.T) {
 		}
 		if twin {
 			for _, agent := range []string{"agent-client", "agent-echo"} {
-				if c := component(&row, agent); c == nil || c.PeakRSSMB <= 0 {
+				if c := row.Component(agent); c == nil || c.PeakRSSMB <= 0 {
 					t.Errorf("%s %s: no peak RSS of %s", row.Scenario, row.Load, agent)
 				}
 			}

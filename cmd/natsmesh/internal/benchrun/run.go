@@ -25,6 +25,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
@@ -55,7 +56,7 @@ const (
 	// a Telemetry): the plain ones record metrics, tracing off, as
 	// natsmesh agent does by default. Each pair runs side by side, its
 	// loads interleaved, and the report gives the difference per call
-	// (Report.Telemetry).
+	// (the report's Telemetry).
 	SidecarHTTPNoTel = "sidecar-http-notel"
 	InprocHTTPNoTel  = "inproc-http-notel"
 	// The streaming scenarios, each through the sidecar pair beside its
@@ -300,7 +301,7 @@ type env struct {
 // Run runs the scenarios of opts, one after another, each under every load,
 // and returns the report. A scenario that cannot run (nginx missing) is
 // reported as skipped; one that fails to start fails the run.
-func Run(ctx context.Context, opts Options) (*Report, error) {
+func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
@@ -347,7 +348,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				break
 			}
 			if skip != "" {
-				rep.Skipped = append(rep.Skipped, Skip{Scenario: n, Reason: skip})
+				rep.Skipped = append(rep.Skipped, benchreport.Skip{Scenario: n, Reason: skip})
 				fmt.Fprintf(opts.Progress, "%-13s skipped: %s\n", n, skip)
 				continue
 			}
@@ -364,18 +365,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return rep, err
 		}
 	}
-	rep.sortRows(opts.Scenarios)
+	sortRows(rep, opts.Scenarios)
 	if e.rssLifetime {
 		rep.Notes = append(rep.Notes, "peak RSS: the kernel refused to reset VmHWM (clear_refs), so peaks are since each process started")
 	}
-	rep.evaluate()
+	evaluate(rep)
 	return rep, nil
 }
 
 // measure warms each setup up, then runs every load against each: all of
 // a load's setups one after the other before the next load, so setups
 // measured together (a pair) see the same moment of the machine.
-func (e *env) measure(ctx context.Context, rep *Report, setups []*setup, echo *proc) error {
+func (e *env) measure(ctx context.Context, rep *benchreport.Report, setups []*setup, echo *proc) error {
 	comps := make([][]*proc, len(setups))
 	for i, s := range setups {
 		// Warm up: connections, goroutines, buffers and the JIT-less but
@@ -395,9 +396,9 @@ func (e *env) measure(ctx context.Context, rep *Report, setups []*setup, echo *p
 	// A pair's partners have the same loads.
 	for _, l := range e.opts.loads(setups[0].name) {
 		for i, s := range setups {
-			row := Row{Scenario: s.name, Load: l.name, Conns: l.conns, Rate: l.rate}
+			row := benchreport.Row{Scenario: s.name, Load: l.name, Conns: l.conns, Rate: l.rate}
 			if err := e.runLoad(ctx, s, comps[i], l, e.opts.Duration, func(res *loadgen.Result, acc accounting) {
-				row.fill(res, acc, comps[i])
+				fill(&row, res, acc, comps[i])
 				if s.bytes > 0 {
 					row.MBPerSec = row.ReqPerSec * float64(s.bytes) / 1e6
 					row.MsgPerSec = row.ReqPerSec * float64(s.msgs)
@@ -411,7 +412,7 @@ func (e *env) measure(ctx context.Context, rep *Report, setups []*setup, echo *p
 			}
 			rep.Rows = append(rep.Rows, row)
 			fmt.Fprintf(e.opts.Progress, "%-19s %-12s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n",
-				s.name, l.name, row.ReqPerSec, fmtDur(row.P50), fmtDur(row.P99), row.Errors)
+				s.name, l.name, row.ReqPerSec, benchreport.FormatLatency(row.P50), benchreport.FormatLatency(row.P99), row.Errors)
 		}
 	}
 	return nil
