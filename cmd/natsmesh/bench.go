@@ -49,6 +49,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		nginx     string
 		compare   string
 		from      string
+		scaling   bool
 	)
 	conns.Values = []string{"1", "32"}
 	fs.DurationVar(&duration, "duration", 5*time.Second, "how long each load runs")
@@ -59,6 +60,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&jsonPath, "results", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
 	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
 	fs.StringVar(&nginx, "nginx", "", "nginx `binary` (default: nginx in PATH or /usr/sbin)")
+	fs.BoolVar(&scaling, "scaling", false, "run the scaling scenarios too (alone unless --scenarios names others): 1, 100 and 1,000 services registered; 1 KiB, 64 KiB and 1 MiB bodies; 1, 32 and 256 connections; a route hop in a 3-broker cluster")
 	fs.StringVar(&compare, "compare", "", "earlier results `file` (JSON) to print each scenario's change from")
 	fs.StringVar(&from, "from", "", "results `file` (JSON) to compare with --compare, instead of running")
 	deprecate(fs, "json", "results")
@@ -78,7 +80,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if transfer <= 0 {
 		return fmt.Errorf("bench: --transfer must be positive")
 	}
-	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Transfer: transfer, Scenarios: scenarios.Values, Nginx: nginx, Progress: stderr, Revision: version}
+	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Transfer: transfer, Scenarios: scenarios.Values, Scaling: scaling, Nginx: nginx, Progress: stderr, Revision: version}
 	if rate == 0 {
 		opts.Rate = -1
 	}

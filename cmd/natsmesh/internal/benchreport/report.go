@@ -94,6 +94,22 @@ type Row struct {
 	// plus, in process, the client-side agent.
 	Client     Component   `json:"client"`
 	Components []Component `json:"components"`
+	// Scale is, for a scaling scenario's row (natsmesh bench --scaling),
+	// what grew and the broker's state before the load.
+	Scale *Scale `json:"scale,omitempty"`
+}
+
+// Scale is what a scaling row scaled, and the broker it ran on.
+type Scale struct {
+	// Dimension is "services", "body", "conns" or "route"; Value its
+	// size in this row: "1000", "64KiB", "per load", "route hop".
+	Dimension string `json:"dimension"`
+	Value     string `json:"value"`
+	// BrokerSubs and BrokerRSSMB are the subscriptions and resident
+	// memory (MiB) of the broker the calling agent is connected to, from
+	// its /varz with every service registered, before the load.
+	BrokerSubs  int     `json:"broker_subscriptions"`
+	BrokerRSSMB float64 `json:"broker_rss_mib"`
 }
 
 // Component is one process's cost under a load.
@@ -275,6 +291,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := r.writeStreams(w); err != nil {
 		return err
 	}
+	if err := r.writeScaling(w); err != nil {
+		return err
+	}
 	if len(r.Telemetry) > 0 {
 		fmt.Fprintf(w, "\nCost of telemetry per call: metrics on (tracing off) less no telemetry, the pair's loads interleaved in this run\n\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -337,6 +356,41 @@ func (r *Report) writeStreams(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t\n", row.Scenario, row.Load, row.MBPerSec,
 			dash(row.MsgPerSec, "%.0f"), dash(row.VsDirect, "%.2fx"), row.ReqPerSec, FormatLatency(row.P50),
 			rss(row, "agent-client"), rss(row, "agent-echo"), rss(row, "echo"))
+	}
+	return tw.Flush()
+}
+
+// writeScaling writes the scaling rows: latency, throughput and the
+// broker's memory as one dimension grows; nothing when none ran.
+func (r *Report) writeScaling(w io.Writer) error {
+	var rows []*Row
+	for i := range r.Rows {
+		if r.Rows[i].Scale != nil {
+			rows = append(rows, &r.Rows[i])
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nScaling: the sidecar HTTP pair as one thing grows (broker subscriptions and RSS before the load, with everything registered)\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "dimension\tvalue\tload\treq/s\tp50\tp99\tbroker subs\tbroker RSS\tbroker peak RSS\tbrokers CPU s/1k\tagents CPU s/1k\tagents peak RSS\tload avg\t")
+	for _, row := range rows {
+		var brokerCPU, brokerPeak, agentsCPU, agentsPeak float64
+		for _, c := range row.Components {
+			switch {
+			case c.Name == "broker":
+				brokerCPU, brokerPeak = c.CPUPer1k, c.PeakRSSMB
+			case strings.HasPrefix(c.Name, "broker-"):
+				brokerCPU += c.CPUPer1k // the cluster's other brokers: a hop's CPU
+			case strings.HasPrefix(c.Name, "agent-"):
+				agentsCPU += c.CPUPer1k
+				agentsPeak = max(agentsPeak, c.PeakRSSMB)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%d\t%.1fMiB\t%.1fMiB\t%.3f\t%.3f\t%.1fMiB\t%.1f\t\n", row.Scale.Dimension, row.Scale.Value,
+			row.Load, row.ReqPerSec, FormatLatency(row.P50), FormatLatency(row.P99), row.Scale.BrokerSubs, row.Scale.BrokerRSSMB,
+			brokerPeak, brokerCPU, agentsCPU, agentsPeak, row.LoadAvg)
 	}
 	return tw.Flush()
 }

@@ -117,6 +117,9 @@ func evaluate(r *benchreport.Report) {
 	telemetryCost(r)
 	for i := range r.Rows {
 		row := &r.Rows[i]
+		if row.Scale != nil {
+			continue // a scaling row's body or broker is not direct's
+		}
 		base := DirectHTTP
 		twin, stream := streaming(row.Scenario)
 		switch {

@@ -80,7 +80,8 @@ const (
 // is the cost of what tells them apart. Whichever of a pair comes first
 // in Options.Scenarios starts the pair.
 var pairs = map[string]string{SidecarHTTP: SidecarHTTPNoTel, InprocHTTP: InprocHTTPNoTel,
-	DirectGRPCStream: SidecarGRPCStream, DirectDownload: SidecarDownload, DirectUpload: SidecarUpload}
+	DirectGRPCStream: SidecarGRPCStream, DirectDownload: SidecarDownload, DirectUpload: SidecarUpload,
+	ScaleRouteSame: ScaleRouteHop}
 
 // partner is scenario's partner in pairs, either way.
 func partner(scenario string) (string, bool) {
@@ -147,8 +148,11 @@ type Options struct {
 	// StreamMessages is how many messages each gRPC stream of the
 	// streaming scenarios carries. Zero means 1000.
 	StreamMessages int
-	// Scenarios are the scenarios to run; nil means all.
+	// Scenarios are the scenarios to run; nil means all of Scenarios (or,
+	// with Scaling, none of them).
 	Scenarios []string
+	// Scaling adds the scaling scenarios (ScalingScenarios) to the run.
+	Scaling bool
 	// Nginx is the nginx binary; empty: looked up in PATH and /usr/sbin.
 	// When none is found the nginx scenario is skipped with a note.
 	Nginx string
@@ -198,12 +202,16 @@ func (o *Options) defaults() error {
 	if o.StreamMessages < 0 {
 		return fmt.Errorf("%w: stream messages %d: want a positive count", ErrConfig, o.StreamMessages)
 	}
-	if o.Scenarios == nil {
+	if o.Scenarios == nil && !o.Scaling {
 		o.Scenarios = Scenarios
 	}
+	if o.Scaling {
+		o.Scenarios = append(slices.Clip(o.Scenarios), ScalingScenarios...)
+	}
 	for _, s := range o.Scenarios {
-		if !slices.Contains(Scenarios, s) {
-			return fmt.Errorf("%w: unknown scenario %q (have %s)", ErrConfig, s, strings.Join(Scenarios, ", "))
+		if !slices.Contains(Scenarios, s) && !slices.Contains(ScalingScenarios, s) {
+			return fmt.Errorf("%w: unknown scenario %q (have %s; with --scaling %s)", ErrConfig, s,
+				strings.Join(Scenarios, ", "), strings.Join(ScalingScenarios, ", "))
 		}
 	}
 	if o.Progress == nil {
@@ -234,6 +242,9 @@ type load struct {
 
 // loads are the loads of scenario, in order.
 func (o *Options) loads(scenario string) []load {
+	if _, _, ok := scaling(scenario); ok {
+		return scaleLoads(scenario)
+	}
 	if _, ok := streaming(scenario); ok {
 		// A stream's throughput, not its calls' rate, is the measure:
 		// no open loop.
@@ -275,6 +286,10 @@ type setup struct {
 	// streaming scenario moves; zero for the others.
 	bytes int64
 	msgs  int
+	// scale is what a scaling scenario scales; monitor the monitor
+	// address of the broker its calling agent uses.
+	scale   *benchreport.Scale
+	monitor string
 }
 
 func (s *setup) close() {
@@ -397,6 +412,17 @@ func (e *env) measure(ctx context.Context, rep *benchreport.Report, setups []*se
 	for _, l := range e.opts.loads(setups[0].name) {
 		for i, s := range setups {
 			row := benchreport.Row{Scenario: s.name, Load: l.name, Conns: l.conns, Rate: l.rate}
+			if s.scale != nil {
+				sc := *s.scale
+				var err error
+				if sc.BrokerSubs, sc.BrokerRSSMB, err = brokerState(s.monitor); err != nil {
+					return fmt.Errorf("benchrun: %s: the broker's state: %w", s.name, err)
+				}
+				if sc.Dimension == "conns" {
+					sc.Value = strconv.Itoa(l.conns)
+				}
+				row.Scale = &sc
+			}
 			if err := e.runLoad(ctx, s, comps[i], l, e.opts.Duration, func(res *loadgen.Result, acc accounting) {
 				fill(&row, res, acc, comps[i])
 				if s.bytes > 0 {
@@ -520,54 +546,12 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		s.target = e.bulkTarget("http://"+e.echoHTTP, nil, name == DirectUpload)
 		s.bytes = e.opts.Transfer
 	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy, SidecarHTTPNoTel, SidecarGRPCStream, SidecarDownload, SidecarUpload:
-		upstream := "http://" + e.echoHTTP
-		overGRPC := name == SidecarGRPC || name == SidecarGRPCStream
-		if overGRPC {
-			upstream = "h2c://" + e.echoGRPC
-		}
 		natsURL, err := e.startBroker(ctx, s)
 		if err != nil {
 			return nil, "", err
 		}
-		// Without --policy the agents would watch the (empty) policies
-		// bucket; "off" makes them apply the built-in policy alone.
-		policy := []string{"--policy", "off"}
-		if name == SidecarHTTPPolicy {
-			file, err := e.policyFile()
-			if err != nil {
-				return nil, "", err
-			}
-			policy = []string{"--policy", file}
-		}
-		if name == SidecarHTTPNoTel {
-			policy = append(policy, "--telemetry", "off")
-		}
-		if err := e.startAgent(ctx, s, "agent-echo", natsURL, append([]string{"--service", "echo", "--upstream", upstream, "--proxy", "off", "--grpc-proxy", "off"}, policy...)...); err != nil {
+		if err := e.startSidecars(ctx, s, name, natsURL, natsURL); err != nil {
 			return nil, "", err
-		}
-		httpAddr, err := freeAddr()
-		if err != nil {
-			return nil, "", err
-		}
-		grpcAddr, err := freeAddr()
-		if err != nil {
-			return nil, "", err
-		}
-		if err := e.startAgent(ctx, s, "agent-client", natsURL, append([]string{"--service", "client", "--proxy", httpAddr, "--grpc-proxy", grpcAddr}, policy...)...); err != nil {
-			return nil, "", err
-		}
-		proxy := http.ProxyURL(&url.URL{Scheme: "http", Host: httpAddr})
-		switch name {
-		case SidecarGRPC:
-			s.target = e.grpcTarget(grpcAddr, "echo")
-		case SidecarGRPCStream:
-			s.target = e.grpcStreamTarget(grpcAddr, "echo")
-			s.bytes, s.msgs = int64(e.opts.StreamMessages)*int64(e.opts.Size), e.opts.StreamMessages
-		case SidecarDownload, SidecarUpload:
-			s.target = e.bulkTarget("http://echo", proxy, name == SidecarUpload)
-			s.bytes = e.opts.Transfer
-		default:
-			s.target = e.httpTarget("http://echo/echo", proxy)
 		}
 	case InprocHTTP, InprocGRPC, InprocHTTPPolicy, InprocHTTPNoTel:
 		s.noEcho = true
@@ -653,8 +637,65 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 			return nil, "", err
 		}
 		s.target = e.httpTarget("http://"+front+"/echo", nil)
+	default:
+		if err := e.startScaling(ctx, s, name); err != nil {
+			return nil, "", err
+		}
 	}
 	return s, "", nil
+}
+
+// startSidecars starts the sidecar pair of scenario name: agent-echo
+// before the echo service, connected to echoNATS, and agent-client, its
+// HTTP and gRPC proxies the calls' way in, connected to clientNATS; and
+// sets the setup's target.
+func (e *env) startSidecars(ctx context.Context, s *setup, name, echoNATS, clientNATS string) error {
+	upstream := "http://" + e.echoHTTP
+	overGRPC := name == SidecarGRPC || name == SidecarGRPCStream
+	if overGRPC {
+		upstream = "h2c://" + e.echoGRPC
+	}
+	// Without --policy the agents would watch the (empty) policies
+	// bucket; "off" makes them apply the built-in policy alone.
+	policy := []string{"--policy", "off"}
+	if name == SidecarHTTPPolicy {
+		file, err := e.policyFile()
+		if err != nil {
+			return err
+		}
+		policy = []string{"--policy", file}
+	}
+	if name == SidecarHTTPNoTel {
+		policy = append(policy, "--telemetry", "off")
+	}
+	if err := e.startAgent(ctx, s, "agent-echo", echoNATS, append([]string{"--service", "echo", "--upstream", upstream, "--proxy", "off", "--grpc-proxy", "off"}, policy...)...); err != nil {
+		return err
+	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	grpcAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	if err := e.startAgent(ctx, s, "agent-client", clientNATS, append([]string{"--service", "client", "--proxy", httpAddr, "--grpc-proxy", grpcAddr}, policy...)...); err != nil {
+		return err
+	}
+	proxy := http.ProxyURL(&url.URL{Scheme: "http", Host: httpAddr})
+	switch name {
+	case SidecarGRPC:
+		s.target = e.grpcTarget(grpcAddr, "echo")
+	case SidecarGRPCStream:
+		s.target = e.grpcStreamTarget(grpcAddr, "echo")
+		s.bytes, s.msgs = int64(e.opts.StreamMessages)*int64(e.opts.Size), e.opts.StreamMessages
+	case SidecarDownload, SidecarUpload:
+		s.target = e.bulkTarget("http://echo", proxy, name == SidecarUpload)
+		s.bytes = e.opts.Transfer
+	default:
+		s.target = e.httpTarget("http://echo/echo", proxy)
+	}
+	return nil
 }
 
 // startEmbedded runs a broker, an echo service agent and a client agent in
@@ -719,14 +760,19 @@ func (e *env) policyFile() (string, error) {
 }
 
 func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
+	// The store in the run's directory, removed with it: natsmesh broker
+	// otherwise keeps one per port in the user's data directory.
+	return e.startBrokerAs(ctx, s, "broker", "--monitor", "off", "--store", filepath.Join(e.dir, "broker-store"))
+}
+
+// startBrokerAs starts a natsmesh broker process called name with the
+// flags args, and returns its client URL.
+func (e *env) startBrokerAs(ctx context.Context, s *setup, name string, args ...string) (string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return "", err
 	}
-	// The store in the run's directory, removed with it: natsmesh broker
-	// otherwise keeps one per port in the user's data directory.
-	p, err := startProc(e.dir, "broker", e.opts.Exe, "broker", "--listen", addr, "--monitor", "off", "--log-level", "warn",
-		"--store", filepath.Join(e.dir, "broker-store"))
+	p, err := startProc(e.dir, name, e.opts.Exe, append([]string{"broker", "--listen", addr, "--log-level", "warn"}, args...)...)
 	if err != nil {
 		return "", err
 	}
