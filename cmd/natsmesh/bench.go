@@ -50,6 +50,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		compare   string
 		from      string
 		scaling   bool
+		profile   string
 	)
 	conns.Values = []string{"1", "32"}
 	fs.DurationVar(&duration, "duration", 5*time.Second, "how long each load runs")
@@ -61,6 +62,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
 	fs.StringVar(&nginx, "nginx", "", "nginx `binary` (default: nginx in PATH or /usr/sbin)")
 	fs.BoolVar(&scaling, "scaling", false, "run the scaling scenarios too (alone unless --scenarios names others): 1, 100 and 1,000 services registered; 1 KiB, 64 KiB and 1 MiB bodies; 1, 32 and 256 connections; a route hop in a 3-broker cluster")
+	fs.StringVar(&profile, "profile", "", "`directory` for each measured load's CPU and allocation profiles of the agents, the brokers and the bench process (go tool pprof)")
 	fs.StringVar(&compare, "compare", "", "earlier results `file` (JSON) to print each scenario's change from")
 	fs.StringVar(&from, "from", "", "results `file` (JSON) to compare with --compare, instead of running")
 	deprecate(fs, "json", "results")
@@ -80,7 +82,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if transfer <= 0 {
 		return fmt.Errorf("bench: --transfer must be positive")
 	}
-	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Transfer: transfer, Scenarios: scenarios.Values, Scaling: scaling, Nginx: nginx, Progress: stderr, Revision: version}
+	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Transfer: transfer, Scenarios: scenarios.Values, Scaling: scaling, Profile: profile, Nginx: nginx, Progress: stderr, Revision: version}
 	if rate == 0 {
 		opts.Rate = -1
 	}
@@ -93,6 +95,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("bench: --conns %q: %v", c, err)
 		}
 		opts.Conns = append(opts.Conns, n)
+	}
+	if profile != "" {
+		if err := os.MkdirAll(profile, 0o755); err != nil {
+			return fmt.Errorf("bench: --profile: %v", err)
+		}
 	}
 	exe, err := os.Executable()
 	if err != nil {

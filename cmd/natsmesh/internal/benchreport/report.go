@@ -125,6 +125,13 @@ type Component struct {
 	// agent's that reports its own (natsmesh agent, through its admin
 	// port); zero where not measured.
 	AllocsPerReq float64 `json:"allocs_per_req,omitempty"`
+	// CtxSwitchPerReq is context switches per call, every thread's,
+	// voluntary and not; RWSyscallsPerReq the read-like and write-like
+	// system calls per call (read, write, readv, writev, sendmsg, ...;
+	// futex, epoll_pwait and the rest are not counted by the kernel
+	// there).
+	CtxSwitchPerReq  float64 `json:"ctx_switches_per_req,omitempty"`
+	RWSyscallsPerReq float64 `json:"rw_syscalls_per_req,omitempty"`
 }
 
 // Overhead is what telemetry (metrics on, tracing off) costs per call
@@ -262,22 +269,26 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "natsmesh bench %s  %s, %d CPUs, %s, %s, load average %.2f at start\n", m.Revision, m.CPUModel, m.CPUs, m.Kernel, m.GoVersion, m.LoadAvg)
 	fmt.Fprintf(w, "loads of %s each, %d-byte request and response bodies\n\n", r.Settings.Duration, r.Settings.Size)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tload\treq/s\tp50\tp90\tp99\tp99.9\t+p50 vs direct\terrors\tclient CPU s/1k\tallocs/req\tload avg\t")
+	fmt.Fprintln(tw, "scenario\tload\treq/s\tp50\tp90\tp99\tp99.9\t+p50 vs direct\terrors\tclient CPU s/1k\tallocs/req\tall cs/req\tall rw/req\tload avg\t")
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.0f\t%.1f\t\n",
+		cs, rw := row.Client.CtxSwitchPerReq, row.Client.RWSyscallsPerReq
+		for _, c := range row.Components {
+			cs, rw = cs+c.CtxSwitchPerReq, rw+c.RWSyscallsPerReq
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.0f\t%.1f\t%.1f\t%.1f\t\n",
 			row.Scenario, row.Load, row.ReqPerSec, FormatLatency(row.P50), FormatLatency(row.P90), FormatLatency(row.P99), FormatLatency(row.P999),
-			FormatLatency(row.AddedP50), row.Errors, row.Client.CPUPer1k, row.Client.AllocsPerReq, row.LoadAvg)
+			FormatLatency(row.AddedP50), row.Errors, row.Client.CPUPer1k, row.Client.AllocsPerReq, cs, rw, row.LoadAvg)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nCPU seconds per 1,000 requests (= cores per 1,000 req/s), peak RSS and, for the agents, heap allocations per request (a) of each component process\n\n")
+	fmt.Fprintf(w, "\nCPU seconds per 1,000 requests (= cores per 1,000 req/s), peak RSS, context switches (cs) and read/write system calls (rw) per request and, for the agents, heap allocations per request (a) of each component process\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tload\tcomponents\t")
 	for _, row := range r.Rows {
 		var parts []string
 		for _, c := range row.Components {
-			part := fmt.Sprintf("%s %.3f %.1fMiB", c.Name, c.CPUPer1k, c.PeakRSSMB)
+			part := fmt.Sprintf("%s %.3f %.1fMiB %.1fcs %.1frw", c.Name, c.CPUPer1k, c.PeakRSSMB, c.CtxSwitchPerReq, c.RWSyscallsPerReq)
 			if c.AllocsPerReq > 0 {
 				part += fmt.Sprintf(" %.0fa", c.AllocsPerReq)
 			}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchproc"
 )
 
 // nginxConf is one reverse proxy of the pair: one worker, no master process
@@ -43,11 +45,11 @@ http {
 // startNginxPair starts client-side nginx A in front of service-side nginx
 // B in front of the echo service, and returns A's address.
 func (e *env) startNginxPair(ctx context.Context, s *setup, bin string) (string, error) {
-	front, err := freeAddr()
+	front, err := benchproc.FreeAddr()
 	if err != nil {
 		return "", err
 	}
-	back, err := freeAddr()
+	back, err := benchproc.FreeAddr()
 	if err != nil {
 		return "", err
 	}
@@ -64,12 +66,12 @@ func (e *env) startNginxPair(ctx context.Context, s *setup, bin string) (string,
 		if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, prefix, n.listen, n.upstream), 0o644); err != nil {
 			return "", err
 		}
-		p, err := startProc(e.dir, n.name, bin, "-p", prefix, "-c", conf, "-e", filepath.Join(prefix, "error.log"))
+		p, err := benchproc.Start(e.dir, n.name, bin, "-p", prefix, "-c", conf, "-e", filepath.Join(prefix, "error.log"))
 		if err != nil {
 			return "", err
 		}
 		s.components = append(s.components, p)
-		if err := p.waitReady(ctx, 10*time.Second, tcpReady(n.listen)); err != nil {
+		if err := p.WaitReady(ctx, 10*time.Second, benchproc.TCPReady(n.listen)); err != nil {
 			return "", err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchproc"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
 )
@@ -21,7 +22,7 @@ func newReport(o *Options) *benchreport.Report {
 	}
 	settings := benchreport.Settings{Duration: o.Duration.String(), Rate: rate, Conns: o.Conns, Size: o.Size,
 		Transfer: o.Transfer, StreamMessages: o.StreamMessages}
-	return &benchreport.Report{
+	rep := &benchreport.Report{
 		Machine:  m,
 		Settings: settings,
 		Started:  time.Now().UTC().Truncate(time.Second),
@@ -33,25 +34,38 @@ func newReport(o *Options) *benchreport.Report {
 			"nginx: one worker per proxy, master_process off, HTTP/1.1 keep-alive upstreams",
 			"open loop: latency from each call's intended send time (no coordinated omission)",
 			fmt.Sprintf("streaming scenarios: one call is one whole stream (a gRPC server stream of %d messages of %d bytes; a download or an upload of %d MiB), closed loops only, the transfers one at a time; each beside its direct twin, loads interleaved", o.StreamMessages, o.Size, o.Transfer>>20),
+			"cs and rw: context switches (every thread's) and read/write system calls (/proc/<pid>/io syscr+syscw: not futex, epoll_pwait or nanosleep) per call",
 		},
 	}
+	if o.Profile != "" {
+		rep.Notes = append(rep.Notes, "profiled (--profile "+o.Profile+"): each process's CPU figures include its profiler's cost")
+	}
+	if o.Scaling {
+		rep.Notes = append(rep.Notes, "scaling: the sidecar HTTP pair, closed loops; services: each of N-1 other services' two instances subscribes what an agent does (queue group, reply inbox, 9 discovery subjects) on a NATS connection of its own; route: three broker processes routed on loopback, no JetStream")
+	}
+	return rep
 }
 
-func fill(row *benchreport.Row, res *loadgen.Result, acc accounting, comps []*proc) {
+func fill(row *benchreport.Row, res *loadgen.Result, acc accounting, comps []*benchproc.Proc) {
 	row.Calls, row.Errors = res.Calls, res.Errors
 	row.ReqPerSec = res.Throughput()
 	row.LoadAvg = benchreport.LoadAvg()
 	l := res.Latency
 	row.P50, row.P90, row.P99, row.P999, row.Max = l.Percentile(0.5), l.Percentile(0.9), l.Percentile(0.99), l.Percentile(0.999), l.Max()
 	per1k := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(res.Calls) }
-	row.Client = benchreport.Component{Name: "client", CPUPer1k: per1k(acc.selfCPU), AllocsPerReq: float64(acc.mallocs) / float64(res.Calls)}
+	perCall := func(n int64) float64 { return float64(n) / float64(res.Calls) }
+	row.Client = benchreport.Component{Name: "client", CPUPer1k: per1k(acc.self.cpu), AllocsPerReq: float64(acc.mallocs) / float64(res.Calls),
+		CtxSwitchPerReq: perCall(acc.self.ctxSwitch), RWSyscallsPerReq: perCall(acc.self.rwSyscalls)}
 	for _, p := range comps {
+		used := acc.used[p.PID()]
 		c := benchreport.Component{
-			Name:      p.name,
-			CPUPer1k:  per1k(acc.cpu[p.pid()]),
-			PeakRSSMB: float64(acc.rss[p.pid()]) / (1 << 20),
+			Name:             p.Name,
+			CPUPer1k:         per1k(used.cpu),
+			PeakRSSMB:        float64(acc.rss[p.PID()]) / (1 << 20),
+			CtxSwitchPerReq:  perCall(used.ctxSwitch),
+			RWSyscallsPerReq: perCall(used.rwSyscalls),
 		}
-		if n, ok := acc.procMallocs[p.pid()]; ok {
+		if n, ok := acc.procMallocs[p.PID()]; ok {
 			c.AllocsPerReq = float64(n) / float64(res.Calls)
 		}
 		row.Components = append(row.Components, c)

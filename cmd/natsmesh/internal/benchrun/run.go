@@ -25,6 +25,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchproc"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
 	"github.com/natsmesh/natsmesh/policies/live"
@@ -161,6 +162,11 @@ type Options struct {
 	// Revision names the source revision in the report when the binary's
 	// build information has none.
 	Revision string
+	// Profile, when set, is a directory where each measured load leaves
+	// the CPU and allocation profiles of every process that serves them
+	// (the agents; the brokers, through nats-server's profiling port) and
+	// of the bench process itself (see profile).
+	Profile string
 }
 
 func (o *Options) defaults() error {
@@ -274,7 +280,7 @@ func (o *Options) closedLoads() []load {
 // setup is a scenario ready to measure.
 type setup struct {
 	name       string
-	components []*proc
+	components []*benchproc.Proc
 	// target returns the call to make with a client sized for conns
 	// concurrent callers, and a function that releases that client.
 	target  func(conns int) (loadgen.Target, func(), error)
@@ -297,7 +303,7 @@ func (s *setup) close() {
 		s.cleanup[i]()
 	}
 	for i := len(s.components) - 1; i >= 0; i-- {
-		s.components[i].stop(5 * time.Second)
+		s.components[i].Stop(5 * time.Second)
 	}
 }
 
@@ -327,18 +333,18 @@ func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 	defer os.RemoveAll(dir)
 	rep := newReport(&opts)
 	e := &env{opts: &opts, dir: dir, body: bytes.Repeat([]byte("natsmesh"), opts.Size/8+1)[:opts.Size]}
-	if e.echoHTTP, err = freeAddr(); err != nil {
+	if e.echoHTTP, err = benchproc.FreeAddr(); err != nil {
 		return nil, err
 	}
-	if e.echoGRPC, err = freeAddr(); err != nil {
+	if e.echoGRPC, err = benchproc.FreeAddr(); err != nil {
 		return nil, err
 	}
-	echo, err := startProc(dir, "echo", opts.Exe, "bench-echo", "--echo-http", e.echoHTTP, "--echo-grpc", e.echoGRPC)
+	echo, err := benchproc.Start(dir, "echo", opts.Exe, "bench-echo", "--echo-http", e.echoHTTP, "--echo-grpc", e.echoGRPC)
 	if err != nil {
 		return nil, err
 	}
-	defer echo.stop(5 * time.Second)
-	if err := echo.waitReady(ctx, 10*time.Second, logReady(echo, "ready")); err != nil {
+	defer echo.Stop(5 * time.Second)
+	if err := echo.WaitReady(ctx, 10*time.Second, benchproc.LogReady(echo, "ready")); err != nil {
 		return nil, err
 	}
 	done := map[string]bool{}
@@ -391,14 +397,14 @@ func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 // measure warms each setup up, then runs every load against each: all of
 // a load's setups one after the other before the next load, so setups
 // measured together (a pair) see the same moment of the machine.
-func (e *env) measure(ctx context.Context, rep *benchreport.Report, setups []*setup, echo *proc) error {
-	comps := make([][]*proc, len(setups))
+func (e *env) measure(ctx context.Context, rep *benchreport.Report, setups []*setup, echo *benchproc.Proc) error {
+	comps := make([][]*benchproc.Proc, len(setups))
 	for i, s := range setups {
 		// Warm up: connections, goroutines, buffers and the JIT-less but
 		// cache-sensitive paths, so the first load does not pay for them.
 		comps[i] = s.components
 		if !s.noEcho {
-			comps[i] = append([]*proc{echo}, comps[i]...)
+			comps[i] = append([]*benchproc.Proc{echo}, comps[i]...)
 		}
 		warm := load{name: "warm-up", conns: 4}
 		if s.bytes > 0 && s.msgs == 0 {
@@ -446,9 +452,10 @@ func (e *env) measure(ctx context.Context, rep *benchreport.Report, setups []*se
 
 // accounting is the process accounting taken around one load.
 type accounting struct {
-	cpu     map[int]time.Duration // by pid, during the load
-	rss     map[int]int64         // peak RSS by pid
-	selfCPU time.Duration
+	used map[int]counters // by pid, during the load
+	rss  map[int]int64    // peak RSS by pid
+	self counters
+	// mallocs are the bench process's heap allocations during the load.
 	mallocs uint64
 	// procMallocs are the heap allocations of the components that report
 	// theirs (the agents, through their admin port), by pid.
@@ -456,27 +463,56 @@ type accounting struct {
 	resetRSS    bool
 }
 
-func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d time.Duration, report func(*loadgen.Result, accounting)) error {
+// counters are what the kernel counts for a process: CPU time, context
+// switches, read and write system calls.
+type counters struct {
+	cpu        time.Duration
+	ctxSwitch  int64
+	rwSyscalls int64
+}
+
+// count reads the counters of process pid ("self": this one).
+func count(pid string) (counters, error) {
+	cpu, err := benchproc.CPUTime(pid)
+	if err != nil {
+		return counters{}, err
+	}
+	// Both exist wherever /proc/<pid>/stat does; a read that fails counts
+	// nothing rather than fail the load.
+	cs, _ := benchproc.ContextSwitches(pid)
+	rw, _ := benchproc.RWSyscalls(pid)
+	return counters{cpu: cpu, ctxSwitch: cs, rwSyscalls: rw}, nil
+}
+
+func (c counters) sub(before counters) counters {
+	return counters{cpu: c.cpu - before.cpu, ctxSwitch: c.ctxSwitch - before.ctxSwitch, rwSyscalls: c.rwSyscalls - before.rwSyscalls}
+}
+
+func (e *env) runLoad(ctx context.Context, s *setup, procs []*benchproc.Proc, l load, d time.Duration, report func(*loadgen.Result, accounting)) error {
 	target, release, err := s.target(l.conns)
 	if err != nil {
 		return err
 	}
 	defer release()
-	acc := accounting{cpu: map[int]time.Duration{}, rss: map[int]int64{}, procMallocs: map[int]uint64{}, resetRSS: true}
-	before := map[int]time.Duration{}
+	acc := accounting{used: map[int]counters{}, rss: map[int]int64{}, procMallocs: map[int]uint64{}, resetRSS: true}
+	before := map[int]counters{}
 	mallocsBefore := map[int]uint64{}
 	for _, p := range procs {
-		if n, ok := p.mallocs(); ok {
-			mallocsBefore[p.pid()] = n
+		if n, ok := p.Mallocs(); ok {
+			mallocsBefore[p.PID()] = n
 		}
-		pid := strconv.Itoa(p.pid())
-		acc.resetRSS = resetPeakRSS(pid) && acc.resetRSS
-		before[p.pid()], _ = cpuTime(pid)
+		pid := strconv.Itoa(p.PID())
+		acc.resetRSS = benchproc.ResetPeakRSS(pid) && acc.resetRSS
+		before[p.PID()], _ = count(pid)
+	}
+	var stopProfiles func() error
+	if e.opts.Profile != "" && report != nil {
+		stopProfiles = e.profile(ctx, s.name, l.name, procs, d)
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	mallocs := ms.Mallocs
-	selfBefore, _ := cpuTime("self")
+	selfBefore, _ := count("self")
 
 	var res *loadgen.Result
 	if l.rate > 0 {
@@ -484,31 +520,36 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*proc, l load, d ti
 	} else {
 		res, err = loadgen.Closed(ctx, loadgen.ClosedConfig{Workers: l.conns, Duration: d}, target)
 	}
+	selfAfter, _ := count("self")
+	runtime.ReadMemStats(&ms)
+	if stopProfiles != nil {
+		if perr := stopProfiles(); perr != nil {
+			fmt.Fprintf(e.opts.Progress, "%s, %s: profiles: %v\n", s.name, l.name, perr)
+		}
+	}
 	if err != nil {
 		return err
 	}
-	selfAfter, _ := cpuTime("self")
-	runtime.ReadMemStats(&ms)
 	acc.mallocs = ms.Mallocs - mallocs
-	acc.selfCPU = selfAfter - selfBefore
+	acc.self = selfAfter.sub(selfBefore)
 	for _, p := range procs {
-		pid := strconv.Itoa(p.pid())
-		after, err := cpuTime(pid)
+		pid := strconv.Itoa(p.PID())
+		after, err := count(pid)
 		if err != nil {
 			// Its figures would be a negative CPU time and no RSS: a
 			// component that died under load fails the scenario instead.
-			return fmt.Errorf("%s stopped during the load: %w", p.name, err)
+			return fmt.Errorf("%s stopped during the load: %w", p.Name, err)
 		}
-		acc.cpu[p.pid()] = after - before[p.pid()]
-		if acc.rss[p.pid()], err = peakRSS(pid); err != nil {
-			return fmt.Errorf("%s stopped during the load: %w", p.name, err)
+		acc.used[p.PID()] = after.sub(before[p.PID()])
+		if acc.rss[p.PID()], err = benchproc.PeakRSS(pid); err != nil {
+			return fmt.Errorf("%s stopped during the load: %w", p.Name, err)
 		}
 	}
 	// After the CPU times: reading the counts costs the process a little.
 	for _, p := range procs {
-		if n0, ok := mallocsBefore[p.pid()]; ok {
-			if n, ok := p.mallocs(); ok && n >= n0 {
-				acc.procMallocs[p.pid()] = n - n0
+		if n0, ok := mallocsBefore[p.PID()]; ok {
+			if n, ok := p.Mallocs(); ok && n >= n0 {
+				acc.procMallocs[p.PID()] = n - n0
 			}
 		}
 	}
@@ -570,12 +611,12 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 			}
 			args = append(args, "--policy", file)
 		}
-		app, err := startProc(e.dir, "echo-app", e.opts.Exe, args...)
+		app, err := benchproc.Start(e.dir, "echo-app", e.opts.Exe, args...)
 		if err != nil {
 			return nil, "", err
 		}
 		s.components = append(s.components, app)
-		if err := app.waitReady(ctx, 15*time.Second, logReady(app, "ready")); err != nil {
+		if err := app.WaitReady(ctx, 15*time.Second, benchproc.LogReady(app, "ready")); err != nil {
 			return nil, "", err
 		}
 		nc, err := nats.Connect(natsURL, nats.Name("natsmesh-bench:client"), nats.CustomInboxPrefix(wire.InboxPrefix("client")))
@@ -671,11 +712,11 @@ func (e *env) startSidecars(ctx context.Context, s *setup, name, echoNATS, clien
 	if err := e.startAgent(ctx, s, "agent-echo", echoNATS, append([]string{"--service", "echo", "--upstream", upstream, "--proxy", "off", "--grpc-proxy", "off"}, policy...)...); err != nil {
 		return err
 	}
-	httpAddr, err := freeAddr()
+	httpAddr, err := benchproc.FreeAddr()
 	if err != nil {
 		return err
 	}
-	grpcAddr, err := freeAddr()
+	grpcAddr, err := benchproc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -768,34 +809,39 @@ func (e *env) startBroker(ctx context.Context, s *setup) (string, error) {
 // startBrokerAs starts a natsmesh broker process called name with the
 // flags args, and returns its client URL.
 func (e *env) startBrokerAs(ctx context.Context, s *setup, name string, args ...string) (string, error) {
-	addr, err := freeAddr()
+	addr, err := benchproc.FreeAddr()
 	if err != nil {
 		return "", err
 	}
-	p, err := startProc(e.dir, name, e.opts.Exe, append([]string{"broker", "--listen", addr, "--log-level", "warn"}, args...)...)
+	prof, pprofAddr, err := e.profPort(name)
 	if err != nil {
 		return "", err
 	}
+	p, err := benchproc.Start(e.dir, name, e.opts.Exe, append(append([]string{"broker", "--listen", addr, "--log-level", "warn"}, prof...), args...)...)
+	if err != nil {
+		return "", err
+	}
+	p.Pprof = pprofAddr
 	s.components = append(s.components, p)
-	if err := p.waitReady(ctx, 15*time.Second, tcpReady(addr)); err != nil {
+	if err := p.WaitReady(ctx, 15*time.Second, benchproc.TCPReady(addr)); err != nil {
 		return "", err
 	}
 	return "nats://" + addr, nil
 }
 
 func (e *env) startAgent(ctx context.Context, s *setup, name, natsURL string, args ...string) error {
-	admin, err := freeAddr()
+	admin, err := benchproc.FreeAddr()
 	if err != nil {
 		return err
 	}
 	args = append([]string{"agent", "--nats", natsURL, "--admin", admin, "--pprof", "--log-level", "warn"}, args...)
-	p, err := startProc(e.dir, name, e.opts.Exe, args...)
+	p, err := benchproc.Start(e.dir, name, e.opts.Exe, args...)
 	if err != nil {
 		return err
 	}
-	p.admin = admin
+	p.Admin, p.Pprof = admin, admin
 	s.components = append(s.components, p)
-	return p.waitReady(ctx, 15*time.Second, httpReady("http://"+admin+"/readyz"))
+	return p.WaitReady(ctx, 15*time.Second, benchproc.HTTPReady("http://"+admin+"/readyz"))
 }
 
 // agentTarget calls the echo service through a's client side, over gRPC or

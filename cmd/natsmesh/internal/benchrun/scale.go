@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchproc"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -137,7 +138,7 @@ func (e *env) startScaling(ctx context.Context, s *setup, name string) error {
 		}
 		return e.startSidecars(ctx, s, name, echoURL, urls[0])
 	}
-	monitor, err := freeAddr()
+	monitor, err := benchproc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -150,7 +151,7 @@ func (e *env) startScaling(ctx context.Context, s *setup, name string) error {
 		closeAll, err := register(ctx, natsURL, value-1, 2)
 		s.cleanup = append(s.cleanup, closeAll)
 		if err != nil {
-			return s.components[len(s.components)-1].failed(err) // with the broker's log
+			return s.components[len(s.components)-1].Failed(err) // with the broker's log
 		}
 	}
 	if dimension == "body" {
@@ -269,12 +270,12 @@ func subscribeInstance(natsURL, svc string) (*nats.Conn, error) {
 func (e *env) startCluster(ctx context.Context, s *setup) (urls []string, monitor string, err error) {
 	var routes, monitors []string
 	for range 3 {
-		addr, err := freeAddr()
+		addr, err := benchproc.FreeAddr()
 		if err != nil {
 			return nil, "", err
 		}
 		routes = append(routes, "nats://"+addr)
-		m, err := freeAddr()
+		m, err := benchproc.FreeAddr()
 		if err != nil {
 			return nil, "", err
 		}
@@ -290,7 +291,7 @@ func (e *env) startCluster(ctx context.Context, s *setup) (urls []string, monito
 	}
 	for i, m := range monitors {
 		p := s.components[len(s.components)-3+i]
-		if err := p.waitReady(ctx, 15*time.Second, routesReady(m, 2)); err != nil {
+		if err := p.WaitReady(ctx, 15*time.Second, routesReady(m, 2)); err != nil {
 			return nil, "", err
 		}
 	}
@@ -328,7 +329,7 @@ func brokerState(addr string) (subs int, rssMB float64, err error) {
 }
 
 func getJSON(url string, v any) error {
-	resp, err := adminClient.Get(url)
+	resp, err := benchproc.AdminClient.Get(url)
 	if err != nil {
 		return err
 	}
