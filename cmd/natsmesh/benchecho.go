@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchrun"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchecho"
 )
 
 // benchEchoCommand is the echo service natsmesh bench starts as a process
@@ -21,7 +21,7 @@ func runBenchEcho(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("bench-echo", "[flags]",
 		"Serves the echo service of natsmesh bench until SIGINT or SIGTERM, and\n"+
 			"prints \"ready\" once it serves.", stderr)
-	var cfg benchrun.EchoConfig
+	var cfg benchecho.Config
 	fs.StringVar(&cfg.HTTP, "echo-http", "", "HTTP echo listener `address`")
 	fs.StringVar(&cfg.GRPC, "echo-grpc", "", "h2c gRPC echo (grpc.testing.TestService) listener `address`")
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS `URL`: also serve in process through an agent")
@@ -41,7 +41,7 @@ func runBenchEcho(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cfg.HTTP == "" && cfg.GRPC == "" && cfg.NATS == "" {
 		return fmt.Errorf("bench-echo: nothing to serve: give --echo-http, --echo-grpc or --nats")
 	}
-	err := benchrun.ServeEcho(ctx, cfg, func() { fmt.Fprintln(stdout, "ready") })
+	err := benchecho.Serve(ctx, cfg, func() { fmt.Fprintln(stdout, "ready") })
 	if err != nil {
 		return failure{err}
 	}

@@ -214,7 +214,7 @@ func TestTelemetryCost(t *testing.T) {
 	if err := r.WriteTable(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"Cost of telemetry per call", "+20µs", "agent-echo 0.110 0.0MiB 90a"} {
+	for _, s := range []string{"Cost of telemetry per call", "+20µs", "agent-echo 0.110 0.0MiB 0.0cs 0.0rw 90a"} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, buf.String())
 		}
@@ -231,10 +231,7 @@ func TestRunTelemetryPairs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds natsmesh and starts processes")
 	}
-	exe := filepath.Join(t.TempDir(), "natsmesh")
-	if out, err := exec.Command("go", "build", "-o", exe, "../..").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	exe := buildNatsmesh(t)
 	var progress bytes.Buffer
 	scenarios := []string{SidecarHTTP, SidecarHTTPNoTel, InprocHTTP, InprocHTTPNoTel}
 	start := time.Now()
@@ -343,10 +340,7 @@ func TestRunStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds natsmesh and starts processes")
 	}
-	exe := filepath.Join(t.TempDir(), "natsmesh")
-	if out, err := exec.Command("go", "build", "-o", exe, "../..").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	exe := buildNatsmesh(t)
 	var progress bytes.Buffer
 	// In the order a user might give them, sidecars first: each pair
 	// still runs together, and the rows come in this order.
@@ -387,4 +381,97 @@ func TestRunStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", buf.String())
+}
+
+// TestScalingNames: every scaling scenario parses back to its dimension
+// and value, and Options accepts them only by name.
+func TestScalingNames(t *testing.T) {
+	want := []string{"scale-services-1", "scale-services-100", "scale-services-1000", "scale-body-1KiB", "scale-body-64KiB",
+		"scale-body-1MiB", "scale-conns", "scale-route-same", "scale-route-hop"}
+	if strings.Join(ScalingScenarios, ",") != strings.Join(want, ",") {
+		t.Errorf("ScalingScenarios = %v, want %v", ScalingScenarios, want)
+	}
+	for name, dim := range map[string]string{"scale-services-1000": "services 1000", "scale-body-64KiB": "body 65536",
+		"scale-body-1MiB": "body 1048576", "scale-conns": "conns 0", "scale-route-hop": "route 1", "scale-route-same": "route 0"} {
+		d, v, ok := scaling(name)
+		if got := fmt.Sprintf("%s %d", d, v); !ok || got != dim {
+			t.Errorf("scaling(%q) = %q, %v; want %q", name, got, ok, dim)
+		}
+	}
+	for _, name := range []string{"scale-body-2KiB", "scale-services-x", "sidecar-http"} {
+		if _, _, ok := scaling(name); ok {
+			t.Errorf("scaling(%q): a scaling scenario", name)
+		}
+	}
+	if got := scaleLoads(ScaleConns); len(got) != 3 || got[2].conns != 256 {
+		t.Errorf("scale-conns loads %+v, want closed 1, 32 and 256", got)
+	}
+	o := Options{Exe: "x", Scaling: true}
+	if err := o.defaults(); err != nil || strings.Join(o.Scenarios, ",") != strings.Join(want, ",") {
+		t.Errorf("--scaling alone: scenarios %v, %v", o.Scenarios, err)
+	}
+	o = Options{Exe: "x", Scenarios: []string{DirectHTTP}, Scaling: true}
+	if err := o.defaults(); err != nil || len(o.Scenarios) != 1+len(want) || o.Scenarios[0] != DirectHTTP {
+		t.Errorf("--scaling with direct-http: scenarios %v, %v", o.Scenarios, err)
+	}
+	o = Options{Exe: "x", Scenarios: []string{"scale-services-7"}}
+	if err := o.defaults(); !errors.Is(err, ErrConfig) {
+		t.Errorf("scale-services-7: %v, want ErrConfig", err)
+	}
+}
+
+// TestRunScaling runs the services and route scaling scenarios briefly:
+// the thousand subscriptions of 99 services' instances reach the broker,
+// and the route hop's pair runs on three brokers each.
+func TestRunScaling(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds natsmesh and starts processes")
+	}
+	exe := buildNatsmesh(t)
+	rep, err := Run(t.Context(), Options{Exe: exe, Duration: 300 * time.Millisecond,
+		Scenarios: []string{"scale-services-1", "scale-services-100", ScaleRouteSame, ScaleRouteHop}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := map[string]int{}
+	for _, row := range rep.Rows {
+		if row.Scale == nil || row.Calls == 0 || row.Errors != 0 || row.Scale.BrokerRSSMB <= 0 {
+			t.Errorf("%s %s: scale %+v, %d calls, %d errors", row.Scenario, row.Load, row.Scale, row.Calls, row.Errors)
+			continue
+		}
+		subs[row.Scenario] = row.Scale.BrokerSubs
+		brokers := 0
+		for _, c := range row.Components {
+			if strings.HasPrefix(c.Name, "broker") {
+				brokers++
+			}
+		}
+		if want := map[bool]int{true: 3, false: 1}[row.Scale.Dimension == "route"]; brokers != want {
+			t.Errorf("%s: %d brokers, want %d", row.Scenario, brokers, want)
+		}
+	}
+	// Each of 99 services' two instances: a queue subscription, a reply
+	// inbox and nine discovery subjects.
+	if d := subs["scale-services-100"] - subs["scale-services-1"]; d < 99*2*11 {
+		t.Errorf("broker subscriptions %v: 100 services add %d, want at least %d", subs, d, 99*2*11)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Scaling:", "route hop", "same broker"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+// buildNatsmesh builds the natsmesh binary for a test that runs the bench.
+func buildNatsmesh(t *testing.T) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "natsmesh")
+	if out, err := exec.Command("go", "build", "-o", exe, "../..").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return exe
 }

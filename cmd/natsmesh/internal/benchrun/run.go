@@ -25,6 +25,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchecho"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchproc"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
@@ -406,6 +407,11 @@ func (e *env) measure(ctx context.Context, rep *benchreport.Report, setups []*se
 		if !s.noEcho {
 			comps[i] = append([]*benchproc.Proc{echo}, comps[i]...)
 		}
+		if s.scale != nil {
+			if err := firstCall(ctx, s); err != nil {
+				return fmt.Errorf("benchrun: %s: no first call: %w", s.name, err)
+			}
+		}
 		warm := load{name: "warm-up", conns: 4}
 		if s.bytes > 0 && s.msgs == 0 {
 			warm.conns = 1 // a transfer at a time, as measured
@@ -775,8 +781,8 @@ func (e *env) startEmbedded(s *setup) (*agent.Agent, error) {
 		return a, a.Ready(10 * time.Second)
 	}
 	if _, err := start("echo", func(a *agent.Agent) error {
-		testpb.RegisterTestServiceServer(a.GRPCServer(), echoGRPC{})
-		return a.Handle(EchoHandler())
+		testpb.RegisterTestServiceServer(a.GRPCServer(), benchecho.GRPC{})
+		return a.Handle(benchecho.Handler())
 	}); err != nil {
 		return nil, err
 	}

@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchecho"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -46,76 +46,6 @@ func streaming(scenario string) (twin string, ok bool) {
 	return "", false
 }
 
-// bulkHandler serves the echo's downloads and uploads: GET /download?n=N
-// writes N bytes (with their Content-Length), POST /upload reads its body
-// and answers its length. Every other path is next's.
-func bulkHandler(next http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /download", func(w http.ResponseWriter, r *http.Request) {
-		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
-		if err != nil || n < 0 {
-			http.Error(w, "benchrun: /download?n=BYTES", http.StatusBadRequest)
-			return
-		}
-		w.Header()["Content-Type"] = []string{"application/octet-stream"}
-		w.Header()["Content-Length"] = []string{strconv.FormatInt(n, 10)}
-		newBulkBody(n).WriteTo(w)
-	})
-	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
-		n, err := io.CopyBuffer(io.Discard, r.Body, make([]byte, 64<<10))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.Header()["Content-Type"] = []string{"text/plain"}
-		io.WriteString(w, strconv.FormatInt(n, 10))
-	})
-	mux.Handle("/", next)
-	return mux
-}
-
-// bulkPattern is what bulk bodies repeat.
-var bulkPattern = sync.OnceValue(func() []byte {
-	b := make([]byte, 64<<10)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	return b
-})
-
-// bulkBody is n bytes of bulkPattern, read by copying (or written from
-// it): neither side of a transfer spends its CPU making its bytes.
-type bulkBody struct{ left int64 }
-
-func newBulkBody(n int64) *bulkBody { return &bulkBody{left: n} }
-
-func (b *bulkBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, io.EOF
-	}
-	p = p[:min(int64(len(p)), b.left)]
-	n := 0
-	for n < len(p) {
-		n += copy(p[n:], bulkPattern())
-	}
-	b.left -= int64(n)
-	return n, nil
-}
-
-func (b *bulkBody) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	pattern := bulkPattern()
-	for b.left > 0 {
-		n, err := w.Write(pattern[:min(int64(len(pattern)), b.left)])
-		total += int64(n)
-		b.left -= int64(n)
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
 // bulkTarget downloads or uploads (upload) e.opts.Transfer bytes at base
 // (the echo's URL, direct or through proxy), one transfer per call.
 func (e *env) bulkTarget(base string, proxy func(*http.Request) (*url.URL, error), upload bool) func(int) (loadgen.Target, func(), error) {
@@ -136,7 +66,7 @@ func (e *env) bulkTarget(base string, proxy func(*http.Request) (*url.URL, error
 			var req *http.Request
 			var err error
 			if upload {
-				req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/upload", newBulkBody(size))
+				req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/upload", benchecho.NewBulkBody(size))
 				req.ContentLength = size
 			} else {
 				req, err = http.NewRequestWithContext(ctx, http.MethodGet, base+"/download?n="+strconv.FormatInt(size, 10), nil)
@@ -221,20 +151,4 @@ func (e *env) grpcStreamTarget(addr, authority string) func(int) (loadgen.Target
 		}
 		return call, func() { cc.Close() }, nil
 	}
-}
-
-// StreamingOutputCall sends a message of each requested size, one after
-// the other, as fast as the stream takes them (the intervals asked are
-// not kept).
-func (echoGRPC) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream testpb.TestService_StreamingOutputCallServer) error {
-	var body []byte
-	for _, p := range req.GetResponseParameters() {
-		if n := int(p.GetSize()); len(body) != n {
-			body = make([]byte, n)
-		}
-		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: body}}); err != nil {
-			return err
-		}
-	}
-	return nil
 }
