@@ -40,7 +40,7 @@ lint:
 # bench-results/latest.json), and the change of each of its scenarios
 # from the last recorded run: this machine's previous run (the last
 # latest.json, kept as bench-results/previous.json), or, where none was
-# made, the run committed as docs/bench-baseline.json (decision 140).
+# made, the run committed as docs/bench-baseline.json (decision 139).
 # BENCH_FLAGS passes more flags (BENCH_FLAGS=--scaling adds the scaling
 # figures); BENCH_BASELINE names another results file to compare with.
 BENCH_BASELINE ?= $(if $(wildcard bench-results/latest.json),bench-results/previous.json,docs/bench-baseline.json)

@@ -34,7 +34,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"1,000 messages of --size bytes, a download and an upload of --transfer\n"+
 			"bytes) each run through the sidecar pair beside direct, closed loops only,\n"+
 			"and report MB/s and each agent's peak RSS. Prints a table and the targets\n"+
-			"met, and writes the same as JSON. With --compare, it then prints the change\n"+
+			"met, and writes the same as JSON. --scaling runs the sidecar pair as one\n"+
+			"thing grows (services registered, body size, connections, a route hop).\n"+
+			"With --compare, it then prints the change\n"+
 			"of each scenario and load from an earlier run's JSON (throughput, p50, p99,\n"+
 			"CPU, allocations, peak RSS); --from compares a recorded run instead of\n"+
 			"running one.", stderr)
@@ -61,7 +63,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&jsonPath, "results", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
 	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
 	fs.StringVar(&nginx, "nginx", "", "nginx `binary` (default: nginx in PATH or /usr/sbin)")
-	fs.BoolVar(&scaling, "scaling", false, "run the scaling scenarios too (alone unless --scenarios names others): 1, 100 and 1,000 services registered; 1 KiB, 64 KiB and 1 MiB bodies; 1, 32 and 256 connections; a route hop in a 3-broker cluster")
+	fs.BoolVar(&scaling, "scaling", false, "run the scaling scenarios (alone unless --scenarios names others): 1, 100 and 1,000 services registered; 1 KiB, 64 KiB and 1 MiB bodies; 1, 32 and 256 connections; a route hop in a 3-broker cluster")
 	fs.StringVar(&profile, "profile", "", "`directory` for each measured load's CPU and allocation profiles of the agents, the brokers and the bench process (go tool pprof)")
 	fs.StringVar(&compare, "compare", "", "earlier results `file` (JSON) to print each scenario's change from")
 	fs.StringVar(&from, "from", "", "results `file` (JSON) to compare with --compare, instead of running")
