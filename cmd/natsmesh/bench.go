@@ -36,10 +36,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"and report MB/s and each agent's peak RSS. Prints a table and the targets\n"+
 			"met, and writes the same as JSON. --scaling runs the sidecar pair as one\n"+
 			"thing grows (services registered, body size, connections, a route hop).\n"+
-			"With --compare, it then prints the change\n"+
-			"of each scenario and load from an earlier run's JSON (throughput, p50, p99,\n"+
-			"CPU, allocations, peak RSS); --from compares a recorded run instead of\n"+
-			"running one.", stderr)
+			"With --compare, it then prints the change of each scenario and load from\n"+
+			"an earlier run's JSON (throughput, p50, p99, CPU, allocations, peak RSS);\n"+
+			"--from compares a recorded run instead of running one.", stderr)
 	var (
 		duration  time.Duration
 		rate      float64
