@@ -61,13 +61,15 @@ type Skip struct {
 
 // Row is one scenario under one load.
 type Row struct {
-	Scenario  string  `json:"scenario"`
-	Load      string  `json:"load"`
-	Conns     int     `json:"conns"`
-	Rate      float64 `json:"rate,omitempty"`
-	Calls     int64   `json:"calls"`
-	Errors    int64   `json:"errors"`
-	ReqPerSec float64 `json:"req_per_s"`
+	Scenario string  `json:"scenario"`
+	Load     string  `json:"load"`
+	Conns    int     `json:"conns"`
+	Rate     float64 `json:"rate,omitempty"`
+	Calls    int64   `json:"calls"`
+	Errors   int64   `json:"errors"`
+	// FirstError is the first failed call's error, when one failed.
+	FirstError string  `json:"first_error,omitempty"`
+	ReqPerSec  float64 `json:"req_per_s"`
 	// Latencies, in the JSON as nanoseconds.
 	P50  time.Duration `json:"p50_ns"`
 	P90  time.Duration `json:"p90_ns"`
@@ -281,6 +283,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, row := range r.Rows {
+		if row.FirstError != "" {
+			fmt.Fprintf(w, "%s, %s: %d errors, the first: %s\n", row.Scenario, row.Load, row.Errors, row.FirstError)
+		}
 	}
 	fmt.Fprintf(w, "\nCPU seconds per 1,000 requests (= cores per 1,000 req/s), peak RSS, context switches (cs) and read/write system calls (rw) per request and, for the agents, heap allocations per request (a) of each component process\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

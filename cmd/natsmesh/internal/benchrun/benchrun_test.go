@@ -63,7 +63,7 @@ func TestTargets(t *testing.T) {
 		{Scenario: DirectHTTP, Load: "closed 1", P50: 200 * time.Microsecond, ReqPerSec: 4000},
 		{Scenario: DirectHTTP, Load: "closed 32", ReqPerSec: 10000},
 		{Scenario: SidecarHTTP, Load: "closed 1", P50: 280 * time.Microsecond},
-		{Scenario: SidecarHTTP, Load: "closed 32", ReqPerSec: 6000},
+		{Scenario: SidecarHTTP, Load: "closed 32", ReqPerSec: 6000, Errors: 3, FirstError: "status 503 Service Unavailable (overloaded)"},
 		{Scenario: SidecarHTTP, Load: "open 1000/s", Components: []benchreport.Component{
 			{Name: "agent-client", CPUPer1k: 0.05, PeakRSSMB: 20},
 			{Name: "agent-echo", CPUPer1k: 0.2, PeakRSSMB: 30},
@@ -102,7 +102,8 @@ func TestTargets(t *testing.T) {
 	if err := r.WriteTable(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"sidecar-http", "agent-echo 0.200 30.0MiB", "FAIL", "skipped nginx-pair"} {
+	for _, s := range []string{"sidecar-http", "agent-echo 0.200 30.0MiB", "FAIL", "skipped nginx-pair",
+		"sidecar-http, closed 32: 3 errors, the first: status 503 Service Unavailable (overloaded)"} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, buf.String())
 		}

@@ -48,6 +48,9 @@ func newReport(o *Options) *benchreport.Report {
 
 func fill(row *benchreport.Row, res *loadgen.Result, acc accounting, comps []*benchproc.Proc) {
 	row.Calls, row.Errors = res.Calls, res.Errors
+	if res.Errors > 0 && res.FirstError != nil {
+		row.FirstError = res.FirstError.Error()
+	}
 	row.ReqPerSec = res.Throughput()
 	row.LoadAvg = benchreport.LoadAvg()
 	l := res.Latency
