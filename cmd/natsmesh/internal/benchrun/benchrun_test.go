@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
+	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
 )
 
 func TestOptionsValidation(t *testing.T) {
@@ -475,4 +476,31 @@ func buildNatsmesh(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return exe
+}
+
+// TestLoadWithoutSuccess: a measured load whose every call failed is a
+// row (no throughput, no per-call figures, its errors and the first one),
+// and a ratio over it fails rather than divide by zero.
+func TestLoadWithoutSuccess(t *testing.T) {
+	var row benchreport.Row
+	res := &loadgen.Result{Latency: &loadgen.Recorder{}, Errors: 12, FirstError: errors.New("status 503 Service Unavailable (overloaded)"), Elapsed: time.Second}
+	fill(&row, res, accounting{self: counters{cpu: time.Second, ctxSwitch: 10}, mallocs: 100}, nil)
+	if row.Calls != 0 || row.Errors != 12 || row.ReqPerSec != 0 || row.FirstError != "status 503 Service Unavailable (overloaded)" {
+		t.Errorf("row %+v", row)
+	}
+	if c := row.Client; c.CPUPer1k != 0 || c.AllocsPerReq != 0 || c.CtxSwitchPerReq != 0 {
+		t.Errorf("per-call figures of no call: %+v", c)
+	}
+	o := Options{Exe: "x"}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReport(&o)
+	r.Rows = []benchreport.Row{{Scenario: SidecarHTTP, Load: "closed 32", ReqPerSec: 3000}, {Scenario: DirectHTTP, Load: "closed 32"}}
+	evaluate(r)
+	for _, tg := range r.Targets {
+		if tg.Name == "sidecar-http throughput vs direct-http" && (tg.Status != "FAIL" || !strings.Contains(tg.Measured, "no call of direct-http")) {
+			t.Errorf("target over a load without success: %+v", tg)
+		}
+	}
 }

@@ -55,21 +55,28 @@ func fill(row *benchreport.Row, res *loadgen.Result, acc accounting, comps []*be
 	row.LoadAvg = benchreport.LoadAvg()
 	l := res.Latency
 	row.P50, row.P90, row.P99, row.P999, row.Max = l.Percentile(0.5), l.Percentile(0.9), l.Percentile(0.99), l.Percentile(0.999), l.Max()
-	per1k := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(res.Calls) }
-	perCall := func(n int64) float64 { return float64(n) / float64(res.Calls) }
-	row.Client = benchreport.Component{Name: "client", CPUPer1k: per1k(acc.self.cpu), AllocsPerReq: float64(acc.mallocs) / float64(res.Calls),
-		CtxSwitchPerReq: perCall(acc.self.ctxSwitch), RWSyscallsPerReq: perCall(acc.self.rwSyscalls)}
+	// Per successful call; none when no call succeeded (the row then
+	// says so by its errors).
+	perCall := func(n float64) float64 {
+		if res.Calls == 0 {
+			return 0
+		}
+		return n / float64(res.Calls)
+	}
+	per1k := func(d time.Duration) float64 { return perCall(d.Seconds() * 1000) }
+	row.Client = benchreport.Component{Name: "client", CPUPer1k: per1k(acc.self.cpu), AllocsPerReq: perCall(float64(acc.mallocs)),
+		CtxSwitchPerReq: perCall(float64(acc.self.ctxSwitch)), RWSyscallsPerReq: perCall(float64(acc.self.rwSyscalls))}
 	for _, p := range comps {
 		used := acc.used[p.PID()]
 		c := benchreport.Component{
 			Name:             p.Name,
 			CPUPer1k:         per1k(used.cpu),
 			PeakRSSMB:        float64(acc.rss[p.PID()]) / (1 << 20),
-			CtxSwitchPerReq:  perCall(used.ctxSwitch),
-			RWSyscallsPerReq: perCall(used.rwSyscalls),
+			CtxSwitchPerReq:  perCall(float64(used.ctxSwitch)),
+			RWSyscallsPerReq: perCall(float64(used.rwSyscalls)),
 		}
 		if n, ok := acc.procMallocs[p.PID()]; ok {
-			c.AllocsPerReq = float64(n) / float64(res.Calls)
+			c.AllocsPerReq = perCall(float64(n))
 		}
 		row.Components = append(row.Components, c)
 	}
@@ -173,6 +180,9 @@ func evaluate(r *benchreport.Report) {
 			if reason := r.SkipReason(b); reason != "" {
 				t.Measured = b + " skipped: " + reason
 			}
+		case rb.ReqPerSec == 0:
+			t.Status = "FAIL"
+			t.Measured = fmt.Sprintf("no call of %s succeeded (%s)", b, load)
 		default:
 			x := ra.ReqPerSec / rb.ReqPerSec
 			t.Measured = fmt.Sprintf("%.2fx (%.0f vs %.0f req/s, %s)", x, ra.ReqPerSec, rb.ReqPerSec, load)

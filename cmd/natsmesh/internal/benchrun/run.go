@@ -559,7 +559,10 @@ func (e *env) runLoad(ctx context.Context, s *setup, procs []*benchproc.Proc, l 
 			}
 		}
 	}
-	if res.Calls == 0 {
+	if res.Calls == 0 && report == nil {
+		// A warm-up that got no call through: the path does not work.
+		// A measured load without one is a measurement (its row: no
+		// throughput, its errors and the first one), and the run goes on.
 		return fmt.Errorf("no call succeeded: %v", res.FirstError)
 	}
 	if !acc.resetRSS {
