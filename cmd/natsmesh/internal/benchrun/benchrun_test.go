@@ -496,8 +496,14 @@ func TestLoadWithoutSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReport(&o)
-	r.Rows = []benchreport.Row{{Scenario: SidecarHTTP, Load: "closed 32", ReqPerSec: 3000}, {Scenario: DirectHTTP, Load: "closed 32"}}
+	r.Rows = []benchreport.Row{{Scenario: SidecarHTTP, Load: "closed 32", ReqPerSec: 3000, Calls: 9000, P50: time.Millisecond},
+		{Scenario: DirectHTTP, Load: "closed 32", Calls: 0, Errors: 5},
+		{Scenario: SidecarHTTP, Load: "closed 1", Calls: 0, Errors: 5},
+		{Scenario: DirectHTTP, Load: "closed 1", Calls: 100, P50: 50 * time.Microsecond}}
 	evaluate(r)
+	if got := r.Find(SidecarHTTP, "closed 1").AddedP50; got != 0 {
+		t.Errorf("added p50 of a load without a call: %v, want none", got)
+	}
 	for _, tg := range r.Targets {
 		if tg.Name == "sidecar-http throughput vs direct-http" && (tg.Status != "FAIL" || !strings.Contains(tg.Measured, "no call of direct-http")) {
 			t.Errorf("target over a load without success: %+v", tg)

@@ -141,8 +141,8 @@ func evaluate(r *benchreport.Report) {
 	telemetryCost(r)
 	for i := range r.Rows {
 		row := &r.Rows[i]
-		if row.Scale != nil {
-			continue // a scaling row's body or broker is not direct's
+		if row.Scale != nil || row.Calls == 0 {
+			continue // a scaling row's body or broker is not direct's; no call, no latency
 		}
 		base := DirectHTTP
 		twin, stream := streaming(row.Scenario)
