@@ -141,7 +141,7 @@ func evaluate(r *benchreport.Report) {
 	telemetryCost(r)
 	for i := range r.Rows {
 		row := &r.Rows[i]
-		if row.Scale != nil || row.Calls == 0 {
+		if row.Scale != nil || (row.Calls == 0 && row.Errors > 0) {
 			continue // a scaling row's body or broker is not direct's; no call, no latency
 		}
 		base := DirectHTTP
