@@ -339,26 +339,3 @@ func getJSON(url string, v any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
-
-// firstCall makes calls through s, one at a time, until one succeeds (15 s
-// at most). A path that is not all there yet (the echo's interest on its
-// way over a route to the caller's broker) answers its first call only
-// after the caller's resend (the take bound, 300 ms): longer than a short
-// warm-up, which would then measure no call.
-func firstCall(ctx context.Context, s *setup) error {
-	call, release, err := s.target(1)
-	if err != nil {
-		return err
-	}
-	defer release()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = call(cctx)
-		cancel()
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
