@@ -513,17 +513,23 @@ func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 		}
 	}
 	// A call whose answer is slow to come is opened, so its caller can
-	// cancel it and the keep-alives bound it.
-	open := time.AfterFunc(wire.StreamOpenAfter, func() {
-		if err := srv.Open(); err != nil {
-			// Unopened, the call could not be cancelled: it ends now.
-			in.log.Debug("opening a stream", "subject", m.Subject, "err", err)
-			srv.Fail(wire.FromError(err))
-		}
-	})
+	// cancel it and the keep-alives bound it. A confirmed call is open
+	// already.
+	var open *time.Timer
+	if !srv.Confirmed() {
+		open = time.AfterFunc(wire.StreamOpenAfter, func() {
+			if err := srv.Open(); err != nil {
+				// Unopened, the call could not be cancelled: it ends now.
+				in.log.Debug("opening a stream", "subject", m.Subject, "err", err)
+				srv.Fail(wire.FromError(err))
+			}
+		})
+	}
 	reply, end, err := in.serveStream(m, subj, srv)
 	in.headDone(m, start, err == nil && reply != nil && !reply.Streamed())
-	open.Stop()
+	if open != nil {
+		open.Stop()
+	}
 	defer end()
 	if err != nil {
 		srv.Fail(wire.FromError(err))
@@ -574,7 +580,7 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		c.Path = m.Header.Get(wire.HeaderPath)
 	}
 	ctx, cancel := context.WithCancelCause(withCallerOf(context.Background(), c))
-	srv.OnEnd(func(err error) { cancel(err) })
+	srv.OnEnd(cancel)
 	end = func() { cancel(nil) }
 	var head headTimer
 	deadline := m.Header.Get(wire.HeaderStreamDeadline)

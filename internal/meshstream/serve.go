@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"time"
 
@@ -165,11 +164,11 @@ func (s *Server) Open() error {
 	if err := s.openLocked(); err != nil {
 		return err
 	}
-	if !s.c.send(wire.FrameAccept, nats.Header{
-		wire.HeaderStreamInbox: {s.c.in.Subject()},
-		wire.HeaderCredit:      {strconv.FormatInt(s.c.cfg.Window, 10)},
-		wire.HeaderIdle:        {s.c.cfg.Idle.String()},
-	}, nil) {
+	h := make(nats.Header, 5)
+	h[wire.HeaderStreamInbox] = []string{s.c.in.Subject()}
+	h[wire.HeaderCredit] = headerValue(s.c.cfg.Window, &windowValue)
+	h[wire.HeaderIdle] = idleValue(s.c.cfg.Idle)
+	if !s.c.send(wire.FrameAccept, h, nil) {
 		return s.c.overErr()
 	}
 	s.accepted = true
@@ -210,7 +209,7 @@ func (s *Server) openLocked() error {
 	}
 	s.c.in = in
 	s.opened = true
-	go s.c.keep()
+	s.c.keep()
 	return nil
 }
 
@@ -318,7 +317,7 @@ func (s *Server) answerStream(head nats.Header, body Source) error {
 		h[k] = v
 	}
 	h[wire.HeaderStreamInbox] = []string{s.c.in.Subject()}
-	h[wire.HeaderIdle] = []string{s.c.cfg.Idle.String()}
+	h[wire.HeaderIdle] = idleValue(s.c.cfg.Idle)
 	if !s.c.send(wire.FrameHead, h, nil) {
 		return s.c.overErr()
 	}
