@@ -102,7 +102,9 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	}
 	rest.Listen(c.onMsg)
 
-	pump := &pump{c: c}
+	// The pump is made only for a call with a body to send or an answer
+	// that streams: a whole call needs none.
+	var pump *pump
 	wait := ctx
 	for {
 		if r.Unbounded && wait == ctx && c.opened() {
@@ -132,15 +134,17 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 		switch kind {
 		case wire.FrameAccept:
 			if r.Body != nil {
+				pump = newPump(c, pump)
 				pump.start(r.Body)
 			}
 		case wire.FrameHead:
-			if r.Body != nil && !pump.started() {
+			if r.Body != nil && (pump == nil || !pump.started()) {
 				e := wire.Errorf(wire.KindBadRequest, "stream: a head before the accept of a streamed request")
 				c.fail(e, true)
 				return nil, e
 			}
 			b := newBody(c, m.Data)
+			pump = newPump(c, pump)
 			b.onEOF = pump.replyEnded
 			return &Answer{Head: trailerOf(m.Header), Body: b}, nil
 		case wire.FrameReply:
@@ -269,6 +273,14 @@ type pump struct {
 	running   bool
 	bodyDone  bool
 	replyDone bool
+}
+
+// newPump is p, or a new pump for c when p is nil.
+func newPump(c *conn, p *pump) *pump {
+	if p == nil {
+		p = &pump{c: c}
+	}
+	return p
 }
 
 func (p *pump) started() bool {

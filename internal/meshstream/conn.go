@@ -113,7 +113,11 @@ type conn struct {
 	// the caller's start frame arrives (nil: no start is expected).
 	start   chan struct{}
 	started bool
-	onEnd   func(error) // called once the stream is over, with its failure
+	// startBy is when a call to confirm fails unless started (set before
+	// the keep-alive starts, which enforces it).
+	startBy     time.Time
+	startWithin time.Duration
+	onEnd       func(error) // called once the stream is over, with its failure
 	// ctx ends when this side stops sending (its body is read under
 	// it): made when a body is first sent, since a whole call sends none
 	// (a context with its cancel is three allocations a call).
@@ -127,13 +131,19 @@ type conn struct {
 }
 
 func newConn(nc *nats.Conn, cfg Config) *conn {
-	c := &conn{nc: nc, cfg: cfg,
-		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1), done: make(chan struct{})}
+	c := new(conn)
+	c.init(nc, cfg)
+	return c
+}
+
+// init readies c, a zero conn, as newConn's.
+func (c *conn) init(nc *nats.Conn, cfg Config) {
+	c.nc, c.cfg = nc, cfg
+	c.readable, c.writable, c.done = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 	c.allowed = c.cfg.Window
 	now := time.Now().UnixNano()
 	c.sentAt.Store(now)
 	c.heardAt.Store(now)
-	return c
 }
 
 // sending is the context this side's body is read under: it ends when
@@ -530,13 +540,24 @@ func (c *conn) keep() {
 }
 
 // nextTick is the wait from now to the keep-alive's next tick: a sixth
-// of the idle timeout, or the total deadline when that comes first.
+// of the idle timeout, or the total deadline or the start's when that
+// comes first. Under c.mu.
 func (c *conn) nextTick(now time.Time) time.Duration {
 	d := c.cfg.Idle / 6
 	if !c.total.IsZero() {
 		d = min(d, c.total.Sub(now))
 	}
+	if !c.startBy.IsZero() && !c.started {
+		d = min(d, c.startBy.Sub(now))
+	}
 	return max(d, 0)
+}
+
+// isStarted reports whether a call to confirm has had its start frame.
+func (c *conn) isStarted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
 }
 
 // tick is one tick of the keep-alive (keep).
@@ -545,6 +566,11 @@ func (c *conn) tick() {
 	if !c.total.IsZero() && !now.Before(c.total) {
 		// The callee has the same deadline: it is not told.
 		c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, false)
+		return
+	}
+	if !c.startBy.IsZero() && !now.Before(c.startBy) && !c.isStarted() {
+		// The caller is told: it may still wait for the call.
+		c.fail(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("not started: its caller did not confirm it to this instance within %v", c.startWithin)}, true)
 		return
 	}
 	// A slow reader's credit goes back at each tick, however little it

@@ -3,7 +3,6 @@ package meshstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -31,8 +30,10 @@ type Server struct {
 	reply  string
 	body   *Body
 	// c is the stream, made when the call turns out to be one (its body
-	// streams, or its answer does): a whole call costs none.
+	// streams, or its answer does, or it is to confirm): a whole call
+	// costs none. It is own, made in the Server's own allocation.
 	c     *conn
+	own   conn
 	onEnd func(error)
 
 	// confirm: the call starts only once its caller confirms it
@@ -106,12 +107,16 @@ func (s *Server) stream() *conn {
 
 // newConn makes the call's stream, under s.mu.
 func (s *Server) newConn() {
-	s.c = newConn(s.nc, s.cfg)
+	s.c = &s.own
+	s.c.init(s.nc, s.cfg)
 	s.c.credit = s.window
 	s.c.setOut(s.reply)
 	s.c.onEnd = s.onEnd
 	if s.confirm {
+		// Set before the keep-alive starts, which enforces it.
 		s.c.start = make(chan struct{})
+		s.c.startWithin = 2 * s.take
+		s.c.startBy = time.Now().Add(s.c.startWithin)
 	}
 }
 
@@ -130,12 +135,12 @@ func (s *Server) AwaitStart() error {
 	if !s.confirm {
 		return nil
 	}
+	// The wait is the keep-alive's timer's (conn.tick, from startBy):
+	// no timer of its own for every call.
+	c := s.stream()
 	if err := s.Open(); err != nil {
 		return err
 	}
-	c := s.c
-	t := time.NewTimer(2 * s.take)
-	defer t.Stop()
 	select {
 	case <-c.start:
 		return nil
@@ -144,8 +149,6 @@ func (s *Server) AwaitStart() error {
 			return err
 		}
 		return errClosed
-	case <-t.C:
-		return &wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("not started: its caller did not confirm it to this instance within %v", 2*s.take)}
 	}
 }
 
