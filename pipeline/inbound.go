@@ -520,7 +520,9 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 	ctx, cancel := context.WithCancelCause(withCallerOf(context.Background(), c))
 	srv.OnEnd(cancel)
 	end = func() { cancel(nil) }
-	var head headTimer
+	// The head's timer, made only for a deadline on the head: every
+	// other call would allocate it for nothing.
+	var head *headTimer
 	deadline := m.Header.Get(wire.HeaderStreamDeadline)
 	if deadline == "none" && (c.Proto != wire.ProtoGRPC || len(m.Header[grpcwire.HeaderGRPCStream]) == 0) {
 		deadline = "head" // only a gRPC stream's head may wait unbounded
@@ -532,8 +534,10 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		// From the end of a streamed request body: an upload is answered
 		// once it has been read, and until then the credit its reader
 		// grants and the keep-alives bound it.
+		h := &headTimer{}
+		head = h
 		start := func() {
-			head.start(timeout, func() {
+			h.start(timeout, func() {
 				cancel(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("no answer within %v", timeout)})
 			})
 		}
@@ -555,7 +559,7 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		}
 	}()
 	reply, err = in.handler.ServeCall(ctx, c)
-	if head.stop() && err != nil {
+	if head != nil && head.stop() && err != nil {
 		// The head's deadline passed: the handler's error is its.
 		if e := context.Cause(ctx); e != nil {
 			err = e
