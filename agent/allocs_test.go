@@ -25,7 +25,7 @@ var allocBudgets = []struct {
 }{
 	// Transport -> NATS -> Handle. 201 measured; was 227 (e783041).
 	{"InProcessHTTP", 205, func(tb testing.TB) roundTrip { return inProcessHTTP(tb, noTelemetry) }},
-	// ClientConn -> NATS -> GRPCServer. 181; was 210.
+	// ClientConn -> NATS -> GRPCServer. 180; was 210.
 	{"InProcessGRPC", 185, inProcessGRPC},
 	// Transport -> in-process broker connections -> Handle. 217; was 243.
 	{"EmbeddedHTTP", 221, embeddedHTTP},

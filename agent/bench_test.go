@@ -22,6 +22,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -148,10 +149,7 @@ func grpcCall(c testpb.TestServiceClient) roundTrip {
 // sidecarHTTP: HTTP client -> client agent's HTTP proxy -> NATS ->
 // service agent -> HTTP upstream, all in this process.
 func sidecarHTTP(tb testing.TB, tel func() *telemetry.Telemetry) roundTrip {
-	mb := meshtest.Broker(tb)
-	upstream := httptest.NewServer(http.HandlerFunc(echo))
-	tb.Cleanup(upstream.Close)
-	agenttest.Start(tb, mb, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()})
+	mb := echoBehindAgent(tb, tel)
 	proxy := httptest.NewServer(agenttest.Start(tb, mb, agent.Config{Service: "client", Telemetry: tel()}).HTTPProxy())
 	tb.Cleanup(proxy.Close)
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(tb, proxy.URL))}}
@@ -162,28 +160,18 @@ func sidecarHTTP(tb testing.TB, tel func() *telemetry.Telemetry) roundTrip {
 // bindHTTP: HTTP client -> client agent's bind port for echo -> NATS ->
 // service agent -> HTTP upstream, all in this process.
 func bindHTTP(tb testing.TB) roundTrip {
-	mb := meshtest.Broker(tb)
-	upstream := httptest.NewServer(http.HandlerFunc(echo))
-	tb.Cleanup(upstream.Close)
-	agenttest.Start(tb, mb, agent.Config{Service: "echo", Upstream: upstream.URL})
+	mb := echoBehindAgent(tb, noTelemetry)
 	h, err := agenttest.Start(tb, mb, agent.Config{Service: "client"}).BindHandler("echo")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	bind := httptest.NewServer(h)
-	tb.Cleanup(bind.Close)
-	client := &http.Client{Transport: &http.Transport{}}
-	tb.Cleanup(client.CloseIdleConnections)
-	return func(tb testing.TB) { httpCall(tb, client, bind.URL+"/echo") }
+	return serverCall(tb, h)
 }
 
 // gatewayHTTP: HTTP client -> the edge gateway (package bridge) -> NATS ->
 // service agent -> HTTP upstream, all in this process.
 func gatewayHTTP(tb testing.TB) roundTrip {
-	mb := meshtest.Broker(tb)
-	upstream := httptest.NewServer(http.HandlerFunc(echo))
-	tb.Cleanup(upstream.Close)
-	agenttest.Start(tb, mb, agent.Config{Service: "echo", Upstream: upstream.URL})
+	mb := echoBehindAgent(tb, noTelemetry)
 	g, err := bridge.NewGateway(bridge.GatewayConfig{
 		Conn:   meshtest.Conn(tb, mb, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
 		Routes: []bridge.Route{{PathPrefix: "/", Service: "echo"}},
@@ -193,7 +181,23 @@ func gatewayHTTP(tb testing.TB) roundTrip {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { g.Shutdown(context.Background()) })
-	srv := httptest.NewServer(g)
+	return serverCall(tb, g)
+}
+
+// echoBehindAgent starts a broker, the echo service as an HTTP upstream
+// and its agent, and returns the broker.
+func echoBehindAgent(tb testing.TB, tel func() *telemetry.Telemetry) *broker.Broker {
+	mb := meshtest.Broker(tb)
+	upstream := httptest.NewServer(http.HandlerFunc(echo))
+	tb.Cleanup(upstream.Close)
+	agenttest.Start(tb, mb, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()})
+	return mb
+}
+
+// serverCall serves h on a loopback HTTP server and returns a POST of
+// benchSize bytes to its /echo.
+func serverCall(tb testing.TB, h http.Handler) roundTrip {
+	srv := httptest.NewServer(h)
 	tb.Cleanup(srv.Close)
 	client := &http.Client{Transport: &http.Transport{}}
 	tb.Cleanup(client.CloseIdleConnections)
