@@ -18,6 +18,10 @@ test:
 	go vet ./...
 	@[ -n "$(RACE)" ] || echo "note: no C compiler (cgo off), so tests run without -race; install gcc for it"
 	go test $(RACE) -count=1 -timeout 15m ./...
+	# The allocation budgets per round trip (agent/allocs_test.go) skip
+	# under -race, where sync.Pool drops objects at random: run them
+	# without it.
+	go test -count=1 -run '^TestAllocs' ./agent/
 
 # govulncheck (pinned, through the module proxy) checks the code paths that
 # reach known vulnerabilities. It needs its database at vuln.go.dev; where
@@ -111,7 +115,7 @@ fuzz:
 # machine; MUTATE_PKGS=./authz/ runs one package, MUTATE_FLAGS passes more
 # of gremlins' flags (MUTATE_FLAGS="-E inbound.go" leaves a file out).
 GREMLINS := github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
-MUTATE_PKGS ?= ./authz/ ./accounts/ ./pipeline/ ./resilience/ ./wire/
+MUTATE_PKGS ?= ./authz/ ./accounts/ ./pipeline/ ./internal/admission/ ./resilience/ ./wire/
 MUTATE_TIMEOUT_COEFFICIENT ?= 6
 MUTATE_FAST_PKGS ?= ./authz/ ./wire/
 MUTATE_FAST_TIMEOUT_COEFFICIENT ?= 30

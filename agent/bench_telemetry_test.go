@@ -41,41 +41,19 @@ func benchTelemetry(b *testing.B, tracing bool) func() *telemetry.Telemetry {
 	}
 }
 
-func benchHTTPInProcess(b *testing.B, tel func() *telemetry.Telemetry) {
-	mb := meshtest.Broker(b)
-	agenttest.Start(b, mb, agent.Config{Service: "echo", Telemetry: tel()}, agenttest.Handle(http.HandlerFunc(echo)))
-	client := &http.Client{Transport: agenttest.Start(b, mb, agent.Config{Service: "client", Telemetry: tel()}).Transport()}
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
-		httpCall(b, client, "http://echo/echo")
-	}
-}
-
 func BenchmarkAgentHTTPInProcessMetrics(b *testing.B) {
-	benchHTTPInProcess(b, benchTelemetry(b, false))
+	benchRoundTrip(b, inProcessHTTP(b, benchTelemetry(b, false)))
 }
-func BenchmarkAgentHTTPInProcessTracing(b *testing.B) { benchHTTPInProcess(b, benchTelemetry(b, true)) }
-
-func benchHTTPSidecar(b *testing.B, tel func() *telemetry.Telemetry) {
-	mb := meshtest.Broker(b)
-	upstream := httptest.NewServer(http.HandlerFunc(echo))
-	b.Cleanup(upstream.Close)
-	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()})
-	proxy := httptest.NewServer(agenttest.Start(b, mb, agent.Config{Service: "client", Telemetry: tel()}).HTTPProxy())
-	b.Cleanup(proxy.Close)
-	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(b, proxy.URL))}}
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
-		httpCall(b, client, "http://echo/echo")
-	}
+func BenchmarkAgentHTTPInProcessTracing(b *testing.B) {
+	benchRoundTrip(b, inProcessHTTP(b, benchTelemetry(b, true)))
 }
 
-func BenchmarkAgentHTTPSidecarMetrics(b *testing.B) { benchHTTPSidecar(b, benchTelemetry(b, false)) }
-func BenchmarkAgentHTTPSidecarTracing(b *testing.B) { benchHTTPSidecar(b, benchTelemetry(b, true)) }
+func BenchmarkAgentHTTPSidecarMetrics(b *testing.B) {
+	benchRoundTrip(b, sidecarHTTP(b, benchTelemetry(b, false)))
+}
+func BenchmarkAgentHTTPSidecarTracing(b *testing.B) {
+	benchRoundTrip(b, sidecarHTTP(b, benchTelemetry(b, true)))
+}
 
 // BenchmarkAgentHTTPSidecarListener is the sidecar pair as `natsmesh agent`
 // runs it: the client agent's own proxy listener (ServeHTTPProxy, with the
@@ -96,10 +74,5 @@ func BenchmarkAgentHTTPSidecarListener(b *testing.B) {
 	go client.ServeHTTPProxy(l)
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(b, "http://"+l.Addr().String()))}}
 	b.Cleanup(hc.CloseIdleConnections)
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
-		httpCall(b, hc, "http://echo/echo")
-	}
+	benchRoundTrip(b, func(tb testing.TB) { httpCall(tb, hc, "http://echo/echo") })
 }

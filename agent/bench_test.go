@@ -22,6 +22,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/bridge"
+	"github.com/natsmesh/natsmesh/broker"
 	"github.com/natsmesh/natsmesh/internal/agenttest"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -54,119 +55,250 @@ func (echoGRPC) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb
 	return &testpb.SimpleResponse{Payload: req.GetPayload()}, nil
 }
 
-func httpCall(b *testing.B, c *http.Client, url string) {
+func httpCall(tb testing.TB, c *http.Client, url string) {
+	tb.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(benchBody))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	echoed(b, resp)
+	echoed(tb, resp)
 }
 
 // echoed reads and closes resp, which must be a 200 with benchSize bytes.
-func echoed(b *testing.B, resp *http.Response) {
-	b.Helper()
+func echoed(tb testing.TB, resp *http.Response) {
+	tb.Helper()
 	n, _ := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || n != benchSize {
-		b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
+		tb.Fatalf("status %d, %d bytes", resp.StatusCode, n)
 	}
 }
 
-// BenchmarkAgentHTTPInProcess: Transport -> NATS -> Handle, no sidecar.
-func BenchmarkAgentHTTPInProcess(b *testing.B) {
-	benchHTTPInProcess(b, func() *telemetry.Telemetry { return nil })
+// A roundTrip is one call through an entry point's whole path, made by
+// the setups below: the benchmarks time it, allocs_test.go holds it to
+// its budget of allocations.
+type roundTrip func(tb testing.TB)
+
+// benchRoundTrip benchmarks rt: time, CPU and allocations per call.
+func benchRoundTrip(b *testing.B, rt roundTrip) {
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		rt(b)
+	}
 }
 
-// BenchmarkAgentHTTPEmbedded: Transport -> embedded broker over in-process
-// connections (no TCP at all) -> Handle: the single-binary mode.
-func BenchmarkAgentHTTPEmbedded(b *testing.B) {
-	br := meshtest.Broker(b)
+// noTelemetry is the agents' default: no Telemetry.
+func noTelemetry() *telemetry.Telemetry { return nil }
+
+// inProcessHTTP: Transport -> NATS -> Handle, no sidecar.
+func inProcessHTTP(tb testing.TB, tel func() *telemetry.Telemetry) roundTrip {
+	mb := meshtest.Broker(tb)
+	agenttest.Start(tb, mb, agent.Config{Service: "echo", Telemetry: tel()}, agenttest.Handle(http.HandlerFunc(echo)))
+	client := &http.Client{Transport: agenttest.Start(tb, mb, agent.Config{Service: "client", Telemetry: tel()}).Transport()}
+	return func(tb testing.TB) { httpCall(tb, client, "http://echo/echo") }
+}
+
+// embeddedHTTP: Transport -> embedded broker over in-process connections
+// (no TCP at all) -> Handle: the single-binary mode.
+func embeddedHTTP(tb testing.TB) roundTrip {
+	br := meshtest.Broker(tb)
 	inProcess := func(service string) *nats.Conn {
 		nc, err := br.InProcessConn(nats.CustomInboxPrefix(wire.InboxPrefix(service)))
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		b.Cleanup(nc.Close)
+		tb.Cleanup(nc.Close)
 		return nc
 	}
-	agenttest.StartConn(b, inProcess("echo"), agent.Config{Service: "echo"}, agenttest.Handle(http.HandlerFunc(echo)))
-	client := &http.Client{Transport: agenttest.StartConn(b, inProcess("client"), agent.Config{Service: "client"}).Transport()}
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
-		httpCall(b, client, "http://echo/echo")
-	}
+	agenttest.StartConn(tb, inProcess("echo"), agent.Config{Service: "echo"}, agenttest.Handle(http.HandlerFunc(echo)))
+	client := &http.Client{Transport: agenttest.StartConn(tb, inProcess("client"), agent.Config{Service: "client"}).Transport()}
+	return func(tb testing.TB) { httpCall(tb, client, "http://echo/echo") }
 }
 
-// BenchmarkAgentGRPCInProcess: ClientConn -> NATS -> GRPCServer.
-func BenchmarkAgentGRPCInProcess(b *testing.B) {
-	mb := meshtest.Broker(b)
-	agenttest.Start(b, mb, agent.Config{Service: "echo"}, func(a *agent.Agent) error {
+// inProcessGRPC: ClientConn -> NATS -> GRPCServer.
+func inProcessGRPC(tb testing.TB) roundTrip {
+	mb := meshtest.Broker(tb)
+	agenttest.Start(tb, mb, agent.Config{Service: "echo"}, func(a *agent.Agent) error {
 		testpb.RegisterTestServiceServer(a.GRPCServer(), echoGRPC{})
 		return nil
 	})
-	cc, err := agenttest.Start(b, mb, agent.Config{Service: "client"}).ClientConn("echo")
+	cc, err := agenttest.Start(tb, mb, agent.Config{Service: "client"}).ClientConn("echo")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	c := testpb.NewTestServiceClient(cc)
+	return grpcCall(testpb.NewTestServiceClient(cc))
+}
+
+// grpcCall is one unary call of benchSize bytes each way through c.
+func grpcCall(c testpb.TestServiceClient) roundTrip {
 	req := &testpb.SimpleRequest{ResponseSize: benchSize, Payload: &testpb.Payload{Body: benchBody}}
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
+	return func(tb testing.TB) {
 		resp, err := c.UnaryCall(context.Background(), req)
 		if err != nil || len(resp.GetPayload().GetBody()) != benchSize {
-			b.Fatalf("%v, %d bytes", err, len(resp.GetPayload().GetBody()))
+			tb.Fatalf("%v, %d bytes", err, len(resp.GetPayload().GetBody()))
 		}
 	}
 }
 
-// BenchmarkAgentHTTPSidecar: HTTP client -> client agent's HTTP proxy ->
-// NATS -> service agent -> HTTP upstream, all in this process.
-func BenchmarkAgentHTTPSidecar(b *testing.B) {
-	mb := meshtest.Broker(b)
+// sidecarHTTP: HTTP client -> client agent's HTTP proxy -> NATS ->
+// service agent -> HTTP upstream, all in this process.
+func sidecarHTTP(tb testing.TB, tel func() *telemetry.Telemetry) roundTrip {
+	mb := echoBehindAgent(tb, tel)
+	proxy := httptest.NewServer(agenttest.Start(tb, mb, agent.Config{Service: "client", Telemetry: tel()}).HTTPProxy())
+	tb.Cleanup(proxy.Close)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(tb, proxy.URL))}}
+	tb.Cleanup(client.CloseIdleConnections)
+	return func(tb testing.TB) { httpCall(tb, client, "http://echo/echo") }
+}
+
+// bindHTTP: HTTP client -> client agent's bind port for echo -> NATS ->
+// service agent -> HTTP upstream, all in this process.
+func bindHTTP(tb testing.TB) roundTrip {
+	mb := echoBehindAgent(tb, noTelemetry)
+	h, err := agenttest.Start(tb, mb, agent.Config{Service: "client"}).BindHandler("echo")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return serverCall(tb, h)
+}
+
+// gatewayHTTP: HTTP client -> the edge gateway (package bridge) -> NATS ->
+// service agent -> HTTP upstream, all in this process.
+func gatewayHTTP(tb testing.TB) roundTrip {
+	mb := echoBehindAgent(tb, noTelemetry)
+	g, err := bridge.NewGateway(bridge.GatewayConfig{
+		Conn:   meshtest.Conn(tb, mb, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
+		Routes: []bridge.Route{{PathPrefix: "/", Service: "echo"}},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { g.Shutdown(context.Background()) })
+	return serverCall(tb, g)
+}
+
+// echoBehindAgent starts a broker, the echo service as an HTTP upstream
+// and its agent, and returns the broker.
+func echoBehindAgent(tb testing.TB, tel func() *telemetry.Telemetry) *broker.Broker {
+	mb := meshtest.Broker(tb)
 	upstream := httptest.NewServer(http.HandlerFunc(echo))
-	b.Cleanup(upstream.Close)
-	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: upstream.URL})
-	proxy := httptest.NewServer(agenttest.Start(b, mb, agent.Config{Service: "client"}).HTTPProxy())
-	b.Cleanup(proxy.Close)
-	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(b, proxy.URL))}}
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
-		httpCall(b, client, "http://echo/echo")
+	tb.Cleanup(upstream.Close)
+	agenttest.Start(tb, mb, agent.Config{Service: "echo", Upstream: upstream.URL, Telemetry: tel()})
+	return mb
+}
+
+// serverCall serves h on a loopback HTTP server and returns a POST of
+// benchSize bytes to its /echo.
+func serverCall(tb testing.TB, h http.Handler) roundTrip {
+	srv := httptest.NewServer(h)
+	tb.Cleanup(srv.Close)
+	client := &http.Client{Transport: &http.Transport{}}
+	tb.Cleanup(client.CloseIdleConnections)
+	return func(tb testing.TB) { httpCall(tb, client, srv.URL+"/echo") }
+}
+
+// sidecarGRPC: gRPC client -> client agent's gRPC proxy -> NATS ->
+// service agent -> h2c gRPC upstream, all in this process.
+func sidecarGRPC(tb testing.TB) roundTrip {
+	mb := meshtest.Broker(tb)
+	ul, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	upstream := grpc.NewServer()
+	testpb.RegisterTestServiceServer(upstream, echoGRPC{})
+	healthpb.RegisterHealthServer(upstream, health.NewServer())
+	go upstream.Serve(ul)
+	tb.Cleanup(upstream.Stop)
+	agenttest.Start(tb, mb, agent.Config{Service: "echo", Upstream: "h2c://" + ul.Addr().String()})
+	client := agenttest.Start(tb, mb, agent.Config{Service: "client"})
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go client.ServeGRPCProxy(pl)
+	cc, err := grpc.NewClient("passthrough:///"+pl.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("echo"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return grpcCall(testpb.NewTestServiceClient(cc))
+}
+
+// adapters are the HTTP entry points themselves (see
+// BenchmarkAgentHTTPAdapter): the outbound pipeline's innermost
+// middleware answers at once (200, 1 KiB), so no NATS request is made.
+func adapters(tb testing.TB) []struct {
+	name string
+	rt   roundTrip
+} {
+	br := meshtest.Broker(tb)
+	m, err := httpwire.ResponseMsg(http.StatusOK, http.Header{"Content-Type": {"application/octet-stream"}}, benchBody, nil, wire.Limits{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ok := pipeline.ReplyFromMsg(wire.ProtoHTTP, m)
+	answer := func(pipeline.Sender) pipeline.Sender {
+		return pipeline.SendFunc(func(context.Context, *pipeline.Call) (*pipeline.Reply, error) { return ok, nil })
+	}
+	a := agenttest.Start(tb, br, agent.Config{Service: "client", Outbound: []pipeline.OutboundMiddleware{answer}})
+	bind, err := a.BindHandler("echo")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g, err := bridge.NewGateway(bridge.GatewayConfig{
+		Conn:       meshtest.Conn(tb, br, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
+		Routes:     []bridge.Route{{PathPrefix: "/", Service: "echo"}},
+		Middleware: []pipeline.OutboundMiddleware{answer},
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { g.Shutdown(context.Background()) })
+	serve := func(h http.Handler, target string) roundTrip {
+		return func(tb testing.TB) {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, target, bytes.NewReader(benchBody)))
+			if w.Code != http.StatusOK || w.Body.Len() != benchSize {
+				tb.Fatalf("status %d, %d bytes", w.Code, w.Body.Len())
+			}
+		}
+	}
+	tr := a.Transport()
+	return []struct {
+		name string
+		rt   roundTrip
+	}{
+		{"proxy", serve(a.HTTPProxy(), "http://echo/echo")},
+		{"bind", serve(bind, "/echo")},
+		{"gateway", serve(g, "/echo")},
+		{"transport", func(tb testing.TB) {
+			req, _ := http.NewRequest(http.MethodPost, "http://echo/echo", bytes.NewReader(benchBody))
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			echoed(tb, resp)
+		}},
 	}
 }
 
-// BenchmarkAgentHTTPBind: HTTP client -> client agent's bind port for echo
-// -> NATS -> service agent -> HTTP upstream, all in this process.
-func BenchmarkAgentHTTPBind(b *testing.B) {
-	mb := meshtest.Broker(b)
-	upstream := httptest.NewServer(http.HandlerFunc(echo))
-	b.Cleanup(upstream.Close)
-	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: upstream.URL})
-	h, err := agenttest.Start(b, mb, agent.Config{Service: "client"}).BindHandler("echo")
-	if err != nil {
-		b.Fatal(err)
-	}
-	bind := httptest.NewServer(h)
-	b.Cleanup(bind.Close)
-	client := &http.Client{Transport: &http.Transport{}}
-	b.Cleanup(client.CloseIdleConnections)
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
-		httpCall(b, client, bind.URL+"/echo")
-	}
-}
+func BenchmarkAgentHTTPInProcess(b *testing.B) { benchRoundTrip(b, inProcessHTTP(b, noTelemetry)) }
+func BenchmarkAgentHTTPEmbedded(b *testing.B)  { benchRoundTrip(b, embeddedHTTP(b)) }
+func BenchmarkAgentGRPCInProcess(b *testing.B) { benchRoundTrip(b, inProcessGRPC(b)) }
+func BenchmarkAgentHTTPSidecar(b *testing.B)   { benchRoundTrip(b, sidecarHTTP(b, noTelemetry)) }
+func BenchmarkAgentHTTPBind(b *testing.B)      { benchRoundTrip(b, bindHTTP(b)) }
+func BenchmarkAgentHTTPGateway(b *testing.B)   { benchRoundTrip(b, gatewayHTTP(b)) }
+func BenchmarkAgentGRPCSidecar(b *testing.B)   { benchRoundTrip(b, sidecarGRPC(b)) }
 
 // BenchmarkAgentHTTPAdapter is the cost of each HTTP entry point itself:
 // the outbound pipeline's innermost middleware answers at once (200, 1 KiB),
@@ -174,57 +306,14 @@ func BenchmarkAgentHTTPBind(b *testing.B) {
 // little noise, is the entry point (reading the request, encoding the call,
 // the mesh's middleware, decoding the reply, writing the answer).
 func BenchmarkAgentHTTPAdapter(b *testing.B) {
-	br := meshtest.Broker(b)
-	m, err := httpwire.ResponseMsg(http.StatusOK, http.Header{"Content-Type": {"application/octet-stream"}}, benchBody, nil, wire.Limits{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ok := pipeline.ReplyFromMsg(wire.ProtoHTTP, m)
-	answer := func(pipeline.Sender) pipeline.Sender {
-		return pipeline.SendFunc(func(context.Context, *pipeline.Call) (*pipeline.Reply, error) { return ok, nil })
-	}
-	a := agenttest.Start(b, br, agent.Config{Service: "client", Outbound: []pipeline.OutboundMiddleware{answer}})
-	bind, err := a.BindHandler("echo")
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := bridge.NewGateway(bridge.GatewayConfig{
-		Conn:       meshtest.Conn(b, br, nats.CustomInboxPrefix(wire.InboxPrefix("bridge"))),
-		Routes:     []bridge.Route{{PathPrefix: "/", Service: "echo"}},
-		Middleware: []pipeline.OutboundMiddleware{answer},
-		Logger:     slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { g.Shutdown(context.Background()) })
-	serve := func(h http.Handler, target string) func(b *testing.B) {
-		return func(b *testing.B) {
+	for _, e := range adapters(b) {
+		b.Run(e.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, target, bytes.NewReader(benchBody)))
-				if w.Code != http.StatusOK || w.Body.Len() != benchSize {
-					b.Fatalf("status %d, %d bytes", w.Code, w.Body.Len())
-				}
+				e.rt(b)
 			}
-		}
+		})
 	}
-	b.Run("proxy", serve(a.HTTPProxy(), "http://echo/echo"))
-	b.Run("bind", serve(bind, "/echo"))
-	b.Run("gateway", serve(g, "/echo"))
-	b.Run("transport", func(b *testing.B) {
-		tr := a.Transport()
-		b.ReportAllocs()
-		for b.Loop() {
-			req, _ := http.NewRequest(http.MethodPost, "http://echo/echo", bytes.NewReader(benchBody))
-			resp, err := tr.RoundTrip(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			echoed(b, resp)
-		}
-	})
 }
 
 // reportCPU reports the CPU time (user and system) the whole process spent
@@ -248,49 +337,10 @@ func processCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func mustParse(b *testing.B, s string) *url.URL {
+func mustParse(tb testing.TB, s string) *url.URL {
 	u, err := url.Parse(s)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return u
-}
-
-// BenchmarkAgentGRPCSidecar: gRPC client -> client agent's gRPC proxy ->
-// NATS -> service agent -> h2c gRPC upstream, all in this process.
-func BenchmarkAgentGRPCSidecar(b *testing.B) {
-	mb := meshtest.Broker(b)
-	ul, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	upstream := grpc.NewServer()
-	testpb.RegisterTestServiceServer(upstream, echoGRPC{})
-	healthpb.RegisterHealthServer(upstream, health.NewServer())
-	go upstream.Serve(ul)
-	b.Cleanup(upstream.Stop)
-	agenttest.Start(b, mb, agent.Config{Service: "echo", Upstream: "h2c://" + ul.Addr().String()})
-	client := agenttest.Start(b, mb, agent.Config{Service: "client"})
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go client.ServeGRPCProxy(pl)
-	cc, err := grpc.NewClient("passthrough:///"+pl.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("echo"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cc.Close() })
-	c := testpb.NewTestServiceClient(cc)
-	req := &testpb.SimpleRequest{ResponseSize: benchSize, Payload: &testpb.Payload{Body: benchBody}}
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	b.SetBytes(2 * benchSize)
-	for b.Loop() {
-		resp, err := c.UnaryCall(context.Background(), req)
-		if err != nil || len(resp.GetPayload().GetBody()) != benchSize {
-			b.Fatalf("%v, %d bytes", err, len(resp.GetPayload().GetBody()))
-		}
-	}
 }

@@ -41,8 +41,9 @@
 // only the wire format (wire, and wire/grpcwire for the gRPC status a
 // reply carries and the grpc-timeout a raw NATS client may send) and the
 // NATS plumbing of its sender (internal/replymux, and internal/natsconn's
-// reading of the broker's permission violations), and its dispatch's
-// adaptive concurrency limit (internal/adaptivelimit).
+// reading of the broker's permission violations), and what its dispatch
+// admits a call by (internal/admission: the reply subject, the caller's
+// deadline, the concurrency limit, adaptive by internal/adaptivelimit).
 //
 // Outbound, a [Sender] sends a call and returns the service's reply; an
 // [OutboundMiddleware] wraps a Sender, in the shape of http.RoundTripper
@@ -66,7 +67,7 @@
 // (Mesh-Timeout, else grpc-timeout, else its default; the decoders apply
 // the same Mesh-Timeout again, which changes nothing behind the dispatch)
 // and the one reply, which goes only to the pair inbox of the caller and
-// the service, wire.PairInbox(caller, service) ([ReplyAllowed]). A
+// the service, wire.PairInbox(caller, service) (admission.ReplyAllowed). A
 // handler's reply belongs to the dispatch, which sets the subject of its
 // message ([Reply.Msg]) and publishes it: return a fresh one.
 //

@@ -21,7 +21,7 @@ func TestImportsOnlyTheWireFormat(t *testing.T) {
 		module + "internal/replymux":      true, // the sender's reply subscriptions
 		module + "internal/meshstream":    true, // the stream protocol
 		module + "internal/natsconn":      true, // the sender's reading of the broker's permission violations
-		module + "internal/logevery":      true, // the dispatch's bounded log of refused replies
+		module + "internal/admission":     true, // what the dispatch admits a call by
 		module + "internal/adaptivelimit": true, // the dispatch's default concurrency limit
 	}
 	files, err := filepath.Glob("*.go")

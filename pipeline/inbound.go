@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
+
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/internal/adaptivelimit"
-	"github.com/natsmesh/natsmesh/internal/logevery"
+	"github.com/natsmesh/natsmesh/internal/admission"
 	"github.com/natsmesh/natsmesh/internal/meshstream"
 	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
@@ -126,32 +126,25 @@ const overloadRetryAfter = time.Second
 // answers it. For each message it:
 //
 //  1. drops it if it has no reply subject (a publish: no one to answer),
-//     and refuses it, publishing nothing, if the reply subject is not in
-//     the pair inbox of the caller and the service ([ReplyAllowed]: no
-//     confused deputy); refusals are logged, at most once a second;
-//  2. admits it under the concurrency limit, or answers overloaded at once
-//     (with Retry-After) without running anything, so the caller may
-//     retry elsewhere, and answers overloaded after Close. The limit is
-//     InboundConfig.MaxConcurrent when set; by default it is adaptive
-//     (package internal/adaptivelimit): it follows the local service's
-//     latency, shrinking when calls take longer than the service's
-//     baseline (they queue there) and growing while they do not, so an
-//     overload is refused at the agent instead of queueing at the
-//     service, and DefaultMaxConcurrent bounds it; while it has seen no
-//     queue, a call over it waits a moment for a place on its worker
-//     (a healthy service's burst), and once it has, none waits. Only calls whose
-//     request is whole go under the adaptive limit (an upload, a gRPC
-//     stream or an upgrade goes at its client's pace), each until its
-//     answer's head, and those whose answer is whole too are the samples
-//     of the service's latency; a stream (whose life is its client's)
-//     keeps only its place under DefaultMaxConcurrent until it ends;
-//  3. parses the subject into a [Call] (a malformed one is bad-request);
-//  4. sets the deadline, here and nowhere else inbound: the message's
+//     and admits it or not (package internal/admission, whose doc has
+//     the rules): a reply subject outside the pair inbox of the caller
+//     and the service is refused, publishing nothing; a call past its
+//     caller's deadline is answered not started; a call over the
+//     concurrency limit is answered overloaded at once (with
+//     Retry-After), without running anything, so the caller may retry
+//     elsewhere, as every call after Close is. The limit is
+//     InboundConfig.MaxConcurrent when set, and by default adaptive,
+//     under DefaultMaxConcurrent: only calls whose request is whole go
+//     under it, each until its answer's head, and those whose answer is
+//     whole too are the samples of the service's latency; a stream keeps
+//     only its place under DefaultMaxConcurrent until it ends;
+//  2. parses the subject into a [Call] (a malformed one is bad-request);
+//  3. sets the deadline, here and nowhere else inbound: the message's
 //     Mesh-Timeout, else its grpc-timeout header (gRPC's wire form, as a
 //     raw NATS client may send it), else Timeout; and the caller from the
 //     subject ([CallerFrom]);
-//  5. passes the middleware, the first outermost, then the handler;
-//  6. sends exactly one reply: the handler's, or its error as a mesh error
+//  4. passes the middleware, the first outermost, then the handler;
+//  5. sends exactly one reply: the handler's, or its error as a mesh error
 //     reply; a reply the broker refuses (over max_payload) is replaced by a
 //     mesh error saying why. A call made with the stream protocol
 //     (docs/wire.md, "Streams") may stream its body in and its answer
@@ -161,19 +154,15 @@ type Inbound struct {
 	nc      *nats.Conn
 	service string
 	handler Handler
-	sem     chan struct{} // nil: no limit
 	timeout time.Duration
 	log     *slog.Logger
-	refused refusedReplies
 	stream  meshstream.Config
-	skew    time.Duration // negative: start-by times ignored
-	lateLog logevery.Limiter
 
-	// adaptive is the adaptive limit, under sem; nil when
-	// MaxConcurrent set a fixed bound or none. shed counts the calls
-	// refused at the limit.
-	adaptive *adaptivelimit.Limiter
-	shed     atomic.Uint64
+	// What admits a call (package internal/admission): its reply
+	// subject, its caller's deadline, the concurrency limit.
+	refused admission.Refusals
+	startBy admission.StartBy
+	gate    *admission.Gate
 
 	// muxMu guards mux, the inbox of the streams' frames from their
 	// callers, made at the first stream.
@@ -213,16 +202,17 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	var adaptive *adaptivelimit.Limiter
+	var adaptive *adaptivelimit.Config
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = DefaultMaxConcurrent
-		var err error
 		if cfg.adaptive.Max == 0 {
 			cfg.adaptive.Max = DefaultMaxConcurrent
 		}
-		if adaptive, err = adaptivelimit.New(cfg.adaptive); err != nil {
-			return nil, err
-		}
+		adaptive = &cfg.adaptive
+	}
+	gate, err := admission.NewGate(cfg.MaxConcurrent, adaptive)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -235,13 +225,10 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 		h = cfg.Middleware[i](h)
 	}
 	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
-		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
-		skew:   cfg.ClockSkew, lateLog: logevery.Limiter{Interval: time.Second},
-		refused: refusedReplies{log: cfg.Logger, Limiter: logevery.Limiter{Interval: time.Second}},
-		idle:    make(chan dispatched), stop: make(chan struct{}), adaptive: adaptive}
-	if cfg.MaxConcurrent > 0 {
-		in.sem = make(chan struct{}, cfg.MaxConcurrent)
-	}
+		stream:  meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
+		startBy: admission.StartBy{Skew: cfg.ClockSkew, Log: cfg.Logger},
+		refused: admission.Refusals{Log: cfg.Logger},
+		gate:    gate, idle: make(chan dispatched), stop: make(chan struct{})}
 	in.listen = in.listenStream
 	return in, nil
 }
@@ -257,31 +244,32 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 	if m.Reply == "" {
 		return
 	}
-	if !ReplyAllowed(m.Subject, m.Reply) {
+	if !admission.ReplyAllowed(m.Subject, m.Reply) {
 		// Not even an error reply: any answer would go to the subject
 		// the sender chose.
-		in.refused.refused(m.Subject, m.Reply)
+		in.refused.Refused(m.Subject, m.Reply)
 		return
 	}
-	if late := in.late(m.Header); late > 0 {
+	if late := in.startBy.Late(m.Header); late > 0 {
 		// The caller gave up before the call could start (it sat in a
 		// socket, or in this process while it was frozen): it is not
 		// run. The answer is for a raw client that still listens.
-		in.respond(m, nil, in.notStarted(m.Subject, late))
+		in.respond(m, nil, in.startBy.NotStarted(m.Subject, late))
 		return
 	}
-	d, ok := in.admit(m)
+	wait, ok := in.gate.Admit(wholeRequest(m))
 	if !ok {
 		in.refuse(m)
 		return
 	}
+	d := dispatched{m: m, wait: wait}
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
 		if !d.wait {
-			in.headDone(m, time.Time{}, false)
+			in.gate.HeadDone(wholeRequest(m), time.Time{}, false)
 		}
-		in.release()
+		in.gate.Release()
 		in.respond(m, nil, &wire.Error{Kind: wire.KindOverloaded, Message: in.service + " instance shutting down"})
 		return
 	}
@@ -303,7 +291,7 @@ type dispatched struct {
 
 // refuse answers m overloaded, at the concurrency limit.
 func (in *Inbound) refuse(m *nats.Msg) {
-	in.shed.Add(1)
+	in.gate.Refuse()
 	in.respond(m, nil, &wire.Error{
 		Kind:       wire.KindOverloaded,
 		Message:    in.service + " instance at its concurrency limit",
@@ -338,9 +326,9 @@ func (in *Inbound) work(d dispatched) {
 // overloaded when it gets none).
 func (in *Inbound) run(d dispatched) {
 	defer in.inflight.Done()
-	defer in.release()
+	defer in.gate.Release()
 	m := d.m
-	if d.wait && !in.adaptive.Wait() {
+	if d.wait && !in.gate.Wait() {
 		in.refuse(m)
 		return
 	}
@@ -355,76 +343,26 @@ func (in *Inbound) run(d dispatched) {
 		return
 	}
 	reply, err := in.serve(m)
-	in.headDone(m, start, err == nil)
+	in.gate.HeadDone(wholeRequest(m), start, err == nil)
 	in.respond(m, reply, err)
 }
 
-// admit takes a place for m's call under the fixed bound and, when it
-// is one, under the adaptive limit, or reports that there is none. A
-// call the adaptive limit holds back while it sees no queue at the
-// service may wait for its place (d.wait): a healthy service's burst
-// waits a moment, where an overload is turned away.
-func (in *Inbound) admit(m *nats.Msg) (d dispatched, ok bool) {
-	d.m = m
-	if in.sem != nil {
-		select {
-		case in.sem <- struct{}{}:
-		default:
-			return d, false
-		}
-	}
-	if in.adaptiveCall(m) && !in.adaptive.TryAcquire() {
-		if !in.adaptive.MayWait() {
-			in.release()
-			return d, false
-		}
-		d.wait = true
-	}
-	return d, true
-}
-
-// adaptiveCall reports whether m's call goes under the adaptive limit:
-// when there is one, and the call's request is whole. A request that
-// streams (an upload, a gRPC stream, an upgrade's tunnel) is its
-// client's pace, not its service's, and its answer may only begin once
-// it has ended.
-func (in *Inbound) adaptiveCall(m *nats.Msg) bool {
-	return in.adaptive != nil && len(m.Header[wire.HeaderStreamBody]) == 0 &&
+// wholeRequest reports whether m's request is whole, which puts its call
+// under the adaptive limit (admission.Gate). A request that streams (an
+// upload, a gRPC stream, an upgrade's tunnel) is its client's pace, not
+// its service's, and its answer may only begin once it has ended.
+func wholeRequest(m *nats.Msg) bool {
+	return len(m.Header[wire.HeaderStreamBody]) == 0 &&
 		len(m.Header[grpcwire.HeaderGRPCStream]) == 0 && len(m.Header[wire.HeaderUpgrade]) == 0
-}
-
-// headDone gives back a call's place under the adaptive limit, at its
-// answer's head; with sample, the time since start is a sample of the
-// local service's latency.
-func (in *Inbound) headDone(m *nats.Msg, start time.Time, sample bool) {
-	if in.adaptiveCall(m) {
-		in.adaptive.Release(start, sample)
-	}
-}
-
-// release gives back a call's place under the fixed bound, once it has
-// ended.
-func (in *Inbound) release() {
-	if in.sem != nil {
-		<-in.sem
-	}
 }
 
 // Limit is the concurrency limit now: the adaptive limit's current
 // value, or InboundConfig.MaxConcurrent when it set a fixed bound; 0 when
 // there is no limit.
-func (in *Inbound) Limit() int {
-	switch {
-	case in.adaptive != nil:
-		return in.adaptive.Limit()
-	case in.sem != nil:
-		return cap(in.sem)
-	}
-	return 0
-}
+func (in *Inbound) Limit() int { return in.gate.Limit() }
 
 // Refused counts the calls answered overloaded at the concurrency limit.
-func (in *Inbound) Refused() uint64 { return in.shed.Load() }
+func (in *Inbound) Refused() uint64 { return in.gate.Refused() }
 
 // serve runs one admitted message through the middleware and handler.
 func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
@@ -439,7 +377,7 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 	if timeout == 0 {
 		timeout = in.timeout
 	}
-	if timeout, err = in.localTimeout(m.Header, timeout); err != nil {
+	if timeout, err = in.startBy.Bound(m.Header, timeout); err != nil {
 		return nil, err
 	}
 	c := &Call{
@@ -489,13 +427,13 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 	subj, err := wire.ParseSubject(m.Subject)
 	if err != nil {
-		in.headDone(m, start, false)
+		in.gate.HeadDone(wholeRequest(m), start, false)
 		in.respond(m, nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()})
 		return
 	}
 	srv, err := meshstream.Serve(in.nc, m, subj.Service, subj.Caller, in.listen, in.stream)
 	if err != nil {
-		in.headDone(m, start, false)
+		in.gate.HeadDone(wholeRequest(m), start, false)
 		in.respond(m, nil, err)
 		return
 	}
@@ -504,8 +442,8 @@ func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 		// confirmed it to this instance, and not past its deadline: the
 		// wait may have been long (docs/wire.md, "Liveness").
 		err := srv.AwaitStart()
-		if late := in.late(m.Header); err == nil && late > 0 {
-			err = in.notStarted(m.Subject, late)
+		if late := in.startBy.Late(m.Header); err == nil && late > 0 {
+			err = in.startBy.NotStarted(m.Subject, late)
 		}
 		if err != nil {
 			srv.Fail(wire.FromError(err))
@@ -513,17 +451,23 @@ func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 		}
 	}
 	// A call whose answer is slow to come is opened, so its caller can
-	// cancel it and the keep-alives bound it.
-	open := time.AfterFunc(wire.StreamOpenAfter, func() {
-		if err := srv.Open(); err != nil {
-			// Unopened, the call could not be cancelled: it ends now.
-			in.log.Debug("opening a stream", "subject", m.Subject, "err", err)
-			srv.Fail(wire.FromError(err))
-		}
-	})
+	// cancel it and the keep-alives bound it. A confirmed call is open
+	// already.
+	var open *time.Timer
+	if !srv.Confirmed() {
+		open = time.AfterFunc(wire.StreamOpenAfter, func() {
+			if err := srv.Open(); err != nil {
+				// Unopened, the call could not be cancelled: it ends now.
+				in.log.Debug("opening a stream", "subject", m.Subject, "err", err)
+				srv.Fail(wire.FromError(err))
+			}
+		})
+	}
 	reply, end, err := in.serveStream(m, subj, srv)
-	in.headDone(m, start, err == nil && reply != nil && !reply.Streamed())
-	open.Stop()
+	in.gate.HeadDone(wholeRequest(m), start, err == nil && reply != nil && !reply.Streamed())
+	if open != nil {
+		open.Stop()
+	}
 	defer end()
 	if err != nil {
 		srv.Fail(wire.FromError(err))
@@ -560,7 +504,7 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 	if timeout == 0 {
 		timeout = in.timeout
 	}
-	if timeout, err = in.localTimeout(m.Header, timeout); err != nil {
+	if timeout, err = in.startBy.Bound(m.Header, timeout); err != nil {
 		return nil, end, err
 	}
 	c := &Call{
@@ -574,9 +518,11 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		c.Path = m.Header.Get(wire.HeaderPath)
 	}
 	ctx, cancel := context.WithCancelCause(withCallerOf(context.Background(), c))
-	srv.OnEnd(func(err error) { cancel(err) })
+	srv.OnEnd(cancel)
 	end = func() { cancel(nil) }
-	var head headTimer
+	// The head's timer, made only for a deadline on the head: every
+	// other call would allocate it for nothing.
+	var head *headTimer
 	deadline := m.Header.Get(wire.HeaderStreamDeadline)
 	if deadline == "none" && (c.Proto != wire.ProtoGRPC || len(m.Header[grpcwire.HeaderGRPCStream]) == 0) {
 		deadline = "head" // only a gRPC stream's head may wait unbounded
@@ -588,8 +534,10 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		// From the end of a streamed request body: an upload is answered
 		// once it has been read, and until then the credit its reader
 		// grants and the keep-alives bound it.
+		h := &headTimer{}
+		head = h
 		start := func() {
-			head.start(timeout, func() {
+			h.start(timeout, func() {
 				cancel(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("no answer within %v", timeout)})
 			})
 		}
@@ -611,7 +559,7 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		}
 	}()
 	reply, err = in.handler.ServeCall(ctx, c)
-	if head.stop() && err != nil {
+	if head != nil && head.stop() && err != nil {
 		// The head's deadline passed: the handler's error is its.
 		if e := context.Cause(ctx); e != nil {
 			err = e
@@ -677,45 +625,6 @@ func checkStreamIdle(d time.Duration) error {
 			d, wire.MinStreamIdle, wire.MaxStreamIdle, wire.DefaultStreamIdle)
 	}
 	return nil
-}
-
-// notStarted logs (at most once a second) and returns the error of a
-// call not started because its caller's deadline passed late ago.
-func (in *Inbound) notStarted(subject string, late time.Duration) *wire.Error {
-	if suppressed, ok := in.lateLog.Allow(); ok {
-		in.log.Warn("call not started: its caller's deadline passed before it could start", "subject", subject,
-			"late", late.Round(time.Millisecond), "more since the last", suppressed)
-	}
-	return &wire.Error{Kind: wire.KindTimeout,
-		Message: fmt.Sprintf("not started: the caller's deadline passed %v before the call reached its service", late.Round(time.Millisecond))}
-}
-
-// late is how long ago the caller's deadline (wire.HeaderStartBy, with the
-// clock skew tolerated) passed; 0 when it has not, or the message has
-// none, or the dispatch ignores it.
-func (in *Inbound) late(h nats.Header) time.Duration {
-	if in.skew < 0 || len(h[wire.HeaderStartBy]) == 0 {
-		return 0
-	}
-	sb, ok, err := wire.StartBy(h)
-	if err != nil || !ok {
-		return 0 // a malformed one is refused when the call is parsed
-	}
-	return max(0, time.Since(sb.Add(in.skew)))
-}
-
-// localTimeout bounds timeout, a call's deadline counted from now, by its
-// caller's absolute deadline (wire.HeaderStartBy) with the clock skew
-// tolerated: time the message spent queued counts.
-func (in *Inbound) localTimeout(h nats.Header, timeout time.Duration) (time.Duration, error) {
-	if in.skew < 0 || len(h[wire.HeaderStartBy]) == 0 {
-		return timeout, nil
-	}
-	sb, _, err := wire.StartBy(h)
-	if err != nil {
-		return 0, err
-	}
-	return max(min(timeout, time.Until(sb.Add(in.skew))), time.Millisecond), nil
 }
 
 // callTimeout is the deadline a message propagates: Mesh-Timeout, or

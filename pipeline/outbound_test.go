@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/admission"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
 	"github.com/natsmesh/natsmesh/internal/replymux"
@@ -61,7 +62,7 @@ func TestOutboundReplySubjects(t *testing.T) {
 	if want := wire.PairInbox("web", "orders") + "."; !strings.HasPrefix(to, want) {
 		t.Errorf("a call to orders had reply subject %q, want under %q", to, want)
 	}
-	if !ReplyAllowed(c.MeshSubject(), to) {
+	if !admission.ReplyAllowed(c.MeshSubject(), to) {
 		t.Errorf("ReplyAllowed refuses the outbound pipeline's own reply subject %q", to)
 	}
 

@@ -223,8 +223,11 @@ func ServiceSubjects(service, subset string) (subjects, queues []string) {
 // nats.CustomInboxPrefix). Only caller's NATS user may subscribe to it, so no
 // other service can read its replies.
 func InboxPrefix(caller string) string {
-	return "_INBOX_mesh." + caller
+	return inboxRoot + caller
 }
+
+// inboxRoot is what every mesh inbox prefix begins with.
+const inboxRoot = "_INBOX_mesh."
 
 // Reserved peers of a pair inbox (see PairInbox). Service and caller names
 // are lower case, so these never name one.
@@ -252,6 +255,26 @@ const (
 // broker's generated permissions give peer the right to publish there and
 // nobody else (docs/security.md, "The reply model").
 func PairInbox(owner, peer string) string { return InboxPrefix(owner) + "." + peer }
+
+// CutPairInbox reports whether subject is under PairInbox(owner, peer)
+// (the pair inbox, then a dot) and returns what follows it, without
+// building the pair inbox's string: the stream protocol checks the
+// callee's inbox of every call it opens.
+func CutPairInbox(subject, owner, peer string) (rest string, ok bool) {
+	rest, ok = strings.CutPrefix(subject, inboxRoot)
+	if ok {
+		rest, ok = strings.CutPrefix(rest, owner)
+	}
+	if ok && len(rest) > 0 && rest[0] == '.' {
+		rest, ok = strings.CutPrefix(rest[1:], peer)
+	} else {
+		ok = false
+	}
+	if ok && len(rest) > 0 && rest[0] == '.' {
+		return rest[1:], true
+	}
+	return "", false
+}
 
 const hexDigits = "0123456789ABCDEF"
 

@@ -204,3 +204,28 @@ func TestNormalSubset(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 }
+
+func TestCutPairInbox(t *testing.T) {
+	for _, tc := range []struct {
+		subject, rest string
+		ok            bool
+	}{
+		{"_INBOX_mesh.orders.web.abc.1", "abc.1", true},
+		{"_INBOX_mesh.orders.web.", "", true},
+		{"_INBOX_mesh.orders.web", "", false},
+		{"_INBOX_mesh.orders.webx.abc", "", false},
+		{"_INBOX_mesh.ordersx.web.abc", "", false},
+		{"_INBOX_mesh.orders.ab.web.abc", "", false},
+		{"_INBOX_mesh.orders", "", false},
+		{"_INBOX_mesh.web.orders.abc", "", false},
+		{"_INBOX.orders.web.abc", "", false},
+	} {
+		rest, ok := CutPairInbox(tc.subject, "orders", "web")
+		if rest != tc.rest || ok != tc.ok {
+			t.Errorf("CutPairInbox(%q) = %q, %v; want %q, %v", tc.subject, rest, ok, tc.rest, tc.ok)
+		}
+		if want := strings.HasPrefix(tc.subject, PairInbox("orders", "web")+"."); ok != want {
+			t.Errorf("CutPairInbox(%q) says %v, PairInbox's prefix %v", tc.subject, ok, want)
+		}
+	}
+}

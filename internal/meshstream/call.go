@@ -64,6 +64,9 @@ type Answer struct {
 // cancel), and a broken protocol is a *wire.Error.
 func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg Config) (*Answer, error) {
 	cfg = cfg.withDefaults(nc)
+	if cfg.Take == nil {
+		cfg.Take = NewTake(0)
+	}
 	h := r.Msg.Header
 	h[wire.HeaderStream] = headerValue(cfg.Window, &windowValue)
 	h[wire.HeaderIdle] = idleValue(cfg.Idle)
@@ -85,7 +88,7 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	c.onMsg(first, nil)
 	// The callee's inbox is known before any later frame is taken, so a
 	// failure they show can be told to the callee.
-	want := wire.PairInbox(r.Service, r.Caller) + "."
+	want := pairInbox{r.Service, r.Caller}
 	if kind := wire.FrameOf(first.Header); kind == wire.FrameAccept || kind == wire.FrameHead {
 		if err := c.openOut(first.Header, want, kind == wire.FrameAccept); err != nil {
 			return nil, err
@@ -99,7 +102,9 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 	}
 	rest.Listen(c.onMsg)
 
-	pump := &pump{c: c}
+	// The pump is made only for a call with a body to send or an answer
+	// that streams: a whole call needs none.
+	var pump *pump
 	wait := ctx
 	for {
 		if r.Unbounded && wait == ctx && c.opened() {
@@ -129,20 +134,27 @@ func Call(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request, cfg 
 		switch kind {
 		case wire.FrameAccept:
 			if r.Body != nil {
+				pump = newPump(c, pump)
 				pump.start(r.Body)
 			}
 		case wire.FrameHead:
-			if r.Body != nil && !pump.started() {
+			if r.Body != nil && (pump == nil || !pump.started()) {
 				e := wire.Errorf(wire.KindBadRequest, "stream: a head before the accept of a streamed request")
 				c.fail(e, true)
 				return nil, e
 			}
 			b := newBody(c, m.Data)
+			pump = newPump(c, pump)
 			b.onEOF = pump.replyEnded
 			return &Answer{Head: trailerOf(m.Header), Body: b}, nil
 		case wire.FrameReply:
 			c.finish()
-			return &Answer{Msg: &nats.Msg{Subject: m.Subject, Header: trailerOf(m.Header), Data: m.Data}}, nil
+			// The frame is this side's alone (nats.go decodes each
+			// message's header into a map of its own): its frame
+			// fields are removed in place.
+			delete(m.Header, wire.HeaderFrame)
+			delete(m.Header, wire.HeaderSeq)
+			return &Answer{Msg: m}, nil
 		default:
 			e := wire.Errorf(wire.KindBadRequest, "stream: a %s frame before the answer's head", kind)
 			c.fail(e, true)
@@ -199,7 +211,7 @@ func idleValue(d time.Duration) []string {
 // openOut reads the callee's inbox (and, from an accept, its credit) from
 // a frame, once: the inbox must be in the pair inbox of the service and
 // the caller, so a callee cannot make the caller publish anywhere else.
-func (c *conn) openOut(h nats.Header, want string, accept bool) error {
+func (c *conn) openOut(h nats.Header, want pairInbox, accept bool) error {
 	c.sendMu.Lock()
 	known := c.out != ""
 	c.sendMu.Unlock()
@@ -212,8 +224,8 @@ func (c *conn) openOut(h nats.Header, want string, accept bool) error {
 		return nil
 	}
 	inbox := h.Get(wire.HeaderStreamInbox)
-	if !validInbox(inbox, want) {
-		e := wire.Errorf(wire.KindBadRequest, "stream: the callee's inbox %.80q is not under %s", inbox, want)
+	if !want.holds(inbox) {
+		e := wire.Errorf(wire.KindBadRequest, "stream: the callee's inbox %.80q is not under %s.", inbox, wire.PairInbox(want.service, want.caller))
 		c.fail(e, false)
 		return e
 	}
@@ -235,15 +247,21 @@ func (c *conn) openOut(h nats.Header, want string, accept bool) error {
 		c.mu.Unlock()
 	}
 	c.setOut(inbox)
-	go c.keep()
+	c.keep()
 	return nil
 }
 
-// validInbox reports whether inbox is a stream inbox under want (the pair
-// inbox of the service and the caller, with its dot): one more token
-// after want's id, no wildcard, no space.
-func validInbox(inbox, want string) bool {
-	return strings.HasPrefix(inbox, want) && !strings.ContainsAny(inbox[len(want):], "*> \t\r\n") && strings.Count(inbox[len(want):], ".") == 1
+// pairInbox is the pair inbox of a service and its caller, where the
+// callee's stream inbox must be, named without building its string (a
+// call checks it once or twice, and has it built only to say it is not).
+type pairInbox struct{ service, caller string }
+
+// holds reports whether inbox is a stream inbox under the pair inbox
+// (wire.PairInbox(service, caller), then a dot): one more token after its
+// id, no wildcard, no space.
+func (p pairInbox) holds(inbox string) bool {
+	rest, ok := wire.CutPairInbox(inbox, p.service, p.caller)
+	return ok && !strings.ContainsAny(rest, "*> \t\r\n") && strings.Count(rest, ".") == 1
 }
 
 // pump sends a request body and ends the caller's stream once both the
@@ -255,6 +273,14 @@ type pump struct {
 	running   bool
 	bodyDone  bool
 	replyDone bool
+}
+
+// newPump is p, or a new pump for c when p is nil.
+func newPump(c *conn, p *pump) *pump {
+	if p == nil {
+		p = &pump{c: c}
+	}
+	return p
 }
 
 func (p *pump) started() bool {

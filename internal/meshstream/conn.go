@@ -38,7 +38,7 @@ type Config struct {
 	Idle time.Duration
 	// Take is a caller's bound on the wait for a call's first sign of
 	// life, shared by its calls ([NewTake]). Default: one of
-	// wire.DefaultTakeWithin for this call alone.
+	// wire.DefaultTakeWithin for this call alone. A callee has none.
 	Take *Take
 }
 
@@ -54,9 +54,6 @@ func (c Config) withDefaults(nc *nats.Conn) Config {
 	}
 	if c.Chunk <= 0 {
 		c.Chunk = wire.DefaultStreamChunk
-	}
-	if c.Take == nil {
-		c.Take = NewTake(0)
 	}
 	if mp := nc.MaxPayload(); mp > 0 && int64(c.Chunk) > mp-headerRoom {
 		c.Chunk = int(max(mp-headerRoom, 1024))
@@ -78,11 +75,9 @@ var (
 // keep-alive. Its state is guarded by mu; frames arrive on the Mux's
 // dispatch goroutine (onMsg), which never blocks.
 type conn struct {
-	nc   *nats.Conn
-	cfg  Config
-	ctx  context.Context // ends with the stream
-	stop context.CancelFunc
-	in   *replymux.Inbox
+	nc  *nats.Conn
+	cfg Config
+	in  *replymux.Inbox
 	// caller is the caller's side: it takes the callee's accept, head and
 	// reply frames; the callee takes only body frames.
 	caller bool
@@ -118,18 +113,62 @@ type conn struct {
 	// the caller's start frame arrives (nil: no start is expected).
 	start   chan struct{}
 	started bool
-	onEnd   func(error) // called once the stream is over, with its failure
+	// startBy is when a call to confirm fails unless started (set before
+	// the keep-alive starts, which enforces it).
+	startBy     time.Time
+	startWithin time.Duration
+	onEnd       func(error) // called once the stream is over, with its failure
+	// ctx ends when this side stops sending (its body is read under
+	// it): made when a body is first sent, since a whole call sends none
+	// (a context with its cancel is three allocations a call).
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stopped bool
+	// keeper is the keep-alive's timer (keep): a timer, not a goroutine
+	// with a ticker, so a call that ends within its first tick costs one
+	// timer started and stopped.
+	keeper *time.Timer
 }
 
 func newConn(nc *nats.Conn, cfg Config) *conn {
-	ctx, stop := context.WithCancel(context.Background())
-	c := &conn{nc: nc, cfg: cfg, ctx: ctx, stop: stop,
-		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1), done: make(chan struct{})}
+	c := new(conn)
+	c.init(nc, cfg)
+	return c
+}
+
+// init readies c, a zero conn, as newConn's.
+func (c *conn) init(nc *nats.Conn, cfg Config) {
+	c.nc, c.cfg = nc, cfg
+	c.readable, c.writable, c.done = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 	c.allowed = c.cfg.Window
 	now := time.Now().UnixNano()
 	c.sentAt.Store(now)
 	c.heardAt.Store(now)
-	return c
+}
+
+// sending is the context this side's body is read under: it ends when
+// the stream is over or the peer has told this side to stop sending.
+func (c *conn) sending() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+		if c.stopped {
+			c.cancel()
+		}
+	}
+	return c.ctx
+}
+
+// stop ends sending's context, made or not.
+func (c *conn) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	cancel := c.cancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // signal wakes whoever waits on ch.
@@ -465,6 +504,9 @@ func (c *conn) release() {
 	c.mu.Lock()
 	fn, err := c.onEnd, c.err
 	c.onEnd = nil
+	if c.keeper != nil {
+		c.keeper.Stop()
+	}
 	c.mu.Unlock()
 	if fn != nil {
 		fn(err)
@@ -482,44 +524,75 @@ func (c *conn) failed() error {
 	return c.err
 }
 
-// keep sends a ping when this side has sent nothing for a third of the
-// idle timeout, and fails the stream when it has heard nothing for the
-// idle timeout, or its total deadline has passed. It returns when the
-// stream is over.
+// keep starts the keep-alive: at every tick (a sixth of the idle
+// timeout) it grants back the credit read, sends a ping when this side
+// has sent nothing for a third of the idle timeout, and fails the stream
+// when it has heard nothing for the idle timeout, or its total deadline
+// has passed. It runs on a timer's goroutine, only while the stream
+// lives (release stops it).
 func (c *conn) keep() {
-	every := c.cfg.Idle / 3
-	t := time.NewTicker(every / 2)
-	defer t.Stop()
-	var total <-chan time.Time
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.over || c.keeper != nil {
+		return
+	}
+	c.keeper = time.AfterFunc(c.nextTick(time.Now()), c.tick)
+}
+
+// nextTick is the wait from now to the keep-alive's next tick: a sixth
+// of the idle timeout, or the total deadline or the start's when that
+// comes first. Under c.mu.
+func (c *conn) nextTick(now time.Time) time.Duration {
+	d := c.cfg.Idle / 6
 	if !c.total.IsZero() {
-		tt := time.NewTimer(time.Until(c.total))
-		defer tt.Stop()
-		total = tt.C
+		d = min(d, c.total.Sub(now))
 	}
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-total:
-			// The callee has the same deadline: it is not told.
-			c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, false)
-			return
-		case now := <-t.C:
-			// A slow reader's credit goes back at each tick, however
-			// little it has read: only one that reads nothing for the
-			// idle timeout stalls its peer into failing.
-			c.grantRead()
-			if now.UnixNano()-c.heardAt.Load() > int64(c.cfg.Idle) {
-				// Its agent, or the broker between, is gone: the
-				// connection is lost (the call may have run).
-				c.fail(&wire.Error{Kind: wire.KindConnectionLost, Message: fmt.Sprintf("the stream's peer was silent for %v (idle timeout): its agent or the broker is gone", c.cfg.Idle)}, true)
-				return
-			}
-			if now.UnixNano()-c.sentAt.Load() >= int64(every) {
-				c.send(wire.FramePing, nil, nil)
-			}
-		}
+	if !c.startBy.IsZero() && !c.started {
+		d = min(d, c.startBy.Sub(now))
 	}
+	return max(d, 0)
+}
+
+// isStarted reports whether a call to confirm has had its start frame.
+func (c *conn) isStarted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
+}
+
+// tick is one tick of the keep-alive (keep).
+func (c *conn) tick() {
+	now := time.Now()
+	if !c.total.IsZero() && !now.Before(c.total) {
+		// The callee has the same deadline: it is not told.
+		c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, false)
+		return
+	}
+	if !c.startBy.IsZero() && !now.Before(c.startBy) && !c.isStarted() {
+		// The caller is told: it may still wait for the call.
+		c.fail(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("not started: its caller did not confirm it to this instance within %v", c.startWithin)}, true)
+		return
+	}
+	// A slow reader's credit goes back at each tick, however little it
+	// has read: only one that reads nothing for the idle timeout stalls
+	// its peer into failing.
+	c.grantRead()
+	if now.UnixNano()-c.heardAt.Load() > int64(c.cfg.Idle) {
+		// Its agent, or the broker between, is gone: the connection is
+		// lost (the call may have run).
+		c.fail(&wire.Error{Kind: wire.KindConnectionLost, Message: fmt.Sprintf("the stream's peer was silent for %v (idle timeout): its agent or the broker is gone", c.cfg.Idle)}, true)
+		return
+	}
+	if now.UnixNano()-c.sentAt.Load() >= int64(c.cfg.Idle/3) {
+		c.send(wire.FramePing, nil, nil)
+	}
+	c.mu.Lock()
+	if !c.over {
+		// Under mu, so release, which stops the timer once over is set,
+		// never has it armed again after.
+		c.keeper.Reset(c.nextTick(now))
+	}
+	c.mu.Unlock()
 }
 
 // sendBody sends src to the peer in data frames within the credit it
@@ -532,8 +605,9 @@ func (c *conn) sendBody(src Source, first []byte) error {
 			return err
 		}
 	}
+	ctx := c.sending()
 	for {
-		b, err := src.Next(c.ctx)
+		b, err := src.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			h := src.Trailer()
 			trailer := make(nats.Header, len(h)+2)
@@ -546,7 +620,7 @@ func (c *conn) sendBody(src Source, first []byte) error {
 			return nil
 		}
 		if err != nil {
-			if c.ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return c.overErr()
 			}
 			e := wire.FromError(err)

@@ -3,9 +3,7 @@ package meshstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"time"
 
@@ -32,8 +30,10 @@ type Server struct {
 	reply  string
 	body   *Body
 	// c is the stream, made when the call turns out to be one (its body
-	// streams, or its answer does): a whole call costs none.
+	// streams, or its answer does, or it is to confirm): a whole call
+	// costs none. It is own, made in the Server's own allocation.
 	c     *conn
+	own   conn
 	onEnd func(error)
 
 	// confirm: the call starts only once its caller confirms it
@@ -107,12 +107,16 @@ func (s *Server) stream() *conn {
 
 // newConn makes the call's stream, under s.mu.
 func (s *Server) newConn() {
-	s.c = newConn(s.nc, s.cfg)
+	s.c = &s.own
+	s.c.init(s.nc, s.cfg)
 	s.c.credit = s.window
 	s.c.setOut(s.reply)
 	s.c.onEnd = s.onEnd
 	if s.confirm {
+		// Set before the keep-alive starts, which enforces it.
 		s.c.start = make(chan struct{})
+		s.c.startWithin = 2 * s.take
+		s.c.startBy = time.Now().Add(s.c.startWithin)
 	}
 }
 
@@ -131,12 +135,12 @@ func (s *Server) AwaitStart() error {
 	if !s.confirm {
 		return nil
 	}
+	// The wait is the keep-alive's timer's (conn.tick, from startBy):
+	// no timer of its own for every call.
+	c := s.stream()
 	if err := s.Open(); err != nil {
 		return err
 	}
-	c := s.c
-	t := time.NewTimer(2 * s.take)
-	defer t.Stop()
 	select {
 	case <-c.start:
 		return nil
@@ -145,8 +149,6 @@ func (s *Server) AwaitStart() error {
 			return err
 		}
 		return errClosed
-	case <-t.C:
-		return &wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("not started: its caller did not confirm it to this instance within %v", 2*s.take)}
 	}
 }
 
@@ -165,11 +167,11 @@ func (s *Server) Open() error {
 	if err := s.openLocked(); err != nil {
 		return err
 	}
-	if !s.c.send(wire.FrameAccept, nats.Header{
-		wire.HeaderStreamInbox: {s.c.in.Subject()},
-		wire.HeaderCredit:      {strconv.FormatInt(s.c.cfg.Window, 10)},
-		wire.HeaderIdle:        {s.c.cfg.Idle.String()},
-	}, nil) {
+	h := make(nats.Header, 5)
+	h[wire.HeaderStreamInbox] = []string{s.c.in.Subject()}
+	h[wire.HeaderCredit] = headerValue(s.c.cfg.Window, &windowValue)
+	h[wire.HeaderIdle] = idleValue(s.c.cfg.Idle)
+	if !s.c.send(wire.FrameAccept, h, nil) {
 		return s.c.overErr()
 	}
 	s.accepted = true
@@ -210,7 +212,7 @@ func (s *Server) openLocked() error {
 	}
 	s.c.in = in
 	s.opened = true
-	go s.c.keep()
+	s.c.keep()
 	return nil
 }
 
@@ -318,7 +320,7 @@ func (s *Server) answerStream(head nats.Header, body Source) error {
 		h[k] = v
 	}
 	h[wire.HeaderStreamInbox] = []string{s.c.in.Subject()}
-	h[wire.HeaderIdle] = []string{s.c.cfg.Idle.String()}
+	h[wire.HeaderIdle] = idleValue(s.c.cfg.Idle)
 	if !s.c.send(wire.FrameHead, h, nil) {
 		return s.c.overErr()
 	}

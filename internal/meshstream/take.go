@@ -180,7 +180,7 @@ func (t *Take) late(nc *nats.Conn, start time.Time, within time.Duration, r Requ
 		inbox := m.Header.Get(wire.HeaderStreamInbox)
 		// The pair inbox is named here, not when the hook is made: every
 		// call makes one, few ever run it.
-		if inbox == "" || !validInbox(inbox, wire.PairInbox(r.Service, r.Caller)+".") {
+		if inbox == "" || !(pairInbox{r.Service, r.Caller}).holds(inbox) {
 			return
 		}
 		h := wire.ErrorMsg(errGaveUp).Header

@@ -1,4 +1,4 @@
-package pipeline
+package admission
 
 import (
 	"log/slog"
@@ -84,17 +84,19 @@ func literalSubject(s string) bool {
 	return true
 }
 
-// refusedReplies logs refused reply subjects at most once per interval,
-// with the number refused since the last line, so a flood of forged
-// requests cannot flood the log.
-type refusedReplies struct {
-	log *slog.Logger
-	logevery.Limiter
+// Refusals logs refused reply subjects at most once a second, with the
+// number refused since the last line, so a flood of forged requests
+// cannot flood the log. The zero value logs nothing: set Log.
+type Refusals struct {
+	Log     *slog.Logger
+	limiter logevery.Limiter
 }
 
-func (r *refusedReplies) refused(subject, reply string) {
-	if n, ok := r.Allow(); ok {
-		r.log.Warn("pipeline: refused a call whose reply subject is not in the pair inbox of its caller and service (nothing published)",
+// Refused logs (at most once a second) a call on subject refused for its
+// reply subject.
+func (r *Refusals) Refused(subject, reply string) {
+	if n, ok := r.limiter.Allow(); ok && r.Log != nil {
+		r.Log.Warn("pipeline: refused a call whose reply subject is not in the pair inbox of its caller and service (nothing published)",
 			"subject", subject, "reply", reply, "refused_since_last_log", n)
 	}
 }
