@@ -24,74 +24,135 @@ import (
 // errPipeClosed is what a write to a pipe its reader closed returns.
 var errPipeClosed = errors.New("meshgrpc: the stream was closed")
 
-// pipe is a pipeline.Stream whose pieces a writer pushes, one at a time:
-// a write returns once the reader has taken its piece (so a stream holds
-// at most one piece in memory, and a slow reader slows the writer), or
-// the reader closed the stream. The writer ends it with end.
-type pipe struct {
-	ch     chan []byte
-	closed chan struct{} // closed by Close: the reader gave up
-	ended  chan struct{} // closed by end: the writer is done
-	err    error         // the writer's end, nil for io.EOF; set before ended closes
-	tr     nats.Header   // the trailer; set before ended closes
+// pipeBuffer is how many bytes of pieces a pipe holds for its reader.
+// While the reader is busy (sending the last piece as a NATS message),
+// the writer's next pieces wait in the pipe, and the reader takes them
+// all as one piece: a stream of small messages (gRPC's 1 KiB messages)
+// goes as fewer, larger stream frames, each costing the mesh one message
+// through the broker instead of one per gRPC message.
+const pipeBuffer = 32 << 10
 
-	closeOnce, endOnce sync.Once
+// pipe is a pipeline.Stream whose pieces a writer pushes, one at a time:
+// a write returns once its piece is in the pipe, which holds up to
+// pipeBuffer bytes (any one piece, however large, when it is empty), so a
+// stream holds a bounded amount in memory and a slow reader slows the
+// writer; or once the reader closed the stream. The reader takes every
+// piece waiting, joined, as one. The writer ends it with end. One
+// goroutine writes, one reads.
+type pipe struct {
+	mu      sync.Mutex
+	pending [][]byte // pieces the reader has not taken, in order
+	size    int      // their bytes
+	ended   bool     // the writer is done
+	err     error    // the writer's end, nil for io.EOF
+	tr      nats.Header
+
+	ready  chan struct{} // a piece or the end came (capacity 1)
+	room   chan struct{} // the reader took the pieces (capacity 1)
+	closed chan struct{} // closed by Close: the reader gave up
+
+	closeOnce sync.Once
 }
 
 func newPipe() *pipe {
-	return &pipe{ch: make(chan []byte), closed: make(chan struct{}), ended: make(chan struct{})}
+	return &pipe{ready: make(chan struct{}, 1), room: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+// signal wakes whoever may wait on ch, without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // write hands b to the reader. It fails with errPipeClosed once the
 // reader closed the stream, and with ctx's error. b is the reader's once
 // written.
 func (p *pipe) write(ctx context.Context, b []byte) error {
-	select {
-	case p.ch <- b:
-		return nil
-	case <-p.closed:
-		return errPipeClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		select {
+		case <-p.closed:
+			return errPipeClosed
+		default:
+		}
+		p.mu.Lock()
+		if p.size == 0 || p.size+len(b) <= pipeBuffer {
+			p.pending = append(p.pending, b)
+			p.size += len(b)
+			p.mu.Unlock()
+			signal(p.ready)
+			return nil
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.room:
+		case <-p.closed:
+			return errPipeClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
 // end ends the stream: with io.EOF and trailer when err is nil, else with
 // err. Only the first end counts; no write may follow.
 func (p *pipe) end(err error, trailer nats.Header) {
-	p.endOnce.Do(func() {
-		p.err, p.tr = err, trailer
-		close(p.ended)
-	})
+	p.mu.Lock()
+	if !p.ended {
+		p.ended, p.err, p.tr = true, err, trailer
+	}
+	p.mu.Unlock()
+	signal(p.ready)
 }
 
 // Next implements pipeline.Stream.
 func (p *pipe) Next(ctx context.Context) ([]byte, error) {
-	select {
-	case b := <-p.ch:
-		return b, nil
-	case <-p.ended:
-		// The writer writes, then ends, on one goroutine: nothing is
-		// left in flight once it has ended.
-		if p.err != nil {
-			return nil, p.err
+	for {
+		p.mu.Lock()
+		if n := len(p.pending); n > 0 {
+			b := p.pending[0]
+			if n > 1 {
+				b = make([]byte, 0, p.size)
+				for _, piece := range p.pending {
+					b = append(b, piece...)
+				}
+			}
+			clear(p.pending)
+			p.pending, p.size = p.pending[:0], 0
+			p.mu.Unlock()
+			signal(p.room)
+			return b, nil
 		}
-		return nil, io.EOF
-	case <-p.closed:
-		return nil, errPipeClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		if p.ended {
+			// The writer writes, then ends, on one goroutine: its pieces
+			// are all taken once it has ended and none is pending.
+			err := p.err
+			p.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			return nil, io.EOF
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.ready:
+		case <-p.closed:
+			return nil, errPipeClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 
 // Trailer implements pipeline.Stream.
 func (p *pipe) Trailer() nats.Header {
-	select {
-	case <-p.ended:
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
 		return p.tr
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Close implements pipeline.Stream: a write waiting, or to come, fails.
