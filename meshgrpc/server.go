@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/natsmesh/natsmesh/meshgrpc/internal/grpcstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -160,7 +161,7 @@ func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Rep
 	resp := s.serve(ctx, c.Caller, req)
 	// An answer larger than max_payload streams (the inbound dispatch
 	// sends it in pieces).
-	m, err := grpcwire.ResponseMsg(&resp, messageLimits(s.limits.Now()))
+	m, err := grpcwire.ResponseMsg(&resp, grpcstream.MessageLimits(s.limits.Now()))
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}

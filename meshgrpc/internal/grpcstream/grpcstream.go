@@ -1,4 +1,4 @@
-package meshgrpc
+package grpcstream
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -17,29 +16,25 @@ import (
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
 
-// The pieces every adapter of gRPC streams shares: a pipe that turns
-// messages pushed by one goroutine into a pipeline.Stream, and the readers
-// of a body's messages and of a streamed call's reply.
+// ErrClosed is what a write to a pipe its reader closed returns.
+var ErrClosed = errors.New("meshgrpc: the stream was closed")
 
-// errPipeClosed is what a write to a pipe its reader closed returns.
-var errPipeClosed = errors.New("meshgrpc: the stream was closed")
-
-// pipeBuffer is how many bytes of pieces a pipe holds for its reader.
+// PipeBuffer is how many bytes of pieces a pipe holds for its reader.
 // While the reader is busy (sending the last piece as a NATS message),
 // the writer's next pieces wait in the pipe, and the reader takes them
 // all as one piece: a stream of small messages (gRPC's 1 KiB messages)
 // goes as fewer, larger stream frames, each costing the mesh one message
 // through the broker instead of one per gRPC message.
-const pipeBuffer = 32 << 10
+const PipeBuffer = 32 << 10
 
-// pipe is a pipeline.Stream whose pieces a writer pushes, one at a time:
+// Pipe is a pipeline.Stream whose pieces a writer pushes, one at a time:
 // a write returns once its piece is in the pipe, which holds up to
-// pipeBuffer bytes (any one piece, however large, when it is empty), so a
+// PipeBuffer bytes (any one piece, however large, when it is empty), so a
 // stream holds a bounded amount in memory and a slow reader slows the
 // writer; or once the reader closed the stream. The reader takes every
-// piece waiting, joined, as one. The writer ends it with end. One
+// piece waiting, joined, as one. The writer ends it with End. One
 // goroutine writes, one reads.
-type pipe struct {
+type Pipe struct {
 	mu      sync.Mutex
 	pending [][]byte // pieces the reader has not taken, in order
 	size    int      // their bytes
@@ -54,8 +49,8 @@ type pipe struct {
 	closeOnce sync.Once
 }
 
-func newPipe() *pipe {
-	return &pipe{ready: make(chan struct{}, 1), room: make(chan struct{}, 1), closed: make(chan struct{})}
+func NewPipe() *Pipe {
+	return &Pipe{ready: make(chan struct{}, 1), room: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
 // signal wakes whoever may wait on ch, without blocking.
@@ -66,18 +61,18 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// write hands b to the reader. It fails with errPipeClosed once the
+// Write hands b to the reader. It fails with ErrClosed once the
 // reader closed the stream, and with ctx's error. b is the reader's once
 // written.
-func (p *pipe) write(ctx context.Context, b []byte) error {
+func (p *Pipe) Write(ctx context.Context, b []byte) error {
 	for {
 		select {
 		case <-p.closed:
-			return errPipeClosed
+			return ErrClosed
 		default:
 		}
 		p.mu.Lock()
-		if p.size == 0 || p.size+len(b) <= pipeBuffer {
+		if p.size == 0 || p.size+len(b) <= PipeBuffer {
 			p.pending = append(p.pending, b)
 			p.size += len(b)
 			p.mu.Unlock()
@@ -88,16 +83,16 @@ func (p *pipe) write(ctx context.Context, b []byte) error {
 		select {
 		case <-p.room:
 		case <-p.closed:
-			return errPipeClosed
+			return ErrClosed
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
-// end ends the stream: with io.EOF and trailer when err is nil, else with
+// End ends the stream: with io.EOF and trailer when err is nil, else with
 // err. Only the first end counts; no write may follow.
-func (p *pipe) end(err error, trailer nats.Header) {
+func (p *Pipe) End(err error, trailer nats.Header) {
 	p.mu.Lock()
 	if !p.ended {
 		p.ended, p.err, p.tr = true, err, trailer
@@ -107,7 +102,7 @@ func (p *pipe) end(err error, trailer nats.Header) {
 }
 
 // Next implements pipeline.Stream.
-func (p *pipe) Next(ctx context.Context) ([]byte, error) {
+func (p *Pipe) Next(ctx context.Context) ([]byte, error) {
 	for {
 		p.mu.Lock()
 		if n := len(p.pending); n > 0 {
@@ -138,7 +133,7 @@ func (p *pipe) Next(ctx context.Context) ([]byte, error) {
 		select {
 		case <-p.ready:
 		case <-p.closed:
-			return nil, errPipeClosed
+			return nil, ErrClosed
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -146,7 +141,7 @@ func (p *pipe) Next(ctx context.Context) ([]byte, error) {
 }
 
 // Trailer implements pipeline.Stream.
-func (p *pipe) Trailer() nats.Header {
+func (p *Pipe) Trailer() nats.Header {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ended {
@@ -156,29 +151,29 @@ func (p *pipe) Trailer() nats.Header {
 }
 
 // Close implements pipeline.Stream: a write waiting, or to come, fails.
-func (p *pipe) Close() error {
+func (p *Pipe) Close() error {
 	p.closeOnce.Do(func() { close(p.closed) })
 	return nil
 }
 
-// prefixed is a stream that yields pieces already read from rest, then
-// rest.
-type prefixed struct {
-	first [][]byte
-	rest  pipeline.Stream
+// Prefixed is a stream that yields the pieces First, already read from
+// Rest, then Rest.
+type Prefixed struct {
+	First [][]byte
+	Rest  pipeline.Stream
 }
 
-func (s *prefixed) Next(ctx context.Context) ([]byte, error) {
-	if len(s.first) > 0 {
-		b := s.first[0]
-		s.first = s.first[1:]
+func (s *Prefixed) Next(ctx context.Context) ([]byte, error) {
+	if len(s.First) > 0 {
+		b := s.First[0]
+		s.First = s.First[1:]
 		return b, nil
 	}
-	return s.rest.Next(ctx)
+	return s.Rest.Next(ctx)
 }
 
-func (s *prefixed) Trailer() nats.Header { return s.rest.Trailer() }
-func (s *prefixed) Close() error         { return s.rest.Close() }
+func (s *Prefixed) Trailer() nats.Header { return s.Rest.Trailer() }
+func (s *Prefixed) Close() error         { return s.Rest.Close() }
 
 // onePiece is a stream of b, then its end with trailer.
 type onePiece struct {
@@ -204,28 +199,28 @@ func (s *onePiece) Trailer() nats.Header {
 
 func (s *onePiece) Close() error { return nil }
 
-// replayable is a body of b that streams, and replays.
-func replayable(b []byte) pipeline.Body {
+// Replayable is a body of b that streams, and replays.
+func Replayable(b []byte) pipeline.Body {
 	return pipeline.Body{Stream: &onePiece{b: b}, Replay: func() (pipeline.Stream, error) { return &onePiece{b: b}, nil }}
 }
 
-// messages reads the gRPC messages of a streaming call's body, whole or
+// Messages reads the gRPC messages of a streaming call's body, whole or
 // streamed. One goroutine reads it.
-type messages struct {
+type Messages struct {
 	whole  []byte          // a whole body, read once
 	stream pipeline.Stream // or a streamed one
 	fed    bool
 	r      grpcwire.MessageReader
 }
 
-func bodyMessages(b pipeline.Body) *messages {
-	return &messages{whole: b.Bytes, stream: b.Stream}
+func BodyMessages(b pipeline.Body) *Messages {
+	return &Messages{whole: b.Bytes, stream: b.Stream}
 }
 
-// next returns the next message, io.EOF after the last, or the body's
+// Next returns the next message, io.EOF after the last, or the body's
 // failure: a stream's error, a malformed message (a *wire.Error), a
 // message cut short at the end (internal).
-func (m *messages) next(ctx context.Context) ([]byte, error) {
+func (m *Messages) Next(ctx context.Context) ([]byte, error) {
 	for {
 		msg, ok, err := m.r.Next()
 		if err != nil {
@@ -256,47 +251,49 @@ func (m *messages) next(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// trailer is what came after the body: a stream's trailer; for a whole
+// Trailer is what came after the body: a stream's trailer; for a whole
 // body, nil (a whole reply's trailer is in its header).
-func (m *messages) trailer() nats.Header {
+func (m *Messages) Trailer() nats.Header {
 	if m.stream != nil {
 		return m.stream.Trailer()
 	}
 	return nil
 }
 
-// replyReader reads the answer to a streaming call: its header metadata,
+// ReplyReader reads the answer to a streaming call: its header metadata,
 // its messages, and at their end its status and trailer metadata.
-type replyReader struct {
-	body     *messages
+type ReplyReader struct {
+	body     *Messages
 	head     nats.Header // the reply's header
 	streamed bool
-	header   metadata.MD
-	trailer  metadata.MD
-	status   *status.Status
+	// Header is the answer's header metadata; Trailer and Status are
+	// set once Next has returned io.EOF.
+	Header  metadata.MD
+	Trailer metadata.MD
+	Status  *status.Status
 }
 
-// readReply reads r's head. A malformed one is a *wire.Error.
-func readReply(r *pipeline.Reply) (*replyReader, error) {
+// ReadReply reads r's head. A malformed one is a *wire.Error.
+func ReadReply(r *pipeline.Reply) (*ReplyReader, error) {
 	head, err := grpcwire.DecodeResponse(&nats.Msg{Header: r.Header})
 	if err != nil {
 		return nil, err
 	}
-	return &replyReader{body: bodyMessages(r.Body), head: r.Header, streamed: r.Streamed(), header: head.Header}, nil
+	return &ReplyReader{body: BodyMessages(r.Body), head: r.Header, streamed: r.Streamed(), Header: head.Header}, nil
 }
 
-// next returns the next message; at the end io.EOF, with status and
-// trailer set (the service's status, whatever its code); a failure of the
+// Next returns the next message; at the end io.EOF, with Status and
+// Trailer set (the service's status, whatever its code); a failure of the
 // body (a mesh error, ctx's) as it is.
-func (rr *replyReader) next(ctx context.Context) ([]byte, error) {
-	msg, err := rr.body.next(ctx)
+func (rr *ReplyReader) Next(ctx context.Context) ([]byte, error) {
+	msg, err := rr.body.Next(ctx)
 	if !errors.Is(err, io.EOF) {
 		return msg, err
 	}
 	// The status is the trailer's; or the header's, for an answer whole
 	// (one message, or streamed only because it was larger than one).
 	end := rr.head
-	if tr := rr.body.trailer(); len(tr) > 0 {
+	if tr := rr.body.Trailer(); len(tr) > 0 {
 		end = make(nats.Header, len(rr.head)+len(tr))
 		for k, vs := range rr.head {
 			end[k] = vs
@@ -314,71 +311,46 @@ func (rr *replyReader) next(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rr.status, rr.trailer = resp.Status, resp.Trailer
+	rr.Status, rr.Trailer = resp.Status, resp.Trailer
 	return nil, io.EOF
 }
 
-// streamFailure is the status a gRPC peer sees for a stream that failed
-// under ctx: ctx's own end (Canceled, DeadlineExceeded) when it has
-// ended, else err's status ([grpcwire.Status]).
-func streamFailure(ctx context.Context, err error) *status.Status {
-	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err())
-	}
-	return grpcwire.Status(err)
-}
-
-// handlerStatus is the status of a handler's error: its status, a
-// context error's code, else Unknown; nil for nil.
-func handlerStatus(err error) *status.Status {
-	if err == nil {
-		return nil
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		if cs := status.FromContextError(err); cs.Code() != codes.Unknown {
-			st = cs
-		}
-	}
-	return st
-}
-
-// answer is the body of a service's streamed answer: a pipe its messages
+// Answer is the body of a service's streamed answer: a pipe its messages
 // and trailer are written to, and the cancel of the service's call, which
 // closing it before its end calls.
-type answer struct {
-	*pipe
-	cancel context.CancelFunc
+type Answer struct {
+	*Pipe
+	Cancel context.CancelFunc
 }
 
-func (a *answer) Close() error {
-	a.cancel()
-	return a.pipe.Close()
+func (a *Answer) Close() error {
+	a.Cancel()
+	return a.Pipe.Close()
 }
 
-// messageLimits is lim for a gRPC message that may be larger than one
+// MessageLimits is lim for a gRPC message that may be larger than one
 // NATS message: its header's bounds as lim has them, and room for one
 // message as large as gRPC takes by default (grpcwire.DefaultMaxMessage)
 // when max_payload is smaller. The stream protocol carries such a message
 // in pieces.
-func messageLimits(lim wire.Limits) wire.Limits {
+func MessageLimits(lim wire.Limits) wire.Limits {
 	lim.MaxPayload = max(lim.PayloadLimit(), grpcwire.DefaultMaxMessage+grpcwire.MessagePrefixLen+int64(lim.HeaderBytesLimit()))
 	return lim
 }
 
-// answerWait is how long settle waits for an answer to end. A unary
+// AnswerWait is how long Settle waits for an answer to end. A unary
 // method's answer (which the proxy calls as a stream) ends right after its
 // message: grpc-go writes the message and the trailers together.
-const answerWait = 5 * time.Millisecond
+const AnswerWait = 5 * time.Millisecond
 
-// settle is the reply to a streaming call whose answer has begun, with
+// Settle is the reply to a streaming call whose answer has begun, with
 // head, and goes on in a: whole, in one message (head, trailer, and the
-// messages framed), when it ends within answerWait and fits in one
+// messages framed), when it ends within AnswerWait and fits in one
 // message under lim, since a whole answer costs the stream protocol no
 // stream; else streamed, the messages read so far first. A unary method
 // called as a stream, or a short server stream, is answered whole so.
-func settle(ctx context.Context, head nats.Header, a *answer, lim wire.Limits) (*pipeline.Reply, error) {
-	wctx, stop := context.WithTimeout(ctx, answerWait)
+func Settle(ctx context.Context, head nats.Header, a *Answer, lim wire.Limits) (*pipeline.Reply, error) {
+	wctx, stop := context.WithTimeout(ctx, AnswerWait)
 	defer stop()
 	var first [][]byte
 	size := int64(0)
@@ -415,11 +387,5 @@ func settle(ctx context.Context, head nats.Header, a *answer, lim wire.Limits) (
 		}
 		break
 	}
-	return pipeline.NewStreamReply(wire.ProtoGRPC, head, &prefixed{first: first, rest: a}), nil
-}
-
-// tooLarge reports whether err is a message too large for max_payload.
-func tooLarge(err error) bool {
-	var e *wire.Error
-	return errors.As(err, &e) && e.Kind == wire.KindTooLarge
+	return pipeline.NewStreamReply(wire.ProtoGRPC, head, &Prefixed{First: first, Rest: a}), nil
 }

@@ -1,4 +1,4 @@
-package meshgrpc
+package grpcstream
 
 import (
 	"bytes"
@@ -10,17 +10,17 @@ import (
 )
 
 // A pipe's writer does not wait for its reader while the pieces fit in
-// pipeBuffer, and the reader takes them all, in order, as one piece: a
+// PipeBuffer, and the reader takes them all, in order, as one piece: a
 // stream of small messages becomes fewer, larger frames.
 func TestPipeJoinsWaitingPieces(t *testing.T) {
-	p := newPipe()
+	p := NewPipe()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var want []byte
 	for i := range 3 {
 		piece := bytes.Repeat([]byte{byte('a' + i)}, 1024)
 		wctx, wcancel := context.WithTimeout(ctx, time.Second)
-		err := p.write(wctx, piece)
+		err := p.Write(wctx, piece)
 		wcancel()
 		if err != nil {
 			t.Fatalf("write %d with no reader: %v", i, err)
@@ -31,25 +31,25 @@ func TestPipeJoinsWaitingPieces(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("Next = %d bytes, %v; want the three pieces joined (%d bytes)", len(got), err, len(want))
 	}
-	// Past pipeBuffer, the writer waits for the reader.
-	if err := p.write(ctx, make([]byte, pipeBuffer)); err != nil {
+	// Past PipeBuffer, the writer waits for the reader.
+	if err := p.Write(ctx, make([]byte, PipeBuffer)); err != nil {
 		t.Fatal(err)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	err = p.write(wctx, []byte("x"))
+	err = p.Write(wctx, []byte("x"))
 	wcancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("write past pipeBuffer = %v, want it to wait for the reader", err)
+		t.Fatalf("write past PipeBuffer = %v, want it to wait for the reader", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- p.write(ctx, []byte("y")) }()
-	if b, err := p.Next(ctx); err != nil || len(b) != pipeBuffer {
+	go func() { done <- p.Write(ctx, []byte("y")) }()
+	if b, err := p.Next(ctx); err != nil || len(b) != PipeBuffer {
 		t.Fatalf("Next = %d bytes, %v", len(b), err)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("write once the reader took the pieces: %v", err)
 	}
-	p.end(nil, nil)
+	p.End(nil, nil)
 	if b, err := p.Next(ctx); err != nil || string(b) != "y" {
 		t.Fatalf("Next = %q, %v; want the last piece before the end", b, err)
 	}
@@ -57,7 +57,7 @@ func TestPipeJoinsWaitingPieces(t *testing.T) {
 		t.Fatalf("Next after the end = %v, want io.EOF", err)
 	}
 	p.Close()
-	if err := p.write(ctx, []byte("z")); !errors.Is(err, errPipeClosed) {
-		t.Fatalf("write after Close = %v, want errPipeClosed", err)
+	if err := p.Write(ctx, []byte("z")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write after Close = %v, want ErrClosed", err)
 	}
 }
