@@ -154,8 +154,8 @@ func (cs *clientStream) start(body pipeline.Body) {
 
 func (cs *clientStream) Context() context.Context { return cs.ctx }
 
-// SendMsg sends m: on a client stream, once the mesh has taken it; on a
-// server stream, as the call's one message. As with grpc-go, a call that
+// SendMsg sends m: on a client stream, once the mesh has taken it or
+// holds it (up to grpcstream.PipeBuffer waiting); on a server stream, as the call's one message. As with grpc-go, a call that
 // has ended fails it with io.EOF (RecvMsg tells its status).
 func (cs *clientStream) SendMsg(m any) error {
 	cs.sendMu.Lock()

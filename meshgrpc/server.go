@@ -28,7 +28,8 @@ import (
 // Unary and streaming methods are served. A call marked a stream
 // (grpcwire.HeaderGRPCStream) runs a streaming method's handler with a
 // grpc.ServerStream whose RecvMsg reads the call's messages as they
-// arrive and whose SendMsg sends one once the mesh has taken it: the
+// arrive and whose SendMsg sends one once the mesh has taken it or
+// holds it (up to 32 KiB waiting, which leave together): the
 // answer streams from the handler's first header or message (its head the
 // header metadata, its trailer the status and trailer metadata), or is
 // one message when the handler is done at once (within a few

@@ -169,8 +169,10 @@ func (h *handlerStream) SetHeader(md metadata.MD) error  { return h.ts.SetHeader
 func (h *handlerStream) SendHeader(md metadata.MD) error { return h.ts.SendHeader(md) }
 func (h *handlerStream) SetTrailer(md metadata.MD)       { _ = h.ts.SetTrailer(md) }
 
-// SendMsg sends m once the mesh has taken it; a call that ended (the
-// caller cancelled, the stream failed) fails it with its status.
+// SendMsg sends m once the mesh has taken it or holds it (up to
+// grpcstream.PipeBuffer waiting, as grpc-go returns once a message fits
+// its stream's window); a call that ended (the caller cancelled, the
+// stream failed) fails it with its status.
 func (h *handlerStream) SendMsg(m any) error {
 	data, err := h.codec.Marshal(m)
 	if err != nil {
