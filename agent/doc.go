@@ -8,16 +8,17 @@
 //   - Inbound, calls to its service: it holds queue subscriptions on the
 //     service's subjects (wire.ServiceSubjects) and feeds every message to
 //     its inbound pipeline, in front of the local service's kind of
-//     handler: an HTTP upstream, a gRPC upstream (either over TLS too:
-//     upstream.go), an in-process
-//     http.Handler ([Agent.Handle]) or in-process gRPC services
-//     ([Agent.GRPCServer]). Past its concurrency limit (adaptive, learned
-//     from the service's latency, unless Config.MaxConcurrent fixes one)
-//     it answers "overloaded" at once. It subscribes only while its service passes
-//     health checks (health.go), withdraws at once when the service refuses
-//     connections, and on Shutdown drains its subscriptions and finishes
-//     the calls in flight, so no request is routed to an instance that
-//     cannot answer.
+//     handler: an HTTP upstream, a gRPC upstream (either over TLS too;
+//     package internal/upstream reads its address and probes it), an
+//     in-process http.Handler ([Agent.Handle]) or in-process gRPC
+//     services ([Agent.GRPCServer]). Past its concurrency limit
+//     (adaptive, learned from the service's latency, unless
+//     Config.MaxConcurrent fixes one) it answers "overloaded" at once. It
+//     subscribes only while its service passes health checks (health.go;
+//     a frozen service is found by its calls, internal/stallwatch),
+//     withdraws at once when the service refuses connections, and on
+//     Shutdown drains its subscriptions and finishes the calls in flight,
+//     so no request is routed to an instance that cannot answer.
 //   - Outbound, calls its service makes: an HTTP proxy (HTTP_PROXY or
 //     Host: <service>; a host that is no mesh service, wire.ReadHost's
 //     rule, is a call out of the mesh, plain HTTP or a CONNECT tunnel,

@@ -2,18 +2,11 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
+	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
+	"github.com/natsmesh/natsmesh/internal/upstream"
 )
 
 // HealthConfig configures the agent's checks of its local service. The zero
@@ -114,51 +107,14 @@ func (a *Agent) checker() func(context.Context) error {
 	return a.connectHealth
 }
 
-// connectHealth checks that the upstream accepts a TCP connection; one
-// that speaks TLS, that it completes a handshake the agent's TLS settings
-// accept: a CA that did not sign its certificate leaves the instance
-// unready, saying so, rather than answering each call 502, and the
-// service does not log a handshake cut short every interval.
+// connectHealth checks that the upstream accepts a TCP connection (and
+// completes a TLS handshake the agent's settings accept: upstream.Connect).
 func (a *Agent) connectHealth(ctx context.Context) error {
-	var d net.Dialer
-	if upstreamTLS(a.upstream) {
-		cfg := a.tlsConfig()
-		cfg.NextProtos = []string{"h2"} // what a gRPC (h2://) server asks for
-		if !upstreamGRPC(a.upstream) {
-			cfg.NextProtos = []string{"h2", "http/1.1"}
-		}
-		c, err := (&tls.Dialer{NetDialer: &d, Config: cfg}).DialContext(ctx, "tcp", a.upstream.Host)
-		if err != nil {
-			return fmt.Errorf("upstream %s: %w", a.upstream.Redacted(), err)
-		}
-		return c.Close()
-	}
-	c, err := d.DialContext(ctx, "tcp", a.upstream.Host)
-	if err != nil {
-		return err
-	}
-	return c.Close()
+	return upstream.Connect(ctx, a.upstream, a.tlsConfig())
 }
 
 func (a *Agent) httpHealth(ctx context.Context) error {
-	u := url.URL{Scheme: a.upstream.Scheme, Host: a.upstream.Host, Path: a.cfg.Health.Path}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("User-Agent", "natsmesh-health")
-	// RoundTrip, not a Client: a redirect is an answer (3xx is healthy), not
-	// something to follow.
-	resp, err := a.in.httpTransport.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 399 {
-		return fmt.Errorf("GET %s: %s", a.cfg.Health.Path, resp.Status)
-	}
-	return nil
+	return upstream.Get(ctx, a.in.httpTransport, a.upstream, a.cfg.Health.Path)
 }
 
 func (a *Agent) grpcHealth(ctx context.Context) error {
@@ -166,22 +122,16 @@ func (a *Agent) grpcHealth(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: a.cfg.Health.GRPCService}, grpc.WaitForReady(false))
-	if status.Code(err) == codes.Unimplemented {
-		if a.cfg.Health.GRPC == GRPCHealthProtocol {
-			return fmt.Errorf("the service does not implement grpc.health.v1 (health checks set to %q)", GRPCHealthProtocol)
-		}
-		// It answered, so it is up: a connection check, from now on.
-		if a.in.noGRPCHealth.CompareAndSwap(false, true) {
-			a.log.Warn("the gRPC upstream does not implement grpc.health.v1: health checks only see that it answers (choose with HealthConfig.GRPC / --health-grpc)")
-		}
-		return nil
-	}
-	if err != nil {
+	err = upstream.GRPCHealth(ctx, cc, a.cfg.Health.GRPCService)
+	if !errors.Is(err, upstream.ErrNoHealthProtocol) {
 		return err
 	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("grpc health: %s", resp.GetStatus())
+	if a.cfg.Health.GRPC == GRPCHealthProtocol {
+		return fmt.Errorf("%w (health checks set to %q)", err, GRPCHealthProtocol)
+	}
+	// It answered, so it is up: a connection check, from now on.
+	if a.in.noGRPCHealth.CompareAndSwap(false, true) {
+		a.log.Warn("the gRPC upstream does not implement grpc.health.v1: health checks only see that it answers (choose with HealthConfig.GRPC / --health-grpc)")
 	}
 	return nil
 }

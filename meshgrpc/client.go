@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/natsmesh/natsmesh/meshgrpc/internal/grpcstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -119,7 +120,7 @@ func send(ctx context.Context, s pipeline.Sender, dest pipeline.Call, method str
 	}
 	// A unary answer too large for one message streams its bytes, up
 	// to a message as large as gRPC takes.
-	whole, err := reply.ReadWhole(ctx, messageLimits(lim).PayloadLimit())
+	whole, err := reply.ReadWhole(ctx, grpcstream.MessageLimits(lim).PayloadLimit())
 	if err != nil {
 		return nil, grpcwire.Status(err).Err()
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/natsmesh/natsmesh/meshgrpc/internal/grpcstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -65,7 +66,7 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 		head: make(chan struct{}),
 	}
 	if desc.ClientStreams {
-		cs.req = newPipe()
+		cs.req = grpcstream.NewPipe()
 		cs.start(pipeline.Body{Stream: cs.req})
 	}
 	return cs, nil
@@ -110,7 +111,7 @@ type clientStream struct {
 
 	// req is a client stream's body; nil for a server stream, whose
 	// one message is sent whole.
-	req      *pipe
+	req      *grpcstream.Pipe
 	sendMu   sync.Mutex // orders SendMsg and CloseSend
 	sentLast bool       // CloseSend, or a server stream's message (under sendMu)
 
@@ -119,7 +120,7 @@ type clientStream struct {
 	sendErr error
 
 	// The receiving side, one goroutine's (RecvMsg's).
-	rr      *replyReader
+	rr      *grpcstream.ReplyReader
 	recvErr error // sticky, once the call ended
 
 	mu      sync.Mutex
@@ -153,8 +154,8 @@ func (cs *clientStream) start(body pipeline.Body) {
 
 func (cs *clientStream) Context() context.Context { return cs.ctx }
 
-// SendMsg sends m: on a client stream, once the mesh has taken it; on a
-// server stream, as the call's one message. As with grpc-go, a call that
+// SendMsg sends m: on a client stream, once the mesh has taken it or
+// holds it (up to grpcstream.PipeBuffer waiting); on a server stream, as the call's one message. As with grpc-go, a call that
 // has ended fails it with io.EOF (RecvMsg tells its status).
 func (cs *clientStream) SendMsg(m any) error {
 	cs.sendMu.Lock()
@@ -183,12 +184,12 @@ func (cs *clientStream) SendMsg(m any) error {
 		body := pipeline.Body{Bytes: framed}
 		if cs.lim.Check(&nats.Msg{Header: cs.call.Header, Data: framed}, 0, 0) != nil {
 			// Too large for one message: it streams, and can be sent again.
-			body = replayable(framed)
+			body = grpcstream.Replayable(framed)
 		}
 		cs.start(body)
 		return nil
 	}
-	if err := cs.req.write(cs.ctx, framed); err != nil {
+	if err := cs.req.Write(cs.ctx, framed); err != nil {
 		return io.EOF
 	}
 	return nil
@@ -214,7 +215,7 @@ func (cs *clientStream) CloseSend() error {
 		cs.start(pipeline.Body{Bytes: []byte{}})
 		return nil
 	}
-	cs.req.end(nil, nil)
+	cs.req.End(nil, nil)
 	return nil
 }
 
@@ -269,7 +270,7 @@ func (cs *clientStream) RecvMsg(m any) error {
 	}
 	if cs.rr == nil {
 		cs.Header() // fills grpc.Header options
-		rr, err := readReply(cs.reply)
+		rr, err := grpcstream.ReadReply(cs.reply)
 		if err != nil {
 			return cs.finish(grpcwire.Status(err).Err())
 		}
@@ -303,15 +304,15 @@ func (cs *clientStream) RecvMsg(m any) error {
 // recv reads the next message: io.EOF at the end of an OK reply, the
 // status error of another, the status of a failure.
 func (cs *clientStream) recv() ([]byte, error) {
-	msg, err := cs.rr.next(cs.ctx)
+	msg, err := cs.rr.Next(cs.ctx)
 	switch {
 	case err == nil:
 		return msg, nil
 	case errors.Is(err, io.EOF):
 		cs.mu.Lock()
-		cs.trailer = cs.rr.trailer
+		cs.trailer = cs.rr.Trailer
 		cs.mu.Unlock()
-		if st := cs.rr.status; st.Code() != codes.OK {
+		if st := cs.rr.Status; st.Code() != codes.OK {
 			return nil, st.Err()
 		}
 		return nil, io.EOF

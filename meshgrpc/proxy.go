@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsmesh/natsmesh/internal/h2c"
 	"github.com/natsmesh/natsmesh/internal/headerbudget"
+	"github.com/natsmesh/natsmesh/meshgrpc/internal/grpcstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -111,7 +112,7 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 	}
 	lim := p.Limits.Now()
 
-	in := newPipe()
+	in := grpcstream.NewPipe()
 	// The receive ends at the client's half-close, or when the call
 	// ends (gRPC cancels the stream's context once Handler returns).
 	go receive(stream, in)
@@ -125,7 +126,7 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 		// Too large for one message: the body streams, and can be
 		// sent again.
 		m, err = grpcwire.EncodeRequest(&grpcwire.Request{Method: method, Metadata: md, Stream: true}, lim)
-		body = replayable(body.Bytes)
+		body = grpcstream.Replayable(body.Bytes)
 	}
 	if err != nil {
 		return grpcwire.Status(err).Err()
@@ -141,23 +142,23 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 		// away, or failed); after, it is released.
 		defer reply.Body.Stream.Close()
 	}
-	rr, err := readReply(reply)
+	rr, err := grpcstream.ReadReply(reply)
 	if err != nil {
 		return grpcwire.Status(err).Err()
 	}
 	if reply.Streamed() {
 		// The service sent its headers before its first message: so
 		// does the proxy.
-		if err := stream.SendHeader(rr.header); err != nil {
+		if err := stream.SendHeader(rr.Header); err != nil {
 			return err
 		}
-	} else if len(rr.header) > 0 {
-		if err := stream.SetHeader(rr.header); err != nil {
+	} else if len(rr.Header) > 0 {
+		if err := stream.SetHeader(rr.Header); err != nil {
 			return err
 		}
 	}
 	for {
-		msg, err := rr.next(ctx)
+		msg, err := rr.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -168,8 +169,8 @@ func (p *Proxy) Handler(srv any, stream grpc.ServerStream) error {
 			return err
 		}
 	}
-	stream.SetTrailer(rr.trailer)
-	return rr.status.Err()
+	stream.SetTrailer(rr.Trailer)
+	return rr.Status.Err()
 }
 
 // DefaultHalfCloseWait is the default of Proxy.HalfCloseWait. A unary
@@ -184,7 +185,7 @@ const DefaultHalfCloseWait = 5 * time.Millisecond
 // receive reads the client's messages into in, framed, until the client
 // half-closes (in ends with io.EOF), the stream fails (in ends with its
 // error), or in's reader closes it.
-func receive(stream grpc.ServerStream, in *pipe) {
+func receive(stream grpc.ServerStream, in *grpcstream.Pipe) {
 	ctx := stream.Context()
 	for {
 		var f grpcwire.Framed
@@ -192,10 +193,10 @@ func receive(stream grpc.ServerStream, in *pipe) {
 			if errors.Is(err, io.EOF) {
 				err = nil
 			}
-			in.end(err, nil)
+			in.End(err, nil)
 			return
 		}
-		if in.write(ctx, f) != nil {
+		if in.Write(ctx, f) != nil {
 			return
 		}
 	}
@@ -205,7 +206,7 @@ func receive(stream grpc.ServerStream, in *pipe) {
 // when the client half-closes within HalfCloseWait (and its messages are
 // no larger than one gRPC message may be), else a stream of them, those
 // read so far first.
-func (p *Proxy) requestBody(ctx context.Context, in *pipe, lim wire.Limits) (pipeline.Body, error) {
+func (p *Proxy) requestBody(ctx context.Context, in *grpcstream.Pipe, lim wire.Limits) (pipeline.Body, error) {
 	wait := p.HalfCloseWait
 	if wait <= 0 {
 		wait = DefaultHalfCloseWait
@@ -220,7 +221,7 @@ func (p *Proxy) requestBody(ctx context.Context, in *pipe, lim wire.Limits) (pip
 		switch {
 		case err == nil:
 			first = append(first, b)
-			if size += int64(len(b)); size <= messageLimits(lim).PayloadLimit() {
+			if size += int64(len(b)); size <= grpcstream.MessageLimits(lim).PayloadLimit() {
 				continue
 			}
 		case errors.Is(err, io.EOF):
@@ -238,7 +239,7 @@ func (p *Proxy) requestBody(ctx context.Context, in *pipe, lim wire.Limits) (pip
 			// The client's stream failed.
 			return pipeline.Body{}, status.Convert(err).Err()
 		}
-		return pipeline.Body{Stream: &prefixed{first: first, rest: in}}, nil
+		return pipeline.Body{Stream: &grpcstream.Prefixed{First: first, Rest: in}}, nil
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/natsmesh/natsmesh/meshgrpc/internal/grpcstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -27,7 +28,8 @@ import (
 // Unary and streaming methods are served. A call marked a stream
 // (grpcwire.HeaderGRPCStream) runs a streaming method's handler with a
 // grpc.ServerStream whose RecvMsg reads the call's messages as they
-// arrive and whose SendMsg sends one once the mesh has taken it: the
+// arrive and whose SendMsg sends one once the mesh has taken it or
+// holds it (up to 32 KiB waiting, which leave together): the
 // answer streams from the handler's first header or message (its head the
 // header metadata, its trailer the status and trailer metadata), or is
 // one message when the handler is done at once (within a few
@@ -160,7 +162,7 @@ func (s *Server) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Rep
 	resp := s.serve(ctx, c.Caller, req)
 	// An answer larger than max_payload streams (the inbound dispatch
 	// sends it in pieces).
-	m, err := grpcwire.ResponseMsg(&resp, messageLimits(s.limits.Now()))
+	m, err := grpcwire.ResponseMsg(&resp, grpcstream.MessageLimits(s.limits.Now()))
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/natsmesh/natsmesh/meshgrpc/internal/grpcstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -28,7 +29,7 @@ import (
 // its body the messages as the handler sends them (a send returns once
 // the mesh has taken the message), its trailer the status and trailer
 // metadata once the handler returns; but a handler that is done within
-// answerWait is answered in one message (see settle), and so is one that
+// grpcstream.AnswerWait is answered in one message (see settle), and so is one that
 // returns before sending its header, its status with its metadata (gRPC's
 // trailers-only answer). Closing the reply before its end cancels the
 // handler's context; its sends fail from then on.
@@ -53,7 +54,7 @@ func (s *Server) serveStream(ctx context.Context, c *pipeline.Call, req *grpcwir
 // answer (which the inbound dispatch streams when it is larger than
 // max_payload).
 func (s *Server) wholeReply(resp *grpcwire.Response) (*pipeline.Reply, error) {
-	m, err := grpcwire.ResponseMsg(resp, messageLimits(s.limits.Now()))
+	m, err := grpcwire.ResponseMsg(resp, grpcstream.MessageLimits(s.limits.Now()))
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}
@@ -64,15 +65,15 @@ func (s *Server) wholeReply(resp *grpcwire.Response) (*pipeline.Reply, error) {
 // sidecar's proxy calls every method): its one message in, its answer out
 // in one message.
 func (s *Server) unaryOverStream(ctx context.Context, caller string, req *grpcwire.Request, body pipeline.Body) (*pipeline.Reply, error) {
-	in := bodyMessages(body)
-	msg, err := in.next(ctx)
+	in := grpcstream.BodyMessages(body)
+	msg, err := in.Next(ctx)
 	if errors.Is(err, io.EOF) {
 		return s.wholeReply(&grpcwire.Response{Status: status.New(codes.Internal, "grpc: cardinality violation: received no request message from a non-client-streaming RPC")})
 	}
 	if err != nil {
 		return nil, err
 	}
-	if _, err := in.next(ctx); !errors.Is(err, io.EOF) {
+	if _, err := in.Next(ctx); !errors.Is(err, io.EOF) {
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +100,7 @@ func (s *Server) runStream(callCtx context.Context, caller string, req *grpcwire
 	}
 	ts := &serverStream{method: req.Method, sent: make(chan struct{})}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, ts)
-	hs := &handlerStream{ctx: ctx, ts: ts, desc: sd, codec: protoCodec(), in: bodyMessages(body), out: newPipe()}
+	hs := &handlerStream{ctx: ctx, ts: ts, desc: sd, codec: protoCodec(), in: grpcstream.BodyMessages(body), out: grpcstream.NewPipe()}
 
 	lim := s.limits.Now()
 	done := make(chan struct{})
@@ -117,7 +118,7 @@ func (s *Server) runStream(callCtx context.Context, caller string, req *grpcwire
 		if err != nil {
 			err = wire.ResponseError(err)
 		}
-		hs.out.end(err, tr)
+		hs.out.End(err, tr)
 	}()
 	select {
 	case <-ts.sent:
@@ -132,7 +133,7 @@ func (s *Server) runStream(callCtx context.Context, caller string, req *grpcwire
 		hs.out.Close()
 		return nil, wire.ResponseError(err)
 	}
-	return settle(callCtx, head, &answer{pipe: hs.out, cancel: cancel}, lim)
+	return grpcstream.Settle(callCtx, head, &grpcstream.Answer{Pipe: hs.out, Cancel: cancel}, lim)
 }
 
 // callStreamHandler runs a stream handler through the interceptors,
@@ -156,8 +157,8 @@ type handlerStream struct {
 	ts    *serverStream
 	desc  *grpc.StreamDesc
 	codec encoding.CodecV2
-	in    *messages // the call's messages, read by RecvMsg
-	out   *pipe     // the reply's, written by SendMsg
+	in    *grpcstream.Messages // the call's messages, read by RecvMsg
+	out   *grpcstream.Pipe     // the reply's, written by SendMsg
 	recvd atomic.Bool
 }
 
@@ -168,8 +169,10 @@ func (h *handlerStream) SetHeader(md metadata.MD) error  { return h.ts.SetHeader
 func (h *handlerStream) SendHeader(md metadata.MD) error { return h.ts.SendHeader(md) }
 func (h *handlerStream) SetTrailer(md metadata.MD)       { _ = h.ts.SetTrailer(md) }
 
-// SendMsg sends m once the mesh has taken it; a call that ended (the
-// caller cancelled, the stream failed) fails it with its status.
+// SendMsg sends m once the mesh has taken it or holds it (up to
+// grpcstream.PipeBuffer waiting, as grpc-go returns once a message fits
+// its stream's window); a call that ended (the caller cancelled, the
+// stream failed) fails it with its status.
 func (h *handlerStream) SendMsg(m any) error {
 	data, err := h.codec.Marshal(m)
 	if err != nil {
@@ -182,7 +185,7 @@ func (h *handlerStream) SendMsg(m any) error {
 	data.Free()
 	putLength(framed)
 	h.ts.send()
-	if err := h.out.write(h.ctx, framed); err != nil {
+	if err := h.out.Write(h.ctx, framed); err != nil {
 		if h.ctx.Err() != nil {
 			return status.FromContextError(h.ctx.Err()).Err()
 		}
@@ -193,7 +196,7 @@ func (h *handlerStream) SendMsg(m any) error {
 
 // RecvMsg receives the call's next message into m: io.EOF after the last.
 func (h *handlerStream) RecvMsg(m any) error {
-	msg, err := h.in.next(h.ctx)
+	msg, err := h.in.Next(h.ctx)
 	if errors.Is(err, io.EOF) {
 		if !h.desc.ClientStreams && !h.recvd.Load() {
 			return status.Error(codes.Internal, "grpc: cardinality violation: received no request message from a non-client-streaming RPC")

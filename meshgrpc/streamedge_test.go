@@ -18,6 +18,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
+	"github.com/natsmesh/natsmesh/meshgrpc/internal/grpcstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -142,20 +143,20 @@ func TestStreamCallsRefused(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				rr, err := readReply(reply)
+				rr, err := grpcstream.ReadReply(reply)
 				if err != nil {
 					t.Fatal(err)
 				}
 				for {
-					if _, err = rr.next(ctx); err != nil {
+					if _, err = rr.Next(ctx); err != nil {
 						break
 					}
 				}
 				if err != io.EOF {
 					t.Fatal(err)
 				}
-				if rr.status.Code() != tc.code {
-					t.Errorf("status %v, want %v", rr.status, tc.code)
+				if rr.Status.Code() != tc.code {
+					t.Errorf("status %v, want %v", rr.Status, tc.code)
 				}
 			})
 		}

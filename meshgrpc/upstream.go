@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/natsmesh/natsmesh/meshgrpc/internal/grpcstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
@@ -96,7 +97,7 @@ func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.R
 	resp := &grpcwire.Response{Payload: out, Header: header, Trailer: trailer, Status: st}
 	// An answer larger than max_payload streams (the inbound dispatch
 	// sends it in pieces).
-	m, err := grpcwire.ResponseMsg(resp, messageLimits(u.Limits.Now()))
+	m, err := grpcwire.ResponseMsg(resp, grpcstream.MessageLimits(u.Limits.Now()))
 	if err != nil {
 		return nil, wire.ResponseError(err)
 	}
@@ -134,7 +135,7 @@ func (u *Upstream) serveStream(ctx context.Context, req *grpcwire.Request, body 
 		}
 		return u.wholeReply(&grpcwire.Response{Status: st})
 	}
-	go sendAll(ctx, cancelCause, cs, bodyMessages(body))
+	go sendAll(ctx, cancelCause, cs, grpcstream.BodyMessages(body))
 	header, _ := cs.Header()
 	if header == nil {
 		// The stream ended before any header: its status, at once.
@@ -159,9 +160,9 @@ func (u *Upstream) serveStream(ctx context.Context, req *grpcwire.Request, body 
 		cancel()
 		return nil, wire.ResponseError(err)
 	}
-	out := newPipe()
+	out := grpcstream.NewPipe()
 	go receiveAnswer(ctx, cs, out, lim)
-	return settle(ctx, head, &answer{pipe: out, cancel: cancel}, lim)
+	return grpcstream.Settle(ctx, head, &grpcstream.Answer{Pipe: out, Cancel: cancel}, lim)
 }
 
 // wholeReply is resp in one message.
@@ -176,9 +177,9 @@ func (u *Upstream) wholeReply(resp *grpcwire.Response) (*pipeline.Reply, error) 
 // sendAll sends the call's messages to the service, then half-closes. A
 // request that fails cancels the service's call; a service that ended the
 // call (a send fails) is left to tell its status to the receiving side.
-func sendAll(ctx context.Context, cancel context.CancelCauseFunc, cs grpc.ClientStream, in *messages) {
+func sendAll(ctx context.Context, cancel context.CancelCauseFunc, cs grpc.ClientStream, in *grpcstream.Messages) {
 	for {
-		msg, err := in.next(ctx)
+		msg, err := in.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			cs.CloseSend()
 			return
@@ -197,18 +198,18 @@ func sendAll(ctx context.Context, cancel context.CancelCauseFunc, cs grpc.Client
 // then its status and trailer metadata as the trailer. It ends when the
 // service's call does: at the answer's end, or once out's reader has
 // cancelled the call (ctx).
-func receiveAnswer(ctx context.Context, cs grpc.ClientStream, out *pipe, lim wire.Limits) {
+func receiveAnswer(ctx context.Context, cs grpc.ClientStream, out *grpcstream.Pipe, lim wire.Limits) {
 	for {
 		var f grpcwire.Framed
 		err := cs.RecvMsg(&f)
 		if err == nil {
-			if out.write(ctx, f) != nil {
+			if out.Write(ctx, f) != nil {
 				return
 			}
 			continue
 		}
 		if f := requestFailure(ctx); f != nil {
-			out.end(f, nil)
+			out.End(f, nil)
 			return
 		}
 		st := status.Convert(err)
@@ -219,7 +220,7 @@ func receiveAnswer(ctx context.Context, cs grpc.ClientStream, out *pipe, lim wir
 		if terr != nil {
 			terr = wire.ResponseError(terr)
 		}
-		out.end(terr, tr)
+		out.End(terr, tr)
 		return
 	}
 }
