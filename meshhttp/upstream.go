@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/meshhttp/internal/httpstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -201,12 +202,12 @@ func decodeCall(ctx context.Context, c *pipeline.Call) (*http.Request, error) {
 	if !c.Body.Streamed() {
 		return httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
 	}
-	body := &streamBody{ctx: ctx, s: c.Body.Stream}
+	body := &httpstream.Body{Ctx: ctx, S: c.Body.Stream}
 	r, err := httpwire.DecodeStreamCall(ctx, c.Header, body, c.Op)
 	if err != nil {
 		return nil, err
 	}
-	body.onEOF = func(t nats.Header) error {
+	body.OnEOF = func(t nats.Header) error {
 		tr := httpwire.ReadTrailer(t, false)
 		if err := httpwire.CheckTrailer(r.Header, tr); err != nil {
 			return err // the caller's trailer: its fault, the call's failure
@@ -229,8 +230,8 @@ func answerStream(resp *http.Response, lim wire.Limits) (*pipeline.Reply, error)
 		resp.Body.Close()
 		return nil, wire.ResponseError(err)
 	}
-	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: resp.Body, fail: answerFailure,
-		trailer: func() nats.Header { return httpwire.TrailerHeader(resp.Trailer) }}), nil
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &httpstream.Source{R: resp.Body, Fail: answerFailure,
+		TrailerOf: func() nats.Header { return httpwire.TrailerHeader(resp.Trailer) }}), nil
 }
 
 // switched is the reply of a service that switched protocols (resp, a
@@ -248,8 +249,8 @@ func switched(ctx context.Context, c *pipeline.Call, resp *http.Response, lim wi
 		rwc.Close()
 		return nil, wire.ResponseError(err)
 	}
-	go pump(ctx, c.Body.Stream, rwc)
-	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: rwc, fail: answerFailure}), nil
+	go httpstream.Pump(ctx, c.Body.Stream, rwc)
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &httpstream.Source{R: rwc, Fail: answerFailure}), nil
 }
 
 // upstreamError classifies a failed call to h (the local service, an
