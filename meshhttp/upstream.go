@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/meshhttp/internal/h1client"
 	"github.com/natsmesh/natsmesh/meshhttp/internal/httpstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
@@ -46,6 +47,12 @@ type Upstream struct {
 	// OnRefused, when set, is called after a call found the service not
 	// accepting connections.
 	OnRefused func(error)
+
+	// rt is Transport, or, when it is an *http.Transport (the default's
+	// too), the lean client that makes its plain HTTP/1.1 round trips
+	// in the call's goroutine (internal/h1client), made on first use.
+	rtOnce sync.Once
+	rt     http.RoundTripper
 }
 
 var _ pipeline.Handler = (*Upstream)(nil)
@@ -81,11 +88,31 @@ var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
 // body) is sent as one; the service's 101 is a streamed reply of its
 // bytes while the call's body is written to it.
 func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
-	t := u.Transport
-	if t == nil {
-		t = defaultUpstreamTransport()
+	return forward(ctx, c, hop{base: u.Base, transport: u.roundTripper(), lim: u.Limits.Now(), caller: c.Caller, who: "local service", onRefused: u.OnRefused})
+}
+
+// roundTripper is the round tripper of u's calls: Transport, or the
+// lean client in front of it (see rt).
+func (u *Upstream) roundTripper() http.RoundTripper {
+	u.rtOnce.Do(func() {
+		t := u.Transport
+		if t == nil {
+			t = defaultUpstreamTransport()
+		}
+		u.rt = t
+		if ht, ok := t.(*http.Transport); ok {
+			u.rt = &h1client.Client{Fallback: ht}
+		}
+	})
+	return u.rt
+}
+
+// CloseIdleConnections closes the connections to the service that u
+// keeps alive, its Transport's too.
+func (u *Upstream) CloseIdleConnections() {
+	if c, ok := u.roundTripper().(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
 	}
-	return forward(ctx, c, hop{base: u.Base, transport: t, lim: u.Limits.Now(), caller: c.Caller, who: "local service", onRefused: u.OnRefused})
 }
 
 // hop is where [forward] sends a call's request: a local service
