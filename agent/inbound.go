@@ -33,9 +33,9 @@ type inbound struct {
 
 	httpTransport *http.Transport
 	httpUpstream  *meshhttp.Upstream // in front of httpTransport, once made
-	limits        pipeline.Limits  // the agent's (limitsNow), made once
-	handler       http.Handler     // in-process HTTP service
-	grpcServer    *meshgrpc.Server // in-process gRPC services
+	limits        pipeline.Limits    // the agent's (limitsNow), made once
+	handler       http.Handler       // in-process HTTP service
+	grpcServer    *meshgrpc.Server   // in-process gRPC services
 	grpcMu        sync.Mutex
 	grpcCC        *grpc.ClientConn
 	grpcClosed    bool
