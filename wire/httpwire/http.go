@@ -385,8 +385,9 @@ func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod
 	}
 	r.ContentLength = int64(len(data))
 	if len(data) > 0 {
-		r.Body = io.NopCloser(bytes.NewReader(data))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+		body := newBytesBody(data)
+		r.Body = body
+		r.GetBody = body.again
 		r.Header.Set("Content-Length", strconv.Itoa(len(data)))
 	}
 	return r.WithContext(ctx), nil
@@ -596,16 +597,53 @@ func decodeResponseHeader(hdr nats.Header, data []byte) (status int, h, trailer 
 // newResponse is a complete client-side response with body in memory.
 func newResponse(status int, h, trailer http.Header, body []byte, contentLength int64) *http.Response {
 	return &http.Response{
-		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		Status:        statusLine(status),
 		StatusCode:    status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        h,
 		Trailer:       trailer,
-		Body:          io.NopCloser(bytes.NewReader(body)),
+		Body:          newBytesBody(body),
 		ContentLength: contentLength,
 	}
+}
+
+// bytesBody is a body in memory: one allocation, where
+// io.NopCloser(bytes.NewReader(b)) makes two.
+type bytesBody struct {
+	bytes.Reader
+	b []byte
+}
+
+func newBytesBody(b []byte) *bytesBody {
+	body := &bytesBody{b: b}
+	body.Reset(b)
+	return body
+}
+
+func (*bytesBody) Close() error { return nil }
+
+// again is the body anew, from its start (http.Request.GetBody).
+func (b *bytesBody) again() (io.ReadCloser, error) { return newBytesBody(b.b), nil }
+
+// statusLines are the http.Response.Status of the statuses Go knows,
+// made once: a response decoded makes none.
+var statusLines = func() (lines [600]string) {
+	for code := range lines {
+		if text := http.StatusText(code); text != "" {
+			lines[code] = strconv.Itoa(code) + " " + text
+		}
+	}
+	return lines
+}()
+
+// statusLine is the http.Response.Status of status: "200 OK".
+func statusLine(status int) string {
+	if status >= 0 && status < len(statusLines) && statusLines[status] != "" {
+		return statusLines[status]
+	}
+	return strconv.Itoa(status) + " " + http.StatusText(status)
 }
 
 // WriteResponse writes resp to w: headers, status, body, then trailers.

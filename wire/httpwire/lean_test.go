@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -62,5 +63,28 @@ func TestReadLimitedAllocs(t *testing.T) {
 	})
 	if allocs > 1 {
 		t.Fatalf("%v allocations a read, want 1", allocs)
+	}
+}
+
+// TestDecodeResponseBodyAllocs: the status line and the body in memory of
+// a decoded answer cost no allocation beyond the body's one (a status
+// line made per answer, io.NopCloser around a bytes.Reader: three).
+func TestDecodeResponseBodyAllocs(t *testing.T) {
+	body := []byte("hello")
+	allocs := testing.AllocsPerRun(100, func() {
+		resp := newResponse(http.StatusOK, nil, nil, body, int64(len(body)))
+		if resp.Status != "200 OK" {
+			t.Fatal(resp.Status)
+		}
+	})
+	// The *http.Response and its body.
+	if allocs > 2 {
+		t.Fatalf("%v allocations a response, want 2", allocs)
+	}
+	if got := statusLine(799); got != "799 " {
+		t.Fatalf("statusLine(799) = %q", got)
+	}
+	if got := statusLine(418); got != "418 I'm a teapot" {
+		t.Fatalf("statusLine(418) = %q", got)
 	}
 }
