@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -16,9 +18,11 @@ import (
 // (see the package doc). The zero value needs Fallback.
 type Client struct {
 	// Fallback makes the round trips a Client does not (TLS, streamed
-	// bodies, upgrades) and lends its DialContext (default: a
-	// net.Dialer's), MaxIdleConnsPerHost (default 2, as net/http's) and
-	// IdleConnTimeout (0: none). Required.
+	// bodies, upgrades; every one when it has a Proxy or disables
+	// keep-alives) and lends its DialContext (default: a net.Dialer's),
+	// MaxIdleConnsPerHost (default 2, as net/http's), IdleConnTimeout (0:
+	// none) and MaxResponseHeaderBytes (default 10 MB, as net/http's).
+	// Required.
 	Fallback *http.Transport
 
 	mu     sync.Mutex
@@ -32,6 +36,7 @@ var _ http.RoundTripper = (*Client)(nil)
 type conn struct {
 	net.Conn
 	host string
+	lr   *io.LimitedReader // under br: bounds an answer's head
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	used time.Time // when it was last put idle
@@ -43,7 +48,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // RoundTrip implements http.RoundTripper.
 func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !plain(r) {
+	if !plain(r) || c.Fallback.Proxy != nil || c.Fallback.DisableKeepAlives {
 		return c.Fallback.RoundTrip(r)
 	}
 	for attempt := 0; ; attempt++ {
@@ -109,13 +114,21 @@ func (c *Client) roundTrip(cn *conn, r *http.Request) (*http.Response, error) {
 	}
 	var resp *http.Response
 	for informational := 0; ; informational++ {
+		// The head is bounded as net/http's Transport bounds it; the
+		// body, by its reader.
+		cn.lr.N = c.maxHeaderBytes()
 		if _, err := cn.br.Peek(1); err != nil {
 			return fail(&noAnswer{err})
 		}
 		var err error
-		if resp, err = http.ReadResponse(cn.br, r); err != nil {
+		resp, err = http.ReadResponse(cn.br, r)
+		if cn.lr.N <= 0 {
+			return fail(fmt.Errorf("h1client: the answer's head exceeds %d bytes", c.maxHeaderBytes()))
+		}
+		if err != nil {
 			return fail(err)
 		}
+		cn.lr.N = math.MaxInt64
 		// 1xx answers but 101 precede the final one (net/http's
 		// Transport skips them too, at most 5).
 		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols || informational == 5 {
@@ -199,7 +212,17 @@ func (c *Client) get(ctx context.Context, host string) (cn *conn, reused bool, e
 	if err != nil {
 		return nil, false, err
 	}
-	return &conn{Conn: nc, host: host, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc)}, false, nil
+	lr := &io.LimitedReader{R: nc, N: math.MaxInt64}
+	return &conn{Conn: nc, host: host, lr: lr, br: bufio.NewReader(lr), bw: bufio.NewWriter(nc)}, false, nil
+}
+
+// maxHeaderBytes bounds the head of an answer (Fallback's
+// MaxResponseHeaderBytes).
+func (c *Client) maxHeaderBytes() int64 {
+	if n := c.Fallback.MaxResponseHeaderBytes; n > 0 {
+		return n
+	}
+	return 10 << 20
 }
 
 // put keeps cn for the next request to its host, or closes it.

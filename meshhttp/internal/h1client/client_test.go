@@ -256,3 +256,27 @@ func TestFallbackCarriesTrailers(t *testing.T) {
 		t.Fatalf("trailer %q at the service, want 42", got)
 	}
 }
+
+// TestAnswerHeadBounded: an answer whose head does not end is refused
+// past MaxResponseHeaderBytes, as net/http's Transport refuses it,
+// rather than read without end.
+func TestAnswerHeadBounded(t *testing.T) {
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Bomb: " + strings.Repeat("b", 1000) + "\r\n"
+		for range 1 << 14 { // 16 MB of head, past net/http's default too
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	})
+	c := &Client{Fallback: &http.Transport{MaxResponseHeaderBytes: 64 << 10}}
+	t.Cleanup(c.CloseIdleConnections)
+	_, err := c.RoundTrip(post(t, context.Background(), url, "x"))
+	if err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("err %v, want the head refused", err)
+	}
+}
