@@ -47,8 +47,8 @@ type Upstream struct {
 	// ReadResponse, with the Transport's DialContext,
 	// MaxIdleConnsPerHost, IdleConnTimeout and MaxResponseHeaderBytes;
 	// the others by the Transport (see meshhttp/internal/h1client). A
-	// Transport with a Proxy, or with keep-alives disabled, makes them
-	// all.
+	// Transport with a Proxy, with keep-alives disabled or with
+	// compression on makes them all.
 	Transport http.RoundTripper
 	// Limits, read per call, bound the answer; nil means the defaults.
 	Limits pipeline.Limits

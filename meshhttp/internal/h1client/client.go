@@ -18,8 +18,8 @@ import (
 // (see the package doc). The zero value needs Fallback.
 type Client struct {
 	// Fallback makes the round trips a Client does not (TLS, streamed
-	// bodies, upgrades; every one when it has a Proxy or disables
-	// keep-alives) and lends its DialContext (default: a net.Dialer's),
+	// bodies, upgrades; every one when it has a Proxy, disables
+	// keep-alives or compresses: its gzip it adds and undoes itself) and lends its DialContext (default: a net.Dialer's),
 	// MaxIdleConnsPerHost (default 2, as net/http's), IdleConnTimeout (0:
 	// none) and MaxResponseHeaderBytes (default 10 MB, as net/http's).
 	// Required.
@@ -48,7 +48,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // RoundTrip implements http.RoundTripper.
 func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !plain(r) || c.Fallback.Proxy != nil || c.Fallback.DisableKeepAlives {
+	if !plain(r) || c.Fallback.Proxy != nil || c.Fallback.DisableKeepAlives || !c.Fallback.DisableCompression {
 		return c.Fallback.RoundTrip(r)
 	}
 	for attempt := 0; ; attempt++ {

@@ -25,7 +25,7 @@ func post(t *testing.T, ctx context.Context, url, body string) *http.Request {
 }
 
 func newClient(t *testing.T) *Client {
-	c := &Client{Fallback: &http.Transport{MaxIdleConnsPerHost: 4}}
+	c := &Client{Fallback: &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}}
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }
@@ -273,10 +273,30 @@ func TestAnswerHeadBounded(t *testing.T) {
 			}
 		}
 	})
-	c := &Client{Fallback: &http.Transport{MaxResponseHeaderBytes: 64 << 10}}
+	c := &Client{Fallback: &http.Transport{MaxResponseHeaderBytes: 64 << 10, DisableCompression: true}}
 	t.Cleanup(c.CloseIdleConnections)
 	_, err := c.RoundTrip(post(t, context.Background(), url, "x"))
 	if err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("err %v, want the head refused", err)
+	}
+}
+
+// TestCompressingFallbackMakesAll: a Fallback that compresses (net/http's
+// default: it asks for gzip and undoes it) makes every request, so its
+// users get what it does.
+func TestCompressingFallbackMakesAll(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(r.Header.Get("Accept-Encoding")))
+	}))
+	t.Cleanup(srv.Close)
+	c := &Client{Fallback: &http.Transport{}}
+	t.Cleanup(c.CloseIdleConnections)
+	resp, err := c.RoundTrip(post(t, context.Background(), srv.URL, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); got != "gzip" {
+		t.Fatalf("Accept-Encoding %q at the service, want the Fallback's gzip", got)
 	}
 }
