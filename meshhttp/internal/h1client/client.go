@@ -19,10 +19,11 @@ import (
 type Client struct {
 	// Fallback makes the round trips a Client does not (TLS, streamed
 	// bodies, upgrades; every one when it has a Proxy, disables
-	// keep-alives or compresses: its gzip it adds and undoes itself) and lends its DialContext (default: a net.Dialer's),
-	// MaxIdleConnsPerHost (default 2, as net/http's), IdleConnTimeout (0:
-	// none) and MaxResponseHeaderBytes (default 10 MB, as net/http's).
-	// Required.
+	// keep-alives or compresses: the gzip it adds and undoes itself),
+	// and lends the Client its DialContext (default: a net.Dialer's),
+	// MaxIdleConnsPerHost (default 2, as net/http's), IdleConnTimeout
+	// (0: none) and MaxResponseHeaderBytes (default 10 MB, as
+	// net/http's). Required.
 	Fallback *http.Transport
 
 	mu     sync.Mutex

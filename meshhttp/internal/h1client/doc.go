@@ -18,7 +18,8 @@
 // again), no trailers, no protocol upgrade, no Expect. TLS upstreams
 // (HTTP/2 by ALPN), streamed request bodies (full duplex: the service
 // may answer while the body is still being sent) and upgrades go to
-// Fallback.
+// Fallback, and every request does when Fallback has a Proxy, disables
+// keep-alives or compresses.
 //
 // A connection is reused once its answer's body has been read to its
 // end and closed, and neither side asked to close it. Before it is
