@@ -32,9 +32,10 @@ type inbound struct {
 	a *Agent
 
 	httpTransport *http.Transport
-	limits        pipeline.Limits  // the agent's (limitsNow), made once
-	handler       http.Handler     // in-process HTTP service
-	grpcServer    *meshgrpc.Server // in-process gRPC services
+	httpUpstream  *meshhttp.Upstream // in front of httpTransport, once made
+	limits        pipeline.Limits    // the agent's (limitsNow), made once
+	handler       http.Handler       // in-process HTTP service
+	grpcServer    *meshgrpc.Server   // in-process gRPC services
 	grpcMu        sync.Mutex
 	grpcCC        *grpc.ClientConn
 	grpcClosed    bool
@@ -114,7 +115,8 @@ func (in *inbound) handlers() pipeline.Protocols {
 	case in.handler != nil:
 		p.HTTP = &meshhttp.Handler{Handler: in.handler, Limits: limits}
 	case in.a.upstream != nil && !upstreamGRPC(in.a.upstream):
-		p.HTTP = &meshhttp.Upstream{Base: in.a.upstream, Transport: in.httpTransport, Limits: limits, OnRefused: in.onRefused}
+		in.httpUpstream = &meshhttp.Upstream{Base: in.a.upstream, Transport: in.httpTransport, Limits: limits, OnRefused: in.onRefused}
+		p.HTTP = in.httpUpstream
 	}
 	switch {
 	case in.grpcServer != nil:
@@ -558,6 +560,9 @@ func (in *inbound) shutdown() error {
 		in.unobserve()
 	}
 	in.httpTransport.CloseIdleConnections()
+	if in.httpUpstream != nil {
+		in.httpUpstream.CloseIdleConnections()
+	}
 	in.grpcMu.Lock()
 	defer in.grpcMu.Unlock()
 	in.grpcClosed = true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/meshhttp/internal/httpstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -34,7 +35,7 @@ func NewCall(r *http.Request, dest pipeline.Call, lim wire.Limits) (*pipeline.Ca
 // newCall is NewCall whose body stream, when it is one, takes its trailer
 // from in's Trailer (the request as the client sent it, whose Trailer its
 // body fills, when r is a Rewrite hook's copy of it), and ends a read in
-// progress with unblock before it closes (see bodyStream).
+// progress with unblock before it closes (see httpstream.Source).
 func newCall(r, in *http.Request, dest pipeline.Call, lim wire.Limits, unblock func()) (*pipeline.Call, error) {
 	c := dest
 	c.Subset = wire.NormalSubset(c.Subset)
@@ -82,9 +83,9 @@ func wholeBody(r *http.Request, lim wire.Limits) bool {
 
 // requestStream is the stream of body, r's, whose trailer is r's Trailer
 // at its end.
-func requestStream(r *http.Request, body io.ReadCloser, unblock func()) *bodyStream {
-	return &bodyStream{body: body, fail: requestFailure, unblock: unblock,
-		trailer: func() nats.Header { return httpwire.TrailerHeader(r.Trailer) }}
+func requestStream(r *http.Request, body io.ReadCloser, unblock func()) *httpstream.Source {
+	return &httpstream.Source{R: body, Fail: requestFailure, Unblock: unblock,
+		TrailerOf: func() nats.Header { return httpwire.TrailerHeader(r.Trailer) }}
 }
 
 // Send sends c through s and decodes the reply. Mesh failures come back
@@ -119,7 +120,7 @@ func send(ctx context.Context, s pipeline.Sender, c *pipeline.Call, done func())
 		done()
 		return nil, err
 	}
-	resp.Body = &streamBody{ctx: ctx, s: stream, onClose: done, onEOF: func(t nats.Header) error {
+	resp.Body = &httpstream.Body{Ctx: ctx, S: stream, OnClose: done, OnEOF: func(t nats.Header) error {
 		if tr := httpwire.ReadTrailer(t, true); len(tr) > 0 {
 			if resp.Trailer == nil {
 				resp.Trailer = make(http.Header, len(tr))
@@ -187,8 +188,8 @@ type exchange struct {
 	// upgrade, when set, carries a request that asks for an upgrade
 	// ([httpwire.Upgrade]): its body is tunnel, the client's bytes once
 	// the service has switched protocols.
-	upgrade func() *tunnel
-	tunnel  *tunnel
+	upgrade func() *httpstream.Tunnel
+	tunnel  *httpstream.Tunnel
 	// streamed reports that the call's body is a stream of the request's.
 	streamed bool
 }

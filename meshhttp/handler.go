@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/meshhttp/internal/httpstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -276,34 +277,14 @@ func (r *recorder) switched(ctx context.Context, lim wire.Limits) (*pipeline.Rep
 		r.conn.Close()
 		return nil, wire.ResponseError(err)
 	}
-	go pump(ctx, r.tunnel, r.conn)
-	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: readCloser{body, r.conn}, fail: handlerFailure}), nil
+	go httpstream.Pump(ctx, r.tunnel, r.conn)
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &httpstream.Source{R: readCloser{body, r.conn}, Fail: handlerFailure}), nil
 }
 
 // readCloser is a reader closed by another's Close.
 type readCloser struct {
 	io.Reader
 	io.Closer
-}
-
-// pump writes the call's body stream to w, a connection once switched,
-// until the stream ends or the call does (ctx); a failure closes w, and
-// so ends the reply too. At the stream's end w stays, for its peer's
-// last bytes: the protocol (WebSocket's close handshake) ends it.
-func pump(ctx context.Context, in pipeline.Stream, w io.WriteCloser) {
-	for {
-		b, err := in.Next(ctx)
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				w.Close()
-			}
-			return
-		}
-		if _, err := w.Write(b); err != nil {
-			w.Close()
-			return
-		}
-	}
 }
 
 // commit makes the answer a stream: the call's goroutine returns its
@@ -345,10 +326,10 @@ func (r *recorder) streamReply(lim wire.Limits) (*pipeline.Reply, error) {
 		r.pr.CloseWithError(err)
 		return nil, wire.ResponseError(err)
 	}
-	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: r.pr, fail: handlerFailure,
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &httpstream.Source{R: r.pr, Fail: handlerFailure,
 		// The pipe ends once the handler has returned: its trailers are
 		// set.
-		trailer: func() nats.Header { return httpwire.TrailerHeader(r.trailer()) }}), nil
+		TrailerOf: func() nats.Header { return httpwire.TrailerHeader(r.trailer()) }}), nil
 }
 
 // handlerFailure is how a streamed answer of an in-process handler

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/natsmesh/natsmesh/meshhttp/internal/httpstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -215,7 +216,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 		// A read of the client's body in progress when the call ends
 		// waits for the client: end it.
 		unblock: func() { rc.SetReadDeadline(aLongTimeAgo) },
-		upgrade: newTunnel,
+		upgrade: httpstream.NewTunnel,
 	}
 	resp, err := p.roundTrip(r, &res.Dest, x)
 	answered = true
@@ -235,14 +236,14 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 	if x.tunnel != nil {
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			res.Err = p.switchProtocols(w, resp, x.tunnel)
-			if res.Err != nil && !x.tunnel.started() {
+			if res.Err != nil && !x.tunnel.Started() {
 				res.Status, res.Err = p.fail(w, r, res.Err)
 			}
 			return res
 		}
-		x.tunnel.refuse()
+		x.tunnel.Refuse()
 	}
-	if body, ok := resp.Body.(*streamBody); ok {
+	if body, ok := resp.Body.(*httpstream.Body); ok {
 		res.Err, res.Cut = p.writeStream(w, rc, resp, body)
 		return res
 	}
@@ -283,7 +284,7 @@ func (p *Proxy) roundTrip(r *http.Request, dest *pipeline.Call, x *exchange) (*h
 // fails midway cuts the answer (the mesh error, and cut); a client that
 // goes away ends the call (the stream is closed: the service's handler
 // is cancelled).
-func (p *Proxy) writeStream(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, body *streamBody) (err error, cut bool) {
+func (p *Proxy) writeStream(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, body *httpstream.Body) (err error, cut bool) {
 	defer body.Close()
 	dst := w.Header()
 	for k, vs := range resp.Header {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/meshhttp/internal/h1client"
+	"github.com/natsmesh/natsmesh/meshhttp/internal/httpstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -38,13 +40,27 @@ type Upstream struct {
 	// every Upstream without one, made by [NewUpstreamTransport] (no
 	// proxy, no compression of its own, connections kept alive), never
 	// http.DefaultTransport, which would add an Accept-Encoding the client
-	// never sent.
+	// never sent. When it is an *http.Transport (the default is), the
+	// plain HTTP/1.1 requests (scheme http, a whole body, no trailers, no
+	// upgrade) are made in the call's goroutine on connections the
+	// Upstream keeps itself, by net/http's own Request.Write and
+	// ReadResponse, with the Transport's DialContext,
+	// MaxIdleConnsPerHost, IdleConnTimeout and MaxResponseHeaderBytes;
+	// the others by the Transport (see meshhttp/internal/h1client). A
+	// Transport with a Proxy, with keep-alives disabled or with
+	// compression on makes them all.
 	Transport http.RoundTripper
 	// Limits, read per call, bound the answer; nil means the defaults.
 	Limits pipeline.Limits
 	// OnRefused, when set, is called after a call found the service not
 	// accepting connections.
 	OnRefused func(error)
+
+	// rt is Transport, or, when it is an *http.Transport (the default's
+	// too), the lean client that makes its plain HTTP/1.1 round trips
+	// in the call's goroutine (internal/h1client), made on first use.
+	rtOnce sync.Once
+	rt     http.RoundTripper
 }
 
 var _ pipeline.Handler = (*Upstream)(nil)
@@ -80,11 +96,31 @@ var defaultUpstreamTransport = sync.OnceValue(NewUpstreamTransport)
 // body) is sent as one; the service's 101 is a streamed reply of its
 // bytes while the call's body is written to it.
 func (u *Upstream) ServeCall(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
-	t := u.Transport
-	if t == nil {
-		t = defaultUpstreamTransport()
+	return forward(ctx, c, hop{base: u.Base, transport: u.roundTripper(), lim: u.Limits.Now(), caller: c.Caller, who: "local service", onRefused: u.OnRefused})
+}
+
+// roundTripper is the round tripper of u's calls: Transport, or the
+// lean client in front of it (see rt).
+func (u *Upstream) roundTripper() http.RoundTripper {
+	u.rtOnce.Do(func() {
+		t := u.Transport
+		if t == nil {
+			t = defaultUpstreamTransport()
+		}
+		u.rt = t
+		if ht, ok := t.(*http.Transport); ok {
+			u.rt = &h1client.Client{Fallback: ht}
+		}
+	})
+	return u.rt
+}
+
+// CloseIdleConnections closes the connections to the service that u
+// keeps alive, its Transport's too.
+func (u *Upstream) CloseIdleConnections() {
+	if c, ok := u.roundTripper().(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
 	}
-	return forward(ctx, c, hop{base: u.Base, transport: t, lim: u.Limits.Now(), caller: c.Caller, who: "local service", onRefused: u.OnRefused})
 }
 
 // hop is where [forward] sends a call's request: a local service
@@ -201,12 +237,12 @@ func decodeCall(ctx context.Context, c *pipeline.Call) (*http.Request, error) {
 	if !c.Body.Streamed() {
 		return httpwire.DecodeCall(ctx, c.Header, c.Body.Bytes, c.Op)
 	}
-	body := &streamBody{ctx: ctx, s: c.Body.Stream}
+	body := &httpstream.Body{Ctx: ctx, S: c.Body.Stream}
 	r, err := httpwire.DecodeStreamCall(ctx, c.Header, body, c.Op)
 	if err != nil {
 		return nil, err
 	}
-	body.onEOF = func(t nats.Header) error {
+	body.OnEOF = func(t nats.Header) error {
 		tr := httpwire.ReadTrailer(t, false)
 		if err := httpwire.CheckTrailer(r.Header, tr); err != nil {
 			return err // the caller's trailer: its fault, the call's failure
@@ -229,8 +265,8 @@ func answerStream(resp *http.Response, lim wire.Limits) (*pipeline.Reply, error)
 		resp.Body.Close()
 		return nil, wire.ResponseError(err)
 	}
-	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: resp.Body, fail: answerFailure,
-		trailer: func() nats.Header { return httpwire.TrailerHeader(resp.Trailer) }}), nil
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &httpstream.Source{R: resp.Body, Fail: answerFailure,
+		TrailerOf: func() nats.Header { return httpwire.TrailerHeader(resp.Trailer) }}), nil
 }
 
 // switched is the reply of a service that switched protocols (resp, a
@@ -248,8 +284,8 @@ func switched(ctx context.Context, c *pipeline.Call, resp *http.Response, lim wi
 		rwc.Close()
 		return nil, wire.ResponseError(err)
 	}
-	go pump(ctx, c.Body.Stream, rwc)
-	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &bodyStream{body: rwc, fail: answerFailure}), nil
+	go httpstream.Pump(ctx, c.Body.Stream, rwc)
+	return pipeline.NewStreamReply(wire.ProtoHTTP, head.Header, &httpstream.Source{R: rwc, Fail: answerFailure}), nil
 }
 
 // upstreamError classifies a failed call to h (the local service, an

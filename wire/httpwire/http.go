@@ -179,6 +179,35 @@ func checkFraming(h http.Header, te []string) error {
 
 // readLimited reads a body of at most max bytes.
 func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
+	if hint > 0 && hint <= max {
+		// A known length (as the listeners and net/http's client frame
+		// it, the body ends there): one buffer of it, read in place, and
+		// one read past it that must find the end. No bytes.Buffer, no
+		// LimitReader: four allocations less a round trip (issue 20).
+		buf := make([]byte, hint, hint+1) // room for the read past it
+		n, err := readFull(body, buf)
+		if err == io.EOF {
+			return buf[:n], nil // shorter than told: what came, as bytes.Buffer reads it
+		}
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		if _, err = readFull(body, buf[hint:hint+1]); err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		// Longer than told: read it as one of unknown length.
+		rest, err := readLimited(body, -1, max-hint-1)
+		if err != nil {
+			if e := wire.FromError(err); e.Kind == wire.KindTooLarge {
+				return nil, tooLarge("body", wire.Limits{MaxPayload: max})
+			}
+			return nil, err
+		}
+		return append(buf[:hint+1], rest...), nil
+	}
 	// bytes.Buffer.ReadFrom wants MinRead bytes free before each read, the
 	// last one included (the one that sees EOF): with a capacity of exactly
 	// hint, every sized body would be copied once into a buffer twice as big.
@@ -189,18 +218,42 @@ func readLimited(body io.Reader, hint, max int64) ([]byte, error) {
 	buf := bytes.NewBuffer(make([]byte, 0, capacity))
 	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
 	if err != nil {
-		// A listener's own verdict (a body that timed out: request-timeout)
-		// stands; anything else is a broken request.
-		var me *wire.Error
-		if errors.As(err, &me) {
-			return nil, me
-		}
-		return nil, &wire.Error{Kind: wire.KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
+		return nil, bodyError(err)
 	}
 	if n > max {
 		return nil, tooLarge("body", wire.Limits{MaxPayload: max})
 	}
 	return buf.Bytes(), nil
+}
+
+// readFull reads into p until it is full, or the reader's end (io.EOF,
+// with what came before it) or error; unlike io.ReadFull, an end short of
+// full is io.EOF, so that a body's own io.ErrUnexpectedEOF (net/http's,
+// for a connection closed before the length it told) stays an error.
+func readFull(r io.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		if err != nil {
+			if err == io.EOF && n == len(p) {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// bodyError is a failed read of a body: a listener's own verdict (a body
+// that timed out: request-timeout) stands; anything else is a broken
+// request.
+func bodyError(err error) *wire.Error {
+	var me *wire.Error
+	if errors.As(err, &me) {
+		return me
+	}
+	return &wire.Error{Kind: wire.KindBadRequest, Message: "reading body: " + err.Error(), Err: err}
 }
 
 // copyHeaders copies the end-to-end headers of src into dst, under escaped
@@ -332,8 +385,9 @@ func DecodeCall(ctx context.Context, hdr nats.Header, data []byte, subjectMethod
 	}
 	r.ContentLength = int64(len(data))
 	if len(data) > 0 {
-		r.Body = io.NopCloser(bytes.NewReader(data))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+		body := newBytesBody(data)
+		r.Body = body
+		r.GetBody = body.again
 		r.Header.Set("Content-Length", strconv.Itoa(len(data)))
 	}
 	return r.WithContext(ctx), nil
@@ -543,16 +597,53 @@ func decodeResponseHeader(hdr nats.Header, data []byte) (status int, h, trailer 
 // newResponse is a complete client-side response with body in memory.
 func newResponse(status int, h, trailer http.Header, body []byte, contentLength int64) *http.Response {
 	return &http.Response{
-		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		Status:        statusLine(status),
 		StatusCode:    status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        h,
 		Trailer:       trailer,
-		Body:          io.NopCloser(bytes.NewReader(body)),
+		Body:          newBytesBody(body),
 		ContentLength: contentLength,
 	}
+}
+
+// bytesBody is a body in memory: one allocation, where
+// io.NopCloser(bytes.NewReader(b)) makes two.
+type bytesBody struct {
+	bytes.Reader
+	b []byte
+}
+
+func newBytesBody(b []byte) *bytesBody {
+	body := &bytesBody{b: b}
+	body.Reset(b)
+	return body
+}
+
+func (*bytesBody) Close() error { return nil }
+
+// again is the body anew, from its start (http.Request.GetBody).
+func (b *bytesBody) again() (io.ReadCloser, error) { return newBytesBody(b.b), nil }
+
+// statusLines are the http.Response.Status of the statuses Go knows,
+// made once: a response decoded makes none.
+var statusLines = func() (lines [600]string) {
+	for code := range lines {
+		if text := http.StatusText(code); text != "" {
+			lines[code] = strconv.Itoa(code) + " " + text
+		}
+	}
+	return lines
+}()
+
+// statusLine is the http.Response.Status of status: "200 OK".
+func statusLine(status int) string {
+	if status >= 0 && status < len(statusLines) && statusLines[status] != "" {
+		return statusLines[status]
+	}
+	return strconv.Itoa(status) + " " + http.StatusText(status)
 }
 
 // WriteResponse writes resp to w: headers, status, body, then trailers.

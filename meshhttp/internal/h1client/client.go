@@ -1,0 +1,279 @@
+package h1client
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Client is an http.RoundTripper for plain HTTP/1.1 to local services
+// (see the package doc). The zero value needs Fallback.
+type Client struct {
+	// Fallback makes the round trips a Client does not (TLS, streamed
+	// bodies, upgrades; every one when it has a Proxy, disables
+	// keep-alives or compresses: the gzip it adds and undoes itself),
+	// and lends the Client its DialContext (default: a net.Dialer's),
+	// MaxIdleConnsPerHost (default 2, as net/http's), IdleConnTimeout
+	// (0: none) and MaxResponseHeaderBytes (default 10 MB, as
+	// net/http's). Required.
+	Fallback *http.Transport
+
+	mu     sync.Mutex
+	idle   map[string][]*conn // by host:port, the last one put the first taken
+	closed bool
+}
+
+var _ http.RoundTripper = (*Client)(nil)
+
+// conn is a kept-alive connection and its buffers.
+type conn struct {
+	net.Conn
+	host string
+	lr   *io.LimitedReader // under br: bounds an answer's head
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time // when it was last put idle
+}
+
+// aLongTimeAgo is a deadline passed: set on a connection, it ends a read
+// or write in progress.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// RoundTrip implements http.RoundTripper.
+func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !plain(r) || c.Fallback.Proxy != nil || c.Fallback.DisableKeepAlives || !c.Fallback.DisableCompression {
+		return c.Fallback.RoundTrip(r)
+	}
+	for attempt := 0; ; attempt++ {
+		cn, reused, err := c.get(r.Context(), r.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.roundTrip(cn, r)
+		if err == nil {
+			return resp, nil
+		}
+		var e *noAnswer
+		if reused && attempt == 0 && errors.As(err, &e) && idempotent(r) && r.Context().Err() == nil {
+			// The server closed the connection as the request went out
+			// (an idle timeout): net/http's Transport sends such a
+			// request again; only one that may run twice.
+			if r.Body != nil && r.Body != http.NoBody {
+				if r.Body, err = r.GetBody(); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		if errors.As(err, &e) {
+			err = e.err
+		}
+		return nil, err
+	}
+}
+
+// noAnswer is a failure before any byte of the answer came.
+type noAnswer struct{ err error }
+
+func (e *noAnswer) Error() string { return e.err.Error() }
+func (e *noAnswer) Unwrap() error { return e.err }
+
+// roundTrip writes r on cn and reads its answer, whose body gives cn
+// back once read to its end and closed.
+func (c *Client) roundTrip(cn *conn, r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	var stop func() bool
+	if ctx.Done() != nil {
+		// The call given up (its deadline, its caller gone) ends a write
+		// or read in progress, the body's too.
+		stop = context.AfterFunc(ctx, func() { cn.SetDeadline(aLongTimeAgo) })
+	}
+	fail := func(err error) (*http.Response, error) {
+		if stop != nil {
+			stop()
+		}
+		cn.Close()
+		if ctx.Err() != nil {
+			// The deadline, as net/http's Transport reports it.
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if err := r.Write(cn.bw); err != nil {
+		return fail(&noAnswer{err})
+	}
+	if err := cn.bw.Flush(); err != nil {
+		return fail(&noAnswer{err})
+	}
+	var resp *http.Response
+	for informational := 0; ; informational++ {
+		// The head is bounded as net/http's Transport bounds it; the
+		// body, by its reader.
+		cn.lr.N = c.maxHeaderBytes()
+		if _, err := cn.br.Peek(1); err != nil {
+			return fail(&noAnswer{err})
+		}
+		var err error
+		resp, err = http.ReadResponse(cn.br, r)
+		if cn.lr.N <= 0 {
+			return fail(fmt.Errorf("h1client: the answer's head exceeds %d bytes", c.maxHeaderBytes()))
+		}
+		if err != nil {
+			return fail(err)
+		}
+		cn.lr.N = math.MaxInt64
+		// 1xx answers but 101 precede the final one (net/http's
+		// Transport skips them too, at most 5).
+		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols || informational == 5 {
+			break
+		}
+	}
+	keep := !resp.Close && !r.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	resp.Body = &body{ReadCloser: resp.Body, c: c, cn: cn, keep: keep, stop: stop}
+	return resp, nil
+}
+
+// body is an answer's body, which gives its connection back to the
+// Client once read to its end and closed, and closes it when closed
+// before.
+type body struct {
+	io.ReadCloser
+	c    *Client
+	cn   *conn
+	keep bool
+	stop func() bool
+	eof  atomic.Bool
+	done atomic.Bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	if b.done.Swap(true) {
+		return nil
+	}
+	if b.stop != nil && !b.stop() {
+		// The call was given up: the deadline has been set.
+		b.keep = false
+	}
+	if !b.keep || !b.eof.Load() {
+		// Closed before its end: net/http's body would read the rest
+		// first (an endless stream, never); the connection goes.
+		b.cn.Close()
+		b.ReadCloser.Close()
+		return nil
+	}
+	err := b.ReadCloser.Close()
+	if err == nil {
+		b.c.put(b.cn)
+	} else {
+		b.cn.Close()
+	}
+	return err
+}
+
+// get is an idle connection to host, alive, or a new one.
+func (c *Client) get(ctx context.Context, host string) (cn *conn, reused bool, err error) {
+	c.mu.Lock()
+	for list := c.idle[host]; len(list) > 0; list = c.idle[host] {
+		cn = list[len(list)-1]
+		list[len(list)-1] = nil
+		c.idle[host] = list[:len(list)-1]
+		if t := c.Fallback.IdleConnTimeout; t > 0 && time.Since(cn.used) > t {
+			cn.Close()
+			continue
+		}
+		c.mu.Unlock()
+		if quiet(cn.Conn) {
+			return cn, true, nil
+		}
+		cn.Close()
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+	dial := c.Fallback.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	nc, err := dial(ctx, "tcp", host)
+	if err != nil {
+		return nil, false, err
+	}
+	lr := &io.LimitedReader{R: nc, N: math.MaxInt64}
+	return &conn{Conn: nc, host: host, lr: lr, br: bufio.NewReader(lr), bw: bufio.NewWriter(nc)}, false, nil
+}
+
+// maxHeaderBytes bounds the head of an answer (Fallback's
+// MaxResponseHeaderBytes).
+func (c *Client) maxHeaderBytes() int64 {
+	if n := c.Fallback.MaxResponseHeaderBytes; n > 0 {
+		return n
+	}
+	return 10 << 20
+}
+
+// put keeps cn for the next request to its host, or closes it.
+func (c *Client) put(cn *conn) {
+	max := c.Fallback.MaxIdleConnsPerHost
+	if max <= 0 {
+		max = http.DefaultMaxIdleConnsPerHost
+	}
+	cn.used = time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || len(c.idle[cn.host]) >= max || cn.br.Buffered() > 0 {
+		cn.Close()
+		return
+	}
+	if c.idle == nil {
+		c.idle = make(map[string][]*conn)
+	}
+	c.idle[cn.host] = append(c.idle[cn.host], cn)
+}
+
+// CloseIdleConnections closes the connections kept alive, the
+// Fallback's too.
+func (c *Client) CloseIdleConnections() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, list := range idle {
+		for _, cn := range list {
+			cn.Close()
+		}
+	}
+	c.Fallback.CloseIdleConnections()
+}
+
+// plain reports whether r takes the Client's own path.
+func plain(r *http.Request) bool {
+	if r.URL.Scheme != "http" || len(r.Trailer) > 0 || len(r.TransferEncoding) > 0 || r.Header.Get("Upgrade") != "" || r.Header.Get("Expect") != "" {
+		return false
+	}
+	return r.Body == nil || r.Body == http.NoBody || (r.ContentLength > 0 && r.GetBody != nil)
+}
+
+// idempotent reports whether r may be sent twice (RFC 9110 section
+// 9.2.2, as net/http's Transport reads it).
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,302 @@
+package h1client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// post is a whole POST of body to url, as the Upstream sends one.
+func post(t *testing.T, ctx context.Context, url, body string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newClient(t *testing.T) *Client {
+	c := &Client{Fallback: &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// readAll reads and closes resp's body.
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestKeepsConnectionsAlive: sequential calls share one connection, made
+// in the caller's goroutine, each answer whole and right.
+func TestKeepsConnectionsAlive(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Method", r.Method)
+		w.Write(b)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newClient(t)
+	for i := range 20 {
+		body := strings.Repeat("x", i*100)
+		resp, err := c.RoundTrip(post(t, context.Background(), srv.URL+"/echo", body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, resp); got != body || resp.Header.Get("X-Method") != "POST" {
+			t.Fatalf("call %d: %d bytes, method %q", i, len(got), resp.Header.Get("X-Method"))
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 20 calls, want 1", n)
+	}
+}
+
+// rawServer serves each connection with serve, on loopback.
+func rawServer(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				serve(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+// TestServerClosedIdle: a connection its server closed while it was
+// idle is not used: a POST goes on a new one and is served once (it
+// failed, unsent again, without the look at the socket).
+func TestServerClosedIdle(t *testing.T) {
+	var served atomic.Int32
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		r, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		served.Add(1)
+		io.WriteString(c, okAnswer)
+		// An idle timeout: the server closes the connection it kept.
+	})
+	c := newClient(t)
+	for i := range 3 {
+		resp, err := c.RoundTrip(post(t, context.Background(), url, "hello"))
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		readAll(t, resp)
+		// Let the server's close reach this side.
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := served.Load(); n != 3 {
+		t.Fatalf("served %d, want 3", n)
+	}
+}
+
+// TestPostNeverSentTwice: a request that a reused connection loses with
+// no answer is made again only when its method is idempotent: the POST
+// fails, served once; the GET is answered.
+func TestPostNeverSentTwice(t *testing.T) {
+	var requests atomic.Int32
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, r.Body)
+			requests.Add(1)
+			if i == 1 {
+				return // the second request on a connection is lost
+			}
+			io.WriteString(c, okAnswer)
+		}
+	})
+	for _, tc := range []struct {
+		method  string
+		wantErr bool
+		want    int32
+	}{{http.MethodPost, true, 2}, {http.MethodGet, false, 3}} {
+		t.Run(tc.method, func(t *testing.T) {
+			requests.Store(0)
+			c := newClient(t)
+			resp, err := c.RoundTrip(post(t, context.Background(), url, "a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, resp)
+			r, _ := http.NewRequest(tc.method, url, nil)
+			if tc.method == http.MethodPost {
+				r = post(t, context.Background(), url, "b")
+			}
+			resp, err = c.RoundTrip(r)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want an error: %v", err, tc.wantErr)
+			}
+			if err == nil {
+				readAll(t, resp)
+			}
+			if n := requests.Load(); n != tc.want {
+				t.Fatalf("server read %d requests, want %d", n, tc.want)
+			}
+		})
+	}
+}
+
+// TestCancelEndsBody: the call given up ends a read of an answer's body
+// that would not end, and its Close returns at once.
+func TestCancelEndsBody(t *testing.T) {
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+		io.Copy(io.Discard, br) // and nothing more, until the client goes
+	})
+	c := newClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	resp, err := c.RoundTrip(post(t, ctx, url, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() { _, err := resp.Body.Read(buf); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("read after cancel: no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancel did not end the read")
+	}
+	closed := make(chan struct{})
+	go func() { resp.Body.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for the body's end")
+	}
+}
+
+// TestInformationalSkipped: a 103 before the answer is passed over, as
+// net/http's Transport does.
+func TestInformationalSkipped(t *testing.T) {
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if r, err := http.ReadRequest(br); err == nil {
+			io.Copy(io.Discard, r.Body)
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"+okAnswer)
+		}
+	})
+	resp, err := newClient(t).RoundTrip(post(t, context.Background(), url, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); resp.StatusCode != 200 || got != "ok" {
+		t.Fatalf("status %d, body %q", resp.StatusCode, got)
+	}
+}
+
+// TestFallbackCarriesTrailers: a request with trailers goes to Fallback,
+// which sends it chunked, so they reach the service.
+func TestFallbackCarriesTrailers(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(r.Trailer.Get("X-Sum")))
+	}))
+	t.Cleanup(srv.Close)
+	r := post(t, context.Background(), srv.URL, "abc")
+	r.Body = io.NopCloser(bytes.NewReader([]byte("abc")))
+	r.ContentLength = -1
+	r.Trailer = http.Header{"X-Sum": {"42"}}
+	resp, err := newClient(t).RoundTrip(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); got != "42" {
+		t.Fatalf("trailer %q at the service, want 42", got)
+	}
+}
+
+// TestAnswerHeadBounded: an answer whose head does not end is refused
+// past MaxResponseHeaderBytes, as net/http's Transport refuses it,
+// rather than read without end.
+func TestAnswerHeadBounded(t *testing.T) {
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Bomb: " + strings.Repeat("b", 1000) + "\r\n"
+		for range 1 << 14 { // 16 MB of head, past net/http's default too
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	})
+	c := &Client{Fallback: &http.Transport{MaxResponseHeaderBytes: 64 << 10, DisableCompression: true}}
+	t.Cleanup(c.CloseIdleConnections)
+	_, err := c.RoundTrip(post(t, context.Background(), url, "x"))
+	if err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("err %v, want the head refused", err)
+	}
+}
+
+// TestCompressingFallbackMakesAll: a Fallback that compresses (net/http's
+// default: it asks for gzip and undoes it) makes every request, so its
+// users get what it does.
+func TestCompressingFallbackMakesAll(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(r.Header.Get("Accept-Encoding")))
+	}))
+	t.Cleanup(srv.Close)
+	c := &Client{Fallback: &http.Transport{}}
+	t.Cleanup(c.CloseIdleConnections)
+	resp, err := c.RoundTrip(post(t, context.Background(), srv.URL, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); got != "gzip" {
+		t.Fatalf("Accept-Encoding %q at the service, want the Fallback's gzip", got)
+	}
+}
