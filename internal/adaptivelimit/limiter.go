@@ -16,18 +16,19 @@ var ErrConfig = errors.New("adaptivelimit: invalid configuration")
 // Config configures a [Limiter]. Zero values take the defaults noted on
 // each field.
 type Config struct {
-	// Min and Max bound the limit. Defaults 1 and 1024. The limit is Max
-	// until the first window ends.
+	// Min and Max bound the limit. Defaults 1 and 1024.
 	Min, Max int
-	// Burst is the least the limit is while the service shows no
-	// queueing: then the limit is four times the most calls in flight in
-	// the last window, and at least Burst. Default 64 (at most Max).
-	Burst int
-	// MaxWait is how long a call over the limit may wait for a place
-	// ([Limiter.Wait]) while the service shows no queueing. Default
-	// 150ms: shorter than a caller's least wait for a sign of life
-	// (wire.MinTakeWithin), since a call waiting here has given none
-	// and would otherwise be taken for lost and sent again.
+	// Initial is the limit at the start, and the least it falls back to
+	// while the service shows no queueing and the calls do not reach it
+	// (then it is twice the most calls in flight in the last window, at
+	// least Initial). Default 4 (at most Max).
+	Initial int
+	// MaxWait is the longest a call over the limit may wait for a place
+	// ([Limiter.Wait]) while the service shows no queueing; it waits
+	// half the service's baseline latency, at least Slack, and at most
+	// MaxWait. Default 150ms: shorter than a caller's least wait for a
+	// sign of life (wire.MinTakeWithin), since a call waiting here has
+	// given none and would otherwise be taken for lost and sent again.
 	MaxWait time.Duration
 	// Tolerance is how many times its baseline a window's mean latency
 	// may be before the calls count as queueing. Default 1.5; at least
@@ -50,7 +51,7 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultMax        = 1024
-	DefaultBurst      = 64
+	DefaultInitial    = 4
 	DefaultMaxWait    = 150 * time.Millisecond
 	DefaultTolerance  = 1.5
 	DefaultSlack      = 50 * time.Millisecond
@@ -68,12 +69,12 @@ type Limiter struct {
 	inflight atomic.Int64
 	peak     atomic.Int64
 	refused  atomic.Int64
-	// heldFrom is when the window's first refusal came (Unix ns); 0
-	// before it.
-	heldFrom atomic.Int64
 	clock    func() time.Time // time.Now; the tests' virtual time
 	// closed is set while the limit is limiting: no call waits then.
 	closed atomic.Bool
+	// waitFor is how long a call may wait for a place now;
+	// baselineNs the baseline latency, for the hot path.
+	waitFor, baselineNs atomic.Int64
 
 	// The calls waiting for a place, first first, each told on its
 	// channel whether it got one; nwait counts them for Release.
@@ -81,12 +82,12 @@ type Limiter struct {
 	waiters []chan bool
 	nwait   atomic.Int64
 
-	min, max, burst float64
-	maxWait         time.Duration
-	tol             float64
-	slack           time.Duration
-	window          time.Duration
-	minSamples      int
+	min, max, initial float64
+	maxWait           time.Duration
+	tol               float64
+	slack             time.Duration
+	window            time.Duration
+	minSamples        int
 
 	mu sync.Mutex
 	// The current window: its start (calls admitted earlier are not its
@@ -104,10 +105,21 @@ type Limiter struct {
 	baseline time.Duration
 	limiting bool
 	// After a shrink, the window it judged by: its mean and peak.
-	shrunk               bool
-	shrunkMean, shrunkPk float64
-	// carried is how many calls were in flight when the window began.
-	carried float64
+	shrunk                bool
+	shrunkLeast, shrunkPk float64
+	// stale counts the windows in a row after a shrink that did not
+	// shorten the latency.
+	stale int
+	// The window's samples that showed queueing while the limit probes:
+	// their count and total latency.
+	over    int
+	overSum time.Duration
+	// least is the window's least latency: the service's own, plus the
+	// wait of a queue that every call of the window met.
+	least time.Duration
+	// round is how many samples make a round of the limit while it
+	// probes: the limit when the window began.
+	round int
 }
 
 // New returns a Limiter, or an error wrapping ErrConfig.
@@ -118,8 +130,8 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.Max == 0 {
 		cfg.Max = DefaultMax
 	}
-	if cfg.Burst == 0 {
-		cfg.Burst = min(DefaultBurst, cfg.Max)
+	if cfg.Initial == 0 {
+		cfg.Initial = min(DefaultInitial, cfg.Max)
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultMaxWait
@@ -137,18 +149,19 @@ func New(cfg Config) (*Limiter, error) {
 		cfg.MinSamples = DefaultMinSamples
 	}
 	switch {
-	case cfg.Min < 1 || cfg.Max < cfg.Min || cfg.Burst < cfg.Min || cfg.Burst > cfg.Max:
-		return nil, fmt.Errorf("%w: limits min %d, burst %d, max %d: want 1 <= min <= burst <= max", ErrConfig, cfg.Min, cfg.Burst, cfg.Max)
+	case cfg.Min < 1 || cfg.Max < cfg.Min || cfg.Initial < cfg.Min || cfg.Initial > cfg.Max:
+		return nil, fmt.Errorf("%w: limits min %d, initial %d, max %d: want 1 <= min <= initial <= max", ErrConfig, cfg.Min, cfg.Initial, cfg.Max)
 	case cfg.Tolerance < 1.1:
 		return nil, fmt.Errorf("%w: tolerance %v: want at least 1.1", ErrConfig, cfg.Tolerance)
 	case cfg.Slack < 0 || cfg.Window < 0 || cfg.MinSamples < 1 || cfg.MaxWait < 0:
 		return nil, fmt.Errorf("%w: slack %v, window %v of %d samples", ErrConfig, cfg.Slack, cfg.Window, cfg.MinSamples)
 	}
-	l := &Limiter{min: float64(cfg.Min), max: float64(cfg.Max), burst: float64(cfg.Burst), maxWait: cfg.MaxWait,
+	l := &Limiter{min: float64(cfg.Min), max: float64(cfg.Max), initial: float64(cfg.Initial), maxWait: cfg.MaxWait,
 		tol: cfg.Tolerance, slack: cfg.Slack, window: cfg.Window, minSamples: cfg.MinSamples,
-		exact: float64(cfg.Max), clock: time.Now}
-	l.start = l.clock()
-	l.limit.Store(int64(cfg.Max))
+		exact: float64(cfg.Initial), clock: time.Now}
+	l.start, l.round = l.clock(), cfg.Initial
+	l.limit.Store(int64(cfg.Initial))
+	l.waitFor.Store(int64(cfg.MaxWait))
 	return l, nil
 }
 
@@ -178,21 +191,30 @@ func (l *Limiter) take() bool {
 }
 
 // held counts a call the limit held back, in this window.
-func (l *Limiter) held() {
-	if l.refused.Add(1) == 1 {
-		l.heldFrom.Store(l.clock().UnixNano())
-	}
-}
+func (l *Limiter) held() { l.refused.Add(1) }
 
 // MayWait reports whether a call TryAcquire refused may wait for a place
 // ([Limiter.Wait]): while the service shows no queueing, the limit holds
 // back only a burst, which a moment's wait absorbs; once it does, a call
 // over the limit is refused at once.
-func (l *Limiter) MayWait() bool { return !l.closed.Load() && l.maxWait > 0 }
+func (l *Limiter) MayWait() bool {
+	if l.closed.Load() || l.maxWait <= 0 {
+		return false
+	}
+	// The calls waiting are bounded by time, not by a count: no more
+	// than the places the calls in flight free within a wait, at the
+	// service's baseline latency (Little's law), so a call that waits
+	// will most likely get one; the others are refused at once.
+	if b := l.baselineNs.Load(); b > 0 {
+		return l.nwait.Load() < max(1, l.limit.Load()*l.waitFor.Load()/b)
+	}
+	return true
+}
 
 // Wait admits a call once a place is free, first come first served, or
-// reports after MaxWait, or as soon as the limiter sees a queue at the
-// service, that there is none. The wait is no sample.
+// reports after its wait (half the baseline latency, at least Slack, at
+// most MaxWait), or as soon as the limiter sees a queue at the service,
+// that there is none. The wait is no sample.
 func (l *Limiter) Wait() bool {
 	l.wmu.Lock()
 	l.nwait.Add(1)
@@ -210,7 +232,7 @@ func (l *Limiter) Wait() bool {
 	w := make(chan bool, 1)
 	l.waiters = append(l.waiters, w)
 	l.wmu.Unlock()
-	t := time.NewTimer(l.maxWait)
+	t := time.NewTimer(time.Duration(l.waitFor.Load()))
 	defer t.Stop()
 	select {
 	case ok := <-w:
@@ -273,6 +295,7 @@ func (l *Limiter) sample(start, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.done++
+	lat := now.Sub(start)
 	if start.Before(l.start) {
 		// Admitted under an earlier window's limit: no sample. But when
 		// the window's own calls are slow to come back, they may be
@@ -280,83 +303,150 @@ func (l *Limiter) sample(start, now time.Time) {
 		// the rate they end at tell how long a call now takes.
 		if elapsed := now.Sub(l.start); !l.limiting && l.baseline > 0 && l.n < l.minSamples && elapsed >= max(l.window, 2*l.baseline) {
 			if est := elapsed * time.Duration(l.inflight.Load()) / time.Duration(l.done); l.queueing(est, l.tol, l.slack) {
-				l.n, l.sum = 1, est
+				l.n, l.sum, l.least = 1, est, est
 				l.update(now)
 			}
 		}
 		return
 	}
-	if hf := l.heldFrom.Load(); !l.limiting && hf > l.start.UnixNano() {
-		// The open limit began to hold calls back in this window: the
-		// calls admitted before met a less busy service than the later
-		// ones do, and judged with them, they would hide a queue that
-		// is forming (and open the limit further into it). The window
-		// starts again from the first refusal.
-		l.start, l.n, l.sum, l.done = time.Unix(0, hf), 0, 0, 0
-		if start.Before(l.start) {
+	l.n++
+	l.sum += lat
+	if l.n == 1 || lat < l.least {
+		l.least = lat
+	}
+	if !l.limiting {
+		// Probing: a queue shows in single calls, not in a window's
+		// mean, which the calls admitted before the queue formed would
+		// hold down for a whole window; and a round of calls that came
+		// back as fast as ever, while the limit held others back,
+		// doubles the limit at once (TCP's slow start).
+		if l.queueingVs(lat, l.ref(), l.tol, l.slack) {
+			l.over++
+			l.overSum += lat
+			// Two calls at least, and a quarter of the window's: a
+			// service whose latency varies widely has a slow call now
+			// and then.
+			if l.over >= 2 && 4*l.over >= l.n {
+				if l.baseline == 0 {
+					l.baseline = l.least
+				}
+				// Judged by the calls that queued.
+				l.n, l.sum, l.least = l.over, l.overSum, l.overSum/time.Duration(l.over)
+				l.update(now)
+				return
+			}
+		} else if l.over == 0 && l.n >= l.round && l.heldBack() {
+			l.exact = min(max(l.exact*3/2, l.exact+1), l.max)
+			l.limit.Store(int64(l.exact))
+			l.restart(now)
 			return
 		}
 	}
-	l.n++
-	l.sum += now.Sub(start)
-	if l.n >= l.minSamples && now.Sub(l.start) >= max(l.window, 2*l.baseline) {
+	if l.n >= min(l.minSamples, max(2, 2*l.round)) && now.Sub(l.start) >= max(l.window, 2*l.baseline) {
 		l.update(now)
 	}
 }
 
+// ref is the latency a call's is compared with while the limit probes:
+// the baseline, or before there is one, the window's mean so far.
+func (l *Limiter) ref() time.Duration {
+	if l.baseline == 0 && l.n > 0 {
+		return l.sum / time.Duration(l.n)
+	}
+	return l.baseline
+}
+
+// heldBack reports whether the limit held calls back in this window: it
+// refused one, one waits, or the calls in flight reached it.
+func (l *Limiter) heldBack() bool {
+	return l.refused.Load() > 0 || l.nwait.Load() > 0 || l.peak.Load() >= l.limit.Load()
+}
+
+// restart begins a window of samples at from: the calls admitted from
+// then on, the limit now a round of them.
+func (l *Limiter) restart(from time.Time) {
+	l.start, l.n, l.sum, l.done, l.over, l.overSum = from, 0, 0, 0, 0, 0
+	l.round = max(int(l.exact), 1)
+	l.refused.Store(0)
+	l.peak.Store(l.inflight.Load())
+}
+
 // update ends the window at now and sets the limit by its samples.
+// Their least latency is the sign of a queue at the service: once more
+// calls are let in than the service serves at a time, every call waits
+// behind one, while the mean and the tail also rise when the host is
+// short of CPU or a call is slow by itself (TCP Vegas's base and actual
+// round-trip times, which Netflix's Vegas limit follows too).
 func (l *Limiter) update(now time.Time) {
-	mean := l.sum / time.Duration(l.n)
+	mean, least := l.sum/time.Duration(l.n), l.least
 	inflight := l.inflight.Load()
 	peak := float64(l.peak.Swap(inflight))
-	// heldFrom first: a refusal between the two is then this window's,
-	// and the next window's first refusal stores its time again.
-	l.heldFrom.Store(0)
-	carried := l.carried
-	l.carried = float64(inflight)
-	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load())
+	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load()) || l.nwait.Load() > 0
 	next := l.exact
 	shrunk := l.shrunk
 	l.shrunk = false
+	// Bands of the least latency over the baseline: a queue (shrink),
+	// the service's own (grow), and between them a hold.
+	over, calm := (1+l.tol)/2, 1+(l.tol-1)/5
+	switch {
+	case !shrunk:
+	case peak <= 0.75*l.shrunkPk && float64(least) >= 0.9*l.shrunkLeast:
+		l.stale++
+	default:
+		l.stale = 0
+	}
 	switch {
 	case l.baseline == 0:
-		l.baseline = mean
-	case shrunk && carried <= l.exact && peak <= 0.75*l.shrunkPk && float64(mean) >= 0.9*l.shrunkMean:
-		// Fewer calls in flight, and none queued from before the shrink
-		// (more in flight at its start than its limit) to wait behind,
-		// yet no shorter latency: it is not queueing here that makes the
-		// service slow.
-		l.baseline = mean
-	case l.queueing(mean, l.tol, l.slack) || l.limiting && l.queueing(mean, l.tol, l.slack/10):
-		if !l.limiting {
-			next = min(next, peak)
-			l.limiting = true
-		}
-		next = max(next*float64(l.baseline)/float64(mean), next/8)
-		l.shrunk, l.shrunkMean, l.shrunkPk = true, float64(mean), peak
-	case l.limiting && held && l.queueing(mean, (1+l.tol)/2, l.slack/10):
-		// Calls queue a little: hold.
+		l.baseline = least
+	case l.stale >= 2:
+		// Twice fewer calls in flight after a shrink, yet no shorter
+		// latency (once might be the calls queued from before the
+		// shrink, still ahead): it is not queueing here that makes the
+		// service slow, but something behind it.
+		l.baseline, l.stale = least, 0
+	case !l.limiting && (l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack)):
+		// A queue at the service: the limit follows it from now on,
+		// from the calls the service serves without one.
+		l.limiting = true
+		next = max(min(next, peak)*float64(l.baseline)/float64(max(least, mean*2/3)), next/2)
+		l.shrunk, l.shrunkLeast, l.shrunkPk = true, float64(least), peak
 	case l.limiting && held:
-		next += max(1, math.Sqrt(next)/2)
+		// The gradient (Netflix concurrency-limits' Gradient2): the
+		// limit times the baseline over the mean is the concurrency
+		// the service serves without a queue; plus a little headroom,
+		// so that a service that got faster shows it. Halved at most,
+		// and grown by sqrt(limit)/2 at most, a window.
+		g := min(float64(l.baseline)/float64(mean), 1)
+		if !l.queueing(mean, calm, l.slack/10) {
+			g = 1 // the service's own jitter
+		}
+		next = min(max(next*g+max(0.5, math.Sqrt(next)/4), next/2), next+max(1, math.Sqrt(next)/2))
+		if l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack/10) {
+			l.shrunk, l.shrunkLeast, l.shrunkPk = true, float64(least), peak
+		}
 	default:
-		// The limit held nothing back, or it is open: the window's mean
-		// is the service's own latency at the load it had, unless a
-		// queue is forming under the slack (then the baseline must not
-		// learn it).
-		if !l.queueing(mean, (1+l.tol)/2, 0) {
-			l.baseline += (mean - l.baseline) / 4
+		// The limit held nothing back, or it probes: the window's least
+		// latency is the service's own at the load it had, unless a
+		// queue is forming (then the baseline must not learn it).
+		if !l.queueing(least, calm, 0) {
+			l.baseline += (least - l.baseline) / 4
 		}
 		if !held {
+			// No call reached the limit: it probes again, from where
+			// it is (never reopened wide: the next overload's first
+			// calls would queue at the service), and falls back to
+			// twice the calls in flight, so an idle spell leaves no
+			// large limit for a flood to pour through.
 			l.limiting = false
+			next = min(next, max(l.initial, 2*peak))
 		}
-	}
-	if !l.limiting {
-		next = max(l.burst, 4*peak)
 	}
 	l.exact = min(max(next, l.min), l.max)
 	l.limit.Store(int64(l.exact))
-	l.start, l.n, l.sum, l.done = now, 0, 0, 0
+	l.restart(now)
 	l.closed.Store(l.limiting)
+	l.waitFor.Store(int64(min(max(l.baseline/2, l.slack), l.maxWait)))
+	l.baselineNs.Store(int64(l.baseline))
 	// A larger limit lets waiting calls in; a queue seen turns them away.
 	l.wake(l.limiting)
 }
@@ -364,7 +454,12 @@ func (l *Limiter) update(now time.Time) {
 // queueing reports whether a window's mean latency says calls queue at
 // the service: over tol times the baseline, and by more than slack.
 func (l *Limiter) queueing(mean time.Duration, tol float64, slack time.Duration) bool {
-	return float64(mean) > tol*float64(l.baseline) && mean-l.baseline > slack
+	return l.queueingVs(mean, l.baseline, tol, slack)
+}
+
+// queueingVs is queueing against ref.
+func (l *Limiter) queueingVs(mean, ref time.Duration, tol float64, slack time.Duration) bool {
+	return ref > 0 && float64(mean) > tol*float64(ref) && mean-ref > slack
 }
 
 // Inflight is how many admitted calls are not released.

@@ -17,13 +17,13 @@ type service struct {
 	servers int
 	work    func(now time.Duration) time.Duration
 	busy    int
-	queue   []time.Duration // admission times
+	queue   []done // admitted and arrived times
 	// maxQueue is the most calls that waited at once.
 	maxQueue int
 	done     doneHeap
 }
 
-type done struct{ at, admitted time.Duration }
+type done struct{ at, admitted, arrived time.Duration }
 
 type doneHeap []done
 
@@ -38,13 +38,13 @@ func (h *doneHeap) Pop() any {
 	return x
 }
 
-func (s *service) admit(now time.Duration) {
+func (s *service) admit(now, arrived time.Duration) {
 	if s.busy < s.servers {
 		s.busy++
-		heap.Push(&s.done, done{at: now + s.work(now), admitted: now})
+		heap.Push(&s.done, done{at: now + s.work(now), admitted: now, arrived: arrived})
 		return
 	}
-	s.queue = append(s.queue, now)
+	s.queue = append(s.queue, done{admitted: now, arrived: arrived})
 	s.maxQueue = max(s.maxQueue, len(s.queue))
 }
 
@@ -72,7 +72,10 @@ func (o *outcome) quantile(q float64) time.Duration {
 	return s[int(q*float64(len(s)-1))]
 }
 
-// simulate runs s behind l through the phases in virtual time.
+// simulate runs s behind l through the phases in virtual time. A call
+// the limit holds back waits for a place as the dispatch makes it
+// ([Limiter.MayWait], first come first served, up to its wait), and its
+// latency counts from its arrival.
 func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 	t.Helper()
 	origin := time.Unix(1_000_000, 0)
@@ -80,7 +83,7 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 	l.clock = func() time.Time { return origin.Add(now) }
 	l.start = origin
 	out := make([]outcome, len(phases))
-	// phaseOf maps an admission time to its phase's outcome, or nil
+	// phaseOf maps an arrival time to its phase's outcome, or nil
 	// while the phase is settling.
 	type span struct{ from, measureFrom, to time.Duration }
 	var spans []span
@@ -97,22 +100,45 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 		}
 		return nil
 	}
+	type waiter struct{ arrived, until time.Duration }
+	var waiting []waiter
+	// admitWaiting gives the free places to the calls waiting and turns
+	// away those whose wait is over, or all of them once no call may
+	// wait.
+	admitWaiting := func() {
+		for len(waiting) > 0 {
+			w := waiting[0]
+			switch {
+			case !l.MayWait() || w.until < now:
+				if o := phaseOf(w.arrived); o != nil {
+					o.refused++
+				}
+			case l.take():
+				s.admit(now, w.arrived)
+			default:
+				return
+			}
+			waiting = waiting[1:]
+		}
+	}
 	complete := func(until time.Duration) {
 		for s.done.Len() > 0 && s.done[0].at <= until {
 			d := heap.Pop(&s.done).(done)
 			now = d.at
+			admitWaiting() // those whose wait ended before
 			l.release(origin.Add(d.admitted), origin.Add(d.at))
-			if o := phaseOf(d.admitted); o != nil {
+			if o := phaseOf(d.arrived); o != nil {
 				o.served++
-				o.latencies = append(o.latencies, d.at-d.admitted)
+				o.latencies = append(o.latencies, d.at-d.arrived)
 			}
 			s.busy--
 			if len(s.queue) > 0 {
 				next := s.queue[0]
 				s.queue = s.queue[1:]
 				s.busy++
-				heap.Push(&s.done, done{at: d.at + s.work(d.at), admitted: next})
+				heap.Push(&s.done, done{at: d.at + s.work(d.at), admitted: next.admitted, arrived: next.arrived})
 			}
+			admitWaiting()
 		}
 	}
 	for i, p := range phases {
@@ -120,20 +146,30 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 		for at := spans[i].from; at < spans[i].to; at += step {
 			complete(at)
 			now = at
+			admitWaiting()
 			o := phaseOf(at)
 			if o != nil {
 				o.limits = append(o.limits, l.Limit())
 			}
-			if !l.TryAcquire() {
+			switch {
+			case len(waiting) == 0 && l.TryAcquire():
+				s.admit(at, at)
+			case l.MayWait():
+				l.held()
+				waiting = append(waiting, waiter{at, at + time.Duration(l.waitFor.Load())})
+			default:
+				if len(waiting) > 0 {
+					l.held()
+				}
 				if o != nil {
 					o.refused++
 				}
-				continue
 			}
-			s.admit(at)
 		}
 	}
 	complete(end + time.Hour)
+	now = end + 2*time.Hour
+	admitWaiting()
 	return out
 }
 
@@ -261,10 +297,10 @@ func TestSlowerServiceIsFollowed(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"burst over max":  {Burst: 10, Max: 5},
-		"burst under min": {Min: 10, Burst: 5},
-		"tolerance":       {Tolerance: 1.01},
-		"samples":         {MinSamples: -1},
+		"initial over max":  {Initial: 10, Max: 5},
+		"initial under min": {Min: 10, Initial: 5},
+		"tolerance":         {Tolerance: 1.01},
+		"samples":           {MinSamples: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := New(cfg); !errors.Is(err, ErrConfig) {
@@ -310,7 +346,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 // MaxWait; and once a window shows a queue, the calls waiting are turned
 // away at once and no call waits any more.
 func TestWait(t *testing.T) {
-	l, err := New(Config{Max: 2, Burst: 2, MaxWait: time.Minute, MinSamples: 1, Window: time.Nanosecond})
+	l, err := New(Config{Max: 2, Initial: 2, MaxWait: time.Minute, MinSamples: 1, Window: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +367,7 @@ func TestWait(t *testing.T) {
 		t.Fatal("the waiting call got no place when one was freed")
 	}
 
-	short, err := New(Config{Max: 1, Burst: 1, MaxWait: 20 * time.Millisecond})
+	short, err := New(Config{Max: 1, Initial: 1, MaxWait: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
