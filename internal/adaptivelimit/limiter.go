@@ -30,21 +30,27 @@ type Config struct {
 	// sign of life (wire.MinTakeWithin), since a call waiting here has
 	// given none and would otherwise be taken for lost and sent again.
 	MaxWait time.Duration
-	// Tolerance is how many times its baseline a window's mean latency
-	// may be before the calls count as queueing. Default 1.5; at least
-	// 1.1.
+	// Tolerance is how many times its baseline a call's latency, or a
+	// window's mean, may be before it counts as queueing while the limit
+	// probes; the bands of the least latency and of the gradient are
+	// set from it (1.25 and 1.1 times the baseline at 1.5). Default 1.5;
+	// at least 1.1.
 	Tolerance float64
-	// Slack is the least a window's mean latency must exceed its baseline
-	// by to count as queueing while the limit is open, so that a fast
-	// service's jitter (a garbage collection, a process starved of CPU
-	// for a moment) is not taken for a queue; limiting, a tenth of it.
-	// Default 50ms.
+	// Slack is the least a call's latency, or a window's mean, must
+	// exceed the baseline by to count as queueing while the limit
+	// probes, so that a fast service's jitter (a garbage collection, a
+	// process starved of CPU for a moment) is not taken for a queue;
+	// limiting, a tenth of it. It is also the least a call may wait for
+	// a place. Default 50ms.
 	Slack time.Duration
-	// Window is the shortest window of samples; a window also lasts at
-	// least twice the baseline latency, and holds MinSamples. Default
-	// 100ms.
+	// Window is the shortest window of samples while limiting; a window
+	// also lasts at least twice the baseline latency, and holds
+	// MinSamples or two rounds of the limit's samples, the fewer. A
+	// probing window ends sooner, at a round that grows the limit.
+	// Default 100ms.
 	Window time.Duration
-	// MinSamples is the fewest samples a window judges by. Default 10.
+	// MinSamples is the most samples a window needs to be judged.
+	// Default 10.
 	MinSamples int
 }
 
@@ -211,7 +217,7 @@ func (l *Limiter) MayWait() bool {
 	return true
 }
 
-// Wait admits a call once a place is free, first come first served, or
+// Wait admits a call once a place is free, last come first served, or
 // reports after its wait (half the baseline latency, at least Slack, at
 // most MaxWait), or as soon as the limiter sees a queue at the service,
 // that there is none. The wait is no sample.
@@ -249,22 +255,27 @@ func (l *Limiter) Wait() bool {
 	return <-w // told meanwhile
 }
 
-// wake gives the free places to the calls waiting, or, refuse set,
-// tells them all there is none.
+// wake gives the free places to the calls waiting, the one that waited
+// least first, or, refuse set, tells them all there is none. Last come
+// first served (Facebook's adaptive LIFO, in "Fail at scale"): when the
+// places come from a limit that has just grown past the service's
+// capacity, the calls let in are those that queue at the service, and a
+// call that had waited for its place first would wait twice; and in a
+// burst the oldest waits end first anyway, each within its bound.
 func (l *Limiter) wake(refuse bool) {
 	if l.nwait.Load() == 0 {
 		return
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	for len(l.waiters) > 0 {
+	for n := len(l.waiters); n > 0; n-- {
 		ok := !refuse && l.take()
 		if !ok && !refuse {
 			return
 		}
-		l.waiters[0] <- ok
-		l.waiters[0] = nil
-		l.waiters = l.waiters[1:]
+		l.waiters[n-1] <- ok
+		l.waiters[n-1] = nil
+		l.waiters = l.waiters[:n-1]
 		l.nwait.Add(-1)
 	}
 }
@@ -319,7 +330,9 @@ func (l *Limiter) sample(start, now time.Time) {
 		// mean, which the calls admitted before the queue formed would
 		// hold down for a whole window; and a round of calls that came
 		// back as fast as ever, while the limit held others back,
-		// doubles the limit at once (TCP's slow start).
+		// grows the limit by half at once: TCP's slow start, slower,
+		// so that the round that finds the service's capacity lets
+		// in at most half as many more calls than it serves at once.
 		if l.queueingVs(lat, l.ref(), l.tol, l.slack) {
 			l.over++
 			l.overSum += lat
@@ -336,7 +349,12 @@ func (l *Limiter) sample(start, now time.Time) {
 				return
 			}
 		} else if l.over == 0 && l.n >= l.round && l.heldBack() {
-			l.exact = min(max(l.exact*3/2, l.exact+1), l.max)
+			grow := 1.5
+			if l.baseline == 0 {
+				// Cold, nothing known yet: TCP's own pace.
+				grow = 2
+			}
+			l.exact = min(max(l.exact*grow, l.exact+1), l.max)
 			l.limit.Store(int64(l.exact))
 			l.restart(now)
 			return

@@ -74,7 +74,7 @@ func (o *outcome) quantile(q float64) time.Duration {
 
 // simulate runs s behind l through the phases in virtual time. A call
 // the limit holds back waits for a place as the dispatch makes it
-// ([Limiter.MayWait], first come first served, up to its wait), and its
+// ([Limiter.MayWait], last come first served, up to its wait), and its
 // latency counts from its arrival.
 func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 	t.Helper()
@@ -102,31 +102,34 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 	}
 	type waiter struct{ arrived, until time.Duration }
 	var waiting []waiter
-	// admitWaiting gives the free places to the calls waiting and turns
-	// away those whose wait is over, or all of them once no call may
-	// wait.
+	// admitWaiting turns away the calls whose wait is over, or all of
+	// them once no call may wait, and gives the free places to the
+	// others, the one that waited least first (Limiter.wake).
 	admitWaiting := func() {
-		for len(waiting) > 0 {
-			w := waiting[0]
-			switch {
-			case !l.MayWait() || w.until < now:
+		live := waiting[:0]
+		for _, w := range waiting {
+			if l.closed.Load() || w.until < now {
 				if o := phaseOf(w.arrived); o != nil {
 					o.refused++
 				}
-			case l.take():
-				s.admit(now, w.arrived)
-			default:
-				return
+				continue
 			}
-			waiting = waiting[1:]
+			live = append(live, w)
 		}
+		waiting = live
+		for len(waiting) > 0 && l.take() {
+			s.admit(now, waiting[len(waiting)-1].arrived)
+			waiting = waiting[:len(waiting)-1]
+		}
+		l.nwait.Store(int64(len(waiting)))
 	}
 	complete := func(until time.Duration) {
 		for s.done.Len() > 0 && s.done[0].at <= until {
 			d := heap.Pop(&s.done).(done)
 			now = d.at
 			admitWaiting() // those whose wait ended before
-			l.release(origin.Add(d.admitted), origin.Add(d.at))
+			l.inflight.Add(-1)
+			l.sample(origin.Add(d.admitted), origin.Add(d.at))
 			if o := phaseOf(d.arrived); o != nil {
 				o.served++
 				o.latencies = append(o.latencies, d.at-d.arrived)
@@ -157,6 +160,7 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 			case l.MayWait():
 				l.held()
 				waiting = append(waiting, waiter{at, at + time.Duration(l.waitFor.Load())})
+				l.nwait.Add(1)
 			default:
 				if len(waiting) > 0 {
 					l.held()
@@ -189,13 +193,10 @@ func newLimiter(t *testing.T) *Limiter {
 // TestOverloadShedsBeforeQueueing: services of several capacities (4
 // calls at a time, 25 ms each: 160 a second; the 40 a second) at
 // 10 times their capacity. Unlimited, their queue grows with every second
-// of the overload. Behind the limiter, the overload's onset is admitted
-// (the service has shown no queueing yet: the limit is open), until the
-// first window shows the queue: what arrived meanwhile queues once (45 to
-// 992 calls here), and the service takes a while to serve it; from then
-// on (measured after 5 s) the calls served wait at most about once more
-// than their work, the rest are refused, the service stays busy, and
-// once the overload ends every call is served again at once.
+// of the overload. Behind the limiter, from 5 s into the overload on, the
+// calls served wait at most about once more than their work, the rest
+// are refused, the service stays busy, and once the overload ends every
+// call is served again at once. (The onset: TestOnsetQueuesLittle.)
 func TestOverloadShedsBeforeQueueing(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -238,9 +239,39 @@ func TestOverloadShedsBeforeQueueing(t *testing.T) {
 	}
 }
 
+// TestOnsetQueuesLittle: the case (a service that serves 4 calls
+// at a time, 100 ms each, 40 a second) at 10 times its capacity, measured
+// from the overload's first call: the limit, small while the load was,
+// grows by half a round at a time, so the round that finds the capacity
+// queues at most half the service's concurrency at it, once, and every
+// call served (the onset's too) takes at most twice the unloaded p99.
+// With a limit open at 64 until a queue showed, 60 calls queued at
+// once, and the onset's calls waited up to 1.5 s.
+func TestOnsetQueuesLittle(t *testing.T) {
+	l := newLimiter(t)
+	s := &service{servers: 4, work: fixed(100 * time.Millisecond)}
+	out := simulate(t, l, s,
+		phase{rate: 10, dur: 5 * time.Second, settle: time.Second},
+		phase{rate: 400, dur: 5 * time.Second})
+	unloaded, over := out[0], out[1]
+	t.Logf("unloaded p99 %v; overload: served %d refused %d, p50 %v p99 %v max %v, limits %d..%d; most queued at the service %d",
+		unloaded.quantile(.99), over.served, over.refused, over.quantile(.5), over.quantile(.99), over.quantile(1),
+		slices.Min(over.limits), slices.Max(over.limits), s.maxQueue)
+	if s.maxQueue > 2 {
+		t.Errorf("up to %d calls queued at the service: want at most 2 (half its concurrency)", s.maxQueue)
+	}
+	if p99 := over.quantile(.99); p99 > 2*unloaded.quantile(.99) {
+		t.Errorf("overloaded from its onset, p99 of the calls served %v: want at most twice the unloaded p99 %v", p99, unloaded.quantile(.99))
+	}
+	if want := int(0.8 * 40 * 5); over.served < want {
+		t.Errorf("served %d calls in 5 s: want at least %d (80%% of capacity)", over.served, want)
+	}
+}
+
 // TestColdStartUnderLoad: an instance that starts while its service is
 // busy (100 calls at a time, 20 ms each, at 80% of that, 80 in flight)
-// refuses nothing: with no sign of queueing, the limit stays open.
+// refuses under 1% of the calls: from 4, the limit doubles at each round
+// while it knows no baseline, and the calls over it wait meanwhile.
 func TestColdStartUnderLoad(t *testing.T) {
 	l := newLimiter(t)
 	s := &service{servers: 100, work: fixed(20 * time.Millisecond)}
