@@ -18,10 +18,11 @@ var ErrConfig = errors.New("adaptivelimit: invalid configuration")
 type Config struct {
 	// Min and Max bound the limit. Defaults 1 and 1024.
 	Min, Max int
-	// Initial is the limit at the start, and the least it falls back to
-	// while the service shows no queueing and the calls do not reach it
-	// (then it is twice the most calls in flight in the last window, at
-	// least Initial). Default 4 (at most Max).
+	// Initial is the least the limit falls back to while the service
+	// shows no queueing and the calls do not reach it: then it is twice
+	// the most calls in flight in the last window, at least Initial.
+	// Until the first window ends, the limiter knows nothing of the
+	// service, and the limit is Max. Default 4 (at most Max).
 	Initial int
 	// MaxWait is the longest a call over the limit may wait for a place
 	// ([Limiter.Wait]) while the service shows no queueing; it waits
@@ -164,9 +165,9 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	l := &Limiter{min: float64(cfg.Min), max: float64(cfg.Max), initial: float64(cfg.Initial), maxWait: cfg.MaxWait,
 		tol: cfg.Tolerance, slack: cfg.Slack, window: cfg.Window, minSamples: cfg.MinSamples,
-		exact: float64(cfg.Initial), clock: time.Now}
-	l.start, l.round = l.clock(), cfg.Initial
-	l.limit.Store(int64(cfg.Initial))
+		exact: float64(cfg.Max), clock: time.Now}
+	l.start, l.round = l.clock(), cfg.Max
+	l.limit.Store(int64(cfg.Max))
 	l.waitFor.Store(int64(cfg.MaxWait))
 	return l, nil
 }
@@ -325,7 +326,7 @@ func (l *Limiter) sample(start, now time.Time) {
 	if l.n == 1 || lat < l.least {
 		l.least = lat
 	}
-	if !l.limiting {
+	if !l.limiting && l.baseline > 0 {
 		// Probing: a queue shows in single calls, not in a window's
 		// mean, which the calls admitted before the queue formed would
 		// hold down for a whole window; and a round of calls that came
@@ -333,28 +334,20 @@ func (l *Limiter) sample(start, now time.Time) {
 		// grows the limit by half at once: TCP's slow start, slower,
 		// so that the round that finds the service's capacity lets
 		// in at most half as many more calls than it serves at once.
-		if l.queueingVs(lat, l.ref(), l.tol, l.slack) {
+		if l.queueing(lat, l.tol, l.slack) {
 			l.over++
 			l.overSum += lat
 			// Two calls at least, and a quarter of the window's: a
 			// service whose latency varies widely has a slow call now
 			// and then.
 			if l.over >= 2 && 4*l.over >= l.n {
-				if l.baseline == 0 {
-					l.baseline = l.least
-				}
 				// Judged by the calls that queued.
 				l.n, l.sum, l.least = l.over, l.overSum, l.overSum/time.Duration(l.over)
 				l.update(now)
 				return
 			}
 		} else if l.over == 0 && l.n >= l.round && l.heldBack() {
-			grow := 1.5
-			if l.baseline == 0 {
-				// Cold, nothing known yet: TCP's own pace.
-				grow = 2
-			}
-			l.exact = min(max(l.exact*grow, l.exact+1), l.max)
+			l.exact = min(max(l.exact*3/2, l.exact+1), l.max)
 			l.limit.Store(int64(l.exact))
 			l.restart(now)
 			return
@@ -363,15 +356,6 @@ func (l *Limiter) sample(start, now time.Time) {
 	if l.n >= min(l.minSamples, max(2, 2*l.round)) && now.Sub(l.start) >= max(l.window, 2*l.baseline) {
 		l.update(now)
 	}
-}
-
-// ref is the latency a call's is compared with while the limit probes:
-// the baseline, or before there is one, the window's mean so far.
-func (l *Limiter) ref() time.Duration {
-	if l.baseline == 0 && l.n > 0 {
-		return l.sum / time.Duration(l.n)
-	}
-	return l.baseline
 }
 
 // heldBack reports whether the limit held calls back in this window: it
@@ -415,7 +399,12 @@ func (l *Limiter) update(now time.Time) {
 	}
 	switch {
 	case l.baseline == 0:
+		// The first window: the service's latency, as it came, and
+		// from now on the limit probes from twice the calls in flight.
 		l.baseline = least
+		if !held {
+			next = max(l.initial, 2*peak)
+		}
 	case l.stale >= 2:
 		// Twice fewer calls in flight after a shrink, yet no shorter
 		// latency (once might be the calls queued from before the
@@ -472,12 +461,7 @@ func (l *Limiter) update(now time.Time) {
 // queueing reports whether a window's mean latency says calls queue at
 // the service: over tol times the baseline, and by more than slack.
 func (l *Limiter) queueing(mean time.Duration, tol float64, slack time.Duration) bool {
-	return l.queueingVs(mean, l.baseline, tol, slack)
-}
-
-// queueingVs is queueing against ref.
-func (l *Limiter) queueingVs(mean, ref time.Duration, tol float64, slack time.Duration) bool {
-	return ref > 0 && float64(mean) > tol*float64(ref) && mean-ref > slack
+	return l.baseline > 0 && float64(mean) > tol*float64(l.baseline) && mean-l.baseline > slack
 }
 
 // Inflight is how many admitted calls are not released.

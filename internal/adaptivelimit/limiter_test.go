@@ -270,8 +270,8 @@ func TestOnsetQueuesLittle(t *testing.T) {
 
 // TestColdStartUnderLoad: an instance that starts while its service is
 // busy (100 calls at a time, 20 ms each, at 80% of that, 80 in flight)
-// refuses under 1% of the calls: from 4, the limit doubles at each round
-// while it knows no baseline, and the calls over it wait meanwhile.
+// refuses under 1% of the calls: the limit is open until its first
+// window, then twice the calls in flight.
 func TestColdStartUnderLoad(t *testing.T) {
 	l := newLimiter(t)
 	s := &service{servers: 100, work: fixed(20 * time.Millisecond)}
