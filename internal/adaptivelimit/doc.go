@@ -13,24 +13,28 @@
 // least latency of the windows that showed no queue, averaged. The limit
 // is in one of two states:
 //
-//   - Probing, from the start and whenever no call reached the limit for
-//     a window: the limit starts at Initial (4) and grows as TCP's slow
-//     start does, by half at each round of calls (as many calls as the
-//     limit, admitted and come back as fast as ever while the limit held
-//     others back). A call over the limit waits for a place
-//     ([Limiter.MayWait], [Limiter.Wait], first come first served) for
+//   - Probing, from the first window on (until it ends the limiter knows
+//     nothing of the service, and the limit is Max, 1,024) and whenever
+//     no call reached the limit for a window: the limit starts at twice
+//     the calls in flight in the first window, at least Initial (4), and
+//     grows as TCP's slow start does, by half at each round of calls
+//     (as many calls as the limit, admitted and come back as fast as
+//     ever while the limit held others back). A call over the limit
+//     waits for a place ([Limiter.MayWait], [Limiter.Wait], last come
+//     first served: Facebook's adaptive LIFO) for
 //     half the baseline, at least Slack (50 ms) and at most MaxWait (150
 //     ms, under a caller's wait for a sign of life), and only while fewer
-//     calls wait than the calls in flight free within that time at the
-//     baseline latency; the others are refused at once. So a healthy
+//     calls wait than the places that free within that time while the
+//     limit grows by half a round (Little's law at the baseline
+//     latency); the others are refused at once. So a healthy
 //     service's burst waits a moment while the limit grows, and the
 //     onset of a flood is let in a round at a time. A window that no call
 //     reached lowers the limit to twice the most calls in flight, at
 //     least Initial: an idle spell leaves no wide limit for a flood.
 //   - Limiting, from the first sign of a queue until a window in which
 //     no call reached the limit: two calls of a window (and a quarter of
-//     it) each over Tolerance (1.5) times the reference latency and
-//     over it by more than Slack, or a window whose least latency is
+//     it) each over Tolerance (1.5) times the baseline and over it by
+//     more than Slack, or a window whose least latency is
 //     over 1.25 times the baseline (every call of it waited behind
 //     another), or whose mean is over Tolerance times it and by more
 //     than Slack. The limit falls to limit × baseline / latency (at most

@@ -79,9 +79,10 @@ type Limiter struct {
 	clock    func() time.Time // time.Now; the tests' virtual time
 	// closed is set while the limit is limiting: no call waits then.
 	closed atomic.Bool
-	// waitFor is how long a call may wait for a place now;
-	// baselineNs the baseline latency, for the hot path.
-	waitFor, baselineNs atomic.Int64
+	// waitFor is how long a call may wait for a place now, and
+	// waitPlaces how many places free within it per place of the limit,
+	// in thousandths.
+	waitFor, waitPlaces atomic.Int64
 
 	// The calls waiting for a place, first first, each told on its
 	// channel whether it got one; nwait counts them for Release.
@@ -169,6 +170,7 @@ func New(cfg Config) (*Limiter, error) {
 	l.start, l.round = l.clock(), cfg.Max
 	l.limit.Store(int64(cfg.Max))
 	l.waitFor.Store(int64(cfg.MaxWait))
+	l.waitPlaces.Store(1 << 40) // no bound until a baseline
 	return l, nil
 }
 
@@ -209,13 +211,10 @@ func (l *Limiter) MayWait() bool {
 		return false
 	}
 	// The calls waiting are bounded by time, not by a count: no more
-	// than the places the calls in flight free within a wait, at the
-	// service's baseline latency (Little's law), so a call that waits
-	// will most likely get one; the others are refused at once.
-	if b := l.baselineNs.Load(); b > 0 {
-		return l.nwait.Load() < max(1, l.limit.Load()*l.waitFor.Load()/b)
-	}
-	return true
+	// than the places that free within a wait (waitPlaces per place of
+	// the limit), so a call that waits will most likely get one; the
+	// others are refused at once.
+	return l.nwait.Load()*1000 < max(1000, l.limit.Load()*l.waitPlaces.Load())
 }
 
 // Wait admits a call once a place is free, last come first served, or
@@ -452,8 +451,12 @@ func (l *Limiter) update(now time.Time) {
 	l.limit.Store(int64(l.exact))
 	l.restart(now)
 	l.closed.Store(l.limiting)
-	l.waitFor.Store(int64(min(max(l.baseline/2, l.slack), l.maxWait)))
-	l.baselineNs.Store(int64(l.baseline))
+	wait := min(max(l.baseline/2, l.slack), l.maxWait)
+	l.waitFor.Store(int64(wait))
+	// Each call in flight frees its place once a baseline latency, and
+	// while the limit probes it grows by half each round: within r
+	// rounds, 2 × (1.5^r - 1) places per place (Little's law).
+	l.waitPlaces.Store(int64(1000 * min(2*(math.Pow(1.5, float64(wait)/float64(max(l.baseline, 1)))-1), 1<<30)))
 	// A larger limit lets waiting calls in; a queue seen turns them away.
 	l.wake(l.limiting)
 }
