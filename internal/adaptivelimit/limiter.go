@@ -112,7 +112,8 @@ type Limiter struct {
 	exact    float64
 	baseline time.Duration
 	limiting bool
-	// After a shrink, the window it judged by: its mean and peak.
+	// After a shrink, the window it judged by: its least latency and
+	// its most calls in flight.
 	shrunk                bool
 	shrunkLeast, shrunkPk float64
 	// stale counts the windows in a row after a shrink that did not
@@ -405,10 +406,11 @@ func (l *Limiter) update(now time.Time) {
 			next = max(l.initial, 2*peak)
 		}
 	case l.stale >= 2:
-		// Twice fewer calls in flight after a shrink, yet no shorter
-		// latency (once might be the calls queued from before the
-		// shrink, still ahead): it is not queueing here that makes the
-		// service slow, but something behind it.
+		// Two windows in a row after a shrink with a quarter fewer
+		// calls in flight, yet no shorter least latency (one might be
+		// the calls queued from before the shrink, still ahead): it is
+		// not queueing here that makes the service slow, but something
+		// behind it.
 		l.baseline, l.stale = least, 0
 	case !l.limiting && (l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack)):
 		// A queue at the service: the limit follows it from now on,
