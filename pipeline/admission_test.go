@@ -60,7 +60,7 @@ func TestFixedBoundReplacesTheAdaptiveLimit(t *testing.T) {
 	b := meshtest.BareBroker(t)
 	for _, tc := range []struct {
 		max, limit int
-	}{{0, adaptivelimit.DefaultInitial}, {7, 7}, {-1, 0}} {
+	}{{0, DefaultMaxConcurrent}, {7, 7}, {-1, 0}} {
 		in, err := NewInbound(meshtest.ServiceConn(t, b, "orders"), InboundConfig{MaxConcurrent: tc.max,
 			Handler: HandlerFunc(func(context.Context, *Call) (*Reply, error) { return nil, errors.New("unused") })})
 		if err != nil {
