@@ -337,10 +337,13 @@ func (l *Limiter) sample(start, now time.Time) {
 		if l.queueing(lat, l.tol, l.slack) {
 			l.over++
 			l.overSum += lat
-			// Two calls at least, and a quarter of the window's: a
-			// service whose latency varies widely has a slow call now
-			// and then.
-			if l.over >= 2 && 4*l.over >= l.n {
+			// Two calls at least, a quarter of the window's, and a
+			// window as long as any (at least Window, twice the
+			// baseline): a service whose latency varies widely has a
+			// slow call now and then, and a host short of CPU for a
+			// moment slows every call in flight at once, which a queue
+			// outlasts.
+			if l.over >= 2 && 4*l.over >= l.n && now.Sub(l.start) >= max(l.window, 2*l.baseline) {
 				// Judged by the calls that queued.
 				l.n, l.sum, l.least = l.over, l.overSum, l.overSum/time.Duration(l.over)
 				l.update(now)
