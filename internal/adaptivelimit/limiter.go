@@ -338,12 +338,11 @@ func (l *Limiter) sample(start, now time.Time) {
 			l.over++
 			l.overSum += lat
 			// Two calls at least, a quarter of the window's, and a
-			// window as long as any (at least Window, twice the
-			// baseline): a service whose latency varies widely has a
-			// slow call now and then, and a host short of CPU for a
-			// moment slows every call in flight at once, which a queue
-			// outlasts.
-			if l.over >= 2 && 4*l.over >= l.n && now.Sub(l.start) >= max(l.window, 2*l.baseline) {
+			// window of at least Window and the baseline: a service
+			// whose latency varies widely has a slow call now and then,
+			// and a host short of CPU for a moment slows every call in
+			// flight at once, which a queue outlasts.
+			if l.over >= 2 && 4*l.over >= l.n && now.Sub(l.start) >= max(l.window, l.baseline) {
 				// Judged by the calls that queued.
 				l.n, l.sum, l.least = l.over, l.overSum, l.overSum/time.Duration(l.over)
 				l.update(now)
