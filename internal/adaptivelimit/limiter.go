@@ -10,6 +10,13 @@ import (
 	"time"
 )
 
+// growth is how much a round of calls that came back as fast as ever
+// grows the limit while it probes (at least by one): TCP's slow start
+// doubles, but the round that passes the service's capacity lets in
+// up to growth-1 times its concurrency more calls than it serves at
+// once, and each of those waits once at the service.
+const growth = 1.25
+
 // ErrConfig is wrapped by every error about an invalid Config.
 var ErrConfig = errors.New("adaptivelimit: invalid configuration")
 
@@ -117,8 +124,10 @@ type Limiter struct {
 	shrunk                bool
 	shrunkLeast, shrunkPk float64
 	// stale counts the windows in a row after a shrink that did not
-	// shorten the latency.
+	// shorten the latency; undo is the limit before the first shrink of
+	// a run of them.
 	stale int
+	undo  float64
 	// The window's samples that showed queueing while the limit probes:
 	// their count and total latency.
 	over    int
@@ -331,9 +340,8 @@ func (l *Limiter) sample(start, now time.Time) {
 		// mean, which the calls admitted before the queue formed would
 		// hold down for a whole window; and a round of calls that came
 		// back as fast as ever, while the limit held others back,
-		// grows the limit by half at once: TCP's slow start, slower,
-		// so that the round that finds the service's capacity lets
-		// in at most half as many more calls than it serves at once.
+		// grows the limit by a quarter at once (growth): TCP's slow
+		// start, slower.
 		if l.queueing(lat, l.tol, l.slack) {
 			l.over++
 			l.overSum += lat
@@ -349,7 +357,7 @@ func (l *Limiter) sample(start, now time.Time) {
 				return
 			}
 		} else if l.over == 0 && l.n >= l.round && l.heldBack() {
-			l.exact = min(max(l.exact*3/2, l.exact+1), l.max)
+			l.exact = min(max(l.exact*growth, l.exact+1), l.max)
 			l.limit.Store(int64(l.exact))
 			l.restart(now)
 			return
@@ -412,12 +420,14 @@ func (l *Limiter) update(now time.Time) {
 		// calls in flight, yet no shorter least latency (one might be
 		// the calls queued from before the shrink, still ahead): it is
 		// not queueing here that makes the service slow, but something
-		// behind it.
+		// behind it. The shrinks were mistaken: undone.
 		l.baseline, l.stale = least, 0
+		next = max(next, l.undo)
 	case !l.limiting && (l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack)):
 		// A queue at the service: the limit follows it from now on,
 		// from the calls the service serves without one.
 		l.limiting = true
+		l.undo = next
 		next = max(min(next, peak)*float64(l.baseline)/float64(max(least, mean*2/3)), next/2)
 		l.shrunk, l.shrunkLeast, l.shrunkPk = true, float64(least), peak
 	case l.limiting && held:
@@ -430,8 +440,11 @@ func (l *Limiter) update(now time.Time) {
 		if !l.queueing(mean, calm, l.slack/10) {
 			g = 1 // the service's own jitter
 		}
-		next = min(max(next*g+max(0.5, math.Sqrt(next)/4), next/2), next+max(1, math.Sqrt(next)/2))
+		next = min(max(next*g+max(0.25, math.Sqrt(next)/8), next/2), next+max(1, math.Sqrt(next)/2))
 		if l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack/10) {
+			if !shrunk {
+				l.undo = l.exact
+			}
 			l.shrunk, l.shrunkLeast, l.shrunkPk = true, float64(least), peak
 		}
 	default:
@@ -458,9 +471,9 @@ func (l *Limiter) update(now time.Time) {
 	wait := min(max(l.baseline/2, l.slack), l.maxWait)
 	l.waitFor.Store(int64(wait))
 	// Each call in flight frees its place once a baseline latency, and
-	// while the limit probes it grows by half each round: within r
-	// rounds, 2 × (1.5^r - 1) places per place (Little's law).
-	l.waitPlaces.Store(int64(1000 * min(2*(math.Pow(1.5, float64(wait)/float64(max(l.baseline, 1)))-1), 1<<30)))
+	// while the limit probes it grows by a quarter each round: within r
+	// rounds, (1.25^r - 1) / 0.25 places per place (Little's law).
+	l.waitPlaces.Store(int64(1000 * min((math.Pow(growth, float64(wait)/float64(max(l.baseline, 1)))-1)/(growth-1), 1<<30)))
 	// A larger limit lets waiting calls in; a queue seen turns them away.
 	l.wake(l.limiting)
 }
