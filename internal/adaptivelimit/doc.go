@@ -17,7 +17,7 @@
 //     nothing of the service, and the limit is Max, 1,024) and whenever
 //     no call reached the limit for a window: the limit starts at twice
 //     the calls in flight in the first window, at least Initial (4), and
-//     grows as TCP's slow start does, by half at each round of calls
+//     grows as TCP's slow start does, by a quarter at each round of calls
 //     (as many calls as the limit, admitted and come back as fast as
 //     ever while the limit held others back). A call over the limit
 //     waits for a place ([Limiter.MayWait], [Limiter.Wait], last come
@@ -25,7 +25,7 @@
 //     half the baseline, at least Slack (50 ms) and at most MaxWait (150
 //     ms, under a caller's wait for a sign of life), and only while fewer
 //     calls wait than the places that free within that time while the
-//     limit grows by half a round (Little's law at the baseline
+//     limit grows by a quarter a round (Little's law at the baseline
 //     latency); the others are refused at once. So a healthy
 //     service's burst waits a moment while the limit grows, and the
 //     onset of a flood is let in a round at a time. A window that no call
@@ -33,8 +33,8 @@
 //     least Initial: an idle spell leaves no wide limit for a flood.
 //   - Limiting, from the first sign of a queue until a window in which
 //     no call reached the limit: two calls of a window (and a quarter of
-//     it) each over Tolerance (1.5) times the baseline and over it by
-//     more than Slack, or a window whose least latency is
+//     it, the window at least Window and the baseline long) each over
+//     Tolerance (1.5) times the baseline and over it by more than Slack, or a window whose least latency is
 //     over 1.25 times the baseline (every call of it waited behind
 //     another), or whose mean is over Tolerance times it and by more
 //     than Slack. The limit falls to limit × baseline / latency (at most
@@ -42,12 +42,12 @@
 //     refused. From then on, each window (at least Window, twice the
 //     baseline, and two rounds or MinSamples of samples) that held calls
 //     back sets the limit by the gradient of Netflix concurrency-limits'
-//     Gradient2: limit × baseline / mean, plus sqrt(limit)/4 (at least
-//     half a call) of headroom; the mean within 1.1 times the baseline
-//     or 5 ms of it counts as the baseline (the service's own jitter). At
-//     most halved, at most grown by sqrt(limit)/2, a window. The limit
-//     settles where a call waits for about a quarter of one at the
-//     service. It never opens wide again: when the load falls, it
+//     Gradient2: limit × baseline / mean, plus sqrt(limit)/8 (at least
+//     a quarter of a call) of headroom; the mean within 1.1 times the
+//     baseline or 5 ms of it counts as the baseline (the service's own
+//     jitter). At most halved, at most grown by sqrt(limit)/2, a window.
+//     The limit settles at the service's concurrency, one more now and
+//     then. It never opens wide again: when the load falls, it
 //     probes up from where it is.
 //
 // The least latency of a window says a queue where the mean cannot: once
@@ -59,7 +59,8 @@
 // overload does not teach it that queueing is normal. Shrinks that did
 // not shorten the least latency in two windows in a row, with a quarter
 // fewer calls in flight, say it is not the queue's (a dependency of the
-// service became slow): that latency becomes the baseline.
+// service became slow): that latency becomes the baseline, and the
+// shrinks are undone.
 //
 // A window's samples are the calls admitted in it; a call admitted
 // before it is no sample, but when the window's own calls are slow to
