@@ -77,6 +77,15 @@ func (r *loadResult) add(sent time.Duration, status int, h http.Header, d time.D
 	}
 }
 
+func median(s []int) int {
+	if len(s) == 0 {
+		return 0
+	}
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
 func quantile(d []time.Duration, q float64) time.Duration {
 	if len(d) == 0 {
 		return 0
@@ -167,16 +176,18 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	// Ten times the capacity; the heap and goroutines are sampled
-	// meanwhile. Its onset is admitted: until the adaptive limit has
-	// seen the queue (within a window, 100 ms or so), the calls that come
-	// queue at the service, once, and this service takes a second or two
-	// to serve them; the calls sent from settle on are measured.
+	// Ten times the capacity; the heap, goroutines and the limit are
+	// sampled meanwhile. Its onset costs little: the limit, small while
+	// the load was, grows by half a round of calls at a time until a
+	// round shows a queue (decision 155); the latencies of the calls sent
+	// from settle on are measured.
 	const overload, settle = 8 * time.Second, 3 * time.Second
 	var peakHeap uint64
 	var peakGoroutines int
+	var limits []int // the limit every 50 ms from the overload's settle on
 	stop, retriedSent := make(chan struct{}), make(chan struct{})
 	sampled := make(chan struct{})
+	overStart := time.Now()
 	go func() {
 		defer close(sampled)
 		tick := time.NewTicker(50 * time.Millisecond)
@@ -191,6 +202,9 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 			runtime.ReadMemStats(&m)
 			peakHeap = max(peakHeap, m.HeapAlloc)
 			peakGoroutines = max(peakGoroutines, runtime.NumGoroutine())
+			if at := time.Since(overStart); at >= settle && at < overload {
+				limits = append(limits, orders.in.dispatch.Limit())
+			}
 		}
 	}()
 	var retried *loadResult
@@ -239,8 +253,8 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 			len(r.served), quantile(r.served, .5), quantile(r.served, .99), quantile(r.served, 1),
 			len(r.shed), quantile(r.shed, .5), quantile(r.shed, .99), r.other)
 	}
-	t.Logf("most calls waiting at the service: %d; limit after: %d, refused at the limit: %d", svc.maxWait.Load(),
-		orders.in.dispatch.Limit(), orders.in.dispatch.Refused())
+	t.Logf("most calls waiting at the service: %d; limit from the settle on: median %d, %d..%d; after: %d; refused at the limit: %d",
+		svc.maxWait.Load(), median(limits), slices.Min(limits), slices.Max(limits), orders.in.dispatch.Limit(), orders.in.dispatch.Refused())
 	t.Logf("heap %d KiB before, peak %d KiB during; goroutines peak %d; recovered %v after the load ended",
 		before.HeapAlloc>>10, peakHeap>>10, peakGoroutines, recovered)
 
@@ -254,8 +268,16 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 	if len(over.shed) == 0 || len(over.served) == 0 || len(retried.shed) == 0 || len(retried.served) == 0 {
 		t.Fatalf("overloaded: %d and %d served, %d and %d shed: want both", len(over.served), len(retried.served), len(over.shed), len(retried.shed))
 	}
-	if n := svc.maxWait.Load(); n > 256 {
-		t.Errorf("up to %d calls waited at the service: want the agent to refuse them once it has seen the queue (at most 256 before)", n)
+	// The limit starts small and grows while the service shows no
+	// queue, so the overload's onset does not queue either (with a limit
+	// open at 64 until a queue showed, 74 waited); once it has, the limit
+	// stays near the service's concurrency (2), and calls over it are
+	// refused at once, not queued.
+	if n := svc.maxWait.Load(); n > 8 {
+		t.Errorf("up to %d calls waited at the service: want at most 8 (the service serves 2 at a time)", n)
+	}
+	if m := median(limits); m < 1 || m > 6 {
+		t.Errorf("overloaded, the limit's median %d (%d..%d): want it near the service's concurrency, 2", m, slices.Min(limits), slices.Max(limits))
 	}
 	for _, q := range []float64{.5, .99} {
 		if served, shed := quantile(over.served, q), quantile(over.shed, q); served > shed+max(8*svc.work, 2*base) {

@@ -22,7 +22,7 @@ import (
 func TestStreamsLeaveTheAdaptiveLimit(t *testing.T) {
 	b := meshtest.BareBroker(t)
 	in := serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{
-		adaptive: adaptivelimit.Config{Max: 4, Burst: 4},
+		adaptive: adaptivelimit.Config{Max: 4, Initial: 4},
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			if c.Op == http.MethodGet {
 				return &Reply{Proto: c.Proto, Status: 200, Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil

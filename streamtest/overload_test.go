@@ -13,33 +13,26 @@ import (
 // TestChaosOverload (issue 21, item 6; `make chaos`): one instance of a
 // service that takes 40 requests/s (4 at once, 100 ms each), with the
 // agents' default settings, is sent 10 times that (400/s) for 5 s. The
-// ledger's rules hold as in every case. Issue 21's target: the calls that
-// are served take at most twice the unloaded p99, the rest are answered
-// fast 503 `overloaded` (never a 504 at their deadline), every agent's
-// peak RSS stays under 64 MiB (as a stream's must: rssBound), and a call is served at its unloaded speed again
-// within a second of the load's end, with the adaptive default limit
-// (decision 110); the served p99 it still misses, the case names and
-// skips on.
+// ledger's rules hold as in every case. Issue 21's target, asserted: the
+// calls that are served take at most twice the unloaded p99 measured
+// before the load, the rest are answered fast 503 `overloaded` (never a
+// 504 at their deadline), every agent's peak RSS stays under 64 MiB (as
+// a stream's must: rssBound), and a call is served at its unloaded speed
+// again within a second of the load's end: the adaptive default limit
+// (decisions 110 and 154-159).
 //
 // Beside it, the same with the limit set to the service's concurrency
-// (--max-concurrent 4), which an operator who knows it can do today: the
-// targets are within the mesh's reach, and the case can pass.
+// (--max-concurrent 4), the bound an operator who knows it would set:
+// the yardstick of the default.
 func TestChaosOverload(t *testing.T) {
 	needEnv(t, chaosEnv, "chaos")
-	t.Run("default settings", func(t *testing.T) {
-		overload(t, nil, "the adaptive default limit sheds at 10x (fast 503s, recovery within a second) but lets the "+
-			"calls that come before it sees the queue wait at the service, and opens again (4 x the calls in flight, at "+
-			"least 64) after a window that refused nothing, which callers backing off for Retry-After give it: served "+
-			"p50 465 ms and p99 2.8 s against an unloaded 107 ms in one run (decision 110's weak spots)")
-	})
-	t.Run("--max-concurrent 4", func(t *testing.T) {
-		overload(t, []string{"--max-concurrent", "4"}, "")
-	})
+	t.Run("default settings", func(t *testing.T) { overload(t, nil) })
+	t.Run("--max-concurrent 4", func(t *testing.T) { overload(t, []string{"--max-concurrent", "4"}) })
 }
 
-// overload runs TestChaosOverload with the agents' flags; a target
-// missed skips with defect, or fails the test without one.
-func overload(t *testing.T, flags []string, defect string) {
+// overload runs TestChaosOverload with the agents' flags, and fails it
+// if a target is missed.
+func overload(t *testing.T, flags []string) {
 	const (
 		capacity = 40 // requests/s
 		span     = 5 * time.Second
@@ -105,6 +98,7 @@ func overload(t *testing.T, flags []string, defect string) {
 		shedP99 = shed[len(shed)*99/100]
 	}
 	f.extra = fmt.Sprintf("unloaded-p99=%v overloaded-p99=%v recovery=%v", bf.p99.Round(time.Millisecond), shedP99.Round(time.Millisecond), recovery.Round(time.Millisecond))
+	t.Logf("served calls' time: %s", servedSplit(t, outs, m.services()...))
 	report(t, "overload: 10x capacity (400/s), "+name, f)
 
 	var missed []string
@@ -127,10 +121,42 @@ func overload(t *testing.T, flags []string, defect string) {
 			missed = append(missed, fmt.Sprintf("%s's peak RSS %.1f MiB, not under %d MiB", p.name, float64(hwm)/(1<<20), rssBound>>20))
 		}
 	}
-	switch {
-	case len(missed) > 0 && defect != "":
-		t.Skip("defect: " + defect + ": " + strings.Join(missed, "; "))
-	case len(missed) > 0:
+	if len(missed) > 0 {
 		t.Error(strings.Join(missed, "; "))
 	}
+}
+
+// servedSplit says where the served calls' time went: from the client's
+// send to the start at the service (the caller's agent, its retries and
+// their backoff, the broker, the callee agent's admission and wait for a
+// place) and from there to the answer at the client (the queue at the
+// service, its work, the way back), each as p50/p99; and it logs the
+// slowest three calls so split.
+func servedSplit(t *testing.T, outs []outcome, svcs ...*ledgerService) string {
+	runs := readLedgers(t, svcs...)
+	var to, from []time.Duration
+	type slow struct {
+		o  outcome
+		at time.Time
+	}
+	var slowest []slow
+	for _, o := range outs {
+		if ex := runs[o.id]; o.status == http.StatusOK && len(ex) > 0 {
+			at := ex[len(ex)-1].at
+			to, from = append(to, at.Sub(o.sent)), append(from, o.done.Sub(at))
+			slowest = append(slowest, slow{o, at})
+		}
+	}
+	slices.SortFunc(slowest, func(a, b slow) int { return int(b.o.done.Sub(b.o.sent) - a.o.done.Sub(a.o.sent)) })
+	for _, s := range slowest[:min(3, len(slowest))] {
+		t.Logf("slow: %s %s sent %s: to service %v, then %v", s.o.id, s.o.method, s.o.sent.Format("15:04:05.000"), s.at.Sub(s.o.sent).Round(time.Millisecond), s.o.done.Sub(s.at).Round(time.Millisecond))
+	}
+	q := func(ds []time.Duration) string {
+		if len(ds) == 0 {
+			return "-"
+		}
+		slices.Sort(ds)
+		return fmt.Sprintf("%v/%v", ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)*99/100].Round(time.Millisecond))
+	}
+	return fmt.Sprintf("to-service=%s at-service-and-back=%s", q(to), q(from))
 }

@@ -9,62 +9,76 @@
 // A [Limiter] admits a call while fewer than its limit are in flight
 // ([Limiter.TryAcquire], a few atomic operations, no allocation) and
 // learns from the latency of the calls it admitted ([Limiter.Release]).
-// Once per window of samples (at least Window, twice the baseline
-// latency, and MinSamples calls admitted in the window) it compares the
-// window's mean latency with the service's baseline, its mean latency
-// while nothing queued:
+// Its baseline is the service's latency when nothing queues there: the
+// least latency of the windows that showed no queue, averaged. The limit
+// is in one of two states:
 //
-//   - Open, while no window has shown queueing: the limit is four times
-//     the most calls in flight in the last window, at least Burst (64),
-//     and a call over it waits for a place ([Limiter.Wait], first come
-//     first served, up to MaxWait, 150 ms, under a caller's wait for a
-//     sign of life) instead of being refused: a
-//     healthy service's burst waits a moment while the limit grows (four
-//     times a window), and a flood queues at the service no more than
-//     the limit. Each window's mean within 1.25 times the baseline moves
-//     the baseline (an exponential average); a longer one may be a queue
-//     forming.
-//   - A window whose mean is over Tolerance (1.5) times the baseline,
-//     and over it by more than Slack (50 ms, so that a fast service's
-//     jitter, or a process starved of CPU for a moment, is no queue),
-//     says calls queue at the service: the limit shrinks to limit ×
-//     baseline / mean (by at most 8 times a window, from the calls in
-//     flight when it was open), which lands it near the concurrency the
-//     service serves without queueing, as a gradient limiter does
-//     (Netflix concurrency-limits' Gradient2), and it is limiting: the
-//     calls waiting are refused at once, and no call waits any more. While
-//     open, a window whose own calls are slow to come back is judged
-//     before they do: the calls in flight and the rate calls end at give
-//     the latency by Little's law, so a sudden flood is caught within a
-//     window, not once its queue has drained. Limiting, the slack is a
-//     tenth.
-//   - Limiting, a window in which the limit held calls back (a refusal,
-//     or the limit reached) grows it by sqrt(limit)/2 while its mean is
-//     within half the tolerance (1.25 times the baseline, or 5 ms over
-//     it), and holds it between the two. Such a window never moves the baseline: a long
-//     overload does not teach the limiter that queueing is normal. The
-//     first window that held nothing back opens the limit again.
+//   - Probing, from the first window on (until it ends the limiter knows
+//     nothing of the service, and the limit is Max, 1,024) and whenever
+//     no call reached the limit for a window: the limit starts at twice
+//     the calls in flight in the first window, at least Initial (4), and
+//     grows as TCP's slow start does, by a quarter at each round of calls
+//     (as many calls as the limit, admitted and come back as fast as
+//     ever while the limit held others back). A call over the limit
+//     waits for a place ([Limiter.MayWait], [Limiter.Wait], last come
+//     first served: Facebook's adaptive LIFO) for
+//     half the baseline, at least Slack (50 ms) and at most MaxWait (150
+//     ms, under a caller's wait for a sign of life), and only while fewer
+//     calls wait than the places that free within that time while the
+//     limit grows by a quarter a round (Little's law at the baseline
+//     latency); the others are refused at once. So a healthy
+//     service's burst waits a moment while the limit grows, and the
+//     onset of a flood is let in a round at a time. A window that no call
+//     reached lowers the limit to twice the most calls in flight, at
+//     least Initial: an idle spell leaves no wide limit for a flood.
+//   - Limiting, from the first sign of a queue until a window in which
+//     no call reached the limit: two calls of a window (and a quarter of
+//     it, the window at least Window and the baseline long) each over
+//     Tolerance (1.5) times the baseline and over it by more than Slack, or a window whose least latency is
+//     over 1.25 times the baseline (every call of it waited behind
+//     another), or whose mean is over Tolerance times it and by more
+//     than Slack. The limit falls to limit × baseline / latency (at most
+//     by half), no call waits any more, and the calls waiting are
+//     refused. From then on, each window (at least Window, twice the
+//     baseline, and two rounds or MinSamples of samples) that held calls
+//     back sets the limit by the gradient of Netflix concurrency-limits'
+//     Gradient2: limit × baseline / mean, plus sqrt(limit)/8 (at least
+//     a quarter of a call) of headroom; the mean within 1.1 times the
+//     baseline or 5 ms of it counts as the baseline (the service's own
+//     jitter). At most halved, at most grown by sqrt(limit)/2, a window.
+//     The limit settles at the service's concurrency, one more now and
+//     then. It never opens wide again: when the load falls, it
+//     probes up from where it is.
 //
-// A shrink that does not shorten the latency says it is not the queue's
-// (a dependency of the service became slow): when the calls in flight
-// fell by a quarter, none left from before the shrink to wait behind, and
-// the mean latency did not fall by a tenth, the window's mean becomes the
-// baseline.
+// The least latency of a window says a queue where the mean cannot: once
+// more calls are let in than the service serves at a time, every call
+// waits behind one, while the mean and the tail also rise when the host
+// is short of CPU, or a call is slow by itself (TCP Vegas's base and
+// actual round-trip times, which Netflix's Vegas limit follows too). A
+// window the limit held back never moves the baseline, so a long
+// overload does not teach it that queueing is normal. Shrinks that did
+// not shorten the least latency in two windows in a row, with a quarter
+// fewer calls in flight, say it is not the queue's (a dependency of the
+// service became slow): that latency becomes the baseline, and the
+// shrinks are undone.
 //
-// A window's samples are the calls admitted in it. While open, it starts
-// again at its first refusal: the calls admitted before met a less busy
-// service than the later ones, and judged with them they would hide a
-// queue that is forming, and open the limit further into it.
+// A window's samples are the calls admitted in it; a call admitted
+// before it is no sample, but when the window's own calls are slow to
+// come back, the calls in flight and the rate calls end at give the
+// latency by Little's law, so a sudden flood is caught before its queue
+// has drained.
 //
 // The dispatch puts only the calls whose request is whole under the
 // limit, releases each at its answer's head, and takes a sample only of
 // those whose answer is whole too: a stream's life is its client's.
 //
-// failsafe-go's adaptivelimiter was measured for this and not taken
-// (docs/decisions.md, decision 110): it tolerates a queue of 3 to 6 calls
-// past saturation whatever the capacity (its thresholds are fixed
-// multiples of log10(limit)), which for a service that serves 4 at a time
-// is twice or more its latency, and its baseline follows the recent
-// latency, so under a sustained overload its limit settled at 4 to 6
-// times the service's capacity (p50 100-150 ms for a 25 ms service).
+// failsafe-go's adaptivelimiter (v0.9.8) was read and measured for this
+// and not taken (docs/decisions.md, decisions 110 and 154): it changes
+// its limit by log10(limit) a window, a window being at least a second
+// and 50 samples, so from its initial 20 it takes a quarter of a minute
+// to come down to a service that serves 4 at a time, and its thresholds
+// tolerate 3 to 6 queued calls past saturation whatever the capacity
+// (fixed multiples of log10(limit)), twice or more the latency of such a
+// service; its queueing is bounded by a count (a factor of the limit),
+// not by time.
 package adaptivelimit

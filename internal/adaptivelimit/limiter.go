@@ -10,47 +10,62 @@ import (
 	"time"
 )
 
+// growth is how much a round of calls that came back as fast as ever
+// grows the limit while it probes (at least by one): TCP's slow start
+// doubles, but the round that passes the service's capacity lets in
+// up to growth-1 times its concurrency more calls than it serves at
+// once, and each of those waits once at the service.
+const growth = 1.25
+
 // ErrConfig is wrapped by every error about an invalid Config.
 var ErrConfig = errors.New("adaptivelimit: invalid configuration")
 
 // Config configures a [Limiter]. Zero values take the defaults noted on
 // each field.
 type Config struct {
-	// Min and Max bound the limit. Defaults 1 and 1024. The limit is Max
-	// until the first window ends.
+	// Min and Max bound the limit. Defaults 1 and 1024.
 	Min, Max int
-	// Burst is the least the limit is while the service shows no
-	// queueing: then the limit is four times the most calls in flight in
-	// the last window, and at least Burst. Default 64 (at most Max).
-	Burst int
-	// MaxWait is how long a call over the limit may wait for a place
-	// ([Limiter.Wait]) while the service shows no queueing. Default
-	// 150ms: shorter than a caller's least wait for a sign of life
-	// (wire.MinTakeWithin), since a call waiting here has given none
-	// and would otherwise be taken for lost and sent again.
+	// Initial is the least the limit falls back to while the service
+	// shows no queueing and the calls do not reach it: then it is twice
+	// the most calls in flight in the last window, at least Initial.
+	// Until the first window ends, the limiter knows nothing of the
+	// service, and the limit is Max. Default 4 (at most Max).
+	Initial int
+	// MaxWait is the longest a call over the limit may wait for a place
+	// ([Limiter.Wait]) while the service shows no queueing; it waits
+	// half the service's baseline latency, at least Slack, and at most
+	// MaxWait. Default 150ms: shorter than a caller's least wait for a
+	// sign of life (wire.MinTakeWithin), since a call waiting here has
+	// given none and would otherwise be taken for lost and sent again.
 	MaxWait time.Duration
-	// Tolerance is how many times its baseline a window's mean latency
-	// may be before the calls count as queueing. Default 1.5; at least
-	// 1.1.
+	// Tolerance is how many times its baseline a call's latency, or a
+	// window's mean, may be before it counts as queueing while the limit
+	// probes; the bands of the least latency and of the gradient are
+	// set from it (1.25 and 1.1 times the baseline at 1.5). Default 1.5;
+	// at least 1.1.
 	Tolerance float64
-	// Slack is the least a window's mean latency must exceed its baseline
-	// by to count as queueing while the limit is open, so that a fast
-	// service's jitter (a garbage collection, a process starved of CPU
-	// for a moment) is not taken for a queue; limiting, a tenth of it.
-	// Default 50ms.
+	// Slack is the least a call's latency, or a window's mean, must
+	// exceed the baseline by to count as queueing while the limit
+	// probes, so that a fast service's jitter (a garbage collection, a
+	// process starved of CPU for a moment) is not taken for a queue;
+	// limiting, a tenth of it. It is also the least a call may wait for
+	// a place. Default 50ms.
 	Slack time.Duration
-	// Window is the shortest window of samples; a window also lasts at
-	// least twice the baseline latency, and holds MinSamples. Default
-	// 100ms.
+	// Window is the shortest window of samples while limiting; a window
+	// also lasts at least twice the baseline latency, and holds
+	// MinSamples or two rounds of the limit's samples, the fewer. A
+	// probing window ends sooner, at a round that grows the limit.
+	// Default 100ms.
 	Window time.Duration
-	// MinSamples is the fewest samples a window judges by. Default 10.
+	// MinSamples is the most samples a window needs to be judged.
+	// Default 10.
 	MinSamples int
 }
 
 // Defaults of Config.
 const (
 	DefaultMax        = 1024
-	DefaultBurst      = 64
+	DefaultInitial    = 4
 	DefaultMaxWait    = 150 * time.Millisecond
 	DefaultTolerance  = 1.5
 	DefaultSlack      = 50 * time.Millisecond
@@ -68,12 +83,13 @@ type Limiter struct {
 	inflight atomic.Int64
 	peak     atomic.Int64
 	refused  atomic.Int64
-	// heldFrom is when the window's first refusal came (Unix ns); 0
-	// before it.
-	heldFrom atomic.Int64
 	clock    func() time.Time // time.Now; the tests' virtual time
 	// closed is set while the limit is limiting: no call waits then.
 	closed atomic.Bool
+	// waitFor is how long a call may wait for a place now, and
+	// waitPlaces how many places free within it per place of the limit,
+	// in thousandths.
+	waitFor, waitPlaces atomic.Int64
 
 	// The calls waiting for a place, first first, each told on its
 	// channel whether it got one; nwait counts them for Release.
@@ -81,12 +97,12 @@ type Limiter struct {
 	waiters []chan bool
 	nwait   atomic.Int64
 
-	min, max, burst float64
-	maxWait         time.Duration
-	tol             float64
-	slack           time.Duration
-	window          time.Duration
-	minSamples      int
+	min, max, initial float64
+	maxWait           time.Duration
+	tol               float64
+	slack             time.Duration
+	window            time.Duration
+	minSamples        int
 
 	mu sync.Mutex
 	// The current window: its start (calls admitted earlier are not its
@@ -103,11 +119,25 @@ type Limiter struct {
 	exact    float64
 	baseline time.Duration
 	limiting bool
-	// After a shrink, the window it judged by: its mean and peak.
-	shrunk               bool
-	shrunkMean, shrunkPk float64
-	// carried is how many calls were in flight when the window began.
-	carried float64
+	// After a shrink, the window it judged by: its least latency and
+	// its most calls in flight.
+	shrunk                bool
+	shrunkLeast, shrunkPk float64
+	// stale counts the windows in a row after a shrink that did not
+	// shorten the latency; undo is the limit before the first shrink of
+	// a run of them.
+	stale int
+	undo  float64
+	// The window's samples that showed queueing while the limit probes:
+	// their count and total latency.
+	over    int
+	overSum time.Duration
+	// least is the window's least latency: the service's own, plus the
+	// wait of a queue that every call of the window met.
+	least time.Duration
+	// round is how many samples make a round of the limit while it
+	// probes: the limit when the window began.
+	round int
 }
 
 // New returns a Limiter, or an error wrapping ErrConfig.
@@ -118,8 +148,8 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.Max == 0 {
 		cfg.Max = DefaultMax
 	}
-	if cfg.Burst == 0 {
-		cfg.Burst = min(DefaultBurst, cfg.Max)
+	if cfg.Initial == 0 {
+		cfg.Initial = min(DefaultInitial, cfg.Max)
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultMaxWait
@@ -137,18 +167,20 @@ func New(cfg Config) (*Limiter, error) {
 		cfg.MinSamples = DefaultMinSamples
 	}
 	switch {
-	case cfg.Min < 1 || cfg.Max < cfg.Min || cfg.Burst < cfg.Min || cfg.Burst > cfg.Max:
-		return nil, fmt.Errorf("%w: limits min %d, burst %d, max %d: want 1 <= min <= burst <= max", ErrConfig, cfg.Min, cfg.Burst, cfg.Max)
+	case cfg.Min < 1 || cfg.Max < cfg.Min || cfg.Initial < cfg.Min || cfg.Initial > cfg.Max:
+		return nil, fmt.Errorf("%w: limits min %d, initial %d, max %d: want 1 <= min <= initial <= max", ErrConfig, cfg.Min, cfg.Initial, cfg.Max)
 	case cfg.Tolerance < 1.1:
 		return nil, fmt.Errorf("%w: tolerance %v: want at least 1.1", ErrConfig, cfg.Tolerance)
 	case cfg.Slack < 0 || cfg.Window < 0 || cfg.MinSamples < 1 || cfg.MaxWait < 0:
 		return nil, fmt.Errorf("%w: slack %v, window %v of %d samples", ErrConfig, cfg.Slack, cfg.Window, cfg.MinSamples)
 	}
-	l := &Limiter{min: float64(cfg.Min), max: float64(cfg.Max), burst: float64(cfg.Burst), maxWait: cfg.MaxWait,
+	l := &Limiter{min: float64(cfg.Min), max: float64(cfg.Max), initial: float64(cfg.Initial), maxWait: cfg.MaxWait,
 		tol: cfg.Tolerance, slack: cfg.Slack, window: cfg.Window, minSamples: cfg.MinSamples,
 		exact: float64(cfg.Max), clock: time.Now}
-	l.start = l.clock()
+	l.start, l.round = l.clock(), cfg.Max
 	l.limit.Store(int64(cfg.Max))
+	l.waitFor.Store(int64(cfg.MaxWait))
+	l.waitPlaces.Store(1 << 40) // no bound until a baseline
 	return l, nil
 }
 
@@ -178,21 +210,27 @@ func (l *Limiter) take() bool {
 }
 
 // held counts a call the limit held back, in this window.
-func (l *Limiter) held() {
-	if l.refused.Add(1) == 1 {
-		l.heldFrom.Store(l.clock().UnixNano())
-	}
-}
+func (l *Limiter) held() { l.refused.Add(1) }
 
 // MayWait reports whether a call TryAcquire refused may wait for a place
 // ([Limiter.Wait]): while the service shows no queueing, the limit holds
 // back only a burst, which a moment's wait absorbs; once it does, a call
 // over the limit is refused at once.
-func (l *Limiter) MayWait() bool { return !l.closed.Load() && l.maxWait > 0 }
+func (l *Limiter) MayWait() bool {
+	if l.closed.Load() || l.maxWait <= 0 {
+		return false
+	}
+	// The calls waiting are bounded by time, not by a count: no more
+	// than the places that free within a wait (waitPlaces per place of
+	// the limit), so a call that waits will most likely get one; the
+	// others are refused at once.
+	return l.nwait.Load()*1000 < max(1000, l.limit.Load()*l.waitPlaces.Load())
+}
 
-// Wait admits a call once a place is free, first come first served, or
-// reports after MaxWait, or as soon as the limiter sees a queue at the
-// service, that there is none. The wait is no sample.
+// Wait admits a call once a place is free, last come first served, or
+// reports after its wait (half the baseline latency, at least Slack, at
+// most MaxWait), or as soon as the limiter sees a queue at the service,
+// that there is none. The wait is no sample.
 func (l *Limiter) Wait() bool {
 	l.wmu.Lock()
 	l.nwait.Add(1)
@@ -210,7 +248,7 @@ func (l *Limiter) Wait() bool {
 	w := make(chan bool, 1)
 	l.waiters = append(l.waiters, w)
 	l.wmu.Unlock()
-	t := time.NewTimer(l.maxWait)
+	t := time.NewTimer(time.Duration(l.waitFor.Load()))
 	defer t.Stop()
 	select {
 	case ok := <-w:
@@ -227,22 +265,27 @@ func (l *Limiter) Wait() bool {
 	return <-w // told meanwhile
 }
 
-// wake gives the free places to the calls waiting, or, refuse set,
-// tells them all there is none.
+// wake gives the free places to the calls waiting, the one that waited
+// least first, or, refuse set, tells them all there is none. Last come
+// first served (Facebook's adaptive LIFO, in "Fail at scale"): when the
+// places come from a limit that has just grown past the service's
+// capacity, the calls let in are those that queue at the service, and a
+// call that had waited for its place first would wait twice; and in a
+// burst the oldest waits end first anyway, each within its bound.
 func (l *Limiter) wake(refuse bool) {
 	if l.nwait.Load() == 0 {
 		return
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	for len(l.waiters) > 0 {
+	for n := len(l.waiters); n > 0; n-- {
 		ok := !refuse && l.take()
 		if !ok && !refuse {
 			return
 		}
-		l.waiters[0] <- ok
-		l.waiters[0] = nil
-		l.waiters = l.waiters[1:]
+		l.waiters[n-1] <- ok
+		l.waiters[n-1] = nil
+		l.waiters = l.waiters[:n-1]
 		l.nwait.Add(-1)
 	}
 }
@@ -273,6 +316,7 @@ func (l *Limiter) sample(start, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.done++
+	lat := now.Sub(start)
 	if start.Before(l.start) {
 		// Admitted under an earlier window's limit: no sample. But when
 		// the window's own calls are slow to come back, they may be
@@ -280,83 +324,156 @@ func (l *Limiter) sample(start, now time.Time) {
 		// the rate they end at tell how long a call now takes.
 		if elapsed := now.Sub(l.start); !l.limiting && l.baseline > 0 && l.n < l.minSamples && elapsed >= max(l.window, 2*l.baseline) {
 			if est := elapsed * time.Duration(l.inflight.Load()) / time.Duration(l.done); l.queueing(est, l.tol, l.slack) {
-				l.n, l.sum = 1, est
+				l.n, l.sum, l.least = 1, est, est
 				l.update(now)
 			}
 		}
 		return
 	}
-	if hf := l.heldFrom.Load(); !l.limiting && hf > l.start.UnixNano() {
-		// The open limit began to hold calls back in this window: the
-		// calls admitted before met a less busy service than the later
-		// ones do, and judged with them, they would hide a queue that
-		// is forming (and open the limit further into it). The window
-		// starts again from the first refusal.
-		l.start, l.n, l.sum, l.done = time.Unix(0, hf), 0, 0, 0
-		if start.Before(l.start) {
+	l.n++
+	l.sum += lat
+	if l.n == 1 || lat < l.least {
+		l.least = lat
+	}
+	if !l.limiting && l.baseline > 0 {
+		// Probing: a queue shows in single calls, not in a window's
+		// mean, which the calls admitted before the queue formed would
+		// hold down for a whole window; and a round of calls that came
+		// back as fast as ever, while the limit held others back,
+		// grows the limit by a quarter at once (growth): TCP's slow
+		// start, slower.
+		if l.queueing(lat, l.tol, l.slack) {
+			l.over++
+			l.overSum += lat
+			// Two calls at least, a quarter of the window's, and a
+			// window of at least Window and the baseline: a service
+			// whose latency varies widely has a slow call now and then,
+			// and a host short of CPU for a moment slows every call in
+			// flight at once, which a queue outlasts.
+			if l.over >= 2 && 4*l.over >= l.n && now.Sub(l.start) >= max(l.window, l.baseline) {
+				// Judged by the calls that queued.
+				l.n, l.sum, l.least = l.over, l.overSum, l.overSum/time.Duration(l.over)
+				l.update(now)
+				return
+			}
+		} else if l.over == 0 && l.n >= l.round && l.heldBack() {
+			l.exact = min(max(l.exact*growth, l.exact+1), l.max)
+			l.limit.Store(int64(l.exact))
+			l.restart(now)
 			return
 		}
 	}
-	l.n++
-	l.sum += now.Sub(start)
-	if l.n >= l.minSamples && now.Sub(l.start) >= max(l.window, 2*l.baseline) {
+	if l.n >= min(l.minSamples, max(2, 2*l.round)) && now.Sub(l.start) >= max(l.window, 2*l.baseline) {
 		l.update(now)
 	}
 }
 
+// heldBack reports whether the limit held calls back in this window: it
+// refused one, one waits, or the calls in flight reached it.
+func (l *Limiter) heldBack() bool {
+	return l.refused.Load() > 0 || l.nwait.Load() > 0 || l.peak.Load() >= l.limit.Load()
+}
+
+// restart begins a window of samples at from: the calls admitted from
+// then on, the limit now a round of them.
+func (l *Limiter) restart(from time.Time) {
+	l.start, l.n, l.sum, l.done, l.over, l.overSum = from, 0, 0, 0, 0, 0
+	l.round = max(int(l.exact), 1)
+	l.refused.Store(0)
+	l.peak.Store(l.inflight.Load())
+}
+
 // update ends the window at now and sets the limit by its samples.
+// Their least latency is the sign of a queue at the service: once more
+// calls are let in than the service serves at a time, every call waits
+// behind one, while the mean and the tail also rise when the host is
+// short of CPU or a call is slow by itself (TCP Vegas's base and actual
+// round-trip times, which Netflix's Vegas limit follows too).
 func (l *Limiter) update(now time.Time) {
-	mean := l.sum / time.Duration(l.n)
+	mean, least := l.sum/time.Duration(l.n), l.least
 	inflight := l.inflight.Load()
 	peak := float64(l.peak.Swap(inflight))
-	// heldFrom first: a refusal between the two is then this window's,
-	// and the next window's first refusal stores its time again.
-	l.heldFrom.Store(0)
-	carried := l.carried
-	l.carried = float64(inflight)
-	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load())
+	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load()) || l.nwait.Load() > 0
 	next := l.exact
 	shrunk := l.shrunk
 	l.shrunk = false
+	// Bands of the least latency over the baseline: a queue (shrink),
+	// the service's own (grow), and between them a hold.
+	over, calm := (1+l.tol)/2, 1+(l.tol-1)/5
+	switch {
+	case !shrunk:
+	case peak <= 0.75*l.shrunkPk && float64(least) >= 0.9*l.shrunkLeast:
+		l.stale++
+	default:
+		l.stale = 0
+	}
 	switch {
 	case l.baseline == 0:
-		l.baseline = mean
-	case shrunk && carried <= l.exact && peak <= 0.75*l.shrunkPk && float64(mean) >= 0.9*l.shrunkMean:
-		// Fewer calls in flight, and none queued from before the shrink
-		// (more in flight at its start than its limit) to wait behind,
-		// yet no shorter latency: it is not queueing here that makes the
-		// service slow.
-		l.baseline = mean
-	case l.queueing(mean, l.tol, l.slack) || l.limiting && l.queueing(mean, l.tol, l.slack/10):
-		if !l.limiting {
-			next = min(next, peak)
-			l.limiting = true
+		// The first window: the service's latency, as it came, and
+		// from now on the limit probes from twice the calls in flight.
+		l.baseline = least
+		if !held {
+			next = max(l.initial, 2*peak)
 		}
-		next = max(next*float64(l.baseline)/float64(mean), next/8)
-		l.shrunk, l.shrunkMean, l.shrunkPk = true, float64(mean), peak
-	case l.limiting && held && l.queueing(mean, (1+l.tol)/2, l.slack/10):
-		// Calls queue a little: hold.
+	case l.stale >= 2:
+		// Two windows in a row after a shrink with a quarter fewer
+		// calls in flight, yet no shorter least latency (one might be
+		// the calls queued from before the shrink, still ahead): it is
+		// not queueing here that makes the service slow, but something
+		// behind it. The shrinks were mistaken: undone.
+		l.baseline, l.stale = least, 0
+		next = max(next, l.undo)
+	case !l.limiting && (l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack)):
+		// A queue at the service: the limit follows it from now on,
+		// from the calls the service serves without one.
+		l.limiting = true
+		l.undo = next
+		next = max(min(next, peak)*float64(l.baseline)/float64(max(least, mean*2/3)), next/2)
+		l.shrunk, l.shrunkLeast, l.shrunkPk = true, float64(least), peak
 	case l.limiting && held:
-		next += max(1, math.Sqrt(next)/2)
+		// The gradient (Netflix concurrency-limits' Gradient2): the
+		// limit times the baseline over the mean is the concurrency
+		// the service serves without a queue; plus a little headroom,
+		// so that a service that got faster shows it. Halved at most,
+		// and grown by sqrt(limit)/2 at most, a window.
+		g := min(float64(l.baseline)/float64(mean), 1)
+		if !l.queueing(mean, calm, l.slack/10) {
+			g = 1 // the service's own jitter
+		}
+		next = min(max(next*g+max(0.25, math.Sqrt(next)/8), next/2), next+max(1, math.Sqrt(next)/2))
+		if l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack/10) {
+			if !shrunk {
+				l.undo = l.exact
+			}
+			l.shrunk, l.shrunkLeast, l.shrunkPk = true, float64(least), peak
+		}
 	default:
-		// The limit held nothing back, or it is open: the window's mean
-		// is the service's own latency at the load it had, unless a
-		// queue is forming under the slack (then the baseline must not
-		// learn it).
-		if !l.queueing(mean, (1+l.tol)/2, 0) {
-			l.baseline += (mean - l.baseline) / 4
+		// The limit held nothing back, or it probes: the window's least
+		// latency is the service's own at the load it had, unless a
+		// queue is forming (then the baseline must not learn it).
+		if !l.queueing(least, calm, 0) {
+			l.baseline += (least - l.baseline) / 4
 		}
 		if !held {
+			// No call reached the limit: it probes again, from where
+			// it is (never reopened wide: the next overload's first
+			// calls would queue at the service), and falls back to
+			// twice the calls in flight, so an idle spell leaves no
+			// large limit for a flood to pour through.
 			l.limiting = false
+			next = min(next, max(l.initial, 2*peak))
 		}
-	}
-	if !l.limiting {
-		next = max(l.burst, 4*peak)
 	}
 	l.exact = min(max(next, l.min), l.max)
 	l.limit.Store(int64(l.exact))
-	l.start, l.n, l.sum, l.done = now, 0, 0, 0
+	l.restart(now)
 	l.closed.Store(l.limiting)
+	wait := min(max(l.baseline/2, l.slack), l.maxWait)
+	l.waitFor.Store(int64(wait))
+	// Each call in flight frees its place once a baseline latency, and
+	// while the limit probes it grows by a quarter each round: within r
+	// rounds, (1.25^r - 1) / 0.25 places per place (Little's law).
+	l.waitPlaces.Store(int64(1000 * min((math.Pow(growth, float64(wait)/float64(max(l.baseline, 1)))-1)/(growth-1), 1<<30)))
 	// A larger limit lets waiting calls in; a queue seen turns them away.
 	l.wake(l.limiting)
 }
@@ -364,7 +481,7 @@ func (l *Limiter) update(now time.Time) {
 // queueing reports whether a window's mean latency says calls queue at
 // the service: over tol times the baseline, and by more than slack.
 func (l *Limiter) queueing(mean time.Duration, tol float64, slack time.Duration) bool {
-	return float64(mean) > tol*float64(l.baseline) && mean-l.baseline > slack
+	return l.baseline > 0 && float64(mean) > tol*float64(l.baseline) && mean-l.baseline > slack
 }
 
 // Inflight is how many admitted calls are not released.

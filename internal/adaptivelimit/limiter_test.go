@@ -17,13 +17,13 @@ type service struct {
 	servers int
 	work    func(now time.Duration) time.Duration
 	busy    int
-	queue   []time.Duration // admission times
+	queue   []done // admitted and arrived times
 	// maxQueue is the most calls that waited at once.
 	maxQueue int
 	done     doneHeap
 }
 
-type done struct{ at, admitted time.Duration }
+type done struct{ at, admitted, arrived time.Duration }
 
 type doneHeap []done
 
@@ -38,13 +38,13 @@ func (h *doneHeap) Pop() any {
 	return x
 }
 
-func (s *service) admit(now time.Duration) {
+func (s *service) admit(now, arrived time.Duration) {
 	if s.busy < s.servers {
 		s.busy++
-		heap.Push(&s.done, done{at: now + s.work(now), admitted: now})
+		heap.Push(&s.done, done{at: now + s.work(now), admitted: now, arrived: arrived})
 		return
 	}
-	s.queue = append(s.queue, now)
+	s.queue = append(s.queue, done{admitted: now, arrived: arrived})
 	s.maxQueue = max(s.maxQueue, len(s.queue))
 }
 
@@ -72,7 +72,10 @@ func (o *outcome) quantile(q float64) time.Duration {
 	return s[int(q*float64(len(s)-1))]
 }
 
-// simulate runs s behind l through the phases in virtual time.
+// simulate runs s behind l through the phases in virtual time. A call
+// the limit holds back waits for a place as the dispatch makes it
+// ([Limiter.MayWait], last come first served, up to its wait), and its
+// latency counts from its arrival.
 func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 	t.Helper()
 	origin := time.Unix(1_000_000, 0)
@@ -80,7 +83,7 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 	l.clock = func() time.Time { return origin.Add(now) }
 	l.start = origin
 	out := make([]outcome, len(phases))
-	// phaseOf maps an admission time to its phase's outcome, or nil
+	// phaseOf maps an arrival time to its phase's outcome, or nil
 	// while the phase is settling.
 	type span struct{ from, measureFrom, to time.Duration }
 	var spans []span
@@ -97,22 +100,48 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 		}
 		return nil
 	}
+	type waiter struct{ arrived, until time.Duration }
+	var waiting []waiter
+	// admitWaiting turns away the calls whose wait is over, or all of
+	// them once no call may wait, and gives the free places to the
+	// others, the one that waited least first (Limiter.wake).
+	admitWaiting := func() {
+		live := waiting[:0]
+		for _, w := range waiting {
+			if l.closed.Load() || w.until < now {
+				if o := phaseOf(w.arrived); o != nil {
+					o.refused++
+				}
+				continue
+			}
+			live = append(live, w)
+		}
+		waiting = live
+		for len(waiting) > 0 && l.take() {
+			s.admit(now, waiting[len(waiting)-1].arrived)
+			waiting = waiting[:len(waiting)-1]
+		}
+		l.nwait.Store(int64(len(waiting)))
+	}
 	complete := func(until time.Duration) {
 		for s.done.Len() > 0 && s.done[0].at <= until {
 			d := heap.Pop(&s.done).(done)
 			now = d.at
-			l.release(origin.Add(d.admitted), origin.Add(d.at))
-			if o := phaseOf(d.admitted); o != nil {
+			admitWaiting() // those whose wait ended before
+			l.inflight.Add(-1)
+			l.sample(origin.Add(d.admitted), origin.Add(d.at))
+			if o := phaseOf(d.arrived); o != nil {
 				o.served++
-				o.latencies = append(o.latencies, d.at-d.admitted)
+				o.latencies = append(o.latencies, d.at-d.arrived)
 			}
 			s.busy--
 			if len(s.queue) > 0 {
 				next := s.queue[0]
 				s.queue = s.queue[1:]
 				s.busy++
-				heap.Push(&s.done, done{at: d.at + s.work(d.at), admitted: next})
+				heap.Push(&s.done, done{at: d.at + s.work(d.at), admitted: next.admitted, arrived: next.arrived})
 			}
+			admitWaiting()
 		}
 	}
 	for i, p := range phases {
@@ -120,20 +149,31 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 		for at := spans[i].from; at < spans[i].to; at += step {
 			complete(at)
 			now = at
+			admitWaiting()
 			o := phaseOf(at)
 			if o != nil {
 				o.limits = append(o.limits, l.Limit())
 			}
-			if !l.TryAcquire() {
+			switch {
+			case len(waiting) == 0 && l.TryAcquire():
+				s.admit(at, at)
+			case l.MayWait():
+				l.held()
+				waiting = append(waiting, waiter{at, at + time.Duration(l.waitFor.Load())})
+				l.nwait.Add(1)
+			default:
+				if len(waiting) > 0 {
+					l.held()
+				}
 				if o != nil {
 					o.refused++
 				}
-				continue
 			}
-			s.admit(at)
 		}
 	}
 	complete(end + time.Hour)
+	now = end + 2*time.Hour
+	admitWaiting()
 	return out
 }
 
@@ -153,13 +193,10 @@ func newLimiter(t *testing.T) *Limiter {
 // TestOverloadShedsBeforeQueueing: services of several capacities (4
 // calls at a time, 25 ms each: 160 a second; the 40 a second) at
 // 10 times their capacity. Unlimited, their queue grows with every second
-// of the overload. Behind the limiter, the overload's onset is admitted
-// (the service has shown no queueing yet: the limit is open), until the
-// first window shows the queue: what arrived meanwhile queues once (45 to
-// 992 calls here), and the service takes a while to serve it; from then
-// on (measured after 5 s) the calls served wait at most about once more
-// than their work, the rest are refused, the service stays busy, and
-// once the overload ends every call is served again at once.
+// of the overload. Behind the limiter, from 5 s into the overload on, the
+// calls served wait at most about once more than their work, the rest
+// are refused, the service stays busy, and once the overload ends every
+// call is served again at once. (The onset: TestOnsetQueuesLittle.)
 func TestOverloadShedsBeforeQueueing(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -202,9 +239,39 @@ func TestOverloadShedsBeforeQueueing(t *testing.T) {
 	}
 }
 
+// TestOnsetQueuesLittle: the case (a service that serves 4 calls
+// at a time, 100 ms each, 40 a second) at 10 times its capacity, measured
+// from the overload's first call: the limit, small while the load was,
+// grows by a quarter of a round at a time, so the round that finds the
+// capacity queues one call at it, and every call served (the onset's
+// too) takes at most twice the unloaded p99. With a limit open at 64
+// until a queue showed, 60 calls queued at once, and the onset's calls
+// waited up to 1.6 s.
+func TestOnsetQueuesLittle(t *testing.T) {
+	l := newLimiter(t)
+	s := &service{servers: 4, work: fixed(100 * time.Millisecond)}
+	out := simulate(t, l, s,
+		phase{rate: 10, dur: 5 * time.Second, settle: time.Second},
+		phase{rate: 400, dur: 5 * time.Second})
+	unloaded, over := out[0], out[1]
+	t.Logf("unloaded p99 %v; overload: served %d refused %d, p50 %v p99 %v max %v, limits %d..%d; most queued at the service %d",
+		unloaded.quantile(.99), over.served, over.refused, over.quantile(.5), over.quantile(.99), over.quantile(1),
+		slices.Min(over.limits), slices.Max(over.limits), s.maxQueue)
+	if s.maxQueue > 1 {
+		t.Errorf("up to %d calls queued at the service: want at most 1 (a quarter of its concurrency)", s.maxQueue)
+	}
+	if p99 := over.quantile(.99); p99 > 2*unloaded.quantile(.99) {
+		t.Errorf("overloaded from its onset, p99 of the calls served %v: want at most twice the unloaded p99 %v", p99, unloaded.quantile(.99))
+	}
+	if want := int(0.8 * 40 * 5); over.served < want {
+		t.Errorf("served %d calls in 5 s: want at least %d (80%% of capacity)", over.served, want)
+	}
+}
+
 // TestColdStartUnderLoad: an instance that starts while its service is
 // busy (100 calls at a time, 20 ms each, at 80% of that, 80 in flight)
-// refuses nothing: with no sign of queueing, the limit stays open.
+// refuses under 1% of the calls: the limit is open until its first
+// window, then twice the calls in flight.
 func TestColdStartUnderLoad(t *testing.T) {
 	l := newLimiter(t)
 	s := &service{servers: 100, work: fixed(20 * time.Millisecond)}
@@ -261,10 +328,10 @@ func TestSlowerServiceIsFollowed(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"burst over max":  {Burst: 10, Max: 5},
-		"burst under min": {Min: 10, Burst: 5},
-		"tolerance":       {Tolerance: 1.01},
-		"samples":         {MinSamples: -1},
+		"initial over max":  {Initial: 10, Max: 5},
+		"initial under min": {Min: 10, Initial: 5},
+		"tolerance":         {Tolerance: 1.01},
+		"samples":           {MinSamples: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := New(cfg); !errors.Is(err, ErrConfig) {
@@ -310,7 +377,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 // MaxWait; and once a window shows a queue, the calls waiting are turned
 // away at once and no call waits any more.
 func TestWait(t *testing.T) {
-	l, err := New(Config{Max: 2, Burst: 2, MaxWait: time.Minute, MinSamples: 1, Window: time.Nanosecond})
+	l, err := New(Config{Max: 2, Initial: 2, MaxWait: time.Minute, MinSamples: 1, Window: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +398,7 @@ func TestWait(t *testing.T) {
 		t.Fatal("the waiting call got no place when one was freed")
 	}
 
-	short, err := New(Config{Max: 1, Burst: 1, MaxWait: 20 * time.Millisecond})
+	short, err := New(Config{Max: 1, Initial: 1, MaxWait: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
