@@ -47,7 +47,12 @@
 //     baseline or 5 ms of it counts as the baseline (the service's own
 //     jitter). At most halved, at most grown by sqrt(limit)/2, a window.
 //     The limit settles at the service's concurrency, one more now and
-//     then. It never opens wide again: when the load falls, it
+//     then: each time the headroom finds the queue again at the same
+//     limit, the headroom past the limit below it is halved (down to a
+//     sixteenth), so probes that keep finding no more capacity come
+//     less and less often (a call let in over the capacity waits a whole
+//     call at the service); as many calls in flight as once queued,
+//     and no queue, restore it. It never opens wide again: when the load falls, it
 //     probes up from where it is.
 //
 // The least latency of a window says a queue where the mean cannot: once

@@ -17,6 +17,13 @@ import (
 // once, and each of those waits once at the service.
 const growth = 1.25
 
+// maxPatience bounds how rarely the limit probes past a concurrency that
+// showed a queue: its headroom there, a quarter of a call a window, is
+// divided by at most this, so a service that got faster is found within
+// about 4 × maxPatience windows (a window is at least twice the
+// baseline latency).
+const maxPatience = 16
+
 // ErrConfig is wrapped by every error about an invalid Config.
 var ErrConfig = errors.New("adaptivelimit: invalid configuration")
 
@@ -128,6 +135,12 @@ type Limiter struct {
 	// a run of them.
 	stale int
 	undo  float64
+	// ceiling is the least limit that showed a queue while limiting (0:
+	// none yet), patience what the headroom past the limit below it is
+	// divided by: doubled, up to MaxPatience, each time the headroom
+	// finds the queue again, so probes that keep finding no more
+	// capacity come less and less often.
+	ceiling, patience float64
 	// The window's samples that showed queueing while the limit probes:
 	// their count and total latency.
 	over    int
@@ -437,10 +450,25 @@ func (l *Limiter) update(now time.Time) {
 		// so that a service that got faster shows it. Halved at most,
 		// and grown by sqrt(limit)/2 at most, a window.
 		g := min(float64(l.baseline)/float64(mean), 1)
-		if !l.queueing(mean, calm, l.slack/10) {
+		queued := l.queueing(mean, calm, l.slack/10)
+		if !queued {
 			g = 1 // the service's own jitter
+			if l.ceiling > 0 && peak >= l.ceiling {
+				// As many calls in flight as once queued, and no queue
+				// now: the service serves more than it did.
+				l.ceiling, l.patience = 0, 1
+			}
+		} else if c := math.Floor(l.exact); l.ceiling == 0 || c <= l.ceiling {
+			// The headroom found the queue again: it probes past the
+			// limit below it half as often from now on.
+			l.patience = min(max(1, 2*l.patience), maxPatience)
+			l.ceiling = c
 		}
-		next = min(max(next*g+max(0.25, math.Sqrt(next)/8), next/2), next+max(1, math.Sqrt(next)/2))
+		headroom := max(0.25, math.Sqrt(next)/8)
+		if l.ceiling > 0 && next*g >= l.ceiling-1 {
+			headroom /= l.patience
+		}
+		next = min(max(next*g+headroom, next/2), next+max(1, math.Sqrt(next)/2))
 		if l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack/10) {
 			if !shrunk {
 				l.undo = l.exact
@@ -462,6 +490,7 @@ func (l *Limiter) update(now time.Time) {
 			// large limit for a flood to pour through.
 			l.limiting = false
 			next = min(next, max(l.initial, 2*peak))
+			l.ceiling, l.patience = 0, 1
 		}
 	}
 	l.exact = min(max(next, l.min), l.max)
