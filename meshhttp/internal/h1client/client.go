@@ -265,8 +265,19 @@ func plain(r *http.Request) bool {
 	if r.URL.Scheme != "http" || len(r.Trailer) > 0 || len(r.TransferEncoding) > 0 || r.Header.Get("Upgrade") != "" || r.Header.Get("Expect") != "" {
 		return false
 	}
-	return r.Body == nil || r.Body == http.NoBody || (r.ContentLength > 0 && r.GetBody != nil)
+	return r.Body == nil || r.Body == http.NoBody || (r.ContentLength > 0 && r.ContentLength <= MaxBody && r.GetBody != nil)
 }
+
+// MaxBody is the largest request body a Client writes itself: one that
+// fits in the sockets' buffers (on loopback, Linux's start at 128 KiB
+// for the receiver alone), so its write ends whether or not the service
+// reads it. A larger one goes to Fallback, which writes it while it
+// waits for the answer: a service may answer (a 413) without reading
+// the body, and a Client, which reads the answer only once the body is
+// written, would wait for the call's deadline instead
+// (TestEarlyAnswerToLargeBody). The mesh's whole bodies are at most
+// 64 KiB (meshhttp.WholeBodyMax).
+const MaxBody = 64 << 10
 
 // idempotent reports whether r may be sent twice (RFC 9110 section
 // 9.2.2, as net/http's Transport reads it).

@@ -300,3 +300,31 @@ func TestCompressingFallbackMakesAll(t *testing.T) {
 		t.Fatalf("Accept-Encoding %q at the service, want the Fallback's gzip", got)
 	}
 }
+
+// TestEarlyAnswerToLargeBody: a service that answers before reading a
+// large body (a 413 for an upload it will not take) and reads no more
+// has its answer returned, as net/http's Transport returns it (it writes
+// the body while it waits for the answer), not a write that never ends
+// and a timeout instead.
+func TestEarlyAnswerToLargeBody(t *testing.T) {
+	over := make(chan struct{})
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\n\r\n")
+		<-over // reads nothing more, keeps the connection
+	})
+	t.Cleanup(func() { close(over) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body := strings.Repeat("x", 32<<20)
+	resp, err := newClient(t).RoundTrip(post(t, ctx, url, body))
+	if err != nil {
+		t.Fatalf("err %v, want the service's 413", err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", resp.StatusCode)
+	}
+}

@@ -14,10 +14,11 @@
 // parsed by the same rules.
 //
 // Only what needs nothing more takes this path: scheme http, a body that
-// is whole (none, or a known length that http.Request.GetBody reads
-// again), no trailers, no protocol upgrade, no Expect. TLS upstreams
+// is whole (none, or a known length of at most MaxBody that
+// http.Request.GetBody reads again), no trailers, no protocol upgrade, no Expect. TLS upstreams
 // (HTTP/2 by ALPN), streamed request bodies (full duplex: the service
-// may answer while the body is still being sent) and upgrades go to
+// may answer while the body is still being sent, as it may to a body
+// larger than MaxBody) and upgrades go to
 // Fallback, and every request does when Fallback has a Proxy, disables
 // keep-alives or compresses.
 //
