@@ -19,7 +19,9 @@ import (
 type Client struct {
 	// Fallback makes the round trips a Client does not (TLS, streamed
 	// bodies, upgrades; every one when it has a Proxy, disables
-	// keep-alives or compresses: the gzip it adds and undoes itself),
+	// keep-alives, compresses: the gzip it adds and undoes itself, or
+	// sets MaxConnsPerHost, ResponseHeaderTimeout, Dial or unencrypted
+	// HTTP/2: see lends),
 	// and lends the Client its DialContext (default: a net.Dialer's),
 	// MaxIdleConnsPerHost (default 2, as net/http's), IdleConnTimeout
 	// (0: none) and MaxResponseHeaderBytes (default 10 MB, as
@@ -49,7 +51,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // RoundTrip implements http.RoundTripper.
 func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !plain(r) || c.Fallback.Proxy != nil || c.Fallback.DisableKeepAlives || !c.Fallback.DisableCompression {
+	if !plain(r) || !lends(c.Fallback) {
 		return c.Fallback.RoundTrip(r)
 	}
 	for attempt := 0; ; attempt++ {
@@ -258,6 +260,17 @@ func (c *Client) CloseIdleConnections() {
 		}
 	}
 	c.Fallback.CloseIdleConnections()
+}
+
+// lends reports whether t leaves its plain requests to a Client: it
+// sets nothing that a Client would not do as t does. A Proxy, no
+// keep-alives, compression (the gzip it asks for and undoes), a bound
+// on a host's connections, a wait for an answer's head, the deprecated
+// Dial, HTTP/2 without TLS: with any, t makes them all, or what it
+// is set to do would be dropped silently (TestFallbackSettingsHonored).
+func lends(t *http.Transport) bool {
+	return t.Proxy == nil && !t.DisableKeepAlives && t.DisableCompression && t.MaxConnsPerHost <= 0 &&
+		t.ResponseHeaderTimeout <= 0 && t.Dial == nil && (t.Protocols == nil || !t.Protocols.UnencryptedHTTP2())
 }
 
 // plain reports whether r takes the Client's own path.

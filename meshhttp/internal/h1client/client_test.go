@@ -328,3 +328,109 @@ func TestEarlyAnswerToLargeBody(t *testing.T) {
 		t.Fatalf("status %d, want 413", resp.StatusCode)
 	}
 }
+
+// TestFallbackSettingsHonored: what a Client does not do itself of its
+// Fallback's settings makes the Fallback make every request, as it did
+// for a Proxy: a bound on a host's connections, a wait for the answer's
+// head, a Dial of its own, HTTP/2 without TLS. A Client that made them
+// would drop each silently.
+func TestFallbackSettingsHonored(t *testing.T) {
+	t.Run("MaxConnsPerHost", func(t *testing.T) {
+		var open, most atomic.Int32
+		release := make(chan struct{})
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-release
+			w.Write([]byte("ok"))
+		}))
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				n := open.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		}
+		srv.Start()
+		t.Cleanup(srv.Close)
+		c := &Client{Fallback: &http.Transport{MaxConnsPerHost: 1, DisableCompression: true}}
+		t.Cleanup(c.CloseIdleConnections)
+		done := make(chan error, 4)
+		for range 4 {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				r, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+				resp, err := c.RoundTrip(r)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				done <- err
+			}()
+		}
+		// The calls are all made (or waiting for the one connection)
+		// before the service answers any.
+		time.Sleep(200 * time.Millisecond)
+		close(release)
+		for range 4 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := most.Load(); n > 1 {
+			t.Fatalf("%d connections open at once, MaxConnsPerHost 1", n)
+		}
+	})
+	t.Run("ResponseHeaderTimeout", func(t *testing.T) {
+		over := make(chan struct{})
+		url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+			http.ReadRequest(br)
+			<-over // never answers
+		})
+		t.Cleanup(func() { close(over) })
+		c := &Client{Fallback: &http.Transport{ResponseHeaderTimeout: 50 * time.Millisecond, DisableCompression: true}}
+		t.Cleanup(c.CloseIdleConnections)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		_, err := c.RoundTrip(r)
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("err %v, want the Fallback's ResponseHeaderTimeout before the call's deadline", err)
+		}
+	})
+	t.Run("Dial", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+		t.Cleanup(srv.Close)
+		addr := srv.Listener.Addr().String()
+		c := &Client{Fallback: &http.Transport{DisableCompression: true,
+			Dial: func(string, string) (net.Conn, error) { return net.Dial("tcp", addr) }}}
+		t.Cleanup(c.CloseIdleConnections)
+		r, _ := http.NewRequest(http.MethodGet, "http://127.0.0.2:1/", nil)
+		resp, err := c.RoundTrip(r)
+		if err != nil {
+			t.Fatalf("err %v, want the Fallback's Dial used", err)
+		}
+		readAll(t, resp)
+	})
+	t.Run("UnencryptedHTTP2", func(t *testing.T) {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(r.Proto)) }))
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		srv.Start()
+		t.Cleanup(srv.Close)
+		p := new(http.Protocols)
+		p.SetUnencryptedHTTP2(true)
+		c := &Client{Fallback: &http.Transport{DisableCompression: true, Protocols: p}}
+		t.Cleanup(c.CloseIdleConnections)
+		r, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		resp, err := c.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, resp); got != "HTTP/2.0" {
+			t.Fatalf("the service saw %q, want HTTP/2.0 (the Fallback's Protocols)", got)
+		}
+	})
+}

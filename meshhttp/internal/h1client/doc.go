@@ -20,7 +20,9 @@
 // may answer while the body is still being sent, as it may to a body
 // larger than MaxBody) and upgrades go to
 // Fallback, and every request does when Fallback has a Proxy, disables
-// keep-alives or compresses.
+// keep-alives, compresses, or bounds what a Client would not
+// (MaxConnsPerHost, ResponseHeaderTimeout), or dials by its deprecated
+// Dial, or speaks HTTP/2 without TLS (Protocols).
 //
 // A connection is reused once its answer's body has been read to its
 // end and closed, and neither side asked to close it. Before it is
