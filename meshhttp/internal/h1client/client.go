@@ -28,9 +28,10 @@ type Client struct {
 	// net/http's). Required.
 	Fallback *http.Transport
 
-	mu     sync.Mutex
-	idle   map[string][]*conn // by host:port, the last one put the first taken
-	closed bool
+	mu       sync.Mutex
+	idle     map[string][]*conn // by host:port, the last one put the first taken
+	closed   bool
+	sweeping bool // a sweep of the connections idle too long is due (sweep)
 }
 
 var _ http.RoundTripper = (*Client)(nil)
@@ -245,6 +246,49 @@ func (c *Client) put(cn *conn) {
 		c.idle = make(map[string][]*conn)
 	}
 	c.idle[cn.host] = append(c.idle[cn.host], cn)
+	if t := c.Fallback.IdleConnTimeout; t > 0 && !c.sweeping {
+		c.sweeping = true
+		time.AfterFunc(t, c.sweep)
+	}
+}
+
+// sweep closes the connections idle for IdleConnTimeout, as net/http's
+// Transport does, and comes again while any is idle. get looks only at
+// those it takes, the last put first: under a load of fewer calls at
+// once than connections kept, those put first would stay open for
+// ever (TestIdleConnTimeoutCloses).
+func (c *Client) sweep() {
+	t := c.Fallback.IdleConnTimeout
+	var old []*conn
+	var next time.Duration
+	c.mu.Lock()
+	now := time.Now()
+	for host, list := range c.idle {
+		// The list is in the order put: the oldest first.
+		i := 0
+		for i < len(list) && now.Sub(list[i].used) >= t {
+			i++
+		}
+		old = append(old, list[:i]...)
+		n := copy(list, list[i:])
+		clear(list[n:])
+		if list = list[:n]; n == 0 {
+			delete(c.idle, host)
+			continue
+		}
+		c.idle[host] = list
+		if wait := t - now.Sub(list[0].used); next == 0 || wait < next {
+			next = max(wait, time.Millisecond)
+		}
+	}
+	c.sweeping = next > 0
+	c.mu.Unlock()
+	if next > 0 {
+		time.AfterFunc(next, c.sweep)
+	}
+	for _, cn := range old {
+		cn.Close()
+	}
 }
 
 // CloseIdleConnections closes the connections kept alive, the

@@ -434,3 +434,68 @@ func TestFallbackSettingsHonored(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleConnTimeoutCloses: a connection idle past the Fallback's
+// IdleConnTimeout is closed, as net/http's Transport closes it, even
+// while calls keep coming on the others (the last one put is taken
+// first: those under it were never looked at again), and with no call
+// at all.
+func TestIdleConnTimeoutCloses(t *testing.T) {
+	var open atomic.Int32
+	hold := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-hold
+		}
+		w.Write([]byte("ok"))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := &Client{Fallback: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 100 * time.Millisecond, DisableCompression: true}}
+	t.Cleanup(c.CloseIdleConnections)
+	call := func(path string) error {
+		r, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		resp, err := c.RoundTrip(r)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	// Four connections at once.
+	done := make(chan error, 4)
+	for range 4 {
+		go func() { done <- call("/hold") }()
+	}
+	for open.Load() < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	close(hold)
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then one call at a time, on one of them, for a while; then none.
+	for range 30 {
+		if err := call("/"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := open.Load(); n > 0 {
+		t.Fatalf("%d connections still open, idle long past IdleConnTimeout", n)
+	}
+}
