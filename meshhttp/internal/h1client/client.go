@@ -58,6 +58,11 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		cn, reused, err := c.get(r.Context(), r.URL.Host)
 		if err != nil {
+			// The body is closed whatever the failure, as
+			// http.RoundTripper requires (Write closes it otherwise).
+			if r.Body != nil {
+				r.Body.Close()
+			}
 			return nil, err
 		}
 		resp, err := c.roundTrip(cn, r)
@@ -140,7 +145,14 @@ func (c *Client) roundTrip(cn *conn, r *http.Request) (*http.Response, error) {
 		}
 	}
 	keep := !resp.Close && !r.Close && resp.StatusCode != http.StatusSwitchingProtocols
-	resp.Body = &body{ReadCloser: resp.Body, c: c, cn: cn, keep: keep, stop: stop}
+	b := &body{ReadCloser: resp.Body, c: c, cn: cn, keep: keep, stop: stop}
+	if resp.Body == http.NoBody {
+		// An answer without a body (HEAD, 204, 304, a length of 0) is
+		// read to its end already: closed unread, as meshhttp closes a
+		// HEAD's, it gives its connection back.
+		b.eof.Store(true)
+	}
+	resp.Body = b
 	return resp, nil
 }
 

@@ -499,3 +499,69 @@ func TestIdleConnTimeoutCloses(t *testing.T) {
 		t.Fatalf("%d connections still open, idle long past IdleConnTimeout", n)
 	}
 }
+
+// closeCounter is a request body that counts its closes.
+type closeCounter struct {
+	io.Reader
+	closed atomic.Int32
+}
+
+func (b *closeCounter) Close() error { b.closed.Add(1); return nil }
+
+// TestBodyClosedOnFailure: a request's body is closed when its round
+// trip fails before it was written (a dial refused), as http.RoundTripper
+// requires and net/http's Transport does.
+func TestBodyClosedOnFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close() // refused from now on
+	body := &closeCounter{Reader: strings.NewReader("x")}
+	r := post(t, context.Background(), url, "x")
+	r.Body = body
+	if _, err := newClient(t).RoundTrip(r); err == nil {
+		t.Fatal("a call to a closed port answered")
+	}
+	if body.closed.Load() == 0 {
+		t.Fatal("the request's body was not closed")
+	}
+}
+
+// TestNoBodyKeepsConnection: an answer without a body (HEAD, 204, 304)
+// gives its connection back once closed, unread, as net/http's
+// Transport does; meshhttp closes a HEAD's answer without reading it.
+func TestNoBodyKeepsConnection(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/204" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Length", "5")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newClient(t)
+	for i := range 6 {
+		method, path := http.MethodHead, "/"
+		if i%2 == 1 {
+			method, path = http.MethodGet, "/204"
+		}
+		r, _ := http.NewRequest(method, srv.URL+path, nil)
+		resp, err := c.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 6 answers without a body, want 1", n)
+	}
+}
