@@ -139,12 +139,17 @@ func (c *Client) roundTrip(cn *conn, r *http.Request) (*http.Response, error) {
 		}
 		cn.lr.N = math.MaxInt64
 		// 1xx answers but 101 precede the final one (net/http's
-		// Transport skips them too, at most 5).
-		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols || informational == 5 {
+		// Transport skips them too, at most 5, and fails at the sixth).
+		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
+		if informational == 5 {
+			return fail(errors.New("h1client: too many 1xx informational responses"))
+		}
 	}
-	keep := !resp.Close && !r.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	// After an answer below 200 (a 101) the connection carries no other:
+	// a final answer may still come on it.
+	keep := !resp.Close && !r.Close && resp.StatusCode >= 200
 	b := &body{ReadCloser: resp.Body, c: c, cn: cn, keep: keep, stop: stop}
 	if resp.Body == http.NoBody {
 		// An answer without a body (HEAD, 204, 304, a length of 0) is

@@ -565,3 +565,41 @@ func TestNoBodyKeepsConnection(t *testing.T) {
 		t.Fatalf("%d connections for 6 answers without a body, want 1", n)
 	}
 }
+
+// TestTooManyInformational: past five 1xx answers the round trip fails,
+// as net/http's Transport fails it, and its connection is not reused:
+// the answer still to come on it is not the next request's.
+func TestTooManyInformational(t *testing.T) {
+	var calls atomic.Int32
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, r.Body)
+			if calls.Add(1) == 1 {
+				io.WriteString(c, strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 6))
+				time.Sleep(200 * time.Millisecond)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+		}
+	})
+	c := newClient(t)
+	r, _ := http.NewRequest(http.MethodGet, url+"/1", nil)
+	resp, err := c.RoundTrip(r)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("status %d after six 1xx, want an error", resp.StatusCode)
+	}
+	r, _ = http.NewRequest(http.MethodGet, url+"/2", nil)
+	resp, err = c.RoundTrip(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); got != "second" {
+		t.Fatalf("the second request got %q, want its own answer", got)
+	}
+}
