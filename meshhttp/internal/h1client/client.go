@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,7 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 		return c.Fallback.RoundTrip(r)
 	}
 	for attempt := 0; ; attempt++ {
-		cn, reused, err := c.get(r.Context(), r.URL.Host)
+		cn, reused, err := c.get(r.Context(), hostPort(r.URL))
 		if err != nil {
 			// The body is closed whatever the failure, as
 			// http.RoundTripper requires (Write closes it otherwise).
@@ -332,6 +333,16 @@ func (c *Client) CloseIdleConnections() {
 func lends(t *http.Transport) bool {
 	return t.Proxy == nil && !t.DisableKeepAlives && t.DisableCompression && t.MaxConnsPerHost <= 0 &&
 		t.ResponseHeaderTimeout <= 0 && t.Dial == nil && (t.Protocols == nil || !t.Protocols.UnencryptedHTTP2())
+}
+
+// hostPort is the address u's server is dialed at: its host and port,
+// port 80 when it names none, as net/http's Transport dials it
+// (TestDefaultPort).
+func hostPort(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
 }
 
 // plain reports whether r takes the Client's own path.

@@ -603,3 +603,29 @@ func TestTooManyInformational(t *testing.T) {
 		t.Fatalf("the second request got %q, want its own answer", got)
 	}
 }
+
+// TestDefaultPort: a URL without a port is dialed at port 80, as
+// net/http's Transport dials it (a library user's Upstream.Base may have
+// none).
+func TestDefaultPort(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	t.Cleanup(srv.Close)
+	var dialed []string
+	c := &Client{Fallback: &http.Transport{DisableCompression: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dialed = append(dialed, addr)
+			return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+		}}}
+	t.Cleanup(c.CloseIdleConnections)
+	for _, url := range []string{"http://127.0.0.1/", "http://[::1]/"} {
+		r, _ := http.NewRequest(http.MethodGet, url, nil)
+		resp, err := c.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+	}
+	if len(dialed) != 2 || dialed[0] != "127.0.0.1:80" || dialed[1] != "[::1]:80" {
+		t.Fatalf("dialed %q, want 127.0.0.1:80 and [::1]:80", dialed)
+	}
+}
