@@ -56,6 +56,7 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !plain(r) || !lends(c.Fallback) {
 		return c.Fallback.RoundTrip(r)
 	}
+	orig := r
 	for attempt := 0; ; attempt++ {
 		cn, reused, err := c.get(r.Context(), hostPort(r.URL))
 		if err != nil {
@@ -68,6 +69,7 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		resp, err := c.roundTrip(cn, r)
 		if err == nil {
+			resp.Request = orig
 			return resp, nil
 		}
 		var e *noAnswer
@@ -76,9 +78,14 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 			// (an idle timeout): net/http's Transport sends such a
 			// request again; only one that may run twice.
 			if r.Body != nil && r.Body != http.NoBody {
-				if r.Body, err = r.GetBody(); err != nil {
+				body, err := r.GetBody()
+				if err != nil {
 					return nil, err
 				}
+				// A copy: a RoundTripper leaves its caller's request
+				// as it is (TestRetryLeavesRequest).
+				r = r.WithContext(r.Context())
+				r.Body = body
 			}
 			continue
 		}

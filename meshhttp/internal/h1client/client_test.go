@@ -629,3 +629,44 @@ func TestDefaultPort(t *testing.T) {
 		t.Fatalf("dialed %q, want 127.0.0.1:80 and [::1]:80", dialed)
 	}
 }
+
+// TestRetryLeavesRequest: a GET made again on a new connection (its
+// reused one lost it) is the caller's request unchanged, as
+// http.RoundTripper requires: its body the caller's, the answer's
+// Request the caller's.
+func TestRetryLeavesRequest(t *testing.T) {
+	var requests atomic.Int32
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, r.Body)
+			requests.Add(1)
+			if i == 1 {
+				return // the second request on a connection is lost
+			}
+			io.WriteString(c, okAnswer)
+		}
+	})
+	c := newClient(t)
+	resp, err := c.RoundTrip(post(t, context.Background(), url, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	r, _ := http.NewRequest(http.MethodGet, url, strings.NewReader("query"))
+	body := r.Body
+	resp, err = c.RoundTrip(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if n := requests.Load(); n != 3 {
+		t.Fatalf("server read %d requests, want 3 (the GET made again)", n)
+	}
+	if r.Body != body || resp.Request != r {
+		t.Fatal("the round trip changed the caller's request")
+	}
+}
