@@ -41,15 +41,10 @@ func readAll(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
-// TestKeepsConnectionsAlive: sequential calls share one connection, made
-// in the caller's goroutine, each answer whole and right.
-func TestKeepsConnectionsAlive(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		w.Header().Set("X-Method", r.Method)
-		w.Write(b)
-	}))
+// countingServer is a test server of h that counts the connections
+// made to it in conns.
+func countingServer(t *testing.T, conns *atomic.Int32, h http.HandlerFunc) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
@@ -57,6 +52,18 @@ func TestKeepsConnectionsAlive(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestKeepsConnectionsAlive: sequential calls share one connection, made
+// in the caller's goroutine, each answer whole and right.
+func TestKeepsConnectionsAlive(t *testing.T) {
+	var conns atomic.Int32
+	srv := countingServer(t, &conns, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Method", r.Method)
+		w.Write(b)
+	})
 	c := newClient(t)
 	for i := range 20 {
 		body := strings.Repeat("x", i*100)
@@ -128,12 +135,11 @@ func TestServerClosedIdle(t *testing.T) {
 	}
 }
 
-// TestPostNeverSentTwice: a request that a reused connection loses with
-// no answer is made again only when its method is idempotent: the POST
-// fails, served once; the GET is answered.
-func TestPostNeverSentTwice(t *testing.T) {
-	var requests atomic.Int32
-	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+// losesSecond is a server that answers the first request on each
+// connection and closes it on reading the second, unanswered; requests
+// counts those it read.
+func losesSecond(t *testing.T, requests *atomic.Int32) string {
+	return rawServer(t, func(c net.Conn, br *bufio.Reader) {
 		for i := 0; ; i++ {
 			r, err := http.ReadRequest(br)
 			if err != nil {
@@ -147,6 +153,14 @@ func TestPostNeverSentTwice(t *testing.T) {
 			io.WriteString(c, okAnswer)
 		}
 	})
+}
+
+// TestPostNeverSentTwice: a request that a reused connection loses with
+// no answer is made again only when its method is idempotent: the POST
+// fails, served once; the GET is answered.
+func TestPostNeverSentTwice(t *testing.T) {
+	var requests atomic.Int32
+	url := losesSecond(t, &requests)
 	for _, tc := range []struct {
 		method  string
 		wantErr bool
@@ -534,20 +548,13 @@ func TestBodyClosedOnFailure(t *testing.T) {
 // Transport does; meshhttp closes a HEAD's answer without reading it.
 func TestNoBodyKeepsConnection(t *testing.T) {
 	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := countingServer(t, &conns, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/204" {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		w.Header().Set("Content-Length", "5")
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
+	})
 	c := newClient(t)
 	for i := range 6 {
 		method, path := http.MethodHead, "/"
@@ -636,20 +643,7 @@ func TestDefaultPort(t *testing.T) {
 // Request the caller's.
 func TestRetryLeavesRequest(t *testing.T) {
 	var requests atomic.Int32
-	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
-		for i := 0; ; i++ {
-			r, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, r.Body)
-			requests.Add(1)
-			if i == 1 {
-				return // the second request on a connection is lost
-			}
-			io.WriteString(c, okAnswer)
-		}
-	})
+	url := losesSecond(t, &requests)
 	c := newClient(t)
 	resp, err := c.RoundTrip(post(t, context.Background(), url, "a"))
 	if err != nil {
