@@ -354,7 +354,7 @@ func hostPort(u *url.URL) string {
 
 // plain reports whether r takes the Client's own path.
 func plain(r *http.Request) bool {
-	if r.URL.Scheme != "http" || len(r.Trailer) > 0 || len(r.TransferEncoding) > 0 || r.Header.Get("Upgrade") != "" || r.Header.Get("Expect") != "" {
+	if r.URL.Scheme != "http" || r.URL.Host == "" || len(r.Trailer) > 0 || len(r.TransferEncoding) > 0 || r.Header.Get("Upgrade") != "" || r.Header.Get("Expect") != "" {
 		return false
 	}
 	return r.Body == nil || r.Body == http.NoBody || (r.ContentLength > 0 && r.ContentLength <= MaxBody && r.GetBody != nil)

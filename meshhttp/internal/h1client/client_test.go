@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -662,5 +663,21 @@ func TestRetryLeavesRequest(t *testing.T) {
 	}
 	if r.Body != body || resp.Request != r {
 		t.Fatal("the round trip changed the caller's request")
+	}
+}
+
+// TestNoHostRefused: a URL without a host is refused, as net/http's
+// Transport refuses it, not dialed at ":80" (this host's port 80).
+func TestNoHostRefused(t *testing.T) {
+	var dialed []string
+	c := &Client{Fallback: &http.Transport{DisableCompression: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dialed = append(dialed, addr)
+			return nil, errors.New("no dial")
+		}}}
+	t.Cleanup(c.CloseIdleConnections)
+	r, _ := http.NewRequest(http.MethodGet, "http:///path", nil)
+	if _, err := c.RoundTrip(r); err == nil || len(dialed) > 0 {
+		t.Fatalf("err %v, dialed %q; want the request refused, nothing dialed", err, dialed)
 	}
 }
