@@ -1,12 +1,16 @@
 package meshstream
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -42,5 +46,72 @@ func TestStartBoundIsOneDecision(t *testing.T) {
 	}
 	if both > 0 {
 		t.Fatal("a call was both started and failed not started")
+	}
+}
+
+// TestAwaitStartBound: a call to confirm whose start frame never comes
+// ends at its bound (twice the caller's wait, wire.HeaderConfirm), not
+// started: AwaitStart fails with the timeout, the caller is told by a
+// cancel frame, and a start frame sent after does not start it.
+func TestAwaitStartBound(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	onc := meshtest.ServiceConn(t, b, "orders")
+	x, err := replymux.New(context.Background(), onc, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	wc := meshtest.ServiceConn(t, b, "web")
+	reply := "_INBOX_mesh.web.orders.fake.1-z"
+	got := make(chan *nats.Msg, 8)
+	sub, err := wc.ChanSubscribe(reply, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	wc.Flush()
+	const take = wire.MinTakeWithin
+	req := &nats.Msg{Subject: "mesh.orders._.web.http.POST", Reply: reply, Header: nats.Header{
+		wire.HeaderStream: {"65536"}, wire.HeaderIdle: {"5s"}, wire.HeaderConfirm: {take.String()},
+	}}
+	s, err := Serve(onc, req, "orders", "web", func(_, peer string, fn func(*nats.Msg, error)) (*replymux.Inbox, error) { return x.Listen(peer, fn) }, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begun := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- s.AwaitStart() }()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("AwaitStart did not end: a call never confirmed waits for ever")
+	}
+	if took := time.Since(begun); err == nil || wire.FromError(err).Kind != wire.KindTimeout || took < 2*take {
+		t.Fatalf("AwaitStart = %v after %v, want the timeout, not before %v", err, took, 2*take)
+	}
+	var accept *nats.Msg
+	for accept == nil || wire.FrameOf(accept.Header) != wire.FrameAccept {
+		select {
+		case accept = <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no accept")
+		}
+	}
+	// A start that comes late starts nothing.
+	wc.PublishMsg(&nats.Msg{Subject: accept.Header.Get(wire.HeaderStreamInbox), Header: nats.Header{
+		wire.HeaderFrame: {wire.FrameStart}, wire.HeaderSeq: {"1"}}})
+	wc.Flush()
+	var cancelled bool
+	for !cancelled {
+		select {
+		case m := <-got:
+			cancelled = wire.FrameOf(m.Header) == wire.FrameCancel
+		case <-time.After(5 * time.Second):
+			t.Fatal("the caller was not told")
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if s.stream().isStarted() {
+		t.Fatal("a start frame after the bound started the call")
 	}
 }
