@@ -54,22 +54,7 @@ func TestStartBoundIsOneDecision(t *testing.T) {
 // started: AwaitStart fails with the timeout, the caller is told by a
 // cancel frame, and a start frame sent after does not start it.
 func TestAwaitStartBound(t *testing.T) {
-	b := meshtest.BareBroker(t)
-	onc := meshtest.ServiceConn(t, b, "orders")
-	x, err := replymux.New(context.Background(), onc, "orders")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	wc := meshtest.ServiceConn(t, b, "web")
-	reply := "_INBOX_mesh.web.orders.fake.1-z"
-	got := make(chan *nats.Msg, 8)
-	sub, err := wc.ChanSubscribe(reply, got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	wc.Flush()
+	onc, x, wc, reply, got := rawCallee(t)
 	const take = wire.MinTakeWithin
 	req := &nats.Msg{Subject: "mesh.orders._.web.http.POST", Reply: reply, Header: nats.Header{
 		wire.HeaderStream: {"65536"}, wire.HeaderIdle: {"5s"}, wire.HeaderConfirm: {take.String()},
@@ -114,4 +99,28 @@ func TestAwaitStartBound(t *testing.T) {
 	if s.stream().isStarted() {
 		t.Fatal("a start frame after the bound started the call")
 	}
+}
+
+// rawCallee is a callee's side for Serve on a broker of its own: the
+// service's connection onc and its reply mux x, and a raw caller's
+// connection wc, whose reply subject gets every frame the callee sends.
+func rawCallee(t *testing.T) (onc *nats.Conn, x *replymux.Mux, wc *nats.Conn, reply string, got chan *nats.Msg) {
+	t.Helper()
+	b := meshtest.BareBroker(t)
+	onc = meshtest.ServiceConn(t, b, "orders")
+	x, err := replymux.New(context.Background(), onc, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	wc = meshtest.ServiceConn(t, b, "web")
+	reply = "_INBOX_mesh.web.orders.fake.1-y"
+	got = make(chan *nats.Msg, 8)
+	sub, err := wc.ChanSubscribe(reply, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	wc.Flush()
+	return onc, x, wc, reply, got
 }
