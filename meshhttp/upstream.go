@@ -41,14 +41,15 @@ type Upstream struct {
 	// proxy, no compression of its own, connections kept alive), never
 	// http.DefaultTransport, which would add an Accept-Encoding the client
 	// never sent. When it is an *http.Transport (the default is), the
-	// plain HTTP/1.1 requests (scheme http, a whole body, no trailers, no
-	// upgrade) are made in the call's goroutine on connections the
+	// plain HTTP/1.1 requests (scheme http, a whole body of at most
+	// 64 KiB, no trailers, no upgrade) are made in the call's goroutine on connections the
 	// Upstream keeps itself, by net/http's own Request.Write and
 	// ReadResponse, with the Transport's DialContext,
 	// MaxIdleConnsPerHost, IdleConnTimeout and MaxResponseHeaderBytes;
 	// the others by the Transport (see meshhttp/internal/h1client). A
-	// Transport with a Proxy, with keep-alives disabled or with
-	// compression on makes them all.
+	// Transport with a Proxy, with keep-alives disabled, with
+	// compression on, or with MaxConnsPerHost, ResponseHeaderTimeout,
+	// Dial or unencrypted HTTP/2 set makes them all.
 	Transport http.RoundTripper
 	// Limits, read per call, bound the answer; nil means the defaults.
 	Limits pipeline.Limits

@@ -26,7 +26,9 @@ type Request struct {
 	// caller.
 	Caller, Service string
 	// Body, when set, is the request body, streamed after the request
-	// message; nil for a whole body (in Msg.Data).
+	// message; nil for a whole body (in Msg.Data). When the stream stops
+	// reading it before its end (the callee answered and stopped it, the
+	// stream failed), it is closed, so its writer stops too.
 	Body Source
 	// Deadline, when set, ends the whole stream (the caller's own
 	// deadline); the context given to Call bounds only the wait for the
@@ -298,7 +300,15 @@ func (p *pump) start(src Source) {
 }
 
 func (p *pump) run(src Source) {
-	p.c.sendBody(src, nil)
+	if p.c.sendBody(src, nil) != nil {
+		// The body is read no further (the callee answered and stopped
+		// it, or the stream is over): closed before its end, its sender
+		// is told to stop (pipeline.Stream), as a gRPC client's SendMsg
+		// learns that its call is over instead of waiting, its stream
+		// full, for a reader that is gone (meshgrpc's
+		// TestRequestBodyStopped).
+		src.Close()
+	}
 	p.mu.Lock()
 	p.bodyDone = true
 	done := p.replyDone

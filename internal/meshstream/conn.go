@@ -472,11 +472,17 @@ func (c *conn) setOut(subject string) {
 
 // fail ends the stream with err, once; tell sends the peer a cancel frame
 // carrying it.
-func (c *conn) fail(err *wire.Error, tell bool) {
+func (c *conn) fail(err *wire.Error, tell bool) { c.failUnless(err, tell, false) }
+
+// failUnless is fail, but when unlessStarted and the call to confirm has
+// had its start frame, it does nothing and reports false. The start frame
+// is taken under the same lock (onMsg): a call is either started or
+// failed not started, never both (TestStartBoundIsOneDecision).
+func (c *conn) failUnless(err *wire.Error, tell, unlessStarted bool) bool {
 	c.mu.Lock()
-	if c.over {
+	if c.over || unlessStarted && c.started {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.over, c.err = true, err
 	peerDone := c.peerDone
@@ -485,6 +491,7 @@ func (c *conn) fail(err *wire.Error, tell bool) {
 		c.send(wire.FrameCancel, wire.ErrorMsg(err).Header, nil)
 	}
 	c.release()
+	return true
 }
 
 // finish ends the stream cleanly, once.
@@ -568,9 +575,10 @@ func (c *conn) tick() {
 		c.fail(&wire.Error{Kind: wire.KindTimeout, Message: "the stream passed its deadline"}, false)
 		return
 	}
-	if !c.startBy.IsZero() && !now.Before(c.startBy) && !c.isStarted() {
-		// The caller is told: it may still wait for the call.
-		c.fail(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("not started: its caller did not confirm it to this instance within %v", c.startWithin)}, true)
+	if !c.startBy.IsZero() && !now.Before(c.startBy) && !c.isStarted() &&
+		// The caller is told: it may still wait for the call. A start
+		// frame that came since isStarted wins.
+		c.failUnless(&wire.Error{Kind: wire.KindTimeout, Message: fmt.Sprintf("not started: its caller did not confirm it to this instance within %v", c.startWithin)}, true, true) {
 		return
 	}
 	// A slow reader's credit goes back at each tick, however little it

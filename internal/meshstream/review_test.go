@@ -86,23 +86,7 @@ func TestReviewEmptyFramesBypassCredit(t *testing.T) {
 // never cancelled (and OnEnd's write of conn.onEnd races with release's
 // read of it).
 func TestReviewOnEndAfterFailure(t *testing.T) {
-	b := meshtest.BareBroker(t)
-	onc := meshtest.ServiceConn(t, b, "orders")
-	x, err := replymux.New(context.Background(), onc, "orders")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	wc := meshtest.ServiceConn(t, b, "web")
-	reply := "_INBOX_mesh.web.orders.fake.1-y"
-	got := make(chan *nats.Msg, 8)
-	sub, err := wc.ChanSubscribe(reply, got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	wc.Flush()
-
+	onc, x, wc, reply, got := rawCallee(t)
 	req := &nats.Msg{Subject: "mesh.orders._.web.http.POST", Reply: reply, Header: nats.Header{
 		wire.HeaderStream: {"65536"}, wire.HeaderIdle: {"5s"}, wire.HeaderStreamBody: {"more"},
 	}}

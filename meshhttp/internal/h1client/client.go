@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,16 +20,19 @@ import (
 type Client struct {
 	// Fallback makes the round trips a Client does not (TLS, streamed
 	// bodies, upgrades; every one when it has a Proxy, disables
-	// keep-alives or compresses: the gzip it adds and undoes itself),
+	// keep-alives, compresses: the gzip it adds and undoes itself, or
+	// sets MaxConnsPerHost, ResponseHeaderTimeout, Dial or unencrypted
+	// HTTP/2: see lends),
 	// and lends the Client its DialContext (default: a net.Dialer's),
 	// MaxIdleConnsPerHost (default 2, as net/http's), IdleConnTimeout
 	// (0: none) and MaxResponseHeaderBytes (default 10 MB, as
 	// net/http's). Required.
 	Fallback *http.Transport
 
-	mu     sync.Mutex
-	idle   map[string][]*conn // by host:port, the last one put the first taken
-	closed bool
+	mu       sync.Mutex
+	idle     map[string][]*conn // by host:port, the last one put the first taken
+	closed   bool
+	sweeping bool // a sweep of the connections idle too long is due (sweep)
 }
 
 var _ http.RoundTripper = (*Client)(nil)
@@ -49,16 +53,23 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // RoundTrip implements http.RoundTripper.
 func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !plain(r) || c.Fallback.Proxy != nil || c.Fallback.DisableKeepAlives || !c.Fallback.DisableCompression {
+	if !plain(r) || !lends(c.Fallback) {
 		return c.Fallback.RoundTrip(r)
 	}
+	orig := r
 	for attempt := 0; ; attempt++ {
-		cn, reused, err := c.get(r.Context(), r.URL.Host)
+		cn, reused, err := c.get(r.Context(), hostPort(r.URL))
 		if err != nil {
+			// The body is closed whatever the failure, as
+			// http.RoundTripper requires (Write closes it otherwise).
+			if r.Body != nil {
+				r.Body.Close()
+			}
 			return nil, err
 		}
 		resp, err := c.roundTrip(cn, r)
 		if err == nil {
+			resp.Request = orig
 			return resp, nil
 		}
 		var e *noAnswer
@@ -67,9 +78,14 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 			// (an idle timeout): net/http's Transport sends such a
 			// request again; only one that may run twice.
 			if r.Body != nil && r.Body != http.NoBody {
-				if r.Body, err = r.GetBody(); err != nil {
+				body, err := r.GetBody()
+				if err != nil {
 					return nil, err
 				}
+				// A copy: a RoundTripper leaves its caller's request
+				// as it is (TestRetryLeavesRequest).
+				r = r.WithContext(r.Context())
+				r.Body = body
 			}
 			continue
 		}
@@ -131,13 +147,25 @@ func (c *Client) roundTrip(cn *conn, r *http.Request) (*http.Response, error) {
 		}
 		cn.lr.N = math.MaxInt64
 		// 1xx answers but 101 precede the final one (net/http's
-		// Transport skips them too, at most 5).
-		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols || informational == 5 {
+		// Transport skips them too, at most 5, and fails at the sixth).
+		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
+		if informational == 5 {
+			return fail(errors.New("h1client: too many 1xx informational responses"))
+		}
 	}
-	keep := !resp.Close && !r.Close && resp.StatusCode != http.StatusSwitchingProtocols
-	resp.Body = &body{ReadCloser: resp.Body, c: c, cn: cn, keep: keep, stop: stop}
+	// After an answer below 200 (a 101) the connection carries no other:
+	// a final answer may still come on it.
+	keep := !resp.Close && !r.Close && resp.StatusCode >= 200
+	b := &body{ReadCloser: resp.Body, c: c, cn: cn, keep: keep, stop: stop}
+	if resp.Body == http.NoBody {
+		// An answer without a body (HEAD, 204, 304, a length of 0) is
+		// read to its end already: closed unread, as meshhttp closes a
+		// HEAD's, it gives its connection back.
+		b.eof.Store(true)
+	}
+	resp.Body = b
 	return resp, nil
 }
 
@@ -243,6 +271,49 @@ func (c *Client) put(cn *conn) {
 		c.idle = make(map[string][]*conn)
 	}
 	c.idle[cn.host] = append(c.idle[cn.host], cn)
+	if t := c.Fallback.IdleConnTimeout; t > 0 && !c.sweeping {
+		c.sweeping = true
+		time.AfterFunc(t, c.sweep)
+	}
+}
+
+// sweep closes the connections idle for IdleConnTimeout, as net/http's
+// Transport does, and comes again while any is idle. get looks only at
+// those it takes, the last put first: under a load of fewer calls at
+// once than connections kept, those put first would stay open for
+// ever (TestIdleConnTimeoutCloses).
+func (c *Client) sweep() {
+	t := c.Fallback.IdleConnTimeout
+	var old []*conn
+	var next time.Duration
+	c.mu.Lock()
+	now := time.Now()
+	for host, list := range c.idle {
+		// The list is in the order put: the oldest first.
+		i := 0
+		for i < len(list) && now.Sub(list[i].used) >= t {
+			i++
+		}
+		old = append(old, list[:i]...)
+		n := copy(list, list[i:])
+		clear(list[n:])
+		if list = list[:n]; n == 0 {
+			delete(c.idle, host)
+			continue
+		}
+		c.idle[host] = list
+		if wait := t - now.Sub(list[0].used); next == 0 || wait < next {
+			next = max(wait, time.Millisecond)
+		}
+	}
+	c.sweeping = next > 0
+	c.mu.Unlock()
+	if next > 0 {
+		time.AfterFunc(next, c.sweep)
+	}
+	for _, cn := range old {
+		cn.Close()
+	}
 }
 
 // CloseIdleConnections closes the connections kept alive, the
@@ -260,13 +331,45 @@ func (c *Client) CloseIdleConnections() {
 	c.Fallback.CloseIdleConnections()
 }
 
+// lends reports whether t leaves its plain requests to a Client: it
+// sets nothing that a Client would not do as t does. A Proxy, no
+// keep-alives, compression (the gzip it asks for and undoes), a bound
+// on a host's connections, a wait for an answer's head, the deprecated
+// Dial, HTTP/2 without TLS: with any, t makes them all, or what it
+// is set to do would be dropped silently (TestFallbackSettingsHonored).
+func lends(t *http.Transport) bool {
+	return t.Proxy == nil && !t.DisableKeepAlives && t.DisableCompression && t.MaxConnsPerHost <= 0 &&
+		t.ResponseHeaderTimeout <= 0 && t.Dial == nil && (t.Protocols == nil || !t.Protocols.UnencryptedHTTP2())
+}
+
+// hostPort is the address u's server is dialed at: its host and port,
+// port 80 when it names none, as net/http's Transport dials it
+// (TestDefaultPort).
+func hostPort(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
+}
+
 // plain reports whether r takes the Client's own path.
 func plain(r *http.Request) bool {
-	if r.URL.Scheme != "http" || len(r.Trailer) > 0 || len(r.TransferEncoding) > 0 || r.Header.Get("Upgrade") != "" || r.Header.Get("Expect") != "" {
+	if r.URL.Scheme != "http" || r.URL.Host == "" || len(r.Trailer) > 0 || len(r.TransferEncoding) > 0 || r.Header.Get("Upgrade") != "" || r.Header.Get("Expect") != "" {
 		return false
 	}
-	return r.Body == nil || r.Body == http.NoBody || (r.ContentLength > 0 && r.GetBody != nil)
+	return r.Body == nil || r.Body == http.NoBody || (r.ContentLength > 0 && r.ContentLength <= MaxBody && r.GetBody != nil)
 }
+
+// MaxBody is the largest request body a Client writes itself: one that
+// fits in the sockets' buffers (on loopback, Linux's start at 128 KiB
+// for the receiver alone), so its write ends whether or not the service
+// reads it. A larger one goes to Fallback, which writes it while it
+// waits for the answer: a service may answer (a 413) without reading
+// the body, and a Client, which reads the answer only once the body is
+// written, would wait for the call's deadline instead
+// (TestEarlyAnswerToLargeBody). The mesh's whole bodies are at most
+// 64 KiB (meshhttp.WholeBodyMax).
+const MaxBody = 64 << 10
 
 // idempotent reports whether r may be sent twice (RFC 9110 section
 // 9.2.2, as net/http's Transport reads it).
