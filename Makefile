@@ -103,9 +103,9 @@ fuzz:
 # machine; MUTATE_PKGS=./authz/ runs one package, MUTATE_FLAGS passes more
 # of gremlins' flags (MUTATE_FLAGS="-E inbound.go" leaves a file out).
 GREMLINS := github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
-MUTATE_PKGS ?= ./authz/ ./accounts/ ./pipeline/ ./resilience/ ./wire/
+MUTATE_PKGS ?= ./authz/ ./accounts/ ./pipeline/ ./resilience/ ./wire/ ./wire/grpcwire/ ./wire/httpwire/
 MUTATE_TIMEOUT_COEFFICIENT ?= 6
-MUTATE_FAST_PKGS ?= ./authz/ ./wire/
+MUTATE_FAST_PKGS ?= ./authz/ ./wire/ ./wire/grpcwire/ ./wire/httpwire/
 MUTATE_FAST_TIMEOUT_COEFFICIENT ?= 30
 mutate:
 	@mkdir -p mutation-results

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -331,5 +332,34 @@ func TestCallWaitsTheDefaultReconnectGrace(t *testing.T) {
 	defer cancel()
 	if reply, err := o.Send(ctx, httpCall(t, "orders", http.MethodGet)); err != nil || reply.Status != 200 {
 		t.Fatalf("a call made while the connection was down for 300 ms: %v %v, want 200 (reconnect grace 2 s)", reply, err)
+	}
+}
+
+// TestDefaultClockSkewTolerated: by default the dispatch tolerates a
+// caller's clock a quarter of a second behind its own (DefaultClockSkew):
+// a call whose start-by time passed 100 ms ago by this host's clock still
+// runs; one 2 s past does not.
+func TestDefaultClockSkewTolerated(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	seen := make(chan seenCall, 1)
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{Handler: recordCalls(seen)})
+	raw := rawConn(t, b, "web", "orders")
+	call := func(startBy time.Time) *wire.Error {
+		t.Helper()
+		h := nats.Header{wire.HeaderMethod: {"POST"}, wire.HeaderPath: {"/"}, wire.HeaderTimeout: {"1h"},
+			wire.HeaderStartBy: {strconv.FormatInt(startBy.UnixMilli(), 10)}}
+		m, err := raw.RequestMsg(&nats.Msg{Subject: "mesh.orders._.web.http.POST", Header: h}, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wire.ReplyError(m.Header)
+	}
+	if e := call(time.Now().Add(-100 * time.Millisecond)); e != nil {
+		t.Errorf("a call 100 ms past its caller's deadline by this host's clock: %v, want it run (skew tolerated: %v)", e, DefaultClockSkew)
+	} else {
+		<-seen
+	}
+	if e := call(time.Now().Add(-2 * time.Second)); e == nil || e.Kind != wire.KindTimeout {
+		t.Errorf("a call 2 s past its caller's deadline: %v, want timeout, not run", e)
 	}
 }
