@@ -363,3 +363,53 @@ func TestDefaultClockSkewTolerated(t *testing.T) {
 		t.Errorf("a call 2 s past its caller's deadline: %v, want timeout, not run", e)
 	}
 }
+
+// TestServedCallsTeachTheLimit: the adaptive limit learns from the calls
+// the service answers: after a window of them (ten calls, 100 ms) it is
+// no longer its 1,024 bound but what the load it saw calls for (four
+// times the calls in flight, at least the burst of 64), as the
+// natsmesh_inbound_limit metric shows; whether the calls come whole from
+// a raw NATS client or with the stream protocol from an agent.
+func TestServedCallsTeachTheLimit(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	for _, how := range []string{"raw", "pipeline"} {
+		t.Run(how, func(t *testing.T) {
+			service := "orders-" + how
+			in := serve(t, meshtest.ServiceConn(t, b, service), service, InboundConfig{
+				Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+					time.Sleep(5 * time.Millisecond)
+					return ok200(c), nil
+				}),
+			})
+			if got := in.Limit(); got != DefaultMaxConcurrent {
+				t.Fatalf("limit before any call: %d, want %d", got, DefaultMaxConcurrent)
+			}
+			var call func() error
+			if how == "raw" {
+				raw := rawConn(t, b, "web", service)
+				call = func() error {
+					_, err := raw.RequestMsg(&nats.Msg{Subject: "mesh." + service + "._.web.http.GET",
+						Header: nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/"}}}, 10*time.Second)
+					return err
+				}
+			} else {
+				o := outbound(t, meshtest.ServiceConn(t, b, "web"))
+				call = func() error {
+					_, err := o.Send(context.Background(), httpCall(t, service, http.MethodGet))
+					return err
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			calls := 0
+			for in.Limit() == DefaultMaxConcurrent && time.Now().Before(deadline) {
+				if err := call(); err != nil {
+					t.Fatal(err)
+				}
+				calls++
+			}
+			if got := in.Limit(); got >= DefaultMaxConcurrent {
+				t.Errorf("after %d calls served one at a time, the limit is still %d: the served calls taught it nothing", calls, got)
+			}
+		})
+	}
+}
