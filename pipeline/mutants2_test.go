@@ -413,3 +413,88 @@ func TestServedCallsTeachTheLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestWholeReplyPastMaxPayload: a raw client's call whose handler answers
+// whole with more than the broker's max_payload gets one answer,
+// upstream-unavailable naming max_payload, instead of none; the log
+// tells the reply that failed, and not the error reply that did not.
+func TestWholeReplyPastMaxPayload(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	svc := meshtest.ServiceConn(t, b, "orders")
+	logs := &logRecords{}
+	serve(t, svc, "orders", InboundConfig{
+		Logger: slog.New(logs),
+		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
+			r := ok200(c)
+			r.Body = Body{Bytes: make([]byte, svc.MaxPayload()+1)}
+			return r, nil
+		}),
+	})
+	raw := rawConn(t, b, "web", "orders")
+	m, err := raw.RequestMsg(&nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/"}}}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := wire.ReplyError(m.Header); e == nil || e.Kind != wire.KindUpstream || !strings.Contains(e.Message, "max_payload") {
+		t.Errorf("a whole answer past max_payload: %v, want upstream-unavailable naming max_payload", e)
+	}
+	recs := logs.all()
+	if len(recs) != 1 || !strings.Contains(recs[0], "sending reply") {
+		t.Errorf("logged:\n%s\nwant one line: sending reply", strings.Join(recs, "\n"))
+	}
+}
+
+// TestMaxTimeoutBoundsTheCallersDeadline: OutboundConfig.MaxTimeout
+// bounds the deadline a caller sets: the service sees at most that, not
+// the caller's hour; a deadline under it is the caller's.
+func TestMaxTimeoutBoundsTheCallersDeadline(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	seen := make(chan seenCall, 1)
+	serve(t, meshtest.ServiceConn(t, b, "orders"), "orders", InboundConfig{Handler: recordCalls(seen)})
+	o, err := NewOutbound(meshtest.ServiceConn(t, b, "web"), OutboundConfig{MaxTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	for _, tc := range []struct {
+		caller   time.Duration
+		min, max time.Duration
+	}{{time.Hour, 10 * time.Second, 21 * time.Second}, {15 * time.Second, 5 * time.Second, 16 * time.Second}} {
+		ctx, cancel := context.WithTimeout(context.Background(), tc.caller)
+		_, err := o.Send(ctx, httpCall(t, "orders", http.MethodGet))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := <-seen
+		if left := time.Until(got.deadline); !got.has || left < tc.min || left > tc.max {
+			t.Errorf("caller's deadline %v under MaxTimeout 20s: the service's deadline in %v", tc.caller, left)
+		}
+	}
+}
+
+// TestNATSSubjectStreamedBody: a call to a plain NATS subject whose body
+// streams is sent as one message, the body whole: a NATS-native
+// responder answers it.
+func TestNATSSubjectStreamedBody(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	svc := meshtest.Conn(t, b)
+	sub, err := svc.Subscribe("legacy.echo", func(m *nats.Msg) {
+		m.Respond(append([]byte("echo: "), m.Data...))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := svc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	o := outbound(t, meshtest.ServiceConn(t, b, "web"))
+	reply, err := o.Send(context.Background(), &Call{Subject: "legacy.echo", Caller: "web", Body: Body{Stream: newPieces(nil, "one ", "body")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(reply.Body.Bytes); got != "echo: one body" {
+		t.Errorf("NATS-native answer %q, want %q", got, "echo: one body")
+	}
+}
