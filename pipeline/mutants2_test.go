@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -496,5 +497,50 @@ func TestNATSSubjectStreamedBody(t *testing.T) {
 	}
 	if got := string(reply.Body.Bytes); got != "echo: one body" {
 		t.Errorf("NATS-native answer %q, want %q", got, "echo: one body")
+	}
+}
+
+// TestPublishRefusedAnswersThatCall: a call whose publish the broker
+// refuses (outside the caller's NATS permissions) is answered forbidden
+// at once, not at its deadline; a call in flight on another subject at
+// that moment is not touched, and gets its answer.
+func TestPublishRefusedAnswersThatCall(t *testing.T) {
+	sec := meshtest.UserConfig(t, false, map[string]string{
+		"web":    `publish: ["legacy.ok"], subscribe: ["_INBOX_mesh.web.>"]`,
+		"legacy": "",
+	})
+	b := sec.Broker(t)
+	svc := sec.Conn(t, b, "legacy")
+	release := make(chan struct{})
+	sub, err := svc.Subscribe("legacy.ok", func(m *nats.Msg) {
+		<-release
+		m.Respond([]byte("ok"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := svc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	o := outbound(t, sec.Conn(t, b, "web", nats.CustomInboxPrefix(wire.InboxPrefix("web"))))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	slow := make(chan error, 1)
+	go func() {
+		reply, err := o.Send(ctx, &Call{Subject: "legacy.ok", Caller: "web"})
+		if err == nil && string(reply.Body.Bytes) != "ok" {
+			err = fmt.Errorf("answer %q", reply.Body.Bytes)
+		}
+		slow <- err
+	}()
+	start := time.Now()
+	_, err = o.Send(ctx, &Call{Subject: "legacy.denied", Caller: "web"})
+	if !errors.Is(err, wire.ErrForbidden) || time.Since(start) > 10*time.Second {
+		t.Errorf("a publish the broker refuses: %v after %v, want forbidden at once", err, time.Since(start).Round(time.Millisecond))
+	}
+	close(release)
+	if err := <-slow; err != nil {
+		t.Errorf("the call in flight on another subject: %v, want its answer", err)
 	}
 }
