@@ -1,6 +1,7 @@
 package grpcwire
 
 import (
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,4 +257,37 @@ func TestSplitMethod(t *testing.T) {
 			t.Errorf("SplitMethod(%q) = %q, %q; want %q, %q", in, s, m, want[0], want[1])
 		}
 	}
+}
+
+// TestMessageReaderMaxExact: a message of exactly Max bytes is read; one
+// byte more is too large.
+func TestMessageReaderMaxExact(t *testing.T) {
+	if got, err := readAll(t, AppendMessage(nil, []byte("hello")), 0, 5); err != nil || len(got) != 1 || string(got[0]) != "hello" {
+		t.Errorf("a message of Max bytes: %q, %v", got, err)
+	}
+	_, err := readAll(t, AppendMessage(nil, []byte("hello!")), 0, 5)
+	if e := wire.FromError(err); err == nil || e.Kind != wire.KindTooLarge {
+		t.Errorf("a message of Max+1 bytes: %v, want too-large", err)
+	}
+}
+
+// TestMessageReaderAllocatesWhatArrives: a prefix that announces a large
+// message makes the reader allocate for the bytes that came, not for
+// the length announced: a peer cannot have it hold Max for five bytes
+// sent.
+func TestMessageReaderAllocatesWhatArrives(t *testing.T) {
+	piece := AppendMessage(nil, make([]byte, DefaultMaxMessage))[:MessagePrefixLen+1]
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var r MessageReader
+	r.Feed(piece)
+	if _, ok, err := r.Next(); ok || err != nil {
+		t.Fatalf("one byte of a large message: ok %v, %v", ok, err)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+		t.Errorf("one byte of a message announced as %d bytes: %d bytes allocated", DefaultMaxMessage, n)
+	}
+	runtime.KeepAlive(&r)
 }
