@@ -1,0 +1,122 @@
+package httpwire
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Tests that kill the mutants of this package no other test noticed
+// (docs/testing.md): the edges of what the codec reads and writes.
+
+// TestReplyStatusRange: a reply whose Mesh-Status is a three-digit
+// status, 100 to 999 included, is the service's answer with that status;
+// anything else there is no mesh reply, but a NATS-native answer (200,
+// its payload the body).
+func TestReplyStatusRange(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		want   int
+	}{{"100", 100}, {"999", 999}, {"99", 200}, {"1000", 200}} {
+		resp, err := DecodeResponse(&nats.Msg{Header: nats.Header{wire.HeaderStatus: {tc.status}}, Data: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.want {
+			t.Errorf("Mesh-Status %s: status %d, want %d", tc.status, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+// TestDecodedRequestDeadline: a request message without Mesh-Timeout
+// decodes into a request whose context has no deadline and is live
+// until cancel; with one, that deadline.
+func TestDecodedRequestDeadline(t *testing.T) {
+	m := &nats.Msg{Subject: "mesh.orders._.web.http.GET", Header: nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/"}}}
+	r, cancel, err := DecodeRequest(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Context().Deadline(); ok || r.Context().Err() != nil {
+		t.Errorf("no Mesh-Timeout: the request's context has a deadline or has ended (%v)", r.Context().Err())
+	}
+	cancel()
+	if r.Context().Err() == nil {
+		t.Error("cancel did not end the request's context")
+	}
+	m.Header.Set(wire.HeaderTimeout, "5s")
+	r, cancel, err = DecodeRequest(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	if d, ok := r.Context().Deadline(); !ok || time.Until(d) > 5*time.Second || time.Until(d) < 2*time.Second {
+		t.Errorf("Mesh-Timeout 5s: deadline %v (%v)", d, ok)
+	}
+}
+
+// TestProxyHeadersAreHopByHop: a header named Proxy- and anything after
+// it is hop-by-hop and does not cross; a short header starting with P
+// does.
+func TestProxyHeadersAreHopByHop(t *testing.T) {
+	r, err := http.NewRequest("GET", "http://orders/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Proxy-", "x")
+	r.Header.Set("Proxy-Authorization", "secret")
+	r.Header.Set("P", "1")
+	r.Header.Set("Pq", "2")
+	m, err := EncodeRequest(r, wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeCall(context.Background(), m.Header, m.Data, "GET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"Proxy-": "", "Proxy-Authorization": "", "P": "1", "Pq": "2"} {
+		if v := got.Header.Get(name); v != want {
+			t.Errorf("header %s crossed as %q, want %q", name, v, want)
+		}
+	}
+}
+
+// TestContentLengthOnlyForABody: a request with a body says its length;
+// one without says none (a GET gets no Content-Length: 0 it did not
+// send).
+func TestContentLengthOnlyForABody(t *testing.T) {
+	for _, tc := range []struct {
+		method, body, want string
+	}{{"GET", "", ""}, {"POST", "hello", "5"}} {
+		r, err := http.NewRequest(tc.method, "http://orders/", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.body == "" {
+			r.Body, r.ContentLength = nil, 0
+		}
+		m, err := EncodeRequest(r, wire.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get("Content-Length"); got != tc.want {
+			t.Errorf("%s with a body of %d bytes: Content-Length %q, want %q", tc.method, len(tc.body), got, tc.want)
+		}
+	}
+}
+
+// TestNoEmptyRetryAfter: a mesh error without a Retry-After answers
+// without the header at all, not with an empty one.
+func TestNoEmptyRetryAfter(t *testing.T) {
+	resp := ErrorResponse(&wire.Error{Kind: wire.KindUpstream, Message: "down"})
+	if v, ok := resp.Header[wire.HeaderRetryAfter]; ok {
+		t.Errorf("an error without Retry-After answered with %s %q", wire.HeaderRetryAfter, v)
+	}
+}
