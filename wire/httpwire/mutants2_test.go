@@ -120,3 +120,68 @@ func TestNoEmptyRetryAfter(t *testing.T) {
 		t.Errorf("an error without Retry-After answered with %s %q", wire.HeaderRetryAfter, v)
 	}
 }
+
+// TestChunkedRequestSaysItsLength: a request body of unknown length
+// (chunked) crosses as a sized one: its message says the length.
+func TestChunkedRequestSaysItsLength(t *testing.T) {
+	r, err := http.NewRequest("POST", "http://orders/", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ContentLength = -1
+	m, err := EncodeRequest(r, wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Header.Get("Content-Length"); got != "5" || string(m.Data) != "hello" {
+		t.Errorf("chunked request of 5 bytes: Content-Length %q, body %q", got, m.Data)
+	}
+}
+
+// TestRequestTrailerCounted: a request's trailer counts against the
+// header limits as one value of its bytes ("name: value\r\n").
+func TestRequestTrailerCounted(t *testing.T) {
+	request := func(trailer bool) *http.Request {
+		r, err := http.NewRequest("POST", "http://orders/", strings.NewReader("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("X-A", "1")
+		if trailer {
+			r.Trailer = http.Header{"X-T": {"vv"}}
+		}
+		return r
+	}
+	// The least limits the request without its trailer fits.
+	least := func(ok func(n int) bool) int {
+		for n := 1; n < 1<<20; n++ {
+			if ok(n) {
+				return n
+			}
+		}
+		t.Fatal("no limit fits")
+		return 0
+	}
+	n0 := least(func(n int) bool {
+		_, err := EncodeRequest(request(false), wire.Limits{MaxHeaders: n})
+		return err == nil
+	})
+	s0 := least(func(n int) bool {
+		_, err := EncodeRequest(request(false), wire.Limits{MaxHeaderBytes: n})
+		return err == nil
+	})
+	s1 := s0 + len("X-T") + len("vv") + 4
+	for _, tc := range []struct {
+		lim wire.Limits
+		ok  bool
+	}{
+		{wire.Limits{MaxHeaders: n0 + 1, MaxHeaderBytes: s1}, true},
+		{wire.Limits{MaxHeaders: n0, MaxHeaderBytes: s1}, false},
+		{wire.Limits{MaxHeaders: n0 + 1, MaxHeaderBytes: s1 - 1}, false},
+	} {
+		if _, err := EncodeRequest(request(true), tc.lim); (err == nil) != tc.ok {
+			t.Errorf("with a trailer, limits %d values and %d bytes (without it %d and %d): %v, want ok %v",
+				tc.lim.MaxHeaders, tc.lim.MaxHeaderBytes, n0, s0, err, tc.ok)
+		}
+	}
+}
