@@ -291,3 +291,12 @@ func TestMessageReaderAllocatesWhatArrives(t *testing.T) {
 	}
 	runtime.KeepAlive(&r)
 }
+
+// TestStreamMarkerWithoutValue: a raw client's request whose stream
+// marker header is present without a value is a bad request.
+func TestStreamMarkerWithoutValue(t *testing.T) {
+	_, err := DecodeCall(nats.Header{HeaderGRPCStream: {}}, nil, "/a/b")
+	if e := wire.FromError(err); err == nil || e.Kind != wire.KindBadRequest {
+		t.Errorf("a stream marker without a value: %v, want bad-request", err)
+	}
+}
