@@ -185,3 +185,99 @@ func TestRequestTrailerCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckHeaderLimitsExact: a gateway's check of a client's headers
+// counts each end-to-end value and its bytes ("name: value\r\n") to the
+// limit, leaving hop-by-hop headers and Content-Length out.
+func TestCheckHeaderLimitsExact(t *testing.T) {
+	h := http.Header{"X-A": {"1", "22"}, "Connection": {"close"}, "Content-Length": {"5"}}
+	size := len("X-A") + 1 + 4 + len("X-A") + 2 + 4
+	for _, tc := range []struct {
+		lim wire.Limits
+		ok  bool
+	}{
+		{wire.Limits{MaxHeaders: 2, MaxHeaderBytes: size}, true},
+		{wire.Limits{MaxHeaders: 1, MaxHeaderBytes: size}, false},
+		{wire.Limits{MaxHeaders: 2, MaxHeaderBytes: size - 1}, false},
+	} {
+		if err := CheckHeaderLimits(h, tc.lim); (err == nil) != tc.ok {
+			t.Errorf("limits %d values and %d bytes: %v, want ok %v", tc.lim.MaxHeaders, tc.lim.MaxHeaderBytes, err, tc.ok)
+		}
+	}
+}
+
+// TestCheckTrailerExact: a streamed request's header and trailer
+// together are held to the mesh's bounds, to the value and the byte.
+func TestCheckTrailerExact(t *testing.T) {
+	values := func(n int) http.Header {
+		h := http.Header{}
+		for i := range n {
+			h.Set("X-H"+strings.Repeat("h", i), "v")
+		}
+		return h
+	}
+	half := wire.DefaultMaxHeaders / 2
+	if err := CheckTrailer(values(half), values(wire.DefaultMaxHeaders-half)); err != nil {
+		t.Errorf("%d values: %v", wire.DefaultMaxHeaders, err)
+	}
+	if err := CheckTrailer(values(half), values(wire.DefaultMaxHeaders-half+1)); err == nil {
+		t.Errorf("%d values: no error", wire.DefaultMaxHeaders+1)
+	}
+	big := func(n int) http.Header { return http.Header{"X-Big": {strings.Repeat("b", n-len("X-Big")-4)}} }
+	trailer := http.Header{"X-T": {"1"}}
+	rest := wire.DefaultMaxHeaderBytes - (len("X-T") + 1 + 4)
+	if err := CheckTrailer(big(rest), trailer); err != nil {
+		t.Errorf("%d bytes: %v", wire.DefaultMaxHeaderBytes, err)
+	}
+	if err := CheckTrailer(big(rest+1), trailer); err == nil {
+		t.Errorf("%d bytes: no error", wire.DefaultMaxHeaderBytes+1)
+	}
+}
+
+// TestResponseHeadEdges: a streamed answer's head says a known length
+// of 0 (a sized, empty body, not a chunked one); a 101 without an Upgrade
+// header carries no empty Mesh-Upgrade; its declared trailers count
+// against the header limits as one value each.
+func TestResponseHeadEdges(t *testing.T) {
+	m, err := ResponseHead(200, http.Header{}, 0, nil, wire.Limits{})
+	if err != nil || m.Header.Get("Content-Length") != "0" {
+		t.Errorf("a head of length 0: %v %v, want Content-Length: 0", m, err)
+	}
+	m, err = ResponseHead(http.StatusSwitchingProtocols, http.Header{}, -1, nil, wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m.Header[HeaderUpgrade]; ok {
+		t.Errorf("a 101 without Upgrade: %s %q", HeaderUpgrade, v)
+	}
+	h := http.Header{"X-A": {"1"}}
+	trailer := http.Header{"X-T": nil}
+	least := func(ok func(n int) bool) int {
+		for n := 1; n < 1<<20; n++ {
+			if ok(n) {
+				return n
+			}
+		}
+		t.Fatal("no limit fits")
+		return 0
+	}
+	n0 := least(func(n int) bool {
+		_, err := ResponseHead(200, h, -1, nil, wire.Limits{MaxHeaders: n})
+		return err == nil
+	})
+	s0 := least(func(n int) bool {
+		_, err := ResponseHead(200, h, -1, nil, wire.Limits{MaxHeaderBytes: n})
+		return err == nil
+	})
+	n1 := least(func(n int) bool {
+		_, err := ResponseHead(200, h, -1, trailer, wire.Limits{MaxHeaders: n})
+		return err == nil
+	})
+	s1 := least(func(n int) bool {
+		_, err := ResponseHead(200, h, -1, trailer, wire.Limits{MaxHeaderBytes: n})
+		return err == nil
+	})
+	if n1 != n0+1 || s1 <= s0 {
+		t.Errorf("a declared trailer: limits %d values and %d bytes, without it %d and %d; want one value and its bytes more", n1, s1, n0, s0)
+	}
+}
