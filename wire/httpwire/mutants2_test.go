@@ -281,3 +281,93 @@ func TestResponseHeadEdges(t *testing.T) {
 		t.Errorf("a declared trailer: limits %d values and %d bytes, without it %d and %d; want one value and its bytes more", n1, s1, n0, s0)
 	}
 }
+
+// TestClientMeshTimeoutNotCopied: a client's Mesh-Timeout request header
+// is the call's deadline (the entry point reads it), not a header of the
+// request: the message carries no copy of it.
+func TestClientMeshTimeoutNotCopied(t *testing.T) {
+	encode := func(timeout bool) nats.Header {
+		r, err := http.NewRequest("GET", "http://orders/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("X-A", "1")
+		if timeout {
+			r.Header.Set(wire.HeaderTimeout, "5s")
+		}
+		m, err := EncodeRequest(r, wire.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Header
+	}
+	without, with := encode(false), encode(true)
+	if len(with) != len(without) {
+		t.Errorf("with the client's Mesh-Timeout the message has headers %v, without it %v", with, without)
+	}
+}
+
+// TestIPv6HostEdges: an IPv6 literal's hex digits may be upper case, and
+// it may end in an IPv4 address; other letters are no host.
+func TestIPv6HostEdges(t *testing.T) {
+	for host, want := range map[string]bool{
+		"[::A]:80":            true,
+		"[::F]":               true,
+		"[::ffff:1.2.3.4]:80": true,
+		"[::g]":               false,
+		"[::G]":               false,
+		"[::@]":               false,
+	} {
+		if got := validHost(host); got != want {
+			t.Errorf("validHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// TestStreamHeadLengthZero: a streamed answer's head that says
+// Content-Length: 0 is a sized empty body, not one of unknown length.
+func TestStreamHeadLengthZero(t *testing.T) {
+	resp, err := DecodeResponseHead(nats.Header{wire.HeaderStatus: {"200"}, "Content-Length": {"0"}})
+	if err != nil || resp.ContentLength != 0 {
+		t.Errorf("a head with Content-Length 0: %v, %v; want length 0", resp, err)
+	}
+}
+
+// TestRequestHeadTrailersCounted: a streamed request's declared trailers
+// count against the header limits, one value each, with their bytes.
+func TestRequestHeadTrailersCounted(t *testing.T) {
+	request := func(trailer bool) *http.Request {
+		r, err := http.NewRequest("POST", "http://orders/", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("X-A", "1")
+		if trailer {
+			r.Trailer = http.Header{"X-Digest": nil}
+		}
+		return r
+	}
+	least := func(ok func(n int) bool) int {
+		for n := 1; n < 1<<20; n++ {
+			if ok(n) {
+				return n
+			}
+		}
+		t.Fatal("no limit fits")
+		return 0
+	}
+	for _, tc := range []struct {
+		name string
+		lim  func(n int) wire.Limits
+		more int
+	}{
+		{"values", func(n int) wire.Limits { return wire.Limits{MaxHeaders: n} }, 1},
+		{"bytes", func(n int) wire.Limits { return wire.Limits{MaxHeaderBytes: n} }, len("X-Digest") + 4},
+	} {
+		without := least(func(n int) bool { _, err := EncodeRequestHead(request(false), tc.lim(n)); return err == nil })
+		with := least(func(n int) bool { _, err := EncodeRequestHead(request(true), tc.lim(n)); return err == nil })
+		if with != without+tc.more {
+			t.Errorf("%s: %d with a declared trailer, %d without; want %d more", tc.name, with, without, tc.more)
+		}
+	}
+}
