@@ -307,16 +307,23 @@ func TestClientMeshTimeoutNotCopied(t *testing.T) {
 	}
 }
 
-// TestIPv6HostEdges: an IPv6 literal's hex digits may be upper case, and
-// it may end in an IPv4 address; other letters are no host.
+// TestIPv6HostEdges: an IPv6 literal's hex digits, each range's ends
+// included, may be upper case, and it may end in an IPv4 address; the
+// bytes just outside each range are no host.
 func TestIPv6HostEdges(t *testing.T) {
 	for host, want := range map[string]bool{
 		"[::A]:80":            true,
 		"[::F]":               true,
+		"[::0]":               true,
+		"[::9]":               true,
+		"[::a]":               true,
+		"[::f]":               true,
 		"[::ffff:1.2.3.4]:80": true,
 		"[::g]":               false,
 		"[::G]":               false,
 		"[::@]":               false,
+		"[::/]":               false,
+		"[::`]":               false,
 	} {
 		if got := validHost(host); got != want {
 			t.Errorf("validHost(%q) = %v, want %v", host, got, want)
@@ -368,6 +375,19 @@ func TestRequestHeadTrailersCounted(t *testing.T) {
 		with := least(func(n int) bool { _, err := EncodeRequestHead(request(true), tc.lim(n)); return err == nil })
 		if with != without+tc.more {
 			t.Errorf("%s: %d with a declared trailer, %d without; want %d more", tc.name, with, without, tc.more)
+		}
+	}
+}
+
+// TestHostNameEdges: a host name's labels take [A-Za-z0-9_-], each
+// range's ends included; the bytes just outside them are no name.
+func TestHostNameEdges(t *testing.T) {
+	for host, want := range map[string]bool{
+		"a": true, "z": true, "A": true, "Z": true, "0": true, "9": true, "a-b_c": true,
+		"a`": false, "a{": false, "a@": false, "a[": false, "a/": false, "a;": false,
+	} {
+		if got := validHost(host); got != want {
+			t.Errorf("validHost(%q) = %v, want %v", host, got, want)
 		}
 	}
 }
