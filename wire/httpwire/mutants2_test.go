@@ -15,6 +15,18 @@ import (
 // Tests that kill the mutants of this package no other test noticed
 // (docs/testing.md): the edges of what the codec reads and writes.
 
+// leastLimit is the least limit n (from 1) for which ok holds.
+func leastLimit(t *testing.T, ok func(n int) bool) int {
+	t.Helper()
+	for n := 1; n < 1<<20; n++ {
+		if ok(n) {
+			return n
+		}
+	}
+	t.Fatal("no limit fits")
+	return 0
+}
+
 // TestReplyStatusRange: a reply whose Mesh-Status is a three-digit
 // status, 100 to 999 included, is the service's answer with that status;
 // anything else there is no mesh reply, but a NATS-native answer (200,
@@ -153,15 +165,7 @@ func TestRequestTrailerCounted(t *testing.T) {
 		return r
 	}
 	// The least limits the request without its trailer fits.
-	least := func(ok func(n int) bool) int {
-		for n := 1; n < 1<<20; n++ {
-			if ok(n) {
-				return n
-			}
-		}
-		t.Fatal("no limit fits")
-		return 0
-	}
+	least := func(ok func(n int) bool) int { return leastLimit(t, ok) }
 	n0 := least(func(n int) bool {
 		_, err := EncodeRequest(request(false), wire.Limits{MaxHeaders: n})
 		return err == nil
@@ -252,15 +256,7 @@ func TestResponseHeadEdges(t *testing.T) {
 	}
 	h := http.Header{"X-A": {"1"}}
 	trailer := http.Header{"X-T": nil}
-	least := func(ok func(n int) bool) int {
-		for n := 1; n < 1<<20; n++ {
-			if ok(n) {
-				return n
-			}
-		}
-		t.Fatal("no limit fits")
-		return 0
-	}
+	least := func(ok func(n int) bool) int { return leastLimit(t, ok) }
 	n0 := least(func(n int) bool {
 		_, err := ResponseHead(200, h, -1, nil, wire.Limits{MaxHeaders: n})
 		return err == nil
@@ -354,15 +350,7 @@ func TestRequestHeadTrailersCounted(t *testing.T) {
 		}
 		return r
 	}
-	least := func(ok func(n int) bool) int {
-		for n := 1; n < 1<<20; n++ {
-			if ok(n) {
-				return n
-			}
-		}
-		t.Fatal("no limit fits")
-		return 0
-	}
+	least := func(ok func(n int) bool) int { return leastLimit(t, ok) }
 	for _, tc := range []struct {
 		name string
 		lim  func(n int) wire.Limits
