@@ -379,3 +379,39 @@ func TestHostNameEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodedMethodEdges: a raw client's Mesh-Method is an HTTP token of
+// at most 32 bytes: 32 is accepted, 33 not, nor a space, DEL, or a
+// delimiter (the first of them, '"', too).
+func TestDecodedMethodEdges(t *testing.T) {
+	for method, want := range map[string]bool{
+		strings.Repeat("M", 32): true,
+		strings.Repeat("M", 33): false,
+		"GET":                   true,
+		"G~T!":                  true,
+		"GE T":                  false,
+		"GET\x7f":               false,
+		"GET\"":                 false,
+		"GET}":                  false,
+	} {
+		_, err := DecodeCall(context.Background(), nats.Header{wire.HeaderMethod: {method}, wire.HeaderPath: {"/"}}, nil, "")
+		if (err == nil) != want {
+			t.Errorf("Mesh-Method %q: %v, want ok %v", method, err, want)
+		}
+	}
+}
+
+// TestContentLengthHeaderNotCounted: a request's own Content-Length
+// header is the encoder's to write, and does not count against the
+// header limits.
+func TestContentLengthHeaderNotCounted(t *testing.T) {
+	r, err := http.NewRequest("POST", "http://orders/", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Content-Length", "5")
+	r.Header.Set("X-A", "1")
+	if _, err := EncodeRequest(r, wire.Limits{MaxHeaders: 1, MaxHeaderBytes: len("X-A") + 1 + 4}); err != nil {
+		t.Errorf("one header and Content-Length at a limit of one: %v", err)
+	}
+}
