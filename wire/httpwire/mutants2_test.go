@@ -415,3 +415,53 @@ func TestContentLengthHeaderNotCounted(t *testing.T) {
 		t.Errorf("one header and Content-Length at a limit of one: %v", err)
 	}
 }
+
+// TestHostEdges: a port from 0 to 65535 and a label of up to 63 bytes
+// are a host's.
+func TestHostEdges(t *testing.T) {
+	for host, want := range map[string]bool{
+		"orders:0":              true,
+		strings.Repeat("a", 63): true,
+	} {
+		if got := validHost(host); got != want {
+			t.Errorf("validHost(%.20q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// TestHeadAnswerLengthZero: the answer to HEAD of a resource of length 0
+// says so (Mesh-Content-Length: 0), as one of any other length does.
+func TestHeadAnswerLengthZero(t *testing.T) {
+	req, err := http.NewRequest(http.MethodHead, "http://orders/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, ContentLength: 0, Request: req}
+	m, err := EncodeResponse(resp, wire.Limits{})
+	if err != nil || m.Header.Get(wire.HeaderContentLength) != "0" {
+		t.Errorf("HEAD of a resource of length 0: %v, %v; want %s: 0", m, err, wire.HeaderContentLength)
+	}
+}
+
+// TestResponseTrailerCounted: an answer's trailer counts against the
+// header limits as one value of its bytes.
+func TestResponseTrailerCounted(t *testing.T) {
+	h := http.Header{"X-A": {"1"}}
+	for _, tc := range []struct {
+		name string
+		lim  func(n int) wire.Limits
+		more int
+	}{
+		{"values", func(n int) wire.Limits { return wire.Limits{MaxHeaders: n} }, 1},
+		{"bytes", func(n int) wire.Limits { return wire.Limits{MaxHeaderBytes: n} }, len("X-T") + len("vv") + 4},
+	} {
+		without := leastLimit(t, func(n int) bool { _, err := ResponseMsg(200, h, nil, nil, tc.lim(n)); return err == nil })
+		with := leastLimit(t, func(n int) bool {
+			_, err := ResponseMsg(200, h, nil, http.Header{"X-T": {"vv"}}, tc.lim(n))
+			return err == nil
+		})
+		if with != without+tc.more {
+			t.Errorf("%s: %d with a trailer, %d without; want %d more", tc.name, with, without, tc.more)
+		}
+	}
+}
