@@ -2,9 +2,13 @@ package httpwire
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -463,5 +467,83 @@ func TestResponseTrailerCounted(t *testing.T) {
 		if with != without+tc.more {
 			t.Errorf("%s: %d with a trailer, %d without; want %d more", tc.name, with, without, tc.more)
 		}
+	}
+}
+
+// TestEncodeResponseBody: a service's answer crosses with its body; a
+// body that breaks while it is read is the service's failure
+// (upstream-unavailable), one over max_payload too-large.
+func TestEncodeResponseBody(t *testing.T) {
+	resp := &http.Response{StatusCode: 201, Header: http.Header{"X-A": {"1"}}, ContentLength: 5, Body: io.NopCloser(strings.NewReader("hello"))}
+	m, err := EncodeResponse(resp, wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeResponse(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(got.Body); got.StatusCode != 201 || string(body) != "hello" {
+		t.Errorf("answer %d %q, want 201 hello", got.StatusCode, body)
+	}
+	broken := &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: -1,
+		Body: io.NopCloser(io.MultiReader(strings.NewReader("he"), iotest.ErrReader(errors.New("connection reset"))))}
+	_, err = EncodeResponse(broken, wire.Limits{})
+	if e := wire.FromError(err); err == nil || e.Kind != wire.KindUpstream {
+		t.Errorf("a broken answer body: %v, want upstream-unavailable", err)
+	}
+	big := &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: 2000, Body: io.NopCloser(strings.NewReader(strings.Repeat("x", 2000)))}
+	_, err = EncodeResponse(big, wire.Limits{MaxPayload: 1000})
+	if e := wire.FromError(err); err == nil || e.Kind != wire.KindTooLarge {
+		t.Errorf("an answer body over max_payload: %v, want too-large", err)
+	}
+}
+
+// TestWriteResponseKeepsLength: an answer without trailers is written
+// with its Content-Length (sized), one with trailers without it (chunked,
+// so the trailers are sent).
+func TestWriteResponseKeepsLength(t *testing.T) {
+	for _, tc := range []struct {
+		trailer http.Header
+		want    string
+	}{{nil, "5"}, {http.Header{"X-T": {"1"}}, ""}} {
+		w := httptest.NewRecorder()
+		resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Length": {"5"}}, Trailer: tc.trailer, Body: io.NopCloser(strings.NewReader("hello"))}
+		if err := WriteResponse(w, resp); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.Header().Get("Content-Length"); got != tc.want {
+			t.Errorf("trailers %v: Content-Length %q, want %q", tc.trailer, got, tc.want)
+		}
+	}
+}
+
+// TestPathEscapeAtTheEnd: an escape that ends the path is read: a dot
+// segment spelled with an escaped slash at the end is ambiguous, and a
+// cut escape at the end is no escape.
+func TestPathEscapeAtTheEnd(t *testing.T) {
+	for p, want := range map[string]bool{
+		`/..%2f`:      true,
+		`/a%2F..%2`:   false,
+		`/a%2F..%2F%`: true,
+	} {
+		if got := AmbiguousPath(p); got != want {
+			t.Errorf("AmbiguousPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// TestRequestLineEdges: a Host of the longest length accepted (a 253-byte
+// name and a port) is one; a query that begins with a fragment is
+// refused.
+func TestRequestLineEdges(t *testing.T) {
+	label := strings.Repeat("a", 63)
+	name := label + "." + label + "." + label + "." + strings.Repeat("a", 61)
+	if host := name + ":65535"; len(host) != maxHostLen || !validHost(host) {
+		t.Errorf("a host of %d bytes (the most): refused", len(host))
+	}
+	h := nats.Header{wire.HeaderMethod: {"GET"}, wire.HeaderPath: {"/"}, wire.HeaderQuery: {"#frag"}}
+	if _, err := DecodeCall(context.Background(), h, nil, ""); err == nil {
+		t.Error("a query that is a fragment: accepted")
 	}
 }
