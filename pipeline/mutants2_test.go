@@ -544,3 +544,34 @@ func TestPublishRefusedAnswersThatCall(t *testing.T) {
 		t.Errorf("the call in flight on another subject: %v, want its answer", err)
 	}
 }
+
+// TestReconnectGraceOncePerOutage (issue 21, item 5): the reconnect grace
+// runs from the loss of the connection, not from each call: a call made
+// once it has passed fails at once, saying for how long the broker has
+// been gone, instead of waiting the grace again.
+func TestReconnectGraceOncePerOutage(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	link := newSlowLink(t, b, 0, true, 0)
+	web := link.web(t)
+	o, err := NewOutbound(web, OutboundConfig{ReconnectGrace: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	link.cut(time.Minute)
+	meshtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if web.IsConnected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	for i := range 2 {
+		_, err := o.Send(context.Background(), httpCall(t, "orders", http.MethodGet))
+		if !errors.Is(err, wire.ErrBrokerUnavailable) {
+			t.Fatalf("call %d during the outage: %v, want broker-unavailable", i+1, err)
+		}
+		if i == 1 && !strings.Contains(err.Error(), "reconnect grace") {
+			t.Errorf("a call after the grace waited it again: %v", err)
+		}
+	}
+}
