@@ -300,3 +300,26 @@ func TestStreamMarkerWithoutValue(t *testing.T) {
 		t.Errorf("a stream marker without a value: %v, want bad-request", err)
 	}
 }
+
+// TestStatusMessageLowerCaseEscapes: a raw reply's status message may
+// escape with lower-case hex digits, as gRPC's decoder accepts; each
+// end of the range is read.
+func TestStatusMessageLowerCaseEscapes(t *testing.T) {
+	for v, want := range map[string]string{"%0a": "\n", "%0f": "\x0f", "%4a": "J", "%6f": "o"} {
+		resp, err := DecodeResponse(&nats.Msg{Header: nats.Header{HeaderGRPCStatus: {"13"}, HeaderGRPCMessage: {v}}})
+		if err != nil || resp.Status.Message() != want {
+			t.Errorf("message %q read as %v, %v; want %q", v, resp, err, want)
+		}
+	}
+}
+
+// TestParseTimeoutLengths: grpc-timeout is one to eight digits and a
+// unit: two bytes and nine are read, one and ten are not.
+func TestParseTimeoutLengths(t *testing.T) {
+	for s, want := range map[string]time.Duration{"1S": time.Second, "12345678n": 12345678 * time.Nanosecond, "S": 0, "123456789n": 0} {
+		d, ok := ParseTimeout(s)
+		if d != want || ok != (want > 0) {
+			t.Errorf("ParseTimeout(%q) = %v, %v; want %v", s, d, ok, want)
+		}
+	}
+}
