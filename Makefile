@@ -108,16 +108,16 @@ fuzz:
 # test notices "lived" (docs/testing.md). One package at a time, one
 # worker, at the lowest CPU priority and GOMAXPROCS=1, without -race;
 # -count=1 so that the timeout, a multiple of the measured test time, is
-# not derived from a cached run. The tests of authz and wire take about a
-# second, less than building a mutant does: their timeout takes a larger
-# multiple. Each package's report goes to mutation-results/<pkg>.json,
+# not derived from a cached run. The tests of authz, wire and wire's
+# codecs (wire/grpcwire, wire/httpwire) take about a second, less than
+# building a mutant does: their timeout takes a larger multiple. Each package's report goes to mutation-results/<pkg>.json,
 # its summary to the terminal. Two to three hours on a busy 2-core
 # machine; MUTATE_PKGS=./authz/ runs one package, MUTATE_FLAGS passes more
 # of gremlins' flags (MUTATE_FLAGS="-E inbound.go" leaves a file out).
 GREMLINS := github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
-MUTATE_PKGS ?= ./authz/ ./accounts/ ./pipeline/ ./internal/admission/ ./resilience/ ./wire/
+MUTATE_PKGS ?= ./authz/ ./accounts/ ./pipeline/ ./internal/admission/ ./resilience/ ./wire/ ./wire/grpcwire/ ./wire/httpwire/
 MUTATE_TIMEOUT_COEFFICIENT ?= 6
-MUTATE_FAST_PKGS ?= ./authz/ ./wire/
+MUTATE_FAST_PKGS ?= ./authz/ ./wire/ ./wire/grpcwire/ ./wire/httpwire/
 MUTATE_FAST_TIMEOUT_COEFFICIENT ?= 30
 mutate:
 	@mkdir -p mutation-results

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"reflect"
 	"slices"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/natsmesh/natsmesh/internal/jsondiff"
 )
 
 // Canonical returns a copy of f as it is rendered: the defaults filled in
@@ -112,108 +112,28 @@ func (f *File) View(service string) (*ServiceView, bool) {
 }
 
 // Change is one difference between two files, at a field path of the
-// canonical rendering. Old is "" for an added field, New for a removed
-// one; both are JSON values. Routes are keyed by name
-// ("services.orders.routes[beta].split"), and their order is the value of
-// the list's own path.
-type Change struct {
-	Path     string
-	Old, New string
-}
-
-func (c Change) String() string {
-	switch {
-	case c.Old == "":
-		return "+ " + c.Path + ": " + c.New
-	case c.New == "":
-		return "- " + c.Path + ": " + c.Old
-	}
-	return "~ " + c.Path + ": " + c.Old + " -> " + c.New
-}
+// canonical rendering (package internal/jsondiff: routes are keyed by
+// name, "services.orders.routes[beta].split", and their order is the
+// value of the list's own path). Old is "" for an added field, New for a
+// removed one; both are JSON values.
+type Change = jsondiff.Change
 
 // Diff lists what changes from old to new (either may be nil, an empty
 // mesh), sorted by path: what `natsmesh policy apply` would change.
 func Diff(old, new *File) []Change {
-	a, b := flatten(old), flatten(new)
-	var out []Change
-	for _, p := range slices.Sorted(maps.Keys(a)) {
-		if nv, ok := b[p]; !ok {
-			out = append(out, Change{Path: p, Old: a[p]})
-		} else if nv != a[p] {
-			out = append(out, Change{Path: p, Old: a[p], New: nv})
-		}
-	}
-	for _, p := range slices.Sorted(maps.Keys(b)) {
-		if _, ok := a[p]; !ok {
-			out = append(out, Change{Path: p, New: b[p]})
-		}
-	}
-	slices.SortStableFunc(out, func(x, y Change) int { return strings.Compare(x.Path, y.Path) })
-	return out
+	changes, _ := jsondiff.Diff(canonicalJSON(old), canonicalJSON(new))
+	return changes
 }
 
-// flatten maps every leaf of f's canonical JSON to its path.
-func flatten(f *File) map[string]string {
-	out := map[string]string{}
+// canonicalJSON is f's canonical rendering, compact; none for a nil file
+// (an empty mesh).
+func canonicalJSON(f *File) []byte {
 	if f == nil {
-		return out
+		return nil
 	}
 	js, err := json.Marshal(f.Canonical())
 	if err != nil {
-		return out
+		return nil
 	}
-	var v any
-	if err := json.Unmarshal(js, &v); err != nil {
-		return out
-	}
-	flattenValue(out, "", v)
-	return out
-}
-
-func flattenValue(out map[string]string, path string, v any) {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, e := range v {
-			flattenValue(out, join(path, k), e)
-		}
-		return
-	case []any:
-		if names, ok := namedList(v); ok {
-			out[path] = leaf(names)
-			for i, e := range v {
-				flattenValue(out, path+"["+names[i]+"]", e)
-			}
-			return
-		}
-		if slices.ContainsFunc(v, func(e any) bool { _, ok := e.(map[string]any); return ok }) {
-			for i, e := range v {
-				flattenValue(out, fmt.Sprintf("%s[%d]", path, i), e)
-			}
-			return
-		}
-	}
-	out[path] = leaf(v)
-}
-
-// namedList returns the names of a list of objects that each have a
-// distinct "name".
-func namedList(l []any) ([]string, bool) {
-	names := make([]string, len(l))
-	for i, e := range l {
-		m, ok := e.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		n, ok := m["name"].(string)
-		if !ok || n == "" || slices.Contains(names[:i], n) {
-			return nil, false
-		}
-		names[i] = n
-	}
-	return names, len(l) > 0
-}
-
-func leaf(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
+	return js
 }

@@ -19,7 +19,9 @@
 //   - [File.JSON] and [File.YAML] render a file canonically (sorted maps,
 //     normalized durations and percentages, defaults filled in), and
 //     [Diff] lists what changes between two files, as `natsmesh policy diff`
-//     shows it. The canonical JSON parses back to the same File.
+//     shows it (package internal/jsondiff's diff of their canonical JSON,
+//     leaf by leaf, routes keyed by name). The canonical JSON parses back
+//     to the same File.
 //   - [ParseStored] parses a file as the bucket stores it (canonical JSON)
 //     with the result of Parse, several times faster: every agent decodes
 //     every version applied.
