@@ -70,19 +70,23 @@ func TestTargets(t *testing.T) {
 			{Name: "agent-echo", CPUPer1k: 0.2, PeakRSSMB: 30},
 		}},
 		{Scenario: InprocHTTP, Load: "closed 32", ReqPerSec: 12000},
+		{Scenario: InprocGRPC, Load: "closed 1", ReqPerSec: 5000},
+		{Scenario: DirectGRPC, Load: "closed 1", ReqPerSec: 4000},
 	}
 	r.Skipped = []benchreport.Skip{{Scenario: NginxPair, Reason: "nginx not found"}}
 	evaluate(r)
 	want := map[string]string{
-		"sidecar-http throughput vs direct-http": "PASS",
-		"sidecar-http throughput vs nginx-pair":  "SKIP",
-		"sidecar-http added p50 latency":         "PASS",
-		"inproc-http throughput vs direct-http":  "FAIL",
-		"sidecar-http agent-client CPU":          "PASS",
-		"sidecar-http agent-echo CPU":            "FAIL",
-		"sidecar-http agent-client peak RSS":     "PASS",
-		"sidecar-http agent-echo peak RSS":       "FAIL",
-		"sidecar-grpc added p50 latency":         "SKIP",
+		"sidecar-http throughput vs nginx-pair":              "SKIP",
+		"sidecar-http agent-echo CPU per call vs one nginx":  "SKIP",
+		"sidecar-http added p50 vs nginx-pair's":             "SKIP",
+		"inproc-http throughput vs direct-http, closed 32":   "PASS", // 12000 vs 10000
+		"inproc-grpc throughput vs direct-grpc, closed 1":    "PASS",
+		"inproc-grpc throughput vs direct-grpc, closed 32":   "SKIP",
+		"sidecar-http agent-client CPU":                      "PASS",
+		"sidecar-http agent-echo CPU":                        "FAIL",
+		"sidecar-http agent-client peak RSS":                 "PASS",
+		"sidecar-http agent-echo peak RSS":                   "FAIL",
+		"sidecar-grpc-stream messages vs direct-grpc-stream": "SKIP",
 	}
 	got := map[string]benchreport.Target{}
 	for _, tg := range r.Targets {

@@ -190,25 +190,51 @@ func evaluate(r *benchreport.Report) {
 		}
 		r.Targets = append(r.Targets, t)
 	}
-	for _, p := range []struct{ side, direct string }{{SidecarHTTP, DirectHTTP}, {SidecarGRPC, DirectGRPC}} {
-		ratio(p.side+" throughput vs "+p.direct, ">= 0.50x at "+closedN(hi), p.side, p.direct, closedN(hi), 0.5)
-	}
-	ratio(SidecarHTTP+" throughput vs "+NginxPair, ">= 1.00x at "+closedN(hi), SidecarHTTP, NginxPair, closedN(hi), 1)
-	for _, p := range []struct{ s, direct string }{{SidecarHTTP, DirectHTTP}, {SidecarGRPC, DirectGRPC}} {
-		s := p.s
-		t := benchreport.Target{Name: s + " added p50 latency", Want: "<= 100µs at closed 1"}
-		if row := r.Find(s, closedN(1)); row != nil && r.Find(p.direct, closedN(1)) != nil {
-			t.Measured = benchreport.FormatLatency(row.AddedP50)
-			t.Status = passFail(row.AddedP50 <= 100*time.Microsecond)
-		} else {
+	// Issue 20's targets: the sidecar pair against the classic pair of
+	// nginx reverse proxies (throughput, each agent's CPU per call
+	// against one nginx's, added p50), in process and embedded against
+	// direct, streams against direct.
+	ratio(SidecarHTTP+" throughput vs "+NginxPair, ">= 0.65x at "+closedN(hi), SidecarHTTP, NginxPair, closedN(hi), 0.65)
+	for _, agent := range []string{"agent-client", "agent-echo"} {
+		t := benchreport.Target{Name: SidecarHTTP + " " + agent + " CPU per call vs one nginx", Want: "<= 1.50x at " + closedN(hi)}
+		c, n := r.Find(SidecarHTTP, closedN(hi)).Component(agent), r.Find(NginxPair, closedN(hi)).Component("nginx-a")
+		if c == nil || n == nil || n.CPUPer1k <= 0 {
 			t.Measured, t.Status = "not measured", "SKIP"
+			if reason := r.SkipReason(NginxPair); reason != "" {
+				t.Measured = NginxPair + " skipped: " + reason
+			}
+		} else {
+			x := c.CPUPer1k / n.CPUPer1k
+			t.Measured = fmt.Sprintf("%.2fx (%.3f vs %.3f s/1k)", x, c.CPUPer1k, n.CPUPer1k)
+			t.Status = passFail(x <= 1.5)
 		}
 		r.Targets = append(r.Targets, t)
 	}
-	ratio(InprocHTTP+" throughput vs "+DirectHTTP, ">= 1.50x at "+closedN(hi), InprocHTTP, DirectHTTP, closedN(hi), 1.5)
-	ratio(InprocGRPC+" throughput vs "+DirectGRPC, ">= 1.50x at "+closedN(hi), InprocGRPC, DirectGRPC, closedN(hi), 1.5)
-	ratio(EmbeddedHTTP+" throughput vs "+DirectHTTP, ">= 1.50x at "+closedN(hi), EmbeddedHTTP, DirectHTTP, closedN(hi), 1.5)
-	ratio(EmbeddedGRPC+" throughput vs "+DirectGRPC, ">= 1.50x at "+closedN(hi), EmbeddedGRPC, DirectGRPC, closedN(hi), 1.5)
+	{
+		t := benchreport.Target{Name: SidecarHTTP + " added p50 vs " + NginxPair + "'s", Want: "<= 2.00x at closed 1"}
+		s, n := r.Find(SidecarHTTP, closedN(1)), r.Find(NginxPair, closedN(1))
+		switch {
+		case s == nil || n == nil || r.Find(DirectHTTP, closedN(1)) == nil:
+			t.Measured, t.Status = "not measured", "SKIP"
+			if reason := r.SkipReason(NginxPair); reason != "" {
+				t.Measured = NginxPair + " skipped: " + reason
+			}
+		default:
+			nginx := max(n.AddedP50, time.Microsecond)
+			x := float64(s.AddedP50) / float64(nginx)
+			t.Measured = fmt.Sprintf("%.2fx (%s vs %s)", x, benchreport.FormatLatency(s.AddedP50), benchreport.FormatLatency(n.AddedP50))
+			t.Status = passFail(x <= 2)
+		}
+		r.Targets = append(r.Targets, t)
+	}
+	for _, l := range []string{closedN(1), closedN(hi)} {
+		ratio(InprocHTTP+" throughput vs "+DirectHTTP+", "+l, ">= 1.00x at "+l, InprocHTTP, DirectHTTP, l, 1)
+		ratio(InprocGRPC+" throughput vs "+DirectGRPC+", "+l, ">= 1.00x at "+l, InprocGRPC, DirectGRPC, l, 1)
+		ratio(EmbeddedHTTP+" throughput vs "+DirectHTTP+", "+l, ">= 1.50x at "+l, EmbeddedHTTP, DirectHTTP, l, 1.5)
+		ratio(EmbeddedGRPC+" throughput vs "+DirectGRPC+", "+l, ">= 1.50x at "+l, EmbeddedGRPC, DirectGRPC, l, 1.5)
+	}
+	ratio(SidecarGRPCStream+" messages vs "+DirectGRPCStream, ">= 0.50x at "+closedN(1), SidecarGRPCStream, DirectGRPCStream, closedN(1), 0.5)
+	ratio(SidecarDownload+" MB/s vs "+DirectDownload, ">= 0.50x at closed 1", SidecarDownload, DirectDownload, closedN(1), 0.5)
 	for _, s := range []string{SidecarHTTP, SidecarGRPC} {
 		row := r.Find(s, openLoad)
 		for _, agent := range []string{"agent-client", "agent-echo"} {
