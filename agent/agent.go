@@ -395,7 +395,7 @@ func (a *Agent) Serving() bool { return a.in.serving() }
 func (a *Agent) Ready(timeout time.Duration) error {
 	err := admin.WaitReady(timeout, a.done, func() error {
 		err := a.Readiness()
-		if err != nil && a.in.refusalErr() != nil {
+		if err != nil && a.in.hold.Refusal() != nil {
 			return admin.Final(err)
 		}
 		return err
@@ -406,7 +406,7 @@ func (a *Agent) Ready(timeout time.Duration) error {
 	case errors.Is(err, admin.ErrDone):
 		return ErrClosed
 	}
-	if refusal := a.in.refusalErr(); refusal != nil {
+	if refusal := a.in.hold.Refusal(); refusal != nil {
 		return fmt.Errorf("agent: %w", refusal)
 	}
 	return fmt.Errorf("agent: %s not ready after %v: %w", a.cfg.Service, timeout, err)

@@ -54,7 +54,8 @@
 // instance whose service keeps failing claims a place, counts its siblings
 // there, and leaves its queue groups for a cool-off only if the share rule
 // (passive.Allowed) keeps its place. The agent gives it its inbound
-// side's hold on the queue groups (inbound.go: whether it serves,
-// withdraw, and the return after a cool-off, which waits for passing
-// health checks).
+// side's hold on the queue groups (package internal/queuehold: joined
+// with a flush, the broker's refusal told and asked again, left by
+// draining): whether it serves, withdraw, and the return after a
+// cool-off, which waits for passing health checks (inbound.go).
 package agent

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -13,8 +12,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/natsmesh/natsmesh/internal/chain"
-	"github.com/natsmesh/natsmesh/internal/natsconn"
 	siblings "github.com/natsmesh/natsmesh/internal/passive"
+	"github.com/natsmesh/natsmesh/internal/queuehold"
 	"github.com/natsmesh/natsmesh/meshgrpc"
 	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -52,28 +51,13 @@ type inbound struct {
 	// connections, for the health loop to withdraw at once.
 	refused chan struct{}
 
-	firstServing chan struct{}
-	firstOnce    sync.Once
+	mu        sync.Mutex
+	healthErr error // the last health check's result, under mu
 
-	withdrawMu sync.Mutex // one withdrawal at a time
-	mu         sync.Mutex
-	subs       []*nats.Subscription
-	draining   []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
-	closed     bool                    // no more subscribing
-	healthErr  error
-
-	// refusal is set while the broker refuses the instance's queue
-	// subscriptions (its user's permissions lack them: a subset the mesh
-	// file does not declare, another service's credentials). The
-	// instance then neither serves nor is ready, and asks again after
-	// refusalRetry (retryRefused), not before: the refusal is permanent
-	// until the broker's configuration changes. Under mu.
-	refusal       error
-	refusalLogged bool          // said, at Error, since the last success
-	retry         *time.Timer   // retryRefused, armed by a refusal
-	refusedCh     chan struct{} // closed at the first refusal, for Ready
-	refusedOnce   sync.Once
-	refusals      atomic.Int64 // refused attempts (tests)
+	// hold is the instance's hold on its queue groups (package
+	// internal/queuehold: joining, a broker's refusal, leaving by
+	// draining).
+	hold *queuehold.Hold
 
 	// ej is the instance's side of passive health (package
 	// internal/siblings): its claims, its cool-offs out of the queue
@@ -86,8 +70,6 @@ type inbound struct {
 func newInbound(a *Agent) *inbound {
 	in := &inbound{
 		a:             a,
-		firstServing:  make(chan struct{}),
-		refusedCh:     make(chan struct{}),
 		refused:       make(chan struct{}, 1),
 		httpTransport: a.upstreamTransport(),
 		limits:        a.limitsNow,
@@ -98,6 +80,15 @@ func newInbound(a *Agent) *inbound {
 		Inbound: in.enabled, Serving: in.serving, Leave: in.withdraw, Return: in.restore,
 		Ejected: func(out bool) { a.cfg.Telemetry.SetEjected(a.cfg.Service, a.cfg.Subset, out) },
 		Logger:  a.log,
+	})
+	in.hold = queuehold.New(queuehold.Config{
+		Conn: a.nc, Service: a.cfg.Service, Subset: a.cfg.Subset,
+		Handler:    func(m *nats.Msg) { in.dispatch.ServeMsg(m) },
+		Out:        in.ej.Out,
+		OnServing:  func(on bool) { a.cfg.Telemetry.SetServing(a.cfg.Service, a.cfg.Subset, on) },
+		RetryAfter: refusalRetry,
+		Retry:      func() { in.rejoin("subscribing", "") }, // subscribe says it when it joins
+		Logger:     a.log,
 	})
 	return in
 }
@@ -135,17 +126,13 @@ func (in *inbound) onRefused(error) {
 	}
 }
 
-func (in *inbound) serving() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return len(in.subs) > 0
-}
+func (in *inbound) serving() bool { return in.hold.Serving() }
 
 func (in *inbound) lastHealthError() string {
-	if err := in.refusalErr(); err != nil {
+	if err := in.hold.Refusal(); err != nil {
 		return err.Error()
 	}
-	if r := in.ej.Ejected(); r != "" { // before in.mu: in.ej's lock is taken first
+	if r := in.ej.Ejected(); r != "" {
 		return r
 	}
 	in.mu.Lock()
@@ -200,7 +187,7 @@ func (in *inbound) prepare() error {
 	}
 	in.dispatch = d
 	in.unobserve = in.a.cfg.Telemetry.ObserveAdmission(in.a.cfg.Service, in.a.cfg.Subset, d)
-	in.watchRefusals()
+	in.hold.WatchRefusals()
 	return nil
 }
 
@@ -212,7 +199,7 @@ func (in *inbound) run(ctx context.Context) {
 		check = in.stall.check(check)
 	}
 	if check == nil {
-		if err := in.subscribe(); err != nil && !errors.Is(err, errRefused) {
+		if err := in.subscribe(); err != nil && !errors.Is(err, queuehold.ErrRefused) {
 			in.a.log.Error("subscribing", "err", err)
 		}
 		return
@@ -260,7 +247,7 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 			fails = 0
 			passes++
 			if !serving && in.ej.Ejected() == "" && (!served || passes >= hc.PassThreshold) {
-				if err := in.subscribe(); errors.Is(err, errRefused) {
+				if err := in.subscribe(); errors.Is(err, queuehold.ErrRefused) {
 					// Said once; asked again by retryRefused.
 				} else if err != nil {
 					in.a.log.Error("subscribing", "err", err)
@@ -287,216 +274,15 @@ func (in *inbound) healthLoop(ctx context.Context, check func(context.Context) e
 	}
 }
 
-// errRefused is subscribe's error while the broker refuses the instance's
-// queue subscriptions (inbound.refusal says why).
-var errRefused = errors.New("the broker refuses the queue subscriptions")
-
 // refusalRetry is how long an instance whose queue subscriptions the broker
 // refused waits before it asks again (a variable for the tests).
 var refusalRetry = time.Minute
 
-// subscribe joins the service's queue groups. The flush after each
-// subscription makes sure the broker knows the interest before the agent
-// reports itself serving, and tells a refused one: nats-server answers a
-// subscription outside the user's permissions with an -ERR before the
-// PONG of the flush, and nats.go records it as the connection's last error
-// in its read loop before the flush returns. A refused subscription (an
-// undeclared subset, another service's credentials) leaves the queue
-// groups again and returns errRefused, said once at Error; the connection's
-// async error handler catches one the flush could not tell (another error
-// came between), see watchRefusals.
-func (in *inbound) subscribe() error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.closed || len(in.subs) > 0 || in.ej.Out() {
-		return nil
-	}
-	if in.refusal != nil {
-		return errRefused
-	}
-	nc := in.a.nc
-	subjects, queues := wire.ServiceSubjects(in.a.cfg.Service, in.a.cfg.Subset)
-	for i, subj := range subjects {
-		before := nc.LastError()
-		sub, err := nc.QueueSubscribe(subj, queues[i], in.dispatch.ServeMsg)
-		if err != nil {
-			for _, s := range in.subs {
-				s.Unsubscribe()
-			}
-			in.subs = nil
-			return err
-		}
-		in.subs = append(in.subs, sub)
-		if err := nc.FlushTimeout(5 * time.Second); err != nil {
-			in.a.log.Warn("flushing subscriptions", "err", err)
-			continue
-		}
-		// A violation is a pointer (nats.go wraps it), so comparing it
-		// with the error before is safe, and tells a new one from an old
-		// refusal of the same subscription.
-		if last := nc.LastError(); in.refuses(last) == i && last != before {
-			in.refuseLocked(i, last)
-			return errRefused
-		}
-	}
-	if in.refusalLogged {
-		// Said whichever way it joined (a retry, or the health loop).
-		in.a.log.Info("agent: the broker admits the queue subscriptions now: serving")
-	}
-	in.refusalLogged = false // a refusal after this one is news
-	in.firstOnce.Do(func() { close(in.firstServing) })
-	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, true)
-	return nil
-}
+// subscribe joins the service's queue groups (queuehold.Hold.Join).
+func (in *inbound) subscribe() error { return in.hold.Join() }
 
-// refuses returns the index (in wire.ServiceSubjects) of the instance's
-// queue subscription that err says the broker refused, or -1.
-func (in *inbound) refuses(err error) int {
-	v, ok := natsconn.ParseViolation(err)
-	if !ok || !v.Subscribe {
-		return -1
-	}
-	subjects, queues := wire.ServiceSubjects(in.a.cfg.Service, in.a.cfg.Subset)
-	for i := range subjects {
-		if v.Subject == subjects[i] && v.Queue == queues[i] {
-			return i
-		}
-	}
-	return -1
-}
-
-// refuseLocked (with in.mu held) takes the instance out of its queue
-// groups after the broker refused its subscription i (in
-// wire.ServiceSubjects' order), err being the broker's refusal, and holds
-// it out until retryRefused. It says why once, at Error.
-func (in *inbound) refuseLocked(i int, err error) {
-	in.refusals.Add(1)
-	for _, s := range in.subs {
-		// Drained: the other subscription may have had a call delivered.
-		ch := s.StatusChanged(nats.SubscriptionClosed)
-		if s.Drain() != nil {
-			s.Unsubscribe()
-			continue
-		}
-		in.draining = append(in.draining, ch)
-	}
-	in.subs = nil
-	in.refusal = in.refusalError(i)
-	if !in.refusalLogged {
-		in.refusalLogged = true
-		in.a.log.Error("agent: "+in.refusal.Error(), "err", err)
-	}
-	in.refusedOnce.Do(func() { close(in.refusedCh) })
-	if in.retry == nil {
-		in.retry = time.AfterFunc(refusalRetry, in.retryRefused)
-	} else {
-		in.retry.Reset(refusalRetry)
-	}
-	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, false)
-}
-
-// refusalError says why the broker refused subscription i, and what to do.
-func (in *inbound) refusalError(i int) error {
-	c := &in.a.cfg
-	if i > 0 {
-		return fmt.Errorf("the broker refuses %s serving subset %s: the mesh file declares no subset %s of %s; "+
-			"declare it under services.%s.subsets and run natsmesh accounts generate again (then restart or reload the broker with it)",
-			c.Service, c.Subset, c.Subset, c.Service, c.Service)
-	}
-	subjects, queues := wire.ServiceSubjects(c.Service, "")
-	return fmt.Errorf("the broker refuses %s serving: its NATS user may not subscribe %s in queue group %s; "+
-		"connect with %s's own credentials (natsmesh accounts generate), from a mesh file that declares %s",
-		c.Service, subjects[0], queues[0], c.Service, c.Service)
-}
-
-// refusalErr returns why the broker refuses the instance's queue
-// subscriptions, or nil.
-func (in *inbound) refusalErr() error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.refusal
-}
-
-// retryRefused asks the broker again, refusalRetry after it refused (its
-// configuration may have been reloaded since), unless the service is
-// unhealthy now: then the health loop subscribes once checks pass.
-func (in *inbound) retryRefused() {
-	in.mu.Lock()
-	if in.closed {
-		in.mu.Unlock()
-		return
-	}
-	in.refusal = nil
-	in.mu.Unlock()
-	in.rejoin("subscribing", "") // subscribe says it when it joins
-}
-
-// watchRefusals chains a handler in front of the connection's async error
-// handler for the refusals subscribe cannot tell at once: a queue
-// subscription that nats.go sends again after a reconnect, one a reload of
-// the broker's configuration withdraws, one whose -ERR another error
-// followed before the flush returned. Each takes the instance out of its
-// queue groups as subscribe does. The refusals of the instance's own queue
-// subscriptions are the agent's to report (refuseLocked says why, once):
-// they are not passed on.
-func (in *inbound) watchRefusals() {
-	nc := in.a.nc
-	prev := nc.ErrorHandler()
-	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
-		if i := in.refuses(err); i >= 0 {
-			go in.refuseLater(i, err) // not on nats.go's callback goroutine
-			return
-		}
-		if prev != nil {
-			prev(c, sub, err)
-		}
-	})
-}
-
-// refuseLater is watchRefusals' refusal: the instance leaves its queue
-// groups, unless it is out of them already (subscribe saw the refusal
-// itself, or the instance withdrew).
-func (in *inbound) refuseLater(i int, err error) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.closed || in.refusal != nil || len(in.subs) == 0 {
-		return
-	}
-	in.refuseLocked(i, err)
-}
-
-// withdraw leaves the queue groups by draining: messages already delivered to
-// this instance are still served. It returns once the broker has processed
-// the unsubscribe (a flush), so when Serving reports false no new call is
-// routed here. The drains finish in the background; shutdown waits for every
-// one, including those a health withdrawal began.
-func (in *inbound) withdraw() {
-	in.withdrawMu.Lock()
-	defer in.withdrawMu.Unlock()
-	in.mu.Lock()
-	subs := in.subs
-	in.mu.Unlock()
-	if len(subs) == 0 {
-		return
-	}
-	var draining []<-chan nats.SubStatus
-	for _, s := range subs {
-		ch := s.StatusChanged(nats.SubscriptionClosed)
-		if err := s.Drain(); err != nil {
-			s.Unsubscribe()
-			continue
-		}
-		draining = append(draining, ch)
-	}
-	if err := in.a.nc.FlushTimeout(5 * time.Second); err != nil {
-		in.a.log.Warn("flushing the unsubscribe", "err", err)
-	}
-	in.mu.Lock()
-	in.subs = nil
-	in.draining = append(in.draining, draining...)
-	in.mu.Unlock()
-	in.a.cfg.Telemetry.SetServing(in.a.cfg.Service, in.a.cfg.Subset, false)
-}
+// withdraw leaves the queue groups by draining (queuehold.Hold.Leave).
+func (in *inbound) withdraw() { in.hold.Leave() }
 
 // restore ends a passive health cool-off: back in the queue groups unless
 // the last health check failed (then the health loop restores the
@@ -517,7 +303,7 @@ func (in *inbound) rejoin(failed, joined string) {
 		return
 	}
 	if err := in.subscribe(); err != nil {
-		if !errors.Is(err, errRefused) {
+		if !errors.Is(err, queuehold.ErrRefused) {
 			in.a.log.Error(failed, "err", err)
 		}
 		return
@@ -531,27 +317,10 @@ func (in *inbound) rejoin(failed, joined string) {
 const drainTimeout = 30 * time.Second
 
 func (in *inbound) shutdown() error {
-	in.mu.Lock()
-	in.closed = true
-	if in.retry != nil {
-		in.retry.Stop()
-	}
-	in.mu.Unlock()
+	in.hold.Close()
 	in.ej.Stop()
-	in.withdraw()
-	in.mu.Lock()
-	draining := in.draining
-	in.draining = nil
-	in.mu.Unlock()
-	timeout := time.NewTimer(drainTimeout)
-	defer timeout.Stop()
-	for _, ch := range draining {
-		select {
-		case <-ch:
-		case <-timeout.C:
-			in.a.log.Warn("subscription drain did not finish", "after", drainTimeout)
-		}
-	}
+	in.hold.Leave()
+	in.hold.Wait(drainTimeout)
 	// Every delivered message has been dispatched (or the drain timed out);
 	// from here on a late delivery is refused, and the calls in flight are
 	// answered before the connections close.

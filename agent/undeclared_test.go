@@ -119,7 +119,7 @@ func TestUndeclaredSubsetRefused(t *testing.T) {
 				}
 			}
 			time.Sleep(300 * time.Millisecond) // thirty health checks
-			if n := a.in.refusals.Load(); n != 1 {
+			if n := a.in.hold.Refusals(); n != 1 {
 				t.Errorf("the broker was asked %d times, want once (a refusal is no matter of time)", n)
 			}
 			if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), undeclaredV2) {
@@ -205,9 +205,9 @@ func TestUndeclaredSubsetRetried(t *testing.T) {
 	// It asks again, every refusalRetry and no sooner (timers never fire
 	// early): three refusals take at least two retries' time.
 	begin := time.Now()
-	first := a.in.refusals.Load()
+	first := a.in.hold.Refusals()
 	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if n := a.in.refusals.Load(); n < first+2 {
+		if n := a.in.hold.Refusals(); n < first+2 {
 			return fmt.Errorf("asked %d times, want %d", n, first+2)
 		}
 		return nil
