@@ -40,10 +40,12 @@
 // format's codecs (wire/httpwire, wire/grpcwire). This package imports
 // only the wire format (wire, and wire/grpcwire for the gRPC status a
 // reply carries and the grpc-timeout a raw NATS client may send) and the
-// NATS plumbing of its sender (internal/replymux, and internal/natsconn's
-// reading of the broker's permission violations), and what its dispatch
-// admits a call by (internal/admission: the reply subject, the caller's
-// deadline, the concurrency limit, adaptive by internal/adaptivelimit).
+// NATS plumbing (internal/replymux; internal/meshstream, the stream
+// protocol; and internal/outconn, what its sender's calls share of the
+// connection: the callers' reply muxes, the reconnect grace, the broker's
+// refusals), and what its dispatch admits a call by (internal/admission:
+// the reply subject, the caller's deadline, the concurrency limit,
+// adaptive by internal/adaptivelimit).
 //
 // Outbound, a [Sender] sends a call and returns the service's reply; an
 // [OutboundMiddleware] wraps a Sender, in the shape of http.RoundTripper

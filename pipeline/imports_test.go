@@ -11,8 +11,8 @@ import (
 
 // TestImportsOnlyTheWireFormat: issue 17. The seam knows no protocol: the
 // package imports no HTTP (net/http is meshhttp's), and of the mesh's own
-// packages only the wire format and its sender's NATS plumbing (the reply
-// mux, the reading of the broker's permission violations).
+// packages only the wire format and its NATS plumbing (the reply mux, what
+// the sender's calls share of the connection).
 func TestImportsOnlyTheWireFormat(t *testing.T) {
 	const module = "github.com/natsmesh/natsmesh/"
 	allowed := map[string]bool{
@@ -20,7 +20,7 @@ func TestImportsOnlyTheWireFormat(t *testing.T) {
 		module + "wire/grpcwire":          true, // the gRPC status of a reply, a raw client's grpc-timeout
 		module + "internal/replymux":      true, // the sender's reply subscriptions
 		module + "internal/meshstream":    true, // the stream protocol
-		module + "internal/natsconn":      true, // the sender's reading of the broker's permission violations
+		module + "internal/outconn":       true, // what the sender's calls share of the connection
 		module + "internal/admission":     true, // what the dispatch admits a call by
 		module + "internal/adaptivelimit": true, // the dispatch's default concurrency limit
 	}

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/internal/meshstream"
-	"github.com/natsmesh/natsmesh/internal/natsconn"
-	"github.com/natsmesh/natsmesh/internal/replymux"
+	"github.com/natsmesh/natsmesh/internal/outconn"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/grpcwire"
 )
@@ -101,7 +98,8 @@ type OutboundConfig struct {
 //     subject is in the pair inbox of the caller and the service called,
 //     wire.PairInbox(caller, service) (wire.PeerNATS for a plain NATS
 //     subject), received by the caller's reply mux (internal/replymux),
-//     one per caller and connection, made at the caller's first call;
+//     one per caller and connection, made at the caller's first call
+//     (internal/outconn);
 //     the connection's user must be allowed to subscribe to the caller's
 //     inbox (wire.InboxPrefix(caller)+".>"). A call to a mesh service
 //     uses the stream protocol (docs/wire.md, "Streams"): a streamed
@@ -150,9 +148,8 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 	if cfg.ReconnectGrace == 0 {
 		cfg.ReconnectGrace = DefaultReconnectGrace
 	}
-	ns := &natsSender{nc: nc, grace: max(cfg.ReconnectGrace, 0), inflight: map[*nats.Msg]context.CancelCauseFunc{}, refused: map[string]time.Time{},
+	ns := &natsSender{nc: nc, conn: outconn.New(nc, cfg.ReconnectGrace),
 		stream: meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle, Take: meshstream.NewTake(cfg.TakeWithin)}}
-	ns.hookErrors()
 	var s Sender = ns
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		s = cfg.Middleware[i](s)
@@ -164,7 +161,7 @@ func NewOutbound(nc *nats.Conn, cfg OutboundConfig) (*Outbound, error) {
 // waiting for a reply (connection-lost); calls sent after it fail with
 // broker-unavailable. It does not close the connection. Safe to call more
 // than once.
-func (o *Outbound) Close() error { return o.ns.close() }
+func (o *Outbound) Close() error { return o.ns.conn.Close() }
 
 // Send sends c through the middleware and over NATS.
 func (o *Outbound) Send(ctx context.Context, c *Call) (*Reply, error) {
@@ -199,216 +196,11 @@ func (o *Outbound) Limits() wire.Limits { return LimitsOf(o.nc) }
 func (o *Outbound) Conn() *nats.Conn { return o.nc }
 
 // natsSender is the end of the outbound pipeline: one NATS request,
-// through the reply mux of its caller.
+// through the reply mux of its caller (internal/outconn).
 type natsSender struct {
-	nc    *nats.Conn
-	grace time.Duration
-
-	// muxes are the reply muxes by caller, each made at its caller's
-	// first call (an agent's or a gateway's calls all have one caller,
-	// its own name). Copied on write, so a call finds its mux without a
-	// lock; muxMu orders the writers and Close.
-	muxes  atomic.Pointer[map[string]*replymux.Mux]
-	muxMu  sync.Mutex
-	closed bool
-	// refused are the callers whose reply subscription the broker
-	// refused, and until when their calls fail at once, unsent, without
-	// asking it again. Under muxMu.
-	refused map[string]time.Time
-
-	// inflight are the requests waiting for a reply, each its message
-	// and the cancellation of its context, so that a permissions
-	// violation the broker reports for a subject answers the requests on
-	// that subject (see hookErrors). Keyed by the message, which each
-	// request has anyway, so tracking one allocates nothing; a violation
-	// (rare) looks through them all.
-	mu       sync.Mutex
-	inflight map[*nats.Msg]context.CancelCauseFunc
-
+	nc     *nats.Conn
+	conn   *outconn.Conn
 	stream meshstream.Config
-
-	// downSince is when the connection was lost (unix nanoseconds), 0
-	// while it is up: the reconnect grace runs from it.
-	downSince atomic.Int64
-}
-
-// hookErrors chains s's handler in front of the connection's async error
-// handler. A publish the broker refuses (a subject outside the user's
-// permissions) is dropped by the broker, which reports it only as an
-// asynchronous -ERR naming the subject: without this the request would
-// wait for its timeout. The handler answers every request in flight on
-// that subject with forbidden at once, fails the reply mux whose
-// subscription the broker refuses (see refuseMux), then calls the previous
-// handler.
-func (s *natsSender) hookErrors() {
-	prevDown := s.nc.DisconnectErrHandler()
-	s.nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
-		s.downSince.Store(time.Now().UnixNano())
-		if prevDown != nil {
-			prevDown(nc, err)
-		}
-	})
-	prevUp := s.nc.ReconnectHandler()
-	s.nc.SetReconnectHandler(func(nc *nats.Conn) {
-		s.downSince.Store(0)
-		if prevUp != nil {
-			prevUp(nc)
-		}
-	})
-	prev := s.nc.ErrorHandler()
-	s.nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
-		s.asyncError(err)
-		if prev != nil {
-			prev(nc, sub, err)
-		}
-	})
-}
-
-func (s *natsSender) asyncError(err error) {
-	v, ok := natsconn.ParseViolation(err)
-	if !ok {
-		return
-	}
-	if v.Subscribe {
-		s.refuseMux(err)
-		return
-	}
-	cause := &wire.Error{Kind: wire.KindForbidden,
-		Message: "the broker refused the publish to " + v.Subject + ": the caller's NATS user may not send this call", Err: err}
-	s.mu.Lock()
-	for m, cancel := range s.inflight {
-		if m.Subject == v.Subject {
-			cancel(cause)
-		}
-	}
-	s.mu.Unlock()
-}
-
-// refusedWait is how long the calls of a caller whose reply subscription
-// the broker refused fail at once before the broker is asked again: the
-// refusal lasts until its configuration changes.
-const refusedWait = time.Minute
-
-// refusedError is the error of a call of caller whose reply subscription
-// the broker refused (cause): forbidden, saying what to do. sent: the
-// call was sent before the refusal was known (a subscription the broker
-// refused after a reconnect).
-func refusedError(caller string, sent bool, cause error) *wire.Error {
-	what := "nothing was sent"
-	if sent {
-		what = "the call was sent, its reply cannot come"
-	}
-	return &wire.Error{Kind: wire.KindForbidden, Err: cause,
-		Message: fmt.Sprintf("the broker refuses %s's reply subscription: the connection's NATS user may not subscribe %s.>, so no reply can reach %s (%s); "+
-			"connect as %s, with its own credentials (natsmesh accounts generate)", caller, wire.InboxPrefix(caller), caller, what, caller)}
-}
-
-// refuseMux fails at once the calls in flight on the reply mux whose
-// subscription err (an async permissions violation) refuses, instead of
-// letting them wait for their deadlines, and forgets the mux: the calls
-// of its caller fail at once, unsent, for refusedWait, then the next one
-// makes a new mux (and so asks the broker again).
-func (s *natsSender) refuseMux(err error) {
-	s.muxMu.Lock()
-	old := s.muxes.Load()
-	var caller string
-	var x *replymux.Mux
-	if old != nil {
-		for c, m := range *old {
-			if m.Refuses(err) {
-				caller, x = c, m
-			}
-		}
-	}
-	if x == nil {
-		s.muxMu.Unlock()
-		return
-	}
-	m := maps.Clone(*old)
-	delete(m, caller)
-	s.muxes.Store(&m)
-	s.refused[caller] = time.Now().Add(refusedWait)
-	s.muxMu.Unlock()
-	x.Fail(refusedError(caller, true, fmt.Errorf("%w %s: %w", replymux.ErrRefused, x.Subject(), err)))
-}
-
-// track records m as in flight until untrack, with the cancellation of
-// its request's context.
-func (s *natsSender) track(m *nats.Msg, cancel context.CancelCauseFunc) {
-	s.mu.Lock()
-	s.inflight[m] = cancel
-	s.mu.Unlock()
-}
-
-func (s *natsSender) untrack(m *nats.Msg) {
-	s.mu.Lock()
-	delete(s.inflight, m)
-	s.mu.Unlock()
-}
-
-// mux returns the reply mux of caller, made at its first call (within
-// ctx: replymux.New flushes its subscription). A subscription the broker
-// refuses fails the call at once, unsent, and so do the calls of the same
-// caller for refusedWait after (the broker is not asked again before).
-func (s *natsSender) mux(ctx context.Context, caller string) (*replymux.Mux, error) {
-	if m := s.muxes.Load(); m != nil {
-		if x := (*m)[caller]; x != nil {
-			return x, nil
-		}
-	}
-	s.muxMu.Lock()
-	defer s.muxMu.Unlock()
-	if s.closed {
-		return nil, &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "the outbound pipeline is closed"}
-	}
-	old := s.muxes.Load()
-	if old != nil {
-		if x := (*old)[caller]; x != nil {
-			return x, nil
-		}
-	}
-	if until, ok := s.refused[caller]; ok {
-		if time.Now().Before(until) {
-			return nil, refusedError(caller, false, replymux.ErrRefused)
-		}
-		delete(s.refused, caller)
-	}
-	x, err := replymux.New(ctx, s.nc, caller)
-	if err != nil {
-		if errors.Is(err, replymux.ErrRefused) {
-			s.refused[caller] = time.Now().Add(refusedWait)
-			return nil, refusedError(caller, false, err)
-		}
-		if errors.Is(err, wire.ErrInvalidName) {
-			return nil, &wire.Error{Kind: wire.KindNoRoute, Message: "caller: " + err.Error(), Err: err}
-		}
-		// Nothing was sent.
-		return nil, &wire.Error{Kind: wire.KindBrokerUnavailable, Message: err.Error(), Err: err}
-	}
-	m := make(map[string]*replymux.Mux, 1)
-	if old != nil {
-		maps.Copy(m, *old)
-	}
-	m[caller] = x
-	s.muxes.Store(&m)
-	return x, nil
-}
-
-// close closes the reply muxes; from then on no call is sent.
-func (s *natsSender) close() error {
-	s.muxMu.Lock()
-	defer s.muxMu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	var errs []error
-	if m := s.muxes.Swap(nil); m != nil { // later calls find no mux, and s.closed
-		for _, x := range *m {
-			errs = append(errs, x.Close())
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
@@ -421,10 +213,10 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 		}
 		peer = c.Service
 	}
-	if err := s.connected(ctx); err != nil {
+	if err := s.conn.Connected(ctx); err != nil {
 		return nil, err
 	}
-	mux, err := s.mux(ctx, c.Caller)
+	mux, err := s.conn.Mux(ctx, c.Caller)
 	if err != nil {
 		return nil, err
 	}
@@ -459,7 +251,7 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	m := &x.req
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	s.track(m, cancel)
+	s.conn.Track(m, cancel)
 	var reply *nats.Msg
 	var streamed *meshstream.Answer
 	if c.Subject == "" {
@@ -501,32 +293,10 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 	} else {
 		reply, err = mux.Request(ctx, m, peer)
 	}
-	s.untrack(m)
+	s.conn.Untrack(m)
 	x.req = nats.Msg{} // keeps neither the header nor the body
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, wire.ErrForbidden) {
-			return nil, cause
-		}
-		e := wire.FromError(err)
-		switch {
-		case e.Kind == wire.KindNoResponders && errors.Is(err, nats.ErrNoResponders):
-			e.Message = "no instance of " + c.Dest() + " is serving"
-		case e.Kind == wire.KindForbidden && errors.Is(err, replymux.ErrNotSent) && errors.Is(err, replymux.ErrRefused):
-			// It found the mux just before refuseMux failed it.
-			e = refusedError(c.Caller, false, err)
-		case e.Kind == wire.KindConnectionLost && errors.Is(err, replymux.ErrNotSent):
-			// Refused before it was sent (the pipeline closed under the
-			// call, after it found its mux; or the connection closed
-			// before the publish): nothing ran.
-			msg := "no connection to the broker: " + err.Error()
-			if errors.Is(err, replymux.ErrClosed) {
-				msg = "the outbound pipeline is closed"
-			}
-			e = &wire.Error{Kind: wire.KindBrokerUnavailable, Message: msg, Err: err}
-		}
-		// A connection lost from here on is connection-lost (the request
-		// may have run), never broker-unavailable: FromError says so.
-		return nil, e
+		return nil, outconn.SendError(ctx, err, c.Caller, c.Dest())
 	}
 	if reply == nil {
 		// A streamed answer: its head now, its body as it comes.
@@ -547,53 +317,4 @@ func (s *natsSender) Send(ctx context.Context, c *Call) (*Reply, error) {
 type exchange struct {
 	req   nats.Msg
 	reply Reply
-}
-
-// connected returns nil once the connection is up, waiting for a reconnect
-// for at most the grace period (within ctx). A request sent while
-// reconnecting would sit in nats.go's buffer until its deadline: failing
-// fast lets the caller retry elsewhere or give up with a clear answer.
-// Nothing has been sent when it fails, so its errors are
-// broker-unavailable, which is safe to retry.
-func (s *natsSender) connected(ctx context.Context) error {
-	if s.nc.IsConnected() {
-		return nil
-	}
-	if s.nc.IsClosed() || s.grace <= 0 {
-		return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker"}
-	}
-	// The grace runs from the loss of the connection, not from each
-	// attempt: a call's retries do not wait it again, and a call made
-	// well into an outage fails at once.
-	// downSince is written only by the connection's own handlers (a
-	// time written here could outlive the reconnect it raced with); 0
-	// while the connection is down is a loss its handler has yet to
-	// tell: just now.
-	now := time.Now()
-	since := s.downSince.Load()
-	if since == 0 {
-		since = now.UnixNano()
-	}
-	left := s.grace - now.Sub(time.Unix(0, since))
-	if left <= 0 {
-		return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: fmt.Sprintf("no connection to the broker for %v (reconnect grace %v)", now.Sub(time.Unix(0, since)).Round(time.Millisecond), s.grace)}
-	}
-	ch := s.nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
-	defer s.nc.RemoveStatusListener(ch)
-	t := time.NewTimer(left)
-	defer t.Stop()
-	// The status may have changed before the listener was registered.
-	for !s.nc.IsConnected() {
-		if s.nc.IsClosed() {
-			return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "the connection to the broker is closed"}
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: "no connection to the broker before the deadline", Err: ctx.Err()}
-		case <-t.C:
-			return &wire.Error{Kind: wire.KindBrokerUnavailable, Message: fmt.Sprintf("no connection to the broker (waited %v)", s.grace)}
-		}
-	}
-	return nil
 }
