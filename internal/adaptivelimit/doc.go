@@ -19,7 +19,12 @@
 //     the calls in flight in the first window, at least Initial (4), and
 //     grows as TCP's slow start does, by a quarter at each round of calls
 //     (as many calls as the limit, admitted and come back as fast as
-//     ever while the limit held others back). A call over the limit
+//     ever while the limit held others back); a step's new places are
+//     let in once, and again only when as many calls of its round as
+//     the limit have come back (the round after a step begins before a
+//     call the step queued at the service comes back, and would queue
+//     another), and a round of at most 8 calls ends the slow start on
+//     one call that queued (a larger one on two). A call over the limit
 //     waits for a place ([Limiter.MayWait], [Limiter.Wait], last come
 //     first served: Facebook's adaptive LIFO) for
 //     half the baseline, at least Slack (50 ms) and at most MaxWait (150

@@ -24,6 +24,10 @@ const growth = 1.25
 // baseline latency).
 const maxPatience = 16
 
+// smallRound: a round of at most this many calls ends its slow start on
+// one call that queued (a larger one on two).
+const smallRound = 8
+
 // ErrConfig is wrapped by every error about an invalid Config.
 var ErrConfig = errors.New("adaptivelimit: invalid configuration")
 
@@ -86,11 +90,18 @@ type Limiter struct {
 	// The hot path's state: the limit as it is admitted against, the
 	// calls in flight, and the current window's most in flight and
 	// refusals.
-	limit    atomic.Int64
-	inflight atomic.Int64
-	peak     atomic.Int64
-	refused  atomic.Int64
-	clock    func() time.Time // time.Now; the tests' virtual time
+	limit atomic.Int64
+	// After a slow-start step, the limit before it (0: none): the
+	// step's new places are let in once, and again only when the
+	// window's calls have come back as many as the limit (admitted and
+	// back count the window's calls), so the round that passes the
+	// service's capacity queues once there, not in the next round too,
+	// which begins before the call that queued has come back.
+	prior, admitted, back atomic.Int64
+	inflight              atomic.Int64
+	peak                  atomic.Int64
+	refused               atomic.Int64
+	clock                 func() time.Time // time.Now; the tests' virtual time
 	// closed is set while the limit is limiting: no call waits then.
 	closed atomic.Bool
 	// waitFor is how long a call may wait for a place now, and
@@ -210,11 +221,15 @@ func (l *Limiter) TryAcquire() bool {
 // take takes a place if there is one.
 func (l *Limiter) take() bool {
 	for {
-		n := l.inflight.Load()
-		if n >= l.limit.Load() {
+		n, lim := l.inflight.Load(), l.limit.Load()
+		if p := l.prior.Load(); p > 0 && l.admitted.Load() >= lim && l.back.Load() < lim {
+			lim = p
+		}
+		if n >= lim {
 			return false
 		}
 		if l.inflight.CompareAndSwap(n, n+1) {
+			l.admitted.Add(1)
 			for p := l.peak.Load(); n+1 > p && !l.peak.CompareAndSwap(p, n+1); p = l.peak.Load() {
 			}
 			return true
@@ -344,6 +359,7 @@ func (l *Limiter) sample(start, now time.Time) {
 		return
 	}
 	l.n++
+	l.back.Store(int64(l.n))
 	l.sum += lat
 	if l.n == 1 || lat < l.least {
 		l.least = lat
@@ -363,13 +379,14 @@ func (l *Limiter) sample(start, now time.Time) {
 			// whose latency varies widely has a slow call now and then,
 			// and a host short of CPU for a moment slows every call in
 			// flight at once, which a queue outlasts.
-			if l.over >= 2 && 4*l.over >= l.n && now.Sub(l.start) >= max(l.window, l.baseline) {
+			if (l.over >= 2 || l.round <= smallRound) && 4*l.over >= l.n && now.Sub(l.start) >= max(l.window, l.baseline) {
 				// Judged by the calls that queued.
 				l.n, l.sum, l.least = l.over, l.overSum, l.overSum/time.Duration(l.over)
 				l.update(now)
 				return
 			}
 		} else if l.over == 0 && l.n >= l.round && l.heldBack() {
+			l.prior.Store(int64(l.exact))
 			l.exact = min(max(l.exact*growth, l.exact+1), l.max)
 			l.limit.Store(int64(l.exact))
 			l.restart(now)
@@ -391,6 +408,8 @@ func (l *Limiter) heldBack() bool {
 // then on, the limit now a round of them.
 func (l *Limiter) restart(from time.Time) {
 	l.start, l.n, l.sum, l.done, l.over, l.overSum = from, 0, 0, 0, 0, 0
+	l.admitted.Store(0)
+	l.back.Store(0)
 	l.round = max(int(l.exact), 1)
 	l.refused.Store(0)
 	l.peak.Store(l.inflight.Load())
@@ -495,6 +514,7 @@ func (l *Limiter) update(now time.Time) {
 	}
 	l.exact = min(max(next, l.min), l.max)
 	l.limit.Store(int64(l.exact))
+	l.prior.Store(0)
 	l.restart(now)
 	l.closed.Store(l.limiting)
 	wait := min(max(l.baseline/2, l.slack), l.maxWait)
