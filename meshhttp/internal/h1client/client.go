@@ -31,8 +31,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	idle     map[string][]*conn // by host:port, the last one put the first taken
-	closed   bool
-	sweeping bool // a sweep of the connections idle too long is due (sweep)
+	sweeping bool               // a sweep of the connections idle too long is due (sweep)
 }
 
 var _ http.RoundTripper = (*Client)(nil)
@@ -263,7 +262,7 @@ func (c *Client) put(cn *conn) {
 	cn.used = time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || len(c.idle[cn.host]) >= max || cn.br.Buffered() > 0 {
+	if len(c.idle[cn.host]) >= max || cn.br.Buffered() > 0 {
 		cn.Close()
 		return
 	}
