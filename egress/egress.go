@@ -114,7 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // resolve is a plain-HTTP call's destination: its host's entry.
 func (h *Handler) resolve(r *http.Request) (pipeline.Call, error) {
-	host, err := hostOf(targetHost(r))
+	host, err := hostOf(meshhttp.TargetHost(r))
 	if err != nil {
 		return pipeline.Call{}, err
 	}
@@ -122,11 +122,14 @@ func (h *Handler) resolve(r *http.Request) (pipeline.Call, error) {
 	return pipeline.Call{Egress: entry}, nil
 }
 
-func (h *Handler) file() *policies.File {
-	if h.cfg.Policies == nil {
+func (h *Handler) file() *policies.File { return current(h.cfg.Policies) }
+
+// current is src's mesh file, nil while it holds none or src is nil.
+func current(src *live.Source) *policies.File {
+	if src == nil {
 		return nil
 	}
-	f, _ := h.cfg.Policies.Current()
+	f, _ := src.Current()
 	return f
 }
 
@@ -138,10 +141,7 @@ func (h *Handler) file() *policies.File {
 func Gate(src *live.Source, failClosed bool) pipeline.OutboundMiddleware {
 	return func(next pipeline.Sender) pipeline.Sender {
 		return pipeline.SendFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
-			var f *policies.File
-			if src != nil {
-				f, _ = src.Current()
-			}
+			f := current(src)
 			if failClosed && f == nil {
 				return nil, wire.Errorf(wire.KindNoMeshFile, "no mesh file yet: calls to hosts outside the mesh are refused until one is applied (natsmesh policy apply)")
 			}
@@ -173,13 +173,6 @@ func hostOf(hostport string) (string, error) {
 		return "", err
 	}
 	return d.External, nil
-}
-
-func targetHost(r *http.Request) string {
-	if r.URL != nil && r.URL.Host != "" {
-		return r.URL.Host
-	}
-	return r.Host
 }
 
 // deadline gives a call the client's deadline (Mesh-Timeout, which the

@@ -204,7 +204,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) (res Result) {
 	}
 	if p.Egress != nil && p.Resolve == nil {
 		list, complete := p.services()
-		if d, err := wire.ReadHost(targetHost(r), p.Domains, list, complete); err == nil && d.External != "" {
+		if d, err := wire.ReadHost(TargetHost(r), p.Domains, list, complete); err == nil && d.External != "" {
 			// Egress answers; a panic before it did is answered
 			// internal here.
 			p.Egress.ServeHTTP(w, r)
@@ -427,10 +427,10 @@ func (p *Proxy) log() *slog.Logger {
 // errConnect is the answer to CONNECT to a mesh service.
 var errConnect = wire.Errorf(wire.KindBadRequest, "CONNECT tunnels go to hosts outside the mesh only: call http://<service>/ and the mesh secures the hop")
 
-// targetHost is the host a request's client addressed: the URL's (an
+// TargetHost is the host a request's client addressed: the URL's (an
 // absolute-form target, a CONNECT's authority, or a client-side
 // request's), else Host.
-func targetHost(r *http.Request) string {
+func TargetHost(r *http.Request) string {
 	if r.URL != nil && r.URL.Host != "" {
 		return r.URL.Host
 	}
@@ -440,7 +440,7 @@ func targetHost(r *http.Request) string {
 // resolveHost is the default destination of a request: the host its
 // client addressed, read by wire.ParseHost.
 func resolveHost(r *http.Request, domains []string) (pipeline.Call, error) {
-	service, subset, err := wire.ParseHost(targetHost(r), domains)
+	service, subset, err := wire.ParseHost(TargetHost(r), domains)
 	if err != nil {
 		return pipeline.Call{}, err
 	}
@@ -452,7 +452,7 @@ func resolveHost(r *http.Request, domains []string) (pipeline.Call, error) {
 // must name a mesh service (Forward handed the others to Egress; a mesh
 // file that changed since may make one external: no-route).
 func readHost(r *http.Request, domains []string, services wire.Services, complete bool) (pipeline.Call, error) {
-	host := targetHost(r)
+	host := TargetHost(r)
 	d, err := wire.ReadHost(host, domains, services, complete)
 	if err != nil {
 		return pipeline.Call{}, err
