@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"sync"
 	"time"
 
@@ -294,13 +295,7 @@ func (rr *ReplyReader) Next(ctx context.Context) ([]byte, error) {
 	// (one message, or streamed only because it was larger than one).
 	end := rr.head
 	if tr := rr.body.Trailer(); len(tr) > 0 {
-		end = make(nats.Header, len(rr.head)+len(tr))
-		for k, vs := range rr.head {
-			end[k] = vs
-		}
-		for k, vs := range tr {
-			end[k] = vs
-		}
+		end = withTrailer(rr.head, tr)
 	}
 	if rr.streamed && end.Get(grpcwire.HeaderGRPCStatus) == "" {
 		// A whole reply without one is a NATS-native answer, read as
@@ -313,6 +308,15 @@ func (rr *ReplyReader) Next(ctx context.Context) ([]byte, error) {
 	}
 	rr.Status, rr.Trailer = resp.Status, resp.Trailer
 	return nil, io.EOF
+}
+
+// withTrailer is a new header of head's fields and tr's, tr's replacing
+// head's of the same name.
+func withTrailer(head, tr nats.Header) nats.Header {
+	h := make(nats.Header, len(head)+len(tr))
+	maps.Copy(h, head)
+	maps.Copy(h, tr)
+	return h
 }
 
 // Answer is the body of a service's streamed answer: a pipe its messages
@@ -362,13 +366,7 @@ func Settle(ctx context.Context, head nats.Header, a *Answer, lim wire.Limits) (
 			size += int64(len(b))
 			continue
 		case errors.Is(err, io.EOF):
-			m := &nats.Msg{Header: make(nats.Header, len(head)+len(a.Trailer())), Data: make([]byte, 0, size)}
-			for k, vs := range head {
-				m.Header[k] = vs
-			}
-			for k, vs := range a.Trailer() {
-				m.Header[k] = vs
-			}
+			m := &nats.Msg{Header: withTrailer(head, a.Trailer()), Data: make([]byte, 0, size)}
 			for _, b := range first {
 				m.Data = append(m.Data, b...)
 			}
