@@ -20,6 +20,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/chain"
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/natsconn"
+	"github.com/natsmesh/natsmesh/internal/upstream"
 	"github.com/natsmesh/natsmesh/pipeline"
 	"github.com/natsmesh/natsmesh/policies"
 	"github.com/natsmesh/natsmesh/policies/live"
@@ -300,7 +301,7 @@ func (c *Config) normalize() (*url.URL, error) {
 		return nil, nil
 	}
 	u, err := parseUpstream(c.Upstream)
-	if err == nil && c.UpstreamTLS != nil && !upstreamTLS(u) {
+	if err == nil && c.UpstreamTLS != nil && !upstream.TLS(u) {
 		err = fmt.Errorf("%w: upstream %q is cleartext, but TLS settings are given for it (https:// or h2:// speak TLS)", ErrConfig, c.Upstream)
 	}
 	return u, err

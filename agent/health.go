@@ -99,9 +99,9 @@ func (a *Agent) checker() func(context.Context) error {
 		return h.Check
 	case a.upstream == nil:
 		return nil
-	case upstreamGRPC(a.upstream) && h.GRPC != GRPCHealthConnect:
+	case upstream.GRPC(a.upstream) && h.GRPC != GRPCHealthConnect:
 		return a.grpcHealth
-	case !upstreamGRPC(a.upstream) && h.Path != "":
+	case !upstream.GRPC(a.upstream) && h.Path != "":
 		return a.httpHealth
 	}
 	return a.connectHealth

@@ -14,6 +14,7 @@ import (
 	"github.com/natsmesh/natsmesh/internal/chain"
 	siblings "github.com/natsmesh/natsmesh/internal/passive"
 	"github.com/natsmesh/natsmesh/internal/queuehold"
+	"github.com/natsmesh/natsmesh/internal/upstream"
 	"github.com/natsmesh/natsmesh/meshgrpc"
 	"github.com/natsmesh/natsmesh/meshhttp"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -105,14 +106,14 @@ func (in *inbound) handlers() pipeline.Protocols {
 	switch {
 	case in.handler != nil:
 		p.HTTP = &meshhttp.Handler{Handler: in.handler, Limits: limits}
-	case in.a.upstream != nil && !upstreamGRPC(in.a.upstream):
+	case in.a.upstream != nil && !upstream.GRPC(in.a.upstream):
 		in.httpUpstream = &meshhttp.Upstream{Base: in.a.upstream, Transport: in.httpTransport, Limits: limits, OnRefused: in.onRefused}
 		p.HTTP = in.httpUpstream
 	}
 	switch {
 	case in.grpcServer != nil:
 		p.GRPC = in.grpcServer
-	case in.a.upstream != nil && upstreamGRPC(in.a.upstream):
+	case in.a.upstream != nil && upstream.GRPC(in.a.upstream):
 		p.GRPC = pipeline.HandlerFunc(in.grpcUpstream)
 	}
 	return p

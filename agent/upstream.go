@@ -23,12 +23,6 @@ func parseUpstream(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// upstreamGRPC reports whether u is a gRPC upstream (h2c:// or h2://).
-func upstreamGRPC(u *url.URL) bool { return upstream.GRPC(u) }
-
-// upstreamTLS reports whether u speaks TLS (https:// or h2://).
-func upstreamTLS(u *url.URL) bool { return upstream.TLS(u) }
-
 // LoadUpstreamTLS is the UpstreamTLS of PEM files: caFile, when set, the
 // CA (or CAs) the service's certificate must be signed by, in place of the
 // system's roots; certFile and keyFile, both or neither, the client
@@ -49,7 +43,7 @@ func LoadUpstreamTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 // upgrade (a WebSocket) asks for HTTP/1.1 only: net/http does that itself.
 func (a *Agent) upstreamTransport() *http.Transport {
 	t := meshhttp.NewUpstreamTransport()
-	if a.upstream != nil && upstreamTLS(a.upstream) {
+	if a.upstream != nil && upstream.TLS(a.upstream) {
 		t.TLSClientConfig = a.tlsConfig()
 		t.ForceAttemptHTTP2 = true
 	}
@@ -59,7 +53,7 @@ func (a *Agent) upstreamTransport() *http.Transport {
 // grpcCredentials are the transport credentials of the connection to a
 // gRPC upstream: TLS for h2://, none for h2c://.
 func (a *Agent) grpcCredentials() credentials.TransportCredentials {
-	if upstreamTLS(a.upstream) {
+	if upstream.TLS(a.upstream) {
 		return credentials.NewTLS(a.tlsConfig())
 	}
 	return insecure.NewCredentials()
