@@ -51,7 +51,7 @@ var defaultEgressTransport = sync.OnceValue(func() *http.Transport { return NewE
 // Send implements [pipeline.Sender].
 func (e *Egress) Send(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
 	host := c.Header.Get(wire.HeaderHost)
-	addr, err := HostPort(host, "80")
+	addr, err := hostPort(host, "80")
 	if err != nil {
 		return nil, err
 	}
@@ -62,10 +62,10 @@ func (e *Egress) Send(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, e
 	return forward(ctx, c, hop{base: &url.URL{Scheme: "http", Host: addr}, transport: t, lim: e.Limits.Now(), who: "the external host " + host})
 }
 
-// HostPort is host (a request's Host: NAME, NAME:PORT, [IPv6]:PORT) as an
+// hostPort is host (a request's Host: NAME, NAME:PORT, [IPv6]:PORT) as an
 // address to dial, with port when it names none; a host that is none is
 // bad-request.
-func HostPort(host, port string) (string, error) {
+func hostPort(host, port string) (string, error) {
 	if host == "" {
 		return "", wire.Errorf(wire.KindBadRequest, "the request names no host")
 	}
