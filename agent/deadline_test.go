@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -98,7 +99,11 @@ func TestClientStartBy(t *testing.T) {
 	served := make(chan time.Duration, 10)
 	startAgent(t, b, Config{Service: "pay"}, func(a *Agent) {
 		a.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			d, _ := r.Context().Deadline()
+			d, ok := r.Context().Deadline()
+			if !ok {
+				served <- math.MaxInt64 // no deadline: all the time in the world
+				return
+			}
 			served <- time.Until(d)
 		}))
 	})

@@ -388,10 +388,17 @@ func TestWait(t *testing.T) {
 		t.Fatal("MayWait false while open")
 	}
 	got := make(chan bool, 1)
-	go func() { got <- l.Wait() }()
-	for l.nwait.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	// waiting returns once a call waits at l (for 10 s at most).
+	waiting := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); l.nwait.Load() == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("no call waits after 10 s")
+			}
+		}
 	}
+	go func() { got <- l.Wait() }()
+	waiting()
 	start := time.Now()
 	l.Release(start, false) // frees a place: the waiting call takes it
 	if ok := <-got; !ok {
@@ -414,9 +421,7 @@ func TestWait(t *testing.T) {
 			l.TryAcquire()
 		}
 		go func() { got <- l.Wait() }()
-		for l.nwait.Load() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		waiting()
 		l.release(time.Now(), time.Now().Add(d))
 		if ok := <-got; d == time.Second && ok {
 			t.Fatal("a waiting call was admitted once the limiter saw a queue")

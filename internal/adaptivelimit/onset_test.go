@@ -28,6 +28,11 @@ func TestOnsetQueuesOnce(t *testing.T) {
 		}
 	}
 	t.Logf("onset: served %d, %d waited at the service, max %v", out[1].served, waited, out[1].quantile(1))
+	// The service serves 80 calls in 2 s: a limiter that let in few
+	// would keep the queue empty by serving no one.
+	if out[1].served < 40 {
+		t.Errorf("served %d calls in the overload's first 2 s: want at least half the service's 80", out[1].served)
+	}
 	if waited > 1 {
 		t.Errorf("%d calls waited at the service in the overload's first 2 s: want at most 1", waited)
 	}

@@ -83,9 +83,13 @@ func TestAwaitStartBound(t *testing.T) {
 		}
 	}
 	// A start that comes late starts nothing.
-	wc.PublishMsg(&nats.Msg{Subject: accept.Header.Get(wire.HeaderStreamInbox), Header: nats.Header{
-		wire.HeaderFrame: {wire.FrameStart}, wire.HeaderSeq: {"1"}}})
-	wc.Flush()
+	if err := wc.PublishMsg(&nats.Msg{Subject: accept.Header.Get(wire.HeaderStreamInbox), Header: nats.Header{
+		wire.HeaderFrame: {wire.FrameStart}, wire.HeaderSeq: {"1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	var cancelled bool
 	for !cancelled {
 		select {
@@ -121,6 +125,8 @@ func rawCallee(t *testing.T) (onc *nats.Conn, x *replymux.Mux, wc *nats.Conn, re
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Unsubscribe() })
-	wc.Flush()
+	if err := wc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	return onc, x, wc, reply, got
 }

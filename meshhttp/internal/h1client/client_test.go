@@ -490,8 +490,11 @@ func TestIdleConnTimeoutCloses(t *testing.T) {
 	for range 4 {
 		go func() { done <- call("/hold") }()
 	}
-	for open.Load() < 4 {
-		time.Sleep(time.Millisecond)
+	for wait := time.Now().Add(10 * time.Second); open.Load() < 4; time.Sleep(time.Millisecond) {
+		if time.Now().After(wait) {
+			close(hold)
+			t.Fatalf("%d connections open after 10 s, want 4 at once", open.Load())
+		}
 	}
 	close(hold)
 	for range 4 {
