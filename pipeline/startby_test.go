@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -28,7 +29,10 @@ func TestNotStartedAfterCallersDeadline(t *testing.T) {
 		ClockSkew: 50 * time.Millisecond,
 		Handler: HandlerFunc(func(ctx context.Context, c *Call) (*Reply, error) {
 			ran.Add(1)
-			d, _ := ctx.Deadline()
+			d, ok := ctx.Deadline()
+			if !ok {
+				d = time.Time{}.Add(math.MaxInt64) // no deadline: never
+			}
 			deadlines <- d
 			return &Reply{Proto: c.Proto, Status: 200, Header: nats.Header{wire.HeaderStatus: {"200"}}}, nil
 		}),
