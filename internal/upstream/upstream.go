@@ -136,7 +136,7 @@ func Get(ctx context.Context, rt http.RoundTripper, u *url.URL, path string) err
 	req.Header.Set("User-Agent", "natsmesh-health")
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		return err
+		return fmt.Errorf("upstream %s: %w", u.Redacted(), err)
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
