@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -257,17 +256,18 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 		in.respond(m, nil, in.startBy.NotStarted(m.Subject, late))
 		return
 	}
-	wait, ok := in.gate.Admit(wholeRequest(m))
+	whole := wholeRequest(m)
+	wait, ok := in.gate.Admit(whole)
 	if !ok {
 		in.refuse(m)
 		return
 	}
-	d := dispatched{m: m, wait: wait}
+	d := dispatched{m: m, wait: wait, whole: whole}
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
 		if !d.wait {
-			in.gate.HeadDone(wholeRequest(m), time.Time{}, false)
+			in.gate.HeadDone(d.whole, time.Time{}, false)
 		}
 		in.gate.Release()
 		in.respond(m, nil, &wire.Error{Kind: wire.KindOverloaded, Message: in.service + " instance shutting down"})
@@ -283,10 +283,12 @@ func (in *Inbound) ServeMsg(m *nats.Msg) {
 }
 
 // dispatched is an admitted message handed to a worker; wait says it
-// must first wait for its place under the adaptive limit.
+// must first wait for its place under the adaptive limit; whole is
+// wholeRequest(m), read once at admission and given back with its place.
 type dispatched struct {
-	m    *nats.Msg
-	wait bool
+	m     *nats.Msg
+	wait  bool
+	whole bool
 }
 
 // refuse answers m overloaded, at the concurrency limit.
@@ -334,7 +336,7 @@ func (in *Inbound) run(d dispatched) {
 	}
 	start := time.Now()
 	if meshstream.Streams(m) {
-		in.runStream(m, start)
+		in.runStream(m, d.whole, start)
 		return
 	}
 	if len(m.Header[wire.HeaderConfirm]) > 0 {
@@ -343,7 +345,7 @@ func (in *Inbound) run(d dispatched) {
 		return
 	}
 	reply, err := in.serve(m)
-	in.gate.HeadDone(wholeRequest(m), start, err == nil)
+	in.gate.HeadDone(d.whole, start, err == nil)
 	in.respond(m, reply, err)
 }
 
@@ -422,18 +424,18 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 // lives until both have ended, it is cancelled, or its stream fails. It
 // holds its place under the fixed bound until then, and its place under
 // the adaptive limit, if it has one, until its handler has answered (its
-// head): the time until then, from start, is a sample of the service's
-// latency when the answer is whole too.
-func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
+// head; whole says it has one): the time until then, from start, is a
+// sample of the service's latency when the answer is whole too.
+func (in *Inbound) runStream(m *nats.Msg, whole bool, start time.Time) {
 	subj, err := wire.ParseSubject(m.Subject)
 	if err != nil {
-		in.gate.HeadDone(wholeRequest(m), start, false)
+		in.gate.HeadDone(whole, start, false)
 		in.respond(m, nil, &wire.Error{Kind: wire.KindBadRequest, Message: err.Error()})
 		return
 	}
 	srv, err := meshstream.Serve(in.nc, m, subj.Service, subj.Caller, in.listen, in.stream)
 	if err != nil {
-		in.gate.HeadDone(wholeRequest(m), start, false)
+		in.gate.HeadDone(whole, start, false)
 		in.respond(m, nil, err)
 		return
 	}
@@ -464,7 +466,7 @@ func (in *Inbound) runStream(m *nats.Msg, start time.Time) {
 		})
 	}
 	reply, end, err := in.serveStream(m, subj, srv)
-	in.gate.HeadDone(wholeRequest(m), start, err == nil && reply != nil && !reply.Streamed())
+	in.gate.HeadDone(whole, start, err == nil && reply != nil && !reply.Streamed())
 	if open != nil {
 		open.Stop()
 	}

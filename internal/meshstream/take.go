@@ -33,6 +33,9 @@ import (
 // Safe for concurrent use: one per caller.
 type Take struct {
 	floor time.Duration
+	// floorValue is wire.HeaderConfirm's value for floor (takeValue),
+	// made once: the wait of most calls.
+	floorValue []string
 
 	mu    sync.Mutex
 	paths map[string]*estimate // by service
@@ -54,7 +57,7 @@ func NewTake(floor time.Duration) *Take {
 	if floor <= 0 {
 		floor = wire.DefaultTakeWithin
 	}
-	return &Take{floor: floor, paths: map[string]*estimate{}}
+	return &Take{floor: floor, floorValue: []string{floor.Round(time.Millisecond).String()}, paths: map[string]*estimate{}}
 }
 
 // Within is the wait for a call to service's first sign now: the floor,
@@ -115,7 +118,7 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		if r.Confirm {
 			// The callee waits for the start twice as long, from the
 			// call's arrival.
-			h[wire.HeaderConfirm] = takeValue(within)
+			h[wire.HeaderConfirm] = t.takeValue(within)
 		}
 		wait := within
 		if bounded && time.Until(deadline) <= within {
@@ -194,11 +197,9 @@ func (t *Take) late(nc *nats.Conn, start time.Time, within time.Duration, r Requ
 var errGaveUp = &wire.Error{Kind: wire.KindTimeout, Message: "the caller took this instance for frozen or gone and sent the call elsewhere"}
 
 // takeValue is wire.HeaderConfirm's value for d, in whole milliseconds.
-func takeValue(d time.Duration) []string {
-	if d == wire.DefaultTakeWithin {
-		return takeDefault
+func (t *Take) takeValue(d time.Duration) []string {
+	if d == t.floor {
+		return t.floorValue
 	}
 	return []string{d.Round(time.Millisecond).String()}
 }
-
-var takeDefault = []string{wire.DefaultTakeWithin.String()}
