@@ -185,28 +185,18 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 	var peakHeap uint64
 	var peakGoroutines int
 	var limits []int // the limit every 50 ms from the overload's settle on
-	stop, retriedSent := make(chan struct{}), make(chan struct{})
-	sampled := make(chan struct{})
+	retriedSent := make(chan struct{})
 	overStart := time.Now()
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			peakHeap = max(peakHeap, m.HeapAlloc)
-			peakGoroutines = max(peakGoroutines, runtime.NumGoroutine())
-			if at := time.Since(overStart); at >= settle && at < overload {
-				limits = append(limits, orders.in.dispatch.Limit())
-			}
+	stopSampling := meshtest.Repeat(50*time.Millisecond, func() bool {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		peakHeap = max(peakHeap, m.HeapAlloc)
+		peakGoroutines = max(peakGoroutines, runtime.NumGoroutine())
+		if at := time.Since(overStart); at >= settle && at < overload {
+			limits = append(limits, orders.in.dispatch.Limit())
 		}
-	}()
+		return true
+	})
 	var retried *loadResult
 	go func() {
 		defer close(retriedSent)
@@ -240,8 +230,7 @@ func TestOverloadShedsAtTheAgent(t *testing.T) {
 	}
 	over.wait()
 	retried.wait()
-	close(stop)
-	<-sampled
+	stopSampling()
 
 	t.Logf("unloaded: %d served, p50 %v p99 %v", len(unloaded.served), quantile(unloaded.served, .5), base)
 	for _, r := range []struct {

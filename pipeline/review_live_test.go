@@ -474,26 +474,15 @@ func TestReviewLiveTakeBoundPerService(t *testing.T) {
 	}
 
 	// web calls far meanwhile, one call after another.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			o.Send(ctx, httpCall(t, "far", "POST"))
-			cancel()
-		}
-	}()
+	stop := meshtest.Repeat(0, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		o.Send(ctx, httpCall(t, "far", "POST"))
+		cancel()
+		return true
+	})
 	time.Sleep(3 * time.Second) // far's first signs
 	slowest, failed = orders()
-	close(stop)
-	wg.Wait()
+	stop()
 	t.Logf("orders while web calls far: a call that drew the frozen instance once answered within %v; %d failed", slowest.Round(time.Millisecond), failed)
 	if slowest > time.Second || failed > 0 {
 		t.Errorf("orders while web calls far: the frozen instance cost a call up to %v (300 ms without far's calls); %d calls failed", slowest.Round(time.Millisecond), failed)

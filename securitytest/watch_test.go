@@ -246,26 +246,12 @@ func TestWatchFlood(t *testing.T) {
 			t.Fatal(err)
 		}
 		counter.SetPendingLimits(-1, -1)
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
 		for range 2 {
 			flooder := m.connect(t, "orders")
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if err := flooder.PublishRequest(directGet("no-such-key"), target, nil); err != nil {
-						return
-					}
-				}
-			}()
+			defer meshtest.Repeat(0, func() bool {
+				return flooder.PublishRequest(directGet("no-such-key"), target, nil) == nil
+			})()
 		}
-		defer func() { close(stop); wg.Wait() }()
 		// The flood under way (on the code before, in the watch's buffer).
 		waitFor(t, func() bool { return landed.Load() > 500 }, "the flood lands")
 		v3 := st.apply(t, parseFile(t, watchMesh("POST")))

@@ -1,7 +1,6 @@
 package streamtest
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -160,23 +159,11 @@ func (p *proc) resetPeak() bool {
 // peakRSS is the process's peak resident set, VmHWM, in bytes.
 func (p *proc) peakRSS(t *testing.T) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	hwm, err := procStatus(p, "VmHWM")
 	if err != nil {
 		t.Fatalf("%s: %v (did it exit?)\n%s", p.name, err, p.out)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("%s: no VmHWM in /proc/%d/status", p.name, p.cmd.Process.Pid)
-	return 0
+	return hwm
 }
 
 // freeAddr returns a loopback address with a port free at the time of

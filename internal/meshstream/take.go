@@ -89,15 +89,8 @@ func (t *Take) observe(service string, d time.Duration) {
 		t.paths[service] = &estimate{srtt: max(d, time.Microsecond), rttvar: d / 2}
 		return
 	}
-	e.rttvar += (abs(e.srtt-d) - e.rttvar) / 4
+	e.rttvar += ((e.srtt - d).Abs() - e.rttvar) / 4
 	e.srtt += (d - e.srtt) / 8
-}
-
-func abs(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 // send sends r's request and waits for its first message, sending it

@@ -56,21 +56,10 @@ func startMesh(t *testing.T, routes ...func(*http.ServeMux)) *httptest.Server {
 	}
 	t.Cleanup(func() { clock.Stop() })
 	callerNC := meshtest.Conn(t, b)
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				callerNC.Request("demo.clock", nil, time.Second)
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-stopped })
+	t.Cleanup(meshtest.Repeat(20*time.Millisecond, func() bool {
+		callerNC.Request("demo.clock", nil, time.Second)
+		return true
+	}))
 
 	agenttest.Start(t, b, agent.Config{Service: "search", Subset: "v1"},
 		agenttest.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "found") })))
