@@ -9,9 +9,15 @@
 // A [Limiter] admits a call while fewer than its limit are in flight
 // ([Limiter.TryAcquire], a few atomic operations, no allocation) and
 // learns from the latency of the calls it admitted ([Limiter.Release]).
-// Its baseline is the service's latency when nothing queues there: the
-// least latency of the windows that showed no queue, averaged. The limit
-// is in one of two states:
+// It knows the service's latency when nothing queues there by two
+// figures, each averaged over the windows that showed no queue: its
+// baseline, a window's least latency, and its typical latency, a
+// window's mean. A window's least is held against the baseline, a
+// window's mean or a single call against the typical latency: a service
+// whose calls vary has a mean well over its least, and read against the
+// least its spread looks like a queue (at 10x, a service of 4 calls of
+// 70 to 130 ms was held at a limit of 1 and served a quarter of its
+// capacity). The limit is in one of two states:
 //
 //   - Probing, from the first window on (until it ends the limiter knows
 //     nothing of the service, and the limit is Max, 1,024) and whenever
@@ -27,10 +33,10 @@
 //     one call that queued (a larger one on two). A call over the limit
 //     waits for a place ([Limiter.MayWait], [Limiter.Wait], last come
 //     first served: Facebook's adaptive LIFO) for
-//     half the baseline, at least Slack (50 ms) and at most MaxWait (150
+//     half the typical latency, at least Slack (50 ms) and at most MaxWait (150
 //     ms, under a caller's wait for a sign of life), and only while fewer
 //     calls wait than the places that free within that time while the
-//     limit grows by a quarter a round (Little's law at the baseline
+//     limit grows by a quarter a round (Little's law at the typical
 //     latency); the others are refused at once. So a healthy
 //     service's burst waits a moment while the limit grows, and the
 //     onset of a flood is let in a round at a time. A window that no call
@@ -39,26 +45,40 @@
 //   - Limiting, from the first sign of a queue until a window in which
 //     no call reached the limit: two calls of a window (and a quarter of
 //     it, the window at least Window and the baseline long) each over
-//     Tolerance (1.5) times the baseline and over it by more than Slack, or a window whose least latency is
-//     over 1.25 times the baseline (every call of it waited behind
-//     another), or whose mean is over Tolerance times it and by more
-//     than Slack. The limit falls to limit × baseline / latency (at most
-//     by half), no call waits any more, and the calls waiting are
-//     refused. From then on, each window (at least Window, twice the
-//     baseline, and two rounds or MinSamples of samples) that held calls
-//     back sets the limit by the gradient of Netflix concurrency-limits'
-//     Gradient2: limit × baseline / mean, plus sqrt(limit)/8 (at least
-//     a quarter of a call) of headroom; the mean within 1.1 times the
-//     baseline or 5 ms of it counts as the baseline (the service's own
-//     jitter). At most halved, at most grown by sqrt(limit)/2, a window.
-//     The limit settles at the service's concurrency, one more now and
-//     then: each time the headroom finds the queue again at the same
-//     limit, the headroom past the limit below it is halved (down to a
-//     sixteenth), so probes that keep finding no more capacity come
-//     less and less often (a call let in over the capacity waits a whole
-//     call at the service); as many calls in flight as once queued,
-//     and no queue, restore it. It never opens wide again: when the load falls, it
-//     probes up from where it is.
+//     Tolerance (1.5) times the typical latency and over it by more than
+//     Slack, or a window whose least latency is over 1.25 times the
+//     baseline (every call of it waited behind another), or whose mean
+//     is over Tolerance times the typical latency and by more than
+//     Slack. The limit falls by the latency's rise (at most by half),
+//     no call waits any more, and the calls waiting are refused; the
+//     limit that showed the queue is the ceiling, as if a probe had
+//     found it once. From then on, each window (at least Window, twice
+//     the baseline, and two rounds or MinSamples of samples) that held
+//     calls back sets the limit by the gradient of Netflix
+//     concurrency-limits' Gradient2: limit × typical / mean, plus
+//     sqrt(limit)/8 (at least a quarter of a call) of headroom; a mean
+//     within 1.1 times the typical latency or 5 ms of it, or within
+//     twice the calls' own spread (typical over least) over the root of
+//     the window's samples, counts as the typical latency (the
+//     service's own variation). At most halved, at most grown by
+//     sqrt(limit)/2, a window. The limit settles at the service's
+//     concurrency, one more now and then. Where the headroom raises the
+//     limit to the ceiling or past it, that is a probe: its new place
+//     is let in once, three quarters of a typical call after the rise
+//     (the rise comes at a call's end, and a service at its capacity
+//     whose calls take about the same time ends them in step: a call let
+//     in then waits for what is left of the call ahead, not for nearly a
+//     whole one), and a call of its window over the typical latency
+//     by twice the spread and 5 ms more (the probe's call, which waited
+//     for a place at the service) ends it at once, the limit back to
+//     one below the ceiling, so a probe that finds no more capacity
+//     costs one call that waited, not one a round for a window; its
+//     window lasts three typical calls, until the probe's call is surely
+//     back. Each time a probe finds the queue again, the headroom past
+//     the limit below the ceiling is halved (down to a sixteenth), so
+//     probes come less and less often; as many calls in flight as once
+//     queued, and no queue, restore it. It never opens wide again: when
+//     the load falls, it probes up from where it is.
 //
 // The least latency of a window says a queue where the mean cannot: once
 // more calls are let in than the service serves at a time, every call

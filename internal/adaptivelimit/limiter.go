@@ -44,7 +44,7 @@ type Config struct {
 	Initial int
 	// MaxWait is the longest a call over the limit may wait for a place
 	// ([Limiter.Wait]) while the service shows no queueing; it waits
-	// half the service's baseline latency, at least Slack, and at most
+	// half the service's typical latency, at least Slack, and at most
 	// MaxWait. Default 150ms: shorter than a caller's least wait for a
 	// sign of life (wire.MinTakeWithin), since a call waiting here has
 	// given none and would otherwise be taken for lost and sent again.
@@ -98,10 +98,24 @@ type Limiter struct {
 	// service's capacity queues once there, not in the next round too,
 	// which begins before the call that queued has come back.
 	prior, admitted, back atomic.Int64
-	inflight              atomic.Int64
-	peak                  atomic.Int64
-	refused               atomic.Int64
-	clock                 func() time.Time // time.Now; the tests' virtual time
+	// While limiting, a limit the headroom raised to where a queue once
+	// showed (the ceiling) is a probe: its last place is let in once
+	// (probeUsed), and the window ends early when a call shows the
+	// queue again, so a probe that finds no more capacity costs one call
+	// that waits at the service, not one a round for a whole window.
+	probe     atomic.Bool
+	probeUsed atomic.Bool
+	// probeFrom is when the probe's place opens (Unix nanoseconds):
+	// three quarters of a typical call after the window began. The
+	// window begins at a call's end, and a service at its capacity
+	// whose calls take about the same time ends them in step: a place
+	// let in at once would wait nearly a whole call for a server, one
+	// let in later only what is left of the call ahead.
+	probeFrom atomic.Int64
+	inflight  atomic.Int64
+	peak      atomic.Int64
+	refused   atomic.Int64
+	clock     func() time.Time // time.Now; the tests' virtual time
 	// closed is set while the limit is limiting: no call waits then.
 	closed atomic.Bool
 	// waitFor is how long a call may wait for a place now, and
@@ -136,6 +150,10 @@ type Limiter struct {
 	// a window that shows queueing until one that holds nothing back.
 	exact    float64
 	baseline time.Duration
+	// typical is the service's mean latency when not held back: what a
+	// window's mean, or a single call, is held against (a service whose
+	// calls vary has a mean well over its least).
+	typical  time.Duration
 	limiting bool
 	// After a shrink, the window it judged by: its least latency and
 	// its most calls in flight.
@@ -225,10 +243,16 @@ func (l *Limiter) take() bool {
 		if p := l.prior.Load(); p > 0 && l.admitted.Load() >= lim && l.back.Load() < lim {
 			lim = p
 		}
+		if l.probe.Load() && n+1 >= lim && (l.probeUsed.Load() || l.clock().UnixNano() < l.probeFrom.Load()) {
+			lim-- // the probe's place is not open yet, or was let in once
+		}
 		if n >= lim {
 			return false
 		}
 		if l.inflight.CompareAndSwap(n, n+1) {
+			if n+1 >= lim && l.probe.Load() {
+				l.probeUsed.Store(true)
+			}
 			l.admitted.Add(1)
 			for p := l.peak.Load(); n+1 > p && !l.peak.CompareAndSwap(p, n+1); p = l.peak.Load() {
 			}
@@ -256,7 +280,7 @@ func (l *Limiter) MayWait() bool {
 }
 
 // Wait admits a call once a place is free, last come first served, or
-// reports after its wait (half the baseline latency, at least Slack, at
+// reports after its wait (half the typical latency, at least Slack, at
 // most MaxWait), or as soon as the limiter sees a queue at the service,
 // that there is none. The wait is no sample.
 func (l *Limiter) Wait() bool {
@@ -351,7 +375,7 @@ func (l *Limiter) sample(start, now time.Time) {
 		// queued behind these: by Little's law the calls in flight and
 		// the rate they end at tell how long a call now takes.
 		if elapsed := now.Sub(l.start); !l.limiting && l.baseline > 0 && l.n < l.minSamples && elapsed >= max(l.window, 2*l.baseline) {
-			if est := elapsed * time.Duration(l.inflight.Load()) / time.Duration(l.done); l.queueing(est, l.tol, l.slack) {
+			if est := elapsed * time.Duration(l.inflight.Load()) / time.Duration(l.done); l.queueingMean(est, l.tol, l.slack) {
 				l.n, l.sum, l.least = 1, est, est
 				l.update(now)
 			}
@@ -364,6 +388,19 @@ func (l *Limiter) sample(start, now time.Time) {
 	if l.n == 1 || lat < l.least {
 		l.least = lat
 	}
+	if l.probe.Load() && lat > l.typical+2*(l.typical-l.baseline)+l.slack/10 {
+		// The probe found the queue again (only its call could wait:
+		// the others were let in under the limit below it; a call over
+		// the typical latency by twice what it is over the least is
+		// taken to have waited): back below
+		// at once, and probing past it half as often from now on.
+		l.patience = min(max(1, 2*l.patience), maxPatience)
+		l.exact = max(l.ceiling-1, l.min)
+		l.limit.Store(int64(l.exact))
+		l.probe.Store(false)
+		l.restart(now)
+		return
+	}
 	if !l.limiting && l.baseline > 0 {
 		// Probing: a queue shows in single calls, not in a window's
 		// mean, which the calls admitted before the queue formed would
@@ -371,7 +408,7 @@ func (l *Limiter) sample(start, now time.Time) {
 		// back as fast as ever, while the limit held others back,
 		// grows the limit by a quarter at once (growth): TCP's slow
 		// start, slower.
-		if l.queueing(lat, l.tol, l.slack) {
+		if l.queueingMean(lat, l.tol, l.slack) {
 			l.over++
 			l.overSum += lat
 			// Two calls at least, a quarter of the window's, and a
@@ -393,7 +430,13 @@ func (l *Limiter) sample(start, now time.Time) {
 			return
 		}
 	}
-	if l.n >= min(l.minSamples, max(2, 2*l.round)) && now.Sub(l.start) >= max(l.window, 2*l.baseline) {
+	// A probe's window lasts until its call has surely come back: it
+	// waits at most a call at the service, then takes one.
+	span := 2 * l.baseline
+	if l.probe.Load() {
+		span = max(span, 3*l.typical)
+	}
+	if l.n >= min(l.minSamples, max(2, 2*l.round)) && now.Sub(l.start) >= max(l.window, span) {
 		l.update(now)
 	}
 }
@@ -443,7 +486,7 @@ func (l *Limiter) update(now time.Time) {
 	case l.baseline == 0:
 		// The first window: the service's latency, as it came, and
 		// from now on the limit probes from twice the calls in flight.
-		l.baseline = least
+		l.baseline, l.typical = least, mean
 		if !held {
 			next = max(l.initial, 2*peak)
 		}
@@ -453,14 +496,17 @@ func (l *Limiter) update(now time.Time) {
 		// the calls queued from before the shrink, still ahead): it is
 		// not queueing here that makes the service slow, but something
 		// behind it. The shrinks were mistaken: undone.
-		l.baseline, l.stale = least, 0
+		l.baseline, l.typical, l.stale = least, max(mean, least), 0
 		next = max(next, l.undo)
-	case !l.limiting && (l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack)):
+	case !l.limiting && (l.queueing(least, over, l.slack/10) || l.queueingMean(mean, l.tol, l.slack)):
 		// A queue at the service: the limit follows it from now on,
 		// from the calls the service serves without one.
 		l.limiting = true
 		l.undo = next
-		next = max(min(next, peak)*float64(l.baseline)/float64(max(least, mean*2/3)), next/2)
+		if c := math.Floor(l.exact); l.ceiling == 0 || c < l.ceiling {
+			l.ceiling, l.patience = c, 2
+		}
+		next = max(min(next, peak)*min(float64(l.baseline)/float64(least), 1.5*float64(l.typical)/float64(mean)), next/2)
 		l.shrunk, l.shrunkLeast, l.shrunkPk = true, float64(least), peak
 	case l.limiting && held:
 		// The gradient (Netflix concurrency-limits' Gradient2): the
@@ -468,8 +514,11 @@ func (l *Limiter) update(now time.Time) {
 		// the service serves without a queue; plus a little headroom,
 		// so that a service that got faster shows it. Halved at most,
 		// and grown by sqrt(limit)/2 at most, a window.
-		g := min(float64(l.baseline)/float64(mean), 1)
-		queued := l.queueing(mean, calm, l.slack/10)
+		g := min(float64(l.typical)/float64(mean), 1)
+		// Within the service's own variation of a window's mean (its
+		// calls' spread, the typical latency over the least, over the
+		// root of the window's samples, twice) is no queue either.
+		queued := l.queueingMean(mean, calm, l.slack/10) && float64(mean-l.typical) > 2*float64(l.typical-l.baseline)/math.Sqrt(float64(l.n))
 		if !queued {
 			g = 1 // the service's own jitter
 			if l.ceiling > 0 && peak >= l.ceiling {
@@ -488,7 +537,7 @@ func (l *Limiter) update(now time.Time) {
 			headroom /= l.patience
 		}
 		next = min(max(next*g+headroom, next/2), next+max(1, math.Sqrt(next)/2))
-		if l.queueing(least, over, l.slack/10) || l.queueing(mean, l.tol, l.slack/10) {
+		if l.queueing(least, over, l.slack/10) || l.queueingMean(mean, l.tol, l.slack/10) {
 			if !shrunk {
 				l.undo = l.exact
 			}
@@ -500,6 +549,7 @@ func (l *Limiter) update(now time.Time) {
 		// queue is forming (then the baseline must not learn it).
 		if !l.queueing(least, calm, 0) {
 			l.baseline += (least - l.baseline) / 4
+			l.typical += (max(mean, l.baseline) - l.typical) / 4
 		}
 		if !held {
 			// No call reached the limit: it probes again, from where
@@ -512,17 +562,23 @@ func (l *Limiter) update(now time.Time) {
 			l.ceiling, l.patience = 0, 1
 		}
 	}
+	was := l.limit.Load()
 	l.exact = min(max(next, l.min), l.max)
 	l.limit.Store(int64(l.exact))
 	l.prior.Store(0)
+	// A limit raised to the ceiling or past it, while limiting, is a
+	// probe (see probe).
+	l.probeUsed.Store(false)
+	l.probeFrom.Store(now.Add(l.typical * 3 / 4).UnixNano())
+	l.probe.Store(l.limiting && l.ceiling > 0 && int64(l.exact) > was && math.Floor(l.exact) >= l.ceiling)
 	l.restart(now)
 	l.closed.Store(l.limiting)
-	wait := min(max(l.baseline/2, l.slack), l.maxWait)
+	wait := min(max(l.typical/2, l.slack), l.maxWait)
 	l.waitFor.Store(int64(wait))
 	// Each call in flight frees its place once a baseline latency, and
 	// while the limit probes it grows by a quarter each round: within r
 	// rounds, (1.25^r - 1) / 0.25 places per place (Little's law).
-	l.waitPlaces.Store(int64(1000 * min((math.Pow(growth, float64(wait)/float64(max(l.baseline, 1)))-1)/(growth-1), 1<<30)))
+	l.waitPlaces.Store(int64(1000 * min((math.Pow(growth, float64(wait)/float64(max(l.typical, 1)))-1)/(growth-1), 1<<30)))
 	// A larger limit lets waiting calls in; a queue seen turns them away.
 	l.wake(l.limiting)
 }
@@ -531,6 +587,12 @@ func (l *Limiter) update(now time.Time) {
 // the service: over tol times the baseline, and by more than slack.
 func (l *Limiter) queueing(mean time.Duration, tol float64, slack time.Duration) bool {
 	return l.baseline > 0 && float64(mean) > tol*float64(l.baseline) && mean-l.baseline > slack
+}
+
+// queueingMean is queueing for a mean latency, or a single call's: held
+// against the typical latency, not the least.
+func (l *Limiter) queueingMean(mean time.Duration, tol float64, slack time.Duration) bool {
+	return l.typical > 0 && float64(mean) > tol*float64(l.typical) && mean-l.typical > slack
 }
 
 // Inflight is how many admitted calls are not released.
