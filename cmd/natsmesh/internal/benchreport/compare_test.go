@@ -162,3 +162,29 @@ func TestWriteComparison(t *testing.T) {
 		t.Errorf("ReadFile of bad JSON: %v, want an error naming the file", err)
 	}
 }
+
+// TestWriteTableWithoutTwins: a row with no direct row to compare with
+// says so ("-", not "0µs"), and a report without targets (one read back
+// with --from, or of scaling alone) prints no Targets heading.
+func TestWriteTableWithoutTwins(t *testing.T) {
+	ms := time.Millisecond
+	r := Report{Rows: []Row{row("sidecar-http", "closed 1", 2000, ms/2, 2*ms)}}
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.Contains(out, "Targets") {
+		t.Errorf("a report without targets printed their heading:\n%s", out)
+	}
+	var line string
+	for l := range strings.Lines(out) {
+		if strings.HasPrefix(strings.TrimSpace(l), "sidecar-http") {
+			line = l
+			break
+		}
+	}
+	if f := strings.Fields(line); len(f) < 9 || f[8] != "-" {
+		t.Errorf("+p50 vs direct of a row without direct: fields %q, want \"-\" as the ninth", f)
+	}
+}

@@ -256,6 +256,15 @@ func FormatLatency(d time.Duration) string {
 	return fmt.Sprintf("%s%.1fms", neg, float64(d)/float64(time.Millisecond))
 }
 
+// addedP50 is a row's p50 over direct's, or "-" where there is none to
+// compare with (the direct row itself, or no direct row at its load).
+func addedP50(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return FormatLatency(d)
+}
+
 // fmtDelta is FormatLatency with a sign.
 func fmtDelta(d time.Duration) string {
 	if d >= 0 {
@@ -279,7 +288,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.0f\t%.1f\t%.1f\t%.1f\t\n",
 			row.Scenario, row.Load, row.ReqPerSec, FormatLatency(row.P50), FormatLatency(row.P90), FormatLatency(row.P99), FormatLatency(row.P999),
-			FormatLatency(row.AddedP50), row.Errors, row.Client.CPUPer1k, row.Client.AllocsPerReq, cs, rw, row.LoadAvg)
+			addedP50(row.AddedP50), row.Errors, row.Client.CPUPer1k, row.Client.AllocsPerReq, cs, rw, row.LoadAvg)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -324,13 +333,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(w, "\nTargets (ratios measured side by side in this run)\n\n")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, t := range r.Targets {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", t.Status, t.Name, t.Want, t.Measured)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+	if len(r.Targets) > 0 {
+		// A report read back with --from, or one of scaling alone, may
+		// have none.
+		fmt.Fprintf(w, "\nTargets (ratios measured side by side in this run)\n\n")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, t := range r.Targets {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", t.Status, t.Name, t.Want, t.Measured)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "\nskipped %s: %s\n", s.Scenario, s.Reason)
