@@ -329,6 +329,7 @@ func (in *inbound) shutdown() error {
 		in.dispatch.Close(context.Background())
 		in.unobserve()
 	}
+	in.stall.stop()
 	in.httpTransport.CloseIdleConnections()
 	if in.httpUpstream != nil {
 		in.httpUpstream.CloseIdleConnections()

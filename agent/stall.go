@@ -34,6 +34,9 @@ func (s *stallWatch) watch() *stallwatch.Watch {
 	return &s.w
 }
 
+// stop stops the watch's timer, at shutdown.
+func (s *stallWatch) stop() { s.watch().Stop() }
+
 // wrap is h with the watch around every call to the local service.
 func (s *stallWatch) wrap(h pipeline.Handler) pipeline.Handler { return s.watch().Wrap(h) }
 

@@ -5,8 +5,10 @@
 // Its evidence is the calls. A [Watch] wraps the handler of every call to
 // the service ([Watch.Wrap]) and notes when the first call the service
 // has not answered since its last answer came. Once the service has
-// answered none of its calls for [After], the watch tells its owner at
-// once (Watch.OnStall: the agent runs its health loop without waiting
+// answered none of its calls for [After] (seen by the next call to start,
+// or by a timer the first unanswered call arms: a frozen service's calls
+// fill its agent's concurrency limit, and the later ones are refused
+// before they reach the watch), the watch tells its owner at once (Watch.OnStall: the agent runs its health loop without waiting
 // for the interval) and, while suspect, adds to the health check
 // ([Watch.Check]) a probe that asks the service itself to answer anything
 // (Watch.Alive). A service that answers is slow, not frozen (a long

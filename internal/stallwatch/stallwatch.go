@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,16 @@ type Watch struct {
 	// suspect: the health checks probe the service itself until it
 	// answers; frozen: the last probe went unanswered.
 	suspect, frozen atomic.Bool
+
+	// The timer that looks again After the first unanswered call came:
+	// a frozen service's calls fill its agent's concurrency limit, and
+	// the calls after them are refused before they reach the watch, so
+	// no later call would see the stall. armed while it waits; stopped
+	// by Stop. One timer a watch, armed at most once an After.
+	tmu     sync.Mutex
+	timer   *time.Timer
+	armed   atomic.Bool
+	stopped bool
 }
 
 // Wrap is h with the watch around every call to the local service: a call
@@ -59,7 +70,64 @@ func (w *Watch) Wrap(h pipeline.Handler) pipeline.Handler {
 
 func (w *Watch) start() {
 	now := time.Now().UnixNano()
-	w.since.CompareAndSwap(0, now) // the first call since the last answer
+	if w.since.CompareAndSwap(0, now) { // the first call since the last answer
+		w.arm(After)
+	}
+	w.look(now)
+}
+
+// arm starts the timer unless it waits already.
+func (w *Watch) arm(d time.Duration) {
+	if !w.armed.CompareAndSwap(false, true) {
+		return
+	}
+	w.tmu.Lock()
+	defer w.tmu.Unlock()
+	switch {
+	case w.stopped:
+	case w.timer == nil:
+		w.timer = time.AfterFunc(d, w.fire)
+	default:
+		w.timer.Reset(d)
+	}
+}
+
+// fire is the timer's: the stall if the first unanswered call came After
+// ago or more, else a look again when it will have.
+func (w *Watch) fire() {
+	now := time.Now().UnixNano()
+	since := w.since.Load()
+	if since != 0 {
+		if left := After - time.Duration(now-since); left >= 0 {
+			w.tmu.Lock()
+			if !w.stopped {
+				w.timer.Reset(left + time.Millisecond)
+			}
+			w.tmu.Unlock()
+			return
+		}
+		w.look(now)
+	}
+	w.armed.Store(false)
+	// A call that came while the timer was still armed did not arm it.
+	if since == 0 && w.since.Load() != 0 {
+		w.arm(After)
+	}
+}
+
+// Stop stops the timer; the watch is not used after it.
+func (w *Watch) Stop() {
+	w.tmu.Lock()
+	defer w.tmu.Unlock()
+	w.stopped = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// look makes the service suspect (once) if the first call it has not
+// answered came over After before now.
+func (w *Watch) look(now int64) {
 	since := w.since.Load()
 	stalled := since != 0 && time.Duration(now-since) > After
 	if stalled && w.suspect.CompareAndSwap(false, true) {

@@ -79,3 +79,51 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestWatchStallWithoutLaterCalls: the calls to a frozen service fill its
+// agent's concurrency limit, and the later ones are refused before they
+// reach the watch. The watch still sees the stall After the first
+// unanswered call, with no call after it; before, only a later call's
+// start looked, and the stall was seen only once the stuck calls' deadlines
+// freed places (seconds). A service that answers in time is never
+// suspect, and Stop stops the timer.
+func TestWatchStallWithoutLaterCalls(t *testing.T) {
+	var stalls atomic.Int32
+	w := &Watch{
+		Alive:   func(context.Context) error { return errors.New("no answer") },
+		OnStall: func() { stalls.Add(1) },
+	}
+	defer w.Stop()
+	release := make(chan struct{})
+	h := w.Wrap(pipeline.HandlerFunc(func(ctx context.Context, c *pipeline.Call) (*pipeline.Reply, error) {
+		if c.Op == "hang" {
+			<-release
+			return nil, context.DeadlineExceeded
+		}
+		return &pipeline.Reply{}, nil
+	}))
+	ctx := context.Background()
+
+	// Answered calls, a little over After in all: never suspect.
+	for end := time.Now().Add(After + 200*time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if _, err := h.ServeCall(ctx, &pipeline.Call{Op: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(After / 2)
+	if n := stalls.Load(); n != 0 {
+		t.Fatalf("OnStall called %d times for a service that answers every call", n)
+	}
+
+	// One call that hangs, and none after it.
+	started := time.Now()
+	go h.ServeCall(ctx, &pipeline.Call{Op: "hang"})
+	defer close(release)
+	waitFor(t, "stall seen without a later call", func() bool { return stalls.Load() > 0 })
+	if d := time.Since(started); d < After {
+		t.Errorf("stall seen %v after the call: want After (%v) or more", d, After)
+	}
+	if n := stalls.Load(); n != 1 {
+		t.Errorf("OnStall called %d times, want once", n)
+	}
+}
