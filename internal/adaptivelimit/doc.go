@@ -11,9 +11,12 @@
 // learns from the latency of the calls it admitted ([Limiter.Release]).
 // It knows the service's latency when nothing queues there by two
 // figures, each averaged over the windows that showed no queue: its
-// baseline, a window's least latency, and its typical latency, a
-// window's mean. A window's least is held against the baseline, a
-// window's mean or a single call against the typical latency: a service
+// baseline, a window's least latency, and its typical latency, the
+// mean of the calls that ended in a window (not only the window's own
+// samples, the calls that came back first). A window's least is held
+// against the baseline (and counts as a queue only past its own usual
+// straying), a window's mean or a single call against the typical
+// latency (a call only past twice the calls' spread): a service
 // whose calls vary has a mean well over its least, and read against the
 // least its spread looks like a queue (at 10x, a service of 4 calls of
 // 70 to 130 ms was held at a limit of 1 and served a quarter of its
@@ -63,7 +66,10 @@
 //     service's own variation). At most halved, at most grown by
 //     sqrt(limit)/2, a window. The limit settles at the service's
 //     concurrency, one more now and then. Where the headroom raises the
-//     limit to the ceiling or past it, that is a probe: its new place
+//     limit to the ceiling or past it, for a service whose calls take
+//     about the same time (its typical latency within a quarter of its
+//     least; a heavy tail probes for a whole window), that is a probe:
+//     its new place
 //     is let in once, three quarters of a typical call after the rise
 //     (the rise comes at a call's end, and a service at its capacity
 //     whose calls take about the same time ends them in step: a call let
@@ -74,7 +80,9 @@
 //     one below the ceiling, so a probe that finds no more capacity
 //     costs one call that waited, not one a round for a window; its
 //     window lasts three typical calls, until the probe's call is surely
-//     back. Each time a probe finds the queue again, the headroom past
+//     back; a probe's window that saw no queue is no proof of more
+//     room (its call may have waited too little to show), the next
+//     window, every place open, is. Each time a probe finds the queue again, the headroom past
 //     the limit below the ceiling is halved (down to a sixteenth), so
 //     probes come less and less often; as many calls in flight as once
 //     queued, and no queue, restore it. It never opens wide again: when

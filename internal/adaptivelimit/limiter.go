@@ -145,6 +145,10 @@ type Limiter struct {
 	// done counts every sampled call that ended in the window, those
 	// admitted before it too.
 	done int
+	// doneSum is their total latency: the typical latency learns from
+	// it, not from the window's samples alone, which a long call is
+	// less likely to be (it ends in a later window).
+	doneSum time.Duration
 	// exact is the limit unrounded; baseline the service's latency when
 	// not held back (0 until the first window ends). limiting is set from
 	// a window that shows queueing until one that holds nothing back.
@@ -153,7 +157,11 @@ type Limiter struct {
 	// typical is the service's mean latency when not held back: what a
 	// window's mean, or a single call, is held against (a service whose
 	// calls vary has a mean well over its least).
-	typical  time.Duration
+	typical time.Duration
+	// leastDev is how far a window's least latency strays from the
+	// baseline while nothing queues (averaged): a service whose calls
+	// vary has windows whose least varies too, which is no queue.
+	leastDev time.Duration
 	limiting bool
 	// After a shrink, the window it judged by: its least latency and
 	// its most calls in flight.
@@ -243,20 +251,25 @@ func (l *Limiter) take() bool {
 		if p := l.prior.Load(); p > 0 && l.admitted.Load() >= lim && l.back.Load() < lim {
 			lim = p
 		}
-		if l.probe.Load() && n+1 >= lim && (l.probeUsed.Load() || l.clock().UnixNano() < l.probeFrom.Load()) {
+		probe := l.probe.Load() && n+1 >= lim
+		if probe && (l.probeUsed.Load() || l.clock().UnixNano() < l.probeFrom.Load()) {
 			lim-- // the probe's place is not open yet, or was let in once
+			probe = false
 		}
 		if n >= lim {
 			return false
 		}
+		if probe && !l.probeUsed.CompareAndSwap(false, true) {
+			continue // another call took the probe's place
+		}
 		if l.inflight.CompareAndSwap(n, n+1) {
-			if n+1 >= lim && l.probe.Load() {
-				l.probeUsed.Store(true)
-			}
 			l.admitted.Add(1)
 			for p := l.peak.Load(); n+1 > p && !l.peak.CompareAndSwap(p, n+1); p = l.peak.Load() {
 			}
 			return true
+		}
+		if probe {
+			l.probeUsed.Store(false)
 		}
 	}
 }
@@ -368,13 +381,14 @@ func (l *Limiter) sample(start, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.done++
+	l.doneSum += now.Sub(start)
 	lat := now.Sub(start)
 	if start.Before(l.start) {
 		// Admitted under an earlier window's limit: no sample. But when
 		// the window's own calls are slow to come back, they may be
 		// queued behind these: by Little's law the calls in flight and
 		// the rate they end at tell how long a call now takes.
-		if elapsed := now.Sub(l.start); !l.limiting && l.baseline > 0 && l.n < l.minSamples && elapsed >= max(l.window, 2*l.baseline) {
+		if elapsed := now.Sub(l.start); !l.limiting && l.baseline > 0 && l.n < l.minSamples && elapsed >= max(l.window, 2*l.typical) {
 			if est := elapsed * time.Duration(l.inflight.Load()) / time.Duration(l.done); l.queueingMean(est, l.tol, l.slack) {
 				l.n, l.sum, l.least = 1, est, est
 				l.update(now)
@@ -408,7 +422,7 @@ func (l *Limiter) sample(start, now time.Time) {
 		// back as fast as ever, while the limit held others back,
 		// grows the limit by a quarter at once (growth): TCP's slow
 		// start, slower.
-		if l.queueingMean(lat, l.tol, l.slack) {
+		if l.queueingMean(lat, l.tol, l.slack) && lat > l.typical+2*(l.typical-l.baseline) {
 			l.over++
 			l.overSum += lat
 			// Two calls at least, a quarter of the window's, and a
@@ -450,7 +464,7 @@ func (l *Limiter) heldBack() bool {
 // restart begins a window of samples at from: the calls admitted from
 // then on, the limit now a round of them.
 func (l *Limiter) restart(from time.Time) {
-	l.start, l.n, l.sum, l.done, l.over, l.overSum = from, 0, 0, 0, 0, 0
+	l.start, l.n, l.sum, l.done, l.doneSum, l.over, l.overSum = from, 0, 0, 0, 0, 0, 0
 	l.admitted.Store(0)
 	l.back.Store(0)
 	l.round = max(int(l.exact), 1)
@@ -466,6 +480,13 @@ func (l *Limiter) restart(from time.Time) {
 // round-trip times, which Netflix's Vegas limit follows too).
 func (l *Limiter) update(now time.Time) {
 	mean, least := l.sum/time.Duration(l.n), l.least
+	wasProbe := l.probe.Load()
+	// The mean of every call that ended in the window, for the typical
+	// latency (see doneSum).
+	ended := mean
+	if l.done > 0 {
+		ended = l.doneSum / time.Duration(l.done)
+	}
 	inflight := l.inflight.Load()
 	peak := float64(l.peak.Swap(inflight))
 	held := l.refused.Swap(0) > 0 || peak >= float64(l.limit.Load()) || l.nwait.Load() > 0
@@ -486,7 +507,7 @@ func (l *Limiter) update(now time.Time) {
 	case l.baseline == 0:
 		// The first window: the service's latency, as it came, and
 		// from now on the limit probes from twice the calls in flight.
-		l.baseline, l.typical = least, mean
+		l.baseline, l.typical = least, max(ended, least)
 		if !held {
 			next = max(l.initial, 2*peak)
 		}
@@ -496,9 +517,9 @@ func (l *Limiter) update(now time.Time) {
 		// the calls queued from before the shrink, still ahead): it is
 		// not queueing here that makes the service slow, but something
 		// behind it. The shrinks were mistaken: undone.
-		l.baseline, l.typical, l.stale = least, max(mean, least), 0
+		l.baseline, l.typical, l.stale = least, max(ended, least), 0
 		next = max(next, l.undo)
-	case !l.limiting && (l.queueing(least, over, l.slack/10) || l.queueingMean(mean, l.tol, l.slack)):
+	case !l.limiting && (l.leastQueued(least, over) || l.queueingMean(mean, l.tol, l.slack)):
 		// A queue at the service: the limit follows it from now on,
 		// from the calls the service serves without one.
 		l.limiting = true
@@ -521,9 +542,11 @@ func (l *Limiter) update(now time.Time) {
 		queued := l.queueingMean(mean, calm, l.slack/10) && float64(mean-l.typical) > 2*float64(l.typical-l.baseline)/math.Sqrt(float64(l.n))
 		if !queued {
 			g = 1 // the service's own jitter
-			if l.ceiling > 0 && peak >= l.ceiling {
+			if l.ceiling > 0 && peak >= l.ceiling && !wasProbe {
 				// As many calls in flight as once queued, and no queue
-				// now: the service serves more than it did.
+				// now: the service serves more than it did. (Not from a
+				// probe's window: its one call may have waited too little
+				// to show; the next window, with every place open, says.)
 				l.ceiling, l.patience = 0, 1
 			}
 		} else if c := math.Floor(l.exact); l.ceiling == 0 || c <= l.ceiling {
@@ -537,7 +560,7 @@ func (l *Limiter) update(now time.Time) {
 			headroom /= l.patience
 		}
 		next = min(max(next*g+headroom, next/2), next+max(1, math.Sqrt(next)/2))
-		if l.queueing(least, over, l.slack/10) || l.queueingMean(mean, l.tol, l.slack/10) {
+		if l.leastQueued(least, over) || l.queueingMean(mean, l.tol, l.slack/10) {
 			if !shrunk {
 				l.undo = l.exact
 			}
@@ -547,9 +570,12 @@ func (l *Limiter) update(now time.Time) {
 		// The limit held nothing back, or it probes: the window's least
 		// latency is the service's own at the load it had, unless a
 		// queue is forming (then the baseline must not learn it).
+		// How far the least strays, from every window that showed no
+		// queue (those that taught the baseline only stray little).
+		l.leastDev += ((least - l.baseline).Abs() - l.leastDev) / 4
 		if !l.queueing(least, calm, 0) {
 			l.baseline += (least - l.baseline) / 4
-			l.typical += (max(mean, l.baseline) - l.typical) / 4
+			l.typical += (max(ended, l.baseline) - l.typical) / 4
 		}
 		if !held {
 			// No call reached the limit: it probes again, from where
@@ -564,13 +590,17 @@ func (l *Limiter) update(now time.Time) {
 	}
 	was := l.limit.Load()
 	l.exact = min(max(next, l.min), l.max)
-	l.limit.Store(int64(l.exact))
-	l.prior.Store(0)
 	// A limit raised to the ceiling or past it, while limiting, is a
-	// probe (see probe).
+	// probe (see probe), for a service whose calls take about the same
+	// time: one call's wait can be told from its spread. The probe's
+	// fields are set before the limit, so that no admission sees the new
+	// limit with the last window's.
+	l.probe.Store(false)
 	l.probeUsed.Store(false)
 	l.probeFrom.Store(now.Add(l.typical * 3 / 4).UnixNano())
-	l.probe.Store(l.limiting && l.ceiling > 0 && int64(l.exact) > was && math.Floor(l.exact) >= l.ceiling)
+	l.probe.Store(l.limiting && l.regular() && l.ceiling > 0 && int64(l.exact) > was && math.Floor(l.exact) >= l.ceiling)
+	l.limit.Store(int64(l.exact))
+	l.prior.Store(0)
 	l.restart(now)
 	l.closed.Store(l.limiting)
 	wait := min(max(l.typical/2, l.slack), l.maxWait)
@@ -588,6 +618,19 @@ func (l *Limiter) update(now time.Time) {
 func (l *Limiter) queueing(mean time.Duration, tol float64, slack time.Duration) bool {
 	return l.baseline > 0 && float64(mean) > tol*float64(l.baseline) && mean-l.baseline > slack
 }
+
+// leastQueued reports whether a window's least latency says every call
+// of it waited behind another: over tol times the baseline, by more than
+// a tenth of Slack and by more than four times the least's own straying.
+func (l *Limiter) leastQueued(least time.Duration, tol float64) bool {
+	return l.queueing(least, tol, max(l.slack/10, 4*l.leastDev))
+}
+
+// regular reports whether the service's calls take about the same time:
+// its typical latency within a quarter of its least. Then a call that
+// waited at the service shows by itself; a heavy tail has calls as slow
+// as a wait every window.
+func (l *Limiter) regular() bool { return 4*(l.typical-l.baseline) <= l.typical }
 
 // queueingMean is queueing for a mean latency, or a single call's: held
 // against the typical latency, not the least.
