@@ -56,18 +56,3 @@ func TestRepeat(t *testing.T) {
 		t.Fatal("Repeat called f after stop returned")
 	}
 }
-
-// TestFreeAddrOnce: FreeAddr never hands out a port twice in a process,
-// though each it returns is free again once it has returned (a test
-// that picks its processes' ports one after another, before any binds,
-// got the same one twice in CI).
-func TestFreeAddrOnce(t *testing.T) {
-	seen := map[string]bool{}
-	for range 2000 {
-		a := FreeAddr(t)
-		if seen[a] {
-			t.Fatalf("FreeAddr returned %s twice", a)
-		}
-		seen[a] = true
-	}
-}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/natsmesh/natsmesh/internal/freeaddr"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
@@ -194,15 +196,9 @@ func (p *Proc) Mallocs() (uint64, bool) {
 }
 
 // FreeAddr returns a loopback address with a port free at the time of the
-// call.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// call, below the ephemeral range, where the load's own connections
+// cannot take it before the process binds it (package freeaddr).
+func FreeAddr() (string, error) { return freeaddr.Loopback() }
 
 // CPUTime returns the user plus system CPU time of process pid ("self" for
 // this one) so far.
