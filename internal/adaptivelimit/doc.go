@@ -49,8 +49,10 @@
 //     no call reached the limit: two calls of a window (and a quarter of
 //     it, the window at least Window and the baseline long) each over
 //     Tolerance (1.5) times the typical latency and over it by more than
-//     Slack, or a window whose least latency is over 1.25 times the
-//     baseline (every call of it waited behind another), or whose mean
+//     Slack and by more than twice the calls' spread (typical over
+//     least), or a window whose least latency is over 1.25 times the
+//     baseline (every call of it waited behind another) and past its
+//     usual straying (at most the spread), or whose mean
 //     is over Tolerance times the typical latency and by more than
 //     Slack. The limit falls by the latency's rise (at most by half),
 //     no call waits any more, and the calls waiting are refused; the
@@ -67,10 +69,9 @@
 //     sqrt(limit)/2, a window. The limit settles at the service's
 //     concurrency, one more now and then. Where the headroom raises the
 //     limit to the ceiling or past it, for a service whose calls take
-//     about the same time (its typical latency within a quarter of its
-//     least; a heavy tail probes for a whole window), that is a probe:
-//     its new place
-//     is let in once, three quarters of a typical call after the rise
+//     about the same time (its least at least three quarters of its
+//     typical latency; a heavy tail probes for a whole window), that is
+//     a probe: its new place is let in once, three quarters of a typical call after the rise
 //     (the rise comes at a call's end, and a service at its capacity
 //     whose calls take about the same time ends them in step: a call let
 //     in then waits for what is left of the call ahead, not for nearly a
@@ -93,8 +94,9 @@
 // waits behind one, while the mean and the tail also rise when the host
 // is short of CPU, or a call is slow by itself (TCP Vegas's base and
 // actual round-trip times, which Netflix's Vegas limit follows too). A
-// window the limit held back never moves the baseline, so a long
-// overload does not teach it that queueing is normal. Shrinks that did
+// window the limit held back while limiting never moves the baseline
+// (nor one whose least is over 1.1 times it), so a long overload does
+// not teach it that queueing is normal. Shrinks that did
 // not shorten the least latency in two windows in a row, with a quarter
 // fewer calls in flight, say it is not the queue's (a dependency of the
 // service became slow): that latency becomes the baseline, and the

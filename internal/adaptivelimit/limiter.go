@@ -100,11 +100,13 @@ type Limiter struct {
 	prior, admitted, back atomic.Int64
 	// While limiting, a limit the headroom raised to where a queue once
 	// showed (the ceiling) is a probe: its last place is let in once
-	// (probeUsed), and the window ends early when a call shows the
-	// queue again, so a probe that finds no more capacity costs one call
-	// that waits at the service, not one a round for a whole window.
-	probe     atomic.Bool
-	probeUsed atomic.Bool
+	// (probeClaim holds the number of the window, probeGen, whose probe
+	// place a call took), and the window ends early when a call shows
+	// the queue again, so a probe that finds no more capacity costs one
+	// call that waits at the service, not one a round for a whole
+	// window.
+	probe                atomic.Bool
+	probeGen, probeClaim atomic.Int64
 	// probeFrom is when the probe's place opens (Unix nanoseconds):
 	// three quarters of a typical call after the window began. The
 	// window begins at a call's end, and a service at its capacity
@@ -252,14 +254,15 @@ func (l *Limiter) take() bool {
 			lim = p
 		}
 		probe := l.probe.Load() && n+1 >= lim
-		if probe && (l.probeUsed.Load() || l.clock().UnixNano() < l.probeFrom.Load()) {
+		gen, claim := l.probeGen.Load(), l.probeClaim.Load()
+		if probe && (claim == gen || l.clock().UnixNano() < l.probeFrom.Load()) {
 			lim-- // the probe's place is not open yet, or was let in once
 			probe = false
 		}
 		if n >= lim {
 			return false
 		}
-		if probe && !l.probeUsed.CompareAndSwap(false, true) {
+		if probe && !l.probeClaim.CompareAndSwap(claim, gen) {
 			continue // another call took the probe's place
 		}
 		if l.inflight.CompareAndSwap(n, n+1) {
@@ -269,7 +272,9 @@ func (l *Limiter) take() bool {
 			return true
 		}
 		if probe {
-			l.probeUsed.Store(false)
+			// Given back, unless a later window's probe was claimed
+			// meanwhile.
+			l.probeClaim.CompareAndSwap(gen, claim)
 		}
 	}
 }
@@ -596,7 +601,7 @@ func (l *Limiter) update(now time.Time) {
 	// fields are set before the limit, so that no admission sees the new
 	// limit with the last window's.
 	l.probe.Store(false)
-	l.probeUsed.Store(false)
+	l.probeGen.Add(1) // no claim is this window's
 	l.probeFrom.Store(now.Add(l.typical * 3 / 4).UnixNano())
 	l.probe.Store(l.limiting && l.regular() && l.ceiling > 0 && int64(l.exact) > was && math.Floor(l.exact) >= l.ceiling)
 	l.limit.Store(int64(l.exact))
@@ -623,7 +628,10 @@ func (l *Limiter) queueing(mean time.Duration, tol float64, slack time.Duration)
 // of it waited behind another: over tol times the baseline, by more than
 // a tenth of Slack and by more than four times the least's own straying.
 func (l *Limiter) leastQueued(least time.Duration, tol float64) bool {
-	return l.queueing(least, tol, max(l.slack/10, 4*l.leastDev))
+	// The least's straying is bounded by the calls' own spread (a
+	// window whose every call waited strays further, and must not teach
+	// it that it may).
+	return l.queueing(least, tol, max(l.slack/10, 4*min(l.leastDev, l.typical-l.baseline)))
 }
 
 // regular reports whether the service's calls take about the same time:

@@ -3,9 +3,11 @@
 // from a slow one (issue 21), for the agent in front of it.
 //
 // Its evidence is the calls. A [Watch] wraps the handler of every call to
-// the service ([Watch.Wrap]) and notes when the first call the service
-// has not answered since its last answer came. Once the service has
-// answered none of its calls for [After] (seen by the next call to start,
+// the service ([Watch.Wrap]), counts those waiting on it, and notes when
+// it was last seen alive while one waits: the first call since its last
+// answer, or an answer (a call's, or a probe's) while others still wait.
+// Once the service has answered none of its calls for [After] (seen by
+// the next call to start,
 // or by a timer the first unanswered call arms: a frozen service's calls
 // fill its agent's concurrency limit, and the later ones are refused
 // before they reach the watch), the watch tells its owner at once (Watch.OnStall: the agent runs its health loop without waiting

@@ -29,10 +29,13 @@ type Watch struct {
 	// alive again.
 	Log *slog.Logger
 
-	// since is when the first call the service has not answered since
-	// its last answer came (Unix ns; 0: none): an atomic, as every call
-	// reads it and most write it.
-	since atomic.Int64
+	// since is when the service was last seen alive with a call still
+	// waiting on it: the first call since its last answer, or its last
+	// answer (a call's or a probe's) while calls were still waiting
+	// (Unix ns; 0: none waits): an atomic, as every call reads it and
+	// most write it. inflight counts the calls waiting on it.
+	since    atomic.Int64
+	inflight atomic.Int64
 
 	// suspect: the health checks probe the service itself until it
 	// answers; frozen: the last probe went unanswered.
@@ -46,7 +49,7 @@ type Watch struct {
 	tmu     sync.Mutex
 	timer   *time.Timer
 	armed   atomic.Bool
-	stopped bool
+	stopped atomic.Bool
 }
 
 // Wrap is h with the watch around every call to the local service: a call
@@ -59,6 +62,7 @@ func (w *Watch) Wrap(h pipeline.Handler) pipeline.Handler {
 		}
 		w.start()
 		reply, err := h.ServeCall(ctx, c)
+		w.inflight.Add(-1)
 		if err == nil {
 			// The service gave its answer, whatever its status; an error
 			// is a call that failed, timed out or was cancelled.
@@ -69,6 +73,7 @@ func (w *Watch) Wrap(h pipeline.Handler) pipeline.Handler {
 }
 
 func (w *Watch) start() {
+	w.inflight.Add(1)
 	now := time.Now().UnixNano()
 	if w.since.CompareAndSwap(0, now) { // the first call since the last answer
 		w.arm(After)
@@ -84,7 +89,7 @@ func (w *Watch) arm(d time.Duration) {
 	w.tmu.Lock()
 	defer w.tmu.Unlock()
 	switch {
-	case w.stopped:
+	case w.stopped.Load():
 	case w.timer == nil:
 		w.timer = time.AfterFunc(d, w.fire)
 	default:
@@ -92,15 +97,16 @@ func (w *Watch) arm(d time.Duration) {
 	}
 }
 
-// fire is the timer's: the stall if the first unanswered call came After
-// ago or more, else a look again when it will have.
+// fire is the timer's: the stall if the service was last seen alive
+// After ago or more with calls waiting, else a look again when it will
+// have been.
 func (w *Watch) fire() {
 	now := time.Now().UnixNano()
 	since := w.since.Load()
 	if since != 0 {
 		if left := After - time.Duration(now-since); left >= 0 {
 			w.tmu.Lock()
-			if !w.stopped {
+			if !w.stopped.Load() {
 				w.timer.Reset(left + time.Millisecond)
 			}
 			w.tmu.Unlock()
@@ -109,27 +115,30 @@ func (w *Watch) fire() {
 		w.look(now)
 	}
 	w.armed.Store(false)
-	// A call that came while the timer was still armed did not arm it.
-	if since == 0 && w.since.Load() != 0 {
+	// A call that came, or an answer that restarted the clock, while the
+	// timer was still armed did not arm it: a since other than the one
+	// looked at has its own wait.
+	if s := w.since.Load(); s != 0 && s != since {
 		w.arm(After)
 	}
 }
 
-// Stop stops the timer; the watch is not used after it.
+// Stop stops the timer; OnStall is not called once it has returned, and
+// the watch is not used after it.
 func (w *Watch) Stop() {
+	w.stopped.Store(true)
 	w.tmu.Lock()
 	defer w.tmu.Unlock()
-	w.stopped = true
 	if w.timer != nil {
 		w.timer.Stop()
 	}
 }
 
-// look makes the service suspect (once) if the first call it has not
-// answered came over After before now.
+// look makes the service suspect (once) if it was last seen alive, with
+// calls waiting, over After before now.
 func (w *Watch) look(now int64) {
 	since := w.since.Load()
-	stalled := since != 0 && time.Duration(now-since) > After
+	stalled := since != 0 && time.Duration(now-since) > After && !w.stopped.Load()
 	if stalled && w.suspect.CompareAndSwap(false, true) {
 		w.log().Warn("the service has answered none of its calls for a while: asking it whether it is alive", "after", After)
 		if w.OnStall != nil {
@@ -139,7 +148,15 @@ func (w *Watch) look(now int64) {
 }
 
 // answered notes a sign of the service's life: an answer, or a probe's.
+// With calls still waiting on the service, the clock starts again from
+// now: a service that answered its probe and then froze with its calls
+// holding every place is seen After later, though no call comes.
 func (w *Watch) answered() {
+	if w.inflight.Load() > 0 {
+		w.since.Store(time.Now().UnixNano())
+		w.arm(After)
+		return
+	}
 	if w.since.Load() != 0 {
 		w.since.Store(0)
 	}
