@@ -22,13 +22,9 @@ func TestJitteryServiceKeepsItsThroughput(t *testing.T) {
 		t.Run(fmt.Sprint(spread), func(t *testing.T) {
 			l := newLimiter(t)
 			rng := rand.New(rand.NewPCG(1, 2))
-			s := &service{servers: 4}
-			s.work = func(now time.Duration) time.Duration {
-				if now >= 35*time.Second {
-					s.servers = 8
-				}
+			s := doubling(4, 35*time.Second, func() time.Duration {
 				return 100*time.Millisecond - spread + time.Duration(rng.Int64N(int64(2*spread)))
-			}
+			})
 			out := simulate(t, l, s,
 				phase{rate: 10, dur: 5 * time.Second, settle: time.Second},
 				phase{rate: 400, dur: 30 * time.Second, settle: 5 * time.Second},

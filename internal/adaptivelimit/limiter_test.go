@@ -177,6 +177,20 @@ func simulate(t *testing.T, l *Limiter, s *service, phases ...phase) []outcome {
 	return out
 }
 
+// doubling is a service of servers calls at a time, each taking work(),
+// that gets twice the servers from at on (the tests that a limit finds
+// capacity that grew).
+func doubling(servers int, at time.Duration, work func() time.Duration) *service {
+	s := &service{servers: servers}
+	s.work = func(now time.Duration) time.Duration {
+		if now >= at {
+			s.servers = 2 * servers
+		}
+		return work()
+	}
+	return s
+}
+
 func fixed(d time.Duration) func(time.Duration) time.Duration {
 	return func(time.Duration) time.Duration { return d }
 }

@@ -51,13 +51,7 @@ func TestProbesAreRare(t *testing.T) {
 // the service serves at least 80% of it in the last 10 s of 25.
 func TestMoreCapacityIsFound(t *testing.T) {
 	l := newLimiter(t)
-	s := &service{servers: 4}
-	s.work = func(now time.Duration) time.Duration {
-		if now >= 35*time.Second {
-			s.servers = 8
-		}
-		return 100 * time.Millisecond
-	}
+	s := doubling(4, 35*time.Second, func() time.Duration { return 100 * time.Millisecond })
 	out := simulate(t, l, s,
 		phase{rate: 10, dur: 5 * time.Second, settle: time.Second},
 		phase{rate: 400, dur: 30 * time.Second},

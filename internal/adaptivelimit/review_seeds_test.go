@@ -44,13 +44,7 @@ func TestReviewJitterSeeds(t *testing.T) {
 		for _, spread := range []time.Duration{30 * time.Millisecond, 60 * time.Millisecond} {
 			l := newLimiter(t)
 			rng := rand.New(rand.NewPCG(seed, 2))
-			s := &service{servers: 4}
-			s.work = func(now time.Duration) time.Duration {
-				if now >= 35*time.Second {
-					s.servers = 8
-				}
-				return uniformWork(rng, 100*time.Millisecond, spread)
-			}
+			s := doubling(4, 35*time.Second, func() time.Duration { return uniformWork(rng, 100*time.Millisecond, spread) })
 			out := simulate(t, l, s,
 				phase{rate: 10, dur: 5 * time.Second, settle: time.Second},
 				phase{rate: 400, dur: 30 * time.Second, settle: 5 * time.Second},

@@ -32,13 +32,7 @@ func uniformWork(rng *rand.Rand, mean, spread time.Duration) time.Duration {
 func TestReviewHeavyTailFindsMoreCapacity(t *testing.T) {
 	l := newLimiter(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	s := &service{servers: 64}
-	s.work = func(now time.Duration) time.Duration {
-		if now >= 35*time.Second {
-			s.servers = 128
-		}
-		return expWork(rng, 20*time.Millisecond)
-	}
+	s := doubling(64, 35*time.Second, func() time.Duration { return expWork(rng, 20*time.Millisecond) })
 	out := simulate(t, l, s,
 		phase{rate: 800, dur: 5 * time.Second, settle: time.Second},
 		phase{rate: 32000, dur: 30 * time.Second},
@@ -62,13 +56,7 @@ func TestReviewHeavyTailFindsMoreCapacity(t *testing.T) {
 func TestReviewHeavyTailLimitNotBelowCapacity(t *testing.T) {
 	l := newLimiter(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	s := &service{servers: 4}
-	s.work = func(now time.Duration) time.Duration {
-		if now >= 35*time.Second {
-			s.servers = 8
-		}
-		return expWork(rng, 100*time.Millisecond)
-	}
+	s := doubling(4, 35*time.Second, func() time.Duration { return expWork(rng, 100*time.Millisecond) })
 	out := simulate(t, l, s,
 		phase{rate: 10, dur: 5 * time.Second, settle: time.Second},
 		phase{rate: 400, dur: 30 * time.Second},
