@@ -33,7 +33,10 @@
 //     the limit have come back (the round after a step begins before a
 //     call the step queued at the service comes back, and would queue
 //     another), and a round of at most 8 calls ends the slow start on
-//     one call that queued (a larger one on two). A call over the limit
+//     one call that queued (a larger one on two), and any round whose
+//     every call waited (its least latency past the baseline's band: a
+//     fast service's queue, shorter than Slack) ends it too, for a
+//     service whose calls take about the same time. A call over the limit
 //     waits for a place ([Limiter.MayWait], [Limiter.Wait], last come
 //     first served: Facebook's adaptive LIFO) for
 //     half the typical latency, at least Slack (50 ms) and at most MaxWait (150

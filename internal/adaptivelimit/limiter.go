@@ -442,6 +442,14 @@ func (l *Limiter) sample(start, now time.Time) {
 				return
 			}
 		} else if l.over == 0 && l.n >= l.round && l.heldBack() {
+			if l.regular() && l.leastQueued(l.least, (1+l.tol)/2) {
+				// Every call of the round waited behind another, though
+				// none by Slack (a fast service's queue): judged now,
+				// not grown past it. (Only where calls take about the
+				// same time: a few calls' least varies too much else.)
+				l.update(now)
+				return
+			}
 			l.prior.Store(int64(l.exact))
 			l.exact = min(max(l.exact*growth, l.exact+1), l.max)
 			l.limit.Store(int64(l.exact))
