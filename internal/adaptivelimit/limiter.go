@@ -253,11 +253,15 @@ func (l *Limiter) take() bool {
 		if p := l.prior.Load(); p > 0 && l.admitted.Load() >= lim && l.back.Load() < lim {
 			lim = p
 		}
+		// The probe's fields are read only at its place.
+		var gen, claim int64
 		probe := l.probe.Load() && n+1 >= lim
-		gen, claim := l.probeGen.Load(), l.probeClaim.Load()
-		if probe && (claim == gen || l.clock().UnixNano() < l.probeFrom.Load()) {
-			lim-- // the probe's place is not open yet, or was let in once
-			probe = false
+		if probe {
+			gen, claim = l.probeGen.Load(), l.probeClaim.Load()
+			if claim == gen || l.clock().UnixNano() < l.probeFrom.Load() {
+				lim-- // the probe's place is not open yet, or was let in once
+				probe = false
+			}
 		}
 		if n >= lim {
 			return false
@@ -385,9 +389,9 @@ func (l *Limiter) release(start, now time.Time) {
 func (l *Limiter) sample(start, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.done++
-	l.doneSum += now.Sub(start)
 	lat := now.Sub(start)
+	l.done++
+	l.doneSum += lat
 	if start.Before(l.start) {
 		// Admitted under an earlier window's limit: no sample. But when
 		// the window's own calls are slow to come back, they may be

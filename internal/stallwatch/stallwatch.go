@@ -75,7 +75,9 @@ func (w *Watch) Wrap(h pipeline.Handler) pipeline.Handler {
 func (w *Watch) start() {
 	w.inflight.Add(1)
 	now := time.Now().UnixNano()
-	if w.since.CompareAndSwap(0, now) { // the first call since the last answer
+	// The first call since the last answer (read first: most calls find
+	// since set, and a compare-and-swap would take the line anyway).
+	if w.since.Load() == 0 && w.since.CompareAndSwap(0, now) {
 		w.arm(After)
 	}
 	w.look(now)
@@ -83,7 +85,7 @@ func (w *Watch) start() {
 
 // arm starts the timer unless it waits already.
 func (w *Watch) arm(d time.Duration) {
-	if !w.armed.CompareAndSwap(false, true) {
+	if w.armed.Load() || !w.armed.CompareAndSwap(false, true) {
 		return
 	}
 	w.tmu.Lock()
@@ -153,8 +155,13 @@ func (w *Watch) look(now int64) {
 // holding every place is seen After later, though no call comes.
 func (w *Watch) answered() {
 	if w.inflight.Load() > 0 {
-		w.since.Store(time.Now().UnixNano())
-		w.arm(After)
+		// Stored once in a sixteenth of After at most: a busy service
+		// answers many calls in that time, and the stall is still seen
+		// within After and a sixteenth.
+		if now := time.Now().UnixNano(); now-w.since.Load() > int64(After/16) {
+			w.since.Store(now)
+			w.arm(After)
+		}
 		return
 	}
 	if w.since.Load() != 0 {
