@@ -153,7 +153,9 @@ type export struct {
 //     the stream of discovery answers to the admin back;
 //   - for each caller C in account A that may call a service S in another
 //     account B: A exports to B the streams of C's calls to S
-//     (mesh.S.*.C.>) and C's stream messages to S (_INBOX_mesh.S.C.>), and
+//     (mesh.S.*.C.>, and mesh-inst.S.*.C.> addressed to one instance), C's
+//     census of S's instances ($SRV.STATUS.S.C), C's stream messages to S
+//     (_INBOX_mesh.S.C.>), and
 //     B exports to A the stream of S's replies to C (_INBOX_mesh.C.S.>).
 //
 // Calls cross accounts as streams, not services, so a message keeps its
@@ -187,6 +189,8 @@ func exports(spec *Spec, g *graph) []export {
 			continue
 		}
 		add(a, false, wire.Prefix+"."+e.callee+".*."+e.caller+".>", b)
+		add(a, false, wire.InstancePrefix+"."+e.callee+".*."+e.caller+".>", b)
+		add(a, false, "$SRV.STATUS."+e.callee+"."+e.caller, b)
 		add(a, false, wire.PairInbox(e.callee, e.caller)+".>", b)
 		add(b, false, wire.PairInbox(e.caller, e.callee)+".>", a)
 	}

@@ -33,7 +33,9 @@ var forbidden = []string{"$JS.>", "$JSC.>", "$NRG.>", "$KV.>", "$OBJ.>", "$SYS.>
 //     reach the user's. That is stricter than needed, never laxer;
 //   - services and the bridge (every user outside StoreAccount and
 //     SystemAccount) have no response permissions, and each subject they
-//     may publish is within their own calls (mesh.*.*.<self>.>), their
+//     may publish is within their own calls (mesh.*.*.<self>.>, and
+//     mesh-inst.*.*.<self>.> addressed to one instance), their census of
+//     a callee's instances ($SRV.STATUS.*.<self>), their
 //     pairs in others' inboxes (_INBOX_mesh.*.<self>.>), the discovery
 //     answers' inboxes of the admin and the bridge
 //     (_INBOX_mesh.<admin|bridge>.SRV.>), their own sibling subject
@@ -43,7 +45,9 @@ var forbidden = []string{"$JS.>", "$JSC.>", "$NRG.>", "$KV.>", "$OBJ.>", "$SYS.>
 //   - each subject a service or the bridge may subscribe is within its
 //     own calls in exactly its own queue groups (mesh.<self>._.> in group
 //     <self>, mesh.<self>.<v>.> in group <self>.<v> for a subset token v),
-//     its own inbox (_INBOX_mesh.<self>.>), discovery as itself
+//     the calls addressed to its own instances (mesh-inst.<self>.>, no
+//     queue group: an instance subscribes its own ID's), its own inbox
+//     (_INBOX_mesh.<self>.>), discovery as itself
 //     ($SRV.PING|INFO|STATS, $SRV.*.<self>, $SRV.*.<self>.*, which hold
 //     its sibling subject $SRV.STATUS.<self>) and the policies bucket's
 //     writes ($KV.natsmesh-policies.>). So none reads another's calls or
@@ -83,6 +87,8 @@ func CheckUsers(users []User) error {
 		}
 		allowed := append([]string{
 			wire.Prefix + ".*.*." + u.Name + ".>",
+			wire.InstancePrefix + ".*.*." + u.Name + ".>",
+			"$SRV.STATUS.*." + u.Name,
 			wire.InboxPrefix("*") + "." + u.Name + ".>",
 			"$SRV.STATUS." + u.Name,
 			directGet,
@@ -153,7 +159,7 @@ func maySubscribe(name, entry string) bool {
 		return queued && queue == group && subsetOf(subject, wire.Prefix+"."+name+"."+toks[2]+".>")
 	}
 	// A queue group elsewhere only narrows the subscription.
-	allowed := append([]string{wire.InboxPrefix(name) + ".>", "$SRV.STATUS." + name, kvSubjects}, discovery(name)...)
+	allowed := append([]string{wire.InstancePrefix + "." + name + ".>", wire.InboxPrefix(name) + ".>", "$SRV.STATUS." + name, kvSubjects}, discovery(name)...)
 	return slices.ContainsFunc(allowed, func(a string) bool { return subsetOf(subject, a) })
 }
 

@@ -3,6 +3,7 @@ package accounts
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/natsmesh/natsmesh/wire"
@@ -90,6 +91,9 @@ const (
 //	publish   mesh.<C>.*.S.>                 for each callee C that admits S with no methods
 //	          mesh.<C>.*.S.http.<METHOD>     for each HTTP method C admits S for
 //	          mesh.<C>.*.S.grpc.<op>         for each gRPC method (escaped "/pkg.Svc/Method", or *)
+//	          mesh-inst.<C>.*.S.…            each of those addressed to one instance of C, and
+//	          $SRV.STATUS.<C>.S              the census of C's instances (internal/census), for
+//	                                         each C: a call no instance took is sent there next
 //	          _INBOX_mesh.<O>.S.>            the pair inbox of S in O's inbox, once for each O
 //	                                         that may call S (S's replies to O) or that S may
 //	                                         call (S's stream credits and chunks to O), and
@@ -102,6 +106,8 @@ const (
 //	subscribe mesh.S._.> S                   in queue group S only
 //	          mesh.S.<v>.> S.<v>             each declared subset v, in its own queue group
 //	                                         only (an undeclared subset: nothing)
+//	          mesh-inst.S.>                  calls addressed to an instance of S (each instance
+//	                                         subscribes its own: mesh-inst.S.<id>.>)
 //	          _INBOX_mesh.S.>                S's replies, streams and discovery answers
 //	          $SRV.PING, $SRV.INFO, $SRV.STATS, $SRV.*.S, $SRV.*.S.*
 //	                                         micro discovery as S only (and $SRV.STATUS.S
@@ -142,6 +148,7 @@ func (s *Spec) Users() ([]User, error) {
 		svc := &s.Services[i]
 		p := &Permissions{}
 		p.Publish = append(p.Publish, g.calls[svc.Name]...)
+		p.Publish = append(p.Publish, addressed(g.calls[svc.Name])...)
 		p.Publish = append(p.Publish, g.pairInboxes(svc.Name)...)
 		// Passive health: an instance counts its siblings before it leaves
 		// its queue groups (passive.StatusSubject); they answer in its
@@ -155,6 +162,7 @@ func (s *Spec) Users() ([]User, error) {
 			subjects, queues := wire.ServiceSubjects(svc.Name, sub)
 			p.Subscribe = append(p.Subscribe, subjects[1]+" "+queues[1])
 		}
+		p.Subscribe = append(p.Subscribe, wire.InstancePrefix+"."+svc.Name+".>")
 		p.Subscribe = append(p.Subscribe, wire.InboxPrefix(svc.Name)+".>")
 		p.Subscribe = append(p.Subscribe, discovery(svc.Name)...)
 		p.Subscribe = append(p.Subscribe, kvSubjects)
@@ -164,6 +172,7 @@ func (s *Spec) Users() ([]User, error) {
 
 	bp := &Permissions{}
 	bp.Publish = append(bp.Publish, g.calls[Bridge]...)
+	bp.Publish = append(bp.Publish, addressed(g.calls[Bridge])...)
 	bp.Publish = append(bp.Publish, g.pairInboxes(Bridge)...)
 	bp.Publish = append(bp.Publish, answers...)
 	bp.Publish = append(bp.Publish, "$SRV.PING", "$SRV.INFO", "$SRV.STATS", directGet)
@@ -295,6 +304,27 @@ func (g *graph) pairInboxes(x string) []string {
 		if g.peers[x][o] || o == x && x != Bridge {
 			out = append(out, wire.PairInbox(o, x)+".>")
 		}
+	}
+	return out
+}
+
+// addressed are the subjects that go with calls, a caller's call
+// subjects (mesh.<C>.*.<x>.<rest>): the same calls addressed to one
+// instance of C (mesh-inst.<C>.*.<x>.<rest>) and the census of C's
+// instances as x ($SRV.STATUS.<C>.<x>, internal/census), which a caller
+// sends a call to once it went unanswered (docs/wire.md, "Liveness").
+func addressed(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		rest, ok := strings.CutPrefix(c, wire.Prefix+".")
+		if !ok {
+			continue
+		}
+		toks := strings.SplitN(rest, ".", 4) // callee, subset, caller, rest
+		if len(toks) < 4 {
+			continue
+		}
+		out = append(out, wire.InstancePrefix+"."+rest, "$SRV.STATUS."+toks[0]+"."+toks[2])
 	}
 	return out
 }

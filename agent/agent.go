@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/natsmesh/natsmesh/egress"
 	"github.com/natsmesh/natsmesh/internal/admin"
@@ -184,6 +185,9 @@ type Agent struct {
 	// endpoints are the inbound subjects as discovery shows them, with
 	// their counts; set by Start.
 	endpoints []*discovery.Endpoint
+	// instance is the agent's instance ID: its discovery ID and the
+	// third token of its instance subject (wire.InstanceSubject).
+	instance string
 
 	mu      sync.Mutex
 	started bool
@@ -217,6 +221,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 			"or set Config.BuiltinPolicy to let the broker's permissions alone decide", ErrConfig)
 	}
 	a := &Agent{
+		instance: nuid.Next(),
 		nc:       nc,
 		cfg:      cfg,
 		log:      cfg.Logger.With("service", cfg.Service),

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
+	"github.com/natsmesh/natsmesh/internal/census"
 	"github.com/natsmesh/natsmesh/internal/discovery"
 	"github.com/natsmesh/natsmesh/internal/passive"
 	"github.com/natsmesh/natsmesh/pipeline"
@@ -78,14 +78,21 @@ func recordAtEnd(e *discovery.Endpoint, start time.Time, reply *pipeline.Reply) 
 	reply.OnEnd(func(o wire.Outcome) { e.Record(time.Since(start), telemetry.Failed(o)) })
 }
 
-// startDiscovery starts answering discovery, and the status subject of
-// passive health (internal/passive).
+// startDiscovery starts answering discovery, the status subject of
+// passive health (internal/passive), and its callers' census
+// (internal/census).
 func (a *Agent) startDiscovery() error {
-	id := nuid.Next()
+	id := a.instance
+	counted := &census.Responder{Service: a.cfg.Service, Logger: a.log, Answer: func() census.Answer {
+		return census.Answer{ID: id, Subset: a.cfg.Subset, Addressable: a.in.hold.Addressable()}
+	}}
 	r, err := discovery.Start(a.nc, discovery.Config{
-		Name:        a.cfg.Service,
-		ID:          id,
-		Control:     map[string]nats.MsgHandler{passive.StatusSubject(a.cfg.Service): a.in.ej.Answer(id)},
+		Name: a.cfg.Service,
+		ID:   id,
+		Control: map[string]nats.MsgHandler{
+			passive.StatusSubject(a.cfg.Service): a.in.ej.Answer(id),
+			census.Subject(a.cfg.Service, "*"):   counted.Serve,
+		},
 		Version:     a.version(),
 		Description: "natsmesh agent",
 		Metadata:    a.metadata,

@@ -5,8 +5,68 @@ import (
 	"strings"
 )
 
-// Prefix is the first token of every mesh subject.
+// Prefix is the first token of every mesh subject sent to a queue group.
 const Prefix = "mesh"
+
+// InstancePrefix is the first token of a call addressed to one instance
+// ("mesh-inst.orders.<instance>.web.http.GET"): a caller that heard nothing
+// of a call within its take bound sends it again to an instance a census
+// found live (docs/wire.md, "Liveness"), not to the queue group, which
+// could draw the silent instance again. Its third token is the instance's
+// ID in place of the subset. A separate first token, not a form of the
+// subset token, so the broker's permissions can let an instance subscribe
+// its service's instance subjects without letting it subscribe the
+// service's queue subjects outside their queue groups.
+const InstancePrefix = "mesh-inst"
+
+// IsCallSubject reports whether subject is in either tree of mesh call
+// subjects (Prefix or InstancePrefix): a subject nothing but a call may be
+// published to, and no answer (discovery's, a deputy's) ever.
+func IsCallSubject(subject string) bool {
+	return strings.HasPrefix(subject, Prefix+".") || strings.HasPrefix(subject, InstancePrefix+".")
+}
+
+// maxInstanceLen bounds an instance ID (a NUID is 22 characters).
+const maxInstanceLen = 64
+
+// ValidInstance reports whether id may name an instance in a subject: 1 to
+// 64 characters from [A-Za-z0-9] (a NUID, as the agent's discovery ID is).
+func ValidInstance(id string) bool {
+	if id == "" || len(id) > maxInstanceLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// InstanceSubject is what the instance id of service subscribes (outside
+// any queue group) to receive the calls addressed to it.
+func InstanceSubject(service, id string) string {
+	return InstancePrefix + "." + service + "." + id + ".>"
+}
+
+// ToInstance returns the call subject subject (mesh.<service>.<subset>...)
+// addressed to instance id of the service instead, and false when subject
+// is not a queue-group call subject or id not a valid instance ID.
+func ToInstance(subject, id string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, Prefix+".")
+	if !ok || !ValidInstance(id) {
+		return "", false
+	}
+	service, rest, ok := strings.Cut(rest, ".")
+	if !ok {
+		return "", false
+	}
+	_, rest, ok = strings.Cut(rest, ".") // the subset
+	if !ok {
+		return "", false
+	}
+	return InstancePrefix + "." + service + "." + id + "." + rest, true
+}
 
 // AnySubset is the subset token of a subject that any instance of a
 // service answers ("mesh.orders._.web.http.GET"). It is the wire's
@@ -50,6 +110,10 @@ const maxNameLen = 63
 // input and is escaped by [EscapeToken].
 type Subject struct {
 	Service string
+	// Instance, when set, addresses the call to that instance of the
+	// service (InstancePrefix's tree; Subset is then ""): see
+	// [InstancePrefix].
+	Instance string
 	// Subset selects instances: "" means any instance (AnySubset, as a
 	// user may write it, is accepted too: see [AnySubset]), a label such as
 	// "v2" means the instances of that subset only.
@@ -62,13 +126,16 @@ type Subject struct {
 // String returns the NATS subject. It does not validate: use [Subject.Validate]
 // (or build subjects only from validated names) first.
 func (s Subject) String() string {
-	subset := s.Subset
+	prefix, subset := Prefix, s.Subset
 	if subset == "" {
 		subset = AnySubset
 	}
+	if s.Instance != "" {
+		prefix, subset = InstancePrefix, s.Instance
+	}
 	var b strings.Builder
-	b.Grow(len(Prefix) + len(s.Service) + len(subset) + len(s.Caller) + len(s.Proto) + len(s.Op) + 8)
-	b.WriteString(Prefix)
+	b.Grow(len(prefix) + len(s.Service) + len(subset) + len(s.Caller) + len(s.Proto) + len(s.Op) + 8)
+	b.WriteString(prefix)
 	b.WriteByte('.')
 	b.WriteString(s.Service)
 	b.WriteByte('.')
@@ -91,6 +158,12 @@ func (s Subject) Validate() error {
 		if err := ValidateName("subset", subset); err != nil {
 			return err
 		}
+		if s.Instance != "" {
+			return fmt.Errorf("wire: a call to instance %q names subset %q too: %w", s.Instance, subset, ErrInvalidName)
+		}
+	}
+	if s.Instance != "" && !ValidInstance(s.Instance) {
+		return fmt.Errorf("wire: instance ID %.70q: want 1 to %d characters from [A-Za-z0-9]: %w", s.Instance, maxInstanceLen, ErrInvalidName)
 	}
 	if err := ValidateName("caller", s.Caller); err != nil {
 		return err
@@ -103,7 +176,8 @@ func (s Subject) Validate() error {
 
 // ParseSubject reads a subject made by [Subject.String], validating every
 // token and unescaping the operation. The any-subset token reads as
-// Subset "" (see [AnySubset]).
+// Subset "" (see [AnySubset]); a subject of InstancePrefix's tree reads
+// its third token as the Instance.
 func ParseSubject(subject string) (Subject, error) {
 	// Split into a fixed array: every inbound call is parsed here, and
 	// strings.Split would allocate a slice each time. Exactly five dots make
@@ -116,7 +190,7 @@ func ParseSubject(subject string) (Subject, error) {
 		ok = ok && found
 	}
 	tokens[5] = rest
-	if !ok || strings.Contains(rest, ".") || tokens[0] != Prefix {
+	if !ok || strings.Contains(rest, ".") || tokens[0] != Prefix && tokens[0] != InstancePrefix {
 		return Subject{}, fmt.Errorf("wire: subject %q is not mesh.<service>.<subset>.<caller>.<proto>.<op>: %w", subject, ErrInvalidName)
 	}
 	for _, tok := range tokens[1:5] {
@@ -131,6 +205,9 @@ func ParseSubject(subject string) (Subject, error) {
 		return Subject{}, err
 	}
 	s := Subject{Service: tokens[1], Subset: NormalSubset(tokens[2]), Caller: tokens[3], Proto: Proto(tokens[4]), Op: op}
+	if tokens[0] == InstancePrefix {
+		s.Subset, s.Instance = "", tokens[2]
+	}
 	if err := s.Validate(); err != nil {
 		return Subject{}, err
 	}
@@ -143,7 +220,7 @@ func ParseSubject(subject string) (Subject, error) {
 // the broker has routed on) the rest. ok is false when subject is not a
 // six-token mesh subject or its operation token is not validly escaped.
 func SubjectOp(subject string) (proto Proto, op string, ok bool) {
-	if !strings.HasPrefix(subject, Prefix+".") || strings.Count(subject, ".") != 5 {
+	if !IsCallSubject(subject) || strings.Count(subject, ".") != 5 {
 		return "", "", false
 	}
 	i := strings.LastIndexByte(subject, '.')

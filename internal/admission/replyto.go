@@ -49,12 +49,15 @@ func ReplyAllowed(subject, reply string) bool {
 var inboxRoot = wire.InboxPrefix("")
 
 // callTokens returns the service and caller tokens of a mesh subject
-// (mesh.<service>.<subset>.<caller>.<proto>.<op>), or "", "" when subject
+// (mesh.<service>.<subset>.<caller>.<proto>.<op>, or mesh-inst.<service>.
+// <instance>.<caller>...), or "", "" when subject
 // is not one or either token is not a valid name.
 func callTokens(subject string) (service, caller string) {
 	rest, ok := strings.CutPrefix(subject, wire.Prefix+".")
 	if !ok {
-		return "", ""
+		if rest, ok = strings.CutPrefix(subject, wire.InstancePrefix+"."); !ok {
+			return "", ""
+		}
 	}
 	var toks [3]string // service, subset, caller
 	for i := range toks {

@@ -239,7 +239,8 @@ func (r *Responder) stats() Stats {
 // answered. Any inbox may ask (the nats CLI on an open broker uses
 // "_INBOX."; on a secured mesh the broker lets services answer only in
 // the pair inboxes _INBOX_mesh.<admin|bridge>.SRV.>), but never a subject
-// a discovery answer could do harm on: a mesh call subject ("mesh."),
+// a discovery answer could do harm on: a mesh call subject ("mesh.",
+// "mesh-inst."),
 // NATS's reserved namespaces ("$JS.", "$KV.", "$SYS.", "$SRV." and every
 // other "$" subject), a service import's reply ("_R_."), or a subject
 // with a wildcard, whitespace or an empty token; and a mesh inbox only
@@ -257,7 +258,7 @@ func Answerable(reply string) bool {
 			return false
 		}
 	}
-	if strings.HasPrefix(reply, "$") || strings.HasPrefix(reply, wire.Prefix+".") || strings.HasPrefix(reply, "_R_.") {
+	if strings.HasPrefix(reply, "$") || wire.IsCallSubject(reply) || strings.HasPrefix(reply, "_R_.") {
 		return false
 	}
 	// A mesh inbox only as a discovery pair inbox (_INBOX_mesh.<name>.SRV.…):

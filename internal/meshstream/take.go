@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/census"
 	"github.com/natsmesh/natsmesh/internal/replymux"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -17,7 +19,8 @@ import (
 // "Liveness"): a live callee answers, or accepts at once a call to
 // confirm (wire.HeaderConfirm), or any other once it has worked on it for
 // wire.StreamOpenAfter; silence past the wait is an instance that froze
-// or died with the call, which is then sent again to the queue group.
+// or died with the call, which is then sent again: to an instance a
+// census finds live, else to the queue group.
 //
 // The wait is at least its floor, and grows when live instances' signs
 // come late, as TCP's retransmission timeout does (RFC 6298): it keeps a
@@ -39,6 +42,9 @@ type Take struct {
 
 	mu    sync.Mutex
 	paths map[string]*estimate // by service
+
+	// census finds the live instances a silent call is sent to next.
+	census census.Census
 }
 
 // estimate is RFC 6298's state for one service's signs.
@@ -94,18 +100,26 @@ func (t *Take) observe(service string, d time.Duration) {
 }
 
 // send sends r's request and waits for its first message, sending it
-// again, to the queue group, each time no instance gives a sign of life
-// within the wait. That is safe: a call to confirm is started by no
-// instance this side has not confirmed, and this side confirms none that
-// was silent; any other is idempotent (pipeline's rule). A deadline
-// closer than the wait bounds the last one: silence to the deadline is
-// a timeout. Silence while nc is down says nothing of the instance: the
+// again each time no instance gives a sign of life within the wait: to an
+// instance a census finds live (census.Census.Pick), addressed by its
+// instance subject, or to the queue group when the census offers none
+// (or the call's subject is not a service's, a gateway's NATS route). An
+// addressed instance that stays silent too, or that no longer holds its
+// subject (no responders), is not offered again for a while
+// (census.Census.Suspect). That is safe: a call to confirm is started by
+// no instance this side has not confirmed, and this side confirms none
+// that was silent; any other is idempotent (pipeline's rule). A deadline
+// closer than the wait bounds the last one: silence to the deadline is a
+// timeout. Silence while nc is down says nothing of the instance: the
 // call is sent again once nc is back, not into nats.go's reconnect
 // buffer, whence every copy would reach the service at once (each one a
 // slot held, or a run).
 func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request) (*nats.Msg, *replymux.Inbox, error) {
 	deadline, bounded := ctx.Deadline()
 	h := r.Msg.Header
+	queue := r.Msg.Subject // the queue group's subject
+	defer func() { r.Msg.Subject = queue }()
+	var addressed string // the instance this send is addressed to, if any
 	for sent := 1; ; sent++ {
 		within := t.Within(r.Service, r.Confirm)
 		if r.Confirm {
@@ -122,7 +136,8 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		if err == nil {
 			t.observe(r.Service, t.delay(first, start, r.Confirm))
 		}
-		if !errors.Is(err, replymux.ErrSilent) {
+		gone := addressed != "" && errors.Is(err, nats.ErrNoResponders) && ctx.Err() == nil
+		if !errors.Is(err, replymux.ErrSilent) && !gone {
 			if err != nil && sent > 1 && ctx.Err() != nil {
 				return nil, nil, &wire.Error{Kind: wire.KindTimeout, Err: err,
 					Message: fmt.Sprintf("no instance took the call before its deadline: sent %d times, each unanswered within %v", sent, within)}
@@ -130,11 +145,36 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 			return first, rest, err
 		}
 		connected(ctx, nc)
+		if addressed != "" {
+			t.census.Suspect(r.Service, addressed)
+		}
+		r.Msg.Subject, addressed = queue, ""
+		if subset, ok := serviceSubset(queue, r.Service); ok {
+			if id, ok := t.census.Pick(ctx, mux, nc, r.Service, subset); ok {
+				if subj, ok := wire.ToInstance(queue, id); ok {
+					r.Msg.Subject, addressed = subj, id
+				}
+			}
+		}
 		if left := time.Until(deadline); bounded && left > 0 {
 			// The time left, as the call's first message said it.
 			wire.SetTimeout(h, left)
 		}
 	}
+}
+
+// serviceSubset returns the subset a call subject of service names (""
+// any), and false when subject is not one (a NATS route's).
+func serviceSubset(subject, service string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, wire.Prefix+".")
+	if !ok {
+		return "", false
+	}
+	if rest, ok = strings.CutPrefix(rest, service+"."); !ok {
+		return "", false
+	}
+	subset, _, ok := strings.Cut(rest, ".")
+	return wire.NormalSubset(subset), ok
 }
 
 // connected returns once nc is connected (at once when it is), closed, or

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,14 @@ type Config struct {
 	Service, Subset string
 	// Handler serves every message delivered to the subscriptions.
 	Handler nats.MsgHandler
+	// Instance, when set, returns the instance's ID (its discovery ID):
+	// while the instance is in its queue groups it also subscribes its
+	// instance subject (wire.InstanceSubject), which callers address a
+	// call to once it went unanswered elsewhere (docs/wire.md,
+	// "Liveness"). "" subscribes none. A broker that refuses it (accounts
+	// generated before instance subjects) costs only that: said once, at
+	// Warn; the queue groups are kept.
+	Instance func() string
 	// Out, when set, reports whether the instance is held out of its
 	// queue groups (a passive health cool-off): Join does nothing then.
 	Out func() bool
@@ -46,7 +56,11 @@ type Hold struct {
 	leaveMu  sync.Mutex // one Leave at a time
 	mu       sync.Mutex
 	subs     []*nats.Subscription
-	draining []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
+	// inst is the instance subject's subscription, held with subs (nil
+	// when there is none, or the broker refused it: instRefused).
+	inst        *nats.Subscription
+	instRefused bool
+	draining    []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
 	closed   bool                    // no more subscribing
 
 	// refusal is set while the broker refuses the queue subscriptions;
@@ -121,6 +135,7 @@ func (h *Hold) Join() error {
 			return ErrRefused
 		}
 	}
+	h.joinInstance()
 	if h.refusalLogged {
 		// Said whichever way it joined (a retry, or the health loop).
 		h.cfg.Logger.Info("agent: the broker admits the queue subscriptions now: serving")
@@ -128,6 +143,63 @@ func (h *Hold) Join() error {
 	h.refusalLogged = false // a refusal after this one is news
 	h.serving(true)
 	return nil
+}
+
+// joinInstance subscribes the instance subject (h.mu held, the queue
+// groups joined). A refusal is said once and leaves the instance in its
+// queue groups: callers then cannot address it, and send to the queue
+// group instead.
+func (h *Hold) joinInstance() {
+	if h.cfg.Instance == nil || h.inst != nil || h.instRefused {
+		return
+	}
+	id := h.cfg.Instance()
+	if !wire.ValidInstance(id) {
+		return
+	}
+	nc := h.cfg.Conn
+	before := nc.LastError()
+	sub, err := nc.Subscribe(wire.InstanceSubject(h.cfg.Service, id), h.cfg.Handler)
+	if err != nil {
+		h.cfg.Logger.Warn("agent: subscribing the instance subject", "err", err)
+		return
+	}
+	h.inst = sub
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return
+	}
+	if last := nc.LastError(); last != before && h.refusesInstance(last) {
+		h.refuseInstanceLocked(last)
+	}
+}
+
+// Addressable reports whether the instance holds its instance subject
+// (and so its queue groups): a caller may address a call to it.
+func (h *Hold) Addressable() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.inst != nil && len(h.subs) > 0
+}
+
+// refusesInstance reports whether err is the broker's refusal of the
+// instance subject's subscription.
+func (h *Hold) refusesInstance(err error) bool {
+	v, ok := natsconn.ParseViolation(err)
+	return ok && v.Subscribe && v.Queue == "" && strings.HasPrefix(v.Subject, wire.InstancePrefix+"."+h.cfg.Service+".")
+}
+
+// refuseInstanceLocked drops the instance subject after the broker
+// refused it, for good (h.mu held).
+func (h *Hold) refuseInstanceLocked(err error) {
+	if h.inst != nil {
+		h.inst.Unsubscribe()
+		h.inst = nil
+	}
+	if !h.instRefused {
+		h.instRefused = true
+		h.cfg.Logger.Warn("agent: the broker refuses this instance's instance subject: callers cannot send a call here after another instance was silent, only to the queue group; "+
+			"run natsmesh accounts generate again (then restart or reload the broker with it)", "err", err)
+	}
 }
 
 func (h *Hold) serving(on bool) {
@@ -168,6 +240,10 @@ func (h *Hold) refuseLocked(i int, err error) {
 		h.draining = append(h.draining, ch)
 	}
 	h.subs = nil
+	if h.inst != nil {
+		h.inst.Unsubscribe()
+		h.inst = nil
+	}
 	h.refusal = h.refusalError(i)
 	if !h.refusalLogged {
 		h.refusalLogged = true
@@ -226,6 +302,14 @@ func (h *Hold) WatchRefusals() {
 			go h.refuseLater(i, err) // not on nats.go's callback goroutine
 			return
 		}
+		if h.refusesInstance(err) {
+			go func() {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				h.refuseInstanceLocked(err)
+			}()
+			return
+		}
 		if prev != nil {
 			prev(c, sub, err)
 		}
@@ -254,6 +338,10 @@ func (h *Hold) Leave() {
 	defer h.leaveMu.Unlock()
 	h.mu.Lock()
 	subs := h.subs
+	if h.inst != nil {
+		subs = append(slices.Clip(subs), h.inst)
+	}
+	h.inst = nil
 	h.mu.Unlock()
 	if len(subs) == 0 {
 		return

@@ -1,0 +1,277 @@
+package census
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/internal/logevery"
+	"github.com/natsmesh/natsmesh/internal/replymux"
+	"github.com/natsmesh/natsmesh/wire"
+)
+
+// Subject is where the instances of service answer caller's census:
+// "$SRV.STATUS.<service>.<caller>" (passive health's sibling count is
+// "$SRV.STATUS.<service>", without a caller). Subject(service, "*") is
+// what an instance subscribes.
+func Subject(service, caller string) string {
+	return "$SRV.STATUS." + service + "." + caller
+}
+
+// Answer is one instance's answer to a census.
+type Answer struct {
+	// ID is the instance's ID: its discovery ID, and the third token of
+	// its instance subject (wire.InstanceSubject).
+	ID string `json:"id"`
+	// Subset is its subset, "" for none.
+	Subset string `json:"subset,omitempty"`
+	// Addressable is whether it takes calls addressed to it now: it is
+	// in its queue groups and holds its instance subject.
+	Addressable bool `json:"addressable"`
+}
+
+// Responder answers the census requests of a service's callers for one
+// instance. Service and Answer are required.
+type Responder struct {
+	Service string
+	// Answer is the instance's answer now.
+	Answer func() Answer
+	Logger *slog.Logger
+
+	refused logevery.Limiter
+}
+
+// Serve answers one census request (a nats.MsgHandler on Subject(Service,
+// "*")): in the pair inbox of the subject's caller and the service only;
+// any other request is dropped, said at most once a second.
+func (r *Responder) Serve(m *nats.Msg) {
+	caller, ok := strings.CutPrefix(m.Subject, Subject(r.Service, ""))
+	inbox := wire.PairInbox(caller, r.Service) + "."
+	if !ok || wire.ValidateName("caller", caller) != nil || !strings.HasPrefix(m.Reply, inbox) || !literal(m.Reply[len(inbox):]) {
+		if n, ok := r.refused.Allow(); ok {
+			log := r.Logger
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Warn("census: refused a request whose caller or reply subject is not its own (nothing published)",
+				"subject", m.Subject, "reply", m.Reply, "refused_since_last_log", n)
+		}
+		return
+	}
+	b, err := json.Marshal(r.Answer())
+	if err != nil {
+		return
+	}
+	m.Respond(b)
+}
+
+// literal reports whether s is the rest of a reply subject: non-empty
+// tokens, no wildcard, no whitespace or control byte.
+func literal(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
+// Defaults of a Census.
+const (
+	// DefaultMaxAge is how long a census stands: instances it found live
+	// are offered that long (less those found silent since).
+	DefaultMaxAge = 500 * time.Millisecond
+	// DefaultWait bounds a census's wait for its first fitting answer: a
+	// live instance answers in a round trip to the broker.
+	DefaultWait = 100 * time.Millisecond
+	// DefaultGather is how long a census gathers answers after its first
+	// fitting one, so that picks spread over the instances, not all on
+	// the nearest.
+	DefaultGather = 5 * time.Millisecond
+	// DefaultSuspectFor is how long an instance found silent is not
+	// offered.
+	DefaultSuspectFor = 10 * time.Second
+)
+
+// Census is a caller's view of the live instances of the services it
+// calls. The zero value uses the defaults; it is safe for concurrent use.
+type Census struct {
+	MaxAge, Wait, Gather, SuspectFor time.Duration
+
+	mu    sync.Mutex
+	rolls map[string]*roll // by service
+}
+
+// roll is one service's latest census.
+type roll struct {
+	at       time.Time
+	live     []Answer
+	taking   chan struct{} // closed when the census being taken ends; nil when none is
+	suspects map[string]time.Time
+}
+
+// maxRolls bounds the services a Census keeps: past it, the oldest is
+// dropped (a caller calls the mesh's services, far fewer).
+const maxRolls = 4096
+
+func (c *Census) maxAge() time.Duration     { return cmpOr(c.MaxAge, DefaultMaxAge) }
+func (c *Census) wait() time.Duration       { return cmpOr(c.Wait, DefaultWait) }
+func (c *Census) gather() time.Duration     { return cmpOr(c.Gather, DefaultGather) }
+func (c *Census) suspectFor() time.Duration { return cmpOr(c.SuspectFor, DefaultSuspectFor) }
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Pick returns a live, addressable instance of service in subset (""
+// any), not suspected, chosen at random, from a census at most MaxAge old
+// (taking one over mux, whose owner is the caller, when there is none,
+// within ctx and Wait); false when there is none.
+func (c *Census) Pick(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, service, subset string) (string, bool) {
+	c.mu.Lock()
+	if c.rolls == nil {
+		c.rolls = map[string]*roll{}
+	}
+	r := c.rolls[service]
+	if r == nil {
+		if len(c.rolls) >= maxRolls {
+			c.dropOldest()
+		}
+		r = &roll{suspects: map[string]time.Time{}}
+		c.rolls[service] = r
+	}
+	for r.taking != nil || r.at.IsZero() || time.Since(r.at) > c.maxAge() {
+		if r.taking == nil {
+			r.taking = make(chan struct{})
+			c.mu.Unlock()
+			live := c.take(ctx, mux, nc, service, subset)
+			c.mu.Lock()
+			if ctx.Err() == nil { // a census cut short says nothing of who is missing
+				r.at, r.live = time.Now(), live
+			}
+			close(r.taking)
+			r.taking = nil
+			break
+		}
+		taking := r.taking
+		c.mu.Unlock()
+		select {
+		case <-taking:
+		case <-ctx.Done():
+			return "", false
+		}
+		c.mu.Lock()
+		if r.taking == nil {
+			break
+		}
+	}
+	defer c.mu.Unlock()
+	now := time.Now()
+	var fit []string
+	for _, a := range r.live {
+		if !a.Addressable || subset != "" && a.Subset != subset {
+			continue
+		}
+		if until, ok := r.suspects[a.ID]; ok {
+			if now.Before(until) {
+				continue
+			}
+			delete(r.suspects, a.ID)
+		}
+		fit = append(fit, a.ID)
+	}
+	if len(fit) == 0 {
+		return "", false
+	}
+	return fit[rand.IntN(len(fit))], true
+}
+
+// Suspect marks instance id of service as silent: it is not offered for
+// SuspectFor.
+func (c *Census) Suspect(service, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.rolls[service]; r != nil {
+		if len(r.suspects) >= maxRolls {
+			clear(r.suspects)
+		}
+		r.suspects[id] = time.Now().Add(c.suspectFor())
+	}
+}
+
+// dropOldest forgets the service whose census is oldest (c.mu held).
+func (c *Census) dropOldest() {
+	var oldest string
+	var at time.Time
+	for s, r := range c.rolls {
+		if r.taking == nil && (oldest == "" || r.at.Before(at)) {
+			oldest, at = s, r.at
+		}
+	}
+	delete(c.rolls, oldest)
+}
+
+// take asks service's instances and returns the answers that came within
+// Wait (less once one fits subset: Gather after it).
+func (c *Census) take(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, service, subset string) []Answer {
+	var (
+		mu   sync.Mutex
+		live []Answer
+		fit  = make(chan struct{}, 1)
+	)
+	in, err := mux.Listen(service, func(m *nats.Msg, err error) {
+		if m == nil {
+			return
+		}
+		var a Answer
+		if json.Unmarshal(m.Data, &a) != nil || !wire.ValidInstance(a.ID) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(live) >= maxRolls {
+			return
+		}
+		live = append(live, a)
+		if a.Addressable && (subset == "" || a.Subset == subset) {
+			select {
+			case fit <- struct{}{}:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return nil
+	}
+	defer in.Close()
+	if nc.PublishMsg(&nats.Msg{Subject: Subject(service, mux.Owner()), Reply: in.Subject()}) != nil {
+		return nil
+	}
+	wait := time.NewTimer(c.wait())
+	defer wait.Stop()
+	select {
+	case <-fit:
+		wait.Reset(c.gather())
+		select {
+		case <-wait.C:
+		case <-ctx.Done():
+		}
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return live
+}
