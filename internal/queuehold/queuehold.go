@@ -53,15 +53,15 @@ type Config struct {
 type Hold struct {
 	cfg Config
 
-	leaveMu  sync.Mutex // one Leave at a time
-	mu       sync.Mutex
-	subs     []*nats.Subscription
+	leaveMu sync.Mutex // one Leave at a time
+	mu      sync.Mutex
+	subs    []*nats.Subscription
 	// inst is the instance subject's subscription, held with subs (nil
 	// when there is none, or the broker refused it: instRefused).
 	inst        *nats.Subscription
 	instRefused bool
 	draining    []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
-	closed   bool                    // no more subscribing
+	closed      bool                    // no more subscribing
 
 	// refusal is set while the broker refuses the queue subscriptions;
 	// the instance then neither serves nor is ready, and asks again after
