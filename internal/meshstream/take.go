@@ -118,7 +118,7 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 	deadline, bounded := ctx.Deadline()
 	h := r.Msg.Header
 	queue := r.Msg.Subject // the queue group's subject
-	defer func() { r.Msg.Subject = queue }()
+	defer setSubject(r.Msg, queue)
 	var addressed string // the instance this send is addressed to, if any
 	for sent := 1; ; sent++ {
 		within := t.Within(r.Service, r.Confirm)
@@ -162,6 +162,10 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		}
 	}
 }
+
+// setSubject sets m's subject (a deferred call without a closure: no
+// allocation on a call's path).
+func setSubject(m *nats.Msg, subject string) { m.Subject = subject }
 
 // serviceSubset returns the subset a call subject of service names (""
 // any), and false when subject is not one (a NATS route's).
