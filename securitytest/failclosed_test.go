@@ -107,10 +107,15 @@ func TestFailClosed(t *testing.T) {
 		t.Run("store down, the kept file", func(t *testing.T) {
 			orders := m.sidecar(t, "orders", up.URL, cacheOf("orders"))
 			web := m.sidecar(t, "web", "", cacheOf("web"))
+			// Start does not wait for the first health check: ready
+			// once it passed (the upstream is up), on the kept file.
 			for _, s := range []*agent.Sidecar{orders, web} {
-				if code, body := readyz(t, s); code != http.StatusOK {
-					t.Fatalf("/readyz with the kept file: %d %q", code, body)
-				}
+				meshtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+					if code, body := readyz(t, s); code != http.StatusOK {
+						return fmt.Errorf("/readyz with the kept file: %d %q", code, body)
+					}
+					return nil
+				})
 			}
 			meshtest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 				if code, kind := get(t, web, "orders"); code != http.StatusOK {
