@@ -42,6 +42,15 @@
 //   - Mesh-Confirm (issue 21): TestReviewLiveConfirmKeys, another
 //     caller's key cannot start a call made to confirm, and a silent one
 //     holds its slot no longer than the callee's StreamIdle.
+//   - Instance subjects and the census (decision 181):
+//     TestInstanceSubjects, and instance_attack_test.go: authz, rate and
+//     concurrency limits, withdrawn and draining instances, deputies,
+//     wildcard tokens, census floods and forged IDs, other keys, across
+//     accounts, overlaps. Demonstrations of defects found by the attack
+//     on 6c9daeb, failing until fixed: TestInstanceNoCopy (a service's
+//     key takes a plain copy of every addressed call),
+//     TestInstanceForgedCensusLoop (a callee's forged census answers make
+//     a caller's agent resend one call hundreds of times a second).
 //
 // Each test fails if its attack works. Each comment says which code it
 // fails on (the code before the reply model, 44d1c55, or, for the holes
