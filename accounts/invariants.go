@@ -45,8 +45,8 @@ var forbidden = []string{"$JS.>", "$JSC.>", "$NRG.>", "$KV.>", "$OBJ.>", "$SYS.>
 //   - each subject a service or the bridge may subscribe is within its
 //     own calls in exactly its own queue groups (mesh.<self>._.> in group
 //     <self>, mesh.<self>.<v>.> in group <self>.<v> for a subset token v),
-//     the calls addressed to its own instances (mesh-inst.<self>.>, no
-//     queue group: an instance subscribes its own ID's), its own inbox
+//     the calls addressed to its own instances (mesh-inst.<self>.> in
+//     group <self> only: an instance subscribes its own ID's), its own inbox
 //     (_INBOX_mesh.<self>.>), discovery as itself
 //     ($SRV.PING|INFO|STATS, $SRV.*.<self>, $SRV.*.<self>.*, which hold
 //     its sibling subject $SRV.STATUS.<self>) and the policies bucket's
@@ -146,7 +146,11 @@ func checkResponses(u User, users []User) error {
 // CheckUsers).
 func maySubscribe(name, entry string) bool {
 	subject, queue, queued := strings.Cut(entry, " ")
-	if toks := strings.Split(subject, "."); toks[0] == wire.Prefix {
+	if toks := strings.Split(subject, "."); toks[0] == wire.InstancePrefix {
+		// The calls addressed to its own instances, in its own queue
+		// group: a share, never a copy.
+		return queued && queue == name && subsetOf(subject, wire.InstancePrefix+"."+name+".>")
+	} else if toks[0] == wire.Prefix {
 		// A call subject: its own, of one subset token, in that subset's
 		// queue group and no other.
 		if len(toks) < 3 || toks[2] == "*" || toks[2] == ">" {
@@ -159,7 +163,7 @@ func maySubscribe(name, entry string) bool {
 		return queued && queue == group && subsetOf(subject, wire.Prefix+"."+name+"."+toks[2]+".>")
 	}
 	// A queue group elsewhere only narrows the subscription.
-	allowed := append([]string{wire.InstancePrefix + "." + name + ".>", wire.InboxPrefix(name) + ".>", "$SRV.STATUS." + name, kvSubjects}, discovery(name)...)
+	allowed := append([]string{wire.InboxPrefix(name) + ".>", "$SRV.STATUS." + name, kvSubjects}, discovery(name)...)
 	return slices.ContainsFunc(allowed, func(a string) bool { return subsetOf(subject, a) })
 }
 

@@ -323,11 +323,20 @@ func TestCheckUsers(t *testing.T) {
 		{"orders", ">", false},
 		{Bridge, "mesh.orders._.> orders", false},
 		{Bridge, "_INBOX_mesh.web.>", false},
+		{"orders", "mesh-inst.orders.>", false}, // a plain copy of the calls addressed to its instances
+		{"orders", "mesh-inst.orders.X.>", false},
+		{"orders", "mesh-inst.orders.> orders.spy", false},
+		{"orders", "mesh-inst.payments.> payments", false}, // another's instances
+		{"orders", "mesh-inst.> orders", false},
+		{"orders", "mesh-inst.*.> orders", false},
+		{Bridge, "mesh-inst.orders.> orders", false},
 		// Allowed, though not generated.
 		{"orders", "mesh.orders._.web.> orders", true},
 		{"orders", "mesh.orders.v3.> orders.v3", true}, // whether v3 exists is the mesh file's
 		{"orders", "_INBOX_mesh.orders.web.>", true},
 		{"orders", "$SRV.STATUS.orders", true},
+		{"orders", "mesh-inst.orders.X.> orders", true},
+		{"orders", "$SRV.STATUS.orders.web", true}, // its callers' census
 		{"orders", "$KV." + PoliciesBucket + ".mesh", true},
 		{Bridge, "_INBOX_mesh.bridge.SRV.>", true},
 	} {

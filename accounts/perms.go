@@ -106,8 +106,9 @@ const (
 //	subscribe mesh.S._.> S                   in queue group S only
 //	          mesh.S.<v>.> S.<v>             each declared subset v, in its own queue group
 //	                                         only (an undeclared subset: nothing)
-//	          mesh-inst.S.>                  calls addressed to an instance of S (each instance
-//	                                         subscribes its own: mesh-inst.S.<id>.>)
+//	          mesh-inst.S.> S                calls addressed to an instance of S, in queue group S
+//	                                         only (each instance subscribes its own,
+//	                                         mesh-inst.S.<id>.>: a share, never a copy)
 //	          _INBOX_mesh.S.>                S's replies, streams and discovery answers
 //	          $SRV.PING, $SRV.INFO, $SRV.STATS, $SRV.*.S, $SRV.*.S.*
 //	                                         micro discovery as S only (and $SRV.STATUS.S
@@ -162,7 +163,7 @@ func (s *Spec) Users() ([]User, error) {
 			subjects, queues := wire.ServiceSubjects(svc.Name, sub)
 			p.Subscribe = append(p.Subscribe, subjects[1]+" "+queues[1])
 		}
-		p.Subscribe = append(p.Subscribe, wire.InstancePrefix+"."+svc.Name+".>")
+		p.Subscribe = append(p.Subscribe, wire.InstancePrefix+"."+svc.Name+".> "+svc.Name)
 		p.Subscribe = append(p.Subscribe, wire.InboxPrefix(svc.Name)+".>")
 		p.Subscribe = append(p.Subscribe, discovery(svc.Name)...)
 		p.Subscribe = append(p.Subscribe, kvSubjects)

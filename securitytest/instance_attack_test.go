@@ -1025,7 +1025,7 @@ func TestInstanceForgedCensusIDs(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		inst, err := rogue.SubscribeSync(wire.InstancePrefix + ".orders.>")
+		inst, err := rogue.QueueSubscribeSync(wire.InstancePrefix+".orders.>", "orders")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -157,8 +157,11 @@ func matches(pattern, subject string) bool {
 // "" for any other subject.
 func queueOf(subject string) string {
 	s, err := wire.ParseSubject(subject)
-	if err != nil || !strings.HasPrefix(subject, wire.Prefix+".") {
+	if err != nil || !wire.IsCallSubject(subject) {
 		return ""
+	}
+	if s.Instance != "" {
+		return s.Service // an instance subject: in the service's group
 	}
 	if s.Subset == "" {
 		return s.Service

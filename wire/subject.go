@@ -43,8 +43,11 @@ func ValidInstance(id string) bool {
 	return true
 }
 
-// InstanceSubject is what the instance id of service subscribes (outside
-// any queue group) to receive the calls addressed to it.
+// InstanceSubject is what the instance id of service subscribes, in the
+// service's queue group, to receive the calls addressed to it: it is the
+// only subscriber of its own ID's subject, and the group keeps a holder
+// of the service's key who subscribes it too from taking a copy of the
+// calls (it takes a share, as in the queue groups).
 func InstanceSubject(service, id string) string {
 	return InstancePrefix + "." + service + "." + id + ".>"
 }

@@ -106,7 +106,8 @@ func (t *Take) observe(service string, d time.Duration) {
 // (or the call's subject is not a service's, a gateway's NATS route). An
 // addressed instance that stays silent too, or that no longer holds its
 // subject (no responders), is not offered again for a while
-// (census.Census.Suspect). That is safe: a call to confirm is started by
+// (census.Census.Suspect); after no responders the next send goes to the
+// queue group. That is safe: a call to confirm is started by
 // no instance this side has not confirmed, and this side confirms none
 // that was silent; any other is idempotent (pipeline's rule). A deadline
 // closer than the wait bounds the last one: silence to the deadline is a
@@ -149,7 +150,12 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 			t.census.Suspect(r.Service, addressed)
 		}
 		r.Msg.Subject, addressed = queue, ""
-		if subset, ok := serviceSubset(queue, r.Service); ok {
+		// An addressed send that found no one (the instance left its
+		// groups, or a census answer named an ID nobody holds) is
+		// answered at once: the next send goes to the queue group, which
+		// waits the bound if silent, so no census, however forged, makes
+		// a call's copies faster than one a bound each two sends.
+		if subset, ok := serviceSubset(queue, r.Service); ok && !gone {
 			if id, ok := t.census.Pick(ctx, mux, nc, r.Service, subset); ok {
 				if subj, ok := wire.ToInstance(queue, id); ok {
 					r.Msg.Subject, addressed = subj, id

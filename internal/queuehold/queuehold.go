@@ -29,7 +29,8 @@ type Config struct {
 	Handler nats.MsgHandler
 	// Instance, when set, returns the instance's ID (its discovery ID):
 	// while the instance is in its queue groups it also subscribes its
-	// instance subject (wire.InstanceSubject), which callers address a
+	// instance subject (wire.InstanceSubject, in the service's queue
+	// group), which callers address a
 	// call to once it went unanswered elsewhere (docs/wire.md,
 	// "Liveness"). "" subscribes none. A broker that refuses it (accounts
 	// generated before instance subjects) costs only that: said once, at
@@ -159,7 +160,11 @@ func (h *Hold) joinInstance() {
 	}
 	nc := h.cfg.Conn
 	before := nc.LastError()
-	sub, err := nc.Subscribe(wire.InstanceSubject(h.cfg.Service, id), h.cfg.Handler)
+	// In the service's queue group, though it is the only subscriber a
+	// caller addresses: a holder of the service's key that subscribes
+	// the same subject in that group takes a share of its calls, as in
+	// the queue groups, never a copy (wire.InstanceSubject).
+	sub, err := nc.QueueSubscribe(wire.InstanceSubject(h.cfg.Service, id), h.cfg.Service, h.cfg.Handler)
 	if err != nil {
 		h.cfg.Logger.Warn("agent: subscribing the instance subject", "err", err)
 		return
@@ -185,7 +190,7 @@ func (h *Hold) Addressable() bool {
 // instance subject's subscription.
 func (h *Hold) refusesInstance(err error) bool {
 	v, ok := natsconn.ParseViolation(err)
-	return ok && v.Subscribe && v.Queue == "" && strings.HasPrefix(v.Subject, wire.InstancePrefix+"."+h.cfg.Service+".")
+	return ok && v.Subscribe && v.Queue == h.cfg.Service && strings.HasPrefix(v.Subject, wire.InstancePrefix+"."+h.cfg.Service+".")
 }
 
 // refuseInstanceLocked drops the instance subject after the broker
