@@ -81,4 +81,3 @@ func TestAddressedResendLeavesTheTrackedMessageAlone(t *testing.T) {
 	close(stop)
 	spam.Wait()
 }
-
