@@ -117,8 +117,11 @@ func (t *Take) observe(service string, d time.Duration) {
 func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request) (*nats.Msg, *replymux.Inbox, error) {
 	deadline, bounded := ctx.Deadline()
 	h := r.Msg.Header
-	queue := r.Msg.Subject // the queue group's subject
-	defer setSubject(r.Msg, queue)
+	// msg is what this send sends: r.Msg (to the queue group), or a copy
+	// addressed to an instance. r.Msg itself is never written: the
+	// outbound pipeline tracks it while the call lasts, and its refusal
+	// handler reads its Subject on nats.go's callback goroutine.
+	msg := r.Msg
 	var addressed string // the instance this send is addressed to, if any
 	for sent := 1; ; sent++ {
 		within := t.Within(r.Service, r.Confirm)
@@ -132,7 +135,7 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 			wait = 0
 		}
 		start := time.Now()
-		first, rest, err := mux.CallLate(ctx, r.Msg, r.Service, wait, t.late(nc, start, within, r))
+		first, rest, err := mux.CallLate(ctx, msg, r.Service, wait, t.late(nc, start, within, r))
 		if err == nil {
 			t.observe(r.Service, t.delay(first, start, r.Confirm))
 		}
@@ -148,11 +151,13 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		if addressed != "" {
 			t.census.Suspect(r.Service, addressed)
 		}
-		r.Msg.Subject, addressed = queue, ""
-		if subset, ok := serviceSubset(queue, r.Service); ok {
+		msg, addressed = r.Msg, ""
+		if subset, ok := serviceSubset(r.Msg.Subject, r.Service); ok {
 			if id, ok := t.census.Pick(ctx, mux, nc, r.Service, subset); ok {
-				if subj, ok := wire.ToInstance(queue, id); ok {
-					r.Msg.Subject, addressed = subj, id
+				if subj, ok := wire.ToInstance(r.Msg.Subject, id); ok {
+					// The header is the call's: its fields set here
+					// (the confirm wait, the time left) go in both.
+					msg, addressed = &nats.Msg{Subject: subj, Header: h, Data: r.Msg.Data}, id
 				}
 			}
 		}
@@ -162,10 +167,6 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		}
 	}
 }
-
-// setSubject sets m's subject (a deferred call without a closure: no
-// allocation on a call's path).
-func setSubject(m *nats.Msg, subject string) { m.Subject = subject }
 
 // serviceSubset returns the subset a call subject of service names (""
 // any), and false when subject is not one (a NATS route's).
