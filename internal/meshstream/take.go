@@ -106,7 +106,7 @@ func (t *Take) observe(service string, d time.Duration) {
 // (or the call's subject is not a service's, a gateway's NATS route). An
 // addressed instance that stays silent too, or that no longer holds its
 // subject (no responders), is not offered again for a while
-// (census.Census.Suspect). That is safe: a call to confirm is started by
+// (census.Census.Suspect), unless nc was down meanwhile. That is safe: a call to confirm is started by
 // no instance this side has not confirmed, and this side confirms none
 // that was silent; any other is idempotent (pipeline's rule). A deadline
 // closer than the wait bounds the last one: silence to the deadline is a
@@ -134,6 +134,10 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		if bounded && time.Until(deadline) <= within {
 			wait = 0
 		}
+		var reconnects uint64
+		if addressed != "" {
+			reconnects = nc.Stats().Reconnects
+		}
 		start := time.Now()
 		first, rest, err := mux.CallLate(ctx, msg, r.Service, wait, t.late(nc, start, within, r))
 		if err == nil {
@@ -147,8 +151,11 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 			}
 			return first, rest, err
 		}
+		down := !nc.IsConnected()
 		connected(ctx, nc)
-		if addressed != "" {
+		if addressed != "" && !down && nc.Stats().Reconnects == reconnects {
+			// Silent while this side was connected throughout: the
+			// instance's silence, not the caller's.
 			t.census.Suspect(r.Service, addressed)
 		}
 		msg, addressed = r.Msg, ""
