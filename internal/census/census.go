@@ -138,7 +138,9 @@ func cmpOr(d, def time.Duration) time.Duration {
 // Pick returns a live, addressable instance of service in subset (""
 // any), not suspected, chosen at random, from a census at most MaxAge old
 // (taking one over mux, whose owner is the caller, when there is none,
-// within ctx and Wait); false when there is none.
+// within ctx and Wait); false when there is none, or ctx ended first. A
+// pick that waited for another's census, which that one's context cut
+// short, takes one of its own.
 func (c *Census) Pick(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, service, subset string) (string, bool) {
 	c.mu.Lock()
 	if c.rolls == nil {
@@ -158,14 +160,20 @@ func (c *Census) Pick(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 			c.mu.Unlock()
 			live := c.take(ctx, mux, nc, service, subset)
 			c.mu.Lock()
-			if ctx.Err() == nil { // a census cut short says nothing of who is missing
+			cut := ctx.Err() != nil
+			if !cut { // a census cut short says nothing of who is missing
 				r.at, r.live = time.Now(), live
 			}
 			close(r.taking)
 			r.taking = nil
+			if cut {
+				// The roll is as old as before: offer nothing from it.
+				c.mu.Unlock()
+				return "", false
+			}
 			break
 		}
-		taking := r.taking
+		taking, at := r.taking, r.at
 		c.mu.Unlock()
 		select {
 		case <-taking:
@@ -173,9 +181,11 @@ func (c *Census) Pick(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 			return "", false
 		}
 		c.mu.Lock()
-		if r.taking == nil {
-			break
+		if r.taking == nil && !r.at.Equal(at) {
+			break // the census ended: it stands for this pick too
 		}
+		// Another pick's census, cut short by its context, left the roll
+		// as it was (or another is being taken): ask again.
 	}
 	defer c.mu.Unlock()
 	now := time.Now()

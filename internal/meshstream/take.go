@@ -106,8 +106,8 @@ func (t *Take) observe(service string, d time.Duration) {
 // (or the call's subject is not a service's, a gateway's NATS route). An
 // addressed instance that stays silent too, or that no longer holds its
 // subject (no responders), is not offered again for a while
-// (census.Census.Suspect); after no responders the next send goes to the
-// queue group. That is safe: a call to confirm is started by
+// (census.Census.Suspect), unless nc was down meanwhile; after no
+// responders the next send goes to the queue group. That is safe: a call to confirm is started by
 // no instance this side has not confirmed, and this side confirms none
 // that was silent; any other is idempotent (pipeline's rule). A deadline
 // closer than the wait bounds the last one: silence to the deadline is a
@@ -118,8 +118,11 @@ func (t *Take) observe(service string, d time.Duration) {
 func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Request) (*nats.Msg, *replymux.Inbox, error) {
 	deadline, bounded := ctx.Deadline()
 	h := r.Msg.Header
-	queue := r.Msg.Subject // the queue group's subject
-	defer setSubject(r.Msg, queue)
+	// msg is what this send sends: r.Msg (to the queue group), or a copy
+	// addressed to an instance. r.Msg itself is never written: the
+	// outbound pipeline tracks it while the call lasts, and its refusal
+	// handler reads its Subject on nats.go's callback goroutine.
+	msg := r.Msg
 	var addressed string // the instance this send is addressed to, if any
 	for sent := 1; ; sent++ {
 		within := t.Within(r.Service, r.Confirm)
@@ -132,8 +135,12 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		if bounded && time.Until(deadline) <= within {
 			wait = 0
 		}
+		var reconnects uint64
+		if addressed != "" {
+			reconnects = nc.Stats().Reconnects
+		}
 		start := time.Now()
-		first, rest, err := mux.CallLate(ctx, r.Msg, r.Service, wait, t.late(nc, start, within, r))
+		first, rest, err := mux.CallLate(ctx, msg, r.Service, wait, t.late(nc, start, within, r))
 		if err == nil {
 			t.observe(r.Service, t.delay(first, start, r.Confirm))
 		}
@@ -145,20 +152,25 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 			}
 			return first, rest, err
 		}
+		down := !nc.IsConnected()
 		connected(ctx, nc)
-		if addressed != "" {
+		if addressed != "" && !down && nc.Stats().Reconnects == reconnects {
+			// Silent while this side was connected throughout: the
+			// instance's silence, not the caller's.
 			t.census.Suspect(r.Service, addressed)
 		}
-		r.Msg.Subject, addressed = queue, ""
+		msg, addressed = r.Msg, ""
 		// An addressed send that found no one (the instance left its
 		// groups, or a census answer named an ID nobody holds) is
 		// answered at once: the next send goes to the queue group, which
 		// waits the bound if silent, so no census, however forged, makes
 		// a call's copies faster than one a bound each two sends.
-		if subset, ok := serviceSubset(queue, r.Service); ok && !gone {
+		if subset, ok := serviceSubset(r.Msg.Subject, r.Service); ok && !gone {
 			if id, ok := t.census.Pick(ctx, mux, nc, r.Service, subset); ok {
-				if subj, ok := wire.ToInstance(queue, id); ok {
-					r.Msg.Subject, addressed = subj, id
+				if subj, ok := wire.ToInstance(r.Msg.Subject, id); ok {
+					// The header is the call's: its fields set here
+					// (the confirm wait, the time left) go in both.
+					msg, addressed = &nats.Msg{Subject: subj, Header: h, Data: r.Msg.Data}, id
 				}
 			}
 		}
@@ -168,10 +180,6 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 		}
 	}
 }
-
-// setSubject sets m's subject (a deferred call without a closure: no
-// allocation on a call's path).
-func setSubject(m *nats.Msg, subject string) { m.Subject = subject }
 
 // serviceSubset returns the subset a call subject of service names (""
 // any), and false when subject is not one (a NATS route's).

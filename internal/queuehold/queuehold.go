@@ -58,8 +58,11 @@ type Hold struct {
 	mu      sync.Mutex
 	subs    []*nats.Subscription
 	// inst is the instance subject's subscription, held with subs (nil
-	// when there is none, or the broker refused it: instRefused).
-	inst        *nats.Subscription
+	// when there is none, or the broker refused it).
+	inst *nats.Subscription
+	// instRefused: the broker's refusal of the instance subject was said
+	// (once, until it is admitted). Each Join asks again: the refusal's
+	// own message says to restart or reload the broker.
 	instRefused bool
 	draining    []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
 	closed      bool                    // no more subscribing
@@ -151,7 +154,7 @@ func (h *Hold) Join() error {
 // queue groups: callers then cannot address it, and send to the queue
 // group instead.
 func (h *Hold) joinInstance() {
-	if h.cfg.Instance == nil || h.inst != nil || h.instRefused {
+	if h.cfg.Instance == nil || h.inst != nil {
 		return
 	}
 	id := h.cfg.Instance()
@@ -175,7 +178,9 @@ func (h *Hold) joinInstance() {
 	}
 	if last := nc.LastError(); last != before && h.refusesInstance(last) {
 		h.refuseInstanceLocked(last)
+		return
 	}
+	h.instRefused = false // admitted: a later refusal is said again
 }
 
 // Addressable reports whether the instance holds its instance subject
@@ -194,7 +199,7 @@ func (h *Hold) refusesInstance(err error) bool {
 }
 
 // refuseInstanceLocked drops the instance subject after the broker
-// refused it, for good (h.mu held).
+// refused it, until the next Join (h.mu held).
 func (h *Hold) refuseInstanceLocked(err error) {
 	if h.inst != nil {
 		h.inst.Unsubscribe()
