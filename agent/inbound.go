@@ -176,6 +176,7 @@ func (in *inbound) prepare() error {
 	}
 	d, err := pipeline.NewInbound(in.a.nc, pipeline.InboundConfig{
 		Service:       in.a.cfg.Service,
+		Subset:        in.a.cfg.Subset,
 		Handler:       h,
 		Middleware:    append([]pipeline.InboundMiddleware{in.a.countEndpoints}, chain.Inbound(in.a.chainOptions(), in.a.cfg.Inbound...)...),
 		MaxConcurrent: in.a.cfg.MaxConcurrent,

@@ -75,6 +75,11 @@ func (p Protocols) ServeCall(ctx context.Context, c *Call) (*Reply, error) {
 type InboundConfig struct {
 	// Service is the local service's name, for errors and logs.
 	Service string
+	// Subset is the instance's subset, "" for none: a call addressed to
+	// the instance (wire.InstancePrefix) that names it in
+	// wire.HeaderSubset is counted as that subset's, as if it had come
+	// on the subset's queue subject.
+	Subset string
 	// Handler serves the calls. Required.
 	Handler Handler
 	// Middleware wraps Handler, the first outermost.
@@ -152,6 +157,7 @@ const overloadRetryAfter = time.Second
 type Inbound struct {
 	nc      *nats.Conn
 	service string
+	subset  string
 	handler Handler
 	timeout time.Duration
 	log     *slog.Logger
@@ -223,7 +229,7 @@ func NewInbound(nc *nats.Conn, cfg InboundConfig) (*Inbound, error) {
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
-	in := &Inbound{nc: nc, service: cfg.Service, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
+	in := &Inbound{nc: nc, service: cfg.Service, subset: cfg.Subset, handler: h, timeout: cfg.Timeout, log: cfg.Logger,
 		stream:  meshstream.Config{Window: cfg.StreamWindow, Idle: cfg.StreamIdle},
 		startBy: admission.StartBy{Skew: cfg.ClockSkew, Log: cfg.Logger},
 		refused: admission.Refusals{Log: cfg.Logger},
@@ -383,7 +389,7 @@ func (in *Inbound) serve(m *nats.Msg) (reply *Reply, err error) {
 		return nil, err
 	}
 	c := &Call{
-		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
+		Service: subj.Service, Subset: in.subsetOf(subj, m.Header), Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
 		Header: m.Header, Body: Body{Bytes: m.Data}, msg: m,
 	}
 	// The caller is the subject's, as c has it now: nothing changes a
@@ -510,7 +516,7 @@ func (in *Inbound) serveStream(m *nats.Msg, subj wire.Subject, srv *meshstream.S
 		return nil, end, err
 	}
 	c := &Call{
-		Service: subj.Service, Subset: subj.Subset, Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
+		Service: subj.Service, Subset: in.subsetOf(subj, m.Header), Caller: subj.Caller, Proto: subj.Proto, Op: subj.Op,
 		Header: m.Header, Body: Body{Bytes: m.Data}, msg: m,
 	}
 	if b := srv.Body(); b != nil {
@@ -709,4 +715,18 @@ func (in *Inbound) Close(ctx context.Context) error {
 		x.Close()
 	}
 	return err
+}
+
+// subsetOf is the subset a call on subj counts as: the subject's, or for
+// a call addressed to this instance, the instance's own when the call
+// names it (wire.HeaderSubset); any other name is ignored, so a caller
+// cannot have a call counted as a subset the instance is not in.
+func (in *Inbound) subsetOf(subj wire.Subject, h nats.Header) string {
+	if subj.Instance == "" || in.subset == "" {
+		return subj.Subset
+	}
+	if v := h[wire.HeaderSubset]; len(v) == 1 && v[0] == in.subset {
+		return in.subset
+	}
+	return ""
 }

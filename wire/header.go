@@ -183,6 +183,12 @@ func SetTimeout(h nats.Header, left time.Duration) {
 // the tunnel).
 const HeaderUpgrade = "Mesh-Upgrade"
 
+// HeaderSubset is, on a call addressed to one instance (InstancePrefix),
+// the subset the call named before it was addressed there, when it named
+// one: the callee counts the call as that subset's when it is its own.
+// Nothing else reads it: the broker routes on the subject.
+const HeaderSubset = "Mesh-Subset"
+
 // HeaderStartBy is the caller's deadline as an absolute time, Unix
 // milliseconds: a receiver never starts the call after it (give or take
 // the clock skew it tolerates), however long the message waited in a

@@ -108,15 +108,28 @@ type Census struct {
 	MaxAge, Wait, Gather, SuspectFor time.Duration
 
 	mu    sync.Mutex
-	rolls map[string]*roll // by service
+	rolls map[string]*roll // by service and subset (rollKey)
+	// suspects are, by service, the instances found silent, each with
+	// when it may be offered again.
+	suspects map[string]map[string]time.Time
 }
 
-// roll is one service's latest census.
+// rollKey is the key of service's census for subset: a census gathers
+// answers until a moment after the first that fits its subset, so it
+// stands for that subset alone (a v2 instance a moment slower than v1's
+// would be missing from a census taken for v1).
+func rollKey(service, subset string) string {
+	if subset == "" {
+		subset = wire.AnySubset
+	}
+	return service + "." + subset
+}
+
+// roll is one service's latest census for one subset.
 type roll struct {
-	at       time.Time
-	live     []Answer
-	taking   chan struct{} // closed when the census being taken ends; nil when none is
-	suspects map[string]time.Time
+	at     time.Time
+	live   []Answer
+	taking chan struct{} // closed when the census being taken ends; nil when none is
 }
 
 // maxRolls bounds the services a Census keeps: past it, the oldest is
@@ -146,13 +159,14 @@ func (c *Census) Pick(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 	if c.rolls == nil {
 		c.rolls = map[string]*roll{}
 	}
-	r := c.rolls[service]
+	key := rollKey(service, subset)
+	r := c.rolls[key]
 	if r == nil {
 		if len(c.rolls) >= maxRolls {
 			c.dropOldest()
 		}
-		r = &roll{suspects: map[string]time.Time{}}
-		c.rolls[service] = r
+		r = &roll{}
+		c.rolls[key] = r
 	}
 	for r.taking != nil || r.at.IsZero() || time.Since(r.at) > c.maxAge() {
 		if r.taking == nil {
@@ -189,16 +203,17 @@ func (c *Census) Pick(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 	}
 	defer c.mu.Unlock()
 	now := time.Now()
+	suspects := c.suspects[service]
 	var fit []string
 	for _, a := range r.live {
 		if !a.Addressable || subset != "" && a.Subset != subset {
 			continue
 		}
-		if until, ok := r.suspects[a.ID]; ok {
+		if until, ok := suspects[a.ID]; ok {
 			if now.Before(until) {
 				continue
 			}
-			delete(r.suspects, a.ID)
+			delete(suspects, a.ID)
 		}
 		fit = append(fit, a.ID)
 	}
@@ -213,15 +228,18 @@ func (c *Census) Pick(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 func (c *Census) Suspect(service, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if r := c.rolls[service]; r != nil {
-		if len(r.suspects) >= maxRolls {
-			clear(r.suspects)
-		}
-		r.suspects[id] = time.Now().Add(c.suspectFor())
+	if c.suspects == nil || len(c.suspects) >= maxRolls {
+		c.suspects = map[string]map[string]time.Time{}
 	}
+	ids := c.suspects[service]
+	if ids == nil || len(ids) >= maxRolls {
+		ids = map[string]time.Time{}
+		c.suspects[service] = ids
+	}
+	ids[id] = time.Now().Add(c.suspectFor())
 }
 
-// dropOldest forgets the service whose census is oldest (c.mu held).
+// dropOldest forgets the oldest census (c.mu held).
 func (c *Census) dropOldest() {
 	var oldest string
 	var at time.Time

@@ -26,11 +26,12 @@ func farInstance(t *testing.T, nc *nats.Conn, service string, a Answer, after ti
 	}
 }
 
-// taking reports whether a census of service is being taken.
+// takingNow reports whether a census of service for any subset is being
+// taken.
 func (c *Census) takingNow(service string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := c.rolls[service]
+	r := c.rolls[rollKey(service, "")]
 	return r != nil && r.taking != nil
 }
 

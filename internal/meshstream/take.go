@@ -171,6 +171,9 @@ func (t *Take) send(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, r Req
 					// The header is the call's: its fields set here
 					// (the confirm wait, the time left) go in both.
 					msg, addressed = &nats.Msg{Subject: subj, Header: h, Data: r.Msg.Data}, id
+					if subset != "" {
+						h[wire.HeaderSubset] = []string{subset}
+					}
 				}
 			}
 		}
