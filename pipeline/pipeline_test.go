@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
+	"github.com/natsmesh/natsmesh/internal/census"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 	"github.com/natsmesh/natsmesh/wire/httpwire"
@@ -36,6 +38,18 @@ func serve(t *testing.T, nc *nats.Conn, service string, cfg InboundConfig) *Inbo
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { sub.Unsubscribe() })
+	}
+	// As an agent does (internal/queuehold, agent/discovery.go): its
+	// instance subject, and its callers' census.
+	id := nuid.Next()
+	inst, err := nc.QueueSubscribe(wire.InstanceSubject(service, id), service, in.ServeMsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inst.Unsubscribe() })
+	counted := &census.Responder{Service: service, Answer: func() census.Answer { return census.Answer{ID: id, Addressable: true} }}
+	if _, err := nc.Subscribe(census.Subject(service, "*"), counted.Serve); err != nil {
+		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)

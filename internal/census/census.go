@@ -252,15 +252,28 @@ func (c *Census) dropOldest() {
 }
 
 // take asks service's instances and returns the answers that came within
-// Wait (less once one fits subset: Gather after it).
+// Wait (less once one fits subset: Gather after it; none at once when
+// nothing subscribes the census).
 func (c *Census) take(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, service, subset string) []Answer {
 	var (
 		mu   sync.Mutex
 		live []Answer
 		fit  = make(chan struct{}, 1)
+		none = make(chan struct{}, 1)
 	)
 	in, err := mux.Listen(service, func(m *nats.Msg, err error) {
 		if m == nil {
+			return
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			// nats-server's "no responders": nothing subscribes the
+			// census (no instance, or only services that do not answer
+			// one: NATS-native ones, agents older than it). Said at once,
+			// so such a service's silent calls do not wait Wait.
+			select {
+			case none <- struct{}{}:
+			default:
+			}
 			return
 		}
 		var a Answer
@@ -296,6 +309,7 @@ func (c *Census) take(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 		case <-wait.C:
 		case <-ctx.Done():
 		}
+	case <-none:
 	case <-wait.C:
 	case <-ctx.Done():
 	}

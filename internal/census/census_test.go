@@ -107,19 +107,40 @@ func TestPick(t *testing.T) {
 }
 
 // A census stands for MaxAge; with no instance answering, a pick waits
-// Wait and offers none; a census cut short by its context is not kept.
+// Wait (at once when nothing subscribes the census) and offers none; a
+// census cut short by its context is not kept.
 func TestCensusAgeAndSilence(t *testing.T) {
 	b := meshtest.Broker(t)
 	nc := meshtest.Conn(t, b)
 	mux := caller(t, nc, "web")
 	c := &Census{MaxAge: 100 * time.Millisecond, Wait: 50 * time.Millisecond}
 	ctx := context.Background()
+	// Something subscribes the census that does not answer (a frozen
+	// instance): the pick waits Wait. Nothing subscribes it (no
+	// instance, or services that answer no census): it returns at once,
+	// on nats-server's no responders.
+	frozen := meshtest.Conn(t, b)
+	sub, err := frozen.SubscribeSync(Subject("payments", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := frozen.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
+	if id, ok := c.Pick(ctx, mux, nc, "payments", ""); ok {
+		t.Fatalf("Pick with a silent instance = %q", id)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("Pick with a silent instance returned after %v, before Wait", d)
+	}
+	sub.Unsubscribe()
+	start = time.Now()
 	if id, ok := c.Pick(ctx, mux, nc, "orders", ""); ok {
 		t.Fatalf("Pick with no instance = %q", id)
 	}
-	if d := time.Since(start); d < 50*time.Millisecond {
-		t.Fatalf("Pick with no instance returned after %v, before Wait", d)
+	if d := time.Since(start); d >= 50*time.Millisecond {
+		t.Fatalf("Pick with nothing subscribing the census returned after %v, not at once", d)
 	}
 	asked := instance(t, meshtest.Conn(t, b), "orders", Answer{ID: "A", Addressable: true})
 	if id, ok := c.Pick(ctx, mux, nc, "orders", ""); ok {
