@@ -46,11 +46,15 @@
 //     TestInstanceSubjects, and instance_attack_test.go: authz, rate and
 //     concurrency limits, withdrawn and draining instances, deputies,
 //     wildcard tokens, census floods and forged IDs, other keys, across
-//     accounts, overlaps. Demonstrations of defects found by the attack
-//     on 6c9daeb, failing until fixed: TestInstanceNoCopy (a service's
-//     key takes a plain copy of every addressed call),
-//     TestInstanceForgedCensusLoop (a callee's forged census answers make
-//     a caller's agent resend one call hundreds of times a second).
+//     accounts, overlaps; TestSilentCallElsewhereAcrossAccounts, the
+//     resend to a live instance under the generated configuration. Two
+//     defects the attack found on 6c9daeb, fixed since:
+//     TestInstanceNoCopy (a service's key took a plain copy of every
+//     addressed call: instance subjects are now served in the service's
+//     queue group), TestInstanceForgedCensusLoop (a callee's forged
+//     census answers made a caller's agent resend one call hundreds of
+//     times a second: after no responders the next send goes to the
+//     queue group).
 //
 // Each test fails if its attack works. Each comment says which code it
 // fails on (the code before the reply model, 44d1c55, or, for the holes
