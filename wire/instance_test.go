@@ -60,4 +60,18 @@ func TestInstanceSubjectRejects(t *testing.T) {
 	if !ValidInstance(strings.Repeat("Z", 64)) || ValidInstance(strings.Repeat("Z", 65)) || ValidInstance("") {
 		t.Error("ValidInstance's bounds")
 	}
+	// Each end of each range, and the byte just past it.
+	for _, ok := range []string{"a", "z", "A", "Z", "0", "9", "aZ09"} {
+		if !ValidInstance(ok) {
+			t.Errorf("ValidInstance(%q) = false", ok)
+		}
+	}
+	for _, bad := range []string{"`", "{", "@", "[", "/", ":", "-", "_", ".", "*", ">", "é"} {
+		if ValidInstance(bad) {
+			t.Errorf("ValidInstance(%q) = true", bad)
+		}
+	}
+	if got := InstanceSubject("orders", "ID1"); got != "mesh-inst.orders.ID1.>" {
+		t.Errorf("InstanceSubject = %q", got)
+	}
 }
