@@ -127,8 +127,12 @@ func rollKey(service, subset string) string {
 
 // roll is one service's latest census for one subset.
 type roll struct {
-	at     time.Time
-	live   []Answer
+	at time.Time
+	// live are the IDs of the addressable instances of the subset that
+	// answered: all a pick offers. Nothing else of an answer is kept (a
+	// subset's name may be as long as a message: a holder of the
+	// service's key could make its callers keep megabytes a census).
+	live   []string
 	taking chan struct{} // closed when the census being taken ends; nil when none is
 }
 
@@ -205,17 +209,14 @@ func (c *Census) Pick(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 	now := time.Now()
 	suspects := c.suspects[service]
 	var fit []string
-	for _, a := range r.live {
-		if !a.Addressable || subset != "" && a.Subset != subset {
-			continue
-		}
-		if until, ok := suspects[a.ID]; ok {
+	for _, id := range r.live {
+		if until, ok := suspects[id]; ok {
 			if now.Before(until) {
 				continue
 			}
-			delete(suspects, a.ID)
+			delete(suspects, id)
 		}
-		fit = append(fit, a.ID)
+		fit = append(fit, id)
 	}
 	if len(fit) == 0 {
 		return "", false
@@ -251,13 +252,13 @@ func (c *Census) dropOldest() {
 	delete(c.rolls, oldest)
 }
 
-// take asks service's instances and returns the answers that came within
-// Wait (less once one fits subset: Gather after it; none at once when
-// nothing subscribes the census).
-func (c *Census) take(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, service, subset string) []Answer {
+// take asks service's instances and returns the IDs of the addressable
+// instances of subset ("" any) that answered within Wait (less once one
+// did: Gather after it; none at once when nothing subscribes the census).
+func (c *Census) take(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, service, subset string) []string {
 	var (
 		mu   sync.Mutex
-		live []Answer
+		live []string
 		fit  = make(chan struct{}, 1)
 		none = make(chan struct{}, 1)
 	)
@@ -277,7 +278,7 @@ func (c *Census) take(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 			return
 		}
 		var a Answer
-		if json.Unmarshal(m.Data, &a) != nil || !wire.ValidInstance(a.ID) {
+		if json.Unmarshal(m.Data, &a) != nil || !wire.ValidInstance(a.ID) || !a.Addressable || subset != "" && a.Subset != subset {
 			return
 		}
 		mu.Lock()
@@ -285,12 +286,10 @@ func (c *Census) take(ctx context.Context, mux *replymux.Mux, nc *nats.Conn, ser
 		if len(live) >= maxRolls {
 			return
 		}
-		live = append(live, a)
-		if a.Addressable && (subset == "" || a.Subset == subset) {
-			select {
-			case fit <- struct{}{}:
-			default:
-			}
+		live = append(live, a.ID)
+		select {
+		case fit <- struct{}{}:
+		default:
 		}
 	})
 	if err != nil {

@@ -14,7 +14,11 @@
 // lasts until the broker's configuration changes. [Hold.WatchRefusals]
 // catches the refusals a flush cannot tell, in the connection's async
 // error handler: a subscription nats.go sends again after a reconnect,
-// one a reload of the broker's configuration withdraws.
+// one a reload of the broker's configuration withdraws. A refused
+// instance subject (wire.InstanceSubject) costs only that: the instance
+// keeps its queue groups, says so once, at Warn, and asks for it again
+// after Config.RetryAfter while it serves (an agent that serves joins no
+// more) and at each Join.
 //
 // [Hold.Leave] leaves by draining: messages already delivered are still
 // served, and it returns once the broker has processed the unsubscribe,

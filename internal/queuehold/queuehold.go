@@ -41,7 +41,10 @@ type Config struct {
 	Out func() bool
 	// OnServing is told each time the instance starts or stops serving.
 	OnServing func(serving bool)
-	// RetryAfter is how long a refused instance waits before Retry.
+	// RetryAfter is how long a refused instance waits before Retry, and
+	// how long a serving instance whose instance subject the broker
+	// refused waits before it asks for it again (0: it asks again only
+	// when it next joins its queue groups).
 	RetryAfter time.Duration
 	// Retry is called RetryAfter after a refusal, once the refusal is
 	// cleared, to join again (or not: the agent's health may say no).
@@ -64,8 +67,13 @@ type Hold struct {
 	// (once, until it is admitted). Each Join asks again: the refusal's
 	// own message says to restart or reload the broker.
 	instRefused bool
-	draining    []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
-	closed      bool                    // no more subscribing
+	// instRetry asks for a refused instance subject again (retryInstance)
+	// while the instance keeps its queue groups: an agent that serves
+	// calls Join no more, and a broker restarted or reloaded with accounts
+	// that admit the subject says nothing of it.
+	instRetry *time.Timer
+	draining  []<-chan nats.SubStatus // subscriptions left but maybe not yet closed
+	closed    bool                    // no more subscribing
 
 	// refusal is set while the broker refuses the queue subscriptions;
 	// the instance then neither serves nor is ready, and asks again after
@@ -180,7 +188,24 @@ func (h *Hold) joinInstance() {
 		h.refuseInstanceLocked(last)
 		return
 	}
+	if h.instRefused {
+		h.cfg.Logger.Info("agent: the broker admits this instance's instance subject now: callers may send it a call another instance left unanswered")
+	}
 	h.instRefused = false // admitted: a later refusal is said again
+}
+
+// retryInstance asks again for the instance subject the broker refused,
+// RetryAfter after the refusal, while the instance holds its queue
+// groups (not during a Leave: leaveMu).
+func (h *Hold) retryInstance() {
+	h.leaveMu.Lock()
+	defer h.leaveMu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || len(h.subs) == 0 || h.inst != nil {
+		return
+	}
+	h.joinInstance()
 }
 
 // Addressable reports whether the instance holds its instance subject
@@ -209,6 +234,14 @@ func (h *Hold) refuseInstanceLocked(err error) {
 		h.instRefused = true
 		h.cfg.Logger.Warn("agent: the broker refuses this instance's instance subject: callers cannot send a call here after another instance was silent, only to the queue group; "+
 			"run natsmesh accounts generate again (then restart or reload the broker with it)", "err", err)
+	}
+	if h.closed || h.cfg.RetryAfter <= 0 {
+		return
+	}
+	if h.instRetry == nil {
+		h.instRetry = time.AfterFunc(h.cfg.RetryAfter, h.retryInstance)
+	} else {
+		h.instRetry.Reset(h.cfg.RetryAfter)
 	}
 }
 
@@ -383,6 +416,9 @@ func (h *Hold) Close() {
 	h.closed = true
 	if h.retry != nil {
 		h.retry.Stop()
+	}
+	if h.instRetry != nil {
+		h.instRetry.Stop()
 	}
 }
 
