@@ -2,6 +2,7 @@ package census
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -210,5 +211,39 @@ func TestResponderAnswersOnlyItsCaller(t *testing.T) {
 		if m.Subject != Subject("orders", "web") && m.Subject != Subject("orders", "Web") {
 			t.Fatalf("published to %s: %q", m.Subject, m.Data)
 		}
+	}
+}
+
+// What a Census keeps is bounded: at most maxRolls censuses (the oldest
+// dropped first), maxRolls services' suspects and maxRolls suspects a
+// service; past a bound the newest is kept.
+func TestCensusBounds(t *testing.T) {
+	b := meshtest.Broker(t)
+	nc := meshtest.Conn(t, b)
+	mux := caller(t, nc, "web")
+	c := &Census{MaxAge: time.Hour}
+	ctx := context.Background()
+	for i := range maxRolls + 1 {
+		// Nothing answers: each census ends at once, on no responders.
+		c.Pick(ctx, mux, nc, "s"+strconv.Itoa(i), "")
+	}
+	c.mu.Lock()
+	n, first, last := len(c.rolls), c.rolls[rollKey("s0", "")], c.rolls[rollKey("s"+strconv.Itoa(maxRolls), "")]
+	c.mu.Unlock()
+	if n != maxRolls || first != nil || last == nil {
+		t.Fatalf("%d censuses kept (want %d), the oldest kept %v, the newest kept %v", n, maxRolls, first != nil, last != nil)
+	}
+	for i := range maxRolls + 1 {
+		c.Suspect("orders", "ID"+strconv.Itoa(i))
+	}
+	if n := len(c.suspects["orders"]); n != 1 {
+		t.Fatalf("%d suspects of one service after %d, want 1 (the set starts again at its bound)", n, maxRolls+1)
+	}
+	for i := range maxRolls + 1 {
+		c.Suspect("s"+strconv.Itoa(i), "ID")
+	}
+	// orders and s0 to s4094 fill the map; s4095 starts it again.
+	if n := len(c.suspects); n != 2 || c.suspects["s"+strconv.Itoa(maxRolls)] == nil {
+		t.Fatalf("suspects of %d services after %d more, want 2, the newest among them", n, maxRolls+1)
 	}
 }
