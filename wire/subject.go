@@ -26,6 +26,21 @@ func IsCallSubject(subject string) bool {
 	return strings.HasPrefix(subject, Prefix+".") || strings.HasPrefix(subject, InstancePrefix+".")
 }
 
+// LiteralSubject reports whether s is a subject a message may be
+// published to: non-empty tokens, no wildcards, no whitespace or control
+// bytes. What a receiver checks of a reply subject a sender chose.
+func LiteralSubject(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
 // maxInstanceLen bounds an instance ID (a NUID is 22 characters).
 const maxInstanceLen = 64
 

@@ -90,3 +90,16 @@ func TestUnescapeTokenNoCopy(t *testing.T) {
 		t.Errorf("UnescapeToken of a plain token: %v allocations, want 0", n)
 	}
 }
+
+func TestLiteralSubject(t *testing.T) {
+	for _, ok := range []string{"a", "a.b", "_INBOX_mesh.web.orders.x-1", "!", "~.~", "\x80"} {
+		if !LiteralSubject(ok) {
+			t.Errorf("LiteralSubject(%q) = false", ok)
+		}
+	}
+	for _, bad := range []string{"", ".", ".a", "a.", "a..b", "a b", "a\tb", "a\x00", "a\x1f", " ", "a\x7f", "a.*", "*", "a.>", ">", "a*"} {
+		if LiteralSubject(bad) {
+			t.Errorf("LiteralSubject(%q) = true", bad)
+		}
+	}
+}

@@ -23,7 +23,7 @@ import (
 // clear refusal here is better than a permissions violation. A reply with
 // wildcards, whitespace or empty tokens is refused too.
 func ReplyAllowed(subject, reply string) bool {
-	if !literalSubject(reply) {
+	if !wire.LiteralSubject(reply) {
 		return false
 	}
 	service, caller := callTokens(subject)
@@ -71,20 +71,6 @@ func callTokens(subject string) (service, caller string) {
 		return "", ""
 	}
 	return toks[0], toks[2]
-}
-
-// literalSubject reports whether s is a subject a message may be published
-// to: non-empty tokens, no wildcards, no whitespace or control bytes.
-func literalSubject(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
-			return false
-		}
-	}
-	return true
 }
 
 // Refusals logs refused reply subjects at most once a second, with the

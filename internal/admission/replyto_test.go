@@ -3,6 +3,8 @@ package admission
 import (
 	"strings"
 	"testing"
+
+	"github.com/natsmesh/natsmesh/wire"
 )
 
 func TestReplyAllowed(t *testing.T) {
@@ -69,7 +71,7 @@ func FuzzReplyAllowed(f *testing.F) {
 		service, caller := callTokens(subject)
 		prefix := "_INBOX_mesh." + caller + "." + service + "."
 		if caller == "" || service == "" || !strings.HasPrefix(reply, prefix) || len(reply) == len(prefix) ||
-			!literalSubject(reply) {
+			!wire.LiteralSubject(reply) {
 			t.Fatalf("allowed %q for %q", reply, subject)
 		}
 	})

@@ -53,7 +53,7 @@ type Responder struct {
 func (r *Responder) Serve(m *nats.Msg) {
 	caller, ok := strings.CutPrefix(m.Subject, Subject(r.Service, ""))
 	inbox := wire.PairInbox(caller, r.Service) + "."
-	if !ok || wire.ValidateName("caller", caller) != nil || !strings.HasPrefix(m.Reply, inbox) || !literal(m.Reply[len(inbox):]) {
+	if !ok || wire.ValidateName("caller", caller) != nil || !strings.HasPrefix(m.Reply, inbox) || !wire.LiteralSubject(m.Reply[len(inbox):]) {
 		if n, ok := r.refused.Allow(); ok {
 			log := r.Logger
 			if log == nil {
@@ -69,20 +69,6 @@ func (r *Responder) Serve(m *nats.Msg) {
 		return
 	}
 	m.Respond(b)
-}
-
-// literal reports whether s is the rest of a reply subject: non-empty
-// tokens, no wildcard, no whitespace or control byte.
-func literal(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
-			return false
-		}
-	}
-	return true
 }
 
 // Defaults of a Census.
