@@ -235,6 +235,11 @@ func TestCensusBounds(t *testing.T) {
 	}
 	for i := range maxRolls + 1 {
 		c.Suspect("orders", "ID"+strconv.Itoa(i))
+		if i == 9 {
+			if n := len(c.suspects["orders"]); n != 10 {
+				t.Fatalf("%d suspects after 10, want 10", n)
+			}
+		}
 	}
 	if n := len(c.suspects["orders"]); n != 1 {
 		t.Fatalf("%d suspects of one service after %d, want 1 (the set starts again at its bound)", n, maxRolls+1)
