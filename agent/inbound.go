@@ -85,7 +85,7 @@ func newInbound(a *Agent) *inbound {
 	in.hold = queuehold.New(queuehold.Config{
 		Conn: a.nc, Service: a.cfg.Service, Subset: a.cfg.Subset,
 		Handler:    func(m *nats.Msg) { in.dispatch.ServeMsg(m) },
-		Instance:   func() string { return a.instance },
+		Instance:   a.instance,
 		Out:        in.ej.Out,
 		OnServing:  func(on bool) { a.cfg.Telemetry.SetServing(a.cfg.Service, a.cfg.Subset, on) },
 		RetryAfter: refusalRetry,

@@ -250,13 +250,8 @@ func (r *Responder) stats() Stats {
 //
 // The responder's Control handlers check their own replies.
 func Answerable(reply string) bool {
-	if reply == "" || reply[0] == '.' || reply[len(reply)-1] == '.' || strings.Contains(reply, "..") {
+	if !wire.LiteralSubject(reply) {
 		return false
-	}
-	for i := 0; i < len(reply); i++ {
-		if c := reply[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
-			return false
-		}
 	}
 	if strings.HasPrefix(reply, "$") || wire.IsCallSubject(reply) || strings.HasPrefix(reply, "_R_.") {
 		return false

@@ -484,13 +484,5 @@ func (m *Member) missing(seen map[string]bool) bool {
 // token, no wildcard, no whitespace or control byte.
 func underInbox(inbox, reply string) bool {
 	rest, ok := strings.CutPrefix(reply, inbox)
-	if !ok || rest == "" || rest[0] == '.' || rest[len(rest)-1] == '.' || strings.Contains(rest, "..") {
-		return false
-	}
-	for i := 0; i < len(rest); i++ {
-		if c := rest[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
-			return false
-		}
-	}
-	return true
+	return ok && wire.LiteralSubject(rest)
 }

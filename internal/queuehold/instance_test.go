@@ -21,7 +21,7 @@ func TestInstanceSubjectHeldWithQueues(t *testing.T) {
 	nc := meshtest.Conn(t, b)
 	client := meshtest.Conn(t, b)
 	h := New(Config{
-		Conn: nc, Service: "orders", Subset: "v2", Instance: func() string { return "ID1" },
+		Conn: nc, Service: "orders", Subset: "v2", Instance: "ID1",
 		Handler: func(m *nats.Msg) { m.Respond([]byte("ok")) },
 	})
 	defer h.Close()
@@ -64,7 +64,7 @@ func TestInstanceSubjectRefusedKeepsQueues(t *testing.T) {
 	nc := sec.Conn(t, b, "orders")
 	var logs meshtest.Buffer
 	h := New(Config{
-		Conn: nc, Service: "orders", Instance: func() string { return "ID1" },
+		Conn: nc, Service: "orders", Instance: "ID1",
 		Handler: func(m *nats.Msg) { m.Respond(nil) },
 		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
 	})

@@ -27,7 +27,7 @@ type Config struct {
 	Service, Subset string
 	// Handler serves every message delivered to the subscriptions.
 	Handler nats.MsgHandler
-	// Instance, when set, returns the instance's ID (its discovery ID):
+	// Instance, when set, is the instance's ID (its discovery ID):
 	// while the instance is in its queue groups it also subscribes its
 	// instance subject (wire.InstanceSubject, in the service's queue
 	// group), which callers address a
@@ -35,7 +35,7 @@ type Config struct {
 	// "Liveness"). "" subscribes none. A broker that refuses it (accounts
 	// generated before instance subjects) costs only that: said once, at
 	// Warn; the queue groups are kept.
-	Instance func() string
+	Instance string
 	// Out, when set, reports whether the instance is held out of its
 	// queue groups (a passive health cool-off): Join does nothing then.
 	Out func() bool
@@ -162,11 +162,8 @@ func (h *Hold) Join() error {
 // queue groups: callers then cannot address it, and send to the queue
 // group instead.
 func (h *Hold) joinInstance() {
-	if h.cfg.Instance == nil || h.inst != nil {
-		return
-	}
-	id := h.cfg.Instance()
-	if !wire.ValidInstance(id) {
+	id := h.cfg.Instance
+	if h.inst != nil || !wire.ValidInstance(id) {
 		return
 	}
 	nc := h.cfg.Conn

@@ -34,7 +34,7 @@ func TestRefusedInstanceSubjectRetriedWhileServing(t *testing.T) {
 				nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 			var logs meshtest.Buffer
 			h := New(Config{
-				Conn: nc, Service: "orders", Instance: func() string { return "ID1" },
+				Conn: nc, Service: "orders", Instance: "ID1",
 				Handler:    func(m *nats.Msg) { m.Respond([]byte("ok")) },
 				RetryAfter: 50 * time.Millisecond,
 				Logger:     slog.New(slog.NewTextHandler(&logs, nil)),

@@ -31,7 +31,7 @@ func TestInstanceSubjectTakenAfterTheBrokerAdmitsIt(t *testing.T) {
 	nc := sec.Conn(t, b, "orders", nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
 		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	h := New(Config{
-		Conn: nc, Service: "orders", Instance: func() string { return "ID1" },
+		Conn: nc, Service: "orders", Instance: "ID1",
 		Handler: func(m *nats.Msg) { m.Respond([]byte("ok")) },
 		Logger:  slog.New(slog.DiscardHandler),
 	})
