@@ -95,6 +95,15 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 }
 
+// unflushed is a connection's writer that Request.Write does not flush
+// by itself. Given a *bufio.Writer, it flushes the head before a body it
+// does not know to be in memory (net/http knows only bytes and strings
+// readers; the mesh's decoded bodies are neither): two writes a call,
+// and two reads for the service. A Client's bodies are whole, so the
+// head can wait for them: roundTrip flushes once, after the body. Being
+// an io.ByteWriter, it is not wrapped in a bufio.Writer of its own.
+type unflushed struct{ *bufio.Writer }
+
 // noAnswer is a failure before any byte of the answer came.
 type noAnswer struct{ err error }
 
@@ -122,7 +131,7 @@ func (c *Client) roundTrip(cn *conn, r *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	if err := r.Write(cn.bw); err != nil {
+	if err := r.Write(unflushed{cn.bw}); err != nil {
 		return fail(&noAnswer{err})
 	}
 	if err := cn.bw.Flush(); err != nil {

@@ -684,3 +684,65 @@ func TestNoHostRefused(t *testing.T) {
 		t.Fatalf("err %v, dialed %q; want the request refused, nothing dialed", err, dialed)
 	}
 }
+
+// writeCounter counts the writes made on a connection.
+type writeCounter struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c writeCounter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// opaqueBody is a whole body of a type net/http does not know to be in
+// memory (as the mesh's decoded bodies are not bytes.Reader), with the
+// GetBody that makes its request the Client's.
+type opaqueBody struct{ r *bytes.Reader }
+
+func (b *opaqueBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *opaqueBody) Close() error               { return nil }
+
+// TestHeadAndBodyInOneWrite: a request's head and whole body leave in
+// one write, one segment for the service to read. net/http's
+// Request.Write flushes the head by itself before a body it does not
+// know to be in memory: two writes a call, and often two reads in the
+// service.
+func TestHeadAndBodyInOneWrite(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	var writes atomic.Int32
+	c := &Client{Fallback: &http.Transport{DisableCompression: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return writeCounter{nc, &writes}, nil
+		}}}
+	t.Cleanup(c.CloseIdleConnections)
+	for _, size := range []int{1, 1024, 3000} {
+		payload := bytes.Repeat([]byte{'x'}, size)
+		r, err := http.NewRequest(http.MethodPost, srv.URL, &opaqueBody{bytes.NewReader(payload)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.ContentLength = int64(size)
+		r.GetBody = func() (io.ReadCloser, error) { return &opaqueBody{bytes.NewReader(payload)}, nil }
+		writes.Store(0)
+		resp, err := c.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, resp); got != string(payload) {
+			t.Fatalf("body of %d bytes: the service got %d bytes back", size, len(got))
+		}
+		if n := writes.Load(); n != 1 {
+			t.Fatalf("a request with a body of %d bytes took %d writes, want 1", size, n)
+		}
+	}
+}
