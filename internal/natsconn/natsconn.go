@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsmesh/natsmesh/internal/batchconn"
 	"github.com/natsmesh/natsmesh/wire"
 )
 
@@ -95,6 +96,9 @@ func (cfg Config) options(service string) ([]nats.Option, error) {
 	log := cfg.logger()
 	opts := []nats.Option{
 		nats.Name(name),
+		// A burst of messages leaves in one write (package batchconn),
+		// each write bounded as nats.go's flusher bounds its own.
+		nats.SetCustomDialer(batchconn.Dialer{Timeout: nats.DefaultTimeout, WriteTimeout: nats.DefaultFlusherTimeout}),
 		nats.CustomInboxPrefix(wire.InboxPrefix(service)),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),

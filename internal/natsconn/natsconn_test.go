@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natsmesh/natsmesh/internal/batchconn"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/wire"
 )
@@ -66,6 +67,16 @@ func TestConnectClose(t *testing.T) {
 	}
 	if err := CheckInboxPrefix(nc, "orders"); err == nil {
 		t.Fatal("CheckInboxPrefix accepted another service's connection")
+	}
+	// A burst of messages leaves in one write (decision 183).
+	if _, ok := nc.Opts.CustomDialer.(batchconn.Dialer); !ok {
+		t.Fatalf("the connection's dialer is %T, want a batchconn.Dialer", nc.Opts.CustomDialer)
+	}
+	if err := nc.Publish("hello", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	if err := Close(context.Background(), nc); err != nil || !nc.IsClosed() {
 		t.Fatalf("Close = %v, closed %v", err, nc.IsClosed())

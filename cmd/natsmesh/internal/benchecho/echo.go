@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -21,7 +20,6 @@ import (
 	"github.com/natsmesh/natsmesh/agent"
 	"github.com/natsmesh/natsmesh/policies/live"
 	"github.com/natsmesh/natsmesh/telemetry"
-	"github.com/natsmesh/natsmesh/wire"
 )
 
 // Handler answers every request with its own body, as
@@ -117,7 +115,8 @@ func Serve(ctx context.Context, cfg Config, ready func()) error {
 		if service == "" {
 			service = "echo"
 		}
-		nc, err := nats.Connect(cfg.NATS, nats.CustomInboxPrefix(wire.InboxPrefix(service)))
+		// As a library user connects (the README's in-process example).
+		nc, err := agent.Connect(ctx, service, agent.ConnectConfig{URL: cfg.NATS, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return fmt.Errorf("benchecho: echo: %w", err)
 		}

@@ -650,7 +650,8 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err := app.WaitReady(ctx, 15*time.Second, benchproc.LogReady(app, "ready")); err != nil {
 			return nil, "", err
 		}
-		nc, err := nats.Connect(natsURL, nats.Name("natsmesh-bench:client"), nats.CustomInboxPrefix(wire.InboxPrefix("client")))
+		// As a library user connects (the README's in-process example).
+		nc, err := agent.Connect(ctx, "client", agent.ConnectConfig{URL: natsURL, Name: "natsmesh-bench:client", Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return nil, "", fmt.Errorf("benchrun: %w", err)
 		}

@@ -1,0 +1,155 @@
+package batchconn
+
+import (
+	"net"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Conn is a net.Conn whose writes are gathered and made by a goroutine of
+// its own once every goroutine ready to run has run (see the package
+// doc). Reads pass through.
+type Conn struct {
+	net.Conn
+	timeout    time.Duration // bounds each write to Conn (0: none)
+	maxPending int
+
+	mu      sync.Mutex
+	room    sync.Cond // signalled when a batch is sent or the Conn fails
+	pending []byte    // written, not yet sent
+	spare   []byte    // the last batch's buffer, for the next
+	busy    bool      // the writer has a batch to send or is sending one
+	closing bool      // Close has begun
+	closeBy time.Time // set by Close: no write of the writer lasts past it
+	err     error     // the first write error, or net.ErrClosed after Close
+	wake    chan struct{}
+	done    chan struct{} // closed when the writer has returned
+}
+
+// MaxPending is how many bytes a Conn holds unsent before a Write waits
+// for the writer, as a write waits for a full socket buffer.
+const MaxPending = 1 << 20
+
+// CloseGrace bounds how long Close spends sending what is pending: a
+// peer that stopped reading holds no Close up for longer, as a socket's
+// close does not wait for its peer.
+const CloseGrace = 100 * time.Millisecond
+
+// New wraps c. Each write to c is bounded by timeout (0: none), as
+// nats.go bounds its own with FlusherTimeout.
+func New(c net.Conn, timeout time.Duration) *Conn {
+	bc := &Conn{Conn: c, timeout: timeout, maxPending: MaxPending, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	bc.room.L = &bc.mu
+	go bc.writer()
+	return bc
+}
+
+// Write gathers p for the writer and returns at once, unless MaxPending
+// bytes wait already: then it waits for them to be sent. The error of an
+// earlier write, or net.ErrClosed after Close, is returned here.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.err == nil && len(c.pending) > 0 && len(c.pending)+len(p) > c.maxPending {
+		c.room.Wait()
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	c.pending = append(c.pending, p...)
+	if !c.busy {
+		c.busy = true
+		c.wake <- struct{}{} // never blocks: only a Write that sets busy sends
+	}
+	return len(p), nil
+}
+
+// writer sends what is pending, in the order written, until the Conn
+// fails or is closed.
+func (c *Conn) writer() {
+	defer close(c.done)
+	for range c.wake {
+		for {
+			// Let every goroutine ready to run write first: the calls a
+			// burst of messages woke add theirs to this batch.
+			runtime.Gosched()
+			c.mu.Lock()
+			if c.err != nil || len(c.pending) == 0 {
+				c.busy = false
+				c.room.Broadcast()
+				c.mu.Unlock()
+				break
+			}
+			batch := c.pending
+			c.pending = c.spare[:0]
+			deadline := time.Time{}
+			if c.timeout > 0 {
+				deadline = time.Now().Add(c.timeout)
+			}
+			if !c.closeBy.IsZero() && (deadline.IsZero() || c.closeBy.Before(deadline)) {
+				deadline = c.closeBy
+			}
+			// Under the lock, so that Close's deadline, set under it
+			// too, is never overwritten by a later one.
+			c.Conn.SetWriteDeadline(deadline)
+			c.mu.Unlock()
+			_, err := c.Conn.Write(batch)
+			c.mu.Lock()
+			c.spare = batch[:0]
+			if err != nil && c.err == nil {
+				c.err = err
+			}
+			c.room.Broadcast()
+			c.mu.Unlock()
+		}
+	}
+}
+
+// SetWriteDeadline does nothing: a Write does not wait for the
+// connection, and the writer bounds its own writes by the timeout.
+func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets the read deadline only (see SetWriteDeadline).
+func (c *Conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// Close sends what is pending, within CloseGrace, and closes the
+// connection. Writes after it fail with net.ErrClosed.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return net.ErrClosed
+	}
+	c.closing = true
+	c.closeBy = time.Now().Add(CloseGrace)
+	// A write in progress ends by closeBy too.
+	c.Conn.SetWriteDeadline(c.closeBy)
+	for c.err == nil && c.busy {
+		c.room.Wait()
+	}
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	c.room.Broadcast()
+	c.mu.Unlock()
+	close(c.wake)
+	<-c.done
+	return c.Conn.Close()
+}
+
+// Dialer dials TCP connections, each wrapped in a Conn: a
+// nats.CustomDialer.
+type Dialer struct {
+	Timeout      time.Duration // bounds the dial (0: none)
+	WriteTimeout time.Duration // bounds each write (0: none)
+}
+
+// Dial implements nats.CustomDialer.
+func (d Dialer) Dial(network, address string) (net.Conn, error) {
+	c, err := (&net.Dialer{Timeout: d.Timeout}).Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return New(c, d.WriteTimeout), nil
+}
