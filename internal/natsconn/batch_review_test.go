@@ -1,0 +1,227 @@
+package natsconn
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/meshtest"
+	"github.com/natsmesh/natsmesh/internal/testcert"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestDrainSendsTheLastReplies (review of 07588fb): Close drains a
+// connection whose handlers are still answering a burst of requests;
+// every request gets its answer, the last ones gathered by a
+// batchconn.Conn just before nats.go closes it.
+func TestDrainSendsTheLastReplies(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	cfg := Config{URL: b.ClientURL(), Logger: quiet()}
+	srv, err := Connect(context.Background(), "orders", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	var got atomic.Int32
+	busy := make(chan struct{})
+	if _, err := srv.Subscribe("mesh.orders", func(m *nats.Msg) {
+		if got.Add(1) == n/2 {
+			close(busy) // half the requests wait for their turn
+		}
+		time.Sleep(time.Millisecond)
+		m.Respond(m.Data)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Flush()
+	cli, err := Connect(context.Background(), "web", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Close(context.Background(), cli)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := strconv.Itoa(i)
+			m, err := cli.Request("mesh.orders", []byte(want), 10*time.Second)
+			if err == nil && string(m.Data) != want {
+				err = fmt.Errorf("asked %s, answered %s", want, m.Data)
+			}
+			errs <- err
+		}()
+	}
+	<-busy
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := Close(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestBurstsAcrossBrokerRestart (review of 07588fb): 32 callers ask a
+// responder without pause, both connected through batchconn; the broker
+// restarts twice mid-burst. No request is answered twice or with another
+// request's answer, no request reaches the responder twice, each caller's
+// requests reach it in order, and after each restart calls succeed again.
+func TestBurstsAcrossBrokerRestart(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	addr, _ := url.Parse(b.ClientURL())
+	cfg := Config{URL: b.ClientURL(), Logger: quiet()}
+	srv, err := Connect(context.Background(), "orders", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	last := map[int]int{}
+	var dup, disorder atomic.Int32
+	if _, err := srv.Subscribe("mesh.orders", func(m *nats.Msg) {
+		var c, i int
+		fmt.Sscanf(string(m.Data), "%d:%d", &c, &i)
+		mu.Lock()
+		if seen[string(m.Data)] {
+			dup.Add(1)
+		}
+		seen[string(m.Data)] = true
+		if l, ok := last[c]; ok && i <= l {
+			disorder.Add(1)
+		}
+		last[c] = i
+		mu.Unlock()
+		m.Respond(m.Data)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := Connect(context.Background(), "web", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+
+	stop := make(chan struct{})
+	var ok, failed, wrong atomic.Int32
+	var wg sync.WaitGroup
+	for c := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				want := fmt.Sprintf("%d:%d", c, i)
+				m, err := cli.Request("mesh.orders", []byte(want), time.Second)
+				switch {
+				case err != nil:
+					failed.Add(1)
+					time.Sleep(10 * time.Millisecond)
+				case string(m.Data) != want:
+					wrong.Add(1)
+				default:
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	// waitCalls waits for calls to succeed again.
+	waitCalls := func() {
+		t.Helper()
+		from := ok.Load()
+		meshtest.CheckFor(t, 15*time.Second, 10*time.Millisecond, func() error {
+			if ok.Load() < from+500 {
+				return fmt.Errorf("%d calls answered since, want 500", ok.Load()-from)
+			}
+			return nil
+		})
+	}
+	waitCalls()
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := b.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		b = meshtest.Broker(t, func(c *broker.Config) { c.Listen = addr.Host; c.NoJetStream = true; c.LameDuckDuration = -1 })
+		waitCalls()
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d answered, %d failed", ok.Load(), failed.Load())
+	if w, d, o := wrong.Load(), dup.Load(), disorder.Load(); w+d+o > 0 {
+		t.Fatalf("%d wrong answers, %d requests delivered twice, %d out of order", w, d, o)
+	}
+}
+
+// TestOverTLS (review of 07588fb): a batchconn.Conn under nats.go's TLS:
+// the handshake, a burst of calls, a drain (close_notify goes through a
+// Conn that ignores write deadlines).
+func TestOverTLS(t *testing.T) {
+	cert, key := testcert.SelfSigned(t)
+	b := meshtest.Broker(t, func(c *broker.Config) {
+		c.TLS = broker.TLS{CertFile: cert, KeyFile: key}
+		c.NoJetStream = true
+		c.LameDuckDuration = -1
+	})
+	cfg := Config{URL: b.ClientURL(), TLSCA: cert, Logger: quiet()}
+	srv, err := Connect(context.Background(), "orders", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.TLSConnectionState(); err != nil {
+		t.Fatalf("not TLS: %v", err)
+	}
+	srv.Subscribe("mesh.orders", func(m *nats.Msg) { m.Respond(m.Data) })
+	srv.Flush()
+	cli, err := Connect(context.Background(), "web", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := strconv.Itoa(i)
+			m, err := cli.Request("mesh.orders", []byte(want), 5*time.Second)
+			if err != nil || string(m.Data) != want {
+				t.Errorf("call %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, nc := range []*nats.Conn{cli, srv} {
+		start := time.Now()
+		if err := Close(ctx, nc); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Close over TLS took %v", d)
+		}
+	}
+}
