@@ -2,11 +2,14 @@ package natsconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,4 +227,150 @@ func TestOverTLS(t *testing.T) {
 			t.Errorf("Close over TLS took %v", d)
 		}
 	}
+}
+
+// freezer is a TCP proxy to a broker whose connections made so far can
+// be frozen: it stops carrying their bytes either way and keeps them
+// open, as a broker's host does when it hangs or a network partition
+// drops its packets. Connections made after a freeze are carried.
+type freezer struct {
+	ln     net.Listener
+	to     string
+	mu     sync.Mutex
+	frozen []chan struct{}
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newFreezer(t *testing.T, to string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, to: to}
+	f.wg.Add(1)
+	go f.accept()
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *freezer) URL() string { return "nats://" + f.ln.Addr().String() }
+
+func (f *freezer) accept() {
+	defer f.wg.Done()
+	for {
+		a, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		b, err := net.Dial("tcp", f.to)
+		if err != nil {
+			a.Close()
+			continue
+		}
+		frozen := make(chan struct{})
+		f.mu.Lock()
+		f.frozen = append(f.frozen, frozen)
+		f.conns = append(f.conns, a, b)
+		f.mu.Unlock()
+		carry := func(dst, src net.Conn) {
+			defer f.wg.Done()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := src.Read(buf)
+				select {
+				case <-frozen:
+					return // the bytes read are lost, as a hung host's
+				default:
+				}
+				if n > 0 {
+					if _, err := dst.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+				if err != nil {
+					dst.Close()
+					return
+				}
+			}
+		}
+		f.wg.Add(2)
+		go carry(a, b)
+		go carry(b, a)
+	}
+}
+
+// freeze freezes the connections made so far.
+func (f *freezer) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.frozen {
+		close(c)
+	}
+	f.frozen = nil
+}
+
+func (f *freezer) close() {
+	f.ln.Close()
+	f.mu.Lock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// TestHungBrokerNoticed (review of 07588fb): with a batchconn.Conn the
+// connection still notices within about 6 s (PingInterval 2 s,
+// MaxPingsOutstanding 2) a broker that stopped answering while calls
+// keep being made, and reconnects.
+func TestHungBrokerNoticed(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	f := newFreezer(t, strings.TrimPrefix(b.ClientURL(), "nats://"))
+	srv, err := Connect(context.Background(), "orders", Config{URL: b.ClientURL(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Subscribe("mesh.orders", func(m *nats.Msg) { m.Respond(m.Data) })
+	srv.Flush()
+	cli, err := Connect(context.Background(), "web", Config{URL: f.URL(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Request("mesh.orders", []byte("x"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.freeze()
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 { // calls keep coming, and time out
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cli.Request("mesh.orders", make([]byte, 1000), 200*time.Millisecond)
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	meshtest.CheckFor(t, 9*time.Second, 10*time.Millisecond, func() error {
+		if cli.IsConnected() && cli.Stats().Reconnects == 0 {
+			return errors.New("still connected to the hung broker")
+		}
+		return nil
+	})
+	t.Logf("noticed after %v", time.Since(start).Round(10*time.Millisecond))
+	meshtest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		_, err := cli.Request("mesh.orders", []byte("x"), time.Second)
+		return err
+	})
 }
