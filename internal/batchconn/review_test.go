@@ -1,10 +1,14 @@
 package batchconn
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -64,4 +68,51 @@ func TestADroppedConnIsCollected(t *testing.T) {
 		}
 	}
 	t.Fatal("a Conn dropped without Close was never collected: its writer goroutine holds it")
+}
+
+// TestCloseDuringWrites (review of 07588fb): Close while many goroutines
+// write: it returns, every Write returns (those after it with
+// net.ErrClosed), what was sent is a prefix of each writer's writes, and
+// no goroutine is left (goleak).
+func TestCloseDuringWrites(t *testing.T) {
+	for range 20 {
+		c, peer := tcpPair(t, time.Minute)
+		got := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(peer)
+			got <- b
+		}()
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					if _, err := fmt.Fprintf(c, "%d:%06d\n", w, i); err != nil {
+						if !errors.Is(err, net.ErrClosed) {
+							t.Errorf("Write: %v", err)
+						}
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(5 * time.Millisecond)
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		b := <-got
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			b = b[:i] // the last line may be cut by the close deadline
+		}
+		next := make([]int, 8)
+		for _, l := range bytes.Split(b, []byte("\n")) {
+			var w, i int
+			if _, err := fmt.Sscanf(string(l), "%d:%06d", &w, &i); err != nil || i != next[w] {
+				t.Fatalf("line %q (%v), want writer %d's line %d", l, err, w, next[w])
+			}
+			next[w]++
+		}
+	}
 }
