@@ -44,12 +44,18 @@ func New(c net.Conn, timeout time.Duration) *Conn {
 
 // Write gathers p for the writer and returns at once, unless MaxPending
 // bytes wait already: then it waits for them to be sent. The error of an
-// earlier write, or net.ErrClosed after Close, is returned here.
+// earlier write, or net.ErrClosed once Close has begun, is returned here.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && len(c.pending) > 0 && len(c.pending)+len(p) > c.maxPending {
+	for c.err == nil && !c.closing && len(c.pending) > 0 && len(c.pending)+len(p) > c.maxPending {
 		c.room.Wait()
+	}
+	if c.closing {
+		// Close sends what was written before it, and no more: a
+		// stream of writes would hold it for CloseGrace and end in a
+		// timeout.
+		return 0, net.ErrClosed
 	}
 	if c.err != nil {
 		return 0, c.err
@@ -117,7 +123,7 @@ func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
 func (c *Conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 // Close sends what is pending, within CloseGrace, and closes the
-// connection. Writes after it fail with net.ErrClosed.
+// connection. Writes made once it has begun fail with net.ErrClosed.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closing {
@@ -125,6 +131,7 @@ func (c *Conn) Close() error {
 		return net.ErrClosed
 	}
 	c.closing = true
+	c.room.Broadcast() // a Write waiting for room fails now
 	c.closeBy = time.Now().Add(CloseGrace)
 	// A write in progress ends by closeBy too.
 	c.Conn.SetWriteDeadline(c.closeBy)
