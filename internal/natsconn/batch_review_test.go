@@ -12,12 +12,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsmesh/natsmesh/broker"
+	"github.com/natsmesh/natsmesh/internal/batchconn"
 	"github.com/natsmesh/natsmesh/internal/meshtest"
 	"github.com/natsmesh/natsmesh/internal/testcert"
 )
@@ -373,4 +375,35 @@ func TestHungBrokerNoticed(t *testing.T) {
 		_, err := cli.Request("mesh.orders", []byte("x"), time.Second)
 		return err
 	})
+}
+
+// TestUsersDialOptionsKept (review of 07588fb): Config.Options are
+// "further nats.go options, applied last"; since the connection dials
+// through batchconn.Dialer, nats.go's Dialer option (a net.Dialer with
+// the user's LocalAddr, KeepAlive, Control), Timeout (which bounded the
+// dial) and FlusherTimeout (which bounded each write) were silently
+// ignored.
+func TestUsersDialOptionsKept(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	var dialed atomic.Bool
+	d := &net.Dialer{Control: func(string, string, syscall.RawConn) error {
+		dialed.Store(true)
+		return nil
+	}}
+	nc, err := Connect(context.Background(), "web", Config{URL: b.ClientURL(), Logger: quiet(),
+		Options: []nats.Option{nats.Dialer(d), nats.Timeout(7 * time.Second), nats.FlusherTimeout(3 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if !dialed.Load() {
+		t.Error("the connection was not dialed with the nats.Dialer option's net.Dialer")
+	}
+	bd, ok := nc.Opts.CustomDialer.(batchconn.Dialer)
+	if !ok {
+		t.Fatalf("the connection's dialer is %T, want a batchconn.Dialer", nc.Opts.CustomDialer)
+	}
+	if bd.Timeout != 7*time.Second || bd.WriteTimeout != 3*time.Second {
+		t.Errorf("dial timeout %v, write timeout %v: want nats.Timeout's 7s and nats.FlusherTimeout's 3s", bd.Timeout, bd.WriteTimeout)
+	}
 }
