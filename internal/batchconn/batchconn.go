@@ -153,13 +153,23 @@ func (c *Conn) Close() error {
 // Dialer dials TCP connections, each wrapped in a Conn: a
 // nats.CustomDialer.
 type Dialer struct {
-	Timeout      time.Duration // bounds the dial (0: none)
+	Timeout      time.Duration // bounds the dial when Net has no Timeout (0: none)
 	WriteTimeout time.Duration // bounds each write (0: none)
+	// Net dials (nil: a net.Dialer), as nats.go's Dialer option would:
+	// its LocalAddr, KeepAlive, Control and the like are kept.
+	Net *net.Dialer
 }
 
 // Dial implements nats.CustomDialer.
 func (d Dialer) Dial(network, address string) (net.Conn, error) {
-	c, err := (&net.Dialer{Timeout: d.Timeout}).Dial(network, address)
+	var nd net.Dialer
+	if d.Net != nil {
+		nd = *d.Net
+	}
+	if nd.Timeout == 0 {
+		nd.Timeout = d.Timeout
+	}
+	c, err := nd.Dial(network, address)
 	if err != nil {
 		return nil, err
 	}
