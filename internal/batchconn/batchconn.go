@@ -16,7 +16,7 @@ type Conn struct {
 	maxPending int
 
 	mu      sync.Mutex
-	room    sync.Cond // signalled when a batch is sent or the writer returns
+	room    sync.Cond // signalled when a batch is sent, the writer returns or Close begins
 	pending []byte    // written, not yet sent
 	spare   []byte    // the last batch's buffer, for the next
 	busy    bool      // the writer runs: it has a batch to send or is sending one
