@@ -16,15 +16,13 @@ type Conn struct {
 	maxPending int
 
 	mu      sync.Mutex
-	room    sync.Cond // signalled when a batch is sent or the Conn fails
+	room    sync.Cond // signalled when a batch is sent, the writer returns or Close begins
 	pending []byte    // written, not yet sent
 	spare   []byte    // the last batch's buffer, for the next
-	busy    bool      // the writer has a batch to send or is sending one
+	busy    bool      // the writer runs: it has a batch to send or is sending one
 	closing bool      // Close has begun
 	closeBy time.Time // set by Close: no write of the writer lasts past it
 	err     error     // the first write error, or net.ErrClosed after Close
-	wake    chan struct{}
-	done    chan struct{} // closed when the writer has returned
 }
 
 // MaxPending is how many bytes a Conn holds unsent before a Write waits
@@ -39,20 +37,25 @@ const CloseGrace = 100 * time.Millisecond
 // New wraps c. Each write to c is bounded by timeout (0: none), as
 // nats.go bounds its own with FlusherTimeout.
 func New(c net.Conn, timeout time.Duration) *Conn {
-	bc := &Conn{Conn: c, timeout: timeout, maxPending: MaxPending, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	bc := &Conn{Conn: c, timeout: timeout, maxPending: MaxPending}
 	bc.room.L = &bc.mu
-	go bc.writer()
 	return bc
 }
 
 // Write gathers p for the writer and returns at once, unless MaxPending
 // bytes wait already: then it waits for them to be sent. The error of an
-// earlier write, or net.ErrClosed after Close, is returned here.
+// earlier write, or net.ErrClosed once Close has begun, is returned here.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && len(c.pending) > 0 && len(c.pending)+len(p) > c.maxPending {
+	for c.err == nil && !c.closing && len(c.pending) > 0 && len(c.pending)+len(p) > c.maxPending {
 		c.room.Wait()
+	}
+	if c.closing {
+		// Close sends what was written before it, and no more: a
+		// stream of writes would hold it for CloseGrace and end in a
+		// timeout.
+		return 0, net.ErrClosed
 	}
 	if c.err != nil {
 		return 0, c.err
@@ -60,49 +63,55 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.pending = append(c.pending, p...)
 	if !c.busy {
 		c.busy = true
-		c.wake <- struct{}{} // never blocks: only a Write that sets busy sends
+		go c.writer()
 	}
 	return len(p), nil
 }
 
-// writer sends what is pending, in the order written, until the Conn
-// fails or is closed.
+// writer sends what is pending, in the order written, until nothing is
+// or the Conn fails. It runs only while there is something to send: a
+// Conn dropped without Close (nats.go drops so a connection whose
+// handshake failed during a reconnect) holds no goroutine, and is
+// collected, its socket closed, as a net.TCPConn would be.
 func (c *Conn) writer() {
-	defer close(c.done)
-	for range c.wake {
-		for {
-			// Let every goroutine ready to run write first: the calls a
-			// burst of messages woke add theirs to this batch.
-			runtime.Gosched()
-			c.mu.Lock()
-			if c.err != nil || len(c.pending) == 0 {
-				c.busy = false
-				c.room.Broadcast()
-				c.mu.Unlock()
-				break
-			}
-			batch := c.pending
-			c.pending = c.spare[:0]
-			deadline := time.Time{}
-			if c.timeout > 0 {
-				deadline = time.Now().Add(c.timeout)
-			}
-			if !c.closeBy.IsZero() && (deadline.IsZero() || c.closeBy.Before(deadline)) {
-				deadline = c.closeBy
-			}
-			// Under the lock, so that Close's deadline, set under it
-			// too, is never overwritten by a later one.
-			c.Conn.SetWriteDeadline(deadline)
-			c.mu.Unlock()
-			_, err := c.Conn.Write(batch)
-			c.mu.Lock()
-			c.spare = batch[:0]
-			if err != nil && c.err == nil {
-				c.err = err
-			}
+	for {
+		// Let every goroutine ready to run write first: the calls a
+		// burst of messages woke add theirs to this batch.
+		runtime.Gosched()
+		c.mu.Lock()
+		if c.err != nil || len(c.pending) == 0 {
+			c.busy = false
 			c.room.Broadcast()
 			c.mu.Unlock()
+			return
 		}
+		batch := c.pending
+		c.pending = c.spare[:0]
+		deadline := time.Time{}
+		if c.timeout > 0 {
+			deadline = time.Now().Add(c.timeout)
+		}
+		if !c.closeBy.IsZero() && (deadline.IsZero() || c.closeBy.Before(deadline)) {
+			deadline = c.closeBy
+		}
+		// Under the lock, so that Close's deadline, set under it too, is
+		// never overwritten by a later one.
+		c.Conn.SetWriteDeadline(deadline)
+		c.mu.Unlock()
+		_, err := c.Conn.Write(batch)
+		c.mu.Lock()
+		c.spare = batch[:0]
+		if err != nil && c.err == nil {
+			c.err = err
+			// What was dropped leaves a gap, perhaps a truncated
+			// operation, in the stream: end the connection, so that its
+			// reads fail too and its user (nats.go's read loop)
+			// reconnects at once, as nats.go does itself after a partial
+			// write.
+			c.Conn.Close()
+		}
+		c.room.Broadcast()
+		c.mu.Unlock()
 	}
 }
 
@@ -114,7 +123,7 @@ func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
 func (c *Conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 // Close sends what is pending, within CloseGrace, and closes the
-// connection. Writes after it fail with net.ErrClosed.
+// connection. Writes made once it has begun fail with net.ErrClosed.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closing {
@@ -122,32 +131,45 @@ func (c *Conn) Close() error {
 		return net.ErrClosed
 	}
 	c.closing = true
+	c.room.Broadcast() // a Write waiting for room fails now
 	c.closeBy = time.Now().Add(CloseGrace)
 	// A write in progress ends by closeBy too.
 	c.Conn.SetWriteDeadline(c.closeBy)
-	for c.err == nil && c.busy {
+	for c.busy {
 		c.room.Wait()
 	}
-	if c.err == nil {
+	failed := c.err != nil // the writer closed the connection
+	if !failed {
 		c.err = net.ErrClosed
 	}
 	c.room.Broadcast()
 	c.mu.Unlock()
-	close(c.wake)
-	<-c.done
+	if failed {
+		return nil
+	}
 	return c.Conn.Close()
 }
 
 // Dialer dials TCP connections, each wrapped in a Conn: a
 // nats.CustomDialer.
 type Dialer struct {
-	Timeout      time.Duration // bounds the dial (0: none)
+	Timeout      time.Duration // bounds the dial when Net has no Timeout (0: none)
 	WriteTimeout time.Duration // bounds each write (0: none)
+	// Net dials (nil: a net.Dialer), as nats.go's Dialer option would:
+	// its LocalAddr, KeepAlive, Control and the like are kept.
+	Net *net.Dialer
 }
 
 // Dial implements nats.CustomDialer.
 func (d Dialer) Dial(network, address string) (net.Conn, error) {
-	c, err := (&net.Dialer{Timeout: d.Timeout}).Dial(network, address)
+	var nd net.Dialer
+	if d.Net != nil {
+		nd = *d.Net
+	}
+	if nd.Timeout == 0 {
+		nd.Timeout = d.Timeout
+	}
+	c, err := nd.Dial(network, address)
 	if err != nil {
 		return nil, err
 	}

@@ -10,11 +10,13 @@
 // and a read and a wake-up in the broker.
 //
 // A Conn takes each write into a buffer and returns; a goroutine of its
-// own yields once (runtime.Gosched, which puts it behind every goroutine
+// own, started by the first write of a burst and gone when all is sent,
+// yields once (runtime.Gosched, which puts it behind every goroutine
 // ready to run) and then writes everything gathered in one system call.
 // A lone message waits for nothing but that yield; messages sent together
-// leave together. Order is kept, a write error is returned by the next
-// Write, a Write waits while MaxPending bytes are unsent (as for a full
-// socket buffer), and Close sends what is pending within CloseGrace.
+// leave together. Order is kept, a write error closes the connection
+// (its reads fail too) and is returned by the next Write, a Write waits
+// while MaxPending bytes are unsent (as for a full socket buffer), and
+// Close sends what is pending within CloseGrace.
 // Dialer makes such connections for nats.SetCustomDialer.
 package batchconn

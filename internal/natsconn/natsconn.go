@@ -96,9 +96,6 @@ func (cfg Config) options(service string) ([]nats.Option, error) {
 	log := cfg.logger()
 	opts := []nats.Option{
 		nats.Name(name),
-		// A burst of messages leaves in one write (package batchconn),
-		// each write bounded as nats.go's flusher bounds its own.
-		nats.SetCustomDialer(batchconn.Dialer{Timeout: nats.DefaultTimeout, WriteTimeout: nats.DefaultFlusherTimeout}),
 		nats.CustomInboxPrefix(wire.InboxPrefix(service)),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -146,7 +143,19 @@ func (cfg Config) options(service string) ([]nats.Option, error) {
 	if cfg.TLSCert != "" {
 		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
 	}
-	return append(opts, cfg.Options...), nil
+	return append(append(opts, cfg.Options...), batchDial), nil
+}
+
+// batchDial makes a burst of messages leave in one write (package
+// batchconn). Applied after Config.Options, it keeps what those set: the
+// dial bounded by nats.Timeout and made by nats.Dialer's net.Dialer,
+// each write bounded as nats.FlusherTimeout bounds nats.go's own, and a
+// nats.SetCustomDialer's dialer in its place.
+func batchDial(o *nats.Options) error {
+	if o.CustomDialer == nil {
+		o.CustomDialer = batchconn.Dialer{Timeout: o.Timeout, WriteTimeout: o.FlusherTimeout, Net: o.Dialer}
+	}
+	return nil
 }
 
 func (cfg Config) logger() *slog.Logger {
