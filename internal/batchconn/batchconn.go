@@ -1,6 +1,7 @@
 package batchconn
 
 import (
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -156,8 +157,16 @@ type Dialer struct {
 	Timeout      time.Duration // bounds the dial when Net has no Timeout (0: none)
 	WriteTimeout time.Duration // bounds each write (0: none)
 	// Net dials (nil: a net.Dialer), as nats.go's Dialer option would:
-	// its LocalAddr, KeepAlive, Control and the like are kept.
+	// its LocalAddr, KeepAlive, Control, MPTCP and the like are kept.
 	Net *net.Dialer
+	// Resolve makes Dial look the host's name up itself and dial its
+	// addresses in turn, in random order unless InOrder, each within the
+	// dial's timeout divided by their number, as nats.go does with its
+	// own dialer: a dead address of a name several brokers share costs a
+	// connection its share of the timeout, not all of it. nats.go hands
+	// a custom dialer the name only with nats.SkipHostLookup; without
+	// it, each address in turn, each with the whole timeout.
+	Resolve, InOrder bool
 }
 
 // Dial implements nats.CustomDialer.
@@ -169,9 +178,39 @@ func (d Dialer) Dial(network, address string) (net.Conn, error) {
 	if nd.Timeout == 0 {
 		nd.Timeout = d.Timeout
 	}
-	c, err := nd.Dial(network, address)
-	if err != nil {
-		return nil, err
+	addrs := []string{address}
+	if d.Resolve {
+		addrs = d.resolve(address)
+		nd.Timeout /= time.Duration(len(addrs))
 	}
-	return New(c, d.WriteTimeout), nil
+	var err error
+	for _, a := range addrs {
+		var c net.Conn
+		if c, err = nd.Dial(network, a); err == nil {
+			return New(c, d.WriteTimeout), nil
+		}
+	}
+	return nil, err
+}
+
+// resolve returns the addresses address's host name resolves to, with
+// its port, shuffled unless InOrder; address itself when its host is an
+// IP address or does not resolve (as nats.go's createConn).
+func (d Dialer) resolve(address string) []string {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil || net.ParseIP(host) != nil {
+		return []string{address}
+	}
+	ips, _ := net.LookupHost(host)
+	if len(ips) == 0 {
+		return []string{address}
+	}
+	addrs := make([]string, len(ips))
+	for i, ip := range ips {
+		addrs[i] = net.JoinHostPort(ip, port)
+	}
+	if !d.InOrder {
+		rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	}
+	return addrs
 }

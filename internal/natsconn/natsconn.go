@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
@@ -148,13 +149,34 @@ func (cfg Config) options(service string) ([]nats.Option, error) {
 
 // batchDial makes a burst of messages leave in one write (package
 // batchconn). Applied after Config.Options, it keeps what those set: the
-// dial bounded by nats.Timeout and made by nats.Dialer's net.Dialer,
-// each write bounded as nats.FlusherTimeout bounds nats.go's own, and a
-// nats.SetCustomDialer's dialer in its place.
+// dial bounded by nats.Timeout and made by nats.Dialer's net.Dialer with
+// nats.MultipathTCP's setting, each write bounded as nats.FlusherTimeout
+// bounds nats.go's own, and a nats.SetCustomDialer's dialer in its place.
+// nats.go gives a custom dialer each address of a server's name with the
+// whole timeout, its own a share of it: unless nats.SkipHostLookup is
+// set, the batchconn dialer is given the name, and looks it up and
+// shares the timeout as nats.go would.
 func batchDial(o *nats.Options) error {
-	if o.CustomDialer == nil {
-		o.CustomDialer = batchconn.Dialer{Timeout: o.Timeout, WriteTimeout: o.FlusherTimeout, Net: o.Dialer}
+	if o.CustomDialer != nil {
+		return nil
 	}
+	var nd net.Dialer
+	if o.Dialer != nil {
+		nd = *o.Dialer
+	}
+	if o.AllowMultipathTCP != nil {
+		nd.SetMultipathTCP(*o.AllowMultipathTCP)
+	}
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = nats.DefaultTimeout // as nats.Connect makes it
+	}
+	d := batchconn.Dialer{Timeout: timeout, WriteTimeout: o.FlusherTimeout, Net: &nd}
+	if !o.SkipHostLookup {
+		o.SkipHostLookup = true
+		d.Resolve, d.InOrder = true, o.NoRandomize
+	}
+	o.CustomDialer = d
 	return nil
 }
 

@@ -2,6 +2,7 @@ package natsconn
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
 	"strconv"
@@ -231,5 +232,47 @@ func TestUsersMultipathTCPKept(t *testing.T) {
 				t.Errorf("nats.MultipathTCP(%v): the dialer's MPTCP is %v", on, got)
 			}
 		})
+	}
+}
+
+// TestSeveralAddressesDialedInRandomOrder (second review of batchconn):
+// as nats.go's own dialer, the batchconn dialer tries the addresses of a
+// server's name in random order, so that clients spread over the
+// brokers behind one name, and in order with nats.DontRandomize.
+func TestSeveralAddressesDialedInRandomOrder(t *testing.T) {
+	b := meshtest.BareBroker(t)
+	u, _ := url.Parse(b.ClientURL())
+	const name = "brokers.natsmesh.test"
+	fakeDNS(t, name, [4]byte{127, 0, 0, 2}, [4]byte{127, 0, 0, 1})
+	for _, random := range []bool{true, false} {
+		first := map[string]int{}
+		for range 20 {
+			var mu sync.Mutex
+			var dialed []string
+			d := &net.Dialer{ControlContext: func(_ context.Context, _, addr string, _ syscall.RawConn) error {
+				mu.Lock()
+				defer mu.Unlock()
+				dialed = append(dialed, addr)
+				if strings.HasPrefix(addr, "127.0.0.2:") {
+					return errors.New("refused")
+				}
+				return nil
+			}}
+			opts := []nats.Option{nats.Dialer(d)}
+			if !random {
+				opts = append(opts, nats.DontRandomize())
+			}
+			nc, err := Connect(context.Background(), "web", Config{URL: "nats://" + net.JoinHostPort(name, u.Port()), Logger: quiet(), Options: opts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc.Close()
+			mu.Lock()
+			first[strings.Split(dialed[0], ":")[0]]++
+			mu.Unlock()
+		}
+		if spread := len(first) == 2; spread != random {
+			t.Errorf("random %v: the address dialed first: %v", random, first)
+		}
 	}
 }
