@@ -18,5 +18,9 @@
 // (its reads fail too) and is returned by the next Write, a Write waits
 // while MaxPending bytes are unsent (as for a full socket buffer), and
 // Close sends what is pending within CloseGrace.
-// Dialer makes such connections for nats.SetCustomDialer.
+//
+// Dialer makes such connections for nats.SetCustomDialer. Given a
+// server's name (nats.SkipHostLookup), it looks the name up and dials
+// its addresses in turn, sharing the dial's timeout among them, as
+// nats.go's own dialer does.
 package batchconn
