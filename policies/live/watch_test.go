@@ -635,3 +635,45 @@ func TestWatchFetchesBounded(t *testing.T) {
 	}
 	t.Logf("200 writes heard in 2 s: %d requests in %v", n, elapsed.Round(time.Millisecond))
 }
+
+// TestWatchWriteNotErasedByACopyOfTheHeld: a copy of the version held,
+// bare (any service's key can have JetStream's direct get deliver one on
+// WriteSubject, docs/security.md), heard after a genuine write of another
+// version, does not make the watch forget that write: asked while the
+// stream has not stored it yet (the store answers the version held), the
+// watch asks again and takes it. It forgot it, and went on holding the
+// old version until its next poll (30 s by default; the securitytest
+// TestWatchForgedCues saw it once under load: the forged copies' answers
+// came after the write).
+func TestWatchWriteNotErasedByACopyOfTheHeld(t *testing.T) {
+	b := meshtest.Broker(t, func(c *broker.Config) { c.NoJetStream = true })
+	fs := newFakeStore(t, b)
+	held := meshJSON(t, "1s")
+	fs.answer(func(int) *nats.Msg { return storeAnswer(1, "", held) })
+	nc := meshtest.Conn(t, b)
+	src := live.WatchBucket(meshtest.Conn(t, b), live.SourceConfig{Poll: time.Hour})
+	defer src.Close()
+	holds(t, src, "1s", 2*time.Second)
+	next := meshJSON(t, "2s")
+	first := fs.count()
+	// The first request after the write finds the stream without it yet.
+	fs.answer(func(n int) *nats.Msg {
+		if n == first+1 {
+			return storeAnswer(1, "", held)
+		}
+		return storeAnswer(2, "", next)
+	})
+	write := nats.NewMsg(live.WriteSubject)
+	write.Data = next
+	copyOfHeld := nats.NewMsg(live.WriteSubject)
+	copyOfHeld.Data = held
+	for _, m := range []*nats.Msg{write, copyOfHeld} {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	holds(t, src, "2s", 3*time.Second)
+}
