@@ -27,8 +27,17 @@ type Conn struct {
 }
 
 // MaxPending is how many bytes a Conn holds unsent before a Write waits
-// for the writer, as a write waits for a full socket buffer.
-const MaxPending = 1 << 20
+// for the writer, as a write waits for a full socket buffer: twice
+// nats.go's own write buffer (32 KiB), past which nats.go writes at once
+// too. A burst of 32 calls' messages of 1 KiB fits; more would only be
+// memory an agent holds (a Conn of 1 MiB held 4 MiB more in
+// securitytest.TestStreamPingFlood: the pending buffer, grown by
+// doubling, and the last batch's kept for the next).
+const MaxPending = 64 << 10
+
+// keepSpare is the largest batch buffer kept for the next batch; a
+// larger one (a message bigger than MaxPending, written alone) goes.
+const keepSpare = MaxPending
 
 // CloseGrace bounds how long Close spends sending what is pending: a
 // peer that stopped reading holds no Close up for longer, as a socket's
@@ -101,7 +110,11 @@ func (c *Conn) writer() {
 		c.mu.Unlock()
 		_, err := c.Conn.Write(batch)
 		c.mu.Lock()
-		c.spare = batch[:0]
+		if cap(batch) <= keepSpare {
+			c.spare = batch[:0]
+		} else {
+			c.spare = nil
+		}
 		if err != nil && c.err == nil {
 			c.err = err
 			// What was dropped leaves a gap, perhaps a truncated

@@ -236,3 +236,48 @@ func TestDeadlines(t *testing.T) {
 		t.Fatalf("Read past its deadline: %v", err)
 	}
 }
+
+// TestBigBatchNotKept: a message larger than MaxPending is sent whole,
+// and its buffer is not kept for the next batch, nor does the pending
+// buffer grow past about MaxPending with many writes: an agent's
+// connection holds tens of KiB, not megabytes, after a flood.
+func TestBigBatchNotKept(t *testing.T) {
+	c, peer := tcpPair(t, time.Minute)
+	got := make(chan int, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, peer)
+		got <- int(n)
+	}()
+	big := bytes.Repeat([]byte("x"), 4*MaxPending)
+	if _, err := c.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	small := bytes.Repeat([]byte("y"), 1000)
+	for range 2000 {
+		if _, err := c.Write(small); err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		p := cap(c.pending)
+		c.mu.Unlock()
+		if p > 2*MaxPending+len(small) {
+			t.Fatalf("the pending buffer grew to %d bytes", p)
+		}
+	}
+	for {
+		c.mu.Lock()
+		busy, spare := c.busy, cap(c.spare)
+		c.mu.Unlock()
+		if !busy {
+			if spare > keepSpare {
+				t.Fatalf("a buffer of %d bytes kept for the next batch, want at most %d", spare, keepSpare)
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+	if n := <-got; n != len(big)+2000*len(small) {
+		t.Fatalf("%d bytes arrived, want %d", n, len(big)+2000*len(small))
+	}
+}
