@@ -35,10 +35,6 @@ type Conn struct {
 // doubling, and the last batch's kept for the next).
 const MaxPending = 64 << 10
 
-// keepSpare is the largest batch buffer kept for the next batch; a
-// larger one (a message bigger than MaxPending, written alone) goes.
-const keepSpare = MaxPending
-
 // CloseGrace bounds how long Close spends sending what is pending: a
 // peer that stopped reading holds no Close up for longer, as a socket's
 // close does not wait for its peer.
@@ -110,7 +106,9 @@ func (c *Conn) writer() {
 		c.mu.Unlock()
 		_, err := c.Conn.Write(batch)
 		c.mu.Lock()
-		if cap(batch) <= keepSpare {
+		// A batch buffer larger than MaxPending (a bigger message,
+		// written alone) is not kept for the next batch.
+		if cap(batch) <= MaxPending {
 			c.spare = batch[:0]
 		} else {
 			c.spare = nil
@@ -156,7 +154,6 @@ func (c *Conn) Close() error {
 	if !failed {
 		c.err = net.ErrClosed
 	}
-	c.room.Broadcast()
 	c.mu.Unlock()
 	if failed {
 		return nil

@@ -14,8 +14,21 @@ import (
 )
 
 // tcpPair is both ends of a loopback TCP connection, the dialed one
-// wrapped in a Conn.
+// made by a Dialer, so wrapped in a Conn.
 func tcpPair(t *testing.T, timeout time.Duration) (*Conn, net.Conn) {
+	t.Helper()
+	c, peer := pair(t, Dialer{Timeout: 5 * time.Second, WriteTimeout: timeout}.Dial)
+	return c.(*Conn), peer
+}
+
+// rawPair is both ends of a loopback TCP connection.
+func rawPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	return pair(t, net.Dial)
+}
+
+// pair is both ends of a loopback TCP connection, the first made by dial.
+func pair(t *testing.T, dial func(network, address string) (net.Conn, error)) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,7 +40,7 @@ func tcpPair(t *testing.T, timeout time.Duration) (*Conn, net.Conn) {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	c, err := Dialer{Timeout: 5 * time.Second, WriteTimeout: timeout}.Dial("tcp", ln.Addr().String())
+	c, err := dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +49,7 @@ func tcpPair(t *testing.T, timeout time.Duration) (*Conn, net.Conn) {
 		t.Fatal("no connection accepted")
 	}
 	t.Cleanup(func() { c.Close(); peer.Close() })
-	return c.(*Conn), peer
+	return c, peer
 }
 
 // counting counts the writes made to its Conn.
@@ -269,8 +282,8 @@ func TestBigBatchNotKept(t *testing.T) {
 		busy, spare := c.busy, cap(c.spare)
 		c.mu.Unlock()
 		if !busy {
-			if spare > keepSpare {
-				t.Fatalf("a buffer of %d bytes kept for the next batch, want at most %d", spare, keepSpare)
+			if spare > MaxPending {
+				t.Fatalf("a buffer of %d bytes kept for the next batch, want at most %d", spare, MaxPending)
 			}
 			break
 		}

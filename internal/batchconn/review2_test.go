@@ -84,28 +84,3 @@ func TestCloseRacingAFailedWrite(t *testing.T) {
 		peer.Close()
 	}
 }
-
-// rawPair is both ends of a loopback TCP connection.
-func rawPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := <-accepted
-	if peer == nil {
-		t.Fatal("no connection accepted")
-	}
-	t.Cleanup(func() { c.Close(); peer.Close() })
-	return c, peer
-}
