@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/benchreport"
 	"github.com/natsmesh/natsmesh/cmd/natsmesh/internal/loadgen"
+	"github.com/natsmesh/natsmesh/policies"
 )
 
 func TestOptionsValidation(t *testing.T) {
@@ -227,9 +229,9 @@ func TestTelemetryCost(t *testing.T) {
 	}
 }
 
-// TestRunTelemetryPairs runs the telemetry pairs end to end, briefly: the
-// sidecar pair (natsmesh agent with and without --telemetry off) and the
-// in-process pair, 200ms per load, from a natsmesh binary built for the
+// TestRunTelemetryPairs runs the telemetry groups end to end, briefly: the
+// sidecar pair (natsmesh agent with and without --telemetry off, and with
+// the route idempotent) and the in-process ones, 200ms per load, from a natsmesh binary built for the
 // test. Every load measures calls without errors, the agents count their
 // allocations, and the report has the cost of telemetry for both pairs;
 // never the speed.
@@ -239,7 +241,7 @@ func TestRunTelemetryPairs(t *testing.T) {
 	}
 	exe := buildNatsmesh(t)
 	var progress bytes.Buffer
-	scenarios := []string{SidecarHTTP, SidecarHTTPNoTel, InprocHTTP, InprocHTTPNoTel}
+	scenarios := []string{SidecarHTTP, SidecarHTTPNoTel, SidecarHTTPIdempotent, InprocHTTP, InprocHTTPNoTel, InprocHTTPIdempotent}
 	start := time.Now()
 	rep, err := Run(t.Context(), Options{Exe: exe, Duration: 200 * time.Millisecond, Rate: 100, Conns: []int{2},
 		Scenarios: scenarios, Progress: &progress})
@@ -247,8 +249,8 @@ func TestRunTelemetryPairs(t *testing.T) {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
 	t.Logf("ran in %v", time.Since(start))
-	if len(rep.Rows) != 8 {
-		t.Fatalf("%d rows, want 4 scenarios x 2 loads:\n%s", len(rep.Rows), progress.String())
+	if len(rep.Rows) != 12 {
+		t.Fatalf("%d rows, want 6 scenarios x 2 loads:\n%s", len(rep.Rows), progress.String())
 	}
 	for i, row := range rep.Rows {
 		if want := scenarios[i/2]; row.Scenario != want {
@@ -322,18 +324,48 @@ func TestStreamTargets(t *testing.T) {
 	}
 }
 
-// Pairs start from whichever partner comes first.
-func TestPartner(t *testing.T) {
-	for a, b := range pairs {
-		if p, ok := partner(a); !ok || p != b {
-			t.Errorf("partner(%s) = %s, %v; want %s", a, p, ok, b)
+// The bench's POSTs are idempotent under IdempotentPolicy, and only there:
+// otherwise the -idempotent scenarios would measure the plain ones' path.
+func TestIdempotentPolicy(t *testing.T) {
+	for _, c := range []struct {
+		name, text string
+		want       bool
+	}{{"idempotent", IdempotentPolicy, true}, {"bench", BenchPolicy, false}} {
+		f, err := policies.Parse(c.name+".yaml", []byte(c.text))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
 		}
-		if p, ok := partner(b); !ok || p != a {
-			t.Errorf("partner(%s) = %s, %v; want %s", b, p, ok, a)
+		r, ok := f.MatchRoute("echo", policies.MatchInput{Proto: policies.ProtoHTTP, Method: "POST", Path: "/echo"})
+		if !ok {
+			t.Fatalf("%s: the bench's POST /echo matches no route", c.name)
+		}
+		if got := *f.Policy("echo", r.Name).Idempotent; got != c.want {
+			t.Errorf("%s: the bench's POST /echo idempotent %v, want %v", c.name, got, c.want)
 		}
 	}
-	if _, ok := partner(DirectHTTP); ok {
-		t.Errorf("direct-http has a partner")
+}
+
+// A group starts from whichever member comes first, with the others; a
+// scenario is in one group at most.
+func TestPartners(t *testing.T) {
+	seen := map[string]bool{}
+	for _, g := range groups {
+		for _, n := range g {
+			if seen[n] {
+				t.Errorf("%s is in two groups", n)
+			}
+			seen[n] = true
+			want := slices.DeleteFunc(slices.Clone(g), func(m string) bool { return m == n })
+			if got := partners(n); !slices.Equal(got, want) {
+				t.Errorf("partners(%s) = %v, want %v", n, got, want)
+			}
+		}
+	}
+	if p := partners(DirectHTTP); len(p) != 0 {
+		t.Errorf("direct-http has partners %v", p)
+	}
+	if p := partners(SidecarHTTPIdempotent); !slices.Equal(p, []string{SidecarHTTP, SidecarHTTPNoTel}) {
+		t.Errorf("partners(%s) = %v", SidecarHTTPIdempotent, p)
 	}
 }
 

@@ -27,7 +27,7 @@ func newReport(o *Options) *benchreport.Report {
 		Settings: settings,
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Notes: []string{
-			"sidecar and in-process scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing) on both agents; the -notel ones no telemetry at all, side by side with their pair (loads interleaved); the +policy ones apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents; embedded ones no telemetry",
+			"sidecar and in-process scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing) on both agents; the -notel ones no telemetry at all, side by side with their pair (loads interleaved); the -idempotent ones mark the POSTs' route idempotent (two NATS messages a call, not the four of the confirm exchange that keeps a call at most once), side by side with their pair; the +policy ones apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents; embedded ones no telemetry",
 			"every component is its own process on loopback; all share the machine's CPUs with the client",
 			"in-process: client agent in the bench process -> broker process -> echo process serving through an in-process agent (Handle, GRPCServer)",
 			"gRPC: one HTTP/2 connection carries all concurrent callers",
@@ -113,8 +113,8 @@ func agentCost(row *benchreport.Row) (agentCPU, totalCPU, allocs float64) {
 
 // telemetryCost fills r.Telemetry from the rows of each pair.
 func telemetryCost(r *benchreport.Report) {
-	for _, with := range []string{SidecarHTTP, InprocHTTP} {
-		without := pairs[with]
+	for _, pair := range [][2]string{{SidecarHTTP, SidecarHTTPNoTel}, {InprocHTTP, InprocHTTPNoTel}} {
+		with, without := pair[0], pair[1]
 		for i := range r.Rows {
 			a := &r.Rows[i]
 			if a.Scenario != with {

@@ -61,6 +61,14 @@ const (
 	// (the report's Telemetry).
 	SidecarHTTPNoTel = "sidecar-http-notel"
 	InprocHTTPNoTel  = "inproc-http-notel"
+	// The sidecar and in-process HTTP scenarios again, their POSTs to a
+	// route the mesh file marks idempotent (IdempotentPolicy): calls that
+	// may run twice, so not confirmed before they start (docs/wire.md,
+	// "Liveness"): two NATS messages a call where the plain ones make
+	// four. Each runs beside its plain scenario and the -notel one, loads
+	// interleaved, so the difference is what at most once costs.
+	SidecarHTTPIdempotent = "sidecar-http-idempotent"
+	InprocHTTPIdempotent  = "inproc-http-idempotent"
 	// The streaming scenarios, each through the sidecar pair beside its
 	// direct twin (their loads interleaved): a gRPC server stream of
 	// Options.StreamMessages messages of Options.Size bytes (1 KiB), and a
@@ -76,26 +84,28 @@ const (
 	SidecarUpload     = "sidecar-http-upload"
 )
 
-// pairs are the scenarios measured side by side with a partner: both are
-// started together and each load runs on one, then at once on the other,
-// so the two see the same machine (the same noise) and their difference
-// is the cost of what tells them apart. Whichever of a pair comes first
-// in Options.Scenarios starts the pair.
-var pairs = map[string]string{SidecarHTTP: SidecarHTTPNoTel, InprocHTTP: InprocHTTPNoTel,
-	DirectGRPCStream: SidecarGRPCStream, DirectDownload: SidecarDownload, DirectUpload: SidecarUpload,
-	ScaleRouteSame: ScaleRouteHop}
+// groups are the scenarios measured side by side: a group's members are
+// started together and each load runs on one, then at once on the next,
+// so they see the same machine (the same noise) and their differences are
+// the costs of what tells them apart. Whichever member comes first in
+// Options.Scenarios starts its group, with the other members it names.
+var groups = [][]string{
+	{SidecarHTTP, SidecarHTTPNoTel, SidecarHTTPIdempotent},
+	{InprocHTTP, InprocHTTPNoTel, InprocHTTPIdempotent},
+	{DirectGRPCStream, SidecarGRPCStream},
+	{DirectDownload, SidecarDownload},
+	{DirectUpload, SidecarUpload},
+	{ScaleRouteSame, ScaleRouteHop},
+}
 
-// partner is scenario's partner in pairs, either way.
-func partner(scenario string) (string, bool) {
-	if p, ok := pairs[scenario]; ok {
-		return p, true
-	}
-	for a, b := range pairs {
-		if b == scenario {
-			return a, true
+// partners are the other members of scenario's group, in the group's order.
+func partners(scenario string) []string {
+	for _, g := range groups {
+		if slices.Contains(g, scenario) {
+			return slices.DeleteFunc(slices.Clone(g), func(n string) bool { return n == scenario })
 		}
 	}
-	return "", false
+	return nil
 }
 
 // BenchPolicy is the mesh file of the +policy scenarios: a route with a
@@ -121,9 +131,21 @@ services:
         policy: {timeout: 1s}
 `
 
+// IdempotentPolicy is the mesh file of the -idempotent scenarios: the
+// built-in policy, and the bench's route marked idempotent.
+const IdempotentPolicy = `version: 1
+services:
+  client: {}
+  echo:
+    routes:
+      - name: echo
+        match: {path_prefix: /echo}
+        policy: {idempotent: true}
+`
+
 // Scenarios lists every scenario, in the order Run runs them.
-var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarHTTPNoTel, SidecarHTTPPolicy, SidecarGRPC,
-	InprocHTTP, InprocHTTPNoTel, InprocHTTPPolicy, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair,
+var Scenarios = []string{DirectHTTP, DirectGRPC, SidecarHTTP, SidecarHTTPNoTel, SidecarHTTPIdempotent, SidecarHTTPPolicy, SidecarGRPC,
+	InprocHTTP, InprocHTTPNoTel, InprocHTTPIdempotent, InprocHTTPPolicy, InprocGRPC, EmbeddedHTTP, EmbeddedGRPC, NginxPair,
 	DirectGRPCStream, SidecarGRPCStream, DirectDownload, SidecarDownload, DirectUpload, SidecarUpload}
 
 // ErrConfig is wrapped by the errors about invalid Options.
@@ -357,8 +379,10 @@ func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 			continue // measured beside its pair
 		}
 		group := []string{name}
-		if p, ok := partner(name); ok && slices.Contains(opts.Scenarios, p) {
-			group = append(group, p)
+		for _, p := range partners(name) {
+			if slices.Contains(opts.Scenarios, p) {
+				group = append(group, p)
+			}
 		}
 		var setups []*setup
 		var err error
@@ -617,7 +641,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 	case DirectDownload, DirectUpload:
 		s.target = e.bulkTarget("http://"+e.echoHTTP, nil, name == DirectUpload)
 		s.bytes = e.opts.Transfer
-	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy, SidecarHTTPNoTel, SidecarGRPCStream, SidecarDownload, SidecarUpload:
+	case SidecarHTTP, SidecarGRPC, SidecarHTTPPolicy, SidecarHTTPNoTel, SidecarHTTPIdempotent, SidecarGRPCStream, SidecarDownload, SidecarUpload:
 		natsURL, err := e.startBroker(ctx, s)
 		if err != nil {
 			return nil, "", err
@@ -625,7 +649,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err := e.startSidecars(ctx, s, name, natsURL, natsURL); err != nil {
 			return nil, "", err
 		}
-	case InprocHTTP, InprocGRPC, InprocHTTPPolicy, InprocHTTPNoTel:
+	case InprocHTTP, InprocGRPC, InprocHTTPPolicy, InprocHTTPNoTel, InprocHTTPIdempotent:
 		s.noEcho = true
 		natsURL, err := e.startBroker(ctx, s)
 		if err != nil {
@@ -635,11 +659,11 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		// telemetry.
 		telemetryOn := name != InprocHTTPNoTel
 		args := []string{"bench-echo", "--nats", natsURL, "--service", "echo", "--telemetry", onOff(telemetryOn)}
-		if name == InprocHTTPPolicy {
-			file, err := e.policyFile()
-			if err != nil {
-				return nil, "", err
-			}
+		file, err := e.policyFile(name)
+		if err != nil {
+			return nil, "", err
+		}
+		if file != "" {
 			args = append(args, "--policy", file)
 		}
 		app, err := benchproc.Start(e.dir, "echo-app", e.opts.Exe, args...)
@@ -665,11 +689,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 			s.cleanup = append(s.cleanup, func() { tel.Shutdown(context.Background()) })
 			cfg.Telemetry = tel
 		}
-		if name == InprocHTTPPolicy {
-			file, err := e.policyFile()
-			if err != nil {
-				return nil, "", err
-			}
+		if file != "" {
 			src, err := live.WatchFile(ctx, file, live.SourceConfig{})
 			if err != nil {
 				return nil, "", err
@@ -731,11 +751,11 @@ func (e *env) startSidecars(ctx context.Context, s *setup, name, echoNATS, clien
 	// Without --policy the agents would watch the (empty) policies
 	// bucket; "off" makes them apply the built-in policy alone.
 	policy := []string{"--policy", "off"}
-	if name == SidecarHTTPPolicy {
-		file, err := e.policyFile()
-		if err != nil {
-			return err
-		}
+	file, err := e.policyFile(name)
+	if err != nil {
+		return err
+	}
+	if file != "" {
 		policy = []string{"--policy", file}
 	}
 	if name == SidecarHTTPNoTel {
@@ -822,11 +842,21 @@ func onOff(on bool) string {
 	return "off"
 }
 
-// policyFile writes BenchPolicy into the run's directory and returns its
-// path.
-func (e *env) policyFile() (string, error) {
-	path := filepath.Join(e.dir, "mesh.yaml")
-	if err := os.WriteFile(path, []byte(BenchPolicy), 0o644); err != nil {
+// policyFile writes the mesh file of scenario into the run's directory
+// and returns its path: BenchPolicy for the +policy scenarios,
+// IdempotentPolicy for the -idempotent ones, none ("") for the others.
+func (e *env) policyFile(scenario string) (string, error) {
+	var text string
+	switch scenario {
+	case SidecarHTTPPolicy, InprocHTTPPolicy:
+		text = BenchPolicy
+	case SidecarHTTPIdempotent, InprocHTTPIdempotent:
+		text = IdempotentPolicy
+	default:
+		return "", nil
+	}
+	path := filepath.Join(e.dir, scenario+".yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		return "", fmt.Errorf("benchrun: %w", err)
 	}
 	return path, nil
