@@ -655,57 +655,7 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		if err != nil {
 			return nil, "", err
 		}
-		// Metrics on both agents, as the sidecar's, except without
-		// telemetry.
-		telemetryOn := name != InprocHTTPNoTel
-		args := []string{"bench-echo", "--nats", natsURL, "--service", "echo", "--telemetry", onOff(telemetryOn)}
-		file, err := e.policyFile(name)
-		if err != nil {
-			return nil, "", err
-		}
-		if file != "" {
-			args = append(args, "--policy", file)
-		}
-		app, err := benchproc.Start(e.dir, "echo-app", e.opts.Exe, args...)
-		if err != nil {
-			return nil, "", err
-		}
-		s.components = append(s.components, app)
-		if err := app.WaitReady(ctx, 15*time.Second, benchproc.LogReady(app, "ready")); err != nil {
-			return nil, "", err
-		}
-		// As a library user connects (the README's in-process example).
-		nc, err := agent.Connect(ctx, "client", agent.ConnectConfig{URL: natsURL, Name: "natsmesh-bench:client", Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			return nil, "", fmt.Errorf("benchrun: %w", err)
-		}
-		s.cleanup = append(s.cleanup, nc.Close)
-		cfg := agent.Config{Service: "client", Logger: slog.New(slog.DiscardHandler)}
-		if telemetryOn {
-			tel, err := telemetry.New(telemetry.Config{Service: "client"})
-			if err != nil {
-				return nil, "", err
-			}
-			s.cleanup = append(s.cleanup, func() { tel.Shutdown(context.Background()) })
-			cfg.Telemetry = tel
-		}
-		if file != "" {
-			src, err := live.WatchFile(ctx, file, live.SourceConfig{})
-			if err != nil {
-				return nil, "", err
-			}
-			s.cleanup = append(s.cleanup, func() { src.Close() })
-			cfg.Policies = src
-		}
-		a, err := agent.New(nc, cfg)
-		if err != nil {
-			return nil, "", err
-		}
-		if err := a.Start(ctx); err != nil {
-			return nil, "", err
-		}
-		s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
-		if s.target, err = e.agentTarget(a, name == InprocGRPC); err != nil {
+		if err := e.startInproc(ctx, s, name, natsURL); err != nil {
 			return nil, "", err
 		}
 	case EmbeddedHTTP, EmbeddedGRPC:
@@ -736,6 +686,65 @@ func (e *env) start(ctx context.Context, name string) (_ *setup, skip string, er
 		}
 	}
 	return s, "", nil
+}
+
+// startInproc starts the in-process scenario name on the broker at
+// natsURL: the echo app (bench-echo, its in-process agent serving echo)
+// and, in this process, the client agent the calls go through; and sets
+// the setup's target.
+func (e *env) startInproc(ctx context.Context, s *setup, name, natsURL string) error {
+	// Metrics on both agents, as the sidecar's, except without
+	// telemetry.
+	telemetryOn := name != InprocHTTPNoTel
+	args := []string{"bench-echo", "--nats", natsURL, "--service", "echo", "--telemetry", onOff(telemetryOn)}
+	file, err := e.policyFile(name)
+	if err != nil {
+		return err
+	}
+	if file != "" {
+		args = append(args, "--policy", file)
+	}
+	app, err := benchproc.Start(e.dir, "echo-app", e.opts.Exe, args...)
+	if err != nil {
+		return err
+	}
+	s.components = append(s.components, app)
+	if err := app.WaitReady(ctx, 15*time.Second, benchproc.LogReady(app, "ready")); err != nil {
+		return err
+	}
+	// As a library user connects (the README's in-process example).
+	nc, err := agent.Connect(ctx, "client", agent.ConnectConfig{URL: natsURL, Name: "natsmesh-bench:client", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return fmt.Errorf("benchrun: %w", err)
+	}
+	s.cleanup = append(s.cleanup, nc.Close)
+	cfg := agent.Config{Service: "client", Logger: slog.New(slog.DiscardHandler)}
+	if telemetryOn {
+		tel, err := telemetry.New(telemetry.Config{Service: "client"})
+		if err != nil {
+			return err
+		}
+		s.cleanup = append(s.cleanup, func() { tel.Shutdown(context.Background()) })
+		cfg.Telemetry = tel
+	}
+	if file != "" {
+		src, err := live.WatchFile(ctx, file, live.SourceConfig{})
+		if err != nil {
+			return err
+		}
+		s.cleanup = append(s.cleanup, func() { src.Close() })
+		cfg.Policies = src
+	}
+	a, err := agent.New(nc, cfg)
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	s.cleanup = append(s.cleanup, func() { a.Shutdown(context.Background()) })
+	s.target, err = e.agentTarget(a, name == InprocGRPC)
+	return err
 }
 
 // startSidecars starts the sidecar pair of scenario name: agent-echo
