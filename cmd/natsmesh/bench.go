@@ -30,15 +30,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"loop at --rate, then closed loops with each of --conns callers. The\n"+
 			"sidecar and in-process HTTP scenarios also run without telemetry\n"+
 			"(-notel), their loads interleaved with the metrics-on ones, for the cost of\n"+
-			"telemetry per call. The streaming scenarios (a gRPC server stream of\n"+
-			"1,000 messages of --size bytes, a download and an upload of --transfer\n"+
-			"bytes) each run through the sidecar pair beside direct, closed loops only,\n"+
-			"and report MB/s and each agent's peak RSS. Prints a table and the targets\n"+
-			"met, and writes the same as JSON. --scaling runs the sidecar pair as one\n"+
-			"thing grows (services registered, body size, connections, a route hop).\n"+
-			"With --compare, it then prints the change of each scenario and load from\n"+
-			"an earlier run's JSON (throughput, p50, p99, CPU, allocations, peak RSS);\n"+
-			"--from compares a recorded run instead of running one.", stderr)
+			"telemetry per call, and with their route marked idempotent (-idempotent:\n"+
+			"no confirm exchange), for the cost of at most once. The streaming\n"+
+			"scenarios (a gRPC server stream of 1,000 messages of --size bytes, a\n"+
+			"download and an upload of --transfer bytes) each run through the sidecar\n"+
+			"pair beside direct, closed loops only, and report MB/s and each agent's\n"+
+			"peak RSS. Prints a table and the targets met, and writes the same as\n"+
+			"JSON. --scaling runs the sidecar pair as one thing grows (services\n"+
+			"registered, body size, connections, a route hop). With --compare, it then\n"+
+			"prints the change of each scenario and load from an earlier run's JSON\n"+
+			"(throughput, p50, p99, CPU, allocations, peak RSS); --from compares a\n"+
+			"recorded run instead of running one.", stderr)
 	var (
 		duration  time.Duration
 		rate      float64
