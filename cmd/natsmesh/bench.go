@@ -42,18 +42,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"(throughput, p50, p99, CPU, allocations, peak RSS); --from compares a\n"+
 			"recorded run instead of running one.", stderr)
 	var (
-		duration  time.Duration
-		rate      float64
-		conns     stringList
-		size      int
-		transfer  int64
-		jsonPath  string
-		scenarios stringList
-		nginx     string
-		compare   string
-		from      string
-		scaling   bool
-		profile   string
+		duration    time.Duration
+		rate        float64
+		conns       stringList
+		size        int
+		transfer    int64
+		jsonPath    string
+		scenarios   stringList
+		nginx       string
+		brokerProcs int
+		compare     string
+		from        string
+		scaling     bool
+		profile     string
 	)
 	conns.Values = []string{"1", "32"}
 	fs.DurationVar(&duration, "duration", 5*time.Second, "how long each load runs")
@@ -64,6 +65,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&jsonPath, "results", filepath.Join("bench-results", "latest.json"), "JSON result `file` (\"off\": none)")
 	fs.Var(&scenarios, "scenarios", "`names` to run, comma-separated (default all: "+strings.Join(benchrun.Scenarios, ",")+")")
 	fs.StringVar(&nginx, "nginx", "", "nginx `binary` (default: nginx in PATH or /usr/sbin)")
+	fs.IntVar(&brokerProcs, "broker-procs", 0, "CPU `cores` each broker process runs on (natsmesh broker --procs; 0: its default, every core)")
 	fs.BoolVar(&scaling, "scaling", false, "run the scaling scenarios (alone unless --scenarios names others): 1, 100 and 1,000 services registered; 1 KiB, 64 KiB and 1 MiB bodies; 1, 32 and 256 connections; a route hop in a 3-broker cluster")
 	fs.StringVar(&profile, "profile", "", "`directory` for each measured load's CPU and allocation profiles of the agents, the brokers and the bench process (go tool pprof)")
 	fs.StringVar(&compare, "compare", "", "earlier results `file` (JSON) to print each scenario's change from")
@@ -85,7 +87,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if transfer <= 0 {
 		return fmt.Errorf("bench: --transfer must be positive")
 	}
-	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Transfer: transfer, Scenarios: scenarios.Values, Scaling: scaling, Profile: profile, Nginx: nginx, Progress: stderr, Revision: version}
+	opts := benchrun.Options{Duration: duration, Rate: rate, Size: size, Transfer: transfer, Scenarios: scenarios.Values, Scaling: scaling, Profile: profile, Nginx: nginx, BrokerProcs: brokerProcs, Progress: stderr, Revision: version}
 	if rate == 0 {
 		opts.Rate = -1
 	}

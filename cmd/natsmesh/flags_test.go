@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -112,5 +113,40 @@ func TestBrokerConfigFile(t *testing.T) {
 	waitNATS(t, p, addr) // the file's address
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit %d\n%s", code, p.stderr)
+	}
+}
+
+// TestBrokerProcs: --procs sets the broker's cores (nats-server reports its
+// GOMAXPROCS in /varz), it wins over the environment's GOMAXPROCS, and a
+// negative count is refused before anything starts.
+func TestBrokerProcs(t *testing.T) {
+	gomaxprocs := func(env []string, args ...string) int {
+		t.Helper()
+		addr, mon := freeAddr(t), freeAddr(t)
+		br := startProcEnv(t, env, append([]string{"broker", "--listen", addr, "--monitor", mon, "--no-jetstream"}, args...)...)
+		defer br.stop(t)
+		waitNATS(t, br, addr)
+		resp, err := http.Get("http://" + mon + "/varz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v struct {
+			MaxProcs int `json:"gomaxprocs"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v.MaxProcs
+	}
+	if n := gomaxprocs([]string{"GOMAXPROCS=2"}, "--procs", "1"); n != 1 {
+		t.Errorf("--procs 1 with GOMAXPROCS=2: the broker runs on %d cores", n)
+	}
+	if n := gomaxprocs([]string{"GOMAXPROCS=1"}); n != 1 {
+		t.Errorf("no --procs with GOMAXPROCS=1: the broker runs on %d cores, want the environment's", n)
+	}
+	cmd, _, stderr := natsmesh(t, nil, "broker", "--procs", "-1")
+	if code := exitStatus(t, cmd.Run()); code == 0 || !strings.Contains(stderr.String(), "--procs -1: want 0 or more") {
+		t.Errorf("--procs -1: exit %d, %s", code, stderr)
 	}
 }

@@ -51,6 +51,9 @@ type Settings struct {
 	// bytes each).
 	Transfer       int64 `json:"transfer_bytes"`
 	StreamMessages int   `json:"stream_messages"`
+	// BrokerProcs is the cores every broker process ran on (natsmesh
+	// broker --procs); zero: every core.
+	BrokerProcs int `json:"broker_procs,omitempty"`
 }
 
 // Skip is a scenario that did not run, and why.

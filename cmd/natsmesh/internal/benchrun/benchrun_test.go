@@ -28,6 +28,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"bad size", Options{Exe: "x", Size: -1}},
 		{"bad transfer", Options{Exe: "x", Transfer: -1}},
 		{"bad stream messages", Options{Exe: "x", StreamMessages: -1}},
+		{"bad broker cores", Options{Exe: "x", BrokerProcs: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.opts.defaults(); !errors.Is(err, ErrConfig) {

@@ -2,6 +2,8 @@ package benchrun
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,7 +28,9 @@ func TestIdempotentScenariosSkipConfirm(t *testing.T) {
 		t.Skip("builds natsmesh and starts processes")
 	}
 	exe := buildNatsmesh(t)
-	opts := Options{Exe: exe, Size: 1024}
+	// The brokers on one core (--broker-procs): the test also sees that
+	// the option reaches them.
+	opts := Options{Exe: exe, Size: 1024, BrokerProcs: 1}
 	if err := opts.defaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +68,13 @@ func TestIdempotentScenariosSkipConfirm(t *testing.T) {
 			natsURL, err := e.startBrokerAs(t.Context(), s, "broker", "--monitor", "off", "--store", filepath.Join(dir, tc.scenario+"-store"))
 			if err != nil {
 				t.Fatal(err)
+			}
+			cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", s.components[0].PID()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(cmdline, []byte("\x00--procs\x001\x00")) {
+				t.Errorf("BrokerProcs 1: the broker runs as %q", bytes.ReplaceAll(cmdline, []byte{0}, []byte(" ")))
 			}
 			if strings.HasPrefix(tc.scenario, "sidecar-") {
 				err = e.startSidecars(t.Context(), s, tc.scenario, natsURL, natsURL)

@@ -21,13 +21,13 @@ func newReport(o *Options) *benchreport.Report {
 		rate = 0 // no open loop
 	}
 	settings := benchreport.Settings{Duration: o.Duration.String(), Rate: rate, Conns: o.Conns, Size: o.Size,
-		Transfer: o.Transfer, StreamMessages: o.StreamMessages}
+		Transfer: o.Transfer, StreamMessages: o.StreamMessages, BrokerProcs: o.BrokerProcs}
 	rep := &benchreport.Report{
 		Machine:  m,
 		Settings: settings,
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Notes: []string{
-			"sidecar and in-process scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing) on both agents; the -notel ones no telemetry at all, side by side with their pair (loads interleaved); the -idempotent ones mark the POSTs' route idempotent (two NATS messages a call, not the four of the confirm exchange that keeps a call at most once), side by side with their pair; the +policy ones apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents; embedded ones no telemetry",
+			"sidecar and in-process scenarios run the built-in policy (30s timeout, 3 attempts for calls that never ran, a breaker) and metrics (no tracing) on both agents; the -notel ones no telemetry at all, side by side with their pair (loads interleaved); the -idempotent ones mark the POSTs' route idempotent in a mesh file (two NATS messages a call, not the four of the confirm exchange that keeps a call at most once; their agents also run that file's middleware, routing and authorization among it), side by side with their pair; the +policy ones apply BenchPolicy (route, timeouts, retries with budget, breaker, bulkhead, allow list, rate limit) on both agents; embedded ones no telemetry",
 			"every component is its own process on loopback; all share the machine's CPUs with the client",
 			"in-process: client agent in the bench process -> broker process -> echo process serving through an in-process agent (Handle, GRPCServer)",
 			"gRPC: one HTTP/2 connection carries all concurrent callers",
@@ -36,6 +36,9 @@ func newReport(o *Options) *benchreport.Report {
 			fmt.Sprintf("streaming scenarios: one call is one whole stream (a gRPC server stream of %d messages of %d bytes; a download or an upload of %d MiB), closed loops only, the transfers one at a time; each beside its direct twin, loads interleaved", o.StreamMessages, o.Size, o.Transfer>>20),
 			"cs and rw: context switches (every thread's) and read/write system calls (/proc/<pid>/io syscr+syscw: not futex, epoll_pwait or nanosleep) per call",
 		},
+	}
+	if o.BrokerProcs > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("brokers: natsmesh broker --procs %d (every core by default)", o.BrokerProcs))
 	}
 	if o.Profile != "" {
 		rep.Notes = append(rep.Notes, "profiled (--profile "+o.Profile+"): each process's CPU figures include its profiler's cost")

@@ -180,6 +180,9 @@ type Options struct {
 	// Nginx is the nginx binary; empty: looked up in PATH and /usr/sbin.
 	// When none is found the nginx scenario is skipped with a note.
 	Nginx string
+	// BrokerProcs runs every broker process on that many cores
+	// (natsmesh broker --procs); zero: its default, every core.
+	BrokerProcs int
 	// Progress receives a line as each load ends. Nil discards.
 	Progress io.Writer
 	// Revision names the source revision in the report when the binary's
@@ -201,6 +204,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Duration < 0 {
 		return fmt.Errorf("%w: negative duration", ErrConfig)
+	}
+	if o.BrokerProcs < 0 {
+		return fmt.Errorf("%w: broker cores %d: want 0 or more", ErrConfig, o.BrokerProcs)
 	}
 	if o.Rate == 0 {
 		o.Rate = 1000
@@ -887,6 +893,9 @@ func (e *env) startBrokerAs(ctx context.Context, s *setup, name string, args ...
 	prof, pprofAddr, err := e.profPort(name)
 	if err != nil {
 		return "", err
+	}
+	if e.opts.BrokerProcs > 0 {
+		prof = append(prof, "--procs", strconv.Itoa(e.opts.BrokerProcs))
 	}
 	p, err := benchproc.Start(e.dir, name, e.opts.Exe, append(append([]string{"broker", "--listen", addr, "--log-level", "warn"}, prof...), args...)...)
 	if err != nil {
