@@ -63,7 +63,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *procs > 0 {
 		// Each message wakes the broker, and with idle cores Go also wakes
 		// a thread to spin for work: on one core a 2-core host's broker
-		// spent 20-27% less CPU a call (decision 184); one core also caps
+		// spent 17-27% less CPU a call (decision 184); one core also caps
 		// what it can carry, so the default stays every core.
 		runtime.GOMAXPROCS(*procs)
 	}
