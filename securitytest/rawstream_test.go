@@ -98,18 +98,23 @@ func (s *rawStream) first(wait time.Duration) *nats.Msg {
 // send publishes one frame of kind to the peer, numbered next.
 func (s *rawStream) send(kind string, h nats.Header, data []byte) {
 	s.t.Helper()
+	if err := s.publish(kind, h, data); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// publish is send for a goroutine other than the test's, which must not
+// call Fatal: it returns the error.
+func (s *rawStream) publish(kind string, h nats.Header, data []byte) error {
 	if h == nil {
 		h = nats.Header{}
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.seq++
 	h.Set(wire.HeaderFrame, kind)
 	h.Set(wire.HeaderSeq, strconv.Itoa(s.seq))
-	err := s.c.PublishMsg(&nats.Msg{Subject: s.out, Header: h, Data: data})
-	s.mu.Unlock()
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	return s.c.PublishMsg(&nats.Msg{Subject: s.out, Header: h, Data: data})
 }
 
 // credits drains the peer's frames and returns the credit they granted

@@ -120,15 +120,19 @@ func TestStreamCreditEnforced(t *testing.T) {
 				t.Fatalf("a download: %v, want a head", head.Header)
 			}
 			got := int64(len(head.Data))
-			stop := make(chan struct{})
-			defer close(stop)
+			stop, pinged := make(chan struct{}), make(chan struct{})
+			defer func() { close(stop); <-pinged }() // no ping outlives the test
 			go func() { // pings: the stream is alive, its reader is not
+				defer close(pinged)
 				for {
 					select {
 					case <-stop:
 						return
 					case <-time.After(200 * time.Millisecond):
-						s.send(wire.FramePing, nil, nil)
+						if err := s.publish(wire.FramePing, nil, nil); err != nil {
+							t.Errorf("ping: %v", err)
+							return
+						}
 					}
 				}
 			}()

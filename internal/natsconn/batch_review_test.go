@@ -205,12 +205,20 @@ func TestOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	burstThenClose(t, "TLS", cli, srv, strconv.Itoa)
+}
+
+// burstThenClose makes 64 concurrent calls from cli to srv's echo on
+// mesh.orders, body(i) each, then closes both (Close: a drain), each
+// within 2 s.
+func burstThenClose(t *testing.T, over string, cli, srv *nats.Conn, body func(int) string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for i := range 64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			want := strconv.Itoa(i)
+			want := body(i)
 			m, err := cli.Request("mesh.orders", []byte(want), 5*time.Second)
 			if err != nil || string(m.Data) != want {
 				t.Errorf("call %d: %v", i, err)
@@ -226,7 +234,7 @@ func TestOverTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("Close over TLS took %v", d)
+			t.Errorf("Close over %s took %v", over, d)
 		}
 	}
 }

@@ -67,9 +67,19 @@ func TestRefusedReconnectsLeaveNoConnection(t *testing.T) {
 	start := batchWriters()
 	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
 	fd0 := fds()
-	time.Sleep(3 * time.Second) // about ten refused reconnects
+	// nats.go counts a reconnect once the broker accepted the TCP
+	// connection, before the handshake it then refuses: ten attempts,
+	// each of which would leak one.
+	const attempts = 10
+	r0 := nc.Stats().Reconnects
+	for deadline := time.Now().Add(15 * time.Second); nc.Stats().Reconnects < r0+attempts; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d refused reconnects in 15 s, want %d", nc.Stats().Reconnects-r0, attempts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := batchWriters(); n > start+1 {
-		t.Errorf("%d batchconn goroutines after 3 s of refused reconnects (%d before): each attempt leaked its connection", n, start)
+		t.Errorf("%d batchconn goroutines after %d refused reconnects (%d before): each attempt leaked its connection", n, attempts, start)
 	}
 	if fd0 > 0 { // Linux: the connections dropped are closed once collected
 		var fd1 int
@@ -81,7 +91,7 @@ func TestRefusedReconnectsLeaveNoConnection(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if fd1 > fd0+1 {
-			t.Errorf("%d file descriptors open after 3 s of refused reconnects, %d before", fd1, fd0)
+			t.Errorf("%d file descriptors open after %d refused reconnects, %d before", fd1, attempts, fd0)
 		}
 	}
 	nc.Close()

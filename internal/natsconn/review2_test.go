@@ -66,30 +66,7 @@ func TestOverWebsocket(t *testing.T) {
 			if _, err := cli.TLSConnectionState(); (err == nil) != secure {
 				t.Fatalf("TLS: %v", err)
 			}
-			var wg sync.WaitGroup
-			for i := range 64 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					want := strconv.Itoa(i) + strings.Repeat("x", i*100)
-					m, err := cli.Request("mesh.orders", []byte(want), 5*time.Second)
-					if err != nil || string(m.Data) != want {
-						t.Errorf("call %d: %v", i, err)
-					}
-				}()
-			}
-			wg.Wait()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			for _, nc := range []*nats.Conn{cli, srv} {
-				start := time.Now()
-				if err := Close(ctx, nc); err != nil {
-					t.Fatal(err)
-				}
-				if d := time.Since(start); d > 2*time.Second {
-					t.Errorf("Close over websocket took %v", d)
-				}
-			}
+			burstThenClose(t, "websocket", cli, srv, func(i int) string { return strconv.Itoa(i) + strings.Repeat("x", i*100) })
 		})
 	}
 }

@@ -356,17 +356,23 @@ func TestPartners(t *testing.T) {
 				t.Errorf("%s is in two groups", n)
 			}
 			seen[n] = true
-			want := slices.DeleteFunc(slices.Clone(g), func(m string) bool { return m == n })
-			if got := partners(n); !slices.Equal(got, want) {
-				t.Errorf("partners(%s) = %v, want %v", n, got, want)
-			}
 		}
 	}
-	if p := partners(DirectHTTP); len(p) != 0 {
-		t.Errorf("direct-http has partners %v", p)
-	}
-	if p := partners(SidecarHTTPIdempotent); !slices.Equal(p, []string{SidecarHTTP, SidecarHTTPNoTel}) {
-		t.Errorf("partners(%s) = %v", SidecarHTTPIdempotent, p)
+	for _, c := range []struct {
+		scenario string
+		want     []string
+	}{
+		{SidecarHTTP, []string{SidecarHTTPNoTel, SidecarHTTPIdempotent}},
+		{SidecarHTTPIdempotent, []string{SidecarHTTP, SidecarHTTPNoTel}},
+		{InprocHTTPNoTel, []string{InprocHTTP, InprocHTTPIdempotent}},
+		{SidecarDownload, []string{DirectDownload}},
+		{ScaleRouteSame, []string{ScaleRouteHop}},
+		{DirectHTTP, nil},
+		{SidecarHTTPPolicy, nil},
+	} {
+		if got := partners(c.scenario); !slices.Equal(got, c.want) {
+			t.Errorf("partners(%s) = %v, want %v", c.scenario, got, c.want)
+		}
 	}
 }
 

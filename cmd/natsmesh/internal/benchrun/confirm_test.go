@@ -116,15 +116,19 @@ func TestIdempotentScenariosSkipConfirm(t *testing.T) {
 			}
 			// Every message of a call that has ended was queued to the
 			// tap before the answer reached the caller; the PONG comes
-			// after them.
+			// after them, so once Flush returns they are all pending.
 			if err := tap.Flush(); err != nil {
 				t.Fatal(err)
 			}
+			pending, _, err := sub.Pending()
+			if err != nil {
+				t.Fatal(err)
+			}
 			var meshMsgs, requests, confirmed int
-			for {
-				m, err := sub.NextMsg(100 * time.Millisecond)
+			for range pending {
+				m, err := sub.NextMsg(time.Second)
 				if err != nil {
-					break
+					t.Fatal(err)
 				}
 				switch {
 				case strings.HasPrefix(m.Subject, wire.Prefix+".") || strings.HasPrefix(m.Subject, wire.InstancePrefix+"."):

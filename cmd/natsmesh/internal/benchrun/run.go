@@ -382,7 +382,7 @@ func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 			return rep, err
 		}
 		if done[name] {
-			continue // measured beside its pair
+			continue // measured beside its group
 		}
 		group := []string{name}
 		for _, p := range partners(name) {
@@ -427,7 +427,7 @@ func Run(ctx context.Context, opts Options) (*benchreport.Report, error) {
 
 // measure warms each setup up, then runs every load against each: all of
 // a load's setups one after the other before the next load, so setups
-// measured together (a pair) see the same moment of the machine.
+// measured together (a group) see the same moment of the machine.
 func (e *env) measure(ctx context.Context, rep *benchreport.Report, setups []*setup, echo *benchproc.Proc) error {
 	comps := make([][]*benchproc.Proc, len(setups))
 	for i, s := range setups {
@@ -448,7 +448,7 @@ func (e *env) measure(ctx context.Context, rep *benchreport.Report, setups []*se
 			return fmt.Errorf("benchrun: %s: warm-up: %w", s.name, err)
 		}
 	}
-	// A pair's partners have the same loads.
+	// A group's members have the same loads.
 	for _, l := range e.opts.loads(setups[0].name) {
 		for i, s := range setups {
 			row := benchreport.Row{Scenario: s.name, Load: l.name, Conns: l.conns, Rate: l.rate}
